@@ -1,0 +1,168 @@
+//! The container spec: what the toolstack asks pv-init to run.
+use serde::{Deserialize, Serialize};
+
+pub const SPEC_VERSION: u32 = 1;
+pub const CONFIG_MAGIC: &[u8; 8] = b"HXSPEC01";
+pub const CONFIG_MAX_JSON: usize = 1 << 20;
+pub const CONFIG_ALIGN: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    pub version: u32,
+    /// argv; argv[0] is looked up in the spec's PATH when it has no '/'.
+    pub args: Vec<String>,
+    /// KEY=VALUE pairs, in order.
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute).
+    pub cwd: String,
+    /// `""` (root), `name`, `uid`, `name:group`, `uid:gid`: resolved in the image's /etc/passwd and /etc/group.
+    pub user: String,
+    pub hostname: String,
+    /// Index of the read-only image rootfs disk.
+    pub rootfs: DiskFs,
+    /// Where the writable overlay upper lives.
+    pub upper: Upper,
+    /// Extra mounts, applied after the root is assembled, in order.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Network configuration; None = loopback only.
+    #[serde(default)]
+    pub network: Option<Network>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFs {
+    pub disk: u32,
+    pub fstype: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Upper {
+    /// tmpfs upper; size in MiB (0 = kernel default, half of RAM).
+    Tmpfs { size_mb: u64 },
+    /// A writable disk formatted by the host (ext4).
+    Disk { disk: u32, fstype: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MountSource {
+    Disk { disk: u32, fstype: String },
+    Tmpfs { size_mb: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    pub source: MountSource,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Interface to configure (eth0).
+    pub interface: String,
+    /// CIDR, e.g. 10.88.0.5/16.
+    pub address: String,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts lines.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigDiskError {
+    #[error("config disk: bad magic (not an hx config disk)")]
+    BadMagic,
+    #[error("config disk: spec length {0} out of range")]
+    BadLength(usize),
+    #[error("config disk: truncated ({have} of {want} bytes)")]
+    Truncated { have: usize, want: usize },
+    #[error("config disk: invalid spec JSON: {0}")]
+    Json(String),
+    #[error("config disk: spec version {0} unsupported (this pv-init speaks {SPEC_VERSION})")]
+    Version(u32),
+}
+
+impl ContainerSpec {
+    /// Encodes the spec as config-disk bytes: magic, u32-le length, JSON, zero padding.
+    pub fn to_config_disk(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("spec serializes");
+        let mut out = Vec::with_capacity(json.len() + 12 + CONFIG_ALIGN);
+        out.extend_from_slice(CONFIG_MAGIC);
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        let padded = out.len().div_ceil(CONFIG_ALIGN) * CONFIG_ALIGN;
+        out.resize(padded, 0);
+        out
+    }
+
+    /// Decodes config-disk bytes; untrusted input, strictly checked.
+    pub fn from_config_disk(bytes: &[u8]) -> Result<Self, ConfigDiskError> {
+        if bytes.len() < 12 || &bytes[..8] != CONFIG_MAGIC {
+            return Err(ConfigDiskError::BadMagic);
+        }
+        let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        if len == 0 || len > CONFIG_MAX_JSON {
+            return Err(ConfigDiskError::BadLength(len));
+        }
+        let body = bytes.get(12..12 + len).ok_or(ConfigDiskError::Truncated {
+            have: bytes.len().saturating_sub(12),
+            want: len,
+        })?;
+        let spec: ContainerSpec =
+            serde_json::from_slice(body).map_err(|e| ConfigDiskError::Json(e.to_string()))?;
+        if spec.version != SPEC_VERSION {
+            return Err(ConfigDiskError::Version(spec.version));
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ContainerSpec {
+        ContainerSpec {
+            version: SPEC_VERSION,
+            args: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: "".into(),
+            hostname: "c1".into(),
+            rootfs: DiskFs { disk: 0, fstype: "erofs".into() },
+            upper: Upper::Tmpfs { size_mb: 0 },
+            mounts: vec![],
+            network: None,
+        }
+    }
+
+    #[test]
+    fn config_disk_round_trips_and_is_aligned() {
+        let bytes = sample().to_config_disk();
+        assert_eq!(bytes.len() % CONFIG_ALIGN, 0);
+        assert_eq!(ContainerSpec::from_config_disk(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn config_disk_rejects_garbage() {
+        assert_eq!(ContainerSpec::from_config_disk(&[0u8; 4096]), Err(ConfigDiskError::BadMagic));
+        let mut bytes = sample().to_config_disk();
+        bytes[8..12].copy_from_slice(&(u32::MAX).to_le_bytes());
+        assert_eq!(ContainerSpec::from_config_disk(&bytes), Err(ConfigDiskError::BadLength(u32::MAX as usize)));
+        let mut bytes = sample().to_config_disk();
+        bytes[8..12].copy_from_slice(&(9000u32).to_le_bytes());
+        assert!(matches!(ContainerSpec::from_config_disk(&bytes[..100]), Err(ConfigDiskError::Truncated { .. })));
+        let mut bytes = sample().to_config_disk();
+        bytes[12] = b'x';
+        assert!(matches!(ContainerSpec::from_config_disk(&bytes), Err(ConfigDiskError::Json(_))));
+    }
+}

@@ -1,1 +1,29 @@
-fn main() {}
+//! hx: run OCI images as Xen (or QEMU) micro-VMs.
+mod cli;
+
+use clap::{CommandFactory, Parser};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    let globals = match cli::Globals::from_cli(&args) {
+        Ok(g) => g,
+        Err(e) => return report(e),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(cli::dispatch(&globals, args.command, cli::Cli::command));
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: anyhow::Error) -> ExitCode {
+    eprintln!("hx: {}", cli::one_line(&e));
+    ExitCode::from(cli::exit_code_for(&e) as u8)
+}

@@ -1,0 +1,146 @@
+//! The command line: one module per subcommand. Each module has `Args` (clap) and
+//! `async fn run(g: &Globals, args: Args) -> anyhow::Result<i32>` returning the exit code.
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub mod completion;
+pub mod images;
+pub mod import;
+pub mod inspect_image;
+pub mod load;
+pub mod prune;
+pub mod pull;
+pub mod rmi;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hx",
+    version,
+    about = "Run OCI images as Xen (or QEMU) micro-VMs",
+    long_about = "hx runs OCI/Docker images as lightweight virtual machines: every container gets its own \
+guest kernel and a tiny PID 1, on Xen (PVH or PV domains) or on QEMU where there is no Xen.",
+    infer_subcommands = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Store directory (default: /var/lib/hx as root, $XDG_DATA_HOME/hx otherwise)
+    #[arg(long, global = true, env = "HX_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// More logging (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pull an image from a registry
+    Pull(pull::Args),
+    /// List images in the local store
+    Images(images::Args),
+    /// Manage images (inspect, ls, rm, prune)
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Load images from an OCI layout directory, an oci-archive or a docker-save tarball
+    Load(load::Args),
+    /// Create an image from a tarball or directory of files (like docker import)
+    Import(import::Args),
+    /// Print shell completions
+    Completion(completion::Args),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Show an image's details as JSON
+    Inspect(inspect_image::Args),
+    /// List images
+    Ls(images::Args),
+    /// Remove images
+    Rm(rmi::Args),
+    /// Remove images no name points to, and unused blobs and rootfs builds
+    Prune(prune::Args),
+}
+
+/// Options every command sees.
+pub struct Globals {
+    pub root: PathBuf,
+    pub verbose: u8,
+}
+
+impl Globals {
+    pub fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
+        let root = match &cli.root {
+            Some(r) => r.clone(),
+            None => default_root()?,
+        };
+        Ok(Globals { root, verbose: cli.verbose })
+    }
+}
+
+fn default_root() -> anyhow::Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/hx"));
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("hx"));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("neither HX_ROOT, XDG_DATA_HOME nor HOME is set"))?;
+    Ok(PathBuf::from(home).join(".local/share/hx"))
+}
+
+pub fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub async fn dispatch(g: &Globals, command: Command, cli: fn() -> clap::Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Pull(a) => pull::run(g, a).await,
+        Command::Images(a) => images::run(g, a).await,
+        Command::Image(ImageCommand::Inspect(a)) => inspect_image::run(g, a).await,
+        Command::Image(ImageCommand::Ls(a)) => images::run(g, a).await,
+        Command::Image(ImageCommand::Rm(a)) => rmi::run(g, a).await,
+        Command::Image(ImageCommand::Prune(a)) => prune::run(g, a).await,
+        Command::Rmi(a) => rmi::run(g, a).await,
+        Command::Load(a) => load::run(g, a).await,
+        Command::Import(a) => import::run(g, a).await,
+        Command::Completion(a) => completion::run(a, cli()),
+    }
+}
+
+/// The error chain on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Exit code for an error: the library error's own code where there is one, else 125 (docker's
+/// "the tool itself failed").
+pub fn exit_code_for(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(ie) = cause.downcast_ref::<hx_images::Error>() {
+            return ie.exit_code();
+        }
+    }
+    125
+}

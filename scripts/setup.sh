@@ -1,0 +1,51 @@
+#!/bin/bash
+# Installs what hx needs on a Debian 12 machine, builds hx, pv-init and the hyper kernel, and
+# installs them: /usr/local/bin/hx, /usr/local/lib/hx/{bzImage,pv-init}.
+# Idempotent: a second run rebuilds only what changed (cargo and the kernel cache).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+prefix="${HX_PREFIX:-/usr/local}"
+log() { echo "setup: $*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: run as root (hx manages VMs, loop devices and /var/lib/hx)" >&2
+    exit 1
+fi
+
+PACKAGES=(
+    # build
+    gcc make pkg-config libssl-dev libclang-dev clang libxen-dev
+    # hyper kernel
+    linux-source-6.1 flex bison bc libelf-dev cpio xz-utils
+    # images and guests
+    erofs-utils e2fsprogs qemu-system-x86 busybox-static
+    # tests: registry, image building, networking
+    docker-registry skopeo mmdebstrap apache2-utils openssl python3 jq curl iproute2 nftables
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's docker-registry package starts a system registry on :5000; tests start their own.
+systemctl disable --now docker-registry >/dev/null 2>&1 || true
+
+cd "$repo"
+log "building hx"
+cargo build --release -p hx-toolstack
+log "building pv-init (static)"
+pv_init="$(scripts/build-pv-init.sh)"
+log "building the hyper kernel (cached after the first build)"
+kernel="$(kernel/build.sh)"
+
+install -D -m 0755 target/release/hx "$prefix/bin/hx"
+install -D -m 0755 "$pv_init" "$prefix/lib/hx/pv-init"
+install -D -m 0644 "$kernel" "$prefix/lib/hx/bzImage"
+install -D -m 0644 "$(dirname "$kernel")/vmlinux" "$prefix/lib/hx/vmlinux"
+mkdir -p /etc/bash_completion.d
+"$prefix/bin/hx" completion bash > /etc/bash_completion.d/hx
+log "installed $prefix/bin/hx and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"

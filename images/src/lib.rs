@@ -1,9 +1,17 @@
 //! Images for hx: references, registry pulls, the content-addressed store, layer application
 //! and the read-only rootfs images the guests mount.
+pub mod apply;
 pub mod digest;
 pub mod error;
+pub mod image;
+pub mod load;
+pub mod manifest;
 pub mod reference;
+pub mod rootfs;
+pub mod store;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use image::ImageRecord;
 pub use reference::Reference;
+pub use store::Store;

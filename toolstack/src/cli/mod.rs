@@ -144,3 +144,8 @@ pub fn exit_code_for(e: &anyhow::Error) -> i32 {
     }
     125
 }
+
+/// Image ids that containers (running or stopped) still use, with a container name each.
+pub fn images_in_use(_g: &Globals) -> anyhow::Result<Vec<(hx_images::Digest, String)>> {
+    Ok(vec![])
+}

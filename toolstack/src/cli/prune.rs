@@ -1,7 +1,26 @@
-//! Placeholder until the images work lands.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+//! `hx image prune`: dangling images, unreferenced blobs, stale rootfs builds and temp files.
+use hx_images::Store;
 
-pub async fn run(_g: &super::Globals, _args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Remove all images no container uses, not only unnamed ones
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let store = Store::open(&g.root)?;
+    let keep: Vec<_> = super::images_in_use(g)?.into_iter().map(|(id, _)| id).collect();
+    let r = store.prune(args.all, &keep)?;
+    for d in &r.images {
+        println!("Deleted: {d}");
+    }
+    println!(
+        "Total reclaimed space: {} ({} blobs, {} rootfs images, {} temp files)",
+        super::images::human_size(r.bytes),
+        r.blobs,
+        r.rootfs,
+        r.temp
+    );
+    Ok(0)
 }

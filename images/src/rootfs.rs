@@ -1,0 +1,109 @@
+//! Read-only rootfs images: layers applied into a private staging directory, then packed into
+//! an erofs image that the guest mounts from a block device (docs/images.md says why erofs).
+use crate::apply::{open_layer, LayerApplier};
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+use crate::store::{free_space, remove_any, sync_dir, Store};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Bumped whenever the way a rootfs is built changes: old builds are then rebuilt (and pruned).
+pub const FORMAT_VERSION: u32 = 1;
+pub const FSTYPE: &str = "erofs";
+
+impl Store {
+    pub fn rootfs_path(&self, image: &ImageRecord) -> PathBuf {
+        self.root().join("rootfs").join(format!("{}.v{FORMAT_VERSION}.{FSTYPE}", image.id.hex()))
+    }
+
+    /// The image's read-only rootfs, built once and cached.
+    pub fn rootfs(&self, image: &ImageRecord) -> Result<PathBuf> {
+        let dest = self.rootfs_path(image);
+        if dest.is_file() {
+            return Ok(dest);
+        }
+        // Unpacked layers are usually 2-3x their gzip size, and the image holds them again.
+        let need: u64 = image.layers.iter().map(|l| if l.media_type.contains("gzip") { l.size * 3 } else { l.size }).sum::<u64>() * 2;
+        let free = free_space(self.root())?;
+        if free < need {
+            return Err(Error::NoSpace { path: self.root().to_path_buf(), need, free });
+        }
+        let staging = tempfile::Builder::new().prefix("rootfs-").tempdir_in(self.tmp_dir()).map_err(|e| Error::io(self.tmp_dir(), e))?;
+        let tree = staging.path().join("tree");
+        fs::DirBuilder::new().mode(0o755).create(&tree).map_err(|e| Error::io(&tree, e))?;
+        tracing::info!(image = %image.id, layers = image.layers.len(), "building rootfs");
+        for layer in &image.layers {
+            let reader = open_layer(&self.blob_path(&layer.digest), &layer.media_type)?;
+            LayerApplier::new(&tree, layer.digest.as_str()).apply(reader)?;
+        }
+        let out = staging.path().join("rootfs.img");
+        make_erofs(&tree, &out)?;
+        fs::rename(&out, &dest).map_err(|e| Error::io(&dest, e))?;
+        sync_dir(dest.parent().unwrap());
+        drop(staging);
+        Ok(dest)
+    }
+}
+
+/// Packs `tree` into an uncompressed erofs image (the hyper kernel has no EROFS_FS_ZIP:
+/// compression costs guest CPU on every read and the layers are already cached compressed).
+pub fn make_erofs(tree: &Path, out: &Path) -> Result<()> {
+    run_tool(Command::new("mkfs.erofs").args(["--quiet", "--preserve-mtime", "-U", "6878726f-6f74-6673-0000-000000000001"]).arg(out).arg(tree), "mkfs.erofs")?;
+    let f = fs::File::open(out).map_err(|e| Error::io(out, e))?;
+    f.sync_all().map_err(|e| Error::io(out, e))?;
+    Ok(())
+}
+
+/// Packs `tree` into an ext4 image without a journal, sized to fit (for the erofs/ext4 benchmark,
+/// and for writable disks).
+pub fn make_ext4(tree: Option<&Path>, out: &Path, size_bytes: u64) -> Result<()> {
+    let f = fs::File::create(out).map_err(|e| Error::io(out, e))?;
+    f.set_len(size_bytes).map_err(|e| Error::io(out, e))?;
+    drop(f);
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=0,root_owner=0:0", "-m", "0"]);
+    if let Some(t) = tree {
+        cmd.arg("-d").arg(t);
+    }
+    cmd.arg(out);
+    if let Err(e) = run_tool(&mut cmd, "mkfs.ext4") {
+        let _ = remove_any(out);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn run_tool(cmd: &mut Command, tool: &str) -> Result<()> {
+    let out = cmd.output().map_err(|e| Error::RootfsBuild { tool: tool.into(), detail: format!("cannot run: {e} (install erofs-utils / e2fsprogs)") })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let detail = lines.iter().find(|l| l.contains("<E>") || l.to_lowercase().contains("error")).or(lines.first()).unwrap_or(&"failed").to_string();
+        if stderr.contains("No space left") {
+            return Err(Error::NoSpace { path: PathBuf::from(tool), need: 0, free: 0 });
+        }
+        return Err(Error::RootfsBuild { tool: tool.into(), detail });
+    }
+    Ok(())
+}
+
+/// Total size of the files under `dir` (for sizing ext4 images).
+pub fn tree_size(dir: &Path) -> u64 {
+    fn walk(p: &Path, acc: &mut u64) {
+        if let Ok(rd) = fs::read_dir(p) {
+            for e in rd.flatten() {
+                if let Ok(m) = e.metadata() {
+                    *acc += m.len().div_ceil(4096) * 4096 + 256;
+                    if m.is_dir() {
+                        walk(&e.path(), acc);
+                    }
+                }
+            }
+        }
+    }
+    let mut acc = 0;
+    walk(dir, &mut acc);
+    acc
+}

@@ -1,11 +1,13 @@
 //! Images for hx: references, registry pulls, the content-addressed store, layer application
 //! and the read-only rootfs images the guests mount.
 pub mod apply;
+pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod image;
 pub mod load;
 pub mod manifest;
+pub mod pull;
 pub mod reference;
 pub mod rootfs;
 pub mod store;

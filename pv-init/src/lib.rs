@@ -1,4 +1,5 @@
-//! The container spec shared by the toolstack and the guest's PID 1, and the
-//! config-disk encoding that carries it (see docs/guest-protocol.md).
+//! The container spec shared by the toolstack and the guest's PID 1, the config-disk encoding
+//! that carries it, and the initramfs that boots pv-init (see docs/guest-protocol.md).
+pub mod initramfs;
 pub mod spec;
 pub mod status;

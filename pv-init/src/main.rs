@@ -1,1 +1,74 @@
-fn main() {}
+//! pv-init: PID 1 of an hx guest. Reads the container spec from the config disk, assembles the
+//! root (read-only image + writable overlay), runs the workload, reports how it ended, powers off.
+mod devices;
+mod exec;
+mod mounts;
+mod users;
+
+use pv_init::status::Status;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Where status lines go; set once the channel is found.
+static STATUS: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// A failure to start the workload: exit code (docker's 125/126/127) and a one-line reason.
+#[derive(Debug)]
+pub struct InitError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl InitError {
+    pub fn setup(message: impl Into<String>) -> Self {
+        InitError { code: 125, message: message.into() }
+    }
+}
+
+pub fn console(msg: &str) {
+    if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = writeln!(c, "pv-init: {msg}");
+    }
+}
+
+fn report(status: &Status) {
+    if let Some(f) = STATUS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = f.write_all(status.to_line().as_bytes());
+        let _ = f.sync_all();
+    }
+}
+
+fn power_off() -> ! {
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // Not PID 1 (a test run) or the call failed: there is nothing else to do.
+    std::process::exit(1);
+}
+
+fn main() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = format!("pv-init panicked: {info}");
+        console(&msg);
+        report(&Status::InitError { code: 125, message: msg.replace('\n', " ") });
+        power_off();
+    }));
+    let outcome = run();
+    match outcome {
+        Ok(status) => report(&status),
+        Err(e) => {
+            console(&format!("error: {}", e.message));
+            report(&Status::InitError { code: e.code, message: e.message });
+        }
+    }
+    power_off();
+}
+
+fn run() -> Result<Status, InitError> {
+    mounts::early()?;
+    let channels = devices::Channels::find()?;
+    *STATUS.lock().unwrap_or_else(|e| e.into_inner()) = Some(channels.status.try_clone().map_err(|e| InitError::setup(format!("status channel: {e}")))?);
+    let disks = devices::Disks::find()?;
+    let spec = disks.read_spec()?;
+    mounts::assemble_root(&spec, &disks)?;
+    exec::run_workload(&spec, channels)
+}

@@ -1,5 +1,30 @@
 //! hx: run OCI images as Xen (or QEMU) micro-VMs.
+mod assets;
+mod backend;
 mod cli;
+mod container;
+mod runtime;
+
+/// Errors of the toolstack itself; exit codes in docs/cli.md.
+#[derive(Debug, thiserror::Error)]
+pub enum HxError {
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("container {0} is running: stop it first or use -f")]
+    Running(String),
+    #[error("the container name {0:?} is already in use")]
+    NameInUse(String),
+}
+
+impl HxError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HxError::NoSuchContainer(_) => 1,
+            HxError::Running(_) => 1,
+            HxError::NameInUse(_) => 125,
+        }
+    }
+}
 
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;

@@ -6,11 +6,19 @@ use std::path::PathBuf;
 pub mod completion;
 pub mod images;
 pub mod import;
+pub mod inspect;
 pub mod inspect_image;
+pub mod kill;
 pub mod load;
+pub mod logs;
 pub mod prune;
+pub mod ps;
 pub mod pull;
+pub mod rm;
 pub mod rmi;
+pub mod run;
+pub mod stop;
+pub mod wait;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +43,22 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a command in a new container (a micro-VM)
+    Run(run::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Show a container's output
+    Logs(logs::Args),
+    /// Stop containers: SIGTERM, then kill after a grace period
+    Stop(stop::Args),
+    /// Send a signal to containers' main process
+    Kill(kill::Args),
+    /// Remove containers
+    Rm(rm::Args),
+    /// Show a container's details as JSON
+    Inspect(inspect::Args),
+    /// Wait for containers to stop and print their exit codes
+    Wait(wait::Args),
     /// Pull an image from a registry
     Pull(pull::Args),
     /// List images in the local store
@@ -109,6 +133,14 @@ pub fn init_tracing(verbose: u8) {
 
 pub async fn dispatch(g: &Globals, command: Command, cli: fn() -> clap::Command) -> anyhow::Result<i32> {
     match command {
+        Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
+        Command::Ps(a) => ps::run(g, a).await,
+        Command::Logs(a) => logs::run(g, a).await,
+        Command::Stop(a) => stop::run(g, a).await,
+        Command::Kill(a) => kill::run(g, a).await,
+        Command::Rm(a) => rm::run(g, a).await,
+        Command::Inspect(a) => inspect::run(g, a).await,
+        Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,
         Command::Images(a) => images::run(g, a).await,
         Command::Image(ImageCommand::Inspect(a)) => inspect_image::run(g, a).await,
@@ -137,7 +169,13 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// Exit code for an error: the library error's own code where there is one, else 125 (docker's
 /// "the tool itself failed").
 pub fn exit_code_for(e: &anyhow::Error) -> i32 {
+    if let Some(f) = e.downcast_ref::<Fixed>() {
+        return f.code;
+    }
     for cause in e.chain() {
+        if let Some(he) = cause.downcast_ref::<crate::HxError>() {
+            return he.exit_code();
+        }
         if let Some(ie) = cause.downcast_ref::<hx_images::Error>() {
             return ie.exit_code();
         }
@@ -146,6 +184,30 @@ pub fn exit_code_for(e: &anyhow::Error) -> i32 {
 }
 
 /// Image ids that containers (running or stopped) still use, with a container name each.
-pub fn images_in_use(_g: &Globals) -> anyhow::Result<Vec<(hx_images::Digest, String)>> {
-    Ok(vec![])
+pub fn images_in_use(g: &Globals) -> anyhow::Result<Vec<(hx_images::Digest, String)>> {
+    Ok(crate::container::list(&g.root)?
+        .into_iter()
+        .filter_map(|c| hx_images::Digest::parse(&c.image_id).ok().map(|d| (d, c.name)))
+        .collect())
 }
+
+/// Forces an exit code whatever the cause (`hx run`: 125 for hx's own failures, like docker).
+#[derive(Debug)]
+pub struct Fixed {
+    pub code: i32,
+    pub inner: anyhow::Error,
+}
+
+impl Fixed {
+    pub fn wrap(code: i32, inner: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(Fixed { code, inner })
+    }
+}
+
+impl std::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&one_line(&self.inner))
+    }
+}
+
+impl std::error::Error for Fixed {}

@@ -1,0 +1,272 @@
+//! `hx pull`: manifests and layers from a registry into the store, through oci-client.
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+use crate::manifest::{Descriptor, Manifest, PlatformSpec, ACCEPTED_MANIFESTS};
+use crate::reference::Reference;
+use crate::store::{free_space, Store};
+use futures_util::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+/// Layers fetched at once, like docker.
+const CONCURRENT_LAYERS: usize = 3;
+
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Platform to pick from an index; default linux/amd64.
+    pub platform: Option<PlatformSpec>,
+    /// Registries to reach over plain HTTP besides localhost/127.0.0.0/8/::1.
+    pub insecure_registries: Vec<String>,
+    /// Progress bars (on a terminal) or lines (otherwise) on stderr.
+    pub progress: bool,
+}
+
+fn is_local(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { registry }).unwrap_or(registry);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+fn insecure_list(opts: &PullOptions, registry: &str) -> Vec<String> {
+    let mut v: Vec<String> = opts.insecure_registries.clone();
+    if let Ok(env) = std::env::var("HX_INSECURE_REGISTRIES") {
+        v.extend(env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    if is_local(registry) {
+        v.push(registry.to_string());
+    }
+    v
+}
+
+fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
+    match (digest.or(r.digest.as_ref()), &r.tag) {
+        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
+        (None, Some(t)) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
+        (None, None) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), "latest".into()),
+    }
+}
+
+/// Maps oci-client's errors to ours, so each failure has its own exit code.
+fn map_err(r: &Reference, what: &str, e: OciDistributionError) -> Error {
+    let registry = r.registry.clone();
+    match e {
+        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+            Error::Unauthorized { registry, detail: format!("{what}: authentication required (credentials in docker's config.json: $DOCKER_CONFIG or ~/.docker)") }
+        }
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<String> = envelope.errors.iter().map(|e| format!("{:?}", e.code)).collect();
+            let msg: Vec<String> = envelope.errors.iter().map(|e| e.message.clone()).collect();
+            if codes.iter().any(|c| c.contains("ManifestUnknown") || c.contains("NameUnknown") || c.contains("BlobUnknown")) {
+                Error::ManifestNotFound { reference: r.to_string(), registry }
+            } else if codes.iter().any(|c| c.contains("Unauthorized") || c.contains("Denied")) {
+                Error::Unauthorized { registry, detail: msg.join("; ") }
+            } else {
+                Error::Registry { registry, detail: format!("{what}: {}", msg.join("; ")) }
+            }
+        }
+        OciDistributionError::ServerError { code: 404, .. } | OciDistributionError::ImageManifestNotFoundError(_) => {
+            Error::ManifestNotFound { reference: r.to_string(), registry }
+        }
+        OciDistributionError::ServerError { code: 401, .. } => Error::Unauthorized { registry, detail: what.to_string() },
+        OciDistributionError::RequestError(re) => {
+            let mut detail = re.to_string();
+            let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&re);
+            while let Some(s) = src {
+                detail = format!("{detail}: {s}");
+                src = s.source();
+            }
+            Error::RegistryUnreachable { registry, detail: format!("{what}: {detail}") }
+        }
+        OciDistributionError::IoError(io) => Error::RegistryUnreachable { registry, detail: format!("{what}: {io}") },
+        other => Error::Registry { registry, detail: format!("{what}: {other}") },
+    }
+}
+
+struct Session {
+    client: Client,
+    auth: RegistryAuth,
+    reference: Reference,
+}
+
+impl Session {
+    async fn open(reference: &Reference, opts: &PullOptions) -> Result<Session> {
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(insecure_list(opts, &reference.registry)),
+            connect_timeout: Some(std::time::Duration::from_secs(15)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let client = Client::new(config);
+        let auth = match crate::auth::credentials(&reference.registry) {
+            Some((u, p)) => RegistryAuth::Basic(u, p),
+            None => RegistryAuth::Anonymous,
+        };
+        let r = oci_ref(reference, None);
+        client.auth(&r, &auth, RegistryOperation::Pull).await.map_err(|e| map_err(reference, "authentication", e))?;
+        Ok(Session { client, auth, reference: reference.clone() })
+    }
+
+    async fn manifest(&self, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
+        let r = oci_ref(&self.reference, digest);
+        let (bytes, digest_str) = self
+            .client
+            .pull_manifest_raw(&r, &self.auth, ACCEPTED_MANIFESTS)
+            .await
+            .map_err(|e| map_err(&self.reference, "manifest", e))?;
+        let actual = Digest::of_bytes(&bytes);
+        let claimed = Digest::parse(&digest_str).unwrap_or(actual.clone());
+        let want = digest.cloned().unwrap_or(claimed);
+        if actual != want {
+            return Err(Error::DigestMismatch { digest: want.to_string(), actual: actual.to_string() });
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    async fn blob(&self, store: &Store, desc: &Descriptor, bar: &ProgressBar) -> Result<()> {
+        if store.has_blob(&desc.digest) {
+            bar.finish_with_message("Already exists");
+            return Ok(());
+        }
+        let mut w = store.begin_blob(&desc.digest)?;
+        if w.offset() > desc.size {
+            w.reset()?;
+        }
+        let r = oci_ref(&self.reference, None);
+        let layer = oci_client::manifest::OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.to_string(),
+            size: desc.size as i64,
+            ..Default::default()
+        };
+        let resumed = w.offset();
+        let mut stream = if resumed > 0 && resumed < desc.size {
+            tracing::info!(digest = %desc.digest, offset = resumed, "resuming download");
+            match self.client.pull_blob_stream_partial(&r, &layer, resumed, None).await.map_err(|e| map_err(&self.reference, "blob", e))? {
+                BlobResponse::Partial(s) => s.stream,
+                BlobResponse::Full(s) => {
+                    w.reset()?;
+                    s.stream
+                }
+            }
+        } else {
+            if resumed >= desc.size {
+                w.reset()?;
+            }
+            self.client.pull_blob_stream(&r, &layer).await.map_err(|e| map_err(&self.reference, "blob", e))?.stream
+        };
+        bar.set_length(desc.size);
+        bar.set_position(w.offset());
+        bar.set_message(if w.offset() > 0 { "Resuming" } else { "Downloading" });
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::RegistryUnreachable { registry: self.reference.registry.clone(), detail: format!("blob {}: {e}", desc.digest) })?;
+            if w.offset() + chunk.len() as u64 > desc.size {
+                drop(w);
+                let _ = std::fs::remove_file(store.tmp_dir().join(format!("partial-{}", desc.digest.hex())));
+                return Err(Error::DigestMismatch { digest: desc.digest.to_string(), actual: "(more bytes than the descriptor's size)".into() });
+            }
+            w.write_all(&chunk)?;
+            bar.set_position(w.offset());
+        }
+        w.commit(Some(desc.size))?;
+        bar.finish_with_message("Pull complete");
+        Ok(())
+    }
+}
+
+/// Pulls `reference` into the store, builds its rootfs, and names it.
+pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
+    let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
+    let session = Session::open(reference, opts).await?;
+    let (mut bytes, mut mdigest) = session.manifest(None).await?;
+    let manifest = loop {
+        match Manifest::parse(&reference.to_string(), "", &bytes)? {
+            Manifest::Image(m) => break m,
+            Manifest::Index(index) => {
+                let chosen = platform.select(&reference.to_string(), &index)?.digest.clone();
+                (bytes, mdigest) = session.manifest(Some(&chosen)).await?;
+            }
+        }
+    };
+    let name = reference.digest.is_none().then(|| reference.to_string());
+    let up_to_date = store.has_blob(&mdigest) && store.find_image(mdigest.as_str()).is_ok();
+
+    let missing: u64 = manifest.layers.iter().filter(|l| !store.has_blob(&l.digest)).map(|l| l.size).sum();
+    // Layers, then their unpacked tree and the rootfs image built from it.
+    let need = missing * 4;
+    let free = free_space(store.root())?;
+    if need > free {
+        return Err(Error::NoSpace { path: store.root().to_path_buf(), need, free });
+    }
+
+    let multi = MultiProgress::with_draw_target(if opts.progress && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let lines = opts.progress && !std::io::stderr().is_terminal();
+    if opts.progress {
+        eprintln!("{}: Pulling from {}", reference.tag.as_deref().unwrap_or("digest"), reference.name());
+    }
+    let style = ProgressStyle::with_template("{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes}").expect("template").progress_chars("=> ");
+
+    let config_bar = ProgressBar::hidden();
+    session.blob(store, &manifest.config, &config_bar).await?;
+
+    let session = Arc::new(session);
+    let mut pending = futures_util::stream::iter(manifest.layers.clone().into_iter().map(|layer| {
+        let session = session.clone();
+        let store = store.clone();
+        let bar = multi.add(ProgressBar::new(layer.size).with_style(style.clone()).with_prefix(layer.digest.short().to_string()));
+        async move {
+            let r = session.blob(&store, &layer, &bar).await;
+            if lines && r.is_ok() {
+                eprintln!("{}: Pull complete", layer.digest.short());
+            }
+            r
+        }
+    }))
+    .buffer_unordered(CONCURRENT_LAYERS);
+    let mut first_err = None;
+    while let Some(r) = pending.next().await {
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let stored = store.put_blob(&bytes)?;
+    debug_assert_eq!(stored, mdigest);
+    let record = store.add_image(&mdigest, name.as_deref())?;
+    let store2 = store.clone();
+    let rec2 = record.clone();
+    tokio::task::spawn_blocking(move || store2.rootfs(&rec2)).await.map_err(|e| Error::Store { path: store.root().to_path_buf(), detail: e.to_string() })??;
+    if opts.progress {
+        eprintln!("Digest: {mdigest}");
+        if up_to_date {
+            eprintln!("Status: Image is up to date for {}", reference.familiar());
+        } else {
+            eprintln!("Status: Downloaded newer image for {}", reference.familiar());
+        }
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_registries_are_plain_http() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:41234"));
+        assert!(is_local("[::1]:5000"));
+        assert!(!is_local("docker.io"));
+        assert!(!is_local("registry.example.com:5000"));
+        let opts = PullOptions { insecure_registries: vec!["lab:5000".into()], ..Default::default() };
+        assert!(insecure_list(&opts, "docker.io").contains(&"lab:5000".to_string()));
+        assert!(!insecure_list(&opts, "docker.io").contains(&"docker.io".to_string()));
+    }
+}

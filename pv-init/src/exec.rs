@@ -1,0 +1,214 @@
+//! Starting the workload and supervising it as PID 1.
+use crate::devices::Channels;
+use crate::users::{self, Ident};
+use crate::InitError;
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use pv_init::spec::ContainerSpec;
+use pv_init::status::{Control, Status};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, InitError> {
+    let ident = users::resolve(
+        &spec.user,
+        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+    )?;
+    let env = environment(spec, &ident);
+    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
+    let argv0 = spec.args.first().ok_or_else(|| InitError::setup("no command specified"))?;
+    let program = lookup(argv0, &path_var)?;
+    if !Path::new(&spec.cwd).is_dir() {
+        std::fs::create_dir_all(&spec.cwd).map_err(|e| InitError::setup(format!("workdir {}: {e}", spec.cwd)))?;
+    }
+
+    let cstr = |s: &str| CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")));
+    let c_prog = cstr(&program)?;
+    let c_args = spec.args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let c_env = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let c_cwd = cstr(&spec.cwd)?;
+
+    let mut forwarded = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        forwarded.add(s);
+    }
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
+    let devnull = std::fs::File::open("/dev/null").map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
+
+    // SAFETY: single-threaded PID 1; the child only calls async-signal-safe functions until exec.
+    let child = match unsafe { fork() } {
+        Err(e) => return Err(InitError::setup(format!("fork: {e}"))),
+        Ok(ForkResult::Child) => {
+            let fail = |step: u8, errno: i32| -> ! {
+                let mut msg = [0u8; 5];
+                msg[0] = step;
+                msg[1..].copy_from_slice(&errno.to_le_bytes());
+                // SAFETY: writing a small buffer to our pipe, then exiting without unwinding.
+                unsafe {
+                    libc::write(err_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+                    libc::_exit(127);
+                }
+            };
+            let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            // SAFETY: plain syscalls on valid fds/pointers in the forked child.
+            unsafe {
+                libc::setsid();
+                libc::dup2(devnull.as_raw_fd(), 0);
+                libc::dup2(channels.stdout.as_raw_fd(), 1);
+                libc::dup2(channels.stderr.as_raw_fd(), 2);
+                let groups: Vec<libc::gid_t> = ident.groups.clone();
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 { fail(1, *libc::__errno_location()) }
+                if libc::setgid(ident.gid) != 0 { fail(1, *libc::__errno_location()) }
+                if libc::setuid(ident.uid) != 0 { fail(1, *libc::__errno_location()) }
+                if libc::chdir(c_cwd.as_ptr()) != 0 { fail(2, *libc::__errno_location()) }
+                let argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+                let envp: Vec<*const libc::c_char> = c_env.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+                libc::execve(c_prog.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                fail(3, *libc::__errno_location())
+            }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(err_w);
+    let mut buf = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut buf);
+    if buf.len() == 5 {
+        let errno = i32::from_le_bytes(buf[1..5].try_into().unwrap());
+        let _ = waitpid(child, None);
+        let e = std::io::Error::from_raw_os_error(errno);
+        return Err(match buf[0] {
+            1 => InitError { code: 126, message: format!("setting user {:?}: {e}", spec.user) },
+            2 => InitError { code: 126, message: format!("chdir to cwd ({:?}) set in config.json failed: {e}", spec.cwd) },
+            _ if errno == libc::ENOENT => InitError { code: 127, message: format!("exec: {argv0:?}: stat {program}: no such file or directory") },
+            _ => InitError { code: 126, message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()) },
+        });
+    }
+    report_started(child);
+    supervise(child, forwarded, channels)
+}
+
+fn report_started(child: Pid) {
+    let uptime_ms = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|f| f.parse::<f64>().ok()))
+        .map(|f| (f * 1000.0) as u64)
+        .unwrap_or(0);
+    crate::report(&Status::Started { pid: child.as_raw(), uptime_ms });
+}
+
+fn environment(spec: &ContainerSpec, ident: &Ident) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let has = |env: &Vec<String>, k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+    for e in &spec.env {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    if !has(&env, "PATH") {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={}", spec.hostname));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", if ident.home.is_empty() { "/" } else { &ident.home }));
+    }
+    env
+}
+
+/// argv[0] as docker resolves it: a name with '/' as is, else the first executable in PATH.
+fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
+    if argv0.contains('/') {
+        return match std::fs::metadata(argv0) {
+            Ok(m) if m.is_dir() => Err(InitError { code: 126, message: format!("exec: {argv0:?}: is a directory") }),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(InitError { code: 126, message: format!("exec: {argv0:?}: permission denied") }),
+            Ok(_) => Ok(argv0.to_string()),
+            Err(_) => Err(InitError { code: 127, message: format!("exec: {argv0:?}: stat {argv0}: no such file or directory") }),
+        };
+    }
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = format!("{dir}/{argv0}");
+        if let Ok(m) = std::fs::metadata(&cand) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(cand);
+            }
+        }
+    }
+    Err(InitError { code: 127, message: format!("exec: {argv0:?}: executable file not found in $PATH") })
+}
+
+/// PID 1's loop: forward signals and control lines to the workload, reap everything, and return
+/// how the workload ended.
+fn supervise(child: Pid, signals: SigSet, channels: Channels) -> Result<Status, InitError> {
+    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| InitError::setup(format!("signalfd: {e}")))?;
+    let mut control = channels.control;
+    let mut control_buf = Vec::new();
+    let mut control_ok = true;
+    loop {
+        let mut fds = vec![nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        if control_ok {
+            fds.push(nix::poll::PollFd::new(control.as_fd(), nix::poll::PollFlags::POLLIN));
+        }
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+        let sig_ready = fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
+        let ctl_ready = fds.get(1).and_then(|f| f.revents()).unwrap_or(nix::poll::PollFlags::empty());
+        drop(fds);
+        if ctl_ready.contains(nix::poll::PollFlags::POLLIN) {
+            let mut buf = [0u8; 256];
+            match control.read(&mut buf) {
+                Ok(0) | Err(_) => control_ok = false,
+                Ok(n) => {
+                    control_buf.extend_from_slice(&buf[..n]);
+                    while let Some(pos) = control_buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = control_buf.drain(..=pos).collect();
+                        if let Some(Control::Signal(n)) = Control::parse_line(&String::from_utf8_lossy(&line)) {
+                            if let Ok(sig) = Signal::try_from(n) {
+                                let _ = signal::kill(child, sig);
+                            }
+                        }
+                    }
+                    control_buf.truncate(4096);
+                }
+            }
+        } else if ctl_ready.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR) {
+            // The host end is not connected: stop polling it so the loop doesn't spin.
+            control_ok = false;
+        }
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let signo = info.ssi_signo as i32;
+                if signo != libc::SIGCHLD {
+                    if let Ok(sig) = Signal::try_from(signo) {
+                        let _ = signal::kill(child, sig);
+                    }
+                }
+            }
+        }
+        // Reap everything; the workload's end is the container's end.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => return Ok(finish(Status::Exited { code })),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return Ok(finish(Status::Signaled { signal: sig as i32 })),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+/// Kills what the workload left behind and flushes.
+fn finish(status: Status) -> Status {
+    let _ = signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while waitpid(Pid::from_raw(-1), None).is_ok() {}
+    let _ = std::io::stdout().flush();
+    status
+}

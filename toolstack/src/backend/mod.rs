@@ -1,0 +1,84 @@
+//! Backends: how a container's VM is started, signalled, stopped and cleaned up. Everything
+//! else (images, spec, config disk, channels, state) is shared.
+pub mod qemu;
+
+use crate::container::Container;
+use std::path::{Path, PathBuf};
+
+/// A disk given to the guest, in order (docs/guest-protocol.md: 0 rootfs, 1 config, 2.. more).
+pub struct Disk {
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+pub struct VmSpec<'a> {
+    pub name: &'a str,
+    /// The container directory: channel logs (stdout.log, stderr.log, status.log) and the
+    /// console log land here.
+    pub dir: &'a Path,
+    pub kernel: &'a Path,
+    pub initramfs: &'a Path,
+    pub disks: Vec<Disk>,
+    pub memory_mb: u64,
+    pub cpus: u32,
+}
+
+/// What identifies a started VM.
+pub struct VmHandle {
+    pub pid: i32,
+    pub pid_start: u64,
+    pub domid: Option<u32>,
+}
+
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// Starts the VM; returns once the hypervisor has it (not when the guest has booted).
+    fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle>;
+    fn is_running(&self, c: &Container) -> bool;
+    /// Sends a control line to pv-init (docs/guest-protocol.md).
+    fn send_control(&self, c: &Container, dir: &Path, line: &str) -> anyhow::Result<()>;
+    /// Stops the VM at once, whatever the guest is doing; returns when it is gone.
+    fn kill(&self, c: &Container) -> anyhow::Result<()>;
+    /// Removes the backend's runtime leftovers (sockets, fifos, devices) of a stopped VM.
+    fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()>;
+}
+
+/// `--backend`/HX_BACKEND, else Xen on a dom0, else QEMU.
+pub fn select(name: Option<&str>, root: &Path) -> anyhow::Result<Box<dyn Backend>> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None if is_xen_dom0() => "xen".to_string(),
+        None => "qemu".to_string(),
+    };
+    match name.as_str() {
+        "qemu" => Ok(Box::new(qemu::Qemu::new(root))),
+        "xen" => anyhow::bail!("the xen backend is not available in this build yet (use --backend qemu)"),
+        other => anyhow::bail!("unknown backend {other:?} (qemu or xen)"),
+    }
+}
+
+pub fn for_container(c: &Container, root: &Path) -> anyhow::Result<Box<dyn Backend>> {
+    select(Some(&c.backend), root)
+}
+
+pub fn is_xen_dom0() -> bool {
+    std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"))
+}
+
+/// Start time of a process in clock ticks since boot, if it exists and is not a zombie.
+pub fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+pub fn process_alive(pid: Option<i32>, start: Option<u64>) -> bool {
+    match (pid, start) {
+        (Some(p), Some(s)) => process_start(p) == Some(s),
+        _ => false,
+    }
+}

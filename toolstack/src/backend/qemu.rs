@@ -1,0 +1,213 @@
+//! The QEMU backend: a microvm machine with virtio-mmio disks and virtio-serial channels,
+//! KVM when a probe shows it can run our kernel, TCG otherwise.
+use super::{process_alive, process_start, Backend, VmHandle, VmSpec};
+use crate::container::Container;
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Qemu {
+    binary: String,
+}
+
+pub const CHANNELS: [&str; 3] = ["stdout", "stderr", "status"];
+
+impl Qemu {
+    pub fn new(_root: &Path) -> Self {
+        Qemu { binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()) }
+    }
+
+    /// KVM only if it really boots our kernel; the verdict is cached per kernel and QEMU binary.
+    fn accel(&self, kernel: &Path) -> &'static str {
+        match std::env::var("HX_ACCEL").as_deref() {
+            Ok("tcg") => return "tcg",
+            Ok("kvm") => return "kvm",
+            _ => {}
+        }
+        if !Path::new("/dev/kvm").exists() {
+            tracing::info!("accelerator: tcg (no /dev/kvm)");
+            return "tcg";
+        }
+        let key = format!("{}-{}", kernel.display(), std::fs::metadata(kernel).map(|m| m.len()).unwrap_or(0));
+        let cache = std::env::temp_dir().join(format!("hx-kvm-probe-{}", hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes())[..8])));
+        if let Ok(v) = std::fs::read_to_string(&cache) {
+            tracing::info!("accelerator: {} (cached probe {})", v.trim(), cache.display());
+            return if v.trim() == "kvm" { "kvm" } else { "tcg" };
+        }
+        let ok = self.probe_kvm(kernel);
+        let verdict = if ok { "kvm" } else { "tcg" };
+        tracing::info!("accelerator: {verdict} (KVM probe {})", if ok { "booted the kernel" } else { "failed" });
+        let _ = std::fs::write(&cache, verdict);
+        verdict
+    }
+
+    /// Boots the kernel under KVM with no init: reaching "No working init found" proves the
+    /// kernel runs (kvm_pvm hosts abort or hang instead).
+    fn probe_kvm(&self, kernel: &Path) -> bool {
+        let Ok(mut child) = Command::new(&self.binary)
+            .args(["-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "64", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio"])
+            .arg("-kernel")
+            .arg(kernel)
+            .args(["-append", "console=ttyS0 panic=-1 rdinit=/hx-probe-no-init init=/hx-probe-no-init"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out);
+        out.contains("No working init found") || out.contains("VFS: Unable to mount root")
+    }
+
+    pub fn command(&self, spec: &VmSpec, accel: &str) -> Command {
+        let d = spec.dir;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("-name").arg(format!("hx-{}", spec.name));
+        cmd.args(["-M", "microvm,x-option-roms=off,rtc=on", "-accel", accel]);
+        cmd.args(["-cpu", if accel == "kvm" { "host" } else { "max" }]);
+        cmd.arg("-m").arg(format!("{}M", spec.memory_mb));
+        cmd.arg("-smp").arg(spec.cpus.to_string());
+        cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+        cmd.arg("-kernel").arg(spec.kernel).arg("-initrd").arg(spec.initramfs);
+        cmd.args(["-append", "console=ttyS0 quiet panic=-1 hx.backend=qemu"]);
+        cmd.arg("-serial").arg(format!("file:{}", d.join("console.log").display()));
+        for (i, disk) in spec.disks.iter().enumerate() {
+            let ro = if disk.readonly { ",readonly=on" } else { "" };
+            cmd.arg("-drive").arg(format!("id=disk{i},file={},format=raw,if=none,cache=unsafe{ro}", qemu_path(&disk.path)));
+            cmd.arg("-device").arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
+        }
+        cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
+        for ch in CHANNELS {
+            cmd.arg("-chardev").arg(format!("file,id=ch-{ch},path={}", qemu_path(&d.join(format!("{ch}.log")))));
+            cmd.arg("-device").arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
+        }
+        cmd.arg("-chardev").arg(format!("pipe,id=ch-control,path={}", qemu_path(&d.join("control"))));
+        cmd.args(["-device", "virtserialport,chardev=ch-control,name=hx.control"]);
+        cmd
+    }
+}
+
+/// QEMU option values use ',' as separator; double it inside paths.
+fn qemu_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+fn mkfifo(p: &Path) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(p);
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).with_context(|| format!("mkfifo {}", p.display()))
+}
+
+impl Backend for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
+        let accel = self.accel(spec.kernel);
+        mkfifo(&spec.dir.join("control.in"))?;
+        mkfifo(&spec.dir.join("control.out"))?;
+        for ch in CHANNELS {
+            std::fs::File::create(spec.dir.join(format!("{ch}.log")))?;
+        }
+        let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
+        let mut cmd = self.command(spec, accel);
+        tracing::debug!("{:?}", cmd);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // Own session: the VM outlives `hx run` being killed, like a docker container outlives
+        // its client; `hx ps`/`hx rm` find it by pid + start time.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {} (apt-get install qemu-system-x86)", self.binary))?;
+        let pid = child.id() as i32;
+        // The child handle is dropped without waiting: the pid is tracked by start time instead.
+        std::mem::forget(child);
+        let start = process_start(pid).unwrap_or(0);
+        // QEMU fails fast on bad options: catch that here rather than as a silent dead VM.
+        std::thread::sleep(Duration::from_millis(30));
+        if process_start(pid).is_none() {
+            reap(pid);
+            let log = std::fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
+            bail!("qemu failed to start: {}", log.lines().last().unwrap_or("no output"));
+        }
+        Ok(VmHandle { pid, pid_start: start, domid: None })
+    }
+
+    fn is_running(&self, c: &Container) -> bool {
+        if let Some(pid) = c.pid {
+            reap(pid);
+        }
+        process_alive(c.pid, c.pid_start)
+    }
+
+    fn send_control(&self, c: &Container, dir: &Path, line: &str) -> anyhow::Result<()> {
+        if !self.is_running(c) {
+            bail!("container {} is not running", c.name);
+        }
+        let p = dir.join("control.in");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p)
+            .with_context(|| format!("control channel {}", p.display()))?;
+        f.write_all(line.as_bytes())?;
+        Ok(())
+    }
+
+    fn kill(&self, c: &Container) -> anyhow::Result<()> {
+        let Some(pid) = c.pid else { return Ok(()) };
+        if !self.is_running(c) {
+            return Ok(());
+        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.is_running(c) {
+            if Instant::now() > deadline {
+                bail!("qemu pid {pid} did not die");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn cleanup(&self, _c: &Container, dir: &Path) -> anyhow::Result<()> {
+        for f in ["control.in", "control.out"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        Ok(())
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Reaps the VM process if it is our own child (an attached `hx run`), so it doesn't linger as
+/// a zombie that looks alive.
+fn reap(pid: i32) {
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
+
+#[allow(dead_code)]
+pub fn channel_path(dir: &Path, ch: &str) -> PathBuf {
+    dir.join(format!("{ch}.log"))
+}

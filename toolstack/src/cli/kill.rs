@@ -1,0 +1,51 @@
+//! `hx kill`: send a signal to the workload (default SIGKILL).
+use crate::backend;
+use crate::container::{self, Status};
+use pv_init::status::Control;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Signal name or number (KILL, TERM, HUP, 9, ...)
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// Container names or ids
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    nix::sys::signal::Signal::iterator()
+        .find(|sig| sig.as_str().strip_prefix("SIG") == Some(name))
+        .map(|sig| sig as i32)
+        .ok_or_else(|| anyhow::anyhow!("invalid signal {s:?}"))
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let sig = parse_signal(&args.signal)?;
+    let mut code = 0;
+    for name in &args.containers {
+        let r = (|| -> anyhow::Result<()> {
+            let c = container::find(&g.root, name)?;
+            let be = backend::for_container(&c, &g.root)?;
+            if c.status != Status::Running || !be.is_running(&c) {
+                anyhow::bail!("container {} is not running", c.name);
+            }
+            be.send_control(&c, &container::dir(&g.root, &c.id), &Control::Signal(sig).to_line())
+        })();
+        match r {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hx: {}", super::one_line(&e));
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}

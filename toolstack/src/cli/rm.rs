@@ -1,0 +1,37 @@
+//! `hx rm`: remove containers (and, with -f, stop them first).
+use crate::backend;
+use crate::container::{self, Status};
+use hx_images::Store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Kill and remove running containers
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container names or ids
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for name in &args.containers {
+        let r = (|| -> anyhow::Result<()> {
+            let _lock = Store::open(&g.root)?.lock()?;
+            let c = container::find(&g.root, name)?;
+            let be = backend::for_container(&c, &g.root)?;
+            if c.status == Status::Running && be.is_running(&c) && !args.force {
+                return Err(crate::HxError::Running(c.name.clone()).into());
+            }
+            crate::runtime::remove(&g.root, &c, be.as_ref())
+        })();
+        match r {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hx: {}", super::one_line(&e));
+                code = super::exit_code_for(&e);
+            }
+        }
+    }
+    Ok(code)
+}

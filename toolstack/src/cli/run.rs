@@ -1,0 +1,340 @@
+//! `hx run`: create a container from an image and run it in a micro-VM.
+use crate::assets::GuestAssets;
+use crate::backend::{self, Disk, VmSpec};
+use crate::container::{self, Container, Status};
+use crate::runtime;
+use anyhow::{bail, Context};
+use hx_images::Store;
+use pv_init::spec::{ContainerSpec, DiskFs, Upper, SPEC_VERSION};
+use pv_init::status::Control;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct Args {
+    /// Run in the background and print the container id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Container name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to take it from hx's environment)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User (name|uid)[:(group|gid)]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Memory for the VM (e.g. 128m, 1g)
+    #[arg(short, long, default_value = "128m")]
+    pub memory: String,
+    /// Virtual CPUs
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container hostname (default: the short id)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Put the writable layer on a disk of this size (e.g. 1g) instead of guest memory
+    #[arg(long, value_name = "SIZE")]
+    pub disk_size: Option<String>,
+    /// Backend: qemu or xen (default: xen on a dom0, else qemu)
+    #[arg(long, env = "HX_BACKEND")]
+    pub backend: Option<String>,
+    /// Guest kernel to boot (default: the installed hyper kernel)
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Image to run
+    pub image: String,
+    /// Command and arguments (default: the image's CMD)
+    pub command: Vec<String>,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let root = g.root.clone();
+    let detach = args.detach;
+    let prepared = tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
+    if detach {
+        println!("{}", prepared.id);
+        return Ok(0);
+    }
+    attach(&g.root, prepared).await
+}
+
+pub fn parse_size_mb(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim().to_lowercase();
+    let (num, mult) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1.0 / 1024.0),
+        Some('m') => (&s[..s.len() - 1], 1.0),
+        Some('g') => (&s[..s.len() - 1], 1024.0),
+        Some('b') => return parse_size_mb(&s[..s.len() - 1]),
+        _ => (&s[..], 1.0 / (1024.0 * 1024.0)),
+    };
+    let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid size {s:?} (e.g. 256m, 1g)"))?;
+    let mb = (n * mult).ceil() as u64;
+    if mb == 0 {
+        bail!("size {s:?} is too small");
+    }
+    Ok(mb)
+}
+
+fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("env file {}", p.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(expand_env).collect())
+}
+
+fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        format!("{e}={}", std::env::var(e).unwrap_or_default())
+    }
+}
+
+/// Builds the spec the way docker merges image config and flags.
+pub fn build_spec(args: &Args, img: &hx_images::ImageRecord, hostname: &str) -> anyhow::Result<ContainerSpec> {
+    let cfg = img.config.config().clone().unwrap_or_default();
+    let entrypoint: Vec<String> = match &args.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => cfg.entrypoint().clone().unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !args.command.is_empty() {
+        args.command.clone()
+    } else if args.entrypoint.is_some() {
+        vec![]
+    } else {
+        cfg.cmd().clone().unwrap_or_default()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        bail!("no command specified and image {} has no CMD or ENTRYPOINT", args.image);
+    }
+    let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
+    let mut extra = Vec::new();
+    for f in &args.env_file {
+        extra.extend(read_env_file(f)?);
+    }
+    extra.extend(args.env.iter().map(|e| expand_env(e)));
+    for e in extra {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        if key.is_empty() {
+            bail!("invalid environment variable {e:?}");
+        }
+        env.retain(|x| x.split('=').next() != Some(&key));
+        env.push(e);
+    }
+    let cwd = args.workdir.clone().or_else(|| cfg.working_dir().clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        bail!("the working directory {cwd:?} is not absolute");
+    }
+    let upper = match &args.disk_size {
+        Some(_) => Upper::Disk { disk: 2, fstype: "ext4".into() },
+        None => Upper::Tmpfs { size_mb: 0 },
+    };
+    Ok(ContainerSpec {
+        version: SPEC_VERSION,
+        args: argv,
+        env,
+        cwd,
+        user: args.user.clone().or_else(|| cfg.user().clone()).unwrap_or_default(),
+        hostname: hostname.to_string(),
+        rootfs: DiskFs { disk: 0, fstype: hx_images::rootfs::FSTYPE.into() },
+        upper,
+        mounts: vec![],
+        network: None,
+    })
+}
+
+fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRecord> {
+    match store.find_image(image) {
+        Ok(i) => Ok(i),
+        Err(hx_images::Error::ImageNotFound(_)) => {
+            let reference = hx_images::Reference::parse(image)?;
+            eprintln!("Unable to find image '{}' locally", reference.familiar());
+            let rt = tokio::runtime::Handle::current();
+            let opts = hx_images::pull::PullOptions { progress: true, ..Default::default() };
+            rt.block_on(hx_images::pull::pull(store, &reference, &opts)).map_err(Into::into)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
+    let store = Store::open(root)?;
+    let img = find_or_pull(&store, &args.image)?;
+    let rootfs = store.rootfs(&img)?;
+    let be = backend::select(args.backend.as_deref(), root)?;
+    let assets = GuestAssets::find(root, args.kernel.as_deref())?;
+    let memory_mb = parse_size_mb(&args.memory)?;
+    if memory_mb < 32 {
+        bail!("--memory {}: at least 32m is needed", args.memory);
+    }
+    if args.cpus == 0 || args.cpus > 32 {
+        bail!("--cpus {}: must be 1..32", args.cpus);
+    }
+    let id = container::new_id();
+
+    // Name reservation and directory creation happen under the store lock.
+    let c = {
+        let _lock = store.lock()?;
+        let existing = runtime::reconcile(root)?;
+        let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
+        let name = match &args.name {
+            Some(n) if !container::valid_name(n) => bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+            Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
+            Some(n) => n.clone(),
+            None => container::random_name(&id, &taken),
+        };
+        let hostname = args.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        let spec = build_spec(&args, &img, &hostname)?;
+        let dir = container::dir(root, &id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let c = Container {
+            id: id.clone(),
+            name,
+            image: args.image.clone(),
+            image_id: img.id.to_string(),
+            command: spec.args.clone(),
+            created: container::now_rfc3339(),
+            backend: be.name().to_string(),
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            auto_remove: args.rm,
+            memory_mb,
+            cpus: args.cpus,
+            domid: None,
+        };
+        container::save(root, &c)?;
+        std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
+        std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
+        c
+    };
+    let dir = container::dir(root, &id);
+    let start = || -> anyhow::Result<Container> {
+        let mut disks = vec![Disk { path: rootfs.clone(), readonly: true }, Disk { path: dir.join("config.img"), readonly: true }];
+        if let Some(size) = &args.disk_size {
+            let mb = parse_size_mb(size)?;
+            let upper = dir.join("upper.img");
+            hx_images::rootfs::make_ext4(None, &upper, mb * 1024 * 1024)?;
+            disks.push(Disk { path: upper, readonly: false });
+        }
+        let vm = VmSpec { name: &c.name, dir: &dir, kernel: &assets.kernel, initramfs: &assets.initramfs, disks, memory_mb, cpus: args.cpus };
+        let h = be.start(&vm)?;
+        let mut c = c.clone();
+        c.pid = Some(h.pid);
+        c.pid_start = Some(h.pid_start);
+        c.domid = h.domid;
+        c.status = Status::Running;
+        c.started_at = Some(container::now_rfc3339());
+        container::save(root, &c)?;
+        Ok(c)
+    };
+    match start() {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            // Nothing half-made stays behind.
+            let _ = runtime::remove(root, &c, be.as_ref());
+            Err(e)
+        }
+    }
+}
+
+/// Follows a growing file, copying new bytes to `out`.
+pub struct Tail {
+    file: std::fs::File,
+    pos: u64,
+}
+
+impl Tail {
+    pub fn open(p: &Path, from_start: bool) -> anyhow::Result<Self> {
+        let mut file = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        let pos = if from_start { 0 } else { file.seek(SeekFrom::End(0))? };
+        Ok(Tail { file, pos })
+    }
+
+    pub fn pos_hint(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn set_pos(&mut self, pos: u64) {
+        self.pos = pos;
+    }
+
+    pub fn pump(&mut self, out: &mut dyn Write) -> anyhow::Result<bool> {
+        self.file.seek(SeekFrom::Start(self.pos))?;
+        let mut buf = vec![0u8; 65536];
+        let mut any = false;
+        loop {
+            let n = self.file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            any = true;
+            self.pos += n as u64;
+            out.write_all(&buf[..n])?;
+        }
+        out.flush()?;
+        Ok(any)
+    }
+}
+
+async fn attach(root: &Path, c: Container) -> anyhow::Result<i32> {
+    let dir = container::dir(root, &c.id);
+    let be = backend::for_container(&c, root)?;
+    let mut out = Tail::open(&dir.join("stdout.log"), true)?;
+    let mut err = Tail::open(&dir.join("stderr.log"), true)?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupts = 0;
+    loop {
+        let a = out.pump(&mut std::io::stdout())?;
+        let b = err.pump(&mut std::io::stderr())?;
+        if !be.is_running(&c) {
+            break;
+        }
+        let delay = if a || b { 5 } else { 25 };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+            _ = sigint.recv() => {
+                interrupts += 1;
+                if interrupts == 1 {
+                    let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGINT).to_line());
+                } else {
+                    eprintln!("hx: killing {}", c.name);
+                    be.kill(&c)?;
+                }
+            }
+            _ = sigterm.recv() => {
+                let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGTERM).to_line());
+            }
+        }
+    }
+    out.pump(&mut std::io::stdout())?;
+    err.pump(&mut std::io::stderr())?;
+    let _lock = Store::open(root)?.lock()?;
+    let current = container::load(root, &c.id).unwrap_or(c);
+    let outcome = runtime::outcome(&dir);
+    runtime::settle(root, current, be.as_ref())?;
+    if let Some(e) = outcome.error() {
+        eprintln!("hx: {e}");
+    }
+    Ok(outcome.exit_code())
+}

@@ -1,0 +1,58 @@
+//! `hx stop`: SIGTERM to the workload, SIGKILL of the VM after a grace period.
+use crate::backend;
+use crate::container::{self, Status};
+use pv_init::status::Control;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds to wait before killing the VM
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    /// Container names or ids
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for name in &args.containers {
+        match stop_one(g, name, args.time).await {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hx: {}", super::one_line(&e));
+                code = super::exit_code_for(&e);
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub async fn stop_one(g: &super::Globals, name: &str, grace: u64) -> anyhow::Result<()> {
+    let c = container::find(&g.root, name)?;
+    let be = backend::for_container(&c, &g.root)?;
+    let dir = container::dir(&g.root, &c.id);
+    if c.status == Status::Running && be.is_running(&c) {
+        let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGTERM).to_line());
+        let deadline = Instant::now() + Duration::from_secs(grace);
+        while be.is_running(&c) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if be.is_running(&c) {
+            be.kill(&c)?;
+            let s = container::load(&g.root, &c.id)?;
+            if s.status == Status::Running {
+                // The guest never reported: docker reports SIGKILL's 137.
+                std::fs::OpenOptions::new().append(true).open(dir.join("status.log")).and_then(|mut f| {
+                    use std::io::Write;
+                    f.write_all(pv_init::status::Status::Signaled { signal: 9 }.to_line().as_bytes())
+                })?;
+            }
+        }
+    }
+    let _lock = hx_images::Store::open(&g.root)?.lock()?;
+    if let Ok(c) = container::load(&g.root, &c.id) {
+        crate::runtime::settle(&g.root, c, be.as_ref())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Container state: one directory per container under `<root>/containers/<id>/`, holding
+//! `state.json` plus the VM's runtime files (config disk, channel logs, console log, pid).
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub command: Vec<String>,
+    pub created: String,
+    pub backend: String,
+    pub status: Status,
+    /// Host process of the VM (QEMU) and its start time in clock ticks (guards against pid reuse).
+    pub pid: Option<i32>,
+    pub pid_start: Option<u64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Why the container ended abnormally (kernel panic, init failure, VM crash).
+    pub error: Option<String>,
+    pub auto_remove: bool,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    /// Backend-specific handle (e.g. the Xen domain id).
+    #[serde(default)]
+    pub domid: Option<u32>,
+}
+
+impl Container {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+pub fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    containers_dir(root).join(id)
+}
+
+pub fn save(root: &Path, c: &Container) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(c)?;
+    hx_images::store::write_atomic(&dir(root, &c.id).join("state.json"), &bytes)?;
+    Ok(())
+}
+
+pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
+    let p = dir(root, id).join("state.json");
+    let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+}
+
+/// All containers, newest first. Directories without a readable state (a crash during
+/// creation) are skipped; `hx rm` and reconcile remove them.
+pub fn list(root: &Path) -> anyhow::Result<Vec<Container>> {
+    let mut out = Vec::new();
+    let d = containers_dir(root);
+    let Ok(rd) = std::fs::read_dir(&d) else { return Ok(out) };
+    for e in rd.flatten() {
+        if let Ok(c) = load(root, &e.file_name().to_string_lossy()) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created));
+    Ok(out)
+}
+
+/// By name, full id or unique id prefix.
+pub fn find(root: &Path, key: &str) -> anyhow::Result<Container> {
+    let all = list(root)?;
+    if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
+        return Ok(c.clone());
+    }
+    let matches: Vec<&Container> = all.iter().filter(|c| key.len() >= 3 && c.id.starts_with(key)).collect();
+    match matches.len() {
+        1 => Ok(matches[0].clone()),
+        0 => Err(crate::HxError::NoSuchContainer(key.to_string()).into()),
+        _ => bail!("container id prefix {key:?} is ambiguous"),
+    }
+}
+
+pub fn new_id() -> String {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    hex::encode(b)
+}
+
+/// docker-style `adjective_name`.
+pub fn random_name(id: &str, taken: &[String]) -> String {
+    const ADJ: &[&str] = &["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen"];
+    const NOUN: &[&str] = &["babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth", "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wirth", "xen"];
+    let bytes = hex::decode(&id[..8]).unwrap_or_default();
+    let (a, n) = (bytes.first().copied().unwrap_or(0) as usize, bytes.get(1).copied().unwrap_or(0) as usize);
+    let base = format!("{}_{}", ADJ[a % ADJ.len()], NOUN[n % NOUN.len()]);
+    let mut name = base.clone();
+    let mut i = 2;
+    while taken.contains(&name) {
+        name = format!("{base}{i}");
+        i += 1;
+    }
+    name
+}
+
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+pub fn now_rfc3339() -> String {
+    hx_images::load::now_rfc3339()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web-1"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+        let id = "00000000";
+        let n = random_name(id, &[]);
+        assert_eq!(random_name(id, &[n.clone()]), format!("{n}2"));
+    }
+}

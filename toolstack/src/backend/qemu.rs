@@ -86,7 +86,15 @@ impl Qemu {
         cmd.arg("-smp").arg(spec.cpus.to_string());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
         cmd.arg("-kernel").arg(spec.kernel).arg("-initrd").arg(spec.initramfs);
-        cmd.args(["-append", "console=ttyS0 quiet panic=-1 hx.backend=qemu"]);
+        let mut append = String::from("console=ttyS0 quiet panic=-1 hx.backend=qemu");
+        if accel == "tcg" {
+            if let Some(khz) = host_tsc_khz() {
+                // Under TCG the guest reads the host's TSC; calibrating it against the emulated
+                // PIT fails when the host is busy and then the boot hangs with no clocksource.
+                append.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
+            }
+        }
+        cmd.arg("-append").arg(append);
         cmd.arg("-serial").arg(format!("file:{}", d.join("console.log").display()));
         for (i, disk) in spec.disks.iter().enumerate() {
             let ro = if disk.readonly { ",readonly=on" } else { "" };
@@ -102,6 +110,13 @@ impl Qemu {
         cmd.args(["-device", "virtserialport,chardev=ch-control,name=hx.control"]);
         cmd
     }
+}
+
+/// The host's TSC rate from /proc/cpuinfo.
+fn host_tsc_khz() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    (mhz > 100.0).then(|| (mhz * 1000.0).round() as u64)
 }
 
 /// QEMU option values use ',' as separator; double it inside paths.

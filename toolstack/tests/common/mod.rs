@@ -1,0 +1,221 @@
+//! Shared helpers for the end-to-end tests: the hx binary with a private store, guest assets,
+//! the official busybox images from ../shared, and a real registry server.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BUSYBOX: &str = "busybox:1.38.0-glibc";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+pub fn shared_image(flavour: &str) -> PathBuf {
+    repo().join(format!("../shared/images/busybox-1.38.0-{flavour}"))
+}
+
+/// Kernel and pv-init for guests: HX_KERNEL/HX_INIT, else the repo's build outputs. Missing
+/// assets fail the test in CI and skip it (with a message) elsewhere.
+pub fn guest_assets() -> Option<(PathBuf, PathBuf)> {
+    let kernel = std::env::var_os("HX_KERNEL").map(PathBuf::from).unwrap_or_else(|| repo().join("kernel/out/bzImage"));
+    let init = std::env::var_os("HX_INIT").map(PathBuf::from).unwrap_or_else(|| repo().join("target/pv-init/x86_64-unknown-linux-gnu/release/pv-init"));
+    if kernel.is_file() && init.is_file() {
+        return Some((kernel, init));
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("guest assets missing: {} / {} (scripts/setup.sh builds them)", kernel.display(), init.display());
+    }
+    eprintln!("SKIP: guest assets missing ({} / {}): run kernel/build.sh and scripts/build-pv-init.sh", kernel.display(), init.display());
+    None
+}
+
+pub struct Hx {
+    pub root: tempfile::TempDir,
+    kernel: Option<PathBuf>,
+    init: Option<PathBuf>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+    }
+}
+
+impl Hx {
+    pub fn new() -> Self {
+        let (kernel, init) = match guest_assets() {
+            Some((k, i)) => (Some(k), Some(i)),
+            None => (None, None),
+        };
+        Hx { root: tempfile::Builder::new().prefix("hx-test-").tempdir().unwrap(), kernel, init }
+    }
+
+    pub fn has_guest(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hx"));
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.env_remove("HX_ROOT").env("HX_BACKEND", "qemu");
+        if let (Some(k), Some(i)) = (&self.kernel, &self.init) {
+            c.env("HX_KERNEL", k).env("HX_INIT", i);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs hx with a time limit: a hang fails the test instead of blocking CI.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_with_timeout(self.cmd(args), Duration::from_secs(180))
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "hx {args:?} failed: {}{}", r.stdout, r.stderr);
+        r
+    }
+
+    pub fn load_busybox(&self) {
+        self.ok(&["load", "-i", shared_image("glibc").to_str().unwrap()]);
+    }
+
+    /// Every file under the store, except the lock (for "the store is unchanged" checks).
+    pub fn store_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.root.path(), self.root.path(), &mut out);
+        out.retain(|p| p != "lock");
+        out.sort();
+        out
+    }
+}
+
+fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(base).unwrap().display().to_string();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                walk(base, &path, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+}
+
+pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Run {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn hx");
+    let out_pipe = child.stdout.take().unwrap();
+    let err_pipe = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || std::io::read_to_string(out_pipe).unwrap_or_default());
+    let t_err = std::thread::spawn(move || std::io::read_to_string(err_pipe).unwrap_or_default());
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command {cmd:?} timed out after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run { code, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+}
+
+pub fn qemu_processes_for(root: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let s = String::from_utf8_lossy(&cmdline);
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+            if s.starts_with("qemu-system") && s.contains(&*root.to_string_lossy()) && !zombie {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real registry (Debian's docker-registry) on 127.0.0.1, killed on drop.
+pub struct Registry {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Registry {
+    pub fn start() -> Self {
+        Self::start_with_auth("")
+    }
+
+    /// `auth_yaml` is inserted under `auth:` in the config (empty: no auth).
+    pub fn start_with_auth(auth_yaml: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("hx-registry-").tempdir().unwrap();
+        let port = free_port();
+        let auth = if auth_yaml.is_empty() { String::new() } else { format!("auth:\n{auth_yaml}\n") };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::fs::File::create(dir.path().join("registry.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("registry.err")).unwrap())
+            .spawn()
+            .expect("docker-registry (apt-get install docker-registry)");
+        let r = Registry { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start: {}", std::fs::read_to_string(r.dir.path().join("registry.err")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes an OCI layout with skopeo.
+    pub fn push_layout(&self, layout: &Path, reference: &str, creds: Option<&str>) {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(cr) = creds {
+            c.arg(format!("--dest-creds={cr}"));
+        }
+        let out = c.arg(format!("oci:{}", layout.display())).arg(format!("docker://{}/{reference}", self.host())).output().expect("skopeo");
+        assert!(out.status.success(), "skopeo copy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn blob_data(&self, digest_hex: &str) -> PathBuf {
+        self.dir.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{digest_hex}/data", &digest_hex[..2]))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,9 +11,18 @@ use std::path::{Path, PathBuf};
 
 /// Loads every image of an OCI layout dir, an oci-archive or a docker-save tarball.
 pub fn load(store: &Store, input: &Path, platform: &PlatformSpec) -> Result<Vec<ImageRecord>> {
+    let mut added = Vec::new();
+    let r = load_any(store, input, platform, &mut added);
+    if r.is_err() {
+        store.discard_blobs(&added)?;
+    }
+    r
+}
+
+fn load_any(store: &Store, input: &Path, platform: &PlatformSpec, added: &mut Vec<Digest>) -> Result<Vec<ImageRecord>> {
     let meta = fs::metadata(input).map_err(|e| Error::io(input, e))?;
     if meta.is_dir() {
-        return load_layout(store, input, platform);
+        return load_layout(store, input, platform, added);
     }
     // A tarball: unpack to a private temp dir (safely), then see what it is.
     let tmp = tempfile::Builder::new().prefix("load-").tempdir_in(store.tmp_dir()).map_err(|e| Error::io(store.tmp_dir(), e))?;
@@ -34,9 +43,9 @@ pub fn load(store: &Store, input: &Path, platform: &PlatformSpec) -> Result<Vec<
         other => other,
     })?;
     if dir.join("oci-layout").is_file() {
-        load_layout(store, &dir, platform)
+        load_layout(store, &dir, platform, added)
     } else if dir.join("manifest.json").is_file() {
-        load_docker_save(store, &dir, input)
+        load_docker_save(store, &dir, input, added)
     } else {
         Err(Error::InvalidArchive { path: input.to_path_buf(), reason: "neither an OCI layout (oci-layout) nor a docker-save archive (manifest.json)".into() })
     }
@@ -46,11 +55,12 @@ fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
     Error::InvalidArchive { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
-/// Copies a blob from a layout into the store, verifying its digest.
-fn copy_blob(store: &Store, src: &Path, digest: &Digest, size: Option<u64>) -> Result<()> {
+/// Copies a blob from a layout into the store, verifying its digest; notes it in `added` when new.
+fn copy_blob(store: &Store, src: &Path, digest: &Digest, size: Option<u64>, added: &mut Vec<Digest>) -> Result<()> {
     if store.has_blob(digest) {
         return Ok(());
     }
+    added.push(digest.clone());
     let mut f = fs::File::open(src).map_err(|e| Error::io(src, e))?;
     let mut w = store.begin_blob(digest)?;
     w.reset()?;
@@ -65,7 +75,7 @@ fn copy_blob(store: &Store, src: &Path, digest: &Digest, size: Option<u64>) -> R
     w.commit(size)
 }
 
-fn load_layout(store: &Store, dir: &Path, platform: &PlatformSpec) -> Result<Vec<ImageRecord>> {
+fn load_layout(store: &Store, dir: &Path, platform: &PlatformSpec, added: &mut Vec<Digest>) -> Result<Vec<ImageRecord>> {
     let index_path = dir.join("index.json");
     let bytes = fs::read(&index_path).map_err(|_| invalid(dir, "no index.json: not an OCI layout"))?;
     let index = match Manifest::parse(&index_path.display().to_string(), crate::manifest::OCI_INDEX, &bytes)? {
@@ -87,16 +97,16 @@ fn load_layout(store: &Store, dir: &Path, platform: &PlatformSpec) -> Result<Vec
             Manifest::Image(m) => m,
             Manifest::Index(_) => return Err(invalid(dir, "nested index where an image manifest was expected")),
         };
-        copy_blob(store, &blob(&manifest.config.digest), &manifest.config.digest, Some(manifest.config.size))?;
+        copy_blob(store, &blob(&manifest.config.digest), &manifest.config.digest, Some(manifest.config.size), added)?;
         for l in &manifest.layers {
-            copy_blob(store, &blob(&l.digest), &l.digest, Some(l.size))?;
+            copy_blob(store, &blob(&l.digest), &l.digest, Some(l.size), added)?;
         }
-        copy_blob(store, &blob(&image_desc.digest), &image_desc.digest, None)?;
+        copy_blob(store, &blob(&image_desc.digest), &image_desc.digest, None, added)?;
         // A bare tag as ref.name ("1.0") names nothing we can use; a full reference does.
         let name = name.filter(|n| crate::reference::Reference::parse(n).is_ok() && !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
-        let rec = store.add_image(&image_desc.digest, name.as_deref())?;
-        store.rootfs(&rec)?;
-        out.push(rec);
+        // The rootfs first: an image becomes visible only once it can run.
+        store.rootfs(&store.unindexed_record(&image_desc.digest)?)?;
+        out.push(store.add_image(&image_desc.digest, name.as_deref())?);
     }
     if out.is_empty() {
         return Err(invalid(dir, format!("no image for platform {platform}")));
@@ -131,7 +141,7 @@ struct DockerSaveEntry {
     layers: Vec<String>,
 }
 
-fn load_docker_save(store: &Store, dir: &Path, input: &Path) -> Result<Vec<ImageRecord>> {
+fn load_docker_save(store: &Store, dir: &Path, input: &Path, added: &mut Vec<Digest>) -> Result<Vec<ImageRecord>> {
     let bytes = fs::read(dir.join("manifest.json")).map_err(|e| Error::io(dir.join("manifest.json"), e))?;
     let entries: Vec<DockerSaveEntry> = serde_json::from_slice(&bytes).map_err(|e| invalid(input, format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
@@ -141,13 +151,17 @@ fn load_docker_save(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image
             Ok(dir.join(rel))
         };
         let config_bytes = fs::read(inside(&entry.config)?).map_err(|e| invalid(input, format!("{}: {e}", entry.config)))?;
-        let config_digest = store.put_blob(&config_bytes)?;
+        let config_digest = Digest::of_bytes(&config_bytes);
+        if !store.has_blob(&config_digest) {
+            added.push(config_digest.clone());
+        }
+        store.put_blob(&config_bytes)?;
         let mut layers = Vec::new();
         for l in &entry.layers {
             let p = inside(l)?;
             let digest = hash_file(&p)?;
             let size = fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
-            copy_blob(store, &p, &digest, Some(size))?;
+            copy_blob(store, &p, &digest, Some(size), added)?;
             let mut magic = [0u8; 2];
             let _ = fs::File::open(&p).and_then(|mut f| f.read(&mut magic));
             let media_type = if magic == [0x1f, 0x8b] { "application/vnd.docker.image.rootfs.diff.tar.gzip" } else { "application/vnd.docker.image.rootfs.diff.tar" };
@@ -159,13 +173,18 @@ fn load_docker_save(store: &Store, dir: &Path, input: &Path) -> Result<Vec<Image
             config: Descriptor { media_type: DOCKER_CONFIG.into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() },
             layers,
         };
-        let mdigest = store.put_blob(&serde_json::to_vec(&manifest).expect("manifest serializes"))?;
+        let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let mdigest = Digest::of_bytes(&mbytes);
+        if !store.has_blob(&mdigest) {
+            added.push(mdigest.clone());
+        }
+        store.put_blob(&mbytes)?;
+        store.rootfs(&store.unindexed_record(&mdigest)?)?;
         let tags = entry.repo_tags.unwrap_or_default();
         let mut rec = store.add_image(&mdigest, None)?;
         for t in &tags {
             rec = store.add_image(&mdigest, Some(t))?;
         }
-        store.rootfs(&rec)?;
         out.push(rec);
     }
     Ok(out)
@@ -220,9 +239,18 @@ pub fn import(store: &Store, source: &Path, name: &str, config: serde_json::Valu
             return Err(invalid(source, "not a tar archive (no entries)"));
         }
     }
-    let diff_id = hash_file(&layer_path)?;
-    let size = fs::metadata(&layer_path).map_err(|e| Error::io(&layer_path, e))?.len();
-    copy_blob(store, &layer_path, &diff_id, Some(size))?;
+    let mut added = Vec::new();
+    let r = import_layer(store, source, &name, config, &layer_path, &mut added);
+    if r.is_err() {
+        store.discard_blobs(&added)?;
+    }
+    r
+}
+
+fn import_layer(store: &Store, source: &Path, name: &str, config: serde_json::Value, layer_path: &Path, added: &mut Vec<Digest>) -> Result<ImageRecord> {
+    let diff_id = hash_file(layer_path)?;
+    let size = fs::metadata(layer_path).map_err(|e| Error::io(layer_path, e))?.len();
+    copy_blob(store, layer_path, &diff_id, Some(size), added)?;
     let created = now_rfc3339();
     let mut cfg = serde_json::json!({
         "architecture": "amd64",
@@ -236,6 +264,7 @@ pub fn import(store: &Store, source: &Path, name: &str, config: serde_json::Valu
         cfg["config"] = serde_json::json!({});
     }
     let config_bytes = serde_json::to_vec(&cfg).expect("config serializes");
+    added.push(Digest::of_bytes(&config_bytes));
     let config_digest = store.put_blob(&config_bytes)?;
     let manifest = ImageManifest {
         schema_version: 2,
@@ -243,14 +272,12 @@ pub fn import(store: &Store, source: &Path, name: &str, config: serde_json::Valu
         config: Descriptor { media_type: OCI_CONFIG.into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() },
         layers: vec![Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest: diff_id, size, platform: None, annotations: Default::default() }],
     };
-    let mdigest = store.put_blob(&serde_json::to_vec(&manifest).expect("manifest serializes"))?;
-    // Build the rootfs before naming the image: a bad layer must leave no name behind.
-    let unnamed = store.add_image(&mdigest, None)?;
-    if let Err(e) = store.rootfs(&unnamed) {
-        let _ = store.prune(false, &[]);
-        return Err(e);
-    }
-    store.add_image(&mdigest, Some(&name))
+    let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+    added.push(Digest::of_bytes(&mbytes));
+    let mdigest = store.put_blob(&mbytes)?;
+    // The rootfs before the name: a bad layer must leave nothing visible behind.
+    store.rootfs(&store.unindexed_record(&mdigest)?)?;
+    store.add_image(&mdigest, Some(name))
 }
 
 pub fn now_rfc3339() -> String {

@@ -237,12 +237,12 @@ pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> R
     if let Some(e) = first_err {
         return Err(e);
     }
-    let stored = store.put_blob(&bytes)?;
-    debug_assert_eq!(stored, mdigest);
-    let record = store.add_image(&mdigest, name.as_deref())?;
+    store.put_blob(&bytes)?;
+    let unindexed = store.unindexed_record(&mdigest)?;
     let store2 = store.clone();
-    let rec2 = record.clone();
-    tokio::task::spawn_blocking(move || store2.rootfs(&rec2)).await.map_err(|e| Error::Store { path: store.root().to_path_buf(), detail: e.to_string() })??;
+    // The rootfs before the name: an image becomes visible only once it can run.
+    tokio::task::spawn_blocking(move || store2.rootfs(&unindexed)).await.map_err(|e| Error::Store { path: store.root().to_path_buf(), detail: e.to_string() })??;
+    let record = store.add_image(&mdigest, name.as_deref())?;
     if opts.progress {
         eprintln!("Digest: {mdigest}");
         if up_to_date {

@@ -183,6 +183,30 @@ impl Store {
         })
     }
 
+    /// The record of a manifest whose blobs are present, without naming or indexing it
+    /// (to build its rootfs before anything becomes visible).
+    pub fn unindexed_record(&self, manifest_digest: &Digest) -> Result<ImageRecord> {
+        self.record(&Index::default(), manifest_digest)
+    }
+
+    /// Deletes blobs that an operation added and then abandoned, unless an image uses them.
+    pub fn discard_blobs(&self, blobs: &[Digest]) -> Result<()> {
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        let mut used = std::collections::HashSet::new();
+        for m in index.images.keys() {
+            used.insert(m.clone());
+            if let Ok(man) = self.image_manifest(m) {
+                used.insert(man.config.digest.clone());
+                used.extend(man.layers.into_iter().map(|l| l.digest));
+            }
+        }
+        for b in blobs.iter().filter(|b| !used.contains(*b)) {
+            let _ = fs::remove_file(self.blob_path(b));
+        }
+        Ok(())
+    }
+
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
         let index = self.read_index()?;
         let mut out = Vec::new();

@@ -144,27 +144,43 @@ impl Session {
             size: desc.size as i64,
             ..Default::default()
         };
+        if w.offset() == desc.size {
+            // A complete download stashed by an earlier failed pull.
+            if w.commit(Some(desc.size)).is_ok() {
+                bar.finish_with_message("Verified");
+                return Ok(());
+            }
+            w = store.begin_blob(&desc.digest)?;
+        }
+        if w.offset() >= desc.size {
+            w.reset()?;
+        }
         let resumed = w.offset();
-        let mut stream = if resumed > 0 && resumed < desc.size {
+        if resumed > 0 {
             tracing::info!(digest = %desc.digest, offset = resumed, "resuming download");
-            match self.client.pull_blob_stream_partial(&r, &layer, resumed, None).await.map_err(|e| map_err(&self.reference, "blob", e))? {
-                BlobResponse::Partial(s) => s.stream,
-                BlobResponse::Full(s) => {
-                    w.reset()?;
-                    s.stream
-                }
-            }
-        } else {
-            if resumed >= desc.size {
+        }
+        // Always a ranged request (from 0 on a fresh download): the bytes are verified here,
+        // by BlobWriter, whether or not the registry honours the range.
+        let mut stream = match self.client.pull_blob_stream_partial(&r, &layer, resumed, None).await.map_err(|e| map_err(&self.reference, "blob", e))? {
+            BlobResponse::Partial(s) => s.stream,
+            BlobResponse::Full(s) => {
                 w.reset()?;
+                s.stream
             }
-            self.client.pull_blob_stream(&r, &layer).await.map_err(|e| map_err(&self.reference, "blob", e))?.stream
         };
         bar.set_length(desc.size);
         bar.set_position(w.offset());
         bar.set_message(if w.offset() > 0 { "Resuming" } else { "Downloading" });
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::RegistryUnreachable { registry: self.reference.registry.clone(), detail: format!("blob {}: {e}", desc.digest) })?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) if e.to_string().contains("Invalid digest") => {
+                    drop(w);
+                    let _ = std::fs::remove_file(store.tmp_dir().join(format!("partial-{}", desc.digest.hex())));
+                    return Err(Error::DigestMismatch { digest: desc.digest.to_string(), actual: e.to_string() });
+                }
+                Err(e) => return Err(Error::RegistryUnreachable { registry: self.reference.registry.clone(), detail: format!("blob {}: {e}", desc.digest) }),
+            };
             if w.offset() + chunk.len() as u64 > desc.size {
                 drop(w);
                 let _ = std::fs::remove_file(store.tmp_dir().join(format!("partial-{}", desc.digest.hex())));
@@ -179,8 +195,28 @@ impl Session {
     }
 }
 
-/// Pulls `reference` into the store, builds its rootfs, and names it.
+/// Pulls `reference` into the store, builds its rootfs, and names it. On failure the store is
+/// as it was; verified downloads stay in tmp/ for the next attempt to resume from.
 pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
+    let before: std::collections::HashSet<Digest> = std::fs::read_dir(store.root().join("blobs/sha256"))
+        .map_err(|e| Error::io(store.root(), e))?
+        .flatten()
+        .filter_map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok())
+        .collect();
+    let r = pull_inner(store, reference, opts).await;
+    if r.is_err() {
+        let added: Vec<Digest> = std::fs::read_dir(store.root().join("blobs/sha256"))
+            .map_err(|e| Error::io(store.root(), e))?
+            .flatten()
+            .filter_map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok())
+            .filter(|d| !before.contains(d))
+            .collect();
+        store.stash_blobs(&added)?;
+    }
+    r
+}
+
+async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
     let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
     let session = Session::open(reference, opts).await?;
     let (mut bytes, mut mdigest) = session.manifest(None).await?;

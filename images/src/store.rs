@@ -191,6 +191,16 @@ impl Store {
 
     /// Deletes blobs that an operation added and then abandoned, unless an image uses them.
     pub fn discard_blobs(&self, blobs: &[Digest]) -> Result<()> {
+        self.abandon_blobs(blobs, false)
+    }
+
+    /// Like discard_blobs, but keeps the bytes as complete partial downloads, so that a retried
+    /// pull resumes without fetching them again.
+    pub fn stash_blobs(&self, blobs: &[Digest]) -> Result<()> {
+        self.abandon_blobs(blobs, true)
+    }
+
+    fn abandon_blobs(&self, blobs: &[Digest], stash: bool) -> Result<()> {
         let _lock = self.lock()?;
         let index = self.read_index()?;
         let mut used = std::collections::HashSet::new();
@@ -202,7 +212,11 @@ impl Store {
             }
         }
         for b in blobs.iter().filter(|b| !used.contains(*b)) {
-            let _ = fs::remove_file(self.blob_path(b));
+            if stash {
+                let _ = fs::rename(self.blob_path(b), self.tmp_dir().join(format!("partial-{}", b.hex())));
+            } else {
+                let _ = fs::remove_file(self.blob_path(b));
+            }
         }
         Ok(())
     }

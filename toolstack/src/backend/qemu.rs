@@ -11,37 +11,56 @@ use std::time::{Duration, Instant};
 
 pub struct Qemu {
     binary: String,
+    /// Where the KVM probe's verdicts are cached (`<root>/assets`).
+    cache_dir: PathBuf,
 }
 
 pub const CHANNELS: [&str; 3] = ["stdout", "stderr", "status"];
 
 impl Qemu {
-    pub fn new(_root: &Path) -> Self {
-        Qemu { binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()) }
+    pub fn new(root: &Path) -> Self {
+        Qemu { binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()), cache_dir: root.join("assets") }
     }
 
-    /// KVM only if it really boots our kernel; the verdict is cached per kernel and QEMU binary.
+    /// KVM only if it really boots our kernel; the verdict is cached in the store, keyed by
+    /// the kernel's hash and the QEMU version. HX_ACCEL=tcg|kvm skips the probe.
     fn accel(&self, kernel: &Path) -> &'static str {
         match std::env::var("HX_ACCEL").as_deref() {
             Ok("tcg") => return "tcg",
             Ok("kvm") => return "kvm",
             _ => {}
         }
-        if !Path::new("/dev/kvm").exists() {
-            tracing::info!("accelerator: tcg (no /dev/kvm)");
+        if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+            tracing::info!("accelerator: tcg (/dev/kvm missing or not accessible)");
             return "tcg";
         }
-        let key = format!("{}-{}", kernel.display(), std::fs::metadata(kernel).map(|m| m.len()).unwrap_or(0));
-        let cache = std::env::temp_dir().join(format!("hx-kvm-probe-{}", hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes())[..8])));
+        let cache = self.cache_dir.join(format!("kvm-probe-{}", self.probe_key(kernel)));
         if let Ok(v) = std::fs::read_to_string(&cache) {
-            tracing::info!("accelerator: {} (cached probe {})", v.trim(), cache.display());
+            tracing::info!("accelerator: {} (cached KVM probe {})", v.trim(), cache.display());
             return if v.trim() == "kvm" { "kvm" } else { "tcg" };
         }
         let ok = self.probe_kvm(kernel);
         let verdict = if ok { "kvm" } else { "tcg" };
-        tracing::info!("accelerator: {verdict} (KVM probe {})", if ok { "booted the kernel" } else { "failed" });
-        let _ = std::fs::write(&cache, verdict);
+        tracing::info!("accelerator: {verdict} (KVM probe {} the kernel)", if ok { "booted" } else { "could not boot" });
+        let _ = std::fs::create_dir_all(&self.cache_dir).and_then(|_| std::fs::write(&cache, verdict));
         verdict
+    }
+
+    /// Identity of the kernel and the QEMU binary (path, size, mtime): a rebuilt kernel or an
+    /// upgraded QEMU probes again. Metadata rather than content keeps `hx run` from reading
+    /// megabytes on every start.
+    fn probe_key(&self, kernel: &Path) -> String {
+        use sha2::Digest;
+        let qemu = std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&self.binary)).find(|p| p.is_file()))
+            .unwrap_or_else(|| PathBuf::from(&self.binary));
+        let mut h = sha2::Sha256::new();
+        for p in [kernel, qemu.as_path()] {
+            let m = std::fs::metadata(p).ok();
+            let mtime = m.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            h.update(format!("{}|{:?}|{:?}\n", p.display(), m.map(|m| m.len()), mtime));
+        }
+        hex::encode(&h.finalize()[..8])
     }
 
     /// Boots the kernel under KVM with no init: reaching "No working init found" proves the

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Guest boot benchmark (QEMU backend): `hx run --rm busybox true` end to end, versus a bare
+# qemu-system-x86_64 booting the same kernel with the same memory and an initramfs whose /init
+# only powers off. Also reports the guest memory in use after boot. Prints a markdown table.
+# Usage: tests/bench/run.sh [RUNS]   (env: HX_KERNEL, HX_INIT, HX (the hx binary))
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+runs="${1:-5}"
+kernel="${HX_KERNEL:-$repo/kernel/out/bzImage}"
+init="${HX_INIT:-$repo/target/pv-init/x86_64-unknown-linux-gnu/release/pv-init}"
+hx="${HX:-$repo/target/release/hx}"
+image_dir="$repo/../shared/images/busybox-1.38.0-glibc"
+mem=128
+for f in "$kernel" "$init" "$hx"; do
+    [ -e "$f" ] || { echo "bench: missing $f (kernel/build.sh, scripts/build-pv-init.sh, cargo build --release -p hx-toolstack)" >&2; exit 1; }
+done
+command -v busybox >/dev/null || { echo "bench: busybox-static is needed (apt-get install busybox-static)" >&2; exit 1; }
+
+work="$(mktemp -d /tmp/hx-bench.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu
+"$hx" --root "$work/store" load -i "$image_dir" >/dev/null
+
+# The baseline initramfs: /init powers the VM off at once.
+mkdir -p "$work/initrd/bin"
+cp "$(command -v busybox)" "$work/initrd/bin/busybox"
+printf '#!/bin/busybox sh\n/bin/busybox poweroff -f\n' >"$work/initrd/init"
+chmod +x "$work/initrd/init"
+(cd "$work/initrd" && find . | cpio -o -H newc --quiet) >"$work/poweroff.cpio"
+
+# Same machine and kernel command line as the QEMU backend under TCG (toolstack/src/backend/qemu.rs).
+mhz="$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)"
+append="console=ttyS0 quiet panic=-1 tsc_early_khz=$mhz tsc=reliable"
+bare() {
+    timeout 120 qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on -accel tcg -cpu max -m "${mem}M" -smp 1 \
+        -nodefaults -no-user-config -nographic -no-reboot -kernel "$kernel" -initrd "$work/poweroff.cpio" \
+        -append "$append" -serial "file:$work/bare-console.log" </dev/null >/dev/null
+}
+hxrun() {
+    timeout 120 "$hx" --root "$work/store" run --rm --memory "${mem}m" busybox:1.38.0-glibc true </dev/null
+}
+# Median wall time in ms of `runs` runs of a function (after one warm-up run).
+median_ms() {
+    local f="$1" t=()
+    "$f"
+    for _ in $(seq "$runs"); do
+        local s e
+        s=$(date +%s%N); "$f"; e=$(date +%s%N)
+        t+=($(((e - s) / 1000000)))
+    done
+    printf '%s\n' "${t[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+bare_ms=$(median_ms bare)
+hx_ms=$(median_ms hxrun)
+ratio=$(awk -v a="$hx_ms" -v b="$bare_ms" 'BEGIN {printf "%.2f", a / b}')
+used=$("$hx" --root "$work/store" run --rm --memory "${mem}m" busybox:1.38.0-glibc \
+    awk '/MemTotal/ {t=$2} /MemAvailable/ {a=$2} END {printf "%d MiB of %d MiB", (t-a)/1024, t/1024}' /proc/meminfo)
+
+echo "| what ($runs runs, median, TCG, ${mem} MiB, 1 vCPU) | result |"
+echo "|---|---|"
+echo "| bare qemu-system-x86_64: kernel + /init that powers off | ${bare_ms} ms |"
+echo "| \`hx run --rm busybox true\` end to end | ${hx_ms} ms |"
+echo "| ratio hx / bare (target ≤ 1.1) | ${ratio}× |"
+echo "| guest memory in use after boot (MemTotal − MemAvailable) | ${used} |"

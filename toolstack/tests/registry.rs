@@ -1,0 +1,282 @@
+//! `hx pull` against a real registry server (Debian's docker-registry on 127.0.0.1), pushed to
+//! with skopeo from the official busybox OCI layouts.
+mod common;
+use common::{run_with_timeout, shared_image, Hx, Registry};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn layout_manifest(layout: &Path) -> serde_json::Value {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(d)).unwrap()).unwrap()
+}
+
+fn layer_hex(layout: &Path) -> String {
+    layout_manifest(layout)["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string()
+}
+
+fn image_id(hx: &Hx, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["image", "inspect", name]).stdout).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+/// Store contents outside tmp/ (a partial download there is kept on purpose, for resume).
+fn visible(hx: &Hx) -> Vec<String> {
+    hx.store_files().into_iter().filter(|f| !f.starts_with("tmp/")).collect()
+}
+
+#[test]
+fn pulls_from_a_real_registry_and_runs() {
+    let reg = Registry::start();
+    reg.push_layout(&shared_image("glibc"), "library/busybox:1.38.0", None);
+    let hx = Hx::new();
+    let image = format!("{}/library/busybox:1.38.0", reg.host());
+    let r = hx.run(&["pull", &image]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("Status: Downloaded newer image"), "{}", r.stderr);
+    assert!(hx.ok(&["images"]).stdout.contains(&format!("{}/library/busybox", reg.host())));
+    let r = hx.ok(&["pull", &image]);
+    assert!(r.stderr.contains("Image is up to date"), "{}", r.stderr);
+    // By digest.
+    let digest = serde_json::from_str::<serde_json::Value>(&hx.ok(&["image", "inspect", &image]).stdout).unwrap()[0]["ManifestDigest"].as_str().unwrap().to_string();
+    let hx2 = Hx::new();
+    hx2.ok(&["pull", "-q", &format!("{}/library/busybox@{digest}", reg.host())]);
+    if hx.has_guest() {
+        let r = hx.run(&["run", "--rm", &image, "echo", "pulled"]);
+        assert_eq!(r.stdout, "pulled\n", "{}", r.stderr);
+        // `hx run` pulls a missing image itself.
+        let hx3 = Hx::new();
+        let r = hx3.run(&["run", "--rm", &image, "echo", "auto"]);
+        assert_eq!((r.code, r.stdout.as_str()), (0, "auto\n"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn multi_platform_index_picks_amd64_or_the_asked_platform() {
+    // An OCI layout whose one ref is an index of two images: glibc as linux/amd64, musl as linux/arm64/v8.
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut entries = vec![];
+    for (flavour, arch, variant) in [("glibc", "amd64", None), ("musl", "arm64", Some("v8"))] {
+        let src = shared_image(flavour);
+        for b in std::fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+            std::fs::copy(b.path(), blobs.join(b.file_name())).unwrap();
+        }
+        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+        let mut e = index["manifests"][0].clone();
+        e.as_object_mut().unwrap().remove("annotations");
+        e["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            e["platform"]["variant"] = serde_json::json!(v);
+        }
+        entries.push(e);
+    }
+    let inner = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries})).unwrap();
+    let inner_hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&inner));
+    std::fs::write(blobs.join(&inner_hex), &inner).unwrap();
+    std::fs::write(dir.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{inner_hex}"), "size": inner.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(dir.path().join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+
+    let reg = Registry::start();
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", dir.path().display()))
+        .arg(format!("docker://{}/multi/busybox:1", reg.host()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let image = format!("{}/multi/busybox:1", reg.host());
+    let glibc_id = layout_manifest(&shared_image("glibc"))["config"]["digest"].as_str().unwrap().to_string();
+    let musl_id = layout_manifest(&shared_image("musl"))["config"]["digest"].as_str().unwrap().to_string();
+
+    let hx = Hx::new();
+    hx.ok(&["pull", "-q", &image]);
+    assert_eq!(image_id(&hx, &image), glibc_id, "linux/amd64 is the default");
+    let hx = Hx::new();
+    hx.ok(&["pull", "-q", "--platform", "linux/arm64", &image]);
+    assert_eq!(image_id(&hx, &image), musl_id);
+    let hx = Hx::new();
+    let r = hx.run(&["pull", "--platform", "linux/s390x", &image]);
+    assert_eq!(r.code, 19, "{}", r.stderr);
+    assert!(r.stderr.contains("linux/amd64, linux/arm64/v8"), "{}", r.stderr);
+    assert!(visible(&hx).is_empty());
+}
+
+#[test]
+fn bad_registry_answers_have_distinct_exit_codes_and_leave_the_store_unchanged() {
+    let reg = Registry::start();
+    reg.push_layout(&shared_image("musl"), "library/busybox:good", None);
+    let hx = Hx::new();
+
+    // Tag not found.
+    let r = hx.run(&["pull", &format!("{}/library/busybox:nope", reg.host())]);
+    assert_eq!(r.code, 12, "{}", r.stderr);
+    assert!(r.stderr.contains("manifest unknown"));
+    // Registry not there at all.
+    let r = hx.run(&["pull", &format!("127.0.0.1:{}/x/y:1", common::free_port())]);
+    assert_eq!(r.code, 14, "{}", r.stderr);
+    // Invalid reference.
+    assert_eq!(hx.run(&["pull", "UPPER/case"]).code, 10);
+
+    // A manifest whose layer has a media type nobody knows.
+    let layout = shared_image("musl");
+    let mut m = layout_manifest(&layout);
+    m["layers"][0]["mediaType"] = serde_json::json!("application/vnd.example.unknown.layer");
+    let body = serde_json::to_vec(&m).unwrap();
+    let st = std::process::Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json", "--data-binary", "@-"])
+        .arg(format!("http://{}/v2/library/busybox/manifests/weird", reg.host()))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(&body)?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(st.success(), "registry refused the manifest");
+    let r = hx.run(&["pull", &format!("{}/library/busybox:weird", reg.host())]);
+    assert_eq!(r.code, 18, "{}", r.stderr);
+    assert!(r.stderr.contains("application/vnd.example.unknown.layer"));
+    assert!(visible(&hx).is_empty(), "{:?}", visible(&hx));
+
+    // Corrupt the layer's bytes in the registry's storage (same size): digest mismatch.
+    let data = reg.blob_data(&layer_hex(&layout));
+    let good = std::fs::read(&data).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&data, &bad).unwrap();
+    let r = hx.run(&["pull", &format!("{}/library/busybox:good", reg.host())]);
+    assert_eq!(r.code, 16, "{}", r.stderr);
+    assert!(r.stderr.contains("digest mismatch"));
+    assert!(visible(&hx).is_empty(), "{:?}", visible(&hx));
+    let layer_partial = format!("tmp/partial-{}", layer_hex(&layout));
+    assert!(!hx.store_files().contains(&layer_partial), "a corrupt partial is not kept");
+
+    // Truncate it: a short blob.
+    std::fs::write(&data, &good[..good.len() / 3]).unwrap();
+    let r = hx.run(&["pull", &format!("{}/library/busybox:good", reg.host())]);
+    assert_eq!(r.code, 17, "{}", r.stderr);
+    assert!(r.stderr.contains("truncated"));
+    assert!(visible(&hx).is_empty());
+
+    // Repaired: the pull completes.
+    std::fs::write(&data, &good).unwrap();
+    hx.ok(&["pull", "-q", &format!("{}/library/busybox:good", reg.host())]);
+}
+
+#[test]
+fn basic_auth_needs_credentials_from_docker_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let st = std::process::Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args(["hxuser", "s3cret"]).output().unwrap();
+    assert!(st.status.success());
+    let reg = Registry::start_with_auth(&format!("  htpasswd:\n    realm: hx-test\n    path: {}", htpasswd.display()));
+    reg.push_layout(&shared_image("musl"), "private/busybox:1", Some("hxuser:s3cret"));
+    let image = format!("{}/private/busybox:1", reg.host());
+
+    let hx = Hx::new();
+    let docker_cfg = tempfile::tempdir().unwrap();
+    let r = run_with_timeout({
+        let mut c = hx.cmd(&["pull", &image]);
+        c.env("DOCKER_CONFIG", docker_cfg.path());
+        c
+    }, Duration::from_secs(60));
+    assert_eq!(r.code, 13, "{}", r.stderr);
+    assert!(r.stderr.contains("unauthorized"), "{}", r.stderr);
+    assert!(visible(&hx).is_empty());
+
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("hxuser:s3cret");
+    std::fs::write(docker_cfg.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
+    let r = run_with_timeout({
+        let mut c = hx.cmd(&["pull", "-q", &image]);
+        c.env("DOCKER_CONFIG", docker_cfg.path());
+        c
+    }, Duration::from_secs(60));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// Forwards to the registry; the first `cut_first` connections die after `limit` bytes of response.
+struct FlakyProxy {
+    port: u16,
+    relayed: Arc<AtomicU64>,
+}
+
+fn start_proxy(upstream: u16, cut_first: usize, limit: u64) -> FlakyProxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let relayed = Arc::new(AtomicU64::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let relayed2 = relayed.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let n = conns.fetch_add(1, Ordering::SeqCst);
+            let relayed = relayed2.clone();
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_r, &mut s_w);
+                });
+                let (mut s_r, mut c_w) = (server, client);
+                let mut buf = [0u8; 16384];
+                let mut sent = 0u64;
+                loop {
+                    let Ok(k) = s_r.read(&mut buf) else { break };
+                    if k == 0 {
+                        break;
+                    }
+                    if n < cut_first && sent + k as u64 > limit {
+                        let _ = c_w.write_all(&buf[..(limit - sent) as usize]);
+                        let _ = c_w.shutdown(std::net::Shutdown::Both);
+                        let _ = s_r.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if c_w.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                    sent += k as u64;
+                    relayed.fetch_add(k as u64, Ordering::SeqCst);
+                }
+                let _ = c_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    FlakyProxy { port, relayed }
+}
+
+#[test]
+fn registry_dying_mid_pull_then_resume() {
+    let reg = Registry::start();
+    let layout = shared_image("glibc");
+    reg.push_layout(&layout, "library/busybox:big", None);
+    let layer_size = layout_manifest(&layout)["layers"][0]["size"].as_u64().unwrap();
+    let hx = Hx::new();
+
+    // Connection 0 is the auth probe, 1 the manifest, 2 the config: cut every connection after
+    // 1 MiB, which only the layer reaches.
+    let flaky = start_proxy(reg.port, 1000, 1 << 20);
+    let r = hx.run(&["pull", &format!("127.0.0.1:{}/library/busybox:big", flaky.port)]);
+    assert_eq!(r.code, 14, "{}", r.stderr);
+    let partial = format!("tmp/partial-{}", layer_hex(&layout));
+    assert!(hx.store_files().contains(&partial), "the verified part is kept: {:?}", hx.store_files());
+    let kept = std::fs::metadata(hx.root().join(&partial)).unwrap().len();
+    assert!(kept > 0 && kept < layer_size, "kept {kept} of {layer_size}");
+    assert!(hx.ok(&["images", "-q"]).stdout.is_empty());
+
+    // Through a healthy path: only the rest of the layer crosses the wire.
+    let healthy = start_proxy(reg.port, 0, 0);
+    let r = hx.run(&["pull", &format!("127.0.0.1:{}/library/busybox:big", healthy.port)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let moved = healthy.relayed.load(Ordering::SeqCst);
+    assert!(moved < layer_size - kept / 2, "resumed: {moved} bytes moved, layer {layer_size}, had {kept}");
+    assert_eq!(hx.store_files().iter().filter(|f| f.starts_with("tmp/")).count(), 0);
+    let _ = flaky.relayed.load(Ordering::SeqCst);
+}

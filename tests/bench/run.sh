@@ -39,19 +39,17 @@ bare() {
 hxrun() {
     timeout 120 "$hx" --root "$work/store" run --rm --memory "${mem}m" busybox:1.38.0-glibc true </dev/null
 }
-# Median wall time in ms of `runs` runs of a function (after one warm-up run).
-median_ms() {
-    local f="$1" t=()
-    "$f"
-    for _ in $(seq "$runs"); do
-        local s e
-        s=$(date +%s%N); "$f"; e=$(date +%s%N)
-        t+=($(((e - s) / 1000000)))
-    done
-    printf '%s\n' "${t[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
-bare_ms=$(median_ms bare)
-hx_ms=$(median_ms hxrun)
+ms() { local s e; s=$(date +%s%N); "$1"; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Alternate the two so that load from other processes hits both alike; one warm-up run each.
+bare; hxrun
+bare_t=(); hx_t=()
+for _ in $(seq "$runs"); do
+    bare_t+=("$(ms bare)")
+    hx_t+=("$(ms hxrun)")
+done
+bare_ms=$(median "${bare_t[@]}")
+hx_ms=$(median "${hx_t[@]}")
 ratio=$(awk -v a="$hx_ms" -v b="$bare_ms" 'BEGIN {printf "%.2f", a / b}')
 used=$("$hx" --root "$work/store" run --rm --memory "${mem}m" busybox:1.38.0-glibc \
     awk '/MemTotal/ {t=$2} /MemAvailable/ {a=$2} END {printf "%d MiB of %d MiB", (t-a)/1024, t/1024}' /proc/meminfo)

@@ -280,3 +280,69 @@ fn registry_dying_mid_pull_then_resume() {
     assert_eq!(hx.store_files().iter().filter(|f| f.starts_with("tmp/")).count(), 0);
     let _ = flaky.relayed.load(Ordering::SeqCst);
 }
+
+/// The Docker Hub flow for real: 401 with `WWW-Authenticate: Bearer realm=…`, a token from the
+/// realm (with basic credentials from docker's config.json), then the pull with the token.
+#[test]
+fn bearer_token_flow_against_a_token_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hx-test-token-issuer", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let tport = common::free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/token_server.py");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(tport.to_string())
+            .arg(&key)
+            .arg(&cert)
+            .args(["tokuser", "tokpass", "hx-test-issuer", "hx-test-registry"])
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", tport)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "token server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reg = Registry::start_with_auth(&format!(
+        "  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: hx-test-registry\n    issuer: hx-test-issuer\n    rootcertbundle: {}",
+        cert.display()
+    ));
+    reg.push_layout(&shared_image("musl"), "secure/busybox:1", Some("tokuser:tokpass"));
+    let image = format!("{}/secure/busybox:1", reg.host());
+    let hx = Hx::new();
+    let docker_cfg = tempfile::tempdir().unwrap();
+    let pull = |args: &[&str]| {
+        let mut c = hx.cmd(args);
+        c.env("DOCKER_CONFIG", docker_cfg.path());
+        run_with_timeout(c, Duration::from_secs(60))
+    };
+    let r = pull(&["pull", &image]);
+    assert_eq!(r.code, 13, "no credentials: {}", r.stderr);
+    assert!(visible(&hx).is_empty());
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("tokuser:wrong");
+    std::fs::write(docker_cfg.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
+    assert_eq!(pull(&["pull", &image]).code, 13, "wrong password");
+    let auth = base64::engine::general_purpose::STANDARD.encode("tokuser:tokpass");
+    std::fs::write(docker_cfg.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
+    let r = pull(&["pull", "-q", &image]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(hx.ok(&["images", "-q"]).stdout.lines().count(), 1);
+}

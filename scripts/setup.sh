@@ -14,7 +14,7 @@ fi
 
 PACKAGES=(
     # build
-    gcc make pkg-config libssl-dev libclang-dev clang libxen-dev
+    gcc make pkg-config libssl-dev zlib1g-dev libclang-dev clang libxen-dev
     # hyper kernel
     linux-source-6.1 flex bison bc libelf-dev cpio xz-utils
     # images and guests

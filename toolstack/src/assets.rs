@@ -20,7 +20,10 @@ fn candidates(file: &str) -> Vec<PathBuf> {
 }
 
 fn locate(what: &str, env: &str, explicit: Option<&Path>, file: &str) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit.map(Path::to_path_buf).or_else(|| std::env::var_os(env).map(PathBuf::from)) {
+    if let Some(p) = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(env).map(PathBuf::from))
+    {
         if p.is_file() {
             return Ok(p);
         }

@@ -69,7 +69,9 @@ pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
 pub fn list(root: &Path) -> anyhow::Result<Vec<Container>> {
     let mut out = Vec::new();
     let d = containers_dir(root);
-    let Ok(rd) = std::fs::read_dir(&d) else { return Ok(out) };
+    let Ok(rd) = std::fs::read_dir(&d) else {
+        return Ok(out);
+    };
     for e in rd.flatten() {
         if let Ok(c) = load(root, &e.file_name().to_string_lossy()) {
             out.push(c);
@@ -85,7 +87,10 @@ pub fn find(root: &Path, key: &str) -> anyhow::Result<Container> {
     if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
         return Ok(c.clone());
     }
-    let matches: Vec<&Container> = all.iter().filter(|c| key.len() >= 3 && c.id.starts_with(key)).collect();
+    let matches: Vec<&Container> = all
+        .iter()
+        .filter(|c| key.len() >= 3 && c.id.starts_with(key))
+        .collect();
     match matches.len() {
         1 => Ok(matches[0].clone()),
         0 => Err(crate::HxError::NoSuchContainer(key.to_string()).into()),
@@ -104,10 +109,20 @@ pub fn new_id() -> String {
 
 /// docker-style `adjective_name`.
 pub fn random_name(id: &str, taken: &[String]) -> String {
-    const ADJ: &[&str] = &["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen"];
-    const NOUN: &[&str] = &["babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth", "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wirth", "xen"];
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zen",
+    ];
+    const NOUN: &[&str] = &[
+        "babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth", "lamport",
+        "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wirth",
+        "xen",
+    ];
     let bytes = hex::decode(&id[..8]).unwrap_or_default();
-    let (a, n) = (bytes.first().copied().unwrap_or(0) as usize, bytes.get(1).copied().unwrap_or(0) as usize);
+    let (a, n) = (
+        bytes.first().copied().unwrap_or(0) as usize,
+        bytes.get(1).copied().unwrap_or(0) as usize,
+    );
     let base = format!("{}_{}", ADJ[a % ADJ.len()], NOUN[n % NOUN.len()]);
     let mut name = base.clone();
     let mut i = 2;
@@ -122,7 +137,8 @@ pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 63
         && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 pub fn now_rfc3339() -> String {
@@ -140,6 +156,6 @@ mod tests {
         assert!(!valid_name("a/b"));
         let id = "00000000";
         let n = random_name(id, &[]);
-        assert_eq!(random_name(id, &[n.clone()]), format!("{n}2"));
+        assert_eq!(random_name(id, std::slice::from_ref(&n)), format!("{n}2"));
     }
 }

@@ -38,25 +38,50 @@ impl Outcome {
 /// Reads the guest's status channel and console log after the VM has gone.
 pub fn outcome(dir: &Path) -> Outcome {
     let status = std::fs::read_to_string(dir.join("status.log")).unwrap_or_default();
-    let last = status.lines().filter_map(GuestStatus::parse_line).filter(|s| s.exit_code().is_some()).last();
+    let last = status
+        .lines()
+        .rev()
+        .filter_map(GuestStatus::parse_line)
+        .find(|s| s.exit_code().is_some());
     match last {
-        Some(GuestStatus::InitError { code, message }) => return Outcome::InitError { code, message },
+        Some(GuestStatus::InitError { code, message }) => {
+            return Outcome::InitError { code, message }
+        }
         Some(s) => return Outcome::Exited(s.exit_code().unwrap_or(125)),
         None => {}
     }
     let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
-    if let Some(line) = console.lines().find(|l| l.contains("Kernel panic - not syncing")) {
-        let msg = line.split("Kernel panic - not syncing:").nth(1).unwrap_or(line).trim().to_string();
+    if let Some(line) = console
+        .lines()
+        .find(|l| l.contains("Kernel panic - not syncing"))
+    {
+        let msg = line
+            .split("Kernel panic - not syncing:")
+            .nth(1)
+            .unwrap_or(line)
+            .trim()
+            .to_string();
         return Outcome::Panic(msg);
     }
     let qemu = std::fs::read_to_string(dir.join("qemu.log")).unwrap_or_default();
-    let detail = qemu.lines().last().map(|l| format!(": {l}")).unwrap_or_default();
-    Outcome::Lost(format!("the VM ended without reporting a status (console log: {}){detail}", dir.join("console.log").display()))
+    let detail = qemu
+        .lines()
+        .last()
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    Outcome::Lost(format!(
+        "the VM ended without reporting a status (console log: {}){detail}",
+        dir.join("console.log").display()
+    ))
 }
 
 /// Marks a container whose VM has gone as exited and cleans its runtime files; removes it if
 /// it was started with --rm. Returns the updated container, or None if removed.
-pub fn settle(root: &Path, mut c: Container, be: &dyn Backend) -> anyhow::Result<Option<Container>> {
+pub fn settle(
+    root: &Path,
+    mut c: Container,
+    be: &dyn Backend,
+) -> anyhow::Result<Option<Container>> {
     let dir = container::dir(root, &c.id);
     if c.status == Status::Running && !be.is_running(&c) {
         let o = outcome(&dir);
@@ -96,7 +121,9 @@ pub fn remove(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()
 fn remove_dir(root: &Path, c: &Container) -> anyhow::Result<()> {
     let d = container::dir(root, &c.id);
     match std::fs::remove_dir_all(&d) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(anyhow::anyhow!("removing {}: {e}", d.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::anyhow!("removing {}: {e}", d.display()))
+        }
         _ => Ok(()),
     }
 }

@@ -17,9 +17,21 @@ fn hx_with_busybox() -> Option<Hx> {
 fn echo_prints_and_exit_codes_pass_through() {
     let Some(hx) = hx_with_busybox() else { return };
     let r = hx.run(&["run", "--rm", BUSYBOX, "echo", "hello"]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "hello\n"), "stderr: {}", r.stderr);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "hello\n"),
+        "stderr: {}",
+        r.stderr
+    );
 
-    let r = hx.run(&["run", "--rm", BUSYBOX, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(r.code, 3);
     assert_eq!(r.stdout, "out\n");
     assert_eq!(r.stderr, "err\n");
@@ -32,13 +44,32 @@ fn echo_prints_and_exit_codes_pass_through() {
 fn env_cwd_user_and_hostname() {
     let Some(hx) = hx_with_busybox() else { return };
     let r = hx.run(&[
-        "run", "--rm", "-e", "GREETING=hi there", "-w", "/work/dir", "-u", "nobody", "--hostname", "box1", BUSYBOX, "sh", "-c",
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/work/dir",
+        "-u",
+        "nobody",
+        "--hostname",
+        "box1",
+        BUSYBOX,
+        "sh",
+        "-c",
         "echo \"$GREETING\"; pwd; id -u; id -g; hostname; echo $HOME; echo $PATH",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines[..5], ["hi there", "/work/dir", "65534", "65534", "box1"]);
-    assert!(lines[6].contains("/bin"), "PATH from the image: {}", lines[6]);
+    assert_eq!(
+        lines[..5],
+        ["hi there", "/work/dir", "65534", "65534", "box1"]
+    );
+    assert!(
+        lines[6].contains("/bin"),
+        "PATH from the image: {}",
+        lines[6]
+    );
 }
 
 #[test]
@@ -46,13 +77,21 @@ fn init_errors_are_126_and_127_like_docker() {
     let Some(hx) = hx_with_busybox() else { return };
     let r = hx.run(&["run", "--rm", BUSYBOX, "no-such-command"]);
     assert_eq!(r.code, 127);
-    assert!(r.stderr.contains("executable file not found in $PATH"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found in $PATH"),
+        "{}",
+        r.stderr
+    );
     let r = hx.run(&["run", "--rm", BUSYBOX, "/etc/passwd"]);
     assert_eq!(r.code, 126);
     assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
     let r = hx.run(&["run", "--rm", "-u", "ghost", BUSYBOX, "true"]);
     assert_eq!(r.code, 126);
-    assert!(r.stderr.contains("unable to find user ghost"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unable to find user ghost"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -60,7 +99,12 @@ fn hx_errors_are_125_and_leave_nothing() {
     let hx = Hx::new();
     let r = hx.run(&["run", "--rm", "no-such-image-here:1"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
-    assert_eq!(r.stderr.lines().count(), 2, "one 'Unable to find' line and one error line: {}", r.stderr);
+    assert_eq!(
+        r.stderr.lines().count(),
+        2,
+        "one 'Unable to find' line and one error line: {}",
+        r.stderr
+    );
     let r = hx.run(&["run", "--memory", "lots", BUSYBOX, "true"]);
     assert_eq!(r.code, 125);
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
@@ -88,16 +132,21 @@ fn detached_logs_follow_and_stop() {
         std::thread::sleep(Duration::from_millis(200));
     }
     hx.ok(&["stop", "-t", "20", "ticker"]);
-    let out = follower.wait_with_output().unwrap();
-    let followed = String::from_utf8_lossy(&out.stdout);
-    assert!(followed.contains("tick 2") && followed.trim_end().ends_with("got TERM"), "logs -f: {followed}");
+    let followed = common::wait_with_timeout(follower, Duration::from_secs(60)).stdout;
+    assert!(
+        followed.contains("tick 2") && followed.trim_end().ends_with("got TERM"),
+        "logs -f: {followed}"
+    );
 
     let ps = hx.ok(&["ps", "-a", "--json"]).stdout;
     let v: serde_json::Value = serde_json::from_str(&ps).unwrap();
     assert_eq!(v[0]["status"], "exited");
     assert_eq!(v[0]["exit_code"], 0);
     assert_eq!(hx.ok(&["wait", "ticker"]).stdout.trim(), "0");
-    assert_eq!(hx.run(&["logs", "--tail", "1", "ticker"]).stdout, "got TERM\n");
+    assert_eq!(
+        hx.run(&["logs", "--tail", "1", "ticker"]).stdout,
+        "got TERM\n"
+    );
     hx.ok(&["rm", "ticker"]);
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
     assert_eq!(hx.run(&["logs", "ticker"]).code, 1);
@@ -120,7 +169,9 @@ fn rm_flag_removes_everything() {
     let Some(hx) = hx_with_busybox() else { return };
     hx.ok(&["run", "--rm", BUSYBOX, "true"]);
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
-    let left: Vec<_> = std::fs::read_dir(hx.root().join("containers")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(hx.root().join("containers"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "container files left behind");
     assert_eq!(qemu_processes_for(hx.root()), 0);
 }
@@ -130,15 +181,27 @@ fn five_containers_at_once() {
     let Some(hx) = hx_with_busybox() else { return };
     let children: Vec<_> = (0..5)
         .map(|i| {
-            let mut c = hx.cmd(&["run", "--rm", BUSYBOX, "sh", "-c", &format!("echo container-{i}")]);
-            c.stdout(std::process::Stdio::piped());
+            let mut c = hx.cmd(&[
+                "run",
+                "--rm",
+                BUSYBOX,
+                "sh",
+                "-c",
+                &format!("echo container-{i}"),
+            ]);
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
             c.spawn().unwrap()
         })
         .collect();
     for (i, c) in children.into_iter().enumerate() {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("container-{i}\n"));
+        let out = common::wait_with_timeout(c, Duration::from_secs(120));
+        assert_eq!(
+            (out.code, out.stdout),
+            (0, format!("container-{i}\n")),
+            "{}",
+            out.stderr
+        );
     }
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
 }
@@ -146,7 +209,10 @@ fn five_containers_at_once() {
 #[test]
 fn sigkill_of_hx_then_ps_and_rm_clean_up() {
     let Some(hx) = hx_with_busybox() else { return };
-    let mut child = hx.cmd(&["run", "--name", "orphan", BUSYBOX, "sleep", "1000"]).spawn().unwrap();
+    let mut child = hx
+        .cmd(&["run", "--name", "orphan", BUSYBOX, "sleep", "1000"])
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !hx.ok(&["ps"]).stdout.contains("orphan") {
         assert!(Instant::now() < deadline);
@@ -154,19 +220,35 @@ fn sigkill_of_hx_then_ps_and_rm_clean_up() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(hx.ok(&["ps"]).stdout.contains("Up"), "the VM outlives its client, like a docker container");
-    assert_eq!(hx.run(&["rm", "orphan"]).code, 1, "rm without -f refuses a running container");
+    assert!(
+        hx.ok(&["ps"]).stdout.contains("Up"),
+        "the VM outlives its client, like a docker container"
+    );
+    assert_eq!(
+        hx.run(&["rm", "orphan"]).code,
+        1,
+        "rm without -f refuses a running container"
+    );
     hx.ok(&["rm", "-f", "orphan"]);
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
     assert_eq!(qemu_processes_for(hx.root()), 0, "no orphan QEMU");
-    let left: Vec<_> = std::fs::read_dir(hx.root().join("containers")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(hx.root().join("containers"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty());
 }
 
 #[test]
 fn guest_kernel_panic_is_reported() {
     let Some(hx) = hx_with_busybox() else { return };
-    let r = hx.run(&["run", "--rm", BUSYBOX, "sh", "-c", "echo c > /proc/sysrq-trigger"]);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo c > /proc/sysrq-trigger",
+    ]);
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("guest kernel panicked"), "{}", r.stderr);
 }
@@ -174,18 +256,91 @@ fn guest_kernel_panic_is_reported() {
 #[test]
 fn the_image_is_never_modified() {
     let Some(hx) = hx_with_busybox() else { return };
-    let rootfs = std::fs::read_dir(hx.root().join("rootfs")).unwrap().next().unwrap().unwrap().path();
+    let rootfs = std::fs::read_dir(hx.root().join("rootfs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let before = std::fs::read(&rootfs).unwrap();
-    let r = hx.run(&["run", "--rm", BUSYBOX, "sh", "-c", "rm /bin/ls && echo new > /etc/added && cat /etc/added"]);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "rm /bin/ls && echo new > /etc/added && cat /etc/added",
+    ]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "new\n"), "{}", r.stderr);
-    let r = hx.run(&["run", "--rm", BUSYBOX, "sh", "-c", "test -e /bin/ls && test ! -e /etc/added && echo pristine"]);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "test -e /bin/ls && test ! -e /etc/added && echo pristine",
+    ]);
     assert_eq!(r.stdout, "pristine\n");
-    assert!(std::fs::read(&rootfs).unwrap() == before, "rootfs image changed");
+    assert!(
+        std::fs::read(&rootfs).unwrap() == before,
+        "rootfs image changed"
+    );
 }
 
 #[test]
 fn writable_layer_on_a_disk() {
     let Some(hx) = hx_with_busybox() else { return };
-    let r = hx.run(&["run", "--rm", "--disk-size", "64m", BUSYBOX, "sh", "-c", "dd if=/dev/zero of=/big bs=1M count=20 2>/dev/null && ls -l /big | awk '{print $5}'"]);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--disk-size",
+        "64m",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1M count=20 2>/dev/null && ls -l /big | awk '{print $5}'",
+    ]);
     assert_eq!((r.code, r.stdout.trim()), (0, "20971520"), "{}", r.stderr);
+}
+
+#[test]
+fn signals_to_hx_run_reach_the_workload() {
+    let Some(hx) = hx_with_busybox() else { return };
+    for (name, sig, code) in [("term", libc::SIGTERM, 143), ("int", libc::SIGINT, 130)] {
+        let child = hx
+            .cmd(&["run", "--rm", "--name", name, BUSYBOX, "sleep", "1000"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Up once the guest has exec'd the workload (its "started" status line).
+        loop {
+            let inspect = hx.run(&["inspect", name]).stdout;
+            let started = serde_json::from_str::<serde_json::Value>(&inspect)
+                .ok()
+                .and_then(|v| {
+                    v[0]["Files"]["Dir"].as_str().map(|d| {
+                        std::fs::read_to_string(format!("{d}/status.log")).unwrap_or_default()
+                    })
+                })
+                .is_some_and(|s| s.contains("\"started\""));
+            if started {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the workload never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let out = common::wait_with_timeout(child, Duration::from_secs(60));
+        assert_eq!(
+            out.code, code,
+            "{name}: the workload dies of the forwarded signal: {}",
+            out.stderr
+        );
+    }
+    assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
 }

@@ -52,7 +52,9 @@ pub fn select(name: Option<&str>, root: &Path) -> anyhow::Result<Box<dyn Backend
     };
     match name.as_str() {
         "qemu" => Ok(Box::new(qemu::Qemu::new(root))),
-        "xen" => anyhow::bail!("the xen backend is not available in this build yet (use --backend qemu)"),
+        "xen" => {
+            anyhow::bail!("the xen backend is not available in this build yet (use --backend qemu)")
+        }
         other => anyhow::bail!("unknown backend {other:?} (qemu or xen)"),
     }
 }
@@ -81,4 +83,22 @@ pub fn process_alive(pid: Option<i32>, start: Option<u64>) -> bool {
         (Some(p), Some(s)) => process_start(p) == Some(s),
         _ => false,
     }
+}
+
+/// A file descriptor that becomes readable when process `pid` exits (pidfd), so that waiters
+/// wake at once instead of at their next poll. None where pidfds are unsupported.
+pub fn exit_notifier(pid: Option<i32>) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid?, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns the fd, so it cannot be closed while registered.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+    }
+    .ok()
 }

@@ -19,7 +19,10 @@ pub const CHANNELS: [&str; 3] = ["stdout", "stderr", "status"];
 
 impl Qemu {
     pub fn new(root: &Path) -> Self {
-        Qemu { binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()), cache_dir: root.join("assets") }
+        Qemu {
+            binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
+            cache_dir: root.join("assets"),
+        }
     }
 
     /// KVM only if it really boots our kernel; the verdict is cached in the store, keyed by
@@ -30,19 +33,34 @@ impl Qemu {
             Ok("kvm") => return "kvm",
             _ => {}
         }
-        if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+        {
             tracing::info!("accelerator: tcg (/dev/kvm missing or not accessible)");
             return "tcg";
         }
-        let cache = self.cache_dir.join(format!("kvm-probe-{}", self.probe_key(kernel)));
+        let cache = self
+            .cache_dir
+            .join(format!("kvm-probe-{}", self.probe_key(kernel)));
         if let Ok(v) = std::fs::read_to_string(&cache) {
-            tracing::info!("accelerator: {} (cached KVM probe {})", v.trim(), cache.display());
+            tracing::info!(
+                "accelerator: {} (cached KVM probe {})",
+                v.trim(),
+                cache.display()
+            );
             return if v.trim() == "kvm" { "kvm" } else { "tcg" };
         }
         let ok = self.probe_kvm(kernel);
         let verdict = if ok { "kvm" } else { "tcg" };
-        tracing::info!("accelerator: {verdict} (KVM probe {} the kernel)", if ok { "booted" } else { "could not boot" });
-        let _ = std::fs::create_dir_all(&self.cache_dir).and_then(|_| std::fs::write(&cache, verdict));
+        tracing::info!(
+            "accelerator: {verdict} (KVM probe {} the kernel)",
+            if ok { "booted" } else { "could not boot" }
+        );
+        let _ =
+            std::fs::create_dir_all(&self.cache_dir).and_then(|_| std::fs::write(&cache, verdict));
         verdict
     }
 
@@ -52,13 +70,25 @@ impl Qemu {
     fn probe_key(&self, kernel: &Path) -> String {
         use sha2::Digest;
         let qemu = std::env::var_os("PATH")
-            .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&self.binary)).find(|p| p.is_file()))
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(&self.binary))
+                    .find(|p| p.is_file())
+            })
             .unwrap_or_else(|| PathBuf::from(&self.binary));
         let mut h = sha2::Sha256::new();
         for p in [kernel, qemu.as_path()] {
             let m = std::fs::metadata(p).ok();
-            let mtime = m.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-            h.update(format!("{}|{:?}|{:?}\n", p.display(), m.map(|m| m.len()), mtime));
+            let mtime = m
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            h.update(format!(
+                "{}|{:?}|{:?}\n",
+                p.display(),
+                m.map(|m| m.len()),
+                mtime
+            ));
         }
         hex::encode(&h.finalize()[..8])
     }
@@ -67,10 +97,28 @@ impl Qemu {
     /// kernel runs (kvm_pvm hosts abort or hang instead).
     fn probe_kvm(&self, kernel: &Path) -> bool {
         let Ok(mut child) = Command::new(&self.binary)
-            .args(["-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "64", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio"])
+            .args([
+                "-M",
+                "microvm",
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-m",
+                "64",
+                "-nodefaults",
+                "-no-user-config",
+                "-nographic",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+            ])
             .arg("-kernel")
             .arg(kernel)
-            .args(["-append", "console=ttyS0 panic=-1 rdinit=/hx-probe-no-init init=/hx-probe-no-init"])
+            .args([
+                "-append",
+                "console=ttyS0 panic=-1 rdinit=/hx-probe-no-init init=/hx-probe-no-init",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -82,7 +130,9 @@ impl Qemu {
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -104,7 +154,10 @@ impl Qemu {
         cmd.arg("-m").arg(format!("{}M", spec.memory_mb));
         cmd.arg("-smp").arg(spec.cpus.to_string());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
-        cmd.arg("-kernel").arg(spec.kernel).arg("-initrd").arg(spec.initramfs);
+        cmd.arg("-kernel")
+            .arg(spec.kernel)
+            .arg("-initrd")
+            .arg(spec.initramfs);
         let mut append = String::from("console=ttyS0 quiet panic=-1 hx.backend=qemu");
         if accel == "tcg" {
             if let Some(khz) = host_tsc_khz() {
@@ -114,19 +167,34 @@ impl Qemu {
             }
         }
         cmd.arg("-append").arg(append);
-        cmd.arg("-serial").arg(format!("file:{}", d.join("console.log").display()));
+        cmd.arg("-serial")
+            .arg(format!("file:{}", d.join("console.log").display()));
         for (i, disk) in spec.disks.iter().enumerate() {
             let ro = if disk.readonly { ",readonly=on" } else { "" };
-            cmd.arg("-drive").arg(format!("id=disk{i},file={},format=raw,if=none,cache=unsafe{ro}", qemu_path(&disk.path)));
-            cmd.arg("-device").arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
+            cmd.arg("-drive").arg(format!(
+                "id=disk{i},file={},format=raw,if=none,cache=unsafe{ro}",
+                qemu_path(&disk.path)
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for ch in CHANNELS {
-            cmd.arg("-chardev").arg(format!("file,id=ch-{ch},path={}", qemu_path(&d.join(format!("{ch}.log")))));
-            cmd.arg("-device").arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
+            cmd.arg("-chardev").arg(format!(
+                "file,id=ch-{ch},path={}",
+                qemu_path(&d.join(format!("{ch}.log")))
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
         }
-        cmd.arg("-chardev").arg(format!("pipe,id=ch-control,path={}", qemu_path(&d.join("control"))));
-        cmd.args(["-device", "virtserialport,chardev=ch-control,name=hx.control"]);
+        cmd.arg("-chardev").arg(format!(
+            "pipe,id=ch-control,path={}",
+            qemu_path(&d.join("control"))
+        ));
+        cmd.args([
+            "-device",
+            "virtserialport,chardev=ch-control,name=hx.control",
+        ]);
         cmd
     }
 }
@@ -134,7 +202,14 @@ impl Qemu {
 /// The host's TSC rate from /proc/cpuinfo.
 fn host_tsc_khz() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     (mhz > 100.0).then(|| (mhz * 1000.0).round() as u64)
 }
 
@@ -145,7 +220,8 @@ fn qemu_path(p: &Path) -> String {
 
 fn mkfifo(p: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(p);
-    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).with_context(|| format!("mkfifo {}", p.display()))
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("mkfifo {}", p.display()))
 }
 
 impl Backend for Qemu {
@@ -163,7 +239,9 @@ impl Backend for Qemu {
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
         let mut cmd = self.command(spec, accel);
         tracing::debug!("{:?}", cmd);
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         // Own session: the VM outlives `hx run` being killed, like a docker container outlives
         // its client; `hx ps`/`hx rm` find it by pid + start time.
         // SAFETY: setsid is async-signal-safe.
@@ -173,19 +251,27 @@ impl Backend for Qemu {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| format!("starting {} (apt-get install qemu-system-x86)", self.binary))?;
+        let child = cmd.spawn().with_context(|| {
+            format!("starting {} (apt-get install qemu-system-x86)", self.binary)
+        })?;
         let pid = child.id() as i32;
         // The child handle is dropped without waiting: the pid is tracked by start time instead.
         std::mem::forget(child);
-        let start = process_start(pid).unwrap_or(0);
-        // QEMU fails fast on bad options: catch that here rather than as a silent dead VM.
-        std::thread::sleep(Duration::from_millis(30));
-        if process_start(pid).is_none() {
+        let Some(start) = process_start(pid) else {
             reap(pid);
             let log = std::fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
-            bail!("qemu failed to start: {}", log.lines().last().unwrap_or("no output"));
-        }
-        Ok(VmHandle { pid, pid_start: start, domid: None })
+            bail!(
+                "qemu failed to start: {}",
+                log.lines().last().unwrap_or("no output")
+            );
+        };
+        // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
+        // that (run.rs), an attached run reports it as the VM's outcome.
+        Ok(VmHandle {
+            pid,
+            pid_start: start,
+            domid: None,
+        })
     }
 
     fn is_running(&self, c: &Container) -> bool {
@@ -214,7 +300,10 @@ impl Backend for Qemu {
         if !self.is_running(c) {
             return Ok(());
         }
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.is_running(c) {
             if Instant::now() > deadline {
@@ -238,7 +327,10 @@ use std::os::unix::fs::OpenOptionsExt;
 /// Reaps the VM process if it is our own child (an attached `hx run`), so it doesn't linger as
 /// a zombie that looks alive.
 fn reap(pid: i32) {
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
 }
 
 #[allow(dead_code)]

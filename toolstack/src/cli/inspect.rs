@@ -19,7 +19,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     for name in &args.containers {
         let c = container::find(&g.root, name)?;
         let dir = container::dir(&g.root, &c.id);
-        let spec: serde_json::Value = std::fs::read(dir.join("spec.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(json!(null));
+        let spec: serde_json::Value = std::fs::read(dir.join("spec.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(json!(null));
         out.push(json!({
             "Id": c.id,
             "Name": c.name,

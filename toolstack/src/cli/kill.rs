@@ -37,7 +37,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             if c.status != Status::Running || !be.is_running(&c) {
                 anyhow::bail!("container {} is not running", c.name);
             }
-            be.send_control(&c, &container::dir(&g.root, &c.id), &Control::Signal(sig).to_line())
+            be.send_control(
+                &c,
+                &container::dir(&g.root, &c.id),
+                &Control::Signal(sig).to_line(),
+            )
         })();
         match r {
             Ok(()) => println!("{name}"),

@@ -18,7 +18,11 @@ pub struct Args {
 
 fn tail_lines(bytes: &[u8], n: usize) -> &[u8] {
     let mut count = 0;
-    let end = if bytes.ends_with(b"\n") { bytes.len() - 1 } else { bytes.len() };
+    let end = if bytes.ends_with(b"\n") {
+        bytes.len() - 1
+    } else {
+        bytes.len()
+    };
     for i in (0..end).rev() {
         if bytes[i] == b'\n' {
             count += 1;

@@ -41,6 +41,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of `run::Args` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command in a new container (a micro-VM)
@@ -91,6 +93,8 @@ pub enum ImageCommand {
 /// Options every command sees.
 pub struct Globals {
     pub root: PathBuf,
+    /// For commands whose output (not only logs) grows with -v.
+    #[allow(dead_code)]
     pub verbose: u8,
 }
 
@@ -100,7 +104,10 @@ impl Globals {
             Some(r) => r.clone(),
             None => default_root()?,
         };
-        Ok(Globals { root, verbose: cli.verbose })
+        Ok(Globals {
+            root,
+            verbose: cli.verbose,
+        })
     }
 }
 
@@ -111,7 +118,8 @@ fn default_root() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d).join("hx"));
     }
-    let home = std::env::var_os("HOME").ok_or_else(|| anyhow::anyhow!("neither HX_ROOT, XDG_DATA_HOME nor HOME is set"))?;
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("neither HX_ROOT, XDG_DATA_HOME nor HOME is set"))?;
     Ok(PathBuf::from(home).join(".local/share/hx"))
 }
 
@@ -131,7 +139,11 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-pub async fn dispatch(g: &Globals, command: Command, cli: fn() -> clap::Command) -> anyhow::Result<i32> {
+pub async fn dispatch(
+    g: &Globals,
+    command: Command,
+    cli: fn() -> clap::Command,
+) -> anyhow::Result<i32> {
     match command {
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Ps(a) => ps::run(g, a).await,
@@ -187,7 +199,11 @@ pub fn exit_code_for(e: &anyhow::Error) -> i32 {
 pub fn images_in_use(g: &Globals) -> anyhow::Result<Vec<(hx_images::Digest, String)>> {
     Ok(crate::container::list(&g.root)?
         .into_iter()
-        .filter_map(|c| hx_images::Digest::parse(&c.image_id).ok().map(|d| (d, c.name)))
+        .filter_map(|c| {
+            hx_images::Digest::parse(&c.image_id)
+                .ok()
+                .map(|d| (d, c.name))
+        })
         .collect())
 }
 

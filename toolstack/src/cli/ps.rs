@@ -20,7 +20,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let _lock = Store::open(&g.root)?.lock()?;
         crate::runtime::reconcile(&g.root)?
     };
-    let list: Vec<Container> = list.into_iter().filter(|c| args.all || c.status == Status::Running).collect();
+    let list: Vec<Container> = list
+        .into_iter()
+        .filter(|c| args.all || c.status == Status::Running)
+        .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else if args.quiet {
@@ -35,10 +38,29 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 if cmd.chars().count() > 22 {
                     cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
                 }
-                vec![c.short_id().to_string(), c.image.clone(), format!("\"{cmd}\""), ago(&c.created), status_text(c), c.backend.clone(), c.name.clone()]
+                vec![
+                    c.short_id().to_string(),
+                    c.image.clone(),
+                    format!("\"{cmd}\""),
+                    ago(&c.created),
+                    status_text(c),
+                    c.backend.clone(),
+                    c.name.clone(),
+                ]
             })
             .collect();
-        super::images::print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "BACKEND", "NAMES"], &rows);
+        super::images::print_table(
+            &[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "BACKEND",
+                "NAMES",
+            ],
+            &rows,
+        );
     }
     Ok(0)
 }
@@ -46,7 +68,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 pub fn status_text(c: &Container) -> String {
     match c.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(c.started_at.as_deref().unwrap_or(&c.created))),
+        Status::Running => format!(
+            "Up {}",
+            since(c.started_at.as_deref().unwrap_or(&c.created))
+        ),
         Status::Exited => {
             let code = c.exit_code.unwrap_or(-1);
             let when = ago(c.finished_at.as_deref().unwrap_or(&c.created));
@@ -65,7 +90,11 @@ fn seconds_since(ts: &str) -> i64 {
 
 /// Seconds since the epoch of our own RFC 3339 UTC timestamps.
 fn parse(ts: &str) -> i64 {
-    let n = |a: usize, b: usize| ts.get(a..b).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    let n = |a: usize, b: usize| {
+        ts.get(a..b)
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
     let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
     let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
     let era = y.div_euclid(400);

@@ -67,10 +67,30 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let detach = args.detach;
     let prepared = tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
     if detach {
+        confirm_started(&g.root, &prepared).await?;
         println!("{}", prepared.id);
         return Ok(0);
     }
     attach(&g.root, prepared).await
+}
+
+/// A VM that dies at once (bad QEMU options, no hypervisor resources) is an error of `hx run -d`
+/// rather than a container that silently exited.
+async fn confirm_started(root: &Path, c: &Container) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let be = backend::for_container(c, root)?;
+    if be.is_running(c) {
+        return Ok(());
+    }
+    let outcome = runtime::outcome(&container::dir(root, &c.id));
+    match outcome {
+        runtime::Outcome::Lost(why) => {
+            let _lock = Store::open(root)?.lock()?;
+            runtime::remove(root, c, be.as_ref())?;
+            bail!("the VM did not start: {why}")
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn parse_size_mb(s: &str) -> anyhow::Result<u64> {
@@ -82,7 +102,9 @@ pub fn parse_size_mb(s: &str) -> anyhow::Result<u64> {
         Some('b') => return parse_size_mb(&s[..s.len() - 1]),
         _ => (&s[..], 1.0 / (1024.0 * 1024.0)),
     };
-    let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid size {s:?} (e.g. 256m, 1g)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?} (e.g. 256m, 1g)"))?;
     let mb = (n * mult).ceil() as u64;
     if mb == 0 {
         bail!("size {s:?} is too small");
@@ -92,7 +114,12 @@ pub fn parse_size_mb(s: &str) -> anyhow::Result<u64> {
 
 fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(p).with_context(|| format!("env file {}", p.display()))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(expand_env).collect())
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(expand_env)
+        .collect())
 }
 
 fn expand_env(e: &str) -> String {
@@ -104,7 +131,11 @@ fn expand_env(e: &str) -> String {
 }
 
 /// Builds the spec the way docker merges image config and flags.
-pub fn build_spec(args: &Args, img: &hx_images::ImageRecord, hostname: &str) -> anyhow::Result<ContainerSpec> {
+pub fn build_spec(
+    args: &Args,
+    img: &hx_images::ImageRecord,
+    hostname: &str,
+) -> anyhow::Result<ContainerSpec> {
     let cfg = img.config.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &args.entrypoint {
         Some(e) if e.is_empty() => vec![],
@@ -120,7 +151,10 @@ pub fn build_spec(args: &Args, img: &hx_images::ImageRecord, hostname: &str) -> 
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
-        bail!("no command specified and image {} has no CMD or ENTRYPOINT", args.image);
+        bail!(
+            "no command specified and image {} has no CMD or ENTRYPOINT",
+            args.image
+        );
     }
     let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
     let mut extra = Vec::new();
@@ -136,12 +170,20 @@ pub fn build_spec(args: &Args, img: &hx_images::ImageRecord, hostname: &str) -> 
         env.retain(|x| x.split('=').next() != Some(&key));
         env.push(e);
     }
-    let cwd = args.workdir.clone().or_else(|| cfg.working_dir().clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    let cwd = args
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
         bail!("the working directory {cwd:?} is not absolute");
     }
     let upper = match &args.disk_size {
-        Some(_) => Upper::Disk { disk: 2, fstype: "ext4".into() },
+        Some(_) => Upper::Disk {
+            disk: 2,
+            fstype: "ext4".into(),
+        },
         None => Upper::Tmpfs { size_mb: 0 },
     };
     Ok(ContainerSpec {
@@ -149,9 +191,16 @@ pub fn build_spec(args: &Args, img: &hx_images::ImageRecord, hostname: &str) -> 
         args: argv,
         env,
         cwd,
-        user: args.user.clone().or_else(|| cfg.user().clone()).unwrap_or_default(),
+        user: args
+            .user
+            .clone()
+            .or_else(|| cfg.user().clone())
+            .unwrap_or_default(),
         hostname: hostname.to_string(),
-        rootfs: DiskFs { disk: 0, fstype: hx_images::rootfs::FSTYPE.into() },
+        rootfs: DiskFs {
+            disk: 0,
+            fstype: hx_images::rootfs::FSTYPE.into(),
+        },
         upper,
         mounts: vec![],
         network: None,
@@ -165,8 +214,12 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
             let reference = hx_images::Reference::parse(image)?;
             eprintln!("Unable to find image '{}' locally", reference.familiar());
             let rt = tokio::runtime::Handle::current();
-            let opts = hx_images::pull::PullOptions { progress: true, ..Default::default() };
-            rt.block_on(hx_images::pull::pull(store, &reference, &opts)).map_err(Into::into)
+            let opts = hx_images::pull::PullOptions {
+                progress: true,
+                ..Default::default()
+            };
+            rt.block_on(hx_images::pull::pull(store, &reference, &opts))
+                .map_err(Into::into)
         }
         Err(e) => Err(e.into()),
     }
@@ -193,12 +246,17 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         let existing = runtime::reconcile(root)?;
         let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
         let name = match &args.name {
-            Some(n) if !container::valid_name(n) => bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+            Some(n) if !container::valid_name(n) => {
+                bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+            }
             Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
             Some(n) => n.clone(),
             None => container::random_name(&id, &taken),
         };
-        let hostname = args.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        let hostname = args
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string());
         let spec = build_spec(&args, &img, &hostname)?;
         let dir = container::dir(root, &id);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -229,14 +287,34 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
     };
     let dir = container::dir(root, &id);
     let start = || -> anyhow::Result<Container> {
-        let mut disks = vec![Disk { path: rootfs.clone(), readonly: true }, Disk { path: dir.join("config.img"), readonly: true }];
+        let mut disks = vec![
+            Disk {
+                path: rootfs.clone(),
+                readonly: true,
+            },
+            Disk {
+                path: dir.join("config.img"),
+                readonly: true,
+            },
+        ];
         if let Some(size) = &args.disk_size {
             let mb = parse_size_mb(size)?;
             let upper = dir.join("upper.img");
             hx_images::rootfs::make_ext4(None, &upper, mb * 1024 * 1024)?;
-            disks.push(Disk { path: upper, readonly: false });
+            disks.push(Disk {
+                path: upper,
+                readonly: false,
+            });
         }
-        let vm = VmSpec { name: &c.name, dir: &dir, kernel: &assets.kernel, initramfs: &assets.initramfs, disks, memory_mb, cpus: args.cpus };
+        let vm = VmSpec {
+            name: &c.name,
+            dir: &dir,
+            kernel: &assets.kernel,
+            initramfs: &assets.initramfs,
+            disks,
+            memory_mb,
+            cpus: args.cpus,
+        };
         let h = be.start(&vm)?;
         let mut c = c.clone();
         c.pid = Some(h.pid);
@@ -265,8 +343,13 @@ pub struct Tail {
 
 impl Tail {
     pub fn open(p: &Path, from_start: bool) -> anyhow::Result<Self> {
-        let mut file = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-        let pos = if from_start { 0 } else { file.seek(SeekFrom::End(0))? };
+        let mut file =
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        let pos = if from_start {
+            0
+        } else {
+            file.seek(SeekFrom::End(0))?
+        };
         Ok(Tail { file, pos })
     }
 
@@ -304,6 +387,16 @@ async fn attach(root: &Path, c: Container) -> anyhow::Result<i32> {
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupts = 0;
+    // Checked against the recorded start time by is_running below, so a reused pid is harmless.
+    let exited = backend::exit_notifier(c.pid);
+    let vm_exit = async {
+        match &exited {
+            Some(fd) => drop(fd.readable().await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(vm_exit);
+    let mut vm_gone = false;
     loop {
         let a = out.pump(&mut std::io::stdout())?;
         let b = err.pump(&mut std::io::stderr())?;
@@ -313,6 +406,7 @@ async fn attach(root: &Path, c: Container) -> anyhow::Result<i32> {
         let delay = if a || b { 5 } else { 25 };
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+            _ = &mut vm_exit, if !vm_gone => vm_gone = true,
             _ = sigint.recv() => {
                 interrupts += 1;
                 if interrupts == 1 {

@@ -43,10 +43,17 @@ pub async fn stop_one(g: &super::Globals, name: &str, grace: u64) -> anyhow::Res
             let s = container::load(&g.root, &c.id)?;
             if s.status == Status::Running {
                 // The guest never reported: docker reports SIGKILL's 137.
-                std::fs::OpenOptions::new().append(true).open(dir.join("status.log")).and_then(|mut f| {
-                    use std::io::Write;
-                    f.write_all(pv_init::status::Status::Signaled { signal: 9 }.to_line().as_bytes())
-                })?;
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(dir.join("status.log"))
+                    .and_then(|mut f| {
+                        use std::io::Write;
+                        f.write_all(
+                            pv_init::status::Status::Signaled { signal: 9 }
+                                .to_line()
+                                .as_bytes(),
+                        )
+                    })?;
             }
         }
     }

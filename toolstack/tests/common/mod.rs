@@ -18,15 +18,27 @@ pub fn shared_image(flavour: &str) -> PathBuf {
 /// Kernel and pv-init for guests: HX_KERNEL/HX_INIT, else the repo's build outputs. Missing
 /// assets fail the test in CI and skip it (with a message) elsewhere.
 pub fn guest_assets() -> Option<(PathBuf, PathBuf)> {
-    let kernel = std::env::var_os("HX_KERNEL").map(PathBuf::from).unwrap_or_else(|| repo().join("kernel/out/bzImage"));
-    let init = std::env::var_os("HX_INIT").map(PathBuf::from).unwrap_or_else(|| repo().join("target/pv-init/x86_64-unknown-linux-gnu/release/pv-init"));
+    let kernel = std::env::var_os("HX_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("kernel/out/bzImage"));
+    let init = std::env::var_os("HX_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/pv-init/x86_64-unknown-linux-gnu/release/pv-init"));
     if kernel.is_file() && init.is_file() {
         return Some((kernel, init));
     }
     if std::env::var_os("CI").is_some() {
-        panic!("guest assets missing: {} / {} (scripts/setup.sh builds them)", kernel.display(), init.display());
+        panic!(
+            "guest assets missing: {} / {} (scripts/setup.sh builds them)",
+            kernel.display(),
+            init.display()
+        );
     }
-    eprintln!("SKIP: guest assets missing ({} / {}): run kernel/build.sh and scripts/build-pv-init.sh", kernel.display(), init.display());
+    eprintln!(
+        "SKIP: guest assets missing ({} / {}): run kernel/build.sh and scripts/build-pv-init.sh",
+        kernel.display(),
+        init.display()
+    );
     None
 }
 
@@ -44,7 +56,11 @@ pub struct Run {
 
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
-        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
     }
 }
 
@@ -54,7 +70,14 @@ impl Hx {
             Some((k, i)) => (Some(k), Some(i)),
             None => (None, None),
         };
-        Hx { root: tempfile::Builder::new().prefix("hx-test-").tempdir().unwrap(), kernel, init }
+        Hx {
+            root: tempfile::Builder::new()
+                .prefix("hx-test-")
+                .tempdir()
+                .unwrap(),
+            kernel,
+            init,
+        }
     }
 
     pub fn has_guest(&self) -> bool {
@@ -116,11 +139,34 @@ fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
 }
 
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Run {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn hx");
-    let out_pipe = child.stdout.take().unwrap();
-    let err_pipe = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || std::io::read_to_string(out_pipe).unwrap_or_default());
-    let t_err = std::thread::spawn(move || std::io::read_to_string(err_pipe).unwrap_or_default());
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hx");
+    wait_with_timeout(child, limit)
+}
+
+/// Waits for a child spawned with piped stdout/stderr (or not), killing it after `limit`.
+pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Run {
+    let read = |p: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            p.map(|p| std::io::read_to_string(p).unwrap_or_default())
+                .unwrap_or_default()
+        })
+    };
+    let t_out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let t_err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let deadline = Instant::now() + limit;
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -129,11 +175,15 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Run {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("command {cmd:?} timed out after {limit:?}");
+            panic!("child {} timed out after {limit:?}", child.id());
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Run { code, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+    Run {
+        code,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
 
 pub fn qemu_processes_for(root: &Path) -> usize {
@@ -142,7 +192,10 @@ pub fn qemu_processes_for(root: &Path) -> usize {
         if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
             let s = String::from_utf8_lossy(&cmdline);
             let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
             if s.starts_with("qemu-system") && s.contains(&*root.to_string_lossy()) && !zombie {
                 n += 1;
             }
@@ -152,7 +205,11 @@ pub fn qemu_processes_for(root: &Path) -> usize {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A real registry (Debian's docker-registry) on 127.0.0.1, killed on drop.
@@ -169,9 +226,16 @@ impl Registry {
 
     /// `auth_yaml` is inserted under `auth:` in the config (empty: no auth).
     pub fn start_with_auth(auth_yaml: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("hx-registry-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("hx-registry-")
+            .tempdir()
+            .unwrap();
         let port = free_port();
-        let auth = if auth_yaml.is_empty() { String::new() } else { format!("auth:\n{auth_yaml}\n") };
+        let auth = if auth_yaml.is_empty() {
+            String::new()
+        } else {
+            format!("auth:\n{auth_yaml}\n")
+        };
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.path().join("storage").display()
@@ -187,7 +251,11 @@ impl Registry {
         let r = Registry { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start: {}", std::fs::read_to_string(r.dir.path().join("registry.err")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                std::fs::read_to_string(r.dir.path().join("registry.err")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         r
@@ -204,12 +272,23 @@ impl Registry {
         if let Some(cr) = creds {
             c.arg(format!("--dest-creds={cr}"));
         }
-        let out = c.arg(format!("oci:{}", layout.display())).arg(format!("docker://{}/{reference}", self.host())).output().expect("skopeo");
-        assert!(out.status.success(), "skopeo copy failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = c
+            .arg(format!("oci:{}", layout.display()))
+            .arg(format!("docker://{}/{reference}", self.host()))
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn blob_data(&self, digest_hex: &str) -> PathBuf {
-        self.dir.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{digest_hex}/data", &digest_hex[..2]))
+        self.dir.path().join(format!(
+            "storage/docker/registry/v2/blobs/sha256/{}/{digest_hex}/data",
+            &digest_hex[..2]
+        ))
     }
 }
 

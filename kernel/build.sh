@@ -18,7 +18,7 @@ if [ ! -f "$dest/bzImage" ]; then
     echo "kernel: extracting linux-source $src_ver" >&2
     tar -C "$work" -xf "$src_tar"
     ksrc="$work/linux-source-6.1"
-    make -C "$ksrc" -s ARCH=x86_64 tinyconfig
+    make -C "$ksrc" -s ARCH=x86_64 tinyconfig >&2
     "$ksrc/scripts/kconfig/merge_config.sh" -m -O "$ksrc" "$ksrc/.config" "$here/hyper.config" >/dev/null
     make -C "$ksrc" -s ARCH=x86_64 olddefconfig
     # Every =y line of the fragment must survive olddefconfig, or the kernel is silently wrong.

@@ -4,6 +4,8 @@
 # Cached by hash(hyper.config, build.sh, linux-source version): nothing is rebuilt when
 # those are unchanged.
 set -euo pipefail
+# Only the bzImage path goes to stdout (callers capture it); everything else goes to stderr.
+exec 3>&1 1>&2
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${HX_KERNEL_OUT:-$here/out}"
 cache="${HX_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hx/kernel}"
@@ -37,4 +39,4 @@ if [ ! -f "$dest/bzImage" ]; then
 fi
 mkdir -p "$out"
 for f in bzImage vmlinux config; do ln -sfn "$dest/$f" "$out/$f"; done
-echo "$out/bzImage"
+echo "$out/bzImage" >&3

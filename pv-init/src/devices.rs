@@ -56,12 +56,15 @@ impl Disks {
 pub struct Channels {
     pub stdout: fs::File,
     pub stderr: fs::File,
-    pub status: fs::File,
-    pub control: fs::File,
+    pub control: ControlSource,
 }
 
 impl Channels {
-    pub fn find() -> Result<Self, InitError> {
+    /// The workload's channels, and where status lines go.
+    pub fn find(backend: Backend) -> Result<(Self, StatusSink), InitError> {
+        if backend == Backend::Xen {
+            return Self::find_xen();
+        }
         let mut found: Vec<(String, PathBuf)> = Vec::new();
         // QEMU: virtio-serial ports, named by the host.
         if let Ok(rd) = fs::read_dir("/sys/class/virtio-ports") {
@@ -83,6 +86,97 @@ impl Channels {
                 .open(&path)
                 .map_err(|e| InitError::setup(format!("channel {want} ({}): {e}", path.display())))
         };
-        Ok(Channels { stdout: open("hx.stdout", true)?, stderr: open("hx.stderr", true)?, status: open("hx.status", true)?, control: open("hx.control", false)? })
+        let status = StatusSink::File(open("hx.status", true)?);
+        Ok((Channels { stdout: open("hx.stdout", true)?, stderr: open("hx.stderr", true)?, control: ControlSource::File(open("hx.control", false)?) }, status))
+    }
+}
+
+/// Which host backend booted us (`hx.backend=` on the kernel command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Qemu,
+    Xen,
+}
+
+impl Backend {
+    pub fn detect() -> Self {
+        let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if cmdline.split_whitespace().any(|w| w == "hx.backend=xen") {
+            Backend::Xen
+        } else {
+            Backend::Qemu
+        }
+    }
+}
+
+/// Where status lines go: the `hx.status` port (QEMU) or numbered xenstore nodes the guest
+/// may write (Xen; docs/guest-protocol.md).
+pub enum StatusSink {
+    File(fs::File),
+    Xenstore { client: xenstore_wire::Client, next: u32 },
+}
+
+/// Most status nodes pv-init writes on Xen (the host reads no more than this).
+pub const XEN_MAX_STATUS: u32 = 16;
+pub const XEN_STATUS_DIR: &str = "data/hx/status";
+pub const XEN_CONTROL_NODE: &str = "hx/control";
+
+impl StatusSink {
+    pub fn report(&mut self, status: &pv_init::status::Status) {
+        use std::io::Write;
+        match self {
+            StatusSink::File(f) => {
+                let _ = f.write_all(status.to_line().as_bytes());
+                let _ = f.sync_all();
+            }
+            StatusSink::Xenstore { client, next } => {
+                if *next < XEN_MAX_STATUS {
+                    let line = status.to_line();
+                    let _ = client.write(&format!("{XEN_STATUS_DIR}/{next}"), line.trim_end().as_bytes());
+                    *next += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Where control lines come from: the `hx.control` port (QEMU) or a xenstore node hx writes
+/// and pv-init watches (Xen).
+pub enum ControlSource {
+    File(fs::File),
+    Xenstore(xenstore_wire::Client),
+}
+
+/// The workload's output on Xen: the primary console, stdout and stderr merged (like
+/// `docker run -t`). Output post-processing is turned off so `\n` stays `\n`.
+fn xen_console() -> Result<fs::File, InitError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/hvc0")
+        .map_err(|e| InitError::setup(format!("console /dev/hvc0: {e}")))?;
+    if let Ok(mut t) = nix::sys::termios::tcgetattr(&f) {
+        t.output_flags.remove(nix::sys::termios::OutputFlags::OPOST);
+        let _ = nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t);
+    }
+    Ok(f)
+}
+
+fn xenbus() -> Result<xenstore_wire::Client, InitError> {
+    xenstore_wire::Client::open_device(xenstore_wire::XENBUS_DEVICE).map_err(|e| InitError::setup(e.to_string()))
+}
+
+impl Channels {
+    fn find_xen() -> Result<(Self, StatusSink), InitError> {
+        // Two connections: status writes never interleave with the control watch's events.
+        let status = StatusSink::Xenstore { client: xenbus()?, next: 0 };
+        let mut control = xenbus()?;
+        control
+            .watch(XEN_CONTROL_NODE, "hx-control")
+            .map_err(|e| InitError::setup(format!("control node: {e}")))?;
+        let out = xen_console()?;
+        let err = out.try_clone().map_err(|e| InitError::setup(format!("console: {e}")))?;
+        Ok((Channels { stdout: out, stderr: err, control: ControlSource::Xenstore(control) }, status))
     }
 }

@@ -1,5 +1,5 @@
 //! Starting the workload and supervising it as PID 1.
-use crate::devices::Channels;
+use crate::devices::{Channels, ControlSource};
 use crate::users::{self, Ident};
 use crate::InitError;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
@@ -149,35 +149,73 @@ fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
 /// PID 1's loop: forward signals and control lines to the workload, reap everything, and return
 /// how the workload ended.
 fn supervise(child: Pid, signals: SigSet, channels: Channels) -> Result<Status, InitError> {
+    let status = supervise_loop(child, signals, channels.control)?;
+    // On Xen the workload's output is the console: let it reach the ring before power-off.
+    let _ = nix::sys::termios::tcdrain(&channels.stdout);
+    Ok(status)
+}
+
+fn deliver(child: Pid, line: &str) {
+    if let Some(Control::Signal(n)) = Control::parse_line(line) {
+        if let Ok(sig) = Signal::try_from(n) {
+            let _ = signal::kill(child, sig);
+        }
+    }
+}
+
+/// A control watch fired: the node holds the latest line (a bounded, guest-readable value hx
+/// wrote; an empty value is the registration's initial event).
+fn deliver_from_xenstore(child: Pid, client: &mut xenstore_wire::Client) {
+    if let Ok(Some(v)) = client.read(crate::devices::XEN_CONTROL_NODE) {
+        if v.len() <= 256 {
+            deliver(child, &String::from_utf8_lossy(&v));
+        }
+    }
+}
+
+fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result<Status, InitError> {
     let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| InitError::setup(format!("signalfd: {e}")))?;
-    let mut control = channels.control;
+    let mut control = control;
     let mut control_buf = Vec::new();
     let mut control_ok = true;
     loop {
+        if let ControlSource::Xenstore(client) = &mut control {
+            while client.queued_event().is_some() {
+                deliver_from_xenstore(child, client);
+            }
+        }
         let mut fds = vec![nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN)];
         if control_ok {
-            fds.push(nix::poll::PollFd::new(control.as_fd(), nix::poll::PollFlags::POLLIN));
+            let fd = match &control {
+                ControlSource::File(f) => f.as_fd(),
+                ControlSource::Xenstore(c) => c.fd(),
+            };
+            fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
         }
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
         let sig_ready = fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
         let ctl_ready = fds.get(1).and_then(|f| f.revents()).unwrap_or(nix::poll::PollFlags::empty());
         drop(fds);
         if ctl_ready.contains(nix::poll::PollFlags::POLLIN) {
-            let mut buf = [0u8; 256];
-            match control.read(&mut buf) {
-                Ok(0) | Err(_) => control_ok = false,
-                Ok(n) => {
-                    control_buf.extend_from_slice(&buf[..n]);
-                    while let Some(pos) = control_buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = control_buf.drain(..=pos).collect();
-                        if let Some(Control::Signal(n)) = Control::parse_line(&String::from_utf8_lossy(&line)) {
-                            if let Ok(sig) = Signal::try_from(n) {
-                                let _ = signal::kill(child, sig);
+            match &mut control {
+                ControlSource::File(f) => {
+                    let mut buf = [0u8; 256];
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => control_ok = false,
+                        Ok(n) => {
+                            control_buf.extend_from_slice(&buf[..n]);
+                            while let Some(pos) = control_buf.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = control_buf.drain(..=pos).collect();
+                                deliver(child, &String::from_utf8_lossy(&line));
                             }
+                            control_buf.truncate(4096);
                         }
                     }
-                    control_buf.truncate(4096);
                 }
+                ControlSource::Xenstore(client) => match client.next_event() {
+                    Ok(_) => deliver_from_xenstore(child, client),
+                    Err(_) => control_ok = false,
+                },
             }
         } else if ctl_ready.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR) {
             // The host end is not connected: stop polling it so the loop doesn't spin.

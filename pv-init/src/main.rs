@@ -3,6 +3,7 @@
 mod devices;
 mod exec;
 mod mounts;
+mod network;
 mod users;
 
 use pv_init::status::Status;
@@ -10,7 +11,10 @@ use std::io::Write;
 use std::sync::Mutex;
 
 /// Where status lines go; set once the channel is found.
-static STATUS: Mutex<Option<std::fs::File>> = Mutex::new(None);
+static STATUS: Mutex<Option<devices::StatusSink>> = Mutex::new(None);
+/// On Xen the console is the workload's output: pv-init's diagnostics stay off it once status
+/// lines have somewhere to go (the host prints the reason from the status).
+static QUIET_CONSOLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A failure to start the workload: exit code (docker's 125/126/127) and a one-line reason.
 #[derive(Debug)]
@@ -26,15 +30,17 @@ impl InitError {
 }
 
 pub fn console(msg: &str) {
+    if QUIET_CONSOLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
         let _ = writeln!(c, "pv-init: {msg}");
     }
 }
 
 fn report(status: &Status) {
-    if let Some(f) = STATUS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        let _ = f.write_all(status.to_line().as_bytes());
-        let _ = f.sync_all();
+    if let Some(sink) = STATUS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        sink.report(status);
     }
 }
 
@@ -65,10 +71,15 @@ fn main() {
 
 fn run() -> Result<Status, InitError> {
     mounts::early()?;
-    let channels = devices::Channels::find()?;
-    *STATUS.lock().unwrap_or_else(|e| e.into_inner()) = Some(channels.status.try_clone().map_err(|e| InitError::setup(format!("status channel: {e}")))?);
+    let backend = devices::Backend::detect();
+    let (channels, status) = devices::Channels::find(backend)?;
+    *STATUS.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+    if backend == devices::Backend::Xen {
+        QUIET_CONSOLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let disks = devices::Disks::find()?;
     let spec = disks.read_spec()?;
+    network::configure(spec.network.as_ref())?;
     mounts::assemble_root(&spec, &disks)?;
     exec::run_workload(&spec, channels)
 }

@@ -1,22 +1,21 @@
-//! Generates the bindings from the system headers (libxen-dev) and links libxl, xentoollog and
-//! xenstore. Needs libclang (libclang-dev); no Xen is needed to build or link.
+//! Generates the bindings from the system headers (libxen-dev) and links libxl and xentoollog.
+//! Needs libclang (libclang-dev); no Xen is needed to build or link.
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
-    for lib in ["xenlight", "xentoollog", "xenstore"] {
+    for lib in ["xenlight", "xentoollog"] {
         println!("cargo:rustc-link-lib={lib}");
     }
     let bindings = bindgen::Builder::default()
         .header("wrapper.h")
         .allowlist_function("libxl_.*")
         .allowlist_function("xtl_.*")
-        .allowlist_function("xs_.*")
+        .allowlist_function("vasprintf")
         .allowlist_type("libxl_.*")
         .allowlist_type("xentoollog_.*")
         .allowlist_var("LIBXL_.*")
         .allowlist_var("libxl_.*")
-        .allowlist_var("XS_.*")
         .allowlist_var("ERROR_.*")
         // The JSON generators need yajl, which hx does not link.
         .blocklist_function(".*_gen_json")

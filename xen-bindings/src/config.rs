@@ -6,24 +6,67 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainType {
+    /// PVH: hardware-virtualised CPU, no device model; needs a kernel with a PVH entry point.
     Pvh,
+    /// Classic PV: needs a Xen-PV-capable kernel; works without VT-x/AMD-V.
     Pv,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec {
-    /// A file or block device in dom0.
+    /// A file or block device in dom0 (raw format).
     pub target: PathBuf,
-    /// Guest device name: xvda, xvdb, ...
+    /// Guest device name: xvda, xvdb, ... (`vdev_for_index`).
     pub vdev: String,
     pub readonly: bool,
 }
 
+impl DiskSpec {
+    /// Disk number `index` of the guest protocol (0 = rootfs, 1 = config, ...).
+    pub fn indexed(index: usize, target: impl Into<PathBuf>, readonly: bool) -> Self {
+        DiskSpec { target: target.into(), vdev: vdev_for_index(index), readonly }
+    }
+}
+
+/// xvda..xvdz, then xvdaa, xvdab, ... (Linux's blkfront naming).
+pub fn vdev_for_index(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    format!("xvd{}", String::from_utf8(letters).expect("ASCII letters"))
+}
+
+/// The index `vdev_for_index` gave this name, if it is one of its names.
+pub fn vdev_index(vdev: &str) -> Option<usize> {
+    let letters = vdev.strip_prefix("xvd")?;
+    if letters.is_empty() || letters.len() > 2 || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    Some(letters.bytes().fold(0usize, |n, b| n * 26 + (b - b'a') as usize + 1) - 1)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NicSpec {
+    /// The dom0 bridge the vif joins (vif-bridge hotplug script).
     pub bridge: String,
-    /// xx:xx:xx:xx:xx:xx
+    /// xx:xx:xx:xx:xx:xx; None: libxl picks 00:16:3e:xx:xx:xx.
     pub mac: Option<String>,
+    /// The guest's address, for the hotplug scripts' anti-spoofing rules.
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+/// How dom0 reaches a PV channel. Channels are served by a QEMU that libxl starts in dom0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelConnection {
+    /// A pty in dom0; find it with `Context::channel_tty`.
+    Pty,
+    /// A unix socket QEMU listens on (server=on,wait=off); hx connects to it.
+    Socket(PathBuf),
 }
 
 /// A PV console channel: a named byte stream between dom0 and the guest
@@ -31,8 +74,16 @@ pub struct NicSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
     pub name: String,
-    /// A unix socket xenconsoled serves in dom0; None: a pty.
-    pub socket: Option<PathBuf>,
+    pub connection: ChannelConnection,
+}
+
+/// What Xen does when the guest crashes. Power-off and reboot always destroy the domain
+/// (guest-protocol.md: a guest panic reboots, and hx reads the panic from the console log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashAction {
+    Destroy,
+    /// Keep the dead domain for inspection (`xl dump-core`) until destroyed.
+    Preserve,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +98,85 @@ pub struct DomainConfig {
     pub disks: Vec<DiskSpec>,
     pub nics: Vec<NicSpec>,
     pub channels: Vec<Channel>,
+    pub on_crash: CrashAction,
+    /// Nodes libxl writes under /local/domain/<domid> in the transaction that creates the
+    /// domain (`c_info.xsdata`): relative path → value. The guest may read them, not write.
+    pub xsdata: Vec<(String, String)>,
+}
+
+/// Builder-style construction: `DomainConfig::pvh("hx-web", kernel).memory_mb(256).disk(..)`.
+impl DomainConfig {
+    pub fn new(kind: DomainType, name: impl Into<String>, kernel: impl Into<PathBuf>) -> Self {
+        DomainConfig {
+            name: name.into(),
+            kind,
+            kernel: kernel.into(),
+            ramdisk: None,
+            cmdline: String::new(),
+            memory_mb: 128,
+            vcpus: 1,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            channels: Vec::new(),
+            on_crash: CrashAction::Destroy,
+            xsdata: Vec::new(),
+        }
+    }
+
+    pub fn pvh(name: impl Into<String>, kernel: impl Into<PathBuf>) -> Self {
+        Self::new(DomainType::Pvh, name, kernel)
+    }
+
+    pub fn pv(name: impl Into<String>, kernel: impl Into<PathBuf>) -> Self {
+        Self::new(DomainType::Pv, name, kernel)
+    }
+
+    pub fn ramdisk(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ramdisk = Some(path.into());
+        self
+    }
+
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    pub fn memory_mb(mut self, mb: u64) -> Self {
+        self.memory_mb = mb;
+        self
+    }
+
+    pub fn vcpus(mut self, n: u32) -> Self {
+        self.vcpus = n;
+        self
+    }
+
+    /// Appends disk number `disks.len()` (vdev xvda, xvdb, ... in order).
+    pub fn disk(mut self, target: impl Into<PathBuf>, readonly: bool) -> Self {
+        self.disks.push(DiskSpec::indexed(self.disks.len(), target, readonly));
+        self
+    }
+
+    pub fn nic(mut self, nic: NicSpec) -> Self {
+        self.nics.push(nic);
+        self
+    }
+
+    pub fn channel(mut self, name: impl Into<String>, connection: ChannelConnection) -> Self {
+        self.channels.push(Channel { name: name.into(), connection });
+        self
+    }
+
+    pub fn on_crash(mut self, action: CrashAction) -> Self {
+        self.on_crash = action;
+        self
+    }
+
+    /// A node created with the domain, e.g. `("hx/id", container_id)`.
+    pub fn xenstore_node(mut self, path: impl Into<String>, value: impl Into<String>) -> Self {
+        self.xsdata.push((path.into(), value.into()));
+        self
+    }
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, XenError> {
@@ -70,41 +200,89 @@ fn calloc<T>(n: usize) -> *mut T {
 }
 
 impl DomainConfig {
+    /// Checks everything libxl would otherwise reject late (or accept and misbehave on).
     pub fn validate(&self) -> Result<(), XenError> {
         let bad = |m: String| Err(XenError::InvalidConfig(m));
         if self.name.is_empty() || self.name.len() > 64 || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
             return bad(format!("domain name {:?}: 1-64 of [A-Za-z0-9_.-]", self.name));
         }
-        if self.memory_mb < 16 {
-            return bad(format!("memory {} MiB: at least 16", self.memory_mb));
+        if self.name.bytes().all(|b| b.is_ascii_digit()) {
+            return bad(format!("domain name {:?}: all digits would read as a domid", self.name));
+        }
+        if !self.kernel.is_absolute() {
+            return bad(format!("kernel {}: must be an absolute path", self.kernel.display()));
+        }
+        if let Some(r) = &self.ramdisk {
+            if !r.is_absolute() {
+                return bad(format!("ramdisk {}: must be an absolute path", r.display()));
+            }
+        }
+        // Linux's x86 COMMAND_LINE_SIZE; Xen's PV start_info holds 1024.
+        let cmdline_max = match self.kind {
+            DomainType::Pvh => 2048,
+            DomainType::Pv => 1024,
+        };
+        if self.cmdline.len() >= cmdline_max {
+            return bad(format!("kernel command line: {} bytes, {} kind allows {}", self.cmdline.len(), self.kind_name(), cmdline_max - 1));
+        }
+        if self.memory_mb < 16 || self.memory_mb > 1 << 20 {
+            return bad(format!("memory {} MiB: 16..1048576", self.memory_mb));
         }
         if self.vcpus == 0 || self.vcpus > 128 {
             return bad(format!("vcpus {}: 1..128", self.vcpus));
         }
         let mut seen = std::collections::HashSet::new();
         for d in &self.disks {
-            let ok = d.vdev.strip_prefix("xvd").is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase()));
-            if !ok {
-                return bad(format!("disk vdev {:?}: expected xvd[a-z]+", d.vdev));
+            if vdev_index(&d.vdev).is_none() {
+                return bad(format!("disk vdev {:?}: expected xvd[a-z] or xvd[a-z][a-z]", d.vdev));
             }
             if !seen.insert(&d.vdev) {
                 return bad(format!("disk vdev {} used twice", d.vdev));
             }
+            if !d.target.is_absolute() {
+                return bad(format!("disk {} target {}: must be an absolute path", d.vdev, d.target.display()));
+            }
         }
         for n in &self.nics {
+            if n.bridge.is_empty() || n.bridge.len() > 15 || n.bridge.contains(['/', ' ']) {
+                return bad(format!("bridge {:?}: a network interface name", n.bridge));
+            }
             if let Some(m) = &n.mac {
-                if parse_mac(m).is_none() {
-                    return bad(format!("mac {m:?}: expected xx:xx:xx:xx:xx:xx"));
+                match parse_mac(m) {
+                    None => return bad(format!("mac {m:?}: expected xx:xx:xx:xx:xx:xx")),
+                    Some(b) if b[0] & 1 == 1 => return bad(format!("mac {m}: multicast")),
+                    Some(_) => {}
                 }
+            }
+        }
+        for (k, v) in &self.xsdata {
+            if k.starts_with('/') || xenstore_wire::check_path(k).is_err() {
+                return bad(format!("xenstore node {k:?}: a relative path of [A-Za-z0-9_@/-]"));
+            }
+            if v.len() > xenstore_wire::MAX_VALUE || v.contains('\0') {
+                return bad(format!("xenstore node {k}: value longer than {} bytes or with NUL", xenstore_wire::MAX_VALUE));
             }
         }
         let mut names = std::collections::HashSet::new();
         for c in &self.channels {
-            if c.name.is_empty() || !names.insert(&c.name) {
-                return bad(format!("channel name {:?} empty or repeated", c.name));
+            if c.name.is_empty() || c.name.len() > 64 || !c.name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') || !names.insert(&c.name) {
+                return bad(format!("channel name {:?}: empty, repeated or not printable ASCII", c.name));
+            }
+            if let ChannelConnection::Socket(p) = &c.connection {
+                // sun_path holds 108 bytes including the NUL.
+                if !p.is_absolute() || p.as_os_str().len() > 107 {
+                    return bad(format!("channel {} socket {}: absolute, at most 107 bytes", c.name, p.display()));
+                }
             }
         }
         Ok(())
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            DomainType::Pvh => "a PVH",
+            DomainType::Pv => "a PV",
+        }
     }
 
     /// The libxl form of this config; libxl owns its strings and arrays (freed by dispose).
@@ -132,7 +310,20 @@ impl DomainConfig {
             c.b_info.cmdline = libxl_str("cmdline", &self.cmdline)?;
             c.on_poweroff = sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY;
             c.on_reboot = sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY;
-            c.on_crash = sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY;
+            c.on_crash = match self.on_crash {
+                CrashAction::Destroy => sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY,
+                CrashAction::Preserve => sys::LIBXL_ACTION_ON_SHUTDOWN_PRESERVE,
+            };
+
+            if !self.xsdata.is_empty() {
+                // NULL-terminated key, value, key, value, ... freed by libxl_key_value_list_dispose.
+                let list = calloc::<*mut libc::c_char>(self.xsdata.len() * 2 + 1);
+                c.c_info.xsdata = list;
+                for (i, (k, v)) in self.xsdata.iter().enumerate() {
+                    *list.add(2 * i) = libxl_str("xenstore node", k)?;
+                    *list.add(2 * i + 1) = libxl_str("xenstore value", v)?;
+                }
+            }
 
             c.disks = calloc::<sys::libxl_device_disk>(self.disks.len());
             for (i, d) in self.disks.iter().enumerate() {
@@ -144,6 +335,7 @@ impl DomainConfig {
                 disk.format = sys::LIBXL_DISK_FORMAT_RAW;
                 disk.backend = sys::LIBXL_DISK_BACKEND_PHY;
                 disk.readwrite = if d.readonly { 0 } else { 1 };
+                disk.backend_domid = 0;
             }
             c.nics = calloc::<sys::libxl_device_nic>(self.nics.len());
             for (i, n) in self.nics.iter().enumerate() {
@@ -154,6 +346,10 @@ impl DomainConfig {
                 if let Some(m) = n.mac.as_deref().and_then(parse_mac) {
                     nic.mac = m;
                 }
+                if let Some(ip) = n.ip {
+                    nic.ip = libxl_str("nic ip", &ip.to_string())?;
+                }
+                nic.backend_domid = 0;
             }
             c.channels = calloc::<sys::libxl_device_channel>(self.channels.len());
             for (i, ch) in self.channels.iter().enumerate() {
@@ -161,12 +357,13 @@ impl DomainConfig {
                 sys::libxl_device_channel_init(dev);
                 c.num_channels = i as i32 + 1;
                 dev.name = libxl_str("channel name", &ch.name)?;
-                match &ch.socket {
-                    Some(p) => {
+                dev.backend_domid = 0;
+                match &ch.connection {
+                    ChannelConnection::Socket(p) => {
                         sys::libxl_device_channel_init_connection(dev, sys::LIBXL_CHANNEL_CONNECTION_SOCKET);
                         dev.u.socket.path = libxl_str("channel socket", &p.to_string_lossy())?;
                     }
-                    None => sys::libxl_device_channel_init_connection(dev, sys::LIBXL_CHANNEL_CONNECTION_PTY),
+                    ChannelConnection::Pty => sys::libxl_device_channel_init_connection(dev, sys::LIBXL_CHANNEL_CONNECTION_PTY),
                 }
             }
         }
@@ -193,6 +390,9 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 pub struct LibxlConfig {
     pub(crate) inner: sys::libxl_domain_config,
 }
+
+// SAFETY: owns only malloc'd memory; libxl reads it from whichever thread runs the operation.
+unsafe impl Send for LibxlConfig {}
 
 impl LibxlConfig {
     fn new() -> Self {
@@ -222,22 +422,33 @@ mod tests {
     use std::ffi::CStr;
 
     fn sample(kind: DomainType) -> DomainConfig {
-        DomainConfig {
-            name: "hx-web".into(),
-            kind,
-            kernel: "/usr/local/lib/hx/vmlinux".into(),
-            ramdisk: Some("/var/lib/hx/assets/initramfs.cpio".into()),
-            cmdline: "console=hvc0 quiet".into(),
-            memory_mb: 128,
-            vcpus: 2,
-            disks: vec![
-                DiskSpec { target: "/var/lib/hx/rootfs/x.erofs".into(), vdev: "xvda".into(), readonly: true },
-                DiskSpec { target: "/var/lib/hx/containers/c/config.img".into(), vdev: "xvdb".into(), readonly: true },
-                DiskSpec { target: "/var/lib/hx/containers/c/upper.img".into(), vdev: "xvdc".into(), readonly: false },
-            ],
-            nics: vec![NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()) }],
-            channels: vec![Channel { name: "hx.stdout".into(), socket: Some("/run/hx/c/stdout.sock".into()) }, Channel { name: "hx.control".into(), socket: None }],
+        DomainConfig::new(kind, "hx-web", "/usr/local/lib/hx/vmlinux")
+            .ramdisk("/var/lib/hx/assets/initramfs.cpio")
+            .cmdline("console=hvc0 quiet")
+            .memory_mb(128)
+            .vcpus(2)
+            .disk("/var/lib/hx/rootfs/x.erofs", true)
+            .disk("/var/lib/hx/containers/c/config.img", true)
+            .disk("/var/lib/hx/containers/c/upper.img", false)
+            .nic(NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()), ip: Some([10, 88, 0, 5].into()) })
+            .channel("hx.stdout", ChannelConnection::Socket("/run/hx/c/stdout.sock".into()))
+            .channel("hx.control", ChannelConnection::Pty)
+            .xenstore_node("hx/id", "0123abcd")
+            .xenstore_node("hx/control", "")
+    }
+
+    #[test]
+    fn xenstore_nodes_reach_c_info_xsdata() {
+        let cfg = sample(DomainType::Pvh).to_libxl().unwrap();
+        // SAFETY: reading back the NULL-terminated list we stored.
+        unsafe {
+            let l = cfg.raw().c_info.xsdata;
+            let s = |i: usize| CStr::from_ptr(*l.add(i)).to_str().unwrap().to_string();
+            assert_eq!([s(0), s(1), s(2), s(3)], ["hx/id", "0123abcd", "hx/control", ""]);
+            assert!((*l.add(4)).is_null());
         }
+        let bad = sample(DomainType::Pvh).xenstore_node("/abs/path", "x");
+        assert!(bad.validate().unwrap_err().to_string().contains("relative path"));
     }
 
     #[test]
@@ -259,11 +470,18 @@ mod tests {
             assert_eq!((*c.disks.add(2)).readwrite, 1);
             assert_eq!(c.num_nics, 1);
             assert_eq!((*c.nics).mac, [0x00, 0x16, 0x3e, 1, 2, 3]);
+            assert_eq!(CStr::from_ptr((*c.nics).ip).to_str().unwrap(), "10.88.0.5");
+            assert_eq!(CStr::from_ptr((*c.nics).bridge).to_str().unwrap(), "hx0");
+            assert_eq!(CStr::from_ptr(c.b_info.kernel).to_str().unwrap(), "/usr/local/lib/hx/vmlinux");
+            assert_eq!(CStr::from_ptr(c.b_info.ramdisk).to_str().unwrap(), "/var/lib/hx/assets/initramfs.cpio");
+            assert_eq!(CStr::from_ptr((*c.channels).name).to_str().unwrap(), "hx.stdout");
             assert_eq!(c.num_channels, 2);
             assert_eq!((*c.channels).connection, sys::LIBXL_CHANNEL_CONNECTION_SOCKET);
             assert_eq!(CStr::from_ptr((*c.channels).u.socket.path).to_str().unwrap(), "/run/hx/c/stdout.sock");
             assert_eq!((*c.channels.add(1)).connection, sys::LIBXL_CHANNEL_CONNECTION_PTY);
             assert_eq!(c.on_poweroff, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
+            assert_eq!(c.on_reboot, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
+            assert_eq!(c.on_crash, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
         }
     }
 
@@ -278,7 +496,7 @@ mod tests {
     fn invalid_configs_are_refused_before_libxl() {
         let mut c = sample(DomainType::Pvh);
         c.disks[1].vdev = "sda".into();
-        assert!(c.to_libxl().err().unwrap().to_string().contains("xvd[a-z]+"));
+        assert_eq!(c.to_libxl().err().unwrap().to_string(), "invalid domain config: disk vdev \"sda\": expected xvd[a-z] or xvd[a-z][a-z]");
         let mut c = sample(DomainType::Pvh);
         c.disks[1].vdev = "xvda".into();
         assert!(c.validate().unwrap_err().to_string().contains("used twice"));
@@ -294,5 +512,49 @@ mod tests {
         let mut c = sample(DomainType::Pvh);
         c.cmdline = "a\0b".into();
         assert!(c.to_libxl().is_err());
+        let c = sample(DomainType::Pvh).nic(NicSpec { bridge: "hx0".into(), mac: Some("01:00:5e:00:00:01".into()), ip: None });
+        assert!(c.validate().unwrap_err().to_string().contains("multicast"));
+        let c = sample(DomainType::Pvh).channel("hx.stdout", ChannelConnection::Pty);
+        assert!(c.validate().unwrap_err().to_string().contains("repeated"));
+        let c = sample(DomainType::Pvh).channel("hx.x", ChannelConnection::Socket(format!("/{}", "s".repeat(120)).into()));
+        assert!(c.validate().unwrap_err().to_string().contains("at most 107 bytes"));
+        let mut c = sample(DomainType::Pvh);
+        c.kernel = "vmlinux".into();
+        assert!(c.validate().unwrap_err().to_string().contains("absolute"));
+        let mut c = sample(DomainType::Pvh);
+        c.name = "42".into();
+        assert!(c.validate().unwrap_err().to_string().contains("domid"));
+    }
+
+    #[test]
+    fn pv_command_lines_are_shorter_than_pvh_ones() {
+        let long = "x".repeat(1500);
+        assert!(sample(DomainType::Pvh).cmdline(long.clone()).validate().is_ok());
+        let e = sample(DomainType::Pv).cmdline(long).validate().unwrap_err();
+        assert_eq!(e.to_string(), "invalid domain config: kernel command line: 1500 bytes, a PV kind allows 1023");
+    }
+
+    #[test]
+    fn crash_preserve_reaches_libxl() {
+        let cfg = sample(DomainType::Pvh).on_crash(CrashAction::Preserve).to_libxl().unwrap();
+        assert_eq!(cfg.raw().on_crash, sys::LIBXL_ACTION_ON_SHUTDOWN_PRESERVE);
+        assert_eq!(cfg.raw().on_reboot, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
+    }
+
+    #[test]
+    fn disk_indexes_name_vdevs_like_blkfront() {
+        assert_eq!(vdev_for_index(0), "xvda");
+        assert_eq!(vdev_for_index(25), "xvdz");
+        assert_eq!(vdev_for_index(26), "xvdaa");
+        assert_eq!(vdev_for_index(27), "xvdab");
+        for i in [0, 1, 25, 26, 27, 100, 701] {
+            assert_eq!(vdev_index(&vdev_for_index(i)), Some(i));
+        }
+        assert_eq!(vdev_index("xvd"), None);
+        assert_eq!(vdev_index("xvdA"), None);
+        assert_eq!(vdev_index("hda"), None);
+        let c = sample(DomainType::Pv);
+        let names: Vec<_> = c.disks.iter().map(|d| d.vdev.as_str()).collect();
+        assert_eq!(names, ["xvda", "xvdb", "xvdc"]);
     }
 }

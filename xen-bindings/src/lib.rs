@@ -1,16 +1,22 @@
 //! Safe access to libxl and xenstore for the hx toolstack (docs/xen-bindings.md).
 //!
 //! `DomainConfig` is plain Rust (validated, testable anywhere) and becomes a libxl
-//! `libxl_domain_config` only inside `Context::create`. `Context` owns a libxl context;
-//! `Xenstore` a libxenstore handle. Both need a Xen dom0 at run time, not at build time.
+//! `libxl_domain_config` only inside `Context::create`. `Context` owns a libxl context and the
+//! thread running its event loop; `Xenstore` speaks the xenstore wire protocol itself. Both need
+//! a Xen dom0 at run time, not at build time.
 pub mod config;
 pub mod context;
 pub mod error;
+mod event_loop;
+pub mod events;
+mod logger;
+mod sigchld;
 pub mod xenstore;
 
-pub use config::{Channel, DiskSpec, DomainConfig, DomainType, NicSpec};
-pub use context::{Context, DomainInfo};
+pub use config::{Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec};
+pub use context::{Context, DomainEvents, DomainInfo, HostInfo};
 pub use error::XenError;
+pub use events::{DomainEvent, ShutdownReason};
 pub use xenstore::{Perm, Xenstore};
 
 /// Whether this machine is a Xen dom0 (the toolstack's precondition).

@@ -1,0 +1,96 @@
+//! The context's event thread: runs libxl's event loop (`libxl_osevent_beforepoll`, poll,
+//! `libxl_osevent_afterpoll`), which is where libxl completes asynchronous operations and
+//! delivers domain events, and forwards SIGCHLD to libxl.
+//!
+//! The thread owns the libxl context's teardown: it frees the context after leaving the loop,
+//! so the context cannot be freed under a callback that is still running on this thread.
+use crate::events::Dispatch;
+use crate::logger::TracingLogger;
+use crate::sigchld::SIGCHLD_BYTE;
+use libxl_sys as sys;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// The byte `Context`'s drop writes to end the loop.
+pub(crate) const QUIT_BYTE: u8 = b'q';
+
+/// What the thread owns and frees in order once the loop ends. Besides `ctx` and `wake_rd`,
+/// the fields are only held: libxl points into them until `libxl_ctx_free`.
+#[allow(dead_code)]
+pub(crate) struct Owned {
+    pub ctx: *mut sys::libxl_ctx,
+    pub logger: Box<TracingLogger>,
+    pub childproc_hooks: Box<sys::libxl_childproc_hooks>,
+    pub event_hooks: Box<sys::libxl_event_hooks>,
+    pub dispatch: Arc<Dispatch>,
+    pub wake_rd: OwnedFd,
+}
+
+// SAFETY: libxl contexts are thread-safe (libxl.h, "libxl memory management"); the boxes are
+// only read by libxl through that context.
+unsafe impl Send for Owned {}
+
+fn now() -> sys::timeval {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    sys::timeval { tv_sec: d.as_secs() as _, tv_usec: d.subsec_micros() as _ }
+}
+
+/// Reads the wake pipe dry: (SIGCHLD seen, quit requested).
+fn drain(fd: &OwnedFd) -> (bool, bool) {
+    let (mut child, mut quit) = (false, false);
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: reading into a local buffer from our non-blocking pipe.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return (child, quit);
+        }
+        child |= buf[..n as usize].contains(&SIGCHLD_BYTE);
+        quit |= buf[..n as usize].contains(&QUIT_BYTE);
+    }
+}
+
+pub(crate) fn run(owned: Owned) {
+    let ctx = owned.ctx;
+    let mut fds: Vec<sys::pollfd> = vec![sys::pollfd { fd: -1, events: 0, revents: 0 }; 8];
+    loop {
+        let mut nfds = fds.len() as i32 - 1; // the last slot is the wake pipe's
+        let mut timeout: i32 = -1;
+        // SAFETY: fds has room for nfds entries; libxl fills them.
+        let rc = unsafe { sys::libxl_osevent_beforepoll(ctx, &mut nfds, fds.as_mut_ptr(), &mut timeout, now()) };
+        if rc == sys::ERROR_BUFFERFULL {
+            fds.resize(nfds as usize + 1, sys::pollfd { fd: -1, events: 0, revents: 0 });
+            continue;
+        }
+        if rc != 0 {
+            tracing::error!(target: "libxl", "event loop stopped: libxl_osevent_beforepoll returned {rc}");
+            break;
+        }
+        let n = nfds as usize;
+        fds[n] = sys::pollfd { fd: owned.wake_rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: n + 1 initialised pollfd entries; sys::pollfd has libc::pollfd's layout.
+        let r = unsafe { libc::poll(fds.as_mut_ptr().cast(), (n + 1) as libc::nfds_t, timeout) };
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            tracing::error!(target: "libxl", "event loop stopped: poll: {}", std::io::Error::last_os_error());
+            break;
+        }
+        let (child, quit) = if r > 0 && fds[n].revents != 0 { drain(&owned.wake_rd) } else { (false, false) };
+        if r < 0 {
+            // Interrupted: libxl's fds report nothing this round.
+            fds[..n].iter_mut().for_each(|f| f.revents = 0);
+        }
+        // SAFETY: the entries beforepoll filled in, as modified by poll.
+        unsafe { sys::libxl_osevent_afterpoll(ctx, n as i32, fds.as_ptr(), now()) };
+        if child {
+            // SAFETY: valid context in mainloop SIGCHLD mode; not in a signal handler.
+            unsafe { sys::libxl_childproc_sigchld_occurred(ctx) };
+        }
+        if quit {
+            break;
+        }
+    }
+    // SAFETY: nothing else uses the context any more (Context and every handle holding it are
+    // gone); the hooks, logger and dispatch it points to are freed after it.
+    unsafe { sys::libxl_ctx_free(ctx) };
+    drop(owned);
+}

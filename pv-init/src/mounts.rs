@@ -2,7 +2,7 @@
 use crate::devices::Disks;
 use crate::InitError;
 use nix::mount::{mount, MsFlags};
-use pv_init::spec::{ContainerSpec, MountSource, Upper};
+use pv_init::spec::{ContainerSpec, Mount, MountSource, Upper};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 
@@ -52,22 +52,107 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
     for (target, link) in links {
         let _ = std::os::unix::fs::symlink(target, link);
     }
-    for m in &spec.mounts {
-        let target = format!("/newroot{}", m.target);
-        let ro = if m.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
-        match &m.source {
-            MountSource::Disk { disk, fstype } => {
-                let dev = disks.path(*disk)?.to_string_lossy().to_string();
-                mnt(&dev, &target, fstype, ro, None)?;
-            }
-            MountSource::Tmpfs { size_mb } => {
-                let opts = if *size_mb > 0 { format!("size={size_mb}m") } else { String::new() };
-                mnt("tmpfs", &target, "tmpfs", ro, Some(&opts))?;
-            }
-        }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        volume(i, m, disks)?;
     }
     write_etc(spec)?;
     switch_root()
+}
+
+/// One spec mount. Plain volumes are mounted straight onto their target; a single file, or a
+/// fresh volume that first receives the image's files, goes through /vol/N in the initramfs
+/// (out of the container's sight once the root is switched).
+fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
+    let target = format!("/newroot{}", m.target);
+    let ro = if m.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    let staged = m.subpath.is_some() || m.copy_up;
+    let at = if staged { format!("/vol/{i}") } else { target.clone() };
+    let flags = if staged && m.copy_up { MsFlags::empty() } else { ro };
+    match &m.source {
+        MountSource::Disk { disk, fstype } => {
+            let dev = disks.path(*disk)?.to_string_lossy().to_string();
+            let opts = (fstype == "ext4").then_some("noinit_itable");
+            mnt(&dev, &at, fstype, flags, opts)?;
+        }
+        MountSource::Tmpfs { size_mb } => {
+            let opts = if *size_mb > 0 { format!("size={size_mb}m") } else { String::new() };
+            mnt("tmpfs", &at, "tmpfs", flags, Some(&opts))?;
+        }
+        MountSource::Share { tag } => mount_9p(tag, &at, flags)?,
+    }
+    if !staged {
+        return Ok(());
+    }
+    if m.copy_up && is_empty_volume(&at) && fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir()) {
+        copy_tree(std::path::Path::new(&target), std::path::Path::new(&at)).map_err(|e| InitError::setup(format!("copying {} into its volume: {e}", m.target)))?;
+    }
+    let source = match &m.subpath {
+        Some(sub) => format!("{at}/{sub}"),
+        None => at.clone(),
+    };
+    let is_dir = fs::metadata(&source).map_err(|e| InitError::setup(format!("volume source {source}: {e}")))?.is_dir();
+    if is_dir {
+        mkdir(&target)?;
+    } else if fs::symlink_metadata(&target).is_err() {
+        if let Some(parent) = std::path::Path::new(&target).parent() {
+            mkdir(&parent.to_string_lossy())?;
+        }
+        fs::write(&target, b"").map_err(|e| InitError::setup(format!("creating {target}: {e}")))?;
+    }
+    let bind = |flags: MsFlags| mount(Some(source.as_str()), target.as_str(), None::<&str>, flags, None::<&str>).map_err(|e| InitError::setup(format!("bind {source} on {target}: {e}")));
+    bind(MsFlags::MS_BIND)?;
+    if m.readonly {
+        bind(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
+}
+
+/// 9p over virtio (QEMU) or over Xen's PV transport. Xen's 9pfs frontend connects through
+/// xenbus after boot, so the mount is retried briefly there.
+fn mount_9p(tag: &str, at: &str, flags: MsFlags) -> Result<(), InitError> {
+    let xen = crate::devices::Backend::detect() == crate::devices::Backend::Xen;
+    let opts = format!("trans={},version=9p2000.L", if xen { "xen" } else { "virtio" });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(if xen { 10 } else { 0 });
+    loop {
+        let r = mnt(tag, at, "9p", flags, Some(&opts));
+        if r.is_ok() || std::time::Instant::now() >= deadline {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A volume is fresh when it holds nothing but ext4's lost+found.
+fn is_empty_volume(p: &str) -> bool {
+    fs::read_dir(p).is_ok_and(|rd| rd.flatten().all(|e| e.file_name() == "lost+found"))
+}
+
+/// Copies a tree with owners, modes and symlinks (docker's volume copy-up).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::symlink_metadata(from)?;
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let m = fs::symlink_metadata(&src)?;
+        let ft = m.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&dst)?;
+            copy_tree(&src, &dst)?;
+            continue;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if ft.is_file() {
+            fs::copy(&src, &dst)?;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))?;
+    }
+    Ok(())
 }
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, written into the overlay (docker bind-mounts
@@ -85,7 +170,13 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
                 hosts.push_str(h);
                 hosts.push('\n');
             }
-            let resolv: String = n.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+            let mut resolv: String = n.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+            if !n.dns_search.is_empty() {
+                resolv.push_str(&format!("search {}\n", n.dns_search.join(" ")));
+            }
+            if !n.dns_options.is_empty() {
+                resolv.push_str(&format!("options {}\n", n.dns_options.join(" ")));
+            }
             w("/newroot/etc/resolv.conf", resolv)?;
         }
         None => hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname)),

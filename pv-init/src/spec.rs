@@ -52,6 +52,9 @@ pub enum Upper {
 pub enum MountSource {
     Disk { disk: u32, fstype: String },
     Tmpfs { size_mb: u64 },
+    /// A host directory shared over 9p, by mount tag: virtio-9p on QEMU, Xen's 9pfs transport
+    /// on Xen (`hx.backend=` on the kernel command line says which).
+    Share { tag: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,13 @@ pub struct Mount {
     /// Absolute path inside the container.
     pub target: String,
     pub readonly: bool,
+    /// Mount only this entry of the source (a single file of a shared directory), bound onto
+    /// `target`.
+    #[serde(default)]
+    pub subpath: Option<String>,
+    /// A fresh (empty) volume first receives what the image has at `target`, like docker.
+    #[serde(default)]
+    pub copy_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +85,11 @@ pub struct Network {
     /// Extra /etc/hosts lines.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// resolv.conf `search` domains and `options`, from the host.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,0 +1,152 @@
+//! Network interfaces: loopback always; eth0 from the spec (address, netmask, default route).
+//! Plain ioctls: no netlink library, and the kernel needs nothing beyond CONFIG_INET.
+use crate::InitError;
+use pv_init::spec::Network;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// `struct rtentry` (linux/route.h, x86_64); glibc's libc crate does not export it.
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr,
+    rt_gateway: libc::sockaddr,
+    rt_genmask: libc::sockaddr,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut libc::c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut libc::c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) on Linux.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+struct Sock(OwnedFd);
+
+impl Sock {
+    fn new() -> Result<Self, InitError> {
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(InitError::setup(format!("network: socket: {}", std::io::Error::last_os_error())));
+        }
+        // SAFETY: fd was just returned by socket(2).
+        Ok(Sock(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn ifreq(name: &str) -> libc::ifreq {
+        // SAFETY: ifreq is plain data; all-zero is a valid value.
+        let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in r.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+            *d = s as libc::c_char;
+        }
+        r
+    }
+
+    fn ioctl<T>(&self, req: libc::c_ulong, arg: &mut T, what: &str) -> Result<(), InitError> {
+        // SAFETY: `arg` is the structure this request expects (ifreq or rtentry).
+        if unsafe { libc::ioctl(self.0.as_raw_fd(), req as _, arg as *mut T) } < 0 {
+            return Err(InitError::setup(format!("network: {what}: {}", std::io::Error::last_os_error())));
+        }
+        Ok(())
+    }
+
+    fn up(&self, name: &str) -> Result<(), InitError> {
+        let mut r = Self::ifreq(name);
+        self.ioctl(libc::SIOCGIFFLAGS, &mut r, &format!("{name} flags"))?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member.
+        unsafe { r.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+        self.ioctl(libc::SIOCSIFFLAGS, &mut r, &format!("{name} up"))
+    }
+
+    fn set_addr(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), InitError> {
+        let mut r = Self::ifreq(name);
+        r.ifr_ifru.ifru_addr = sockaddr(ip);
+        self.ioctl(libc::SIOCSIFADDR, &mut r, &format!("{name} address {ip}"))?;
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
+        let mut r = Self::ifreq(name);
+        r.ifr_ifru.ifru_netmask = sockaddr(Ipv4Addr::from(mask));
+        self.ioctl(libc::SIOCSIFNETMASK, &mut r, &format!("{name} netmask /{prefix}"))
+    }
+
+    fn default_route(&self, gw: Ipv4Addr) -> Result<(), InitError> {
+        let mut rt = RtEntry {
+            rt_pad1: 0,
+            rt_dst: sockaddr(Ipv4Addr::UNSPECIFIED),
+            rt_gateway: sockaddr(gw),
+            rt_genmask: sockaddr(Ipv4Addr::UNSPECIFIED),
+            rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
+            rt_pad2: 0,
+            rt_pad3: 0,
+            rt_pad4: std::ptr::null_mut(),
+            rt_metric: 0,
+            rt_dev: std::ptr::null_mut(),
+            rt_mtu: 0,
+            rt_window: 0,
+            rt_irtt: 0,
+        };
+        self.ioctl(libc::SIOCADDRT, &mut rt, &format!("default route via {gw}"))
+    }
+}
+
+/// `10.88.0.5/16` → address and prefix length.
+pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok()?;
+    (len <= 32).then_some((ip.parse().ok()?, len))
+}
+
+/// Brings loopback up (the kernel gives it 127.0.0.1) and configures the spec's interface.
+pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
+    let sock = Sock::new()?;
+    sock.up("lo")?;
+    let Some(net) = net else { return Ok(()) };
+    let (ip, prefix) = parse_cidr(&net.address).ok_or_else(|| InitError::setup(format!("network: bad address {:?}", net.address)))?;
+    // Xen's netfront registers the device when xenbus probes it, which may be after init starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&format!("/sys/class/net/{}", net.interface)).exists() {
+        if Instant::now() > deadline {
+            let have: Vec<String> = std::fs::read_dir("/sys/class/net").map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+            return Err(InitError::setup(format!("network: interface {} not found (have {have:?})", net.interface)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sock.set_addr(&net.interface, ip, prefix)?;
+    sock.up(&net.interface)?;
+    if let Some(gw) = &net.gateway {
+        let gw: Ipv4Addr = gw.parse().map_err(|_| InitError::setup(format!("network: bad gateway {gw:?}")))?;
+        sock.default_route(gw)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr() {
+        assert_eq!(parse_cidr("10.88.0.5/16"), Some((Ipv4Addr::new(10, 88, 0, 5), 16)));
+        assert_eq!(parse_cidr("10.88.0.5"), None);
+        assert_eq!(parse_cidr("10.88.0.5/33"), None);
+    }
+
+    #[test]
+    fn rtentry_has_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<RtEntry>(), 120);
+    }
+}

@@ -1,0 +1,64 @@
+# Helpers for the scripts that run inside the lab's dom0 (suite.sh, bench.sh). Sourced.
+# Result lines go to the console, where tests/xen-lab/run collects them.
+HX_LIB=/usr/local/lib/hx
+CONSOLE_DIR=/var/log/xen/console
+
+pass() { echo "HXLAB-RESULT PASS $1${2:+ ($2)}"; }
+fail() { echo "HXLAB-RESULT FAIL $1${2:+: $2}"; }
+# Evidence for a failure, indented so it reads as part of the result above it.
+show() { sed 's/^/    | /' | tail -n "${1:-30}"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN{printf "%.2f", b-a}'; }
+
+# guest_initrd OUT: a busybox initramfs whose /init prints what the guest sees of /dev/xvda
+# (size, Xen device type, first bytes), writes a marker at 4 KiB into it, and powers off.
+# With HXGUEST_QUICK=1 on the kernel command line it powers off at once (the benchmark's guest).
+guest_initrd() {
+    local out="$1" d
+    d="$(mktemp -d)"
+    mkdir -p "$d/bin" "$d/dev" "$d/proc" "$d/sys"
+    cp /bin/busybox "$d/bin/busybox"
+    cat > "$d/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox mount -t proc proc /proc
+grep -q HXGUEST_QUICK=1 /proc/cmdline 2>/dev/null || {
+    /bin/busybox --install -s /bin
+    export PATH=/bin
+    mount -t sysfs sys /sys
+    echo "HXGUEST-START $(cut -d' ' -f1 /proc/uptime)"
+    if [ -b /dev/xvda ]; then
+        echo "HXGUEST-XVDA size=$(cat /sys/block/xvda/size) devtype=$(cat /sys/block/xvda/device/devtype) head=$(head -c 16 /dev/xvda)"
+        printf 'written-by-guest' | dd of=/dev/xvda bs=4096 seek=1 conv=notrunc 2>/dev/null && sync
+    else
+        echo "HXGUEST-XVDA missing: $(cat /proc/partitions | tr '\n' ' ')"
+    fi
+    echo HXGUEST-DONE
+}
+/bin/busybox poweroff -f
+EOF
+    chmod +x "$d/init"
+    (cd "$d" && find . | cpio --quiet -o -H newc -R 0:0) | gzip -1 > "$out"
+    rm -rf "$d"
+}
+
+# domain_gone NAME TIMEOUT: waits until xl no longer lists NAME.
+domain_gone() {
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do
+        xl domid "$1" >/dev/null 2>&1 || return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# snapshot FILE: what must not change across hx runs: domains, loop devices, xenstore paths,
+# hx's containers.
+snapshot() {
+    {
+        echo "## domains"; xl list | awk 'NR>1{print $1}' | sort
+        echo "## loop devices"; losetup -a | sort
+        echo "## xenstore"; xenstore-ls -f 2>/dev/null | sed 's/ = .*//' | sort
+        echo "## hx containers"; hx ps -a -q 2>&1 | sort
+    } > "$1"
+}

@@ -58,6 +58,8 @@ pub struct NicSpec {
     pub mac: Option<String>,
     /// The guest's address, for the hotplug scripts' anti-spoofing rules.
     pub ip: Option<std::net::Ipv4Addr>,
+    /// The vif's name in dom0 (default: libxl's `vif<domid>.<n>`).
+    pub vifname: Option<String>,
 }
 
 /// How dom0 reaches a PV channel. Channels are served by a QEMU that libxl starts in dom0.
@@ -247,6 +249,11 @@ impl DomainConfig {
             if n.bridge.is_empty() || n.bridge.len() > 15 || n.bridge.contains(['/', ' ']) {
                 return bad(format!("bridge {:?}: a network interface name", n.bridge));
             }
+            if let Some(v) = &n.vifname {
+                if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                    return bad(format!("vif name {v:?}: an interface name of at most 15 characters"));
+                }
+            }
             if let Some(m) = &n.mac {
                 match parse_mac(m) {
                     None => return bad(format!("mac {m:?}: expected xx:xx:xx:xx:xx:xx")),
@@ -349,6 +356,9 @@ impl DomainConfig {
                 if let Some(ip) = n.ip {
                     nic.ip = libxl_str("nic ip", &ip.to_string())?;
                 }
+                if let Some(v) = &n.vifname {
+                    nic.ifname = libxl_str("vif name", v)?;
+                }
                 nic.backend_domid = 0;
             }
             c.channels = calloc::<sys::libxl_device_channel>(self.channels.len());
@@ -430,7 +440,7 @@ mod tests {
             .disk("/var/lib/hx/rootfs/x.erofs", true)
             .disk("/var/lib/hx/containers/c/config.img", true)
             .disk("/var/lib/hx/containers/c/upper.img", false)
-            .nic(NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()), ip: Some([10, 88, 0, 5].into()) })
+            .nic(NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()), ip: Some([10, 88, 0, 5].into()), vifname: Some("hxv-web".into()) })
             .channel("hx.stdout", ChannelConnection::Socket("/run/hx/c/stdout.sock".into()))
             .channel("hx.control", ChannelConnection::Pty)
             .xenstore_node("hx/id", "0123abcd")
@@ -512,7 +522,7 @@ mod tests {
         let mut c = sample(DomainType::Pvh);
         c.cmdline = "a\0b".into();
         assert!(c.to_libxl().is_err());
-        let c = sample(DomainType::Pvh).nic(NicSpec { bridge: "hx0".into(), mac: Some("01:00:5e:00:00:01".into()), ip: None });
+        let c = sample(DomainType::Pvh).nic(NicSpec { bridge: "hx0".into(), mac: Some("01:00:5e:00:00:01".into()), ip: None, vifname: None });
         assert!(c.validate().unwrap_err().to_string().contains("multicast"));
         let c = sample(DomainType::Pvh).channel("hx.stdout", ChannelConnection::Pty);
         assert!(c.validate().unwrap_err().to_string().contains("repeated"));

@@ -32,7 +32,7 @@ chmod +x "$work/initrd/init"
 mhz="$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)"
 append="console=ttyS0 quiet panic=-1 tsc_early_khz=$mhz tsc=reliable"
 bare() {
-    timeout 120 qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on -accel tcg -cpu max -m "${mem}M" -smp 1 \
+    timeout 120 qemu-system-x86_64 -M microvm,rtc=on -accel tcg -cpu max -m "${mem}M" -smp 1 \
         -nodefaults -no-user-config -nographic -no-reboot -kernel "$kernel" -initrd "$work/poweroff.cpio" \
         -append "$append" -serial "file:$work/bare-console.log" </dev/null >/dev/null
 }

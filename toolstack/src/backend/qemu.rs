@@ -149,7 +149,7 @@ impl Qemu {
         let d = spec.dir;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("-name").arg(format!("hx-{}", spec.name));
-        cmd.args(["-M", "microvm,x-option-roms=off,rtc=on", "-accel", accel]);
+        cmd.args(["-M", "microvm,rtc=on", "-accel", accel]);
         cmd.args(["-cpu", if accel == "kvm" { "host" } else { "max" }]);
         cmd.arg("-m").arg(format!("{}M", spec.memory_mb));
         cmd.arg("-smp").arg(spec.cpus.to_string());

@@ -189,6 +189,7 @@ fn multi_layer_image_keeps_every_kind_of_entry() {
     let dir = tempfile::tempdir().unwrap();
     write_layout(dir.path(), "layers:test", &[busybox_layer(), l1, l2], &["sh"]);
     hx.ok(&["load", "-i", dir.path().to_str().unwrap()]);
+    check_rootfs_on_host(&hx, &long);
     if !hx.has_guest() {
         return;
     }
@@ -212,6 +213,59 @@ fn multi_layer_image_keeps_every_kind_of_entry() {
     assert_eq!(lines[7], "character special file 1:3");
     assert_eq!(lines[8], "4755 1000:1000", "setuid and ownership kept");
     assert_eq!(lines[9], "long name");
+}
+
+/// Mounts the built erofs image on the host (root only: a loop mount) and checks it file by
+/// file, xattrs included (busybox in the guest has no getfattr).
+fn check_rootfs_on_host(hx: &Hx, long: &str) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP host-side rootfs check: needs root for a loop mount");
+        return;
+    }
+    let images: Vec<_> = std::fs::read_dir(hx.root().join("rootfs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".erofs"))
+        .collect();
+    assert_eq!(images.len(), 1, "one rootfs image: {images:?}");
+    let mnt = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "erofs", "-o", "loop,ro"])
+        .arg(&images[0])
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -t erofs {}", images[0].display());
+    let m = mnt.path();
+    let result = std::panic::catch_unwind(|| {
+        assert!(!m.join("etc/gone").exists(), "whiteout removed etc/gone");
+        let mut opaque: Vec<_> = std::fs::read_dir(m.join("opaque")).unwrap().flatten().map(|e| e.file_name()).collect();
+        opaque.sort();
+        assert_eq!(opaque, vec![std::ffi::OsString::from("new")], "opaque dir hides the lower layer");
+        let orig = std::fs::metadata(m.join("data/orig")).unwrap();
+        let link = std::fs::metadata(m.join("data/link")).unwrap();
+        assert_eq!((orig.ino(), orig.nlink()), (link.ino(), 2), "hardlink across layers");
+        assert_eq!(std::fs::read_link(m.join("data/sym")).unwrap(), Path::new("/data/orig"));
+        assert!(std::fs::symlink_metadata(m.join("data/fifo")).unwrap().file_type().is_fifo());
+        let null = std::fs::symlink_metadata(m.join("data/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), libc::makedev(1, 3));
+        let su = std::fs::metadata(m.join("bin/su-ish")).unwrap();
+        assert_eq!((su.mode() & 0o7777, su.uid(), su.gid()), (0o4755, 1000, 1000));
+        assert_eq!(std::fs::read(m.join(long)).unwrap(), b"long name");
+        let path = std::ffi::CString::new(m.join("data/xattr").into_os_string().into_encoded_bytes()).unwrap();
+        let mut buf = [0u8; 16];
+        // SAFETY: path is NUL-terminated and buf is valid for buf.len() bytes.
+        let n = unsafe { libc::getxattr(path.as_ptr(), c"user.hx".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(n, 3, "xattr user.hx kept");
+        assert_eq!(&buf[..3], b"yes");
+    });
+    let _ = std::process::Command::new("umount").arg(m).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
 
 fn assert_refused(hx: &Hx, entries: &[E], code: i32, needle: &str) {

@@ -30,6 +30,9 @@ kver_pkg="$(apt apt-cache policy "$kpkg" | awk '$1=="Candidate:"{print $2}')"
 xen_utils="$(apt apt-cache policy xen-utils-4.17 | awk '$1=="Candidate:"{print $2}')"
 key="$(cat "$0" <(echo "$kpkg $kver_pkg $xen_utils $mirror $security") | sha256sum | cut -c1-16)"
 out="$cache/dom0/$key"
+mkdir -p "$cache/dom0"
+exec 9>"$cache/dom0/lock"
+flock 9   # another lab run may be building the same thing
 if [ -f "$out/base.cpio" ]; then echo "$out"; exit 0; fi
 
 work="$cache/dom0/build-$key"

@@ -27,6 +27,9 @@ fi
 
 key="$(cat "$orig" "$deb" "$0" | sha256sum | cut -c1-16)"
 out="$cache/xen/$key"
+mkdir -p "$cache/xen"
+exec 9>"$cache/xen/lock"
+flock 9   # another lab run may be building the same thing
 if [ ! -f "$out/xen" ]; then
     work="$cache/xen/build-$key"
     rm -rf "$work"; mkdir -p "$work/deb"

@@ -65,15 +65,15 @@ xl_guest pv "$HX_LIB/bzImage"
 HX_TIMEOUT=300
 hxt() { timeout -k 5 "$HX_TIMEOUT" hx "$@"; }
 
-# Expect: check NAME WANT_RC WANT_STDOUT CMD... (WANT_STDOUT "-" = don't care)
+# check NAME WANT_RC WANT_STDOUT HX-ARGS...: runs hx (WANT_STDOUT "-" = don't care).
 check() {
     local name="$1" want_rc="$2" want_out="$3" out rc
     shift 3
-    out="$("$@" 2>"$work/stderr")"; rc=$?
+    out="$(hxt "$@" 2>"$work/stderr")"; rc=$?
     if [ "$rc" = "$want_rc" ] && { [ "$want_out" = - ] || [ "$out" = "$want_out" ]; }; then
         pass "$name"
     else
-        fail "$name" "\`${*}\` exit $rc (want $want_rc), stdout '$(echo "$out" | head -c 200)'"
+        fail "$name" "\`hx ${*}\` exit $rc (want $want_rc), stdout '$(echo "$out" | head -c 200)'"
         show 15 < "$work/stderr"
     fi
 }
@@ -84,9 +84,9 @@ xl_state() { xl list "$1" 2>/dev/null | awk 'NR==2{print $5}'; }
 hx_suite() {
     local type="$1" targ=() name dom id domid json out
     [ "$type" = pv ] && targ=(--type pv)
-    check "hx-$type-run-echo" 0 hello-from-xen hxt run --rm "${targ[@]}" busybox echo hello-from-xen
-    check "hx-$type-run-exit-3" 3 - hxt run --rm "${targ[@]}" busybox sh -c 'exit 3'
-    check "hx-$type-run-exit-0" 0 "" hxt run --rm "${targ[@]}" busybox true
+    check "hx-$type-run-echo" 0 hello-from-xen run --rm "${targ[@]}" busybox echo hello-from-xen
+    check "hx-$type-run-exit-3" 3 - run --rm "${targ[@]}" busybox sh -c 'exit 3'
+    check "hx-$type-run-exit-0" 0 "" run --rm "${targ[@]}" busybox true
 
     # The rootfs reaches the guest through blkback/blkfront: xvda is a Xen vbd, no virtio.
     out="$(hxt run --rm "${targ[@]}" busybox sh -c 'cat /sys/block/xvda/device/devtype; cat /sys/block/xvda/device/nodename; ls /sys/block; test -x /bin/busybox && echo image-files-ok' 2>&1)"
@@ -112,7 +112,7 @@ hx_suite() {
             fail "hx-$type-list-json" "no entry for $name matching xl's domain id"; { echo "$json"; cat "$work/stderr"; xl list; } | show
             dom="$name"
         fi
-        check "hx-$type-domid" 0 "$(xl domid "$dom" 2>/dev/null)" hxt domid "$dom"
+        check "hx-$type-domid" 0 "$(xl domid "$dom" 2>/dev/null)" domid "$dom"
         if vbd="$(xenstore-list "/local/domain/0/backend/vbd/$(xl domid "$dom" 2>/dev/null)" 2>/dev/null)" && [ -n "$vbd" ]; then
             pass "hx-$type-blkback-backend" "vbd backends $(echo $vbd)"
         else
@@ -157,7 +157,9 @@ hx_suite() {
     sleep 1
     snapshot "$work/after"
     if [ "$ok" = 20 ]; then pass "hx-$type-20-runs"; else fail "hx-$type-20-runs" "run $((ok + 1)) failed"; show < "$work/stderr"; fi
-    if diff -q "$work/before" "$work/after" >/dev/null; then
+    if [ "$ok" = 0 ]; then
+        fail "hx-$type-no-leaks" "not checked: no run succeeded"
+    elif diff -q "$work/before" "$work/after" >/dev/null; then
         pass "hx-$type-no-leaks" "domains, loop devices, xenstore paths, containers unchanged"
     else
         fail "hx-$type-no-leaks" "state changed across $ok runs"; diff "$work/before" "$work/after" | show 40

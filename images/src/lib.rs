@@ -8,6 +8,7 @@ pub mod image;
 pub mod load;
 pub mod manifest;
 pub mod pull;
+pub mod readahead;
 pub mod reference;
 pub mod rootfs;
 pub mod store;

@@ -3,6 +3,7 @@
 use crate::apply::{open_layer, LayerApplier};
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
+use crate::readahead::{default_ahead, Pipeline};
 use crate::store::{free_space, remove_any, sync_dir, Store};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -34,8 +35,17 @@ impl Store {
         let tree = staging.path().join("tree");
         fs::DirBuilder::new().mode(0o755).create(&tree).map_err(|e| Error::io(&tree, e))?;
         tracing::info!(image = %image.id, layers = image.layers.len(), "building rootfs");
+        let opens: Vec<_> = image
+            .layers
+            .iter()
+            .map(|layer| {
+                let (path, media_type) = (self.blob_path(&layer.digest), layer.media_type.clone());
+                move || open_layer(&path, &media_type)
+            })
+            .collect();
+        let mut decoded = Pipeline::new(opens, default_ahead());
         for layer in &image.layers {
-            let reader = open_layer(&self.blob_path(&layer.digest), &layer.media_type)?;
+            let reader = decoded.next_layer().expect("one stream per layer")?;
             LayerApplier::new(&tree, layer.digest.as_str()).apply(reader)?;
         }
         let out = staging.path().join("rootfs.img");

@@ -306,6 +306,8 @@ impl DomainConfig {
             };
             c.c_info.type_ = kind;
             c.c_info.name = libxl_str("name", &self.name)?;
+            // libxl does not make one up (xl does): without it every domain shares /vm/<nil>.
+            sys::libxl_uuid_generate(&mut c.c_info.uuid);
             sys::libxl_domain_build_info_init_type(&mut c.b_info, kind);
             c.b_info.max_memkb = self.memory_mb * 1024;
             c.b_info.target_memkb = self.memory_mb * 1024;
@@ -445,6 +447,17 @@ mod tests {
             .channel("hx.control", ChannelConnection::Pty)
             .xenstore_node("hx/id", "0123abcd")
             .xenstore_node("hx/control", "")
+    }
+
+    #[test]
+    fn every_config_gets_its_own_uuid() {
+        let a = sample(DomainType::Pvh).to_libxl().unwrap();
+        let b = sample(DomainType::Pvh).to_libxl().unwrap();
+        // SAFETY: reading initialised uuids.
+        unsafe {
+            assert_eq!(sys::libxl_uuid_is_nil(&a.raw().c_info.uuid), 0);
+            assert_ne!(a.raw().c_info.uuid.uuid, b.raw().c_info.uuid.uuid);
+        }
     }
 
     #[test]

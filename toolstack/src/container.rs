@@ -36,6 +36,12 @@ pub struct Container {
     /// Backend-specific handle (e.g. the Xen domain id).
     #[serde(default)]
     pub domid: Option<u32>,
+    /// Address, host interface and published ports (network::setup).
+    #[serde(default)]
+    pub network: Option<crate::network::NetworkState>,
+    /// Volumes and host directories (volume::plan).
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountRecord>,
 }
 
 impl Container {

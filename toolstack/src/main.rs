@@ -3,7 +3,9 @@ mod assets;
 mod backend;
 mod cli;
 mod container;
+mod network;
 mod runtime;
+mod volume;
 
 /// Errors of the toolstack itself; exit codes in docs/cli.md.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +33,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_tracing(args.verbose);
+    cli::init_tracing(args.verbose + args.verbose_long);
     let globals = match cli::Globals::from_cli(&args) {
         Ok(g) => g,
         Err(e) => return report(e),

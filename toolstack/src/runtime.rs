@@ -63,7 +63,10 @@ pub fn outcome(dir: &Path) -> Outcome {
             .to_string();
         return Outcome::Panic(msg);
     }
-    let qemu = std::fs::read_to_string(dir.join("qemu.log")).unwrap_or_default();
+    // The VM's host process: QEMU, or the Xen domain's monitor.
+    let qemu = std::fs::read_to_string(dir.join("qemu.log"))
+        .or_else(|_| std::fs::read_to_string(dir.join("monitor.log")))
+        .unwrap_or_default();
     let detail = qemu
         .lines()
         .last()
@@ -90,16 +93,18 @@ pub fn settle(
         c.error = o.error();
         c.finished_at = Some(container::now_rfc3339());
         be.cleanup(&c, &dir)?;
+        release_network(root, &c)?;
         container::save(root, &c)?;
     }
     if c.status == Status::Exited && c.auto_remove {
         remove_dir(root, &c)?;
+        crate::volume::remove_anonymous(root, &c.mounts);
         return Ok(None);
     }
     Ok(Some(c))
 }
 
-/// Brings every container's state in line with what really runs.
+/// Brings every container's state in line with what really runs, network included.
 pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
     let mut out = Vec::new();
     for c in container::list(root)? {
@@ -108,13 +113,30 @@ pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
             out.push(c);
         }
     }
+    let running: Vec<(String, crate::network::NetworkState)> = out
+        .iter()
+        .filter(|c| c.status == Status::Running)
+        .filter_map(|c| Some((c.id.clone(), c.network.clone()?)))
+        .collect();
+    if let Err(e) = crate::network::reconcile(root, &running) {
+        tracing::warn!("reconciling the network: {e:#}");
+    }
     Ok(out)
+}
+
+/// Frees the container's address, port rules and host interface.
+fn release_network(root: &Path, c: &Container) -> anyhow::Result<()> {
+    match &c.network {
+        Some(n) => crate::network::release(root, &c.id, n),
+        None => Ok(()),
+    }
 }
 
 /// Kills the VM if needed and removes everything the container left.
 pub fn remove(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()> {
     be.kill(c)?;
     be.cleanup(c, &container::dir(root, &c.id))?;
+    release_network(root, c)?;
     remove_dir(root, c)
 }
 

@@ -21,6 +21,10 @@ pub struct VmSpec<'a> {
     pub disks: Vec<Disk>,
     pub memory_mb: u64,
     pub cpus: u32,
+    /// The guest's NIC, if it has one (network::setup says how to plug it in).
+    pub nic: Option<crate::network::VmNic>,
+    /// Host directories to share with the guest under 9p mount tags (volume::plan).
+    pub shares: Vec<crate::volume::Share>,
 }
 
 /// What identifies a started VM.

@@ -1,6 +1,8 @@
 //! The QEMU backend: a microvm machine with virtio-mmio disks and virtio-serial channels,
 //! KVM when a probe shows it can run our kernel, TCG otherwise.
 use super::{process_alive, process_start, Backend, VmHandle, VmSpec};
+use crate::network::NicKind;
+use std::os::fd::AsRawFd;
 use crate::container::Container;
 use anyhow::{bail, Context};
 use std::io::Write;
@@ -145,7 +147,8 @@ impl Qemu {
         out.contains("No working init found") || out.contains("VFS: Unable to mount root")
     }
 
-    pub fn command(&self, spec: &VmSpec, accel: &str) -> Command {
+    /// `tap_fd`: the fd (inherited by QEMU) of the tap for a bridged NIC.
+    pub fn command(&self, spec: &VmSpec, accel: &str, tap_fd: Option<i32>) -> Command {
         let d = spec.dir;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("-name").arg(format!("hx-{}", spec.name));
@@ -195,6 +198,32 @@ impl Qemu {
             "-device",
             "virtserialport,chardev=ch-control,name=hx.control",
         ]);
+        if let Some(nic) = &spec.nic {
+            let netdev = match (&nic.kind, tap_fd) {
+                (NicKind::Bridge { .. }, Some(fd)) => format!("tap,id=net0,fd={fd}"),
+                (NicKind::User { ports }, _) => {
+                    let mut s = String::from("user,id=net0,net=10.0.2.0/24");
+                    for p in ports {
+                        let ip = if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() };
+                        s.push_str(&format!(",hostfwd={}:{ip}:{}-:{}", p.proto.as_str(), p.host_port, p.container_port));
+                    }
+                    s
+                }
+                (NicKind::Bridge { ifname, .. }, None) => format!("tap,id=net0,ifname={ifname},script=no,downscript=no"),
+            };
+            cmd.arg("-netdev").arg(netdev);
+            cmd.arg("-device").arg(format!("virtio-net-device,netdev=net0,mac={}", nic.mac));
+        }
+        for (i, share) in spec.shares.iter().enumerate() {
+            let ro = if share.readonly { ",readonly=on" } else { "" };
+            // security_model=none: files keep the host's owners and modes (like a docker bind
+            // mount); chown/chmod from the guest apply when QEMU may do them (as root).
+            cmd.arg("-fsdev").arg(format!(
+                "local,id=fs{i},path={},security_model=none{ro}",
+                qemu_path(&share.path)
+            ));
+            cmd.arg("-device").arg(format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", share.tag));
+        }
         cmd
     }
 }
@@ -237,17 +266,32 @@ impl Backend for Qemu {
             std::fs::File::create(spec.dir.join(format!("{ch}.log")))?;
         }
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
-        let mut cmd = self.command(spec, accel);
+        // A bridged NIC is a tap that only QEMU holds once started: it vanishes with the VM,
+        // however the VM ends. Port reservations are held by QEMU the same way.
+        let tap = match spec.nic.as_ref().map(|n| &n.kind) {
+            Some(NicKind::Bridge { bridge, ifname }) => {
+                let fd = crate::network::tap::open(ifname)?;
+                crate::network::bridge::enslave(ifname, bridge)?;
+                Some(fd)
+            }
+            _ => None,
+        };
+        let mut inherit: Vec<i32> = spec.nic.iter().flat_map(|n| n.hold.iter().map(|f| f.as_raw_fd())).collect();
+        inherit.extend(tap.as_ref().map(|f| f.as_raw_fd()));
+        let mut cmd = self.command(spec, accel, tap.as_ref().map(|f| f.as_raw_fd()));
         tracing::debug!("{:?}", cmd);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
         // Own session: the VM outlives `hx run` being killed, like a docker container outlives
         // its client; `hx ps`/`hx rm` find it by pid + start time.
-        // SAFETY: setsid is async-signal-safe.
+        // SAFETY: setsid and fcntl are async-signal-safe; the fds stay open until spawn returns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::setsid();
+                for &fd in &inherit {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                }
                 Ok(())
             });
         }

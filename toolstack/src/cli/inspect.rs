@@ -41,6 +41,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 "Error": c.error,
             },
             "Spec": spec,
+            "NetworkSettings": network_settings(&c),
+            "Mounts": c.mounts,
             "HostConfig": { "Memory": c.memory_mb * 1024 * 1024, "Cpus": c.cpus, "AutoRemove": c.auto_remove },
             "Files": {
                 "Dir": dir,
@@ -52,4 +54,29 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
+}
+
+/// docker's shape: IPAddress, Gateway, MacAddress, Ports {"80/tcp": [{HostIp, HostPort}]}.
+fn network_settings(c: &container::Container) -> serde_json::Value {
+    let Some(n) = &c.network else { return json!(null) };
+    let mut ports = serde_json::Map::new();
+    if c.status == container::Status::Running {
+        for p in &n.ports {
+            let key = format!("{}/{}", p.container_port, p.proto.as_str());
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+            }
+        }
+    }
+    json!({
+        "Mode": n.mode,
+        "Bridge": n.bridge,
+        "IPAddress": n.ip.map(|i| i.to_string()).unwrap_or_default(),
+        "IPPrefixLen": n.prefix_len,
+        "Gateway": n.gateway.map(|i| i.to_string()).unwrap_or_default(),
+        "MacAddress": n.mac.clone().unwrap_or_default(),
+        "HostInterface": n.ifname,
+        "Ports": ports,
+    })
 }

@@ -13,11 +13,13 @@ pub mod load;
 pub mod logs;
 pub mod prune;
 pub mod ps;
+pub mod port;
 pub mod pull;
 pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod stop;
+pub mod volume;
 pub mod wait;
 
 #[derive(Parser, Debug)]
@@ -34,9 +36,12 @@ pub struct Cli {
     /// Store directory (default: /var/lib/hx as root, $XDG_DATA_HOME/hx otherwise)
     #[arg(long, global = true, env = "HX_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// More logging (-v info, -vv debug, -vvv trace)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More logging (-v info, -vv debug, -vvv trace), before the command
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// More logging, anywhere on the line (after the command `-v` means --volume, like docker)
+    #[arg(long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose_long: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +64,11 @@ pub enum Command {
     Rm(rm::Args),
     /// Show a container's details as JSON
     Inspect(inspect::Args),
+    /// List a container's published ports
+    Port(port::Args),
+    /// Manage volumes (create, ls, rm, inspect, prune)
+    #[command(subcommand)]
+    Volume(volume::Command),
     /// Wait for containers to stop and print their exit codes
     Wait(wait::Args),
     /// Pull an image from a registry
@@ -106,7 +116,7 @@ impl Globals {
         };
         Ok(Globals {
             root,
-            verbose: cli.verbose,
+            verbose: cli.verbose + cli.verbose_long,
         })
     }
 }
@@ -152,6 +162,8 @@ pub async fn dispatch(
         Command::Kill(a) => kill::run(g, a).await,
         Command::Rm(a) => rm::run(g, a).await,
         Command::Inspect(a) => inspect::run(g, a).await,
+        Command::Port(a) => port::run(g, a).await,
+        Command::Volume(c) => volume::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,
         Command::Images(a) => images::run(g, a).await,
@@ -187,6 +199,9 @@ pub fn exit_code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some(he) = cause.downcast_ref::<crate::HxError>() {
             return he.exit_code();
+        }
+        if let Some(ve) = cause.downcast_ref::<crate::volume::VolumeError>() {
+            return ve.exit_code();
         }
         if let Some(ie) = cause.downcast_ref::<hx_images::Error>() {
             return ie.exit_code();

@@ -44,6 +44,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                     format!("\"{cmd}\""),
                     ago(&c.created),
                     status_text(c),
+                    ports_text(c),
                     c.backend.clone(),
                     c.name.clone(),
                 ]
@@ -56,6 +57,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 "COMMAND",
                 "CREATED",
                 "STATUS",
+                "PORTS",
                 "BACKEND",
                 "NAMES",
             ],
@@ -63,6 +65,19 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// docker's PORTS column: `0.0.0.0:8080->80/tcp, …` while the container runs.
+pub fn ports_text(c: &Container) -> String {
+    match (&c.network, c.status) {
+        (Some(n), Status::Running) => n
+            .ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
 }
 
 pub fn status_text(c: &Container) -> String {

@@ -8,6 +8,9 @@ pub struct Args {
     /// Kill and remove running containers
     #[arg(short, long)]
     pub force: bool,
+    /// Also remove the container's anonymous volumes (named volumes always stay)
+    #[arg(short, long)]
+    pub volumes: bool,
     /// Container names or ids
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -23,7 +26,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             if c.status == Status::Running && be.is_running(&c) && !args.force {
                 return Err(crate::HxError::Running(c.name.clone()).into());
             }
-            crate::runtime::remove(&g.root, &c, be.as_ref())
+            crate::runtime::remove(&g.root, &c, be.as_ref())?;
+            if args.volumes {
+                crate::volume::remove_anonymous(&g.root, &c.mounts);
+            }
+            Ok(())
         })();
         match r {
             Ok(()) => println!("{name}"),

@@ -47,6 +47,18 @@ pub struct Args {
     /// Container hostname (default: the short id)
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Publish a container port on the host: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOSTPORT:PORT")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Network: bridge (hx0, the default), bridge=NAME (an existing bridge), or none
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Mount a volume: /host/path:/path[:ro], NAME:/path[:ro] (named volume), or /path
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volume: Vec<String>,
     /// Put the writable layer on a disk of this size (e.g. 1g) instead of guest memory
     #[arg(long, value_name = "SIZE")]
     pub disk_size: Option<String>,
@@ -87,6 +99,7 @@ async fn confirm_started(root: &Path, c: &Container) -> anyhow::Result<()> {
         runtime::Outcome::Lost(why) => {
             let _lock = Store::open(root)?.lock()?;
             runtime::remove(root, c, be.as_ref())?;
+            crate::volume::remove_anonymous(root, &c.mounts);
             bail!("the VM did not start: {why}")
         }
         _ => Ok(()),
@@ -239,9 +252,34 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
     let id = container::new_id();
+    let net_mode = crate::network::Mode::parse(args.network.as_deref())?;
+    let mut port_requests = Vec::new();
+    for p in &args.publish {
+        port_requests.extend(crate::network::ports::parse(p)?);
+    }
+    let image_cfg = img.config.config().clone().unwrap_or_default();
+    if args.publish_all {
+        let exposed = crate::network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
+        let extra: Vec<_> = exposed
+            .into_iter()
+            .filter(|e| {
+                !port_requests
+                    .iter()
+                    .any(|r| r.container_port == e.container_port && r.proto == e.proto)
+            })
+            .collect();
+        port_requests.extend(extra);
+    }
+    let volume_args = args
+        .volume
+        .iter()
+        .map(|v| crate::volume::parse_arg(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first_volume_disk = if args.disk_size.is_some() { 3 } else { 2 };
 
-    // Name reservation and directory creation happen under the store lock.
-    let c = {
+    // Name reservation, addresses, ports, volumes and the directory are made under the store
+    // lock.
+    let (c, mut nic, mut shares, mut volume_disks) = {
         let _lock = store.lock()?;
         let existing = runtime::reconcile(root)?;
         let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
@@ -257,9 +295,37 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             .hostname
             .clone()
             .unwrap_or_else(|| id[..12].to_string());
-        let spec = build_spec(&args, &img, &hostname)?;
+        let mut spec = build_spec(&args, &img, &hostname)?;
+        let running: Vec<&Container> = existing.iter().filter(|c| c.status == Status::Running).collect();
+        let busy = |vol: &str| {
+            running
+                .iter()
+                .find(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == vol))
+                .map(|c| c.name.clone())
+        };
+        let plan = crate::volume::plan(
+            root,
+            &volume_args,
+            &image_cfg.volumes().clone().unwrap_or_default(),
+            first_volume_disk,
+            &busy,
+        )?;
+        let taken: Vec<(String, crate::network::Published)> = running
+            .iter()
+            .flat_map(|c| {
+                c.network.iter().flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
+            })
+            .collect();
+        let net = match crate::network::setup(root, &id, &net_mode, &port_requests, &taken) {
+            Ok(n) => n,
+            Err(e) => {
+                crate::volume::remove_anonymous(root, &plan.records);
+                return Err(e);
+            }
+        };
+        spec.network = net.guest.clone();
+        spec.mounts = plan.mounts.clone();
         let dir = container::dir(root, &id);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let c = Container {
             id: id.clone(),
             name,
@@ -279,14 +345,26 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             memory_mb,
             cpus: args.cpus,
             domid: None,
+            network: Some(net.state.clone()),
+            mounts: plan.records.clone(),
         };
-        container::save(root, &c)?;
-        std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
-        std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
-        c
+        let made = (|| -> anyhow::Result<()> {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            container::save(root, &c)?;
+            std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
+            std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = crate::network::release(root, &id, &net.state);
+            crate::volume::remove_anonymous(root, &plan.records);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        (c, net.nic, plan.shares, plan.disks)
     };
     let dir = container::dir(root, &id);
-    let start = || -> anyhow::Result<Container> {
+    let mut start = || -> anyhow::Result<Container> {
         let mut disks = vec![
             Disk {
                 path: rootfs.clone(),
@@ -306,6 +384,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
                 readonly: false,
             });
         }
+        disks.append(&mut volume_disks);
         let vm = VmSpec {
             name: &c.name,
             dir: &dir,
@@ -314,6 +393,8 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             disks,
             memory_mb,
             cpus: args.cpus,
+            nic: nic.take(),
+            shares: std::mem::take(&mut shares),
         };
         let h = be.start(&vm)?;
         let mut c = c.clone();
@@ -330,6 +411,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         Err(e) => {
             // Nothing half-made stays behind.
             let _ = runtime::remove(root, &c, be.as_ref());
+            crate::volume::remove_anonymous(root, &c.mounts);
             Err(e)
         }
     }

@@ -1,0 +1,157 @@
+//! `hx volume create|ls|rm|inspect|prune`: named volumes (ext4 disk images in the store).
+use crate::volume::{self, VolumeError};
+use hx_images::Store;
+use serde_json::json;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Create a volume (an existing one of that name is kept) and print its name
+    Create(CreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Remove volumes no container uses
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Show volumes' details as JSON
+    Inspect(InspectArgs),
+    /// Remove anonymous volumes no container uses (-a: every unused volume)
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    /// Volume name (default: a random id)
+    pub name: Option<String>,
+    /// Capacity of the volume's disk (sparse: the host only stores what is written)
+    #[arg(long, default_value = "10g")]
+    pub size: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    /// Only names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// JSON output (one array)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RmArgs {
+    /// Volume names
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// Volume names
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Named volumes too, not only anonymous ones
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+/// Names of the containers (running or not) that use the volume.
+fn users(g: &super::Globals, name: &str) -> anyhow::Result<Vec<String>> {
+    Ok(crate::container::list(&g.root)?
+        .into_iter()
+        .filter(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == name))
+        .map(|c| c.name)
+        .collect())
+}
+
+fn details(g: &super::Globals, v: &volume::Volume) -> anyhow::Result<serde_json::Value> {
+    Ok(json!({
+        "Name": v.name,
+        "CreatedAt": v.created,
+        "Driver": "ext4-image",
+        "Mountpoint": volume::disk_path(&g.root, &v.name),
+        "Scope": "local",
+        "Anonymous": v.anonymous,
+        "Size": v.size,
+        "UsedBytes": volume::used_bytes(&g.root, &v.name),
+        "UsedBy": users(g, &v.name)?,
+    }))
+}
+
+pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Create(a) => {
+            let size = super::run::parse_size_mb(&a.size)? << 20;
+            let _lock = Store::open(&g.root)?.lock()?;
+            let v = volume::create(&g.root, a.name.as_deref(), size, false)?;
+            println!("{}", v.name);
+            Ok(0)
+        }
+        Command::Ls(a) => {
+            let list = volume::list(&g.root);
+            if a.json {
+                let all = list.iter().map(|v| details(g, v)).collect::<anyhow::Result<Vec<_>>>()?;
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if a.quiet {
+                for v in &list {
+                    println!("{}", v.name);
+                }
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|v| vec!["ext4-image".into(), v.name.clone(), super::images::human_size(v.size)])
+                    .collect();
+                super::images::print_table(&["DRIVER", "VOLUME NAME", "SIZE"], &rows);
+            }
+            Ok(0)
+        }
+        Command::Rm(a) => {
+            let mut code = 0;
+            for name in &a.volumes {
+                let r = (|| -> anyhow::Result<()> {
+                    let _lock = Store::open(&g.root)?.lock()?;
+                    crate::runtime::reconcile(&g.root)?;
+                    volume::get(&g.root, name)?;
+                    if let Some(by) = users(g, name)?.into_iter().next() {
+                        return Err(VolumeError::InUse { name: name.clone(), by }.into());
+                    }
+                    volume::remove(&g.root, name)
+                })();
+                match r {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("hx: {}", super::one_line(&e));
+                        code = super::exit_code_for(&e);
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Inspect(a) => {
+            let mut out = Vec::new();
+            for name in &a.volumes {
+                out.push(details(g, &volume::get(&g.root, name)?)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+        Command::Prune(a) => {
+            let _lock = Store::open(&g.root)?.lock()?;
+            crate::runtime::reconcile(&g.root)?;
+            let mut freed = 0;
+            for v in volume::list(&g.root) {
+                if (a.all || v.anonymous) && users(g, &v.name)?.is_empty() {
+                    freed += volume::used_bytes(&g.root, &v.name);
+                    volume::remove(&g.root, &v.name)?;
+                    println!("Deleted: {}", v.name);
+                }
+            }
+            println!("Total reclaimed space: {}", super::images::human_size(freed));
+            Ok(0)
+        }
+    }
+}

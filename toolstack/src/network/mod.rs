@@ -1,0 +1,357 @@
+//! Container networking, the same for every backend (docs/networking.md).
+//!
+//! As root a container gets an address on a host bridge (`hx0`, made on demand), outbound NAT
+//! and published ports in hx's own nftables table; the backend only plugs the guest into the
+//! bridge (QEMU: a tap, `tap::open`; Xen: a vif with `bridge=`, see `NicKind::Bridge`). As a
+//! user, QEMU's user-mode networking (slirp) gives the same guest view and `-p` forwards.
+//! Everything made for a container is released when its VM is gone (`release`), and
+//! `reconcile` repairs what a crash left (rules of dead containers, rules lost from a running
+//! one, addresses of containers that no longer run).
+pub mod bridge;
+pub mod dns;
+pub mod ipam;
+pub mod nat;
+pub mod ports;
+pub mod tap;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+pub use ports::Published;
+
+pub const DEFAULT_BRIDGE: &str = "hx0";
+/// hx0's own address and prefix; containers get the others.
+pub const DEFAULT_BRIDGE_ADDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 88, 0, 1), 16);
+/// QEMU user-mode networking's fixed layout (slirp defaults).
+const USER_GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+const USER_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+const USER_DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+
+/// `--network`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    None,
+    Bridge(String),
+}
+
+impl Mode {
+    pub fn parse(s: Option<&str>) -> anyhow::Result<Mode> {
+        match s {
+            None | Some("bridge") | Some("default") => Ok(Mode::Bridge(DEFAULT_BRIDGE.into())),
+            Some("none") => Ok(Mode::None),
+            Some("host") => bail!(
+                "--network host: not possible, every container is a VM with its own kernel (publish ports with -p)"
+            ),
+            Some(s) => match s.strip_prefix("bridge=") {
+                Some(name) if bridge::valid_ifname(name) => Ok(Mode::Bridge(name.into())),
+                Some(name) => bail!("--network bridge={name}: not a valid interface name"),
+                None => bail!("--network {s:?}: use bridge, bridge=NAME or none"),
+            },
+        }
+    }
+}
+
+/// What a container's network is, kept in its state (container.json) for release/reconcile,
+/// `hx port` and `hx inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// `bridge`, `user` (QEMU slirp, when not root) or `none`.
+    pub mode: String,
+    #[serde(default)]
+    pub bridge: Option<String>,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub prefix_len: u8,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Host side of the guest's NIC (QEMU tap or Xen vif name).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<Published>,
+}
+
+/// How the backend connects the guest's NIC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicKind {
+    /// Plug into this host bridge under this host interface name. QEMU: `tap::open(ifname)`,
+    /// `bridge::enslave(ifname, bridge)`, then `-netdev tap,fd=`. Xen: a libxl nic with
+    /// `bridge=<bridge>`, `vifname=<ifname>`, `mac=<mac>` (the vif-bridge hotplug script
+    /// enslaves it); ports and NAT need nothing more from the backend.
+    Bridge { bridge: String, ifname: String },
+    /// QEMU user-mode networking with host forwards for the published ports.
+    User { ports: Vec<Published> },
+}
+
+/// The guest NIC a backend must create.
+#[derive(Debug)]
+pub struct VmNic {
+    pub mac: String,
+    pub kind: NicKind,
+    /// Sockets bound to the published host ports (bridge mode). The backend keeps them open
+    /// exactly as long as the VM runs (QEMU inherits them; a Xen backend hands them to the
+    /// process that lives with the domain), so a port is taken while, and only while, the
+    /// container runs, and nothing else on the host can bind it meanwhile.
+    pub hold: Vec<OwnedFd>,
+}
+
+/// Result of `setup`: what to record, what the backend must create, what pv-init configures.
+pub struct Setup {
+    pub state: NetworkState,
+    pub nic: Option<VmNic>,
+    pub guest: Option<pv_init::spec::Network>,
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A short stable id of the store, so that rules of two stores in one network namespace
+/// never touch each other.
+pub fn store_key(root: &Path) -> String {
+    use sha2::Digest;
+    let p = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    hex::encode(&sha2::Sha256::digest(p.to_string_lossy().as_bytes())[..4])
+}
+
+/// Host interface name for a container's NIC (15 characters at most).
+pub fn ifname_for(id: &str) -> String {
+    format!("hx-{}", &id[..12])
+}
+
+/// docker's scheme: 02:42 then the IPv4 address.
+fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+/// Makes the container's network: address, NAT, published ports. `taken` are the ports other
+/// containers of this store publish (for a clear "allocated to" error). Undoes its own work
+/// on failure.
+pub fn setup(
+    root: &Path,
+    id: &str,
+    mode: &Mode,
+    requests: &[ports::Request],
+    taken: &[(String, Published)],
+) -> anyhow::Result<Setup> {
+    let bridge_name = match mode {
+        Mode::None => {
+            if !requests.is_empty() {
+                bail!("-p/-P need a network: they cannot be used with --network none");
+            }
+            return Ok(Setup {
+                state: NetworkState {
+                    mode: "none".into(),
+                    bridge: None,
+                    ip: None,
+                    prefix_len: 0,
+                    gateway: None,
+                    mac: None,
+                    ifname: None,
+                    ports: vec![],
+                },
+                nic: None,
+                guest: None,
+            });
+        }
+        Mode::Bridge(b) => b.clone(),
+    };
+    let resolv = dns::host_resolv();
+    if !is_root() {
+        if bridge_name != DEFAULT_BRIDGE {
+            bail!("--network bridge={bridge_name} needs root (as a user, hx gives containers QEMU's user-mode network)");
+        }
+        let published = ports::check_free(requests, taken)?;
+        let mac = mac_for(USER_GUEST);
+        return Ok(Setup {
+            state: NetworkState {
+                mode: "user".into(),
+                bridge: None,
+                ip: Some(USER_GUEST),
+                prefix_len: 24,
+                gateway: Some(USER_GATEWAY),
+                mac: Some(mac.clone()),
+                ifname: None,
+                ports: published.clone(),
+            },
+            nic: Some(VmNic {
+                mac,
+                kind: NicKind::User { ports: published },
+                hold: vec![],
+            }),
+            guest: Some(guest_config(USER_GUEST, 24, USER_GATEWAY, vec![USER_DNS.to_string()], &resolv)),
+        });
+    }
+    let (gateway, prefix) = bridge::ensure(&bridge_name)?;
+    nat::ensure_base(&bridge_name, gateway, prefix)?;
+    let ip = ipam::allocate(root, &bridge_name, gateway, prefix, id)?;
+    let ifname = ifname_for(id);
+    let mac = mac_for(ip);
+    let undo = || {
+        let _ = ipam::release(root, &bridge_name, id);
+    };
+    let reserved = match ports::reserve(requests, taken) {
+        Ok(r) => r,
+        Err(e) => {
+            undo();
+            return Err(e);
+        }
+    };
+    let published: Vec<Published> = reserved.iter().map(|r| r.published.clone()).collect();
+    if let Err(e) = nat::add_ports(&store_key(root), id, &bridge_name, ip, &published) {
+        undo();
+        return Err(e);
+    }
+    let dns = if resolv.nameservers.is_empty() {
+        tracing::warn!("no usable nameserver in the host's resolv.conf: containers get 8.8.8.8 and 8.8.4.4");
+        vec!["8.8.8.8".into(), "8.8.4.4".into()]
+    } else {
+        resolv.nameservers.clone()
+    };
+    Ok(Setup {
+        state: NetworkState {
+            mode: "bridge".into(),
+            bridge: Some(bridge_name.clone()),
+            ip: Some(ip),
+            prefix_len: prefix,
+            gateway: Some(gateway),
+            mac: Some(mac.clone()),
+            ifname: Some(ifname.clone()),
+            ports: published,
+        },
+        nic: Some(VmNic {
+            mac,
+            kind: NicKind::Bridge {
+                bridge: bridge_name,
+                ifname,
+            },
+            hold: reserved.into_iter().map(|r| r.socket).collect(),
+        }),
+        guest: Some(guest_config(ip, prefix, gateway, dns, &resolv)),
+    })
+}
+
+fn guest_config(
+    ip: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+    dns: Vec<String>,
+    resolv: &dns::Resolv,
+) -> pv_init::spec::Network {
+    pv_init::spec::Network {
+        interface: "eth0".into(),
+        address: format!("{ip}/{prefix}"),
+        gateway: Some(gateway.to_string()),
+        dns,
+        hosts: vec![],
+        dns_search: resolv.search.clone(),
+        dns_options: resolv.options.clone(),
+    }
+}
+
+/// Releases what `setup` made for a container whose VM is gone: its port rules, its address,
+/// and its host interface if the backend left it. Safe to call twice.
+pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()> {
+    if state.mode != "bridge" || !is_root() {
+        return Ok(());
+    }
+    if !state.ports.is_empty() {
+        nat::remove_container(&store_key(root), id)?;
+    }
+    if let Some(b) = &state.bridge {
+        ipam::release(root, b, id)?;
+    }
+    if let Some(ifname) = &state.ifname {
+        bridge::delete_link(ifname)?;
+    }
+    Ok(())
+}
+
+/// After a crash or a reboot: rules and addresses of containers that no longer run go, rules a
+/// running container lost (a flushed ruleset) come back. `running` are this store's running
+/// containers (id, network state).
+pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Result<()> {
+    if !is_root() || !root.join(ipam::DIR).is_dir() {
+        return Ok(());
+    }
+    let live: Vec<&str> = running.iter().map(|(id, _)| id.as_str()).collect();
+    ipam::retain(root, &live).context("reconciling addresses")?;
+    let key = store_key(root);
+    let rules = nat::container_rules(&key)?;
+    for (id, _) in &rules {
+        if !live.contains(&id.as_str()) {
+            tracing::info!("removing the port rules of gone container {id}");
+            nat::remove_container(&key, id)?;
+        }
+    }
+    for (id, st) in running {
+        if st.mode != "bridge" || st.ports.is_empty() || rules.iter().any(|(r, _)| r == id) {
+            continue;
+        }
+        let (Some(b), Some(ip)) = (&st.bridge, st.ip) else {
+            continue;
+        };
+        tracing::info!("re-creating the port rules of container {id}");
+        if let (Some(gw), true) = (st.gateway, bridge::exists(b)) {
+            nat::ensure_base(b, gw, st.prefix_len)?;
+        }
+        nat::add_ports(&key, id, b, ip, &st.ports)?;
+    }
+    Ok(())
+}
+
+/// Runs a host tool (ip, nft), with its stderr in the error.
+pub(crate) fn run_tool(cmd: &mut std::process::Command, stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let name = cmd.get_program().to_string_lossy().to_string();
+    let shown = format!(
+        "{name} {}",
+        cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    );
+    tracing::debug!("{shown}");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| {
+        format!("running {name} (apt-get install {})", if name == "nft" { "nftables" } else { "iproute2" })
+    })?;
+    if let Some(input) = stdin {
+        tracing::trace!("{name} input:\n{input}");
+        child.stdin.take().unwrap().write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("{shown}: {}", err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(Mode::parse(None).unwrap(), Mode::Bridge("hx0".into()));
+        assert_eq!(Mode::parse(Some("none")).unwrap(), Mode::None);
+        assert_eq!(Mode::parse(Some("bridge=br0")).unwrap(), Mode::Bridge("br0".into()));
+        assert!(Mode::parse(Some("bridge=a/b")).is_err());
+        assert!(Mode::parse(Some("host")).unwrap_err().to_string().contains("own kernel"));
+        assert!(Mode::parse(Some("foo")).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(ifname_for(&"ab".repeat(32)), "hx-abababababab");
+        assert_eq!(mac_for(Ipv4Addr::new(10, 88, 0, 5)), "02:42:0a:58:00:05");
+    }
+}

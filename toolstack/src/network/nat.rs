@@ -1,0 +1,160 @@
+//! hx's nftables table (`table ip hx`): outbound NAT for each bridge's subnet, and one DNAT
+//! rule per published port, tagged with the store and container (`comment "hx:KEY:ID"`) so
+//! that release and reconcile find exactly their own rules. Nothing outside the table is
+//! touched; `nft delete table ip hx` removes all of it.
+//!
+//! Published ports are reached from other hosts (prerouting) and from the host itself (output,
+//! including 127.0.0.1: route_localnet on the bridge plus masquerading lets a connection from
+//! the loopback address leave through the bridge, as docker does without its userland proxy).
+use super::{run_tool, Published};
+use anyhow::Context;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+pub const TABLE: &str = "hx";
+
+const BASE: &str = "add table ip hx
+add chain ip hx prerouting { type nat hook prerouting priority dstnat; policy accept; }
+add chain ip hx output { type nat hook output priority -100; policy accept; }
+add chain ip hx postrouting { type nat hook postrouting priority srcnat; policy accept; }
+add chain ip hx forward { type filter hook forward priority filter; policy accept; }
+add chain ip hx publish
+";
+
+fn nft(script: &str) -> anyhow::Result<()> {
+    run_tool(Command::new("nft").arg("-f").arg("-"), Some(script)).map(drop)
+}
+
+/// The table's rules: (chain, handle, comment).
+fn rules() -> anyhow::Result<Vec<(String, u64, String)>> {
+    let out = match run_tool(Command::new("nft").args(["-j", "list", "table", "ip", TABLE]), None) {
+        Ok(o) => o,
+        Err(e) if e.to_string().contains("No such file or directory") => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `nft -j list table`")?;
+    Ok(v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            let r = o.get("rule")?;
+            Some((
+                r["chain"].as_str()?.to_string(),
+                r["handle"].as_u64()?,
+                r["comment"].as_str().unwrap_or("").to_string(),
+            ))
+        })
+        .collect())
+}
+
+fn subnet(gateway: Ipv4Addr, prefix: u8) -> String {
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
+    format!("{}/{prefix}", Ipv4Addr::from(u32::from(gateway) & mask))
+}
+
+/// The table, its chains, and the bridge's NAT and forwarding rules, each added once.
+pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Result<()> {
+    let have = rules()?;
+    let has = |chain: &str, comment: &str| have.iter().any(|(c, _, m)| c == chain && m == comment);
+    let mut script = String::from(BASE);
+    for chain in ["prerouting", "output"] {
+        if !has(chain, "hx-base") {
+            script.push_str(&format!(
+                "add rule ip hx {chain} fib daddr type local jump publish comment \"hx-base\"\n"
+            ));
+        }
+    }
+    let net = subnet(gateway, prefix);
+    let tag = format!("hx-bridge:{bridge}");
+    if !has("postrouting", &tag) {
+        for rule in [
+            // containers reaching out
+            format!("ip saddr {net} oifname != \"{bridge}\" masquerade"),
+            // the host's own 127.0.0.1:PORT, DNATed to a container
+            format!("oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade"),
+            // a container reaching a published port of the host (hairpin)
+            format!("oifname \"{bridge}\" ip saddr {net} ct status dnat masquerade"),
+        ] {
+            script.push_str(&format!("add rule ip hx postrouting {rule} comment \"{tag}\"\n"));
+        }
+    }
+    if !has("forward", &tag) {
+        for rule in [
+            format!("iifname \"{bridge}\" accept"),
+            format!("oifname \"{bridge}\" ct state established,related accept"),
+            format!("oifname \"{bridge}\" ct status dnat accept"),
+        ] {
+            script.push_str(&format!("add rule ip hx forward {rule} comment \"{tag}\"\n"));
+        }
+    }
+    nft(&script).context("setting up hx's nftables table")
+}
+
+fn tag(key: &str, id: &str) -> String {
+    format!("hx:{key}:{id}")
+}
+
+/// One DNAT rule per published port, all in one transaction.
+pub fn add_ports(key: &str, id: &str, _bridge: &str, ip: Ipv4Addr, ports: &[Published]) -> anyhow::Result<()> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let mut script = String::new();
+    for p in ports {
+        let daddr = if p.host_ip.is_unspecified() {
+            String::new()
+        } else {
+            format!("ip daddr {} ", p.host_ip)
+        };
+        script.push_str(&format!(
+            "add rule ip hx publish {daddr}{proto} dport {hp} dnat to {ip}:{cp} comment \"{tag}\"\n",
+            proto = p.proto.as_str(),
+            hp = p.host_port,
+            cp = p.container_port,
+            tag = tag(key, id)
+        ));
+    }
+    nft(&script).context("publishing ports")
+}
+
+/// Removes the container's port rules.
+pub fn remove_container(key: &str, id: &str) -> anyhow::Result<()> {
+    let t = tag(key, id);
+    let script: String = rules()?
+        .into_iter()
+        .filter(|(c, _, m)| c == "publish" && *m == t)
+        .map(|(_, h, _)| format!("delete rule ip hx publish handle {h}\n"))
+        .collect();
+    if script.is_empty() {
+        return Ok(());
+    }
+    nft(&script).context("removing port rules")
+}
+
+/// Containers of this store that have port rules: (id, number of rules).
+pub fn container_rules(key: &str) -> anyhow::Result<Vec<(String, usize)>> {
+    let prefix = format!("hx:{key}:");
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (chain, _, m) in rules()? {
+        if chain != "publish" {
+            continue;
+        }
+        if let Some(id) = m.strip_prefix(&prefix) {
+            match out.iter_mut().find(|(i, _)| i == id) {
+                Some((_, n)) => *n += 1,
+                None => out.push((id.to_string(), 1)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subnet_of_gateway() {
+        assert_eq!(super::subnet("10.88.0.1".parse().unwrap(), 16), "10.88.0.0/16");
+        assert_eq!(super::subnet("192.168.7.129".parse().unwrap(), 25), "192.168.7.128/25");
+    }
+}

@@ -1,0 +1,397 @@
+//! Volumes, the same for every backend (docs/volumes.md).
+//!
+//! - Named and anonymous volumes are ext4 disk images in the store
+//!   (`<root>/volumes/<name>/{volume.json,disk.img}`, sparse): every backend attaches them as
+//!   one more disk (QEMU virtio-blk, Xen blkback), so their data outlives containers.
+//! - Host directories (`-v /dir:/path`) are shared, not copied: `Share`s, which QEMU serves
+//!   over virtio-9p. A Xen backend serves them over Xen's 9pfs transport (a QEMU 9pfs backend
+//!   in dom0) or, read-only, as a per-run ext4 snapshot of the directory (`snapshot_dir`).
+use crate::backend::Disk;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_SIZE: u64 = 10 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("no such volume: {0}")]
+    NotFound(String),
+    #[error("volume {name} is in use by container {by}")]
+    InUse { name: String, by: String },
+    #[error("invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]* (host directories need an absolute path)")]
+    BadName(String),
+}
+
+impl VolumeError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VolumeError::NotFound(_) => 1,
+            VolumeError::InUse { .. } => 3,
+            VolumeError::BadName(_) => 125,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub created: String,
+    /// Capacity of the disk image (it is sparse: the host only pays for what is written).
+    pub size: u64,
+    /// Made for an image VOLUME, not named by the user (`hx rm -v` and `--rm` remove it).
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+fn volumes_dir(root: &Path) -> PathBuf {
+    root.join("volumes")
+}
+
+pub fn disk_path(root: &Path, name: &str) -> PathBuf {
+    volumes_dir(root).join(name).join("disk.img")
+}
+
+pub fn valid_name(n: &str) -> bool {
+    n.len() >= 2
+        && n.len() <= 128
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+pub fn get(root: &Path, name: &str) -> Result<Volume, anyhow::Error> {
+    let p = volumes_dir(root).join(name).join("volume.json");
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VolumeError::NotFound(name.into()).into()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+pub fn list(root: &Path) -> Vec<Volume> {
+    let mut out: Vec<Volume> = std::fs::read_dir(volumes_dir(root))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| get(root, &e.file_name().to_string_lossy()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Creates a volume (an existing one of that name is returned as is, like docker). The disk
+/// image is built in a temporary directory and renamed into place: a crash leaves no
+/// half-made volume.
+pub fn create(root: &Path, name: Option<&str>, size: u64, anonymous: bool) -> anyhow::Result<Volume> {
+    let name = match name {
+        Some(n) if !valid_name(n) => return Err(VolumeError::BadName(n.into()).into()),
+        Some(n) => n.to_string(),
+        None => crate::container::new_id(),
+    };
+    if let Ok(v) = get(root, &name) {
+        return Ok(v);
+    }
+    if size < 16 << 20 {
+        bail!("volume size {size} bytes is too small (at least 16m)");
+    }
+    let dir = volumes_dir(root);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&dir)?;
+    let img = tmp.path().join("disk.img");
+    std::fs::File::create(&img)?.set_len(size)?;
+    // Sparse and quick: inode tables and the journal are not zeroed here, and the guest mounts
+    // with noinit_itable so it does not zero them either.
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0"])
+        .arg("-L")
+        .arg(&name[..name.len().min(16)])
+        .arg(&img)
+        .output()
+        .context("running mkfs.ext4 (apt-get install e2fsprogs)")?;
+    if !out.status.success() {
+        bail!("mkfs.ext4 for volume {name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let v = Volume {
+        name: name.clone(),
+        created: crate::container::now_rfc3339(),
+        size,
+        anonymous,
+    };
+    std::fs::write(tmp.path().join("volume.json"), serde_json::to_vec_pretty(&v)?)?;
+    let tmp = tmp.keep();
+    if let Err(e) = std::fs::rename(&tmp, dir.join(&name)) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Created by someone else meanwhile.
+        if let Ok(v) = get(root, &name) {
+            return Ok(v);
+        }
+        return Err(e).with_context(|| format!("creating volume {name}"));
+    }
+    Ok(v)
+}
+
+/// Removes a volume; callers check that no container uses it.
+pub fn remove(root: &Path, name: &str) -> anyhow::Result<()> {
+    get(root, name)?;
+    let d = volumes_dir(root).join(name);
+    // Renamed away first so that a crash midway never leaves a half-removed volume visible.
+    let gone = volumes_dir(root).join(format!(".rm-{name}"));
+    std::fs::rename(&d, &gone).with_context(|| format!("removing {}", d.display()))?;
+    std::fs::remove_dir_all(&gone).with_context(|| format!("removing {}", gone.display()))
+}
+
+/// Bytes the volume's disk image really occupies on the host.
+pub fn used_bytes(root: &Path, name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(disk_path(root, name)).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+/// `-v` as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Host(PathBuf),
+    Named(String),
+    Anonymous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeArg {
+    pub source: Source,
+    pub target: String,
+    pub readonly: bool,
+}
+
+/// `/host/path:/target[:ro|rw]`, `name:/target[:ro|rw]`, `/target` (anonymous).
+pub fn parse_arg(s: &str) -> anyhow::Result<VolumeArg> {
+    let bad = |why: &str| anyhow::anyhow!("invalid volume -v {s:?}: {why}");
+    let parts: Vec<&str> = s.split(':').collect();
+    let (src, target, mode) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [a, b] if b.starts_with('/') => (*a, *b, ""),
+        [t, m] => ("", *t, *m),
+        [a, b, m] => (*a, *b, *m),
+        _ => return Err(bad("use /host/dir:/path[:ro], NAME:/path[:ro] or /path")),
+    };
+    let readonly = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        m => return Err(bad(&format!("mode {m:?}: ro or rw"))),
+    };
+    if !target.starts_with('/') {
+        return Err(bad("the container path must be absolute"));
+    }
+    let target = normalize(target);
+    if target == "/" {
+        return Err(bad("cannot mount over the container's root"));
+    }
+    let source = if src.is_empty() {
+        Source::Anonymous
+    } else if src.starts_with('/') {
+        Source::Host(PathBuf::from(src))
+    } else if valid_name(src) {
+        Source::Named(src.to_string())
+    } else {
+        return Err(VolumeError::BadName(src.into()).into());
+    };
+    Ok(VolumeArg { source, target, readonly })
+}
+
+/// `/a//b/../c/` → `/a/c` (lexically: the path is inside the container, not on the host).
+fn normalize(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// What a container has mounted, kept in its state (in-use checks, `hx rm -v`, inspect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// `bind` (host path) or `volume` (named or anonymous).
+    pub kind: String,
+    /// Host path or volume name.
+    pub source: String,
+    pub target: String,
+    pub readonly: bool,
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// A host directory given to the guest by a backend, under a 9p mount tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+/// Everything a run needs for its volumes.
+#[derive(Default)]
+pub struct Plan {
+    pub records: Vec<MountRecord>,
+    pub disks: Vec<Disk>,
+    pub shares: Vec<Share>,
+    pub mounts: Vec<pv_init::spec::Mount>,
+}
+
+/// Resolves `-v` arguments and the image's VOLUMEs into disks, shares and guest mounts.
+/// Named volumes are created when missing (like docker); anonymous ones always are.
+/// `first_disk` is the index the first volume disk gets. `busy(name)` names a running
+/// container that has the volume attached, if any: an ext4 image must not be mounted by two
+/// guests at once.
+pub fn plan(
+    root: &Path,
+    args: &[VolumeArg],
+    image_volumes: &[String],
+    first_disk: u32,
+    busy: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Plan> {
+    let mut all: Vec<VolumeArg> = args.to_vec();
+    for v in image_volumes {
+        let t = normalize(v);
+        if t != "/" && !all.iter().any(|a| a.target == t) {
+            all.push(VolumeArg { source: Source::Anonymous, target: t, readonly: false });
+        }
+    }
+    let mut plan = Plan::default();
+    for (i, a) in all.iter().enumerate() {
+        if all[..i].iter().any(|b| b.target == a.target) {
+            bail!("duplicate mount point {}", a.target);
+        }
+        match &a.source {
+            Source::Host(p) => {
+                if !p.exists() {
+                    // docker -v makes a missing host directory.
+                    std::fs::create_dir_all(p).with_context(|| format!("creating host directory {}", p.display()))?;
+                }
+                let p = std::fs::canonicalize(p).with_context(|| format!("host path {}", p.display()))?;
+                let (share_path, subpath) = if p.is_dir() {
+                    (p.clone(), None)
+                } else {
+                    let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+                    (p.parent().unwrap_or(Path::new("/")).to_path_buf(), name)
+                };
+                let tag = format!("hxfs{}", plan.shares.len());
+                plan.shares.push(Share { tag: tag.clone(), path: share_path, readonly: a.readonly });
+                plan.mounts.push(pv_init::spec::Mount {
+                    source: pv_init::spec::MountSource::Share { tag },
+                    target: a.target.clone(),
+                    readonly: a.readonly,
+                    subpath,
+                    copy_up: false,
+                });
+                plan.records.push(MountRecord {
+                    kind: "bind".into(),
+                    source: p.display().to_string(),
+                    target: a.target.clone(),
+                    readonly: a.readonly,
+                    anonymous: false,
+                });
+            }
+            Source::Named(_) | Source::Anonymous => {
+                let anonymous = a.source == Source::Anonymous;
+                let vol = match &a.source {
+                    Source::Named(n) => {
+                        if let Some(by) = busy(n) {
+                            bail!("volume {n} is attached to running container {by} (an ext4 volume can be mounted by one VM at a time)");
+                        }
+                        create(root, Some(n), DEFAULT_SIZE, false)?
+                    }
+                    _ => create(root, None, DEFAULT_SIZE, true)?,
+                };
+                let disk = first_disk + plan.disks.len() as u32;
+                plan.disks.push(Disk { path: disk_path(root, &vol.name), readonly: a.readonly });
+                plan.mounts.push(pv_init::spec::Mount {
+                    source: pv_init::spec::MountSource::Disk { disk, fstype: "ext4".into() },
+                    target: a.target.clone(),
+                    readonly: a.readonly,
+                    subpath: None,
+                    copy_up: !a.readonly,
+                });
+                plan.records.push(MountRecord {
+                    kind: "volume".into(),
+                    source: vol.name.clone(),
+                    target: a.target.clone(),
+                    readonly: a.readonly,
+                    anonymous,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Removes the anonymous volumes a container made (`hx rm -v`, `--rm`, a failed start).
+pub fn remove_anonymous(root: &Path, records: &[MountRecord]) {
+    for r in records.iter().filter(|r| r.anonymous) {
+        if let Err(e) = remove(root, &r.source) {
+            tracing::warn!("removing anonymous volume {}: {e:#}", r.source);
+        }
+    }
+}
+
+/// A read-only ext4 snapshot of a host directory, for backends that cannot share a directory
+/// live (Xen without a 9pfs backend in dom0): the guest sees the directory as it was at start.
+#[allow(dead_code)]
+pub fn snapshot_dir(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let size = (hx_images::rootfs::tree_size(dir) * 5 / 4 + (16 << 20)).div_ceil(4096) * 4096;
+    hx_images::rootfs::make_ext4(Some(dir), out, size).with_context(|| format!("snapshotting {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_forms() {
+        let a = parse_arg("/srv/www:/usr/share/nginx/html:ro").unwrap();
+        assert_eq!(a, VolumeArg { source: Source::Host("/srv/www".into()), target: "/usr/share/nginx/html".into(), readonly: true });
+        assert_eq!(parse_arg("data:/var/lib/x").unwrap().source, Source::Named("data".into()));
+        assert_eq!(parse_arg("/cache").unwrap(), VolumeArg { source: Source::Anonymous, target: "/cache".into(), readonly: false });
+        assert_eq!(parse_arg("/cache:ro").unwrap().readonly, true);
+        assert_eq!(parse_arg("/a//b/../c/").unwrap().target, "/a/c");
+        for bad in ["rel/dir:/x", "data:x", "/h:/c:rx", "/h:/", "a:b:c:d", "-x:/y"] {
+            assert!(parse_arg(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn create_is_idempotent_and_remove_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let v = create(d.path(), Some("data"), 64 << 20, false).unwrap();
+        assert!(disk_path(d.path(), "data").is_file());
+        assert_eq!(create(d.path(), Some("data"), 32 << 20, false).unwrap().size, v.size);
+        assert_eq!(list(d.path()).len(), 1);
+        remove(d.path(), "data").unwrap();
+        assert!(list(d.path()).is_empty());
+        assert_eq!(std::fs::read_dir(d.path().join("volumes")).unwrap().count(), 0);
+        assert!(get(d.path(), "data").unwrap_err().to_string().contains("no such volume: data"));
+        assert!(create(d.path(), Some("a/b"), 64 << 20, false).is_err());
+    }
+
+    #[test]
+    fn plan_orders_disks_and_adds_image_volumes() {
+        let d = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let args = vec![
+            parse_arg(&format!("{}:/www:ro", host.path().display())).unwrap(),
+            parse_arg("data:/data").unwrap(),
+        ];
+        let p = plan(d.path(), &args, &["/data".into(), "/cache".into()], 2, &|_| None).unwrap();
+        assert_eq!(p.shares.len(), 1);
+        assert_eq!(p.disks.len(), 2);
+        assert_eq!(p.records.iter().map(|r| (r.target.as_str(), r.anonymous)).collect::<Vec<_>>(), vec![("/www", false), ("/data", false), ("/cache", true)]);
+        assert!(matches!(p.mounts[2].source, pv_init::spec::MountSource::Disk { disk: 3, .. }));
+        let e = plan(d.path(), &[parse_arg("data:/d").unwrap()], &[], 2, &|_| Some("web".into())).unwrap_err();
+        assert!(e.to_string().contains("running container web"), "{e}");
+        assert!(plan(d.path(), &[parse_arg("data:/d").unwrap(), parse_arg("/d").unwrap()], &[], 2, &|_| None).is_err());
+    }
+}

@@ -42,6 +42,10 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
     }
     signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
+    // The workload writes to pipes that pv-init copies to the channels: a channel device can be
+    // opened only once, and images expect to reopen /dev/stdout (nginx logs to it, like many).
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
+    let (errout_r, errout_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
     let devnull = std::fs::File::open("/dev/null").map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
 
     // SAFETY: single-threaded PID 1; the child only calls async-signal-safe functions until exec.
@@ -63,8 +67,8 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
             unsafe {
                 libc::setsid();
                 libc::dup2(devnull.as_raw_fd(), 0);
-                libc::dup2(channels.stdout.as_raw_fd(), 1);
-                libc::dup2(channels.stderr.as_raw_fd(), 2);
+                libc::dup2(out_w.as_raw_fd(), 1);
+                libc::dup2(errout_w.as_raw_fd(), 2);
                 let groups: Vec<libc::gid_t> = ident.groups.clone();
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0 { fail(1, *libc::__errno_location()) }
                 if libc::setgid(ident.gid) != 0 { fail(1, *libc::__errno_location()) }
@@ -79,6 +83,9 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(err_w);
+    drop(out_w);
+    drop(errout_w);
+    let relays = vec![relay(out_r, &channels.stdout)?, relay(errout_r, &channels.stderr)?];
     let mut buf = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut buf);
     if buf.len() == 5 {
@@ -93,7 +100,7 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
         });
     }
     report_started(child);
-    supervise(child, forwarded, channels)
+    supervise(child, forwarded, channels, relays)
 }
 
 fn report_started(child: Pid) {
@@ -146,10 +153,35 @@ fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
     Err(InitError { code: 127, message: format!("exec: {argv0:?}: executable file not found in $PATH") })
 }
 
+/// Copies a workload pipe to its channel until every writer has closed it.
+fn relay(from: std::os::fd::OwnedFd, to: &std::fs::File) -> Result<std::thread::JoinHandle<()>, InitError> {
+    let mut to = to.try_clone().map_err(|e| InitError::setup(format!("channel: {e}")))?;
+    let mut from = std::fs::File::from(from);
+    Ok(std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }))
+}
+
 /// PID 1's loop: forward signals and control lines to the workload, reap everything, and return
 /// how the workload ended.
-fn supervise(child: Pid, signals: SigSet, channels: Channels) -> Result<Status, InitError> {
+fn supervise(child: Pid, signals: SigSet, channels: Channels, relays: Vec<std::thread::JoinHandle<()>>) -> Result<Status, InitError> {
     let status = supervise_loop(child, signals, channels.control)?;
+    // Every writer is dead by now (finish): the relays end at EOF.
+    for r in relays {
+        let _ = r.join();
+    }
     // On Xen the workload's output is the console: let it reach the ring before power-off.
     let _ = nix::sys::termios::tcdrain(&channels.stdout);
     Ok(status)

@@ -70,7 +70,8 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
     let flags = if staged && m.copy_up { MsFlags::empty() } else { ro };
     match &m.source {
         MountSource::Disk { disk, fstype } => {
-            let dev = disks.path(*disk)?.to_string_lossy().to_string();
+            // /dev has been moved into the new root by now.
+            let dev = format!("/newroot{}", disks.path(*disk)?.display());
             let opts = (fstype == "ext4").then_some("noinit_itable");
             mnt(&dev, &at, fstype, flags, opts)?;
         }

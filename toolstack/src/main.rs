@@ -3,6 +3,7 @@ mod assets;
 mod backend;
 mod cli;
 mod container;
+mod hostconfig;
 mod network;
 mod runtime;
 mod volume;
@@ -16,6 +17,12 @@ pub enum HxError {
     Running(String),
     #[error("the container name {0:?} is already in use")]
     NameInUse(String),
+    #[error("not a Xen dom0: {0}")]
+    NotDom0(String),
+    #[error("no such domain: {0}")]
+    NoSuchDomain(String),
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl HxError {
@@ -24,6 +31,9 @@ impl HxError {
             HxError::NoSuchContainer(_) => 1,
             HxError::Running(_) => 1,
             HxError::NameInUse(_) => 125,
+            HxError::NoSuchDomain(_) => 1,
+            HxError::NotDom0(_) => 3,
+            HxError::Refused(_) => 5,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Backends: how a container's VM is started, signalled, stopped and cleaned up. Everything
 //! else (images, spec, config disk, channels, state) is shared.
 pub mod qemu;
+pub mod xen;
 
 use crate::container::Container;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,28 @@ pub struct Disk {
     pub readonly: bool,
 }
 
+/// Xen domain type (`hx run --type`, or `[xen] type` in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XenType {
+    #[default]
+    Pvh,
+    Pv,
+}
+
+impl XenType {
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "pvh" => Ok(XenType::Pvh),
+            "pv" => Ok(XenType::Pv),
+            other => anyhow::bail!("domain type {other:?}: pvh or pv"),
+        }
+    }
+}
+
 pub struct VmSpec<'a> {
+    /// The container's id (Xen marks its domain with it).
+    pub id: &'a str,
     pub name: &'a str,
     /// The container directory: channel logs (stdout.log, stderr.log, status.log) and the
     /// console log land here.
@@ -25,6 +47,8 @@ pub struct VmSpec<'a> {
     pub nic: Option<crate::network::VmNic>,
     /// Host directories to share with the guest under 9p mount tags (volume::plan).
     pub shares: Vec<crate::volume::Share>,
+    /// Xen domain type; QEMU ignores it.
+    pub xen_type: XenType,
 }
 
 /// What identifies a started VM.
@@ -36,6 +60,11 @@ pub struct VmHandle {
 
 pub trait Backend {
     fn name(&self) -> &'static str;
+    /// Which build of the hyper kernel the backend boots (assets.rs): `bzImage` for QEMU's
+    /// `-kernel`, `vmlinux` (the ELF with Xen's PVH and PV notes) for Xen.
+    fn kernel_file(&self) -> &'static str {
+        "bzImage"
+    }
     /// Starts the VM; returns once the hypervisor has it (not when the guest has booted).
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle>;
     fn is_running(&self, c: &Container) -> bool;
@@ -56,9 +85,7 @@ pub fn select(name: Option<&str>, root: &Path) -> anyhow::Result<Box<dyn Backend
     };
     match name.as_str() {
         "qemu" => Ok(Box::new(qemu::Qemu::new(root))),
-        "xen" => {
-            anyhow::bail!("the xen backend is not available in this build yet (use --backend qemu)")
-        }
+        "xen" => Ok(Box::new(xen::Xen::new(root)?)),
         other => anyhow::bail!("unknown backend {other:?} (qemu or xen)"),
     }
 }

@@ -4,23 +4,38 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod completion;
+pub mod console;
+pub mod destroy;
+pub mod dmesg;
+pub mod domain;
+pub mod domid;
+pub mod domname;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod info;
 pub mod inspect_image;
 pub mod kill;
+pub mod list;
 pub mod load;
 pub mod logs;
+pub mod mem_set;
+pub mod pause;
 pub mod prune;
 pub mod ps;
 pub mod port;
 pub mod pull;
+pub mod reboot;
 pub mod rm;
 pub mod rmi;
 pub mod run;
+pub mod shutdown;
 pub mod stop;
+pub mod unpause;
+pub mod vcpu_set;
 pub mod volume;
 pub mod wait;
+pub mod xen_monitor;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -86,6 +101,35 @@ pub enum Command {
     Import(import::Args),
     /// Print shell completions
     Completion(completion::Args),
+    /// List Xen domains, all of them (xl list)
+    List(list::Args),
+    /// Show the Xen host: version, CPUs, memory (xl info)
+    Info(info::Args),
+    /// Show the hypervisor's message ring (xl dmesg)
+    Dmesg(dmesg::Args),
+    /// Destroy domains at once (xl destroy)
+    Destroy(destroy::Args),
+    /// Ask domains to shut down (xl shutdown)
+    Shutdown(shutdown::Args),
+    /// Ask domains to reboot (xl reboot)
+    Reboot(reboot::Args),
+    /// Pause domains (xl pause)
+    Pause(pause::Args),
+    /// Unpause domains (xl unpause)
+    Unpause(unpause::Args),
+    /// Attach to a domain's console (xl console)
+    Console(console::Args),
+    /// Set a domain's memory target (xl mem-set)
+    MemSet(mem_set::Args),
+    /// Set how many vCPUs a domain has online (xl vcpu-set)
+    VcpuSet(vcpu_set::Args),
+    /// Print the id of a domain named NAME (xl domid)
+    Domid(domid::Args),
+    /// Print the name of domain ID (xl domname)
+    Domname(domname::Args),
+    /// Internal: owns one container's Xen domain (started by hx run)
+    #[command(name = "__xen-monitor", hide = true)]
+    XenMonitor(xen_monitor::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +219,20 @@ pub async fn dispatch(
         Command::Load(a) => load::run(g, a).await,
         Command::Import(a) => import::run(g, a).await,
         Command::Completion(a) => completion::run(a, cli()),
+        Command::List(a) => list::run(g, a).await,
+        Command::Info(a) => info::run(g, a).await,
+        Command::Dmesg(a) => dmesg::run(g, a).await,
+        Command::Destroy(a) => destroy::run(g, a).await,
+        Command::Shutdown(a) => shutdown::run(g, a).await,
+        Command::Reboot(a) => reboot::run(g, a).await,
+        Command::Pause(a) => pause::run(g, a).await,
+        Command::Unpause(a) => unpause::run(g, a).await,
+        Command::Console(a) => console::run(g, a).await,
+        Command::MemSet(a) => mem_set::run(g, a).await,
+        Command::VcpuSet(a) => vcpu_set::run(g, a).await,
+        Command::Domid(a) => domid::run(g, a).await,
+        Command::Domname(a) => domname::run(g, a).await,
+        Command::XenMonitor(a) => xen_monitor::run(g, a).await,
     }
 }
 
@@ -206,8 +264,20 @@ pub fn exit_code_for(e: &anyhow::Error) -> i32 {
         if let Some(ie) = cause.downcast_ref::<hx_images::Error>() {
             return ie.exit_code();
         }
+        if let Some(xe) = cause.downcast_ref::<xen_bindings::XenError>() {
+            return match xe {
+                xen_bindings::XenError::NotDom0 => 3,
+                _ if xe.libxl_code() == Some(libxl_sys_domain_notfound()) => 1,
+                _ => 4,
+            };
+        }
     }
     125
+}
+
+/// libxl's ERROR_DOMAIN_NOTFOUND (libxl_types.idl), without a libxl-sys dependency here.
+const fn libxl_sys_domain_notfound() -> i32 {
+    -21
 }
 
 /// Image ids that containers (running or stopped) still use, with a container name each.

@@ -68,6 +68,9 @@ pub struct Args {
     /// Guest kernel to boot (default: the installed hyper kernel)
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+    /// Xen domain type: pvh (default) or pv (default from [xen] type in the config file)
+    #[arg(long = "type", value_name = "pvh|pv")]
+    pub xen_type: Option<String>,
     /// Image to run
     pub image: String,
     /// Command and arguments (default: the image's CMD)
@@ -243,7 +246,21 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
     let img = find_or_pull(&store, &args.image)?;
     let rootfs = store.rootfs(&img)?;
     let be = backend::select(args.backend.as_deref(), root)?;
-    let assets = GuestAssets::find(root, args.kernel.as_deref())?;
+    let host = crate::hostconfig::load(root)?;
+    let xen_type = match (&args.xen_type, be.name()) {
+        (Some(_), "qemu") => bail!("--type applies to the xen backend only"),
+        (Some(t), _) => backend::XenType::parse(t)?,
+        (None, _) => match &host.xen.domain_type {
+            Some(t) => backend::XenType::parse(t)?,
+            None => backend::XenType::default(),
+        },
+    };
+    let kernel = match (&args.kernel, be.name()) {
+        (Some(k), _) => Some(k.clone()),
+        (None, "xen") => host.xen.kernel.clone(),
+        _ => None,
+    };
+    let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
     let memory_mb = parse_size_mb(&args.memory)?;
     if memory_mb < 32 {
         bail!("--memory {}: at least 32m is needed", args.memory);
@@ -386,6 +403,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         }
         disks.append(&mut volume_disks);
         let vm = VmSpec {
+            id: &c.id,
             name: &c.name,
             dir: &dir,
             kernel: &assets.kernel,
@@ -395,6 +413,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             cpus: args.cpus,
             nic: nic.take(),
             shares: std::mem::take(&mut shares),
+            xen_type,
         };
         let h = be.start(&vm)?;
         let mut c = c.clone();

@@ -1,0 +1,495 @@
+//! The Xen backend: one PVH (or PV) domain per container, built through libxl by a per-container
+//! monitor process (`hx __xen-monitor DIR`, xen_monitor.rs) that owns the domain for its whole
+//! life: it creates it, records its console in console.log, collects the exit status from
+//! xenstore when the guest shuts down, and destroys it. The monitor's pid and start time are the
+//! container's VmHandle, so the reconcile logic shared with QEMU applies unchanged: a container
+//! whose monitor is gone is over, and cleanup destroys whatever domain it left.
+use super::{process_alive, Backend, VmHandle, VmSpec, XenType};
+use crate::container::Container;
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use xen_bindings::{Context, Xenstore};
+
+/// What the monitor needs to build the domain (written by `start`, read by the monitor).
+pub const LAUNCH_FILE: &str = "xen-launch.json";
+pub const MONITOR_LOG: &str = "monitor.log";
+/// The fd on which the monitor reports `ok DOMID` or `error MESSAGE` once the guest runs.
+pub const READY_FD: i32 = 3;
+/// Creating a domain runs hotplug scripts; under TCG in the lab that takes seconds.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchDisk {
+    pub path: PathBuf,
+    pub readonly: bool,
+}
+
+/// The guest's NIC: a vif on a dom0 bridge (libxl runs the vif-bridge hotplug script).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchNic {
+    pub bridge: String,
+    pub vifname: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launch {
+    pub id: String,
+    pub name: String,
+    pub xen_type: XenType,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub disks: Vec<LaunchDisk>,
+    #[serde(default)]
+    pub nic: Option<LaunchNic>,
+}
+
+/// Kernel command line on Xen: the console is the workload's output, so the kernel stays quiet
+/// (`loglevel=1` still prints panics, which are KERN_EMERG). `HX_GUEST_CMDLINE` is appended,
+/// e.g. `loglevel=7` to see the boot.
+pub fn cmdline() -> String {
+    let mut c = String::from("console=hvc0 quiet loglevel=1 panic=-1 hx.backend=xen");
+    if let Ok(extra) = std::env::var("HX_GUEST_CMDLINE") {
+        if !extra.trim().is_empty() {
+            c.push(' ');
+            c.push_str(extra.trim());
+        }
+    }
+    c
+}
+
+/// xenstore paths of one domain.
+pub fn dom_path(domid: u32) -> String {
+    format!("/local/domain/{domid}")
+}
+pub fn id_node(domid: u32) -> String {
+    format!("/local/domain/{domid}/hx/id")
+}
+pub fn control_node(domid: u32) -> String {
+    format!("/local/domain/{domid}/hx/control")
+}
+pub fn status_dir(domid: u32) -> String {
+    format!("/local/domain/{domid}/data/hx/status")
+}
+
+/// "not a Xen dom0: ..." unless /proc/xen/capabilities says control_d.
+pub fn require_dom0() -> anyhow::Result<()> {
+    match std::fs::read_to_string("/proc/xen/capabilities") {
+        Ok(s) if s.contains("control_d") => Ok(()),
+        Ok(_) => Err(crate::HxError::NotDom0(
+            "/proc/xen/capabilities has no control_d (this is a domU)".into(),
+        )
+        .into()),
+        Err(e) => Err(crate::HxError::NotDom0(format!("/proc/xen/capabilities: {e}")).into()),
+    }
+}
+
+/// Runs a libxl asynchronous operation from synchronous code, wherever it is called from (a
+/// tokio worker, a blocking thread, or no runtime at all): the operation completes on the
+/// context's own event thread, so a small runtime on a scoped thread only waits for it.
+pub fn block_on<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(f)
+        })
+        .join()
+        .expect("libxl wait thread")
+    })
+}
+
+pub struct Xen {
+    _root: PathBuf,
+}
+
+impl Xen {
+    pub fn new(root: &Path) -> anyhow::Result<Self> {
+        Ok(Xen {
+            _root: root.to_path_buf(),
+        })
+    }
+}
+
+/// The domain of container `c`, if it still exists: its recorded domid or its name, confirmed
+/// by the `hx/id` node libxl wrote with the domain (dom0-owned, so the guest cannot forge it).
+pub fn find_domain(ctx: &Context, xs: &Xenstore, c: &Container) -> Option<u32> {
+    let by_name = ctx.domid_by_name(&c.name).ok();
+    [c.domid, by_name].into_iter().flatten().find(|d| {
+        xs.read(&id_node(*d))
+            .ok()
+            .flatten()
+            .is_some_and(|v| v == c.id.as_bytes())
+    })
+}
+
+fn monitor_failure(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join(MONITOR_LOG)).unwrap_or_default();
+    log.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| "the monitor exited without a word".into())
+}
+
+/// Waits for the monitor's `ok DOMID` / `error MESSAGE` line.
+fn await_ready(r: OwnedFd, pid: i32, dir: &Path) -> anyhow::Result<u32> {
+    let mut f = std::fs::File::from(r);
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut buf = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            bail!(
+                "the domain did not start within {}s (see {})",
+                START_TIMEOUT.as_secs(),
+                dir.join(MONITOR_LOG).display()
+            );
+        }
+        let mut pfd = [libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(pfd.as_mut_ptr(), 1, left.as_millis().min(1000) as i32) };
+        if pfd[0].revents == 0 {
+            continue;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = f.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            bail!("the domain did not start: {}", monitor_failure(dir));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 65536 {
+            bail!("the monitor's ready line is too long");
+        }
+        if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line = String::from_utf8_lossy(&buf[..pos]).to_string();
+            if let Some(domid) = line.strip_prefix("ok ") {
+                return domid
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("monitor said {line:?}"));
+            }
+            bail!("{}", line.strip_prefix("error ").unwrap_or(&line));
+        }
+    }
+}
+
+/// Reaps the monitor if it is our own child (`hx run` started it), so it doesn't linger as a
+/// zombie that looks alive.
+fn reap(pid: i32) {
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+}
+
+/// Loop devices whose backing file is one of `files` and that no vbd backend uses any more
+/// (left by a hotplug script that was interrupted): detached.
+pub fn sweep_loops(xs: Option<&Xenstore>, files: &[PathBuf]) {
+    let files: Vec<PathBuf> = files.iter().filter_map(|f| f.canonicalize().ok()).collect();
+    if files.is_empty() {
+        return;
+    }
+    let in_use = xs.map(vbd_devices).unwrap_or_default();
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let backing = std::fs::read_to_string(e.path().join("loop/backing_file"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if backing.is_empty() || !files.iter().any(|f| Path::new(&backing) == f) {
+            continue;
+        }
+        let dev = std::fs::read_to_string(e.path().join("dev")).unwrap_or_default();
+        if in_use.contains(&dev.trim().to_string()) {
+            continue;
+        }
+        tracing::info!("detaching leftover /dev/{name} ({backing})");
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(format!("/dev/{name}"))
+            .status();
+    }
+}
+
+/// major:minor (decimal, as /sys/block/*/dev) of every block device a vbd backend holds.
+fn vbd_devices(xs: &Xenstore) -> Vec<String> {
+    let mut out = Vec::new();
+    let base = "/local/domain/0/backend/vbd";
+    for dom in xs.directory(base).unwrap_or_default() {
+        for dev in xs.directory(&format!("{base}/{dom}")).unwrap_or_default() {
+            // The block script writes it as hex major:minor.
+            if let Ok(Some(v)) = xs.read(&format!("{base}/{dom}/{dev}/physical-device")) {
+                let v = String::from_utf8_lossy(&v).to_string();
+                if let Some((ma, mi)) = v.split_once(':') {
+                    if let (Ok(ma), Ok(mi)) =
+                        (u32::from_str_radix(ma, 16), u32::from_str_radix(mi, 16))
+                    {
+                        out.push(format!("{ma}:{mi}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Removes what a domain that no longer exists left in xenstore (a toolstack killed while
+/// destroying it): its home, libxl's record and the backend directories in dom0.
+pub fn remove_stale_nodes(ctx: &Context, xs: &Xenstore, domid: u32) {
+    if domid == 0 || ctx.info(domid).is_ok() {
+        return;
+    }
+    for p in [
+        dom_path(domid),
+        format!("/libxl/{domid}"),
+        format!("/local/domain/0/backend/vbd/{domid}"),
+        format!("/local/domain/0/backend/console/{domid}"),
+        format!("/local/domain/0/backend/vif/{domid}"),
+    ] {
+        let _ = xs.rm(&p);
+    }
+}
+
+impl Backend for Xen {
+    fn name(&self) -> &'static str {
+        "xen"
+    }
+
+    fn kernel_file(&self) -> &'static str {
+        "vmlinux"
+    }
+
+    fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
+        require_dom0()?;
+        if !spec.shares.is_empty() {
+            bail!("host-directory volumes are not supported on Xen yet (Xen's 9pfs backend needs a QEMU per domain in dom0)");
+        }
+        let nic = match &spec.nic {
+            None => None,
+            Some(n) => match &n.kind {
+                crate::network::NicKind::Bridge { bridge, ifname } => Some(LaunchNic {
+                    bridge: bridge.clone(),
+                    vifname: ifname.clone(),
+                    mac: n.mac.clone(),
+                }),
+                crate::network::NicKind::User { .. } => {
+                    bail!("user-mode networking is QEMU's; on Xen hx runs as root and uses a bridge")
+                }
+            },
+        };
+        // Published ports stay bound while the domain lives: the monitor inherits the sockets.
+        let hold: Vec<i32> = spec
+            .nic
+            .as_ref()
+            .map(|n| n.hold.iter().map(|f| f.as_raw_fd()).collect())
+            .unwrap_or_default();
+        let d = spec.dir;
+        let launch = Launch {
+            id: spec.id.to_string(),
+            name: spec.name.to_string(),
+            xen_type: spec.xen_type,
+            kernel: spec.kernel.to_path_buf(),
+            initramfs: spec.initramfs.to_path_buf(),
+            cmdline: cmdline(),
+            memory_mb: spec.memory_mb,
+            cpus: spec.cpus,
+            disks: spec
+                .disks
+                .iter()
+                .map(|d| LaunchDisk {
+                    path: d.path.clone(),
+                    readonly: d.readonly,
+                })
+                .collect(),
+            nic,
+        };
+        std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
+        // The console is the workload's output (stdout and stderr merged): `hx logs` and an
+        // attached `hx run` read stdout.log, which is the console log.
+        for f in ["console.log", "stderr.log", "status.log"] {
+            std::fs::File::create(d.join(f))?;
+        }
+        let _ = std::fs::remove_file(d.join("stdout.log"));
+        std::os::unix::fs::symlink("console.log", d.join("stdout.log"))?;
+
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let log = std::fs::File::create(d.join(MONITOR_LOG))?;
+        let exe = std::env::current_exe().context("locating the hx binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("__xen-monitor").arg(d);
+        if std::env::var_os("HX_LOG").is_none() {
+            cmd.env("HX_LOG", "info");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let w_fd = w.as_raw_fd();
+        // SAFETY: setsid and dup2 are async-signal-safe. Own session: the domain outlives
+        // `hx run` being killed, like a docker container outlives its client.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if libc::dup2(w_fd, READY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for fd in &hold {
+                    libc::fcntl(*fd, libc::F_SETFD, 0);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context("starting the domain monitor")?;
+        drop(w);
+        let pid = child.id() as i32;
+        std::mem::forget(child);
+        let start = super::process_start(pid);
+        let domid = match await_ready(r, pid, d) {
+            Ok(domid) => domid,
+            Err(e) => {
+                reap(pid);
+                return Err(e);
+            }
+        };
+        let Some(pid_start) = start else {
+            bail!("the domain monitor died at once: {}", monitor_failure(d));
+        };
+        Ok(VmHandle {
+            pid,
+            pid_start,
+            domid: Some(domid),
+        })
+    }
+
+    fn is_running(&self, c: &Container) -> bool {
+        if let Some(pid) = c.pid {
+            reap(pid);
+        }
+        process_alive(c.pid, c.pid_start)
+    }
+
+    fn send_control(&self, c: &Container, _dir: &Path, line: &str) -> anyhow::Result<()> {
+        if !self.is_running(c) {
+            bail!("container {} is not running", c.name);
+        }
+        require_dom0()?;
+        let domid = c
+            .domid
+            .ok_or_else(|| anyhow::anyhow!("container {} has no domain", c.name))?;
+        let xs = Xenstore::open()?;
+        if xs.read(&id_node(domid))?.as_deref() != Some(c.id.as_bytes()) {
+            bail!("domain {domid} is not container {}'s any more", c.name);
+        }
+        xs.write(&control_node(domid), line.as_bytes())?;
+        Ok(())
+    }
+
+    fn kill(&self, c: &Container) -> anyhow::Result<()> {
+        if crate::backend::is_xen_dom0() {
+            let ctx = Context::new()?;
+            let xs = Xenstore::open()?;
+            if let Some(domid) = find_domain(&ctx, &xs, c) {
+                block_on(ctx.destroy(domid)).with_context(|| format!("destroying domain {domid}"))?;
+            }
+        }
+        // The monitor sees the domain die and exits; one that hangs is killed.
+        let Some(pid) = c.pid else { return Ok(()) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.is_running(c) {
+            if Instant::now() > deadline {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {
+        if !crate::backend::is_xen_dom0() {
+            return Ok(());
+        }
+        let ctx = Context::new()?;
+        let xs = Xenstore::open()?;
+        if let Some(domid) = find_domain(&ctx, &xs, c) {
+            block_on(ctx.destroy(domid)).with_context(|| format!("destroying domain {domid}"))?;
+        }
+        if let Some(domid) = c.domid {
+            remove_stale_nodes(&ctx, &xs, domid);
+        }
+        let mut files = vec![dir.join("config.img"), dir.join("upper.img")];
+        if let Ok(l) = std::fs::read(dir.join(LAUNCH_FILE))
+            .map_err(anyhow::Error::from)
+            .and_then(|b| Ok(serde_json::from_slice::<Launch>(&b)?))
+        {
+            files.extend(l.disks.into_iter().map(|d| d.path));
+        }
+        sweep_loops(Some(&xs), &files);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_cmdline() {
+        assert_eq!(id_node(7), "/local/domain/7/hx/id");
+        assert_eq!(control_node(7), "/local/domain/7/hx/control");
+        assert_eq!(status_dir(7), "/local/domain/7/data/hx/status");
+        assert!(cmdline().starts_with("console=hvc0 quiet loglevel=1 panic=-1 hx.backend=xen"));
+        for p in [id_node(1), control_node(1), status_dir(1)] {
+            xen_bindings::xenstore::check_path(&p).unwrap();
+        }
+    }
+
+    #[test]
+    fn outside_dom0_start_says_so() {
+        if crate::backend::is_xen_dom0() {
+            return;
+        }
+        let e = require_dom0().unwrap_err();
+        assert!(e.to_string().starts_with("not a Xen dom0: /proc/xen/capabilities"), "{e}");
+    }
+
+    #[test]
+    fn block_on_works_inside_and_outside_a_runtime() {
+        assert_eq!(block_on(async { 4 }), 4);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        assert_eq!(rt.block_on(async { block_on(async { 5 }) }), 5);
+    }
+}

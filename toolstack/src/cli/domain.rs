@@ -1,0 +1,145 @@
+//! What the xl-like admin commands share: opening libxl in a dom0, naming domains by name or id,
+//! and xl's state letters.
+use crate::backend::xen::require_dom0;
+use crate::HxError;
+use xen_bindings::{Context, DomainInfo, ShutdownReason, Xenstore};
+
+/// Prints to stdout; a closed pipe (`hx list | head`) ends the output quietly.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// libxl on this dom0; "not a Xen dom0: ..." (exit 3) anywhere else.
+pub fn open() -> anyhow::Result<Context> {
+    require_dom0()?;
+    Ok(Context::new()?)
+}
+
+/// A domain given by id or name, as xl takes it.
+pub fn resolve(ctx: &Context, key: &str) -> anyhow::Result<u32> {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
+        let id: u32 = key
+            .parse()
+            .map_err(|_| HxError::NoSuchDomain(key.to_string()))?;
+        return match ctx.info(id) {
+            Ok(_) => Ok(id),
+            Err(_) => Err(HxError::NoSuchDomain(key.to_string()).into()),
+        };
+    }
+    ctx.domid_by_name(key)
+        .map_err(|_| HxError::NoSuchDomain(key.to_string()).into())
+}
+
+/// Commands that would take the host down refuse Domain-0 (exit 5).
+pub fn refuse_dom0(domid: u32, what: &str) -> anyhow::Result<()> {
+    if domid == 0 {
+        return Err(HxError::Refused(format!("{what} Domain-0")).into());
+    }
+    Ok(())
+}
+
+/// The hx container id of a domain hx created (its `hx/id` node), if it is one.
+pub fn hx_container(xs: &Xenstore, domid: u32) -> Option<String> {
+    let v = xs.read(&crate::backend::xen::id_node(domid)).ok()??;
+    let s = String::from_utf8(v).ok()?;
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
+}
+
+/// xl's six state letters: running, blocked, paused, shutdown, why (r/s/c/w/S), dying.
+pub fn state(d: &DomainInfo) -> String {
+    let why = match (d.shutdown, d.shutdown_reason) {
+        (false, _) | (true, Some(ShutdownReason::Poweroff)) => '-',
+        (true, Some(ShutdownReason::Reboot)) => 'r',
+        (true, Some(ShutdownReason::Suspend)) => 's',
+        (true, Some(ShutdownReason::Crash)) => 'c',
+        (true, Some(ShutdownReason::Watchdog)) => 'w',
+        (true, Some(ShutdownReason::SoftReset)) => 'S',
+        (true, _) => '?',
+    };
+    let f = |on: bool, c: char| if on { c } else { '-' };
+    [
+        f(d.running, 'r'),
+        f(d.blocked, 'b'),
+        f(d.paused, 'p'),
+        f(d.shutdown, 's'),
+        why,
+        f(d.dying, 'd'),
+    ]
+    .iter()
+    .collect()
+}
+
+/// Sizes as xl takes them: a number with an optional b/k/m/g suffix, megabytes without one.
+pub fn parse_size_kb(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult): (&str, f64) = match t.chars().last() {
+        Some('b') => (&t[..t.len() - 1], 1.0 / 1024.0),
+        Some('k') => (&t[..t.len() - 1], 1.0),
+        Some('m') => (&t[..t.len() - 1], 1024.0),
+        Some('g') => (&t[..t.len() - 1], 1024.0 * 1024.0),
+        Some('t') => (&t[..t.len() - 1], 1024.0 * 1024.0 * 1024.0),
+        _ => (&t[..], 1024.0),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+        .ok_or_else(|| anyhow::anyhow!("invalid memory size {s:?} (e.g. 256m, 1g)"))?;
+    Ok((n * mult).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> DomainInfo {
+        DomainInfo {
+            domid: 3,
+            name: Some("web".into()),
+            uuid: String::new(),
+            running: false,
+            blocked: true,
+            paused: false,
+            shutdown: false,
+            dying: false,
+            shutdown_reason: None,
+            memory_kb: 131072,
+            max_memory_kb: 131072,
+            vcpus_online: 1,
+            vcpus_max: 1,
+            cpu_time_ns: 1_500_000_000,
+            pvh: true,
+        }
+    }
+
+    #[test]
+    fn state_letters_match_xl() {
+        assert_eq!(state(&info()), "-b----");
+        let mut d = info();
+        d.paused = true;
+        d.blocked = false;
+        assert_eq!(state(&d), "--p---");
+        d.shutdown = true;
+        d.shutdown_reason = Some(ShutdownReason::Crash);
+        assert_eq!(state(&d), "--psc-");
+        d.shutdown_reason = Some(ShutdownReason::Poweroff);
+        d.dying = true;
+        assert_eq!(state(&d), "--ps-d");
+    }
+
+    #[test]
+    fn sizes_default_to_megabytes() {
+        assert_eq!(parse_size_kb("256").unwrap(), 256 * 1024);
+        assert_eq!(parse_size_kb("256m").unwrap(), 256 * 1024);
+        assert_eq!(parse_size_kb("1g").unwrap(), 1024 * 1024);
+        assert_eq!(parse_size_kb("512k").unwrap(), 512);
+        for bad in ["", "x", "-5", "0", "1q"] {
+            assert!(parse_size_kb(bad).is_err(), "{bad}");
+        }
+    }
+}

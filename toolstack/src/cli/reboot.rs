@@ -1,0 +1,36 @@
+//! `hx reboot DOMAIN...`: ask domains to reboot, as `xl reboot`. hx containers do not reboot
+//! (their PID 1 powers off when the workload ends): refused with exit 5.
+use super::domain;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Domains (name or id)
+    #[arg(required = true)]
+    pub domains: Vec<String>,
+}
+
+pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let ctx = domain::open()?;
+    let xs = xen_bindings::Xenstore::open()?;
+    let mut code = 0;
+    for d in &args.domains {
+        let r = async {
+            let id = domain::resolve(&ctx, d)?;
+            domain::refuse_dom0(id, "reboot")?;
+            if domain::hx_container(&xs, id).is_some() {
+                return Err(crate::HxError::Refused(format!(
+                    "reboot domain {id}: it is an hx container (use hx stop and hx run)"
+                ))
+                .into());
+            }
+            ctx.reboot(id).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            eprintln!("hx: {}", super::one_line(&e));
+            code = super::exit_code_for(&e);
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,301 @@
+//! `hx __xen-monitor DIR` (hidden): owns one container's Xen domain (backend/xen.rs). Builds it
+//! paused, opens its console, unpauses it and reports `ok DOMID` on fd 3; then appends the
+//! console to console.log until the guest shuts down, copies the guest's status lines from
+//! xenstore to status.log, destroys the domain (which removes its xenstore subtree, vbds and
+//! loop devices through libxl) and exits.
+use crate::backend::xen::{self as xb, Launch, LAUNCH_FILE, READY_FD};
+use crate::backend::XenType;
+use anyhow::{bail, Context as _};
+use pv_init::status::Status;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use xen_bindings::{Context, DomainConfig, DomainEvent, DomainEvents, Xenstore};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The container directory (holds xen-launch.json)
+    pub dir: PathBuf,
+}
+
+/// Most status nodes read back from a guest (pv-init writes two or three).
+const MAX_STATUS_NODES: u64 = 16;
+/// After the guest shut down, the console is read until it is quiet this long (xenconsoled
+/// copies the last of the ring to the pty asynchronously).
+const CONSOLE_QUIET: Duration = Duration::from_millis(100);
+const CONSOLE_DRAIN_MAX: Duration = Duration::from_secs(3);
+/// xenconsoled publishes the console's pty shortly after the domain appears.
+const TTY_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    // SAFETY: fd 3 is the ready pipe `Xen::start` dup'ed there; checked before taking it.
+    let ready = (unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } >= 0)
+        .then(|| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(READY_FD) }));
+    let dir = args.dir;
+    let launch: Launch = serde_json::from_slice(
+        &std::fs::read(dir.join(LAUNCH_FILE)).with_context(|| format!("{}", dir.display()))?,
+    )?;
+    let t0 = Instant::now();
+    // libxl takes its domid-history lock there when destroying; a dom0 whose init scripts did
+    // not create it would leave every domain in the shutdown state.
+    let _ = std::fs::create_dir_all("/var/run/xen");
+    let ctx = Context::new()?;
+    let started = start(&ctx, &launch, &dir).await;
+    let (domid, events, console) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = super::one_line(&e);
+            tracing::error!("{msg}");
+            if let Some(mut r) = ready {
+                let _ = writeln!(r, "error {msg}");
+            }
+            return Ok(1);
+        }
+    };
+    tracing::info!("domain {domid} running after {:?}", t0.elapsed());
+    if let Some(mut r) = ready {
+        if let Err(e) = writeln!(r, "ok {domid}") {
+            // `hx run` died before it could record the domain: nobody would know of it.
+            tracing::warn!("hx run is gone ({e}): destroying domain {domid}");
+            ctx.destroy(domid).await?;
+            return Ok(1);
+        }
+    }
+    supervise(&ctx, domid, events, console, &dir).await?;
+    tracing::info!("domain {domid} gone after {:?}", t0.elapsed());
+    Ok(0)
+}
+
+fn domain_config(l: &Launch) -> DomainConfig {
+    let mut cfg = match l.xen_type {
+        XenType::Pvh => DomainConfig::pvh(&l.name, &l.kernel),
+        XenType::Pv => DomainConfig::pv(&l.name, &l.kernel),
+    }
+    .ramdisk(&l.initramfs)
+    .cmdline(&l.cmdline)
+    .memory_mb(l.memory_mb)
+    .vcpus(l.cpus)
+    .xenstore_node("hx/id", &l.id)
+    .xenstore_node("hx/control", "");
+    for d in &l.disks {
+        cfg = cfg.disk(&d.path, d.readonly);
+    }
+    if let Some(n) = &l.nic {
+        cfg = cfg.nic(xen_bindings::NicSpec {
+            bridge: n.bridge.clone(),
+            mac: Some(n.mac.clone()),
+            ip: None,
+            vifname: Some(n.vifname.clone()),
+        });
+    }
+    cfg
+}
+
+/// The domain created, its console open, unpaused. Anything that fails after creation
+/// destroys the domain again.
+async fn start(
+    ctx: &Context,
+    l: &Launch,
+    dir: &Path,
+) -> anyhow::Result<(u32, DomainEvents, std::fs::File)> {
+    let cfg = domain_config(l);
+    let t = Instant::now();
+    let domid = ctx
+        .create(&cfg)
+        .await
+        .with_context(|| format!("creating domain {}", l.name))?;
+    tracing::info!("domain {domid} built (paused) in {:?}", t.elapsed());
+    let r = async {
+        std::fs::write(dir.join("domid"), domid.to_string())?;
+        let events = ctx.watch_domain(domid)?;
+        let console = open_console(ctx, domid).await?;
+        ctx.unpause(domid).await?;
+        anyhow::Ok((events, console))
+    }
+    .await;
+    match r {
+        Ok((events, console)) => Ok((domid, events, console)),
+        Err(e) => {
+            let _ = ctx.destroy(domid).await;
+            Err(e)
+        }
+    }
+}
+
+async fn open_console(ctx: &Context, domid: u32) -> anyhow::Result<std::fs::File> {
+    let deadline = Instant::now() + TTY_WAIT;
+    let tty = loop {
+        match ctx.console_tty(domid) {
+            Ok(t) if !t.is_empty() => break t,
+            _ if Instant::now() > deadline => bail!(
+                "domain {domid}: no console pty after {}s (is xenconsoled running?)",
+                TTY_WAIT.as_secs()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&tty)
+        .with_context(|| format!("console {tty}"))?;
+    // Raw: no echo back to the guest, no newline translation of its output.
+    if let Ok(mut t) = nix::sys::termios::tcgetattr(&f) {
+        nix::sys::termios::cfmakeraw(&mut t);
+        let _ = nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t);
+    }
+    tracing::info!("domain {domid} console {tty}");
+    Ok(f)
+}
+
+/// Copies what the console has now to the log; false once the pty is closed.
+fn pump(console: &std::fs::File, log: &mut std::fs::File) -> std::io::Result<(bool, usize)> {
+    let mut buf = [0u8; 16384];
+    let mut total = 0;
+    loop {
+        // SAFETY: reading into a local buffer from our non-blocking fd.
+        let n = unsafe { libc::read(console.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            log.write_all(&buf[..n as usize])?;
+            total += n as usize;
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        return Ok(match (n, err.kind()) {
+            (0, _) => (false, total),
+            (_, std::io::ErrorKind::WouldBlock) | (_, std::io::ErrorKind::Interrupted) => {
+                (true, total)
+            }
+            // EIO: xenconsoled closed the master (the domain is gone).
+            _ => (false, total),
+        });
+    }
+}
+
+async fn supervise(
+    ctx: &Context,
+    domid: u32,
+    mut events: DomainEvents,
+    console: std::fs::File,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("console.log"))?;
+    // SAFETY: the AsyncFd owns the console file, so the fd stays open while registered.
+    let afd = unsafe { AsyncFd::register_with_interest(console, tokio::io::Interest::READABLE) }?;
+    let mut open = true;
+    let ended = loop {
+        tokio::select! {
+            r = afd.readable(), if open => {
+                let mut guard = r?;
+                let (still, _) = pump(guard.get_inner(), &mut log)?;
+                open = still;
+                guard.clear_ready();
+            }
+            ev = events.next() => match ev {
+                Some(DomainEvent::Shutdown { reason, .. }) => break Some(reason),
+                Some(DomainEvent::Death { .. }) | None => break None,
+            },
+        }
+    };
+    // The last output may still be on its way from the ring to the pty.
+    let deadline = Instant::now() + CONSOLE_DRAIN_MAX;
+    let mut quiet_since = Instant::now();
+    while open && Instant::now() < deadline && quiet_since.elapsed() < CONSOLE_QUIET {
+        let (still, n) = pump(afd.get_ref(), &mut log)?;
+        open = still;
+        if n > 0 {
+            quiet_since = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match ended {
+        Some(reason) => {
+            tracing::info!("domain {domid} shut down ({reason:?})");
+            if let Err(e) = collect_status(domid, dir) {
+                tracing::warn!("reading the guest's status: {}", super::one_line(&e));
+            }
+            ctx.destroy(domid)
+                .await
+                .with_context(|| format!("destroying domain {domid}"))?;
+        }
+        None => tracing::info!("domain {domid} was destroyed"),
+    }
+    Ok(())
+}
+
+/// The guest's status lines (data/hx/status/0, 1, ...): untrusted, so the names must be small
+/// numbers, each value passes `read_untrusted` and must parse as a status; hx writes its own
+/// serialisation, never the guest's bytes.
+fn collect_status(domid: u32, dir: &Path) -> anyhow::Result<()> {
+    let xs = Xenstore::open()?;
+    let base = xb::status_dir(domid);
+    let names = match xs.directory(&base) {
+        Ok(n) => n,
+        Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut indexes: Vec<u64> = names
+        .iter()
+        .filter_map(|n| {
+            xen_bindings::xenstore::parse_untrusted_u64(&base, n, MAX_STATUS_NODES - 1).ok()
+        })
+        .collect();
+    indexes.sort_unstable();
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("status.log"))?;
+    for i in indexes {
+        let path = format!("{base}/{i}");
+        match xs.read_untrusted(&path) {
+            Ok(Some(v)) => match Status::parse_line(&v) {
+                Some(s) => out.write_all(s.to_line().as_bytes())?,
+                None => tracing::warn!("{path}: not a status line"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    out.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::xen::LaunchDisk;
+
+    #[test]
+    fn launch_becomes_a_domain_config_with_hx_nodes_and_disks_in_order() {
+        let l = Launch {
+            id: "ab".repeat(32),
+            name: "web".into(),
+            xen_type: XenType::Pv,
+            kernel: "/usr/local/lib/hx/vmlinux".into(),
+            initramfs: "/var/lib/hx/assets/initramfs-x.cpio".into(),
+            cmdline: xb::cmdline(),
+            memory_mb: 128,
+            cpus: 2,
+            disks: vec![
+                LaunchDisk { path: "/var/lib/hx/rootfs/a.erofs".into(), readonly: true },
+                LaunchDisk { path: "/var/lib/hx/containers/c/config.img".into(), readonly: true },
+                LaunchDisk { path: "/var/lib/hx/containers/c/upper.img".into(), readonly: false },
+            ],
+            nic: Some(crate::backend::xen::LaunchNic { bridge: "hx0".into(), vifname: "hxv0123".into(), mac: "00:16:3e:00:00:01".into() }),
+        };
+        let c = domain_config(&l);
+        c.validate().unwrap();
+        assert_eq!(c.kind, xen_bindings::DomainType::Pv);
+        assert_eq!(c.vcpus, 2);
+        let vdevs: Vec<(&str, bool)> = c.disks.iter().map(|d| (d.vdev.as_str(), d.readonly)).collect();
+        assert_eq!(vdevs, [("xvda", true), ("xvdb", true), ("xvdc", false)]);
+        assert_eq!(c.nics[0].vifname.as_deref(), Some("hxv0123"));
+        assert_eq!(c.xsdata, [("hx/id".to_string(), "ab".repeat(32)), ("hx/control".to_string(), String::new())]);
+    }
+}

@@ -1,0 +1,126 @@
+//! The Xen side of the CLI as far as it runs without Xen: every admin command names the missing
+//! dom0 in one line with exit 3, prefixes resolve as documented (docs/cli.md), `hx run` on the
+//! xen backend fails cleanly (125) without leaving a container behind, and the config file is
+//! checked. On a real dom0 these checks are skipped; the lab (tests/xen-lab) covers that side.
+mod common;
+use common::Hx;
+
+fn on_dom0() -> bool {
+    let yes = std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"));
+    if yes {
+        eprintln!("SKIP: this is a Xen dom0; tests/xen-lab covers the admin commands");
+    }
+    yes
+}
+
+const ADMIN: &[&[&str]] = &[
+    &["list"],
+    &["list", "--json"],
+    &["list", "Domain-0"],
+    &["info"],
+    &["info", "--json"],
+    &["dmesg"],
+    &["dmesg", "-c"],
+    &["destroy", "web"],
+    &["shutdown", "-w", "web"],
+    &["reboot", "7"],
+    &["pause", "web"],
+    &["unpause", "web"],
+    &["console", "web"],
+    &["mem-set", "web", "256m"],
+    &["vcpu-set", "web", "2"],
+    &["domid", "web"],
+    &["domname", "7"],
+];
+
+#[test]
+fn admin_commands_outside_dom0_say_so_in_one_line_with_exit_3() {
+    if on_dom0() {
+        return;
+    }
+    let hx = Hx::new();
+    for args in ADMIN {
+        let r = hx.run(args);
+        assert_eq!(r.code, 3, "hx {args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "", "hx {args:?}");
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "hx {args:?}: {}", r.stderr);
+        assert!(
+            lines[0].starts_with("hx: not a Xen dom0: /proc/xen/capabilities"),
+            "hx {args:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
+    if on_dom0() {
+        return;
+    }
+    let hx = Hx::new();
+    // Each documented prefix reaches its command (which then reports the missing dom0).
+    for prefix in ["li", "inf", "dm", "de", "sh", "reb", "pa", "unp", "con", "m", "vc", "domi", "domn"] {
+        let r = hx.run(&[prefix, "1", "1"]);
+        assert!(
+            r.stderr.contains("not a Xen dom0") || r.stderr.contains("unexpected argument"),
+            "hx {prefix}: {}",
+            r.stderr
+        );
+        assert_ne!(r.code, 0, "hx {prefix}");
+    }
+    for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c"] {
+        let r = hx.run(&[ambiguous]);
+        assert_eq!(r.code, 2, "hx {ambiguous}: {}", r.stderr);
+        assert!(r.stderr.contains("unrecognized subcommand"), "hx {ambiguous}: {}", r.stderr);
+    }
+    // Container commands keep their short forms.
+    let r = hx.run(&["ps"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn help_lists_the_admin_commands_and_hides_the_monitor() {
+    let hx = Hx::new();
+    let r = hx.ok(&["--help"]);
+    for c in ["list", "info", "dmesg", "destroy", "shutdown", "reboot", "pause", "unpause", "console", "mem-set", "vcpu-set", "domid", "domname"] {
+        assert!(r.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{c} "))), "{c} missing from:\n{}", r.stdout);
+    }
+    assert!(!r.stdout.contains("__xen-monitor"));
+    let r = hx.ok(&["run", "--help"]);
+    assert!(r.stdout.contains("--type <pvh|pv>"), "{}", r.stdout);
+}
+
+#[test]
+fn run_on_the_xen_backend_outside_dom0_fails_cleanly() {
+    if on_dom0() {
+        return;
+    }
+    let hx = Hx::new();
+    hx.load_busybox();
+    let r = hx.run(&["run", "--backend", "xen", "--name", "x1", common::BUSYBOX, "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.starts_with("hx: not a Xen dom0: /proc/xen/capabilities"), "{}", r.stderr);
+    let ps = hx.ok(&["ps", "-a", "-q"]);
+    assert_eq!(ps.stdout, "", "nothing left behind");
+}
+
+#[test]
+fn type_is_for_xen_and_the_config_file_is_checked() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    let r = hx.run(&["run", "--backend", "qemu", "--type", "pv", common::BUSYBOX, "true"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("--type applies to the xen backend only"), "{}", r.stderr);
+
+    std::fs::write(hx.root().join("config.toml"), "[xen]\ntype = \"hvm\"\n").unwrap();
+    let r = hx.run(&["run", "--backend", "qemu", common::BUSYBOX, "true"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("config.toml") && r.stderr.contains("\"hvm\""), "{}", r.stderr);
+
+    std::fs::write(hx.root().join("config.toml"), "[xen]\nflavour = \"pv\"\n").unwrap();
+    let r = hx.run(&["run", "--backend", "qemu", common::BUSYBOX, "true"]);
+    assert_eq!(r.code, 125);
+    assert!(r.stderr.contains("unknown field `flavour`"), "{}", r.stderr);
+    assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "");
+}

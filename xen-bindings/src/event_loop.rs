@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 /// The byte `Context`'s drop writes to end the loop.
 pub(crate) const QUIT_BYTE: u8 = b'q';
+/// Longest wait in poll() before libxl's fd set is recomputed.
+const MAX_POLL_MS: i32 = 100;
 
 /// What the thread owns and frees in order once the loop ends. Besides `ctx` and `wake_rd`,
 /// the fields are only held: libxl points into them until `libxl_ctx_free`.
@@ -68,6 +70,10 @@ pub(crate) fn run(owned: Owned) {
         }
         let n = nfds as usize;
         fds[n] = sys::pollfd { fd: owned.wake_rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // Bounded: libxl does not wake this poller when another thread registers a new fd (the
+        // first xenstore watch of a context, as `watch_domain` on a fresh one), so the fd set is
+        // recomputed at least this often. Seen in the lab: `hx shutdown -w` never saw the death.
+        let timeout = if (0..=MAX_POLL_MS).contains(&timeout) { timeout } else { MAX_POLL_MS };
         // SAFETY: n + 1 initialised pollfd entries; sys::pollfd has libc::pollfd's layout.
         let r = unsafe { libc::poll(fds.as_mut_ptr().cast(), (n + 1) as libc::nfds_t, timeout) };
         if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {

@@ -22,7 +22,7 @@ pub const MONITOR_LOG: &str = "monitor.log";
 /// The fd on which the monitor reports `ok DOMID` or `error MESSAGE` once the guest runs.
 pub const READY_FD: i32 = 3;
 /// Creating a domain runs hotplug scripts; under TCG in the lab that takes seconds.
-const START_TIMEOUT: Duration = Duration::from_secs(180);
+const START_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchDisk {

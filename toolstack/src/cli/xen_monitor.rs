@@ -1,5 +1,6 @@
 //! `hx __xen-monitor DIR` (hidden): owns one container's Xen domain (backend/xen.rs). Builds it
-//! paused, opens its console, unpauses it and reports `ok DOMID` on fd 3; then appends the
+//! paused, opens its console, unpauses it and reports `ok DOMID` on fd 3 once the workload has
+//! started; then appends the
 //! console to console.log until the guest shuts down, copies the guest's status lines from
 //! xenstore to status.log, destroys the domain (which removes its xenstore subtree, vbds and
 //! loop devices through libxl) and exits.
@@ -28,6 +29,8 @@ const CONSOLE_QUIET: Duration = Duration::from_millis(100);
 const CONSOLE_DRAIN_MAX: Duration = Duration::from_secs(3);
 /// xenconsoled publishes the console's pty shortly after the domain appears.
 const TTY_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for the guest's first status line before `hx run` is told the domain runs.
+const BOOT_WAIT: Duration = Duration::from_secs(120);
 
 pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     // SAFETY: fd 3 is the ready pipe `Xen::start` dup'ed there; checked before taking it.
@@ -111,7 +114,11 @@ async fn start(
         std::fs::write(dir.join("domid"), domid.to_string())?;
         let events = ctx.watch_domain(domid)?;
         let console = open_console(ctx, domid).await?;
+        // Watch the status nodes before the guest can write them.
+        let xs = Xenstore::open()?;
+        xs.watch(&xb::status_dir(domid), "hx-status")?;
         ctx.unpause(domid).await?;
+        wait_for_workload(ctx, &xs, domid);
         anyhow::Ok((events, console))
     }
     .await;
@@ -121,6 +128,24 @@ async fn start(
             let _ = ctx.destroy(domid).await;
             Err(e)
         }
+    }
+}
+
+/// `hx run -d` returns once the workload runs (like docker): the guest has written its first
+/// status line (`started`, or an init error), or the domain ended, or BOOT_WAIT passed.
+/// Nothing is lost meanwhile: xenconsoled buffers the console and libxl queues the events.
+fn wait_for_workload(ctx: &Context, xs: &Xenstore, domid: u32) {
+    let t = Instant::now();
+    let deadline = t + BOOT_WAIT;
+    loop {
+        let written = xs.directory(&xb::status_dir(domid)).is_ok_and(|v| !v.is_empty());
+        let ended = ctx.info(domid).map(|i| i.shutdown || i.dying).unwrap_or(true);
+        if written || ended || Instant::now() > deadline {
+            tracing::info!("domain {domid}: workload started {:?} after unpause", t.elapsed());
+            let _ = xs.unwatch(&xb::status_dir(domid), "hx-status");
+            return;
+        }
+        let _ = xs.next_watch(Some(Duration::from_millis(200)));
     }
 }
 

@@ -53,7 +53,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     if out.is_empty() {
         if let Some(p) = &args.port {
             let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
-            bail!("no public port '{p}' published for {}", c.name);
+            eprintln!("hx: no public port '{p}' published for {}", c.name);
+            return Ok(1);
         }
     }
     for l in out {

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: the hx binary with a private store, guest assets,
 //! the official busybox images from ../shared, and a real registry server.
 #![allow(dead_code)]
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

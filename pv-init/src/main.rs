@@ -45,6 +45,7 @@ fn report(status: &Status) {
 }
 
 fn power_off() -> ! {
+    mounts::release_volumes();
     nix::unistd::sync();
     if QUIET_CONSOLE.load(std::sync::atomic::Ordering::Relaxed) {
         // On Xen the console is the workload's output: keep the kernel's "reboot: System

@@ -101,11 +101,32 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
         fs::write(&target, b"").map_err(|e| InitError::setup(format!("creating {target}: {e}")))?;
     }
     let bind = |flags: MsFlags| mount(Some(source.as_str()), target.as_str(), None::<&str>, flags, None::<&str>).map_err(|e| InitError::setup(format!("bind {source} on {target}: {e}")));
+    if m.subpath.is_none() {
+        // Moved rather than bound: nothing stays mounted out of sight, so release_volumes can
+        // unmount the volume cleanly at power-off.
+        return bind(MsFlags::MS_MOVE);
+    }
     bind(MsFlags::MS_BIND)?;
     if m.readonly {
         bind(MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY)?;
     }
     Ok(())
+}
+
+/// Unmounts the disk volumes before power-off (the workload is gone by then), so their ext4
+/// journals are clean for the next container, which may attach them read-only.
+pub fn release_volumes() {
+    let table = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in table.lines().rev() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 || f[2] != "ext4" {
+            continue;
+        }
+        let path = f[1].replace("\\040", " ");
+        if nix::mount::umount2(path.as_str(), nix::mount::MntFlags::empty()).is_err() {
+            let _ = mount(None::<&str>, path.as_str(), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>);
+        }
+    }
 }
 
 /// 9p over virtio (QEMU) or over Xen's PV transport. Xen's 9pfs frontend connects through

@@ -168,8 +168,8 @@ pub fn parse_arg(s: &str) -> anyhow::Result<VolumeArg> {
     let parts: Vec<&str> = s.split(':').collect();
     let (src, target, mode) = match parts.as_slice() {
         [t] => ("", *t, ""),
-        [a, b] if b.starts_with('/') => (*a, *b, ""),
-        [t, m] => ("", *t, *m),
+        [t, m] if *m == "ro" || *m == "rw" => ("", *t, *m),
+        [a, b] => (*a, *b, ""),
         [a, b, m] => (*a, *b, *m),
         _ => return Err(bad("use /host/dir:/path[:ro], NAME:/path[:ro] or /path")),
     };
@@ -261,11 +261,27 @@ pub fn plan(
             all.push(VolumeArg { source: Source::Anonymous, target: t, readonly: false });
         }
     }
-    let mut plan = Plan::default();
     for (i, a) in all.iter().enumerate() {
         if all[..i].iter().any(|b| b.target == a.target) {
             bail!("duplicate mount point {}", a.target);
         }
+    }
+    let mut plan = Plan::default();
+    if let Err(e) = add_all(root, &all, first_disk, busy, &mut plan) {
+        remove_anonymous(root, &plan.records);
+        return Err(e);
+    }
+    Ok(plan)
+}
+
+fn add_all(
+    root: &Path,
+    all: &[VolumeArg],
+    first_disk: u32,
+    busy: &dyn Fn(&str) -> Option<String>,
+    plan: &mut Plan,
+) -> anyhow::Result<()> {
+    for a in all {
         match &a.source {
             Source::Host(p) => {
                 if !p.exists() {
@@ -308,6 +324,9 @@ pub fn plan(
                     _ => create(root, None, DEFAULT_SIZE, true)?,
                 };
                 let disk = first_disk + plan.disks.len() as u32;
+                if a.readonly {
+                    replay_journal(&disk_path(root, &vol.name))?;
+                }
                 plan.disks.push(Disk { path: disk_path(root, &vol.name), readonly: a.readonly });
                 plan.mounts.push(pv_init::spec::Mount {
                     source: pv_init::spec::MountSource::Disk { disk, fstype: "ext4".into() },
@@ -326,7 +345,22 @@ pub fn plan(
             }
         }
     }
-    Ok(plan)
+    Ok(())
+}
+
+/// A read-only disk cannot have its journal replayed by the guest; a VM that was killed leaves
+/// one to replay, so the host does it first (no VM has the volume attached: see `busy`).
+fn replay_journal(img: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new("e2fsck")
+        .args(["-p", "-E", "journal_only"])
+        .arg(img)
+        .output()
+        .context("running e2fsck (apt-get install e2fsprogs)")?;
+    // 0: clean, 1: the journal was replayed.
+    if !matches!(out.status.code(), Some(0) | Some(1)) {
+        bail!("volume {} needs repair: {}", img.display(), String::from_utf8_lossy(&out.stdout).trim());
+    }
+    Ok(())
 }
 
 /// Removes the anonymous volumes a container made (`hx rm -v`, `--rm`, a failed start).
@@ -390,7 +424,7 @@ mod tests {
         assert_eq!(p.disks.len(), 2);
         assert_eq!(p.records.iter().map(|r| (r.target.as_str(), r.anonymous)).collect::<Vec<_>>(), vec![("/www", false), ("/data", false), ("/cache", true)]);
         assert!(matches!(p.mounts[2].source, pv_init::spec::MountSource::Disk { disk: 3, .. }));
-        let e = plan(d.path(), &[parse_arg("data:/d").unwrap()], &[], 2, &|_| Some("web".into())).unwrap_err();
+        let e = plan(d.path(), &[parse_arg("data:/d").unwrap()], &[], 2, &|_| Some("web".into())).err().unwrap();
         assert!(e.to_string().contains("running container web"), "{e}");
         assert!(plan(d.path(), &[parse_arg("data:/d").unwrap(), parse_arg("/d").unwrap()], &[], 2, &|_| None).is_err());
     }

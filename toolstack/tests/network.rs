@@ -181,7 +181,7 @@ fn user_mode_networking_without_root() {
     assert!(std::process::Command::new("chown").args([&format!("{uid}:{uid}"), uroot.path().to_str().unwrap()]).status().unwrap().success());
     let base = hx.cmd(&[]);
     let hx_bin = base.get_program().to_string_lossy().to_string();
-    let envs: Vec<String> = base.get_envs().filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy()))).collect();
+    let envs: Vec<String> = base.get_envs().filter(|(k, _)| *k != "HX_NETWORK").filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy()))).collect();
     let run = |args: &[&str]| {
         let mut c = lab.in_host("setpriv", &["--reuid", uid, "--regid", uid, "--clear-groups", "env", "HOME=/nonexistent"]);
         c.args(&envs).arg(&hx_bin).arg("--root").arg(uroot.path()).args(args);

@@ -77,7 +77,11 @@ pub fn apply_changes(changes: &[String]) -> anyhow::Result<Value> {
             }
             "VOLUME" if !rest.is_empty() => {
                 let vols = cfg.entry("Volumes").or_insert_with(|| json!({})).as_object_mut().unwrap();
-                let list = exec_form(rest).ok_or_else(bad)?;
+                // `VOLUME /a /b` or `VOLUME ["/a", "/b"]`: paths, never a shell command.
+                let list = match rest.starts_with('[') {
+                    true => exec_form(rest).ok_or_else(bad)?,
+                    false => rest.split_whitespace().map(String::from).collect(),
+                };
                 for v in list {
                     vols.insert(v, json!({}));
                 }

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
     /// Network: bridge (hx0, the default), bridge=NAME (an existing bridge), or none
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", env = "HX_NETWORK")]
     pub network: Option<String>,
     /// Mount a volume: /host/path:/path[:ro], NAME:/path[:ro] (named volume), or /path
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]

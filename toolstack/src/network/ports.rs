@@ -153,6 +153,7 @@ pub fn exposed(entries: &[String]) -> anyhow::Result<Vec<Request>> {
 
 /// A host port held for a container: the bound (not listening) socket keeps every other
 /// program, and every other container, off the port.
+#[derive(Debug)]
 pub struct Reserved {
     pub published: Published,
     pub socket: OwnedFd,

@@ -94,6 +94,9 @@ impl Hx {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hx"));
         c.arg("--root").arg(self.root.path()).args(args);
         c.env_remove("HX_ROOT").env("HX_BACKEND", "qemu");
+        // Tests never touch the machine's own network: containers get none unless a test runs
+        // hx in a namespace of its own (netns.rs).
+        c.env("HX_NETWORK", "none");
         if let (Some(k), Some(i)) = (&self.kernel, &self.init) {
             c.env("HX_KERNEL", k).env("HX_INIT", i);
         }

@@ -69,13 +69,13 @@ impl NetLab {
         c.args(["netns", "exec", &self.host])
             .arg(base.get_program())
             .args(base.get_args());
-        for (k, v) in base.get_envs() {
+        for (k, v) in base.get_envs().filter(|(k, _)| *k != "HX_NETWORK") {
             match v {
                 Some(v) => c.env(k, v),
                 None => c.env_remove(k),
             };
         }
-        c.stdin(std::process::Stdio::null());
+        c.env_remove("HX_NETWORK").stdin(std::process::Stdio::null());
         c
     }
 

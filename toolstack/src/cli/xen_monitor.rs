@@ -90,7 +90,10 @@ fn domain_config(l: &Launch) -> DomainConfig {
             bridge: n.bridge.clone(),
             mac: Some(n.mac.clone()),
             ip: None,
-            vifname: Some(n.vifname.clone()),
+            // libxl's own vif<domid>.<n>: Xen 4.17's vif hotplug script derives the frontend's
+            // xenstore path from that name, and with any other name writes (and leaks)
+            // /local/domain/<name>/device/vif/<name>/mtu.
+            vifname: None,
         });
     }
     cfg
@@ -320,7 +323,7 @@ mod tests {
         assert_eq!(c.vcpus, 2);
         let vdevs: Vec<(&str, bool)> = c.disks.iter().map(|d| (d.vdev.as_str(), d.readonly)).collect();
         assert_eq!(vdevs, [("xvda", true), ("xvdb", true), ("xvdc", false)]);
-        assert_eq!(c.nics[0].vifname.as_deref(), Some("hxv0123"));
+        assert_eq!((c.nics[0].bridge.as_str(), c.nics[0].vifname.as_deref()), ("hx0", None));
         assert_eq!(c.xsdata, [("hx/id".to_string(), "ab".repeat(32)), ("hx/control".to_string(), String::new())]);
     }
 }

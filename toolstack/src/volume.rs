@@ -56,14 +56,17 @@ pub fn valid_name(n: &str) -> bool {
     n.len() >= 2
         && n.len() <= 128
         && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 pub fn get(root: &Path, name: &str) -> Result<Volume, anyhow::Error> {
     let p = volumes_dir(root).join(name).join("volume.json");
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VolumeError::NotFound(name.into()).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(VolumeError::NotFound(name.into()).into())
+        }
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
 }
@@ -83,7 +86,12 @@ pub fn list(root: &Path) -> Vec<Volume> {
 /// Creates a volume (an existing one of that name is returned as is, like docker). The disk
 /// image is built in a temporary directory and renamed into place: a crash leaves no
 /// half-made volume.
-pub fn create(root: &Path, name: Option<&str>, size: u64, anonymous: bool) -> anyhow::Result<Volume> {
+pub fn create(
+    root: &Path,
+    name: Option<&str>,
+    size: u64,
+    anonymous: bool,
+) -> anyhow::Result<Volume> {
     let name = match name {
         Some(n) if !valid_name(n) => return Err(VolumeError::BadName(n.into()).into()),
         Some(n) => n.to_string(),
@@ -103,14 +111,24 @@ pub fn create(root: &Path, name: Option<&str>, size: u64, anonymous: bool) -> an
     // Sparse and quick: inode tables and the journal are not zeroed here, and the guest mounts
     // with noinit_itable so it does not zero them either.
     let out = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0"])
+        .args([
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
+        ])
         .arg("-L")
         .arg(&name[..name.len().min(16)])
         .arg(&img)
         .output()
         .context("running mkfs.ext4 (apt-get install e2fsprogs)")?;
     if !out.status.success() {
-        bail!("mkfs.ext4 for volume {name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "mkfs.ext4 for volume {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let v = Volume {
         name: name.clone(),
@@ -118,7 +136,10 @@ pub fn create(root: &Path, name: Option<&str>, size: u64, anonymous: bool) -> an
         size,
         anonymous,
     };
-    std::fs::write(tmp.path().join("volume.json"), serde_json::to_vec_pretty(&v)?)?;
+    std::fs::write(
+        tmp.path().join("volume.json"),
+        serde_json::to_vec_pretty(&v)?,
+    )?;
     let tmp = tmp.keep();
     if let Err(e) = std::fs::rename(&tmp, dir.join(&name)) {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -144,7 +165,9 @@ pub fn remove(root: &Path, name: &str) -> anyhow::Result<()> {
 /// Bytes the volume's disk image really occupies on the host.
 pub fn used_bytes(root: &Path, name: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(disk_path(root, name)).map(|m| m.blocks() * 512).unwrap_or(0)
+    std::fs::metadata(disk_path(root, name))
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
 }
 
 /// `-v` as given.
@@ -194,7 +217,11 @@ pub fn parse_arg(s: &str) -> anyhow::Result<VolumeArg> {
     } else {
         return Err(VolumeError::BadName(src.into()).into());
     };
-    Ok(VolumeArg { source, target, readonly })
+    Ok(VolumeArg {
+        source,
+        target,
+        readonly,
+    })
 }
 
 /// `/a//b/../c/` → `/a/c` (lexically: the path is inside the container, not on the host).
@@ -258,7 +285,11 @@ pub fn plan(
     for v in image_volumes {
         let t = normalize(v);
         if t != "/" && !all.iter().any(|a| a.target == t) {
-            all.push(VolumeArg { source: Source::Anonymous, target: t, readonly: false });
+            all.push(VolumeArg {
+                source: Source::Anonymous,
+                target: t,
+                readonly: false,
+            });
         }
     }
     for (i, a) in all.iter().enumerate() {
@@ -286,9 +317,11 @@ fn add_all(
             Source::Host(p) => {
                 if !p.exists() {
                     // docker -v makes a missing host directory.
-                    std::fs::create_dir_all(p).with_context(|| format!("creating host directory {}", p.display()))?;
+                    std::fs::create_dir_all(p)
+                        .with_context(|| format!("creating host directory {}", p.display()))?;
                 }
-                let p = std::fs::canonicalize(p).with_context(|| format!("host path {}", p.display()))?;
+                let p = std::fs::canonicalize(p)
+                    .with_context(|| format!("host path {}", p.display()))?;
                 let (share_path, subpath) = if p.is_dir() {
                     (p.clone(), None)
                 } else {
@@ -296,7 +329,11 @@ fn add_all(
                     (p.parent().unwrap_or(Path::new("/")).to_path_buf(), name)
                 };
                 let tag = format!("hxfs{}", plan.shares.len());
-                plan.shares.push(Share { tag: tag.clone(), path: share_path, readonly: a.readonly });
+                plan.shares.push(Share {
+                    tag: tag.clone(),
+                    path: share_path,
+                    readonly: a.readonly,
+                });
                 plan.mounts.push(pv_init::spec::Mount {
                     source: pv_init::spec::MountSource::Share { tag },
                     target: a.target.clone(),
@@ -327,9 +364,15 @@ fn add_all(
                 if a.readonly {
                     replay_journal(&disk_path(root, &vol.name))?;
                 }
-                plan.disks.push(Disk { path: disk_path(root, &vol.name), readonly: a.readonly });
+                plan.disks.push(Disk {
+                    path: disk_path(root, &vol.name),
+                    readonly: a.readonly,
+                });
                 plan.mounts.push(pv_init::spec::Mount {
-                    source: pv_init::spec::MountSource::Disk { disk, fstype: "ext4".into() },
+                    source: pv_init::spec::MountSource::Disk {
+                        disk,
+                        fstype: "ext4".into(),
+                    },
                     target: a.target.clone(),
                     readonly: a.readonly,
                     subpath: None,
@@ -358,7 +401,11 @@ fn replay_journal(img: &Path) -> anyhow::Result<()> {
         .context("running e2fsck (apt-get install e2fsprogs)")?;
     // 0: clean, 1: the journal was replayed.
     if !matches!(out.status.code(), Some(0) | Some(1)) {
-        bail!("volume {} needs repair: {}", img.display(), String::from_utf8_lossy(&out.stdout).trim());
+        bail!(
+            "volume {} needs repair: {}",
+            img.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
     }
     Ok(())
 }
@@ -377,7 +424,8 @@ pub fn remove_anonymous(root: &Path, records: &[MountRecord]) {
 #[allow(dead_code)]
 pub fn snapshot_dir(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let size = (hx_images::rootfs::tree_size(dir) * 5 / 4 + (16 << 20)).div_ceil(4096) * 4096;
-    hx_images::rootfs::make_ext4(Some(dir), out, size).with_context(|| format!("snapshotting {}", dir.display()))
+    hx_images::rootfs::make_ext4(Some(dir), out, size)
+        .with_context(|| format!("snapshotting {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -387,12 +435,36 @@ mod tests {
     #[test]
     fn parses_docker_forms() {
         let a = parse_arg("/srv/www:/usr/share/nginx/html:ro").unwrap();
-        assert_eq!(a, VolumeArg { source: Source::Host("/srv/www".into()), target: "/usr/share/nginx/html".into(), readonly: true });
-        assert_eq!(parse_arg("data:/var/lib/x").unwrap().source, Source::Named("data".into()));
-        assert_eq!(parse_arg("/cache").unwrap(), VolumeArg { source: Source::Anonymous, target: "/cache".into(), readonly: false });
-        assert_eq!(parse_arg("/cache:ro").unwrap().readonly, true);
+        assert_eq!(
+            a,
+            VolumeArg {
+                source: Source::Host("/srv/www".into()),
+                target: "/usr/share/nginx/html".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            parse_arg("data:/var/lib/x").unwrap().source,
+            Source::Named("data".into())
+        );
+        assert_eq!(
+            parse_arg("/cache").unwrap(),
+            VolumeArg {
+                source: Source::Anonymous,
+                target: "/cache".into(),
+                readonly: false
+            }
+        );
+        assert!(parse_arg("/cache:ro").unwrap().readonly);
         assert_eq!(parse_arg("/a//b/../c/").unwrap().target, "/a/c");
-        for bad in ["rel/dir:/x", "data:x", "/h:/c:rx", "/h:/", "a:b:c:d", "-x:/y"] {
+        for bad in [
+            "rel/dir:/x",
+            "data:x",
+            "/h:/c:rx",
+            "/h:/",
+            "a:b:c:d",
+            "-x:/y",
+        ] {
             assert!(parse_arg(bad).is_err(), "{bad}");
         }
     }
@@ -402,12 +474,23 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let v = create(d.path(), Some("data"), 64 << 20, false).unwrap();
         assert!(disk_path(d.path(), "data").is_file());
-        assert_eq!(create(d.path(), Some("data"), 32 << 20, false).unwrap().size, v.size);
+        assert_eq!(
+            create(d.path(), Some("data"), 32 << 20, false)
+                .unwrap()
+                .size,
+            v.size
+        );
         assert_eq!(list(d.path()).len(), 1);
         remove(d.path(), "data").unwrap();
         assert!(list(d.path()).is_empty());
-        assert_eq!(std::fs::read_dir(d.path().join("volumes")).unwrap().count(), 0);
-        assert!(get(d.path(), "data").unwrap_err().to_string().contains("no such volume: data"));
+        assert_eq!(
+            std::fs::read_dir(d.path().join("volumes")).unwrap().count(),
+            0
+        );
+        assert!(get(d.path(), "data")
+            .unwrap_err()
+            .to_string()
+            .contains("no such volume: data"));
         assert!(create(d.path(), Some("a/b"), 64 << 20, false).is_err());
     }
 
@@ -419,13 +502,40 @@ mod tests {
             parse_arg(&format!("{}:/www:ro", host.path().display())).unwrap(),
             parse_arg("data:/data").unwrap(),
         ];
-        let p = plan(d.path(), &args, &["/data".into(), "/cache".into()], 2, &|_| None).unwrap();
+        let p = plan(
+            d.path(),
+            &args,
+            &["/data".into(), "/cache".into()],
+            2,
+            &|_| None,
+        )
+        .unwrap();
         assert_eq!(p.shares.len(), 1);
         assert_eq!(p.disks.len(), 2);
-        assert_eq!(p.records.iter().map(|r| (r.target.as_str(), r.anonymous)).collect::<Vec<_>>(), vec![("/www", false), ("/data", false), ("/cache", true)]);
-        assert!(matches!(p.mounts[2].source, pv_init::spec::MountSource::Disk { disk: 3, .. }));
-        let e = plan(d.path(), &[parse_arg("data:/d").unwrap()], &[], 2, &|_| Some("web".into())).err().unwrap();
+        assert_eq!(
+            p.records
+                .iter()
+                .map(|r| (r.target.as_str(), r.anonymous))
+                .collect::<Vec<_>>(),
+            vec![("/www", false), ("/data", false), ("/cache", true)]
+        );
+        assert!(matches!(
+            p.mounts[2].source,
+            pv_init::spec::MountSource::Disk { disk: 3, .. }
+        ));
+        let e = plan(d.path(), &[parse_arg("data:/d").unwrap()], &[], 2, &|_| {
+            Some("web".into())
+        })
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("running container web"), "{e}");
-        assert!(plan(d.path(), &[parse_arg("data:/d").unwrap(), parse_arg("/d").unwrap()], &[], 2, &|_| None).is_err());
+        assert!(plan(
+            d.path(),
+            &[parse_arg("data:/d").unwrap(), parse_arg("/d").unwrap()],
+            &[],
+            2,
+            &|_| None
+        )
+        .is_err());
     }
 }

@@ -32,49 +32,118 @@ fn ipam(hx: &Hx) -> serde_json::Value {
 fn assert_nothing_left(hx: &Hx, lab: &NetLab, port: u16) {
     assert_eq!(lab.publish_rules(), Vec::<String>::new(), "port rules left");
     assert_eq!(lab.container_links(), Vec::<String>::new(), "taps left");
-    assert_eq!(ipam(hx)["allocated"], serde_json::json!({}), "addresses left");
+    assert_eq!(
+        ipam(hx)["allocated"],
+        serde_json::json!({}),
+        "addresses left"
+    );
     assert!(lab.port_free(port), "port {port} still held");
 }
 
 #[test]
 fn published_port_answers_other_hosts_and_localhost_and_goes_with_the_container() {
     let Some((hx, lab)) = lab() else { return };
-    lab.hx_ok(&hx, &["run", "-d", "--name", "web", "-p", "8080:80", BUSYBOX, "sh", "-c", &httpd("hello-web")]);
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "8080:80",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("hello-web"),
+        ],
+    );
     let url = format!("http://{HOST_IP}:8080/");
-    assert_eq!(lab.wait_for_client(&url, Duration::from_secs(90)), "hello-web\n");
-    assert_eq!(lab.fetch_from_host("http://127.0.0.1:8080/").as_deref(), Some("hello-web\n"));
-    assert_eq!(lab.fetch_from_host(&format!("http://{HOST_IP}:8080/")).as_deref(), Some("hello-web\n"));
+    assert_eq!(
+        lab.wait_for_client(&url, Duration::from_secs(90)),
+        "hello-web\n"
+    );
+    assert_eq!(
+        lab.fetch_from_host("http://127.0.0.1:8080/").as_deref(),
+        Some("hello-web\n")
+    );
+    assert_eq!(
+        lab.fetch_from_host(&format!("http://{HOST_IP}:8080/"))
+            .as_deref(),
+        Some("hello-web\n")
+    );
 
-    assert_eq!(lab.hx_ok(&hx, &["port", "web"]).stdout, "80/tcp -> 0.0.0.0:8080\n");
-    assert_eq!(lab.hx_ok(&hx, &["port", "web", "80/tcp"]).stdout, "0.0.0.0:8080\n");
+    assert_eq!(
+        lab.hx_ok(&hx, &["port", "web"]).stdout,
+        "80/tcp -> 0.0.0.0:8080\n"
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["port", "web", "80/tcp"]).stdout,
+        "0.0.0.0:8080\n"
+    );
     let r = lab.hx(&hx, &["port", "web", "81"]);
-    assert_eq!((r.code, r.stderr.trim()), (1, "hx: no public port '81/tcp' published for web"));
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (1, "hx: no public port '81/tcp' published for web")
+    );
     let ps = lab.hx_ok(&hx, &["ps"]).stdout;
     assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
-    let inspect: serde_json::Value = serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "web"]).stdout).unwrap();
-    let ip = inspect[0]["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "web"]).stdout).unwrap();
+    let ip = inspect[0]["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(ip.starts_with("10.88."), "{ip}");
-    assert_eq!(inspect[0]["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"], "8080");
+    assert_eq!(
+        inspect[0]["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"],
+        "8080"
+    );
     // The access log names the client: the DNAT keeps the other host's address.
     let logs = lab.hx_ok(&hx, &["logs", "web"]);
-    assert!(logs.stderr.contains(CLIENT_IP) || logs.stdout.contains(CLIENT_IP), "{}{}", logs.stdout, logs.stderr);
+    assert!(
+        logs.stderr.contains(CLIENT_IP) || logs.stdout.contains(CLIENT_IP),
+        "{}{}",
+        logs.stdout,
+        logs.stderr
+    );
 
     // Taken ports: by another container, by a host program; both before anything is made.
     let r = lab.hx(&hx, &["run", "-d", "-p", "8080:80", BUSYBOX, "true"]);
     assert_eq!(r.code, 125);
-    assert_eq!(r.stderr.trim(), "hx: port 0.0.0.0:8080/tcp is already allocated to container web");
+    assert_eq!(
+        r.stderr.trim(),
+        "hx: port 0.0.0.0:8080/tcp is already allocated to container web"
+    );
     let mut holder = lab.in_host("python3", &["-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 9090)); s.listen(); print('ok', flush=True); time.sleep(600)"]);
     let mut holder = holder.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let r = lab.hx(&hx, &["run", "-d", "-p", "9090:80", BUSYBOX, "true"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(r.code, 125);
-    assert_eq!(r.stderr.trim(), "hx: port 0.0.0.0:9090/tcp is already in use on the host");
+    assert_eq!(
+        r.stderr.trim(),
+        "hx: port 0.0.0.0:9090/tcp is already in use on the host"
+    );
     let r = lab.hx(&hx, &["run", "-d", "-p", "80:80:80", BUSYBOX, "true"]);
-    assert_eq!((r.code, r.stderr.trim()), (125, "hx: invalid port mapping -p \"80:80:80\": \"80\" is not an IPv4 address"));
-    assert_eq!(lab.hx_ok(&hx, &["ps", "-a", "-q"]).stdout.lines().count(), 1, "failed runs left containers");
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            125,
+            "hx: invalid port mapping -p \"80:80:80\": \"80\" is not an IPv4 address"
+        )
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["ps", "-a", "-q"]).stdout.lines().count(),
+        1,
+        "failed runs left containers"
+    );
 
     // While it runs the port is held: nothing else on the host can take it.
     assert!(!lab.port_free(8080));
@@ -86,7 +155,21 @@ fn published_port_answers_other_hosts_and_localhost_and_goes_with_the_container(
 #[test]
 fn stop_frees_the_port_and_a_crash_is_cleaned_by_ps() {
     let Some((hx, lab)) = lab() else { return };
-    lab.hx_ok(&hx, &["run", "-d", "--name", "a", "-p", "8081:80", BUSYBOX, "sh", "-c", &httpd("a")]);
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "a",
+            "-p",
+            "8081:80",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("a"),
+        ],
+    );
     lab.wait_for_client(&format!("http://{HOST_IP}:8081/"), Duration::from_secs(90));
     lab.hx_ok(&hx, &["stop", "-t", "2", "a"]);
     assert_nothing_left(&hx, &lab, 8081);
@@ -94,23 +177,57 @@ fn stop_frees_the_port_and_a_crash_is_cleaned_by_ps() {
     lab.hx_ok(&hx, &["rm", "a"]);
 
     // hx run killed with SIGKILL: the VM runs on and keeps its port.
-    let mut attached = lab.hx_cmd(&hx, &["run", "--name", "b", "-p", "8081:80", BUSYBOX, "sh", "-c", &httpd("b")]);
-    let mut attached = attached.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    assert_eq!(lab.wait_for_client(&format!("http://{HOST_IP}:8081/"), Duration::from_secs(90)), "b\n");
+    let mut attached = lab.hx_cmd(
+        &hx,
+        &[
+            "run",
+            "--name",
+            "b",
+            "-p",
+            "8081:80",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("b"),
+        ],
+    );
+    let mut attached = attached
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        lab.wait_for_client(&format!("http://{HOST_IP}:8081/"), Duration::from_secs(90)),
+        "b\n"
+    );
     attached.kill().unwrap();
     attached.wait().unwrap();
-    assert!(lab.hx_ok(&hx, &["ps"]).stdout.contains("0.0.0.0:8081->80/tcp"));
-    assert_eq!(lab.fetch_from_client(&format!("http://{HOST_IP}:8081/")).as_deref(), Some("b\n"));
+    assert!(lab
+        .hx_ok(&hx, &["ps"])
+        .stdout
+        .contains("0.0.0.0:8081->80/tcp"));
+    assert_eq!(
+        lab.fetch_from_client(&format!("http://{HOST_IP}:8081/"))
+            .as_deref(),
+        Some("b\n")
+    );
 
     // Rules lost while it runs (an admin's `nft flush ruleset`): the next hx command restores them.
     assert_eq!(lab.in_host_run(&["nft", "flush", "ruleset"]).code, 0);
-    assert!(lab.fetch_from_client(&format!("http://{HOST_IP}:8081/")).is_none());
+    assert!(lab
+        .fetch_from_client(&format!("http://{HOST_IP}:8081/"))
+        .is_none());
     lab.hx_ok(&hx, &["ps"]);
     assert_eq!(lab.publish_rules().len(), 1);
-    assert_eq!(lab.fetch_from_client(&format!("http://{HOST_IP}:8081/")).as_deref(), Some("b\n"));
+    assert_eq!(
+        lab.fetch_from_client(&format!("http://{HOST_IP}:8081/"))
+            .as_deref(),
+        Some("b\n")
+    );
 
     // Then the VM dies too (kill -9): `hx ps` finds it gone and releases everything.
-    let inspect: serde_json::Value = serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "b"]).stdout).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "b"]).stdout).unwrap();
     let pid = inspect[0]["State"]["Pid"].as_i64().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -129,7 +246,11 @@ fn outbound_nat_dns_hostname_and_no_network() {
     // resolv.conf as `ip netns exec` shows it to hx: the loopback stub is skipped.
     let etc = format!("/etc/netns/{}", lab.host);
     std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(format!("{etc}/resolv.conf"), "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.test\noptions ndots:2\n").unwrap();
+    std::fs::write(
+        format!("{etc}/resolv.conf"),
+        "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.test\noptions ndots:2\n",
+    )
+    .unwrap();
     let r = lab.hx(&hx, &["run", "--rm", "--hostname", "web1", BUSYBOX, "sh", "-c",
         &format!("ping -c 1 -W 5 {CLIENT_IP} >/dev/null && echo reached; hostname; cat /etc/resolv.conf; grep web1 /etc/hosts; ip -o -4 addr show eth0 | awk '{{print $4}}'; ip route | grep default")]);
     let _ = std::fs::remove_dir_all(&etc);
@@ -137,24 +258,99 @@ fn outbound_nat_dns_hostname_and_no_network() {
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "reached", "{}", r.stdout);
     assert_eq!(lines[1], "web1");
-    assert_eq!(&lines[2..5], ["nameserver 192.0.2.53", "search example.test", "options ndots:2"]);
-    assert!(lines[5].starts_with("10.88.0.") && lines[5].ends_with("\tweb1"), "{}", lines[5]);
-    assert!(lines[6].starts_with("10.88.0.") && lines[6].ends_with("/16"), "{}", lines[6]);
-    assert!(lines[7].starts_with("default via 10.88.0.1 dev eth0"), "{}", lines[7]);
+    assert_eq!(
+        &lines[2..5],
+        [
+            "nameserver 192.0.2.53",
+            "search example.test",
+            "options ndots:2"
+        ]
+    );
+    assert!(
+        lines[5].starts_with("10.88.0.") && lines[5].ends_with("\tweb1"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[6].starts_with("10.88.0.") && lines[6].ends_with("/16"),
+        "{}",
+        lines[6]
+    );
+    assert!(
+        lines[7].starts_with("default via 10.88.0.1 dev eth0"),
+        "{}",
+        lines[7]
+    );
 
-    let r = lab.hx(&hx, &["run", "--rm", "--network", "none", BUSYBOX, "sh", "-c", "ls /sys/class/net; ip -o -4 addr"]);
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "ls /sys/class/net; ip -o -4 addr",
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.lines().any(|l| l == "lo") && !r.stdout.contains("eth0"), "{}", r.stdout);
-    assert!(r.stdout.contains("127.0.0.1/8") && !r.stdout.contains("10.88."), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().any(|l| l == "lo") && !r.stdout.contains("eth0"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("127.0.0.1/8") && !r.stdout.contains("10.88."),
+        "{}",
+        r.stdout
+    );
 
-    let r = lab.hx(&hx, &["run", "--rm", "--network", "none", "-p", "80:80", BUSYBOX, "true"]);
-    assert_eq!((r.code, r.stderr.trim()), (125, "hx: -p/-P need a network: they cannot be used with --network none"));
-    let r = lab.hx(&hx, &["run", "--rm", "--network", "bridge=nosuchbr", BUSYBOX, "true"]);
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-p",
+            "80:80",
+            BUSYBOX,
+            "true",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            125,
+            "hx: -p/-P need a network: they cannot be used with --network none"
+        )
+    );
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "bridge=nosuchbr",
+            BUSYBOX,
+            "true",
+        ],
+    );
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("bridge nosuchbr does not exist"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bridge nosuchbr does not exist"),
+        "{}",
+        r.stderr
+    );
     let r = lab.hx(&hx, &["run", "--rm", "--network", "host", BUSYBOX, "true"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("--network host: not possible"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--network host: not possible"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(lab.hx_ok(&hx, &["ps", "-a", "-q"]).stdout, "");
     assert_nothing_left(&hx, &lab, 80);
 }
@@ -162,9 +358,25 @@ fn outbound_nat_dns_hostname_and_no_network() {
 #[test]
 fn containers_on_one_bridge_get_distinct_addresses_and_reach_each_other() {
     let Some((hx, lab)) = lab() else { return };
-    lab.hx_ok(&hx, &["run", "-d", "--name", "srv", BUSYBOX, "sh", "-c", &httpd("peer")]);
-    let inspect: serde_json::Value = serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "srv"]).stdout).unwrap();
-    let ip = inspect[0]["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("peer"),
+        ],
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "srv"]).stdout).unwrap();
+    let ip = inspect[0]["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = lab.hx(&hx, &["run", "--rm", BUSYBOX, "sh", "-c",
         &format!("for i in $(seq 1 60); do wget -q -O - http://{ip}/ && exit 0; sleep 1; done; exit 1")]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "peer\n"), "{}", r.stderr);
@@ -176,20 +388,61 @@ fn containers_on_one_bridge_get_distinct_addresses_and_reach_each_other() {
 fn user_mode_networking_without_root() {
     let Some((hx, lab)) = lab() else { return };
     // A store the unprivileged user owns, in the host namespace (QEMU binds the port there).
-    let uroot = tempfile::Builder::new().prefix("hx-user-").tempdir().unwrap();
+    let uroot = tempfile::Builder::new()
+        .prefix("hx-user-")
+        .tempdir()
+        .unwrap();
     let uid = "65534";
-    assert!(std::process::Command::new("chown").args([&format!("{uid}:{uid}"), uroot.path().to_str().unwrap()]).status().unwrap().success());
+    assert!(std::process::Command::new("chown")
+        .args([&format!("{uid}:{uid}"), uroot.path().to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
     let base = hx.cmd(&[]);
     let hx_bin = base.get_program().to_string_lossy().to_string();
-    let envs: Vec<String> = base.get_envs().filter(|(k, _)| *k != "HX_NETWORK").filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy()))).collect();
+    let envs: Vec<String> = base
+        .get_envs()
+        .filter(|(k, _)| *k != "HX_NETWORK")
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
     let run = |args: &[&str]| {
-        let mut c = lab.in_host("setpriv", &["--reuid", uid, "--regid", uid, "--clear-groups", "env", "HOME=/nonexistent"]);
-        c.args(&envs).arg(&hx_bin).arg("--root").arg(uroot.path()).args(args);
+        let mut c = lab.in_host(
+            "setpriv",
+            &[
+                "--reuid",
+                uid,
+                "--regid",
+                uid,
+                "--clear-groups",
+                "env",
+                "HOME=/nonexistent",
+            ],
+        );
+        c.args(&envs)
+            .arg(&hx_bin)
+            .arg("--root")
+            .arg(uroot.path())
+            .args(args);
         common::run_with_timeout(c, Duration::from_secs(180))
     };
-    let r = run(&["load", "-i", common::shared_image("glibc").to_str().unwrap()]);
+    let r = run(&[
+        "load",
+        "-i",
+        common::shared_image("glibc").to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = run(&["run", "-d", "--name", "u", "-p", "8090:80", BUSYBOX, "sh", "-c", &httpd("user-mode")]);
+    let r = run(&[
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "-p",
+        "8090:80",
+        BUSYBOX,
+        "sh",
+        "-c",
+        &httpd("user-mode"),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let deadline = Instant::now() + Duration::from_secs(90);
     let body = loop {
@@ -206,7 +459,10 @@ fn user_mode_networking_without_root() {
     assert!(r.stderr.contains("needs root"), "{}", r.stderr);
     assert_eq!(run(&["rm", "-f", "u"]).code, 0);
     // No bridge, no rules: a user's containers never touch the host's network configuration.
-    assert!(!lab.in_host_run(&["ip", "link", "show", "hx0"]).stdout.contains("hx0"));
+    assert!(!lab
+        .in_host_run(&["ip", "link", "show", "hx0"])
+        .stdout
+        .contains("hx0"));
     assert_eq!(lab.publish_rules(), Vec::<String>::new());
     assert!(lab.port_free(8090));
 }

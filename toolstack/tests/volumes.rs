@@ -15,7 +15,11 @@ fn hx_with_busybox() -> Option<Hx> {
 }
 
 fn volumes(hx: &Hx) -> Vec<String> {
-    hx.ok(&["volume", "ls", "-q"]).stdout.lines().map(String::from).collect()
+    hx.ok(&["volume", "ls", "-q"])
+        .stdout
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -42,7 +46,10 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "from the host\nsetting=1\nread-only\n");
-    assert_eq!(std::fs::read_to_string(rw.join("result")).unwrap(), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(rw.join("result")).unwrap(),
+        "written\n"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "setting=2\n");
     assert_eq!(std::fs::read_to_string(missing.join("y")).unwrap(), "x\n");
     assert!(!ro.join("nope").exists());
@@ -52,28 +59,70 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
 #[test]
 fn named_volume_outlives_its_container_and_cannot_be_removed_while_used() {
     let Some(hx) = hx_with_busybox() else { return };
-    assert_eq!(hx.ok(&["volume", "create", "--size", "64m", "data"]).stdout, "data\n");
+    assert_eq!(
+        hx.ok(&["volume", "create", "--size", "64m", "data"]).stdout,
+        "data\n"
+    );
     // Creating it again keeps it (docker's behaviour).
     assert_eq!(hx.ok(&["volume", "create", "data"]).stdout, "data\n");
-    hx.ok(&["run", "--name", "writer", "-v", "data:/data", BUSYBOX, "sh", "-c", "echo kept > /data/file"]);
+    hx.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo kept > /data/file",
+    ]);
     // A stopped container still holds its volume.
     let r = hx.run(&["volume", "rm", "data"]);
-    assert_eq!((r.code, r.stderr.trim()), (3, "hx: volume data is in use by container writer"));
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (3, "hx: volume data is in use by container writer")
+    );
     hx.ok(&["rm", "writer"]);
-    let r = hx.ok(&["run", "--rm", "-v", "data:/again:ro", BUSYBOX, "sh", "-c", "cat /again/file; touch /again/x 2>/dev/null || echo read-only"]);
+    let r = hx.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/again:ro",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cat /again/file; touch /again/x 2>/dev/null || echo read-only",
+    ]);
     assert_eq!(r.stdout, "kept\nread-only\n");
 
     // One running VM at a time: an ext4 image mounted twice would be corrupted.
-    hx.ok(&["run", "-d", "--name", "holder", "-v", "data:/data", BUSYBOX, "sleep", "600"]);
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sleep",
+        "600",
+    ]);
     let r = hx.run(&["run", "--rm", "-v", "data:/data", BUSYBOX, "true"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("volume data is attached to running container holder"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("volume data is attached to running container holder"),
+        "{}",
+        r.stderr
+    );
     hx.ok(&["rm", "-f", "holder"]);
 
-    let inspect: serde_json::Value = serde_json::from_str(&hx.ok(&["volume", "inspect", "data"]).stdout).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["volume", "inspect", "data"]).stdout).unwrap();
     assert_eq!(inspect[0]["Name"], "data");
     assert_eq!(inspect[0]["Size"], 64 << 20);
-    let ls: serde_json::Value = serde_json::from_str(&hx.ok(&["volume", "ls", "--json"]).stdout).unwrap();
+    let ls: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["volume", "ls", "--json"]).stdout).unwrap();
     assert_eq!(ls.as_array().unwrap().len(), 1);
     assert_eq!(hx.ok(&["volume", "rm", "data"]).stdout, "data\n");
     assert!(volumes(&hx).is_empty());
@@ -84,7 +133,11 @@ fn named_volume_outlives_its_container_and_cannot_be_removed_while_used() {
     assert_eq!(r.code, 1);
     let r = hx.run(&["volume", "create", "bad/name"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("invalid volume name \"bad/name\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid volume name \"bad/name\""),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -99,24 +152,55 @@ fn image_volumes_are_anonymous_filled_from_the_image_and_removed_with_rm_v() {
     }
     std::fs::create_dir_all(tree.path().join("seed")).unwrap();
     std::fs::write(tree.path().join("seed/from-image"), "seeded\n").unwrap();
-    hx.ok(&["import", tree.path().to_str().unwrap(), "vol-image:1", "--change", "VOLUME /seed", "--change", "ENV PATH=/bin"]);
+    hx.ok(&[
+        "import",
+        tree.path().to_str().unwrap(),
+        "vol-image:1",
+        "--change",
+        "VOLUME /seed",
+        "--change",
+        "ENV PATH=/bin",
+    ]);
 
-    let r = hx.ok(&["run", "--name", "a", "vol-image:1", "sh", "-c", "cat /seed/from-image; echo new > /seed/added"]);
+    let r = hx.ok(&[
+        "run",
+        "--name",
+        "a",
+        "vol-image:1",
+        "sh",
+        "-c",
+        "cat /seed/from-image; echo new > /seed/added",
+    ]);
     assert_eq!(r.stdout, "seeded\n");
     let anon = volumes(&hx);
     assert_eq!(anon.len(), 1, "{anon:?}");
     assert_eq!(anon[0].len(), 64, "anonymous volumes have random ids");
-    let inspect: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", "a"]).stdout).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["inspect", "a"]).stdout).unwrap();
     assert_eq!(inspect[0]["Mounts"][0]["target"], "/seed");
     assert_eq!(inspect[0]["Mounts"][0]["anonymous"], true);
     hx.ok(&["rm", "-v", "a"]);
-    assert!(volumes(&hx).is_empty(), "rm -v removes the anonymous volume");
+    assert!(
+        volumes(&hx).is_empty(),
+        "rm -v removes the anonymous volume"
+    );
 
     // --rm removes them too; a named volume over the VOLUME path replaces the anonymous one.
     hx.ok(&["run", "--rm", "vol-image:1", "true"]);
     assert!(volumes(&hx).is_empty());
-    let r = hx.ok(&["run", "--rm", "-v", "seeded:/seed", "vol-image:1", "cat", "/seed/from-image"]);
-    assert_eq!(r.stdout, "seeded\n", "an empty named volume is filled from the image too");
+    let r = hx.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "seeded:/seed",
+        "vol-image:1",
+        "cat",
+        "/seed/from-image",
+    ]);
+    assert_eq!(
+        r.stdout, "seeded\n",
+        "an empty named volume is filled from the image too"
+    );
     assert_eq!(volumes(&hx), vec!["seeded"]);
 }
 
@@ -125,17 +209,30 @@ fn bad_volume_arguments_are_refused_before_anything_is_made() {
     let Some(hx) = hx_with_busybox() else { return };
     for (arg, msg) in [
         ("rel/dir:/x", "invalid volume name \"rel/dir\""),
-        ("data:relative", "invalid volume -v \"data:relative\": the container path must be absolute"),
-        ("/tmp:/x:rx", "invalid volume -v \"/tmp:/x:rx\": mode \"rx\": ro or rw"),
+        (
+            "data:relative",
+            "invalid volume -v \"data:relative\": the container path must be absolute",
+        ),
+        (
+            "/tmp:/x:rx",
+            "invalid volume -v \"/tmp:/x:rx\": mode \"rx\": ro or rw",
+        ),
         ("/tmp:/", "cannot mount over the container's root"),
     ] {
         let r = hx.run(&["run", "--rm", "-v", arg, BUSYBOX, "true"]);
         assert_eq!(r.code, 125, "{arg}: {}", r.stderr);
-        assert!(r.stderr.starts_with("hx: ") && r.stderr.contains(msg), "{arg}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("hx: ") && r.stderr.contains(msg),
+            "{arg}: {}",
+            r.stderr
+        );
         assert_eq!(r.stderr.lines().count(), 1);
     }
     let r = hx.run(&["run", "--rm", "-v", "aa:/x", "-v", "bb:/x", BUSYBOX, "true"]);
-    assert_eq!((r.code, r.stderr.trim()), (125, "hx: duplicate mount point /x"));
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (125, "hx: duplicate mount point /x")
+    );
     assert!(volumes(&hx).is_empty());
     assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "");
 }

@@ -18,7 +18,9 @@ pub fn lines(ports: &[Published], filter: Option<(u16, &str)>) -> Vec<String> {
     ports.sort_by_key(|p| (p.container_port, p.proto, p.host_ip, p.host_port));
     ports
         .iter()
-        .filter(|p| filter.is_none_or(|(port, proto)| p.container_port == port && p.proto.as_str() == proto))
+        .filter(|p| {
+            filter.is_none_or(|(port, proto)| p.container_port == port && p.proto.as_str() == proto)
+        })
         .map(|p| {
             let host = format!("{}:{}", p.host_ip, p.host_port);
             match filter {
@@ -52,7 +54,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let out = lines(&ports, filter.as_ref().map(|(p, pr)| (*p, pr.as_str())));
     if out.is_empty() {
         if let Some(p) = &args.port {
-            let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+            let p = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
             eprintln!("hx: no public port '{p}' published for {}", c.name);
             return Ok(1);
         }
@@ -70,9 +76,25 @@ mod tests {
 
     #[test]
     fn docker_format() {
-        let p = |hp, cp, proto| Published { host_ip: "0.0.0.0".parse().unwrap(), host_port: hp, container_port: cp, proto };
-        let ports = vec![p(8443, 443, Proto::Tcp), p(8080, 80, Proto::Tcp), p(5353, 53, Proto::Udp)];
-        assert_eq!(lines(&ports, None), vec!["53/udp -> 0.0.0.0:5353", "80/tcp -> 0.0.0.0:8080", "443/tcp -> 0.0.0.0:8443"]);
+        let p = |hp, cp, proto| Published {
+            host_ip: "0.0.0.0".parse().unwrap(),
+            host_port: hp,
+            container_port: cp,
+            proto,
+        };
+        let ports = vec![
+            p(8443, 443, Proto::Tcp),
+            p(8080, 80, Proto::Tcp),
+            p(5353, 53, Proto::Udp),
+        ];
+        assert_eq!(
+            lines(&ports, None),
+            vec![
+                "53/udp -> 0.0.0.0:5353",
+                "80/tcp -> 0.0.0.0:8080",
+                "443/tcp -> 0.0.0.0:8443"
+            ]
+        );
         assert_eq!(lines(&ports, Some((80, "tcp"))), vec!["0.0.0.0:8080"]);
         assert!(lines(&ports, Some((80, "udp"))).is_empty());
     }

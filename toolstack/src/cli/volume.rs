@@ -63,7 +63,11 @@ pub struct PruneArgs {
 fn users(g: &super::Globals, name: &str) -> anyhow::Result<Vec<String>> {
     Ok(crate::container::list(&g.root)?
         .into_iter()
-        .filter(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == name))
+        .filter(|c| {
+            c.mounts
+                .iter()
+                .any(|m| m.kind == "volume" && m.source == name)
+        })
         .map(|c| c.name)
         .collect())
 }
@@ -94,7 +98,10 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
         Command::Ls(a) => {
             let list = volume::list(&g.root);
             if a.json {
-                let all = list.iter().map(|v| details(g, v)).collect::<anyhow::Result<Vec<_>>>()?;
+                let all = list
+                    .iter()
+                    .map(|v| details(g, v))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else if a.quiet {
                 for v in &list {
@@ -103,7 +110,13 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|v| vec!["ext4-image".into(), v.name.clone(), super::images::human_size(v.size)])
+                    .map(|v| {
+                        vec![
+                            "ext4-image".into(),
+                            v.name.clone(),
+                            super::images::human_size(v.size),
+                        ]
+                    })
                     .collect();
                 super::images::print_table(&["DRIVER", "VOLUME NAME", "SIZE"], &rows);
             }
@@ -117,7 +130,11 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                     crate::runtime::reconcile(&g.root)?;
                     volume::get(&g.root, name)?;
                     if let Some(by) = users(g, name)?.into_iter().next() {
-                        return Err(VolumeError::InUse { name: name.clone(), by }.into());
+                        return Err(VolumeError::InUse {
+                            name: name.clone(),
+                            by,
+                        }
+                        .into());
                     }
                     volume::remove(&g.root, name)
                 })();
@@ -150,7 +167,10 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                     println!("Deleted: {}", v.name);
                 }
             }
-            println!("Total reclaimed space: {}", super::images::human_size(freed));
+            println!(
+                "Total reclaimed space: {}",
+                super::images::human_size(freed)
+            );
             Ok(0)
         }
     }

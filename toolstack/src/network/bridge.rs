@@ -8,7 +8,8 @@ use std::process::Command;
 pub fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 pub fn exists(name: &str) -> bool {
@@ -16,7 +17,10 @@ pub fn exists(name: &str) -> bool {
 }
 
 fn is_bridge(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).join("bridge").is_dir()
+    Path::new("/sys/class/net")
+        .join(name)
+        .join("bridge")
+        .is_dir()
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {

@@ -39,7 +39,8 @@ pub fn host_resolv() -> Resolv {
     if !main.nameservers.is_empty() {
         return main;
     }
-    let upstream = parse(&std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default());
+    let upstream =
+        parse(&std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default());
     if upstream.nameservers.is_empty() {
         return main;
     }

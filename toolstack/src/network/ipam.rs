@@ -19,7 +19,11 @@ fn file(root: &Path, bridge: &str) -> PathBuf {
 }
 
 /// Runs `f` on the bridge's pool under the network lock and saves it.
-fn with_pool<T>(root: &Path, bridge: &str, f: impl FnOnce(&mut Pool) -> anyhow::Result<T>) -> anyhow::Result<T> {
+fn with_pool<T>(
+    root: &Path,
+    bridge: &str,
+    f: impl FnOnce(&mut Pool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let dir = root.join(DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let lock = std::fs::File::create(dir.join("lock"))?;
@@ -38,7 +42,13 @@ fn with_pool<T>(root: &Path, bridge: &str, f: impl FnOnce(&mut Pool) -> anyhow::
 
 /// The lowest free host address of the gateway's subnet (not the network, broadcast or
 /// gateway address) for container `id`; the same one again if `id` has one.
-pub fn allocate(root: &Path, bridge: &str, gateway: Ipv4Addr, prefix: u8, id: &str) -> anyhow::Result<Ipv4Addr> {
+pub fn allocate(
+    root: &Path,
+    bridge: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+    id: &str,
+) -> anyhow::Result<Ipv4Addr> {
     with_pool(root, bridge, |pool| {
         if let Some((ip, _)) = pool.allocated.iter().find(|(_, v)| *v == id) {
             return Ok(*ip);
@@ -97,9 +107,18 @@ pub fn list(root: &Path) -> Vec<(String, Ipv4Addr, String)> {
     if let Ok(rd) = std::fs::read_dir(root.join(DIR)) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(bridge) = name.strip_suffix(".json") else { continue };
-            if let Ok(pool) = std::fs::read(e.path()).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<Pool>(&b)?)) {
-                out.extend(pool.allocated.into_iter().map(|(ip, id)| (bridge.to_string(), ip, id)));
+            let Some(bridge) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if let Ok(pool) = std::fs::read(e.path())
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<Pool>(&b)?))
+            {
+                out.extend(
+                    pool.allocated
+                        .into_iter()
+                        .map(|(ip, id)| (bridge.to_string(), ip, id)),
+                );
             }
         }
     }
@@ -116,12 +135,18 @@ mod tests {
         let gw = Ipv4Addr::new(10, 88, 0, 1);
         let a = allocate(d.path(), "hx0", gw, 16, "a").unwrap();
         let b = allocate(d.path(), "hx0", gw, 16, "b").unwrap();
-        assert_eq!((a, b), (Ipv4Addr::new(10, 88, 0, 2), Ipv4Addr::new(10, 88, 0, 3)));
+        assert_eq!(
+            (a, b),
+            (Ipv4Addr::new(10, 88, 0, 2), Ipv4Addr::new(10, 88, 0, 3))
+        );
         assert_eq!(allocate(d.path(), "hx0", gw, 16, "a").unwrap(), a);
         release(d.path(), "hx0", "a").unwrap();
         assert_eq!(allocate(d.path(), "hx0", gw, 16, "c").unwrap(), a);
         retain(d.path(), &["c"]).unwrap();
-        assert_eq!(list(d.path()), vec![("hx0".to_string(), a, "c".to_string())]);
+        assert_eq!(
+            list(d.path()),
+            vec![("hx0".to_string(), a, "c".to_string())]
+        );
     }
 
     #[test]
@@ -129,8 +154,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let gw = Ipv4Addr::new(192, 168, 5, 1);
         // /30: .1 gateway, .2 the only host address.
-        assert_eq!(allocate(d.path(), "br", gw, 30, "a").unwrap(), Ipv4Addr::new(192, 168, 5, 2));
-        let e = allocate(d.path(), "br", gw, 30, "b").unwrap_err().to_string();
+        assert_eq!(
+            allocate(d.path(), "br", gw, 30, "a").unwrap(),
+            Ipv4Addr::new(192, 168, 5, 2)
+        );
+        let e = allocate(d.path(), "br", gw, 30, "b")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no free address left in 192.168.5.1/30"), "{e}");
     }
 }

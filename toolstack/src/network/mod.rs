@@ -186,7 +186,13 @@ pub fn setup(
                 kind: NicKind::User { ports: published },
                 hold: vec![],
             }),
-            guest: Some(guest_config(USER_GUEST, 24, USER_GATEWAY, vec![USER_DNS.to_string()], &resolv)),
+            guest: Some(guest_config(
+                USER_GUEST,
+                24,
+                USER_GATEWAY,
+                vec![USER_DNS.to_string()],
+                &resolv,
+            )),
         });
     }
     let (gateway, prefix) = bridge::ensure(&bridge_name)?;
@@ -210,7 +216,9 @@ pub fn setup(
         return Err(e);
     }
     let dns = if resolv.nameservers.is_empty() {
-        tracing::warn!("no usable nameserver in the host's resolv.conf: containers get 8.8.8.8 and 8.8.4.4");
+        tracing::warn!(
+            "no usable nameserver in the host's resolv.conf: containers get 8.8.8.8 and 8.8.4.4"
+        );
         vec!["8.8.8.8".into(), "8.8.4.4".into()]
     } else {
         resolv.nameservers.clone()
@@ -308,20 +316,37 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
 }
 
 /// Runs a host tool (ip, nft), with its stderr in the error.
-pub(crate) fn run_tool(cmd: &mut std::process::Command, stdin: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn run_tool(
+    cmd: &mut std::process::Command,
+    stdin: Option<&str>,
+) -> anyhow::Result<String> {
     use std::io::Write;
     use std::process::Stdio;
     let name = cmd.get_program().to_string_lossy().to_string();
     let shown = format!(
         "{name} {}",
-        cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     tracing::debug!("{shown}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| {
-        format!("running {name} (apt-get install {})", if name == "nft" { "nftables" } else { "iproute2" })
+        format!(
+            "running {name} (apt-get install {})",
+            if name == "nft" {
+                "nftables"
+            } else {
+                "iproute2"
+            }
+        )
     })?;
     if let Some(input) = stdin {
         tracing::trace!("{name} input:\n{input}");
@@ -330,7 +355,13 @@ pub(crate) fn run_tool(cmd: &mut std::process::Command, stdin: Option<&str>) -> 
     let out = child.wait_with_output()?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        bail!("{shown}: {}", err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim());
+        bail!(
+            "{shown}: {}",
+            err.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("failed")
+                .trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -343,9 +374,15 @@ mod tests {
     fn modes() {
         assert_eq!(Mode::parse(None).unwrap(), Mode::Bridge("hx0".into()));
         assert_eq!(Mode::parse(Some("none")).unwrap(), Mode::None);
-        assert_eq!(Mode::parse(Some("bridge=br0")).unwrap(), Mode::Bridge("br0".into()));
+        assert_eq!(
+            Mode::parse(Some("bridge=br0")).unwrap(),
+            Mode::Bridge("br0".into())
+        );
         assert!(Mode::parse(Some("bridge=a/b")).is_err());
-        assert!(Mode::parse(Some("host")).unwrap_err().to_string().contains("own kernel"));
+        assert!(Mode::parse(Some("host"))
+            .unwrap_err()
+            .to_string()
+            .contains("own kernel"));
         assert!(Mode::parse(Some("foo")).is_err());
     }
 

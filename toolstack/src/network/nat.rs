@@ -27,7 +27,10 @@ fn nft(script: &str) -> anyhow::Result<()> {
 
 /// The table's rules: (chain, handle, comment).
 fn rules() -> anyhow::Result<Vec<(String, u64, String)>> {
-    let out = match run_tool(Command::new("nft").args(["-j", "list", "table", "ip", TABLE]), None) {
+    let out = match run_tool(
+        Command::new("nft").args(["-j", "list", "table", "ip", TABLE]),
+        None,
+    ) {
         Ok(o) => o,
         Err(e) if e.to_string().contains("No such file or directory") => return Ok(vec![]),
         Err(e) => return Err(e),
@@ -49,7 +52,11 @@ fn rules() -> anyhow::Result<Vec<(String, u64, String)>> {
 }
 
 fn subnet(gateway: Ipv4Addr, prefix: u8) -> String {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix as u32)
+    };
     format!("{}/{prefix}", Ipv4Addr::from(u32::from(gateway) & mask))
 }
 
@@ -76,7 +83,9 @@ pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Resul
             // a container reaching a published port of the host (hairpin)
             format!("oifname \"{bridge}\" ip saddr {net} ct status dnat masquerade"),
         ] {
-            script.push_str(&format!("add rule ip hx postrouting {rule} comment \"{tag}\"\n"));
+            script.push_str(&format!(
+                "add rule ip hx postrouting {rule} comment \"{tag}\"\n"
+            ));
         }
     }
     if !has("forward", &tag) {
@@ -85,7 +94,9 @@ pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Resul
             format!("oifname \"{bridge}\" ct state established,related accept"),
             format!("oifname \"{bridge}\" ct status dnat accept"),
         ] {
-            script.push_str(&format!("add rule ip hx forward {rule} comment \"{tag}\"\n"));
+            script.push_str(&format!(
+                "add rule ip hx forward {rule} comment \"{tag}\"\n"
+            ));
         }
     }
     nft(&script).context("setting up hx's nftables table")
@@ -96,7 +107,13 @@ fn tag(key: &str, id: &str) -> String {
 }
 
 /// One DNAT rule per published port, all in one transaction.
-pub fn add_ports(key: &str, id: &str, _bridge: &str, ip: Ipv4Addr, ports: &[Published]) -> anyhow::Result<()> {
+pub fn add_ports(
+    key: &str,
+    id: &str,
+    _bridge: &str,
+    ip: Ipv4Addr,
+    ports: &[Published],
+) -> anyhow::Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
@@ -154,7 +171,13 @@ pub fn container_rules(key: &str) -> anyhow::Result<Vec<(String, usize)>> {
 mod tests {
     #[test]
     fn subnet_of_gateway() {
-        assert_eq!(super::subnet("10.88.0.1".parse().unwrap(), 16), "10.88.0.0/16");
-        assert_eq!(super::subnet("192.168.7.129".parse().unwrap(), 25), "192.168.7.128/25");
+        assert_eq!(
+            super::subnet("10.88.0.1".parse().unwrap(), 16),
+            "10.88.0.0/16"
+        );
+        assert_eq!(
+            super::subnet("192.168.7.129".parse().unwrap(), 25),
+            "192.168.7.128/25"
+        );
     }
 }

@@ -95,7 +95,9 @@ pub fn parse(spec: &str) -> anyhow::Result<Vec<Request>> {
         None => (spec, Proto::Tcp),
     };
     if body.starts_with('[') {
-        return Err(bad("IPv6 host addresses are not supported (ports are published on IPv4)".into()));
+        return Err(bad(
+            "IPv6 host addresses are not supported (ports are published on IPv4)".into(),
+        ));
     }
     let parts: Vec<&str> = body.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
@@ -107,7 +109,8 @@ pub fn parse(spec: &str) -> anyhow::Result<Vec<Request>> {
     let host_ip: Ipv4Addr = if ip.is_empty() {
         Ipv4Addr::UNSPECIFIED
     } else {
-        ip.parse().map_err(|_| bad(format!("{ip:?} is not an IPv4 address")))?
+        ip.parse()
+            .map_err(|_| bad(format!("{ip:?} is not an IPv4 address")))?
     };
     let (c0, c1) = port_range(container, "container port").map_err(|e| bad(e.to_string()))?;
     let (h0, h1) = if host.is_empty() {
@@ -181,13 +184,26 @@ fn bind(ip: Ipv4Addr, port: u16, proto: Proto) -> std::io::Result<(OwnedFd, u16)
     };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: addr is a valid sockaddr_in of `len` bytes.
-    if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_in).cast(), len) } != 0 {
+    if unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    } != 0
+    {
         return Err(std::io::Error::last_os_error());
     }
     let mut got: libc::sockaddr_in = addr;
     let mut glen = len;
     // SAFETY: got/glen describe a writable sockaddr_in.
-    unsafe { libc::getsockname(fd.as_raw_fd(), (&mut got as *mut libc::sockaddr_in).cast(), &mut glen) };
+    unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut got as *mut libc::sockaddr_in).cast(),
+            &mut glen,
+        )
+    };
     Ok((fd, u16::from_be(got.sin_port)))
 }
 
@@ -196,25 +212,40 @@ fn describe(ip: Ipv4Addr, port: u16, proto: Proto) -> String {
 }
 
 /// Takes every requested host port, or none (clear error naming the port and its holder).
-pub fn reserve(requests: &[Request], taken: &[(String, Published)]) -> anyhow::Result<Vec<Reserved>> {
+pub fn reserve(
+    requests: &[Request],
+    taken: &[(String, Published)],
+) -> anyhow::Result<Vec<Reserved>> {
     let mut out: Vec<Reserved> = Vec::new();
     for r in requests {
         if r.host_port != 0 {
-            if let Some((who, _)) = taken.iter().find(|(_, p)| p.clashes(r.host_ip, r.host_port, r.proto)) {
+            if let Some((who, _)) = taken
+                .iter()
+                .find(|(_, p)| p.clashes(r.host_ip, r.host_port, r.proto))
+            {
                 bail!(
                     "port {} is already allocated to container {who}",
                     describe(r.host_ip, r.host_port, r.proto)
                 );
             }
-            if out.iter().any(|o| o.published.clashes(r.host_ip, r.host_port, r.proto)) {
-                bail!("port {} is published twice", describe(r.host_ip, r.host_port, r.proto));
+            if out
+                .iter()
+                .any(|o| o.published.clashes(r.host_ip, r.host_port, r.proto))
+            {
+                bail!(
+                    "port {} is published twice",
+                    describe(r.host_ip, r.host_port, r.proto)
+                );
             }
         }
         let (socket, port) = bind(r.host_ip, r.host_port, r.proto).map_err(|e| {
             let what = describe(r.host_ip, r.host_port, r.proto);
             match e.raw_os_error() {
                 Some(libc::EADDRINUSE) => anyhow!("port {what} is already in use on the host"),
-                Some(libc::EADDRNOTAVAIL) => anyhow!("cannot publish {what}: {} is not an address of this host", r.host_ip),
+                Some(libc::EADDRNOTAVAIL) => anyhow!(
+                    "cannot publish {what}: {} is not an address of this host",
+                    r.host_ip
+                ),
                 Some(libc::EACCES) => anyhow!("cannot publish {what}: ports below 1024 need root"),
                 _ => anyhow!("cannot publish {what}: {e}"),
             }
@@ -234,8 +265,14 @@ pub fn reserve(requests: &[Request], taken: &[(String, Published)]) -> anyhow::R
 
 /// For QEMU user-mode networking, where QEMU binds the ports itself: the same checks, and
 /// free ports chosen, but nothing held.
-pub fn check_free(requests: &[Request], taken: &[(String, Published)]) -> anyhow::Result<Vec<Published>> {
-    Ok(reserve(requests, taken)?.into_iter().map(|r| r.published).collect())
+pub fn check_free(
+    requests: &[Request],
+    taken: &[(String, Published)],
+) -> anyhow::Result<Vec<Published>> {
+    Ok(reserve(requests, taken)?
+        .into_iter()
+        .map(|r| r.published)
+        .collect())
 }
 
 #[cfg(test)]
@@ -245,18 +282,44 @@ mod tests {
     #[test]
     fn parses_docker_forms() {
         let r = parse("8080:80").unwrap();
-        assert_eq!(r, vec![Request { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 8080, container_port: 80, proto: Proto::Tcp }]);
+        assert_eq!(
+            r,
+            vec![Request {
+                host_ip: Ipv4Addr::UNSPECIFIED,
+                host_port: 8080,
+                container_port: 80,
+                proto: Proto::Tcp
+            }]
+        );
         let r = parse("127.0.0.1:53:53/udp").unwrap();
-        assert_eq!((r[0].host_ip, r[0].proto), (Ipv4Addr::LOCALHOST, Proto::Udp));
+        assert_eq!(
+            (r[0].host_ip, r[0].proto),
+            (Ipv4Addr::LOCALHOST, Proto::Udp)
+        );
         assert_eq!(parse("80").unwrap()[0].host_port, 0);
         assert_eq!(parse("127.0.0.1::80").unwrap()[0].host_port, 0);
         let r = parse("8080-8082:80-82").unwrap();
-        assert_eq!(r.iter().map(|r| (r.host_port, r.container_port)).collect::<Vec<_>>(), vec![(8080, 80), (8081, 81), (8082, 82)]);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.host_port, r.container_port))
+                .collect::<Vec<_>>(),
+            vec![(8080, 80), (8081, 81), (8082, 82)]
+        );
     }
 
     #[test]
     fn rejects_bad_forms_naming_them() {
-        for bad in ["", "x:80", "8080:0", "8080:80/sctp", "1.2.3:8080:80", "8080-8081:80", "[::1]:80:80", "a:b:c:d", "70000:80"] {
+        for bad in [
+            "",
+            "x:80",
+            "8080:0",
+            "8080:80/sctp",
+            "1.2.3:8080:80",
+            "8080-8081:80",
+            "[::1]:80:80",
+            "a:b:c:d",
+            "70000:80",
+        ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
@@ -265,7 +328,12 @@ mod tests {
     #[test]
     fn exposed_ports() {
         let r = exposed(&["80/tcp".into(), "53/udp".into(), "443".into()]).unwrap();
-        assert_eq!(r.iter().map(|r| (r.container_port, r.proto)).collect::<Vec<_>>(), vec![(53, Proto::Udp), (80, Proto::Tcp), (443, Proto::Tcp)]);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.container_port, r.proto))
+                .collect::<Vec<_>>(),
+            vec![(53, Proto::Udp), (80, Proto::Tcp), (443, Proto::Tcp)]
+        );
     }
 
     #[test]
@@ -274,10 +342,19 @@ mod tests {
         let port = got[0].published.host_port;
         assert_ne!(port, 0);
         assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
-        let again = reserve(&parse(&format!("127.0.0.1:{port}:80")).unwrap(), &[]).unwrap_err().to_string();
+        let again = reserve(&parse(&format!("127.0.0.1:{port}:80")).unwrap(), &[])
+            .unwrap_err()
+            .to_string();
         assert!(again.contains("already in use on the host"), "{again}");
-        let other = Published { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 1, container_port: 80, proto: Proto::Tcp };
-        let e = reserve(&parse("127.0.0.1:1:80").unwrap(), &[("web".into(), other)]).unwrap_err().to_string();
+        let other = Published {
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 1,
+            container_port: 80,
+            proto: Proto::Tcp,
+        };
+        let e = reserve(&parse("127.0.0.1:1:80").unwrap(), &[("web".into(), other)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allocated to container web"), "{e}");
         drop(got);
         assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());

@@ -18,10 +18,12 @@ pub fn open(name: &str) -> anyhow::Result<OwnedFd> {
     for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF takes a pointer to an ifreq.
     if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("creating tap {name}"));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("creating tap {name}"));
     }
     Ok(f.into())
 }

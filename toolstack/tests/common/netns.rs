@@ -20,7 +20,10 @@ pub struct NetLab {
 }
 
 fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run ip");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run ip");
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -32,7 +35,10 @@ impl NetLab {
     /// None (with a message) when not root: namespaces need it. CI runs as root.
     pub fn new(hx: &Hx) -> Option<NetLab> {
         if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var_os("CI").is_none(), "network tests need root in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "network tests need root in CI"
+            );
             eprintln!("SKIP: network namespaces need root");
             return None;
         }
@@ -46,9 +52,32 @@ impl NetLab {
         let (vh, vc) = (format!("hxv{tag}h"), format!("hxv{tag}c"));
         sh(&["ip", "netns", "add", &lab.host]);
         sh(&["ip", "netns", "add", &lab.client]);
-        sh(&["ip", "link", "add", &vh, "netns", &lab.host, "type", "veth", "peer", "name", &vc, "netns", &lab.client]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &vh,
+            "netns",
+            &lab.host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vc,
+            "netns",
+            &lab.client,
+        ]);
         for (ns, dev, ip) in [(&lab.host, &vh, HOST_IP), (&lab.client, &vc, CLIENT_IP)] {
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -75,7 +104,8 @@ impl NetLab {
                 None => c.env_remove(k),
             };
         }
-        c.env_remove("HX_NETWORK").stdin(std::process::Stdio::null());
+        c.env_remove("HX_NETWORK")
+            .stdin(std::process::Stdio::null());
         c
     }
 
@@ -118,7 +148,10 @@ impl NetLab {
             if let Some(body) = self.fetch_from_client(url) {
                 return body;
             }
-            assert!(Instant::now() < deadline, "{url} did not answer the client within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{url} did not answer the client within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -126,7 +159,11 @@ impl NetLab {
     /// The rules in hx's `publish` chain (empty if the table does not exist).
     pub fn publish_rules(&self) -> Vec<String> {
         let r = self.in_host_run(&["nft", "list", "chain", "ip", "hx", "publish"]);
-        r.stdout.lines().filter(|l| l.contains("dnat")).map(|l| l.trim().to_string()).collect()
+        r.stdout
+            .lines()
+            .filter(|l| l.contains("dnat"))
+            .map(|l| l.trim().to_string())
+            .collect()
     }
 
     /// Host interfaces hx made for containers (`hx-<id>`).
@@ -160,7 +197,11 @@ impl Drop for NetLab {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.host]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.client]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.host])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.client])
+            .status();
     }
 }

@@ -466,3 +466,63 @@ fn user_mode_networking_without_root() {
     assert_eq!(lab.publish_rules(), Vec::<String>::new());
     assert!(lab.port_free(8090));
 }
+
+#[test]
+fn udp_ports_and_ports_bound_to_one_address() {
+    let Some((hx, lab)) = lab() else { return };
+    let script = format!("nc -u -l -p 53 & {}", httpd("local-only"));
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "u",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "127.0.0.1:8082:80",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["port", "u"]).stdout,
+        "53/udp -> 0.0.0.0:5353\n80/tcp -> 127.0.0.1:8082\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let body = loop {
+        if let Some(b) = lab.fetch_from_host("http://127.0.0.1:8082/") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "127.0.0.1:8082 did not answer");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(body, "local-only\n");
+    // Published on 127.0.0.1 only: another machine cannot reach it.
+    assert!(lab
+        .fetch_from_client(&format!("http://{HOST_IP}:8082/"))
+        .is_none());
+
+    // A datagram from the client reaches the container's UDP listener (it prints it).
+    let send = format!("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'datagram-from-client\\n', ('{HOST_IP}', 5353))");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &lab.client, "python3", "-c", &send]);
+        assert_eq!(common::run_with_timeout(c, Duration::from_secs(10)).code, 0);
+        if lab
+            .hx_ok(&hx, &["logs", "u"])
+            .stdout
+            .contains("datagram-from-client")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the datagram never arrived");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    lab.hx_ok(&hx, &["rm", "-f", "u"]);
+    assert_nothing_left(&hx, &lab, 8082);
+}

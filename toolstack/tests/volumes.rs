@@ -202,6 +202,19 @@ fn image_volumes_are_anonymous_filled_from_the_image_and_removed_with_rm_v() {
         "an empty named volume is filled from the image too"
     );
     assert_eq!(volumes(&hx), vec!["seeded"]);
+
+    // Plain `hx rm` leaves the anonymous volume (docker's rule); prune removes it, not "seeded".
+    hx.ok(&["run", "--name", "p", "vol-image:1", "true"]);
+    hx.ok(&["rm", "p"]);
+    assert_eq!(volumes(&hx).len(), 2);
+    let pruned = hx.ok(&["volume", "prune"]).stdout;
+    assert!(
+        pruned.starts_with("Deleted: ") && pruned.contains("Total reclaimed space"),
+        "{pruned}"
+    );
+    assert_eq!(volumes(&hx), vec!["seeded"]);
+    hx.ok(&["volume", "prune", "-a"]);
+    assert!(volumes(&hx).is_empty());
 }
 
 #[test]

@@ -300,9 +300,9 @@ pub fn open_layer(path: &Path, media_type: &str) -> Result<Box<dyn Read>> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let f = io::BufReader::with_capacity(1 << 20, f);
     match crate::manifest::layer_compression(media_type) {
-        Ok(crate::manifest::Compression::None) => Ok(Box::new(f)),
-        Ok(crate::manifest::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(f))),
-        Err(()) => Err(Error::UnsupportedMediaType { what: format!("layer {}", path.display()), media_type: media_type.to_string() }),
+        Some(crate::manifest::Compression::None) => Ok(Box::new(f)),
+        Some(crate::manifest::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(f))),
+        None => Err(Error::UnsupportedMediaType { what: format!("layer {}", path.display()), media_type: media_type.to_string() }),
     }
 }
 

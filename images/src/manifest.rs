@@ -116,7 +116,7 @@ impl Manifest {
             "image" => {
                 let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
                 for l in &m.layers {
-                    layer_compression(&l.media_type).map_err(|_| Error::UnsupportedMediaType {
+                    layer_compression(&l.media_type).ok_or_else(|| Error::UnsupportedMediaType {
                         what: format!("layer {} of {what}", l.digest),
                         media_type: l.media_type.clone(),
                     })?;
@@ -134,13 +134,14 @@ pub enum Compression {
     Gzip,
 }
 
-pub fn layer_compression(media_type: &str) -> Result<Compression, ()> {
+/// How a layer of this media type is compressed; None for a media type hx cannot apply.
+pub fn layer_compression(media_type: &str) -> Option<Compression> {
     if LAYER_TAR.contains(&media_type) {
-        Ok(Compression::None)
+        Some(Compression::None)
     } else if LAYER_GZIP.contains(&media_type) {
-        Ok(Compression::Gzip)
+        Some(Compression::Gzip)
     } else {
-        Err(())
+        None
     }
 }
 

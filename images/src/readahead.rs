@@ -197,7 +197,8 @@ mod tests {
         let n = bad.len();
         bad[n / 2] ^= 0xff;
         let good = gz(b"fine");
-        let opens: Vec<Box<dyn FnOnce() -> Result<Box<dyn Read>> + Send>> = vec![
+        type Open = Box<dyn FnOnce() -> Result<Box<dyn Read>> + Send>;
+        let opens: Vec<Open> = vec![
             Box::new(move || Ok(Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(good))) as Box<dyn Read>)),
             Box::new(move || Ok(Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(bad))) as Box<dyn Read>)),
         ];

@@ -228,8 +228,7 @@ fn start_proxy(upstream: u16, cut_first: usize, limit: u64) -> FlakyProxy {
                 let (mut s_r, mut c_w) = (server, client);
                 let mut buf = [0u8; 16384];
                 let mut sent = 0u64;
-                loop {
-                    let Ok(k) = s_r.read(&mut buf) else { break };
+                while let Ok(k) = s_r.read(&mut buf) {
                     if k == 0 {
                         break;
                     }

@@ -2,7 +2,6 @@
 //! asked the way `hx stop` asks it (SIGTERM to its workload; pv-init powers off when it ends),
 //! since its PID 1 is not a distribution's init.
 use super::domain;
-use xen_bindings::DomainEvent;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -43,15 +42,10 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
     }
     for (id, mut events) in waits {
-        loop {
-            match events.next().await {
-                Some(DomainEvent::Shutdown { .. }) | Some(DomainEvent::Death { .. }) => break,
-                None => {
-                    eprintln!("hx: domain {id}: libxl stopped reporting events");
-                    code = 4;
-                    break;
-                }
-            }
+        // Every domain event is a shutdown or the domain's death: the first one ends the wait.
+        if events.next().await.is_none() {
+            eprintln!("hx: domain {id}: libxl stopped reporting events");
+            code = 4;
         }
     }
     Ok(code)

@@ -81,14 +81,12 @@ impl Client {
     }
 
     fn queue(&mut self, m: &Msg) {
-        match parse_watch_event(&m.payload) {
-            Ok(ev) => {
-                if self.events.len() >= MAX_QUEUED_EVENTS {
-                    self.events.pop_front();
-                }
-                self.events.push_back(ev);
+        // A malformed event is dropped: there is nothing to look at again.
+        if let Ok(ev) = parse_watch_event(&m.payload) {
+            if self.events.len() >= MAX_QUEUED_EVENTS {
+                self.events.pop_front();
             }
-            Err(_) => {} // malformed event: nothing to look at again
+            self.events.push_back(ev);
         }
     }
 

@@ -526,3 +526,49 @@ fn udp_ports_and_ports_bound_to_one_address() {
     lab.hx_ok(&hx, &["rm", "-f", "u"]);
     assert_nothing_left(&hx, &lab, 8082);
 }
+
+#[test]
+fn hx0_avoids_routed_subnets_and_bridge_name_uses_an_existing_bridge() {
+    let Some((hx, lab)) = lab() else { return };
+    // Something on the host (podman, a VPN) routes part of 10.88.0.0/16 already.
+    for args in [
+        &["ip", "link", "add", "busy0", "type", "bridge"][..],
+        &["ip", "addr", "add", "10.88.5.1/24", "dev", "busy0"],
+        &["ip", "link", "set", "busy0", "up"],
+        &["ip", "link", "add", "br1", "type", "bridge"],
+        &["ip", "addr", "add", "172.30.0.1/24", "dev", "br1"],
+    ] {
+        assert_eq!(lab.in_host_run(args).code, 0, "{args:?}");
+    }
+    let show = "ip -o -4 addr show eth0 | awk '{print $4}'; ip route | grep default";
+    let r = lab.hx_ok(&hx, &["run", "--rm", BUSYBOX, "sh", "-c", show]);
+    assert_eq!(
+        r.stdout.lines().next(),
+        Some("10.89.0.2/16"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("default via 10.89.0.1"), "{}", r.stdout);
+
+    let r = lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "bridge=br1",
+            BUSYBOX,
+            "sh",
+            "-c",
+            show,
+        ],
+    );
+    assert_eq!(
+        r.stdout.lines().next(),
+        Some("172.30.0.2/24"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("default via 172.30.0.1"), "{}", r.stdout);
+    assert!(lab.container_links().is_empty());
+}

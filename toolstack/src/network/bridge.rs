@@ -61,7 +61,7 @@ pub fn ensure(name: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
         if name != DEFAULT_BRIDGE {
             bail!("bridge {name} does not exist (create it and give it an IPv4 address, or use the default {DEFAULT_BRIDGE})");
         }
-        let (addr, prefix) = DEFAULT_BRIDGE_ADDR;
+        let (addr, prefix) = free_default_addr()?;
         tracing::info!("creating bridge {name} ({addr}/{prefix})");
         match ip(&["link", "add", name, "type", "bridge"]) {
             // Another hx made it meanwhile.
@@ -85,6 +85,51 @@ pub fn ensure(name: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
     Ok(addr)
 }
 
+/// hx0's address: 10.88.0.1/16 unless a route of the host already covers part of that range
+/// (podman's default network is 10.88.0.0/16 too; a VPN may route 10.0.0.0/8): then the next
+/// free one of 10.89.0.1/16 … 10.99.0.1/16.
+fn free_default_addr() -> anyhow::Result<(Ipv4Addr, u8)> {
+    let out = ip(&["-j", "-4", "route", "show"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j route`")?;
+    let routes: Vec<(Ipv4Addr, u8)> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| parse_dst(r["dst"].as_str()?))
+        .collect();
+    let (first, prefix) = DEFAULT_BRIDGE_ADDR;
+    let [a, b, c, d] = first.octets();
+    for second in b..=99 {
+        let candidate = Ipv4Addr::new(a, second, c, d);
+        if !routes
+            .iter()
+            .any(|&(net, len)| overlaps(candidate, prefix, net, len))
+        {
+            return Ok((candidate, prefix));
+        }
+        tracing::info!("{candidate}/{prefix} is routed already; trying the next subnet");
+    }
+    bail!("no free subnet in 10.88.0.0/16 … 10.99.0.0/16 for {DEFAULT_BRIDGE}: create the bridge with an address yourself")
+}
+
+/// `10.88.0.0/16` or a host address; `default` is not a subnet that conflicts.
+fn parse_dst(s: &str) -> Option<(Ipv4Addr, u8)> {
+    match s.split_once('/') {
+        Some((ip, len)) => Some((ip.parse().ok()?, len.parse().ok()?)),
+        None => Some((s.parse().ok()?, 32)),
+    }
+}
+
+fn overlaps(a: Ipv4Addr, la: u8, b: Ipv4Addr, lb: u8) -> bool {
+    let l = la.min(lb);
+    let mask = if l == 0 {
+        0
+    } else {
+        u32::MAX << (32 - l as u32)
+    };
+    u32::from(a) & mask == u32::from(b) & mask
+}
+
 /// Plugs a host interface (a QEMU tap) into the bridge and brings it up.
 pub fn enslave(ifname: &str, bridge: &str) -> anyhow::Result<()> {
     ip(&["link", "set", "dev", ifname, "master", bridge, "up"]).map(drop)
@@ -98,5 +143,22 @@ pub fn delete_link(ifname: &str) -> anyhow::Result<()> {
     match ip(&["link", "del", "dev", ifname]) {
         Err(_) if !exists(ifname) => Ok(()),
         r => r.map(drop),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_overlap() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(overlaps(ip("10.88.0.1"), 16, ip("10.88.0.0"), 16));
+        assert!(overlaps(ip("10.88.0.1"), 16, ip("10.0.0.0"), 8));
+        assert!(overlaps(ip("10.88.0.1"), 16, ip("10.88.7.0"), 24));
+        assert!(!overlaps(ip("10.88.0.1"), 16, ip("10.89.0.0"), 16));
+        assert!(!overlaps(ip("10.88.0.1"), 16, ip("192.168.1.0"), 24));
+        assert_eq!(parse_dst("default"), None);
+        assert_eq!(parse_dst("10.1.2.3"), Some((ip("10.1.2.3"), 32)));
     }
 }

@@ -4,7 +4,7 @@
 # the machine's own sources. Usage: apt.sh [apt-cache] ARGS...  (lists live in $HX_LAB_APT;
 # apt-get unless the first argument is apt-cache)
 set -euo pipefail
-state="${HX_LAB_APT:-/var/cache/hx-lab/apt}"
+state="${HX_LAB_APT:-${HX_LAB_CACHE:-/var/cache/hx-lab}/apt}"
 mirror="${HX_LAB_MIRROR:-http://deb.debian.org/debian}"
 security="${HX_LAB_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 mkdir -p "$state/lists/partial"

@@ -2,8 +2,11 @@
 # The Xen benchmark (issue 4), run by /init inside dom0 with `tests/xen-lab/run --bench`.
 # Per guest type: `hx run --rm busybox true` against `xl create -F` of an equivalent domain (same
 # kernel, 128 MiB, 1 vCPU, the same erofs rootfs and a config-sized second disk through blkback,
-# an initramfs whose /init powers off at once), each timed from the command's start to the
-# domain being gone. Runs alternate; medians. Prints the table as HXLAB-BENCH lines.
+# an initramfs whose /init powers off at once), each timed from the command's start until it
+# returns with the domain gone. Runs alternate; medians. xenstore's @introduceDomain and
+# @releaseDomain events split each run into: start -> domain introduced (config, domain
+# creation), introduced -> released (devices, boot, workload, power-off), released -> command
+# returns (teardown). Prints the table as HXLAB-BENCH lines.
 set -u
 . /lab/lib.sh
 RUNS="${LAB_BENCH_RUNS:-7}"
@@ -17,8 +20,31 @@ rootfs="$(ls /var/lib/hx/rootfs/*.erofs 2>/dev/null | head -1)"
 [ -n "$rootfs" ] || { fail bench "no erofs rootfs in /var/lib/hx/rootfs (busybox not loaded?)"; exit 0; }
 truncate -s 4096 "$work/config.img"
 
-bench "| guest | what ($RUNS runs, median) | seconds | runs |"
-bench "|---|---|---|---|"
+events="$work/events"
+: > "$events"
+watchers=()
+for ev in @introduceDomain @releaseDomain; do
+    xenstore-watch "$ev" > >(while read -r _; do echo "$(now) $ev" >> "$events"; done) &
+    watchers+=($!)
+done
+sleep 2   # each watch fires once when it is set up
+
+# timed_run OUT CMD...: appends "total create run teardown" (seconds) to OUT, or returns 1.
+timed_run() {
+    local out="$1" t0 t1 intro rel
+    shift
+    t0="$(now)"
+    "$@" >/dev/null 2>"$work/err" || return 1
+    t1="$(now)"
+    intro="$(awk -v t="$t0" '$2=="@introduceDomain" && $1>t {print $1; exit}' "$events")"
+    rel="$(awk -v t="${intro:-$t0}" '$2=="@releaseDomain" && $1>t {print $1; exit}' "$events")"
+    [ -n "$intro" ] && [ -n "$rel" ] || { echo "no xenstore domain events" > "$work/err"; return 1; }
+    echo "$(elapsed "$t0" "$t1") $(elapsed "$t0" "$intro") $(elapsed "$intro" "$rel") $(elapsed "$rel" "$t1")" >> "$out"
+}
+xl_run() { timeout 300 xl create -F "$1" && domain_gone "$2" 10; }
+
+bench "| guest | command ($RUNS runs, medians, s) | total | start → domain introduced | introduced → released (devices, boot, workload, power-off) | released → returned (teardown) | totals of all runs |"
+bench "|---|---|---|---|---|---|---|"
 for type in pvh pv; do
     kernel="$HX_LIB/vmlinux" targ=()
     [ "$type" = pv ] && kernel="$HX_LIB/bzImage" targ=(--type pv)
@@ -36,27 +62,20 @@ on_crash = "destroy"
 disk = [ "format=raw,vdev=xvda,access=ro,target=$rootfs", "format=raw,vdev=xvdb,access=ro,target=$work/config.img" ]
 EOF
     : > "$work/$type.xl"; : > "$work/$type.hx"
-    hx_ok=1
     for i in $(seq "$RUNS"); do
-        t0="$(now)"
-        if timeout 300 xl create -F "$work/$type.cfg" >/dev/null 2>"$work/err" && domain_gone "bench-$type" 5; then
-            elapsed "$t0" >> "$work/$type.xl"; echo >> "$work/$type.xl"
-        else
-            fail "bench-$type-xl" "xl create -F failed"; show < "$work/err"
-        fi
-        [ "$hx_ok" = 1 ] || continue
-        t0="$(now)"
-        if timeout 300 hx run --rm "${targ[@]}" busybox true >/dev/null 2>"$work/err"; then
-            elapsed "$t0" >> "$work/$type.hx"; echo >> "$work/$type.hx"
-        else
-            fail "bench-$type-hx" "hx run failed"; show < "$work/err"; hx_ok=0
-        fi
+        timed_run "$work/$type.xl" xl_run "$work/$type.cfg" "bench-$type" || { fail "bench-$type-xl" "run $i"; show < "$work/err"; }
+        timed_run "$work/$type.hx" timeout 300 hx run --rm "${targ[@]}" busybox true || { fail "bench-$type-hx" "run $i"; show < "$work/err"; }
     done
-    xl_med="$(median < "$work/$type.xl")" hx_med="$(median < "$work/$type.hx")"
-    bench "| $type | \`xl create -F\` (kernel + 2 blkback disks + /init that powers off), create to domain gone | $xl_med | $(tr '\n' ' ' < "$work/$type.xl") |"
-    bench "| $type | \`hx run --rm busybox true\` end to end | $hx_med | $(tr '\n' ' ' < "$work/$type.hx") |"
-    if [ "$hx_ok" = 1 ] && [ "$xl_med" != n/a ]; then
-        bench "| $type | ratio hx / xl (target ≤ 0.5) | $(awk -v a="$hx_med" -v b="$xl_med" 'BEGIN{printf "%.2f×", a/b}') | |"
+    for tool in xl hx; do
+        if [ "$tool" = xl ]; then what="\`xl create -F\` (/init powers off at once)"; else what="\`hx run --rm busybox true\`"; fi
+        row="| $type | $what"
+        for col in 1 2 3 4; do row="$row | $(awk -v c="$col" '{print $c}' "$work/$type.$tool" | median)"; done
+        bench "$row | $(awk '{printf "%s ", $1}' "$work/$type.$tool")|"
+    done
+    xl_med="$(awk '{print $1}' "$work/$type.xl" | median)" hx_med="$(awk '{print $1}' "$work/$type.hx" | median)"
+    if [ "$(wc -l < "$work/$type.hx")" = "$RUNS" ] && [ "$(wc -l < "$work/$type.xl")" = "$RUNS" ]; then
+        bench "| $type | ratio hx / xl (target ≤ 0.5) | $(awk -v a="$hx_med" -v b="$xl_med" 'BEGIN{printf "%.2f×", a/b}') | | | | |"
         pass "bench-$type" "xl $xl_med s, hx $hx_med s"
     fi
 done
+kill "${watchers[@]}" 2>/dev/null

@@ -2,10 +2,11 @@
 //! asked the way `hx stop` asks it (SIGTERM to its workload; pv-init powers off when it ends),
 //! since its PID 1 is not a distribution's init.
 use super::domain;
+use xen_bindings::DomainEvent;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Wait until each domain has shut down
+    /// Wait until each domain has shut down (an hx container: until its domain is gone)
     #[arg(short, long)]
     pub wait: bool,
     /// Domains (name or id)
@@ -23,17 +24,18 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             let id = domain::resolve(&ctx, d)?;
             domain::refuse_dom0(id, "shut down")?;
             let events = if args.wait { Some(ctx.watch_domain(id)?) } else { None };
-            if domain::hx_container(&xs, id).is_some() {
+            let hx = domain::hx_container(&xs, id).is_some();
+            if hx {
                 let line = pv_init::status::Control::Signal(libc::SIGTERM).to_line();
                 xs.write(&crate::backend::xen::control_node(id), line.as_bytes())?;
             } else {
                 ctx.shutdown(id).await?;
             }
-            anyhow::Ok((id, events))
+            anyhow::Ok((id, hx, events))
         }
         .await;
         match r {
-            Ok((id, Some(ev))) => waits.push((id, ev)),
+            Ok((id, hx, Some(ev))) => waits.push((id, hx, ev)),
             Ok(_) => {}
             Err(e) => {
                 eprintln!("hx: {}", super::one_line(&e));
@@ -41,11 +43,19 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             }
         }
     }
-    for (id, mut events) in waits {
-        // Every domain event is a shutdown or the domain's death: the first one ends the wait.
-        if events.next().await.is_none() {
-            eprintln!("hx: domain {id}: libxl stopped reporting events");
-            code = 4;
+    for (id, hx, mut events) in waits {
+        loop {
+            match events.next().await {
+                // An hx container's monitor destroys the domain once it has the exit status:
+                // wait for that, so the container is settled when -w returns.
+                Some(DomainEvent::Shutdown { .. }) if hx => continue,
+                Some(_) => break,
+                None => {
+                    eprintln!("hx: domain {id}: libxl stopped reporting events");
+                    code = 4;
+                    break;
+                }
+            }
         }
     }
     Ok(code)

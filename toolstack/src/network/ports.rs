@@ -162,7 +162,9 @@ pub struct Reserved {
     pub socket: OwnedFd,
 }
 
-fn bind(ip: Ipv4Addr, port: u16, proto: Proto) -> std::io::Result<(OwnedFd, u16)> {
+/// `reuse`: SO_REUSEADDR, as servers set it (TIME_WAIT connections do not block the bind). A
+/// held reservation must not set it: a server with SO_REUSEADDR could then bind the port too.
+fn bind(ip: Ipv4Addr, port: u16, proto: Proto, reuse: bool) -> std::io::Result<(OwnedFd, u16)> {
     let ty = match proto {
         Proto::Tcp => libc::SOCK_STREAM,
         Proto::Udp => libc::SOCK_DGRAM,
@@ -174,6 +176,19 @@ fn bind(ip: Ipv4Addr, port: u16, proto: Proto) -> std::io::Result<(OwnedFd, u16)
     }
     // SAFETY: fd was just returned by socket(2).
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if reuse {
+        let one: libc::c_int = 1;
+        // SAFETY: a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
@@ -216,6 +231,14 @@ pub fn reserve(
     requests: &[Request],
     taken: &[(String, Published)],
 ) -> anyhow::Result<Vec<Reserved>> {
+    reserve_with(requests, taken, false)
+}
+
+fn reserve_with(
+    requests: &[Request],
+    taken: &[(String, Published)],
+    reuse: bool,
+) -> anyhow::Result<Vec<Reserved>> {
     let mut out: Vec<Reserved> = Vec::new();
     for r in requests {
         if r.host_port != 0 {
@@ -238,7 +261,7 @@ pub fn reserve(
                 );
             }
         }
-        let (socket, port) = bind(r.host_ip, r.host_port, r.proto).map_err(|e| {
+        let (socket, port) = bind(r.host_ip, r.host_port, r.proto, reuse).map_err(|e| {
             let what = describe(r.host_ip, r.host_port, r.proto);
             match e.raw_os_error() {
                 Some(libc::EADDRINUSE) => anyhow!("port {what} is already in use on the host"),
@@ -269,7 +292,9 @@ pub fn check_free(
     requests: &[Request],
     taken: &[(String, Published)],
 ) -> anyhow::Result<Vec<Published>> {
-    Ok(reserve(requests, taken)?
+    // QEMU binds with SO_REUSEADDR: probe the same way, or the TIME_WAIT connections of a
+    // container just stopped would block its successor.
+    Ok(reserve_with(requests, taken, true)?
         .into_iter()
         .map(|r| r.published)
         .collect())

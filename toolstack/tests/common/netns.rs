@@ -179,7 +179,9 @@ impl NetLab {
 
     /// Whether a TCP port can be bound in the host namespace (nothing holds it).
     pub fn port_free(&self, port: u16) -> bool {
-        let code = format!("import socket; s=socket.socket(); s.bind(('0.0.0.0', {port}))");
+        // SO_REUSEADDR as servers set it: TIME_WAIT leftovers of finished connections do not
+        // count, a held or listening socket does.
+        let code = format!("import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', {port}))");
         self.in_host_run(&["python3", "-c", &code]).code == 0
     }
 }

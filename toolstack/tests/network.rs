@@ -572,3 +572,29 @@ fn hx0_avoids_routed_subnets_and_bridge_name_uses_an_existing_bridge() {
     assert!(r.stdout.contains("default via 172.30.0.1"), "{}", r.stdout);
     assert!(lab.container_links().is_empty());
 }
+
+#[test]
+fn dns_and_add_host_flags() {
+    let Some((hx, lab)) = lab() else { return };
+    let r = lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--dns",
+            "192.0.2.99",
+            "--add-host",
+            "db:10.1.2.3",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "grep nameserver /etc/resolv.conf; grep -w db /etc/hosts",
+        ],
+    );
+    assert_eq!(r.stdout, "nameserver 192.0.2.99\n10.1.2.3\tdb\n");
+    let r = lab.hx(&hx, &["run", "--rm", "--add-host", "db", BUSYBOX, "true"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (125, "hx: --add-host \"db\": use HOST:IP")
+    );
+}

@@ -59,6 +59,12 @@ pub struct Args {
     /// Mount a volume: /host/path:/path[:ro], NAME:/path[:ro] (named volume), or /path
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volume: Vec<String>,
+    /// DNS server for the container (instead of the host's)
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Add a line to /etc/hosts: HOST:IP
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
     /// Put the writable layer on a disk of this size (e.g. 1g) instead of guest memory
     #[arg(long, value_name = "SIZE")]
     pub disk_size: Option<String>,
@@ -287,6 +293,8 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             .collect();
         port_requests.extend(extra);
     }
+    let dns_servers = crate::network::dns::parse_servers(&args.dns)?;
+    let extra_hosts = crate::network::dns::parse_add_hosts(&args.add_host)?;
     let volume_args = args
         .volume
         .iter()
@@ -340,7 +348,13 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
                 return Err(e);
             }
         };
-        spec.network = net.guest.clone();
+        spec.network = net.guest.clone().map(|mut g| {
+            if !dns_servers.is_empty() {
+                g.dns = dns_servers.clone();
+            }
+            g.hosts.extend(extra_hosts.iter().cloned());
+            g
+        });
         spec.mounts = plan.mounts.clone();
         let dir = container::dir(root, &id);
         let c = Container {

@@ -47,6 +47,36 @@ pub fn host_resolv() -> Resolv {
     upstream
 }
 
+/// `--dns IP`: IPv4 addresses (the containers' network is IPv4).
+pub fn parse_servers(args: &[String]) -> anyhow::Result<Vec<String>> {
+    args.iter()
+        .map(|a| match a.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => Ok(ip.to_string()),
+            Err(_) => anyhow::bail!("--dns {a:?}: not an IPv4 address"),
+        })
+        .collect()
+}
+
+/// `--add-host NAME:IP` → `/etc/hosts` lines (`IP\tNAME`).
+pub fn parse_add_hosts(args: &[String]) -> anyhow::Result<Vec<String>> {
+    args.iter()
+        .map(|a| {
+            let bad = || anyhow::anyhow!("--add-host {a:?}: use HOST:IP");
+            let (name, ip) = a.split_once(':').ok_or_else(bad)?;
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if !ok {
+                return Err(bad());
+            }
+            Ok(format!("{ip}\t{name}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +88,21 @@ mod tests {
         assert_eq!(r.search, vec!["example.com", "lan"]);
         assert_eq!(r.options, vec!["edns0", "trust-ad"]);
         assert!(parse("nameserver 127.0.0.1\n").nameservers.is_empty());
+    }
+
+    #[test]
+    fn dns_and_add_host_flags() {
+        assert_eq!(
+            parse_servers(&["192.0.2.1".into()]).unwrap(),
+            vec!["192.0.2.1"]
+        );
+        assert!(parse_servers(&["dns.example".into()]).is_err());
+        assert_eq!(
+            parse_add_hosts(&["db:10.1.2.3".into()]).unwrap(),
+            vec!["10.1.2.3\tdb"]
+        );
+        for bad in ["db", "db:x", ":1.2.3.4", "a b:1.2.3.4"] {
+            assert!(parse_add_hosts(&[bad.into()]).is_err(), "{bad}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 # wrk from a client network namespace over a veth, to `hx run -p 8080:80 nginx` (QEMU backend)
 # and to the image's own nginx binary and config started with chroot in the "host" namespace.
 # Prints a markdown table (requests/s, p99 latency). Needs root (namespaces), wrk, mmdebstrap.
-# Usage: tests/bench/nginx.sh [SECONDS] [CONNECTIONS]   (env: HX_KERNEL, HX_INIT, HX)
+# Usage: tests/bench/nginx.sh [SECONDS] [CONNECTIONS]   (env: HX_KERNEL, HX_INIT, HX, CPUS: guest vCPUs)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 secs="${1:-10}"
@@ -51,7 +51,7 @@ measure() {
     echo "$rps $p99"
 }
 
-ip netns exec "$host" "$hx" --root "$work/store" run -d --name web -p 8080:80 "$image" >/dev/null
+ip netns exec "$host" "$hx" --root "$work/store" run -d --name web --cpus "${CPUS:-1}" -p 8080:80 "$image" >/dev/null
 wait_http http://192.168.77.1:8080/
 read -r hx_rps hx_p99 < <(measure http://192.168.77.1:8080/)
 ip netns exec "$host" "$hx" --root "$work/store" rm -f web >/dev/null
@@ -69,5 +69,5 @@ ratio="$(awk -v a="$hx_rps" -v b="$nat_rps" 'BEGIN {printf "%.3f", a / b}')"
 echo "| nginx, wrk -t2 -c$conns -d${secs}s from a client namespace | requests/s | p99 latency |"
 echo "|---|---|---|"
 echo "| native: the image's nginx, chroot on the host | $nat_rps | $nat_p99 |"
-echo "| \`hx run -p 8080:80 nginx\` (QEMU $(qemu-system-x86_64 --version | awk 'NR==1 {print $4}'), $(cat "$work/store/assets"/kvm-probe-* 2>/dev/null | head -n1 || echo tcg)) | $hx_rps | $hx_p99 |"
+echo "| \`hx run -p 8080:80 nginx\` (QEMU $(qemu-system-x86_64 --version | awk 'NR==1 {print $4}'), $(cat "$work/store/assets"/kvm-probe-* 2>/dev/null | head -n1 || echo tcg), ${CPUS:-1} vCPU) | $hx_rps | $hx_p99 |"
 echo "| ratio hx / native (target ≥ 0.8) | $ratio | |"

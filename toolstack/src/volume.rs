@@ -260,6 +260,16 @@ pub struct Share {
     pub readonly: bool,
 }
 
+/// How a backend gives the guest a host directory.
+#[derive(Debug, Clone, Copy)]
+pub enum HostDirs<'a> {
+    /// Live over 9p (QEMU's virtio-9p).
+    Share,
+    /// No 9p backend (Xen without a dom0 QEMU): `:ro` directories become ext4 snapshots taken
+    /// at start, written into this directory (the container's); read-write ones are refused.
+    Snapshot(&'a Path),
+}
+
 /// Everything a run needs for its volumes.
 #[derive(Default)]
 pub struct Plan {
@@ -280,6 +290,7 @@ pub fn plan(
     image_volumes: &[String],
     first_disk: u32,
     busy: &dyn Fn(&str) -> Option<String>,
+    dirs: HostDirs,
 ) -> anyhow::Result<Plan> {
     let mut all: Vec<VolumeArg> = args.to_vec();
     for v in image_volumes {
@@ -298,7 +309,7 @@ pub fn plan(
         }
     }
     let mut plan = Plan::default();
-    if let Err(e) = add_all(root, &all, first_disk, busy, &mut plan) {
+    if let Err(e) = add_all(root, &all, first_disk, busy, dirs, &mut plan) {
         remove_anonymous(root, &plan.records);
         return Err(e);
     }
@@ -310,6 +321,7 @@ fn add_all(
     all: &[VolumeArg],
     first_disk: u32,
     busy: &dyn Fn(&str) -> Option<String>,
+    dirs: HostDirs,
     plan: &mut Plan,
 ) -> anyhow::Result<()> {
     for a in all {
@@ -328,6 +340,10 @@ fn add_all(
                     let name = p.file_name().map(|n| n.to_string_lossy().to_string());
                     (p.parent().unwrap_or(Path::new("/")).to_path_buf(), name)
                 };
+                if let HostDirs::Snapshot(into) = dirs {
+                    add_snapshot(a, &p, into, first_disk, plan)?;
+                    continue;
+                }
                 let tag = format!("hxfs{}", plan.shares.len());
                 plan.shares.push(Share {
                     tag: tag.clone(),
@@ -391,6 +407,62 @@ fn add_all(
     Ok(())
 }
 
+/// A host directory (or file) as a read-only ext4 snapshot disk.
+fn add_snapshot(
+    a: &VolumeArg,
+    p: &Path,
+    into: &Path,
+    first_disk: u32,
+    plan: &mut Plan,
+) -> anyhow::Result<()> {
+    if !a.readonly {
+        bail!(
+            "-v {}:{}: this backend cannot share a host directory read-write (no 9p backend); add :ro for a copy taken at start, or use a named volume",
+            p.display(),
+            a.target
+        );
+    }
+    std::fs::create_dir_all(into)?;
+    let disk = first_disk + plan.disks.len() as u32;
+    let img = into.join(format!("snapshot-{disk}.img"));
+    let subpath = if p.is_dir() {
+        snapshot_dir(p, &img)?;
+        None
+    } else {
+        let tmp = tempfile::tempdir_in(into)?;
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        std::fs::copy(p, tmp.path().join(&name))
+            .with_context(|| format!("copying {}", p.display()))?;
+        snapshot_dir(tmp.path(), &img)?;
+        Some(name)
+    };
+    plan.disks.push(Disk {
+        path: img,
+        readonly: true,
+    });
+    plan.mounts.push(pv_init::spec::Mount {
+        source: pv_init::spec::MountSource::Disk {
+            disk,
+            fstype: "ext4".into(),
+        },
+        target: a.target.clone(),
+        readonly: true,
+        subpath,
+        copy_up: false,
+    });
+    plan.records.push(MountRecord {
+        kind: "bind".into(),
+        source: p.display().to_string(),
+        target: a.target.clone(),
+        readonly: true,
+        anonymous: false,
+    });
+    Ok(())
+}
+
 /// A read-only disk cannot have its journal replayed by the guest; a VM that was killed leaves
 /// one to replay, so the host does it first (no VM has the volume attached: see `busy`).
 fn replay_journal(img: &Path) -> anyhow::Result<()> {
@@ -421,7 +493,6 @@ pub fn remove_anonymous(root: &Path, records: &[MountRecord]) {
 
 /// A read-only ext4 snapshot of a host directory, for backends that cannot share a directory
 /// live (Xen without a 9pfs backend in dom0): the guest sees the directory as it was at start.
-#[allow(dead_code)]
 pub fn snapshot_dir(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let size = (hx_images::rootfs::tree_size(dir) * 5 / 4 + (16 << 20)).div_ceil(4096) * 4096;
     hx_images::rootfs::make_ext4(Some(dir), out, size)
@@ -495,6 +566,39 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_for_backends_without_9p() {
+        let d = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("index.html"), "hi").unwrap();
+        let into = d.path().join("c1");
+        let ro = parse_arg(&format!("{}:/www:ro", host.path().display())).unwrap();
+        let p = plan(
+            d.path(),
+            &[ro],
+            &[],
+            2,
+            &|_| None,
+            HostDirs::Snapshot(&into),
+        )
+        .unwrap();
+        assert!(p.shares.is_empty());
+        assert_eq!(p.disks.len(), 1);
+        assert!(p.disks[0].readonly && p.disks[0].path.starts_with(&into));
+        let rw = parse_arg(&format!("{}:/www", host.path().display())).unwrap();
+        let e = plan(
+            d.path(),
+            &[rw],
+            &[],
+            2,
+            &|_| None,
+            HostDirs::Snapshot(&into),
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("add :ro"), "{e}");
+    }
+
+    #[test]
     fn plan_orders_disks_and_adds_image_volumes() {
         let d = tempfile::tempdir().unwrap();
         let host = tempfile::tempdir().unwrap();
@@ -508,6 +612,7 @@ mod tests {
             &["/data".into(), "/cache".into()],
             2,
             &|_| None,
+            HostDirs::Share,
         )
         .unwrap();
         assert_eq!(p.shares.len(), 1);
@@ -523,9 +628,14 @@ mod tests {
             p.mounts[2].source,
             pv_init::spec::MountSource::Disk { disk: 3, .. }
         ));
-        let e = plan(d.path(), &[parse_arg("data:/d").unwrap()], &[], 2, &|_| {
-            Some("web".into())
-        })
+        let e = plan(
+            d.path(),
+            &[parse_arg("data:/d").unwrap()],
+            &[],
+            2,
+            &|_| Some("web".into()),
+            HostDirs::Share,
+        )
         .err()
         .unwrap();
         assert!(e.to_string().contains("running container web"), "{e}");
@@ -534,7 +644,8 @@ mod tests {
             &[parse_arg("data:/d").unwrap(), parse_arg("/d").unwrap()],
             &[],
             2,
-            &|_| None
+            &|_| None,
+            HostDirs::Share,
         )
         .is_err());
     }

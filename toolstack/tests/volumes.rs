@@ -249,3 +249,61 @@ fn bad_volume_arguments_are_refused_before_anything_is_made() {
     assert!(volumes(&hx).is_empty());
     assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "");
 }
+
+#[test]
+fn host_directories_as_snapshots_like_xen() {
+    let Some(hx) = hx_with_busybox() else { return };
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("index.html"), "snapshot of the host\n").unwrap();
+    let file = host.path().join("app.conf");
+    std::fs::write(&file, "setting=1\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut c = hx.cmd(args);
+        c.env("HX_HOST_DIRS", "snapshot");
+        common::run_with_timeout(c, std::time::Duration::from_secs(180))
+    };
+    let dir_ro = format!("{}:/www:ro", host.path().display());
+    let file_ro = format!("{}:/etc/app.conf:ro", file.display());
+    let r = run(&[
+        "run",
+        "--name",
+        "s",
+        "-v",
+        &dir_ro,
+        "-v",
+        &file_ro,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cat /www/index.html /etc/app.conf; touch /www/x 2>/dev/null || echo read-only",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "snapshot of the host\nsetting=1\nread-only\n");
+    let dir = serde_json::from_str::<serde_json::Value>(&hx.ok(&["inspect", "s"]).stdout).unwrap()
+        [0]["Files"]["Dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(Path::new(&dir).join("snapshot-2.img").is_file());
+    hx.ok(&["rm", "s"]);
+    assert!(!Path::new(&dir).exists());
+
+    let rw = format!("{}:/www", host.path().display());
+    let r = run(&["run", "--rm", "-v", &rw, BUSYBOX, "true"]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr
+            .contains("cannot share a host directory read-write")
+            && r.stderr.contains("add :ro"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "");
+    assert!(
+        std::fs::read_dir(hx.root().join("containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "a refused run left a directory"
+    );
+}

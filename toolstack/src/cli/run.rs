@@ -328,13 +328,29 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
                 .find(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == vol))
                 .map(|c| c.name.clone())
         };
-        let plan = crate::volume::plan(
+        let dir = container::dir(root, &id);
+        // QEMU serves host directories over 9p; Xen has no 9p backend in dom0 by default, so
+        // read-only ones become snapshot disks in the container's directory (docs/volumes.md).
+        // HX_HOST_DIRS=snapshot gives QEMU the same (no 9p: faster reads, a copy taken at start).
+        let snapshot = std::env::var("HX_HOST_DIRS").is_ok_and(|v| v == "snapshot");
+        let host_dirs = match be.name() {
+            "qemu" if !snapshot => crate::volume::HostDirs::Share,
+            _ => crate::volume::HostDirs::Snapshot(&dir),
+        };
+        let plan = match crate::volume::plan(
             root,
             &volume_args,
             &image_cfg.volumes().clone().unwrap_or_default(),
             first_volume_disk,
             &busy,
-        )?;
+            host_dirs,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let taken: Vec<(String, crate::network::Published)> = running
             .iter()
             .flat_map(|c| {
@@ -345,6 +361,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             Ok(n) => n,
             Err(e) => {
                 crate::volume::remove_anonymous(root, &plan.records);
+                let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
         };
@@ -356,7 +373,6 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             g
         });
         spec.mounts = plan.mounts.clone();
-        let dir = container::dir(root, &id);
         let c = Container {
             id: id.clone(),
             name,

@@ -20,6 +20,9 @@ pub struct XenConfig {
     pub domain_type: Option<String>,
     /// Guest kernel for Xen domains (default: the installed hyper kernel's vmlinux).
     pub kernel: Option<PathBuf>,
+    /// Who attaches disk files for blkback: "block" (libxl's script, default) or "hx" (hx's
+    /// own helper, backend/xen_hotplug.rs).
+    pub hotplug: Option<String>,
 }
 
 pub fn path(root: &Path) -> Option<PathBuf> {
@@ -45,6 +48,11 @@ pub fn parse(text: &str) -> anyhow::Result<HostConfig> {
     if let Some(t) = &c.xen.domain_type {
         crate::backend::XenType::parse(t)?;
     }
+    if let Some(h) = &c.xen.hotplug {
+        if h != "block" && h != "hx" {
+            anyhow::bail!("[xen] hotplug {h:?}: \"block\" or \"hx\"");
+        }
+    }
     Ok(c)
 }
 
@@ -54,7 +62,9 @@ mod tests {
 
     #[test]
     fn parses_the_documented_keys_and_rejects_others() {
-        let c = parse("[xen]\ntype = \"pv\"\nkernel = \"/boot/hyper\"\n").unwrap();
+        let c = parse("[xen]\ntype = \"pv\"\nkernel = \"/boot/hyper\"\nhotplug = \"hx\"\n").unwrap();
+        assert_eq!(c.xen.hotplug.as_deref(), Some("hx"));
+        assert!(parse("[xen]\nhotplug = \"udev\"\n").is_err());
         assert_eq!(c.xen.domain_type.as_deref(), Some("pv"));
         assert_eq!(c.xen.kernel.as_deref(), Some(Path::new("/boot/hyper")));
         assert!(parse("").unwrap().xen.domain_type.is_none());

@@ -42,6 +42,9 @@ use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if let Some(code) = backend::xen_hotplug::from_argv0() {
+        return ExitCode::from(code as u8);
+    }
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose + args.verbose_long);
     let globals = match cli::Globals::from_cli(&args) {

@@ -101,6 +101,8 @@ pub struct DomainConfig {
     pub nics: Vec<NicSpec>,
     pub channels: Vec<Channel>,
     pub on_crash: CrashAction,
+    /// Hotplug script libxl runs for every disk instead of its `block` script (absolute path).
+    pub disk_script: Option<PathBuf>,
     /// Nodes libxl writes under /local/domain/<domid> in the transaction that creates the
     /// domain (`c_info.xsdata`): relative path → value. The guest may read them, not write.
     pub xsdata: Vec<(String, String)>,
@@ -121,6 +123,7 @@ impl DomainConfig {
             nics: Vec::new(),
             channels: Vec::new(),
             on_crash: CrashAction::Destroy,
+            disk_script: None,
             xsdata: Vec::new(),
         }
     }
@@ -171,6 +174,12 @@ impl DomainConfig {
 
     pub fn on_crash(mut self, action: CrashAction) -> Self {
         self.on_crash = action;
+        self
+    }
+
+    /// Every disk's hotplug script (default: libxl's `block`).
+    pub fn disk_script(mut self, path: impl Into<PathBuf>) -> Self {
+        self.disk_script = Some(path.into());
         self
     }
 
@@ -262,6 +271,11 @@ impl DomainConfig {
                 }
             }
         }
+        if let Some(p) = &self.disk_script {
+            if !p.is_absolute() {
+                return bad(format!("disk script {}: must be an absolute path", p.display()));
+            }
+        }
         for (k, v) in &self.xsdata {
             if k.starts_with('/') || xenstore_wire::check_path(k).is_err() {
                 return bad(format!("xenstore node {k:?}: a relative path of [A-Za-z0-9_@/-]"));
@@ -345,6 +359,9 @@ impl DomainConfig {
                 disk.backend = sys::LIBXL_DISK_BACKEND_PHY;
                 disk.readwrite = if d.readonly { 0 } else { 1 };
                 disk.backend_domid = 0;
+                if let Some(script) = &self.disk_script {
+                    disk.script = libxl_str("disk script", &script.to_string_lossy())?;
+                }
             }
             c.nics = calloc::<sys::libxl_device_nic>(self.nics.len());
             for (i, n) in self.nics.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! else (images, spec, config disk, channels, state) is shared.
 pub mod qemu;
 pub mod xen;
+pub mod xen_hotplug;
 
 use crate::container::Container;
 use std::path::{Path, PathBuf};

@@ -51,6 +51,9 @@ pub struct Launch {
     pub disks: Vec<LaunchDisk>,
     #[serde(default)]
     pub nic: Option<LaunchNic>,
+    /// hx's own disk hotplug helper instead of libxl's block script (`[xen] hotplug = "hx"`).
+    #[serde(default)]
+    pub disk_script: Option<PathBuf>,
 }
 
 /// Kernel command line on Xen: the console is the workload's output, so the kernel stays quiet
@@ -115,14 +118,27 @@ where
 }
 
 pub struct Xen {
-    _root: PathBuf,
+    root: PathBuf,
 }
 
 impl Xen {
     pub fn new(root: &Path) -> anyhow::Result<Self> {
         Ok(Xen {
-            _root: root.to_path_buf(),
+            root: root.to_path_buf(),
         })
+    }
+
+    /// `HX_XEN_HOTPLUG`, else `[xen] hotplug` from the config file: "hx" or "block" (default).
+    fn disk_script(&self) -> anyhow::Result<Option<PathBuf>> {
+        let choice = match std::env::var("HX_XEN_HOTPLUG") {
+            Ok(v) => Some(v),
+            Err(_) => crate::hostconfig::load(&self.root)?.xen.hotplug,
+        };
+        match choice.as_deref() {
+            None | Some("block") => Ok(None),
+            Some("hx") => Ok(Some(super::xen_hotplug::script_path(&self.root)?)),
+            Some(other) => bail!("HX_XEN_HOTPLUG {other:?}: \"block\" or \"hx\""),
+        }
     }
 }
 
@@ -332,6 +348,7 @@ impl Backend for Xen {
                 })
                 .collect(),
             nic,
+            disk_script: self.disk_script()?,
         };
         std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
         // The console is the workload's output (stdout and stderr merged): `hx logs` and an

@@ -85,6 +85,9 @@ fn domain_config(l: &Launch) -> DomainConfig {
     for d in &l.disks {
         cfg = cfg.disk(&d.path, d.readonly);
     }
+    if let Some(script) = &l.disk_script {
+        cfg = cfg.disk_script(script);
+    }
     if let Some(n) = &l.nic {
         cfg = cfg.nic(xen_bindings::NicSpec {
             bridge: n.bridge.clone(),
@@ -347,6 +350,7 @@ mod tests {
                 LaunchDisk { path: "/var/lib/hx/containers/c/config.img".into(), readonly: true },
                 LaunchDisk { path: "/var/lib/hx/containers/c/upper.img".into(), readonly: false },
             ],
+            disk_script: None,
             nic: Some(crate::backend::xen::LaunchNic { bridge: "hx0".into(), vifname: "hxv0123".into(), mac: "00:16:3e:00:00:01".into() }),
         };
         let c = domain_config(&l);

@@ -1,0 +1,174 @@
+//! hx's own vbd hotplug helper, used instead of libxl's `block` script when the config file
+//! says `[xen] hotplug = "hx"`: libxl runs `<root>/assets/hx-vbd-hotplug add|remove` (a symlink
+//! to the hx binary; `main` dispatches on argv[0]) with `XENBUS_PATH` set to the vbd's backend
+//! directory. `add` attaches the backing file to a free loop device with two ioctls (read-only
+//! when the backend's mode is `r`, autoclear so the loop goes away with blkback's last
+//! reference) and writes `physical-device` for blkback; `remove` detaches it. No shell, no
+//! losetup, no sharing checks: hx owns these files. The `block` script's cost under TCG is most
+//! of a domain's build and teardown time (docs/architecture.md).
+use anyhow::{bail, Context};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use xen_bindings::Xenstore;
+
+pub const NAME: &str = "hx-vbd-hotplug";
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+/// struct loop_info64: lo_flags is the u32 at byte 52 of 232.
+const LOOP_INFO64_LEN: usize = 232;
+const LO_FLAGS_OFFSET: usize = 52;
+
+/// The helper's path: a symlink to this binary in `<root>/assets`, made on first use.
+pub fn script_path(root: &Path) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the hx binary")?;
+    let dir = root.join("assets");
+    std::fs::create_dir_all(&dir)?;
+    let link = dir.join(NAME);
+    if std::fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
+        let tmp = dir.join(format!(".{NAME}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&exe, &tmp)?;
+        std::fs::rename(&tmp, &link)?;
+    }
+    Ok(link)
+}
+
+/// `main`'s dispatch: Some(exit code) when hx was invoked as the hotplug helper.
+pub fn from_argv0() -> Option<i32> {
+    let argv0 = std::env::args_os().next()?;
+    if Path::new(&argv0).file_name()? != NAME {
+        return None;
+    }
+    let action = std::env::args().nth(1).unwrap_or_default();
+    let be = std::env::var("XENBUS_PATH").unwrap_or_default();
+    Some(match run(&action, &be) {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("{NAME}: {msg}");
+            // libxl reports the backend's hotplug-error node on failure.
+            if let Ok(xs) = Xenstore::open() {
+                let _ = xs.write(&format!("{be}/hotplug-error"), msg.as_bytes());
+            }
+            1
+        }
+    })
+}
+
+fn run(action: &str, be: &str) -> anyhow::Result<()> {
+    if !be.starts_with("/local/domain/0/backend/vbd/") {
+        bail!("XENBUS_PATH {be:?} is not a vbd backend of dom0");
+    }
+    let xs = Xenstore::open()?;
+    match action {
+        "add" => {
+            let params = read(&xs, be, "params")?;
+            let mode = read(&xs, be, "mode")?;
+            let (dev, path) = attach(Path::new(&params), mode != "w")?;
+            xs.write(&format!("{be}/physical-device-path"), path.as_bytes())?;
+            xs.write(
+                &format!("{be}/physical-device"),
+                format!("{:x}:{:x}", libc::major(dev), libc::minor(dev)).as_bytes(),
+            )?;
+            xs.write(&format!("{be}/hotplug-status"), b"connected")?;
+            Ok(())
+        }
+        "remove" => {
+            if let Ok(path) = read(&xs, be, "physical-device-path") {
+                detach(Path::new(&path));
+            }
+            Ok(())
+        }
+        other => bail!("unknown action {other:?} (add or remove)"),
+    }
+}
+
+fn read(xs: &Xenstore, be: &str, key: &str) -> anyhow::Result<String> {
+    let v = xs
+        .read(&format!("{be}/{key}"))?
+        .ok_or_else(|| anyhow::anyhow!("{be}/{key} missing"))?;
+    Ok(String::from_utf8(v)?)
+}
+
+/// A loop device over `file`; returns its dev_t and path. Retries when another process takes
+/// the free device first.
+fn attach(file: &Path, readonly: bool) -> anyhow::Result<(libc::dev_t, String)> {
+    let backing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(!readonly)
+        .open(file)
+        .with_context(|| format!("{}", file.display()))?;
+    if backing.metadata()?.file_type().is_block_device() {
+        bail!("{} is a block device: use libxl's block script", file.display());
+    }
+    let ctl = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")
+        .context("/dev/loop-control (modprobe loop)")?;
+    for _ in 0..16 {
+        // SAFETY: ioctls on fds we own with the documented argument types.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error()).context("LOOP_CTL_GET_FREE");
+        }
+        let path = format!("/dev/loop{n}");
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!readonly)
+            .open(&path)
+            .with_context(|| path.clone())?;
+        // SAFETY: as above.
+        if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                continue;
+            }
+            return Err(e).with_context(|| format!("LOOP_SET_FD {path}"));
+        }
+        let mut info = [0u8; LOOP_INFO64_LEN];
+        info[LO_FLAGS_OFFSET..LO_FLAGS_OFFSET + 4].copy_from_slice(&LO_FLAGS_AUTOCLEAR.to_ne_bytes());
+        // SAFETY: info is a loop_info64-sized buffer.
+        if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_STATUS64, info.as_ptr()) } < 0 {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: as above.
+            unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
+            return Err(e).with_context(|| format!("LOOP_SET_STATUS64 {path}"));
+        }
+        let rdev = dev.metadata()?.rdev();
+        return Ok((rdev, path));
+    }
+    bail!("no free loop device after 16 tries")
+}
+
+fn detach(path: &Path) {
+    if let Ok(dev) = std::fs::File::open(path) {
+        // SAFETY: ioctl on an fd we own; ENXIO (already cleared by autoclear) is fine.
+        unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_anything_but_a_dom0_vbd_backend() {
+        assert!(run("add", "/local/domain/5/data").unwrap_err().to_string().contains("not a vbd backend"));
+        assert!(run("add", "").is_err());
+    }
+
+    #[test]
+    fn the_script_is_a_symlink_to_hx_in_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script_path(d.path()).unwrap();
+        assert_eq!(p.file_name().unwrap(), NAME);
+        assert_eq!(std::fs::read_link(&p).unwrap(), std::env::current_exe().unwrap());
+        assert_eq!(script_path(d.path()).unwrap(), p);
+    }
+}

@@ -35,8 +35,13 @@ fn with_pool<T>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Pool::default(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
     };
+    let before = serde_json::to_vec_pretty(&pool)?;
     let out = f(&mut pool)?;
-    hx_images::store::write_atomic(&p, &serde_json::to_vec_pretty(&pool)?)?;
+    let after = serde_json::to_vec_pretty(&pool)?;
+    // Reconcile runs on every command: only real changes are written.
+    if after != before || !p.exists() {
+        hx_images::store::write_atomic(&p, &after)?;
+    }
     Ok(out)
 }
 

@@ -37,7 +37,7 @@ bare() {
         -append "$append" -serial "file:$work/bare-console.log" </dev/null >/dev/null
 }
 hxrun() {
-    timeout 120 "$hx" --root "$work/store" run --rm --memory "${mem}m" busybox:1.38.0-glibc true </dev/null
+    timeout 120 "$hx" --root "$work/store" run --rm --network none --memory "${mem}m" busybox:1.38.0-glibc true </dev/null
 }
 ms() { local s e; s=$(date +%s%N); "$1"; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -51,7 +51,7 @@ done
 bare_ms=$(median "${bare_t[@]}")
 hx_ms=$(median "${hx_t[@]}")
 ratio=$(awk -v a="$hx_ms" -v b="$bare_ms" 'BEGIN {printf "%.2f", a / b}')
-used=$("$hx" --root "$work/store" run --rm --memory "${mem}m" busybox:1.38.0-glibc \
+used=$("$hx" --root "$work/store" run --rm --network none --memory "${mem}m" busybox:1.38.0-glibc \
     awk '/MemTotal/ {t=$2} /MemAvailable/ {a=$2} END {printf "%d MiB of %d MiB", (t-a)/1024, t/1024}' /proc/meminfo)
 
 echo "| what ($runs runs, median, TCG, ${mem} MiB, 1 vCPU) | result |"

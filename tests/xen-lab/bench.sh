@@ -61,21 +61,32 @@ on_reboot = "destroy"
 on_crash = "destroy"
 disk = [ "format=raw,vdev=xvda,access=ro,target=$rootfs", "format=raw,vdev=xvdb,access=ro,target=$work/config.img" ]
 EOF
-    : > "$work/$type.xl"; : > "$work/$type.hx"
+    # hx twice: without a NIC (the same devices as the xl domain) and with its default network.
+    : > "$work/$type.xl"; : > "$work/$type.hx-none"; : > "$work/$type.hx-bridge"
     for i in $(seq "$RUNS"); do
         timed_run "$work/$type.xl" xl_run "$work/$type.cfg" "bench-$type" || { fail "bench-$type-xl" "run $i"; show < "$work/err"; }
-        timed_run "$work/$type.hx" timeout 300 hx run --rm "${targ[@]}" busybox true || { fail "bench-$type-hx" "run $i"; show < "$work/err"; }
+        timed_run "$work/$type.hx-none" timeout 300 hx run --rm "${targ[@]}" --network none busybox true || { fail "bench-$type-hx" "run $i"; show < "$work/err"; }
+        timed_run "$work/$type.hx-bridge" timeout 300 hx run --rm "${targ[@]}" busybox true || { fail "bench-$type-hx-net" "run $i"; show < "$work/err"; }
     done
-    for tool in xl hx; do
-        if [ "$tool" = xl ]; then what="\`xl create -F\` (/init powers off at once)"; else what="\`hx run --rm busybox true\`"; fi
+    for tool in xl hx-none hx-bridge; do
+        case "$tool" in
+            xl) what="\`xl create -F\`, no NIC (/init powers off at once)";;
+            hx-none) what="\`hx run --rm --network none busybox true\`";;
+            hx-bridge) what="\`hx run --rm busybox true\` (vif on the hx0 bridge)";;
+        esac
         row="| $type | $what"
         for col in 1 2 3 4; do row="$row | $(awk -v c="$col" '{print $c}' "$work/$type.$tool" | median)"; done
         bench "$row | $(awk '{printf "%s ", $1}' "$work/$type.$tool")|"
     done
-    xl_med="$(awk '{print $1}' "$work/$type.xl" | median)" hx_med="$(awk '{print $1}' "$work/$type.hx" | median)"
-    if [ "$(wc -l < "$work/$type.hx")" = "$RUNS" ] && [ "$(wc -l < "$work/$type.xl")" = "$RUNS" ]; then
-        bench "| $type | ratio hx / xl (target ≤ 0.5) | $(awk -v a="$hx_med" -v b="$xl_med" 'BEGIN{printf "%.2f×", a/b}') | | | | |"
-        pass "bench-$type" "xl $xl_med s, hx $hx_med s"
+    xl_med="$(awk '{print $1}' "$work/$type.xl" | median)"
+    none_med="$(awk '{print $1}' "$work/$type.hx-none" | median)"
+    bridge_med="$(awk '{print $1}' "$work/$type.hx-bridge" | median)"
+    complete=1
+    for f in xl hx-none hx-bridge; do [ "$(wc -l < "$work/$type.$f")" = "$RUNS" ] || complete=0; done
+    if [ "$complete" = 1 ]; then
+        bench "| $type | ratio hx (--network none) / xl (target ≤ 0.5) | $(awk -v a="$none_med" -v b="$xl_med" 'BEGIN{printf "%.2f×", a/b}') | | | | |"
+        bench "| $type | ratio hx (bridge) / xl | $(awk -v a="$bridge_med" -v b="$xl_med" 'BEGIN{printf "%.2f×", a/b}') | | | | |"
+        pass "bench-$type" "xl $xl_med s, hx $none_med s without a NIC, $bridge_med s with one"
     fi
 done
 kill "${watchers[@]}" 2>/dev/null

@@ -60,10 +60,23 @@ pub fn from_argv0() -> Option<i32> {
     })
 }
 
-fn run(action: &str, be: &str) -> anyhow::Result<()> {
-    if !be.starts_with("/local/domain/0/backend/vbd/") {
-        bail!("XENBUS_PATH {be:?} is not a vbd backend of dom0");
+/// libxl passes the backend directory relative to dom0's home (`backend/vbd/<domid>/<dev>`).
+fn backend_dir(xenbus_path: &str) -> anyhow::Result<String> {
+    let abs = match xenbus_path.strip_prefix('/') {
+        Some(_) => xenbus_path.to_string(),
+        None => format!("/local/domain/0/{xenbus_path}"),
+    };
+    let rest = abs.strip_prefix("/local/domain/0/backend/vbd/").unwrap_or("");
+    let parts: Vec<&str> = rest.split('/').collect();
+    if parts.len() != 2 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        bail!("XENBUS_PATH {xenbus_path:?} is not a vbd backend of dom0");
     }
+    Ok(abs)
+}
+
+fn run(action: &str, xenbus_path: &str) -> anyhow::Result<()> {
+    let be = backend_dir(xenbus_path)?;
+    let be = be.as_str();
     let xs = Xenstore::open()?;
     match action {
         "add" => {
@@ -159,8 +172,11 @@ mod tests {
 
     #[test]
     fn refuses_anything_but_a_dom0_vbd_backend() {
-        assert!(run("add", "/local/domain/5/data").unwrap_err().to_string().contains("not a vbd backend"));
-        assert!(run("add", "").is_err());
+        assert_eq!(backend_dir("backend/vbd/2/51728").unwrap(), "/local/domain/0/backend/vbd/2/51728");
+        assert_eq!(backend_dir("/local/domain/0/backend/vbd/2/51728").unwrap(), "/local/domain/0/backend/vbd/2/51728");
+        for bad in ["", "/local/domain/5/data", "backend/vbd/2", "backend/vbd/2/51728/x", "backend/vbd/../51728", "backend/vif/2/0"] {
+            assert!(run("add", bad).unwrap_err().to_string().contains("not a vbd backend"), "{bad}");
+        }
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! says `[xen] hotplug = "hx"`: libxl runs `<root>/assets/hx-vbd-hotplug add|remove` (a symlink
 //! to the hx binary; `main` dispatches on argv[0]) with `XENBUS_PATH` set to the vbd's backend
 //! directory. `add` attaches the backing file to a free loop device with two ioctls (read-only
-//! when the backend's mode is `r`, autoclear so the loop goes away with blkback's last
-//! reference) and writes `physical-device` for blkback; `remove` detaches it. No shell, no
+//! when the backend's mode is `r`) and writes `physical-device` for blkback; `remove` detaches
+//! it (LOOP_CLR_FD on a device blkback still holds marks it autoclear). Not autoclear from the
+//! start: the helper's own fd is the last one until blkback opens the device, and the loop
+//! would be gone (or rebound to another disk) by then — seen in the lab. No shell, no
 //! losetup, no sharing checks: hx owns these files. The `block` script's cost under TCG is most
 //! of a domain's build and teardown time (docs/architecture.md).
 use anyhow::{bail, Context};
@@ -17,11 +19,6 @@ pub const NAME: &str = "hx-vbd-hotplug";
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
-const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-/// struct loop_info64: lo_flags is the u32 at byte 52 of 232.
-const LOOP_INFO64_LEN: usize = 232;
-const LO_FLAGS_OFFSET: usize = 52;
 
 /// The helper's path: a symlink to this binary in `<root>/assets`, made on first use.
 pub fn script_path(root: &Path) -> anyhow::Result<PathBuf> {
@@ -144,15 +141,6 @@ fn attach(file: &Path, readonly: bool) -> anyhow::Result<(libc::dev_t, String)> 
             }
             return Err(e).with_context(|| format!("LOOP_SET_FD {path}"));
         }
-        let mut info = [0u8; LOOP_INFO64_LEN];
-        info[LO_FLAGS_OFFSET..LO_FLAGS_OFFSET + 4].copy_from_slice(&LO_FLAGS_AUTOCLEAR.to_ne_bytes());
-        // SAFETY: info is a loop_info64-sized buffer.
-        if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_STATUS64, info.as_ptr()) } < 0 {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: as above.
-            unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
-            return Err(e).with_context(|| format!("LOOP_SET_STATUS64 {path}"));
-        }
         let rdev = dev.metadata()?.rdev();
         return Ok((rdev, path));
     }
@@ -161,7 +149,7 @@ fn attach(file: &Path, readonly: bool) -> anyhow::Result<(libc::dev_t, String)> 
 
 fn detach(path: &Path) {
     if let Ok(dev) = std::fs::File::open(path) {
-        // SAFETY: ioctl on an fd we own; ENXIO (already cleared by autoclear) is fine.
+        // SAFETY: ioctl on an fd we own; ENXIO (already detached) is fine.
         unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
     }
 }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The whole test suite: sets up hx (scripts/setup.sh), then runs the unit and end-to-end tests
-# (real registry, real QEMU guests) and the Xen-in-QEMU lab. Ends with "N passed, N failed"
+# (real registry, real QEMU guests, networking in namespaces) and the Xen-in-QEMU lab with the
+# nginx acceptance inside dom0. Ends with "N passed, N failed"
 # counting the suites.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,7 +27,18 @@ fi
 export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage cargo-test cargo test --release --workspace --no-fail-fast
 [ -x tests/guest/run.sh ] && stage guest-boot tests/guest/run.sh
-[ -x tests/xen-lab/run ] && stage xen-lab tests/xen-lab/run
+# The Xen lab: its built-in suite, then the nginx acceptance inside dom0 (HX_LAB_ARGS adds options,
+# e.g. --no-suite while developing).
+xen_lab() {
+    local layout
+    layout="$(mktemp -d /tmp/hx-nginx-layout.XXXXXX)"
+    tests/images/nginx.sh "$layout/nginx" &&
+        tests/xen-lab/run ${HX_LAB_ARGS:-} --script tests/xen-lab/checks/nginx.sh --image "nginx=$layout/nginx"
+    local rc=$?
+    rm -rf "$layout"
+    return $rc
+}
+[ -x tests/xen-lab/run ] && stage xen-lab xen_lab
 
 [ "$failed" -gt 0 ] && echo "failed suites: ${failed_names[*]}"
 echo "suites: $passed passed, $failed failed"

@@ -128,15 +128,15 @@ impl Xen {
         })
     }
 
-    /// `HX_XEN_HOTPLUG`, else `[xen] hotplug` from the config file: "hx" or "block" (default).
+    /// `HX_XEN_HOTPLUG`, else `[xen] hotplug` from the config file: "hx" (default) or "block".
     fn disk_script(&self) -> anyhow::Result<Option<PathBuf>> {
         let choice = match std::env::var("HX_XEN_HOTPLUG") {
             Ok(v) => Some(v),
             Err(_) => crate::hostconfig::load(&self.root)?.xen.hotplug,
         };
         match choice.as_deref() {
-            None | Some("block") => Ok(None),
-            Some("hx") => Ok(Some(super::xen_hotplug::script_path(&self.root)?)),
+            Some("block") => Ok(None),
+            None | Some("hx") => Ok(Some(super::xen_hotplug::script_path(&self.root)?)),
             Some(other) => bail!("HX_XEN_HOTPLUG {other:?}: \"block\" or \"hx\""),
         }
     }

@@ -1,5 +1,5 @@
-//! hx's own vbd hotplug helper, used instead of libxl's `block` script when the config file
-//! says `[xen] hotplug = "hx"`: libxl runs `<root>/assets/hx-vbd-hotplug add|remove` (a symlink
+//! hx's own vbd hotplug helper, used instead of libxl's `block` script unless the config file
+//! says `[xen] hotplug = "block"`: libxl runs `<root>/assets/hx-vbd-hotplug add|remove` (a symlink
 //! to the hx binary; `main` dispatches on argv[0]) with `XENBUS_PATH` set to the vbd's backend
 //! directory. `add` attaches the backing file to a free loop device with two ioctls (read-only
 //! when the backend's mode is `r`) and writes `physical-device` for blkback; `remove` detaches

@@ -10,20 +10,11 @@ pub struct Args {
 }
 
 pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let ctx = domain::open()?;
-    let mut code = 0;
-    for d in &args.domains {
-        let r = async {
-            let id = domain::resolve(&ctx, d)?;
-            domain::refuse_dom0(id, "destroy")?;
-            ctx.destroy(id).await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(e) = r {
-            eprintln!("hx: {}", super::one_line(&e));
-            code = super::exit_code_for(&e);
-        }
-    }
+    let ctx = &domain::open()?;
+    let code = domain::each(ctx, &args.domains, "destroy", |id| async move {
+        ctx.destroy(id).await?;
+        Ok(())
+    })
+    .await;
     Ok(code)
 }

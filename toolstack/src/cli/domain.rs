@@ -43,6 +43,30 @@ pub fn refuse_dom0(domid: u32, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves each of `domains`, refuses Domain-0 for `what`, and runs `act` on its id. Every
+/// failure is one line on stderr and the others still run; the exit code is the last failure's
+/// (0 when none failed), as xl does for several domains.
+pub async fn each<F, Fut>(ctx: &Context, domains: &[String], what: &str, mut act: F) -> i32
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut code = 0;
+    for d in domains {
+        let r = async {
+            let id = resolve(ctx, d)?;
+            refuse_dom0(id, what)?;
+            act(id).await
+        }
+        .await;
+        if let Err(e) = r {
+            eprintln!("hx: {}", super::one_line(&e));
+            code = super::exit_code_for(&e);
+        }
+    }
+    code
+}
+
 /// The hx container id of a domain hx created (its `hx/id` node), if it is one.
 pub fn hx_container(xs: &Xenstore, domid: u32) -> Option<String> {
     let v = xs.read(&crate::backend::xen::id_node(domid)).ok()??;

@@ -10,27 +10,18 @@ pub struct Args {
 }
 
 pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let ctx = domain::open()?;
-    let xs = xen_bindings::Xenstore::open()?;
-    let mut code = 0;
-    for d in &args.domains {
-        let r = async {
-            let id = domain::resolve(&ctx, d)?;
-            domain::refuse_dom0(id, "reboot")?;
-            if domain::hx_container(&xs, id).is_some() {
-                return Err(crate::HxError::Refused(format!(
-                    "reboot domain {id}: it is an hx container (use hx stop and hx run)"
-                ))
-                .into());
-            }
-            ctx.reboot(id).await?;
-            anyhow::Ok(())
+    let ctx = &domain::open()?;
+    let xs = &xen_bindings::Xenstore::open()?;
+    let code = domain::each(ctx, &args.domains, "reboot", |id| async move {
+        if domain::hx_container(xs, id).is_some() {
+            return Err(crate::HxError::Refused(format!(
+                "reboot domain {id}: it is an hx container (use hx stop and hx run)"
+            ))
+            .into());
         }
-        .await;
-        if let Err(e) = r {
-            eprintln!("hx: {}", super::one_line(&e));
-            code = super::exit_code_for(&e);
-        }
-    }
+        ctx.reboot(id).await?;
+        Ok(())
+    })
+    .await;
     Ok(code)
 }

@@ -27,13 +27,13 @@ fi
 export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage cargo-test cargo test --release --workspace --no-fail-fast
 [ -x tests/guest/run.sh ] && stage guest-boot tests/guest/run.sh
-# The Xen lab: its built-in suite, then the nginx acceptance inside dom0 (HX_LAB_ARGS adds options,
+# The Xen lab: its built-in suite, then the nginx acceptance and the volume checks inside dom0 (HX_LAB_ARGS adds options,
 # e.g. --no-suite while developing).
 xen_lab() {
     local layout
     layout="$(mktemp -d /tmp/hx-nginx-layout.XXXXXX)"
     tests/images/nginx.sh "$layout/nginx" &&
-        tests/xen-lab/run ${HX_LAB_ARGS:-} --script tests/xen-lab/checks/nginx.sh --image "nginx=$layout/nginx"
+        tests/xen-lab/run ${HX_LAB_ARGS:-} --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh --image "nginx=$layout/nginx"
     local rc=$?
     rm -rf "$layout"
     return $rc

@@ -99,13 +99,18 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Read once, while /proc is still mounted in the initramfs (assemble_root moves it into
+    /// the new root before the volumes, which ask again, are mounted).
     pub fn detect() -> Self {
-        let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        if cmdline.split_whitespace().any(|w| w == "hx.backend=xen") {
-            Backend::Xen
-        } else {
-            Backend::Qemu
-        }
+        static BACKEND: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
+        *BACKEND.get_or_init(|| {
+            let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            if cmdline.split_whitespace().any(|w| w == "hx.backend=xen") {
+                Backend::Xen
+            } else {
+                Backend::Qemu
+            }
+        })
     }
 }
 

@@ -16,6 +16,8 @@ log() { echo "xen-lab: $*" >&2; }
 PACKAGES=(
     xen-utils-4.17 xenstore-utils kmod busybox-static e2fsprogs mount iproute2 bridge-utils procps
     util-linux cpio jq erofs-utils nftables curl ca-certificates libssl3 zlib1g
+    # QEMU as libxl's per-domain 9pfs backend: read-write host directories (`hx run -v DIR:PATH`).
+    qemu-system-xen
 )
 # Loaded by /init or by the tests; their dependencies come along (modprobe --show-depends).
 MODULES=(

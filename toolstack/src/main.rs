@@ -1,4 +1,6 @@
 //! hx: run OCI images as Xen (or QEMU) micro-VMs.
+#[macro_use]
+mod output;
 mod assets;
 mod backend;
 mod cli;
@@ -64,6 +66,13 @@ fn main() -> ExitCode {
 }
 
 fn report(e: anyhow::Error) -> ExitCode {
+    // A `writeln!(stdout)?` that failed because the reader left: die of SIGPIPE like `ls`.
+    let broken_pipe = e
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+    if broken_pipe && output::stdout_closed() {
+        output::die_of_sigpipe();
+    }
     eprintln!("hx: {}", cli::one_line(&e));
     ExitCode::from(cli::exit_code_for(&e) as u8)
 }

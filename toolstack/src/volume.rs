@@ -263,11 +263,13 @@ pub struct Share {
 /// How a backend gives the guest a host directory.
 #[derive(Debug, Clone, Copy)]
 pub enum HostDirs<'a> {
-    /// Live over 9p (QEMU's virtio-9p).
+    /// Live over 9p, `:ro` ones too (QEMU's virtio-9p exports read-only).
     Share,
-    /// No 9p backend (Xen without a dom0 QEMU): `:ro` directories become ext4 snapshots taken
-    /// at start, written into this directory (the container's); read-write ones are refused.
-    Snapshot(&'a Path),
+    /// `:ro` directories become ext4 snapshots taken at start, written into `into` (the
+    /// container's directory): Xen's 9pfs backend cannot export read-only, and a read-only
+    /// mount the guest made could be remounted by the guest. Read-write ones are shared live
+    /// over 9p when `share_rw` (Xen with QEMU in dom0), refused otherwise.
+    Snapshot { into: &'a Path, share_rw: bool },
 }
 
 /// Everything a run needs for its volumes.
@@ -340,9 +342,11 @@ fn add_all(
                     let name = p.file_name().map(|n| n.to_string_lossy().to_string());
                     (p.parent().unwrap_or(Path::new("/")).to_path_buf(), name)
                 };
-                if let HostDirs::Snapshot(into) = dirs {
-                    add_snapshot(a, &p, into, first_disk, plan)?;
-                    continue;
+                if let HostDirs::Snapshot { into, share_rw } = dirs {
+                    if a.readonly || !share_rw {
+                        add_snapshot(a, &p, into, first_disk, plan)?;
+                        continue;
+                    }
                 }
                 let tag = format!("hxfs{}", plan.shares.len());
                 plan.shares.push(Share {
@@ -417,7 +421,7 @@ fn add_snapshot(
 ) -> anyhow::Result<()> {
     if !a.readonly {
         bail!(
-            "-v {}:{}: this backend cannot share a host directory read-write (no 9p backend); add :ro for a copy taken at start, or use a named volume",
+            "-v {}:{}: no 9p backend to share a host directory read-write (on Xen: install qemu-system-xen in dom0); add :ro for a copy taken at start, or use a named volume",
             p.display(),
             a.target
         );
@@ -578,7 +582,7 @@ mod tests {
             &[],
             2,
             &|_| None,
-            HostDirs::Snapshot(&into),
+            HostDirs::Snapshot { into: &into, share_rw: false },
         )
         .unwrap();
         assert!(p.shares.is_empty());
@@ -591,11 +595,36 @@ mod tests {
             &[],
             2,
             &|_| None,
-            HostDirs::Snapshot(&into),
+            HostDirs::Snapshot { into: &into, share_rw: false },
         )
         .err()
         .unwrap();
         assert!(e.to_string().contains("add :ro"), "{e}");
+    }
+
+    #[test]
+    fn xen_with_9pfs_shares_read_write_dirs_and_snapshots_read_only_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let into = d.path().join("c1");
+        let rw = parse_arg(&format!("{}:/data", host.path().display())).unwrap();
+        let ro = parse_arg(&format!("{}:/www:ro", host.path().display())).unwrap();
+        let p = plan(
+            d.path(),
+            &[rw, ro],
+            &[],
+            2,
+            &|_| None,
+            HostDirs::Snapshot { into: &into, share_rw: true },
+        )
+        .unwrap();
+        assert_eq!(p.shares.len(), 1);
+        assert!(!p.shares[0].readonly);
+        assert_eq!(p.shares[0].path, std::fs::canonicalize(host.path()).unwrap());
+        assert_eq!(p.disks.len(), 1);
+        assert!(p.disks[0].readonly && p.disks[0].path.starts_with(&into));
+        let targets: Vec<_> = p.mounts.iter().map(|m| (m.target.as_str(), m.readonly)).collect();
+        assert_eq!(targets, [("/data", false), ("/www", true)]);
     }
 
     #[test]

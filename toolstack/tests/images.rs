@@ -396,3 +396,19 @@ fn walkdir(p: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn listings_into_a_closed_pipe_end_quietly_by_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let hx = Hx::new();
+    hx.load_busybox();
+    // `hx images | head -0`: the reader is gone before hx writes its first line.
+    for args in [&["images"][..], &["images", "-q"], &["images", "--json"], &["ps", "-a"], &["volume", "ls"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = hx.cmd(args).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "hx {args:?}: {:?}, stderr: {stderr}", out.status);
+        assert!(stderr.is_empty(), "hx {args:?} wrote to stderr: {stderr}");
+    }
+}

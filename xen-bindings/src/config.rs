@@ -62,6 +62,18 @@ pub struct NicSpec {
     pub vifname: Option<String>,
 }
 
+/// A dom0 directory shared with the guest over Xen's PV 9pfs transport. libxl starts a QEMU in
+/// dom0 for the domain as its 9pfs backend (Debian's `qemu-system-xen`); the guest mounts `tag`
+/// with `-t 9p -o trans=xen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct P9Spec {
+    pub tag: String,
+    /// An absolute directory in dom0.
+    pub path: PathBuf,
+    /// QEMU's `security_model`: `none` keeps the host's owners and modes, like a bind mount.
+    pub security_model: String,
+}
+
 /// How dom0 reaches a PV channel. Channels are served by a QEMU that libxl starts in dom0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelConnection {
@@ -100,6 +112,7 @@ pub struct DomainConfig {
     pub disks: Vec<DiskSpec>,
     pub nics: Vec<NicSpec>,
     pub channels: Vec<Channel>,
+    pub p9s: Vec<P9Spec>,
     pub on_crash: CrashAction,
     /// Hotplug script libxl runs for every disk instead of its `block` script (absolute path).
     pub disk_script: Option<PathBuf>,
@@ -122,6 +135,7 @@ impl DomainConfig {
             disks: Vec::new(),
             nics: Vec::new(),
             channels: Vec::new(),
+            p9s: Vec::new(),
             on_crash: CrashAction::Destroy,
             disk_script: None,
             xsdata: Vec::new(),
@@ -169,6 +183,11 @@ impl DomainConfig {
 
     pub fn channel(mut self, name: impl Into<String>, connection: ChannelConnection) -> Self {
         self.channels.push(Channel { name: name.into(), connection });
+        self
+    }
+
+    pub fn p9(mut self, p9: P9Spec) -> Self {
+        self.p9s.push(p9);
         self
     }
 
@@ -284,6 +303,19 @@ impl DomainConfig {
                 return bad(format!("xenstore node {k}: value longer than {} bytes or with NUL", xenstore_wire::MAX_VALUE));
             }
         }
+        let mut tags = std::collections::HashSet::new();
+        for p in &self.p9s {
+            // The guest's 9p mount tag; Linux's xen 9pfs frontend compares it as a C string.
+            if p.tag.is_empty() || p.tag.len() > 31 || !p.tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) || !tags.insert(&p.tag) {
+                return bad(format!("9pfs tag {:?}: 1-31 of [A-Za-z0-9_.-], each once", p.tag));
+            }
+            if !p.path.is_absolute() || p.path.as_os_str().as_encoded_bytes().contains(&0) {
+                return bad(format!("9pfs {} path {}: must be an absolute path", p.tag, p.path.display()));
+            }
+            if !["none", "passthrough", "mapped-xattr", "mapped-file"].contains(&p.security_model.as_str()) {
+                return bad(format!("9pfs {} security model {:?}: none, passthrough, mapped-xattr or mapped-file", p.tag, p.security_model));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for c in &self.channels {
             if c.name.is_empty() || c.name.len() > 64 || !c.name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') || !names.insert(&c.name) {
@@ -394,6 +426,17 @@ impl DomainConfig {
                     }
                     ChannelConnection::Pty => sys::libxl_device_channel_init_connection(dev, sys::LIBXL_CHANNEL_CONNECTION_PTY),
                 }
+            }
+            c.p9s = calloc::<sys::libxl_device_p9>(self.p9s.len());
+            for (i, p) in self.p9s.iter().enumerate() {
+                let dev = &mut *c.p9s.add(i);
+                sys::libxl_device_p9_init(dev);
+                c.num_p9s = i as i32 + 1;
+                dev.tag = libxl_str("9pfs tag", &p.tag)?;
+                dev.path = libxl_str("9pfs path", &p.path.to_string_lossy())?;
+                dev.security_model = libxl_str("9pfs security model", &p.security_model)?;
+                dev.devid = i as i32;
+                dev.backend_domid = 0;
             }
         }
         Ok(cfg)
@@ -522,6 +565,36 @@ mod tests {
             assert_eq!(c.on_poweroff, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
             assert_eq!(c.on_reboot, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
             assert_eq!(c.on_crash, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
+        }
+    }
+
+    #[test]
+    fn p9_shares_reach_libxl_structures() {
+        let cfg = sample(DomainType::Pvh)
+            .p9(P9Spec { tag: "hxfs0".into(), path: "/srv/data".into(), security_model: "none".into() })
+            .p9(P9Spec { tag: "hxfs1".into(), path: "/srv/logs".into(), security_model: "none".into() })
+            .to_libxl()
+            .unwrap();
+        // SAFETY: reading back the array we stored.
+        unsafe {
+            let c = cfg.raw();
+            assert_eq!(c.num_p9s, 2);
+            let p = &*c.p9s.add(1);
+            assert_eq!(CStr::from_ptr(p.tag).to_str().unwrap(), "hxfs1");
+            assert_eq!(CStr::from_ptr(p.path).to_str().unwrap(), "/srv/logs");
+            assert_eq!(CStr::from_ptr(p.security_model).to_str().unwrap(), "none");
+            assert_eq!((p.devid, p.backend_domid), (1, 0));
+        }
+        let p9 = |tag: &str, path: &str, model: &str| P9Spec { tag: tag.into(), path: path.into(), security_model: model.into() };
+        for (bad, why) in [
+            (sample(DomainType::Pvh).p9(p9("", "/srv", "none")), "9pfs tag"),
+            (sample(DomainType::Pvh).p9(p9("a b", "/srv", "none")), "9pfs tag"),
+            (sample(DomainType::Pvh).p9(p9("t", "/a", "none")).p9(p9("t", "/b", "none")), "each once"),
+            (sample(DomainType::Pvh).p9(p9("t", "srv", "none")), "absolute path"),
+            (sample(DomainType::Pvh).p9(p9("t", "/srv", "mapped")), "security model"),
+        ] {
+            let e = bad.to_libxl().err().expect("refused").to_string();
+            assert!(e.contains(why), "{e}");
         }
     }
 

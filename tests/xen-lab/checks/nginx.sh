@@ -3,7 +3,8 @@
 # (`tests/xen-lab/run --script tests/xen-lab/checks/nginx.sh --image nginx=LAYOUT`, the layout from
 # tests/images/nginx.sh): `hx run -d -p 8080:80 nginx` (a PVH domain with a vif on hx0) serves
 # dom0's localhost and a client network namespace, `hx logs` shows the access lines, `hx stop`
-# frees the port and its DNAT rule, and a page from a `-v` directory is served.
+# frees the port and its DNAT rule, a page from a `-v` directory is served, and `-P` publishes
+# the image's port.
 set -u
 fail=0
 ok() { echo "PASS $*"; }
@@ -39,5 +40,12 @@ mkdir -p /root/site; echo '<h1>served from a volume</h1>' > /root/site/index.htm
 hx run -d --name site -p 8080:80 -v /root/site:/var/www/html:ro nginx && ok "run with -v" || bad "run with -v"
 wait_page http://192.168.77.1:8080/ "served from a volume" client && ok "page from the -v directory" || bad "page from -v"
 hx rm -f site && ok "rm -f" || bad "rm -f"
+
+# -P publishes the image's ExposedPorts (80/tcp) on a free host port.
+hx run -d --name pub -P nginx && ok "run -d -P nginx" || bad "run -d -P"
+port=$(hx port pub | sed -n 's|^80/tcp -> 0\.0\.0\.0:||p')
+[ -n "$port" ] && ok "-P published 80/tcp on host port $port" || bad "hx port pub: $(hx port pub)"
+wait_page "http://192.168.77.1:${port:-0}/" "Welcome to nginx" client && ok "client namespace reaches the -P port" || bad "-P port"
+hx rm -f pub && ok "rm -f pub" || bad "rm -f pub"
 xl list
 exit $fail

@@ -54,6 +54,24 @@ pub struct Launch {
     /// hx's own disk hotplug helper instead of libxl's block script (`[xen] hotplug = "hx"`).
     #[serde(default)]
     pub disk_script: Option<PathBuf>,
+    /// Host directories over Xen's 9pfs (a QEMU per domain in dom0 serves them).
+    #[serde(default)]
+    pub shares: Vec<LaunchShare>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchShare {
+    pub tag: String,
+    pub path: PathBuf,
+}
+
+/// Where libxl finds the QEMU it starts as a PV domain's 9pfs backend: Debian's
+/// `qemu-system-xen` package, then upstream Xen's default install path.
+const DEVICE_MODELS: [&str; 2] = ["/usr/libexec/xen-qemu-system-i386", "/usr/lib/xen/bin/qemu-system-i386"];
+
+/// Whether dom0 can serve host directories live over 9pfs.
+pub fn has_9pfs_backend() -> bool {
+    DEVICE_MODELS.iter().any(|p| Path::new(p).is_file())
 }
 
 /// Kernel command line on Xen: the console is the workload's output, so the kernel stays quiet
@@ -285,14 +303,38 @@ pub fn remove_stale_nodes(ctx: &Context, xs: &Xenstore, domid: u32) {
     if domid == 0 || ctx.info(domid).is_ok() {
         return;
     }
+    kill_stale_device_model(xs, domid);
     for p in [
         dom_path(domid),
         format!("/libxl/{domid}"),
         format!("/local/domain/0/backend/vbd/{domid}"),
         format!("/local/domain/0/backend/console/{domid}"),
         format!("/local/domain/0/backend/vif/{domid}"),
+        format!("/local/domain/0/backend/9pfs/{domid}"),
+        format!("/local/domain/0/device-model/{domid}"),
     ] {
         let _ = xs.rm(&p);
+    }
+}
+
+/// The 9pfs QEMU libxl started for a domain that is gone (libxl's destroy kills it; a
+/// toolstack killed mid-destroy does not). Only a process that is that domain's device model
+/// by its command line is killed: the pid in xenstore may have been reused.
+fn kill_stale_device_model(xs: &Xenstore, domid: u32) {
+    let Ok(Some(pid)) = xs.read(&format!("{}/image/device-model-pid", dom_path(domid))) else {
+        return;
+    };
+    let Ok(pid) = String::from_utf8_lossy(&pid).trim().parse::<i32>() else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args
+        .windows(2)
+        .any(|w| w[0] == b"-xen-domid" && w[1] == domid.to_string().as_bytes());
+    if pid > 1 && ours {
+        tracing::info!("killing the device model {pid} of gone domain {domid}");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -307,8 +349,12 @@ impl Backend for Xen {
 
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
         require_dom0()?;
-        if !spec.shares.is_empty() {
-            bail!("host-directory volumes are not supported on Xen yet (Xen's 9pfs backend needs a QEMU per domain in dom0)");
+        if !spec.shares.is_empty() && !has_9pfs_backend() {
+            bail!("read-write host directories on Xen need QEMU in dom0 as the 9pfs backend: install qemu-system-xen (or add :ro for a copy taken at start)");
+        }
+        if let Some(s) = spec.shares.iter().find(|s| s.readonly) {
+            // Xen's 9pfs backend has no read-only export; volume::plan snapshots these.
+            bail!("internal: read-only share {} reached the Xen backend", s.path.display());
         }
         let nic = match &spec.nic {
             None => None,
@@ -349,6 +395,14 @@ impl Backend for Xen {
                 .collect(),
             nic,
             disk_script: self.disk_script()?,
+            shares: spec
+                .shares
+                .iter()
+                .map(|s| LaunchShare {
+                    tag: s.tag.clone(),
+                    path: s.path.clone(),
+                })
+                .collect(),
         };
         std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
         // The console is the workload's output (stdout and stderr merged): `hx logs` and an

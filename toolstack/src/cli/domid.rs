@@ -12,6 +12,6 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let id = ctx
         .domid_by_name(&args.name)
         .map_err(|_| crate::HxError::NoSuchDomain(args.name.clone()))?;
-    println!("{id}");
+    outln!("{id}");
     Ok(0)
 }

@@ -12,6 +12,6 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let info = ctx
         .info(args.domid)
         .map_err(|_| crate::HxError::NoSuchDomain(args.domid.to_string()))?;
-    println!("{}", info.name.unwrap_or_default());
+    outln!("{}", info.name.unwrap_or_default());
     Ok(0)
 }

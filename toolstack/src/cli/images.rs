@@ -23,12 +23,12 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             .iter()
             .map(|i| json!({"id": i.id, "digest": i.manifest_digest, "names": i.names, "size": i.size, "created": i.created}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     if args.quiet {
         for i in &images {
-            println!("{}", i.id.short());
+            outln!("{}", i.id.short());
         }
         return Ok(0);
     }
@@ -87,7 +87,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{:<w$}   ", c, w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.to_vec());
     for r in rows {

@@ -18,7 +18,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store = Store::open(&g.root)?;
     let config = apply_changes(&args.changes)?;
     let rec = tokio::task::spawn_blocking(move || hx_images::load::import(&store, &args.source, &args.name, config)).await??;
-    println!("{}", rec.id);
+    outln!("{}", rec.id);
     Ok(0)
 }
 

@@ -52,7 +52,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             },
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }
 

@@ -26,6 +26,6 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             "Rootfs": { "Path": rootfs, "Built": rootfs.is_file(), "Type": hx_images::rootfs::FSTYPE },
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(0)
 }

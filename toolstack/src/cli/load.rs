@@ -22,12 +22,12 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let images = tokio::task::spawn_blocking(move || hx_images::load::load(&store, &args.input, &platform)).await??;
     for img in images {
         if args.quiet {
-            println!("{}", img.id);
+            outln!("{}", img.id);
         } else if img.names.is_empty() {
-            println!("Loaded image ID: {}", img.id);
+            outln!("Loaded image ID: {}", img.id);
         } else {
             for n in &img.names {
-                println!("Loaded image: {}", hx_images::Reference::parse(n).map(|r| r.familiar()).unwrap_or(n.clone()));
+                outln!("Loaded image: {}", hx_images::Reference::parse(n).map(|r| r.familiar()).unwrap_or(n.clone()));
             }
         }
     }

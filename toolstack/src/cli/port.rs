@@ -64,7 +64,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
     }
     for l in out {
-        println!("{l}");
+        outln!("{l}");
     }
     Ok(0)
 }

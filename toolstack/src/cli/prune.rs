@@ -13,9 +13,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let keep: Vec<_> = super::images_in_use(g)?.into_iter().map(|(id, _)| id).collect();
     let r = store.prune(args.all, &keep)?;
     for d in &r.images {
-        println!("Deleted: {d}");
+        outln!("Deleted: {d}");
     }
-    println!(
+    outln!(
         "Total reclaimed space: {} ({} blobs, {} rootfs images, {} temp files)",
         super::images::human_size(r.bytes),
         r.blobs,

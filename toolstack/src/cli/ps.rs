@@ -25,10 +25,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         .filter(|c| args.all || c.status == Status::Running)
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else if args.quiet {
         for c in &list {
-            println!("{}", c.short_id());
+            outln!("{}", c.short_id());
         }
     } else {
         let rows: Vec<Vec<String>> = list

@@ -28,9 +28,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     };
     let rec = pull(&store, &reference, &opts).await?;
     if args.quiet {
-        println!("{}", reference.familiar());
+        outln!("{}", reference.familiar());
     } else {
-        println!("{}", rec.names.first().cloned().unwrap_or_else(|| rec.id.to_string()));
+        outln!("{}", rec.names.first().cloned().unwrap_or_else(|| rec.id.to_string()));
     }
     Ok(0)
 }

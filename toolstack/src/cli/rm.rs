@@ -33,7 +33,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             Ok(())
         })();
         match r {
-            Ok(()) => println!("{name}"),
+            Ok(()) => outln!("{name}"),
             Err(e) => {
                 eprintln!("hx: {}", super::one_line(&e));
                 code = super::exit_code_for(&e);

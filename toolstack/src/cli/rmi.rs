@@ -23,10 +23,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
         let (untagged, deleted) = store.remove_image(r, args.force)?;
         for n in untagged {
-            println!("Untagged: {}", hx_images::Reference::parse(&n).map(|x| x.familiar()).unwrap_or(n));
+            outln!("Untagged: {}", hx_images::Reference::parse(&n).map(|x| x.familiar()).unwrap_or(n));
         }
         if let Some(d) = deleted {
-            println!("Deleted: {d}");
+            outln!("Deleted: {d}");
         }
     }
     // Blobs and rootfs builds nothing refers to any more.

@@ -89,7 +89,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let prepared = tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
     if detach {
         confirm_started(&g.root, &prepared).await?;
-        println!("{}", prepared.id);
+        outln!("{}", prepared.id);
         return Ok(0);
     }
     attach(&g.root, prepared).await
@@ -329,13 +329,18 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
                 .map(|c| c.name.clone())
         };
         let dir = container::dir(root, &id);
-        // QEMU serves host directories over 9p; Xen has no 9p backend in dom0 by default, so
-        // read-only ones become snapshot disks in the container's directory (docs/volumes.md).
-        // HX_HOST_DIRS=snapshot gives QEMU the same (no 9p: faster reads, a copy taken at start).
+        // QEMU serves host directories over virtio-9p. On Xen read-only ones become snapshot
+        // disks in the container's directory and read-write ones go over Xen's 9pfs when dom0
+        // has its QEMU backend (docs/volumes.md). HX_HOST_DIRS=snapshot gives QEMU the
+        // snapshots too (faster reads, a copy taken at start).
         let snapshot = std::env::var("HX_HOST_DIRS").is_ok_and(|v| v == "snapshot");
         let host_dirs = match be.name() {
             "qemu" if !snapshot => crate::volume::HostDirs::Share,
-            _ => crate::volume::HostDirs::Snapshot(&dir),
+            "qemu" => crate::volume::HostDirs::Snapshot { into: &dir, share_rw: false },
+            _ => crate::volume::HostDirs::Snapshot {
+                into: &dir,
+                share_rw: crate::backend::xen::has_9pfs_backend(),
+            },
         };
         let plan = match crate::volume::plan(
             root,

@@ -18,7 +18,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let mut code = 0;
     for name in &args.containers {
         match stop_one(g, name, args.time).await {
-            Ok(()) => println!("{name}"),
+            Ok(()) => outln!("{name}"),
             Err(e) => {
                 eprintln!("hx: {}", super::one_line(&e));
                 code = super::exit_code_for(&e);

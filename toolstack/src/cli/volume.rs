@@ -92,7 +92,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             let size = super::run::parse_size_mb(&a.size)? << 20;
             let _lock = Store::open(&g.root)?.lock()?;
             let v = volume::create(&g.root, a.name.as_deref(), size, false)?;
-            println!("{}", v.name);
+            outln!("{}", v.name);
             Ok(0)
         }
         Command::Ls(a) => {
@@ -102,10 +102,10 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                     .iter()
                     .map(|v| details(g, v))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                outln!("{}", serde_json::to_string_pretty(&all)?);
             } else if a.quiet {
                 for v in &list {
-                    println!("{}", v.name);
+                    outln!("{}", v.name);
                 }
             } else {
                 let rows: Vec<Vec<String>> = list
@@ -139,7 +139,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                     volume::remove(&g.root, name)
                 })();
                 match r {
-                    Ok(()) => println!("{name}"),
+                    Ok(()) => outln!("{name}"),
                     Err(e) => {
                         eprintln!("hx: {}", super::one_line(&e));
                         code = super::exit_code_for(&e);
@@ -153,7 +153,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             for name in &a.volumes {
                 out.push(details(g, &volume::get(&g.root, name)?)?);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
         }
         Command::Prune(a) => {
@@ -164,10 +164,10 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                 if (a.all || v.anonymous) && users(g, &v.name)?.is_empty() {
                     freed += volume::used_bytes(&g.root, &v.name);
                     volume::remove(&g.root, &v.name)?;
-                    println!("Deleted: {}", v.name);
+                    outln!("Deleted: {}", v.name);
                 }
             }
-            println!(
+            outln!(
                 "Total reclaimed space: {}",
                 super::images::human_size(freed)
             );

@@ -33,7 +33,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 Err(_) => c.exit_code.unwrap_or(0),
             }
         };
-        println!("{code}");
+        outln!("{code}");
         last = code;
     }
     let _ = last;

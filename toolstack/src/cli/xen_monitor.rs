@@ -88,6 +88,14 @@ fn domain_config(l: &Launch) -> DomainConfig {
     if let Some(script) = &l.disk_script {
         cfg = cfg.disk_script(script);
     }
+    for s in &l.shares {
+        // `none`: files keep the host's owners and modes, as with QEMU's virtio-9p (qemu.rs).
+        cfg = cfg.p9(xen_bindings::P9Spec {
+            tag: s.tag.clone(),
+            path: s.path.clone(),
+            security_model: "none".into(),
+        });
+    }
     if let Some(n) = &l.nic {
         cfg = cfg.nic(xen_bindings::NicSpec {
             bridge: n.bridge.clone(),
@@ -352,6 +360,7 @@ mod tests {
             ],
             disk_script: None,
             nic: Some(crate::backend::xen::LaunchNic { bridge: "hx0".into(), vifname: "hxv0123".into(), mac: "00:16:3e:00:00:01".into() }),
+            shares: vec![crate::backend::xen::LaunchShare { tag: "hxfs0".into(), path: "/srv/data".into() }],
         };
         let c = domain_config(&l);
         c.validate().unwrap();
@@ -361,5 +370,7 @@ mod tests {
         assert_eq!(vdevs, [("xvda", true), ("xvdb", true), ("xvdc", false)]);
         assert_eq!((c.nics[0].bridge.as_str(), c.nics[0].vifname.as_deref()), ("hx0", None));
         assert_eq!(c.xsdata, [("hx/id".to_string(), "ab".repeat(32)), ("hx/control".to_string(), String::new())]);
+        let p9s: Vec<(&str, &str, &str)> = c.p9s.iter().map(|p| (p.tag.as_str(), p.path.to_str().unwrap(), p.security_model.as_str())).collect();
+        assert_eq!(p9s, [("hxfs0", "/srv/data", "none")]);
     }
 }

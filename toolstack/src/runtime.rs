@@ -142,7 +142,7 @@ pub fn remove(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()
 
 fn remove_dir(root: &Path, c: &Container) -> anyhow::Result<()> {
     let d = container::dir(root, &c.id);
-    match std::fs::remove_dir_all(&d) {
+    match crate::volume::remove_container_dir(&d) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(anyhow::anyhow!("removing {}: {e}", d.display()))
         }

@@ -263,8 +263,9 @@ pub struct Share {
 /// How a backend gives the guest a host directory.
 #[derive(Debug, Clone, Copy)]
 pub enum HostDirs<'a> {
-    /// Live over 9p, `:ro` ones too (QEMU's virtio-9p exports read-only).
-    Share,
+    /// Live over 9p, `:ro` ones too (QEMU's virtio-9p exports read-only). Single files are
+    /// bound into private directories under `into` (the container's directory).
+    Share { into: &'a Path },
     /// `:ro` directories become ext4 snapshots taken at start, written into `into` (the
     /// container's directory): Xen's 9pfs backend cannot export read-only, and a read-only
     /// mount the guest made could be remounted by the guest. Read-write ones are shared live
@@ -313,9 +314,55 @@ pub fn plan(
     let mut plan = Plan::default();
     if let Err(e) = add_all(root, &all, first_disk, busy, dirs, &mut plan) {
         remove_anonymous(root, &plan.records);
+        let (HostDirs::Share { into } | HostDirs::Snapshot { into, .. }) = dirs;
+        release_binds(into);
         return Err(e);
     }
     Ok(plan)
+}
+
+/// A single host file goes to the guest as a private directory `<into>/binds/N` holding only a
+/// bind mount of it: sharing the file's own directory would hand the guest its siblings too
+/// (`-v /etc/hosts:/etc/hosts` would expose all of /etc).
+fn bind_file(file: &Path, into: &Path, n: usize) -> anyhow::Result<PathBuf> {
+    let d = into.join("binds").join(n.to_string());
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    let at = d.join(file.file_name().unwrap_or_default());
+    std::fs::File::create(&at).with_context(|| format!("creating {}", at.display()))?;
+    use nix::mount::{mount, MsFlags};
+    mount(Some(file), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| match e {
+        nix::errno::Errno::EPERM => anyhow::anyhow!(
+            "-v {}: sharing a single file needs root (hx binds it into a private directory); share its directory instead",
+            file.display()
+        ),
+        e => anyhow::anyhow!("binding {} for the guest: {e}", file.display()),
+    })?;
+    Ok(d)
+}
+
+/// Unmounts the file binds `bind_file` made for a container (the container directory
+/// `dir`); before its directory is removed, and safe to call when there are none.
+pub fn release_binds(dir: &Path) {
+    let binds = dir.join("binds");
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for line in info.lines() {
+        // Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let mp = mp.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
+        if Path::new(&mp).starts_with(&binds) {
+            if let Err(e) = nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!("unmounting {mp}: {e}");
+            }
+        }
+    }
+}
+
+/// Removes a container's directory, releasing its file binds first.
+pub fn remove_container_dir(dir: &Path) -> std::io::Result<()> {
+    release_binds(dir);
+    std::fs::remove_dir_all(dir)
 }
 
 fn add_all(
@@ -336,18 +383,19 @@ fn add_all(
                 }
                 let p = std::fs::canonicalize(p)
                     .with_context(|| format!("host path {}", p.display()))?;
+                let into = match dirs {
+                    HostDirs::Snapshot { into, share_rw } if a.readonly || !share_rw => {
+                        add_snapshot(a, &p, into, first_disk, plan)?;
+                        continue;
+                    }
+                    HostDirs::Snapshot { into, .. } | HostDirs::Share { into } => into,
+                };
                 let (share_path, subpath) = if p.is_dir() {
                     (p.clone(), None)
                 } else {
                     let name = p.file_name().map(|n| n.to_string_lossy().to_string());
-                    (p.parent().unwrap_or(Path::new("/")).to_path_buf(), name)
+                    (bind_file(&p, into, plan.shares.len())?, name)
                 };
-                if let HostDirs::Snapshot { into, share_rw } = dirs {
-                    if a.readonly || !share_rw {
-                        add_snapshot(a, &p, into, first_disk, plan)?;
-                        continue;
-                    }
-                }
                 let tag = format!("hxfs{}", plan.shares.len());
                 plan.shares.push(Share {
                     tag: tag.clone(),
@@ -641,7 +689,7 @@ mod tests {
             &["/data".into(), "/cache".into()],
             2,
             &|_| None,
-            HostDirs::Share,
+            HostDirs::Share { into: d.path() },
         )
         .unwrap();
         assert_eq!(p.shares.len(), 1);
@@ -663,7 +711,7 @@ mod tests {
             &[],
             2,
             &|_| Some("web".into()),
-            HostDirs::Share,
+            HostDirs::Share { into: d.path() },
         )
         .err()
         .unwrap();
@@ -674,7 +722,7 @@ mod tests {
             &[],
             2,
             &|_| None,
-            HostDirs::Share,
+            HostDirs::Share { into: d.path() },
         )
         .is_err());
     }

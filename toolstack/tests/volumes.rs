@@ -54,6 +54,24 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
     assert_eq!(std::fs::read_to_string(missing.join("y")).unwrap(), "x\n");
     assert!(!ro.join("nope").exists());
     assert!(volumes(&hx).is_empty(), "bind mounts make no volumes");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(hx.root().to_str().unwrap()), "mounts left under the store:\n{mounts}");
+
+    // A single file is exported to the guest alone: the directory QEMU serves holds only it,
+    // not the file's siblings (`-v /etc/hosts:...` must not hand the guest all of /etc).
+    hx.ok(&["run", "-d", "--name", "f", "-v", &vol(&file, "/etc/app.conf"), BUSYBOX, "sleep", "600"]);
+    let exported = common::qemu_cmdlines_for(hx.root())
+        .iter()
+        .flat_map(|args| args.iter().filter(|a| a.starts_with("local,")).filter_map(|a| a.split(',').find_map(|kv| kv.strip_prefix("path="))).map(String::from).collect::<Vec<_>>())
+        .collect::<Vec<_>>();
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert_ne!(Path::new(&exported[0]), host.path());
+    let entries: Vec<String> = std::fs::read_dir(&exported[0]).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert_eq!(entries, ["app.conf"]);
+    assert_eq!(std::fs::read_to_string(Path::new(&exported[0]).join("app.conf")).unwrap(), "setting=2\n");
+    hx.ok(&["rm", "-f", "f"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(hx.root().to_str().unwrap()), "mounts left after rm -f:\n{mounts}");
 }
 
 #[test]
@@ -293,7 +311,7 @@ fn host_directories_as_snapshots_like_xen() {
     assert_eq!(r.code, 125);
     assert!(
         r.stderr
-            .contains("cannot share a host directory read-write")
+            .contains("no 9p backend to share a host directory read-write")
             && r.stderr.contains("add :ro"),
         "{}",
         r.stderr

@@ -335,7 +335,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         // snapshots too (faster reads, a copy taken at start).
         let snapshot = std::env::var("HX_HOST_DIRS").is_ok_and(|v| v == "snapshot");
         let host_dirs = match be.name() {
-            "qemu" if !snapshot => crate::volume::HostDirs::Share,
+            "qemu" if !snapshot => crate::volume::HostDirs::Share { into: &dir },
             "qemu" => crate::volume::HostDirs::Snapshot { into: &dir, share_rw: false },
             _ => crate::volume::HostDirs::Snapshot {
                 into: &dir,
@@ -352,7 +352,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         ) {
             Ok(p) => p,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = crate::volume::remove_container_dir(&dir);
                 return Err(e);
             }
         };
@@ -366,7 +366,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             Ok(n) => n,
             Err(e) => {
                 crate::volume::remove_anonymous(root, &plan.records);
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = crate::volume::remove_container_dir(&dir);
                 return Err(e);
             }
         };
@@ -410,7 +410,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         if let Err(e) = made {
             let _ = crate::network::release(root, &id, &net.state);
             crate::volume::remove_anonymous(root, &plan.records);
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = crate::volume::remove_container_dir(&dir);
             return Err(e);
         }
         (c, net.nic, plan.shares, plan.disks)

@@ -191,6 +191,20 @@ pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Run
     }
 }
 
+/// The argument lists of the live QEMU processes started for the store at `root`.
+pub fn qemu_cmdlines_for(root: &Path) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into()).collect();
+            if args[0].starts_with("qemu-system") && args.iter().any(|a| a.contains(&*root.to_string_lossy())) {
+                out.push(args);
+            }
+        }
+    }
+    out
+}
+
 pub fn qemu_processes_for(root: &Path) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {

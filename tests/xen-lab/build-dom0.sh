@@ -18,6 +18,8 @@ PACKAGES=(
     util-linux cpio jq erofs-utils nftables curl ca-certificates libssl3 zlib1g
     # QEMU as libxl's per-domain 9pfs backend: read-write host directories (`hx run -v DIR:PATH`).
     qemu-system-xen
+    # Load generator for tests/xen-lab/nginx-bench.sh.
+    wrk
 )
 # Loaded by /init or by the tests; their dependencies come along (modprobe --show-depends).
 MODULES=(

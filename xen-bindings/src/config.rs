@@ -60,6 +60,8 @@ pub struct NicSpec {
     pub ip: Option<std::net::Ipv4Addr>,
     /// The vif's name in dom0 (default: libxl's `vif<domid>.<n>`).
     pub vifname: Option<String>,
+    /// Hotplug script libxl runs for the vif instead of `vif-bridge` (absolute path).
+    pub script: Option<PathBuf>,
 }
 
 /// A dom0 directory shared with the guest over Xen's PV 9pfs transport. libxl starts a QEMU in
@@ -282,6 +284,11 @@ impl DomainConfig {
                     return bad(format!("vif name {v:?}: an interface name of at most 15 characters"));
                 }
             }
+            if let Some(p) = &n.script {
+                if !p.is_absolute() {
+                    return bad(format!("vif script {}: must be an absolute path", p.display()));
+                }
+            }
             if let Some(m) = &n.mac {
                 match parse_mac(m) {
                     None => return bad(format!("mac {m:?}: expected xx:xx:xx:xx:xx:xx")),
@@ -410,6 +417,9 @@ impl DomainConfig {
                 if let Some(v) = &n.vifname {
                     nic.ifname = libxl_str("vif name", v)?;
                 }
+                if let Some(script) = &n.script {
+                    nic.script = libxl_str("vif script", &script.to_string_lossy())?;
+                }
                 nic.backend_domid = 0;
             }
             c.channels = calloc::<sys::libxl_device_channel>(self.channels.len());
@@ -502,7 +512,7 @@ mod tests {
             .disk("/var/lib/hx/rootfs/x.erofs", true)
             .disk("/var/lib/hx/containers/c/config.img", true)
             .disk("/var/lib/hx/containers/c/upper.img", false)
-            .nic(NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()), ip: Some([10, 88, 0, 5].into()), vifname: Some("hxv-web".into()) })
+            .nic(NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()), ip: Some([10, 88, 0, 5].into()), vifname: Some("hxv-web".into()), script: Some("/var/lib/hx/assets/hx-vif-hotplug".into()) })
             .channel("hx.stdout", ChannelConnection::Socket("/run/hx/c/stdout.sock".into()))
             .channel("hx.control", ChannelConnection::Pty)
             .xenstore_node("hx/id", "0123abcd")
@@ -555,6 +565,7 @@ mod tests {
             assert_eq!((*c.nics).mac, [0x00, 0x16, 0x3e, 1, 2, 3]);
             assert_eq!(CStr::from_ptr((*c.nics).ip).to_str().unwrap(), "10.88.0.5");
             assert_eq!(CStr::from_ptr((*c.nics).bridge).to_str().unwrap(), "hx0");
+            assert_eq!(CStr::from_ptr((*c.nics).script).to_str().unwrap(), "/var/lib/hx/assets/hx-vif-hotplug");
             assert_eq!(CStr::from_ptr(c.b_info.kernel).to_str().unwrap(), "/usr/local/lib/hx/vmlinux");
             assert_eq!(CStr::from_ptr(c.b_info.ramdisk).to_str().unwrap(), "/var/lib/hx/assets/initramfs.cpio");
             assert_eq!(CStr::from_ptr((*c.channels).name).to_str().unwrap(), "hx.stdout");
@@ -625,7 +636,7 @@ mod tests {
         let mut c = sample(DomainType::Pvh);
         c.cmdline = "a\0b".into();
         assert!(c.to_libxl().is_err());
-        let c = sample(DomainType::Pvh).nic(NicSpec { bridge: "hx0".into(), mac: Some("01:00:5e:00:00:01".into()), ip: None, vifname: None });
+        let c = sample(DomainType::Pvh).nic(NicSpec { bridge: "hx0".into(), mac: Some("01:00:5e:00:00:01".into()), ip: None, vifname: None, script: None });
         assert!(c.validate().unwrap_err().to_string().contains("multicast"));
         let c = sample(DomainType::Pvh).channel("hx.stdout", ChannelConnection::Pty);
         assert!(c.validate().unwrap_err().to_string().contains("repeated"));

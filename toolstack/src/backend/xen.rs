@@ -54,6 +54,9 @@ pub struct Launch {
     /// hx's own disk hotplug helper instead of libxl's block script (`[xen] hotplug = "hx"`).
     #[serde(default)]
     pub disk_script: Option<PathBuf>,
+    /// hx's own vif hotplug helper instead of libxl's vif-bridge script (same setting).
+    #[serde(default)]
+    pub vif_script: Option<PathBuf>,
     /// Host directories over Xen's 9pfs (a QEMU per domain in dom0 serves them).
     #[serde(default)]
     pub shares: Vec<LaunchShare>,
@@ -146,15 +149,18 @@ impl Xen {
         })
     }
 
-    /// `HX_XEN_HOTPLUG`, else `[xen] hotplug` from the config file: "hx" (default) or "block".
-    fn disk_script(&self) -> anyhow::Result<Option<PathBuf>> {
+    /// The vbd and vif hotplug helpers libxl runs: `HX_XEN_HOTPLUG`, else `[xen] hotplug` from
+    /// the config file: "hx" (default: hx's own, xen_hotplug.rs) or "block" (libxl's `block`
+    /// and `vif-bridge` scripts).
+    fn hotplug_scripts(&self) -> anyhow::Result<(Option<PathBuf>, Option<PathBuf>)> {
         let choice = match std::env::var("HX_XEN_HOTPLUG") {
             Ok(v) => Some(v),
             Err(_) => crate::hostconfig::load(&self.root)?.xen.hotplug,
         };
+        use super::xen_hotplug::{script_path, VBD, VIF};
         match choice.as_deref() {
-            Some("block") => Ok(None),
-            None | Some("hx") => Ok(Some(super::xen_hotplug::script_path(&self.root)?)),
+            Some("block") => Ok((None, None)),
+            None | Some("hx") => Ok((Some(script_path(&self.root, VBD)?), Some(script_path(&self.root, VIF)?))),
             Some(other) => bail!("HX_XEN_HOTPLUG {other:?}: \"block\" or \"hx\""),
         }
     }
@@ -376,6 +382,7 @@ impl Backend for Xen {
             .map(|n| n.hold.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
         let d = spec.dir;
+        let (disk_script, vif_script) = self.hotplug_scripts()?;
         let launch = Launch {
             id: spec.id.to_string(),
             name: spec.name.to_string(),
@@ -394,7 +401,8 @@ impl Backend for Xen {
                 })
                 .collect(),
             nic,
-            disk_script: self.disk_script()?,
+            disk_script,
+            vif_script,
             shares: spec
                 .shares
                 .iter()

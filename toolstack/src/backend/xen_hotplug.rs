@@ -1,33 +1,44 @@
-//! hx's own vbd hotplug helper, used instead of libxl's `block` script unless the config file
-//! says `[xen] hotplug = "block"`: libxl runs `<root>/assets/hx-vbd-hotplug add|remove` (a symlink
-//! to the hx binary; `main` dispatches on argv[0]) with `XENBUS_PATH` set to the vbd's backend
-//! directory. `add` attaches the backing file to a free loop device with two ioctls (read-only
+//! hx's own hotplug helpers, used instead of libxl's `block` and `vif-bridge` scripts unless the
+//! config file says `[xen] hotplug = "block"`. libxl runs `<root>/assets/hx-vbd-hotplug
+//! add|remove` and `<root>/assets/hx-vif-hotplug online|offline` (symlinks to the hx binary;
+//! `main` dispatches on argv[0]) with `XENBUS_PATH` set to the device's backend directory.
+//!
+//! vbd: `add` attaches the backing file to a free loop device with two ioctls (read-only
 //! when the backend's mode is `r`) and writes `physical-device` for blkback; `remove` detaches
 //! it (LOOP_CLR_FD on a device blkback still holds marks it autoclear). Not autoclear from the
 //! start: the helper's own fd is the last one until blkback opens the device, and the loop
 //! would be gone (or rebound to another disk) by then — seen in the lab. No shell, no
 //! losetup, no sharing checks: hx owns these files. The `block` script's cost under TCG is most
 //! of a domain's build and teardown time (docs/architecture.md).
+//!
+//! vif: what vif-bridge does for hx's bridges, in one `ip -batch` process instead of a bash
+//! script that sources three others and forks dozens of times: the vif gets fe:ff:ff:ff:ff:ff
+//! (so the bridge never takes the guest-facing port's address as its own), no addresses, the
+//! bridge's MTU, joins the bridge, goes up; then `hotplug-status = connected`, which netback
+//! waits for before it connects the guest. `offline` needs nothing: the vif is gone with the
+//! domain and libxl removes the backend directory.
 use anyhow::{bail, Context};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use xen_bindings::Xenstore;
 
-pub const NAME: &str = "hx-vbd-hotplug";
+pub const VBD: &str = "hx-vbd-hotplug";
+pub const VIF: &str = "hx-vif-hotplug";
 
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 
-/// The helper's path: a symlink to this binary in `<root>/assets`, made on first use.
-pub fn script_path(root: &Path) -> anyhow::Result<PathBuf> {
+/// A helper's path (`VBD` or `VIF`): a symlink to this binary in `<root>/assets`, made on
+/// first use.
+pub fn script_path(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the hx binary")?;
     let dir = root.join("assets");
     std::fs::create_dir_all(&dir)?;
-    let link = dir.join(NAME);
+    let link = dir.join(name);
     if std::fs::read_link(&link).ok().as_deref() != Some(exe.as_path()) {
-        let tmp = dir.join(format!(".{NAME}.{}", std::process::id()));
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&exe, &tmp)?;
         std::fs::rename(&tmp, &link)?;
@@ -38,16 +49,23 @@ pub fn script_path(root: &Path) -> anyhow::Result<PathBuf> {
 /// `main`'s dispatch: Some(exit code) when hx was invoked as the hotplug helper.
 pub fn from_argv0() -> Option<i32> {
     let argv0 = std::env::args_os().next()?;
-    if Path::new(&argv0).file_name()? != NAME {
+    let name = Path::new(&argv0).file_name()?.to_str()?;
+    if name != VBD && name != VIF {
         return None;
     }
     let action = std::env::args().nth(1).unwrap_or_default();
-    let be = std::env::var("XENBUS_PATH").unwrap_or_default();
-    Some(match run(&action, &be) {
+    let xenbus_path = std::env::var("XENBUS_PATH").unwrap_or_default();
+    let result = if name == VBD {
+        run(&action, &xenbus_path)
+    } else {
+        run_vif(&action, &xenbus_path, &std::env::var("vif").unwrap_or_default())
+    };
+    let be = absolute(&xenbus_path);
+    Some(match result {
         Ok(()) => 0,
         Err(e) => {
             let msg = format!("{e:#}");
-            eprintln!("{NAME}: {msg}");
+            eprintln!("{name}: {msg}");
             // libxl reports the backend's hotplug-error node on failure.
             if let Ok(xs) = Xenstore::open() {
                 let _ = xs.write(&format!("{be}/hotplug-error"), msg.as_bytes());
@@ -58,21 +76,78 @@ pub fn from_argv0() -> Option<i32> {
 }
 
 /// libxl passes the backend directory relative to dom0's home (`backend/vbd/<domid>/<dev>`).
-fn backend_dir(xenbus_path: &str) -> anyhow::Result<String> {
-    let abs = match xenbus_path.strip_prefix('/') {
+fn absolute(xenbus_path: &str) -> String {
+    match xenbus_path.strip_prefix('/') {
         Some(_) => xenbus_path.to_string(),
         None => format!("/local/domain/0/{xenbus_path}"),
-    };
-    let rest = abs.strip_prefix("/local/domain/0/backend/vbd/").unwrap_or("");
+    }
+}
+
+/// The absolute backend directory of a `kind` (vbd, vif) device of dom0.
+fn backend_dir(xenbus_path: &str, kind: &str) -> anyhow::Result<String> {
+    let abs = absolute(xenbus_path);
+    let rest = abs.strip_prefix(&format!("/local/domain/0/backend/{kind}/")).unwrap_or("");
     let parts: Vec<&str> = rest.split('/').collect();
     if parts.len() != 2 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
-        bail!("XENBUS_PATH {xenbus_path:?} is not a vbd backend of dom0");
+        bail!("XENBUS_PATH {xenbus_path:?} is not a {kind} backend of dom0");
     }
     Ok(abs)
 }
 
+fn is_ifname(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
+    let be = backend_dir(xenbus_path, "vif")?;
+    if !is_ifname(vif) {
+        bail!("vif name {vif:?} (from libxl's environment) is not an interface name");
+    }
+    match action {
+        "online" | "add" => {
+            let xs = Xenstore::open()?;
+            let bridge = read(&xs, &be, "bridge")?;
+            if !is_ifname(&bridge) || !Path::new(&format!("/sys/class/net/{bridge}/bridge")).exists() {
+                bail!("bridge {bridge:?} of {vif} does not exist");
+            }
+            let mtu = match xs.read(&format!("{be}/mtu"))? {
+                Some(m) => String::from_utf8(m)?.trim().to_string(),
+                None => std::fs::read_to_string(format!("/sys/class/net/{bridge}/mtu"))?.trim().to_string(),
+            };
+            if mtu.parse::<u32>().is_err() {
+                bail!("mtu {mtu:?} for {vif} is not a number");
+            }
+            let batch = format!(
+                "link set dev {vif} down\n\
+                 link set dev {vif} address fe:ff:ff:ff:ff:ff\n\
+                 address flush dev {vif}\n\
+                 link set dev {vif} mtu {mtu}\n\
+                 link set dev {vif} master {bridge}\n\
+                 link set dev {vif} up\n"
+            );
+            let mut child = std::process::Command::new("ip")
+                .args(["-batch", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .context("running ip (iproute2)")?;
+            use std::io::Write;
+            child.stdin.take().expect("piped").write_all(batch.as_bytes())?;
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                bail!("ip -batch for {vif}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            xs.write(&format!("{be}/hotplug-status"), b"connected")?;
+            Ok(())
+        }
+        "offline" | "remove" => Ok(()),
+        other => bail!("unknown action {other:?} (online or offline)"),
+    }
+}
+
 fn run(action: &str, xenbus_path: &str) -> anyhow::Result<()> {
-    let be = backend_dir(xenbus_path)?;
+    let be = backend_dir(xenbus_path, "vbd")?;
     let be = be.as_str();
     let xs = Xenstore::open()?;
     match action {
@@ -160,19 +235,32 @@ mod tests {
 
     #[test]
     fn refuses_anything_but_a_dom0_vbd_backend() {
-        assert_eq!(backend_dir("backend/vbd/2/51728").unwrap(), "/local/domain/0/backend/vbd/2/51728");
-        assert_eq!(backend_dir("/local/domain/0/backend/vbd/2/51728").unwrap(), "/local/domain/0/backend/vbd/2/51728");
+        assert_eq!(backend_dir("backend/vbd/2/51728", "vbd").unwrap(), "/local/domain/0/backend/vbd/2/51728");
+        assert_eq!(backend_dir("/local/domain/0/backend/vbd/2/51728", "vbd").unwrap(), "/local/domain/0/backend/vbd/2/51728");
         for bad in ["", "/local/domain/5/data", "backend/vbd/2", "backend/vbd/2/51728/x", "backend/vbd/../51728", "backend/vif/2/0"] {
             assert!(run("add", bad).unwrap_err().to_string().contains("not a vbd backend"), "{bad}");
         }
     }
 
     #[test]
+    fn vif_helper_refuses_other_backends_and_odd_names_before_touching_anything() {
+        for bad in ["backend/vbd/2/51728", "backend/vif/2", "backend/vif/x/0", "/local/domain/3/backend/vif/2/0"] {
+            assert!(run_vif("online", bad, "vif2.0").unwrap_err().to_string().contains("not a vif backend"), "{bad}");
+        }
+        for bad in ["", "vif2.0; reboot", "a-name-longer-than-15", "vif 2"] {
+            assert!(run_vif("online", "backend/vif/2/0", bad).unwrap_err().to_string().contains("not an interface name"), "{bad:?}");
+        }
+        assert!(run_vif("offline", "backend/vif/2/0", "vif2.0").is_ok());
+    }
+
+    #[test]
     fn the_script_is_a_symlink_to_hx_in_the_store() {
         let d = tempfile::tempdir().unwrap();
-        let p = script_path(d.path()).unwrap();
-        assert_eq!(p.file_name().unwrap(), NAME);
-        assert_eq!(std::fs::read_link(&p).unwrap(), std::env::current_exe().unwrap());
-        assert_eq!(script_path(d.path()).unwrap(), p);
+        for name in [VBD, VIF] {
+            let p = script_path(d.path(), name).unwrap();
+            assert_eq!(p.file_name().unwrap(), name);
+            assert_eq!(std::fs::read_link(&p).unwrap(), std::env::current_exe().unwrap());
+            assert_eq!(script_path(d.path(), name).unwrap(), p);
+        }
     }
 }

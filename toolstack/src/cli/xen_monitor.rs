@@ -105,6 +105,7 @@ fn domain_config(l: &Launch) -> DomainConfig {
             // xenstore path from that name, and with any other name writes (and leaks)
             // /local/domain/<name>/device/vif/<name>/mtu.
             vifname: None,
+            script: l.vif_script.clone(),
         });
     }
     cfg
@@ -359,6 +360,7 @@ mod tests {
                 LaunchDisk { path: "/var/lib/hx/containers/c/upper.img".into(), readonly: false },
             ],
             disk_script: None,
+            vif_script: Some("/var/lib/hx/assets/hx-vif-hotplug".into()),
             nic: Some(crate::backend::xen::LaunchNic { bridge: "hx0".into(), vifname: "hxv0123".into(), mac: "00:16:3e:00:00:01".into() }),
             shares: vec![crate::backend::xen::LaunchShare { tag: "hxfs0".into(), path: "/srv/data".into() }],
         };
@@ -369,6 +371,7 @@ mod tests {
         let vdevs: Vec<(&str, bool)> = c.disks.iter().map(|d| (d.vdev.as_str(), d.readonly)).collect();
         assert_eq!(vdevs, [("xvda", true), ("xvdb", true), ("xvdc", false)]);
         assert_eq!((c.nics[0].bridge.as_str(), c.nics[0].vifname.as_deref()), ("hx0", None));
+        assert_eq!(c.nics[0].script.as_deref(), Some(std::path::Path::new("/var/lib/hx/assets/hx-vif-hotplug")));
         assert_eq!(c.xsdata, [("hx/id".to_string(), "ab".repeat(32)), ("hx/control".to_string(), String::new())]);
         let p9s: Vec<(&str, &str, &str)> = c.p9s.iter().map(|p| (p.tag.as_str(), p.path.to_str().unwrap(), p.security_model.as_str())).collect();
         assert_eq!(p9s, [("hxfs0", "/srv/data", "none")]);

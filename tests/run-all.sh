@@ -27,13 +27,20 @@ fi
 export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage cargo-test cargo test --release --workspace --no-fail-fast
 [ -x tests/guest/run.sh ] && stage guest-boot tests/guest/run.sh
-# The Xen lab: its built-in suite, then the nginx acceptance and the volume checks inside dom0 (HX_LAB_ARGS adds options,
-# e.g. --no-suite while developing).
+# The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
+# checks and xen-bindings' dom0 tests (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
 xen_lab() {
-    local layout
+    local layout bindings
     layout="$(mktemp -d /tmp/hx-nginx-layout.XXXXXX)"
+    # The test binary of the cargo-test stage (already built; cargo's JSON output names it).
+    bindings="$(cargo test --release -p xen-bindings --test dom0 --no-run --message-format=json 2>/dev/null |
+        jq -r 'select(.profile.test == true and .target.name == "dom0") | .executable' | tail -n 1)"
+    [ -x "$bindings" ] || { echo "xen-lab: cannot build xen-bindings' dom0 test binary"; return 1; }
     tests/images/nginx.sh "$layout/nginx" &&
-        tests/xen-lab/run ${HX_LAB_ARGS:-} --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh --image "nginx=$layout/nginx"
+        tests/xen-lab/run ${HX_LAB_ARGS:-} --image "nginx=$layout/nginx" \
+            --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
+            --script tests/xen-lab/checks/control.sh \
+            --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh
     local rc=$?
     rm -rf "$layout"
     return $rc

@@ -195,12 +195,17 @@ fn deliver(child: Pid, line: &str) {
     }
 }
 
-/// A control watch fired: the node holds the latest line (a bounded, guest-readable value hx
-/// wrote; an empty value is the registration's initial event).
-fn deliver_from_xenstore(child: Pid, client: &mut xenstore_wire::Client) {
+/// A control watch fired: the node holds hx's last few numbered lines (a bounded,
+/// guest-readable value; empty at the registration's initial event). `last` is the number of
+/// the last line delivered.
+fn deliver_from_xenstore(child: Pid, client: &mut xenstore_wire::Client, last: &mut u64) {
     if let Ok(Some(v)) = client.read(crate::devices::XEN_CONTROL_NODE) {
-        if v.len() <= 256 {
-            deliver(child, &String::from_utf8_lossy(&v));
+        if v.len() <= 4096 {
+            let (lines, top) = pv_init::status::control_log::newer(&String::from_utf8_lossy(&v), *last);
+            *last = top;
+            for l in lines {
+                deliver(child, &l);
+            }
         }
     }
 }
@@ -210,10 +215,11 @@ fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result
     let mut control = control;
     let mut control_buf = Vec::new();
     let mut control_ok = true;
+    let mut control_last = 0;
     loop {
         if let ControlSource::Xenstore(client) = &mut control {
             while client.queued_event().is_some() {
-                deliver_from_xenstore(child, client);
+                deliver_from_xenstore(child, client, &mut control_last);
             }
         }
         let mut fds = vec![nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN)];
@@ -245,7 +251,7 @@ fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result
                     }
                 }
                 ControlSource::Xenstore(client) => match client.next_event() {
-                    Ok(_) => deliver_from_xenstore(child, client),
+                    Ok(_) => deliver_from_xenstore(child, client, &mut control_last),
                     Err(_) => control_ok = false,
                 },
             }

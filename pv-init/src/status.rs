@@ -58,9 +58,73 @@ impl Control {
     }
 }
 
+/// The Xen control node holds the last few control lines, each numbered: `SEQ LINE\n...`.
+/// A xenstore watch may fire once for several writes, so hx appends (in a transaction) and
+/// pv-init delivers every line newer than the last it delivered, in order.
+pub mod control_log {
+    /// Lines kept in the node (well under xenstore's 4096-byte values).
+    pub const KEEP: usize = 16;
+
+    /// The node's new value: `old` plus `line` under the next number, oldest lines dropped.
+    pub fn append(old: &str, line: &str) -> String {
+        let entries = parse(old);
+        let next = entries.last().map_or(1, |(n, _)| n + 1);
+        let mut out: Vec<String> = entries.into_iter().map(|(n, l)| format!("{n} {l}")).collect();
+        out.push(format!("{next} {}", line.trim()));
+        let skip = out.len().saturating_sub(KEEP);
+        out[skip..].iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    /// The numbered lines of a node value, in order; malformed lines are skipped.
+    pub fn parse(value: &str) -> Vec<(u64, String)> {
+        value
+            .lines()
+            .filter_map(|l| {
+                let (n, rest) = l.split_once(' ')?;
+                Some((n.parse().ok()?, rest.to_string()))
+            })
+            .collect()
+    }
+
+    /// The lines after number `last`, and the new `last`.
+    pub fn newer(value: &str, last: u64) -> (Vec<String>, u64) {
+        let mut top = last;
+        let lines = parse(value)
+            .into_iter()
+            .filter(|(n, _)| *n > last)
+            .map(|(n, l)| {
+                top = top.max(n);
+                l
+            })
+            .collect();
+        (lines, top)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_log_keeps_every_line_a_single_watch_event_may_cover() {
+        let mut v = String::new();
+        for sig in [10, 12, 15] {
+            v = control_log::append(&v, &format!("signal {sig}\n"));
+        }
+        assert_eq!(v, "1 signal 10\n2 signal 12\n3 signal 15\n");
+        // Both writes landed before pv-init read once: both are delivered, in order.
+        let (lines, last) = control_log::newer(&v, 1);
+        assert_eq!((lines, last), (vec!["signal 12".to_string(), "signal 15".to_string()], 3));
+        assert_eq!(control_log::newer(&v, 3), (vec![], 3));
+        assert_eq!(control_log::newer("", 0), (vec![], 0));
+        for _ in 0..40 {
+            v = control_log::append(&v, "signal 1");
+        }
+        assert_eq!(control_log::parse(&v).len(), control_log::KEEP);
+        assert_eq!(control_log::parse(&v).last().unwrap().0, 43);
+        assert!(v.len() < 512);
+        assert_eq!(control_log::parse("x y\n7 signal 9\n"), vec![(7, "signal 9".to_string())]);
+    }
 
     #[test]
     fn status_round_trip() {

@@ -488,7 +488,13 @@ impl Backend for Xen {
         if xs.read(&id_node(domid))?.as_deref() != Some(c.id.as_bytes()) {
             bail!("domain {domid} is not container {}'s any more", c.name);
         }
-        xs.write(&control_node(domid), line.as_bytes())?;
+        // Appended under a number: pv-init delivers every line its watch event covers.
+        let node = control_node(domid);
+        xs.transaction(|t| {
+            let old = t.read(&node)?.unwrap_or_default();
+            let new = pv_init::status::control_log::append(&String::from_utf8_lossy(&old), line);
+            t.write(&node, new.as_bytes())
+        })?;
         Ok(())
     }
 

@@ -59,6 +59,33 @@ pub struct Channels {
     pub control: ControlSource,
 }
 
+/// The `-i` input: the `hx.stdin` port (QEMU; its read returns 0 when hx closes its end) or the
+/// console's input side (Xen; switched to raw so typed bytes pass unchanged and are not
+/// echoed; the end comes as a `stdin-eof` control line).
+pub fn open_stdin(backend: Backend) -> Result<fs::File, InitError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if backend == Backend::Xen {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open("/dev/hvc0")
+            .map_err(|e| InitError::setup(format!("console input /dev/hvc0: {e}")))?;
+        if let Ok(mut t) = nix::sys::termios::tcgetattr(&f) {
+            nix::sys::termios::cfmakeraw(&mut t);
+            let _ = nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t);
+        }
+        return Ok(f);
+    }
+    let path = fs::read_dir("/sys/class/virtio-ports")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| fs::read_to_string(e.path().join("name")).is_ok_and(|n| n.trim() == "hx.stdin"))
+        .map(|e| PathBuf::from("/dev").join(e.file_name()))
+        .ok_or_else(|| InitError::setup("channel hx.stdin not found"))?;
+    fs::File::open(&path).map_err(|e| InitError::setup(format!("channel hx.stdin ({}): {e}", path.display())))
+}
+
 impl Channels {
     /// The workload's channels, and where status lines go.
     pub fn find(backend: Backend) -> Result<(Self, StatusSink), InitError> {

@@ -13,10 +13,16 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, InitError> {
+/// The pty master of a `-t` workload (for `resize` control lines), -1 without one.
+static TTY_MASTER: AtomicI32 = AtomicI32::new(-1);
+/// Set by a `stdin-eof` control line: the input copier drains what is left and closes stdin.
+static STDIN_EOF: AtomicBool = AtomicBool::new(false);
+
+pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std::fs::File>) -> Result<Status, InitError> {
     let ident = users::resolve(
         &spec.user,
         &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
@@ -47,6 +53,24 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
     let (errout_r, errout_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
     let devnull = std::fs::File::open("/dev/null").map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
+    // `-t`: the workload's stdin, stdout and stderr are a pty's slave; pv-init holds the master.
+    let pty = match spec.tty {
+        Some(size) => {
+            let ws = nix::pty::Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+            let p = nix::pty::openpty(Some(&ws), None).map_err(|e| InitError::setup(format!("openpty: {e}")))?;
+            for fd in [&p.master, &p.slave] {
+                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    // `-i` without `-t`: a pipe pv-init fills from the input channel.
+    let stdin_pipe = match (&input, &pty) {
+        (Some(_), None) => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?),
+        _ => None,
+    };
+    let stdin_fd = stdin_pipe.as_ref().map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
 
     // SAFETY: single-threaded PID 1; the child only calls async-signal-safe functions until exec.
     let child = match unsafe { fork() } {
@@ -66,9 +90,17 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
             // SAFETY: plain syscalls on valid fds/pointers in the forked child.
             unsafe {
                 libc::setsid();
-                libc::dup2(devnull.as_raw_fd(), 0);
-                libc::dup2(out_w.as_raw_fd(), 1);
-                libc::dup2(errout_w.as_raw_fd(), 2);
+                if let Some(p) = &pty {
+                    let slave = p.slave.as_raw_fd();
+                    libc::ioctl(slave, libc::TIOCSCTTY, 0);
+                    libc::dup2(slave, 0);
+                    libc::dup2(slave, 1);
+                    libc::dup2(slave, 2);
+                } else {
+                    libc::dup2(stdin_fd, 0);
+                    libc::dup2(out_w.as_raw_fd(), 1);
+                    libc::dup2(errout_w.as_raw_fd(), 2);
+                }
                 let groups: Vec<libc::gid_t> = ident.groups.clone();
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0 { fail(1, *libc::__errno_location()) }
                 if libc::setgid(ident.gid) != 0 { fail(1, *libc::__errno_location()) }
@@ -85,7 +117,21 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels) -> Result<Status, 
     drop(err_w);
     drop(out_w);
     drop(errout_w);
-    let relays = vec![relay(out_r, &channels.stdout)?, relay(errout_r, &channels.stderr)?];
+    let mut relays = vec![relay(out_r, &channels.stdout)?, relay(errout_r, &channels.stderr)?];
+    if let Some(p) = pty {
+        drop(p.slave);
+        let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(|e| InitError::setup(format!("pty: {e}")));
+        // The master reads EIO once the last slave is closed: the relay ends there.
+        relays.push(relay(dup(&p.master)?, &channels.stdout)?);
+        if let Some(input) = input {
+            copy_input(input, std::fs::File::from(dup(&p.master)?));
+        }
+        TTY_MASTER.store(p.master.as_raw_fd(), Ordering::Relaxed);
+        std::mem::forget(p.master);
+    } else if let (Some(input), Some((r, w))) = (input, stdin_pipe) {
+        drop(r);
+        copy_input(input, std::fs::File::from(w));
+    }
     let mut buf = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut buf);
     if buf.len() == 5 {
@@ -153,6 +199,37 @@ fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
     Err(InitError { code: 127, message: format!("exec: {argv0:?}: executable file not found in $PATH") })
 }
 
+/// Copies the `-i` input to the workload (its stdin pipe or pty master) on a thread of its own,
+/// until the input ends (a read of 0, or `stdin-eof` on Xen, after what is already there) or
+/// the workload stops reading. Dropping `to` is the workload's EOF (a pipe; for a pty the
+/// master stays open elsewhere).
+fn copy_input(mut from: std::fs::File, mut to: std::fs::File) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let mut fds = [nix::poll::PollFd::new(from.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).unwrap_or(0) > 0;
+            let eof_asked = STDIN_EOF.load(Ordering::Relaxed);
+            if !ready && eof_asked {
+                break;
+            }
+            if !ready {
+                continue;
+            }
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    });
+}
+
 /// Copies a workload pipe to its channel until every writer has closed it.
 fn relay(from: std::os::fd::OwnedFd, to: &std::fs::File) -> Result<std::thread::JoinHandle<()>, InitError> {
     let mut to = to.try_clone().map_err(|e| InitError::setup(format!("channel: {e}")))?;
@@ -188,10 +265,23 @@ fn supervise(child: Pid, signals: SigSet, channels: Channels, relays: Vec<std::t
 }
 
 fn deliver(child: Pid, line: &str) {
-    if let Some(Control::Signal(n)) = Control::parse_line(line) {
-        if let Ok(sig) = Signal::try_from(n) {
-            let _ = signal::kill(child, sig);
+    match Control::parse_line(line) {
+        Some(Control::Signal(n)) => {
+            if let Ok(sig) = Signal::try_from(n) {
+                let _ = signal::kill(child, sig);
+            }
         }
+        Some(Control::Resize { rows, cols }) => {
+            let master = TTY_MASTER.load(Ordering::Relaxed);
+            if master >= 0 {
+                let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+                // SAFETY: TIOCSWINSZ on our pty master with a valid winsize; the kernel sends
+                // SIGWINCH to the terminal's foreground process group.
+                unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+            }
+        }
+        Some(Control::StdinEof) => STDIN_EOF.store(true, Ordering::Relaxed),
+        None => {}
     }
 }
 

@@ -87,6 +87,7 @@ fn run() -> Result<Status, InitError> {
     let disks = devices::Disks::find()?;
     let spec = disks.read_spec()?;
     network::configure(spec.network.as_ref())?;
+    let input = if spec.stdin { Some(devices::open_stdin(backend)?) } else { None };
     mounts::assemble_root(&spec, &disks)?;
-    exec::run_workload(&spec, channels)
+    exec::run_workload(&spec, channels, input)
 }

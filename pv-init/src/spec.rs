@@ -29,6 +29,20 @@ pub struct ContainerSpec {
     /// Network configuration; None = loopback only.
     #[serde(default)]
     pub network: Option<Network>,
+    /// `-i`: the workload's stdin comes from the host (QEMU: the `hx.stdin` port; Xen: the
+    /// console's input). Without it stdin is /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+    /// `-t`: the workload runs on a terminal (a pty in the guest) of this initial size.
+    #[serde(default)]
+    pub tty: Option<TtySize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +171,8 @@ mod tests {
             upper: Upper::Tmpfs { size_mb: 0 },
             mounts: vec![],
             network: None,
+            stdin: true,
+            tty: Some(TtySize { rows: 24, cols: 80 }),
         }
     }
 

@@ -36,23 +36,33 @@ impl Status {
     }
 }
 
-/// Control lines: `signal N`.
+/// Control lines: `signal N`, `resize ROWS COLS` (the terminal of `-t`), `stdin-eof` (the end
+/// of `-i` input where the channel cannot say so itself: Xen's console).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     Signal(i32),
+    Resize { rows: u16, cols: u16 },
+    StdinEof,
 }
 
 impl Control {
     pub fn to_line(&self) -> String {
         match self {
             Control::Signal(n) => format!("signal {n}\n"),
+            Control::Resize { rows, cols } => format!("resize {rows} {cols}\n"),
+            Control::StdinEof => "stdin-eof\n".into(),
         }
     }
 
     pub fn parse_line(line: &str) -> Option<Control> {
-        let mut it = line.split_whitespace();
-        match (it.next(), it.next(), it.next()) {
-            (Some("signal"), Some(n), None) => n.parse().ok().filter(|n| (1..=64).contains(n)).map(Control::Signal),
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["signal", n] => n.parse().ok().filter(|n| (1..=64).contains(n)).map(Control::Signal),
+            ["resize", r, c] => match (r.parse(), c.parse()) {
+                (Ok(rows), Ok(cols)) if rows > 0 && cols > 0 => Some(Control::Resize { rows, cols }),
+                _ => None,
+            },
+            ["stdin-eof"] => Some(Control::StdinEof),
             _ => None,
         }
     }
@@ -146,5 +156,10 @@ mod tests {
         assert_eq!(Control::parse_line("signal 0"), None);
         assert_eq!(Control::parse_line("signal 15 x"), None);
         assert_eq!(Control::parse_line("reboot"), None);
+        for c in [Control::Resize { rows: 50, cols: 132 }, Control::StdinEof, Control::Signal(28)] {
+            assert_eq!(Control::parse_line(&c.to_line()), Some(c));
+        }
+        assert_eq!(Control::parse_line("resize 0 80"), None);
+        assert_eq!(Control::parse_line("resize 24 x"), None);
     }
 }

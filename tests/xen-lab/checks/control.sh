@@ -1,7 +1,9 @@
 #!/bin/bash
-# Control lines on Xen (the xenstore control log, docs/guest-protocol.md): signals sent back to
-# back all reach the workload, though one xenstore watch event may cover several. (The order
-# they arrive in is not observable: the shell runs pending traps by signal number.)
+# Control and input on Xen. Signals sent back to back all reach the workload, though one
+# xenstore watch event may cover several (the control log, docs/guest-protocol.md; the order
+# they arrive in is not observable: the shell runs pending traps by signal number). `hx run -i`
+# carries stdin over the console, its end as a `stdin-eof` control line; `-it` gives the
+# workload a terminal whose input and exit code come back.
 set -u
 fail=0
 ok() { echo "PASS $*"; }
@@ -14,4 +16,13 @@ for _ in $(seq 20); do hx logs sig | grep -q got-hup && break; sleep 1; done
 got="$(hx logs sig | grep '^got-' | sort | tr '\n' ' ')"
 [ "$got" = "got-hup got-usr1 got-usr2 " ] && ok "three signals sent back to back all delivered" || bad "delivered: '$got'"
 hx rm -f sig >/dev/null && ok "rm -f" || bad "rm -f"
+
+out=$(printf 'abc\ndef\n' | hx run --rm -i busybox sh -c 'read x; echo "got $x"; cat; exit 4'); rc=$?
+[ "$rc:$out" = "$(printf '4:got abc\ndef')" ] && ok "-i: stdin and its end reach the workload, exit 4" || bad "-i: exit $rc, output '$out'"
+head -c 200000 /dev/urandom > /tmp/blob
+want=$(sha256sum < /tmp/blob | cut -d' ' -f1)
+got=$(hx run --rm -i busybox sha256sum < /tmp/blob | cut -d' ' -f1)
+[ "$got" = "$want" ] && ok "-i: 200 KB of binary input arrive intact" || bad "-i: sha256 $got, want $want"
+out=$(printf 'echo $((6*7))\nexit 5\n' | script -qec "hx run --rm -it busybox sh" /dev/null); rc=$?
+case "$rc:$out" in 5:*42*) ok "-it: a terminal session, exit 5";; *) bad "-it: exit $rc, output '$out'";; esac
 exit $fail

@@ -50,6 +50,9 @@ pub struct VmSpec<'a> {
     pub shares: Vec<crate::volume::Share>,
     /// Xen domain type; QEMU ignores it.
     pub xen_type: XenType,
+    /// `-i` on QEMU: the listening socket the `hx.stdin` port connects to. (Xen carries input
+    /// over the console.)
+    pub stdin_socket: Option<PathBuf>,
 }
 
 /// What identifies a started VM.

@@ -190,6 +190,10 @@ impl Qemu {
             cmd.arg("-device")
                 .arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
         }
+        if let Some(sock) = &spec.stdin_socket {
+            cmd.arg("-chardev").arg(format!("socket,id=ch-stdin,path={}", qemu_path(sock)));
+            cmd.args(["-device", "virtserialport,chardev=ch-stdin,name=hx.stdin"]);
+        }
         cmd.arg("-chardev").arg(format!(
             "pipe,id=ch-control,path={}",
             qemu_path(&d.join("control"))

@@ -323,6 +323,19 @@ pub fn remove_stale_nodes(ctx: &Context, xs: &Xenstore, domid: u32) {
     }
 }
 
+/// The dom0 end of a domain's console (xenconsoled's pty), for `hx run -i` to write into.
+pub fn console_tty(domid: u32) -> anyhow::Result<PathBuf> {
+    let xs = Xenstore::open()?;
+    let v = xs
+        .read(&format!("{}/console/tty", dom_path(domid)))?
+        .ok_or_else(|| anyhow::anyhow!("domain {domid} has no console pty"))?;
+    let p = PathBuf::from(String::from_utf8(v)?);
+    if !p.starts_with("/dev/pts/") {
+        bail!("domain {domid}'s console {} is not a pty", p.display());
+    }
+    Ok(p)
+}
+
 /// The 9pfs QEMU libxl started for a domain that is gone (libxl's destroy kills it; a
 /// toolstack killed mid-destroy does not). Only a process that is that domain's device model
 /// by its command line is killed: the pid in xenstore may have been reused.

@@ -15,6 +15,7 @@ pub mod import;
 pub mod inspect;
 pub mod info;
 pub mod inspect_image;
+pub mod interactive;
 pub mod kill;
 pub mod list;
 pub mod load;

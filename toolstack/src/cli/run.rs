@@ -17,6 +17,13 @@ pub struct Args {
     /// Run in the background and print the container id
     #[arg(short, long)]
     pub detach: bool,
+    /// Keep stdin open: hx's stdin becomes the workload's (EOF included)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the workload a terminal (a pty in the guest); with -i and a terminal here, hx's
+    /// terminal is switched to raw mode and its size follows
+    #[arg(short, long)]
+    pub tty: bool,
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
@@ -86,13 +93,23 @@ pub struct Args {
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let root = g.root.clone();
     let detach = args.detach;
-    let prepared = tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
+    if detach && args.interactive {
+        bail!("-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)");
+    }
+    let io = Interactive { stdin: args.interactive, tty: args.tty };
+    let (prepared, stdin_socket) = tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
     if detach {
         confirm_started(&g.root, &prepared).await?;
         outln!("{}", prepared.id);
         return Ok(0);
     }
-    attach(&g.root, prepared).await
+    attach(&g.root, prepared, io, stdin_socket).await
+}
+
+#[derive(Clone, Copy)]
+struct Interactive {
+    stdin: bool,
+    tty: bool,
 }
 
 /// A VM that dies at once (bad QEMU options, no hypervisor resources) is an error of `hx run -d`
@@ -226,6 +243,10 @@ pub fn build_spec(
         upper,
         mounts: vec![],
         network: None,
+        stdin: args.interactive,
+        tty: args
+            .tty
+            .then(|| super::interactive::terminal_size().unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })),
     })
 }
 
@@ -247,7 +268,11 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
     }
 }
 
-fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
+/// The container, started, and for `-i` on QEMU the socket QEMU's `hx.stdin` port connected to.
+fn create_and_start(
+    root: &Path,
+    args: Args,
+) -> anyhow::Result<(Container, Option<std::os::unix::net::UnixListener>)> {
     let store = Store::open(root)?;
     let img = find_or_pull(&store, &args.image)?;
     let rootfs = store.rootfs(&img)?;
@@ -416,7 +441,17 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         (c, net.nic, plan.shares, plan.disks)
     };
     let dir = container::dir(root, &id);
+    let mut stdin_socket = None;
     let mut start = || -> anyhow::Result<Container> {
+        // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is
+        // connected from boot and sees EOF exactly when hx closes it.
+        let stdin_path = dir.join("stdin.sock");
+        if args.interactive && be.name() == "qemu" {
+            stdin_socket = Some(
+                std::os::unix::net::UnixListener::bind(&stdin_path)
+                    .with_context(|| format!("{}", stdin_path.display()))?,
+            );
+        }
         let mut disks = vec![
             Disk {
                 path: rootfs.clone(),
@@ -449,6 +484,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
             nic: nic.take(),
             shares: std::mem::take(&mut shares),
             xen_type,
+            stdin_socket: stdin_socket.as_ref().map(|_| stdin_path.clone()),
         };
         let h = be.start(&vm)?;
         let mut c = c.clone();
@@ -461,7 +497,7 @@ fn create_and_start(root: &Path, args: Args) -> anyhow::Result<Container> {
         Ok(c)
     };
     match start() {
-        Ok(c) => Ok(c),
+        Ok(c) => Ok((c, stdin_socket)),
         Err(e) => {
             // Nothing half-made stays behind.
             let _ = runtime::remove(root, &c, be.as_ref());
@@ -515,9 +551,22 @@ impl Tail {
     }
 }
 
-async fn attach(root: &Path, c: Container) -> anyhow::Result<i32> {
+async fn attach(
+    root: &Path,
+    c: Container,
+    io: Interactive,
+    stdin_socket: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<i32> {
     let dir = container::dir(root, &c.id);
     let be = backend::for_container(&c, root)?;
+    let stdin_eof = if io.stdin {
+        Some(super::interactive::forward_stdin(&c, &dir, stdin_socket)?)
+    } else {
+        None
+    };
+    let _raw = if io.tty && io.stdin { super::interactive::RawTerminal::enable() } else { None };
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+    let mut eof_sent = false;
     let mut out = Tail::open(&dir.join("stdout.log"), true)?;
     let mut err = Tail::open(&dir.join("stderr.log"), true)?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -539,8 +588,21 @@ async fn attach(root: &Path, c: Container) -> anyhow::Result<i32> {
         if !be.is_running(&c) {
             break;
         }
+        if !eof_sent && stdin_eof.as_ref().is_some_and(|r| r.try_recv().is_ok()) {
+            eof_sent = true;
+            // Xen's console cannot carry an end of input: pv-init closes stdin on this line.
+            // (QEMU's port says it itself when hx closes the socket.)
+            if be.name() == "xen" {
+                let _ = be.send_control(&c, &dir, &Control::StdinEof.to_line());
+            }
+        }
         let delay = if a || b { 5 } else { 25 };
         tokio::select! {
+            _ = winch.recv(), if io.tty => {
+                if let Some(size) = super::interactive::terminal_size() {
+                    let _ = be.send_control(&c, &dir, &Control::Resize { rows: size.rows, cols: size.cols }.to_line());
+                }
+            }
             _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
             _ = &mut vm_exit, if !vm_gone => vm_gone = true,
             _ = sigint.recv() => {

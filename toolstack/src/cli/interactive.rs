@@ -1,0 +1,163 @@
+//! `hx run -i` / `-t`: hx's stdin to the workload, the local terminal in raw mode and its size.
+use crate::container::Container;
+use anyhow::Context;
+use pv_init::spec::TtySize;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::os::fd::AsFd;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The size of the terminal hx runs on (stdout, else stdin), if it runs on one.
+pub fn terminal_size() -> Option<TtySize> {
+    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ fills a winsize; fails harmlessly on a non-terminal.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+            return Some(TtySize { rows: ws.ws_row, cols: ws.ws_col });
+        }
+    }
+    None
+}
+
+/// The local terminal in raw mode while this lives (keys, ^C included, go to the workload's
+/// terminal as bytes), restored on drop.
+pub struct RawTerminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawTerminal {
+    /// None when stdin is not a terminal (piped input needs no raw mode).
+    pub fn enable() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let stdin = std::io::stdin();
+        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies hx's stdin to the workload on a thread: into the socket QEMU's `hx.stdin` port
+/// connected to (closing it is the guest's EOF), or into the Xen domain's console. The receiver
+/// gets a message once stdin has ended and everything read was passed on.
+///
+/// Nothing is read before pv-init reports the workload started: by then the guest has opened
+/// its end (QEMU drops what a socket holds when it closes before the guest port opens) and
+/// made the console raw (Xen's would echo and line-buffer earlier input).
+pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::net::UnixListener>) -> anyhow::Result<mpsc::Receiver<()>> {
+    let mut sink: Box<dyn Write + Send> = match socket {
+        Some(l) => Box::new(accept_within(&l, Duration::from_secs(10))?),
+        None => {
+            let domid = c.domid.ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
+            let tty = crate::backend::xen::console_tty(domid)?;
+            let console = std::fs::OpenOptions::new().write(true).open(&tty).with_context(|| format!("console {}", tty.display()))?;
+            Box::new(DoubleCtrlO(console))
+        }
+    };
+    let (tx, rx) = mpsc::channel();
+    let (c, dir) = (c.clone(), dir.to_path_buf());
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        while !guest_started(&c, &dir) {
+            if t0.elapsed() > Duration::from_secs(600) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if sink.write_all(&buf[..n]).and_then(|_| sink.flush()).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        drop(sink);
+        let _ = tx.send(());
+    });
+    Ok(rx)
+}
+
+/// The guest kernel's hvc console reads ^O as "the next key is a SysRq command" (its SysRq
+/// hack; `c` crashes the guest) and ^O ^O as one literal ^O: doubled, every byte of the input
+/// arrives as sent.
+struct DoubleCtrlO<W>(W);
+
+impl<W: Write> Write for DoubleCtrlO<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in buf {
+            out.push(b);
+            if b == 0x0f {
+                out.push(0x0f);
+            }
+        }
+        self.0.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+
+/// Whether pv-init has reported the workload started (or already gone: nothing to wait for).
+fn guest_started(c: &Container, dir: &Path) -> bool {
+    let started = |line: &str| pv_init::status::Status::parse_line(line).is_some();
+    match c.domid {
+        // Xen: pv-init's status nodes, read by the monitor into status.log only at the end.
+        Some(domid) => {
+            let node = format!("{}/0", crate::backend::xen::status_dir(domid));
+            match xen_bindings::Xenstore::open().and_then(|xs| xs.read(&node)) {
+                Ok(Some(v)) => started(&String::from_utf8_lossy(&v)),
+                Ok(None) => false,
+                Err(_) => true,
+            }
+        }
+        None => std::fs::read_to_string(dir.join("status.log")).is_ok_and(|s| s.lines().any(started)),
+    }
+}
+
+/// QEMU connected while it started; the connection waits in the backlog.
+fn accept_within(l: &std::os::unix::net::UnixListener, limit: Duration) -> anyhow::Result<std::os::unix::net::UnixStream> {
+    l.set_nonblocking(true)?;
+    let t0 = Instant::now();
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e).context("waiting for QEMU's stdin connection"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctrl_o_is_doubled_for_the_hvc_console_and_nothing_else_changes() {
+        let mut w = DoubleCtrlO(Vec::new());
+        w.write_all(b"a\x0fc\x0f\x0f\x00z").unwrap();
+        assert_eq!(w.0, b"a\x0f\x0fc\x0f\x0f\x0f\x0f\x00z");
+    }
+}

@@ -25,4 +25,15 @@ got=$(hx run --rm -i busybox sha256sum < /tmp/blob | cut -d' ' -f1)
 [ "$got" = "$want" ] && ok "-i: 200 KB of binary input arrive intact" || bad "-i: sha256 $got, want $want"
 out=$(printf 'echo $((6*7))\nexit 5\n' | script -qec "hx run --rm -it busybox sh" /dev/null); rc=$?
 case "$rc:$out" in 5:*42*) ok "-it: a terminal session, exit 5";; *) bad "-it: exit $rc, output '$out'";; esac
+
+# hx console re-attaches to an -it container whose hx run went away (killed).
+sleep 600 | script -qec "hx run -it --name ia busybox sh" /dev/null > /tmp/ia.out 2>&1 &
+for _ in $(seq 120); do hx logs ia 2>/dev/null | grep -q '/ # ' && break; sleep 1; done
+pkill -9 -f "hx run -it --name ia"; pkill -f "sleep 600"
+sleep 1
+out=$(printf 'echo $((7*6))\nexit 3\n' | timeout 120 hx console ia); rc=$?
+case "$rc:$out" in 0:*42*) ok "hx console: keys reach an -it container after its hx run was killed";; *) bad "hx console: exit $rc, output '$out'";; esac
+code=$(timeout 60 hx wait ia)
+[ "$code" = 3 ] && ok "hx wait: the session's exit code 3" || bad "hx wait: '$code'"
+hx rm -f ia >/dev/null
 exit $fail

@@ -1,6 +1,8 @@
 //! `hx console DOMAIN`: attach to a domain's console, as `xl console` (Ctrl-] leaves). For an
 //! hx container the console pty belongs to its monitor (two readers would split the output
-//! between them), so hx follows the container's console log instead until the domain ends.
+//! between them), so hx follows the container's console log instead until the domain ends; a
+//! container started with `-i` also gets hx's keys (written into the pty, as `hx run -i` does),
+//! so `hx console` re-attaches to an `-it` container whose `hx run` went away.
 use super::domain;
 use crate::cli::run::Tail;
 use std::time::Duration;
@@ -20,7 +22,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let log = dir.join("console.log");
         if log.is_file() {
             let mut t = Tail::open(&log, true)?;
+            let (_raw, keys) = if takes_input(&dir) { keys_to_console(id)? } else { (None, None) };
             loop {
+                if keys.as_ref().is_some_and(|k| k.try_recv().is_ok()) {
+                    return Ok(0);
+                }
                 t.pump(&mut std::io::stdout())?;
                 if ctx.info(id).is_err() {
                     t.pump(&mut std::io::stdout())?;
@@ -31,4 +37,44 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
     }
     Err(ctx.console_exec(id).into())
+}
+
+/// Whether the container's workload reads its console (started with `-i`).
+fn takes_input(dir: &std::path::Path) -> bool {
+    std::fs::read(dir.join("spec.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok())
+        .is_some_and(|s| s.stdin)
+}
+
+/// Copies hx's stdin into the domain's console pty on a thread until Ctrl-] (on a terminal,
+/// which is raw meanwhile) or the end of stdin; the receiver hears when to leave.
+type Keys = (Option<super::interactive::RawTerminal>, Option<std::sync::mpsc::Receiver<()>>);
+fn keys_to_console(domid: u32) -> anyhow::Result<Keys> {
+    use std::io::{IsTerminal, Read, Write};
+    let on_terminal = std::io::stdin().is_terminal();
+    let tty = crate::backend::xen::console_tty(domid)?;
+    let mut console = super::interactive::console_writer(&tty)?;
+    let raw = if on_terminal { super::interactive::RawTerminal::enable() } else { None };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 {
+                // Piped input ended: keep following the output; the workload decides.
+                return;
+            }
+            let chunk = &buf[..n];
+            let (keys, leave) = match chunk.iter().position(|b| *b == 0x1d && on_terminal) {
+                Some(i) => (&chunk[..i], true),
+                None => (chunk, false),
+            };
+            if console.write_all(keys).and_then(|_| console.flush()).is_err() || leave {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    Ok((raw, Some(rx)))
 }

@@ -59,8 +59,7 @@ pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::ne
         None => {
             let domid = c.domid.ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
             let tty = crate::backend::xen::console_tty(domid)?;
-            let console = std::fs::OpenOptions::new().write(true).open(&tty).with_context(|| format!("console {}", tty.display()))?;
-            Box::new(DoubleCtrlO(console))
+            Box::new(console_writer(&tty)?)
         }
     };
     let (tx, rx) = mpsc::channel();
@@ -91,6 +90,12 @@ pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::ne
         let _ = tx.send(());
     });
     Ok(rx)
+}
+
+/// A writer into a Xen domain's console pty that the guest's hvc driver reads byte for byte.
+pub fn console_writer(tty: &Path) -> anyhow::Result<impl Write + Send> {
+    let f = std::fs::OpenOptions::new().write(true).open(tty).with_context(|| format!("console {}", tty.display()))?;
+    Ok(DoubleCtrlO(f))
 }
 
 /// The guest kernel's hvc console reads ^O as "the next key is a SysRq command" (its SysRq

@@ -16,7 +16,7 @@ PACKAGES=(
     # build
     gcc make pkg-config libssl-dev zlib1g-dev libclang-dev clang libxen-dev
     # hyper kernel
-    linux-source-6.1 flex bison bc libelf-dev cpio xz-utils
+    linux-source-6.1 flex bison bc libelf-dev cpio xz-utils patch
     # images and guests
     erofs-utils e2fsprogs qemu-system-x86 busybox-static
     # tests: registry, image building, networking

@@ -47,19 +47,19 @@ impl Drop for RawTerminal {
 }
 
 /// Copies hx's stdin to the workload on a thread: into the socket QEMU's `hx.stdin` port
-/// connected to (closing it is the guest's EOF), or into the Xen domain's console. The receiver
+/// connected to (its end is the guest's EOF), or into the Xen domain's console. The receiver
 /// gets a message once stdin has ended and everything read was passed on.
 ///
 /// Nothing is read before pv-init reports the workload started: by then the guest has opened
 /// its end (QEMU drops what a socket holds when it closes before the guest port opens) and
 /// made the console raw (Xen's would echo and line-buffer earlier input).
 pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::net::UnixListener>) -> anyhow::Result<mpsc::Receiver<()>> {
-    let mut sink: Box<dyn Write + Send> = match socket {
-        Some(l) => Box::new(accept_within(&l, Duration::from_secs(10))?),
+    let mut sink = match socket {
+        Some(l) => Sink::Socket(accept_within(&l, Duration::from_secs(10))?),
         None => {
             let domid = c.domid.ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
             let tty = crate::backend::xen::console_tty(domid)?;
-            Box::new(console_writer(&tty)?)
+            Sink::Console(console_writer(&tty)?)
         }
     };
     let (tx, rx) = mpsc::channel();
@@ -86,14 +86,45 @@ pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::ne
                 Err(_) => break,
             }
         }
-        drop(sink);
+        sink.end();
         let _ = tx.send(());
     });
     Ok(rx)
 }
 
+enum Sink {
+    Socket(std::os::unix::net::UnixStream),
+    Console(DoubleCtrlO<std::fs::File>),
+}
+
+impl Sink {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Socket(s) => s.write_all(b),
+            Sink::Console(c) => c.write_all(b),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Socket(s) => s.flush(),
+            Sink::Console(c) => c.flush(),
+        }
+    }
+
+    /// The end of input. For QEMU a half-close, kept open: QEMU reads what the socket still
+    /// holds as the guest frees buffers and only then the end; a full close is a hang-up that
+    /// makes it drop the unread tail.
+    fn end(self) {
+        if let Sink::Socket(s) = self {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            std::mem::forget(s);
+        }
+    }
+}
+
 /// A writer into a Xen domain's console pty that the guest's hvc driver reads byte for byte.
-pub fn console_writer(tty: &Path) -> anyhow::Result<impl Write + Send> {
+pub fn console_writer(tty: &Path) -> anyhow::Result<DoubleCtrlO<std::fs::File>> {
     let f = std::fs::OpenOptions::new().write(true).open(tty).with_context(|| format!("console {}", tty.display()))?;
     Ok(DoubleCtrlO(f))
 }
@@ -101,7 +132,7 @@ pub fn console_writer(tty: &Path) -> anyhow::Result<impl Write + Send> {
 /// The guest kernel's hvc console reads ^O as "the next key is a SysRq command" (its SysRq
 /// hack; `c` crashes the guest) and ^O ^O as one literal ^O: doubled, every byte of the input
 /// arrives as sent.
-struct DoubleCtrlO<W>(W);
+pub struct DoubleCtrlO<W>(W);
 
 impl<W: Write> Write for DoubleCtrlO<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// The size of the terminal hx runs on (stdout, else stdin), if it runs on one.
 pub fn terminal_size() -> Option<TtySize> {
     for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCGWINSZ fills a winsize; fails harmlessly on a non-terminal.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
             return Some(TtySize { rows: ws.ws_row, cols: ws.ws_col });

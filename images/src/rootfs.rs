@@ -32,7 +32,14 @@ impl Store {
             return Err(Error::NoSpace { path: self.root().to_path_buf(), need, free });
         }
         let staging = tempfile::Builder::new().prefix("rootfs-").tempdir_in(self.tmp_dir()).map_err(|e| Error::io(self.tmp_dir(), e))?;
-        let tree = staging.path().join("tree");
+        let unpacked = need / 2;
+        let tree_dir = tree_staging_dir(unpacked).unwrap_or_else(|| staging.path().to_path_buf());
+        // Private (0700) and removed on drop, like the staging directory; named after this
+        // process so that a build killed midway is swept by the next one (it holds memory).
+        sweep_dead_trees(&tree_dir);
+        let prefix = format!("{TREE_PREFIX}{}-", std::process::id());
+        let tree_staging = tempfile::Builder::new().prefix(&prefix).tempdir_in(&tree_dir).map_err(|e| Error::io(&tree_dir, e))?;
+        let tree = tree_staging.path().join("tree");
         fs::DirBuilder::new().mode(0o755).create(&tree).map_err(|e| Error::io(&tree, e))?;
         tracing::info!(image = %image.id, layers = image.layers.len(), "building rootfs");
         let opens: Vec<_> = image
@@ -50,11 +57,51 @@ impl Store {
         }
         let out = staging.path().join("rootfs.img");
         make_erofs(&tree, &out)?;
+        drop(tree_staging);
         fs::rename(&out, &dest).map_err(|e| Error::io(&dest, e))?;
         sync_dir(dest.parent().unwrap());
         drop(staging);
         Ok(dest)
     }
+}
+
+/// Where layers are unpacked before mkfs.erofs packs them: /dev/shm when it is a tmpfs with room
+/// for the tree twice over and the machine has that much memory available. Unpacking a 173 MB
+/// Debian tree onto the store's ext4 took 1.0 s of system time, onto tmpfs 0.19 s, and
+/// mkfs.erofs read it back in 0.41 s vs 0.26 s. None: unpack next to the image (the store).
+fn tree_staging_dir(unpacked: u64) -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let fs = nix::sys::statfs::statfs(shm).ok()?;
+    if fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC {
+        return None;
+    }
+    let room = free_space(shm).ok()?;
+    let available = mem_available()?;
+    (room > unpacked * 2 && available > unpacked * 2).then(|| shm.to_path_buf())
+}
+
+const TREE_PREFIX: &str = "hx-rootfs-";
+
+/// Removes `hx-rootfs-<pid>-*` trees in `dir` whose process is gone.
+fn sweep_dead_trees(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix(TREE_PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!("removing {} left by a killed build", e.path().display());
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let info = fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Packs `tree` into an uncompressed erofs image (the hyper kernel has no EROFS_FS_ZIP:

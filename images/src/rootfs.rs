@@ -164,3 +164,28 @@ pub fn tree_size(dir: &Path) -> u64 {
     walk(dir, &mut acc);
     acc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_of_dead_builds_are_swept_and_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        // Above any pid_max, so never a live process.
+        let dead = d.path().join(format!("{TREE_PREFIX}999999999-abc"));
+        let live = d.path().join(format!("{TREE_PREFIX}{}-def", std::process::id()));
+        let other = d.path().join("hx-rootfs-notapid-x");
+        for p in [&dead, &live, &other] {
+            fs::create_dir_all(p.join("tree/etc")).unwrap();
+        }
+        sweep_dead_trees(d.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+    }
+
+    #[test]
+    fn mem_available_is_read() {
+        assert!(mem_available().unwrap() > 0);
+    }
+}

@@ -76,14 +76,34 @@ pub fn open_stdin(backend: Backend) -> Result<fs::File, InitError> {
         }
         return Ok(f);
     }
-    let path = fs::read_dir("/sys/class/virtio-ports")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .find(|e| fs::read_to_string(e.path().join("name")).is_ok_and(|n| n.trim() == "hx.stdin"))
-        .map(|e| PathBuf::from("/dev").join(e.file_name()))
-        .ok_or_else(|| InitError::setup("channel hx.stdin not found"))?;
-    fs::File::open(&path).map_err(|e| InitError::setup(format!("channel hx.stdin ({}): {e}", path.display())))
+    open_port(&virtio_ports(), "hx.stdin", false)
+}
+
+/// QEMU's virtio-serial ports, by the name the host gave each: (name, /dev node).
+fn virtio_ports() -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    if let Ok(rd) = fs::read_dir("/sys/class/virtio-ports") {
+        for e in rd.flatten() {
+            if let Ok(name) = fs::read_to_string(e.path().join("name")) {
+                found.push((name.trim().to_string(), PathBuf::from("/dev").join(e.file_name())));
+            }
+        }
+    }
+    found
+}
+
+/// Opens port `want` of `found` (virtio_ports) for writing (guest → host) or reading.
+fn open_port(found: &[(String, PathBuf)], want: &str, write: bool) -> Result<fs::File, InitError> {
+    let path = found
+        .iter()
+        .find(|(n, _)| n == want)
+        .map(|(_, p)| p.clone())
+        .ok_or_else(|| InitError::setup(format!("channel {want} not found (have {:?})", found.iter().map(|f| &f.0).collect::<Vec<_>>())))?;
+    fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open(&path)
+        .map_err(|e| InitError::setup(format!("channel {want} ({}): {e}", path.display())))
 }
 
 impl Channels {
@@ -92,27 +112,9 @@ impl Channels {
         if backend == Backend::Xen {
             return Self::find_xen();
         }
-        let mut found: Vec<(String, PathBuf)> = Vec::new();
         // QEMU: virtio-serial ports, named by the host.
-        if let Ok(rd) = fs::read_dir("/sys/class/virtio-ports") {
-            for e in rd.flatten() {
-                if let Ok(name) = fs::read_to_string(e.path().join("name")) {
-                    found.push((name.trim().to_string(), PathBuf::from("/dev").join(e.file_name())));
-                }
-            }
-        }
-        let open = |want: &str, write: bool| -> Result<fs::File, InitError> {
-            let path = found
-                .iter()
-                .find(|(n, _)| n == want)
-                .map(|(_, p)| p.clone())
-                .ok_or_else(|| InitError::setup(format!("channel {want} not found (have {:?})", found.iter().map(|f| &f.0).collect::<Vec<_>>())))?;
-            fs::OpenOptions::new()
-                .read(!write)
-                .write(write)
-                .open(&path)
-                .map_err(|e| InitError::setup(format!("channel {want} ({}): {e}", path.display())))
-        };
+        let found = virtio_ports();
+        let open = |want: &str, write: bool| open_port(&found, want, write);
         let status = StatusSink::File(open("hx.status", true)?);
         Ok((Channels { stdout: open("hx.stdout", true)?, stderr: open("hx.stderr", true)?, control: ControlSource::File(open("hx.control", false)?) }, status))
     }

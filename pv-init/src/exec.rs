@@ -213,21 +213,21 @@ fn copy_input(mut from: std::fs::File, mut to: std::fs::File) {
             if !ready && eof_asked {
                 break;
             }
-            if !ready {
-                continue;
-            }
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+            if ready && !pass_on(&mut from, &mut to, &mut buf) {
+                break;
             }
         }
     });
+}
+
+/// One read from `from` written to `to`; false once the copy is over (end of input, an error,
+/// or nobody reading `to`).
+fn pass_on(from: &mut std::fs::File, to: &mut std::fs::File, buf: &mut [u8]) -> bool {
+    match from.read(buf) {
+        Ok(0) => false,
+        Ok(n) => to.write_all(&buf[..n]).is_ok(),
+        Err(e) => e.kind() == std::io::ErrorKind::Interrupted,
+    }
 }
 
 /// Copies a workload pipe to its channel until every writer has closed it.
@@ -236,18 +236,7 @@ fn relay(from: std::os::fd::OwnedFd, to: &std::fs::File) -> Result<std::thread::
     let mut from = std::fs::File::from(from);
     Ok(std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        while pass_on(&mut from, &mut to, &mut buf) {}
     }))
 }
 

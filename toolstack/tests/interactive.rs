@@ -8,15 +8,6 @@ use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn hx_with_busybox() -> Option<Hx> {
-    let hx = Hx::new();
-    if !hx.has_guest() {
-        return None;
-    }
-    hx.load_busybox();
-    Some(hx)
-}
-
 /// Runs hx with `input` on its stdin; returns (exit code, stdout, stderr).
 fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
     let mut child = hx.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -31,7 +22,7 @@ fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, Stri
 
 #[test]
 fn stdin_reaches_the_workload_with_its_end() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let (code, out, err) = run_with_input(&hx, &["run", "--rm", "-i", BUSYBOX, "sh", "-c", "read x; echo \"got $x\"; cat; exit 4"], b"abc\ndef\n".to_vec());
     assert_eq!((code, String::from_utf8_lossy(&out).as_ref()), (4, "got abc\ndef\n"), "{err}");
 
@@ -49,7 +40,7 @@ fn stdin_reaches_the_workload_with_its_end() {
 
 #[test]
 fn tty_gives_the_workload_a_terminal_and_detached_stdin_is_refused() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&["run", "--rm", "-t", BUSYBOX, "sh", "-c", "tty; test -t 0 && test -t 1 && echo both"]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "/dev/pts/0\r\nboth\r\n"), "{}", r.stderr);
 
@@ -62,7 +53,7 @@ fn tty_gives_the_workload_a_terminal_and_detached_stdin_is_refused() {
 
 #[test]
 fn it_on_a_terminal_is_interactive_with_size_and_ctrl_c() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let ws = nix::pty::Winsize { ws_row: 30, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
     let pty = nix::pty::openpty(Some(&ws), None).unwrap();
     let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap());

@@ -4,18 +4,9 @@ mod common;
 use common::{qemu_processes_for, Hx, BUSYBOX};
 use std::time::{Duration, Instant};
 
-fn hx_with_busybox() -> Option<Hx> {
-    let hx = Hx::new();
-    if !hx.has_guest() {
-        return None;
-    }
-    hx.load_busybox();
-    Some(hx)
-}
-
 #[test]
 fn echo_prints_and_exit_codes_pass_through() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&["run", "--rm", BUSYBOX, "echo", "hello"]);
     assert_eq!(
         (r.code, r.stdout.as_str()),
@@ -42,7 +33,7 @@ fn echo_prints_and_exit_codes_pass_through() {
 
 #[test]
 fn env_cwd_user_and_hostname() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&[
         "run",
         "--rm",
@@ -74,7 +65,7 @@ fn env_cwd_user_and_hostname() {
 
 #[test]
 fn init_errors_are_126_and_127_like_docker() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&["run", "--rm", BUSYBOX, "no-such-command"]);
     assert_eq!(r.code, 127);
     assert!(
@@ -112,7 +103,7 @@ fn hx_errors_are_125_and_leave_nothing() {
 
 #[test]
 fn detached_logs_follow_and_stop() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let id = hx.ok(&["run", "-d", "--name", "ticker", BUSYBOX, "sh", "-c", "trap 'echo got TERM; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]).stdout;
     assert_eq!(id.trim().len(), 64);
     let ps = hx.ok(&["ps", "--json"]).stdout;
@@ -154,7 +145,7 @@ fn detached_logs_follow_and_stop() {
 
 #[test]
 fn kill_sends_signals() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     hx.ok(&["run", "-d", "--name", "sleeper", BUSYBOX, "sleep", "1000"]);
     hx.ok(&["kill", "sleeper"]);
     assert_eq!(hx.ok(&["wait", "sleeper"]).stdout.trim(), "137");
@@ -166,7 +157,7 @@ fn kill_sends_signals() {
 
 #[test]
 fn rm_flag_removes_everything() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     hx.ok(&["run", "--rm", BUSYBOX, "true"]);
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
     let left: Vec<_> = std::fs::read_dir(hx.root().join("containers"))
@@ -178,7 +169,7 @@ fn rm_flag_removes_everything() {
 
 #[test]
 fn five_containers_at_once() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let children: Vec<_> = (0..5)
         .map(|i| {
             let mut c = hx.cmd(&[
@@ -208,7 +199,7 @@ fn five_containers_at_once() {
 
 #[test]
 fn sigkill_of_hx_then_ps_and_rm_clean_up() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let mut child = hx
         .cmd(&["run", "--name", "orphan", BUSYBOX, "sleep", "1000"])
         .spawn()
@@ -240,7 +231,7 @@ fn sigkill_of_hx_then_ps_and_rm_clean_up() {
 
 #[test]
 fn guest_kernel_panic_is_reported() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&[
         "run",
         "--rm",
@@ -255,7 +246,7 @@ fn guest_kernel_panic_is_reported() {
 
 #[test]
 fn the_image_is_never_modified() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let rootfs = std::fs::read_dir(hx.root().join("rootfs"))
         .unwrap()
         .next()
@@ -289,7 +280,7 @@ fn the_image_is_never_modified() {
 
 #[test]
 fn writable_layer_on_a_disk() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&[
         "run",
         "--rm",
@@ -305,7 +296,7 @@ fn writable_layer_on_a_disk() {
 
 #[test]
 fn signals_to_hx_run_reach_the_workload() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     for (name, sig, code) in [("term", libc::SIGTERM, 143), ("int", libc::SIGINT, 130)] {
         let child = hx
             .cmd(&["run", "--rm", "--name", name, BUSYBOX, "sleep", "1000"])

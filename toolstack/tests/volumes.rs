@@ -5,15 +5,6 @@ mod common;
 use common::{Hx, BUSYBOX};
 use std::path::Path;
 
-fn hx_with_busybox() -> Option<Hx> {
-    let hx = Hx::new();
-    if !hx.has_guest() {
-        return None;
-    }
-    hx.load_busybox();
-    Some(hx)
-}
-
 fn volumes(hx: &Hx) -> Vec<String> {
     hx.ok(&["volume", "ls", "-q"])
         .stdout
@@ -24,7 +15,7 @@ fn volumes(hx: &Hx) -> Vec<String> {
 
 #[test]
 fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let host = tempfile::tempdir().unwrap();
     let (ro, rw) = (host.path().join("ro"), host.path().join("rw"));
     std::fs::create_dir_all(&ro).unwrap();
@@ -76,7 +67,7 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
 
 #[test]
 fn named_volume_outlives_its_container_and_cannot_be_removed_while_used() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     assert_eq!(
         hx.ok(&["volume", "create", "--size", "64m", "data"]).stdout,
         "data\n"
@@ -160,7 +151,7 @@ fn named_volume_outlives_its_container_and_cannot_be_removed_while_used() {
 
 #[test]
 fn image_volumes_are_anonymous_filled_from_the_image_and_removed_with_rm_v() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     // A one-layer image with a VOLUME holding files (busybox-static as its only program).
     let tree = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tree.path().join("bin")).unwrap();
@@ -237,7 +228,7 @@ fn image_volumes_are_anonymous_filled_from_the_image_and_removed_with_rm_v() {
 
 #[test]
 fn bad_volume_arguments_are_refused_before_anything_is_made() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     for (arg, msg) in [
         ("rel/dir:/x", "invalid volume name \"rel/dir\""),
         (
@@ -270,7 +261,7 @@ fn bad_volume_arguments_are_refused_before_anything_is_made() {
 
 #[test]
 fn host_directories_as_snapshots_like_xen() {
-    let Some(hx) = hx_with_busybox() else { return };
+    let Some(hx) = Hx::with_busybox() else { return };
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("index.html"), "snapshot of the host\n").unwrap();
     let file = host.path().join("app.conf");

@@ -48,7 +48,8 @@ impl Drop for RawTerminal {
 
 /// Copies hx's stdin to the workload on a thread: into the socket QEMU's `hx.stdin` port
 /// connected to (its end is the guest's EOF), or into the Xen domain's console. The receiver
-/// gets a message once stdin has ended and everything read was passed on.
+/// gets a message once stdin has ended, everything read was passed on, and the end has to be
+/// told to pv-init in a `stdin-eof` control line (the console cannot carry it).
 ///
 /// Nothing is read before pv-init reports the workload started: by then the guest has opened
 /// its end (QEMU drops what a socket holds when it closes before the guest port opens) and
@@ -86,8 +87,9 @@ pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::ne
                 Err(_) => break,
             }
         }
-        sink.end();
-        let _ = tx.send(());
+        if sink.end() {
+            let _ = tx.send(());
+        }
     });
     Ok(rx)
 }
@@ -112,13 +114,17 @@ impl Sink {
         }
     }
 
-    /// The end of input. For QEMU a half-close, kept open: QEMU reads what the socket still
-    /// holds as the guest frees buffers and only then the end; a full close is a hang-up that
-    /// makes it drop the unread tail.
-    fn end(self) {
-        if let Sink::Socket(s) = self {
-            let _ = s.shutdown(std::net::Shutdown::Write);
-            std::mem::forget(s);
+    /// The end of input; true when it still has to be told in a control line. For QEMU a
+    /// half-close, kept open: QEMU reads what the socket still holds as the guest frees buffers
+    /// and only then the end; a full close is a hang-up that makes it drop the unread tail.
+    fn end(self) -> bool {
+        match self {
+            Sink::Socket(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                std::mem::forget(s);
+                false
+            }
+            Sink::Console(_) => true,
         }
     }
 }

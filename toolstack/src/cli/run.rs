@@ -566,7 +566,6 @@ async fn attach(
     };
     let _raw = if io.tty && io.stdin { super::interactive::RawTerminal::enable() } else { None };
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let mut eof_sent = false;
     let mut out = Tail::open(&dir.join("stdout.log"), true)?;
     let mut err = Tail::open(&dir.join("stderr.log"), true)?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -588,13 +587,9 @@ async fn attach(
         if !be.is_running(&c) {
             break;
         }
-        if !eof_sent && stdin_eof.as_ref().is_some_and(|r| r.try_recv().is_ok()) {
-            eof_sent = true;
-            // Xen's console cannot carry an end of input: pv-init closes stdin on this line.
-            // (QEMU's port says it itself when hx closes the socket.)
-            if be.name() == "xen" {
-                let _ = be.send_control(&c, &dir, &Control::StdinEof.to_line());
-            }
+        // One message at most: the sender is gone after it.
+        if stdin_eof.as_ref().is_some_and(|r| r.try_recv().is_ok()) {
+            let _ = be.send_control(&c, &dir, &Control::StdinEof.to_line());
         }
         let delay = if a || b { 5 } else { 25 };
         tokio::select! {

@@ -115,6 +115,17 @@ impl Hx {
         r
     }
 
+    /// A store with the busybox image loaded, when the guest kernel and init are there to run
+    /// it (tests that boot guests skip themselves otherwise).
+    pub fn with_busybox() -> Option<Hx> {
+        let hx = Hx::new();
+        if !hx.has_guest() {
+            return None;
+        }
+        hx.load_busybox();
+        Some(hx)
+    }
+
     pub fn load_busybox(&self) {
         self.ok(&["load", "-i", shared_image("glibc").to_str().unwrap()]);
     }

@@ -7,6 +7,8 @@ use std::process::Command;
 
 pub fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
+        && n != "."
+        && n != ".."
         && n.len() <= 15
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -80,9 +82,15 @@ pub fn ensure(name: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
         bail!("bridge {name} has no IPv4 address (containers need it as their gateway)");
     };
     sysctl("net/ipv4/ip_forward", "1")?;
-    // Lets a DNATed connection to 127.0.0.1:PORT leave through the bridge (docker does the same).
-    sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")?;
     Ok(addr)
+}
+
+/// Lets a DNATed connection from the host's 127.0.0.1:PORT leave through the bridge and its
+/// replies come back (docker does the same without its userland proxy). It also lets the
+/// kernel accept packets to and from 127.0.0.0/8 that arrive on the bridge: call it only once
+/// `nat::ensure_base` has put the guard dropping those in place.
+pub fn allow_localnet(name: &str) -> anyhow::Result<()> {
+    sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
 }
 
 /// hx0's address: 10.88.0.1/16 unless a route of the host already covers part of that range
@@ -159,6 +167,8 @@ mod tests {
         assert!(!overlaps(ip("10.88.0.1"), 16, ip("10.89.0.0"), 16));
         assert!(!overlaps(ip("10.88.0.1"), 16, ip("192.168.1.0"), 24));
         assert_eq!(parse_dst("default"), None);
+        assert!(valid_ifname("hx0") && valid_ifname("br-1.2"));
+        assert!(!valid_ifname("..") && !valid_ifname(".") && !valid_ifname("a/b"));
         assert_eq!(parse_dst("10.1.2.3"), Some((ip("10.1.2.3"), 32)));
     }
 }

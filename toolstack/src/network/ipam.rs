@@ -1,171 +1,594 @@
-//! Address management: one JSON file per bridge in the store (`<root>/network/<bridge>.json`),
-//! changed under its own flock, so concurrent `hx run`s never hand out one address twice.
+//! Address management: one pool per bridge, shared by every store (`hx --root`) of the host.
+//!
+//! A bridge belongs to a network namespace, not to a store, so its pool does too:
+//! `/run/hx/ipam/net-<netns inode>/<bridge>/pool.json`, changed under `lock` (flock) in that
+//! directory and written atomically. Every lease names its owner (store root, container id),
+//! and has a lease file `<ip>` beside the pool that the VM's process keeps flocked (the fd
+//! travels in `VmNic::hold`, like the port sockets): a lease whose file nobody holds belongs to
+//! a VM that is gone, however it died, and the next allocation of any store takes it back.
+//! A store releases and reconciles only its own leases.
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+/// The store's marker that it uses bridge networking (reconcile has nothing to do without it).
 pub const DIR: &str = "network";
+/// Where the pools of all stores live (tmpfs: nothing survives the reboot that ends every VM).
+pub const RUN_DIR: &str = "/run/hx/ipam";
+const POOL: &str = "pool.json";
+const LOCK: &str = "lock";
+/// A /16 full of leases is about 10 MiB of JSON.
+const MAX_POOL_BYTES: u64 = 64 << 20;
+
+/// Who holds a lease: a container of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    pub root: String,
+    pub id: String,
+}
+
+impl Owner {
+    pub fn of(root: &Path, id: &str) -> Owner {
+        Owner {
+            root: store_root(root),
+            id: id.to_string(),
+        }
+    }
+}
+
+/// The canonical spelling of a store root, as leases record it.
+pub fn store_root(root: &Path) -> String {
+    std::fs::canonicalize(root)
+        .unwrap_or_else(|_| root.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Lease {
+    owner: Owner,
+    /// Alive as long as its owner store says the container runs, not by its lease file: a
+    /// running container whose VM does not hold the file (started by an hx that kept
+    /// addresses per store), re-registered by its store's reconcile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pinned: bool,
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Pool {
-    /// address → container id
-    allocated: BTreeMap<Ipv4Addr, String>,
+    leases: BTreeMap<Ipv4Addr, Lease>,
 }
 
-fn file(root: &Path, bridge: &str) -> PathBuf {
-    root.join(DIR).join(format!("{bridge}.json"))
+/// The pools of one network namespace.
+pub struct Pools {
+    dir: PathBuf,
 }
 
-/// Runs `f` on the bridge's pool under the network lock and saves it.
-fn with_pool<T>(
-    root: &Path,
-    bridge: &str,
-    f: impl FnOnce(&mut Pool) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let dir = root.join(DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let lock = std::fs::File::create(dir.join("lock"))?;
-    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
-    let p = file(root, bridge);
-    let mut pool: Pool = match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Pool::default(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-    };
-    let before = serde_json::to_vec_pretty(&pool)?;
-    let out = f(&mut pool)?;
-    let after = serde_json::to_vec_pretty(&pool)?;
-    // Reconcile runs on every command: only real changes are written.
-    if after != before || !p.exists() {
-        hx_images::store::write_atomic(&p, &after)?;
+impl Pools {
+    /// The pools of the network namespace hx runs in.
+    pub fn host() -> anyhow::Result<Pools> {
+        let ns = std::fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
+        Ok(Pools::at(
+            Path::new(RUN_DIR).join(format!("net-{}", ns.ino())),
+        ))
     }
-    Ok(out)
-}
 
-/// The lowest free host address of the gateway's subnet (not the network, broadcast or
-/// gateway address) for container `id`; the same one again if `id` has one.
-pub fn allocate(
-    root: &Path,
-    bridge: &str,
-    gateway: Ipv4Addr,
-    prefix: u8,
-    id: &str,
-) -> anyhow::Result<Ipv4Addr> {
-    with_pool(root, bridge, |pool| {
-        if let Some((ip, _)) = pool.allocated.iter().find(|(_, v)| *v == id) {
-            return Ok(*ip);
+    pub fn at(dir: PathBuf) -> Pools {
+        Pools { dir }
+    }
+
+    fn bridge_dir(&self, bridge: &str) -> anyhow::Result<PathBuf> {
+        if !super::bridge::valid_ifname(bridge) {
+            bail!("bridge name {bridge:?} is not a valid interface name");
         }
-        let Some(ip) = first_free(gateway, prefix, |ip| pool.allocated.contains_key(&ip)) else {
-            bail!("no free address left in {gateway}/{prefix} on bridge {bridge}");
-        };
-        pool.allocated.insert(ip, id.to_string());
-        Ok(ip)
-    })
-}
-
-fn first_free(gateway: Ipv4Addr, prefix: u8, used: impl Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr> {
-    if prefix > 30 {
-        return None;
+        Ok(self.dir.join(bridge))
     }
-    let mask = u32::MAX << (32 - prefix as u32);
-    let net = u32::from(gateway) & mask;
-    let broadcast = net | !mask;
-    (net + 1..broadcast)
-        .map(Ipv4Addr::from)
-        .find(|&ip| ip != gateway && !used(ip))
-}
 
-pub fn release(root: &Path, bridge: &str, id: &str) -> anyhow::Result<()> {
-    if !file(root, bridge).exists() {
-        return Ok(());
+    /// Runs `f` on the bridge's pool under its lock and saves it if it changed.
+    fn with_pool<T>(
+        &self,
+        bridge: &str,
+        f: impl FnOnce(&Path, &mut Pool) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let dir = self.bridge_dir(bridge)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(LOCK))
+            .with_context(|| format!("opening {}", dir.join(LOCK).display()))?;
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
+        let p = dir.join(POOL);
+        let mut pool = read_pool(&p)?;
+        let before = serde_json::to_vec_pretty(&pool)?;
+        let out = f(&dir, &mut pool)?;
+        let after = serde_json::to_vec_pretty(&pool)?;
+        // Reconcile runs on every command: only real changes are written.
+        if after != before || !p.exists() {
+            hx_images::store::write_atomic(&p, &after)?;
+        }
+        Ok(out)
     }
-    with_pool(root, bridge, |pool| {
-        pool.allocated.retain(|_, v| v != id);
-        Ok(())
-    })
-}
 
-/// Keeps only the addresses of `live` containers, on every bridge.
-pub fn retain(root: &Path, live: &[&str]) -> anyhow::Result<()> {
-    let Ok(rd) = std::fs::read_dir(root.join(DIR)) else {
-        return Ok(());
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if let Some(bridge) = name.strip_suffix(".json") {
-            with_pool(root, bridge, |pool| {
-                pool.allocated.retain(|_, id| live.contains(&id.as_str()));
+    /// The lowest free host address of the gateway's subnet (not the network, broadcast or
+    /// gateway address) for `owner`, and the locked lease file that keeps it taken: the
+    /// caller hands it to the VM's process. Leases of VMs that are gone are taken back first.
+    pub fn allocate(
+        &self,
+        owner: &Owner,
+        bridge: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+    ) -> anyhow::Result<(Ipv4Addr, OwnedFd)> {
+        self.with_pool(bridge, |dir, pool| {
+            sweep(dir, pool);
+            if let Some((&ip, _)) = pool.leases.iter().find(|(_, l)| l.owner == *owner) {
+                let Some(fd) = lock_lease(dir, ip)? else {
+                    bail!(
+                        "address {ip} of container {} is still held by its VM",
+                        owner.id
+                    );
+                };
+                pool.leases.insert(
+                    ip,
+                    Lease {
+                        owner: owner.clone(),
+                        pinned: false,
+                    },
+                );
+                return Ok((ip, fd));
+            }
+            for ip in hosts(gateway, prefix) {
+                if pool.leases.contains_key(&ip) {
+                    continue;
+                }
+                // A held file without a lease: its pool was lost while its VM runs.
+                let Some(fd) = lock_lease(dir, ip)? else {
+                    tracing::warn!(
+                        "{ip} on {bridge} is held by a VM but not in the pool; skipping it"
+                    );
+                    continue;
+                };
+                pool.leases.insert(
+                    ip,
+                    Lease {
+                        owner: owner.clone(),
+                        pinned: false,
+                    },
+                );
+                return Ok((ip, fd));
+            }
+            bail!("no free address left in {gateway}/{prefix} on bridge {bridge}")
+        })
+    }
+
+    /// Frees the owner's address on the bridge (its VM is gone).
+    pub fn release(&self, owner: &Owner, bridge: &str) -> anyhow::Result<()> {
+        if !self.bridge_dir(bridge)?.is_dir() {
+            return Ok(());
+        }
+        self.with_pool(bridge, |dir, pool| {
+            drop_where(dir, pool, |_, l| l.owner == *owner);
+            Ok(())
+        })
+    }
+
+    /// The store `root`'s leases follow what runs: leases of its containers that do not run
+    /// (on that bridge) go; a running container missing from the pool, or whose lease file
+    /// its VM does not hold, gets a pinned lease. Other stores' leases are never touched.
+    /// `running`: (container id, bridge, address).
+    pub fn reconcile(
+        &self,
+        root: &str,
+        running: &[(String, String, Ipv4Addr)],
+    ) -> anyhow::Result<()> {
+        let mut bridges: Vec<String> = self.bridges();
+        for (_, b, _) in running {
+            if !bridges.contains(b) {
+                bridges.push(b.clone());
+            }
+        }
+        for bridge in bridges {
+            self.with_pool(&bridge, |dir, pool| {
+                let mine = |l: &Lease| l.owner.root == root;
+                // A held lease of a container that does not run yet is one `hx run` is
+                // still starting (outside the store lock): it stays.
+                let stale: Vec<Ipv4Addr> = pool
+                    .leases
+                    .iter()
+                    .filter(|(ip, l)| {
+                        mine(l)
+                            && !running
+                                .iter()
+                                .any(|(id, b, _)| *b == bridge && *id == l.owner.id)
+                            && (l.pinned || !held(dir, **ip))
+                    })
+                    .map(|(ip, _)| *ip)
+                    .collect();
+                drop_where(dir, pool, |ip, _| stale.contains(&ip));
+                for (id, _, ip) in running.iter().filter(|(_, b, _)| *b == bridge) {
+                    match pool.leases.get_mut(ip) {
+                        None => {
+                            tracing::info!("registering address {ip} of running container {id}");
+                            pool.leases.insert(
+                                *ip,
+                                Lease {
+                                    owner: Owner {
+                                        root: root.to_string(),
+                                        id: id.clone(),
+                                    },
+                                    pinned: true,
+                                },
+                            );
+                        }
+                        Some(l) if mine(l) && l.owner.id == *id => {
+                            if !l.pinned && !held(dir, *ip) {
+                                l.pinned = true;
+                            }
+                        }
+                        Some(l) => tracing::warn!(
+                            "address {ip} of running container {id} is leased to container {} of store {}",
+                            l.owner.id,
+                            l.owner.root
+                        ),
+                    }
+                }
                 Ok(())
             })?;
         }
+        Ok(())
     }
-    Ok(())
+
+    fn bridges(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return vec![];
+        };
+        rd.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|b| super::bridge::valid_ifname(b))
+            .collect()
+    }
+
+    /// Every lease (for tests and listings): (bridge, address, owner).
+    #[allow(dead_code)]
+    pub fn list(&self) -> anyhow::Result<Vec<(String, Ipv4Addr, Owner)>> {
+        let mut out = Vec::new();
+        for b in self.bridges() {
+            let pool = read_pool(&self.dir.join(&b).join(POOL))?;
+            out.extend(
+                pool.leases
+                    .into_iter()
+                    .map(|(ip, l)| (b.clone(), ip, l.owner)),
+            );
+        }
+        Ok(out)
+    }
 }
 
-/// Every allocation (for tests and `hx inspect`-style listings): (bridge, address, id).
-#[allow(dead_code)]
-pub fn list(root: &Path) -> Vec<(String, Ipv4Addr, String)> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(root.join(DIR)) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Some(bridge) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if let Ok(pool) = std::fs::read(e.path())
-                .map_err(anyhow::Error::from)
-                .and_then(|b| Ok(serde_json::from_slice::<Pool>(&b)?))
-            {
-                out.extend(
-                    pool.allocated
-                        .into_iter()
-                        .map(|(ip, id)| (bridge.to_string(), ip, id)),
-                );
-            }
-        }
+fn read_pool(p: &Path) -> anyhow::Result<Pool> {
+    let f = match File::open(p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pool::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    let mut bytes = Vec::new();
+    f.take(MAX_POOL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", p.display()))?;
+    if bytes.len() as u64 > MAX_POOL_BYTES {
+        bail!("{}: larger than {MAX_POOL_BYTES} bytes", p.display());
     }
-    out
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+}
+
+/// The subnet's host addresses other than the gateway, lowest first.
+fn hosts(gateway: Ipv4Addr, prefix: u8) -> impl Iterator<Item = Ipv4Addr> {
+    let (net, broadcast) = if prefix > 30 {
+        (1, 1)
+    } else {
+        let mask = u32::MAX << (32 - prefix as u32);
+        let net = u32::from(gateway) & mask;
+        (net, net | !mask)
+    };
+    (net + 1..broadcast)
+        .map(Ipv4Addr::from)
+        .filter(move |&ip| ip != gateway)
+}
+
+/// Opens the address's lease file and locks it, None if a VM holds it.
+fn lock_lease(dir: &Path, ip: Ipv4Addr) -> anyhow::Result<Option<OwnedFd>> {
+    let p = dir.join(ip.to_string());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    // Not nix's Flock: it unlocks on drop, and this lock must live as long as the fd does,
+    // in whichever process inherits it.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        return Err(e).with_context(|| format!("locking {}", p.display()));
+    }
+    Ok(Some(f.into()))
+}
+
+/// Whether some process holds the address's lease file locked (its VM runs).
+fn held(dir: &Path, ip: Ipv4Addr) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(ip.to_string()))
+    else {
+        return false;
+    };
+    // Probing takes the lock for a moment; closing `f` drops it again.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+/// Takes back the leases whose VM is gone: not held, or pinned by a store that no longer exists.
+fn sweep(dir: &Path, pool: &mut Pool) {
+    let dead: Vec<Ipv4Addr> = pool
+        .leases
+        .iter()
+        .filter(|(ip, l)| {
+            if l.pinned {
+                !Path::new(&l.owner.root).join(DIR).is_dir()
+            } else {
+                !held(dir, **ip)
+            }
+        })
+        .map(|(ip, _)| *ip)
+        .collect();
+    for ip in dead {
+        if let Some(l) = pool.leases.remove(&ip) {
+            tracing::info!(
+                "taking back {ip}: container {} of store {} is gone",
+                l.owner.id,
+                l.owner.root
+            );
+        }
+        let _ = std::fs::remove_file(dir.join(ip.to_string()));
+    }
+}
+
+fn drop_where(dir: &Path, pool: &mut Pool, gone: impl Fn(Ipv4Addr, &Lease) -> bool) {
+    pool.leases.retain(|ip, l| {
+        if gone(*ip, l) {
+            let _ = std::fs::remove_file(dir.join(ip.to_string()));
+            false
+        } else {
+            true
+        }
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const GW: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 88, 0, last)
+    }
+
+    /// Two stores whose roots exist (pinned leases need their store).
+    fn stores() -> (tempfile::TempDir, Owner, Owner) {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["a", "b"] {
+            std::fs::create_dir_all(d.path().join(s).join(DIR)).unwrap();
+        }
+        let a = Owner::of(&d.path().join("a"), "c1");
+        let b = Owner::of(&d.path().join("b"), "c1");
+        (d, a, b)
+    }
+
     #[test]
     fn allocates_lowest_free_and_reuses_released() {
         let d = tempfile::tempdir().unwrap();
-        let gw = Ipv4Addr::new(10, 88, 0, 1);
-        let a = allocate(d.path(), "hx0", gw, 16, "a").unwrap();
-        let b = allocate(d.path(), "hx0", gw, 16, "b").unwrap();
-        assert_eq!(
-            (a, b),
-            (Ipv4Addr::new(10, 88, 0, 2), Ipv4Addr::new(10, 88, 0, 3))
-        );
-        assert_eq!(allocate(d.path(), "hx0", gw, 16, "a").unwrap(), a);
-        release(d.path(), "hx0", "a").unwrap();
-        assert_eq!(allocate(d.path(), "hx0", gw, 16, "c").unwrap(), a);
-        retain(d.path(), &["c"]).unwrap();
-        assert_eq!(
-            list(d.path()),
-            vec![("hx0".to_string(), a, "c".to_string())]
-        );
+        let pools = Pools::at(d.path().join("ipam"));
+        let o = |id: &str| Owner::of(d.path(), id);
+        let (a, _fa) = pools.allocate(&o("a"), "hx0", GW, 16).unwrap();
+        let (b, _fb) = pools.allocate(&o("b"), "hx0", GW, 16).unwrap();
+        assert_eq!((a, b), (ip(2), ip(3)));
+        pools.release(&o("a"), "hx0").unwrap();
+        let (c, _fc) = pools.allocate(&o("c"), "hx0", GW, 16).unwrap();
+        assert_eq!(c, a);
+        let owners: Vec<(Ipv4Addr, String)> = pools
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(_, ip, o)| (ip, o.id))
+            .collect();
+        assert_eq!(owners, vec![(ip(2), "c".into()), (ip(3), "b".into())]);
+    }
+
+    #[test]
+    fn two_stores_on_one_bridge_get_distinct_addresses() {
+        let (d, a, b) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        // The same container id in both stores: still two owners.
+        let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        assert_eq!((ia, ib), (ip(2), ip(3)));
+        // Another process's view of the same pool (a second `hx --root`) agrees.
+        let other = Pools::at(d.path().join("ipam"));
+        let (ic, _fc) = other
+            .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16)
+            .unwrap();
+        assert_eq!(ic, ip(4));
+    }
+
+    #[test]
+    fn reconcile_and_release_of_one_store_never_free_anothers_leases() {
+        let (d, a, b) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        let (ib, fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let b2 = Owner::of(&d.path().join("b"), "c2");
+        let (ib2, _fb2) = pools.allocate(&b2, "hx0", GW, 16).unwrap();
+        // B's first container is known to run only through its store (pinned), the second
+        // through its held lease file. A's VM is gone and A runs nothing.
+        pools
+            .reconcile(
+                &b.root,
+                &[
+                    (b.id.clone(), "hx0".into(), ib),
+                    (b2.id.clone(), "hx0".into(), ib2),
+                ],
+            )
+            .unwrap();
+        drop(fb);
+        drop(fa);
+        pools.reconcile(&a.root, &[]).unwrap();
+        pools.release(&a, "hx0").unwrap();
+        let left: Vec<(Ipv4Addr, Owner)> = pools
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(_, ip, o)| (ip, o))
+            .collect();
+        assert_eq!(left, vec![(ib, b.clone()), (ib2, b2.clone())]);
+        // A's next container gets A's old address, not one of B's.
+        let (next, _fn) = pools
+            .allocate(&Owner::of(&d.path().join("a"), "c9"), "hx0", GW, 16)
+            .unwrap();
+        assert_eq!(next, ia);
+    }
+
+    #[test]
+    fn reconcile_keeps_a_held_lease_of_a_container_still_starting() {
+        let (d, a, _) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        // `hx run` holds the lease between setup and the VM's start, outside the store lock.
+        let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        pools.reconcile(&a.root, &[]).unwrap();
+        assert_eq!(pools.list().unwrap().len(), 1);
+        assert_eq!(pools.list().unwrap()[0].1, ia);
+    }
+
+    #[test]
+    fn leases_of_dead_vms_are_taken_back_by_any_store() {
+        let (d, a, b) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        // A's VM dies without anyone releasing (kill -9, and store A runs no command).
+        drop(fa);
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        assert_eq!(ib, ia);
+        assert_eq!(pools.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lease_is_held_across_exec_by_an_inheriting_process() {
+        let (d, a, b) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        // The VM's process inherits the fd (as QEMU does), the allocating process closes its copy.
+        let raw = fa.as_raw_fd();
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                libc::fcntl(raw, libc::F_SETFD, 0);
+                Ok(())
+            });
+        }
+        let mut vm = cmd.spawn().unwrap();
+        drop(fa);
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        assert_ne!(ib, ia);
+        vm.kill().unwrap();
+        vm.wait().unwrap();
+        let (ic, _fc) = pools
+            .allocate(&Owner::of(&d.path().join("b"), "c3"), "hx0", GW, 16)
+            .unwrap();
+        assert_eq!(ic, ia, "the dead VM's address is taken back");
+    }
+
+    #[test]
+    fn reconcile_pins_running_containers_whose_vm_holds_no_lease() {
+        let (d, a, b) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        // A container started before pools were shared: running, known only to its store.
+        pools
+            .reconcile(&a.root, &[(a.id.clone(), "hx0".into(), ip(2))])
+            .unwrap();
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        assert_eq!(ib, ip(3));
+        // It stops: its store's next reconcile frees it.
+        pools.reconcile(&a.root, &[]).unwrap();
+        let (ic, _fc) = pools
+            .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16)
+            .unwrap();
+        assert_eq!(ic, ip(2));
+        // A pinned lease of a store that was deleted is taken back too.
+        pools
+            .reconcile(&a.root, &[(a.id.clone(), "hx0".into(), ip(9))])
+            .unwrap();
+        std::fs::remove_dir_all(d.path().join("a")).unwrap();
+        pools.release(&b, "hx0").unwrap();
+        let (_, _f) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        assert!(pools.list().unwrap().iter().all(|(_, a, _)| *a != ip(9)));
     }
 
     #[test]
     fn small_subnet_runs_out_with_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
+        let pools = Pools::at(d.path().join("ipam"));
         let gw = Ipv4Addr::new(192, 168, 5, 1);
         // /30: .1 gateway, .2 the only host address.
-        assert_eq!(
-            allocate(d.path(), "br", gw, 30, "a").unwrap(),
-            Ipv4Addr::new(192, 168, 5, 2)
-        );
-        let e = allocate(d.path(), "br", gw, 30, "b")
+        let (a, _fa) = pools
+            .allocate(&Owner::of(d.path(), "a"), "br", gw, 30)
+            .unwrap();
+        assert_eq!(a, Ipv4Addr::new(192, 168, 5, 2));
+        let e = pools
+            .allocate(&Owner::of(d.path(), "b"), "br", gw, 30)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no free address left in 192.168.5.1/30"), "{e}");
+        assert!(pools
+            .allocate(&Owner::of(d.path(), "c"), "..", gw, 30)
+            .is_err());
+    }
+
+    #[test]
+    fn a_corrupt_pool_is_an_error_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let pools = Pools::at(d.path().join("ipam"));
+        std::fs::create_dir_all(d.path().join("ipam/hx0")).unwrap();
+        std::fs::write(d.path().join("ipam/hx0/pool.json"), b"{\"leases\": 7}").unwrap();
+        let e = format!(
+            "{:#}",
+            pools
+                .allocate(&Owner::of(d.path(), "a"), "hx0", GW, 16)
+                .unwrap_err()
+        );
+        assert!(e.contains("parsing") && e.contains("pool.json"), "{e}");
     }
 }

@@ -197,11 +197,17 @@ pub fn setup(
     }
     let (gateway, prefix) = bridge::ensure(&bridge_name)?;
     nat::ensure_base(&bridge_name, gateway, prefix)?;
-    let ip = ipam::allocate(root, &bridge_name, gateway, prefix, id)?;
+    // Only once the guard against packets to 127.0.0.0/8 from outside is in place.
+    bridge::allow_localnet(&bridge_name)?;
+    let marker = root.join(ipam::DIR);
+    std::fs::create_dir_all(&marker).with_context(|| format!("creating {}", marker.display()))?;
+    let pools = ipam::Pools::host()?;
+    let owner = ipam::Owner::of(root, id);
+    let (ip, lease) = pools.allocate(&owner, &bridge_name, gateway, prefix)?;
     let ifname = ifname_for(id);
     let mac = mac_for(ip);
     let undo = || {
-        let _ = ipam::release(root, &bridge_name, id);
+        let _ = pools.release(&owner, &bridge_name);
     };
     let reserved = match ports::reserve(requests, taken) {
         Ok(r) => r,
@@ -240,7 +246,9 @@ pub fn setup(
                 bridge: bridge_name,
                 ifname,
             },
-            hold: reserved.into_iter().map(|r| r.socket).collect(),
+            hold: std::iter::once(lease)
+                .chain(reserved.into_iter().map(|r| r.socket))
+                .collect(),
         }),
         guest: Some(guest_config(ip, prefix, gateway, dns, &resolv)),
     })
@@ -274,7 +282,7 @@ pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()
         nat::remove_container(&store_key(root), id)?;
     }
     if let Some(b) = &state.bridge {
-        ipam::release(root, b, id)?;
+        ipam::Pools::host()?.release(&ipam::Owner::of(root, id), b)?;
     }
     if let Some(ifname) = &state.ifname {
         bridge::delete_link(ifname)?;
@@ -290,7 +298,26 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
         return Ok(());
     }
     let live: Vec<&str> = running.iter().map(|(id, _)| id.as_str()).collect();
-    ipam::retain(root, &live).context("reconciling addresses")?;
+    let leases: Vec<(String, String, Ipv4Addr)> = running
+        .iter()
+        .filter(|(_, st)| st.mode == "bridge")
+        .filter_map(|(id, st)| Some((id.clone(), st.bridge.clone()?, st.ip?)))
+        .collect();
+    ipam::Pools::host()?
+        .reconcile(&ipam::store_root(root), &leases)
+        .context("reconciling addresses")?;
+    // The guard may be gone with a flushed ruleset while containers run.
+    let mut bridges: Vec<(&str, Ipv4Addr, u8)> = Vec::new();
+    for (_, st) in running {
+        if let (Some(b), Some(gw), "bridge") = (&st.bridge, st.gateway, st.mode.as_str()) {
+            if !bridges.iter().any(|(n, _, _)| n == b) && bridge::exists(b) {
+                bridges.push((b, gw, st.prefix_len));
+            }
+        }
+    }
+    for (b, gw, prefix) in bridges {
+        nat::ensure_base(b, gw, prefix)?;
+    }
     let key = store_key(root);
     let rules = nat::container_rules(&key)?;
     for (id, _) in &rules {
@@ -307,9 +334,6 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
             continue;
         };
         tracing::info!("re-creating the port rules of container {id}");
-        if let (Some(gw), true) = (st.gateway, bridge::exists(b)) {
-            nat::ensure_base(b, gw, st.prefix_len)?;
-        }
         nat::add_ports(&key, id, b, ip, &st.ports)?;
     }
     Ok(())

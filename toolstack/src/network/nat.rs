@@ -6,6 +6,13 @@
 //! Published ports are reached from other hosts (prerouting) and from the host itself (output,
 //! including 127.0.0.1: route_localnet on the bridge plus masquerading lets a connection from
 //! the loopback address leave through the bridge, as docker does without its userland proxy).
+//!
+//! route_localnet also makes the kernel accept packets to and from 127.0.0.0/8 arriving on the
+//! bridge: a guest routing 127.0.0.1 via its gateway would reach every host service bound to
+//! the loopback address (CVE-2020-8558's shape). The `guard` chain drops such packets from
+//! every interface but `lo` before conntrack and NAT see them (what kube-proxy's fix does; the
+//! kernel treats them as martians anyway wherever route_localnet is off). Nothing legitimate
+//! carries them: the host's own connections to 127.0.0.1 never enter through prerouting.
 use super::{run_tool, Published};
 use anyhow::Context;
 use std::net::Ipv4Addr;
@@ -13,7 +20,17 @@ use std::process::Command;
 
 pub const TABLE: &str = "hx";
 
+const CHAINS: [&str; 6] = [
+    "guard",
+    "prerouting",
+    "output",
+    "postrouting",
+    "forward",
+    "publish",
+];
+
 const BASE: &str = "add table ip hx
+add chain ip hx guard { type filter hook prerouting priority raw; policy accept; }
 add chain ip hx prerouting { type nat hook prerouting priority dstnat; policy accept; }
 add chain ip hx output { type nat hook output priority -100; policy accept; }
 add chain ip hx postrouting { type nat hook postrouting priority srcnat; policy accept; }
@@ -27,19 +44,30 @@ fn nft(script: &str) -> anyhow::Result<()> {
 
 /// The table's rules: (chain, handle, comment).
 fn rules() -> anyhow::Result<Vec<(String, u64, String)>> {
+    Ok(listing()?.1)
+}
+
+/// The table's chain names and rules.
+#[allow(clippy::type_complexity)]
+fn listing() -> anyhow::Result<(Vec<String>, Vec<(String, u64, String)>)> {
     let out = match run_tool(
         Command::new("nft").args(["-j", "list", "table", "ip", TABLE]),
         None,
     ) {
         Ok(o) => o,
-        Err(e) if e.to_string().contains("No such file or directory") => return Ok(vec![]),
+        Err(e) if e.to_string().contains("No such file or directory") => {
+            return Ok((vec![], vec![]))
+        }
         Err(e) => return Err(e),
     };
     let v: serde_json::Value = serde_json::from_str(&out).context("parsing `nft -j list table`")?;
-    Ok(v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    let chains = items
+        .iter()
+        .filter_map(|o| Some(o.get("chain")?["name"].as_str()?.to_string()))
+        .collect();
+    let rules = items
+        .iter()
         .filter_map(|o| {
             let r = o.get("rule")?;
             Some((
@@ -48,7 +76,8 @@ fn rules() -> anyhow::Result<Vec<(String, u64, String)>> {
                 r["comment"].as_str().unwrap_or("").to_string(),
             ))
         })
-        .collect())
+        .collect();
+    Ok((chains, rules))
 }
 
 fn subnet(gateway: Ipv4Addr, prefix: u8) -> String {
@@ -62,9 +91,21 @@ fn subnet(gateway: Ipv4Addr, prefix: u8) -> String {
 
 /// The table, its chains, and the bridge's NAT and forwarding rules, each added once.
 pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Result<()> {
-    let have = rules()?;
+    let (chains, have) = listing()?;
     let has = |chain: &str, comment: &str| have.iter().any(|(c, _, m)| c == chain && m == comment);
     let mut script = String::from(BASE);
+    let guard: Vec<&str> = GUARD.iter().map(|(name, _)| *name).collect();
+    let guarded: Vec<&str> = have
+        .iter()
+        .filter(|(c, _, _)| c == "guard")
+        .map(|(_, _, m)| m.as_str())
+        .collect();
+    if guarded != guard {
+        script.push_str("flush chain ip hx guard\n");
+        for (name, rule) in GUARD {
+            script.push_str(&format!("add rule ip hx guard {rule} comment \"{name}\"\n"));
+        }
+    }
     for chain in ["prerouting", "output"] {
         if !has(chain, "hx-base") {
             script.push_str(&format!(
@@ -99,8 +140,23 @@ pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Resul
             ));
         }
     }
+    if script == BASE && CHAINS.iter().all(|c| chains.iter().any(|h| h == c)) {
+        return Ok(());
+    }
     nft(&script).context("setting up hx's nftables table")
 }
+
+/// The guard chain's rules, in order: (comment, rule).
+const GUARD: [(&str, &str); 2] = [
+    (
+        "hx-guard:to-loopback",
+        "iifname != \"lo\" ip daddr 127.0.0.0/8 drop",
+    ),
+    (
+        "hx-guard:from-loopback",
+        "iifname != \"lo\" ip saddr 127.0.0.0/8 drop",
+    ),
+];
 
 fn tag(key: &str, id: &str) -> String {
     format!("hx:{key}:{id}")

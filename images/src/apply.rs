@@ -3,7 +3,10 @@
 //! hx runs as root in dom0, so nothing here trusts the archive: every name is resolved component
 //! by component with lstat, no parent may be a symlink, nothing is created outside the target,
 //! and `tar`'s own unpack is never used.
+use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::tarstream::{Entry, TarStream};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs;
@@ -22,11 +25,27 @@ pub struct LayerApplier<'a> {
     /// Paths this layer created: an opaque marker does not hide them.
     created: HashSet<PathBuf>,
     preserve_owner: bool,
+    limits: Limits,
+    image_budget: Option<(String, u64)>,
+}
+
+/// What applying a layer read: the sha256 of its uncompressed stream (its diff_id) and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub diff_id: Digest,
+    pub bytes: u64,
 }
 
 impl<'a> LayerApplier<'a> {
     pub fn new(root: &'a Path, layer: &str) -> Self {
-        LayerApplier { root, layer: layer.to_string(), created: HashSet::new(), preserve_owner: nix::unistd::geteuid().is_root() }
+        LayerApplier {
+            root,
+            layer: layer.to_string(),
+            created: HashSet::new(),
+            preserve_owner: nix::unistd::geteuid().is_root(),
+            limits: Limits::default(),
+            image_budget: None,
+        }
     }
 
     fn unsafe_entry(&self, entry: &Path, reason: &str) -> Error {
@@ -44,18 +63,34 @@ impl<'a> LayerApplier<'a> {
         self.bad(entry, e)
     }
 
-    pub fn apply<R: Read>(&mut self, reader: R) -> Result<()> {
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|e| self.bad(Path::new("(archive)"), e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| self.bad(Path::new("(archive)"), e))?;
-            let raw = entry.path().map_err(|e| self.bad(Path::new("(name)"), e))?.into_owned();
-            self.apply_entry(&raw, &mut entry)?;
-        }
-        Ok(())
+    /// Bounds the layer by `limits` (the defaults otherwise).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
-    fn apply_entry<R: Read>(&mut self, raw: &Path, entry: &mut tar::Entry<R>) -> Result<()> {
+    /// Also bounds the layer by what is left of its image's budget.
+    pub fn with_image_budget(mut self, image: &str, left: u64) -> Self {
+        self.image_budget = Some((image.to_string(), left));
+        self
+    }
+
+    /// Applies the tar stream `reader`; returns its diff_id and length.
+    pub fn apply<R: Read>(&mut self, reader: R) -> Result<Applied> {
+        let mut stream = TarStream::new(reader, &self.layer, self.limits);
+        if let Some((image, left)) = &self.image_budget {
+            stream = stream.image_budget(image, *left);
+        }
+        while let Some(entry) = stream.next_entry()? {
+            let raw = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path));
+            self.apply_entry(&raw, &entry, &mut stream)?;
+        }
+        let bytes = stream.consumed();
+        let diff_id = stream.finish()?;
+        Ok(Applied { diff_id, bytes })
+    }
+
+    fn apply_entry<R: Read>(&mut self, raw: &Path, entry: &Entry, stream: &mut TarStream<R>) -> Result<()> {
         let Some(rel) = clean_name(raw).map_err(|r| self.unsafe_entry(raw, r))? else {
             return Ok(()); // the root itself ("./")
         };
@@ -75,8 +110,9 @@ impl<'a> LayerApplier<'a> {
         }
 
         let dest = parent.join(&file_name);
-        let header = entry.header().clone();
+        let header = &entry.header;
         let kind = header.entry_type();
+        let link_name = || entry.link.as_ref().filter(|l| !l.is_empty()).map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)));
         let existing = fs::symlink_metadata(&dest).ok();
         // A directory over an existing directory keeps its contents; anything else replaces.
         if let Some(m) = &existing {
@@ -91,7 +127,7 @@ impl<'a> LayerApplier<'a> {
                     fs::create_dir(&dest).map_err(|e| self.io(raw, e))?;
                 }
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -99,20 +135,22 @@ impl<'a> LayerApplier<'a> {
                     .mode(0o600)
                     .open(&dest)
                     .map_err(|e| self.io(raw, e))?;
-                io::copy(entry, &mut f).map_err(|e| self.io(raw, e))?;
+                if let Err(e) = io::copy(&mut stream.data(), &mut f) {
+                    return Err(match crate::tarstream::into_error(e) {
+                        Ok(limit) => limit,
+                        Err(e) => self.io(raw, e),
+                    });
+                }
             }
             tar::EntryType::Symlink => {
-                let target = header.link_name().map_err(|e| self.bad(raw, e))?.ok_or_else(|| self.bad(raw, "symlink without target"))?;
-                if target.as_os_str().is_empty() {
-                    return Err(self.bad(raw, "symlink with empty target"));
-                }
+                let target = link_name().ok_or_else(|| self.bad(raw, "symlink without target"))?;
                 if escapes(&parent_rel, &target) {
                     return Err(self.unsafe_entry(raw, &format!("symlink target {:?} points outside the rootfs", target.display().to_string())));
                 }
                 std::os::unix::fs::symlink(&target, &dest).map_err(|e| self.io(raw, e))?;
             }
             tar::EntryType::Link => {
-                let target_raw = header.link_name().map_err(|e| self.bad(raw, e))?.ok_or_else(|| self.bad(raw, "hardlink without target"))?;
+                let target_raw = link_name().ok_or_else(|| self.bad(raw, "hardlink without target"))?;
                 let target_rel = clean_name(&target_raw)
                     .map_err(|r| self.unsafe_entry(raw, &format!("hardlink target {:?}: {r}", target_raw.display().to_string())))?
                     .ok_or_else(|| self.unsafe_entry(raw, "hardlink to the root"))?;
@@ -146,16 +184,14 @@ impl<'a> LayerApplier<'a> {
                     return Err(self.io(raw, e));
                 }
             }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => {
-                return Ok(());
-            }
             other => return Err(self.bad(raw, format!("unsupported entry type {other:?}"))),
         }
         self.created.insert(rel.clone());
-        self.set_metadata(raw, &dest, entry, &header, mode, kind)
+        self.set_metadata(raw, &dest, entry, mode, kind)
     }
 
-    fn set_metadata<R: Read>(&self, raw: &Path, dest: &Path, entry: &mut tar::Entry<R>, header: &tar::Header, mode: u32, kind: tar::EntryType) -> Result<()> {
+    fn set_metadata(&self, raw: &Path, dest: &Path, entry: &Entry, mode: u32, kind: tar::EntryType) -> Result<()> {
+        let header = &entry.header;
         let c = cstr(dest);
         if self.preserve_owner {
             let uid = header.uid().map_err(|e| self.bad(raw, e))? as libc::uid_t;
@@ -165,15 +201,14 @@ impl<'a> LayerApplier<'a> {
                 return Err(self.io(raw, io::Error::last_os_error()));
             }
         }
-        if let Ok(Some(exts)) = entry.pax_extensions() {
-            for ext in exts.flatten() {
-                let Ok(key) = ext.key() else { continue };
+        {
+            for (key, v) in &entry.pax {
+                let Ok(key) = std::str::from_utf8(key) else { continue };
                 if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                     if kind == tar::EntryType::Symlink && !name.starts_with("trusted.") && !name.starts_with("security.") {
                         continue; // user.* xattrs are not allowed on symlinks
                     }
                     let n = CString::new(name).map_err(|_| self.bad(raw, "xattr name with NUL"))?;
-                    let v = ext.value_bytes();
                     // SAFETY: valid C strings and buffer.
                     if unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) } != 0 {
                         let e = io::Error::last_os_error();

@@ -43,6 +43,22 @@ pub enum Error {
     Store { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("layer {layer}: entry {entry:?}: {kind} of {size} bytes exceeds the limit of {limit} bytes (limits.max_header_bytes)")]
+    HeaderTooLarge { layer: String, entry: String, kind: &'static str, size: u64, limit: u64 },
+    #[error("layer {layer}: more than {limit} uncompressed bytes (limits.max_layer_bytes)")]
+    LayerTooLarge { layer: String, limit: u64 },
+    #[error("image {image}: more than {limit} uncompressed bytes in its layers (limits.max_image_bytes); stopped in layer {layer}")]
+    ImageTooLarge { image: String, layer: String, limit: u64 },
+    #[error("layer {layer}: more than {limit} entries (limits.max_layer_entries)")]
+    TooManyEntries { layer: String, limit: u64 },
+    #[error("layer {index} ({layer}): uncompressed digest {actual} does not match the image config's diff_id {expected}")]
+    DiffIdMismatch { layer: String, index: usize, expected: String, actual: String },
+    #[error("image {image}: {layers} layers but {diff_ids} diff_ids in its config")]
+    LayerCountMismatch { image: String, layers: usize, diff_ids: usize },
+    #[error("{what}: more than {limit} bytes (limits.max_manifest_bytes)")]
+    ManifestTooLarge { what: String, limit: u64 },
+    #[error("{reference}: indexes nested deeper than {limit} (limits.max_index_depth)")]
+    IndexTooDeep { reference: String, limit: u32 },
 }
 
 impl Error {
@@ -68,6 +84,13 @@ impl Error {
             Error::RootfsBuild { .. } => 26,
             Error::Store { .. } => 27,
             Error::Io { .. } => 28,
+            Error::HeaderTooLarge { .. } => 29,
+            Error::LayerTooLarge { .. } => 30,
+            Error::ImageTooLarge { .. } => 31,
+            Error::TooManyEntries { .. } => 32,
+            Error::DiffIdMismatch { .. } | Error::LayerCountMismatch { .. } => 33,
+            Error::ManifestTooLarge { .. } => 34,
+            Error::IndexTooDeep { .. } => 35,
         }
     }
 

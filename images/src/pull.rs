@@ -195,6 +195,42 @@ impl Session {
     }
 }
 
+/// Fetches the manifest of `reference` (`fetch(None)`) and follows indexes to the image manifest
+/// for `platform`, at most `max_index_depth` of them, each document at most `max_manifest_bytes`.
+async fn resolve_manifest<F, Fut>(reference: &str, platform: &PlatformSpec, limits: &crate::limits::Limits, fetch: F) -> Result<(Vec<u8>, Digest, crate::manifest::ImageManifest)>
+where
+    F: Fn(Option<Digest>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<u8>, Digest)>>,
+{
+    let bounded = |what: &str, bytes: &[u8]| {
+        if bytes.len() as u64 > limits.max_manifest_bytes {
+            return Err(Error::ManifestTooLarge { what: what.to_string(), limit: limits.max_manifest_bytes });
+        }
+        Ok(())
+    };
+    let (mut bytes, mut digest) = fetch(None).await?;
+    bounded(&format!("manifest of {reference}"), &bytes)?;
+    let mut depth = 0;
+    loop {
+        match Manifest::parse(reference, "", &bytes)? {
+            Manifest::Image(m) => return Ok((bytes, digest, m)),
+            Manifest::Index(index) => {
+                depth += 1;
+                if depth > limits.max_index_depth {
+                    return Err(Error::IndexTooDeep { reference: reference.to_string(), limit: limits.max_index_depth });
+                }
+                let chosen = platform.select(reference, &index)?;
+                if chosen.size > limits.max_manifest_bytes {
+                    return Err(Error::ManifestTooLarge { what: format!("manifest {} of {reference}", chosen.digest), limit: limits.max_manifest_bytes });
+                }
+                let next = chosen.digest.clone();
+                (bytes, digest) = fetch(Some(next.clone())).await?;
+                bounded(&format!("manifest {next} of {reference}"), &bytes)?;
+            }
+        }
+    }
+}
+
 /// Pulls `reference` into the store, builds its rootfs, and names it. On failure the store is
 /// as it was; verified downloads stay in tmp/ for the next attempt to resume from.
 pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
@@ -219,16 +255,21 @@ pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> R
 async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
     let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
     let session = Session::open(reference, opts).await?;
-    let (mut bytes, mut mdigest) = session.manifest(None).await?;
-    let manifest = loop {
-        match Manifest::parse(&reference.to_string(), "", &bytes)? {
-            Manifest::Image(m) => break m,
-            Manifest::Index(index) => {
-                let chosen = platform.select(&reference.to_string(), &index)?.digest.clone();
-                (bytes, mdigest) = session.manifest(Some(&chosen)).await?;
-            }
-        }
-    };
+    let limits = *store.limits();
+    let (bytes, mdigest, manifest) = resolve_manifest(&reference.to_string(), &platform, &limits, |d| {
+        let session = &session;
+        async move { session.manifest(d.as_ref()).await }
+    })
+    .await?;
+    if manifest.config.size > limits.max_manifest_bytes {
+        return Err(Error::ManifestTooLarge { what: format!("config {} of {reference}", manifest.config.digest), limit: limits.max_manifest_bytes });
+    }
+    let mut work = store.begin_work("pull")?;
+    work.pin_blob(&mdigest)?;
+    work.pin_blob(&manifest.config.digest)?;
+    for l in &manifest.layers {
+        work.pin_blob(&l.digest)?;
+    }
     let name = reference.digest.is_none().then(|| reference.to_string());
     let up_to_date = store.has_blob(&mdigest) && store.find_image(mdigest.as_str()).is_ok();
 
@@ -251,7 +292,12 @@ async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) ->
     session.blob(store, &manifest.config, &config_bar).await?;
 
     let session = Arc::new(session);
-    let mut pending = futures_util::stream::iter(manifest.layers.clone().into_iter().map(|layer| {
+    // One download per distinct layer (images repeat their empty layer): two writers of one
+    // blob in this process would wait for each other's lock forever.
+    let mut distinct = manifest.layers.clone();
+    let mut seen = std::collections::HashSet::new();
+    distinct.retain(|l| seen.insert(l.digest.clone()));
+    let mut pending = futures_util::stream::iter(distinct.into_iter().map(|layer| {
         let session = session.clone();
         let store = store.clone();
         let bar = multi.add(ProgressBar::new(layer.size).with_style(style.clone()).with_prefix(layer.digest.short().to_string()));
@@ -277,8 +323,11 @@ async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) ->
     let unindexed = store.unindexed_record(&mdigest)?;
     let store2 = store.clone();
     // The rootfs before the name: an image becomes visible only once it can run.
-    tokio::task::spawn_blocking(move || store2.rootfs(&unindexed)).await.map_err(|e| Error::Store { path: store.root().to_path_buf(), detail: e.to_string() })??;
+    let work = tokio::task::spawn_blocking(move || store2.rootfs_in(&unindexed, &mut work).map(|_| work))
+        .await
+        .map_err(|e| Error::Store { path: store.root().to_path_buf(), detail: e.to_string() })??;
     let record = store.add_image(&mdigest, name.as_deref())?;
+    drop(work);
     if opts.progress {
         eprintln!("Digest: {mdigest}");
         if up_to_date {
@@ -304,5 +353,65 @@ mod tests {
         let opts = PullOptions { insecure_registries: vec!["lab:5000".into()], ..Default::default() };
         assert!(insecure_list(&opts, "docker.io").contains(&"lab:5000".to_string()));
         assert!(!insecure_list(&opts, "docker.io").contains(&"docker.io".to_string()));
+    }
+
+    fn index_to(digest: &Digest, size: u64) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::manifest::OCI_INDEX,
+            "manifests": [{ "mediaType": crate::manifest::OCI_INDEX, "digest": digest.to_string(), "size": size,
+                            "platform": { "os": "linux", "architecture": "amd64" } }]
+        }))
+        .unwrap()
+    }
+
+    fn resolve(docs: std::collections::HashMap<Option<Digest>, Vec<u8>>, limits: crate::limits::Limits) -> Result<Digest> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let fetch = |d: Option<Digest>| {
+            let bytes = docs[&d].clone();
+            async move {
+                let digest = Digest::of_bytes(&bytes);
+                Ok((bytes, digest))
+            }
+        };
+        rt.block_on(resolve_manifest("registry.test/x:1", &PlatformSpec::host(), &limits, fetch)).map(|(_, d, _)| d)
+    }
+
+    #[test]
+    fn an_index_that_names_itself_ends_at_the_depth_limit() {
+        // The index's entry points at a digest whose document is the same index again.
+        let loop_digest = Digest::of_bytes(b"loop");
+        let idx = index_to(&loop_digest, 300);
+        let docs = [(None, idx.clone()), (Some(loop_digest), idx)].into_iter().collect();
+        let err = resolve(docs, crate::limits::Limits::default()).unwrap_err();
+        assert!(matches!(err, Error::IndexTooDeep { limit: 2, .. }), "{err}");
+        assert_eq!(err.exit_code(), 35);
+    }
+
+    #[test]
+    fn oversized_manifests_and_descriptors_are_refused() {
+        let limits = crate::limits::Limits { max_manifest_bytes: 4096, ..Default::default() };
+        let image = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": { "mediaType": crate::manifest::OCI_CONFIG, "digest": Digest::of_bytes(b"c").to_string(), "size": 1 },
+            "layers": [], "annotations": { "pad": "x".repeat(5000) }
+        }))
+        .unwrap();
+        let docs: std::collections::HashMap<_, _> = [(None, image.clone())].into_iter().collect();
+        assert!(matches!(resolve(docs, limits).unwrap_err(), Error::ManifestTooLarge { limit: 4096, .. }));
+        // An index entry claiming a huge manifest is refused before it is fetched.
+        let big = Digest::of_bytes(b"big");
+        let docs = [(None, index_to(&big, 1 << 40))].into_iter().collect();
+        assert!(matches!(resolve(docs, limits).unwrap_err(), Error::ManifestTooLarge { .. }));
+        // Within the limits the same shapes resolve.
+        let small = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": { "mediaType": crate::manifest::OCI_CONFIG, "digest": Digest::of_bytes(b"c").to_string(), "size": 1 },
+            "layers": []
+        }))
+        .unwrap();
+        let d = Digest::of_bytes(&small);
+        let docs = [(None, index_to(&d, small.len() as u64)), (Some(d.clone()), small)].into_iter().collect();
+        assert_eq!(resolve(docs, limits).unwrap(), d);
     }
 }

@@ -4,24 +4,58 @@ use crate::apply::{open_layer, LayerApplier};
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::readahead::{default_ahead, Pipeline};
-use crate::store::{free_space, remove_any, sync_dir, Store};
+use crate::digest::Digest;
+use crate::store::{free_space, private_tempdir, remove_any, sync_dir, Store, Work};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bumped whenever the way a rootfs is built changes: old builds are then rebuilt (and pruned).
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: keyed by the layers' chain id (was: the config digest) and every layer's diff_id verified.
+pub const FORMAT_VERSION: u32 = 2;
 pub const FSTYPE: &str = "erofs";
 
+/// OCI's ChainID of the layers `diff_ids`: what determines the unpacked tree. (Of no layers:
+/// the sha256 of nothing.)
+pub fn chain_id<'a>(diff_ids: impl IntoIterator<Item = &'a str>) -> Digest {
+    let mut chain: Option<Digest> = None;
+    for d in diff_ids {
+        chain = Some(match chain {
+            None => Digest::parse(d).unwrap_or_else(|_| Digest::of_bytes(d.as_bytes())),
+            Some(c) => Digest::of_bytes(format!("{c} {d}").as_bytes()),
+        });
+    }
+    chain.unwrap_or_else(|| Digest::of_bytes(b""))
+}
+
 impl Store {
+    /// `rootfs/<chain id>.v<N>.erofs`: the tree comes from the layers the config's diff_ids name,
+    /// and a build only lands here once each layer was verified against them. (Keyed by the
+    /// config digest, an image with the same config but other layers replaced another's rootfs.)
     pub fn rootfs_path(&self, image: &ImageRecord) -> PathBuf {
-        self.root().join("rootfs").join(format!("{}.v{FORMAT_VERSION}.{FSTYPE}", image.id.hex()))
+        let chain = chain_id(image.config.rootfs().diff_ids().iter().map(String::as_str));
+        self.root().join("rootfs").join(format!("{}.v{FORMAT_VERSION}.{FSTYPE}", chain.hex()))
     }
 
     /// The image's read-only rootfs, built once and cached.
     pub fn rootfs(&self, image: &ImageRecord) -> Result<PathBuf> {
+        let mut work = self.begin_work("rootfs")?;
+        self.rootfs_in(image, &mut work)
+    }
+
+    /// Like `rootfs`, staging in (and pinning the result to) the caller's work in progress.
+    pub fn rootfs_in(&self, image: &ImageRecord, work: &mut Work) -> Result<PathBuf> {
+        let diff_ids = image.config.rootfs().diff_ids();
+        if diff_ids.len() != image.layers.len() {
+            return Err(Error::LayerCountMismatch { image: image.id.to_string(), layers: image.layers.len(), diff_ids: diff_ids.len() });
+        }
+        let diff_ids: Vec<Digest> = diff_ids
+            .iter()
+            .map(|d| Digest::parse(d).map_err(|reason| Error::Store { path: self.blob_path(&image.id), detail: format!("invalid diff_id: {reason}") }))
+            .collect::<Result<_>>()?;
         let dest = self.rootfs_path(image);
+        work.pin(&dest.file_name().unwrap_or_default().to_string_lossy())?;
         if dest.is_file() {
             return Ok(dest);
         }
@@ -31,16 +65,17 @@ impl Store {
         if free < need {
             return Err(Error::NoSpace { path: self.root().to_path_buf(), need, free });
         }
-        let staging = tempfile::Builder::new().prefix("rootfs-").tempdir_in(self.tmp_dir()).map_err(|e| Error::io(self.tmp_dir(), e))?;
         let unpacked = need / 2;
-        let tree_dir = tree_staging_dir(unpacked).unwrap_or_else(|| staging.path().to_path_buf());
-        // Private (0700) and removed on drop, like the staging directory; named after this
-        // process so that a build killed midway is swept by the next one (it holds memory).
+        let tree_dir = tree_staging_dir(unpacked).unwrap_or_else(|| work.path().to_path_buf());
+        // Private (0700) and removed on drop, like the work dir: the tree holds the image's
+        // setuid binaries and device nodes. Named after this process so that a build killed
+        // midway is swept by the next one (it holds memory).
         sweep_dead_trees(&tree_dir);
-        let prefix = format!("{TREE_PREFIX}{}-", std::process::id());
-        let tree_staging = tempfile::Builder::new().prefix(&prefix).tempdir_in(&tree_dir).map_err(|e| Error::io(&tree_dir, e))?;
+        let tree_staging = private_tempdir(&tree_dir, &format!("{TREE_PREFIX}{}-", std::process::id()))?;
         let tree = tree_staging.path().join("tree");
         fs::DirBuilder::new().mode(0o755).create(&tree).map_err(|e| Error::io(&tree, e))?;
+        #[cfg(test)]
+        tests::staging_hook(&tree);
         tracing::info!(image = %image.id, layers = image.layers.len(), "building rootfs");
         let opens: Vec<_> = image
             .layers
@@ -51,16 +86,24 @@ impl Store {
             })
             .collect();
         let mut decoded = Pipeline::new(opens, default_ahead());
-        for layer in &image.layers {
+        let limits = *self.limits();
+        let mut used = 0u64;
+        for (i, (layer, want)) in image.layers.iter().zip(&diff_ids).enumerate() {
             let reader = decoded.next_layer().expect("one stream per layer")?;
-            LayerApplier::new(&tree, layer.digest.as_str()).apply(reader)?;
+            let applied = LayerApplier::new(&tree, layer.digest.as_str())
+                .with_limits(limits)
+                .with_image_budget(image.id.as_str(), limits.max_image_bytes.saturating_sub(used))
+                .apply(reader)?;
+            if &applied.diff_id != want {
+                return Err(Error::DiffIdMismatch { layer: layer.digest.to_string(), index: i, expected: want.to_string(), actual: applied.diff_id.to_string() });
+            }
+            used += applied.bytes;
         }
-        let out = staging.path().join("rootfs.img");
+        let out = work.path().join("rootfs.img");
         make_erofs(&tree, &out)?;
         drop(tree_staging);
         fs::rename(&out, &dest).map_err(|e| Error::io(&dest, e))?;
         sync_dir(dest.parent().unwrap());
-        drop(staging);
         Ok(dest)
     }
 }
@@ -168,6 +211,27 @@ pub fn tree_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::os::unix::fs::PermissionsExt;
+
+    thread_local! {
+        /// Modes of the staging tree's ancestors up to (and including) tmp/ or /dev/shm.
+        static STAGING: RefCell<Vec<(PathBuf, u32)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Called by a build right after it created its staging tree.
+    pub(super) fn staging_hook(tree: &Path) {
+        let mut seen = Vec::new();
+        let mut p = tree.parent();
+        while let Some(dir) = p {
+            seen.push((dir.to_path_buf(), fs::metadata(dir).unwrap().permissions().mode() & 0o7777));
+            if dir.ends_with("tmp") || dir == Path::new("/dev/shm") {
+                break;
+            }
+            p = dir.parent();
+        }
+        STAGING.with(|s| *s.borrow_mut() = seen);
+    }
 
     #[test]
     fn trees_of_dead_builds_are_swept_and_live_ones_kept() {

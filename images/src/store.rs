@@ -10,6 +10,7 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{ImageRecord, LayerRef};
+use crate::limits::Limits;
 use crate::manifest::{Manifest, ImageManifest};
 use crate::reference::Reference;
 use serde::{Deserialize, Serialize};
@@ -17,12 +18,14 @@ use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use nix::fcntl::{Flock, FlockArg};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    limits: Limits,
 }
 
 /// Exclusive lock on the store's index; released on drop.
@@ -49,7 +52,22 @@ impl Store {
             let p = root.join(dir);
             fs::DirBuilder::new().recursive(true).mode(0o700).create(&p).map_err(|e| Error::io(&p, e))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store { root: root.to_path_buf(), limits: Limits::default() })
+    }
+
+    /// The same store, with `limits` bounding what images may make hx read and write.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Private scratch space for one operation, left alone by prune while it lives.
+    pub fn begin_work(&self, kind: &str) -> Result<Work> {
+        Work::new(&self.tmp_dir(), kind)
     }
 
     pub fn root(&self) -> &Path {
@@ -99,7 +117,24 @@ impl Store {
     /// A writer for a blob, resuming a partial left by an interrupted earlier attempt.
     pub fn begin_blob(&self, digest: &Digest) -> Result<BlobWriter> {
         let path = self.tmp_dir().join(format!("partial-{}", digest.hex()));
-        let mut file = OpenOptions::new().create(true).truncate(false).read(true).append(true).mode(0o600).open(&path).map_err(|e| Error::io(&path, e))?;
+        // Locked while written, so that prune leaves it alone and two pulls of one blob take
+        // turns; a lock won on a file that was meanwhile renamed into blobs/ (or pruned) is retried.
+        let mut file = loop {
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            let f = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::io(&path, e.into()))?;
+            let held = f.metadata().map_err(|e| Error::io(&path, e))?;
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == held.ino() && m.dev() == held.dev()) {
+                break f;
+            }
+        };
         let mut hasher = Sha256::new();
         let mut offset = 0u64;
         let mut buf = vec![0u8; 1 << 16];
@@ -330,38 +365,46 @@ impl Store {
         }
         self.write_index(&index)?;
         let mut live = std::collections::HashSet::new();
-        let mut live_ids = std::collections::HashSet::new();
         for m in index.images.keys() {
             live.insert(m.hex().to_string());
             if let Ok(man) = self.image_manifest(m) {
                 live.insert(man.config.digest.hex().to_string());
-                live_ids.insert(man.config.digest.hex().to_string());
                 for l in man.layers {
                     live.insert(l.digest.hex().to_string());
                 }
             }
+            if let Ok(rec) = self.unindexed_record(m) {
+                live.insert(self.rootfs_path(&rec).file_name().unwrap_or_default().to_string_lossy().into_owned());
+            }
         }
-        for entry in read_dir(&self.root.join("blobs/sha256"))? {
+        // Listed before the work in progress is asked what it pins: an operation pins a blob or
+        // rootfs before creating it, so whatever is listed here and pinned, is pinned by now.
+        let blobs = read_dir(&self.root.join("blobs/sha256"))?;
+        let rootfs = read_dir(&self.root.join("rootfs"))?;
+        for entry in read_dir(&self.tmp_dir())? {
+            if let Some(pins) = work_in_progress(&entry.path()) {
+                live.extend(pins);
+                continue;
+            }
+            report.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            remove_any(&entry.path())?;
+            report.temp += 1;
+        }
+        for entry in blobs {
             let name = entry.file_name().to_string_lossy().to_string();
             if !live.contains(&name) {
                 report.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                remove_any(&entry.path())?;
                 report.blobs += 1;
             }
         }
-        for entry in read_dir(&self.root.join("rootfs"))? {
+        for entry in rootfs {
             let name = entry.file_name().to_string_lossy().to_string();
-            let id = name.split('.').next().unwrap_or("");
-            if !live_ids.contains(id) || !name.ends_with(&format!(".v{}.erofs", crate::rootfs::FORMAT_VERSION)) {
+            if !live.contains(&name) {
                 report.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 remove_any(&entry.path())?;
                 report.rootfs += 1;
             }
-        }
-        for entry in read_dir(&self.tmp_dir())? {
-            report.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            remove_any(&entry.path())?;
-            report.temp += 1;
         }
         Ok(report)
     }
@@ -374,6 +417,73 @@ pub struct PruneReport {
     pub rootfs: usize,
     pub temp: usize,
     pub bytes: u64,
+}
+
+/// Scratch space of one operation in `tmp/`: `<kind>-<pid>-<random>`, private (0700), flocked
+/// while it lives and removed on drop. Its `pins` file names the blobs and rootfs images the
+/// operation is creating, so that prune keeps them until the image is in the index.
+pub struct Work {
+    dir: tempfile::TempDir,
+    pins: File,
+    _lock: Flock<File>,
+}
+
+impl Work {
+    fn new(parent: &Path, kind: &str) -> Result<Work> {
+        let dir = private_tempdir(parent, &format!("{kind}-{}-", std::process::id()))?;
+        let handle = File::open(dir.path()).map_err(|e| Error::io(dir.path(), e))?;
+        let lock = Flock::lock(handle, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| Error::io(dir.path(), e.into()))?;
+        let p = dir.path().join(PINS);
+        let pins = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&p).map_err(|e| Error::io(&p, e))?;
+        Ok(Work { dir, pins, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Keeps `blobs/sha256/<name>` or `rootfs/<name>` from prune while this work lives.
+    pub fn pin(&mut self, name: &str) -> Result<()> {
+        let p = self.dir.path().join(PINS);
+        self.pins.write_all(format!("{name}\n").as_bytes()).map_err(|e| Error::io(&p, e))
+    }
+
+    pub fn pin_blob(&mut self, digest: &Digest) -> Result<()> {
+        self.pin(digest.hex())
+    }
+}
+
+const PINS: &str = "pins";
+
+/// Some(what it pins) when `p` (an entry of tmp/) belongs to a live operation: its owner's pid
+/// (from the name) is alive or it is flocked (a partial download being written, a work dir).
+fn work_in_progress(p: &Path) -> Option<Vec<String>> {
+    let name = p.file_name()?.to_string_lossy().into_owned();
+    let owner_alive = name.split('-').nth(1).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let locked = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(p) {
+        Ok(f) => matches!(Flock::lock(f, FlockArg::LockExclusiveNonblock), Err((_, nix::errno::Errno::EWOULDBLOCK))),
+        Err(_) => false,
+    };
+    if !owner_alive && !locked {
+        return None;
+    }
+    let pins = fs::read_to_string(p.join(PINS)).unwrap_or_default();
+    Some(pins.lines().map(str::to_string).collect())
+}
+
+/// A new directory in `parent` that only its owner can enter (0700, whatever the umask),
+/// removed on drop.
+pub fn private_tempdir(parent: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let mode = fs::symlink_metadata(dir.path()).map_err(|e| Error::io(dir.path(), e))?.mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Store { path: dir.path().to_path_buf(), detail: format!("staging directory has mode {:o}, not 0700", mode & 0o7777) });
+    }
+    Ok(dir)
 }
 
 fn read_dir(p: &Path) -> Result<Vec<fs::DirEntry>> {
@@ -416,7 +526,7 @@ pub struct BlobWriter {
     store: Store,
     digest: Digest,
     path: PathBuf,
-    file: File,
+    file: Flock<File>,
     hasher: Sha256,
     offset: u64,
     committed: bool,

@@ -42,7 +42,7 @@ fn expect_ok(op: &str, reply: &Msg) -> Result<(), Error> {
     if reply.payload == b"OK\0" || reply.payload == b"OK" {
         Ok(())
     } else {
-        Err(Error::Protocol(format!("{op}: expected OK, got {:?}", String::from_utf8_lossy(&reply.payload))))
+        Err(Error::Protocol(format!("{op}: expected OK, got {}", msg::quote(&reply.payload))))
     }
 }
 

@@ -3,6 +3,7 @@
 //! bytes of payload, mostly NUL-terminated strings. The same framing runs over xenstored's unix
 //! socket and over /dev/xen/xenbus.
 use crate::error::Error;
+use crate::path::MAX_ENTRIES;
 use std::io::{Read, Write};
 
 pub const HEADER_LEN: usize = 16;
@@ -78,13 +79,18 @@ impl Msg {
         w.write_all(&self.encode()?).map_err(|e| Error::Protocol(format!("sending to xenstored: {e}")))
     }
 
-    /// Reads one message; Ok(None) at a clean end of stream.
+    /// Reads one message; Ok(None) at a clean end of stream (before a header's first byte).
     pub fn read_from(r: &mut impl Read) -> Result<Option<Msg>, Error> {
         let mut h = [0u8; HEADER_LEN];
-        match r.read_exact(&mut h) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(Error::Protocol(format!("reading from xenstored: {e}"))),
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match r.read(&mut h[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(Error::Protocol(format!("truncated header ({got} of {HEADER_LEN} bytes)"))),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Protocol(format!("reading from xenstored: {e}"))),
+            }
         }
         let word = |i: usize| u32::from_ne_bytes(h[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
         let (kind, req_id, tx_id, len) = (word(0), word(1), word(2), word(3) as usize);
@@ -109,14 +115,34 @@ pub fn nul_strings(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Splits `a\0b\0` into its strings; the trailing NUL is required, empty strings are kept.
+/// At most `MAX_ENTRIES` strings: a payload of NULs would otherwise cost a `String` per byte.
 pub fn split_nul_strings(payload: &[u8]) -> Result<Vec<String>, Error> {
     if payload.is_empty() {
         return Ok(Vec::new());
     }
     let body = payload.strip_suffix(&[0]).ok_or_else(|| Error::Protocol("string list without its final NUL".into()))?;
-    body.split(|&b| b == 0)
-        .map(|s| String::from_utf8(s.to_vec()).map_err(|_| Error::Protocol("string list is not UTF-8".into())))
-        .collect()
+    let count = body.split(|&b| b == 0).count();
+    if count > MAX_ENTRIES {
+        return Err(Error::Protocol(format!("string list of {count} entries, at most {MAX_ENTRIES}")));
+    }
+    let mut out = Vec::with_capacity(count);
+    for s in body.split(|&b| b == 0) {
+        let s = std::str::from_utf8(s).map_err(|_| Error::Protocol("string list is not UTF-8".into()))?;
+        out.push(s.to_string());
+    }
+    Ok(out)
+}
+
+/// Bytes from the other end, for an error message: escaped, cut to 64 characters.
+pub fn quote(bytes: &[u8]) -> String {
+    const MAX: usize = 64;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
+    let escaped: String = text.escape_debug().collect();
+    let mut out: String = escaped.chars().take(MAX).collect();
+    if bytes.len() > MAX || escaped.len() > out.len() {
+        out.push_str("...");
+    }
+    format!("\"{out}\"")
 }
 
 /// xenstored's error replies carry an errno name (xsd_errors).

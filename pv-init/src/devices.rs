@@ -2,7 +2,6 @@
 use crate::InitError;
 use pv_init::spec::ContainerSpec;
 use std::fs;
-use std::io::Read;
 use std::path::PathBuf;
 
 pub struct Disks {
@@ -42,14 +41,8 @@ impl Disks {
 
     pub fn read_spec(&self) -> Result<ContainerSpec, InitError> {
         let path = self.path(1)?;
-        let mut f = fs::File::open(path).map_err(|e| InitError::setup(format!("config disk {}: {e}", path.display())))?;
-        let mut head = vec![0u8; 12];
-        f.read_exact(&mut head).map_err(|e| InitError::setup(format!("config disk: {e}")))?;
-        let len = u32::from_le_bytes(head[8..12].try_into().unwrap()) as usize;
-        let mut rest = vec![0u8; len.min(pv_init::spec::CONFIG_MAX_JSON)];
-        let _ = f.read_exact(&mut rest);
-        head.extend_from_slice(&rest);
-        ContainerSpec::from_config_disk(&head).map_err(|e| InitError::setup(e.to_string()))
+        let f = fs::File::open(path).map_err(|e| InitError::setup(format!("config disk {}: {e}", path.display())))?;
+        ContainerSpec::read_config_disk(&mut &f).map_err(|e| InitError::setup(e.to_string()))
     }
 }
 

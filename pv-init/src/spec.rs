@@ -1,5 +1,6 @@
 //! The container spec: what the toolstack asks pv-init to run.
 use serde::{Deserialize, Serialize};
+use std::io::Read;
 
 pub const SPEC_VERSION: u32 = 1;
 pub const CONFIG_MAGIC: &[u8; 8] = b"HXSPEC01";
@@ -118,6 +119,23 @@ pub enum ConfigDiskError {
     Json(String),
     #[error("config disk: spec version {0} unsupported (this pv-init speaks {SPEC_VERSION})")]
     Version(u32),
+    #[error("config disk: {0}")]
+    Io(String),
+}
+
+/// Length of the header: magic, then the JSON's length as u32 little-endian.
+const CONFIG_HEADER: usize = 12;
+/// Longest JSON error message kept: serde's messages quote input (an unknown field's name).
+const JSON_ERROR_MAX: usize = 240;
+
+/// serde_json's message, escaped (it quotes field names from the input as they are) and cut.
+fn json_error(e: &serde_json::Error) -> ConfigDiskError {
+    let escaped: String = e.to_string().chars().flat_map(char::escape_debug).collect();
+    let mut msg: String = escaped.chars().take(JSON_ERROR_MAX).collect();
+    if msg.len() < escaped.len() {
+        msg.push_str("...");
+    }
+    ConfigDiskError::Json(msg)
 }
 
 impl ContainerSpec {
@@ -135,19 +153,28 @@ impl ContainerSpec {
 
     /// Decodes config-disk bytes; untrusted input, strictly checked.
     pub fn from_config_disk(bytes: &[u8]) -> Result<Self, ConfigDiskError> {
-        if bytes.len() < 12 || &bytes[..8] != CONFIG_MAGIC {
+        Self::read_config_disk(&mut &bytes[..])
+    }
+
+    /// Reads a config disk from its start (the block device itself): the header, then only
+    /// the bytes its length names, so memory follows what the disk really holds (at most
+    /// CONFIG_MAX_JSON), never the length field alone.
+    pub fn read_config_disk(r: &mut impl Read) -> Result<Self, ConfigDiskError> {
+        let mut head = Vec::with_capacity(CONFIG_HEADER);
+        r.take(CONFIG_HEADER as u64).read_to_end(&mut head).map_err(|e| ConfigDiskError::Io(e.to_string()))?;
+        if head.len() < CONFIG_HEADER || &head[..8] != CONFIG_MAGIC {
             return Err(ConfigDiskError::BadMagic);
         }
-        let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
         if len == 0 || len > CONFIG_MAX_JSON {
             return Err(ConfigDiskError::BadLength(len));
         }
-        let body = bytes.get(12..12 + len).ok_or(ConfigDiskError::Truncated {
-            have: bytes.len().saturating_sub(12),
-            want: len,
-        })?;
-        let spec: ContainerSpec =
-            serde_json::from_slice(body).map_err(|e| ConfigDiskError::Json(e.to_string()))?;
+        let mut body = Vec::new();
+        r.take(len as u64).read_to_end(&mut body).map_err(|e| ConfigDiskError::Io(e.to_string()))?;
+        if body.len() < len {
+            return Err(ConfigDiskError::Truncated { have: body.len(), want: len });
+        }
+        let spec: ContainerSpec = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
         if spec.version != SPEC_VERSION {
             return Err(ConfigDiskError::Version(spec.version));
         }

@@ -22,22 +22,38 @@ fn lab() -> Option<(Hx, NetLab)> {
     Some((hx, lab))
 }
 
-fn ipam(hx: &Hx) -> serde_json::Value {
-    std::fs::read(hx.root().join("network/hx0.json"))
+/// The leases of `hx`'s store in the lab's hx0 pool (shared by every store in the namespace):
+/// (address, container id).
+fn leases(hx: &Hx, lab: &NetLab) -> Vec<(String, String)> {
+    let pool = format!("/run/hx/ipam/net-{}/hx0/pool.json", lab.host_netns_inode());
+    let root = std::fs::canonicalize(hx.root()).unwrap();
+    let v: serde_json::Value = std::fs::read(&pool)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::json!({"allocated": {}}))
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or(serde_json::json!({"leases": {}}));
+    v["leases"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, l)| l["owner"]["root"] == root.to_str().unwrap())
+        .map(|(ip, l)| (ip.clone(), l["owner"]["id"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 fn assert_nothing_left(hx: &Hx, lab: &NetLab, port: u16) {
     assert_eq!(lab.publish_rules(), Vec::<String>::new(), "port rules left");
     assert_eq!(lab.container_links(), Vec::<String>::new(), "taps left");
-    assert_eq!(
-        ipam(hx)["allocated"],
-        serde_json::json!({}),
-        "addresses left"
-    );
+    assert_eq!(leases(hx, lab), Vec::new(), "addresses left");
     assert!(lab.port_free(port), "port {port} still held");
+}
+
+fn ip_of(hx: &Hx, lab: &NetLab, name: &str) -> String {
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(hx, &["inspect", name]).stdout).unwrap();
+    inspect[0]["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -219,6 +235,19 @@ fn stop_frees_the_port_and_a_crash_is_cleaned_by_ps() {
         .is_none());
     lab.hx_ok(&hx, &["ps"]);
     assert_eq!(lab.publish_rules().len(), 1);
+    let guard = lab
+        .in_host_run(&["nft", "list", "chain", "ip", "hx", "guard"])
+        .stdout;
+    assert_eq!(
+        guard.matches("ip daddr 127.0.0.0/8 drop").count(),
+        1,
+        "{guard}"
+    );
+    assert_eq!(
+        guard.matches("ip saddr 127.0.0.0/8 drop").count(),
+        1,
+        "{guard}"
+    );
     assert_eq!(
         lab.fetch_from_client(&format!("http://{HOST_IP}:8081/"))
             .as_deref(),
@@ -597,4 +626,230 @@ fn dns_and_add_host_flags() {
         (r.code, r.stderr.trim()),
         (125, "hx: --add-host \"db\": use HOST:IP")
     );
+}
+
+/// Host services in the lab's host namespace: `loopback-secret` on 127.0.0.1:7001 only, and
+/// `public` on every address at 7002. Killed on drop.
+struct HostServices(std::process::Child);
+
+impl HostServices {
+    fn start(lab: &NetLab) -> HostServices {
+        let code = "import socket, threading, sys
+def serve(addr, body):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(addr); s.listen()
+    def loop():
+        while True:
+            c, _ = s.accept(); c.sendall(body); c.close()
+    threading.Thread(target=loop, daemon=True).start()
+serve(('127.0.0.1', 7001), b'loopback-secret\\n')
+serve(('0.0.0.0', 7002), b'public\\n')
+print('ready', flush=True)
+sys.stdin.read()";
+        let mut child = lab
+            .in_host("python3", &["-c", code])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "ready\n");
+        HostServices(child)
+    }
+}
+
+impl Drop for HostServices {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn guests_and_other_hosts_never_reach_the_hosts_loopback() {
+    let Some((hx, lab)) = lab() else { return };
+    let _services = HostServices::start(&lab);
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "8080:80",
+            "-p",
+            "127.0.0.1:8082:80",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("published"),
+        ],
+    );
+    lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(90));
+    assert_eq!(
+        lab.fetch_from_host("http://127.0.0.1:8080/").as_deref(),
+        Some("published\n")
+    );
+    assert_eq!(
+        lab.fetch_from_host("http://127.0.0.1:8082/").as_deref(),
+        Some("published\n")
+    );
+
+    // The attacker: a guest that sends 127.0.0.0/8 through its gateway (with its own loopback
+    // address gone) and accepts replies from there. Every step must work, or the test proves
+    // nothing.
+    let attack = r#"gw=$(ip route | awk '/^default/ {print $3}')
+ip addr del 127.0.0.1/8 dev lo && ip route add 127.0.0.0/8 via $gw dev eth0 &&
+  echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet &&
+  echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet && echo routed
+echo "public:$(nc -w 3 $gw 7002 </dev/null)"
+echo "hairpin:$(wget -q -T 3 -O - http://$gw:8080/)"
+echo "loopback-published-via-gateway:$(wget -q -T 3 -O - http://$gw:8082/)"
+echo "loopback-service:$(nc -w 3 127.0.0.1 7001 </dev/null)"
+echo "loopback-service-0:$(nc -w 3 127.0.0.1 7002 </dev/null)"
+echo "loopback-published:$(wget -q -T 3 -O - http://127.0.0.1:8082/)"
+echo "published-via-loopback:$(wget -q -T 3 -O - http://127.0.0.1:8080/)"
+"#;
+    let r = lab.hx(&hx, &["run", "--rm", BUSYBOX, "sh", "-c", attack]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "routed",
+            // What a container may reach: host services on every address, published ports of
+            // the host (docker's hairpin) ...
+            "public:public",
+            "hairpin:published",
+            // ... but nothing on the host's loopback, published or not.
+            "loopback-published-via-gateway:",
+            "loopback-service:",
+            "loopback-service-0:",
+            "loopback-published:",
+            "published-via-loopback:",
+        ],
+        "{}",
+        r.stderr
+    );
+
+    // Another host doing the same (127.0.0.0/8 routed to this host, replies from it accepted)
+    // does not reach the port published on 127.0.0.1 either; the public one still answers.
+    let client = |args: &[&str]| {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &lab.client]).args(args);
+        let r = common::run_with_timeout(c, Duration::from_secs(30));
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    };
+    client(&[
+        "ip",
+        "route",
+        "add",
+        "127.0.0.0/8",
+        "via",
+        HOST_IP,
+        "table",
+        "77",
+    ]);
+    client(&[
+        "ip",
+        "rule",
+        "add",
+        "pref",
+        "10",
+        "to",
+        "127.0.0.0/8",
+        "lookup",
+        "77",
+    ]);
+    client(&["ip", "rule", "del", "pref", "0"]);
+    client(&["ip", "rule", "add", "pref", "100", "lookup", "local"]);
+    client(&["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"]);
+    let veth = lab
+        .in_client_run(&["ip", "-o", "link", "show", "type", "veth"])
+        .stdout;
+    let veth = veth
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    client(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv4.conf.{veth}.route_localnet=1"),
+    ]);
+    assert_eq!(lab.fetch_from_client("http://127.0.0.1:8082/"), None);
+    assert_eq!(lab.fetch_from_client("http://127.0.0.1:7001/"), None);
+    assert_eq!(
+        lab.fetch_from_client(&format!("http://{HOST_IP}:8080/"))
+            .as_deref(),
+        Some("published\n")
+    );
+    lab.hx_ok(&hx, &["rm", "-f", "web"]);
+    assert_nothing_left(&hx, &lab, 8080);
+}
+
+#[test]
+fn two_stores_on_one_bridge_share_one_address_pool() {
+    let Some((a, mut lab)) = lab() else { return };
+    let b = Hx::new();
+    b.load_busybox();
+    lab.adopt(&b);
+    lab.hx_ok(
+        &a,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("store-a"),
+        ],
+    );
+    lab.hx_ok(
+        &b,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("store-b"),
+        ],
+    );
+    let (ia, ib) = (ip_of(&a, &lab, "srv"), ip_of(&b, &lab, "srv"));
+    assert_ne!(ia, ib, "two stores handed out one address");
+    let ips = |hx: &Hx| -> Vec<String> { leases(hx, &lab).into_iter().map(|(ip, _)| ip).collect() };
+    assert_eq!((ips(&a), ips(&b)), (vec![ia.clone()], vec![ib.clone()]));
+
+    // Store A's container goes and A reconciles: B's lease stays, and A's next container
+    // neither takes B's address nor loses the way to B's server.
+    lab.hx_ok(&a, &["rm", "-f", "srv"]);
+    lab.hx_ok(&a, &["ps", "-a"]);
+    assert_eq!((ips(&a), ips(&b)), (vec![], vec![ib.clone()]));
+    let r = lab.hx(&a, &["run", "--rm", BUSYBOX, "sh", "-c", &format!(
+        "ip -o -4 addr show eth0 | awk '{{print $4}}'; for i in $(seq 1 60); do wget -q -O - http://{ib}/ && exit 0; sleep 1; done; exit 1")]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_ne!(
+        lines[0].split('/').next(),
+        Some(ib.as_str()),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(lines[1], "store-b");
+    lab.hx_ok(&b, &["rm", "-f", "srv"]);
+    assert_nothing_left(&a, &lab, 80);
+    assert_eq!(leases(&b, &lab), Vec::new());
 }

@@ -16,7 +16,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 pub struct NetLab {
     pub host: String,
     pub client: String,
-    root: PathBuf,
+    roots: Vec<PathBuf>,
 }
 
 fn sh(args: &[&str]) {
@@ -47,7 +47,7 @@ impl NetLab {
         let lab = NetLab {
             host: format!("hxt-{tag}-h"),
             client: format!("hxt-{tag}-c"),
-            root: hx.root().to_path_buf(),
+            roots: vec![hx.root().to_path_buf()],
         };
         let (vh, vc) = (format!("hxv{tag}h"), format!("hxv{tag}c"));
         sh(&["ip", "netns", "add", &lab.host]);
@@ -82,6 +82,19 @@ impl NetLab {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         Some(lab)
+    }
+
+    /// Another store whose VMs the lab kills when dropped.
+    pub fn adopt(&mut self, hx: &Hx) {
+        self.roots.push(hx.root().to_path_buf());
+    }
+
+    /// The inode of the host namespace (hx keys its address pools by it).
+    pub fn host_netns_inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.host))
+            .expect("host namespace")
+            .ino()
     }
 
     /// A command run inside the host namespace.
@@ -127,6 +140,10 @@ impl NetLab {
 
     pub fn in_host_run(&self, args: &[&str]) -> Run {
         self.exec(&self.host, args)
+    }
+
+    pub fn in_client_run(&self, args: &[&str]) -> Run {
+        self.exec(&self.client, args)
     }
 
     /// `curl` from the client namespace (None: no answer).
@@ -192,7 +209,9 @@ impl Drop for NetLab {
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
                 let s = String::from_utf8_lossy(&cmdline);
-                if s.starts_with("qemu-system") && s.contains(&*self.root.to_string_lossy()) {
+                if s.starts_with("qemu-system")
+                    && self.roots.iter().any(|r| s.contains(&*r.to_string_lossy()))
+                {
                     if let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() {
                         unsafe { libc::kill(pid, libc::SIGKILL) };
                     }

@@ -10,6 +10,35 @@ use std::path::{Path, PathBuf};
 pub struct HostConfig {
     #[serde(default)]
     pub xen: XenConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Caps on a container's stdout.log and stderr.log (docker's json-file `max-size`/`max-file`);
+/// the console and status logs have fixed, smaller caps (logfile.rs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Bytes per file, e.g. "10m" (default), "512k".
+    pub max_size: Option<String>,
+    /// Files kept per stream, the current one included (default 2).
+    pub max_file: Option<u32>,
+}
+
+impl LogConfig {
+    pub fn limits(&self) -> anyhow::Result<crate::logfile::Limits> {
+        let mut l = crate::logfile::OUTPUT;
+        if let Some(s) = &self.max_size {
+            l.max_size = crate::logfile::parse_size(s).map_err(|e| anyhow::anyhow!("[log] max_size: {e}"))?;
+        }
+        if let Some(n) = self.max_file {
+            if !(1..=20).contains(&n) {
+                anyhow::bail!("[log] max_file {n}: 1..=20");
+            }
+            l.max_file = n;
+        }
+        Ok(l)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +77,7 @@ pub fn parse(text: &str) -> anyhow::Result<HostConfig> {
     if let Some(t) = &c.xen.domain_type {
         crate::backend::XenType::parse(t)?;
     }
+    c.log.limits()?;
     if let Some(h) = &c.xen.hotplug {
         if h != "block" && h != "hx" {
             anyhow::bail!("[xen] hotplug {h:?}: \"block\" or \"hx\"");
@@ -72,6 +102,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown field"));
+        let l = parse("[log]\nmax_size = \"1m\"\nmax_file = 3\n").unwrap().log.limits().unwrap();
+        assert_eq!((l.max_size, l.max_file), (1 << 20, 3));
+        assert_eq!(parse("").unwrap().log.limits().unwrap(), crate::logfile::OUTPUT);
+        assert!(parse("[log]\nmax_size = \"1\"\n").is_err());
+        assert!(parse("[log]\nmax_file = 0\n").is_err());
         assert!(parse("[xen]\ntype = \"hvm\"\n")
             .unwrap_err()
             .to_string()

@@ -8,6 +8,8 @@ mod container;
 mod hostconfig;
 mod network;
 mod runtime;
+mod logfile;
+mod sanitize;
 mod volume;
 
 /// Errors of the toolstack itself; exit codes in docs/cli.md.
@@ -73,6 +75,6 @@ fn report(e: anyhow::Error) -> ExitCode {
     if broken_pipe && output::stdout_closed() {
         output::die_of_sigpipe();
     }
-    eprintln!("hx: {}", cli::one_line(&e));
+    errln!("hx: {}", cli::one_line(&e));
     ExitCode::from(cli::exit_code_for(&e) as u8)
 }

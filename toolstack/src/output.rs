@@ -1,6 +1,10 @@
 //! Command output on stdout. A reader that goes away (`hx images -q | head -1`) ends hx the way
 //! it ends `ls` or docker: by SIGPIPE, quietly. Rust ignores SIGPIPE (so a dropped socket is an
 //! error, not a death) and `println!` would panic instead.
+//!
+//! Everything hx itself prints goes through `outln!` (stdout) or `errln!` (stderr), and both
+//! render their text with `sanitize` (control characters and bidi overrides escaped): a CMD,
+//! a `created` date or a guest's error message cannot drive the user's terminal.
 
 /// `println!` for command output.
 macro_rules! outln {
@@ -12,9 +16,18 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` for hx's own messages (errors, notices): one line, escaped.
+macro_rules! errln {
+    ($($t:tt)*) => {
+        $crate::output::write_err(format_args!($($t)*))
+    };
+}
+
 pub fn write_out(args: std::fmt::Arguments) {
     use std::io::Write;
-    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+    let text = std::fmt::format(args);
+    let safe = crate::sanitize::text(&text).to_cow();
+    if let Err(e) = std::io::stdout().lock().write_all(safe.as_bytes()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             die_of_sigpipe();
         }
@@ -35,6 +48,14 @@ pub fn stdout_closed() -> bool {
     n == 1 && fd.revents & libc::POLLERR != 0
 }
 
+pub fn write_err(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let text = std::fmt::format(args);
+    let line = format!("{}\n", crate::sanitize::line(&text));
+    // Nothing sensible is left to do when stderr itself fails.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 pub fn die_of_sigpipe() -> ! {
     // SAFETY: restoring the default action and raising the signal; nothing else runs after.
     unsafe {
@@ -42,4 +63,42 @@ pub fn die_of_sigpipe() -> ! {
         libc::raise(libc::SIGPIPE);
     }
     std::process::exit(128 + libc::SIGPIPE)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The sinks above are the only way hx's own text reaches a terminal: a `println!` or
+    /// `eprintln!` elsewhere would bypass the escaping of guest and image strings.
+    #[test]
+    fn no_print_macros_bypass_the_sanitizing_sinks() {
+        fn walk(dir: &std::path::Path, bad: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, bad);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("output.rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (n, l) in text.lines().enumerate() {
+                        let code = l.split("//").next().unwrap_or("");
+                        if ["println!(", "print!(", "eprint!("]
+                            .iter()
+                            .any(|m| code.contains(m))
+                        {
+                            bad.push(format!("{}:{}: {}", p.display(), n + 1, l.trim()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut bad = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut bad,
+        );
+        assert!(
+            bad.is_empty(),
+            "use outln!/errln! (output.rs) instead:\n{}",
+            bad.join("\n")
+        );
+    }
 }

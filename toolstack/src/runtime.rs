@@ -1,7 +1,7 @@
 //! What happened to a container's VM, reconciling state with reality, and removal.
 use crate::backend::{self, Backend};
 use crate::container::{self, Container, Status};
-use pv_init::status::Status as GuestStatus;
+use pv_init::status::{RawStatus, Status as GuestStatus};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,43 +14,71 @@ pub enum Outcome {
     Panic(String),
     /// The VM ended without a word from the guest.
     Lost(String),
+    /// The guest's last status is outside the protocol (`exited -255`, `signaled 2147483647`).
+    Invalid(String),
 }
 
 impl Outcome {
+    /// Always 0..=255.
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Exited(c) => *c,
             Outcome::InitError { code, .. } => *code,
-            Outcome::Panic(_) | Outcome::Lost(_) => 125,
+            Outcome::Panic(_) | Outcome::Lost(_) | Outcome::Invalid(_) => 125,
         }
     }
 
+    /// The message for the user. Guest text in it is raw here (and in state.json); hx's
+    /// output sinks escape it (sanitize.rs).
     pub fn error(&self) -> Option<String> {
         match self {
             Outcome::Exited(_) => None,
             Outcome::InitError { message, .. } => Some(message.clone()),
             Outcome::Panic(m) => Some(format!("guest kernel panicked: {m}")),
             Outcome::Lost(m) => Some(m.clone()),
+            Outcome::Invalid(m) => Some(format!("the guest reported an invalid status: {m}")),
         }
     }
 }
 
+/// How much of the end of the status log is read: its last lines are what count, and a
+/// guest that floods it must not make hx read (or hold) megabytes.
+const STATUS_TAIL: u64 = 16 << 10;
+/// How much of the end of the console log is searched for a kernel panic.
+const CONSOLE_TAIL: u64 = 64 << 10;
+/// Longest panic message quoted from the console.
+const PANIC_MAX: usize = 240;
+
+/// The guest's last final status: the newest line that is one, valid or not. Bytes, line by
+/// line: one bad line (invalid UTF-8, garbage, too long) is skipped, not the whole log.
+fn last_status(dir: &Path) -> Option<Result<GuestStatus, String>> {
+    let path = dir.join("status.log");
+    let mut bytes = crate::logfile::read_end(&path, STATUS_TAIL);
+    if (bytes.len() as u64) < STATUS_TAIL {
+        // Just rotated: the last lines may have started in the older file.
+        let older = crate::logfile::read_end(&crate::logfile::rotated(&path, 1), STATUS_TAIL - bytes.len() as u64);
+        bytes = [older, bytes].concat();
+    }
+    bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .filter_map(|l| RawStatus::parse(l).ok())
+        .find(RawStatus::is_final)
+        .map(|raw| raw.validate().map_err(|e| e.to_string()))
+}
+
 /// Reads the guest's status channel and console log after the VM has gone.
 pub fn outcome(dir: &Path) -> Outcome {
-    let status = std::fs::read_to_string(dir.join("status.log")).unwrap_or_default();
-    let last = status
-        .lines()
-        .rev()
-        .filter_map(GuestStatus::parse_line)
-        .find(|s| s.exit_code().is_some());
-    match last {
-        Some(GuestStatus::InitError { code, message }) => {
+    match last_status(dir) {
+        Some(Ok(GuestStatus::InitError { code, message })) => {
             return Outcome::InitError { code, message }
         }
-        Some(s) => return Outcome::Exited(s.exit_code().unwrap_or(125)),
+        Some(Ok(s)) => return Outcome::Exited(s.exit_code().unwrap_or(125)),
+        Some(Err(why)) => return Outcome::Invalid(why),
         None => {}
     }
-    let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    let console = crate::logfile::read_end(&dir.join("console.log"), CONSOLE_TAIL);
+    let console = String::from_utf8_lossy(&console);
     if let Some(line) = console
         .lines()
         .find(|l| l.contains("Kernel panic - not syncing"))
@@ -59,18 +87,18 @@ pub fn outcome(dir: &Path) -> Outcome {
             .split("Kernel panic - not syncing:")
             .nth(1)
             .unwrap_or(line)
-            .trim()
-            .to_string();
-        return Outcome::Panic(msg);
+            .trim();
+        return Outcome::Panic(msg.chars().take(PANIC_MAX).collect());
     }
     // The VM's host process: QEMU, or the Xen domain's monitor.
-    let qemu = std::fs::read_to_string(dir.join("qemu.log"))
-        .or_else(|_| std::fs::read_to_string(dir.join("monitor.log")))
-        .unwrap_or_default();
-    let detail = qemu
+    let mut host = crate::logfile::read_end(&dir.join("qemu.log"), 4096);
+    if host.is_empty() {
+        host = crate::logfile::read_end(&dir.join("monitor.log"), 4096);
+    }
+    let detail = String::from_utf8_lossy(&host)
         .lines()
         .last()
-        .map(|l| format!(": {l}"))
+        .map(|l| format!(": {}", l.chars().take(PANIC_MAX).collect::<String>()))
         .unwrap_or_default();
     Outcome::Lost(format!(
         "the VM ended without reporting a status (console log: {}){detail}",
@@ -147,5 +175,71 @@ fn remove_dir(root: &Path, c: &Container) -> anyhow::Result<()> {
             Err(anyhow::anyhow!("removing {}: {e}", d.display()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+
+    fn with_status(bytes: &[u8]) -> Outcome {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("status.log"), bytes).unwrap();
+        outcome(d.path())
+    }
+
+    #[test]
+    fn one_bad_byte_costs_one_line_not_the_status() {
+        let o = with_status(b"{\"event\":\"started\",\"pid\":2,\"uptime_ms\":9}\n{\"event\":\"exited\",\"code\":3}\n\xff\xfe garbage\n");
+        assert_eq!(o, Outcome::Exited(3));
+        let o = with_status(b"{\"event\":\"exited\",\"code\":4}\n{\"event\":\"exited\",\"code\":\xff}\n");
+        assert_eq!(o, Outcome::Exited(4));
+    }
+
+    #[test]
+    fn out_of_range_statuses_are_125_and_say_so() {
+        for (line, why) in [
+            (&br#"{"event":"signaled","signal":2147483647}"#[..], "signal 2147483647"),
+            (br#"{"event":"exited","code":-255}"#, "code -255"),
+            (br#"{"event":"exited","code":256}"#, "code 256"),
+            (br#"{"event":"init_error","code":0,"message":"ok?"}"#, "code 0"),
+        ] {
+            let o = with_status(&[line, b"\n"].concat());
+            assert_eq!(o.exit_code(), 125, "{o:?}");
+            let msg = o.error().unwrap();
+            assert!(msg.starts_with("the guest reported an invalid status: ") && msg.contains(why), "{msg}");
+        }
+        assert_eq!(with_status(b"{\"event\":\"signaled\",\"signal\":9}\n").exit_code(), 137);
+    }
+
+    #[test]
+    fn only_the_end_of_a_huge_status_log_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status.log");
+        let f = std::fs::File::create(&p).unwrap();
+        // 1 GiB of (sparse) zeros, then the real status: found without reading the rest.
+        f.set_len(1 << 30).unwrap();
+        drop(f);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"\n{\"event\":\"exited\",\"code\":7}\n").unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(outcome(d.path()), Outcome::Exited(7));
+        assert!(t.elapsed() < std::time::Duration::from_millis(500), "{:?}", t.elapsed());
+        // Just rotated: the final line is in status.log.1.
+        std::fs::write(&p, b"").unwrap();
+        std::fs::write(d.path().join("status.log.1"), b"{\"event\":\"exited\",\"code\":8}\n").unwrap();
+        assert_eq!(outcome(d.path()), Outcome::Exited(8));
+    }
+
+    #[test]
+    fn a_panic_line_is_quoted_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let line = format!("[ 1.0] Kernel panic - not syncing: \x1b]0;pwned\x07{}\n", "A".repeat(10_000));
+        std::fs::write(d.path().join("console.log"), line).unwrap();
+        let o = outcome(d.path());
+        let msg = o.error().unwrap();
+        assert!(msg.starts_with("guest kernel panicked: \x1b]0;pwned") && msg.len() < 300, "{msg}");
+        assert_eq!(o.exit_code(), 125);
     }
 }

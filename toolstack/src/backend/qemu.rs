@@ -15,6 +15,7 @@ pub struct Qemu {
     binary: String,
     /// Where the KVM probe's verdicts are cached (`<root>/assets`).
     cache_dir: PathBuf,
+    root: PathBuf,
 }
 
 pub const CHANNELS: [&str; 3] = ["stdout", "stderr", "status"];
@@ -24,6 +25,7 @@ impl Qemu {
         Qemu {
             binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
             cache_dir: root.join("assets"),
+            root: root.to_path_buf(),
         }
     }
 
@@ -147,8 +149,9 @@ impl Qemu {
         out.contains("No working init found") || out.contains("VFS: Unable to mount root")
     }
 
-    /// `tap_fd`: the fd (inherited by QEMU) of the tap for a bridged NIC.
-    pub fn command(&self, spec: &VmSpec, accel: &str, tap_fd: Option<i32>) -> Command {
+    /// `tap_fd`: the fd (inherited by QEMU) of the tap for a bridged NIC. `log_fds`: QEMU's
+    /// ends of the log relay's sockets, in `log_relay::STREAMS` order (console, stdout, ...).
+    pub fn command(&self, spec: &VmSpec, accel: &str, tap_fd: Option<i32>, log_fds: &[i32]) -> Command {
         let d = spec.dir;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("-name").arg(format!("hx-{}", spec.name));
@@ -170,8 +173,9 @@ impl Qemu {
             }
         }
         cmd.arg("-append").arg(append);
-        cmd.arg("-serial")
-            .arg(format!("file:{}", d.join("console.log").display()));
+        // Guest output goes to the log relay (capped files), never straight into a file.
+        cmd.arg("-chardev").arg(format!("socket,id=ch-console,fd={}", log_fds[0]));
+        cmd.args(["-serial", "chardev:ch-console"]);
         for (i, disk) in spec.disks.iter().enumerate() {
             let ro = if disk.readonly { ",readonly=on" } else { "" };
             cmd.arg("-drive").arg(format!(
@@ -182,11 +186,8 @@ impl Qemu {
                 .arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
-        for ch in CHANNELS {
-            cmd.arg("-chardev").arg(format!(
-                "file,id=ch-{ch},path={}",
-                qemu_path(&d.join(format!("{ch}.log")))
-            ));
+        for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {
+            cmd.arg("-chardev").arg(format!("socket,id=ch-{ch},fd={fd}"));
             cmd.arg("-device")
                 .arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
         }
@@ -266,10 +267,12 @@ impl Backend for Qemu {
         let accel = self.accel(spec.kernel);
         mkfifo(&spec.dir.join("control.in"))?;
         mkfifo(&spec.dir.join("control.out"))?;
-        for ch in CHANNELS {
+        for ch in crate::cli::log_relay::STREAMS {
             std::fs::File::create(spec.dir.join(format!("{ch}.log")))?;
         }
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
+        let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
+        let log_fds = crate::cli::log_relay::spawn(spec.dir, limits, log.try_clone()?)?;
         // A bridged NIC is a tap that only QEMU holds once started: it vanishes with the VM,
         // however the VM ends. Port reservations are held by QEMU the same way.
         let tap = match spec.nic.as_ref().map(|n| &n.kind) {
@@ -282,7 +285,9 @@ impl Backend for Qemu {
         };
         let mut inherit: Vec<i32> = spec.nic.iter().flat_map(|n| n.hold.iter().map(|f| f.as_raw_fd())).collect();
         inherit.extend(tap.as_ref().map(|f| f.as_raw_fd()));
-        let mut cmd = self.command(spec, accel, tap.as_ref().map(|f| f.as_raw_fd()));
+        let log_raw: Vec<i32> = log_fds.iter().map(|f| f.as_raw_fd()).collect();
+        inherit.extend(&log_raw);
+        let mut cmd = self.command(spec, accel, tap.as_ref().map(|f| f.as_raw_fd()), &log_raw);
         tracing::debug!("{:?}", cmd);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -322,11 +327,14 @@ impl Backend for Qemu {
         })
     }
 
+    /// The VM counts as running until its log relay has written the last of its output too,
+    /// so whoever reads the status or the logs next sees all of it.
     fn is_running(&self, c: &Container) -> bool {
         if let Some(pid) = c.pid {
             reap(pid);
         }
         process_alive(c.pid, c.pid_start)
+            || crate::cli::log_relay::busy(&crate::container::dir(&self.root, &c.id))
     }
 
     fn send_control(&self, c: &Container, dir: &Path, line: &str) -> anyhow::Result<()> {
@@ -348,10 +356,14 @@ impl Backend for Qemu {
         if !self.is_running(c) {
             return Ok(());
         }
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        // Only QEMU itself, checked by start time (is_running may be true for the relay alone,
+        // and the pid may be someone else's by now); the relay ends with QEMU's sockets.
+        if process_alive(c.pid, c.pid_start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.is_running(c) {
             if Instant::now() > deadline {

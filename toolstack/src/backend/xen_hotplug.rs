@@ -65,7 +65,7 @@ pub fn from_argv0() -> Option<i32> {
         Ok(()) => 0,
         Err(e) => {
             let msg = format!("{e:#}");
-            eprintln!("{name}: {msg}");
+            errln!("{name}: {msg}");
             // libxl reports the backend's hotplug-error node on failure.
             if let Ok(xs) = Xenstore::open() {
                 let _ = xs.write(&format!("{be}/hotplug-error"), msg.as_bytes());

@@ -4,11 +4,13 @@ use crate::backend::xen::require_dom0;
 use crate::HxError;
 use xen_bindings::{Context, DomainInfo, ShutdownReason, Xenstore};
 
-/// Prints to stdout; a closed pipe (`hx list | head`) ends the output quietly.
+/// Prints to stdout, escaped like `outln!` (domain names and the hypervisor's ring may carry a
+/// guest's bytes); a closed pipe (`hx list | head`) ends the output quietly.
 pub fn print(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
+    let safe = crate::sanitize::text(text).to_cow();
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    match out.write_all(safe.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
@@ -60,7 +62,7 @@ where
         }
         .await;
         if let Err(e) = r {
-            eprintln!("hx: {}", super::one_line(&e));
+            errln!("hx: {}", super::one_line(&e));
             code = super::exit_code_for(&e);
         }
     }

@@ -44,7 +44,15 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 row.push(i.manifest_digest.to_string());
             }
             row.push(i.id.short().to_string());
-            row.push(i.created.clone().unwrap_or_default().chars().take(19).collect::<String>().replace('T', " "));
+            row.push(
+                i.created
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
+                    .replace('T', " "),
+            );
             row.push(human_size(i.size));
             rows.push(row);
         }
@@ -71,9 +79,19 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
+/// A docker-style table. A cell is one line: a newline in an image's CMD would otherwise fake a
+/// row (`outln!` escapes the rest).
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| crate::sanitize::line(c).to_string())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
@@ -90,7 +108,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         outln!("{}", s.trim_end());
     };
     line(header.to_vec());
-    for r in rows {
+    for r in &rows {
         line(r.iter().map(String::as_str).collect());
     }
 }

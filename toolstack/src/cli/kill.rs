@@ -46,7 +46,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         match r {
             Ok(()) => outln!("{name}"),
             Err(e) => {
-                eprintln!("hx: {}", super::one_line(&e));
+                errln!("hx: {}", super::one_line(&e));
                 code = 1;
             }
         }

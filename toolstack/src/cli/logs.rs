@@ -1,6 +1,6 @@
 //! `hx logs`: a container's stdout and stderr.
-use crate::cli::run::Tail;
 use crate::container;
+use crate::logfile::{self, Tail};
 use std::io::Write;
 use std::time::Duration;
 
@@ -16,44 +16,23 @@ pub struct Args {
     pub container: String,
 }
 
-fn tail_lines(bytes: &[u8], n: usize) -> &[u8] {
-    let mut count = 0;
-    let end = if bytes.ends_with(b"\n") {
-        bytes.len() - 1
-    } else {
-        bytes.len()
-    };
-    for i in (0..end).rev() {
-        if bytes[i] == b'\n' {
-            count += 1;
-            if count == n {
-                return &bytes[i + 1..];
-            }
-        }
-    }
-    bytes
-}
-
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let c = container::find(&g.root, &args.container)?;
     let dir = container::dir(&g.root, &c.id);
     let mut streams = Vec::new();
     for (name, is_err) in [("stdout.log", false), ("stderr.log", true)] {
         let p = dir.join(name);
-        let bytes = std::fs::read(&p).unwrap_or_default();
-        let shown = match args.tail {
-            Some(n) => tail_lines(&bytes, n),
-            None => &bytes[..],
-        };
-        if is_err {
-            std::io::stderr().write_all(shown)?;
+        // Read from the end for -n and copied in chunks otherwise: memory does not grow with
+        // the log. The raw bytes, like docker: no escaping of the workload's own output.
+        let shown = if is_err {
+            logfile::copy_tail(&p, args.tail, &mut std::io::stderr())?
         } else {
-            std::io::stdout().write_all(shown)?;
-        }
+            logfile::copy_tail(&p, args.tail, &mut std::io::stdout())?
+        };
         if args.follow && p.exists() {
             let mut t = Tail::open(&p, false)?;
-            if (t.pos_hint() as usize) < bytes.len() {
-                t.set_pos(bytes.len() as u64);
+            if t.pos_hint() > shown {
+                t.set_pos(shown);
             }
             streams.push((t, is_err));
         }

@@ -19,6 +19,7 @@ pub mod interactive;
 pub mod kill;
 pub mod list;
 pub mod load;
+pub mod log_relay;
 pub mod logs;
 pub mod mem_set;
 pub mod pause;
@@ -131,6 +132,9 @@ pub enum Command {
     /// Internal: owns one container's Xen domain (started by hx run)
     #[command(name = "__xen-monitor", hide = true)]
     XenMonitor(xen_monitor::Args),
+    /// Internal: writes one QEMU container's guest output to capped log files
+    #[command(name = "__log-relay", hide = true)]
+    LogRelay(log_relay::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +238,7 @@ pub async fn dispatch(
         Command::Domid(a) => domid::run(g, a).await,
         Command::Domname(a) => domname::run(g, a).await,
         Command::XenMonitor(a) => xen_monitor::run(g, a).await,
+        Command::LogRelay(a) => log_relay::run(g, a).await,
     }
 }
 

@@ -59,7 +59,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             } else {
                 format!("{p}/tcp")
             };
-            eprintln!("hx: no public port '{p}' published for {}", c.name);
+            errln!("hx: no public port '{p}' published for {}", c.name);
             return Ok(1);
         }
     }

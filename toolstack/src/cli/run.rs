@@ -7,7 +7,6 @@ use anyhow::{bail, Context};
 use hx_images::Store;
 use pv_init::spec::{ContainerSpec, DiskFs, Upper, SPEC_VERSION};
 use pv_init::status::Control;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -255,7 +254,7 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
         Ok(i) => Ok(i),
         Err(hx_images::Error::ImageNotFound(_)) => {
             let reference = hx_images::Reference::parse(image)?;
-            eprintln!("Unable to find image '{}' locally", reference.familiar());
+            errln!("Unable to find image '{}' locally", reference.familiar());
             let rt = tokio::runtime::Handle::current();
             let opts = hx_images::pull::PullOptions {
                 progress: true,
@@ -507,49 +506,8 @@ fn create_and_start(
     }
 }
 
-/// Follows a growing file, copying new bytes to `out`.
-pub struct Tail {
-    file: std::fs::File,
-    pos: u64,
-}
-
-impl Tail {
-    pub fn open(p: &Path, from_start: bool) -> anyhow::Result<Self> {
-        let mut file =
-            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-        let pos = if from_start {
-            0
-        } else {
-            file.seek(SeekFrom::End(0))?
-        };
-        Ok(Tail { file, pos })
-    }
-
-    pub fn pos_hint(&self) -> u64 {
-        self.pos
-    }
-
-    pub fn set_pos(&mut self, pos: u64) {
-        self.pos = pos;
-    }
-
-    pub fn pump(&mut self, out: &mut dyn Write) -> anyhow::Result<bool> {
-        self.file.seek(SeekFrom::Start(self.pos))?;
-        let mut buf = vec![0u8; 65536];
-        let mut any = false;
-        loop {
-            let n = self.file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            any = true;
-            self.pos += n as u64;
-            out.write_all(&buf[..n])?;
-        }
-        out.flush()?;
-        Ok(any)
-    }
-}
+/// Follows stdout.log/stderr.log across the log relay's rotations (logfile.rs).
+pub use crate::logfile::Tail;
 
 async fn attach(
     root: &Path,
@@ -605,7 +563,7 @@ async fn attach(
                 if interrupts == 1 {
                     let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGINT).to_line());
                 } else {
-                    eprintln!("hx: killing {}", c.name);
+                    errln!("hx: killing {}", c.name);
                     be.kill(&c)?;
                 }
             }
@@ -621,7 +579,7 @@ async fn attach(
     let outcome = runtime::outcome(&dir);
     runtime::settle(root, current, be.as_ref())?;
     if let Some(e) = outcome.error() {
-        eprintln!("hx: {e}");
+        errln!("hx: {e}");
     }
     Ok(outcome.exit_code())
 }

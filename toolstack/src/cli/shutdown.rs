@@ -38,7 +38,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             Ok((id, hx, Some(ev))) => waits.push((id, hx, ev)),
             Ok(_) => {}
             Err(e) => {
-                eprintln!("hx: {}", super::one_line(&e));
+                errln!("hx: {}", super::one_line(&e));
                 code = super::exit_code_for(&e);
             }
         }
@@ -51,7 +51,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 Some(DomainEvent::Shutdown { .. }) if hx => continue,
                 Some(_) => break,
                 None => {
-                    eprintln!("hx: domain {id}: libxl stopped reporting events");
+                    errln!("hx: domain {id}: libxl stopped reporting events");
                     code = 4;
                     break;
                 }

@@ -20,7 +20,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         match stop_one(g, name, args.time).await {
             Ok(()) => outln!("{name}"),
             Err(e) => {
-                eprintln!("hx: {}", super::one_line(&e));
+                errln!("hx: {}", super::one_line(&e));
                 code = super::exit_code_for(&e);
             }
         }

@@ -141,7 +141,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                 match r {
                     Ok(()) => outln!("{name}"),
                     Err(e) => {
-                        eprintln!("hx: {}", super::one_line(&e));
+                        errln!("hx: {}", super::one_line(&e));
                         code = super::exit_code_for(&e);
                     }
                 }

@@ -6,8 +6,9 @@
 //! loop devices through libxl) and exits.
 use crate::backend::xen::{self as xb, Launch, LAUNCH_FILE, READY_FD};
 use crate::backend::XenType;
+use crate::logfile::RotatingWriter;
 use anyhow::{bail, Context as _};
-use pv_init::status::Status;
+use pv_init::status::RawStatus;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -153,10 +154,18 @@ fn wait_for_workload(ctx: &Context, xs: &Xenstore, domid: u32) {
     let t = Instant::now();
     let deadline = t + BOOT_WAIT;
     loop {
-        let written = xs.directory(&xb::status_dir(domid)).is_ok_and(|v| !v.is_empty());
-        let ended = ctx.info(domid).map(|i| i.shutdown || i.dying).unwrap_or(true);
+        let written = xs
+            .directory(&xb::status_dir(domid))
+            .is_ok_and(|v| !v.is_empty());
+        let ended = ctx
+            .info(domid)
+            .map(|i| i.shutdown || i.dying)
+            .unwrap_or(true);
         if written || ended || Instant::now() > deadline {
-            tracing::info!("domain {domid}: workload started {:?} after unpause", t.elapsed());
+            tracing::info!(
+                "domain {domid}: workload started {:?} after unpause",
+                t.elapsed()
+            );
             let _ = xs.unwatch(&xb::status_dir(domid), "hx-status");
             return;
         }
@@ -193,14 +202,14 @@ async fn open_console(ctx: &Context, domid: u32) -> anyhow::Result<std::fs::File
 }
 
 /// Copies what the console has now to the log; false once the pty is closed.
-fn pump(console: &std::fs::File, log: &mut std::fs::File) -> std::io::Result<(bool, usize)> {
+fn pump(console: &std::fs::File, log: &mut RotatingWriter) -> std::io::Result<(bool, usize)> {
     let mut buf = [0u8; 16384];
     let mut total = 0;
     loop {
         // SAFETY: reading into a local buffer from our non-blocking fd.
         let n = unsafe { libc::read(console.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n > 0 {
-            log.write_all(&buf[..n as usize])?;
+            log.write(&buf[..n as usize])?;
             total += n as usize;
             continue;
         }
@@ -223,9 +232,11 @@ async fn supervise(
     console: std::fs::File,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("console.log"))?;
+    // The console carries the workload's stdout and stderr here: the output caps apply
+    // (`[log]` in the config file of the store the container lives in: DIR/../..).
+    let root = dir.parent().and_then(Path::parent).unwrap_or(dir);
+    let limits = crate::hostconfig::load(root)?.log.limits()?;
+    let mut log = RotatingWriter::open(&dir.join("console.log"), limits)?;
     // SAFETY: the AsyncFd owns the console file, so the fd stays open while registered.
     let afd = unsafe { AsyncFd::register_with_interest(console, tokio::io::Interest::READABLE) }?;
     let mut open = true;
@@ -270,8 +281,10 @@ async fn supervise(
 }
 
 /// The guest's status lines (data/hx/status/0, 1, ...): untrusted, so the names must be small
-/// numbers, each value passes `read_untrusted` and must parse as a status; hx writes its own
-/// serialisation, never the guest's bytes.
+/// numbers, each value passes `read_untrusted` and must parse as a status event with exactly
+/// its fields; hx writes its own serialisation, never the guest's bytes. Values out of the
+/// protocol's ranges are carried over as they are: `runtime::outcome` reports them as an
+/// invalid status (125) rather than as no status at all.
 fn collect_status(domid: u32, dir: &Path) -> anyhow::Result<()> {
     let xs = Xenstore::open()?;
     let base = xb::status_dir(domid);
@@ -294,9 +307,9 @@ fn collect_status(domid: u32, dir: &Path) -> anyhow::Result<()> {
     for i in indexes {
         let path = format!("{base}/{i}");
         match xs.read_untrusted(&path) {
-            Ok(Some(v)) => match Status::parse_line(&v) {
-                Some(s) => out.write_all(s.to_line().as_bytes())?,
-                None => tracing::warn!("{path}: not a status line"),
+            Ok(Some(v)) => match RawStatus::parse(v.as_bytes()) {
+                Ok(s) => out.write_all(s.to_line().as_bytes())?,
+                Err(e) => tracing::warn!("{path}: {e}"),
             },
             Ok(None) => {}
             Err(e) => tracing::warn!("{e}"),
@@ -325,6 +338,7 @@ mod tests {
         put("2", b"not json");
         put("3", b"{\"event\":\"exited\",\"code\":4}\x1b[2J");
         put("4", br#"{"event":"exited","code":5,"extra":1}"#);
+        put("6", br#"{"code":-255,"event":"exited"}"#);
         put("16", br#"{"event":"exited","code":6}"#);
         put("07", br#"{"event":"exited","code":7}"#);
         put("x", br#"{"event":"exited","code":8}"#);
@@ -334,8 +348,9 @@ mod tests {
         let log = std::fs::read_to_string(dir.path().join("status.log")).unwrap();
         assert_eq!(
             log,
-            // Node 4's unknown field is not carried over: hx writes its own serialisation.
-            "{\"event\":\"started\",\"pid\":2,\"uptime_ms\":5}\n{\"event\":\"exited\",\"code\":3}\n{\"event\":\"exited\",\"code\":5}\n"
+            // Node 4 has an unknown field: not a status. Node 6 is out of range but well
+            // formed: carried over in hx's serialisation, for outcome to call invalid.
+            "{\"event\":\"started\",\"pid\":2,\"uptime_ms\":5}\n{\"event\":\"exited\",\"code\":3}\n{\"event\":\"exited\",\"code\":-255}\n"
         );
         // A domain that wrote nothing: no status, no error.
         let empty = tempfile::tempdir().unwrap();
@@ -355,25 +370,67 @@ mod tests {
             memory_mb: 128,
             cpus: 2,
             disks: vec![
-                LaunchDisk { path: "/var/lib/hx/rootfs/a.erofs".into(), readonly: true },
-                LaunchDisk { path: "/var/lib/hx/containers/c/config.img".into(), readonly: true },
-                LaunchDisk { path: "/var/lib/hx/containers/c/upper.img".into(), readonly: false },
+                LaunchDisk {
+                    path: "/var/lib/hx/rootfs/a.erofs".into(),
+                    readonly: true,
+                },
+                LaunchDisk {
+                    path: "/var/lib/hx/containers/c/config.img".into(),
+                    readonly: true,
+                },
+                LaunchDisk {
+                    path: "/var/lib/hx/containers/c/upper.img".into(),
+                    readonly: false,
+                },
             ],
             disk_script: None,
             vif_script: Some("/var/lib/hx/assets/hx-vif-hotplug".into()),
-            nic: Some(crate::backend::xen::LaunchNic { bridge: "hx0".into(), vifname: "hxv0123".into(), mac: "00:16:3e:00:00:01".into() }),
-            shares: vec![crate::backend::xen::LaunchShare { tag: "hxfs0".into(), path: "/srv/data".into() }],
+            nic: Some(crate::backend::xen::LaunchNic {
+                bridge: "hx0".into(),
+                vifname: "hxv0123".into(),
+                mac: "00:16:3e:00:00:01".into(),
+            }),
+            shares: vec![crate::backend::xen::LaunchShare {
+                tag: "hxfs0".into(),
+                path: "/srv/data".into(),
+            }],
         };
         let c = domain_config(&l);
         c.validate().unwrap();
         assert_eq!(c.kind, xen_bindings::DomainType::Pv);
         assert_eq!(c.vcpus, 2);
-        let vdevs: Vec<(&str, bool)> = c.disks.iter().map(|d| (d.vdev.as_str(), d.readonly)).collect();
+        let vdevs: Vec<(&str, bool)> = c
+            .disks
+            .iter()
+            .map(|d| (d.vdev.as_str(), d.readonly))
+            .collect();
         assert_eq!(vdevs, [("xvda", true), ("xvdb", true), ("xvdc", false)]);
-        assert_eq!((c.nics[0].bridge.as_str(), c.nics[0].vifname.as_deref()), ("hx0", None));
-        assert_eq!(c.nics[0].script.as_deref(), Some(std::path::Path::new("/var/lib/hx/assets/hx-vif-hotplug")));
-        assert_eq!(c.xsdata, [("hx/id".to_string(), "ab".repeat(32)), ("hx/control".to_string(), String::new())]);
-        let p9s: Vec<(&str, &str, &str)> = c.p9s.iter().map(|p| (p.tag.as_str(), p.path.to_str().unwrap(), p.security_model.as_str())).collect();
+        assert_eq!(
+            (c.nics[0].bridge.as_str(), c.nics[0].vifname.as_deref()),
+            ("hx0", None)
+        );
+        assert_eq!(
+            c.nics[0].script.as_deref(),
+            Some(std::path::Path::new("/var/lib/hx/assets/hx-vif-hotplug"))
+        );
+        assert_eq!(
+            c.xsdata,
+            [
+                ("hx/id".to_string(), "ab".repeat(32)),
+                ("hx/control".to_string(), String::new())
+            ]
+        );
+        let p9s: Vec<(&str, &str, &str)> = c
+            .p9s
+            .iter()
+            .map(|p| {
+                (
+                    p.tag.as_str(),
+                    p.path.to_str().unwrap(),
+                    p.security_model.as_str(),
+                )
+            })
+            .collect();
         assert_eq!(p9s, [("hxfs0", "/srv/data", "none")]);
     }
 }

@@ -1,0 +1,211 @@
+//! `hx __log-relay DIR` (hidden): writes one QEMU container's guest output to its log files
+//! within caps (logfile.rs), the way podman's conmon does. QEMU gets connected sockets for the
+//! serial console and the hx.stdout/hx.stderr/hx.status ports instead of files it would grow
+//! without bound; the relay holds their other ends as fds 3.. (STREAMS order) and holds an
+//! exclusive flock on `relay.lock` (fd 7) for its whole life, so hx can tell when the last of
+//! the guest's output is on disk (`Qemu::is_running`). It exits when QEMU has closed every
+//! socket, i.e. when the VM is gone, however it ended.
+use crate::logfile::{self, Limits, RotatingWriter};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The container directory
+    pub dir: PathBuf,
+    /// Bytes per stdout/stderr file
+    #[arg(long)]
+    pub max_size: u64,
+    /// stdout/stderr files kept per stream
+    #[arg(long)]
+    pub max_file: u32,
+}
+
+/// The streams, as fds FIRST_FD, FIRST_FD + 1, ... of the relay.
+pub const STREAMS: [&str; 4] = ["console", "stdout", "stderr", "status"];
+pub const FIRST_FD: i32 = 3;
+/// The relay's end of `relay.lock`, locked by hx before it spawned the relay.
+pub const LOCK_FD: i32 = FIRST_FD + STREAMS.len() as i32;
+pub const LOCK_FILE: &str = "relay.lock";
+
+/// The caps of a stream: the console and status logs keep to their own smaller defaults, or
+/// to the configured output caps when those are smaller still.
+pub fn limits(stream: &str, output: Limits) -> Limits {
+    let at_most = |l: Limits| Limits {
+        max_size: l.max_size.min(output.max_size),
+        max_file: l.max_file.min(output.max_file),
+    };
+    match stream {
+        "console" => at_most(logfile::CONSOLE),
+        "status" => at_most(logfile::STATUS),
+        _ => output,
+    }
+}
+
+pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let output = Limits {
+        max_size: args.max_size.max(1024),
+        max_file: args.max_file.max(1),
+    };
+    relay(&args.dir, output)?;
+    Ok(0)
+}
+
+fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
+    use anyhow::Context;
+    // SAFETY: the lock fd was dup2'ed there by hx (qemu.rs) and nothing else owns it; it stays
+    // open (and locked) until this process exits.
+    let _lock = (unsafe { libc::fcntl(LOCK_FD, libc::F_GETFD) } >= 0)
+        .then(|| unsafe { OwnedFd::from_raw_fd(LOCK_FD) });
+    let mut open: Vec<(OwnedFd, RotatingWriter, &str)> = Vec::new();
+    for (i, name) in STREAMS.iter().enumerate() {
+        let fd = FIRST_FD + i as i32;
+        // SAFETY: checking whether the fd exists before taking ownership of it.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            continue;
+        }
+        // SAFETY: hx passed this fd to the relay alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let path = dir.join(format!("{name}.log"));
+        let w = RotatingWriter::open(&path, limits(name, output))
+            .with_context(|| format!("{}", path.display()))?;
+        open.push((fd, w, name));
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    while !open.is_empty() {
+        let mut fds: Vec<libc::pollfd> = open
+            .iter()
+            .map(|(fd, ..)| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a valid array of pollfds for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        let mut done = Vec::new();
+        for (i, p) in fds.iter().enumerate() {
+            if p.revents == 0 {
+                continue;
+            }
+            let (fd, w, name) = &mut open[i];
+            // SAFETY: reading into our buffer from a socket we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                n if n > 0 => w
+                    .write(&buf[..n as usize])
+                    .with_context(|| format!("writing {name}.log"))?,
+                0 => done.push(i),
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) {
+                        done.push(i);
+                    }
+                }
+            }
+        }
+        for i in done.into_iter().rev() {
+            open.remove(i);
+        }
+    }
+    Ok(())
+}
+
+/// Starts the relay for the container in `dir` (in its own session, so it outlives `hx run`
+/// like QEMU does) and returns QEMU's ends of the streams, in STREAMS order: connected,
+/// close-on-exec sockets for `-chardev socket,fd=N`. Whoever holds them last (QEMU once it
+/// runs, hx until then) decides when the relay sees EOF and exits, so a VM that fails to start
+/// or an hx killed before QEMU started leaves no relay behind.
+pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Result<Vec<OwnedFd>> {
+    use anyhow::Context;
+    use std::os::unix::process::CommandExt;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .context(LOCK_FILE)?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("locking relay.lock");
+    }
+    let mut qemu_ends = Vec::new();
+    let mut relay_ends = Vec::new();
+    for _ in STREAMS {
+        let mut fds = [0i32; 2];
+        // SAFETY: socketpair fills the two-element array on success.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("socketpair");
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        unsafe {
+            qemu_ends.push(OwnedFd::from_raw_fd(fds[0]));
+            relay_ends.push(OwnedFd::from_raw_fd(fds[1]));
+        }
+    }
+    let mut sources: Vec<i32> = relay_ends.iter().map(|f| f.as_raw_fd()).collect();
+    sources.push(lock.as_raw_fd());
+    let exe = std::env::current_exe().context("finding the hx binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__log-relay")
+        .arg(dir)
+        .arg("--max-size")
+        .arg(output.max_size.to_string())
+        .arg("--max-file")
+        .arg(output.max_file.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    // SAFETY: only async-signal-safe calls (setsid, fcntl, dup2) between fork and exec. The
+    // sources are first copied above the targets so that no dup2 overwrites a source.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let mut high = [0i32; STREAMS.len() + 1];
+            for (h, &src) in high.iter_mut().zip(&sources) {
+                *h = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64);
+                if *h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &h) in high.iter().enumerate() {
+                if libc::dup2(h, FIRST_FD + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the log relay")?;
+    // Not waited for: it runs as long as the VM; its lock says when it is done.
+    std::mem::forget(child);
+    Ok(qemu_ends)
+}
+
+/// Whether the relay of the container in `dir` is still writing (its lock is held).
+pub fn busy(dir: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    // SAFETY: flock on an fd we own; the shared lock (if taken) goes with the fd.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}

@@ -22,28 +22,10 @@ fn lab() -> Option<(Hx, NetLab)> {
     Some((hx, lab))
 }
 
-/// The leases of `hx`'s store in the lab's hx0 pool (shared by every store in the namespace):
-/// (address, container id).
-fn leases(hx: &Hx, lab: &NetLab) -> Vec<(String, String)> {
-    let pool = format!("/run/hx/ipam/net-{}/hx0/pool.json", lab.host_netns_inode());
-    let root = std::fs::canonicalize(hx.root()).unwrap();
-    let v: serde_json::Value = std::fs::read(&pool)
-        .ok()
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or(serde_json::json!({"leases": {}}));
-    v["leases"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, l)| l["owner"]["root"] == root.to_str().unwrap())
-        .map(|(ip, l)| (ip.clone(), l["owner"]["id"].as_str().unwrap().to_string()))
-        .collect()
-}
-
 fn assert_nothing_left(hx: &Hx, lab: &NetLab, port: u16) {
     assert_eq!(lab.publish_rules(), Vec::<String>::new(), "port rules left");
     assert_eq!(lab.container_links(), Vec::<String>::new(), "taps left");
-    assert_eq!(leases(hx, lab), Vec::new(), "addresses left");
+    assert_eq!(lab.leases(hx), Vec::new(), "addresses left");
     assert!(lab.port_free(port), "port {port} still held");
 }
 
@@ -830,7 +812,7 @@ fn two_stores_on_one_bridge_share_one_address_pool() {
     );
     let (ia, ib) = (ip_of(&a, &lab, "srv"), ip_of(&b, &lab, "srv"));
     assert_ne!(ia, ib, "two stores handed out one address");
-    let ips = |hx: &Hx| -> Vec<String> { leases(hx, &lab).into_iter().map(|(ip, _)| ip).collect() };
+    let ips = |hx: &Hx| -> Vec<String> { lab.leases(hx).into_iter().map(|(ip, _)| ip).collect() };
     assert_eq!((ips(&a), ips(&b)), (vec![ia.clone()], vec![ib.clone()]));
 
     // Store A's container goes and A reconciles: B's lease stays, and A's next container
@@ -851,5 +833,5 @@ fn two_stores_on_one_bridge_share_one_address_pool() {
     assert_eq!(lines[1], "store-b");
     lab.hx_ok(&b, &["rm", "-f", "srv"]);
     assert_nothing_left(&a, &lab, 80);
-    assert_eq!(leases(&b, &lab), Vec::new());
+    assert_eq!(lab.leases(&b), Vec::new());
 }

@@ -97,6 +97,24 @@ impl NetLab {
             .ino()
     }
 
+    /// The leases of `hx`'s store in hx0's address pool (shared by every store of the host
+    /// namespace, network/ipam.rs): (address, container id).
+    pub fn leases(&self, hx: &Hx) -> Vec<(String, String)> {
+        let pool = format!("/run/hx/ipam/net-{}/hx0/pool.json", self.host_netns_inode());
+        let root = std::fs::canonicalize(hx.root()).unwrap();
+        let v: serde_json::Value = std::fs::read(&pool)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or(serde_json::json!({"leases": {}}));
+        v["leases"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l["owner"]["root"] == root.to_str().unwrap())
+            .map(|(ip, l)| (ip.clone(), l["owner"]["id"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
     /// A command run inside the host namespace.
     pub fn in_host(&self, program: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ip");

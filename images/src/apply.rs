@@ -85,8 +85,7 @@ impl<'a> LayerApplier<'a> {
             let raw = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path));
             self.apply_entry(&raw, &entry, &mut stream)?;
         }
-        let bytes = stream.consumed();
-        let diff_id = stream.finish()?;
+        let (diff_id, bytes) = stream.finish()?;
         Ok(Applied { diff_id, bytes })
     }
 

@@ -71,6 +71,7 @@ fn extract(store: &Store, input: &Path, reader: impl Read, dir: &Path) -> Result
     let mut aliases = HashMap::new();
     let to_invalid = |e: Error| match e {
         Error::BadLayer { reason, entry, .. } => invalid(input, format!("member {entry:?}: {reason}")),
+        Error::LayerTooLarge { limit, .. } => invalid(input, format!("more than {limit} bytes (limits.max_image_bytes)")),
         other => other,
     };
     while let Some(entry) = stream.next_entry().map_err(to_invalid)? {
@@ -99,7 +100,7 @@ fn extract(store: &Store, input: &Path, reader: impl Read, dir: &Path) -> Result
                     .map_err(|e| member(&e.to_string()))?;
                 if let Err(e) = io::copy(&mut stream.data(), &mut f) {
                     return Err(match into_error(e) {
-                        Ok(limit) => limit,
+                        Ok(limit) => to_invalid(limit),
                         Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Error::io(&dest, e),
                         Err(e) => member(&e.to_string()),
                     });

@@ -249,6 +249,45 @@ mod tests {
     }
 
     #[test]
+    fn the_staging_tree_is_private_during_a_build() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("su").unwrap();
+        h.set_mode(0o4755);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        let mut layer = h.as_bytes().to_vec();
+        layer.extend([0u8; 1024]);
+        let layer_digest = store.put_blob(&layer).unwrap();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": [Digest::of_bytes(&layer).to_string()] },
+        }))
+        .unwrap();
+        let config_digest = store.put_blob(&config).unwrap();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
+            "config": { "mediaType": crate::manifest::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len() },
+            "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest.to_string(), "size": layer.len() }],
+        }))
+        .unwrap();
+        let m = store.put_blob(&manifest).unwrap();
+        store.rootfs(&store.unindexed_record(&m).unwrap()).unwrap();
+        let seen = STAGING.with(|s| s.borrow().clone());
+        let (parent, mode) = seen.first().expect("the build reported its staging tree").clone();
+        // The tree (0755, like the image's root) sits in a directory only root can enter.
+        assert_eq!(mode, 0o700, "{} is {mode:o}", parent.display());
+        // Wherever the tree went, the build's work dir in tmp/ is private too.
+        let work: Vec<_> = fs::read_dir(store.tmp_dir()).unwrap().collect();
+        assert!(work.is_empty(), "the work dir is gone after the build");
+        let w = store.begin_work("rootfs").unwrap();
+        assert_eq!(fs::metadata(w.path()).unwrap().permissions().mode() & 0o7777, 0o700);
+    }
+
+    #[test]
     fn mem_available_is_read() {
         assert!(mem_available().unwrap() > 0);
     }

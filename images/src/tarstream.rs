@@ -15,6 +15,8 @@ use std::io::{self, Read};
 
 const BLOCK: u64 = 512;
 
+type Bytes = Vec<u8>;
+
 /// One member, its extension headers folded in. Its data is read through `TarStream::data`.
 #[derive(Debug)]
 pub struct Entry {
@@ -64,10 +66,6 @@ impl<R: Read> TarStream<R> {
     pub fn image_budget(mut self, image: &str, left: u64) -> Self {
         self.image_budget = Some((image.to_string(), left));
         self
-    }
-
-    pub fn consumed(&self) -> u64 {
-        self.consumed
     }
 
     fn bad(&self, entry: &str, reason: impl std::fmt::Display) -> Error {
@@ -142,9 +140,9 @@ impl<R: Read> TarStream<R> {
 
     /// The next member, or None at the end of the archive. Skips what is left of the previous one.
     pub fn next_entry(&mut self) -> Result<Option<Entry>> {
-        self.skip(self.remaining + self.padding)?;
+        self.skip(self.remaining.saturating_add(self.padding))?;
         (self.remaining, self.padding) = (0, 0);
-        let (mut long_name, mut long_link, mut pax): (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>) = (None, None, None);
+        let (mut long_name, mut long_link, mut pax): (Option<Bytes>, Option<Bytes>, Option<Bytes>) = (None, None, None);
         loop {
             let mut block = [0u8; BLOCK as usize];
             let got = self.fill(&mut block)?;
@@ -216,6 +214,9 @@ impl<R: Read> TarStream<R> {
             }
             let path = strip_nul(long_name.take()).or_else(|| value(b"path")).unwrap_or_else(|| header.path_bytes().into_owned());
             let link = strip_nul(long_link.take()).or_else(|| value(b"linkpath")).or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+            if size > self.limits.max_layer_bytes {
+                return Err(Error::LayerTooLarge { layer: self.layer.clone(), limit: self.limits.max_layer_bytes });
+            }
             if header.entry_type().is_gnu_sparse() {
                 return Err(self.bad(&String::from_utf8_lossy(&path), "GNU sparse files are not supported"));
             }
@@ -231,11 +232,11 @@ impl<R: Read> TarStream<R> {
     }
 
     /// Reads the rest of the stream (what follows the end-of-archive blocks is part of the
-    /// layer's diff_id too) and returns the sha256 of everything read.
-    pub fn finish(mut self) -> Result<Digest> {
+    /// layer's diff_id too) and returns the sha256 and length of everything read.
+    pub fn finish(mut self) -> Result<(Digest, u64)> {
         let mut buf = vec![0u8; 1 << 16];
         while self.fill(&mut buf)? > 0 {}
-        Ok(Digest::from_sha256(self.hasher))
+        Ok((Digest::from_sha256(self.hasher), self.consumed))
     }
 }
 
@@ -282,7 +283,7 @@ fn strip_nul(v: Option<Vec<u8>>) -> Option<Vec<u8>> {
 }
 
 /// PAX records, `"<len> <key>=<value>\n"` each, strictly.
-fn parse_pax(body: &[u8]) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn parse_pax(body: &[u8]) -> std::result::Result<Vec<(Bytes, Bytes)>, String> {
     let mut out = Vec::new();
     for rec in tar::PaxExtensions::new(body) {
         let rec = rec.map_err(|_| "malformed PAX record".to_string())?;
@@ -325,7 +326,7 @@ mod tests {
         s.data().read_to_end(&mut got).unwrap();
         assert_eq!(got, b"abc");
         assert!(s.next_entry().unwrap().is_none());
-        assert_eq!(s.finish().unwrap(), Digest::of_bytes(&t));
+        assert_eq!(s.finish().unwrap(), (Digest::of_bytes(&t), t.len() as u64));
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn an_image_with_anothers_config_but_other_layers_is_refused() {
 fn layers_and_diff_ids_must_be_as_many() {
     let (root, store) = store();
     let l = layer(b"x");
-    let img = image(&[l.clone()], Some(vec![sha(&l), sha(&l)]), "two diff_ids");
+    let img = image(std::slice::from_ref(&l), Some(vec![sha(&l), sha(&l)]), "two diff_ids");
     let err = load_layout(&store, &img, "registry.test/count:1").unwrap_err();
     assert!(matches!(err, Error::LayerCountMismatch { layers: 1, diff_ids: 2, .. }), "{err}");
     assert_pristine(root.path());

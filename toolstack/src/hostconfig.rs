@@ -12,6 +12,60 @@ pub struct HostConfig {
     pub xen: XenConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Bounds on what an image may make hx read and write (docs/images.md, "Limits"); byte sizes
+/// as "4m", "16g" or a number of bytes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_header_bytes: Option<String>,
+    pub max_layer_bytes: Option<String>,
+    pub max_image_bytes: Option<String>,
+    pub max_layer_entries: Option<u64>,
+    pub max_manifest_bytes: Option<String>,
+    pub max_index_depth: Option<u32>,
+}
+
+impl LimitsConfig {
+    pub fn images(&self) -> anyhow::Result<hx_images::Limits> {
+        let mut l = hx_images::Limits::default();
+        let bytes = |key: &str, v: &Option<String>, slot: &mut u64| -> anyhow::Result<()> {
+            if let Some(s) = v {
+                *slot = parse_bytes(s).ok_or_else(|| anyhow::anyhow!("[limits] {key} {s:?}: a size such as 4m, 16g or a number of bytes (at least 1k)"))?;
+            }
+            Ok(())
+        };
+        bytes("max_header_bytes", &self.max_header_bytes, &mut l.max_header_bytes)?;
+        bytes("max_layer_bytes", &self.max_layer_bytes, &mut l.max_layer_bytes)?;
+        bytes("max_image_bytes", &self.max_image_bytes, &mut l.max_image_bytes)?;
+        bytes("max_manifest_bytes", &self.max_manifest_bytes, &mut l.max_manifest_bytes)?;
+        if let Some(n) = self.max_layer_entries {
+            anyhow::ensure!(n >= 1, "[limits] max_layer_entries {n}: at least 1");
+            l.max_layer_entries = n;
+        }
+        if let Some(n) = self.max_index_depth {
+            anyhow::ensure!((1..=16).contains(&n), "[limits] max_index_depth {n}: 1..=16");
+            l.max_index_depth = n;
+        }
+        Ok(l)
+    }
+}
+
+/// `4m`, `16g`, `512k` or a number of bytes; at least 1 KiB.
+fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, shift) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 10),
+        'm' => (&t[..t.len() - 1], 20),
+        'g' => (&t[..t.len() - 1], 30),
+        't' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift).filter(|n| *n >= 1024)
 }
 
 /// Caps on a container's stdout.log and stderr.log (docker's json-file `max-size`/`max-file`);
@@ -78,6 +132,7 @@ pub fn parse(text: &str) -> anyhow::Result<HostConfig> {
         crate::backend::XenType::parse(t)?;
     }
     c.log.limits()?;
+    c.limits.images()?;
     if let Some(h) = &c.xen.hotplug {
         if h != "block" && h != "hx" {
             anyhow::bail!("[xen] hotplug {h:?}: \"block\" or \"hx\"");
@@ -107,6 +162,18 @@ mod tests {
         assert_eq!(parse("").unwrap().log.limits().unwrap(), crate::logfile::OUTPUT);
         assert!(parse("[log]\nmax_size = \"1\"\n").is_err());
         assert!(parse("[log]\nmax_file = 0\n").is_err());
+        let l = parse("[limits]\nmax_header_bytes = \"64k\"\nmax_image_bytes = \"2g\"\nmax_layer_entries = 10\nmax_index_depth = 1\n")
+            .unwrap()
+            .limits
+            .images()
+            .unwrap();
+        assert_eq!((l.max_header_bytes, l.max_image_bytes, l.max_layer_entries, l.max_index_depth), (64 << 10, 2 << 30, 10, 1));
+        assert_eq!(l.max_layer_bytes, hx_images::Limits::default().max_layer_bytes);
+        assert_eq!(parse("").unwrap().limits.images().unwrap(), hx_images::Limits::default());
+        assert!(parse("[limits]\nmax_layer_bytes = \"lots\"\n").is_err());
+        assert!(parse("[limits]\nmax_layer_bytes = \"1\"\n").is_err());
+        assert!(parse("[limits]\nmax_index_depth = 0\n").is_err());
+        assert!(parse("[limits]\nmax_blobs = 3\n").is_err());
         assert!(parse("[xen]\ntype = \"hvm\"\n")
             .unwrap_err()
             .to_string()

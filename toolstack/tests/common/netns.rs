@@ -236,6 +236,11 @@ impl Drop for NetLab {
                 }
             }
         }
+        // The namespace's address pools (hx keeps them under its inode).
+        if let Ok(m) = std::fs::metadata(format!("/run/netns/{}", self.host)) {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::fs::remove_dir_all(format!("/run/hx/ipam/net-{}", m.ino()));
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.host])
             .status();

@@ -324,6 +324,8 @@ fn followers_see_every_line_across_rotations() {
 }
 
 /// Max RSS in KiB of `hx args`, and its stdout.
+// The child is reaped by wait4, which also reports its rusage.
+#[allow(clippy::zombie_processes)]
 fn max_rss(hx: &Hx, args: &[&str]) -> (u64, Vec<u8>) {
     use std::os::unix::process::ExitStatusExt;
     let mut c = hx.cmd(args);

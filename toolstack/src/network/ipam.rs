@@ -256,6 +256,25 @@ impl Pools {
         Ok(())
     }
 
+    /// Containers of the store `root` whose lease file is held: their VM runs, or their
+    /// `hx run` is still starting it.
+    pub fn held(&self, root: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in self.bridges() {
+            let dir = self.dir.join(&b);
+            let Ok(pool) = read_pool(&dir.join(POOL)) else {
+                continue;
+            };
+            out.extend(
+                pool.leases
+                    .into_iter()
+                    .filter(|(ip, l)| l.owner.root == root && held(&dir, *ip))
+                    .map(|(_, l)| l.owner.id),
+            );
+        }
+        out
+    }
+
     fn bridges(&self) -> Vec<String> {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return vec![];
@@ -490,6 +509,9 @@ mod tests {
         pools.reconcile(&a.root, &[]).unwrap();
         assert_eq!(pools.list().unwrap().len(), 1);
         assert_eq!(pools.list().unwrap()[0].1, ia);
+        assert_eq!(pools.held(&a.root), vec![a.id.clone()]);
+        drop(_fa);
+        assert_eq!(pools.held(&a.root), Vec::<String>::new());
     }
 
     #[test]

@@ -303,9 +303,14 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
         .filter(|(_, st)| st.mode == "bridge")
         .filter_map(|(id, st)| Some((id.clone(), st.bridge.clone()?, st.ip?)))
         .collect();
-    ipam::Pools::host()?
-        .reconcile(&ipam::store_root(root), &leases)
+    let pools = ipam::Pools::host()?;
+    let store = ipam::store_root(root);
+    pools
+        .reconcile(&store, &leases)
         .context("reconciling addresses")?;
+    // A container `hx run` is still starting (outside the store lock) does not run yet, but
+    // holds its lease: its rules stay.
+    let starting = pools.held(&store);
     // The guard may be gone with a flushed ruleset while containers run.
     let mut bridges: Vec<(&str, Ipv4Addr, u8)> = Vec::new();
     for (_, st) in running {
@@ -321,7 +326,7 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
     let key = store_key(root);
     let rules = nat::container_rules(&key)?;
     for (id, _) in &rules {
-        if !live.contains(&id.as_str()) {
+        if !live.contains(&id.as_str()) && !starting.contains(id) {
             tracing::info!("removing the port rules of gone container {id}");
             nat::remove_container(&key, id)?;
         }

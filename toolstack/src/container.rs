@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    Created,
+    /// `hx run` is acquiring the container's resources; each is recorded here before it is
+    /// acquired, so that a creator that died midway can be undone (runtime::settle).
+    #[serde(alias = "created")]
+    Creating,
     Running,
     Exited,
 }
@@ -58,6 +61,45 @@ pub fn dir(root: &Path, id: &str) -> PathBuf {
     containers_dir(root).join(id)
 }
 
+/// The per-container lock of the `hx run` that owns the container: held from before the
+/// container's first state record until its creator has either finished creating it (`-d`) or
+/// read its outcome (attached). Others may mark an owned container exited, but never discard
+/// or remove it. A flock, so it goes with its holder however that dies.
+pub struct Owner {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+const OWNER_FILE: &str = "owner";
+
+impl Owner {
+    /// Takes the lock of a new container's directory (which must exist).
+    pub fn acquire(root: &Path, id: &str) -> anyhow::Result<Owner> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = dir(root, id).join(OWNER_FILE);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", p.display()))?;
+        Ok(Owner { _lock: lock })
+    }
+}
+
+/// Whether a live process owns the container (holds its `Owner` lock).
+pub fn owner_alive(root: &Path, id: &str) -> bool {
+    let Ok(f) = std::fs::File::open(dir(root, id).join(OWNER_FILE)) else {
+        return false;
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
+}
+
 pub fn save(root: &Path, c: &Container) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(c)?;
     hx_images::store::write_atomic(&dir(root, &c.id).join("state.json"), &bytes)?;
@@ -70,8 +112,8 @@ pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
 }
 
-/// All containers, newest first. Directories without a readable state (a crash during
-/// creation) are skipped; `hx rm` and reconcile remove them.
+/// All containers, newest first. A directory without a state record is skipped (see
+/// `orphan_dirs`).
 pub fn list(root: &Path) -> anyhow::Result<Vec<Container>> {
     let mut out = Vec::new();
     let d = containers_dir(root);
@@ -85,6 +127,20 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<Container>> {
     }
     out.sort_by(|a, b| b.created.cmp(&a.created));
     Ok(out)
+}
+
+/// Container directories without a state record. `hx run` makes the directory and writes the
+/// first record in one hold of the store lock, so under that lock such a directory is the
+/// leftover of a creator killed in between: reconcile removes it.
+pub fn orphan_dirs(root: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(containers_dir(root)) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|d| !d.join("state.json").exists())
+        .collect()
 }
 
 /// By name, full id or unique id prefix.

@@ -19,6 +19,8 @@ pub enum HxError {
     NoSuchContainer(String),
     #[error("container {0} is running: stop it first or use -f")]
     Running(String),
+    #[error("container {0} is being created by a live hx run: wait for it, or kill that hx run")]
+    Creating(String),
     #[error("the container name {0:?} is already in use")]
     NameInUse(String),
     #[error("not a Xen dom0: {0}")]
@@ -33,7 +35,7 @@ impl HxError {
     pub fn exit_code(&self) -> i32 {
         match self {
             HxError::NoSuchContainer(_) => 1,
-            HxError::Running(_) => 1,
+            HxError::Running(_) | HxError::Creating(_) => 1,
             HxError::NameInUse(_) => 125,
             HxError::NoSuchDomain(_) => 1,
             HxError::NotDom0(_) => 3,

@@ -106,13 +106,29 @@ pub fn outcome(dir: &Path) -> Outcome {
     ))
 }
 
-/// Marks a container whose VM has gone as exited and cleans its runtime files; removes it if
-/// it was started with --rm. Returns the updated container, or None if removed.
+/// Brings one container in line with reality:
+/// - `creating` and its creator (the `Owner` lock holder) is gone: the creation is undone
+///   (`discard`) — whatever the record says was acquired is released;
+/// - `running` and its VM is gone: marked exited with the outcome, runtime files, address and
+///   port rules released;
+/// - exited and `--rm`: removed, unless a live `hx run` owns it (that one removes it after
+///   reading the outcome itself).
+///
+/// Returns the updated container, or None if it is gone. Callers hold the store lock.
 pub fn settle(
     root: &Path,
     mut c: Container,
     be: &dyn Backend,
 ) -> anyhow::Result<Option<Container>> {
+    let owned = container::owner_alive(root, &c.id);
+    if c.status == Status::Creating {
+        if owned {
+            return Ok(Some(c));
+        }
+        tracing::info!("undoing container {}: its hx run died while creating it", c.name);
+        discard(root, &c, be)?;
+        return Ok(None);
+    }
     let dir = container::dir(root, &c.id);
     if c.status == Status::Running && !be.is_running(&c) {
         let o = outcome(&dir);
@@ -124,7 +140,7 @@ pub fn settle(
         release_network(root, &c)?;
         container::save(root, &c)?;
     }
-    if c.status == Status::Exited && c.auto_remove {
+    if c.status == Status::Exited && c.auto_remove && !owned {
         remove_dir(root, &c)?;
         crate::volume::remove_anonymous(root, &c.mounts);
         return Ok(None);
@@ -132,8 +148,26 @@ pub fn settle(
     Ok(Some(c))
 }
 
+/// Whether the container holds its resources: running, or being created by a live `hx run`.
+/// Its address, ports and volumes are not anybody else's.
+pub fn is_active(root: &Path, c: &Container) -> bool {
+    match c.status {
+        Status::Running => true,
+        Status::Creating => container::owner_alive(root, &c.id),
+        Status::Exited => false,
+    }
+}
+
 /// Brings every container's state in line with what really runs, network included.
+/// Callers hold the store lock.
 pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
+    for d in container::orphan_dirs(root) {
+        tracing::info!("removing {}: a container directory without state", d.display());
+        if let Err(e) = crate::volume::remove_container_dir(&d) {
+            tracing::warn!("removing {}: {e}", d.display());
+        }
+    }
+    crate::volume::sweep(root);
     let mut out = Vec::new();
     for c in container::list(root)? {
         let be = backend::for_container(&c, root)?;
@@ -141,31 +175,44 @@ pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
             out.push(c);
         }
     }
-    let running: Vec<(String, crate::network::NetworkState)> = out
+    let active: Vec<(String, crate::network::NetworkState)> = out
         .iter()
-        .filter(|c| c.status == Status::Running)
+        .filter(|c| is_active(root, c))
         .filter_map(|c| Some((c.id.clone(), c.network.clone()?)))
         .collect();
-    if let Err(e) = crate::network::reconcile(root, &running) {
+    if let Err(e) = crate::network::reconcile(root, &active) {
         tracing::warn!("reconciling the network: {e:#}");
     }
     Ok(out)
 }
 
-/// Frees the container's address, port rules and host interface.
+/// Frees the container's address, port rules and host interface. A container still being
+/// created may have rules its record does not list yet (its ports are written after
+/// `network::setup` returns): those are found by the container's id.
 fn release_network(root: &Path, c: &Container) -> anyhow::Result<()> {
-    match &c.network {
-        Some(n) => crate::network::release(root, &c.id, n),
-        None => Ok(()),
+    let Some(n) = &c.network else { return Ok(()) };
+    if c.status == Status::Creating && n.mode == "bridge" && crate::network::is_root() {
+        crate::network::nat::remove_container(&crate::network::store_key(root), &c.id)?;
     }
+    crate::network::release(root, &c.id, n)
 }
 
-/// Kills the VM if needed and removes everything the container left.
+/// Kills the VM if needed and removes everything the container left (its anonymous volumes
+/// stay: `hx rm -v`).
 pub fn remove(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()> {
     be.kill(c)?;
     be.cleanup(c, &container::dir(root, &c.id))?;
     release_network(root, c)?;
     remove_dir(root, c)
+}
+
+/// Undoes a creation that did not complete, from what its record says was acquired: the VM
+/// (by pid + start time, recorded before it could run), file binds, address and port rules,
+/// anonymous volumes, the directory. The one undo of `hx run`, whether it failed or died.
+pub fn discard(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()> {
+    remove(root, c, be)?;
+    crate::volume::remove_anonymous(root, &c.mounts);
+    Ok(())
 }
 
 fn remove_dir(root: &Path, c: &Container) -> anyhow::Result<()> {

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_SIZE: u64 = 10 << 30;
+/// Volumes plus host directories one container may have. QEMU's microvm has 24 virtio-mmio
+/// slots and hx itself takes up to five (rootfs, config, channels, NIC, writable layer).
+pub const MAX_MOUNTS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -19,8 +22,10 @@ pub enum VolumeError {
     NotFound(String),
     #[error("volume {name} is in use by container {by}")]
     InUse { name: String, by: String },
-    #[error("invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]* (host directories need an absolute path)")]
+    #[error("invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, 2-128 characters (host directories need an absolute path)")]
     BadName(String),
+    #[error("too many volumes and host directories: {0} (at most {MAX_MOUNTS}, image VOLUMEs included)")]
+    TooMany(usize),
 }
 
 impl VolumeError {
@@ -28,7 +33,7 @@ impl VolumeError {
         match self {
             VolumeError::NotFound(_) => 1,
             VolumeError::InUse { .. } => 3,
-            VolumeError::BadName(_) => 125,
+            VolumeError::BadName(_) | VolumeError::TooMany(_) => 125,
         }
     }
 }
@@ -48,10 +53,20 @@ fn volumes_dir(root: &Path) -> PathBuf {
     root.join("volumes")
 }
 
-pub fn disk_path(root: &Path, name: &str) -> PathBuf {
-    volumes_dir(root).join(name).join("disk.img")
+/// The one way from a volume name to a path: names that are not `valid_name` (`a/b`, `..`,
+/// `.rm-x`) never reach a path join.
+fn volume_dir(root: &Path, name: &str) -> Result<PathBuf, VolumeError> {
+    if !valid_name(name) {
+        return Err(VolumeError::BadName(name.into()));
+    }
+    Ok(volumes_dir(root).join(name))
 }
 
+pub fn disk_path(root: &Path, name: &str) -> Result<PathBuf, VolumeError> {
+    Ok(volume_dir(root, name)?.join("disk.img"))
+}
+
+/// docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at most 128 characters.
 pub fn valid_name(n: &str) -> bool {
     n.len() >= 2
         && n.len() <= 128
@@ -61,7 +76,7 @@ pub fn valid_name(n: &str) -> bool {
 }
 
 pub fn get(root: &Path, name: &str) -> Result<Volume, anyhow::Error> {
-    let p = volumes_dir(root).join(name).join("volume.json");
+    let p = volume_dir(root, name)?.join("volume.json");
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -81,6 +96,39 @@ pub fn list(root: &Path) -> Vec<Volume> {
         .unwrap_or_default();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// Prefix of a volume being made: `.new-<pid>-<start>-`, the creating process, so that
+/// `sweep` can tell a dead creator's leftover from work in progress.
+fn new_prefix() -> String {
+    let pid = std::process::id() as i32;
+    let start = crate::backend::process_start(pid).unwrap_or(0);
+    format!(".new-{pid}-{start}-")
+}
+
+/// Removes what killed processes left in the volumes directory: half-made volumes of dead
+/// creators and half-removed ones. Under the store lock (removals hold it).
+pub fn sweep(root: &Path) {
+    let Ok(rd) = std::fs::read_dir(volumes_dir(root)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let dead = if let Some(rest) = name.strip_prefix(".new-") {
+            let mut it = rest.splitn(3, '-');
+            let pid = it.next().and_then(|p| p.parse::<i32>().ok());
+            let start = it.next().and_then(|s| s.parse::<u64>().ok());
+            !crate::backend::process_alive(pid, start)
+        } else {
+            name.starts_with(".rm-")
+        };
+        if dead && e.file_type().is_ok_and(|t| t.is_dir()) {
+            tracing::info!("removing {}: left by a killed hx", e.path().display());
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!("removing {}: {err}", e.path().display());
+            }
+        }
+    }
 }
 
 /// Creates a volume (an existing one of that name is returned as is, like docker). The disk
@@ -105,7 +153,7 @@ pub fn create(
     }
     let dir = volumes_dir(root);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&dir)?;
+    let tmp = tempfile::Builder::new().prefix(&new_prefix()).tempdir_in(&dir)?;
     let img = tmp.path().join("disk.img");
     std::fs::File::create(&img)?.set_len(size)?;
     // Sparse and quick: inode tables and the journal are not zeroed here, and the guest mounts
@@ -155,8 +203,9 @@ pub fn create(
 /// Removes a volume; callers check that no container uses it.
 pub fn remove(root: &Path, name: &str) -> anyhow::Result<()> {
     get(root, name)?;
-    let d = volumes_dir(root).join(name);
-    // Renamed away first so that a crash midway never leaves a half-removed volume visible.
+    let d = volume_dir(root, name)?;
+    // Renamed away first so that a crash midway never leaves a half-removed volume visible
+    // (`sweep` finishes the job).
     let gone = volumes_dir(root).join(format!(".rm-{name}"));
     std::fs::rename(&d, &gone).with_context(|| format!("removing {}", d.display()))?;
     std::fs::remove_dir_all(&gone).with_context(|| format!("removing {}", gone.display()))
@@ -165,7 +214,9 @@ pub fn remove(root: &Path, name: &str) -> anyhow::Result<()> {
 /// Bytes the volume's disk image really occupies on the host.
 pub fn used_bytes(root: &Path, name: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(disk_path(root, name))
+    disk_path(root, name)
+        .ok()
+        .and_then(|p| std::fs::metadata(p).ok())
         .map(|m| m.blocks() * 512)
         .unwrap_or(0)
 }
@@ -276,25 +327,21 @@ pub enum HostDirs<'a> {
 /// Everything a run needs for its volumes.
 #[derive(Default)]
 pub struct Plan {
-    pub records: Vec<MountRecord>,
     pub disks: Vec<Disk>,
     pub shares: Vec<Share>,
     pub mounts: Vec<pv_init::spec::Mount>,
 }
 
-/// Resolves `-v` arguments and the image's VOLUMEs into disks, shares and guest mounts.
-/// Named volumes are created when missing (like docker); anonymous ones always are.
-/// `first_disk` is the index the first volume disk gets. `busy(name)` names a running
-/// container that has the volume attached, if any: an ext4 image must not be mounted by two
-/// guests at once.
-pub fn plan(
-    root: &Path,
+/// Resolves `-v` arguments and the image's VOLUMEs into records of what the container will
+/// mount, acquiring nothing: anonymous volumes get their names here, so that the container's
+/// state can list them before they exist. Missing host directories are made (like docker).
+/// `busy(name)` names an active container that has the volume attached, if any: an ext4
+/// image must not be mounted by two guests at once.
+pub fn resolve(
     args: &[VolumeArg],
     image_volumes: &[String],
-    first_disk: u32,
     busy: &dyn Fn(&str) -> Option<String>,
-    dirs: HostDirs,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<Vec<MountRecord>> {
     let mut all: Vec<VolumeArg> = args.to_vec();
     for v in image_volumes {
         let t = normalize(v);
@@ -306,17 +353,82 @@ pub fn plan(
             });
         }
     }
+    if all.len() > MAX_MOUNTS {
+        return Err(VolumeError::TooMany(all.len()).into());
+    }
+    let mut records = Vec::new();
     for (i, a) in all.iter().enumerate() {
         if all[..i].iter().any(|b| b.target == a.target) {
             bail!("duplicate mount point {}", a.target);
         }
+        let (kind, source, anonymous) = match &a.source {
+            Source::Host(p) => {
+                if !p.exists() {
+                    std::fs::create_dir_all(p)
+                        .with_context(|| format!("creating host directory {}", p.display()))?;
+                }
+                let p = std::fs::canonicalize(p)
+                    .with_context(|| format!("host path {}", p.display()))?;
+                ("bind", p.display().to_string(), false)
+            }
+            Source::Named(n) => {
+                if !valid_name(n) {
+                    return Err(VolumeError::BadName(n.clone()).into());
+                }
+                if let Some(by) = busy(n) {
+                    bail!("volume {n} is attached to running container {by} (an ext4 volume can be mounted by one VM at a time)");
+                }
+                ("volume", n.clone(), false)
+            }
+            Source::Anonymous => ("volume", crate::container::new_id(), true),
+        };
+        records.push(MountRecord {
+            kind: kind.into(),
+            source,
+            target: a.target.clone(),
+            readonly: a.readonly,
+            anonymous,
+        });
     }
+    Ok(records)
+}
+
+/// Acquires what `resolve` listed: makes missing volumes (mkfs: slow, so callers do this
+/// without the store lock), binds single files, takes snapshots. Nothing is undone here on
+/// failure: callers record `records` in the container's state first, and the one undo
+/// (`runtime::discard`) releases what they name, whoever runs it.
+pub fn acquire(
+    root: &Path,
+    records: &[MountRecord],
+    first_disk: u32,
+    dirs: HostDirs,
+) -> anyhow::Result<Plan> {
     let mut plan = Plan::default();
-    if let Err(e) = add_all(root, &all, first_disk, busy, dirs, &mut plan) {
-        remove_anonymous(root, &plan.records);
-        let (HostDirs::Share { into } | HostDirs::Snapshot { into, .. }) = dirs;
-        release_binds(into);
-        return Err(e);
+    for r in records {
+        if r.kind == "bind" {
+            add_host_path(r, first_disk, dirs, &mut plan)?;
+            continue;
+        }
+        let vol = create(root, Some(&r.source), DEFAULT_SIZE, r.anonymous)?;
+        let path = disk_path(root, &vol.name)?;
+        let disk = first_disk + plan.disks.len() as u32;
+        if r.readonly {
+            replay_journal(&path)?;
+        }
+        plan.disks.push(Disk {
+            path,
+            readonly: r.readonly,
+        });
+        plan.mounts.push(pv_init::spec::Mount {
+            source: pv_init::spec::MountSource::Disk {
+                disk,
+                fstype: "ext4".into(),
+            },
+            target: r.target.clone(),
+            readonly: r.readonly,
+            subpath: None,
+            copy_up: !r.readonly,
+        });
     }
     Ok(plan)
 }
@@ -365,103 +477,45 @@ pub fn remove_container_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_dir_all(dir)
 }
 
-fn add_all(
-    root: &Path,
-    all: &[VolumeArg],
+/// A host directory or file: shared live over 9p, or as a snapshot disk.
+fn add_host_path(
+    r: &MountRecord,
     first_disk: u32,
-    busy: &dyn Fn(&str) -> Option<String>,
     dirs: HostDirs,
     plan: &mut Plan,
 ) -> anyhow::Result<()> {
-    for a in all {
-        match &a.source {
-            Source::Host(p) => {
-                if !p.exists() {
-                    // docker -v makes a missing host directory.
-                    std::fs::create_dir_all(p)
-                        .with_context(|| format!("creating host directory {}", p.display()))?;
-                }
-                let p = std::fs::canonicalize(p)
-                    .with_context(|| format!("host path {}", p.display()))?;
-                let into = match dirs {
-                    HostDirs::Snapshot { into, share_rw } if a.readonly || !share_rw => {
-                        add_snapshot(a, &p, into, first_disk, plan)?;
-                        continue;
-                    }
-                    HostDirs::Snapshot { into, .. } | HostDirs::Share { into } => into,
-                };
-                let (share_path, subpath) = if p.is_dir() {
-                    (p.clone(), None)
-                } else {
-                    let name = p.file_name().map(|n| n.to_string_lossy().to_string());
-                    (bind_file(&p, into, plan.shares.len())?, name)
-                };
-                let tag = format!("hxfs{}", plan.shares.len());
-                plan.shares.push(Share {
-                    tag: tag.clone(),
-                    path: share_path,
-                    readonly: a.readonly,
-                });
-                plan.mounts.push(pv_init::spec::Mount {
-                    source: pv_init::spec::MountSource::Share { tag },
-                    target: a.target.clone(),
-                    readonly: a.readonly,
-                    subpath,
-                    copy_up: false,
-                });
-                plan.records.push(MountRecord {
-                    kind: "bind".into(),
-                    source: p.display().to_string(),
-                    target: a.target.clone(),
-                    readonly: a.readonly,
-                    anonymous: false,
-                });
-            }
-            Source::Named(_) | Source::Anonymous => {
-                let anonymous = a.source == Source::Anonymous;
-                let vol = match &a.source {
-                    Source::Named(n) => {
-                        if let Some(by) = busy(n) {
-                            bail!("volume {n} is attached to running container {by} (an ext4 volume can be mounted by one VM at a time)");
-                        }
-                        create(root, Some(n), DEFAULT_SIZE, false)?
-                    }
-                    _ => create(root, None, DEFAULT_SIZE, true)?,
-                };
-                let disk = first_disk + plan.disks.len() as u32;
-                if a.readonly {
-                    replay_journal(&disk_path(root, &vol.name))?;
-                }
-                plan.disks.push(Disk {
-                    path: disk_path(root, &vol.name),
-                    readonly: a.readonly,
-                });
-                plan.mounts.push(pv_init::spec::Mount {
-                    source: pv_init::spec::MountSource::Disk {
-                        disk,
-                        fstype: "ext4".into(),
-                    },
-                    target: a.target.clone(),
-                    readonly: a.readonly,
-                    subpath: None,
-                    copy_up: !a.readonly,
-                });
-                plan.records.push(MountRecord {
-                    kind: "volume".into(),
-                    source: vol.name.clone(),
-                    target: a.target.clone(),
-                    readonly: a.readonly,
-                    anonymous,
-                });
-            }
+    let p = PathBuf::from(&r.source);
+    let into = match dirs {
+        HostDirs::Snapshot { into, share_rw } if r.readonly || !share_rw => {
+            return add_snapshot(r, &p, into, first_disk, plan);
         }
-    }
+        HostDirs::Snapshot { into, .. } | HostDirs::Share { into } => into,
+    };
+    let (share_path, subpath) = if p.is_dir() {
+        (p.clone(), None)
+    } else {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+        (bind_file(&p, into, plan.shares.len())?, name)
+    };
+    let tag = format!("hxfs{}", plan.shares.len());
+    plan.shares.push(Share {
+        tag: tag.clone(),
+        path: share_path,
+        readonly: r.readonly,
+    });
+    plan.mounts.push(pv_init::spec::Mount {
+        source: pv_init::spec::MountSource::Share { tag },
+        target: r.target.clone(),
+        readonly: r.readonly,
+        subpath,
+        copy_up: false,
+    });
     Ok(())
 }
 
 /// A host directory (or file) as a read-only ext4 snapshot disk.
 fn add_snapshot(
-    a: &VolumeArg,
+    a: &MountRecord,
     p: &Path,
     into: &Path,
     first_disk: u32,
@@ -505,33 +559,106 @@ fn add_snapshot(
         subpath,
         copy_up: false,
     });
-    plan.records.push(MountRecord {
-        kind: "bind".into(),
-        source: p.display().to_string(),
-        target: a.target.clone(),
-        readonly: true,
-        anonymous: false,
-    });
     Ok(())
 }
 
 /// A read-only disk cannot have its journal replayed by the guest; a VM that was killed leaves
 /// one to replay, so the host does it first (no VM has the volume attached: see `busy`).
+///
+/// The image was written by a guest: it is hostile input to a dom0 tool running as root. So
+/// e2fsck runs only when the superblock says a replay is needed (a clean unmount needs none),
+/// only for the journal (`-E journal_only`, not a full check), and bounded: 30 s of wall
+/// time, 512 MiB of address space, no file growth, no core dump. Bounds stop a hang or a
+/// memory blow-up; they do not make a memory-safety bug in e2fsck harmless (docs/volumes.md).
 fn replay_journal(img: &Path) -> anyhow::Result<()> {
-    let out = std::process::Command::new("e2fsck")
-        .args(["-p", "-E", "journal_only"])
-        .arg(img)
-        .output()
-        .context("running e2fsck (apt-get install e2fsprogs)")?;
+    if !needs_recovery(img)? {
+        return Ok(());
+    }
+    let size = std::fs::metadata(img)?.len();
+    let out = run_bounded(
+        std::process::Command::new("e2fsck")
+            .args(["-p", "-E", "journal_only"])
+            .arg(img),
+        std::time::Duration::from_secs(30),
+        512 << 20,
+        size,
+    )
+    .context("running e2fsck (apt-get install e2fsprogs)")?;
     // 0: clean, 1: the journal was replayed.
-    if !matches!(out.status.code(), Some(0) | Some(1)) {
+    if !matches!(out.0, Some(0) | Some(1)) {
+        let first = out.1.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
         bail!(
-            "volume {} needs repair: {}",
+            "volume {} needs repair (e2fsck: {})",
             img.display(),
-            String::from_utf8_lossy(&out.stdout).trim()
+            first.chars().take(200).collect::<String>()
         );
     }
     Ok(())
+}
+
+/// The ext4 superblock's "needs recovery" flag (EXT3_FEATURE_INCOMPAT_RECOVER).
+fn needs_recovery(img: &Path) -> anyhow::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(img).with_context(|| format!("opening {}", img.display()))?;
+    let mut sb = [0u8; 0x64];
+    f.seek(SeekFrom::Start(1024))?;
+    f.read_exact(&mut sb)
+        .with_context(|| format!("reading the superblock of {}", img.display()))?;
+    if sb[0x38..0x3a] != [0x53, 0xef] {
+        bail!("volume {} is not an ext4 image", img.display());
+    }
+    let incompat = u32::from_le_bytes([sb[0x60], sb[0x61], sb[0x62], sb[0x63]]);
+    Ok(incompat & 0x4 != 0)
+}
+
+/// Runs a tool on untrusted input with a wall-clock limit and resource limits; returns its
+/// exit code (None: killed) and the first 4 KiB of its output.
+fn run_bounded(
+    cmd: &mut std::process::Command,
+    limit: std::time::Duration,
+    address_space: u64,
+    file_size: u64,
+) -> anyhow::Result<(Option<i32>, String)> {
+    use std::io::{Read, Seek};
+    use std::os::unix::process::CommandExt;
+    let mut log = tempfile::tempfile()?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log.try_clone()?);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let set = |res, v: u64| {
+                let l = libc::rlimit { rlim_cur: v, rlim_max: v };
+                if libc::setrlimit(res, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            set(libc::RLIMIT_AS, address_space)?;
+            set(libc::RLIMIT_FSIZE, file_size)?;
+            set(libc::RLIMIT_CORE, 0)?;
+            set(libc::RLIMIT_CPU, limit.as_secs().max(1))?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{:?} took longer than {limit:?}: killed", cmd.get_program());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut text = Vec::new();
+    log.rewind()?;
+    log.take(4096).read_to_end(&mut text)?;
+    Ok((status.code(), String::from_utf8_lossy(&text).into_owned()))
 }
 
 /// Removes the anonymous volumes a container made (`hx rm -v`, `--rm`, a failed start).
@@ -554,6 +681,97 @@ pub fn snapshot_dir(dir: &Path, out: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(
+        root: &Path,
+        args: &[VolumeArg],
+        image_volumes: &[String],
+        first_disk: u32,
+        busy: &dyn Fn(&str) -> Option<String>,
+        dirs: HostDirs,
+    ) -> anyhow::Result<Plan> {
+        acquire(root, &resolve(args, image_volumes, busy)?, first_disk, dirs)
+    }
+
+    #[test]
+    fn names_never_reach_a_path_join_unvalidated() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("volume.json"), r#"{"name":"x","created":"","size":1}"#).unwrap();
+        for bad in ["../victim", "a/../../victim", "..", ".", "/abs", ".rm-x", "x\n", "", "a"] {
+            assert!(matches!(
+                get(d.path(), bad).unwrap_err().downcast_ref::<VolumeError>(),
+                Some(VolumeError::BadName(_))
+            ), "{bad:?}");
+            assert!(remove(d.path(), bad).is_err(), "{bad:?}");
+            assert!(disk_path(d.path(), bad).is_err(), "{bad:?}");
+            assert!(create(d.path(), Some(bad), 64 << 20, false).is_err(), "{bad:?}");
+        }
+        assert!(victim.join("volume.json").exists());
+    }
+
+    #[test]
+    fn too_many_image_volumes_are_refused_before_any_is_made() {
+        let many: Vec<String> = (0..=MAX_MOUNTS).map(|i| format!("/v{i}")).collect();
+        let e = resolve(&[], &many, &|_| None).unwrap_err();
+        assert!(e.to_string().contains("too many volumes"), "{e}");
+        assert_eq!(resolve(&[], &many[..MAX_MOUNTS], &|_| None).unwrap().len(), MAX_MOUNTS);
+    }
+
+    #[test]
+    fn sweep_removes_what_dead_processes_left_and_keeps_live_work() {
+        let d = tempfile::tempdir().unwrap();
+        let vols = d.path().join("volumes");
+        let me = std::process::id() as i32;
+        let live = format!(".new-{me}-{}-abc", crate::backend::process_start(me).unwrap());
+        for n in [live.as_str(), ".new-999999999-1-abc", ".rm-data", "kept"] {
+            std::fs::create_dir_all(vols.join(n)).unwrap();
+        }
+        sweep(d.path());
+        let mut left: Vec<String> = std::fs::read_dir(&vols).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, [live.as_str(), "kept"]);
+    }
+
+    #[test]
+    fn journal_replay_runs_only_when_needed_and_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        create(d.path(), Some("clean"), 64 << 20, false).unwrap();
+        let img = disk_path(d.path(), "clean").unwrap();
+        assert!(!needs_recovery(&img).unwrap());
+        replay_journal(&img).unwrap();
+        // A guest-written image claiming a journal to replay, whose journal is garbage.
+        let bad = d.path().join("bad.img");
+        std::fs::copy(&img, &bad).unwrap();
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&bad).unwrap();
+            f.seek(SeekFrom::Start(1024 + 0x60)).unwrap();
+            let mut sb = [0u8; 4];
+            sb.copy_from_slice(&std::fs::read(&img).unwrap()[1024 + 0x60..1024 + 0x64]);
+            let v = u32::from_le_bytes(sb) | 0x4;
+            f.write_all(&v.to_le_bytes()).unwrap();
+        }
+        assert!(needs_recovery(&bad).unwrap());
+        let _ = replay_journal(&bad);
+        let not_ext4 = d.path().join("zero.img");
+        std::fs::write(&not_ext4, vec![0u8; 4096]).unwrap();
+        assert!(replay_journal(&not_ext4).unwrap_err().to_string().contains("not an ext4 image"));
+        // The bounds: wall time and address space.
+        let t = std::time::Instant::now();
+        let e = run_bounded(std::process::Command::new("sleep").arg("30"), std::time::Duration::from_millis(300), 64 << 20, 0).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        let (code, out) = run_bounded(
+            std::process::Command::new("dd").args(["if=/dev/zero", "of=/dev/null", "bs=600M", "count=1"]),
+            std::time::Duration::from_secs(10),
+            512 << 20,
+            0,
+        )
+        .unwrap();
+        assert_ne!(code, Some(0), "dd got 600M under a 512M limit: {out}");
+    }
 
     #[test]
     fn parses_docker_forms() {
@@ -596,7 +814,7 @@ mod tests {
     fn create_is_idempotent_and_remove_leaves_nothing() {
         let d = tempfile::tempdir().unwrap();
         let v = create(d.path(), Some("data"), 64 << 20, false).unwrap();
-        assert!(disk_path(d.path(), "data").is_file());
+        assert!(disk_path(d.path(), "data").unwrap().is_file());
         assert_eq!(
             create(d.path(), Some("data"), 32 << 20, false)
                 .unwrap()
@@ -694,8 +912,9 @@ mod tests {
         .unwrap();
         assert_eq!(p.shares.len(), 1);
         assert_eq!(p.disks.len(), 2);
+        let records = resolve(&args, &["/data".into(), "/cache".into()], &|_| None).unwrap();
         assert_eq!(
-            p.records
+            records
                 .iter()
                 .map(|r| (r.target.as_str(), r.anonymous))
                 .collect::<Vec<_>>(),

@@ -53,7 +53,13 @@ pub struct VmSpec<'a> {
     /// `-i` on QEMU: the listening socket the `hx.stdin` port connects to. (Xen carries input
     /// over the console.)
     pub stdin_socket: Option<PathBuf>,
+    /// Records the VM's host process in the container's state; `spawn_recorded` calls it
+    /// before that process may run.
+    pub on_spawn: OnSpawn<'a>,
 }
+
+/// See `VmSpec::on_spawn`.
+pub type OnSpawn<'a> = &'a (dyn Fn(&VmHandle) -> anyhow::Result<()> + Sync);
 
 /// What identifies a started VM.
 pub struct VmHandle {
@@ -118,6 +124,74 @@ pub fn process_alive(pid: Option<i32>, start: Option<u64>) -> bool {
         (Some(p), Some(s)) => process_start(p) == Some(s),
         _ => false,
     }
+}
+
+/// Spawns the VM's host process (QEMU, the Xen monitor) so that it execs only once `record`
+/// has saved its pid and start time: the child reports its pid on one pipe, then waits on
+/// another for the go-ahead. If `record` fails, or this process is killed at any point, the
+/// go-ahead never comes, the pipe closes and the child exits without running anything. So no
+/// VM ever runs that the container's record does not name. Returns (pid, start time); the
+/// child is not waited for (pid + start time identify it from now on).
+pub fn spawn_recorded(
+    cmd: &mut std::process::Command,
+    record: OnSpawn,
+) -> anyhow::Result<(i32, u64)> {
+    use anyhow::Context;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    let (report_r, report_w) = nix::unistd::pipe2(flags)?;
+    let (gate_r, gate_w) = nix::unistd::pipe2(flags)?;
+    let (rw, gr, gw) = (report_w.as_raw_fd(), gate_r.as_raw_fd(), gate_w.as_raw_fd());
+    // SAFETY: between fork and exec only async-signal-safe calls: close, getpid, write, read.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The child's copy of the go-ahead's write end would keep its own read from ever
+            // seeing the parent's death.
+            libc::close(gw);
+            let pid = libc::getpid().to_ne_bytes();
+            if libc::write(rw, pid.as_ptr().cast(), pid.len()) != pid.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(rw);
+            let mut go = 0u8;
+            loop {
+                match libc::read(gr, (&mut go as *mut u8).cast(), 1) {
+                    1 => return Ok(()),
+                    -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                    _ => return Err(std::io::Error::from_raw_os_error(libc::ECANCELED)),
+                }
+            }
+        });
+    }
+    std::thread::scope(|s| {
+        let recorder = s.spawn(move || -> anyhow::Result<(i32, u64)> {
+            let mut b = [0u8; 4];
+            std::fs::File::from(report_r)
+                .read_exact(&mut b)
+                .context("the VM process did not report its pid")?;
+            let pid = i32::from_ne_bytes(b);
+            let start = process_start(pid)
+                .ok_or_else(|| anyhow::anyhow!("the VM process {pid} vanished before it ran"))?;
+            record(&VmHandle { pid, pid_start: start, domid: None })?;
+            nix::unistd::write(&gate_w, &[1])?;
+            Ok((pid, start))
+        });
+        let spawned = cmd.spawn();
+        // Now only the child holds the report pipe's write end: the recorder sees EOF if the
+        // child never got to report.
+        drop(report_w);
+        drop(gate_r);
+        let recorded = recorder
+            .join()
+            .map_err(|_| anyhow::anyhow!("recording the VM process panicked"))?;
+        // Not waited for here: the pid is tracked by its start time instead.
+        let spawned = spawned.map(std::mem::forget);
+        let handle = recorded?;
+        spawned?;
+        Ok(handle)
+    })
 }
 
 /// A file descriptor that becomes readable when process `pid` exits (pidfd), so that waiters

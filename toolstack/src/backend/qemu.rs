@@ -177,9 +177,12 @@ impl Qemu {
         cmd.arg("-chardev").arg(format!("socket,id=ch-console,fd={}", log_fds[0]));
         cmd.args(["-serial", "chardev:ch-console"]);
         for (i, disk) in spec.disks.iter().enumerate() {
-            let ro = if disk.readonly { ",readonly=on" } else { "" };
+            // Writable disks honour the guest's flushes (writeback: a volume's fsync'ed data
+            // is on the host's disk when the guest's fsync returns); on read-only ones the
+            // guest never flushes, so unsafe costs nothing there.
+            let mode = if disk.readonly { "unsafe,readonly=on" } else { "writeback" };
             cmd.arg("-drive").arg(format!(
-                "id=disk{i},file={},format=raw,if=none,cache=unsafe{ro}",
+                "id=disk{i},file={},format=raw,if=none,cache={mode}",
                 qemu_path(&disk.path)
             ));
             cmd.arg("-device")
@@ -221,10 +224,12 @@ impl Qemu {
         }
         for (i, share) in spec.shares.iter().enumerate() {
             let ro = if share.readonly { ",readonly=on" } else { "" };
-            // security_model=none: files keep the host's owners and modes (like a docker bind
-            // mount); chown/chmod from the guest apply when QEMU may do them (as root).
+            // mapped-xattr: the guest's owners, modes, device nodes and symlinks are kept in
+            // user.virtfs.* xattrs; on the host a file the guest makes is a plain file or
+            // directory of QEMU's user, mode 0600/0700. So the guest can plant no setuid file,
+            // device node or symlink in a host directory (`none` let it, when hx is root).
             cmd.arg("-fsdev").arg(format!(
-                "local,id=fs{i},path={},security_model=none{ro}",
+                "local,id=fs{i},path={},security_model=mapped-xattr{ro}",
                 qemu_path(&share.path)
             ));
             cmd.arg("-device").arg(format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", share.tag));
@@ -304,20 +309,18 @@ impl Backend for Qemu {
                 Ok(())
             });
         }
-        let child = cmd.spawn().with_context(|| {
+        // Recorded in the container's state before it may run (spawn_recorded).
+        let (pid, start) = super::spawn_recorded(&mut cmd, spec.on_spawn).with_context(|| {
             format!("starting {} (apt-get install qemu-system-x86)", self.binary)
         })?;
-        let pid = child.id() as i32;
-        // The child handle is dropped without waiting: the pid is tracked by start time instead.
-        std::mem::forget(child);
-        let Some(start) = process_start(pid) else {
+        if process_start(pid) != Some(start) {
             reap(pid);
             let log = std::fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
             bail!(
                 "qemu failed to start: {}",
                 log.lines().last().unwrap_or("no output")
             );
-        };
+        }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
         // that (run.rs), an attached run reports it as the VM's outcome.
         Ok(VmHandle {

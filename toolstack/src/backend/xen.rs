@@ -460,11 +460,11 @@ impl Backend for Xen {
                 Ok(())
             });
         }
-        let child = cmd.spawn().context("starting the domain monitor")?;
+        // Recorded in the container's state before it may run (spawn_recorded).
+        let (pid, recorded) = super::spawn_recorded(&mut cmd, spec.on_spawn)
+            .context("starting the domain monitor")?;
         drop(w);
-        let pid = child.id() as i32;
-        std::mem::forget(child);
-        let start = super::process_start(pid);
+        let start = super::process_start(pid).filter(|s| *s == recorded);
         let domid = match await_ready(r, pid, d) {
             Ok(domid) => domid,
             Err(e) => {

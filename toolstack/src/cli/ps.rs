@@ -82,7 +82,7 @@ pub fn ports_text(c: &Container) -> String {
 
 pub fn status_text(c: &Container) -> String {
     match c.status {
-        Status::Created => "Created".into(),
+        Status::Creating => "Creating".into(),
         Status::Running => format!(
             "Up {}",
             since(c.started_at.as_deref().unwrap_or(&c.created))

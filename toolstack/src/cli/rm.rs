@@ -23,6 +23,14 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             let _lock = Store::open(&g.root)?.lock()?;
             let c = container::find(&g.root, name)?;
             let be = backend::for_container(&c, &g.root)?;
+            if c.status == Status::Creating {
+                // Its hx run is still acquiring resources: removing them under it would race
+                // with that; once it is gone, its creation is undone as a whole.
+                if crate::container::owner_alive(&g.root, &c.id) {
+                    return Err(crate::HxError::Creating(c.name.clone()).into());
+                }
+                return crate::runtime::discard(&g.root, &c, be.as_ref());
+            }
             if c.status == Status::Running && be.is_running(&c) && !args.force {
                 return Err(crate::HxError::Running(c.name.clone()).into());
             }

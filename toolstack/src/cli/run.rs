@@ -96,13 +96,14 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         bail!("-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)");
     }
     let io = Interactive { stdin: args.interactive, tty: args.tty };
-    let (prepared, stdin_socket) = tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
+    let (prepared, owner, stdin_socket) =
+        tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
     if detach {
-        confirm_started(&g.root, &prepared).await?;
+        confirm_started(&g.root, &prepared, owner).await?;
         outln!("{}", prepared.id);
         return Ok(0);
     }
-    attach(&g.root, prepared, io, stdin_socket).await
+    attach(&g.root, prepared, owner, io, stdin_socket).await
 }
 
 #[derive(Clone, Copy)]
@@ -113,7 +114,7 @@ struct Interactive {
 
 /// A VM that dies at once (bad QEMU options, no hypervisor resources) is an error of `hx run -d`
 /// rather than a container that silently exited.
-async fn confirm_started(root: &Path, c: &Container) -> anyhow::Result<()> {
+async fn confirm_started(root: &Path, c: &Container, owner: container::Owner) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let be = backend::for_container(c, root)?;
     if be.is_running(c) {
@@ -123,31 +124,80 @@ async fn confirm_started(root: &Path, c: &Container) -> anyhow::Result<()> {
     match outcome {
         runtime::Outcome::Lost(why) => {
             let _lock = Store::open(root)?.lock()?;
-            runtime::remove(root, c, be.as_ref())?;
-            crate::volume::remove_anonymous(root, &c.mounts);
+            drop(owner);
+            runtime::discard(root, c, be.as_ref())?;
             bail!("the VM did not start: {why}")
         }
         _ => Ok(()),
     }
 }
 
-pub fn parse_size_mb(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim().to_lowercase();
-    let (num, mult) = match s.chars().last() {
-        Some('k') => (&s[..s.len() - 1], 1.0 / 1024.0),
-        Some('m') => (&s[..s.len() - 1], 1.0),
-        Some('g') => (&s[..s.len() - 1], 1024.0),
-        Some('b') => return parse_size_mb(&s[..s.len() - 1]),
-        _ => (&s[..], 1.0 / (1024.0 * 1024.0)),
+pub const MAX_MEMORY: u64 = 1 << 40;
+pub const MAX_DISK_SIZE: u64 = 1 << 40;
+/// Volumes: ext4's limit with 4 KiB blocks.
+pub const MAX_VOLUME_SIZE: u64 = 16 << 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SizeError {
+    #[error("{flag} {value:?}: not a size (digits with an optional fraction and unit: 512m, 1.5g, 2t)")]
+    Syntax { flag: &'static str, value: String },
+    #[error("{flag} {value:?}: out of range ({min} to {max})")]
+    Range { flag: &'static str, value: String, min: String, max: String },
+}
+
+/// A size like docker's: `<digits>[.<digits>][b|k|m|g|t][b]`, units of 1024; bytes without
+/// a unit. Exact integer arithmetic, no overflow: anything that does not fit is an error.
+pub fn parse_size(flag: &'static str, value: &str) -> Result<u64, SizeError> {
+    let bad = || SizeError::Syntax { flag, value: value.into() };
+    let s = value.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, shift) = match s.as_bytes().last() {
+        Some(b'k') => (&s[..s.len() - 1], 10),
+        Some(b'm') => (&s[..s.len() - 1], 20),
+        Some(b'g') => (&s[..s.len() - 1], 30),
+        Some(b't') => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid size {s:?} (e.g. 256m, 1g)"))?;
-    let mb = (n * mult).ceil() as u64;
-    if mb == 0 {
-        bail!("size {s:?} is too small");
+    let (int, frac) = num.split_once('.').unwrap_or((num, "0"));
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if int.len() > 20 || frac.len() > 9 || !digits(int) || !digits(frac) {
+        return Err(bad());
     }
-    Ok(mb)
+    let int: u128 = int.parse().map_err(|_| bad())?;
+    let frac_num: u128 = frac.parse().map_err(|_| bad())?;
+    let frac_den = 10u128.pow(frac.len() as u32);
+    let bytes = (int << shift) + (frac_num << shift).div_ceil(frac_den);
+    u64::try_from(bytes).map_err(|_| SizeError::Range {
+        flag,
+        value: value.into(),
+        min: "0".into(),
+        max: show_size(u64::MAX),
+    })
+}
+
+/// `16m`, `1t`: the largest unit that divides the size exactly.
+fn show_size(b: u64) -> String {
+    for (shift, unit) in [(40, 't'), (30, 'g'), (20, 'm'), (10, 'k')] {
+        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", b >> shift);
+        }
+    }
+    format!("{b} bytes")
+}
+
+/// `parse_size` within [min, max] bytes.
+pub fn parse_size_in(flag: &'static str, value: &str, min: u64, max: u64) -> Result<u64, SizeError> {
+    let range = || SizeError::Range {
+        flag,
+        value: value.into(),
+        min: show_size(min),
+        max: show_size(max),
+    };
+    match parse_size(flag, value) {
+        Ok(b) if (min..=max).contains(&b) => Ok(b),
+        Ok(_) | Err(SizeError::Range { .. }) => Err(range()),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
@@ -267,11 +317,30 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
     }
 }
 
-/// The container, started, and for `-i` on QEMU the socket QEMU's `hx.stdin` port connected to.
+/// The container, started; its `Owner` lock; for `-i` on QEMU the socket QEMU's `hx.stdin`
+/// port connected to.
+///
+/// Creation is a transaction on the container's record: the directory and a `creating` record
+/// come first (with the `Owner` lock, in one hold of the store lock), and every resource —
+/// volumes and file binds, address and port rules, the VM process — is written into the
+/// record before it is acquired. A failure here and a creator killed at any point are undone
+/// the same way, from the record: `runtime::discard` (here, or by the next reconcile once the
+/// owner lock is free).
 fn create_and_start(
     root: &Path,
     args: Args,
-) -> anyhow::Result<(Container, Option<std::os::unix::net::UnixListener>)> {
+) -> anyhow::Result<(Container, container::Owner, Option<std::os::unix::net::UnixListener>)> {
+    // Flags first: nothing is looked up, pulled or made for a run that cannot happen.
+    let memory_mb = parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
+    if args.cpus == 0 || args.cpus > 32 {
+        bail!("--cpus {}: must be 1..32", args.cpus);
+    }
+    let upper_size = args
+        .disk_size
+        .as_deref()
+        .map(|s| parse_size_in("--disk-size", s, 16 << 20, MAX_DISK_SIZE))
+        .transpose()?
+        .map(|b| b.div_ceil(1 << 20) << 20);
     let store = Store::open(root)?;
     let img = find_or_pull(&store, &args.image)?;
     let rootfs = store.rootfs(&img)?;
@@ -291,13 +360,6 @@ fn create_and_start(
         _ => None,
     };
     let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
-    let memory_mb = parse_size_mb(&args.memory)?;
-    if memory_mb < 32 {
-        bail!("--memory {}: at least 32m is needed", args.memory);
-    }
-    if args.cpus == 0 || args.cpus > 32 {
-        bail!("--cpus {}: must be 1..32", args.cpus);
-    }
     let id = container::new_id();
     let net_mode = crate::network::Mode::parse(args.network.as_deref())?;
     let mut port_requests = Vec::new();
@@ -324,35 +386,92 @@ fn create_and_start(
         .iter()
         .map(|v| crate::volume::parse_arg(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let first_volume_disk = if args.disk_size.is_some() { 3 } else { 2 };
+    let first_volume_disk = if upper_size.is_some() { 3 } else { 2 };
+    let dir = container::dir(root, &id);
 
-    // Name reservation, addresses, ports, volumes and the directory are made under the store
-    // lock.
-    let (c, mut nic, mut shares, mut volume_disks) = {
-        let _lock = store.lock()?;
-        let existing = runtime::reconcile(root)?;
-        let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
-        let name = match &args.name {
-            Some(n) if !container::valid_name(n) => {
-                bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-            }
-            Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
-            Some(n) => n.clone(),
-            None => container::random_name(&id, &taken),
-        };
-        let hostname = args
-            .hostname
-            .clone()
-            .unwrap_or_else(|| id[..12].to_string());
-        let mut spec = build_spec(&args, &img, &hostname)?;
-        let running: Vec<&Container> = existing.iter().filter(|c| c.status == Status::Running).collect();
-        let busy = |vol: &str| {
-            running
-                .iter()
-                .find(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == vol))
-                .map(|c| c.name.clone())
-        };
-        let dir = container::dir(root, &id);
+    // Under the store lock: the name, the volumes' records, the first state record, the
+    // address and ports (checked against the other active containers).
+    let lock = store.lock()?;
+    let existing = runtime::reconcile(root)?;
+    let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
+    let name = match &args.name {
+        Some(n) if !container::valid_name(n) => {
+            bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        }
+        Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
+        Some(n) => n.clone(),
+        None => container::random_name(&id, &taken),
+    };
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    let mut spec = build_spec(&args, &img, &hostname)?;
+    let active: Vec<&Container> = existing.iter().filter(|c| runtime::is_active(root, c)).collect();
+    let busy = |vol: &str| {
+        active
+            .iter()
+            .find(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == vol))
+            .map(|c| c.name.clone())
+    };
+    let records = crate::volume::resolve(
+        &volume_args,
+        &image_cfg.volumes().clone().unwrap_or_default(),
+        &busy,
+    )?;
+    let mut c = Container {
+        id: id.clone(),
+        name,
+        image: args.image.clone(),
+        image_id: img.id.to_string(),
+        command: spec.args.clone(),
+        created: container::now_rfc3339(),
+        backend: be.name().to_string(),
+        status: Status::Creating,
+        pid: None,
+        pid_start: None,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        error: None,
+        auto_remove: args.rm,
+        memory_mb,
+        cpus: args.cpus,
+        domid: None,
+        network: provisional_network(&net_mode, &id),
+        mounts: records,
+    };
+    let owner = (|| -> anyhow::Result<container::Owner> {
+        std::fs::create_dir_all(container::containers_dir(root))?;
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let owner = container::Owner::acquire(root, &id)?;
+        container::save(root, &c)?;
+        Ok(owner)
+    })();
+    let owner = match owner {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = crate::volume::remove_container_dir(&dir);
+            return Err(e);
+        }
+    };
+    let ports_taken: Vec<(String, crate::network::Published)> = active
+        .iter()
+        .flat_map(|c| {
+            c.network.iter().flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
+        })
+        .collect();
+    let net = crate::network::setup(root, &id, &net_mode, &port_requests, &ports_taken)
+        .and_then(|net| {
+            c.network = Some(net.state.clone());
+            container::save(root, &c)?;
+            Ok(net)
+        });
+    drop(lock);
+
+    let mut stdin_socket = None;
+    let made = net.and_then(|net| {
+        // Without the store lock: volumes (mkfs), binds, disks and the VM.
         // QEMU serves host directories over virtio-9p. On Xen read-only ones become snapshot
         // disks in the container's directory and read-write ones go over Xen's 9pfs when dom0
         // has its QEMU backend (docs/volumes.md). HX_HOST_DIRS=snapshot gives QEMU the
@@ -366,34 +485,7 @@ fn create_and_start(
                 share_rw: crate::backend::xen::has_9pfs_backend(),
             },
         };
-        let plan = match crate::volume::plan(
-            root,
-            &volume_args,
-            &image_cfg.volumes().clone().unwrap_or_default(),
-            first_volume_disk,
-            &busy,
-            host_dirs,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = crate::volume::remove_container_dir(&dir);
-                return Err(e);
-            }
-        };
-        let taken: Vec<(String, crate::network::Published)> = running
-            .iter()
-            .flat_map(|c| {
-                c.network.iter().flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
-            })
-            .collect();
-        let net = match crate::network::setup(root, &id, &net_mode, &port_requests, &taken) {
-            Ok(n) => n,
-            Err(e) => {
-                crate::volume::remove_anonymous(root, &plan.records);
-                let _ = crate::volume::remove_container_dir(&dir);
-                return Err(e);
-            }
-        };
+        let plan = crate::volume::acquire(root, &c.mounts, first_volume_disk, host_dirs)?;
         spec.network = net.guest.clone().map(|mut g| {
             if !dns_servers.is_empty() {
                 g.dns = dns_servers.clone();
@@ -402,46 +494,8 @@ fn create_and_start(
             g
         });
         spec.mounts = plan.mounts.clone();
-        let c = Container {
-            id: id.clone(),
-            name,
-            image: args.image.clone(),
-            image_id: img.id.to_string(),
-            command: spec.args.clone(),
-            created: container::now_rfc3339(),
-            backend: be.name().to_string(),
-            status: Status::Created,
-            pid: None,
-            pid_start: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            error: None,
-            auto_remove: args.rm,
-            memory_mb,
-            cpus: args.cpus,
-            domid: None,
-            network: Some(net.state.clone()),
-            mounts: plan.records.clone(),
-        };
-        let made = (|| -> anyhow::Result<()> {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            container::save(root, &c)?;
-            std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
-            std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
-            Ok(())
-        })();
-        if let Err(e) = made {
-            let _ = crate::network::release(root, &id, &net.state);
-            crate::volume::remove_anonymous(root, &plan.records);
-            let _ = crate::volume::remove_container_dir(&dir);
-            return Err(e);
-        }
-        (c, net.nic, plan.shares, plan.disks)
-    };
-    let dir = container::dir(root, &id);
-    let mut stdin_socket = None;
-    let mut start = || -> anyhow::Result<Container> {
+        std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
+        std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
         // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is
         // connected from boot and sees EOF exactly when hx closes it.
         let stdin_path = dir.join("stdin.sock");
@@ -461,16 +515,21 @@ fn create_and_start(
                 readonly: true,
             },
         ];
-        if let Some(size) = &args.disk_size {
-            let mb = parse_size_mb(size)?;
+        if let Some(size) = upper_size {
             let upper = dir.join("upper.img");
-            hx_images::rootfs::make_ext4(None, &upper, mb * 1024 * 1024)?;
+            hx_images::rootfs::make_ext4(None, &upper, size)?;
             disks.push(Disk {
                 path: upper,
                 readonly: false,
             });
         }
-        disks.append(&mut volume_disks);
+        disks.extend(plan.disks);
+        let record = |h: &backend::VmHandle| {
+            let mut c = c.clone();
+            c.pid = Some(h.pid);
+            c.pid_start = Some(h.pid_start);
+            container::save(root, &c)
+        };
         let vm = VmSpec {
             id: &c.id,
             name: &c.name,
@@ -480,29 +539,60 @@ fn create_and_start(
             disks,
             memory_mb,
             cpus: args.cpus,
-            nic: nic.take(),
-            shares: std::mem::take(&mut shares),
+            nic: net.nic,
+            shares: plan.shares,
             xen_type,
             stdin_socket: stdin_socket.as_ref().map(|_| stdin_path.clone()),
+            on_spawn: &record,
         };
         let h = be.start(&vm)?;
-        let mut c = c.clone();
         c.pid = Some(h.pid);
         c.pid_start = Some(h.pid_start);
         c.domid = h.domid;
         c.status = Status::Running;
         c.started_at = Some(container::now_rfc3339());
-        container::save(root, &c)?;
-        Ok(c)
-    };
-    match start() {
-        Ok(c) => Ok((c, stdin_socket)),
+        container::save(root, &c)
+    });
+    match made {
+        Ok(()) => Ok((c, owner, stdin_socket)),
         Err(e) => {
-            // Nothing half-made stays behind.
-            let _ = runtime::remove(root, &c, be.as_ref());
-            crate::volume::remove_anonymous(root, &c.mounts);
+            drop(stdin_socket);
+            undo(root, &c, owner, be.as_ref());
             Err(e)
         }
+    }
+}
+
+/// Undoes a failed creation (the record on disk is the truth: it may name a VM process the
+/// in-memory copy does not). Under the store lock, with the owner lock given up inside it so
+/// that no reconcile sees the container ownerless before it is gone.
+fn undo(root: &Path, c: &Container, owner: container::Owner, be: &dyn backend::Backend) {
+    let r = (|| -> anyhow::Result<()> {
+        let _lock = Store::open(root)?.lock()?;
+        drop(owner);
+        let rec = container::load(root, &c.id).unwrap_or_else(|_| c.clone());
+        runtime::discard(root, &rec, be)
+    })();
+    if let Err(e) = r {
+        tracing::warn!("undoing container {}: {e:#} (the next hx ps retries)", c.name);
+    }
+}
+
+/// What the record says about the network before `network::setup` runs: enough for the undo
+/// to find the address, rules and interface setup may have made before the creator died.
+fn provisional_network(mode: &crate::network::Mode, id: &str) -> Option<crate::network::NetworkState> {
+    match mode {
+        crate::network::Mode::Bridge(b) if crate::network::is_root() => Some(crate::network::NetworkState {
+            mode: "bridge".into(),
+            bridge: Some(b.clone()),
+            ip: None,
+            prefix_len: 0,
+            gateway: None,
+            mac: None,
+            ifname: Some(crate::network::ifname_for(id)),
+            ports: vec![],
+        }),
+        _ => None,
     }
 }
 
@@ -512,6 +602,7 @@ pub use crate::logfile::Tail;
 async fn attach(
     root: &Path,
     c: Container,
+    owner: container::Owner,
     io: Interactive,
     stdin_socket: Option<std::os::unix::net::UnixListener>,
 ) -> anyhow::Result<i32> {
@@ -574,7 +665,10 @@ async fn attach(
     }
     out.pump(&mut std::io::stdout())?;
     err.pump(&mut std::io::stderr())?;
+    // Others may have marked it exited meanwhile, but only its owner removes it (--rm): the
+    // outcome files are still there. Ownership ends inside the store lock, with the settle.
     let _lock = Store::open(root)?.lock()?;
+    drop(owner);
     let current = container::load(root, &c.id).unwrap_or(c);
     let outcome = runtime::outcome(&dir);
     runtime::settle(root, current, be.as_ref())?;
@@ -582,4 +676,64 @@ async fn attach(
         errln!("hx: {e}");
     }
     Ok(outcome.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_exactly_or_not_at_all() {
+        for (s, want) in [
+            ("0", 0),
+            ("512", 512),
+            ("1k", 1024),
+            ("1kb", 1024),
+            ("128m", 128 << 20),
+            ("1.5g", 3 << 29),
+            ("2T", 2 << 40),
+            ("0.5k", 512),
+            ("15.99999999t", 17592186033421),
+            ("16777215t", 16777215 << 40),
+        ] {
+            assert_eq!(parse_size("--x", s).unwrap(), want, "{s}");
+        }
+        for s in ["", "m", "1e9", "inf", "nan", "-1", "+1", "1.", ".5", "1..2m", "1mm", "1 m", "0x10", "1p", "½"] {
+            assert!(matches!(parse_size("--x", s), Err(SizeError::Syntax { .. })), "{s}");
+        }
+        for s in ["16777216t", "17179869184t", "99999999999999999999", "99999999999999999999t"] {
+            assert!(matches!(parse_size("--x", s), Err(SizeError::Range { .. })), "{s}");
+        }
+        let e = parse_size_in("--disk-size", "2t", 16 << 20, MAX_DISK_SIZE).unwrap_err();
+        assert_eq!(e.to_string(), "--disk-size \"2t\": out of range (16m to 1t)");
+    }
+
+    /// Whatever the input, parsing returns (no panic, no overflow) and what it accepts is in
+    /// range and round-trips for whole units.
+    #[test]
+    fn size_parsing_never_panics() {
+        let alphabet: Vec<char> = "0123456789.kmgtbKMGTB -+e\u{0}9".chars().collect();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((x >> (i % 58)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            if let Ok(b) = parse_size_in("--x", &s, 16 << 20, MAX_VOLUME_SIZE) {
+                assert!((16 << 20..=MAX_VOLUME_SIZE).contains(&b), "{s:?}");
+            }
+        }
+        for n in (0..64u64).map(|i| (1u64 << i) - 1) {
+            for (unit, shift) in [("", 0), ("k", 10), ("m", 20), ("g", 30), ("t", 40)] {
+                let r = parse_size("--x", &format!("{n}{unit}"));
+                match (n as u128) << shift {
+                    v if v <= u64::MAX as u128 => assert_eq!(r.unwrap() as u128, v),
+                    _ => assert!(r.is_err()),
+                }
+            }
+        }
+    }
 }

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Seconds to wait before killing the VM
-    #[arg(short = 't', long = "time", default_value_t = 10)]
+    /// Seconds to wait before killing the VM (0 to 4294967295)
+    #[arg(short = 't', long = "time", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
     pub time: u64,
     /// Container names or ids
     #[arg(required = true)]
@@ -34,8 +35,9 @@ pub async fn stop_one(g: &super::Globals, name: &str, grace: u64) -> anyhow::Res
     let dir = container::dir(&g.root, &c.id);
     if c.status == Status::Running && be.is_running(&c) {
         let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGTERM).to_line());
-        let deadline = Instant::now() + Duration::from_secs(grace);
-        while be.is_running(&c) && Instant::now() < deadline {
+        // None: a grace period past the clock's range, i.e. no deadline.
+        let deadline = Instant::now().checked_add(Duration::from_secs(grace));
+        while be.is_running(&c) && deadline.is_none_or(|d| Instant::now() < d) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if be.is_running(&c) {

@@ -77,7 +77,7 @@ fn details(g: &super::Globals, v: &volume::Volume) -> anyhow::Result<serde_json:
         "Name": v.name,
         "CreatedAt": v.created,
         "Driver": "ext4-image",
-        "Mountpoint": volume::disk_path(&g.root, &v.name),
+        "Mountpoint": volume::disk_path(&g.root, &v.name)?,
         "Scope": "local",
         "Anonymous": v.anonymous,
         "Size": v.size,
@@ -89,7 +89,12 @@ fn details(g: &super::Globals, v: &volume::Volume) -> anyhow::Result<serde_json:
 pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Create(a) => {
-            let size = super::run::parse_size_mb(&a.size)? << 20;
+            let size = super::run::parse_size_in(
+                "--size",
+                &a.size,
+                16 << 20,
+                super::run::MAX_VOLUME_SIZE,
+            )?;
             let _lock = Store::open(&g.root)?.lock()?;
             let v = volume::create(&g.root, a.name.as_deref(), size, false)?;
             outln!("{}", v.name);

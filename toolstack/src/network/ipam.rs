@@ -100,11 +100,16 @@ impl Pools {
         f: impl FnOnce(&Path, &mut Pool) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let dir = self.bridge_dir(bridge)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        // Root's business only: the pools name every store and container.
+        for (d, mode) in [(self.dir.parent(), 0o755), (Some(dir.as_path()), 0o700)] {
+            if let Some(d) = d {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(mode)
+                    .create(d)
+                    .with_context(|| format!("creating {}", d.display()))?;
+            }
+        }
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

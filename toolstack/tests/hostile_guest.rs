@@ -469,3 +469,37 @@ fn image_metadata_is_escaped_in_listings_and_errors() {
     );
     hx.ok(&["rm", "evil"]);
 }
+
+#[test]
+fn the_outcome_reads_only_the_end_of_a_gigabyte_status_log() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let work = tempfile::tempdir().unwrap();
+    // The guest stays up a while, then ends without a word of its own.
+    let init = hostile_init(work.path(), "sleepy", "sleep(6);");
+    let r = run_with_init(
+        &hx,
+        &init,
+        &["run", "-d", "--name", "sleepy", BUSYBOX, "true"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dir = container_dir(&hx, "sleepy");
+    let status = dir.join("status.log");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&status)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&status)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"\n{\"event\":\"exited\",\"code\":7}\n").unwrap();
+    let (rss_kib, out) = max_rss(&hx, &["wait", "sleepy"]);
+    assert_eq!(out, b"7\n");
+    assert!(
+        rss_kib < 64 * 1024,
+        "hx wait read a 1 GiB status log with {rss_kib} KiB"
+    );
+    hx.ok(&["rm", "sleepy"]);
+}

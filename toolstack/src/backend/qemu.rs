@@ -337,7 +337,10 @@ impl Backend for Qemu {
             reap(pid);
         }
         process_alive(c.pid, c.pid_start)
-            || crate::cli::log_relay::busy(&crate::container::dir(&self.root, &c.id))
+            || crate::cli::log_relay::busy(
+                &crate::container::dir(&self.root, &c.id),
+                Duration::from_millis(500),
+            )
     }
 
     fn send_control(&self, c: &Container, dir: &Path, line: &str) -> anyhow::Result<()> {

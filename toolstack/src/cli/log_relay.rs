@@ -200,12 +200,22 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
     Ok(qemu_ends)
 }
 
-/// Whether the relay of the container in `dir` is still writing (its lock is held).
-pub fn busy(dir: &Path) -> bool {
+/// Whether the relay of the container in `dir` is still writing (its lock is held) after
+/// waiting up to `wait` for it to finish. Once QEMU is gone the relay only drains what its
+/// sockets still hold, so a short wait here saves callers a poll interval.
+pub fn busy(dir: &Path, wait: std::time::Duration) -> bool {
     let Ok(f) = std::fs::File::open(dir.join(LOCK_FILE)) else {
         return false;
     };
-    // SAFETY: flock on an fd we own; the shared lock (if taken) goes with the fd.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        // SAFETY: flock on an fd we own; the shared lock (if taken) goes with the fd.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        let held =
+            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK);
+        if !held || std::time::Instant::now() >= deadline {
+            return held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }

@@ -374,14 +374,14 @@ fn a_guest_cannot_plant_setuid_files_device_nodes_or_symlinks_in_a_host_director
     }
 }
 
-/// A device-mapper "disk" the test can cut the power of: a linear target over a loop device,
-/// switched to the error target (writes dropped, the page cache's dirty data lost on unmount).
+/// A "disk" whose power the test can cut: an ext4 image loop-mounted at `mnt`. What has reached
+/// the loop device is in the image file; what the mounted filesystem only holds in its page
+/// cache is not. A copy of the image file taken at some instant is the disk as a power cut at
+/// that instant leaves it.
 struct PowerCut {
-    name: String,
-    loopdev: String,
-    sectors: u64,
+    image: std::path::PathBuf,
     mnt: tempfile::TempDir,
-    _backing: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn sh(args: &[&str]) -> String {
@@ -394,59 +394,50 @@ impl PowerCut {
     fn new() -> Option<PowerCut> {
         if unsafe { libc::geteuid() } != 0 {
             assert!(std::env::var_os("CI").is_none(), "the power-cut test needs root in CI");
-            eprintln!("SKIP: device-mapper needs root");
+            eprintln!("SKIP: loop mounts need root");
             return None;
         }
-        let backing = tempfile::tempdir().unwrap();
-        let file = backing.path().join("disk.raw");
-        let size: u64 = 512 << 20;
-        std::fs::File::create(&file).unwrap().set_len(size).unwrap();
-        let loopdev = sh(&["losetup", "-f", "--show", file.to_str().unwrap()]);
-        let name = format!("hxpower{}", std::process::id());
-        let sectors = size / 512;
-        sh(&["dmsetup", "create", &name, "--table", &format!("0 {sectors} linear {loopdev} 0")]);
-        let dev = format!("/dev/mapper/{name}");
-        sh(&["mkfs.ext4", "-q", &dev]);
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.raw");
+        std::fs::File::create(&image).unwrap().set_len(384 << 20).unwrap();
+        sh(&["mkfs.ext4", "-q", image.to_str().unwrap()]);
         let mnt = tempfile::tempdir().unwrap();
-        sh(&["mount", &dev, mnt.path().to_str().unwrap()]);
-        Some(PowerCut { name, loopdev, sectors, mnt, _backing: backing })
+        let p = PowerCut { image, mnt, dir };
+        p.mount(&p.image);
+        Some(p)
     }
 
-    fn table(&self, table: &str) {
-        sh(&["dmsetup", "suspend", "--noflush", "--nolockfs", &self.name]);
-        sh(&["dmsetup", "load", &self.name, "--table", table]);
-        sh(&["dmsetup", "resume", &self.name]);
+    fn mount(&self, image: &Path) {
+        sh(&["mount", "-o", "loop", image.to_str().unwrap(), self.mnt.path().to_str().unwrap()]);
     }
 
-    /// The power goes: nothing more reaches the disk, and what only the page cache held is lost.
+    /// The power goes now: the disk as it is at this instant is kept aside.
     fn cut(&self) {
-        self.table(&format!("0 {} error", self.sectors));
-        sh(&["umount", "-l", self.mnt.path().to_str().unwrap()]);
-        std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+        let crashed = self.dir.path().join("crashed.raw");
+        sh(&["cp", "--sparse=always", self.image.to_str().unwrap(), crashed.to_str().unwrap()]);
     }
 
-    /// The power is back: the disk as it was at the cut, mounted again (journal replayed).
-    fn restore(&self) {
-        self.table(&format!("0 {} linear {} 0", self.sectors, self.loopdev));
-        sh(&["mount", &format!("/dev/mapper/{}", self.name), self.mnt.path().to_str().unwrap()]);
+    /// Back up: the disk kept at the cut replaces the mounted one (its journal replayed on
+    /// mount, as after a reboot). Whoever had files open on the old one must be gone.
+    fn reboot(&self) {
+        sh(&["umount", self.mnt.path().to_str().unwrap()]);
+        self.mount(&self.dir.path().join("crashed.raw"));
     }
 }
 
 impl Drop for PowerCut {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(self.mnt.path()).status();
-        let _ = std::process::Command::new("dmsetup").args(["remove", "--force", &self.name]).status();
-        let _ = std::process::Command::new("losetup").args(["-d", &self.loopdev]).status();
+        let _ = std::process::Command::new("umount").arg(self.mnt.path()).status();
     }
 }
 
 /// What this shows: data a guest wrote to a named volume and `sync`ed has reached the host's
-/// block device when the guest's sync returns — the test cuts the device below the host's page
-/// cache right after the workload reports its sync, and the data is there after "reboot".
-/// With cache=unsafe QEMU ignored the guest's flush: the data sat dirty in the host's page
-/// cache and was lost. What it cannot show: the host disk's own volatile cache (the loop
-/// device under the cut turns a flush into an fsync of its backing file, which this test does
-/// not cut).
+/// block device by the time the guest's sync returns: the test takes the disk as a power cut
+/// would leave it right after the workload reports its sync, and the data is there after the
+/// "reboot". With cache=unsafe QEMU ignored the guest's flush: the data sat dirty in the host's
+/// page cache, not on the disk. What it cannot show: the host disk's own volatile write cache
+/// (the loop device turns the flush into an fsync of its image file, which the copy reads from
+/// the page cache).
 #[test]
 fn a_volume_write_the_guest_synced_survives_a_host_power_cut() {
     let Some(hx) = Hx::with_busybox() else { return };
@@ -467,7 +458,7 @@ fn a_volume_write_the_guest_synced_survives_a_host_power_cut() {
     }
     power.cut();
     hx.ok(&["rm", "-f", "w"]);
-    power.restore();
+    power.reboot();
     let r = hx.run(&["run", "--rm", "-v", "data:/data", BUSYBOX, "sh", "-c", "wc -l < /data/f; tail -1 /data/f"]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "20000\n20000\n"), "{}", r.stderr);
 }

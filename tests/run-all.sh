@@ -40,7 +40,8 @@ xen_lab() {
         tests/xen-lab/run ${HX_LAB_ARGS:-} --image "nginx=$layout/nginx" \
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh \
-            --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh
+            --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
+            --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh
     local rc=$?
     rm -rf "$layout"
     return $rc

@@ -418,6 +418,7 @@ pub fn acquire(
         plan.disks.push(Disk {
             path,
             readonly: r.readonly,
+            durable: !r.readonly,
         });
         plan.mounts.push(pv_init::spec::Mount {
             source: pv_init::spec::MountSource::Disk {
@@ -548,6 +549,7 @@ fn add_snapshot(
     plan.disks.push(Disk {
         path: img,
         readonly: true,
+        durable: false,
     });
     plan.mounts.push(pv_init::spec::Mount {
         source: pv_init::spec::MountSource::Disk {

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 pub struct Disk {
     pub path: PathBuf,
     pub readonly: bool,
+    /// The guest's flushes must reach the host's disk before they complete: data read after
+    /// this VM is gone (volumes). False for read-only disks and for the writable layer, which
+    /// nothing reads after its VM (hx has no restart): flushing it would be pure cost.
+    pub durable: bool,
 }
 
 /// Xen domain type (`hx run --type`, or `[xen] type` in the config file).

@@ -177,10 +177,12 @@ impl Qemu {
         cmd.arg("-chardev").arg(format!("socket,id=ch-console,fd={}", log_fds[0]));
         cmd.args(["-serial", "chardev:ch-console"]);
         for (i, disk) in spec.disks.iter().enumerate() {
-            // Writable disks honour the guest's flushes (writeback: a volume's fsync'ed data
-            // is on the host's disk when the guest's fsync returns); on read-only ones the
-            // guest never flushes, so unsafe costs nothing there.
-            let mode = if disk.readonly { "unsafe,readonly=on" } else { "writeback" };
+            // Durable disks (volumes) honour the guest's flushes: writeback, so a volume's
+            // fsync'ed data is on the host's disk when the guest's fsync returns. The others
+            // are read-only (no flushes) or the writable layer, read by nothing after its VM.
+            let cache = if disk.durable { "writeback" } else { "unsafe" };
+            let ro = if disk.readonly { ",readonly=on" } else { "" };
+            let mode = format!("{cache}{ro}");
             cmd.arg("-drive").arg(format!(
                 "id=disk{i},file={},format=raw,if=none,cache={mode}",
                 qemu_path(&disk.path)

@@ -509,10 +509,12 @@ fn create_and_start(
             Disk {
                 path: rootfs.clone(),
                 readonly: true,
+                durable: false,
             },
             Disk {
                 path: dir.join("config.img"),
                 readonly: true,
+                durable: false,
             },
         ];
         if let Some(size) = upper_size {
@@ -521,6 +523,7 @@ fn create_and_start(
             disks.push(Disk {
                 path: upper,
                 readonly: false,
+                durable: false,
             });
         }
         disks.extend(plan.disks);

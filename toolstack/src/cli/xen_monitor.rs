@@ -90,11 +90,14 @@ fn domain_config(l: &Launch) -> DomainConfig {
         cfg = cfg.disk_script(script);
     }
     for s in &l.shares {
-        // `none`: files keep the host's owners and modes, as with QEMU's virtio-9p (qemu.rs).
+        // mapped-xattr, as with QEMU's virtio-9p (qemu.rs): the guest's modes, owners, device
+        // nodes and symlinks live in xattrs, so it cannot plant a setuid file or a device
+        // node in a host directory. (Xen's 9pfs backend is QEMU's: it takes the model from
+        // xenstore.)
         cfg = cfg.p9(xen_bindings::P9Spec {
             tag: s.tag.clone(),
             path: s.path.clone(),
-            security_model: "none".into(),
+            security_model: "mapped-xattr".into(),
         });
     }
     if let Some(n) = &l.nic {
@@ -429,6 +432,6 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(p9s, [("hxfs0", "/srv/data", "none")]);
+        assert_eq!(p9s, [("hxfs0", "/srv/data", "mapped-xattr")]);
     }
 }

@@ -226,26 +226,38 @@ fn a_layout_directory_with_symlinked_or_special_blobs_is_refused() {
 
 // Case 7: header, byte and entry limits.
 
+/// A layer of one member of type `kind` claiming `chunks` × 256 KiB of zeros, then the end of
+/// the archive, as a multi-member gzip stream (layers are read with MultiGzDecoder): one
+/// compressed chunk repeated, so building it costs nothing. Returns it and its diff_id (when
+/// `diff_id`; a placeholder otherwise, for layers refused before their end).
+fn zeros_layer(kind: u8, chunks: usize, diff_id: bool) -> (Vec<u8>, hx_images::Digest) {
+    use sha2::Digest as _;
+    const CHUNK: usize = 256 << 10;
+    let mut head = tar(&[("zeros", M::Raw(kind, (chunks * CHUNK) as u64, &[]))]);
+    head.truncate(512);
+    let chunk = vec![0u8; CHUNK];
+    let end = [0u8; 1024];
+    let gz_chunk = gzip(&chunk);
+    let mut out = gzip(&head);
+    let mut h = sha2::Sha256::new();
+    h.update(&head);
+    for _ in 0..chunks {
+        out.extend_from_slice(&gz_chunk);
+        if diff_id {
+            h.update(&chunk);
+        }
+    }
+    out.extend(gzip(&end));
+    h.update(end);
+    (out, if diff_id { hx_images::Digest::from_sha256(h) } else { sha(b"never reached") })
+}
+
 #[test]
 fn a_64_mib_pax_header_is_refused_quickly() {
     let (root, store) = store();
-    // Built as gzip on the fly: 64 MiB of PAX body compresses to ~64 KiB.
-    let mut raw = tar(&[("x", M::Raw(b'x', 64 << 20, &[]))]);
-    raw.truncate(512);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    use std::io::Write;
-    gz.write_all(&raw).unwrap();
-    let zeros = vec![b'a'; 1 << 20];
-    for _ in 0..64 {
-        gz.write_all(&zeros).unwrap();
-    }
-    gz.write_all(&tar(&[("f", M::File(b"x"))])).unwrap();
-    let layer_gz = gz.finish().unwrap();
-    let decoded_len = 512 + (64 << 20) + 2048;
-    let mut decoded = Vec::with_capacity(decoded_len);
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer_gz[..]), &mut decoded).unwrap();
-    let img = image_from_gz(layer_gz, sha(&decoded));
-    drop(decoded);
+    let layer = zeros_layer(b'x', 256, false);
+    assert!(layer.0.len() < 1 << 20, "a small gzip layer");
+    let img = image_from_gz(vec![layer]);
     let started = Instant::now();
     let err = load_layout(&store, &img, "registry.test/pax:1").unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
@@ -255,23 +267,30 @@ fn a_64_mib_pax_header_is_refused_quickly() {
     assert_pristine(root.path());
 }
 
-fn image_from_gz(gz: Vec<u8>, diff_id: hx_images::Digest) -> Image {
+/// An image of already gzipped layers with their diff_ids.
+fn image_from_gz(layers: Vec<(Vec<u8>, hx_images::Digest)>) -> Image {
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": { "type": "layers", "diff_ids": [diff_id.to_string()] },
+        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|(_, d)| d.to_string()).collect::<Vec<_>>() },
     }))
     .unwrap();
     let mut img = image_with_config(&[], config.clone());
+    img.blobs.retain(|(d, _)| *d == sha(&config));
+    let descs: Vec<_> = layers
+        .iter()
+        .map(|(gz, _)| serde_json::json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(gz).to_string(), "size": gz.len() }))
+        .collect();
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config).to_string(), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&gz).to_string(), "size": gz.len() }],
+        "layers": descs,
     }))
     .unwrap();
-    img.blobs.retain(|(d, _)| *d == sha(&config));
-    img.layers = vec![sha(&gz)];
+    img.layers = layers.iter().map(|(gz, _)| sha(gz)).collect();
     img.manifest = sha(&manifest);
-    img.blobs.push((sha(&gz), gz));
+    for (gz, _) in layers {
+        img.blobs.push((sha(&gz), gz));
+    }
     img.blobs.push((sha(&manifest), manifest));
     img
 }
@@ -279,21 +298,27 @@ fn image_from_gz(gz: Vec<u8>, diff_id: hx_images::Digest) -> Image {
 #[test]
 fn a_gzip_bomb_over_the_byte_limits_is_refused_and_leaves_nothing() {
     let (root, store) = store();
-    let big = vec![0u8; 12 << 20];
-    let bomb = tar(&[("zeros", M::File(&big))]);
-    let small = tar(&[("six", M::File(&big[..6 << 20]))]);
-    let limits = Limits { max_layer_bytes: 8 << 20, max_image_bytes: 10 << 20, ..Limits::default() };
+    let limits = Limits { max_layer_bytes: 2 << 20, max_image_bytes: 5 << 19, ..Limits::default() };
     let store = store.with_limits(limits);
-    let img = image(&[bomb], None, "bomb");
-    assert!(img.blobs.iter().map(|(_, b)| b.len()).sum::<usize>() < 1 << 20, "a small gzip");
+    // One member claiming more than the layer may hold: refused at its header.
+    let bomb = zeros_layer(b'0', 64, false);
+    assert!(bomb.0.len() < 1 << 20, "a small gzip");
+    let img = image_from_gz(vec![bomb]);
     let err = load_layout(&store, &img, "registry.test/bomb:1").unwrap_err();
-    assert!(matches!(err, Error::LayerTooLarge { limit, .. } if limit == 8 << 20), "{err}");
+    assert!(matches!(err, Error::LayerTooLarge { limit, .. } if limit == 2 << 20), "{err}");
     assert_eq!(err.exit_code(), 30);
     assert_pristine(root.path());
+    // Members each within the limit, together over it: refused while streaming.
+    let (one, _) = zeros_layer(b'0', 6, false);
+    let many: Vec<u8> = std::iter::repeat_n(&one[..one.len() - gzip(&[0u8; 1024]).len()], 8).flatten().copied().collect();
+    let img = image_from_gz(vec![(many, sha(b"never reached"))]);
+    let err = load_layout(&store, &img, "registry.test/many:1").unwrap_err();
+    assert!(matches!(err, Error::LayerTooLarge { limit, .. } if limit == 2 << 20), "{err}");
+    assert_pristine(root.path());
     // Two layers each within the layer limit, together over the image's.
-    let img = image(&[small.clone(), small], None, "two");
+    let img = image_from_gz(vec![zeros_layer(b'0', 6, true), zeros_layer(b'0', 6, true)]);
     let err = load_layout(&store, &img, "registry.test/two:1").unwrap_err();
-    assert!(matches!(err, Error::ImageTooLarge { limit, .. } if limit == 10 << 20), "{err}");
+    assert!(matches!(err, Error::ImageTooLarge { limit, .. } if limit == 5 << 19), "{err}");
     assert_eq!(err.exit_code(), 31);
     assert_pristine(root.path());
 }

@@ -27,12 +27,14 @@ fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// SIGKILLs `hx run -d` at delays spread over 0..3 s (denser early, where create is), then
-/// cleans up the way a user would.
-fn kill_runs_then_clean(spawn: &dyn Fn() -> Child, after_kill: &dyn Fn()) {
-    for i in 0..15u64 {
+/// SIGKILLs `hx run -d` 44 times: every 15 ms over its first 0.6 s (a debug `hx run -d` with
+/// volumes takes 0.25-0.45 s here, so most kills land inside create), then up to 3 s. The old
+/// create (hand-written rollbacks, state written last) failed this in 2 of 3 tries.
+fn kill_runs(spawn: &dyn Fn() -> Child, after_kill: &dyn Fn()) {
+    let delays = (0..40u64).map(|i| i * 15).chain([900, 1500, 2200, 3000]);
+    for ms in delays {
         let mut child = spawn();
-        std::thread::sleep(Duration::from_millis(i * i * 14));
+        std::thread::sleep(Duration::from_millis(ms));
         let _ = child.kill();
         let _ = child.wait();
         after_kill();
@@ -108,7 +110,7 @@ fn run_killed_at_any_point_of_create_leaves_nothing_rm_cannot_remove() {
     let args = ["run", "-d", "-v", &bind, "-v", "/cache", "-v", "data:/data", BUSYBOX, "sleep", "600"];
     // The named volume is taken by one VM at a time: later runs fail while an earlier one
     // survives, which is fine — each must still leave nothing behind.
-    kill_runs_then_clean(
+    kill_runs(
         &|| {
             hx.cmd(&args)
                 .stdout(Stdio::null())
@@ -142,7 +144,7 @@ fn run_killed_during_create_leaves_no_address_rule_or_interface() {
     let nft = lab.in_host("nft", &["list", "table", "ip", "hx"]).output().unwrap();
     assert!(String::from_utf8_lossy(&nft.stdout).contains("dnat to"));
     lab.hx_ok(&hx, &["rm", "-f", id.trim()]);
-    kill_runs_then_clean(
+    kill_runs(
         &|| {
             lab.hx_cmd(&hx, &args)
                 .stdout(Stdio::null())
@@ -173,12 +175,16 @@ fn ps_in_another_shell_never_settles_an_attached_run_under_it() {
     let Some(hx) = Hx::with_busybox() else { return };
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                let r = hx.run(&["ps", "-a"]);
-                assert_eq!(r.code, 0, "hx ps: {}", r.stderr);
-            }
-        });
+        // Three shells running hx ps: the store lock is nearly always held by one of them
+        // when a run's VM exits (the old code failed 5 of 12 runs this way).
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = hx.run(&["ps", "-a"]);
+                    assert_eq!(r.code, 0, "hx ps: {}", r.stderr);
+                }
+            });
+        }
         let mut failures = Vec::new();
         for i in 0..12 {
             let code = 3 + i;

@@ -155,6 +155,26 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
         {
             return Err(std::io::Error::last_os_error()).context("socketpair");
         }
+        // The serial console reaches the socket a byte per write, and a unix socket charges
+        // each write's buffer overhead to the sender: with the default send buffer a console
+        // flood would stall on a few hundred bytes in flight. Best effort: root may exceed
+        // wmem_max, others get what the kernel allows.
+        let big: libc::c_int = 4 << 20;
+        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+            // SAFETY: setsockopt with a c_int option value on a socket we own.
+            let r = unsafe {
+                libc::setsockopt(
+                    fds[0],
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&big as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+        }
         // SAFETY: both fds were just created and are owned by nobody else.
         unsafe {
             qemu_ends.push(OwnedFd::from_raw_fd(fds[0]));

@@ -31,14 +31,14 @@ echo "baseline: hx run --rm busybox echo ok: '$out' in $(elapsed "$t0")s"
 echo "xenstored pid $xs_pid, RSS $(xs_rss) before"
 snapshot "$work/before"
 
-# xenstore-ls of dom0's subtree answers within 2 s, and timed.
+# xenstore-ls of dom0's subtree answers within 10 s (dom0 has one vCPU under TCG), and timed.
 xs_quick() {
     local t0 t
     t0=$(now)
     timeout 5 xenstore-ls /local/domain/0 >/dev/null 2>&1 || { echo "xenstore-ls failed"; return 1; }
     t=$(elapsed "$t0")
     echo "xenstore-ls /local/domain/0: ${t}s"
-    awk -v t="$t" 'BEGIN{exit !(t < 2)}'
+    awk -v t="$t" 'BEGIN{exit !(t < 10)}'
 }
 
 no_esc() { # FILE WHAT
@@ -78,12 +78,27 @@ no_esc "$work/s2.all" "hx wait/ps/inspect/rm of the hostile container"
 
 # 3. Console flood beside a status flood, and a normal container beside both.
 hx run -d --network none --name flood hostile /xs-hostile console 60 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
-hx run -d --network none --name hs3 hostile /xs-hostile status > /dev/null 2>&1
+hx -v run -d --network none --name hs3 hostile /xs-hostile status > /dev/null 2> "$work/hs3.err" \
+    || { bad "run -d hs3: exit $?"; tail -n 8 "$work/hs3.err" | cat -v | cut -c1-300; }
 sleep 5
-t0=$(now)
-out=$(timeout 300 hx run --rm busybox echo ok 2> "$work/n.err"); rc=$?
-t=$(elapsed "$t0")
-[ "$rc:$out" = "0:ok" ] && ok "a container beside the hostile ones runs normally (${t}s)" || bad "beside: exit $rc, output '$out' $(cat -v "$work/n.err" | head -c 300)"
+# beside NAME WHAT: a normal container now; on failure what hx, its status and console say.
+beside() {
+    local t0 t out rc d
+    t0=$(now)
+    out=$(timeout 300 hx run --name "$1" busybox echo ok 2> "$work/n.err"); rc=$?
+    t=$(elapsed "$t0")
+    if [ "$rc:$out" = "0:ok" ]; then
+        ok "a container beside $2 runs normally (${t}s)"
+    else
+        bad "beside $2: exit $rc, output '$out' after ${t}s $(cat -v "$work/n.err" | head -c 300)"
+        d=$(hx inspect "$1" 2>/dev/null | jq -r '.[0].Files.Dir')
+        hx inspect "$1" 2>&1 | jq -c '.[0].State' | cat -v
+        echo "status.log: $(cat -v "$d/status.log" 2>&1 | tr '\n' ' ' | cut -c1-400)"
+        tail -c 1500 "$d/console.log" 2>&1 | cat -v | tail -n 15
+    fi
+    hx rm -f "$1" > /dev/null 2>&1
+}
+beside beside1 "the hostile ones"
 xs_quick && ok "xenstore answers during the floods" || bad "xenstore slow or dead during the floods"
 clog=$(hx inspect flood 2>/dev/null | jq -r '.[0].Files.Console')
 echo "console log during the flood: $(du -ch "$clog"* 2>/dev/null | tail -n 1 | cut -f1)"
@@ -100,7 +115,16 @@ echo "hs3 status.log: $(cat -v "$sdir/status.log" 2>&1 | tr '\n' ' ' | cut -c1-6
 hx rm -f flood hs3 > "$work/rm3.out" 2>&1
 no_esc "$work/rm3.out" "hx rm of the flooders"
 
-# 4. Healthy and clean afterwards.
+# Control: the same load without hostile bytes (plain console output, an idle container).
+hx run -d --network none --name c1 busybox sh -c 'i=0; while [ $i -lt 60000 ]; do echo "plain line $i of benign console output padding padding"; i=$((i+1)); done' > /dev/null 2>&1
+hx run -d --network none --name c2 busybox sleep 60 > /dev/null 2>&1
+sleep 5
+beside beside2 "two benign busy ones (control)"
+echo "control: c1 exit $(timeout 400 hx wait c1 2>&1), c2 exit $(timeout 400 hx wait c2 2>&1)"
+hx rm -f c1 c2 > /dev/null 2>&1
+
+# 4. Healthy and clean afterwards. Crashes in dom0 the kernel saw, for the record.
+dmesg | grep -iE 'segfault|general protection|trap|killed process' | tail -n 10 | sed 's/^/dmesg: /'
 [ "$(xenstored_pid)" = "$xs_pid" ] && ok "xenstored still runs (pid $xs_pid, RSS $(xs_rss))" || bad "xenstored pid $xs_pid -> '$(xenstored_pid)'"
 xs_quick && ok "xenstore answers at the end" || bad "xenstore slow or dead at the end"
 for _ in $(seq 20); do snapshot "$work/after"; cmp -s "$work/before" "$work/after" && break; sleep 1; done

@@ -147,6 +147,10 @@ pub fn spawn_recorded(
     let flags = nix::fcntl::OFlag::O_CLOEXEC;
     let (report_r, report_w) = nix::unistd::pipe2(flags)?;
     let (gate_r, gate_w) = nix::unistd::pipe2(flags)?;
+    // Above the descriptors a backend's own pre_exec may dup2 onto (Xen's READY_FD).
+    let report_w = above_low_fds(report_w)?;
+    let gate_r = above_low_fds(gate_r)?;
+    let gate_w = above_low_fds(gate_w)?;
     let (rw, gr, gw) = (report_w.as_raw_fd(), gate_r.as_raw_fd(), gate_w.as_raw_fd());
     // SAFETY: between fork and exec only async-signal-safe calls: close, getpid, write, read.
     unsafe {
@@ -196,6 +200,17 @@ pub fn spawn_recorded(
         spawned?;
         Ok(handle)
     })
+}
+
+fn above_low_fds(fd: std::os::fd::OwnedFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor or -1.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: n was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
 }
 
 /// A file descriptor that becomes readable when process `pid` exits (pidfd), so that waiters

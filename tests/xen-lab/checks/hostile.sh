@@ -91,10 +91,14 @@ beside() {
         ok "a container beside $2 runs normally (${t}s)"
     else
         bad "beside $2: exit $rc, output '$out' after ${t}s $(cat -v "$work/n.err" | head -c 300)"
-        d=$(hx inspect "$1" 2>/dev/null | jq -r '.[0].Files.Dir')
-        hx inspect "$1" 2>&1 | jq -c '.[0].State' | cat -v
-        echo "status.log: $(cat -v "$d/status.log" 2>&1 | tr '\n' ' ' | cut -c1-400)"
-        tail -c 1500 "$d/console.log" 2>&1 | cat -v | tail -n 15
+        if hx inspect "$1" > "$work/n.json" 2>/dev/null; then
+            d=$(jq -r '.[0].Files.Dir' "$work/n.json")
+            jq -c '.[0].State' "$work/n.json" | cat -v
+            echo "status.log: $(cat -v "$d/status.log" 2>&1 | tr '\n' ' ' | cut -c1-400)"
+            tail -c 1500 "$d/console.log" 2>&1 | cat -v | tail -n 15
+        else
+            echo "no container record: hx run died before saving it"
+        fi
     fi
     hx rm -f "$1" > /dev/null 2>&1
 }

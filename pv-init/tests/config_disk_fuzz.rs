@@ -226,7 +226,7 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Decoding never panics, allocates in proportion to the disk's real bytes, and fails with
     /// a clean error; what it accepts is a spec of this version that re-encodes the same way.

@@ -27,7 +27,11 @@ fn locate(what: &str, env: &str, explicit: Option<&Path>, file: &str) -> anyhow:
         if p.is_file() {
             return Ok(p);
         }
-        bail!("{what} {} does not exist (given by {})", p.display(), if explicit.is_some() { "--kernel" } else { env });
+        bail!(
+            "{what} {} does not exist (given by {})",
+            p.display(),
+            if explicit.is_some() { "--kernel" } else { env }
+        );
     }
     candidates(file)
         .into_iter()
@@ -38,7 +42,11 @@ fn locate(what: &str, env: &str, explicit: Option<&Path>, file: &str) -> anyhow:
 impl GuestAssets {
     /// `kernel_file`: `bzImage` (QEMU, `HX_KERNEL`) or `vmlinux` (Xen, `HX_XEN_KERNEL`).
     pub fn find(root: &Path, kernel: Option<&Path>, kernel_file: &str) -> anyhow::Result<Self> {
-        let env = if kernel_file == "vmlinux" { "HX_XEN_KERNEL" } else { "HX_KERNEL" };
+        let env = if kernel_file == "vmlinux" {
+            "HX_XEN_KERNEL"
+        } else {
+            "HX_KERNEL"
+        };
         let kernel = locate("guest kernel", env, kernel, kernel_file)?;
         let init = locate("pv-init binary", "HX_INIT", None, "pv-init")?;
         let bytes = std::fs::read(&init).with_context(|| format!("reading {}", init.display()))?;

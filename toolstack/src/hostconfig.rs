@@ -38,16 +38,35 @@ impl LimitsConfig {
             }
             Ok(())
         };
-        bytes("max_header_bytes", &self.max_header_bytes, &mut l.max_header_bytes)?;
-        bytes("max_layer_bytes", &self.max_layer_bytes, &mut l.max_layer_bytes)?;
-        bytes("max_image_bytes", &self.max_image_bytes, &mut l.max_image_bytes)?;
-        bytes("max_manifest_bytes", &self.max_manifest_bytes, &mut l.max_manifest_bytes)?;
+        bytes(
+            "max_header_bytes",
+            &self.max_header_bytes,
+            &mut l.max_header_bytes,
+        )?;
+        bytes(
+            "max_layer_bytes",
+            &self.max_layer_bytes,
+            &mut l.max_layer_bytes,
+        )?;
+        bytes(
+            "max_image_bytes",
+            &self.max_image_bytes,
+            &mut l.max_image_bytes,
+        )?;
+        bytes(
+            "max_manifest_bytes",
+            &self.max_manifest_bytes,
+            &mut l.max_manifest_bytes,
+        )?;
         if let Some(n) = self.max_layer_entries {
             anyhow::ensure!(n >= 1, "[limits] max_layer_entries {n}: at least 1");
             l.max_layer_entries = n;
         }
         if let Some(n) = self.max_index_depth {
-            anyhow::ensure!((1..=16).contains(&n), "[limits] max_index_depth {n}: 1..=16");
+            anyhow::ensure!(
+                (1..=16).contains(&n),
+                "[limits] max_index_depth {n}: 1..=16"
+            );
             l.max_index_depth = n;
         }
         Ok(l)
@@ -65,7 +84,10 @@ fn parse_bytes(s: &str) -> Option<u64> {
         't' => (&t[..t.len() - 1], 40),
         _ => (t, 0),
     };
-    num.parse::<u64>().ok()?.checked_mul(1 << shift).filter(|n| *n >= 1024)
+    num.parse::<u64>()
+        .ok()?
+        .checked_mul(1 << shift)
+        .filter(|n| *n >= 1024)
 }
 
 /// Caps on a container's stdout.log and stderr.log (docker's json-file `max-size`/`max-file`);
@@ -83,7 +105,8 @@ impl LogConfig {
     pub fn limits(&self) -> anyhow::Result<crate::logfile::Limits> {
         let mut l = crate::logfile::OUTPUT;
         if let Some(s) = &self.max_size {
-            l.max_size = crate::logfile::parse_size(s).map_err(|e| anyhow::anyhow!("[log] max_size: {e}"))?;
+            l.max_size = crate::logfile::parse_size(s)
+                .map_err(|e| anyhow::anyhow!("[log] max_size: {e}"))?;
         }
         if let Some(n) = self.max_file {
             if !(1..=20).contains(&n) {
@@ -112,9 +135,12 @@ pub fn path(root: &Path) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HX_CONFIG") {
         return Some(PathBuf::from(p));
     }
-    [root.join("config.toml"), PathBuf::from("/etc/hx/config.toml")]
-        .into_iter()
-        .find(|p| p.is_file())
+    [
+        root.join("config.toml"),
+        PathBuf::from("/etc/hx/config.toml"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 pub fn load(root: &Path) -> anyhow::Result<HostConfig> {
@@ -147,7 +173,8 @@ mod tests {
 
     #[test]
     fn parses_the_documented_keys_and_rejects_others() {
-        let c = parse("[xen]\ntype = \"pv\"\nkernel = \"/boot/hyper\"\nhotplug = \"hx\"\n").unwrap();
+        let c =
+            parse("[xen]\ntype = \"pv\"\nkernel = \"/boot/hyper\"\nhotplug = \"hx\"\n").unwrap();
         assert_eq!(c.xen.hotplug.as_deref(), Some("hx"));
         assert!(parse("[xen]\nhotplug = \"udev\"\n").is_err());
         assert_eq!(c.xen.domain_type.as_deref(), Some("pv"));
@@ -157,9 +184,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown field"));
-        let l = parse("[log]\nmax_size = \"1m\"\nmax_file = 3\n").unwrap().log.limits().unwrap();
+        let l = parse("[log]\nmax_size = \"1m\"\nmax_file = 3\n")
+            .unwrap()
+            .log
+            .limits()
+            .unwrap();
         assert_eq!((l.max_size, l.max_file), (1 << 20, 3));
-        assert_eq!(parse("").unwrap().log.limits().unwrap(), crate::logfile::OUTPUT);
+        assert_eq!(
+            parse("").unwrap().log.limits().unwrap(),
+            crate::logfile::OUTPUT
+        );
         assert!(parse("[log]\nmax_size = \"1\"\n").is_err());
         assert!(parse("[log]\nmax_file = 0\n").is_err());
         let l = parse("[limits]\nmax_header_bytes = \"64k\"\nmax_image_bytes = \"2g\"\nmax_layer_entries = 10\nmax_index_depth = 1\n")
@@ -167,9 +201,23 @@ mod tests {
             .limits
             .images()
             .unwrap();
-        assert_eq!((l.max_header_bytes, l.max_image_bytes, l.max_layer_entries, l.max_index_depth), (64 << 10, 2 << 30, 10, 1));
-        assert_eq!(l.max_layer_bytes, hx_images::Limits::default().max_layer_bytes);
-        assert_eq!(parse("").unwrap().limits.images().unwrap(), hx_images::Limits::default());
+        assert_eq!(
+            (
+                l.max_header_bytes,
+                l.max_image_bytes,
+                l.max_layer_entries,
+                l.max_index_depth
+            ),
+            (64 << 10, 2 << 30, 10, 1)
+        );
+        assert_eq!(
+            l.max_layer_bytes,
+            hx_images::Limits::default().max_layer_bytes
+        );
+        assert_eq!(
+            parse("").unwrap().limits.images().unwrap(),
+            hx_images::Limits::default()
+        );
         assert!(parse("[limits]\nmax_layer_bytes = \"lots\"\n").is_err());
         assert!(parse("[limits]\nmax_layer_bytes = \"1\"\n").is_err());
         assert!(parse("[limits]\nmax_index_depth = 0\n").is_err());

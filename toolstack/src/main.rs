@@ -6,9 +6,9 @@ mod backend;
 mod cli;
 mod container;
 mod hostconfig;
+mod logfile;
 mod network;
 mod runtime;
-mod logfile;
 mod sanitize;
 mod volume;
 
@@ -71,9 +71,10 @@ fn main() -> ExitCode {
 
 fn report(e: anyhow::Error) -> ExitCode {
     // A `writeln!(stdout)?` that failed because the reader left: die of SIGPIPE like `ls`.
-    let broken_pipe = e
-        .chain()
-        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+    let broken_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
     if broken_pipe && output::stdout_closed() {
         output::die_of_sigpipe();
     }

@@ -56,7 +56,10 @@ fn last_status(dir: &Path) -> Option<Result<GuestStatus, String>> {
     let mut bytes = crate::logfile::read_end(&path, STATUS_TAIL);
     if (bytes.len() as u64) < STATUS_TAIL {
         // Just rotated: the last lines may have started in the older file.
-        let older = crate::logfile::read_end(&crate::logfile::rotated(&path, 1), STATUS_TAIL - bytes.len() as u64);
+        let older = crate::logfile::read_end(
+            &crate::logfile::rotated(&path, 1),
+            STATUS_TAIL - bytes.len() as u64,
+        );
         bytes = [older, bytes].concat();
     }
     bytes
@@ -125,7 +128,10 @@ pub fn settle(
         if owned {
             return Ok(Some(c));
         }
-        tracing::info!("undoing container {}: its hx run died while creating it", c.name);
+        tracing::info!(
+            "undoing container {}: its hx run died while creating it",
+            c.name
+        );
         discard(root, &c, be)?;
         return Ok(None);
     }
@@ -162,7 +168,10 @@ pub fn is_active(root: &Path, c: &Container) -> bool {
 /// Callers hold the store lock.
 pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
     for d in container::orphan_dirs(root) {
-        tracing::info!("removing {}: a container directory without state", d.display());
+        tracing::info!(
+            "removing {}: a container directory without state",
+            d.display()
+        );
         if let Err(e) = crate::volume::remove_container_dir(&d) {
             tracing::warn!("removing {}: {e}", d.display());
         }
@@ -239,24 +248,38 @@ mod outcome_tests {
     fn one_bad_byte_costs_one_line_not_the_status() {
         let o = with_status(b"{\"event\":\"started\",\"pid\":2,\"uptime_ms\":9}\n{\"event\":\"exited\",\"code\":3}\n\xff\xfe garbage\n");
         assert_eq!(o, Outcome::Exited(3));
-        let o = with_status(b"{\"event\":\"exited\",\"code\":4}\n{\"event\":\"exited\",\"code\":\xff}\n");
+        let o = with_status(
+            b"{\"event\":\"exited\",\"code\":4}\n{\"event\":\"exited\",\"code\":\xff}\n",
+        );
         assert_eq!(o, Outcome::Exited(4));
     }
 
     #[test]
     fn out_of_range_statuses_are_125_and_say_so() {
         for (line, why) in [
-            (&br#"{"event":"signaled","signal":2147483647}"#[..], "signal 2147483647"),
+            (
+                &br#"{"event":"signaled","signal":2147483647}"#[..],
+                "signal 2147483647",
+            ),
             (br#"{"event":"exited","code":-255}"#, "code -255"),
             (br#"{"event":"exited","code":256}"#, "code 256"),
-            (br#"{"event":"init_error","code":0,"message":"ok?"}"#, "code 0"),
+            (
+                br#"{"event":"init_error","code":0,"message":"ok?"}"#,
+                "code 0",
+            ),
         ] {
             let o = with_status(&[line, b"\n"].concat());
             assert_eq!(o.exit_code(), 125, "{o:?}");
             let msg = o.error().unwrap();
-            assert!(msg.starts_with("the guest reported an invalid status: ") && msg.contains(why), "{msg}");
+            assert!(
+                msg.starts_with("the guest reported an invalid status: ") && msg.contains(why),
+                "{msg}"
+            );
         }
-        assert_eq!(with_status(b"{\"event\":\"signaled\",\"signal\":9}\n").exit_code(), 137);
+        assert_eq!(
+            with_status(b"{\"event\":\"signaled\",\"signal\":9}\n").exit_code(),
+            137
+        );
     }
 
     #[test]
@@ -269,24 +292,39 @@ mod outcome_tests {
         drop(f);
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(b"\n{\"event\":\"exited\",\"code\":7}\n").unwrap();
+        f.write_all(b"\n{\"event\":\"exited\",\"code\":7}\n")
+            .unwrap();
         let t = std::time::Instant::now();
         assert_eq!(outcome(d.path()), Outcome::Exited(7));
-        assert!(t.elapsed() < std::time::Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
         // Just rotated: the final line is in status.log.1.
         std::fs::write(&p, b"").unwrap();
-        std::fs::write(d.path().join("status.log.1"), b"{\"event\":\"exited\",\"code\":8}\n").unwrap();
+        std::fs::write(
+            d.path().join("status.log.1"),
+            b"{\"event\":\"exited\",\"code\":8}\n",
+        )
+        .unwrap();
         assert_eq!(outcome(d.path()), Outcome::Exited(8));
     }
 
     #[test]
     fn a_panic_line_is_quoted_bounded() {
         let d = tempfile::tempdir().unwrap();
-        let line = format!("[ 1.0] Kernel panic - not syncing: \x1b]0;pwned\x07{}\n", "A".repeat(10_000));
+        let line = format!(
+            "[ 1.0] Kernel panic - not syncing: \x1b]0;pwned\x07{}\n",
+            "A".repeat(10_000)
+        );
         std::fs::write(d.path().join("console.log"), line).unwrap();
         let o = outcome(d.path());
         let msg = o.error().unwrap();
-        assert!(msg.starts_with("guest kernel panicked: \x1b]0;pwned") && msg.len() < 300, "{msg}");
+        assert!(
+            msg.starts_with("guest kernel panicked: \x1b]0;pwned") && msg.len() < 300,
+            "{msg}"
+        );
         assert_eq!(o.exit_code(), 125);
     }
 }

@@ -24,7 +24,9 @@ pub enum VolumeError {
     InUse { name: String, by: String },
     #[error("invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, 2-128 characters (host directories need an absolute path)")]
     BadName(String),
-    #[error("too many volumes and host directories: {0} (at most {MAX_MOUNTS}, image VOLUMEs included)")]
+    #[error(
+        "too many volumes and host directories: {0} (at most {MAX_MOUNTS}, image VOLUMEs included)"
+    )]
     TooMany(usize),
 }
 
@@ -153,7 +155,9 @@ pub fn create(
     }
     let dir = volumes_dir(root);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new().prefix(&new_prefix()).tempdir_in(&dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&new_prefix())
+        .tempdir_in(&dir)?;
     let img = tmp.path().join("disk.img");
     std::fs::File::create(&img)?.set_len(size)?;
     // Sparse and quick: inode tables and the journal are not zeroed here, and the guest mounts
@@ -309,6 +313,52 @@ pub struct Share {
     pub tag: String,
     pub path: PathBuf,
     pub readonly: bool,
+    pub model: ShareModel,
+}
+
+/// Where QEMU's 9p server keeps the owners, modes, device nodes and symlinks the guest gives
+/// its files. Both keep them off the host: a file the guest makes is a plain file or
+/// directory of QEMU's user, mode 0600/0700, so the guest can plant no setuid file, device
+/// node or symlink in a host directory (`none` let it, when hx is root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShareModel {
+    /// In `user.virtfs.*` extended attributes: invisible, but the directory's filesystem must
+    /// take user xattrs (ext4, xfs, btrfs; tmpfs only from Linux 6.6; not ramfs).
+    #[default]
+    MappedXattr,
+    /// In `.virtfs_metadata` directories inside the share: for filesystems without user
+    /// xattrs (a ramfs dom0, tmpfs before 6.6, some network filesystems).
+    MappedFile,
+}
+
+impl ShareModel {
+    /// The model `path`'s filesystem can hold: asks for an attribute that is never there,
+    /// so the answer is "no such attribute" where user xattrs work and "not supported" where
+    /// they do not, without writing anything into the user's directory.
+    pub fn for_path(path: &Path) -> ShareModel {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return ShareModel::MappedXattr;
+        };
+        let name = c"user.virtfs.uid";
+        // SAFETY: both strings are NUL-terminated; a zero-size buffer asks for the length only.
+        let r = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EOPNOTSUPP) {
+            tracing::info!(path = %path.display(), "no user xattrs here: 9p metadata in .virtfs_metadata");
+            ShareModel::MappedFile
+        } else {
+            ShareModel::MappedXattr
+        }
+    }
+
+    /// QEMU's `security_model` value.
+    pub fn as_qemu(self) -> &'static str {
+        match self {
+            ShareModel::MappedXattr => "mapped-xattr",
+            ShareModel::MappedFile => "mapped-file",
+        }
+    }
 }
 
 /// How a backend gives the guest a host directory.
@@ -462,8 +512,14 @@ pub fn release_binds(dir: &Path) {
     };
     for line in info.lines() {
         // Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
-        let Some(mp) = line.split(' ').nth(4) else { continue };
-        let mp = mp.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let mp = mp
+            .replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\012", "\n")
+            .replace("\\134", "\\");
         if Path::new(&mp).starts_with(&binds) {
             if let Err(e) = nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::MNT_DETACH) {
                 tracing::warn!("unmounting {mp}: {e}");
@@ -499,10 +555,12 @@ fn add_host_path(
         (bind_file(&p, into, plan.shares.len())?, name)
     };
     let tag = format!("hxfs{}", plan.shares.len());
+    let model = ShareModel::for_path(&p);
     plan.shares.push(Share {
         tag: tag.clone(),
         path: share_path,
         readonly: r.readonly,
+        model,
     });
     plan.mounts.push(pv_init::spec::Mount {
         source: pv_init::spec::MountSource::Share { tag },
@@ -588,7 +646,12 @@ fn replay_journal(img: &Path) -> anyhow::Result<()> {
     .context("running e2fsck (apt-get install e2fsprogs)")?;
     // 0: clean, 1: the journal was replayed.
     if !matches!(out.0, Some(0) | Some(1)) {
-        let first = out.1.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let first = out
+            .1
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         bail!(
             "volume {} needs repair (e2fsck: {})",
             img.display(),
@@ -631,7 +694,10 @@ fn run_bounded(
     unsafe {
         cmd.pre_exec(move || {
             let set = |res, v: u64| {
-                let l = libc::rlimit { rlim_cur: v, rlim_max: v };
+                let l = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
                 if libc::setrlimit(res, &l) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -700,15 +766,37 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let victim = d.path().join("victim");
         std::fs::create_dir_all(&victim).unwrap();
-        std::fs::write(victim.join("volume.json"), r#"{"name":"x","created":"","size":1}"#).unwrap();
-        for bad in ["../victim", "a/../../victim", "..", ".", "/abs", ".rm-x", "x\n", "", "a"] {
-            assert!(matches!(
-                get(d.path(), bad).unwrap_err().downcast_ref::<VolumeError>(),
-                Some(VolumeError::BadName(_))
-            ), "{bad:?}");
+        std::fs::write(
+            victim.join("volume.json"),
+            r#"{"name":"x","created":"","size":1}"#,
+        )
+        .unwrap();
+        for bad in [
+            "../victim",
+            "a/../../victim",
+            "..",
+            ".",
+            "/abs",
+            ".rm-x",
+            "x\n",
+            "",
+            "a",
+        ] {
+            assert!(
+                matches!(
+                    get(d.path(), bad)
+                        .unwrap_err()
+                        .downcast_ref::<VolumeError>(),
+                    Some(VolumeError::BadName(_))
+                ),
+                "{bad:?}"
+            );
             assert!(remove(d.path(), bad).is_err(), "{bad:?}");
             assert!(disk_path(d.path(), bad).is_err(), "{bad:?}");
-            assert!(create(d.path(), Some(bad), 64 << 20, false).is_err(), "{bad:?}");
+            assert!(
+                create(d.path(), Some(bad), 64 << 20, false).is_err(),
+                "{bad:?}"
+            );
         }
         assert!(victim.join("volume.json").exists());
     }
@@ -718,7 +806,10 @@ mod tests {
         let many: Vec<String> = (0..=MAX_MOUNTS).map(|i| format!("/v{i}")).collect();
         let e = resolve(&[], &many, &|_| None).unwrap_err();
         assert!(e.to_string().contains("too many volumes"), "{e}");
-        assert_eq!(resolve(&[], &many[..MAX_MOUNTS], &|_| None).unwrap().len(), MAX_MOUNTS);
+        assert_eq!(
+            resolve(&[], &many[..MAX_MOUNTS], &|_| None).unwrap().len(),
+            MAX_MOUNTS
+        );
     }
 
     #[test]
@@ -726,12 +817,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let vols = d.path().join("volumes");
         let me = std::process::id() as i32;
-        let live = format!(".new-{me}-{}-abc", crate::backend::process_start(me).unwrap());
+        let live = format!(
+            ".new-{me}-{}-abc",
+            crate::backend::process_start(me).unwrap()
+        );
         for n in [live.as_str(), ".new-999999999-1-abc", ".rm-data", "kept"] {
             std::fs::create_dir_all(vols.join(n)).unwrap();
         }
         sweep(d.path());
-        let mut left: Vec<String> = std::fs::read_dir(&vols).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(&vols)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
         left.sort();
         assert_eq!(left, [live.as_str(), "kept"]);
     }
@@ -759,14 +856,28 @@ mod tests {
         let _ = replay_journal(&bad);
         let not_ext4 = d.path().join("zero.img");
         std::fs::write(&not_ext4, vec![0u8; 4096]).unwrap();
-        assert!(replay_journal(&not_ext4).unwrap_err().to_string().contains("not an ext4 image"));
+        assert!(replay_journal(&not_ext4)
+            .unwrap_err()
+            .to_string()
+            .contains("not an ext4 image"));
         // The bounds: wall time and address space.
         let t = std::time::Instant::now();
-        let e = run_bounded(std::process::Command::new("sleep").arg("30"), std::time::Duration::from_millis(300), 64 << 20, 0).unwrap_err();
+        let e = run_bounded(
+            std::process::Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(300),
+            64 << 20,
+            0,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("longer than"), "{e}");
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
         let (code, out) = run_bounded(
-            std::process::Command::new("dd").args(["if=/dev/zero", "of=/dev/null", "bs=600M", "count=1"]),
+            std::process::Command::new("dd").args([
+                "if=/dev/zero",
+                "of=/dev/null",
+                "bs=600M",
+                "count=1",
+            ]),
             std::time::Duration::from_secs(10),
             512 << 20,
             0,
@@ -850,7 +961,10 @@ mod tests {
             &[],
             2,
             &|_| None,
-            HostDirs::Snapshot { into: &into, share_rw: false },
+            HostDirs::Snapshot {
+                into: &into,
+                share_rw: false,
+            },
         )
         .unwrap();
         assert!(p.shares.is_empty());
@@ -863,7 +977,10 @@ mod tests {
             &[],
             2,
             &|_| None,
-            HostDirs::Snapshot { into: &into, share_rw: false },
+            HostDirs::Snapshot {
+                into: &into,
+                share_rw: false,
+            },
         )
         .err()
         .unwrap();
@@ -883,15 +1000,25 @@ mod tests {
             &[],
             2,
             &|_| None,
-            HostDirs::Snapshot { into: &into, share_rw: true },
+            HostDirs::Snapshot {
+                into: &into,
+                share_rw: true,
+            },
         )
         .unwrap();
         assert_eq!(p.shares.len(), 1);
         assert!(!p.shares[0].readonly);
-        assert_eq!(p.shares[0].path, std::fs::canonicalize(host.path()).unwrap());
+        assert_eq!(
+            p.shares[0].path,
+            std::fs::canonicalize(host.path()).unwrap()
+        );
         assert_eq!(p.disks.len(), 1);
         assert!(p.disks[0].readonly && p.disks[0].path.starts_with(&into));
-        let targets: Vec<_> = p.mounts.iter().map(|m| (m.target.as_str(), m.readonly)).collect();
+        let targets: Vec<_> = p
+            .mounts
+            .iter()
+            .map(|m| (m.target.as_str(), m.readonly))
+            .collect();
         assert_eq!(targets, [("/data", false), ("/www", true)]);
     }
 
@@ -946,5 +1073,36 @@ mod tests {
             HostDirs::Share { into: d.path() },
         )
         .is_err());
+    }
+
+    #[test]
+    fn shares_keep_metadata_in_xattrs_where_the_filesystem_takes_them_and_in_files_elsewhere() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(ShareModel::for_path(d.path()), ShareModel::MappedXattr);
+        assert_eq!(ShareModel::MappedXattr.as_qemu(), "mapped-xattr");
+        // ramfs takes no xattrs at all (a ramfs dom0 is the Xen lab's): CI runs as root.
+        assert_eq!(
+            nix::unistd::geteuid().as_raw(),
+            0,
+            "this test mounts a ramfs: run it as root"
+        );
+        let m = d.path().join("ramfs");
+        std::fs::create_dir(&m).unwrap();
+        nix::mount::mount(
+            Some("ramfs"),
+            &m,
+            Some("ramfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        std::fs::create_dir(m.join("dir")).unwrap();
+        let models = (
+            ShareModel::for_path(&m),
+            ShareModel::for_path(&m.join("dir")),
+        );
+        nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        assert_eq!(models, (ShareModel::MappedFile, ShareModel::MappedFile));
+        assert_eq!(ShareModel::MappedFile.as_qemu(), "mapped-file");
     }
 }

@@ -38,7 +38,11 @@ fn tar_of(entries: &[E]) -> Vec<u8> {
                 (n, d)
             }
             E::Symlink(n, t) | E::Hardlink(n, t) => {
-                h.set_entry_type(if matches!(e, E::Symlink(..)) { tar::EntryType::Symlink } else { tar::EntryType::Link });
+                h.set_entry_type(if matches!(e, E::Symlink(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                });
                 h.set_mode(0o777);
                 // set_link_name refuses '..'; write the raw field as a hostile archive would.
                 let raw = t.as_bytes();
@@ -60,7 +64,8 @@ fn tar_of(entries: &[E]) -> Vec<u8> {
                 (n, &[])
             }
             E::XattrFile(n, d, k, v) => {
-                b.append_pax_extensions([(format!("SCHILY.xattr.{k}").as_str(), v.as_bytes())]).unwrap();
+                b.append_pax_extensions([(format!("SCHILY.xattr.{k}").as_str(), v.as_bytes())])
+                    .unwrap();
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(0o644);
                 (n, d)
@@ -123,10 +128,21 @@ fn write_layout(dir: &Path, name: &str, layers: &[Vec<u8>], cmd: &[&str]) {
 
 fn busybox_layer() -> Vec<u8> {
     let layout = shared_image("musl");
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(m)).unwrap()).unwrap();
-    let l = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(m)).unwrap())
+            .unwrap();
+    let l = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     let gz = std::fs::read(layout.join("blobs/sha256").join(l)).unwrap();
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
@@ -138,15 +154,22 @@ fn loads_the_official_busybox_images() {
     let hx = Hx::new();
     for flavour in ["glibc", "musl", "uclibc"] {
         let r = hx.ok(&["load", "-i", shared_image(flavour).to_str().unwrap()]);
-        assert_eq!(r.stdout, format!("Loaded image: busybox:1.38.0-{flavour}\n"));
+        assert_eq!(
+            r.stdout,
+            format!("Loaded image: busybox:1.38.0-{flavour}\n")
+        );
     }
     let table = hx.ok(&["images"]).stdout;
     assert_eq!(table.lines().count(), 4, "{table}");
     assert!(table.starts_with("REPOSITORY"));
     let v: serde_json::Value = serde_json::from_str(&hx.ok(&["images", "--json"]).stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 3);
-    let inspect: serde_json::Value = serde_json::from_str(&hx.ok(&["image", "inspect", BUSYBOX]).stdout).unwrap();
-    assert_eq!(inspect[0]["Config"]["config"]["Cmd"], serde_json::json!(["sh"]));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["image", "inspect", BUSYBOX]).stdout).unwrap();
+    assert_eq!(
+        inspect[0]["Config"]["config"]["Cmd"],
+        serde_json::json!(["sh"])
+    );
     assert_eq!(inspect[0]["Rootfs"]["Built"], true);
     // Loading again changes nothing; an id prefix finds the image.
     let before = hx.store_files();
@@ -156,8 +179,15 @@ fn loads_the_official_busybox_images() {
     hx.ok(&["image", "inspect", &id]);
     // rmi by name untags and deletes; prune leaves no blob of it.
     let r = hx.ok(&["rmi", "busybox:1.38.0-musl"]);
-    assert!(r.stdout.contains("Untagged: busybox:1.38.0-musl") && r.stdout.contains("Deleted: sha256:"), "{}", r.stdout);
-    assert_eq!(hx.run(&["image", "inspect", "busybox:1.38.0-musl"]).code, 11);
+    assert!(
+        r.stdout.contains("Untagged: busybox:1.38.0-musl") && r.stdout.contains("Deleted: sha256:"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        hx.run(&["image", "inspect", "busybox:1.38.0-musl"]).code,
+        11
+    );
     assert_eq!(hx.ok(&["images", "-q"]).stdout.lines().count(), 2);
 }
 
@@ -187,7 +217,12 @@ fn multi_layer_image_keeps_every_kind_of_entry() {
         E::XattrFile("data/xattr", b"x", "user.hx", "yes"),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    write_layout(dir.path(), "layers:test", &[busybox_layer(), l1, l2], &["sh"]);
+    write_layout(
+        dir.path(),
+        "layers:test",
+        &[busybox_layer(), l1, l2],
+        &["sh"],
+    );
     hx.ok(&["load", "-i", dir.path().to_str().unwrap()]);
     check_rootfs_on_host(&hx, &long);
     if !hx.has_guest() {
@@ -204,7 +239,11 @@ fn multi_layer_image_keeps_every_kind_of_entry() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "whiteout-ok");
-    assert_eq!(lines[1].trim(), "new", "opaque dir hides the lower layer's files");
+    assert_eq!(
+        lines[1].trim(),
+        "new",
+        "opaque dir hides the lower layer's files"
+    );
     assert_eq!(lines[2], "2 12", "hardlink across layers shares the inode");
     assert_eq!(lines[3], "2 12");
     assert_eq!(lines[4], "/data/orig");
@@ -241,24 +280,54 @@ fn check_rootfs_on_host(hx: &Hx, long: &str) {
     let m = mnt.path();
     let result = std::panic::catch_unwind(|| {
         assert!(!m.join("etc/gone").exists(), "whiteout removed etc/gone");
-        let mut opaque: Vec<_> = std::fs::read_dir(m.join("opaque")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let mut opaque: Vec<_> = std::fs::read_dir(m.join("opaque"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         opaque.sort();
-        assert_eq!(opaque, vec![std::ffi::OsString::from("new")], "opaque dir hides the lower layer");
+        assert_eq!(
+            opaque,
+            vec![std::ffi::OsString::from("new")],
+            "opaque dir hides the lower layer"
+        );
         let orig = std::fs::metadata(m.join("data/orig")).unwrap();
         let link = std::fs::metadata(m.join("data/link")).unwrap();
-        assert_eq!((orig.ino(), orig.nlink()), (link.ino(), 2), "hardlink across layers");
-        assert_eq!(std::fs::read_link(m.join("data/sym")).unwrap(), Path::new("/data/orig"));
-        assert!(std::fs::symlink_metadata(m.join("data/fifo")).unwrap().file_type().is_fifo());
+        assert_eq!(
+            (orig.ino(), orig.nlink()),
+            (link.ino(), 2),
+            "hardlink across layers"
+        );
+        assert_eq!(
+            std::fs::read_link(m.join("data/sym")).unwrap(),
+            Path::new("/data/orig")
+        );
+        assert!(std::fs::symlink_metadata(m.join("data/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
         let null = std::fs::symlink_metadata(m.join("data/null")).unwrap();
         assert!(null.file_type().is_char_device());
         assert_eq!(null.rdev(), libc::makedev(1, 3));
         let su = std::fs::metadata(m.join("bin/su-ish")).unwrap();
-        assert_eq!((su.mode() & 0o7777, su.uid(), su.gid()), (0o4755, 1000, 1000));
+        assert_eq!(
+            (su.mode() & 0o7777, su.uid(), su.gid()),
+            (0o4755, 1000, 1000)
+        );
         assert_eq!(std::fs::read(m.join(long)).unwrap(), b"long name");
-        let path = std::ffi::CString::new(m.join("data/xattr").into_os_string().into_encoded_bytes()).unwrap();
+        let path =
+            std::ffi::CString::new(m.join("data/xattr").into_os_string().into_encoded_bytes())
+                .unwrap();
         let mut buf = [0u8; 16];
         // SAFETY: path is NUL-terminated and buf is valid for buf.len() bytes.
-        let n = unsafe { libc::getxattr(path.as_ptr(), c"user.hx".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                c"user.hx".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         assert_eq!(n, 3, "xattr user.hx kept");
         assert_eq!(&buf[..3], b"yes");
     });
@@ -279,7 +348,11 @@ fn assert_refused(hx: &Hx, entries: &[E], code: i32, needle: &str) {
     assert_eq!(r.code, code, "{needle}: {}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
     assert!(r.stderr.contains(needle), "{needle} not in {}", r.stderr);
-    assert_eq!(hx.store_files(), before, "store changed by a refused import");
+    assert_eq!(
+        hx.store_files(),
+        before,
+        "store changed by a refused import"
+    );
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
 
@@ -287,12 +360,49 @@ fn assert_refused(hx: &Hx, entries: &[E], code: i32, needle: &str) {
 fn hostile_layers_are_refused_and_change_nothing() {
     let hx = Hx::new();
     hx.ok(&["load", "-i", shared_image("musl").to_str().unwrap()]);
-    assert_refused(&hx, &[E::File("../escape", b"x", 0o644)], 20, "\"../escape\": name contains '..'");
-    assert_refused(&hx, &[E::File("/etc/cron.d/evil", b"x", 0o644)], 20, "absolute name");
-    assert_refused(&hx, &[E::Symlink("up", "../../../../etc")], 20, "points outside the rootfs");
-    assert_refused(&hx, &[E::Dir("a"), E::Hardlink("a/h", "../../etc/passwd")], 20, "hardlink target");
-    assert_refused(&hx, &[E::Symlink("etc", "/tmp"), E::File("etc/passwd", b"x", 0o644)], 20, "is a symlink");
-    assert_refused(&hx, &[E::Dir("d"), E::Symlink("d/l", "."), E::File("d/l/x", b"x", 0o644)], 20, "is a symlink");
+    assert_refused(
+        &hx,
+        &[E::File("../escape", b"x", 0o644)],
+        20,
+        "\"../escape\": name contains '..'",
+    );
+    assert_refused(
+        &hx,
+        &[E::File("/etc/cron.d/evil", b"x", 0o644)],
+        20,
+        "absolute name",
+    );
+    assert_refused(
+        &hx,
+        &[E::Symlink("up", "../../../../etc")],
+        20,
+        "points outside the rootfs",
+    );
+    assert_refused(
+        &hx,
+        &[E::Dir("a"), E::Hardlink("a/h", "../../etc/passwd")],
+        20,
+        "hardlink target",
+    );
+    assert_refused(
+        &hx,
+        &[
+            E::Symlink("etc", "/tmp"),
+            E::File("etc/passwd", b"x", 0o644),
+        ],
+        20,
+        "is a symlink",
+    );
+    assert_refused(
+        &hx,
+        &[
+            E::Dir("d"),
+            E::Symlink("d/l", "."),
+            E::File("d/l/x", b"x", 0o644),
+        ],
+        20,
+        "is a symlink",
+    );
     assert_refused(&hx, &[E::Hardlink("h", "missing")], 21, "does not exist");
     assert_refused(&hx, &[E::File(".wh...", b"", 0o644)], 20, "whiteout");
 }
@@ -303,16 +413,46 @@ fn import_directory_and_tarball_with_changes() {
     let dir = tempfile::tempdir().unwrap();
     let tarball = dir.path().join("bb.tar");
     std::fs::write(&tarball, busybox_layer()).unwrap();
-    let r = hx.ok(&["import", tarball.to_str().unwrap(), "mybox:v1", "--change", "CMD [\"echo\", \"from-cmd\"]", "--change", "ENV PATH=/bin", "--change", "WORKDIR /tmp"]);
+    let r = hx.ok(&[
+        "import",
+        tarball.to_str().unwrap(),
+        "mybox:v1",
+        "--change",
+        "CMD [\"echo\", \"from-cmd\"]",
+        "--change",
+        "ENV PATH=/bin",
+        "--change",
+        "WORKDIR /tmp",
+    ]);
     assert!(r.stdout.starts_with("sha256:"));
-    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["image", "inspect", "mybox:v1"]).stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["image", "inspect", "mybox:v1"]).stdout).unwrap();
     assert_eq!(v[0]["Config"]["config"]["WorkingDir"], "/tmp");
-    assert_eq!(hx.run(&["import", tarball.to_str().unwrap(), "x:1", "--change", "FROM scratch"]).code, 125);
+    assert_eq!(
+        hx.run(&[
+            "import",
+            tarball.to_str().unwrap(),
+            "x:1",
+            "--change",
+            "FROM scratch"
+        ])
+        .code,
+        125
+    );
     assert_eq!(hx.run(&["import", "/nonexistent", "x:1"]).code, 28);
-    assert_eq!(hx.run(&["import", tarball.to_str().unwrap(), "Bad Name"]).code, 10);
+    assert_eq!(
+        hx.run(&["import", tarball.to_str().unwrap(), "Bad Name"])
+            .code,
+        10
+    );
     if hx.has_guest() {
         let r = hx.run(&["run", "--rm", "mybox:v1"]);
-        assert_eq!((r.code, r.stdout.as_str()), (0, "from-cmd\n"), "{}", r.stderr);
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, "from-cmd\n"),
+            "{}",
+            r.stderr
+        );
         let r = hx.run(&["run", "--rm", "mybox:v1", "pwd"]);
         assert_eq!(r.stdout, "/tmp\n");
     }
@@ -324,9 +464,19 @@ fn docker_save_and_oci_archive_load() {
     let dir = tempfile::tempdir().unwrap();
     // oci-archive: the layout, tarred.
     let oci = dir.path().join("busybox.oci.tar");
-    let st = std::process::Command::new("tar").arg("-C").arg(shared_image("uclibc")).arg("-cf").arg(&oci).arg(".").status().unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(shared_image("uclibc"))
+        .arg("-cf")
+        .arg(&oci)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert_eq!(hx.ok(&["load", "-i", oci.to_str().unwrap()]).stdout, "Loaded image: busybox:1.38.0-uclibc\n");
+    assert_eq!(
+        hx.ok(&["load", "-i", oci.to_str().unwrap()]).stdout,
+        "Loaded image: busybox:1.38.0-uclibc\n"
+    );
     // docker save: manifest.json + config + layer tars.
     let save = dir.path().join("save");
     std::fs::create_dir(&save).unwrap();
@@ -339,11 +489,25 @@ fn docker_save_and_oci_archive_load() {
     let ch = sha(&cb);
     std::fs::write(save.join(format!("{ch}.json")), &cb).unwrap();
     let manifest = serde_json::json!([{"Config": format!("{ch}.json"), "RepoTags": ["saved:1"], "Layers": [format!("{lh}/layer.tar")]}]);
-    std::fs::write(save.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        save.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     let tarball = dir.path().join("saved.tar.gz");
-    let st = std::process::Command::new("tar").arg("-C").arg(&save).arg("-czf").arg(&tarball).arg(".").status().unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&save)
+        .arg("-czf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert_eq!(hx.ok(&["load", "-i", tarball.to_str().unwrap()]).stdout, "Loaded image: saved:1\n");
+    assert_eq!(
+        hx.ok(&["load", "-i", tarball.to_str().unwrap()]).stdout,
+        "Loaded image: saved:1\n"
+    );
     // Not an image archive at all.
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, tar_of(&[E::File("hello", b"x", 0o644)])).unwrap();
@@ -362,7 +526,11 @@ fn full_disk_is_reported_and_leaves_nothing() {
         return;
     }
     let mnt = tempfile::tempdir().unwrap();
-    let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(mnt.path()).status().unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .unwrap();
     assert!(st.success());
     let root = mnt.path().join("store");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hx"))
@@ -377,8 +545,15 @@ fn full_disk_is_reported_and_leaves_nothing() {
             left.push(e);
         }
     }
-    let _ = std::process::Command::new("umount").arg(mnt.path()).status();
-    assert_eq!(out.status.code(), Some(22), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::process::Command::new("umount")
+        .arg(mnt.path())
+        .status();
+    assert_eq!(
+        out.status.code(),
+        Some(22),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not enough space"));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -403,12 +578,60 @@ fn listings_into_a_closed_pipe_end_quietly_by_sigpipe() {
     let hx = Hx::new();
     hx.load_busybox();
     // `hx images | head -0`: the reader is gone before hx writes its first line.
-    for args in [&["images"][..], &["images", "-q"], &["images", "--json"], &["ps", "-a"], &["volume", "ls"]] {
+    for args in [
+        &["images"][..],
+        &["images", "-q"],
+        &["images", "--json"],
+        &["ps", "-a"],
+        &["volume", "ls"],
+    ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = hx.cmd(args).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap();
+        let out = hx
+            .cmd(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "hx {args:?}: {:?}, stderr: {stderr}", out.status);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "hx {args:?}: {:?}, stderr: {stderr}",
+            out.status
+        );
         assert!(stderr.is_empty(), "hx {args:?} wrote to stderr: {stderr}");
     }
+}
+
+#[test]
+fn run_unpacks_under_the_same_limits_as_pull_and_load() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    // hx load unpacked the image; a run unpacks again once the cached root filesystem is gone.
+    for e in std::fs::read_dir(hx.root().join("rootfs")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    std::fs::write(
+        hx.root().join("config.toml"),
+        "[limits]\nmax_layer_entries = 5\n",
+    )
+    .unwrap();
+    let r = hx.run(&["run", "--rm", BUSYBOX, "true"]);
+    // hx run keeps docker's 125 for its own failures (docs/cli.md); hx load would exit 32.
+    assert_eq!(r.code, 125, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("more than 5 entries") && r.stderr.contains("max_layer_entries"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    let left: Vec<_> = hx
+        .store_files()
+        .into_iter()
+        .filter(|f| {
+            f.starts_with("rootfs/") || f.starts_with("tmp/") || f.starts_with("containers/")
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -10,23 +10,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn layout_manifest(layout: &Path) -> serde_json::Value {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let d = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(d)).unwrap()).unwrap()
 }
 
 fn layer_hex(layout: &Path) -> String {
-    layout_manifest(layout)["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string()
+    layout_manifest(layout)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string()
 }
 
 fn image_id(hx: &Hx, name: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["image", "inspect", name]).stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["image", "inspect", name]).stdout).unwrap();
     v[0]["Id"].as_str().unwrap().to_string()
 }
 
 /// Store contents outside tmp/ (a partial download there is kept on purpose, for resume).
 fn visible(hx: &Hx) -> Vec<String> {
-    hx.store_files().into_iter().filter(|f| !f.starts_with("tmp/")).collect()
+    hx.store_files()
+        .into_iter()
+        .filter(|f| !f.starts_with("tmp/"))
+        .collect()
 }
 
 #[test]
@@ -37,14 +50,30 @@ fn pulls_from_a_real_registry_and_runs() {
     let image = format!("{}/library/busybox:1.38.0", reg.host());
     let r = hx.run(&["pull", &image]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("Status: Downloaded newer image"), "{}", r.stderr);
-    assert!(hx.ok(&["images"]).stdout.contains(&format!("{}/library/busybox", reg.host())));
+    assert!(
+        r.stderr.contains("Status: Downloaded newer image"),
+        "{}",
+        r.stderr
+    );
+    assert!(hx
+        .ok(&["images"])
+        .stdout
+        .contains(&format!("{}/library/busybox", reg.host())));
     let r = hx.ok(&["pull", &image]);
     assert!(r.stderr.contains("Image is up to date"), "{}", r.stderr);
     // By digest.
-    let digest = serde_json::from_str::<serde_json::Value>(&hx.ok(&["image", "inspect", &image]).stdout).unwrap()[0]["ManifestDigest"].as_str().unwrap().to_string();
+    let digest =
+        serde_json::from_str::<serde_json::Value>(&hx.ok(&["image", "inspect", &image]).stdout)
+            .unwrap()[0]["ManifestDigest"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let hx2 = Hx::new();
-    hx2.ok(&["pull", "-q", &format!("{}/library/busybox@{digest}", reg.host())]);
+    hx2.ok(&[
+        "pull",
+        "-q",
+        &format!("{}/library/busybox@{digest}", reg.host()),
+    ]);
     if hx.has_guest() {
         let r = hx.run(&["run", "--rm", &image, "echo", "pulled"]);
         assert_eq!(r.stdout, "pulled\n", "{}", r.stderr);
@@ -64,10 +93,14 @@ fn multi_platform_index_picks_amd64_or_the_asked_platform() {
     let mut entries = vec![];
     for (flavour, arch, variant) in [("glibc", "amd64", None), ("musl", "arm64", Some("v8"))] {
         let src = shared_image(flavour);
-        for b in std::fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+        for b in std::fs::read_dir(src.join("blobs/sha256"))
+            .unwrap()
+            .flatten()
+        {
             std::fs::copy(b.path(), blobs.join(b.file_name())).unwrap();
         }
-        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
         let mut e = index["manifests"][0].clone();
         e.as_object_mut().unwrap().remove("annotations");
         e["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
@@ -79,9 +112,17 @@ fn multi_platform_index_picks_amd64_or_the_asked_platform() {
     let inner = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries})).unwrap();
     let inner_hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&inner));
     std::fs::write(blobs.join(&inner_hex), &inner).unwrap();
-    std::fs::write(dir.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": format!("sha256:{inner_hex}"), "size": inner.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
-    std::fs::write(dir.path().join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&top).unwrap(),
+    )
+    .unwrap();
 
     let reg = Registry::start();
     let out = std::process::Command::new("skopeo")
@@ -90,21 +131,39 @@ fn multi_platform_index_picks_amd64_or_the_asked_platform() {
         .arg(format!("docker://{}/multi/busybox:1", reg.host()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let image = format!("{}/multi/busybox:1", reg.host());
-    let glibc_id = layout_manifest(&shared_image("glibc"))["config"]["digest"].as_str().unwrap().to_string();
-    let musl_id = layout_manifest(&shared_image("musl"))["config"]["digest"].as_str().unwrap().to_string();
+    let glibc_id = layout_manifest(&shared_image("glibc"))["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let musl_id = layout_manifest(&shared_image("musl"))["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let hx = Hx::new();
     hx.ok(&["pull", "-q", &image]);
-    assert_eq!(image_id(&hx, &image), glibc_id, "linux/amd64 is the default");
+    assert_eq!(
+        image_id(&hx, &image),
+        glibc_id,
+        "linux/amd64 is the default"
+    );
     let hx = Hx::new();
     hx.ok(&["pull", "-q", "--platform", "linux/arm64", &image]);
     assert_eq!(image_id(&hx, &image), musl_id);
     let hx = Hx::new();
     let r = hx.run(&["pull", "--platform", "linux/s390x", &image]);
     assert_eq!(r.code, 19, "{}", r.stderr);
-    assert!(r.stderr.contains("linux/amd64, linux/arm64/v8"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("linux/amd64, linux/arm64/v8"),
+        "{}",
+        r.stderr
+    );
     assert!(visible(&hx).is_empty());
 }
 
@@ -130,8 +189,19 @@ fn bad_registry_answers_have_distinct_exit_codes_and_leave_the_store_unchanged()
     m["layers"][0]["mediaType"] = serde_json::json!("application/vnd.example.unknown.layer");
     let body = serde_json::to_vec(&m).unwrap();
     let st = std::process::Command::new("curl")
-        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json", "--data-binary", "@-"])
-        .arg(format!("http://{}/v2/library/busybox/manifests/weird", reg.host()))
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!(
+            "http://{}/v2/library/busybox/manifests/weird",
+            reg.host()
+        ))
         .stdin(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
@@ -157,7 +227,10 @@ fn bad_registry_answers_have_distinct_exit_codes_and_leave_the_store_unchanged()
     assert!(r.stderr.contains("digest mismatch"));
     assert!(visible(&hx).is_empty(), "{:?}", visible(&hx));
     let layer_partial = format!("tmp/partial-{}", layer_hex(&layout));
-    assert!(!hx.store_files().contains(&layer_partial), "a corrupt partial is not kept");
+    assert!(
+        !hx.store_files().contains(&layer_partial),
+        "a corrupt partial is not kept"
+    );
 
     // Truncate it: a short blob.
     std::fs::write(&data, &good[..good.len() / 3]).unwrap();
@@ -168,38 +241,64 @@ fn bad_registry_answers_have_distinct_exit_codes_and_leave_the_store_unchanged()
 
     // Repaired: the pull completes.
     std::fs::write(&data, &good).unwrap();
-    hx.ok(&["pull", "-q", &format!("{}/library/busybox:good", reg.host())]);
+    hx.ok(&[
+        "pull",
+        "-q",
+        &format!("{}/library/busybox:good", reg.host()),
+    ]);
 }
 
 #[test]
 fn basic_auth_needs_credentials_from_docker_config() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    let st = std::process::Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args(["hxuser", "s3cret"]).output().unwrap();
+    let st = std::process::Command::new("htpasswd")
+        .args(["-Bbc"])
+        .arg(&htpasswd)
+        .args(["hxuser", "s3cret"])
+        .output()
+        .unwrap();
     assert!(st.status.success());
-    let reg = Registry::start_with_auth(&format!("  htpasswd:\n    realm: hx-test\n    path: {}", htpasswd.display()));
-    reg.push_layout(&shared_image("musl"), "private/busybox:1", Some("hxuser:s3cret"));
+    let reg = Registry::start_with_auth(&format!(
+        "  htpasswd:\n    realm: hx-test\n    path: {}",
+        htpasswd.display()
+    ));
+    reg.push_layout(
+        &shared_image("musl"),
+        "private/busybox:1",
+        Some("hxuser:s3cret"),
+    );
     let image = format!("{}/private/busybox:1", reg.host());
 
     let hx = Hx::new();
     let docker_cfg = tempfile::tempdir().unwrap();
-    let r = run_with_timeout({
-        let mut c = hx.cmd(&["pull", &image]);
-        c.env("DOCKER_CONFIG", docker_cfg.path());
-        c
-    }, Duration::from_secs(60));
+    let r = run_with_timeout(
+        {
+            let mut c = hx.cmd(&["pull", &image]);
+            c.env("DOCKER_CONFIG", docker_cfg.path());
+            c
+        },
+        Duration::from_secs(60),
+    );
     assert_eq!(r.code, 13, "{}", r.stderr);
     assert!(r.stderr.contains("unauthorized"), "{}", r.stderr);
     assert!(visible(&hx).is_empty());
 
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode("hxuser:s3cret");
-    std::fs::write(docker_cfg.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
-    let r = run_with_timeout({
-        let mut c = hx.cmd(&["pull", "-q", &image]);
-        c.env("DOCKER_CONFIG", docker_cfg.path());
-        c
-    }, Duration::from_secs(60));
+    std::fs::write(
+        docker_cfg.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let r = run_with_timeout(
+        {
+            let mut c = hx.cmd(&["pull", "-q", &image]);
+            c.env("DOCKER_CONFIG", docker_cfg.path());
+            c
+        },
+        Duration::from_secs(60),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
@@ -220,7 +319,9 @@ fn start_proxy(upstream: u16, cut_first: usize, limit: u64) -> FlakyProxy {
             let n = conns.fetch_add(1, Ordering::SeqCst);
             let relayed = relayed2.clone();
             std::thread::spawn(move || {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
                 let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut c_r, &mut s_w);
@@ -256,27 +357,48 @@ fn registry_dying_mid_pull_then_resume() {
     let reg = Registry::start();
     let layout = shared_image("glibc");
     reg.push_layout(&layout, "library/busybox:big", None);
-    let layer_size = layout_manifest(&layout)["layers"][0]["size"].as_u64().unwrap();
+    let layer_size = layout_manifest(&layout)["layers"][0]["size"]
+        .as_u64()
+        .unwrap();
     let hx = Hx::new();
 
     // Connection 0 is the auth probe, 1 the manifest, 2 the config: cut every connection after
     // 1 MiB, which only the layer reaches.
     let flaky = start_proxy(reg.port, 1000, 1 << 20);
-    let r = hx.run(&["pull", &format!("127.0.0.1:{}/library/busybox:big", flaky.port)]);
+    let r = hx.run(&[
+        "pull",
+        &format!("127.0.0.1:{}/library/busybox:big", flaky.port),
+    ]);
     assert_eq!(r.code, 14, "{}", r.stderr);
     let partial = format!("tmp/partial-{}", layer_hex(&layout));
-    assert!(hx.store_files().contains(&partial), "the verified part is kept: {:?}", hx.store_files());
+    assert!(
+        hx.store_files().contains(&partial),
+        "the verified part is kept: {:?}",
+        hx.store_files()
+    );
     let kept = std::fs::metadata(hx.root().join(&partial)).unwrap().len();
     assert!(kept > 0 && kept < layer_size, "kept {kept} of {layer_size}");
     assert!(hx.ok(&["images", "-q"]).stdout.is_empty());
 
     // Through a healthy path: only the rest of the layer crosses the wire.
     let healthy = start_proxy(reg.port, 0, 0);
-    let r = hx.run(&["pull", &format!("127.0.0.1:{}/library/busybox:big", healthy.port)]);
+    let r = hx.run(&[
+        "pull",
+        &format!("127.0.0.1:{}/library/busybox:big", healthy.port),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let moved = healthy.relayed.load(Ordering::SeqCst);
-    assert!(moved < layer_size - kept / 2, "resumed: {moved} bytes moved, layer {layer_size}, had {kept}");
-    assert_eq!(hx.store_files().iter().filter(|f| f.starts_with("tmp/")).count(), 0);
+    assert!(
+        moved < layer_size - kept / 2,
+        "resumed: {moved} bytes moved, layer {layer_size}, had {kept}"
+    );
+    assert_eq!(
+        hx.store_files()
+            .iter()
+            .filter(|f| f.starts_with("tmp/"))
+            .count(),
+        0
+    );
     let _ = flaky.relayed.load(Ordering::SeqCst);
 }
 
@@ -288,13 +410,28 @@ fn bearer_token_flow_against_a_token_server() {
     let key = dir.path().join("key.pem");
     let cert = dir.path().join("cert.pem");
     let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hx-test-token-issuer", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=hx-test-token-issuer",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let tport = common::free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/token_server.py");
     struct Kill(std::process::Child);
@@ -316,14 +453,21 @@ fn bearer_token_flow_against_a_token_server() {
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", tport)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "token server did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "token server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let reg = Registry::start_with_auth(&format!(
         "  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: hx-test-registry\n    issuer: hx-test-issuer\n    rootcertbundle: {}",
         cert.display()
     ));
-    reg.push_layout(&shared_image("musl"), "secure/busybox:1", Some("tokuser:tokpass"));
+    reg.push_layout(
+        &shared_image("musl"),
+        "secure/busybox:1",
+        Some("tokuser:tokpass"),
+    );
     let image = format!("{}/secure/busybox:1", reg.host());
     let hx = Hx::new();
     let docker_cfg = tempfile::tempdir().unwrap();
@@ -337,10 +481,18 @@ fn bearer_token_flow_against_a_token_server() {
     assert!(visible(&hx).is_empty());
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode("tokuser:wrong");
-    std::fs::write(docker_cfg.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
+    std::fs::write(
+        docker_cfg.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
     assert_eq!(pull(&["pull", &image]).code, 13, "wrong password");
     let auth = base64::engine::general_purpose::STANDARD.encode("tokuser:tokpass");
-    std::fs::write(docker_cfg.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
+    std::fs::write(
+        docker_cfg.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
     let r = pull(&["pull", "-q", &image]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(hx.ok(&["images", "-q"]).stdout.lines().count(), 1);

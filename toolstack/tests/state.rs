@@ -44,7 +44,11 @@ fn kill_runs(spawn: &dyn Fn() -> Child, after_kill: &dyn Fn()) {
 /// Asserts the store holds no trace of a container: no VM, no mount, no container directory,
 /// no volume but `keep`, no half-made or half-removed volume.
 fn assert_nothing_left(hx: &Hx, keep: &[&str]) {
-    assert_eq!(common::qemu_processes_for(hx.root()), 0, "QEMUs of this store still run");
+    assert_eq!(
+        common::qemu_processes_for(hx.root()),
+        0,
+        "QEMUs of this store still run"
+    );
     let m = mounts_under(hx.root());
     assert!(m.is_empty(), "mounts left under the store: {m:?}");
     let dirs = entries(&hx.root().join("containers"));
@@ -58,9 +62,15 @@ fn assert_nothing_left(hx: &Hx, keep: &[&str]) {
 /// the host-wide ones under /run/hx/ipam, whose leases record their store's root.
 fn leases_of(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    let canonical = std::fs::canonicalize(root).unwrap().to_string_lossy().into_owned();
+    let canonical = std::fs::canonicalize(root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let mut pools: Vec<std::path::PathBuf> = Vec::new();
-    let mut stack = vec![root.join("network"), Path::new("/run/hx/ipam").to_path_buf()];
+    let mut stack = vec![
+        root.join("network"),
+        Path::new("/run/hx/ipam").to_path_buf(),
+    ];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
@@ -74,7 +84,10 @@ fn leases_of(root: &Path) -> Vec<String> {
     for p in pools {
         let text = std::fs::read_to_string(&p).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let per_store = v.get("allocated").and_then(|a| a.as_object()).is_some_and(|a| !a.is_empty());
+        let per_store = v
+            .get("allocated")
+            .and_then(|a| a.as_object())
+            .is_some_and(|a| !a.is_empty());
         if per_store && p.starts_with(root) || text.contains(&canonical) {
             found.push(format!("{}: {text}", p.display()));
         }
@@ -95,7 +108,11 @@ fn rm_all(run: &dyn Fn(&[&str]) -> common::Run) {
         assert_eq!(r.code, 0, "rm -f: {}{}", r.stdout, r.stderr);
     }
     let after = run(&["ps", "-aq"]);
-    assert_eq!(after.stdout, "", "containers left after rm -f of all: {}", after.stdout);
+    assert_eq!(
+        after.stdout, "",
+        "containers left after rm -f of all: {}",
+        after.stdout
+    );
 }
 
 #[test]
@@ -107,7 +124,19 @@ fn run_killed_at_any_point_of_create_leaves_nothing_rm_cannot_remove() {
     let bind = format!("{}:/etc/app.conf", file.display());
     // Every kind of resource create acquires: a file bind (a mount on the host), an anonymous
     // volume (mkfs), a named one (made by the first run), the directory, the VM.
-    let args = ["run", "-d", "-v", &bind, "-v", "/cache", "-v", "data:/data", BUSYBOX, "sleep", "600"];
+    let args = [
+        "run",
+        "-d",
+        "-v",
+        &bind,
+        "-v",
+        "/cache",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sleep",
+        "600",
+    ];
     // The named volume is taken by one VM at a time: later runs fail while an earlier one
     // survives, which is fine — each must still leave nothing behind.
     kill_runs(
@@ -129,19 +158,36 @@ fn run_killed_at_any_point_of_create_leaves_nothing_rm_cannot_remove() {
     rm_all(&|a| hx.run(a));
     assert_nothing_left(&hx, &["data"]);
     // The store still works: the named volume is usable.
-    let r = hx.run(&["run", "--rm", "-v", "data:/data", BUSYBOX, "sh", "-c", "echo ok > /data/f; cat /data/f"]);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo ok > /data/f; cat /data/f",
+    ]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "ok\n"), "{}", r.stderr);
 }
 
 #[test]
 fn run_killed_during_create_leaves_no_address_rule_or_interface() {
     let Some(hx) = Hx::with_busybox() else { return };
-    let Some(lab) = common::netns::NetLab::new(&hx) else { return };
+    let Some(lab) = common::netns::NetLab::new(&hx) else {
+        return;
+    };
     let args = ["run", "-d", "-p", "80", BUSYBOX, "sleep", "600"];
     // The checks below see a live container's lease, rules and interface.
     let id = lab.hx_ok(&hx, &args).stdout;
-    assert!(!leases_of(hx.root()).is_empty(), "the lease check sees no lease of a running container");
-    let nft = lab.in_host("nft", &["list", "table", "ip", "hx"]).output().unwrap();
+    assert!(
+        !leases_of(hx.root()).is_empty(),
+        "the lease check sees no lease of a running container"
+    );
+    let nft = lab
+        .in_host("nft", &["list", "table", "ip", "hx"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&nft.stdout).contains("dnat to"));
     lab.hx_ok(&hx, &["rm", "-f", id.trim()]);
     kill_runs(
@@ -159,7 +205,10 @@ fn run_killed_during_create_leaves_no_address_rule_or_interface() {
     let leases = leases_of(hx.root());
     assert!(leases.is_empty(), "address leases left: {leases:?}");
     // Port rules and host interfaces of the store's containers.
-    let nft = lab.in_host("nft", &["list", "table", "ip", "hx"]).output().unwrap();
+    let nft = lab
+        .in_host("nft", &["list", "table", "ip", "hx"])
+        .output()
+        .unwrap();
     let rules = String::from_utf8_lossy(&nft.stdout);
     assert!(!rules.contains("dnat to"), "port rules left:\n{rules}");
     let links = lab.in_host("ip", &["-o", "link"]).output().unwrap();
@@ -188,9 +237,19 @@ fn ps_in_another_shell_never_settles_an_attached_run_under_it() {
         let mut failures = Vec::new();
         for i in 0..12 {
             let code = 3 + i;
-            let r = hx.run(&["run", "--rm", BUSYBOX, "sh", "-c", &format!("echo run {i}; exit {code}")]);
+            let r = hx.run(&[
+                "run",
+                "--rm",
+                BUSYBOX,
+                "sh",
+                "-c",
+                &format!("echo run {i}; exit {code}"),
+            ]);
             if r.code != code || r.stdout != format!("run {i}\n") || !r.stderr.is_empty() {
-                failures.push(format!("run {i}: exit {} (want {code}), stdout {:?}, stderr {:?}", r.code, r.stdout, r.stderr));
+                failures.push(format!(
+                    "run {i}: exit {} (want {code}), stdout {:?}, stderr {:?}",
+                    r.code, r.stdout, r.stderr
+                ));
             }
         }
         stop.store(true, Ordering::Relaxed);
@@ -202,10 +261,18 @@ fn ps_in_another_shell_never_settles_an_attached_run_under_it() {
 #[test]
 fn stop_with_an_absurd_timeout_is_refused_before_anything_is_sent() {
     let Some(hx) = Hx::with_busybox() else { return };
-    let id = hx.ok(&["run", "-d", "--name", "s", BUSYBOX, "sleep", "600"]).stdout.trim().to_string();
+    let id = hx
+        .ok(&["run", "-d", "--name", "s", BUSYBOX, "sleep", "600"])
+        .stdout
+        .trim()
+        .to_string();
     let r = hx.run(&["stop", "-t", "18446744073709551615", "s"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("18446744073709551615") && r.stderr.contains("--time"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("18446744073709551615") && r.stderr.contains("--time"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     // Nothing was sent: the workload still runs.
     std::thread::sleep(Duration::from_millis(500));
@@ -235,7 +302,11 @@ fn sizes_that_overflow_are_refused_before_anything_is_made() {
     ] {
         let r = hx.run(&["run", &format!("{flag}={value}"), "no-such-image"]);
         assert_eq!(r.code, 125, "{flag} {value}: {}", r.stderr);
-        assert!(r.stderr.contains(flag) && r.stderr.contains(value), "{flag} {value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(flag) && r.stderr.contains(value),
+            "{flag} {value}: {}",
+            r.stderr
+        );
         assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     }
     assert!(!hx.root().join("containers").exists());
@@ -254,7 +325,15 @@ fn image_volumes_beyond_the_limit_are_refused_and_do_not_block_ps() {
     std::fs::create_dir_all(tree.path().join("bin")).unwrap();
     let vols: Vec<String> = (0..200).map(|i| format!("\"/v{i}\"")).collect();
     let change = format!("VOLUME [{}]", vols.join(","));
-    hx.ok(&["import", tree.path().to_str().unwrap(), "manyvols", "--change", &change, "--change", "CMD [\"true\"]"]);
+    hx.ok(&[
+        "import",
+        tree.path().to_str().unwrap(),
+        "manyvols",
+        "--change",
+        &change,
+        "--change",
+        "CMD [\"true\"]",
+    ]);
     let t = Instant::now();
     let r = hx.run(&["run", "--rm", "manyvols"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
@@ -288,7 +367,11 @@ fn creating_containers_are_undone_only_when_their_creator_is_gone() {
     use std::os::fd::AsRawFd;
     assert_eq!(unsafe { libc::flock(owner.as_raw_fd(), libc::LOCK_EX) }, 0);
     let r = hx.ok(&["ps", "-a"]);
-    assert!(r.stdout.contains("half") && r.stdout.contains("Creating"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("half") && r.stdout.contains("Creating"),
+        "{}",
+        r.stdout
+    );
     let r = hx.run(&["rm", "-f", "half"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("being created"), "{}", r.stderr);
@@ -296,7 +379,10 @@ fn creating_containers_are_undone_only_when_their_creator_is_gone() {
     drop(owner);
     assert_eq!(hx.ok(&["ps", "-aq"]).stdout, "");
     assert!(!dir.exists());
-    assert!(entries(&hx.root().join("volumes")).is_empty(), "the anonymous volume it recorded is gone");
+    assert!(
+        entries(&hx.root().join("volumes")).is_empty(),
+        "the anonymous volume it recorded is gone"
+    );
     // A directory without a state record (a creator killed between mkdir and the first
     // record) goes too.
     std::fs::create_dir_all(hx.root().join("containers").join("d".repeat(64))).unwrap();

@@ -46,23 +46,51 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
     assert!(!ro.join("nope").exists());
     assert!(volumes(&hx).is_empty(), "bind mounts make no volumes");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(hx.root().to_str().unwrap()), "mounts left under the store:\n{mounts}");
+    assert!(
+        !mounts.contains(hx.root().to_str().unwrap()),
+        "mounts left under the store:\n{mounts}"
+    );
 
     // A single file is exported to the guest alone: the directory QEMU serves holds only it,
     // not the file's siblings (`-v /etc/hosts:...` must not hand the guest all of /etc).
-    hx.ok(&["run", "-d", "--name", "f", "-v", &vol(&file, "/etc/app.conf"), BUSYBOX, "sleep", "600"]);
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "-v",
+        &vol(&file, "/etc/app.conf"),
+        BUSYBOX,
+        "sleep",
+        "600",
+    ]);
     let exported = common::qemu_cmdlines_for(hx.root())
         .iter()
-        .flat_map(|args| args.iter().filter(|a| a.starts_with("local,")).filter_map(|a| a.split(',').find_map(|kv| kv.strip_prefix("path="))).map(String::from).collect::<Vec<_>>())
+        .flat_map(|args| {
+            args.iter()
+                .filter(|a| a.starts_with("local,"))
+                .filter_map(|a| a.split(',').find_map(|kv| kv.strip_prefix("path=")))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .collect::<Vec<_>>();
     assert_eq!(exported.len(), 1, "{exported:?}");
     assert_ne!(Path::new(&exported[0]), host.path());
-    let entries: Vec<String> = std::fs::read_dir(&exported[0]).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let entries: Vec<String> = std::fs::read_dir(&exported[0])
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     assert_eq!(entries, ["app.conf"]);
-    assert_eq!(std::fs::read_to_string(Path::new(&exported[0]).join("app.conf")).unwrap(), "setting=2\n");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&exported[0]).join("app.conf")).unwrap(),
+        "setting=2\n"
+    );
     hx.ok(&["rm", "-f", "f"]);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(hx.root().to_str().unwrap()), "mounts left after rm -f:\n{mounts}");
+    assert!(
+        !mounts.contains(hx.root().to_str().unwrap()),
+        "mounts left after rm -f:\n{mounts}"
+    );
 }
 
 #[test]
@@ -329,7 +357,13 @@ fn volume_names_with_paths_are_refused_by_every_volume_command() {
     )
     .unwrap();
     std::fs::create_dir_all(hx.root().join("volumes")).unwrap();
-    for name in ["../victim", "x/../../victim", "..", ".rm-victim", "a\u{1b}[2J"] {
+    for name in [
+        "../victim",
+        "x/../../victim",
+        "..",
+        ".rm-victim",
+        "a\u{1b}[2J",
+    ] {
         for cmd in [
             vec!["volume", "rm", name],
             vec!["volume", "inspect", name],
@@ -337,19 +371,86 @@ fn volume_names_with_paths_are_refused_by_every_volume_command() {
         ] {
             let r = hx.run(&cmd);
             assert_eq!(r.code, 125, "{cmd:?}: {}{}", r.stdout, r.stderr);
-            assert!(r.stderr.contains("invalid volume name"), "{cmd:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("invalid volume name"),
+                "{cmd:?}: {}",
+                r.stderr
+            );
             assert_eq!(r.stdout, "", "{cmd:?}");
-            assert!(!r.stderr.contains('\u{1b}'), "{cmd:?}: raw escape in {:?}", r.stderr);
+            assert!(
+                !r.stderr.contains('\u{1b}'),
+                "{cmd:?}: raw escape in {:?}",
+                r.stderr
+            );
         }
     }
-    assert!(victim.join("volume.json").exists(), "the directory outside the store was touched");
+    assert!(
+        victim.join("volume.json").exists(),
+        "the directory outside the store was touched"
+    );
 }
 
 #[test]
 fn a_guest_cannot_plant_setuid_files_device_nodes_or_symlinks_in_a_host_directory() {
     let Some(hx) = Hx::with_busybox() else { return };
     let host = tempfile::tempdir().unwrap();
-    let out = host.path();
+    cannot_plant(&hx, host.path());
+}
+
+/// The same on a filesystem without user xattrs (ramfs, like the Xen lab's dom0; tmpfs before
+/// Linux 6.6): the guest's modes go into .virtfs_metadata files instead, and writes work.
+#[test]
+fn a_guest_cannot_plant_setuid_files_in_a_host_directory_without_xattrs() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts a ramfs: run it as root"
+    );
+    let host = tempfile::tempdir().unwrap();
+    nix::mount::mount(
+        Some("ramfs"),
+        host.path(),
+        Some("ramfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _u = Unmount(host.path());
+    std::fs::write(host.path().join("h"), "from-host\n").unwrap();
+    cannot_plant(&hx, host.path());
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/data", host.path().display()),
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cat /data/h && echo from-guest > /data/g && mkdir -p /data/sub && echo deep > /data/sub/f",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "from-host\n"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("g")).unwrap(),
+        "from-guest\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("sub/f")).unwrap(),
+        "deep\n"
+    );
+}
+
+fn cannot_plant(hx: &Hx, out: &Path) {
     let r = hx.run(&[
         "run", "--rm", "-v", &format!("{}:/out", out.display()), BUSYBOX, "sh", "-c",
         "cp /bin/busybox /out/suid && chmod 4755 /out/suid && mknod /out/disk b 8 0 && \
@@ -358,19 +459,42 @@ fn a_guest_cannot_plant_setuid_files_device_nodes_or_symlinks_in_a_host_director
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // The guest sees what it made (its modes live in xattrs)...
-    let line = |name: &str| r.stdout.lines().find(|l| l.ends_with(name)).unwrap_or("").to_string();
+    let line = |name: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or("")
+            .to_string()
+    };
     assert!(line(" suid").starts_with("-rws"), "{}", r.stdout);
     assert!(line(" disk").starts_with('b'), "{}", r.stdout);
-    assert!(line(" link -> /etc/shadow").starts_with('l'), "{}", r.stdout);
+    assert!(
+        line(" link -> /etc/shadow").starts_with('l'),
+        "{}",
+        r.stdout
+    );
     // ...the host does not: plain files and directories, no setuid/setgid bit.
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     for name in ["suid", "disk", "link", "d"] {
         let m = std::fs::symlink_metadata(out.join(name)).unwrap();
         let t = m.file_type();
         assert!(t.is_file() || t.is_dir(), "{name}: {t:?} on the host");
-        assert!(!t.is_block_device() && !t.is_char_device() && !t.is_symlink(), "{name}: {t:?}");
-        assert_eq!(m.permissions().mode() & 0o7000, 0, "{name}: mode {:o} on the host", m.permissions().mode());
-        assert_eq!(m.permissions().mode() & 0o077, 0, "{name}: mode {:o}: others may use it", m.permissions().mode());
+        assert!(
+            !t.is_block_device() && !t.is_char_device() && !t.is_symlink(),
+            "{name}: {t:?}"
+        );
+        assert_eq!(
+            m.permissions().mode() & 0o7000,
+            0,
+            "{name}: mode {:o} on the host",
+            m.permissions().mode()
+        );
+        assert_eq!(
+            m.permissions().mode() & 0o077,
+            0,
+            "{name}: mode {:o}: others may use it",
+            m.permissions().mode()
+        );
     }
 }
 
@@ -385,21 +509,34 @@ struct PowerCut {
 }
 
 fn sh(args: &[&str]) -> String {
-    let out = std::process::Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl PowerCut {
     fn new() -> Option<PowerCut> {
         if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var_os("CI").is_none(), "the power-cut test needs root in CI");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the power-cut test needs root in CI"
+            );
             eprintln!("SKIP: loop mounts need root");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("disk.raw");
-        std::fs::File::create(&image).unwrap().set_len(384 << 20).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(384 << 20)
+            .unwrap();
         sh(&["mkfs.ext4", "-q", image.to_str().unwrap()]);
         let mnt = tempfile::tempdir().unwrap();
         let p = PowerCut { image, mnt, dir };
@@ -408,13 +545,24 @@ impl PowerCut {
     }
 
     fn mount(&self, image: &Path) {
-        sh(&["mount", "-o", "loop", image.to_str().unwrap(), self.mnt.path().to_str().unwrap()]);
+        sh(&[
+            "mount",
+            "-o",
+            "loop",
+            image.to_str().unwrap(),
+            self.mnt.path().to_str().unwrap(),
+        ]);
     }
 
     /// The power goes now: the disk as it is at this instant is kept aside.
     fn cut(&self) {
         let crashed = self.dir.path().join("crashed.raw");
-        sh(&["cp", "--sparse=always", self.image.to_str().unwrap(), crashed.to_str().unwrap()]);
+        sh(&[
+            "cp",
+            "--sparse=always",
+            self.image.to_str().unwrap(),
+            crashed.to_str().unwrap(),
+        ]);
     }
 
     /// Back up: the disk kept at the cut replaces the mounted one (its journal replayed on
@@ -427,7 +575,9 @@ impl PowerCut {
 
 impl Drop for PowerCut {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.mnt.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.mnt.path())
+            .status();
     }
 }
 
@@ -448,17 +598,43 @@ fn a_volume_write_the_guest_synced_survives_a_host_power_cut() {
     hx.ok(&["volume", "create", "--size", "128m", "data"]);
     sh(&["sync", "-f", vols.to_str().unwrap()]);
     hx.ok(&[
-        "run", "-d", "--name", "w", "-v", "data:/data", BUSYBOX, "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "w",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sh",
+        "-c",
         "seq 1 20000 > /data/f && sync && echo synced && sleep 600",
     ]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !hx.ok(&["logs", "w"]).stdout.contains("synced") {
-        assert!(std::time::Instant::now() < deadline, "no sync reported: {}", hx.run(&["logs", "w"]).stderr);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sync reported: {}",
+            hx.run(&["logs", "w"]).stderr
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     power.cut();
     hx.ok(&["rm", "-f", "w"]);
     power.reboot();
-    let r = hx.run(&["run", "--rm", "-v", "data:/data", BUSYBOX, "sh", "-c", "wc -l < /data/f; tail -1 /data/f"]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "20000\n20000\n"), "{}", r.stderr);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "wc -l < /data/f; tail -1 /data/f",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "20000\n20000\n"),
+        "{}",
+        r.stderr
+    );
 }

@@ -6,7 +6,8 @@ mod common;
 use common::Hx;
 
 fn on_dom0() -> bool {
-    let yes = std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"));
+    let yes =
+        std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"));
     if yes {
         eprintln!("SKIP: this is a Xen dom0; tests/xen-lab covers the admin commands");
     }
@@ -60,7 +61,9 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
     }
     let hx = Hx::new();
     // Each documented prefix reaches its command (which then reports the missing dom0).
-    for prefix in ["li", "inf", "dm", "de", "sh", "reb", "pa", "unp", "con", "m", "vc", "domi", "domn"] {
+    for prefix in [
+        "li", "inf", "dm", "de", "sh", "reb", "pa", "unp", "con", "m", "vc", "domi", "domn",
+    ] {
         let r = hx.run(&[prefix, "1", "1"]);
         assert!(
             r.stderr.contains("not a Xen dom0") || r.stderr.contains("unexpected argument"),
@@ -72,7 +75,11 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
     for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c"] {
         let r = hx.run(&[ambiguous]);
         assert_eq!(r.code, 2, "hx {ambiguous}: {}", r.stderr);
-        assert!(r.stderr.contains("unrecognized subcommand"), "hx {ambiguous}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("unrecognized subcommand"),
+            "hx {ambiguous}: {}",
+            r.stderr
+        );
     }
     // Container commands keep their short forms.
     let r = hx.run(&["ps"]);
@@ -83,8 +90,17 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
 fn help_lists_the_admin_commands_and_hides_the_monitor() {
     let hx = Hx::new();
     let r = hx.ok(&["--help"]);
-    for c in ["list", "info", "dmesg", "destroy", "shutdown", "reboot", "pause", "unpause", "console", "mem-set", "vcpu-set", "domid", "domname"] {
-        assert!(r.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{c} "))), "{c} missing from:\n{}", r.stdout);
+    for c in [
+        "list", "info", "dmesg", "destroy", "shutdown", "reboot", "pause", "unpause", "console",
+        "mem-set", "vcpu-set", "domid", "domname",
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{c} "))),
+            "{c} missing from:\n{}",
+            r.stdout
+        );
     }
     assert!(!r.stdout.contains("__xen-monitor"));
     let r = hx.ok(&["run", "--help"]);
@@ -98,9 +114,22 @@ fn run_on_the_xen_backend_outside_dom0_fails_cleanly() {
     }
     let hx = Hx::new();
     hx.load_busybox();
-    let r = hx.run(&["run", "--backend", "xen", "--name", "x1", common::BUSYBOX, "true"]);
+    let r = hx.run(&[
+        "run",
+        "--backend",
+        "xen",
+        "--name",
+        "x1",
+        common::BUSYBOX,
+        "true",
+    ]);
     assert_eq!(r.code, 125, "{}", r.stderr);
-    assert!(r.stderr.starts_with("hx: not a Xen dom0: /proc/xen/capabilities"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("hx: not a Xen dom0: /proc/xen/capabilities"),
+        "{}",
+        r.stderr
+    );
     let ps = hx.ok(&["ps", "-a", "-q"]);
     assert_eq!(ps.stdout, "", "nothing left behind");
 }
@@ -109,14 +138,30 @@ fn run_on_the_xen_backend_outside_dom0_fails_cleanly() {
 fn type_is_for_xen_and_the_config_file_is_checked() {
     let hx = Hx::new();
     hx.load_busybox();
-    let r = hx.run(&["run", "--backend", "qemu", "--type", "pv", common::BUSYBOX, "true"]);
+    let r = hx.run(&[
+        "run",
+        "--backend",
+        "qemu",
+        "--type",
+        "pv",
+        common::BUSYBOX,
+        "true",
+    ]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("--type applies to the xen backend only"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--type applies to the xen backend only"),
+        "{}",
+        r.stderr
+    );
 
     std::fs::write(hx.root().join("config.toml"), "[xen]\ntype = \"hvm\"\n").unwrap();
     let r = hx.run(&["run", "--backend", "qemu", common::BUSYBOX, "true"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("config.toml") && r.stderr.contains("\"hvm\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("config.toml") && r.stderr.contains("\"hvm\""),
+        "{}",
+        r.stderr
+    );
 
     std::fs::write(hx.root().join("config.toml"), "[xen]\nflavour = \"pv\"\n").unwrap();
     let r = hx.run(&["run", "--backend", "qemu", common::BUSYBOX, "true"]);

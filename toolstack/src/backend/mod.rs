@@ -182,7 +182,11 @@ pub fn spawn_recorded(
             let pid = i32::from_ne_bytes(b);
             let start = process_start(pid)
                 .ok_or_else(|| anyhow::anyhow!("the VM process {pid} vanished before it ran"))?;
-            record(&VmHandle { pid, pid_start: start, domid: None })?;
+            record(&VmHandle {
+                pid,
+                pid_start: start,
+                domid: None,
+            })?;
             nix::unistd::write(&gate_w, &[1])?;
             Ok((pid, start))
         });

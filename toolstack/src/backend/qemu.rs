@@ -1,11 +1,11 @@
 //! The QEMU backend: a microvm machine with virtio-mmio disks and virtio-serial channels,
 //! KVM when a probe shows it can run our kernel, TCG otherwise.
 use super::{process_alive, process_start, Backend, VmHandle, VmSpec};
-use crate::network::NicKind;
-use std::os::fd::AsRawFd;
 use crate::container::Container;
+use crate::network::NicKind;
 use anyhow::{bail, Context};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -151,7 +151,13 @@ impl Qemu {
 
     /// `tap_fd`: the fd (inherited by QEMU) of the tap for a bridged NIC. `log_fds`: QEMU's
     /// ends of the log relay's sockets, in `log_relay::STREAMS` order (console, stdout, ...).
-    pub fn command(&self, spec: &VmSpec, accel: &str, tap_fd: Option<i32>, log_fds: &[i32]) -> Command {
+    pub fn command(
+        &self,
+        spec: &VmSpec,
+        accel: &str,
+        tap_fd: Option<i32>,
+        log_fds: &[i32],
+    ) -> Command {
         let d = spec.dir;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("-name").arg(format!("hx-{}", spec.name));
@@ -174,7 +180,8 @@ impl Qemu {
         }
         cmd.arg("-append").arg(append);
         // Guest output goes to the log relay (capped files), never straight into a file.
-        cmd.arg("-chardev").arg(format!("socket,id=ch-console,fd={}", log_fds[0]));
+        cmd.arg("-chardev")
+            .arg(format!("socket,id=ch-console,fd={}", log_fds[0]));
         cmd.args(["-serial", "chardev:ch-console"]);
         for (i, disk) in spec.disks.iter().enumerate() {
             // Durable disks (volumes) honour the guest's flushes: writeback, so a volume's
@@ -192,12 +199,14 @@ impl Qemu {
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {
-            cmd.arg("-chardev").arg(format!("socket,id=ch-{ch},fd={fd}"));
+            cmd.arg("-chardev")
+                .arg(format!("socket,id=ch-{ch},fd={fd}"));
             cmd.arg("-device")
                 .arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
         }
         if let Some(sock) = &spec.stdin_socket {
-            cmd.arg("-chardev").arg(format!("socket,id=ch-stdin,path={}", qemu_path(sock)));
+            cmd.arg("-chardev")
+                .arg(format!("socket,id=ch-stdin,path={}", qemu_path(sock)));
             cmd.args(["-device", "virtserialport,chardev=ch-stdin,name=hx.stdin"]);
         }
         cmd.arg("-chardev").arg(format!(
@@ -214,27 +223,41 @@ impl Qemu {
                 (NicKind::User { ports }, _) => {
                     let mut s = String::from("user,id=net0,net=10.0.2.0/24");
                     for p in ports {
-                        let ip = if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() };
-                        s.push_str(&format!(",hostfwd={}:{ip}:{}-:{}", p.proto.as_str(), p.host_port, p.container_port));
+                        let ip = if p.host_ip.is_unspecified() {
+                            String::new()
+                        } else {
+                            p.host_ip.to_string()
+                        };
+                        s.push_str(&format!(
+                            ",hostfwd={}:{ip}:{}-:{}",
+                            p.proto.as_str(),
+                            p.host_port,
+                            p.container_port
+                        ));
                     }
                     s
                 }
-                (NicKind::Bridge { ifname, .. }, None) => format!("tap,id=net0,ifname={ifname},script=no,downscript=no"),
+                (NicKind::Bridge { ifname, .. }, None) => {
+                    format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
+                }
             };
             cmd.arg("-netdev").arg(netdev);
-            cmd.arg("-device").arg(format!("virtio-net-device,netdev=net0,mac={}", nic.mac));
+            cmd.arg("-device")
+                .arg(format!("virtio-net-device,netdev=net0,mac={}", nic.mac));
         }
         for (i, share) in spec.shares.iter().enumerate() {
             let ro = if share.readonly { ",readonly=on" } else { "" };
-            // mapped-xattr: the guest's owners, modes, device nodes and symlinks are kept in
-            // user.virtfs.* xattrs; on the host a file the guest makes is a plain file or
-            // directory of QEMU's user, mode 0600/0700. So the guest can plant no setuid file,
-            // device node or symlink in a host directory (`none` let it, when hx is root).
+            // A mapped model (volume::ShareModel): the guest can plant no setuid file, device
+            // node or symlink in a host directory.
             cmd.arg("-fsdev").arg(format!(
-                "local,id=fs{i},path={},security_model=mapped-xattr{ro}",
-                qemu_path(&share.path)
+                "local,id=fs{i},path={},security_model={}{ro}",
+                qemu_path(&share.path),
+                share.model.as_qemu()
             ));
-            cmd.arg("-device").arg(format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", share.tag));
+            cmd.arg("-device").arg(format!(
+                "virtio-9p-device,fsdev=fs{i},mount_tag={}",
+                share.tag
+            ));
         }
         cmd
     }
@@ -290,7 +313,11 @@ impl Backend for Qemu {
             }
             _ => None,
         };
-        let mut inherit: Vec<i32> = spec.nic.iter().flat_map(|n| n.hold.iter().map(|f| f.as_raw_fd())).collect();
+        let mut inherit: Vec<i32> = spec
+            .nic
+            .iter()
+            .flat_map(|n| n.hold.iter().map(|f| f.as_raw_fd()))
+            .collect();
         inherit.extend(tap.as_ref().map(|f| f.as_raw_fd()));
         let log_raw: Vec<i32> = log_fds.iter().map(|f| f.as_raw_fd()).collect();
         inherit.extend(&log_raw);

@@ -66,11 +66,16 @@ pub struct Launch {
 pub struct LaunchShare {
     pub tag: String,
     pub path: PathBuf,
+    #[serde(default)]
+    pub model: crate::volume::ShareModel,
 }
 
 /// Where libxl finds the QEMU it starts as a PV domain's 9pfs backend: Debian's
 /// `qemu-system-xen` package, then upstream Xen's default install path.
-const DEVICE_MODELS: [&str; 2] = ["/usr/libexec/xen-qemu-system-i386", "/usr/lib/xen/bin/qemu-system-i386"];
+const DEVICE_MODELS: [&str; 2] = [
+    "/usr/libexec/xen-qemu-system-i386",
+    "/usr/lib/xen/bin/qemu-system-i386",
+];
 
 /// Whether dom0 can serve host directories live over 9pfs.
 pub fn has_9pfs_backend() -> bool {
@@ -160,7 +165,10 @@ impl Xen {
         use super::xen_hotplug::{script_path, VBD, VIF};
         match choice.as_deref() {
             Some("block") => Ok((None, None)),
-            None | Some("hx") => Ok((Some(script_path(&self.root, VBD)?), Some(script_path(&self.root, VIF)?))),
+            None | Some("hx") => Ok((
+                Some(script_path(&self.root, VBD)?),
+                Some(script_path(&self.root, VIF)?),
+            )),
             Some(other) => bail!("HX_XEN_HOTPLUG {other:?}: \"block\" or \"hx\""),
         }
     }
@@ -353,7 +361,10 @@ fn kill_stale_device_model(xs: &Xenstore, domid: u32) {
         .any(|w| w[0] == b"-xen-domid" && w[1] == domid.to_string().as_bytes());
     if pid > 1 && ours {
         tracing::info!("killing the device model {pid} of gone domain {domid}");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -373,20 +384,25 @@ impl Backend for Xen {
         }
         if let Some(s) = spec.shares.iter().find(|s| s.readonly) {
             // Xen's 9pfs backend has no read-only export; volume::plan snapshots these.
-            bail!("internal: read-only share {} reached the Xen backend", s.path.display());
+            bail!(
+                "internal: read-only share {} reached the Xen backend",
+                s.path.display()
+            );
         }
         let nic = match &spec.nic {
             None => None,
-            Some(n) => match &n.kind {
-                crate::network::NicKind::Bridge { bridge, ifname } => Some(LaunchNic {
-                    bridge: bridge.clone(),
-                    vifname: ifname.clone(),
-                    mac: n.mac.clone(),
-                }),
-                crate::network::NicKind::User { .. } => {
-                    bail!("user-mode networking is QEMU's; on Xen hx runs as root and uses a bridge")
+            Some(n) => {
+                match &n.kind {
+                    crate::network::NicKind::Bridge { bridge, ifname } => Some(LaunchNic {
+                        bridge: bridge.clone(),
+                        vifname: ifname.clone(),
+                        mac: n.mac.clone(),
+                    }),
+                    crate::network::NicKind::User { .. } => {
+                        bail!("user-mode networking is QEMU's; on Xen hx runs as root and uses a bridge")
+                    }
                 }
-            },
+            }
         };
         // Published ports stay bound while the domain lives: the monitor inherits the sockets.
         let hold: Vec<i32> = spec
@@ -422,6 +438,7 @@ impl Backend for Xen {
                 .map(|s| LaunchShare {
                     tag: s.tag.clone(),
                     path: s.path.clone(),
+                    model: s.model,
                 })
                 .collect(),
         };
@@ -516,7 +533,8 @@ impl Backend for Xen {
             let ctx = Context::new()?;
             let xs = Xenstore::open()?;
             if let Some(domid) = find_domain(&ctx, &xs, c) {
-                block_on(ctx.destroy(domid)).with_context(|| format!("destroying domain {domid}"))?;
+                block_on(ctx.destroy(domid))
+                    .with_context(|| format!("destroying domain {domid}"))?;
             }
         }
         // The monitor sees the domain die and exits; one that hangs is killed.
@@ -581,7 +599,11 @@ mod tests {
             return;
         }
         let e = require_dom0().unwrap_err();
-        assert!(e.to_string().starts_with("not a Xen dom0: /proc/xen/capabilities"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("not a Xen dom0: /proc/xen/capabilities"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ pub fn from_argv0() -> Option<i32> {
     let result = if name == VBD {
         run(&action, &xenbus_path)
     } else {
-        run_vif(&action, &xenbus_path, &std::env::var("vif").unwrap_or_default())
+        run_vif(
+            &action,
+            &xenbus_path,
+            &std::env::var("vif").unwrap_or_default(),
+        )
     };
     let be = absolute(&xenbus_path);
     Some(match result {
@@ -86,16 +90,25 @@ fn absolute(xenbus_path: &str) -> String {
 /// The absolute backend directory of a `kind` (vbd, vif) device of dom0.
 fn backend_dir(xenbus_path: &str, kind: &str) -> anyhow::Result<String> {
     let abs = absolute(xenbus_path);
-    let rest = abs.strip_prefix(&format!("/local/domain/0/backend/{kind}/")).unwrap_or("");
+    let rest = abs
+        .strip_prefix(&format!("/local/domain/0/backend/{kind}/"))
+        .unwrap_or("");
     let parts: Vec<&str> = rest.split('/').collect();
-    if parts.len() != 2 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() != 2
+        || !parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         bail!("XENBUS_PATH {xenbus_path:?} is not a {kind} backend of dom0");
     }
     Ok(abs)
 }
 
 fn is_ifname(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
@@ -107,12 +120,16 @@ fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
         "online" | "add" => {
             let xs = Xenstore::open()?;
             let bridge = read(&xs, &be, "bridge")?;
-            if !is_ifname(&bridge) || !Path::new(&format!("/sys/class/net/{bridge}/bridge")).exists() {
+            if !is_ifname(&bridge)
+                || !Path::new(&format!("/sys/class/net/{bridge}/bridge")).exists()
+            {
                 bail!("bridge {bridge:?} of {vif} does not exist");
             }
             let mtu = match xs.read(&format!("{be}/mtu"))? {
                 Some(m) => String::from_utf8(m)?.trim().to_string(),
-                None => std::fs::read_to_string(format!("/sys/class/net/{bridge}/mtu"))?.trim().to_string(),
+                None => std::fs::read_to_string(format!("/sys/class/net/{bridge}/mtu"))?
+                    .trim()
+                    .to_string(),
             };
             if mtu.parse::<u32>().is_err() {
                 bail!("mtu {mtu:?} for {vif} is not a number");
@@ -133,10 +150,17 @@ fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
                 .spawn()
                 .context("running ip (iproute2)")?;
             use std::io::Write;
-            child.stdin.take().expect("piped").write_all(batch.as_bytes())?;
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(batch.as_bytes())?;
             let out = child.wait_with_output()?;
             if !out.status.success() {
-                bail!("ip -batch for {vif}: {}", String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "ip -batch for {vif}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             xs.write(&format!("{be}/hotplug-status"), b"connected")?;
             Ok(())
@@ -189,7 +213,10 @@ fn attach(file: &Path, readonly: bool) -> anyhow::Result<(libc::dev_t, String)> 
         .open(file)
         .with_context(|| format!("{}", file.display()))?;
     if backing.metadata()?.file_type().is_block_device() {
-        bail!("{} is a block device: use libxl's block script", file.display());
+        bail!(
+            "{} is a block device: use libxl's block script",
+            file.display()
+        );
     }
     let ctl = std::fs::OpenOptions::new()
         .read(true)
@@ -235,20 +262,56 @@ mod tests {
 
     #[test]
     fn refuses_anything_but_a_dom0_vbd_backend() {
-        assert_eq!(backend_dir("backend/vbd/2/51728", "vbd").unwrap(), "/local/domain/0/backend/vbd/2/51728");
-        assert_eq!(backend_dir("/local/domain/0/backend/vbd/2/51728", "vbd").unwrap(), "/local/domain/0/backend/vbd/2/51728");
-        for bad in ["", "/local/domain/5/data", "backend/vbd/2", "backend/vbd/2/51728/x", "backend/vbd/../51728", "backend/vif/2/0"] {
-            assert!(run("add", bad).unwrap_err().to_string().contains("not a vbd backend"), "{bad}");
+        assert_eq!(
+            backend_dir("backend/vbd/2/51728", "vbd").unwrap(),
+            "/local/domain/0/backend/vbd/2/51728"
+        );
+        assert_eq!(
+            backend_dir("/local/domain/0/backend/vbd/2/51728", "vbd").unwrap(),
+            "/local/domain/0/backend/vbd/2/51728"
+        );
+        for bad in [
+            "",
+            "/local/domain/5/data",
+            "backend/vbd/2",
+            "backend/vbd/2/51728/x",
+            "backend/vbd/../51728",
+            "backend/vif/2/0",
+        ] {
+            assert!(
+                run("add", bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not a vbd backend"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn vif_helper_refuses_other_backends_and_odd_names_before_touching_anything() {
-        for bad in ["backend/vbd/2/51728", "backend/vif/2", "backend/vif/x/0", "/local/domain/3/backend/vif/2/0"] {
-            assert!(run_vif("online", bad, "vif2.0").unwrap_err().to_string().contains("not a vif backend"), "{bad}");
+        for bad in [
+            "backend/vbd/2/51728",
+            "backend/vif/2",
+            "backend/vif/x/0",
+            "/local/domain/3/backend/vif/2/0",
+        ] {
+            assert!(
+                run_vif("online", bad, "vif2.0")
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not a vif backend"),
+                "{bad}"
+            );
         }
         for bad in ["", "vif2.0; reboot", "a-name-longer-than-15", "vif 2"] {
-            assert!(run_vif("online", "backend/vif/2/0", bad).unwrap_err().to_string().contains("not an interface name"), "{bad:?}");
+            assert!(
+                run_vif("online", "backend/vif/2/0", bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not an interface name"),
+                "{bad:?}"
+            );
         }
         assert!(run_vif("offline", "backend/vif/2/0", "vif2.0").is_ok());
     }
@@ -259,7 +322,10 @@ mod tests {
         for name in [VBD, VIF] {
             let p = script_path(d.path(), name).unwrap();
             assert_eq!(p.file_name().unwrap(), name);
-            assert_eq!(std::fs::read_link(&p).unwrap(), std::env::current_exe().unwrap());
+            assert_eq!(
+                std::fs::read_link(&p).unwrap(),
+                std::env::current_exe().unwrap()
+            );
             assert_eq!(script_path(d.path(), name).unwrap(), p);
         }
     }

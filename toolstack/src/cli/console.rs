@@ -22,7 +22,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let log = dir.join("console.log");
         if log.is_file() {
             let mut t = Tail::open(&log, true)?;
-            let (_raw, keys) = if takes_input(&dir) { keys_to_console(id)? } else { (None, None) };
+            let (_raw, keys) = if takes_input(&dir) {
+                keys_to_console(id)?
+            } else {
+                (None, None)
+            };
             loop {
                 if keys.as_ref().is_some_and(|k| k.try_recv().is_ok()) {
                     return Ok(0);
@@ -49,13 +53,20 @@ fn takes_input(dir: &std::path::Path) -> bool {
 
 /// Copies hx's stdin into the domain's console pty on a thread until Ctrl-] (on a terminal,
 /// which is raw meanwhile) or the end of stdin; the receiver hears when to leave.
-type Keys = (Option<super::interactive::RawTerminal>, Option<std::sync::mpsc::Receiver<()>>);
+type Keys = (
+    Option<super::interactive::RawTerminal>,
+    Option<std::sync::mpsc::Receiver<()>>,
+);
 fn keys_to_console(domid: u32) -> anyhow::Result<Keys> {
     use std::io::{IsTerminal, Read, Write};
     let on_terminal = std::io::stdin().is_terminal();
     let tty = crate::backend::xen::console_tty(domid)?;
     let mut console = super::interactive::console_writer(&tty)?;
-    let raw = if on_terminal { super::interactive::RawTerminal::enable() } else { None };
+    let raw = if on_terminal {
+        super::interactive::RawTerminal::enable()
+    } else {
+        None
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
@@ -70,7 +81,12 @@ fn keys_to_console(domid: u32) -> anyhow::Result<Keys> {
                 Some(i) => (&chunk[..i], true),
                 None => (chunk, false),
             };
-            if console.write_all(keys).and_then(|_| console.flush()).is_err() || leave {
+            if console
+                .write_all(keys)
+                .and_then(|_| console.flush())
+                .is_err()
+                || leave
+            {
                 let _ = tx.send(());
                 return;
             }

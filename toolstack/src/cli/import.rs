@@ -15,9 +15,13 @@ pub struct Args {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let store = Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
+    let store =
+        Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
     let config = apply_changes(&args.changes)?;
-    let rec = tokio::task::spawn_blocking(move || hx_images::load::import(&store, &args.source, &args.name, config)).await??;
+    let rec = tokio::task::spawn_blocking(move || {
+        hx_images::load::import(&store, &args.source, &args.name, config)
+    })
+    .await??;
     outln!("{}", rec.id);
     Ok(0)
 }
@@ -26,16 +30,31 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 pub fn apply_changes(changes: &[String]) -> anyhow::Result<Value> {
     let mut cfg = Map::new();
     for change in changes {
-        let (instr, rest) = change.trim().split_once(char::is_whitespace).unwrap_or((change.trim(), ""));
+        let (instr, rest) = change
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((change.trim(), ""));
         let rest = rest.trim();
         let bad = || anyhow::anyhow!("--change {change:?}: invalid {}", instr.to_uppercase());
         match instr.to_uppercase().as_str() {
             "CMD" | "ENTRYPOINT" => {
                 let v = exec_form(rest).ok_or_else(bad)?;
-                cfg.insert(if instr.eq_ignore_ascii_case("CMD") { "Cmd" } else { "Entrypoint" }.into(), json!(v));
+                cfg.insert(
+                    if instr.eq_ignore_ascii_case("CMD") {
+                        "Cmd"
+                    } else {
+                        "Entrypoint"
+                    }
+                    .into(),
+                    json!(v),
+                );
             }
             "ENV" => {
-                let env = cfg.entry("Env").or_insert_with(|| json!([])).as_array_mut().unwrap();
+                let env = cfg
+                    .entry("Env")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+                    .unwrap();
                 let pairs: Vec<String> = if rest.contains('=') {
                     rest.split_whitespace().map(str::to_string).collect()
                 } else {
@@ -58,9 +77,17 @@ pub fn apply_changes(changes: &[String]) -> anyhow::Result<Value> {
                 cfg.insert("User".into(), json!(rest));
             }
             "EXPOSE" if !rest.is_empty() => {
-                let ports = cfg.entry("ExposedPorts").or_insert_with(|| json!({})).as_object_mut().unwrap();
+                let ports = cfg
+                    .entry("ExposedPorts")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .unwrap();
                 for p in rest.split_whitespace() {
-                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     let (num, proto) = p.split_once('/').unwrap();
                     if num.parse::<u16>().is_err() || !["tcp", "udp"].contains(&proto) {
                         return Err(bad());
@@ -69,14 +96,22 @@ pub fn apply_changes(changes: &[String]) -> anyhow::Result<Value> {
                 }
             }
             "LABEL" if rest.contains('=') => {
-                let labels = cfg.entry("Labels").or_insert_with(|| json!({})).as_object_mut().unwrap();
+                let labels = cfg
+                    .entry("Labels")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .unwrap();
                 for kv in rest.split_whitespace() {
                     let (k, v) = kv.split_once('=').ok_or_else(bad)?;
                     labels.insert(k.to_string(), json!(v.trim_matches('"')));
                 }
             }
             "VOLUME" if !rest.is_empty() => {
-                let vols = cfg.entry("Volumes").or_insert_with(|| json!({})).as_object_mut().unwrap();
+                let vols = cfg
+                    .entry("Volumes")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .unwrap();
                 // `VOLUME /a /b` or `VOLUME ["/a", "/b"]`: paths, never a shell command.
                 let list = match rest.starts_with('[') {
                     true => exec_form(rest).ok_or_else(bad)?,
@@ -95,7 +130,9 @@ pub fn apply_changes(changes: &[String]) -> anyhow::Result<Value> {
 /// `["a","b"]` (exec form) or `a b` (shell form → sh -c for CMD/ENTRYPOINT like docker).
 fn exec_form(s: &str) -> Option<Vec<String>> {
     if s.starts_with('[') {
-        return serde_json::from_str::<Vec<String>>(s).ok().filter(|v| !v.is_empty());
+        return serde_json::from_str::<Vec<String>>(s)
+            .ok()
+            .filter(|v| !v.is_empty());
     }
     if s.is_empty() {
         return None;

@@ -35,7 +35,10 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         ("cc_compiler", h.compiler.clone()),
         ("cc_compile_date", h.compile_date.clone()),
     ];
-    let text: String = rows.iter().map(|(k, v)| format!("{k:<23}: {v}\n")).collect();
+    let text: String = rows
+        .iter()
+        .map(|(k, v)| format!("{k:<23}: {v}\n"))
+        .collect();
     domain::print(&text)?;
     Ok(0)
 }

@@ -58,14 +58,18 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 
 /// docker's shape: IPAddress, Gateway, MacAddress, Ports {"80/tcp": [{HostIp, HostPort}]}.
 fn network_settings(c: &container::Container) -> serde_json::Value {
-    let Some(n) = &c.network else { return json!(null) };
+    let Some(n) = &c.network else {
+        return json!(null);
+    };
     let mut ports = serde_json::Map::new();
     if c.status == container::Status::Running {
         for p in &n.ports {
             let key = format!("{}/{}", p.container_port, p.proto.as_str());
             let entry = ports.entry(key).or_insert_with(|| json!([]));
             if let Some(a) = entry.as_array_mut() {
-                a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+                a.push(
+                    json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}),
+                );
             }
         }
     }

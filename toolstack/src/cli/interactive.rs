@@ -3,18 +3,29 @@ use crate::container::Container;
 use anyhow::Context;
 use pv_init::spec::TtySize;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The size of the terminal hx runs on (stdout, else stdin), if it runs on one.
 pub fn terminal_size() -> Option<TtySize> {
     for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
-        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCGWINSZ fills a winsize; fails harmlessly on a non-terminal.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
-            return Some(TtySize { rows: ws.ws_row, cols: ws.ws_col });
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0
+            && ws.ws_row > 0
+            && ws.ws_col > 0
+        {
+            return Some(TtySize {
+                rows: ws.ws_row,
+                cols: ws.ws_col,
+            });
         }
     }
     None
@@ -42,7 +53,11 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         let stdin = std::io::stdin();
-        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+        let _ = nix::sys::termios::tcsetattr(
+            stdin.as_fd(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
     }
 }
 
@@ -54,11 +69,17 @@ impl Drop for RawTerminal {
 /// Nothing is read before pv-init reports the workload started: by then the guest has opened
 /// its end (QEMU drops what a socket holds when it closes before the guest port opens) and
 /// made the console raw (Xen's would echo and line-buffer earlier input).
-pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::net::UnixListener>) -> anyhow::Result<mpsc::Receiver<()>> {
+pub fn forward_stdin(
+    c: &Container,
+    dir: &Path,
+    socket: Option<std::os::unix::net::UnixListener>,
+) -> anyhow::Result<mpsc::Receiver<()>> {
     let mut sink = match socket {
         Some(l) => Sink::Socket(accept_within(&l, Duration::from_secs(10))?),
         None => {
-            let domid = c.domid.ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
+            let domid = c.domid.ok_or_else(|| {
+                anyhow::anyhow!("container {} has no domain for its input", c.name)
+            })?;
             let tty = crate::backend::xen::console_tty(domid)?;
             Sink::Console(console_writer(&tty)?)
         }
@@ -79,7 +100,11 @@ pub fn forward_stdin(c: &Container, dir: &Path, socket: Option<std::os::unix::ne
             match stdin.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if sink.write_all(&buf[..n]).and_then(|_| sink.flush()).is_err() {
+                    if sink
+                        .write_all(&buf[..n])
+                        .and_then(|_| sink.flush())
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -131,7 +156,10 @@ impl Sink {
 
 /// A writer into a Xen domain's console pty that the guest's hvc driver reads byte for byte.
 pub fn console_writer(tty: &Path) -> anyhow::Result<DoubleCtrlO<std::fs::File>> {
-    let f = std::fs::OpenOptions::new().write(true).open(tty).with_context(|| format!("console {}", tty.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tty)
+        .with_context(|| format!("console {}", tty.display()))?;
     Ok(DoubleCtrlO(f))
 }
 
@@ -158,7 +186,6 @@ impl<W: Write> Write for DoubleCtrlO<W> {
     }
 }
 
-
 /// Whether pv-init has reported the workload started (or already gone: nothing to wait for).
 fn guest_started(c: &Container, dir: &Path) -> bool {
     let started = |line: &str| pv_init::status::Status::parse_line(line).is_some();
@@ -172,12 +199,17 @@ fn guest_started(c: &Container, dir: &Path) -> bool {
                 Err(_) => true,
             }
         }
-        None => std::fs::read_to_string(dir.join("status.log")).is_ok_and(|s| s.lines().any(started)),
+        None => {
+            std::fs::read_to_string(dir.join("status.log")).is_ok_and(|s| s.lines().any(started))
+        }
     }
 }
 
 /// QEMU connected while it started; the connection waits in the backlog.
-fn accept_within(l: &std::os::unix::net::UnixListener, limit: Duration) -> anyhow::Result<std::os::unix::net::UnixStream> {
+fn accept_within(
+    l: &std::os::unix::net::UnixListener,
+    limit: Duration,
+) -> anyhow::Result<std::os::unix::net::UnixStream> {
     l.set_nonblocking(true)?;
     let t0 = Instant::now();
     loop {
@@ -186,7 +218,9 @@ fn accept_within(l: &std::os::unix::net::UnixListener, limit: Duration) -> anyho
                 s.set_nonblocking(false)?;
                 return Ok(s);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && t0.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => return Err(e).context("waiting for QEMU's stdin connection"),
         }
     }

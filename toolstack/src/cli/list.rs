@@ -71,7 +71,9 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         domain::print(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
         return Ok(0);
     }
-    let mut out = String::from("Name                                        ID   Mem VCPUs\tState\tTime(s)\n");
+    let mut out = String::from(
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)\n",
+    );
     for d in &list {
         out.push_str(&format!(
             "{:<40} {:>5} {:>5} {:>5}     {}  {:>8.1}\n",

@@ -17,9 +17,12 @@ pub struct Args {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let store = Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
+    let store =
+        Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
     let platform = PlatformSpec::parse(&args.platform)?;
-    let images = tokio::task::spawn_blocking(move || hx_images::load::load(&store, &args.input, &platform)).await??;
+    let images =
+        tokio::task::spawn_blocking(move || hx_images::load::load(&store, &args.input, &platform))
+            .await??;
     for img in images {
         if args.quiet {
             outln!("{}", img.id);
@@ -27,7 +30,12 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             outln!("Loaded image ID: {}", img.id);
         } else {
             for n in &img.names {
-                outln!("Loaded image: {}", hx_images::Reference::parse(n).map(|r| r.familiar()).unwrap_or(n.clone()));
+                outln!(
+                    "Loaded image: {}",
+                    hx_images::Reference::parse(n)
+                        .map(|r| r.familiar())
+                        .unwrap_or(n.clone())
+                );
             }
         }
     }

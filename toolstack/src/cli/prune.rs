@@ -10,7 +10,10 @@ pub struct Args {
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store = Store::open(&g.root)?;
-    let keep: Vec<_> = super::images_in_use(g)?.into_iter().map(|(id, _)| id).collect();
+    let keep: Vec<_> = super::images_in_use(g)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     let r = store.prune(args.all, &keep)?;
     for d in &r.images {
         outln!("Deleted: {d}");

@@ -19,10 +19,15 @@ pub struct Args {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let store = Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
+    let store =
+        Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
     let reference = Reference::parse(&args.image)?;
     let opts = PullOptions {
-        platform: args.platform.as_deref().map(PlatformSpec::parse).transpose()?,
+        platform: args
+            .platform
+            .as_deref()
+            .map(PlatformSpec::parse)
+            .transpose()?,
         insecure_registries: args.insecure,
         progress: !args.quiet,
     };
@@ -30,7 +35,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     if args.quiet {
         outln!("{}", reference.familiar());
     } else {
-        outln!("{}", rec.names.first().cloned().unwrap_or_else(|| rec.id.to_string()));
+        outln!(
+            "{}",
+            rec.names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| rec.id.to_string())
+        );
     }
     Ok(0)
 }

@@ -18,12 +18,21 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let rec = store.find_image(r)?;
         if !args.force {
             if let Some((_, c)) = in_use.iter().find(|(id, _)| *id == rec.id) {
-                return Err(hx_images::Error::ImageInUse { image: r.clone(), container: c.clone() }.into());
+                return Err(hx_images::Error::ImageInUse {
+                    image: r.clone(),
+                    container: c.clone(),
+                }
+                .into());
             }
         }
         let (untagged, deleted) = store.remove_image(r, args.force)?;
         for n in untagged {
-            outln!("Untagged: {}", hx_images::Reference::parse(&n).map(|x| x.familiar()).unwrap_or(n));
+            outln!(
+                "Untagged: {}",
+                hx_images::Reference::parse(&n)
+                    .map(|x| x.familiar())
+                    .unwrap_or(n)
+            );
         }
         if let Some(d) = deleted {
             outln!("Deleted: {d}");

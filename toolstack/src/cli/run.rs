@@ -93,9 +93,14 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let root = g.root.clone();
     let detach = args.detach;
     if detach && args.interactive {
-        bail!("-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)");
+        bail!(
+            "-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)"
+        );
     }
-    let io = Interactive { stdin: args.interactive, tty: args.tty };
+    let io = Interactive {
+        stdin: args.interactive,
+        tty: args.tty,
+    };
     let (prepared, owner, stdin_socket) =
         tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
     if detach {
@@ -114,7 +119,11 @@ struct Interactive {
 
 /// A VM that dies at once (bad QEMU options, no hypervisor resources) is an error of `hx run -d`
 /// rather than a container that silently exited.
-async fn confirm_started(root: &Path, c: &Container, owner: container::Owner) -> anyhow::Result<()> {
+async fn confirm_started(
+    root: &Path,
+    c: &Container,
+    owner: container::Owner,
+) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let be = backend::for_container(c, root)?;
     if be.is_running(c) {
@@ -139,16 +148,26 @@ pub const MAX_VOLUME_SIZE: u64 = 16 << 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SizeError {
-    #[error("{flag} {value:?}: not a size (digits with an optional fraction and unit: 512m, 1.5g, 2t)")]
+    #[error(
+        "{flag} {value:?}: not a size (digits with an optional fraction and unit: 512m, 1.5g, 2t)"
+    )]
     Syntax { flag: &'static str, value: String },
     #[error("{flag} {value:?}: out of range ({min} to {max})")]
-    Range { flag: &'static str, value: String, min: String, max: String },
+    Range {
+        flag: &'static str,
+        value: String,
+        min: String,
+        max: String,
+    },
 }
 
 /// A size like docker's: `<digits>[.<digits>][b|k|m|g|t][b]`, units of 1024; bytes without
 /// a unit. Exact integer arithmetic, no overflow: anything that does not fit is an error.
 pub fn parse_size(flag: &'static str, value: &str) -> Result<u64, SizeError> {
-    let bad = || SizeError::Syntax { flag, value: value.into() };
+    let bad = || SizeError::Syntax {
+        flag,
+        value: value.into(),
+    };
     let s = value.trim().to_ascii_lowercase();
     let s = s.strip_suffix('b').unwrap_or(&s);
     let (num, shift) = match s.as_bytes().last() {
@@ -186,7 +205,12 @@ fn show_size(b: u64) -> String {
 }
 
 /// `parse_size` within [min, max] bytes.
-pub fn parse_size_in(flag: &'static str, value: &str, min: u64, max: u64) -> Result<u64, SizeError> {
+pub fn parse_size_in(
+    flag: &'static str,
+    value: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, SizeError> {
     let range = || SizeError::Range {
         flag,
         value: value.into(),
@@ -293,9 +317,10 @@ pub fn build_spec(
         mounts: vec![],
         network: None,
         stdin: args.interactive,
-        tty: args
-            .tty
-            .then(|| super::interactive::terminal_size().unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })),
+        tty: args.tty.then(|| {
+            super::interactive::terminal_size()
+                .unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })
+        }),
     })
 }
 
@@ -329,9 +354,14 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
 fn create_and_start(
     root: &Path,
     args: Args,
-) -> anyhow::Result<(Container, container::Owner, Option<std::os::unix::net::UnixListener>)> {
+) -> anyhow::Result<(
+    Container,
+    container::Owner,
+    Option<std::os::unix::net::UnixListener>,
+)> {
     // Flags first: nothing is looked up, pulled or made for a run that cannot happen.
-    let memory_mb = parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
+    let memory_mb =
+        parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
     if args.cpus == 0 || args.cpus > 32 {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
@@ -341,11 +371,12 @@ fn create_and_start(
         .map(|s| parse_size_in("--disk-size", s, 16 << 20, MAX_DISK_SIZE))
         .transpose()?
         .map(|b| b.div_ceil(1 << 20) << 20);
-    let store = Store::open(root)?;
+    let host = crate::hostconfig::load(root)?;
+    // The same image limits as hx pull / load / import: a run pulls and unpacks too.
+    let store = Store::open(root)?.with_limits(host.limits.images()?);
     let img = find_or_pull(&store, &args.image)?;
     let rootfs = store.rootfs(&img)?;
     let be = backend::select(args.backend.as_deref(), root)?;
-    let host = crate::hostconfig::load(root)?;
     let xen_type = match (&args.xen_type, be.name()) {
         (Some(_), "qemu") => bail!("--type applies to the xen backend only"),
         (Some(t), _) => backend::XenType::parse(t)?,
@@ -368,7 +399,8 @@ fn create_and_start(
     }
     let image_cfg = img.config.config().clone().unwrap_or_default();
     if args.publish_all {
-        let exposed = crate::network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
+        let exposed =
+            crate::network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
         let extra: Vec<_> = exposed
             .into_iter()
             .filter(|e| {
@@ -407,11 +439,18 @@ fn create_and_start(
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
     let mut spec = build_spec(&args, &img, &hostname)?;
-    let active: Vec<&Container> = existing.iter().filter(|c| runtime::is_active(root, c)).collect();
+    let active: Vec<&Container> = existing
+        .iter()
+        .filter(|c| runtime::is_active(root, c))
+        .collect();
     let busy = |vol: &str| {
         active
             .iter()
-            .find(|c| c.mounts.iter().any(|m| m.kind == "volume" && m.source == vol))
+            .find(|c| {
+                c.mounts
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.source == vol)
+            })
             .map(|c| c.name.clone())
     };
     let records = crate::volume::resolve(
@@ -458,11 +497,13 @@ fn create_and_start(
     let ports_taken: Vec<(String, crate::network::Published)> = active
         .iter()
         .flat_map(|c| {
-            c.network.iter().flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
+            c.network
+                .iter()
+                .flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
         })
         .collect();
-    let net = crate::network::setup(root, &id, &net_mode, &port_requests, &ports_taken)
-        .and_then(|net| {
+    let net =
+        crate::network::setup(root, &id, &net_mode, &port_requests, &ports_taken).and_then(|net| {
             c.network = Some(net.state.clone());
             container::save(root, &c)?;
             Ok(net)
@@ -479,7 +520,10 @@ fn create_and_start(
         let snapshot = std::env::var("HX_HOST_DIRS").is_ok_and(|v| v == "snapshot");
         let host_dirs = match be.name() {
             "qemu" if !snapshot => crate::volume::HostDirs::Share { into: &dir },
-            "qemu" => crate::volume::HostDirs::Snapshot { into: &dir, share_rw: false },
+            "qemu" => crate::volume::HostDirs::Snapshot {
+                into: &dir,
+                share_rw: false,
+            },
             _ => crate::volume::HostDirs::Snapshot {
                 into: &dir,
                 share_rw: crate::backend::xen::has_9pfs_backend(),
@@ -577,24 +621,32 @@ fn undo(root: &Path, c: &Container, owner: container::Owner, be: &dyn backend::B
         runtime::discard(root, &rec, be)
     })();
     if let Err(e) = r {
-        tracing::warn!("undoing container {}: {e:#} (the next hx ps retries)", c.name);
+        tracing::warn!(
+            "undoing container {}: {e:#} (the next hx ps retries)",
+            c.name
+        );
     }
 }
 
 /// What the record says about the network before `network::setup` runs: enough for the undo
 /// to find the address, rules and interface setup may have made before the creator died.
-fn provisional_network(mode: &crate::network::Mode, id: &str) -> Option<crate::network::NetworkState> {
+fn provisional_network(
+    mode: &crate::network::Mode,
+    id: &str,
+) -> Option<crate::network::NetworkState> {
     match mode {
-        crate::network::Mode::Bridge(b) if crate::network::is_root() => Some(crate::network::NetworkState {
-            mode: "bridge".into(),
-            bridge: Some(b.clone()),
-            ip: None,
-            prefix_len: 0,
-            gateway: None,
-            mac: None,
-            ifname: Some(crate::network::ifname_for(id)),
-            ports: vec![],
-        }),
+        crate::network::Mode::Bridge(b) if crate::network::is_root() => {
+            Some(crate::network::NetworkState {
+                mode: "bridge".into(),
+                bridge: Some(b.clone()),
+                ip: None,
+                prefix_len: 0,
+                gateway: None,
+                mac: None,
+                ifname: Some(crate::network::ifname_for(id)),
+                ports: vec![],
+            })
+        }
         _ => None,
     }
 }
@@ -616,7 +668,11 @@ async fn attach(
     } else {
         None
     };
-    let _raw = if io.tty && io.stdin { super::interactive::RawTerminal::enable() } else { None };
+    let _raw = if io.tty && io.stdin {
+        super::interactive::RawTerminal::enable()
+    } else {
+        None
+    };
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut out = Tail::open(&dir.join("stdout.log"), true)?;
     let mut err = Tail::open(&dir.join("stderr.log"), true)?;
@@ -701,14 +757,31 @@ mod tests {
         ] {
             assert_eq!(parse_size("--x", s).unwrap(), want, "{s}");
         }
-        for s in ["", "m", "1e9", "inf", "nan", "-1", "+1", "1.", ".5", "1..2m", "1mm", "1 m", "0x10", "1p", "½"] {
-            assert!(matches!(parse_size("--x", s), Err(SizeError::Syntax { .. })), "{s}");
+        for s in [
+            "", "m", "1e9", "inf", "nan", "-1", "+1", "1.", ".5", "1..2m", "1mm", "1 m", "0x10",
+            "1p", "½",
+        ] {
+            assert!(
+                matches!(parse_size("--x", s), Err(SizeError::Syntax { .. })),
+                "{s}"
+            );
         }
-        for s in ["16777216t", "17179869184t", "99999999999999999999", "99999999999999999999t"] {
-            assert!(matches!(parse_size("--x", s), Err(SizeError::Range { .. })), "{s}");
+        for s in [
+            "16777216t",
+            "17179869184t",
+            "99999999999999999999",
+            "99999999999999999999t",
+        ] {
+            assert!(
+                matches!(parse_size("--x", s), Err(SizeError::Range { .. })),
+                "{s}"
+            );
         }
         let e = parse_size_in("--disk-size", "2t", 16 << 20, MAX_DISK_SIZE).unwrap_err();
-        assert_eq!(e.to_string(), "--disk-size \"2t\": out of range (16m to 1t)");
+        assert_eq!(
+            e.to_string(),
+            "--disk-size \"2t\": out of range (16m to 1t)"
+        );
     }
 
     /// Whatever the input, parsing returns (no panic, no overflow) and what it accepts is in

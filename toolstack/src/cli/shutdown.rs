@@ -23,7 +23,11 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let r = async {
             let id = domain::resolve(&ctx, d)?;
             domain::refuse_dom0(id, "shut down")?;
-            let events = if args.wait { Some(ctx.watch_domain(id)?) } else { None };
+            let events = if args.wait {
+                Some(ctx.watch_domain(id)?)
+            } else {
+                None
+            };
             let hx = domain::hx_container(&xs, id).is_some();
             if hx {
                 let line = pv_init::status::Control::Signal(libc::SIGTERM).to_line();

@@ -14,7 +14,11 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let id = domain::resolve(&ctx, &args.domain)?;
     let max = ctx.info(id)?.vcpus_max;
     if args.vcpus == 0 || args.vcpus > max {
-        anyhow::bail!("vcpu-set {}: {} vCPUs requested, the domain has 1..{max}", args.domain, args.vcpus);
+        anyhow::bail!(
+            "vcpu-set {}: {} vCPUs requested, the domain has 1..{max}",
+            args.domain,
+            args.vcpus
+        );
     }
     ctx.set_vcpus_online(id, args.vcpus).await?;
     Ok(0)

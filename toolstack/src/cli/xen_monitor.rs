@@ -90,14 +90,13 @@ fn domain_config(l: &Launch) -> DomainConfig {
         cfg = cfg.disk_script(script);
     }
     for s in &l.shares {
-        // mapped-xattr, as with QEMU's virtio-9p (qemu.rs): the guest's modes, owners, device
-        // nodes and symlinks live in xattrs, so it cannot plant a setuid file or a device
-        // node in a host directory. (Xen's 9pfs backend is QEMU's: it takes the model from
-        // xenstore.)
+        // A mapped model, as with QEMU's virtio-9p (volume::ShareModel): the guest cannot
+        // plant a setuid file or a device node in a host directory. (Xen's 9pfs backend is
+        // QEMU's: it takes the model from xenstore.)
         cfg = cfg.p9(xen_bindings::P9Spec {
             tag: s.tag.clone(),
             path: s.path.clone(),
-            security_model: "mapped-xattr".into(),
+            security_model: s.model.as_qemu().into(),
         });
     }
     if let Some(n) = &l.nic {
@@ -394,6 +393,7 @@ mod tests {
             shares: vec![crate::backend::xen::LaunchShare {
                 tag: "hxfs0".into(),
                 path: "/srv/data".into(),
+                model: Default::default(),
             }],
         };
         let c = domain_config(&l);

@@ -207,8 +207,13 @@ pub fn qemu_cmdlines_for(root: &Path) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into()).collect();
-            if args[0].starts_with("qemu-system") && args.iter().any(|a| a.contains(&*root.to_string_lossy())) {
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into())
+                .collect();
+            if args[0].starts_with("qemu-system")
+                && args.iter().any(|a| a.contains(&*root.to_string_lossy()))
+            {
                 out.push(args);
             }
         }

@@ -49,16 +49,28 @@ impl<'a> LayerApplier<'a> {
     }
 
     fn unsafe_entry(&self, entry: &Path, reason: &str) -> Error {
-        Error::UnsafeEntry { layer: self.layer.clone(), entry: entry.display().to_string(), reason: reason.to_string() }
+        Error::UnsafeEntry {
+            layer: self.layer.clone(),
+            entry: entry.display().to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     fn bad(&self, entry: &Path, reason: impl std::fmt::Display) -> Error {
-        Error::BadLayer { layer: self.layer.clone(), entry: entry.display().to_string(), reason: reason.to_string() }
+        Error::BadLayer {
+            layer: self.layer.clone(),
+            entry: entry.display().to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     fn io(&self, entry: &Path, e: io::Error) -> Error {
         if e.raw_os_error() == Some(libc::ENOSPC) {
-            return Error::NoSpace { path: self.root.to_path_buf(), need: 0, free: 0 };
+            return Error::NoSpace {
+                path: self.root.to_path_buf(),
+                need: 0,
+                free: 0,
+            };
         }
         self.bad(entry, e)
     }
@@ -89,11 +101,20 @@ impl<'a> LayerApplier<'a> {
         Ok(Applied { diff_id, bytes })
     }
 
-    fn apply_entry<R: Read>(&mut self, raw: &Path, entry: &Entry, stream: &mut TarStream<R>) -> Result<()> {
+    fn apply_entry<R: Read>(
+        &mut self,
+        raw: &Path,
+        entry: &Entry,
+        stream: &mut TarStream<R>,
+    ) -> Result<()> {
         let Some(rel) = clean_name(raw).map_err(|r| self.unsafe_entry(raw, r))? else {
             return Ok(()); // the root itself ("./")
         };
-        let file_name = rel.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let file_name = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let parent = self.ensure_dir_chain(raw, &parent_rel)?;
 
@@ -111,7 +132,13 @@ impl<'a> LayerApplier<'a> {
         let dest = parent.join(&file_name);
         let header = &entry.header;
         let kind = header.entry_type();
-        let link_name = || entry.link.as_ref().filter(|l| !l.is_empty()).map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)));
+        let link_name = || {
+            entry
+                .link
+                .as_ref()
+                .filter(|l| !l.is_empty())
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
+        };
         let existing = fs::symlink_metadata(&dest).ok();
         // A directory over an existing directory keeps its contents; anything else replaces.
         if let Some(m) = &existing {
@@ -144,18 +171,42 @@ impl<'a> LayerApplier<'a> {
             tar::EntryType::Symlink => {
                 let target = link_name().ok_or_else(|| self.bad(raw, "symlink without target"))?;
                 if escapes(&parent_rel, &target) {
-                    return Err(self.unsafe_entry(raw, &format!("symlink target {:?} points outside the rootfs", target.display().to_string())));
+                    return Err(self.unsafe_entry(
+                        raw,
+                        &format!(
+                            "symlink target {:?} points outside the rootfs",
+                            target.display().to_string()
+                        ),
+                    ));
                 }
                 std::os::unix::fs::symlink(&target, &dest).map_err(|e| self.io(raw, e))?;
             }
             tar::EntryType::Link => {
-                let target_raw = link_name().ok_or_else(|| self.bad(raw, "hardlink without target"))?;
+                let target_raw =
+                    link_name().ok_or_else(|| self.bad(raw, "hardlink without target"))?;
                 let target_rel = clean_name(&target_raw)
-                    .map_err(|r| self.unsafe_entry(raw, &format!("hardlink target {:?}: {r}", target_raw.display().to_string())))?
+                    .map_err(|r| {
+                        self.unsafe_entry(
+                            raw,
+                            &format!(
+                                "hardlink target {:?}: {r}",
+                                target_raw.display().to_string()
+                            ),
+                        )
+                    })?
                     .ok_or_else(|| self.unsafe_entry(raw, "hardlink to the root"))?;
-                let target_parent = self.existing_dir_chain(raw, target_rel.parent().unwrap_or(Path::new("")))?;
+                let target_parent =
+                    self.existing_dir_chain(raw, target_rel.parent().unwrap_or(Path::new("")))?;
                 let target = target_parent.join(target_rel.file_name().unwrap());
-                let m = fs::symlink_metadata(&target).map_err(|_| self.bad(raw, format!("hardlink target {:?} does not exist", target_rel.display().to_string())))?;
+                let m = fs::symlink_metadata(&target).map_err(|_| {
+                    self.bad(
+                        raw,
+                        format!(
+                            "hardlink target {:?} does not exist",
+                            target_rel.display().to_string()
+                        ),
+                    )
+                })?;
                 if m.is_dir() {
                     return Err(self.unsafe_entry(raw, "hardlink to a directory"));
                 }
@@ -189,7 +240,14 @@ impl<'a> LayerApplier<'a> {
         self.set_metadata(raw, &dest, entry, mode, kind)
     }
 
-    fn set_metadata(&self, raw: &Path, dest: &Path, entry: &Entry, mode: u32, kind: tar::EntryType) -> Result<()> {
+    fn set_metadata(
+        &self,
+        raw: &Path,
+        dest: &Path,
+        entry: &Entry,
+        mode: u32,
+        kind: tar::EntryType,
+    ) -> Result<()> {
         let header = &entry.header;
         let c = cstr(dest);
         if self.preserve_owner {
@@ -202,14 +260,22 @@ impl<'a> LayerApplier<'a> {
         }
         {
             for (key, v) in &entry.pax {
-                let Ok(key) = std::str::from_utf8(key) else { continue };
+                let Ok(key) = std::str::from_utf8(key) else {
+                    continue;
+                };
                 if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                    if kind == tar::EntryType::Symlink && !name.starts_with("trusted.") && !name.starts_with("security.") {
+                    if kind == tar::EntryType::Symlink
+                        && !name.starts_with("trusted.")
+                        && !name.starts_with("security.")
+                    {
                         continue; // user.* xattrs are not allowed on symlinks
                     }
                     let n = CString::new(name).map_err(|_| self.bad(raw, "xattr name with NUL"))?;
                     // SAFETY: valid C strings and buffer.
-                    if unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) } != 0 {
+                    if unsafe {
+                        libc::lsetxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+                    } != 0
+                    {
                         let e = io::Error::last_os_error();
                         if !matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) {
                             return Err(self.io(raw, e));
@@ -220,12 +286,29 @@ impl<'a> LayerApplier<'a> {
         }
         if kind != tar::EntryType::Symlink {
             // After chown: chown clears setuid/setgid.
-            fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(|e| self.io(raw, e))?;
+            fs::set_permissions(dest, fs::Permissions::from_mode(mode))
+                .map_err(|e| self.io(raw, e))?;
         }
         let mtime = header.mtime().unwrap_or(0) as i64;
-        let times = [libc::timespec { tv_sec: mtime, tv_nsec: 0 }, libc::timespec { tv_sec: mtime, tv_nsec: 0 }];
+        let times = [
+            libc::timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
+        ];
         // SAFETY: valid path and two timespecs.
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
         Ok(())
     }
 
@@ -238,13 +321,28 @@ impl<'a> LayerApplier<'a> {
             cur_rel.push(comp);
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(self.unsafe_entry(raw, &format!("parent {:?} is a symlink (a write through it would leave the rootfs)", cur_rel.display().to_string())))
+                    return Err(self.unsafe_entry(
+                        raw,
+                        &format!(
+                            "parent {:?} is a symlink (a write through it would leave the rootfs)",
+                            cur_rel.display().to_string()
+                        ),
+                    ))
                 }
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(self.bad(raw, format!("parent {:?} is not a directory", cur_rel.display().to_string()))),
+                Ok(_) => {
+                    return Err(self.bad(
+                        raw,
+                        format!(
+                            "parent {:?} is not a directory",
+                            cur_rel.display().to_string()
+                        ),
+                    ))
+                }
                 Err(_) => {
                     fs::create_dir(&cur).map_err(|e| self.io(raw, e))?;
-                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755)).map_err(|e| self.io(raw, e))?;
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| self.io(raw, e))?;
                 }
             }
         }
@@ -258,8 +356,18 @@ impl<'a> LayerApplier<'a> {
             cur.push(comp);
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
-                Ok(m) if m.file_type().is_symlink() => return Err(self.unsafe_entry(raw, "hardlink target goes through a symlink")),
-                _ => return Err(self.bad(raw, format!("hardlink target directory {:?} does not exist", rel.display().to_string()))),
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(self.unsafe_entry(raw, "hardlink target goes through a symlink"))
+                }
+                _ => {
+                    return Err(self.bad(
+                        raw,
+                        format!(
+                            "hardlink target directory {:?} does not exist",
+                            rel.display().to_string()
+                        ),
+                    ))
+                }
             }
         }
         Ok(cur)
@@ -300,7 +408,11 @@ pub fn clean_name(raw: &Path) -> std::result::Result<Option<PathBuf>, &'static s
             Component::RootDir | Component::Prefix(_) => return Err("absolute name"),
         }
     }
-    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
+    Ok(if out.as_os_str().is_empty() {
+        None
+    } else {
+        Some(out)
+    })
 }
 
 /// Whether a relative symlink target, resolved lexically from `dir` (relative to the root),
@@ -335,8 +447,13 @@ pub fn open_layer(path: &Path, media_type: &str) -> Result<Box<dyn Read>> {
     let f = io::BufReader::with_capacity(1 << 20, f);
     match crate::manifest::layer_compression(media_type) {
         Some(crate::manifest::Compression::None) => Ok(Box::new(f)),
-        Some(crate::manifest::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(f))),
-        None => Err(Error::UnsupportedMediaType { what: format!("layer {}", path.display()), media_type: media_type.to_string() }),
+        Some(crate::manifest::Compression::Gzip) => {
+            Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
+        }
+        None => Err(Error::UnsupportedMediaType {
+            what: format!("layer {}", path.display()),
+            media_type: media_type.to_string(),
+        }),
     }
 }
 
@@ -346,7 +463,10 @@ mod tests {
 
     #[test]
     fn clean_names() {
-        assert_eq!(clean_name(Path::new("./a/b")).unwrap(), Some(PathBuf::from("a/b")));
+        assert_eq!(
+            clean_name(Path::new("./a/b")).unwrap(),
+            Some(PathBuf::from("a/b"))
+        );
         assert_eq!(clean_name(Path::new("./")).unwrap(), None);
         assert!(clean_name(Path::new("../x")).is_err());
         assert!(clean_name(Path::new("a/../../x")).is_err());

@@ -29,22 +29,40 @@ pub fn docker_config_path() -> Option<PathBuf> {
 
 /// The keys docker uses for a registry: Docker Hub is `https://index.docker.io/v1/`.
 fn keys_for(registry: &str) -> Vec<String> {
-    if registry == "docker.io" || registry == "index.docker.io" || registry == "registry-1.docker.io" {
-        return vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into(), "registry-1.docker.io".into()];
+    if registry == "docker.io"
+        || registry == "index.docker.io"
+        || registry == "registry-1.docker.io"
+    {
+        return vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+            "registry-1.docker.io".into(),
+        ];
     }
-    vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}"), format!("https://{registry}/v1/"), format!("https://{registry}/v2/")]
+    vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+        format!("https://{registry}/v2/"),
+    ]
 }
 
 /// (username, password) for `registry` from a docker config document.
 pub fn credentials_from(json: &str, registry: &str) -> Option<(String, String)> {
     let cfg: DockerConfig = serde_json::from_str(json).ok()?;
     for key in keys_for(registry) {
-        let Some(e) = cfg.auths.get(&key) else { continue };
+        let Some(e) = cfg.auths.get(&key) else {
+            continue;
+        };
         if let (Some(u), Some(p)) = (&e.username, &e.password) {
             return Some((u.clone(), p.clone()));
         }
         if let Some(a) = &e.auth {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(a.trim()).ok()?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(a.trim())
+                .ok()?;
             let s = String::from_utf8(decoded).ok()?;
             let (u, p) = s.split_once(':')?;
             return Some((u.to_string(), p.to_string()));
@@ -66,8 +84,14 @@ mod tests {
     fn reads_docker_config() {
         let cfg = r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNzOndpdGg6Y29sb25z"},
                       "127.0.0.1:5000":{"username":"a","password":"b"}}}"#;
-        assert_eq!(credentials_from(cfg, "docker.io"), Some(("user".into(), "pass:with:colons".into())));
-        assert_eq!(credentials_from(cfg, "127.0.0.1:5000"), Some(("a".into(), "b".into())));
+        assert_eq!(
+            credentials_from(cfg, "docker.io"),
+            Some(("user".into(), "pass:with:colons".into()))
+        );
+        assert_eq!(
+            credentials_from(cfg, "127.0.0.1:5000"),
+            Some(("a".into(), "b".into()))
+        );
         assert_eq!(credentials_from(cfg, "quay.io"), None);
         assert_eq!(credentials_from("not json", "docker.io"), None);
     }

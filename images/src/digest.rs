@@ -9,9 +9,17 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("{s:?}: only sha256 digests are supported"))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(format!("{s:?}: not a sha256 digest (64 lowercase hex digits)"));
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("{s:?}: only sha256 digests are supported"))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(format!(
+                "{s:?}: not a sha256 digest (64 lowercase hex digits)"
+            ));
         }
         Ok(Digest(s.to_string()))
     }
@@ -65,7 +73,10 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         let d = Digest::of_bytes(b"");
-        assert_eq!(d.as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            d.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         assert_eq!(d.short(), "e3b0c44298fc");
         assert!(Digest::parse("sha512:00").is_err());

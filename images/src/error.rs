@@ -24,11 +24,23 @@ pub enum Error {
     #[error("{what}: unsupported media type {media_type:?}")]
     UnsupportedMediaType { what: String, media_type: String },
     #[error("no manifest for platform {platform} in {reference} (available: {available})")]
-    PlatformNotFound { reference: String, platform: String, available: String },
+    PlatformNotFound {
+        reference: String,
+        platform: String,
+        available: String,
+    },
     #[error("layer {layer}: unsafe entry {entry:?}: {reason}")]
-    UnsafeEntry { layer: String, entry: String, reason: String },
+    UnsafeEntry {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
     #[error("layer {layer}: entry {entry:?}: {reason}")]
-    BadLayer { layer: String, entry: String, reason: String },
+    BadLayer {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
     #[error("not enough space in {path}: need {need} bytes, {free} free")]
     NoSpace { path: PathBuf, need: u64, free: u64 },
     #[error("{path}: invalid image archive: {reason}")]
@@ -42,19 +54,41 @@ pub enum Error {
     #[error("store {path}: {detail}")]
     Store { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("layer {layer}: entry {entry:?}: {kind} of {size} bytes exceeds the limit of {limit} bytes (limits.max_header_bytes)")]
-    HeaderTooLarge { layer: String, entry: String, kind: &'static str, size: u64, limit: u64 },
+    HeaderTooLarge {
+        layer: String,
+        entry: String,
+        kind: &'static str,
+        size: u64,
+        limit: u64,
+    },
     #[error("layer {layer}: more than {limit} uncompressed bytes (limits.max_layer_bytes)")]
     LayerTooLarge { layer: String, limit: u64 },
     #[error("image {image}: more than {limit} uncompressed bytes in its layers (limits.max_image_bytes); stopped in layer {layer}")]
-    ImageTooLarge { image: String, layer: String, limit: u64 },
+    ImageTooLarge {
+        image: String,
+        layer: String,
+        limit: u64,
+    },
     #[error("layer {layer}: more than {limit} entries (limits.max_layer_entries)")]
     TooManyEntries { layer: String, limit: u64 },
     #[error("layer {index} ({layer}): uncompressed digest {actual} does not match the image config's diff_id {expected}")]
-    DiffIdMismatch { layer: String, index: usize, expected: String, actual: String },
+    DiffIdMismatch {
+        layer: String,
+        index: usize,
+        expected: String,
+        actual: String,
+    },
     #[error("image {image}: {layers} layers but {diff_ids} diff_ids in its config")]
-    LayerCountMismatch { image: String, layers: usize, diff_ids: usize },
+    LayerCountMismatch {
+        image: String,
+        layers: usize,
+        diff_ids: usize,
+    },
     #[error("{what}: more than {limit} bytes (limits.max_manifest_bytes)")]
     ManifestTooLarge { what: String, limit: u64 },
     #[error("{reference}: indexes nested deeper than {limit} (limits.max_index_depth)")]
@@ -97,8 +131,15 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         if source.raw_os_error() == Some(libc::ENOSPC) {
             let path = path.into();
-            return Error::NoSpace { path, need: 0, free: 0 };
+            return Error::NoSpace {
+                path,
+                need: 0,
+                free: 0,
+            };
         }
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -33,7 +33,9 @@ impl ImageRecord {
                 let familiar = r.familiar();
                 let repo = familiar.split('@').next().unwrap_or("").to_string();
                 let (repo, tag) = match (repo.rfind(':'), repo.rfind('/')) {
-                    (Some(c), slash) if slash.is_none_or(|s| c > s) => (repo[..c].to_string(), repo[c + 1..].to_string()),
+                    (Some(c), slash) if slash.is_none_or(|s| c > s) => {
+                        (repo[..c].to_string(), repo[c + 1..].to_string())
+                    }
                     _ => (repo, "<none>".to_string()),
                 };
                 (repo, tag)

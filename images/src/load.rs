@@ -1,14 +1,16 @@
 //! `hx load` (OCI layout directory, oci-archive, docker-save tarball) and `hx import`.
+use crate::apply::clean_name;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::manifest::{Descriptor, ImageManifest, Manifest, PlatformSpec, DOCKER_CONFIG, OCI_CONFIG, OCI_MANIFEST};
-use crate::store::Store;
-use serde::Deserialize;
-use crate::apply::clean_name;
 use crate::limits::Limits;
+use crate::manifest::{
+    Descriptor, ImageManifest, Manifest, PlatformSpec, DOCKER_CONFIG, OCI_CONFIG, OCI_MANIFEST,
+};
+use crate::store::Store;
 use crate::store::Work;
 use crate::tarstream::{into_error, TarStream};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, Read, Write};
@@ -28,10 +30,20 @@ pub fn load(store: &Store, input: &Path, platform: &PlatformSpec) -> Result<Vec<
     r
 }
 
-fn load_any(store: &Store, input: &Path, platform: &PlatformSpec, added: &mut Vec<Digest>, work: &mut Work) -> Result<Vec<ImageRecord>> {
+fn load_any(
+    store: &Store,
+    input: &Path,
+    platform: &PlatformSpec,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<Vec<ImageRecord>> {
     let meta = fs::metadata(input).map_err(|e| Error::io(input, e))?;
     if meta.is_dir() {
-        let src = Source { root: input.to_path_buf(), input: input.to_path_buf(), aliases: HashMap::new() };
+        let src = Source {
+            root: input.to_path_buf(),
+            input: input.to_path_buf(),
+            aliases: HashMap::new(),
+        };
         return load_layout(store, &src, platform, added, work);
     }
     if !meta.is_file() {
@@ -40,24 +52,44 @@ fn load_any(store: &Store, input: &Path, platform: &PlatformSpec, added: &mut Ve
     // A tarball: its regular members are copied into a private directory, nothing else is
     // created there, and links between members are only noted (see `extract`).
     let dir = work.path().join("archive");
-    fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| Error::io(&dir, e))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
     let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
     let mut f = io::BufReader::new(f);
-    let gzip = f.fill_buf().map_err(|e| Error::io(input, e))?.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(f)) } else { Box::new(f) };
+    let gzip = f
+        .fill_buf()
+        .map_err(|e| Error::io(input, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
     let aliases = extract(store, input, reader, &dir)?;
-    let src = Source { root: dir, input: input.to_path_buf(), aliases };
+    let src = Source {
+        root: dir,
+        input: input.to_path_buf(),
+        aliases,
+    };
     if src.is_file("oci-layout") {
         load_layout(store, &src, platform, added, work)
     } else if src.is_file("manifest.json") {
         load_docker_save(store, &src, added, work)
     } else {
-        Err(invalid(input, "neither an OCI layout (oci-layout) nor a docker-save archive (manifest.json)"))
+        Err(invalid(
+            input,
+            "neither an OCI layout (oci-layout) nor a docker-save archive (manifest.json)",
+        ))
     }
 }
 
 fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidArchive { path: path.to_path_buf(), reason: reason.to_string() }
+    Error::InvalidArchive {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Unpacks the archive `input` into `dir`: directories and regular files only, each file never
@@ -65,20 +97,35 @@ fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// member it names (docker save links a repeated layer.tar to its first copy), and only if that
 /// name stays inside the archive. Anything else (a FIFO, a device) is refused. The whole
 /// archive is bounded like an image (limits.max_image_bytes and the header and entry limits).
-fn extract(store: &Store, input: &Path, reader: impl Read, dir: &Path) -> Result<HashMap<PathBuf, PathBuf>> {
-    let limits = Limits { max_layer_bytes: store.limits().max_image_bytes, ..*store.limits() };
+fn extract(
+    store: &Store,
+    input: &Path,
+    reader: impl Read,
+    dir: &Path,
+) -> Result<HashMap<PathBuf, PathBuf>> {
+    let limits = Limits {
+        max_layer_bytes: store.limits().max_image_bytes,
+        ..*store.limits()
+    };
     let mut stream = TarStream::new(reader, &format!("archive {}", input.display()), limits);
     let mut aliases = HashMap::new();
     let to_invalid = |e: Error| match e {
-        Error::BadLayer { reason, entry, .. } => invalid(input, format!("member {entry:?}: {reason}")),
-        Error::LayerTooLarge { limit, .. } => invalid(input, format!("more than {limit} bytes (limits.max_image_bytes)")),
+        Error::BadLayer { reason, entry, .. } => {
+            invalid(input, format!("member {entry:?}: {reason}"))
+        }
+        Error::LayerTooLarge { limit, .. } => invalid(
+            input,
+            format!("more than {limit} bytes (limits.max_image_bytes)"),
+        ),
         other => other,
     };
     while let Some(entry) = stream.next_entry().map_err(to_invalid)? {
         let name = entry.path_lossy();
         let member = |reason: &str| invalid(input, format!("member {name:?}: {reason}"));
         let raw = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path));
-        let Some(rel) = clean_name(&raw).map_err(member)? else { continue };
+        let Some(rel) = clean_name(&raw).map_err(member)? else {
+            continue;
+        };
         let dest = dir.join(&rel);
         match entry.kind() {
             tar::EntryType::Directory => fs::DirBuilder::new().recursive(true).mode(0o700).create(&dest).map_err(|e| member(&e.to_string()))?,
@@ -160,7 +207,9 @@ impl Source {
     /// (O_NOFOLLOW on every component), never blocking on a FIFO; returns it with its size.
     fn open(&self, name: &str) -> Result<(fs::File, u64)> {
         let bad = |reason: String| invalid(&self.input, format!("{name:?}: {reason}"));
-        let mut rel = clean_name(Path::new(name)).map_err(|r| bad(r.to_string()))?.ok_or_else(|| bad("empty name".into()))?;
+        let mut rel = clean_name(Path::new(name))
+            .map_err(|r| bad(r.to_string()))?
+            .ok_or_else(|| bad("empty name".into()))?;
         for _ in 0..16 {
             match self.aliases.get(&rel) {
                 Some(t) => rel = t.clone(),
@@ -172,14 +221,24 @@ impl Source {
         let comps: Vec<_> = rel.components().collect();
         for (i, c) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
-            let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | if last { libc::O_NONBLOCK } else { libc::O_DIRECTORY };
-            let c_name = std::ffi::CString::new(c.as_os_str().as_bytes()).map_err(|_| bad("name contains NUL".into()))?;
+            let flags = libc::O_RDONLY
+                | libc::O_NOFOLLOW
+                | libc::O_CLOEXEC
+                | if last {
+                    libc::O_NONBLOCK
+                } else {
+                    libc::O_DIRECTORY
+                };
+            let c_name = std::ffi::CString::new(c.as_os_str().as_bytes())
+                .map_err(|_| bad("name contains NUL".into()))?;
             // SAFETY: a valid directory fd and NUL-terminated name.
             let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), flags) };
             if fd < 0 {
                 let e = io::Error::last_os_error();
                 return Err(match e.raw_os_error() {
-                    Some(libc::ELOOP) | Some(libc::ENOTDIR) => bad("is (or goes through) a symlink or non-directory".into()),
+                    Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                        bad("is (or goes through) a symlink or non-directory".into())
+                    }
                     Some(libc::ENOENT) => bad("not found".into()),
                     _ => bad(e.to_string()),
                 });
@@ -203,12 +262,20 @@ impl Source {
     fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         let (f, len) = self.open(name)?;
         if len > limit {
-            return Err(Error::ManifestTooLarge { what: format!("{}: {name}", self.input.display()), limit });
+            return Err(Error::ManifestTooLarge {
+                what: format!("{}: {name}", self.input.display()),
+                limit,
+            });
         }
         let mut bytes = Vec::with_capacity(len as usize);
-        f.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(self.root.join(name), e))?;
+        f.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(self.root.join(name), e))?;
         if bytes.len() as u64 > limit {
-            return Err(Error::ManifestTooLarge { what: format!("{}: {name}", self.input.display()), limit });
+            return Err(Error::ManifestTooLarge {
+                what: format!("{}: {name}", self.input.display()),
+                limit,
+            });
         }
         Ok(bytes)
     }
@@ -220,17 +287,32 @@ impl Source {
 
 /// Copies `name` into the store as blob `digest` of exactly `size` bytes, verifying both;
 /// notes it in `added` when new. Pinned first, so prune keeps it until the image is indexed.
-fn copy_blob(store: &Store, src: &Source, name: &str, digest: &Digest, size: u64, added: &mut Vec<Digest>, work: &mut Work) -> Result<()> {
+fn copy_blob(
+    store: &Store,
+    src: &Source,
+    name: &str,
+    digest: &Digest,
+    size: u64,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<()> {
     work.pin_blob(digest)?;
     if store.has_blob(digest) {
         return Ok(());
     }
     let (f, len) = src.open(name)?;
     if len < size {
-        return Err(Error::TruncatedBlob { digest: digest.to_string(), got: len, want: size });
+        return Err(Error::TruncatedBlob {
+            digest: digest.to_string(),
+            got: len,
+            want: size,
+        });
     }
     if len > size {
-        return Err(Error::DigestMismatch { digest: digest.to_string(), actual: format!("({len} bytes, the descriptor says {size})") });
+        return Err(Error::DigestMismatch {
+            digest: digest.to_string(),
+            actual: format!("({len} bytes, the descriptor says {size})"),
+        });
     }
     added.push(digest.clone());
     let mut f = f.take(size);
@@ -238,7 +320,9 @@ fn copy_blob(store: &Store, src: &Source, name: &str, digest: &Digest, size: u64
     w.reset()?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(src.root.join(name), e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(src.root.join(name), e))?;
         if n == 0 {
             break;
         }
@@ -247,10 +331,21 @@ fn copy_blob(store: &Store, src: &Source, name: &str, digest: &Digest, size: u64
     w.commit(Some(size))
 }
 
-fn load_layout(store: &Store, src: &Source, platform: &PlatformSpec, added: &mut Vec<Digest>, work: &mut Work) -> Result<Vec<ImageRecord>> {
+fn load_layout(
+    store: &Store,
+    src: &Source,
+    platform: &PlatformSpec,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<Vec<ImageRecord>> {
     let limit = store.limits().max_manifest_bytes;
     let bytes = match src.read_small("index.json", limit) {
-        Err(Error::InvalidArchive { .. }) => return Err(invalid(&src.input, "no index.json (a regular file): not an OCI layout")),
+        Err(Error::InvalidArchive { .. }) => {
+            return Err(invalid(
+                &src.input,
+                "no index.json (a regular file): not an OCI layout",
+            ))
+        }
         r => r?,
     };
     let index = match Manifest::parse("index.json", crate::manifest::OCI_INDEX, &bytes)? {
@@ -264,28 +359,71 @@ fn load_layout(store: &Store, src: &Source, platform: &PlatformSpec, added: &mut
             .get("io.containerd.image.name")
             .or_else(|| desc.annotations.get("org.opencontainers.image.ref.name"))
             .cloned();
-        let Some(image_desc) = resolve_image(src, desc, platform, limit)? else { continue };
-        let mbytes = read_blob(src, &image_desc, limit)?;
-        let manifest = match Manifest::parse(image_desc.digest.as_str(), &image_desc.media_type, &mbytes)? {
-            Manifest::Image(m) => m,
-            Manifest::Index(_) => return Err(invalid(&src.input, "nested index where an image manifest was expected")),
+        let Some(image_desc) = resolve_image(src, desc, platform, limit)? else {
+            continue;
         };
+        let mbytes = read_blob(src, &image_desc, limit)?;
+        let manifest =
+            match Manifest::parse(image_desc.digest.as_str(), &image_desc.media_type, &mbytes)? {
+                Manifest::Image(m) => m,
+                Manifest::Index(_) => {
+                    return Err(invalid(
+                        &src.input,
+                        "nested index where an image manifest was expected",
+                    ))
+                }
+            };
         if manifest.config.size > limit {
-            return Err(Error::ManifestTooLarge { what: format!("config {}", manifest.config.digest), limit });
+            return Err(Error::ManifestTooLarge {
+                what: format!("config {}", manifest.config.digest),
+                limit,
+            });
         }
-        copy_blob(store, src, &Source::blob_name(&manifest.config.digest), &manifest.config.digest, manifest.config.size, added, work)?;
+        copy_blob(
+            store,
+            src,
+            &Source::blob_name(&manifest.config.digest),
+            &manifest.config.digest,
+            manifest.config.size,
+            added,
+            work,
+        )?;
         for l in &manifest.layers {
-            copy_blob(store, src, &Source::blob_name(&l.digest), &l.digest, l.size, added, work)?;
+            copy_blob(
+                store,
+                src,
+                &Source::blob_name(&l.digest),
+                &l.digest,
+                l.size,
+                added,
+                work,
+            )?;
         }
-        copy_blob(store, src, &Source::blob_name(&image_desc.digest), &image_desc.digest, mbytes.len() as u64, added, work)?;
+        copy_blob(
+            store,
+            src,
+            &Source::blob_name(&image_desc.digest),
+            &image_desc.digest,
+            mbytes.len() as u64,
+            added,
+            work,
+        )?;
         // A bare tag as ref.name ("1.0") names nothing we can use; a full reference does.
-        let name = name.filter(|n| crate::reference::Reference::parse(n).is_ok() && !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        let name = name.filter(|n| {
+            crate::reference::Reference::parse(n).is_ok()
+                && !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
         // The rootfs first: an image becomes visible only once it can run.
         store.rootfs_in(&store.unindexed_record(&image_desc.digest)?, work)?;
         out.push(store.add_image(&image_desc.digest, name.as_deref())?);
     }
     if out.is_empty() {
-        return Err(invalid(&src.input, format!("no image for platform {platform}")));
+        return Err(invalid(
+            &src.input,
+            format!("no image for platform {platform}"),
+        ));
     }
     Ok(out)
 }
@@ -293,21 +431,36 @@ fn load_layout(store: &Store, src: &Source, platform: &PlatformSpec, added: &mut
 /// A manifest or index blob of the layout, bounded by its descriptor and `limit`, verified.
 fn read_blob(src: &Source, desc: &Descriptor, limit: u64) -> Result<Vec<u8>> {
     if desc.size > limit {
-        return Err(Error::ManifestTooLarge { what: format!("{}: manifest {}", src.input.display(), desc.digest), limit });
+        return Err(Error::ManifestTooLarge {
+            what: format!("{}: manifest {}", src.input.display(), desc.digest),
+            limit,
+        });
     }
     let bytes = src.read_small(&Source::blob_name(&desc.digest), desc.size)?;
     if bytes.len() as u64 != desc.size {
-        return Err(Error::TruncatedBlob { digest: desc.digest.to_string(), got: bytes.len() as u64, want: desc.size });
+        return Err(Error::TruncatedBlob {
+            digest: desc.digest.to_string(),
+            got: bytes.len() as u64,
+            want: desc.size,
+        });
     }
     let actual = Digest::of_bytes(&bytes);
     if actual != desc.digest {
-        return Err(Error::DigestMismatch { digest: desc.digest.to_string(), actual: actual.to_string() });
+        return Err(Error::DigestMismatch {
+            digest: desc.digest.to_string(),
+            actual: actual.to_string(),
+        });
     }
     Ok(bytes)
 }
 
 /// Follows an index entry to the image manifest for `platform` (one nested index at most).
-fn resolve_image(src: &Source, desc: &Descriptor, platform: &PlatformSpec, limit: u64) -> Result<Option<Descriptor>> {
+fn resolve_image(
+    src: &Source,
+    desc: &Descriptor,
+    platform: &PlatformSpec,
+    limit: u64,
+) -> Result<Option<Descriptor>> {
     if let Some(p) = &desc.platform {
         if !platform.matches(p) {
             return Ok(None);
@@ -329,11 +482,17 @@ struct DockerSaveEntry {
     layers: Vec<String>,
 }
 
-fn load_docker_save(store: &Store, src: &Source, added: &mut Vec<Digest>, work: &mut Work) -> Result<Vec<ImageRecord>> {
+fn load_docker_save(
+    store: &Store,
+    src: &Source,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<Vec<ImageRecord>> {
     let limit = store.limits().max_manifest_bytes;
     let input = &src.input;
     let bytes = src.read_small("manifest.json", limit)?;
-    let entries: Vec<DockerSaveEntry> = serde_json::from_slice(&bytes).map_err(|e| invalid(input, format!("manifest.json: {e}")))?;
+    let entries: Vec<DockerSaveEntry> = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(input, format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
     for entry in entries {
         let config_bytes = src.read_small(&entry.config, limit)?;
@@ -348,13 +507,29 @@ fn load_docker_save(store: &Store, src: &Source, added: &mut Vec<Digest>, work: 
             let (f, size) = src.open(l)?;
             let (digest, gzip) = hash_file(f, size, &src.root.join(l))?;
             copy_blob(store, src, l, &digest, size, added, work)?;
-            let media_type = if gzip { "application/vnd.docker.image.rootfs.diff.tar.gzip" } else { "application/vnd.docker.image.rootfs.diff.tar" };
-            layers.push(Descriptor { media_type: media_type.into(), digest, size, platform: None, annotations: Default::default() });
+            let media_type = if gzip {
+                "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            } else {
+                "application/vnd.docker.image.rootfs.diff.tar"
+            };
+            layers.push(Descriptor {
+                media_type: media_type.into(),
+                digest,
+                size,
+                platform: None,
+                annotations: Default::default(),
+            });
         }
         let manifest = ImageManifest {
             schema_version: 2,
             media_type: Some(crate::manifest::DOCKER_MANIFEST.into()),
-            config: Descriptor { media_type: DOCKER_CONFIG.into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() },
+            config: Descriptor {
+                media_type: DOCKER_CONFIG.into(),
+                digest: config_digest,
+                size: config_bytes.len() as u64,
+                platform: None,
+                annotations: Default::default(),
+            },
             layers,
         };
         let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
@@ -398,7 +573,12 @@ fn hash_file(f: fs::File, size: u64, p: &Path) -> Result<(Digest, bool)> {
 }
 
 /// `docker import`: a tarball (plain or gzip) or a directory becomes a one-layer image.
-pub fn import(store: &Store, source: &Path, name: &str, config: serde_json::Value) -> Result<ImageRecord> {
+pub fn import(
+    store: &Store,
+    source: &Path,
+    name: &str,
+    config: serde_json::Value,
+) -> Result<ImageRecord> {
     let name = crate::reference::Reference::parse(name)?.to_string();
     let meta = fs::metadata(source).map_err(|e| Error::io(source, e))?;
     let mut work = store.begin_work("import")?;
@@ -408,28 +588,47 @@ pub fn import(store: &Store, source: &Path, name: &str, config: serde_json::Valu
         let mut b = tar::Builder::new(std::io::BufWriter::new(f));
         b.follow_symlinks(false);
         b.mode(tar::HeaderMode::Complete);
-        b.append_dir_all(".", source).map_err(|e| Error::io(source, e))?;
-        b.into_inner().and_then(|mut w| w.flush()).map_err(|e| Error::io(&layer_path, e))?;
+        b.append_dir_all(".", source)
+            .map_err(|e| Error::io(source, e))?;
+        b.into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(|e| Error::io(&layer_path, e))?;
     } else {
         // Normalise to an uncompressed tar (bounded like a layer), validating it on the way.
         let f = fs::File::open(source).map_err(|e| Error::io(source, e))?;
         let mut f = io::BufReader::new(f);
-        let gzip = f.fill_buf().map_err(|e| Error::io(source, e))?.starts_with(&[0x1f, 0x8b]);
-        let r: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(f)) } else { Box::new(f) };
+        let gzip = f
+            .fill_buf()
+            .map_err(|e| Error::io(source, e))?
+            .starts_with(&[0x1f, 0x8b]);
+        let r: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(f))
+        } else {
+            Box::new(f)
+        };
         let limit = store.limits().max_layer_bytes;
         let mut out = fs::File::create(&layer_path).map_err(|e| Error::io(&layer_path, e))?;
         let n = std::io::copy(&mut r.take(limit + 1), &mut out).map_err(|e| invalid(source, e))?;
         if n > limit {
-            return Err(Error::LayerTooLarge { layer: source.display().to_string(), limit });
+            return Err(Error::LayerTooLarge {
+                layer: source.display().to_string(),
+                limit,
+            });
         }
         let check = fs::File::open(&layer_path).map_err(|e| Error::io(&layer_path, e))?;
-        let mut stream = TarStream::new(io::BufReader::new(check), &source.display().to_string(), *store.limits());
+        let mut stream = TarStream::new(
+            io::BufReader::new(check),
+            &source.display().to_string(),
+            *store.limits(),
+        );
         let mut n = 0;
-        while stream.next_entry().map_err(|e| match e {
-            Error::BadLayer { reason, .. } => invalid(source, reason),
-            other => other,
-        })?
-        .is_some()
+        while stream
+            .next_entry()
+            .map_err(|e| match e {
+                Error::BadLayer { reason, .. } => invalid(source, reason),
+                other => other,
+            })?
+            .is_some()
         {
             n += 1;
         }
@@ -445,8 +644,19 @@ pub fn import(store: &Store, source: &Path, name: &str, config: serde_json::Valu
     r
 }
 
-fn import_layer(store: &Store, source: &Path, name: &str, config: serde_json::Value, added: &mut Vec<Digest>, work: &mut Work) -> Result<ImageRecord> {
-    let src = Source { root: work.path().to_path_buf(), input: source.to_path_buf(), aliases: HashMap::new() };
+fn import_layer(
+    store: &Store,
+    source: &Path,
+    name: &str,
+    config: serde_json::Value,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<ImageRecord> {
+    let src = Source {
+        root: work.path().to_path_buf(),
+        input: source.to_path_buf(),
+        aliases: HashMap::new(),
+    };
     let (f, size) = src.open("layer.tar")?;
     let (diff_id, _) = hash_file(f, size, &src.root.join("layer.tar"))?;
     copy_blob(store, &src, "layer.tar", &diff_id, size, added, work)?;
@@ -470,8 +680,20 @@ fn import_layer(store: &Store, source: &Path, name: &str, config: serde_json::Va
     let manifest = ImageManifest {
         schema_version: 2,
         media_type: Some(OCI_MANIFEST.into()),
-        config: Descriptor { media_type: OCI_CONFIG.into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() },
-        layers: vec![Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest: diff_id, size, platform: None, annotations: Default::default() }],
+        config: Descriptor {
+            media_type: OCI_CONFIG.into(),
+            digest: config_digest,
+            size: config_bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+        },
+        layers: vec![Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            digest: diff_id,
+            size,
+            platform: None,
+            annotations: Default::default(),
+        }],
     };
     let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
     let mdigest = Digest::of_bytes(&mbytes);
@@ -484,7 +706,10 @@ fn import_layer(store: &Store, source: &Path, name: &str, config: serde_json::Va
 }
 
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     // Civil from days (Howard Hinnant's algorithm).
@@ -498,5 +723,10 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }

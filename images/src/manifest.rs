@@ -23,7 +23,12 @@ pub const LAYER_GZIP: &[&str] = &[
 ];
 
 /// What the accept header of a manifest request lists.
-pub const ACCEPTED_MANIFESTS: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const ACCEPTED_MANIFESTS: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -88,23 +93,44 @@ struct Probe {
 impl Manifest {
     /// Parses a manifest document. `content_type` is the registry's Content-Type (may be empty).
     pub fn parse(what: &str, content_type: &str, bytes: &[u8]) -> Result<Manifest> {
-        let bad = |reason: String| Error::Registry { registry: what.to_string(), detail: format!("invalid manifest: {reason}") };
+        let bad = |reason: String| Error::Registry {
+            registry: what.to_string(),
+            detail: format!("invalid manifest: {reason}"),
+        };
         let probe: Probe = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         let declared = probe
             .media_type
             .clone()
             .filter(|m| !m.is_empty())
-            .or_else(|| Some(content_type.split(';').next().unwrap_or("").trim().to_string()).filter(|m| !m.is_empty()));
+            .or_else(|| {
+                Some(
+                    content_type
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string(),
+                )
+                .filter(|m| !m.is_empty())
+            });
         let kind = match declared.as_deref() {
             Some(OCI_MANIFEST) | Some(DOCKER_MANIFEST) => "image",
             Some(OCI_INDEX) | Some(DOCKER_MANIFEST_LIST) => "index",
             Some(other) if other != "application/json" && other != "application/octet-stream" => {
-                return Err(Error::UnsupportedMediaType { what: format!("manifest of {what}"), media_type: other.to_string() })
+                return Err(Error::UnsupportedMediaType {
+                    what: format!("manifest of {what}"),
+                    media_type: other.to_string(),
+                })
             }
             // No media type: OCI allows it; decide by shape.
             _ if probe.manifests.is_some() => "index",
             _ if probe.layers.is_some() => "image",
-            _ => return Err(Error::UnsupportedMediaType { what: format!("manifest of {what}"), media_type: "(none)".into() }),
+            _ => {
+                return Err(Error::UnsupportedMediaType {
+                    what: format!("manifest of {what}"),
+                    media_type: "(none)".into(),
+                })
+            }
         };
         if probe.schema_version != Some(2) {
             return Err(Error::UnsupportedMediaType {
@@ -114,16 +140,21 @@ impl Manifest {
         }
         match kind {
             "image" => {
-                let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+                let m: ImageManifest =
+                    serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
                 for l in &m.layers {
-                    layer_compression(&l.media_type).ok_or_else(|| Error::UnsupportedMediaType {
-                        what: format!("layer {} of {what}", l.digest),
-                        media_type: l.media_type.clone(),
+                    layer_compression(&l.media_type).ok_or_else(|| {
+                        Error::UnsupportedMediaType {
+                            what: format!("layer {} of {what}", l.digest),
+                            media_type: l.media_type.clone(),
+                        }
                     })?;
                 }
                 Ok(Manifest::Image(m))
             }
-            _ => Ok(Manifest::Index(serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?)),
+            _ => Ok(Manifest::Index(
+                serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?,
+            )),
         }
     }
 }
@@ -156,18 +187,33 @@ pub struct PlatformSpec {
 impl PlatformSpec {
     pub fn parse(s: &str) -> Result<Self> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::InvalidReference { reference: s.to_string(), reason: "platform must be os/arch[/variant]".into() };
+        let bad = || Error::InvalidReference {
+            reference: s.to_string(),
+            reason: "platform must be os/arch[/variant]".into(),
+        };
         match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec { os: os.to_string(), architecture: arch.to_string(), variant: None }),
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
             [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
-                Ok(PlatformSpec { os: os.to_string(), architecture: arch.to_string(), variant: Some(v.to_string()) })
+                Ok(PlatformSpec {
+                    os: os.to_string(),
+                    architecture: arch.to_string(),
+                    variant: Some(v.to_string()),
+                })
             }
             _ => Err(bad()),
         }
     }
 
     pub fn host() -> Self {
-        PlatformSpec { os: "linux".into(), architecture: "amd64".into(), variant: None }
+        PlatformSpec {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
     }
 
     pub fn matches(&self, p: &Platform) -> bool {
@@ -197,7 +243,11 @@ impl PlatformSpec {
                             None => format!("{}/{}", p.os, p.architecture),
                         })
                         .collect();
-                    if v.is_empty() { "none".into() } else { v.join(", ") }
+                    if v.is_empty() {
+                        "none".into()
+                    } else {
+                        v.join(", ")
+                    }
                 },
             })
     }

@@ -28,7 +28,16 @@ pub struct PullOptions {
 }
 
 fn is_local(registry: &str) -> bool {
-    let host = registry.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { registry }).unwrap_or(registry);
+    let host = registry
+        .rsplit_once(':')
+        .map(|(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                registry
+            }
+        })
+        .unwrap_or(registry);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
@@ -36,7 +45,12 @@ fn is_local(registry: &str) -> bool {
 fn insecure_list(opts: &PullOptions, registry: &str) -> Vec<String> {
     let mut v: Vec<String> = opts.insecure_registries.clone();
     if let Ok(env) = std::env::var("HX_INSECURE_REGISTRIES") {
-        v.extend(env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string));
+        v.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
     }
     if is_local(registry) {
         v.push(registry.to_string());
@@ -46,9 +60,19 @@ fn insecure_list(opts: &PullOptions, registry: &str) -> Vec<String> {
 
 fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
     match (digest.or(r.digest.as_ref()), &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
-        (None, Some(t)) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
-        (None, None) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), "latest".into()),
+        (Some(d), _) => oci_client::Reference::with_digest(
+            r.registry.clone(),
+            r.repository.clone(),
+            d.to_string(),
+        ),
+        (None, Some(t)) => {
+            oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone())
+        }
+        (None, None) => oci_client::Reference::with_tag(
+            r.registry.clone(),
+            r.repository.clone(),
+            "latest".into(),
+        ),
     }
 }
 
@@ -108,8 +132,15 @@ impl Session {
             None => RegistryAuth::Anonymous,
         };
         let r = oci_ref(reference, None);
-        client.auth(&r, &auth, RegistryOperation::Pull).await.map_err(|e| map_err(reference, "authentication", e))?;
-        Ok(Session { client, auth, reference: reference.clone() })
+        client
+            .auth(&r, &auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| map_err(reference, "authentication", e))?;
+        Ok(Session {
+            client,
+            auth,
+            reference: reference.clone(),
+        })
     }
 
     async fn manifest(&self, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest)> {
@@ -123,7 +154,10 @@ impl Session {
         let claimed = Digest::parse(&digest_str).unwrap_or(actual.clone());
         let want = digest.cloned().unwrap_or(claimed);
         if actual != want {
-            return Err(Error::DigestMismatch { digest: want.to_string(), actual: actual.to_string() });
+            return Err(Error::DigestMismatch {
+                digest: want.to_string(),
+                actual: actual.to_string(),
+            });
         }
         Ok((bytes.to_vec(), actual))
     }
@@ -161,7 +195,12 @@ impl Session {
         }
         // Always a ranged request (from 0 on a fresh download): the bytes are verified here,
         // by BlobWriter, whether or not the registry honours the range.
-        let mut stream = match self.client.pull_blob_stream_partial(&r, &layer, resumed, None).await.map_err(|e| map_err(&self.reference, "blob", e))? {
+        let mut stream = match self
+            .client
+            .pull_blob_stream_partial(&r, &layer, resumed, None)
+            .await
+            .map_err(|e| map_err(&self.reference, "blob", e))?
+        {
             BlobResponse::Partial(s) => s.stream,
             BlobResponse::Full(s) => {
                 w.reset()?;
@@ -170,21 +209,44 @@ impl Session {
         };
         bar.set_length(desc.size);
         bar.set_position(w.offset());
-        bar.set_message(if w.offset() > 0 { "Resuming" } else { "Downloading" });
+        bar.set_message(if w.offset() > 0 {
+            "Resuming"
+        } else {
+            "Downloading"
+        });
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(e) if e.to_string().contains("Invalid digest") => {
                     drop(w);
-                    let _ = std::fs::remove_file(store.tmp_dir().join(format!("partial-{}", desc.digest.hex())));
-                    return Err(Error::DigestMismatch { digest: desc.digest.to_string(), actual: e.to_string() });
+                    let _ = std::fs::remove_file(
+                        store
+                            .tmp_dir()
+                            .join(format!("partial-{}", desc.digest.hex())),
+                    );
+                    return Err(Error::DigestMismatch {
+                        digest: desc.digest.to_string(),
+                        actual: e.to_string(),
+                    });
                 }
-                Err(e) => return Err(Error::RegistryUnreachable { registry: self.reference.registry.clone(), detail: format!("blob {}: {e}", desc.digest) }),
+                Err(e) => {
+                    return Err(Error::RegistryUnreachable {
+                        registry: self.reference.registry.clone(),
+                        detail: format!("blob {}: {e}", desc.digest),
+                    })
+                }
             };
             if w.offset() + chunk.len() as u64 > desc.size {
                 drop(w);
-                let _ = std::fs::remove_file(store.tmp_dir().join(format!("partial-{}", desc.digest.hex())));
-                return Err(Error::DigestMismatch { digest: desc.digest.to_string(), actual: "(more bytes than the descriptor's size)".into() });
+                let _ = std::fs::remove_file(
+                    store
+                        .tmp_dir()
+                        .join(format!("partial-{}", desc.digest.hex())),
+                );
+                return Err(Error::DigestMismatch {
+                    digest: desc.digest.to_string(),
+                    actual: "(more bytes than the descriptor's size)".into(),
+                });
             }
             w.write_all(&chunk)?;
             bar.set_position(w.offset());
@@ -197,14 +259,22 @@ impl Session {
 
 /// Fetches the manifest of `reference` (`fetch(None)`) and follows indexes to the image manifest
 /// for `platform`, at most `max_index_depth` of them, each document at most `max_manifest_bytes`.
-async fn resolve_manifest<F, Fut>(reference: &str, platform: &PlatformSpec, limits: &crate::limits::Limits, fetch: F) -> Result<(Vec<u8>, Digest, crate::manifest::ImageManifest)>
+async fn resolve_manifest<F, Fut>(
+    reference: &str,
+    platform: &PlatformSpec,
+    limits: &crate::limits::Limits,
+    fetch: F,
+) -> Result<(Vec<u8>, Digest, crate::manifest::ImageManifest)>
 where
     F: Fn(Option<Digest>) -> Fut,
     Fut: std::future::Future<Output = Result<(Vec<u8>, Digest)>>,
 {
     let bounded = |what: &str, bytes: &[u8]| {
         if bytes.len() as u64 > limits.max_manifest_bytes {
-            return Err(Error::ManifestTooLarge { what: what.to_string(), limit: limits.max_manifest_bytes });
+            return Err(Error::ManifestTooLarge {
+                what: what.to_string(),
+                limit: limits.max_manifest_bytes,
+            });
         }
         Ok(())
     };
@@ -217,11 +287,17 @@ where
             Manifest::Index(index) => {
                 depth += 1;
                 if depth > limits.max_index_depth {
-                    return Err(Error::IndexTooDeep { reference: reference.to_string(), limit: limits.max_index_depth });
+                    return Err(Error::IndexTooDeep {
+                        reference: reference.to_string(),
+                        limit: limits.max_index_depth,
+                    });
                 }
                 let chosen = platform.select(reference, &index)?;
                 if chosen.size > limits.max_manifest_bytes {
-                    return Err(Error::ManifestTooLarge { what: format!("manifest {} of {reference}", chosen.digest), limit: limits.max_manifest_bytes });
+                    return Err(Error::ManifestTooLarge {
+                        what: format!("manifest {} of {reference}", chosen.digest),
+                        limit: limits.max_manifest_bytes,
+                    });
                 }
                 let next = chosen.digest.clone();
                 (bytes, digest) = fetch(Some(next.clone())).await?;
@@ -234,17 +310,22 @@ where
 /// Pulls `reference` into the store, builds its rootfs, and names it. On failure the store is
 /// as it was; verified downloads stay in tmp/ for the next attempt to resume from.
 pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
-    let before: std::collections::HashSet<Digest> = std::fs::read_dir(store.root().join("blobs/sha256"))
-        .map_err(|e| Error::io(store.root(), e))?
-        .flatten()
-        .filter_map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok())
-        .collect();
+    let before: std::collections::HashSet<Digest> =
+        std::fs::read_dir(store.root().join("blobs/sha256"))
+            .map_err(|e| Error::io(store.root(), e))?
+            .flatten()
+            .filter_map(|e| {
+                Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok()
+            })
+            .collect();
     let r = pull_inner(store, reference, opts).await;
     if r.is_err() {
         let added: Vec<Digest> = std::fs::read_dir(store.root().join("blobs/sha256"))
             .map_err(|e| Error::io(store.root(), e))?
             .flatten()
-            .filter_map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok())
+            .filter_map(|e| {
+                Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok()
+            })
             .filter(|d| !before.contains(d))
             .collect();
         store.stash_blobs(&added)?;
@@ -252,17 +333,25 @@ pub async fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> R
     r
 }
 
-async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<ImageRecord> {
+async fn pull_inner(
+    store: &Store,
+    reference: &Reference,
+    opts: &PullOptions,
+) -> Result<ImageRecord> {
     let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
     let session = Session::open(reference, opts).await?;
     let limits = *store.limits();
-    let (bytes, mdigest, manifest) = resolve_manifest(&reference.to_string(), &platform, &limits, |d| {
-        let session = &session;
-        async move { session.manifest(d.as_ref()).await }
-    })
-    .await?;
+    let (bytes, mdigest, manifest) =
+        resolve_manifest(&reference.to_string(), &platform, &limits, |d| {
+            let session = &session;
+            async move { session.manifest(d.as_ref()).await }
+        })
+        .await?;
     if manifest.config.size > limits.max_manifest_bytes {
-        return Err(Error::ManifestTooLarge { what: format!("config {} of {reference}", manifest.config.digest), limit: limits.max_manifest_bytes });
+        return Err(Error::ManifestTooLarge {
+            what: format!("config {} of {reference}", manifest.config.digest),
+            limit: limits.max_manifest_bytes,
+        });
     }
     let mut work = store.begin_work("pull")?;
     work.pin_blob(&mdigest)?;
@@ -273,20 +362,40 @@ async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) ->
     let name = reference.digest.is_none().then(|| reference.to_string());
     let up_to_date = store.has_blob(&mdigest) && store.find_image(mdigest.as_str()).is_ok();
 
-    let missing: u64 = manifest.layers.iter().filter(|l| !store.has_blob(&l.digest)).map(|l| l.size).sum();
+    let missing: u64 = manifest
+        .layers
+        .iter()
+        .filter(|l| !store.has_blob(&l.digest))
+        .map(|l| l.size)
+        .sum();
     // Layers, then their unpacked tree and the rootfs image built from it.
     let need = missing * 4;
     let free = free_space(store.root())?;
     if need > free {
-        return Err(Error::NoSpace { path: store.root().to_path_buf(), need, free });
+        return Err(Error::NoSpace {
+            path: store.root().to_path_buf(),
+            need,
+            free,
+        });
     }
 
-    let multi = MultiProgress::with_draw_target(if opts.progress && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let multi =
+        MultiProgress::with_draw_target(if opts.progress && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
     let lines = opts.progress && !std::io::stderr().is_terminal();
     if opts.progress {
-        eprintln!("{}: Pulling from {}", reference.tag.as_deref().unwrap_or("digest"), reference.name());
+        eprintln!(
+            "{}: Pulling from {}",
+            reference.tag.as_deref().unwrap_or("digest"),
+            reference.name()
+        );
     }
-    let style = ProgressStyle::with_template("{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes}").expect("template").progress_chars("=> ");
+    let style = ProgressStyle::with_template("{prefix}: {msg:12} [{bar:30}] {bytes}/{total_bytes}")
+        .expect("template")
+        .progress_chars("=> ");
 
     let config_bar = ProgressBar::hidden();
     session.blob(store, &manifest.config, &config_bar).await?;
@@ -300,7 +409,11 @@ async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) ->
     let mut pending = futures_util::stream::iter(distinct.into_iter().map(|layer| {
         let session = session.clone();
         let store = store.clone();
-        let bar = multi.add(ProgressBar::new(layer.size).with_style(style.clone()).with_prefix(layer.digest.short().to_string()));
+        let bar = multi.add(
+            ProgressBar::new(layer.size)
+                .with_style(style.clone())
+                .with_prefix(layer.digest.short().to_string()),
+        );
         async move {
             let r = session.blob(&store, &layer, &bar).await;
             if lines && r.is_ok() {
@@ -323,9 +436,13 @@ async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) ->
     let unindexed = store.unindexed_record(&mdigest)?;
     let store2 = store.clone();
     // The rootfs before the name: an image becomes visible only once it can run.
-    let work = tokio::task::spawn_blocking(move || store2.rootfs_in(&unindexed, &mut work).map(|_| work))
-        .await
-        .map_err(|e| Error::Store { path: store.root().to_path_buf(), detail: e.to_string() })??;
+    let work =
+        tokio::task::spawn_blocking(move || store2.rootfs_in(&unindexed, &mut work).map(|_| work))
+            .await
+            .map_err(|e| Error::Store {
+                path: store.root().to_path_buf(),
+                detail: e.to_string(),
+            })??;
     let record = store.add_image(&mdigest, name.as_deref())?;
     drop(work);
     if opts.progress {
@@ -333,7 +450,10 @@ async fn pull_inner(store: &Store, reference: &Reference, opts: &PullOptions) ->
         if up_to_date {
             eprintln!("Status: Image is up to date for {}", reference.familiar());
         } else {
-            eprintln!("Status: Downloaded newer image for {}", reference.familiar());
+            eprintln!(
+                "Status: Downloaded newer image for {}",
+                reference.familiar()
+            );
         }
     }
     Ok(record)
@@ -350,7 +470,10 @@ mod tests {
         assert!(is_local("[::1]:5000"));
         assert!(!is_local("docker.io"));
         assert!(!is_local("registry.example.com:5000"));
-        let opts = PullOptions { insecure_registries: vec!["lab:5000".into()], ..Default::default() };
+        let opts = PullOptions {
+            insecure_registries: vec!["lab:5000".into()],
+            ..Default::default()
+        };
         assert!(insecure_list(&opts, "docker.io").contains(&"lab:5000".to_string()));
         assert!(!insecure_list(&opts, "docker.io").contains(&"docker.io".to_string()));
     }
@@ -365,8 +488,13 @@ mod tests {
         .unwrap()
     }
 
-    fn resolve(docs: std::collections::HashMap<Option<Digest>, Vec<u8>>, limits: crate::limits::Limits) -> Result<Digest> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    fn resolve(
+        docs: std::collections::HashMap<Option<Digest>, Vec<u8>>,
+        limits: crate::limits::Limits,
+    ) -> Result<Digest> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let fetch = |d: Option<Digest>| {
             let bytes = docs[&d].clone();
             async move {
@@ -374,7 +502,13 @@ mod tests {
                 Ok((bytes, digest))
             }
         };
-        rt.block_on(resolve_manifest("registry.test/x:1", &PlatformSpec::host(), &limits, fetch)).map(|(_, d, _)| d)
+        rt.block_on(resolve_manifest(
+            "registry.test/x:1",
+            &PlatformSpec::host(),
+            &limits,
+            fetch,
+        ))
+        .map(|(_, d, _)| d)
     }
 
     #[test]
@@ -382,7 +516,9 @@ mod tests {
         // The index's entry points at a digest whose document is the same index again.
         let loop_digest = Digest::of_bytes(b"loop");
         let idx = index_to(&loop_digest, 300);
-        let docs = [(None, idx.clone()), (Some(loop_digest), idx)].into_iter().collect();
+        let docs = [(None, idx.clone()), (Some(loop_digest), idx)]
+            .into_iter()
+            .collect();
         let err = resolve(docs, crate::limits::Limits::default()).unwrap_err();
         assert!(matches!(err, Error::IndexTooDeep { limit: 2, .. }), "{err}");
         assert_eq!(err.exit_code(), 35);
@@ -390,7 +526,10 @@ mod tests {
 
     #[test]
     fn oversized_manifests_and_descriptors_are_refused() {
-        let limits = crate::limits::Limits { max_manifest_bytes: 4096, ..Default::default() };
+        let limits = crate::limits::Limits {
+            max_manifest_bytes: 4096,
+            ..Default::default()
+        };
         let image = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
             "config": { "mediaType": crate::manifest::OCI_CONFIG, "digest": Digest::of_bytes(b"c").to_string(), "size": 1 },
@@ -398,11 +537,17 @@ mod tests {
         }))
         .unwrap();
         let docs: std::collections::HashMap<_, _> = [(None, image.clone())].into_iter().collect();
-        assert!(matches!(resolve(docs, limits).unwrap_err(), Error::ManifestTooLarge { limit: 4096, .. }));
+        assert!(matches!(
+            resolve(docs, limits).unwrap_err(),
+            Error::ManifestTooLarge { limit: 4096, .. }
+        ));
         // An index entry claiming a huge manifest is refused before it is fetched.
         let big = Digest::of_bytes(b"big");
         let docs = [(None, index_to(&big, 1 << 40))].into_iter().collect();
-        assert!(matches!(resolve(docs, limits).unwrap_err(), Error::ManifestTooLarge { .. }));
+        assert!(matches!(
+            resolve(docs, limits).unwrap_err(),
+            Error::ManifestTooLarge { .. }
+        ));
         // Within the limits the same shapes resolve.
         let small = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2, "mediaType": crate::manifest::OCI_MANIFEST,
@@ -411,7 +556,12 @@ mod tests {
         }))
         .unwrap();
         let d = Digest::of_bytes(&small);
-        let docs = [(None, index_to(&d, small.len() as u64)), (Some(d.clone()), small)].into_iter().collect();
+        let docs = [
+            (None, index_to(&d, small.len() as u64)),
+            (Some(d.clone()), small),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(resolve(docs, limits).unwrap(), d);
     }
 }

@@ -67,9 +67,23 @@ impl DecodedLayer {
                     }
                 }
             })
-            .map_err(|e| Error::Store { path: "layer-decode".into(), detail: format!("cannot start a decoder thread: {e}") })?;
-        let opened = opened_rx.recv().unwrap_or_else(|_| Err(Error::Store { path: "layer-decode".into(), detail: "decoder thread died".into() }));
-        let layer = DecodedLayer { rx, current: Vec::new(), pos: 0, done: false, thread: Some(thread) };
+            .map_err(|e| Error::Store {
+                path: "layer-decode".into(),
+                detail: format!("cannot start a decoder thread: {e}"),
+            })?;
+        let opened = opened_rx.recv().unwrap_or_else(|_| {
+            Err(Error::Store {
+                path: "layer-decode".into(),
+                detail: "decoder thread died".into(),
+            })
+        });
+        let layer = DecodedLayer {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+            thread: Some(thread),
+        };
         opened.map(|_| layer)
     }
 }
@@ -125,13 +139,19 @@ where
     F: FnOnce() -> Result<Box<dyn Read>> + Send + 'static,
 {
     pub fn new(opens: Vec<F>, ahead: usize) -> Self {
-        Pipeline { opens: opens.into(), started: Default::default(), ahead: ahead.max(1) }
+        Pipeline {
+            opens: opens.into(),
+            started: Default::default(),
+            ahead: ahead.max(1),
+        }
     }
 
     /// The next layer's decoded stream, or None after the last.
     pub fn next_layer(&mut self) -> Option<Result<DecodedLayer>> {
         while self.started.len() < self.ahead + 1 {
-            let Some(open) = self.opens.pop_front() else { break };
+            let Some(open) = self.opens.pop_front() else {
+                break;
+            };
             match DecodedLayer::spawn(open) {
                 Ok(l) => self.started.push_back(l),
                 Err(e) => {
@@ -153,12 +173,22 @@ where
 fn failed(e: Error) -> DecodedLayer {
     let (tx, rx) = sync_channel(1);
     let _ = tx.send(Err(io::Error::other(e.to_string())));
-    DecodedLayer { rx, current: Vec::new(), pos: 0, done: false, thread: None }
+    DecodedLayer {
+        rx,
+        current: Vec::new(),
+        pos: 0,
+        done: false,
+        thread: None,
+    }
 }
 
 /// How many layers to decode ahead: one per spare core.
 pub fn default_ahead() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_sub(1)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -174,18 +204,29 @@ mod tests {
 
     #[test]
     fn layers_come_out_in_order_and_whole() {
-        let layers: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3 * CHUNK + 17 * i as usize]).collect();
+        let layers: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| vec![i; 3 * CHUNK + 17 * i as usize])
+            .collect();
         let opens: Vec<_> = layers
             .iter()
             .map(|l| {
                 let z = gz(l);
-                move || Ok(Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(z))) as Box<dyn Read>)
+                move || {
+                    Ok(
+                        Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(z)))
+                            as Box<dyn Read>,
+                    )
+                }
             })
             .collect();
         let mut p = Pipeline::new(opens, 2);
         for want in &layers {
             let mut got = Vec::new();
-            p.next_layer().unwrap().unwrap().read_to_end(&mut got).unwrap();
+            p.next_layer()
+                .unwrap()
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
             assert_eq!(&got, want);
         }
         assert!(p.next_layer().is_none());
@@ -199,15 +240,34 @@ mod tests {
         let good = gz(b"fine");
         type Open = Box<dyn FnOnce() -> Result<Box<dyn Read>> + Send>;
         let opens: Vec<Open> = vec![
-            Box::new(move || Ok(Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(good))) as Box<dyn Read>)),
-            Box::new(move || Ok(Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(bad))) as Box<dyn Read>)),
+            Box::new(move || {
+                Ok(
+                    Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(good)))
+                        as Box<dyn Read>,
+                )
+            }),
+            Box::new(move || {
+                Ok(
+                    Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(bad)))
+                        as Box<dyn Read>,
+                )
+            }),
         ];
         let mut p = Pipeline::new(opens, 1);
         let mut s = String::new();
-        p.next_layer().unwrap().unwrap().read_to_string(&mut s).unwrap();
+        p.next_layer()
+            .unwrap()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         assert_eq!(s, "fine");
         let mut rest = Vec::new();
-        assert!(p.next_layer().unwrap().unwrap().read_to_end(&mut rest).is_err());
+        assert!(p
+            .next_layer()
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut rest)
+            .is_err());
     }
 
     #[test]
@@ -215,7 +275,12 @@ mod tests {
         let opens: Vec<_> = (0..3)
             .map(|_| {
                 let z = gz(&vec![1u8; 40 * CHUNK]);
-                move || Ok(Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(z))) as Box<dyn Read>)
+                move || {
+                    Ok(
+                        Box::new(flate2::read::MultiGzDecoder::new(io::Cursor::new(z)))
+                            as Box<dyn Read>,
+                    )
+                }
             })
             .collect();
         let mut p = Pipeline::new(opens, 2);

@@ -1,10 +1,10 @@
 //! Read-only rootfs images: layers applied into a private staging directory, then packed into
 //! an erofs image that the guest mounts from a block device (docs/images.md says why erofs).
 use crate::apply::{open_layer, LayerApplier};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::readahead::{default_ahead, Pipeline};
-use crate::digest::Digest;
 use crate::store::{free_space, private_tempdir, remove_any, sync_dir, Store, Work};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -35,7 +35,9 @@ impl Store {
     /// config digest, an image with the same config but other layers replaced another's rootfs.)
     pub fn rootfs_path(&self, image: &ImageRecord) -> PathBuf {
         let chain = chain_id(image.config.rootfs().diff_ids().iter().map(String::as_str));
-        self.root().join("rootfs").join(format!("{}.v{FORMAT_VERSION}.{FSTYPE}", chain.hex()))
+        self.root()
+            .join("rootfs")
+            .join(format!("{}.v{FORMAT_VERSION}.{FSTYPE}", chain.hex()))
     }
 
     /// The image's read-only rootfs, built once and cached.
@@ -48,11 +50,20 @@ impl Store {
     pub fn rootfs_in(&self, image: &ImageRecord, work: &mut Work) -> Result<PathBuf> {
         let diff_ids = image.config.rootfs().diff_ids();
         if diff_ids.len() != image.layers.len() {
-            return Err(Error::LayerCountMismatch { image: image.id.to_string(), layers: image.layers.len(), diff_ids: diff_ids.len() });
+            return Err(Error::LayerCountMismatch {
+                image: image.id.to_string(),
+                layers: image.layers.len(),
+                diff_ids: diff_ids.len(),
+            });
         }
         let diff_ids: Vec<Digest> = diff_ids
             .iter()
-            .map(|d| Digest::parse(d).map_err(|reason| Error::Store { path: self.blob_path(&image.id), detail: format!("invalid diff_id: {reason}") }))
+            .map(|d| {
+                Digest::parse(d).map_err(|reason| Error::Store {
+                    path: self.blob_path(&image.id),
+                    detail: format!("invalid diff_id: {reason}"),
+                })
+            })
             .collect::<Result<_>>()?;
         let dest = self.rootfs_path(image);
         work.pin(&dest.file_name().unwrap_or_default().to_string_lossy())?;
@@ -60,10 +71,25 @@ impl Store {
             return Ok(dest);
         }
         // Unpacked layers are usually 2-3x their gzip size, and the image holds them again.
-        let need: u64 = image.layers.iter().map(|l| if l.media_type.contains("gzip") { l.size * 3 } else { l.size }).sum::<u64>() * 2;
+        let need: u64 = image
+            .layers
+            .iter()
+            .map(|l| {
+                if l.media_type.contains("gzip") {
+                    l.size * 3
+                } else {
+                    l.size
+                }
+            })
+            .sum::<u64>()
+            * 2;
         let free = free_space(self.root())?;
         if free < need {
-            return Err(Error::NoSpace { path: self.root().to_path_buf(), need, free });
+            return Err(Error::NoSpace {
+                path: self.root().to_path_buf(),
+                need,
+                free,
+            });
         }
         let unpacked = need / 2;
         let tree_dir = tree_staging_dir(unpacked).unwrap_or_else(|| work.path().to_path_buf());
@@ -71,9 +97,13 @@ impl Store {
         // setuid binaries and device nodes. Named after this process so that a build killed
         // midway is swept by the next one (it holds memory).
         sweep_dead_trees(&tree_dir);
-        let tree_staging = private_tempdir(&tree_dir, &format!("{TREE_PREFIX}{}-", std::process::id()))?;
+        let tree_staging =
+            private_tempdir(&tree_dir, &format!("{TREE_PREFIX}{}-", std::process::id()))?;
         let tree = tree_staging.path().join("tree");
-        fs::DirBuilder::new().mode(0o755).create(&tree).map_err(|e| Error::io(&tree, e))?;
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&tree)
+            .map_err(|e| Error::io(&tree, e))?;
         #[cfg(test)]
         tests::staging_hook(&tree);
         tracing::info!(image = %image.id, layers = image.layers.len(), "building rootfs");
@@ -92,10 +122,18 @@ impl Store {
             let reader = decoded.next_layer().expect("one stream per layer")?;
             let applied = LayerApplier::new(&tree, layer.digest.as_str())
                 .with_limits(limits)
-                .with_image_budget(image.id.as_str(), limits.max_image_bytes.saturating_sub(used))
+                .with_image_budget(
+                    image.id.as_str(),
+                    limits.max_image_bytes.saturating_sub(used),
+                )
                 .apply(reader)?;
             if &applied.diff_id != want {
-                return Err(Error::DiffIdMismatch { layer: layer.digest.to_string(), index: i, expected: want.to_string(), actual: applied.diff_id.to_string() });
+                return Err(Error::DiffIdMismatch {
+                    layer: layer.digest.to_string(),
+                    index: i,
+                    expected: want.to_string(),
+                    actual: applied.diff_id.to_string(),
+                });
             }
             used += applied.bytes;
         }
@@ -130,7 +168,11 @@ fn sweep_dead_trees(dir: &Path) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix(TREE_PREFIX).and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix(TREE_PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -143,14 +185,32 @@ fn sweep_dead_trees(dir: &Path) {
 /// MemAvailable from /proc/meminfo, in bytes.
 fn mem_available() -> Option<u64> {
     let info = fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
 /// Packs `tree` into an uncompressed erofs image (the hyper kernel has no EROFS_FS_ZIP:
 /// compression costs guest CPU on every read and the layers are already cached compressed).
 pub fn make_erofs(tree: &Path, out: &Path) -> Result<()> {
-    run_tool(Command::new("mkfs.erofs").args(["--quiet", "--preserve-mtime", "-U", "6878726f-6f74-6673-0000-000000000001"]).arg(out).arg(tree), "mkfs.erofs")?;
+    run_tool(
+        Command::new("mkfs.erofs")
+            .args([
+                "--quiet",
+                "--preserve-mtime",
+                "-U",
+                "6878726f-6f74-6673-0000-000000000001",
+            ])
+            .arg(out)
+            .arg(tree),
+        "mkfs.erofs",
+    )?;
     let f = fs::File::open(out).map_err(|e| Error::io(out, e))?;
     f.sync_all().map_err(|e| Error::io(out, e))?;
     Ok(())
@@ -163,7 +223,16 @@ pub fn make_ext4(tree: Option<&Path>, out: &Path, size_bytes: u64) -> Result<()>
     f.set_len(size_bytes).map_err(|e| Error::io(out, e))?;
     drop(f);
     let mut cmd = Command::new("mkfs.ext4");
-    cmd.args(["-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=0,root_owner=0:0", "-m", "0"]);
+    cmd.args([
+        "-q",
+        "-F",
+        "-O",
+        "^has_journal",
+        "-E",
+        "lazy_itable_init=0,root_owner=0:0",
+        "-m",
+        "0",
+    ]);
     if let Some(t) = tree {
         cmd.arg("-d").arg(t);
     }
@@ -176,15 +245,30 @@ pub fn make_ext4(tree: Option<&Path>, out: &Path, size_bytes: u64) -> Result<()>
 }
 
 fn run_tool(cmd: &mut Command, tool: &str) -> Result<()> {
-    let out = cmd.output().map_err(|e| Error::RootfsBuild { tool: tool.into(), detail: format!("cannot run: {e} (install erofs-utils / e2fsprogs)") })?;
+    let out = cmd.output().map_err(|e| Error::RootfsBuild {
+        tool: tool.into(),
+        detail: format!("cannot run: {e} (install erofs-utils / e2fsprogs)"),
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        let detail = lines.iter().find(|l| l.contains("<E>") || l.to_lowercase().contains("error")).or(lines.first()).unwrap_or(&"failed").to_string();
+        let detail = lines
+            .iter()
+            .find(|l| l.contains("<E>") || l.to_lowercase().contains("error"))
+            .or(lines.first())
+            .unwrap_or(&"failed")
+            .to_string();
         if stderr.contains("No space left") {
-            return Err(Error::NoSpace { path: PathBuf::from(tool), need: 0, free: 0 });
+            return Err(Error::NoSpace {
+                path: PathBuf::from(tool),
+                need: 0,
+                free: 0,
+            });
         }
-        return Err(Error::RootfsBuild { tool: tool.into(), detail });
+        return Err(Error::RootfsBuild {
+            tool: tool.into(),
+            detail,
+        });
     }
     Ok(())
 }
@@ -224,7 +308,10 @@ mod tests {
         let mut seen = Vec::new();
         let mut p = tree.parent();
         while let Some(dir) = p {
-            seen.push((dir.to_path_buf(), fs::metadata(dir).unwrap().permissions().mode() & 0o7777));
+            seen.push((
+                dir.to_path_buf(),
+                fs::metadata(dir).unwrap().permissions().mode() & 0o7777,
+            ));
             if dir.ends_with("tmp") || dir == Path::new("/dev/shm") {
                 break;
             }
@@ -238,7 +325,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         // Above any pid_max, so never a live process.
         let dead = d.path().join(format!("{TREE_PREFIX}999999999-abc"));
-        let live = d.path().join(format!("{TREE_PREFIX}{}-def", std::process::id()));
+        let live = d
+            .path()
+            .join(format!("{TREE_PREFIX}{}-def", std::process::id()));
         let other = d.path().join("hx-rootfs-notapid-x");
         for p in [&dead, &live, &other] {
             fs::create_dir_all(p.join("tree/etc")).unwrap();
@@ -277,14 +366,20 @@ mod tests {
         let m = store.put_blob(&manifest).unwrap();
         store.rootfs(&store.unindexed_record(&m).unwrap()).unwrap();
         let seen = STAGING.with(|s| s.borrow().clone());
-        let (parent, mode) = seen.first().expect("the build reported its staging tree").clone();
+        let (parent, mode) = seen
+            .first()
+            .expect("the build reported its staging tree")
+            .clone();
         // The tree (0755, like the image's root) sits in a directory only root can enter.
         assert_eq!(mode, 0o700, "{} is {mode:o}", parent.display());
         // Wherever the tree went, the build's work dir in tmp/ is private too.
         let work: Vec<_> = fs::read_dir(store.tmp_dir()).unwrap().collect();
         assert!(work.is_empty(), "the work dir is gone after the build");
         let w = store.begin_work("rootfs").unwrap();
-        assert_eq!(fs::metadata(w.path()).unwrap().permissions().mode() & 0o7777, 0o700);
+        assert_eq!(
+            fs::metadata(w.path()).unwrap().permissions().mode() & 0o7777,
+            0o700
+        );
     }
 
     #[test]

@@ -11,14 +11,14 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{ImageRecord, LayerRef};
 use crate::limits::Limits;
-use crate::manifest::{Manifest, ImageManifest};
+use crate::manifest::{ImageManifest, Manifest};
 use crate::reference::Reference;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use nix::fcntl::{Flock, FlockArg};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -50,9 +50,16 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         for dir in ["", "blobs/sha256", "rootfs", "tmp", "containers"] {
             let p = root.join(dir);
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(&p).map_err(|e| Error::io(&p, e))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .map_err(|e| Error::io(&p, e))?;
         }
-        Ok(Store { root: root.to_path_buf(), limits: Limits::default() })
+        Ok(Store {
+            root: root.to_path_buf(),
+            limits: Limits::default(),
+        })
     }
 
     /// The same store, with `limits` bounding what images may make hx read and write.
@@ -80,8 +87,15 @@ impl Store {
 
     pub fn lock(&self) -> Result<StoreLock> {
         let p = self.root.join("lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&p).map_err(|e| Error::io(&p, e))?;
-        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::io(&p, e.into()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))?;
+        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(&p, e.into()))?;
         Ok(StoreLock { _flock: flock })
     }
 
@@ -98,7 +112,10 @@ impl Store {
         let bytes = fs::read(&p).map_err(|e| Error::io(&p, e))?;
         let actual = Digest::of_bytes(&bytes);
         if &actual != digest {
-            return Err(Error::DigestMismatch { digest: digest.to_string(), actual: actual.to_string() });
+            return Err(Error::DigestMismatch {
+                digest: digest.to_string(),
+                actual: actual.to_string(),
+            });
         }
         Ok(bytes)
     }
@@ -129,9 +146,12 @@ impl Store {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(|e| Error::io(&path, e))?;
-            let f = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| Error::io(&path, e.into()))?;
+            let f = Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| Error::io(&path, e.into()))?;
             let held = f.metadata().map_err(|e| Error::io(&path, e))?;
-            if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == held.ino() && m.dev() == held.dev()) {
+            if fs::symlink_metadata(&path)
+                .is_ok_and(|m| m.ino() == held.ino() && m.dev() == held.dev())
+            {
                 break f;
             }
         };
@@ -146,7 +166,15 @@ impl Store {
             hasher.update(&buf[..n]);
             offset += n as u64;
         }
-        Ok(BlobWriter { store: self.clone(), digest: digest.clone(), path, file, hasher, offset, committed: false })
+        Ok(BlobWriter {
+            store: self.clone(),
+            digest: digest.clone(),
+            path,
+            file,
+            hasher,
+            offset,
+            committed: false,
+        })
     }
 
     fn index_path(&self) -> PathBuf {
@@ -156,7 +184,10 @@ impl Store {
     fn read_index(&self) -> Result<Index> {
         let p = self.index_path();
         match fs::read(&p) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Store { path: p, detail: format!("corrupt index: {e}") }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Store {
+                path: p,
+                detail: format!("corrupt index: {e}"),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(Error::io(&p, e)),
         }
@@ -172,7 +203,10 @@ impl Store {
         let bytes = self.read_blob(digest)?;
         match Manifest::parse(digest.as_str(), "", &bytes)? {
             Manifest::Image(m) => Ok(m),
-            Manifest::Index(_) => Err(Error::Store { path: self.blob_path(digest), detail: "is an index, not an image manifest".into() }),
+            Manifest::Index(_) => Err(Error::Store {
+                path: self.blob_path(digest),
+                detail: "is an index, not an image manifest".into(),
+            }),
         }
     }
 
@@ -181,13 +215,21 @@ impl Store {
         self.read_blob(&manifest.config.digest)?;
         for l in &manifest.layers {
             if !self.has_blob(&l.digest) {
-                return Err(Error::Store { path: self.blob_path(&l.digest), detail: format!("layer {} missing", l.digest) });
+                return Err(Error::Store {
+                    path: self.blob_path(&l.digest),
+                    detail: format!("layer {} missing", l.digest),
+                });
             }
         }
-        let name = name.map(|n| Reference::parse(n).map(|r| r.to_string())).transpose()?;
+        let name = name
+            .map(|n| Reference::parse(n).map(|r| r.to_string()))
+            .transpose()?;
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
-        index.images.entry(manifest_digest.clone()).or_insert(IndexEntry { added: now() });
+        index
+            .images
+            .entry(manifest_digest.clone())
+            .or_insert(IndexEntry { added: now() });
         if let Some(n) = name {
             index.names.insert(n, manifest_digest.clone());
         }
@@ -199,13 +241,25 @@ impl Store {
         let manifest = self.image_manifest(manifest_digest)?;
         let config_bytes = self.read_blob(&manifest.config.digest)?;
         let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
-            .map_err(|e| Error::Store { path: self.blob_path(&manifest.config.digest), detail: format!("invalid image config: {e}") })?;
+            .map_err(|e| Error::Store {
+                path: self.blob_path(&manifest.config.digest),
+                detail: format!("invalid image config: {e}"),
+            })?;
         let created = config.created().clone();
-        let names = index.names.iter().filter(|(_, d)| *d == manifest_digest).map(|(n, _)| n.clone()).collect();
+        let names = index
+            .names
+            .iter()
+            .filter(|(_, d)| *d == manifest_digest)
+            .map(|(n, _)| n.clone())
+            .collect();
         let layers: Vec<LayerRef> = manifest
             .layers
             .iter()
-            .map(|l| LayerRef { digest: l.digest.clone(), media_type: l.media_type.clone(), size: l.size })
+            .map(|l| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            })
             .collect();
         Ok(ImageRecord {
             id: manifest.config.digest.clone(),
@@ -248,7 +302,10 @@ impl Store {
         }
         for b in blobs.iter().filter(|b| !used.contains(*b)) {
             if stash {
-                let _ = fs::rename(self.blob_path(b), self.tmp_dir().join(format!("partial-{}", b.hex())));
+                let _ = fs::rename(
+                    self.blob_path(b),
+                    self.tmp_dir().join(format!("partial-{}", b.hex())),
+                );
             } else {
                 let _ = fs::remove_file(self.blob_path(b));
             }
@@ -270,7 +327,12 @@ impl Store {
     pub fn find_image(&self, reference: &str) -> Result<ImageRecord> {
         let index = self.read_index()?;
         let hexish = reference.strip_prefix("sha256:").unwrap_or(reference);
-        if hexish.len() >= 4 && hexish.len() <= 64 && hexish.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if hexish.len() >= 4
+            && hexish.len() <= 64
+            && hexish
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             let mut matches = Vec::new();
             for digest in index.images.keys() {
                 let rec = self.record(&index, digest)?;
@@ -285,12 +347,17 @@ impl Store {
                 _ => {
                     return Err(Error::Ambiguous {
                         reference: reference.to_string(),
-                        matches: matches.iter().map(|m| m.id.short().to_string()).collect::<Vec<_>>().join(", "),
+                        matches: matches
+                            .iter()
+                            .map(|m| m.id.short().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     })
                 }
             }
         }
-        let r = Reference::parse(reference).map_err(|_| Error::ImageNotFound(reference.to_string()))?;
+        let r =
+            Reference::parse(reference).map_err(|_| Error::ImageNotFound(reference.to_string()))?;
         if let Some(d) = &r.digest {
             if index.images.contains_key(d) {
                 return self.record(&index, d);
@@ -305,11 +372,18 @@ impl Store {
 
     /// Removes a name; the image itself goes when no name is left (or when `by_id`).
     /// Returns (untagged names, deleted manifest digest).
-    pub fn remove_image(&self, reference: &str, force: bool) -> Result<(Vec<String>, Option<Digest>)> {
+    pub fn remove_image(
+        &self,
+        reference: &str,
+        force: bool,
+    ) -> Result<(Vec<String>, Option<Digest>)> {
         let rec = self.find_image(reference)?;
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
-        let by_name = Reference::parse(reference).ok().map(|r| r.to_string()).filter(|n| index.names.contains_key(n));
+        let by_name = Reference::parse(reference)
+            .ok()
+            .map(|r| r.to_string())
+            .filter(|n| index.names.contains_key(n));
         let mut untagged = Vec::new();
         match by_name {
             Some(n) => {
@@ -320,7 +394,10 @@ impl Store {
                 if rec.names.len() > 1 && !force {
                     return Err(Error::Ambiguous {
                         reference: reference.to_string(),
-                        matches: format!("image is referenced by several names ({}); use -f or a name", rec.names.join(", ")),
+                        matches: format!(
+                            "image is referenced by several names ({}); use -f or a name",
+                            rec.names.join(", ")
+                        ),
                     });
                 }
                 for n in &rec.names {
@@ -350,7 +427,11 @@ impl Store {
         let ids: BTreeMap<Digest, Digest> = index
             .images
             .keys()
-            .filter_map(|m| self.image_manifest(m).ok().map(|man| (m.clone(), man.config.digest)))
+            .filter_map(|m| {
+                self.image_manifest(m)
+                    .ok()
+                    .map(|man| (m.clone(), man.config.digest))
+            })
             .collect();
         index.images.retain(|m, _| {
             let used = ids.get(m).is_some_and(|id| in_use.contains(id));
@@ -374,7 +455,13 @@ impl Store {
                 }
             }
             if let Ok(rec) = self.unindexed_record(m) {
-                live.insert(self.rootfs_path(&rec).file_name().unwrap_or_default().to_string_lossy().into_owned());
+                live.insert(
+                    self.rootfs_path(&rec)
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
         // Listed before the work in progress is asked what it pins: an operation pins a blob or
@@ -432,10 +519,20 @@ impl Work {
     fn new(parent: &Path, kind: &str) -> Result<Work> {
         let dir = private_tempdir(parent, &format!("{kind}-{}-", std::process::id()))?;
         let handle = File::open(dir.path()).map_err(|e| Error::io(dir.path(), e))?;
-        let lock = Flock::lock(handle, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| Error::io(dir.path(), e.into()))?;
+        let lock = Flock::lock(handle, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| Error::io(dir.path(), e.into()))?;
         let p = dir.path().join(PINS);
-        let pins = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&p).map_err(|e| Error::io(&p, e))?;
-        Ok(Work { dir, pins, _lock: lock })
+        let pins = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))?;
+        Ok(Work {
+            dir,
+            pins,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -445,7 +542,9 @@ impl Work {
     /// Keeps `blobs/sha256/<name>` or `rootfs/<name>` from prune while this work lives.
     pub fn pin(&mut self, name: &str) -> Result<()> {
         let p = self.dir.path().join(PINS);
-        self.pins.write_all(format!("{name}\n").as_bytes()).map_err(|e| Error::io(&p, e))
+        self.pins
+            .write_all(format!("{name}\n").as_bytes())
+            .map_err(|e| Error::io(&p, e))
     }
 
     pub fn pin_blob(&mut self, digest: &Digest) -> Result<()> {
@@ -459,9 +558,20 @@ const PINS: &str = "pins";
 /// (from the name) is alive or it is flocked (a partial download being written, a work dir).
 fn work_in_progress(p: &Path) -> Option<Vec<String>> {
     let name = p.file_name()?.to_string_lossy().into_owned();
-    let owner_alive = name.split('-').nth(1).and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-    let locked = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(p) {
-        Ok(f) => matches!(Flock::lock(f, FlockArg::LockExclusiveNonblock), Err((_, nix::errno::Errno::EWOULDBLOCK))),
+    let owner_alive = name
+        .split('-')
+        .nth(1)
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let locked = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+    {
+        Ok(f) => matches!(
+            Flock::lock(f, FlockArg::LockExclusiveNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        ),
         Err(_) => false,
     };
     if !owner_alive && !locked {
@@ -479,15 +589,23 @@ pub fn private_tempdir(parent: &Path, prefix: &str) -> Result<tempfile::TempDir>
         .permissions(fs::Permissions::from_mode(0o700))
         .tempdir_in(parent)
         .map_err(|e| Error::io(parent, e))?;
-    let mode = fs::symlink_metadata(dir.path()).map_err(|e| Error::io(dir.path(), e))?.mode();
+    let mode = fs::symlink_metadata(dir.path())
+        .map_err(|e| Error::io(dir.path(), e))?
+        .mode();
     if mode & 0o077 != 0 {
-        return Err(Error::Store { path: dir.path().to_path_buf(), detail: format!("staging directory has mode {:o}, not 0700", mode & 0o7777) });
+        return Err(Error::Store {
+            path: dir.path().to_path_buf(),
+            detail: format!("staging directory has mode {:o}, not 0700", mode & 0o7777),
+        });
     }
     Ok(dir)
 }
 
 fn read_dir(p: &Path) -> Result<Vec<fs::DirEntry>> {
-    fs::read_dir(p).map_err(|e| Error::io(p, e))?.map(|e| e.map_err(|e| Error::io(p, e))).collect()
+    fs::read_dir(p)
+        .map_err(|e| Error::io(p, e))?
+        .map(|e| e.map_err(|e| Error::io(p, e)))
+        .collect()
 }
 
 pub(crate) fn remove_any(p: &Path) -> Result<()> {
@@ -501,7 +619,10 @@ pub(crate) fn remove_any(p: &Path) -> Result<()> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Writes a file so that readers see the old or the new content, never a mix.
@@ -509,7 +630,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_dir(dir);
     Ok(())
@@ -547,7 +670,9 @@ impl BlobWriter {
     }
 
     pub fn write_all(&mut self, buf: &[u8]) -> Result<()> {
-        self.file.write_all(buf).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .write_all(buf)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.hasher.update(buf);
         self.offset += buf.len() as u64;
         Ok(())
@@ -557,14 +682,21 @@ impl BlobWriter {
         self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         if let Some(want) = expected_size {
             if self.offset < want {
-                return Err(Error::TruncatedBlob { digest: self.digest.to_string(), got: self.offset, want });
+                return Err(Error::TruncatedBlob {
+                    digest: self.digest.to_string(),
+                    got: self.offset,
+                    want,
+                });
             }
         }
         let actual = Digest::from_sha256(std::mem::take(&mut self.hasher));
         if actual != self.digest || expected_size.is_some_and(|w| w != self.offset) {
             let _ = fs::remove_file(&self.path);
             self.committed = true;
-            return Err(Error::DigestMismatch { digest: self.digest.to_string(), actual: actual.to_string() });
+            return Err(Error::DigestMismatch {
+                digest: self.digest.to_string(),
+                actual: actual.to_string(),
+            });
         }
         let dest = self.store.blob_path(&self.digest);
         fs::rename(&self.path, &dest).map_err(|e| Error::io(&dest, e))?;

@@ -59,7 +59,17 @@ pub struct TarStream<R> {
 
 impl<R: Read> TarStream<R> {
     pub fn new(inner: R, layer: &str, limits: Limits) -> Self {
-        TarStream { inner, hasher: Sha256::new(), consumed: 0, limits, layer: layer.to_string(), image_budget: None, entries: 0, remaining: 0, padding: 0 }
+        TarStream {
+            inner,
+            hasher: Sha256::new(),
+            consumed: 0,
+            limits,
+            layer: layer.to_string(),
+            image_budget: None,
+            entries: 0,
+            remaining: 0,
+            padding: 0,
+        }
     }
 
     /// Also stop once the stream exceeds `left` bytes, reported as the image `image` being too large.
@@ -69,7 +79,11 @@ impl<R: Read> TarStream<R> {
     }
 
     fn bad(&self, entry: &str, reason: impl std::fmt::Display) -> Error {
-        Error::BadLayer { layer: self.layer.clone(), entry: entry.to_string(), reason: reason.to_string() }
+        Error::BadLayer {
+            layer: self.layer.clone(),
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        }
     }
 
     /// Reads from the stream, counting and hashing; past a budget the read fails with our Error.
@@ -83,11 +97,18 @@ impl<R: Read> TarStream<R> {
         self.consumed += n as u64;
         self.hasher.update(&buf[..n]);
         if self.consumed > self.limits.max_layer_bytes {
-            return Err(io::Error::other(Error::LayerTooLarge { layer: self.layer.clone(), limit: self.limits.max_layer_bytes }));
+            return Err(io::Error::other(Error::LayerTooLarge {
+                layer: self.layer.clone(),
+                limit: self.limits.max_layer_bytes,
+            }));
         }
         if let Some((image, left)) = &self.image_budget {
             if self.consumed > *left {
-                return Err(io::Error::other(Error::ImageTooLarge { image: image.clone(), layer: self.layer.clone(), limit: self.limits.max_image_bytes }));
+                return Err(io::Error::other(Error::ImageTooLarge {
+                    image: image.clone(),
+                    layer: self.layer.clone(),
+                    limit: self.limits.max_image_bytes,
+                }));
             }
         }
         Ok(n)
@@ -125,10 +146,21 @@ impl<R: Read> TarStream<R> {
     }
 
     /// The body of an extension header, bounded by `max_header_bytes` before anything is read.
-    fn extension_body(&mut self, header: &tar::Header, kind: &'static str, size: u64) -> Result<Vec<u8>> {
+    fn extension_body(
+        &mut self,
+        header: &tar::Header,
+        kind: &'static str,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         if size > self.limits.max_header_bytes {
             let entry = String::from_utf8_lossy(&header.path_bytes()).into_owned();
-            return Err(Error::HeaderTooLarge { layer: self.layer.clone(), entry, kind, size, limit: self.limits.max_header_bytes });
+            return Err(Error::HeaderTooLarge {
+                layer: self.layer.clone(),
+                entry,
+                kind,
+                size,
+                limit: self.limits.max_header_bytes,
+            });
         }
         let mut body = vec![0u8; size as usize];
         if self.fill(&mut body)? < body.len() {
@@ -142,7 +174,8 @@ impl<R: Read> TarStream<R> {
     pub fn next_entry(&mut self) -> Result<Option<Entry>> {
         self.skip(self.remaining.saturating_add(self.padding))?;
         (self.remaining, self.padding) = (0, 0);
-        let (mut long_name, mut long_link, mut pax): (Option<Bytes>, Option<Bytes>, Option<Bytes>) = (None, None, None);
+        let (mut long_name, mut long_link, mut pax): (Option<Bytes>, Option<Bytes>, Option<Bytes>) =
+            (None, None, None);
         loop {
             let mut block = [0u8; BLOCK as usize];
             let got = self.fill(&mut block)?;
@@ -161,11 +194,22 @@ impl<R: Read> TarStream<R> {
             }
             self.entries += 1;
             if self.entries > self.limits.max_layer_entries {
-                return Err(Error::TooManyEntries { layer: self.layer.clone(), limit: self.limits.max_layer_entries });
+                return Err(Error::TooManyEntries {
+                    layer: self.layer.clone(),
+                    limit: self.limits.max_layer_entries,
+                });
             }
             let mut header = tar::Header::from_byte_slice(&block).clone();
-            let name = || String::from_utf8_lossy(&tar::Header::from_byte_slice(&block).path_bytes()).into_owned();
-            let sum: u32 = block[..148].iter().chain(&block[156..]).map(|b| *b as u32).sum::<u32>() + 8 * 32;
+            let name = || {
+                String::from_utf8_lossy(&tar::Header::from_byte_slice(&block).path_bytes())
+                    .into_owned()
+            };
+            let sum: u32 = block[..148]
+                .iter()
+                .chain(&block[156..])
+                .map(|b| *b as u32)
+                .sum::<u32>()
+                + 8 * 32;
             if header.cksum().ok() != Some(sum) {
                 return Err(self.bad(&name(), "header checksum mismatch"));
             }
@@ -193,7 +237,12 @@ impl<R: Read> TarStream<R> {
                 Some(p) => parse_pax(p).map_err(|r| self.bad(&name(), r))?,
                 None => Vec::new(),
             };
-            let value = |key: &[u8]| records.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            let value = |key: &[u8]| {
+                records
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            };
             let num = |key: &[u8]| -> Result<Option<u64>> {
                 match value(key) {
                     None => Ok(None),
@@ -202,7 +251,12 @@ impl<R: Read> TarStream<R> {
                         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                         .and_then(|s| s.parse().ok())
                         .map(Some)
-                        .ok_or_else(|| self.bad(&name(), format!("PAX {} is not a number", String::from_utf8_lossy(key)))),
+                        .ok_or_else(|| {
+                            self.bad(
+                                &name(),
+                                format!("PAX {} is not a number", String::from_utf8_lossy(key)),
+                            )
+                        }),
                 }
             };
             let size = num(b"size")?.unwrap_or(size);
@@ -212,17 +266,33 @@ impl<R: Read> TarStream<R> {
             if let Some(gid) = num(b"gid")? {
                 header.set_gid(gid);
             }
-            let path = strip_nul(long_name.take()).or_else(|| value(b"path")).unwrap_or_else(|| header.path_bytes().into_owned());
-            let link = strip_nul(long_link.take()).or_else(|| value(b"linkpath")).or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+            let path = strip_nul(long_name.take())
+                .or_else(|| value(b"path"))
+                .unwrap_or_else(|| header.path_bytes().into_owned());
+            let link = strip_nul(long_link.take())
+                .or_else(|| value(b"linkpath"))
+                .or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
             if size > self.limits.max_layer_bytes {
-                return Err(Error::LayerTooLarge { layer: self.layer.clone(), limit: self.limits.max_layer_bytes });
+                return Err(Error::LayerTooLarge {
+                    layer: self.layer.clone(),
+                    limit: self.limits.max_layer_bytes,
+                });
             }
             if header.entry_type().is_gnu_sparse() {
-                return Err(self.bad(&String::from_utf8_lossy(&path), "GNU sparse files are not supported"));
+                return Err(self.bad(
+                    &String::from_utf8_lossy(&path),
+                    "GNU sparse files are not supported",
+                ));
             }
             self.remaining = size;
             self.padding = pad(size);
-            return Ok(Some(Entry { path, link, header, pax: records, size }));
+            return Ok(Some(Entry {
+                path,
+                link,
+                header,
+                pax: records,
+                size,
+            }));
         }
     }
 
@@ -250,10 +320,15 @@ impl<R: Read> Read for Data<'_, R> {
         if self.stream.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(self.stream.remaining.min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.stream.remaining.min(usize::MAX as u64) as usize);
         let n = self.stream.pull(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated archive: member shorter than its header says"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated archive: member shorter than its header says",
+            ));
         }
         self.stream.remaining -= n as u64;
         Ok(n)
@@ -334,8 +409,13 @@ mod tests {
         for kind in [b'x', b'L', b'K', b'g'] {
             // Only the header: the claimed 1 GiB body is never read (the stream ends here).
             let t = header("big", kind, 1 << 30);
-            let err = TarStream::new(&t[..], "sha256:l", Limits::default()).next_entry().unwrap_err();
-            assert!(matches!(err, Error::HeaderTooLarge { size, .. } if size == 1 << 30), "{err}");
+            let err = TarStream::new(&t[..], "sha256:l", Limits::default())
+                .next_entry()
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::HeaderTooLarge { size, .. } if size == 1 << 30),
+                "{err}"
+            );
         }
     }
 
@@ -346,11 +426,17 @@ mod tests {
             t.extend(header(&format!("d{i}/"), b'5', 0));
         }
         t.extend([0u8; 1024]);
-        let limits = Limits { max_layer_entries: 3, ..Limits::default() };
+        let limits = Limits {
+            max_layer_entries: 3,
+            ..Limits::default()
+        };
         let mut s = TarStream::new(&t[..], "l", limits);
         let r: Result<Vec<_>> = std::iter::from_fn(|| s.next_entry().transpose()).collect();
         assert!(matches!(r, Err(Error::TooManyEntries { limit: 3, .. })));
-        let limits = Limits { max_layer_bytes: 1024, ..Limits::default() };
+        let limits = Limits {
+            max_layer_bytes: 1024,
+            ..Limits::default()
+        };
         let mut s = TarStream::new(&t[..], "l", limits);
         let r: Result<Vec<_>> = std::iter::from_fn(|| s.next_entry().transpose()).collect();
         assert!(matches!(r, Err(Error::LayerTooLarge { limit: 1024, .. })));

@@ -46,12 +46,22 @@ fn name() -> impl Strategy<Value = String> {
     ];
     (prop::bool::weighted(0.1), prop::collection::vec(part, 1..4)).prop_map(|(abs, parts)| {
         let p = parts.join("/");
-        if abs { format!("/{p}") } else { p }
+        if abs {
+            format!("/{p}")
+        } else {
+            p
+        }
     })
 }
 
 fn target() -> impl Strategy<Value = String> {
-    prop_oneof![name(), Just("/outside".to_string()), Just("../outside".to_string()), Just("../../outside/x".to_string()), Just("".to_string())]
+    prop_oneof![
+        name(),
+        Just("/outside".to_string()),
+        Just("../outside".to_string()),
+        Just("../../outside/x".to_string()),
+        Just("".to_string())
+    ]
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -138,7 +148,8 @@ fn append(tar: &mut Vec<u8>, name: &str, kind: &Kind, naming: Naming) {
     }
     if let Kind::Symlink(t) | Kind::Hardlink(t) = kind {
         let t = t.as_bytes();
-        h.as_gnu_mut().unwrap().linkname[..t.len().min(100)].copy_from_slice(&t[..t.len().min(100)]);
+        h.as_gnu_mut().unwrap().linkname[..t.len().min(100)]
+            .copy_from_slice(&t[..t.len().min(100)]);
     }
     if let Kind::Char | Kind::Block = kind {
         h.set_device_major(1).unwrap();
@@ -153,8 +164,17 @@ fn snapshot(dir: &Path) -> Vec<(String, u32, u64, Vec<u8>)> {
     fn walk(root: &Path, p: &Path, out: &mut Vec<(String, u32, u64, Vec<u8>)>) {
         for e in std::fs::read_dir(p).unwrap().flatten() {
             let m = std::fs::symlink_metadata(e.path()).unwrap();
-            let content = if m.is_file() { std::fs::read(e.path()).unwrap() } else { vec![] };
-            out.push((e.path().strip_prefix(root).unwrap().display().to_string(), m.mode() & 0o170000, m.len(), content));
+            let content = if m.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                vec![]
+            };
+            out.push((
+                e.path().strip_prefix(root).unwrap().display().to_string(),
+                m.mode() & 0o170000,
+                m.len(),
+                content,
+            ));
             if m.is_dir() {
                 walk(root, &e.path(), out);
             }

@@ -12,7 +12,11 @@ fn store() -> (tempfile::TempDir, Store) {
     (d, s)
 }
 
-fn load_layout(store: &Store, img: &Image, name: &str) -> hx_images::Result<Vec<hx_images::ImageRecord>> {
+fn load_layout(
+    store: &Store,
+    img: &Image,
+    name: &str,
+) -> hx_images::Result<Vec<hx_images::ImageRecord>> {
     let dir = tempfile::tempdir().unwrap();
     write_layout(dir.path(), img, name);
     load::load(store, dir.path(), &PlatformSpec::host())
@@ -38,19 +42,33 @@ fn an_image_with_anothers_config_but_other_layers_is_refused() {
     // Same config bytes (hence the same image id), other layer.
     let attacker = image_with_config(&[layer(b"attacker")], victim.config.clone());
     let err = load_layout(&store, &attacker, "registry.test/attacker:1").unwrap_err();
-    assert!(matches!(&err, Error::DiffIdMismatch { layer, index: 0, .. } if *layer == attacker.layers[0].to_string()), "{err}");
+    assert!(
+        matches!(&err, Error::DiffIdMismatch { layer, index: 0, .. } if *layer == attacker.layers[0].to_string()),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 33);
-    assert!(err.to_string().contains(&attacker.layers[0].to_string()), "names the layer: {err}");
+    assert!(
+        err.to_string().contains(&attacker.layers[0].to_string()),
+        "names the layer: {err}"
+    );
     assert_pristine(root.path());
 
-    let rec = load_layout(&store, &victim, "registry.test/victim:1").unwrap().remove(0);
+    let rec = load_layout(&store, &victim, "registry.test/victim:1")
+        .unwrap()
+        .remove(0);
     let rootfs = store.rootfs_path(&rec);
     assert!(rootfs.is_file());
     // The key is the chain of diff_ids, not the config digest.
-    assert!(!rootfs.file_name().unwrap().to_string_lossy().starts_with(rec.id.hex()));
+    assert!(!rootfs
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with(rec.id.hex()));
     // An image with another config over the same layers shares the build.
     let same_tree = image(&[layer(b"victim")], None, "another config");
-    let rec2 = load_layout(&store, &same_tree, "registry.test/same:1").unwrap().remove(0);
+    let rec2 = load_layout(&store, &same_tree, "registry.test/same:1")
+        .unwrap()
+        .remove(0);
     assert_ne!(rec2.id, rec.id);
     assert_eq!(store.rootfs_path(&rec2), rootfs);
 }
@@ -59,17 +77,40 @@ fn an_image_with_anothers_config_but_other_layers_is_refused() {
 fn layers_and_diff_ids_must_be_as_many() {
     let (root, store) = store();
     let l = layer(b"x");
-    let img = image(std::slice::from_ref(&l), Some(vec![sha(&l), sha(&l)]), "two diff_ids");
+    let img = image(
+        std::slice::from_ref(&l),
+        Some(vec![sha(&l), sha(&l)]),
+        "two diff_ids",
+    );
     let err = load_layout(&store, &img, "registry.test/count:1").unwrap_err();
-    assert!(matches!(err, Error::LayerCountMismatch { layers: 1, diff_ids: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::LayerCountMismatch {
+                layers: 1,
+                diff_ids: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_pristine(root.path());
 }
 
 #[test]
 fn prune_removes_rootfs_of_older_formats_and_keeps_current_ones() {
     let (_root, store) = store();
-    let rec = load_layout(&store, &image(&[layer(b"a")], None, "a"), "registry.test/a:1").unwrap().remove(0);
-    let old = store.root().join("rootfs").join(format!("{}.v1.erofs", rec.id.hex()));
+    let rec = load_layout(
+        &store,
+        &image(&[layer(b"a")], None, "a"),
+        "registry.test/a:1",
+    )
+    .unwrap()
+    .remove(0);
+    let old = store
+        .root()
+        .join("rootfs")
+        .join(format!("{}.v1.erofs", rec.id.hex()));
     std::fs::write(&old, b"old build").unwrap();
     let report = store.prune(false, &[]).unwrap();
     assert_eq!(report.rootfs, 1);
@@ -96,7 +137,12 @@ fn an_archive_member_symlinked_to_a_host_file_is_refused() {
     let img = image(&[layer(b"x")], None, "x");
     let blob = format!("blobs/sha256/{}", img.layers[0].hex());
     let target = host.path().to_str().unwrap().to_string();
-    for t in [target.as_str(), "/dev/zero", "../../../../../../dev/zero", "../../../../../../etc/passwd"] {
+    for t in [
+        target.as_str(),
+        "/dev/zero",
+        "../../../../../../dev/zero",
+        "../../../../../../etc/passwd",
+    ] {
         let bytes = oci_archive(&img, "registry.test/x:1", &[(blob.as_str(), M::Symlink(t))]);
         let started = Instant::now();
         let err = load_archive(&store, &bytes).unwrap_err();
@@ -112,7 +158,11 @@ fn an_archive_hardlink_member_only_aliases_another_member() {
     let img = image(&[layer(b"x")], None, "x");
     let blob = format!("blobs/sha256/{}", img.layers[0].hex());
     for t in ["/etc/passwd", "etc/passwd", "../x"] {
-        let bytes = oci_archive(&img, "registry.test/x:1", &[(blob.as_str(), M::Hardlink(t))]);
+        let bytes = oci_archive(
+            &img,
+            "registry.test/x:1",
+            &[(blob.as_str(), M::Hardlink(t))],
+        );
         let err = load_archive(&store, &bytes).unwrap_err();
         assert!(matches!(err, Error::InvalidArchive { .. }), "{t}: {err}");
         assert_pristine(root.path());
@@ -166,15 +216,35 @@ fn a_member_larger_or_smaller_than_its_descriptor_is_refused() {
     let blob = format!("blobs/sha256/{}", d.hex());
     let mut longer = real.clone();
     longer.extend_from_slice(&[0u8; 4096]);
-    let err = load_archive(&store, &oci_archive(&img, "registry.test/x:1", &[(blob.as_str(), M::File(&longer))])).unwrap_err();
+    let err = load_archive(
+        &store,
+        &oci_archive(
+            &img,
+            "registry.test/x:1",
+            &[(blob.as_str(), M::File(&longer))],
+        ),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     assert_pristine(root.path());
     let shorter = &real[..real.len() / 2];
-    let err = load_archive(&store, &oci_archive(&img, "registry.test/x:1", &[(blob.as_str(), M::File(shorter))])).unwrap_err();
+    let err = load_archive(
+        &store,
+        &oci_archive(
+            &img,
+            "registry.test/x:1",
+            &[(blob.as_str(), M::File(shorter))],
+        ),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::TruncatedBlob { .. }), "{err}");
     assert_pristine(root.path());
     // A tar member whose data ends before its header's size: the archive is truncated.
-    let err = load_archive(&store, &tar(&[("oci-layout", M::Raw(b'0', 1 << 30, b"{}"))])).unwrap_err();
+    let err = load_archive(
+        &store,
+        &tar(&[("oci-layout", M::Raw(b'0', 1 << 30, b"{}"))]),
+    )
+    .unwrap_err();
     assert_invalid_archive(err, "truncated");
     assert_pristine(root.path());
 }
@@ -184,7 +254,10 @@ fn path_traversal_in_members_and_manifest_names_is_refused() {
     let (root, store) = store();
     let outside = tempfile::tempdir().unwrap();
     let name = format!("../../../../../../../../{}/pwned", outside.path().display());
-    let bytes = tar(&[(name.as_str(), M::File(b"x")), ("manifest.json", M::File(b"[]"))]);
+    let bytes = tar(&[
+        (name.as_str(), M::File(b"x")),
+        ("manifest.json", M::File(b"[]")),
+    ]);
     assert_invalid_archive(load_archive(&store, &bytes).unwrap_err(), "'..'");
     assert!(!outside.path().join("pwned").exists());
     let manifest = br#"[{"Config":"../../../../etc/passwd","Layers":[]}]"#;
@@ -249,7 +322,14 @@ fn zeros_layer(kind: u8, chunks: usize, diff_id: bool) -> (Vec<u8>, hx_images::D
     }
     out.extend(gzip(&end));
     h.update(end);
-    (out, if diff_id { hx_images::Digest::from_sha256(h) } else { sha(b"never reached") })
+    (
+        out,
+        if diff_id {
+            hx_images::Digest::from_sha256(h)
+        } else {
+            sha(b"never reached")
+        },
+    )
 }
 
 #[test]
@@ -260,8 +340,15 @@ fn a_64_mib_pax_header_is_refused_quickly() {
     let img = image_from_gz(vec![layer]);
     let started = Instant::now();
     let err = load_layout(&store, &img, "registry.test/pax:1").unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(matches!(&err, Error::HeaderTooLarge { size, limit, .. } if *size == 64 << 20 && *limit == Limits::default().max_header_bytes), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&err, Error::HeaderTooLarge { size, limit, .. } if *size == 64 << 20 && *limit == Limits::default().max_header_bytes),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 29);
     assert!(err.to_string().contains(&img.layers[0].to_string()));
     assert_pristine(root.path());
@@ -298,27 +385,43 @@ fn image_from_gz(layers: Vec<(Vec<u8>, hx_images::Digest)>) -> Image {
 #[test]
 fn a_gzip_bomb_over_the_byte_limits_is_refused_and_leaves_nothing() {
     let (root, store) = store();
-    let limits = Limits { max_layer_bytes: 2 << 20, max_image_bytes: 5 << 19, ..Limits::default() };
+    let limits = Limits {
+        max_layer_bytes: 2 << 20,
+        max_image_bytes: 5 << 19,
+        ..Limits::default()
+    };
     let store = store.with_limits(limits);
     // One member claiming more than the layer may hold: refused at its header.
     let bomb = zeros_layer(b'0', 64, false);
     assert!(bomb.0.len() < 1 << 20, "a small gzip");
     let img = image_from_gz(vec![bomb]);
     let err = load_layout(&store, &img, "registry.test/bomb:1").unwrap_err();
-    assert!(matches!(err, Error::LayerTooLarge { limit, .. } if limit == 2 << 20), "{err}");
+    assert!(
+        matches!(err, Error::LayerTooLarge { limit, .. } if limit == 2 << 20),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 30);
     assert_pristine(root.path());
     // Members each within the limit, together over it: refused while streaming.
     let (one, _) = zeros_layer(b'0', 6, false);
-    let many: Vec<u8> = std::iter::repeat_n(&one[..one.len() - gzip(&[0u8; 1024]).len()], 8).flatten().copied().collect();
+    let many: Vec<u8> = std::iter::repeat_n(&one[..one.len() - gzip(&[0u8; 1024]).len()], 8)
+        .flatten()
+        .copied()
+        .collect();
     let img = image_from_gz(vec![(many, sha(b"never reached"))]);
     let err = load_layout(&store, &img, "registry.test/many:1").unwrap_err();
-    assert!(matches!(err, Error::LayerTooLarge { limit, .. } if limit == 2 << 20), "{err}");
+    assert!(
+        matches!(err, Error::LayerTooLarge { limit, .. } if limit == 2 << 20),
+        "{err}"
+    );
     assert_pristine(root.path());
     // Two layers each within the layer limit, together over the image's.
     let img = image_from_gz(vec![zeros_layer(b'0', 6, true), zeros_layer(b'0', 6, true)]);
     let err = load_layout(&store, &img, "registry.test/two:1").unwrap_err();
-    assert!(matches!(err, Error::ImageTooLarge { limit, .. } if limit == 5 << 19), "{err}");
+    assert!(
+        matches!(err, Error::ImageTooLarge { limit, .. } if limit == 5 << 19),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 31);
     assert_pristine(root.path());
 }
@@ -328,9 +431,20 @@ fn too_many_entries_in_a_layer_are_refused() {
     let (root, store) = store();
     let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
     let members: Vec<(&str, M)> = names.iter().map(|n| (n.as_str(), M::File(b""))).collect();
-    let store = store.with_limits(Limits { max_layer_entries: 20, ..Limits::default() });
-    let err = load_layout(&store, &image(&[tar(&members)], None, "many"), "registry.test/many:1").unwrap_err();
-    assert!(matches!(err, Error::TooManyEntries { limit: 20, .. }), "{err}");
+    let store = store.with_limits(Limits {
+        max_layer_entries: 20,
+        ..Limits::default()
+    });
+    let err = load_layout(
+        &store,
+        &image(&[tar(&members)], None, "many"),
+        "registry.test/many:1",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyEntries { limit: 20, .. }),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 32);
     assert_pristine(root.path());
 }
@@ -356,9 +470,16 @@ fn prune_keeps_work_in_progress_and_sweeps_what_dead_owners_left() {
     std::fs::write(&stale, b"st").unwrap();
 
     let report = store.prune(true, &[]).unwrap();
-    assert!(work.path().join("staging").is_file(), "the live work dir is kept");
+    assert!(
+        work.path().join("staging").is_file(),
+        "the live work dir is kept"
+    );
     assert!(store.has_blob(&pinned), "a pinned blob is kept");
-    assert!(tmp.join(format!("partial-{}", writer_digest.hex())).is_file(), "a download being written is kept");
+    assert!(
+        tmp.join(format!("partial-{}", writer_digest.hex()))
+            .is_file(),
+        "a download being written is kept"
+    );
     assert!(!store.has_blob(&unpinned));
     assert!(!dead.exists() && !stale.exists());
     assert_eq!(report.temp, 2);

@@ -42,8 +42,15 @@ fn docker_save(layer: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
     }))
     .unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!([{ "Config": "c.json", "RepoTags": ["registry.test/fuzz:1"], "Layers": ["l/layer.tar"] }])).unwrap();
-    let files = vec![("c.json".to_string(), config), ("l/layer.tar".to_string(), layer.to_vec()), ("manifest.json".to_string(), manifest)];
-    let members: Vec<(&str, M)> = files.iter().map(|(n, b)| (n.as_str(), M::File(b))).collect();
+    let files = vec![
+        ("c.json".to_string(), config),
+        ("l/layer.tar".to_string(), layer.to_vec()),
+        ("manifest.json".to_string(), manifest),
+    ];
+    let members: Vec<(&str, M)> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), M::File(b)))
+        .collect();
     let t = tar(&members);
     (files, t)
 }

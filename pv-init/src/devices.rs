@@ -21,8 +21,13 @@ impl Disks {
         names.sort_by_key(|n| (n.len(), n.clone()));
         let mut by_index = Vec::new();
         for (pos, name) in names.iter().enumerate() {
-            let serial = fs::read_to_string(format!("/sys/block/{name}/serial")).unwrap_or_default();
-            let index = match serial.trim().strip_prefix("hx-disk").and_then(|n| n.parse().ok()) {
+            let serial =
+                fs::read_to_string(format!("/sys/block/{name}/serial")).unwrap_or_default();
+            let index = match serial
+                .trim()
+                .strip_prefix("hx-disk")
+                .and_then(|n| n.parse().ok())
+            {
                 Some(i) => i,
                 None => pos as u32,
             };
@@ -36,12 +41,15 @@ impl Disks {
             .iter()
             .find(|(i, _)| *i == index)
             .map(|(_, p)| p)
-            .ok_or_else(|| InitError::setup(format!("disk {index} not found (have {:?})", self.by_index)))
+            .ok_or_else(|| {
+                InitError::setup(format!("disk {index} not found (have {:?})", self.by_index))
+            })
     }
 
     pub fn read_spec(&self) -> Result<ContainerSpec, InitError> {
         let path = self.path(1)?;
-        let f = fs::File::open(path).map_err(|e| InitError::setup(format!("config disk {}: {e}", path.display())))?;
+        let f = fs::File::open(path)
+            .map_err(|e| InitError::setup(format!("config disk {}: {e}", path.display())))?;
         ContainerSpec::read_config_disk(&mut &f).map_err(|e| InitError::setup(e.to_string()))
     }
 }
@@ -78,7 +86,10 @@ fn virtio_ports() -> Vec<(String, PathBuf)> {
     if let Ok(rd) = fs::read_dir("/sys/class/virtio-ports") {
         for e in rd.flatten() {
             if let Ok(name) = fs::read_to_string(e.path().join("name")) {
-                found.push((name.trim().to_string(), PathBuf::from("/dev").join(e.file_name())));
+                found.push((
+                    name.trim().to_string(),
+                    PathBuf::from("/dev").join(e.file_name()),
+                ));
             }
         }
     }
@@ -91,7 +102,12 @@ fn open_port(found: &[(String, PathBuf)], want: &str, write: bool) -> Result<fs:
         .iter()
         .find(|(n, _)| n == want)
         .map(|(_, p)| p.clone())
-        .ok_or_else(|| InitError::setup(format!("channel {want} not found (have {:?})", found.iter().map(|f| &f.0).collect::<Vec<_>>())))?;
+        .ok_or_else(|| {
+            InitError::setup(format!(
+                "channel {want} not found (have {:?})",
+                found.iter().map(|f| &f.0).collect::<Vec<_>>()
+            ))
+        })?;
     fs::OpenOptions::new()
         .read(!write)
         .write(write)
@@ -109,7 +125,14 @@ impl Channels {
         let found = virtio_ports();
         let open = |want: &str, write: bool| open_port(&found, want, write);
         let status = StatusSink::File(open("hx.status", true)?);
-        Ok((Channels { stdout: open("hx.stdout", true)?, stderr: open("hx.stderr", true)?, control: ControlSource::File(open("hx.control", false)?) }, status))
+        Ok((
+            Channels {
+                stdout: open("hx.stdout", true)?,
+                stderr: open("hx.stderr", true)?,
+                control: ControlSource::File(open("hx.control", false)?),
+            },
+            status,
+        ))
     }
 }
 
@@ -140,7 +163,10 @@ impl Backend {
 /// may write (Xen; docs/guest-protocol.md).
 pub enum StatusSink {
     File(fs::File),
-    Xenstore { client: xenstore_wire::Client, next: u32 },
+    Xenstore {
+        client: xenstore_wire::Client,
+        next: u32,
+    },
 }
 
 /// Most status nodes pv-init writes on Xen (the host reads no more than this).
@@ -159,7 +185,10 @@ impl StatusSink {
             StatusSink::Xenstore { client, next } => {
                 if *next < XEN_MAX_STATUS {
                     let line = status.to_line();
-                    let _ = client.write(&format!("{XEN_STATUS_DIR}/{next}"), line.trim_end().as_bytes());
+                    let _ = client.write(
+                        &format!("{XEN_STATUS_DIR}/{next}"),
+                        line.trim_end().as_bytes(),
+                    );
                     *next += 1;
                 }
             }
@@ -191,19 +220,32 @@ fn xen_console() -> Result<fs::File, InitError> {
 }
 
 fn xenbus() -> Result<xenstore_wire::Client, InitError> {
-    xenstore_wire::Client::open_device(xenstore_wire::XENBUS_DEVICE).map_err(|e| InitError::setup(e.to_string()))
+    xenstore_wire::Client::open_device(xenstore_wire::XENBUS_DEVICE)
+        .map_err(|e| InitError::setup(e.to_string()))
 }
 
 impl Channels {
     fn find_xen() -> Result<(Self, StatusSink), InitError> {
         // Two connections: status writes never interleave with the control watch's events.
-        let status = StatusSink::Xenstore { client: xenbus()?, next: 0 };
+        let status = StatusSink::Xenstore {
+            client: xenbus()?,
+            next: 0,
+        };
         let mut control = xenbus()?;
         control
             .watch(XEN_CONTROL_NODE, "hx-control")
             .map_err(|e| InitError::setup(format!("control node: {e}")))?;
         let out = xen_console()?;
-        let err = out.try_clone().map_err(|e| InitError::setup(format!("console: {e}")))?;
-        Ok((Channels { stdout: out, stderr: err, control: ControlSource::Xenstore(control) }, status))
+        let err = out
+            .try_clone()
+            .map_err(|e| InitError::setup(format!("console: {e}")))?;
+        Ok((
+            Channels {
+                stdout: out,
+                stderr: err,
+                control: ControlSource::Xenstore(control),
+            },
+            status,
+        ))
     }
 }

@@ -22,44 +22,84 @@ static TTY_MASTER: AtomicI32 = AtomicI32::new(-1);
 /// Set by a `stdin-eof` control line: the input copier drains what is left and closes stdin.
 static STDIN_EOF: AtomicBool = AtomicBool::new(false);
 
-pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std::fs::File>) -> Result<Status, InitError> {
+pub fn run_workload(
+    spec: &ContainerSpec,
+    channels: Channels,
+    input: Option<std::fs::File>,
+) -> Result<Status, InitError> {
     let ident = users::resolve(
         &spec.user,
         &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
         &std::fs::read_to_string("/etc/group").unwrap_or_default(),
     )?;
     let env = environment(spec, &ident);
-    let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
-    let argv0 = spec.args.first().ok_or_else(|| InitError::setup("no command specified"))?;
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let argv0 = spec
+        .args
+        .first()
+        .ok_or_else(|| InitError::setup("no command specified"))?;
     let program = lookup(argv0, &path_var)?;
     if !Path::new(&spec.cwd).is_dir() {
-        std::fs::create_dir_all(&spec.cwd).map_err(|e| InitError::setup(format!("workdir {}: {e}", spec.cwd)))?;
+        std::fs::create_dir_all(&spec.cwd)
+            .map_err(|e| InitError::setup(format!("workdir {}: {e}", spec.cwd)))?;
     }
 
-    let cstr = |s: &str| CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")));
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")))
+    };
     let c_prog = cstr(&program)?;
-    let c_args = spec.args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let c_args = spec
+        .args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
     let c_env = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
     let c_cwd = cstr(&spec.cwd)?;
 
     let mut forwarded = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
         forwarded.add(s);
     }
-    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
+    signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+        .map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| InitError::setup(format!("pipe: {e}")))?;
     // The workload writes to pipes that pv-init copies to the channels: a channel device can be
     // opened only once, and images expect to reopen /dev/stdout (nginx logs to it, like many).
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
-    let (errout_r, errout_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?;
-    let devnull = std::fs::File::open("/dev/null").map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| InitError::setup(format!("pipe: {e}")))?;
+    let (errout_r, errout_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| InitError::setup(format!("pipe: {e}")))?;
+    let devnull = std::fs::File::open("/dev/null")
+        .map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
     // `-t`: the workload's stdin, stdout and stderr are a pty's slave; pv-init holds the master.
     let pty = match spec.tty {
         Some(size) => {
-            let ws = nix::pty::Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
-            let p = nix::pty::openpty(Some(&ws), None).map_err(|e| InitError::setup(format!("openpty: {e}")))?;
+            let ws = nix::pty::Winsize {
+                ws_row: size.rows,
+                ws_col: size.cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let p = nix::pty::openpty(Some(&ws), None)
+                .map_err(|e| InitError::setup(format!("openpty: {e}")))?;
             for fd in [&p.master, &p.slave] {
-                let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+                let _ = nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                );
             }
             Some(p)
         }
@@ -67,10 +107,15 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std:
     };
     // `-i` without `-t`: a pipe pv-init fills from the input channel.
     let stdin_pipe = match (&input, &pty) {
-        (Some(_), None) => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| InitError::setup(format!("pipe: {e}")))?),
+        (Some(_), None) => Some(
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| InitError::setup(format!("pipe: {e}")))?,
+        ),
         _ => None,
     };
-    let stdin_fd = stdin_pipe.as_ref().map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
+    let stdin_fd = stdin_pipe
+        .as_ref()
+        .map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
 
     // SAFETY: single-threaded PID 1; the child only calls async-signal-safe functions until exec.
     let child = match unsafe { fork() } {
@@ -102,12 +147,28 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std:
                     libc::dup2(errout_w.as_raw_fd(), 2);
                 }
                 let groups: Vec<libc::gid_t> = ident.groups.clone();
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 { fail(1, *libc::__errno_location()) }
-                if libc::setgid(ident.gid) != 0 { fail(1, *libc::__errno_location()) }
-                if libc::setuid(ident.uid) != 0 { fail(1, *libc::__errno_location()) }
-                if libc::chdir(c_cwd.as_ptr()) != 0 { fail(2, *libc::__errno_location()) }
-                let argv: Vec<*const libc::c_char> = c_args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-                let envp: Vec<*const libc::c_char> = c_env.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                    fail(1, *libc::__errno_location())
+                }
+                if libc::setgid(ident.gid) != 0 {
+                    fail(1, *libc::__errno_location())
+                }
+                if libc::setuid(ident.uid) != 0 {
+                    fail(1, *libc::__errno_location())
+                }
+                if libc::chdir(c_cwd.as_ptr()) != 0 {
+                    fail(2, *libc::__errno_location())
+                }
+                let argv: Vec<*const libc::c_char> = c_args
+                    .iter()
+                    .map(|a| a.as_ptr())
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect();
+                let envp: Vec<*const libc::c_char> = c_env
+                    .iter()
+                    .map(|a| a.as_ptr())
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect();
                 libc::execve(c_prog.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 fail(3, *libc::__errno_location())
             }
@@ -117,10 +178,16 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std:
     drop(err_w);
     drop(out_w);
     drop(errout_w);
-    let mut relays = vec![relay(out_r, &channels.stdout)?, relay(errout_r, &channels.stderr)?];
+    let mut relays = vec![
+        relay(out_r, &channels.stdout)?,
+        relay(errout_r, &channels.stderr)?,
+    ];
     if let Some(p) = pty {
         drop(p.slave);
-        let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(|e| InitError::setup(format!("pty: {e}")));
+        let dup = |fd: &std::os::fd::OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| InitError::setup(format!("pty: {e}")))
+        };
         // The master reads EIO once the last slave is closed: the relay ends there.
         relays.push(relay(dup(&p.master)?, &channels.stdout)?);
         if let Some(input) = input {
@@ -139,10 +206,25 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std:
         let _ = waitpid(child, None);
         let e = std::io::Error::from_raw_os_error(errno);
         return Err(match buf[0] {
-            1 => InitError { code: 126, message: format!("setting user {:?}: {e}", spec.user) },
-            2 => InitError { code: 126, message: format!("chdir to cwd ({:?}) set in config.json failed: {e}", spec.cwd) },
-            _ if errno == libc::ENOENT => InitError { code: 127, message: format!("exec: {argv0:?}: stat {program}: no such file or directory") },
-            _ => InitError { code: 126, message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()) },
+            1 => InitError {
+                code: 126,
+                message: format!("setting user {:?}: {e}", spec.user),
+            },
+            2 => InitError {
+                code: 126,
+                message: format!(
+                    "chdir to cwd ({:?}) set in config.json failed: {e}",
+                    spec.cwd
+                ),
+            },
+            _ if errno == libc::ENOENT => InitError {
+                code: 127,
+                message: format!("exec: {argv0:?}: stat {program}: no such file or directory"),
+            },
+            _ => InitError {
+                code: 126,
+                message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()),
+            },
         });
     }
     report_started(child);
@@ -152,10 +234,17 @@ pub fn run_workload(spec: &ContainerSpec, channels: Channels, input: Option<std:
 fn report_started(child: Pid) {
     let uptime_ms = std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|f| f.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<f64>().ok())
+        })
         .map(|f| (f * 1000.0) as u64)
         .unwrap_or(0);
-    crate::report(&Status::Started { pid: child.as_raw(), uptime_ms });
+    crate::report(&Status::Started {
+        pid: child.as_raw(),
+        uptime_ms,
+    });
 }
 
 fn environment(spec: &ContainerSpec, ident: &Ident) -> Vec<String> {
@@ -173,7 +262,14 @@ fn environment(spec: &ContainerSpec, ident: &Ident) -> Vec<String> {
         env.push(format!("HOSTNAME={}", spec.hostname));
     }
     if !has(&env, "HOME") {
-        env.push(format!("HOME={}", if ident.home.is_empty() { "/" } else { &ident.home }));
+        env.push(format!(
+            "HOME={}",
+            if ident.home.is_empty() {
+                "/"
+            } else {
+                &ident.home
+            }
+        ));
     }
     env
 }
@@ -182,10 +278,19 @@ fn environment(spec: &ContainerSpec, ident: &Ident) -> Vec<String> {
 fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
     if argv0.contains('/') {
         return match std::fs::metadata(argv0) {
-            Ok(m) if m.is_dir() => Err(InitError { code: 126, message: format!("exec: {argv0:?}: is a directory") }),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(InitError { code: 126, message: format!("exec: {argv0:?}: permission denied") }),
+            Ok(m) if m.is_dir() => Err(InitError {
+                code: 126,
+                message: format!("exec: {argv0:?}: is a directory"),
+            }),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(InitError {
+                code: 126,
+                message: format!("exec: {argv0:?}: permission denied"),
+            }),
             Ok(_) => Ok(argv0.to_string()),
-            Err(_) => Err(InitError { code: 127, message: format!("exec: {argv0:?}: stat {argv0}: no such file or directory") }),
+            Err(_) => Err(InitError {
+                code: 127,
+                message: format!("exec: {argv0:?}: stat {argv0}: no such file or directory"),
+            }),
         };
     }
     for dir in path.split(':').filter(|d| !d.is_empty()) {
@@ -196,7 +301,10 @@ fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
             }
         }
     }
-    Err(InitError { code: 127, message: format!("exec: {argv0:?}: executable file not found in $PATH") })
+    Err(InitError {
+        code: 127,
+        message: format!("exec: {argv0:?}: executable file not found in $PATH"),
+    })
 }
 
 /// Copies the `-i` input to the workload (its stdin pipe or pty master) on a thread of its own,
@@ -207,8 +315,12 @@ fn copy_input(mut from: std::fs::File, mut to: std::fs::File) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 4096];
         loop {
-            let mut fds = [nix::poll::PollFd::new(from.as_fd(), nix::poll::PollFlags::POLLIN)];
-            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).unwrap_or(0) > 0;
+            let mut fds = [nix::poll::PollFd::new(
+                from.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ready =
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)).unwrap_or(0) > 0;
             let eof_asked = STDIN_EOF.load(Ordering::Relaxed);
             if !ready && eof_asked {
                 break;
@@ -231,8 +343,13 @@ fn pass_on(from: &mut std::fs::File, to: &mut std::fs::File, buf: &mut [u8]) -> 
 }
 
 /// Copies a workload pipe to its channel until every writer has closed it.
-fn relay(from: std::os::fd::OwnedFd, to: &std::fs::File) -> Result<std::thread::JoinHandle<()>, InitError> {
-    let mut to = to.try_clone().map_err(|e| InitError::setup(format!("channel: {e}")))?;
+fn relay(
+    from: std::os::fd::OwnedFd,
+    to: &std::fs::File,
+) -> Result<std::thread::JoinHandle<()>, InitError> {
+    let mut to = to
+        .try_clone()
+        .map_err(|e| InitError::setup(format!("channel: {e}")))?;
     let mut from = std::fs::File::from(from);
     Ok(std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
@@ -242,7 +359,12 @@ fn relay(from: std::os::fd::OwnedFd, to: &std::fs::File) -> Result<std::thread::
 
 /// PID 1's loop: forward signals and control lines to the workload, reap everything, and return
 /// how the workload ended.
-fn supervise(child: Pid, signals: SigSet, channels: Channels, relays: Vec<std::thread::JoinHandle<()>>) -> Result<Status, InitError> {
+fn supervise(
+    child: Pid,
+    signals: SigSet,
+    channels: Channels,
+    relays: Vec<std::thread::JoinHandle<()>>,
+) -> Result<Status, InitError> {
     let status = supervise_loop(child, signals, channels.control)?;
     // Every writer is dead by now (finish): the relays end at EOF.
     for r in relays {
@@ -263,7 +385,12 @@ fn deliver(child: Pid, line: &str) {
         Some(Control::Resize { rows, cols }) => {
             let master = TTY_MASTER.load(Ordering::Relaxed);
             if master >= 0 {
-                let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+                let ws = libc::winsize {
+                    ws_row: rows,
+                    ws_col: cols,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
                 // SAFETY: TIOCSWINSZ on our pty master with a valid winsize; the kernel sends
                 // SIGWINCH to the terminal's foreground process group.
                 unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
@@ -280,7 +407,8 @@ fn deliver(child: Pid, line: &str) {
 fn deliver_from_xenstore(child: Pid, client: &mut xenstore_wire::Client, last: &mut u64) {
     if let Ok(Some(v)) = client.read(crate::devices::XEN_CONTROL_NODE) {
         if v.len() <= 4096 {
-            let (lines, top) = pv_init::status::control_log::newer(&String::from_utf8_lossy(&v), *last);
+            let (lines, top) =
+                pv_init::status::control_log::newer(&String::from_utf8_lossy(&v), *last);
             *last = top;
             for l in lines {
                 deliver(child, &l);
@@ -289,8 +417,13 @@ fn deliver_from_xenstore(child: Pid, client: &mut xenstore_wire::Client, last: &
     }
 }
 
-fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result<Status, InitError> {
-    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| InitError::setup(format!("signalfd: {e}")))?;
+fn supervise_loop(
+    child: Pid,
+    signals: SigSet,
+    control: ControlSource,
+) -> Result<Status, InitError> {
+    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| InitError::setup(format!("signalfd: {e}")))?;
     let mut control = control;
     let mut control_buf = Vec::new();
     let mut control_ok = true;
@@ -301,7 +434,10 @@ fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result
                 deliver_from_xenstore(child, client, &mut control_last);
             }
         }
-        let mut fds = vec![nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = vec![nix::poll::PollFd::new(
+            sfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         if control_ok {
             let fd = match &control {
                 ControlSource::File(f) => f.as_fd(),
@@ -310,8 +446,13 @@ fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result
             fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
         }
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
-        let sig_ready = fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
-        let ctl_ready = fds.get(1).and_then(|f| f.revents()).unwrap_or(nix::poll::PollFlags::empty());
+        let sig_ready = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
+        let ctl_ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .unwrap_or(nix::poll::PollFlags::empty());
         drop(fds);
         if ctl_ready.contains(nix::poll::PollFlags::POLLIN) {
             match &mut control {
@@ -334,7 +475,9 @@ fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result
                     Err(_) => control_ok = false,
                 },
             }
-        } else if ctl_ready.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR) {
+        } else if ctl_ready
+            .intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)
+        {
             // The host end is not connected: stop polling it so the loop doesn't spin.
             control_ok = false;
         }
@@ -351,8 +494,12 @@ fn supervise_loop(child: Pid, signals: SigSet, control: ControlSource) -> Result
         // Reap everything; the workload's end is the container's end.
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == child => return Ok(finish(Status::Exited { code })),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return Ok(finish(Status::Signaled { signal: sig as i32 })),
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                    return Ok(finish(Status::Exited { code }))
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                    return Ok(finish(Status::Signaled { signal: sig as i32 }))
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             }

@@ -11,15 +11,39 @@ struct Entry<'a> {
 /// Builds the cpio archive around a static pv-init binary.
 pub fn build_initramfs(init_binary: &[u8]) -> Vec<u8> {
     let entries = [
-        Entry { name: "dev", mode: 0o040755, rdev: (0, 0), data: &[] },
-        Entry { name: "dev/console", mode: 0o020600, rdev: (5, 1), data: &[] },
-        Entry { name: "init", mode: 0o100755, rdev: (0, 0), data: init_binary },
+        Entry {
+            name: "dev",
+            mode: 0o040755,
+            rdev: (0, 0),
+            data: &[],
+        },
+        Entry {
+            name: "dev/console",
+            mode: 0o020600,
+            rdev: (5, 1),
+            data: &[],
+        },
+        Entry {
+            name: "init",
+            mode: 0o100755,
+            rdev: (0, 0),
+            data: init_binary,
+        },
     ];
     let mut out = Vec::with_capacity(init_binary.len() + 1024);
     for (ino, e) in entries.iter().enumerate() {
         push_entry(&mut out, ino as u32 + 1, e);
     }
-    push_entry(&mut out, 0, &Entry { name: "TRAILER!!!", mode: 0, rdev: (0, 0), data: &[] });
+    push_entry(
+        &mut out,
+        0,
+        &Entry {
+            name: "TRAILER!!!",
+            mode: 0,
+            rdev: (0, 0),
+            data: &[],
+        },
+    );
     while out.len() % 512 != 0 {
         out.push(0);
     }

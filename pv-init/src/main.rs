@@ -25,7 +25,10 @@ pub struct InitError {
 
 impl InitError {
     pub fn setup(message: impl Into<String>) -> Self {
-        InitError { code: 125, message: message.into() }
+        InitError {
+            code: 125,
+            message: message.into(),
+        }
     }
 }
 
@@ -62,7 +65,10 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         let msg = format!("pv-init panicked: {info}");
         console(&msg);
-        report(&Status::InitError { code: 125, message: msg.replace('\n', " ") });
+        report(&Status::InitError {
+            code: 125,
+            message: msg.replace('\n', " "),
+        });
         power_off();
     }));
     let outcome = run();
@@ -70,7 +76,10 @@ fn main() {
         Ok(status) => report(&status),
         Err(e) => {
             console(&format!("error: {}", e.message));
-            report(&Status::InitError { code: e.code, message: e.message });
+            report(&Status::InitError {
+                code: e.code,
+                message: e.message,
+            });
         }
     }
     power_off();
@@ -87,7 +96,11 @@ fn run() -> Result<Status, InitError> {
     let disks = devices::Disks::find()?;
     let spec = disks.read_spec()?;
     network::configure(spec.network.as_ref())?;
-    let input = if spec.stdin { Some(devices::open_stdin(backend)?) } else { None };
+    let input = if spec.stdin {
+        Some(devices::open_stdin(backend)?)
+    } else {
+        None
+    };
     mounts::assemble_root(&spec, &disks)?;
     exec::run_workload(&spec, channels, input)
 }

@@ -6,18 +6,35 @@ use pv_init::spec::{ContainerSpec, Mount, MountSource, Upper};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 
-fn mnt(src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<(), InitError> {
+fn mnt(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), InitError> {
     mkdir(target)?;
-    mount(Some(src), target, Some(fstype), flags, data).map_err(|e| InitError::setup(format!("mount {fstype} {src} on {target}: {e}")))
+    mount(Some(src), target, Some(fstype), flags, data)
+        .map_err(|e| InitError::setup(format!("mount {fstype} {src} on {target}: {e}")))
 }
 
 fn mkdir(p: &str) -> Result<(), InitError> {
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(p).map_err(|e| InitError::setup(format!("mkdir {p}: {e}")))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
+        .map_err(|e| InitError::setup(format!("mkdir {p}: {e}")))
 }
 
 pub fn early() -> Result<(), InitError> {
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mnt("devtmpfs", "/dev", "devtmpfs", MsFlags::MS_NOSUID, Some("mode=0755"))?;
+    mnt(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )?;
     mnt("proc", "/proc", "proc", nosuid, None)?;
     mnt("sysfs", "/sys", "sysfs", nosuid, None)?;
     Ok(())
@@ -25,10 +42,20 @@ pub fn early() -> Result<(), InitError> {
 
 pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitError> {
     let rootfs = disks.path(spec.rootfs.disk)?.to_string_lossy().to_string();
-    mnt(&rootfs, "/lower", &spec.rootfs.fstype, MsFlags::MS_RDONLY, None)?;
+    mnt(
+        &rootfs,
+        "/lower",
+        &spec.rootfs.fstype,
+        MsFlags::MS_RDONLY,
+        None,
+    )?;
     match &spec.upper {
         Upper::Tmpfs { size_mb } => {
-            let opts = if *size_mb > 0 { format!("mode=0755,size={size_mb}m") } else { "mode=0755".into() };
+            let opts = if *size_mb > 0 {
+                format!("mode=0755,size={size_mb}m")
+            } else {
+                "mode=0755".into()
+            };
             mnt("tmpfs", "/rw", "tmpfs", MsFlags::empty(), Some(&opts))?;
         }
         Upper::Disk { disk, fstype } => {
@@ -38,17 +65,46 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
     }
     mkdir("/rw/upper")?;
     mkdir("/rw/work")?;
-    mnt("overlay", "/newroot", "overlay", MsFlags::empty(), Some("lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work"))?;
+    mnt(
+        "overlay",
+        "/newroot",
+        "overlay",
+        MsFlags::empty(),
+        Some("lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work"),
+    )?;
 
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    for (d, dst) in [("/dev", "/newroot/dev"), ("/proc", "/newroot/proc"), ("/sys", "/newroot/sys")] {
+    for (d, dst) in [
+        ("/dev", "/newroot/dev"),
+        ("/proc", "/newroot/proc"),
+        ("/sys", "/newroot/sys"),
+    ] {
         mkdir(dst)?;
-        mount(Some(d), dst, None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| InitError::setup(format!("move {d}: {e}")))?;
+        mount(Some(d), dst, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| InitError::setup(format!("move {d}: {e}")))?;
     }
-    mnt("devpts", "/newroot/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620,gid=5"))?;
-    mnt("shm", "/newroot/dev/shm", "tmpfs", nosuid, Some("mode=1777,size=65536k"))?;
+    mnt(
+        "devpts",
+        "/newroot/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mnt(
+        "shm",
+        "/newroot/dev/shm",
+        "tmpfs",
+        nosuid,
+        Some("mode=1777,size=65536k"),
+    )?;
     let _ = fs::remove_file("/newroot/dev/ptmx");
-    let links = [("pts/ptmx", "/newroot/dev/ptmx"), ("/proc/self/fd", "/newroot/dev/fd"), ("/proc/self/fd/0", "/newroot/dev/stdin"), ("/proc/self/fd/1", "/newroot/dev/stdout"), ("/proc/self/fd/2", "/newroot/dev/stderr")];
+    let links = [
+        ("pts/ptmx", "/newroot/dev/ptmx"),
+        ("/proc/self/fd", "/newroot/dev/fd"),
+        ("/proc/self/fd/0", "/newroot/dev/stdin"),
+        ("/proc/self/fd/1", "/newroot/dev/stdout"),
+        ("/proc/self/fd/2", "/newroot/dev/stderr"),
+    ];
     for (target, link) in links {
         let _ = std::os::unix::fs::symlink(target, link);
     }
@@ -64,10 +120,22 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
 /// (out of the container's sight once the root is switched).
 fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
     let target = format!("/newroot{}", m.target);
-    let ro = if m.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    let ro = if m.readonly {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
     let staged = m.subpath.is_some() || m.copy_up;
-    let at = if staged { format!("/vol/{i}") } else { target.clone() };
-    let flags = if staged && m.copy_up { MsFlags::empty() } else { ro };
+    let at = if staged {
+        format!("/vol/{i}")
+    } else {
+        target.clone()
+    };
+    let flags = if staged && m.copy_up {
+        MsFlags::empty()
+    } else {
+        ro
+    };
     match &m.source {
         MountSource::Disk { disk, fstype } => {
             // /dev has been moved into the new root by now.
@@ -76,7 +144,11 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
             mnt(&dev, &at, fstype, flags, opts)?;
         }
         MountSource::Tmpfs { size_mb } => {
-            let opts = if *size_mb > 0 { format!("size={size_mb}m") } else { String::new() };
+            let opts = if *size_mb > 0 {
+                format!("size={size_mb}m")
+            } else {
+                String::new()
+            };
             mnt("tmpfs", &at, "tmpfs", flags, Some(&opts))?;
         }
         MountSource::Share { tag } => mount_9p(tag, &at, flags)?,
@@ -84,14 +156,18 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
     if !staged {
         return Ok(());
     }
-    if m.copy_up && is_empty_volume(&at) && fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir()) {
-        copy_tree(std::path::Path::new(&target), std::path::Path::new(&at)).map_err(|e| InitError::setup(format!("copying {} into its volume: {e}", m.target)))?;
+    if m.copy_up && is_empty_volume(&at) && fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir())
+    {
+        copy_tree(std::path::Path::new(&target), std::path::Path::new(&at))
+            .map_err(|e| InitError::setup(format!("copying {} into its volume: {e}", m.target)))?;
     }
     let source = match &m.subpath {
         Some(sub) => format!("{at}/{sub}"),
         None => at.clone(),
     };
-    let is_dir = fs::metadata(&source).map_err(|e| InitError::setup(format!("volume source {source}: {e}")))?.is_dir();
+    let is_dir = fs::metadata(&source)
+        .map_err(|e| InitError::setup(format!("volume source {source}: {e}")))?
+        .is_dir();
     if is_dir {
         mkdir(&target)?;
     } else if fs::symlink_metadata(&target).is_err() {
@@ -100,7 +176,16 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
         }
         fs::write(&target, b"").map_err(|e| InitError::setup(format!("creating {target}: {e}")))?;
     }
-    let bind = |flags: MsFlags| mount(Some(source.as_str()), target.as_str(), None::<&str>, flags, None::<&str>).map_err(|e| InitError::setup(format!("bind {source} on {target}: {e}")));
+    let bind = |flags: MsFlags| {
+        mount(
+            Some(source.as_str()),
+            target.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup(format!("bind {source} on {target}: {e}")))
+    };
     if m.subpath.is_none() {
         // Moved rather than bound: nothing stays mounted out of sight, so release_volumes can
         // unmount the volume cleanly at power-off.
@@ -124,7 +209,13 @@ pub fn release_volumes() {
         }
         let path = f[1].replace("\\040", " ");
         if nix::mount::umount2(path.as_str(), nix::mount::MntFlags::empty()).is_err() {
-            let _ = mount(None::<&str>, path.as_str(), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>);
+            let _ = mount(
+                None::<&str>,
+                path.as_str(),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            );
         }
     }
 }
@@ -133,8 +224,12 @@ pub fn release_volumes() {
 /// xenbus after boot, so the mount is retried briefly there.
 fn mount_9p(tag: &str, at: &str, flags: MsFlags) -> Result<(), InitError> {
     let xen = crate::devices::Backend::detect() == crate::devices::Backend::Xen;
-    let opts = format!("trans={},version=9p2000.L", if xen { "xen" } else { "virtio" });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(if xen { 10 } else { 0 });
+    let opts = format!(
+        "trans={},version=9p2000.L",
+        if xen { "xen" } else { "virtio" }
+    );
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(if xen { 10 } else { 0 });
     loop {
         let r = mnt(tag, at, "9p", flags, Some(&opts));
         if r.is_ok() || std::time::Instant::now() >= deadline {
@@ -183,7 +278,8 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
     mkdir("/newroot/etc")?;
     let w = |p: &str, s: String| fs::write(p, s).map_err(|e| InitError::setup(format!("{p}: {e}")));
     w("/newroot/etc/hostname", format!("{}\n", spec.hostname))?;
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     match &spec.network {
         Some(n) => {
             let ip = n.address.split('/').next().unwrap_or("127.0.1.1");
@@ -204,7 +300,8 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
         None => hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname)),
     }
     w("/newroot/etc/hosts", hosts)?;
-    nix::unistd::sethostname(&spec.hostname).map_err(|e| InitError::setup(format!("sethostname: {e}")))?;
+    nix::unistd::sethostname(&spec.hostname)
+        .map_err(|e| InitError::setup(format!("sethostname: {e}")))?;
     Ok(())
 }
 
@@ -213,7 +310,8 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
 fn switch_root() -> Result<(), InitError> {
     let err = |what: &str, e: nix::Error| InitError::setup(format!("switch root: {what}: {e}"));
     nix::unistd::chdir("/newroot").map_err(|e| err("chdir", e))?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| err("move", e))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| err("move", e))?;
     nix::unistd::chroot(".").map_err(|e| err("chroot", e))?;
     nix::unistd::chdir("/").map_err(|e| err("chdir /", e))?;
     Ok(())

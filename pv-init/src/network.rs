@@ -28,7 +28,9 @@ fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
         sin_zero: [0; 8],
     };
     // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) on Linux.
@@ -42,7 +44,10 @@ impl Sock {
         // SAFETY: plain socket(2) call.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(InitError::setup(format!("network: socket: {}", std::io::Error::last_os_error())));
+            return Err(InitError::setup(format!(
+                "network: socket: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         // SAFETY: fd was just returned by socket(2).
         Ok(Sock(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -51,7 +56,11 @@ impl Sock {
     fn ifreq(name: &str) -> libc::ifreq {
         // SAFETY: ifreq is plain data; all-zero is a valid value.
         let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in r.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        for (d, s) in r
+            .ifr_name
+            .iter_mut()
+            .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+        {
             *d = s as libc::c_char;
         }
         r
@@ -60,7 +69,10 @@ impl Sock {
     fn ioctl<T>(&self, req: libc::c_ulong, arg: &mut T, what: &str) -> Result<(), InitError> {
         // SAFETY: `arg` is the structure this request expects (ifreq or rtentry).
         if unsafe { libc::ioctl(self.0.as_raw_fd(), req as _, arg as *mut T) } < 0 {
-            return Err(InitError::setup(format!("network: {what}: {}", std::io::Error::last_os_error())));
+            return Err(InitError::setup(format!(
+                "network: {what}: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         Ok(())
     }
@@ -77,10 +89,18 @@ impl Sock {
         let mut r = Self::ifreq(name);
         r.ifr_ifru.ifru_addr = sockaddr(ip);
         self.ioctl(libc::SIOCSIFADDR, &mut r, &format!("{name} address {ip}"))?;
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix as u32)
+        };
         let mut r = Self::ifreq(name);
         r.ifr_ifru.ifru_netmask = sockaddr(Ipv4Addr::from(mask));
-        self.ioctl(libc::SIOCSIFNETMASK, &mut r, &format!("{name} netmask /{prefix}"))
+        self.ioctl(
+            libc::SIOCSIFNETMASK,
+            &mut r,
+            &format!("{name} netmask /{prefix}"),
+        )
     }
 
     fn default_route(&self, gw: Ipv4Addr) -> Result<(), InitError> {
@@ -115,20 +135,32 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
     let sock = Sock::new()?;
     sock.up("lo")?;
     let Some(net) = net else { return Ok(()) };
-    let (ip, prefix) = parse_cidr(&net.address).ok_or_else(|| InitError::setup(format!("network: bad address {:?}", net.address)))?;
+    let (ip, prefix) = parse_cidr(&net.address)
+        .ok_or_else(|| InitError::setup(format!("network: bad address {:?}", net.address)))?;
     // Xen's netfront registers the device when xenbus probes it, which may be after init starts.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::path::Path::new(&format!("/sys/class/net/{}", net.interface)).exists() {
         if Instant::now() > deadline {
-            let have: Vec<String> = std::fs::read_dir("/sys/class/net").map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-            return Err(InitError::setup(format!("network: interface {} not found (have {have:?})", net.interface)));
+            let have: Vec<String> = std::fs::read_dir("/sys/class/net")
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(InitError::setup(format!(
+                "network: interface {} not found (have {have:?})",
+                net.interface
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     sock.set_addr(&net.interface, ip, prefix)?;
     sock.up(&net.interface)?;
     if let Some(gw) = &net.gateway {
-        let gw: Ipv4Addr = gw.parse().map_err(|_| InitError::setup(format!("network: bad gateway {gw:?}")))?;
+        let gw: Ipv4Addr = gw
+            .parse()
+            .map_err(|_| InitError::setup(format!("network: bad gateway {gw:?}")))?;
         sock.default_route(gw)?;
     }
     Ok(())
@@ -140,7 +172,10 @@ mod tests {
 
     #[test]
     fn cidr() {
-        assert_eq!(parse_cidr("10.88.0.5/16"), Some((Ipv4Addr::new(10, 88, 0, 5), 16)));
+        assert_eq!(
+            parse_cidr("10.88.0.5/16"),
+            Some((Ipv4Addr::new(10, 88, 0, 5), 16))
+        );
         assert_eq!(parse_cidr("10.88.0.5"), None);
         assert_eq!(parse_cidr("10.88.0.5/33"), None);
     }

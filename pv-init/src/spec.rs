@@ -65,11 +65,18 @@ pub enum Upper {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MountSource {
-    Disk { disk: u32, fstype: String },
-    Tmpfs { size_mb: u64 },
+    Disk {
+        disk: u32,
+        fstype: String,
+    },
+    Tmpfs {
+        size_mb: u64,
+    },
     /// A host directory shared over 9p, by mount tag: virtio-9p on QEMU, Xen's 9pfs transport
     /// on Xen (`hx.backend=` on the kernel command line says which).
-    Share { tag: String },
+    Share {
+        tag: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,7 +168,9 @@ impl ContainerSpec {
     /// CONFIG_MAX_JSON), never the length field alone.
     pub fn read_config_disk(r: &mut impl Read) -> Result<Self, ConfigDiskError> {
         let mut head = Vec::with_capacity(CONFIG_HEADER);
-        r.take(CONFIG_HEADER as u64).read_to_end(&mut head).map_err(|e| ConfigDiskError::Io(e.to_string()))?;
+        r.take(CONFIG_HEADER as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| ConfigDiskError::Io(e.to_string()))?;
         if head.len() < CONFIG_HEADER || &head[..8] != CONFIG_MAGIC {
             return Err(ConfigDiskError::BadMagic);
         }
@@ -170,9 +179,14 @@ impl ContainerSpec {
             return Err(ConfigDiskError::BadLength(len));
         }
         let mut body = Vec::new();
-        r.take(len as u64).read_to_end(&mut body).map_err(|e| ConfigDiskError::Io(e.to_string()))?;
+        r.take(len as u64)
+            .read_to_end(&mut body)
+            .map_err(|e| ConfigDiskError::Io(e.to_string()))?;
         if body.len() < len {
-            return Err(ConfigDiskError::Truncated { have: body.len(), want: len });
+            return Err(ConfigDiskError::Truncated {
+                have: body.len(),
+                want: len,
+            });
         }
         let spec: ContainerSpec = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
         if spec.version != SPEC_VERSION {
@@ -194,7 +208,10 @@ mod tests {
             cwd: "/".into(),
             user: "".into(),
             hostname: "c1".into(),
-            rootfs: DiskFs { disk: 0, fstype: "erofs".into() },
+            rootfs: DiskFs {
+                disk: 0,
+                fstype: "erofs".into(),
+            },
             upper: Upper::Tmpfs { size_mb: 0 },
             mounts: vec![],
             network: None,
@@ -212,15 +229,27 @@ mod tests {
 
     #[test]
     fn config_disk_rejects_garbage() {
-        assert_eq!(ContainerSpec::from_config_disk(&[0u8; 4096]), Err(ConfigDiskError::BadMagic));
+        assert_eq!(
+            ContainerSpec::from_config_disk(&[0u8; 4096]),
+            Err(ConfigDiskError::BadMagic)
+        );
         let mut bytes = sample().to_config_disk();
         bytes[8..12].copy_from_slice(&(u32::MAX).to_le_bytes());
-        assert_eq!(ContainerSpec::from_config_disk(&bytes), Err(ConfigDiskError::BadLength(u32::MAX as usize)));
+        assert_eq!(
+            ContainerSpec::from_config_disk(&bytes),
+            Err(ConfigDiskError::BadLength(u32::MAX as usize))
+        );
         let mut bytes = sample().to_config_disk();
         bytes[8..12].copy_from_slice(&(9000u32).to_le_bytes());
-        assert!(matches!(ContainerSpec::from_config_disk(&bytes[..100]), Err(ConfigDiskError::Truncated { .. })));
+        assert!(matches!(
+            ContainerSpec::from_config_disk(&bytes[..100]),
+            Err(ConfigDiskError::Truncated { .. })
+        ));
         let mut bytes = sample().to_config_disk();
         bytes[12] = b'x';
-        assert!(matches!(ContainerSpec::from_config_disk(&bytes), Err(ConfigDiskError::Json(_))));
+        assert!(matches!(
+            ContainerSpec::from_config_disk(&bytes),
+            Err(ConfigDiskError::Json(_))
+        ));
     }
 }

@@ -15,22 +15,42 @@ pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Ident, InitError
         None => (user, None),
     };
     let u = if u.is_empty() { "0" } else { u };
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 7).find(|f| f[0] == u || (u.parse::<u32>().ok().is_some_and(|n| f[2].parse() == Ok(n))));
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .find(|f| f[0] == u || (u.parse::<u32>().ok().is_some_and(|n| f[2].parse() == Ok(n))));
     let (uid, mut gid, home, name) = match (entry, u.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse().map_err(|_| InitError::setup(format!("bad uid in /etc/passwd for {u}")))?,
-            f[3].parse().map_err(|_| InitError::setup(format!("bad gid in /etc/passwd for {u}")))?,
+            f[2].parse()
+                .map_err(|_| InitError::setup(format!("bad uid in /etc/passwd for {u}")))?,
+            f[3].parse()
+                .map_err(|_| InitError::setup(format!("bad gid in /etc/passwd for {u}")))?,
             f[5].to_string(),
             Some(f[0].to_string()),
         ),
         (None, Ok(n)) => (n, 0, "/".to_string(), None),
-        (None, Err(_)) => return Err(InitError { code: 126, message: format!("unable to find user {u}: no matching entries in passwd file") }),
+        (None, Err(_)) => {
+            return Err(InitError {
+                code: 126,
+                message: format!("unable to find user {u}: no matching entries in passwd file"),
+            })
+        }
     };
-    let groups_tbl: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4).collect();
+    let groups_tbl: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
     if let Some(g) = g {
         gid = match groups_tbl.iter().find(|f| f[0] == g) {
-            Some(f) => f[2].parse().map_err(|_| InitError::setup(format!("bad gid in /etc/group for {g}")))?,
-            None => g.parse().map_err(|_| InitError { code: 126, message: format!("unable to find group {g}: no matching entries in group file") })?,
+            Some(f) => f[2]
+                .parse()
+                .map_err(|_| InitError::setup(format!("bad gid in /etc/group for {g}")))?,
+            None => g.parse().map_err(|_| InitError {
+                code: 126,
+                message: format!("unable to find group {g}: no matching entries in group file"),
+            })?,
         };
     }
     let mut groups = vec![gid];
@@ -45,7 +65,12 @@ pub fn resolve(user: &str, passwd: &str, group: &str) -> Result<Ident, InitError
             }
         }
     }
-    Ok(Ident { uid, gid, groups, home })
+    Ok(Ident {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]
@@ -56,10 +81,34 @@ mod tests {
 
     #[test]
     fn resolves_names_and_numbers() {
-        assert_eq!(resolve("", PASSWD, GROUP).unwrap(), Ident { uid: 0, gid: 0, groups: vec![0], home: "/root".into() });
-        assert_eq!(resolve("www-data", PASSWD, GROUP).unwrap(), Ident { uid: 33, gid: 33, groups: vec![33, 44], home: "/var/www".into() });
+        assert_eq!(
+            resolve("", PASSWD, GROUP).unwrap(),
+            Ident {
+                uid: 0,
+                gid: 0,
+                groups: vec![0],
+                home: "/root".into()
+            }
+        );
+        assert_eq!(
+            resolve("www-data", PASSWD, GROUP).unwrap(),
+            Ident {
+                uid: 33,
+                gid: 33,
+                groups: vec![33, 44],
+                home: "/var/www".into()
+            }
+        );
         assert_eq!(resolve("nobody:nogroup", PASSWD, GROUP).unwrap().gid, 65534);
-        assert_eq!(resolve("1000:1000", PASSWD, GROUP).unwrap(), Ident { uid: 1000, gid: 1000, groups: vec![1000], home: "/".into() });
+        assert_eq!(
+            resolve("1000:1000", PASSWD, GROUP).unwrap(),
+            Ident {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000],
+                home: "/".into()
+            }
+        );
         assert_eq!(resolve("33", PASSWD, GROUP).unwrap().home, "/var/www");
         let e = resolve("ghost", PASSWD, GROUP).unwrap_err();
         assert_eq!(e.code, 126);

@@ -8,19 +8,42 @@ use xen_bindings::{Context, DomainConfig, Xenstore};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| args.get(i).cloned().ok_or("missing argument (see the example's header)");
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .ok_or("missing argument (see the example's header)")
+    };
     match arg(0)?.as_str() {
         "list" => {
             let ctx = Context::new()?;
             for d in ctx.list()? {
-                println!("{:>5} {:<20} {} mem={}KiB vcpus={}/{} cpu={}ns {}", d.domid, d.name.unwrap_or_default(), d.uuid, d.memory_kb, d.vcpus_online, d.vcpus_max, d.cpu_time_ns, if d.pvh { "pvh" } else { "" });
+                println!(
+                    "{:>5} {:<20} {} mem={}KiB vcpus={}/{} cpu={}ns {}",
+                    d.domid,
+                    d.name.unwrap_or_default(),
+                    d.uuid,
+                    d.memory_kb,
+                    d.vcpus_online,
+                    d.vcpus_max,
+                    d.cpu_time_ns,
+                    if d.pvh { "pvh" } else { "" }
+                );
             }
         }
         "boot" => {
             let ctx = Context::new()?;
-            let mut cfg = DomainConfig::pvh(format!("hx-smoke-{}", std::process::id()), arg(1)?).memory_mb(128).cmdline(args.get(3).cloned().unwrap_or_else(|| "console=hvc0 hx.backend=xen".into()));
+            let mut cfg = DomainConfig::pvh(format!("hx-smoke-{}", std::process::id()), arg(1)?)
+                .memory_mb(128)
+                .cmdline(
+                    args.get(3)
+                        .cloned()
+                        .unwrap_or_else(|| "console=hvc0 hx.backend=xen".into()),
+                );
             if let Some(initrd) = args.get(2) {
                 cfg = cfg.ramdisk(initrd);
             }

@@ -29,5 +29,7 @@ fn main() {
         .generate()
         .expect("bindgen failed on libxl.h: is libxen-dev installed?");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings");
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("writing bindings");
 }

@@ -24,7 +24,11 @@ pub struct DiskSpec {
 impl DiskSpec {
     /// Disk number `index` of the guest protocol (0 = rootfs, 1 = config, ...).
     pub fn indexed(index: usize, target: impl Into<PathBuf>, readonly: bool) -> Self {
-        DiskSpec { target: target.into(), vdev: vdev_for_index(index), readonly }
+        DiskSpec {
+            target: target.into(),
+            vdev: vdev_for_index(index),
+            readonly,
+        }
     }
 }
 
@@ -47,7 +51,12 @@ pub fn vdev_index(vdev: &str) -> Option<usize> {
     if letters.is_empty() || letters.len() > 2 || !letters.bytes().all(|b| b.is_ascii_lowercase()) {
         return None;
     }
-    Some(letters.bytes().fold(0usize, |n, b| n * 26 + (b - b'a') as usize + 1) - 1)
+    Some(
+        letters
+            .bytes()
+            .fold(0usize, |n, b| n * 26 + (b - b'a') as usize + 1)
+            - 1,
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +183,8 @@ impl DomainConfig {
 
     /// Appends disk number `disks.len()` (vdev xvda, xvdb, ... in order).
     pub fn disk(mut self, target: impl Into<PathBuf>, readonly: bool) -> Self {
-        self.disks.push(DiskSpec::indexed(self.disks.len(), target, readonly));
+        self.disks
+            .push(DiskSpec::indexed(self.disks.len(), target, readonly));
         self
     }
 
@@ -184,7 +194,10 @@ impl DomainConfig {
     }
 
     pub fn channel(mut self, name: impl Into<String>, connection: ChannelConnection) -> Self {
-        self.channels.push(Channel { name: name.into(), connection });
+        self.channels.push(Channel {
+            name: name.into(),
+            connection,
+        });
         self
     }
 
@@ -235,14 +248,29 @@ impl DomainConfig {
     /// Checks everything libxl would otherwise reject late (or accept and misbehave on).
     pub fn validate(&self) -> Result<(), XenError> {
         let bad = |m: String| Err(XenError::InvalidConfig(m));
-        if self.name.is_empty() || self.name.len() > 64 || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-            return bad(format!("domain name {:?}: 1-64 of [A-Za-z0-9_.-]", self.name));
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return bad(format!(
+                "domain name {:?}: 1-64 of [A-Za-z0-9_.-]",
+                self.name
+            ));
         }
         if self.name.bytes().all(|b| b.is_ascii_digit()) {
-            return bad(format!("domain name {:?}: all digits would read as a domid", self.name));
+            return bad(format!(
+                "domain name {:?}: all digits would read as a domid",
+                self.name
+            ));
         }
         if !self.kernel.is_absolute() {
-            return bad(format!("kernel {}: must be an absolute path", self.kernel.display()));
+            return bad(format!(
+                "kernel {}: must be an absolute path",
+                self.kernel.display()
+            ));
         }
         if let Some(r) = &self.ramdisk {
             if !r.is_absolute() {
@@ -255,7 +283,12 @@ impl DomainConfig {
             DomainType::Pv => 1024,
         };
         if self.cmdline.len() >= cmdline_max {
-            return bad(format!("kernel command line: {} bytes, {} kind allows {}", self.cmdline.len(), self.kind_name(), cmdline_max - 1));
+            return bad(format!(
+                "kernel command line: {} bytes, {} kind allows {}",
+                self.cmdline.len(),
+                self.kind_name(),
+                cmdline_max - 1
+            ));
         }
         if self.memory_mb < 16 || self.memory_mb > 1 << 20 {
             return bad(format!("memory {} MiB: 16..1048576", self.memory_mb));
@@ -266,13 +299,20 @@ impl DomainConfig {
         let mut seen = std::collections::HashSet::new();
         for d in &self.disks {
             if vdev_index(&d.vdev).is_none() {
-                return bad(format!("disk vdev {:?}: expected xvd[a-z] or xvd[a-z][a-z]", d.vdev));
+                return bad(format!(
+                    "disk vdev {:?}: expected xvd[a-z] or xvd[a-z][a-z]",
+                    d.vdev
+                ));
             }
             if !seen.insert(&d.vdev) {
                 return bad(format!("disk vdev {} used twice", d.vdev));
             }
             if !d.target.is_absolute() {
-                return bad(format!("disk {} target {}: must be an absolute path", d.vdev, d.target.display()));
+                return bad(format!(
+                    "disk {} target {}: must be an absolute path",
+                    d.vdev,
+                    d.target.display()
+                ));
             }
         }
         for n in &self.nics {
@@ -280,13 +320,23 @@ impl DomainConfig {
                 return bad(format!("bridge {:?}: a network interface name", n.bridge));
             }
             if let Some(v) = &n.vifname {
-                if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-                    return bad(format!("vif name {v:?}: an interface name of at most 15 characters"));
+                if v.is_empty()
+                    || v.len() > 15
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                {
+                    return bad(format!(
+                        "vif name {v:?}: an interface name of at most 15 characters"
+                    ));
                 }
             }
             if let Some(p) = &n.script {
                 if !p.is_absolute() {
-                    return bad(format!("vif script {}: must be an absolute path", p.display()));
+                    return bad(format!(
+                        "vif script {}: must be an absolute path",
+                        p.display()
+                    ));
                 }
             }
             if let Some(m) = &n.mac {
@@ -299,39 +349,77 @@ impl DomainConfig {
         }
         if let Some(p) = &self.disk_script {
             if !p.is_absolute() {
-                return bad(format!("disk script {}: must be an absolute path", p.display()));
+                return bad(format!(
+                    "disk script {}: must be an absolute path",
+                    p.display()
+                ));
             }
         }
         for (k, v) in &self.xsdata {
             if k.starts_with('/') || xenstore_wire::check_path(k).is_err() {
-                return bad(format!("xenstore node {k:?}: a relative path of [A-Za-z0-9_@/-]"));
+                return bad(format!(
+                    "xenstore node {k:?}: a relative path of [A-Za-z0-9_@/-]"
+                ));
             }
             if v.len() > xenstore_wire::MAX_VALUE || v.contains('\0') {
-                return bad(format!("xenstore node {k}: value longer than {} bytes or with NUL", xenstore_wire::MAX_VALUE));
+                return bad(format!(
+                    "xenstore node {k}: value longer than {} bytes or with NUL",
+                    xenstore_wire::MAX_VALUE
+                ));
             }
         }
         let mut tags = std::collections::HashSet::new();
         for p in &self.p9s {
             // The guest's 9p mount tag; Linux's xen 9pfs frontend compares it as a C string.
-            if p.tag.is_empty() || p.tag.len() > 31 || !p.tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) || !tags.insert(&p.tag) {
-                return bad(format!("9pfs tag {:?}: 1-31 of [A-Za-z0-9_.-], each once", p.tag));
+            if p.tag.is_empty()
+                || p.tag.len() > 31
+                || !p
+                    .tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                || !tags.insert(&p.tag)
+            {
+                return bad(format!(
+                    "9pfs tag {:?}: 1-31 of [A-Za-z0-9_.-], each once",
+                    p.tag
+                ));
             }
             if !p.path.is_absolute() || p.path.as_os_str().as_encoded_bytes().contains(&0) {
-                return bad(format!("9pfs {} path {}: must be an absolute path", p.tag, p.path.display()));
+                return bad(format!(
+                    "9pfs {} path {}: must be an absolute path",
+                    p.tag,
+                    p.path.display()
+                ));
             }
-            if !["none", "passthrough", "mapped-xattr", "mapped-file"].contains(&p.security_model.as_str()) {
-                return bad(format!("9pfs {} security model {:?}: none, passthrough, mapped-xattr or mapped-file", p.tag, p.security_model));
+            if !["none", "passthrough", "mapped-xattr", "mapped-file"]
+                .contains(&p.security_model.as_str())
+            {
+                return bad(format!(
+                    "9pfs {} security model {:?}: none, passthrough, mapped-xattr or mapped-file",
+                    p.tag, p.security_model
+                ));
             }
         }
         let mut names = std::collections::HashSet::new();
         for c in &self.channels {
-            if c.name.is_empty() || c.name.len() > 64 || !c.name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') || !names.insert(&c.name) {
-                return bad(format!("channel name {:?}: empty, repeated or not printable ASCII", c.name));
+            if c.name.is_empty()
+                || c.name.len() > 64
+                || !c.name.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+                || !names.insert(&c.name)
+            {
+                return bad(format!(
+                    "channel name {:?}: empty, repeated or not printable ASCII",
+                    c.name
+                ));
             }
             if let ChannelConnection::Socket(p) = &c.connection {
                 // sun_path holds 108 bytes including the NUL.
                 if !p.is_absolute() || p.as_os_str().len() > 107 {
-                    return bad(format!("channel {} socket {}: absolute, at most 107 bytes", c.name, p.display()));
+                    return bad(format!(
+                        "channel {} socket {}: absolute, at most 107 bytes",
+                        c.name,
+                        p.display()
+                    ));
                 }
             }
         }
@@ -431,10 +519,16 @@ impl DomainConfig {
                 dev.backend_domid = 0;
                 match &ch.connection {
                     ChannelConnection::Socket(p) => {
-                        sys::libxl_device_channel_init_connection(dev, sys::LIBXL_CHANNEL_CONNECTION_SOCKET);
+                        sys::libxl_device_channel_init_connection(
+                            dev,
+                            sys::LIBXL_CHANNEL_CONNECTION_SOCKET,
+                        );
                         dev.u.socket.path = libxl_str("channel socket", &p.to_string_lossy())?;
                     }
-                    ChannelConnection::Pty => sys::libxl_device_channel_init_connection(dev, sys::LIBXL_CHANNEL_CONNECTION_PTY),
+                    ChannelConnection::Pty => sys::libxl_device_channel_init_connection(
+                        dev,
+                        sys::LIBXL_CHANNEL_CONNECTION_PTY,
+                    ),
                 }
             }
             c.p9s = calloc::<sys::libxl_device_p9>(self.p9s.len());
@@ -512,8 +606,17 @@ mod tests {
             .disk("/var/lib/hx/rootfs/x.erofs", true)
             .disk("/var/lib/hx/containers/c/config.img", true)
             .disk("/var/lib/hx/containers/c/upper.img", false)
-            .nic(NicSpec { bridge: "hx0".into(), mac: Some("00:16:3e:01:02:03".into()), ip: Some([10, 88, 0, 5].into()), vifname: Some("hxv-web".into()), script: Some("/var/lib/hx/assets/hx-vif-hotplug".into()) })
-            .channel("hx.stdout", ChannelConnection::Socket("/run/hx/c/stdout.sock".into()))
+            .nic(NicSpec {
+                bridge: "hx0".into(),
+                mac: Some("00:16:3e:01:02:03".into()),
+                ip: Some([10, 88, 0, 5].into()),
+                vifname: Some("hxv-web".into()),
+                script: Some("/var/lib/hx/assets/hx-vif-hotplug".into()),
+            })
+            .channel(
+                "hx.stdout",
+                ChannelConnection::Socket("/run/hx/c/stdout.sock".into()),
+            )
             .channel("hx.control", ChannelConnection::Pty)
             .xenstore_node("hx/id", "0123abcd")
             .xenstore_node("hx/control", "")
@@ -537,11 +640,18 @@ mod tests {
         unsafe {
             let l = cfg.raw().c_info.xsdata;
             let s = |i: usize| CStr::from_ptr(*l.add(i)).to_str().unwrap().to_string();
-            assert_eq!([s(0), s(1), s(2), s(3)], ["hx/id", "0123abcd", "hx/control", ""]);
+            assert_eq!(
+                [s(0), s(1), s(2), s(3)],
+                ["hx/id", "0123abcd", "hx/control", ""]
+            );
             assert!((*l.add(4)).is_null());
         }
         let bad = sample(DomainType::Pvh).xenstore_node("/abs/path", "x");
-        assert!(bad.validate().unwrap_err().to_string().contains("relative path"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("relative path"));
     }
 
     #[test]
@@ -555,24 +665,53 @@ mod tests {
             assert_eq!(CStr::from_ptr(c.c_info.name).to_str().unwrap(), "hx-web");
             assert_eq!(c.b_info.max_memkb, 128 * 1024);
             assert_eq!(c.b_info.max_vcpus, 2);
-            assert_eq!(CStr::from_ptr(c.b_info.cmdline).to_str().unwrap(), "console=hvc0 quiet");
+            assert_eq!(
+                CStr::from_ptr(c.b_info.cmdline).to_str().unwrap(),
+                "console=hvc0 quiet"
+            );
             assert_eq!(c.num_disks, 3);
             let d0 = &*c.disks;
             assert_eq!(CStr::from_ptr(d0.vdev).to_str().unwrap(), "xvda");
-            assert_eq!((d0.readwrite, d0.format, d0.backend), (0, sys::LIBXL_DISK_FORMAT_RAW, sys::LIBXL_DISK_BACKEND_PHY));
+            assert_eq!(
+                (d0.readwrite, d0.format, d0.backend),
+                (0, sys::LIBXL_DISK_FORMAT_RAW, sys::LIBXL_DISK_BACKEND_PHY)
+            );
             assert_eq!((*c.disks.add(2)).readwrite, 1);
             assert_eq!(c.num_nics, 1);
             assert_eq!((*c.nics).mac, [0x00, 0x16, 0x3e, 1, 2, 3]);
             assert_eq!(CStr::from_ptr((*c.nics).ip).to_str().unwrap(), "10.88.0.5");
             assert_eq!(CStr::from_ptr((*c.nics).bridge).to_str().unwrap(), "hx0");
-            assert_eq!(CStr::from_ptr((*c.nics).script).to_str().unwrap(), "/var/lib/hx/assets/hx-vif-hotplug");
-            assert_eq!(CStr::from_ptr(c.b_info.kernel).to_str().unwrap(), "/usr/local/lib/hx/vmlinux");
-            assert_eq!(CStr::from_ptr(c.b_info.ramdisk).to_str().unwrap(), "/var/lib/hx/assets/initramfs.cpio");
-            assert_eq!(CStr::from_ptr((*c.channels).name).to_str().unwrap(), "hx.stdout");
+            assert_eq!(
+                CStr::from_ptr((*c.nics).script).to_str().unwrap(),
+                "/var/lib/hx/assets/hx-vif-hotplug"
+            );
+            assert_eq!(
+                CStr::from_ptr(c.b_info.kernel).to_str().unwrap(),
+                "/usr/local/lib/hx/vmlinux"
+            );
+            assert_eq!(
+                CStr::from_ptr(c.b_info.ramdisk).to_str().unwrap(),
+                "/var/lib/hx/assets/initramfs.cpio"
+            );
+            assert_eq!(
+                CStr::from_ptr((*c.channels).name).to_str().unwrap(),
+                "hx.stdout"
+            );
             assert_eq!(c.num_channels, 2);
-            assert_eq!((*c.channels).connection, sys::LIBXL_CHANNEL_CONNECTION_SOCKET);
-            assert_eq!(CStr::from_ptr((*c.channels).u.socket.path).to_str().unwrap(), "/run/hx/c/stdout.sock");
-            assert_eq!((*c.channels.add(1)).connection, sys::LIBXL_CHANNEL_CONNECTION_PTY);
+            assert_eq!(
+                (*c.channels).connection,
+                sys::LIBXL_CHANNEL_CONNECTION_SOCKET
+            );
+            assert_eq!(
+                CStr::from_ptr((*c.channels).u.socket.path)
+                    .to_str()
+                    .unwrap(),
+                "/run/hx/c/stdout.sock"
+            );
+            assert_eq!(
+                (*c.channels.add(1)).connection,
+                sys::LIBXL_CHANNEL_CONNECTION_PTY
+            );
             assert_eq!(c.on_poweroff, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
             assert_eq!(c.on_reboot, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
             assert_eq!(c.on_crash, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
@@ -582,8 +721,16 @@ mod tests {
     #[test]
     fn p9_shares_reach_libxl_structures() {
         let cfg = sample(DomainType::Pvh)
-            .p9(P9Spec { tag: "hxfs0".into(), path: "/srv/data".into(), security_model: "none".into() })
-            .p9(P9Spec { tag: "hxfs1".into(), path: "/srv/logs".into(), security_model: "none".into() })
+            .p9(P9Spec {
+                tag: "hxfs0".into(),
+                path: "/srv/data".into(),
+                security_model: "none".into(),
+            })
+            .p9(P9Spec {
+                tag: "hxfs1".into(),
+                path: "/srv/logs".into(),
+                security_model: "none".into(),
+            })
             .to_libxl()
             .unwrap();
         // SAFETY: reading back the array we stored.
@@ -596,13 +743,34 @@ mod tests {
             assert_eq!(CStr::from_ptr(p.security_model).to_str().unwrap(), "none");
             assert_eq!((p.devid, p.backend_domid), (1, 0));
         }
-        let p9 = |tag: &str, path: &str, model: &str| P9Spec { tag: tag.into(), path: path.into(), security_model: model.into() };
+        let p9 = |tag: &str, path: &str, model: &str| P9Spec {
+            tag: tag.into(),
+            path: path.into(),
+            security_model: model.into(),
+        };
         for (bad, why) in [
-            (sample(DomainType::Pvh).p9(p9("", "/srv", "none")), "9pfs tag"),
-            (sample(DomainType::Pvh).p9(p9("a b", "/srv", "none")), "9pfs tag"),
-            (sample(DomainType::Pvh).p9(p9("t", "/a", "none")).p9(p9("t", "/b", "none")), "each once"),
-            (sample(DomainType::Pvh).p9(p9("t", "srv", "none")), "absolute path"),
-            (sample(DomainType::Pvh).p9(p9("t", "/srv", "mapped")), "security model"),
+            (
+                sample(DomainType::Pvh).p9(p9("", "/srv", "none")),
+                "9pfs tag",
+            ),
+            (
+                sample(DomainType::Pvh).p9(p9("a b", "/srv", "none")),
+                "9pfs tag",
+            ),
+            (
+                sample(DomainType::Pvh)
+                    .p9(p9("t", "/a", "none"))
+                    .p9(p9("t", "/b", "none")),
+                "each once",
+            ),
+            (
+                sample(DomainType::Pvh).p9(p9("t", "srv", "none")),
+                "absolute path",
+            ),
+            (
+                sample(DomainType::Pvh).p9(p9("t", "/srv", "mapped")),
+                "security model",
+            ),
         ] {
             let e = bad.to_libxl().err().expect("refused").to_string();
             assert!(e.contains(why), "{e}");
@@ -620,7 +788,10 @@ mod tests {
     fn invalid_configs_are_refused_before_libxl() {
         let mut c = sample(DomainType::Pvh);
         c.disks[1].vdev = "sda".into();
-        assert_eq!(c.to_libxl().err().unwrap().to_string(), "invalid domain config: disk vdev \"sda\": expected xvd[a-z] or xvd[a-z][a-z]");
+        assert_eq!(
+            c.to_libxl().err().unwrap().to_string(),
+            "invalid domain config: disk vdev \"sda\": expected xvd[a-z] or xvd[a-z][a-z]"
+        );
         let mut c = sample(DomainType::Pvh);
         c.disks[1].vdev = "xvda".into();
         assert!(c.validate().unwrap_err().to_string().contains("used twice"));
@@ -636,12 +807,25 @@ mod tests {
         let mut c = sample(DomainType::Pvh);
         c.cmdline = "a\0b".into();
         assert!(c.to_libxl().is_err());
-        let c = sample(DomainType::Pvh).nic(NicSpec { bridge: "hx0".into(), mac: Some("01:00:5e:00:00:01".into()), ip: None, vifname: None, script: None });
+        let c = sample(DomainType::Pvh).nic(NicSpec {
+            bridge: "hx0".into(),
+            mac: Some("01:00:5e:00:00:01".into()),
+            ip: None,
+            vifname: None,
+            script: None,
+        });
         assert!(c.validate().unwrap_err().to_string().contains("multicast"));
         let c = sample(DomainType::Pvh).channel("hx.stdout", ChannelConnection::Pty);
         assert!(c.validate().unwrap_err().to_string().contains("repeated"));
-        let c = sample(DomainType::Pvh).channel("hx.x", ChannelConnection::Socket(format!("/{}", "s".repeat(120)).into()));
-        assert!(c.validate().unwrap_err().to_string().contains("at most 107 bytes"));
+        let c = sample(DomainType::Pvh).channel(
+            "hx.x",
+            ChannelConnection::Socket(format!("/{}", "s".repeat(120)).into()),
+        );
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at most 107 bytes"));
         let mut c = sample(DomainType::Pvh);
         c.kernel = "vmlinux".into();
         assert!(c.validate().unwrap_err().to_string().contains("absolute"));
@@ -653,14 +837,23 @@ mod tests {
     #[test]
     fn pv_command_lines_are_shorter_than_pvh_ones() {
         let long = "x".repeat(1500);
-        assert!(sample(DomainType::Pvh).cmdline(long.clone()).validate().is_ok());
+        assert!(sample(DomainType::Pvh)
+            .cmdline(long.clone())
+            .validate()
+            .is_ok());
         let e = sample(DomainType::Pv).cmdline(long).validate().unwrap_err();
-        assert_eq!(e.to_string(), "invalid domain config: kernel command line: 1500 bytes, a PV kind allows 1023");
+        assert_eq!(
+            e.to_string(),
+            "invalid domain config: kernel command line: 1500 bytes, a PV kind allows 1023"
+        );
     }
 
     #[test]
     fn crash_preserve_reaches_libxl() {
-        let cfg = sample(DomainType::Pvh).on_crash(CrashAction::Preserve).to_libxl().unwrap();
+        let cfg = sample(DomainType::Pvh)
+            .on_crash(CrashAction::Preserve)
+            .to_libxl()
+            .unwrap();
         assert_eq!(cfg.raw().on_crash, sys::LIBXL_ACTION_ON_SHUTDOWN_PRESERVE);
         assert_eq!(cfg.raw().on_reboot, sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
     }

@@ -45,7 +45,11 @@ impl Drop for Inner {
         self.sigchld.take();
         // SAFETY: writing one byte to our own pipe.
         unsafe { libc::write(self.wake_wr.as_raw_fd(), [QUIT_BYTE].as_ptr().cast(), 1) };
-        let handle = self.thread.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let handle = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(h) = handle {
             // On the event thread itself (last handle dropped in a callback) the loop ends on
             // its own after the callback returns.
@@ -98,7 +102,14 @@ pub struct HostInfo {
 /// 8-4-4-4-12 lowercase hex, as `xl list -v` prints it.
 pub fn format_uuid(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Death and shutdown events of one domain, from `Context::watch_domain`.
@@ -159,7 +170,11 @@ impl<T> AoWait<T> {
         match self.rx.await {
             Ok((0, keep)) => Ok(keep),
             Ok((rc, _)) => Err(self.inner.error(self.op, rc, self.mark)),
-            Err(_) => Err(XenError::libxl_with(self.op, sys::ERROR_FAIL, Some("operation abandoned by libxl".into()))),
+            Err(_) => Err(XenError::libxl_with(
+                self.op,
+                sys::ERROR_FAIL,
+                Some("operation abandoned by libxl".into()),
+            )),
         }
     }
 }
@@ -204,14 +219,20 @@ impl Context {
         let mut pipe = [0 as c_int; 2];
         // SAFETY: pipe2 fills two fds on success.
         if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(XenError::Setup(format!("wake pipe: {}", std::io::Error::last_os_error())));
+            return Err(XenError::Setup(format!(
+                "wake pipe: {}",
+                std::io::Error::last_os_error()
+            )));
         }
         // SAFETY: fresh fds we own.
-        let (wake_rd, wake_wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        let (wake_rd, wake_wr) =
+            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
         let mut logger = TracingLogger::new();
         let mut ctx = std::ptr::null_mut();
         // SAFETY: the logger outlives the context (freed by the event thread after it).
-        let rc = unsafe { sys::libxl_ctx_alloc(&mut ctx, sys::LIBXL_VERSION as c_int, 0, logger.as_xtl()) };
+        let rc = unsafe {
+            sys::libxl_ctx_alloc(&mut ctx, sys::LIBXL_VERSION as c_int, 0, logger.as_xtl())
+        };
         if rc != 0 {
             return Err(XenError::libxl_with("ctx_alloc", rc, logger.error_since(0)));
         }
@@ -221,7 +242,9 @@ impl Context {
             reaped_callback: None,
         });
         let dispatch = Arc::new(Dispatch::default());
-        dispatch.ctx.store(ctx, std::sync::atomic::Ordering::Release);
+        dispatch
+            .ctx
+            .store(ctx, std::sync::atomic::Ordering::Release);
         let event_hooks = Box::new(sys::libxl_event_hooks {
             event_occurs_mask: u64::MAX,
             event_occurs: Some(events::event_occurs),
@@ -230,7 +253,11 @@ impl Context {
         // SAFETY: fresh context, nothing else running on it yet; hooks and dispatch outlive it.
         unsafe {
             sys::libxl_childproc_setmode(ctx, &*childproc_hooks, std::ptr::null_mut());
-            sys::libxl_event_register_callbacks(ctx, &*event_hooks, Arc::as_ptr(&dispatch) as *mut c_void);
+            sys::libxl_event_register_callbacks(
+                ctx,
+                &*event_hooks,
+                Arc::as_ptr(&dispatch) as *mut c_void,
+            );
         }
         let sigchld = match SigchldForward::install(wake_wr.as_raw_fd()) {
             Ok(s) => s,
@@ -241,16 +268,34 @@ impl Context {
             }
         };
         let logger_ptr: *const TracingLogger = &*logger;
-        let owned = Owned { ctx, logger, childproc_hooks, event_hooks, dispatch: dispatch.clone(), wake_rd };
-        let thread = std::thread::Builder::new().name("libxl-events".into()).spawn(move || event_loop::run(owned));
+        let owned = Owned {
+            ctx,
+            logger,
+            childproc_hooks,
+            event_hooks,
+            dispatch: dispatch.clone(),
+            wake_rd,
+        };
+        let thread = std::thread::Builder::new()
+            .name("libxl-events".into())
+            .spawn(move || event_loop::run(owned));
         let thread = match thread {
             Ok(t) => t,
             // The closure (and the context inside it) is leaked here: spawn failing means the
             // process is out of threads, and freeing a context needs none of them.
             Err(e) => return Err(XenError::Setup(format!("event thread: {e}"))),
         };
-        let inner = Inner { ctx, logger: logger_ptr, dispatch, wake_wr, sigchld: Some(sigchld), thread: Mutex::new(Some(thread)) };
-        Ok(Context { inner: Arc::new(inner) })
+        let inner = Inner {
+            ctx,
+            logger: logger_ptr,
+            dispatch,
+            wake_wr,
+            sigchld: Some(sigchld),
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok(Context {
+            inner: Arc::new(inner),
+        })
     }
 
     fn ctx(&self) -> *mut sys::libxl_ctx {
@@ -275,10 +320,16 @@ impl Context {
     ) -> Result<AoWait<T>, XenError> {
         let (tx, rx) = oneshot::channel();
         let mark = self.inner.logger().mark();
-        let state = Box::into_raw(Box::new(AoState { done: tx, keep, _inner: self.inner.clone() }));
+        let state = Box::into_raw(Box::new(AoState {
+            done: tx,
+            keep,
+            _inner: self.inner.clone(),
+        }));
         let how = sys::libxl_asyncop_how {
             callback: Some(ao_done::<T>),
-            u: sys::libxl_asyncop_how__bindgen_ty_1 { for_callback: state.cast() },
+            u: sys::libxl_asyncop_how__bindgen_ty_1 {
+                for_callback: state.cast(),
+            },
         };
         // SAFETY: state stays allocated until ao_done; only its address is used from here on,
         // since the callback may already run (on the event thread) before start returns.
@@ -289,17 +340,33 @@ impl Context {
             drop(unsafe { Box::from_raw(state) });
             return Err(self.inner.error(op, rc, mark));
         }
-        Ok(AoWait { op, mark, rx, inner: self.inner.clone() })
+        Ok(AoWait {
+            op,
+            mark,
+            rx,
+            inner: self.inner.clone(),
+        })
     }
 
     /// Creates a domain and its devices; resolves to its domid once it is built. Like
     /// `xl create -p`, the domain is left paused: `unpause` starts it, which gives the caller a
     /// moment to set up xenstore nodes or a console reader before the guest runs.
     pub async fn create(&self, config: &DomainConfig) -> Result<u32, XenError> {
-        let keep = Creating { cfg: config.to_libxl()?, domid: u32::MAX };
+        let keep = Creating {
+            cfg: config.to_libxl()?,
+            domid: u32::MAX,
+        };
         let wait = self.start_ao("domain_create_new", keep, |ctx, keep, how| {
             // SAFETY: keep (config and domid slot) lives until the completion callback.
-            unsafe { sys::libxl_domain_create_new(ctx, &raw mut (*keep).cfg.inner, &raw mut (*keep).domid, how, std::ptr::null()) }
+            unsafe {
+                sys::libxl_domain_create_new(
+                    ctx,
+                    &raw mut (*keep).cfg.inner,
+                    &raw mut (*keep).domid,
+                    how,
+                    std::ptr::null(),
+                )
+            }
         })?;
         Ok(wait.finish().await?.domid)
     }
@@ -316,25 +383,35 @@ impl Context {
 
     /// Destroys the domain at once (`xl destroy`).
     pub async fn destroy(&self, domid: u32) -> Result<(), XenError> {
-        self.domid_op("domain_destroy", domid, sys::libxl_domain_destroy)?.finish().await
+        self.domid_op("domain_destroy", domid, sys::libxl_domain_destroy)?
+            .finish()
+            .await
     }
 
     /// Asks the guest to power off (PV shutdown protocol); returns once the request is written.
     /// Watch for `DomainEvent::Shutdown` to know it did.
     pub async fn shutdown(&self, domid: u32) -> Result<(), XenError> {
-        self.domid_op("domain_shutdown", domid, sys::libxl_domain_shutdown)?.finish().await
+        self.domid_op("domain_shutdown", domid, sys::libxl_domain_shutdown)?
+            .finish()
+            .await
     }
 
     pub async fn reboot(&self, domid: u32) -> Result<(), XenError> {
-        self.domid_op("domain_reboot", domid, sys::libxl_domain_reboot)?.finish().await
+        self.domid_op("domain_reboot", domid, sys::libxl_domain_reboot)?
+            .finish()
+            .await
     }
 
     pub async fn pause(&self, domid: u32) -> Result<(), XenError> {
-        self.domid_op("domain_pause", domid, sys::libxl_domain_pause)?.finish().await
+        self.domid_op("domain_pause", domid, sys::libxl_domain_pause)?
+            .finish()
+            .await
     }
 
     pub async fn unpause(&self, domid: u32) -> Result<(), XenError> {
-        self.domid_op("domain_unpause", domid, sys::libxl_domain_unpause)?.finish().await
+        self.domid_op("domain_unpause", domid, sys::libxl_domain_unpause)?
+            .finish()
+            .await
     }
 
     /// Brings vCPUs 0..n online and the rest offline (`xl vcpu-set`).
@@ -344,7 +421,11 @@ impl Context {
         let map = unsafe {
             let mut map = Bitmap(std::mem::zeroed());
             sys::libxl_bitmap_init(&mut map.0);
-            self.check("bitmap_alloc", mark, sys::libxl_bitmap_alloc(self.ctx(), &mut map.0, n as c_int))?;
+            self.check(
+                "bitmap_alloc",
+                mark,
+                sys::libxl_bitmap_alloc(self.ctx(), &mut map.0, n as c_int),
+            )?;
             for i in 0..n {
                 sys::libxl_bitmap_set(&mut map.0, i as c_int);
             }
@@ -359,10 +440,13 @@ impl Context {
 
     /// Sets the balloon target (`xl mem-set`), in KiB.
     pub fn set_memory_target_kb(&self, domid: u32, kb: u64) -> Result<(), XenError> {
-        let target = i64::try_from(kb).map_err(|_| XenError::InvalidConfig(format!("memory target {kb} KiB")))?;
+        let target = i64::try_from(kb)
+            .map_err(|_| XenError::InvalidConfig(format!("memory target {kb} KiB")))?;
         let mark = self.inner.logger().mark();
         // SAFETY: valid context; absolute target, enforced.
-        self.check("set_memory_target", mark, unsafe { sys::libxl_set_memory_target(self.ctx(), domid, target, 0, 1) })
+        self.check("set_memory_target", mark, unsafe {
+            sys::libxl_set_memory_target(self.ctx(), domid, target, 0, 1)
+        })
     }
 
     fn info_from(&self, d: &sys::libxl_dominfo) -> DomainInfo {
@@ -386,7 +470,9 @@ impl Context {
             paused: d.paused,
             shutdown: d.shutdown,
             dying: d.dying,
-            shutdown_reason: d.shutdown.then(|| ShutdownReason::from_libxl(d.shutdown_reason)),
+            shutdown_reason: d
+                .shutdown
+                .then(|| ShutdownReason::from_libxl(d.shutdown_reason)),
             memory_kb: d.current_memkb,
             max_memory_kb: d.max_memkb,
             vcpus_online: d.vcpu_online,
@@ -406,7 +492,9 @@ impl Context {
             if list.is_null() {
                 return Err(self.inner.error("list_domain", sys::ERROR_FAIL, mark));
             }
-            let out = (0..n as usize).map(|i| self.info_from(&*list.add(i))).collect();
+            let out = (0..n as usize)
+                .map(|i| self.info_from(&*list.add(i)))
+                .collect();
             sys::libxl_dominfo_list_free(list, n);
             Ok(out)
         }
@@ -420,18 +508,25 @@ impl Context {
             let mut d: sys::libxl_dominfo = std::mem::zeroed();
             sys::libxl_dominfo_init(&mut d);
             let rc = sys::libxl_domain_info(self.ctx(), &mut d, domid);
-            let r = if rc == 0 { Ok(self.info_from(&d)) } else { Err(self.inner.error("domain_info", rc, mark)) };
+            let r = if rc == 0 {
+                Ok(self.info_from(&d))
+            } else {
+                Err(self.inner.error("domain_info", rc, mark))
+            };
             sys::libxl_dominfo_dispose(&mut d);
             r
         }
     }
 
     pub fn domid_by_name(&self, name: &str) -> Result<u32, XenError> {
-        let c = CString::new(name).map_err(|_| XenError::InvalidConfig(format!("domain name {name:?} contains NUL")))?;
+        let c = CString::new(name)
+            .map_err(|_| XenError::InvalidConfig(format!("domain name {name:?} contains NUL")))?;
         let mut domid = 0u32;
         let mark = self.inner.logger().mark();
         // SAFETY: valid context and C string.
-        self.check("name_to_domid", mark, unsafe { sys::libxl_name_to_domid(self.ctx(), c.as_ptr(), &mut domid) })?;
+        self.check("name_to_domid", mark, unsafe {
+            sys::libxl_name_to_domid(self.ctx(), c.as_ptr(), &mut domid)
+        })?;
         Ok(domid)
     }
 
@@ -440,7 +535,13 @@ impl Context {
         let mark = self.inner.logger().mark();
         // SAFETY: libxl returns a malloc'd path on success.
         unsafe {
-            let rc = sys::libxl_console_get_tty(self.ctx(), domid, cons_num, sys::LIBXL_CONSOLE_TYPE_PV, &mut path);
+            let rc = sys::libxl_console_get_tty(
+                self.ctx(),
+                domid,
+                cons_num,
+                sys::LIBXL_CONSOLE_TYPE_PV,
+                &mut path,
+            );
             self.check("console_get_tty", mark, rc)?;
             let s = CStr::from_ptr(path).to_string_lossy().into_owned();
             libc::free(path.cast());
@@ -451,7 +552,13 @@ impl Context {
     /// The host: Xen version, CPUs, memory (`xl info`).
     pub fn host_info(&self) -> Result<HostInfo, XenError> {
         let mark = self.inner.logger().mark();
-        let text = |p: *const std::ffi::c_char| if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+        let text = |p: *const std::ffi::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
         // SAFETY: physinfo initialised, filled and disposed; version info is owned by the context.
         unsafe {
             let mut p: sys::libxl_physinfo = std::mem::zeroed();
@@ -468,14 +575,25 @@ impl Context {
             }
             let v = &*v;
             let mut caps = Vec::new();
-            for (on, name) in [(p.cap_pv, "pv"), (p.cap_hvm, "hvm"), (p.cap_hap, "hap"), (p.cap_shadow, "shadow"), (p.cap_hvm_directio, "hvm_directio")] {
+            for (on, name) in [
+                (p.cap_pv, "pv"),
+                (p.cap_hvm, "hvm"),
+                (p.cap_hap, "hap"),
+                (p.cap_shadow, "shadow"),
+                (p.cap_hvm_directio, "hvm_directio"),
+            ] {
                 if on {
                     caps.push(name.to_string());
                 }
             }
             let page_kb = 4u64;
             let info = HostInfo {
-                xen_version: format!("{}.{}{}", v.xen_version_major, v.xen_version_minor, text(v.xen_version_extra)),
+                xen_version: format!(
+                    "{}.{}{}",
+                    v.xen_version_major,
+                    v.xen_version_minor,
+                    text(v.xen_version_extra)
+                ),
                 xen_caps: text(v.capabilities),
                 xen_commandline: text(v.commandline),
                 virt_caps: caps,
@@ -503,7 +621,9 @@ impl Context {
         unsafe {
             let cr = sys::libxl_xen_console_read_start(self.ctx(), clear as c_int);
             if cr.is_null() {
-                return Err(self.inner.error("xen_console_read_start", sys::ERROR_FAIL, mark));
+                return Err(self
+                    .inner
+                    .error("xen_console_read_start", sys::ERROR_FAIL, mark));
             }
             loop {
                 let mut line = std::ptr::null_mut();
@@ -527,7 +647,9 @@ impl Context {
     pub fn console_exec(&self, domid: u32) -> XenError {
         let mark = self.inner.logger().mark();
         // SAFETY: valid context; on success the call does not return.
-        let rc = unsafe { sys::libxl_console_exec(self.ctx(), domid, 0, sys::LIBXL_CONSOLE_TYPE_PV, -1) };
+        let rc = unsafe {
+            sys::libxl_console_exec(self.ctx(), domid, 0, sys::LIBXL_CONSOLE_TYPE_PV, -1)
+        };
         self.inner.error("console_exec", rc, mark)
     }
 
@@ -548,12 +670,18 @@ impl Context {
         let mut generator = std::ptr::null_mut();
         let mark = self.inner.logger().mark();
         // SAFETY: valid context; key routes the events to rx.
-        let rc = unsafe { sys::libxl_evenable_domain_death(self.ctx(), domid, key, &mut generator) };
+        let rc =
+            unsafe { sys::libxl_evenable_domain_death(self.ctx(), domid, key, &mut generator) };
         if rc != 0 {
             self.inner.dispatch.unsubscribe(key);
             return Err(self.inner.error("evenable_domain_death", rc, mark));
         }
-        Ok(DomainEvents { rx, generator, key, inner: self.inner.clone() })
+        Ok(DomainEvents {
+            rx,
+            generator,
+            key,
+            inner: self.inner.clone(),
+        })
     }
 
     /// Waits until `domid` is gone; returns why it shut down, if it did before dying.
@@ -566,7 +694,11 @@ impl Context {
                 DomainEvent::Death { .. } => return Ok(reason),
             }
         }
-        Err(XenError::libxl_with("evenable_domain_death", sys::ERROR_FAIL, Some("libxl stopped delivering events".into())))
+        Err(XenError::libxl_with(
+            "evenable_domain_death",
+            sys::ERROR_FAIL,
+            Some("libxl stopped delivering events".into()),
+        ))
     }
 }
 
@@ -594,10 +726,14 @@ mod tests {
         if crate::is_dom0() {
             return;
         }
-        let e = Context::alloc().err().expect("libxl cannot open xenctrl without Xen");
+        let e = Context::alloc()
+            .err()
+            .expect("libxl cannot open xenctrl without Xen");
         eprintln!("{e}");
         match &e {
-            XenError::Libxl { op, code, message, .. } => {
+            XenError::Libxl {
+                op, code, message, ..
+            } => {
                 assert_eq!(*op, "ctx_alloc");
                 assert!(*code < 0);
                 assert!(message.is_some(), "libxl logged why: {e}");
@@ -608,7 +744,9 @@ mod tests {
 
     #[test]
     fn uuids_print_like_xl() {
-        let b = [0x5a, 0x1b, 0x2c, 0x3d, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xa, 0xff];
+        let b = [
+            0x5a, 0x1b, 0x2c, 0x3d, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xa, 0xff,
+        ];
         assert_eq!(format_uuid(&b), "5a1b2c3d-0001-0203-0405-060708090aff");
     }
 

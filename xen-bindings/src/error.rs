@@ -4,10 +4,19 @@ use thiserror::Error;
 pub enum XenError {
     /// A libxl call failed: its error code, and the last error libxl logged during the call.
     #[error("libxl {op}: {name} ({code}){}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Libxl { op: &'static str, code: i32, name: &'static str, message: Option<String> },
+    Libxl {
+        op: &'static str,
+        code: i32,
+        name: &'static str,
+        message: Option<String>,
+    },
     /// A xenstore request failed: `source` carries the errno xenstored answered with.
     #[error("xenstore {op} {path}: {source}")]
-    Xenstore { op: &'static str, path: String, source: std::io::Error },
+    Xenstore {
+        op: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     /// xenstored (or something posing as it) broke the wire protocol.
     #[error("xenstore protocol: {0}")]
     Protocol(String),
@@ -28,18 +37,30 @@ impl From<xenstore_wire::Error> for XenError {
             W::Xenstore { op, path, source } => XenError::Xenstore { op, path, source },
             W::Protocol(m) => XenError::Protocol(m),
             W::Untrusted { path, reason } => XenError::Untrusted { path, reason },
-            W::InvalidPath { path, reason } => XenError::InvalidConfig(format!("xenstore path {path:?}: {reason}")),
+            W::InvalidPath { path, reason } => {
+                XenError::InvalidConfig(format!("xenstore path {path:?}: {reason}"))
+            }
         }
     }
 }
 
 impl XenError {
     pub fn libxl(op: &'static str, code: i32) -> Self {
-        XenError::Libxl { op, code, name: libxl_error_name(code), message: None }
+        XenError::Libxl {
+            op,
+            code,
+            name: libxl_error_name(code),
+            message: None,
+        }
     }
 
     pub(crate) fn libxl_with(op: &'static str, code: i32, message: Option<String>) -> Self {
-        XenError::Libxl { op, code, name: libxl_error_name(code), message }
+        XenError::Libxl {
+            op,
+            code,
+            name: libxl_error_name(code),
+            message,
+        }
     }
 
     /// libxl's error code, if this is a libxl failure (`libxl_sys::ERROR_*`).
@@ -107,18 +128,35 @@ mod tests {
     fn names_match_the_headers() {
         assert_eq!(libxl_sys::ERROR_FAIL, -3);
         assert_eq!(libxl_error_name(libxl_sys::ERROR_FAIL), "ERROR_FAIL");
-        assert_eq!(libxl_error_name(libxl_sys::ERROR_DOMAIN_NOTFOUND), "ERROR_DOMAIN_NOTFOUND");
+        assert_eq!(
+            libxl_error_name(libxl_sys::ERROR_DOMAIN_NOTFOUND),
+            "ERROR_DOMAIN_NOTFOUND"
+        );
         assert_eq!(libxl_error_name(libxl_sys::ERROR_INVAL), "ERROR_INVAL");
-        assert_eq!(XenError::libxl("create", -6).to_string(), "libxl create: ERROR_INVAL (-6)");
+        assert_eq!(
+            XenError::libxl("create", -6).to_string(),
+            "libxl create: ERROR_INVAL (-6)"
+        );
         assert_eq!(libxl_error_name(-99), "unknown libxl error");
     }
 
     #[test]
     fn libxl_errors_carry_code_and_logged_message() {
-        let e = XenError::libxl_with("domain_create_new", libxl_sys::ERROR_FAIL, Some("kernel not found".into()));
-        assert_eq!(e.to_string(), "libxl domain_create_new: ERROR_FAIL (-3): kernel not found");
+        let e = XenError::libxl_with(
+            "domain_create_new",
+            libxl_sys::ERROR_FAIL,
+            Some("kernel not found".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "libxl domain_create_new: ERROR_FAIL (-3): kernel not found"
+        );
         assert_eq!(e.libxl_code(), Some(-3));
-        let e = XenError::Xenstore { op: "read", path: "/x".into(), source: std::io::Error::from_raw_os_error(libc::EACCES) };
+        let e = XenError::Xenstore {
+            op: "read",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
         assert_eq!(e.errno(), Some(libc::EACCES));
         assert_eq!(e.libxl_code(), None);
     }

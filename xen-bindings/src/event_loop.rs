@@ -33,8 +33,13 @@ pub(crate) struct Owned {
 unsafe impl Send for Owned {}
 
 fn now() -> sys::timeval {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    sys::timeval { tv_sec: d.as_secs() as _, tv_usec: d.subsec_micros() as _ }
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    sys::timeval {
+        tv_sec: d.as_secs() as _,
+        tv_usec: d.subsec_micros() as _,
+    }
 }
 
 /// Reads the wake pipe dry: (SIGCHLD seen, quit requested).
@@ -54,14 +59,30 @@ fn drain(fd: &OwnedFd) -> (bool, bool) {
 
 pub(crate) fn run(owned: Owned) {
     let ctx = owned.ctx;
-    let mut fds: Vec<sys::pollfd> = vec![sys::pollfd { fd: -1, events: 0, revents: 0 }; 8];
+    let mut fds: Vec<sys::pollfd> = vec![
+        sys::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0
+        };
+        8
+    ];
     loop {
         let mut nfds = fds.len() as i32 - 1; // the last slot is the wake pipe's
         let mut timeout: i32 = -1;
         // SAFETY: fds has room for nfds entries; libxl fills them.
-        let rc = unsafe { sys::libxl_osevent_beforepoll(ctx, &mut nfds, fds.as_mut_ptr(), &mut timeout, now()) };
+        let rc = unsafe {
+            sys::libxl_osevent_beforepoll(ctx, &mut nfds, fds.as_mut_ptr(), &mut timeout, now())
+        };
         if rc == sys::ERROR_BUFFERFULL {
-            fds.resize(nfds as usize + 1, sys::pollfd { fd: -1, events: 0, revents: 0 });
+            fds.resize(
+                nfds as usize + 1,
+                sys::pollfd {
+                    fd: -1,
+                    events: 0,
+                    revents: 0,
+                },
+            );
             continue;
         }
         if rc != 0 {
@@ -69,18 +90,30 @@ pub(crate) fn run(owned: Owned) {
             break;
         }
         let n = nfds as usize;
-        fds[n] = sys::pollfd { fd: owned.wake_rd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        fds[n] = sys::pollfd {
+            fd: owned.wake_rd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // Bounded: libxl does not wake this poller when another thread registers a new fd (the
         // first xenstore watch of a context, as `watch_domain` on a fresh one), so the fd set is
         // recomputed at least this often. Seen in the lab: `hx shutdown -w` never saw the death.
-        let timeout = if (0..=MAX_POLL_MS).contains(&timeout) { timeout } else { MAX_POLL_MS };
+        let timeout = if (0..=MAX_POLL_MS).contains(&timeout) {
+            timeout
+        } else {
+            MAX_POLL_MS
+        };
         // SAFETY: n + 1 initialised pollfd entries; sys::pollfd has libc::pollfd's layout.
         let r = unsafe { libc::poll(fds.as_mut_ptr().cast(), (n + 1) as libc::nfds_t, timeout) };
         if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             tracing::error!(target: "libxl", "event loop stopped: poll: {}", std::io::Error::last_os_error());
             break;
         }
-        let (child, quit) = if r > 0 && fds[n].revents != 0 { drain(&owned.wake_rd) } else { (false, false) };
+        let (child, quit) = if r > 0 && fds[n].revents != 0 {
+            drain(&owned.wake_rd)
+        } else {
+            (false, false)
+        };
         if r < 0 {
             // Interrupted: libxl's fds report nothing this round.
             fds[..n].iter_mut().for_each(|f| f.revents = 0);

@@ -55,12 +55,18 @@ impl Dispatch {
     pub fn subscribe(&self) -> (u64, mpsc::UnboundedReceiver<DomainEvent>) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).insert(key, tx);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, tx);
         (key, rx)
     }
 
     pub fn unsubscribe(&self, key: u64) {
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     }
 
     fn deliver(&self, key: u64, event: DomainEvent) {
@@ -77,14 +83,20 @@ pub(crate) fn translate(ev: &sys::libxl_event) -> Option<DomainEvent> {
         sys::LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN => {
             // SAFETY: the union member that matches the event type.
             let reason = unsafe { ev.u.domain_shutdown.shutdown_reason };
-            Some(DomainEvent::Shutdown { domid: ev.domid, reason: ShutdownReason::from_libxl(reason as i32) })
+            Some(DomainEvent::Shutdown {
+                domid: ev.domid,
+                reason: ShutdownReason::from_libxl(reason as i32),
+            })
         }
         sys::LIBXL_EVENT_TYPE_DOMAIN_DEATH => Some(DomainEvent::Death { domid: ev.domid }),
         _ => None,
     }
 }
 
-pub(crate) unsafe extern "C" fn event_occurs(user: *mut std::ffi::c_void, ev: *mut sys::libxl_event) {
+pub(crate) unsafe extern "C" fn event_occurs(
+    user: *mut std::ffi::c_void,
+    ev: *mut sys::libxl_event,
+) {
     // SAFETY: user is the Dispatch the event thread keeps alive as long as the context.
     let dispatch = unsafe { &*(user as *const Dispatch) };
     // SAFETY: libxl hands over a valid event, which we must free.
@@ -97,10 +109,19 @@ pub(crate) unsafe extern "C" fn event_occurs(user: *mut std::ffi::c_void, ev: *m
     unsafe { sys::libxl_event_free(dispatch.ctx.load(Ordering::Acquire), ev) };
 }
 
-pub(crate) unsafe extern "C" fn disaster(user: *mut std::ffi::c_void, type_: sys::libxl_event_type, msg: *const std::ffi::c_char, errnoval: i32) {
+pub(crate) unsafe extern "C" fn disaster(
+    user: *mut std::ffi::c_void,
+    type_: sys::libxl_event_type,
+    msg: *const std::ffi::c_char,
+    errnoval: i32,
+) {
     // SAFETY: as in event_occurs; msg is a C string or NULL.
     let dispatch = unsafe { &*(user as *const Dispatch) };
-    let msg = if msg.is_null() { "".into() } else { unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy() };
+    let msg = if msg.is_null() {
+        "".into()
+    } else {
+        unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy()
+    };
     tracing::error!(target: "libxl", "libxl event disaster (event type {type_}, errno {errnoval}): {msg}");
     dispatch.broken.store(true, Ordering::Release);
 }
@@ -121,8 +142,17 @@ mod tests {
     fn libxl_events_become_domain_events() {
         let mut ev = event(sys::LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN, 7);
         ev.u.domain_shutdown.shutdown_reason = sys::LIBXL_SHUTDOWN_REASON_CRASH as u8;
-        assert_eq!(translate(&ev), Some(DomainEvent::Shutdown { domid: 7, reason: ShutdownReason::Crash }));
-        assert_eq!(translate(&event(sys::LIBXL_EVENT_TYPE_DOMAIN_DEATH, 7)), Some(DomainEvent::Death { domid: 7 }));
+        assert_eq!(
+            translate(&ev),
+            Some(DomainEvent::Shutdown {
+                domid: 7,
+                reason: ShutdownReason::Crash
+            })
+        );
+        assert_eq!(
+            translate(&event(sys::LIBXL_EVENT_TYPE_DOMAIN_DEATH, 7)),
+            Some(DomainEvent::Death { domid: 7 })
+        );
         assert_eq!(translate(&event(sys::LIBXL_EVENT_TYPE_DISK_EJECT, 7)), None);
         assert_eq!(ShutdownReason::from_libxl(-1), ShutdownReason::Unknown);
     }

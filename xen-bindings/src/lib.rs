@@ -13,7 +13,9 @@ mod logger;
 mod sigchld;
 pub mod xenstore;
 
-pub use config::{Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec};
+pub use config::{
+    Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec,
+};
 pub use context::{Context, DomainEvents, DomainInfo, HostInfo};
 pub use error::XenError;
 pub use events::{DomainEvent, ShutdownReason};

@@ -25,7 +25,11 @@ pub(crate) struct TracingLogger {
 impl TracingLogger {
     pub(crate) fn new() -> Box<Self> {
         Box::new(TracingLogger {
-            vtable: sys::xentoollog_logger { vmessage: Some(vmessage), progress: Some(progress), destroy: None },
+            vtable: sys::xentoollog_logger {
+                vmessage: Some(vmessage),
+                progress: Some(progress),
+                destroy: None,
+            },
             last_error: Mutex::new(LastError::default()),
         })
     }
@@ -124,14 +128,18 @@ unsafe extern "C" fn vmessage(
         return;
     }
     // SAFETY: vasprintf succeeded: a malloc'd C string we free below.
-    let text = unsafe { CStr::from_ptr(formatted) }.to_string_lossy().into_owned();
+    let text = unsafe { CStr::from_ptr(formatted) }
+        .to_string_lossy()
+        .into_owned();
     // SAFETY: allocated by vasprintf.
     unsafe { libc::free(formatted.cast()) };
     let context = if context.is_null() {
         String::new()
     } else {
         // SAFETY: a C string from libxl, valid for this call.
-        unsafe { CStr::from_ptr(context) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(context) }
+            .to_string_lossy()
+            .into_owned()
     };
     let message = compose(&text, errnoval);
     if l == Level::Error {
@@ -154,7 +162,11 @@ unsafe extern "C" fn progress(
     }
     // SAFETY: C strings from libxl, valid for this call.
     let what = unsafe { CStr::from_ptr(doing_what) }.to_string_lossy();
-    let context = if context.is_null() { Default::default() } else { unsafe { CStr::from_ptr(context) }.to_string_lossy() };
+    let context = if context.is_null() {
+        Default::default()
+    } else {
+        unsafe { CStr::from_ptr(context) }.to_string_lossy()
+    };
     tracing::debug!(target: "libxl", context = %context, "{what}: {percent}%");
 }
 
@@ -173,7 +185,10 @@ mod tests {
 
     #[test]
     fn messages_are_one_line_with_the_errno() {
-        assert_eq!(compose("cannot open kernel\n", libc::ENOENT), "cannot open kernel: No such file or directory (os error 2)");
+        assert_eq!(
+            compose("cannot open kernel\n", libc::ENOENT),
+            "cannot open kernel: No such file or directory (os error 2)"
+        );
         assert_eq!(compose("plain", -1), "plain");
     }
 
@@ -185,12 +200,31 @@ mod tests {
         let mark = logger.mark();
         // SAFETY: a live logger; format and arguments match.
         unsafe {
-            sys::xtl_log(logger.as_xtl(), sys::XTL_ERROR, libc::ENOENT, c"libxl".as_ptr(), c"domain %d: %s".as_ptr(), 7 as c_int, c"no kernel".as_ptr());
+            sys::xtl_log(
+                logger.as_xtl(),
+                sys::XTL_ERROR,
+                libc::ENOENT,
+                c"libxl".as_ptr(),
+                c"domain %d: %s".as_ptr(),
+                7 as c_int,
+                c"no kernel".as_ptr(),
+            );
         }
-        assert_eq!(logger.error_since(mark).as_deref(), Some("domain 7: no kernel: No such file or directory (os error 2)"));
+        assert_eq!(
+            logger.error_since(mark).as_deref(),
+            Some("domain 7: no kernel: No such file or directory (os error 2)")
+        );
         let mark = logger.mark();
         // SAFETY: as above.
-        unsafe { sys::xtl_log(logger.as_xtl(), sys::XTL_WARN, -1, c"libxl".as_ptr(), c"just a warning".as_ptr()) };
+        unsafe {
+            sys::xtl_log(
+                logger.as_xtl(),
+                sys::XTL_WARN,
+                -1,
+                c"libxl".as_ptr(),
+                c"just a warning".as_ptr(),
+            )
+        };
         assert_eq!(logger.error_since(mark), None);
     }
 }

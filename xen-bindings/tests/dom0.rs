@@ -25,7 +25,11 @@ fn lists_dom0() {
     assert_eq!(ctx.domid_by_name("Domain-0").unwrap(), 0);
     assert!(ctx.info(0).unwrap().vcpus_online >= 1);
     let e = ctx.info(32000).unwrap_err();
-    assert_eq!(e.libxl_code(), Some(libxl_sys::ERROR_DOMAIN_NOTFOUND), "{e}");
+    assert_eq!(
+        e.libxl_code(),
+        Some(libxl_sys::ERROR_DOMAIN_NOTFOUND),
+        "{e}"
+    );
 }
 
 #[test]
@@ -35,14 +39,20 @@ fn xenstore_round_trip_in_dom0() {
         return;
     }
     let xs = Xenstore::open().unwrap();
-    assert_eq!(xs.read("/local/domain/0/name").unwrap().as_deref(), Some(&b"Domain-0"[..]));
+    assert_eq!(
+        xs.read("/local/domain/0/name").unwrap().as_deref(),
+        Some(&b"Domain-0"[..])
+    );
     let base = format!("/local/domain/0/hx-test-{}", std::process::id());
     xs.transaction(|t| {
         t.write(&format!("{base}/a"), b"1")?;
         t.set_perms(&format!("{base}/a"), &[Perm::none(0), Perm::read(1)])
     })
     .unwrap();
-    assert_eq!(xs.get_perms(&format!("{base}/a")).unwrap(), [Perm::none(0), Perm::read(1)]);
+    assert_eq!(
+        xs.get_perms(&format!("{base}/a")).unwrap(),
+        [Perm::none(0), Perm::read(1)]
+    );
     xs.watch(&base, "t").unwrap();
     assert_eq!(xs.next_watch(None).unwrap().unwrap().path, base);
     xs.rm(&base).unwrap();
@@ -56,7 +66,10 @@ async fn boots_and_destroys_a_pvh_domain() {
         return;
     }
     let kernel = std::env::var("HX_XEN_KERNEL").expect("HX_XEN_KERNEL: a PVH-capable vmlinux");
-    let mut cfg = DomainConfig::pvh(format!("hx-test-{}", std::process::id()), kernel).memory_mb(128).cmdline("console=hvc0 hx.backend=xen").xenstore_node("hx/id", "test");
+    let mut cfg = DomainConfig::pvh(format!("hx-test-{}", std::process::id()), kernel)
+        .memory_mb(128)
+        .cmdline("console=hvc0 hx.backend=xen")
+        .xenstore_node("hx/id", "test");
     if let Ok(initrd) = std::env::var("HX_XEN_INITRD") {
         cfg = cfg.ramdisk(initrd);
     }
@@ -65,7 +78,12 @@ async fn boots_and_destroys_a_pvh_domain() {
     // Created paused, with the nodes of the config written in the same transaction.
     assert!(ctx.info(domid).unwrap().paused);
     let xs = Xenstore::open().unwrap();
-    assert_eq!(xs.read(&format!("/local/domain/{domid}/hx/id")).unwrap().as_deref(), Some(&b"test"[..]));
+    assert_eq!(
+        xs.read(&format!("/local/domain/{domid}/hx/id"))
+            .unwrap()
+            .as_deref(),
+        Some(&b"test"[..])
+    );
     ctx.unpause(domid).await.unwrap();
     assert_eq!(ctx.domid_by_name(&cfg.name).unwrap(), domid);
     assert!(ctx.console_tty(domid).unwrap().starts_with("/dev/pts/"));

@@ -31,7 +31,15 @@ pub fn tar(members: &[(&str, M)]) -> Vec<u8> {
             M::Symlink(t) | M::Hardlink(t) => {
                 let t = t.as_bytes();
                 h.as_gnu_mut().unwrap().linkname[..t.len()].copy_from_slice(t);
-                (if matches!(m, M::Symlink(_)) { b'2' } else { b'1' }, 0, &[])
+                (
+                    if matches!(m, M::Symlink(_)) {
+                        b'2'
+                    } else {
+                        b'1'
+                    },
+                    0,
+                    &[],
+                )
             }
             M::Fifo => (b'6', 0, &[]),
             M::Char(ma, mi) => {
@@ -101,11 +109,22 @@ pub fn image_with_config(layers: &[Vec<u8>], config: Vec<u8>) -> Image {
     .unwrap();
     let md = sha(&manifest);
     blobs.push((md.clone(), manifest));
-    Image { blobs, manifest: md, config, layers: layer_digests }
+    Image {
+        blobs,
+        manifest: md,
+        config,
+        layers: layer_digests,
+    }
 }
 
 pub fn index_json(img: &Image, name: &str) -> Vec<u8> {
-    let size = img.blobs.iter().find(|(d, _)| *d == img.manifest).unwrap().1.len();
+    let size = img
+        .blobs
+        .iter()
+        .find(|(d, _)| *d == img.manifest)
+        .unwrap()
+        .1
+        .len();
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.manifest.to_string(), "size": size,
@@ -116,7 +135,13 @@ pub fn index_json(img: &Image, name: &str) -> Vec<u8> {
 
 /// The files of an OCI layout: (path, bytes).
 pub fn layout_files(img: &Image, name: &str) -> Vec<(String, Vec<u8>)> {
-    let mut files = vec![("oci-layout".to_string(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()), ("index.json".to_string(), index_json(img, name))];
+    let mut files = vec![
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        ("index.json".to_string(), index_json(img, name)),
+    ];
     for (d, b) in &img.blobs {
         files.push((format!("blobs/sha256/{}", d.hex()), b.clone()));
     }
@@ -165,7 +190,11 @@ fn clone_m<'a>(m: &M<'a>) -> M<'a> {
 /// Asserts that a failed command left the store as a fresh one: no blob, rootfs, temp file or image.
 pub fn assert_pristine(root: &Path) {
     for d in ["blobs/sha256", "rootfs", "tmp"] {
-        let left: Vec<_> = std::fs::read_dir(root.join(d)).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(root.join(d))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert!(left.is_empty(), "{d} not empty: {left:?}");
     }
     let store = Store::open(root).unwrap();
@@ -175,5 +204,12 @@ pub fn assert_pristine(root: &Path) {
 /// A staging tree of this process left in /dev/shm.
 pub fn shm_leftovers() -> Vec<String> {
     let prefix = format!("hx-rootfs-{}-", std::process::id());
-    std::fs::read_dir("/dev/shm").map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&prefix)).collect()).unwrap_or_default()
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }

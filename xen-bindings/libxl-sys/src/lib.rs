@@ -1,6 +1,12 @@
 //! Raw bindings to Debian's libxen-dev: libxl (API version 0x041400) and xentoollog
 //! (xenstore is spoken natively by `xen-bindings`). Use the `xen-bindings` crate above this one.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code, clippy::all)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code,
+    clippy::all
+)]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
 #[cfg(test)]

@@ -5,8 +5,11 @@
 //! request id) and watch events to `next_watch`, so requests from several threads and a
 //! pending watch never block each other. Values written by guests are untrusted: use
 //! `read_untrusted` and the `parse_untrusted_*` helpers.
-pub use xenstore_wire::{check_path, check_untrusted, parse_untrusted_choice, parse_untrusted_u64, Perm, WatchEvent, MAX_ENTRIES, MAX_VALUE};
 use xenstore_wire::msg as wire;
+pub use xenstore_wire::{
+    check_path, check_untrusted, parse_untrusted_choice, parse_untrusted_u64, Perm, WatchEvent,
+    MAX_ENTRIES, MAX_VALUE,
+};
 
 use crate::error::XenError;
 use std::collections::HashMap;
@@ -18,7 +21,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use wire::{Msg, MsgType};
-
 
 /// Where xenstored listens in dom0 (Debian: /run is /var/run).
 pub const DAEMON_SOCKET: &str = "/var/run/xenstored/socket";
@@ -49,14 +51,21 @@ pub struct Transaction<'a> {
 }
 
 fn os_error(op: &'static str, path: &str, errno: i32) -> XenError {
-    XenError::Xenstore { op, path: path.to_string(), source: std::io::Error::from_raw_os_error(errno) }
+    XenError::Xenstore {
+        op,
+        path: path.to_string(),
+        source: std::io::Error::from_raw_os_error(errno),
+    }
 }
 
 fn expect_ok(reply: &Msg) -> Result<(), XenError> {
     if reply.payload == b"OK\0" || reply.payload == b"OK" {
         Ok(())
     } else {
-        Err(XenError::Protocol(format!("expected OK, got {:?}", String::from_utf8_lossy(&reply.payload))))
+        Err(XenError::Protocol(format!(
+            "expected OK, got {:?}",
+            String::from_utf8_lossy(&reply.payload)
+        )))
     }
 }
 
@@ -74,18 +83,34 @@ impl Xenstore {
 
     pub fn connect_unix(path: impl AsRef<Path>) -> Result<Self, XenError> {
         let path = path.as_ref();
-        let s = UnixStream::connect(path).map_err(|e| XenError::Xenstore { op: "open", path: path.display().to_string(), source: e })?;
+        let s = UnixStream::connect(path).map_err(|e| XenError::Xenstore {
+            op: "open",
+            path: path.display().to_string(),
+            source: e,
+        })?;
         Self::start(OwnedFd::from(s))
     }
 
     pub fn open_device(path: impl AsRef<Path>) -> Result<Self, XenError> {
         let path = path.as_ref();
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| XenError::Xenstore { op: "open", path: path.display().to_string(), source: e })?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| XenError::Xenstore {
+                op: "open",
+                path: path.display().to_string(),
+                source: e,
+            })?;
         Self::start(OwnedFd::from(f))
     }
 
     fn start(fd: OwnedFd) -> Result<Self, XenError> {
-        let setup = |e: std::io::Error| XenError::Xenstore { op: "open", path: String::new(), source: e };
+        let setup = |e: std::io::Error| XenError::Xenstore {
+            op: "open",
+            path: String::new(),
+            source: e,
+        };
         let reader = File::from(fd.try_clone().map_err(setup)?);
         let mut pipe = [0; 2];
         // SAFETY: pipe2 fills two fds on success.
@@ -93,46 +118,105 @@ impl Xenstore {
             return Err(setup(std::io::Error::last_os_error()));
         }
         // SAFETY: fresh fds we own.
-        let (stop_rd, stop_wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
-        let shared = Arc::new(Shared { pending: Mutex::new(HashMap::new()), closed: Mutex::new(None) });
+        let (stop_rd, stop_wr) =
+            unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+        });
         let (watch_tx, watch_rx) = mpsc::channel();
         let s = shared.clone();
-        std::thread::Builder::new().name("xenstore-reader".into()).spawn(move || read_loop(reader, stop_rd, s, watch_tx)).map_err(setup)?;
-        Ok(Xenstore { writer: Mutex::new(File::from(fd)), shared, next_req: AtomicU32::new(1), watches: Mutex::new(watch_rx), stop_wr })
+        std::thread::Builder::new()
+            .name("xenstore-reader".into())
+            .spawn(move || read_loop(reader, stop_rd, s, watch_tx))
+            .map_err(setup)?;
+        Ok(Xenstore {
+            writer: Mutex::new(File::from(fd)),
+            shared,
+            next_req: AtomicU32::new(1),
+            watches: Mutex::new(watch_rx),
+            stop_wr,
+        })
     }
 
     /// Sends one request and waits for its reply; xenstored's error replies become
     /// `XenError::Xenstore` with the errno it named.
-    fn request(&self, op: &'static str, path: &str, kind: MsgType, tx_id: u32, payload: Vec<u8>) -> Result<Msg, XenError> {
+    fn request(
+        &self,
+        op: &'static str,
+        path: &str,
+        kind: MsgType,
+        tx_id: u32,
+        payload: Vec<u8>,
+    ) -> Result<Msg, XenError> {
         let req_id = self.next_req.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::sync_channel(1);
         {
-            let mut pending = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(why) = self.shared.closed.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                return Err(XenError::Protocol(format!("connection to xenstored closed: {why}")));
+            let mut pending = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = self
+                .shared
+                .closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                return Err(XenError::Protocol(format!(
+                    "connection to xenstored closed: {why}"
+                )));
             }
             pending.insert(req_id, tx);
         }
-        let sent = Msg { kind, req_id, tx_id, payload }.write_to(&mut *self.writer.lock().unwrap_or_else(|e| e.into_inner()));
+        let sent = Msg {
+            kind,
+            req_id,
+            tx_id,
+            payload,
+        }
+        .write_to(&mut *self.writer.lock().unwrap_or_else(|e| e.into_inner()));
         if let Err(e) = sent {
-            self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req_id);
+            self.shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&req_id);
             return Err(e.into());
         }
         let reply = rx.recv().map_err(|_| {
-            let why = self.shared.closed.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+            let why = self
+                .shared
+                .closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default();
             XenError::Protocol(format!("connection to xenstored closed: {why}"))
         })??;
         if reply.kind == MsgType::Error {
-            let name = String::from_utf8_lossy(reply.payload.strip_suffix(&[0]).unwrap_or(&reply.payload)).into_owned();
+            let name =
+                String::from_utf8_lossy(reply.payload.strip_suffix(&[0]).unwrap_or(&reply.payload))
+                    .into_owned();
             return Err(os_error(op, path, wire::errno_from_name(&name)));
         }
         if reply.kind != kind {
-            return Err(XenError::Protocol(format!("{op} {path}: reply of type {:?}", reply.kind)));
+            return Err(XenError::Protocol(format!(
+                "{op} {path}: reply of type {:?}",
+                reply.kind
+            )));
         }
         Ok(reply)
     }
 
-    fn path_request(&self, op: &'static str, path: &str, kind: MsgType, tx_id: u32) -> Result<Msg, XenError> {
+    fn path_request(
+        &self,
+        op: &'static str,
+        path: &str,
+        kind: MsgType,
+        tx_id: u32,
+    ) -> Result<Msg, XenError> {
         check_path(path)?;
         self.request(op, path, kind, tx_id, wire::nul_strings(&[path.as_bytes()]))
     }
@@ -168,10 +252,18 @@ impl Xenstore {
         let m = self.path_request("directory", path, MsgType::Directory, tx)?;
         let entries = wire::split_nul_strings(&m.payload)?;
         if entries.len() > MAX_ENTRIES {
-            return Err(XenError::Untrusted { path: path.to_string(), reason: format!("{} entries, at most {MAX_ENTRIES}", entries.len()) });
+            return Err(XenError::Untrusted {
+                path: path.to_string(),
+                reason: format!("{} entries, at most {MAX_ENTRIES}", entries.len()),
+            });
         }
-        if let Some(bad) = entries.iter().find(|e| e.is_empty() || e.contains('/') || check_path(e).is_err()) {
-            return Err(XenError::Protocol(format!("directory {path}: bad entry {bad:?}")));
+        if let Some(bad) = entries
+            .iter()
+            .find(|e| e.is_empty() || e.contains('/') || check_path(e).is_err())
+        {
+            return Err(XenError::Protocol(format!(
+                "directory {path}: bad entry {bad:?}"
+            )));
         }
         Ok(entries)
     }
@@ -180,19 +272,31 @@ impl Xenstore {
         let m = self.path_request("get_perms", path, MsgType::GetPerms, tx)?;
         wire::split_nul_strings(&m.payload)?
             .iter()
-            .map(|p| Perm::parse(p).ok_or_else(|| XenError::Protocol(format!("get_perms {path}: bad permission {p:?}"))))
+            .map(|p| {
+                Perm::parse(p).ok_or_else(|| {
+                    XenError::Protocol(format!("get_perms {path}: bad permission {p:?}"))
+                })
+            })
             .collect()
     }
 
     fn set_perms_tx(&self, tx: u32, path: &str, perms: &[Perm]) -> Result<(), XenError> {
         check_path(path)?;
         if perms.is_empty() {
-            return Err(XenError::InvalidConfig(format!("xenstore set_perms {path}: no owner given")));
+            return Err(XenError::InvalidConfig(format!(
+                "xenstore set_perms {path}: no owner given"
+            )));
         }
         let texts: Vec<String> = perms.iter().map(Perm::to_string).collect();
         let mut parts: Vec<&[u8]> = vec![path.as_bytes()];
         parts.extend(texts.iter().map(|t| t.as_bytes()));
-        expect_ok(&self.request("set_perms", path, MsgType::SetPerms, tx, wire::nul_strings(&parts))?)
+        expect_ok(&self.request(
+            "set_perms",
+            path,
+            MsgType::SetPerms,
+            tx,
+            wire::nul_strings(&parts),
+        )?)
     }
 
     /// The node's value; None if it does not exist.
@@ -202,7 +306,10 @@ impl Xenstore {
 
     /// Reads a node a guest may write, with the bounds and checks of `check_untrusted`.
     pub fn read_untrusted(&self, path: &str) -> Result<Option<String>, XenError> {
-        Ok(self.read(path)?.map(|b| check_untrusted(path, &b)).transpose()?)
+        Ok(self
+            .read(path)?
+            .map(|b| check_untrusted(path, &b))
+            .transpose()?)
     }
 
     /// Writes a value, creating the node and missing parents.
@@ -235,20 +342,37 @@ impl Xenstore {
 
     /// The home of a domain's nodes: `/local/domain/<domid>`.
     pub fn domain_path(&self, domid: u32) -> Result<String, XenError> {
-        let m = self.request("get_domain_path", "", MsgType::GetDomainPath, 0, wire::nul_strings(&[domid.to_string().as_bytes()]))?;
+        let m = self.request(
+            "get_domain_path",
+            "",
+            MsgType::GetDomainPath,
+            0,
+            wire::nul_strings(&[domid.to_string().as_bytes()]),
+        )?;
         let mut v = wire::split_nul_strings(&m.payload)?;
         match (v.pop(), v.is_empty()) {
             (Some(p), true) if check_path(&p).is_ok() => Ok(p),
-            _ => Err(XenError::Protocol("get_domain_path: malformed reply".into())),
+            _ => Err(XenError::Protocol(
+                "get_domain_path: malformed reply".into(),
+            )),
         }
     }
 
     /// Runs `f` in a transaction and commits; when the commit fails with EAGAIN (another writer
     /// touched what `f` read) runs `f` again, up to `TRANSACTION_RETRIES` times. An error from
     /// `f` aborts the transaction.
-    pub fn transaction<T>(&self, mut f: impl FnMut(&Transaction<'_>) -> Result<T, XenError>) -> Result<T, XenError> {
+    pub fn transaction<T>(
+        &self,
+        mut f: impl FnMut(&Transaction<'_>) -> Result<T, XenError>,
+    ) -> Result<T, XenError> {
         for _ in 0..TRANSACTION_RETRIES {
-            let m = self.request("transaction_start", "", MsgType::TransactionStart, 0, vec![0])?;
+            let m = self.request(
+                "transaction_start",
+                "",
+                MsgType::TransactionStart,
+                0,
+                vec![0],
+            )?;
             let id = wire::split_nul_strings(&m.payload)?
                 .first()
                 .and_then(|s| s.parse::<u32>().ok())
@@ -256,37 +380,71 @@ impl Xenstore {
                 .ok_or_else(|| XenError::Protocol("transaction_start: malformed id".into()))?;
             let t = Transaction { xs: self, id };
             match f(&t) {
-                Ok(v) => match self.request("transaction_end", "", MsgType::TransactionEnd, id, b"T\0".to_vec()) {
+                Ok(v) => match self.request(
+                    "transaction_end",
+                    "",
+                    MsgType::TransactionEnd,
+                    id,
+                    b"T\0".to_vec(),
+                ) {
                     Ok(_) => return Ok(v),
                     Err(e) if e.errno() == Some(libc::EAGAIN) => continue,
                     Err(e) => return Err(e),
                 },
                 Err(e) => {
-                    let _ = self.request("transaction_end", "", MsgType::TransactionEnd, id, b"F\0".to_vec());
+                    let _ = self.request(
+                        "transaction_end",
+                        "",
+                        MsgType::TransactionEnd,
+                        id,
+                        b"F\0".to_vec(),
+                    );
                     return Err(e);
                 }
             }
         }
-        Err(os_error("transaction", &format!("(gave up after {TRANSACTION_RETRIES} conflicts)"), libc::EAGAIN))
+        Err(os_error(
+            "transaction",
+            &format!("(gave up after {TRANSACTION_RETRIES} conflicts)"),
+            libc::EAGAIN,
+        ))
     }
 
     /// Watches `path` and everything below it; events arrive through `next_watch`, the
     /// first one at once (xenstored fires every new watch).
     pub fn watch(&self, path: &str, token: &str) -> Result<(), XenError> {
         check_path(path)?;
-        expect_ok(&self.request("watch", path, MsgType::Watch, 0, wire::nul_strings(&[path.as_bytes(), token.as_bytes()]))?)
+        expect_ok(&self.request(
+            "watch",
+            path,
+            MsgType::Watch,
+            0,
+            wire::nul_strings(&[path.as_bytes(), token.as_bytes()]),
+        )?)
     }
 
     pub fn unwatch(&self, path: &str, token: &str) -> Result<(), XenError> {
         check_path(path)?;
-        expect_ok(&self.request("unwatch", path, MsgType::Unwatch, 0, wire::nul_strings(&[path.as_bytes(), token.as_bytes()]))?)
+        expect_ok(&self.request(
+            "unwatch",
+            path,
+            MsgType::Unwatch,
+            0,
+            wire::nul_strings(&[path.as_bytes(), token.as_bytes()]),
+        )?)
     }
 
     /// Blocks for the next watch event; `timeout` None waits forever. Ok(None): timed out.
     pub fn next_watch(&self, timeout: Option<Duration>) -> Result<Option<WatchEvent>, XenError> {
         let rx = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         let closed = || {
-            let why = self.shared.closed.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+            let why = self
+                .shared
+                .closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default();
             XenError::Protocol(format!("connection to xenstored closed: {why}"))
         };
         match timeout {
@@ -310,7 +468,10 @@ impl Transaction<'_> {
     }
 
     pub fn read_untrusted(&self, path: &str) -> Result<Option<String>, XenError> {
-        Ok(self.read(path)?.map(|b| check_untrusted(path, &b)).transpose()?)
+        Ok(self
+            .read(path)?
+            .map(|b| check_untrusted(path, &b))
+            .transpose()?)
     }
 
     pub fn write(&self, path: &str, value: &[u8]) -> Result<(), XenError> {
@@ -353,8 +514,16 @@ fn parse_watch_event(payload: &[u8]) -> Result<WatchEvent, XenError> {
 /// Waits until `fd` is readable or `stop` is signalled; false on stop.
 fn wait_readable(fd: &File, stop: &OwnedFd) -> bool {
     let mut fds = [
-        libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: stop.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     loop {
         // SAFETY: two valid pollfds.
@@ -368,7 +537,12 @@ fn wait_readable(fd: &File, stop: &OwnedFd) -> bool {
     }
 }
 
-fn read_loop(mut conn: File, stop: OwnedFd, shared: Arc<Shared>, watches: mpsc::Sender<WatchEvent>) {
+fn read_loop(
+    mut conn: File,
+    stop: OwnedFd,
+    shared: Arc<Shared>,
+    watches: mpsc::Sender<WatchEvent>,
+) {
     let why = loop {
         if !wait_readable(&conn, &stop) {
             break "client closed".to_string();
@@ -387,7 +561,11 @@ fn read_loop(mut conn: File, stop: OwnedFd, shared: Arc<Shared>, watches: mpsc::
             }
             continue;
         }
-        let waiter = shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&msg.req_id);
+        let waiter = shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&msg.req_id);
         match waiter {
             Some(tx) => {
                 let _ = tx.send(Ok(msg));
@@ -398,17 +576,18 @@ fn read_loop(mut conn: File, stop: OwnedFd, shared: Arc<Shared>, watches: mpsc::
     let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
     *shared.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
     for (_, tx) in pending.drain() {
-        let _ = tx.send(Err(XenError::Protocol(format!("connection to xenstored closed: {why}"))));
+        let _ = tx.send(Err(XenError::Protocol(format!(
+            "connection to xenstored closed: {why}"
+        ))));
     }
 }
 
-
 #[cfg(test)]
 mod tests {
-    use xenstore_wire::fake::FakeXenstored;
     use super::*;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
+    use xenstore_wire::fake::FakeXenstored;
 
     fn connect(fake: &FakeXenstored) -> Xenstore {
         Xenstore::connect_unix(fake.path()).unwrap()
@@ -421,9 +600,18 @@ mod tests {
         assert_eq!(xs.read("/local/domain/5/hx/status").unwrap(), None);
         xs.write("/local/domain/5/hx/status", b"started").unwrap();
         xs.mkdir("/local/domain/5/hx/control").unwrap();
-        assert_eq!(xs.read("/local/domain/5/hx/status").unwrap().as_deref(), Some(&b"started"[..]));
-        assert_eq!(xs.directory("/local/domain/5/hx").unwrap(), ["control", "status"]);
-        assert_eq!(xs.read("/local/domain/5/hx/control").unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(
+            xs.read("/local/domain/5/hx/status").unwrap().as_deref(),
+            Some(&b"started"[..])
+        );
+        assert_eq!(
+            xs.directory("/local/domain/5/hx").unwrap(),
+            ["control", "status"]
+        );
+        assert_eq!(
+            xs.read("/local/domain/5/hx/control").unwrap().as_deref(),
+            Some(&b""[..])
+        );
         xs.rm("/local/domain/5/hx").unwrap();
         xs.rm("/local/domain/5/hx").unwrap(); // already gone: fine
         assert_eq!(xs.read("/local/domain/5/hx/status").unwrap(), None);
@@ -436,9 +624,16 @@ mod tests {
         let xs = connect(&fake);
         let e = xs.directory("/nowhere").unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOENT));
-        assert_eq!(e.to_string(), "xenstore directory /nowhere: No such file or directory (os error 2)");
+        assert_eq!(
+            e.to_string(),
+            "xenstore directory /nowhere: No such file or directory (os error 2)"
+        );
         assert!(xs.write("relative path with spaces", b"x").is_err());
-        assert!(xs.set_perms("/local", &[]).unwrap_err().to_string().contains("no owner"));
+        assert!(xs
+            .set_perms("/local", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("no owner"));
     }
 
     #[test]
@@ -493,16 +688,34 @@ mod tests {
         let writer = connect(&fake);
         xs.watch("/local/domain/3/hx", "exit").unwrap();
         let first = xs.next_watch(None).unwrap().unwrap();
-        assert_eq!(first, WatchEvent { path: "/local/domain/3/hx".into(), token: "exit".into() });
+        assert_eq!(
+            first,
+            WatchEvent {
+                path: "/local/domain/3/hx".into(),
+                token: "exit".into()
+            }
+        );
         writer.write("/local/domain/3/hx/exit-code", b"0").unwrap();
         writer.write("/local/domain/3/other", b"x").unwrap();
         let ev = xs.next_watch(None).unwrap().unwrap();
-        assert_eq!(ev, WatchEvent { path: "/local/domain/3/hx/exit-code".into(), token: "exit".into() });
+        assert_eq!(
+            ev,
+            WatchEvent {
+                path: "/local/domain/3/hx/exit-code".into(),
+                token: "exit".into()
+            }
+        );
         // Requests still work while events are queued.
-        assert_eq!(xs.read("/local/domain/3/hx/exit-code").unwrap().as_deref(), Some(&b"0"[..]));
+        assert_eq!(
+            xs.read("/local/domain/3/hx/exit-code").unwrap().as_deref(),
+            Some(&b"0"[..])
+        );
         xs.unwatch("/local/domain/3/hx", "exit").unwrap();
         writer.write("/local/domain/3/hx/exit-code", b"1").unwrap();
-        assert_eq!(xs.read("/local/domain/3/hx/exit-code").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            xs.read("/local/domain/3/hx/exit-code").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
         assert_eq!(xs.next_watch(Some(Duration::ZERO)).unwrap(), None);
     }
 
@@ -547,7 +760,10 @@ mod tests {
     }
 
     fn header(kind: u32, len: u32) -> Vec<u8> {
-        [kind, 0, 0, len].iter().flat_map(|v| v.to_ne_bytes()).collect()
+        [kind, 0, 0, len]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect()
     }
 
     #[test]
@@ -557,8 +773,16 @@ mod tests {
         let (_dir, path) = hostile_server(reply);
         let xs = Xenstore::connect_unix(&path).unwrap();
         let e = xs.read("/x").unwrap_err();
-        assert!(e.to_string().contains("5000 bytes exceeds the 4096-byte payload limit"), "{e}");
-        assert!(xs.read("/x").unwrap_err().to_string().contains("connection to xenstored closed"));
+        assert!(
+            e.to_string()
+                .contains("5000 bytes exceeds the 4096-byte payload limit"),
+            "{e}"
+        );
+        assert!(xs
+            .read("/x")
+            .unwrap_err()
+            .to_string()
+            .contains("connection to xenstored closed"));
     }
 
     #[test]
@@ -568,7 +792,10 @@ mod tests {
         let (_dir, path) = hostile_server(reply);
         let xs = Xenstore::connect_unix(&path).unwrap();
         let e = xs.read_untrusted("/local/domain/9/hx/status").unwrap_err();
-        assert_eq!(e.to_string(), "xenstore /local/domain/9/hx/status: value from the guest rejected: control characters");
+        assert_eq!(
+            e.to_string(),
+            "xenstore /local/domain/9/hx/status: value from the guest rejected: control characters"
+        );
     }
 
     #[test]
@@ -578,12 +805,22 @@ mod tests {
         reply.extend(body);
         let (_dir, path) = hostile_server(reply);
         let xs = Xenstore::connect_unix(&path).unwrap();
-        assert!(xs.directory("/x").unwrap_err().to_string().contains("bad entry"));
+        assert!(xs
+            .directory("/x")
+            .unwrap_err()
+            .to_string()
+            .contains("bad entry"));
     }
 
     #[test]
     fn open_fails_cleanly_without_xenstored() {
-        let e = Xenstore::connect_unix("/nonexistent/xenstored/socket").err().unwrap();
-        assert!(e.to_string().starts_with("xenstore open /nonexistent/xenstored/socket: "), "{e}");
+        let e = Xenstore::connect_unix("/nonexistent/xenstored/socket")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("xenstore open /nonexistent/xenstored/socket: "),
+            "{e}"
+        );
     }
 }

@@ -45,7 +45,12 @@ struct Tally {
 
 impl Tally {
     fn new(name: &'static str) -> Self {
-        Tally { name, ok: 0, refused: 0, first_error: None }
+        Tally {
+            name,
+            ok: 0,
+            refused: 0,
+            first_error: None,
+        }
     }
 
     fn note<T, E: std::fmt::Display>(&mut self, r: Result<T, E>) -> bool {
@@ -63,7 +68,16 @@ impl Tally {
 impl Drop for Tally {
     fn drop(&mut self) {
         // Printed escaped: this line ends up in the lab's output.
-        println!("hostile {}: {} accepted, {} refused{}", self.name, self.ok, self.refused, self.first_error.as_ref().map(|e| format!(" (first: {})", e.escape_debug())).unwrap_or_default());
+        println!(
+            "hostile {}: {} accepted, {} refused{}",
+            self.name,
+            self.ok,
+            self.refused,
+            self.first_error
+                .as_ref()
+                .map(|e| format!(" (first: {})", e.escape_debug()))
+                .unwrap_or_default()
+        );
     }
 }
 
@@ -99,8 +113,20 @@ fn status(last: &[u8]) {
     {
         // Node names hx must not take for indexes, and long ones.
         let mut t = Tally::new("odd node names");
-        for name in ["99999999999999999999999", "007", "1x", "-1", "16", "4294967296", "_", "@x"] {
-            t.note(c.write(&format!("{dir}/{name}"), b"{\"event\":\"exited\",\"code\":5}"));
+        for name in [
+            "99999999999999999999999",
+            "007",
+            "1x",
+            "-1",
+            "16",
+            "4294967296",
+            "_",
+            "@x",
+        ] {
+            t.note(c.write(
+                &format!("{dir}/{name}"),
+                b"{\"event\":\"exited\",\"code\":5}",
+            ));
         }
         t.note(c.write(&format!("{dir}/{}", "n".repeat(1900)), b"x"));
     }
@@ -108,7 +134,11 @@ fn status(last: &[u8]) {
         let mut t = Tally::new("rapid writes");
         let start = Instant::now();
         for n in 0..1000u32 {
-            let v = if n % 2 == 0 { format!("{{\"event\":\"started\",\"pid\":{n},\"uptime_ms\":1}}").into_bytes() } else { vec![0x1b; (n as usize * 7) % 4000] };
+            let v = if n % 2 == 0 {
+                format!("{{\"event\":\"started\",\"pid\":{n},\"uptime_ms\":1}}").into_bytes()
+            } else {
+                vec![0x1b; (n as usize * 7) % 4000]
+            };
             t.note(c.write(&format!("{dir}/{}", n % 16), &v));
         }
         println!("hostile rapid writes: {:?} for 1000", start.elapsed());
@@ -118,7 +148,16 @@ fn status(last: &[u8]) {
     {
         // Nodes dom0 owns: xenstored must refuse them all.
         let mut t = Tally::new("writes outside data/ (must all be refused)");
-        for p in ["hx/control", "hx/id", "name", "/local/domain/0/hx", "/local/domain/0/data/x", "/vm/x", "/libxl/x", "/tool/x"] {
+        for p in [
+            "hx/control",
+            "hx/id",
+            "name",
+            "/local/domain/0/hx",
+            "/local/domain/0/data/x",
+            "/vm/x",
+            "/libxl/x",
+            "/tool/x",
+        ] {
             t.note(c.write(p, b"signal 9\n"));
         }
     }
@@ -150,7 +189,11 @@ fn status(last: &[u8]) {
 /// Frames straight to the xenbus device: unknown types, missing NULs, non-UTF-8 paths, lengths
 /// beyond the limit (the guest kernel refuses those itself), a header with no payload.
 fn raw_frames() {
-    let Ok(mut f) = std::fs::OpenOptions::new().read(true).write(true).open(XENBUS_DEVICE) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(XENBUS_DEVICE)
+    else {
         println!("hostile raw frames: cannot open {XENBUS_DEVICE}");
         return;
     };
@@ -165,8 +208,16 @@ fn raw_frames() {
     frames.push(frame(MsgType::Directory as u32, 5, b"\0\0\0\0"));
     frames.push(frame(MsgType::GetPerms as u32, 6, &[0xff; 300]));
     frames.push(frame(MsgType::SetPerms as u32, 7, b"data/hx\0b0\0"));
-    frames.push(frame(MsgType::SetPerms as u32, 8, b"data/hx\0n0\0r999999999999\0"));
-    frames.push(frame(MsgType::GetDomainPath as u32, 9, b"99999999999999999999\0"));
+    frames.push(frame(
+        MsgType::SetPerms as u32,
+        8,
+        b"data/hx\0n0\0r999999999999\0",
+    ));
+    frames.push(frame(
+        MsgType::GetDomainPath as u32,
+        9,
+        b"99999999999999999999\0",
+    ));
     frames.push(frame(MsgType::Write as u32, 10, &vec![b'a'; 4096]));
     let mut huge = frame(MsgType::Write as u32, 11, b"data/x\0");
     huge[12..16].copy_from_slice(&5000u32.to_ne_bytes());
@@ -193,7 +244,11 @@ fn frame(kind: u32, req_id: u32, payload: &[u8]) -> Vec<u8> {
 fn drain(f: &mut std::fs::File) {
     let mut buf = [0u8; 8192];
     loop {
-        let mut pfd = [libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut pfd = [libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(pfd.as_mut_ptr(), 1, 300) } <= 0 {
             return;
@@ -206,19 +261,30 @@ fn drain(f: &mut std::fs::File) {
 
 /// Transactions opened and never ended, until xenstored refuses more.
 fn transactions() {
-    let Ok(mut f) = std::fs::OpenOptions::new().read(true).write(true).open(XENBUS_DEVICE) else {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(XENBUS_DEVICE)
+    else {
         return;
     };
     let mut t = Tally::new("open transactions");
     for n in 0..50u32 {
-        let start = Msg { kind: MsgType::TransactionStart, req_id: 100 + n, tx_id: 0, payload: nul_strings(&[b""]) };
+        let start = Msg {
+            kind: MsgType::TransactionStart,
+            req_id: 100 + n,
+            tx_id: 0,
+            payload: nul_strings(&[b""]),
+        };
         if let Err(e) = start.write_to(&mut f) {
             t.note(Err::<(), _>(e));
             break;
         }
         match Msg::read_from(&mut f) {
             Ok(Some(m)) if m.kind == MsgType::TransactionStart => t.note(Ok::<(), String>(())),
-            Ok(Some(m)) => t.note(Err::<(), _>(String::from_utf8_lossy(&m.payload).into_owned())),
+            Ok(Some(m)) => t.note(Err::<(), _>(
+                String::from_utf8_lossy(&m.payload).into_owned(),
+            )),
             Ok(None) => t.note(Err::<(), _>("closed".to_string())),
             Err(e) => t.note(Err::<(), _>(e.to_string())),
         };

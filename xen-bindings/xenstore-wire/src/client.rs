@@ -42,7 +42,10 @@ fn expect_ok(op: &str, reply: &Msg) -> Result<(), Error> {
     if reply.payload == b"OK\0" || reply.payload == b"OK" {
         Ok(())
     } else {
-        Err(Error::Protocol(format!("{op}: expected OK, got {}", msg::quote(&reply.payload))))
+        Err(Error::Protocol(format!(
+            "{op}: expected OK, got {}",
+            msg::quote(&reply.payload)
+        )))
     }
 }
 
@@ -54,20 +57,31 @@ impl Client {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| Error::Xenstore { op: "open", path: path.display().to_string(), source: e })?;
+            .map_err(|e| Error::Xenstore {
+                op: "open",
+                path: path.display().to_string(),
+                source: e,
+            })?;
         Ok(Self::from_fd(OwnedFd::from(f)))
     }
 
     /// xenstored's unix socket.
     pub fn connect_unix(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let s = std::os::unix::net::UnixStream::connect(path)
-            .map_err(|e| Error::Xenstore { op: "open", path: path.display().to_string(), source: e })?;
+        let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| Error::Xenstore {
+            op: "open",
+            path: path.display().to_string(),
+            source: e,
+        })?;
         Ok(Self::from_fd(OwnedFd::from(s)))
     }
 
     pub fn from_fd(fd: OwnedFd) -> Self {
-        Client { conn: File::from(fd), next_req: 1, events: VecDeque::new() }
+        Client {
+            conn: File::from(fd),
+            next_req: 1,
+            events: VecDeque::new(),
+        }
     }
 
     /// The connection, to poll for readability (watch events). Poll only after
@@ -90,10 +104,22 @@ impl Client {
         }
     }
 
-    fn request(&mut self, op: &'static str, path: &str, kind: MsgType, payload: Vec<u8>) -> Result<Msg, Error> {
+    fn request(
+        &mut self,
+        op: &'static str,
+        path: &str,
+        kind: MsgType,
+        payload: Vec<u8>,
+    ) -> Result<Msg, Error> {
         let req_id = self.next_req;
         self.next_req = self.next_req.wrapping_add(1).max(1);
-        Msg { kind, req_id, tx_id: 0, payload }.write_to(&mut self.conn)?;
+        Msg {
+            kind,
+            req_id,
+            tx_id: 0,
+            payload,
+        }
+        .write_to(&mut self.conn)?;
         loop {
             let m = self.read_msg()?;
             if m.kind == MsgType::WatchEvent {
@@ -101,14 +127,22 @@ impl Client {
                 continue;
             }
             if m.req_id != req_id {
-                return Err(Error::Protocol(format!("{op} {path}: reply to request {} while waiting for {req_id}", m.req_id)));
+                return Err(Error::Protocol(format!(
+                    "{op} {path}: reply to request {} while waiting for {req_id}",
+                    m.req_id
+                )));
             }
             if m.kind == MsgType::Error {
-                let name = String::from_utf8_lossy(m.payload.strip_suffix(&[0]).unwrap_or(&m.payload)).into_owned();
+                let name =
+                    String::from_utf8_lossy(m.payload.strip_suffix(&[0]).unwrap_or(&m.payload))
+                        .into_owned();
                 return Err(Error::os(op, path, msg::errno_from_name(&name)));
             }
             if m.kind != kind {
-                return Err(Error::Protocol(format!("{op} {path}: reply of type {:?}", m.kind)));
+                return Err(Error::Protocol(format!(
+                    "{op} {path}: reply of type {:?}",
+                    m.kind
+                )));
             }
             return Ok(m);
         }
@@ -117,7 +151,12 @@ impl Client {
     /// The node's value; None if it does not exist.
     pub fn read(&mut self, path: &str) -> Result<Option<Vec<u8>>, Error> {
         check_path(path)?;
-        match self.request("read", path, MsgType::Read, msg::nul_strings(&[path.as_bytes()])) {
+        match self.request(
+            "read",
+            path,
+            MsgType::Read,
+            msg::nul_strings(&[path.as_bytes()]),
+        ) {
             Ok(m) => Ok(Some(m.payload)),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
@@ -136,7 +175,12 @@ impl Client {
     /// Removes a node and everything below it; a missing node is not an error.
     pub fn rm(&mut self, path: &str) -> Result<(), Error> {
         check_path(path)?;
-        match self.request("rm", path, MsgType::Rm, msg::nul_strings(&[path.as_bytes()])) {
+        match self.request(
+            "rm",
+            path,
+            MsgType::Rm,
+            msg::nul_strings(&[path.as_bytes()]),
+        ) {
             Ok(m) => expect_ok("rm", &m),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(e),
@@ -146,7 +190,12 @@ impl Client {
     /// Watches `path` and everything below it; xenstored fires once at registration.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), Error> {
         check_path(path)?;
-        let m = self.request("watch", path, MsgType::Watch, msg::nul_strings(&[path.as_bytes(), token.as_bytes()]))?;
+        let m = self.request(
+            "watch",
+            path,
+            MsgType::Watch,
+            msg::nul_strings(&[path.as_bytes(), token.as_bytes()]),
+        )?;
         expect_ok("watch", &m)
     }
 
@@ -179,13 +228,23 @@ mod tests {
         let fake = FakeXenstored::start();
         let mut c = Client::connect_unix(fake.path()).unwrap();
         assert_eq!(c.read("/local/domain/4/data/hx/status/0").unwrap(), None);
-        c.write("/local/domain/4/data/hx/status/0", br#"{"event":"exited","code":0}"#).unwrap();
-        assert_eq!(c.read("/local/domain/4/data/hx/status/0").unwrap().unwrap(), br#"{"event":"exited","code":0}"#);
+        c.write(
+            "/local/domain/4/data/hx/status/0",
+            br#"{"event":"exited","code":0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.read("/local/domain/4/data/hx/status/0").unwrap().unwrap(),
+            br#"{"event":"exited","code":0}"#
+        );
         c.rm("/local/domain/4/data").unwrap();
         c.rm("/local/domain/4/data").unwrap();
         assert_eq!(c.read("/local/domain/4/data/hx/status/0").unwrap(), None);
         let e = c.write("/bad path", b"x").unwrap_err();
-        assert!(e.to_string().contains("only [A-Za-z0-9_@/-] allowed"), "{e}");
+        assert!(
+            e.to_string().contains("only [A-Za-z0-9_@/-] allowed"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -194,11 +253,21 @@ mod tests {
         let mut c = Client::connect_unix(fake.path()).unwrap();
         let mut host = Client::connect_unix(fake.path()).unwrap();
         c.watch("/local/domain/4/hx/control", "ctl").unwrap();
-        assert_eq!(c.next_event().unwrap(), WatchEvent { path: "/local/domain/4/hx/control".into(), token: "ctl".into() });
-        host.write("/local/domain/4/hx/control", b"signal 15\n").unwrap();
+        assert_eq!(
+            c.next_event().unwrap(),
+            WatchEvent {
+                path: "/local/domain/4/hx/control".into(),
+                token: "ctl".into()
+            }
+        );
+        host.write("/local/domain/4/hx/control", b"signal 15\n")
+            .unwrap();
         // A request made after the event was sent reads the event first and queues it.
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(c.read("/local/domain/4/hx/control").unwrap().unwrap(), b"signal 15\n");
+        assert_eq!(
+            c.read("/local/domain/4/hx/control").unwrap().unwrap(),
+            b"signal 15\n"
+        );
         assert_eq!(c.queued_event().unwrap().path, "/local/domain/4/hx/control");
         assert_eq!(c.queued_event(), None);
     }
@@ -210,6 +279,10 @@ mod tests {
         // The fake has no @ nodes: reading one is ENOENT, which read maps to None; rm too.
         assert_eq!(c.read("/nope").unwrap(), None);
         let e = Client::open_device("/nonexistent/xenbus").err().unwrap();
-        assert!(e.to_string().starts_with("xenstore open /nonexistent/xenbus: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("xenstore open /nonexistent/xenbus: "),
+            "{e}"
+        );
     }
 }

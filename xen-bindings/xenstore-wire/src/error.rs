@@ -4,7 +4,11 @@ use thiserror::Error;
 pub enum Error {
     /// xenstored answered a request with an error: `source` carries the errno it named.
     #[error("xenstore {op} {path}: {source}")]
-    Xenstore { op: &'static str, path: String, source: std::io::Error },
+    Xenstore {
+        op: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     /// xenstored (or something posing as it) broke the wire protocol.
     #[error("xenstore protocol: {0}")]
     Protocol(String),
@@ -26,6 +30,10 @@ impl Error {
     }
 
     pub(crate) fn os(op: &'static str, path: &str, errno: i32) -> Self {
-        Error::Xenstore { op, path: path.to_string(), source: std::io::Error::from_raw_os_error(errno) }
+        Error::Xenstore {
+            op,
+            path: path.to_string(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }
     }
 }

@@ -42,8 +42,20 @@ impl FakeXenstored {
         let socket = dir.path().join("socket");
         let listener = UnixListener::bind(&socket).unwrap();
         let mut tree = Tree::new();
-        tree.insert("/".into(), Node { value: Vec::new(), perms: vec![Perm::none(0)] });
-        let state = Arc::new(Mutex::new(State { tree, generation: 0, next_tx: 1, txs: BTreeMap::new(), watches: Vec::new() }));
+        tree.insert(
+            "/".into(),
+            Node {
+                value: Vec::new(),
+                perms: vec![Perm::none(0)],
+            },
+        );
+        let state = Arc::new(Mutex::new(State {
+            tree,
+            generation: 0,
+            next_tx: 1,
+            txs: BTreeMap::new(),
+            watches: Vec::new(),
+        }));
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
@@ -64,7 +76,11 @@ fn parent(path: &str) -> Option<String> {
         return None;
     }
     let i = path.rfind('/')?;
-    Some(if i == 0 { "/".into() } else { path[..i].to_string() })
+    Some(if i == 0 {
+        "/".into()
+    } else {
+        path[..i].to_string()
+    })
 }
 
 /// Creates `path` and its missing parents, which inherit their parent's permissions.
@@ -75,7 +91,13 @@ fn create(tree: &mut Tree, path: &str) {
     let p = parent(path).expect("not the root");
     create(tree, &p);
     let perms = tree[&p].perms.clone();
-    tree.insert(path.to_string(), Node { value: Vec::new(), perms });
+    tree.insert(
+        path.to_string(),
+        Node {
+            value: Vec::new(),
+            perms,
+        },
+    );
 }
 
 fn under(node: &str, path: &str) -> bool {
@@ -89,14 +111,29 @@ fn serve(conn: UnixStream, state: Arc<Mutex<State>>) {
         let mut st = state.lock().unwrap();
         let (reply, fired) = handle(&mut st, &req, &writer);
         let reply = match reply {
-            Ok(payload) => Msg { kind: req.kind, req_id: req.req_id, tx_id: req.tx_id, payload },
-            Err(errno) => Msg { kind: MsgType::Error, req_id: req.req_id, tx_id: req.tx_id, payload: nul_strings(&[errno.as_bytes()]) },
+            Ok(payload) => Msg {
+                kind: req.kind,
+                req_id: req.req_id,
+                tx_id: req.tx_id,
+                payload,
+            },
+            Err(errno) => Msg {
+                kind: MsgType::Error,
+                req_id: req.req_id,
+                tx_id: req.tx_id,
+                payload: nul_strings(&[errno.as_bytes()]),
+            },
         };
         reply.write_to(&mut *writer.lock().unwrap()).unwrap();
         // Like xenstored: watch events after the reply of the request that fired them.
         for changed in fired {
             for w in st.watches.iter().filter(|w| under(&changed, &w.path)) {
-                let ev = Msg { kind: MsgType::WatchEvent, req_id: 0, tx_id: 0, payload: nul_strings(&[changed.as_bytes(), w.token.as_bytes()]) };
+                let ev = Msg {
+                    kind: MsgType::WatchEvent,
+                    req_id: 0,
+                    tx_id: 0,
+                    payload: nul_strings(&[changed.as_bytes(), w.token.as_bytes()]),
+                };
                 let _ = ev.write_to(&mut *w.conn.lock().unwrap());
             }
         }
@@ -107,7 +144,13 @@ type Outcome = (Result<Vec<u8>, &'static str>, Vec<String>);
 
 fn handle(st: &mut State, req: &Msg, conn: &Arc<Mutex<UnixStream>>) -> Outcome {
     let args = |n: usize| -> Option<Vec<String>> {
-        let end = req.payload.iter().enumerate().filter(|(_, b)| **b == 0).nth(n - 1)?.0;
+        let end = req
+            .payload
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == 0)
+            .nth(n - 1)?
+            .0;
         split_nul_strings(&req.payload[..=end]).ok()
     };
     let ok = || Ok(b"OK\0".to_vec());
@@ -116,7 +159,11 @@ fn handle(st: &mut State, req: &Msg, conn: &Arc<Mutex<UnixStream>>) -> Outcome {
         return (Err("ENOENT"), vec![]);
     }
     let State { tree, txs, .. } = st;
-    let tree: &mut Tree = if tx == 0 { tree } else { &mut txs.get_mut(&tx).unwrap().0 };
+    let tree: &mut Tree = if tx == 0 {
+        tree
+    } else {
+        &mut txs.get_mut(&tx).unwrap().0
+    };
     let mut changed = Vec::new();
     let r = match req.kind {
         MsgType::Read => match args(1) {
@@ -154,14 +201,22 @@ fn handle(st: &mut State, req: &Msg, conn: &Arc<Mutex<UnixStream>>) -> Outcome {
             if !tree.contains_key(&a[0]) {
                 Err("ENOENT")
             } else {
-                let children: Vec<&str> = tree.keys().filter(|k| parent(k).as_deref() == Some(a[0].as_str())).map(|k| k.rsplit('/').next().unwrap()).collect();
+                let children: Vec<&str> = tree
+                    .keys()
+                    .filter(|k| parent(k).as_deref() == Some(a[0].as_str()))
+                    .map(|k| k.rsplit('/').next().unwrap())
+                    .collect();
                 Ok(children.iter().flat_map(|c| c.bytes().chain([0])).collect())
             }
         }
         MsgType::GetPerms => {
             let a = args(1).unwrap();
             match tree.get(&a[0]) {
-                Some(n) => Ok(n.perms.iter().flat_map(|p| p.to_string().into_bytes().into_iter().chain([0])).collect()),
+                Some(n) => Ok(n
+                    .perms
+                    .iter()
+                    .flat_map(|p| p.to_string().into_bytes().into_iter().chain([0]))
+                    .collect()),
                 None => Err("ENOENT"),
             }
         }
@@ -184,13 +239,18 @@ fn handle(st: &mut State, req: &Msg, conn: &Arc<Mutex<UnixStream>>) -> Outcome {
         }
         MsgType::Watch => {
             let a = args(2).unwrap();
-            st.watches.push(Watch { path: a[0].clone(), token: a[1].clone(), conn: conn.clone() });
+            st.watches.push(Watch {
+                path: a[0].clone(),
+                token: a[1].clone(),
+                conn: conn.clone(),
+            });
             changed.push(a[0].clone());
             return (ok(), changed.into_iter().map(|_| a[0].clone()).collect());
         }
         MsgType::Unwatch => {
             let a = args(2).unwrap();
-            st.watches.retain(|w| !(w.path == a[0] && w.token == a[1] && Arc::ptr_eq(&w.conn, conn)));
+            st.watches
+                .retain(|w| !(w.path == a[0] && w.token == a[1] && Arc::ptr_eq(&w.conn, conn)));
             return (ok(), vec![]);
         }
         MsgType::TransactionStart => {
@@ -207,7 +267,11 @@ fn handle(st: &mut State, req: &Msg, conn: &Arc<Mutex<UnixStream>>) -> Outcome {
             if started != st.generation {
                 return (Err("EAGAIN"), vec![]);
             }
-            let fired: Vec<String> = copy.iter().filter(|(k, n)| st.tree.get(*k).map(|o| o.value != n.value) != Some(false)).map(|(k, _)| k.clone()).collect();
+            let fired: Vec<String> = copy
+                .iter()
+                .filter(|(k, n)| st.tree.get(*k).map(|o| o.value != n.value) != Some(false))
+                .map(|(k, _)| k.clone())
+                .collect();
             st.tree = copy;
             st.generation += 1;
             return (ok(), fired);

@@ -14,4 +14,7 @@ pub mod fake;
 pub use client::{parse_watch_event, Client, WatchEvent, XENBUS_DEVICE};
 pub use error::Error;
 pub use msg::{Msg, MsgType, HEADER_LEN, PAYLOAD_MAX};
-pub use path::{check_path, check_untrusted, parse_untrusted_choice, parse_untrusted_u64, Perm, ABS_PATH_MAX, MAX_ENTRIES, MAX_VALUE, REL_PATH_MAX};
+pub use path::{
+    check_path, check_untrusted, parse_untrusted_choice, parse_untrusted_u64, Perm, ABS_PATH_MAX,
+    MAX_ENTRIES, MAX_VALUE, REL_PATH_MAX,
+};

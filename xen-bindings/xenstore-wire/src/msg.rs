@@ -64,10 +64,18 @@ pub struct Msg {
 impl Msg {
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
         if self.payload.len() > PAYLOAD_MAX {
-            return Err(Error::Protocol(format!("request of {} bytes exceeds the {PAYLOAD_MAX}-byte payload limit", self.payload.len())));
+            return Err(Error::Protocol(format!(
+                "request of {} bytes exceeds the {PAYLOAD_MAX}-byte payload limit",
+                self.payload.len()
+            )));
         }
         let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
-        for v in [self.kind as u32, self.req_id, self.tx_id, self.payload.len() as u32] {
+        for v in [
+            self.kind as u32,
+            self.req_id,
+            self.tx_id,
+            self.payload.len() as u32,
+        ] {
             out.extend_from_slice(&v.to_ne_bytes());
         }
         out.extend_from_slice(&self.payload);
@@ -76,7 +84,8 @@ impl Msg {
 
     pub fn write_to(&self, w: &mut impl Write) -> Result<(), Error> {
         // One write per message: /dev/xen/xenbus wants a whole message per write(2).
-        w.write_all(&self.encode()?).map_err(|e| Error::Protocol(format!("sending to xenstored: {e}")))
+        w.write_all(&self.encode()?)
+            .map_err(|e| Error::Protocol(format!("sending to xenstored: {e}")))
     }
 
     /// Reads one message; Ok(None) at a clean end of stream (before a header's first byte).
@@ -86,7 +95,11 @@ impl Msg {
         while got < HEADER_LEN {
             match r.read(&mut h[got..]) {
                 Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(Error::Protocol(format!("truncated header ({got} of {HEADER_LEN} bytes)"))),
+                Ok(0) => {
+                    return Err(Error::Protocol(format!(
+                        "truncated header ({got} of {HEADER_LEN} bytes)"
+                    )))
+                }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Protocol(format!("reading from xenstored: {e}"))),
@@ -94,13 +107,22 @@ impl Msg {
         }
         let word = |i: usize| u32::from_ne_bytes(h[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
         let (kind, req_id, tx_id, len) = (word(0), word(1), word(2), word(3) as usize);
-        let kind = MsgType::from_u32(kind).ok_or_else(|| Error::Protocol(format!("unknown message type {kind}")))?;
+        let kind = MsgType::from_u32(kind)
+            .ok_or_else(|| Error::Protocol(format!("unknown message type {kind}")))?;
         if len > PAYLOAD_MAX {
-            return Err(Error::Protocol(format!("message of {len} bytes exceeds the {PAYLOAD_MAX}-byte payload limit")));
+            return Err(Error::Protocol(format!(
+                "message of {len} bytes exceeds the {PAYLOAD_MAX}-byte payload limit"
+            )));
         }
         let mut payload = vec![0u8; len];
-        r.read_exact(&mut payload).map_err(|e| Error::Protocol(format!("truncated message: {e}")))?;
-        Ok(Some(Msg { kind, req_id, tx_id, payload }))
+        r.read_exact(&mut payload)
+            .map_err(|e| Error::Protocol(format!("truncated message: {e}")))?;
+        Ok(Some(Msg {
+            kind,
+            req_id,
+            tx_id,
+            payload,
+        }))
     }
 }
 
@@ -120,14 +142,19 @@ pub fn split_nul_strings(payload: &[u8]) -> Result<Vec<String>, Error> {
     if payload.is_empty() {
         return Ok(Vec::new());
     }
-    let body = payload.strip_suffix(&[0]).ok_or_else(|| Error::Protocol("string list without its final NUL".into()))?;
+    let body = payload
+        .strip_suffix(&[0])
+        .ok_or_else(|| Error::Protocol("string list without its final NUL".into()))?;
     let count = body.split(|&b| b == 0).count();
     if count > MAX_ENTRIES {
-        return Err(Error::Protocol(format!("string list of {count} entries, at most {MAX_ENTRIES}")));
+        return Err(Error::Protocol(format!(
+            "string list of {count} entries, at most {MAX_ENTRIES}"
+        )));
     }
     let mut out = Vec::with_capacity(count);
     for s in body.split(|&b| b == 0) {
-        let s = std::str::from_utf8(s).map_err(|_| Error::Protocol("string list is not UTF-8".into()))?;
+        let s = std::str::from_utf8(s)
+            .map_err(|_| Error::Protocol("string list is not UTF-8".into()))?;
         out.push(s.to_string());
     }
     Ok(out)
@@ -174,7 +201,15 @@ mod tests {
 
     #[test]
     fn messages_round_trip_with_the_documented_header() {
-        let m = Msg { kind: MsgType::Write, req_id: 7, tx_id: 3, payload: nul_strings(&[b"/a/b"]).into_iter().chain(*b"value").collect() };
+        let m = Msg {
+            kind: MsgType::Write,
+            req_id: 7,
+            tx_id: 3,
+            payload: nul_strings(&[b"/a/b"])
+                .into_iter()
+                .chain(*b"value")
+                .collect(),
+        };
         let bytes = m.encode().unwrap();
         assert_eq!(&bytes[..4], &11u32.to_ne_bytes());
         assert_eq!(&bytes[4..8], &7u32.to_ne_bytes());
@@ -187,24 +222,42 @@ mod tests {
 
     #[test]
     fn oversized_truncated_and_unknown_messages_are_refused() {
-        let big = Msg { kind: MsgType::Write, req_id: 1, tx_id: 0, payload: vec![b'x'; PAYLOAD_MAX + 1] };
-        assert!(big.encode().unwrap_err().to_string().contains("payload limit"));
+        let big = Msg {
+            kind: MsgType::Write,
+            req_id: 1,
+            tx_id: 0,
+            payload: vec![b'x'; PAYLOAD_MAX + 1],
+        };
+        assert!(big
+            .encode()
+            .unwrap_err()
+            .to_string()
+            .contains("payload limit"));
         let mut h = Vec::new();
         for v in [2u32, 1, 0, 5000] {
             h.extend_from_slice(&v.to_ne_bytes());
         }
-        assert!(Msg::read_from(&mut &h[..]).unwrap_err().to_string().contains("5000 bytes"));
+        assert!(Msg::read_from(&mut &h[..])
+            .unwrap_err()
+            .to_string()
+            .contains("5000 bytes"));
         let mut h = Vec::new();
         for v in [2u32, 1, 0, 10] {
             h.extend_from_slice(&v.to_ne_bytes());
         }
         h.extend_from_slice(b"abc");
-        assert!(Msg::read_from(&mut &h[..]).unwrap_err().to_string().contains("truncated"));
+        assert!(Msg::read_from(&mut &h[..])
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
         let mut h = Vec::new();
         for v in [99u32, 1, 0, 0] {
             h.extend_from_slice(&v.to_ne_bytes());
         }
-        assert!(Msg::read_from(&mut &h[..]).unwrap_err().to_string().contains("unknown message type 99"));
+        assert!(Msg::read_from(&mut &h[..])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown message type 99"));
     }
 
     #[test]

@@ -61,16 +61,26 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
     }
     let hx = Hx::new();
     // Each documented prefix reaches its command (which then reports the missing dom0).
-    for prefix in [
-        "li", "inf", "dm", "de", "sh", "reb", "pa", "unp", "con", "m", "vc", "domi", "domn",
+    for (prefix, args) in [
+        ("li", &[][..]),
+        ("inf", &[]),
+        ("dm", &[]),
+        ("de", &["1"]),
+        ("sh", &["1"]),
+        ("reb", &["1"]),
+        ("pa", &["1"]),
+        ("unp", &["1"]),
+        ("con", &["1"]),
+        ("m", &["1", "256m"]),
+        ("vc", &["1", "1"]),
+        ("domi", &["x"]),
+        ("domn", &["1"]),
     ] {
-        let r = hx.run(&[prefix, "1", "1"]);
-        assert!(
-            r.stderr.contains("not a Xen dom0") || r.stderr.contains("unexpected argument"),
-            "hx {prefix}: {}",
-            r.stderr
-        );
-        assert_ne!(r.code, 0, "hx {prefix}");
+        let mut argv = vec![prefix];
+        argv.extend_from_slice(args);
+        let r = hx.run(&argv);
+        assert!(r.stderr.contains("not a Xen dom0"), "hx {argv:?}: {}", r.stderr);
+        assert_eq!(r.code, 3, "hx {argv:?}: {}", r.stderr);
     }
     for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c"] {
         let r = hx.run(&[ambiguous]);

@@ -80,6 +80,8 @@ no_esc "$work/s2.all" "hx wait/ps/inspect/rm of the hostile container"
 hx run -d --network none --name flood hostile /xs-hostile console 60 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
 hx -v run -d --network none --name hs3 hostile /xs-hostile status > /dev/null 2> "$work/hs3.err" \
     || { bad "run -d hs3: exit $?"; tail -n 8 "$work/hs3.err" | cat -v | cut -c1-300; }
+# What dom0's one vCPU spends its time on during the floods (printed if a neighbour fails).
+(for _ in $(seq 12); do echo "== $(date +%T)"; top -bn1 -w 160 | sed -n '1,4p;7,14p'; sleep 10; done > "$work/top" 2>&1) &
 sleep 5
 # beside NAME WHAT: a normal container now; on failure what hx, its status and console say.
 beside() {
@@ -91,7 +93,12 @@ beside() {
         ok "a container beside $2 runs normally (${t}s)"
     else
         bad "beside $2: exit $rc, output '$out' after ${t}s $(cat -v "$work/n.err" | head -c 300)"
-        if hx inspect "$1" > "$work/n.json" 2>/dev/null; then
+        echo "--- processes"; ps -eo pid,ppid,stat,wchan:22,etime,time,args | grep -E ' (hx|xl|xenconsoled|xenstored|qemu[^ ]*|losetup|ip) ' | grep -v grep | cut -c1-200
+        echo "--- xl list"; timeout 20 xl list 2>&1
+        echo "--- dom0 load"; cat "$work/top" 2>/dev/null | tail -n 40
+        echo "--- newest monitor.log"; tail -n 25 "$(ls -t /var/lib/hx/containers/*/monitor.log 2>/dev/null | head -n 1)" 2>&1 | cat -v | cut -c1-250
+        dmesg | grep -iE 'segfault|general protection|trap' | tail -n 5 | sed 's/^/dmesg: /'
+        if timeout 30 hx inspect "$1" > "$work/n.json" 2>/dev/null; then
             d=$(jq -r '.[0].Files.Dir' "$work/n.json")
             jq -c '.[0].State' "$work/n.json" | cat -v
             echo "status.log: $(cat -v "$d/status.log" 2>&1 | tr '\n' ' ' | cut -c1-400)"
@@ -100,7 +107,7 @@ beside() {
             echo "no container record: hx run died before saving it"
         fi
     fi
-    hx rm -f "$1" > /dev/null 2>&1
+    timeout 120 hx rm -f "$1" > /dev/null 2>&1
 }
 beside beside1 "the hostile ones"
 xs_quick && ok "xenstore answers during the floods" || bad "xenstore slow or dead during the floods"

@@ -28,6 +28,7 @@ hx volume create keep >/dev/null && ok "volume create keep" || bad "volume creat
 t0=$(date +%s)
 hx run -d --name vols -v /root/rw:/data -v /root/ro:/ro:ro -v keep:/v busybox sh -c '
     cat /data/h; echo from-guest > /data/g; mkdir -p /data/sub && echo deep > /data/sub/f
+    cp /bin/busybox /data/suid && chmod 4755 /data/suid && mknod /data/blk b 8 0 && ls -ln /data/suid /data/blk
     grep " /data " /proc/mounts
     touch /ro/x 2>/dev/null && echo RO-WRITABLE || echo ro-refused; cat /ro/r
     echo kept > /v/f; sync; echo ready
@@ -45,6 +46,12 @@ hx logs vols
 logs_have from-host && ok "guest reads the host's file" || bad "guest did not read /data/h"
 [ "$(cat /root/rw/g 2>/dev/null)" = from-guest ] && ok "host sees the guest's write" || bad "host: /root/rw/g is '$(cat /root/rw/g 2>&1)'"
 [ "$(cat /root/rw/sub/f 2>/dev/null)" = deep ] && ok "host sees a directory the guest made" || bad "host: /root/rw/sub/f missing"
+hx logs vols | grep -q '^-rwsr-xr-x .* /data/suid$' && ok "the guest sees its setuid file" || bad "guest: $(hx logs vols | grep /data/suid)"
+if [ -f /root/rw/suid ] && [ ! -u /root/rw/suid ] && [ -f /root/rw/blk ] && [ ! -b /root/rw/blk ]; then
+    ok "the host gets a plain file without setuid, no device node ($(stat -c '%A' /root/rw/suid /root/rw/blk | tr '\n' ' '))"
+else
+    bad "planted on the host: $(ls -ln /root/rw/suid /root/rw/blk 2>&1 | tr '\n' ' ')"
+fi
 hx logs vols | grep -q ' /data 9p .*trans=xen' && ok "/data is 9p over Xen's transport" || bad "/data mount: $(hx logs vols | grep ' /data ')"
 [ "$(dms)" = 1 ] && ok "one QEMU serves the container's 9pfs" || bad "$(dms) QEMU processes"
 echo "INFO 9pfs QEMU RSS: $(ps -o rss= -p "$(pgrep -f "^$dm" | head -1)" 2>/dev/null) KiB"

@@ -594,16 +594,36 @@ mod tests {
     }
 
     #[test]
-    fn outside_dom0_start_says_so() {
+    fn outside_dom0_start_says_so_and_starts_nothing() {
         if crate::backend::is_xen_dom0() {
             return;
         }
-        let e = require_dom0().unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("not a Xen dom0: /proc/xen/capabilities"),
-            "{e}"
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let spawned = std::sync::atomic::AtomicBool::new(false);
+        let on_spawn = |_: &VmHandle| {
+            spawned.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        let spec = VmSpec {
+            id: "0123",
+            name: "c",
+            dir: dir.path(),
+            kernel: Path::new("/nonexistent/vmlinux"),
+            initramfs: Path::new("/nonexistent/pv-init"),
+            disks: Vec::new(),
+            memory_mb: 128,
+            cpus: 1,
+            nic: None,
+            shares: Vec::new(),
+            xen_type: XenType::Pvh,
+            stdin_socket: None,
+            on_spawn: &on_spawn,
+        };
+        let xen = Xen::new(dir.path()).unwrap();
+        let e = xen.start(&spec).err().expect("start outside dom0 must fail");
+        assert!(e.to_string().starts_with("not a Xen dom0: /proc/xen/capabilities"), "{e}");
+        assert!(!spawned.load(std::sync::atomic::Ordering::SeqCst), "a monitor was spawned");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "files left in the container dir");
     }
 
     #[test]

@@ -102,3 +102,36 @@ mod tests {
         );
     }
 }
+
+/// The writer `tracing` gets (over stderr): events carry guest- and image-derived text (status
+/// errors, names), so each write passes through the same escaping as `errln!`, newlines kept.
+/// The subscriber writes no colours (`with_ansi(false)`): monitor.log and `-v` output stay
+/// plain text.
+pub struct Sanitizing<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Sanitizing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let safe = crate::sanitize::text(&text).to_cow();
+        self.0.write_all(safe.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod sanitizing_tests {
+    use std::io::Write;
+
+    #[test]
+    fn tracing_output_is_escaped_and_keeps_its_newlines() {
+        let mut w = super::Sanitizing(Vec::new());
+        let line = "WARN guest said \u{1b}]0;pwned\u{7} and \u{9b}2J\nnext\n";
+        assert_eq!(w.write(line.as_bytes()).unwrap(), line.len());
+        let out = String::from_utf8(w.0).unwrap();
+        assert_eq!(out, "WARN guest said \\x1b]0;pwned\\x07 and \\u009b2J\nnext\n");
+    }
+}

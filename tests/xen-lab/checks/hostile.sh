@@ -3,8 +3,8 @@
 # sequences, invalid UTF-8 and out-of-range exit codes into its xenstore status nodes, thousands
 # of times, tries nodes it does not own, sends raw frames with unknown types and lying lengths,
 # floods watches, transactions and its node quota, and floods its console. hx and xenstored stay
-# healthy, hx prints no raw ESC and exits with a clean code, a container started beside it runs
-# normally, and nothing is left behind.
+# healthy, hx prints no raw ESC and exits with a clean code, caps the logs, a container started
+# beside the xenstore floods runs normally, and nothing is left behind.
 # Needs the static xs-hostile (xenstore-wire's example) at /lab/bin/xs-hostile (--file).
 set -u
 . /lab/lib.sh
@@ -76,12 +76,13 @@ hx rm -f hs2 > "$work/rm.out" 2>&1
 cat "$work/w2.err" "$work/ps.out" "$work/inspect.out" "$work/rm.out" > "$work/s2.all"
 no_esc "$work/s2.all" "hx wait/ps/inspect/rm of the hostile container"
 
-# 3. Console flood beside a status flood, and a normal container beside both.
-hx run -d --network none --name flood hostile /xs-hostile console 60 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
+# 3. A normal container beside a status flood (xenstore's watches, transactions and quota
+# taken to their limits by its neighbour).
 hx -v run -d --network none --name hs3 hostile /xs-hostile status > /dev/null 2> "$work/hs3.err" \
     || { bad "run -d hs3: exit $?"; tail -n 8 "$work/hs3.err" | cat -v | cut -c1-300; }
 # What dom0's one vCPU spends its time on during the floods (printed if a neighbour fails).
-(for _ in $(seq 12); do echo "== $(date +%T)"; top -bn1 -w 160 | sed -n '1,4p;7,14p'; sleep 10; done > "$work/top" 2>&1) &
+top_log() { (for _ in $(seq 8); do echo "== $(date +%T)"; top -bn1 -w 160 | sed -n '1,4p;7,14p'; sleep 10; done > "$work/top" 2>&1) & }
+top_log
 sleep 5
 # beside NAME WHAT: a normal container now; on failure what hx, its status and console say.
 beside() {
@@ -109,32 +110,37 @@ beside() {
     fi
     timeout 120 hx rm -f "$1" > /dev/null 2>&1
 }
-beside beside1 "the hostile ones"
-xs_quick && ok "xenstore answers during the floods" || bad "xenstore slow or dead during the floods"
-clog=$(hx inspect flood 2>/dev/null | jq -r '.[0].Files.Console')
-echo "console log during the flood: $(du -ch "$clog"* 2>/dev/null | tail -n 1 | cut -f1)"
-code=$(timeout 300 hx wait flood 2>/dev/null); rc=$?
-echo "console flood: hx wait '$code'; console log after: $(du -ch "$clog"* 2>/dev/null | tail -n 1 | cut -f1) ($clog*)"
-case $code in 7|125) ok "console flood: exit $code";; *) bad "console flood: hx wait '$code' (exit $rc)";; esac
-hx logs flood 2>/dev/null | tail -n 1 | cat -v | head -c 200; echo
+beside beside1 "a status flood"
+xs_quick && ok "xenstore answers during the status flood" || bad "xenstore slow or dead during the status flood"
 code=$(timeout 400 hx wait hs3 2>/dev/null)
 case $code in 7|125) ok "status flood beside: exit $code";; *) bad "status flood beside: hx wait '$code'";; esac
-hx inspect hs3 2>&1 | jq -c '.[0].State' | cat -v
-hx logs hs3 2>&1 | tail -n 12 | cat -v | cut -c1-200
-sdir=$(hx inspect hs3 2>/dev/null | jq -r '.[0].Files.Dir')
-echo "hs3 status.log: $(cat -v "$sdir/status.log" 2>&1 | tr '\n' ' ' | cut -c1-600)"
-hx rm -f flood hs3 > "$work/rm3.out" 2>&1
-no_esc "$work/rm3.out" "hx rm of the flooders"
+hx rm -f hs3 > "$work/rm3.out" 2>&1
+no_esc "$work/rm3.out" "hx rm of the status flooder"
 
-# Control: the same load without hostile bytes (plain console output, an idle container).
-hx run -d --network none --name c1 busybox sh -c 'i=0; while [ $i -lt 60000 ]; do echo "plain line $i of benign console output padding padding"; i=$((i+1)); done' > /dev/null 2>&1
-hx run -d --network none --name c2 busybox sleep 60 > /dev/null 2>&1
-sleep 5
-beside beside2 "two benign busy ones (control)"
-echo "control: c1 exit $(timeout 400 hx wait c1 2>&1), c2 exit $(timeout 400 hx wait c2 2>&1)"
-hx rm -f c1 c2 > /dev/null 2>&1
+# 4. A console flood: escape sequences, invalid UTF-8 and 64 KiB lines for 60 s. hx's monitor
+# keeps up, caps the log, exits cleanly and prints no raw ESC; xenstore stays responsive.
+# No neighbour is started beside it here: in this nested-TCG lab, heavy console I/O corrupts
+# dom0's memory whoever produces it (docs/xen-lab.md, "Known lab faults": a neighbour's hx
+# segfaulted, its guest read a corrupt erofs or init, also beside a benign `yes` flood), so a
+# neighbour's failure would say nothing about hx. That is why the flood also comes last.
+printf '[log]\nmax_size = "1m"\nmax_file = 2\n' > "$work/log.toml"
+HX_CONFIG="$work/log.toml" hx run -d --network none --name flood hostile /xs-hostile console 60 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
+sleep 20
+xs_quick && ok "xenstore answers during the console flood" || bad "xenstore slow or dead during the console flood"
+clog=$(hx inspect flood 2>/dev/null | jq -r '.[0].Files.Console')
+echo "console log during the flood: $(du -cb "$clog"* 2>/dev/null | tail -n 1 | cut -f1) bytes"
+code=$(timeout 300 hx wait flood 2>/dev/null); rc=$?
+total=$(du -cb "$clog"* 2>/dev/null | tail -n 1 | cut -f1)
+echo "console flood: hx wait '$code'; console log after: $total bytes in $(ls "$clog"* 2>/dev/null | wc -l) files"
+case $code in 7|125) ok "console flood: exit $code";; *) bad "console flood: hx wait '$code' (exit $rc)";; esac
+# Its [log] cap: 1 MiB per file, 2 files (the flood writes ~11 MB).
+[ "${total:-0}" -le $((2 * 1024 * 1024 + 65536)) ] && ok "console log within its cap ($total bytes)" || bad "console log $total bytes: over 2 x 1 MiB"
+hx logs flood 2>/dev/null | tail -n 1 | cat -v | head -c 200; echo
+hx ps -a > "$work/ps4.out" 2>&1; hx inspect flood > "$work/in4.out" 2>&1; hx rm -f flood > "$work/rm4.out" 2>&1
+cat "$work/ps4.out" "$work/in4.out" "$work/rm4.out" > "$work/s4.all"
+no_esc "$work/s4.all" "hx ps/inspect/rm of the console flooder"
 
-# 4. Healthy and clean afterwards. Crashes in dom0 the kernel saw, for the record.
+# 5. Healthy and clean afterwards. Crashes in dom0 the kernel saw, for the record.
 dmesg | grep -iE 'segfault|general protection|trap|killed process' | tail -n 10 | sed 's/^/dmesg: /'
 [ "$(xenstored_pid)" = "$xs_pid" ] && ok "xenstored still runs (pid $xs_pid, RSS $(xs_rss))" || bad "xenstored pid $xs_pid -> '$(xenstored_pid)'"
 xs_quick && ok "xenstore answers at the end" || bad "xenstore slow or dead at the end"

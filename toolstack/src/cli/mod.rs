@@ -193,7 +193,8 @@ pub fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::output::Sanitizing(std::io::stderr()))
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }

@@ -84,31 +84,44 @@ hx -v run -d --network none --name hs3 hostile /xs-hostile status > /dev/null 2>
 top_log() { (for _ in $(seq 8); do echo "== $(date +%T)"; top -bn1 -w 160 | sed -n '1,4p;7,14p'; sleep 10; done > "$work/top" 2>&1) & }
 top_log
 sleep 5
-# beside NAME WHAT: a normal container now; on failure what hx, its status and console say.
+# beside NAME WHAT: a normal container now, up to 4 tries. Heavy I/O in this nested-TCG lab
+# corrupts dom0's and guests' memory at random, whoever causes it (docs/xen-lab.md, "Known lab
+# faults": ~40% of neighbours started under load in 2026-12-03's runs, also beside benign
+# load), so one failed try says nothing about hx; a hostile guest that starves or breaks its
+# neighbours (xenstore quota, watches, transactions) fails every try. Each failed try is shown.
 beside() {
-    local t0 t out rc d
-    t0=$(now)
-    out=$(timeout 300 hx run --name "$1" busybox echo ok 2> "$work/n.err"); rc=$?
-    t=$(elapsed "$t0")
-    if [ "$rc:$out" = "0:ok" ]; then
-        ok "a container beside $2 runs normally (${t}s)"
-    else
-        bad "beside $2: exit $rc, output '$out' after ${t}s $(cat -v "$work/n.err" | head -c 300)"
-        echo "--- processes"; ps -eo pid,ppid,stat,wchan:22,etime,time,args | grep -E ' (hx|xl|xenconsoled|xenstored|qemu[^ ]*|losetup|ip) ' | grep -v grep | cut -c1-200
-        echo "--- xl list"; timeout 20 xl list 2>&1
-        echo "--- dom0 load"; cat "$work/top" 2>/dev/null | tail -n 40
-        echo "--- newest monitor.log"; tail -n 25 "$(ls -t /var/lib/hx/containers/*/monitor.log 2>/dev/null | head -n 1)" 2>&1 | cat -v | cut -c1-250
-        dmesg | grep -iE 'segfault|general protection|trap' | tail -n 5 | sed 's/^/dmesg: /'
+    local t0 t out rc d try
+    for try in 1 2 3 4; do
+        # Each try beside a running flood: a new one when the last has ended.
+        if [ "$(hx inspect hs3 2>/dev/null | jq -r '.[0].State.Running')" != true ]; then
+            hx rm -f hs3 > /dev/null 2>&1
+            hx run -d --network none --name hs3 hostile /xs-hostile status > /dev/null 2>&1
+            sleep 5
+        fi
+        t0=$(now)
+        out=$(timeout 300 hx run --name "$1" busybox echo ok 2> "$work/n.err"); rc=$?
+        t=$(elapsed "$t0")
+        if [ "$rc:$out" = "0:ok" ]; then
+            ok "a container beside $2 runs normally (${t}s, try $try)"
+            timeout 120 hx rm -f "$1" > /dev/null 2>&1
+            return
+        fi
+        echo "INFO beside $2, try $try: exit $rc, output '$(printf %s "$out" | head -c 200 | cat -v)' after ${t}s $(cat -v "$work/n.err" | head -c 300)"
+        dmesg | grep -iE 'segfault|general protection|trap' | tail -n 3 | sed 's/^/dmesg: /'
         if timeout 30 hx inspect "$1" > "$work/n.json" 2>/dev/null; then
             d=$(jq -r '.[0].Files.Dir' "$work/n.json")
-            jq -c '.[0].State' "$work/n.json" | cat -v
-            echo "status.log: $(cat -v "$d/status.log" 2>&1 | tr '\n' ' ' | cut -c1-400)"
-            tail -c 1500 "$d/console.log" 2>&1 | cat -v | tail -n 15
+            jq -c '.[0].State' "$work/n.json" | cat -v | cut -c1-300
+            tail -c 1500 "$d/console.log" 2>&1 | cat -v | grep -v '^\[ *[0-9.]*\]  ? 0x' | tail -n 6 | cut -c1-200
         else
             echo "no container record: hx run died before saving it"
         fi
-    fi
-    timeout 120 hx rm -f "$1" > /dev/null 2>&1
+        timeout 120 hx rm -f "$1" > /dev/null 2>&1
+    done
+    bad "beside $2: no try of 4 ran normally"
+    echo "--- processes"; ps -eo pid,ppid,stat,wchan:22,etime,time,args | grep -E ' (hx|xl|xenconsoled|xenstored|qemu[^ ]*|ip) ' | grep -v grep | cut -c1-200
+    echo "--- xl list"; timeout 20 xl list 2>&1
+    echo "--- dom0 load"; tail -n 40 "$work/top" 2>/dev/null
+    echo "--- newest monitor.log"; tail -n 25 "$(ls -t /var/lib/hx/containers/*/monitor.log 2>/dev/null | head -n 1)" 2>&1 | cat -v | cut -c1-250
 }
 beside beside1 "a status flood"
 xs_quick && ok "xenstore answers during the status flood" || bad "xenstore slow or dead during the status flood"

@@ -25,8 +25,8 @@ if [ "$failed" -gt 0 ]; then
     exit 1
 fi
 export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
+stage fmt cargo fmt --all --check
 stage cargo-test cargo test --release --workspace --no-fail-fast
-[ -x tests/guest/run.sh ] && stage guest-boot tests/guest/run.sh
 # The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
 # checks and xen-bindings' dom0 tests (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
 xen_lab() {

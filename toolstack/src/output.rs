@@ -132,6 +132,9 @@ mod sanitizing_tests {
         let line = "WARN guest said \u{1b}]0;pwned\u{7} and \u{9b}2J\nnext\n";
         assert_eq!(w.write(line.as_bytes()).unwrap(), line.len());
         let out = String::from_utf8(w.0).unwrap();
-        assert_eq!(out, "WARN guest said \\x1b]0;pwned\\x07 and \\u009b2J\nnext\n");
+        assert_eq!(
+            out,
+            "WARN guest said \\x1b]0;pwned\\x07 and \\u009b2J\nnext\n"
+        );
     }
 }

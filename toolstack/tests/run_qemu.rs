@@ -100,7 +100,11 @@ fn hx_errors_are_125_and_leave_nothing() {
     hx.load_busybox();
     let r = hx.run(&["run", "--memory", "lots", BUSYBOX, "true"]);
     assert_eq!(r.code, 125);
-    assert!(r.stderr.contains("--memory") && r.stderr.contains("lots"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--memory") && r.stderr.contains("lots"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
 }

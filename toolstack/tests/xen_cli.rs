@@ -79,7 +79,11 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         let mut argv = vec![prefix];
         argv.extend_from_slice(args);
         let r = hx.run(&argv);
-        assert!(r.stderr.contains("not a Xen dom0"), "hx {argv:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("not a Xen dom0"),
+            "hx {argv:?}: {}",
+            r.stderr
+        );
         assert_eq!(r.code, 3, "hx {argv:?}: {}", r.stderr);
     }
     for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c"] {

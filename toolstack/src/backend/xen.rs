@@ -620,10 +620,24 @@ mod tests {
             on_spawn: &on_spawn,
         };
         let xen = Xen::new(dir.path()).unwrap();
-        let e = xen.start(&spec).err().expect("start outside dom0 must fail");
-        assert!(e.to_string().starts_with("not a Xen dom0: /proc/xen/capabilities"), "{e}");
-        assert!(!spawned.load(std::sync::atomic::Ordering::SeqCst), "a monitor was spawned");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "files left in the container dir");
+        let e = xen
+            .start(&spec)
+            .err()
+            .expect("start outside dom0 must fail");
+        assert!(
+            e.to_string()
+                .starts_with("not a Xen dom0: /proc/xen/capabilities"),
+            "{e}"
+        );
+        assert!(
+            !spawned.load(std::sync::atomic::Ordering::SeqCst),
+            "a monitor was spawned"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "files left in the container dir"
+        );
     }
 
     #[test]

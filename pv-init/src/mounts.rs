@@ -156,6 +156,12 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
     if !staged {
         return Ok(());
     }
+    if m.copy_up && is_empty_volume(&at) {
+        // Docker's volumes are empty directories: an entrypoint that initialises its data
+        // directory only when it is empty (databases) must not find ext4's lost+found there.
+        // e2fsck makes it again if it ever needs one.
+        let _ = fs::remove_dir(format!("{at}/lost+found"));
+    }
     if m.copy_up && is_empty_volume(&at) && fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir())
     {
         copy_tree(std::path::Path::new(&target), std::path::Path::new(&at))

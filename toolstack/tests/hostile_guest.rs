@@ -20,6 +20,7 @@ const PRELUDE: &str = r#"
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void wr(int fd, const void *p, size_t n) {
@@ -502,4 +503,71 @@ fn the_outcome_reads_only_the_end_of_a_gigabyte_status_log() {
         "hx wait read a 1 GiB status log with {rss_kib} KiB"
     );
     hx.ok(&["rm", "sleepy"]);
+}
+
+/// A container started beside a guest flooding every channel runs normally, and the flood stays
+/// within its caps (the Xen lab cannot assert this: docs/xen-lab.md, "Known lab faults").
+#[test]
+fn a_neighbour_runs_normally_beside_a_flooding_guest() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    std::fs::write(
+        hx.root().join("config.toml"),
+        "[log]\nmax_size = \"256k\"\nmax_file = 2\n",
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let init = hostile_init(
+        work.path(),
+        "flood-for-a-while",
+        r#"int o = port("hx.stdout"), e = port("hx.stderr"), s = port("hx.status");
+        put(s, "{\"event\":\"started\",\"pid\":2,\"uptime_ms\":1}\n");
+        time_t end = time(0) + 25;
+        while (time(0) < end) {
+            flood(o, 1 << 20, 0); flood(e, 256 << 10, 0); flood(con, 16 << 10, 0);
+            put(s, "\x1b]0;junk\x07 not a status\n");
+        }
+        put(s, "{\"event\":\"exited\",\"code\":0}\n");"#,
+    );
+    let r = run_with_init(
+        &hx,
+        &init,
+        &["run", "-d", "--name", "flood", BUSYBOX, "true"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::thread::sleep(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let n = hx.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "neighbour",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo ok; ls /bin/busybox",
+    ]);
+    assert_eq!(
+        (n.code, n.stdout.as_str()),
+        (0, "ok\n/bin/busybox\n"),
+        "{}",
+        n.stderr
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["inspect", "flood"]).stdout).unwrap();
+    assert!(
+        state[0]["State"]["Running"] == serde_json::Value::Bool(true),
+        "the flood ended before the neighbour did ({:?}): the test proves nothing",
+        started.elapsed()
+    );
+    assert_eq!(hx.ok(&["wait", "flood"]).stdout.trim(), "0");
+    let dir = container_dir(&hx, "flood");
+    for stream in ["stdout.log", "stderr.log", "console.log", "status.log"] {
+        for f in [stream.to_string(), format!("{stream}.1")] {
+            let len = std::fs::metadata(dir.join(&f))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert!(len <= 256 << 10, "{f}: {len} bytes");
+        }
+    }
+    hx.ok(&["rm", "flood"]);
 }

@@ -79,6 +79,22 @@ pub trait Backend {
     fn kernel_file(&self) -> &'static str {
         "bzImage"
     }
+    /// Whether the VM's domain type (`--type`, `[xen] type`) means anything to this backend.
+    fn has_domain_types(&self) -> bool {
+        false
+    }
+    /// The guest kernel the config file names for this backend, if any.
+    fn configured_kernel(&self, _host: &crate::hostconfig::HostConfig) -> Option<PathBuf> {
+        None
+    }
+    /// Whether `-i` input reaches the guest through `VmSpec::stdin_socket` (else through the
+    /// console).
+    fn stdin_over_socket(&self) -> bool {
+        false
+    }
+    /// How this backend gives the guest host directories (`-v DIR:PATH`), the container's
+    /// directory being `into`.
+    fn host_dirs<'a>(&self, into: &'a Path) -> crate::volume::HostDirs<'a>;
     /// Starts the VM; returns once the hypervisor has it (not when the guest has booted).
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle>;
     fn is_running(&self, c: &Container) -> bool;

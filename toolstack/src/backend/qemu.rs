@@ -293,6 +293,23 @@ impl Backend for Qemu {
         "qemu"
     }
 
+    fn stdin_over_socket(&self) -> bool {
+        true
+    }
+
+    /// Host directories live over virtio-9p, `:ro` ones too. HX_HOST_DIRS=snapshot gives
+    /// QEMU Xen's snapshots instead (faster reads, a copy taken at start).
+    fn host_dirs<'a>(&self, into: &'a Path) -> crate::volume::HostDirs<'a> {
+        if std::env::var("HX_HOST_DIRS").is_ok_and(|v| v == "snapshot") {
+            crate::volume::HostDirs::Snapshot {
+                into,
+                share_rw: false,
+            }
+        } else {
+            crate::volume::HostDirs::Share { into }
+        }
+    }
+
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
         let accel = self.accel(spec.kernel);
         mkfifo(&spec.dir.join("control.in"))?;

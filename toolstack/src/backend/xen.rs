@@ -373,6 +373,23 @@ impl Backend for Xen {
         "xen"
     }
 
+    fn has_domain_types(&self) -> bool {
+        true
+    }
+
+    fn configured_kernel(&self, host: &crate::hostconfig::HostConfig) -> Option<PathBuf> {
+        host.xen.kernel.clone()
+    }
+
+    /// `:ro` directories become snapshot disks; read-write ones go over Xen's 9pfs when dom0
+    /// has its QEMU backend (docs/volumes.md).
+    fn host_dirs<'a>(&self, into: &'a Path) -> crate::volume::HostDirs<'a> {
+        crate::volume::HostDirs::Snapshot {
+            into,
+            share_rw: has_9pfs_backend(),
+        }
+    }
+
     fn kernel_file(&self) -> &'static str {
         "vmlinux"
     }

@@ -377,19 +377,15 @@ fn create_and_start(
     let img = find_or_pull(&store, &args.image)?;
     let rootfs = store.rootfs(&img)?;
     let be = backend::select(args.backend.as_deref(), root)?;
-    let xen_type = match (&args.xen_type, be.name()) {
-        (Some(_), "qemu") => bail!("--type applies to the xen backend only"),
-        (Some(t), _) => backend::XenType::parse(t)?,
-        (None, _) => match &host.xen.domain_type {
+    let xen_type = match &args.xen_type {
+        Some(_) if !be.has_domain_types() => bail!("--type applies to the xen backend only"),
+        Some(t) => backend::XenType::parse(t)?,
+        None => match &host.xen.domain_type {
             Some(t) => backend::XenType::parse(t)?,
             None => backend::XenType::default(),
         },
     };
-    let kernel = match (&args.kernel, be.name()) {
-        (Some(k), _) => Some(k.clone()),
-        (None, "xen") => host.xen.kernel.clone(),
-        _ => None,
-    };
+    let kernel = args.kernel.clone().or_else(|| be.configured_kernel(&host));
     let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
     let id = container::new_id();
     let net_mode = crate::network::Mode::parse(args.network.as_deref())?;
@@ -513,22 +509,7 @@ fn create_and_start(
     let mut stdin_socket = None;
     let made = net.and_then(|net| {
         // Without the store lock: volumes (mkfs), binds, disks and the VM.
-        // QEMU serves host directories over virtio-9p. On Xen read-only ones become snapshot
-        // disks in the container's directory and read-write ones go over Xen's 9pfs when dom0
-        // has its QEMU backend (docs/volumes.md). HX_HOST_DIRS=snapshot gives QEMU the
-        // snapshots too (faster reads, a copy taken at start).
-        let snapshot = std::env::var("HX_HOST_DIRS").is_ok_and(|v| v == "snapshot");
-        let host_dirs = match be.name() {
-            "qemu" if !snapshot => crate::volume::HostDirs::Share { into: &dir },
-            "qemu" => crate::volume::HostDirs::Snapshot {
-                into: &dir,
-                share_rw: false,
-            },
-            _ => crate::volume::HostDirs::Snapshot {
-                into: &dir,
-                share_rw: crate::backend::xen::has_9pfs_backend(),
-            },
-        };
+        let host_dirs = be.host_dirs(&dir);
         let plan = crate::volume::acquire(root, &c.mounts, first_volume_disk, host_dirs)?;
         spec.network = net.guest.clone().map(|mut g| {
             if !dns_servers.is_empty() {
@@ -543,7 +524,7 @@ fn create_and_start(
         // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is
         // connected from boot and sees EOF exactly when hx closes it.
         let stdin_path = dir.join("stdin.sock");
-        if args.interactive && be.name() == "qemu" {
+        if args.interactive && be.stdin_over_socket() {
             stdin_socket = Some(
                 std::os::unix::net::UnixListener::bind(&stdin_path)
                     .with_context(|| format!("{}", stdin_path.display()))?,

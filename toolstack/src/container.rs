@@ -45,6 +45,9 @@ pub struct Container {
     /// Volumes and host directories (volume::plan).
     #[serde(default)]
     pub mounts: Vec<crate::volume::MountRecord>,
+    /// What `hx stop` sends first: `--stop-signal`, else the image's STOPSIGNAL (else SIGTERM).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 impl Container {

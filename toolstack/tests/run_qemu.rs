@@ -343,3 +343,83 @@ fn signals_to_hx_run_reach_the_workload() {
     }
     assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
 }
+
+#[test]
+fn stop_sends_the_images_stopsignal_or_the_flags() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    // An image whose STOPSIGNAL is USR1, made from the busybox one (hx import --change).
+    let tree = tempfile::tempdir().unwrap();
+    let trap = "trap 'echo got USR1; exit 3' USR1; trap 'echo got USR2; exit 4' USR2; trap 'echo got TERM; exit 5' TERM; echo up; while :; do sleep 0.1; done";
+    let export = tree.path().join("rootfs.tar");
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/out", tree.path().display()),
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cd / && tar -cf /out/rootfs.tar $(ls -d bin etc lib lib64 usr 2>/dev/null)",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    hx.ok(&[
+        "import",
+        export.to_str().unwrap(),
+        "stopper",
+        "--change",
+        "STOPSIGNAL SIGUSR1",
+        "--change",
+        "CMD [\"sh\"]",
+    ]);
+    let bad = hx.run(&[
+        "import",
+        export.to_str().unwrap(),
+        "bad",
+        "--change",
+        "STOPSIGNAL SIGNOPE",
+    ]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("STOPSIGNAL"), "{}", bad.stderr);
+
+    let wait_up = |name: &str| {
+        for _ in 0..300 {
+            if hx.ok(&["logs", name]).stdout.contains("up") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{name} never started");
+    };
+    let cases: [(&str, &[&str], &[&str], &str, &str); 4] = [
+        ("img", &[], &[], "3", "got USR1"),
+        ("flag", &["--stop-signal", "USR2"], &[], "4", "got USR2"),
+        ("cli", &[], &["-s", "TERM"], "5", "got TERM"),
+        ("plain", &[], &[], "5", "got TERM"),
+    ];
+    for (name, run_flags, stop_flags, code, line) in cases {
+        let image = if name == "plain" { BUSYBOX } else { "stopper" };
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(run_flags);
+        args.extend_from_slice(&[image, "sh", "-c", trap]);
+        hx.ok(&args);
+        wait_up(name);
+        let mut stop = vec!["stop", "-t", "30"];
+        stop.extend_from_slice(stop_flags);
+        stop.push(name);
+        hx.ok(&stop);
+        assert_eq!(hx.ok(&["wait", name]).stdout.trim(), code, "{name}");
+        assert!(
+            hx.ok(&["logs", name]).stdout.contains(line),
+            "{name}: {}",
+            hx.ok(&["logs", name]).stdout
+        );
+        hx.ok(&["rm", name]);
+    }
+    let r = hx.run(&["run", "--stop-signal", "NOPE", BUSYBOX, "true"]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("--stop-signal") && r.stderr.contains("NOPE"),
+        "{}",
+        r.stderr
+    );
+}

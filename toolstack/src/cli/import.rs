@@ -73,6 +73,10 @@ pub fn apply_changes(changes: &[String]) -> anyhow::Result<Value> {
             "WORKDIR" if rest.starts_with('/') => {
                 cfg.insert("WorkingDir".into(), json!(rest));
             }
+            "STOPSIGNAL" if !rest.is_empty() => {
+                super::kill::parse_signal(rest).map_err(|_| bad())?;
+                cfg.insert("StopSignal".into(), json!(rest));
+            }
             "USER" if !rest.is_empty() => {
                 cfg.insert("User".into(), json!(rest));
             }

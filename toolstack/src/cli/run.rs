@@ -29,6 +29,9 @@ pub struct Args {
     /// Container name
     #[arg(long)]
     pub name: Option<String>,
+    /// Signal `hx stop` sends first (name or number; default: the image's STOPSIGNAL, else TERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to take it from hx's environment)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -362,6 +365,9 @@ fn create_and_start(
     // Flags first: nothing is looked up, pulled or made for a run that cannot happen.
     let memory_mb =
         parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
+    if let Some(s) = &args.stop_signal {
+        super::kill::parse_signal(s).with_context(|| "--stop-signal")?;
+    }
     if args.cpus == 0 || args.cpus > 32 {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
@@ -454,6 +460,16 @@ fn create_and_start(
         &image_cfg.volumes().clone().unwrap_or_default(),
         &busy,
     )?;
+    // The image's STOPSIGNAL is checked here: a bad one fails the run, not a later hx stop.
+    let stop_signal = match (&args.stop_signal, image_cfg.stop_signal()) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(s)) => {
+            super::kill::parse_signal(s)
+                .with_context(|| format!("image {}: STOPSIGNAL", args.image))?;
+            Some(s.clone())
+        }
+        (None, None) => None,
+    };
     let mut c = Container {
         id: id.clone(),
         name,
@@ -475,6 +491,7 @@ fn create_and_start(
         domid: None,
         network: provisional_network(&net_mode, &id),
         mounts: records,
+        stop_signal,
     };
     let owner = (|| -> anyhow::Result<container::Owner> {
         std::fs::create_dir_all(container::containers_dir(root))?;

@@ -1,4 +1,5 @@
-//! `hx stop`: SIGTERM to the workload, SIGKILL of the VM after a grace period.
+//! `hx stop`: the stop signal (SIGTERM unless the image or `--stop-signal` says otherwise) to the
+//! workload, SIGKILL of the VM after a grace period.
 use crate::backend;
 use crate::container::{self, Status};
 use pv_init::status::Control;
@@ -10,6 +11,9 @@ pub struct Args {
     #[arg(short = 't', long = "time", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
     pub time: u64,
+    /// Signal to send first (name or number; default: the container's stop signal, else TERM)
+    #[arg(short, long)]
+    pub signal: Option<String>,
     /// Container names or ids
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -18,7 +22,7 @@ pub struct Args {
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let mut code = 0;
     for name in &args.containers {
-        match stop_one(g, name, args.time).await {
+        match stop_one(g, name, args.time, args.signal.as_deref()).await {
             Ok(()) => outln!("{name}"),
             Err(e) => {
                 errln!("hx: {}", super::one_line(&e));
@@ -29,12 +33,21 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-pub async fn stop_one(g: &super::Globals, name: &str, grace: u64) -> anyhow::Result<()> {
+pub async fn stop_one(
+    g: &super::Globals,
+    name: &str,
+    grace: u64,
+    signal: Option<&str>,
+) -> anyhow::Result<()> {
     let c = container::find(&g.root, name)?;
+    let signal = match signal.or(c.stop_signal.as_deref()) {
+        Some(s) => super::kill::parse_signal(s)?,
+        None => libc::SIGTERM,
+    };
     let be = backend::for_container(&c, &g.root)?;
     let dir = container::dir(&g.root, &c.id);
     if c.status == Status::Running && be.is_running(&c) {
-        let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGTERM).to_line());
+        let _ = be.send_control(&c, &dir, &Control::Signal(signal).to_line());
         // None: a grace period past the clock's range, i.e. no deadline.
         let deadline = Instant::now().checked_add(Duration::from_secs(grace));
         while be.is_running(&c) && deadline.is_none_or(|d| Instant::now() < d) {

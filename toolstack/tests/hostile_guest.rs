@@ -123,6 +123,20 @@ fn assert_terminal_safe(what: &str, text: &str) {
     assert!(bad.is_empty(), "{what} carries raw {bad:?}: {text:?}");
 }
 
+/// A log within its `[log]` cap: each of its two files at most `max` bytes, no third file.
+fn assert_capped(dir: &Path, stream: &str, max: u64) {
+    for f in [stream.to_string(), format!("{stream}.1")] {
+        let len = std::fs::metadata(dir.join(&f))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len <= max, "{f}: {len} bytes > {max}");
+    }
+    assert!(
+        !dir.join(format!("{stream}.2")).exists(),
+        "{stream}: a third file"
+    );
+}
+
 fn container_dir(hx: &Hx, name: &str) -> PathBuf {
     let r = hx.ok(&["inspect", name]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -258,22 +272,9 @@ fn floods_stay_within_the_caps_and_leave_no_relay() {
     let r = run_with_init(&hx, &init, &["run", "--name", "flood", BUSYBOX, "true"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dir = container_dir(&hx, "flood");
-    let cap = |stream: &str, max: u64| {
-        for f in [stream.to_string(), format!("{stream}.1")] {
-            let len = std::fs::metadata(dir.join(&f))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            assert!(len <= max, "{f}: {len} bytes > {max}");
-        }
-        assert!(
-            !dir.join(format!("{stream}.2")).exists(),
-            "{stream}: a third file"
-        );
-    };
-    cap("stdout.log", 64 << 10);
-    cap("stderr.log", 64 << 10);
-    cap("console.log", 64 << 10);
-    cap("status.log", 64 << 10);
+    for stream in ["stdout.log", "stderr.log", "console.log", "status.log"] {
+        assert_capped(&dir, stream, 64 << 10);
+    }
     assert!(
         std::fs::metadata(dir.join("stdout.log.1")).unwrap().len() > 0,
         "stdout never rotated"
@@ -562,12 +563,7 @@ fn a_neighbour_runs_normally_beside_a_flooding_guest() {
     assert_eq!(hx.ok(&["wait", "flood"]).stdout.trim(), "0");
     let dir = container_dir(&hx, "flood");
     for stream in ["stdout.log", "stderr.log", "console.log", "status.log"] {
-        for f in [stream.to_string(), format!("{stream}.1")] {
-            let len = std::fs::metadata(dir.join(&f))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            assert!(len <= 256 << 10, "{f}: {len} bytes");
-        }
+        assert_capped(&dir, stream, 256 << 10);
     }
     hx.ok(&["rm", "flood"]);
 }

@@ -167,7 +167,17 @@ struct AoWait<T> {
 
 impl<T> AoWait<T> {
     async fn finish(self) -> Result<T, XenError> {
-        match self.rx.await {
+        let stopped = self.inner.dispatch.stopped();
+        let outcome = tokio::select! {
+            biased;
+            r = self.rx => r,
+            () = stopped => return Err(XenError::libxl_with(
+                self.op,
+                sys::ERROR_FAIL,
+                Some("libxl's event loop stopped before the operation completed".into()),
+            )),
+        };
+        match outcome {
             Ok((0, keep)) => Ok(keep),
             Ok((rc, _)) => Err(self.inner.error(self.op, rc, self.mark)),
             Err(_) => Err(XenError::libxl_with(

@@ -3,7 +3,10 @@
 //! delivers domain events, and forwards SIGCHLD to libxl.
 //!
 //! The thread owns the libxl context's teardown: it frees the context after leaving the loop,
-//! so the context cannot be freed under a callback that is still running on this thread.
+//! so the context cannot be freed under a callback that is still running on this thread. It
+//! frees it only once `Context` asked (the quit byte): if libxl's loop fails earlier, handles
+//! still point at the context, so the thread marks the dispatch stopped (operations in flight
+//! fail, event streams end) and waits for the quit byte before freeing anything.
 use crate::events::Dispatch;
 use crate::logger::TracingLogger;
 use crate::sigchld::SIGCHLD_BYTE;
@@ -58,6 +61,43 @@ fn drain(fd: &OwnedFd) -> (bool, bool) {
 }
 
 pub(crate) fn run(owned: Owned) {
+    let quit = run_loop(&owned);
+    owned.dispatch.mark_stopped();
+    if !quit {
+        wait_for_quit(&owned.wake_rd);
+    }
+    // SAFETY: nothing else uses the context any more (Context and every handle holding it are
+    // gone); the hooks, logger and dispatch it points to are freed after it.
+    unsafe { sys::libxl_ctx_free(owned.ctx) };
+    drop(owned);
+}
+
+/// Blocks until `Context`'s drop writes the quit byte (SIGCHLD bytes are dropped: with the
+/// loop gone, libxl reaps no more children).
+fn wait_for_quit(wake_rd: &OwnedFd) {
+    loop {
+        let mut p = libc::pollfd {
+            fd: wake_rd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one initialised pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, -1) };
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // Cannot wait: leak the context rather than free it under its users.
+            tracing::error!(target: "libxl", "event thread: poll: {}", std::io::Error::last_os_error());
+            loop {
+                std::thread::park();
+            }
+        }
+        if r > 0 && drain(wake_rd).1 {
+            return;
+        }
+    }
+}
+
+/// libxl's event loop until the quit byte (true) or a failure of the loop itself (false).
+fn run_loop(owned: &Owned) -> bool {
     let ctx = owned.ctx;
     let mut fds: Vec<sys::pollfd> = vec![
         sys::pollfd {
@@ -87,7 +127,7 @@ pub(crate) fn run(owned: Owned) {
         }
         if rc != 0 {
             tracing::error!(target: "libxl", "event loop stopped: libxl_osevent_beforepoll returned {rc}");
-            break;
+            return false;
         }
         let n = nfds as usize;
         fds[n] = sys::pollfd {
@@ -107,7 +147,7 @@ pub(crate) fn run(owned: Owned) {
         let r = unsafe { libc::poll(fds.as_mut_ptr().cast(), (n + 1) as libc::nfds_t, timeout) };
         if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             tracing::error!(target: "libxl", "event loop stopped: poll: {}", std::io::Error::last_os_error());
-            break;
+            return false;
         }
         let (child, quit) = if r > 0 && fds[n].revents != 0 {
             drain(&owned.wake_rd)
@@ -125,11 +165,7 @@ pub(crate) fn run(owned: Owned) {
             unsafe { sys::libxl_childproc_sigchld_occurred(ctx) };
         }
         if quit {
-            break;
+            return true;
         }
     }
-    // SAFETY: nothing else uses the context any more (Context and every handle holding it are
-    // gone); the hooks, logger and dispatch it points to are freed after it.
-    unsafe { sys::libxl_ctx_free(ctx) };
-    drop(owned);
 }

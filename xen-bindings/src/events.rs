@@ -4,7 +4,7 @@ use libxl_sys as sys;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Why a domain shut down (libxl_shutdown_reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,24 +42,62 @@ pub enum DomainEvent {
 }
 
 /// Routes libxl events (by their `for_user` key) to subscribers.
-#[derive(Default)]
 pub(crate) struct Dispatch {
     pub ctx: AtomicPtr<sys::libxl_ctx>,
     subscribers: Mutex<HashMap<u64, mpsc::UnboundedSender<DomainEvent>>>,
     next_key: AtomicU64,
     /// libxl reported a "disaster": the context no longer delivers events reliably.
     pub broken: AtomicBool,
+    /// Becomes true when the event thread left libxl's loop: nothing completes after that.
+    stopped: watch::Sender<bool>,
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Dispatch {
+            ctx: AtomicPtr::default(),
+            subscribers: Mutex::default(),
+            next_key: AtomicU64::default(),
+            broken: AtomicBool::default(),
+            stopped: watch::channel(false).0,
+        }
+    }
 }
 
 impl Dispatch {
+    /// A receiver of domain events; closed at once (None) if the context can no longer
+    /// deliver any.
     pub fn subscribe(&self) -> (u64, mpsc::UnboundedReceiver<DomainEvent>) {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.broken.load(Ordering::Acquire) && !*self.stopped.borrow() {
+            subs.insert(key, tx);
+        }
+        (key, rx)
+    }
+
+    /// Ends every subscriber's stream: after a disaster or once the loop stopped, waiting for
+    /// an event that cannot come would hang the caller (a monitor would never clean up).
+    fn close_subscribers(&self) {
         self.subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, tx);
-        (key, rx)
+            .clear();
+    }
+
+    /// The event thread left libxl's loop: operations in flight fail, event streams end.
+    pub fn mark_stopped(&self) {
+        self.stopped.send_replace(true);
+        self.close_subscribers();
+    }
+
+    /// Resolves once the event thread has stopped (at once if it already has).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopped.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     pub fn unsubscribe(&self, key: u64) {
@@ -124,6 +162,7 @@ pub(crate) unsafe extern "C" fn disaster(
     };
     tracing::error!(target: "libxl", "libxl event disaster (event type {type_}, errno {errnoval}): {msg}");
     dispatch.broken.store(true, Ordering::Release);
+    dispatch.close_subscribers();
 }
 
 #[cfg(test)]
@@ -168,5 +207,53 @@ mod tests {
         d.unsubscribe(b);
         d.deliver(b, DomainEvent::Death { domid: 4 });
         assert!(rx_b.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_stopped_loop_ends_every_event_stream_and_wakes_waiters() {
+        let d = Dispatch::default();
+        let (_, mut before) = d.subscribe();
+        let stopped = d.stopped();
+        d.mark_stopped();
+        // Closed, not merely empty: `DomainEvents::next` returns None instead of hanging.
+        assert_eq!(
+            before.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        );
+        let (_, mut after) = d.subscribe();
+        assert_eq!(
+            after.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), stopped)
+                .await
+                .expect("waiter woken");
+            tokio::time::timeout(std::time::Duration::from_secs(5), d.stopped())
+                .await
+                .expect("a later waiter resolves at once");
+        });
+    }
+
+    #[test]
+    fn a_disaster_ends_every_event_stream() {
+        let d = Dispatch::default();
+        let (_, mut rx) = d.subscribe();
+        let msg = std::ffi::CString::new("xenstore watch failed").unwrap();
+        // SAFETY: user is a live Dispatch, msg a C string.
+        unsafe {
+            disaster(
+                (&d as *const Dispatch).cast_mut().cast(),
+                0,
+                msg.as_ptr(),
+                5,
+            )
+        };
+        assert!(d.broken.load(Ordering::Acquire));
+        assert_eq!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
     }
 }

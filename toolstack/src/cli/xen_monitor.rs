@@ -35,8 +35,14 @@ const BOOT_WAIT: Duration = Duration::from_secs(120);
 
 pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     // SAFETY: fd 3 is the ready pipe `Xen::start` dup'ed there; checked before taking it.
-    let ready = (unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } >= 0)
-        .then(|| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(READY_FD) }));
+    let ready = (unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } >= 0).then(|| {
+        // dup2 cleared close-on-exec: without it every child libxl forks (hotplug scripts,
+        // the destroy helper) would hold `hx run`'s pipe open, and `hx run` would not see
+        // this monitor die.
+        // SAFETY: fd 3 is open (checked above); setting a descriptor flag.
+        unsafe { libc::fcntl(READY_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+        std::fs::File::from(unsafe { OwnedFd::from_raw_fd(READY_FD) })
+    });
     let dir = args.dir;
     let launch: Launch = serde_json::from_slice(
         &std::fs::read(dir.join(LAUNCH_FILE)).with_context(|| format!("{}", dir.display()))?,
@@ -130,11 +136,17 @@ async fn start(
     tracing::info!("domain {domid} built (paused) in {:?}", t.elapsed());
     let r = async {
         std::fs::write(dir.join("domid"), domid.to_string())?;
+        // Each step is logged: a start that stalls here shows in monitor.log where it stopped.
         let events = ctx.watch_domain(domid)?;
+        tracing::info!("domain {domid}: death watch set after {:?}", t.elapsed());
         let console = open_console(ctx, domid).await?;
         // Watch the status nodes before the guest can write them.
         let xs = Xenstore::open()?;
         xs.watch(&xb::status_dir(domid), "hx-status")?;
+        tracing::info!(
+            "domain {domid}: status watch set, unpausing after {:?}",
+            t.elapsed()
+        );
         ctx.unpause(domid).await?;
         wait_for_workload(ctx, &xs, domid);
         anyhow::Ok((events, console))

@@ -27,6 +27,10 @@ pub const DAEMON_SOCKET: &str = "/var/run/xenstored/socket";
 pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
 /// How often a transaction is retried when another writer got in the way (EAGAIN).
 pub const TRANSACTION_RETRIES: usize = 16;
+/// Longest wait for xenstored's reply to one request. xenstored answers in milliseconds; a
+/// caller stuck for ever on a wedged daemon (or a lost reply) would hang `hx run` with its
+/// domain half set up, so the request fails instead and the caller cleans up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Reply = Result<Msg, XenError>;
 
@@ -36,8 +40,22 @@ struct Shared {
     closed: Mutex<Option<String>>,
 }
 
+impl Shared {
+    fn closed_error(&self) -> XenError {
+        let why = self
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        XenError::Protocol(format!("connection to xenstored closed: {why}"))
+    }
+}
+
 pub struct Xenstore {
     writer: Mutex<File>,
+    /// Per-request reply deadline (REQUEST_TIMEOUT; tests shorten it).
+    reply_timeout: Duration,
     shared: Arc<Shared>,
     next_req: AtomicU32,
     watches: Mutex<mpsc::Receiver<WatchEvent>>,
@@ -132,6 +150,7 @@ impl Xenstore {
             .map_err(setup)?;
         Ok(Xenstore {
             writer: Mutex::new(File::from(fd)),
+            reply_timeout: REQUEST_TIMEOUT,
             shared,
             next_req: AtomicU32::new(1),
             watches: Mutex::new(watch_rx),
@@ -185,16 +204,29 @@ impl Xenstore {
                 .remove(&req_id);
             return Err(e.into());
         }
-        let reply = rx.recv().map_err(|_| {
-            let why = self
-                .shared
-                .closed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or_default();
-            XenError::Protocol(format!("connection to xenstored closed: {why}"))
-        })??;
+        let reply = match rx.recv_timeout(self.reply_timeout) {
+            Ok(r) => r?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.shared.closed_error()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A reply arriving later finds no waiter and is dropped by the reader.
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&req_id);
+                return Err(XenError::Xenstore {
+                    op,
+                    path: path.to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "xenstored did not answer within {} s",
+                            self.reply_timeout.as_secs()
+                        ),
+                    ),
+                });
+            }
+        };
         if reply.kind == MsgType::Error {
             let name =
                 String::from_utf8_lossy(reply.payload.strip_suffix(&[0]).unwrap_or(&reply.payload))
@@ -764,6 +796,38 @@ mod tests {
             .iter()
             .flat_map(|v| v.to_ne_bytes())
             .collect()
+    }
+
+    #[test]
+    fn a_request_xenstored_never_answers_fails_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            // Reads requests and never answers, until the client hangs up.
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            while c.read(&mut buf).is_ok_and(|n| n > 0) {}
+        });
+        let mut xs = Xenstore::connect_unix(&path).unwrap();
+        xs.reply_timeout = Duration::from_millis(300);
+        let t = std::time::Instant::now();
+        let e = xs.read("/local/domain/7/hx/status/0").unwrap_err();
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/local/domain/7/hx/status/0") && msg.contains("did not answer"),
+            "{msg}"
+        );
+        // The waiter is gone: nothing is left pending for a reply that may still come.
+        assert!(xs.shared.pending.lock().unwrap().is_empty());
+        drop(xs);
+        server.join().unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #!/bin/bash
-# The whole test suite: sets up hx (scripts/setup.sh), then runs the unit and end-to-end tests
+# The whole test suite: sets up hx (scripts/setup.sh), checks formatting (rustfmt) and lints
+# (clippy, warnings are errors), then runs the unit and end-to-end tests
 # (real registry, real QEMU guests, networking in namespaces) and the Xen-in-QEMU lab with the
 # nginx acceptance inside dom0. Ends with "N passed, N failed"
 # counting the suites.
@@ -26,6 +27,7 @@ if [ "$failed" -gt 0 ]; then
 fi
 export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage fmt cargo fmt --all --check
+stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
 # checks and xen-bindings' dom0 tests (HX_LAB_ARGS adds options, e.g. --no-suite while developing).

@@ -390,7 +390,9 @@ fn stop_sends_the_images_stopsignal_or_the_flags() {
         }
         panic!("{name} never started");
     };
-    let cases: [(&str, &[&str], &[&str], &str, &str); 4] = [
+    /// (name, run flags, stop flags, exit code, line in the logs)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
+    let cases: [Case; 4] = [
         ("img", &[], &[], "3", "got USR1"),
         ("flag", &["--stop-signal", "USR2"], &[], "4", "got USR2"),
         ("cli", &[], &["-s", "TERM"], "5", "got TERM"),

@@ -97,6 +97,15 @@ fn tty_gives_the_workload_a_terminal_and_detached_stdin_is_refused() {
     );
     assert_eq!(r.stderr.lines().count(), 1);
     assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "", "nothing was created");
+
+    // -it from a pipe: docker's refusal and exit code, not a run waiting for keys.
+    let (code, out, err) =
+        run_with_input(&hx, &["run", "--rm", "-it", BUSYBOX, "cat"], b"x".to_vec());
+    assert_eq!(
+        (code, out.as_slice(), err.as_str()),
+        (1, &b""[..], "hx: the input device is not a TTY\n")
+    );
+    assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "", "nothing was created");
 }
 
 #[test]

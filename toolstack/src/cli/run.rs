@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use hx_images::Store;
 use pv_init::spec::{ContainerSpec, DiskFs, Upper, SPEC_VERSION};
 use pv_init::status::Control;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,6 +100,12 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         bail!(
             "-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)"
         );
+    }
+    if args.interactive && args.tty && !std::io::stdin().is_terminal() {
+        // docker's answer and exit code; without it the workload would wait for keys that
+        // never come from a pipe or /dev/null, on a terminal nobody sees.
+        errln!("hx: the input device is not a TTY");
+        return Ok(1);
     }
     let io = Interactive {
         stdin: args.interactive,

@@ -1,6 +1,7 @@
 //! Backends: how a container's VM is started, signalled, stopped and cleaned up. Everything
 //! else (images, spec, config disk, channels, state) is shared.
 pub mod qemu;
+pub mod qmp;
 pub mod xen;
 pub mod xen_hotplug;
 
@@ -104,6 +105,21 @@ pub trait Backend {
     fn kill(&self, c: &Container) -> anyhow::Result<()>;
     /// Removes the backend's runtime leftovers (sockets, fifos, devices) of a stopped VM.
     fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()>;
+    /// Whether `pause`/`unpause` can freeze and thaw this backend's VMs.
+    fn can_pause(&self) -> bool {
+        false
+    }
+    /// Freezes the VM's vCPUs (the workload's clock stops with them); its memory stays.
+    fn pause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
+        anyhow::bail!("container {}: this backend cannot pause", c.name)
+    }
+    fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
+        anyhow::bail!("container {}: this backend cannot unpause", c.name)
+    }
+    /// Whether the VM is paused now (asked of the hypervisor, never cached).
+    fn is_paused(&self, _c: &Container, _dir: &Path) -> bool {
+        false
+    }
 }
 
 /// `--backend`/HX_BACKEND, else Xen on a dom0, else QEMU.

@@ -1,6 +1,6 @@
 //! The QEMU backend: a microvm machine with virtio-mmio disks and virtio-serial channels,
 //! KVM when a probe shows it can run our kernel, TCG otherwise.
-use super::{process_alive, process_start, Backend, VmHandle, VmSpec};
+use super::{process_alive, process_start, qmp, Backend, VmHandle, VmSpec};
 use crate::container::Container;
 use crate::network::NicKind;
 use anyhow::{bail, Context};
@@ -278,6 +278,15 @@ fn host_tsc_khz() -> Option<u64> {
 }
 
 /// QEMU option values use ',' as separator; double it inside paths.
+impl Qemu {
+    fn running_qmp(&self, c: &Container, dir: &Path) -> anyhow::Result<qmp::Qmp> {
+        if !process_alive(c.pid, c.pid_start) {
+            bail!("container {} is not running", c.name);
+        }
+        qmp::Qmp::connect(dir)
+    }
+}
+
 fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
 }
@@ -338,7 +347,15 @@ impl Backend for Qemu {
         inherit.extend(tap.as_ref().map(|f| f.as_raw_fd()));
         let log_raw: Vec<i32> = log_fds.iter().map(|f| f.as_raw_fd()).collect();
         inherit.extend(&log_raw);
+        // QMP for pause/unpause: a socket hx binds and QEMU listens on (as libvirt does).
+        let qmp_listener = qmp::listen(spec.dir)?;
+        inherit.push(qmp_listener.as_raw_fd());
         let mut cmd = self.command(spec, accel, tap.as_ref().map(|f| f.as_raw_fd()), &log_raw);
+        cmd.arg("-chardev").arg(format!(
+            "socket,id=qmp,fd={},server=on,wait=off",
+            qmp_listener.as_raw_fd()
+        ));
+        cmd.args(["-mon", "chardev=qmp,mode=control"]);
         tracing::debug!("{:?}", cmd);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -426,7 +443,25 @@ impl Backend for Qemu {
         Ok(())
     }
 
+    fn can_pause(&self) -> bool {
+        true
+    }
+
+    fn pause(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {
+        self.running_qmp(c, dir)?.execute("stop").map(drop)
+    }
+
+    fn unpause(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {
+        self.running_qmp(c, dir)?.execute("cont").map(drop)
+    }
+
+    fn is_paused(&self, c: &Container, dir: &Path) -> bool {
+        process_alive(c.pid, c.pid_start)
+            && qmp::Qmp::connect(dir).is_ok_and(|mut q| q.paused().unwrap_or(false))
+    }
+
     fn cleanup(&self, _c: &Container, dir: &Path) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(dir.join(qmp::SOCKET));
         for f in ["control.in", "control.out"] {
             let _ = std::fs::remove_file(dir.join(f));
         }

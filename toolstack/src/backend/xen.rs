@@ -148,6 +148,17 @@ pub struct Xen {
 }
 
 impl Xen {
+    /// libxl and the domain of a running hx container.
+    fn running_domain(&self, c: &Container) -> anyhow::Result<(Context, u32)> {
+        require_dom0()?;
+        let ctx = Context::new()?;
+        let xs = Xenstore::open()?;
+        match find_domain(&ctx, &xs, c) {
+            Some(d) => Ok((ctx, d)),
+            None => bail!("container {} is not running", c.name),
+        }
+    }
+
     pub fn new(root: &Path) -> anyhow::Result<Self> {
         Ok(Xen {
             root: root.to_path_buf(),
@@ -569,6 +580,25 @@ impl Backend for Xen {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+
+    fn can_pause(&self) -> bool {
+        true
+    }
+
+    fn pause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
+        let (ctx, domid) = self.running_domain(c)?;
+        block_on(ctx.pause(domid)).with_context(|| format!("pausing domain {domid}"))
+    }
+
+    fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
+        let (ctx, domid) = self.running_domain(c)?;
+        block_on(ctx.unpause(domid)).with_context(|| format!("unpausing domain {domid}"))
+    }
+
+    fn is_paused(&self, c: &Container, _dir: &Path) -> bool {
+        self.running_domain(c)
+            .is_ok_and(|(ctx, domid)| ctx.info(domid).is_ok_and(|i| i.paused))
     }
 
     fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {

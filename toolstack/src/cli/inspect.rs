@@ -19,6 +19,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     for name in &args.containers {
         let c = container::find(&g.root, name)?;
         let dir = container::dir(&g.root, &c.id);
+        let paused = super::pause::is_paused(&g.root, &c);
         let spec: serde_json::Value = std::fs::read(dir.join("spec.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -31,8 +32,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             "Created": c.created,
             "Backend": c.backend,
             "State": {
-                "Status": c.status,
+                "Status": if paused { json!("paused") } else { json!(c.status) },
                 "Running": c.status == container::Status::Running,
+                "Paused": paused,
                 "Pid": c.pid,
                 "DomId": c.domid,
                 "StartedAt": c.started_at,

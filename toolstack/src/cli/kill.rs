@@ -37,6 +37,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             if c.status != Status::Running || !be.is_running(&c) {
                 anyhow::bail!("container {} is not running", c.name);
             }
+            let dir = container::dir(&g.root, &c.id);
+            if be.is_paused(&c, &dir) {
+                be.unpause(&c, &dir)?;
+            }
             be.send_control(
                 &c,
                 &container::dir(&g.root, &c.id),

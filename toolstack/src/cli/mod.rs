@@ -115,9 +115,9 @@ pub enum Command {
     Shutdown(shutdown::Args),
     /// Ask domains to reboot (xl reboot)
     Reboot(reboot::Args),
-    /// Pause domains (xl pause)
+    /// Pause containers (docker pause) or domains (xl pause)
     Pause(pause::Args),
-    /// Unpause domains (xl unpause)
+    /// Unpause containers (docker unpause) or domains (xl unpause)
     Unpause(unpause::Args),
     /// Attach to a domain's console (xl console)
     Console(console::Args),

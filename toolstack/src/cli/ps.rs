@@ -43,7 +43,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                     c.image.clone(),
                     format!("\"{cmd}\""),
                     ago(&c.created),
-                    status_text(c),
+                    status_text(c, super::pause::is_paused(&g.root, c)),
                     ports_text(c),
                     c.backend.clone(),
                     c.name.clone(),
@@ -80,12 +80,13 @@ pub fn ports_text(c: &Container) -> String {
     }
 }
 
-pub fn status_text(c: &Container) -> String {
+pub fn status_text(c: &Container, paused: bool) -> String {
     match c.status {
         Status::Creating => "Creating".into(),
         Status::Running => format!(
-            "Up {}",
-            since(c.started_at.as_deref().unwrap_or(&c.created))
+            "Up {}{}",
+            since(c.started_at.as_deref().unwrap_or(&c.created)),
+            if paused { " (Paused)" } else { "" }
         ),
         Status::Exited => {
             let code = c.exit_code.unwrap_or(-1);

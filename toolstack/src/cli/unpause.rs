@@ -1,19 +1,13 @@
-//! `hx unpause DOMAIN...`: resume paused domains, as `xl unpause`.
-use super::domain;
+//! `hx unpause NAME...`: thaw paused hx containers and, on a Xen dom0, any other domain as
+//! `xl unpause` does.
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Domains (name or id)
+    /// Containers (name or id), or on Xen any domain (name or id)
     #[arg(required = true)]
     pub domains: Vec<String>,
 }
 
-pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let ctx = &domain::open()?;
-    let code = domain::each(ctx, &args.domains, "unpause", |id| async move {
-        ctx.unpause(id).await?;
-        Ok(())
-    })
-    .await;
-    Ok(code)
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    super::pause::freeze_or_thaw(g, &args.domains, false).await
 }

@@ -403,6 +403,21 @@ fn create_and_start(
     if args.cpus == 0 || args.cpus > 32 {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
+    // --shm-size, --ulimit and --sysctl are checked again by build_spec, here before anything
+    // is looked up or made.
+    guest_env::parse_shm_size(args.shm_size.as_deref())?;
+    guest_env::rlimits(&args.ulimit)?;
+    for s in &args.sysctl {
+        guest_env::parse_sysctl(s)?;
+    }
+    // (-v's own errors are reported below.)
+    let volume_targets: Vec<String> = args
+        .volume
+        .iter()
+        .filter_map(|v| crate::volume::parse_arg(v).ok())
+        .map(|v| v.target)
+        .collect();
+    let tmpfs_mounts = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
     let upper_size = args
         .disk_size
         .as_deref()
@@ -452,15 +467,6 @@ fn create_and_start(
         .iter()
         .map(|v| crate::volume::parse_arg(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // --shm-size, --ulimit and --sysctl are checked again by build_spec, here before anything
-    // is looked up or made.
-    guest_env::parse_shm_size(args.shm_size.as_deref())?;
-    guest_env::rlimits(&args.ulimit)?;
-    for s in &args.sysctl {
-        guest_env::parse_sysctl(s)?;
-    }
-    let volume_targets: Vec<String> = volume_args.iter().map(|v| v.target.clone()).collect();
-    let tmpfs_mounts = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
     let first_volume_disk = if upper_size.is_some() { 3 } else { 2 };
     let dir = container::dir(root, &id);
 

@@ -281,3 +281,39 @@ fn on_a_network_the_name_is_the_containers_address() {
         ]
     );
 }
+
+/// A --tmpfs at an image VOLUME's path takes its place (docker's rule): no anonymous volume is
+/// made and the path is an empty tmpfs.
+#[test]
+fn tmpfs_replaces_an_image_volume() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", tree.path().join("bin/busybox")).unwrap();
+    for l in ["sh", "ls", "grep", "cut"] {
+        std::os::unix::fs::symlink("busybox", tree.path().join("bin").join(l)).unwrap();
+    }
+    std::fs::create_dir_all(tree.path().join("seed")).unwrap();
+    std::fs::write(tree.path().join("seed/from-image"), "seeded\n").unwrap();
+    hx.ok(&[
+        "import",
+        tree.path().to_str().unwrap(),
+        "vol-image:1",
+        "--change",
+        "VOLUME /seed",
+        "--change",
+        "ENV PATH=/bin",
+    ]);
+    let r = hx.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/seed",
+        "vol-image:1",
+        "sh",
+        "-c",
+        "grep ' /seed ' /proc/mounts | cut -d' ' -f1,3; ls -A /seed; echo end",
+    ]);
+    assert_eq!(r.stdout, "tmpfs tmpfs\nend\n");
+    assert_eq!(hx.ok(&["volume", "ls", "-q"]).stdout, "");
+}

@@ -59,6 +59,7 @@ pub fn run_workload(
         .collect::<Result<Vec<_>, _>>()?;
     let c_env = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
     let c_cwd = cstr(&spec.cwd)?;
+    let limits = rlimits(spec)?;
 
     let mut forwarded = SigSet::empty();
     for s in [
@@ -121,16 +122,18 @@ pub fn run_workload(
     let child = match unsafe { fork() } {
         Err(e) => return Err(InitError::setup(format!("fork: {e}"))),
         Ok(ForkResult::Child) => {
-            let fail = |step: u8, errno: i32| -> ! {
-                let mut msg = [0u8; 5];
+            let fail_at = |step: u8, index: u8, errno: i32| -> ! {
+                let mut msg = [0u8; 6];
                 msg[0] = step;
-                msg[1..].copy_from_slice(&errno.to_le_bytes());
+                msg[1] = index;
+                msg[2..].copy_from_slice(&errno.to_le_bytes());
                 // SAFETY: writing a small buffer to our pipe, then exiting without unwinding.
                 unsafe {
                     libc::write(err_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
                     libc::_exit(127);
                 }
             };
+            let fail = |step: u8, errno: i32| -> ! { fail_at(step, 0, errno) };
             let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             // SAFETY: plain syscalls on valid fds/pointers in the forked child.
             unsafe {
@@ -145,6 +148,12 @@ pub fn run_workload(
                     libc::dup2(stdin_fd, 0);
                     libc::dup2(out_w.as_raw_fd(), 1);
                     libc::dup2(errout_w.as_raw_fd(), 2);
+                }
+                // As root, before the user changes: a hard limit may be raised here only.
+                for (i, (resource, lim)) in limits.iter().enumerate() {
+                    if libc::setrlimit(*resource, lim) != 0 {
+                        fail_at(4, i as u8, *libc::__errno_location())
+                    }
                 }
                 let groups: Vec<libc::gid_t> = ident.groups.clone();
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
@@ -201,11 +210,28 @@ pub fn run_workload(
     }
     let mut buf = Vec::new();
     let _ = std::fs::File::from(err_r).read_to_end(&mut buf);
-    if buf.len() == 5 {
-        let errno = i32::from_le_bytes(buf[1..5].try_into().unwrap());
+    if buf.len() == 6 {
+        let errno = i32::from_le_bytes(buf[2..6].try_into().unwrap());
         let _ = waitpid(child, None);
         let e = std::io::Error::from_raw_os_error(errno);
         return Err(match buf[0] {
+            4 => {
+                let r = &spec.rlimits[usize::from(buf[1]).min(spec.rlimits.len() - 1)];
+                let show = |v: u64| {
+                    if v == pv_init::spec::RLIM_UNLIMITED {
+                        "unlimited".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                InitError::setup(format!(
+                    "setting ulimit {}={}:{}: {}",
+                    r.name,
+                    show(r.soft),
+                    show(r.hard),
+                    crate::errno_text(&e)
+                ))
+            }
             1 => InitError {
                 code: 126,
                 message: format!("setting user {:?}: {e}", spec.user),
@@ -229,6 +255,52 @@ pub fn run_workload(
     }
     report_started(child);
     supervise(child, forwarded, channels, relays)
+}
+
+/// The spec's limits as setrlimit arguments, checked before the fork (at most one per resource,
+/// so their index fits the error message's byte).
+fn rlimits(
+    spec: &ContainerSpec,
+) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>, InitError> {
+    let mut out: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = Vec::new();
+    for r in &spec.rlimits {
+        let resource = match r.name.as_str() {
+            "core" => libc::RLIMIT_CORE,
+            "cpu" => libc::RLIMIT_CPU,
+            "data" => libc::RLIMIT_DATA,
+            "fsize" => libc::RLIMIT_FSIZE,
+            "locks" => libc::RLIMIT_LOCKS,
+            "memlock" => libc::RLIMIT_MEMLOCK,
+            "msgqueue" => libc::RLIMIT_MSGQUEUE,
+            "nice" => libc::RLIMIT_NICE,
+            "nofile" => libc::RLIMIT_NOFILE,
+            "nproc" => libc::RLIMIT_NPROC,
+            "rss" => libc::RLIMIT_RSS,
+            "rtprio" => libc::RLIMIT_RTPRIO,
+            "rttime" => libc::RLIMIT_RTTIME,
+            "sigpending" => libc::RLIMIT_SIGPENDING,
+            "stack" => libc::RLIMIT_STACK,
+            _ => return Err(InitError::setup(format!("unknown ulimit {:?}", r.name))),
+        };
+        if r.soft > r.hard {
+            return Err(InitError::setup(format!(
+                "ulimit {}: soft limit {} above hard limit {}",
+                r.name, r.soft, r.hard
+            )));
+        }
+        if out.iter().any(|(res, _)| *res == resource) {
+            return Err(InitError::setup(format!("ulimit {} given twice", r.name)));
+        }
+        // RLIM_UNLIMITED is u64::MAX, which is RLIM_INFINITY.
+        out.push((
+            resource,
+            libc::rlimit {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 fn report_started(child: Pid) {

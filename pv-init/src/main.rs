@@ -4,6 +4,7 @@ mod devices;
 mod exec;
 mod mounts;
 mod network;
+mod sysctl;
 mod users;
 
 use pv_init::status::Status;
@@ -29,6 +30,15 @@ impl InitError {
             code: 125,
             message: message.into(),
         }
+    }
+}
+
+/// An OS error as the C library words it, in lower case ("invalid argument"), without Rust's
+/// "(os error N)".
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
     }
 }
 
@@ -102,5 +112,6 @@ fn run() -> Result<Status, InitError> {
         None
     };
     mounts::assemble_root(&spec, &disks)?;
+    sysctl::apply(&spec.sysctls)?;
     exec::run_workload(&spec, channels, input)
 }

@@ -90,13 +90,9 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
     )?;
-    mnt(
-        "shm",
-        "/newroot/dev/shm",
-        "tmpfs",
-        nosuid,
-        Some("mode=1777,size=65536k"),
-    )?;
+    // `--shm-size`; docker's default is 64 MiB.
+    let shm = format!("mode=1777,size={}", spec.shm_size.unwrap_or(64 << 20));
+    mnt("shm", "/newroot/dev/shm", "tmpfs", nosuid, Some(&shm))?;
     let _ = fs::remove_file("/newroot/dev/ptmx");
     let links = [
         ("pts/ptmx", "/newroot/dev/ptmx"),
@@ -143,13 +139,18 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
             let opts = (fstype == "ext4").then_some("noinit_itable");
             mnt(&dev, &at, fstype, flags, opts)?;
         }
-        MountSource::Tmpfs { size_mb } => {
-            let opts = if *size_mb > 0 {
-                format!("size={size_mb}m")
-            } else {
-                String::new()
-            };
-            mnt("tmpfs", &at, "tmpfs", flags, Some(&opts))?;
+        MountSource::Tmpfs { size_mb, options } => {
+            let mut flags = flags;
+            for (on, f) in [
+                (options.noexec, MsFlags::MS_NOEXEC),
+                (options.nosuid, MsFlags::MS_NOSUID),
+                (options.nodev, MsFlags::MS_NODEV),
+            ] {
+                if on {
+                    flags |= f;
+                }
+            }
+            mnt("tmpfs", &at, "tmpfs", flags, Some(&options.data(*size_mb)))?;
         }
         MountSource::Share { tag } => mount_9p(tag, &at, flags)?,
     }
@@ -284,16 +285,30 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
     mkdir("/newroot/etc")?;
     let w = |p: &str, s: String| fs::write(p, s).map_err(|e| InitError::setup(format!("{p}: {e}")));
     w("/newroot/etc/hostname", format!("{}\n", spec.hostname))?;
-    let mut hosts =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    // Docker's file (libnetwork's etchosts): the defaults, the --add-host lines, then the
+    // container's own address with its hostname (and here its name, which docker's embedded
+    // DNS resolves on a user network; hx has no such server).
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n",
+    );
+    let mut names = vec![spec.hostname.as_str()];
+    for a in &spec.aliases {
+        if !names.contains(&a.as_str()) {
+            names.push(a);
+        }
+    }
+    let names = names.join(" ");
+    let extra = spec.network.iter().flat_map(|n| &n.hosts);
+    for h in extra.chain(&spec.extra_hosts) {
+        hosts.push_str(h);
+        hosts.push('\n');
+    }
     match &spec.network {
         Some(n) => {
             let ip = n.address.split('/').next().unwrap_or("127.0.1.1");
-            hosts.push_str(&format!("{ip}\t{}\n", spec.hostname));
-            for h in &n.hosts {
-                hosts.push_str(h);
-                hosts.push('\n');
-            }
+            hosts.push_str(&format!("{ip}\t{names}\n"));
             let mut resolv: String = n.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
             if !n.dns_search.is_empty() {
                 resolv.push_str(&format!("search {}\n", n.dns_search.join(" ")));
@@ -303,7 +318,7 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
             }
             w("/newroot/etc/resolv.conf", resolv)?;
         }
-        None => hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname)),
+        None => hosts.push_str(&format!("127.0.1.1\t{names}\n")),
     }
     w("/newroot/etc/hosts", hosts)?;
     nix::unistd::sethostname(&spec.hostname)

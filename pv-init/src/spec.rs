@@ -37,6 +37,107 @@ pub struct ContainerSpec {
     /// `-t`: the workload runs on a terminal (a pty in the guest) of this initial size.
     #[serde(default)]
     pub tty: Option<TtySize>,
+    /// `--shm-size`: bytes of the /dev/shm tmpfs (None: docker's default, 64 MiB).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// `--ulimit` (and docker's defaults): resource limits the workload starts with.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// `--sysctl`: written to /proc/sys before the workload starts, in order.
+    #[serde(default)]
+    pub sysctls: Vec<Sysctl>,
+    /// More names for the container's own address in /etc/hosts, after the hostname (its
+    /// `--name`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--add-host` lines for /etc/hosts (`IP\tNAME`), with or without a network.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+}
+
+/// The resource names `docker run --ulimit` accepts (go-units' ulimit.go; `as` is not one).
+pub const RLIMIT_NAMES: [&str; 15] = [
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// RLIM_INFINITY in `Rlimit`'s soft and hard.
+pub const RLIM_UNLIMITED: u64 = u64::MAX;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rlimit {
+    /// docker's name: nofile, nproc, core, ... (`RLIMIT_` + upper case).
+    pub name: String,
+    /// `RLIM_UNLIMITED` for unlimited.
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctl {
+    /// Dotted key (net.ipv4.ip_forward): /proc/sys/net/ipv4/ip_forward.
+    pub key: String,
+    pub value: String,
+}
+
+/// What a `--tmpfs` mount asks beyond its size (docker's options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsOptions {
+    /// Bytes (overrides `size_mb`).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Permission bits of the root directory (tmpfs's default: 1777).
+    #[serde(default)]
+    pub mode: Option<u32>,
+    #[serde(default)]
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub gid: Option<u32>,
+    #[serde(default)]
+    pub noexec: bool,
+    #[serde(default)]
+    pub nosuid: bool,
+    #[serde(default)]
+    pub nodev: bool,
+}
+
+impl TmpfsOptions {
+    /// The tmpfs mount data: `size=…,mode=…,uid=…,gid=…` (only what is set).
+    pub fn data(&self, size_mb: u64) -> String {
+        let mut o = Vec::new();
+        match self.size {
+            Some(b) if b > 0 => o.push(format!("size={b}")),
+            Some(_) => {}
+            None if size_mb > 0 => o.push(format!("size={size_mb}m")),
+            None => {}
+        }
+        if let Some(m) = self.mode {
+            o.push(format!("mode={:o}", m & 0o7777));
+        }
+        if let Some(u) = self.uid {
+            o.push(format!("uid={u}"));
+        }
+        if let Some(g) = self.gid {
+            o.push(format!("gid={g}"));
+        }
+        o.join(",")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +172,9 @@ pub enum MountSource {
     },
     Tmpfs {
         size_mb: u64,
+        /// `--tmpfs PATH:OPTIONS`.
+        #[serde(default)]
+        options: TmpfsOptions,
     },
     /// A host directory shared over 9p, by mount tag: virtio-9p on QEMU, Xen's 9pfs transport
     /// on Xen (`hx.backend=` on the kernel command line says which).
@@ -112,6 +216,19 @@ pub struct Network {
     pub dns_search: Vec<String>,
     #[serde(default)]
     pub dns_options: Vec<String>,
+}
+
+/// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`; None for anything that is not
+/// dot-separated plain components (no empty ones, no `/`, no `..`).
+pub fn sysctl_path(key: &str) -> Option<String> {
+    let ok = !key.is_empty()
+        && key.len() <= 256
+        && key.split('.').all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    ok.then(|| format!("/proc/sys/{}", key.replace('.', "/")))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -213,10 +330,36 @@ mod tests {
                 fstype: "erofs".into(),
             },
             upper: Upper::Tmpfs { size_mb: 0 },
-            mounts: vec![],
+            mounts: vec![Mount {
+                source: MountSource::Tmpfs {
+                    size_mb: 0,
+                    options: TmpfsOptions {
+                        size: Some(4096),
+                        mode: Some(0o1770),
+                        noexec: true,
+                        ..Default::default()
+                    },
+                },
+                target: "/run".into(),
+                readonly: false,
+                subpath: None,
+                copy_up: false,
+            }],
             network: None,
             stdin: true,
             tty: Some(TtySize { rows: 24, cols: 80 }),
+            shm_size: Some(1 << 30),
+            rlimits: vec![Rlimit {
+                name: "nofile".into(),
+                soft: 1 << 20,
+                hard: RLIM_UNLIMITED,
+            }],
+            sysctls: vec![Sysctl {
+                key: "net.core.somaxconn".into(),
+                value: "1024".into(),
+            }],
+            aliases: vec!["web".into()],
+            extra_hosts: vec!["10.1.2.3\tdb".into()],
         }
     }
 
@@ -251,5 +394,32 @@ mod tests {
             ContainerSpec::from_config_disk(&bytes),
             Err(ConfigDiskError::Json(_))
         ));
+    }
+
+    #[test]
+    fn keys_become_paths_under_proc_sys_only() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").as_deref(),
+            Some("/proc/sys/net/ipv4/ip_forward")
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0.rp_filter").as_deref(),
+            Some("/proc/sys/net/ipv4/conf/eth0/rp_filter")
+        );
+        for bad in [
+            "",
+            ".",
+            "net..x",
+            "net/../../etc",
+            "net.ipv4/../x",
+            "net.",
+            ".net",
+            "net.a b",
+            "net.\u{0}",
+            "net.é",
+        ] {
+            assert_eq!(sysctl_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(sysctl_path(&"n.".repeat(200)), None);
     }
 }

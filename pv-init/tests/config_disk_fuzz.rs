@@ -4,8 +4,8 @@
 //! disk really holds (never the length field), and every error is one clear, short line.
 use proptest::prelude::*;
 use pv_init::spec::{
-    ConfigDiskError, ContainerSpec, DiskFs, Mount, MountSource, Network, TtySize, Upper,
-    CONFIG_MAGIC, CONFIG_MAX_JSON, SPEC_VERSION,
+    ConfigDiskError, ContainerSpec, DiskFs, Mount, MountSource, Network, Rlimit, Sysctl,
+    TmpfsOptions, TtySize, Upper, CONFIG_MAGIC, CONFIG_MAX_JSON, SPEC_VERSION,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -126,15 +126,35 @@ fn sample() -> ContainerSpec {
             fstype: "erofs".into(),
         },
         upper: Upper::Tmpfs { size_mb: 0 },
-        mounts: vec![Mount {
-            source: MountSource::Share {
-                tag: "hxfs0".into(),
+        mounts: vec![
+            Mount {
+                source: MountSource::Share {
+                    tag: "hxfs0".into(),
+                },
+                target: "/data".into(),
+                readonly: false,
+                subpath: None,
+                copy_up: true,
             },
-            target: "/data".into(),
-            readonly: false,
-            subpath: None,
-            copy_up: true,
-        }],
+            Mount {
+                source: MountSource::Tmpfs {
+                    size_mb: 0,
+                    options: TmpfsOptions {
+                        size: Some(1 << 20),
+                        mode: Some(0o755),
+                        uid: Some(1000),
+                        gid: None,
+                        noexec: true,
+                        nosuid: true,
+                        nodev: false,
+                    },
+                },
+                target: "/run".into(),
+                readonly: false,
+                subpath: None,
+                copy_up: false,
+            },
+        ],
         network: Some(Network {
             interface: "eth0".into(),
             address: "10.88.0.5/16".into(),
@@ -146,6 +166,18 @@ fn sample() -> ContainerSpec {
         }),
         stdin: false,
         tty: Some(TtySize { rows: 24, cols: 80 }),
+        shm_size: Some(64 << 20),
+        rlimits: vec![Rlimit {
+            name: "nofile".into(),
+            soft: 1 << 20,
+            hard: 1 << 20,
+        }],
+        sysctls: vec![Sysctl {
+            key: "net.ipv4.ip_forward".into(),
+            value: "1".into(),
+        }],
+        aliases: vec!["web".into()],
+        extra_hosts: vec!["10.1.2.3\tdb".into()],
     }
 }
 

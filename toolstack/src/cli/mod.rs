@@ -10,6 +10,7 @@ pub mod dmesg;
 pub mod domain;
 pub mod domid;
 pub mod domname;
+pub mod guest_env;
 pub mod images;
 pub mod import;
 pub mod info;

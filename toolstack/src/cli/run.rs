@@ -1,4 +1,5 @@
 //! `hx run`: create a container from an image and run it in a micro-VM.
+use super::guest_env;
 use crate::assets::GuestAssets;
 use crate::backend::{self, Disk, VmSpec};
 use crate::container::{self, Container, Status};
@@ -75,6 +76,21 @@ pub struct Args {
     /// Add a line to /etc/hosts: HOST:IP
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
+    /// Size of /dev/shm (b, k, m, g; default 64m, like docker)
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Resource limit for the workload: NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack,
+    /// cpu, fsize, ...; -1 for unlimited). Default: nofile 1048576, nproc and core unlimited
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Mount a tmpfs: PATH[:OPTIONS] (size=, mode=, uid=, gid=, ro, exec, suid, dev; like
+    /// docker it is noexec,nosuid,nodev unless the options say otherwise)
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Set a kernel parameter in the guest: KEY=VALUE (docker's namespaced ones: net.*,
+    /// fs.mqueue.*, kernel.shm*, kernel.msg*, kernel.sem)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
     /// Put the writable layer on a disk of this size (e.g. 1g) instead of guest memory
     #[arg(long, value_name = "SIZE")]
     pub disk_size: Option<String>,
@@ -331,6 +347,22 @@ pub fn build_spec(
             super::interactive::terminal_size()
                 .unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })
         }),
+        shm_size: Some(guest_env::parse_shm_size(args.shm_size.as_deref())?),
+        rlimits: guest_env::rlimits(&args.ulimit)?,
+        sysctls: args
+            .sysctl
+            .iter()
+            .map(|s| guest_env::parse_sysctl(s))
+            .collect::<anyhow::Result<_>>()?,
+        // docker resolves a container's name on user networks (its embedded DNS); hx writes
+        // an explicit --name into /etc/hosts beside the hostname.
+        aliases: args
+            .name
+            .iter()
+            .filter(|n| **n != hostname)
+            .cloned()
+            .collect(),
+        extra_hosts: vec![],
     })
 }
 
@@ -378,6 +410,21 @@ fn create_and_start(
     if args.cpus == 0 || args.cpus > 32 {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
+    // --shm-size, --ulimit and --sysctl are checked again by build_spec, here before anything
+    // is looked up or made.
+    guest_env::parse_shm_size(args.shm_size.as_deref())?;
+    guest_env::rlimits(&args.ulimit)?;
+    for s in &args.sysctl {
+        guest_env::parse_sysctl(s)?;
+    }
+    // (-v's own errors are reported below.)
+    let volume_targets: Vec<String> = args
+        .volume
+        .iter()
+        .filter_map(|v| crate::volume::parse_arg(v).ok())
+        .map(|v| v.target)
+        .collect();
+    let tmpfs_mounts = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
     let upper_size = args
         .disk_size
         .as_deref()
@@ -462,11 +509,13 @@ fn create_and_start(
             })
             .map(|c| c.name.clone())
     };
-    let records = crate::volume::resolve(
+    let mut records = crate::volume::resolve(
         &volume_args,
         &image_cfg.volumes().clone().unwrap_or_default(),
         &busy,
     )?;
+    // A --tmpfs replaces an image VOLUME at its path, like docker (-v there was refused).
+    records.retain(|r| !tmpfs_mounts.iter().any(|t| t.target == r.target));
     // The image's STOPSIGNAL is checked here: a bad one fails the run, not a later hx stop.
     let stop_signal = match (&args.stop_signal, image_cfg.stop_signal()) {
         (Some(s), _) => Some(s.clone()),
@@ -539,10 +588,13 @@ fn create_and_start(
             if !dns_servers.is_empty() {
                 g.dns = dns_servers.clone();
             }
-            g.hosts.extend(extra_hosts.iter().cloned());
             g
         });
+        // Written to /etc/hosts with or without a network, like docker's.
+        spec.extra_hosts = extra_hosts.clone();
         spec.mounts = plan.mounts.clone();
+        spec.mounts.extend(tmpfs_mounts.iter().cloned());
+        guest_env::sort_mounts(&mut spec.mounts);
         std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
         std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
         // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is

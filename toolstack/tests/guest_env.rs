@@ -1,0 +1,319 @@
+//! The guest environment against docker's (issue 14), end to end on QEMU with the official
+//! busybox image: /dev/shm and `--shm-size`, resource limits and `--ulimit`, /etc/hosts with the
+//! hostname and `--name`, `--tmpfs`, `--sysctl`, numeric `--user`, no injected locale. Each VM
+//! prints several facts; the assertions are on what a user of the container sees.
+mod common;
+use common::netns::NetLab;
+use common::{run_with_timeout, Hx, BUSYBOX};
+use std::time::Duration;
+
+const DOCKER_HOSTS_HEAD: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// The output's sections, split at `---` lines.
+fn sections(out: &str) -> Vec<Vec<&str>> {
+    out.split("---\n").map(|s| s.lines().collect()).collect()
+}
+
+/// Without flags: docker's defaults (64m /dev/shm; nofile 1048576, nproc and core unlimited as
+/// Debian 12's docker.io gives), docker's /etc/hosts with the short-id hostname and the --name,
+/// a numeric --user that the image's passwd lacks, and no locale from hx's environment.
+#[test]
+fn defaults_hosts_numeric_user_and_no_locale() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let mut cmd = hx.cmd(&[
+        "run",
+        "--rm",
+        "--name",
+        "web",
+        "--add-host",
+        "db:10.1.2.3",
+        "--user",
+        "1234",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "df -k /dev/shm | tail -n 1; ulimit -n; ulimit -Hn; ulimit -u; ulimit -c; echo ---; \
+         cat /etc/hosts; echo ---; hostname; hostname -i; hostname -f; id; echo HOME=$HOME; \
+         env | grep -E '^(LANG|LANGUAGE|LC_[A-Z]+)=' ; echo ---; \
+         wget -T 2 http://web:9/ 2>&1 | head -n 1; touch /tmp/mine && stat -c '%u %g' /tmp/mine",
+    ]);
+    cmd.env("LANG", "de_DE.UTF-8").env("LC_ALL", "de_DE.UTF-8");
+    let r = run_with_timeout(cmd, Duration::from_secs(180));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = sections(&r.stdout);
+    assert_eq!(s.len(), 4, "{}", r.stdout);
+    let shm: Vec<&str> = s[0][0].split_whitespace().collect();
+    assert_eq!((shm[1], shm[5]), ("65536", "/dev/shm"), "{}", s[0][0]);
+    assert_eq!(
+        s[0][1..],
+        ["1048576", "1048576", "unlimited", "unlimited"],
+        "nofile soft and hard, nproc, core"
+    );
+
+    let hostname = s[2][0];
+    assert!(
+        hostname.len() == 12 && hostname.bytes().all(|b| b.is_ascii_hexdigit()),
+        "docker's default hostname is the short id: {hostname}"
+    );
+    let hosts = s[1].join("\n") + "\n";
+    assert_eq!(
+        hosts,
+        format!("{DOCKER_HOSTS_HEAD}10.1.2.3\tdb\n127.0.1.1\t{hostname} web\n")
+    );
+    assert_eq!(
+        s[2][1..],
+        [
+            "127.0.1.1",
+            hostname,
+            "uid=1234 gid=0(root) groups=0(root)",
+            "HOME=/"
+        ],
+        "hostname -i, hostname -f, id, HOME; and no LANG/LC_* (docker sets none): {}",
+        r.stdout
+    );
+    assert_eq!(
+        s[3],
+        ["Connecting to web:9 (127.0.1.1:9)", "1234 0"],
+        "the --name resolves to the container's own address; files are the user's"
+    );
+}
+
+/// The flags: --shm-size, --ulimit, --tmpfs with its options, --sysctl, and --user UID:GID.
+#[test]
+fn flags_shape_the_guest() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--user",
+        "1234:5678",
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=4096:8192",
+        "--ulimit",
+        "nproc=77",
+        "--ulimit",
+        "core=0",
+        "--ulimit",
+        "memlock=-1",
+        "--ulimit",
+        "stack=8388608:-1",
+        "--tmpfs",
+        "/run/cache:size=1m,mode=1770,uid=1234",
+        "--tmpfs",
+        "/scratch:exec",
+        "--tmpfs",
+        "/ro:ro",
+        "--sysctl",
+        "net.core.somaxconn=1234",
+        "--sysctl",
+        "kernel.shmmax=123456789",
+        "--sysctl",
+        "kernel.sem=250\t32000\t100\t129",
+        "--sysctl",
+        "fs.mqueue.msg_max=33",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "df -k /dev/shm /run/cache | tail -n 2; echo ---; \
+         ulimit -n; ulimit -Hn; ulimit -u; ulimit -c; ulimit -l; ulimit -s; ulimit -Hs; echo ---; \
+         stat -c '%n %a %u %g' /run/cache /scratch /ro; \
+         for m in /run/cache /scratch /ro; do grep \" $m tmpfs \" /proc/mounts | cut -d' ' -f4 | cut -d, -f1-4; done; \
+         echo ---; \
+         printf '#!/bin/sh\\necho ran\\n' > /scratch/x; chmod +x /scratch/x; /scratch/x; \
+         cp /scratch/x /run/cache/x; /run/cache/x 2>/dev/null; echo noexec=$?; \
+         touch /ro/f 2>/dev/null; echo ro=$?; echo ---; \
+         id; echo HOME=$HOME; echo ---; \
+         cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmax /proc/sys/kernel/sem \
+             /proc/sys/fs/mqueue/msg_max",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = sections(&r.stdout);
+    assert_eq!(s.len(), 6, "{}", r.stdout);
+    let size = |line: &str| line.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(
+        (size(s[0][0]).as_str(), size(s[0][1]).as_str()),
+        ("131072", "1024"),
+        "--shm-size 128m, --tmpfs size=1m: {:?}",
+        s[0]
+    );
+    assert_eq!(
+        s[1],
+        ["4096", "8192", "77", "0", "unlimited", "8192", "unlimited"],
+        "nofile soft/hard, nproc, core, memlock, stack soft/hard (KiB in ulimit -s)"
+    );
+    assert_eq!(
+        s[2],
+        [
+            "/run/cache 1770 1234 0",
+            "/scratch 1777 0 0",
+            "/ro 1777 0 0",
+            // docker's tmpfs defaults are noexec,nosuid,nodev; exec and ro as asked.
+            "rw,nosuid,nodev,noexec",
+            "rw,nosuid,nodev,relatime",
+            "ro,nosuid,nodev,noexec",
+        ]
+    );
+    assert_eq!(s[3], ["ran", "noexec=126", "ro=1"]);
+    assert_eq!(s[4], ["uid=1234 gid=5678 groups=5678", "HOME=/"]);
+    assert_eq!(s[5], ["1234", "123456789", "250\t32000\t100\t129", "33"]);
+}
+
+/// A value or limit the guest kernel refuses is an error at start naming it (125, like a
+/// failed docker start); nothing of the workload runs.
+#[test]
+fn what_the_guest_kernel_refuses_fails_the_start_naming_it() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    for (flag, value, want) in [
+        (
+            "--sysctl",
+            "net.core.somaxconn=lots",
+            "hx: sysctl net.core.somaxconn=\"lots\": the guest kernel refused the value: invalid argument",
+        ),
+        (
+            "--sysctl",
+            "net.ipv4.no_such_key=1",
+            "hx: sysctl net.ipv4.no_such_key: the guest kernel has no such key",
+        ),
+        (
+            "--ulimit",
+            "nofile=2000000",
+            // Above the guest's fs.nr_open (1048576), as on a docker host.
+            "hx: setting ulimit nofile=2000000:2000000: operation not permitted",
+        ),
+    ] {
+        let r = hx.run(&["run", "--rm", flag, value, BUSYBOX, "echo", "ran"]);
+        assert_eq!(
+            (r.code, r.stdout.as_str(), r.stderr.trim()),
+            (125, "", want),
+            "{flag} {value}"
+        );
+    }
+    assert!(hx.ok(&["ps", "-a", "-q"]).stdout.is_empty());
+}
+
+/// Flags docker refuses are refused before anything is looked up or made: exit 125, one line
+/// naming the flag and the value (no image here: the refusal comes before the lookup).
+#[test]
+fn bad_flags_are_125_before_anything_happens() {
+    let hx = Hx::new();
+    for (args, want) in [
+        (
+            &["--sysctl", "kernel.domainname=x"][..],
+            "invalid argument \"kernel.domainname=x\" for \"--sysctl\" flag: sysctl 'kernel.domainname=x' is not allowed",
+        ),
+        (&["--sysctl", "vm.swappiness=1"], "sysctl 'vm.swappiness=1' is not allowed"),
+        (&["--sysctl", "net.core.somaxconn"], "expected KEY=VALUE"),
+        (&["--sysctl", "net.x/../../y=1"], "not a sysctl key"),
+        (
+            &["--ulimit", "nofile=2048:1024"],
+            "invalid argument \"nofile=2048:1024\" for \"--ulimit\" flag: ulimit soft limit must be less than or equal to hard limit: 2048 > 1024",
+        ),
+        (&["--ulimit", "files=1"], "invalid ulimit type: files"),
+        (&["--ulimit", "nofile=1:2:3"], "too many limit value arguments"),
+        (&["--ulimit", "nofile=lots"], "invalid ulimit value \"lots\""),
+        (&["--tmpfs", "run"], "\"run\" for \"--tmpfs\" flag: the mount path must be absolute"),
+        (&["--tmpfs", "/run:size=big"], "size=big: not a size"),
+        (&["--tmpfs", "/run:nosuchopt"], "unknown option \"nosuchopt\""),
+        (&["--tmpfs", "/run", "--tmpfs", "/run/"], "Duplicate mount point: /run"),
+        (&["-v", "/data", "--tmpfs", "/data"], "Duplicate mount point: /data"),
+        (&["--shm-size", "big"], "--shm-size \"big\": not a size"),
+        (&["--shm-size", "2t"], "--shm-size \"2t\": out of range"),
+    ] {
+        let mut argv = vec!["run", "--rm"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&[BUSYBOX, "true"]);
+        let r = hx.run(&argv);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("hx: ") && r.stderr.contains(want),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+    assert!(hx
+        .store_files()
+        .iter()
+        .all(|f| !f.starts_with("containers/")));
+}
+
+/// On a network the hostname and the --name are the container's own address, and a net.*
+/// sysctl applies to its interface.
+#[test]
+fn on_a_network_the_name_is_the_containers_address() {
+    let hx = Hx::new();
+    if !hx.has_guest() {
+        return;
+    }
+    let Some(lab) = NetLab::new(&hx) else { return };
+    hx.load_busybox();
+    let r = lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "web",
+            "--sysctl",
+            "net.ipv4.conf.eth0.rp_filter=2",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1; hostname; hostname -i; \
+             tail -n 1 /etc/hosts; wget -T 2 http://web:9/ 2>&1 | head -n 1; \
+             cat /proc/sys/net/ipv4/conf/eth0/rp_filter",
+        ],
+    );
+    let l: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(l.len(), 6, "{}", r.stdout);
+    let (ip, hostname) = (l[0], l[1]);
+    assert!(ip.starts_with("10.88."), "{ip}");
+    assert_eq!(
+        l[2..],
+        [
+            ip.to_string(),
+            format!("{ip}\t{hostname} web"),
+            format!("Connecting to web:9 ({ip}:9)"),
+            "2".to_string()
+        ]
+    );
+}
+
+/// A --tmpfs at an image VOLUME's path takes its place (docker's rule): no anonymous volume is
+/// made and the path is an empty tmpfs.
+#[test]
+fn tmpfs_replaces_an_image_volume() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", tree.path().join("bin/busybox")).unwrap();
+    for l in ["sh", "ls", "grep", "cut"] {
+        std::os::unix::fs::symlink("busybox", tree.path().join("bin").join(l)).unwrap();
+    }
+    std::fs::create_dir_all(tree.path().join("seed")).unwrap();
+    std::fs::write(tree.path().join("seed/from-image"), "seeded\n").unwrap();
+    hx.ok(&[
+        "import",
+        tree.path().to_str().unwrap(),
+        "vol-image:1",
+        "--change",
+        "VOLUME /seed",
+        "--change",
+        "ENV PATH=/bin",
+    ]);
+    let r = hx.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/seed",
+        "vol-image:1",
+        "sh",
+        "-c",
+        "grep ' /seed ' /proc/mounts | cut -d' ' -f1,3; ls -A /seed; echo end",
+    ]);
+    assert_eq!(r.stdout, "tmpfs tmpfs\nend\n");
+    assert_eq!(hx.ok(&["volume", "ls", "-q"]).stdout, "");
+}

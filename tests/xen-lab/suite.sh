@@ -122,15 +122,17 @@ hx_suite() {
         fi
 
         paused() { hxt list --json "$dom" 2>/dev/null | jq -r '.[0].paused' 2>/dev/null; }
-        if hxt pause "$dom" 2>"$work/stderr" && [[ "$(xl_state "$dom")" == *p* ]] && [ "$(paused)" = true ]; then
-            pass "hx-$type-pause" "xl state $(xl_state "$dom")"
+        # An hx container: docker's pause (prints the name; `hx ps` says Paused), on its domain.
+        ps_paused() { hxt ps | grep -F " $dom" | grep -c '(Paused)'; }
+        if [ "$(hxt pause "$dom" 2>"$work/stderr")" = "$dom" ] && [[ "$(xl_state "$dom")" == *p* ]] && [ "$(paused)" = true ] && [ "$(ps_paused)" = 1 ]; then
+            pass "hx-$type-pause" "xl state $(xl_state "$dom"), hx ps Paused"
         else
-            fail "hx-$type-pause" "xl state '$(xl_state "$dom")', hx list paused=$(paused)"; show < "$work/stderr"
+            fail "hx-$type-pause" "xl state '$(xl_state "$dom")', hx list paused=$(paused), hx ps Paused lines $(ps_paused)"; show < "$work/stderr"
         fi
-        if hxt unpause "$dom" 2>"$work/stderr" && [[ "$(xl_state "$dom")" != *p* ]] && [ "$(paused)" = false ]; then
+        if [ "$(hxt unpause "$dom" 2>"$work/stderr")" = "$dom" ] && [[ "$(xl_state "$dom")" != *p* ]] && [ "$(paused)" = false ] && [ "$(ps_paused)" = 0 ]; then
             pass "hx-$type-unpause" "xl state $(xl_state "$dom")"
         else
-            fail "hx-$type-unpause" "xl state '$(xl_state "$dom")', hx list paused=$(paused)"; show < "$work/stderr"
+            fail "hx-$type-unpause" "xl state '$(xl_state "$dom")', hx list paused=$(paused), hx ps Paused lines $(ps_paused)"; show < "$work/stderr"
         fi
 
         # hx console may want a terminal, as xl console does: give it a pty and read for 8 s.

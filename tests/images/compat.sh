@@ -90,8 +90,9 @@ node)
     ;;
 esac
 args+=(--customize-hook='rm -rf "$1/var/cache/apt" "$1/var/lib/apt/lists"; mkdir -p "$1/var/cache/apt" "$1/var/lib/apt/lists"')
-# Cached by what goes into the rootfs: suite, mirror, mmdebstrap arguments, copied files.
-key="$(printf '%s\n' "$suite" "$mirror" "${args[@]}" | cat - "${inputs[@]}" | sha256sum | cut -c1-16)"
+# Cached by what goes into the rootfs: suite, mirror, mmdebstrap arguments (without the
+# checkout's path), the copied files' contents.
+key="$(printf '%s\n' "$suite" "$mirror" "${args[@]//"$files"/FILES}" | cat - "${inputs[@]}" | sha256sum | cut -c1-16)"
 tarball="$cache/compat-$name-$key.tar"
 if [ ! -f "$tarball" ]; then
     command -v mmdebstrap >/dev/null || { echo "compat.sh: mmdebstrap missing (apt-get install mmdebstrap)" >&2; exit 2; }

@@ -212,7 +212,7 @@ fn redis_keeps_its_data_across_stop_rm_run_and_a_sigkill_of_the_vm() {
         .lines()
         .find(|l| l.trim_end().ends_with("appendonlydir"))
         .unwrap_or_else(|| panic!("no appendonlydir in the volume: {ls}"));
-    let uid: u32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let uid: u32 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert_ne!(uid, 0, "redis ran as root: {line}");
     lab.hx_ok(&hx, &["rm", "r1"]);
 
@@ -500,7 +500,10 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     );
 
     // HAProxy in front of the python container, its config from a host directory (the
-    // official image has none: users mount theirs).
+    // official image has none: users mount theirs). It binds 8080, not 80: the image runs as
+    // the haproxy user, and docker (since 20.10) sets net.ipv4.ip_unprivileged_port_start=0
+    // in every container while an hx guest keeps Linux's 1024, so `bind :80` fails with
+    // "cannot bind socket (Permission denied) for [0.0.0.0:80]" (docs/compatibility.md).
     let ip = inspect(&lab, &hx, "py1")["NetworkSettings"]["IPAddress"]
         .as_str()
         .unwrap()
@@ -510,7 +513,7 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     std::fs::write(
         cfg.path().join("haproxy.cfg"),
         format!(
-            "global\n  log stderr format raw local0\ndefaults\n  mode http\n  log global\n  option httplog\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :80\n  default_backend app\nbackend app\n  server py {ip}:8000\n"
+            "global\n  log stderr format raw local0\ndefaults\n  mode http\n  log global\n  option httplog\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :8080\n  default_backend app\nbackend app\n  server py {ip}:8000\n"
         ),
     )
     .unwrap();
@@ -518,7 +521,15 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     lab.hx_ok(
         &hx,
         &[
-            "run", "-d", "--name", "lb", "-p", "8080:80", "-v", &vol, &haproxy,
+            "run",
+            "-d",
+            "--name",
+            "lb",
+            "-p",
+            "8080:8080",
+            "-v",
+            &vol,
+            &haproxy,
         ],
     );
     let page = lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(120));
@@ -527,7 +538,8 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
         .fetch_from_host("http://127.0.0.1:8080/note")
         .expect("localhost:8080 answers");
     assert_eq!(local, "remember me\n");
-    let logs = lab.hx_ok(&hx, &["logs", "lb"]).stderr;
+    let logs = lab.hx_ok(&hx, &["logs", "lb"]);
+    let logs = logs.stdout + &logs.stderr;
     assert!(
         logs.contains("web app/py") && logs.contains("\"GET / HTTP/1.1\""),
         "{logs}"

@@ -13,11 +13,11 @@ use common::{run_with_timeout, Hx, Run};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Builds hx-compat/NAME:test (tests/images/compat.sh; the mmdebstrap output is cached in
-/// /var/cache/hx-tests) and loads it into `hx`'s store. None (a skip) without the tools, outside
-/// CI only.
-fn load_image(hx: &Hx, name: &str) -> Option<String> {
-    for tool in ["mmdebstrap", "curl", "python3"] {
+/// Builds hx-compat/NAME:test for each name, in parallel (tests/images/compat.sh; the
+/// mmdebstrap output is cached in /var/cache/hx-tests), and loads them into `hx`'s store.
+/// None (a skip) without the tools, outside CI only.
+fn load_images<const N: usize>(hx: &Hx, names: [&str; N]) -> Option<[String; N]> {
+    for tool in ["mmdebstrap", "curl", "python3", "debugfs"] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -30,16 +30,31 @@ fn load_image(hx: &Hx, name: &str) -> Option<String> {
         }
     }
     let dir = tempfile::Builder::new()
-        .prefix(&format!("hx-compat-{name}-"))
+        .prefix("hx-compat-")
         .tempdir()
         .unwrap();
-    let layout = dir.path().join("layout");
-    let mut c = Command::new(common::repo().join("tests/images/compat.sh"));
-    c.arg(name).arg(&layout);
-    let r = run_with_timeout(c, Duration::from_secs(900));
-    assert_eq!(r.code, 0, "building the {name} image: {}", r.stderr);
-    hx.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
-    Some(format!("hx-compat/{name}:test"))
+    std::thread::scope(|s| {
+        let builds: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let layout = dir.path().join(name);
+                s.spawn(move || {
+                    let mut c = Command::new(common::repo().join("tests/images/compat.sh"));
+                    c.arg(name).arg(&layout);
+                    let r = run_with_timeout(c, Duration::from_secs(900));
+                    assert_eq!(r.code, 0, "building the {name} image: {}", r.stderr);
+                })
+            })
+            .collect();
+        for b in builds {
+            b.join().unwrap();
+        }
+    });
+    for name in names {
+        let layout = dir.path().join(name);
+        hx.ok(&["load", "-q", "-i", layout.to_str().unwrap()]);
+    }
+    Some(names.map(|n| format!("hx-compat/{n}:test")))
 }
 
 /// A client program the host needs (redis-cli, mariadb): missing fails in CI, skips elsewhere.
@@ -142,7 +157,7 @@ fn redis_keeps_its_data_across_stop_rm_run_and_a_sigkill_of_the_vm() {
         return;
     }
     let Some(lab) = NetLab::new(&hx) else { return };
-    let Some(image) = load_image(&hx, "redis") else {
+    let Some([image]) = load_images(&hx, ["redis"]) else {
         return;
     };
     // Options alone: the entrypoint runs redis-server with them (docker run redis --appendonly
@@ -290,7 +305,7 @@ fn mariadb_initialises_an_empty_volume_and_keeps_committed_rows_across_rm_and_si
         return;
     }
     let Some(lab) = NetLab::new(&hx) else { return };
-    let Some(image) = load_image(&hx, "mariadb") else {
+    let Some([image]) = load_images(&hx, ["mariadb"]) else {
         return;
     };
     // Like the official image: an uninitialised database and no password option is an error.
@@ -411,7 +426,7 @@ fn memcached_answers_its_text_protocol_as_the_memcache_user() {
         return;
     }
     let Some(lab) = NetLab::new(&hx) else { return };
-    let Some(image) = load_image(&hx, "memcached") else {
+    let Some([image]) = load_images(&hx, ["memcached"]) else {
         return;
     };
     // Options alone go to memcached (the entrypoint); memcached refuses to start as root
@@ -453,13 +468,7 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
         return;
     }
     let Some(lab) = NetLab::new(&hx) else { return };
-    let Some(python) = load_image(&hx, "python") else {
-        return;
-    };
-    let Some(haproxy) = load_image(&hx, "haproxy") else {
-        return;
-    };
-    let Some(node) = load_image(&hx, "node") else {
+    let Some([python, haproxy, node]) = load_images(&hx, ["python", "haproxy", "node"]) else {
         return;
     };
     // Python: a WSGI app with its notes on a VOLUME.

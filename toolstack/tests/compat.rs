@@ -553,9 +553,28 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
         logs.contains("web app/py") && logs.contains("\"GET / HTTP/1.1\""),
         "{logs}"
     );
-    // STOPSIGNAL SIGUSR1: haproxy's soft stop, exit 0 well before the grace period ends.
+    // STOPSIGNAL SIGUSR1: haproxy's soft stop, exit 0 well before the grace period ends. The
+    // master handles it once it has logged "Loading success." (its worker may serve earlier).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let logs = lab.hx_ok(&hx, &["logs", "lb"]);
+        if (logs.stdout + &logs.stderr).contains("Loading success.") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "haproxy's master never ready");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let t = Instant::now();
-    assert_eq!(stop(&lab, &hx, "lb"), 0);
+    let code = stop(&lab, &hx, "lb");
+    let logs = lab.hx_ok(&hx, &["logs", "lb"]);
+    assert_eq!(
+        code,
+        0,
+        "after {:?}: {}{}",
+        t.elapsed(),
+        logs.stdout,
+        logs.stderr
+    );
     assert!(t.elapsed() < Duration::from_secs(60));
 
     let page = lab.wait_for_client(

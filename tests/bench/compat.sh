@@ -52,7 +52,7 @@ wait_for() {
     echo "bench: no answer from: $*" >&2; exit 1
 }
 # redis-benchmark -q prints "SET: 1234.56 requests per second, p50=1.234 msec".
-rb() { C redis-benchmark -h "$H" -p "$1" -q -n "$n" -t set,get | tr '\r' '\n' | grep -E '^(SET|GET):' | tail -n 2; }
+rb() { C redis-benchmark -h "$H" -p "$1" -q -n "$n" -t set,get | tr '\r' '\n' | grep -E '^(SET|GET): .*requests per second'; }
 
 "$repo/tests/images/compat.sh" redis "$work/layout-redis" >/dev/null
 X load -q -i "$work/layout-redis" >/dev/null

@@ -86,10 +86,11 @@ pub struct Args {
     /// Xen domain type: pvh (default) or pv (default from [xen] type in the config file)
     #[arg(long = "type", value_name = "pvh|pv")]
     pub xen_type: Option<String>,
+    // One positional for both, so that trailing_var_arg starts right after the image: with
+    // two, a known option there (`hx run memcached -m 64`) was taken as hx's own.
     /// Image to run, then the command and its arguments (default: the image's CMD).
     /// Everything after the image is the command's, options included, as with docker:
-    /// `hx run redis --appendonly yes`, `hx run memcached -m 64` (one positional, so that
-    /// trailing_var_arg starts right after the image and `-m` is not hx's --memory)
+    /// `hx run redis --appendonly yes`, `hx run memcached -m 64`
     #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1..)]
     pub image_and_command: Vec<String>,
     /// The first of image_and_command (set by `split_image`)

@@ -110,6 +110,29 @@ fn kill_vm(lab: &NetLab, hx: &Hx, name: &str) {
     }
 }
 
+/// Polls `url` from the client namespace until it answers; fails at once, with the logs, if
+/// the container `name` stops meanwhile.
+fn wait_http(lab: &NetLab, hx: &Hx, name: &str, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(body) = lab.fetch_from_client(url) {
+            return body;
+        }
+        if inspect(lab, hx, name)["State"]["Running"] != true {
+            let logs = lab.hx(hx, &["logs", name]);
+            panic!(
+                "{name} exited before {url} answered: {}{}",
+                logs.stdout, logs.stderr
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Runs `args` in the client namespace until it exits 0 with `want` in its output.
 fn wait_client_output(lab: &NetLab, args: &[&str], want: &str, limit: Duration) -> Run {
     let deadline = Instant::now() + limit;
@@ -487,7 +510,7 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
                 &python,
             ],
         );
-        lab.wait_for_client(&format!("http://{HOST_IP}:8000/"), Duration::from_secs(120))
+        wait_http(&lab, &hx, name, &format!("http://{HOST_IP}:8000/"))
     };
     let page = py("py1");
     assert!(page.starts_with("hello from python 3.11"), "{page}");
@@ -509,10 +532,9 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     );
 
     // HAProxy in front of the python container, its config from a host directory (the
-    // official image has none: users mount theirs). It binds 8080, not 80: the image runs as
-    // the haproxy user, and docker (since 20.10) sets net.ipv4.ip_unprivileged_port_start=0
-    // in every container while an hx guest keeps Linux's 1024, so `bind :80` fails with
-    // "cannot bind socket (Permission denied) for [0.0.0.0:80]" (docs/compatibility.md).
+    // official image has none: users mount theirs). It binds :80 as the haproxy user, which
+    // works because pv-init sets net.ipv4.ip_unprivileged_port_start=0 as docker does; before
+    // that it failed with "cannot bind socket (Permission denied) for [0.0.0.0:80]".
     let ip = inspect(&lab, &hx, "py1")["NetworkSettings"]["IPAddress"]
         .as_str()
         .unwrap()
@@ -522,7 +544,7 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     std::fs::write(
         cfg.path().join("haproxy.cfg"),
         format!(
-            "global\n  log stderr format raw local0\ndefaults\n  mode http\n  log global\n  option httplog\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :8080\n  default_backend app\nbackend app\n  server py {ip}:8000\n"
+            "global\n  log stderr format raw local0\ndefaults\n  mode http\n  log global\n  option httplog\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :80\n  default_backend app\nbackend app\n  server py {ip}:8000\n"
         ),
     )
     .unwrap();
@@ -530,18 +552,10 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     lab.hx_ok(
         &hx,
         &[
-            "run",
-            "-d",
-            "--name",
-            "lb",
-            "-p",
-            "8080:8080",
-            "-v",
-            &vol,
-            &haproxy,
+            "run", "-d", "--name", "lb", "-p", "8080:80", "-v", &vol, &haproxy,
         ],
     );
-    let page = lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(120));
+    let page = wait_http(&lab, &hx, "lb", &format!("http://{HOST_IP}:8080/"));
     assert!(page.starts_with("hello from python 3.11"), "{page}");
     let local = lab
         .fetch_from_host("http://127.0.0.1:8080/note")
@@ -577,10 +591,7 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     );
     assert!(t.elapsed() < Duration::from_secs(60));
 
-    let page = lab.wait_for_client(
-        &format!("http://{HOST_IP}:3000/hi"),
-        Duration::from_secs(120),
-    );
+    let page = wait_http(&lab, &hx, "js", &format!("http://{HOST_IP}:3000/hi"));
     assert!(
         page.starts_with("hello from node v18.") && page.contains("GET /hi hit 1"),
         "{page}"

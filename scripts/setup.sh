@@ -21,6 +21,8 @@ PACKAGES=(
     erofs-utils e2fsprogs qemu-system-x86 busybox-static
     # tests: registry, image building, networking
     docker-registry skopeo mmdebstrap apache2-utils openssl python3 jq curl iproute2 nftables
+    # tests: the compat suite's clients (toolstack/tests/compat.rs, tests/bench/compat.sh)
+    redis-tools mariadb-client
     # benchmarks
     wrk
 )

@@ -134,6 +134,11 @@ pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
 pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
     let sock = Sock::new()?;
     sock.up("lo")?;
+    // Docker's default for a container with a network namespace of its own (moby 20.10+): any
+    // user may bind ports below 1024, which images running as a non-root USER rely on (the
+    // official haproxy image binds :80 as haproxy). The guest is the container's namespace.
+    // A kernel without the sysctl (before 4.11) keeps its default: nothing to fail on.
+    let _ = std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
     let Some(net) = net else { return Ok(()) };
     let (ip, prefix) = parse_cidr(&net.address)
         .ok_or_else(|| InitError::setup(format!("network: bad address {:?}", net.address)))?;

@@ -10,6 +10,12 @@ p.add_argument("--expose", action="append", default=[])
 p.add_argument("--env", action="append", default=[])
 p.add_argument("--volume", action="append", default=[])
 p.add_argument("--stop-signal")
+# One --entrypoint per word: --entrypoint docker-entrypoint.sh (an exec-form ENTRYPOINT).
+p.add_argument("--entrypoint", action="append", default=[])
+p.add_argument("--user")
+p.add_argument("--workdir")
+# A full reference ("hx-compat/redis:test") names the image for `hx load`; a bare tag does not.
+p.add_argument("--ref-name", default="latest")
 # --cmd takes the rest of the line: parse the options given before it first.
 argv = sys.argv[1:]
 cmd = []
@@ -45,6 +51,12 @@ if a.expose:
     config["config"]["ExposedPorts"] = {e: {} for e in a.expose}
 if a.volume:
     config["config"]["Volumes"] = {v: {} for v in a.volume}
+if a.entrypoint:
+    config["config"]["Entrypoint"] = a.entrypoint
+if a.user:
+    config["config"]["User"] = a.user
+if a.workdir:
+    config["config"]["WorkingDir"] = a.workdir
 if a.stop_signal:
     config["config"]["StopSignal"] = a.stop_signal
 cfg = json.dumps(config).encode()
@@ -60,7 +72,7 @@ with open(os.path.join(a.out, "index.json"), "w") as f:
     json.dump({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "digest": f"sha256:{m_digest}", "size": len(manifest),
-        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}, f)
+        "annotations": {"org.opencontainers.image.ref.name": a.ref_name}}]}, f)
 with open(os.path.join(a.out, "oci-layout"), "w") as f:
     json.dump({"imageLayoutVersion": "1.0.0"}, f)
 print(a.out)

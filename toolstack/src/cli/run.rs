@@ -103,13 +103,33 @@ pub struct Args {
     /// Xen domain type: pvh (default) or pv (default from [xen] type in the config file)
     #[arg(long = "type", value_name = "pvh|pv")]
     pub xen_type: Option<String>,
-    /// Image to run
+    // One positional for both, so that trailing_var_arg starts right after the image: with
+    // two, a known option there (`hx run memcached -m 64`) was taken as hx's own.
+    /// Image to run, then the command and its arguments (default: the image's CMD).
+    /// Everything after the image is the command's, options included, as with docker:
+    /// `hx run redis --appendonly yes`, `hx run memcached -m 64`
+    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1..)]
+    pub image_and_command: Vec<String>,
+    /// The first of image_and_command (set by `split_image`)
+    #[arg(skip)]
     pub image: String,
-    /// Command and arguments (default: the image's CMD)
+    /// The rest of image_and_command (set by `split_image`)
+    #[arg(skip)]
     pub command: Vec<String>,
 }
 
+impl Args {
+    /// Fills `image` and `command` from the positional words.
+    pub fn split_image(mut self) -> Self {
+        let mut words = std::mem::take(&mut self.image_and_command).into_iter();
+        self.image = words.next().unwrap_or_default();
+        self.command = words.collect();
+        self
+    }
+}
+
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let args = args.split_image();
     let root = g.root.clone();
     let detach = args.detach;
     if detach && args.interactive {

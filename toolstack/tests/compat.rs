@@ -552,7 +552,9 @@ fn python_app_behind_haproxy_and_node_answer_curl_and_stop_on_their_signals() {
     lab.hx_ok(
         &hx,
         &[
-            "run", "-d", "--name", "lb", "-p", "8080:80", "-v", &vol, &haproxy,
+            // haproxy sizes its fd table by the nofile hard limit, docker's 1048576: ~100 MB,
+            // more than hx's default 128m VM has (docs/compatibility.md).
+            "run", "-d", "--name", "lb", "-m", "320m", "-p", "8080:80", "-v", &vol, &haproxy,
         ],
     );
     let page = wait_http(&lab, &hx, "lb", &format!("http://{HOST_IP}:8080/"));

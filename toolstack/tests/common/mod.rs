@@ -222,7 +222,12 @@ pub fn qemu_cmdlines_for(root: &Path) -> Vec<Vec<String>> {
 }
 
 pub fn qemu_processes_for(root: &Path) -> usize {
-    let mut n = 0;
+    qemu_pids_for(root).len()
+}
+
+/// QEMU processes started from the store at `root` (their command lines name its files).
+pub fn qemu_pids_for(root: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
             let s = String::from_utf8_lossy(&cmdline);
@@ -232,11 +237,24 @@ pub fn qemu_processes_for(root: &Path) -> usize {
                 .next()
                 .is_some_and(|r| r.trim_start().starts_with('Z'));
             if s.starts_with("qemu-system") && s.contains(&*root.to_string_lossy()) && !zombie {
-                n += 1;
+                if let Some(pid) = e.file_name().to_str().and_then(|p| p.parse().ok()) {
+                    pids.push(pid);
+                }
             }
         }
     }
-    n
+    pids
+}
+
+/// A test that fails midway must not leave its VMs running (they would outlive the store and
+/// eat the CPU of every later test): whatever still runs from this store is killed.
+impl Drop for Hx {
+    fn drop(&mut self) {
+        for pid in qemu_pids_for(self.root.path()) {
+            // SAFETY: sending a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 pub fn free_port() -> u16 {

@@ -30,7 +30,7 @@ stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
-# checks and xen-bindings' dom0 tests (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
+# checks, xen-bindings' dom0 tests, the hostile guest and Redis from the compatibility suite (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
 xen_lab() {
     local layout bindings
     layout="$(mktemp -d /tmp/hx-nginx-layout.XXXXXX)"
@@ -38,12 +38,13 @@ xen_lab() {
     bindings="$(cargo test --release -p xen-bindings --test dom0 --no-run --message-format=json 2>/dev/null |
         jq -r 'select(.profile.test == true and .target.name == "dom0") | .executable' | tail -n 1)"
     [ -x "$bindings" ] || { echo "xen-lab: cannot build xen-bindings' dom0 test binary"; return 1; }
-    tests/images/nginx.sh "$layout/nginx" &&
-        tests/xen-lab/run ${HX_LAB_ARGS:-} --image "nginx=$layout/nginx" \
+    tests/images/nginx.sh "$layout/nginx" && tests/images/compat.sh redis "$layout/redis" &&
+        tests/xen-lab/run ${HX_LAB_ARGS:-} --image "nginx=$layout/nginx" --image "redis=$layout/redis" \
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh \
             --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
-            --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh
+            --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
+            --script tests/xen-lab/checks/compat.sh
     local rc=$?
     rm -rf "$layout"
     return $rc

@@ -469,16 +469,7 @@ impl Xenstore {
     /// Blocks for the next watch event; `timeout` None waits forever. Ok(None): timed out.
     pub fn next_watch(&self, timeout: Option<Duration>) -> Result<Option<WatchEvent>, XenError> {
         let rx = self.watches.lock().unwrap_or_else(|e| e.into_inner());
-        let closed = || {
-            let why = self
-                .shared
-                .closed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or_default();
-            XenError::Protocol(format!("connection to xenstored closed: {why}"))
-        };
+        let closed = || self.shared.closed_error();
         match timeout {
             None => rx.recv().map(Some).map_err(|_| closed()),
             Some(t) => match rx.recv_timeout(t) {

@@ -6,6 +6,31 @@ use pv_init::spec::{
     Mount, MountSource, Rlimit, Sysctl, TmpfsOptions, RLIMIT_NAMES, RLIM_UNLIMITED,
 };
 
+/// `--shm-size`, `--ulimit` and `--sysctl` of one `hx run`, parsed once before anything is
+/// looked up or made, then put into the spec.
+pub struct GuestEnv {
+    pub shm_size: u64,
+    pub rlimits: Vec<Rlimit>,
+    pub sysctls: Vec<Sysctl>,
+}
+
+impl GuestEnv {
+    pub fn parse(
+        shm_size: Option<&str>,
+        ulimits: &[String],
+        sysctls: &[String],
+    ) -> anyhow::Result<Self> {
+        Ok(GuestEnv {
+            shm_size: parse_shm_size(shm_size)?,
+            rlimits: rlimits(ulimits)?,
+            sysctls: sysctls
+                .iter()
+                .map(|s| parse_sysctl(s))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+}
+
 /// docker's default /dev/shm: 64 MiB.
 pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 

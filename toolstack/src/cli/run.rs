@@ -293,6 +293,7 @@ pub fn build_spec(
     args: &Args,
     img: &hx_images::ImageRecord,
     hostname: &str,
+    guest: guest_env::GuestEnv,
 ) -> anyhow::Result<ContainerSpec> {
     let cfg = img.config.config().clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &args.entrypoint {
@@ -367,13 +368,9 @@ pub fn build_spec(
             super::interactive::terminal_size()
                 .unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })
         }),
-        shm_size: Some(guest_env::parse_shm_size(args.shm_size.as_deref())?),
-        rlimits: guest_env::rlimits(&args.ulimit)?,
-        sysctls: args
-            .sysctl
-            .iter()
-            .map(|s| guest_env::parse_sysctl(s))
-            .collect::<anyhow::Result<_>>()?,
+        shm_size: Some(guest.shm_size),
+        rlimits: guest.rlimits,
+        sysctls: guest.sysctls,
         // docker resolves a container's name on user networks (its embedded DNS); hx writes
         // an explicit --name into /etc/hosts beside the hostname.
         aliases: args
@@ -430,13 +427,8 @@ fn create_and_start(
     if args.cpus == 0 || args.cpus > 32 {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
-    // --shm-size, --ulimit and --sysctl are checked again by build_spec, here before anything
-    // is looked up or made.
-    guest_env::parse_shm_size(args.shm_size.as_deref())?;
-    guest_env::rlimits(&args.ulimit)?;
-    for s in &args.sysctl {
-        guest_env::parse_sysctl(s)?;
-    }
+    let guest_env =
+        guest_env::GuestEnv::parse(args.shm_size.as_deref(), &args.ulimit, &args.sysctl)?;
     // (-v's own errors are reported below.)
     let volume_targets: Vec<String> = args
         .volume
@@ -514,7 +506,7 @@ fn create_and_start(
         .hostname
         .clone()
         .unwrap_or_else(|| id[..12].to_string());
-    let mut spec = build_spec(&args, &img, &hostname)?;
+    let mut spec = build_spec(&args, &img, &hostname, guest_env)?;
     let active: Vec<&Container> = existing
         .iter()
         .filter(|c| runtime::is_active(root, c))

@@ -38,9 +38,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 anyhow::bail!("container {} is not running", c.name);
             }
             let dir = container::dir(&g.root, &c.id);
-            if be.is_paused(&c, &dir) {
-                be.unpause(&c, &dir)?;
-            }
+            super::pause::thaw_for_signal(be.as_ref(), &c, &dir)?;
             be.send_control(
                 &c,
                 &container::dir(&g.root, &c.id),

@@ -97,3 +97,16 @@ pub fn is_paused(root: &std::path::Path, c: &container::Container) -> bool {
         && backend::for_container(c, root)
             .is_ok_and(|be| be.is_paused(c, &container::dir(root, &c.id)))
 }
+
+/// A paused guest cannot act on a signal: `hx stop` and `hx kill` thaw it first, so the
+/// workload gets the signal and can shut down cleanly.
+pub fn thaw_for_signal(
+    be: &dyn backend::Backend,
+    c: &container::Container,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    if be.is_paused(c, dir) {
+        be.unpause(c, dir)?;
+    }
+    Ok(())
+}

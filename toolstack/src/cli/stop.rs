@@ -47,10 +47,7 @@ pub async fn stop_one(
     let be = backend::for_container(&c, &g.root)?;
     let dir = container::dir(&g.root, &c.id);
     if c.status == Status::Running && be.is_running(&c) {
-        // A paused guest cannot act on its signal: thawed first, it can shut down cleanly.
-        if be.is_paused(&c, &dir) {
-            be.unpause(&c, &dir)?;
-        }
+        super::pause::thaw_for_signal(be.as_ref(), &c, &dir)?;
         let _ = be.send_control(&c, &dir, &Control::Signal(signal).to_line());
         // None: a grace period past the clock's range, i.e. no deadline.
         let deadline = Instant::now().checked_add(Duration::from_secs(grace));

@@ -162,11 +162,11 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
         // directory only when it is empty (databases) must not find ext4's lost+found there.
         // e2fsck makes it again if it ever needs one.
         let _ = fs::remove_dir(format!("{at}/lost+found"));
-    }
-    if m.copy_up && is_empty_volume(&at) && fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir())
-    {
-        copy_tree(std::path::Path::new(&target), std::path::Path::new(&at))
-            .map_err(|e| InitError::setup(format!("copying {} into its volume: {e}", m.target)))?;
+        if fs::symlink_metadata(&target).is_ok_and(|t| t.is_dir()) {
+            copy_tree(std::path::Path::new(&target), std::path::Path::new(&at)).map_err(|e| {
+                InitError::setup(format!("copying {} into its volume: {e}", m.target))
+            })?;
+        }
     }
     let source = match &m.subpath {
         Some(sub) => format!("{at}/{sub}"),

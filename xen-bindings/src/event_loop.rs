@@ -63,8 +63,11 @@ fn drain(fd: &OwnedFd) -> (bool, bool) {
 pub(crate) fn run(owned: Owned) {
     let quit = run_loop(&owned);
     owned.dispatch.mark_stopped();
-    if !quit {
-        wait_for_quit(&owned.wake_rd);
+    if !quit && !wait_for_quit(&owned.wake_rd) {
+        // Cannot tell when the last handle is gone: leak the context (and what it points to)
+        // rather than free it under its users, and let `Context`'s drop join this thread.
+        std::mem::forget(owned);
+        return;
     }
     // SAFETY: nothing else uses the context any more (Context and every handle holding it are
     // gone); the hooks, logger and dispatch it points to are freed after it.
@@ -73,8 +76,8 @@ pub(crate) fn run(owned: Owned) {
 }
 
 /// Blocks until `Context`'s drop writes the quit byte (SIGCHLD bytes are dropped: with the
-/// loop gone, libxl reaps no more children).
-fn wait_for_quit(wake_rd: &OwnedFd) {
+/// loop gone, libxl reaps no more children); false if the pipe cannot be waited on.
+fn wait_for_quit(wake_rd: &OwnedFd) -> bool {
     loop {
         let mut p = libc::pollfd {
             fd: wake_rd.as_raw_fd(),
@@ -84,14 +87,11 @@ fn wait_for_quit(wake_rd: &OwnedFd) {
         // SAFETY: one initialised pollfd.
         let r = unsafe { libc::poll(&mut p, 1, -1) };
         if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // Cannot wait: leak the context rather than free it under its users.
             tracing::error!(target: "libxl", "event thread: poll: {}", std::io::Error::last_os_error());
-            loop {
-                std::thread::park();
-            }
+            return false;
         }
         if r > 0 && drain(wake_rd).1 {
-            return;
+            return true;
         }
     }
 }

@@ -8,7 +8,7 @@
 //! The socket is QEMU's, but QEMU runs the guest: lines are bounded and parsed strictly, and
 //! nothing read is printed raw.
 use anyhow::{bail, Context};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,13 +23,13 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A socket path short enough for `sockaddr_un` wherever the store lives: the directory is
 /// reached through an O_PATH descriptor of this process (`/proc/self/fd/N/qmp.sock`).
-pub struct SocketPath {
+struct SocketPath {
     _dir: std::os::fd::OwnedFd,
     path: PathBuf,
 }
 
 impl SocketPath {
-    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+    fn new(dir: &Path) -> anyhow::Result<Self> {
         use std::os::fd::AsRawFd;
         let d = nix::fcntl::open(
             dir,
@@ -43,7 +43,7 @@ impl SocketPath {
         Ok(SocketPath { _dir: d, path })
     }
 
-    pub fn path(&self) -> &Path {
+    fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -155,8 +155,6 @@ impl Qmp {
         }
     }
 }
-
-use std::io::Read;
 
 #[cfg(test)]
 mod tests {

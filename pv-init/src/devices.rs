@@ -80,6 +80,19 @@ pub fn open_stdin(backend: Backend) -> Result<fs::File, InitError> {
     open_port(&virtio_ports(), "hx.stdin", false)
 }
 
+/// The exec channel (QEMU's `hx.exec` port, read and written), if the host gave this guest one.
+pub fn exec_port() -> Option<fs::File> {
+    let path = virtio_ports()
+        .into_iter()
+        .find(|(n, _)| n == "hx.exec")
+        .map(|(_, p)| p)?;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .ok()
+}
+
 /// QEMU's virtio-serial ports, by the name the host gave each: (name, /dev node).
 fn virtio_ports() -> Vec<(String, PathBuf)> {
     let mut found = Vec::new();

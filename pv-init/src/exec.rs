@@ -1,21 +1,16 @@
 //! Starting the workload and supervising it as PID 1.
 use crate::devices::{Channels, ControlSource};
-use crate::users::{self, Ident};
+use crate::process;
 use crate::InitError;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 use pv_init::spec::ContainerSpec;
 use pv_init::status::{Control, Status};
-use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The pty master of a `-t` workload (for `resize` control lines), -1 without one.
 static TTY_MASTER: AtomicI32 = AtomicI32::new(-1);
@@ -27,40 +22,8 @@ pub fn run_workload(
     channels: Channels,
     input: Option<std::fs::File>,
 ) -> Result<Status, InitError> {
-    let ident = users::resolve(
-        &spec.user,
-        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
-        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
-    )?;
-    let env = environment(spec, &ident);
-    let path_var = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH)
-        .to_string();
-    let argv0 = spec
-        .args
-        .first()
-        .ok_or_else(|| InitError::setup("no command specified"))?;
-    let program = lookup(argv0, &path_var)?;
-    if !Path::new(&spec.cwd).is_dir() {
-        std::fs::create_dir_all(&spec.cwd)
-            .map_err(|e| InitError::setup(format!("workdir {}: {e}", spec.cwd)))?;
-    }
-
-    let cstr = |s: &str| {
-        CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")))
-    };
-    let c_prog = cstr(&program)?;
-    let c_args = spec
-        .args
-        .iter()
-        .map(|a| cstr(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let c_env = env.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
-    let c_cwd = cstr(&spec.cwd)?;
-    let limits = rlimits(spec)?;
-
+    let ident = process::ident(&spec.user)?;
+    let env = process::environment(&spec.env, &[], &spec.hostname, &ident);
     let mut forwarded = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -75,232 +38,48 @@ pub fn run_workload(
     }
     signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
         .map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| InitError::setup(format!("pipe: {e}")))?;
-    // The workload writes to pipes that pv-init copies to the channels: a channel device can be
-    // opened only once, and images expect to reopen /dev/stdout (nginx logs to it, like many).
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| InitError::setup(format!("pipe: {e}")))?;
-    let (errout_r, errout_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| InitError::setup(format!("pipe: {e}")))?;
-    let devnull = std::fs::File::open("/dev/null")
-        .map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
-    // `-t`: the workload's stdin, stdout and stderr are a pty's slave; pv-init holds the master.
-    let pty = match spec.tty {
-        Some(size) => {
-            let ws = nix::pty::Winsize {
-                ws_row: size.rows,
-                ws_col: size.cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            let p = nix::pty::openpty(Some(&ws), None)
-                .map_err(|e| InitError::setup(format!("openpty: {e}")))?;
-            for fd in [&p.master, &p.slave] {
-                let _ = nix::fcntl::fcntl(
-                    fd,
-                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-                );
-            }
-            Some(p)
-        }
-        None => None,
-    };
-    // `-i` without `-t`: a pipe pv-init fills from the input channel.
-    let stdin_pipe = match (&input, &pty) {
-        (Some(_), None) => Some(
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| InitError::setup(format!("pipe: {e}")))?,
-        ),
-        _ => None,
-    };
-    let stdin_fd = stdin_pipe
-        .as_ref()
-        .map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
-
-    // SAFETY: single-threaded PID 1; the child only calls async-signal-safe functions until exec.
-    let child = match unsafe { fork() } {
-        Err(e) => return Err(InitError::setup(format!("fork: {e}"))),
-        Ok(ForkResult::Child) => {
-            let fail_at = |step: u8, index: u8, errno: i32| -> ! {
-                let mut msg = [0u8; 6];
-                msg[0] = step;
-                msg[1] = index;
-                msg[2..].copy_from_slice(&errno.to_le_bytes());
-                // SAFETY: writing a small buffer to our pipe, then exiting without unwinding.
-                unsafe {
-                    libc::write(err_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-                    libc::_exit(127);
-                }
-            };
-            let fail = |step: u8, errno: i32| -> ! { fail_at(step, 0, errno) };
-            let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-            // SAFETY: plain syscalls on valid fds/pointers in the forked child.
-            unsafe {
-                libc::setsid();
-                if let Some(p) = &pty {
-                    let slave = p.slave.as_raw_fd();
-                    libc::ioctl(slave, libc::TIOCSCTTY, 0);
-                    libc::dup2(slave, 0);
-                    libc::dup2(slave, 1);
-                    libc::dup2(slave, 2);
-                } else {
-                    libc::dup2(stdin_fd, 0);
-                    libc::dup2(out_w.as_raw_fd(), 1);
-                    libc::dup2(errout_w.as_raw_fd(), 2);
-                }
-                // As root, before the user changes: a hard limit may be raised here only.
-                for (i, (resource, lim)) in limits.iter().enumerate() {
-                    if libc::setrlimit(*resource, lim) != 0 {
-                        fail_at(4, i as u8, *libc::__errno_location())
-                    }
-                }
-                let groups: Vec<libc::gid_t> = ident.groups.clone();
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                    fail(1, *libc::__errno_location())
-                }
-                if libc::setgid(ident.gid) != 0 {
-                    fail(1, *libc::__errno_location())
-                }
-                if libc::setuid(ident.uid) != 0 {
-                    fail(1, *libc::__errno_location())
-                }
-                if libc::chdir(c_cwd.as_ptr()) != 0 {
-                    fail(2, *libc::__errno_location())
-                }
-                let argv: Vec<*const libc::c_char> = c_args
-                    .iter()
-                    .map(|a| a.as_ptr())
-                    .chain(std::iter::once(std::ptr::null()))
-                    .collect();
-                let envp: Vec<*const libc::c_char> = c_env
-                    .iter()
-                    .map(|a| a.as_ptr())
-                    .chain(std::iter::once(std::ptr::null()))
-                    .collect();
-                libc::execve(c_prog.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                fail(3, *libc::__errno_location())
-            }
-        }
-        Ok(ForkResult::Parent { child }) => child,
-    };
-    drop(err_w);
-    drop(out_w);
-    drop(errout_w);
-    let mut relays = vec![
-        relay(out_r, &channels.stdout)?,
-        relay(errout_r, &channels.stderr)?,
-    ];
-    if let Some(p) = pty {
-        drop(p.slave);
+    let spawned = process::spawn(
+        &process::Process {
+            args: &spec.args,
+            env: &env,
+            user: &spec.user,
+            cwd: &spec.cwd,
+            create_cwd: true,
+            rlimits: &spec.rlimits,
+            tty: spec.tty,
+            stdin: input.is_some(),
+            setsid: true,
+        },
+        |_| {},
+    )?;
+    let child = spawned.pid;
+    let mut relays = Vec::new();
+    for out in [spawned.stdout, spawned.stderr].into_iter().flatten() {
+        let to = if relays.is_empty() {
+            &channels.stdout
+        } else {
+            &channels.stderr
+        };
+        relays.push(relay(out, to)?);
+    }
+    if let Some(master) = spawned.pty {
         let dup = |fd: &std::os::fd::OwnedFd| {
             fd.try_clone()
                 .map_err(|e| InitError::setup(format!("pty: {e}")))
         };
         // The master reads EIO once the last slave is closed: the relay ends there.
-        relays.push(relay(dup(&p.master)?, &channels.stdout)?);
+        relays.push(relay(dup(&master)?, &channels.stdout)?);
         if let Some(input) = input {
-            copy_input(input, std::fs::File::from(dup(&p.master)?));
+            copy_input(input, std::fs::File::from(dup(&master)?));
         }
-        TTY_MASTER.store(p.master.as_raw_fd(), Ordering::Relaxed);
-        std::mem::forget(p.master);
-    } else if let (Some(input), Some((r, w))) = (input, stdin_pipe) {
-        drop(r);
+        TTY_MASTER.store(master.as_raw_fd(), Ordering::Relaxed);
+        std::mem::forget(master);
+    } else if let (Some(input), Some(w)) = (input, spawned.stdin) {
         copy_input(input, std::fs::File::from(w));
     }
-    let mut buf = Vec::new();
-    let _ = std::fs::File::from(err_r).read_to_end(&mut buf);
-    if buf.len() == 6 {
-        let errno = i32::from_le_bytes(buf[2..6].try_into().unwrap());
-        let _ = waitpid(child, None);
-        let e = std::io::Error::from_raw_os_error(errno);
-        return Err(match buf[0] {
-            4 => {
-                let r = &spec.rlimits[usize::from(buf[1]).min(spec.rlimits.len() - 1)];
-                let show = |v: u64| {
-                    if v == pv_init::spec::RLIM_UNLIMITED {
-                        "unlimited".to_string()
-                    } else {
-                        v.to_string()
-                    }
-                };
-                InitError::setup(format!(
-                    "setting ulimit {}={}:{}: {}",
-                    r.name,
-                    show(r.soft),
-                    show(r.hard),
-                    crate::errno_text(&e)
-                ))
-            }
-            1 => InitError {
-                code: 126,
-                message: format!("setting user {:?}: {e}", spec.user),
-            },
-            2 => InitError {
-                code: 126,
-                message: format!(
-                    "chdir to cwd ({:?}) set in config.json failed: {e}",
-                    spec.cwd
-                ),
-            },
-            _ if errno == libc::ENOENT => InitError {
-                code: 127,
-                message: format!("exec: {argv0:?}: stat {program}: no such file or directory"),
-            },
-            _ => InitError {
-                code: 126,
-                message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()),
-            },
-        });
-    }
     report_started(child);
+    crate::agent::start(spec);
     supervise(child, forwarded, channels, relays)
-}
-
-/// The spec's limits as setrlimit arguments, checked before the fork (at most one per resource,
-/// so their index fits the error message's byte).
-fn rlimits(
-    spec: &ContainerSpec,
-) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>, InitError> {
-    let mut out: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = Vec::new();
-    for r in &spec.rlimits {
-        let resource = match r.name.as_str() {
-            "core" => libc::RLIMIT_CORE,
-            "cpu" => libc::RLIMIT_CPU,
-            "data" => libc::RLIMIT_DATA,
-            "fsize" => libc::RLIMIT_FSIZE,
-            "locks" => libc::RLIMIT_LOCKS,
-            "memlock" => libc::RLIMIT_MEMLOCK,
-            "msgqueue" => libc::RLIMIT_MSGQUEUE,
-            "nice" => libc::RLIMIT_NICE,
-            "nofile" => libc::RLIMIT_NOFILE,
-            "nproc" => libc::RLIMIT_NPROC,
-            "rss" => libc::RLIMIT_RSS,
-            "rtprio" => libc::RLIMIT_RTPRIO,
-            "rttime" => libc::RLIMIT_RTTIME,
-            "sigpending" => libc::RLIMIT_SIGPENDING,
-            "stack" => libc::RLIMIT_STACK,
-            _ => return Err(InitError::setup(format!("unknown ulimit {:?}", r.name))),
-        };
-        if r.soft > r.hard {
-            return Err(InitError::setup(format!(
-                "ulimit {}: soft limit {} above hard limit {}",
-                r.name, r.soft, r.hard
-            )));
-        }
-        if out.iter().any(|(res, _)| *res == resource) {
-            return Err(InitError::setup(format!("ulimit {} given twice", r.name)));
-        }
-        // RLIM_UNLIMITED is u64::MAX, which is RLIM_INFINITY.
-        out.push((
-            resource,
-            libc::rlimit {
-                rlim_cur: r.soft,
-                rlim_max: r.hard,
-            },
-        ));
-    }
-    Ok(out)
 }
 
 fn report_started(child: Pid) {
@@ -317,66 +96,6 @@ fn report_started(child: Pid) {
         pid: child.as_raw(),
         uptime_ms,
     });
-}
-
-fn environment(spec: &ContainerSpec, ident: &Ident) -> Vec<String> {
-    let mut env: Vec<String> = Vec::new();
-    let has = |env: &Vec<String>, k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
-    for e in &spec.env {
-        let key = e.split('=').next().unwrap_or("");
-        env.retain(|x| x.split('=').next() != Some(key));
-        env.push(e.clone());
-    }
-    if !has(&env, "PATH") {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOSTNAME") {
-        env.push(format!("HOSTNAME={}", spec.hostname));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!(
-            "HOME={}",
-            if ident.home.is_empty() {
-                "/"
-            } else {
-                &ident.home
-            }
-        ));
-    }
-    env
-}
-
-/// argv[0] as docker resolves it: a name with '/' as is, else the first executable in PATH.
-fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
-    if argv0.contains('/') {
-        return match std::fs::metadata(argv0) {
-            Ok(m) if m.is_dir() => Err(InitError {
-                code: 126,
-                message: format!("exec: {argv0:?}: is a directory"),
-            }),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(InitError {
-                code: 126,
-                message: format!("exec: {argv0:?}: permission denied"),
-            }),
-            Ok(_) => Ok(argv0.to_string()),
-            Err(_) => Err(InitError {
-                code: 127,
-                message: format!("exec: {argv0:?}: stat {argv0}: no such file or directory"),
-            }),
-        };
-    }
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let cand = format!("{dir}/{argv0}");
-        if let Ok(m) = std::fs::metadata(&cand) {
-            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
-                return Ok(cand);
-            }
-        }
-    }
-    Err(InitError {
-        code: 127,
-        message: format!("exec: {argv0:?}: executable file not found in $PATH"),
-    })
 }
 
 /// Copies the `-i` input to the workload (its stdin pipe or pty master) on a thread of its own,
@@ -573,7 +292,7 @@ fn supervise_loop(
                     return Ok(finish(Status::Signaled { signal: sig as i32 }))
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
+                Ok(other) => crate::agent::reaped(other),
             }
         }
     }
@@ -582,7 +301,11 @@ fn supervise_loop(
 /// Kills what the workload left behind and flushes.
 fn finish(status: Status) -> Status {
     let _ = signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
-    while waitpid(Pid::from_raw(-1), None).is_ok() {}
+    while let Ok(st) = waitpid(Pid::from_raw(-1), None) {
+        crate::agent::reaped(st);
+    }
+    // Every exec session ends with the workload: let them tell their clients how.
+    crate::agent::drain(std::time::Duration::from_millis(1500));
     let _ = std::io::stdout().flush();
     status
 }

@@ -1,9 +1,11 @@
 //! pv-init: PID 1 of an hx guest. Reads the container spec from the config disk, assembles the
 //! root (read-only image + writable overlay), runs the workload, reports how it ended, powers off.
+mod agent;
 mod devices;
 mod exec;
 mod mounts;
 mod network;
+mod process;
 mod sysctl;
 mod users;
 

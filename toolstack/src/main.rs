@@ -5,6 +5,7 @@ mod assets;
 mod backend;
 mod cli;
 mod container;
+mod exec_channel;
 mod hostconfig;
 mod logfile;
 mod network;

@@ -116,6 +116,11 @@ pub trait Backend {
     fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
         anyhow::bail!("container {}: this backend cannot unpause", c.name)
     }
+    /// Where `hx exec` reaches a running VM's exec channel (the broker's socket in the
+    /// container directory `dir`), if this backend gives its guests one.
+    fn exec_socket(&self, _dir: &Path) -> Option<PathBuf> {
+        None
+    }
     /// Whether the VM is paused now (asked of the hypervisor, never cached).
     fn is_paused(&self, _c: &Container, _dir: &Path) -> bool {
         false

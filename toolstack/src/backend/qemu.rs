@@ -204,6 +204,12 @@ impl Qemu {
             cmd.arg("-device")
                 .arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
         }
+        // The exec channel (exec_channel::broker in the relay holds the other end).
+        if let Some(fd) = log_fds.get(1 + CHANNELS.len()) {
+            cmd.arg("-chardev")
+                .arg(format!("socket,id=ch-exec,fd={fd}"));
+            cmd.args(["-device", "virtserialport,chardev=ch-exec,name=hx.exec"]);
+        }
         if let Some(sock) = &spec.stdin_socket {
             cmd.arg("-chardev")
                 .arg(format!("socket,id=ch-stdin,path={}", qemu_path(sock)));
@@ -447,6 +453,10 @@ impl Backend for Qemu {
         true
     }
 
+    fn exec_socket(&self, dir: &Path) -> Option<PathBuf> {
+        Some(dir.join(crate::exec_channel::broker::SOCKET))
+    }
+
     fn pause(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {
         self.running_qmp(c, dir)?.execute("stop").map(drop)
     }
@@ -462,6 +472,7 @@ impl Backend for Qemu {
 
     fn cleanup(&self, _c: &Container, dir: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(dir.join(qmp::SOCKET));
+        let _ = std::fs::remove_file(dir.join(crate::exec_channel::broker::SOCKET));
         for f in ["control.in", "control.out"] {
             let _ = std::fs::remove_file(dir.join(f));
         }

@@ -27,6 +27,8 @@ pub const FIRST_FD: i32 = 3;
 /// The relay's end of `relay.lock`, locked by hx before it spawned the relay.
 pub const LOCK_FD: i32 = FIRST_FD + STREAMS.len() as i32;
 pub const LOCK_FILE: &str = "relay.lock";
+/// The relay's end of the exec channel (exec_channel::broker), after the lock.
+pub const EXEC_FD: i32 = LOCK_FD + 1;
 
 /// The caps of a stream: the console and status logs keep to their own smaller defaults, or
 /// to the configured output caps when those are smaller still.
@@ -57,6 +59,11 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
     // open (and locked) until this process exits.
     let _lock = (unsafe { libc::fcntl(LOCK_FD, libc::F_GETFD) } >= 0)
         .then(|| unsafe { OwnedFd::from_raw_fd(LOCK_FD) });
+    // SAFETY: checking whether the fd exists before taking ownership of it (hx passed it).
+    if unsafe { libc::fcntl(EXEC_FD, libc::F_GETFD) } >= 0 {
+        let guest = unsafe { OwnedFd::from_raw_fd(EXEC_FD) };
+        crate::exec_channel::broker::serve(guest, dir).context("exec channel")?;
+    }
     let mut open: Vec<(OwnedFd, RotatingWriter, &str)> = Vec::new();
     for (i, name) in STREAMS.iter().enumerate() {
         let fd = FIRST_FD + i as i32;
@@ -122,7 +129,8 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
 }
 
 /// Starts the relay for the container in `dir` (in its own session, so it outlives `hx run`
-/// like QEMU does) and returns QEMU's ends of the streams, in STREAMS order: connected,
+/// like QEMU does) and returns QEMU's ends of the streams, in STREAMS order then the exec
+/// channel's: connected,
 /// close-on-exec sockets for `-chardev socket,fd=N`. Whoever holds them last (QEMU once it
 /// runs, hx until then) decides when the relay sees EOF and exits, so a VM that fails to start
 /// or an hx killed before QEMU started leaves no relay behind.
@@ -141,7 +149,7 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
     }
     let mut qemu_ends = Vec::new();
     let mut relay_ends = Vec::new();
-    for _ in STREAMS {
+    for _ in 0..STREAMS.len() + 1 {
         let mut fds = [0i32; 2];
         // SAFETY: socketpair fills the two-element array on success.
         if unsafe {
@@ -181,8 +189,12 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
             relay_ends.push(OwnedFd::from_raw_fd(fds[1]));
         }
     }
-    let mut sources: Vec<i32> = relay_ends.iter().map(|f| f.as_raw_fd()).collect();
+    let mut sources: Vec<i32> = relay_ends[..STREAMS.len()]
+        .iter()
+        .map(|f| f.as_raw_fd())
+        .collect();
     sources.push(lock.as_raw_fd());
+    sources.push(relay_ends[STREAMS.len()].as_raw_fd());
     let exe = std::env::current_exe().context("finding the hx binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("__log-relay")
@@ -199,7 +211,7 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
-            let mut high = [0i32; STREAMS.len() + 1];
+            let mut high = [0i32; STREAMS.len() + 2];
             for (h, &src) in high.iter_mut().zip(&sources) {
                 *h = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64);
                 if *h < 0 {

@@ -10,6 +10,7 @@ pub mod dmesg;
 pub mod domain;
 pub mod domid;
 pub mod domname;
+pub mod exec;
 pub mod guest_env;
 pub mod images;
 pub mod import;
@@ -70,6 +71,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in a new container (a micro-VM)
     Run(run::Args),
+    /// Run a command in a running container
+    Exec(exec::Args),
     /// List containers
     Ps(ps::Args),
     /// Show a container's output
@@ -207,6 +210,7 @@ pub async fn dispatch(
 ) -> anyhow::Result<i32> {
     match command {
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
+        Command::Exec(a) => exec::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Ps(a) => ps::run(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::Stop(a) => stop::run(g, a).await,

@@ -270,7 +270,7 @@ pub fn parse_size_in(
     }
 }
 
-fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(p).with_context(|| format!("env file {}", p.display()))?;
     Ok(text
         .lines()
@@ -278,6 +278,14 @@ fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(expand_env)
         .collect())
+}
+
+/// `K=V` as is; `K` as `K=` hx's own value, or nothing when hx has no K (docker exec's rule).
+pub(crate) fn expand_env_opt(e: &str) -> Option<String> {
+    if e.contains('=') {
+        return Some(e.to_string());
+    }
+    std::env::var(e).ok().map(|v| format!("{e}={v}"))
 }
 
 fn expand_env(e: &str) -> String {

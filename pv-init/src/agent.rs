@@ -1,0 +1,408 @@
+//! The exec agent: while the workload runs, pv-init serves `hx exec` sessions over the exec
+//! channel (pv_init::mux): each Open starts a process in the container (process::spawn), its
+//! output goes back as frames within the host's credit, its input comes in within ours, and its
+//! end is reported once its output is out. The workload's end ends every session (finish()
+//! kills them; `reaped` reports them).
+use crate::process;
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use pv_init::mux::{self, ExecRequest, Frame, Kind, Window};
+use pv_init::spec::ContainerSpec;
+use pv_init::status::Status;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Most exits of unknown children kept for a session that has not registered its pid yet.
+const MAX_UNCLAIMED: usize = 64;
+
+struct Agent {
+    out: Mutex<std::fs::File>,
+    spec: ContainerSpec,
+    sessions: Mutex<HashMap<u32, Arc<Session>>>,
+    reaper: Mutex<Reaper>,
+}
+
+/// Exit statuses between the supervise loop (which reaps every child) and the sessions.
+#[derive(Default)]
+struct Reaper {
+    waiting: HashMap<i32, mpsc::Sender<WaitStatus>>,
+    /// Exits reaped before their session registered the pid (oldest first).
+    unclaimed: Vec<(i32, WaitStatus)>,
+}
+
+struct Session {
+    stream: u32,
+    pid: AtomicI32,
+    /// What we may still send the host on this stream, and a wake-up when it grants more.
+    credit: Mutex<Window>,
+    credit_granted: Condvar,
+    /// What the host may still send us; a host past it loses the session.
+    input_window: Mutex<Window>,
+    input: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    pty: Mutex<Option<OwnedFd>>,
+    /// The client went away: output is dropped from now on.
+    closed: AtomicBool,
+}
+
+static AGENT: OnceLock<Agent> = OnceLock::new();
+
+/// Starts serving the exec channel, if this guest has one (QEMU's `hx.exec` port).
+pub fn start(spec: &ContainerSpec) {
+    let Some(port) = crate::devices::exec_port() else {
+        return;
+    };
+    let Ok(out) = port.try_clone() else { return };
+    let agent = Agent {
+        out: Mutex::new(out),
+        spec: spec.clone(),
+        sessions: Mutex::new(HashMap::new()),
+        reaper: Mutex::new(Reaper::default()),
+    };
+    if AGENT.set(agent).is_err() {
+        return;
+    }
+    send(Frame::hello());
+    std::thread::spawn(move || serve(port));
+}
+
+fn agent() -> Option<&'static Agent> {
+    AGENT.get()
+}
+
+fn send(f: Frame) {
+    if let Some(a) = agent() {
+        let mut out = a.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = f.write_to(&mut *out);
+    }
+}
+
+fn serve(mut port: std::fs::File) {
+    let Some(a) = agent() else { return };
+    loop {
+        let frame = match Frame::read_from(&mut port) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                // No host end connected yet (or it went away): read again later.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => {
+                crate::console(&format!("{e}; exec channel closed"));
+                return;
+            }
+        };
+        let session = a
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&frame.stream)
+            .cloned();
+        match (frame.kind, session) {
+            (Kind::Hello, _) => {
+                if let Err(e) = frame.version() {
+                    crate::console(&format!("{e}; exec channel closed"));
+                    return;
+                }
+            }
+            (Kind::Open, None) => open(a, frame),
+            (Kind::Stdin, Some(s)) => {
+                let within = s
+                    .input_window
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(frame.payload.len());
+                let mut input = s.input.lock().unwrap_or_else(|e| e.into_inner());
+                if !within || frame.payload.is_empty() {
+                    // The end of input (or a host past its window, which ends it too).
+                    input.take();
+                } else if let Some(tx) = input.as_ref() {
+                    let _ = tx.send(frame.payload);
+                }
+            }
+            (Kind::Resize, Some(s)) => {
+                let (rows, cols) = frame.size();
+                if let Some(m) = s.pty.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let ws = libc::winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ on our pty master with a valid winsize.
+                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
+            }
+            (Kind::Signal, Some(s)) => {
+                let pid = s.pid.load(Ordering::Relaxed);
+                if let (true, Ok(sig)) = (pid > 0, Signal::try_from(frame.number() as i32)) {
+                    let _ = signal::kill(Pid::from_raw(pid), sig);
+                }
+            }
+            (Kind::Close, Some(s)) => {
+                s.closed.store(true, Ordering::Relaxed);
+                s.input.lock().unwrap_or_else(|e| e.into_inner()).take();
+                s.credit_granted.notify_all();
+            }
+            (Kind::Credit, Some(s)) => {
+                s.credit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .grant(frame.number());
+                s.credit_granted.notify_all();
+            }
+            // A duplicate Open, or frames for a session that has ended: nothing to do.
+            _ => {}
+        }
+    }
+}
+
+fn open(a: &'static Agent, frame: Frame) {
+    let stream = frame.stream;
+    let refuse = |message: String| {
+        let status = Status::InitError { code: 125, message };
+        send(Frame::new(
+            Kind::Exit,
+            stream,
+            status.to_line().into_bytes(),
+        ));
+    };
+    let req = match ExecRequest::parse(&frame.payload) {
+        Ok(r) => r,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let session = Arc::new(Session {
+        stream,
+        pid: AtomicI32::new(0),
+        credit: Mutex::new(Window::default()),
+        credit_granted: Condvar::new(),
+        input_window: Mutex::new(Window::default()),
+        input: Mutex::new(None),
+        pty: Mutex::new(None),
+        closed: AtomicBool::new(false),
+    });
+    {
+        let mut sessions = a.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.len() >= mux::MAX_STREAMS {
+            return refuse(format!(
+                "too many exec sessions (at most {})",
+                mux::MAX_STREAMS
+            ));
+        }
+        sessions.insert(stream, session.clone());
+    }
+    // Input may follow the Open at once: it waits in the channel until the process is there.
+    let input_rx = req.stdin.then(|| {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        *session.input.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    });
+    std::thread::spawn(move || {
+        let status = run(a, &session, &req, input_rx);
+        a.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stream);
+        send(Frame::new(
+            Kind::Exit,
+            stream,
+            status.to_line().into_bytes(),
+        ));
+    });
+}
+
+/// One session from start to end: its status.
+fn run(
+    a: &'static Agent,
+    s: &Arc<Session>,
+    req: &ExecRequest,
+    input_rx: Option<mpsc::Receiver<Vec<u8>>>,
+) -> Status {
+    let user = if req.user.is_empty() {
+        &a.spec.user
+    } else {
+        &req.user
+    };
+    let cwd = if req.cwd.is_empty() {
+        &a.spec.cwd
+    } else {
+        &req.cwd
+    };
+    let ident = match process::ident(user) {
+        Ok(i) => i,
+        Err(e) => {
+            return Status::InitError {
+                code: e.code,
+                message: e.message,
+            }
+        }
+    };
+    let env = process::environment(&a.spec.env, &req.env, &a.spec.hostname, &ident);
+    let (tx, rx) = mpsc::channel();
+    let spawned = process::spawn(
+        &process::Process {
+            args: &req.args,
+            env: &env,
+            user,
+            cwd,
+            create_cwd: false,
+            rlimits: &a.spec.rlimits,
+            tty: req.tty,
+            stdin: req.stdin,
+            setsid: req.tty.is_some(),
+        },
+        |pid| register(a, pid, tx),
+    );
+    let spawned = match spawned {
+        Ok(sp) => sp,
+        Err(e) => {
+            return Status::InitError {
+                code: e.code,
+                message: e.message,
+            }
+        }
+    };
+    let pid = spawned.pid;
+    s.pid.store(pid.as_raw(), Ordering::Relaxed);
+    send(Frame::u32(Kind::Started, s.stream, pid.as_raw() as u32));
+    let mut outputs = Vec::new();
+    let mut input_to = spawned.stdin.map(std::fs::File::from);
+    if let Some(master) = spawned.pty {
+        if let Ok(dup) = master.try_clone() {
+            outputs.push(pump(s.clone(), dup, Kind::Stdout));
+        }
+        if req.stdin {
+            input_to = master.try_clone().ok().map(std::fs::File::from);
+        }
+        *s.pty.lock().unwrap_or_else(|e| e.into_inner()) = Some(master);
+    }
+    for (fd, kind) in [
+        (spawned.stdout, Kind::Stdout),
+        (spawned.stderr, Kind::Stderr),
+    ] {
+        if let Some(fd) = fd {
+            outputs.push(pump(s.clone(), fd, kind));
+        }
+    }
+    if let (Some(to), Some(input_rx)) = (input_to, input_rx) {
+        feed(s, to, input_rx);
+    }
+    let status = rx.recv().ok();
+    // Output still in the pipes is sent before the end; a background process that keeps them
+    // open does not hold the session longer than a moment.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for o in outputs {
+        while !o.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    s.closed.store(true, Ordering::Relaxed);
+    s.credit_granted.notify_all();
+    s.pty.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match status {
+        Some(WaitStatus::Exited(_, code)) => Status::Exited { code },
+        Some(WaitStatus::Signaled(_, sig, _)) => Status::Signaled { signal: sig as i32 },
+        _ => Status::Signaled {
+            signal: libc::SIGKILL,
+        },
+    }
+}
+
+fn register(a: &Agent, pid: Pid, tx: mpsc::Sender<WaitStatus>) {
+    let mut r = a.reaper.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = r.unclaimed.iter().position(|(p, _)| *p == pid.as_raw()) {
+        let (_, st) = r.unclaimed.remove(i);
+        let _ = tx.send(st);
+    } else {
+        r.waiting.insert(pid.as_raw(), tx);
+    }
+}
+
+/// A child that is not the workload was reaped (by the supervise loop, or by finish()).
+pub fn reaped(st: WaitStatus) {
+    let (Some(a), Some(pid)) = (agent(), st.pid()) else {
+        return;
+    };
+    if !matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+        return;
+    }
+    let mut r = a.reaper.lock().unwrap_or_else(|e| e.into_inner());
+    match r.waiting.remove(&pid.as_raw()) {
+        Some(tx) => {
+            let _ = tx.send(st);
+        }
+        None => {
+            if r.unclaimed.len() >= MAX_UNCLAIMED {
+                r.unclaimed.remove(0);
+            }
+            r.unclaimed.push((pid.as_raw(), st));
+        }
+    }
+}
+
+/// Waits (at most `wait`) for the sessions to report their ends: the workload has ended and
+/// finish() killed their processes.
+pub fn drain(wait: Duration) {
+    let Some(a) = agent() else { return };
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline
+        && !a
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Copies one output of the process to the host as `kind` frames, within the host's credit.
+fn pump(s: Arc<Session>, from: OwnedFd, kind: Kind) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut from = std::fs::File::from(from);
+        let mut buf = vec![0u8; 32 << 10];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO: a pty whose last slave closed.
+                Err(_) => return,
+            };
+            let mut credit = s.credit.lock().unwrap_or_else(|e| e.into_inner());
+            while !s.closed.load(Ordering::Relaxed) && !credit.take(n) {
+                credit = s
+                    .credit_granted
+                    .wait_timeout(credit, Duration::from_millis(500))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            drop(credit);
+            if !s.closed.load(Ordering::Relaxed) {
+                send(Frame::new(kind, s.stream, buf[..n].to_vec()));
+            }
+        }
+    })
+}
+
+/// Writes the host's input into the process on a thread of its own, granting the host credit
+/// for what was written; the end of input closes the process's stdin (a pipe).
+fn feed(s: &Arc<Session>, mut to: std::fs::File, rx: mpsc::Receiver<Vec<u8>>) {
+    let s = s.clone();
+    std::thread::spawn(move || {
+        for data in rx {
+            if to.write_all(&data).is_err() {
+                break;
+            }
+            s.input_window
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .grant(mux::cost(data.len()));
+            send(Frame::u32(Kind::Credit, s.stream, mux::cost(data.len())));
+        }
+    });
+}

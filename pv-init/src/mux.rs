@@ -1,0 +1,362 @@
+//! The exec channel's wire format (docs/guest-protocol.md, "Exec channel"): one byte stream
+//! between hx and pv-init carrying many sessions (`hx exec` processes), each a numbered stream.
+//!
+//! A frame is a 9-byte header — kind (u8), stream (u32 LE), payload length (u32 LE) — and at
+//! most `MAX_PAYLOAD` bytes. Both ends start with a `Hello` on stream 0 naming the version.
+//! Output and input are flow-controlled per stream with credits: a sender may have at most
+//! `WINDOW` bytes of `cost` outstanding until the receiver grants more, so one slow reader never
+//! stalls the others and no end buffers without bound. Everything read from the guest is
+//! parsed as hostile: unknown kinds, oversized frames and bad payloads are errors.
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+
+pub const VERSION: u16 = 1;
+pub const MAGIC: &[u8; 5] = b"HXMUX";
+pub const HEADER: usize = 9;
+/// Largest payload of any frame.
+pub const MAX_PAYLOAD: usize = 64 << 10;
+/// Credit bytes a sender starts with on each stream and each direction.
+pub const WINDOW: u32 = 256 << 10;
+/// Most sessions open at once on one channel.
+pub const MAX_STREAMS: usize = 64;
+/// Largest exec request (its JSON).
+pub const MAX_REQUEST: usize = 32 << 10;
+
+/// What a frame carries. The numbers are the wire's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Stream 0, both ways: `MAGIC` + version (u16 LE).
+    Hello = 1,
+    /// Host → guest: start a session, payload an `ExecRequest` as JSON.
+    Open = 2,
+    /// Host → guest: input bytes; an empty payload is the end of input.
+    Stdin = 3,
+    /// Host → guest: the terminal's new size, rows and cols (u16 LE each).
+    Resize = 4,
+    /// Host → guest: a signal number (u32 LE) for the session's process.
+    Signal = 5,
+    /// Host → guest: the client went away; its output can be dropped (the process runs on).
+    Close = 6,
+    /// Both ways: the sender may send `n` (u32 LE) more bytes of cost on this stream.
+    Credit = 7,
+    /// Guest → host: the process runs, its pid (u32 LE).
+    Started = 10,
+    Stdout = 11,
+    Stderr = 12,
+    /// Guest → host: how the session ended, a status JSON line (`status::Status`); last frame
+    /// of its stream.
+    Exit = 13,
+}
+
+impl Kind {
+    fn from_wire(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Open,
+            3 => Kind::Stdin,
+            4 => Kind::Resize,
+            5 => Kind::Signal,
+            6 => Kind::Close,
+            7 => Kind::Credit,
+            10 => Kind::Started,
+            11 => Kind::Stdout,
+            12 => Kind::Stderr,
+            13 => Kind::Exit,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: Kind,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+/// What credit a frame uses up: its bytes plus a fixed share for the header, so that many tiny
+/// frames are bounded too.
+pub fn cost(payload_len: usize) -> u32 {
+    payload_len as u32 + 64
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MuxError {
+    #[error("exec channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("exec channel: unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("exec channel: frame of {0} bytes (at most {MAX_PAYLOAD})")]
+    TooLong(u32),
+    #[error("exec channel: bad {kind:?} frame: {why}")]
+    Malformed { kind: Kind, why: String },
+    #[error("exec channel: version {0} (this hx speaks {VERSION})")]
+    Version(u16),
+}
+
+impl Frame {
+    pub fn new(kind: Kind, stream: u32, payload: impl Into<Vec<u8>>) -> Frame {
+        Frame {
+            kind,
+            stream,
+            payload: payload.into(),
+        }
+    }
+
+    pub fn hello() -> Frame {
+        let mut p = MAGIC.to_vec();
+        p.extend_from_slice(&VERSION.to_le_bytes());
+        Frame::new(Kind::Hello, 0, p)
+    }
+
+    pub fn u32(kind: Kind, stream: u32, n: u32) -> Frame {
+        Frame::new(kind, stream, n.to_le_bytes())
+    }
+
+    pub fn resize(stream: u32, rows: u16, cols: u16) -> Frame {
+        let mut p = rows.to_le_bytes().to_vec();
+        p.extend_from_slice(&cols.to_le_bytes());
+        Frame::new(Kind::Resize, stream, p)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        debug_assert!(self.payload.len() <= MAX_PAYLOAD);
+        let mut out = Vec::with_capacity(HEADER + self.payload.len());
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.stream.to_le_bytes());
+        out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// One whole frame (header and payload) in a single write, so that writers sharing the
+    /// channel under a lock never interleave.
+    pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.encode())
+    }
+
+    /// The next frame, Ok(None) at a clean end of the stream (between frames).
+    pub fn read_from(r: &mut impl Read) -> Result<Option<Frame>, MuxError> {
+        let mut h = [0u8; HEADER];
+        let mut got = 0;
+        while got < HEADER {
+            match r.read(&mut h[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let kind = Kind::from_wire(h[0]).ok_or(MuxError::UnknownKind(h[0]))?;
+        let stream = u32::from_le_bytes(h[1..5].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(h[5..9].try_into().expect("4 bytes"));
+        if len as usize > MAX_PAYLOAD {
+            return Err(MuxError::TooLong(len));
+        }
+        let mut payload = vec![0u8; len as usize];
+        r.read_exact(&mut payload)?;
+        let f = Frame {
+            kind,
+            stream,
+            payload,
+        };
+        f.check()?;
+        Ok(Some(f))
+    }
+
+    /// The payload rules of each kind (lengths; Hello's magic). Versions and JSON are checked
+    /// where they are used.
+    fn check(&self) -> Result<(), MuxError> {
+        let bad = |why: &str| {
+            Err(MuxError::Malformed {
+                kind: self.kind,
+                why: why.to_string(),
+            })
+        };
+        let n = self.payload.len();
+        match self.kind {
+            Kind::Hello if n != MAGIC.len() + 2 || &self.payload[..5] != MAGIC => {
+                bad("not an hx exec channel")
+            }
+            Kind::Hello if self.stream != 0 => bad("not on stream 0"),
+            Kind::Resize if n != 4 => bad("payload is not 4 bytes"),
+            Kind::Signal | Kind::Credit | Kind::Started if n != 4 => bad("payload is not 4 bytes"),
+            Kind::Close if n != 0 => bad("payload is not empty"),
+            Kind::Open if n > MAX_REQUEST => bad("request too long"),
+            Kind::Exit if n > crate::status::MAX_LINE => bad("status too long"),
+            _ if self.kind != Kind::Hello && self.stream == 0 => bad("on stream 0"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hello's version, checked against ours.
+    pub fn version(&self) -> Result<u16, MuxError> {
+        let v = u16::from_le_bytes([self.payload[5], self.payload[6]]);
+        if v != VERSION {
+            return Err(MuxError::Version(v));
+        }
+        Ok(v)
+    }
+
+    /// The u32 of a Signal, Credit or Started frame (check() fixed its length).
+    pub fn number(&self) -> u32 {
+        u32::from_le_bytes(self.payload[..4].try_into().expect("checked length"))
+    }
+
+    /// Resize's rows and cols.
+    pub fn size(&self) -> (u16, u16) {
+        (
+            u16::from_le_bytes([self.payload[0], self.payload[1]]),
+            u16::from_le_bytes([self.payload[2], self.payload[3]]),
+        )
+    }
+}
+
+/// A process to start in a running container (`hx exec`). Everything is resolved by the host
+/// except the user, which pv-init looks up in the container's own passwd and group files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// Added to (and overriding) the container's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// `USER[:GROUP]`, names or ids; empty: the container's user.
+    #[serde(default)]
+    pub user: String,
+    /// Empty: the container's working directory.
+    #[serde(default)]
+    pub cwd: String,
+    /// `-t`: a pty of this size.
+    #[serde(default)]
+    pub tty: Option<crate::spec::TtySize>,
+    /// `-i`: stdin frames feed the process; else its stdin is /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+impl ExecRequest {
+    /// An Open frame's payload (untrusted on the guest side only in principle: hx wrote it).
+    pub fn parse(payload: &[u8]) -> Result<ExecRequest, MuxError> {
+        let r: ExecRequest = serde_json::from_slice(payload).map_err(|e| MuxError::Malformed {
+            kind: Kind::Open,
+            why: e.to_string(),
+        })?;
+        if r.args.is_empty() {
+            return Err(MuxError::Malformed {
+                kind: Kind::Open,
+                why: "no command".into(),
+            });
+        }
+        Ok(r)
+    }
+}
+
+/// Credit accounting of one direction of one stream: what the sender may still send.
+#[derive(Debug)]
+pub struct Window {
+    left: u64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window {
+            left: u64::from(WINDOW),
+        }
+    }
+}
+
+impl Window {
+    /// Takes the cost of a frame if the window allows it.
+    pub fn take(&mut self, len: usize) -> bool {
+        let c = u64::from(cost(len));
+        if c > self.left {
+            return false;
+        }
+        self.left -= c;
+        true
+    }
+
+    /// Adds granted credit; a peer may never grant more than a full window in total.
+    pub fn grant(&mut self, n: u32) {
+        self.left = (self.left + u64::from(n)).min(u64::from(WINDOW));
+    }
+
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        for f in [
+            Frame::hello(),
+            Frame::new(Kind::Stdout, 3, b"hello".to_vec()),
+            Frame::u32(Kind::Credit, 7, 4096),
+            Frame::resize(2, 24, 80),
+            Frame::new(Kind::Close, 9, Vec::new()),
+        ] {
+            let bytes = f.encode();
+            let back = Frame::read_from(&mut &bytes[..]).unwrap().unwrap();
+            assert_eq!(back, f);
+        }
+    }
+
+    #[test]
+    fn a_clean_end_is_none_and_a_torn_frame_an_error() {
+        assert!(Frame::read_from(&mut &[][..]).unwrap().is_none());
+        let bytes = Frame::new(Kind::Stdout, 1, b"abc".to_vec()).encode();
+        assert!(Frame::read_from(&mut &bytes[..5]).is_err());
+        assert!(Frame::read_from(&mut &bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_before_allocating() {
+        let mut h = vec![Kind::Stdout as u8];
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Frame::read_from(&mut &h[..]),
+            Err(MuxError::TooLong(u32::MAX))
+        ));
+        assert!(matches!(
+            Frame::read_from(&mut &[99u8, 0, 0, 0, 0, 0, 0, 0, 0][..]),
+            Err(MuxError::UnknownKind(99))
+        ));
+    }
+
+    #[test]
+    fn a_different_version_is_named() {
+        let mut f = Frame::hello();
+        f.payload[5] = 9;
+        assert!(matches!(f.version(), Err(MuxError::Version(9))));
+        assert_eq!(Frame::hello().version().unwrap(), VERSION);
+    }
+
+    #[test]
+    fn windows_bound_what_is_outstanding() {
+        let mut w = Window::default();
+        let mut sent = 0u64;
+        while w.take(MAX_PAYLOAD) {
+            sent += MAX_PAYLOAD as u64;
+        }
+        assert!(sent <= u64::from(WINDOW));
+        w.grant(u32::MAX);
+        assert_eq!(w.left(), u64::from(WINDOW));
+    }
+
+    #[test]
+    fn exec_requests_need_a_command_and_known_fields() {
+        assert!(ExecRequest::parse(br#"{"args":[]}"#).is_err());
+        assert!(ExecRequest::parse(br#"{"args":["sh"],"evil":1}"#).is_err());
+        let r = ExecRequest::parse(br#"{"args":["sh","-c","true"],"user":"1000"}"#).unwrap();
+        assert_eq!(r.user, "1000");
+        assert!(!r.stdin);
+    }
+}

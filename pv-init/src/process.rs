@@ -1,0 +1,368 @@
+//! Starting a process in the container: the workload and every `hx exec` session alike. The
+//! container's root is pv-init's root by now (mounts::switch_root); a process gets its user
+//! (looked up in the container's passwd and group), limits, working directory and stdio, and
+//! any failure before its exec comes back as docker's exit code (126, 127) with its reason.
+use crate::users::{self, Ident};
+use crate::InitError;
+use nix::sys::signal::{self, SigSet, SigmaskHow};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use pv_init::spec::{Rlimit, TtySize};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to start. `env` is merged over nothing: the caller passes the full list (environment()).
+pub struct Process<'a> {
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub user: &'a str,
+    pub cwd: &'a str,
+    /// Create `cwd` when it is missing (the workload's WORKDIR, as docker does; not for exec).
+    pub create_cwd: bool,
+    pub rlimits: &'a [Rlimit],
+    pub tty: Option<TtySize>,
+    /// Give the process a stdin pipe (else /dev/null, or the pty with `tty`).
+    pub stdin: bool,
+    /// Its own session (the workload, a `-t` exec); a plain exec stays in pv-init's.
+    pub setsid: bool,
+}
+
+/// A started process and pv-init's ends of its stdio.
+pub struct Spawned {
+    pub pid: Pid,
+    /// The write end of its stdin pipe (`stdin` without `tty`).
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// The pty master (`tty`): its output and input both.
+    pub pty: Option<OwnedFd>,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), InitError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| InitError::setup(format!("pipe: {e}")))
+}
+
+/// The user's identity from the container's own files.
+pub fn ident(user: &str) -> Result<Ident, InitError> {
+    users::resolve(
+        user,
+        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+    )
+}
+
+/// `base` then `extra` (a later `K=` replaces an earlier one), then the defaults docker adds.
+pub fn environment(
+    base: &[String],
+    extra: &[String],
+    hostname: &str,
+    ident: &Ident,
+) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let key = |e: &str| e.split('=').next().unwrap_or("").to_string();
+    for e in base.iter().chain(extra) {
+        let k = key(e);
+        env.retain(|x| key(x) != k);
+        env.push(e.clone());
+    }
+    let has = |env: &Vec<String>, k: &str| env.iter().any(|e| key(e) == k);
+    if !has(&env, "PATH") {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+    if !has(&env, "HOME") {
+        let home = if ident.home.is_empty() {
+            "/"
+        } else {
+            &ident.home
+        };
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// Forks and execs `p`. `registered` runs in the parent right after the fork, before anything
+/// can reap the child (the caller holds whatever lock its reaper takes).
+pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitError> {
+    let ident = ident(p.user)?;
+    let path_var = p
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let argv0 = p
+        .args
+        .first()
+        .ok_or_else(|| InitError::setup("no command specified"))?;
+    let program = lookup(argv0, &path_var)?;
+    if p.create_cwd && !Path::new(p.cwd).is_dir() {
+        std::fs::create_dir_all(p.cwd)
+            .map_err(|e| InitError::setup(format!("workdir {}: {e}", p.cwd)))?;
+    }
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")))
+    };
+    let c_prog = cstr(&program)?;
+    let c_args = p
+        .args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c_env = p
+        .env
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c_cwd = cstr(p.cwd)?;
+    let limits = rlimits(p.rlimits)?;
+
+    let (err_r, err_w) = pipe()?;
+    let devnull = std::fs::File::open("/dev/null")
+        .map_err(|e| InitError::setup(format!("/dev/null: {e}")))?;
+    let pty = match p.tty {
+        Some(size) => {
+            let ws = nix::pty::Winsize {
+                ws_row: size.rows,
+                ws_col: size.cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let pty = nix::pty::openpty(Some(&ws), None)
+                .map_err(|e| InitError::setup(format!("openpty: {e}")))?;
+            for fd in [&pty.master, &pty.slave] {
+                let _ = nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                );
+            }
+            Some(pty)
+        }
+        None => None,
+    };
+    // The process writes to pipes that pv-init copies on: a channel device can be opened only
+    // once, and images expect to reopen /dev/stdout (nginx logs to it, like many).
+    let (out, err) = match pty {
+        Some(_) => (None, None),
+        None => (Some(pipe()?), Some(pipe()?)),
+    };
+    let input = match (&pty, p.stdin) {
+        (None, true) => Some(pipe()?),
+        _ => None,
+    };
+    let stdin_fd = input
+        .as_ref()
+        .map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
+    let setsid = p.setsid || pty.is_some();
+
+    // SAFETY: the child only calls async-signal-safe functions until exec (pv-init may have
+    // other threads; the child touches none of their state).
+    let child = match unsafe { fork() } {
+        Err(e) => return Err(InitError::setup(format!("fork: {e}"))),
+        Ok(ForkResult::Child) => {
+            let fail_at = |step: u8, index: u8, errno: i32| -> ! {
+                let mut msg = [0u8; 6];
+                msg[0] = step;
+                msg[1] = index;
+                msg[2..].copy_from_slice(&errno.to_le_bytes());
+                // SAFETY: writing a small buffer to our pipe, then exiting without unwinding.
+                unsafe {
+                    libc::write(err_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+                    libc::_exit(127);
+                }
+            };
+            let fail = |step: u8, errno: i32| -> ! { fail_at(step, 0, errno) };
+            let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            // SAFETY: plain syscalls on valid fds/pointers in the forked child.
+            unsafe {
+                if setsid {
+                    libc::setsid();
+                }
+                if let Some(pty) = &pty {
+                    let slave = pty.slave.as_raw_fd();
+                    libc::ioctl(slave, libc::TIOCSCTTY, 0);
+                    libc::dup2(slave, 0);
+                    libc::dup2(slave, 1);
+                    libc::dup2(slave, 2);
+                } else if let (Some((_, o)), Some((_, e))) = (&out, &err) {
+                    libc::dup2(stdin_fd, 0);
+                    libc::dup2(o.as_raw_fd(), 1);
+                    libc::dup2(e.as_raw_fd(), 2);
+                }
+                // As root, before the user changes: a hard limit may be raised here only.
+                for (i, (resource, lim)) in limits.iter().enumerate() {
+                    if libc::setrlimit(*resource, lim) != 0 {
+                        fail_at(4, i as u8, *libc::__errno_location())
+                    }
+                }
+                let groups: Vec<libc::gid_t> = ident.groups.clone();
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                    fail(1, *libc::__errno_location())
+                }
+                if libc::setgid(ident.gid) != 0 {
+                    fail(1, *libc::__errno_location())
+                }
+                if libc::setuid(ident.uid) != 0 {
+                    fail(1, *libc::__errno_location())
+                }
+                if libc::chdir(c_cwd.as_ptr()) != 0 {
+                    fail(2, *libc::__errno_location())
+                }
+                let argv: Vec<*const libc::c_char> = c_args
+                    .iter()
+                    .map(|a| a.as_ptr())
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect();
+                let envp: Vec<*const libc::c_char> = c_env
+                    .iter()
+                    .map(|a| a.as_ptr())
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect();
+                libc::execve(c_prog.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                fail(3, *libc::__errno_location())
+            }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    registered(child);
+    drop(err_w);
+    let spawned = Spawned {
+        pid: child,
+        stdin: input.map(|(_, w)| w),
+        stdout: out.map(|(r, _)| r),
+        stderr: err.map(|(r, _)| r),
+        pty: pty.map(|p| p.master),
+    };
+    let mut buf = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut buf);
+    if buf.len() != 6 {
+        return Ok(spawned);
+    }
+    let errno = i32::from_le_bytes(buf[2..6].try_into().expect("4 bytes"));
+    let _ = waitpid(child, None);
+    let e = std::io::Error::from_raw_os_error(errno);
+    Err(match buf[0] {
+        4 => {
+            let r = &p.rlimits[usize::from(buf[1]).min(p.rlimits.len() - 1)];
+            let show = |v: u64| {
+                if v == pv_init::spec::RLIM_UNLIMITED {
+                    "unlimited".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            InitError::setup(format!(
+                "setting ulimit {}={}:{}: {}",
+                r.name,
+                show(r.soft),
+                show(r.hard),
+                crate::errno_text(&e)
+            ))
+        }
+        1 => InitError {
+            code: 126,
+            message: format!("setting user {:?}: {e}", p.user),
+        },
+        2 => InitError {
+            code: 126,
+            message: format!(
+                "chdir to cwd ({:?}) set in config.json failed: {}",
+                p.cwd,
+                crate::errno_text(&e)
+            ),
+        },
+        _ if errno == libc::ENOENT => InitError {
+            code: 127,
+            message: format!("exec: {argv0:?}: stat {program}: no such file or directory"),
+        },
+        _ => InitError {
+            code: 126,
+            message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()),
+        },
+    })
+}
+
+/// The limits as setrlimit arguments, checked before the fork (at most one per resource, so
+/// their index fits the error message's byte).
+fn rlimits(list: &[Rlimit]) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>, InitError> {
+    let mut out: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = Vec::new();
+    for r in list {
+        let resource = match r.name.as_str() {
+            "core" => libc::RLIMIT_CORE,
+            "cpu" => libc::RLIMIT_CPU,
+            "data" => libc::RLIMIT_DATA,
+            "fsize" => libc::RLIMIT_FSIZE,
+            "locks" => libc::RLIMIT_LOCKS,
+            "memlock" => libc::RLIMIT_MEMLOCK,
+            "msgqueue" => libc::RLIMIT_MSGQUEUE,
+            "nice" => libc::RLIMIT_NICE,
+            "nofile" => libc::RLIMIT_NOFILE,
+            "nproc" => libc::RLIMIT_NPROC,
+            "rss" => libc::RLIMIT_RSS,
+            "rtprio" => libc::RLIMIT_RTPRIO,
+            "rttime" => libc::RLIMIT_RTTIME,
+            "sigpending" => libc::RLIMIT_SIGPENDING,
+            "stack" => libc::RLIMIT_STACK,
+            _ => return Err(InitError::setup(format!("unknown ulimit {:?}", r.name))),
+        };
+        if r.soft > r.hard {
+            return Err(InitError::setup(format!(
+                "ulimit {}: soft limit {} above hard limit {}",
+                r.name, r.soft, r.hard
+            )));
+        }
+        if out.iter().any(|(res, _)| *res == resource) {
+            return Err(InitError::setup(format!("ulimit {} given twice", r.name)));
+        }
+        // RLIM_UNLIMITED is u64::MAX, which is RLIM_INFINITY.
+        out.push((
+            resource,
+            libc::rlimit {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// argv[0] as docker resolves it: a name with '/' as is, else the first executable in PATH.
+fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
+    if argv0.contains('/') {
+        return match std::fs::metadata(argv0) {
+            Ok(m) if m.is_dir() => Err(InitError {
+                code: 126,
+                message: format!("exec: {argv0:?}: is a directory"),
+            }),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(InitError {
+                code: 126,
+                message: format!("exec: {argv0:?}: permission denied"),
+            }),
+            Ok(_) => Ok(argv0.to_string()),
+            Err(_) => Err(InitError {
+                code: 127,
+                message: format!("exec: {argv0:?}: stat {argv0}: no such file or directory"),
+            }),
+        };
+    }
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = format!("{dir}/{argv0}");
+        if let Ok(m) = std::fs::metadata(&cand) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(cand);
+            }
+        }
+    }
+    Err(InitError {
+        code: 127,
+        message: format!("exec: {argv0:?}: executable file not found in $PATH"),
+    })
+}

@@ -1,0 +1,92 @@
+//! Fuzzing the exec channel's frame decoder (pv_init::mux) with hostile byte streams, as hx
+//! reads them from a guest: nothing panics, no frame's payload exceeds the bound whatever the
+//! header claims, every accepted frame re-encodes to exactly the bytes it was read from, and
+//! well-formed streams of frames survive being read back in any chunking.
+use proptest::prelude::*;
+use pv_init::mux::{ExecRequest, Frame, Kind, MuxError, MAX_PAYLOAD};
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Stdin),
+        Just(Kind::Stdout),
+        Just(Kind::Stderr),
+        Just(Kind::Open),
+        Just(Kind::Exit),
+    ]
+}
+
+/// A reader that hands out at most `chunk` bytes per read, like a pipe or a serial port.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl std::io::Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.chunk.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+proptest! {
+    #[test]
+    fn garbage_never_panics_and_accepted_frames_are_exact(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut r = &bytes[..];
+        let mut consumed = 0usize;
+        loop {
+            match Frame::read_from(&mut r) {
+                Ok(Some(f)) => {
+                    prop_assert!(f.payload.len() <= MAX_PAYLOAD);
+                    let enc = f.encode();
+                    prop_assert_eq!(&enc[..], &bytes[consumed..consumed + enc.len()]);
+                    consumed += enc.len();
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let line = e.to_string();
+                    prop_assert!(!line.contains('\n') && line.len() < 200, "{}", line);
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lying_lengths_are_refused(kind in 1u8..14, stream in any::<u32>(), len in (MAX_PAYLOAD as u32 + 1)..=u32::MAX) {
+        let mut h = vec![kind];
+        h.extend_from_slice(&stream.to_le_bytes());
+        h.extend_from_slice(&len.to_le_bytes());
+        let r = Frame::read_from(&mut &h[..]);
+        prop_assert!(matches!(r, Err(MuxError::TooLong(_)) | Err(MuxError::UnknownKind(_))));
+    }
+
+    #[test]
+    fn streams_of_frames_read_back_in_any_chunking(
+        frames in proptest::collection::vec((kind(), 1u32..1000, proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
+        chunk in 1usize..64,
+    ) {
+        let frames: Vec<Frame> = frames
+            .into_iter()
+            .map(|(k, s, p)| Frame::new(k, s, p))
+            .collect();
+        let mut wire = Vec::new();
+        for f in &frames {
+            f.write_to(&mut wire).unwrap();
+        }
+        let mut r = Chunked { data: &wire, chunk };
+        let mut back = Vec::new();
+        while let Some(f) = Frame::read_from(&mut r).unwrap() {
+            back.push(f);
+        }
+        prop_assert_eq!(back, frames);
+    }
+
+    #[test]
+    fn exec_requests_parse_or_fail_in_one_line(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Err(e) = ExecRequest::parse(&bytes) {
+            prop_assert!(!e.to_string().contains('\n'));
+        }
+    }
+}

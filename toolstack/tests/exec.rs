@@ -1,0 +1,259 @@
+//! `hx exec` on the default backend of the machine the tests run on (QEMU here): processes in
+//! a running container over its exec channel, with docker's exit codes, environment, user and
+//! working directory, input and output byte for byte, many sessions at once, a terminal with
+//! its size, resizes and ^C, and the container's end ending every session.
+mod common;
+use common::{Hx, BUSYBOX};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Runs hx with `input` on its stdin; (exit code, stdout bytes, stderr).
+fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
+    let mut child = hx
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let r = common::wait_with_timeout(child, Duration::from_secs(180));
+    writer.join().unwrap();
+    (r.code, reader.join().unwrap(), r.stderr)
+}
+
+fn start(hx: &Hx, name: &str, cmd: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
+    args.push("-e");
+    args.push("FROM_IMAGE_RUN=kept");
+    args.push(BUSYBOX);
+    args.extend_from_slice(cmd);
+    hx.ok(&args);
+}
+
+#[test]
+fn exec_runs_processes_in_a_running_container_like_docker() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    start(&hx, "ex", &["sleep", "1000"]);
+    // The first exec waits for the guest to be up; output and exit code are the process's.
+    let r = hx.run(&["exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (3, "out\n", "err\n")
+    );
+    assert_eq!(hx.ok(&["exec", "ex", "true"]).stdout, "");
+
+    let r = hx.run(&["exec", "ex", "/no/such"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        "hx: exec: \"/no/such\": stat /no/such: no such file or directory\n"
+    );
+    let r = hx.run(&["exec", "ex", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found in $PATH"),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&["exec", "ex", "/etc/passwd"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (126, "hx: exec: \"/etc/passwd\": permission denied\n")
+    );
+    let r = hx.run(&["exec", "-w", "/nowhere", "ex", "true"]);
+    assert_eq!(r.code, 126, "{}", r.stderr);
+    assert!(r.stderr.contains("/nowhere"), "{}", r.stderr);
+
+    // The container's environment, merged with -e (a later value wins; `-e K` without a value
+    // on the host leaves K out), the user (ids not in passwd too) and the working directory.
+    let r = hx
+        .cmd(&[
+            "exec", "-e", "A=1", "-e", "FROM_IMAGE_RUN=over", "-e", "HX_TEST_UNSET_VAR", "-e",
+            "HX_TEST_SET_VAR", "-u", "1234:5678", "-w", "/tmp", "ex", "sh", "-c",
+            "echo $A $FROM_IMAGE_RUN ${HX_TEST_UNSET_VAR-unset} $HX_TEST_SET_VAR $(id -u):$(id -g) $(pwd) $HOME",
+        ])
+        .env("HX_TEST_SET_VAR", "from-host")
+        .env_remove("HX_TEST_UNSET_VAR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "1 over unset from-host 1234:5678 /tmp /\n",
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        hx.ok(&[
+            "exec",
+            "ex",
+            "sh",
+            "-c",
+            "echo $FROM_IMAGE_RUN $(id -un) $HOME"
+        ])
+        .stdout,
+        "kept root /root\n"
+    );
+
+    // Input byte for byte with its end, and output of every byte value, beyond one window.
+    let input: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let (code, out, err) = run_with_input(&hx, &["exec", "-i", "ex", "cat"], input.clone());
+    assert_eq!(code, 0, "{err}");
+    assert!(out == input, "cat gave back {} bytes", out.len());
+
+    // Eight sessions at once, each with its own streams and exit code.
+    let children: Vec<_> = (1..=8)
+        .map(|i| {
+            let script = format!("sleep 1; echo out{i}; echo err{i} >&2; exit {i}");
+            hx.cmd(&["exec", "ex", "sh", "-c", &script])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in (1..=8).zip(children) {
+        let r = common::wait_with_timeout(child, Duration::from_secs(120));
+        assert_eq!(
+            (r.code, r.stdout.as_str(), r.stderr.as_str()),
+            (
+                i,
+                format!("out{i}\n").as_str(),
+                format!("err{i}\n").as_str()
+            )
+        );
+    }
+
+    // -d: started, left running, its exit does not stop the container.
+    let r = hx.ok(&["exec", "-d", "ex", "sh", "-c", "echo done > /tmp/detached"]);
+    assert_eq!(r.stdout, "");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hx.run(&["exec", "ex", "cat", "/tmp/detached"]).stdout != "done\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the detached process left no file"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(hx.ok(&["ps"]).stdout.contains("ex"));
+
+    // The main process's end ends every session (docker's 137), and then exec is refused.
+    let long = hx
+        .cmd(&["exec", "ex", "sleep", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    hx.ok(&["kill", "ex"]);
+    let r = common::wait_with_timeout(long, Duration::from_secs(60));
+    // Killed with the workload (its SIGKILL reported), or cut off with the VM.
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    assert!(
+        ["", "hx: container ex stopped during the exec\n"].contains(&r.stderr.as_str()),
+        "{}",
+        r.stderr
+    );
+    hx.ok(&["wait", "ex"]);
+    let r = hx.run(&["exec", "ex", "true"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: container ex is not running\n")
+    );
+    let r = hx.run(&["exec", "nosuch", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
+    hx.ok(&["rm", "ex"]);
+}
+
+#[test]
+fn exec_it_gives_a_terminal_of_hx_size_with_resize_and_ctrl_c() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    start(&hx, "tty", &["sleep", "1000"]);
+    hx.ok(&["exec", "tty", "true"]);
+    let ws = nix::pty::Winsize {
+        ws_row: 30,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+    let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap());
+    let mut cmd = hx.cmd(&["exec", "-it", "tty", "sh"]);
+    cmd.stdin(slave()).stdout(slave()).stderr(slave());
+    // hx on its own terminal, as in a shell: a resize of it reaches hx as SIGWINCH.
+    // SAFETY: setsid and TIOCSCTTY on fd 0 (the slave) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut expect = |needle: &str| {
+        let t0 = Instant::now();
+        while !seen.contains(needle) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "waited for {needle:?}, terminal shows {seen:?}"
+            );
+            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    };
+    expect("# ");
+    master
+        .write_all(b"stty size; tty; echo $((6*7))\r")
+        .unwrap();
+    expect("42\r\n");
+    expect("30 100\r\n/dev/pts/");
+    let bigger = libc::winsize {
+        ws_row: 50,
+        ws_col: 160,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ on our pty master with a valid winsize.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) };
+    std::thread::sleep(Duration::from_secs(1));
+    master.write_all(b"stty size\r").unwrap();
+    expect("50 160\r\n");
+    master.write_all(b"sleep 1000\r").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    master.write_all(b"\x03").unwrap();
+    master.write_all(b"echo after-ctrl-c $?\r").unwrap();
+    expect("after-ctrl-c 130");
+    master.write_all(b"exit 5\r").unwrap();
+    let r = common::wait_with_timeout(child, Duration::from_secs(120));
+    assert_eq!(r.code, 5);
+    // The container runs on.
+    assert_eq!(hx.ok(&["exec", "tty", "echo", "still"]).stdout, "still\n");
+    hx.ok(&["rm", "-f", "tty"]);
+}

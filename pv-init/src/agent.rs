@@ -365,14 +365,26 @@ fn pump(s: Arc<Session>, from: OwnedFd, kind: Kind) -> std::thread::JoinHandle<(
     std::thread::spawn(move || {
         let mut from = std::fs::File::from(from);
         let mut buf = vec![0u8; 32 << 10];
-        loop {
-            let n = match from.read(&mut buf) {
+        let mut ended = false;
+        while !ended {
+            let mut n = match from.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // EIO: a pty whose last slave closed.
                 Err(_) => return,
             };
+            // Every frame costs the guest an exit to the device model: output that comes in
+            // small writes is gathered for up to a millisecond into fewer, fuller frames.
+            while n < buf.len() && readable_within(&from, 1) {
+                match from.read(&mut buf[n..]) {
+                    Ok(0) | Err(_) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(m) => n += m,
+                }
+            }
             let mut credit = s.credit.lock().unwrap_or_else(|e| e.into_inner());
             while !s.closed.load(Ordering::Relaxed) && !credit.take(n) {
                 credit = s
@@ -387,6 +399,18 @@ fn pump(s: Arc<Session>, from: OwnedFd, kind: Kind) -> std::thread::JoinHandle<(
             }
         }
     })
+}
+
+fn readable_within(f: &std::fs::File, ms: u16) -> bool {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        f.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap_or(0) > 0
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
 }
 
 /// Writes the host's input into the process on a thread of its own, granting the host credit

@@ -11,6 +11,7 @@ mod logfile;
 mod network;
 mod runtime;
 mod sanitize;
+mod short_path;
 mod volume;
 
 /// Errors of the toolstack itself; exit codes in docs/cli.md.

@@ -10,7 +10,7 @@
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The socket's name in the container directory.
@@ -21,37 +21,10 @@ const MAX_LINE: usize = 64 * 1024;
 const MAX_LINES: usize = 256;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A socket path short enough for `sockaddr_un` wherever the store lives: the directory is
-/// reached through an O_PATH descriptor of this process (`/proc/self/fd/N/qmp.sock`).
-struct SocketPath {
-    _dir: std::os::fd::OwnedFd,
-    path: PathBuf,
-}
-
-impl SocketPath {
-    fn new(dir: &Path) -> anyhow::Result<Self> {
-        use std::os::fd::AsRawFd;
-        let d = nix::fcntl::open(
-            dir,
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .with_context(|| format!("{}", dir.display()))?;
-        let path = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", d.as_raw_fd()));
-        Ok(SocketPath { _dir: d, path })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 /// A listening socket for QEMU's `-chardev socket,fd=N,server=on` (bound by hx, so that the
 /// path's length never matters to QEMU).
 pub fn listen(dir: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
-    let p = SocketPath::new(dir)?;
+    let p = crate::short_path::ShortPath::new(dir, SOCKET)?;
     let _ = std::fs::remove_file(p.path());
     std::os::unix::net::UnixListener::bind(p.path())
         .with_context(|| format!("QMP socket in {}", dir.display()))
@@ -89,7 +62,7 @@ fn parse_line(line: &[u8]) -> anyhow::Result<Line> {
 impl Qmp {
     /// Connects to the container directory's QMP socket and negotiates capabilities.
     pub fn connect(dir: &Path) -> anyhow::Result<Self> {
-        let p = SocketPath::new(dir)?;
+        let p = crate::short_path::ShortPath::new(dir, SOCKET)?;
         let s = UnixStream::connect(p.path())
             .with_context(|| format!("QMP socket {}", dir.join(SOCKET).display()))?;
         s.set_read_timeout(Some(TIMEOUT))?;

@@ -51,10 +51,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// from threads of its own; returns once listening.
 pub fn serve(guest: std::os::fd::OwnedFd, dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let short = crate::short_path::ShortPath::new(dir, SOCKET)?;
+    let path = short.path();
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let guest = UnixStream::from(guest);
     let to_guest = Arc::new(Mutex::new(guest.try_clone()?));
     let shared = Arc::new(Shared::default());

@@ -39,7 +39,12 @@ pub enum End {
 impl Session {
     /// Connects to the broker at `socket` and asks for `req`.
     pub fn open(socket: &Path, req: &ExecRequest) -> anyhow::Result<Session> {
-        let mut s = UnixStream::connect(socket)
+        let (dir, name) = match (socket.parent(), socket.file_name().and_then(|n| n.to_str())) {
+            (Some(d), Some(n)) => (d, n),
+            _ => bail!("exec channel {}: not a socket path", socket.display()),
+        };
+        let short = crate::short_path::ShortPath::new(dir, name)?;
+        let mut s = UnixStream::connect(short.path())
             .with_context(|| format!("exec channel {}", socket.display()))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         Frame::hello().write_to(&mut s)?;

@@ -14,6 +14,20 @@ fn on_dom0() -> bool {
     yes
 }
 
+/// The command was recognised and refused for the missing dom0 like xl: exit 3, one line, nothing
+/// on stdout. A clap usage error (exit 2, "unexpected argument", usage lines) fails this.
+fn assert_refused_outside_dom0(argv: &[&str], r: &common::Run) {
+    assert_eq!(r.code, 3, "hx {argv:?}: {}", r.stderr);
+    assert_eq!(r.stdout, "", "hx {argv:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "hx {argv:?}: {}", r.stderr);
+    assert!(
+        lines[0].starts_with("hx: not a Xen dom0: /proc/xen/capabilities"),
+        "hx {argv:?}: {}",
+        r.stderr
+    );
+}
+
 const ADMIN: &[&[&str]] = &[
     &["list"],
     &["list", "--json"],
@@ -41,16 +55,7 @@ fn admin_commands_outside_dom0_say_so_in_one_line_with_exit_3() {
     }
     let hx = Hx::new();
     for args in ADMIN {
-        let r = hx.run(args);
-        assert_eq!(r.code, 3, "hx {args:?}: {}", r.stderr);
-        assert_eq!(r.stdout, "", "hx {args:?}");
-        let lines: Vec<&str> = r.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "hx {args:?}: {}", r.stderr);
-        assert!(
-            lines[0].starts_with("hx: not a Xen dom0: /proc/xen/capabilities"),
-            "hx {args:?}: {}",
-            r.stderr
-        );
+        assert_refused_outside_dom0(args, &hx.run(args));
     }
 }
 
@@ -78,13 +83,7 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
     ] {
         let mut argv = vec![prefix];
         argv.extend_from_slice(args);
-        let r = hx.run(&argv);
-        assert!(
-            r.stderr.contains("not a Xen dom0"),
-            "hx {argv:?}: {}",
-            r.stderr
-        );
-        assert_eq!(r.code, 3, "hx {argv:?}: {}", r.stderr);
+        assert_refused_outside_dom0(&argv, &hx.run(&argv));
     }
     for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c"] {
         let r = hx.run(&[ambiguous]);

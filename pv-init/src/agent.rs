@@ -110,6 +110,9 @@ fn serve(mut port: std::fs::File) {
                 }
             }
             (Kind::Open, None) => open(a, frame),
+            (Kind::Query, None) => {
+                std::thread::spawn(move || answer(frame));
+            }
             (Kind::Stdin, Some(s)) => {
                 let within = s
                     .input_window
@@ -158,6 +161,41 @@ fn serve(mut port: std::fs::File) {
             // A duplicate Open, or frames for a session that has ended: nothing to do.
             _ => {}
         }
+    }
+}
+
+/// `hx top` / `hx stats`: one Answer frame (a Top answer trimmed to fit one).
+fn answer(frame: Frame) {
+    let stream = frame.stream;
+    let json = match serde_json::from_slice::<mux::Query>(&frame.payload) {
+        Ok(mux::Query::Stats) => serde_json::to_vec(&crate::introspect::stats()),
+        Ok(mux::Query::Top) => {
+            let mut top = crate::introspect::top();
+            loop {
+                let j = serde_json::to_vec(&top);
+                match j {
+                    Ok(ref b) if b.len() > mux::MAX_PAYLOAD && !top.processes.is_empty() => {
+                        top.processes.pop();
+                        top.more += 1;
+                    }
+                    _ => break j,
+                }
+            }
+        }
+        Err(e) => {
+            let status = Status::InitError {
+                code: 125,
+                message: format!("exec channel: bad query: {e}"),
+            };
+            return send(Frame::new(
+                Kind::Exit,
+                stream,
+                status.to_line().into_bytes(),
+            ));
+        }
+    };
+    if let Ok(json) = json {
+        send(Frame::new(Kind::Answer, stream, json));
     }
 }
 

@@ -149,6 +149,37 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
     }
     assert!(hx.ok(&["ps"]).stdout.contains("ex"));
 
+    // top: the container's processes (not pv-init), docker's columns.
+    let top = hx.ok(&["top", "ex"]).stdout;
+    let mut lines = top.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let main = rows
+        .iter()
+        .find(|r| r[7..] == ["sleep", "1000"])
+        .unwrap_or_else(|| panic!("no workload in\n{top}"));
+    assert_eq!((main[0], main[2], main[5]), ("root", "1", "?"), "{top}");
+    assert!(!rows.iter().any(|r| r[1] == "1"), "pv-init listed:\n{top}");
+    // stats: what the guest sees, once; a busy exec shows as CPU.
+    hx.ok(&["exec", "-d", "ex", "sh", "-c", "while :; do :; done"]);
+    let stats = hx.ok(&["stats", "--no-stream", "--json", "ex"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let s = &v[0];
+    assert_eq!(s["name"], "ex", "{stats}");
+    let mem = s["mem_used"].as_u64().unwrap();
+    let limit = s["mem_limit"].as_u64().unwrap();
+    assert!(mem > 1 << 20 && limit > 64 << 20 && mem < limit, "{stats}");
+    assert!(s["cpu_percent"].as_f64().unwrap() > 20.0, "{stats}");
+    assert!(s["pids"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(s["block_read"].as_u64().unwrap() > 0, "{stats}");
+    let table = hx.ok(&["stats", "--no-stream"]).stdout;
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert!(table.contains(" ex "), "{table}");
+
     // The main process's end ends every session (docker's 137), and then exec is refused.
     let long = hx
         .cmd(&["exec", "ex", "sleep", "600"])
@@ -172,6 +203,11 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
         (r.code, r.stderr.as_str()),
         (125, "hx: container ex is not running\n")
     );
+    for cmd in [&["top", "ex"][..], &["stats", "--no-stream", "ex"]] {
+        let r = hx.run(cmd);
+        assert_ne!(r.code, 0);
+        assert_eq!(r.stderr, "hx: container ex is not running\n");
+    }
     let r = hx.run(&["exec", "nosuch", "true"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("nosuch"), "{}", r.stderr);

@@ -34,7 +34,9 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod shutdown;
+pub mod stats;
 pub mod stop;
+pub mod top;
 pub mod unpause;
 pub mod vcpu_set;
 pub mod volume;
@@ -75,6 +77,10 @@ pub enum Command {
     Exec(exec::Args),
     /// List containers
     Ps(ps::Args),
+    /// Show the processes running in a container
+    Top(top::Args),
+    /// Show containers' CPU, memory, network and block I/O use, live or once
+    Stats(stats::Args),
     /// Show a container's output
     Logs(logs::Args),
     /// Stop containers: SIGTERM, then kill after a grace period
@@ -212,6 +218,8 @@ pub async fn dispatch(
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Exec(a) => exec::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Ps(a) => ps::run(g, a).await,
+        Command::Top(a) => top::run(g, a).await,
+        Command::Stats(a) => stats::run(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::Stop(a) => stop::run(g, a).await,
         Command::Kill(a) => kill::run(g, a).await,

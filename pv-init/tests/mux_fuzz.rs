@@ -95,10 +95,9 @@ proptest! {
 
     #[test]
     fn answers_parse_or_fail_in_one_line(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        for r in [parse_answer::<TopAnswer>(&bytes).err(), parse_answer::<StatsAnswer>(&bytes).err()] {
-            if let Some(e) = r {
-                prop_assert!(!e.to_string().contains('\n'));
-            }
+        let errors = [parse_answer::<TopAnswer>(&bytes).err(), parse_answer::<StatsAnswer>(&bytes).err()];
+        for e in errors.into_iter().flatten() {
+            prop_assert!(!e.to_string().contains('\n'));
         }
     }
 

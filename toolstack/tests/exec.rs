@@ -149,6 +149,30 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
     }
     assert!(hx.ok(&["ps"]).stdout.contains("ex"));
 
+    // rename: the running container answers to its new name only; names stay unique.
+    assert_eq!(hx.ok(&["rename", "ex", "ex2"]).stdout, "");
+    assert_eq!(
+        hx.ok(&["exec", "ex2", "echo", "renamed"]).stdout,
+        "renamed\n"
+    );
+    let r = hx.run(&["exec", "ex", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    start(&hx, "other", &["sleep", "1000"]);
+    let r = hx.run(&["rename", "ex2", "other"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("other") && r.stderr.contains("in use"),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&["rename", "ex2", "bad/name"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    hx.ok(&["rm", "-f", "other"]);
+    hx.ok(&["rename", "ex2", "ex"]);
+    let names = hx.ok(&["ps", "--json"]).stdout;
+    let names: serde_json::Value = serde_json::from_str(&names).unwrap();
+    assert_eq!(names[0]["name"], "ex", "{names}");
+
     // top: the container's processes (not pv-init), docker's columns.
     let top = hx.ok(&["top", "ex"]).stdout;
     let mut lines = top.lines();

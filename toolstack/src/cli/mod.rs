@@ -30,6 +30,7 @@ pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod reboot;
+pub mod rename;
 pub mod rm;
 pub mod rmi;
 pub mod run;
@@ -79,6 +80,8 @@ pub enum Command {
     Ps(ps::Args),
     /// Show the processes running in a container
     Top(top::Args),
+    /// Rename a container
+    Rename(rename::Args),
     /// Show containers' CPU, memory, network and block I/O use, live or once
     Stats(stats::Args),
     /// Show a container's output
@@ -219,6 +222,7 @@ pub async fn dispatch(
         Command::Exec(a) => exec::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Ps(a) => ps::run(g, a).await,
         Command::Top(a) => top::run(g, a).await,
+        Command::Rename(a) => rename::run(g, a).await,
         Command::Stats(a) => stats::run(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::Stop(a) => stop::run(g, a).await,

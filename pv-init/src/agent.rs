@@ -260,6 +260,9 @@ fn run(
     req: &ExecRequest,
     input_rx: Option<mpsc::Receiver<Vec<u8>>>,
 ) -> Status {
+    if let Some(b) = &req.builtin {
+        return builtin(s, b, input_rx);
+    }
     let user = if req.user.is_empty() {
         &a.spec.user
     } else {
@@ -346,6 +349,45 @@ fn run(
         Some(WaitStatus::Signaled(_, sig, _)) => Status::Signaled { signal: sig as i32 },
         _ => Status::Signaled {
             signal: libc::SIGKILL,
+        },
+    }
+}
+
+/// `hx cp`: pv-init packs or unpacks in a thread of its own, through a pipe like a process's.
+fn builtin(
+    s: &Arc<Session>,
+    b: &mux::Builtin,
+    input_rx: Option<mpsc::Receiver<Vec<u8>>>,
+) -> Status {
+    let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            return Status::InitError {
+                code: 125,
+                message: format!("pipe: {e}"),
+            }
+        }
+    };
+    send(Frame::u32(Kind::Started, s.stream, 1));
+    let result = match (b.clone(), input_rx) {
+        (mux::Builtin::TarFrom { path }, _) => {
+            let out = pump(s.clone(), r, Kind::Stdout);
+            let packed = pv_init::copy::pack(&path, std::fs::File::from(w));
+            let _ = out.join();
+            packed
+        }
+        (mux::Builtin::TarInto { path }, Some(rx)) => {
+            feed(s, std::fs::File::from(w), rx);
+            pv_init::copy::unpack(std::fs::File::from(r), std::path::Path::new(&path)).map(drop)
+        }
+        (mux::Builtin::TarInto { .. }, None) => Ok(()),
+    };
+    s.closed.store(true, Ordering::Relaxed);
+    match result {
+        Ok(()) => Status::Exited { code: 0 },
+        Err(e) => Status::InitError {
+            code: 125,
+            message: e.to_string(),
         },
     }
 }

@@ -242,6 +242,19 @@ pub struct ExecRequest {
     /// `-i`: stdin frames feed the process; else its stdin is /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// Work pv-init does itself instead of starting a process (`args` is then empty).
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+}
+
+/// `hx cp`'s two halves (pv_init::copy), run by pv-init in the container's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Builtin {
+    /// `path` as a tar stream on stdout.
+    TarFrom { path: String },
+    /// The tar stream on stdin unpacked to `path`.
+    TarInto { path: String },
 }
 
 impl ExecRequest {
@@ -251,7 +264,7 @@ impl ExecRequest {
             kind: Kind::Open,
             why: e.to_string(),
         })?;
-        if r.args.is_empty() {
+        if r.args.is_empty() && r.builtin.is_none() {
             return Err(MuxError::Malformed {
                 kind: Kind::Open,
                 why: "no command".into(),

@@ -149,6 +149,74 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
     }
     assert!(hx.ok(&["ps"]).stdout.contains("ex"));
 
+    // cp both ways: a tree with modes and a symlink, and tar streams on stdin/stdout.
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("run.sh"), "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::write(tree.join("sub/secret"), "s3cret").unwrap();
+    std::os::unix::fs::symlink("run.sh", tree.join("link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&tree.join("run.sh"), 0o750);
+    mode(&tree.join("sub/secret"), 0o600);
+    mode(&tree.join("sub"), 0o710);
+    let r = hx.run(&["cp", tree.to_str().unwrap(), "ex:/tmp"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        hx.ok(&["exec", "ex", "sh", "-c", "/tmp/tree/link; stat -c '%a %n' /tmp/tree/run.sh /tmp/tree/sub /tmp/tree/sub/secret; readlink /tmp/tree/link"]).stdout,
+        "ran\n750 /tmp/tree/run.sh\n710 /tmp/tree/sub\n600 /tmp/tree/sub/secret\nrun.sh\n"
+    );
+    let back = host.path().join("back");
+    hx.ok(&["cp", "ex:/tmp/tree", back.to_str().unwrap()]);
+    let meta = |p: &str| {
+        std::fs::symlink_metadata(back.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        (meta("run.sh"), meta("sub"), meta("sub/secret")),
+        (0o750, 0o710, 0o600)
+    );
+    assert_eq!(
+        std::fs::read_link(back.join("link")).unwrap(),
+        std::path::Path::new("run.sh")
+    );
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/secret")).unwrap(),
+        "s3cret"
+    );
+    let out = hx.cmd(&["cp", "ex:/etc/hostname", "-"]).output().unwrap();
+    let names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["hostname"]);
+    let mut stream = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    stream
+        .append_data(&mut h, "from-stdin", &b"abc"[..])
+        .unwrap();
+    let (code, _, err) = run_with_input(&hx, &["cp", "-", "ex:/tmp"], stream.into_inner().unwrap());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        hx.ok(&["exec", "ex", "cat", "/tmp/from-stdin"]).stdout,
+        "abc"
+    );
+    let r = hx.run(&["cp", "ex:/no/such", host.path().to_str().unwrap()]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "hx: could not find the file /no/such\n")
+    );
+
     // rename: the running container answers to its new name only; names stay unique.
     assert_eq!(hx.ok(&["rename", "ex", "ex2"]).stdout, "");
     assert_eq!(

@@ -90,6 +90,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             None
         },
         stdin: args.interactive && !args.detach,
+        builtin: None,
     };
     if !req.cwd.is_empty() && !req.cwd.starts_with('/') {
         bail!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod completion;
 pub mod console;
+pub mod cp;
 pub mod destroy;
 pub mod dmesg;
 pub mod domain;
@@ -82,6 +83,8 @@ pub enum Command {
     Top(top::Args),
     /// Rename a container
     Rename(rename::Args),
+    /// Copy files between a container and the host (tar streams; - for stdin/stdout)
+    Cp(cp::Args),
     /// Show containers' CPU, memory, network and block I/O use, live or once
     Stats(stats::Args),
     /// Show a container's output
@@ -223,6 +226,7 @@ pub async fn dispatch(
         Command::Ps(a) => ps::run(g, a).await,
         Command::Top(a) => top::run(g, a).await,
         Command::Rename(a) => rename::run(g, a).await,
+        Command::Cp(a) => cp::run(g, a).await,
         Command::Stats(a) => stats::run(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::Stop(a) => stop::run(g, a).await,

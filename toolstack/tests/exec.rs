@@ -279,8 +279,23 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The serial console on QEMU: followed until the VM ends.
+    let console = hx
+        .cmd(&["console", "ex"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     hx.ok(&["kill", "ex"]);
+    let c = common::wait_with_timeout(console, Duration::from_secs(60));
+    assert_eq!(c.code, 0, "{}", c.stderr);
+    assert!(
+        c.stdout.contains("SeaBIOS") && c.stdout.contains("Power down"),
+        "{}",
+        c.stdout
+    );
     let r = common::wait_with_timeout(long, Duration::from_secs(60));
     // Killed with the workload (its SIGKILL reported), or cut off with the VM.
     assert_eq!(r.code, 137, "{}", r.stderr);

@@ -14,6 +14,13 @@ pub struct Args {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    // A container whose VM is not a Xen domain (QEMU): its serial console, from the log.
+    if let Ok(c) = crate::container::find(&g.root, &args.domain) {
+        let be = crate::backend::for_container(&c, &g.root)?;
+        if !be.has_domain_types() {
+            return follow_serial(g, &c, be.as_ref()).await;
+        }
+    }
     let ctx = domain::open()?;
     let id = domain::resolve(&ctx, &args.domain)?;
     let xs = xen_bindings::Xenstore::open()?;
@@ -41,6 +48,46 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
     }
     Err(ctx.console_exec(id).into())
+}
+
+/// The serial console of a VM that is no Xen domain (kernel messages and pv-init's
+/// diagnostics; the workload's output is `hx logs`), followed until the VM ends or Ctrl-]
+/// on a terminal.
+async fn follow_serial(
+    g: &super::Globals,
+    c: &crate::container::Container,
+    be: &dyn crate::backend::Backend,
+) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let dir = crate::container::dir(&g.root, &c.id);
+    let mut t = Tail::open(&dir.join("console.log"), true)?;
+    let (raw, leave) = if std::io::stdin().is_terminal() {
+        let raw = super::interactive::RawTerminal::enable();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            let mut b = [0u8; 64];
+            while let Ok(n) = stdin.read(&mut b) {
+                if n == 0 || b[..n].contains(&0x1d) {
+                    let _ = tx.send(());
+                    return;
+                }
+            }
+        });
+        (raw, Some(rx))
+    } else {
+        (None, None)
+    };
+    loop {
+        t.pump(&mut std::io::stdout())?;
+        if leave.as_ref().is_some_and(|l| l.try_recv().is_ok()) || !be.is_running(c) {
+            t.pump(&mut std::io::stdout())?;
+            drop(raw);
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Whether the container's workload reads its console (started with `-i`).

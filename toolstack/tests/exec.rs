@@ -400,3 +400,61 @@ fn exec_it_gives_a_terminal_of_hx_size_with_resize_and_ctrl_c() {
     assert_eq!(hx.ok(&["exec", "tty", "echo", "still"]).stdout, "still\n");
     hx.ok(&["rm", "-f", "tty"]);
 }
+
+#[test]
+fn attach_follows_output_until_the_end_and_proxies_signals() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "att",
+        "--network",
+        "none",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "sleep 3; for i in 1 2 3; do echo tick$i; echo err$i >&2; sleep 1; done; exit 7",
+    ]);
+    let r = common::run_with_timeout(hx.cmd(&["attach", "att"]), Duration::from_secs(120));
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stdout.ends_with("tick3\n"), "{}", r.stdout);
+    assert!(r.stderr.ends_with("err3\n"), "{}", r.stderr);
+    let r = hx.run(&["attach", "att"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: container att is not running\n")
+    );
+
+    // ^C to hx attach is the workload's SIGINT (docker's --sig-proxy).
+    start(
+        &hx,
+        "sig",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 3' INT; while :; do sleep 1; done",
+        ],
+    );
+    hx.ok(&["exec", "sig", "true"]);
+    let child = hx
+        .cmd(&["attach", "sig"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let r = common::wait_with_timeout(child, Duration::from_secs(60));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (3, "got-int\n"),
+        "{}",
+        r.stderr
+    );
+    hx.ok(&["rm", "att", "sig"]);
+}

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod attach;
 pub mod completion;
 pub mod console;
 pub mod cp;
@@ -83,6 +84,8 @@ pub enum Command {
     Top(top::Args),
     /// Rename a container
     Rename(rename::Args),
+    /// Follow a running container's output until it stops; exit with its code
+    Attach(attach::Args),
     /// Copy files between a container and the host (tar streams; - for stdin/stdout)
     Cp(cp::Args),
     /// Show containers' CPU, memory, network and block I/O use, live or once
@@ -226,6 +229,7 @@ pub async fn dispatch(
         Command::Ps(a) => ps::run(g, a).await,
         Command::Top(a) => top::run(g, a).await,
         Command::Rename(a) => rename::run(g, a).await,
+        Command::Attach(a) => attach::run(g, a).await,
         Command::Cp(a) => cp::run(g, a).await,
         Command::Stats(a) => stats::run(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,

@@ -139,6 +139,9 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
     // official haproxy image binds :80 as haproxy). The guest is the container's namespace.
     // A kernel without the sysctl (before 4.11) keeps its default: nothing to fail on.
     let _ = std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+    // Docker's other namespace default: any group may open ICMP echo sockets, so `ping` works
+    // for a non-root USER without setuid or capabilities. `--sysctl` applies after this.
+    let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
     let Some(net) = net else { return Ok(()) };
     let (ip, prefix) = parse_cidr(&net.address)
         .ok_or_else(|| InitError::setup(format!("network: bad address {:?}", net.address)))?;

@@ -95,6 +95,20 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
         "{}",
         String::from_utf8_lossy(&r.stderr)
     );
+    // Docker's namespace defaults, as a non-root process sees them.
+    assert_eq!(
+        hx.ok(&[
+            "exec",
+            "-u",
+            "1000",
+            "ex",
+            "cat",
+            "/proc/sys/net/ipv4/ping_group_range",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ])
+        .stdout,
+        "0\t2147483647\n0\n"
+    );
     assert_eq!(
         hx.ok(&[
             "exec",

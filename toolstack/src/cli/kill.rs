@@ -1,6 +1,6 @@
 //! `hx kill`: send a signal to the workload (default SIGKILL).
-use crate::backend;
-use crate::container::{self, Status};
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
 use pv_init::status::Control;
 
 #[derive(clap::Args, Debug)]

@@ -1,10 +1,10 @@
 //! `hx run`: create a container from an image and run it in a micro-VM.
 use super::guest_env;
-use crate::assets::GuestAssets;
-use crate::backend::{self, Disk, VmSpec};
-use crate::container::{self, Container, Status};
-use crate::runtime;
 use anyhow::{bail, Context};
+use hx_engine::assets::GuestAssets;
+use hx_engine::backend::{self, Disk, VmSpec};
+use hx_engine::container::{self, Container, Status};
+use hx_engine::runtime;
 use hx_images::Store;
 use pv_init::spec::{ContainerSpec, DiskFs, Upper, SPEC_VERSION};
 use pv_init::status::Control;
@@ -441,7 +441,7 @@ fn create_and_start(
     let volume_targets: Vec<String> = args
         .volume
         .iter()
-        .filter_map(|v| crate::volume::parse_arg(v).ok())
+        .filter_map(|v| hx_engine::volume::parse_arg(v).ok())
         .map(|v| v.target)
         .collect();
     let tmpfs_mounts = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
@@ -451,7 +451,7 @@ fn create_and_start(
         .map(|s| parse_size_in("--disk-size", s, 16 << 20, MAX_DISK_SIZE))
         .transpose()?
         .map(|b| b.div_ceil(1 << 20) << 20);
-    let host = crate::hostconfig::load(root)?;
+    let host = hx_engine::hostconfig::load(root)?;
     // The same image limits as hx pull / load / import: a run pulls and unpacks too.
     let store = Store::open(root)?.with_limits(host.limits.images()?);
     let img = find_or_pull(&store, &args.image)?;
@@ -468,15 +468,16 @@ fn create_and_start(
     let kernel = args.kernel.clone().or_else(|| be.configured_kernel(&host));
     let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
     let id = container::new_id();
-    let net_mode = crate::network::Mode::parse(args.network.as_deref())?;
+    let net_mode = hx_engine::network::Mode::parse(args.network.as_deref())?;
     let mut port_requests = Vec::new();
     for p in &args.publish {
-        port_requests.extend(crate::network::ports::parse(p)?);
+        port_requests.extend(hx_engine::network::ports::parse(p)?);
     }
     let image_cfg = img.config.config().clone().unwrap_or_default();
     if args.publish_all {
-        let exposed =
-            crate::network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
+        let exposed = hx_engine::network::ports::exposed(
+            &image_cfg.exposed_ports().clone().unwrap_or_default(),
+        )?;
         let extra: Vec<_> = exposed
             .into_iter()
             .filter(|e| {
@@ -487,12 +488,12 @@ fn create_and_start(
             .collect();
         port_requests.extend(extra);
     }
-    let dns_servers = crate::network::dns::parse_servers(&args.dns)?;
-    let extra_hosts = crate::network::dns::parse_add_hosts(&args.add_host)?;
+    let dns_servers = hx_engine::network::dns::parse_servers(&args.dns)?;
+    let extra_hosts = hx_engine::network::dns::parse_add_hosts(&args.add_host)?;
     let volume_args = args
         .volume
         .iter()
-        .map(|v| crate::volume::parse_arg(v))
+        .map(|v| hx_engine::volume::parse_arg(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let first_volume_disk = if upper_size.is_some() { 3 } else { 2 };
     let dir = container::dir(root, &id);
@@ -506,7 +507,7 @@ fn create_and_start(
         Some(n) if !container::valid_name(n) => {
             bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
         }
-        Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
+        Some(n) if taken.contains(n) => return Err(hx_engine::HxError::NameInUse(n.clone()).into()),
         Some(n) => n.clone(),
         None => container::random_name(&id, &taken),
     };
@@ -529,7 +530,7 @@ fn create_and_start(
             })
             .map(|c| c.name.clone())
     };
-    let mut records = crate::volume::resolve(
+    let mut records = hx_engine::volume::resolve(
         &volume_args,
         &image_cfg.volumes().clone().unwrap_or_default(),
         &busy,
@@ -579,11 +580,11 @@ fn create_and_start(
     let owner = match owner {
         Ok(o) => o,
         Err(e) => {
-            let _ = crate::volume::remove_container_dir(&dir);
+            let _ = hx_engine::volume::remove_container_dir(&dir);
             return Err(e);
         }
     };
-    let ports_taken: Vec<(String, crate::network::Published)> = active
+    let ports_taken: Vec<(String, hx_engine::network::Published)> = active
         .iter()
         .flat_map(|c| {
             c.network
@@ -591,8 +592,8 @@ fn create_and_start(
                 .flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
         })
         .collect();
-    let net =
-        crate::network::setup(root, &id, &net_mode, &port_requests, &ports_taken).and_then(|net| {
+    let net = hx_engine::network::setup(root, &id, &net_mode, &port_requests, &ports_taken)
+        .and_then(|net| {
             c.network = Some(net.state.clone());
             container::save(root, &c)?;
             Ok(net)
@@ -603,7 +604,7 @@ fn create_and_start(
     let made = net.and_then(|net| {
         // Without the store lock: volumes (mkfs), binds, disks and the VM.
         let host_dirs = be.host_dirs(&dir);
-        let plan = crate::volume::acquire(root, &c.mounts, first_volume_disk, host_dirs)?;
+        let plan = hx_engine::volume::acquire(root, &c.mounts, first_volume_disk, host_dirs)?;
         spec.network = net.guest.clone().map(|mut g| {
             if !dns_servers.is_empty() {
                 g.dns = dns_servers.clone();
@@ -708,19 +709,19 @@ fn undo(root: &Path, c: &Container, owner: container::Owner, be: &dyn backend::B
 /// What the record says about the network before `network::setup` runs: enough for the undo
 /// to find the address, rules and interface setup may have made before the creator died.
 fn provisional_network(
-    mode: &crate::network::Mode,
+    mode: &hx_engine::network::Mode,
     id: &str,
-) -> Option<crate::network::NetworkState> {
+) -> Option<hx_engine::network::NetworkState> {
     match mode {
-        crate::network::Mode::Bridge(b) if crate::network::is_root() => {
-            Some(crate::network::NetworkState {
+        hx_engine::network::Mode::Bridge(b) if hx_engine::network::is_root() => {
+            Some(hx_engine::network::NetworkState {
                 mode: "bridge".into(),
                 bridge: Some(b.clone()),
                 ip: None,
                 prefix_len: 0,
                 gateway: None,
                 mac: None,
-                ifname: Some(crate::network::ifname_for(id)),
+                ifname: Some(hx_engine::network::ifname_for(id)),
                 ports: vec![],
             })
         }
@@ -729,7 +730,7 @@ fn provisional_network(
 }
 
 /// Follows stdout.log/stderr.log across the log relay's rotations (logfile.rs).
-pub use crate::logfile::Tail;
+pub use hx_engine::logfile::Tail;
 
 async fn attach(
     root: &Path,

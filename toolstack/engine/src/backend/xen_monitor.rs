@@ -1,4 +1,4 @@
-//! `hx __xen-monitor DIR` (hidden): owns one container's Xen domain (backend/xen.rs). Builds it
+//! The Xen monitor, run as `hx __xen-monitor DIR` (hidden; `Xen::start` starts it): owns one container's Xen domain (backend/xen.rs). Builds it
 //! paused, opens its console, unpauses it and reports `ok DOMID` on fd 3 once the workload has
 //! started; then appends the
 //! console to console.log until the guest shuts down, copies the guest's status lines from
@@ -16,12 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use xen_bindings::{Context, DomainConfig, DomainEvent, DomainEvents, Xenstore};
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// The container directory (holds xen-launch.json)
-    pub dir: PathBuf,
-}
-
 /// Most status nodes read back from a guest (pv-init writes two or three).
 const MAX_STATUS_NODES: u64 = 16;
 /// After the guest shut down, the console is read until it is quiet this long (xenconsoled
@@ -33,7 +27,9 @@ const TTY_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for the guest's first status line before `hx run` is told the domain runs.
 const BOOT_WAIT: Duration = Duration::from_secs(120);
 
-pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+/// The monitor process's body for the container directory `dir` (holds xen-launch.json):
+/// returns the process's exit code once the domain is gone.
+pub async fn run(dir: PathBuf) -> anyhow::Result<i32> {
     // SAFETY: fd 3 is the ready pipe `Xen::start` dup'ed there; checked before taking it.
     let ready = (unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } >= 0).then(|| {
         // dup2 cleared close-on-exec: without it every child libxl forks (hotplug scripts,
@@ -43,7 +39,6 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         unsafe { libc::fcntl(READY_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
         std::fs::File::from(unsafe { OwnedFd::from_raw_fd(READY_FD) })
     });
-    let dir = args.dir;
     let launch: Launch = serde_json::from_slice(
         &std::fs::read(dir.join(LAUNCH_FILE)).with_context(|| format!("{}", dir.display()))?,
     )?;
@@ -56,7 +51,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let (domid, events, console) = match started {
         Ok(s) => s,
         Err(e) => {
-            let msg = super::one_line(&e);
+            let msg = crate::one_line(&e);
             tracing::error!("{msg}");
             if let Some(mut r) = ready {
                 let _ = writeln!(r, "error {msg}");
@@ -284,7 +279,7 @@ async fn supervise(
         Some(reason) => {
             tracing::info!("domain {domid} shut down ({reason:?})");
             if let Err(e) = collect_status(domid, dir) {
-                tracing::warn!("reading the guest's status: {}", super::one_line(&e));
+                tracing::warn!("reading the guest's status: {}", crate::one_line(&e));
             }
             ctx.destroy(domid)
                 .await

@@ -59,13 +59,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     };
     let mut env = Vec::new();
     for f in &args.env_file {
-        env.extend(super::run::read_env_file(f)?);
+        env.extend(hx_engine::lifecycle::read_env_file(f)?);
     }
     // `-e K` passes hx's own K, and leaves K out when hx has none (docker).
     env.extend(
         args.env
             .iter()
-            .filter_map(|e| super::run::expand_env_opt(e)),
+            .filter_map(|e| hx_engine::lifecycle::expand_env_opt(e)),
     );
     let req = ExecRequest {
         args: args.command.clone(),

@@ -10,7 +10,7 @@ use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if let Some(code) = backend::xen_hotplug::from_argv0() {
+    if let Some(code) = backend::xen::hotplug::from_argv0() {
         return ExitCode::from(code as u8);
     }
     let args = cli::Cli::parse();

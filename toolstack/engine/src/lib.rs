@@ -1,7 +1,7 @@
 //! hx-engine: everything hx does to containers apart from reading a command line. The `hx` CLI
 //! (toolstack/src) links it, as will the containerd shim and the OCI runtime front end.
 //! Backends (Xen, QEMU), container records and their state, networks, volumes, logs, the exec
-//! channel and the helper processes (`log_relay`, `backend::xen_monitor`) that the hx binary
+//! channel and the helper processes (`log_relay`, `backend::xen::monitor`) that the hx binary
 //! runs as hidden subcommands.
 #[macro_use]
 pub mod output;

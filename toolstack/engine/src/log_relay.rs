@@ -1,5 +1,6 @@
-//! The log relay, run as `hx __log-relay DIR` (hidden; `spawn` starts it): writes one QEMU container's guest output to its log files
-//! within caps (logfile.rs), the way podman's conmon does. QEMU gets connected sockets for the
+//! The log relay, run as `hx __log-relay DIR` (hidden; `spawn` starts it): writes one QEMU
+//! container's guest output to its log files within caps (logfile.rs), the way podman's
+//! conmon does. QEMU gets connected sockets for the
 //! serial console and the hx.stdout/hx.stderr/hx.status ports instead of files it would grow
 //! without bound; the relay holds their other ends as fds 3.. (STREAMS order) and holds an
 //! exclusive flock on `relay.lock` (fd 7) for its whole life, so hx can tell when the last of

@@ -1,7 +1,7 @@
 //! The hidden subcommands hx runs itself as: the engine's helper processes.
 use std::path::PathBuf;
 
-/// `hx __xen-monitor DIR`: owns one container's Xen domain (hx_engine::backend::xen_monitor).
+/// `hx __xen-monitor DIR`: owns one container's Xen domain (hx_engine::backend::xen::monitor).
 #[derive(clap::Args, Debug)]
 pub struct XenMonitorArgs {
     /// The container directory (holds xen-launch.json)
@@ -23,7 +23,7 @@ pub struct LogRelayArgs {
 }
 
 pub async fn xen_monitor(_g: &super::Globals, args: XenMonitorArgs) -> anyhow::Result<i32> {
-    hx_engine::backend::xen_monitor::run(args.dir).await
+    hx_engine::backend::xen::monitor::run(args.dir).await
 }
 
 pub async fn log_relay(_g: &super::Globals, args: LogRelayArgs) -> anyhow::Result<i32> {

@@ -3,8 +3,6 @@
 pub mod qemu;
 pub mod qmp;
 pub mod xen;
-pub mod xen_hotplug;
-pub mod xen_monitor;
 
 use crate::container::Container;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
-//! The Xen monitor, run as `hx __xen-monitor DIR` (hidden; `Xen::start` starts it): owns one container's Xen domain (backend/xen.rs). Builds it
-//! paused, opens its console, unpauses it and reports `ok DOMID` on fd 3 once the workload has
-//! started; then appends the
-//! console to console.log until the guest shuts down, copies the guest's status lines from
-//! xenstore to status.log, destroys the domain (which removes its xenstore subtree, vbds and
-//! loop devices through libxl) and exits.
+//! The Xen monitor, run as `hx __xen-monitor DIR` (hidden; `Xen::start` starts it): owns one
+//! container's Xen domain (mod.rs). Builds it paused, opens its console, unpauses it and
+//! reports `ok DOMID` on fd 3 once the workload has started; then appends the console to
+//! console.log until the guest shuts down, copies the guest's status lines from xenstore to
+//! status.log, destroys the domain (which removes its xenstore subtree, vbds and loop devices
+//! through libxl) and exits.
 use crate::backend::xen::{self as xb, Launch, LAUNCH_FILE, READY_FD};
 use crate::backend::XenType;
 use crate::logfile::RotatingWriter;

@@ -110,6 +110,9 @@ fn serve(mut port: std::fs::File) {
                 }
             }
             (Kind::Open, None) => open(a, frame),
+            (Kind::Query, None) => {
+                std::thread::spawn(move || answer(frame));
+            }
             (Kind::Stdin, Some(s)) => {
                 let within = s
                     .input_window
@@ -158,6 +161,41 @@ fn serve(mut port: std::fs::File) {
             // A duplicate Open, or frames for a session that has ended: nothing to do.
             _ => {}
         }
+    }
+}
+
+/// `hx top` / `hx stats`: one Answer frame (a Top answer trimmed to fit one).
+fn answer(frame: Frame) {
+    let stream = frame.stream;
+    let json = match serde_json::from_slice::<mux::Query>(&frame.payload) {
+        Ok(mux::Query::Stats) => serde_json::to_vec(&crate::introspect::stats()),
+        Ok(mux::Query::Top) => {
+            let mut top = crate::introspect::top();
+            loop {
+                let j = serde_json::to_vec(&top);
+                match j {
+                    Ok(ref b) if b.len() > mux::MAX_PAYLOAD && !top.processes.is_empty() => {
+                        top.processes.pop();
+                        top.more += 1;
+                    }
+                    _ => break j,
+                }
+            }
+        }
+        Err(e) => {
+            let status = Status::InitError {
+                code: 125,
+                message: format!("exec channel: bad query: {e}"),
+            };
+            return send(Frame::new(
+                Kind::Exit,
+                stream,
+                status.to_line().into_bytes(),
+            ));
+        }
+    };
+    if let Ok(json) = json {
+        send(Frame::new(Kind::Answer, stream, json));
     }
 }
 
@@ -222,6 +260,9 @@ fn run(
     req: &ExecRequest,
     input_rx: Option<mpsc::Receiver<Vec<u8>>>,
 ) -> Status {
+    if let Some(b) = &req.builtin {
+        return builtin(s, b, input_rx);
+    }
     let user = if req.user.is_empty() {
         &a.spec.user
     } else {
@@ -308,6 +349,45 @@ fn run(
         Some(WaitStatus::Signaled(_, sig, _)) => Status::Signaled { signal: sig as i32 },
         _ => Status::Signaled {
             signal: libc::SIGKILL,
+        },
+    }
+}
+
+/// `hx cp`: pv-init packs or unpacks in a thread of its own, through a pipe like a process's.
+fn builtin(
+    s: &Arc<Session>,
+    b: &mux::Builtin,
+    input_rx: Option<mpsc::Receiver<Vec<u8>>>,
+) -> Status {
+    let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            return Status::InitError {
+                code: 125,
+                message: format!("pipe: {e}"),
+            }
+        }
+    };
+    send(Frame::u32(Kind::Started, s.stream, 1));
+    let result = match (b.clone(), input_rx) {
+        (mux::Builtin::TarFrom { path }, _) => {
+            let out = pump(s.clone(), r, Kind::Stdout);
+            let packed = pv_init::copy::pack(&path, std::fs::File::from(w));
+            let _ = out.join();
+            packed
+        }
+        (mux::Builtin::TarInto { path }, Some(rx)) => {
+            feed(s, std::fs::File::from(w), rx);
+            pv_init::copy::unpack(std::fs::File::from(r), std::path::Path::new(&path)).map(drop)
+        }
+        (mux::Builtin::TarInto { .. }, None) => Ok(()),
+    };
+    s.closed.store(true, Ordering::Relaxed);
+    match result {
+        Ok(()) => Status::Exited { code: 0 },
+        Err(e) => Status::InitError {
+            code: 125,
+            message: e.to_string(),
         },
     }
 }

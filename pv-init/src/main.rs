@@ -3,6 +3,7 @@
 mod agent;
 mod devices;
 mod exec;
+mod introspect;
 mod mounts;
 mod network;
 mod process;

@@ -40,6 +40,8 @@ pub enum Kind {
     Close = 6,
     /// Both ways: the sender may send `n` (u32 LE) more bytes of cost on this stream.
     Credit = 7,
+    /// Host → guest: a question about the container (`Query` JSON) on a stream of its own.
+    Query = 8,
     /// Guest → host: the process runs, its pid (u32 LE).
     Started = 10,
     Stdout = 11,
@@ -47,6 +49,8 @@ pub enum Kind {
     /// Guest → host: how the session ended, a status JSON line (`status::Status`); last frame
     /// of its stream.
     Exit = 13,
+    /// Guest → host: the answer to a Query (JSON); last frame of its stream.
+    Answer = 14,
 }
 
 impl Kind {
@@ -59,10 +63,12 @@ impl Kind {
             5 => Kind::Signal,
             6 => Kind::Close,
             7 => Kind::Credit,
+            8 => Kind::Query,
             10 => Kind::Started,
             11 => Kind::Stdout,
             12 => Kind::Stderr,
             13 => Kind::Exit,
+            14 => Kind::Answer,
             _ => return None,
         })
     }
@@ -185,6 +191,7 @@ impl Frame {
             Kind::Signal | Kind::Credit | Kind::Started if n != 4 => bad("payload is not 4 bytes"),
             Kind::Close if n != 0 => bad("payload is not empty"),
             Kind::Open if n > MAX_REQUEST => bad("request too long"),
+            Kind::Query if n > 1024 => bad("query too long"),
             Kind::Exit if n > crate::status::MAX_LINE => bad("status too long"),
             _ if self.kind != Kind::Hello && self.stream == 0 => bad("on stream 0"),
             _ => Ok(()),
@@ -235,6 +242,19 @@ pub struct ExecRequest {
     /// `-i`: stdin frames feed the process; else its stdin is /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// Work pv-init does itself instead of starting a process (`args` is then empty).
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+}
+
+/// `hx cp`'s two halves (pv_init::copy), run by pv-init in the container's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Builtin {
+    /// `path` as a tar stream on stdout.
+    TarFrom { path: String },
+    /// The tar stream on stdin unpacked to `path`.
+    TarInto { path: String },
 }
 
 impl ExecRequest {
@@ -244,7 +264,7 @@ impl ExecRequest {
             kind: Kind::Open,
             why: e.to_string(),
         })?;
-        if r.args.is_empty() {
+        if r.args.is_empty() && r.builtin.is_none() {
             return Err(MuxError::Malformed {
                 kind: Kind::Open,
                 why: "no command".into(),
@@ -252,6 +272,72 @@ impl ExecRequest {
         }
         Ok(r)
     }
+}
+
+/// What `hx top` and `hx stats` ask of a running container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Query {
+    Top,
+    Stats,
+}
+
+/// Most processes a Top answer lists, and longest command line of each: the answer fits a frame.
+pub const MAX_TOP_PROCESSES: usize = 256;
+pub const MAX_TOP_CMD: usize = 160;
+
+/// One process in the container, as `hx top` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    /// The user's name in the container's passwd, else empty.
+    pub user: String,
+    /// Seconds since the epoch (the guest's clock).
+    pub started: u64,
+    /// User + system CPU time, seconds.
+    pub cpu_secs: u64,
+    /// `pts/N`, or `?` without a terminal.
+    pub tty: String,
+    pub cmd: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopAnswer {
+    pub processes: Vec<ProcessInfo>,
+    /// Processes left out past MAX_TOP_PROCESSES.
+    pub more: u32,
+}
+
+/// Counters as the guest sees them (`hx stats` turns two of them into rates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsAnswer {
+    /// Clock ticks all CPUs spent busy, and in total (/proc/stat).
+    pub cpu_busy: u64,
+    pub cpu_total: u64,
+    pub cpus: u32,
+    /// Bytes: MemTotal − MemAvailable, and MemTotal.
+    pub mem_used: u64,
+    pub mem_total: u64,
+    /// Bytes through the guest's interfaces other than `lo`.
+    pub net_rx: u64,
+    pub net_tx: u64,
+    /// Bytes read from and written to its disks.
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u32,
+}
+
+/// An Answer frame's payload (hostile on the host: bounded by the frame, strict JSON).
+pub fn parse_answer<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, MuxError> {
+    serde_json::from_slice(payload).map_err(|e| MuxError::Malformed {
+        kind: Kind::Answer,
+        why: e.to_string(),
+    })
 }
 
 /// Credit accounting of one direction of one stream: what the sender may still send.

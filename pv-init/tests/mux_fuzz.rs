@@ -3,7 +3,9 @@
 //! header claims, every accepted frame re-encodes to exactly the bytes it was read from, and
 //! well-formed streams of frames survive being read back in any chunking.
 use proptest::prelude::*;
-use pv_init::mux::{ExecRequest, Frame, Kind, MuxError, MAX_PAYLOAD};
+use pv_init::mux::{
+    parse_answer, ExecRequest, Frame, Kind, MuxError, StatsAnswer, TopAnswer, MAX_PAYLOAD,
+};
 
 fn kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
@@ -12,6 +14,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Stderr),
         Just(Kind::Open),
         Just(Kind::Exit),
+        Just(Kind::Answer),
     ]
 }
 
@@ -88,5 +91,25 @@ proptest! {
         if let Err(e) = ExecRequest::parse(&bytes) {
             prop_assert!(!e.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn answers_parse_or_fail_in_one_line(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let errors = [parse_answer::<TopAnswer>(&bytes).err(), parse_answer::<StatsAnswer>(&bytes).err()];
+        for e in errors.into_iter().flatten() {
+            prop_assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn answers_with_hostile_strings_round_trip_but_unknown_fields_do_not(cmd in ".{0,200}", extra in "[a-z]{1,8}") {
+        let top = TopAnswer { processes: vec![pv_init::mux::ProcessInfo {
+            pid: 2, ppid: 1, uid: 0, user: "root".into(), started: 0, cpu_secs: 0, tty: "?".into(), cmd,
+        }], more: 0 };
+        let json = serde_json::to_vec(&top).unwrap();
+        prop_assert_eq!(parse_answer::<TopAnswer>(&json).unwrap(), top);
+        let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        v[format!("x{extra}")] = serde_json::json!(1);
+        prop_assert!(parse_answer::<TopAnswer>(&serde_json::to_vec(&v).unwrap()).is_err());
     }
 }

@@ -149,6 +149,129 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
     }
     assert!(hx.ok(&["ps"]).stdout.contains("ex"));
 
+    // cp both ways: a tree with modes and a symlink, and tar streams on stdin/stdout.
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("run.sh"), "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::write(tree.join("sub/secret"), "s3cret").unwrap();
+    std::os::unix::fs::symlink("run.sh", tree.join("link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&tree.join("run.sh"), 0o750);
+    mode(&tree.join("sub/secret"), 0o600);
+    mode(&tree.join("sub"), 0o710);
+    let r = hx.run(&["cp", tree.to_str().unwrap(), "ex:/tmp"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(
+        hx.ok(&["exec", "ex", "sh", "-c", "/tmp/tree/link; stat -c '%a %n' /tmp/tree/run.sh /tmp/tree/sub /tmp/tree/sub/secret; readlink /tmp/tree/link"]).stdout,
+        "ran\n750 /tmp/tree/run.sh\n710 /tmp/tree/sub\n600 /tmp/tree/sub/secret\nrun.sh\n"
+    );
+    let back = host.path().join("back");
+    hx.ok(&["cp", "ex:/tmp/tree", back.to_str().unwrap()]);
+    let meta = |p: &str| {
+        std::fs::symlink_metadata(back.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        (meta("run.sh"), meta("sub"), meta("sub/secret")),
+        (0o750, 0o710, 0o600)
+    );
+    assert_eq!(
+        std::fs::read_link(back.join("link")).unwrap(),
+        std::path::Path::new("run.sh")
+    );
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/secret")).unwrap(),
+        "s3cret"
+    );
+    let out = hx.cmd(&["cp", "ex:/etc/hostname", "-"]).output().unwrap();
+    let names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["hostname"]);
+    let mut stream = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    stream
+        .append_data(&mut h, "from-stdin", &b"abc"[..])
+        .unwrap();
+    let (code, _, err) = run_with_input(&hx, &["cp", "-", "ex:/tmp"], stream.into_inner().unwrap());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        hx.ok(&["exec", "ex", "cat", "/tmp/from-stdin"]).stdout,
+        "abc"
+    );
+    let r = hx.run(&["cp", "ex:/no/such", host.path().to_str().unwrap()]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "hx: could not find the file /no/such\n")
+    );
+
+    // rename: the running container answers to its new name only; names stay unique.
+    assert_eq!(hx.ok(&["rename", "ex", "ex2"]).stdout, "");
+    assert_eq!(
+        hx.ok(&["exec", "ex2", "echo", "renamed"]).stdout,
+        "renamed\n"
+    );
+    let r = hx.run(&["exec", "ex", "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    start(&hx, "other", &["sleep", "1000"]);
+    let r = hx.run(&["rename", "ex2", "other"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("other") && r.stderr.contains("in use"),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&["rename", "ex2", "bad/name"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    hx.ok(&["rm", "-f", "other"]);
+    hx.ok(&["rename", "ex2", "ex"]);
+    let names = hx.ok(&["ps", "--json"]).stdout;
+    let names: serde_json::Value = serde_json::from_str(&names).unwrap();
+    assert_eq!(names[0]["name"], "ex", "{names}");
+
+    // top: the container's processes (not pv-init), docker's columns.
+    let top = hx.ok(&["top", "ex"]).stdout;
+    let mut lines = top.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let main = rows
+        .iter()
+        .find(|r| r[7..] == ["sleep", "1000"])
+        .unwrap_or_else(|| panic!("no workload in\n{top}"));
+    assert_eq!((main[0], main[2], main[5]), ("root", "1", "?"), "{top}");
+    assert!(!rows.iter().any(|r| r[1] == "1"), "pv-init listed:\n{top}");
+    // stats: what the guest sees, once; a busy exec shows as CPU.
+    hx.ok(&["exec", "-d", "ex", "sh", "-c", "while :; do :; done"]);
+    let stats = hx.ok(&["stats", "--no-stream", "--json", "ex"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let s = &v[0];
+    assert_eq!(s["name"], "ex", "{stats}");
+    let mem = s["mem_used"].as_u64().unwrap();
+    let limit = s["mem_limit"].as_u64().unwrap();
+    assert!(mem > 1 << 20 && limit > 64 << 20 && mem < limit, "{stats}");
+    assert!(s["cpu_percent"].as_f64().unwrap() > 20.0, "{stats}");
+    assert!(s["pids"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(s["block_read"].as_u64().unwrap() > 0, "{stats}");
+    let table = hx.ok(&["stats", "--no-stream"]).stdout;
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert!(table.contains(" ex "), "{table}");
+
     // The main process's end ends every session (docker's 137), and then exec is refused.
     let long = hx
         .cmd(&["exec", "ex", "sleep", "600"])
@@ -172,6 +295,11 @@ fn exec_runs_processes_in_a_running_container_like_docker() {
         (r.code, r.stderr.as_str()),
         (125, "hx: container ex is not running\n")
     );
+    for cmd in [&["top", "ex"][..], &["stats", "--no-stream", "ex"]] {
+        let r = hx.run(cmd);
+        assert_ne!(r.code, 0);
+        assert_eq!(r.stderr, "hx: container ex is not running\n");
+    }
     let r = hx.run(&["exec", "nosuch", "true"]);
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("nosuch"), "{}", r.stderr);

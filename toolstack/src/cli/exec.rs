@@ -40,23 +40,32 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    if args.interactive && args.tty && !std::io::stdin().is_terminal() {
-        errln!("hx: the input device is not a TTY");
-        return Ok(1);
-    }
-    let c = container::find(&g.root, &args.container)?;
-    let be = backend::for_container(&c, &g.root)?;
-    let dir = container::dir(&g.root, &c.id);
+/// A running, unpaused container's exec channel (`hx exec`, `top`, `stats`).
+pub fn channel(
+    root: &std::path::Path,
+    key: &str,
+) -> anyhow::Result<(container::Container, Box<dyn backend::Backend>, PathBuf)> {
+    let c = container::find(root, key)?;
+    let be = backend::for_container(&c, root)?;
+    let dir = container::dir(root, &c.id);
     if c.status != CStatus::Running || !be.is_running(&c) {
         bail!("container {} is not running", c.name);
     }
-    if super::pause::is_paused(&g.root, &c) {
+    if super::pause::is_paused(root, &c) {
         bail!("container {} is paused, unpause it first", c.name);
     }
     let Some(socket) = be.exec_socket(&dir) else {
         bail!("container {}: its backend has no exec channel yet", c.name);
     };
+    Ok((c, be, socket))
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    if args.interactive && args.tty && !std::io::stdin().is_terminal() {
+        errln!("hx: the input device is not a TTY");
+        return Ok(1);
+    }
+    let (c, be, socket) = channel(&g.root, &args.container)?;
     let mut env = Vec::new();
     for f in &args.env_file {
         env.extend(hx_engine::lifecycle::read_env_file(f)?);
@@ -81,6 +90,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             None
         },
         stdin: args.interactive && !args.detach,
+        builtin: None,
     };
     if !req.cwd.is_empty() && !req.cwd.starts_with('/') {
         bail!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod completion;
 pub mod console;
+pub mod cp;
 pub mod destroy;
 pub mod dmesg;
 pub mod domain;
@@ -30,11 +31,14 @@ pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod reboot;
+pub mod rename;
 pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod shutdown;
+pub mod stats;
 pub mod stop;
+pub mod top;
 pub mod unpause;
 pub mod vcpu_set;
 pub mod volume;
@@ -74,6 +78,14 @@ pub enum Command {
     Exec(exec::Args),
     /// List containers
     Ps(ps::Args),
+    /// Show the processes running in a container
+    Top(top::Args),
+    /// Rename a container
+    Rename(rename::Args),
+    /// Copy files between a container and the host (tar streams; - for stdin/stdout)
+    Cp(cp::Args),
+    /// Show containers' CPU, memory, network and block I/O use, live or once
+    Stats(stats::Args),
     /// Show a container's output
     Logs(logs::Args),
     /// Stop containers: SIGTERM, then kill after a grace period
@@ -211,6 +223,10 @@ pub async fn dispatch(
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Exec(a) => exec::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Ps(a) => ps::run(g, a).await,
+        Command::Top(a) => top::run(g, a).await,
+        Command::Rename(a) => rename::run(g, a).await,
+        Command::Cp(a) => cp::run(g, a).await,
+        Command::Stats(a) => stats::run(g, a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::Stop(a) => stop::run(g, a).await,
         Command::Kill(a) => kill::run(g, a).await,

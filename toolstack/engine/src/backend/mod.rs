@@ -115,6 +115,11 @@ pub trait Backend {
     fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
         anyhow::bail!("container {}: this backend cannot unpause", c.name)
     }
+    /// What renaming a running container means to its VM (`hx rename`). Nothing by default:
+    /// the container's record holds its name.
+    fn rename_running(&self, _c: &Container, _new: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Where `hx exec` reaches a running VM's exec channel (the broker's socket in the
     /// container directory `dir`), if this backend gives its guests one.
     fn exec_socket(&self, _dir: &Path) -> Option<PathBuf> {

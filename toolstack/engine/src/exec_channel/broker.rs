@@ -108,7 +108,7 @@ fn serve_guest(guest: &mut UnixStream, shared: &Shared) -> String {
         }
         let allowed = matches!(
             f.kind,
-            Kind::Started | Kind::Stdout | Kind::Stderr | Kind::Exit | Kind::Credit
+            Kind::Started | Kind::Stdout | Kind::Stderr | Kind::Exit | Kind::Credit | Kind::Answer
         );
         if !greeted || !allowed {
             return format!(
@@ -128,7 +128,7 @@ fn serve_guest(guest: &mut UnixStream, shared: &Shared) -> String {
             let _ = c.socket.shutdown(std::net::Shutdown::Both);
             continue;
         }
-        let last = f.kind == Kind::Exit;
+        let last = matches!(f.kind, Kind::Exit | Kind::Answer);
         let stream = f.stream;
         let _ = c.queue.send(Frame {
             stream: CLIENT_STREAM,
@@ -231,7 +231,7 @@ fn from_client(conn: UnixStream, shared: &Shared, to_guest: &Mutex<UnixStream>) 
             _ => break,
         };
         match f.kind {
-            Kind::Open | Kind::Stdin | Kind::Resize | Kind::Signal | Kind::Close => {}
+            Kind::Open | Kind::Query | Kind::Stdin | Kind::Resize | Kind::Signal | Kind::Close => {}
             Kind::Credit => {
                 if let Some(c) = lock(&shared.clients).get_mut(&stream) {
                     c.window.grant(f.number());

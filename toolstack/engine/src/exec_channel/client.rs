@@ -39,22 +39,7 @@ pub enum End {
 impl Session {
     /// Connects to the broker at `socket` and asks for `req`.
     pub fn open(socket: &Path, req: &ExecRequest) -> anyhow::Result<Session> {
-        let (dir, name) = match (socket.parent(), socket.file_name().and_then(|n| n.to_str())) {
-            (Some(d), Some(n)) => (d, n),
-            _ => bail!("exec channel {}: not a socket path", socket.display()),
-        };
-        let short = crate::short_path::ShortPath::new(dir, name)?;
-        let mut s = UnixStream::connect(short.path())
-            .with_context(|| format!("exec channel {}", socket.display()))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Frame::hello().write_to(&mut s)?;
-        match Frame::read_from(&mut s)? {
-            Some(f) if f.kind == Kind::Hello => {
-                f.version()?;
-            }
-            _ => bail!("exec channel: the container's relay did not answer"),
-        }
-        s.set_read_timeout(None)?;
+        let mut s = connect(socket)?;
         let payload = serde_json::to_vec(req)?;
         if payload.len() > mux::MAX_REQUEST {
             bail!(
@@ -127,6 +112,53 @@ impl Session {
                 }
                 _ => bail!("exec channel: unexpected {:?} frame", f.kind),
             }
+        }
+    }
+}
+
+/// A connection to the broker at `socket`, greeted.
+fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
+    let (dir, name) = match (socket.parent(), socket.file_name().and_then(|n| n.to_str())) {
+        (Some(d), Some(n)) => (d, n),
+        _ => bail!("exec channel {}: not a socket path", socket.display()),
+    };
+    let short = crate::short_path::ShortPath::new(dir, name)?;
+    let mut s = UnixStream::connect(short.path())
+        .with_context(|| format!("exec channel {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Frame::hello().write_to(&mut s)?;
+    match Frame::read_from(&mut s)? {
+        Some(f) if f.kind == Kind::Hello => {
+            f.version()?;
+        }
+        _ => bail!("exec channel: the container's relay did not answer"),
+    }
+    s.set_read_timeout(None)?;
+    Ok(s)
+}
+
+/// Asks the container's pv-init `query` (`hx top`, `hx stats`): its answer, parsed strictly.
+pub fn ask<T: serde::de::DeserializeOwned>(socket: &Path, query: mux::Query) -> anyhow::Result<T> {
+    let mut s = connect(socket)?;
+    Frame::new(Kind::Query, CLIENT_STREAM, serde_json::to_vec(&query)?).write_to(&mut s)?;
+    // Bounded: a guest that never answers does not hold `hx stats` for ever.
+    s.set_read_timeout(Some(Duration::from_secs(70)))?;
+    loop {
+        match Frame::read_from(&mut s) {
+            Ok(Some(f)) if f.kind == Kind::Answer => return Ok(mux::parse_answer(&f.payload)?),
+            Ok(Some(f)) if f.kind == Kind::Exit => {
+                let status = RawStatus::parse(&f.payload)
+                    .and_then(RawStatus::validate)
+                    .map_err(|e| anyhow::anyhow!("exec channel: {e}"))?;
+                match status {
+                    Status::InitError { message, .. } => {
+                        bail!("{}", crate::sanitize::line(&message))
+                    }
+                    other => bail!("exec channel: unexpected {other:?}"),
+                }
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => bail!("the container stopped"),
         }
     }
 }

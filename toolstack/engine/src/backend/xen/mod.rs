@@ -383,6 +383,15 @@ fn kill_stale_device_model(xs: &Xenstore, domid: u32) {
 }
 
 impl Backend for Xen {
+    /// The domain carries the container's name (xl list, find_domain): a running one would
+    /// need libxl_domain_rename, not bound yet.
+    fn rename_running(&self, c: &Container, _new: &str) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "container {}: renaming a running Xen container is not supported yet (stop it first)",
+            c.name
+        )
+    }
+
     fn name(&self) -> &'static str {
         "xen"
     }

@@ -1,0 +1,44 @@
+//! `hx rename CONTAINER NEW_NAME` (docker rename): a container's new name, running or not; its
+//! id, files, volumes, address and ports stay. Prints nothing; errors exit 1 as docker's do.
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
+use hx_images::Store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container (name or id)
+    pub container: String,
+    /// Its new name
+    pub new_name: String,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    match rename(&g.root, &args.container, &args.new_name) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            errln!("hx: {}", super::one_line(&e));
+            Ok(1)
+        }
+    }
+}
+
+fn rename(root: &std::path::Path, key: &str, new: &str) -> anyhow::Result<()> {
+    if !container::valid_name(new) {
+        anyhow::bail!("invalid container name {new:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+    }
+    // Under the store lock, as `hx run` takes a name.
+    let _lock = Store::open(root)?.lock()?;
+    let mut c = container::find(root, key)?;
+    if c.name == new {
+        anyhow::bail!("container {new} already has that name");
+    }
+    if container::list(root)?.iter().any(|o| o.name == new) {
+        return Err(hx_engine::HxError::NameInUse(new.to_string()).into());
+    }
+    let be = backend::for_container(&c, root)?;
+    if c.status == Status::Running && be.is_running(&c) {
+        be.rename_running(&c, new)?;
+    }
+    c.name = new.to_string();
+    container::save(root, &c)
+}

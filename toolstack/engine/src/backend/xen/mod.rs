@@ -4,8 +4,11 @@
 //! xenstore when the guest shuts down, and destroys it. The monitor's pid and start time are the
 //! container's VmHandle, so the reconcile logic shared with QEMU applies unchanged: a container
 //! whose monitor is gone is over, and cleanup destroys whatever domain it left.
+pub mod console;
 pub mod hotplug;
 pub mod monitor;
+
+pub use console::console_tty;
 
 use super::{process_alive, Backend, VmHandle, VmSpec, XenType};
 use crate::container::Container;
@@ -343,19 +346,6 @@ pub fn remove_stale_nodes(ctx: &Context, xs: &Xenstore, domid: u32) {
     ] {
         let _ = xs.rm(&p);
     }
-}
-
-/// The dom0 end of a domain's console (xenconsoled's pty), for `hx run -i` to write into.
-pub fn console_tty(domid: u32) -> anyhow::Result<PathBuf> {
-    let xs = Xenstore::open()?;
-    let v = xs
-        .read(&format!("{}/console/tty", dom_path(domid)))?
-        .ok_or_else(|| anyhow::anyhow!("domain {domid} has no console pty"))?;
-    let p = PathBuf::from(String::from_utf8(v)?);
-    if !p.starts_with("/dev/pts/") {
-        bail!("domain {domid}'s console {} is not a pty", p.display());
-    }
-    Ok(p)
 }
 
 /// The 9pfs QEMU libxl started for a domain that is gone (libxl's destroy kills it; a

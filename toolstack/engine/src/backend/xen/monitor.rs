@@ -4,13 +4,14 @@
 //! console.log until the guest shuts down, copies the guest's status lines from xenstore to
 //! status.log, destroys the domain (which removes its xenstore subtree, vbds and loop devices
 //! through libxl) and exits.
+use super::console::{open_console, pump, CONSOLE_DRAIN_MAX, CONSOLE_QUIET};
 use crate::backend::xen::{self as xb, Launch, LAUNCH_FILE, READY_FD};
 use crate::backend::XenType;
 use crate::logfile::RotatingWriter;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use pv_init::status::RawStatus;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
@@ -18,12 +19,6 @@ use xen_bindings::{Context, DomainConfig, DomainEvent, DomainEvents, Xenstore};
 
 /// Most status nodes read back from a guest (pv-init writes two or three).
 const MAX_STATUS_NODES: u64 = 16;
-/// After the guest shut down, the console is read until it is quiet this long (xenconsoled
-/// copies the last of the ring to the pty asynchronously).
-const CONSOLE_QUIET: Duration = Duration::from_millis(100);
-const CONSOLE_DRAIN_MAX: Duration = Duration::from_secs(3);
-/// xenconsoled publishes the console's pty shortly after the domain appears.
-const TTY_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for the guest's first status line before `hx run` is told the domain runs.
 const BOOT_WAIT: Duration = Duration::from_secs(120);
 
@@ -180,58 +175,6 @@ fn wait_for_workload(ctx: &Context, xs: &Xenstore, domid: u32) {
             return;
         }
         let _ = xs.next_watch(Some(Duration::from_millis(200)));
-    }
-}
-
-async fn open_console(ctx: &Context, domid: u32) -> anyhow::Result<std::fs::File> {
-    let deadline = Instant::now() + TTY_WAIT;
-    let tty = loop {
-        match ctx.console_tty(domid) {
-            Ok(t) if !t.is_empty() => break t,
-            _ if Instant::now() > deadline => bail!(
-                "domain {domid}: no console pty after {}s (is xenconsoled running?)",
-                TTY_WAIT.as_secs()
-            ),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(&tty)
-        .with_context(|| format!("console {tty}"))?;
-    // Raw: no echo back to the guest, no newline translation of its output.
-    if let Ok(mut t) = nix::sys::termios::tcgetattr(&f) {
-        nix::sys::termios::cfmakeraw(&mut t);
-        let _ = nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t);
-    }
-    tracing::info!("domain {domid} console {tty}");
-    Ok(f)
-}
-
-/// Copies what the console has now to the log; false once the pty is closed.
-fn pump(console: &std::fs::File, log: &mut RotatingWriter) -> std::io::Result<(bool, usize)> {
-    let mut buf = [0u8; 16384];
-    let mut total = 0;
-    loop {
-        // SAFETY: reading into a local buffer from our non-blocking fd.
-        let n = unsafe { libc::read(console.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            log.write(&buf[..n as usize])?;
-            total += n as usize;
-            continue;
-        }
-        let err = std::io::Error::last_os_error();
-        return Ok(match (n, err.kind()) {
-            (0, _) => (false, total),
-            (_, std::io::ErrorKind::WouldBlock) | (_, std::io::ErrorKind::Interrupted) => {
-                (true, total)
-            }
-            // EIO: xenconsoled closed the master (the domain is gone).
-            _ => (false, total),
-        });
     }
 }
 

@@ -28,7 +28,7 @@ printf '#!/bin/busybox sh\n/bin/busybox poweroff -f\n' >"$work/initrd/init"
 chmod +x "$work/initrd/init"
 (cd "$work/initrd" && find . | cpio -o -H newc --quiet) >"$work/poweroff.cpio"
 
-# Same machine and kernel command line as the QEMU backend under TCG (toolstack/src/backend/qemu.rs).
+# Same machine and kernel command line as the QEMU backend under TCG (toolstack/engine/src/backend/qemu.rs).
 mhz="$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)"
 append="console=ttyS0 quiet panic=-1 tsc_early_khz=$mhz tsc=reliable"
 bare() {

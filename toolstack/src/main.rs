@@ -1,56 +1,16 @@
 //! hx: run OCI images as Xen (or QEMU) micro-VMs.
+//! The command line only: what hx does is the hx-engine crate (toolstack/engine).
 #[macro_use]
-mod output;
-mod assets;
-mod backend;
+extern crate hx_engine;
 mod cli;
-mod container;
-mod exec_channel;
-mod hostconfig;
-mod logfile;
-mod network;
-mod runtime;
-mod sanitize;
-mod short_path;
-mod volume;
 
-/// Errors of the toolstack itself; exit codes in docs/cli.md.
-#[derive(Debug, thiserror::Error)]
-pub enum HxError {
-    #[error("no such container: {0}")]
-    NoSuchContainer(String),
-    #[error("container {0} is running: stop it first or use -f")]
-    Running(String),
-    #[error("container {0} is being created by a live hx run: wait for it, or kill that hx run")]
-    Creating(String),
-    #[error("the container name {0:?} is already in use")]
-    NameInUse(String),
-    #[error("not a Xen dom0: {0}")]
-    NotDom0(String),
-    #[error("no such domain: {0}")]
-    NoSuchDomain(String),
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-impl HxError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            HxError::NoSuchContainer(_) => 1,
-            HxError::Running(_) | HxError::Creating(_) => 1,
-            HxError::NameInUse(_) => 125,
-            HxError::NoSuchDomain(_) => 1,
-            HxError::NotDom0(_) => 3,
-            HxError::Refused(_) => 5,
-        }
-    }
-}
+use hx_engine::{backend, output};
 
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    if let Some(code) = backend::xen_hotplug::from_argv0() {
+    if let Some(code) = backend::xen::hotplug::from_argv0() {
         return ExitCode::from(code as u8);
     }
     let args = cli::Cli::parse();

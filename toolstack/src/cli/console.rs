@@ -25,7 +25,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let id = domain::resolve(&ctx, &args.domain)?;
     let xs = xen_bindings::Xenstore::open()?;
     if let Some(cid) = domain::hx_container(&xs, id) {
-        let dir = crate::container::dir(&g.root, &cid);
+        let dir = hx_engine::container::dir(&g.root, &cid);
         let log = dir.join("console.log");
         if log.is_file() {
             let mut t = Tail::open(&log, true)?;
@@ -107,7 +107,7 @@ type Keys = (
 fn keys_to_console(domid: u32) -> anyhow::Result<Keys> {
     use std::io::{IsTerminal, Read, Write};
     let on_terminal = std::io::stdin().is_terminal();
-    let tty = crate::backend::xen::console_tty(domid)?;
+    let tty = hx_engine::backend::xen::console_tty(domid)?;
     let mut console = super::interactive::console_writer(&tty)?;
     let raw = if on_terminal {
         super::interactive::RawTerminal::enable()

@@ -2,8 +2,8 @@
 //! directories between the host and a running container, as tar streams over its exec channel,
 //! modes and symlinks kept, placed by docker's rules (pv_init::copy). What comes from the guest
 //! is unpacked as hostile (no escape from DEST, no special files or setuid bits, bounded).
-use crate::exec_channel::client::{End, Session};
 use anyhow::{bail, Context};
+use hx_engine::exec_channel::client::{End, Session};
 use pv_init::mux::{Builtin, ExecRequest};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -77,7 +77,7 @@ fn finish(end: End, name: &str) -> anyhow::Result<()> {
     match end {
         End::Status(pv_init::status::Status::Exited { code: 0 }) => Ok(()),
         End::Status(pv_init::status::Status::InitError { message, .. }) => {
-            bail!("{}", crate::sanitize::line(&message))
+            bail!("{}", hx_engine::sanitize::line(&message))
         }
         End::Status(other) => bail!("container {name}: copy ended with {other:?}"),
         End::Lost | End::Detached(_) => bail!("container {name} stopped during the copy"),
@@ -107,7 +107,7 @@ fn from_container(root: &Path, name: &str, path: String, dest: &str) -> anyhow::
 }
 
 /// hx's stdin for the guest, within its credit.
-struct ToGuest(crate::exec_channel::client::Control);
+struct ToGuest(hx_engine::exec_channel::client::Control);
 
 impl Write for ToGuest {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -1,14 +1,14 @@
 //! What the xl-like admin commands share: opening libxl in a dom0, naming domains by name or id,
 //! and xl's state letters.
-use crate::backend::xen::require_dom0;
-use crate::HxError;
+use hx_engine::backend::xen::require_dom0;
+use hx_engine::HxError;
 use xen_bindings::{Context, DomainInfo, ShutdownReason, Xenstore};
 
 /// Prints to stdout, escaped like `outln!` (domain names and the hypervisor's ring may carry a
 /// guest's bytes); a closed pipe (`hx list | head`) ends the output quietly.
 pub fn print(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let safe = crate::sanitize::text(text).to_cow();
+    let safe = hx_engine::sanitize::text(text).to_cow();
     let mut out = std::io::stdout().lock();
     match out.write_all(safe.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -71,7 +71,7 @@ where
 
 /// The hx container id of a domain hx created (its `hx/id` node), if it is one.
 pub fn hx_container(xs: &Xenstore, domid: u32) -> Option<String> {
-    let v = xs.read(&crate::backend::xen::id_node(domid)).ok()??;
+    let v = xs.read(&hx_engine::backend::xen::id_node(domid)).ok()??;
     let s = String::from_utf8(v).ok()?;
     (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
 }

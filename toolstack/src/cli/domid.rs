@@ -11,7 +11,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let ctx = domain::open()?;
     let id = ctx
         .domid_by_name(&args.name)
-        .map_err(|_| crate::HxError::NoSuchDomain(args.name.clone()))?;
+        .map_err(|_| hx_engine::HxError::NoSuchDomain(args.name.clone()))?;
     outln!("{id}");
     Ok(0)
 }

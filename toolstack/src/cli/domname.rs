@@ -11,7 +11,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let ctx = domain::open()?;
     let info = ctx
         .info(args.domid)
-        .map_err(|_| crate::HxError::NoSuchDomain(args.domid.to_string()))?;
+        .map_err(|_| hx_engine::HxError::NoSuchDomain(args.domid.to_string()))?;
     outln!("{}", info.name.unwrap_or_default());
     Ok(0)
 }

@@ -1,10 +1,10 @@
 //! `hx exec [-i] [-t] [-d] [-e K=V] [--env-file F] [-u USER] [-w DIR] CONTAINER CMD...`: a new
 //! process in a running container, over its exec channel (exec_channel), with docker's exit
 //! codes: the process's own, 126 not executable, 127 not found, 125 hx's own failure.
-use crate::backend;
-use crate::container::{self, Status as CStatus};
-use crate::exec_channel::client::{End, Session};
 use anyhow::bail;
+use hx_engine::backend;
+use hx_engine::container::{self, Status as CStatus};
+use hx_engine::exec_channel::client::{End, Session};
 use pv_init::mux::ExecRequest;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -68,13 +68,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let (c, be, socket) = channel(&g.root, &args.container)?;
     let mut env = Vec::new();
     for f in &args.env_file {
-        env.extend(super::run::read_env_file(f)?);
+        env.extend(hx_engine::lifecycle::read_env_file(f)?);
     }
     // `-e K` passes hx's own K, and leaves K out when hx has none (docker).
     env.extend(
         args.env
             .iter()
-            .filter_map(|e| super::run::expand_env_opt(e)),
+            .filter_map(|e| hx_engine::lifecycle::expand_env_opt(e)),
     );
     let req = ExecRequest {
         args: args.command.clone(),
@@ -158,7 +158,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     drop(_raw);
     match end {
         End::Status(pv_init::status::Status::InitError { code, message }) => {
-            errln!("hx: {}", crate::sanitize::line(&message));
+            errln!("hx: {}", hx_engine::sanitize::line(&message));
             Ok(code)
         }
         End::Status(s) => Ok(s.exit_code().unwrap_or(125)),

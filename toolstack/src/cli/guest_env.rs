@@ -350,15 +350,10 @@ pub fn tmpfs_mounts(flags: &[String], volume_targets: &[String]) -> anyhow::Resu
     Ok(out)
 }
 
-/// Mounts in the order docker makes them: by the depth of their target (a parent before what
-/// is mounted inside it), keeping the given order otherwise.
-pub fn sort_mounts(mounts: &mut [Mount]) {
-    mounts.sort_by_key(|m| m.target.split('/').filter(|p| !p.is_empty()).count());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hx_engine::lifecycle::sort_mounts;
     use proptest::prelude::*;
 
     fn err(r: anyhow::Result<impl std::fmt::Debug>) -> String {

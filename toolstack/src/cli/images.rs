@@ -86,7 +86,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         .iter()
         .map(|r| {
             r.iter()
-                .map(|c| crate::sanitize::line(c).to_string())
+                .map(|c| hx_engine::sanitize::line(c).to_string())
                 .collect()
         })
         .collect();

@@ -16,7 +16,7 @@ pub struct Args {
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store =
-        Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
+        Store::open(&g.root)?.with_limits(hx_engine::hostconfig::load(&g.root)?.limits.images()?);
     let config = apply_changes(&args.changes)?;
     let rec = tokio::task::spawn_blocking(move || {
         hx_images::load::import(&store, &args.source, &args.name, config)

@@ -1,5 +1,5 @@
 //! `hx inspect`: a container's state, spec and files as JSON.
-use crate::container;
+use hx_engine::container;
 use hx_images::Store;
 use serde_json::json;
 
@@ -13,7 +13,7 @@ pub struct Args {
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     {
         let _lock = Store::open(&g.root)?.lock()?;
-        crate::runtime::reconcile(&g.root)?;
+        hx_engine::runtime::reconcile(&g.root)?;
     }
     let mut out = vec![];
     for name in &args.containers {

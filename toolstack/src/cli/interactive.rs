@@ -1,6 +1,6 @@
 //! `hx run -i` / `-t`: hx's stdin to the workload, the local terminal in raw mode and its size.
-use crate::container::Container;
 use anyhow::Context;
+use hx_engine::container::Container;
 use pv_init::spec::TtySize;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -80,7 +80,7 @@ pub fn forward_stdin(
             let domid = c.domid.ok_or_else(|| {
                 anyhow::anyhow!("container {} has no domain for its input", c.name)
             })?;
-            let tty = crate::backend::xen::console_tty(domid)?;
+            let tty = hx_engine::backend::xen::console_tty(domid)?;
             Sink::Console(console_writer(&tty)?)
         }
     };
@@ -192,7 +192,7 @@ fn guest_started(c: &Container, dir: &Path) -> bool {
     match c.domid {
         // Xen: pv-init's status nodes, read by the monitor into status.log only at the end.
         Some(domid) => {
-            let node = format!("{}/0", crate::backend::xen::status_dir(domid));
+            let node = format!("{}/0", hx_engine::backend::xen::status_dir(domid));
             match xen_bindings::Xenstore::open().and_then(|xs| xs.read(&node)) {
                 Ok(Some(v)) => started(&String::from_utf8_lossy(&v)),
                 Ok(None) => false,

@@ -1,6 +1,6 @@
 //! `hx kill`: send a signal to the workload (default SIGKILL).
-use crate::backend;
-use crate::container::{self, Status};
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
 use pv_init::status::Control;
 
 #[derive(clap::Args, Debug)]
@@ -13,19 +13,7 @@ pub struct Args {
     pub containers: Vec<String>,
 }
 
-pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let up = s.to_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    nix::sys::signal::Signal::iterator()
-        .find(|sig| sig.as_str().strip_prefix("SIG") == Some(name))
-        .map(|sig| sig as i32)
-        .ok_or_else(|| anyhow::anyhow!("invalid signal {s:?}"))
-}
+pub use hx_engine::lifecycle::parse_signal;
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let sig = parse_signal(&args.signal)?;

@@ -18,7 +18,7 @@ pub struct Args {
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store =
-        Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
+        Store::open(&g.root)?.with_limits(hx_engine::hostconfig::load(&g.root)?.limits.images()?);
     let platform = PlatformSpec::parse(&args.platform)?;
     let images =
         tokio::task::spawn_blocking(move || hx_images::load::load(&store, &args.input, &platform))

@@ -1,6 +1,6 @@
 //! `hx logs`: a container's stdout and stderr.
-use crate::container;
-use crate::logfile::{self, Tail};
+use hx_engine::container;
+use hx_engine::logfile::{self, Tail};
 use std::io::Write;
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     }
     std::io::stdout().flush()?;
     if args.follow {
-        let be = crate::backend::for_container(&c, &g.root)?;
+        let be = hx_engine::backend::for_container(&c, &g.root)?;
         loop {
             let running = be.is_running(&c);
             for (t, is_err) in streams.iter_mut() {

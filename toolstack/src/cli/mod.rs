@@ -14,6 +14,7 @@ pub mod domid;
 pub mod domname;
 pub mod exec;
 pub mod guest_env;
+pub mod hidden;
 pub mod images;
 pub mod import;
 pub mod info;
@@ -23,7 +24,6 @@ pub mod interactive;
 pub mod kill;
 pub mod list;
 pub mod load;
-pub mod log_relay;
 pub mod logs;
 pub mod mem_set;
 pub mod pause;
@@ -44,7 +44,6 @@ pub mod unpause;
 pub mod vcpu_set;
 pub mod volume;
 pub mod wait;
-pub mod xen_monitor;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -150,10 +149,10 @@ pub enum Command {
     Domname(domname::Args),
     /// Internal: owns one container's Xen domain (started by hx run)
     #[command(name = "__xen-monitor", hide = true)]
-    XenMonitor(xen_monitor::Args),
+    XenMonitor(hidden::XenMonitorArgs),
     /// Internal: writes one QEMU container's guest output to capped log files
     #[command(name = "__log-relay", hide = true)]
-    LogRelay(log_relay::Args),
+    LogRelay(hidden::LogRelayArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,7 +211,7 @@ pub fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| crate::output::Sanitizing(std::io::stderr()))
+        .with_writer(|| hx_engine::output::Sanitizing(std::io::stderr()))
         .with_ansi(false)
         .with_target(false)
         .try_init();
@@ -263,22 +262,12 @@ pub async fn dispatch(
         Command::VcpuSet(a) => vcpu_set::run(g, a).await,
         Command::Domid(a) => domid::run(g, a).await,
         Command::Domname(a) => domname::run(g, a).await,
-        Command::XenMonitor(a) => xen_monitor::run(g, a).await,
-        Command::LogRelay(a) => log_relay::run(g, a).await,
+        Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
+        Command::LogRelay(a) => hidden::log_relay(g, a).await,
     }
 }
 
-/// The error chain on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ").replace('\n', " ")
-}
+pub use hx_engine::one_line;
 
 /// Exit code for an error: the library error's own code where there is one, else 125 (docker's
 /// "the tool itself failed").
@@ -287,10 +276,10 @@ pub fn exit_code_for(e: &anyhow::Error) -> i32 {
         return f.code;
     }
     for cause in e.chain() {
-        if let Some(he) = cause.downcast_ref::<crate::HxError>() {
+        if let Some(he) = cause.downcast_ref::<hx_engine::HxError>() {
             return he.exit_code();
         }
-        if let Some(ve) = cause.downcast_ref::<crate::volume::VolumeError>() {
+        if let Some(ve) = cause.downcast_ref::<hx_engine::volume::VolumeError>() {
             return ve.exit_code();
         }
         if let Some(ie) = cause.downcast_ref::<hx_images::Error>() {
@@ -314,7 +303,7 @@ const fn libxl_sys_domain_notfound() -> i32 {
 
 /// Image ids that containers (running or stopped) still use, with a container name each.
 pub fn images_in_use(g: &Globals) -> anyhow::Result<Vec<(hx_images::Digest, String)>> {
-    Ok(crate::container::list(&g.root)?
+    Ok(hx_engine::container::list(&g.root)?
         .into_iter()
         .filter_map(|c| {
             hx_images::Digest::parse(&c.image_id)

@@ -1,9 +1,9 @@
 //! `hx pause NAME...`: freeze hx containers (docker's pause: the VM's vCPUs stop, QEMU through
 //! QMP, Xen the domain) and, on a Xen dom0, any other domain as `xl pause` does.
 use super::domain;
-use crate::backend;
-use crate::container::{self, Status};
-use crate::HxError;
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
+use hx_engine::HxError;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -1,7 +1,7 @@
 //! `hx port`: a container's published ports, in docker's format.
-use crate::container::{self, Status};
-use crate::network::Published;
 use anyhow::bail;
+use hx_engine::container::{self, Status};
+use hx_engine::network::Published;
 use hx_images::Store;
 
 #[derive(clap::Args, Debug)]
@@ -34,7 +34,7 @@ pub fn lines(ports: &[Published], filter: Option<(u16, &str)>) -> Vec<String> {
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let c = {
         let _lock = Store::open(&g.root)?.lock()?;
-        crate::runtime::reconcile(&g.root)?;
+        hx_engine::runtime::reconcile(&g.root)?;
         container::find(&g.root, &args.container)?
     };
     let ports = match (&c.network, c.status) {
@@ -72,7 +72,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::ports::Proto;
+    use hx_engine::network::ports::Proto;
 
     #[test]
     fn docker_format() {

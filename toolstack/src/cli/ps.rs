@@ -1,5 +1,5 @@
 //! `hx ps`: containers, reconciled with what really runs.
-use crate::container::{Container, Status};
+use hx_engine::container::{Container, Status};
 use hx_images::Store;
 
 #[derive(clap::Args, Debug)]
@@ -18,7 +18,7 @@ pub struct Args {
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let list = {
         let _lock = Store::open(&g.root)?.lock()?;
-        crate::runtime::reconcile(&g.root)?
+        hx_engine::runtime::reconcile(&g.root)?
     };
     let list: Vec<Container> = list
         .into_iter()
@@ -100,7 +100,7 @@ pub fn status_text(c: &Container, paused: bool) -> String {
 }
 
 fn seconds_since(ts: &str) -> i64 {
-    let now = crate::container::now_rfc3339();
+    let now = hx_engine::container::now_rfc3339();
     parse(&now) - parse(ts)
 }
 

@@ -20,7 +20,7 @@ pub struct Args {
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store =
-        Store::open(&g.root)?.with_limits(crate::hostconfig::load(&g.root)?.limits.images()?);
+        Store::open(&g.root)?.with_limits(hx_engine::hostconfig::load(&g.root)?.limits.images()?);
     let reference = Reference::parse(&args.image)?;
     let opts = PullOptions {
         platform: args

@@ -14,7 +14,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let xs = &xen_bindings::Xenstore::open()?;
     let code = domain::each(ctx, &args.domains, "reboot", |id| async move {
         if domain::hx_container(xs, id).is_some() {
-            return Err(crate::HxError::Refused(format!(
+            return Err(hx_engine::HxError::Refused(format!(
                 "reboot domain {id}: it is an hx container (use hx stop and hx run)"
             ))
             .into());

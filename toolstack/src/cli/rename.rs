@@ -1,7 +1,7 @@
 //! `hx rename CONTAINER NEW_NAME` (docker rename): a container's new name, running or not; its
 //! id, files, volumes, address and ports stay. Prints nothing; errors exit 1 as docker's do.
-use crate::backend;
-use crate::container::{self, Status};
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
 use hx_images::Store;
 
 #[derive(clap::Args, Debug)]
@@ -33,7 +33,7 @@ fn rename(root: &std::path::Path, key: &str, new: &str) -> anyhow::Result<()> {
         anyhow::bail!("container {new} already has that name");
     }
     if container::list(root)?.iter().any(|o| o.name == new) {
-        return Err(crate::HxError::NameInUse(new.to_string()).into());
+        return Err(hx_engine::HxError::NameInUse(new.to_string()).into());
     }
     let be = backend::for_container(&c, root)?;
     if c.status == Status::Running && be.is_running(&c) {

@@ -1,6 +1,6 @@
 //! `hx rm`: remove containers (and, with -f, stop them first).
-use crate::backend;
-use crate::container::{self, Status};
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
 use hx_images::Store;
 
 #[derive(clap::Args, Debug)]
@@ -26,17 +26,17 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             if c.status == Status::Creating {
                 // Its hx run is still acquiring resources: removing them under it would race
                 // with that; once it is gone, its creation is undone as a whole.
-                if crate::container::owner_alive(&g.root, &c.id) {
-                    return Err(crate::HxError::Creating(c.name.clone()).into());
+                if hx_engine::container::owner_alive(&g.root, &c.id) {
+                    return Err(hx_engine::HxError::Creating(c.name.clone()).into());
                 }
-                return crate::runtime::discard(&g.root, &c, be.as_ref());
+                return hx_engine::runtime::discard(&g.root, &c, be.as_ref());
             }
             if c.status == Status::Running && be.is_running(&c) && !args.force {
-                return Err(crate::HxError::Running(c.name.clone()).into());
+                return Err(hx_engine::HxError::Running(c.name.clone()).into());
             }
-            crate::runtime::remove(&g.root, &c, be.as_ref())?;
+            hx_engine::runtime::remove(&g.root, &c, be.as_ref())?;
             if args.volumes {
-                crate::volume::remove_anonymous(&g.root, &c.mounts);
+                hx_engine::volume::remove_anonymous(&g.root, &c.mounts);
             }
             Ok(())
         })();

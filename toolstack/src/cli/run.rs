@@ -1,12 +1,11 @@
 //! `hx run`: create a container from an image and run it in a micro-VM.
 use super::guest_env;
-use crate::assets::GuestAssets;
-use crate::backend::{self, Disk, VmSpec};
-use crate::container::{self, Container, Status};
-use crate::runtime;
 use anyhow::{bail, Context};
+use hx_engine::backend;
+use hx_engine::container::{self, Container};
+use hx_engine::lifecycle::{self, CreateRequest};
+use hx_engine::runtime;
 use hx_images::Store;
-use pv_init::spec::{ContainerSpec, DiskFs, Upper, SPEC_VERSION};
 use pv_init::status::Control;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -147,44 +146,29 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         stdin: args.interactive,
         tty: args.tty,
     };
-    let (prepared, owner, stdin_socket) =
-        tokio::task::spawn_blocking(move || create_and_start(&root, args)).await??;
+    let started = tokio::task::spawn_blocking(move || {
+        lifecycle::create_and_start(&root, request(args)?, &find_or_pull)
+    })
+    .await??;
     if detach {
-        confirm_started(&g.root, &prepared, owner).await?;
-        outln!("{}", prepared.id);
+        lifecycle::confirm(&g.root, &started.container, started.owner).await?;
+        outln!("{}", started.container.id);
         return Ok(0);
     }
-    attach(&g.root, prepared, owner, io, stdin_socket).await
+    attach(
+        &g.root,
+        started.container,
+        started.owner,
+        io,
+        started.stdin_socket,
+    )
+    .await
 }
 
 #[derive(Clone, Copy)]
 struct Interactive {
     stdin: bool,
     tty: bool,
-}
-
-/// A VM that dies at once (bad QEMU options, no hypervisor resources) is an error of `hx run -d`
-/// rather than a container that silently exited.
-async fn confirm_started(
-    root: &Path,
-    c: &Container,
-    owner: container::Owner,
-) -> anyhow::Result<()> {
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let be = backend::for_container(c, root)?;
-    if be.is_running(c) {
-        return Ok(());
-    }
-    let outcome = runtime::outcome(&container::dir(root, &c.id));
-    match outcome {
-        runtime::Outcome::Lost(why) => {
-            let _lock = Store::open(root)?.lock()?;
-            drop(owner);
-            runtime::discard(root, c, be.as_ref())?;
-            bail!("the VM did not start: {why}")
-        }
-        _ => Ok(()),
-    }
 }
 
 pub const MAX_MEMORY: u64 = 1 << 40;
@@ -270,127 +254,6 @@ pub fn parse_size_in(
     }
 }
 
-pub(crate) fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(p).with_context(|| format!("env file {}", p.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(expand_env)
-        .collect())
-}
-
-/// `K=V` as is; `K` as `K=` hx's own value, or nothing when hx has no K (docker exec's rule).
-pub(crate) fn expand_env_opt(e: &str) -> Option<String> {
-    if e.contains('=') {
-        return Some(e.to_string());
-    }
-    std::env::var(e).ok().map(|v| format!("{e}={v}"))
-}
-
-fn expand_env(e: &str) -> String {
-    if e.contains('=') {
-        e.to_string()
-    } else {
-        format!("{e}={}", std::env::var(e).unwrap_or_default())
-    }
-}
-
-/// Builds the spec the way docker merges image config and flags.
-pub fn build_spec(
-    args: &Args,
-    img: &hx_images::ImageRecord,
-    hostname: &str,
-    guest: guest_env::GuestEnv,
-) -> anyhow::Result<ContainerSpec> {
-    let cfg = img.config.config().clone().unwrap_or_default();
-    let entrypoint: Vec<String> = match &args.entrypoint {
-        Some(e) if e.is_empty() => vec![],
-        Some(e) => vec![e.clone()],
-        None => cfg.entrypoint().clone().unwrap_or_default(),
-    };
-    let cmd: Vec<String> = if !args.command.is_empty() {
-        args.command.clone()
-    } else if args.entrypoint.is_some() {
-        vec![]
-    } else {
-        cfg.cmd().clone().unwrap_or_default()
-    };
-    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if argv.is_empty() {
-        bail!(
-            "no command specified and image {} has no CMD or ENTRYPOINT",
-            args.image
-        );
-    }
-    let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
-    let mut extra = Vec::new();
-    for f in &args.env_file {
-        extra.extend(read_env_file(f)?);
-    }
-    extra.extend(args.env.iter().map(|e| expand_env(e)));
-    for e in extra {
-        let key = e.split('=').next().unwrap_or("").to_string();
-        if key.is_empty() {
-            bail!("invalid environment variable {e:?}");
-        }
-        env.retain(|x| x.split('=').next() != Some(&key));
-        env.push(e);
-    }
-    let cwd = args
-        .workdir
-        .clone()
-        .or_else(|| cfg.working_dir().clone())
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".into());
-    if !cwd.starts_with('/') {
-        bail!("the working directory {cwd:?} is not absolute");
-    }
-    let upper = match &args.disk_size {
-        Some(_) => Upper::Disk {
-            disk: 2,
-            fstype: "ext4".into(),
-        },
-        None => Upper::Tmpfs { size_mb: 0 },
-    };
-    Ok(ContainerSpec {
-        version: SPEC_VERSION,
-        args: argv,
-        env,
-        cwd,
-        user: args
-            .user
-            .clone()
-            .or_else(|| cfg.user().clone())
-            .unwrap_or_default(),
-        hostname: hostname.to_string(),
-        rootfs: DiskFs {
-            disk: 0,
-            fstype: hx_images::rootfs::FSTYPE.into(),
-        },
-        upper,
-        mounts: vec![],
-        network: None,
-        stdin: args.interactive,
-        tty: args.tty.then(|| {
-            super::interactive::terminal_size()
-                .unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })
-        }),
-        shm_size: Some(guest.shm_size),
-        rlimits: guest.rlimits,
-        sysctls: guest.sysctls,
-        // docker resolves a container's name on user networks (its embedded DNS); hx writes
-        // an explicit --name into /etc/hosts beside the hostname.
-        aliases: args
-            .name
-            .iter()
-            .filter(|n| **n != hostname)
-            .cloned()
-            .collect(),
-        extra_hosts: vec![],
-    })
-}
-
 fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRecord> {
     match store.find_image(image) {
         Ok(i) => Ok(i),
@@ -409,24 +272,9 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
     }
 }
 
-/// The container, started; its `Owner` lock; for `-i` on QEMU the socket QEMU's `hx.stdin`
-/// port connected to.
-///
-/// Creation is a transaction on the container's record: the directory and a `creating` record
-/// come first (with the `Owner` lock, in one hold of the store lock), and every resource —
-/// volumes and file binds, address and port rules, the VM process — is written into the
-/// record before it is acquired. A failure here and a creator killed at any point are undone
-/// the same way, from the record: `runtime::discard` (here, or by the next reconcile once the
-/// owner lock is free).
-fn create_and_start(
-    root: &Path,
-    args: Args,
-) -> anyhow::Result<(
-    Container,
-    container::Owner,
-    Option<std::os::unix::net::UnixListener>,
-)> {
-    // Flags first: nothing is looked up, pulled or made for a run that cannot happen.
+/// `hx run`'s flags as the engine's request. The checks that need no lookup come first, so
+/// that nothing is looked up, pulled or made for a run that cannot happen.
+fn request(args: Args) -> anyhow::Result<CreateRequest> {
     let memory_mb =
         parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
     if let Some(s) = &args.stop_signal {
@@ -437,299 +285,58 @@ fn create_and_start(
     }
     let guest_env =
         guest_env::GuestEnv::parse(args.shm_size.as_deref(), &args.ulimit, &args.sysctl)?;
-    // (-v's own errors are reported below.)
+    // (-v's own errors are reported by the engine.)
     let volume_targets: Vec<String> = args
         .volume
         .iter()
-        .filter_map(|v| crate::volume::parse_arg(v).ok())
+        .filter_map(|v| hx_engine::volume::parse_arg(v).ok())
         .map(|v| v.target)
         .collect();
-    let tmpfs_mounts = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
+    let tmpfs = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
     let upper_size = args
         .disk_size
         .as_deref()
         .map(|s| parse_size_in("--disk-size", s, 16 << 20, MAX_DISK_SIZE))
         .transpose()?
         .map(|b| b.div_ceil(1 << 20) << 20);
-    let host = crate::hostconfig::load(root)?;
-    // The same image limits as hx pull / load / import: a run pulls and unpacks too.
-    let store = Store::open(root)?.with_limits(host.limits.images()?);
-    let img = find_or_pull(&store, &args.image)?;
-    let rootfs = store.rootfs(&img)?;
-    let be = backend::select(args.backend.as_deref(), root)?;
-    let xen_type = match &args.xen_type {
-        Some(_) if !be.has_domain_types() => bail!("--type applies to the xen backend only"),
-        Some(t) => backend::XenType::parse(t)?,
-        None => match &host.xen.domain_type {
-            Some(t) => backend::XenType::parse(t)?,
-            None => backend::XenType::default(),
-        },
-    };
-    let kernel = args.kernel.clone().or_else(|| be.configured_kernel(&host));
-    let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
-    let id = container::new_id();
-    let net_mode = crate::network::Mode::parse(args.network.as_deref())?;
-    let mut port_requests = Vec::new();
-    for p in &args.publish {
-        port_requests.extend(crate::network::ports::parse(p)?);
-    }
-    let image_cfg = img.config.config().clone().unwrap_or_default();
-    if args.publish_all {
-        let exposed =
-            crate::network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
-        let extra: Vec<_> = exposed
-            .into_iter()
-            .filter(|e| {
-                !port_requests
-                    .iter()
-                    .any(|r| r.container_port == e.container_port && r.proto == e.proto)
-            })
-            .collect();
-        port_requests.extend(extra);
-    }
-    let dns_servers = crate::network::dns::parse_servers(&args.dns)?;
-    let extra_hosts = crate::network::dns::parse_add_hosts(&args.add_host)?;
-    let volume_args = args
-        .volume
-        .iter()
-        .map(|v| crate::volume::parse_arg(v))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let first_volume_disk = if upper_size.is_some() { 3 } else { 2 };
-    let dir = container::dir(root, &id);
-
-    // Under the store lock: the name, the volumes' records, the first state record, the
-    // address and ports (checked against the other active containers).
-    let lock = store.lock()?;
-    let existing = runtime::reconcile(root)?;
-    let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
-    let name = match &args.name {
-        Some(n) if !container::valid_name(n) => {
-            bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
-        }
-        Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
-        Some(n) => n.clone(),
-        None => container::random_name(&id, &taken),
-    };
-    let hostname = args
-        .hostname
-        .clone()
-        .unwrap_or_else(|| id[..12].to_string());
-    let mut spec = build_spec(&args, &img, &hostname, guest_env)?;
-    let active: Vec<&Container> = existing
-        .iter()
-        .filter(|c| runtime::is_active(root, c))
-        .collect();
-    let busy = |vol: &str| {
-        active
-            .iter()
-            .find(|c| {
-                c.mounts
-                    .iter()
-                    .any(|m| m.kind == "volume" && m.source == vol)
-            })
-            .map(|c| c.name.clone())
-    };
-    let mut records = crate::volume::resolve(
-        &volume_args,
-        &image_cfg.volumes().clone().unwrap_or_default(),
-        &busy,
-    )?;
-    // A --tmpfs replaces an image VOLUME at its path, like docker (-v there was refused).
-    records.retain(|r| !tmpfs_mounts.iter().any(|t| t.target == r.target));
-    // The image's STOPSIGNAL is checked here: a bad one fails the run, not a later hx stop.
-    let stop_signal = match (&args.stop_signal, image_cfg.stop_signal()) {
-        (Some(s), _) => Some(s.clone()),
-        (None, Some(s)) => {
-            super::kill::parse_signal(s)
-                .with_context(|| format!("image {}: STOPSIGNAL", args.image))?;
-            Some(s.clone())
-        }
-        (None, None) => None,
-    };
-    let mut c = Container {
-        id: id.clone(),
-        name,
-        image: args.image.clone(),
-        image_id: img.id.to_string(),
-        command: spec.args.clone(),
-        created: container::now_rfc3339(),
-        backend: be.name().to_string(),
-        status: Status::Creating,
-        pid: None,
-        pid_start: None,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        error: None,
-        auto_remove: args.rm,
+    let tty = args.tty.then(|| {
+        super::interactive::terminal_size().unwrap_or(pv_init::spec::TtySize { rows: 24, cols: 80 })
+    });
+    Ok(CreateRequest {
+        image: args.image,
+        command: args.command,
+        entrypoint: args.entrypoint,
+        env_files: args.env_file,
+        env: args.env,
+        workdir: args.workdir,
+        user: args.user,
+        name: args.name,
+        hostname: args.hostname,
+        stop_signal: args.stop_signal,
         memory_mb,
         cpus: args.cpus,
-        domid: None,
-        network: provisional_network(&net_mode, &id),
-        mounts: records,
-        stop_signal,
-    };
-    let owner = (|| -> anyhow::Result<container::Owner> {
-        std::fs::create_dir_all(container::containers_dir(root))?;
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let owner = container::Owner::acquire(root, &id)?;
-        container::save(root, &c)?;
-        Ok(owner)
-    })();
-    let owner = match owner {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = crate::volume::remove_container_dir(&dir);
-            return Err(e);
-        }
-    };
-    let ports_taken: Vec<(String, crate::network::Published)> = active
-        .iter()
-        .flat_map(|c| {
-            c.network
-                .iter()
-                .flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
-        })
-        .collect();
-    let net =
-        crate::network::setup(root, &id, &net_mode, &port_requests, &ports_taken).and_then(|net| {
-            c.network = Some(net.state.clone());
-            container::save(root, &c)?;
-            Ok(net)
-        });
-    drop(lock);
-
-    let mut stdin_socket = None;
-    let made = net.and_then(|net| {
-        // Without the store lock: volumes (mkfs), binds, disks and the VM.
-        let host_dirs = be.host_dirs(&dir);
-        let plan = crate::volume::acquire(root, &c.mounts, first_volume_disk, host_dirs)?;
-        spec.network = net.guest.clone().map(|mut g| {
-            if !dns_servers.is_empty() {
-                g.dns = dns_servers.clone();
-            }
-            g
-        });
-        // Written to /etc/hosts with or without a network, like docker's.
-        spec.extra_hosts = extra_hosts.clone();
-        spec.mounts = plan.mounts.clone();
-        spec.mounts.extend(tmpfs_mounts.iter().cloned());
-        guest_env::sort_mounts(&mut spec.mounts);
-        std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
-        std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
-        // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is
-        // connected from boot and sees EOF exactly when hx closes it.
-        let stdin_path = dir.join("stdin.sock");
-        if args.interactive && be.stdin_over_socket() {
-            stdin_socket = Some(
-                std::os::unix::net::UnixListener::bind(&stdin_path)
-                    .with_context(|| format!("{}", stdin_path.display()))?,
-            );
-        }
-        let mut disks = vec![
-            Disk {
-                path: rootfs.clone(),
-                readonly: true,
-                durable: false,
-            },
-            Disk {
-                path: dir.join("config.img"),
-                readonly: true,
-                durable: false,
-            },
-        ];
-        if let Some(size) = upper_size {
-            let upper = dir.join("upper.img");
-            hx_images::rootfs::make_ext4(None, &upper, size)?;
-            disks.push(Disk {
-                path: upper,
-                readonly: false,
-                durable: false,
-            });
-        }
-        disks.extend(plan.disks);
-        let record = |h: &backend::VmHandle| {
-            let mut c = c.clone();
-            c.pid = Some(h.pid);
-            c.pid_start = Some(h.pid_start);
-            container::save(root, &c)
-        };
-        let vm = VmSpec {
-            id: &c.id,
-            name: &c.name,
-            dir: &dir,
-            kernel: &assets.kernel,
-            initramfs: &assets.initramfs,
-            disks,
-            memory_mb,
-            cpus: args.cpus,
-            nic: net.nic,
-            shares: plan.shares,
-            xen_type,
-            stdin_socket: stdin_socket.as_ref().map(|_| stdin_path.clone()),
-            on_spawn: &record,
-        };
-        let h = be.start(&vm)?;
-        c.pid = Some(h.pid);
-        c.pid_start = Some(h.pid_start);
-        c.domid = h.domid;
-        c.status = Status::Running;
-        c.started_at = Some(container::now_rfc3339());
-        container::save(root, &c)
-    });
-    match made {
-        Ok(()) => Ok((c, owner, stdin_socket)),
-        Err(e) => {
-            drop(stdin_socket);
-            undo(root, &c, owner, be.as_ref());
-            Err(e)
-        }
-    }
-}
-
-/// Undoes a failed creation (the record on disk is the truth: it may name a VM process the
-/// in-memory copy does not). Under the store lock, with the owner lock given up inside it so
-/// that no reconcile sees the container ownerless before it is gone.
-fn undo(root: &Path, c: &Container, owner: container::Owner, be: &dyn backend::Backend) {
-    let r = (|| -> anyhow::Result<()> {
-        let _lock = Store::open(root)?.lock()?;
-        drop(owner);
-        let rec = container::load(root, &c.id).unwrap_or_else(|_| c.clone());
-        runtime::discard(root, &rec, be)
-    })();
-    if let Err(e) = r {
-        tracing::warn!(
-            "undoing container {}: {e:#} (the next hx ps retries)",
-            c.name
-        );
-    }
-}
-
-/// What the record says about the network before `network::setup` runs: enough for the undo
-/// to find the address, rules and interface setup may have made before the creator died.
-fn provisional_network(
-    mode: &crate::network::Mode,
-    id: &str,
-) -> Option<crate::network::NetworkState> {
-    match mode {
-        crate::network::Mode::Bridge(b) if crate::network::is_root() => {
-            Some(crate::network::NetworkState {
-                mode: "bridge".into(),
-                bridge: Some(b.clone()),
-                ip: None,
-                prefix_len: 0,
-                gateway: None,
-                mac: None,
-                ifname: Some(crate::network::ifname_for(id)),
-                ports: vec![],
-            })
-        }
-        _ => None,
-    }
+        upper_size,
+        shm_size: guest_env.shm_size,
+        rlimits: guest_env.rlimits,
+        sysctls: guest_env.sysctls,
+        tmpfs,
+        network: args.network,
+        publish: args.publish,
+        publish_all: args.publish_all,
+        volumes: args.volume,
+        dns: args.dns,
+        add_hosts: args.add_host,
+        backend: args.backend,
+        kernel: args.kernel,
+        xen_type: args.xen_type,
+        stdin: args.interactive,
+        tty,
+        auto_remove: args.rm,
+    })
 }
 
 /// Follows stdout.log/stderr.log across the log relay's rotations (logfile.rs).
-pub use crate::logfile::Tail;
+pub use hx_engine::logfile::Tail;
 
 async fn attach(
     root: &Path,

@@ -31,7 +31,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             let hx = domain::hx_container(&xs, id).is_some();
             if hx {
                 let line = pv_init::status::Control::Signal(libc::SIGTERM).to_line();
-                xs.write(&crate::backend::xen::control_node(id), line.as_bytes())?;
+                xs.write(&hx_engine::backend::xen::control_node(id), line.as_bytes())?;
             } else {
                 ctx.shutdown(id).await?;
             }

@@ -1,8 +1,8 @@
 //! `hx stats [--no-stream] [--json] [CONTAINER...]`: per running container, CPU %, memory
 //! used / limit, network and block I/O and processes as its guest sees them (asked of pv-init
 //! over the exec channel), refreshed every second like docker stats, or once.
-use crate::container::{Container, Status};
-use crate::exec_channel::client;
+use hx_engine::container::{Container, Status};
+use hx_engine::exec_channel::client;
 use pv_init::mux::{Query, StatsAnswer};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -38,14 +38,14 @@ struct Row {
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let containers: Vec<Container> = if args.containers.is_empty() {
         let _lock = hx_images::Store::open(&g.root)?.lock()?;
-        crate::runtime::reconcile(&g.root)?
+        hx_engine::runtime::reconcile(&g.root)?
             .into_iter()
             .filter(|c| c.status == Status::Running)
             .collect()
     } else {
         let mut v = Vec::new();
         for key in &args.containers {
-            let c = crate::container::find(&g.root, key)?;
+            let c = hx_engine::container::find(&g.root, key)?;
             if c.status != Status::Running {
                 anyhow::bail!("container {} is not running", c.name);
             }

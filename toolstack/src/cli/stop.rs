@@ -1,7 +1,7 @@
 //! `hx stop`: the stop signal (SIGTERM unless the image or `--stop-signal` says otherwise) to the
 //! workload, SIGKILL of the VM after a grace period.
-use crate::backend;
-use crate::container::{self, Status};
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
 use pv_init::status::Control;
 use std::time::{Duration, Instant};
 
@@ -75,7 +75,7 @@ pub async fn stop_one(
     }
     let _lock = hx_images::Store::open(&g.root)?.lock()?;
     if let Ok(c) = container::load(&g.root, &c.id) {
-        crate::runtime::settle(&g.root, c, be.as_ref())?;
+        hx_engine::runtime::settle(&g.root, c, be.as_ref())?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `hx top CONTAINER`: the processes running in a container (docker top's default columns:
 //! `UID PID PPID C STIME TTY TIME CMD`), as its pv-init reads them from the guest's /proc.
-use crate::exec_channel::client;
+use hx_engine::exec_channel::client;
 use pv_init::mux::{Query, TopAnswer};
 
 #[derive(clap::Args, Debug)]

@@ -1,5 +1,5 @@
 //! `hx volume create|ls|rm|inspect|prune`: named volumes (ext4 disk images in the store).
-use crate::volume::{self, VolumeError};
+use hx_engine::volume::{self, VolumeError};
 use hx_images::Store;
 use serde_json::json;
 
@@ -61,7 +61,7 @@ pub struct PruneArgs {
 
 /// Names of the containers (running or not) that use the volume.
 fn users(g: &super::Globals, name: &str) -> anyhow::Result<Vec<String>> {
-    Ok(crate::container::list(&g.root)?
+    Ok(hx_engine::container::list(&g.root)?
         .into_iter()
         .filter(|c| {
             c.mounts
@@ -132,7 +132,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             for name in &a.volumes {
                 let r = (|| -> anyhow::Result<()> {
                     let _lock = Store::open(&g.root)?.lock()?;
-                    crate::runtime::reconcile(&g.root)?;
+                    hx_engine::runtime::reconcile(&g.root)?;
                     volume::get(&g.root, name)?;
                     if let Some(by) = users(g, name)?.into_iter().next() {
                         return Err(VolumeError::InUse {
@@ -163,7 +163,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
         }
         Command::Prune(a) => {
             let _lock = Store::open(&g.root)?.lock()?;
-            crate::runtime::reconcile(&g.root)?;
+            hx_engine::runtime::reconcile(&g.root)?;
             let mut freed = 0;
             for v in volume::list(&g.root) {
                 if (a.all || v.anonymous) && users(g, &v.name)?.is_empty() {

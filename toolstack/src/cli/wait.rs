@@ -1,6 +1,6 @@
 //! `hx wait`: block until containers stop, print their exit codes.
-use crate::backend;
-use crate::container::{self, Status};
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
 use hx_images::Store;
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             let dir = container::dir(&g.root, &c.id);
             match container::load(&g.root, &c.id) {
                 Ok(cur) if cur.status == Status::Running => {
-                    let o = crate::runtime::outcome(&dir);
-                    crate::runtime::settle(&g.root, cur, be.as_ref())?;
+                    let o = hx_engine::runtime::outcome(&dir);
+                    hx_engine::runtime::settle(&g.root, cur, be.as_ref())?;
                     o.exit_code()
                 }
                 Ok(cur) => cur.exit_code.unwrap_or(0),

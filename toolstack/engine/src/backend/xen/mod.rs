@@ -1,9 +1,15 @@
 //! The Xen backend: one PVH (or PV) domain per container, built through libxl by a per-container
-//! monitor process (`hx __xen-monitor DIR`, xen_monitor.rs) that owns the domain for its whole
+//! monitor process (`hx __xen-monitor DIR`, monitor.rs) that owns the domain for its whole
 //! life: it creates it, records its console in console.log, collects the exit status from
 //! xenstore when the guest shuts down, and destroys it. The monitor's pid and start time are the
 //! container's VmHandle, so the reconcile logic shared with QEMU applies unchanged: a container
 //! whose monitor is gone is over, and cleanup destroys whatever domain it left.
+pub mod console;
+pub mod hotplug;
+pub mod monitor;
+
+pub use console::console_tty;
+
 use super::{process_alive, Backend, VmHandle, VmSpec, XenType};
 use crate::container::Container;
 use anyhow::{bail, Context as _};
@@ -166,14 +172,14 @@ impl Xen {
     }
 
     /// The vbd and vif hotplug helpers libxl runs: `HX_XEN_HOTPLUG`, else `[xen] hotplug` from
-    /// the config file: "hx" (default: hx's own, xen_hotplug.rs) or "block" (libxl's `block`
+    /// the config file: "hx" (default: hx's own, hotplug.rs) or "block" (libxl's `block`
     /// and `vif-bridge` scripts).
     fn hotplug_scripts(&self) -> anyhow::Result<(Option<PathBuf>, Option<PathBuf>)> {
         let choice = match std::env::var("HX_XEN_HOTPLUG") {
             Ok(v) => Some(v),
             Err(_) => crate::hostconfig::load(&self.root)?.xen.hotplug,
         };
-        use super::xen_hotplug::{script_path, VBD, VIF};
+        use hotplug::{script_path, VBD, VIF};
         match choice.as_deref() {
             Some("block") => Ok((None, None)),
             None | Some("hx") => Ok((
@@ -340,19 +346,6 @@ pub fn remove_stale_nodes(ctx: &Context, xs: &Xenstore, domid: u32) {
     ] {
         let _ = xs.rm(&p);
     }
-}
-
-/// The dom0 end of a domain's console (xenconsoled's pty), for `hx run -i` to write into.
-pub fn console_tty(domid: u32) -> anyhow::Result<PathBuf> {
-    let xs = Xenstore::open()?;
-    let v = xs
-        .read(&format!("{}/console/tty", dom_path(domid)))?
-        .ok_or_else(|| anyhow::anyhow!("domain {domid} has no console pty"))?;
-    let p = PathBuf::from(String::from_utf8(v)?);
-    if !p.starts_with("/dev/pts/") {
-        bail!("domain {domid}'s console {} is not a pty", p.display());
-    }
-    Ok(p)
 }
 
 /// The 9pfs QEMU libxl started for a domain that is gone (libxl's destroy kills it; a

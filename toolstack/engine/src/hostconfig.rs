@@ -126,7 +126,7 @@ pub struct XenConfig {
     pub domain_type: Option<String>,
     /// Guest kernel for Xen domains (default: the installed hyper kernel's vmlinux).
     pub kernel: Option<PathBuf>,
-    /// Who attaches disk files for blkback: "hx" (hx's own helper, backend/xen_hotplug.rs,
+    /// Who attaches disk files for blkback: "hx" (hx's own helper, backend/xen/hotplug.rs,
     /// default) or "block" (libxl's script).
     pub hotplug: Option<String>,
 }

@@ -1,39 +1,30 @@
-//! `hx __xen-monitor DIR` (hidden): owns one container's Xen domain (backend/xen.rs). Builds it
-//! paused, opens its console, unpauses it and reports `ok DOMID` on fd 3 once the workload has
-//! started; then appends the
-//! console to console.log until the guest shuts down, copies the guest's status lines from
-//! xenstore to status.log, destroys the domain (which removes its xenstore subtree, vbds and
-//! loop devices through libxl) and exits.
+//! The Xen monitor, run as `hx __xen-monitor DIR` (hidden; `Xen::start` starts it): owns one
+//! container's Xen domain (mod.rs). Builds it paused, opens its console, unpauses it and
+//! reports `ok DOMID` on fd 3 once the workload has started; then appends the console to
+//! console.log until the guest shuts down, copies the guest's status lines from xenstore to
+//! status.log, destroys the domain (which removes its xenstore subtree, vbds and loop devices
+//! through libxl) and exits.
+use super::console::{open_console, pump, CONSOLE_DRAIN_MAX, CONSOLE_QUIET};
 use crate::backend::xen::{self as xb, Launch, LAUNCH_FILE, READY_FD};
 use crate::backend::XenType;
 use crate::logfile::RotatingWriter;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use pv_init::status::RawStatus;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use xen_bindings::{Context, DomainConfig, DomainEvent, DomainEvents, Xenstore};
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// The container directory (holds xen-launch.json)
-    pub dir: PathBuf,
-}
-
 /// Most status nodes read back from a guest (pv-init writes two or three).
 const MAX_STATUS_NODES: u64 = 16;
-/// After the guest shut down, the console is read until it is quiet this long (xenconsoled
-/// copies the last of the ring to the pty asynchronously).
-const CONSOLE_QUIET: Duration = Duration::from_millis(100);
-const CONSOLE_DRAIN_MAX: Duration = Duration::from_secs(3);
-/// xenconsoled publishes the console's pty shortly after the domain appears.
-const TTY_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for the guest's first status line before `hx run` is told the domain runs.
 const BOOT_WAIT: Duration = Duration::from_secs(120);
 
-pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+/// The monitor process's body for the container directory `dir` (holds xen-launch.json):
+/// returns the process's exit code once the domain is gone.
+pub async fn run(dir: PathBuf) -> anyhow::Result<i32> {
     // SAFETY: fd 3 is the ready pipe `Xen::start` dup'ed there; checked before taking it.
     let ready = (unsafe { libc::fcntl(READY_FD, libc::F_GETFD) } >= 0).then(|| {
         // dup2 cleared close-on-exec: without it every child libxl forks (hotplug scripts,
@@ -43,7 +34,6 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         unsafe { libc::fcntl(READY_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
         std::fs::File::from(unsafe { OwnedFd::from_raw_fd(READY_FD) })
     });
-    let dir = args.dir;
     let launch: Launch = serde_json::from_slice(
         &std::fs::read(dir.join(LAUNCH_FILE)).with_context(|| format!("{}", dir.display()))?,
     )?;
@@ -56,7 +46,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let (domid, events, console) = match started {
         Ok(s) => s,
         Err(e) => {
-            let msg = super::one_line(&e);
+            let msg = crate::one_line(&e);
             tracing::error!("{msg}");
             if let Some(mut r) = ready {
                 let _ = writeln!(r, "error {msg}");
@@ -188,58 +178,6 @@ fn wait_for_workload(ctx: &Context, xs: &Xenstore, domid: u32) {
     }
 }
 
-async fn open_console(ctx: &Context, domid: u32) -> anyhow::Result<std::fs::File> {
-    let deadline = Instant::now() + TTY_WAIT;
-    let tty = loop {
-        match ctx.console_tty(domid) {
-            Ok(t) if !t.is_empty() => break t,
-            _ if Instant::now() > deadline => bail!(
-                "domain {domid}: no console pty after {}s (is xenconsoled running?)",
-                TTY_WAIT.as_secs()
-            ),
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(&tty)
-        .with_context(|| format!("console {tty}"))?;
-    // Raw: no echo back to the guest, no newline translation of its output.
-    if let Ok(mut t) = nix::sys::termios::tcgetattr(&f) {
-        nix::sys::termios::cfmakeraw(&mut t);
-        let _ = nix::sys::termios::tcsetattr(&f, nix::sys::termios::SetArg::TCSANOW, &t);
-    }
-    tracing::info!("domain {domid} console {tty}");
-    Ok(f)
-}
-
-/// Copies what the console has now to the log; false once the pty is closed.
-fn pump(console: &std::fs::File, log: &mut RotatingWriter) -> std::io::Result<(bool, usize)> {
-    let mut buf = [0u8; 16384];
-    let mut total = 0;
-    loop {
-        // SAFETY: reading into a local buffer from our non-blocking fd.
-        let n = unsafe { libc::read(console.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            log.write(&buf[..n as usize])?;
-            total += n as usize;
-            continue;
-        }
-        let err = std::io::Error::last_os_error();
-        return Ok(match (n, err.kind()) {
-            (0, _) => (false, total),
-            (_, std::io::ErrorKind::WouldBlock) | (_, std::io::ErrorKind::Interrupted) => {
-                (true, total)
-            }
-            // EIO: xenconsoled closed the master (the domain is gone).
-            _ => (false, total),
-        });
-    }
-}
-
 async fn supervise(
     ctx: &Context,
     domid: u32,
@@ -284,7 +222,7 @@ async fn supervise(
         Some(reason) => {
             tracing::info!("domain {domid} shut down ({reason:?})");
             if let Err(e) = collect_status(domid, dir) {
-                tracing::warn!("reading the guest's status: {}", super::one_line(&e));
+                tracing::warn!("reading the guest's status: {}", crate::one_line(&e));
             }
             ctx.destroy(domid)
                 .await

@@ -3,7 +3,6 @@
 pub mod qemu;
 pub mod qmp;
 pub mod xen;
-pub mod xen_hotplug;
 
 use crate::container::Container;
 use std::path::{Path, PathBuf};

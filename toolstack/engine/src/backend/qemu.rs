@@ -329,12 +329,12 @@ impl Backend for Qemu {
         let accel = self.accel(spec.kernel);
         mkfifo(&spec.dir.join("control.in"))?;
         mkfifo(&spec.dir.join("control.out"))?;
-        for ch in crate::cli::log_relay::STREAMS {
+        for ch in crate::log_relay::STREAMS {
             std::fs::File::create(spec.dir.join(format!("{ch}.log")))?;
         }
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
-        let log_fds = crate::cli::log_relay::spawn(spec.dir, limits, log.try_clone()?)?;
+        let log_fds = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?)?;
         // A bridged NIC is a tap that only QEMU holds once started: it vanishes with the VM,
         // however the VM ends. Port reservations are held by QEMU the same way.
         let tap = match spec.nic.as_ref().map(|n| &n.kind) {
@@ -406,7 +406,7 @@ impl Backend for Qemu {
             reap(pid);
         }
         process_alive(c.pid, c.pid_start)
-            || crate::cli::log_relay::busy(
+            || crate::log_relay::busy(
                 &crate::container::dir(&self.root, &c.id),
                 Duration::from_millis(500),
             )

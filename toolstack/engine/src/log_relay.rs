@@ -1,5 +1,6 @@
-//! `hx __log-relay DIR` (hidden): writes one QEMU container's guest output to its log files
-//! within caps (logfile.rs), the way podman's conmon does. QEMU gets connected sockets for the
+//! The log relay, run as `hx __log-relay DIR` (hidden; `spawn` starts it): writes one QEMU
+//! container's guest output to its log files within caps (logfile.rs), the way podman's
+//! conmon does. QEMU gets connected sockets for the
 //! serial console and the hx.stdout/hx.stderr/hx.status ports instead of files it would grow
 //! without bound; the relay holds their other ends as fds 3.. (STREAMS order) and holds an
 //! exclusive flock on `relay.lock` (fd 7) for its whole life, so hx can tell when the last of
@@ -7,19 +8,7 @@
 //! socket, i.e. when the VM is gone, however it ended.
 use crate::logfile::{self, Limits, RotatingWriter};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// The container directory
-    pub dir: PathBuf,
-    /// Bytes per stdout/stderr file
-    #[arg(long)]
-    pub max_size: u64,
-    /// stdout/stderr files kept per stream
-    #[arg(long)]
-    pub max_file: u32,
-}
+use std::path::Path;
 
 /// The streams, as fds FIRST_FD, FIRST_FD + 1, ... of the relay.
 pub const STREAMS: [&str; 4] = ["console", "stdout", "stderr", "status"];
@@ -44,13 +33,14 @@ pub fn limits(stream: &str, output: Limits) -> Limits {
     }
 }
 
-pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+/// The relay process's body (`hx __log-relay DIR --max-size N --max-file N`): returns when
+/// QEMU has closed every socket.
+pub fn run(dir: &Path, max_size: u64, max_file: u32) -> anyhow::Result<()> {
     let output = Limits {
-        max_size: args.max_size.max(1024),
-        max_file: args.max_file.max(1),
+        max_size: max_size.max(1024),
+        max_file: max_file.max(1),
     };
-    relay(&args.dir, output)?;
-    Ok(0)
+    relay(dir, output)
 }
 
 fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {

@@ -1,0 +1,23 @@
+//! hx-engine: everything hx does to containers apart from reading a command line. The `hx` CLI
+//! (toolstack/src) links it, as will the containerd shim and the OCI runtime front end.
+//! Backends (Xen, QEMU), container records and their state, networks, volumes, logs, the exec
+//! channel and the helper processes (`log_relay`, `backend::xen::monitor`) that the hx binary
+//! runs as hidden subcommands.
+#[macro_use]
+pub mod output;
+pub mod assets;
+pub mod backend;
+pub mod container;
+mod error;
+pub mod exec_channel;
+pub mod hostconfig;
+pub mod lifecycle;
+pub mod log_relay;
+pub mod logfile;
+pub mod network;
+pub mod runtime;
+pub mod sanitize;
+pub mod short_path;
+pub mod volume;
+
+pub use error::{one_line, HxError};

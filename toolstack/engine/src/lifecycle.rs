@@ -1,0 +1,624 @@
+//! The lifecycle of a container as typed requests: `create_and_start` (`hx run`), `confirm`
+//! (`hx run -d`). Front ends (the hx CLI, next the containerd shim and the OCI runtime) turn
+//! their own input into a `CreateRequest` and print what comes back.
+//!
+//! Creation is a transaction on the container's record: the directory and a `creating` record
+//! come first (with the `Owner` lock, in one hold of the store lock), and every resource —
+//! volumes and file binds, address and port rules, the VM process — is written into the
+//! record before it is acquired. A failure here and a creator killed at any point are undone
+//! the same way, from the record: `runtime::discard`, run by the one undo guard (`Undo`) on
+//! any error or drop, or by the next reconcile once the owner lock is free.
+use crate::assets::GuestAssets;
+use crate::backend::{self, Backend, Disk, VmSpec};
+use crate::container::{self, Container, Owner, Status};
+use crate::network::{self, NetworkState};
+use crate::runtime;
+use crate::volume;
+use anyhow::{bail, Context};
+use hx_images::{ImageRecord, Store};
+use pv_init::spec::{ContainerSpec, DiskFs, Mount, Rlimit, Sysctl, TtySize, Upper, SPEC_VERSION};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A container to create and start, its flags already checked by the front end. The docker
+/// syntaxes of networks, ports, DNS, hosts and volumes are parsed here (with the engine's own
+/// parsers), after the image is found.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// The image as the user named it.
+    pub image: String,
+    /// The command and its arguments (empty: the image's CMD).
+    pub command: Vec<String>,
+    /// Replaces the image's entrypoint (`Some("")`: none).
+    pub entrypoint: Option<String>,
+    /// Files of KEY=VALUE lines, then `-e` entries (`KEY` takes hx's own value), over the
+    /// image's environment in that order.
+    pub env_files: Vec<PathBuf>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    /// Checked by the front end (`parse_signal`); the image's STOPSIGNAL is checked here.
+    pub stop_signal: Option<String>,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    /// The writable layer on a disk of this many bytes instead of guest memory.
+    pub upper_size: Option<u64>,
+    pub shm_size: u64,
+    pub rlimits: Vec<Rlimit>,
+    pub sysctls: Vec<Sysctl>,
+    pub tmpfs: Vec<Mount>,
+    /// `bridge`, `bridge=NAME`, `none` (None: the default bridge).
+    pub network: Option<String>,
+    /// `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` each.
+    pub publish: Vec<String>,
+    pub publish_all: bool,
+    /// `SRC:DST[:ro]` each.
+    pub volumes: Vec<String>,
+    pub dns: Vec<String>,
+    /// `HOST:IP` each.
+    pub add_hosts: Vec<String>,
+    /// `qemu` or `xen` (None: xen on a dom0, else qemu).
+    pub backend: Option<String>,
+    pub kernel: Option<PathBuf>,
+    /// `pvh` or `pv`, Xen only.
+    pub xen_type: Option<String>,
+    /// The workload's stdin comes from the caller (`-i`).
+    pub stdin: bool,
+    /// A terminal of this size for the workload (`-t`).
+    pub tty: Option<TtySize>,
+    /// Removed when it exits (`--rm`).
+    pub auto_remove: bool,
+}
+
+/// A container created and started by `create_and_start`.
+pub struct Started {
+    pub container: Container,
+    /// The caller owns the container until it has read its outcome (or confirmed it, `-d`).
+    pub owner: Owner,
+    /// For `stdin` on backends that take it over a socket (QEMU): the socket QEMU's
+    /// `hx.stdin` port connected to.
+    pub stdin_socket: Option<UnixListener>,
+}
+
+/// The undo of partial creates: a stack of steps run in reverse order when it is dropped —
+/// on an error return, a `?`, a panic — unless `commit` emptied it first. A step that
+/// supersedes the ones before it (the discard of the whole record replaces the removal of its
+/// bare directory) is pushed with `supersede`.
+#[derive(Default)]
+pub struct Undo<'a> {
+    steps: Vec<Box<dyn FnOnce() + 'a>>,
+}
+
+impl<'a> Undo<'a> {
+    pub fn new() -> Self {
+        Undo { steps: Vec::new() }
+    }
+
+    /// Adds a step, run before those already there.
+    pub fn push(&mut self, step: impl FnOnce() + 'a) {
+        self.steps.push(Box::new(step));
+    }
+
+    /// Forgets the steps there (without running them) and adds this one, which undoes them
+    /// too.
+    pub fn supersede(&mut self, step: impl FnOnce() + 'a) {
+        self.steps.clear();
+        self.push(step);
+    }
+
+    /// Success: nothing is undone.
+    pub fn commit(mut self) {
+        self.steps.clear();
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        while let Some(step) = self.steps.pop() {
+            step();
+        }
+    }
+}
+
+/// Creates the container `req` asks for and starts its VM. `find_image` gets the image from
+/// the store (the caller decides whether and how to pull one that is missing). On any error
+/// everything made so far is undone.
+pub fn create_and_start(
+    root: &Path,
+    req: CreateRequest,
+    find_image: &dyn Fn(&Store, &str) -> anyhow::Result<ImageRecord>,
+) -> anyhow::Result<Started> {
+    let memory_mb = req.memory_mb;
+    let upper_size = req.upper_size;
+    let host = crate::hostconfig::load(root)?;
+    // The same image limits as hx pull / load / import: a run pulls and unpacks too.
+    let store = Store::open(root)?.with_limits(host.limits.images()?);
+    let img = find_image(&store, &req.image)?;
+    let rootfs = store.rootfs(&img)?;
+    let be = backend::select(req.backend.as_deref(), root)?;
+    let xen_type = match &req.xen_type {
+        Some(_) if !be.has_domain_types() => bail!("--type applies to the xen backend only"),
+        Some(t) => backend::XenType::parse(t)?,
+        None => match &host.xen.domain_type {
+            Some(t) => backend::XenType::parse(t)?,
+            None => backend::XenType::default(),
+        },
+    };
+    let kernel = req.kernel.clone().or_else(|| be.configured_kernel(&host));
+    let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
+    let id = container::new_id();
+    let net_mode = network::Mode::parse(req.network.as_deref())?;
+    let mut port_requests = Vec::new();
+    for p in &req.publish {
+        port_requests.extend(network::ports::parse(p)?);
+    }
+    let image_cfg = img.config.config().clone().unwrap_or_default();
+    if req.publish_all {
+        let exposed =
+            network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
+        let extra: Vec<_> = exposed
+            .into_iter()
+            .filter(|e| {
+                !port_requests
+                    .iter()
+                    .any(|r| r.container_port == e.container_port && r.proto == e.proto)
+            })
+            .collect();
+        port_requests.extend(extra);
+    }
+    let dns_servers = network::dns::parse_servers(&req.dns)?;
+    let extra_hosts = network::dns::parse_add_hosts(&req.add_hosts)?;
+    let volume_args = req
+        .volumes
+        .iter()
+        .map(|v| volume::parse_arg(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first_volume_disk = if upper_size.is_some() { 3 } else { 2 };
+    let dir = container::dir(root, &id);
+
+    // Under the store lock: the name, the volumes' records, the first state record, the
+    // address and ports (checked against the other active containers).
+    let lock = store.lock()?;
+    let existing = runtime::reconcile(root)?;
+    let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
+    let name = match &req.name {
+        Some(n) if !container::valid_name(n) => {
+            bail!("invalid container name {n:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+        }
+        Some(n) if taken.contains(n) => return Err(crate::HxError::NameInUse(n.clone()).into()),
+        Some(n) => n.clone(),
+        None => container::random_name(&id, &taken),
+    };
+    let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let mut spec = build_spec(&req, &img, &hostname)?;
+    let active: Vec<&Container> = existing
+        .iter()
+        .filter(|c| runtime::is_active(root, c))
+        .collect();
+    let busy = |vol: &str| {
+        active
+            .iter()
+            .find(|c| {
+                c.mounts
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.source == vol)
+            })
+            .map(|c| c.name.clone())
+    };
+    let mut records = volume::resolve(
+        &volume_args,
+        &image_cfg.volumes().clone().unwrap_or_default(),
+        &busy,
+    )?;
+    // A --tmpfs replaces an image VOLUME at its path, like docker (-v there was refused).
+    records.retain(|r| !req.tmpfs.iter().any(|t| t.target == r.target));
+    // The image's STOPSIGNAL is checked here: a bad one fails the run, not a later hx stop.
+    let stop_signal = match (&req.stop_signal, image_cfg.stop_signal()) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(s)) => {
+            parse_signal(s).with_context(|| format!("image {}: STOPSIGNAL", req.image))?;
+            Some(s.clone())
+        }
+        (None, None) => None,
+    };
+    let c = Container {
+        id: id.clone(),
+        name,
+        image: req.image.clone(),
+        image_id: img.id.to_string(),
+        command: spec.args.clone(),
+        created: container::now_rfc3339(),
+        backend: be.name().to_string(),
+        status: Status::Creating,
+        pid: None,
+        pid_start: None,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        error: None,
+        auto_remove: req.auto_remove,
+        memory_mb,
+        cpus: req.cpus,
+        domid: None,
+        network: provisional_network(&net_mode, &id),
+        mounts: records,
+        stop_signal,
+    };
+    // The record being made, shared with the undo: its last state is the undo's fallback
+    // when the one on disk cannot be read.
+    let made = std::cell::RefCell::new(c);
+    let owner_slot: std::cell::Cell<Option<Owner>> = std::cell::Cell::new(None);
+    let mut undo = Undo::new();
+    {
+        let dir = dir.clone();
+        undo.push(move || {
+            let _ = volume::remove_container_dir(&dir);
+        });
+    }
+    std::fs::create_dir_all(container::containers_dir(root))?;
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    owner_slot.set(Some(Owner::acquire(root, &id)?));
+    container::save(root, &made.borrow())?;
+    // From here the record is the truth, and undoing means discarding it (which takes the
+    // store lock: no error may return before the lock is dropped below).
+    {
+        let (made, owner_slot, be) = (&made, &owner_slot, be.as_ref());
+        undo.supersede(move || {
+            if let Some(owner) = owner_slot.take() {
+                discard_partial(root, &made.borrow(), owner, be);
+            }
+        });
+    }
+    let ports_taken: Vec<(String, network::Published)> = active
+        .iter()
+        .flat_map(|c| {
+            c.network
+                .iter()
+                .flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
+        })
+        .collect();
+    let net = network::setup(root, &id, &net_mode, &port_requests, &ports_taken).and_then(|net| {
+        made.borrow_mut().network = Some(net.state.clone());
+        container::save(root, &made.borrow())?;
+        Ok(net)
+    });
+    // The undo takes the store lock itself.
+    drop(lock);
+    let net = net?;
+
+    // Without the store lock: volumes (mkfs), binds, disks and the VM.
+    let host_dirs = be.host_dirs(&dir);
+    let plan = volume::acquire(root, &made.borrow().mounts, first_volume_disk, host_dirs)?;
+    spec.network = net.guest.clone().map(|mut g| {
+        if !dns_servers.is_empty() {
+            g.dns = dns_servers.clone();
+        }
+        g
+    });
+    // Written to /etc/hosts with or without a network, like docker's.
+    spec.extra_hosts = extra_hosts.clone();
+    spec.mounts = plan.mounts.clone();
+    spec.mounts.extend(req.tmpfs.iter().cloned());
+    sort_mounts(&mut spec.mounts);
+    std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
+    std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
+    // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is
+    // connected from boot and sees EOF exactly when hx closes it. Declared after the undo:
+    // closed before it runs.
+    let stdin_path = dir.join("stdin.sock");
+    let mut stdin_socket = None;
+    if req.stdin && be.stdin_over_socket() {
+        stdin_socket = Some(
+            UnixListener::bind(&stdin_path).with_context(|| format!("{}", stdin_path.display()))?,
+        );
+    }
+    let mut disks = vec![
+        Disk {
+            path: rootfs.clone(),
+            readonly: true,
+            durable: false,
+        },
+        Disk {
+            path: dir.join("config.img"),
+            readonly: true,
+            durable: false,
+        },
+    ];
+    if let Some(size) = upper_size {
+        let upper = dir.join("upper.img");
+        hx_images::rootfs::make_ext4(None, &upper, size)?;
+        disks.push(Disk {
+            path: upper,
+            readonly: false,
+            durable: false,
+        });
+    }
+    disks.extend(plan.disks);
+    let h = {
+        let c = made.borrow().clone();
+        let record = |h: &backend::VmHandle| {
+            let mut c = c.clone();
+            c.pid = Some(h.pid);
+            c.pid_start = Some(h.pid_start);
+            container::save(root, &c)
+        };
+        let vm = VmSpec {
+            id: &c.id,
+            name: &c.name,
+            dir: &dir,
+            kernel: &assets.kernel,
+            initramfs: &assets.initramfs,
+            disks,
+            memory_mb,
+            cpus: req.cpus,
+            nic: net.nic,
+            shares: plan.shares,
+            xen_type,
+            stdin_socket: stdin_socket.as_ref().map(|_| stdin_path.clone()),
+            on_spawn: &record,
+        };
+        be.start(&vm)?
+    };
+    {
+        let mut c = made.borrow_mut();
+        c.pid = Some(h.pid);
+        c.pid_start = Some(h.pid_start);
+        c.domid = h.domid;
+        c.status = Status::Running;
+        c.started_at = Some(container::now_rfc3339());
+    }
+    container::save(root, &made.borrow())?;
+    undo.commit();
+    let owner = owner_slot
+        .take()
+        .expect("the owner lock is held until commit");
+    Ok(Started {
+        container: made.into_inner(),
+        owner,
+        stdin_socket,
+    })
+}
+
+/// Undoes a failed creation (the record on disk is the truth: it may name a VM process the
+/// in-memory copy does not). Under the store lock, with the owner lock given up inside it so
+/// that no reconcile sees the container ownerless before it is gone.
+fn discard_partial(root: &Path, c: &Container, owner: Owner, be: &dyn Backend) {
+    let r = (|| -> anyhow::Result<()> {
+        let _lock = Store::open(root)?.lock()?;
+        drop(owner);
+        let rec = container::load(root, &c.id).unwrap_or_else(|_| c.clone());
+        runtime::discard(root, &rec, be)
+    })();
+    if let Err(e) = r {
+        tracing::warn!(
+            "undoing container {}: {e:#} (the next hx ps retries)",
+            c.name
+        );
+    }
+}
+
+/// A VM that dies at once (bad QEMU options, no hypervisor resources) is an error of a
+/// detached run rather than a container that silently exited: a short wait, then the VM's
+/// state; a lost VM's container is discarded. The owner lock ends here.
+pub async fn confirm(root: &Path, c: &Container, owner: Owner) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let be = backend::for_container(c, root)?;
+    if be.is_running(c) {
+        return Ok(());
+    }
+    let outcome = runtime::outcome(&container::dir(root, &c.id));
+    match outcome {
+        runtime::Outcome::Lost(why) => {
+            let _lock = Store::open(root)?.lock()?;
+            drop(owner);
+            runtime::discard(root, c, be.as_ref())?;
+            bail!("the VM did not start: {why}")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What the record says about the network before `network::setup` runs: enough for the undo
+/// to find the address, rules and interface setup may have made before the creator died.
+fn provisional_network(mode: &network::Mode, id: &str) -> Option<NetworkState> {
+    match mode {
+        network::Mode::Bridge(b) if network::is_root() => Some(NetworkState {
+            mode: "bridge".into(),
+            bridge: Some(b.clone()),
+            ip: None,
+            prefix_len: 0,
+            gateway: None,
+            mac: None,
+            ifname: Some(network::ifname_for(id)),
+            ports: vec![],
+        }),
+        _ => None,
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, any case) or number (1..=64).
+pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    nix::sys::signal::Signal::iterator()
+        .find(|sig| sig.as_str().strip_prefix("SIG") == Some(name))
+        .map(|sig| sig as i32)
+        .ok_or_else(|| anyhow::anyhow!("invalid signal {s:?}"))
+}
+
+/// KEY=VALUE lines of an env file (blank lines and `#` comments skipped; `KEY` alone takes
+/// hx's own value, empty when hx has none).
+pub fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("env file {}", p.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(expand_env)
+        .collect())
+}
+
+/// `K=V` as is; `K` as `K=` hx's own value, or nothing when hx has no K (docker exec's rule).
+pub fn expand_env_opt(e: &str) -> Option<String> {
+    if e.contains('=') {
+        return Some(e.to_string());
+    }
+    std::env::var(e).ok().map(|v| format!("{e}={v}"))
+}
+
+fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        format!("{e}={}", std::env::var(e).unwrap_or_default())
+    }
+}
+
+/// Mounts in the order docker makes them: by the depth of their target (a parent before what
+/// is mounted inside it), keeping the given order otherwise.
+pub fn sort_mounts(mounts: &mut [Mount]) {
+    mounts.sort_by_key(|m| m.target.split('/').filter(|p| !p.is_empty()).count());
+}
+
+/// Builds the spec the way docker merges image config and flags.
+pub fn build_spec(
+    req: &CreateRequest,
+    img: &ImageRecord,
+    hostname: &str,
+) -> anyhow::Result<ContainerSpec> {
+    let cfg = img.config.config().clone().unwrap_or_default();
+    let entrypoint: Vec<String> = match &req.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => cfg.entrypoint().clone().unwrap_or_default(),
+    };
+    let cmd: Vec<String> = if !req.command.is_empty() {
+        req.command.clone()
+    } else if req.entrypoint.is_some() {
+        vec![]
+    } else {
+        cfg.cmd().clone().unwrap_or_default()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        bail!(
+            "no command specified and image {} has no CMD or ENTRYPOINT",
+            req.image
+        );
+    }
+    let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
+    let mut extra = Vec::new();
+    for f in &req.env_files {
+        extra.extend(read_env_file(f)?);
+    }
+    extra.extend(req.env.iter().map(|e| expand_env(e)));
+    for e in extra {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        if key.is_empty() {
+            bail!("invalid environment variable {e:?}");
+        }
+        env.retain(|x| x.split('=').next() != Some(&key));
+        env.push(e);
+    }
+    let cwd = req
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        bail!("the working directory {cwd:?} is not absolute");
+    }
+    let upper = match &req.upper_size {
+        Some(_) => Upper::Disk {
+            disk: 2,
+            fstype: "ext4".into(),
+        },
+        None => Upper::Tmpfs { size_mb: 0 },
+    };
+    Ok(ContainerSpec {
+        version: SPEC_VERSION,
+        args: argv,
+        env,
+        cwd,
+        user: req
+            .user
+            .clone()
+            .or_else(|| cfg.user().clone())
+            .unwrap_or_default(),
+        hostname: hostname.to_string(),
+        rootfs: DiskFs {
+            disk: 0,
+            fstype: hx_images::rootfs::FSTYPE.into(),
+        },
+        upper,
+        mounts: vec![],
+        network: None,
+        stdin: req.stdin,
+        tty: req.tty,
+        shm_size: Some(req.shm_size),
+        rlimits: req.rlimits.clone(),
+        sysctls: req.sysctls.clone(),
+        // docker resolves a container's name on user networks (its embedded DNS); hx writes
+        // an explicit --name into /etc/hosts beside the hostname.
+        aliases: req
+            .name
+            .iter()
+            .filter(|n| **n != hostname)
+            .cloned()
+            .collect(),
+        extra_hosts: vec![],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undo_runs_its_steps_newest_first_unless_committed() {
+        let log = std::cell::RefCell::new(Vec::new());
+        {
+            let mut u = Undo::new();
+            u.push(|| log.borrow_mut().push("dir"));
+            u.push(|| log.borrow_mut().push("net"));
+        }
+        assert_eq!(*log.borrow(), ["net", "dir"]);
+        log.borrow_mut().clear();
+        {
+            let mut u = Undo::new();
+            u.push(|| log.borrow_mut().push("dir"));
+            u.supersede(|| log.borrow_mut().push("discard"));
+        }
+        assert_eq!(*log.borrow(), ["discard"]);
+        log.borrow_mut().clear();
+        let mut u = Undo::new();
+        u.push(|| log.borrow_mut().push("dir"));
+        u.commit();
+        assert!(log.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_error_return_undoes_what_was_made() {
+        let d = tempfile::tempdir().unwrap();
+        let made = d.path().join("c");
+        let create = || -> anyhow::Result<()> {
+            let mut undo = Undo::new();
+            undo.push(|| {
+                let _ = std::fs::remove_dir_all(&made);
+            });
+            std::fs::create_dir(&made)?;
+            bail!("the VM did not start");
+        };
+        assert!(create().is_err());
+        assert!(!made.exists());
+    }
+}

@@ -1,0 +1,32 @@
+//! The hidden subcommands hx runs itself as: the engine's helper processes.
+use std::path::PathBuf;
+
+/// `hx __xen-monitor DIR`: owns one container's Xen domain (hx_engine::backend::xen::monitor).
+#[derive(clap::Args, Debug)]
+pub struct XenMonitorArgs {
+    /// The container directory (holds xen-launch.json)
+    pub dir: PathBuf,
+}
+
+/// `hx __log-relay DIR`: writes one QEMU container's guest output to its log files
+/// (hx_engine::log_relay).
+#[derive(clap::Args, Debug)]
+pub struct LogRelayArgs {
+    /// The container directory
+    pub dir: PathBuf,
+    /// Bytes per stdout/stderr file
+    #[arg(long)]
+    pub max_size: u64,
+    /// stdout/stderr files kept per stream
+    #[arg(long)]
+    pub max_file: u32,
+}
+
+pub async fn xen_monitor(_g: &super::Globals, args: XenMonitorArgs) -> anyhow::Result<i32> {
+    hx_engine::backend::xen::monitor::run(args.dir).await
+}
+
+pub async fn log_relay(_g: &super::Globals, args: LogRelayArgs) -> anyhow::Result<i32> {
+    hx_engine::log_relay::run(&args.dir, args.max_size, args.max_file)?;
+    Ok(0)
+}

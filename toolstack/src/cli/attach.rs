@@ -2,9 +2,9 @@
 //! (stdout to stdout, stderr to stderr), until it stops; then its exit code, as `docker attach`.
 //! ^C and SIGTERM go to the workload (docker's --sig-proxy) unless turned off; a second ^C
 //! detaches. Input is not attached yet (`hx run -i` keeps its own).
-use crate::backend;
-use crate::container::{self, Status};
-use crate::logfile::Tail;
+use hx_engine::backend;
+use hx_engine::container::{self, Status};
+use hx_engine::logfile::Tail;
 use hx_images::Store;
 use pv_init::status::Control;
 use std::time::Duration;
@@ -61,8 +61,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let _lock = Store::open(&g.root)?.lock()?;
     Ok(match container::load(&g.root, &c.id) {
         Ok(cur) if cur.status == Status::Running => {
-            let o = crate::runtime::outcome(&dir);
-            crate::runtime::settle(&g.root, cur, be.as_ref())?;
+            let o = hx_engine::runtime::outcome(&dir);
+            hx_engine::runtime::settle(&g.root, cur, be.as_ref())?;
             o.exit_code()
         }
         Ok(cur) => cur.exit_code.unwrap_or(0),

@@ -15,8 +15,8 @@ pub struct Args {
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     // A container whose VM is not a Xen domain (QEMU): its serial console, from the log.
-    if let Ok(c) = crate::container::find(&g.root, &args.domain) {
-        let be = crate::backend::for_container(&c, &g.root)?;
+    if let Ok(c) = hx_engine::container::find(&g.root, &args.domain) {
+        let be = hx_engine::backend::for_container(&c, &g.root)?;
         if !be.has_domain_types() {
             return follow_serial(g, &c, be.as_ref()).await;
         }
@@ -55,11 +55,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 /// on a terminal.
 async fn follow_serial(
     g: &super::Globals,
-    c: &crate::container::Container,
-    be: &dyn crate::backend::Backend,
+    c: &hx_engine::container::Container,
+    be: &dyn hx_engine::backend::Backend,
 ) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
-    let dir = crate::container::dir(&g.root, &c.id);
+    let dir = hx_engine::container::dir(&g.root, &c.id);
     let mut t = Tail::open(&dir.join("console.log"), true)?;
     let (raw, leave) = if std::io::stdin().is_terminal() {
         let raw = super::interactive::RawTerminal::enable();

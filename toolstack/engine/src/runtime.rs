@@ -109,6 +109,22 @@ pub fn outcome(dir: &Path) -> Outcome {
     ))
 }
 
+/// The exit code of container `c`, whose VM has gone (`hx wait`, `hx attach`): settled from
+/// its outcome if nobody recorded it yet, else as recorded (the record itself gone with `--rm`:
+/// what `c` says). Takes the store lock.
+pub fn exit_code_after_stop(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<i32> {
+    let _lock = hx_images::Store::open(root)?.lock()?;
+    Ok(match container::load(root, &c.id) {
+        Ok(cur) if cur.status == Status::Running => {
+            let o = outcome(&container::dir(root, &c.id));
+            settle(root, cur, be)?;
+            o.exit_code()
+        }
+        Ok(cur) => cur.exit_code.unwrap_or(0),
+        Err(_) => c.exit_code.unwrap_or(0),
+    })
+}
+
 /// Brings one container in line with reality:
 /// - `creating` and its creator (the `Owner` lock holder) is gone: the creation is undone
 ///   (`discard`) — whatever the record says was acquired is released;

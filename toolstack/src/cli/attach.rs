@@ -5,7 +5,6 @@
 use hx_engine::backend;
 use hx_engine::container::{self, Status};
 use hx_engine::logfile::Tail;
-use hx_images::Store;
 use pv_init::status::Control;
 use std::time::Duration;
 
@@ -58,14 +57,5 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     }
     out.pump(&mut std::io::stdout())?;
     err.pump(&mut std::io::stderr())?;
-    let _lock = Store::open(&g.root)?.lock()?;
-    Ok(match container::load(&g.root, &c.id) {
-        Ok(cur) if cur.status == Status::Running => {
-            let o = hx_engine::runtime::outcome(&dir);
-            hx_engine::runtime::settle(&g.root, cur, be.as_ref())?;
-            o.exit_code()
-        }
-        Ok(cur) => cur.exit_code.unwrap_or(0),
-        Err(_) => c.exit_code.unwrap_or(0),
-    })
+    hx_engine::runtime::exit_code_after_stop(&g.root, &c, be.as_ref())
 }

@@ -1,7 +1,6 @@
 //! `hx wait`: block until containers stop, print their exit codes.
 use hx_engine::backend;
 use hx_engine::container::{self, Status};
-use hx_images::Store;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
@@ -19,20 +18,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         while c.status == Status::Running && be.is_running(&c) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let code = {
-            let _lock = Store::open(&g.root)?.lock()?;
-            let dir = container::dir(&g.root, &c.id);
-            match container::load(&g.root, &c.id) {
-                Ok(cur) if cur.status == Status::Running => {
-                    let o = hx_engine::runtime::outcome(&dir);
-                    hx_engine::runtime::settle(&g.root, cur, be.as_ref())?;
-                    o.exit_code()
-                }
-                Ok(cur) => cur.exit_code.unwrap_or(0),
-                // Removed meanwhile (--rm): the status channel went with it.
-                Err(_) => c.exit_code.unwrap_or(0),
-            }
-        };
+        let code = hx_engine::runtime::exit_code_after_stop(&g.root, &c, be.as_ref())?;
         outln!("{code}");
         last = code;
     }

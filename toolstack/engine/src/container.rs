@@ -7,10 +7,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// `hx run` is acquiring the container's resources; each is recorded here before it is
-    /// acquired, so that a creator that died midway can be undone (runtime::settle).
-    #[serde(alias = "created")]
+    /// `hx run`/`hx create` is acquiring the container's resources; each is recorded here
+    /// before it is acquired, so that a creator that died midway can be undone
+    /// (runtime::settle).
     Creating,
+    /// Made by `hx create`: its record, writable layer and volumes exist, no VM yet.
+    Created,
+    /// `hx start` (or a restart) is booting the VM of an existing container; one that died
+    /// midway is undone back to `exited` (runtime::unstart).
+    Starting,
     Running,
     Exited,
 }
@@ -48,6 +53,15 @@ pub struct Container {
     /// What `hx stop` sends first: `--stop-signal`, else the image's STOPSIGNAL (else SIGTERM).
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `--restart`: what the supervisor (and `hx autostart` after a reboot) does when the VM ends.
+    #[serde(default)]
+    pub restart_policy: crate::restart::Policy,
+    /// Restarts by the policy since the container was last started by hand.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Ended by `hx stop`/`hx kill`: `always` waits for a reboot, `unless-stopped` for a user.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 impl Container {

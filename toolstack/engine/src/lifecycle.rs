@@ -1,6 +1,9 @@
-//! The lifecycle of a container as typed requests: `create_and_start` (`hx run`), `confirm`
+//! The lifecycle of a container as typed requests: `create` (`hx create`), `start` (`hx start`,
+//! `hx restart`, the restart supervisor), `create_and_start` (`hx run`), `confirm`
 //! (`hx run -d`). Front ends (the hx CLI, next the containerd shim and the OCI runtime) turn
-//! their own input into a `CreateRequest` and print what comes back.
+//! their own input into a `CreateRequest` and print what comes back. A container keeps its
+//! request (`create.json`) and writable layer (`upper.img`) until it is removed, so every
+//! start boots the same container again.
 //!
 //! Creation is a transaction on the container's record: the directory and a `creating` record
 //! come first (with the `Owner` lock, in one hold of the store lock), and every resource —
@@ -12,19 +15,23 @@ use crate::assets::GuestAssets;
 use crate::backend::{self, Backend, Disk, VmSpec};
 use crate::container::{self, Container, Owner, Status};
 use crate::network::{self, NetworkState};
+use crate::restart::Policy;
 use crate::runtime;
 use crate::volume;
 use anyhow::{bail, Context};
+use hx_images::store::StoreLock;
 use hx_images::{ImageRecord, Store};
 use pv_init::spec::{ContainerSpec, DiskFs, Mount, Rlimit, Sysctl, TtySize, Upper, SPEC_VERSION};
+use serde::{Deserialize, Serialize};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A container to create and start, its flags already checked by the front end. The docker
+/// A container to create (and start), its flags already checked by the front end. The docker
 /// syntaxes of networks, ports, DNS, hosts and volumes are parsed here (with the engine's own
-/// parsers), after the image is found.
-#[derive(Debug, Clone, Default)]
+/// parsers), after the image is found. Kept beside the container (`create.json`): `hx start`
+/// boots it again from the same request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateRequest {
     /// The image as the user named it.
     pub image: String,
@@ -44,7 +51,8 @@ pub struct CreateRequest {
     pub stop_signal: Option<String>,
     pub memory_mb: u64,
     pub cpus: u32,
-    /// The writable layer on a disk of this many bytes instead of guest memory.
+    /// The writable layer on a disk of this many bytes. None: in guest memory for `--rm`
+    /// containers, else on a disk of `DEFAULT_LAYER_SIZE` (it outlives the VM until `hx rm`).
     pub upper_size: Option<u64>,
     pub shm_size: u64,
     pub rlimits: Vec<Rlimit>,
@@ -71,9 +79,18 @@ pub struct CreateRequest {
     pub tty: Option<TtySize>,
     /// Removed when it exits (`--rm`).
     pub auto_remove: bool,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: Policy,
 }
 
-/// A container created and started by `create_and_start`.
+/// The writable layer of a container that outlives its VM: a sparse file, so its size is a
+/// ceiling (like the host filesystem docker's layers live on), not space taken.
+pub const DEFAULT_LAYER_SIZE: u64 = 10 << 30;
+const REQUEST_FILE: &str = "create.json";
+const LAYER_FILE: &str = "upper.img";
+
+/// A container whose VM was started by `start` or `create_and_start`.
 pub struct Started {
     pub container: Container,
     /// The caller owns the container until it has read its outcome (or confirmed it, `-d`).
@@ -81,6 +98,14 @@ pub struct Started {
     /// For `stdin` on backends that take it over a socket (QEMU): the socket QEMU's
     /// `hx.stdin` port connected to.
     pub stdin_socket: Option<UnixListener>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// The caller will feed the workload's stdin (`hx start -i` of a `-i` container).
+    pub stdin: bool,
+    /// A restart by the container's policy (keeps the restart count).
+    pub by_policy: bool,
 }
 
 /// The undo of partial creates: a stack of steps run in reverse order when it is dropped —
@@ -123,64 +148,58 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// Creates the container `req` asks for and starts its VM. `find_image` gets the image from
-/// the store (the caller decides whether and how to pull one that is missing). On any error
-/// everything made so far is undone.
+/// `hx create`: the container's record, request, writable layer — everything but its VM and
+/// network, which `start` makes each time. On any error everything made so far is undone.
+pub fn create(
+    root: &Path,
+    req: CreateRequest,
+    find_image: &dyn Fn(&Store, &str) -> anyhow::Result<ImageRecord>,
+) -> anyhow::Result<Container> {
+    let created = create_inner(root, req, find_image, false)?;
+    Ok(created.container)
+}
+
+/// `hx run`: creates the container `req` asks for and starts its VM. `find_image` gets the
+/// image from the store (the caller decides whether and how to pull one that is missing). On
+/// any error everything made so far is undone: a run that fails leaves no container.
 pub fn create_and_start(
     root: &Path,
     req: CreateRequest,
     find_image: &dyn Fn(&Store, &str) -> anyhow::Result<ImageRecord>,
 ) -> anyhow::Result<Started> {
-    let memory_mb = req.memory_mb;
-    let upper_size = req.upper_size;
+    create_inner(root, req, find_image, true)
+}
+
+fn create_inner(
+    root: &Path,
+    mut req: CreateRequest,
+    find_image: &dyn Fn(&Store, &str) -> anyhow::Result<ImageRecord>,
+    and_start: bool,
+) -> anyhow::Result<Started> {
+    if req.auto_remove && req.restart != Policy::No {
+        bail!("conflicting options: --restart and --rm");
+    }
+    if req.upper_size.is_none() && !req.auto_remove {
+        req.upper_size = Some(DEFAULT_LAYER_SIZE);
+    }
     let host = crate::hostconfig::load(root)?;
     // The same image limits as hx pull / load / import: a run pulls and unpacks too.
     let store = Store::open(root)?.with_limits(host.limits.images()?);
     let img = find_image(&store, &req.image)?;
-    let rootfs = store.rootfs(&img)?;
     let be = backend::select(req.backend.as_deref(), root)?;
-    let xen_type = match &req.xen_type {
-        Some(_) if !be.has_domain_types() => bail!("--type applies to the xen backend only"),
-        Some(t) => backend::XenType::parse(t)?,
-        None => match &host.xen.domain_type {
-            Some(t) => backend::XenType::parse(t)?,
-            None => backend::XenType::default(),
-        },
-    };
-    let kernel = req.kernel.clone().or_else(|| be.configured_kernel(&host));
-    let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
+    // Checked now, so that a bad flag fails `hx create` rather than the first start.
+    Launch::prepare(root, &req, &img, be.as_ref(), &host)?;
     let id = container::new_id();
-    let net_mode = network::Mode::parse(req.network.as_deref())?;
-    let mut port_requests = Vec::new();
-    for p in &req.publish {
-        port_requests.extend(network::ports::parse(p)?);
-    }
     let image_cfg = img.config.config().clone().unwrap_or_default();
-    if req.publish_all {
-        let exposed =
-            network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
-        let extra: Vec<_> = exposed
-            .into_iter()
-            .filter(|e| {
-                !port_requests
-                    .iter()
-                    .any(|r| r.container_port == e.container_port && r.proto == e.proto)
-            })
-            .collect();
-        port_requests.extend(extra);
-    }
-    let dns_servers = network::dns::parse_servers(&req.dns)?;
-    let extra_hosts = network::dns::parse_add_hosts(&req.add_hosts)?;
     let volume_args = req
         .volumes
         .iter()
         .map(|v| volume::parse_arg(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let first_volume_disk = if upper_size.is_some() { 3 } else { 2 };
     let dir = container::dir(root, &id);
 
-    // Under the store lock: the name, the volumes' records, the first state record, the
-    // address and ports (checked against the other active containers).
+    // Under the store lock: the name, the volumes' records, the first state record (and, with
+    // `and_start`, the address and ports, checked against the other active containers).
     let lock = store.lock()?;
     let existing = runtime::reconcile(root)?;
     let taken: Vec<String> = existing.iter().map(|c| c.name.clone()).collect();
@@ -192,8 +211,7 @@ pub fn create_and_start(
         Some(n) => n.clone(),
         None => container::random_name(&id, &taken),
     };
-    let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-    let mut spec = build_spec(&req, &img, &hostname)?;
+    let spec = build_spec(&req, &img, &hostname_of(&req, &id))?;
     let active: Vec<&Container> = existing
         .iter()
         .filter(|c| runtime::is_active(root, c))
@@ -240,12 +258,15 @@ pub fn create_and_start(
         exit_code: None,
         error: None,
         auto_remove: req.auto_remove,
-        memory_mb,
+        memory_mb: req.memory_mb,
         cpus: req.cpus,
         domid: None,
-        network: provisional_network(&net_mode, &id),
+        network: None,
         mounts: records,
         stop_signal,
+        restart_policy: req.restart,
+        restart_count: 0,
+        manually_stopped: false,
     };
     // The record being made, shared with the undo: its last state is the undo's fallback
     // when the one on disk cannot be read.
@@ -263,7 +284,7 @@ pub fn create_and_start(
     owner_slot.set(Some(Owner::acquire(root, &id)?));
     container::save(root, &made.borrow())?;
     // From here the record is the truth, and undoing means discarding it (which takes the
-    // store lock: no error may return before the lock is dropped below).
+    // store lock: no error may return before the lock is dropped).
     {
         let (made, owner_slot, be) = (&made, &owner_slot, be.as_ref());
         undo.supersede(move || {
@@ -272,15 +293,287 @@ pub fn create_and_start(
             }
         });
     }
-    let ports_taken: Vec<(String, network::Published)> = active
+    let saved = serde_json::to_vec_pretty(&req)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(hx_images::store::write_atomic(&dir.join(REQUEST_FILE), &b)?));
+    let stdin_socket = match saved {
+        Ok(()) if and_start => launch(root, &made, &req, &img, lock, &existing, be.as_ref())?,
+        Ok(()) => {
+            drop(lock);
+            None
+        }
+        Err(e) => {
+            drop(lock);
+            return Err(e);
+        }
+    };
+    if !and_start {
+        if let Some(size) = req.upper_size {
+            hx_images::rootfs::make_ext4(None, &dir.join(LAYER_FILE), size)?;
+        }
+        made.borrow_mut().status = Status::Created;
+        container::save(root, &made.borrow())?;
+    }
+    undo.commit();
+    let owner = owner_slot
+        .take()
+        .expect("the owner lock is held until commit");
+    Ok(Started {
+        container: made.into_inner(),
+        owner,
+        stdin_socket,
+    })
+}
+
+/// `hx start`, `hx restart` and the supervisor: boots the VM of an existing container that is
+/// not running, from its request, with its writable layer, name, volumes, and (when still
+/// free) its address and host ports. A failed start leaves the container as it was.
+pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Started> {
+    let store = Store::open(root)?;
+    let lock = store.lock()?;
+    let existing = runtime::reconcile(root)?;
+    let c = container::find(root, key)?;
+    let be = backend::for_container(&c, root)?;
+    match c.status {
+        Status::Created | Status::Exited => {}
+        Status::Running => bail!("container {} is already running", c.name),
+        Status::Creating | Status::Starting => {
+            return Err(crate::HxError::Creating(c.name.clone()).into())
+        }
+    }
+    let owner = Owner::acquire(root, &c.id)
+        .map_err(|_| anyhow::anyhow!("container {} is being started by another hx", c.name))?;
+    let dir = container::dir(root, &c.id);
+    let mut req: CreateRequest = std::fs::read(dir.join(REQUEST_FILE))
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice(&b)?))
+        .with_context(|| {
+            format!(
+                "container {} has no usable {REQUEST_FILE} (made by an older hx?): recreate it",
+                c.name
+            )
+        })?;
+    req.stdin = req.stdin && opts.stdin;
+    let img = store
+        .find_image(&c.image_id)
+        .with_context(|| format!("the image of container {} ({})", c.name, c.image))?;
+    let mut c = c;
+    c.status = Status::Starting;
+    c.manually_stopped = false;
+    if !opts.by_policy {
+        c.restart_count = 0;
+    }
+    let previous_net = c.network.take();
+    c.network = provisional_network(&network::Mode::parse(req.network.as_deref())?, &c.id);
+    container::save(root, &c)?;
+    let keep = Keep {
+        ip: previous_net.as_ref().and_then(|n| n.ip),
+        ports: previous_net
+            .as_ref()
+            .map(|n| n.ports.clone())
+            .unwrap_or_default(),
+    };
+    let made = std::cell::RefCell::new(c);
+    let owner_slot = std::cell::Cell::new(Some(owner));
+    let mut undo = Undo::new();
+    {
+        let (made, owner_slot, be) = (&made, &owner_slot, be.as_ref());
+        undo.push(move || {
+            if let Some(owner) = owner_slot.take() {
+                unstart_partial(root, &made.borrow(), owner, be, previous_net);
+            }
+        });
+    }
+    let stdin_socket =
+        launch_keeping(root, &made, &req, &img, lock, &existing, be.as_ref(), &keep)?;
+    undo.commit();
+    let container = made.into_inner();
+    let owner = owner_slot.take().expect("held until commit");
+    Ok(Started {
+        container,
+        owner,
+        stdin_socket,
+    })
+}
+
+/// What a started-again container keeps when it is free: its address and host ports.
+#[derive(Default)]
+struct Keep {
+    ip: Option<std::net::Ipv4Addr>,
+    ports: Vec<network::Published>,
+}
+
+/// Everything about starting a container's VM that follows from its request, the image and
+/// the host, checked without side effects.
+struct Launch {
+    xen_type: backend::XenType,
+    assets: GuestAssets,
+    rootfs: PathBuf,
+    net_mode: network::Mode,
+    port_requests: Vec<network::ports::Request>,
+    dns_servers: Vec<String>,
+    extra_hosts: Vec<String>,
+}
+
+impl Launch {
+    fn prepare(
+        root: &Path,
+        req: &CreateRequest,
+        img: &ImageRecord,
+        be: &dyn Backend,
+        host: &crate::hostconfig::HostConfig,
+    ) -> anyhow::Result<Launch> {
+        let store = Store::open(root)?.with_limits(host.limits.images()?);
+        let xen_type = match &req.xen_type {
+            Some(_) if !be.has_domain_types() => bail!("--type applies to the xen backend only"),
+            Some(t) => backend::XenType::parse(t)?,
+            None => match &host.xen.domain_type {
+                Some(t) => backend::XenType::parse(t)?,
+                None => backend::XenType::default(),
+            },
+        };
+        let kernel = req.kernel.clone().or_else(|| be.configured_kernel(host));
+        let assets = GuestAssets::find(root, kernel.as_deref(), be.kernel_file())?;
+        let net_mode = network::Mode::parse(req.network.as_deref())?;
+        let mut port_requests = Vec::new();
+        for p in &req.publish {
+            port_requests.extend(network::ports::parse(p)?);
+        }
+        let image_cfg = img.config.config().clone().unwrap_or_default();
+        if req.publish_all {
+            let exposed =
+                network::ports::exposed(&image_cfg.exposed_ports().clone().unwrap_or_default())?;
+            let extra: Vec<_> = exposed
+                .into_iter()
+                .filter(|e| {
+                    !port_requests
+                        .iter()
+                        .any(|r| r.container_port == e.container_port && r.proto == e.proto)
+                })
+                .collect();
+            port_requests.extend(extra);
+        }
+        let dns_servers = network::dns::parse_servers(&req.dns)?;
+        let extra_hosts = network::dns::parse_add_hosts(&req.add_hosts)?;
+        // Last: it may unpack the image.
+        let rootfs = store.rootfs(img)?;
+        Ok(Launch {
+            xen_type,
+            assets,
+            rootfs,
+            net_mode,
+            port_requests,
+            dns_servers,
+            extra_hosts,
+        })
+    }
+}
+
+fn hostname_of(req: &CreateRequest, id: &str) -> String {
+    req.hostname.clone().unwrap_or_else(|| id[..12].to_string())
+}
+
+/// The first start of a container (`hx run`): see `launch_keeping`.
+fn launch(
+    root: &Path,
+    made: &std::cell::RefCell<Container>,
+    req: &CreateRequest,
+    img: &ImageRecord,
+    lock: StoreLock,
+    existing: &[Container],
+    be: &dyn Backend,
+) -> anyhow::Result<Option<UnixListener>> {
+    let provisional = network::Mode::parse(req.network.as_deref())
+        .map(|m| provisional_network(&m, &made.borrow().id));
+    let saved = provisional.and_then(|n| {
+        made.borrow_mut().network = n;
+        container::save(root, &made.borrow())
+    });
+    if let Err(e) = saved {
+        drop(lock);
+        return Err(e);
+    }
+    launch_keeping(root, made, req, img, lock, existing, be, &Keep::default())
+}
+
+/// Starts the VM of the container being made or started (`made`, whose record on disk the
+/// caller's undo reverts): its address and port rules (under `lock`, which it drops after),
+/// volumes and binds, config disk, writable layer, the VM. The record says `running` when it
+/// returns.
+#[allow(clippy::too_many_arguments)]
+fn launch_keeping(
+    root: &Path,
+    made: &std::cell::RefCell<Container>,
+    req: &CreateRequest,
+    img: &ImageRecord,
+    lock: StoreLock,
+    existing: &[Container],
+    be: &dyn Backend,
+    keep: &Keep,
+) -> anyhow::Result<Option<UnixListener>> {
+    let host = crate::hostconfig::load(root);
+    let launch = host.and_then(|host| Launch::prepare(root, req, img, be, &host));
+    let launch = match launch {
+        Ok(l) => l,
+        Err(e) => {
+            drop(lock);
+            return Err(e);
+        }
+    };
+    let id = made.borrow().id.clone();
+    let dir = container::dir(root, &id);
+    let ports_taken: Vec<(String, network::Published)> = existing
         .iter()
+        .filter(|c| c.id != id && runtime::is_active(root, c))
         .flat_map(|c| {
             c.network
                 .iter()
                 .flat_map(|n| n.ports.iter().map(|p| (c.name.clone(), p.clone())))
         })
         .collect();
-    let net = network::setup(root, &id, &net_mode, &port_requests, &ports_taken).and_then(|net| {
+    // A port the user left to hx (`-p 80`, `-P`) is the one it had, when nobody took it.
+    let fixed: Vec<u16> = launch
+        .port_requests
+        .iter()
+        .filter(|r| r.host_port != 0)
+        .map(|r| r.host_port)
+        .collect();
+    let mut reusable: Vec<&network::Published> = keep
+        .ports
+        .iter()
+        .filter(|p| !fixed.contains(&p.host_port))
+        .filter(|p| {
+            !ports_taken
+                .iter()
+                .any(|(_, t)| t.host_port == p.host_port && t.proto == p.proto)
+        })
+        .collect();
+    let port_requests: Vec<network::ports::Request> = launch
+        .port_requests
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.host_port == 0 {
+                if let Some(i) = reusable.iter().position(|p| {
+                    p.container_port == r.container_port
+                        && p.proto == r.proto
+                        && p.host_ip == r.host_ip
+                }) {
+                    r.host_port = reusable.remove(i).host_port;
+                }
+            }
+            r
+        })
+        .collect();
+    let net = network::setup(
+        root,
+        &id,
+        &launch.net_mode,
+        &port_requests,
+        &ports_taken,
+        keep.ip,
+    )
+    .and_then(|net| {
         made.borrow_mut().network = Some(net.state.clone());
         container::save(root, &made.borrow())?;
         Ok(net)
@@ -290,16 +583,18 @@ pub fn create_and_start(
     let net = net?;
 
     // Without the store lock: volumes (mkfs), binds, disks and the VM.
+    let first_volume_disk = if req.upper_size.is_some() { 3 } else { 2 };
     let host_dirs = be.host_dirs(&dir);
     let plan = volume::acquire(root, &made.borrow().mounts, first_volume_disk, host_dirs)?;
+    let mut spec = build_spec(req, img, &hostname_of(req, &id))?;
     spec.network = net.guest.clone().map(|mut g| {
-        if !dns_servers.is_empty() {
-            g.dns = dns_servers.clone();
+        if !launch.dns_servers.is_empty() {
+            g.dns = launch.dns_servers.clone();
         }
         g
     });
     // Written to /etc/hosts with or without a network, like docker's.
-    spec.extra_hosts = extra_hosts.clone();
+    spec.extra_hosts = launch.extra_hosts.clone();
     spec.mounts = plan.mounts.clone();
     spec.mounts.extend(req.tmpfs.iter().cloned());
     sort_mounts(&mut spec.mounts);
@@ -311,13 +606,14 @@ pub fn create_and_start(
     let stdin_path = dir.join("stdin.sock");
     let mut stdin_socket = None;
     if req.stdin && be.stdin_over_socket() {
+        let _ = std::fs::remove_file(&stdin_path);
         stdin_socket = Some(
             UnixListener::bind(&stdin_path).with_context(|| format!("{}", stdin_path.display()))?,
         );
     }
     let mut disks = vec![
         Disk {
-            path: rootfs.clone(),
+            path: launch.rootfs.clone(),
             readonly: true,
             durable: false,
         },
@@ -327,9 +623,13 @@ pub fn create_and_start(
             durable: false,
         },
     ];
-    if let Some(size) = upper_size {
-        let upper = dir.join("upper.img");
-        hx_images::rootfs::make_ext4(None, &upper, size)?;
+    if let Some(size) = req.upper_size {
+        let upper = dir.join(LAYER_FILE);
+        if upper.exists() {
+            check_layer(&upper, &made.borrow().name)?;
+        } else {
+            hx_images::rootfs::make_ext4(None, &upper, size)?;
+        }
         disks.push(Disk {
             path: upper,
             readonly: false,
@@ -349,14 +649,14 @@ pub fn create_and_start(
             id: &c.id,
             name: &c.name,
             dir: &dir,
-            kernel: &assets.kernel,
-            initramfs: &assets.initramfs,
+            kernel: &launch.assets.kernel,
+            initramfs: &launch.assets.initramfs,
             disks,
-            memory_mb,
+            memory_mb: req.memory_mb,
             cpus: req.cpus,
             nic: net.nic,
             shares: plan.shares,
-            xen_type,
+            xen_type: launch.xen_type,
             stdin_socket: stdin_socket.as_ref().map(|_| stdin_path.clone()),
             on_spawn: &record,
         };
@@ -369,17 +669,35 @@ pub fn create_and_start(
         c.domid = h.domid;
         c.status = Status::Running;
         c.started_at = Some(container::now_rfc3339());
+        c.finished_at = None;
+        c.exit_code = None;
+        c.error = None;
     }
     container::save(root, &made.borrow())?;
-    undo.commit();
-    let owner = owner_slot
-        .take()
-        .expect("the owner lock is held until commit");
-    Ok(Started {
-        container: made.into_inner(),
-        owner,
-        stdin_socket,
-    })
+    Ok(stdin_socket)
+}
+
+/// A writable layer whose last VM was killed may not be clean (it has no journal): repaired
+/// the way a boot would (`e2fsck -p`), or the start fails with what e2fsck said.
+fn check_layer(path: &Path, name: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("e2fsck")
+        .arg("-p")
+        .arg(path)
+        .output()
+        .context("running e2fsck (install e2fsprogs)")?;
+    // 0: clean, 1: errors fixed; anything else needs a human.
+    match out.status.code() {
+        Some(0) | Some(1) => Ok(()),
+        code => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            bail!(
+                "the writable layer of container {name} is damaged (e2fsck {}: {}): inspect {} by hand",
+                code.map_or("killed".into(), |c| format!("exit {c}")),
+                text.lines().last().unwrap_or("").trim(),
+                path.display()
+            )
+        }
+    }
 }
 
 /// Undoes a failed creation (the record on disk is the truth: it may name a VM process the
@@ -395,6 +713,33 @@ fn discard_partial(root: &Path, c: &Container, owner: Owner, be: &dyn Backend) {
     if let Err(e) = r {
         tracing::warn!(
             "undoing container {}: {e:#} (the next hx ps retries)",
+            c.name
+        );
+    }
+}
+
+/// Undoes a failed start: the VM (if one was spawned), its address and rules go, the record
+/// goes back to `created` or `exited`.
+fn unstart_partial(
+    root: &Path,
+    c: &Container,
+    owner: Owner,
+    be: &dyn Backend,
+    previous_net: Option<NetworkState>,
+) {
+    let r = (|| -> anyhow::Result<()> {
+        let _lock = Store::open(root)?.lock()?;
+        drop(owner);
+        let rec = container::load(root, &c.id).unwrap_or_else(|_| c.clone());
+        runtime::unstart(root, rec, be)?;
+        // What the last run had, for the next start to ask for again.
+        let mut rec = container::load(root, &c.id)?;
+        rec.network = previous_net;
+        container::save(root, &rec)
+    })();
+    if let Err(e) = r {
+        tracing::warn!(
+            "undoing the start of container {}: {e:#} (the next hx ps retries)",
             c.name
         );
     }

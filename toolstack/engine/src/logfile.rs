@@ -54,6 +54,30 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `path.N`, the N-th older file of `path`.
+/// The log files of a VM about to boot in `dir`: `kept` ones (the workload's output, which
+/// `hx logs` shows across restarts like docker's) are created if missing and appended to;
+/// `fresh` ones (status, kernel console: read to tell how this run ended) start empty, their
+/// rotated copies removed.
+pub fn begin_run(dir: &Path, kept: &[&str], fresh: &[&str]) -> io::Result<()> {
+    for name in kept {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))?;
+    }
+    for name in fresh {
+        let p = dir.join(name);
+        std::fs::File::create(&p)?;
+        for n in 1..=MAX_ROTATED {
+            let _ = std::fs::remove_file(rotated(&p, n));
+        }
+    }
+    Ok(())
+}
+
+/// More rotated copies than any limit keeps (`[log] max_file` is at most 20).
+const MAX_ROTATED: u32 = 100;
+
 pub fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{n}"));
@@ -221,6 +245,13 @@ pub struct Tail {
 }
 
 impl Tail {
+    /// From byte `pos` on (the file's length before a restart: only the new run's output).
+    pub fn open_at(p: &Path, pos: u64) -> anyhow::Result<Self> {
+        let mut t = Tail::open(p, true)?;
+        t.pos = pos.min(t.file.metadata()?.len());
+        Ok(t)
+    }
+
     pub fn open(p: &Path, from_start: bool) -> anyhow::Result<Self> {
         use anyhow::Context;
         let mut file = File::open(p).with_context(|| format!("opening {}", p.display()))?;

@@ -125,6 +125,18 @@ pub fn exit_code_after_stop(root: &Path, c: &Container, be: &dyn Backend) -> any
     })
 }
 
+/// Records that a user stopped (or killed) the container, before its VM is told: its restart
+/// policy must not bring it back (docker's "manually stopped").
+pub fn mark_stopped_by_user(root: &Path, id: &str) -> anyhow::Result<()> {
+    let _lock = hx_images::Store::open(root)?.lock()?;
+    let mut c = container::load(root, id)?;
+    if !c.manually_stopped {
+        c.manually_stopped = true;
+        container::save(root, &c)?;
+    }
+    Ok(())
+}
+
 /// Brings one container in line with reality:
 /// - `creating` and its creator (the `Owner` lock holder) is gone: the creation is undone
 ///   (`discard`) — whatever the record says was acquired is released;
@@ -140,6 +152,17 @@ pub fn settle(
     be: &dyn Backend,
 ) -> anyhow::Result<Option<Container>> {
     let owned = container::owner_alive(root, &c.id);
+    if c.status == Status::Starting {
+        if owned {
+            return Ok(Some(c));
+        }
+        tracing::info!(
+            "undoing the start of container {}: its hx start died",
+            c.name
+        );
+        unstart(root, c.clone(), be)?;
+        return Ok(container::load(root, &c.id).ok());
+    }
     if c.status == Status::Creating {
         if owned {
             return Ok(Some(c));
@@ -175,8 +198,8 @@ pub fn settle(
 pub fn is_active(root: &Path, c: &Container) -> bool {
     match c.status {
         Status::Running => true,
-        Status::Creating => container::owner_alive(root, &c.id),
-        Status::Exited => false,
+        Status::Creating | Status::Starting => container::owner_alive(root, &c.id),
+        Status::Exited | Status::Created => false,
     }
 }
 
@@ -216,7 +239,10 @@ pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
 /// `network::setup` returns): those are found by the container's id.
 fn release_network(root: &Path, c: &Container) -> anyhow::Result<()> {
     let Some(n) = &c.network else { return Ok(()) };
-    if c.status == Status::Creating && n.mode == "bridge" && crate::network::is_root() {
+    if matches!(c.status, Status::Creating | Status::Starting)
+        && n.mode == "bridge"
+        && crate::network::is_root()
+    {
         crate::network::nat::remove_container(&crate::network::store_key(root), &c.id)?;
     }
     crate::network::release(root, &c.id, n)
@@ -229,6 +255,24 @@ pub fn remove(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()
     be.cleanup(c, &container::dir(root, &c.id))?;
     release_network(root, c)?;
     remove_dir(root, c)
+}
+
+/// Undoes a start that did not complete (failed, or its hx died): the VM if one was spawned,
+/// runtime files, address and port rules; the record goes back to `created` (never started)
+/// or `exited`, its writable layer and volumes stay. Callers hold the store lock.
+pub fn unstart(root: &Path, mut c: Container, be: &dyn Backend) -> anyhow::Result<()> {
+    be.kill(&c)?;
+    be.cleanup(&c, &container::dir(root, &c.id))?;
+    release_network(root, &c)?;
+    c.status = if c.started_at.is_none() {
+        Status::Created
+    } else {
+        Status::Exited
+    };
+    c.pid = None;
+    c.pid_start = None;
+    c.domid = None;
+    container::save(root, &c)
 }
 
 /// Undoes a creation that did not complete, from what its record says was acquired: the VM

@@ -30,3 +30,17 @@ pub async fn log_relay(_g: &super::Globals, args: LogRelayArgs) -> anyhow::Resul
     hx_engine::log_relay::run(&args.dir, args.max_size, args.max_file)?;
     Ok(0)
 }
+
+/// `hx __supervise ID`: carries out one container's restart policy
+/// (hx_engine::restart::supervise).
+#[derive(clap::Args, Debug)]
+pub struct SuperviseArgs {
+    /// The container's id
+    pub id: String,
+}
+
+pub async fn supervise(g: &super::Globals, args: SuperviseArgs) -> anyhow::Result<i32> {
+    let root = g.root.clone();
+    tokio::task::spawn_blocking(move || hx_engine::restart::supervise(&root, &args.id)).await??;
+    Ok(0)
+}

@@ -41,11 +41,22 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 "FinishedAt": c.finished_at,
                 "ExitCode": c.exit_code,
                 "Error": c.error,
+                "Restarting": c.status == container::Status::Exited
+                    && hx_engine::restart::supervised(&g.root, &c.id),
             },
             "Spec": spec,
             "NetworkSettings": network_settings(&c),
             "Mounts": c.mounts,
-            "HostConfig": { "Memory": c.memory_mb * 1024 * 1024, "Cpus": c.cpus, "AutoRemove": c.auto_remove },
+            "RestartCount": c.restart_count,
+            "HostConfig": {
+                "Memory": c.memory_mb * 1024 * 1024,
+                "Cpus": c.cpus,
+                "AutoRemove": c.auto_remove,
+                "RestartPolicy": {
+                    "Name": c.restart_policy.name(),
+                    "MaximumRetryCount": c.restart_policy.max_retries(),
+                },
+            },
             "Files": {
                 "Dir": dir,
                 "Console": dir.join("console.log"),

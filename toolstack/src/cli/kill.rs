@@ -26,6 +26,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 anyhow::bail!("container {} is not running", c.name);
             }
             let dir = container::dir(&g.root, &c.id);
+            hx_engine::runtime::mark_stopped_by_user(&g.root, &c.id)?;
             super::pause::thaw_for_signal(be.as_ref(), &c, &dir)?;
             be.send_control(
                 &c,

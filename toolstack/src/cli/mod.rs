@@ -4,9 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod attach;
+pub mod autostart;
 pub mod completion;
 pub mod console;
 pub mod cp;
+pub mod create;
 pub mod destroy;
 pub mod dmesg;
 pub mod domain;
@@ -33,10 +35,12 @@ pub mod ps;
 pub mod pull;
 pub mod reboot;
 pub mod rename;
+pub mod restart;
 pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod shutdown;
+pub mod start;
 pub mod stats;
 pub mod stop;
 pub mod top;
@@ -75,6 +79,14 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in a new container (a micro-VM)
     Run(run::Args),
+    /// Create a container without starting it
+    Create(create::Args),
+    /// Start created or stopped containers (their files, name, address and ports kept)
+    Start(start::Args),
+    /// Stop and start containers again
+    Restart(restart::Args),
+    /// Start the containers whose restart policy asks for it (at boot; --install-unit)
+    Autostart(autostart::Args),
     /// Run a command in a running container
     Exec(exec::Args),
     /// List containers
@@ -153,6 +165,9 @@ pub enum Command {
     /// Internal: writes one QEMU container's guest output to capped log files
     #[command(name = "__log-relay", hide = true)]
     LogRelay(hidden::LogRelayArgs),
+    /// Internal: restarts one container by its restart policy
+    #[command(name = "__supervise", hide = true)]
+    Supervise(hidden::SuperviseArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -224,6 +239,10 @@ pub async fn dispatch(
 ) -> anyhow::Result<i32> {
     match command {
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
+        Command::Create(a) => create::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
+        Command::Start(a) => start::run(g, a).await,
+        Command::Restart(a) => restart::run(g, a).await,
+        Command::Autostart(a) => autostart::run(g, a).await,
         Command::Exec(a) => exec::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Ps(a) => ps::run(g, a).await,
         Command::Top(a) => top::run(g, a).await,
@@ -264,6 +283,7 @@ pub async fn dispatch(
         Command::Domname(a) => domname::run(g, a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,
+        Command::Supervise(a) => hidden::supervise(g, a).await,
     }
 }
 

@@ -83,6 +83,8 @@ pub fn ports_text(c: &Container) -> String {
 pub fn status_text(c: &Container, paused: bool) -> String {
     match c.status {
         Status::Creating => "Creating".into(),
+        Status::Created => "Created".into(),
+        Status::Starting => "Starting".into(),
         Status::Running => format!(
             "Up {}{}",
             since(c.started_at.as_deref().unwrap_or(&c.created)),

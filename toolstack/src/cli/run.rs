@@ -17,6 +17,14 @@ pub struct Args {
     /// Run in the background and print the container id
     #[arg(short, long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// The flags `hx run` and `hx create` share: what the container is.
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct CreateArgs {
     /// Keep stdin open: hx's stdin becomes the workload's (EOF included)
     #[arg(short, long)]
     pub interactive: bool,
@@ -27,6 +35,9 @@ pub struct Args {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Restart policy when the container exits: no, on-failure[:N], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
     /// Container name
     #[arg(long)]
     pub name: Option<String>,
@@ -117,7 +128,7 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-impl Args {
+impl CreateArgs {
     /// Fills `image` and `command` from the positional words.
     pub fn split_image(mut self) -> Self {
         let mut words = std::mem::take(&mut self.image_and_command).into_iter();
@@ -128,9 +139,9 @@ impl Args {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let args = args.split_image();
-    let root = g.root.clone();
     let detach = args.detach;
+    let args = args.create.split_image();
+    let root = g.root.clone();
     if detach && args.interactive {
         bail!(
             "-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)"
@@ -152,23 +163,27 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     .await??;
     if detach {
         lifecycle::confirm(&g.root, &started.container, started.owner).await?;
+        hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
         outln!("{}", started.container.id);
         return Ok(0);
     }
+    // It waits for this hx to read the outcome before it restarts anything.
+    hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
     attach(
         &g.root,
         started.container,
         started.owner,
         io,
         started.stdin_socket,
+        LogStart::Beginning,
     )
     .await
 }
 
 #[derive(Clone, Copy)]
-struct Interactive {
-    stdin: bool,
-    tty: bool,
+pub struct Interactive {
+    pub stdin: bool,
+    pub tty: bool,
 }
 
 pub const MAX_MEMORY: u64 = 1 << 40;
@@ -254,7 +269,7 @@ pub fn parse_size_in(
     }
 }
 
-fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRecord> {
+pub fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRecord> {
     match store.find_image(image) {
         Ok(i) => Ok(i),
         Err(hx_images::Error::ImageNotFound(_)) => {
@@ -274,7 +289,8 @@ fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRe
 
 /// `hx run`'s flags as the engine's request. The checks that need no lookup come first, so
 /// that nothing is looked up, pulled or made for a run that cannot happen.
-fn request(args: Args) -> anyhow::Result<CreateRequest> {
+pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
+    let restart = hx_engine::restart::Policy::parse(&args.restart)?;
     let memory_mb =
         parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
     if let Some(s) = &args.stop_signal {
@@ -332,18 +348,29 @@ fn request(args: Args) -> anyhow::Result<CreateRequest> {
         stdin: args.interactive,
         tty,
         auto_remove: args.rm,
+        restart,
     })
 }
 
 /// Follows stdout.log/stderr.log across the log relay's rotations (logfile.rs).
 pub use hx_engine::logfile::Tail;
 
-async fn attach(
+/// Where an attached run starts reading the container's output.
+#[derive(Clone, Copy)]
+pub enum LogStart {
+    /// A new container: all of it.
+    Beginning,
+    /// A container started again (`hx start -a`): what follows these stdout/stderr offsets.
+    After(u64, u64),
+}
+
+pub async fn attach(
     root: &Path,
     c: Container,
     owner: container::Owner,
     io: Interactive,
     stdin_socket: Option<std::os::unix::net::UnixListener>,
+    from: LogStart,
 ) -> anyhow::Result<i32> {
     let dir = container::dir(root, &c.id);
     let be = backend::for_container(&c, root)?;
@@ -358,8 +385,16 @@ async fn attach(
         None
     };
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let mut out = Tail::open(&dir.join("stdout.log"), true)?;
-    let mut err = Tail::open(&dir.join("stderr.log"), true)?;
+    let (mut out, mut err) = match from {
+        LogStart::Beginning => (
+            Tail::open(&dir.join("stdout.log"), true)?,
+            Tail::open(&dir.join("stderr.log"), true)?,
+        ),
+        LogStart::After(o, e) => (
+            Tail::open_at(&dir.join("stdout.log"), o)?,
+            Tail::open_at(&dir.join("stderr.log"), e)?,
+        ),
+    };
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupts = 0;

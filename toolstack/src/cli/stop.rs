@@ -47,6 +47,7 @@ pub async fn stop_one(
     let be = backend::for_container(&c, &g.root)?;
     let dir = container::dir(&g.root, &c.id);
     if c.status == Status::Running && be.is_running(&c) {
+        hx_engine::runtime::mark_stopped_by_user(&g.root, &c.id)?;
         super::pause::thaw_for_signal(be.as_ref(), &c, &dir)?;
         let _ = be.send_control(&c, &dir, &Control::Signal(signal).to_line());
         // None: a grace period past the clock's range, i.e. no deadline.

@@ -329,9 +329,11 @@ impl Backend for Qemu {
         let accel = self.accel(spec.kernel);
         mkfifo(&spec.dir.join("control.in"))?;
         mkfifo(&spec.dir.join("control.out"))?;
-        for ch in crate::log_relay::STREAMS {
-            std::fs::File::create(spec.dir.join(format!("{ch}.log")))?;
-        }
+        crate::logfile::begin_run(
+            spec.dir,
+            &["stdout.log", "stderr.log"],
+            &["console.log", "status.log"],
+        )?;
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
         let log_fds = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?)?;

@@ -141,6 +141,7 @@ impl Pools {
         bridge: &str,
         gateway: Ipv4Addr,
         prefix: u8,
+        preferred: Option<Ipv4Addr>,
     ) -> anyhow::Result<(Ipv4Addr, OwnedFd)> {
         self.with_pool(bridge, |dir, pool| {
             sweep(dir, pool);
@@ -160,7 +161,9 @@ impl Pools {
                 );
                 return Ok((ip, fd));
             }
-            for ip in hosts(gateway, prefix) {
+            // A restarted container gets its old address back when nobody took it meanwhile.
+            let wanted = preferred.filter(|ip| hosts(gateway, prefix).any(|h| h == *ip));
+            for ip in wanted.into_iter().chain(hosts(gateway, prefix)) {
                 if pool.leases.contains_key(&ip) {
                     continue;
                 }
@@ -433,15 +436,39 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_gets_its_old_address_unless_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let pools = Pools::at(d.path().join("ipam"));
+        let o = |id: &str| Owner::of(d.path(), id);
+        let (a, fa) = pools.allocate(&o("a"), "hx0", GW, 16, Some(ip(9))).unwrap();
+        assert_eq!(a, ip(9));
+        let (b, _fb) = pools.allocate(&o("b"), "hx0", GW, 16, Some(ip(9))).unwrap();
+        assert_eq!(b, ip(2), "taken: the lowest free one instead");
+        drop(fa);
+        pools.release(&o("a"), "hx0").unwrap();
+        let (a2, _fa2) = pools.allocate(&o("a"), "hx0", GW, 16, Some(ip(9))).unwrap();
+        assert_eq!(a2, ip(9));
+        let outside = Ipv4Addr::new(192, 168, 1, 1);
+        let (c, _fc) = pools
+            .allocate(&o("c"), "hx0", GW, 16, Some(outside))
+            .unwrap();
+        assert_eq!(
+            c,
+            ip(3),
+            "an address outside the bridge's subnet is ignored"
+        );
+    }
+
+    #[test]
     fn allocates_lowest_free_and_reuses_released() {
         let d = tempfile::tempdir().unwrap();
         let pools = Pools::at(d.path().join("ipam"));
         let o = |id: &str| Owner::of(d.path(), id);
-        let (a, _fa) = pools.allocate(&o("a"), "hx0", GW, 16).unwrap();
-        let (b, _fb) = pools.allocate(&o("b"), "hx0", GW, 16).unwrap();
+        let (a, _fa) = pools.allocate(&o("a"), "hx0", GW, 16, None).unwrap();
+        let (b, _fb) = pools.allocate(&o("b"), "hx0", GW, 16, None).unwrap();
         assert_eq!((a, b), (ip(2), ip(3)));
         pools.release(&o("a"), "hx0").unwrap();
-        let (c, _fc) = pools.allocate(&o("c"), "hx0", GW, 16).unwrap();
+        let (c, _fc) = pools.allocate(&o("c"), "hx0", GW, 16, None).unwrap();
         assert_eq!(c, a);
         let owners: Vec<(Ipv4Addr, String)> = pools
             .list()
@@ -457,13 +484,13 @@ mod tests {
         let (d, a, b) = stores();
         let pools = Pools::at(d.path().join("ipam"));
         // The same container id in both stores: still two owners.
-        let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
-        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert_eq!((ia, ib), (ip(2), ip(3)));
         // Another process's view of the same pool (a second `hx --root`) agrees.
         let other = Pools::at(d.path().join("ipam"));
         let (ic, _fc) = other
-            .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16)
+            .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16, None)
             .unwrap();
         assert_eq!(ic, ip(4));
     }
@@ -472,10 +499,10 @@ mod tests {
     fn reconcile_and_release_of_one_store_never_free_anothers_leases() {
         let (d, a, b) = stores();
         let pools = Pools::at(d.path().join("ipam"));
-        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
-        let (ib, fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
+        let (ib, fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         let b2 = Owner::of(&d.path().join("b"), "c2");
-        let (ib2, _fb2) = pools.allocate(&b2, "hx0", GW, 16).unwrap();
+        let (ib2, _fb2) = pools.allocate(&b2, "hx0", GW, 16, None).unwrap();
         // B's first container is known to run only through its store (pinned), the second
         // through its held lease file. A's VM is gone and A runs nothing.
         pools
@@ -510,7 +537,7 @@ mod tests {
         let (d, a, _) = stores();
         let pools = Pools::at(d.path().join("ipam"));
         // `hx run` holds the lease between setup and the VM's start, outside the store lock.
-        let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
         pools.reconcile(&a.root, &[]).unwrap();
         assert_eq!(pools.list().unwrap().len(), 1);
         assert_eq!(pools.list().unwrap()[0].1, ia);
@@ -523,10 +550,10 @@ mod tests {
     fn leases_of_dead_vms_are_taken_back_by_any_store() {
         let (d, a, b) = stores();
         let pools = Pools::at(d.path().join("ipam"));
-        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
         // A's VM dies without anyone releasing (kill -9, and store A runs no command).
         drop(fa);
-        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert_eq!(ib, ia);
         assert_eq!(pools.list().unwrap().len(), 1);
     }
@@ -535,7 +562,7 @@ mod tests {
     fn lease_is_held_across_exec_by_an_inheriting_process() {
         let (d, a, b) = stores();
         let pools = Pools::at(d.path().join("ipam"));
-        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16).unwrap();
+        let (ia, fa) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
         // The VM's process inherits the fd (as QEMU does), the allocating process closes its copy.
         let raw = fa.as_raw_fd();
         let mut cmd = std::process::Command::new("sleep");
@@ -548,7 +575,7 @@ mod tests {
         }
         let mut vm = cmd.spawn().unwrap();
         drop(fa);
-        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert_ne!(ib, ia);
         vm.kill().unwrap();
         vm.wait().unwrap();
@@ -566,12 +593,12 @@ mod tests {
         pools
             .reconcile(&a.root, &[(a.id.clone(), "hx0".into(), ip(2))])
             .unwrap();
-        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert_eq!(ib, ip(3));
         // It stops: its store's next reconcile frees it.
         pools.reconcile(&a.root, &[]).unwrap();
         let (ic, _fc) = pools
-            .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16)
+            .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16, None)
             .unwrap();
         assert_eq!(ic, ip(2));
         // A pinned lease of a store that was deleted is taken back too.
@@ -580,7 +607,7 @@ mod tests {
             .unwrap();
         std::fs::remove_dir_all(d.path().join("a")).unwrap();
         pools.release(&b, "hx0").unwrap();
-        let (_, _f) = pools.allocate(&b, "hx0", GW, 16).unwrap();
+        let (_, _f) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert!(pools.list().unwrap().iter().all(|(_, a, _)| *a != ip(9)));
     }
 

@@ -140,6 +140,7 @@ pub fn setup(
     mode: &Mode,
     requests: &[ports::Request],
     taken: &[(String, Published)],
+    preferred_ip: Option<Ipv4Addr>,
 ) -> anyhow::Result<Setup> {
     let bridge_name = match mode {
         Mode::None => {
@@ -203,7 +204,7 @@ pub fn setup(
     std::fs::create_dir_all(&marker).with_context(|| format!("creating {}", marker.display()))?;
     let pools = ipam::Pools::host()?;
     let owner = ipam::Owner::of(root, id);
-    let (ip, lease) = pools.allocate(&owner, &bridge_name, gateway, prefix)?;
+    let (ip, lease) = pools.allocate(&owner, &bridge_name, gateway, prefix, preferred_ip)?;
     let ifname = ifname_for(id);
     let mac = mac_for(ip);
     let undo = || {

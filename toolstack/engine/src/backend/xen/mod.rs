@@ -475,9 +475,7 @@ impl Backend for Xen {
         std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
         // The console is the workload's output (stdout and stderr merged): `hx logs` and an
         // attached `hx run` read stdout.log, which is the console log.
-        for f in ["console.log", "stderr.log", "status.log"] {
-            std::fs::File::create(d.join(f))?;
-        }
+        crate::logfile::begin_run(d, &["console.log", "stderr.log"], &["status.log"])?;
         let _ = std::fs::remove_file(d.join("stdout.log"));
         std::os::unix::fs::symlink("console.log", d.join("stdout.log"))?;
 

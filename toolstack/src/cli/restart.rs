@@ -1,0 +1,39 @@
+//! `hx restart [-t N] [-s SIGNAL] CONTAINER...`: `hx stop` then `hx start` (docker restart); a
+//! stopped container is just started. It keeps its writable layer, name, address and ports.
+use hx_engine::container::{self, Status};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds to wait for the stop before killing the VM (0 to 4294967295)
+    #[arg(short = 't', long = "time", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
+    pub time: u64,
+    /// Signal to stop with (name or number; default: the container's stop signal, else TERM)
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    /// Container names or ids
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for name in &args.containers {
+        match restart_one(g, name, &args).await {
+            Ok(()) => outln!("{name}"),
+            Err(e) => {
+                errln!("hx: {}", super::one_line(&e));
+                code = super::exit_code_for(&e);
+            }
+        }
+    }
+    Ok(code)
+}
+
+async fn restart_one(g: &super::Globals, name: &str, args: &Args) -> anyhow::Result<()> {
+    let c = container::find(&g.root, name)?;
+    if c.status == Status::Running {
+        super::stop::stop_one(g, &c.id, args.time, args.signal.as_deref()).await?;
+    }
+    super::start::start_detached(g, &c.id).await
+}

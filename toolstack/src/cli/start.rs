@@ -1,0 +1,96 @@
+//! `hx start [-a] [-i] CONTAINER...`: boots created or stopped containers again, with the
+//! files their writable layer holds, their name, volumes, and (when still free) address and
+//! host ports (docker start). `-a` follows the (single) container's output and exits with its
+//! code, `-i` also gives it hx's stdin.
+use super::run::{Interactive, LogStart};
+use hx_engine::container;
+use hx_engine::lifecycle::{self, StartOptions};
+use std::io::IsTerminal;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Attach stdout/stderr and wait for the container's exit code
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin too (containers created with -i)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Container names or ids
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    if (args.attach || args.interactive) && args.containers.len() > 1 {
+        anyhow::bail!("you cannot start and attach multiple containers at once");
+    }
+    if args.attach || args.interactive {
+        return start_attached(g, &args.containers[0], args.interactive).await;
+    }
+    let mut code = 0;
+    for name in &args.containers {
+        match start_detached(g, name).await {
+            Ok(()) => outln!("{name}"),
+            Err(e) => {
+                errln!("hx: {}", super::one_line(&e));
+                code = super::exit_code_for(&e);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Starts one container and leaves it running (also `hx restart`).
+pub async fn start_detached(g: &super::Globals, name: &str) -> anyhow::Result<()> {
+    let root = g.root.clone();
+    let key = name.to_string();
+    let started =
+        tokio::task::spawn_blocking(move || lifecycle::start(&root, &key, StartOptions::default()))
+            .await??;
+    lifecycle::confirm(&g.root, &started.container, started.owner).await?;
+    hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
+    Ok(())
+}
+
+async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::Result<i32> {
+    let c = container::find(&g.root, name)?;
+    let spec_tty = std::fs::read(container::dir(&g.root, &c.id).join("spec.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok())
+        .is_some_and(|s| s.tty.is_some());
+    if stdin && spec_tty && !std::io::stdin().is_terminal() {
+        errln!("hx: the input device is not a TTY");
+        return Ok(1);
+    }
+    // Only what this run writes: the files keep earlier runs' output for `hx logs`.
+    let dir = container::dir(&g.root, &c.id);
+    let len = |f: &str| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
+    let from = LogStart::After(len("stdout.log"), len("stderr.log"));
+    let root = g.root.clone();
+    let key = c.id.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        lifecycle::start(
+            &root,
+            &key,
+            StartOptions {
+                stdin,
+                ..Default::default()
+            },
+        )
+    })
+    .await??;
+    hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
+    let io = Interactive {
+        stdin: stdin && started.stdin_socket.is_some() || stdin && spec_tty,
+        tty: spec_tty,
+    };
+    super::run::attach(
+        &g.root,
+        started.container,
+        started.owner,
+        io,
+        started.stdin_socket,
+        from,
+    )
+    .await
+}

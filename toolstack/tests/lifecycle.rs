@@ -77,3 +77,346 @@ fn pause_freezes_the_workload_and_unpause_thaws_it() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.starts_with("hx: not a Xen dom0"), "{}", r.stderr);
 }
+
+fn inspect(hx: &Hx, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", name]).stdout).unwrap();
+    v[0].clone()
+}
+
+/// Polls `inspect NAME` until `done` holds (a guest under TCG takes seconds per boot).
+fn wait_until(hx: &Hx, name: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = inspect(hx, name);
+        if done(&v) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: never {what}: {v:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls `hx logs NAME` until it is `want` (the workload runs seconds after its VM starts).
+fn wait_for_logs(hx: &Hx, name: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = hx.ok(&["logs", name]).stdout;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: logs {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn running(v: &serde_json::Value) -> bool {
+    v["State"]["Running"] == true
+}
+
+#[test]
+fn create_then_start_boots_the_same_container_with_its_files() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    // Each run appends a line to a file in the writable layer and prints what was there.
+    let script =
+        "echo run; cat /data/seen 2>/dev/null; mkdir -p /data; date +%N >> /data/seen; exit 3";
+    let id = hx
+        .ok(&["create", "--name", "c", BUSYBOX, "sh", "-c", script])
+        .stdout;
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ps = hx.ok(&["ps", "-a"]).stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.contains(" Created ") && l.ends_with(" c")),
+        "{ps}"
+    );
+    assert_eq!(hx.ok(&["ps", "-q"]).stdout, "", "created is not running");
+    let e = hx.run(&["exec", "c", "true"]);
+    assert_ne!(e.code, 0, "exec into a created container");
+
+    let first = hx.run(&["start", "-a", "c"]);
+    assert_eq!(
+        (first.code, first.stdout.as_str()),
+        (3, "run\n"),
+        "{}",
+        first.stderr
+    );
+    let second = hx.run(&["start", "-a", "c"]);
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    let lines: Vec<&str> = second.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "only this run's output, with the first run's file: {lines:?}"
+    );
+    assert_eq!(lines[0], "run");
+    // The logs keep both runs, like docker's.
+    assert_eq!(hx.ok(&["logs", "c"]).stdout.matches("run\n").count(), 2);
+
+    // Plain start prints the name and leaves it running; stop + start keeps the files too.
+    hx.ok(&["rm", "c"]);
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "d",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "test -e /kept && m=kept || m=fresh; echo > /kept; echo $m; exec sleep 1000",
+    ]);
+    wait_for_logs(&hx, "d", "fresh\n");
+    hx.ok(&["stop", "-t", "0", "d"]);
+    assert_eq!(hx.ok(&["start", "d"]).stdout, "d\n");
+    wait_for_logs(&hx, "d", "fresh\nkept\n");
+    // `hx restart` of a running container: stop, then start; still the same files.
+    assert_eq!(hx.ok(&["restart", "-t", "0", "d"]).stdout, "d\n");
+    wait_for_logs(&hx, "d", "fresh\nkept\nkept\n");
+    // docker: starting a running container changes nothing.
+    let pid = vm_pid(&hx, "d");
+    assert_eq!(hx.ok(&["start", "d"]).stdout, "d\n");
+    assert_eq!(vm_pid(&hx, "d"), pid);
+    hx.ok(&["rm", "-f", "d"]);
+    assert_eq!(hx.ok(&["ps", "-aq"]).stdout, "");
+    assert_eq!(common::qemu_processes_for(hx.root()), 0);
+
+    // docker's refusals.
+    let r = hx.run(&["run", "--rm", "--restart", "always", BUSYBOX, "true"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: conflicting options: --restart and --rm\n")
+    );
+    let r = hx.run(&["create", "--restart", "sometimes", BUSYBOX]);
+    assert_eq!(r.code, 125);
+    assert!(
+        r.stderr.contains("invalid restart policy \"sometimes\""),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&["start", "ghost"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        hx.ok(&["ps", "-aq"]).stdout,
+        "",
+        "nothing made by the refusals"
+    );
+}
+
+#[test]
+fn on_failure_restarts_exactly_n_times() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "--restart",
+        "on-failure:3",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo try; exit 3",
+    ]);
+    wait_until(&hx, "f", "done restarting", |v| {
+        v["RestartCount"] == 3
+            && v["State"]["Status"] == "exited"
+            && v["State"]["Restarting"] == false
+    });
+    // Nothing restarts it afterwards.
+    std::thread::sleep(Duration::from_secs(3));
+    let v = inspect(&hx, "f");
+    assert_eq!(v["RestartCount"], 3, "{v:#}");
+    assert_eq!(v["State"]["ExitCode"], 3, "{v:#}");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+    assert_eq!(hx.ok(&["logs", "f"]).stdout, "try\ntry\ntry\ntry\n");
+    assert!(common::supervisor_pids_for(hx.root()).is_empty());
+    // A success is not a failure: on-failure leaves it alone.
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ok",
+        "--restart",
+        "on-failure",
+        BUSYBOX,
+        "true",
+    ]);
+    wait_until(&hx, "ok", "exited", |v| v["State"]["Status"] == "exited");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(inspect(&hx, "ok")["RestartCount"], 0);
+}
+
+/// The VM's host process (QEMU).
+fn vm_pid(hx: &Hx, name: &str) -> i32 {
+    inspect(hx, name)["State"]["Pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn always_brings_back_a_killed_vm_until_stopped_by_hand() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--restart",
+        "always",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo up; exec sleep 1000",
+    ]);
+    wait_for_logs(&hx, "a", "up\n");
+    let first = vm_pid(&hx, "a");
+    // SAFETY: sending a signal to the VM's process.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    wait_until(&hx, "a", "back", |v| {
+        running(v) && v["RestartCount"] == 1 && v["State"]["Pid"] != first
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hx.ok(&["logs", "a"]).stdout != "up\nup\n" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            hx.ok(&["logs", "a"]).stdout
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // hx stop is final (until a start or a boot).
+    hx.ok(&["stop", "-t", "1", "a"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let v = inspect(&hx, "a");
+    assert_eq!(v["State"]["Status"], "exited", "{v:#}");
+    assert!(common::supervisor_pids_for(hx.root()).is_empty());
+    // A start by hand resets the count and supervises again.
+    hx.ok(&["start", "a"]);
+    wait_until(&hx, "a", "running again", |v| {
+        running(v) && v["RestartCount"] == 0
+    });
+    assert_eq!(common::supervisor_pids_for(hx.root()).len(), 1);
+    hx.ok(&["rm", "-f", "a"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        common::supervisor_pids_for(hx.root()).is_empty(),
+        "supervisor outlived rm"
+    );
+    assert_eq!(common::qemu_processes_for(hx.root()), 0);
+}
+
+#[test]
+fn the_boot_unit_brings_back_the_right_containers_after_a_simulated_reboot() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let sleeper = |name: &str, policy: &str| {
+        hx.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            BUSYBOX,
+            "sleep",
+            "1000",
+        ]);
+    };
+    sleeper("always-stopped", "always");
+    sleeper("unless", "unless-stopped");
+    sleeper("unless-stopped-by-hand", "unless-stopped");
+    sleeper("failing", "on-failure");
+    sleeper("never", "no");
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "done",
+        "--restart",
+        "on-failure",
+        BUSYBOX,
+        "true",
+    ]);
+    for n in [
+        "always-stopped",
+        "unless",
+        "unless-stopped-by-hand",
+        "failing",
+        "never",
+    ] {
+        wait_until(&hx, n, "running", running);
+    }
+    hx.ok(&[
+        "stop",
+        "-t",
+        "0",
+        "always-stopped",
+        "unless-stopped-by-hand",
+    ]);
+    wait_until(&hx, "done", "exited", |v| v["State"]["Status"] == "exited");
+
+    // The reboot: every supervisor and VM dies at once.
+    for pid in common::supervisor_pids_for(hx.root()) {
+        // SAFETY: sending a signal.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for pid in common::qemu_pids_for(hx.root()) {
+        // SAFETY: sending a signal.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::qemu_processes_for(hx.root()) > 0 {
+        assert!(Instant::now() < deadline, "VMs survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // What the installed unit runs, run as systemd would.
+    let units = tempfile::tempdir().unwrap();
+    let path = hx
+        .ok(&[
+            "autostart",
+            "--install-unit",
+            "--unit-dir",
+            units.path().to_str().unwrap(),
+        ])
+        .stdout;
+    assert_eq!(
+        path.trim(),
+        units.path().join("hx-autostart.service").to_str().unwrap()
+    );
+    let unit = std::fs::read_to_string(path.trim()).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let words: Vec<&str> = exec.split(' ').collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_hx"), "{unit}");
+    let out = common::run_with_timeout(
+        {
+            let mut c = std::process::Command::new(words[0]);
+            c.args(&words[1..])
+                .env("HX_BACKEND", "qemu")
+                .env("HX_NETWORK", "none")
+                .stdin(std::process::Stdio::null());
+            c
+        },
+        Duration::from_secs(180),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut started: Vec<&str> = out.stdout.lines().collect();
+    started.sort();
+    assert_eq!(
+        started,
+        ["always-stopped", "failing", "unless"],
+        "{}",
+        out.stderr
+    );
+    for n in ["always-stopped", "failing", "unless"] {
+        wait_until(&hx, n, "running", running);
+    }
+    for n in ["unless-stopped-by-hand", "never", "done"] {
+        assert_eq!(inspect(&hx, n)["State"]["Status"], "exited", "{n}");
+    }
+    assert_eq!(common::supervisor_pids_for(hx.root()).len(), 3);
+    hx.ok(&["rm", "-f", "always-stopped", "failing", "unless"]);
+}

@@ -1,7 +1,7 @@
 //! `hx start [-a] [-i] CONTAINER...`: boots created or stopped containers again, with the
 //! files their writable layer holds, their name, volumes, and (when still free) address and
 //! host ports (docker start). `-a` follows the (single) container's output and exits with its
-//! code, `-i` also gives it hx's stdin.
+//! code, `-i` also gives it hx's stdin. Starting a running container changes nothing.
 use super::run::{Interactive, LogStart};
 use hx_engine::container;
 use hx_engine::lifecycle::{self, StartOptions};
@@ -42,6 +42,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 
 /// Starts one container and leaves it running (also `hx restart`).
 pub async fn start_detached(g: &super::Globals, name: &str) -> anyhow::Result<()> {
+    let c = container::find(&g.root, name)?;
+    if c.status == hx_engine::container::Status::Running
+        && hx_engine::backend::for_container(&c, &g.root)?.is_running(&c)
+    {
+        // docker: starting a running container does nothing, successfully.
+        return Ok(());
+    }
     let root = g.root.clone();
     let key = name.to_string();
     let started =

@@ -19,6 +19,9 @@ pub struct Args {
     pub containers: Vec<String>,
 }
 
+/// How long a guest gets to end after its workload was killed.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let mut code = 0;
     for name in &args.containers {
@@ -54,6 +57,16 @@ pub async fn stop_one(
         let deadline = Instant::now().checked_add(Duration::from_secs(grace));
         while be.is_running(&c) && deadline.is_none_or(|d| Instant::now() < d) {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if be.is_running(&c) {
+            // SIGKILL of the workload by pv-init first: it then syncs the writable layer and
+            // powers off, so the files a killed container wrote are kept as docker keeps them.
+            // Only a guest that does not end in time loses its VM the hard way.
+            let _ = be.send_control(&c, &dir, &Control::Signal(libc::SIGKILL).to_line());
+            let deadline = Instant::now() + KILL_GRACE;
+            while be.is_running(&c) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         if be.is_running(&c) {
             be.kill(&c)?;

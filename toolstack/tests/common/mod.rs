@@ -246,10 +246,36 @@ pub fn qemu_pids_for(root: &Path) -> Vec<i32> {
     pids
 }
 
+/// The restart supervisors (`hx --root ROOT __supervise ID`) of the store at `root`.
+pub fn supervisor_pids_for(root: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into())
+                .collect();
+            if args.iter().any(|a| a == "__supervise")
+                && args.iter().any(|a| a == &*root.to_string_lossy())
+            {
+                if let Some(pid) = e.file_name().to_str().and_then(|p| p.parse().ok()) {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    pids
+}
+
 /// A test that fails midway must not leave its VMs running (they would outlive the store and
-/// eat the CPU of every later test): whatever still runs from this store is killed.
+/// eat the CPU of every later test): whatever still runs from this store is killed, the
+/// restart supervisors first (they would start the VMs again).
 impl Drop for Hx {
     fn drop(&mut self) {
+        for pid in supervisor_pids_for(self.root.path()) {
+            // SAFETY: sending a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         for pid in qemu_pids_for(self.root.path()) {
             // SAFETY: sending a signal.
             unsafe { libc::kill(pid, libc::SIGKILL) };

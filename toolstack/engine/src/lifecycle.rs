@@ -633,7 +633,8 @@ fn launch_keeping(
         disks.push(Disk {
             path: upper,
             readonly: false,
-            durable: false,
+            // The next start reads it: the guest's flushes must reach the host's disk.
+            durable: !req.auto_remove,
         });
     }
     disks.extend(plan.disks);

@@ -186,8 +186,10 @@ pub fn settle(
         container::save(root, &c)?;
     }
     if c.status == Status::Exited && c.auto_remove && !owned {
-        remove_dir(root, &c)?;
+        // The volumes before the record that names them: killed in between, the next
+        // settle finds the record and finishes.
         crate::volume::remove_anonymous(root, &c.mounts);
+        remove_dir(root, &c)?;
         return Ok(None);
     }
     Ok(Some(c))
@@ -251,9 +253,24 @@ fn release_network(root: &Path, c: &Container) -> anyhow::Result<()> {
 /// Kills the VM if needed and removes everything the container left (its anonymous volumes
 /// stay: `hx rm -v`).
 pub fn remove(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()> {
+    remove_with(root, c, be, false)
+}
+
+/// `remove`, and with `anonymous_volumes` (`hx rm -v`, a discard) the container's anonymous
+/// volumes, removed before the record that names them: an hx killed in between leaves a record
+/// that the next removal finishes, never a volume nobody knows.
+pub fn remove_with(
+    root: &Path,
+    c: &Container,
+    be: &dyn Backend,
+    anonymous_volumes: bool,
+) -> anyhow::Result<()> {
     be.kill(c)?;
     be.cleanup(c, &container::dir(root, &c.id))?;
     release_network(root, c)?;
+    if anonymous_volumes {
+        crate::volume::remove_anonymous(root, &c.mounts);
+    }
     remove_dir(root, c)
 }
 
@@ -279,9 +296,7 @@ pub fn unstart(root: &Path, mut c: Container, be: &dyn Backend) -> anyhow::Resul
 /// (by pid + start time, recorded before it could run), file binds, address and port rules,
 /// anonymous volumes, the directory. The one undo of `hx run`, whether it failed or died.
 pub fn discard(root: &Path, c: &Container, be: &dyn Backend) -> anyhow::Result<()> {
-    remove(root, c, be)?;
-    crate::volume::remove_anonymous(root, &c.mounts);
-    Ok(())
+    remove_with(root, c, be, true)
 }
 
 fn remove_dir(root: &Path, c: &Container) -> anyhow::Result<()> {

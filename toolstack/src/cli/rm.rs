@@ -34,11 +34,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             if c.status == Status::Running && be.is_running(&c) && !args.force {
                 return Err(hx_engine::HxError::Running(c.name.clone()).into());
             }
-            hx_engine::runtime::remove(&g.root, &c, be.as_ref())?;
-            if args.volumes {
-                hx_engine::volume::remove_anonymous(&g.root, &c.mounts);
-            }
-            Ok(())
+            hx_engine::runtime::remove_with(&g.root, &c, be.as_ref(), args.volumes)
         })();
         match r {
             Ok(()) => outln!("{name}"),

@@ -7,6 +7,8 @@ pub enum HxError {
     Running(String),
     #[error("container {0} is being created by a live hx run: wait for it, or kill that hx run")]
     Creating(String),
+    #[error("container {0} is being started by a live hx: wait for it, or kill that hx")]
+    Starting(String),
     #[error("the container name {0:?} is already in use")]
     NameInUse(String),
     #[error("not a Xen dom0: {0}")]
@@ -21,7 +23,7 @@ impl HxError {
     pub fn exit_code(&self) -> i32 {
         match self {
             HxError::NoSuchContainer(_) => 1,
-            HxError::Running(_) | HxError::Creating(_) => 1,
+            HxError::Running(_) | HxError::Creating(_) | HxError::Starting(_) => 1,
             HxError::NameInUse(_) => 125,
             HxError::NoSuchDomain(_) => 1,
             HxError::NotDom0(_) => 3,

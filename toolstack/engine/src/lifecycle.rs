@@ -337,22 +337,12 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
     match c.status {
         Status::Created | Status::Exited => {}
         Status::Running => bail!("container {} is already running", c.name),
-        Status::Creating | Status::Starting => {
-            return Err(crate::HxError::Creating(c.name.clone()).into())
-        }
+        Status::Creating => return Err(crate::HxError::Creating(c.name.clone()).into()),
+        Status::Starting => return Err(crate::HxError::Starting(c.name.clone()).into()),
     }
     let owner = Owner::acquire(root, &c.id)
         .map_err(|_| anyhow::anyhow!("container {} is being started by another hx", c.name))?;
-    let dir = container::dir(root, &c.id);
-    let mut req: CreateRequest = std::fs::read(dir.join(REQUEST_FILE))
-        .map_err(anyhow::Error::from)
-        .and_then(|b| Ok(serde_json::from_slice(&b)?))
-        .with_context(|| {
-            format!(
-                "container {} has no usable {REQUEST_FILE} (made by an older hx?): recreate it",
-                c.name
-            )
-        })?;
+    let mut req = request_of(root, &c)?;
     req.stdin = req.stdin && opts.stdin;
     let img = store
         .find_image(&c.image_id)
@@ -394,6 +384,19 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
         owner,
         stdin_socket,
     })
+}
+
+/// The request container `c` was created from (`create.json`).
+pub fn request_of(root: &Path, c: &Container) -> anyhow::Result<CreateRequest> {
+    std::fs::read(container::dir(root, &c.id).join(REQUEST_FILE))
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice(&b)?))
+        .with_context(|| {
+            format!(
+                "container {} has no usable {REQUEST_FILE} (made by an older hx?): recreate it",
+                c.name
+            )
+        })
 }
 
 /// What a started-again container keeps when it is free: its address and host ports.

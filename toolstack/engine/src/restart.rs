@@ -187,8 +187,8 @@ pub fn supervised(root: &Path, id: &str) -> bool {
 /// What the supervisor does after a VM ended.
 enum Next {
     /// Wait for the VM (or for whoever is starting or owning it).
-    Wait(Container),
-    /// Start it again after this delay.
+    Wait(Box<Container>),
+    /// Start it again (after the back-off).
     Restart,
     /// The container is gone, stopped by hand, or its policy is done.
     Exit,
@@ -258,11 +258,11 @@ fn next(root: &Path, id: &str) -> anyhow::Result<Next> {
         return Ok(Next::Exit);
     };
     if container::owner_alive(root, id) || matches!(c.status, Status::Creating | Status::Starting) {
-        return Ok(Next::Wait(c));
+        return Ok(Next::Wait(Box::new(c)));
     }
     let be = backend::for_container(&c, root)?;
     if c.status == Status::Running && be.is_running(&c) {
-        return Ok(Next::Wait(c));
+        return Ok(Next::Wait(Box::new(c)));
     }
     let _lock = hx_images::Store::open(root)?.lock()?;
     let Ok(c) = container::load(root, id) else {
@@ -281,7 +281,7 @@ fn next(root: &Path, id: &str) -> anyhow::Result<Next> {
         {
             Next::Restart
         }
-        Status::Running | Status::Starting | Status::Creating => Next::Wait(c),
+        Status::Running | Status::Starting | Status::Creating => Next::Wait(Box::new(c)),
         _ => Next::Exit,
     })
 }

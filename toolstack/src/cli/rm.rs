@@ -31,6 +31,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 }
                 return hx_engine::runtime::discard(&g.root, &c, be.as_ref());
             }
+            if c.status == Status::Starting && hx_engine::container::owner_alive(&g.root, &c.id) {
+                // Its hx start is booting it: that one finishes or undoes its own work first.
+                return Err(hx_engine::HxError::Starting(c.name.clone()).into());
+            }
             if c.status == Status::Running && be.is_running(&c) && !args.force {
                 return Err(hx_engine::HxError::Running(c.name.clone()).into());
             }

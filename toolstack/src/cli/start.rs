@@ -61,10 +61,7 @@ pub async fn start_detached(g: &super::Globals, name: &str) -> anyhow::Result<()
 
 async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::Result<i32> {
     let c = container::find(&g.root, name)?;
-    let spec_tty = std::fs::read(container::dir(&g.root, &c.id).join("spec.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok())
-        .is_some_and(|s| s.tty.is_some());
+    let spec_tty = lifecycle::request_of(&g.root, &c)?.tty.is_some();
     if stdin && spec_tty && !std::io::stdin().is_terminal() {
         errln!("hx: the input device is not a TTY");
         return Ok(1);
@@ -87,8 +84,10 @@ async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::
     })
     .await??;
     hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
+    // What this start gave the workload: stdin only to a container created with -i.
+    let spec = read_spec(&dir);
     let io = Interactive {
-        stdin: stdin && started.stdin_socket.is_some() || stdin && spec_tty,
+        stdin: spec.as_ref().is_some_and(|s| s.stdin),
         tty: spec_tty,
     };
     super::run::attach(
@@ -100,4 +99,9 @@ async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::
         from,
     )
     .await
+}
+
+fn read_spec(dir: &std::path::Path) -> Option<pv_init::spec::ContainerSpec> {
+    let b = std::fs::read(dir.join("spec.json")).ok()?;
+    serde_json::from_slice(&b).ok()
 }

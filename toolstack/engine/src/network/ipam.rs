@@ -527,7 +527,7 @@ mod tests {
         assert_eq!(left, vec![(ib, b.clone()), (ib2, b2.clone())]);
         // A's next container gets A's old address, not one of B's.
         let (next, _fn) = pools
-            .allocate(&Owner::of(&d.path().join("a"), "c9"), "hx0", GW, 16)
+            .allocate(&Owner::of(&d.path().join("a"), "c9"), "hx0", GW, 16, None)
             .unwrap();
         assert_eq!(next, ia);
     }
@@ -580,7 +580,7 @@ mod tests {
         vm.kill().unwrap();
         vm.wait().unwrap();
         let (ic, _fc) = pools
-            .allocate(&Owner::of(&d.path().join("b"), "c3"), "hx0", GW, 16)
+            .allocate(&Owner::of(&d.path().join("b"), "c3"), "hx0", GW, 16, None)
             .unwrap();
         assert_eq!(ic, ia, "the dead VM's address is taken back");
     }
@@ -618,16 +618,16 @@ mod tests {
         let gw = Ipv4Addr::new(192, 168, 5, 1);
         // /30: .1 gateway, .2 the only host address.
         let (a, _fa) = pools
-            .allocate(&Owner::of(d.path(), "a"), "br", gw, 30)
+            .allocate(&Owner::of(d.path(), "a"), "br", gw, 30, None)
             .unwrap();
         assert_eq!(a, Ipv4Addr::new(192, 168, 5, 2));
         let e = pools
-            .allocate(&Owner::of(d.path(), "b"), "br", gw, 30)
+            .allocate(&Owner::of(d.path(), "b"), "br", gw, 30, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no free address left in 192.168.5.1/30"), "{e}");
         assert!(pools
-            .allocate(&Owner::of(d.path(), "c"), "..", gw, 30)
+            .allocate(&Owner::of(d.path(), "c"), "..", gw, 30, None)
             .is_err());
     }
 
@@ -640,7 +640,7 @@ mod tests {
         let e = format!(
             "{:#}",
             pools
-                .allocate(&Owner::of(d.path(), "a"), "hx0", GW, 16)
+                .allocate(&Owner::of(d.path(), "a"), "hx0", GW, 16, None)
                 .unwrap_err()
         );
         assert!(e.contains("parsing") && e.contains("pool.json"), "{e}");

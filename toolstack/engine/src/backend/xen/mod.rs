@@ -193,6 +193,24 @@ impl Xen {
 
 /// The domain of container `c`, if it still exists: its recorded domid or its name, confirmed
 /// by the `hx/id` node libxl wrote with the domain (dom0-owned, so the guest cannot forge it).
+/// Destroys container `c`'s domain. Its monitor may be destroying it at the same moment (the
+/// guest shut down as hx stop gave up waiting): libxl then fails (`xc_domain_destroy`: no such
+/// process, or its lock is taken), and a domain that is gone a moment later is what was asked.
+fn destroy(ctx: &Context, xs: &Xenstore, c: &Container, domid: u32) -> anyhow::Result<()> {
+    let Err(e) = block_on(ctx.destroy(domid)) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if find_domain(ctx, xs, c) != Some(domid) {
+            tracing::debug!("domain {domid} went while hx destroyed it too: {e}");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(e).with_context(|| format!("destroying domain {domid}"))
+}
+
 pub fn find_domain(ctx: &Context, xs: &Xenstore, c: &Container) -> Option<u32> {
     let by_name = ctx.domid_by_name(&c.name).ok();
     [c.domid, by_name].into_iter().flatten().find(|d| {
@@ -561,8 +579,7 @@ impl Backend for Xen {
             let ctx = Context::new()?;
             let xs = Xenstore::open()?;
             if let Some(domid) = find_domain(&ctx, &xs, c) {
-                block_on(ctx.destroy(domid))
-                    .with_context(|| format!("destroying domain {domid}"))?;
+                destroy(&ctx, &xs, c, domid)?;
             }
         }
         // The monitor sees the domain die and exits; one that hangs is killed.
@@ -608,7 +625,7 @@ impl Backend for Xen {
         let ctx = Context::new()?;
         let xs = Xenstore::open()?;
         if let Some(domid) = find_domain(&ctx, &xs, c) {
-            block_on(ctx.destroy(domid)).with_context(|| format!("destroying domain {domid}"))?;
+            destroy(&ctx, &xs, c, domid)?;
         }
         if let Some(domid) = c.domid {
             remove_stale_nodes(&ctx, &xs, domid);

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod log_relay;
 pub mod logfile;
 pub mod network;
+pub mod ops;
 pub mod restart;
 pub mod runtime;
 pub mod sanitize;

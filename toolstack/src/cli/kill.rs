@@ -1,7 +1,5 @@
 //! `hx kill`: send a signal to the workload (default SIGKILL).
-use hx_engine::backend;
-use hx_engine::container::{self, Status};
-use pv_init::status::Control;
+use hx_engine::container;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,21 +17,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let sig = parse_signal(&args.signal)?;
     let mut code = 0;
     for name in &args.containers {
-        let r = (|| -> anyhow::Result<()> {
-            let c = container::find(&g.root, name)?;
-            let be = backend::for_container(&c, &g.root)?;
-            if c.status != Status::Running || !be.is_running(&c) {
-                anyhow::bail!("container {} is not running", c.name);
-            }
-            let dir = container::dir(&g.root, &c.id);
-            hx_engine::runtime::mark_stopped_by_user(&g.root, &c.id)?;
-            super::pause::thaw_for_signal(be.as_ref(), &c, &dir)?;
-            be.send_control(
-                &c,
-                &container::dir(&g.root, &c.id),
-                &Control::Signal(sig).to_line(),
-            )
-        })();
+        let r = container::find(&g.root, name).and_then(|c| hx_engine::ops::kill(&g.root, &c, sig));
         match r {
             Ok(()) => outln!("{name}"),
             Err(e) => {

@@ -1,6 +1,6 @@
 //! `hx restart [-t N] [-s SIGNAL] CONTAINER...`: `hx stop` then `hx start` (docker restart); a
 //! stopped container is just started. It keeps its writable layer, name, address and ports.
-use hx_engine::container::{self, Status};
+use hx_engine::container;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,8 +32,16 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 
 async fn restart_one(g: &super::Globals, name: &str, args: &Args) -> anyhow::Result<()> {
     let c = container::find(&g.root, name)?;
-    if c.status == Status::Running {
-        super::stop::stop_one(g, &c.id, args.time, args.signal.as_deref()).await?;
-    }
-    super::start::start_detached(g, &c.id).await
+    let signal = match args.signal.as_deref().or(c.stop_signal.as_deref()) {
+        Some(s) => super::kill::parse_signal(s)?,
+        None => libc::SIGTERM,
+    };
+    let grace = Some(std::time::Duration::from_secs(args.time));
+    let root = g.root.clone();
+    let started =
+        tokio::task::spawn_blocking(move || hx_engine::ops::restart(&root, &c, grace, signal))
+            .await??;
+    hx_engine::lifecycle::confirm(&g.root, &started.container, started.owner).await?;
+    hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
+    Ok(())
 }

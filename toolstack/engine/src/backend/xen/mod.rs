@@ -579,7 +579,17 @@ impl Backend for Xen {
             let ctx = Context::new()?;
             let xs = Xenstore::open()?;
             if let Some(domid) = find_domain(&ctx, &xs, c) {
-                destroy(&ctx, &xs, c, domid)?;
+                // A guest that already shut down is being destroyed by its monitor: a second
+                // destroy only races it (libxl then fails loudly). The monitor gets its time.
+                if ctx.info(domid).is_ok_and(|i| i.shutdown || i.dying) {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while self.is_running(c) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                if find_domain(&ctx, &xs, c).is_some() {
+                    destroy(&ctx, &xs, c, domid)?;
+                }
             }
         }
         // The monitor sees the domain die and exits; one that hangs is killed.

@@ -161,7 +161,21 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
     let (has_stdin, tty) = spec.map_or((false, false), |s| (s.stdin, s.tty.is_some()));
     let mut out = Tail::open(&dir.join("stdout.log"), false)?;
     let mut err = Tail::open(&dir.join("stderr.log"), false)?;
-    let mut input = if o.stdin && has_stdin {
+    let want_input = o.stdin && has_stdin;
+    let resize = |be: &dyn Backend| {
+        if let Some(size) = super::interactive::terminal_size() {
+            let line = Control::Resize {
+                rows: size.rows,
+                cols: size.cols,
+            };
+            let _ = be.send_control(&c, &dir, &line.to_line());
+        }
+    };
+    // The workload's terminal takes this one's size (before any input can ask for it).
+    if tty && want_input {
+        resize(be.as_ref());
+    }
+    let mut input = if want_input {
         let keys = if tty {
             o.detach_keys.clone()
         } else {
@@ -180,18 +194,6 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut winch = signal(SignalKind::window_change())?;
-    let resize = |be: &dyn Backend| {
-        if let Some(size) = super::interactive::terminal_size() {
-            let line = Control::Resize {
-                rows: size.rows,
-                cols: size.cols,
-            };
-            let _ = be.send_control(&c, &dir, &line.to_line());
-        }
-    };
-    if tty && input.is_some() {
-        resize(be.as_ref());
-    }
     let mut interrupts = 0;
     loop {
         let a = out.pump(&mut std::io::stdout())?;

@@ -43,6 +43,9 @@ pub struct Options {
     /// as docker's.
     pub detach_keys: Vec<u8>,
     pub sig_proxy: bool,
+    /// This client's end of input is the workload's (docker's StdinOnce: `hx start -a -i` of
+    /// a container made with `-i` but not `-d`); `hx attach` says false.
+    pub stdin_once: bool,
 }
 
 /// How a session ended.
@@ -64,6 +67,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         stdin: !args.no_stdin,
         detach_keys: keys,
         sig_proxy: args.sig_proxy,
+        stdin_once: false,
     };
     match attach(&g.root, &args.container, &o).await? {
         Ended::Exited(code) => Ok(code),
@@ -181,7 +185,7 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
         } else {
             Vec::new()
         };
-        forward_input(&c, &dir, be.as_ref(), keys, tty)?
+        forward_input(&c, &dir, be.as_ref(), keys, tty, o.stdin_once)?
     } else {
         None
     };
@@ -252,9 +256,10 @@ fn forward_input(
     be: &dyn Backend,
     keys: Vec<u8>,
     tty: bool,
+    stdin_once: bool,
 ) -> anyhow::Result<Option<mpsc::Receiver<InputEvent>>> {
     let mut sink = if be.stdin_over_socket() {
-        match attach_channel::connect(dir, false)? {
+        match attach_channel::connect(dir, stdin_once)? {
             Connected::Input(i) => Sink::Relay(i),
             Connected::Closed => return Ok(None),
         }

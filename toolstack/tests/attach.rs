@@ -148,3 +148,34 @@ fn detach_keys_can_be_chosen_and_bad_ones_are_refused() {
     assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
     hx.ok(&["rm", "-f", "k"]);
 }
+
+#[test]
+fn start_ai_feeds_stdin_once_and_a_plain_start_keeps_it_open_for_attach() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "create",
+        "-i",
+        "--name",
+        "ci",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cat; echo done",
+    ]);
+    // docker start -ai: the end of hx's input is the workload's.
+    let (code, out, err) = run_with_input(&hx, &["start", "-a", "-i", "ci"], b"x\n".to_vec());
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "x\ndone\n"),
+        "{err}"
+    );
+    // Started without -i: its stdin is open all the same, for hx attach.
+    hx.ok(&["start", "ci"]);
+    hx.ok(&["exec", "ci", "true"]);
+    let (code, _, err) = run_with_input(&hx, &["attach", "ci"], b"y\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    let logs = logs_show(&hx, "ci", "done\ny\n");
+    assert_eq!(logs.matches("done").count(), 1, "{logs:?}");
+    assert_eq!(hx.ok(&["exec", "ci", "echo", "up"]).stdout, "up\n");
+    hx.ok(&["rm", "-f", "ci"]);
+}

@@ -10,7 +10,9 @@
 //! of input. A connection that closes without it has detached: the workload's stdin stays open.
 //! The end of input closes the workload's stdin only when the container's input is
 //! "stdin once" (docker's `StdinOnce`: `hx run -i` without `-d` says so when it connects, and
-//! it stays so); otherwise it only ends that client's turn.
+//! it stays so); otherwise it only ends that client's turn. As docker's, a stdin-once
+//! container without a terminal also loses its stdin when its client goes away without an
+//! end (a killed `hx run -i`): only a terminal's detach keys leave it open.
 //!
 //! Nothing reaches the guest before pv-init reported the workload started (the relay sees the
 //! status stream go by): QEMU drops what reaches a port the guest has not opened yet.
@@ -129,6 +131,8 @@ struct Shared {
     changed: Condvar,
     guest: UnixStream,
     started: Arc<GuestStarted>,
+    /// The workload has a terminal (`-t`).
+    tty: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -136,8 +140,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Serves the workload's input (`guest`: the relay's end of the `hx.stdin` socket pair) on
-/// `dir/attach.sock` from threads of its own; returns once listening.
-pub fn serve(guest: OwnedFd, dir: &Path, started: Arc<GuestStarted>) -> anyhow::Result<()> {
+/// `dir/attach.sock` from threads of its own; returns once listening. `tty`: the workload has
+/// a terminal.
+pub fn serve(
+    guest: OwnedFd,
+    dir: &Path,
+    started: Arc<GuestStarted>,
+    tty: bool,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let short = crate::short_path::ShortPath::new(dir, SOCKET)?;
     let path = short.path();
@@ -153,6 +163,7 @@ pub fn serve(guest: OwnedFd, dir: &Path, started: Arc<GuestStarted>) -> anyhow::
         changed: Condvar::new(),
         guest: UnixStream::from(guest),
         started,
+        tty,
     });
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -248,7 +259,8 @@ fn client(mut conn: UnixStream, shared: &Shared) {
             _ => break,
         }
     }
-    release(shared, ended);
+    // Gone without an end: a detach, unless docker would close a stdin-once input here.
+    release(shared, ended || !shared.tty);
 }
 
 /// The client's turn is over; `ended`: it sent the end of its input.
@@ -348,10 +360,10 @@ impl Input {
 mod tests {
     use super::*;
 
-    fn relay(dir: &Path) -> (UnixStream, Arc<GuestStarted>) {
+    fn relay(dir: &Path, tty: bool) -> (UnixStream, Arc<GuestStarted>) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let started = Arc::new(GuestStarted::default());
-        serve(OwnedFd::from(theirs), dir, started.clone()).unwrap();
+        serve(OwnedFd::from(theirs), dir, started.clone(), tty).unwrap();
         (ours, started)
     }
 
@@ -377,7 +389,7 @@ mod tests {
     #[test]
     fn input_waits_for_the_guest_and_ends_only_when_stdin_once() {
         let d = tempfile::tempdir().unwrap();
-        let (guest, started) = relay(d.path());
+        let (guest, started) = relay(d.path(), false);
         guest
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
@@ -414,9 +426,9 @@ mod tests {
     }
 
     #[test]
-    fn a_client_that_goes_away_without_an_end_leaves_the_input_open() {
+    fn a_client_that_goes_away_without_an_end_leaves_a_terminal_input_open() {
         let d = tempfile::tempdir().unwrap();
-        let (guest, started) = relay(d.path());
+        let (guest, started) = relay(d.path(), true);
         started.set();
         let Connected::Input(mut a) = connect(d.path(), true).unwrap() else {
             panic!("input closed")
@@ -428,12 +440,35 @@ mod tests {
         };
         b.end().unwrap();
         assert_eq!(read_all(&guest), b"x");
+        // Without a terminal, a stdin-once client that goes away ends the input (docker's).
+        let d = tempfile::tempdir().unwrap();
+        let (guest, started) = relay(d.path(), false);
+        started.set();
+        let Connected::Input(mut a) = connect(d.path(), true).unwrap() else {
+            panic!("input closed")
+        };
+        a.send(b"y").unwrap();
+        drop(a);
+        assert_eq!(read_all(&guest), b"y");
+        // Not stdin-once: going away is a detach.
+        let d = tempfile::tempdir().unwrap();
+        let (guest, started) = relay(d.path(), false);
+        started.set();
+        let Connected::Input(a) = connect(d.path(), false).unwrap() else {
+            panic!("input closed")
+        };
+        drop(a);
+        assert!(matches!(
+            connect(d.path(), false).unwrap(),
+            Connected::Input(_)
+        ));
+        drop(guest);
     }
 
     #[test]
     fn strangers_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let (_guest, _) = relay(d.path());
+        let (_guest, _) = relay(d.path(), false);
         let short = crate::short_path::ShortPath::new(d.path(), SOCKET).unwrap();
         let mut s = UnixStream::connect(short.path()).unwrap();
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();

@@ -3,36 +3,9 @@
 //! working directory, input and output byte for byte, many sessions at once, a terminal with
 //! its size, resizes and ^C, and the container's end ending every session.
 mod common;
-use common::{Hx, BUSYBOX};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
+use common::{run_with_input, term::Terminal, Hx, BUSYBOX};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// Runs hx with `input` on its stdin; (exit code, stdout bytes, stderr).
-fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
-    let mut child = hx
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
-    let r = common::wait_with_timeout(child, Duration::from_secs(180));
-    writer.join().unwrap();
-    (r.code, reader.join().unwrap(), r.stderr)
-}
 
 fn start(hx: &Hx, name: &str, cmd: &[&str]) {
     let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
@@ -340,75 +313,22 @@ fn exec_it_gives_a_terminal_of_hx_size_with_resize_and_ctrl_c() {
     let Some(hx) = Hx::with_busybox() else { return };
     start(&hx, "tty", &["sleep", "1000"]);
     hx.ok(&["exec", "tty", "true"]);
-    let ws = nix::pty::Winsize {
-        ws_row: 30,
-        ws_col: 100,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-    let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap());
-    let mut cmd = hx.cmd(&["exec", "-it", "tty", "sh"]);
-    cmd.stdin(slave()).stdout(slave()).stderr(slave());
-    // hx on its own terminal, as in a shell: a resize of it reaches hx as SIGWINCH.
-    // SAFETY: setsid and TIOCSCTTY on fd 0 (the slave) between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().unwrap();
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut reader = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let mut expect = |needle: &str| {
-        let t0 = Instant::now();
-        while !seen.contains(needle) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "waited for {needle:?}, terminal shows {seen:?}"
-            );
-            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
-                seen.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-    };
-    expect("# ");
-    master
-        .write_all(b"stty size; tty; echo $((6*7))\r")
-        .unwrap();
-    expect("42\r\n");
-    expect("30 100\r\n/dev/pts/");
-    let bigger = libc::winsize {
-        ws_row: 50,
-        ws_col: 160,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ on our pty master with a valid winsize.
-    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &bigger) };
+    let mut t = Terminal::spawn(&hx, &["exec", "-it", "tty", "sh"], 30, 100);
+    t.expect("# ");
+    t.send(b"stty size; tty; echo $((6*7))\r");
+    t.expect("42\r\n");
+    t.expect("30 100\r\n/dev/pts/");
+    t.resize(50, 160);
     std::thread::sleep(Duration::from_secs(1));
-    master.write_all(b"stty size\r").unwrap();
-    expect("50 160\r\n");
-    master.write_all(b"sleep 1000\r").unwrap();
+    t.send(b"stty size\r");
+    t.expect("50 160\r\n");
+    t.send(b"sleep 1000\r");
     std::thread::sleep(Duration::from_secs(2));
-    master.write_all(b"\x03").unwrap();
-    master.write_all(b"echo after-ctrl-c $?\r").unwrap();
-    expect("after-ctrl-c 130");
-    master.write_all(b"exit 5\r").unwrap();
-    let r = common::wait_with_timeout(child, Duration::from_secs(120));
+    t.send(b"\x03");
+    t.send(b"echo after-ctrl-c $?\r");
+    t.expect("after-ctrl-c 130");
+    t.send(b"exit 5\r");
+    let r = t.wait();
     assert_eq!(r.code, 5);
     // The container runs on.
     assert_eq!(hx.ok(&["exec", "tty", "echo", "still"]).stdout, "still\n");

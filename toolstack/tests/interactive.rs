@@ -2,29 +2,7 @@
 //! its end, and with `-it` on a terminal the workload gets a terminal of the same size whose
 //! keys (^C included) reach it, like `docker run -it`.
 mod common;
-use common::{Hx, BUSYBOX};
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-/// Runs hx with `input` on its stdin; returns (exit code, stdout, stderr).
-fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
-    let mut child = hx
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let r = common::wait_with_timeout(child, Duration::from_secs(180));
-    writer.join().unwrap();
-    (r.code, r.stdout.into_bytes(), r.stderr)
-}
+use common::{run_with_input, term::Terminal, Hx, BUSYBOX};
 
 #[test]
 fn stdin_reaches_the_workload_with_its_end() {
@@ -70,7 +48,7 @@ fn stdin_reaches_the_workload_with_its_end() {
 }
 
 #[test]
-fn tty_gives_the_workload_a_terminal_and_detached_stdin_is_refused() {
+fn tty_gives_the_workload_a_terminal_and_it_needs_one_for_input() {
     let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&[
         "run",
@@ -88,16 +66,6 @@ fn tty_gives_the_workload_a_terminal_and_detached_stdin_is_refused() {
         r.stderr
     );
 
-    let r = hx.run(&["run", "-d", "-i", BUSYBOX, "cat"]);
-    assert_eq!(r.code, 125);
-    assert!(
-        r.stderr.starts_with("hx: -i needs an attached run"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(r.stderr.lines().count(), 1);
-    assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "", "nothing was created");
-
     // -it from a pipe: docker's refusal and exit code, not a run waiting for keys.
     let (code, out, err) =
         run_with_input(&hx, &["run", "--rm", "-it", BUSYBOX, "cat"], b"x".to_vec());
@@ -111,60 +79,22 @@ fn tty_gives_the_workload_a_terminal_and_detached_stdin_is_refused() {
 #[test]
 fn it_on_a_terminal_is_interactive_with_size_and_ctrl_c() {
     let Some(hx) = Hx::with_busybox() else { return };
-    let ws = nix::pty::Winsize {
-        ws_row: 30,
-        ws_col: 100,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-    let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap());
-    let child = hx
-        .cmd(&["run", "--rm", "-it", BUSYBOX, "sh"])
-        .stdin(slave())
-        .stdout(slave())
-        .stderr(slave())
-        .spawn()
-        .unwrap();
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut reader = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        // EIO once hx and the terminal are gone.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let mut expect = |needle: &str| {
-        let t0 = Instant::now();
-        while !seen.contains(needle) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "waited for {needle:?}, terminal shows {seen:?}"
-            );
-            if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
-                seen.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-    };
-    expect("/ # ");
-    master
-        .write_all(b"stty size; tty; echo $((6*7))\r")
-        .unwrap();
-    expect("42\r\n");
+    let mut t = Terminal::spawn(&hx, &["run", "--rm", "-it", BUSYBOX, "sh"], 30, 100);
+    t.expect("/ # ");
+    t.send(b"stty size; tty; echo $((6*7))\r");
+    t.expect("42\r\n");
     // ^C is a byte for the guest's terminal: it interrupts the foreground sleep, not hx.
-    master.write_all(b"sleep 1000\r").unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    master.write_all(b"\x03").unwrap();
-    master.write_all(b"echo after-ctrl-c $?\r").unwrap();
-    expect("after-ctrl-c 130");
-    master.write_all(b"exit 5\r").unwrap();
-    let r = common::wait_with_timeout(child, Duration::from_secs(120));
+    t.send(b"sleep 1000\r");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    t.send(b"\x03");
+    t.send(b"echo after-ctrl-c $?\r");
+    t.expect("after-ctrl-c 130");
+    t.send(b"exit 5\r");
+    let r = t.wait();
     assert_eq!(r.code, 5);
-    assert!(seen.contains("30 100\r\n/dev/pts/0\r\n42\r\n"), "{seen:?}");
+    assert!(
+        r.stdout.contains("30 100\r\n/dev/pts/0\r\n42\r\n"),
+        "{:?}",
+        r.stdout
+    );
 }

@@ -6,6 +6,7 @@
 #[macro_use]
 pub mod output;
 pub mod assets;
+pub mod attach_channel;
 pub mod backend;
 pub mod container;
 mod error;

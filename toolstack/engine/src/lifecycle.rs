@@ -3,7 +3,8 @@
 //! (`hx run -d`). Front ends (the hx CLI, next the containerd shim and the OCI runtime) turn
 //! their own input into a `CreateRequest` and print what comes back. A container keeps its
 //! request (`create.json`) and writable layer (`upper.img`) until it is removed, so every
-//! start boots the same container again.
+//! start boots the same container again. A `-i` container's input is held by its log relay
+//! from boot (`VmSpec::stdin`, attach_channel): front ends attach with `attach_channel::connect`.
 //!
 //! Creation is a transaction on the container's record: the directory and a `creating` record
 //! come first (with the `Owner` lock, in one hold of the store lock), and every resource —
@@ -23,7 +24,6 @@ use hx_images::store::StoreLock;
 use hx_images::{ImageRecord, Store};
 use pv_init::spec::{ContainerSpec, DiskFs, Mount, Rlimit, Sysctl, TtySize, Upper, SPEC_VERSION};
 use serde::{Deserialize, Serialize};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -95,14 +95,12 @@ pub struct Started {
     pub container: Container,
     /// The caller owns the container until it has read its outcome (or confirmed it, `-d`).
     pub owner: Owner,
-    /// For `stdin` on backends that take it over a socket (QEMU): the socket QEMU's
-    /// `hx.stdin` port connected to.
-    pub stdin_socket: Option<UnixListener>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StartOptions {
-    /// The caller will feed the workload's stdin (`hx start -i` of a `-i` container).
+    /// The caller will feed the workload's stdin (`hx start -i` of a `-i` container). The
+    /// container's log relay holds that stdin either way (attach_channel); unused here.
     pub stdin: bool,
     /// A restart by the container's policy (keeps the restart count).
     pub by_policy: bool,
@@ -296,17 +294,14 @@ fn create_inner(
     let saved = serde_json::to_vec_pretty(&req)
         .map_err(anyhow::Error::from)
         .and_then(|b| Ok(hx_images::store::write_atomic(&dir.join(REQUEST_FILE), &b)?));
-    let stdin_socket = match saved {
+    match saved {
         Ok(()) if and_start => launch(root, &made, &req, &img, lock, &existing, be.as_ref())?,
-        Ok(()) => {
-            drop(lock);
-            None
-        }
+        Ok(()) => drop(lock),
         Err(e) => {
             drop(lock);
             return Err(e);
         }
-    };
+    }
     if !and_start {
         if let Some(size) = req.upper_size {
             hx_images::rootfs::make_ext4(None, &dir.join(LAYER_FILE), size)?;
@@ -321,7 +316,6 @@ fn create_inner(
     Ok(Started {
         container: made.into_inner(),
         owner,
-        stdin_socket,
     })
 }
 
@@ -342,8 +336,9 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
     }
     let owner = Owner::acquire(root, &c.id)
         .map_err(|_| anyhow::anyhow!("container {} is being started by another hx", c.name))?;
-    let mut req = request_of(root, &c)?;
-    req.stdin = req.stdin && opts.stdin;
+    // A -i container's stdin is held by its log relay whether or not this start attaches
+    // to it (attach_channel): open, like docker's OpenStdin, for `hx attach`.
+    let req = request_of(root, &c)?;
     let img = store
         .find_image(&c.image_id)
         .with_context(|| format!("the image of container {} ({})", c.name, c.image))?;
@@ -374,16 +369,11 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
             }
         });
     }
-    let stdin_socket =
-        launch_keeping(root, &made, &req, &img, lock, &existing, be.as_ref(), &keep)?;
+    launch_keeping(root, &made, &req, &img, lock, &existing, be.as_ref(), &keep)?;
     undo.commit();
     let container = made.into_inner();
     let owner = owner_slot.take().expect("held until commit");
-    Ok(Started {
-        container,
-        owner,
-        stdin_socket,
-    })
+    Ok(Started { container, owner })
 }
 
 /// The request container `c` was created from (`create.json`).
@@ -485,7 +475,7 @@ fn launch(
     lock: StoreLock,
     existing: &[Container],
     be: &dyn Backend,
-) -> anyhow::Result<Option<UnixListener>> {
+) -> anyhow::Result<()> {
     let provisional = network::Mode::parse(req.network.as_deref())
         .map(|m| provisional_network(&m, &made.borrow().id));
     let saved = provisional.and_then(|n| {
@@ -513,7 +503,7 @@ fn launch_keeping(
     existing: &[Container],
     be: &dyn Backend,
     keep: &Keep,
-) -> anyhow::Result<Option<UnixListener>> {
+) -> anyhow::Result<()> {
     let host = crate::hostconfig::load(root);
     let launch = host.and_then(|host| Launch::prepare(root, req, img, be, &host));
     let launch = match launch {
@@ -603,17 +593,6 @@ fn launch_keeping(
     sort_mounts(&mut spec.mounts);
     std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
     std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
-    // QEMU connects its hx.stdin port to this socket as it starts, so the guest's port is
-    // connected from boot and sees EOF exactly when hx closes it. Declared after the undo:
-    // closed before it runs.
-    let stdin_path = dir.join("stdin.sock");
-    let mut stdin_socket = None;
-    if req.stdin && be.stdin_over_socket() {
-        let _ = std::fs::remove_file(&stdin_path);
-        stdin_socket = Some(
-            UnixListener::bind(&stdin_path).with_context(|| format!("{}", stdin_path.display()))?,
-        );
-    }
     let mut disks = vec![
         Disk {
             path: launch.rootfs.clone(),
@@ -661,7 +640,8 @@ fn launch_keeping(
             nic: net.nic,
             shares: plan.shares,
             xen_type: launch.xen_type,
-            stdin_socket: stdin_socket.as_ref().map(|_| stdin_path.clone()),
+            // The relay holds the workload's input (-i) from boot: attach_channel.
+            stdin: req.stdin && be.stdin_over_socket(),
             on_spawn: &record,
         };
         be.start(&vm)?
@@ -678,7 +658,7 @@ fn launch_keeping(
         c.error = None;
     }
     container::save(root, &made.borrow())?;
-    Ok(stdin_socket)
+    Ok(())
 }
 
 /// A writable layer whose last VM was killed may not be clean (it has no journal): repaired

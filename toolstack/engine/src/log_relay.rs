@@ -18,6 +18,8 @@ pub const LOCK_FD: i32 = FIRST_FD + STREAMS.len() as i32;
 pub const LOCK_FILE: &str = "relay.lock";
 /// The relay's end of the exec channel (exec_channel::broker), after the lock.
 pub const EXEC_FD: i32 = LOCK_FD + 1;
+/// The relay's end of the `hx.stdin` port (`-i` only: attach_channel), after the exec channel.
+pub const STDIN_FD: i32 = EXEC_FD + 1;
 
 /// The caps of a stream: the console and status logs keep to their own smaller defaults, or
 /// to the configured output caps when those are smaller still.
@@ -53,6 +55,19 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
     if unsafe { libc::fcntl(EXEC_FD, libc::F_GETFD) } >= 0 {
         let guest = unsafe { OwnedFd::from_raw_fd(EXEC_FD) };
         crate::exec_channel::broker::serve(guest, dir).context("exec channel")?;
+    }
+    // SAFETY: as above.
+    let mut watch = None;
+    if unsafe { libc::fcntl(STDIN_FD, libc::F_GETFD) } >= 0 {
+        let guest = unsafe { OwnedFd::from_raw_fd(STDIN_FD) };
+        let started = std::sync::Arc::new(crate::attach_channel::GuestStarted::default());
+        // Written by hx before it started the VM; a terminal changes docker's stdin-once rule.
+        let tty = std::fs::read(dir.join("spec.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok())
+            .is_some_and(|s| s.tty.is_some());
+        crate::attach_channel::serve(guest, dir, started.clone(), tty).context("input channel")?;
+        watch = Some(crate::attach_channel::StatusWatch::new(started));
     }
     let mut open: Vec<(OwnedFd, RotatingWriter, &str)> = Vec::new();
     for (i, name) in STREAMS.iter().enumerate() {
@@ -96,9 +111,15 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
             // SAFETY: reading into our buffer from a socket we own.
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             match n {
-                n if n > 0 => w
-                    .write(&buf[..n as usize])
-                    .with_context(|| format!("writing {name}.log"))?,
+                n if n > 0 => {
+                    if *name == "status" {
+                        if let Some(watch) = watch.as_mut() {
+                            watch.feed(&buf[..n as usize]);
+                        }
+                    }
+                    w.write(&buf[..n as usize])
+                        .with_context(|| format!("writing {name}.log"))?
+                }
                 0 => done.push(i),
                 _ => {
                     let e = std::io::Error::last_os_error();
@@ -120,11 +141,17 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
 
 /// Starts the relay for the container in `dir` (in its own session, so it outlives `hx run`
 /// like QEMU does) and returns QEMU's ends of the streams, in STREAMS order then the exec
-/// channel's: connected,
+/// channel's, then with `stdin` (`-i`) the `hx.stdin` port's (the relay holds the workload's
+/// input for the container's life and lends it to attach clients: attach_channel): connected,
 /// close-on-exec sockets for `-chardev socket,fd=N`. Whoever holds them last (QEMU once it
 /// runs, hx until then) decides when the relay sees EOF and exits, so a VM that fails to start
 /// or an hx killed before QEMU started leaves no relay behind.
-pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Result<Vec<OwnedFd>> {
+pub fn spawn(
+    dir: &Path,
+    output: Limits,
+    stderr: std::fs::File,
+    stdin: bool,
+) -> anyhow::Result<Vec<OwnedFd>> {
     use anyhow::Context;
     use std::os::unix::process::CommandExt;
     let lock = std::fs::OpenOptions::new()
@@ -139,7 +166,8 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
     }
     let mut qemu_ends = Vec::new();
     let mut relay_ends = Vec::new();
-    for _ in 0..STREAMS.len() + 1 {
+    let pairs = STREAMS.len() + 1 + usize::from(stdin);
+    for _ in 0..pairs {
         let mut fds = [0i32; 2];
         // SAFETY: socketpair fills the two-element array on success.
         if unsafe {
@@ -184,7 +212,7 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
         .map(|f| f.as_raw_fd())
         .collect();
     sources.push(lock.as_raw_fd());
-    sources.push(relay_ends[STREAMS.len()].as_raw_fd());
+    sources.extend(relay_ends[STREAMS.len()..].iter().map(|f| f.as_raw_fd()));
     let exe = std::env::current_exe().context("finding the hx binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("__log-relay")
@@ -201,7 +229,8 @@ pub fn spawn(dir: &Path, output: Limits, stderr: std::fs::File) -> anyhow::Resul
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
-            let mut high = [0i32; STREAMS.len() + 2];
+            let mut high = [0i32; STREAMS.len() + 3];
+            let high = &mut high[..sources.len()];
             for (h, &src) in high.iter_mut().zip(&sources) {
                 *h = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64);
                 if *h < 0 {

@@ -61,41 +61,42 @@ impl Drop for RawTerminal {
     }
 }
 
-/// Copies hx's stdin to the workload on a thread: into the socket QEMU's `hx.stdin` port
-/// connected to (its end is the guest's EOF), or into the Xen domain's console. The receiver
-/// gets a message once stdin has ended, everything read was passed on, and the end has to be
-/// told to pv-init in a `stdin-eof` control line (the console cannot carry it).
+/// Copies hx's stdin to the workload on a thread (`hx run -i`): on QEMU into the input the
+/// container's log relay holds (engine attach_channel), as its stdin-once client: the end of
+/// hx's stdin is the workload's EOF; on Xen into the domain's console. The receiver gets a
+/// message once stdin has ended, everything read was passed on, and the end has to be told to
+/// pv-init in a `stdin-eof` control line (the console cannot carry it).
 ///
 /// Nothing is read before pv-init reports the workload started: by then the guest has opened
-/// its end (QEMU drops what a socket holds when it closes before the guest port opens) and
-/// made the console raw (Xen's would echo and line-buffer earlier input).
+/// its end (QEMU drops what reaches a port the guest has not opened) and made the console raw
+/// (Xen's would echo and line-buffer earlier input).
 pub fn forward_stdin(
     c: &Container,
     dir: &Path,
-    socket: Option<std::os::unix::net::UnixListener>,
+    over_socket: bool,
 ) -> anyhow::Result<mpsc::Receiver<()>> {
-    let mut sink = match socket {
-        Some(l) => Sink::Socket(accept_within(&l, Duration::from_secs(10))?),
-        None => {
-            let domid = c.domid.ok_or_else(|| {
-                anyhow::anyhow!("container {} has no domain for its input", c.name)
-            })?;
-            let tty = hx_engine::backend::xen::console_tty(domid)?;
-            Sink::Console(console_writer(&tty)?)
+    let mut sink = if over_socket {
+        match hx_engine::attach_channel::connect(dir, true)? {
+            hx_engine::attach_channel::Connected::Input(i) => Sink::Relay(i),
+            hx_engine::attach_channel::Connected::Closed => {
+                anyhow::bail!("container {}: its input is closed already", c.name)
+            }
         }
+    } else {
+        let domid = c
+            .domid
+            .ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
+        let tty = hx_engine::backend::xen::console_tty(domid)?;
+        Sink::Console(console_writer(&tty)?)
     };
     let (tx, rx) = mpsc::channel();
     let (c, dir) = (c.clone(), dir.to_path_buf());
     std::thread::spawn(move || {
-        let t0 = Instant::now();
-        while !guest_started(&c, &dir) {
-            if t0.elapsed() > Duration::from_secs(600) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if !wait_started(&c, &dir) {
+            return;
         }
         let mut stdin = std::io::stdin().lock();
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; 16 << 10];
         loop {
             match stdin.read(&mut buf) {
                 Ok(0) => break,
@@ -119,34 +120,45 @@ pub fn forward_stdin(
     Ok(rx)
 }
 
+/// Waits (up to 10 minutes) until pv-init has reported the workload started; false if it
+/// never did.
+pub fn wait_started(c: &Container, dir: &Path) -> bool {
+    let t0 = Instant::now();
+    while !guest_started(c, dir) {
+        if t0.elapsed() > Duration::from_secs(600) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 enum Sink {
-    Socket(std::os::unix::net::UnixStream),
+    Relay(hx_engine::attach_channel::Input),
     Console(DoubleCtrlO<std::fs::File>),
 }
 
 impl Sink {
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
         match self {
-            Sink::Socket(s) => s.write_all(b),
+            Sink::Relay(i) => i.send(b),
             Sink::Console(c) => c.write_all(b),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            Sink::Socket(s) => s.flush(),
+            Sink::Relay(_) => Ok(()),
             Sink::Console(c) => c.flush(),
         }
     }
 
-    /// The end of input; true when it still has to be told in a control line. For QEMU a
-    /// half-close, kept open: QEMU reads what the socket still holds as the guest frees buffers
-    /// and only then the end; a full close is a hang-up that makes it drop the unread tail.
+    /// The end of input; true when it still has to be told in a control line. The relay
+    /// closes the workload's stdin itself once it has passed on everything before the end.
     fn end(self) -> bool {
         match self {
-            Sink::Socket(s) => {
-                let _ = s.shutdown(std::net::Shutdown::Write);
-                std::mem::forget(s);
+            Sink::Relay(i) => {
+                let _ = i.end();
                 false
             }
             Sink::Console(_) => true,
@@ -201,27 +213,6 @@ fn guest_started(c: &Container, dir: &Path) -> bool {
         }
         None => {
             std::fs::read_to_string(dir.join("status.log")).is_ok_and(|s| s.lines().any(started))
-        }
-    }
-}
-
-/// QEMU connected while it started; the connection waits in the backlog.
-fn accept_within(
-    l: &std::os::unix::net::UnixListener,
-    limit: Duration,
-) -> anyhow::Result<std::os::unix::net::UnixStream> {
-    l.set_nonblocking(true)?;
-    let t0 = Instant::now();
-    loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false)?;
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && t0.elapsed() < limit => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => return Err(e).context("waiting for QEMU's stdin connection"),
         }
     }
 }

@@ -25,7 +25,8 @@ pub struct Args {
 #[derive(clap::Args, Debug)]
 #[command(trailing_var_arg = true)]
 pub struct CreateArgs {
-    /// Keep stdin open: hx's stdin becomes the workload's (EOF included)
+    /// Keep stdin open: hx's stdin becomes the workload's (EOF included); with -d it stays
+    /// open for `hx attach`
     #[arg(short, long)]
     pub interactive: bool,
     /// Give the workload a terminal (a pty in the guest); with -i and a terminal here, hx's
@@ -142,12 +143,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let detach = args.detach;
     let args = args.create.split_image();
     let root = g.root.clone();
-    if detach && args.interactive {
-        bail!(
-            "-i needs an attached run: hx has no attach for -d containers yet (-t works with -d)"
-        );
-    }
-    if args.interactive && args.tty && !std::io::stdin().is_terminal() {
+    // -d -i: the container's log relay holds its stdin open until `hx attach` gives it input.
+    if !detach && args.interactive && args.tty && !std::io::stdin().is_terminal() {
         // docker's answer and exit code; without it the workload would wait for keys that
         // never come from a pipe or /dev/null, on a terminal nobody sees.
         errln!("hx: the input device is not a TTY");
@@ -174,7 +171,6 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         started.container,
         started.owner,
         io,
-        started.stdin_socket,
         LogStart::Beginning,
     )
     .await
@@ -369,13 +365,16 @@ pub async fn attach(
     c: Container,
     owner: container::Owner,
     io: Interactive,
-    stdin_socket: Option<std::os::unix::net::UnixListener>,
     from: LogStart,
 ) -> anyhow::Result<i32> {
     let dir = container::dir(root, &c.id);
     let be = backend::for_container(&c, root)?;
     let stdin_eof = if io.stdin {
-        Some(super::interactive::forward_stdin(&c, &dir, stdin_socket)?)
+        Some(super::interactive::forward_stdin(
+            &c,
+            &dir,
+            be.stdin_over_socket(),
+        )?)
     } else {
         None
     };

@@ -87,18 +87,12 @@ async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::
     // What this start gave the workload: stdin only to a container created with -i.
     let spec = read_spec(&dir);
     let io = Interactive {
-        stdin: spec.as_ref().is_some_and(|s| s.stdin),
+        // Into the input the container's relay holds (QEMU) or its console (Xen), as its
+        // stdin-once client: the end of hx's stdin is the workload's, like docker start -ai.
+        stdin: stdin && spec.as_ref().is_some_and(|s| s.stdin),
         tty: spec_tty,
     };
-    super::run::attach(
-        &g.root,
-        started.container,
-        started.owner,
-        io,
-        started.stdin_socket,
-        from,
-    )
-    .await
+    super::run::attach(&g.root, started.container, started.owner, io, from).await
 }
 
 fn read_spec(dir: &std::path::Path) -> Option<pv_init::spec::ContainerSpec> {

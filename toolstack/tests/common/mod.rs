@@ -2,6 +2,7 @@
 //! the official busybox images from ../shared, and a real registry server.
 #![allow(dead_code)]
 pub mod netns;
+pub mod term;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -152,6 +153,31 @@ fn walk(base: &Path, p: &Path, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// Runs hx with `input` on its stdin (written while hx runs); (exit code, stdout bytes, stderr).
+pub fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
+    use std::io::{Read, Write};
+    let mut child = hx
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let r = wait_with_timeout(child, Duration::from_secs(180));
+    writer.join().unwrap();
+    (r.code, reader.join().unwrap(), r.stderr)
 }
 
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Run {

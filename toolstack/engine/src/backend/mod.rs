@@ -54,9 +54,10 @@ pub struct VmSpec<'a> {
     pub shares: Vec<crate::volume::Share>,
     /// Xen domain type; QEMU ignores it.
     pub xen_type: XenType,
-    /// `-i` on QEMU: the listening socket the `hx.stdin` port connects to. (Xen carries input
-    /// over the console.)
-    pub stdin_socket: Option<PathBuf>,
+    /// `-i` on a backend whose `stdin_over_socket`: an `hx.stdin` port whose host end the
+    /// container's log relay holds and lends to attach clients (attach_channel). Xen carries
+    /// input over the console.
+    pub stdin: bool,
     /// Records the VM's host process in the container's state; `spawn_recorded` calls it
     /// before that process may run.
     pub on_spawn: OnSpawn<'a>,
@@ -87,8 +88,8 @@ pub trait Backend {
     fn configured_kernel(&self, _host: &crate::hostconfig::HostConfig) -> Option<PathBuf> {
         None
     }
-    /// Whether `-i` input reaches the guest through `VmSpec::stdin_socket` (else through the
-    /// console).
+    /// Whether `-i` input reaches the guest through `VmSpec::stdin` (the relay's
+    /// `attach.sock`, attach_channel), else through the console.
     fn stdin_over_socket(&self) -> bool {
         false
     }

@@ -210,9 +210,10 @@ impl Qemu {
                 .arg(format!("socket,id=ch-exec,fd={fd}"));
             cmd.args(["-device", "virtserialport,chardev=ch-exec,name=hx.exec"]);
         }
-        if let Some(sock) = &spec.stdin_socket {
+        // The workload's input (-i): the relay holds the other end (attach_channel).
+        if let (true, Some(fd)) = (spec.stdin, log_fds.get(2 + CHANNELS.len())) {
             cmd.arg("-chardev")
-                .arg(format!("socket,id=ch-stdin,path={}", qemu_path(sock)));
+                .arg(format!("socket,id=ch-stdin,fd={fd}"));
             cmd.args(["-device", "virtserialport,chardev=ch-stdin,name=hx.stdin"]);
         }
         cmd.arg("-chardev").arg(format!(
@@ -336,7 +337,7 @@ impl Backend for Qemu {
         )?;
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
-        let log_fds = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?)?;
+        let log_fds = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, spec.stdin)?;
         // A bridged NIC is a tap that only QEMU holds once started: it vanishes with the VM,
         // however the VM ends. Port reservations are held by QEMU the same way.
         let tap = match spec.nic.as_ref().map(|n| &n.kind) {

@@ -690,7 +690,7 @@ mod tests {
             nic: None,
             shares: Vec::new(),
             xen_type: XenType::Pvh,
-            stdin_socket: None,
+            stdin: false,
             on_spawn: &on_spawn,
         };
         let xen = Xen::new(dir.path()).unwrap();

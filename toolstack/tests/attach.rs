@@ -1,0 +1,181 @@
+//! `hx attach` with input, like `docker attach`: `hx run -d -i`/`-dit` containers whose stdin
+//! stays open while nobody is attached (the log relay holds it), input from any number of
+//! attaches in turn, detach keys (Ctrl-P Ctrl-Q, `--detach-keys`) that leave the container
+//! running, the end of an attach's input that only detaches, and the workload's exit code.
+mod common;
+use common::{run_with_input, term::Terminal, Hx, BUSYBOX};
+use std::time::{Duration, Instant};
+
+/// Waits until `hx logs NAME` shows `needle`; the logs.
+fn logs_show(hx: &Hx, name: &str, needle: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        let logs = hx.ok(&["logs", name]).stdout;
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "waited for {needle:?} in the logs of {name}: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn dit_attach_takes_input_detaches_with_ctrl_p_ctrl_q_and_reattaches() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    // From no terminal at all: -dit needs none (docker's check is for attached runs).
+    let r = hx.ok(&["run", "-dit", "--name", "sh1", BUSYBOX, "sh"]);
+    assert_eq!(r.stdout.trim().len(), 64, "{}", r.stdout);
+    hx.ok(&["exec", "sh1", "true"]);
+
+    let mut t = Terminal::spawn(&hx, &["attach", "sh1"], 30, 100);
+    std::thread::sleep(Duration::from_millis(500));
+    // Input reaches the shell, output comes back, and the terminal has hx's size.
+    t.send(b"MARK=first; stty size; echo $((6*7))\r");
+    t.expect("30 100\r\n42\r\n");
+    // ^P alone, then something else, is passed on (the shell sees ^P, then the line).
+    t.send(b"\x10");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(t.running(), "a lone ^P detached: {:?}", t.seen);
+    t.send(b"\x15echo still $((1+1))\r");
+    t.expect("still 2\r\n");
+    t.send(b"\x10\x11");
+    let r = t.wait();
+    assert_eq!(r.code, 0, "{:?}", r.stdout);
+    assert!(r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
+    // The container runs on, its shell too.
+    assert_eq!(hx.ok(&["exec", "sh1", "echo", "up"]).stdout, "up\n");
+
+    // Again: the same shell (its variable), then its exit code ends the attach.
+    let mut t = Terminal::spawn(&hx, &["attach", "sh1"], 24, 80);
+    t.send(b"echo mark=$MARK\r");
+    t.expect("mark=first\r\n");
+    t.send(b"exit 3\r");
+    let r = t.wait();
+    assert_eq!(r.code, 3, "{:?}", r.stdout);
+    assert!(!r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
+    assert_eq!(
+        hx.run(&["attach", "sh1"]).stderr,
+        "hx: container sh1 is not running\n"
+    );
+    hx.ok(&["rm", "sh1"]);
+}
+
+#[test]
+fn di_keeps_stdin_open_and_the_end_of_an_attach_input_only_detaches() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "rd",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo ready; while read l; do echo \"got $l\"; done; echo eof; sleep 1000",
+    ]);
+    hx.ok(&["exec", "rd", "true"]);
+    logs_show(&hx, "rd", "ready\n");
+
+    let (code, _, err) = run_with_input(&hx, &["attach", "rd"], b"one\ntwo\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    logs_show(&hx, "rd", "got two\n");
+    // A second client, same process: its stdin was never closed.
+    let (code, _, err) = run_with_input(&hx, &["attach", "rd"], b"three\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    let logs = logs_show(&hx, "rd", "got three\n");
+    assert_eq!(logs, "ready\ngot one\ngot two\ngot three\n");
+    assert_eq!(hx.ok(&["exec", "rd", "echo", "up"]).stdout, "up\n");
+    // Without -t there are no detach keys: ^P ^Q are input like any other byte.
+    let (code, _, err) = run_with_input(&hx, &["attach", "rd"], b"a\x10\x11b\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    logs_show(&hx, "rd", "got a\x10\x11b\n");
+    // --no-stdin: output only; the input stays the workload's own.
+    let mut child = hx
+        .cmd(&["attach", "--no-stdin", "rd"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "--no-stdin ended");
+    let (code, _, err) = run_with_input(&hx, &["attach", "rd"], b"four\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    logs_show(&hx, "rd", "got four\n");
+    hx.ok(&["rm", "-f", "rd"]);
+    let r = common::wait_with_timeout(child, Duration::from_secs(60));
+    assert!(r.stdout.contains("got four\n"), "{}", r.stdout);
+    assert!(!r.stdout.contains("eof"), "{}", r.stdout);
+}
+
+#[test]
+fn detach_keys_can_be_chosen_and_bad_ones_are_refused() {
+    for bad in ["foo", "ctrl-1", "ctrl-", "a,,b"] {
+        let hx = Hx::new();
+        let r = hx.run(&["attach", "--detach-keys", bad, "whatever"]);
+        assert_eq!(r.code, 125, "{bad}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("hx: invalid detach keys"),
+            "{bad}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&["run", "-dit", "--name", "k", BUSYBOX, "sh"]);
+    hx.ok(&["exec", "k", "true"]);
+    let mut t = Terminal::spawn(&hx, &["attach", "--detach-keys", "ctrl-a,x", "k"], 24, 80);
+    t.send(b"echo one $((2+3))\r");
+    t.expect("one 5\r\n");
+    // docker's default keys are plain input now.
+    t.send(b"\x10\x11");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(t.running(), "^P ^Q detached: {:?}", t.seen);
+    t.send(b"\x15echo two $((3+4))\r");
+    t.expect("two 7\r\n");
+    t.send(b"\x01x");
+    let r = t.wait();
+    assert_eq!(r.code, 0, "{:?}", r.stdout);
+    assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
+    // ctrl-\ alone.
+    let mut t = Terminal::spawn(&hx, &["attach", "--detach-keys", "ctrl-\\", "k"], 24, 80);
+    t.send(b"echo three $((4+5))\r");
+    t.expect("three 9\r\n");
+    t.send(b"\x1c");
+    assert_eq!(t.wait().code, 0);
+    assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
+    hx.ok(&["rm", "-f", "k"]);
+}
+
+#[test]
+fn start_ai_feeds_stdin_once_and_a_plain_start_keeps_it_open_for_attach() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "create",
+        "-i",
+        "--name",
+        "ci",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "cat; echo done",
+    ]);
+    // docker start -ai: the end of hx's input is the workload's.
+    let (code, out, err) = run_with_input(&hx, &["start", "-a", "-i", "ci"], b"x\n".to_vec());
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "x\ndone\n"),
+        "{err}"
+    );
+    // Started without -i: its stdin is open all the same, for hx attach.
+    hx.ok(&["start", "ci"]);
+    hx.ok(&["exec", "ci", "true"]);
+    let (code, _, err) = run_with_input(&hx, &["attach", "ci"], b"y\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    let logs = logs_show(&hx, "ci", "done\ny\n");
+    assert_eq!(logs.matches("done").count(), 1, "{logs:?}");
+    assert_eq!(hx.ok(&["exec", "ci", "echo", "up"]).stdout, "up\n");
+    hx.ok(&["rm", "-f", "ci"]);
+}

@@ -116,8 +116,14 @@ pub fn xen_exec_channel() -> Option<fs::File> {
     match started {
         Ok((mut conn, ours, agent)) => {
             std::thread::spawn(move || {
-                if let Err(e) = vchan::bridge(&mut conn, &ours, None) {
-                    crate::console(&format!("exec channel: {e}"));
+                let why = match vchan::bridge(&mut conn, &ours, None) {
+                    Ok(why) => why.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                crate::console(&format!("exec channel: {why}"));
+                // For the host's log (it reads this as untrusted, like everything here).
+                if let Ok(mut xs) = xenbus() {
+                    let _ = xs.write(&format!("{}/closed", vchan::XS_DIR), why.as_bytes());
                 }
                 // Leave the mapping in place: dom0 may still have it mapped.
                 std::mem::forget(conn);

@@ -330,12 +330,12 @@ const SPURIOUS_PAUSE: Duration = Duration::from_millis(5);
 
 /// Copies between the vchan and `sock` (set non-blocking here) until either ends: the peer
 /// leaves (its live byte 0), breaks the ring (an index out of bounds: Err), our side of the
-/// socket closes, or `stop` becomes readable. Holds at most one ring's worth of data.
+/// socket closes, or `stop` becomes readable (Ok(why)). Holds at most one ring's worth of data.
 pub fn bridge(
     c: &mut Connected,
     sock: &std::os::unix::net::UnixStream,
     stop: Option<BorrowedFd<'_>>,
-) -> io::Result<()> {
+) -> io::Result<&'static str> {
     use super::{NOTIFY_READ, NOTIFY_WRITE};
     sock.set_nonblocking(true)?;
     let to_io = |e: VchanError| io::Error::new(io::ErrorKind::InvalidData, e);
@@ -361,7 +361,7 @@ pub fn bridge(
         }
         while out_len > 0 {
             match s.write(&out[out_at..out_at + out_len]) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok("our socket took nothing"),
                 Ok(n) => {
                     out_at += n;
                     out_len -= n;
@@ -369,7 +369,7 @@ pub fn bridge(
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Ok(()),
+                Err(_) => return Ok("our socket failed"),
             }
         }
         // Socket → ring, only what fits.
@@ -401,10 +401,10 @@ pub fn bridge(
         }
         if sock_eof && out_len == 0 {
             // Our side is gone (the agent or the broker ended).
-            return Ok(());
+            return Ok("our socket closed");
         }
         if c.ep.peer_live() == 0 && !moved && out_len == 0 {
-            return Ok(());
+            return Ok("the peer left");
         }
         if moved {
             spurious = 0;
@@ -453,7 +453,7 @@ pub fn bridge(
             continue;
         }
         if fds.len() > 2 && fds[2].revents != 0 {
-            return Ok(());
+            return Ok("stopped");
         }
         if fds[0].revents != 0 && c.evt.take() {
             spurious += 1;
@@ -464,7 +464,7 @@ pub fn bridge(
         if fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
             // Our side hung up: what it wrote before is read on the next round.
             if out_len > 0 {
-                return Ok(());
+                return Ok("our socket hung up");
             }
             if want_room {
                 sock_eof = true;

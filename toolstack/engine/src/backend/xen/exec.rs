@@ -116,9 +116,19 @@ fn run(domid: u32, ours: &UnixStream, stop: &AtomicBool, stop_r: OwnedFd) -> Str
         Err(e) => return format!("connecting to the guest's vchan: {e}"),
     };
     tracing::info!("domain {domid}: exec channel connected after {:?}", t.elapsed());
-    match vchan::bridge(&mut conn, ours, Some(stop_r.as_fd())) {
-        Ok(()) => "closed".into(),
+    let why = match vchan::bridge(&mut conn, ours, Some(stop_r.as_fd())) {
+        Ok(why) => why.to_string(),
         Err(e) => format!("{e}"),
+    };
+    // The guest's own word on why, if it left one (untrusted: bounded, escaped).
+    let guest = Xenstore::open()
+        .ok()
+        .and_then(|xs| xs.read_untrusted(&format!("{}/closed", rendezvous_dir(domid))).ok())
+        .flatten()
+        .map(|g| crate::sanitize::line(&g).to_string());
+    match guest {
+        Some(g) => format!("{why} (guest: {g})"),
+        None => why,
     }
     // conn drops here: cli_live = 0, pages unmapped; `ours` closes with the caller, and the
     // broker tells its clients the container stopped.

@@ -104,14 +104,21 @@ pub fn xen_exec_channel() -> Option<fs::File> {
             Connected::serve(0, vchan::SERVER_ORDER).map_err(|e| format!("vchan: {e}"))?;
         let mut xs = xenbus().map_err(|e| e.message)?;
         for (node, v) in [("event-channel", port), ("ring-ref", gref)] {
-            xs.write(&format!("{}/{node}", vchan::XS_DIR), v.to_string().as_bytes())
-                .map_err(|e| format!("vchan {node}: {e}"))?;
+            xs.write(
+                &format!("{}/{node}", vchan::XS_DIR),
+                v.to_string().as_bytes(),
+            )
+            .map_err(|e| format!("vchan {node}: {e}"))?;
         }
         let (ours, agent) =
             std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         // The agent's Hello is written before the host maps the ring: it waits there.
         conn.evt.notify();
-        Ok((conn, ours, fs::File::from(std::os::fd::OwnedFd::from(agent))))
+        Ok((
+            conn,
+            ours,
+            fs::File::from(std::os::fd::OwnedFd::from(agent)),
+        ))
     })();
     match started {
         Ok((mut conn, ours, agent)) => {

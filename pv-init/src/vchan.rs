@@ -433,8 +433,20 @@ mod tests {
     #[test]
     fn layouts_follow_libxenvchan_and_our_bounds() {
         let l = Layout::parse(16, 16).unwrap();
-        assert_eq!(l.left, RingPlace::Granted { first: 0, pages: 16 });
-        assert_eq!(l.right, RingPlace::Granted { first: 16, pages: 16 });
+        assert_eq!(
+            l.left,
+            RingPlace::Granted {
+                first: 0,
+                pages: 16
+            }
+        );
+        assert_eq!(
+            l.right,
+            RingPlace::Granted {
+                first: 16,
+                pages: 16
+            }
+        );
         assert_eq!(l.grants, 32);
         let l = Layout::parse(10, 11).unwrap();
         assert_eq!(
@@ -442,8 +454,22 @@ mod tests {
             (RingPlace::InPage(1024), RingPlace::InPage(2048), 0)
         );
         let l = Layout::parse(10, 16).unwrap();
-        assert_eq!(l.right, RingPlace::Granted { first: 0, pages: 16 });
-        for (a, b) in [(9, 12), (10, 10), (11, 11), (17, 12), (12, 20), (0, 0), (u16::MAX, 12)] {
+        assert_eq!(
+            l.right,
+            RingPlace::Granted {
+                first: 0,
+                pages: 16
+            }
+        );
+        for (a, b) in [
+            (9, 12),
+            (10, 10),
+            (11, 11),
+            (17, 12),
+            (12, 20),
+            (0, 0),
+            (u16::MAX, 12),
+        ] {
             assert!(Layout::parse(a, b).is_err(), "{a}/{b}");
         }
     }

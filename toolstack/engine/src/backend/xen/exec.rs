@@ -115,7 +115,10 @@ fn run(domid: u32, ours: &UnixStream, stop: &AtomicBool, stop_r: OwnedFd) -> Str
         Ok(c) => c,
         Err(e) => return format!("connecting to the guest's vchan: {e}"),
     };
-    tracing::info!("domain {domid}: exec channel connected after {:?}", t.elapsed());
+    tracing::info!(
+        "domain {domid}: exec channel connected after {:?}",
+        t.elapsed()
+    );
     let why = match vchan::bridge(&mut conn, ours, Some(stop_r.as_fd())) {
         Ok(why) => why.to_string(),
         Err(e) => format!("{e}"),
@@ -123,7 +126,10 @@ fn run(domid: u32, ours: &UnixStream, stop: &AtomicBool, stop_r: OwnedFd) -> Str
     // The guest's own word on why, if it left one (untrusted: bounded, escaped).
     let guest = Xenstore::open()
         .ok()
-        .and_then(|xs| xs.read_untrusted(&format!("{}/closed", rendezvous_dir(domid))).ok())
+        .and_then(|xs| {
+            xs.read_untrusted(&format!("{}/closed", rendezvous_dir(domid)))
+                .ok()
+        })
         .flatten()
         .map(|g| crate::sanitize::line(&g).to_string());
     match guest {
@@ -152,7 +158,17 @@ mod tests {
         assert!(read_rendezvous(&xs, 5).unwrap().is_none());
         put("ring-ref", "8");
         assert_eq!(read_rendezvous(&xs, 5).unwrap(), Some((8, 7)));
-        for bad in ["0", "-1", " 8", "08", "8\n", "99999999999", "16777216", "\x1b[2J", ""] {
+        for bad in [
+            "0",
+            "-1",
+            " 8",
+            "08",
+            "8\n",
+            "99999999999",
+            "16777216",
+            "\x1b[2J",
+            "",
+        ] {
             put("ring-ref", bad);
             assert!(read_rendezvous(&xs, 5).is_err(), "{bad:?}");
         }

@@ -44,6 +44,7 @@ xen_lab() {
         tests/xen-lab/run ${HX_LAB_ARGS:-} --image "nginx=$layout/nginx" --image "redis=$layout/redis" \
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
+            --script tests/xen-lab/checks/exec.sh \
             --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
             --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
             --script tests/xen-lab/checks/compat.sh

@@ -51,9 +51,15 @@ struct Session {
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
 
-/// Starts serving the exec channel, if this guest has one (QEMU's `hx.exec` port).
+/// Starts serving the exec channel, if this guest has one (QEMU's `hx.exec` port; on Xen a
+/// vchan to dom0, bridged to a socket).
 pub fn start(spec: &ContainerSpec) {
-    let Some(port) = crate::devices::exec_port() else {
+    let port = if crate::devices::Backend::detect() == crate::devices::Backend::Xen {
+        crate::devices::xen_exec_channel()
+    } else {
+        crate::devices::exec_port()
+    };
+    let Some(port) = port else {
         return;
     };
     let Ok(out) = port.try_clone() else { return };

@@ -93,6 +93,57 @@ pub fn exec_port() -> Option<fs::File> {
         .ok()
 }
 
+/// The exec channel on Xen: pv-init serves a vchan to dom0 (pv_init::vchan) and publishes its
+/// rendezvous in xenstore (`data/hx/vchan/{event-channel,ring-ref}`, ring-ref last: the host
+/// connects once it appears); a thread copies between the vchan and one end of a socketpair,
+/// whose other end the agent reads and writes like QEMU's port.
+pub fn xen_exec_channel() -> Option<fs::File> {
+    use pv_init::vchan::{self, Connected};
+    let started = (|| -> Result<(Connected, std::os::unix::net::UnixStream, fs::File), String> {
+        let (conn, gref, port) =
+            Connected::serve(0, vchan::SERVER_ORDER).map_err(|e| format!("vchan: {e}"))?;
+        let mut xs = xenbus().map_err(|e| e.message)?;
+        for (node, v) in [("event-channel", port), ("ring-ref", gref)] {
+            xs.write(
+                &format!("{}/{node}", vchan::XS_DIR),
+                v.to_string().as_bytes(),
+            )
+            .map_err(|e| format!("vchan {node}: {e}"))?;
+        }
+        let (ours, agent) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        // The agent's Hello is written before the host maps the ring: it waits there.
+        conn.evt.notify();
+        Ok((
+            conn,
+            ours,
+            fs::File::from(std::os::fd::OwnedFd::from(agent)),
+        ))
+    })();
+    match started {
+        Ok((mut conn, ours, agent)) => {
+            std::thread::spawn(move || {
+                let why = match vchan::bridge(&mut conn, &ours, None) {
+                    Ok(why) => why.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                crate::console(&format!("exec channel: {why}"));
+                // For the host's log (it reads this as untrusted, like everything here).
+                if let Ok(mut xs) = xenbus() {
+                    let _ = xs.write(&format!("{}/closed", vchan::XS_DIR), why.as_bytes());
+                }
+                // Leave the mapping in place: dom0 may still have it mapped.
+                std::mem::forget(conn);
+            });
+            Some(agent)
+        }
+        Err(e) => {
+            crate::console(&format!("exec channel unavailable: {e}"));
+            None
+        }
+    }
+}
+
 /// QEMU's virtio-serial ports, by the name the host gave each: (name, /dev node).
 fn virtio_ports() -> Vec<(String, PathBuf)> {
     let mut found = Vec::new();

@@ -5,3 +5,4 @@ pub mod initramfs;
 pub mod mux;
 pub mod spec;
 pub mod status;
+pub mod vchan;

@@ -5,6 +5,7 @@
 //! container's VmHandle, so the reconcile logic shared with QEMU applies unchanged: a container
 //! whose monitor is gone is over, and cleanup destroys whatever domain it left.
 pub mod console;
+pub mod exec;
 pub mod hotplug;
 pub mod monitor;
 
@@ -609,6 +610,11 @@ impl Backend for Xen {
         Ok(())
     }
 
+    /// The monitor hosts the exec broker (exec.rs), bridged to the guest's vchan.
+    fn exec_socket(&self, dir: &Path) -> Option<PathBuf> {
+        Some(dir.join(crate::exec_channel::broker::SOCKET))
+    }
+
     fn can_pause(&self) -> bool {
         true
     }
@@ -629,6 +635,7 @@ impl Backend for Xen {
     }
 
     fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(dir.join(crate::exec_channel::broker::SOCKET));
         if !crate::backend::is_xen_dom0() {
             return Ok(());
         }

@@ -63,7 +63,15 @@ pub async fn run(dir: PathBuf) -> anyhow::Result<i32> {
             return Ok(1);
         }
     }
-    supervise(&ctx, domid, events, console, &dir).await?;
+    // `hx exec`/`cp`/`top`/`stats`: the broker on exec.sock, bridged to the guest's vchan.
+    let exec = match super::exec::ExecChannel::start(domid, &dir) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!("exec channel: {}", crate::one_line(&e));
+            None
+        }
+    };
+    supervise(&ctx, domid, events, console, &dir, exec).await?;
     tracing::info!("domain {domid} gone after {:?}", t0.elapsed());
     Ok(0)
 }
@@ -184,6 +192,7 @@ async fn supervise(
     mut events: DomainEvents,
     console: std::fs::File,
     dir: &Path,
+    exec: Option<super::exec::ExecChannel>,
 ) -> anyhow::Result<()> {
     // The console carries the workload's stdout and stderr here: the output caps apply
     // (`[log]` in the config file of the store the container lives in: DIR/../..).
@@ -217,6 +226,11 @@ async fn supervise(
             quiet_since = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The guest's pages are unmapped before its domain is destroyed (a mapping would keep it
+    // a zombie); exec clients learn that the container stopped.
+    if let Some(e) = exec {
+        e.stop();
     }
     match ended {
         Some(reason) => {

@@ -240,7 +240,7 @@ fn supervise_locked(root: &Path, id: &str) -> anyhow::Result<()> {
                     Ok(false) => return Ok(()),
                     Err(e) => {
                         // Counted like a failed run: the policy decides whether to try again.
-                        eprintln!(
+                        errln!(
                             "{} hx supervisor: restarting {id}: {}",
                             container::now_rfc3339(),
                             crate::one_line(&e)

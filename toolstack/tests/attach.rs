@@ -179,3 +179,25 @@ fn start_ai_feeds_stdin_once_and_a_plain_start_keeps_it_open_for_attach() {
     assert_eq!(hx.ok(&["exec", "ci", "echo", "up"]).stdout, "up\n");
     hx.ok(&["rm", "-f", "ci"]);
 }
+
+/// `hx console` of a QEMU container started with `-i` is its workload's terminal, keys
+/// included (as a Xen console is): the input reaches the shell, the output comes back, exit 0
+/// when the container ends; `hx wait` then has the shell's code. Without `-i` it stays the
+/// serial console (tests/exec.rs).
+#[test]
+fn console_of_an_i_container_on_qemu_takes_keys() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&["run", "-d", "-i", "--name", "ci", BUSYBOX, "sh"]);
+    hx.ok(&["exec", "ci", "true"]);
+    let (code, out, err) =
+        run_with_input(&hx, &["console", "ci"], b"echo $((6*7))\nexit 3\n".to_vec());
+    assert_eq!(code, 0, "{err}");
+    // The end of the input leaves the console (as `hx attach`'s does): what it printed before
+    // is the start of the shell's output, all of which is in the logs.
+    assert!(
+        "42\n".starts_with(&*String::from_utf8_lossy(&out)),
+        "{out:?} {err}"
+    );
+    assert_eq!(hx.ok(&["wait", "ci"]).stdout, "3\n");
+    assert_eq!(hx.ok(&["logs", "ci"]).stdout, "42\n");
+}

@@ -2,7 +2,9 @@
 //! hx container the console pty belongs to its monitor (two readers would split the output
 //! between them), so hx follows the container's console log instead until the domain ends; a
 //! container started with `-i` also gets hx's keys (written into the pty, as `hx run -i` does),
-//! so `hx console` re-attaches to an `-it` container whose `hx run` went away.
+//! so `hx console` re-attaches to an `-it` container whose `hx run` went away. A QEMU
+//! container's console is its serial console (kernel and pv-init messages), or for one started
+//! with `-i` its workload's terminal, keys included, as on Xen.
 use super::domain;
 use crate::cli::run::Tail;
 use std::time::Duration;
@@ -18,6 +20,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     if let Ok(c) = hx_engine::container::find(&g.root, &args.domain) {
         let be = hx_engine::backend::for_container(&c, &g.root)?;
         if !be.has_domain_types() {
+            let dir = hx_engine::container::dir(&g.root, &c.id);
+            if takes_input(&dir) {
+                return workload_terminal(g, &c.name).await;
+            }
             return follow_serial(g, &c, be.as_ref()).await;
         }
     }
@@ -88,6 +94,21 @@ async fn follow_serial(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A QEMU container started with `-i`: what a Xen console of it is, the workload's terminal —
+/// its output from now on and hx's keys as its input (through the relay, `hx attach`'s path;
+/// Ctrl-] on a `-t` container or the end of the input leaves it running). Exit 0, like
+/// `xl console`, also when the container ends.
+async fn workload_terminal(g: &super::Globals, name: &str) -> anyhow::Result<i32> {
+    let o = super::attach::Options {
+        stdin: true,
+        detach_keys: vec![0x1d],
+        sig_proxy: false,
+        stdin_once: false,
+    };
+    super::attach::attach(&g.root, name, &o).await?;
+    Ok(0)
 }
 
 /// Whether the container's workload reads its console (started with `-i`).

@@ -324,7 +324,8 @@ fn host_directories_as_snapshots_like_xen() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(Path::new(&dir).join("snapshot-2.img").is_file());
+    // Its disk follows the container's writable layer (disk 2: the container outlives its VM).
+    assert!(Path::new(&dir).join("snapshot-3.img").is_file());
     hx.ok(&["rm", "s"]);
     assert!(!Path::new(&dir).exists());
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# A container brought back on Xen, PVH and PV (issue 15): `hx create` + `hx start -a` boot the
+# A container brought back on Xen (issue 15): `hx create` + `hx start -a` boot the
 # same writable layer again; `hx stop` then `hx start`, and `hx restart`, keep what the
 # container wrote; `--restart on-failure:2` restarts exactly twice; nothing is left after rm.
 set -u
@@ -10,7 +10,10 @@ wait_logs() { # NAME TEXT: until `hx logs NAME` is TEXT (120 s)
     for _ in $(seq 240); do [ "$(hx logs "$1" 2>/dev/null)" = "$2" ] && return 0; sleep 0.5; done
     return 1
 }
+# create + start -a and the restart policy are the engine's, the same for both types: PVH
+# only (each boot costs half a minute under TCG); stop/start/restart on both.
 for t in pvh pv; do
+  if [ "$t" = pvh ]; then
     hx create --type "$t" --name "c-$t" busybox sh -c 'echo run; cat /seen 2>/dev/null; echo once >> /seen; exit 3' >/dev/null \
         && ok "$t: create" || bad "$t: create"
     [ "$(hx ps -a | grep -c " Created .* c-$t\$")" = 1 ] && ok "$t: ps shows Created" || bad "$t: ps: $(hx ps -a)"
@@ -19,6 +22,7 @@ for t in pvh pv; do
     out=$(timeout 180 hx start -a "c-$t"); rc=$?
     [ "$rc:$out" = "$(printf '3:run\nonce')" ] && ok "$t: start -a again: the writable layer kept its file" || bad "$t: second start -a: exit $rc, '$out'"
     hx rm "c-$t" >/dev/null || bad "$t: rm c"
+  fi
 
     hx run -d --type "$t" --name "d-$t" busybox sh -c 'test -e /kept && m=kept || m=fresh; echo > /kept; echo $m; exec sleep 1000' >/dev/null
     wait_logs "d-$t" fresh || bad "$t: first run: '$(hx logs "d-$t")'"
@@ -31,6 +35,7 @@ for t in pvh pv; do
         && ok "$t: restart keeps it too" || bad "$t: restart: '$(hx logs "d-$t")'"
     hx rm -f "d-$t" >/dev/null || bad "$t: rm -f d"
 
+    [ "$t" = pvh ] || continue
     hx run -d --type "$t" --name "f-$t" --restart on-failure:2 busybox sh -c 'echo try; exit 3' >/dev/null
     for _ in $(seq 240); do
         s=$(hx inspect "f-$t" | jq -r '.[0] | "\(.RestartCount) \(.State.Status) \(.State.Restarting)"')

@@ -99,9 +99,6 @@ pub struct Started {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StartOptions {
-    /// The caller will feed the workload's stdin (`hx start -i` of a `-i` container). The
-    /// container's log relay holds that stdin either way (attach_channel); unused here.
-    pub stdin: bool,
     /// A restart by the container's policy (keeps the restart count).
     pub by_policy: bool,
 }
@@ -186,7 +183,7 @@ fn create_inner(
     let img = find_image(&store, &req.image)?;
     let be = backend::select(req.backend.as_deref(), root)?;
     // Checked now, so that a bad flag fails `hx create` rather than the first start.
-    Launch::prepare(root, &req, &img, be.as_ref(), &host)?;
+    let prepared = Launch::prepare(root, &req, &img, be.as_ref(), &host)?;
     let id = container::new_id();
     let image_cfg = img.config.config().clone().unwrap_or_default();
     let volume_args = req
@@ -295,7 +292,16 @@ fn create_inner(
         .map_err(anyhow::Error::from)
         .and_then(|b| Ok(hx_images::store::write_atomic(&dir.join(REQUEST_FILE), &b)?));
     match saved {
-        Ok(()) if and_start => launch(root, &made, &req, &img, lock, &existing, be.as_ref())?,
+        Ok(()) if and_start => launch(
+            root,
+            &made,
+            &req,
+            &img,
+            prepared,
+            lock,
+            &existing,
+            be.as_ref(),
+        )?,
         Ok(()) => drop(lock),
         Err(e) => {
             drop(lock);
@@ -369,7 +375,27 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
             }
         });
     }
-    launch_keeping(root, &made, &req, &img, lock, &existing, be.as_ref(), &keep)?;
+    let prepared = crate::hostconfig::load(root)
+        .and_then(|host| Launch::prepare(root, &req, &img, be.as_ref(), &host));
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // The undo takes the store lock itself.
+            drop(lock);
+            return Err(e);
+        }
+    };
+    launch_keeping(
+        root,
+        &made,
+        &req,
+        &img,
+        prepared,
+        lock,
+        &existing,
+        be.as_ref(),
+        &keep,
+    )?;
     undo.commit();
     let container = made.into_inner();
     let owner = owner_slot.take().expect("held until commit");
@@ -467,11 +493,13 @@ fn hostname_of(req: &CreateRequest, id: &str) -> String {
 }
 
 /// The first start of a container (`hx run`): see `launch_keeping`.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     root: &Path,
     made: &std::cell::RefCell<Container>,
     req: &CreateRequest,
     img: &ImageRecord,
+    launch: Launch,
     lock: StoreLock,
     existing: &[Container],
     be: &dyn Backend,
@@ -486,7 +514,17 @@ fn launch(
         drop(lock);
         return Err(e);
     }
-    launch_keeping(root, made, req, img, lock, existing, be, &Keep::default())
+    launch_keeping(
+        root,
+        made,
+        req,
+        img,
+        launch,
+        lock,
+        existing,
+        be,
+        &Keep::default(),
+    )
 }
 
 /// Starts the VM of the container being made or started (`made`, whose record on disk the
@@ -499,20 +537,12 @@ fn launch_keeping(
     made: &std::cell::RefCell<Container>,
     req: &CreateRequest,
     img: &ImageRecord,
+    launch: Launch,
     lock: StoreLock,
     existing: &[Container],
     be: &dyn Backend,
     keep: &Keep,
 ) -> anyhow::Result<()> {
-    let host = crate::hostconfig::load(root);
-    let launch = host.and_then(|host| Launch::prepare(root, req, img, be, &host));
-    let launch = match launch {
-        Ok(l) => l,
-        Err(e) => {
-            drop(lock);
-            return Err(e);
-        }
-    };
     let id = made.borrow().id.clone();
     let dir = container::dir(root, &id);
     let ports_taken: Vec<(String, network::Published)> = existing

@@ -339,14 +339,8 @@ fn restart_once(root: &Path, id: &str) -> anyhow::Result<bool> {
         c.restart_count += 1;
         container::save(root, &c)?;
     }
-    let started = crate::lifecycle::start(
-        root,
-        id,
-        crate::lifecycle::StartOptions {
-            by_policy: true,
-            ..Default::default()
-        },
-    )?;
+    let started =
+        crate::lifecycle::start(root, id, crate::lifecycle::StartOptions { by_policy: true })?;
     drop(started.owner);
     Ok(true)
 }

@@ -72,17 +72,9 @@ async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::
     let from = LogStart::After(len("stdout.log"), len("stderr.log"));
     let root = g.root.clone();
     let key = c.id.clone();
-    let started = tokio::task::spawn_blocking(move || {
-        lifecycle::start(
-            &root,
-            &key,
-            StartOptions {
-                stdin,
-                ..Default::default()
-            },
-        )
-    })
-    .await??;
+    let started =
+        tokio::task::spawn_blocking(move || lifecycle::start(&root, &key, StartOptions::default()))
+            .await??;
     hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
     // What this start gave the workload: stdin only to a container created with -i.
     let spec = read_spec(&dir);

@@ -62,6 +62,9 @@ pub struct Container {
     /// Ended by `hx stop`/`hx kill`: `always` waits for a reboot, `unless-stopped` for a user.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// The image's labels with `-l`/`--label-file` over them (docker's Config.Labels).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Container {

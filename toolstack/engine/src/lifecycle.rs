@@ -24,6 +24,7 @@ use hx_images::store::StoreLock;
 use hx_images::{ImageRecord, Store};
 use pv_init::spec::{ContainerSpec, DiskFs, Mount, Rlimit, Sysctl, TtySize, Upper, SPEC_VERSION};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,6 +83,9 @@ pub struct CreateRequest {
     /// `--restart`.
     #[serde(default)]
     pub restart: Policy,
+    /// `-l`/`--label-file`, over the image's labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The writable layer of a container that outlives its VM: a sparse file, so its size is a
@@ -262,6 +266,13 @@ fn create_inner(
         restart_policy: req.restart,
         restart_count: 0,
         manually_stopped: false,
+        labels: image_cfg
+            .labels()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(req.labels.clone())
+            .collect(),
     };
     // The record being made, shared with the undo: its last state is the undo's fallback
     // when the one on disk cannot be read.
@@ -813,32 +824,15 @@ pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow::anyhow!("invalid signal {s:?}"))
 }
 
-/// KEY=VALUE lines of an env file (blank lines and `#` comments skipped; `KEY` alone takes
-/// hx's own value, empty when hx has none).
+/// KEY=VALUE lines of an env file, by docker's rules (kvfile.rs): `KEY` alone takes hx's own
+/// value and is left out when hx has none; a key with whitespace is refused.
 pub fn read_env_file(p: &Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(p).with_context(|| format!("env file {}", p.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(expand_env)
-        .collect())
+    crate::kvfile::read(p, crate::kvfile::Bare::FromHost)
 }
 
-/// `K=V` as is; `K` as `K=` hx's own value, or nothing when hx has no K (docker exec's rule).
+/// `K=V` as is; `K` as `K=` hx's own value, or nothing when hx has no K (docker's rule).
 pub fn expand_env_opt(e: &str) -> Option<String> {
-    if e.contains('=') {
-        return Some(e.to_string());
-    }
-    std::env::var(e).ok().map(|v| format!("{e}={v}"))
-}
-
-fn expand_env(e: &str) -> String {
-    if e.contains('=') {
-        e.to_string()
-    } else {
-        format!("{e}={}", std::env::var(e).unwrap_or_default())
-    }
+    crate::kvfile::env_arg(e).ok().flatten()
 }
 
 /// Mounts in the order docker makes them: by the depth of their target (a parent before what
@@ -878,7 +872,9 @@ pub fn build_spec(
     for f in &req.env_files {
         extra.extend(read_env_file(f)?);
     }
-    extra.extend(req.env.iter().map(|e| expand_env(e)));
+    for e in &req.env {
+        extra.extend(crate::kvfile::env_arg(e)?);
+    }
     for e in extra {
         let key = e.split('=').next().unwrap_or("").to_string();
         if key.is_empty() {

@@ -15,6 +15,8 @@ pub mod domain;
 pub mod domid;
 pub mod domname;
 pub mod exec;
+pub mod filter;
+pub mod format;
 pub mod guest_env;
 pub mod hidden;
 pub mod images;

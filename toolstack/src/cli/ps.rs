@@ -1,4 +1,7 @@
-//! `hx ps`: containers, reconciled with what really runs.
+//! `hx ps`: containers, reconciled with what really runs; docker's `--filter` and `--format`.
+use super::filter::{FilterError, Filters};
+use super::format::{self, Format};
+use super::Fixed;
 use hx_engine::container::{Container, Status};
 use hx_images::Store;
 
@@ -13,22 +16,96 @@ pub struct Args {
     /// JSON output (one array)
     #[arg(long)]
     pub json: bool,
+    /// Filter: name=, id=, status=, label=KEY[=VALUE], ancestor=IMAGE, exited=CODE (docker's)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// A Go template ({{.Names}}, {{json .}}, `table {{.ID}}\t{{.Status}}`), or json, or table
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// Full ids and commands
+    #[arg(long)]
+    pub no_trunc: bool,
 }
 
+/// The filters `docker ps` has that hx knows.
+const FILTERS: &[&str] = &["name", "id", "status", "label", "ancestor", "exited"];
+/// docker's container states (moby api/types/container/state.go).
+const STATES: &[&str] = &[
+    "created",
+    "running",
+    "paused",
+    "restarting",
+    "removing",
+    "exited",
+    "dead",
+];
+
+/// Columns of docker's container table, by template field.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Names", "NAMES"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Networks", "NETWORKS"),
+    ("Backend", "BACKEND"),
+];
+
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let filters = Filters::parse(&args.filter, FILTERS).map_err(filter_error)?;
+    let selection = Selection::new(g, &filters)?;
+    // docker parses the template before it asks the daemon for anything.
+    let custom = args
+        .format
+        .as_deref()
+        .filter(|f| !args.quiet && *f != "table" && !f.is_empty());
+    let format = custom
+        .map(Format::parse)
+        .transpose()
+        .map_err(|e| Fixed::wrap(1, e.into()))?;
     let list = {
         let _lock = Store::open(&g.root)?.lock()?;
         hx_engine::runtime::reconcile(&g.root)?
     };
-    let list: Vec<Container> = list
+    // A status filter shows stopped containers too, as docker's daemon does.
+    let all = args.all || filters.contains("status");
+    let list: Vec<(Container, bool)> = list
         .into_iter()
-        .filter(|c| args.all || c.status == Status::Running)
+        .map(|c| {
+            let paused = super::pause::is_paused(&g.root, &c);
+            (c, paused)
+        })
+        .filter(|(c, _)| all || c.status == Status::Running)
+        .filter(|(c, paused)| selection.keeps(g, c, *paused, &filters))
         .collect();
+    if let (Some(f), Some(source)) = (&format, custom) {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|(c, paused)| row(g, c, *paused, !args.no_trunc))
+            .collect();
+        let text = f
+            .render_all(source, &rows, HEADERS)
+            .map_err(|e| Fixed::wrap(1, e.into()))?;
+        hx_engine::output::write_out(format_args!("{text}"));
+        return Ok(0);
+    }
+    let list: Vec<Container> = list.into_iter().map(|(c, _)| c).collect();
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&list)?);
     } else if args.quiet {
         for c in &list {
-            outln!("{}", c.short_id());
+            match args.no_trunc {
+                true => outln!("{}", c.id),
+                false => outln!("{}", c.short_id()),
+            }
         }
     } else {
         let rows: Vec<Vec<String>> = list
@@ -65,6 +142,161 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Filter errors as docker reports them: a malformed flag is a usage error (125), a filter the
+/// command does not have is the daemon's refusal (1).
+fn filter_error(e: FilterError) -> anyhow::Error {
+    let code = match e {
+        FilterError::Syntax(_) => 125,
+        _ => 1,
+    };
+    Fixed::wrap(code, e.into())
+}
+
+/// What the filters need looked up once: the image ids `ancestor=` names.
+struct Selection {
+    ancestors: Vec<String>,
+    exited: Vec<i32>,
+}
+
+impl Selection {
+    fn new(g: &super::Globals, f: &Filters) -> anyhow::Result<Selection> {
+        for s in f.values("status") {
+            if !STATES.contains(&s) {
+                return Err(filter_error(FilterError::BadValue {
+                    key: "status".into(),
+                    value: s.into(),
+                    why: format!(
+                        ": invalid value for state ({s}): must be one of {}",
+                        STATES.join(", ")
+                    ),
+                }));
+            }
+        }
+        let exited = f
+            .values("exited")
+            .map(|v| {
+                v.parse::<i32>().map_err(|e| {
+                    filter_error(FilterError::BadValue {
+                        key: "exited".into(),
+                        value: v.into(),
+                        why: format!(": {e}"),
+                    })
+                })
+            })
+            .collect::<anyhow::Result<Vec<i32>>>()?;
+        // An image that is not there matches nothing (docker's daemon logs it and goes on).
+        let store = Store::open(&g.root)?;
+        let ancestors = f
+            .values("ancestor")
+            .filter_map(|a| store.find_image(a).ok())
+            .map(|i| i.id.to_string())
+            .collect();
+        Ok(Selection { ancestors, exited })
+    }
+
+    fn keeps(&self, g: &super::Globals, c: &Container, paused: bool, f: &Filters) -> bool {
+        let restarting = restarting(g, c);
+        (f.matches("name", &c.name) || f.matches("name", &format!("/{}", c.name)))
+            && f.matches("id", &c.id)
+            && f.labels_match("label", &c.labels)
+            && f.matches("status", state(c, paused, restarting))
+            && (!f.contains("ancestor") || self.ancestors.contains(&c.image_id))
+            && (self.exited.is_empty()
+                || (c.status == Status::Exited
+                    && c.started_at.is_some()
+                    && self.exited.contains(&c.exit_code.unwrap_or(-1))))
+    }
+}
+
+fn restarting(g: &super::Globals, c: &Container) -> bool {
+    c.status == Status::Exited && hx_engine::restart::supervised(&g.root, c.id.as_str())
+}
+
+/// docker's State: created, running, paused, restarting, exited (a container being made or
+/// booting counts as created or restarting).
+pub fn state(c: &Container, paused: bool, restarting: bool) -> &'static str {
+    match c.status {
+        Status::Creating | Status::Created => "created",
+        Status::Starting => "restarting",
+        Status::Running if paused => "paused",
+        Status::Running => "running",
+        Status::Exited if restarting => "restarting",
+        Status::Exited => "exited",
+    }
+}
+
+/// One container as docker's ps template sees it: every field a string.
+fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng::Value {
+    let mut command = c.command.join(" ");
+    if trunc && command.chars().count() > 20 {
+        command = format!("{}…", command.chars().take(19).collect::<String>());
+    }
+    let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mounts: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| match trunc && m.source.chars().count() > 15 {
+            true => format!("{}…", m.source.chars().take(14).collect::<String>()),
+            false => m.source.clone(),
+        })
+        .collect();
+    let local_volumes = c.mounts.iter().filter(|m| m.kind == "volume").count();
+    let network = match &c.network {
+        Some(n) if n.mode != "none" => "bridge".to_string(),
+        Some(_) => "none".into(),
+        None => String::new(),
+    };
+    format::row(&[
+        (
+            "ID",
+            match trunc {
+                true => c.short_id().to_string(),
+                false => c.id.clone(),
+            },
+        ),
+        ("Names", c.name.clone()),
+        ("Image", c.image.clone()),
+        ("Command", go_quote(&command)),
+        ("CreatedAt", created_at(&c.created)),
+        ("RunningFor", ago(&c.created)),
+        ("Ports", ports_text(c)),
+        ("State", state(c, paused, restarting(g, c)).into()),
+        ("Status", status_text(c, paused)),
+        ("Size", String::new()),
+        ("Labels", labels.join(",")),
+        ("Mounts", mounts.join(",")),
+        ("LocalVolumes", local_volumes.to_string()),
+        ("Networks", network),
+        ("Backend", c.backend.clone()),
+    ])
+}
+
+/// Go's strconv.Quote, for the characters a command has: `"`, `\` and control characters
+/// escaped.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's time.Time.String() of our UTC timestamps: `2026-12-03 19:03:49 +0000 UTC`.
+fn created_at(ts: &str) -> String {
+    let date = ts.get(0..10).unwrap_or("");
+    let time = ts.get(11..19).unwrap_or("");
+    format!("{date} {time} +0000 UTC")
 }
 
 /// docker's PORTS column: `0.0.0.0:8080->80/tcp, …` while the container runs.

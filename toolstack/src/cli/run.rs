@@ -51,6 +51,12 @@ pub struct CreateArgs {
     /// Read environment variables from a file (KEY=VALUE lines)
     #[arg(long, value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
+    /// Set metadata on the container: KEY=VALUE (or KEY, an empty value)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Read labels from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
     /// Working directory inside the container
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -305,6 +311,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         .map(|v| v.target)
         .collect();
     let tmpfs = guest_env::tmpfs_mounts(&args.tmpfs, &volume_targets)?;
+    let labels = hx_engine::kvfile::labels(&args.label_file, &args.label)?;
     let upper_size = args
         .disk_size
         .as_deref()
@@ -345,6 +352,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         tty,
         auto_remove: args.rm,
         restart,
+        labels,
     })
 }
 

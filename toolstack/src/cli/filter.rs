@@ -71,11 +71,6 @@ impl Filters {
             })
     }
 
-    /// Exact equality with one of the values (true without values).
-    pub fn exact(&self, key: &str, source: &str) -> bool {
-        self.fields.get(key).is_none_or(|v| v.contains(source))
-    }
-
     /// `label=KEY` (present) and `label=KEY=VALUE` (equal), every one of them.
     pub fn labels_match(&self, key: &str, labels: &BTreeMap<String, String>) -> bool {
         self.values(key).all(|want| match want.split_once('=') {

@@ -29,10 +29,6 @@ impl Format {
         Ok(Format { rows, header })
     }
 
-    pub fn is_table(&self) -> bool {
-        self.header.is_some()
-    }
-
     /// One row: the template applied to `value`.
     pub fn render(&self, value: &Value, source: &str) -> Result<String, FormatError> {
         self.rows
@@ -84,8 +80,16 @@ pub fn template_text(source: &str) -> String {
 fn parse_with(text: &str, funcs: &[(&str, gtmpl_ng::Func)]) -> Result<Template, FormatError> {
     let mut t = Template::default();
     t.add_funcs(funcs);
-    t.parse(text).map_err(|e| FormatError(e.to_string()))?;
+    t.parse(text).map_err(|e| FormatError(parse_message(&e)))?;
     Ok(t)
+}
+
+/// Go's parse errors name the line only: `template: :1: unclosed action`.
+fn parse_message(e: &gtmpl_ng::ParseError) -> String {
+    match e {
+        gtmpl_ng::ParseError::WithContext(c, msg) => format!("template: :{}: {msg}", c.line),
+        other => format!("template: :1: {other}"),
+    }
 }
 
 /// Go's tabwriter as docker configures it: minimum width 10, padding 3, spaces.
@@ -425,7 +429,7 @@ mod tests {
             "template parsing error: template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope"
         );
         let e = fmt("{{.Names").unwrap_err().to_string();
-        assert!(e.starts_with("template parsing error: template: :1:"), "{e}");
+        assert_eq!(e, "template parsing error: template: :1: unclosed action");
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! `hx inspect`: a container's state, spec and files as JSON.
+//! `hx inspect`: a container's state, spec and files as JSON, or through a Go template
+//! (`-f '{{.State.ExitCode}}'`) as docker inspect does.
+use super::format::{self, Format};
+use super::Fixed;
 use hx_engine::container;
 use hx_images::Store;
 use serde_json::json;
@@ -8,15 +11,66 @@ pub struct Args {
     /// Container names or ids
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// A Go template ({{.State.ExitCode}}, {{json .Config}}), or json (one compact array)
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
 
+/// Objects that are Go maps in docker's types: a missing key there is `<no value>`, not an error.
+const GO_MAPS: &[&str] = &["Labels", "Ports", "Networks"];
+
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    // docker: a template that does not parse is exit 64, before anything is looked up.
+    let template = match args.format.as_deref() {
+        None | Some("") | Some("json") => None,
+        Some(f) => Some((
+            Format::parse(f).map_err(|e| Fixed::wrap(64, e.into()))?,
+            f,
+        )),
+    };
     {
         let _lock = Store::open(&g.root)?.lock()?;
         hx_engine::runtime::reconcile(&g.root)?;
     }
     let mut out = vec![];
+    let mut errors = vec![];
     for name in &args.containers {
+        match describe(g, name) {
+            Ok(v) => out.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    // Like docker: every container that exists is shown, then the failures, exit 1.
+    match (&template, args.format.as_deref()) {
+        (Some((t, source)), _) => {
+            let mut text = String::new();
+            for v in &out {
+                match t.render(&format::from_json(v, GO_MAPS), source) {
+                    Ok(s) => {
+                        text.push_str(&s);
+                        text.push('\n');
+                    }
+                    Err(e) => errors.push(e.into()),
+                }
+            }
+            hx_engine::output::write_out(format_args!("{text}"));
+        }
+        (None, Some("json")) => outln!("{}", serde_json::to_string(&out)?),
+        (None, _) => outln!("{}", serde_json::to_string_pretty(&out)?),
+    }
+    let code = match errors.is_empty() {
+        true => 0,
+        false => 1,
+    };
+    for e in &errors {
+        errln!("hx: {}", super::one_line(e));
+    }
+    Ok(code)
+}
+
+fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value> {
+    let mut out = vec![];
+    {
         let c = container::find(&g.root, name)?;
         let dir = container::dir(&g.root, &c.id);
         let paused = super::pause::is_paused(&g.root, &c);
@@ -24,23 +78,41 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(json!(null));
+        let argv: Vec<String> = spec["args"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_else(|| c.command.clone());
         out.push(json!({
             "Id": c.id,
             "Name": c.name,
             "Image": c.image,
             "ImageId": c.image_id,
             "Created": c.created,
+            "Path": argv.first().cloned().unwrap_or_default(),
+            "Args": argv.iter().skip(1).collect::<Vec<_>>(),
             "Backend": c.backend,
+            "Config": {
+                "Hostname": spec["hostname"].as_str().unwrap_or_default(),
+                "User": spec["user"].as_str().unwrap_or_default(),
+                "Env": spec["env"].as_array().cloned().unwrap_or_default(),
+                "Cmd": argv,
+                "Image": c.image,
+                "WorkingDir": spec["cwd"].as_str().unwrap_or_default(),
+                "Labels": c.labels,
+                "StopSignal": c.stop_signal,
+                "Tty": spec["tty"].is_object(),
+                "OpenStdin": spec["stdin"].as_bool().unwrap_or(false),
+            },
             "State": {
                 "Status": if paused { json!("paused") } else { json!(c.status) },
                 "Running": c.status == container::Status::Running,
                 "Paused": paused,
-                "Pid": c.pid,
+                "Pid": c.pid.unwrap_or(0),
                 "DomId": c.domid,
                 "StartedAt": c.started_at,
                 "FinishedAt": c.finished_at,
-                "ExitCode": c.exit_code,
-                "Error": c.error,
+                "ExitCode": c.exit_code.unwrap_or(0),
+                "Error": c.error.clone().unwrap_or_default(),
                 "Restarting": c.status == container::Status::Exited
                     && hx_engine::restart::supervised(&g.root, &c.id),
             },
@@ -65,14 +137,14 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             },
         }));
     }
-    outln!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(0)
+    Ok(out.remove(0))
 }
 
 /// docker's shape: IPAddress, Gateway, MacAddress, Ports {"80/tcp": [{HostIp, HostPort}]}.
 fn network_settings(c: &container::Container) -> serde_json::Value {
     let Some(n) = &c.network else {
-        return json!(null);
+        // docker's NetworkSettings is always there (empty before a start).
+        return json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "Ports": {}});
     };
     let mut ports = serde_json::Map::new();
     if c.status == container::Status::Running {

@@ -293,7 +293,7 @@ fn go_quote(s: &str) -> String {
 }
 
 /// Go's time.Time.String() of our UTC timestamps: `2026-12-03 19:03:49 +0000 UTC`.
-fn created_at(ts: &str) -> String {
+pub fn created_at(ts: &str) -> String {
     let date = ts.get(0..10).unwrap_or("");
     let time = ts.get(11..19).unwrap_or("");
     format!("{date} {time} +0000 UTC")

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     if let Some(code) = backend::xen::hotplug::from_argv0() {
         return ExitCode::from(code as u8);
     }
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
     cli::init_tracing(args.verbose + args.verbose_long);
     let globals = match cli::Globals::from_cli(&args) {
         Ok(g) => g,
@@ -29,6 +32,24 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => report(e),
     }
+}
+
+/// clap's message as is; the exit code is docker's 125 for `run` and `create` (a bad flag there
+/// is "the tool failed", like any other hx failure of those commands), clap's 2 elsewhere.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        e.exit();
+    }
+    let _ = e.print();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match cli::command_of(&cli::Cli::command(), &argv).as_deref() {
+        Some("run" | "create") => 125,
+        _ => e.exit_code(),
+    };
+    ExitCode::from(code as u8)
 }
 
 fn report(e: anyhow::Error) -> ExitCode {

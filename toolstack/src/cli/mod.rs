@@ -291,6 +291,32 @@ pub async fn dispatch(
 
 pub use hx_engine::one_line;
 
+/// The subcommand an argument list names (after hx's own options), resolved as clap does: the
+/// exact name, else the one command the word is a prefix of.
+pub fn command_of(cli: &clap::Command, argv: &[String]) -> Option<String> {
+    let mut words = argv.iter();
+    let word = loop {
+        let w = words.next()?;
+        match w.as_str() {
+            "--root" => {
+                words.next();
+            }
+            w if w.starts_with("--root=") || w == "--verbose" => {}
+            w if w.starts_with("-v") && w[1..].bytes().all(|b| b == b'v') => {}
+            w => break w,
+        }
+    };
+    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    if names.contains(&word) {
+        return Some(word.to_string());
+    }
+    let mut prefixed = names.iter().filter(|n| n.starts_with(word));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(n), None) if !word.is_empty() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Exit code for an error: the library error's own code where there is one, else 125 (docker's
 /// "the tool itself failed").
 pub fn exit_code_for(e: &anyhow::Error) -> i32 {

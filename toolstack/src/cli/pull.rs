@@ -31,17 +31,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         insecure_registries: args.insecure,
         progress: !args.quiet,
     };
-    let rec = pull(&store, &reference, &opts).await?;
-    if args.quiet {
-        outln!("{}", reference.familiar());
-    } else {
-        outln!(
-            "{}",
-            rec.names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| rec.id.to_string())
-        );
-    }
+    pull(&store, &reference, &opts).await?;
+    // docker: the reference asked for, normalised (`docker.io/library/busybox:latest`), also
+    // with -q; not another name the same image already had.
+    outln!("{reference}");
     Ok(0)
 }

@@ -11,21 +11,45 @@ pub struct Args {
     pub force: bool,
 }
 
+/// Like docker: each image is tried, a failure reported on stderr does not stop the next, and
+/// the exit code is the last failure's (1 when it has none of its own).
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store = Store::open(&g.root)?;
     let in_use = super::images_in_use(g)?;
+    let mut code = 0;
     for r in &args.images {
+        if let Err(e) = remove(&store, &in_use, r, args.force) {
+            errln!("hx: {}", super::one_line(&e));
+            code = match super::exit_code_for(&e) {
+                125 => 1,
+                c => c,
+            };
+        }
+    }
+    // Blobs and rootfs builds nothing refers to any more.
+    let keep: Vec<_> = in_use.into_iter().map(|(id, _)| id).collect();
+    store.prune(false, &keep)?;
+    Ok(code)
+}
+
+fn remove(
+    store: &Store,
+    in_use: &[(hx_images::Digest, String)],
+    r: &str,
+    force: bool,
+) -> anyhow::Result<()> {
+    {
         let rec = store.find_image(r)?;
-        if !args.force {
+        if !force {
             if let Some((_, c)) = in_use.iter().find(|(id, _)| *id == rec.id) {
                 return Err(hx_images::Error::ImageInUse {
-                    image: r.clone(),
+                    image: r.to_string(),
                     container: c.clone(),
                 }
                 .into());
             }
         }
-        let (untagged, deleted) = store.remove_image(r, args.force)?;
+        let (untagged, deleted) = store.remove_image(r, force)?;
         for n in untagged {
             outln!(
                 "Untagged: {}",
@@ -34,12 +58,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                     .unwrap_or(n)
             );
         }
-        if let Some(d) = deleted {
-            outln!("Deleted: {d}");
+        // The image id (`hx images`' IMAGE ID), as docker prints it.
+        if deleted.is_some() {
+            outln!("Deleted: {}", rec.id);
         }
     }
-    // Blobs and rootfs builds nothing refers to any more.
-    let keep: Vec<_> = in_use.into_iter().map(|(id, _)| id).collect();
-    store.prune(false, &keep)?;
-    Ok(0)
+    Ok(())
 }

@@ -11,8 +11,8 @@ pub struct Args {
     pub force: bool,
 }
 
-/// Like docker: each image is tried, a failure reported on stderr does not stop the next, and
-/// the exit code is the last failure's (1 when it has none of its own).
+/// Like docker: each image is tried, a failure reported on stderr does not stop the next. One
+/// image: its failure's own code (11 not found, 24 in use, …); several: 1, as docker's.
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let store = Store::open(&g.root)?;
     let in_use = super::images_in_use(g)?;
@@ -20,9 +20,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     for r in &args.images {
         if let Err(e) = remove(&store, &in_use, r, args.force) {
             errln!("hx: {}", super::one_line(&e));
-            code = match super::exit_code_for(&e) {
-                125 => 1,
-                c => c,
+            code = match (args.images.len(), super::exit_code_for(&e)) {
+                (1, c) => c,
+                _ => 1,
             };
         }
     }

@@ -26,6 +26,9 @@ pub struct CreateArgs {
     /// Capacity of the volume's disk (sparse: the host only stores what is written)
     #[arg(long, default_value = "10g")]
     pub size: String,
+    /// Set metadata on the volume: KEY=VALUE (or KEY, an empty value)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +39,9 @@ pub struct LsArgs {
     /// JSON output (one array)
     #[arg(long)]
     pub json: bool,
+    /// Filter: name= (a regular expression), label=KEY[=VALUE], dangling=true|false (docker's)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,6 +86,7 @@ fn details(g: &super::Globals, v: &volume::Volume) -> anyhow::Result<serde_json:
         "Mountpoint": volume::disk_path(&g.root, &v.name)?,
         "Scope": "local",
         "Anonymous": v.anonymous,
+        "Labels": v.labels,
         "Size": v.size,
         "UsedBytes": volume::used_bytes(&g.root, &v.name),
         "UsedBy": users(g, &v.name)?,
@@ -95,13 +102,34 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                 16 << 20,
                 super::run::MAX_VOLUME_SIZE,
             )?;
+            let labels = hx_engine::kvfile::labels(&[], &a.label)?;
             let _lock = Store::open(&g.root)?.lock()?;
-            let v = volume::create(&g.root, a.name.as_deref(), size, false)?;
+            let v = volume::create_labelled(&g.root, a.name.as_deref(), size, labels)?;
             outln!("{}", v.name);
             Ok(0)
         }
         Command::Ls(a) => {
-            let list = volume::list(&g.root);
+            use super::filter::{FilterError, Filters};
+            let f = Filters::parse(&a.filter, &["name", "label", "dangling"]).map_err(|e| {
+                let code = match e {
+                    FilterError::Syntax(_) => 125,
+                    _ => 1,
+                };
+                super::Fixed::wrap(code, e.into())
+            })?;
+            let dangling = f
+                .bool_value("dangling")
+                .map_err(|e| super::Fixed::wrap(1, e.into()))?;
+            let mut list = vec![];
+            for v in volume::list(&g.root) {
+                let unused = users(g, &v.name)?.is_empty();
+                if f.matches("name", &v.name)
+                    && f.labels_match("label", &v.labels)
+                    && dangling.is_none_or(|d| d == unused)
+                {
+                    list.push(v);
+                }
+            }
             if a.json {
                 let all = list
                     .iter()

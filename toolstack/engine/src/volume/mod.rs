@@ -58,6 +58,9 @@ pub struct Volume {
     /// Made for an image VOLUME, not named by the user (`hx rm -v` and `--rm` remove it).
     #[serde(default)]
     pub anonymous: bool,
+    /// `hx volume create --label`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 fn volumes_dir(root: &Path) -> PathBuf {
@@ -151,6 +154,26 @@ pub fn create(
     size: u64,
     anonymous: bool,
 ) -> anyhow::Result<Volume> {
+    make(root, name, size, anonymous, Default::default())
+}
+
+/// A named volume with labels (`hx volume create --label`); an existing one is kept as it is.
+pub fn create_labelled(
+    root: &Path,
+    name: Option<&str>,
+    size: u64,
+    labels: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Volume> {
+    make(root, name, size, false, labels)
+}
+
+fn make(
+    root: &Path,
+    name: Option<&str>,
+    size: u64,
+    anonymous: bool,
+    labels: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Volume> {
     let name = match name {
         Some(n) if !valid_name(n) => return Err(VolumeError::BadName(n.into()).into()),
         Some(n) => n.to_string(),
@@ -196,6 +219,7 @@ pub fn create(
         created: crate::container::now_rfc3339(),
         size,
         anonymous,
+        labels,
     };
     std::fs::write(
         tmp.path().join("volume.json"),

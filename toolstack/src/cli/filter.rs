@@ -50,7 +50,11 @@ impl Filters {
     }
 
     pub fn values(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.fields.get(key).into_iter().flatten().map(String::as_str)
+        self.fields
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -126,19 +130,34 @@ mod tests {
         assert!(parse(&["name=^web$"]).unwrap().matches("name", "web"));
         assert!(!parse(&["name=^web$"]).unwrap().matches("name", "web-1"));
         assert!(!parse(&["name=("]).unwrap().matches("name", "x("));
-        assert!(parse(&["name=x("]).unwrap().matches("name", "x("), "exact wins");
-        assert_eq!(
-            parse(&["name"]),
-            Err(FilterError::Syntax("name".into()))
+        assert!(
+            parse(&["name=x("]).unwrap().matches("name", "x("),
+            "exact wins"
         );
-        assert_eq!(parse(&["foo=1"]), Err(FilterError::UnknownKey("foo".into())));
+        assert_eq!(parse(&["name"]), Err(FilterError::Syntax("name".into())));
+        assert_eq!(
+            parse(&["foo=1"]),
+            Err(FilterError::UnknownKey("foo".into()))
+        );
         let labels: BTreeMap<String, String> =
             [("a".into(), "1".into()), ("b".into(), "".into())].into();
-        assert!(parse(&["label=a", "label=b="]).unwrap().labels_match("label", &labels));
-        assert!(!parse(&["label=a", "label=c"]).unwrap().labels_match("label", &labels));
-        assert!(!parse(&["label=a=2"]).unwrap().labels_match("label", &labels));
-        assert_eq!(parse(&["dangling=true"]).unwrap().bool_value("dangling"), Ok(Some(true)));
-        assert!(parse(&["dangling=yes"]).unwrap().bool_value("dangling").is_err());
+        assert!(parse(&["label=a", "label=b="])
+            .unwrap()
+            .labels_match("label", &labels));
+        assert!(!parse(&["label=a", "label=c"])
+            .unwrap()
+            .labels_match("label", &labels));
+        assert!(!parse(&["label=a=2"])
+            .unwrap()
+            .labels_match("label", &labels));
+        assert_eq!(
+            parse(&["dangling=true"]).unwrap().bool_value("dangling"),
+            Ok(Some(true))
+        );
+        assert!(parse(&["dangling=yes"])
+            .unwrap()
+            .bool_value("dangling")
+            .is_err());
         assert!(parse(&["dangling=true", "dangling=false"])
             .unwrap()
             .bool_value("dangling")

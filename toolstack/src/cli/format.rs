@@ -339,7 +339,12 @@ fn convert(v: &serde_json::Value, as_map: bool, go_maps: &[&str]) -> Value {
         serde_json::Value::Object(o) => {
             let fields: HashMap<String, Value> = o
                 .iter()
-                .map(|(k, v)| (k.clone(), convert(v, go_maps.contains(&k.as_str()), go_maps)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        convert(v, go_maps.contains(&k.as_str()), go_maps),
+                    )
+                })
                 .collect();
             match as_map {
                 true => Value::Map(fields),
@@ -367,12 +372,7 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Object(o) | Value::Map(o) => {
             let sorted: std::collections::BTreeMap<&String, serde_json::Value> =
                 o.iter().map(|(k, v)| (k, to_json(v))).collect();
-            serde_json::Value::Object(
-                sorted
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), v))
-                    .collect(),
-            )
+            serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
     }
 }
@@ -410,10 +410,16 @@ mod tests {
         assert_eq!(fmt("  {{.Names}}:{{.ID}}  ").unwrap(), "web:0123456789ab");
         assert_eq!(fmt(r"{{.Names}}\t{{.ID}}").unwrap(), "web\t0123456789ab");
         assert_eq!(fmt("{{upper .Names}}").unwrap(), "WEB");
-        assert_eq!(fmt("{{title \"hello wide-world\"}}").unwrap(), "Hello Wide-World");
+        assert_eq!(
+            fmt("{{title \"hello wide-world\"}}").unwrap(),
+            "Hello Wide-World"
+        );
         assert_eq!(fmt("{{pad .Names 1 2}}|").unwrap(), " web  |");
         assert_eq!(fmt("{{truncate .ID 4}}").unwrap(), "0123");
-        assert_eq!(fmt("{{join (split .Status \" \") \",\"}}").unwrap(), "Up,3,seconds");
+        assert_eq!(
+            fmt("{{join (split .Status \" \") \",\"}}").unwrap(),
+            "Up,3,seconds"
+        );
         assert_eq!(
             fmt("json").unwrap(),
             r#"{"ID":"0123456789ab","Names":"web","Status":"Up 3 seconds"}"#

@@ -23,10 +23,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     // docker: a template that does not parse is exit 64, before anything is looked up.
     let template = match args.format.as_deref() {
         None | Some("") | Some("json") => None,
-        Some(f) => Some((
-            Format::parse(f).map_err(|e| Fixed::wrap(64, e.into()))?,
-            f,
-        )),
+        Some(f) => Some((Format::parse(f).map_err(|e| Fixed::wrap(64, e.into()))?, f)),
     };
     {
         let _lock = Store::open(&g.root)?.lock()?;
@@ -80,7 +77,11 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             .unwrap_or(json!(null));
         let argv: Vec<String> = spec["args"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_else(|| c.command.clone());
         out.push(json!({
             "Id": c.id,

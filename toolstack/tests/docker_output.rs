@@ -1,0 +1,435 @@
+//! docker's output contract, as a CI script parses it: `ps --filter/--format`, `inspect -f`,
+//! `images --filter/--format`, labels on containers and volumes, exit codes and messages.
+//! Containers are made with `hx create` (no VM boots) except where the guest must see something.
+mod common;
+use common::{shared_image, Hx, BUSYBOX};
+
+/// A store with busybox and three created containers: web (app=shop, tier=front), db
+/// (app=shop) and cache (from a label file), made in that order.
+fn three_containers() -> Option<Hx> {
+    let hx = Hx::with_busybox()?;
+    hx.ok(&[
+        "create",
+        "--name",
+        "web",
+        "-l",
+        "app=shop",
+        "--label",
+        "tier=front",
+        BUSYBOX,
+        "true",
+    ]);
+    hx.ok(&["create", "--name", "db", "-l", "app=shop", BUSYBOX, "true"]);
+    let labels = hx.root().join("labels");
+    std::fs::write(&labels, "# a comment\n  role=cache\napp=kv\nbare\n").unwrap();
+    hx.ok(&[
+        "create",
+        "--name",
+        "cache",
+        "--label-file",
+        labels.to_str().unwrap(),
+        BUSYBOX,
+        "true",
+    ]);
+    Some(hx)
+}
+
+/// The names ps prints, sorted (containers made in the same second have no order).
+fn names(hx: &Hx, args: &[&str]) -> String {
+    let mut all = vec!["ps", "--format", "{{.Names}}"];
+    all.extend_from_slice(args);
+    let out = hx.ok(&all).stdout;
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn ps_filters_combine_like_dockers() {
+    let Some(hx) = three_containers() else { return };
+    assert_eq!(names(&hx, &["-a"]), "cache\ndb\nweb\n");
+    // Running only by default; a status filter shows stopped ones, as docker's daemon does.
+    assert_eq!(names(&hx, &[]), "");
+    assert_eq!(
+        names(&hx, &["--filter", "status=created"]),
+        "cache\ndb\nweb\n"
+    );
+    assert_eq!(names(&hx, &["-f", "status=exited"]), "");
+    // One key's values are alternatives; label values must all hold.
+    assert_eq!(
+        names(&hx, &["-a", "-f", "name=db", "-f", "name=web"]),
+        "db\nweb\n"
+    );
+    assert_eq!(names(&hx, &["-a", "-f", "name=^we"]), "web\n");
+    assert_eq!(names(&hx, &["-a", "-f", "label=app=shop"]), "db\nweb\n");
+    assert_eq!(
+        names(&hx, &["-a", "-f", "label=app=shop", "-f", "label=tier"]),
+        "web\n"
+    );
+    assert_eq!(
+        names(&hx, &["-a", "-f", "label=role=cache", "-f", "label=app"]),
+        "cache\n"
+    );
+    assert_eq!(
+        names(&hx, &["-a", "-f", "label=bare"]),
+        "",
+        "a bare key in a label file is dropped"
+    );
+    let id = hx.ok(&["inspect", "-f", "{{.Id}}", "web"]).stdout;
+    assert_eq!(
+        names(&hx, &["-a", "-f", &format!("id={}", &id[..10])]),
+        "web\n"
+    );
+    assert_eq!(
+        names(&hx, &["-a", "-f", &format!("ancestor={BUSYBOX}")]),
+        "cache\ndb\nweb\n"
+    );
+    assert_eq!(names(&hx, &["-a", "-f", "ancestor=nginx:nothere"]), "");
+    let q = hx.ok(&["ps", "-aq", "-f", "label=tier"]).stdout;
+    assert_eq!(q, format!("{}\n", &id[..12]));
+}
+
+#[test]
+fn ps_formats_templates_tables_and_json() {
+    let Some(hx) = three_containers() else { return };
+    let r = hx.ok(&[
+        "ps",
+        "-a",
+        "-f",
+        "name=web",
+        "--format",
+        "table {{.Names}}\\t{{.State}}\\t{{.Labels}}",
+    ]);
+    assert_eq!(
+        r.stdout,
+        "NAMES        STATE        LABELS\nweb          created      app=shop,tier=front\n"
+    );
+    // An empty table still has its header.
+    let r = hx.ok(&["ps", "--format", "table {{.ID}}\t{{.Status}}"]);
+    assert_eq!(r.stdout, "CONTAINER ID   STATUS\n");
+    let r = hx.ok(&["ps", "-a", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    let web = rows.iter().find(|r| r["Names"] == "web").expect("web");
+    assert_eq!(web["Command"], "\"true\"");
+    assert_eq!(web["Status"], "Created");
+    assert_eq!(web["Image"], BUSYBOX);
+    assert_eq!(web["Labels"], "app=shop,tier=front");
+    assert_eq!(
+        hx.ok(&["ps", "-a", "--format", "{{json .}}"]).stdout,
+        r.stdout
+    );
+    let r = hx.ok(&[
+        "ps",
+        "-a",
+        "-f",
+        "name=db",
+        "--format",
+        "{{.Names}}: {{upper .State}} {{len (split .Labels \",\")}}",
+    ]);
+    assert_eq!(r.stdout, "db: CREATED 1\n");
+    // -q wins over a template, as in docker.
+    let r = hx.ok(&["ps", "-aq", "--format", "{{.Names}}", "-f", "name=db"]);
+    assert_eq!(r.stdout.trim().len(), 12, "{}", r.stdout);
+}
+
+#[test]
+fn ps_refusals_name_the_culprit() {
+    let hx = Hx::new();
+    let r = hx.run(&["ps", "-f", "status"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: invalid argument \"status\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\n")
+    );
+    let r = hx.run(&["ps", "-f", "colour=red"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "hx: invalid filter 'colour'\n")
+    );
+    let r = hx.run(&["ps", "-f", "status=sleepy"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.starts_with("hx: invalid filter 'status=sleepy': invalid value for state (sleepy): must be one of created, running, paused"), "{}", r.stderr);
+    let r = hx.run(&["ps", "--format", "{{.Names"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            1,
+            "hx: template parsing error: template: :1: unclosed action\n"
+        )
+    );
+    let r = hx.run(&["ps", "--bogus"]);
+    assert_eq!(r.code, 2, "other commands keep clap's usage code");
+    let Some(hx) = three_containers() else { return };
+    let r = hx.run(&["ps", "-a", "--format", "{{.Names}} {{.Nope}}"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str(), r.stdout.as_str()),
+        (1, "hx: template parsing error: template: :1:13: executing \"\" at <.Nope>: can't evaluate field Nope\n", "")
+    );
+}
+
+#[test]
+fn inspect_format_uses_dockers_field_names() {
+    let Some(hx) = three_containers() else { return };
+    let r = hx.ok(&["inspect", "-f", "{{.State.ExitCode}} {{.State.Status}} [{{.NetworkSettings.IPAddress}}] {{.Config.Labels.app}} {{index .Config.Labels \"none\"}}", "web", "db"]);
+    assert_eq!(
+        r.stdout,
+        "0 created [] shop <no value>\n0 created [] shop <no value>\n"
+    );
+    let r = hx.ok(&["inspect", "--format", "{{json .Config.Labels}}", "web"]);
+    assert_eq!(r.stdout, "{\"app\":\"shop\",\"tier\":\"front\"}\n");
+    let r = hx.ok(&[
+        "inspect",
+        "--format",
+        "{{.Name}} {{.Config.Image}} {{.Path}} {{json .Config.Cmd}}",
+        "cache",
+    ]);
+    assert_eq!(r.stdout, format!("cache {BUSYBOX} true [\"true\"]\n"));
+    let r = hx.ok(&["inspect", "--format", "json", "web", "db"]);
+    assert!(r.stdout.starts_with("[{"), "{}", r.stdout);
+    assert_eq!(r.stdout.lines().count(), 1, "compact: {}", r.stdout);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[1]["Name"], "db");
+    // Every container that exists is printed, then the failures: exit 1.
+    let r = hx.run(&["inspect", "-f", "{{.Name}}", "web", "ghost", "db"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (1, "web\ndb\n", "hx: no such container: ghost\n")
+    );
+    let r = hx.run(&["inspect", "-f", "{{.State.Nope}}", "web"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("can't evaluate field Nope"),
+        "{}",
+        r.stderr
+    );
+    // A template that does not parse: docker's 64, nothing looked up.
+    let r = hx.run(&["inspect", "-f", "{{if}}", "ghost"]);
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("hx: template parsing error: template: :1: "),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn images_filter_and_format() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    hx.ok(&["load", "-i", shared_image("musl").to_str().unwrap()]);
+    let r = hx.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["busybox:1.38.0-glibc", "busybox:1.38.0-musl"]);
+    let r = hx.ok(&[
+        "images",
+        "-f",
+        "reference=*:*-glibc",
+        "--format",
+        "{{.Tag}}",
+    ]);
+    assert_eq!(r.stdout, "1.38.0-glibc\n");
+    let r = hx.ok(&["images", "-f", "reference=busybox", "-q"]);
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    assert_eq!(hx.ok(&["images", "-f", "reference=nginx", "-q"]).stdout, "");
+    assert_eq!(hx.ok(&["images", "-f", "dangling=true", "-q"]).stdout, "");
+    assert_eq!(hx.ok(&["images", "-f", "label=nope", "-q"]).stdout, "");
+    let r = hx.ok(&[
+        "images",
+        "-f",
+        "reference=*musl",
+        "--format",
+        "table {{.Repository}}\t{{.Tag}}",
+    ]);
+    assert_eq!(r.stdout, "REPOSITORY   TAG\nbusybox      1.38.0-musl\n");
+    let r = hx.run(&["images", "-f", "dangling=maybe"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "hx: invalid filter 'dangling=maybe'\n")
+    );
+    // One digest everywhere: rmi's Deleted: is the id images shows.
+    let short = hx
+        .ok(&["images", "-f", "reference=*musl", "--format", "{{.ID}}"])
+        .stdout;
+    let full = hx
+        .ok(&["images", "-f", "reference=*musl", "--no-trunc", "-q"])
+        .stdout;
+    assert_eq!(short.trim().len(), 12);
+    assert!(
+        full.starts_with(&format!("sha256:{}", short.trim())),
+        "{full} {short}"
+    );
+    let r = hx.ok(&["rmi", "busybox:1.38.0-musl"]);
+    assert_eq!(
+        r.stdout,
+        format!("Untagged: busybox:1.38.0-musl\nDeleted: {full}")
+    );
+}
+
+#[test]
+fn rmi_goes_on_after_a_failure_and_reports_each() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    hx.ok(&["load", "-i", shared_image("musl").to_str().unwrap()]);
+    let r = hx.run(&["rmi", "ghost:1", "busybox:1.38.0-musl", "ghost:2"]);
+    assert_eq!(r.code, 1, "several images: docker's 1");
+    assert_eq!(
+        r.stderr,
+        "hx: image ghost:1 not found in the local store\nhx: image ghost:2 not found in the local store\n"
+    );
+    assert!(
+        r.stdout
+            .starts_with("Untagged: busybox:1.38.0-musl\nDeleted: sha256:"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(hx.ok(&["images", "-q"]).stdout.lines().count(), 1);
+    // One image: its own code, as documented.
+    assert_eq!(hx.run(&["rmi", "ghost:1"]).code, 11);
+}
+
+#[test]
+fn run_and_create_usage_errors_exit_125() {
+    let hx = Hx::new();
+    for args in [
+        &["run", "--bogus", BUSYBOX][..],
+        &["create", "--bogus", BUSYBOX],
+        &["run"],
+        &["create", "--cpus", "x", BUSYBOX],
+        &["--root", "/nonexistent/x", "run", "-Z", BUSYBOX],
+        &["ru", "--bogus", BUSYBOX],
+    ] {
+        let r = hx.run(args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with("error: "), "{args:?}: {}", r.stderr);
+    }
+    let r = hx.run(&["run", "-l", "my label=1", BUSYBOX]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: label 'my label' contains whitespaces\n")
+    );
+    let bad = hx.root().join("labels");
+    std::fs::write(&bad, "ok=1\nMY KEY=2\n").unwrap();
+    let r = hx.run(&["create", "--label-file", bad.to_str().unwrap(), BUSYBOX]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            125,
+            format!(
+                "hx: invalid env file ({}): variable 'MY KEY' contains whitespaces\n",
+                bad.display()
+            )
+            .as_str()
+        )
+    );
+    assert!(!hx.root().join("containers").exists() || hx.ok(&["ps", "-aq"]).stdout.is_empty());
+}
+
+#[test]
+fn env_file_lines_docker_rejects_are_refused() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let env = hx.root().join("env");
+    std::fs::write(&env, "A=1\n  B= spaced \nMY VAR=1\n").unwrap();
+    let r = hx.run(&["create", "--env-file", env.to_str().unwrap(), BUSYBOX]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            125,
+            format!(
+                "hx: invalid env file ({}): variable 'MY VAR' contains whitespaces\n",
+                env.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        hx.ok(&["ps", "-aq"]).stdout,
+        "",
+        "a refused create leaves nothing"
+    );
+}
+
+/// `-e KEY` copies hx's own value, and leaves the variable out when hx has none; an env file's
+/// bare KEY does the same; leading whitespace goes, trailing stays (docker's kvfile).
+#[test]
+fn bare_env_keys_take_the_hosts_value_or_nothing() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let env = hx.root().join("env");
+    std::fs::write(
+        &env,
+        "\u{feff}FROM_FILE=x \n  HX_TEST_SET_IN_FILE\nHX_TEST_UNSET_IN_FILE\n",
+    )
+    .unwrap();
+    let r = common::run_with_timeout(
+        {
+            let mut c = hx.cmd(&[
+                "run",
+                "--rm",
+                "--env-file",
+                env.to_str().unwrap(),
+                "-e",
+                "HX_TEST_SET",
+                "-e",
+                "HX_TEST_UNSET",
+                BUSYBOX,
+                "sh",
+                "-c",
+                "env | grep -E '^(HX_TEST|FROM_FILE)' | sort | sed 's/$/|/'",
+            ]);
+            c.env("HX_TEST_SET", "from host")
+                .env("HX_TEST_SET_IN_FILE", "also")
+                .env_remove("HX_TEST_UNSET")
+                .env_remove("HX_TEST_UNSET_IN_FILE");
+            c
+        },
+        std::time::Duration::from_secs(180),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "FROM_FILE=x |\nHX_TEST_SET=from host|\nHX_TEST_SET_IN_FILE=also|\n"
+    );
+}
+
+#[test]
+fn volume_labels_are_shown_and_filterable() {
+    let hx = Hx::new();
+    hx.ok(&[
+        "volume", "create", "--label", "env=prod", "--label", "team", "--size", "16m", "v1",
+    ]);
+    hx.ok(&["volume", "create", "--size", "16m", "v2"]);
+    assert_eq!(
+        hx.ok(&["volume", "ls", "-q", "-f", "label=env=prod"])
+            .stdout,
+        "v1\n"
+    );
+    assert_eq!(
+        hx.ok(&["volume", "ls", "-q", "-f", "label=team", "-f", "label=env"])
+            .stdout,
+        "v1\n"
+    );
+    assert_eq!(
+        hx.ok(&["volume", "ls", "-q", "-f", "label=env=dev"]).stdout,
+        ""
+    );
+    assert_eq!(
+        hx.ok(&["volume", "ls", "-q", "-f", "name=2$"]).stdout,
+        "v2\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["volume", "inspect", "v1"]).stdout).unwrap();
+    assert_eq!(
+        v[0]["Labels"],
+        serde_json::json!({"env": "prod", "team": ""})
+    );
+    let r = hx.run(&["volume", "create", "--label", "=x", "v3"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: invalid label '=x': empty name\n")
+    );
+}

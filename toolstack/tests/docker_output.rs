@@ -433,3 +433,61 @@ fn volume_labels_are_shown_and_filterable() {
         (125, "hx: invalid label '=x': empty name\n")
     );
 }
+
+#[test]
+fn stop_timeout_init_and_pull_policies() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&[
+        "create",
+        "--name",
+        "st",
+        "--stop-timeout",
+        "1",
+        "--init",
+        BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(
+        hx.ok(&["inspect", "-f", "{{.Config.StopTimeout}}", "st"])
+            .stdout,
+        "1\n"
+    );
+    let r = hx.run(&["create", "--pull", "never", "busybox:not-here"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            125,
+            "hx: image busybox:not-here not found in the local store\n"
+        )
+    );
+    let r = hx.run(&["create", "--pull", "sometimes", BUSYBOX]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    let r = hx.run(&["create", "--stop-timeout", "-1", BUSYBOX]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    // The workload ignores SIGTERM: hx stop waits the container's 1 s, not docker's default 10.
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-timeout",
+        "1",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "trap '' TERM; echo up; sleep 600",
+    ]);
+    let t = std::time::Instant::now();
+    hx.ok(&["stop", "stubborn"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        hx.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"])
+            .stdout,
+        "137\n"
+    );
+    hx.ok(&["rm", "-f", "stubborn"]);
+}

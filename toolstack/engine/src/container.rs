@@ -53,6 +53,9 @@ pub struct Container {
     /// What `hx stop` sends first: `--stop-signal`, else the image's STOPSIGNAL (else SIGTERM).
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `hx stop` (and restart) wait without `-t` (None: 10).
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
     /// `--restart`: what the supervisor (and `hx autostart` after a reboot) does when the VM ends.
     #[serde(default)]
     pub restart_policy: crate::restart::Policy,

@@ -50,6 +50,9 @@ pub struct CreateRequest {
     pub hostname: Option<String>,
     /// Checked by the front end (`parse_signal`); the image's STOPSIGNAL is checked here.
     pub stop_signal: Option<String>,
+    /// `--stop-timeout`: `hx stop`'s grace without `-t`.
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
     pub memory_mb: u64,
     pub cpus: u32,
     /// The writable layer on a disk of this many bytes. None: in guest memory for `--rm`
@@ -263,6 +266,7 @@ fn create_inner(
         network: None,
         mounts: records,
         stop_signal,
+        stop_timeout: req.stop_timeout,
         restart_policy: req.restart,
         restart_count: 0,
         manually_stopped: false,

@@ -13,7 +13,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let args = args.create.split_image();
     let root = g.root.clone();
     let c = tokio::task::spawn_blocking(move || {
-        lifecycle::create(&root, super::run::request(args)?, &super::run::find_or_pull)
+        let pull = args.pull.clone();
+        let find = move |s: &hx_images::Store, i: &str| super::run::find_by_policy(s, i, &pull);
+        lifecycle::create(&root, super::run::request(args)?, &find)
     })
     .await??;
     outln!("{}", c.id);

@@ -101,6 +101,7 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
                 "WorkingDir": spec["cwd"].as_str().unwrap_or_default(),
                 "Labels": c.labels,
                 "StopSignal": c.stop_signal,
+                "StopTimeout": c.stop_timeout,
                 "Tty": spec["tty"].is_object(),
                 "OpenStdin": spec["stdin"].as_bool().unwrap_or(false),
             },

@@ -4,10 +4,11 @@ use hx_engine::container;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Seconds to wait for the stop before killing the VM (0 to 4294967295)
-    #[arg(short = 't', long = "time", default_value_t = 10,
+    /// Seconds to wait for the stop before killing the VM (0 to 4294967295; default: the
+    /// container's --stop-timeout, else 10)
+    #[arg(short = 't', long = "time",
           value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
-    pub time: u64,
+    pub time: Option<u64>,
     /// Signal to stop with (name or number; default: the container's stop signal, else TERM)
     #[arg(short, long)]
     pub signal: Option<String>,
@@ -36,7 +37,9 @@ async fn restart_one(g: &super::Globals, name: &str, args: &Args) -> anyhow::Res
         Some(s) => super::kill::parse_signal(s)?,
         None => libc::SIGTERM,
     };
-    let grace = Some(std::time::Duration::from_secs(args.time));
+    let grace = Some(std::time::Duration::from_secs(
+        args.time.or(c.stop_timeout).unwrap_or(10),
+    ));
     let root = g.root.clone();
     let started =
         tokio::task::spawn_blocking(move || hx_engine::ops::restart(&root, &c, grace, signal))

@@ -45,6 +45,18 @@ pub struct CreateArgs {
     /// Signal `hx stop` sends first (name or number; default: the image's STOPSIGNAL, else TERM)
     #[arg(long, value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
+    /// Seconds `hx stop` waits before killing the workload (default 10; `hx stop -t` wins)
+    #[arg(long, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
+    pub stop_timeout: Option<u64>,
+    /// Accepted for docker's sake: pv-init is every container's PID 1 and already reaps
+    /// orphans and forwards signals, as docker-init would
+    #[arg(long)]
+    pub init: bool,
+    /// Pull the image first: missing (default), always, never
+    #[arg(long, value_name = "POLICY", default_value = "missing",
+          value_parser = ["missing", "always", "never"])]
+    pub pull: String,
     /// Set an environment variable (KEY=VALUE, or KEY to take it from hx's environment)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -161,7 +173,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         tty: args.tty,
     };
     let started = tokio::task::spawn_blocking(move || {
-        lifecycle::create_and_start(&root, request(args)?, &find_or_pull)
+        let pull = args.pull.clone();
+        let find = move |s: &Store, i: &str| find_by_policy(s, i, &pull);
+        lifecycle::create_and_start(&root, request(args)?, &find)
     })
     .await??;
     if detach {
@@ -271,8 +285,26 @@ pub fn parse_size_in(
     }
 }
 
-pub fn find_or_pull(store: &Store, image: &str) -> anyhow::Result<hx_images::ImageRecord> {
+/// `--pull`: `missing` pulls what the store lacks, `always` pulls first (an up-to-date image is
+/// not downloaded again), `never` takes only what the store has.
+pub fn find_by_policy(
+    store: &Store,
+    image: &str,
+    policy: &str,
+) -> anyhow::Result<hx_images::ImageRecord> {
+    if policy == "always" {
+        let reference = hx_images::Reference::parse(image)?;
+        let rt = tokio::runtime::Handle::current();
+        let opts = hx_images::pull::PullOptions {
+            progress: true,
+            ..Default::default()
+        };
+        return rt
+            .block_on(hx_images::pull::pull(store, &reference, &opts))
+            .map_err(Into::into);
+    }
     match store.find_image(image) {
+        Err(e @ hx_images::Error::ImageNotFound(_)) if policy == "never" => Err(e.into()),
         Ok(i) => Ok(i),
         Err(hx_images::Error::ImageNotFound(_)) => {
             let reference = hx_images::Reference::parse(image)?;
@@ -332,6 +364,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         name: args.name,
         hostname: args.hostname,
         stop_signal: args.stop_signal,
+        stop_timeout: args.stop_timeout,
         memory_mb,
         cpus: args.cpus,
         upper_size,

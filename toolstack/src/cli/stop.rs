@@ -5,10 +5,11 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Seconds to wait before killing the VM (0 to 4294967295)
-    #[arg(short = 't', long = "time", default_value_t = 10,
+    /// Seconds to wait before killing the VM (0 to 4294967295; default: the container's
+    /// --stop-timeout, else 10)
+    #[arg(short = 't', long = "time",
           value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
-    pub time: u64,
+    pub time: Option<u64>,
     /// Signal to send first (name or number; default: the container's stop signal, else TERM)
     #[arg(short, long)]
     pub signal: Option<String>,
@@ -34,10 +35,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 pub async fn stop_one(
     g: &super::Globals,
     name: &str,
-    grace: u64,
+    grace: Option<u64>,
     signal: Option<&str>,
 ) -> anyhow::Result<()> {
     let c = container::find(&g.root, name)?;
+    let grace = grace.or(c.stop_timeout).unwrap_or(10);
     let signal = match signal.or(c.stop_signal.as_deref()) {
         Some(s) => super::kill::parse_signal(s)?,
         None => libc::SIGTERM,

@@ -108,6 +108,17 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
         volume(i, m, disks)?;
     }
     write_etc(spec)?;
+    if spec.read_only {
+        // Only the overlay itself: the mounts on top of it keep their own flags.
+        mount(
+            None::<&str>,
+            "/newroot",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| InitError::setup(format!("remount / read-only: {e}")))?;
+    }
     switch_root()
 }
 

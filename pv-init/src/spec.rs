@@ -53,6 +53,10 @@ pub struct ContainerSpec {
     /// `--add-host` lines for /etc/hosts (`IP\tNAME`), with or without a network.
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// `--read-only`: the root is remounted read-only once it is assembled (volumes, tmpfs
+    /// mounts, /dev, /dev/shm stay writable, as with docker).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The resource names `docker run --ulimit` accepts (go-units' ulimit.go; `as` is not one).
@@ -330,6 +334,7 @@ mod tests {
                 fstype: "erofs".into(),
             },
             upper: Upper::Tmpfs { size_mb: 0 },
+            read_only: false,
             mounts: vec![Mount {
                 source: MountSource::Tmpfs {
                     size_mb: 0,

@@ -126,6 +126,7 @@ fn sample() -> ContainerSpec {
             fstype: "erofs".into(),
         },
         upper: Upper::Tmpfs { size_mb: 0 },
+        read_only: false,
         mounts: vec![
             Mount {
                 source: MountSource::Share {

@@ -491,3 +491,49 @@ fn stop_timeout_init_and_pull_policies() {
     );
     hx.ok(&["rm", "-f", "stubborn"]);
 }
+
+/// `--read-only`: writes to the root fail with EROFS inside; volumes, `--tmpfs`, /dev/shm and
+/// hx's /etc files are there; no writable layer is made on the host.
+#[test]
+fn read_only_root() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let script = "touch /x; echo rc=$?; touch /scratch/y && echo tmpfs-ok; \
+                  touch /dev/shm/z && echo shm-ok; grep -c ro-test /etc/hostname";
+    let r = hx.run(&[
+        "run",
+        "--name",
+        "ro",
+        "--hostname",
+        "ro-test",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        BUSYBOX,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "rc=1\ntmpfs-ok\nshm-ok\n1\n");
+    assert_eq!(r.stderr, "touch: /x: Read-only file system\n");
+    assert_eq!(
+        hx.ok(&["inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", "ro"])
+            .stdout,
+        "true\n"
+    );
+    let id = hx.ok(&["inspect", "-f", "{{.Id}}", "ro"]).stdout;
+    assert!(!hx
+        .root()
+        .join("containers")
+        .join(id.trim())
+        .join("upper.img")
+        .exists());
+    let r = hx.run(&["create", "--read-only", "--disk-size", "1g", BUSYBOX]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            125,
+            "hx: conflicting options: --read-only and --disk-size\n"
+        )
+    );
+}

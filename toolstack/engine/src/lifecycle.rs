@@ -86,6 +86,9 @@ pub struct CreateRequest {
     /// `--restart`.
     #[serde(default)]
     pub restart: Policy,
+    /// `--read-only`: the root read-only, no writable layer.
+    #[serde(default)]
+    pub read_only: bool,
     /// `-l`/`--label-file`, over the image's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -181,7 +184,11 @@ fn create_inner(
     if req.auto_remove && req.restart != Policy::No {
         bail!("conflicting options: --restart and --rm");
     }
-    if req.upper_size.is_none() && !req.auto_remove {
+    if req.read_only && req.upper_size.is_some() {
+        bail!("conflicting options: --read-only and --disk-size");
+    }
+    // A read-only root needs no writable layer on disk: /etc's files go in a small tmpfs.
+    if req.upper_size.is_none() && !req.auto_remove && !req.read_only {
         req.upper_size = Some(DEFAULT_LAYER_SIZE);
     }
     let host = crate::hostconfig::load(root)?;
@@ -901,6 +908,7 @@ pub fn build_spec(
             disk: 2,
             fstype: "ext4".into(),
         },
+        None if req.read_only => Upper::Tmpfs { size_mb: 1 },
         None => Upper::Tmpfs { size_mb: 0 },
     };
     Ok(ContainerSpec {
@@ -935,6 +943,7 @@ pub fn build_spec(
             .cloned()
             .collect(),
         extra_hosts: vec![],
+        read_only: req.read_only,
     })
 }
 

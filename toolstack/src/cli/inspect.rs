@@ -66,80 +66,77 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
 }
 
 fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value> {
-    let mut out = vec![];
-    {
-        let c = container::find(&g.root, name)?;
-        let dir = container::dir(&g.root, &c.id);
-        let paused = super::pause::is_paused(&g.root, &c);
-        let spec: serde_json::Value = std::fs::read(dir.join("spec.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(json!(null));
-        let argv: Vec<String> = spec["args"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_else(|| c.command.clone());
-        out.push(json!({
-            "Id": c.id,
-            "Name": c.name,
+    let c = container::find(&g.root, name)?;
+    let dir = container::dir(&g.root, &c.id);
+    let paused = super::pause::is_paused(&g.root, &c);
+    let spec: serde_json::Value = std::fs::read(dir.join("spec.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(json!(null));
+    let argv: Vec<String> = spec["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_else(|| c.command.clone());
+    Ok(json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Image": c.image,
+        "ImageId": c.image_id,
+        "Created": c.created,
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.iter().skip(1).collect::<Vec<_>>(),
+        "Backend": c.backend,
+        "Config": {
+            "Hostname": spec["hostname"].as_str().unwrap_or_default(),
+            "User": spec["user"].as_str().unwrap_or_default(),
+            "Env": spec["env"].as_array().cloned().unwrap_or_default(),
+            "Cmd": argv,
             "Image": c.image,
-            "ImageId": c.image_id,
-            "Created": c.created,
-            "Path": argv.first().cloned().unwrap_or_default(),
-            "Args": argv.iter().skip(1).collect::<Vec<_>>(),
-            "Backend": c.backend,
-            "Config": {
-                "Hostname": spec["hostname"].as_str().unwrap_or_default(),
-                "User": spec["user"].as_str().unwrap_or_default(),
-                "Env": spec["env"].as_array().cloned().unwrap_or_default(),
-                "Cmd": argv,
-                "Image": c.image,
-                "WorkingDir": spec["cwd"].as_str().unwrap_or_default(),
-                "Labels": c.labels,
-                "StopSignal": c.stop_signal,
-                "StopTimeout": c.stop_timeout,
-                "Tty": spec["tty"].is_object(),
-                "OpenStdin": spec["stdin"].as_bool().unwrap_or(false),
+            "WorkingDir": spec["cwd"].as_str().unwrap_or_default(),
+            "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
+            "Tty": spec["tty"].is_object(),
+            "OpenStdin": spec["stdin"].as_bool().unwrap_or(false),
+        },
+        "State": {
+            "Status": if paused { json!("paused") } else { json!(c.status) },
+            "Running": c.status == container::Status::Running,
+            "Paused": paused,
+            "Pid": c.pid.unwrap_or(0),
+            "DomId": c.domid,
+            "StartedAt": c.started_at,
+            "FinishedAt": c.finished_at,
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Error": c.error.clone().unwrap_or_default(),
+            "Restarting": c.status == container::Status::Exited
+                && hx_engine::restart::supervised(&g.root, &c.id),
+        },
+        "Spec": spec,
+        "NetworkSettings": network_settings(&c),
+        "Mounts": c.mounts,
+        "RestartCount": c.restart_count,
+        "HostConfig": {
+            "Memory": c.memory_mb * 1024 * 1024,
+            "Cpus": c.cpus,
+            "AutoRemove": c.auto_remove,
+            "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
+            "RestartPolicy": {
+                "Name": c.restart_policy.name(),
+                "MaximumRetryCount": c.restart_policy.max_retries(),
             },
-            "State": {
-                "Status": if paused { json!("paused") } else { json!(c.status) },
-                "Running": c.status == container::Status::Running,
-                "Paused": paused,
-                "Pid": c.pid.unwrap_or(0),
-                "DomId": c.domid,
-                "StartedAt": c.started_at,
-                "FinishedAt": c.finished_at,
-                "ExitCode": c.exit_code.unwrap_or(0),
-                "Error": c.error.clone().unwrap_or_default(),
-                "Restarting": c.status == container::Status::Exited
-                    && hx_engine::restart::supervised(&g.root, &c.id),
-            },
-            "Spec": spec,
-            "NetworkSettings": network_settings(&c),
-            "Mounts": c.mounts,
-            "RestartCount": c.restart_count,
-            "HostConfig": {
-                "Memory": c.memory_mb * 1024 * 1024,
-                "Cpus": c.cpus,
-                "AutoRemove": c.auto_remove,
-                "RestartPolicy": {
-                    "Name": c.restart_policy.name(),
-                    "MaximumRetryCount": c.restart_policy.max_retries(),
-                },
-            },
-            "Files": {
-                "Dir": dir,
-                "Console": dir.join("console.log"),
-                "Stdout": dir.join("stdout.log"),
-                "Stderr": dir.join("stderr.log"),
-            },
-        }));
-    }
-    Ok(out.remove(0))
+        },
+        "Files": {
+            "Dir": dir,
+            "Console": dir.join("console.log"),
+            "Stdout": dir.join("stdout.log"),
+            "Stderr": dir.join("stderr.log"),
+        },
+    }))
 }
 
 /// docker's shape: IPAddress, Gateway, MacAddress, Ports {"80/tcp": [{HostIp, HostPort}]}.

@@ -97,11 +97,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         hx_engine::output::write_out(format_args!("{text}"));
         return Ok(0);
     }
-    let list: Vec<Container> = list.into_iter().map(|(c, _)| c).collect();
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&list)?);
+        let records: Vec<&Container> = list.iter().map(|(c, _)| c).collect();
+        outln!("{}", serde_json::to_string_pretty(&records)?);
     } else if args.quiet {
-        for c in &list {
+        for (c, _) in &list {
             match args.no_trunc {
                 true => outln!("{}", c.id),
                 false => outln!("{}", c.short_id()),
@@ -110,7 +110,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     } else {
         let rows: Vec<Vec<String>> = list
             .iter()
-            .map(|c| {
+            .map(|(c, paused)| {
                 let mut cmd = c.command.join(" ");
                 if cmd.chars().count() > 22 {
                     cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
@@ -120,7 +120,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                     c.image.clone(),
                     format!("\"{cmd}\""),
                     ago(&c.created),
-                    status_text(c, super::pause::is_paused(&g.root, c)),
+                    status_text(c, *paused),
                     ports_text(c),
                     c.backend.clone(),
                     c.name.clone(),

@@ -49,6 +49,9 @@ pub struct CreateArgs {
     #[arg(long, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
     pub stop_timeout: Option<u64>,
+    /// Mount the container's root read-only (volumes and --tmpfs stay writable)
+    #[arg(long)]
+    pub read_only: bool,
     /// Accepted for docker's sake: pv-init is every container's PID 1 and already reaps
     /// orphans and forwards signals, as docker-init would
     #[arg(long)]
@@ -386,6 +389,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         auto_remove: args.rm,
         restart,
         labels,
+        read_only: args.read_only,
     })
 }
 

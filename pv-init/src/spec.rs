@@ -54,8 +54,9 @@ pub struct ContainerSpec {
     #[serde(default)]
     pub extra_hosts: Vec<String>,
     /// `--read-only`: the root is remounted read-only once it is assembled (volumes, tmpfs
-    /// mounts, /dev, /dev/shm stay writable, as with docker).
-    #[serde(default)]
+    /// mounts, /dev, /dev/shm stay writable, as with docker). Left out when false, so that a
+    /// spec without it still reads in a pv-init that predates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
 }
 

@@ -477,6 +477,12 @@ fn stop_timeout_init_and_pull_policies() {
         "-c",
         "trap '' TERM; echo up; sleep 600",
     ]);
+    // The trap is set once "up" is printed: a TERM before it would end the shell at once.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !hx.ok(&["logs", "stubborn"]).stdout.contains("up") {
+        assert!(std::time::Instant::now() < until, "the workload never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let t = std::time::Instant::now();
     hx.ok(&["stop", "stubborn"]);
     assert!(

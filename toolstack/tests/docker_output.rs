@@ -2,7 +2,7 @@
 //! `images --filter/--format`, labels on containers and volumes, exit codes and messages.
 //! Containers are made with `hx create` (no VM boots) except where the guest must see something.
 mod common;
-use common::{shared_image, Hx, BUSYBOX};
+use common::{shared_image, Hx, Registry, BUSYBOX};
 
 /// A store with busybox and three created containers: web (app=shop, tier=front), db
 /// (app=shop) and cache (from a label file), made in that order.
@@ -480,7 +480,10 @@ fn stop_timeout_init_and_pull_policies() {
     // The trap is set once "up" is printed: a TERM before it would end the shell at once.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !hx.ok(&["logs", "stubborn"]).stdout.contains("up") {
-        assert!(std::time::Instant::now() < until, "the workload never started");
+        assert!(
+            std::time::Instant::now() < until,
+            "the workload never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let t = std::time::Instant::now();
@@ -542,4 +545,34 @@ fn read_only_root() {
             "hx: conflicting options: --read-only and --disk-size\n"
         )
     );
+}
+
+/// `--pull always` asks the registry even when the store has the image; `missing` does not.
+#[test]
+fn pull_always_asks_the_registry() {
+    let hx = Hx::new();
+    if !hx.has_guest() {
+        return;
+    }
+    let reg = Registry::start();
+    reg.push_layout(&shared_image("glibc"), "library/busybox:1.38.0", None);
+    let image = format!("{}/library/busybox:1.38.0", reg.host());
+    let r = hx.run(&["create", "--pull", "never", &image, "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    let r = hx.ok(&["create", "--pull", "always", &image, "true"]);
+    assert!(
+        r.stderr.contains("Status: Downloaded newer image"),
+        "{}",
+        r.stderr
+    );
+    let r = hx.ok(&["create", "--pull", "always", &image, "true"]);
+    assert!(r.stderr.contains("Image is up to date"), "{}", r.stderr);
+    let r = hx.ok(&["create", &image, "true"]);
+    assert!(
+        !r.stderr.contains("Image is up to date"),
+        "missing: no registry: {}",
+        r.stderr
+    );
+    // pull prints the reference asked for.
+    assert_eq!(hx.ok(&["pull", "-q", &image]).stdout, format!("{image}\n"));
 }

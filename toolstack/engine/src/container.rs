@@ -68,6 +68,16 @@ impl Container {
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
+
+    /// The VM's host process (QEMU, the Xen monitor), as recorded.
+    pub fn vm_process(&self) -> Option<crate::process::Tracked> {
+        crate::process::Tracked::new(self.pid, self.pid_start)
+    }
+
+    /// Whether the VM's host process still runs.
+    pub fn vm_alive(&self) -> bool {
+        self.vm_process().is_some_and(|p| p.is_alive())
+    }
 }
 
 pub fn containers_dir(root: &Path) -> PathBuf {

@@ -224,11 +224,10 @@ pub fn spawn(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
-    // SAFETY: only async-signal-safe calls (setsid, fcntl, dup2) between fork and exec. The
-    // sources are first copied above the targets so that no dup2 overwrites a source.
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. The sources
+    // are first copied above the targets so that no dup2 overwrites a source.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setsid();
             let mut high = [0i32; STREAMS.len() + 3];
             let high = &mut high[..sources.len()];
             for (h, &src) in high.iter_mut().zip(&sources) {
@@ -245,9 +244,9 @@ pub fn spawn(
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting the log relay")?;
-    // Not waited for: it runs as long as the VM; its lock says when it is done.
-    std::mem::forget(child);
+    // Its own session, so it outlives `hx run` like QEMU does. Not waited for: it runs as long
+    // as the VM; its lock says when it is done.
+    crate::process::spawn_detached(&mut cmd).context("starting the log relay")?;
     Ok(qemu_ends)
 }
 

@@ -397,8 +397,8 @@ pub async fn attach(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupts = 0;
-    // Checked against the recorded start time by is_running below, so a reused pid is harmless.
-    let exited = backend::exit_notifier(c.pid);
+    // The recorded VM process only (pid and start time): a reused pid is not waited for.
+    let exited = c.vm_process().and_then(|p| p.exit_notifier());
     let vm_exit = async {
         match &exited {
             Some(fd) => drop(fd.readable().await),

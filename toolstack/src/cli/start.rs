@@ -27,17 +27,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     if args.attach || args.interactive {
         return start_attached(g, &args.containers[0], args.interactive).await;
     }
-    let mut code = 0;
-    for name in &args.containers {
-        match start_detached(g, name).await {
-            Ok(()) => outln!("{name}"),
-            Err(e) => {
-                errln!("hx: {}", super::one_line(&e));
-                code = super::exit_code_for(&e);
-            }
-        }
-    }
-    Ok(code)
+    Ok(super::each_name(&args.containers, |name| start_detached(g, name)).await)
 }
 
 /// Starts one container and leaves it running (also `hx restart`).

@@ -61,12 +61,18 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
     if unsafe { libc::fcntl(STDIN_FD, libc::F_GETFD) } >= 0 {
         let guest = unsafe { OwnedFd::from_raw_fd(STDIN_FD) };
         let started = std::sync::Arc::new(crate::attach_channel::GuestStarted::default());
-        // Written by hx before it started the VM; a terminal changes docker's stdin-once rule.
+        // Both written by hx before it started the VM: the spec (a terminal changes docker's
+        // stdin-once rule) and the record (StdinOnce).
         let tty = std::fs::read(dir.join("spec.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok())
             .is_some_and(|s| s.tty.is_some());
-        crate::attach_channel::serve(guest, dir, started.clone(), tty).context("input channel")?;
+        let stdin_once = std::fs::read(dir.join(crate::container::STATE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::container::Container>(&b).ok())
+            .is_some_and(|c| c.stdin_once);
+        crate::attach_channel::serve(guest, dir, started.clone(), tty, stdin_once)
+            .context("input channel")?;
         watch = Some(crate::attach_channel::StatusWatch::new(started));
     }
     let mut open: Vec<(OwnedFd, RotatingWriter, &str)> = Vec::new();

@@ -46,27 +46,9 @@ fn dit_attach_takes_input_detaches_with_ctrl_p_ctrl_q_and_reattaches() {
     // Input reaches the shell, output comes back, and the terminal has hx's size.
     t.send(b"MARK=first; stty size; echo $((6*7))\r");
     t.expect("30 100\r\n42\r\n");
-    // ^P alone, then something else, is passed on (the shell sees ^P, then the line).
-    t.send(b"\x10");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(t.running(), "a lone ^P detached: {:?}", t.seen);
-    t.send(b"\x15echo still $((1+1))\r");
-    t.expect("still 2\r\n");
-    t.send(b"\x10\x11");
-    let r = t.wait();
-    assert_eq!(r.code, 0, "{:?}", r.stdout);
-    assert!(r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
-    // The container runs on, its shell too.
-    assert_eq!(hx.ok(&["exec", "sh1", "echo", "up"]).stdout, "up\n");
-
-    // Again: the same shell (its variable), then its exit code ends the attach.
-    let mut t = Terminal::spawn(&hx, &["attach", "sh1"], 24, 80);
-    t.send(b"echo mark=$MARK\r");
-    t.expect("mark=first\r\n");
-    t.send(b"exit 3\r");
-    let r = t.wait();
-    assert_eq!(r.code, 3, "{:?}", r.stdout);
-    assert!(!r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
+    // ^P alone, then something else, is passed on (the shell sees ^P, then the line); ^P ^Q
+    // detaches, the container runs on, its shell too; its exit code ends the next attach.
+    t.detach_and_reattach(&hx, "sh1", "first", 3);
     assert_eq!(
         hx.run(&["attach", "sh1"]).stderr,
         "hx: container sh1 is not running\n"
@@ -148,17 +130,12 @@ fn detach_keys_can_be_chosen_and_bad_ones_are_refused() {
     assert!(t.running(), "^P ^Q detached: {:?}", t.seen);
     t.send(b"\x15echo two $((3+4))\r");
     t.expect("two 7\r\n");
-    t.send(b"\x01x");
-    let r = t.wait();
-    assert_eq!(r.code, 0, "{:?}", r.stdout);
-    assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
+    t.detach(b"\x01x", &hx, "k");
     // ctrl-\ alone.
     let mut t = Terminal::spawn(&hx, &["attach", "--detach-keys", "ctrl-\\", "k"], 24, 80);
     t.send(b"echo three $((4+5))\r");
     t.expect("three 9\r\n");
-    t.send(b"\x1c");
-    assert_eq!(t.wait().code, 0);
-    assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
+    t.detach(b"\x1c", &hx, "k");
     hx.ok(&["rm", "-f", "k"]);
 }
 

@@ -123,7 +123,7 @@ fn run_it_and_start_ai_detach_with_their_keys_and_the_container_runs_on() {
     assert_eq!(r.code, 125);
     assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "", "nothing was created");
 
-    // hx run --rm -it: ^P alone is input, ^P ^Q detaches.
+    // hx run --rm -it.
     let mut t = Terminal::spawn(
         &hx,
         &["run", "--rm", "-it", "--name", "d1", BUSYBOX, "sh"],
@@ -133,22 +133,9 @@ fn run_it_and_start_ai_detach_with_their_keys_and_the_container_runs_on() {
     t.expect("/ # ");
     t.send(b"MARK=one; echo $((6*7))\r");
     t.expect("42\r\n");
-    t.send(b"\x10");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(t.running(), "a lone ^P detached: {:?}", t.seen);
-    t.send(b"\x15echo still\r");
-    t.expect("still\r\n");
-    t.send(b"\x10\x11");
-    let r = t.wait();
-    assert_eq!(r.code, 0, "{:?}", r.stdout);
-    assert!(r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
-    assert_eq!(hx.ok(&["exec", "d1", "echo", "up"]).stdout, "up\n");
-    // The same shell when attached again; its end removes the --rm container.
-    let mut t = Terminal::spawn(&hx, &["attach", "d1"], 24, 80);
-    t.send(b"echo mark=$MARK\r");
-    t.expect("mark=one\r\n");
-    t.send(b"exit 4\r");
-    assert_eq!(t.wait().code, 4);
+    // ^P alone is input, ^P ^Q detaches; the same shell when attached again, and its end
+    // removes the --rm container.
+    t.detach_and_reattach(&hx, "d1", "one", 4);
     let t0 = std::time::Instant::now();
     while !hx.ok(&["ps", "-a", "-q"]).stdout.is_empty() {
         assert!(t0.elapsed().as_secs() < 30, "the --rm container stayed");
@@ -166,11 +153,7 @@ fn run_it_and_start_ai_detach_with_their_keys_and_the_container_runs_on() {
     t.expect("/ # ");
     t.send(b"echo two $((3+4))\r");
     t.expect("two 7\r\n");
-    t.send(b"\x01x");
-    let r = t.wait();
-    assert_eq!(r.code, 0, "{:?}", r.stdout);
-    assert!(r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
-    assert_eq!(hx.ok(&["exec", "d2", "echo", "up"]).stdout, "up\n");
+    t.detach(b"\x01x", &hx, "d2");
     let v: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", "d2"]).stdout).unwrap();
     assert_eq!(v[0]["State"]["Running"], true, "{v}");
     hx.ok(&["rm", "-f", "d2"]);

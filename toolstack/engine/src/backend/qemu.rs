@@ -18,6 +18,16 @@ pub struct Qemu {
     root: PathBuf,
 }
 
+/// Host-wide KVM verdicts (tmpfs: gone at reboot, when the KVM module may have changed).
+const HOST_PROBE_DIR: &str = "/run/hx";
+
+/// Whole or not at all: a reader never sees a half-written verdict.
+fn write_verdict(path: &Path, verdict: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, verdict)?;
+    std::fs::rename(&tmp, path)
+}
+
 pub const CHANNELS: [&str; 3] = ["stdout", "stderr", "status"];
 
 impl Qemu {
@@ -46,25 +56,50 @@ impl Qemu {
             tracing::info!("accelerator: tcg (/dev/kvm missing or not accessible)");
             return "tcg";
         }
-        let cache = self
-            .cache_dir
-            .join(format!("kvm-probe-{}", self.probe_key(kernel)));
-        if let Ok(v) = std::fs::read_to_string(&cache) {
+        let name = format!("kvm-probe-{}", self.probe_key(kernel));
+        let cache = self.cache_dir.join(&name);
+        // The verdict is a fact of the host until it reboots: shared through /run by every
+        // store, so a host with many stores (tests, several users) probes once per boot.
+        let host_cache = Path::new(HOST_PROBE_DIR).join(&name);
+        let cached = |path: &Path| {
+            let v = std::fs::read_to_string(path).ok()?;
             tracing::info!(
                 "accelerator: {} (cached KVM probe {})",
                 v.trim(),
-                cache.display()
+                path.display()
             );
-            return if v.trim() == "kvm" { "kvm" } else { "tcg" };
+            Some(if v.trim() == "kvm" { "kvm" } else { "tcg" })
+        };
+        if let Some(v) = cached(&cache) {
+            return v;
         }
-        let ok = self.probe_kvm(kernel);
-        let verdict = if ok { "kvm" } else { "tcg" };
-        tracing::info!(
-            "accelerator: {verdict} (KVM probe {} the kernel)",
-            if ok { "booted" } else { "could not boot" }
-        );
+        // One probe at a time on the host: the others wait and read its verdict.
+        let _lock = std::fs::create_dir_all(HOST_PROBE_DIR)
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(Path::new(HOST_PROBE_DIR).join("kvm-probe.lock"))
+            })
+            .ok()
+            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+        let verdict = match cached(&host_cache) {
+            Some(v) => v,
+            None => {
+                let ok = self.probe_kvm(kernel);
+                tracing::info!(
+                    "accelerator: {} (KVM probe {} the kernel)",
+                    if ok { "kvm" } else { "tcg" },
+                    if ok { "booted" } else { "could not boot" }
+                );
+                let verdict = if ok { "kvm" } else { "tcg" };
+                let _ = write_verdict(&host_cache, verdict);
+                verdict
+            }
+        };
         let _ =
-            std::fs::create_dir_all(&self.cache_dir).and_then(|_| std::fs::write(&cache, verdict));
+            std::fs::create_dir_all(&self.cache_dir).and_then(|_| write_verdict(&cache, verdict));
         verdict
     }
 
@@ -100,7 +135,8 @@ impl Qemu {
     /// Boots the kernel under KVM with no init: reaching "No working init found" proves the
     /// kernel runs (kvm_pvm hosts abort or hang instead).
     fn probe_kvm(&self, kernel: &Path) -> bool {
-        let Ok(mut child) = Command::new(&self.binary)
+        let mut probe = Command::new(&self.binary);
+        probe
             .args([
                 "-M",
                 "microvm",
@@ -125,9 +161,18 @@ impl Qemu {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
+            .stderr(Stdio::null());
+        // A probe that hangs (kvm_pvm) must not outlive an hx killed during its 10 s.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            probe.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let Ok(mut child) = probe.spawn() else {
             return false;
         };
         if !matches!(

@@ -165,7 +165,7 @@ impl Qemu {
         // A probe that hangs (kvm_pvm) must not outlive an hx killed during its 10 s.
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
-            probe.pre_exec(|| {
+            std::os::unix::process::CommandExt::pre_exec(&mut probe, || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

@@ -69,6 +69,8 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
     let c = container::find(&g.root, name)?;
     let dir = container::dir(&g.root, &c.id);
     let paused = super::pause::is_paused(&g.root, &c);
+    // docker's input settings come from the request (a created container has no spec yet).
+    let req = hx_engine::lifecycle::request_of(&g.root, &c).ok();
     let spec: serde_json::Value = std::fs::read(dir.join("spec.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -100,8 +102,9 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             "Labels": c.labels,
             "StopSignal": c.stop_signal,
             "StopTimeout": c.stop_timeout,
-            "Tty": spec["tty"].is_object(),
-            "OpenStdin": spec["stdin"].as_bool().unwrap_or(false),
+            "Tty": req.as_ref().is_some_and(|r| r.tty.is_some()),
+            "OpenStdin": req.as_ref().is_some_and(|r| r.stdin),
+            "StdinOnce": c.stdin_once,
         },
         "State": {
             "Status": if paused { json!("paused") } else { json!(c.status) },

@@ -68,7 +68,7 @@ for round in $(seq 1 "$rounds"); do
         ready="$(since "$ts")"
         out="$(rb "$port")"
         grep -q '^SET:' <<<"$out" && grep -q '^GET:' <<<"$out" || die "redis-benchmark against $t printed no SET/GET line"
-        if [ "$t" = native ]; then kill "$pid"; wait "$pid" 2>/dev/null; else hx rm -f rd >/dev/null; fi
+        if [ "$t" = native ]; then kill "$pid"; wait "$pid" 2>/dev/null; else hx rm -f -v rd >/dev/null; fi
         echo "round $round redis $t (ready in $ready s): $(tr '\n' ' ' <<<"$out")"
         redis_rows+=("$round $t $(rps "$out" SET) $(p50 "$out" SET) $(rps "$out" GET) $(p50 "$out" GET) $ready")
     done

@@ -5,24 +5,15 @@
 # the host's own `cat` through a pipe. Prints a markdown table.
 # Usage: tests/bench/exec.sh [RUNS] [MB]   (env: HX_KERNEL, HX_INIT, HX (the hx binary))
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/../.." && pwd)"
 runs="${1:-9}"
 mb="${2:-32}"
-kernel="${HX_KERNEL:-$repo/kernel/out/bzImage}"
-init="${HX_INIT:-$repo/target/pv-init/x86_64-unknown-linux-gnu/release/pv-init}"
-hx="${HX:-$repo/target/release/hx}"
-for f in "$kernel" "$init" "$hx"; do
-    [ -e "$f" ] || { echo "bench: missing $f" >&2; exit 1; }
-done
+. "$(dirname "$0")/lib.sh"
 work="$(mktemp -d /tmp/hx-bench-exec.XXXXXX)"
 export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu
-h() { "$hx" --root "$work/store" "$@"; }
 trap 'h rm -f bench-exec >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-h load -i "$repo/../shared/images/busybox-1.38.0-glibc" >/dev/null
+h load -i "$busybox_dir" >/dev/null
 h run -d --name bench-exec --network none --memory 128m busybox:1.38.0-glibc sleep 100000 >/dev/null
 h exec bench-exec true
-ms() { local s e; s=$(date +%s%N); "$@" >/dev/null </dev/null; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run_t=(); exec_t=()
 for _ in $(seq "$runs"); do
     run_t+=("$(ms h run --rm --network none --memory 128m busybox:1.38.0-glibc true)")

@@ -4,22 +4,15 @@
 # only powers off. Also reports the guest memory in use after boot. Prints a markdown table.
 # Usage: tests/bench/run.sh [RUNS]   (env: HX_KERNEL, HX_INIT, HX (the hx binary))
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/../.." && pwd)"
 runs="${1:-5}"
-kernel="${HX_KERNEL:-$repo/kernel/out/bzImage}"
-init="${HX_INIT:-$repo/target/pv-init/x86_64-unknown-linux-gnu/release/pv-init}"
-hx="${HX:-$repo/target/release/hx}"
-image_dir="$repo/../shared/images/busybox-1.38.0-glibc"
 mem=128
-for f in "$kernel" "$init" "$hx"; do
-    [ -e "$f" ] || { echo "bench: missing $f (kernel/build.sh, scripts/build-pv-init.sh, cargo build --release -p hx-toolstack)" >&2; exit 1; }
-done
+. "$(dirname "$0")/lib.sh"
 command -v busybox >/dev/null || { echo "bench: busybox-static is needed (apt-get install busybox-static)" >&2; exit 1; }
 
 work="$(mktemp -d /tmp/hx-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu
-"$hx" --root "$work/store" load -i "$image_dir" >/dev/null
+"$hx" --root "$work/store" load -i "$busybox_dir" >/dev/null
 
 # The baseline initramfs: /init powers the VM off at once.
 mkdir -p "$work/initrd/bin"
@@ -39,8 +32,6 @@ bare() {
 hxrun() {
     timeout 120 "$hx" --root "$work/store" run --rm --network none --memory "${mem}m" busybox:1.38.0-glibc true </dev/null
 }
-ms() { local s e; s=$(date +%s%N); "$1"; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Alternate the two so that load from other processes hits both alike; one warm-up run each.
 bare; hxrun
 bare_t=(); hx_t=()

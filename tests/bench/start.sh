@@ -7,23 +7,14 @@
 # Prints a markdown table.
 # Usage: tests/bench/start.sh [RUNS]   (env: HX_KERNEL, HX_INIT, HX (the hx binary))
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/../.." && pwd)"
 runs="${1:-9}"
-kernel="${HX_KERNEL:-$repo/kernel/out/bzImage}"
-init="${HX_INIT:-$repo/target/pv-init/x86_64-unknown-linux-gnu/release/pv-init}"
-hx="${HX:-$repo/target/release/hx}"
-for f in "$kernel" "$init" "$hx"; do
-    [ -e "$f" ] || { echo "bench: missing $f" >&2; exit 1; }
-done
+. "$(dirname "$0")/lib.sh"
 work="$(mktemp -d /tmp/hx-bench-start.XXXXXX)"
 export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu HX_NETWORK=none
-h() { "$hx" --root "$work/store" "$@"; }
 trap 'h rm -f $(h ps -aq) >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-h load -i "$repo/../shared/images/busybox-1.38.0-glibc" >/dev/null
+h load -i "$busybox_dir" >/dev/null
 h create --name again busybox:1.38.0-glibc true >/dev/null
 h start -a again
-ms() { local s e; s=$(date +%s%N); "$@" >/dev/null </dev/null; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rm_t=(); keep_t=(); start_t=()
 for i in $(seq "$runs"); do
     rm_t+=("$(ms h run --rm busybox:1.38.0-glibc true)")

@@ -1,10 +1,21 @@
 //! `hx attach` with input, like `docker attach`: `hx run -d -i`/`-dit` containers whose stdin
 //! stays open while nobody is attached (the log relay holds it), input from any number of
 //! attaches in turn, detach keys (Ctrl-P Ctrl-Q, `--detach-keys`) that leave the container
-//! running, the end of an attach's input that only detaches, and the workload's exit code.
+//! running, the end of an attach's input that only detaches (or closes the workload's stdin
+//! of a stdin-once container), and the workload's exit code.
 mod common;
 use common::{run_with_input, term::Terminal, Hx, BUSYBOX};
 use std::time::{Duration, Instant};
+
+/// docker's input settings of container `name` (`hx inspect`'s Config): OpenStdin, StdinOnce.
+fn stdin_config(hx: &Hx, name: &str) -> (bool, bool) {
+    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", name]).stdout).unwrap();
+    let c = &v[0]["Config"];
+    (
+        c["OpenStdin"].as_bool().unwrap(),
+        c["StdinOnce"].as_bool().unwrap(),
+    )
+}
 
 /// Waits until `hx logs NAME` shows `needle`; the logs.
 fn logs_show(hx: &Hx, name: &str, needle: &str) -> String {
@@ -35,27 +46,9 @@ fn dit_attach_takes_input_detaches_with_ctrl_p_ctrl_q_and_reattaches() {
     // Input reaches the shell, output comes back, and the terminal has hx's size.
     t.send(b"MARK=first; stty size; echo $((6*7))\r");
     t.expect("30 100\r\n42\r\n");
-    // ^P alone, then something else, is passed on (the shell sees ^P, then the line).
-    t.send(b"\x10");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(t.running(), "a lone ^P detached: {:?}", t.seen);
-    t.send(b"\x15echo still $((1+1))\r");
-    t.expect("still 2\r\n");
-    t.send(b"\x10\x11");
-    let r = t.wait();
-    assert_eq!(r.code, 0, "{:?}", r.stdout);
-    assert!(r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
-    // The container runs on, its shell too.
-    assert_eq!(hx.ok(&["exec", "sh1", "echo", "up"]).stdout, "up\n");
-
-    // Again: the same shell (its variable), then its exit code ends the attach.
-    let mut t = Terminal::spawn(&hx, &["attach", "sh1"], 24, 80);
-    t.send(b"echo mark=$MARK\r");
-    t.expect("mark=first\r\n");
-    t.send(b"exit 3\r");
-    let r = t.wait();
-    assert_eq!(r.code, 3, "{:?}", r.stdout);
-    assert!(!r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
+    // ^P alone, then something else, is passed on (the shell sees ^P, then the line); ^P ^Q
+    // detaches, the container runs on, its shell too; its exit code ends the next attach.
+    t.detach_and_reattach(&hx, "sh1", "first", 3);
     assert_eq!(
         hx.run(&["attach", "sh1"]).stderr,
         "hx: container sh1 is not running\n"
@@ -79,6 +72,8 @@ fn di_keeps_stdin_open_and_the_end_of_an_attach_input_only_detaches() {
     ]);
     hx.ok(&["exec", "rd", "true"]);
     logs_show(&hx, "rd", "ready\n");
+    // docker's run -d -i: open, not stdin-once.
+    assert_eq!(stdin_config(&hx, "rd"), (true, false));
 
     let (code, _, err) = run_with_input(&hx, &["attach", "rd"], b"one\ntwo\n".to_vec());
     assert_eq!(code, 0, "{err}");
@@ -135,22 +130,20 @@ fn detach_keys_can_be_chosen_and_bad_ones_are_refused() {
     assert!(t.running(), "^P ^Q detached: {:?}", t.seen);
     t.send(b"\x15echo two $((3+4))\r");
     t.expect("two 7\r\n");
-    t.send(b"\x01x");
-    let r = t.wait();
-    assert_eq!(r.code, 0, "{:?}", r.stdout);
-    assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
+    t.detach(b"\x01x", &hx, "k");
     // ctrl-\ alone.
     let mut t = Terminal::spawn(&hx, &["attach", "--detach-keys", "ctrl-\\", "k"], 24, 80);
     t.send(b"echo three $((4+5))\r");
     t.expect("three 9\r\n");
-    t.send(b"\x1c");
-    assert_eq!(t.wait().code, 0);
-    assert_eq!(hx.ok(&["exec", "k", "echo", "up"]).stdout, "up\n");
+    t.detach(b"\x1c", &hx, "k");
     hx.ok(&["rm", "-f", "k"]);
 }
 
+/// docker's StdinOnce, kept in the record: a container made by `hx create -i` takes the end
+/// of its first attached client's input as its own, whether that client is `hx start -ai` or
+/// an `hx attach` after a plain `hx start`.
 #[test]
-fn start_ai_feeds_stdin_once_and_a_plain_start_keeps_it_open_for_attach() {
+fn a_create_i_container_is_stdin_once_for_start_ai_and_for_attach() {
     let Some(hx) = Hx::with_busybox() else { return };
     hx.ok(&[
         "create",
@@ -162,6 +155,7 @@ fn start_ai_feeds_stdin_once_and_a_plain_start_keeps_it_open_for_attach() {
         "-c",
         "cat; echo done",
     ]);
+    assert_eq!(stdin_config(&hx, "ci"), (true, true));
     // docker start -ai: the end of hx's input is the workload's.
     let (code, out, err) = run_with_input(&hx, &["start", "-a", "-i", "ci"], b"x\n".to_vec());
     assert_eq!(
@@ -169,15 +163,25 @@ fn start_ai_feeds_stdin_once_and_a_plain_start_keeps_it_open_for_attach() {
         (0, "x\ndone\n"),
         "{err}"
     );
-    // Started without -i: its stdin is open all the same, for hx attach.
+    // Started without -i, then attached with piped input: its end closes the workload's
+    // stdin too (cat ends), and the attach ends with the container, exit 0.
     hx.ok(&["start", "ci"]);
     hx.ok(&["exec", "ci", "true"]);
-    let (code, _, err) = run_with_input(&hx, &["attach", "ci"], b"y\n".to_vec());
-    assert_eq!(code, 0, "{err}");
-    let logs = logs_show(&hx, "ci", "done\ny\n");
-    assert_eq!(logs.matches("done").count(), 1, "{logs:?}");
-    assert_eq!(hx.ok(&["exec", "ci", "echo", "up"]).stdout, "up\n");
-    hx.ok(&["rm", "-f", "ci"]);
+    let (code, out, err) = run_with_input(&hx, &["attach", "ci"], b"y\n".to_vec());
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "y\ndone\n"),
+        "{err}"
+    );
+    let logs = logs_show(&hx, "ci", "done\ny\ndone\n");
+    assert_eq!(logs, "x\ndone\ny\ndone\n");
+    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", "ci"]).stdout).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited", "{v}");
+    assert_eq!(v[0]["State"]["ExitCode"], 0, "{v}");
+    // Without -i there is no input to speak of.
+    hx.ok(&["create", "--name", "plain", BUSYBOX, "true"]);
+    assert_eq!(stdin_config(&hx, "plain"), (false, false));
+    hx.ok(&["rm", "-f", "ci", "plain"]);
 }
 
 /// `hx console` of a QEMU container started with `-i` is its workload's terminal, keys

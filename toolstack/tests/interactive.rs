@@ -1,6 +1,7 @@
 //! `hx run -i` and `-t` on the QEMU backend: hx's stdin reaches the workload byte for byte with
 //! its end, and with `-it` on a terminal the workload gets a terminal of the same size whose
-//! keys (^C included) reach it, like `docker run -it`.
+//! keys (^C included) reach it, like `docker run -it`; its detach keys (`hx run -it`,
+//! `hx start -ai`) leave the container running.
 mod common;
 use common::{run_with_input, term::Terminal, Hx, BUSYBOX};
 
@@ -97,4 +98,63 @@ fn it_on_a_terminal_is_interactive_with_size_and_ctrl_c() {
         "{:?}",
         r.stdout
     );
+}
+
+/// docker's detach keys on `hx run -it` and `hx start -ai`: Ctrl-P Ctrl-Q (or
+/// `--detach-keys`) leave the container running, exit 0, "read escape sequence"; the shell is
+/// the same one when attached again. A bad `--detach-keys` creates nothing.
+#[test]
+fn run_it_and_start_ai_detach_with_their_keys_and_the_container_runs_on() {
+    for args in [
+        &["run", "-it", "--detach-keys", "ctrl-1", BUSYBOX, "sh"][..],
+        &["start", "-ai", "--detach-keys", "x,", "whatever"],
+    ] {
+        let hx = Hx::new();
+        let r = hx.run(args);
+        assert_eq!(r.code, 125, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("hx: invalid detach keys"),
+            "{}",
+            r.stderr
+        );
+    }
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&["run", "-it", "--detach-keys", "ctrl-1", BUSYBOX, "sh"]);
+    assert_eq!(r.code, 125);
+    assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "", "nothing was created");
+
+    // hx run --rm -it.
+    let mut t = Terminal::spawn(
+        &hx,
+        &["run", "--rm", "-it", "--name", "d1", BUSYBOX, "sh"],
+        24,
+        80,
+    );
+    t.expect("/ # ");
+    t.send(b"MARK=one; echo $((6*7))\r");
+    t.expect("42\r\n");
+    // ^P alone is input, ^P ^Q detaches; the same shell when attached again, and its end
+    // removes the --rm container.
+    t.detach_and_reattach(&hx, "d1", "one", 4);
+    let t0 = std::time::Instant::now();
+    while !hx.ok(&["ps", "-a", "-q"]).stdout.is_empty() {
+        assert!(t0.elapsed().as_secs() < 30, "the --rm container stayed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // hx start -ai with keys of its own.
+    hx.ok(&["create", "-it", "--name", "d2", BUSYBOX, "sh"]);
+    let mut t = Terminal::spawn(
+        &hx,
+        &["start", "-ai", "--detach-keys", "ctrl-a,x", "d2"],
+        24,
+        80,
+    );
+    t.expect("/ # ");
+    t.send(b"echo two $((3+4))\r");
+    t.expect("two 7\r\n");
+    t.detach(b"\x01x", &hx, "d2");
+    let v: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", "d2"]).stdout).unwrap();
+    assert_eq!(v[0]["State"]["Running"], true, "{v}");
+    hx.ok(&["rm", "-f", "d2"]);
 }

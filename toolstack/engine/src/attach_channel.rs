@@ -8,11 +8,11 @@
 //! `Request`; the relay answers `Hello` then an `Answer` (a `Reply`), or an `Exit` carrying an
 //! init-error status line (refused). Then `Stdin` frames: input bytes; an empty one is the end
 //! of input. A connection that closes without it has detached: the workload's stdin stays open.
-//! The end of input closes the workload's stdin only when the container's input is
-//! "stdin once" (docker's `StdinOnce`: `hx run -i` without `-d` says so when it connects, and
-//! it stays so); otherwise it only ends that client's turn. As docker's, a stdin-once
-//! container without a terminal also loses its stdin when its client goes away without an
-//! end (a killed `hx run -i`): only a terminal's detach keys leave it open.
+//! The end of input closes the workload's stdin only when the container is "stdin once"
+//! (docker's `Config.StdinOnce`, in its record: made with `-i` by `hx create` or an attached
+//! `hx run`, not by `hx run -d`); otherwise it only ends that client's turn. As docker's, a
+//! stdin-once container without a terminal also loses its stdin when its client goes away
+//! without an end (a killed `hx run -i`): only a terminal's detach keys leave it open.
 //!
 //! Nothing reaches the guest before pv-init reported the workload started (the relay sees the
 //! status stream go by): QEMU drops what reaches a port the guest has not opened yet.
@@ -31,14 +31,11 @@ const STREAM: u32 = 1;
 /// detached may not have been noticed yet) before it is refused.
 const HOLDER_WAIT: Duration = Duration::from_secs(3);
 
-/// What a client asks for.
+/// What a client asks for: the input, nothing more to say yet (the container's record
+/// decides what the end of it does).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
-    /// The end of this client's input is the end of the workload's (docker's StdinOnce; kept
-    /// for the container's life once a client said so).
-    pub stdin_once: bool,
-}
+pub struct Request {}
 
 /// What the relay answers.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -123,7 +120,6 @@ struct Inner {
     holder: bool,
     /// The workload's stdin was closed (its end was sent).
     closed: bool,
-    stdin_once: bool,
 }
 
 struct Shared {
@@ -133,6 +129,8 @@ struct Shared {
     started: Arc<GuestStarted>,
     /// The workload has a terminal (`-t`).
     tty: bool,
+    /// The end of a client's input is the workload's (the container's StdinOnce).
+    stdin_once: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,12 +139,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Serves the workload's input (`guest`: the relay's end of the `hx.stdin` socket pair) on
 /// `dir/attach.sock` from threads of its own; returns once listening. `tty`: the workload has
-/// a terminal.
+/// a terminal; `stdin_once`: the container's StdinOnce.
 pub fn serve(
     guest: OwnedFd,
     dir: &Path,
     started: Arc<GuestStarted>,
     tty: bool,
+    stdin_once: bool,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let short = crate::short_path::ShortPath::new(dir, SOCKET)?;
@@ -158,12 +157,12 @@ pub fn serve(
         inner: Mutex::new(Inner {
             holder: false,
             closed: false,
-            stdin_once: false,
         }),
         changed: Condvar::new(),
         guest: UnixStream::from(guest),
         started,
         tty,
+        stdin_once,
     });
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -187,23 +186,19 @@ fn refuse(conn: &mut UnixStream, why: &str) {
 fn client(mut conn: UnixStream, shared: &Shared) {
     // The greeting is due at once; after it the client may be silent for as long as it likes.
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let req = match (Frame::read_from(&mut conn), Frame::read_from(&mut conn)) {
+    match (Frame::read_from(&mut conn), Frame::read_from(&mut conn)) {
         (Ok(Some(h)), Ok(Some(o)))
             if h.kind == Kind::Hello && h.version().is_ok() && o.kind == Kind::Open =>
         {
-            match serde_json::from_slice::<Request>(&o.payload) {
-                Ok(r) => r,
-                Err(_) => return refuse(&mut conn, "not an hx attach client"),
+            if serde_json::from_slice::<Request>(&o.payload).is_err() {
+                return refuse(&mut conn, "not an hx attach client");
             }
         }
         _ => return refuse(&mut conn, "not an hx attach client"),
-    };
+    }
     let _ = conn.set_read_timeout(None);
     let reply = {
         let mut inner = lock(&shared.inner);
-        if req.stdin_once {
-            inner.stdin_once = true;
-        }
         let deadline = Instant::now() + HOLDER_WAIT;
         while inner.holder && !inner.closed {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -222,7 +217,7 @@ fn client(mut conn: UnixStream, shared: &Shared) {
         }
         let reply = Reply {
             input_open: !inner.closed,
-            stdin_once: inner.stdin_once,
+            stdin_once: shared.stdin_once,
         };
         if reply.input_open {
             inner.holder = true;
@@ -267,7 +262,7 @@ fn client(mut conn: UnixStream, shared: &Shared) {
 fn release(shared: &Shared, ended: bool) {
     let mut inner = lock(&shared.inner);
     inner.holder = false;
-    if ended && inner.stdin_once && !inner.closed {
+    if ended && shared.stdin_once && !inner.closed {
         // A half-close, and the socket stays open for the relay's life: QEMU passes on what
         // the socket still holds, then the end; a hang-up would make it drop that tail.
         let _ = shared.guest.shutdown(std::net::Shutdown::Write);
@@ -291,7 +286,7 @@ pub enum Connected {
 
 /// Connects to the input of the container in `dir` (its relay is listening, or about to: a
 /// freshly started one gets a few seconds).
-pub fn connect(dir: &Path, stdin_once: bool) -> anyhow::Result<Connected> {
+pub fn connect(dir: &Path) -> anyhow::Result<Connected> {
     let short = crate::short_path::ShortPath::new(dir, SOCKET)?;
     let t0 = Instant::now();
     let mut conn = loop {
@@ -311,7 +306,7 @@ pub fn connect(dir: &Path, stdin_once: bool) -> anyhow::Result<Connected> {
     };
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     Frame::hello().write_to(&mut conn)?;
-    let req = serde_json::to_vec(&Request { stdin_once }).expect("request serializes");
+    let req = serde_json::to_vec(&Request {}).expect("request serializes");
     Frame::new(Kind::Open, STREAM, req).write_to(&mut conn)?;
     let first = Frame::read_from(&mut conn)?;
     match first {
@@ -360,10 +355,10 @@ impl Input {
 mod tests {
     use super::*;
 
-    fn relay(dir: &Path, tty: bool) -> (UnixStream, Arc<GuestStarted>) {
+    fn relay(dir: &Path, tty: bool, stdin_once: bool) -> (UnixStream, Arc<GuestStarted>) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let started = Arc::new(GuestStarted::default());
-        serve(OwnedFd::from(theirs), dir, started.clone(), tty).unwrap();
+        serve(OwnedFd::from(theirs), dir, started.clone(), tty, stdin_once).unwrap();
         (ours, started)
     }
 
@@ -386,17 +381,22 @@ mod tests {
         assert!(*lock(&started.started));
     }
 
+    fn input(dir: &Path) -> Input {
+        match connect(dir).unwrap() {
+            Connected::Input(i) => i,
+            Connected::Closed => panic!("input closed"),
+        }
+    }
+
     #[test]
     fn input_waits_for_the_guest_and_ends_only_when_stdin_once() {
+        // Not stdin-once: an end only ends that client's turn.
         let d = tempfile::tempdir().unwrap();
-        let (guest, started) = relay(d.path(), false);
+        let (guest, started) = relay(d.path(), false, false);
         guest
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        // Not stdin-once: its end only ends its turn.
-        let Connected::Input(mut a) = connect(d.path(), false).unwrap() else {
-            panic!("input closed")
-        };
+        let mut a = input(d.path());
         assert!(!a.reply.stdin_once);
         a.send(b"one ").unwrap();
         let mut buf = [0u8; 64];
@@ -406,69 +406,67 @@ mod tests {
         );
         started.set();
         a.end().unwrap();
-        // A second client gets the input once the first let go.
-        let Connected::Input(mut b) = connect(d.path(), true).unwrap() else {
-            panic!("input closed")
-        };
-        assert!(b.reply.stdin_once);
-        // A third one, while the second holds it, is refused.
-        let e = connect(d.path(), false).err().unwrap();
+        // A second client gets the input once the first let go; a third one, while the
+        // second holds it, is refused.
+        let mut b = input(d.path());
+        let e = connect(d.path()).err().unwrap();
         assert!(e.to_string().contains("another client"), "{e}");
         b.send(b"two").unwrap();
         b.end().unwrap();
-        guest.set_read_timeout(None).unwrap();
-        assert_eq!(read_all(&guest), b"one two");
-        // Closed for good: later clients learn it.
-        assert!(matches!(
-            connect(d.path(), false).unwrap(),
-            Connected::Closed
-        ));
+        let mut c = input(d.path());
+        c.send(b" three").unwrap();
+        drop(c);
+        let mut got = [0u8; 64];
+        let mut n = 0;
+        while n < 13 {
+            n += std::io::Read::read(&mut &guest, &mut got[n..]).unwrap();
+        }
+        assert_eq!(&got[..n], b"one two three");
+        assert!(matches!(connect(d.path()).unwrap(), Connected::Input(_)));
+
+        // Stdin-once: the first end is the workload's, and later clients learn it.
+        let d = tempfile::tempdir().unwrap();
+        let (guest, started) = relay(d.path(), false, true);
+        started.set();
+        let mut a = input(d.path());
+        assert!(a.reply.stdin_once);
+        a.send(b"four").unwrap();
+        a.end().unwrap();
+        assert_eq!(read_all(&guest), b"four");
+        assert!(matches!(connect(d.path()).unwrap(), Connected::Closed));
     }
 
     #[test]
     fn a_client_that_goes_away_without_an_end_leaves_a_terminal_input_open() {
         let d = tempfile::tempdir().unwrap();
-        let (guest, started) = relay(d.path(), true);
+        let (guest, started) = relay(d.path(), true, true);
         started.set();
-        let Connected::Input(mut a) = connect(d.path(), true).unwrap() else {
-            panic!("input closed")
-        };
+        let mut a = input(d.path());
         a.send(b"x").unwrap();
         drop(a);
-        let Connected::Input(b) = connect(d.path(), false).unwrap() else {
-            panic!("input closed")
-        };
-        b.end().unwrap();
+        input(d.path()).end().unwrap();
         assert_eq!(read_all(&guest), b"x");
         // Without a terminal, a stdin-once client that goes away ends the input (docker's).
         let d = tempfile::tempdir().unwrap();
-        let (guest, started) = relay(d.path(), false);
+        let (guest, started) = relay(d.path(), false, true);
         started.set();
-        let Connected::Input(mut a) = connect(d.path(), true).unwrap() else {
-            panic!("input closed")
-        };
+        let mut a = input(d.path());
         a.send(b"y").unwrap();
         drop(a);
         assert_eq!(read_all(&guest), b"y");
         // Not stdin-once: going away is a detach.
         let d = tempfile::tempdir().unwrap();
-        let (guest, started) = relay(d.path(), false);
+        let (guest, started) = relay(d.path(), false, false);
         started.set();
-        let Connected::Input(a) = connect(d.path(), false).unwrap() else {
-            panic!("input closed")
-        };
-        drop(a);
-        assert!(matches!(
-            connect(d.path(), false).unwrap(),
-            Connected::Input(_)
-        ));
+        drop(input(d.path()));
+        assert!(matches!(connect(d.path()).unwrap(), Connected::Input(_)));
         drop(guest);
     }
 
     #[test]
     fn strangers_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let (_guest, _) = relay(d.path(), false);
+        let (_guest, _) = relay(d.path(), false, false);
         let short = crate::short_path::ShortPath::new(d.path(), SOCKET).unwrap();
         let mut s = UnixStream::connect(short.path()).unwrap();
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();

@@ -62,11 +62,26 @@ pub struct Container {
     /// Ended by `hx stop`/`hx kill`: `always` waits for a reboot, `unless-stopped` for a user.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// docker's `Config.StdinOnce`: the end of the first attached client's input closes the
+    /// workload's stdin (`-i` with an attached client at creation: `hx create -i`, `hx run -i`
+    /// without `-d`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 impl Container {
     pub fn short_id(&self) -> &str {
         &self.id[..12]
+    }
+
+    /// The VM's host process (QEMU, the Xen monitor), as recorded.
+    pub fn vm_process(&self) -> Option<crate::process::Tracked> {
+        crate::process::Tracked::new(self.pid, self.pid_start)
+    }
+
+    /// Whether the VM's host process still runs.
+    pub fn vm_alive(&self) -> bool {
+        self.vm_process().is_some_and(|p| p.is_alive())
     }
 }
 
@@ -117,14 +132,17 @@ pub fn owner_alive(root: &Path, id: &str) -> bool {
     }
 }
 
+/// The record's file in the container's directory.
+pub const STATE_FILE: &str = "state.json";
+
 pub fn save(root: &Path, c: &Container) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(c)?;
-    hx_images::store::write_atomic(&dir(root, &c.id).join("state.json"), &bytes)?;
+    hx_images::store::write_atomic(&dir(root, &c.id).join(STATE_FILE), &bytes)?;
     Ok(())
 }
 
 pub fn load(root: &Path, id: &str) -> anyhow::Result<Container> {
-    let p = dir(root, id).join("state.json");
+    let p = dir(root, id).join(STATE_FILE);
     let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
 }

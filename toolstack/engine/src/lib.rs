@@ -17,6 +17,7 @@ pub mod log_relay;
 pub mod logfile;
 pub mod network;
 pub mod ops;
+pub mod process;
 pub mod restart;
 pub mod runtime;
 pub mod sanitize;

@@ -75,6 +75,11 @@ pub struct CreateRequest {
     pub xen_type: Option<String>,
     /// The workload's stdin comes from the caller (`-i`).
     pub stdin: bool,
+    /// docker's StdinOnce (with `stdin`): a client attaches at creation (`hx create -i`, `hx
+    /// run -i` without `-d`), and the end of the first attached client's input is the
+    /// workload's. docker/cli: `OpenStdin && AttachStdin`, cleared by `run -d`.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// A terminal of this size for the workload (`-t`).
     pub tty: Option<TtySize>,
     /// Removed when it exits (`--rm`).
@@ -262,6 +267,7 @@ fn create_inner(
         restart_policy: req.restart,
         restart_count: 0,
         manually_stopped: false,
+        stdin_once: req.stdin && req.stdin_once,
     };
     // The record being made, shared with the undo: its last state is the undo's fallback
     // when the one on disk cannot be read.

@@ -61,12 +61,18 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
     if unsafe { libc::fcntl(STDIN_FD, libc::F_GETFD) } >= 0 {
         let guest = unsafe { OwnedFd::from_raw_fd(STDIN_FD) };
         let started = std::sync::Arc::new(crate::attach_channel::GuestStarted::default());
-        // Written by hx before it started the VM; a terminal changes docker's stdin-once rule.
+        // Both written by hx before it started the VM: the spec (a terminal changes docker's
+        // stdin-once rule) and the record (StdinOnce).
         let tty = std::fs::read(dir.join("spec.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok())
             .is_some_and(|s| s.tty.is_some());
-        crate::attach_channel::serve(guest, dir, started.clone(), tty).context("input channel")?;
+        let stdin_once = std::fs::read(dir.join(crate::container::STATE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::container::Container>(&b).ok())
+            .is_some_and(|c| c.stdin_once);
+        crate::attach_channel::serve(guest, dir, started.clone(), tty, stdin_once)
+            .context("input channel")?;
         watch = Some(crate::attach_channel::StatusWatch::new(started));
     }
     let mut open: Vec<(OwnedFd, RotatingWriter, &str)> = Vec::new();
@@ -224,11 +230,10 @@ pub fn spawn(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
-    // SAFETY: only async-signal-safe calls (setsid, fcntl, dup2) between fork and exec. The
-    // sources are first copied above the targets so that no dup2 overwrites a source.
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. The sources
+    // are first copied above the targets so that no dup2 overwrites a source.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setsid();
             let mut high = [0i32; STREAMS.len() + 3];
             let high = &mut high[..sources.len()];
             for (h, &src) in high.iter_mut().zip(&sources) {
@@ -245,9 +250,9 @@ pub fn spawn(
             Ok(())
         });
     }
-    let child = cmd.spawn().context("starting the log relay")?;
-    // Not waited for: it runs as long as the VM; its lock says when it is done.
-    std::mem::forget(child);
+    // Its own session, so it outlives `hx run` like QEMU does. Not waited for: it runs as long
+    // as the VM; its lock says when it is done.
+    crate::process::spawn_detached(&mut cmd).context("starting the log relay")?;
     Ok(qemu_ends)
 }
 

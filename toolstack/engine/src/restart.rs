@@ -9,7 +9,6 @@ use crate::backend;
 use crate::container::{self, Container, Status};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -140,7 +139,6 @@ const LOG_FILE: &str = "supervisor.log";
 
 /// Starts the supervisor of container `id` unless its policy is `no` or one already runs.
 pub fn ensure_supervisor(root: &Path, c: &Container) -> anyhow::Result<()> {
-    use std::os::unix::process::CommandExt;
     if c.restart_policy == Policy::No || supervised(root, &c.id) {
         return Ok(());
     }
@@ -159,17 +157,9 @@ pub fn ensure_supervisor(root: &Path, c: &Container) -> anyhow::Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe. Its own session: it outlives the hx that started it
-    // and the terminal's signals.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().context("starting the supervisor")?;
-    // Not waited for: it lives as long as the container's policy has work for it.
-    std::mem::forget(child);
+    // Its own session: it outlives the hx that started it and the terminal's signals. Not
+    // waited for: it lives as long as the container's policy has work for it.
+    crate::process::spawn_detached(&mut cmd).context("starting the supervisor")?;
     Ok(())
 }
 
@@ -289,31 +279,12 @@ fn next(root: &Path, id: &str) -> anyhow::Result<Next> {
 /// Sleeps until the VM of `c` ends (its process's pidfd), or a second passed (the record may
 /// have changed under us: a user's `hx restart` makes a new VM).
 fn wait_for_vm(c: &Container) {
-    let pidfd = c.pid.and_then(|pid| {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
-        (fd >= 0).then(|| unsafe {
-            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32)
-        })
-    });
-    match (&pidfd, c.status) {
-        (Some(fd), Status::Running) => {
-            let mut p = libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut p, 1, 1000) };
-            // Our own child (a VM this supervisor restarted): reap it, or it stays a zombie
-            // that looks alive.
-            if let Some(pid) = c.pid {
-                let _ = nix::sys::wait::waitpid(
-                    nix::unistd::Pid::from_raw(pid),
-                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-                );
-            }
+    // VMs and log relays this supervisor started are its children: reaped here, or they
+    // stay zombies (a VM's would look alive).
+    crate::process::reap_exited_children();
+    match (c.vm_process(), c.status) {
+        (Some(vm), Status::Running) => {
+            vm.wait(Duration::from_secs(1));
         }
         _ => std::thread::sleep(Duration::from_millis(100)),
     }

@@ -43,9 +43,6 @@ pub struct Options {
     /// as docker's.
     pub detach_keys: Vec<u8>,
     pub sig_proxy: bool,
-    /// This client's end of input is the workload's (docker's StdinOnce: `hx start -a -i` of
-    /// a container made with `-i` but not `-d`); `hx attach` says false.
-    pub stdin_once: bool,
 }
 
 /// How a session ended.
@@ -58,20 +55,24 @@ pub enum Ended {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    // An empty value is docker's default too.
-    let keys = match args.detach_keys.as_deref() {
-        Some(k) if !k.is_empty() => parse_detach_keys(k)?,
-        _ => parse_detach_keys(DEFAULT_DETACH_KEYS)?,
-    };
+    let keys = detach_keys(args.detach_keys.as_deref())?;
     let o = Options {
         stdin: !args.no_stdin,
         detach_keys: keys,
         sig_proxy: args.sig_proxy,
-        stdin_once: false,
     };
     match attach(&g.root, &args.container, &o).await? {
         Ended::Exited(code) => Ok(code),
         Ended::Detached => Ok(0),
+    }
+}
+
+/// `--detach-keys` (`hx attach`, `hx run`, `hx start`): docker's default when not given or
+/// empty.
+pub fn detach_keys(arg: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    match arg {
+        Some(k) if !k.is_empty() => parse_detach_keys(k),
+        _ => parse_detach_keys(DEFAULT_DETACH_KEYS),
     }
 }
 
@@ -144,11 +145,13 @@ impl DetachFilter {
     }
 }
 
-enum InputEvent {
+pub enum InputEvent {
     /// The detach keys.
     Detach,
-    /// The end of hx's input; `closed`: the workload's stdin with it (stdin-once, no tty).
-    Ended { closed: bool },
+    /// The end of hx's input; `closed`: the workload's stdin with it (stdin-once, no tty);
+    /// `tell_guest`: that end still has to reach pv-init as a `stdin-eof` control line (Xen's
+    /// console cannot carry it).
+    Ended { closed: bool, tell_guest: bool },
 }
 
 /// Attaches to the running container `name` until it stops or hx detaches.
@@ -180,12 +183,7 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
         resize(be.as_ref());
     }
     let mut input = if want_input {
-        let keys = if tty {
-            o.detach_keys.clone()
-        } else {
-            Vec::new()
-        };
-        forward_input(&c, &dir, be.as_ref(), keys, tty, o.stdin_once)?
+        forward_input(&c, &dir, be.as_ref(), &o.detach_keys, tty)?
     } else {
         None
     };
@@ -212,9 +210,17 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
                 errln!("read escape sequence");
                 return Ok(Ended::Detached);
             }
-            Some(Ok(InputEvent::Ended { closed: false })) => return Ok(Ended::Detached),
-            Some(Ok(InputEvent::Ended { closed: true }))
-            | Some(Err(mpsc::TryRecvError::Disconnected)) => input = None,
+            Some(Ok(InputEvent::Ended { closed: false, .. })) => return Ok(Ended::Detached),
+            Some(Ok(InputEvent::Ended {
+                closed: true,
+                tell_guest,
+            })) => {
+                if tell_guest {
+                    let _ = be.send_control(&c, &dir, &Control::StdinEof.to_line());
+                }
+                input = None
+            }
+            Some(Err(mpsc::TryRecvError::Disconnected)) => input = None,
             _ => {}
         }
         let delay = if a || b { 5 } else { 25 };
@@ -249,18 +255,28 @@ enum Sink {
     Console(super::interactive::DoubleCtrlO<std::fs::File>),
 }
 
-/// hx's stdin to the workload on a thread (None: its stdin is closed already, output only).
-fn forward_input(
+/// hx's stdin to the workload on a thread (None: its stdin is closed already, output only):
+/// on QEMU into the input the container's log relay holds (engine attach_channel), on Xen
+/// into the domain's console. `detach_keys` are watched for on a terminal (`tty`) only, as
+/// docker's. The end of hx's input is the workload's when the container is stdin-once and
+/// has no terminal (docker's rule); otherwise it only ends this client's turn.
+///
+/// Nothing is read before pv-init reports the workload started on Xen: by then the guest has
+/// made the console raw (it would echo and line-buffer earlier input); the relay waits by
+/// itself (QEMU drops what reaches a port the guest has not opened).
+pub fn forward_input(
     c: &Container,
     dir: &Path,
     be: &dyn Backend,
-    keys: Vec<u8>,
+    detach_keys: &[u8],
     tty: bool,
-    stdin_once: bool,
 ) -> anyhow::Result<Option<mpsc::Receiver<InputEvent>>> {
-    let mut sink = if be.stdin_over_socket() {
-        match attach_channel::connect(dir, stdin_once)? {
-            Connected::Input(i) => Sink::Relay(i),
+    let (mut sink, stdin_once) = if be.stdin_over_socket() {
+        match attach_channel::connect(dir)? {
+            Connected::Input(i) => {
+                let once = i.reply.stdin_once;
+                (Sink::Relay(i), once)
+            }
             Connected::Closed => return Ok(None),
         }
     } else {
@@ -268,14 +284,22 @@ fn forward_input(
             .domid
             .ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
         let tty = hx_engine::backend::xen::console_tty(domid)?;
-        Sink::Console(super::interactive::console_writer(&tty)?)
+        (
+            Sink::Console(super::interactive::console_writer(&tty)?),
+            c.stdin_once,
+        )
+    };
+    let closes = stdin_once && !tty;
+    let keys = if tty {
+        detach_keys.to_vec()
+    } else {
+        Vec::new()
     };
     let (tx, rx) = mpsc::channel();
     let (c, dir) = (c.clone(), dir.to_path_buf());
     std::thread::spawn(move || {
-        if matches!(sink, Sink::Console(_)) {
-            // The guest's console is raw once the workload started (the relay waits by itself).
-            super::interactive::wait_started(&c, &dir);
+        if matches!(sink, Sink::Console(_)) && !super::interactive::wait_started(&c, &dir) {
+            return;
         }
         let mut filter = DetachFilter::new(keys);
         let mut stdin = std::io::stdin().lock();
@@ -302,13 +326,21 @@ fn forward_input(
                 return;
             }
         }
-        let closed = match sink {
-            // docker's rule: the end of a stdin-once container's input (`hx run -i`) is the
-            // workload's end of input, unless it has a terminal; otherwise it only detaches.
-            Sink::Relay(i) if i.reply.stdin_once && !tty => i.end().is_ok(),
-            _ => false,
+        let event = match sink {
+            Sink::Relay(i) if closes => InputEvent::Ended {
+                closed: i.end().is_ok(),
+                tell_guest: false,
+            },
+            Sink::Console(_) if closes => InputEvent::Ended {
+                closed: true,
+                tell_guest: true,
+            },
+            _ => InputEvent::Ended {
+                closed: false,
+                tell_guest: false,
+            },
         };
-        let _ = tx.send(InputEvent::Ended { closed });
+        let _ = tx.send(event);
     });
     Ok(Some(rx))
 }

@@ -105,7 +105,6 @@ async fn workload_terminal(g: &super::Globals, name: &str) -> anyhow::Result<i32
         stdin: true,
         detach_keys: vec![0x1d],
         sig_proxy: false,
-        stdin_once: false,
     };
     super::attach::attach(&g.root, name, &o).await?;
     Ok(0)

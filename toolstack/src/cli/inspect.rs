@@ -20,6 +20,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let c = container::find(&g.root, name)?;
         let dir = container::dir(&g.root, &c.id);
         let paused = super::pause::is_paused(&g.root, &c);
+        let req = hx_engine::lifecycle::request_of(&g.root, &c).ok();
         let spec: serde_json::Value = std::fs::read(dir.join("spec.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -43,6 +44,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 "Error": c.error,
                 "Restarting": c.status == container::Status::Exited
                     && hx_engine::restart::supervised(&g.root, &c.id),
+            },
+            // docker's names for the input settings, from the request (a created container
+            // has no spec yet).
+            "Config": {
+                "Tty": req.as_ref().is_some_and(|r| r.tty.is_some()),
+                "OpenStdin": req.as_ref().is_some_and(|r| r.stdin),
+                "StdinOnce": c.stdin_once,
             },
             "Spec": spec,
             "NetworkSettings": network_settings(&c),

@@ -1,11 +1,11 @@
-//! `hx run -i` / `-t`: hx's stdin to the workload, the local terminal in raw mode and its size.
+//! `-i` / `-t` helpers: the local terminal in raw mode and its size, the Xen console as input, and
+//! waiting for the workload to start before input is read (the input itself: attach.rs).
 use anyhow::Context;
 use hx_engine::container::Container;
 use pv_init::spec::TtySize;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The size of the terminal hx runs on (stdout, else stdin), if it runs on one.
@@ -61,65 +61,6 @@ impl Drop for RawTerminal {
     }
 }
 
-/// Copies hx's stdin to the workload on a thread (`hx run -i`): on QEMU into the input the
-/// container's log relay holds (engine attach_channel), as its stdin-once client: the end of
-/// hx's stdin is the workload's EOF; on Xen into the domain's console. The receiver gets a
-/// message once stdin has ended, everything read was passed on, and the end has to be told to
-/// pv-init in a `stdin-eof` control line (the console cannot carry it).
-///
-/// Nothing is read before pv-init reports the workload started: by then the guest has opened
-/// its end (QEMU drops what reaches a port the guest has not opened) and made the console raw
-/// (Xen's would echo and line-buffer earlier input).
-pub fn forward_stdin(
-    c: &Container,
-    dir: &Path,
-    over_socket: bool,
-) -> anyhow::Result<mpsc::Receiver<()>> {
-    let mut sink = if over_socket {
-        match hx_engine::attach_channel::connect(dir, true)? {
-            hx_engine::attach_channel::Connected::Input(i) => Sink::Relay(i),
-            hx_engine::attach_channel::Connected::Closed => {
-                anyhow::bail!("container {}: its input is closed already", c.name)
-            }
-        }
-    } else {
-        let domid = c
-            .domid
-            .ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
-        let tty = hx_engine::backend::xen::console_tty(domid)?;
-        Sink::Console(console_writer(&tty)?)
-    };
-    let (tx, rx) = mpsc::channel();
-    let (c, dir) = (c.clone(), dir.to_path_buf());
-    std::thread::spawn(move || {
-        if !wait_started(&c, &dir) {
-            return;
-        }
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = [0u8; 16 << 10];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if sink
-                        .write_all(&buf[..n])
-                        .and_then(|_| sink.flush())
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        if sink.end() {
-            let _ = tx.send(());
-        }
-    });
-    Ok(rx)
-}
-
 /// Waits (up to 10 minutes) until pv-init has reported the workload started; false if it
 /// never did.
 pub fn wait_started(c: &Container, dir: &Path) -> bool {
@@ -131,39 +72,6 @@ pub fn wait_started(c: &Container, dir: &Path) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     true
-}
-
-enum Sink {
-    Relay(hx_engine::attach_channel::Input),
-    Console(DoubleCtrlO<std::fs::File>),
-}
-
-impl Sink {
-    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
-        match self {
-            Sink::Relay(i) => i.send(b),
-            Sink::Console(c) => c.write_all(b),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Relay(_) => Ok(()),
-            Sink::Console(c) => c.flush(),
-        }
-    }
-
-    /// The end of input; true when it still has to be told in a control line. The relay
-    /// closes the workload's stdin itself once it has passed on everything before the end.
-    fn end(self) -> bool {
-        match self {
-            Sink::Relay(i) => {
-                let _ = i.end();
-                false
-            }
-            Sink::Console(_) => true,
-        }
-    }
 }
 
 /// A writer into a Xen domain's console pty that the guest's hvc driver reads byte for byte.

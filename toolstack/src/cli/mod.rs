@@ -289,6 +289,26 @@ pub async fn dispatch(
 
 pub use hx_engine::one_line;
 
+/// docker's way with a command on several names: each one's name is printed once it is done,
+/// each failure is one line, and the exit code is the last failure's (0 when none failed).
+pub async fn each_name<'a, F, Fut>(names: &'a [String], mut act: F) -> i32
+where
+    F: FnMut(&'a str) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut code = 0;
+    for name in names {
+        match act(name).await {
+            Ok(()) => outln!("{name}"),
+            Err(e) => {
+                errln!("hx: {}", one_line(&e));
+                code = exit_code_for(&e);
+            }
+        }
+    }
+    code
+}
+
 /// Exit code for an error: the library error's own code where there is one, else 125 (docker's
 /// "the tool itself failed").
 pub fn exit_code_for(e: &anyhow::Error) -> i32 {

@@ -14,16 +14,13 @@ pub struct Args {
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let mut code = 0;
-    for name in &args.containers {
-        let r = hx_engine::ops::remove(&g.root, name, args.force, args.volumes);
-        match r {
-            Ok(()) => outln!("{name}"),
-            Err(e) => {
-                errln!("hx: {}", super::one_line(&e));
-                code = super::exit_code_for(&e);
-            }
-        }
-    }
-    Ok(code)
+    Ok(super::each_name(&args.containers, |name| {
+        std::future::ready(hx_engine::ops::remove(
+            &g.root,
+            name,
+            args.force,
+            args.volumes,
+        ))
+    })
+    .await)
 }

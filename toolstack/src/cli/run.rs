@@ -1,4 +1,5 @@
 //! `hx run`: create a container from an image and run it in a micro-VM.
+use super::attach::InputEvent;
 use super::guest_env;
 use anyhow::{bail, Context};
 use hx_engine::backend;
@@ -17,6 +18,9 @@ pub struct Args {
     /// Run in the background and print the container id
     #[arg(short, long)]
     pub detach: bool,
+    /// Override the key sequence for detaching from a -it container (default ctrl-p,ctrl-q)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     #[command(flatten)]
     pub create: CreateArgs,
 }
@@ -141,6 +145,7 @@ impl CreateArgs {
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let detach = args.detach;
+    let detach_keys = super::attach::detach_keys(args.detach_keys.as_deref())?;
     let args = args.create.split_image();
     let root = g.root.clone();
     // -d -i: the container's log relay holds its stdin open until `hx attach` gives it input.
@@ -153,9 +158,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let io = Interactive {
         stdin: args.interactive,
         tty: args.tty,
+        detach_keys,
     };
     let started = tokio::task::spawn_blocking(move || {
-        lifecycle::create_and_start(&root, request(args)?, &find_or_pull)
+        let mut req = request(args)?;
+        // docker's StdinOnce: -i with hx attached; `run -d -i` leaves the input to `hx attach`s.
+        req.stdin_once &= !detach;
+        lifecycle::create_and_start(&root, req, &find_or_pull)
     })
     .await??;
     if detach {
@@ -176,10 +185,12 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     .await
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Interactive {
     pub stdin: bool,
     pub tty: bool,
+    /// Watched for on hx's input with a terminal (`-it`): they leave the container running.
+    pub detach_keys: Vec<u8>,
 }
 
 pub const MAX_MEMORY: u64 = 1 << 40;
@@ -342,6 +353,8 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         kernel: args.kernel,
         xen_type: args.xen_type,
         stdin: args.interactive,
+        // `hx create -i` and an attached `hx run -i` (run clears it for -d).
+        stdin_once: args.interactive,
         tty,
         auto_remove: args.rm,
         restart,
@@ -369,12 +382,8 @@ pub async fn attach(
 ) -> anyhow::Result<i32> {
     let dir = container::dir(root, &c.id);
     let be = backend::for_container(&c, root)?;
-    let stdin_eof = if io.stdin {
-        Some(super::interactive::forward_stdin(
-            &c,
-            &dir,
-            be.stdin_over_socket(),
-        )?)
+    let mut input = if io.stdin {
+        super::attach::forward_input(&c, &dir, be.as_ref(), &io.detach_keys, io.tty)?
     } else {
         None
     };
@@ -397,8 +406,8 @@ pub async fn attach(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupts = 0;
-    // Checked against the recorded start time by is_running below, so a reused pid is harmless.
-    let exited = backend::exit_notifier(c.pid);
+    // The recorded VM process only (pid and start time): a reused pid is not waited for.
+    let exited = c.vm_process().and_then(|p| p.exit_notifier());
     let vm_exit = async {
         match &exited {
             Some(fd) => drop(fd.readable().await),
@@ -413,9 +422,23 @@ pub async fn attach(
         if !be.is_running(&c) {
             break;
         }
-        // One message at most: the sender is gone after it.
-        if stdin_eof.as_ref().is_some_and(|r| r.try_recv().is_ok()) {
-            let _ = be.send_control(&c, &dir, &Control::StdinEof.to_line());
+        match input.as_ref().map(|rx| rx.try_recv()) {
+            Some(Ok(InputEvent::Detach)) => {
+                drop(_raw);
+                // docker's words, on stderr; the container runs on, the supervisor and the
+                // next reconcile (--rm) take over from its owner.
+                errln!("read escape sequence");
+                drop(owner);
+                return Ok(0);
+            }
+            Some(Ok(InputEvent::Ended { tell_guest, .. })) => {
+                if tell_guest {
+                    let _ = be.send_control(&c, &dir, &Control::StdinEof.to_line());
+                }
+                input = None;
+            }
+            Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => input = None,
+            _ => {}
         }
         let delay = if a || b { 5 } else { 25 };
         tokio::select! {

@@ -15,6 +15,9 @@ pub struct Args {
     /// Attach stdin too (containers created with -i)
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching from a -t container (default ctrl-p,ctrl-q)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Container names or ids
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -25,19 +28,10 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         anyhow::bail!("you cannot start and attach multiple containers at once");
     }
     if args.attach || args.interactive {
-        return start_attached(g, &args.containers[0], args.interactive).await;
+        let keys = super::attach::detach_keys(args.detach_keys.as_deref())?;
+        return start_attached(g, &args.containers[0], args.interactive, keys).await;
     }
-    let mut code = 0;
-    for name in &args.containers {
-        match start_detached(g, name).await {
-            Ok(()) => outln!("{name}"),
-            Err(e) => {
-                errln!("hx: {}", super::one_line(&e));
-                code = super::exit_code_for(&e);
-            }
-        }
-    }
-    Ok(code)
+    Ok(super::each_name(&args.containers, |name| start_detached(g, name)).await)
 }
 
 /// Starts one container and leaves it running (also `hx restart`).
@@ -59,7 +53,12 @@ pub async fn start_detached(g: &super::Globals, name: &str) -> anyhow::Result<()
     Ok(())
 }
 
-async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::Result<i32> {
+async fn start_attached(
+    g: &super::Globals,
+    name: &str,
+    stdin: bool,
+    detach_keys: Vec<u8>,
+) -> anyhow::Result<i32> {
     let c = container::find(&g.root, name)?;
     let spec_tty = lifecycle::request_of(&g.root, &c)?.tty.is_some();
     if stdin && spec_tty && !std::io::stdin().is_terminal() {
@@ -79,10 +78,11 @@ async fn start_attached(g: &super::Globals, name: &str, stdin: bool) -> anyhow::
     // What this start gave the workload: stdin only to a container created with -i.
     let spec = read_spec(&dir);
     let io = Interactive {
-        // Into the input the container's relay holds (QEMU) or its console (Xen), as its
-        // stdin-once client: the end of hx's stdin is the workload's, like docker start -ai.
+        // Into the input the container's relay holds (QEMU) or its console (Xen); the end of
+        // hx's stdin is the workload's when the container is stdin-once, like docker start -ai.
         stdin: stdin && spec.as_ref().is_some_and(|s| s.stdin),
         tty: spec_tty,
+        detach_keys,
     };
     super::run::attach(&g.root, started.container, started.owner, io, from).await
 }

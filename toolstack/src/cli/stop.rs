@@ -1,10 +1,12 @@
 //! `hx stop`: the stop signal (SIGTERM unless the image or `--stop-signal` says otherwise) to the
 //! workload; after a grace period pv-init kills it and powers off (hx_engine::ops::stop).
-use hx_engine::container;
+use hx_engine::container::{self, Container};
+use std::path::Path;
 use std::time::Duration;
 
+/// How a container is stopped (`hx stop`, `hx restart`).
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct StopOptions {
     /// Seconds to wait before killing the VM (0 to 4294967295)
     #[arg(short = 't', long = "time", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
@@ -12,38 +14,41 @@ pub struct Args {
     /// Signal to send first (name or number; default: the container's stop signal, else TERM)
     #[arg(short, long)]
     pub signal: Option<String>,
+}
+
+impl StopOptions {
+    /// Container `name`, with the grace period and the signal to stop it with.
+    pub fn find(
+        &self,
+        root: &Path,
+        name: &str,
+    ) -> anyhow::Result<(Container, Option<Duration>, i32)> {
+        let c = container::find(root, name)?;
+        let signal = match self.signal.as_deref().or(c.stop_signal.as_deref()) {
+            Some(s) => super::kill::parse_signal(s)?,
+            None => libc::SIGTERM,
+        };
+        // A grace period past the clock's range is no deadline (ops::stop).
+        Ok((c, Some(Duration::from_secs(self.time)), signal))
+    }
+}
+
+/// `hx stop` and `hx restart`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub stop: StopOptions,
     /// Container names or ids
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let mut code = 0;
-    for name in &args.containers {
-        match stop_one(g, name, args.time, args.signal.as_deref()).await {
-            Ok(()) => outln!("{name}"),
-            Err(e) => {
-                errln!("hx: {}", super::one_line(&e));
-                code = super::exit_code_for(&e);
-            }
-        }
-    }
-    Ok(code)
+    Ok(super::each_name(&args.containers, |name| stop_one(g, name, &args.stop)).await)
 }
 
-pub async fn stop_one(
-    g: &super::Globals,
-    name: &str,
-    grace: u64,
-    signal: Option<&str>,
-) -> anyhow::Result<()> {
-    let c = container::find(&g.root, name)?;
-    let signal = match signal.or(c.stop_signal.as_deref()) {
-        Some(s) => super::kill::parse_signal(s)?,
-        None => libc::SIGTERM,
-    };
-    // A grace period past the clock's range is no deadline (ops::stop).
-    let grace = Some(Duration::from_secs(grace));
+async fn stop_one(g: &super::Globals, name: &str, how: &StopOptions) -> anyhow::Result<()> {
+    let (c, grace, signal) = how.find(&g.root, name)?;
     let root = g.root.clone();
     tokio::task::spawn_blocking(move || hx_engine::ops::stop(&root, &c, grace, signal)).await?
 }

@@ -127,32 +127,23 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Rm(a) => {
-            let mut code = 0;
-            for name in &a.volumes {
-                let r = (|| -> anyhow::Result<()> {
-                    let _lock = Store::open(&g.root)?.lock()?;
-                    hx_engine::runtime::reconcile(&g.root)?;
-                    volume::get(&g.root, name)?;
-                    if let Some(by) = users(g, name)?.into_iter().next() {
-                        return Err(VolumeError::InUse {
-                            name: name.clone(),
-                            by,
-                        }
-                        .into());
+        Command::Rm(a) => Ok(super::each_name(&a.volumes, |name| {
+            let r = (|| -> anyhow::Result<()> {
+                let _lock = Store::open(&g.root)?.lock()?;
+                hx_engine::runtime::reconcile(&g.root)?;
+                volume::get(&g.root, name)?;
+                if let Some(by) = users(g, name)?.into_iter().next() {
+                    return Err(VolumeError::InUse {
+                        name: name.to_string(),
+                        by,
                     }
-                    volume::remove(&g.root, name)
-                })();
-                match r {
-                    Ok(()) => outln!("{name}"),
-                    Err(e) => {
-                        errln!("hx: {}", super::one_line(&e));
-                        code = super::exit_code_for(&e);
-                    }
+                    .into());
                 }
-            }
-            Ok(code)
-        }
+                volume::remove(&g.root, name)
+            })();
+            std::future::ready(r)
+        })
+        .await),
         Command::Inspect(a) => {
             let mut out = Vec::new();
             for name in &a.volumes {

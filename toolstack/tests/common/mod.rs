@@ -228,69 +228,62 @@ pub fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> Run
     }
 }
 
-/// The argument lists of the live QEMU processes started for the store at `root`.
-pub fn qemu_cmdlines_for(root: &Path) -> Vec<Vec<String>> {
+/// The live (not zombie) processes: pid and argument list.
+fn processes() -> Vec<(i32, Vec<String>)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let args: Vec<String> = cmdline
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if let (Ok(cmdline), false) = (std::fs::read(e.path().join("cmdline")), zombie) {
+            let args = cmdline
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into())
                 .collect();
-            if args[0].starts_with("qemu-system")
-                && args.iter().any(|a| a.contains(&*root.to_string_lossy()))
-            {
-                out.push(args);
-            }
+            out.push((pid, args));
         }
     }
     out
+}
+
+/// QEMU processes started from the store at `root` (their command lines name its files):
+/// pid and argument list.
+fn qemus_for(root: &Path) -> impl Iterator<Item = (i32, Vec<String>)> {
+    let root = root.to_string_lossy().into_owned();
+    processes().into_iter().filter(move |(_, args)| {
+        args[0].starts_with("qemu-system") && args.iter().any(|a| a.contains(&root))
+    })
+}
+
+/// The argument lists of the live QEMU processes started for the store at `root`.
+pub fn qemu_cmdlines_for(root: &Path) -> Vec<Vec<String>> {
+    qemus_for(root).map(|(_, args)| args).collect()
 }
 
 pub fn qemu_processes_for(root: &Path) -> usize {
     qemu_pids_for(root).len()
 }
 
-/// QEMU processes started from the store at `root` (their command lines name its files).
+/// QEMU processes started from the store at `root`.
 pub fn qemu_pids_for(root: &Path) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let s = String::from_utf8_lossy(&cmdline);
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'));
-            if s.starts_with("qemu-system") && s.contains(&*root.to_string_lossy()) && !zombie {
-                if let Some(pid) = e.file_name().to_str().and_then(|p| p.parse().ok()) {
-                    pids.push(pid);
-                }
-            }
-        }
-    }
-    pids
+    qemus_for(root).map(|(pid, _)| pid).collect()
 }
 
 /// The restart supervisors (`hx --root ROOT __supervise ID`) of the store at `root`.
 pub fn supervisor_pids_for(root: &Path) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into())
-                .collect();
-            if args.iter().any(|a| a == "__supervise")
-                && args.iter().any(|a| a == &*root.to_string_lossy())
-            {
-                if let Some(pid) = e.file_name().to_str().and_then(|p| p.parse().ok()) {
-                    pids.push(pid);
-                }
-            }
-        }
-    }
-    pids
+    let root = root.to_string_lossy();
+    processes()
+        .into_iter()
+        .filter(|(_, args)| {
+            args.iter().any(|a| a == "__supervise") && args.iter().any(|a| *a == root)
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// A test that fails midway must not leave its VMs running (they would outlive the store and

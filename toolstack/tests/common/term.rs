@@ -92,6 +92,35 @@ impl Terminal {
         unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
 
+    /// Types the detach `keys`: hx leaves with exit 0 and docker's "read escape sequence",
+    /// and container `name` runs on.
+    pub fn detach(mut self, keys: &[u8], hx: &Hx, name: &str) {
+        self.send(keys);
+        let r = self.wait();
+        assert_eq!(r.code, 0, "{:?}", r.stdout);
+        assert!(r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
+        assert_eq!(hx.ok(&["exec", name, "echo", "up"]).stdout, "up\n");
+    }
+
+    /// On a shell that set `MARK=<mark>`: a lone ^P is passed on (hx stays), ^P ^Q detaches
+    /// (`detach`); attached again it is the same shell (its MARK), whose `exit <code>` ends
+    /// that attach with the code.
+    pub fn detach_and_reattach(mut self, hx: &Hx, name: &str, mark: &str, code: i32) {
+        self.send(b"\x10");
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(self.running(), "a lone ^P detached: {:?}", self.seen);
+        self.send(b"\x15echo still $((1+1))\r");
+        self.expect("still 2\r\n");
+        self.detach(b"\x10\x11", hx, name);
+        let mut t = Terminal::spawn(hx, &["attach", name], 24, 80);
+        t.send(b"echo mark=$MARK\r");
+        t.expect(&format!("mark={mark}\r\n"));
+        t.send(format!("exit {code}\r").as_bytes());
+        let r = t.wait();
+        assert_eq!(r.code, code, "{:?}", r.stdout);
+        assert!(!r.stdout.contains("read escape sequence"), "{:?}", r.stdout);
+    }
+
     /// Whether hx is still running.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

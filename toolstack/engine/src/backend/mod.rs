@@ -154,24 +154,6 @@ pub fn is_xen_dom0() -> bool {
     std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"))
 }
 
-/// Start time of a process in clock ticks since boot, if it exists and is not a zombie.
-pub fn process_start(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
-
-pub fn process_alive(pid: Option<i32>, start: Option<u64>) -> bool {
-    match (pid, start) {
-        (Some(p), Some(s)) => process_start(p) == Some(s),
-        _ => false,
-    }
-}
-
 /// Spawns the VM's host process (QEMU, the Xen monitor) so that it execs only once `record`
 /// has saved its pid and start time: the child reports its pid on one pipe, then waits on
 /// another for the go-ahead. If `record` fails, or this process is killed at any point, the
@@ -222,7 +204,7 @@ pub fn spawn_recorded(
                 .read_exact(&mut b)
                 .context("the VM process did not report its pid")?;
             let pid = i32::from_ne_bytes(b);
-            let start = process_start(pid)
+            let start = crate::process::start_time(pid)
                 .ok_or_else(|| anyhow::anyhow!("the VM process {pid} vanished before it ran"))?;
             record(&VmHandle {
                 pid,
@@ -257,22 +239,4 @@ fn above_low_fds(fd: std::os::fd::OwnedFd) -> std::io::Result<std::os::fd::Owned
     }
     // SAFETY: n was just returned by fcntl and is owned by nobody else.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
-}
-
-/// A file descriptor that becomes readable when process `pid` exits (pidfd), so that waiters
-/// wake at once instead of at their next poll. None where pidfds are unsupported.
-pub fn exit_notifier(pid: Option<i32>) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid?, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
-    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the AsyncFd owns the fd, so it cannot be closed while registered.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
-    }
-    .ok()
 }

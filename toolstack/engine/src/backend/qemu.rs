@@ -1,12 +1,12 @@
 //! The QEMU backend: a microvm machine with virtio-mmio disks and virtio-serial channels,
 //! KVM when a probe shows it can run our kernel, TCG otherwise.
-use super::{process_alive, process_start, qmp, Backend, VmHandle, VmSpec};
+use super::{qmp, Backend, VmHandle, VmSpec};
 use crate::container::Container;
 use crate::network::NicKind;
+use crate::process;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +16,16 @@ pub struct Qemu {
     /// Where the KVM probe's verdicts are cached (`<root>/assets`).
     cache_dir: PathBuf,
     root: PathBuf,
+}
+
+/// Host-wide KVM verdicts (tmpfs: gone at reboot, when the KVM module may have changed).
+const HOST_PROBE_DIR: &str = "/run/hx";
+
+/// Whole or not at all: a reader never sees a half-written verdict.
+fn write_verdict(path: &Path, verdict: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, verdict)?;
+    std::fs::rename(&tmp, path)
 }
 
 pub const CHANNELS: [&str; 3] = ["stdout", "stderr", "status"];
@@ -46,25 +56,50 @@ impl Qemu {
             tracing::info!("accelerator: tcg (/dev/kvm missing or not accessible)");
             return "tcg";
         }
-        let cache = self
-            .cache_dir
-            .join(format!("kvm-probe-{}", self.probe_key(kernel)));
-        if let Ok(v) = std::fs::read_to_string(&cache) {
+        let name = format!("kvm-probe-{}", self.probe_key(kernel));
+        let cache = self.cache_dir.join(&name);
+        // The verdict is a fact of the host until it reboots: shared through /run by every
+        // store, so a host with many stores (tests, several users) probes once per boot.
+        let host_cache = Path::new(HOST_PROBE_DIR).join(&name);
+        let cached = |path: &Path| {
+            let v = std::fs::read_to_string(path).ok()?;
             tracing::info!(
                 "accelerator: {} (cached KVM probe {})",
                 v.trim(),
-                cache.display()
+                path.display()
             );
-            return if v.trim() == "kvm" { "kvm" } else { "tcg" };
+            Some(if v.trim() == "kvm" { "kvm" } else { "tcg" })
+        };
+        if let Some(v) = cached(&cache) {
+            return v;
         }
-        let ok = self.probe_kvm(kernel);
-        let verdict = if ok { "kvm" } else { "tcg" };
-        tracing::info!(
-            "accelerator: {verdict} (KVM probe {} the kernel)",
-            if ok { "booted" } else { "could not boot" }
-        );
+        // One probe at a time on the host: the others wait and read its verdict.
+        let _lock = std::fs::create_dir_all(HOST_PROBE_DIR)
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(Path::new(HOST_PROBE_DIR).join("kvm-probe.lock"))
+            })
+            .ok()
+            .and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok());
+        let verdict = match cached(&host_cache) {
+            Some(v) => v,
+            None => {
+                let ok = self.probe_kvm(kernel);
+                tracing::info!(
+                    "accelerator: {} (KVM probe {} the kernel)",
+                    if ok { "kvm" } else { "tcg" },
+                    if ok { "booted" } else { "could not boot" }
+                );
+                let verdict = if ok { "kvm" } else { "tcg" };
+                let _ = write_verdict(&host_cache, verdict);
+                verdict
+            }
+        };
         let _ =
-            std::fs::create_dir_all(&self.cache_dir).and_then(|_| std::fs::write(&cache, verdict));
+            std::fs::create_dir_all(&self.cache_dir).and_then(|_| write_verdict(&cache, verdict));
         verdict
     }
 
@@ -100,7 +135,8 @@ impl Qemu {
     /// Boots the kernel under KVM with no init: reaching "No working init found" proves the
     /// kernel runs (kvm_pvm hosts abort or hang instead).
     fn probe_kvm(&self, kernel: &Path) -> bool {
-        let Ok(mut child) = Command::new(&self.binary)
+        let mut probe = Command::new(&self.binary);
+        probe
             .args([
                 "-M",
                 "microvm",
@@ -125,24 +161,25 @@ impl Qemu {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
+            .stderr(Stdio::null());
+        // A probe that hangs (kvm_pvm) must not outlive an hx killed during its 10 s.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut probe, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let Ok(mut child) = probe.spawn() else {
             return false;
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return false;
-                }
-            }
+        if !matches!(
+            process::wait_child(&mut child, Duration::from_secs(10)),
+            Ok(Some(_))
+        ) {
+            return false;
         }
         let mut out = String::new();
         let _ = std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out);
@@ -287,7 +324,7 @@ fn host_tsc_khz() -> Option<u64> {
 /// QEMU option values use ',' as separator; double it inside paths.
 impl Qemu {
     fn running_qmp(&self, c: &Container, dir: &Path) -> anyhow::Result<qmp::Qmp> {
-        if !process_alive(c.pid, c.pid_start) {
+        if !c.vm_alive() {
             bail!("container {} is not running", c.name);
         }
         qmp::Qmp::connect(dir)
@@ -371,22 +408,13 @@ impl Backend for Qemu {
             .stderr(log);
         // Own session: the VM outlives `hx run` being killed, like a docker container outlives
         // its client; `hx ps`/`hx rm` find it by pid + start time.
-        // SAFETY: setsid and fcntl are async-signal-safe; the fds stay open until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                for &fd in &inherit {
-                    libc::fcntl(fd, libc::F_SETFD, 0);
-                }
-                Ok(())
-            });
-        }
+        process::detach(&mut cmd, inherit);
         // Recorded in the container's state before it may run (spawn_recorded).
         let (pid, start) = super::spawn_recorded(&mut cmd, spec.on_spawn).with_context(|| {
             format!("starting {} (apt-get install qemu-system-x86)", self.binary)
         })?;
-        if process_start(pid) != Some(start) {
-            reap(pid);
+        if process::start_time(pid) != Some(start) {
+            process::Tracked { pid, start }.reap();
             let log = std::fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
             bail!(
                 "qemu failed to start: {}",
@@ -405,10 +433,7 @@ impl Backend for Qemu {
     /// The VM counts as running until its log relay has written the last of its output too,
     /// so whoever reads the status or the logs next sees all of it.
     fn is_running(&self, c: &Container) -> bool {
-        if let Some(pid) = c.pid {
-            reap(pid);
-        }
-        process_alive(c.pid, c.pid_start)
+        c.vm_alive()
             || crate::log_relay::busy(
                 &crate::container::dir(&self.root, &c.id),
                 Duration::from_millis(500),
@@ -430,24 +455,18 @@ impl Backend for Qemu {
     }
 
     fn kill(&self, c: &Container) -> anyhow::Result<()> {
-        let Some(pid) = c.pid else { return Ok(()) };
-        if !self.is_running(c) {
-            return Ok(());
-        }
-        // Only QEMU itself, checked by start time (is_running may be true for the relay alone,
-        // and the pid may be someone else's by now); the relay ends with QEMU's sockets.
-        if process_alive(c.pid, c.pid_start) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.is_running(c) {
-            if Instant::now() > deadline {
-                bail!("qemu pid {pid} did not die");
+        // Only QEMU itself, by pid and start time; the relay ends with QEMU's sockets and is
+        // waited for after it, so that the logs are complete when this returns.
+        const DEADLINE: Duration = Duration::from_secs(10);
+        let t = Instant::now();
+        if let Some(p) = c.vm_process() {
+            if !p.kill_and_wait(DEADLINE) {
+                bail!("qemu pid {} did not die", p.pid);
             }
-            std::thread::sleep(Duration::from_millis(20));
+        }
+        let dir = crate::container::dir(&self.root, &c.id);
+        if crate::log_relay::busy(&dir, DEADLINE.saturating_sub(t.elapsed())) {
+            bail!("the log relay of {} did not finish", c.name);
         }
         Ok(())
     }
@@ -469,8 +488,7 @@ impl Backend for Qemu {
     }
 
     fn is_paused(&self, c: &Container, dir: &Path) -> bool {
-        process_alive(c.pid, c.pid_start)
-            && qmp::Qmp::connect(dir).is_ok_and(|mut q| q.paused().unwrap_or(false))
+        c.vm_alive() && qmp::Qmp::connect(dir).is_ok_and(|mut q| q.paused().unwrap_or(false))
     }
 
     fn cleanup(&self, _c: &Container, dir: &Path) -> anyhow::Result<()> {
@@ -484,15 +502,6 @@ impl Backend for Qemu {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
-
-/// Reaps the VM process if it is our own child (an attached `hx run`), so it doesn't linger as
-/// a zombie that looks alive.
-fn reap(pid: i32) {
-    let _ = nix::sys::wait::waitpid(
-        nix::unistd::Pid::from_raw(pid),
-        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-    );
-}
 
 #[allow(dead_code)]
 pub fn channel_path(dir: &Path, ch: &str) -> PathBuf {

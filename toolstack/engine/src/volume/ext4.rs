@@ -92,17 +92,8 @@ pub(super) fn run_bounded(
         });
     }
     let mut child = cmd.spawn()?;
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{:?} took longer than {limit:?}: killed", cmd.get_program());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    let Some(status) = crate::process::wait_child(&mut child, limit)? else {
+        bail!("{:?} took longer than {limit:?}: killed", cmd.get_program());
     };
     let mut text = Vec::new();
     log.rewind()?;

@@ -112,8 +112,9 @@ pub fn list(root: &Path) -> Vec<Volume> {
 /// Prefix of a volume being made: `.new-<pid>-<start>-`, the creating process, so that
 /// `sweep` can tell a dead creator's leftover from work in progress.
 fn new_prefix() -> String {
-    let pid = std::process::id() as i32;
-    let start = crate::backend::process_start(pid).unwrap_or(0);
+    let me = crate::process::Tracked::current();
+    let pid = std::process::id();
+    let start = me.map_or(0, |p| p.start);
     format!(".new-{pid}-{start}-")
 }
 
@@ -129,7 +130,7 @@ pub fn sweep(root: &Path) {
             let mut it = rest.splitn(3, '-');
             let pid = it.next().and_then(|p| p.parse::<i32>().ok());
             let start = it.next().and_then(|s| s.parse::<u64>().ok());
-            !crate::backend::process_alive(pid, start)
+            !crate::process::Tracked::new(pid, start).is_some_and(|p| p.is_alive())
         } else {
             name.starts_with(".rm-")
         };
@@ -314,10 +315,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let vols = d.path().join("volumes");
         let me = std::process::id() as i32;
-        let live = format!(
-            ".new-{me}-{}-abc",
-            crate::backend::process_start(me).unwrap()
-        );
+        let live = format!(".new-{me}-{}-abc", crate::process::start_time(me).unwrap());
         for n in [live.as_str(), ".new-999999999-1-abc", ".rm-data", "kept"] {
             std::fs::create_dir_all(vols.join(n)).unwrap();
         }

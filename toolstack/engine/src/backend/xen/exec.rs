@@ -148,16 +148,15 @@ mod tests {
     /// refused, and a missing node is "not yet".
     #[test]
     fn rendezvous_values_from_the_guest_are_checked() {
-        let fake = xenstore_wire::fake::FakeXenstored::start();
-        std::env::set_var("XENSTORED_PATH", fake.path());
-        let xs = Xenstore::open().unwrap();
+        let store = crate::backend::xen::FakeStore::start();
+        let xs = &store.xs;
         let dir = rendezvous_dir(5);
-        let put = |n: &str, v: &str| xs.write(&format!("{dir}/{n}"), v.as_bytes()).unwrap();
-        assert!(read_rendezvous(&xs, 5).unwrap().is_none());
+        let put = |n: &str, v: &str| store.put(&dir, n, v.as_bytes());
+        assert!(read_rendezvous(xs, 5).unwrap().is_none());
         put("event-channel", "7");
-        assert!(read_rendezvous(&xs, 5).unwrap().is_none());
+        assert!(read_rendezvous(xs, 5).unwrap().is_none());
         put("ring-ref", "8");
-        assert_eq!(read_rendezvous(&xs, 5).unwrap(), Some((8, 7)));
+        assert_eq!(read_rendezvous(xs, 5).unwrap(), Some((8, 7)));
         for bad in [
             "0",
             "-1",
@@ -170,10 +169,10 @@ mod tests {
             "",
         ] {
             put("ring-ref", bad);
-            assert!(read_rendezvous(&xs, 5).is_err(), "{bad:?}");
+            assert!(read_rendezvous(xs, 5).is_err(), "{bad:?}");
         }
         put("ring-ref", "8");
         put("event-channel", "131072");
-        assert!(read_rendezvous(&xs, 5).is_err());
+        assert!(read_rendezvous(xs, 5).is_err());
     }
 }

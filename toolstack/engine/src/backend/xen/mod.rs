@@ -11,8 +11,9 @@ pub mod monitor;
 
 pub use console::console_tty;
 
-use super::{process_alive, Backend, VmHandle, VmSpec, XenType};
+use super::{Backend, VmHandle, VmSpec, XenType};
 use crate::container::Container;
+use crate::process::{self, Tracked};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -30,6 +31,8 @@ pub const MONITOR_LOG: &str = "monitor.log";
 pub const READY_FD: i32 = 3;
 /// Creating a domain runs hotplug scripts; under TCG in the lab that takes seconds.
 const START_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long a monitor gets to see its domain gone and exit before it is killed.
+const MONITOR_EXIT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchDisk {
@@ -232,17 +235,14 @@ fn monitor_failure(dir: &Path) -> String {
 }
 
 /// Waits for the monitor's `ok DOMID` / `error MESSAGE` line.
-fn await_ready(r: OwnedFd, pid: i32, dir: &Path) -> anyhow::Result<u32> {
+fn await_ready(r: OwnedFd, monitor: Tracked, dir: &Path) -> anyhow::Result<u32> {
     let mut f = std::fs::File::from(r);
     let deadline = Instant::now() + START_TIMEOUT;
     let mut buf = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            monitor.signal(libc::SIGTERM);
             bail!(
                 "the domain did not start within {}s (see {})",
                 START_TIMEOUT.as_secs(),
@@ -279,15 +279,6 @@ fn await_ready(r: OwnedFd, pid: i32, dir: &Path) -> anyhow::Result<u32> {
             bail!("{}", line.strip_prefix("error ").unwrap_or(&line));
         }
     }
-}
-
-/// Reaps the monitor if it is our own child (`hx run` started it), so it doesn't linger as a
-/// zombie that looks alive.
-fn reap(pid: i32) {
-    let _ = nix::sys::wait::waitpid(
-        nix::unistd::Pid::from_raw(pid),
-        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-    );
 }
 
 /// Loop devices whose backing file is one of `files` and that no vbd backend uses any more
@@ -510,16 +501,14 @@ impl Backend for Xen {
             .stdout(log.try_clone()?)
             .stderr(log);
         let w_fd = w.as_raw_fd();
-        // SAFETY: setsid and dup2 are async-signal-safe. Own session: the domain outlives
-        // `hx run` being killed, like a docker container outlives its client.
+        // Own session: the domain outlives `hx run` being killed, like a docker container
+        // outlives its client.
+        process::detach(&mut cmd, hold);
+        // SAFETY: dup2 is async-signal-safe; w stays open until the spawn returns.
         unsafe {
             cmd.pre_exec(move || {
-                libc::setsid();
                 if libc::dup2(w_fd, READY_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
-                }
-                for fd in &hold {
-                    libc::fcntl(*fd, libc::F_SETFD, 0);
                 }
                 Ok(())
             });
@@ -528,11 +517,15 @@ impl Backend for Xen {
         let (pid, recorded) = super::spawn_recorded(&mut cmd, spec.on_spawn)
             .context("starting the domain monitor")?;
         drop(w);
-        let start = super::process_start(pid).filter(|s| *s == recorded);
-        let domid = match await_ready(r, pid, d) {
+        let start = process::start_time(pid).filter(|s| *s == recorded);
+        let monitor = Tracked {
+            pid,
+            start: recorded,
+        };
+        let domid = match await_ready(r, monitor, d) {
             Ok(domid) => domid,
             Err(e) => {
-                reap(pid);
+                monitor.reap();
                 return Err(e);
             }
         };
@@ -547,10 +540,7 @@ impl Backend for Xen {
     }
 
     fn is_running(&self, c: &Container) -> bool {
-        if let Some(pid) = c.pid {
-            reap(pid);
-        }
-        process_alive(c.pid, c.pid_start)
+        c.vm_alive()
     }
 
     fn send_control(&self, c: &Container, _dir: &Path, line: &str) -> anyhow::Result<()> {
@@ -583,9 +573,8 @@ impl Backend for Xen {
                 // A guest that already shut down is being destroyed by its monitor: a second
                 // destroy only races it (libxl then fails loudly). The monitor gets its time.
                 if ctx.info(domid).is_ok_and(|i| i.shutdown || i.dying) {
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while self.is_running(c) && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(20));
+                    if let Some(monitor) = c.vm_process() {
+                        monitor.wait(MONITOR_EXIT_WAIT);
                     }
                 }
                 if find_domain(&ctx, &xs, c).is_some() {
@@ -594,18 +583,10 @@ impl Backend for Xen {
             }
         }
         // The monitor sees the domain die and exits; one that hangs is killed.
-        let Some(pid) = c.pid else { return Ok(()) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.is_running(c) {
-            if Instant::now() > deadline {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                std::thread::sleep(Duration::from_millis(100));
-                break;
+        if let Some(monitor) = c.vm_process() {
+            if !monitor.wait(MONITOR_EXIT_WAIT) {
+                monitor.kill_and_wait(Duration::from_secs(1));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
     }
@@ -656,6 +637,35 @@ impl Backend for Xen {
         }
         sweep_loops(Some(&xs), &files);
         Ok(())
+    }
+}
+
+/// For tests: a fake xenstored that `Xenstore::open` reaches, for the whole of one test.
+/// XENSTORED_PATH is process-wide, so the tests that use one take turns.
+#[cfg(test)]
+pub(crate) struct FakeStore {
+    pub xs: Xenstore,
+    _fake: xenstore_wire::fake::FakeXenstored,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+#[cfg(test)]
+impl FakeStore {
+    pub fn start() -> FakeStore {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let fake = xenstore_wire::fake::FakeXenstored::start();
+        std::env::set_var("XENSTORED_PATH", fake.path());
+        FakeStore {
+            xs: Xenstore::open().unwrap(),
+            _fake: fake,
+            _turn: turn,
+        }
+    }
+
+    /// Writes `value` at `dir/name`, as a guest would.
+    pub fn put(&self, dir: &str, name: &str, value: &[u8]) {
+        self.xs.write(&format!("{dir}/{name}"), value).unwrap();
     }
 }
 

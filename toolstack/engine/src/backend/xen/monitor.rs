@@ -290,11 +290,9 @@ mod tests {
     /// re-serialised by hx, in index order, and anything malformed is dropped.
     #[test]
     fn status_nodes_from_the_guest_are_checked_and_re_serialised() {
-        let fake = xenstore_wire::fake::FakeXenstored::start();
-        std::env::set_var("XENSTORED_PATH", fake.path());
-        let xs = Xenstore::open().unwrap();
+        let store = xb::FakeStore::start();
         let base = xb::status_dir(9);
-        let put = |name: &str, v: &[u8]| xs.write(&format!("{base}/{name}"), v).unwrap();
+        let put = |name: &str, v: &[u8]| store.put(&base, name, v);
         put("1", br#"{"event":"exited","code":3}"#);
         put("0", br#"{"event":"started","pid":2,"uptime_ms":5}"#);
         put("2", b"not json");

@@ -30,7 +30,8 @@ stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
-# checks, xen-bindings' dom0 tests, the hostile guest and Redis from the compatibility suite (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
+# checks, xen-bindings' dom0 tests, the hostile guest, Redis and MariaDB from the compatibility
+# suite (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
 xen_lab() {
     local layout bindings
     # CI runs the lab: a missing runner fails the stage instead of skipping it unseen.
@@ -41,7 +42,9 @@ xen_lab() {
         jq -r 'select(.profile.test == true and .target.name == "dom0") | .executable' | tail -n 1)"
     [ -x "$bindings" ] || { echo "xen-lab: cannot build xen-bindings' dom0 test binary"; return 1; }
     tests/images/nginx.sh "$layout/nginx" && tests/images/compat.sh redis "$layout/redis" &&
+        tests/images/compat.sh mariadb "$layout/mariadb" &&
         tests/xen-lab/run ${HX_LAB_ARGS:-} --image "nginx=$layout/nginx" --image "redis=$layout/redis" \
+            --image "mariadb=$layout/mariadb" \
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
             --script tests/xen-lab/checks/exec.sh \

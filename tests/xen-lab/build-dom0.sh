@@ -26,6 +26,9 @@ MODULES=(
     xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback xen-netback loop bridge tun
     veth nf_tables nft_nat nft_masq nft_chain_nat nft_ct nft_reject_inet nft_fib_inet nf_conntrack
     nf_nat 8021q
+    # The scratch disk tests/xen-lab/run attaches (virtio-blk, ext4 with metadata checksums):
+    # hx's store and the images; ext4 also for loop-mounting hx volumes (compat-bench.sh).
+    virtio_pci virtio_blk ext4 crc32c_generic
 )
 
 kpkg="$(apt apt-cache depends linux-image-amd64 | awk '$1=="Depends:" && $2 ~ /^linux-image-6\.1\.0-[0-9]+-amd64$/ {print $2; exit}')"

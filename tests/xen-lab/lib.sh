@@ -62,3 +62,17 @@ snapshot() {
         echo "## hx containers"; hx ps -a -q 2>&1 | sort
     } > "$1"
 }
+
+# image_rootfs NAME DIR: unpacks the layers of the image loaded as NAME (its OCI layout, listed in
+# /lab/images.list) into DIR, for dom0 to run the image's own binaries with chroot (the
+# benchmarks' native side, the compat check's clients).
+image_rootfs() {
+    local layout manifest l
+    layout="$(awk -v n="$1" '$1 == n || $1 == n ":latest" {print $2; exit}' /lab/images.list)"
+    [ -n "$layout" ] || { echo "no image $1 in /lab/images.list (--image $1=LAYOUT)"; return 1; }
+    mkdir -p "$2"
+    manifest="$(jq -r '.manifests[0].digest' "$layout/index.json")" || return 1
+    for l in $(jq -r '.layers[].digest' "$layout/blobs/sha256/${manifest#sha256:}"); do
+        tar -C "$2" -xf "$layout/blobs/sha256/${l#sha256:}" || return 1
+    done
+}

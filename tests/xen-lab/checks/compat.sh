@@ -4,15 +4,25 @@
 #   tests/images/compat.sh mariadb /tmp/mariadb-layout
 #   tests/xen-lab/run --script tests/xen-lab/checks/compat.sh --image redis=/tmp/redis-layout \
 #       --image mariadb=/tmp/mariadb-layout
-# Part of tests/run-all.sh's lab stage (last: it leaves a netns until its end), with Redis only:
-# the MariaDB part runs when its image is given, by hand (it does not fit the lab's dom0 yet).
+# Part of tests/run-all.sh's lab stage (last: it leaves a netns until its end), both images; a
+# missing image fails the script.
 # dom0 has no redis-cli: the checks speak redis's inline protocol over bash's /dev/tcp.
 # `hx run -d -p 6379:6379 -v redisdata:/data redis --appendonly yes --appendfsync always` (a PVH
 # domain, the volume through blkback) answers SET/GET on dom0's localhost and from a client
 # namespace; `hx stop` exits 0 and the next container on the volume reads the data; after
 # acknowledged writes, `xl destroy` of the domain (Xen's SIGKILL of the VM) loses none of them.
+# MariaDB's client is the image's own `mariadb`, run in dom0 with chroot (the image's layers
+# unpacked on the scratch disk while the Redis part runs).
 set -u
+. /lab/lib.sh
 fail=0
+mroot=/lab/disk/work/mariadb-client
+if awk '{print $1}' /lab/images.list | grep -qx 'mariadb:latest'; then
+    image_rootfs mariadb "$mroot" > /tmp/mariadb-unpack.log 2>&1 &
+    unpack=$!
+else
+    unpack=""
+fi
 ok() { echo "PASS $*"; }
 bad() { echo "FAIL $*"; fail=1; }
 # redis HOST COMMAND...: one inline command, prints the first reply line (CR stripped).
@@ -77,10 +87,11 @@ hx rm -f r3 >/dev/null && ok "rm -f r3" || bad "rm -f r3"
 hx volume rm redisdata >/dev/null && ok "volume rm" || bad "volume rm"
 
 # MariaDB (the compat image, `--image mariadb=...`): the official entrypoint's initialisation of
-# an empty volume through blkback, the server's handshake through the published port on dom0's
-# localhost, a real `mariadb` client (the image's own, in a second container on the bridge),
-# rows across stop/rm/run and across `xl destroy` of the domain after autocommitted INSERTs.
-if hx images | awk '{print $1}' | grep -qx mariadb; then
+# an empty volume through blkback, the server's handshake and a real `mariadb` client (the
+# image's own, chroot'ed in dom0) through the published port on dom0's localhost, rows across
+# stop/rm/run and across `xl destroy` of the domain after autocommitted INSERTs.
+if [ -n "$unpack" ]; then
+    m0=$(date +%s)
     run_db() {
         hx run -d --name "$1" -m 512m -p 3306:3306 -e MARIADB_ROOT_PASSWORD=lab-pw \
             -e MARIADB_DATABASE=shop -v dbdata:/var/lib/mysql mariadb >/dev/null
@@ -94,45 +105,56 @@ if hx images | awk '{print $1}' | grep -qx mariadb; then
         echo "$g"
     }
     wait_db() {
-        for _ in $(seq 1 600); do
+        for _ in $(seq 1 900); do
             case "$(greeting 2>/dev/null)" in *10.11.*) return 0;; esac
             hx inspect "$1" | jq -e '.[0].State.Running' >/dev/null || return 1
             sleep 1
         done
         return 1
     }
-    sql() { # CONTAINER SQL: the image's mariadb client in a container of its own
-        local ip
-        ip=$(hx inspect "$1" | jq -r '.[0].NetworkSettings.IPAddress')
-        hx run --rm mariadb mariadb -h "$ip" -uroot -plab-pw -N -B shop -e "$2"
+    sql() { # SQL: the image's mariadb client, through the published port
+        chroot "$mroot" mariadb -h 127.0.0.1 -P 3306 -uroot -plab-pw -N -B shop -e "$1"
     }
     t0=$(date +%s)
     run_db db1 && wait_db db1 && ok "mariadb: empty volume initialised, handshake on localhost:3306 ($(( $(date +%s) - t0 )) s)" \
         || { bad "mariadb: not ready"; hx logs db1 2>&1 | tail -n 20; }
-    sql db1 "CREATE TABLE t (x INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);" \
-        && ok "mariadb: CREATE and INSERT from a client container" || bad "mariadb: CREATE/INSERT"
+    t1=$(date +%s)
+    if wait "$unpack"; then
+        ok "mariadb: the image's client unpacked in dom0 ($(( $(date +%s) - t1 )) s waited for it)"
+        mount --bind /dev "$mroot/dev"
+    else
+        bad "mariadb: unpacking the image's rootfs"; cat /tmp/mariadb-unpack.log
+    fi
+    sql "CREATE TABLE t (x INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);" \
+        && ok "mariadb: CREATE and INSERT through the published port" || bad "mariadb: CREATE/INSERT"
     hx stop -t 120 db1 >/dev/null && [ "$(hx inspect db1 | jq '.[0].State.ExitCode')" = 0 ] \
         && hx logs db1 2>&1 | grep -q "Shutdown complete" && ok "mariadb: hx stop, exit 0, Shutdown complete" \
         || { bad "mariadb: stop"; hx logs db1 2>&1 | tail -n 5; }
     hx rm db1 >/dev/null
-    run_db db2 && wait_db db2 && ok "mariadb: db2 on the same volume" || bad "mariadb: db2"
+    t0=$(date +%s)
+    run_db db2 && wait_db db2 && ok "mariadb: db2 on the same volume ($(( $(date +%s) - t0 )) s)" || bad "mariadb: db2"
     hx logs db2 2>&1 | grep -q "Initializing database" && bad "mariadb: re-initialised a volume that had data" || ok "mariadb: no re-initialisation"
-    [ "$(sql db2 'SELECT COUNT(*) FROM t')" = 2 ] && ok "mariadb: rows kept across stop/rm/run" || bad "mariadb: rows lost across rm"
+    [ "$(sql 'SELECT COUNT(*) FROM t')" = 2 ] && ok "mariadb: rows kept across stop/rm/run" || bad "mariadb: rows lost across rm"
     # One client, 20 statements, each its own autocommitted transaction.
-    sql db2 "$(for i in $(seq 3 22); do printf 'INSERT INTO t VALUES (%d); ' "$i"; done)" \
+    sql "$(for i in $(seq 3 22); do printf 'INSERT INTO t VALUES (%d); ' "$i"; done)" \
         && ok "mariadb: 20 autocommitted INSERTs acknowledged" || bad "mariadb: INSERTs"
     domid=$(hx inspect db2 | jq -r '.[0].State.DomId')
     xl destroy "$domid" && ok "mariadb: xl destroy $domid" || bad "mariadb: xl destroy $domid"
     sleep 2
     hx rm -f db2 >/dev/null
-    run_db db3 && wait_db db3 && ok "mariadb: db3 after the kill" || { bad "mariadb: db3"; hx logs db3 2>&1 | tail -n 20; }
-    [ "$(sql db3 'SELECT COUNT(*) FROM t')" = 22 ] && ok "mariadb: all 22 committed rows after crash recovery" || bad "mariadb: rows after the kill: $(sql db3 'SELECT COUNT(*) FROM t')"
+    t0=$(date +%s)
+    run_db db3 && wait_db db3 && ok "mariadb: db3 after the kill ($(( $(date +%s) - t0 )) s)" || { bad "mariadb: db3"; hx logs db3 2>&1 | tail -n 20; }
+    # Whether InnoDB had redo to replay depends on its checkpoint when the domain died: told, not asserted.
+    echo "INFO mariadb: db3's log: $(hx logs db3 2>&1 | grep -o 'Starting crash recovery.*' | head -n 1 | tr -cd '[:print:]')"
+    n=$(sql 'SELECT COUNT(*) FROM t')
+    [ "$n" = 22 ] && ok "mariadb: all 22 committed rows after crash recovery" || bad "mariadb: rows after the kill: $n (want 22)"
     hx rm -f db3 >/dev/null
     hx volume rm dbdata >/dev/null && ok "mariadb: volume rm" || bad "mariadb: volume rm"
+    umount "$mroot/dev" 2>/dev/null
+    rm -rf "$mroot"
+    echo "INFO mariadb part: $(( $(date +%s) - m0 )) s"
 else
-    # Not in run-all.sh's lab: loading the image in the lab's dom0 (1.5 GB, all in RAM) fails
-    # with `hx: rootfs build failed (mkfs.erofs): failed` (docs/compatibility.md).
-    echo "INFO mariadb part not run: no mariadb image given (--image mariadb=LAYOUT)"
+    bad "no mariadb image given (--image mariadb=LAYOUT, from tests/images/compat.sh mariadb)"
 fi
 
 xl list

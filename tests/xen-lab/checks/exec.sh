@@ -13,9 +13,9 @@ bad() { echo "FAIL $*"; fail=1; }
 # instead of stalling the whole lab until its timeout.
 ms() {
     local s e; s=$(date +%s%N)
-    # Runs in $(...): a hang is left in a file for the caller's check. Only a hang: the exit
-    # code of these commands is not checked here (in CI's lab run of 2026-12-03 `hx run --rm
-    # --network none busybox true` from this loop exited non-zero on PVH and PV; not yet traced).
+    # Runs in $(...): a hang is left in a file for the caller's check. Only a hang: beside the
+    # idle container, a PVH guest or dom0 process crashes at random in this lab, with xl alone too
+    # (docs/xen-lab.md, "Known lab faults": an idle PVH neighbour is enough).
     timeout -k 10 300 "$@" >/dev/null 2>&1 </dev/null
     case $? in 124|137) echo "$*" >> /tmp/timed-failures ;; esac
     e=$(date +%s%N); echo $(((e - s) / 1000000))

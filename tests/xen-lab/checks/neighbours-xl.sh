@@ -2,11 +2,13 @@
 # The hx-free baseline of checks/hostile-neighbours.sh, run by hand (docs/xen-lab.md, "Known lab
 # faults"): the same shapes of load with xl only, no hx process anywhere. ROUNDS times, per load:
 #   none     nothing else running (the control),
+#   idle     a domain that only sleeps (like exec.sh's container beside its timed runs),
 #   console  a domain writing ~12 MB to its console (xenconsoled logs it, as the lab's dom0 runs it),
 #   cpu      dom0 busy on both vCPUs (sha256sum loops),
 # a neighbour `xl create` of a busybox initramfs that checksums its own busybox and
 # a 4 MiB file of its initramfs, prints them and powers off; dom0 checksums a file of its own
-# meanwhile. Any crash, wrong checksum or missing line counts as a failure.
+# meanwhile. Any crash, wrong checksum or missing line counts as a failure. LOADS picks the loads
+# (default "none console cpu"), TYPES the domain types (default "pvh pv").
 #   tests/xen-lab/run --no-suite --script tests/xen-lab/checks/neighbours-xl.sh
 set -u
 . /lab/lib.sh
@@ -20,7 +22,9 @@ initrd() {
     mkdir -p "$d/bin" "$d/dev" "$d/proc"
     cp /bin/busybox "$d/bin/busybox"
     head -c 4194304 /dev/urandom > "$d/blob"
-    if [ "$2" = flood ]; then
+    if [ "$2" = idle ]; then
+        printf '#!/bin/busybox sh\n/bin/busybox sleep 100000\n' > "$d/init"
+    elif [ "$2" = flood ]; then
         cat > "$d/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox mount -t devtmpfs dev /dev
@@ -42,6 +46,7 @@ EOF
     expected="$(sha256sum /bin/busybox "$d/blob" | cut -c1-16 | tr '\n' ' ')"
     rm -rf "$d"
 }
+initrd "$work/idle.cpio.gz" idle
 initrd "$work/flood.cpio.gz" flood
 initrd "$work/nb.cpio.gz" check
 want="NB-SUM $expected"
@@ -68,13 +73,17 @@ failed=0 total=0
 (while sleep 30; do
     echo "    [heartbeat $(cut -d' ' -f1 /proc/uptime)s: $(timeout 10 xl list 2>&1 | awk 'NR>1{printf "%s(%s) ", $1, $5}')| $(ps -eo etime,args | grep -E '^ *[0-9:]+ (xl|timeout|sha256sum)' | grep -v grep | head -4 | tr -s ' ' | tr '\n' ';' | cut -c1-200)]"
 done) & heartbeat=$!
-for type in pvh pv; do
+for type in ${TYPES:-pvh pv}; do
+    cfg idle "$work/idle.cpio.gz" "$type"
     cfg flood "$work/flood.cpio.gz" "$type"
     cfg nb "$work/nb.cpio.gz" "$type"
     for r in $(seq "$rounds"); do
-        for load in none console cpu; do
+        for load in ${LOADS:-none console cpu}; do
             pids=()
             case $load in
+                idle)
+                    timeout -s KILL 60 xl create -q "$work/idle.cfg" >/dev/null 2>&1 || echo "    idle: xl create failed"
+                    sleep 5;;
                 console)
                     rm -f "$CONSOLE_DIR/guest-flood.log"
                     timeout -s KILL 60 xl create -q "$work/flood.cfg" >/dev/null 2>&1 || echo "    flood: xl create failed"
@@ -106,6 +115,7 @@ for type in pvh pv; do
             for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
             pkill -f "sha256sum $work/dom0blob" 2>/dev/null
             timeout -s KILL 60 xl destroy flood >/dev/null 2>&1
+            timeout -s KILL 60 xl destroy idle >/dev/null 2>&1
             [ "$load" = console ] && echo "    (flood console log: $(stat -c %s "$CONSOLE_DIR/guest-flood.log" 2>/dev/null) bytes)"
             rm -f "$CONSOLE_DIR/guest-flood.log"
         done

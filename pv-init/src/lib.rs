@@ -6,3 +6,4 @@ pub mod mux;
 pub mod spec;
 pub mod status;
 pub mod vchan;
+pub mod warm;

@@ -9,6 +9,7 @@ mod network;
 mod process;
 mod sysctl;
 mod users;
+mod warm_wait;
 
 use pv_init::status::Status;
 use std::io::Write;
@@ -105,6 +106,9 @@ fn run() -> Result<Status, InitError> {
     *STATUS.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     if backend == devices::Backend::Xen {
         QUIET_CONSOLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if backend == devices::Backend::Qemu && warm_wait::requested() {
+        warm_wait::wait(&channels.control)?;
     }
     let disks = devices::Disks::find()?;
     let spec = disks.read_spec()?;

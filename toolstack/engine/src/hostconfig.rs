@@ -14,6 +14,15 @@ pub struct HostConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub qemu: QemuConfig,
+}
+
+/// `[qemu]`: `warm = false` boots every container cold (backend/warm.rs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuConfig {
+    pub warm: Option<bool>,
 }
 
 /// Bounds on what an image may make hx read and write (docs/images.md, "Limits"); byte sizes

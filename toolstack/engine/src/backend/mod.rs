@@ -2,6 +2,7 @@
 //! else (images, spec, config disk, channels, state) is shared.
 pub mod qemu;
 pub mod qmp;
+pub mod warm;
 pub mod xen;
 
 use crate::container::Container;

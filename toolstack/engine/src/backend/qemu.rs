@@ -39,6 +39,10 @@ impl Qemu {
         }
     }
 
+    pub fn binary(&self) -> &str {
+        &self.binary
+    }
+
     /// KVM only if it really boots our kernel; the verdict is cached in the store, keyed by
     /// the kernel's hash and the QEMU version. HX_ACCEL=tcg|kvm skips the probe.
     fn accel(&self, kernel: &Path) -> &'static str {
@@ -188,14 +192,25 @@ impl Qemu {
 
     /// `tap_fd`: the fd (inherited by QEMU) of the tap for a bridged NIC. `log_fds`: QEMU's
     /// ends of the log relay's sockets, in `log_relay::STREAMS` order (console, stdout, ...).
+    /// `boot`: a fresh boot, a warm template being made, or a restore of one (warm.rs).
     pub fn command(
         &self,
         spec: &VmSpec,
         accel: &str,
         tap_fd: Option<i32>,
         log_fds: &[i32],
+        boot: &Boot,
     ) -> Command {
-        let d = spec.dir;
+        let d = match boot {
+            Boot::Template { dir, .. } => *dir,
+            _ => spec.dir,
+        };
+        // A template has no log relay: its channels lead nowhere, its console to a file
+        // (where pv-init says it waits).
+        let chardev = |id: &str, fd: i32| match boot {
+            Boot::Template { .. } => format!("null,id={id}"),
+            _ => format!("socket,id={id},fd={fd}"),
+        };
         let mut cmd = Command::new(&self.binary);
         cmd.arg("-name").arg(format!("hx-{}", spec.name));
         cmd.args(["-M", "microvm,rtc=on", "-accel", accel]);
@@ -208,6 +223,10 @@ impl Qemu {
             .arg("-initrd")
             .arg(spec.initramfs);
         let mut append = String::from("console=ttyS0 quiet panic=-1 hx.backend=qemu");
+        if !matches!(boot, Boot::Cold) {
+            append.push(' ');
+            append.push_str(pv_init::warm::CMDLINE_FLAG);
+        }
         if accel == "tcg" {
             if let Some(khz) = host_tsc_khz() {
                 // Under TCG the guest reads the host's TSC; calibrating it against the emulated
@@ -217,8 +236,14 @@ impl Qemu {
         }
         cmd.arg("-append").arg(append);
         // Guest output goes to the log relay (capped files), never straight into a file.
-        cmd.arg("-chardev")
-            .arg(format!("socket,id=ch-console,fd={}", log_fds[0]));
+        let console = match boot {
+            Boot::Template { dir, .. } => format!(
+                "file,id=ch-console,path={}",
+                qemu_path(&dir.join("console.log"))
+            ),
+            _ => chardev("ch-console", log_fds[0]),
+        };
+        cmd.arg("-chardev").arg(console);
         cmd.args(["-serial", "chardev:ch-console"]);
         for (i, disk) in spec.disks.iter().enumerate() {
             // Durable disks (volumes) honour the guest's flushes: writeback, so a volume's
@@ -227,30 +252,31 @@ impl Qemu {
             let cache = if disk.durable { "writeback" } else { "unsafe" };
             let ro = if disk.readonly { ",readonly=on" } else { "" };
             let mode = format!("{cache}{ro}");
+            let file = match boot {
+                Boot::Template { placeholder, .. } => placeholder,
+                _ => disk.path.as_path(),
+            };
             cmd.arg("-drive").arg(format!(
                 "id=disk{i},file={},format=raw,if=none,cache={mode}",
-                qemu_path(&disk.path)
+                qemu_path(file)
             ));
             cmd.arg("-device")
                 .arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {
-            cmd.arg("-chardev")
-                .arg(format!("socket,id=ch-{ch},fd={fd}"));
+            cmd.arg("-chardev").arg(chardev(&format!("ch-{ch}"), *fd));
             cmd.arg("-device")
                 .arg(format!("virtserialport,chardev=ch-{ch},name=hx.{ch}"));
         }
         // The exec channel (exec_channel::broker in the relay holds the other end).
         if let Some(fd) = log_fds.get(1 + CHANNELS.len()) {
-            cmd.arg("-chardev")
-                .arg(format!("socket,id=ch-exec,fd={fd}"));
+            cmd.arg("-chardev").arg(chardev("ch-exec", *fd));
             cmd.args(["-device", "virtserialport,chardev=ch-exec,name=hx.exec"]);
         }
         // The workload's input (-i): the relay holds the other end (attach_channel).
         if let (true, Some(fd)) = (spec.stdin, log_fds.get(2 + CHANNELS.len())) {
-            cmd.arg("-chardev")
-                .arg(format!("socket,id=ch-stdin,fd={fd}"));
+            cmd.arg("-chardev").arg(chardev("ch-stdin", *fd));
             cmd.args(["-device", "virtserialport,chardev=ch-stdin,name=hx.stdin"]);
         }
         cmd.arg("-chardev").arg(format!(
@@ -303,8 +329,23 @@ impl Qemu {
                 share.tag
             ));
         }
+        if let Boot::Restore { state } = boot {
+            cmd.arg("-incoming")
+                .arg(format!("file:{}", state.display()));
+        }
         cmd
     }
+}
+
+/// How a VM comes up (warm.rs).
+pub enum Boot<'a> {
+    /// The kernel boots, pv-init starts the container.
+    Cold,
+    /// A template: placeholder disks, no host ends on the channels, pv-init stops before the
+    /// disks and waits (`hx.warm=1`), its files in `dir`.
+    Template { dir: &'a Path, placeholder: &'a Path },
+    /// A copy of a template's snapshot, with the container's own disks and channels.
+    Restore { state: &'a Path },
 }
 
 /// The host's TSC rate from /proc/cpuinfo.
@@ -365,6 +406,17 @@ impl Backend for Qemu {
 
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
         let accel = self.accel(spec.kernel);
+        let template = if super::warm::fits(spec) && super::warm::enabled(&self.root) {
+            super::warm::ensure(self, &self.root, spec, accel)
+                .map_err(|e| tracing::warn!("warm start unavailable, booting cold: {e:#}"))
+                .ok()
+        } else {
+            None
+        };
+        let boot = match &template {
+            Some(state) => Boot::Restore { state },
+            None => Boot::Cold,
+        };
         mkfifo(&spec.dir.join("control.in"))?;
         mkfifo(&spec.dir.join("control.out"))?;
         crate::logfile::begin_run(
@@ -396,7 +448,13 @@ impl Backend for Qemu {
         // QMP for pause/unpause: a socket hx binds and QEMU listens on (as libvirt does).
         let qmp_listener = qmp::listen(spec.dir)?;
         inherit.push(qmp_listener.as_raw_fd());
-        let mut cmd = self.command(spec, accel, tap.as_ref().map(|f| f.as_raw_fd()), &log_raw);
+        let mut cmd = self.command(
+            spec,
+            accel,
+            tap.as_ref().map(|f| f.as_raw_fd()),
+            &log_raw,
+            &boot,
+        );
         cmd.arg("-chardev").arg(format!(
             "socket,id=qmp,fd={},server=on,wait=off",
             qmp_listener.as_raw_fd()
@@ -420,6 +478,9 @@ impl Backend for Qemu {
                 "qemu failed to start: {}",
                 log.lines().last().unwrap_or("no output")
             );
+        }
+        if template.is_some() {
+            super::warm::resume(spec.dir)?;
         }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
         // that (run.rs), an attached run reports it as the VM's outcome.

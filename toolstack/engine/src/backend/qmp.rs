@@ -96,7 +96,20 @@ impl Qmp {
 
     /// Runs a command without arguments; its `return` value.
     pub fn execute(&mut self, command: &str) -> anyhow::Result<serde_json::Value> {
-        let mut req = serde_json::to_vec(&serde_json::json!({ "execute": command }))?;
+        self.execute_with(command, None)
+    }
+
+    /// Runs a command with `arguments` (a JSON object); its `return` value.
+    pub fn execute_with(
+        &mut self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let msg = match arguments {
+            Some(a) => serde_json::json!({ "execute": command, "arguments": a }),
+            None => serde_json::json!({ "execute": command }),
+        };
+        let mut req = serde_json::to_vec(&msg)?;
         req.push(b'\n');
         self.writer.write_all(&req)?;
         for _ in 0..MAX_LINES {
@@ -117,6 +130,20 @@ impl Qmp {
             bail!("QMP {command}: a reply that is neither return nor error");
         }
         bail!("QMP {command}: no reply among {MAX_LINES} lines");
+    }
+
+    /// Waits until the outgoing or incoming migration is over; Err unless it completed.
+    pub fn wait_migration(&mut self, deadline: std::time::Duration) -> anyhow::Result<()> {
+        let t = std::time::Instant::now();
+        loop {
+            let r = self.execute("query-migrate")?;
+            match r.get("status").and_then(|v| v.as_str()) {
+                Some("completed") => return Ok(()),
+                Some("failed") | Some("cancelled") => bail!("QMP: the migration failed"),
+                _ if t.elapsed() > deadline => bail!("QMP: the migration did not finish"),
+                _ => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        }
     }
 
     /// Whether the VM's vCPUs are stopped (`query-status`).

@@ -1,0 +1,339 @@
+//! Warm start on QEMU (docs/warm-start.md): a container whose VM has the template shape
+//! (rootfs + config disk, no NIC, no shares, no `-i`) is restored from a snapshot of a guest
+//! booted up to pv-init's wait instead of booting the kernel. Templates live in
+//! `<root>/templates/<key>/` (`state`: QEMU's migration stream, `meta.json`); the key covers
+//! the kernel, the initramfs (pv-init), QEMU, the accelerator, memory, vCPUs and the device
+//! shape, so any change makes a new template. A template is built on first use under a lock;
+//! a killed build leaves a `.new-*` directory that the next build or `prune` removes.
+use super::qemu::{Boot, Qemu};
+use super::{qmp, VmSpec};
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Bumped when what a template's guest holds changes in a way the key does not see.
+const FORMAT: u32 = 1;
+/// How long a template's boot may take (TCG on a busy host is slow).
+const BOOT_DEADLINE: Duration = Duration::from_secs(120);
+/// The placeholder disks' size: at least as large as any disk a restore brings (the guest
+/// keeps the size it saw at boot; erofs and the config disk read only what they hold).
+const PLACEHOLDER_BYTES: u64 = 1 << 40;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Meta {
+    pub key: String,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub accel: String,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub disks: usize,
+    pub created: u64,
+}
+
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("templates")
+}
+
+/// Whether warm start is on: `[qemu] warm` in the config file (default true), HX_WARM=off.
+pub fn enabled(root: &Path) -> bool {
+    if std::env::var("HX_WARM").is_ok_and(|v| v == "off" || v == "0") {
+        return false;
+    }
+    crate::hostconfig::load(root)
+        .map(|c| c.qemu.warm.unwrap_or(true))
+        .unwrap_or(false)
+}
+
+/// The template shape: what a restore can give a container.
+pub fn fits(spec: &VmSpec) -> bool {
+    spec.nic.is_none() && spec.shares.is_empty() && !spec.stdin && spec.disks.len() == 2
+}
+
+fn identity(p: &Path) -> String {
+    let m = std::fs::metadata(p).ok();
+    let mtime = m
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    format!("{}|{:?}|{:?}", p.display(), m.map(|m| m.len()), mtime)
+}
+
+pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
+    use sha2::Digest;
+    let ro: Vec<bool> = spec.disks.iter().map(|d| d.readonly).collect();
+    let text = format!(
+        "{FORMAT}\n{}\n{}\n{}\n{accel}\n{} {}\n{ro:?}\n",
+        identity(spec.kernel),
+        identity(spec.initramfs),
+        qemu_binary,
+        spec.memory_mb,
+        spec.cpus
+    );
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The snapshot for `spec`, made now if there is none.
+pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Result<PathBuf> {
+    let key = key(q.binary(), spec, accel);
+    let dir = dir(root);
+    let state = dir.join(&key).join("state");
+    if state.is_file() {
+        return Ok(state);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{key}.lock")))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .context("locking the template")?;
+    if state.is_file() {
+        return Ok(state);
+    }
+    sweep_unfinished(&dir, Some(&key));
+    let t = Instant::now();
+    let new = dir.join(format!(".new-{key}-{}", std::process::id()));
+    let built = build(q, spec, accel, &new).and_then(|()| {
+        let meta = Meta {
+            key: key.clone(),
+            kernel: spec.kernel.to_path_buf(),
+            initramfs: spec.initramfs.to_path_buf(),
+            accel: accel.into(),
+            memory_mb: spec.memory_mb,
+            cpus: spec.cpus,
+            disks: spec.disks.len(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        std::fs::write(new.join("meta.json"), serde_json::to_vec(&meta)?)?;
+        for scratch in ["placeholder", "console.log", "control.in", "control.out", "qemu.log"] {
+            let _ = std::fs::remove_file(new.join(scratch));
+        }
+        let _ = std::fs::remove_file(new.join(qmp::SOCKET));
+        std::fs::rename(&new, dir.join(&key))?;
+        Ok(())
+    });
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&new);
+        return Err(e.context("building the warm-start template"));
+    }
+    tracing::info!("warm start: template {key} built in {:?}", t.elapsed());
+    Ok(state)
+}
+
+/// Boots the template guest in `new`, waits for pv-init's cue, saves it to `new/state`.
+fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(new)?;
+    let placeholder = new.join("placeholder");
+    std::fs::File::create(&placeholder)?.set_len(PLACEHOLDER_BYTES)?;
+    for fifo in ["control.in", "control.out"] {
+        nix::unistd::mkfifo(
+            &new.join(fifo),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )?;
+    }
+    let qmp_listener = qmp::listen(new)?;
+    // Same number of channel slots as a container's (console, channels, exec): the device
+    // set must match the restore's exactly.
+    let slots = vec![-1; 1 + super::qemu::CHANNELS.len() + 1];
+    let boot = Boot::Template {
+        dir: new,
+        placeholder: &placeholder,
+    };
+    let mut cmd = q.command(spec, accel, None, &slots, &boot);
+    cmd.arg("-chardev").arg(format!(
+        "socket,id=qmp,fd={},server=on,wait=off",
+        qmp_listener.as_raw_fd()
+    ));
+    cmd.args(["-mon", "chardev=qmp,mode=control"]);
+    let log = std::fs::File::create(new.join("qemu.log"))?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let fd = qmp_listener.as_raw_fd();
+    // Dies with the hx that builds it: a killed build leaves no VM behind.
+    // SAFETY: prctl and fcntl are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::fcntl(fd, libc::F_SETFD, 0) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting QEMU for the template")?;
+    let saved = save_when_ready(new, &mut child);
+    if saved.is_err() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    saved
+}
+
+fn save_when_ready(new: &Path, child: &mut std::process::Child) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let console = new.join("console.log");
+    loop {
+        let text = std::fs::read(&console).unwrap_or_default();
+        if String::from_utf8_lossy(&text).contains(pv_init::warm::READY) {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the template guest ended before pv-init waited ({status})");
+        }
+        if t.elapsed() > BOOT_DEADLINE {
+            bail!("the template guest did not reach pv-init's wait in {BOOT_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut q = qmp::Qmp::connect(new)?;
+    q.execute("stop")?;
+    let uri = format!("file:{}", new.join("state").display());
+    q.execute_with("migrate", Some(serde_json::json!({ "uri": uri })))?;
+    q.wait_migration(Duration::from_secs(60))?;
+    let _ = q.execute("quit");
+    Ok(())
+}
+
+/// After QEMU started with `-incoming`: waits for the snapshot to load, resumes the guest and
+/// sends pv-init its go line (the host's clock, fresh entropy) on the control channel.
+pub fn resume(dir: &Path) -> anyhow::Result<()> {
+    let mut q = qmp::Qmp::connect(dir)?;
+    q.wait_migration(Duration::from_secs(60))
+        .context("restoring the warm-start template")?;
+    q.execute("cont")?;
+    let mut entropy = [0u8; 32];
+    getrandom(&mut entropy)?;
+    let go = pv_init::warm::Go {
+        unix_nanos: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos(),
+        entropy,
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join("control.in");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&p)
+        .with_context(|| format!("control channel {}", p.display()))?;
+    std::io::Write::write_all(&mut f, go.line().as_bytes())?;
+    Ok(())
+}
+
+fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
+    Ok(())
+}
+
+/// Removes `.new-*` directories no build holds (their lock is free), or only `key`'s.
+fn sweep_unfinished(dir: &Path, key: Option<&str>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(".new-") else {
+            continue;
+        };
+        let Some((k, _pid)) = rest.rsplit_once('-') else {
+            continue;
+        };
+        if key.is_some_and(|want| want != k) {
+            continue;
+        }
+        // Only when nobody builds it: its lock can be taken.
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{k}.lock")))
+        else {
+            continue;
+        };
+        if key.is_some() {
+            // The caller holds this key's lock already.
+            let _ = std::fs::remove_dir_all(e.path());
+            continue;
+        }
+        if let Ok(_held) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A stored template and whether it can still be used (its kernel and initramfs unchanged).
+pub struct Listed {
+    pub meta: Meta,
+    pub bytes: u64,
+    pub stale: bool,
+}
+
+pub fn list(root: &Path) -> Vec<Listed> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir(root)) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') || !p.is_dir() {
+            continue;
+        }
+        let Some(meta) = std::fs::read(p.join("meta.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+        else {
+            continue;
+        };
+        let bytes = std::fs::metadata(p.join("state")).map(|m| m.len()).unwrap_or(0);
+        // The key records the files' identity; a changed or missing one makes it unusable.
+        let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
+        out.push(Listed { meta, bytes, stale });
+    }
+    out.sort_by(|a, b| b.meta.created.cmp(&a.meta.created).then(a.meta.key.cmp(&b.meta.key)));
+    out
+}
+
+/// Removes template `key`; false if there is none.
+pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("template {key:?}: not a template key (hex digits, see hx system template ls)");
+    }
+    let p = dir(root).join(key);
+    if !p.is_dir() {
+        return Ok(false);
+    }
+    // Running restores keep reading the unlinked state file; new ones rebuild.
+    let gone = dir(root).join(format!(".rm-{key}-{}", std::process::id()));
+    std::fs::rename(&p, &gone)?;
+    std::fs::remove_dir_all(&gone)?;
+    let _ = std::fs::remove_file(dir(root).join(format!("{key}.lock")));
+    Ok(true)
+}
+
+/// Removes stale templates, every template but the newest of each shape (memory, vCPUs,
+/// accelerator, disks), and unfinished builds. The keys removed.
+pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
+    sweep_unfinished(&dir(root), None);
+    let mut seen = std::collections::HashSet::new();
+    let mut removed = Vec::new();
+    for t in list(root) {
+        let shape = (t.meta.memory_mb, t.meta.cpus, t.meta.accel.clone(), t.meta.disks);
+        if t.stale || !seen.insert(shape) {
+            remove(root, &t.meta.key)?;
+            removed.push(t.meta.key);
+        }
+    }
+    Ok(removed)
+}

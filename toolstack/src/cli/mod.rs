@@ -48,6 +48,7 @@ pub mod stop;
 pub mod top;
 pub mod unpause;
 pub mod vcpu_set;
+pub mod system;
 pub mod volume;
 pub mod wait;
 
@@ -118,6 +119,9 @@ pub enum Command {
     /// Manage volumes (create, ls, rm, inspect, prune)
     #[command(subcommand)]
     Volume(volume::Command),
+    /// hx's own state: warm-start templates (template ls, rm, prune)
+    #[command(subcommand)]
+    System(system::Command),
     /// Wait for containers to stop and print their exit codes
     Wait(wait::Args),
     /// Pull an image from a registry
@@ -259,6 +263,7 @@ pub async fn dispatch(
         Command::Inspect(a) => inspect::run(g, a).await,
         Command::Port(a) => port::run(g, a).await,
         Command::Volume(c) => volume::run(g, c).await,
+        Command::System(c) => system::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,
         Command::Images(a) => images::run(g, a).await,

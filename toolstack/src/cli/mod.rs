@@ -45,10 +45,10 @@ pub mod shutdown;
 pub mod start;
 pub mod stats;
 pub mod stop;
+pub mod system;
 pub mod top;
 pub mod unpause;
 pub mod vcpu_set;
-pub mod system;
 pub mod volume;
 pub mod wait;
 

@@ -73,7 +73,10 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
         }
         TemplateCommand::Rm(a) => {
             let keys: Vec<String> = if a.all {
-                warm::list(&g.root).into_iter().map(|t| t.meta.key).collect()
+                warm::list(&g.root)
+                    .into_iter()
+                    .map(|t| t.meta.key)
+                    .collect()
             } else {
                 a.keys
             };

@@ -98,6 +98,14 @@ impl Hx {
         // Tests never touch the machine's own network: containers get none unless a test runs
         // hx in a namespace of its own (netns.rs).
         c.env("HX_NETWORK", "none");
+        // Warm-start templates are keyed by kernel, pv-init and shape, not by store: the
+        // suite's stores share them, so it builds one per shape instead of one per test.
+        if std::env::var_os("HX_TEMPLATE_DIR").is_none() {
+            c.env(
+                "HX_TEMPLATE_DIR",
+                std::env::temp_dir().join("hx-test-templates"),
+            );
+        }
         if let (Some(k), Some(i)) = (&self.kernel, &self.init) {
             c.env("HX_KERNEL", k).env("HX_INIT", i);
         }

@@ -343,7 +343,10 @@ pub enum Boot<'a> {
     Cold,
     /// A template: placeholder disks, no host ends on the channels, pv-init stops before the
     /// disks and waits (`hx.warm=1`), its files in `dir`.
-    Template { dir: &'a Path, placeholder: &'a Path },
+    Template {
+        dir: &'a Path,
+        placeholder: &'a Path,
+    },
     /// A copy of a template's snapshot, with the container's own disks and channels.
     Restore { state: &'a Path },
 }

@@ -33,8 +33,13 @@ pub struct Meta {
     pub created: u64,
 }
 
+/// `<root>/templates`, or HX_TEMPLATE_DIR (stores that share one kernel and pv-init, such as
+/// the test suite's, can share their templates: the key says what each was made from).
 pub fn dir(root: &Path) -> PathBuf {
-    root.join("templates")
+    match std::env::var_os("HX_TEMPLATE_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => root.join("templates"),
+    }
 }
 
 /// Whether warm start is on: `[qemu] warm` in the config file (default true), HX_WARM=off.
@@ -67,7 +72,11 @@ pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
     let text = format!(
         "{FORMAT}\n{}\n{}\n{}\n{accel}\n{} {}\n{ro:?}\n",
         identity(spec.kernel),
-        identity(spec.initramfs),
+        // Named by its content's hash (assets.rs): the same in every store.
+        spec.initramfs
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
         qemu_binary,
         spec.memory_mb,
         spec.cpus
@@ -113,7 +122,13 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
                 .unwrap_or(0),
         };
         std::fs::write(new.join("meta.json"), serde_json::to_vec(&meta)?)?;
-        for scratch in ["placeholder", "console.log", "control.in", "control.out", "qemu.log"] {
+        for scratch in [
+            "placeholder",
+            "console.log",
+            "control.in",
+            "control.out",
+            "qemu.log",
+        ] {
             let _ = std::fs::remove_file(new.join(scratch));
         }
         let _ = std::fs::remove_file(new.join(qmp::SOCKET));
@@ -266,7 +281,8 @@ fn sweep_unfinished(dir: &Path, key: Option<&str>) {
             let _ = std::fs::remove_dir_all(e.path());
             continue;
         }
-        if let Ok(_held) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        if let Ok(_held) =
+            nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
         {
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -296,12 +312,19 @@ pub fn list(root: &Path) -> Vec<Listed> {
         else {
             continue;
         };
-        let bytes = std::fs::metadata(p.join("state")).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::metadata(p.join("state"))
+            .map(|m| m.len())
+            .unwrap_or(0);
         // The key records the files' identity; a changed or missing one makes it unusable.
         let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
         out.push(Listed { meta, bytes, stale });
     }
-    out.sort_by(|a, b| b.meta.created.cmp(&a.meta.created).then(a.meta.key.cmp(&b.meta.key)));
+    out.sort_by(|a, b| {
+        b.meta
+            .created
+            .cmp(&a.meta.created)
+            .then(a.meta.key.cmp(&b.meta.key))
+    });
     out
 }
 
@@ -329,7 +352,12 @@ pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
     let mut seen = std::collections::HashSet::new();
     let mut removed = Vec::new();
     for t in list(root) {
-        let shape = (t.meta.memory_mb, t.meta.cpus, t.meta.accel.clone(), t.meta.disks);
+        let shape = (
+            t.meta.memory_mb,
+            t.meta.cpus,
+            t.meta.accel.clone(),
+            t.meta.disks,
+        );
         if t.stale || !seen.insert(shape) {
             remove(root, &t.meta.key)?;
             removed.push(t.meta.key);

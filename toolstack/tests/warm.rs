@@ -124,3 +124,47 @@ fn templates_follow_pv_init_and_are_listed_and_removed() {
         0
     );
 }
+
+#[test]
+fn a_killed_template_build_leaves_nothing_behind() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let templates = tempfile::tempdir().unwrap();
+    let t = templates.path();
+    let mut c = hx.cmd(&["run", "--rm", BUSYBOX, "true"]);
+    c.env("HX_TEMPLATE_DIR", t)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let building = || {
+        std::fs::read_dir(t)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".new-"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !building() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(building(), "no template build started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = std::time::Instant::now() + Duration::from_secs(10);
+    while !common::qemu_cmdlines_for(t).is_empty() && std::time::Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        common::qemu_cmdlines_for(t).is_empty(),
+        "the template's QEMU outlived hx"
+    );
+    let ps = hx.ok(&["ps", "-aq"]);
+    assert_eq!(ps.stdout, "");
+    let pruned = run(&hx, t, &[], &["system", "template", "prune"]);
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    let left: Vec<String> = std::fs::read_dir(t)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

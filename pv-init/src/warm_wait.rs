@@ -53,7 +53,8 @@ pub fn wait(control: &ControlSource) -> Result<(), InitError> {
 fn reseed(entropy: &[u8; 32]) {
     if let Ok(f) = std::fs::OpenOptions::new().write(true).open("/dev/urandom") {
         let _ = std::io::Write::write_all(&mut &f, entropy);
-        const RNDRESEEDCRNG: libc::c_ulong = 0x5207; // _IO('R', 0x07)
+        // _IO('R', 0x07)
+        const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
         // SAFETY: an ioctl without an argument on a file we own.
         unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG as _) };
     }
@@ -62,7 +63,8 @@ fn reseed(entropy: &[u8; 32]) {
 /// The kernel's partition scan read the template's placeholder disks: drop those pages so
 /// the container's disks (same devices, new backing files) are read afresh.
 fn forget_disk_caches() {
-    const BLKFLSBUF: libc::c_ulong = 0x1261; // _IO(0x12, 97)
+    // _IO(0x12, 97)
+    const BLKFLSBUF: libc::c_ulong = 0x1261;
     let Ok(rd) = std::fs::read_dir("/sys/block") else {
         return;
     };

@@ -204,6 +204,13 @@ mod tests {
             crate::logfile::OUTPUT
         );
         assert!(parse("[log]\nmax_size = \"1\"\n").is_err());
+        assert_eq!(
+            parse("[qemu]\nwarm = false\n").unwrap().qemu.warm,
+            Some(false)
+        );
+        assert_eq!(parse("").unwrap().qemu.warm, None);
+        assert!(parse("[qemu]\nwarm = \"no\"\n").is_err());
+        assert!(parse("[qemu]\nwarmth = true\n").is_err());
         assert!(parse("[log]\nmax_file = 0\n").is_err());
         let l = parse("[limits]\nmax_header_bytes = \"64k\"\nmax_image_bytes = \"2g\"\nmax_layer_entries = 10\nmax_index_depth = 1\n")
             .unwrap()

@@ -73,6 +73,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
         }
         TemplateCommand::Rm(a) => {
             let keys: Vec<String> = if a.all {
+                warm::forget_failures(&g.root);
                 warm::list(&g.root)
                     .into_iter()
                     .map(|t| t.meta.key)

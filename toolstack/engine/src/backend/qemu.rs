@@ -411,7 +411,7 @@ impl Backend for Qemu {
         let accel = self.accel(spec.kernel);
         let template = if super::warm::fits(spec) && super::warm::enabled(&self.root) {
             super::warm::ensure(self, &self.root, spec, accel)
-                .map_err(|e| tracing::warn!("warm start unavailable, booting cold: {e:#}"))
+                .map_err(|e| tracing::info!("warm start unavailable, booting cold: {e:#}"))
                 .ok()
         } else {
             None

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// Bumped when what a template's guest holds changes in a way the key does not see.
 const FORMAT: u32 = 1;
 /// How long a template's boot may take (TCG on a busy host is slow).
-const BOOT_DEADLINE: Duration = Duration::from_secs(120);
+const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 /// The placeholder disks' size: at least as large as any disk a restore brings (the guest
 /// keeps the size it saw at boot; erofs and the config disk read only what they hold).
 const PLACEHOLDER_BYTES: u64 = 1 << 40;
@@ -104,6 +104,18 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     if state.is_file() {
         return Ok(state);
     }
+    // A key whose build failed once boots cold from then on (`prune` and `rm --all` forget it).
+    let failed = dir.join(format!("{key}.failed"));
+    if failed.is_file() {
+        bail!(
+            "template {key} could not be built before ({})",
+            failed.display()
+        );
+    }
+    // An init that does not know `hx.warm=1` (another build, a test's) would never wait.
+    if !speaks_warm(spec.initramfs) {
+        bail!("the guest's init does not support warm start");
+    }
     sweep_unfinished(&dir, Some(&key));
     let t = Instant::now();
     let new = dir.join(format!(".new-{key}-{}", std::process::id()));
@@ -137,10 +149,21 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     });
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&new);
+        let _ = std::fs::write(&failed, format!("{e:#}\n"));
         return Err(e.context("building the warm-start template"));
     }
     tracing::info!("warm start: template {key} built in {:?}", t.elapsed());
     Ok(state)
+}
+
+/// Whether the initramfs's init is a pv-init that waits when booted with `hx.warm=1`: it
+/// carries the line it prints then (the initramfs is an uncompressed cpio).
+fn speaks_warm(initramfs: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(initramfs) else {
+        return false;
+    };
+    let needle = pv_init::warm::READY.as_bytes();
+    bytes.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Boots the template guest in `new`, waits for pv-init's cue, saves it to `new/state`.
@@ -289,6 +312,18 @@ fn sweep_unfinished(dir: &Path, key: Option<&str>) {
     }
 }
 
+/// Removes the markers of failed builds, so that the next run tries again.
+pub fn forget_failures(root: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir(root)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".failed") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A stored template and whether it can still be used (its kernel and initramfs unchanged).
 pub struct Listed {
     pub meta: Meta,
@@ -349,6 +384,7 @@ pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
 /// accelerator, disks), and unfinished builds. The keys removed.
 pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
     sweep_unfinished(&dir(root), None);
+    forget_failures(root);
     let mut seen = std::collections::HashSet::new();
     let mut removed = Vec::new();
     for t in list(root) {

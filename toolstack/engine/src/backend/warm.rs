@@ -245,9 +245,11 @@ fn save_when_ready(new: &Path, child: &mut std::process::Child) -> anyhow::Resul
 /// After QEMU started with `-incoming`: waits for the snapshot to load, resumes the guest and
 /// sends pv-init its go line (the host's clock, fresh entropy) on the control channel.
 pub fn resume(dir: &Path) -> anyhow::Result<()> {
+    let t = Instant::now();
     let mut q = qmp::Qmp::connect(dir)?;
     q.wait_migration(Duration::from_secs(60))
         .context("restoring the warm-start template")?;
+    tracing::info!("warm start: snapshot loaded {:?} after QEMU's start", t.elapsed());
     q.execute("cont")?;
     let mut entropy = [0u8; 32];
     getrandom(&mut entropy)?;

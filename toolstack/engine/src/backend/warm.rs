@@ -249,7 +249,10 @@ pub fn resume(dir: &Path) -> anyhow::Result<()> {
     let mut q = qmp::Qmp::connect(dir)?;
     q.wait_migration(Duration::from_secs(60))
         .context("restoring the warm-start template")?;
-    tracing::info!("warm start: snapshot loaded {:?} after QEMU's start", t.elapsed());
+    tracing::info!(
+        "warm start: snapshot loaded {:?} after QEMU's start",
+        t.elapsed()
+    );
     q.execute("cont")?;
     let mut entropy = [0u8; 32];
     getrandom(&mut entropy)?;

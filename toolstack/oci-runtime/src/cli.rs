@@ -7,7 +7,10 @@ use std::path::PathBuf;
 #[command(
     name = "hx-runtime",
     version,
-    about = "An OCI runtime that runs each container in its own hx micro-VM"
+    about = "An OCI runtime that runs each container in its own hx micro-VM",
+    // runc's (urfave/cli) rule: a repeated option's last value wins. dockerd passes its own
+    // --root after the runtimeArgs of daemon.json.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Where the runtime keeps its state (an hx store)

@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             let _ = e.print();
+            if e.use_stderr() {
+                let text = e.render().to_string();
+                log_error(&log_of_argv(), text.lines().next().unwrap_or("usage error"));
+            }
             return ExitCode::from(code as u8);
         }
     };
@@ -148,6 +152,25 @@ fn init_tracing(args: &Cli) {
         }
         _ => {}
     }
+}
+
+/// `--log` and `--log-format` of a command line clap refused: the caller still reads the
+/// reason from the log.
+fn log_of_argv() -> (Option<std::path::PathBuf>, LogFormat) {
+    let argv: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        let eq = format!("{name}=");
+        argv.iter().enumerate().rev().find_map(|(i, a)| {
+            a.strip_prefix(&eq)
+                .map(str::to_string)
+                .or_else(|| (a == name).then(|| argv.get(i + 1).cloned()).flatten())
+        })
+    };
+    let format = match value("--log-format").as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    (value("--log").map(Into::into), format)
 }
 
 /// The error, as runc logs it: a JSON line `{"level":"error","msg":...,"time":...}` (what

@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod dns;
 pub mod ipam;
 pub mod nat;
+pub mod netns_link;
 pub mod ports;
 pub mod tap;
 
@@ -75,6 +76,12 @@ pub struct NetworkState {
     pub ifname: Option<String>,
     #[serde(default)]
     pub ports: Vec<Published>,
+    /// Mode `netns`: the namespace (a path) and the interface in it the VM took over
+    /// (`ifname` is the VM's own interface there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// How the backend connects the guest's NIC.
@@ -87,6 +94,14 @@ pub enum NicKind {
     Bridge { bridge: String, ifname: String },
     /// QEMU user-mode networking with host forwards for the published ports.
     User { ports: Vec<Published> },
+    /// Take over `link` of a namespace someone else made (docker's, a CNI plugin's):
+    /// `netns_link::attach_tap(netns, link, ifname)` on QEMU, whose fd becomes
+    /// `-netdev tap,fd=`; the VM's MAC is `link`'s. See `netns_setup`.
+    Netns {
+        netns: std::path::PathBuf,
+        link: String,
+        ifname: String,
+    },
 }
 
 /// The guest NIC a backend must create.
@@ -157,6 +172,8 @@ pub fn setup(
                     mac: None,
                     ifname: None,
                     ports: vec![],
+                    netns: None,
+                    link: None,
                 },
                 nic: None,
                 guest: None,
@@ -181,6 +198,8 @@ pub fn setup(
                 mac: Some(mac.clone()),
                 ifname: None,
                 ports: published.clone(),
+                netns: None,
+                link: None,
             },
             nic: Some(VmNic {
                 mac,
@@ -240,6 +259,8 @@ pub fn setup(
             mac: Some(mac.clone()),
             ifname: Some(ifname.clone()),
             ports: published,
+            netns: None,
+            link: None,
         },
         nic: Some(VmNic {
             mac,
@@ -252,6 +273,52 @@ pub fn setup(
                 .collect(),
         }),
         guest: Some(guest_config(ip, prefix, gateway, dns, &resolv)),
+    })
+}
+
+/// The network of a VM that takes over interface `link` of namespace `netns` (a path such as
+/// /proc/PID/ns/net or /run/netns/NAME; docker's container namespace and its `eth0`): reads
+/// the interface's MAC, IPv4 address, prefix, default gateway and MTU, and returns what to
+/// record, the NIC for the backend (`NicKind::Netns`, the VM's interface `netns_link::DEFAULT_TAP`
+/// inside the namespace, made when the VM starts) and the guest's configuration with
+/// `resolv`'s DNS settings (e.g. the bundle's resolv.conf, `dns::parse`). Nothing is changed
+/// in the namespace until the backend starts the VM; `release` undoes that.
+pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Result<Setup> {
+    let info = netns_link::inspect(netns, link)?;
+    let ifname = netns_link::DEFAULT_TAP.to_string();
+    let mut guest = guest_config(
+        info.address,
+        info.prefix,
+        info.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        resolv.nameservers.clone(),
+        resolv,
+    );
+    if info.gateway.is_none() {
+        guest.gateway = None;
+    }
+    Ok(Setup {
+        state: NetworkState {
+            mode: "netns".into(),
+            bridge: None,
+            ip: Some(info.address),
+            prefix_len: info.prefix,
+            gateway: info.gateway,
+            mac: Some(info.mac.clone()),
+            ifname: Some(ifname.clone()),
+            ports: vec![],
+            netns: Some(netns.to_path_buf()),
+            link: Some(link.to_string()),
+        },
+        nic: Some(VmNic {
+            mac: info.mac,
+            kind: NicKind::Netns {
+                netns: netns.to_path_buf(),
+                link: link.to_string(),
+                ifname,
+            },
+            hold: vec![],
+        }),
+        guest: Some(guest),
     })
 }
 
@@ -276,6 +343,14 @@ fn guest_config(
 /// Releases what `setup` made for a container whose VM is gone: its port rules, its address,
 /// and its host interface if the backend left it. Safe to call twice.
 pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()> {
+    if let (Some(ns), Some(link), Some(ifname), "netns") = (
+        &state.netns,
+        &state.link,
+        &state.ifname,
+        state.mode.as_str(),
+    ) {
+        return netns_link::detach(ns, link, ifname);
+    }
     if state.mode != "bridge" || !is_root() {
         return Ok(());
     }

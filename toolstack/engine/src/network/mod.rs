@@ -24,6 +24,8 @@ use std::path::Path;
 pub use ports::Published;
 
 pub const DEFAULT_BRIDGE: &str = "hx0";
+/// The interface `--network ns:PATH` takes over in that namespace.
+pub const NETNS_LINK: &str = "eth0";
 /// hx0's own address and prefix; containers get the others.
 pub const DEFAULT_BRIDGE_ADDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 88, 0, 1), 16);
 /// QEMU user-mode networking's fixed layout (slirp defaults).
@@ -36,6 +38,9 @@ const USER_DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 pub enum Mode {
     None,
     Bridge(String),
+    /// `ns:PATH` (podman's syntax): take over `eth0` of the network namespace at PATH, which
+    /// someone else made and configured (netns_link.rs).
+    Netns(std::path::PathBuf),
 }
 
 impl Mode {
@@ -46,10 +51,17 @@ impl Mode {
             Some("host") => bail!(
                 "--network host: not possible, every container is a VM with its own kernel (publish ports with -p)"
             ),
+            Some(s) if s.starts_with("ns:") => {
+                let path = std::path::PathBuf::from(&s[3..]);
+                if !path.is_absolute() {
+                    bail!("--network {s:?}: ns: takes the absolute path of a network namespace (/run/netns/NAME, /proc/PID/ns/net)");
+                }
+                Ok(Mode::Netns(path))
+            }
             Some(s) => match s.strip_prefix("bridge=") {
                 Some(name) if bridge::valid_ifname(name) => Ok(Mode::Bridge(name.into())),
                 Some(name) => bail!("--network bridge={name}: not a valid interface name"),
-                None => bail!("--network {s:?}: use bridge, bridge=NAME or none"),
+                None => bail!("--network {s:?}: use bridge, bridge=NAME, ns:PATH or none"),
             },
         }
     }
@@ -180,6 +192,15 @@ pub fn setup(
             });
         }
         Mode::Bridge(b) => b.clone(),
+        Mode::Netns(path) => {
+            if !requests.is_empty() {
+                bail!("-p/-P cannot be used with --network ns:PATH (the namespace's owner publishes ports)");
+            }
+            if !is_root() {
+                bail!("--network ns:PATH needs root");
+            }
+            return netns_setup(path, NETNS_LINK, &dns::host_resolv());
+        }
     };
     let resolv = dns::host_resolv();
     if !is_root() {
@@ -489,6 +510,11 @@ mod tests {
             .to_string()
             .contains("own kernel"));
         assert!(Mode::parse(Some("foo")).is_err());
+        assert_eq!(
+            Mode::parse(Some("ns:/run/netns/x")).unwrap(),
+            Mode::Netns("/run/netns/x".into())
+        );
+        assert!(Mode::parse(Some("ns:x")).is_err());
     }
 
     #[test]

@@ -57,7 +57,15 @@ pub fn attach_tap(netns: &Path, link: &str, tap: &str) -> anyhow::Result<NetnsTa
     let fd = open_tap_in(&ns, tap).with_context(|| format!("in {}", netns.display()))?;
     let mirrored = ip_in(
         netns,
-        &["link", "set", "dev", tap, "mtu", &info.mtu.to_string(), "up"],
+        &[
+            "link",
+            "set",
+            "dev",
+            tap,
+            "mtu",
+            &info.mtu.to_string(),
+            "up",
+        ],
     )
     .and_then(|_| mirror(netns, link, tap));
     if let Err(e) = mirrored {
@@ -131,8 +139,8 @@ pub fn detach(netns: &Path, link: &str, tap: &str) -> anyhow::Result<()> {
 /// `link`'s MAC, IPv4 address, prefix, MTU and the namespace's default gateway.
 pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
     let culprit = || format!("interface {link} in {}", netns.display());
-    let (mac, mtu) = parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?)
-        .with_context(culprit)?;
+    let (mac, mtu) =
+        parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?).with_context(culprit)?;
     let Some((address, prefix)) =
         parse_addr(&ip_in(netns, &["-j", "-4", "addr", "show", "dev", link])?)
             .with_context(culprit)?
@@ -177,7 +185,10 @@ fn ip_in(netns: &Path, args: &[&str]) -> anyhow::Result<String> {
 fn tool_in(netns: &Path, program: &str, args: &[&str]) -> anyhow::Result<String> {
     let mut net = std::ffi::OsString::from("--net=");
     net.push(netns);
-    run_tool(Command::new("nsenter").arg(net).arg(program).args(args), None)
+    run_tool(
+        Command::new("nsenter").arg(net).arg(program).args(args),
+        None,
+    )
 }
 
 fn link_exists(netns: &Path, name: &str) -> bool {
@@ -378,7 +389,10 @@ mod tests {
     fn rejects_what_a_guest_cannot_use() {
         let l = |mac: &str, mtu: u32| format!(r#"[{{"address":"{mac}","mtu":{mtu}}}]"#);
         assert!(parse_link(&l("00:00:00:00:00:00", 1500)).is_err());
-        assert!(parse_link(&l("01:00:5e:00:00:01", 1500)).is_err(), "multicast");
+        assert!(
+            parse_link(&l("01:00:5e:00:00:01", 1500)).is_err(),
+            "multicast"
+        );
         assert!(parse_link(&l("02:42:ac:11:00", 1500)).is_err());
         assert!(parse_link(&l("02:42:ac:11:00:02", 20)).is_err());
         assert!(parse_link("[]").is_err());
@@ -386,7 +400,9 @@ mod tests {
         assert!(parse_link(two).is_err());
         assert!(parse_addr(r#"[{"addr_info":[{"local":"1.2.3.4","prefixlen":33}]}]"#).is_err());
         assert!(parse_addr(r#"[{"addr_info":[{"local":"1.2.3","prefixlen":24}]}]"#).is_err());
-        assert!(parse_default_gateway(r#"[{"dst":"default","gateway":"fe80::1"}]"#, "eth0").is_err());
+        assert!(
+            parse_default_gateway(r#"[{"dst":"default","gateway":"fe80::1"}]"#, "eth0").is_err()
+        );
         assert!(check_names("eth0", "eth0").is_err());
         assert!(check_names("eth0", "a/b").is_err());
         assert!(check_names("eth0", "hxtap0").is_ok());

@@ -823,6 +823,7 @@ fn provisional_network(mode: &network::Mode, id: &str) -> Option<NetworkState> {
             ports: vec![],
             netns: None,
             link: None,
+            netns_inode: None,
         }),
         _ => None,
     }

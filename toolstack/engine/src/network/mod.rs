@@ -94,6 +94,10 @@ pub struct NetworkState {
     pub netns: Option<std::path::PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The namespace's inode when the VM took it over: a /proc/PID/ns/net path of a reused
+    /// pid names another namespace, which `release` must leave alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_inode: Option<u64>,
 }
 
 /// How the backend connects the guest's NIC.
@@ -186,6 +190,7 @@ pub fn setup(
                     ports: vec![],
                     netns: None,
                     link: None,
+                    netns_inode: None,
                 },
                 nic: None,
                 guest: None,
@@ -221,6 +226,7 @@ pub fn setup(
                 ports: published.clone(),
                 netns: None,
                 link: None,
+                netns_inode: None,
             },
             nic: Some(VmNic {
                 mac,
@@ -282,6 +288,7 @@ pub fn setup(
             ports: published,
             netns: None,
             link: None,
+            netns_inode: None,
         },
         nic: Some(VmNic {
             mac,
@@ -305,6 +312,7 @@ pub fn setup(
 /// `resolv`'s DNS settings (e.g. the bundle's resolv.conf, `dns::parse`). Nothing is changed
 /// in the namespace until the backend starts the VM; `release` undoes that.
 pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Result<Setup> {
+    let inode = netns_link::inode(netns)?;
     let info = netns_link::inspect(netns, link)?;
     let ifname = netns_link::DEFAULT_TAP.to_string();
     let mut guest = guest_config(
@@ -329,6 +337,7 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
             ports: vec![],
             netns: Some(netns.to_path_buf()),
             link: Some(link.to_string()),
+            netns_inode: Some(inode),
         },
         nic: Some(VmNic {
             mac: info.mac,
@@ -370,7 +379,11 @@ pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()
         &state.ifname,
         state.mode.as_str(),
     ) {
-        return netns_link::detach(ns, link, ifname);
+        return match (state.netns_inode, netns_link::inode(ns)) {
+            (Some(recorded), Ok(now)) if recorded == now => netns_link::detach(ns, link, ifname),
+            // Gone, or another namespace under a reused path.
+            _ => Ok(()),
+        };
     }
     if state.mode != "bridge" || !is_root() {
         return Ok(());

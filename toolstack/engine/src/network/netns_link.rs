@@ -161,6 +161,12 @@ pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
     })
 }
 
+/// The namespace's identity (its nsfs inode).
+pub fn inode(netns: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(open_netns(netns)?.metadata()?.ino())
+}
+
 fn check_names(link: &str, other: &str) -> anyhow::Result<()> {
     for n in [link, other] {
         if !super::bridge::valid_ifname(n) {

@@ -856,6 +856,9 @@ fn provisional_network(mode: &network::Mode, id: &str) -> Option<NetworkState> {
             mac: None,
             ifname: Some(network::ifname_for(id)),
             ports: vec![],
+            netns: None,
+            link: None,
+            netns_inode: None,
         }),
         _ => None,
     }

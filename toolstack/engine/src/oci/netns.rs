@@ -27,26 +27,30 @@ fn parse_net_dev(text: &str) -> Vec<NetnsInterface> {
         .collect()
 }
 
-/// The engine's `--network` for the VM of a keeper in `ns`, decided at `start` (after the
-/// caller's hooks moved its interface in). The seam for connecting the VM to that interface
-/// (tc mirroring between the VM's tap and the interface, in the namespace): until it is wired
-/// the VM gets no NIC, whether or not the namespace has an interface.
+/// The engine's `--network` for the VM of a keeper in `ns`, decided at `start` by the keeper
+/// itself (after the caller's hooks moved its interface in): a namespace with docker's `eth0`
+/// is taken over (`ns:PATH`, network/netns_link.rs: a tap in the namespace mirrored to eth0
+/// with tc), one without any interface (`--network none`) gives the VM no NIC.
 pub fn guest_network(ns: &NetNs) -> anyhow::Result<Option<String>> {
-    match ns {
+    let path = match ns {
         // No namespace of its own (docker's --network host): hx cannot give a VM the host's
         // interfaces.
-        NetNs::Host => Ok(Some("none".into())),
-        NetNs::New | NetNs::Join(_) => {
-            let found = interfaces()?;
-            if !found.is_empty() {
-                tracing::warn!(
-                    "the network namespace has {:?}: not connected to the VM yet",
-                    found.iter().map(|i| &i.name).collect::<Vec<_>>()
-                );
-            }
-            Ok(Some("none".into()))
-        }
+        NetNs::Host => return Ok(Some("none".into())),
+        NetNs::Join(p) => p.clone(),
+        NetNs::New => format!("/proc/{}/ns/net", std::process::id()).into(),
+    };
+    let found = interfaces()?;
+    if found.iter().any(|i| i.name == crate::network::NETNS_LINK) {
+        return Ok(Some(format!("ns:{}", path.display())));
     }
+    if !found.is_empty() {
+        tracing::warn!(
+            "the network namespace has {:?} but no {}: the VM gets no network",
+            found.iter().map(|i| &i.name).collect::<Vec<_>>(),
+            crate::network::NETNS_LINK
+        );
+    }
+    Ok(Some("none".into()))
 }
 
 #[cfg(test)]

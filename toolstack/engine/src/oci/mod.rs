@@ -10,6 +10,7 @@
 //! network interface the caller's hooks move into the namespace only exists then.
 pub mod bundle;
 pub mod console;
+pub mod exec;
 pub mod hooks;
 pub mod keeper;
 pub mod netns;

@@ -345,7 +345,7 @@ fn a_missing_command_is_127_and_exit_0_is_0() {
 }
 
 #[test]
-fn kill_term_ends_the_workload_and_delete_refuses_a_running_one() {
+fn exec_then_kill_term_and_delete_refuses_a_running_one() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !guest_assets() {
         return;
@@ -377,6 +377,57 @@ fn kill_term_ends_the_workload_and_delete_refuses_a_running_one() {
     let pids: Vec<i32> =
         serde_json::from_str(&b.ok(&["ps", "--format", "json", "c-kill"])).unwrap();
     assert!(pids.contains(&pid));
+    // An exec the way the shim starts one: --detach, a pid file, pipes; the pid-file process
+    // exits with the exec'd process's code.
+    let process = b.tmp.path().join("process.json");
+    let mut p = Spec::default().process().clone().unwrap();
+    p.set_args(Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "read x; echo exec $x $(hostname); exit 5".into(),
+    ]));
+    std::fs::write(&process, serde_json::to_vec(&p).unwrap()).unwrap();
+    let exec_pid_file = b.tmp.path().join("exec.pid");
+    let (in_r, mut in_w) = pipe();
+    let (mut exec_out, exec_w) = pipe();
+    let st = b
+        .runtime()
+        .args(["exec", "--detach", "--process"])
+        .arg(&process)
+        .arg("--pid-file")
+        .arg(&exec_pid_file)
+        .arg("c-kill")
+        .stdin(in_r)
+        .stdout(exec_w)
+        .status()
+        .unwrap();
+    assert!(st.success(), "exec: {}", b.log());
+    let exec_pid: i32 = std::fs::read_to_string(&exec_pid_file)
+        .unwrap()
+        .parse()
+        .unwrap();
+    in_w.write_all(b"in\n").unwrap();
+    drop(in_w);
+    assert_eq!(wait_keeper(exec_pid, Duration::from_secs(60)), 5);
+    let mut text = String::new();
+    exec_out.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "exec in ocibox\n");
+    // A missing command: exec fails with the guest's reason, nothing left to reap.
+    p.set_args(Some(vec!["/no/such".into()]));
+    std::fs::write(&process, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = b
+        .runtime()
+        .args(["exec", "--detach", "--process"])
+        .arg(&process)
+        .arg("c-kill")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     b.ok(&["kill", "c-kill", "TERM"]);
     assert_eq!(
         wait_keeper(pid, Duration::from_secs(60)),

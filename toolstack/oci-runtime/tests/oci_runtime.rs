@@ -536,3 +536,37 @@ fn a_bad_bundle_is_one_clear_error_and_leaves_nothing() {
         .unwrap()
         .starts_with("1."));
 }
+
+#[test]
+fn a_killed_keeper_takes_its_vm_with_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !guest_assets() {
+        return;
+    }
+    subreaper();
+    let b = Bundle::new(&["sh", "-c", "echo ready; exec sleep 1000"], false);
+    let (mut out_r, out_w) = pipe();
+    let pid = b.create("c-lost", [Stdio::null(), out_w.into(), Stdio::null()], None);
+    b.ok(&["start", "c-lost"]);
+    let mut buf = [0u8; 6];
+    out_r.read_exact(&mut buf).unwrap();
+    let vms = vm_pids(&b.root());
+    assert!(!vms.is_empty());
+    // SAFETY: kill(2) of our own keeper.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(
+        wait_keeper(pid, Duration::from_secs(10)),
+        128 + libc::SIGKILL
+    );
+    assert_eq!(b.status("c-lost"), "stopped");
+    let t0 = Instant::now();
+    while vms.iter().any(|&p| alive(p)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the VM outlived its keeper"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        reap_orphans();
+    }
+    b.delete_leaves_nothing("c-lost", false);
+}

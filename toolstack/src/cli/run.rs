@@ -404,6 +404,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         restart,
         labels,
         read_only: args.read_only,
+        rootfs: None,
     })
 }
 

@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 /// hx-runtime, built beside hx (`cargo build --release -p hx-oci-runtime`; `cargo test
 /// --workspace` builds it).
 fn hx_runtime() -> PathBuf {
-    let hx = PathBuf::from(env!("CARGO_BIN_EXE_hx"));
-    let p = hx.with_file_name("hx-runtime");
-    assert!(
-        p.is_file(),
-        "{} is missing: cargo build --release -p hx-oci-runtime",
-        p.display()
-    );
-    p
+    PathBuf::from(env!("CARGO_BIN_EXE_hx")).with_file_name("hx-runtime")
 }
 
 /// `docker run` with the runtime's flags before the image.
@@ -157,6 +150,11 @@ fn docker_cli_with_runc_then_hx() {
     let Some(d) = Dockerd::start(&[runtime]) else {
         return;
     };
+    assert!(
+        hx_runtime().is_file(),
+        "{} is missing: cargo build --release -p hx-oci-runtime",
+        hx_runtime().display()
+    );
     eprintln!("dockerd answered after {:?}", d.startup);
     d.load_busybox();
     checks(&d, &[]);

@@ -54,6 +54,9 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     // docker's rule: a command that is not found is 127.
     let r = d.docker(&run_args(runtime, &["--rm"], &["no-such-command"]));
     assert_eq!(r.code, 127, "{who}: {}{}", r.stdout, r.stderr);
+    // ... and one that is not executable, 126.
+    let r = d.docker(&run_args(runtime, &["--rm"], &["/etc/passwd"]));
+    assert_eq!(r.code, 126, "{who}: {}{}", r.stdout, r.stderr);
 
     // -d, then docker logs: both streams.
     let r = d.docker(&run_args(
@@ -116,16 +119,30 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         Some(hostname.stdout.trim())
     );
 
+    let cmdlines = || -> Vec<String> {
+        d.processes()
+            .into_iter()
+            .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .collect()
+    };
+    if !runtime.is_empty() {
+        // The VMs run from the runtime's root under the test's exec root: the check below
+        // that no process is left covers them.
+        let vms = cmdlines()
+            .into_iter()
+            .filter(|c| c.starts_with("qemu-system"))
+            .count();
+        assert_eq!(vms, 1, "{who}: the QEMU of web (the others are stopped)");
+    }
+
     // docker rm -f: nothing of the containers is left (VMs, mounts, processes).
     d.docker_ok(&["rm", "-f", "web", "logger", "stubborn"]);
     let ps = d.docker_ok(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "", "{who}");
     assert_eq!(d.mounts(), mounts, "{who}: mounts left");
-    let left: Vec<String> = d
-        .processes()
+    let left: Vec<String> = cmdlines()
         .into_iter()
-        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .filter(|c| !c.contains("dockerd") && !c.contains("containerd --config"))
         .collect();
     assert_eq!(left, Vec::<String>::new(), "{who}: processes left");

@@ -70,6 +70,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Run another process in the container (process.json: an OCI Process)
+    Exec(ExecArgs),
     /// Freeze the container's VM
     Pause { id: String },
     /// Thaw the container's VM
@@ -79,6 +81,9 @@ pub enum Command {
     /// The container's keeper (internal: started by `create`)
     #[command(name = "__keeper", hide = true)]
     Keeper { id: String },
+    /// One exec session (internal: started by `exec`)
+    #[command(name = "__exec-keeper", hide = true)]
+    ExecKeeper { id: String, request: String },
     /// The engine's log relay (internal)
     #[command(name = "__log-relay", hide = true)]
     LogRelay {
@@ -112,6 +117,29 @@ pub struct CreateArgs {
     #[arg(long)]
     pub no_new_keyring: bool,
     /// Accepted for runc compatibility (no descriptors beyond stdio reach a VM)
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The process to run (an OCI Process JSON file)
+    #[arg(short, long)]
+    pub process: PathBuf,
+    /// Unix socket that receives the pty master (process.terminal)
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process started; the caller reaps the pid-file process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Where to write the pid of the process that waits for it
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Accepted for runc compatibility (process.terminal says)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Accepted for runc compatibility
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
 }

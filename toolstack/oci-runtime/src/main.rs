@@ -46,22 +46,11 @@ fn main() -> ExitCode {
 
 async fn dispatch(args: Cli) -> anyhow::Result<i32> {
     let root = args.root.clone();
+    let itself = itself(&args)?;
     match args.command {
         Command::Create(c) => {
-            let exe = std::env::current_exe()?;
-            let mut keeper = std::process::Command::new(exe);
-            keeper.arg("--root").arg(&root);
-            if let Some(l) = &args.log {
-                keeper.arg("--log").arg(l);
-            }
-            keeper
-                .arg("--log-format")
-                .arg(match args.log_format {
-                    LogFormat::Text => "text",
-                    LogFormat::Json => "json",
-                })
-                .arg("__keeper")
-                .arg(&c.id);
+            let mut keeper = itself;
+            keeper.arg("__keeper").arg(&c.id);
             blocking(move || {
                 oci::create(oci::CreateOptions {
                     root: &root,
@@ -97,6 +86,22 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
                 f => anyhow::bail!("invalid format option {f:?}: table or json"),
             }
         }
+        Command::Exec(e) => {
+            let keeper = itself;
+            return blocking(move || {
+                oci::exec::exec(oci::exec::ExecOptions {
+                    root: &root,
+                    id: &e.id,
+                    process: &e.process,
+                    console_socket: e.console_socket.as_deref(),
+                    detach: e.detach,
+                    pid_file: e.pid_file.as_deref(),
+                    keeper,
+                })
+            })
+            .await;
+        }
+        Command::ExecKeeper { id, request } => return oci::exec::keep(&root, &id, &request).await,
         Command::Pause { id } => blocking(move || oci::pause(&root, &id, true)).await?,
         Command::Resume { id } => blocking(move || oci::pause(&root, &id, false)).await?,
         Command::Features => outln!("{}", serde_json::to_string_pretty(&oci::features())?),
@@ -111,6 +116,20 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// This runtime again, with the same root and log: the keepers.
+fn itself(args: &Cli) -> anyhow::Result<std::process::Command> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("--root").arg(&args.root);
+    if let Some(l) = &args.log {
+        cmd.arg("--log").arg(l);
+    }
+    cmd.arg("--log-format").arg(match args.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    });
+    Ok(cmd)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -123,7 +142,10 @@ async fn blocking<T: Send + 'static>(
 fn init_tracing(args: &Cli) {
     let level = if args.debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::new(level);
-    let keeper = matches!(args.command, Command::Keeper { .. });
+    let keeper = matches!(
+        args.command,
+        Command::Keeper { .. } | Command::ExecKeeper { .. }
+    );
     match (&args.log, args.log_format) {
         (Some(path), LogFormat::Text) => {
             let path = path.clone();

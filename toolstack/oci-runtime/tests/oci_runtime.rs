@@ -345,7 +345,7 @@ fn a_missing_command_is_127_and_exit_0_is_0() {
 }
 
 #[test]
-fn kill_term_ends_the_workload_and_delete_refuses_a_running_one() {
+fn exec_then_kill_term_and_delete_refuses_a_running_one() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !guest_assets() {
         return;
@@ -377,6 +377,57 @@ fn kill_term_ends_the_workload_and_delete_refuses_a_running_one() {
     let pids: Vec<i32> =
         serde_json::from_str(&b.ok(&["ps", "--format", "json", "c-kill"])).unwrap();
     assert!(pids.contains(&pid));
+    // An exec the way the shim starts one: --detach, a pid file, pipes; the pid-file process
+    // exits with the exec'd process's code.
+    let process = b.tmp.path().join("process.json");
+    let mut p = Spec::default().process().clone().unwrap();
+    p.set_args(Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "read x; echo exec $x $(hostname); exit 5".into(),
+    ]));
+    std::fs::write(&process, serde_json::to_vec(&p).unwrap()).unwrap();
+    let exec_pid_file = b.tmp.path().join("exec.pid");
+    let (in_r, mut in_w) = pipe();
+    let (mut exec_out, exec_w) = pipe();
+    let st = b
+        .runtime()
+        .args(["exec", "--detach", "--process"])
+        .arg(&process)
+        .arg("--pid-file")
+        .arg(&exec_pid_file)
+        .arg("c-kill")
+        .stdin(in_r)
+        .stdout(exec_w)
+        .status()
+        .unwrap();
+    assert!(st.success(), "exec: {}", b.log());
+    let exec_pid: i32 = std::fs::read_to_string(&exec_pid_file)
+        .unwrap()
+        .parse()
+        .unwrap();
+    in_w.write_all(b"in\n").unwrap();
+    drop(in_w);
+    assert_eq!(wait_keeper(exec_pid, Duration::from_secs(60)), 5);
+    let mut text = String::new();
+    exec_out.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "exec in ocibox\n");
+    // A missing command: exec fails with the guest's reason, nothing left to reap.
+    p.set_args(Some(vec!["/no/such".into()]));
+    std::fs::write(&process, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = b
+        .runtime()
+        .args(["exec", "--detach", "--process"])
+        .arg(&process)
+        .arg("c-kill")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     b.ok(&["kill", "c-kill", "TERM"]);
     assert_eq!(
         wait_keeper(pid, Duration::from_secs(60)),
@@ -484,4 +535,38 @@ fn a_bad_bundle_is_one_clear_error_and_leaves_nothing() {
         .as_str()
         .unwrap()
         .starts_with("1."));
+}
+
+#[test]
+fn a_killed_keeper_takes_its_vm_with_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !guest_assets() {
+        return;
+    }
+    subreaper();
+    let b = Bundle::new(&["sh", "-c", "echo ready; exec sleep 1000"], false);
+    let (mut out_r, out_w) = pipe();
+    let pid = b.create("c-lost", [Stdio::null(), out_w.into(), Stdio::null()], None);
+    b.ok(&["start", "c-lost"]);
+    let mut buf = [0u8; 6];
+    out_r.read_exact(&mut buf).unwrap();
+    let vms = vm_pids(&b.root());
+    assert!(!vms.is_empty());
+    // SAFETY: kill(2) of our own keeper.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(
+        wait_keeper(pid, Duration::from_secs(10)),
+        128 + libc::SIGKILL
+    );
+    assert_eq!(b.status("c-lost"), "stopped");
+    let t0 = Instant::now();
+    while vms.iter().any(|&p| alive(p)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the VM outlived its keeper"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        reap_orphans();
+    }
+    b.delete_leaves_nothing("c-lost", false);
 }

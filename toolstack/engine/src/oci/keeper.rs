@@ -65,10 +65,10 @@ async fn wait_and_start(root: &Path, id: &str) -> anyhow::Result<Started> {
 
 /// Output to one of the keeper's descriptors, unbuffered; a reader that left loses the rest
 /// (the workload runs on, like under runc when the shim's pipe closes).
-struct Fd(std::mem::ManuallyDrop<std::fs::File>);
+pub(super) struct Fd(std::mem::ManuallyDrop<std::fs::File>);
 
 impl Fd {
-    fn new(fd: i32) -> Fd {
+    pub(super) fn new(fd: i32) -> Fd {
         // SAFETY: 1 and 2 are open for the keeper's life; ManuallyDrop never closes them.
         Fd(std::mem::ManuallyDrop::new(unsafe {
             std::fs::File::from_raw_fd(fd)
@@ -115,7 +115,7 @@ fn forward_stdin(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn terminal_size() -> Option<(u16, u16)> {
+pub(super) fn terminal_size() -> Option<(u16, u16)> {
     // SAFETY: TIOCGWINSZ fills a winsize.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };

@@ -10,6 +10,7 @@
 //! network interface the caller's hooks move into the namespace only exists then.
 pub mod bundle;
 pub mod console;
+pub mod exec;
 pub mod hooks;
 pub mod keeper;
 pub mod netns;
@@ -195,6 +196,14 @@ pub fn status(root: &Path, rec: &Record) -> Status {
         return Status::Creating;
     };
     if !keeper.is_alive() {
+        // The keeper owns the VM: one that outlived it (the keeper was killed) ends now.
+        if let Some(c) = engine_container(root, rec) {
+            if c.status == container::Status::Running && c.vm_alive() {
+                if let Err(e) = ops::kill_vm(root, &c) {
+                    tracing::warn!("ending the VM of {} after its keeper: {e:#}", rec.id);
+                }
+            }
+        }
         return Status::Stopped;
     }
     if record::dir(root, &rec.id).join(record::FIFO).exists() {

@@ -119,6 +119,15 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         Some(hostname.stdout.trim())
     );
 
+    // docker exec: another process in the same container, its output and exit code.
+    let r = d.docker(&["exec", "web", "sh", "-c", "cat /etc/hostname; exit 4"]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (4, hostname.stdout.trim()),
+        "{who}: {}",
+        r.stderr
+    );
+
     let cmdlines = || -> Vec<String> {
         d.processes()
             .into_iter()

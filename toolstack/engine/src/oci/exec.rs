@@ -264,3 +264,66 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_shim_process_becomes_an_exec_request() {
+        let p = serde_json::json!({
+            "terminal": true, "consoleSize": {"height": 30, "width": 100},
+            "user": {"uid": 1000, "gid": 10}, "args": ["sh", "-c", "id"],
+            "env": ["PATH=/bin", "A=b=c"], "cwd": "/tmp", "futureField": true
+        });
+        let r = parse_process(p.to_string().as_bytes()).unwrap();
+        assert_eq!(r.args, ["sh", "-c", "id"]);
+        assert_eq!(r.user, "1000:10");
+        assert_eq!(r.cwd, "/tmp");
+        assert_eq!(
+            r.tty,
+            Some(TtySize {
+                rows: 30,
+                cols: 100
+            })
+        );
+        assert!(r.stdin);
+    }
+
+    #[test]
+    fn a_bad_process_is_named() {
+        let bad = |p: serde_json::Value| {
+            format!("{:#}", parse_process(p.to_string().as_bytes()).unwrap_err())
+        };
+        assert!(bad(serde_json::json!({"user": {}, "args": [], "cwd": "/"})).contains("args"));
+        assert!(bad(serde_json::json!({"user": {}, "args": ["x"], "cwd": "rel"})).contains("cwd"));
+        assert!(
+            bad(serde_json::json!({"user": {}, "args": ["x"], "cwd": "/", "env": ["NOEQ"]}))
+                .contains("NOEQ")
+        );
+        assert!(bad(serde_json::json!({"args": "x", "cwd": "/"})).contains("invalid"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_process(&bytes);
+        }
+
+        #[test]
+        fn any_process_shape_parses_or_is_refused(
+            args in proptest::collection::vec("[a-z\\x00 ]{0,4}", 0..3),
+            env in proptest::collection::vec("[A-Z=\\x00]{0,4}", 0..3),
+            cwd in "[a-z/]{0,4}",
+            rows in 0u64..100_000,
+        ) {
+            let p = serde_json::json!({"terminal": true, "consoleSize": {"height": rows, "width": 80},
+                "user": {"uid": 0, "gid": 0}, "args": args, "env": env, "cwd": cwd});
+            if let Ok(r) = parse_process(p.to_string().as_bytes()) {
+                prop_assert!(!r.args.is_empty());
+                prop_assert!(r.tty.is_some());
+            }
+        }
+    }
+}

@@ -570,3 +570,27 @@ fn a_killed_keeper_takes_its_vm_with_it() {
     }
     b.delete_leaves_nothing("c-lost", false);
 }
+
+#[test]
+fn a_created_container_deleted_before_start_leaves_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !guest_assets() {
+        return;
+    }
+    subreaper();
+    let b = Bundle::new(&["true"], false);
+    let pid = b.create(
+        "c-never",
+        [Stdio::null(), Stdio::null(), Stdio::null()],
+        None,
+    );
+    assert_eq!(b.status("c-never"), "created");
+    // The keeper is in a network namespace of its own (the spec asks for one).
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
+        std::fs::read_link("/proc/self/ns/net").unwrap()
+    );
+    b.delete_leaves_nothing("c-never", false);
+    // delete killed it (and delete_leaves_nothing reaped it).
+    assert!(!alive(pid));
+}

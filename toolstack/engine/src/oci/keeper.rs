@@ -37,8 +37,7 @@ pub async fn keep(root: &Path, id: &str) -> anyhow::Result<i32> {
 
 async fn wait_and_start(root: &Path, id: &str) -> anyhow::Result<Started> {
     let fifo = record::dir(root, id).join(record::FIFO);
-    // Blocks until `start` opens it for reading.
-    let f = tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(fifo))
+    let f = tokio::task::spawn_blocking(move || wait_for_start(&fifo))
         .await?
         .context("opening exec.fifo")?;
     (&f).write_all(b"0")?;
@@ -61,6 +60,29 @@ async fn wait_and_start(root: &Path, id: &str) -> anyhow::Result<Started> {
         )
     })
     .await?
+}
+
+/// Opens `fifo` for writing once `start` opened it for reading. Polled (a non-blocking open
+/// fails with ENXIO until then) rather than blocked in: a keeper whose container was deleted
+/// before `start` — or whose `create` was killed before it recorded the keeper — sees its
+/// fifo gone and ends instead of waiting forever.
+fn wait_for_start(fifo: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+        {
+            Ok(f) => return Ok(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("the container was deleted before start")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Output to one of the keeper's descriptors, unbuffered; a reader that left loses the rest

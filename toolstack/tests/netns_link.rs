@@ -92,6 +92,37 @@ fn a_guest_takes_over_an_interface_of_another_namespace() {
     let mac = brief.split_whitespace().nth(2).unwrap().to_string();
     let netns = format!("ns:/run/netns/{}", ns.ctr);
 
+    // Refused before anything is made: a namespace without eth0, -p (docker publishes).
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("ns:/run/netns/{}", ns.peer),
+        BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("eth0"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--network",
+        &netns,
+        "-p",
+        "8080:80",
+        BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("-p/-P cannot be used with --network ns:PATH"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(hx.run(&["ps", "-aq"]).stdout, "");
+
     hx.ok(&[
         "run",
         "-d",

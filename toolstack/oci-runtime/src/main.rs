@@ -136,9 +136,9 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
-/// Warnings (and with --debug, more) to the log file in text format, else to stderr — but
-/// never to the keeper's stderr, which is the workload's. A JSON log gets only the errors
-/// (`log_error`): containerd decodes it line by line.
+/// Warnings (and with --debug, more) to the log file (JSON lines with `--log-format json`:
+/// containerd decodes it line by line), else to stderr — but never to the keeper's stderr,
+/// which is the workload's.
 fn init_tracing(args: &Cli) {
     let level = if args.debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::new(level);
@@ -164,6 +164,20 @@ fn init_tracing(args: &Cli) {
                 })
                 .try_init();
         }
+        (Some(path), LogFormat::Json) => {
+            let path = path.clone();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .with_level(false)
+                .with_writer(move || JsonLine {
+                    path: path.clone(),
+                    text: Vec::new(),
+                })
+                .try_init();
+        }
         (None, _) if !keeper => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -173,6 +187,43 @@ fn init_tracing(args: &Cli) {
                 .try_init();
         }
         _ => {}
+    }
+}
+
+/// One tracing event as a JSON log line (written when the event is done), level "warning":
+/// below error, which only `log_error` writes.
+struct JsonLine {
+    path: std::path::PathBuf,
+    text: Vec<u8>,
+}
+
+impl Write for JsonLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for JsonLine {
+    fn drop(&mut self) {
+        let msg = String::from_utf8_lossy(&self.text);
+        let msg = msg.trim();
+        if msg.is_empty() {
+            return;
+        }
+        let time = hx_engine::container::now_rfc3339();
+        let line =
+            serde_json::json!({"level": "warning", "msg": msg, "time": time}).to_string() + "\n";
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
     }
 }
 

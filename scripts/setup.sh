@@ -23,6 +23,8 @@ PACKAGES=(
     docker-registry skopeo mmdebstrap apache2-utils openssl python3 jq curl iproute2 nftables
     # tests: the compat suite's clients (toolstack/tests/compat.rs, tests/bench/compat.sh)
     redis-tools mariadb-client
+    # tests: docker's CLI driving hx-runtime (toolstack/tests/docker.rs starts its own dockerd)
+    docker.io
     # benchmarks
     wrk
 )
@@ -33,10 +35,22 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    # No service may start during the install: docker.io's dockerd would make docker0 and
+    # iptables rules on the machine's own network (the tests start theirs in a namespace).
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
+    fi
+    rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    [ -n "$policy" ] && rm -f "$policy"
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
 # Debian's docker-registry package starts a system registry on :5000; tests start their own.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
+# Nor docker's system daemon at boot (its bridge and rules on the machine's interfaces).
+systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 
 cd "$repo"
 log "building hx"

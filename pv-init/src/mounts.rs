@@ -291,10 +291,22 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()
 }
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, written into the overlay (docker bind-mounts
-/// its own; the image's files are never touched either way).
+/// its own; the image's files are never touched either way). One a mount of the spec covers
+/// (`-v FILE:/etc/hosts`, the OCI runtime's bind of docker's file) is the mount's: never
+/// written through.
 fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
     mkdir("/newroot/etc")?;
-    let w = |p: &str, s: String| fs::write(p, s).map_err(|e| InitError::setup(format!("{p}: {e}")));
+    let bound = |p: &str| {
+        spec.mounts
+            .iter()
+            .any(|m| p.strip_prefix("/newroot") == Some(m.target.as_str()))
+    };
+    let w = |p: &str, s: String| {
+        if bound(p) {
+            return Ok(());
+        }
+        fs::write(p, s).map_err(|e| InitError::setup(format!("{p}: {e}")))
+    };
     w("/newroot/etc/hostname", format!("{}\n", spec.hostname))?;
     // Docker's file (libnetwork's etchosts): the defaults, the --add-host lines, then the
     // container's own address with its hostname (and here its name, which docker's embedded

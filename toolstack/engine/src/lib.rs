@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod log_relay;
 pub mod logfile;
 pub mod network;
+pub mod oci;
 pub mod ops;
 pub mod process;
 pub mod restart;

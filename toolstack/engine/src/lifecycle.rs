@@ -97,6 +97,11 @@ pub struct CreateRequest {
     /// `-l`/`--label-file`, over the image's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// A root filesystem image made by the caller (an erofs file: the OCI runtime's bundle)
+    /// instead of the image's from the store; `image` then only names it. Such a container
+    /// has no image config and keeps its writable layer in guest memory (it lives for one run).
+    #[serde(default)]
+    pub rootfs: Option<PathBuf>,
 }
 
 /// The writable layer of a container that outlives its VM: a sparse file, so its size is a
@@ -112,10 +117,13 @@ pub struct Started {
     pub owner: Owner,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     /// A restart by the container's policy (keeps the restart count).
     pub by_policy: bool,
+    /// This start's `--network` instead of the request's: the OCI runtime's keeper decides
+    /// it from the network namespace it finds at start (oci::netns).
+    pub network: Option<String>,
 }
 
 /// The undo of partial creates: a stack of steps run in reverse order when it is dropped —
@@ -193,13 +201,16 @@ fn create_inner(
         bail!("conflicting options: --read-only and --disk-size");
     }
     // A read-only root needs no writable layer on disk: /etc's files go in a small tmpfs.
-    if req.upper_size.is_none() && !req.auto_remove && !req.read_only {
+    if req.upper_size.is_none() && !req.auto_remove && !req.read_only && req.rootfs.is_none() {
         req.upper_size = Some(DEFAULT_LAYER_SIZE);
     }
     let host = crate::hostconfig::load(root)?;
     // The same image limits as hx pull / load / import: a run pulls and unpacks too.
     let store = Store::open(root)?.with_limits(host.limits.images()?);
-    let img = find_image(&store, &req.image)?;
+    let img = match &req.rootfs {
+        Some(path) => supplied_image(&req.image, path),
+        None => find_image(&store, &req.image)?,
+    };
     let be = backend::select(req.backend.as_deref(), root)?;
     // Checked now, so that a bad flag fails `hx create` rather than the first start.
     let prepared = Launch::prepare(root, &req, &img, be.as_ref(), &host)?;
@@ -372,10 +383,16 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
         .map_err(|_| anyhow::anyhow!("container {} is being started by another hx", c.name))?;
     // A -i container's stdin is held by its log relay whether or not this start attaches
     // to it (attach_channel): open, like docker's OpenStdin, for `hx attach`.
-    let req = request_of(root, &c)?;
-    let img = store
-        .find_image(&c.image_id)
-        .with_context(|| format!("the image of container {} ({})", c.name, c.image))?;
+    let mut req = request_of(root, &c)?;
+    if let Some(n) = &opts.network {
+        req.network = Some(n.clone());
+    }
+    let img = match &req.rootfs {
+        Some(path) => supplied_image(&req.image, path),
+        None => store
+            .find_image(&c.image_id)
+            .with_context(|| format!("the image of container {} ({})", c.name, c.image))?,
+    };
     let mut c = c;
     c.status = Status::Starting;
     c.manually_stopped = false;
@@ -503,7 +520,10 @@ impl Launch {
         let dns_servers = network::dns::parse_servers(&req.dns)?;
         let extra_hosts = network::dns::parse_add_hosts(&req.add_hosts)?;
         // Last: it may unpack the image.
-        let rootfs = store.rootfs(img)?;
+        let rootfs = match &req.rootfs {
+            Some(path) => path.clone(),
+            None => store.rootfs(img)?,
+        };
         Ok(Launch {
             xen_type,
             assets,
@@ -513,6 +533,21 @@ impl Launch {
             dns_servers,
             extra_hosts,
         })
+    }
+}
+
+/// The stand-in image record of a container whose root filesystem the caller made: no
+/// configuration (the caller's request says everything), an id derived from the file's path.
+fn supplied_image(name: &str, rootfs: &Path) -> ImageRecord {
+    let id = hx_images::Digest::of_bytes(rootfs.as_os_str().as_encoded_bytes());
+    ImageRecord {
+        id: id.clone(),
+        manifest_digest: id,
+        names: vec![name.to_string()],
+        layers: vec![],
+        config: Default::default(),
+        size: 0,
+        created: None,
     }
 }
 
@@ -821,6 +856,9 @@ fn provisional_network(mode: &network::Mode, id: &str) -> Option<NetworkState> {
             mac: None,
             ifname: Some(network::ifname_for(id)),
             ports: vec![],
+            netns: None,
+            link: None,
+            netns_inode: None,
         }),
         _ => None,
     }

@@ -40,17 +40,7 @@ pub fn stop(
             let s = container::load(root, &c.id)?;
             if s.status == Status::Running {
                 // The guest never reported: docker reports SIGKILL's 137.
-                use std::io::Write;
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(dir.join("status.log"))
-                    .and_then(|mut f| {
-                        f.write_all(
-                            pv_init::status::Status::Signaled { signal: 9 }
-                                .to_line()
-                                .as_bytes(),
-                        )
-                    })?;
+                record_killed(&dir)?;
             }
         }
     }
@@ -77,6 +67,34 @@ pub fn kill(root: &Path, c: &Container, signal: i32) -> anyhow::Result<()> {
     runtime::mark_stopped_by_user(root, &c.id)?;
     thaw_for_signal(be.as_ref(), c, &dir)?;
     be.send_control(c, &dir, &Control::Signal(signal).to_line())
+}
+
+/// SIGKILL for a VM: no guest to ask, the VM ends now and the outcome says 137 (the guest
+/// reported nothing else first). The OCI runtime's `kill ID KILL`.
+pub fn kill_vm(root: &Path, c: &Container) -> anyhow::Result<()> {
+    let be = backend::for_container(c, root)?;
+    if c.status != Status::Running || !be.is_running(c) {
+        anyhow::bail!("container {} is not running", c.name);
+    }
+    runtime::mark_stopped_by_user(root, &c.id)?;
+    let dir = container::dir(root, &c.id);
+    record_killed(&dir)?;
+    be.kill(c)
+}
+
+/// Appends SIGKILL's status for a guest that was killed without reporting one.
+fn record_killed(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("status.log"))
+        .and_then(|mut f| {
+            f.write_all(
+                pv_init::status::Status::Signaled { signal: 9 }
+                    .to_line()
+                    .as_bytes(),
+            )
+        })
 }
 
 /// `hx restart`: `stop` a running container, then `lifecycle::start` it (the caller confirms

@@ -310,8 +310,14 @@ fn restart_once(root: &Path, id: &str) -> anyhow::Result<bool> {
         c.restart_count += 1;
         container::save(root, &c)?;
     }
-    let started =
-        crate::lifecycle::start(root, id, crate::lifecycle::StartOptions { by_policy: true })?;
+    let started = crate::lifecycle::start(
+        root,
+        id,
+        crate::lifecycle::StartOptions {
+            by_policy: true,
+            ..Default::default()
+        },
+    )?;
     drop(started.owner);
     Ok(true)
 }

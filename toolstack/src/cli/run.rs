@@ -100,7 +100,8 @@ pub struct CreateArgs {
     /// Publish every port the image exposes, each on a free host port
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
-    /// Network: bridge (hx0, the default), bridge=NAME (an existing bridge), or none
+    /// Network: bridge (hx0, the default), bridge=NAME (an existing bridge), ns:PATH (eth0 of
+    /// an existing network namespace), or none
     #[arg(long, value_name = "MODE", env = "HX_NETWORK")]
     pub network: Option<String>,
     /// Mount a volume: /host/path:/path[:ro], NAME:/path[:ro] (named volume), or /path
@@ -403,6 +404,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         restart,
         labels,
         read_only: args.read_only,
+        rootfs: None,
     })
 }
 

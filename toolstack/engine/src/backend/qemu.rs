@@ -289,7 +289,9 @@ impl Qemu {
         ]);
         if let Some(nic) = &spec.nic {
             let netdev = match (&nic.kind, tap_fd) {
-                (NicKind::Bridge { .. }, Some(fd)) => format!("tap,id=net0,fd={fd}"),
+                (NicKind::Bridge { .. } | NicKind::Netns { .. }, Some(fd)) => {
+                    format!("tap,id=net0,fd={fd}")
+                }
                 (NicKind::User { ports }, _) => {
                     let mut s = String::from("user,id=net0,net=10.0.2.0/24");
                     for p in ports {
@@ -307,7 +309,7 @@ impl Qemu {
                     }
                     s
                 }
-                (NicKind::Bridge { ifname, .. }, None) => {
+                (NicKind::Bridge { ifname, .. } | NicKind::Netns { ifname, .. }, None) => {
                     format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
                 }
             };
@@ -438,6 +440,13 @@ impl Backend for Qemu {
                 crate::network::bridge::enslave(ifname, bridge)?;
                 Some(fd)
             }
+            // Inside the namespace, mirrored to its interface; the mirroring is undone by
+            // network::release.
+            Some(NicKind::Netns {
+                netns,
+                link,
+                ifname,
+            }) => Some(crate::network::netns_link::attach_tap(netns, link, ifname)?.fd),
             _ => None,
         };
         let mut inherit: Vec<i32> = spec

@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod dns;
 pub mod ipam;
 pub mod nat;
+pub mod netns_link;
 pub mod ports;
 pub mod tap;
 
@@ -23,6 +24,8 @@ use std::path::Path;
 pub use ports::Published;
 
 pub const DEFAULT_BRIDGE: &str = "hx0";
+/// The interface `--network ns:PATH` takes over in that namespace.
+pub const NETNS_LINK: &str = "eth0";
 /// hx0's own address and prefix; containers get the others.
 pub const DEFAULT_BRIDGE_ADDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 88, 0, 1), 16);
 /// QEMU user-mode networking's fixed layout (slirp defaults).
@@ -35,6 +38,9 @@ const USER_DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 pub enum Mode {
     None,
     Bridge(String),
+    /// `ns:PATH` (podman's syntax): take over `eth0` of the network namespace at PATH, which
+    /// someone else made and configured (netns_link.rs).
+    Netns(std::path::PathBuf),
 }
 
 impl Mode {
@@ -45,10 +51,17 @@ impl Mode {
             Some("host") => bail!(
                 "--network host: not possible, every container is a VM with its own kernel (publish ports with -p)"
             ),
+            Some(s) if s.starts_with("ns:") => {
+                let path = std::path::PathBuf::from(&s[3..]);
+                if !path.is_absolute() {
+                    bail!("--network {s:?}: ns: takes the absolute path of a network namespace (/run/netns/NAME, /proc/PID/ns/net)");
+                }
+                Ok(Mode::Netns(path))
+            }
             Some(s) => match s.strip_prefix("bridge=") {
                 Some(name) if bridge::valid_ifname(name) => Ok(Mode::Bridge(name.into())),
                 Some(name) => bail!("--network bridge={name}: not a valid interface name"),
-                None => bail!("--network {s:?}: use bridge, bridge=NAME or none"),
+                None => bail!("--network {s:?}: use bridge, bridge=NAME, ns:PATH or none"),
             },
         }
     }
@@ -75,6 +88,16 @@ pub struct NetworkState {
     pub ifname: Option<String>,
     #[serde(default)]
     pub ports: Vec<Published>,
+    /// Mode `netns`: the namespace (a path) and the interface in it the VM took over
+    /// (`ifname` is the VM's own interface there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// The namespace's inode when the VM took it over: a /proc/PID/ns/net path of a reused
+    /// pid names another namespace, which `release` must leave alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_inode: Option<u64>,
 }
 
 /// How the backend connects the guest's NIC.
@@ -87,6 +110,14 @@ pub enum NicKind {
     Bridge { bridge: String, ifname: String },
     /// QEMU user-mode networking with host forwards for the published ports.
     User { ports: Vec<Published> },
+    /// Take over `link` of a namespace someone else made (docker's, a CNI plugin's):
+    /// `netns_link::attach_tap(netns, link, ifname)` on QEMU, whose fd becomes
+    /// `-netdev tap,fd=`; the VM's MAC is `link`'s. See `netns_setup`.
+    Netns {
+        netns: std::path::PathBuf,
+        link: String,
+        ifname: String,
+    },
 }
 
 /// The guest NIC a backend must create.
@@ -157,12 +188,24 @@ pub fn setup(
                     mac: None,
                     ifname: None,
                     ports: vec![],
+                    netns: None,
+                    link: None,
+                    netns_inode: None,
                 },
                 nic: None,
                 guest: None,
             });
         }
         Mode::Bridge(b) => b.clone(),
+        Mode::Netns(path) => {
+            if !requests.is_empty() {
+                bail!("-p/-P cannot be used with --network ns:PATH (the namespace's owner publishes ports)");
+            }
+            if !is_root() {
+                bail!("--network ns:PATH needs root");
+            }
+            return netns_setup(path, NETNS_LINK, &dns::host_resolv());
+        }
     };
     let resolv = dns::host_resolv();
     if !is_root() {
@@ -181,6 +224,9 @@ pub fn setup(
                 mac: Some(mac.clone()),
                 ifname: None,
                 ports: published.clone(),
+                netns: None,
+                link: None,
+                netns_inode: None,
             },
             nic: Some(VmNic {
                 mac,
@@ -240,6 +286,9 @@ pub fn setup(
             mac: Some(mac.clone()),
             ifname: Some(ifname.clone()),
             ports: published,
+            netns: None,
+            link: None,
+            netns_inode: None,
         },
         nic: Some(VmNic {
             mac,
@@ -252,6 +301,54 @@ pub fn setup(
                 .collect(),
         }),
         guest: Some(guest_config(ip, prefix, gateway, dns, &resolv)),
+    })
+}
+
+/// The network of a VM that takes over interface `link` of namespace `netns` (a path such as
+/// /proc/PID/ns/net or /run/netns/NAME; docker's container namespace and its `eth0`): reads
+/// the interface's MAC, IPv4 address, prefix, default gateway and MTU, and returns what to
+/// record, the NIC for the backend (`NicKind::Netns`, the VM's interface `netns_link::DEFAULT_TAP`
+/// inside the namespace, made when the VM starts) and the guest's configuration with
+/// `resolv`'s DNS settings (e.g. the bundle's resolv.conf, `dns::parse`). Nothing is changed
+/// in the namespace until the backend starts the VM; `release` undoes that.
+pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Result<Setup> {
+    let inode = netns_link::inode(netns)?;
+    let info = netns_link::inspect(netns, link)?;
+    let ifname = netns_link::DEFAULT_TAP.to_string();
+    let mut guest = guest_config(
+        info.address,
+        info.prefix,
+        info.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        resolv.nameservers.clone(),
+        resolv,
+    );
+    if info.gateway.is_none() {
+        guest.gateway = None;
+    }
+    Ok(Setup {
+        state: NetworkState {
+            mode: "netns".into(),
+            bridge: None,
+            ip: Some(info.address),
+            prefix_len: info.prefix,
+            gateway: info.gateway,
+            mac: Some(info.mac.clone()),
+            ifname: Some(ifname.clone()),
+            ports: vec![],
+            netns: Some(netns.to_path_buf()),
+            link: Some(link.to_string()),
+            netns_inode: Some(inode),
+        },
+        nic: Some(VmNic {
+            mac: info.mac,
+            kind: NicKind::Netns {
+                netns: netns.to_path_buf(),
+                link: link.to_string(),
+                ifname,
+            },
+            hold: vec![],
+        }),
+        guest: Some(guest),
     })
 }
 
@@ -276,6 +373,18 @@ fn guest_config(
 /// Releases what `setup` made for a container whose VM is gone: its port rules, its address,
 /// and its host interface if the backend left it. Safe to call twice.
 pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()> {
+    if let (Some(ns), Some(link), Some(ifname), "netns") = (
+        &state.netns,
+        &state.link,
+        &state.ifname,
+        state.mode.as_str(),
+    ) {
+        return match (state.netns_inode, netns_link::inode(ns)) {
+            (Some(recorded), Ok(now)) if recorded == now => netns_link::detach(ns, link, ifname),
+            // Gone, or another namespace under a reused path.
+            _ => Ok(()),
+        };
+    }
     if state.mode != "bridge" || !is_root() {
         return Ok(());
     }
@@ -414,6 +523,11 @@ mod tests {
             .to_string()
             .contains("own kernel"));
         assert!(Mode::parse(Some("foo")).is_err());
+        assert_eq!(
+            Mode::parse(Some("ns:/run/netns/x")).unwrap(),
+            Mode::Netns("/run/netns/x".into())
+        );
+        assert!(Mode::parse(Some("ns:x")).is_err());
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! A VM on an interface that lives in a network namespace someone else made: docker's veth
+//! `eth0` in the container's namespace (the OCI runtime), a CNI plugin's veth under CRI.
+//!
+//! The VM's host end is put inside that namespace and joined to the interface with tc, both
+//! ways (Kata's "tcfilter" model): an `ingress` qdisc on each and a `mirred egress redirect`
+//! filter matching everything, so every frame arriving on the veth leaves through the VM's
+//! interface and every frame the VM sends leaves through the veth. The veth keeps its address
+//! (whoever made the namespace still sees it configured, as Kata leaves it) but its own stack
+//! never receives a frame: the guest answers for that address, and takes the veth's MAC as its
+//! NIC's so that ARP entries and bridge forwarding tables stay right.
+//!
+//! QEMU: `attach_tap` makes a tap inside the namespace and returns its fd for
+//! `-netdev tap,fd=` (the tap vanishes with the last holder of the fd, as `tap::open`'s do).
+//! Xen: netback makes the vif in dom0's namespace; `adopt_link` moves it into the namespace and
+//! mirrors it the same way. `detach` undoes both; a namespace already gone is fine (docker
+//! deletes it when the container ends).
+use super::run_tool;
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What the guest needs to take over the interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The interface's MAC, lower-case `aa:bb:cc:dd:ee:ff`: the guest NIC's.
+    pub mac: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    /// The namespace's default IPv4 gateway, if it has one.
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u32,
+}
+
+/// A tap inside the namespace, mirrored to `link`.
+#[derive(Debug)]
+pub struct NetnsTap {
+    pub netns: PathBuf,
+    pub link: String,
+    pub tap: String,
+    /// Open on /dev/net/tun (IFF_VNET_HDR): hand it to QEMU as `-netdev tap,fd=`.
+    pub fd: OwnedFd,
+    pub info: LinkInfo,
+}
+
+/// The default name of the VM's interface inside the namespace.
+pub const DEFAULT_TAP: &str = "hxtap0";
+
+/// Creates tap `tap` inside `netns` (a namespace file: /proc/PID/ns/net, /run/netns/NAME),
+/// gives it `link`'s MTU and mirrors the two. Undoes its own work on failure.
+pub fn attach_tap(netns: &Path, link: &str, tap: &str) -> anyhow::Result<NetnsTap> {
+    check_names(link, tap)?;
+    let ns = open_netns(netns)?;
+    let info = inspect(netns, link)?;
+    let fd = open_tap_in(&ns, tap).with_context(|| format!("in {}", netns.display()))?;
+    let mirrored = ip_in(
+        netns,
+        &[
+            "link",
+            "set",
+            "dev",
+            tap,
+            "mtu",
+            &info.mtu.to_string(),
+            "up",
+        ],
+    )
+    .and_then(|_| mirror(netns, link, tap));
+    if let Err(e) = mirrored {
+        let _ = unmirror(netns, link, tap);
+        return Err(e);
+    }
+    Ok(NetnsTap {
+        netns: netns.to_path_buf(),
+        link: link.to_string(),
+        tap: tap.to_string(),
+        fd,
+        info,
+    })
+}
+
+/// Xen: moves `host_link` (a vif netback made in this namespace) into `netns`, gives it
+/// `link`'s MTU and mirrors the two. On failure the vif is moved back.
+pub fn adopt_link(netns: &Path, link: &str, host_link: &str) -> anyhow::Result<LinkInfo> {
+    check_names(link, host_link)?;
+    open_netns(netns)?;
+    let info = inspect(netns, link)?;
+    run_tool(
+        Command::new("ip")
+            .args(["link", "set", "dev", host_link, "netns"])
+            .arg(netns),
+        None,
+    )?;
+    let done = ip_in(
+        netns,
+        &[
+            "link",
+            "set",
+            "dev",
+            host_link,
+            "mtu",
+            &info.mtu.to_string(),
+            "up",
+        ],
+    )
+    .and_then(|_| mirror(netns, link, host_link));
+    if let Err(e) = done {
+        let _ = unmirror(netns, link, host_link);
+        let _ = ip_in(
+            netns,
+            &["link", "set", "dev", host_link, "netns", "/proc/1/ns/net"],
+        );
+        return Err(e);
+    }
+    Ok(info)
+}
+
+/// Removes the mirroring and the VM's interface (`tap`) if they are still there. A namespace
+/// or interface that is gone already is not an error.
+pub fn detach(netns: &Path, link: &str, tap: &str) -> anyhow::Result<()> {
+    check_names(link, tap)?;
+    if !netns.exists() {
+        return Ok(());
+    }
+    unmirror(netns, link, tap)?;
+    if link_exists(netns, tap) {
+        match ip_in(netns, &["link", "del", "dev", tap]) {
+            Err(_) if !link_exists(netns, tap) => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `link`'s MAC, IPv4 address, prefix, MTU and the namespace's default gateway.
+pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
+    let culprit = || format!("interface {link} in {}", netns.display());
+    let (mac, mtu) =
+        parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?).with_context(culprit)?;
+    let Some((address, prefix)) =
+        parse_addr(&ip_in(netns, &["-j", "-4", "addr", "show", "dev", link])?)
+            .with_context(culprit)?
+    else {
+        bail!("{} has no IPv4 address", culprit());
+    };
+    let gateway = parse_default_gateway(
+        &ip_in(netns, &["-j", "-4", "route", "show", "default"])?,
+        link,
+    )
+    .with_context(culprit)?;
+    Ok(LinkInfo {
+        mac,
+        address,
+        prefix,
+        gateway,
+        mtu,
+    })
+}
+
+/// The namespace's identity (its nsfs inode).
+pub fn inode(netns: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(open_netns(netns)?.metadata()?.ino())
+}
+
+fn check_names(link: &str, other: &str) -> anyhow::Result<()> {
+    for n in [link, other] {
+        if !super::bridge::valid_ifname(n) {
+            bail!("{n:?} is not a valid interface name");
+        }
+    }
+    if link == other {
+        bail!("the VM's interface cannot be {link} itself");
+    }
+    Ok(())
+}
+
+fn open_netns(netns: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::open(netns).with_context(|| format!("network namespace {}", netns.display()))
+}
+
+fn ip_in(netns: &Path, args: &[&str]) -> anyhow::Result<String> {
+    tool_in(netns, "ip", args)
+}
+
+/// `nsenter --net=`: `ip -n` only takes names under /run/netns.
+fn tool_in(netns: &Path, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut net = std::ffi::OsString::from("--net=");
+    net.push(netns);
+    run_tool(
+        Command::new("nsenter").arg(net).arg(program).args(args),
+        None,
+    )
+}
+
+fn link_exists(netns: &Path, name: &str) -> bool {
+    ip_in(netns, &["link", "show", "dev", name]).is_ok()
+}
+
+/// Every frame into `a` leaves through `b` and the other way round.
+fn mirror(netns: &Path, a: &str, b: &str) -> anyhow::Result<()> {
+    for (from, to) in [(a, b), (b, a)] {
+        tool_in(
+            netns,
+            "tc",
+            &["qdisc", "add", "dev", from, "handle", "ffff:", "ingress"],
+        )
+        .context("tc (the kernel needs sch_ingress, cls_u32 and act_mirred)")?;
+        tool_in(
+            netns,
+            "tc",
+            &[
+                "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match",
+                "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deleting the ingress qdiscs removes their filters.
+fn unmirror(netns: &Path, a: &str, b: &str) -> anyhow::Result<()> {
+    for dev in [a, b] {
+        if !link_exists(netns, dev) {
+            continue;
+        }
+        let shown = tool_in(netns, "tc", &["qdisc", "show", "dev", dev, "ingress"])?;
+        if shown.contains("ingress") {
+            tool_in(netns, "tc", &["qdisc", "del", "dev", dev, "ingress"])?;
+        }
+    }
+    Ok(())
+}
+
+/// A tap is created in the network namespace of the thread that creates it: a short-lived
+/// thread enters `ns` for that (the fd then works from anywhere).
+fn open_tap_in(ns: &std::fs::File, name: &str) -> anyhow::Result<OwnedFd> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on this thread only; it ends right after.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("entering the namespace");
+            }
+            super::tap::open(name)
+        })
+        .join()
+        .unwrap_or_else(|_| bail!("creating tap {name}: thread panicked"))
+    })
+}
+
+#[derive(Deserialize)]
+struct IpLink {
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IpAddrDev {
+    #[serde(default)]
+    addr_info: Vec<IpAddrInfo>,
+}
+
+#[derive(Deserialize)]
+struct IpAddrInfo {
+    #[serde(default)]
+    family: Option<String>,
+    local: Option<String>,
+    prefixlen: Option<u8>,
+}
+
+#[derive(Deserialize)]
+struct IpRoute {
+    dst: Option<String>,
+    gateway: Option<String>,
+    dev: Option<String>,
+}
+
+/// The whole output of one `ip -j`, bounded (an interface has a few lines).
+fn json<T: serde::de::DeserializeOwned>(out: &str) -> anyhow::Result<Vec<T>> {
+    if out.len() > 1 << 20 {
+        bail!("`ip -j` printed more than 1 MiB");
+    }
+    if out.trim().is_empty() {
+        return Ok(vec![]);
+    }
+    serde_json::from_str(out).context("parsing `ip -j`")
+}
+
+/// `ip -j link show dev X` → (MAC, MTU).
+fn parse_link(out: &str) -> anyhow::Result<(String, u32)> {
+    let links: Vec<IpLink> = json(out)?;
+    let [l] = links.as_slice() else {
+        bail!("`ip link` named {} interfaces, not one", links.len());
+    };
+    let mac = l.address.as_deref().unwrap_or_default();
+    if !valid_mac(mac) {
+        bail!("no usable Ethernet MAC address");
+    }
+    match l.mtu {
+        Some(mtu) if (68..=65535).contains(&mtu) => Ok((mac.to_ascii_lowercase(), mtu)),
+        _ => bail!("no usable MTU"),
+    }
+}
+
+/// A unicast Ethernet address: six hex pairs, not all zero.
+fn valid_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        && parts.iter().any(|p| *p != "00")
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
+}
+
+/// `ip -j -4 addr show dev X` → the first IPv4 address and prefix.
+fn parse_addr(out: &str) -> anyhow::Result<Option<(Ipv4Addr, u8)>> {
+    let devs: Vec<IpAddrDev> = json(out)?;
+    let Some(a) = devs
+        .iter()
+        .flat_map(|d| &d.addr_info)
+        .find(|a| a.family.as_deref().unwrap_or("inet") == "inet")
+    else {
+        return Ok(None);
+    };
+    let ip: Ipv4Addr = a
+        .local
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .context("invalid IPv4 address")?;
+    match a.prefixlen {
+        Some(p) if (1..=32).contains(&p) => Ok(Some((ip, p))),
+        _ => bail!("invalid prefix length"),
+    }
+}
+
+/// `ip -j -4 route show default` → the gateway of the default route through `link` (or of
+/// the only default route).
+fn parse_default_gateway(out: &str, link: &str) -> anyhow::Result<Option<Ipv4Addr>> {
+    let routes: Vec<IpRoute> = json(out)?;
+    let defaults: Vec<&IpRoute> = routes
+        .iter()
+        .filter(|r| r.dst.as_deref() == Some("default"))
+        .collect();
+    let route = defaults
+        .iter()
+        .find(|r| r.dev.as_deref() == Some(link))
+        .or(defaults.first());
+    match route.and_then(|r| r.gateway.as_deref()) {
+        None => Ok(None),
+        Some(g) => Ok(Some(g.parse().context("invalid default gateway")?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_what_ip_prints() {
+        let link = r#"[{"ifindex":9,"link_index":10,"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","linkmode":"DEFAULT","group":"default","link_type":"ether","address":"02:42:AC:11:00:02","broadcast":"ff:ff:ff:ff:ff:ff","link_netnsid":0}]"#;
+        assert_eq!(
+            parse_link(link).unwrap(),
+            ("02:42:ac:11:00:02".to_string(), 1500)
+        );
+        let addr = r#"[{"ifindex":9,"ifname":"eth0","addr_info":[{"family":"inet","local":"172.17.0.2","prefixlen":16,"broadcast":"172.17.255.255","scope":"global","label":"eth0","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#;
+        assert_eq!(
+            parse_addr(addr).unwrap(),
+            Some((Ipv4Addr::new(172, 17, 0, 2), 16))
+        );
+        assert_eq!(parse_addr("[]").unwrap(), None);
+        assert_eq!(parse_addr("").unwrap(), None);
+        let routes = r#"[{"dst":"default","gateway":"172.17.0.1","dev":"eth0","flags":[]}]"#;
+        assert_eq!(
+            parse_default_gateway(routes, "eth0").unwrap(),
+            Some(Ipv4Addr::new(172, 17, 0, 1))
+        );
+        assert_eq!(parse_default_gateway("[]", "eth0").unwrap(), None);
+        let two = r#"[{"dst":"default","gateway":"10.0.0.1","dev":"eth1"},{"dst":"default","gateway":"172.17.0.1","dev":"eth0"}]"#;
+        assert_eq!(
+            parse_default_gateway(two, "eth0").unwrap(),
+            Some(Ipv4Addr::new(172, 17, 0, 1))
+        );
+    }
+
+    #[test]
+    fn rejects_what_a_guest_cannot_use() {
+        let l = |mac: &str, mtu: u32| format!(r#"[{{"address":"{mac}","mtu":{mtu}}}]"#);
+        assert!(parse_link(&l("00:00:00:00:00:00", 1500)).is_err());
+        assert!(
+            parse_link(&l("01:00:5e:00:00:01", 1500)).is_err(),
+            "multicast"
+        );
+        assert!(parse_link(&l("02:42:ac:11:00", 1500)).is_err());
+        assert!(parse_link(&l("02:42:ac:11:00:02", 20)).is_err());
+        assert!(parse_link("[]").is_err());
+        let two = r#"[{"address":"02:42:ac:11:00:02","mtu":1500},{"address":"02:42:ac:11:00:03","mtu":1500}]"#;
+        assert!(parse_link(two).is_err());
+        assert!(parse_addr(r#"[{"addr_info":[{"local":"1.2.3.4","prefixlen":33}]}]"#).is_err());
+        assert!(parse_addr(r#"[{"addr_info":[{"local":"1.2.3","prefixlen":24}]}]"#).is_err());
+        assert!(
+            parse_default_gateway(r#"[{"dst":"default","gateway":"fe80::1"}]"#, "eth0").is_err()
+        );
+        assert!(check_names("eth0", "eth0").is_err());
+        assert!(check_names("eth0", "a/b").is_err());
+        assert!(check_names("eth0", "hxtap0").is_ok());
+    }
+
+    proptest! {
+        /// Whatever `ip` prints, the parsers answer without panicking, and what they accept
+        /// is usable.
+        #[test]
+        fn parsers_are_total(s in ".{0,300}") {
+            if let Ok((mac, mtu)) = parse_link(&s) {
+                prop_assert!(valid_mac(&mac) && (68..=65535).contains(&mtu));
+            }
+            if let Ok(Some((_, p))) = parse_addr(&s) {
+                prop_assert!((1..=32).contains(&p));
+            }
+            let _ = parse_default_gateway(&s, "eth0");
+        }
+
+        #[test]
+        fn parsers_on_json_shapes(
+            mac in "[0-9a-fA-F:]{0,20}",
+            mtu in any::<u32>(),
+            local in "[0-9.]{0,18}",
+            prefix in any::<u8>(),
+        ) {
+            let link = format!(r#"[{{"address":"{mac}","mtu":{mtu}}}]"#);
+            if let Ok((m, u)) = parse_link(&link) {
+                prop_assert!(valid_mac(&m) && u == mtu);
+            }
+            let addr = format!(r#"[{{"addr_info":[{{"family":"inet","local":"{local}","prefixlen":{prefix}}}]}}]"#);
+            if let Ok(Some((ip, p))) = parse_addr(&addr) {
+                prop_assert_eq!(ip.to_string(), local);
+                prop_assert_eq!(p, prefix);
+            }
+        }
+    }
+}

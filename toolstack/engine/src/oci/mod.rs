@@ -1,0 +1,404 @@
+//! An OCI runtime over the engine (the `hx-runtime` front end): the runc command-line
+//! contract containerd's runc shim and podman drive, on the engine's lifecycle and records.
+//!
+//! `create` turns the bundle into an engine container (`lifecycle::create`, with the bundle's
+//! root directory packed into an erofs image: `rootfs.erofs`) and spawns the keeper — the
+//! process in `--pid-file`, in the network namespace the spec asks for — then runs the
+//! createRuntime/prestart hooks. The keeper blocks opening `exec.fifo` until `start` opens
+//! it (runc's way), then boots the VM (`lifecycle::start`), relays its stdio to the workload
+//! and exits with the workload's exit code. The VM boots at `start`, not `create`: the
+//! network interface the caller's hooks move into the namespace only exists then.
+pub mod bundle;
+pub mod console;
+pub mod exec;
+pub mod hooks;
+pub mod keeper;
+pub mod netns;
+pub mod record;
+
+use crate::container::{self, Container};
+use crate::lifecycle;
+use crate::ops;
+use crate::process::Tracked;
+use anyhow::{bail, Context};
+use bundle::NetNs;
+use record::{Record, Status};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long `start` waits for the keeper to have the VM running.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct CreateOptions<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    /// What runs the keeper: the runtime binary with its global options and `__keeper ID`.
+    pub keeper: Command,
+}
+
+pub fn create(mut o: CreateOptions) -> anyhow::Result<()> {
+    let root = o.root;
+    let id = o.id;
+    if !record::valid_id(id) {
+        bail!("invalid container id {id:?}: use [a-zA-Z0-9][a-zA-Z0-9_.+-]*, at most 128 bytes");
+    }
+    let b = bundle::load(o.bundle)?;
+    let rootfs_dir = b.rootfs_dir();
+    if !rootfs_dir.is_dir() {
+        bail!("root.path {} is not a directory", rootfs_dir.display());
+    }
+    let terminal = b.terminal();
+    if terminal && o.console_socket.is_none() {
+        bail!("process.terminal is set: --console-socket is required");
+    }
+    // The namespace is opened before anything is made: a bad path fails early.
+    let netns = b.netns();
+    let join_fd: Option<OwnedFd> = match &netns {
+        NetNs::Join(p) => Some(
+            std::fs::File::open(p)
+                .with_context(|| format!("network namespace {}", p.display()))?
+                .into(),
+        ),
+        _ => None,
+    };
+    std::fs::create_dir_all(record::oci_dir(root))?;
+    let dir = record::dir(root, id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("container with id exists: {id}")
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+    }
+    let mut rec = Record {
+        id: id.to_string(),
+        bundle: b.dir.clone(),
+        rootfs: rootfs_dir.clone(),
+        created: container::now_rfc3339(),
+        engine_id: None,
+        keeper_pid: None,
+        keeper_start: None,
+        annotations: b.annotations(),
+        hooks: b.hooks(),
+        netns: netns.clone(),
+    };
+    rec.save(root)?;
+    let mut undo = lifecycle::Undo::new();
+    {
+        let dir = dir.clone();
+        undo.push(move || {
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+    }
+    let image = dir.join(record::ROOTFS);
+    hx_images::rootfs::make_erofs(&rootfs_dir, &image)
+        .with_context(|| format!("packing {}", rootfs_dir.display()))?;
+    let req = b.request(&record::engine_name(id), &image, Some("none".into()))?;
+    let c = lifecycle::create(root, req, &|_, _| bail!("an OCI container has no image"))?;
+    rec.engine_id = Some(c.id.clone());
+    {
+        let engine_id = c.id.clone();
+        undo.push(move || {
+            let _ = ops::remove(root, &engine_id, true, false);
+        });
+    }
+    rec.save(root)?;
+    nix::unistd::mkfifo(
+        &dir.join(record::FIFO),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )?;
+
+    let pty = if terminal {
+        Some(console::open(b.console_size())?)
+    } else {
+        None
+    };
+    let keeper = spawn_keeper(&mut o.keeper, &netns, join_fd, pty.as_ref())?;
+    rec.keeper_pid = Some(keeper.pid);
+    rec.keeper_start = Some(keeper.start);
+    undo.push(move || {
+        keeper.kill_and_wait(Duration::from_secs(5));
+    });
+    rec.save(root)?;
+    if let (Some(p), Some(sock)) = (&pty, o.console_socket) {
+        console::send_master(sock, &p.master, &p.slave_name)?;
+    }
+    drop(pty);
+    if let Some(f) = o.pid_file {
+        write_pid_file(f, keeper.pid)?;
+    }
+    hooks::run_all(
+        "createRuntime",
+        &rec.hooks.create_runtime,
+        &rec.state_json(Status::Creating),
+    )?;
+    undo.commit();
+    Ok(())
+}
+
+fn spawn_keeper(
+    cmd: &mut Command,
+    netns: &NetNs,
+    join_fd: Option<OwnedFd>,
+    pty: Option<&console::Pty>,
+) -> anyhow::Result<Tracked> {
+    if let Some(p) = pty {
+        cmd.stdin(Stdio::from(p.slave.try_clone()?))
+            .stdout(Stdio::from(p.slave.try_clone()?))
+            .stderr(Stdio::from(p.slave.try_clone()?));
+    }
+    let new_netns = *netns == NetNs::New;
+    let join = join_fd.as_ref().map(|f| f.as_raw_fd());
+    let tty = pty.is_some();
+    // SAFETY: only async-signal-safe calls (setsid, ioctl, unshare, setns) between fork and
+    // exec; `join_fd` stays open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if new_netns && libc::unshare(libc::CLONE_NEWNET) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = join {
+                if libc::setns(fd, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the keeper")?;
+    let pid = child.id() as i32;
+    // Not waited for: it outlives the runtime (the caller, a subreaper, reaps it).
+    drop(child);
+    let start = crate::process::start_time(pid)
+        .ok_or_else(|| anyhow::anyhow!("the keeper died at once"))?;
+    Ok(Tracked { pid, start })
+}
+
+/// Written whole or not at all (runc writes it the same way: the shim reads it right after).
+fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+    hx_images::store::write_atomic(path, pid.to_string().as_bytes())
+        .with_context(|| format!("writing the pid file {}", path.display()))
+}
+
+/// The container's state now, from its keeper and VM.
+pub fn status(root: &Path, rec: &Record) -> Status {
+    let Some(keeper) = rec.keeper() else {
+        return Status::Creating;
+    };
+    if !keeper.is_alive() {
+        // The keeper owns the VM: one that outlived it (the keeper was killed) ends now.
+        if let Some(c) = engine_container(root, rec) {
+            if c.status == container::Status::Running && c.vm_alive() {
+                if let Err(e) = ops::kill_vm(root, &c) {
+                    tracing::warn!("ending the VM of {} after its keeper: {e:#}", rec.id);
+                }
+            }
+        }
+        return Status::Stopped;
+    }
+    if record::dir(root, &rec.id).join(record::FIFO).exists() {
+        return Status::Created;
+    }
+    match engine_container(root, rec) {
+        Some(c) if ops::is_paused(root, &c) => Status::Paused,
+        _ => Status::Running,
+    }
+}
+
+fn engine_container(root: &Path, rec: &Record) -> Option<Container> {
+    container::load(root, rec.engine_id.as_deref()?).ok()
+}
+
+pub fn state(root: &Path, id: &str) -> anyhow::Result<serde_json::Value> {
+    let rec = record::load(root, id)?;
+    Ok(rec.state_json(status(root, &rec)))
+}
+
+pub fn start(root: &Path, id: &str) -> anyhow::Result<()> {
+    let rec = record::load(root, id)?;
+    match status(root, &rec) {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        Status::Creating => bail!("container {id} is still being created"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
+    }
+    let keeper = rec.keeper().expect("created: it has a keeper");
+    let dir = record::dir(root, id);
+    let fifo = dir.join(record::FIFO);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .context("opening exec.fifo")?;
+    wait_for_byte(&f, &keeper)?;
+    drop(f);
+    std::fs::remove_file(&fifo)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if engine_container(root, &rec).is_some_and(|c| match c.status {
+            container::Status::Running => true,
+            // Ran and ended already (the keeper settled it).
+            container::Status::Exited => c.started_at.is_some(),
+            _ => false,
+        }) {
+            break;
+        }
+        if !keeper.is_alive() {
+            let why = std::fs::read_to_string(dir.join(record::START_ERROR))
+                .unwrap_or_else(|_| "the keeper died".into());
+            bail!("starting container {id}: {}", why.trim());
+        }
+        if Instant::now() > deadline {
+            bail!("starting container {id}: the VM did not start in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Err(e) = hooks::run_all(
+        "poststart",
+        &rec.hooks.poststart,
+        &rec.state_json(Status::Running),
+    ) {
+        tracing::warn!("{e:#}");
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// The keeper writes one byte once its open of the fifo returned (it blocks until ours).
+fn wait_for_byte(f: &std::fs::File, keeper: &Tracked) -> anyhow::Result<()> {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 1];
+    loop {
+        match (&*f).read(&mut buf) {
+            Ok(1) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e).context("reading exec.fifo"),
+        }
+        if !keeper.is_alive() {
+            bail!("cannot start a container that has stopped");
+        }
+        if Instant::now() > deadline {
+            bail!("the keeper did not answer on exec.fifo");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `kill ID SIG`: to the workload through the engine (SIGKILL ends the VM); a container not
+/// started yet has only its keeper, which the signal ends.
+pub fn kill(root: &Path, id: &str, signal: i32) -> anyhow::Result<()> {
+    let rec = record::load(root, id)?;
+    let keeper = rec.keeper();
+    match status(root, &rec) {
+        Status::Stopped | Status::Creating => bail!("container not running"),
+        Status::Created => {
+            keeper.expect("created").signal(signal);
+            Ok(())
+        }
+        Status::Running | Status::Paused => match engine_container(root, &rec) {
+            Some(c) if c.status == container::Status::Running => {
+                if signal == libc::SIGKILL {
+                    ops::kill_vm(root, &c)
+                } else {
+                    ops::kill(root, &c, signal)
+                }
+            }
+            // Between the fifo and the VM's record: only the keeper to signal.
+            _ => {
+                keeper.expect("running").signal(signal);
+                Ok(())
+            }
+        },
+    }
+}
+
+/// `delete [--force]`: the keeper, the VM and every record go; poststop hooks run.
+pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
+    let rec = record::load(root, id)?;
+    let st = status(root, &rec);
+    if matches!(st, Status::Running | Status::Paused) && !force {
+        bail!(
+            "cannot delete container {id} that is not stopped: {}",
+            st.as_str()
+        );
+    }
+    if let Some(k) = rec.keeper() {
+        k.kill_and_wait(Duration::from_secs(5));
+    }
+    if let Some(engine_id) = &rec.engine_id {
+        match ops::remove(root, engine_id, true, false) {
+            Ok(()) => {}
+            Err(e) if is_no_such(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Err(e) = hooks::run_all(
+        "poststop",
+        &rec.hooks.poststop,
+        &rec.state_json(Status::Stopped),
+    ) {
+        tracing::warn!("{e:#}");
+    }
+    std::fs::remove_dir_all(record::dir(root, id))?;
+    Ok(())
+}
+
+fn is_no_such(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<crate::HxError>(),
+        Some(crate::HxError::NoSuchContainer(_))
+    )
+}
+
+/// `ps`: the host processes of the container (the keeper, the VM).
+pub fn pids(root: &Path, id: &str) -> anyhow::Result<Vec<i32>> {
+    let rec = record::load(root, id)?;
+    let mut out = Vec::new();
+    if let Some(k) = rec.keeper().filter(|k| k.is_alive()) {
+        out.push(k.pid);
+    }
+    if let Some(vm) = engine_container(root, &rec).and_then(|c| c.vm_process()) {
+        if vm.is_alive() {
+            out.push(vm.pid);
+        }
+    }
+    Ok(out)
+}
+
+/// `pause` (`freeze`) / `resume`.
+pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<()> {
+    let rec = record::load(root, id)?;
+    match engine_container(root, &rec) {
+        Some(c) if status(root, &rec) != Status::Created => ops::pause(root, &c, freeze),
+        _ => bail!("container not running"),
+    }
+}
+
+/// What `features` prints (the OCI runtime features document).
+pub fn features() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": record::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "mountOptions": ["bind", "rbind", "ro", "rw", "size"],
+        "linux": {
+            "namespaces": ["network"],
+        },
+        "annotations": {
+            "io.hx.runtime.vm": "true",
+        },
+    })
+}

@@ -1,0 +1,188 @@
+//! Docker's own CLI against a dockerd the test starts (common/docker.rs: Debian's docker.io in a
+//! network namespace of its own). One dockerd for every check of this file: the same checks
+//! first with docker's default runtime (runc), which proves the harness and the expectations,
+//! then with `--runtime hx` (hx-runtime, the OCI runtime over hx micro-VMs).
+mod common;
+use common::docker::{Dockerd, Runtime, BUSYBOX};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// hx-runtime, built beside hx (`cargo build --release -p hx-oci-runtime`; `cargo test
+/// --workspace` builds it).
+fn hx_runtime() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hx")).with_file_name("hx-runtime")
+}
+
+/// `docker run` with the runtime's flags before the image.
+fn run_args<'a>(runtime: &[&'a str], before: &[&'a str], after: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run"];
+    v.extend_from_slice(before);
+    v.extend_from_slice(runtime);
+    v.push(BUSYBOX);
+    v.extend_from_slice(after);
+    v
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every check, through the docker CLI, for one runtime (`[]`: runc; `["--runtime", "hx"]`).
+fn checks(d: &Dockerd, runtime: &[&str]) {
+    let who = if runtime.is_empty() {
+        "runc"
+    } else {
+        runtime[1]
+    };
+    // dockerd's own (its data root, made private), before any container.
+    let mounts = d.mounts();
+    let t0 = Instant::now();
+    let r = d.docker(&run_args(runtime, &["--rm"], &["echo", "hi"]));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "hi\n"),
+        "{who}: {}",
+        r.stderr
+    );
+    eprintln!("{who}: docker run --rm busybox echo hi: {:?}", t0.elapsed());
+    let r = d.docker(&run_args(runtime, &["--rm"], &["sh", "-c", "exit 3"]));
+    assert_eq!(r.code, 3, "{who}: {}{}", r.stdout, r.stderr);
+    // docker's rule: a command that is not found is 127.
+    let r = d.docker(&run_args(runtime, &["--rm"], &["no-such-command"]));
+    assert_eq!(r.code, 127, "{who}: {}{}", r.stdout, r.stderr);
+    // ... and one that is not executable, 126.
+    let r = d.docker(&run_args(runtime, &["--rm"], &["/etc/passwd"]));
+    assert_eq!(r.code, 126, "{who}: {}{}", r.stdout, r.stderr);
+
+    // -d, then docker logs: both streams.
+    let r = d.docker(&run_args(
+        runtime,
+        &["-d", "--name", "logger"],
+        &[
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2; exec sleep 1000",
+        ],
+    ));
+    assert_eq!(r.code, 0, "{who}: {}{}", r.stdout, r.stderr);
+    wait_until(
+        &format!("{who}: docker logs"),
+        Duration::from_secs(60),
+        || {
+            let l = d.docker_ok(&["logs", "logger"]);
+            l.stdout == "to-stdout\n" && l.stderr == "to-stderr\n"
+        },
+    );
+
+    // docker stop -t 2 of a workload that ignores SIGTERM: SIGKILL after 2 s, 137.
+    let r = d.docker(&run_args(
+        runtime,
+        &["-d", "--name", "stubborn"],
+        &["sh", "-c", "trap '' TERM; echo ready; exec sleep 1000"],
+    ));
+    assert_eq!(r.code, 0, "{who}: {}{}", r.stdout, r.stderr);
+    wait_until(
+        &format!("{who}: stubborn ready"),
+        Duration::from_secs(60),
+        || d.docker_ok(&["logs", "stubborn"]).stdout == "ready\n",
+    );
+    let t0 = Instant::now();
+    d.docker_ok(&["stop", "-t", "2", "stubborn"]);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "{who}: docker stop -t 2 took {took:?}"
+    );
+    let code = d.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]);
+    assert_eq!(code.stdout.trim(), "137", "{who}");
+    // (runc: `sleep` as PID 1 ignores SIGTERM too; under hx pv-init is PID 1.)
+    d.docker_ok(&["stop", "-t", "2", "logger"]);
+
+    // -p 8080:80: docker's DNAT/docker-proxy reach the container from the namespace.
+    let r = d.docker(&run_args(
+        runtime,
+        &["-d", "--name", "web", "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80", "-h", "/etc"],
+    ));
+    assert_eq!(r.code, 0, "{who}: {}{}", r.stdout, r.stderr);
+    let body = d.wait_for("http://127.0.0.1:8080/hostname", Duration::from_secs(120));
+    let hostname = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "web"]);
+    assert_eq!(body.trim(), hostname.stdout.trim(), "{who}");
+    let ip = d.docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+    let direct = d.fetch(&format!("http://{}:80/hostname", ip.stdout.trim()));
+    assert_eq!(
+        direct.as_deref().map(str::trim),
+        Some(hostname.stdout.trim())
+    );
+
+    // docker exec: another process in the same container, its output and exit code.
+    let r = d.docker(&["exec", "web", "sh", "-c", "cat /etc/hostname; exit 4"]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (4, hostname.stdout.trim()),
+        "{who}: {}",
+        r.stderr
+    );
+
+    let cmdlines = || -> Vec<String> {
+        d.processes()
+            .into_iter()
+            .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .collect()
+    };
+    if !runtime.is_empty() {
+        // The VMs run from the runtime's root under the test's exec root: the check below
+        // that no process is left covers them.
+        let vms = cmdlines()
+            .into_iter()
+            .filter(|c| c.starts_with("qemu-system"))
+            .count();
+        assert_eq!(vms, 1, "{who}: the QEMU of web (the others are stopped)");
+    }
+
+    // docker rm -f: nothing of the containers is left (VMs, mounts, processes).
+    d.docker_ok(&["rm", "-f", "web", "logger", "stubborn"]);
+    let ps = d.docker_ok(&["ps", "-aq"]);
+    assert_eq!(ps.stdout, "", "{who}");
+    assert_eq!(d.mounts(), mounts, "{who}: mounts left");
+    let left: Vec<String> = cmdlines()
+        .into_iter()
+        .filter(|c| !c.contains("dockerd") && !c.contains("containerd --config"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "{who}: processes left");
+    assert!(
+        d.fetch("http://127.0.0.1:8080/").is_none(),
+        "{who}: port still answers"
+    );
+    let links = d.in_netns(&["ip", "-br", "link"]).stdout;
+    assert!(
+        !links.lines().any(|l| l.starts_with("hx")),
+        "{who}: interfaces left: {links}"
+    );
+}
+
+#[test]
+fn docker_cli_with_runc_then_hx() {
+    let runtime = Runtime {
+        name: "hx".into(),
+        path: hx_runtime(),
+        args: vec![],
+    };
+    let Some(d) = Dockerd::start(&[runtime]) else {
+        return;
+    };
+    assert!(
+        hx_runtime().is_file(),
+        "{} is missing: cargo build --release -p hx-oci-runtime",
+        hx_runtime().display()
+    );
+    eprintln!("dockerd answered after {:?}", d.startup);
+    d.load_busybox();
+    checks(&d, &[]);
+    checks(&d, &["--runtime", "hx"]);
+}

@@ -576,3 +576,120 @@ fn pull_always_asks_the_registry() {
     // pull prints the reference asked for.
     assert_eq!(hx.ok(&["pull", "-q", &image]).stdout, format!("{image}\n"));
 }
+
+/// `hx logs` with stdout and stderr into one pipe, as `2>&1` in a script.
+fn logs_merged(hx: &Hx, args: &[&str]) -> String {
+    let f = tempfile::tempfile().unwrap();
+    let mut all = vec!["logs"];
+    all.extend_from_slice(args);
+    let mut c = hx.cmd(&all);
+    c.stdout(f.try_clone().unwrap())
+        .stderr(f.try_clone().unwrap());
+    let child = c.spawn().unwrap();
+    let r = common::wait_with_timeout(child, std::time::Duration::from_secs(60));
+    assert_eq!(r.code, 0, "{all:?}");
+    let mut f = f;
+    use std::io::{Read, Seek};
+    f.rewind().unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// stdout and stderr in arrival order, `-t`'s times, `--since`/`--until` in docker's forms,
+/// `--tail` across both streams; on a terminal the guest's escape sequences are shown, not
+/// obeyed. One VM boot.
+#[test]
+fn logs_interleave_streams_with_times_since_and_until() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&[
+        "run",
+        "--name",
+        "ts",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo a; echo b >&2; sleep 1; echo c; printf '\\033]0;pwned\\007d\\n'",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "a\nc\n\u{1b}]0;pwned\u{7}d\n", "b\n")
+    );
+    assert_eq!(logs_merged(&hx, &["ts"]), "a\nb\nc\n\u{1b}]0;pwned\u{7}d\n");
+    let r = hx.ok(&["logs", "ts"]);
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("a\nc\n\u{1b}]0;pwned\u{7}d\n", "b\n")
+    );
+    assert_eq!(
+        logs_merged(&hx, &["--tail", "3", "ts"]),
+        "b\nc\n\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(
+        logs_merged(&hx, &["-f", "-n", "1", "ts"]),
+        "\u{1b}]0;pwned\u{7}d\n"
+    );
+
+    // -t: "<RFC 3339 UTC, 9 digits> <line>", b right after a, c a second later.
+    let stamped = logs_merged(&hx, &["-t", "ts"]);
+    let lines: Vec<(&str, &str)> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').expect(l))
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        ["a", "b", "c", "\u{1b}]0;pwned\u{7}d"],
+        "{stamped}"
+    );
+    let nanos: Vec<i64> = lines
+        .iter()
+        .map(|(t, _)| {
+            assert_eq!(t.len(), 30, "{t}");
+            assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        nanos[1] >= nanos[0] && nanos[1] - nanos[0] < 500_000_000,
+        "{stamped}"
+    );
+    assert!(nanos[2] - nanos[1] >= 800_000_000, "{stamped}");
+    let (t_b, t_c) = (lines[1].0, lines[2].0);
+    assert_eq!(
+        logs_merged(&hx, &["--since", t_c, "ts"]),
+        "c\n\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(logs_merged(&hx, &["--until", t_b, "ts"]), "a\nb\n");
+    // Unix seconds, and a duration before now.
+    let unix = format!(
+        "{}.{:09}",
+        nanos[2] / 1_000_000_000,
+        nanos[2] % 1_000_000_000
+    );
+    assert_eq!(
+        logs_merged(&hx, &["-t", "--since", &unix, "--until", &unix, "ts"]),
+        format!("{t_c} c\n")
+    );
+    assert_eq!(
+        logs_merged(&hx, &["--since", "10m", "-n", "1", "ts"]),
+        "\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(
+        logs_merged(&hx, &["--until=-1m", "ts"]),
+        "a\nb\nc\n\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(logs_merged(&hx, &["--until", "10m", "ts"]), "");
+    let r = hx.run(&["logs", "--since", "yesterday", "ts"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str(), r.stdout.as_str()),
+        (1, "hx: invalid value for \"since\": failed to parse value as time or duration: \"yesterday\"\n", "")
+    );
+    // On a terminal: the escape sequence shown escaped.
+    let t = common::term::Terminal::spawn(&hx, &["logs", "-n", "1", "ts"], 24, 80);
+    let r = t.wait();
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stdout, "\\x1b]0;pwned\\x07d\r\n");
+}

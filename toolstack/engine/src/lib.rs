@@ -18,6 +18,7 @@ pub mod log_relay;
 pub mod logfile;
 pub mod network;
 pub mod ops;
+pub mod output_log;
 pub mod process;
 pub mod restart;
 pub mod runtime;

@@ -29,6 +29,7 @@ pub mod kill;
 pub mod list;
 pub mod load;
 pub mod logs;
+pub mod logtime;
 pub mod mem_set;
 pub mod pause;
 pub mod port;

@@ -406,16 +406,15 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     })
 }
 
-/// Follows stdout.log/stderr.log across the log relay's rotations (logfile.rs).
-pub use hx_engine::logfile::Tail;
+use hx_engine::output_log::{Follower, Position};
 
 /// Where an attached run starts reading the container's output.
 #[derive(Clone, Copy)]
 pub enum LogStart {
     /// A new container: all of it.
     Beginning,
-    /// A container started again (`hx start -a`): what follows these stdout/stderr offsets.
-    After(u64, u64),
+    /// A container started again (`hx start -a`): what follows this place in its output.
+    After(Position),
 }
 
 pub async fn attach(
@@ -438,15 +437,9 @@ pub async fn attach(
         None
     };
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let (mut out, mut err) = match from {
-        LogStart::Beginning => (
-            Tail::open(&dir.join("stdout.log"), true)?,
-            Tail::open(&dir.join("stderr.log"), true)?,
-        ),
-        LogStart::After(o, e) => (
-            Tail::open_at(&dir.join("stdout.log"), o)?,
-            Tail::open_at(&dir.join("stderr.log"), e)?,
-        ),
+    let mut output = match from {
+        LogStart::Beginning => Follower::open(&dir, true)?,
+        LogStart::After(pos) => Follower::open_at(&dir, pos)?,
     };
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -462,8 +455,7 @@ pub async fn attach(
     tokio::pin!(vm_exit);
     let mut vm_gone = false;
     loop {
-        let a = out.pump(&mut std::io::stdout())?;
-        let b = err.pump(&mut std::io::stderr())?;
+        let any = output.pump(&mut std::io::stdout(), &mut std::io::stderr())?;
         if !be.is_running(&c) {
             break;
         }
@@ -485,7 +477,7 @@ pub async fn attach(
             Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => input = None,
             _ => {}
         }
-        let delay = if a || b { 5 } else { 25 };
+        let delay = if any { 5 } else { 25 };
         tokio::select! {
             _ = winch.recv(), if io.tty => {
                 if let Some(size) = super::interactive::terminal_size() {
@@ -508,8 +500,7 @@ pub async fn attach(
             }
         }
     }
-    out.pump(&mut std::io::stdout())?;
-    err.pump(&mut std::io::stderr())?;
+    output.pump(&mut std::io::stdout(), &mut std::io::stderr())?;
     // Others may have marked it exited meanwhile, but only its owner removes it (--rm): the
     // outcome files are still there. Ownership ends inside the store lock, with the settle.
     let _lock = Store::open(root)?.lock()?;

@@ -693,3 +693,167 @@ fn logs_interleave_streams_with_times_since_and_until() {
     assert_eq!(r.code, 0);
     assert_eq!(r.stdout, "\\x1b]0;pwned\\x07d\r\n");
 }
+
+/// `hx save` writes docker's archive: skopeo reads it, `hx load` reads it back from a file,
+/// from `< file` and from a pipe with the same image id; a cut archive or a killed load leaves
+/// the store as it was. No VM.
+#[test]
+fn save_and_load_through_stdin() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    let id = hx.ok(&["images", "--no-trunc", "-q"]).stdout;
+    let tar = hx.root().join("bb.tar");
+    let tar_s = tar.to_str().unwrap();
+    let r = hx.ok(&["save", BUSYBOX, "-o", tar_s]);
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""));
+    let list = std::process::Command::new("tar")
+        .args(["tf", tar_s])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.ends_with("manifest.json\nrepositories\n"), "{list}");
+    assert!(
+        list.contains(&format!("blobs/sha256/{}\n", &id.trim()[7..])),
+        "{list}"
+    );
+    let manifest = std::process::Command::new("tar")
+        .args(["xOf", tar_s, "manifest.json"])
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert_eq!(m[0]["RepoTags"], serde_json::json!([BUSYBOX]));
+    assert_eq!(m[0]["Config"], format!("blobs/sha256/{}", &id.trim()[7..]));
+    // skopeo (containers/image) reads it as docker's archive, verifying every layer.
+    let oci = hx.root().join("skopeo-oci");
+    let s = std::process::Command::new("skopeo")
+        .arg("copy")
+        .arg("-q")
+        .arg(format!("docker-archive:{tar_s}"))
+        .arg(format!("oci:{}:x", oci.display()))
+        .output()
+        .expect("skopeo (tests/run-all.sh installs it)");
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+
+    // Back in from stdin: `< file` (a file) and `-i -` from a pipe.
+    let fresh = Hx::new();
+    let load = |args: &[&str], stdin: std::process::Stdio| {
+        let mut c = fresh.cmd(args);
+        c.stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        common::wait_with_timeout(c.spawn().unwrap(), std::time::Duration::from_secs(120))
+    };
+    let r = load(&["load"], std::fs::File::open(&tar).unwrap().into());
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("Loaded image: {BUSYBOX}\n").as_str()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fresh.ok(&["images", "--no-trunc", "-q"]).stdout, id);
+    fresh.ok(&["rmi", BUSYBOX]);
+    let mut cat = std::process::Command::new("cat")
+        .arg(&tar)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = load(
+        &["load", "-q", "-i", "-"],
+        cat.stdout.take().unwrap().into(),
+    );
+    cat.wait().unwrap();
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, id.as_str()),
+        "{}",
+        r.stderr
+    );
+    fresh.ok(&["rmi", BUSYBOX]);
+    fresh.ok(&["image", "prune", "-a"]);
+    let before = fresh.store_files();
+    assert_eq!(before, ["index.json"]);
+
+    // A cut archive: one line, its own code, nothing kept.
+    let cut = hx.root().join("cut.tar");
+    let bytes = std::fs::read(&tar).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let r = load(&["load"], std::fs::File::open(&cut).unwrap().into());
+    assert_eq!(r.code, 23, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("hx: <stdin>: invalid image archive: member \"blobs/sha256/")
+            && r.stderr
+                .ends_with("truncated archive: member shorter than its header says\n")
+            && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fresh.store_files(), before);
+
+    // Killed halfway through the archive: no image, and the scratch it leaves is prune's.
+    let mut c = fresh.cmd(&["load"]);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &bytes[..bytes.len() / 2]).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let in_tmp = || {
+        fresh
+            .store_files()
+            .iter()
+            .any(|f| f.starts_with("tmp/load-") && f.contains("/archive/blobs/"))
+    };
+    while !in_tmp() {
+        assert!(std::time::Instant::now() < until, "hx load never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(fresh.ok(&["images", "-q"]).stdout, "");
+    fresh.ok(&["image", "prune"]);
+    assert_eq!(fresh.store_files(), before);
+
+    // docker's refusals.
+    let r = fresh.run(&["save", "ghost:1", "-o", tar_s]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (11, "hx: image ghost:1 not found in the local store\n")
+    );
+    let t = common::term::Terminal::spawn(&hx, &["save", BUSYBOX], 24, 80);
+    let r = t.wait();
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            1,
+            "hx: cowardly refusing to save to a terminal. Use the -o flag or redirect\r\n"
+        )
+    );
+    let t = common::term::Terminal::spawn(&fresh, &["load"], 24, 80);
+    let r = t.wait();
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (1, "hx: requested load from stdin, but stdin is empty\r\n")
+    );
+    // A progress bar on a terminal while an archive of unknown size streams in.
+    let script = format!(
+        "cat {tar_s} | {} --root {} load",
+        env!("CARGO_BIN_EXE_hx"),
+        fresh.root().display()
+    );
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &script]);
+    let mut t = common::term::Terminal::spawn_cmd(sh, 24, 80);
+    t.expect("Loading");
+    let r = t.wait();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("Loaded image: {BUSYBOX}")),
+        "{}",
+        r.stdout
+    );
+}

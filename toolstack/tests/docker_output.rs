@@ -857,3 +857,127 @@ fn save_and_load_through_stdin() {
         r.stdout
     );
 }
+
+/// docker's `{{.Label "key"}}` method in `ps --format`; `inspect` of a container that was
+/// created and never started shows its Config (env files and host variables as at create).
+#[test]
+fn ps_label_method_and_inspect_of_a_created_container() {
+    let Some(hx) = three_containers() else { return };
+    let out = hx
+        .ok(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Label \"app\"}} [{{.Label \"tier\"}}]",
+        ])
+        .stdout;
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["cache kv []", "db shop []", "web shop [front]"]);
+    let r = hx.ok(&[
+        "ps",
+        "-a",
+        "-f",
+        "name=web",
+        "--format",
+        "table {{.Names}}\t{{upper (.Label \"tier\")}}\t{{\".Label \\\"x\\\"\"}}",
+    ]);
+    assert_eq!(
+        r.stdout,
+        "NAMES        LABEL        .Label \"x\"\nweb          FRONT        .Label \"x\"\n"
+    );
+    let json = hx.ok(&["ps", "-a", "--format", "json"]).stdout;
+    assert!(
+        !json.contains("\\u0001") && !json.contains("\"tier\""),
+        "{json}"
+    );
+
+    let env = hx.root().join("env");
+    std::fs::write(&env, "FROM_FILE=1\n").unwrap();
+    let mut c = hx.cmd(&[
+        "create",
+        "--name",
+        "cfg",
+        "-u",
+        "nobody",
+        "--env-file",
+        env.to_str().unwrap(),
+        "-e",
+        "A=1",
+        "-e",
+        "HX_TEST_HOST",
+        BUSYBOX,
+        "echo",
+        "hi",
+    ]);
+    c.env("HX_TEST_HOST", "from host");
+    let r = common::run_with_timeout(c, std::time::Duration::from_secs(60));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(&env, "FROM_FILE=changed\n").unwrap();
+    let r = hx.ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Env}} {{.Config.User}} {{json .Config.Cmd}} {{.State.Status}}",
+        "cfg",
+    ]);
+    assert_eq!(
+        r.stdout,
+        "[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\",\"FROM_FILE=1\",\"A=1\",\"HX_TEST_HOST=from host\"] nobody [\"echo\",\"hi\"] created\n"
+    );
+}
+
+/// The documented `-m` minimum boots; below it: 125 and one line.
+#[test]
+fn memory_minimum_boots() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&["run", "--rm", "-m", "39m", BUSYBOX, "true"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: --memory \"39m\": out of range (40m to 1t)\n")
+    );
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "-m",
+        "40m",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo hi; grep -c . /proc/meminfo >/dev/null",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "hi\n", "")
+    );
+}
+
+/// ps's `before=`/`since=` (creation order, finer than a second) and `volume=` (a volume's
+/// name or a mount's target).
+#[test]
+fn ps_filters_before_since_and_volume() {
+    let Some(hx) = three_containers() else { return };
+    hx.ok(&["volume", "create", "--size", "16m", "data"]);
+    hx.ok(&[
+        "create",
+        "--name",
+        "vol",
+        "-v",
+        "data:/srv",
+        BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(names(&hx, &["-a", "-f", "before=db"]), "web\n");
+    assert_eq!(names(&hx, &["-a", "-f", "since=db"]), "cache\nvol\n");
+    assert_eq!(
+        names(&hx, &["-a", "-f", "since=web", "-f", "before=vol"]),
+        "cache\ndb\n"
+    );
+    assert_eq!(names(&hx, &["-a", "-f", "volume=data"]), "vol\n");
+    assert_eq!(names(&hx, &["-a", "-f", "volume=/srv"]), "vol\n");
+    assert_eq!(names(&hx, &["-a", "-f", "volume=other"]), "");
+    let r = hx.run(&["ps", "-a", "-f", "before=ghost"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str(), r.stdout.as_str()),
+        (1, "hx: no such container: ghost\n", "")
+    );
+}

@@ -216,6 +216,10 @@ pub struct Interactive {
     pub detach_keys: Vec<u8>,
 }
 
+/// The least memory a VM gets: the guest kernel, pv-init's initramfs unpacked and a shell
+/// need 35 MiB under QEMU (measured 2026-12-03: 34m panics unpacking the initramfs); 5 MiB
+/// more for pv-init to grow.
+pub const MIN_MEMORY: u64 = 40 << 20;
 pub const MAX_MEMORY: u64 = 1 << 40;
 pub const MAX_DISK_SIZE: u64 = 1 << 40;
 /// Volumes: ext4's limit with 4 KiB blocks.
@@ -340,7 +344,7 @@ pub fn find_by_policy(
 pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     let restart = hx_engine::restart::Policy::parse(&args.restart)?;
     let memory_mb =
-        parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
+        parse_size_in("--memory", &args.memory, MIN_MEMORY, MAX_MEMORY)?.div_ceil(1 << 20);
     if let Some(s) = &args.stop_signal {
         super::kill::parse_signal(s).with_context(|| "--stop-signal")?;
     }

@@ -12,6 +12,7 @@ pub mod pull;
 pub mod readahead;
 pub mod reference;
 pub mod rootfs;
+pub mod save;
 pub mod store;
 pub mod tarstream;
 

@@ -21,9 +21,32 @@ use std::path::{Component, Path, PathBuf};
 
 /// Loads every image of an OCI layout dir, an oci-archive or a docker-save tarball.
 pub fn load(store: &Store, input: &Path, platform: &PlatformSpec) -> Result<Vec<ImageRecord>> {
+    load_with(store, input, None, platform)
+}
+
+/// Loads every image of an oci-archive or docker-save tarball read from `reader` (stdin, or a
+/// file hx opened itself); `name` is what errors call it.
+pub fn load_stream(
+    store: &Store,
+    name: &Path,
+    reader: Box<dyn Read>,
+    platform: &PlatformSpec,
+) -> Result<Vec<ImageRecord>> {
+    load_with(store, name, Some(reader), platform)
+}
+
+fn load_with(
+    store: &Store,
+    input: &Path,
+    reader: Option<Box<dyn Read>>,
+    platform: &PlatformSpec,
+) -> Result<Vec<ImageRecord>> {
     let mut added = Vec::new();
     let mut work = store.begin_work("load")?;
-    let r = load_any(store, input, platform, &mut added, &mut work);
+    let r = match reader {
+        Some(reader) => load_tar(store, input, reader, platform, &mut added, &mut work),
+        None => load_any(store, input, platform, &mut added, &mut work),
+    };
     if r.is_err() {
         store.discard_blobs(&added)?;
     }
@@ -49,6 +72,18 @@ fn load_any(
     if !meta.is_file() {
         return Err(invalid(input, "not a regular file or directory"));
     }
+    let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
+    load_tar(store, input, Box::new(f), platform, added, work)
+}
+
+fn load_tar(
+    store: &Store,
+    input: &Path,
+    reader: Box<dyn Read>,
+    platform: &PlatformSpec,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<Vec<ImageRecord>> {
     // A tarball: its regular members are copied into a private directory, nothing else is
     // created there, and links between members are only noted (see `extract`).
     let dir = work.path().join("archive");
@@ -56,8 +91,7 @@ fn load_any(
         .mode(0o700)
         .create(&dir)
         .map_err(|e| Error::io(&dir, e))?;
-    let f = fs::File::open(input).map_err(|e| Error::io(input, e))?;
-    let mut f = io::BufReader::new(f);
+    let mut f = io::BufReader::new(reader);
     let gzip = f
         .fill_buf()
         .map_err(|e| Error::io(input, e))?

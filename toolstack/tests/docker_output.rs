@@ -576,3 +576,408 @@ fn pull_always_asks_the_registry() {
     // pull prints the reference asked for.
     assert_eq!(hx.ok(&["pull", "-q", &image]).stdout, format!("{image}\n"));
 }
+
+/// `hx logs` with stdout and stderr into one pipe, as `2>&1` in a script.
+fn logs_merged(hx: &Hx, args: &[&str]) -> String {
+    let f = tempfile::tempfile().unwrap();
+    let mut all = vec!["logs"];
+    all.extend_from_slice(args);
+    let mut c = hx.cmd(&all);
+    c.stdout(f.try_clone().unwrap())
+        .stderr(f.try_clone().unwrap());
+    let child = c.spawn().unwrap();
+    let r = common::wait_with_timeout(child, std::time::Duration::from_secs(60));
+    assert_eq!(r.code, 0, "{all:?}");
+    let mut f = f;
+    use std::io::{Read, Seek};
+    f.rewind().unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    s
+}
+
+/// stdout and stderr in arrival order, `-t`'s times, `--since`/`--until` in docker's forms,
+/// `--tail` across both streams; on a terminal the guest's escape sequences are shown, not
+/// obeyed. One VM boot.
+#[test]
+fn logs_interleave_streams_with_times_since_and_until() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&[
+        "run",
+        "--name",
+        "ts",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo a; echo b >&2; sleep 1; echo c; printf '\\033]0;pwned\\007d\\n'",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "a\nc\n\u{1b}]0;pwned\u{7}d\n", "b\n")
+    );
+    assert_eq!(logs_merged(&hx, &["ts"]), "a\nb\nc\n\u{1b}]0;pwned\u{7}d\n");
+    let r = hx.ok(&["logs", "ts"]);
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("a\nc\n\u{1b}]0;pwned\u{7}d\n", "b\n")
+    );
+    assert_eq!(
+        logs_merged(&hx, &["--tail", "3", "ts"]),
+        "b\nc\n\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(
+        logs_merged(&hx, &["-f", "-n", "1", "ts"]),
+        "\u{1b}]0;pwned\u{7}d\n"
+    );
+
+    // -t: "<RFC 3339 UTC, 9 digits> <line>", b right after a, c a second later.
+    let stamped = logs_merged(&hx, &["-t", "ts"]);
+    let lines: Vec<(&str, &str)> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').expect(l))
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        ["a", "b", "c", "\u{1b}]0;pwned\u{7}d"],
+        "{stamped}"
+    );
+    let nanos: Vec<i64> = lines
+        .iter()
+        .map(|(t, _)| {
+            assert_eq!(t.len(), 30, "{t}");
+            assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        nanos[1] >= nanos[0] && nanos[1] - nanos[0] < 500_000_000,
+        "{stamped}"
+    );
+    assert!(nanos[2] - nanos[1] >= 800_000_000, "{stamped}");
+    let (t_b, t_c) = (lines[1].0, lines[2].0);
+    assert_eq!(
+        logs_merged(&hx, &["--since", t_c, "ts"]),
+        "c\n\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(logs_merged(&hx, &["--until", t_b, "ts"]), "a\nb\n");
+    // Unix seconds, and a duration before now.
+    let unix = format!(
+        "{}.{:09}",
+        nanos[2] / 1_000_000_000,
+        nanos[2] % 1_000_000_000
+    );
+    assert_eq!(
+        logs_merged(&hx, &["-t", "--since", &unix, "--until", &unix, "ts"]),
+        format!("{t_c} c\n")
+    );
+    assert_eq!(
+        logs_merged(&hx, &["--since", "10m", "-n", "1", "ts"]),
+        "\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(
+        logs_merged(&hx, &["--until=-1m", "ts"]),
+        "a\nb\nc\n\u{1b}]0;pwned\u{7}d\n"
+    );
+    assert_eq!(logs_merged(&hx, &["--until", "10m", "ts"]), "");
+    let r = hx.run(&["logs", "--since", "yesterday", "ts"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str(), r.stdout.as_str()),
+        (1, "hx: invalid value for \"since\": failed to parse value as time or duration: \"yesterday\"\n", "")
+    );
+    // On a terminal: the escape sequence shown escaped.
+    let t = common::term::Terminal::spawn(&hx, &["logs", "-n", "1", "ts"], 24, 80);
+    let r = t.wait();
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stdout, "\\x1b]0;pwned\\x07d\r\n");
+}
+
+/// `hx save` writes docker's archive: skopeo reads it, `hx load` reads it back from a file,
+/// from `< file` and from a pipe with the same image id; a cut archive or a killed load leaves
+/// the store as it was. No VM.
+#[test]
+fn save_and_load_through_stdin() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    let id = hx.ok(&["images", "--no-trunc", "-q"]).stdout;
+    let tar = hx.root().join("bb.tar");
+    let tar_s = tar.to_str().unwrap();
+    let r = hx.ok(&["save", BUSYBOX, "-o", tar_s]);
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""));
+    let list = std::process::Command::new("tar")
+        .args(["tf", tar_s])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.ends_with("manifest.json\nrepositories\n"), "{list}");
+    assert!(
+        list.contains(&format!("blobs/sha256/{}\n", &id.trim()[7..])),
+        "{list}"
+    );
+    let manifest = std::process::Command::new("tar")
+        .args(["xOf", tar_s, "manifest.json"])
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert_eq!(m[0]["RepoTags"], serde_json::json!([BUSYBOX]));
+    assert_eq!(m[0]["Config"], format!("blobs/sha256/{}", &id.trim()[7..]));
+    // skopeo (containers/image) reads it as docker's archive, verifying every layer.
+    let oci = hx.root().join("skopeo-oci");
+    let s = std::process::Command::new("skopeo")
+        .arg("copy")
+        .arg("-q")
+        .arg(format!("docker-archive:{tar_s}"))
+        .arg(format!("oci:{}:x", oci.display()))
+        .output()
+        .expect("skopeo (tests/run-all.sh installs it)");
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+
+    // Back in from stdin: `< file` (a file) and `-i -` from a pipe.
+    let fresh = Hx::new();
+    let load = |args: &[&str], stdin: std::process::Stdio| {
+        let mut c = fresh.cmd(args);
+        c.stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        common::wait_with_timeout(c.spawn().unwrap(), std::time::Duration::from_secs(120))
+    };
+    let r = load(&["load"], std::fs::File::open(&tar).unwrap().into());
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("Loaded image: {BUSYBOX}\n").as_str()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fresh.ok(&["images", "--no-trunc", "-q"]).stdout, id);
+    fresh.ok(&["rmi", BUSYBOX]);
+    let mut cat = std::process::Command::new("cat")
+        .arg(&tar)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = load(
+        &["load", "-q", "-i", "-"],
+        cat.stdout.take().unwrap().into(),
+    );
+    cat.wait().unwrap();
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, id.as_str()),
+        "{}",
+        r.stderr
+    );
+    fresh.ok(&["rmi", BUSYBOX]);
+    fresh.ok(&["image", "prune", "-a"]);
+    let before = fresh.store_files();
+    assert_eq!(before, ["index.json"]);
+
+    // A cut archive: one line, its own code, nothing kept.
+    let cut = hx.root().join("cut.tar");
+    let bytes = std::fs::read(&tar).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let r = load(&["load"], std::fs::File::open(&cut).unwrap().into());
+    assert_eq!(r.code, 23, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("hx: <stdin>: invalid image archive: member \"blobs/sha256/")
+            && r.stderr
+                .ends_with("truncated archive: member shorter than its header says\n")
+            && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fresh.store_files(), before);
+
+    // Killed halfway through the archive: no image, and the scratch it leaves is prune's.
+    let mut c = fresh.cmd(&["load"]);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &bytes[..bytes.len() / 2]).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let in_tmp = || {
+        fresh
+            .store_files()
+            .iter()
+            .any(|f| f.starts_with("tmp/load-") && f.contains("/archive/blobs/"))
+    };
+    while !in_tmp() {
+        assert!(std::time::Instant::now() < until, "hx load never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(fresh.ok(&["images", "-q"]).stdout, "");
+    fresh.ok(&["image", "prune"]);
+    assert_eq!(fresh.store_files(), before);
+
+    // docker's refusals.
+    let r = fresh.run(&["save", "ghost:1", "-o", tar_s]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (11, "hx: image ghost:1 not found in the local store\n")
+    );
+    let t = common::term::Terminal::spawn(&hx, &["save", BUSYBOX], 24, 80);
+    let r = t.wait();
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            1,
+            "hx: cowardly refusing to save to a terminal. Use the -o flag or redirect\r\n"
+        )
+    );
+    let t = common::term::Terminal::spawn(&fresh, &["load"], 24, 80);
+    let r = t.wait();
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (1, "hx: requested load from stdin, but stdin is empty\r\n")
+    );
+    // A progress bar on a terminal while an archive of unknown size streams in.
+    let script = format!(
+        "cat {tar_s} | {} --root {} load",
+        env!("CARGO_BIN_EXE_hx"),
+        fresh.root().display()
+    );
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &script]);
+    let mut t = common::term::Terminal::spawn_cmd(sh, 24, 80);
+    t.expect("Loading");
+    let r = t.wait();
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("Loaded image: {BUSYBOX}")),
+        "{}",
+        r.stdout
+    );
+}
+
+/// docker's `{{.Label "key"}}` method in `ps --format`; `inspect` of a container that was
+/// created and never started shows its Config (env files and host variables as at create).
+#[test]
+fn ps_label_method_and_inspect_of_a_created_container() {
+    let Some(hx) = three_containers() else { return };
+    let out = hx
+        .ok(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Label \"app\"}} [{{.Label \"tier\"}}]",
+        ])
+        .stdout;
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["cache kv []", "db shop []", "web shop [front]"]);
+    let r = hx.ok(&[
+        "ps",
+        "-a",
+        "-f",
+        "name=web",
+        "--format",
+        "table {{.Names}}\t{{upper (.Label \"tier\")}}\t{{\".Label \\\"x\\\"\"}}",
+    ]);
+    assert_eq!(
+        r.stdout,
+        "NAMES        LABEL        .Label \"x\"\nweb          FRONT        .Label \"x\"\n"
+    );
+    let json = hx.ok(&["ps", "-a", "--format", "json"]).stdout;
+    assert!(
+        !json.contains("\\u0001") && !json.contains("\"tier\""),
+        "{json}"
+    );
+
+    let env = hx.root().join("env");
+    std::fs::write(&env, "FROM_FILE=1\n").unwrap();
+    let mut c = hx.cmd(&[
+        "create",
+        "--name",
+        "cfg",
+        "-u",
+        "nobody",
+        "--env-file",
+        env.to_str().unwrap(),
+        "-e",
+        "A=1",
+        "-e",
+        "HX_TEST_HOST",
+        BUSYBOX,
+        "echo",
+        "hi",
+    ]);
+    c.env("HX_TEST_HOST", "from host");
+    let r = common::run_with_timeout(c, std::time::Duration::from_secs(60));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(&env, "FROM_FILE=changed\n").unwrap();
+    let r = hx.ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Env}} {{.Config.User}} {{json .Config.Cmd}} {{.State.Status}}",
+        "cfg",
+    ]);
+    assert_eq!(
+        r.stdout,
+        "[\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\",\"FROM_FILE=1\",\"A=1\",\"HX_TEST_HOST=from host\"] nobody [\"echo\",\"hi\"] created\n"
+    );
+}
+
+/// The documented `-m` minimum boots; below it: 125 and one line.
+#[test]
+fn memory_minimum_boots() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&["run", "--rm", "-m", "39m", BUSYBOX, "true"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (125, "hx: --memory \"39m\": out of range (40m to 1t)\n")
+    );
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "-m",
+        "40m",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo hi; grep -c . /proc/meminfo >/dev/null",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (0, "hi\n", "")
+    );
+}
+
+/// ps's `before=`/`since=` (creation order, finer than a second) and `volume=` (a volume's
+/// name or a mount's target).
+#[test]
+fn ps_filters_before_since_and_volume() {
+    let Some(hx) = three_containers() else { return };
+    hx.ok(&["volume", "create", "--size", "16m", "data"]);
+    hx.ok(&[
+        "create",
+        "--name",
+        "vol",
+        "-v",
+        "data:/srv",
+        BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(names(&hx, &["-a", "-f", "before=db"]), "web\n");
+    assert_eq!(names(&hx, &["-a", "-f", "since=db"]), "cache\nvol\n");
+    assert_eq!(
+        names(&hx, &["-a", "-f", "since=web", "-f", "before=vol"]),
+        "cache\ndb\n"
+    );
+    assert_eq!(names(&hx, &["-a", "-f", "volume=data"]), "vol\n");
+    assert_eq!(names(&hx, &["-a", "-f", "volume=/srv"]), "vol\n");
+    assert_eq!(names(&hx, &["-a", "-f", "volume=other"]), "");
+    let r = hx.run(&["ps", "-a", "-f", "before=ghost"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str(), r.stdout.as_str()),
+        (1, "hx: no such container: ghost\n", "")
+    );
+}

@@ -272,16 +272,17 @@ fn floods_stay_within_the_caps_and_leave_no_relay() {
     let r = run_with_init(&hx, &init, &["run", "--name", "flood", BUSYBOX, "true"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dir = container_dir(&hx, "flood");
-    for stream in ["stdout.log", "stderr.log", "console.log", "status.log"] {
+    for stream in ["output.log", "console.log", "status.log"] {
         assert_capped(&dir, stream, 64 << 10);
     }
     assert!(
-        std::fs::metadata(dir.join("stdout.log.1")).unwrap().len() > 0,
-        "stdout never rotated"
+        std::fs::metadata(dir.join("output.log.1")).unwrap().len() > 0,
+        "the output never rotated"
     );
-    // The newest output is kept: the flood's last line.
+    // The newest output is kept: the flood's last line, on stderr (flooded after stdout).
     let last = format!("line {:010}\n", (4 << 20) / 16 - 1);
-    assert_eq!(hx.ok(&["logs", "-n", "1", "flood"]).stdout, last);
+    let r = hx.ok(&["logs", "-n", "1", "flood"]);
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", last.as_str()));
     assert_eq!(relays_for(hx.root()), 0, "a log relay outlived its VM");
     hx.ok(&["rm", "flood"]);
 }
@@ -352,18 +353,17 @@ fn logs_of_a_gigabyte_log_read_only_its_end() {
     let Some(hx) = Hx::with_busybox() else { return };
     hx.ok(&["run", "--name", "big", BUSYBOX, "echo", "hi"]);
     let dir = container_dir(&hx, "big");
-    // 1 GiB (sparse) of a line without end, then two lines.
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join("stdout.log"))
-        .unwrap();
+    // A 1 GiB older file (sparse, which is no records at all: reading it would fail), then
+    // the newest file with two records: `-n 1` reads the newest file alone.
+    let f = std::fs::File::create(dir.join("output.log.1")).unwrap();
     f.set_len(1 << 30).unwrap();
     drop(f);
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("stdout.log"))
-        .unwrap();
-    std::io::Write::write_all(&mut f, b"\nsecond to last\nthe last line\n").unwrap();
+    std::fs::write(
+        dir.join("output.log"),
+        "stdout 2026-12-03T22:40:01.000000000Z 15\nsecond to last\n\
+         stdout 2026-12-03T22:40:02.000000000Z 14\nthe last line\n",
+    )
+    .unwrap();
     let (rss_kib, out) = max_rss(&hx, &["logs", "-n", "1", "big"]);
     assert_eq!(out, b"the last line\n");
     assert!(
@@ -562,7 +562,7 @@ fn a_neighbour_runs_normally_beside_a_flooding_guest() {
     );
     assert_eq!(hx.ok(&["wait", "flood"]).stdout.trim(), "0");
     let dir = container_dir(&hx, "flood");
-    for stream in ["stdout.log", "stderr.log", "console.log", "status.log"] {
+    for stream in ["output.log", "console.log", "status.log"] {
         assert_capped(&dir, stream, 256 << 10);
     }
     hx.ok(&["rm", "flood"]);

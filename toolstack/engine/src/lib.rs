@@ -19,6 +19,7 @@ pub mod logfile;
 pub mod network;
 pub mod oci;
 pub mod ops;
+pub mod output_log;
 pub mod process;
 pub mod restart;
 pub mod runtime;

@@ -236,6 +236,9 @@ fn create_inner(
         Some(n) => n.clone(),
         None => container::random_name(&id, &taken),
     };
+    // Pinned in the request: every start sees what the create saw.
+    req.env = resolved_env(&req)?;
+    req.env_files.clear();
     let spec = build_spec(&req, &img, &hostname_of(&req, &id))?;
     let active: Vec<&Container> = existing
         .iter()
@@ -329,7 +332,13 @@ fn create_inner(
     }
     let saved = serde_json::to_vec_pretty(&req)
         .map_err(anyhow::Error::from)
-        .and_then(|b| Ok(hx_images::store::write_atomic(&dir.join(REQUEST_FILE), &b)?));
+        .and_then(|b| Ok(hx_images::store::write_atomic(&dir.join(REQUEST_FILE), &b)?))
+        // What `hx inspect` shows of a container never started (each start writes it again,
+        // with the network and mounts).
+        .and_then(|()| {
+            let b = serde_json::to_vec_pretty(&spec)?;
+            Ok(hx_images::store::write_atomic(&dir.join("spec.json"), &b)?)
+        });
     match saved {
         Ok(()) if and_start => launch(
             root,
@@ -896,6 +905,19 @@ pub fn sort_mounts(mounts: &mut [Mount]) {
     mounts.sort_by_key(|m| m.target.split('/').filter(|p| !p.is_empty()).count());
 }
 
+/// The variables `--env-file` and `-e` set, in that order: files read and bare `-e KEY`s given
+/// hx's own value (or left out) once, when the container is created, as docker's client does.
+fn resolved_env(req: &CreateRequest) -> anyhow::Result<Vec<String>> {
+    let mut extra = Vec::new();
+    for f in &req.env_files {
+        extra.extend(read_env_file(f)?);
+    }
+    for e in &req.env {
+        extra.extend(crate::kvfile::env_arg(e)?);
+    }
+    Ok(extra)
+}
+
 /// Builds the spec the way docker merges image config and flags.
 pub fn build_spec(
     req: &CreateRequest,
@@ -923,14 +945,7 @@ pub fn build_spec(
         );
     }
     let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
-    let mut extra = Vec::new();
-    for f in &req.env_files {
-        extra.extend(read_env_file(f)?);
-    }
-    for e in &req.env {
-        extra.extend(crate::kvfile::env_arg(e)?);
-    }
-    for e in extra {
+    for e in resolved_env(req)? {
         let key = e.split('=').next().unwrap_or("").to_string();
         if key.is_empty() {
             bail!("invalid environment variable {e:?}");

@@ -7,6 +7,7 @@
 //! the guest's output is on disk (`Qemu::is_running`). It exits when QEMU has closed every
 //! socket, i.e. when the VM is gone, however it ended.
 use crate::logfile::{self, Limits, RotatingWriter};
+use crate::output_log::{self, Framer, RecordBatch, Stream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -45,7 +46,7 @@ pub fn run(dir: &Path, max_size: u64, max_file: u32) -> anyhow::Result<()> {
     relay(dir, output)
 }
 
-fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
+fn relay(dir: &Path, output_limits: Limits) -> anyhow::Result<()> {
     use anyhow::Context;
     // SAFETY: the lock fd was dup2'ed there by hx (qemu.rs) and nothing else owns it; it stays
     // open (and locked) until this process exits.
@@ -75,7 +76,10 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
             .context("input channel")?;
         watch = Some(crate::attach_channel::StatusWatch::new(started));
     }
-    let mut open: Vec<(OwnedFd, RotatingWriter, &str)> = Vec::new();
+    // stdout and stderr go to one framed log (output_log.rs), in arrival order; the console
+    // and status streams to their own raw files.
+    let mut open: Vec<(OwnedFd, Sink, &str)> = Vec::new();
+    let mut output: Option<RotatingWriter> = None;
     for (i, name) in STREAMS.iter().enumerate() {
         let fd = FIRST_FD + i as i32;
         // SAFETY: checking whether the fd exists before taking ownership of it.
@@ -84,11 +88,33 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
         }
         // SAFETY: hx passed this fd to the relay alone.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let path = dir.join(format!("{name}.log"));
-        let w = RotatingWriter::open(&path, limits(name, output))
-            .with_context(|| format!("{}", path.display()))?;
-        open.push((fd, w, name));
+        let sink = match *name {
+            "stdout" | "stderr" => {
+                if output.is_none() {
+                    let path = dir.join(output_log::FILE);
+                    output = Some(
+                        RotatingWriter::open(&path, output_limits)
+                            .with_context(|| format!("{}", path.display()))?,
+                    );
+                }
+                Sink::Output(if *name == "stdout" {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                })
+            }
+            _ => {
+                let path = dir.join(format!("{name}.log"));
+                Sink::Raw(
+                    RotatingWriter::open(&path, limits(name, output_limits))
+                        .with_context(|| format!("{}", path.display()))?,
+                )
+            }
+        };
+        open.push((fd, sink, name));
     }
+    let mut framer = Framer::new(output_limits);
+    let mut batch = RecordBatch::default();
     let mut buf = vec![0u8; 64 << 10];
     while !open.is_empty() {
         let mut fds: Vec<libc::pollfd> = open
@@ -99,8 +125,15 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
                 revents: 0,
             })
             .collect();
+        // An unfinished line is written as it is after a quiet spell (a prompt, a progress
+        // bar): followers see it without waiting for its end.
+        let timeout = if framer.has_pending() {
+            LINE_WAIT_MS
+        } else {
+            -1
+        };
         // SAFETY: fds is a valid array of pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -108,23 +141,32 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
             }
             return Err(e.into());
         }
+        if n == 0 {
+            framer.flush(&mut batch);
+        }
+        let now = output_log::now_nanos();
         let mut done = Vec::new();
         for (i, p) in fds.iter().enumerate() {
             if p.revents == 0 {
                 continue;
             }
-            let (fd, w, name) = &mut open[i];
+            let (fd, sink, name) = &mut open[i];
             // SAFETY: reading into our buffer from a socket we own.
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             match n {
                 n if n > 0 => {
+                    let data = &buf[..n as usize];
                     if *name == "status" {
                         if let Some(watch) = watch.as_mut() {
-                            watch.feed(&buf[..n as usize]);
+                            watch.feed(data);
                         }
                     }
-                    w.write(&buf[..n as usize])
-                        .with_context(|| format!("writing {name}.log"))?
+                    match sink {
+                        Sink::Raw(w) => w
+                            .write(data)
+                            .with_context(|| format!("writing {name}.log"))?,
+                        Sink::Output(stream) => framer.feed(*stream, now, data, &mut batch),
+                    }
                 }
                 0 => done.push(i),
                 _ => {
@@ -138,11 +180,27 @@ fn relay(dir: &Path, output: Limits) -> anyhow::Result<()> {
                 }
             }
         }
+        if !done.is_empty() {
+            framer.flush(&mut batch);
+        }
+        if let Some(w) = output.as_mut() {
+            batch
+                .write_to(w)
+                .with_context(|| format!("writing {}", output_log::FILE))?;
+        }
         for i in done.into_iter().rev() {
             open.remove(i);
         }
     }
     Ok(())
+}
+
+/// How long an unfinished line waits for its end before it is written as a record.
+const LINE_WAIT_MS: i32 = 50;
+
+enum Sink {
+    Raw(RotatingWriter),
+    Output(Stream),
 }
 
 /// Starts the relay for the container in `dir` (in its own session, so it outlives `hx run`

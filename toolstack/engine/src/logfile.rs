@@ -130,7 +130,24 @@ impl RotatingWriter {
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
+    /// Bytes the current file takes before it is full.
+    pub fn room(&self) -> u64 {
+        self.limits.max_size.saturating_sub(self.size)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Writes `data` into the current file as it is, without a rotation inside it (the caller
+    /// checked `room`).
+    pub fn write_whole(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    pub fn rotate(&mut self) -> io::Result<()> {
         if self.limits.max_file <= 1 {
             self.file.set_len(0)?;
         } else {

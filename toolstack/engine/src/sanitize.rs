@@ -3,8 +3,10 @@
 //! could retitle, clear or rewrite the user's terminal, and a bidi override could make a line
 //! read differently from what it says. hx's output sinks (`outln!`, `errln!` in output.rs) pass
 //! every line through [`Escaped`], so no call site has to remember which of its fields are
-//! untrusted. The raw streams (`hx logs`, an attached `hx run`, `hx console`) are the
-//! workload's own bytes and are passed through untouched, like docker does.
+//! untrusted. `hx logs` escapes the workload's output the same way when it writes to a terminal
+//! (into a pipe or file the bytes go as they are, for scripts); an attached `hx run` and
+//! `hx console` pass it through untouched, like docker does (a `-t` workload draws its own
+//! screen).
 //!
 //! Escapes: C0 controls as `\x1b` (`\n`, `\r`, `\t` by name), DEL, C1 controls (U+0080..U+009F,
 //! which some terminals take as 8-bit CSI/OSC) and bidi/line-separator formatting characters as

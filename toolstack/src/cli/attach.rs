@@ -8,7 +8,7 @@
 use hx_engine::attach_channel::{self, Connected};
 use hx_engine::backend::{self, Backend};
 use hx_engine::container::{self, Container, Status};
-use hx_engine::logfile::Tail;
+use hx_engine::output_log::Follower;
 use pv_init::status::Control;
 use std::io::Read;
 use std::path::Path;
@@ -166,8 +166,7 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
         .ok()
         .and_then(|b| serde_json::from_slice::<pv_init::spec::ContainerSpec>(&b).ok());
     let (has_stdin, tty) = spec.map_or((false, false), |s| (s.stdin, s.tty.is_some()));
-    let mut out = Tail::open(&dir.join("stdout.log"), false)?;
-    let mut err = Tail::open(&dir.join("stderr.log"), false)?;
+    let mut output = Follower::open(&dir, false)?;
     let want_input = o.stdin && has_stdin;
     let resize = |be: &dyn Backend| {
         if let Some(size) = super::interactive::terminal_size() {
@@ -198,8 +197,7 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
     let mut winch = signal(SignalKind::window_change())?;
     let mut interrupts = 0;
     loop {
-        let a = out.pump(&mut std::io::stdout())?;
-        let b = err.pump(&mut std::io::stderr())?;
+        let any = output.pump(&mut std::io::stdout(), &mut std::io::stderr())?;
         if !be.is_running(&c) {
             break;
         }
@@ -223,7 +221,7 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
             Some(Err(mpsc::TryRecvError::Disconnected)) => input = None,
             _ => {}
         }
-        let delay = if a || b { 5 } else { 25 };
+        let delay = if any { 5 } else { 25 };
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
             _ = winch.recv(), if tty => resize(be.as_ref()),
@@ -243,8 +241,7 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
             }
         }
     }
-    out.pump(&mut std::io::stdout())?;
-    err.pump(&mut std::io::stderr())?;
+    output.pump(&mut std::io::stdout(), &mut std::io::stderr())?;
     drop(raw);
     let code = hx_engine::runtime::exit_code_after_stop(root, &c, be.as_ref())?;
     Ok(Ended::Exited(code))

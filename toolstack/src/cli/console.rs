@@ -6,7 +6,7 @@
 //! container's console is its serial console (kernel and pv-init messages), or for one started
 //! with `-i` its workload's terminal, keys included, as on Xen.
 use super::domain;
-use crate::cli::run::Tail;
+use hx_engine::logfile::Tail;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]

@@ -72,9 +72,77 @@ pub fn template_text(source: &str) -> String {
         return "{{json .}}".into();
     }
     let body = source.strip_prefix("table").unwrap_or(source);
-    body.trim_matches(' ')
+    let text = body
+        .trim_matches(' ')
         .replace("\\t", "\t")
-        .replace("\\n", "\n")
+        .replace("\\n", "\n");
+    label_calls(&text)
+}
+
+/// docker's `{{.Label "key"}}` is a Go method call with an argument, which gtmpl-ng does not
+/// make: inside actions (outside string literals) `.Label` followed by a space becomes the
+/// call `hxLabel .` of the function below, on the same dot.
+fn label_calls(text: &str) -> String {
+    const FIELD: &str = ".Label";
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied, mut in_action) = (0, 0, false);
+    while i < b.len() {
+        if !in_action {
+            if text[i..].starts_with("{{") {
+                in_action = true;
+                i += 2;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        match b[i] {
+            b'"' | b'\'' | b'`' => {
+                let quote = b[i];
+                i += 1;
+                while i < b.len() && b[i] != quote {
+                    i += if b[i] == b'\\' && quote != b'`' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'}' if text[i..].starts_with("}}") => {
+                in_action = false;
+                i += 2;
+            }
+            b'.' if text[i..].starts_with(FIELD)
+                && matches!(b.get(i + FIELD.len()), Some(b' ' | b'\t'))
+                && matches!(b[i - 1], b' ' | b'\t' | b'(' | b'{' | b'|') =>
+            {
+                out.push_str(&text[copied..i]);
+                out.push_str("hxLabel .");
+                i += FIELD.len();
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    out
+}
+
+/// Where a row keeps its labels for `hxLabel`: a key no template can name and `json` leaves
+/// out.
+pub const LABELS_KEY: &str = "\u{1}labels";
+
+fn label(args: &[Value]) -> Result<Value, FuncError> {
+    let [row, key] = arg(args, "Label", 2)? else {
+        unreachable!()
+    };
+    let key = string(key, "Label")?;
+    let labels = match row {
+        Value::Object(o) | Value::Map(o) => o.get(LABELS_KEY),
+        _ => None,
+    };
+    Ok(match labels {
+        Some(Value::Map(m)) => m.get(key).cloned().unwrap_or_else(|| Value::from("")),
+        _ => Value::from(""),
+    })
 }
 
 fn parse_with(text: &str, funcs: &[(&str, gtmpl_ng::Func)]) -> Result<Template, FormatError> {
@@ -144,6 +212,7 @@ const DOCKER_FUNCS: &[(&str, gtmpl_ng::Func)] = &[
     ("upper", upper),
     ("pad", pad),
     ("truncate", truncate),
+    ("hxLabel", label),
 ];
 
 /// For the header row: the column's name goes through unchanged (docker's HeaderFunctions;
@@ -157,7 +226,12 @@ const HEADER_FUNCS: &[(&str, gtmpl_ng::Func)] = &[
     ("upper", first),
     ("pad", pad),
     ("truncate", first),
+    ("hxLabel", label_header),
 ];
+
+fn label_header(_: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::from("LABEL"))
+}
 
 fn arg<'a>(args: &'a [Value], name: &str, n: usize) -> Result<&'a [Value], FuncError> {
     if args.len() != n {
@@ -370,8 +444,11 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         },
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
         Value::Object(o) | Value::Map(o) => {
-            let sorted: std::collections::BTreeMap<&String, serde_json::Value> =
-                o.iter().map(|(k, v)| (k, to_json(v))).collect();
+            let sorted: std::collections::BTreeMap<&String, serde_json::Value> = o
+                .iter()
+                .filter(|(k, _)| k.as_str() != LABELS_KEY)
+                .map(|(k, v)| (k, to_json(v)))
+                .collect();
             serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
     }
@@ -391,6 +468,29 @@ pub fn row(fields: &[(&str, String)]) -> Value {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn label_calls_become_function_calls_only_inside_actions() {
+        assert_eq!(label_calls("{{.Label \"a\"}}"), "{{hxLabel . \"a\"}}");
+        assert_eq!(
+            label_calls("{{ upper (.Label \"a\") }} .Label \"b\" {{\".Label \\\"x\"}} {{.Labels}}"),
+            "{{ upper (hxLabel . \"a\") }} .Label \"b\" {{\".Label \\\"x\"}} {{.Labels}}"
+        );
+        assert_eq!(
+            label_calls("{{`.Label x`}}{{.Label `k`}}"),
+            "{{`.Label x`}}{{hxLabel . `k`}}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn label_rewrite_leaves_other_templates_alone(t in "[{}. a-zL\"`\\\\()|]{0,40}") {
+            let out = label_calls(&t);
+            if !t.contains(".Label") {
+                prop_assert_eq!(out, t);
+            }
+        }
+    }
 
     fn ctx() -> Value {
         row(&[

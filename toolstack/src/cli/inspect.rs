@@ -136,8 +136,9 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
         "Files": {
             "Dir": dir,
             "Console": dir.join("console.log"),
-            "Stdout": dir.join("stdout.log"),
-            "Stderr": dir.join("stderr.log"),
+            // Both streams, framed with their times (output_log.rs); raw stdout.log/stderr.log
+            // on Xen.
+            "Output": dir.join(hx_engine::output_log::FILE),
         },
     }))
 }

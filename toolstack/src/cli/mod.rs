@@ -29,6 +29,7 @@ pub mod kill;
 pub mod list;
 pub mod load;
 pub mod logs;
+pub mod logtime;
 pub mod mem_set;
 pub mod pause;
 pub mod port;
@@ -41,6 +42,7 @@ pub mod restart;
 pub mod rm;
 pub mod rmi;
 pub mod run;
+pub mod save;
 pub mod shutdown;
 pub mod start;
 pub mod stats;
@@ -135,6 +137,8 @@ pub enum Command {
     Rmi(rmi::Args),
     /// Load images from an OCI layout directory, an oci-archive or a docker-save tarball
     Load(load::Args),
+    /// Save images to a docker-save tarball (-o FILE, or stdout)
+    Save(save::Args),
     /// Create an image from a tarball or directory of files (like docker import)
     Import(import::Args),
     /// Print shell completions
@@ -273,6 +277,7 @@ pub async fn dispatch(
         Command::Image(ImageCommand::Prune(a)) => prune::run(g, a).await,
         Command::Rmi(a) => rmi::run(g, a).await,
         Command::Load(a) => load::run(g, a).await,
+        Command::Save(a) => save::run(g, a).await,
         Command::Import(a) => import::run(g, a).await,
         Command::Completion(a) => completion::run(a, cli()),
         Command::List(a) => list::run(g, a).await,

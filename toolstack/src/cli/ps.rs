@@ -28,7 +28,9 @@ pub struct Args {
 }
 
 /// The filters `docker ps` has that hx knows.
-const FILTERS: &[&str] = &["name", "id", "status", "label", "ancestor", "exited"];
+const FILTERS: &[&str] = &[
+    "name", "id", "status", "label", "ancestor", "exited", "before", "since", "volume",
+];
 /// docker's container states (moby api/types/container/state.go).
 const STATES: &[&str] = &[
     "created",
@@ -154,10 +156,28 @@ fn filter_error(e: FilterError) -> anyhow::Error {
     Fixed::wrap(code, e.into())
 }
 
-/// What the filters need looked up once: the image ids `ancestor=` names.
+/// What the filters need looked up once: the image ids `ancestor=` names, the creation times
+/// `before=`/`since=` name.
 struct Selection {
     ancestors: Vec<String>,
     exited: Vec<i32>,
+    before: Option<std::time::SystemTime>,
+    since: Option<std::time::SystemTime>,
+}
+
+/// When a container was made, finer than its `created` record (whole seconds): its
+/// directory's birth time, where the filesystem keeps one.
+fn created_time(g: &super::Globals, c: &Container) -> std::time::SystemTime {
+    std::fs::metadata(hx_engine::container::dir(&g.root, &c.id))
+        .and_then(|m| m.created())
+        .ok()
+        .or_else(|| {
+            let t = chrono::DateTime::parse_from_rfc3339(&c.created).ok()?;
+            Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.timestamp().max(0) as u64),
+            )
+        })
+        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 impl Selection {
@@ -193,7 +213,25 @@ impl Selection {
             .filter_map(|a| store.find_image(a).ok())
             .map(|i| i.id.to_string())
             .collect();
-        Ok(Selection { ancestors, exited })
+        // docker: the container named must exist (one line, exit 1); several values, the
+        // last one counts.
+        let edge = |key: &str| -> anyhow::Result<Option<std::time::SystemTime>> {
+            match f.values(key).last() {
+                Some(name) => {
+                    let c =
+                        hx_engine::container::find(&g.root, name).map_err(|e| Fixed::wrap(1, e))?;
+                    Ok(Some(created_time(g, &c)))
+                }
+                None => Ok(None),
+            }
+        };
+        let (before, since) = (edge("before")?, edge("since")?);
+        Ok(Selection {
+            ancestors,
+            exited,
+            before,
+            since,
+        })
     }
 
     fn keeps(&self, g: &super::Globals, c: &Container, paused: bool, f: &Filters) -> bool {
@@ -203,6 +241,14 @@ impl Selection {
             && f.labels_match("label", &c.labels)
             && f.matches("status", state(c, paused, restarting))
             && (!f.contains("ancestor") || self.ancestors.contains(&c.image_id))
+            && self.before.is_none_or(|t| created_time(g, c) < t)
+            && self.since.is_none_or(|t| created_time(g, c) > t)
+            && (!f.contains("volume")
+                || f.values("volume").any(|v| {
+                    c.mounts.iter().any(|m| {
+                        (m.kind == "volume" && m.source == v) || m.target == v.trim_end_matches('/')
+                    })
+                }))
             && (self.exited.is_empty()
                 || (c.status == Status::Exited
                     && c.started_at.is_some()
@@ -248,7 +294,7 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
         Some(_) => "none".into(),
         None => String::new(),
     };
-    format::row(&[
+    let mut row = format::row(&[
         (
             "ID",
             match trunc {
@@ -270,7 +316,16 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
         ("LocalVolumes", local_volumes.to_string()),
         ("Networks", network),
         ("Backend", c.backend.clone()),
-    ])
+    ]);
+    if let gtmpl_ng::Value::Object(fields) = &mut row {
+        let labels = c
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), gtmpl_ng::Value::from(v.as_str())))
+            .collect();
+        fields.insert(format::LABELS_KEY.into(), gtmpl_ng::Value::Map(labels));
+    }
+    row
 }
 
 /// Go's strconv.Quote, for the characters a command has: `"`, `\` and control characters

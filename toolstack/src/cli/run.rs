@@ -217,6 +217,10 @@ pub struct Interactive {
     pub detach_keys: Vec<u8>,
 }
 
+/// The least memory a VM gets: the guest kernel, pv-init's initramfs unpacked and a shell
+/// need 35 MiB under QEMU (measured 2026-12-03: 34m panics unpacking the initramfs); 5 MiB
+/// more for pv-init to grow.
+pub const MIN_MEMORY: u64 = 40 << 20;
 pub const MAX_MEMORY: u64 = 1 << 40;
 pub const MAX_DISK_SIZE: u64 = 1 << 40;
 /// Volumes: ext4's limit with 4 KiB blocks.
@@ -341,7 +345,7 @@ pub fn find_by_policy(
 pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     let restart = hx_engine::restart::Policy::parse(&args.restart)?;
     let memory_mb =
-        parse_size_in("--memory", &args.memory, 32 << 20, MAX_MEMORY)?.div_ceil(1 << 20);
+        parse_size_in("--memory", &args.memory, MIN_MEMORY, MAX_MEMORY)?.div_ceil(1 << 20);
     if let Some(s) = &args.stop_signal {
         super::kill::parse_signal(s).with_context(|| "--stop-signal")?;
     }
@@ -408,16 +412,15 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     })
 }
 
-/// Follows stdout.log/stderr.log across the log relay's rotations (logfile.rs).
-pub use hx_engine::logfile::Tail;
+use hx_engine::output_log::{Follower, Position};
 
 /// Where an attached run starts reading the container's output.
 #[derive(Clone, Copy)]
 pub enum LogStart {
     /// A new container: all of it.
     Beginning,
-    /// A container started again (`hx start -a`): what follows these stdout/stderr offsets.
-    After(u64, u64),
+    /// A container started again (`hx start -a`): what follows this place in its output.
+    After(Position),
 }
 
 pub async fn attach(
@@ -440,15 +443,9 @@ pub async fn attach(
         None
     };
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let (mut out, mut err) = match from {
-        LogStart::Beginning => (
-            Tail::open(&dir.join("stdout.log"), true)?,
-            Tail::open(&dir.join("stderr.log"), true)?,
-        ),
-        LogStart::After(o, e) => (
-            Tail::open_at(&dir.join("stdout.log"), o)?,
-            Tail::open_at(&dir.join("stderr.log"), e)?,
-        ),
+    let mut output = match from {
+        LogStart::Beginning => Follower::open(&dir, true)?,
+        LogStart::After(pos) => Follower::open_at(&dir, pos)?,
     };
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -464,8 +461,7 @@ pub async fn attach(
     tokio::pin!(vm_exit);
     let mut vm_gone = false;
     loop {
-        let a = out.pump(&mut std::io::stdout())?;
-        let b = err.pump(&mut std::io::stderr())?;
+        let any = output.pump(&mut std::io::stdout(), &mut std::io::stderr())?;
         if !be.is_running(&c) {
             break;
         }
@@ -487,7 +483,7 @@ pub async fn attach(
             Some(Err(std::sync::mpsc::TryRecvError::Disconnected)) => input = None,
             _ => {}
         }
-        let delay = if a || b { 5 } else { 25 };
+        let delay = if any { 5 } else { 25 };
         tokio::select! {
             _ = winch.recv(), if io.tty => {
                 if let Some(size) = super::interactive::terminal_size() {
@@ -510,8 +506,7 @@ pub async fn attach(
             }
         }
     }
-    out.pump(&mut std::io::stdout())?;
-    err.pump(&mut std::io::stderr())?;
+    output.pump(&mut std::io::stdout(), &mut std::io::stderr())?;
     // Others may have marked it exited meanwhile, but only its owner removes it (--rm): the
     // outcome files are still there. Ownership ends inside the store lock, with the settle.
     let _lock = Store::open(root)?.lock()?;

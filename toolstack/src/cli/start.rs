@@ -67,8 +67,7 @@ async fn start_attached(
     }
     // Only what this run writes: the files keep earlier runs' output for `hx logs`.
     let dir = container::dir(&g.root, &c.id);
-    let len = |f: &str| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
-    let from = LogStart::After(len("stdout.log"), len("stderr.log"));
+    let from = LogStart::After(hx_engine::output_log::position(&dir));
     let root = g.root.clone();
     let key = c.id.clone();
     let started =

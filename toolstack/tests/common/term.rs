@@ -20,6 +20,11 @@ pub struct Terminal {
 impl Terminal {
     /// `hx ARGS` on a new terminal of `rows` × `cols`.
     pub fn spawn(hx: &Hx, args: &[&str], rows: u16, cols: u16) -> Terminal {
+        Terminal::spawn_cmd(hx.cmd(args), rows, cols)
+    }
+
+    /// `cmd` (hx, or a shell pipeline around it) on a new terminal of `rows` × `cols`.
+    pub fn spawn_cmd(mut cmd: std::process::Command, rows: u16, cols: u16) -> Terminal {
         let ws = nix::pty::Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -28,7 +33,6 @@ impl Terminal {
         };
         let pty = nix::pty::openpty(Some(&ws), None).unwrap();
         let slave = || Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap());
-        let mut cmd = hx.cmd(args);
         cmd.stdin(slave()).stdout(slave()).stderr(slave());
         // SAFETY: setsid and TIOCSCTTY on fd 0 (the slave) between fork and exec.
         unsafe {

@@ -426,7 +426,7 @@ impl Backend for Qemu {
         mkfifo(&spec.dir.join("control.out"))?;
         crate::logfile::begin_run(
             spec.dir,
-            &["stdout.log", "stderr.log"],
+            &[crate::output_log::FILE],
             &["console.log", "status.log"],
         )?;
         let log = std::fs::File::create(spec.dir.join("qemu.log"))?;

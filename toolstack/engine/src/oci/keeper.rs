@@ -9,7 +9,7 @@ use crate::attach_channel::{self, Connected};
 use crate::backend;
 use crate::container;
 use crate::lifecycle::{self, StartOptions, Started};
-use crate::logfile::Tail;
+use crate::output_log::Follower;
 use crate::runtime;
 use anyhow::Context;
 use hx_images::Store;
@@ -154,10 +154,7 @@ async fn relay(root: &Path, started: Started) -> anyhow::Result<i32> {
     let be = backend::for_container(&c, root)?;
     let tty = lifecycle::request_of(root, &c)?.tty.is_some();
     forward_stdin(&dir)?;
-    let (mut out, mut err) = (
-        Tail::open(&dir.join("stdout.log"), true)?,
-        Tail::open(&dir.join("stderr.log"), true)?,
-    );
+    let mut output = Follower::open(&dir, true)?;
     let (mut stdout, mut stderr) = (Fd::new(1), Fd::new(2));
     let mut winch = signal(SignalKind::window_change())?;
     // Signals sent to the keeper itself go to the workload, like runc's init gets them.
@@ -196,12 +193,11 @@ async fn relay(root: &Path, started: Started) -> anyhow::Result<i32> {
         }
     }
     loop {
-        let a = out.pump(&mut stdout)?;
-        let b = err.pump(&mut stderr)?;
+        let any = output.pump(&mut stdout, &mut stderr)?;
         if !be.is_running(&c) {
             break;
         }
-        let delay = if a || b { 5 } else { 25 };
+        let delay = if any { 5 } else { 25 };
         tokio::select! {
             _ = winch.recv(), if tty => {
                 if let Some((rows, cols)) = terminal_size() {
@@ -215,8 +211,7 @@ async fn relay(root: &Path, started: Started) -> anyhow::Result<i32> {
             _ = &mut vm_exit, if !vm_gone => vm_gone = true,
         }
     }
-    out.pump(&mut stdout)?;
-    err.pump(&mut stderr)?;
+    output.pump(&mut stdout, &mut stderr)?;
     let _lock = Store::open(root)?.lock()?;
     drop(owner);
     let current = container::load(root, &c.id).unwrap_or(c);

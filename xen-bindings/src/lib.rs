@@ -12,6 +12,7 @@ pub mod events;
 mod logger;
 mod sigchld;
 pub mod xenstore;
+pub mod xlcfg;
 
 pub use config::{
     Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec,

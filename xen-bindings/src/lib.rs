@@ -6,6 +6,7 @@
 //! a Xen dom0 at run time, not at build time.
 pub mod config;
 pub mod context;
+pub mod cpuset;
 pub mod error;
 mod event_loop;
 pub mod events;
@@ -17,7 +18,9 @@ pub mod xlcfg;
 pub use config::{
     Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec,
 };
-pub use context::{Context, DomainEvents, DomainInfo, HostInfo};
+pub use context::{Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, VcpuInfo};
+pub use cpuset::CpuSet;
+pub use xlcfg::XlDomain;
 pub use error::XenError;
 pub use events::{DomainEvent, ShutdownReason};
 pub use xenstore::{Perm, Xenstore};

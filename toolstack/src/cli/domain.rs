@@ -140,6 +140,7 @@ mod tests {
             vcpus_max: 1,
             cpu_time_ns: 1_500_000_000,
             pvh: true,
+            cpupool: 0,
         }
     }
 

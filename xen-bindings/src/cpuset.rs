@@ -101,7 +101,13 @@ impl CpuSet {
             [(0, end)] if *end + 1 == nr_cpus => "all".into(),
             _ => ranges
                 .iter()
-                .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(","),
         }
@@ -137,7 +143,9 @@ mod tests {
         assert_eq!(CpuSet::parse("1", 4).unwrap(), set(&[1]));
         assert_eq!(CpuSet::parse("0-2,^1", 4).unwrap(), set(&[0, 2]));
         assert_eq!(CpuSet::parse("all,^3", 4).unwrap(), set(&[0, 1, 2]));
-        for bad in ["", "x", "3-1", "1-", "-1", "1,,2", "nodes:0", "99999", "1 2"] {
+        for bad in [
+            "", "x", "3-1", "1-", "-1", "1,,2", "nodes:0", "99999", "1 2",
+        ] {
             assert!(CpuSet::parse(bad, 4).is_err(), "{bad}");
         }
     }

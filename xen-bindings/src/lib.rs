@@ -20,10 +20,10 @@ pub use config::{
 };
 pub use context::{Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, VcpuInfo};
 pub use cpuset::CpuSet;
-pub use xlcfg::XlDomain;
 pub use error::XenError;
 pub use events::{DomainEvent, ShutdownReason};
 pub use xenstore::{Perm, Xenstore};
+pub use xlcfg::XlDomain;
 
 /// Whether this machine is a Xen dom0 (the toolstack's precondition).
 pub fn is_dom0() -> bool {

@@ -252,7 +252,9 @@ impl Xlu {
         // SAFETY: valid config; v points into it while it lives, copied at once.
         let rc = unsafe { sys::xlu_cfg_get_string(self.raw, k.as_ptr(), &mut v, 1) };
         match rc {
-            0 => Ok(Some(unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned())),
+            0 => Ok(Some(
+                unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned(),
+            )),
             libc::ESRCH => Ok(None),
             _ => Err(self.fail(format!("{key}: expected a string"))),
         }
@@ -388,7 +390,9 @@ pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
             .split_once('=')
             .ok_or_else(|| bad(format!("{item:?} is not key=value")))?;
         if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
-            return Err(bad(format!("{k}: empty, too long or with control characters")));
+            return Err(bad(format!(
+                "{k}: empty, too long or with control characters"
+            )));
         }
         let s = Some(val.to_string());
         match k {
@@ -455,11 +459,14 @@ impl XlDomain {
             )));
         }
         if data.contains(&0) {
-            return Err(XenError::InvalidConfig(format!("{source}: contains NUL bytes")));
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: contains NUL bytes"
+            )));
         }
         let xlu = Xlu::new(source)?;
         // SAFETY: data and its length; libxlutil copies what it keeps.
-        let rc = unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
+        let rc =
+            unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
         if rc != 0 {
             return Err(xlu.fail(format!("{source}: not valid xl.cfg syntax")));
         }
@@ -470,9 +477,9 @@ impl XlDomain {
                 )));
             }
         }
-        let name = xlu
-            .string("name")?
-            .ok_or_else(|| XenError::InvalidConfig(format!("{source}: no domain name (name = \"...\")")))?;
+        let name = xlu.string("name")?.ok_or_else(|| {
+            XenError::InvalidConfig(format!("{source}: no domain name (name = \"...\")"))
+        })?;
         let kind = match xlu.string("type")?.as_deref() {
             Some("pvh") => XlType::Pvh,
             Some("pv") | None => XlType::Pv,
@@ -491,7 +498,11 @@ impl XlDomain {
         let path = |k| xlu.string(k).map(|v| v.map(PathBuf::from));
         let kernel = path("kernel")?;
         let ramdisk = path("ramdisk")?;
-        let cmdline = match (xlu.string("cmdline")?, xlu.string("root")?, xlu.string("extra")?) {
+        let cmdline = match (
+            xlu.string("cmdline")?,
+            xlu.string("root")?,
+            xlu.string("extra")?,
+        ) {
             (Some(c), _, _) => Some(c),
             (None, Some(r), Some(e)) => Some(format!("root={r} {e}")),
             (None, Some(r), None) => Some(format!("root={r}")),
@@ -553,7 +564,9 @@ impl XlDomain {
             ));
         }
         if self.kind != XlType::Hvm && self.kernel.is_none() {
-            return bad("kernel: a PV or PVH domain needs one (bootloaders are not supported)".into());
+            return bad(
+                "kernel: a PV or PVH domain needs one (bootloaders are not supported)".into(),
+            );
         }
         if let (Some(m), Some(max)) = (self.memory_mb, self.maxmem_mb) {
             if max < m {
@@ -683,7 +696,8 @@ pub(crate) fn fill_nic(
     };
     if let Some(r) = &v.rate {
         let xlu = Xlu::new("vif rate")?;
-        let c = CString::new(r.as_str()).map_err(|_| XenError::InvalidConfig("rate: NUL".into()))?;
+        let c =
+            CString::new(r.as_str()).map_err(|_| XenError::InvalidConfig("rate: NUL".into()))?;
         // SAFETY: valid config and an initialised nic.
         if unsafe { sys::xlu_vif_parse_rate(xlu.raw, c.as_ptr(), nic) } != 0 {
             return Err(xlu.fail(format!("rate {r:?}")));
@@ -719,7 +733,10 @@ on_crash = "preserve"
         let d = XlDomain::parse("web1.cfg", BASIC.as_bytes()).unwrap();
         assert_eq!(d.name, "web1");
         assert_eq!(d.kind, XlType::Pvh);
-        assert_eq!((d.memory_mb, d.maxmem_mb, d.vcpus), (Some(128), Some(256), 2));
+        assert_eq!(
+            (d.memory_mb, d.maxmem_mb, d.vcpus),
+            (Some(128), Some(256), 2)
+        );
         assert_eq!(d.cmdline.as_deref(), Some("console=hvc0 quiet"));
         assert_eq!(d.disks.len(), 2);
         assert_eq!(d.disks[0].vdev, "xvda");
@@ -742,13 +759,19 @@ on_crash = "preserve"
         unsafe {
             assert_eq!(c.c_info.type_, sys::LIBXL_DOMAIN_TYPE_PVH);
             assert_eq!(CStr::from_ptr(c.c_info.name).to_str().unwrap(), "web1");
-            assert_eq!((c.b_info.target_memkb, c.b_info.max_memkb), (128 << 10, 256 << 10));
+            assert_eq!(
+                (c.b_info.target_memkb, c.b_info.max_memkb),
+                (128 << 10, 256 << 10)
+            );
             assert_eq!(c.b_info.max_vcpus, 2);
             assert_eq!(*c.b_info.avail_vcpus.map, 0b11);
             assert_eq!(c.num_disks, 2);
             let d0 = &*c.disks;
             assert_eq!(CStr::from_ptr(d0.vdev).to_str().unwrap(), "xvda");
-            assert_eq!(CStr::from_ptr(d0.pdev_path).to_str().unwrap(), "/root/d.img");
+            assert_eq!(
+                CStr::from_ptr(d0.pdev_path).to_str().unwrap(),
+                "/root/d.img"
+            );
             assert_eq!(d0.format, sys::LIBXL_DISK_FORMAT_RAW);
             assert_eq!(d0.readwrite, 1);
             assert_eq!((*c.disks.add(1)).readwrite, 0);
@@ -771,7 +794,10 @@ on_crash = "preserve"
                 .unwrap()
                 .cmdline
         };
-        assert_eq!(parse("root=\"/dev/xvda\"\nextra=\"ro\"\n").unwrap(), "root=/dev/xvda ro");
+        assert_eq!(
+            parse("root=\"/dev/xvda\"\nextra=\"ro\"\n").unwrap(),
+            "root=/dev/xvda ro"
+        );
         assert_eq!(parse("root=\"/dev/xvda\"\n").unwrap(), "root=/dev/xvda");
         assert_eq!(parse("cmdline=\"x\"\nextra=\"y\"\n").unwrap(), "x");
         assert_eq!(parse(""), None);
@@ -797,9 +823,13 @@ on_crash = "preserve"
                 .to_string();
             assert!(e.contains(want), "{more:?}: {e}");
         }
-        let e = XlDomain::parse("t.cfg", b"kernel=\"/k\"\n").unwrap_err().to_string();
+        let e = XlDomain::parse("t.cfg", b"kernel=\"/k\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no domain name"), "{e}");
-        let e = XlDomain::parse("t.cfg", b"name=\"a\"\ntype=\"pvh\"\n").unwrap_err().to_string();
+        let e = XlDomain::parse("t.cfg", b"name=\"a\"\ntype=\"pvh\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kernel"), "{e}");
     }
 

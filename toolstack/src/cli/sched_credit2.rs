@@ -26,19 +26,29 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let ctx = domain::open()?;
     let Some(dom) = &args.domain else {
         if args.weight.is_some() || args.cap.is_some() {
-            return Err(super::Fixed::wrap(1, anyhow::anyhow!("Must specify a domain.")));
+            return Err(super::Fixed::wrap(
+                1,
+                anyhow::anyhow!("Must specify a domain."),
+            ));
         }
         let doms = ctx.list()?;
         let mut out = String::new();
         for p in ctx.cpupools()?.iter().filter(|p| p.scheduler == "credit2") {
             match ctx.credit2_ratelimit_us(p.poolid) {
                 Ok(r) => out.push_str(&format!("Cpupool {}: ratelimit={r}us\n", p.name)),
-                Err(_) => out.push_str(&format!("Cpupool {}: [sched params unavailable]\n", p.name)),
+                Err(_) => {
+                    out.push_str(&format!("Cpupool {}: [sched params unavailable]\n", p.name))
+                }
             }
             out.push_str(HEADER);
             for d in doms.iter().filter(|d| d.cpupool == p.poolid) {
                 let c = ctx.credit2(d.domid)?;
-                out.push_str(&row(d.name.as_deref().unwrap_or("(null)"), d.domid, c.weight, c.cap));
+                out.push_str(&row(
+                    d.name.as_deref().unwrap_or("(null)"),
+                    d.domid,
+                    c.weight,
+                    c.cap,
+                ));
             }
         }
         domain::print(&out)?;
@@ -64,7 +74,13 @@ mod tests {
 
     #[test]
     fn lines_up_with_xl() {
-        assert_eq!(HEADER, format!("{:<33} {:>4} {:>6} {:>4}\n", "Name", "ID", "Weight", "Cap"));
-        assert_eq!(row("web", 5, 512, 50), format!("{:<33}    5    512   50\n", "web"));
+        assert_eq!(
+            HEADER,
+            format!("{:<33} {:>4} {:>6} {:>4}\n", "Name", "ID", "Weight", "Cap")
+        );
+        assert_eq!(
+            row("web", 5, 512, 50),
+            format!("{:<33}    5    512   50\n", "web")
+        );
     }
 }

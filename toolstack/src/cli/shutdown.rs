@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    if args.all == !args.domains.is_empty() {
+    if args.all != args.domains.is_empty() {
         return Err(super::Fixed::wrap(
             1,
             anyhow::anyhow!("You must specify -a or a domain id (not both)."),

@@ -28,7 +28,10 @@ pub fn uptime_text(secs: u64, short: bool) -> String {
 
 pub fn row(name: &str, domid: u32, secs: u64, short: bool, now_hms: &str) -> String {
     if short {
-        format!(" {now_hms} up {}, {name} ({domid})\n", uptime_text(secs, true))
+        format!(
+            " {now_hms} up {}, {name} ({domid})\n",
+            uptime_text(secs, true)
+        )
     } else {
         format!("{name:<33} {domid:>4} {}\n", uptime_text(secs, false))
     }
@@ -78,7 +81,13 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             }
         };
         let name = ctx.info(id).ok().and_then(|d| d.name);
-        out.push_str(&row(name.as_deref().unwrap_or("(null)"), id, secs, args.short, &hms));
+        out.push_str(&row(
+            name.as_deref().unwrap_or("(null)"),
+            id,
+            secs,
+            args.short,
+            &hms,
+        ));
     }
     domain::print(&out)?;
     Ok(0)
@@ -98,6 +107,9 @@ mod tests {
             row("Domain-0", 0, 65, false, ""),
             format!("{:<33}    0  0:01:05\n", "Domain-0")
         );
-        assert_eq!(row("web", 7, 65, true, "12:00:00"), " 12:00:00 up  0:01, web (7)\n");
+        assert_eq!(
+            row("web", 7, 65, true, "12:00:00"),
+            " 12:00:00 up  0:01, web (7)\n"
+        );
     }
 }

@@ -8,7 +8,8 @@ pub struct Args {
     pub domains: Vec<String>,
 }
 
-pub const HEADER: &str = "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)\n";
+pub const HEADER: &str =
+    "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)\n";
 
 /// One line as xl prints it; affinities over the host's `nr_cpus` CPUs.
 pub fn row(name: &str, domid: u32, v: &VcpuInfo, nr_cpus: u32) -> String {
@@ -79,7 +80,10 @@ mod tests {
         };
         assert_eq!(
             row("Domain-0", 0, &v, 2),
-            format!("{:<32}     0     0    1   -b-      12.3  all / 1\n", "Domain-0")
+            format!(
+                "{:<32}     0     0    1   -b-      12.3  all / 1\n",
+                "Domain-0"
+            )
         );
         let off = VcpuInfo { online: false, ..v };
         assert!(row("d", 3, &off, 2).contains("    -   --p      12.3  all / 1"));

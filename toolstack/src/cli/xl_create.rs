@@ -10,7 +10,10 @@ use xen_bindings::xlcfg::{with_extra_lines, ShutdownAction, XlDomain, MAX_CONFIG
 use xen_bindings::{DomainEvent, ShutdownReason};
 
 #[derive(clap::Parser, Debug)]
-#[command(name = "hx create", about = "Create a domain from an xl.cfg file (xl create)")]
+#[command(
+    name = "hx create",
+    about = "Create a domain from an xl.cfg file (xl create)"
+)]
 pub struct Args {
     /// Leave the domain paused after creating it
     #[arg(short = 'p')]
@@ -84,7 +87,10 @@ fn split(args: &Args) -> anyhow::Result<(String, Vec<String>)> {
         }
     }
     let file = file.ok_or_else(|| {
-        super::Fixed::wrap(2, anyhow::anyhow!("no config file given (hx create FILE.cfg)"))
+        super::Fixed::wrap(
+            2,
+            anyhow::anyhow!("no config file given (hx create FILE.cfg)"),
+        )
     })?;
     Ok((file, extra))
 }
@@ -120,11 +126,9 @@ async fn create(args: Args) -> anyhow::Result<i32> {
     let d = XlDomain::parse(&file, &data)?;
     let ctx = domain::open()?;
     if ctx.domid_by_name(&d.name).is_ok() {
-        return Err(hx_engine::HxError::Refused(format!(
-            "domain {:?} already exists",
-            d.name
-        ))
-        .into());
+        return Err(
+            hx_engine::HxError::Refused(format!("domain {:?} already exists", d.name)).into(),
+        );
     }
     let domid = ctx.create_xl(&d).await?;
     if let Err(e) = spawn_monitor(domid, &file, &data) {
@@ -197,11 +201,9 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
     let mut restarts: Vec<std::time::Instant> = Vec::new();
     loop {
         let mut events = ctx.watch_domain(domid)?;
-        let reason = loop {
-            match events.next().await {
-                Some(DomainEvent::Shutdown { reason, .. }) => break Some(reason),
-                Some(DomainEvent::Death { .. }) | None => break None,
-            }
+        let reason = match events.next().await {
+            Some(DomainEvent::Shutdown { reason, .. }) => Some(reason),
+            Some(DomainEvent::Death { .. }) | None => None,
         };
         drop(events);
         let Some(action) = reason.and_then(|r| action_for(&d, r)) else {

@@ -62,7 +62,10 @@ impl Context {
         self.create_libxl(d.to_libxl()?).await
     }
 
-    pub(super) async fn create_libxl(&self, cfg: crate::config::LibxlConfig) -> Result<u32, XenError> {
+    pub(super) async fn create_libxl(
+        &self,
+        cfg: crate::config::LibxlConfig,
+    ) -> Result<u32, XenError> {
         let keep = Creating {
             cfg,
             domid: u32::MAX,

@@ -83,6 +83,8 @@ pub struct DomainInfo {
     pub pvh: bool,
     /// The CPU pool the domain runs in.
     pub cpupool: u32,
+    /// The XSM/FLASK security reference (xentop's SSID).
+    pub ssidref: u32,
 }
 
 /// The host, as `xl info` shows it.
@@ -479,6 +481,7 @@ impl Context {
             cpu_time_ns: d.cpu_time,
             pvh: d.domain_type == sys::LIBXL_DOMAIN_TYPE_PVH,
             cpupool: d.cpupool,
+            ssidref: d.ssidref,
         }
     }
 

@@ -124,6 +124,13 @@ hx logs c1 2>&1 | grep -q "sysrq: HELP" && ok "sysrq c1 h: the container's kerne
 hx sysrq xa hh >/dev/null 2>&1; h=$?; xl sysrq xa hh >/dev/null 2>&1; x=$?
 [ "$h" = "$x" ] && ok "sysrq with two keys: exit $h like xl" || bad "sysrq hh: hx $h, xl $x"
 
+# top -b: xentop's batch mode; the columns that do not move between two samples compared.
+h=$(hx top -b -d 1 -i 1 2>&1 | awk '{print $1,$7,$9,$10,$13,$19}'); x=$(xentop -b -d 1 -i 1 2>&1 | awk '{print $1,$7,$9,$10,$13,$19}')
+[ "$h" = "$x" ] && ok "top -b: NAME MAXMEM VCPUS NETS VBDS SSID as xentop" || { bad "top -b differs from xentop"; { echo hx:; echo "$h"; echo xentop:; echo "$x"; } | show 20; }
+[ "$(hx top -b -d 1 -i 1 | head -1)" = "$(xentop -b -d 1 -i 1 | head -1)" ] && ok "top -b: xentop's header" || bad "top -b header: $(hx top -b -d 1 -i 1 | head -1)"
+s0=$(date +%s); n=$(hx top -b -d 1 -i 3 | grep -c '^ *NAME '); s1=$(date +%s)
+[ "$n" = 3 ] && [ $((s1 - s0)) -ge 2 ] && ok "top -b -d 1 -i 3: three samples in $((s1 - s0)) s" || bad "top -b -i 3: $n samples in $((s1 - s0)) s"
+
 # A missing domain: the same exit code as xl, for every command.
 for cmd in "list nosuch" "uptime nosuch" "vcpu-list nosuch" "vcpu-pin nosuch 0 all" "sched-credit2 -d nosuch" \
     "mem-max nosuch 100" "sysrq nosuch h" "destroy nosuch" "shutdown nosuch" "cpupool-list nosuch"; do

@@ -161,6 +161,7 @@ mod tests {
             cpu_time_ns: 1_500_000_000,
             pvh: true,
             cpupool: 0,
+            ssidref: 0,
         }
     }
 

@@ -57,6 +57,7 @@ pub mod vcpu_pin;
 pub mod vcpu_set;
 pub mod volume;
 pub mod wait;
+pub mod xentop;
 pub mod xl_create;
 
 #[derive(Parser, Debug)]
@@ -101,7 +102,7 @@ pub enum Command {
     Exec(exec::Args),
     /// List containers
     Ps(ps::Args),
-    /// Show the processes running in a container
+    /// Show the processes running in a container; -b: every domain, xentop's batch mode
     Top(top::Args),
     /// Rename a container
     Rename(rename::Args),

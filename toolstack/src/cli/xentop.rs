@@ -63,7 +63,7 @@ fn read_small(path: &std::path::Path) -> Option<String> {
 
 fn collect_io() -> BTreeMap<u32, Io> {
     let mut io: BTreeMap<u32, Io> = BTreeMap::new();
-    if let Some(dev) = std::fs::read_to_string("/proc/net/dev").ok() {
+    if let Ok(dev) = std::fs::read_to_string("/proc/net/dev") {
         for line in dev.lines().skip(2) {
             let Some((iface, rx, tx)) = parse_net_dev_line(line) else {
                 continue;

@@ -38,7 +38,6 @@ kernel = "$HX_LIB/vmlinux"
 ramdisk = "$w/xa.cpio.gz"
 extra = "console=hvc0 panic=-1"
 memory = 64
-maxmem = 96
 vcpus = 1
 disk = [ 'format=raw, vdev=xvda, access=rw, target=$w/xa.img' ]
 on_poweroff = "destroy"

@@ -12,12 +12,14 @@
 use crate::config::{DomainConfig, LibxlConfig};
 
 mod admin;
+mod devices;
 use crate::error::XenError;
 use crate::event_loop::{self, Owned, QUIT_BYTE};
 use crate::events::{self, Dispatch, DomainEvent, ShutdownReason};
 use crate::logger::TracingLogger;
 use crate::sigchld::SigchldForward;
 pub use admin::{CpupoolInfo, Credit2, VcpuInfo};
+pub use devices::{BlockInfo, NicInfo};
 use libxl_sys as sys;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -18,7 +18,9 @@ pub mod xlcfg;
 pub use config::{
     Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec,
 };
-pub use context::{Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, VcpuInfo};
+pub use context::{
+    BlockInfo, Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, NicInfo, VcpuInfo,
+};
 pub use cpuset::CpuSet;
 pub use error::XenError;
 pub use events::{DomainEvent, ShutdownReason};

@@ -338,10 +338,12 @@ impl Drop for Xlu {
     }
 }
 
-/// A libxl disk, disposed on drop.
-struct Disk(sys::libxl_device_disk);
+/// A libxl disk, disposed on drop (`hx block-attach`'s device).
+pub struct Disk(pub(crate) sys::libxl_device_disk);
+// SAFETY: owns only malloc'd memory.
+unsafe impl Send for Disk {}
 impl Disk {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: init on zeroed memory, as libxl requires.
         unsafe {
             let mut d: sys::libxl_device_disk = std::mem::zeroed();
@@ -375,6 +377,48 @@ pub fn parse_disk(spec: &str) -> Result<XlDisk, XenError> {
         target: opt_str(d.0.pdev_path),
         readonly: d.0.readwrite == 0,
     })
+}
+
+/// A disk for `hx block-attach DOMAIN SPEC...`: the specs (xl's disk syntax, several strings
+/// for one disk allowed) through libxlutil's parser.
+pub fn disk_from_specs(specs: &[String]) -> Result<Disk, XenError> {
+    let xlu = Xlu::new("command line")?;
+    let c: Vec<CString> = specs
+        .iter()
+        .map(|s| CString::new(s.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| XenError::InvalidConfig("disk spec contains a NUL byte".into()))?;
+    let ptrs: Vec<*const c_char> = c.iter().map(|s| s.as_ptr()).collect();
+    let mut d = Disk::new();
+    // SAFETY: valid specs; the disk initialised.
+    let rc = unsafe { sys::xlu_disk_parse(xlu.raw, ptrs.len() as c_int, ptrs.as_ptr(), &mut d.0) };
+    if rc != 0 || d.0.vdev.is_null() {
+        return Err(xlu.fail(format!("disk {:?}", specs.join(" "))));
+    }
+    Ok(d)
+}
+
+/// A libxl nic, disposed on drop (`hx network-attach`'s device).
+pub struct Nic(pub(crate) sys::libxl_device_nic);
+// SAFETY: owns only malloc'd memory.
+unsafe impl Send for Nic {}
+impl Drop for Nic {
+    fn drop(&mut self) {
+        // SAFETY: initialised by libxl_device_nic_init.
+        unsafe { sys::libxl_device_nic_dispose(&mut self.0) }
+    }
+}
+
+/// A nic for `hx network-attach DOMAIN KEY=VALUE...` (xl's vif keys); libxl picks its devid.
+pub fn nic_from_vif(v: &XlVif) -> Result<Nic, XenError> {
+    // SAFETY: init on zeroed memory.
+    let mut n = unsafe {
+        let mut n: sys::libxl_device_nic = std::mem::zeroed();
+        sys::libxl_device_nic_init(&mut n);
+        Nic(n)
+    };
+    fill_nic(&mut n.0, v, None)?;
+    Ok(n)
 }
 
 /// Parses one vif spec (`mac=..,bridge=..,ip=..`) as xl does, strictly: unknown keys are refused.
@@ -655,21 +699,22 @@ impl XlDomain {
                 let nic = &mut *c.nics.add(i);
                 sys::libxl_device_nic_init(nic);
                 c.num_nics = i as c_int + 1;
-                fill_nic(nic, v, i)?;
+                fill_nic(nic, v, Some(i))?;
             }
         }
         Ok(cfg)
     }
 }
 
-/// Fills an initialised libxl nic from a vif spec; `devid` is its index (xl numbers them so).
+/// Fills an initialised libxl nic from a vif spec; `devid` is its index (xl numbers them so), or
+/// None for libxl to pick one.
 pub(crate) fn fill_nic(
     nic: &mut sys::libxl_device_nic,
     v: &XlVif,
-    devid: usize,
+    devid: Option<usize>,
 ) -> Result<(), XenError> {
     let s = |what: &str, x: &str| crate::config::libxl_str(what, x);
-    nic.devid = devid as c_int;
+    nic.devid = devid.map_or(-1, |d| d as c_int);
     nic.backend_domid = 0;
     if let Some(m) = v.mac {
         nic.mac = m;
@@ -831,6 +876,22 @@ on_crash = "preserve"
             .unwrap_err()
             .to_string();
         assert!(e.contains("kernel"), "{e}");
+    }
+
+    #[test]
+    fn attach_specs() {
+        let d = disk_from_specs(&["format=raw,vdev=xvdz,access=ro,target=/x.img".into()]).unwrap();
+        // SAFETY: reading what libxlutil stored.
+        unsafe {
+            assert_eq!(CStr::from_ptr(d.0.vdev).to_str().unwrap(), "xvdz");
+            assert_eq!(d.0.readwrite, 0);
+        }
+        let d =
+            disk_from_specs(&["/x.img".into(), "raw".into(), "xvdy".into(), "w".into()]).unwrap();
+        assert_eq!(d.0.readwrite, 1);
+        assert!(disk_from_specs(&["target=/x.img,bogus=1".into()]).is_err());
+        let n = nic_from_vif(&parse_vif("bridge=hx0,mac=00:16:3e:0a:0b:0c").unwrap()).unwrap();
+        assert_eq!((n.0.devid, n.0.mac), (-1, [0, 0x16, 0x3e, 0xa, 0xb, 0xc]));
     }
 
     #[test]

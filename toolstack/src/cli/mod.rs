@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod attach;
 pub mod autostart;
+pub mod block;
 pub mod completion;
 pub mod console;
 pub mod cp;
@@ -32,6 +33,7 @@ pub mod load;
 pub mod logs;
 pub mod mem_max;
 pub mod mem_set;
+pub mod network;
 pub mod pause;
 pub mod port;
 pub mod prune;
@@ -185,6 +187,18 @@ pub enum Command {
     CpupoolList(cpupool_list::Args),
     /// Send a magic SysRq key to a domain (xl sysrq)
     Sysrq(sysrq::Args),
+    /// Add a disk to a running domain or container (xl block-attach)
+    BlockAttach(block::AttachArgs),
+    /// Remove a disk from a running domain (xl block-detach)
+    BlockDetach(block::DetachArgs),
+    /// List domains' disks (xl block-list)
+    BlockList(block::ListArgs),
+    /// Add a network interface to a running domain or container (xl network-attach)
+    NetworkAttach(network::AttachArgs),
+    /// Remove a network interface from a running domain (xl network-detach)
+    NetworkDetach(network::DetachArgs),
+    /// List domains' network interfaces (xl network-list)
+    NetworkList(network::ListArgs),
     /// Internal: carries out on_poweroff/on_reboot/on_crash for a domain from `hx create FILE.cfg`
     #[command(name = "__xl-monitor", hide = true)]
     XlMonitor(xl_create::MonitorArgs),
@@ -318,6 +332,12 @@ pub async fn dispatch(
         Command::SchedCredit2(a) => sched_credit2::run(g, a).await,
         Command::CpupoolList(a) => cpupool_list::run(g, a).await,
         Command::Sysrq(a) => sysrq::run(g, a).await,
+        Command::BlockAttach(a) => block::attach(g, a).await,
+        Command::BlockDetach(a) => block::detach(g, a).await,
+        Command::BlockList(a) => block::list(g, a).await,
+        Command::NetworkAttach(a) => network::attach(g, a).await,
+        Command::NetworkDetach(a) => network::detach(g, a).await,
+        Command::NetworkList(a) => network::list(g, a).await,
         Command::XlMonitor(a) => xl_create::monitor(a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,

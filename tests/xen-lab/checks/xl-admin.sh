@@ -64,8 +64,9 @@ rm -f "$log"
 out=$(hx create "$w/xa.cfg" vcpus=2 'memory=80' 2>&1); rc=$?
 [ "$rc" = 0 ] && [ "$out" = "Parsing config from $w/xa.cfg" ] && ok "create: exit 0, xl's message" || bad "create: exit $rc: $out"
 waitlog XA-READY "$log" 300 && ok "xa booted" || { bad "xa did not boot"; show < "$log"; }
-xmem=$(xl list xa 2>/dev/null | awk 'NR==2{print $3}'); xvcpus=$(xl vcpu-list xa 2>/dev/null | awk 'NR>1' | wc -l)
-[ "$xmem:$xvcpus" = "80:2" ] && ok "xl: xa has 80 MiB and 2 vCPUs (KEY=VALUE applied)" || bad "xl: xa has mem '$xmem', $xvcpus vCPUs"
+# (memory target, not xl list's current memory: the guest balloons a little below it)
+xmem=$(xenstore-read "/local/domain/$(xl domid xa)/memory/target" 2>/dev/null); xvcpus=$(xl vcpu-list xa 2>/dev/null | awk 'NR>1' | wc -l)
+[ "$xmem:$xvcpus" = "81920:2" ] && ok "xa has an 80 MiB target and 2 vCPUs (KEY=VALUE applied)" || bad "xa: target '$xmem' KiB, $xvcpus vCPUs"
 grep -q "XA-DISK 32768" "$log" && ok "xa sees its 16 MiB xvda (disk spec through xlu_disk_parse)" || { bad "xa's disk"; grep XA-DISK "$log" | show; }
 bad_cfg=$(hx create "$w/xa.cfg" 'pci=["01:00.0"]' 2>&1); rc=$?
 [ "$rc" = 1 ] && echo "$bad_cfg" | grep -q '"pci" is not supported' && ok "create refuses an unsupported key, exit 1" || bad "unsupported key: exit $rc: $bad_cfg"

@@ -58,6 +58,21 @@ const ADMIN: &[&[&str]] = &[
     &["cpupool-list", "-c"],
     &["sysrq", "web", "h"],
     &["top", "-b", "-d", "1", "-i", "3"],
+    &[
+        "block-attach",
+        "web",
+        "format=raw,vdev=xvdz,access=rw,target=/x.img",
+    ],
+    &["block-detach", "web", "xvdz"],
+    &["block-list", "web", "7"],
+    &[
+        "network-attach",
+        "web",
+        "bridge=hx0",
+        "mac=00:16:3e:00:00:01",
+    ],
+    &["network-detach", "web", "1"],
+    &["network-list", "web"],
 ];
 
 #[test]
@@ -231,6 +246,8 @@ fn bad_admin_arguments_are_exit_1_before_the_dom0_check() {
         &["mem-max", "web", "lots"],
         &["shutdown"],
         &["shutdown", "-a", "web"],
+        &["block-attach", "web", "target=/x.img,bogus=1"],
+        &["network-attach", "web", "colour=blue"],
     ] {
         let r = hx.run(argv);
         assert_eq!(r.code, 1, "hx {argv:?}: {}", r.stderr);

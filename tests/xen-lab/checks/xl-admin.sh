@@ -77,7 +77,8 @@ dup=$(hx create -q "$w/xa.cfg" 2>&1); rc=$?
 c1() { hx run -d -m 256m --name c1 busybox sh -c 'echo C1-READY; while :; do sleep 1; done' >/dev/null; }
 # (a second try: the lab's nft once died of "free(): invalid pointer" setting up hx's table)
 c1 || { echo "    note: hx run -d c1 failed once, again"; sleep 2; c1; } && ok "run -d c1" || bad "run -d c1"
-for _ in $(seq 300); do timeout 30 hx logs c1 2>/dev/null | grep -q C1-READY && break; hx ps -q -f name=c1 | grep -q . || break; sleep 1; done
+end=$((SECONDS + 300))  # a deadline, not a count: each hx call may be slow on a busy host
+while [ $SECONDS -lt $end ]; do timeout 30 hx logs c1 2>/dev/null | grep -q C1-READY && break; timeout 30 hx ps -q -f name=c1 | grep -q . || break; sleep 1; done
 cid=$(hx list --json | jq -r '.[] | select(.name == "c1") | .container_id')
 cdom=$(xl domid c1 2>/dev/null)
 [ -n "$cdom" ] && [ -n "$cid" ] && ok "c1 is domain $cdom" || bad "c1 has no domain"
@@ -121,8 +122,8 @@ hx mem-max xa 90m && hx mem-max c1 300m
 got=$(xenstore-read "/local/domain/$xa/memory/static-max"):$(xenstore-read "/local/domain/$cdom/memory/static-max")
 [ "$got" = "92160:307200" ] && ok "mem-max: static-max 92160 and 307200 KiB" || bad "mem-max: static-max '$got'"
 hx sysrq xa h && waitlog "sysrq: HELP" "$log" 30 && ok "sysrq xa h: the guest kernel printed its sysrq help" || { bad "sysrq xa"; tail -5 "$log" | show; }
-hx sysrq c1 h && for _ in $(seq 30); do hx logs c1 2>&1 | grep -q "sysrq: HELP" && break; sleep 1; done
-hx logs c1 2>&1 | grep -q "sysrq: HELP" && ok "sysrq c1 h: the container's kernel printed its sysrq help" || bad "sysrq c1: no help on its console"
+hx sysrq c1 h && end=$((SECONDS + 60)); while [ $SECONDS -lt $end ]; do timeout 20 hx logs c1 2>&1 | grep -q "sysrq: HELP" && break; sleep 1; done
+timeout 20 hx logs c1 2>&1 | grep -q "sysrq: HELP" && ok "sysrq c1 h: the container's kernel printed its sysrq help" || bad "sysrq c1: no help on its console"
 hx sysrq xa hh >/dev/null 2>&1; h=$?; xl sysrq xa hh >/dev/null 2>&1; x=$?
 [ "$h" = "$x" ] && ok "sysrq with two keys: exit $h like xl" || bad "sysrq hh: hx $h, xl $x"
 
@@ -131,12 +132,12 @@ same "block-list xa c1" cat block-list xa c1
 same "network-list c1" cat network-list c1
 truncate -s 8M "$w/extra.img"
 hx block-attach c1 "format=raw,vdev=xvdz,access=rw,target=$w/extra.img" && ok "block-attach c1" || bad "block-attach c1"
-sz=$(hx exec c1 cat /sys/block/xvdz/size 2>&1)
+sz=$(timeout 60 hx exec c1 cat /sys/block/xvdz/size 2>&1)
 [ "$sz" = 16384 ] && ok "the container's workload sees /dev/xvdz (8 MiB) without a restart" || bad "xvdz in c1: '$sz'"
 same "block-list c1 (with xvdz)" cat block-list c1
 hx block-detach c1 xvdz && ok "block-detach c1 xvdz" || bad "block-detach c1 xvdz"
-for _ in $(seq 30); do hx exec c1 test -e /sys/block/xvdz || break; sleep 1; done
-hx exec c1 test -e /sys/block/xvdz && bad "xvdz still in c1 after block-detach" || ok "xvdz gone from c1"
+end=$((SECONDS + 60)); while [ $SECONDS -lt $end ]; do timeout 20 hx exec c1 test -e /sys/block/xvdz || break; sleep 1; done
+timeout 20 hx exec c1 test -e /sys/block/xvdz && bad "xvdz still in c1 after block-detach" || ok "xvdz gone from c1"
 hx block-detach c1 xvdz >/dev/null 2>&1; h=$?; xl block-detach c1 xvdz >/dev/null 2>&1; x=$?
 [ "$h" = "$x" ] && ok "block-detach of a missing vdev: exit $h like xl" || bad "block-detach missing: hx $h, xl $x"
 

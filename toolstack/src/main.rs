@@ -13,6 +13,10 @@ fn main() -> ExitCode {
     if let Some(code) = backend::xen::hotplug::from_argv0() {
         return ExitCode::from(code as u8);
     }
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(at) = cli::xl_create::detect(&argv) {
+        return xl_create(&argv, at);
+    }
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => return usage_error(e),
@@ -22,16 +26,40 @@ fn main() -> ExitCode {
         Ok(g) => g,
         Err(e) => return report(e),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    finish(runtime().block_on(cli::dispatch(&globals, args.command, cli::Cli::command)))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(cli::dispatch(&globals, args.command, cli::Cli::command));
+        .expect("tokio runtime")
+}
+
+fn finish(result: anyhow::Result<i32>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => report(e),
     }
+}
+
+/// `hx create FILE.cfg ...` (xl's create, told from docker's by `xl_create::detect`).
+fn xl_create(argv: &[String], at: usize) -> ExitCode {
+    let words = std::iter::once("hx create".to_string()).chain(argv[at + 1..].iter().cloned());
+    let args = match cli::xl_create::Args::try_parse_from(words) {
+        Ok(a) => a,
+        Err(e) => {
+            if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) {
+                e.exit();
+            }
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let verbose = argv[1..at].iter().filter(|w| w.starts_with("-v")).count() as u8;
+    cli::init_tracing(verbose);
+    finish(runtime().block_on(cli::xl_create::run(args)))
 }
 
 /// clap's message as is; the exit code is docker's 125 for `run` and `create` (a bad flag there

@@ -46,6 +46,33 @@ const ADMIN: &[&[&str]] = &[
     &["vcpu-set", "web", "2"],
     &["domid", "web"],
     &["domname", "7"],
+    &["shutdown", "-a"],
+    &["mem-max", "web", "512m"],
+    &["uptime"],
+    &["uptime", "-s", "web", "0"],
+    &["vcpu-list"],
+    &["vcpu-list", "web"],
+    &["vcpu-pin", "web", "all", "0-1,^1", "-"],
+    &["sched-credit2"],
+    &["sched-credit2", "-d", "web", "-w", "512", "-c", "50"],
+    &["cpupool-list", "-c"],
+    &["sysrq", "web", "h"],
+    &["top", "-b", "-d", "1", "-i", "3"],
+    &[
+        "block-attach",
+        "web",
+        "format=raw,vdev=xvdz,access=rw,target=/x.img",
+    ],
+    &["block-detach", "web", "xvdz"],
+    &["block-list", "web", "7"],
+    &[
+        "network-attach",
+        "web",
+        "bridge=hx0",
+        "mac=00:16:3e:00:00:01",
+    ],
+    &["network-detach", "web", "1"],
+    &["network-list", "web"],
 ];
 
 #[test]
@@ -76,8 +103,15 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         ("pa", &["1"]),
         ("unp", &["1"]),
         ("con", &["1"]),
-        ("m", &["1", "256m"]),
-        ("vc", &["1", "1"]),
+        ("mem-s", &["1", "256m"]),
+        ("mem-m", &["1", "256m"]),
+        ("vcpu-s", &["1", "1"]),
+        ("vcpu-l", &[]),
+        ("vcpu-p", &["1", "0", "1"]),
+        ("up", &[]),
+        ("sy", &["1", "h"]),
+        ("sc", &[]),
+        ("cpu", &[]),
         ("domi", &["x"]),
         ("domn", &["1"]),
     ] {
@@ -85,7 +119,7 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         argv.extend_from_slice(args);
         assert_refused_outside_dom0(&argv, &hx.run(&argv));
     }
-    for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c"] {
+    for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c", "m", "vc", "u"] {
         let r = hx.run(&[ambiguous]);
         assert_eq!(r.code, 2, "hx {ambiguous}: {}", r.stderr);
         assert!(
@@ -104,8 +138,26 @@ fn help_lists_the_admin_commands_and_hides_the_monitor() {
     let hx = Hx::new();
     let r = hx.ok(&["--help"]);
     for c in [
-        "list", "info", "dmesg", "destroy", "shutdown", "reboot", "pause", "unpause", "console",
-        "mem-set", "vcpu-set", "domid", "domname",
+        "list",
+        "info",
+        "dmesg",
+        "destroy",
+        "shutdown",
+        "reboot",
+        "pause",
+        "unpause",
+        "console",
+        "mem-set",
+        "vcpu-set",
+        "domid",
+        "domname",
+        "mem-max",
+        "uptime",
+        "vcpu-list",
+        "vcpu-pin",
+        "sched-credit2",
+        "cpupool-list",
+        "sysrq",
     ] {
         assert!(
             r.stdout
@@ -116,6 +168,7 @@ fn help_lists_the_admin_commands_and_hides_the_monitor() {
         );
     }
     assert!(!r.stdout.contains("__xen-monitor"));
+    assert!(!r.stdout.contains("__xl-monitor"));
     let r = hx.ok(&["run", "--help"]);
     assert!(r.stdout.contains("--type <pvh|pv>"), "{}", r.stdout);
 }
@@ -181,4 +234,74 @@ fn type_is_for_xen_and_the_config_file_is_checked() {
     assert_eq!(r.code, 125);
     assert!(r.stderr.contains("unknown field `flavour`"), "{}", r.stderr);
     assert_eq!(hx.ok(&["ps", "-a", "-q"]).stdout, "");
+}
+
+/// Bad input to the admin commands is refused before libxl is asked, exit 1 like xl, one line.
+#[test]
+fn bad_admin_arguments_are_exit_1_before_the_dom0_check() {
+    let hx = Hx::new();
+    for argv in [
+        &["vcpu-pin", "web", "x", "1"][..],
+        &["sysrq", "web", "hh"],
+        &["mem-max", "web", "lots"],
+        &["shutdown"],
+        &["shutdown", "-a", "web"],
+        &["block-attach", "web", "target=/x.img,bogus=1"],
+        &["network-attach", "web", "colour=blue"],
+    ] {
+        let r = hx.run(argv);
+        assert_eq!(r.code, 1, "hx {argv:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "hx {argv:?}: {}", r.stderr);
+    }
+    let r = hx.run(&["sched-credit2", "-d", "web", "-w", "0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// `hx create FILE.cfg` is xl's create: the file is parsed (libxlutil) before the dom0 check, so
+/// a bad one is exit 1 naming the culprit anywhere; a good one then needs a dom0 (exit 3).
+/// `hx create IMAGE` stays docker's.
+#[test]
+fn create_from_an_xl_cfg_file() {
+    let hx = Hx::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("web.cfg");
+    std::fs::write(
+        &cfg,
+        "name = \"web\"\ntype = \"pvh\"\nkernel = \"/k\"\nmemory = 64\n\
+         disk = [ 'format=raw, vdev=xvda, access=rw, target=/d.img' ]\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let r = hx.run(&["create", "-q", cfg]);
+    if !on_dom0() {
+        assert_refused_outside_dom0(&["create", cfg], &r);
+    }
+    for (extra, culprit) in [
+        ("pci=['01:00.0']", "\"pci\" is not supported"),
+        ("type=\"xen\"", "type \"xen\""),
+        ("disk=['/x,raw,xvda,bogus']", "disk"),
+        ("vif=['colour=blue']", "unsupported parameter \"colour\""),
+        ("memory=\"lots\"", "memory"),
+    ] {
+        let r = hx.run(&["create", "-q", cfg, extra]);
+        assert_eq!(r.code, 1, "{extra}: {}", r.stderr);
+        assert!(r.stderr.contains(culprit), "{extra}: {}", r.stderr);
+        assert_eq!(r.stdout, "");
+    }
+    let r = hx.run(&["create", cfg]);
+    assert!(
+        r.stderr
+            .starts_with(&format!("Parsing config from {cfg}\n")),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&["create", "/nonexistent/x.cfg"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("/nonexistent/x.cfg"), "{}", r.stderr);
+    let r = hx.run(&["create", cfg, "other.cfg"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // docker's create: an image name, not a file (it fails on the missing image, exit 125).
+    let r = hx.run(&["create", "--pull", "never", "no-such-image-here"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(!r.stderr.contains("Parsing config"), "{}", r.stderr);
 }

@@ -1,16 +1,22 @@
-//! Generates the bindings from the system headers (libxen-dev) and links libxl and xentoollog.
+//! Generates the bindings from the system headers (libxen-dev) and links libxl, libxlutil (the
+//! xl.cfg parser `hx create` uses) and xentoollog.
 //! Needs libclang (libclang-dev); no Xen is needed to build or link.
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
-    for lib in ["xenlight", "xentoollog"] {
+    for lib in ["xenlight", "xlutil", "xentoollog"] {
         println!("cargo:rustc-link-lib={lib}");
     }
     let bindings = bindgen::Builder::default()
         .header("wrapper.h")
         .allowlist_function("libxl_.*")
         .allowlist_function("xtl_.*")
+        .allowlist_function("xlu_.*")
+        .allowlist_type("XLU_.*")
+        .allowlist_function("open_memstream")
+        .allowlist_function("fclose")
+        .allowlist_function("fflush")
         .allowlist_function("vasprintf")
         .allowlist_type("libxl_.*")
         .allowlist_type("xentoollog_.*")

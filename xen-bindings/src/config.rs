@@ -229,7 +229,7 @@ fn cstring(what: &str, s: &str) -> Result<CString, XenError> {
 }
 
 /// A string libxl may free(): libxl's dispose functions release every char* with free().
-fn libxl_str(what: &str, s: &str) -> Result<*mut libc::c_char, XenError> {
+pub(crate) fn libxl_str(what: &str, s: &str) -> Result<*mut libc::c_char, XenError> {
     let c = cstring(what, s)?;
     // SAFETY: strdup copies a valid C string into malloc'd memory.
     let p = unsafe { libc::strdup(c.as_ptr()) };
@@ -239,7 +239,7 @@ fn libxl_str(what: &str, s: &str) -> Result<*mut libc::c_char, XenError> {
     Ok(p)
 }
 
-fn calloc<T>(n: usize) -> *mut T {
+pub(crate) fn calloc<T>(n: usize) -> *mut T {
     // SAFETY: zeroed memory for n plain C structs; libxl frees it with free().
     unsafe { libc::calloc(n.max(1), std::mem::size_of::<T>()) as *mut T }
 }
@@ -571,7 +571,7 @@ pub struct LibxlConfig {
 unsafe impl Send for LibxlConfig {}
 
 impl LibxlConfig {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: libxl requires init on zeroed memory before use.
         unsafe {
             let mut inner: sys::libxl_domain_config = std::mem::zeroed();

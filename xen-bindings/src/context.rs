@@ -10,11 +10,16 @@
 //! Thread safety: libxl contexts are thread-safe (libxl.h, "libxl memory management"), so
 //! `Context` is `Send + Sync` and may be shared (e.g. in an `Arc`) by tokio tasks.
 use crate::config::{DomainConfig, LibxlConfig};
+
+mod admin;
+mod devices;
 use crate::error::XenError;
 use crate::event_loop::{self, Owned, QUIT_BYTE};
 use crate::events::{self, Dispatch, DomainEvent, ShutdownReason};
 use crate::logger::TracingLogger;
 use crate::sigchld::SigchldForward;
+pub use admin::{CpupoolInfo, Credit2, VcpuInfo};
+pub use devices::{BlockInfo, NicInfo};
 use libxl_sys as sys;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -78,6 +83,10 @@ pub struct DomainInfo {
     pub vcpus_max: u32,
     pub cpu_time_ns: u64,
     pub pvh: bool,
+    /// The CPU pool the domain runs in.
+    pub cpupool: u32,
+    /// The XSM/FLASK security reference (xentop's SSID).
+    pub ssidref: u32,
 }
 
 /// The host, as `xl info` shows it.
@@ -362,23 +371,7 @@ impl Context {
     /// `xl create -p`, the domain is left paused: `unpause` starts it, which gives the caller a
     /// moment to set up xenstore nodes or a console reader before the guest runs.
     pub async fn create(&self, config: &DomainConfig) -> Result<u32, XenError> {
-        let keep = Creating {
-            cfg: config.to_libxl()?,
-            domid: u32::MAX,
-        };
-        let wait = self.start_ao("domain_create_new", keep, |ctx, keep, how| {
-            // SAFETY: keep (config and domid slot) lives until the completion callback.
-            unsafe {
-                sys::libxl_domain_create_new(
-                    ctx,
-                    &raw mut (*keep).cfg.inner,
-                    &raw mut (*keep).domid,
-                    how,
-                    std::ptr::null(),
-                )
-            }
-        })?;
-        Ok(wait.finish().await?.domid)
+        self.create_libxl(config.to_libxl()?).await
     }
 
     fn domid_op(
@@ -489,6 +482,8 @@ impl Context {
             vcpus_max: d.vcpu_max_id + 1,
             cpu_time_ns: d.cpu_time,
             pvh: d.domain_type == sys::LIBXL_DOMAIN_TYPE_PVH,
+            cpupool: d.cpupool,
+            ssidref: d.ssidref,
         }
     }
 

@@ -6,20 +6,26 @@
 //! a Xen dom0 at run time, not at build time.
 pub mod config;
 pub mod context;
+pub mod cpuset;
 pub mod error;
 mod event_loop;
 pub mod events;
 mod logger;
 mod sigchld;
 pub mod xenstore;
+pub mod xlcfg;
 
 pub use config::{
     Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec,
 };
-pub use context::{Context, DomainEvents, DomainInfo, HostInfo};
+pub use context::{
+    BlockInfo, Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, NicInfo, VcpuInfo,
+};
+pub use cpuset::CpuSet;
 pub use error::XenError;
 pub use events::{DomainEvent, ShutdownReason};
 pub use xenstore::{Perm, Xenstore};
+pub use xlcfg::XlDomain;
 
 /// Whether this machine is a Xen dom0 (the toolstack's precondition).
 pub fn is_dom0() -> bool {

@@ -22,7 +22,15 @@ pub fn open() -> anyhow::Result<Context> {
     Ok(Context::new()?)
 }
 
-/// A domain given by id or name, as xl takes it.
+/// The store `resolve` looks containers up in (set once by `dispatch`, from `--root`).
+static STORE_ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+pub fn set_store_root(root: &std::path::Path) {
+    let _ = STORE_ROOT.set(root.to_path_buf());
+}
+
+/// A domain given by id or name, as xl takes it, or by the name or id of the hx container it
+/// runs.
 pub fn resolve(ctx: &Context, key: &str) -> anyhow::Result<u32> {
     if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
         let id: u32 = key
@@ -33,8 +41,20 @@ pub fn resolve(ctx: &Context, key: &str) -> anyhow::Result<u32> {
             Err(_) => Err(HxError::NoSuchDomain(key.to_string()).into()),
         };
     }
-    ctx.domid_by_name(key)
-        .map_err(|_| HxError::NoSuchDomain(key.to_string()).into())
+    if let Ok(id) = ctx.domid_by_name(key) {
+        return Ok(id);
+    }
+    container_domain(key).ok_or_else(|| HxError::NoSuchDomain(key.to_string()).into())
+}
+
+/// The domain of the hx container named (or id'd) `key`, if it runs: the record's domid,
+/// trusted only when that domain's `hx/id` node names the same container.
+fn container_domain(key: &str) -> Option<u32> {
+    let root = STORE_ROOT.get()?;
+    let c = hx_engine::container::find(root, key).ok()?;
+    let domid = c.domid?;
+    let xs = Xenstore::open().ok()?;
+    (hx_container(&xs, domid).as_deref() == Some(c.id.as_str())).then_some(domid)
 }
 
 /// Commands that would take the host down refuse Domain-0 (exit 5).
@@ -140,6 +160,8 @@ mod tests {
             vcpus_max: 1,
             cpu_time_ns: 1_500_000_000,
             pvh: true,
+            cpupool: 0,
+            ssidref: 0,
         }
     }
 

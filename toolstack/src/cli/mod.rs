@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 pub mod attach;
 pub mod autostart;
+pub mod block;
 pub mod completion;
 pub mod console;
 pub mod cp;
+pub mod cpupool_list;
 pub mod create;
 pub mod destroy;
 pub mod dmesg;
@@ -30,7 +32,9 @@ pub mod list;
 pub mod load;
 pub mod logs;
 pub mod logtime;
+pub mod mem_max;
 pub mod mem_set;
+pub mod network;
 pub mod pause;
 pub mod port;
 pub mod prune;
@@ -43,16 +47,23 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod sched_credit2;
 pub mod shutdown;
 pub mod start;
 pub mod stats;
 pub mod stop;
 pub mod system;
+pub mod sysrq;
 pub mod top;
 pub mod unpause;
+pub mod uptime;
+pub mod vcpu_list;
+pub mod vcpu_pin;
 pub mod vcpu_set;
 pub mod volume;
 pub mod wait;
+pub mod xentop;
+pub mod xl_create;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,7 +95,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in a new container (a micro-VM)
     Run(run::Args),
-    /// Create a container without starting it
+    /// Create a container without starting it; `hx create FILE.cfg`: a domain from an xl.cfg file
     Create(create::Args),
     /// Start created or stopped containers (their files, name, address and ports kept)
     Start(start::Args),
@@ -96,7 +107,7 @@ pub enum Command {
     Exec(exec::Args),
     /// List containers
     Ps(ps::Args),
-    /// Show the processes running in a container
+    /// Show the processes running in a container; -b: every domain, xentop's batch mode
     Top(top::Args),
     /// Rename a container
     Rename(rename::Args),
@@ -169,6 +180,36 @@ pub enum Command {
     Domid(domid::Args),
     /// Print the name of domain ID (xl domname)
     Domname(domname::Args),
+    /// Set a domain's static maximum memory (xl mem-max)
+    MemMax(mem_max::Args),
+    /// Show how long domains have run (xl uptime)
+    Uptime(uptime::Args),
+    /// List domains' vCPUs: CPU, state, time, affinity (xl vcpu-list)
+    VcpuList(vcpu_list::Args),
+    /// Set a vCPU's hard and soft CPU affinity (xl vcpu-pin)
+    VcpuPin(vcpu_pin::Args),
+    /// Show or set credit2 weight and cap (xl sched-credit2)
+    #[command(name = "sched-credit2")]
+    SchedCredit2(sched_credit2::Args),
+    /// List CPU pools (xl cpupool-list)
+    CpupoolList(cpupool_list::Args),
+    /// Send a magic SysRq key to a domain (xl sysrq)
+    Sysrq(sysrq::Args),
+    /// Add a disk to a running domain or container (xl block-attach)
+    BlockAttach(block::AttachArgs),
+    /// Remove a disk from a running domain (xl block-detach)
+    BlockDetach(block::DetachArgs),
+    /// List domains' disks (xl block-list)
+    BlockList(block::ListArgs),
+    /// Add a network interface to a running domain or container (xl network-attach)
+    NetworkAttach(network::AttachArgs),
+    /// Remove a network interface from a running domain (xl network-detach)
+    NetworkDetach(network::DetachArgs),
+    /// List domains' network interfaces (xl network-list)
+    NetworkList(network::ListArgs),
+    /// Internal: carries out on_poweroff/on_reboot/on_crash for a domain from `hx create FILE.cfg`
+    #[command(name = "__xl-monitor", hide = true)]
+    XlMonitor(xl_create::MonitorArgs),
     /// Internal: owns one container's Xen domain (started by hx run)
     #[command(name = "__xen-monitor", hide = true)]
     XenMonitor(hidden::XenMonitorArgs),
@@ -247,6 +288,7 @@ pub async fn dispatch(
     command: Command,
     cli: fn() -> clap::Command,
 ) -> anyhow::Result<i32> {
+    domain::set_store_root(&g.root);
     match command {
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
         Command::Create(a) => create::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
@@ -293,6 +335,20 @@ pub async fn dispatch(
         Command::VcpuSet(a) => vcpu_set::run(g, a).await,
         Command::Domid(a) => domid::run(g, a).await,
         Command::Domname(a) => domname::run(g, a).await,
+        Command::MemMax(a) => mem_max::run(g, a).await,
+        Command::Uptime(a) => uptime::run(g, a).await,
+        Command::VcpuList(a) => vcpu_list::run(g, a).await,
+        Command::VcpuPin(a) => vcpu_pin::run(g, a).await,
+        Command::SchedCredit2(a) => sched_credit2::run(g, a).await,
+        Command::CpupoolList(a) => cpupool_list::run(g, a).await,
+        Command::Sysrq(a) => sysrq::run(g, a).await,
+        Command::BlockAttach(a) => block::attach(g, a).await,
+        Command::BlockDetach(a) => block::detach(g, a).await,
+        Command::BlockList(a) => block::list(g, a).await,
+        Command::NetworkAttach(a) => network::attach(g, a).await,
+        Command::NetworkDetach(a) => network::detach(g, a).await,
+        Command::NetworkList(a) => network::list(g, a).await,
+        Command::XlMonitor(a) => xl_create::monitor(a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,
         Command::Supervise(a) => hidden::supervise(g, a).await,

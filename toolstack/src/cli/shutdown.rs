@@ -1,4 +1,4 @@
-//! `hx shutdown [-w] DOMAIN...`: ask domains to power off, as `xl shutdown`. An hx container is
+//! `hx shutdown [-w] -a | DOMAIN...`: ask domains to power off, as `xl shutdown`. An hx container is
 //! asked the way `hx stop` asks it (SIGTERM to its workload; pv-init powers off when it ends),
 //! since its PID 1 is not a distribution's init.
 use super::domain;
@@ -9,17 +9,34 @@ pub struct Args {
     /// Wait until each domain has shut down (an hx container: until its domain is gone)
     #[arg(short, long)]
     pub wait: bool,
-    /// Domains (name or id)
-    #[arg(required = true)]
+    /// Every domain but Domain-0
+    #[arg(short, long)]
+    pub all: bool,
+    /// Domains (name, id or hx container)
     pub domains: Vec<String>,
 }
 
 pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    if args.all != args.domains.is_empty() {
+        return Err(super::Fixed::wrap(
+            1,
+            anyhow::anyhow!("You must specify -a or a domain id (not both)."),
+        ));
+    }
     let ctx = domain::open()?;
     let xs = xen_bindings::Xenstore::open()?;
     let mut code = 0;
     let mut waits = Vec::new();
-    for d in &args.domains {
+    let domains: Vec<String> = if args.all {
+        let list = ctx.list()?;
+        list.iter()
+            .filter(|d| d.domid != 0 && !d.dying && !d.shutdown)
+            .map(|d| d.domid.to_string())
+            .collect()
+    } else {
+        args.domains.clone()
+    };
+    for d in &domains {
         let r = async {
             let id = domain::resolve(&ctx, d)?;
             domain::refuse_dom0(id, "shut down")?;

@@ -1,19 +1,33 @@
 //! `hx top CONTAINER`: the processes running in a container (docker top's default columns:
 //! `UID PID PPID C STIME TTY TIME CMD`), as its pv-init reads them from the guest's /proc.
+//! `hx top -b [-d SECS] [-i N]`: every domain, xentop's batch mode (cli/xentop.rs).
 use hx_engine::exec_channel::client;
 use pv_init::mux::{Query, TopAnswer};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Container (name or id)
-    pub container: String,
+    /// Container (name or id); none with -b
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    pub container: Option<String>,
+    /// xentop's batch mode: every domain's resource use, as lines for scripts
+    #[arg(short = 'b', long = "batch")]
+    pub batch: bool,
+    /// With -b: seconds between updates
+    #[arg(short = 'd', long = "delay", default_value_t = 3, requires = "batch")]
+    pub delay: u64,
+    /// With -b: number of updates, then exit (default: until interrupted)
+    #[arg(short = 'i', long = "iterations", requires = "batch")]
+    pub iterations: Option<u64>,
     /// JSON output (the processes as pv-init reported them)
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
-    let (_, _, socket) = super::exec::channel(&g.root, &args.container)?;
+    let Some(container) = &args.container else {
+        return super::xentop::run(args.delay, args.iterations).await;
+    };
+    let (_, _, socket) = super::exec::channel(&g.root, container)?;
     let top: TopAnswer =
         tokio::task::spawn_blocking(move || client::ask(&socket, Query::Top)).await??;
     if args.json {

@@ -1,0 +1,268 @@
+//! `hx create FILE.cfg [-p] [-c] [-q] [KEY=VALUE...]`: any domain described in xl.cfg syntax,
+//! as `xl create` makes it. libxlutil parses the file (xen_bindings::xlcfg), libxl creates the
+//! domain, and `hx __xl-monitor` (detached, like xl's daemon) carries out on_poweroff/on_reboot/
+//! on_crash for it. `hx create IMAGE` (docker's create) is the same command word: the xl form is
+//! chosen when the first argument is a config file (`detect`).
+use super::domain;
+use std::io::{Read, Write};
+use std::path::Path;
+use xen_bindings::xlcfg::{with_extra_lines, ShutdownAction, XlDomain, MAX_CONFIG_BYTES};
+use xen_bindings::{DomainEvent, ShutdownReason};
+
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "hx create",
+    about = "Create a domain from an xl.cfg file (xl create)"
+)]
+pub struct Args {
+    /// Leave the domain paused after creating it
+    #[arg(short = 'p')]
+    pub paused: bool,
+    /// Attach to the domain's console after creating it
+    #[arg(short = 'c')]
+    pub console: bool,
+    /// Quiet: no "Parsing config from" line
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// The config file (also the first argument)
+    #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
+    pub defconfig: Option<String>,
+    /// The config file, then KEY=VALUE settings appended to it as lines
+    #[arg(value_name = "FILE.cfg | KEY=VALUE")]
+    pub rest: Vec<String>,
+}
+
+/// xl's short options without a value, which may precede the file.
+const XL_FLAGS: &[u8] = b"pcq";
+
+/// Whether `hx ... create ARGS` is xl's create: its first argument after xl's own flags names a
+/// config file (`*.cfg`, or an existing file given as a path), or `-f`/`--defconfig` is used.
+/// Returns the index of the `create` word.
+pub fn detect(argv: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--root" => i += 2,
+            w if w.starts_with("--root=") || w == "--verbose" => i += 1,
+            w if w.starts_with("-v") && w[1..].bytes().all(|b| b == b'v') => i += 1,
+            _ => break,
+        }
+    }
+    if argv.get(i).map(String::as_str) != Some("create") {
+        return None;
+    }
+    for a in &argv[i + 1..] {
+        if a == "-f" || a.starts_with("--defconfig") || a.starts_with("-f") && a.len() > 2 {
+            return Some(i);
+        }
+        if a.len() > 1 && a.starts_with('-') && a[1..].bytes().all(|b| XL_FLAGS.contains(&b)) {
+            continue;
+        }
+        if a == "--quiet" {
+            continue;
+        }
+        let path = Path::new(a);
+        let is_cfg = !a.starts_with('-')
+            && !a.contains('=')
+            && (a.ends_with(".cfg") || (a.contains('/') && path.is_file()));
+        return is_cfg.then_some(i);
+    }
+    None
+}
+
+/// The config file and the KEY=VALUE settings, as xl sorts its arguments.
+fn split(args: &Args) -> anyhow::Result<(String, Vec<String>)> {
+    let mut file = args.defconfig.clone();
+    let mut extra = Vec::new();
+    for a in &args.rest {
+        if a.contains('=') {
+            extra.push(a.clone());
+        } else if file.is_none() {
+            file = Some(a.clone());
+        } else {
+            return Err(super::Fixed::wrap(
+                2,
+                anyhow::anyhow!("{a:?}: one config file only; settings are KEY=VALUE"),
+            ));
+        }
+    }
+    let file = file.ok_or_else(|| {
+        super::Fixed::wrap(
+            2,
+            anyhow::anyhow!("no config file given (hx create FILE.cfg)"),
+        )
+    })?;
+    Ok((file, extra))
+}
+
+fn read_config(file: &str) -> anyhow::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    std::fs::File::open(file)
+        .map_err(|e| anyhow::anyhow!("Failed to read config file: {file}: {e}"))?
+        .take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| anyhow::anyhow!("Failed to read config file: {file}: {e}"))?;
+    Ok(data)
+}
+
+/// xl's exit codes: 1 for any failure to create (2 for usage, 3 outside a dom0, as hx's others).
+pub async fn run(args: Args) -> anyhow::Result<i32> {
+    create(args).await.map_err(|e| {
+        let code = super::exit_code_for(&e);
+        if code == 2 || code == 3 {
+            e
+        } else {
+            super::Fixed::wrap(1, e)
+        }
+    })
+}
+
+async fn create(args: Args) -> anyhow::Result<i32> {
+    let (file, extra) = split(&args)?;
+    let data = with_extra_lines(&read_config(&file)?, &extra)?;
+    if !args.quiet {
+        errln!("Parsing config from {file}");
+    }
+    let d = XlDomain::parse(&file, &data)?;
+    let ctx = domain::open()?;
+    if ctx.domid_by_name(&d.name).is_ok() {
+        return Err(
+            hx_engine::HxError::Refused(format!("domain {:?} already exists", d.name)).into(),
+        );
+    }
+    let domid = ctx.create_xl(&d).await?;
+    if let Err(e) = spawn_monitor(domid, &file, &data) {
+        let _ = ctx.destroy(domid).await;
+        return Err(e.context("starting the domain's monitor (hx __xl-monitor)"));
+    }
+    if !args.paused {
+        if let Err(e) = ctx.unpause(domid).await {
+            let _ = ctx.destroy(domid).await;
+            return Err(e.into());
+        }
+    }
+    if args.console {
+        return Err(ctx.console_exec(domid).into());
+    }
+    Ok(0)
+}
+
+/// Starts `hx __xl-monitor DOMID SOURCE` in its own session, the config text on its stdin.
+fn spawn_monitor(domid: u32, source: &str, data: &[u8]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__xl-monitor")
+        .arg(domid.to_string())
+        .arg(source)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    hx_engine::process::detach(&mut cmd, Vec::new());
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(data)?;
+    drop(stdin);
+    // Not waited for: it lives as long as the domain (reaped by init once we exit).
+    std::mem::forget(child);
+    Ok(())
+}
+
+/// `hx __xl-monitor DOMID SOURCE`: xl's daemon for one domain from `hx create`.
+#[derive(clap::Args, Debug)]
+pub struct MonitorArgs {
+    pub domid: u32,
+    /// The config's file name (messages only); the config text comes on stdin
+    pub source: String,
+}
+
+/// What a shutdown asks for, by xl.cfg's actions.
+pub fn action_for(d: &XlDomain, reason: ShutdownReason) -> Option<ShutdownAction> {
+    match reason {
+        ShutdownReason::Poweroff => Some(d.on_poweroff),
+        ShutdownReason::Reboot => Some(d.on_reboot),
+        ShutdownReason::Crash => Some(d.on_crash),
+        ShutdownReason::Watchdog => Some(ShutdownAction::Destroy),
+        // A suspended domain waits for its resume (or `hx destroy`).
+        _ => None,
+    }
+}
+
+/// Most restarts in a minute before the monitor gives up (xl's "restarting too fast").
+const MAX_RESTARTS_PER_MINUTE: usize = 5;
+
+pub async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut data)?;
+    let d = XlDomain::parse(&args.source, &data)?;
+    let ctx = domain::open()?;
+    let mut domid = args.domid;
+    let mut restarts: Vec<std::time::Instant> = Vec::new();
+    loop {
+        let mut events = ctx.watch_domain(domid)?;
+        let reason = match events.next().await {
+            Some(DomainEvent::Shutdown { reason, .. }) => Some(reason),
+            Some(DomainEvent::Death { .. }) | None => None,
+        };
+        drop(events);
+        let Some(action) = reason.and_then(|r| action_for(&d, r)) else {
+            return Ok(0);
+        };
+        if !action.destroys() {
+            return Ok(0);
+        }
+        ctx.destroy(domid).await?;
+        if !action.restarts() {
+            return Ok(0);
+        }
+        restarts.retain(|t| t.elapsed().as_secs() < 60);
+        if restarts.len() >= MAX_RESTARTS_PER_MINUTE {
+            return Ok(1);
+        }
+        restarts.push(std::time::Instant::now());
+        domid = ctx.create_xl(&d).await?;
+        ctx.unpause(domid).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        std::iter::once("hx")
+            .chain(s.split_whitespace())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn xl_form_is_told_from_docker_form() {
+        assert_eq!(detect(&argv("create web.cfg")), Some(1));
+        assert_eq!(detect(&argv("create -p web.cfg memory=64")), Some(1));
+        assert_eq!(detect(&argv("create -pc web.cfg")), Some(1));
+        assert_eq!(detect(&argv("--root /x -vv create -f web")), Some(4));
+        assert_eq!(detect(&argv("create busybox")), None);
+        assert_eq!(detect(&argv("create --name web.cfg busybox")), None);
+        assert_eq!(detect(&argv("create -p 80:80 busybox")), None);
+        assert_eq!(detect(&argv("run web.cfg")), None);
+        assert_eq!(detect(&argv("create")), None);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let p = f.path().to_string_lossy().to_string();
+        assert_eq!(detect(&argv(&format!("create {p}"))), Some(1));
+    }
+
+    #[test]
+    fn arguments_split_like_xl() {
+        use clap::Parser;
+        let a = Args::try_parse_from(["hx create", "-p", "a.cfg", "memory=64", "name=x"]).unwrap();
+        assert!(a.paused);
+        let (f, e) = split(&a).unwrap();
+        assert_eq!((f.as_str(), e.len()), ("a.cfg", 2));
+        let a = Args::try_parse_from(["hx create", "a.cfg", "b.cfg"]).unwrap();
+        assert!(split(&a).is_err());
+        let a = Args::try_parse_from(["hx create", "memory=64"]).unwrap();
+        assert!(split(&a).is_err());
+    }
+}

@@ -1,0 +1,935 @@
+//! xl.cfg domain descriptions for `hx create FILE.cfg`: parsed by libxlutil (the parser xl itself
+//! uses, so the syntax is xl's to the byte), read into a validated model (`XlDomain`), which
+//! becomes a libxl domain config only in `XlDomain::to_libxl`, like `DomainConfig`.
+//!
+//! The model covers the keys listed in `SUPPORTED`; keys that would change what the domain is
+//! (PCI passthrough, a bootloader, CPU pinning, ...) are refused by name (`UNSUPPORTED`) rather
+//! than silently dropped. Other unknown keys are ignored, as xl ignores them.
+use crate::config::{parse_mac, LibxlConfig};
+use crate::error::XenError;
+use libxl_sys as sys;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::path::PathBuf;
+
+/// The keys `XlDomain` reads (docs/cli.md, `hx create`).
+pub const SUPPORTED: &[&str] = &[
+    "name",
+    "type",
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "root",
+    "extra",
+    "disk",
+    "vif",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+];
+
+/// Keys hx does not translate yet and refuses, since dropping them would create another domain
+/// than the file describes.
+pub const UNSUPPORTED: &[&str] = &[
+    "builder",
+    "bootloader",
+    "bootloader_args",
+    "cpus",
+    "cpus_soft",
+    "pool",
+    "pci",
+    "dtdev",
+    "iomem",
+    "ioports",
+    "irqs",
+    "rdm",
+    "vtpm",
+    "channel",
+    "p9",
+    "pvcalls",
+    "vnuma",
+    "usbctrl",
+    "usbdev",
+    "vkb",
+    "vdispl",
+    "vsnd",
+    "device_model_override",
+    "device_model_stubdomain_override",
+    "seclabel",
+];
+
+/// Longest config hx reads: xl.cfg files are a few hundred bytes.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XlType {
+    Pvh,
+    Pv,
+    Hvm,
+}
+
+/// xl.cfg's `on_poweroff`/`on_reboot`/`on_crash` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownAction {
+    Destroy,
+    Restart,
+    RenameRestart,
+    Preserve,
+    CoredumpDestroy,
+    CoredumpRestart,
+    SoftReset,
+}
+
+impl ShutdownAction {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "destroy" => Self::Destroy,
+            "restart" => Self::Restart,
+            "rename-restart" => Self::RenameRestart,
+            "preserve" => Self::Preserve,
+            "coredump-destroy" => Self::CoredumpDestroy,
+            "coredump-restart" => Self::CoredumpRestart,
+            "soft-reset" => Self::SoftReset,
+            _ => return None,
+        })
+    }
+
+    fn to_libxl(self) -> sys::libxl_action_on_shutdown {
+        match self {
+            Self::Destroy => sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY,
+            Self::Restart => sys::LIBXL_ACTION_ON_SHUTDOWN_RESTART,
+            Self::RenameRestart => sys::LIBXL_ACTION_ON_SHUTDOWN_RESTART_RENAME,
+            Self::Preserve => sys::LIBXL_ACTION_ON_SHUTDOWN_PRESERVE,
+            Self::CoredumpDestroy => sys::LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_DESTROY,
+            Self::CoredumpRestart => sys::LIBXL_ACTION_ON_SHUTDOWN_COREDUMP_RESTART,
+            Self::SoftReset => sys::LIBXL_ACTION_ON_SHUTDOWN_SOFT_RESET,
+        }
+    }
+
+    /// Whether the domain is started again after this action (xl's monitor does that).
+    pub fn restarts(self) -> bool {
+        matches!(
+            self,
+            Self::Restart | Self::RenameRestart | Self::CoredumpRestart
+        )
+    }
+
+    /// Whether the domain is destroyed (as opposed to kept for inspection).
+    pub fn destroys(self) -> bool {
+        !matches!(self, Self::Preserve | Self::SoftReset)
+    }
+}
+
+/// One `disk = [...]` entry, checked by libxlutil's own disk-spec parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlDisk {
+    /// The spec as written: parsed again into the libxl disk by `to_libxl`.
+    pub spec: String,
+    pub vdev: String,
+    pub target: Option<String>,
+    pub readonly: bool,
+}
+
+/// One `vif = [...]` entry: xl's `key=value,...` syntax (libxlutil has no parser for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XlVif {
+    pub mac: Option<[u8; 6]>,
+    pub bridge: Option<String>,
+    pub ip: Option<String>,
+    pub vifname: Option<String>,
+    pub script: Option<String>,
+    pub model: Option<String>,
+    /// `type=ioemu`: an emulated NIC as well as the PV one (HVM).
+    pub ioemu: bool,
+    /// `rate=...`, checked by libxlutil's rate parser.
+    pub rate: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlDomain {
+    pub name: String,
+    pub kind: XlType,
+    /// None: libxl's default.
+    pub memory_mb: Option<u64>,
+    pub maxmem_mb: Option<u64>,
+    pub vcpus: u32,
+    pub maxvcpus: Option<u32>,
+    pub kernel: Option<PathBuf>,
+    pub ramdisk: Option<PathBuf>,
+    /// `cmdline`, else `root=ROOT EXTRA` from `root` and `extra` (xl's rule).
+    pub cmdline: Option<String>,
+    pub disks: Vec<XlDisk>,
+    pub vifs: Vec<XlVif>,
+    pub on_poweroff: ShutdownAction,
+    pub on_reboot: ShutdownAction,
+    pub on_crash: ShutdownAction,
+}
+
+/// The config text xl parses for `xl create FILE KEY=VALUE...`: the file, then each KEY=VALUE on
+/// a line of its own (later assignments win). Every extra must contain `=`.
+pub fn with_extra_lines(file: &[u8], extra: &[String]) -> Result<Vec<u8>, XenError> {
+    let mut data = file.to_vec();
+    if extra.is_empty() {
+        return Ok(data);
+    }
+    data.push(b'\n');
+    for e in extra {
+        if !e.contains('=') || e.contains('\n') || e.contains('\0') {
+            return Err(XenError::InvalidConfig(format!(
+                "{e:?}: extra settings are single KEY=VALUE lines"
+            )));
+        }
+        data.extend_from_slice(e.as_bytes());
+        data.push(b'\n');
+    }
+    Ok(data)
+}
+
+/// libxlutil's parsed config and where it reports problems (an in-memory stream).
+struct Xlu {
+    raw: *mut sys::XLU_Config,
+    report: *mut sys::FILE,
+    buf: Box<(*mut c_char, usize)>,
+}
+
+impl Xlu {
+    fn new(source: &str) -> Result<Self, XenError> {
+        let name = CString::new(source.replace('\0', "?")).expect("no NUL left");
+        let mut buf = Box::new((std::ptr::null_mut(), 0usize));
+        // SAFETY: open_memstream writes the buffer's address and size into the boxed pair,
+        // which stays put until after fclose.
+        let report = unsafe { sys::open_memstream(&mut buf.0, &mut buf.1) };
+        if report.is_null() {
+            return Err(XenError::Setup("open_memstream failed".into()));
+        }
+        // SAFETY: report stays open until after xlu_cfg_destroy (Drop).
+        let raw = unsafe { sys::xlu_cfg_init(report, name.as_ptr()) };
+        if raw.is_null() {
+            // SAFETY: our stream, closed once; its buffer freed after.
+            unsafe {
+                sys::fclose(report);
+                libc::free(buf.0.cast());
+            }
+            return Err(XenError::Setup("xlu_cfg_init: out of memory".into()));
+        }
+        Ok(Xlu { raw, report, buf })
+    }
+
+    /// What libxlutil reported so far: its last lines, bounded.
+    fn report(&self) -> String {
+        // SAFETY: fflush updates buf/len; the buffer is valid until the next write or fclose.
+        let text = unsafe {
+            sys::fflush(self.report);
+            if self.buf.0.is_null() {
+                return String::new();
+            }
+            let bytes = std::slice::from_raw_parts(self.buf.0 as *const u8, self.buf.1);
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = &lines[lines.len().saturating_sub(3)..];
+        tail.iter()
+            .map(|l| l.chars().take(300).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn fail(&self, what: String) -> XenError {
+        let r = self.report();
+        XenError::InvalidConfig(if r.is_empty() {
+            what
+        } else {
+            format!("{what}: {r}")
+        })
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, XenError> {
+        let k = CString::new(key).expect("static key");
+        let mut v: *const c_char = std::ptr::null();
+        // SAFETY: valid config; v points into it while it lives, copied at once.
+        let rc = unsafe { sys::xlu_cfg_get_string(self.raw, k.as_ptr(), &mut v, 1) };
+        match rc {
+            0 => Ok(Some(
+                unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned(),
+            )),
+            libc::ESRCH => Ok(None),
+            _ => Err(self.fail(format!("{key}: expected a string"))),
+        }
+    }
+
+    fn long(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, XenError> {
+        let k = CString::new(key).expect("static key");
+        let mut v: libc::c_long = 0;
+        // SAFETY: valid config and out pointer.
+        let rc = unsafe { sys::xlu_cfg_get_long(self.raw, k.as_ptr(), &mut v, 1) };
+        match rc {
+            0 if (min..=max).contains(&v) => Ok(Some(v)),
+            0 | libc::ERANGE => Err(XenError::InvalidConfig(format!(
+                "{key} = {v}: expected {min}..{max}"
+            ))),
+            libc::ESRCH => Ok(None),
+            _ => Err(self.fail(format!("{key}: expected a number"))),
+        }
+    }
+
+    /// A list of strings; None when the key is absent.
+    fn list(&self, key: &str) -> Result<Option<Vec<String>>, XenError> {
+        let k = CString::new(key).expect("static key");
+        let mut list: *mut sys::XLU_ConfigList = std::ptr::null_mut();
+        let mut n: c_int = 0;
+        // SAFETY: valid config; the list lives as long as it.
+        let rc = unsafe { sys::xlu_cfg_get_list(self.raw, k.as_ptr(), &mut list, &mut n, 1) };
+        match rc {
+            0 => {}
+            libc::ESRCH => return Ok(None),
+            _ => return Err(self.fail(format!("{key}: expected a list [ '...', ... ]"))),
+        }
+        let mut out = Vec::new();
+        for i in 0..n {
+            // SAFETY: i < n entries.
+            let p = unsafe { sys::xlu_cfg_get_listitem(list, i) };
+            if p.is_null() {
+                return Err(XenError::InvalidConfig(format!(
+                    "{key}: item {i} is not a string"
+                )));
+            }
+            out.push(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned());
+        }
+        Ok(Some(out))
+    }
+
+    fn defined(&self, key: &str) -> bool {
+        let k = CString::new(key).expect("static key");
+        let mut v: *const c_char = std::ptr::null();
+        let mut list: *mut sys::XLU_ConfigList = std::ptr::null_mut();
+        // SAFETY: valid config; dont_warn set, so nothing is reported.
+        unsafe {
+            sys::xlu_cfg_get_string(self.raw, k.as_ptr(), &mut v, 1) != libc::ESRCH
+                || sys::xlu_cfg_get_list(self.raw, k.as_ptr(), &mut list, std::ptr::null_mut(), 1)
+                    != libc::ESRCH
+        }
+    }
+
+    /// Parses one disk spec into `disk` (initialised by the caller).
+    fn disk(&self, spec: &str, disk: &mut sys::libxl_device_disk) -> Result<(), XenError> {
+        let c = CString::new(spec)
+            .map_err(|_| XenError::InvalidConfig("disk spec contains a NUL byte".into()))?;
+        let specs = [c.as_ptr()];
+        // SAFETY: one valid spec; disk initialised by the caller.
+        let rc = unsafe { sys::xlu_disk_parse(self.raw, 1, specs.as_ptr(), disk) };
+        if rc != 0 {
+            return Err(self.fail(format!("disk {spec:?}")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Xlu {
+    fn drop(&mut self) {
+        // SAFETY: destroy before closing the report stream it writes to; buffer freed last.
+        unsafe {
+            sys::xlu_cfg_destroy(self.raw);
+            sys::fclose(self.report);
+            libc::free(self.buf.0.cast());
+        }
+    }
+}
+
+/// A libxl disk, disposed on drop (`hx block-attach`'s device).
+pub struct Disk(pub(crate) sys::libxl_device_disk);
+// SAFETY: owns only malloc'd memory.
+unsafe impl Send for Disk {}
+impl Disk {
+    pub(crate) fn new() -> Self {
+        // SAFETY: init on zeroed memory, as libxl requires.
+        unsafe {
+            let mut d: sys::libxl_device_disk = std::mem::zeroed();
+            sys::libxl_device_disk_init(&mut d);
+            Disk(d)
+        }
+    }
+}
+impl Drop for Disk {
+    fn drop(&mut self) {
+        // SAFETY: initialised by libxl_device_disk_init.
+        unsafe { sys::libxl_device_disk_dispose(&mut self.0) }
+    }
+}
+
+fn opt_str(p: *const c_char) -> Option<String> {
+    // SAFETY: NULL or a C string owned by the struct it came from.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// Parses one disk spec with libxlutil: what hx keeps of it (`hx block-attach` too).
+pub fn parse_disk(spec: &str) -> Result<XlDisk, XenError> {
+    let xlu = Xlu::new("disk spec")?;
+    let mut d = Disk::new();
+    xlu.disk(spec, &mut d.0)?;
+    let vdev = opt_str(d.0.vdev)
+        .ok_or_else(|| XenError::InvalidConfig(format!("disk {spec:?}: no vdev")))?;
+    Ok(XlDisk {
+        spec: spec.to_string(),
+        vdev,
+        target: opt_str(d.0.pdev_path),
+        readonly: d.0.readwrite == 0,
+    })
+}
+
+/// A disk for `hx block-attach DOMAIN SPEC...`: the specs (xl's disk syntax, several strings
+/// for one disk allowed) through libxlutil's parser.
+pub fn disk_from_specs(specs: &[String]) -> Result<Disk, XenError> {
+    let xlu = Xlu::new("command line")?;
+    let c: Vec<CString> = specs
+        .iter()
+        .map(|s| CString::new(s.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| XenError::InvalidConfig("disk spec contains a NUL byte".into()))?;
+    let ptrs: Vec<*const c_char> = c.iter().map(|s| s.as_ptr()).collect();
+    let mut d = Disk::new();
+    // SAFETY: valid specs; the disk initialised.
+    let rc = unsafe { sys::xlu_disk_parse(xlu.raw, ptrs.len() as c_int, ptrs.as_ptr(), &mut d.0) };
+    if rc != 0 || d.0.vdev.is_null() {
+        return Err(xlu.fail(format!("disk {:?}", specs.join(" "))));
+    }
+    Ok(d)
+}
+
+/// A libxl nic, disposed on drop (`hx network-attach`'s device).
+pub struct Nic(pub(crate) sys::libxl_device_nic);
+// SAFETY: owns only malloc'd memory.
+unsafe impl Send for Nic {}
+impl Drop for Nic {
+    fn drop(&mut self) {
+        // SAFETY: initialised by libxl_device_nic_init.
+        unsafe { sys::libxl_device_nic_dispose(&mut self.0) }
+    }
+}
+
+/// A nic for `hx network-attach DOMAIN KEY=VALUE...` (xl's vif keys); libxl picks its devid.
+pub fn nic_from_vif(v: &XlVif) -> Result<Nic, XenError> {
+    // SAFETY: init on zeroed memory.
+    let mut n = unsafe {
+        let mut n: sys::libxl_device_nic = std::mem::zeroed();
+        sys::libxl_device_nic_init(&mut n);
+        Nic(n)
+    };
+    fill_nic(&mut n.0, v, None)?;
+    Ok(n)
+}
+
+/// Parses one vif spec (`mac=..,bridge=..,ip=..`) as xl does, strictly: unknown keys are refused.
+pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
+    let bad = |m: String| XenError::InvalidConfig(format!("vif {spec:?}: {m}"));
+    let mut v = XlVif::default();
+    for item in spec.split(',') {
+        let item = item.trim_matches(|c: char| c == ' ' || c == '\t');
+        if item.is_empty() {
+            continue;
+        }
+        let (k, val) = item
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{item:?} is not key=value")))?;
+        if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
+            return Err(bad(format!(
+                "{k}: empty, too long or with control characters"
+            )));
+        }
+        let s = Some(val.to_string());
+        match k {
+            "mac" => {
+                let m = parse_mac(val).ok_or_else(|| bad(format!("mac {val:?}")))?;
+                if m[0] & 1 == 1 {
+                    return Err(bad(format!("mac {val}: multicast")));
+                }
+                v.mac = Some(m);
+            }
+            "bridge" => {
+                if val.len() > 15 || val.contains(['/', ' ']) {
+                    return Err(bad(format!("bridge {val:?}: an interface name")));
+                }
+                v.bridge = s;
+            }
+            "ip" => v.ip = s,
+            "vifname" => {
+                if val.len() > 15 || val.contains(['/', ' ']) {
+                    return Err(bad(format!("vifname {val:?}: at most 15 characters")));
+                }
+                v.vifname = s;
+            }
+            "script" => v.script = s,
+            "model" => v.model = s,
+            "type" => match val {
+                "vif" => v.ioemu = false,
+                "ioemu" => v.ioemu = true,
+                _ => return Err(bad(format!("type {val:?}: vif or ioemu"))),
+            },
+            "backend" if val == "0" || val == "Domain-0" => {}
+            "rate" => v.rate = s,
+            _ => return Err(bad(format!("unsupported parameter {k:?}"))),
+        }
+    }
+    if let Some(r) = &v.rate {
+        check_rate(r).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(v)
+}
+
+fn check_rate(rate: &str) -> Result<(), XenError> {
+    let xlu = Xlu::new("vif rate")?;
+    let c = CString::new(rate).map_err(|_| XenError::InvalidConfig("rate: NUL".into()))?;
+    // SAFETY: a nic initialised and disposed around the parse.
+    unsafe {
+        let mut nic: sys::libxl_device_nic = std::mem::zeroed();
+        sys::libxl_device_nic_init(&mut nic);
+        let rc = sys::xlu_vif_parse_rate(xlu.raw, c.as_ptr(), &mut nic);
+        sys::libxl_device_nic_dispose(&mut nic);
+        if rc != 0 {
+            return Err(xlu.fail(format!("rate {rate:?}")));
+        }
+    }
+    Ok(())
+}
+
+impl XlDomain {
+    /// Parses `data` (the config text; `source` names it in messages) with libxlutil.
+    pub fn parse(source: &str, data: &[u8]) -> Result<Self, XenError> {
+        if data.len() > MAX_CONFIG_BYTES {
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: larger than {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+        if data.contains(&0) {
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: contains NUL bytes"
+            )));
+        }
+        let xlu = Xlu::new(source)?;
+        // SAFETY: data and its length; libxlutil copies what it keeps.
+        let rc =
+            unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
+        if rc != 0 {
+            return Err(xlu.fail(format!("{source}: not valid xl.cfg syntax")));
+        }
+        for key in UNSUPPORTED {
+            if xlu.defined(key) {
+                return Err(XenError::InvalidConfig(format!(
+                    "{source}: {key:?} is not supported by hx create yet (docs/cli.md)"
+                )));
+            }
+        }
+        let name = xlu.string("name")?.ok_or_else(|| {
+            XenError::InvalidConfig(format!("{source}: no domain name (name = \"...\")"))
+        })?;
+        let kind = match xlu.string("type")?.as_deref() {
+            Some("pvh") => XlType::Pvh,
+            Some("pv") | None => XlType::Pv,
+            Some("hvm") => XlType::Hvm,
+            Some(t) => {
+                return Err(XenError::InvalidConfig(format!(
+                    "{source}: type {t:?}: pvh, pv or hvm"
+                )))
+            }
+        };
+        let mb = |k| xlu.long(k, 1, 1 << 24).map(|v| v.map(|v| v as u64));
+        let memory_mb = mb("memory")?;
+        let maxmem_mb = mb("maxmem")?;
+        let vcpus = xlu.long("vcpus", 1, 512)?.unwrap_or(1) as u32;
+        let maxvcpus = xlu.long("maxvcpus", 1, 512)?.map(|v| v as u32);
+        let path = |k| xlu.string(k).map(|v| v.map(PathBuf::from));
+        let kernel = path("kernel")?;
+        let ramdisk = path("ramdisk")?;
+        let cmdline = match (
+            xlu.string("cmdline")?,
+            xlu.string("root")?,
+            xlu.string("extra")?,
+        ) {
+            (Some(c), _, _) => Some(c),
+            (None, Some(r), Some(e)) => Some(format!("root={r} {e}")),
+            (None, Some(r), None) => Some(format!("root={r}")),
+            (None, None, e) => e,
+        };
+        let disks = xlu
+            .list("disk")?
+            .unwrap_or_default()
+            .iter()
+            .map(|s| parse_disk(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let vifs = xlu
+            .list("vif")?
+            .unwrap_or_default()
+            .iter()
+            .map(|s| parse_vif(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let action = |k: &str, default| -> Result<ShutdownAction, XenError> {
+            match xlu.string(k)? {
+                None => Ok(default),
+                Some(v) => ShutdownAction::parse(&v).ok_or_else(|| {
+                    XenError::InvalidConfig(format!("{source}: unknown {k} action {v:?}"))
+                }),
+            }
+        };
+        let d = XlDomain {
+            name,
+            kind,
+            memory_mb,
+            maxmem_mb,
+            vcpus,
+            maxvcpus,
+            kernel,
+            ramdisk,
+            cmdline,
+            disks,
+            vifs,
+            on_poweroff: action("on_poweroff", ShutdownAction::Destroy)?,
+            on_reboot: action("on_reboot", ShutdownAction::Restart)?,
+            on_crash: action("on_crash", ShutdownAction::Destroy)?,
+        };
+        d.validate().map_err(|e| match e {
+            XenError::InvalidConfig(m) => XenError::InvalidConfig(format!("{source}: {m}")),
+            e => e,
+        })?;
+        Ok(d)
+    }
+
+    pub fn validate(&self) -> Result<(), XenError> {
+        let bad = |m: String| Err(XenError::InvalidConfig(m));
+        let n = &self.name;
+        if n.is_empty()
+            || n.len() > 64
+            || n.bytes().any(|b| !b.is_ascii_graphic() || b == b'/')
+            || n.bytes().all(|b| b.is_ascii_digit())
+        {
+            return bad(format!(
+                "domain name {n:?}: 1-64 printable characters, no '/', not all digits"
+            ));
+        }
+        if self.kind != XlType::Hvm && self.kernel.is_none() {
+            return bad(
+                "kernel: a PV or PVH domain needs one (bootloaders are not supported)".into(),
+            );
+        }
+        if let (Some(m), Some(max)) = (self.memory_mb, self.maxmem_mb) {
+            if max < m {
+                return bad(format!("maxmem {max} is below memory {m}"));
+            }
+        }
+        if let Some(max) = self.maxvcpus {
+            if max < self.vcpus {
+                return bad(format!("maxvcpus {max} is below vcpus {}", self.vcpus));
+            }
+        }
+        if self.cmdline.as_ref().is_some_and(|c| c.len() >= 2048) {
+            return bad("kernel command line: longer than 2047 bytes".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.disks {
+            if !seen.insert(&d.vdev) {
+                return bad(format!("disk vdev {} used twice", d.vdev));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn restarts_on(&self) -> [ShutdownAction; 3] {
+        [self.on_poweroff, self.on_reboot, self.on_crash]
+    }
+
+    /// The libxl form: libxl owns its strings and arrays (freed by dispose).
+    pub fn to_libxl(&self) -> Result<LibxlConfig, XenError> {
+        self.validate()?;
+        let s = |what: &str, v: &str| crate::config::libxl_str(what, v);
+        let mut cfg = LibxlConfig::new();
+        let c = &mut cfg.inner;
+        let xlu = Xlu::new("disk spec")?;
+        // SAFETY: c initialised by libxl_domain_config_init; everything stored is malloc'd.
+        unsafe {
+            let kind = match self.kind {
+                XlType::Pvh => sys::LIBXL_DOMAIN_TYPE_PVH,
+                XlType::Pv => sys::LIBXL_DOMAIN_TYPE_PV,
+                XlType::Hvm => sys::LIBXL_DOMAIN_TYPE_HVM,
+            };
+            c.c_info.type_ = kind;
+            c.c_info.name = s("name", &self.name)?;
+            sys::libxl_uuid_generate(&mut c.c_info.uuid);
+            sys::libxl_defbool_set(&mut c.c_info.run_hotplug_scripts, true);
+            sys::libxl_domain_build_info_init_type(&mut c.b_info, kind);
+            if let Some(m) = self.memory_mb {
+                c.b_info.target_memkb = m * 1024;
+                c.b_info.max_memkb = self.maxmem_mb.unwrap_or(m) * 1024;
+            } else if let Some(max) = self.maxmem_mb {
+                c.b_info.max_memkb = max * 1024;
+            }
+            c.b_info.max_vcpus = self.maxvcpus.unwrap_or(self.vcpus) as c_int;
+            // avail_vcpus: vCPUs 0..vcpus online at boot; a bitmap libxl frees with free().
+            let bytes = (self.vcpus as usize).div_ceil(8);
+            let map = crate::config::calloc::<u8>(bytes);
+            for i in 0..self.vcpus as usize {
+                *map.add(i / 8) |= 1 << (i % 8);
+            }
+            c.b_info.avail_vcpus.size = bytes as u32;
+            c.b_info.avail_vcpus.map = map;
+            if let Some(k) = &self.kernel {
+                c.b_info.kernel = s("kernel", &k.to_string_lossy())?;
+            }
+            if let Some(r) = &self.ramdisk {
+                c.b_info.ramdisk = s("ramdisk", &r.to_string_lossy())?;
+            }
+            if let Some(l) = &self.cmdline {
+                c.b_info.cmdline = s("cmdline", l)?;
+            }
+            c.on_poweroff = self.on_poweroff.to_libxl();
+            c.on_reboot = self.on_reboot.to_libxl();
+            c.on_crash = self.on_crash.to_libxl();
+            c.on_watchdog = sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY;
+            c.on_soft_reset = sys::LIBXL_ACTION_ON_SHUTDOWN_SOFT_RESET;
+
+            c.disks = crate::config::calloc::<sys::libxl_device_disk>(self.disks.len());
+            for (i, d) in self.disks.iter().enumerate() {
+                let disk = &mut *c.disks.add(i);
+                sys::libxl_device_disk_init(disk);
+                c.num_disks = i as c_int + 1;
+                xlu.disk(&d.spec, disk)?;
+            }
+            c.nics = crate::config::calloc::<sys::libxl_device_nic>(self.vifs.len());
+            for (i, v) in self.vifs.iter().enumerate() {
+                let nic = &mut *c.nics.add(i);
+                sys::libxl_device_nic_init(nic);
+                c.num_nics = i as c_int + 1;
+                fill_nic(nic, v, Some(i))?;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Fills an initialised libxl nic from a vif spec; `devid` is its index (xl numbers them so), or
+/// None for libxl to pick one.
+pub(crate) fn fill_nic(
+    nic: &mut sys::libxl_device_nic,
+    v: &XlVif,
+    devid: Option<usize>,
+) -> Result<(), XenError> {
+    let s = |what: &str, x: &str| crate::config::libxl_str(what, x);
+    nic.devid = devid.map_or(-1, |d| d as c_int);
+    nic.backend_domid = 0;
+    if let Some(m) = v.mac {
+        nic.mac = m;
+    }
+    if let Some(b) = &v.bridge {
+        nic.bridge = s("bridge", b)?;
+    }
+    if let Some(ip) = &v.ip {
+        nic.ip = s("ip", ip)?;
+    }
+    if let Some(n) = &v.vifname {
+        nic.ifname = s("vifname", n)?;
+    }
+    if let Some(sc) = &v.script {
+        nic.script = s("script", sc)?;
+    }
+    if let Some(m) = &v.model {
+        nic.model = s("model", m)?;
+    }
+    nic.nictype = if v.ioemu {
+        sys::LIBXL_NIC_TYPE_VIF_IOEMU
+    } else {
+        sys::LIBXL_NIC_TYPE_VIF
+    };
+    if let Some(r) = &v.rate {
+        let xlu = Xlu::new("vif rate")?;
+        let c =
+            CString::new(r.as_str()).map_err(|_| XenError::InvalidConfig("rate: NUL".into()))?;
+        // SAFETY: valid config and an initialised nic.
+        if unsafe { sys::xlu_vif_parse_rate(xlu.raw, c.as_ptr(), nic) } != 0 {
+            return Err(xlu.fail(format!("rate {r:?}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BASIC: &str = r#"
+# an ordinary PVH guest
+name = "web1"
+type = "pvh"
+kernel = "/usr/local/lib/hx/vmlinux"
+ramdisk = "/root/busybox.cpio.gz"
+extra = "console=hvc0 quiet"
+memory = 128
+maxmem = 256
+vcpus = 2
+disk = [ 'format=raw, vdev=xvda, access=rw, target=/root/d.img', '/root/ro.img,raw,xvdb,r' ]
+vif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0', '' ]
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "preserve"
+"#;
+
+    #[test]
+    fn reads_an_ordinary_pvh_config() {
+        let d = XlDomain::parse("web1.cfg", BASIC.as_bytes()).unwrap();
+        assert_eq!(d.name, "web1");
+        assert_eq!(d.kind, XlType::Pvh);
+        assert_eq!(
+            (d.memory_mb, d.maxmem_mb, d.vcpus),
+            (Some(128), Some(256), 2)
+        );
+        assert_eq!(d.cmdline.as_deref(), Some("console=hvc0 quiet"));
+        assert_eq!(d.disks.len(), 2);
+        assert_eq!(d.disks[0].vdev, "xvda");
+        assert_eq!(d.disks[0].target.as_deref(), Some("/root/d.img"));
+        assert!(!d.disks[0].readonly);
+        assert!(d.disks[1].readonly);
+        assert_eq!(d.vifs.len(), 2);
+        assert_eq!(d.vifs[0].bridge.as_deref(), Some("xenbr0"));
+        assert_eq!(d.vifs[1], XlVif::default());
+        assert_eq!(d.on_crash, ShutdownAction::Preserve);
+        assert_eq!(d.on_reboot, ShutdownAction::Destroy);
+    }
+
+    #[test]
+    fn reaches_libxl_structures() {
+        let d = XlDomain::parse("web1.cfg", BASIC.as_bytes()).unwrap();
+        let cfg = d.to_libxl().unwrap();
+        let c = cfg.raw();
+        // SAFETY: reading back what to_libxl stored.
+        unsafe {
+            assert_eq!(c.c_info.type_, sys::LIBXL_DOMAIN_TYPE_PVH);
+            assert_eq!(CStr::from_ptr(c.c_info.name).to_str().unwrap(), "web1");
+            assert_eq!(
+                (c.b_info.target_memkb, c.b_info.max_memkb),
+                (128 << 10, 256 << 10)
+            );
+            assert_eq!(c.b_info.max_vcpus, 2);
+            assert_eq!(*c.b_info.avail_vcpus.map, 0b11);
+            assert_eq!(c.num_disks, 2);
+            let d0 = &*c.disks;
+            assert_eq!(CStr::from_ptr(d0.vdev).to_str().unwrap(), "xvda");
+            assert_eq!(
+                CStr::from_ptr(d0.pdev_path).to_str().unwrap(),
+                "/root/d.img"
+            );
+            assert_eq!(d0.format, sys::LIBXL_DISK_FORMAT_RAW);
+            assert_eq!(d0.readwrite, 1);
+            assert_eq!((*c.disks.add(1)).readwrite, 0);
+            assert_eq!(c.num_nics, 2);
+            assert_eq!((*c.nics).mac, [0, 0x16, 0x3e, 0, 0, 1]);
+            assert_eq!((*c.nics.add(1)).devid, 1);
+            assert_eq!(c.on_crash, sys::LIBXL_ACTION_ON_SHUTDOWN_PRESERVE);
+            assert_eq!(
+                CStr::from_ptr(c.b_info.cmdline).to_str().unwrap(),
+                "console=hvc0 quiet"
+            );
+        }
+    }
+
+    #[test]
+    fn root_and_extra_make_the_command_line_like_xl() {
+        let base = "name=\"a\"\nkernel=\"/k\"\n";
+        let parse = |more: &str| {
+            XlDomain::parse("x", format!("{base}{more}").as_bytes())
+                .unwrap()
+                .cmdline
+        };
+        assert_eq!(
+            parse("root=\"/dev/xvda\"\nextra=\"ro\"\n").unwrap(),
+            "root=/dev/xvda ro"
+        );
+        assert_eq!(parse("root=\"/dev/xvda\"\n").unwrap(), "root=/dev/xvda");
+        assert_eq!(parse("cmdline=\"x\"\nextra=\"y\"\n").unwrap(), "x");
+        assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn bad_configs_name_the_culprit() {
+        let base = "name=\"a\"\nkernel=\"/k\"\n";
+        for (more, want) in [
+            ("type=\"xen\"\n", "type \"xen\""),
+            ("memory=\"lots\"\n", "memory"),
+            ("memory=0\n", "memory = 0"),
+            ("disk=['/x,raw,xvda,bogus']\n", "disk"),
+            ("vif=['colour=blue']\n", "unsupported parameter \"colour\""),
+            ("vif=['mac=01:00:00:00:00:01']\n", "multicast"),
+            ("pci=['01:00.0']\n", "\"pci\" is not supported"),
+            ("on_reboot=\"explode\"\n", "unknown on_reboot action"),
+            ("name = \n", "not valid xl.cfg syntax"),
+            ("vcpus=4\nmaxvcpus=2\n", "maxvcpus 2 is below vcpus 4"),
+        ] {
+            let e = XlDomain::parse("t.cfg", format!("{base}{more}").as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{more:?}: {e}");
+        }
+        let e = XlDomain::parse("t.cfg", b"kernel=\"/k\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no domain name"), "{e}");
+        let e = XlDomain::parse("t.cfg", b"name=\"a\"\ntype=\"pvh\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kernel"), "{e}");
+    }
+
+    #[test]
+    fn attach_specs() {
+        let d = disk_from_specs(&["format=raw,vdev=xvdz,access=ro,target=/x.img".into()]).unwrap();
+        // SAFETY: reading what libxlutil stored.
+        unsafe {
+            assert_eq!(CStr::from_ptr(d.0.vdev).to_str().unwrap(), "xvdz");
+            assert_eq!(d.0.readwrite, 0);
+        }
+        let d =
+            disk_from_specs(&["/x.img".into(), "raw".into(), "xvdy".into(), "w".into()]).unwrap();
+        assert_eq!(d.0.readwrite, 1);
+        assert!(disk_from_specs(&["target=/x.img,bogus=1".into()]).is_err());
+        let n = nic_from_vif(&parse_vif("bridge=hx0,mac=00:16:3e:0a:0b:0c").unwrap()).unwrap();
+        assert_eq!((n.0.devid, n.0.mac), (-1, [0, 0x16, 0x3e, 0xa, 0xb, 0xc]));
+    }
+
+    #[test]
+    fn extra_lines_override_the_file() {
+        let file = b"name=\"a\"\nkernel=\"/k\"\nmemory=64";
+        let data = with_extra_lines(file, &["memory=96".into(), "name=\"b\"".into()]).unwrap();
+        let d = XlDomain::parse("x", &data).unwrap();
+        assert_eq!((d.name.as_str(), d.memory_mb), ("b", Some(96)));
+        assert!(with_extra_lines(file, &["memory".into()]).is_err());
+        assert!(with_extra_lines(file, &["a=1\nb=2".into()]).is_err());
+    }
+
+    proptest! {
+        /// Whatever bytes a config holds, libxlutil and the model answer with a value or an
+        /// error, never a crash.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = XlDomain::parse("fuzz", &data);
+        }
+
+        /// A KEY=VALUE appended on the command line wins over the file, as with xl.
+        #[test]
+        fn extra_settings_win(mem in 16u64..100_000, name in "[a-z][a-z0-9_-]{0,20}") {
+            let file = b"name=\"orig\"\nkernel=\"/k\"\nmemory=32\n";
+            let data = with_extra_lines(file, &[format!("memory={mem}"), format!("name=\"{name}\"")]).unwrap();
+            let d = XlDomain::parse("x", &data).unwrap();
+            prop_assert_eq!(d.memory_mb, Some(mem));
+            prop_assert_eq!(d.name, name);
+        }
+
+        /// The vif parser: known keys round-trip, anything else is an error, never a panic.
+        #[test]
+        fn vif_specs(mac in proptest::array::uniform6(any::<u8>()), bridge in "[a-z][a-z0-9]{0,10}", junk in ".{0,40}") {
+            let m = format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0] & 0xfe, mac[1], mac[2], mac[3], mac[4], mac[5]);
+            let v = parse_vif(&format!("mac={m}, bridge={bridge}")).unwrap();
+            prop_assert_eq!(v.bridge.as_deref(), Some(bridge.as_str()));
+            prop_assert_eq!(v.mac.unwrap()[1], mac[1]);
+            let _ = parse_vif(&junk);
+        }
+    }
+}

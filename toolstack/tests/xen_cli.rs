@@ -109,7 +109,7 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         ("vcpu-l", &[]),
         ("vcpu-p", &["1", "0", "1"]),
         ("up", &[]),
-        ("sy", &["1", "h"]),
+        ("sysr", &["1", "h"]),
         ("sc", &[]),
         ("cpu", &[]),
         ("domi", &["x"]),
@@ -119,7 +119,9 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         argv.extend_from_slice(args);
         assert_refused_outside_dom0(&argv, &hx.run(&argv));
     }
-    for ambiguous in ["p", "d", "l", "r", "s", "i", "dom", "c", "m", "vc", "u"] {
+    for ambiguous in [
+        "p", "d", "l", "r", "s", "i", "dom", "c", "m", "vc", "u", "sy",
+    ] {
         let r = hx.run(&[ambiguous]);
         assert_eq!(r.code, 2, "hx {ambiguous}: {}", r.stderr);
         assert!(

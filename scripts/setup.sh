@@ -1,6 +1,6 @@
 #!/bin/bash
 # Installs what hx needs on a Debian 12 machine, builds hx, pv-init and the hyper kernel, and
-# installs them: /usr/local/bin/hx, /usr/local/lib/hx/{bzImage,pv-init}.
+# installs them: /usr/local/bin/{hx,hx-runtime}, /usr/local/lib/hx/{bzImage,pv-init}.
 # Idempotent: a second run rebuilds only what changed (cargo and the kernel cache).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -53,17 +53,18 @@ systemctl disable --now docker-registry >/dev/null 2>&1 || true
 systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 
 cd "$repo"
-log "building hx"
-cargo build --release -p hx-toolstack
+log "building hx and hx-runtime"
+cargo build --release -p hx-toolstack -p hx-oci-runtime
 log "building pv-init (static)"
 pv_init="$(scripts/build-pv-init.sh)"
 log "building the hyper kernel (cached after the first build)"
 kernel="$(kernel/build.sh)"
 
 install -D -m 0755 target/release/hx "$prefix/bin/hx"
+install -D -m 0755 target/release/hx-runtime "$prefix/bin/hx-runtime"
 install -D -m 0755 "$pv_init" "$prefix/lib/hx/pv-init"
 install -D -m 0644 "$kernel" "$prefix/lib/hx/bzImage"
 install -D -m 0644 "$(dirname "$kernel")/vmlinux" "$prefix/lib/hx/vmlinux"
 mkdir -p /etc/bash_completion.d
 "$prefix/bin/hx" completion bash > /etc/bash_completion.d/hx
-log "installed $prefix/bin/hx and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"
+log "installed $prefix/bin/{hx,hx-runtime} and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"

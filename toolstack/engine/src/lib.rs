@@ -12,6 +12,7 @@ pub mod container;
 mod error;
 pub mod exec_channel;
 pub mod hostconfig;
+pub mod input_copy;
 pub mod kvfile;
 pub mod lifecycle;
 pub mod log_relay;

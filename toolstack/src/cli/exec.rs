@@ -6,7 +6,7 @@ use hx_engine::backend;
 use hx_engine::container::{self, Status as CStatus};
 use hx_engine::exec_channel::client::{End, Session};
 use pv_init::mux::ExecRequest;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -110,21 +110,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     if interactive {
         let control = control.clone();
         std::thread::spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = vec![0u8; 32 << 10];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if control.stdin(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
+            if hx_engine::input_copy::copy_until_eof(std::io::stdin().lock(), 32 << 10, |b| {
+                control.stdin(b)
+            }) {
+                let _ = control.close_stdin();
             }
-            let _ = control.close_stdin();
         });
     }
     let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

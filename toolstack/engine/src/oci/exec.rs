@@ -200,21 +200,10 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         let control = control.clone();
         std::thread::spawn(move || {
             // SAFETY: descriptor 0 is open for the keeper's life; ManuallyDrop never closes it.
-            let mut stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-            let mut buf = vec![0u8; 16 << 10];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if control.stdin(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
+            let stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+            if crate::input_copy::copy_until_eof(&*stdin, 16 << 10, |b| control.stdin(b)) {
+                let _ = control.close_stdin();
             }
-            let _ = control.close_stdin();
         });
     }
     let reading = tokio::task::spawn_blocking(move || {

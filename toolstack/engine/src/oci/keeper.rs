@@ -14,7 +14,7 @@ use crate::runtime;
 use anyhow::Context;
 use hx_images::Store;
 use pv_init::status::Control;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::time::Duration;
@@ -118,21 +118,10 @@ fn forward_stdin(dir: &Path) -> anyhow::Result<()> {
         Connected::Closed => return Ok(()),
     };
     std::thread::spawn(move || {
-        let mut stdin = Fd::new(0);
-        let mut buf = vec![0u8; 16 << 10];
-        loop {
-            match stdin.0.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if input.send(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+        let stdin = Fd::new(0);
+        if crate::input_copy::copy_until_eof(&*stdin.0, 16 << 10, |b| input.send(b)) {
+            let _ = input.end();
         }
-        let _ = input.end();
     });
     Ok(())
 }

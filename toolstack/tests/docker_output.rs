@@ -486,6 +486,20 @@ fn stop_timeout_init_and_pull_policies() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // `logs -f --until` a moment ahead ends at that moment, though the container runs on.
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 2
+    );
+    let r = common::run_with_timeout(
+        hx.cmd(&["logs", "-f", "--until", &until, "stubborn"]),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "up\n"), "{}", r.stderr);
     let t = std::time::Instant::now();
     hx.ok(&["stop", "stubborn"]);
     assert!(

@@ -70,9 +70,11 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
         loop {
             let running = be.is_running(&c);
+            // docker ends a follow at --until: nothing later can be shown.
+            let past_until = output_log::now_nanos() > window.1;
             follower.pump_records(&mut |r| printer.print(r))?;
             printer.flush()?;
-            if !running {
+            if !running || past_until {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -503,6 +503,28 @@ fn udp_ports_and_ports_bound_to_one_address() {
         lab.hx_ok(&hx, &["port", "u"]).stdout,
         "53/udp -> 0.0.0.0:5353\n80/tcp -> 127.0.0.1:8082\n"
     );
+    // ps's publish= (host port), expose= (container port) and network= filters, docker's forms.
+    for (filter, shown) in [
+        ("publish=5353/udp", "u\n"),
+        ("publish=5353", ""),
+        ("publish=8000-8090", "u\n"),
+        ("expose=80", "u\n"),
+        ("expose=50-60/udp", "u\n"),
+        ("expose=8082", ""),
+        ("network=bridge", "u\n"),
+        ("network=none", ""),
+    ] {
+        let r = lab.hx_ok(&hx, &["ps", "--filter", filter, "--format", "{{.Names}}"]);
+        assert_eq!(r.stdout, shown, "{filter}");
+    }
+    let r = lab.hx(&hx, &["ps", "--filter", "publish=8080:80"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            1,
+            "hx: invalid filter 'publish=8080:80': should not contain ':'\n"
+        )
+    );
     let deadline = Instant::now() + Duration::from_secs(90);
     let body = loop {
         if let Some(b) = lab.fetch_from_host("http://127.0.0.1:8082/") {

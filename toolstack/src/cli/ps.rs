@@ -29,7 +29,8 @@ pub struct Args {
 
 /// The filters `docker ps` has that hx knows.
 const FILTERS: &[&str] = &[
-    "name", "id", "status", "label", "ancestor", "exited", "before", "since", "volume",
+    "name", "id", "status", "label", "ancestor", "exited", "before", "since", "volume", "network",
+    "publish", "expose",
 ];
 /// docker's container states (moby api/types/container/state.go).
 const STATES: &[&str] = &[
@@ -161,6 +162,8 @@ fn filter_error(e: FilterError) -> anyhow::Error {
 struct Selection {
     ancestors: Vec<String>,
     exited: Vec<i32>,
+    publish: Vec<PortSet>,
+    expose: Vec<PortSet>,
     before: Option<std::time::SystemTime>,
     since: Option<std::time::SystemTime>,
 }
@@ -226,9 +229,24 @@ impl Selection {
             }
         };
         let (before, since) = (edge("before")?, edge("since")?);
+        let ports = |key: &str| -> anyhow::Result<Vec<PortSet>> {
+            f.values(key)
+                .map(|v| {
+                    PortSet::parse(v).map_err(|why| {
+                        filter_error(FilterError::BadValue {
+                            key: key.into(),
+                            value: v.into(),
+                            why: format!(": {why}"),
+                        })
+                    })
+                })
+                .collect()
+        };
         Ok(Selection {
             ancestors,
             exited,
+            publish: ports("publish")?,
+            expose: ports("expose")?,
             before,
             since,
         })
@@ -253,6 +271,71 @@ impl Selection {
                 || (c.status == Status::Exited
                     && c.started_at.is_some()
                     && self.exited.contains(&c.exit_code.unwrap_or(-1))))
+            && (!f.contains("network") || f.values("network").any(|v| v == network_name(c)))
+            && self.ports_match(c)
+    }
+
+    /// docker: a container passes `publish=`/`expose=` when one of the ports its PORTS column
+    /// shows has a host port (publish) or container port (expose) in one of the sets.
+    fn ports_match(&self, c: &Container) -> bool {
+        if self.publish.is_empty() && self.expose.is_empty() {
+            return true;
+        }
+        let Some(n) = c.network.as_ref().filter(|_| c.status == Status::Running) else {
+            return false;
+        };
+        n.ports.iter().any(|p| {
+            let proto = p.proto.as_str();
+            self.publish.iter().any(|s| s.has(p.host_port, proto))
+                || self.expose.iter().any(|s| s.has(p.container_port, proto))
+        })
+    }
+}
+
+/// A `publish=`/`expose=` value: `PORT[/PROTO]` or `START-END[/PROTO]`, tcp when no protocol
+/// is given (docker's nat.ParsePortRange).
+#[derive(Debug, PartialEq, Eq)]
+struct PortSet {
+    first: u16,
+    last: u16,
+    proto: String,
+}
+
+impl PortSet {
+    fn parse(v: &str) -> Result<PortSet, String> {
+        if v.contains(':') {
+            return Err("should not contain ':'".into());
+        }
+        let (range, proto) = match v.split_once('/') {
+            Some((r, p)) if !p.is_empty() => (r, p.to_ascii_lowercase()),
+            Some((r, _)) => (r, "tcp".to_string()),
+            None => (v, "tcp".to_string()),
+        };
+        let port = |t: &str| -> Result<u16, String> {
+            t.parse::<u16>()
+                .map_err(|_| format!("invalid port number {t:?}"))
+        };
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(range)?, port(range)?),
+        };
+        if last < first {
+            return Err(format!("invalid range {range:?}: {last} < {first}"));
+        }
+        Ok(PortSet { first, last, proto })
+    }
+
+    fn has(&self, port: u16, proto: &str) -> bool {
+        (self.first..=self.last).contains(&port) && self.proto == proto
+    }
+}
+
+/// The network a container is on as `ps` names it (NETWORKS column, `network=` filter).
+fn network_name(c: &Container) -> &'static str {
+    match &c.network {
+        Some(n) if n.mode != "none" => "bridge",
+        Some(_) => "none",
+        None => "",
     }
 }
 
@@ -289,11 +372,7 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
         })
         .collect();
     let local_volumes = c.mounts.iter().filter(|m| m.kind == "volume").count();
-    let network = match &c.network {
-        Some(n) if n.mode != "none" => "bridge".to_string(),
-        Some(_) => "none".into(),
-        None => String::new(),
-    };
+    let network = network_name(c).to_string();
     let mut row = format::row(&[
         (
             "ID",
@@ -428,4 +507,39 @@ pub fn since(ts: &str) -> String {
 
 pub fn ago(ts: &str) -> String {
     format!("{} ago", human(seconds_since(ts)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortSet;
+    use proptest::prelude::*;
+
+    #[test]
+    fn port_sets_in_dockers_forms() {
+        let set = |first, last, proto: &str| PortSet {
+            first,
+            last,
+            proto: proto.into(),
+        };
+        assert_eq!(PortSet::parse("80"), Ok(set(80, 80, "tcp")));
+        assert_eq!(PortSet::parse("53/udp"), Ok(set(53, 53, "udp")));
+        assert_eq!(PortSet::parse("8000-8080/"), Ok(set(8000, 8080, "tcp")));
+        assert!(PortSet::parse("8080:80").unwrap_err().contains("':'"));
+        assert!(PortSet::parse("90-80").is_err());
+        assert!(PortSet::parse("70000").is_err());
+        assert!(PortSet::parse("").is_err());
+        assert!(PortSet::parse("http").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_parses_or_is_refused_and_ranges_hold_their_ends(
+            v in "\\PC{0,24}", a in any::<u16>(), b in any::<u16>()
+        ) {
+            let _ = PortSet::parse(&v);
+            let (lo, hi) = (a.min(b), a.max(b));
+            let s = PortSet::parse(&format!("{lo}-{hi}/udp")).unwrap();
+            prop_assert!(s.has(lo, "udp") && s.has(hi, "udp") && !s.has(lo, "tcp"));
+        }
+    }
 }

@@ -42,7 +42,7 @@ fn is_local(registry: &str) -> bool {
     host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
-fn insecure_list(opts: &PullOptions, registry: &str) -> Vec<String> {
+pub(crate) fn insecure_list(opts: &PullOptions, registry: &str) -> Vec<String> {
     let mut v: Vec<String> = opts.insecure_registries.clone();
     if let Ok(env) = std::env::var("HX_INSECURE_REGISTRIES") {
         v.extend(
@@ -58,7 +58,7 @@ fn insecure_list(opts: &PullOptions, registry: &str) -> Vec<String> {
     v
 }
 
-fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
+pub(crate) fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
     match (digest.or(r.digest.as_ref()), &r.tag) {
         (Some(d), _) => oci_client::Reference::with_digest(
             r.registry.clone(),
@@ -77,7 +77,7 @@ fn oci_ref(r: &Reference, digest: Option<&Digest>) -> oci_client::Reference {
 }
 
 /// Maps oci-client's errors to ours, so each failure has its own exit code.
-fn map_err(r: &Reference, what: &str, e: OciDistributionError) -> Error {
+pub(crate) fn map_err(r: &Reference, what: &str, e: OciDistributionError) -> Error {
     let registry = r.registry.clone();
     match e {
         OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {

@@ -496,4 +496,111 @@ fn bearer_token_flow_against_a_token_server() {
     let r = pull(&["pull", "-q", &image]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(hx.ok(&["images", "-q"]).stdout.lines().count(), 1);
+    login_tag_push_and_logout(&hx, &reg, &image, docker_cfg.path());
+}
+
+/// `hx login` (checked against the token server first), `hx tag`, `hx push` to another
+/// repository and back with `hx pull` into another store, `hx logout`.
+fn login_tag_push_and_logout(hx: &Hx, reg: &Registry, image: &str, docker_cfg: &Path) {
+    let config = docker_cfg.join("config.json");
+    let with_cfg = |args: &[&str], stdin: Option<&str>| {
+        let mut c = hx.cmd(args);
+        c.env("DOCKER_CONFIG", docker_cfg);
+        let Some(input) = stdin else {
+            return run_with_timeout(c, Duration::from_secs(60));
+        };
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        common::wait_with_timeout(child, Duration::from_secs(60))
+    };
+    let host = reg.host();
+    std::fs::remove_file(&config).unwrap();
+    let r = with_cfg(
+        &["login", "-u", "tokuser", "--password-stdin", &host],
+        Some("wrong\n"),
+    );
+    assert_eq!(r.code, 13, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!("hx: {host}: unauthorized: incorrect username or password\n")
+    );
+    assert!(!config.exists(), "a refused login writes nothing");
+    let r = with_cfg(
+        &["login", "-u", "tokuser", "--password-stdin", &host],
+        Some("tokpass\n"),
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "Login Succeeded\n"),
+        "{}",
+        r.stderr
+    );
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        saved["auths"][&host]["auth"],
+        base64::engine::general_purpose::STANDARD.encode("tokuser:tokpass")
+    );
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let copy = format!("{host}/secure/copy:2");
+    hx.ok(&["tag", image, &copy]);
+    let r = with_cfg(&["push", &copy], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("The push refers to repository [{host}/secure/copy]")
+    );
+    assert!(lines[1..lines.len() - 1]
+        .iter()
+        .all(|l| l.len() == 20 && l.ends_with(": Pushed")));
+    let link = reg
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/repositories/secure/copy/_manifests/tags/2/current/link");
+    let digest = std::fs::read_to_string(link).unwrap();
+    assert!(
+        lines[lines.len() - 1].starts_with(&format!("2: digest: {digest} size: ")),
+        "{}",
+        r.stdout
+    );
+    let r = with_cfg(&["push", &copy], None);
+    assert!(
+        r.stdout.contains(": Layer already exists\n"),
+        "{}",
+        r.stdout
+    );
+    // Back into an empty store: the same image id.
+    let other = Hx::new();
+    let mut c = other.cmd(&["pull", "-q", &copy]);
+    c.env("DOCKER_CONFIG", docker_cfg);
+    assert_eq!(run_with_timeout(c, Duration::from_secs(60)).code, 0);
+    assert_eq!(
+        other.ok(&["images", "-q"]).stdout,
+        hx.ok(&["images", "-q"]).stdout
+    );
+
+    let r = with_cfg(&["push", &format!("{host}/secure/nothere:1")], None);
+    assert_eq!(r.code, 11, "{}", r.stderr);
+    let r = with_cfg(&["logout", &host], None);
+    assert_eq!(r.stdout, format!("Removing login credentials for {host}\n"));
+    let r = with_cfg(&["logout", &host], None);
+    assert_eq!(r.stdout, format!("Not logged in to {host}\n"));
+    assert_eq!(with_cfg(&["push", &copy], None).code, 13, "logged out");
 }

@@ -30,6 +30,7 @@ pub mod interactive;
 pub mod kill;
 pub mod list;
 pub mod load;
+pub mod login;
 pub mod logs;
 pub mod logtime;
 pub mod mem_max;
@@ -40,6 +41,7 @@ pub mod port;
 pub mod prune;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod reboot;
 pub mod rename;
 pub mod restart;
@@ -54,6 +56,7 @@ pub mod stats;
 pub mod stop;
 pub mod sysrq;
 pub mod system;
+pub mod tag;
 pub mod top;
 pub mod unpause;
 pub mod uptime;
@@ -150,6 +153,14 @@ pub enum Command {
     Load(load::Args),
     /// Save images to a docker-save tarball (-o FILE, or stdout)
     Save(save::Args),
+    /// Give an image another name (docker tag)
+    Tag(tag::Args),
+    /// Push an image to its registry
+    Push(push::Args),
+    /// Check credentials with a registry and keep them in docker's config.json
+    Login(login::LoginArgs),
+    /// Forget the credentials of a registry
+    Logout(login::LogoutArgs),
     /// Create an image from a tarball or directory of files (like docker import)
     Import(import::Args),
     /// Print shell completions
@@ -320,6 +331,10 @@ pub async fn dispatch(
         Command::Rmi(a) => rmi::run(g, a).await,
         Command::Load(a) => load::run(g, a).await,
         Command::Save(a) => save::run(g, a).await,
+        Command::Tag(a) => tag::run(g, a).await,
+        Command::Push(a) => push::run(g, a).await,
+        Command::Login(a) => login::login(a).await,
+        Command::Logout(a) => login::logout(a).await,
         Command::Import(a) => import::run(g, a).await,
         Command::Completion(a) => completion::run(a, cli()),
         Command::List(a) => list::run(g, a).await,

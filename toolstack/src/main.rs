@@ -13,6 +13,10 @@ fn main() -> ExitCode {
     if let Some(code) = backend::xen::hotplug::from_argv0() {
         return ExitCode::from(code as u8);
     }
+    // A shell asking for completions (`COMPLETE=bash hx -- WORDS…`): answered, then exit.
+    clap_complete::CompleteEnv::with_factory(cli::Cli::command)
+        .bin("hx")
+        .complete();
     let argv: Vec<String> = std::env::args().collect();
     if let Some(at) = cli::xl_create::detect(&argv) {
         return xl_create(&argv, at);
@@ -26,7 +30,7 @@ fn main() -> ExitCode {
         Ok(g) => g,
         Err(e) => return report(e),
     };
-    finish(runtime().block_on(cli::dispatch(&globals, args.command, cli::Cli::command)))
+    finish(runtime().block_on(cli::dispatch(&globals, args.command)))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

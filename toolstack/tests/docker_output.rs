@@ -995,3 +995,57 @@ fn ps_filters_before_since_and_volume() {
         (1, "hx: no such container: ghost\n", "")
     );
 }
+
+/// `hx completion bash` registers hx with bash, which then asks hx at each TAB: container,
+/// image and volume names of the store (HX_ROOT) as it is then; internal commands are not
+/// offered. Through a real bash, as a user's shell runs it. No VM.
+#[test]
+fn shell_completion_offers_the_stores_names() {
+    let hx = Hx::new();
+    hx.load_busybox();
+    hx.ok(&["tag", BUSYBOX, "web/app:1"]);
+    hx.ok(&["create", "--name", "web1", "web/app:1", "true"]);
+    hx.ok(&["create", "--name", "db1", "web/app:1", "true"]);
+    hx.ok(&["volume", "create", "data1"]);
+    let script = hx.ok(&["completion", "bash"]).stdout;
+    let complete = |words: &[&str]| {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let line = format!(
+            "{script}\nCOMP_WORDS=({}); COMP_CWORD={}; COMP_TYPE=9\n_clap_complete_hx hx '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            quoted.join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "-c", &line])
+            .env("HX_ROOT", hx.root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete(&["hx", "stop", "w"]), "web1\n");
+    assert_eq!(
+        complete(&["hx", "logs", ""])
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["db1", "web1"]
+    );
+    assert!(complete(&["hx", "rmi", ""]).starts_with("busybox:1.38.0-glibc\nweb/app:1\n"));
+    assert_eq!(complete(&["hx", "volume", "rm", "d"]), "data1\n");
+    let commands = complete(&["hx", ""]);
+    assert!(
+        commands.contains("\nps\n") && commands.contains("\npush\n"),
+        "{commands}"
+    );
+    assert!(
+        !commands.contains("__"),
+        "internal commands offered: {commands}"
+    );
+}

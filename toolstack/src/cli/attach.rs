@@ -28,6 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub no_stdin: bool,
     /// Container (name or id)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub container: String,
 }
 

@@ -7,6 +7,7 @@ use xen_bindings::BlockInfo;
 #[derive(clap::Args, Debug)]
 pub struct AttachArgs {
     /// Domain (name, id or hx container)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domain: String,
     /// The disk in xl's syntax, e.g. `format=raw,vdev=xvdz,access=rw,target=/srv/d.img`
     #[arg(required = true, num_args = 1..)]
@@ -16,6 +17,7 @@ pub struct AttachArgs {
 #[derive(clap::Args, Debug)]
 pub struct DetachArgs {
     /// Domain (name, id or hx container)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domain: String,
     /// The guest's device name (xvdz) or its number
     pub vdev: String,

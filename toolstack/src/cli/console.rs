@@ -12,6 +12,7 @@ use std::time::Duration;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Domain (name or id)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domain: String,
 }
 

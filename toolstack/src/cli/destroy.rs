@@ -6,6 +6,7 @@ use super::domain;
 pub struct Args {
     /// Domains (name or id)
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domains: Vec<String>,
 }
 

@@ -34,6 +34,7 @@ pub struct Args {
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
     /// Container (name or id)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub container: String,
     /// Command and its arguments
     #[arg(required = true, allow_hyphen_values = true)]

@@ -10,6 +10,7 @@ use serde_json::json;
 pub struct Args {
     /// Container names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
     /// A Go template ({{.State.ExitCode}}, {{json .Config}}), or json (one compact array)
     #[arg(short, long, value_name = "TEMPLATE")]

@@ -6,6 +6,7 @@ use serde_json::json;
 pub struct Args {
     /// Image names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
     pub images: Vec<String>,
 }
 

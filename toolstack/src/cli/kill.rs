@@ -8,6 +8,7 @@ pub struct Args {
     pub signal: String,
     /// Container names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
 }
 

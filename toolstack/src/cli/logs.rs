@@ -23,6 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
     /// Container name or id
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub container: String,
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub mod attach;
 pub mod autostart;
 pub mod block;
+pub mod candidates;
 pub mod completion;
 pub mod console;
 pub mod cp;
@@ -265,7 +266,7 @@ impl Globals {
     }
 }
 
-fn default_root() -> anyhow::Result<PathBuf> {
+pub fn default_root() -> anyhow::Result<PathBuf> {
     if nix::unistd::geteuid().is_root() {
         return Ok(PathBuf::from("/var/lib/hx"));
     }
@@ -294,11 +295,7 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-pub async fn dispatch(
-    g: &Globals,
-    command: Command,
-    cli: fn() -> clap::Command,
-) -> anyhow::Result<i32> {
+pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
     domain::set_store_root(&g.root);
     match command {
         Command::Run(a) => run::run(g, a).await.map_err(|e| Fixed::wrap(125, e)),
@@ -336,7 +333,7 @@ pub async fn dispatch(
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a).await,
         Command::Import(a) => import::run(g, a).await,
-        Command::Completion(a) => completion::run(a, cli()),
+        Command::Completion(a) => completion::run(a),
         Command::List(a) => list::run(g, a).await,
         Command::Info(a) => info::run(g, a).await,
         Command::Dmesg(a) => dmesg::run(g, a).await,

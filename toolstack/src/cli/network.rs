@@ -8,6 +8,7 @@ use xen_bindings::NicInfo;
 #[derive(clap::Args, Debug)]
 pub struct AttachArgs {
     /// Domain (name, id or hx container)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domain: String,
     /// vif settings, e.g. `bridge=xenbr0 mac=00:16:3e:00:00:01`
     pub settings: Vec<String>,
@@ -16,6 +17,7 @@ pub struct AttachArgs {
 #[derive(clap::Args, Debug)]
 pub struct DetachArgs {
     /// Domain (name, id or hx container)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domain: String,
     /// The vif's devid (as network-list shows it) or its MAC address
     pub device: String,

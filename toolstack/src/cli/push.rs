@@ -5,6 +5,7 @@ use hx_images::{Reference, Store};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The image's name: [HOST[:PORT]/]NAME[:TAG] (the registry is the name's)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
     pub image: String,
     /// Reach this registry over plain HTTP (localhost and 127.0.0.0/8 always are)
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]

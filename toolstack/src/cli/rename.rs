@@ -7,6 +7,7 @@ use hx_images::Store;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Container (name or id)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub container: String,
     /// Its new name
     pub new_name: String,

@@ -10,6 +10,7 @@ pub struct Args {
     pub volumes: bool,
     /// Container names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
 }
 

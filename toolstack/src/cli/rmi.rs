@@ -5,6 +5,7 @@ use hx_images::Store;
 pub struct Args {
     /// Image names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
     pub images: Vec<String>,
     /// Remove an image with several names by id, and images containers use
     #[arg(short, long)]

@@ -146,6 +146,7 @@ pub struct CreateArgs {
     /// Everything after the image is the command's, options included, as with docker:
     /// `hx run redis --appendonly yes`, `hx run memcached -m 64`
     #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1..)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
     pub image_and_command: Vec<String>,
     /// The first of image_and_command (set by `split_image`)
     #[arg(skip)]

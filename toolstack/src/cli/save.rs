@@ -11,6 +11,7 @@ pub struct Args {
     pub output: Option<PathBuf>,
     /// Images (name, name@digest or id)
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
     pub images: Vec<String>,
 }
 

@@ -13,6 +13,7 @@ pub struct Args {
     #[arg(short, long)]
     pub all: bool,
     /// Domains (name, id or hx container)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domains: Vec<String>,
 }
 

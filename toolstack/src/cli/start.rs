@@ -20,6 +20,7 @@ pub struct Args {
     pub detach_keys: Option<String>,
     /// Container names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
 }
 

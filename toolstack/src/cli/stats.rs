@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Containers (name or id); default: every running container
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
     /// One sample (over one second) instead of a live view
     #[arg(long)]

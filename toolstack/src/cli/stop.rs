@@ -42,6 +42,7 @@ pub struct Args {
     pub stop: StopOptions,
     /// Container names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
 }
 

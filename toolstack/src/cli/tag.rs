@@ -4,6 +4,7 @@ use hx_images::{Reference, Store};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The image: name, name@digest or id
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
     pub source: String,
     /// The new name: [HOST[:PORT]/]NAME[:TAG]
     pub target: String,

@@ -8,6 +8,7 @@ use pv_init::mux::{Query, TopAnswer};
 pub struct Args {
     /// Container (name or id); none with -b
     #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub container: Option<String>,
     /// xentop's batch mode: every domain's resource use, as lines for scripts
     #[arg(short = 'b', long = "batch")]

@@ -5,6 +5,7 @@
 pub struct Args {
     /// Containers (name or id), or on Xen any domain (name or id)
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domains: Vec<String>,
 }
 

@@ -7,6 +7,7 @@ pub struct Args {
     #[arg(short)]
     pub short: bool,
     /// Domains (name, id or hx container); all when none
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domains: Vec<String>,
 }
 

@@ -48,6 +48,7 @@ pub struct LsArgs {
 pub struct RmArgs {
     /// Volume names
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::volumes))]
     pub volumes: Vec<String>,
 }
 
@@ -55,6 +56,7 @@ pub struct RmArgs {
 pub struct InspectArgs {
     /// Volume names
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::volumes))]
     pub volumes: Vec<String>,
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 pub struct Args {
     /// Container names or ids
     #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub containers: Vec<String>,
 }
 

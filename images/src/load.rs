@@ -764,3 +764,155 @@ pub fn now_rfc3339() -> String {
         rem % 60
     )
 }
+
+/// What `docker commit` records beside the new layer.
+#[derive(Debug, Clone, Default)]
+pub struct CommitInfo {
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    pub created_by: String,
+    /// Fields of the image config's `config` to set (`--change`), e.g. `{"Cmd": [...]}`.
+    pub changes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `docker commit`: `layer` (a tar stream of a container's changes, from its guest: hostile,
+/// bounded and validated like any layer) on top of `parent`, named `name` or left without a
+/// name. The store is as it was when this fails.
+pub fn commit(
+    store: &Store,
+    parent: &ImageRecord,
+    layer: &mut dyn Read,
+    name: Option<&str>,
+    info: CommitInfo,
+) -> Result<ImageRecord> {
+    let name = name
+        .map(|n| crate::reference::Reference::parse(n).map(|r| r.to_string()))
+        .transpose()?;
+    let mut work = store.begin_work("commit")?;
+    let layer_path = work.path().join("layer.tar");
+    let what = format!("the changes of a container of {}", parent.id.short());
+    let limit = store.limits().max_layer_bytes;
+    let mut out = fs::File::create(&layer_path).map_err(|e| Error::io(&layer_path, e))?;
+    let n =
+        io::copy(&mut layer.take(limit + 1), &mut out).map_err(|e| Error::io(&layer_path, e))?;
+    if n > limit {
+        return Err(Error::LayerTooLarge { layer: what, limit });
+    }
+    out.sync_all().map_err(|e| Error::io(&layer_path, e))?;
+    let check = fs::File::open(&layer_path).map_err(|e| Error::io(&layer_path, e))?;
+    let mut stream = TarStream::new(io::BufReader::new(check), &what, *store.limits());
+    while stream.next_entry()?.is_some() {}
+    let mut added = Vec::new();
+    let r = commit_layer(store, parent, name.as_deref(), info, &mut added, &mut work);
+    if r.is_err() {
+        store.discard_blobs(&added)?;
+    }
+    r
+}
+
+fn commit_layer(
+    store: &Store,
+    parent: &ImageRecord,
+    name: Option<&str>,
+    info: CommitInfo,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<ImageRecord> {
+    let src = Source {
+        root: work.path().to_path_buf(),
+        input: work.path().to_path_buf(),
+        aliases: HashMap::new(),
+    };
+    let (f, size) = src.open("layer.tar")?;
+    let (diff_id, _) = hash_file(f, size, &src.root.join("layer.tar"))?;
+    copy_blob(store, &src, "layer.tar", &diff_id, size, added, work)?;
+    let parent_manifest = store.image_manifest(&parent.manifest_digest)?;
+    let parent_config = store.read_blob(&parent.id)?;
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&parent_config).map_err(|e| Error::Store {
+            path: store.blob_path(&parent.id),
+            detail: format!("invalid image config: {e}"),
+        })?;
+    if !cfg.is_object() {
+        return Err(Error::Store {
+            path: store.blob_path(&parent.id),
+            detail: "image config is not a JSON object".into(),
+        });
+    }
+    let created = now_rfc3339();
+    cfg["created"] = serde_json::json!(created);
+    if let Some(a) = &info.author {
+        cfg["author"] = serde_json::json!(a);
+    }
+    if !cfg["config"].is_object() {
+        cfg["config"] = serde_json::json!({});
+    }
+    for (k, v) in info.changes {
+        cfg["config"][k] = v;
+    }
+    if !cfg["rootfs"]["diff_ids"].is_array() {
+        cfg["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": [] });
+    }
+    if let Some(ids) = cfg["rootfs"]["diff_ids"].as_array_mut() {
+        ids.push(serde_json::json!(diff_id.to_string()));
+    }
+    let mut entry = serde_json::json!({ "created": created, "created_by": info.created_by });
+    if let Some(a) = &info.author {
+        entry["author"] = serde_json::json!(a);
+    }
+    if let Some(c) = &info.comment {
+        entry["comment"] = serde_json::json!(c);
+    }
+    match cfg["history"].as_array_mut() {
+        Some(h) => h.push(entry),
+        None => cfg["history"] = serde_json::json!([entry]),
+    }
+    let config_bytes = serde_json::to_vec(&cfg).expect("config serializes");
+    let config_digest = Digest::of_bytes(&config_bytes);
+    work.pin_blob(&config_digest)?;
+    added.push(config_digest);
+    let config_digest = store.put_blob(&config_bytes)?;
+    // Docker's media types when the parent had them (a registry takes either family, not a
+    // mix).
+    let docker = parent_manifest.media_type.as_deref() == Some(crate::manifest::DOCKER_MANIFEST);
+    let (manifest_type, config_type, layer_type) = match docker {
+        true => (
+            crate::manifest::DOCKER_MANIFEST,
+            DOCKER_CONFIG,
+            "application/vnd.docker.image.rootfs.diff.tar",
+        ),
+        false => (
+            OCI_MANIFEST,
+            OCI_CONFIG,
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+    };
+    let mut layers = parent_manifest.layers.clone();
+    layers.push(Descriptor {
+        media_type: layer_type.into(),
+        digest: diff_id,
+        size,
+        platform: None,
+        annotations: Default::default(),
+    });
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(manifest_type.into()),
+        config: Descriptor {
+            media_type: config_type.into(),
+            digest: config_digest,
+            size: config_bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+        },
+        layers,
+    };
+    let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let mdigest = Digest::of_bytes(&mbytes);
+    work.pin_blob(&mdigest)?;
+    added.push(mdigest);
+    let mdigest = store.put_blob(&mbytes)?;
+    // The rootfs before the name: a bad layer must leave nothing visible behind.
+    store.rootfs_in(&store.unindexed_record(&mdigest)?, work)?;
+    store.add_image(&mdigest, name)
+}

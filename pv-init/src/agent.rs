@@ -387,6 +387,18 @@ fn builtin(
             pv_init::copy::unpack(std::fs::File::from(r), std::path::Path::new(&path)).map(drop)
         }
         (mux::Builtin::TarInto { .. }, None) => Ok(()),
+        (mux::Builtin::ExportRoot, _) => {
+            let out = pump(s.clone(), r, Kind::Stdout);
+            let packed = pv_init::layer::export_root(std::fs::File::from(w));
+            let _ = out.join();
+            packed
+        }
+        (mux::Builtin::UpperDiff { pause }, _) => {
+            let out = pump(s.clone(), r, Kind::Stdout);
+            let packed = pv_init::layer::upper_diff(std::fs::File::from(w), pause);
+            let _ = out.join();
+            packed
+        }
     };
     s.closed.store(true, Ordering::Relaxed);
     match result {

@@ -5,6 +5,7 @@ use nix::mount::{mount, MsFlags};
 use pv_init::spec::{ContainerSpec, Mount, MountSource, Upper};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 fn mnt(
     src: &str,
@@ -65,6 +66,9 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
     }
     mkdir("/rw/upper")?;
     mkdir("/rw/work")?;
+    // `hx commit` reads the upper directory after switch_root has hidden /rw.
+    pv_init::layer::keep_upper(Path::new("/rw/upper"))
+        .map_err(|e| InitError::setup(format!("open /rw/upper: {e}")))?;
     mnt(
         "overlay",
         "/newroot",

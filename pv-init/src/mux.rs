@@ -247,7 +247,8 @@ pub struct ExecRequest {
     pub builtin: Option<Builtin>,
 }
 
-/// `hx cp`'s two halves (pv_init::copy), run by pv-init in the container's root.
+/// Work pv-init does itself in the container's root: `hx cp`'s two halves (pv_init::copy),
+/// `hx export` and `hx commit` (pv_init::layer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Builtin {
@@ -255,6 +256,11 @@ pub enum Builtin {
     TarFrom { path: String },
     /// The tar stream on stdin unpacked to `path`.
     TarInto { path: String },
+    /// `hx export`: the container's filesystem as a tar stream on stdout (pv_init::layer).
+    ExportRoot,
+    /// `hx commit`: the writable layer's changes as an OCI layer on stdout; `pause` stops the
+    /// workload's processes meanwhile.
+    UpperDiff { pause: bool },
 }
 
 impl ExecRequest {

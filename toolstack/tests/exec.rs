@@ -397,3 +397,98 @@ fn attach_follows_output_until_the_end_and_proxies_signals() {
     );
     hx.ok(&["rm", "att", "sig"]);
 }
+
+/// `hx commit` (the writable layer as a new image: new files, deletions as whiteouts, a
+/// directory replaced as opaque, `-c`/`-a`/`-m` in its config) and `hx export` (the whole
+/// filesystem, /proc and /sys empty) of a running container, which keeps running.
+#[test]
+fn commit_and_export_a_running_container() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let script = "echo hi > /root/new; rm /bin/vi; rm -rf /etc/network; mkdir /etc/network; \
+                  echo x > /etc/network/only; echo ready; sleep 1000";
+    start(&hx, "cm", &["sh", "-c", script]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hx.ok(&["logs", "cm"]).stdout.contains("ready") {
+        assert!(Instant::now() < deadline, "the workload never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = hx.ok(&[
+        "commit",
+        "-a",
+        "Jane <jane@example.com>",
+        "-m",
+        "a snapshot",
+        "-c",
+        "CMD [\"cat\", \"/root/new\"]",
+        "cm",
+        "mine:1",
+    ]);
+    assert!(
+        r.stdout.starts_with("sha256:") && r.stdout.len() == 72,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        hx.ok(&["images", "-q", "--no-trunc", "-f", "reference=mine:1"])
+            .stdout,
+        r.stdout
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["image", "inspect", "mine:1"]).stdout).unwrap();
+    let last = cfg[0]["Config"]["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&last["author"], &last["comment"]),
+        (
+            &serde_json::json!("Jane <jane@example.com>"),
+            &serde_json::json!("a snapshot")
+        )
+    );
+    // Paused for the commit, running again after it.
+    assert_eq!(hx.ok(&["exec", "cm", "cat", "/root/new"]).stdout, "hi\n");
+    let run = |args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--network", "none", "mine:1"];
+        a.extend_from_slice(args);
+        hx.ok(&a).stdout
+    };
+    assert_eq!(run(&[]), "hi\n");
+    assert_eq!(
+        run(&["sh", "-c", "ls /etc/network; test -e /bin/vi || echo no vi"]),
+        "only\nno vi\n"
+    );
+
+    let out = hx.cmd(&["export", "cm"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = tar::Archive::new(out.stdout.as_slice())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    for want in ["root/new", "etc/network/only", "bin/sh", "proc", "sys"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in the export");
+    }
+    assert!(!names
+        .iter()
+        .any(|n| n == "bin/vi" || n.starts_with("proc/") || n.starts_with("sys/")));
+    let file = hx.root().join("cm.tar");
+    hx.ok(&["export", "-o", file.to_str().unwrap(), "cm"]);
+    assert_eq!(std::fs::read(&file).unwrap().len(), out.stdout.len());
+
+    hx.ok(&["stop", "-t", "0", "cm"]);
+    let r = hx.run(&["commit", "cm", "mine:2"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(hx
+        .ok(&["images", "-q", "-f", "reference=mine:2"])
+        .stdout
+        .is_empty());
+    hx.ok(&["rm", "cm"]);
+}

@@ -57,7 +57,12 @@ fn copy(root: &Path, source: &str, destination: &str) -> anyhow::Result<()> {
     }
 }
 
-fn session(root: &Path, name: &str, builtin: Builtin, stdin: bool) -> anyhow::Result<Session> {
+pub(super) fn session(
+    root: &Path,
+    name: &str,
+    builtin: Builtin,
+    stdin: bool,
+) -> anyhow::Result<Session> {
     let (_, _, socket) = super::exec::channel(root, name)?;
     Session::open(
         &socket,
@@ -73,7 +78,7 @@ fn session(root: &Path, name: &str, builtin: Builtin, stdin: bool) -> anyhow::Re
     )
 }
 
-fn finish(end: End, name: &str) -> anyhow::Result<()> {
+pub(super) fn finish(end: End, name: &str) -> anyhow::Result<()> {
     match end {
         End::Status(pv_init::status::Status::Exited { code: 0 }) => Ok(()),
         End::Status(pv_init::status::Status::InitError { message, .. }) => {

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod autostart;
 pub mod block;
 pub mod candidates;
+pub mod commit;
 pub mod completion;
 pub mod console;
 pub mod cp;
@@ -18,6 +19,7 @@ pub mod domain;
 pub mod domid;
 pub mod domname;
 pub mod exec;
+pub mod export;
 pub mod filter;
 pub mod format;
 pub mod guest_env;
@@ -156,6 +158,10 @@ pub enum Command {
     Save(save::Args),
     /// Give an image another name (docker tag)
     Tag(tag::Args),
+    /// Make an image of a running container's changes (docker commit)
+    Commit(commit::Args),
+    /// A running container's filesystem as a tar archive (docker export)
+    Export(export::Args),
     /// Push an image to its registry
     Push(push::Args),
     /// Check credentials with a registry and keep them in docker's config.json
@@ -329,6 +335,8 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Load(a) => load::run(g, a).await,
         Command::Save(a) => save::run(g, a).await,
         Command::Tag(a) => tag::run(g, a).await,
+        Command::Commit(a) => commit::run(g, a).await,
+        Command::Export(a) => export::run(g, a).await,
         Command::Push(a) => push::run(g, a).await,
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a).await,

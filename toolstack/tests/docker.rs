@@ -145,8 +145,47 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         assert_eq!(vms, 1, "{who}: the QEMU of web (the others are stopped)");
     }
 
+    // A user network (MTU 1400): docker's embedded DNS resolves a container's name for
+    // another one, which reaches it by that name; the guest's NIC has the network's MTU.
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "usernet",
+    ]);
+    let r = d.docker(&run_args(
+        runtime,
+        &["-d", "--network", "usernet", "--name", "db"],
+        &["httpd", "-f", "-p", "80", "-h", "/etc"],
+    ));
+    assert_eq!(r.code, 0, "{who}: {}{}", r.stdout, r.stderr);
+    let db_hostname = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "db"]);
+    let t0 = Instant::now();
+    let r = d.docker(&run_args(
+        runtime,
+        &["--rm", "--network", "usernet"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/class/net/eth0/mtu; nslookup db >/dev/null || exit 9; \
+             for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://db/hostname && exit; sleep 1; done; exit 8",
+        ],
+    ));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("1400\n{}", db_hostname.stdout).as_str()),
+        "{who}: {}",
+        r.stderr
+    );
+    eprintln!(
+        "{who}: a client on usernet reached db by name: {:?}",
+        t0.elapsed()
+    );
+
     // docker rm -f: nothing of the containers is left (VMs, mounts, processes).
-    d.docker_ok(&["rm", "-f", "web", "logger", "stubborn"]);
+    d.docker_ok(&["rm", "-f", "web", "logger", "stubborn", "db"]);
+    d.docker_ok(&["network", "rm", "usernet"]);
     let ps = d.docker_ok(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "", "{who}");
     assert_eq!(d.mounts(), mounts, "{who}: mounts left");

@@ -205,6 +205,72 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     );
 }
 
+/// A two-service app of docker-compose with `runtime: hx`: `front`, published on 8081, serves
+/// what it fetched from `back` by its service name (docker's embedded DNS on the project's
+/// network); `down` leaves no container, network, VM, mount or process.
+fn compose_app(d: &Dockerd) {
+    let mounts = d.mounts();
+    let project = d.dir.join("compose");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  back:
+    image: {BUSYBOX}
+    runtime: hx
+    command: httpd -f -p 80 -h /etc
+  front:
+    image: {BUSYBOX}
+    runtime: hx
+    ports: ["8081:80"]
+    command: ["sh", "-c", "mkdir /www; until wget -qO /www/index.html http://back/hostname; do sleep 1; done; exec httpd -f -p 80 -h /www"]
+"#
+        ),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let r = d.compose(&project, &["-p", "hxapp", "up", "-d"]);
+    assert_eq!(r.code, 0, "compose up: {}{}", r.stdout, r.stderr);
+    let body = d.wait_for("http://127.0.0.1:8081/", Duration::from_secs(120));
+    let back = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "hxapp_back_1"]);
+    assert_eq!(
+        body.trim(),
+        back.stdout.trim(),
+        "front's page is back's hostname"
+    );
+    let running = d.docker_ok(&["ps", "-q"]);
+    assert_eq!(running.stdout.lines().count(), 2);
+    for c in ["hxapp_back_1", "hxapp_front_1"] {
+        let rt = d.docker_ok(&["inspect", "-f", "{{.HostConfig.Runtime}}", c]);
+        assert_eq!(rt.stdout.trim(), "hx", "{c}");
+    }
+    eprintln!("compose: up -d until front answered: {:?}", t0.elapsed());
+    let r = d.compose(&project, &["-p", "hxapp", "down", "-t", "2"]);
+    assert_eq!(r.code, 0, "compose down: {}{}", r.stdout, r.stderr);
+    assert_eq!(d.docker_ok(&["ps", "-aq"]).stdout, "");
+    let nets = d
+        .docker_ok(&["network", "ls", "--format", "{{.Name}}"])
+        .stdout;
+    assert!(!nets.contains("hxapp"), "networks left: {nets}");
+    assert_eq!(d.mounts(), mounts, "mounts left");
+    let left: Vec<i32> = d
+        .processes()
+        .into_iter()
+        .filter(|p| {
+            let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            !c.contains("dockerd") && !c.contains("containerd --config")
+        })
+        .collect();
+    assert_eq!(left, Vec::<i32>::new(), "processes left");
+    assert!(
+        d.fetch("http://127.0.0.1:8081/").is_none(),
+        "8081 still answers"
+    );
+}
+
 #[test]
 fn docker_cli_with_runc_then_hx() {
     let runtime = Runtime {
@@ -224,4 +290,10 @@ fn docker_cli_with_runc_then_hx() {
     d.load_busybox();
     checks(&d, &[]);
     checks(&d, &["--runtime", "hx"]);
+    assert!(
+        std::path::Path::new(common::docker::COMPOSE).is_file(),
+        "{} is missing (apt-get install docker-compose)",
+        common::docker::COMPOSE
+    );
+    compose_app(&d);
 }

@@ -17,6 +17,8 @@ pub const DOCKERD: &str = "/usr/sbin/dockerd";
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 /// Debian's client, matching its daemon (another `docker` may come first on PATH).
 pub const DOCKER: &str = "/usr/bin/docker";
+/// Debian's docker-compose 1.29 (the `docker-compose` package).
+pub const COMPOSE: &str = "/usr/bin/docker-compose";
 /// The tag `load_busybox` gives the shared glibc busybox.
 pub const BUSYBOX: &str = "busybox:1.38.0";
 
@@ -222,6 +224,16 @@ impl Dockerd {
             .args(args)
             .stdin(Stdio::null());
         c
+    }
+
+    /// Debian's docker-compose (1.29) against this dockerd, in project directory `dir`.
+    pub fn compose(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut c = Command::new(COMPOSE);
+        c.current_dir(dir)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .args(args)
+            .stdin(Stdio::null());
+        run_with_timeout(c, Duration::from_secs(180))
     }
 
     pub fn docker(&self, args: &[&str]) -> Run {

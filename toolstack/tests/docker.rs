@@ -147,6 +147,7 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
 
     // A user network (MTU 1400): docker's embedded DNS resolves a container's name for
     // another one, which reaches it by that name; the guest's NIC has the network's MTU.
+    let dns_check = Instant::now();
     d.docker_ok(&[
         "network",
         "create",
@@ -186,6 +187,10 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     // docker rm -f: nothing of the containers is left (VMs, mounts, processes).
     d.docker_ok(&["rm", "-f", "web", "logger", "stubborn", "db"]);
     d.docker_ok(&["network", "rm", "usernet"]);
+    eprintln!(
+        "{who}: the user network check (with db's removal): {:?}",
+        dns_check.elapsed()
+    );
     let ps = d.docker_ok(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "", "{who}");
     assert_eq!(d.mounts(), mounts, "{who}: mounts left");
@@ -269,6 +274,7 @@ services:
         d.fetch("http://127.0.0.1:8081/").is_none(),
         "8081 still answers"
     );
+    eprintln!("compose: the whole check: {:?}", t0.elapsed());
 }
 
 #[test]

@@ -184,6 +184,36 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         t0.elapsed()
     );
 
+    if !runtime.is_empty() {
+        // The keeper's relay itself, from db's guest: a TCP query (length-prefixed) for "db"
+        // is answered (2 + 36 bytes: one A record); a response sent as a query, and UDP bytes
+        // that are no query, get nothing back.
+        let query = |flags: &str| {
+            format!(
+                "printf '\\000\\024\\022\\064{flags}\\000\\001\\000\\000\\000\\000\\000\\000\\002db\\000\\000\\001\\000\\001' \
+                 | nc -w 3 169.254.53.1 53 2>&1 | wc -c"
+            )
+        };
+        let probe = format!(
+            "{}; {}; printf 'not a query at all' | nc -u -w 1 169.254.53.1 53 2>&1 | wc -c",
+            query("\\001\\000"),
+            query("\\201\\000")
+        );
+        let r = d.docker(&["exec", "db", "sh", "-c", &probe]);
+        let counts: Vec<u32> = r
+            .stdout
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert_eq!(counts.len(), 3, "{who}: {}{}", r.stdout, r.stderr);
+        assert!(counts[0] >= 38, "{who}: TCP answer of {} bytes", counts[0]);
+        assert_eq!(
+            &counts[1..],
+            [0, 0],
+            "{who}: answers to what is not a query"
+        );
+    }
+
     // docker rm -f: nothing of the containers is left (VMs, mounts, processes).
     d.docker_ok(&["rm", "-f", "web", "logger", "stubborn", "db"]);
     d.docker_ok(&["network", "rm", "usernet"]);

@@ -24,7 +24,9 @@ PACKAGES=(
     # tests: the compat suite's clients (toolstack/tests/compat.rs, tests/bench/compat.sh)
     redis-tools mariadb-client
     # tests: docker's CLI driving hx-runtime (toolstack/tests/docker.rs starts its own dockerd)
-    docker.io
+    docker.io docker-compose
+    # tests: podman driving hx-runtime (toolstack/tests/podman.rs; CNI networking)
+    podman conmon containernetworking-plugins
     # benchmarks
     wrk
 )

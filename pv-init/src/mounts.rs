@@ -112,6 +112,7 @@ pub fn assemble_root(spec: &ContainerSpec, disks: &Disks) -> Result<(), InitErro
         volume(i, m, disks)?;
     }
     write_etc(spec)?;
+    relay_resolv_conf(spec)?;
     if spec.read_only {
         // Only the overlay itself: the mounts on top of it keep their own flags.
         mount(
@@ -352,6 +353,41 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
         .map_err(|e| InitError::setup(format!("sethostname: {e}")))?;
     Ok(())
 }
+
+/// Under a DNS relay (the spec's `dns_relay`): a resolv.conf — docker's, bound from the host,
+/// or the image's — naming the server the guest cannot reach (127.0.0.11) is replaced by a
+/// copy naming the relay, bound over it from the initramfs (the host's file is never written).
+fn relay_resolv_conf(spec: &ContainerSpec) -> Result<(), InitError> {
+    let Some(relay) = spec.network.as_ref().and_then(|n| n.dns_relay.as_ref()) else {
+        return Ok(());
+    };
+    let path = "/newroot/etc/resolv.conf";
+    let mut text = String::new();
+    let read = fs::File::open(path).and_then(|f| {
+        use std::io::Read;
+        f.take(RESOLV_MAX).read_to_string(&mut text)
+    });
+    if read.is_err() {
+        return Ok(());
+    }
+    let Some(relayed) = pv_init::spec::resolv_via_relay(&text, &relay.replaces, &relay.server)
+    else {
+        return Ok(());
+    };
+    let copy = "/hx-resolv.conf";
+    fs::write(copy, relayed).map_err(|e| InitError::setup(format!("{copy}: {e}")))?;
+    mount(
+        Some(copy),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::setup(format!("bind {copy} on /etc/resolv.conf: {e}")))
+}
+
+/// resolv.conf is a few lines; a longer one is cut (its first 64 KiB are kept).
+const RESOLV_MAX: u64 = 64 << 10;
 
 /// The initramfs root cannot be pivot_root'ed away: move the new root over `/` and chroot
 /// into it (what switch_root does).

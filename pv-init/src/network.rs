@@ -103,6 +103,12 @@ impl Sock {
         )
     }
 
+    fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), InitError> {
+        let mut r = Self::ifreq(name);
+        r.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+        self.ioctl(libc::SIOCSIFMTU, &mut r, &format!("{name} mtu {mtu}"))
+    }
+
     fn default_route(&self, gw: Ipv4Addr) -> Result<(), InitError> {
         let mut rt = RtEntry {
             rt_pad1: 0,
@@ -164,7 +170,26 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
         std::thread::sleep(Duration::from_millis(20));
     }
     sock.set_addr(&net.interface, ip, prefix)?;
+    if let Some(mtu) = net.mtu {
+        if !(68..=65535).contains(&mtu) {
+            return Err(InitError::setup(format!("network: bad mtu {mtu}")));
+        }
+        sock.set_mtu(&net.interface, mtu)?;
+    }
     sock.up(&net.interface)?;
+    if let Some(relay) = &net.dns_relay {
+        // A second address (an alias: ioctls know no other kind) on the relay's subnet: its
+        // connected route makes it the source of the guest's queries to the relay.
+        let (rip, rprefix) = parse_cidr(&relay.address).ok_or_else(|| {
+            InitError::setup(format!("network: bad relay address {:?}", relay.address))
+        })?;
+        let alias = format!("{}:1", net.interface);
+        if alias.len() >= libc::IFNAMSIZ {
+            return Err(InitError::setup(format!("network: {alias}: name too long")));
+        }
+        sock.set_addr(&alias, rip, rprefix)?;
+        sock.up(&alias)?;
+    }
     if let Some(gw) = &net.gateway {
         let gw: Ipv4Addr = gw
             .parse()

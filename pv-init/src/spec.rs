@@ -221,6 +221,47 @@ pub struct Network {
     pub dns_search: Vec<String>,
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// The interface's MTU; None: the driver's default (1500). Under an OCI runtime: the MTU
+    /// of the interface the VM took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// A DNS relay on the host end of the NIC (the OCI runtime's keeper: docker's embedded
+    /// DNS at 127.0.0.11 answers only inside the container's network namespace, docs/docker.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_relay: Option<DnsRelay>,
+}
+
+/// How the guest reaches a DNS relay on the host end of its NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRelay {
+    /// A second address of the interface (CIDR, link-local), on a subnet holding `server`:
+    /// the source of the guest's queries, which the relay answers.
+    pub address: String,
+    /// The relay's address.
+    pub server: String,
+    /// A resolv.conf `nameserver` the guest cannot reach itself (127.0.0.11): the guest's
+    /// resolv.conf names `server` in its place.
+    pub replaces: String,
+}
+
+/// resolv.conf `text` with every `nameserver REPLACES` line naming `server` instead; None when
+/// no line names `replaces` (nothing to change).
+pub fn resolv_via_relay(text: &str, replaces: &str, server: &str) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        if w.next() == Some("nameserver") && w.next() == Some(replaces) && w.next().is_none() {
+            out.push_str("nameserver ");
+            out.push_str(server);
+            changed = true;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    changed.then_some(out)
 }
 
 /// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`; None for anything that is not
@@ -321,6 +362,27 @@ impl ContainerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolv_conf_names_the_relay_instead_of_127_0_0_11() {
+        let docker = "search lan\nnameserver 127.0.0.11\noptions ndots:0\n";
+        assert_eq!(
+            resolv_via_relay(docker, "127.0.0.11", "169.254.53.1").as_deref(),
+            Some("search lan\nnameserver 169.254.53.1\noptions ndots:0\n")
+        );
+        assert_eq!(
+            resolv_via_relay("nameserver 10.0.0.1\n", "127.0.0.11", "169.254.53.1"),
+            None
+        );
+        assert_eq!(
+            resolv_via_relay(
+                "# nameserver 127.0.0.11\nnameserver 127.0.0.111\n",
+                "127.0.0.11",
+                "x"
+            ),
+            None
+        );
+    }
 
     fn sample() -> ContainerSpec {
         ContainerSpec {

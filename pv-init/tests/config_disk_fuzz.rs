@@ -4,7 +4,7 @@
 //! disk really holds (never the length field), and every error is one clear, short line.
 use proptest::prelude::*;
 use pv_init::spec::{
-    ConfigDiskError, ContainerSpec, DiskFs, Mount, MountSource, Network, Rlimit, Sysctl,
+    ConfigDiskError, ContainerSpec, DiskFs, DnsRelay, Mount, MountSource, Network, Rlimit, Sysctl,
     TmpfsOptions, TtySize, Upper, CONFIG_MAGIC, CONFIG_MAX_JSON, SPEC_VERSION,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -164,6 +164,12 @@ fn sample() -> ContainerSpec {
             hosts: vec![],
             dns_search: vec![],
             dns_options: vec![],
+            mtu: Some(1450),
+            dns_relay: Some(DnsRelay {
+                address: "169.254.53.2/30".into(),
+                server: "169.254.53.1".into(),
+                replaces: "127.0.0.11".into(),
+            }),
         }),
         stdin: false,
         tty: Some(TtySize { rows: 24, cols: 80 }),

@@ -145,8 +145,82 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         assert_eq!(vms, 1, "{who}: the QEMU of web (the others are stopped)");
     }
 
+    // A user network (MTU 1400): docker's embedded DNS resolves a container's name for
+    // another one, which reaches it by that name; the guest's NIC has the network's MTU.
+    let dns_check = Instant::now();
+    d.docker_ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "usernet",
+    ]);
+    let r = d.docker(&run_args(
+        runtime,
+        &["-d", "--network", "usernet", "--name", "db"],
+        &["httpd", "-f", "-p", "80", "-h", "/etc"],
+    ));
+    assert_eq!(r.code, 0, "{who}: {}{}", r.stdout, r.stderr);
+    let db_hostname = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "db"]);
+    let t0 = Instant::now();
+    let r = d.docker(&run_args(
+        runtime,
+        &["--rm", "--network", "usernet"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/class/net/eth0/mtu; nslookup db >/dev/null || exit 9; \
+             for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://db/hostname && exit; sleep 1; done; exit 8",
+        ],
+    ));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("1400\n{}", db_hostname.stdout).as_str()),
+        "{who}: {}",
+        r.stderr
+    );
+    eprintln!(
+        "{who}: a client on usernet reached db by name: {:?}",
+        t0.elapsed()
+    );
+
+    if !runtime.is_empty() {
+        // The keeper's relay itself, from db's guest: a TCP query (length-prefixed) for "db"
+        // is answered (2 + 36 bytes: one A record); a response sent as a query, and UDP bytes
+        // that are no query, get nothing back.
+        let query = |flags: &str| {
+            format!(
+                "printf '\\000\\024\\022\\064{flags}\\000\\001\\000\\000\\000\\000\\000\\000\\002db\\000\\000\\001\\000\\001' \
+                 | nc -w 3 169.254.53.1 53 2>&1 | wc -c"
+            )
+        };
+        let probe = format!(
+            "{}; {}; printf 'not a query at all' | nc -u -w 1 169.254.53.1 53 2>&1 | wc -c",
+            query("\\001\\000"),
+            query("\\201\\000")
+        );
+        let r = d.docker(&["exec", "db", "sh", "-c", &probe]);
+        let counts: Vec<u32> = r
+            .stdout
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert_eq!(counts.len(), 3, "{who}: {}{}", r.stdout, r.stderr);
+        assert!(counts[0] >= 38, "{who}: TCP answer of {} bytes", counts[0]);
+        assert_eq!(
+            &counts[1..],
+            [0, 0],
+            "{who}: answers to what is not a query"
+        );
+    }
+
     // docker rm -f: nothing of the containers is left (VMs, mounts, processes).
-    d.docker_ok(&["rm", "-f", "web", "logger", "stubborn"]);
+    d.docker_ok(&["rm", "-f", "web", "logger", "stubborn", "db"]);
+    d.docker_ok(&["network", "rm", "usernet"]);
+    eprintln!(
+        "{who}: the user network check (with db's removal): {:?}",
+        dns_check.elapsed()
+    );
     let ps = d.docker_ok(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "", "{who}");
     assert_eq!(d.mounts(), mounts, "{who}: mounts left");
@@ -164,6 +238,73 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         !links.lines().any(|l| l.starts_with("hx")),
         "{who}: interfaces left: {links}"
     );
+}
+
+/// A two-service app of docker-compose with `runtime: hx`: `front`, published on 8081, serves
+/// what it fetched from `back` by its service name (docker's embedded DNS on the project's
+/// network); `down` leaves no container, network, VM, mount or process.
+fn compose_app(d: &Dockerd) {
+    let mounts = d.mounts();
+    let project = d.dir.join("compose");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("docker-compose.yml"),
+        format!(
+            r#"version: "2.4"
+services:
+  back:
+    image: {BUSYBOX}
+    runtime: hx
+    command: httpd -f -p 80 -h /etc
+  front:
+    image: {BUSYBOX}
+    runtime: hx
+    ports: ["8081:80"]
+    command: ["sh", "-c", "mkdir /www; until wget -qO /www/index.html http://back/hostname; do sleep 1; done; exec httpd -f -p 80 -h /www"]
+"#
+        ),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let r = d.compose(&project, &["-p", "hxapp", "up", "-d"]);
+    assert_eq!(r.code, 0, "compose up: {}{}", r.stdout, r.stderr);
+    let body = d.wait_for("http://127.0.0.1:8081/", Duration::from_secs(120));
+    let back = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "hxapp_back_1"]);
+    assert_eq!(
+        body.trim(),
+        back.stdout.trim(),
+        "front's page is back's hostname"
+    );
+    let running = d.docker_ok(&["ps", "-q"]);
+    assert_eq!(running.stdout.lines().count(), 2);
+    for c in ["hxapp_back_1", "hxapp_front_1"] {
+        let rt = d.docker_ok(&["inspect", "-f", "{{.HostConfig.Runtime}}", c]);
+        assert_eq!(rt.stdout.trim(), "hx", "{c}");
+    }
+    eprintln!("compose: up -d until front answered: {:?}", t0.elapsed());
+    let r = d.compose(&project, &["-p", "hxapp", "down", "-t", "2"]);
+    assert_eq!(r.code, 0, "compose down: {}{}", r.stdout, r.stderr);
+    assert_eq!(d.docker_ok(&["ps", "-aq"]).stdout, "");
+    let nets = d
+        .docker_ok(&["network", "ls", "--format", "{{.Name}}"])
+        .stdout;
+    assert!(!nets.contains("hxapp"), "networks left: {nets}");
+    assert_eq!(d.mounts(), mounts, "mounts left");
+    let left: Vec<i32> = d
+        .processes()
+        .into_iter()
+        .filter(|p| {
+            let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            !c.contains("dockerd") && !c.contains("containerd --config")
+        })
+        .collect();
+    assert_eq!(left, Vec::<i32>::new(), "processes left");
+    assert!(
+        d.fetch("http://127.0.0.1:8081/").is_none(),
+        "8081 still answers"
+    );
+    eprintln!("compose: the whole check: {:?}", t0.elapsed());
 }
 
 #[test]
@@ -185,4 +326,10 @@ fn docker_cli_with_runc_then_hx() {
     d.load_busybox();
     checks(&d, &[]);
     checks(&d, &["--runtime", "hx"]);
+    assert!(
+        std::path::Path::new(common::docker::COMPOSE).is_file(),
+        "{} is missing (apt-get install docker-compose)",
+        common::docker::COMPOSE
+    );
+    compose_app(&d);
 }

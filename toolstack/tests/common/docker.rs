@@ -17,6 +17,8 @@ pub const DOCKERD: &str = "/usr/sbin/dockerd";
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 /// Debian's client, matching its daemon (another `docker` may come first on PATH).
 pub const DOCKER: &str = "/usr/bin/docker";
+/// Debian's docker-compose 1.29 (the `docker-compose` package).
+pub const COMPOSE: &str = "/usr/bin/docker-compose";
 /// The tag `load_busybox` gives the shared glibc busybox.
 pub const BUSYBOX: &str = "busybox:1.38.0";
 
@@ -224,6 +226,16 @@ impl Dockerd {
         c
     }
 
+    /// Debian's docker-compose (1.29) against this dockerd, in project directory `dir`.
+    pub fn compose(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut c = Command::new(COMPOSE);
+        c.current_dir(dir)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .args(args)
+            .stdin(Stdio::null());
+        run_with_timeout(c, Duration::from_secs(180))
+    }
+
     pub fn docker(&self, args: &[&str]) -> Run {
         run_with_timeout(self.docker_cmd(args), Duration::from_secs(180))
     }
@@ -237,15 +249,8 @@ impl Dockerd {
     /// `docker load` of the shared glibc busybox, as BUSYBOX: a docker-archive skopeo makes
     /// from the OCI layout.
     pub fn load_busybox(&self) {
-        let layout = super::shared_image("glibc");
         let archive = self.dir.join("busybox.tar");
-        sh(&[
-            "skopeo",
-            "copy",
-            "--quiet",
-            &format!("oci:{}:busybox:1.38.0-glibc", layout.display()),
-            &format!("docker-archive:{}:{BUSYBOX}", archive.display()),
-        ]);
+        busybox_archive(&archive);
         self.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
         std::fs::remove_file(archive).unwrap();
     }
@@ -304,7 +309,20 @@ impl Dockerd {
     }
 }
 
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+/// The shared glibc busybox as a docker-archive tagged BUSYBOX (for `docker load`, `podman
+/// load`), made by skopeo from the OCI layout.
+pub fn busybox_archive(archive: &Path) {
+    let layout = super::shared_image("glibc");
+    sh(&[
+        "skopeo",
+        "copy",
+        "--quiet",
+        &format!("oci:{}:busybox:1.38.0-glibc", layout.display()),
+        &format!("docker-archive:{}:{BUSYBOX}", archive.display()),
+    ]);
+}
+
+pub(super) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut v: Vec<PathBuf> = info
         .lines()
@@ -317,7 +335,7 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn pids_mentioning(dir: &Path) -> Vec<i32> {
+pub(super) fn pids_mentioning(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().to_string();
     let me = std::process::id() as i32;
     std::fs::read_dir("/proc")

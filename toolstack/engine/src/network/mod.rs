@@ -9,6 +9,8 @@
 //! one, addresses of containers that no longer run).
 pub mod bridge;
 pub mod dns;
+pub mod dns_relay;
+pub mod dns_wire;
 pub mod ipam;
 pub mod nat;
 pub mod netns_link;
@@ -325,6 +327,8 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
     if info.gateway.is_none() {
         guest.gateway = None;
     }
+    guest.mtu = Some(info.mtu);
+    guest.dns_relay = Some(dns_relay::guest_config());
     Ok(Setup {
         state: NetworkState {
             mode: "netns".into(),
@@ -367,6 +371,8 @@ fn guest_config(
         hosts: vec![],
         dns_search: resolv.search.clone(),
         dns_options: resolv.options.clone(),
+        mtu: None,
+        dns_relay: None,
     }
 }
 

@@ -201,7 +201,9 @@ fn link_exists(netns: &Path, name: &str) -> bool {
     ip_in(netns, &["link", "show", "dev", name]).is_ok()
 }
 
-/// Every frame into `a` leaves through `b` and the other way round.
+/// Every frame into `a` leaves through `b` and the other way round, except what the VM
+/// (`b`) sends to the DNS relay's address (dns_relay.rs): IPv4 to it and ARP asking for it go
+/// to the namespace's own stack, where `b` has that address.
 fn mirror(netns: &Path, a: &str, b: &str) -> anyhow::Result<()> {
     for (from, to) in [(a, b), (b, a)] {
         tool_in(
@@ -210,14 +212,63 @@ fn mirror(netns: &Path, a: &str, b: &str) -> anyhow::Result<()> {
             &["qdisc", "add", "dev", from, "handle", "ffff:", "ingress"],
         )
         .context("tc (the kernel needs sch_ingress, cls_u32 and act_mirred)")?;
+        if from == b {
+            relay_exceptions(netns, b)?;
+        }
         tool_in(
             netns,
             "tc",
             &[
-                "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match",
-                "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
+                "filter", "add", "dev", from, "parent", "ffff:", "prio", "10", "protocol", "all",
+                "u32", "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev",
+                to,
             ],
         )?;
+    }
+    Ok(())
+}
+
+/// The relay's address on `vm_link` and the tc filters (before the mirroring's) that pass the
+/// VM's frames for it to the namespace's stack.
+fn relay_exceptions(netns: &Path, vm_link: &str) -> anyhow::Result<()> {
+    use super::dns_relay::{RELAY_HOST, RELAY_PREFIX};
+    ip_in(
+        netns,
+        &[
+            "addr",
+            "add",
+            &format!("{RELAY_HOST}/{RELAY_PREFIX}"),
+            "dev",
+            vm_link,
+        ],
+    )?;
+    let host = format!("{RELAY_HOST}/32");
+    let arp_target = format!("0x{:08x}", u32::from(RELAY_HOST));
+    for filter in [
+        &[
+            "prio", "1", "protocol", "ip", "u32", "match", "ip", "dst", &host,
+        ][..],
+        // An ARP request's target protocol address is at offset 24 of the ARP header.
+        &[
+            "prio",
+            "2",
+            "protocol",
+            "arp",
+            "u32",
+            "match",
+            "u32",
+            &arp_target,
+            "0xffffffff",
+            "at",
+            "24",
+        ][..],
+    ] {
+        let mut args = vec!["filter", "add", "dev", vm_link, "parent", "ffff:"];
+        args.extend_from_slice(filter);
+        // A match without an action ends the classification with TC_ACT_OK: the frame goes
+        // up the stack (and no act_gact is needed).
+        args.extend_from_slice(&["flowid", "ffff:1"]);
+        tool_in(netns, "tc", &args)?;
     }
     Ok(())
 }

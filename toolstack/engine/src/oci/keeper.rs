@@ -35,6 +35,17 @@ pub async fn keep(root: &Path, id: &str) -> anyhow::Result<i32> {
     relay(root, started).await
 }
 
+/// Docker's embedded DNS for the guest (network/dns_relay.rs), when the VM took over the
+/// namespace's interface: the relay's address exists once `start` made the VM's interface.
+fn start_dns_relay() {
+    use crate::network::dns_relay::{serve, EMBEDDED_DNS, RELAY_HOST};
+    tokio::spawn(async {
+        if let Err(e) = serve((RELAY_HOST, 53).into(), (EMBEDDED_DNS, 53).into()).await {
+            tracing::warn!("the DNS relay stopped: {e:#}");
+        }
+    });
+}
+
 async fn wait_and_start(root: &Path, id: &str) -> anyhow::Result<Started> {
     let fifo = record::dir(root, id).join(record::FIFO);
     let f = tokio::task::spawn_blocking(move || wait_for_start(&fifo))
@@ -48,8 +59,9 @@ async fn wait_and_start(root: &Path, id: &str) -> anyhow::Result<Started> {
         .clone()
         .context("the container was not created")?;
     let network = netns::guest_network(&rec.netns)?;
+    let took_over = network.as_deref().is_some_and(|n| n.starts_with("ns:"));
     let root2 = root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    let started = tokio::task::spawn_blocking(move || {
         lifecycle::start(
             &root2,
             &engine_id,
@@ -59,7 +71,11 @@ async fn wait_and_start(root: &Path, id: &str) -> anyhow::Result<Started> {
             },
         )
     })
-    .await?
+    .await??;
+    if took_over {
+        start_dns_relay();
+    }
+    Ok(started)
 }
 
 /// Opens `fifo` for writing once `start` opened it for reading. Polled (a non-blocking open

@@ -1,0 +1,211 @@
+//! The little of DNS's wire format the relay (dns_relay.rs) checks: a guest's message must be
+//! one standard query with one question, the answer must be a response to that very question.
+//! Everything here comes from a guest or is answered to one: bounded, never trusted.
+
+/// The longest query relayed. A real one is a name (≤ 255 bytes) plus a few dozen bytes of
+/// header, question and EDNS; more is not a query.
+pub const MAX_QUERY: usize = 512;
+/// The longest answer relayed (UDP's limit; TCP's length prefix allows no more either).
+pub const MAX_ANSWER: usize = 65535;
+const HEADER: usize = 12;
+
+/// A query the relay forwards: its id and its question (name, type, class) as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query<'a> {
+    pub id: u16,
+    pub question: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("{0} bytes: not a DNS message of the allowed size")]
+    Size(usize),
+    #[error("not a standard query with one question")]
+    NotAQuery,
+    #[error("malformed question")]
+    Question,
+    #[error("not the answer to the query")]
+    NotTheAnswer,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Checks a guest's message: header with QR=0, opcode QUERY, one question, no answer or
+/// authority records, at most one additional (EDNS's OPT); the question's name in plain labels
+/// (no compression pointers), at most 255 bytes.
+pub fn check_query(msg: &[u8]) -> Result<Query<'_>, Rejected> {
+    if msg.len() < HEADER || msg.len() > MAX_QUERY {
+        return Err(Rejected::Size(msg.len()));
+    }
+    let flags = u16_at(msg, 2);
+    let (qr, opcode) = (flags >> 15, (flags >> 11) & 0xf);
+    let counts = [
+        u16_at(msg, 4),
+        u16_at(msg, 6),
+        u16_at(msg, 8),
+        u16_at(msg, 10),
+    ];
+    if qr != 0 || opcode != 0 || counts[0] != 1 || counts[1] != 0 || counts[2] != 0 || counts[3] > 1
+    {
+        return Err(Rejected::NotAQuery);
+    }
+    let end = question_end(msg, HEADER)?;
+    if counts[3] == 0 && end != msg.len() {
+        return Err(Rejected::Question);
+    }
+    Ok(Query {
+        id: u16_at(msg, 0),
+        question: &msg[HEADER..end],
+    })
+}
+
+/// Where the question starting at `at` ends (after its type and class).
+fn question_end(msg: &[u8], mut at: usize) -> Result<usize, Rejected> {
+    let start = at;
+    loop {
+        let len = *msg.get(at).ok_or(Rejected::Question)? as usize;
+        if len & 0xc0 != 0 {
+            return Err(Rejected::Question);
+        }
+        at += 1 + len;
+        if at - start > 255 {
+            return Err(Rejected::Question);
+        }
+        if len == 0 {
+            break;
+        }
+    }
+    let end = at + 4;
+    if end > msg.len() {
+        return Err(Rejected::Question);
+    }
+    Ok(end)
+}
+
+/// Checks an answer before it goes back to the guest: a response (QR=1) with the query's id,
+/// one question, byte for byte the query's, within MAX_ANSWER.
+pub fn check_answer(query: &Query<'_>, msg: &[u8]) -> Result<(), Rejected> {
+    if msg.len() < HEADER || msg.len() > MAX_ANSWER {
+        return Err(Rejected::Size(msg.len()));
+    }
+    let end = HEADER + query.question.len();
+    let same = u16_at(msg, 0) == query.id
+        && u16_at(msg, 2) >> 15 == 1
+        && u16_at(msg, 4) == 1
+        && msg.get(HEADER..end) == Some(query.question);
+    if same {
+        Ok(())
+    } else {
+        Err(Rejected::NotTheAnswer)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A query for `name` (A, IN), as a resolver sends it.
+    pub(crate) fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m
+    }
+
+    fn answer(q: &[u8]) -> Vec<u8> {
+        let mut a = q.to_vec();
+        a[2] |= 0x80;
+        a[7] = 1;
+        a.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 172, 18, 0, 2]);
+        a
+    }
+
+    #[test]
+    fn a_resolver_query_and_its_answer_pass() {
+        let q = query(0x1234, "db");
+        let parsed = check_query(&q).unwrap();
+        assert_eq!(parsed.id, 0x1234);
+        assert_eq!(parsed.question, &q[12..]);
+        assert_eq!(check_answer(&parsed, &answer(&q)), Ok(()));
+        // EDNS: one additional record after the question.
+        let mut edns = q.clone();
+        edns[11] = 1;
+        edns.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+        assert!(check_query(&edns).is_ok());
+    }
+
+    #[test]
+    fn what_is_not_a_query_or_its_answer_is_refused() {
+        let q = query(7, "db");
+        let mut response = q.clone();
+        response[2] |= 0x80;
+        assert_eq!(check_query(&response), Err(Rejected::NotAQuery));
+        let mut two = q.clone();
+        two[5] = 2;
+        assert_eq!(check_query(&two), Err(Rejected::NotAQuery));
+        let mut pointer = q.clone();
+        pointer[12] = 0xc0;
+        assert_eq!(check_query(&pointer), Err(Rejected::Question));
+        let mut trailing = q.clone();
+        trailing.push(0);
+        assert_eq!(check_query(&trailing), Err(Rejected::Question));
+        assert_eq!(check_query(&q[..q.len() - 1]), Err(Rejected::Question));
+        assert_eq!(
+            check_query(&vec![0; MAX_QUERY + 1]),
+            Err(Rejected::Size(MAX_QUERY + 1))
+        );
+        let parsed = check_query(&q).unwrap();
+        let mut other_id = answer(&q);
+        other_id[1] ^= 1;
+        assert_eq!(
+            check_answer(&parsed, &other_id),
+            Err(Rejected::NotTheAnswer)
+        );
+        assert_eq!(
+            check_answer(&parsed, &answer(&query(7, "web"))),
+            Err(Rejected::NotTheAnswer)
+        );
+        assert_eq!(check_answer(&parsed, &q), Err(Rejected::NotTheAnswer));
+    }
+
+    proptest! {
+        /// Any bytes: an answer without panicking; what passes is within the bounds, and its
+        /// question lies inside the message.
+        #[test]
+        fn any_bytes_are_checked_without_panicking(msg in proptest::collection::vec(any::<u8>(), 0..700)) {
+            if let Ok(q) = check_query(&msg) {
+                prop_assert!(msg.len() <= MAX_QUERY);
+                prop_assert!(q.question.len() >= 5 && q.question.len() <= 259);
+                prop_assert_eq!(&msg[12..12 + q.question.len()], q.question);
+                let _ = check_answer(&q, &msg);
+            }
+        }
+
+        /// Queries for any name of plain labels pass; a mutated one either passes or is
+        /// refused, never panics; an answer passes only with the query's id and question.
+        #[test]
+        fn mutated_queries(name in "[a-z0-9-]{1,20}(\\.[a-z0-9-]{1,20}){0,3}", id in any::<u16>(),
+                           at in 0usize..64, byte in any::<u8>()) {
+            let q = query(id, &name);
+            prop_assert!(check_query(&q).is_ok());
+            let mut m = q.clone();
+            if at < m.len() {
+                m[at] = byte;
+            }
+            if let Ok(parsed) = check_query(&m) {
+                let a = answer(&m);
+                prop_assert_eq!(check_answer(&parsed, &a), Ok(()));
+                let mut wrong = a.clone();
+                wrong[0] ^= 0xff;
+                prop_assert!(check_answer(&parsed, &wrong).is_err());
+            }
+        }
+    }
+}

@@ -237,6 +237,13 @@ fn images_filter_and_format() {
     let r = hx.ok(&["images", "-f", "reference=busybox", "-q"]);
     assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
     assert_eq!(hx.ok(&["images", "-f", "reference=nginx", "-q"]).stdout, "");
+    // `hx images REPOSITORY[:TAG]` is docker's reference filter.
+    let r = hx.ok(&["images", "busybox:1.38.0-musl", "--format", "{{.Tag}}"]);
+    assert_eq!(r.stdout, "1.38.0-musl\n");
+    assert_eq!(
+        hx.ok(&["images", "-q", "busybox"]).stdout.lines().count(),
+        2
+    );
     assert_eq!(hx.ok(&["images", "-f", "dangling=true", "-q"]).stdout, "");
     assert_eq!(hx.ok(&["images", "-f", "label=nope", "-q"]).stdout, "");
     let r = hx.ok(&[

@@ -26,6 +26,9 @@ pub struct Args {
     /// Full image ids
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only images matching REPOSITORY[:TAG] (docker's `reference=` filter)
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::images))]
+    pub repository: Option<String>,
 }
 
 const FILTERS: &[&str] = &["reference", "dangling", "label"];
@@ -44,7 +47,11 @@ const HEADERS: &[(&str, &str)] = &[
     ("VirtualSize", "SIZE"),
 ];
 
-pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+pub async fn run(g: &super::Globals, mut args: Args) -> anyhow::Result<i32> {
+    // docker's CLI turns the argument into a filter.
+    if let Some(r) = args.repository.take() {
+        args.filter.push(format!("reference={r}"));
+    }
     let filters = Filters::parse(&args.filter, FILTERS).map_err(|e| {
         let code = match e {
             FilterError::Syntax(_) => 125,

@@ -393,6 +393,25 @@ fn builtin(
             let _ = out.join();
             packed
         }
+        (mux::Builtin::Freeze { path }, rx) => {
+            let out = pump(s.clone(), r, Kind::Stdout);
+            let mut w = std::fs::File::from(w);
+            let held = pv_init::freeze::freeze(std::path::Path::new(&path)).map(|frozen| {
+                let _ = w.write_all(b"frozen\n");
+                drop(w);
+                let deadline = Instant::now() + pv_init::freeze::MAX_HOLD;
+                if let Some(rx) = rx {
+                    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                        if let Err(mpsc::RecvTimeoutError::Disconnected) = rx.recv_timeout(left) {
+                            break;
+                        }
+                    }
+                }
+                drop(frozen);
+            });
+            let _ = out.join();
+            held
+        }
         (mux::Builtin::UpperDiff { pause }, _) => {
             let out = pump(s.clone(), r, Kind::Stdout);
             let packed = pv_init::layer::upper_diff(std::fs::File::from(w), pause);

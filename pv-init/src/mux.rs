@@ -261,6 +261,9 @@ pub enum Builtin {
     /// `hx commit`: the writable layer's changes as an OCI layer on stdout; `pause` stops the
     /// workload's processes meanwhile.
     UpperDiff { pause: bool },
+    /// `hx volume snapshot`: the filesystem mounted at `path` frozen; `frozen` on stdout once
+    /// it is, thawed at the end of stdin (pv_init::freeze).
+    Freeze { path: String },
 }
 
 impl ExecRequest {

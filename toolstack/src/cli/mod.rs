@@ -67,6 +67,7 @@ pub mod vcpu_list;
 pub mod vcpu_pin;
 pub mod vcpu_set;
 pub mod volume;
+pub mod volume_snapshot;
 pub mod wait;
 pub mod xentop;
 pub mod xl_create;

@@ -17,6 +17,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Remove anonymous volumes no container uses (-a: every unused volume)
     Prune(PruneArgs),
+    /// A point-in-time copy of a volume as a new volume, consistent while containers write
+    Snapshot(super::volume_snapshot::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -29,6 +31,10 @@ pub struct CreateArgs {
     /// Set metadata on the volume: KEY=VALUE (or KEY, an empty value)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
+    /// Start as a copy of this snapshot (or of any volume no running container writes)
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "label")]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::volumes))]
+    pub from_snapshot: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,6 +95,7 @@ fn details(g: &super::Globals, v: &volume::Volume) -> anyhow::Result<serde_json:
         "Scope": "local",
         "Anonymous": v.anonymous,
         "Labels": v.labels,
+        "SnapshotOf": v.snapshot_of,
         "Size": v.size,
         "UsedBytes": volume::used_bytes(&g.root, &v.name),
         "UsedBy": users(g, &v.name)?,
@@ -106,6 +113,30 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             )?;
             let labels = hx_engine::kvfile::labels(&[], &a.label)?;
             let _lock = Store::open(&g.root)?.lock()?;
+            if let Some(snap) = &a.from_snapshot {
+                let Some(name) = a.name.as_deref() else {
+                    anyhow::bail!("--from-snapshot needs the new volume's name");
+                };
+                let writers: Vec<String> = hx_engine::container::list(&g.root)?
+                    .into_iter()
+                    .filter(|c| c.status == hx_engine::container::Status::Running)
+                    .filter(|c| {
+                        c.mounts
+                            .iter()
+                            .any(|m| m.kind == "volume" && &m.source == snap)
+                    })
+                    .map(|c| c.name)
+                    .collect();
+                if let Some(by) = writers.first() {
+                    return Err(super::Fixed::wrap(
+                        3,
+                        anyhow::anyhow!("volume {snap} is in use by running container {by}: take a snapshot of it (hx volume snapshot)"),
+                    ));
+                }
+                let v = volume::copy_of(&g.root, snap, name, None)?;
+                outln!("{}", v.name);
+                return Ok(0);
+            }
             let v = volume::create_labelled(&g.root, a.name.as_deref(), size, labels)?;
             outln!("{}", v.name);
             Ok(0)
@@ -182,6 +213,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             outln!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
         }
+        Command::Snapshot(a) => super::volume_snapshot::run(g, a),
         Command::Prune(a) => {
             let _lock = Store::open(&g.root)?.lock()?;
             hx_engine::runtime::reconcile(&g.root)?;

@@ -61,6 +61,9 @@ pub struct Volume {
     /// `hx volume create --label`.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `hx volume snapshot`: the volume this one is a point-in-time copy of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_of: Option<String>,
 }
 
 fn volumes_dir(root: &Path) -> PathBuf {
@@ -221,6 +224,7 @@ fn make(
         size,
         anonymous,
         labels,
+        snapshot_of: None,
     };
     std::fs::write(
         tmp.path().join("volume.json"),
@@ -233,6 +237,56 @@ fn make(
         if let Ok(v) = get(root, &name) {
             return Ok(v);
         }
+        return Err(e).with_context(|| format!("creating volume {name}"));
+    }
+    Ok(v)
+}
+
+/// A new volume `name` holding a copy of `source`'s disk (`hx volume snapshot` with
+/// `snapshot_of`, `hx volume create --from-snapshot` without): the caller makes the copy
+/// consistent (the guest's filesystem frozen, or no container writing). Sparse, and a reflink
+/// where the host's filesystem has them (coreutils' cp).
+pub fn copy_of(
+    root: &Path,
+    source: &str,
+    name: &str,
+    snapshot_of: Option<&str>,
+) -> anyhow::Result<Volume> {
+    let src = get(root, source)?;
+    let dest = volume_dir(root, name)?;
+    if dest.exists() {
+        bail!("volume {name} already exists");
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&new_prefix())
+        .tempdir_in(volumes_dir(root))?;
+    let out = std::process::Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto", "--"])
+        .arg(disk_path(root, source)?)
+        .arg(tmp.path().join("disk.img"))
+        .output()
+        .context("running cp")?;
+    if !out.status.success() {
+        bail!(
+            "copying volume {source}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v = Volume {
+        name: name.to_string(),
+        created: crate::container::now_rfc3339(),
+        size: src.size,
+        anonymous: false,
+        labels: Default::default(),
+        snapshot_of: snapshot_of.map(str::to_string),
+    };
+    std::fs::write(
+        tmp.path().join("volume.json"),
+        serde_json::to_vec_pretty(&v)?,
+    )?;
+    let kept = tmp.keep();
+    if let Err(e) = std::fs::rename(&kept, &dest) {
+        let _ = std::fs::remove_dir_all(&kept);
         return Err(e).with_context(|| format!("creating volume {name}"));
     }
     Ok(v)

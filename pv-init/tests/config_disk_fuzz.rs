@@ -164,6 +164,7 @@ fn sample() -> ContainerSpec {
             hosts: vec![],
             dns_search: vec![],
             dns_options: vec![],
+            mac: Some("02:42:0a:58:00:05".into()),
         }),
         stdin: false,
         tty: Some(TtySize { rows: 24, cols: 80 }),

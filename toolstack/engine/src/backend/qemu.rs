@@ -253,7 +253,7 @@ impl Qemu {
             let ro = if disk.readonly { ",readonly=on" } else { "" };
             let mode = format!("{cache}{ro}");
             let file = match boot {
-                Boot::Template { placeholder, .. } => placeholder,
+                Boot::Template { placeholders, .. } => placeholders[i].as_path(),
                 _ => disk.path.as_path(),
             };
             cmd.arg("-drive").arg(format!(
@@ -313,17 +313,27 @@ impl Qemu {
                     format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
                 }
             };
+            // A template's NIC gets a MAC no container has (pv-init gives a restored guest
+            // its own): QEMU announces the snapshot's MAC on the restore's tap.
+            let mac = match boot {
+                Boot::Template { .. } => super::warm::TEMPLATE_MAC,
+                _ => nic.mac.as_str(),
+            };
             cmd.arg("-netdev").arg(netdev);
             cmd.arg("-device")
-                .arg(format!("virtio-net-device,netdev=net0,mac={}", nic.mac));
+                .arg(format!("virtio-net-device,netdev=net0,mac={mac}"));
         }
         for (i, share) in spec.shares.iter().enumerate() {
             let ro = if share.readonly { ",readonly=on" } else { "" };
+            let path = match boot {
+                Boot::Template { share_dirs, .. } => share_dirs[i].as_path(),
+                _ => share.path.as_path(),
+            };
             // A mapped model (volume::ShareModel): the guest can plant no setuid file, device
             // node or symlink in a host directory.
             cmd.arg("-fsdev").arg(format!(
                 "local,id=fs{i},path={},security_model={}{ro}",
-                qemu_path(&share.path),
+                qemu_path(path),
                 share.model.as_qemu()
             ));
             cmd.arg("-device").arg(format!(
@@ -343,11 +353,13 @@ impl Qemu {
 pub enum Boot<'a> {
     /// The kernel boots, pv-init starts the container.
     Cold,
-    /// A template: placeholder disks, no host ends on the channels, pv-init stops before the
-    /// disks and waits (`hx.warm=1`), its files in `dir`.
+    /// A template: placeholder disks (one per disk) and share directories, a tap plugged into
+    /// nothing (`tap_fd`), no host ends on the channels; pv-init stops before the disks and
+    /// waits (`hx.warm=1`), its files in `dir`.
     Template {
         dir: &'a Path,
-        placeholder: &'a Path,
+        placeholders: &'a [PathBuf],
+        share_dirs: &'a [PathBuf],
     },
     /// A copy of a template's snapshot, with the container's own disks and channels.
     Restore { state: &'a Path },

@@ -1,0 +1,45 @@
+#!/bin/bash
+# Host memory per idle container, warm against cold, in one run (QEMU backend): N idle
+# `hx run -d --network none busybox sleep` containers, then the PSS (Proportional Set Size,
+# /proc/PID/smaps_rollup) of every process hx started for them (QEMU, the log relay), divided
+# by N; first cold (HX_WARM=off: the kernel boots), then warm (restored from the template).
+# Usage: tests/bench/warm-mem.sh [N]   (env: HX_KERNEL, HX_INIT, HX (the hx binary))
+set -euo pipefail
+n="${1:-5}"
+mem=128
+. "$(dirname "$0")/lib.sh"
+work="$(mktemp -d /tmp/hx-bench-warmmem.XXXXXX)"
+trap 'h rm -f $(h ps -aq) >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu
+h load -i "$busybox_dir" >/dev/null
+h run --rm --network none --memory "${mem}m" busybox:1.38.0-glibc true >/dev/null   # the template
+
+# Sum of PSS (KiB) of the processes whose command line names this store.
+pss() {
+    local total=0 pid kb
+    for pid in $(pgrep -f -- "$work/store"); do
+        kb=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+measure() {   # prints KiB per container
+    local i kib
+    for i in $(seq "$n"); do
+        h run -d --network none --memory "${mem}m" --name "m$i" busybox:1.38.0-glibc \
+            sh -c 'echo up; exec sleep 100000' >/dev/null
+    done
+    for i in $(seq "$n"); do
+        until h logs "m$i" 2>/dev/null | grep -q up; do sleep 0.1; done
+    done
+    sleep 2   # let the guests settle (pv-init idle, page cache filled)
+    kib=$(pss)
+    h rm -f $(h ps -aq) >/dev/null
+    echo $((kib / n))
+}
+c=$(HX_WARM=off measure)
+w=$(measure)
+echo "| host PSS per idle container ($n at once, ${mem} MiB guests, TCG) | KiB |"
+echo "|---|---|"
+echo "| cold (HX_WARM=off) | $c |"
+echo "| warm (restored from the template) | $w ($(awk -v a="$w" -v b="$c" 'BEGIN {printf "%.2f", a / b}')× of cold) |"

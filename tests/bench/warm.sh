@@ -72,10 +72,10 @@ done
 c=$(median "${cold_t[@]}"); w=$(median "${warm_t[@]}"); b=$(median "${bare_t[@]}")
 nc=$(median "${ncold_t[@]}"); nw=$(median "${nwarm_t[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-echo "| what ($runs runs, median, TCG, ${mem} MiB, 1 vCPU, --network none) | result | runs (ms) |"
+echo "| what ($runs runs, median, TCG, ${mem} MiB, 1 vCPU) | result | runs (ms) |"
 echo "|---|---|---|"
-echo "| cold \`hx run --rm busybox true\` (HX_WARM=off) | $c ms | ${cold_t[*]} |"
-echo "| warm \`hx run --rm busybox true\` (template restore) | $w ms = $(ratio "$c" "$w")× faster | ${warm_t[*]} |"
+echo "| cold \`hx run --rm --network none busybox true\` (HX_WARM=off) | $c ms | ${cold_t[*]} |"
+echo "| warm \`hx run --rm --network none busybox true\` (template restore) | $w ms = $(ratio "$c" "$w")× faster | ${warm_t[*]} |"
 echo "| bare qemu: kernel + /init that powers off | $b ms | ${bare_t[*]} |"
 echo "| warm / bare | $(ratio "$w" "$b")× | |"
 echo "| cold \`hx run -d -p 8080:80 busybox httpd\` until the port answers (HX_WARM=off) | $nc ms | ${ncold_t[*]} |"

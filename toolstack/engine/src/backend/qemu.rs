@@ -216,6 +216,29 @@ impl Qemu {
         cmd.args(["-M", "microvm,rtc=on", "-accel", accel]);
         cmd.args(["-cpu", if accel == "kvm" { "host" } else { "max" }]);
         cmd.arg("-m").arg(format!("{}M", spec.memory_mb));
+        // A template's RAM is a file it writes through a shared mapping; a restore maps that
+        // file copy-on-write (read-only file, private writable mapping): every guest restored
+        // from one template shares the pages none of them has written (warm.rs).
+        let ram = match boot {
+            Boot::Cold => None,
+            Boot::Template { dir, .. } => Some(format!(
+                "mem-path={},share=on",
+                qemu_path(&super::warm::ram_file(dir))
+            )),
+            Boot::Restore { state } => Some(format!(
+                "mem-path={},share=off,readonly=on,rom=off",
+                qemu_path(&super::warm::ram_file(
+                    state.parent().unwrap_or(Path::new("/"))
+                ))
+            )),
+        };
+        if let Some(ram) = ram {
+            cmd.arg("-object").arg(format!(
+                "memory-backend-file,id=hx-ram,size={}M,{ram}",
+                spec.memory_mb
+            ));
+            cmd.args(["-machine", "memory-backend=hx-ram"]);
+        }
         cmd.arg("-smp").arg(spec.cpus.to_string());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
         cmd.arg("-kernel")
@@ -341,9 +364,9 @@ impl Qemu {
                 share.tag
             ));
         }
-        if let Boot::Restore { state } = boot {
-            cmd.arg("-incoming")
-                .arg(format!("file:{}", state.display()));
+        // The stream is loaded once QMP has set x-ignore-shared (warm::resume).
+        if let Boot::Restore { .. } = boot {
+            cmd.args(["-incoming", "defer"]);
         }
         cmd
     }
@@ -363,6 +386,13 @@ pub enum Boot<'a> {
     },
     /// A copy of a template's snapshot, with the container's own disks and channels.
     Restore { state: &'a Path },
+}
+
+fn state_path<'a>(boot: &Boot<'a>) -> &'a Path {
+    match boot {
+        Boot::Restore { state } => state,
+        _ => Path::new(""),
+    }
 }
 
 /// The host's TSC rate from /proc/cpuinfo.
@@ -504,7 +534,7 @@ impl Backend for Qemu {
             );
         }
         if template.is_some() {
-            super::warm::resume(spec.dir)?;
+            super::warm::resume(spec.dir, state_path(&boot))?;
         }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
         // that (run.rs), an attached run reports it as the VM's outcome.

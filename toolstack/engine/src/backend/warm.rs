@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Bumped when what a template's guest holds changes in a way the key does not see.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// How long a template's boot may take (TCG on a busy host is slow).
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 /// The placeholder disks' size: at least as large as any disk a restore brings (the guest
@@ -49,6 +49,24 @@ pub fn dir(root: &Path) -> PathBuf {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => root.join("templates"),
     }
+}
+
+/// The template's guest RAM, next to its `state` (which then holds only the devices' state:
+/// migration's x-ignore-shared leaves a shared file-backed RAM out of the stream).
+pub fn ram_file(template: &Path) -> PathBuf {
+    template.join("ram")
+}
+
+const IGNORE_SHARED: &str = "x-ignore-shared";
+
+fn set_capability(q: &mut qmp::Qmp, capability: &str) -> anyhow::Result<()> {
+    q.execute_with(
+        "migrate-set-capabilities",
+        Some(serde_json::json!({
+            "capabilities": [{ "capability": capability, "state": true }]
+        })),
+    )
+    .map(drop)
 }
 
 /// Whether warm start is on: `[qemu] warm` in the config file (default true), HX_WARM=off.
@@ -158,7 +176,8 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     let key = key(q.binary(), spec, accel);
     let dir = dir(root);
     let state = dir.join(&key).join("state");
-    if state.is_file() {
+    let ready = || state.is_file() && ram_file(&dir.join(&key)).is_file();
+    if ready() {
         return Ok(state);
     }
     std::fs::create_dir_all(&dir)?;
@@ -170,7 +189,7 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .context("locking the template")?;
-    if state.is_file() {
+    if ready() {
         return Ok(state);
     }
     // A key whose build failed once boots cold from then on (`prune` and `rm --all` forget it).
@@ -330,6 +349,7 @@ fn save_when_ready(new: &Path, child: &mut std::process::Child) -> anyhow::Resul
     }
     let mut q = qmp::Qmp::connect(new)?;
     q.execute("stop")?;
+    set_capability(&mut q, IGNORE_SHARED)?;
     let uri = format!("file:{}", new.join("state").display());
     q.execute_with("migrate", Some(serde_json::json!({ "uri": uri })))?;
     q.wait_migration(Duration::from_secs(60))?;
@@ -337,11 +357,17 @@ fn save_when_ready(new: &Path, child: &mut std::process::Child) -> anyhow::Resul
     Ok(())
 }
 
-/// After QEMU started with `-incoming`: waits for the snapshot to load, resumes the guest and
-/// sends pv-init its go line (the host's clock, fresh entropy) on the control channel.
-pub fn resume(dir: &Path) -> anyhow::Result<()> {
+/// After QEMU started with `-incoming defer` and the template's RAM mapped copy-on-write:
+/// loads the devices' state from `state` (x-ignore-shared, as it was saved), waits for it,
+/// resumes the guest and sends pv-init its go line (the host's clock, fresh entropy) on the control channel.
+pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut q = qmp::Qmp::connect(dir)?;
+    set_capability(&mut q, IGNORE_SHARED)?;
+    q.execute_with(
+        "migrate-incoming",
+        Some(serde_json::json!({ "uri": format!("file:{}", state.display()) })),
+    )?;
     q.wait_migration(Duration::from_secs(60))
         .context("restoring the warm-start template")?;
     tracing::info!(
@@ -447,9 +473,14 @@ pub fn list(root: &Path) -> Vec<Listed> {
         else {
             continue;
         };
+        // The RAM file is sparse: what its blocks take.
+        use std::os::unix::fs::MetadataExt;
         let bytes = std::fs::metadata(p.join("state"))
             .map(|m| m.len())
-            .unwrap_or(0);
+            .unwrap_or(0)
+            + std::fs::metadata(ram_file(&p))
+                .map(|m| m.blocks() * 512)
+                .unwrap_or(0);
         // The key records the files' identity; a changed or missing one makes it unusable.
         let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
         out.push(Listed { meta, bytes, stale });

@@ -3,9 +3,10 @@
 # `hx run -d --network none busybox sleep` containers, then the PSS (Proportional Set Size,
 # /proc/PID/smaps_rollup) of every process hx started for them (QEMU, the log relay), divided
 # by N; first cold (HX_WARM=off: the kernel boots), then warm (restored from the template).
-# Usage: tests/bench/warm-mem.sh [N]   (env: HX_KERNEL, HX_INIT, HX (the hx binary))
+# Usage: tests/bench/warm-mem.sh [N...]   (default 1 10 20; env: HX_KERNEL, HX_INIT, HX)
 set -euo pipefail
-n="${1:-5}"
+counts=("$@")
+[ $# -gt 0 ] || counts=(1 10 20)
 mem=128
 . "$(dirname "$0")/lib.sh"
 work="$(mktemp -d /tmp/hx-bench-warmmem.XXXXXX)"
@@ -26,7 +27,8 @@ pss() {
     done
     echo "$total $qemu"
 }
-measure() {   # prints KiB per container: all, QEMU's
+measure() {   # N: prints KiB per container: all, QEMU's
+    local n="$1"
     local i kib
     for i in $(seq "$n"); do
         h run -d --network none --memory "${mem}m" --name "m$i" busybox:1.38.0-glibc \
@@ -40,9 +42,10 @@ measure() {   # prints KiB per container: all, QEMU's
     h rm -f $(h ps -aq) >/dev/null
     echo "$((all / n)) $((qemu / n))"
 }
-read -r c cq < <(HX_WARM=off measure)
-read -r w wq < <(measure)
-echo "| host PSS per idle container ($n at once, ${mem} MiB guests, TCG) | all hx started (KiB) | of which QEMU |"
-echo "|---|---|---|"
-echo "| cold (HX_WARM=off) | $c | $cq |"
-echo "| warm (restored from the template) | $w = $(awk -v a="$w" -v b="$c" 'BEGIN {printf "%.2f", a / b}')× of cold | $wq |"
+echo "| containers at once (${mem} MiB guests, TCG) | cold: PSS per container, KiB (QEMU's) | warm: PSS per container, KiB (QEMU's) | warm / cold |"
+echo "|---|---|---|---|"
+for n in "${counts[@]}"; do
+    read -r c cq < <(HX_WARM=off measure "$n")
+    read -r w wq < <(measure "$n")
+    echo "| $n | $c ($cq) | $w ($wq) | $(awk -v a="$w" -v b="$c" 'BEGIN {printf "%.2f", a / b}')× |"
+done

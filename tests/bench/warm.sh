@@ -58,7 +58,8 @@ serve() {
 }
 serve_cold() { HX_WARM=off serve; }
 build_ms=$(ms run)   # builds the template
-state=$(du -b "$work"/store/templates/*/state | awk '{print $1}')
+# What the template takes on disk: the device state and the RAM file's allocated blocks.
+template_kib=$(du -sk "$work"/store/templates/*/ | awk '{print $1}')
 build_net_ms=$(serve)   # builds the -d -p shape's template
 cold; bare; serve_cold >/dev/null
 cold_t=(); warm_t=(); bare_t=(); ncold_t=(); nwarm_t=()
@@ -82,4 +83,4 @@ echo "| cold \`hx run -d -p 8080:80 busybox httpd\` until the port answers (HX_W
 echo "| warm, same | $nw ms = $(ratio "$nc" "$nw")× faster | ${nwarm_t[*]} |"
 echo "| first warm run (builds the template) | $build_ms ms | |"
 echo "| first warm -d -p run (builds its template) | $build_net_ms ms | |"
-echo "| template size (migration stream) | $((state / 1048576)) MiB | |"
+echo "| template on disk (device state + RAM file's blocks) | $((template_kib / 1024)) MiB | |"

@@ -384,15 +384,9 @@ pub enum Boot<'a> {
         placeholders: &'a [PathBuf],
         share_dirs: &'a [PathBuf],
     },
-    /// A copy of a template's snapshot, with the container's own disks and channels.
+    /// A copy of a template's snapshot (`state`, and the `ram` beside it mapped
+    /// copy-on-write), with the container's own disks, NIC, shares and channels.
     Restore { state: &'a Path },
-}
-
-fn state_path<'a>(boot: &Boot<'a>) -> &'a Path {
-    match boot {
-        Boot::Restore { state } => state,
-        _ => Path::new(""),
-    }
 }
 
 /// The host's TSC rate from /proc/cpuinfo.
@@ -533,8 +527,8 @@ impl Backend for Qemu {
                 log.lines().last().unwrap_or("no output")
             );
         }
-        if template.is_some() {
-            super::warm::resume(spec.dir, state_path(&boot))?;
+        if let Boot::Restore { state } = &boot {
+            super::warm::resume(spec.dir, state)?;
         }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
         // that (run.rs), an attached run reports it as the VM's outcome.

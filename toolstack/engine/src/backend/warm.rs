@@ -308,12 +308,19 @@ fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()>
         .stderr(log);
     let fd = qmp_listener.as_raw_fd();
     let tap_fd = tap_fd.unwrap_or(-1);
-    // Dies with the hx that builds it: a killed build leaves no VM (and no tap) behind.
-    // SAFETY: prctl and fcntl are async-signal-safe; nothing else runs before exec.
+    let builder = std::process::id() as libc::pid_t;
+    // Dies with the hx that builds it: a killed build leaves no VM (and no tap) behind. An hx
+    // killed before the child's prctl sent no signal: the child sees another parent and stops.
+    // SAFETY: prctl, getppid and fcntl are async-signal-safe; nothing else runs before exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                || libc::fcntl(fd, libc::F_SETFD, 0) < 0
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != builder {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0
                 || (tap_fd >= 0 && libc::fcntl(tap_fd, libc::F_SETFD, 0) < 0)
             {
                 return Err(std::io::Error::last_os_error());

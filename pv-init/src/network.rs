@@ -85,6 +85,26 @@ impl Sock {
         self.ioctl(libc::SIOCSIFFLAGS, &mut r, &format!("{name} up"))
     }
 
+    /// Gives `name` the MAC `want` unless it has it already (a cold boot: the host made the
+    /// device with it). A warm-start guest's NIC kept its template's MAC; virtio-net passes
+    /// the new one to QEMU's receive filter over its control queue.
+    fn ensure_mac(&self, name: &str, want: [u8; 6]) -> Result<(), InitError> {
+        let mut r = Self::ifreq(name);
+        self.ioctl(libc::SIOCGIFHWADDR, &mut r, &format!("{name} MAC"))?;
+        // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+        let have = unsafe { r.ifr_ifru.ifru_hwaddr };
+        if have.sa_data[..6].iter().map(|&b| b as u8).eq(want) {
+            return Ok(());
+        }
+        let mut addr = have;
+        for (d, s) in addr.sa_data.iter_mut().zip(want) {
+            *d = s as libc::c_char;
+        }
+        let mut r = Self::ifreq(name);
+        r.ifr_ifru.ifru_hwaddr = addr;
+        self.ioctl(libc::SIOCSIFHWADDR, &mut r, &format!("{name} MAC"))
+    }
+
     fn set_addr(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), InitError> {
         let mut r = Self::ifreq(name);
         r.ifr_ifru.ifru_addr = sockaddr(ip);
@@ -168,6 +188,11 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
             )));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(mac) = &net.mac {
+        let mac = pv_init::spec::parse_mac(mac)
+            .ok_or_else(|| InitError::setup(format!("network: bad MAC {mac:?}")))?;
+        sock.ensure_mac(&net.interface, mac)?;
     }
     sock.set_addr(&net.interface, ip, prefix)?;
     if let Some(mtu) = net.mtu {

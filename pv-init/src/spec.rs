@@ -229,6 +229,11 @@ pub struct Network {
     /// DNS at 127.0.0.11 answers only inside the container's network namespace, docs/docker.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_relay: Option<DnsRelay>,
+    /// The interface's MAC (`02:42:0a:58:00:05`), which pv-init gives it when it has another
+    /// one: a guest restored from a warm-start template kept the template's. Left out when
+    /// None, so that a spec without it still reads in a pv-init that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// How the guest reaches a DNS relay on the host end of its NIC.
@@ -262,6 +267,20 @@ pub fn resolv_via_relay(text: &str, replaces: &str, server: &str) -> Option<Stri
         out.push('\n');
     }
     changed.then_some(out)
+}
+
+/// `02:42:0a:58:00:05` (six pairs of hex digits, either case) → the bytes; None otherwise.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`; None for anything that is not
@@ -489,5 +508,35 @@ mod tests {
             assert_eq!(sysctl_path(bad), None, "{bad:?}");
         }
         assert_eq!(sysctl_path(&"n.".repeat(200)), None);
+    }
+
+    #[test]
+    fn macs_are_six_hex_pairs() {
+        assert_eq!(
+            parse_mac("02:42:0a:58:00:05"),
+            Some([0x02, 0x42, 0x0a, 0x58, 0x00, 0x05])
+        );
+        assert_eq!(parse_mac("02:42:0A:58:00:FF").map(|m| m[5]), Some(0xff));
+        for bad in [
+            "",
+            "02:42:0a:58:00",
+            "02:42:0a:58:00:05:06",
+            "02:42:0a:58:00:5",
+            "02:42:0a:58:00:+5",
+            "02-42-0a-58-00-05",
+            "02:42:0a:58:00:05:",
+            "0242:0a:58:00:05:",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_mac_round_trips_and_nothing_panics(bytes in proptest::prelude::any::<[u8; 6]>(), junk in ".{0,40}") {
+            let text = bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+            proptest::prop_assert_eq!(parse_mac(&text), Some(bytes));
+            let _ = parse_mac(&junk);
+        }
     }
 }

@@ -170,6 +170,7 @@ fn sample() -> ContainerSpec {
                 server: "169.254.53.1".into(),
                 replaces: "127.0.0.11".into(),
             }),
+            mac: Some("02:42:0a:58:00:05".into()),
         }),
         stdin: false,
         tty: Some(TtySize { rows: 24, cols: 80 }),

@@ -1,8 +1,10 @@
 //! Warm start on QEMU (docs/warm-start.md): containers restored from a template snapshot behave
 //! like cold ones, share nothing, and templates follow pv-init. Real kernel, pv-init and QEMU.
 mod common;
-use common::{run_with_timeout, Hx, Run, BUSYBOX};
+use common::netns::{NetLab, HOST_IP};
+use common::{run_with_timeout, wait_with_timeout, Hx, Run, BUSYBOX};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn run(hx: &Hx, templates: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
@@ -167,4 +169,215 @@ fn a_killed_template_build_leaves_nothing_behind() {
         .filter(|n| !n.ends_with(".lock"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `cmd` with `input` on its stdin (written while its output is read).
+fn feed(mut cmd: Command, input: &[u8]) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let r = wait_with_timeout(child, Duration::from_secs(180));
+    let _ = writer.join();
+    r
+}
+
+/// What a web container serves: its name, whether its guest is a template's copy, whether a
+/// file from another container is in its writable layer.
+fn web(name: &str) -> String {
+    format!(
+        "mkdir /w; {{ echo {name}; grep -q hx.warm=1 /proc/cmdline && echo warm || echo cold; \
+         [ -e /root/mark ] && echo mark-present || echo mark-absent; }} > /w/index.html; \
+         echo {name} > /root/mark; exec httpd -f -p 80 -h /w"
+    )
+}
+
+#[test]
+fn warm_containers_on_the_network_answer_their_published_ports() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let Some(lab) = NetLab::new(&hx) else { return };
+    let templates = tempfile::tempdir().unwrap();
+    let hx_in_lab = |warm: bool, args: &[&str]| {
+        let mut c = lab.hx_cmd(&hx, args);
+        c.env("HX_TEMPLATE_DIR", templates.path());
+        if !warm {
+            c.env("HX_WARM", "off");
+        }
+        let r = run_with_timeout(c, Duration::from_secs(180));
+        assert_eq!(r.code, 0, "hx {args:?}: {}{}", r.stdout, r.stderr);
+        r
+    };
+    // `hx run -d -p` like `docker run -d -p 8080:80 nginx`: cold, then two warm copies at once
+    // on the same bridge (each must take its own MAC, else one would not answer).
+    for (warm, name, port) in [
+        (false, "cold", "8090"),
+        (true, "w1", "8091"),
+        (true, "w2", "8092"),
+    ] {
+        let publish = format!("{port}:80");
+        hx_in_lab(
+            warm,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "-p",
+                &publish,
+                BUSYBOX,
+                "sh",
+                "-c",
+                &web(name),
+            ],
+        );
+    }
+    for (name, port, how) in [
+        ("cold", 8090, "cold"),
+        ("w1", 8091, "warm"),
+        ("w2", 8092, "warm"),
+    ] {
+        let url = format!("http://{HOST_IP}:{port}/");
+        assert_eq!(
+            lab.wait_for_client(&url, Duration::from_secs(90)),
+            format!("{name}\n{how}\nmark-absent\n"),
+            "{name}"
+        );
+    }
+    let mac =
+        |name: &str| hx_in_lab(true, &["exec", name, "cat", "/sys/class/net/eth0/address"]).stdout;
+    let (m1, m2) = (mac("w1"), mac("w2"));
+    assert_ne!(m1, m2);
+    assert!(
+        m1.starts_with("02:42:") && m2.starts_with("02:42:"),
+        "{m1} {m2}"
+    );
+    let ls = hx_in_lab(true, &["system", "template", "ls"]).stdout;
+    assert!(
+        ls.contains("ro,ro,rw+net "),
+        "one template, of the -d -p shape: {ls}"
+    );
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+    hx_in_lab(true, &["rm", "-f", "cold", "w1", "w2"]);
+    assert_eq!(lab.publish_rules(), Vec::<String>::new(), "port rules left");
+    assert_eq!(lab.container_links(), Vec::<String>::new(), "taps left");
+    assert_eq!(common::qemu_processes_for(hx.root()), 0);
+    assert!(common::qemu_cmdlines_for(templates.path()).is_empty());
+}
+
+/// `-i`, a host directory, a named volume and a writable layer: the workload reads stdin and
+/// both volumes, writes to them, and reports whether it is a template's copy.
+const VOLUMES_PROBE: &str = "cat; cat /data/in; echo $0 > /data/out-$0; \
+    [ -e /vol/a ] && echo vol-has-a || echo vol-no-a; echo $0 > /vol/$0; echo err >&2; \
+    [ -e /root/mark ] && echo mark-present || echo mark-absent; echo $0 > /root/mark; \
+    grep -q hx.warm=1 /proc/cmdline && echo warm || echo cold; exit 3";
+
+#[test]
+fn warm_interactive_containers_with_volumes_match_cold_ones_and_start_again() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let templates = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("in"), "from-host\n").unwrap();
+    let bind = format!("{}:/data", data.path().display());
+    let hx_with = |warm: bool, args: &[&str], input: &[u8]| {
+        let mut c = hx.cmd(args);
+        c.env("HX_TEMPLATE_DIR", templates.path());
+        if !warm {
+            c.env("HX_WARM", "off");
+        }
+        feed(c, input)
+    };
+    let run = |warm: bool, name: &str, label: &str, input: &[u8]| {
+        hx_with(
+            warm,
+            &[
+                "run",
+                "-i",
+                "--name",
+                name,
+                "-v",
+                &bind,
+                "-v",
+                "warmvol:/vol",
+                BUSYBOX,
+                "sh",
+                "-c",
+                VOLUMES_PROBE,
+                label,
+            ],
+            input,
+        )
+    };
+    let cold = run(false, "c", "a", b"typed-a\n");
+    let warm = run(true, "w", "b", b"typed-b\n");
+    assert_eq!((cold.code, cold.stderr.as_str()), (3, "err\n"));
+    assert_eq!((warm.code, warm.stderr.as_str()), (3, "err\n"));
+    assert_eq!(
+        cold.stdout,
+        "typed-a\nfrom-host\nvol-no-a\nmark-absent\ncold\n"
+    );
+    // The warm one sees what the cold one left in the named volume, not in its own layer.
+    assert_eq!(
+        warm.stdout,
+        "typed-b\nfrom-host\nvol-has-a\nmark-absent\nwarm\n"
+    );
+    for label in ["a", "b"] {
+        let out = std::fs::read_to_string(data.path().join(format!("out-{label}"))).unwrap();
+        assert_eq!(out, format!("{label}\n"));
+    }
+    // Started again (restored again): same writable layer, same volumes, new input.
+    let again = hx_with(true, &["start", "-ai", "w"], b"typed-again\n");
+    assert_eq!((again.code, again.stderr.as_str()), (3, "err\n"));
+    assert_eq!(
+        again.stdout,
+        "typed-again\nfrom-host\nvol-has-a\nmark-present\nwarm\n"
+    );
+    let ls = hx_with(true, &["system", "template", "ls"], b"").stdout;
+    assert!(ls.contains("ro,ro,rw,rw+9p:1+stdin "), "{ls}");
+    let rm = hx_with(true, &["rm", "c", "w"], b"");
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    assert_eq!(common::qemu_processes_for(hx.root()), 0);
+}
+
+#[test]
+fn a_killed_restore_leaves_nothing_behind() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let templates = tempfile::tempdir().unwrap();
+    let t = templates.path();
+    // The template first, then an `hx run` killed while its QEMU loads it.
+    let ok = run(&hx, t, &[], &["run", "--rm", BUSYBOX, "true"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let mut c = hx.cmd(&["run", "--rm", BUSYBOX, "sleep", "30"]);
+    c.env("HX_TEMPLATE_DIR", t)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let restoring = || {
+        common::qemu_cmdlines_for(hx.root())
+            .iter()
+            .any(|args| args.iter().any(|a| a == "-incoming"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !restoring() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(restoring(), "no restore started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Whatever it had reached, `rm -f` of what `ps` shows takes it all.
+    let ps = hx.ok(&["ps", "-aq"]).stdout;
+    for id in ps.split_whitespace() {
+        hx.ok(&["rm", "-f", id]);
+    }
+    assert_eq!(hx.ok(&["ps", "-aq"]).stdout, "");
+    assert_eq!(common::qemu_processes_for(hx.root()), 0);
+    let containers = hx.root().join("containers");
+    let left = std::fs::read_dir(&containers)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "container directories left");
 }

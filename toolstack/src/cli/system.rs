@@ -49,7 +49,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                 }
                 return Ok(0);
             }
-            outln!("KEY               MEMORY  CPUS  ACCEL  DISKS  SIZE     STATUS  PV-INIT");
+            outln!("KEY               MEMORY  CPUS  ACCEL  DEVICES               SIZE     STATUS  PV-INIT");
             for t in &all {
                 let m = &t.meta;
                 let initramfs = m
@@ -58,12 +58,12 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
                 outln!(
-                    "{:<17} {:<7} {:<5} {:<6} {:<6} {:<8} {:<7} {}",
+                    "{:<17} {:<7} {:<5} {:<6} {:<21} {:<8} {:<7} {}",
                     m.key,
                     format!("{}M", m.memory_mb),
                     m.cpus,
                     m.accel,
-                    m.disks,
+                    m.devices,
                     format!("{}MiB", t.bytes.div_ceil(1 << 20)),
                     if t.stale { "stale" } else { "ready" },
                     initramfs

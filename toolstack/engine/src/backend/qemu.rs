@@ -216,6 +216,29 @@ impl Qemu {
         cmd.args(["-M", "microvm,rtc=on", "-accel", accel]);
         cmd.args(["-cpu", if accel == "kvm" { "host" } else { "max" }]);
         cmd.arg("-m").arg(format!("{}M", spec.memory_mb));
+        // A template's RAM is a file it writes through a shared mapping; a restore maps that
+        // file copy-on-write (read-only file, private writable mapping): every guest restored
+        // from one template shares the pages none of them has written (warm.rs).
+        let ram = match boot {
+            Boot::Cold => None,
+            Boot::Template { dir, .. } => Some(format!(
+                "mem-path={},share=on",
+                qemu_path(&super::warm::ram_file(dir))
+            )),
+            Boot::Restore { state } => Some(format!(
+                "mem-path={},share=off,readonly=on,rom=off",
+                qemu_path(&super::warm::ram_file(
+                    state.parent().unwrap_or(Path::new("/"))
+                ))
+            )),
+        };
+        if let Some(ram) = ram {
+            cmd.arg("-object").arg(format!(
+                "memory-backend-file,id=hx-ram,size={}M,{ram}",
+                spec.memory_mb
+            ));
+            cmd.args(["-machine", "memory-backend=hx-ram"]);
+        }
         cmd.arg("-smp").arg(spec.cpus.to_string());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
         cmd.arg("-kernel")
@@ -253,7 +276,7 @@ impl Qemu {
             let ro = if disk.readonly { ",readonly=on" } else { "" };
             let mode = format!("{cache}{ro}");
             let file = match boot {
-                Boot::Template { placeholder, .. } => placeholder,
+                Boot::Template { placeholders, .. } => placeholders[i].as_path(),
                 _ => disk.path.as_path(),
             };
             cmd.arg("-drive").arg(format!(
@@ -313,17 +336,27 @@ impl Qemu {
                     format!("tap,id=net0,ifname={ifname},script=no,downscript=no")
                 }
             };
+            // A template's NIC gets a MAC no container has (pv-init gives a restored guest
+            // its own): QEMU announces the snapshot's MAC on the restore's tap.
+            let mac = match boot {
+                Boot::Template { .. } => super::warm::TEMPLATE_MAC,
+                _ => nic.mac.as_str(),
+            };
             cmd.arg("-netdev").arg(netdev);
             cmd.arg("-device")
-                .arg(format!("virtio-net-device,netdev=net0,mac={}", nic.mac));
+                .arg(format!("virtio-net-device,netdev=net0,mac={mac}"));
         }
         for (i, share) in spec.shares.iter().enumerate() {
             let ro = if share.readonly { ",readonly=on" } else { "" };
+            let path = match boot {
+                Boot::Template { share_dirs, .. } => share_dirs[i].as_path(),
+                _ => share.path.as_path(),
+            };
             // A mapped model (volume::ShareModel): the guest can plant no setuid file, device
             // node or symlink in a host directory.
             cmd.arg("-fsdev").arg(format!(
                 "local,id=fs{i},path={},security_model={}{ro}",
-                qemu_path(&share.path),
+                qemu_path(path),
                 share.model.as_qemu()
             ));
             cmd.arg("-device").arg(format!(
@@ -331,9 +364,9 @@ impl Qemu {
                 share.tag
             ));
         }
-        if let Boot::Restore { state } = boot {
-            cmd.arg("-incoming")
-                .arg(format!("file:{}", state.display()));
+        // The stream is loaded once QMP has set x-ignore-shared (warm::resume).
+        if let Boot::Restore { .. } = boot {
+            cmd.args(["-incoming", "defer"]);
         }
         cmd
     }
@@ -343,13 +376,16 @@ impl Qemu {
 pub enum Boot<'a> {
     /// The kernel boots, pv-init starts the container.
     Cold,
-    /// A template: placeholder disks, no host ends on the channels, pv-init stops before the
-    /// disks and waits (`hx.warm=1`), its files in `dir`.
+    /// A template: placeholder disks (one per disk) and share directories, a tap plugged into
+    /// nothing (`tap_fd`), no host ends on the channels; pv-init stops before the disks and
+    /// waits (`hx.warm=1`), its files in `dir`.
     Template {
         dir: &'a Path,
-        placeholder: &'a Path,
+        placeholders: &'a [PathBuf],
+        share_dirs: &'a [PathBuf],
     },
-    /// A copy of a template's snapshot, with the container's own disks and channels.
+    /// A copy of a template's snapshot (`state`, and the `ram` beside it mapped
+    /// copy-on-write), with the container's own disks, NIC, shares and channels.
     Restore { state: &'a Path },
 }
 
@@ -491,8 +527,8 @@ impl Backend for Qemu {
                 log.lines().last().unwrap_or("no output")
             );
         }
-        if template.is_some() {
-            super::warm::resume(spec.dir)?;
+        if let Boot::Restore { state } = &boot {
+            super::warm::resume(spec.dir, state)?;
         }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
         // that (run.rs), an attached run reports it as the VM's outcome.

@@ -1,12 +1,15 @@
-//! Warm start on QEMU (docs/warm-start.md): a container whose VM has the template shape
-//! (rootfs + config disk, no NIC, no shares, no `-i`) is restored from a snapshot of a guest
-//! booted up to pv-init's wait instead of booting the kernel. Templates live in
+//! Warm start on QEMU (docs/warm-start.md): a container's VM is restored from a snapshot of a
+//! guest booted up to pv-init's wait, with the same devices (disks, NIC, 9p shares, channels),
+//! instead of booting the kernel. microvm's virtio-mmio cannot hot-plug, so a template is made
+//! per device shape with placeholder backends (sparse files, empty directories, a throwaway
+//! tap), and the restore's command line gives the container's own. Templates live in
 //! `<root>/templates/<key>/` (`state`: QEMU's migration stream, `meta.json`); the key covers
 //! the kernel, the initramfs (pv-init), QEMU, the accelerator, memory, vCPUs and the device
 //! shape, so any change makes a new template. A template is built on first use under a lock;
 //! a killed build leaves a `.new-*` directory that the next build or `prune` removes.
 use super::qemu::{Boot, Qemu};
 use super::{qmp, VmSpec};
+use crate::network::NicKind;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsRawFd;
@@ -14,12 +17,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Bumped when what a template's guest holds changes in a way the key does not see.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 3;
 /// How long a template's boot may take (TCG on a busy host is slow).
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 /// The placeholder disks' size: at least as large as any disk a restore brings (the guest
 /// keeps the size it saw at boot; erofs and the config disk read only what they hold).
 const PLACEHOLDER_BYTES: u64 = 1 << 40;
+/// The MAC of a template's NIC: locally administered, outside hx's `02:42:…` (containers
+/// take theirs from the spec after the go line).
+pub const TEMPLATE_MAC: &str = "02:68:78:77:00:01";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Meta {
@@ -30,6 +36,9 @@ pub struct Meta {
     pub memory_mb: u64,
     pub cpus: u32,
     pub disks: usize,
+    /// The device shape (`Shape::describe`): disks, NIC, shares, stdin port.
+    #[serde(default)]
+    pub devices: String,
     pub created: u64,
 }
 
@@ -42,6 +51,24 @@ pub fn dir(root: &Path) -> PathBuf {
     }
 }
 
+/// The template's guest RAM, next to its `state` (which then holds only the devices' state:
+/// migration's x-ignore-shared leaves a shared file-backed RAM out of the stream).
+pub fn ram_file(template: &Path) -> PathBuf {
+    template.join("ram")
+}
+
+const IGNORE_SHARED: &str = "x-ignore-shared";
+
+fn set_capability(q: &mut qmp::Qmp, capability: &str) -> anyhow::Result<()> {
+    q.execute_with(
+        "migrate-set-capabilities",
+        Some(serde_json::json!({
+            "capabilities": [{ "capability": capability, "state": true }]
+        })),
+    )
+    .map(drop)
+}
+
 /// Whether warm start is on: `[qemu] warm` in the config file (default true), HX_WARM=off.
 pub fn enabled(root: &Path) -> bool {
     if std::env::var("HX_WARM").is_ok_and(|v| v == "off" || v == "0") {
@@ -52,9 +79,69 @@ pub fn enabled(root: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The template shape: what a restore can give a container.
+/// Whether a restore can give this VM its devices: a tap NIC or none (QEMU's user-mode
+/// network keeps its forwards in the migrated slirp state: cold), disks no larger than the
+/// template's placeholders (the guest keeps the capacity it saw at boot).
 pub fn fits(spec: &VmSpec) -> bool {
-    spec.nic.is_none() && spec.shares.is_empty() && !spec.stdin && spec.disks.len() == 2
+    let nic_ok = match spec.nic.as_ref().map(|n| &n.kind) {
+        None | Some(NicKind::Bridge { .. }) | Some(NicKind::Netns { .. }) => true,
+        Some(NicKind::User { .. }) => false,
+    };
+    nic_ok
+        && spec.disks.iter().all(|d| {
+            std::fs::metadata(&d.path).is_ok_and(|m| m.is_file() && m.len() <= PLACEHOLDER_BYTES)
+        })
+}
+
+/// What the guest sees of its devices, in QEMU's creation order: a template serves only VMs
+/// of its own shape (the migration stream holds the devices' state, not their backends).
+pub struct Shape {
+    readonly: Vec<bool>,
+    nic: bool,
+    shares: Vec<(String, bool, &'static str)>,
+    stdin: bool,
+}
+
+impl Shape {
+    pub fn of(spec: &VmSpec) -> Self {
+        Shape {
+            readonly: spec.disks.iter().map(|d| d.readonly).collect(),
+            nic: spec.nic.is_some(),
+            shares: spec
+                .shares
+                .iter()
+                .map(|s| (s.tag.clone(), s.readonly, s.model.as_qemu()))
+                .collect(),
+            stdin: spec.stdin,
+        }
+    }
+
+    /// `ro,ro,rw +net +9p:2 +stdin`: for `hx system template ls`.
+    pub fn describe(&self) -> String {
+        let disks: Vec<&str> = self
+            .readonly
+            .iter()
+            .map(|&ro| if ro { "ro" } else { "rw" })
+            .collect();
+        let mut out = disks.join(",");
+        if self.nic {
+            out.push_str("+net");
+        }
+        if !self.shares.is_empty() {
+            out.push_str(&format!("+9p:{}", self.shares.len()));
+        }
+        if self.stdin {
+            out.push_str("+stdin");
+        }
+        out
+    }
+
+    fn key_text(&self) -> String {
+        format!(
+            "{:?}|{}|{:?}|{}",
+            self.readonly, self.nic, self.shares, self.stdin
+        )
+    }
 }
 
 fn identity(p: &Path) -> String {
@@ -68,9 +155,8 @@ fn identity(p: &Path) -> String {
 
 pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
     use sha2::Digest;
-    let ro: Vec<bool> = spec.disks.iter().map(|d| d.readonly).collect();
     let text = format!(
-        "{FORMAT}\n{}\n{}\n{}\n{accel}\n{} {}\n{ro:?}\n",
+        "{FORMAT}\n{}\n{}\n{}\n{accel}\n{} {}\n{}\n",
         identity(spec.kernel),
         // Named by its content's hash (assets.rs): the same in every store.
         spec.initramfs
@@ -79,7 +165,8 @@ pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
             .to_string_lossy(),
         qemu_binary,
         spec.memory_mb,
-        spec.cpus
+        spec.cpus,
+        Shape::of(spec).key_text()
     );
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
 }
@@ -89,7 +176,8 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     let key = key(q.binary(), spec, accel);
     let dir = dir(root);
     let state = dir.join(&key).join("state");
-    if state.is_file() {
+    let ready = || state.is_file() && ram_file(&dir.join(&key)).is_file();
+    if ready() {
         return Ok(state);
     }
     std::fs::create_dir_all(&dir)?;
@@ -101,7 +189,7 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .context("locking the template")?;
-    if state.is_file() {
+    if ready() {
         return Ok(state);
     }
     // A key whose build failed once boots cold from then on (`prune` and `rm --all` forget it).
@@ -128,19 +216,20 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
             memory_mb: spec.memory_mb,
             cpus: spec.cpus,
             disks: spec.disks.len(),
+            devices: Shape::of(spec).describe(),
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
         std::fs::write(new.join("meta.json"), serde_json::to_vec(&meta)?)?;
-        for scratch in [
-            "placeholder",
-            "console.log",
-            "control.in",
-            "control.out",
-            "qemu.log",
-        ] {
+        for i in 0..spec.disks.len() {
+            let _ = std::fs::remove_file(new.join(format!("placeholder{i}")));
+        }
+        for i in 0..spec.shares.len() {
+            let _ = std::fs::remove_dir(new.join(format!("share{i}")));
+        }
+        for scratch in ["console.log", "control.in", "control.out", "qemu.log"] {
             let _ = std::fs::remove_file(new.join(scratch));
         }
         let _ = std::fs::remove_file(new.join(qmp::SOCKET));
@@ -169,8 +258,28 @@ fn speaks_warm(initramfs: &Path) -> bool {
 /// Boots the template guest in `new`, waits for pv-init's cue, saves it to `new/state`.
 fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(new)?;
-    let placeholder = new.join("placeholder");
-    std::fs::File::create(&placeholder)?.set_len(PLACEHOLDER_BYTES)?;
+    // One file per disk: QEMU locks each image, and a writable one must be its own.
+    let mut placeholders = Vec::new();
+    for i in 0..spec.disks.len() {
+        let p = new.join(format!("placeholder{i}"));
+        std::fs::File::create(&p)?.set_len(PLACEHOLDER_BYTES)?;
+        placeholders.push(p);
+    }
+    let mut share_dirs = Vec::new();
+    for i in 0..spec.shares.len() {
+        let p = new.join(format!("share{i}"));
+        std::fs::create_dir(&p)?;
+        share_dirs.push(p);
+    }
+    // A NIC of the restore's kind (a tap: the same offloads get negotiated), plugged into
+    // nothing; it vanishes with the template's QEMU.
+    let tap = match spec.nic {
+        Some(_) => Some(crate::network::tap::open(&format!(
+            "hxw{}",
+            std::process::id()
+        ))?),
+        None => None,
+    };
     for fifo in ["control.in", "control.out"] {
         nix::unistd::mkfifo(
             &new.join(fifo),
@@ -180,12 +289,14 @@ fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()>
     let qmp_listener = qmp::listen(new)?;
     // Same number of channel slots as a container's (console, channels, exec): the device
     // set must match the restore's exactly.
-    let slots = vec![-1; 1 + super::qemu::CHANNELS.len() + 1];
+    let slots = vec![-1; 1 + super::qemu::CHANNELS.len() + 1 + usize::from(spec.stdin)];
     let boot = Boot::Template {
         dir: new,
-        placeholder: &placeholder,
+        placeholders: &placeholders,
+        share_dirs: &share_dirs,
     };
-    let mut cmd = q.command(spec, accel, None, &slots, &boot);
+    let tap_fd = tap.as_ref().map(|f| f.as_raw_fd());
+    let mut cmd = q.command(spec, accel, tap_fd, &slots, &boot);
     cmd.arg("-chardev").arg(format!(
         "socket,id=qmp,fd={},server=on,wait=off",
         qmp_listener.as_raw_fd()
@@ -196,12 +307,21 @@ fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()>
         .stdout(log.try_clone()?)
         .stderr(log);
     let fd = qmp_listener.as_raw_fd();
-    // Dies with the hx that builds it: a killed build leaves no VM behind.
-    // SAFETY: prctl and fcntl are async-signal-safe; nothing else runs before exec.
+    let tap_fd = tap_fd.unwrap_or(-1);
+    let builder = std::process::id() as libc::pid_t;
+    // Dies with the hx that builds it: a killed build leaves no VM (and no tap) behind. An hx
+    // killed before the child's prctl sent no signal: the child sees another parent and stops.
+    // SAFETY: prctl, getppid and fcntl are async-signal-safe; nothing else runs before exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                || libc::fcntl(fd, libc::F_SETFD, 0) < 0
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != builder {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0
+                || (tap_fd >= 0 && libc::fcntl(tap_fd, libc::F_SETFD, 0) < 0)
             {
                 return Err(std::io::Error::last_os_error());
             }
@@ -209,6 +329,7 @@ fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()>
         });
     }
     let mut child = cmd.spawn().context("starting QEMU for the template")?;
+    drop(tap);
     let saved = save_when_ready(new, &mut child);
     if saved.is_err() {
         let _ = child.kill();
@@ -235,6 +356,7 @@ fn save_when_ready(new: &Path, child: &mut std::process::Child) -> anyhow::Resul
     }
     let mut q = qmp::Qmp::connect(new)?;
     q.execute("stop")?;
+    set_capability(&mut q, IGNORE_SHARED)?;
     let uri = format!("file:{}", new.join("state").display());
     q.execute_with("migrate", Some(serde_json::json!({ "uri": uri })))?;
     q.wait_migration(Duration::from_secs(60))?;
@@ -242,11 +364,17 @@ fn save_when_ready(new: &Path, child: &mut std::process::Child) -> anyhow::Resul
     Ok(())
 }
 
-/// After QEMU started with `-incoming`: waits for the snapshot to load, resumes the guest and
-/// sends pv-init its go line (the host's clock, fresh entropy) on the control channel.
-pub fn resume(dir: &Path) -> anyhow::Result<()> {
+/// After QEMU started with `-incoming defer` and the template's RAM mapped copy-on-write:
+/// loads the devices' state from `state` (x-ignore-shared, as it was saved), waits for it,
+/// resumes the guest and sends pv-init its go line (the host's clock, fresh entropy) on the control channel.
+pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut q = qmp::Qmp::connect(dir)?;
+    set_capability(&mut q, IGNORE_SHARED)?;
+    q.execute_with(
+        "migrate-incoming",
+        Some(serde_json::json!({ "uri": format!("file:{}", state.display()) })),
+    )?;
     q.wait_migration(Duration::from_secs(60))
         .context("restoring the warm-start template")?;
     tracing::info!(
@@ -352,9 +480,14 @@ pub fn list(root: &Path) -> Vec<Listed> {
         else {
             continue;
         };
+        // The RAM file is sparse: what its blocks take.
+        use std::os::unix::fs::MetadataExt;
         let bytes = std::fs::metadata(p.join("state"))
             .map(|m| m.len())
-            .unwrap_or(0);
+            .unwrap_or(0)
+            + std::fs::metadata(ram_file(&p))
+                .map(|m| m.blocks() * 512)
+                .unwrap_or(0);
         // The key records the files' identity; a changed or missing one makes it unusable.
         let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
         out.push(Listed { meta, bytes, stale });
@@ -386,7 +519,7 @@ pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
 }
 
 /// Removes stale templates, every template but the newest of each shape (memory, vCPUs,
-/// accelerator, disks), and unfinished builds. The keys removed.
+/// accelerator, devices), and unfinished builds. The keys removed.
 pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
     sweep_unfinished(&dir(root), None);
     forget_failures(root);
@@ -398,6 +531,7 @@ pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
             t.meta.cpus,
             t.meta.accel.clone(),
             t.meta.disks,
+            t.meta.devices.clone(),
         );
         if t.stale || !seen.insert(shape) {
             remove(root, &t.meta.key)?;

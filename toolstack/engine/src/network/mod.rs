@@ -231,11 +231,12 @@ pub fn setup(
                 netns_inode: None,
             },
             nic: Some(VmNic {
-                mac,
+                mac: mac.clone(),
                 kind: NicKind::User { ports: published },
                 hold: vec![],
             }),
             guest: Some(guest_config(
+                &mac,
                 USER_GUEST,
                 24,
                 USER_GATEWAY,
@@ -293,7 +294,7 @@ pub fn setup(
             netns_inode: None,
         },
         nic: Some(VmNic {
-            mac,
+            mac: mac.clone(),
             kind: NicKind::Bridge {
                 bridge: bridge_name,
                 ifname,
@@ -302,7 +303,7 @@ pub fn setup(
                 .chain(reserved.into_iter().map(|r| r.socket))
                 .collect(),
         }),
-        guest: Some(guest_config(ip, prefix, gateway, dns, &resolv)),
+        guest: Some(guest_config(&mac, ip, prefix, gateway, dns, &resolv)),
     })
 }
 
@@ -318,6 +319,7 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
     let info = netns_link::inspect(netns, link)?;
     let ifname = netns_link::DEFAULT_TAP.to_string();
     let mut guest = guest_config(
+        &info.mac,
         info.address,
         info.prefix,
         info.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
@@ -357,6 +359,7 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
 }
 
 fn guest_config(
+    mac: &str,
     ip: Ipv4Addr,
     prefix: u8,
     gateway: Ipv4Addr,
@@ -373,6 +376,7 @@ fn guest_config(
         dns_options: resolv.options.clone(),
         mtu: None,
         dns_relay: None,
+        mac: Some(mac.to_string()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The container spec shared by the toolstack and the guest's PID 1, the config-disk encoding
 //! that carries it, and the initramfs that boots pv-init (see docs/guest-protocol.md).
 pub mod copy;
+pub mod host_stop;
 pub mod initramfs;
 pub mod mux;
 pub mod spec;

@@ -173,10 +173,6 @@ for cmd in "list nosuch" "uptime nosuch" "vcpu-list nosuch" "vcpu-pin nosuch 0 a
     [ "$h" = "$x" ] && ok "$cmd: exit $h like xl" || bad "$cmd: hx exit $h, xl exit $x"
 done
 
-# Two more containers for the stop paths, booting while xa reboots: c2 as PV, c3 as PVH.
-hx run -d -m 128m --type pv --name c2 busybox sleep 100000 >/dev/null || bad "run -d --type pv c2"
-hx run -d -m 128m --name c3 busybox sleep 100000 >/dev/null || bad "run -d c3"
-
 # on_reboot = "restart": the monitor makes xa again after the guest reboots.
 rm -f "$log"
 hx reboot xa >/dev/null 2>&1
@@ -202,19 +198,18 @@ exited() { # NAME: prints the container's status once it is no longer up
     echo "$st"
 }
 s0=$(date +%s)
-timeout 180 xl shutdown -w c1 >/dev/null 2>&1; rc=$?
+[ -n "$cid" ] && timeout 180 hx shutdown -w "${cid:0:12}" && ! xl domid c1 >/dev/null 2>&1 && ok "hx shutdown -w by container id prefix (PVH): c1's domain is gone ($(( $(date +%s) - s0 )) s)" || bad "hx shutdown ${cid:0:12}"
 st=$(exited c1)
-case "$rc:$st" in "0:Exited (143)"*) ok "xl shutdown -w c1 (PVH): its workload got SIGTERM, c1 is '$st' ($(( $(date +%s) - s0 )) s)";; *) bad "xl shutdown c1: exit $rc, c1 is '$st'";; esac
-cid3=$(hx list --json | jq -r '.[] | select(.name == "c3") | .container_id')
-started c3 || bad "c3's workload did not start"
-s0=$(date +%s)
-[ -n "$cid3" ] && timeout 180 hx shutdown -w "${cid3:0:12}" && ! xl domid c3 >/dev/null 2>&1 && ok "hx shutdown -w by container id prefix: c3's domain is gone ($(( $(date +%s) - s0 )) s)" || bad "hx shutdown ${cid3:0:12}"
-st=$(exited c3)
-case "$st" in "Exited (143)"*) ok "c3 is $st";; *) bad "c3 after hx shutdown: '$st'";; esac
-started c2 || bad "c2's workload did not start"
-xl reboot c2 >/dev/null 2>&1; rc=$?
-st=$(exited c2)
-case "$rc:$st" in "0:Exited (143)"*) ok "xl reboot c2 (PV): stopped like a shutdown, c2 is '$st'";; *) bad "xl reboot c2: exit $rc, c2 is '$st'";; esac
+case "$st" in "Exited (143)"*) ok "c1 is $st: its workload got SIGTERM";; *) bad "c1 after hx shutdown: '$st'";; esac
+# One container at a time beside xa, and PV ones (the lab's memory faults need a second PVH
+# domain: "Known lab faults" in docs/xen-lab.md).
+for c in c2 c3; do
+    hx run -d -m 128m --type pv --name "$c" busybox sleep 100000 >/dev/null || bad "run -d --type pv $c"
+    started "$c" || bad "$c's workload did not start"
+    if [ "$c" = c2 ]; then timeout 180 xl shutdown -w c2 >/dev/null 2>&1; else xl reboot c3 >/dev/null 2>&1; fi; rc=$?
+    st=$(exited "$c")
+    case "$rc:$st" in "0:Exited (143)"*) ok "xl $([ "$c" = c2 ] && echo shutdown -w || echo reboot) $c (PV): stopped like hx stop, '$st'";; *) bad "xl shutdown/reboot $c: exit $rc, $c is '$st'";; esac
+done
 
 out=$(timeout 180 hx shutdown -a -w 2>&1); rc=$?
 domain_gone xa 30; left=$(xl list | awk 'NR>1{print $1}' | tr '\n' ' ')

@@ -86,8 +86,8 @@ pub fn run_workload(
     supervise(child, forwarded, channels, relays)
 }
 
-/// Routes the hypervisor's poweroff and reboot requests to PID 1 (pv_init::host_stop). Best
-/// effort: a kernel without these knobs leaves `xl shutdown` unanswered, as before.
+/// Routes the hypervisor's poweroff request to PID 1 (pv_init::host_stop). Best effort: a
+/// kernel without the sysctl leaves `xl shutdown` unanswered, as before.
 fn accept_host_stop() {
     if std::fs::write(
         "/proc/sys/kernel/poweroff_cmd",
@@ -96,9 +96,6 @@ fn accept_host_stop() {
     .is_err()
     {
         crate::console("cannot set kernel.poweroff_cmd: xl shutdown will be ignored");
-    }
-    if nix::sys::reboot::set_cad_enabled(false).is_err() {
-        crate::console("cannot disable Ctrl-Alt-Del: xl reboot will restart the guest at once");
     }
 }
 
@@ -298,7 +295,7 @@ fn supervise_loop(
         }
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
-                match host_stop::classify(info.ssi_signo as i32, info.ssi_code) {
+                match host_stop::classify(info.ssi_signo as i32) {
                     host_stop::Action::Forward(signo) => {
                         if let Ok(sig) = Signal::try_from(signo) {
                             let _ = signal::kill(child, sig);

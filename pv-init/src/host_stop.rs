@@ -1,17 +1,15 @@
-//! A stop the hypervisor asks for (`xl shutdown`/`xl reboot`, `hx shutdown` of any domain):
-//! honoured like `hx stop` — the workload gets SIGTERM, then SIGKILL after a grace period, and
-//! pv-init powers off as it does whenever the workload ends.
+//! A stop the hypervisor asks for (`xl shutdown`, `hx shutdown` of any domain): honoured like
+//! `hx stop` — the workload gets SIGTERM, then SIGKILL after a grace period, and pv-init powers
+//! off as it does whenever the workload ends.
 //!
-//! How the request reaches PID 1. Xen's `control/shutdown` makes the guest kernel call
-//! `orderly_poweroff()` ("poweroff") or `ctrl_alt_del()` ("reboot"):
-//! - poweroff runs `/proc/sys/kernel/poweroff_cmd` as a usermode helper. Helpers share the fs
-//!   root of PID 1 (init/main.c starts PID 1 and kthreadd with CLONE_FS), so after pv-init's
-//!   switch_root the command is looked up in the container's root, where the image may have no
-//!   `/sbin/poweroff`. pv-init points it at `/proc/1/exe` (itself, through the container's
-//!   /proc) with [`HELPER_ARG`]; that helper only sends [`REQUEST_SIGNAL`] to PID 1.
-//! - reboot, with Ctrl-Alt-Del disabled (`reboot(RB_DISABLE_CAD)`), is SIGINT to PID 1 sent by
-//!   the kernel (`si_code` SI_KERNEL), which no process in the guest can forge; otherwise the
-//!   kernel would restart at once, without a sync.
+//! How the request reaches PID 1. Xen's `control/shutdown` = "poweroff" makes the guest kernel
+//! call `orderly_poweroff()`, which runs `/proc/sys/kernel/poweroff_cmd` as a usermode helper.
+//! Helpers share the fs root of PID 1 (init/main.c starts PID 1 and kthreadd with CLONE_FS), so
+//! after pv-init's switch_root the command is looked up in the container's root, where the image
+//! may have no `/sbin/poweroff`. pv-init points it at `/proc/1/exe` (itself, through the
+//! container's /proc) with [`HELPER_ARG`]; that helper only sends [`REQUEST_SIGNAL`] to PID 1.
+//! ("reboot" runs the fixed `/sbin/reboot` the same way, which cannot be redirected: without
+//! one in the image the kernel restarts at once and the container ends with 125.)
 use std::time::{Duration, Instant};
 
 /// The argument that makes pv-init the poweroff helper instead of PID 1.
@@ -39,12 +37,11 @@ pub enum Action {
     Reap,
 }
 
-/// `signo` and `code` as signalfd reports them (`ssi_signo`, `ssi_code`).
-pub fn classify(signo: i32, code: i32) -> Action {
+/// A signal PID 1 received (`ssi_signo`).
+pub fn classify(signo: i32) -> Action {
     match signo {
         libc::SIGCHLD => Action::Reap,
         REQUEST_SIGNAL => Action::Stop,
-        libc::SIGINT if code == libc::SI_KERNEL => Action::Stop,
         s => Action::Forward(s),
     }
 }
@@ -102,18 +99,10 @@ mod tests {
 
     #[test]
     fn host_requests_stop_everything_else_is_forwarded() {
-        assert_eq!(classify(libc::SIGPWR, libc::SI_USER), Action::Stop);
-        assert_eq!(classify(libc::SIGINT, libc::SI_KERNEL), Action::Stop);
-        // Ctrl-C from a process in the guest (kill -INT 1) is the workload's business.
-        assert_eq!(
-            classify(libc::SIGINT, libc::SI_USER),
-            Action::Forward(libc::SIGINT)
-        );
-        assert_eq!(
-            classify(libc::SIGTERM, libc::SI_USER),
-            Action::Forward(libc::SIGTERM)
-        );
-        assert_eq!(classify(libc::SIGCHLD, libc::CLD_EXITED), Action::Reap);
+        assert_eq!(classify(libc::SIGPWR), Action::Stop);
+        assert_eq!(classify(libc::SIGINT), Action::Forward(libc::SIGINT));
+        assert_eq!(classify(libc::SIGTERM), Action::Forward(libc::SIGTERM));
+        assert_eq!(classify(libc::SIGCHLD), Action::Reap);
     }
 
     #[test]

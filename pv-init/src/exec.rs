@@ -6,11 +6,13 @@ use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use pv_init::host_stop;
 use pv_init::spec::ContainerSpec;
 use pv_init::status::{Control, Status};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Instant;
 
 /// The pty master of a `-t` workload (for `resize` control lines), -1 without one.
 static TTY_MASTER: AtomicI32 = AtomicI32::new(-1);
@@ -33,11 +35,13 @@ pub fn run_workload(
         Signal::SIGQUIT,
         Signal::SIGUSR1,
         Signal::SIGUSR2,
+        Signal::SIGPWR,
     ] {
         forwarded.add(s);
     }
     signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
         .map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
+    accept_host_stop();
     let spawned = process::spawn(
         &process::Process {
             args: &spec.args,
@@ -80,6 +84,19 @@ pub fn run_workload(
     report_started(child);
     crate::agent::start(spec);
     supervise(child, forwarded, channels, relays)
+}
+
+/// Routes the hypervisor's poweroff request to PID 1 (pv_init::host_stop). Best effort: a
+/// kernel without the sysctl leaves `xl shutdown` unanswered, as before.
+fn accept_host_stop() {
+    if std::fs::write(
+        "/proc/sys/kernel/poweroff_cmd",
+        pv_init::host_stop::POWEROFF_CMD,
+    )
+    .is_err()
+    {
+        crate::console("cannot set kernel.poweroff_cmd: xl shutdown will be ignored");
+    }
 }
 
 fn report_started(child: Pid) {
@@ -219,6 +236,7 @@ fn supervise_loop(
     let mut control_buf = Vec::new();
     let mut control_ok = true;
     let mut control_last = 0;
+    let mut stopping: Option<host_stop::Stopping> = None;
     loop {
         if let ControlSource::Xenstore(client) = &mut control {
             while client.queued_event().is_some() {
@@ -236,7 +254,10 @@ fn supervise_loop(
             };
             fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
         }
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+        let wait_ms = stopping.map_or(1000, |s| {
+            s.wait(Instant::now()).as_millis().min(1000) as u16
+        });
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(wait_ms));
         let sig_ready = fds[0]
             .revents()
             .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
@@ -274,13 +295,25 @@ fn supervise_loop(
         }
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
-                let signo = info.ssi_signo as i32;
-                if signo != libc::SIGCHLD {
-                    if let Ok(sig) = Signal::try_from(signo) {
-                        let _ = signal::kill(child, sig);
+                match host_stop::classify(info.ssi_signo as i32) {
+                    host_stop::Action::Forward(signo) => {
+                        if let Ok(sig) = Signal::try_from(signo) {
+                            let _ = signal::kill(child, sig);
+                        }
                     }
+                    host_stop::Action::Stop if stopping.is_none() => {
+                        let _ = signal::kill(child, Signal::SIGTERM);
+                        stopping = Some(host_stop::Stopping::new(Instant::now()));
+                    }
+                    host_stop::Action::Stop | host_stop::Action::Reap => {}
                 }
             }
+        }
+        if stopping
+            .as_mut()
+            .is_some_and(|s| s.kill_due(Instant::now()))
+        {
+            let _ = signal::kill(child, Signal::SIGKILL);
         }
         // Reap everything; the workload's end is the container's end.
         loop {

@@ -76,6 +76,15 @@ fn power_off() -> ! {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if pv_init::host_stop::is_helper(&args, std::process::id()) {
+        // Run by the kernel as poweroff_cmd: hand the request to PID 1 (pv_init::host_stop).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(1),
+            nix::sys::signal::Signal::try_from(pv_init::host_stop::REQUEST_SIGNAL).ok(),
+        );
+        std::process::exit(0);
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = format!("pv-init panicked: {info}");
         console(&msg);

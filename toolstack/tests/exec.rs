@@ -492,3 +492,35 @@ fn commit_and_export_a_running_container() {
         .is_empty());
     hx.ok(&["rm", "cm"]);
 }
+
+/// What Xen's shutdown request makes the guest kernel run (pv-init's poweroff_cmd, itself as a
+/// helper: docs/guest-protocol.md), started here by hand since QEMU sends no such request:
+/// the workload gets SIGTERM like `hx stop` (143), and one that ignores it SIGKILL after 10 s
+/// (137).
+#[test]
+fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    start(&hx, "pw", &["sleep", "1000"]);
+    assert_eq!(
+        hx.ok(&["exec", "pw", "cat", "/proc/sys/kernel/poweroff_cmd"])
+            .stdout,
+        "/proc/1/exe --hx-host-poweroff\n"
+    );
+    hx.run(&["exec", "pw", "/proc/1/exe", "--hx-host-poweroff"]);
+    assert_eq!(hx.ok(&["wait", "pw"]).stdout, "143\n");
+
+    start(
+        &hx,
+        "pw2",
+        &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+    );
+    hx.ok(&["exec", "pw2", "true"]);
+    let t0 = Instant::now();
+    hx.run(&["exec", "pw2", "/proc/1/exe", "--hx-host-poweroff"]);
+    assert_eq!(hx.ok(&["wait", "pw2"]).stdout, "137\n");
+    let took = t0.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(40)).contains(&took),
+        "SIGKILL after {took:?}, not the 10 s grace"
+    );
+}

@@ -1,6 +1,6 @@
-//! `hx shutdown [-w] -a | DOMAIN...`: ask domains to power off, as `xl shutdown`. An hx container is
-//! asked the way `hx stop` asks it (SIGTERM to its workload; pv-init powers off when it ends),
-//! since its PID 1 is not a distribution's init.
+//! `hx shutdown [-w] -a | DOMAIN...`: ask domains to power off, as `xl shutdown` (Xen's PV
+//! shutdown request). An hx container's pv-init answers it like `hx stop`: SIGTERM to the
+//! workload, SIGKILL 10 s later, then power-off (pv_init::host_stop).
 use super::domain;
 use xen_bindings::DomainEvent;
 
@@ -47,12 +47,7 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 None
             };
             let hx = domain::hx_container(&xs, id).is_some();
-            if hx {
-                let line = pv_init::status::Control::Signal(libc::SIGTERM).to_line();
-                xs.write(&hx_engine::backend::xen::control_node(id), line.as_bytes())?;
-            } else {
-                ctx.shutdown(id).await?;
-            }
+            ctx.shutdown(id).await?;
             anyhow::Ok((id, hx, events))
         }
         .await;

@@ -31,12 +31,31 @@ pub struct NicInfo {
     pub backend: String,
 }
 
+/// Longest xenstore path (XENSTORE_ABS_PATH_MAX); longer values are cut there.
+const XS_PATH_MAX: usize = 3072;
+
+/// A xenstore value libxl read for us (a backend path), as one line of printable ASCII: a
+/// guest can write its own frontend nodes, so nothing here reaches a terminal raw. Bytes
+/// outside `!`..`~` become `\xNN`; at most XS_PATH_MAX bytes are read.
+pub(crate) fn xs_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().min(XS_PATH_MAX));
+    for &b in bytes.iter().take(XS_PATH_MAX) {
+        if b.is_ascii_graphic() && b != b'\\' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 fn text(p: *const std::ffi::c_char) -> String {
     if p.is_null() {
         String::new()
     } else {
-        // SAFETY: a C string owned by the struct it came from.
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        // SAFETY: a NUL-terminated C string owned by the struct it came from, read before the
+        // struct is disposed.
+        xs_text(unsafe { CStr::from_ptr(p) }.to_bytes())
     }
 }
 
@@ -86,6 +105,9 @@ impl Context {
             for i in 0..n as usize {
                 let mut info: sys::libxl_diskinfo = std::mem::zeroed();
                 sys::libxl_diskinfo_init(&mut info);
+                // Disposed only after a success, as xl does: on some failures libxl 4.17 has
+                // already freed `backend` without clearing it (libxl_disk.c, getinfo's `out:`),
+                // and a dispose would free it twice.
                 if sys::libxl_device_disk_getinfo(self.ctx(), domid, list.add(i), &mut info) == 0 {
                     out.push(BlockInfo {
                         devid: info.devid,
@@ -96,8 +118,8 @@ impl Context {
                         rref: info.rref,
                         backend: text(info.backend),
                     });
+                    sys::libxl_diskinfo_dispose(&mut info);
                 }
-                sys::libxl_diskinfo_dispose(&mut info);
             }
             sys::libxl_device_disk_list_free(list, n);
         }
@@ -177,5 +199,40 @@ impl Context {
             sys::libxl_device_nic_list_free(list, n);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn backend_paths_pass_and_the_rest_is_escaped() {
+        let p = "/local/domain/0/backend/vbd/4/268441856";
+        assert_eq!(xs_text(p.as_bytes()), p);
+        // A freed or hostile value: raw high bytes, an escape sequence, a line break.
+        assert_eq!(xs_text(b"\xe3gh^\xc8"), "\\xe3gh^\\xc8");
+        assert_eq!(xs_text(b"a\x1b[2Jb\nc d"), "a\\x1b[2Jb\\x0ac\\x20d");
+        assert_eq!(
+            xs_text(b"a\\b"),
+            "a\\x5cb",
+            "a backslash cannot fake an escape"
+        );
+        assert_eq!(xs_text(&[b'a'; 5000]).len(), XS_PATH_MAX);
+    }
+
+    proptest! {
+        /// Whatever libxl hands back: one line of printable ASCII, bounded, and a printable
+        /// path without backslashes comes out unchanged.
+        #[test]
+        fn any_bytes_are_one_printable_line(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let t = xs_text(&bytes);
+            prop_assert!(t.bytes().all(|b| b.is_ascii_graphic()));
+            prop_assert!(t.len() <= 4 * XS_PATH_MAX);
+            if bytes.iter().all(|b| b.is_ascii_graphic() && *b != b'\\') {
+                prop_assert_eq!(t.as_bytes(), &bytes[..]);
+            }
+        }
     }
 }

@@ -121,6 +121,19 @@ pub fn status_dir(domid: u32) -> String {
 }
 
 /// "not a Xen dom0: ..." unless /proc/xen/capabilities says control_d.
+/// Sends pv-init one control line (`signal 15`): appended under a number to the domain's
+/// control log, since pv-init delivers only numbered lines newer than the last it saw (a plain
+/// write is ignored).
+pub fn append_control(xs: &Xenstore, domid: u32, line: &str) -> anyhow::Result<()> {
+    let node = control_node(domid);
+    xs.transaction(|t| {
+        let old = t.read(&node)?.unwrap_or_default();
+        let new = pv_init::status::control_log::append(&String::from_utf8_lossy(&old), line);
+        t.write(&node, new.as_bytes())
+    })?;
+    Ok(())
+}
+
 pub fn require_dom0() -> anyhow::Result<()> {
     match std::fs::read_to_string("/proc/xen/capabilities") {
         Ok(s) if s.contains("control_d") => Ok(()),
@@ -559,14 +572,7 @@ impl Backend for Xen {
         if xs.read(&id_node(domid))?.as_deref() != Some(c.id.as_bytes()) {
             bail!("domain {domid} is not container {}'s any more", c.name);
         }
-        // Appended under a number: pv-init delivers every line its watch event covers.
-        let node = control_node(domid);
-        xs.transaction(|t| {
-            let old = t.read(&node)?.unwrap_or_default();
-            let new = pv_init::status::control_log::append(&String::from_utf8_lossy(&old), line);
-            t.write(&node, new.as_bytes())
-        })?;
-        Ok(())
+        append_control(&xs, domid, line)
     }
 
     fn kill(&self, c: &Container) -> anyhow::Result<()> {

@@ -39,7 +39,7 @@ pub struct Dockerd {
     dockerd: Option<Child>,
 }
 
-fn sh(args: &[&str]) {
+pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -237,15 +237,7 @@ impl Dockerd {
     /// `docker load` of the shared glibc busybox, as BUSYBOX: a docker-archive skopeo makes
     /// from the OCI layout.
     pub fn load_busybox(&self) {
-        let layout = super::shared_image("glibc");
-        let archive = self.dir.join("busybox.tar");
-        sh(&[
-            "skopeo",
-            "copy",
-            "--quiet",
-            &format!("oci:{}:busybox:1.38.0-glibc", layout.display()),
-            &format!("docker-archive:{}:{BUSYBOX}", archive.display()),
-        ]);
+        let archive = busybox_archive(&self.dir);
         self.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
         std::fs::remove_file(archive).unwrap();
     }
@@ -304,7 +296,22 @@ impl Dockerd {
     }
 }
 
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+/// The shared glibc busybox as a docker-archive in `dir` (tagged BUSYBOX; skopeo makes it
+/// from the OCI layout): what `docker load` and `ctr images import` take.
+pub fn busybox_archive(dir: &Path) -> PathBuf {
+    let layout = super::shared_image("glibc");
+    let archive = dir.join("busybox.tar");
+    sh(&[
+        "skopeo",
+        "copy",
+        "--quiet",
+        &format!("oci:{}:busybox:1.38.0-glibc", layout.display()),
+        &format!("docker-archive:{}:{BUSYBOX}", archive.display()),
+    ]);
+    archive
+}
+
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut v: Vec<PathBuf> = info
         .lines()
@@ -317,7 +324,7 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn pids_mentioning(dir: &Path) -> Vec<i32> {
+pub fn pids_mentioning(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().to_string();
     let me = std::process::id() as i32;
     std::fs::read_dir("/proc")

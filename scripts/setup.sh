@@ -25,6 +25,8 @@ PACKAGES=(
     redis-tools mariadb-client
     # tests: docker's CLI driving hx-runtime (toolstack/tests/docker.rs starts its own dockerd)
     docker.io
+    # tests: ctr driving the hx shim (toolstack/tests/containerd.rs starts its own containerd)
+    containerd
     # benchmarks
     wrk
 )
@@ -53,8 +55,8 @@ systemctl disable --now docker-registry >/dev/null 2>&1 || true
 systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 
 cd "$repo"
-log "building hx and hx-runtime"
-cargo build --release -p hx-toolstack -p hx-oci-runtime
+log "building hx, hx-runtime and containerd-shim-hx-v2"
+cargo build --release -p hx-toolstack -p hx-oci-runtime -p hx-shim
 log "building pv-init (static)"
 pv_init="$(scripts/build-pv-init.sh)"
 log "building the hyper kernel (cached after the first build)"
@@ -62,9 +64,10 @@ kernel="$(kernel/build.sh)"
 
 install -D -m 0755 target/release/hx "$prefix/bin/hx"
 install -D -m 0755 target/release/hx-runtime "$prefix/bin/hx-runtime"
+install -D -m 0755 target/release/containerd-shim-hx-v2 "$prefix/bin/containerd-shim-hx-v2"
 install -D -m 0755 "$pv_init" "$prefix/lib/hx/pv-init"
 install -D -m 0644 "$kernel" "$prefix/lib/hx/bzImage"
 install -D -m 0644 "$(dirname "$kernel")/vmlinux" "$prefix/lib/hx/vmlinux"
 mkdir -p /etc/bash_completion.d
 "$prefix/bin/hx" completion bash > /etc/bash_completion.d/hx
-log "installed $prefix/bin/{hx,hx-runtime} and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"
+log "installed $prefix/bin/{hx,hx-runtime,containerd-shim-hx-v2} and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"

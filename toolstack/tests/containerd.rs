@@ -94,6 +94,12 @@ fn ctr_runs_tasks_as_vms() {
     let t_all = Instant::now();
     c.import_busybox();
     let mounts = c.mounts();
+    // Every event containerd forwards, to check the shim's below.
+    let mut events = c
+        .ctr_cmd(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // Output and exit codes.
     let t0 = Instant::now();
@@ -138,6 +144,27 @@ fn ctr_runs_tasks_as_vms() {
     terminated_in_the_foreground(&c);
     terminal(&c);
     assert_nothing_left(&c, &mounts);
+    events.kill().unwrap();
+    let seen = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).to_string();
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(seen.contains(topic), "no {topic} event in {seen}");
+    }
+    // The detached task's exit, from the shim: its pid and 137.
+    assert!(
+        seen.lines().any(|l| l.contains("/tasks/exit")
+            && l.contains("\"container_id\":\"bg\"")
+            && l.contains("\"exit_status\":137")),
+        "{seen}"
+    );
     eprintln!("containerd checks: {:?}", t_all.elapsed());
 }
 

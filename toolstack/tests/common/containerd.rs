@@ -138,12 +138,15 @@ impl Containerd {
         mounts_under(&self.dir)
     }
 
-    /// Processes other than containerd whose command line names the temp dir (shims,
-    /// keepers, QEMU).
+    /// Processes other than containerd and ctr clients whose command line names the temp
+    /// dir (shims, keepers, QEMU).
     pub fn processes(&self) -> Vec<i32> {
         let me = self.child.as_ref().map(|c| c.id() as i32);
         let mut v = pids_mentioning(&self.dir);
-        v.retain(|&p| Some(p) != me);
+        v.retain(|&p| {
+            Some(p) != me
+                && std::fs::read_link(format!("/proc/{p}/exe")).ok() != Some(PathBuf::from(CTR))
+        });
         v
     }
 }

@@ -139,6 +139,25 @@ fn ctr_runs_tasks_as_vms() {
         c.log_tail()
     );
 
+    // A command that is not there: 127, the guest's reason on stderr.
+    let r = c.ctr(&run_args(&["--rm"], "nocmd", &["no-such-command"]));
+    assert_eq!(r.code, 127, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("no-such-command"), "{}", r.stderr);
+    // A spec hx cannot run: Create fails naming the culprit, and leaves nothing.
+    let r = c.ctr(&run_args(
+        &["--rm", "--mount", "type=nfs,src=h:/x,dst=/n,options=ro"],
+        "badmount",
+        &["true"],
+    ));
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("mount of type \"nfs\" at /n is not supported"),
+        "{}",
+        r.stderr
+    );
+    assert_nothing_left(&c, &mounts);
+
     detached_task(&c);
     assert_nothing_left(&c, &mounts);
     terminated_in_the_foreground(&c);

@@ -40,6 +40,9 @@ fn failed(e: anyhow::Error) -> ttrpc::Error {
 #[derive(Default)]
 struct Proc {
     pid: Mutex<u32>,
+    /// Start returned: until then containerd sees CREATED (the VM may still be booting, and
+    /// a signal then would only reach the keeper).
+    started: std::sync::atomic::AtomicBool,
     exit: Mutex<Option<(u32, Timestamp)>>,
     exited: Condvar,
     console: Mutex<Option<File>>,
@@ -333,8 +336,11 @@ impl containerd_shim::Task for Service {
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         if req.exec_id.is_empty() {
-            let pid = self.proc(&req.id, "")?.pid();
+            let proc = self.proc(&req.id, "")?;
+            let pid = proc.pid();
             self.blocking(|| oci::start(&self.root, &req.id))?;
+            proc.started
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             self.publish(
                 topics::TASK_START_EVENT_TOPIC,
                 Box::new(TaskStart {
@@ -459,6 +465,7 @@ impl containerd_shim::Task for Service {
                     Status::RUNNING
                 }
             }
+            None if !proc.started.load(std::sync::atomic::Ordering::SeqCst) => Status::CREATED,
             None => match record::load(&self.root, &req.id) {
                 Ok(rec) => match oci::status(&self.root, &rec) {
                     record::Status::Creating | record::Status::Created => Status::CREATED,

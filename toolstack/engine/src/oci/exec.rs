@@ -185,6 +185,8 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 /// its exit code the keeper's.
 pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Before the ready answer: a resize sent right after the start must find the handler.
+    let mut winch = signal(SignalKind::window_change())?;
     // SAFETY: the runtime's exec passed the ready pipe as descriptor 3; owned from here.
     let mut ready = Some(unsafe { std::fs::File::from_raw_fd(READY_FD) });
     let mut fail = |why: &str| {
@@ -234,7 +236,6 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         (end, ready)
     });
     tokio::pin!(reading);
-    let mut winch = signal(SignalKind::window_change())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;

@@ -1,19 +1,31 @@
 //! containerd's own client, ctr, against a containerd the test starts (common/containerd.rs:
 //! Debian's containerd 1.6) with the hx shim, `containerd-shim-hx-v2`, on its PATH: every
-//! task an hx micro-VM. One containerd for every check; six guest boots (15–18 s).
+//! task an hx micro-VM. One containerd for every check; six guest boots (12–18 s).
 mod common;
 use common::containerd::{Containerd, IMAGE, RUNTIME};
 use common::term::Terminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Prints the terminal's size once ctr's resize (sent after the process started: a
-/// ResizePty to the shim) reached the guest's pty, then exits with `code`.
-fn size_then_exit(code: i32) -> String {
+/// Says it runs, then waits (up to 30 s) until its terminal is 33×110 — the test resizes
+/// ctr's terminal: ctr's ResizePty to the shim, the keeper's SIGWINCH, the guest's pty —
+/// prints the size and exits with `code`.
+fn resized_then_exit(code: i32) -> String {
     format!(
-        "tty; for i in $(seq 50); do s=$(stty size); [ \"$s\" = \"30 100\" ] && break; \
-         sleep 0.2; done; echo size $s; exit {code}"
+        "tty; echo running; for i in $(seq 150); do s=$(stty size); \
+         [ \"$s\" = \"33 110\" ] && break; sleep 0.2; done; echo size $s; exit {code}"
     )
+}
+
+/// `cmd` on a 30×100 terminal, resized to 33×110 once the process runs: its exit code.
+fn resize_check(cmd: std::process::Command, code: i32) {
+    let mut t = Terminal::spawn_cmd(cmd, 30, 100);
+    t.expect("running");
+    t.resize(33, 110);
+    t.expect("size 33 110");
+    let r = t.wait();
+    assert_eq!(r.code, code, "{:?}", r.stdout);
+    assert!(r.stdout.contains("/dev/pts/"), "{:?}", r.stdout);
 }
 
 /// The shim, built beside hx (`cargo build --release -p hx-shim`; `cargo test --workspace`
@@ -217,8 +229,8 @@ fn detached_task(c: &Containerd) {
         r.stderr
     );
 
-    let script = size_then_exit(6);
-    let mut t = Terminal::spawn_cmd(
+    let script = resized_then_exit(6);
+    resize_check(
         c.ctr_cmd(&[
             "task",
             "exec",
@@ -230,13 +242,8 @@ fn detached_task(c: &Containerd) {
             "-c",
             &script,
         ]),
-        30,
-        100,
+        6,
     );
-    t.expect("size 30 100");
-    let r = t.wait();
-    assert_eq!(r.code, 6, "{:?}", r.stdout);
-    assert!(r.stdout.contains("/dev/pts/"), "{:?}", r.stdout);
 
     // The task's process (the keeper) is among its pids.
     let ps = c.ctr_ok(&["task", "ps", id]).stdout;
@@ -290,16 +297,11 @@ fn terminated_in_the_foreground(c: &Containerd) {
     assert_eq!(r.code, 143, "{}{}", r.stdout, r.stderr);
 }
 
-/// `ctr run -t` on a 30×100 terminal: the guest's pty has that size; the exit code.
+/// `ctr run -t`: a pty in the guest, resized with ctr's terminal; the exit code.
 fn terminal(c: &Containerd) {
-    let script = size_then_exit(4);
-    let mut t = Terminal::spawn_cmd(
+    let script = resized_then_exit(4);
+    resize_check(
         c.ctr_cmd(&run_args(&["--rm", "-t"], "tty", &["sh", "-c", &script])),
-        30,
-        100,
+        4,
     );
-    t.expect("size 30 100");
-    let r = t.wait();
-    assert_eq!(r.code, 4, "{:?}", r.stdout);
-    assert!(r.stdout.contains("/dev/pts/"), "{:?}", r.stdout);
 }

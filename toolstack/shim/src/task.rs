@@ -623,10 +623,19 @@ impl containerd_shim::Task for Service {
             .as_ref()
             .map(|a| a.value.as_slice())
             .unwrap_or_default();
-        let request = oci::exec::parse_process(spec).map_err(|e| {
+        let request = if spec.len() as u64 > oci::exec::PROCESS_MAX {
+            Err(anyhow::anyhow!(
+                "its process spec is larger than {} bytes",
+                oci::exec::PROCESS_MAX
+            ))
+        } else {
+            oci::exec::parse_process(spec)
+        };
+        let request = request.map_err(|e| {
+            let why = format!("exec {}: {e:#}", req.exec_id);
             status(
                 Code::INVALID_ARGUMENT,
-                format!("exec {}: {e:#}", req.exec_id),
+                hx_engine::sanitize::line(&why).to_string(),
             )
         })?;
         init.execs.insert(

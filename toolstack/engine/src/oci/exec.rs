@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// process.json is a Process object: a few KiB.
-const PROCESS_MAX: u64 = 1 << 20;
+pub const PROCESS_MAX: u64 = 1 << 20;
 /// The descriptor the exec keeper reports the start on.
 const READY_FD: i32 = 3;
 

@@ -149,7 +149,8 @@ impl Service {
         }
     }
 
-    fn blocking<T>(&self, f: impl FnOnce() -> anyhow::Result<T>) -> TtrpcResult<T> {
+    /// Runs `f` (engine work, on this ttrpc worker thread); its error as containerd sees it.
+    fn engine_call<T>(&self, f: impl FnOnce() -> anyhow::Result<T>) -> TtrpcResult<T> {
         f().map_err(failed)
     }
 }
@@ -259,10 +260,10 @@ impl containerd_shim::Task for Service {
         let bundle = PathBuf::from(&req.bundle);
         let p = paths(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         if !req.rootfs.is_empty() {
-            self.blocking(|| crate::rootfs::mount(&bundle, &req.rootfs))?;
+            self.engine_call(|| crate::rootfs::mount(&bundle, &req.rootfs))?;
         }
         let proc = Arc::new(Proc::default());
-        let made = self.blocking(|| {
+        let made = self.engine_call(|| {
             let mut keeper = self.helper();
             keeper.arg("__keeper").arg(&req.id);
             if !p.terminal {
@@ -289,7 +290,7 @@ impl containerd_shim::Task for Service {
         };
         let drained = match made.console {
             Some(master) => {
-                let (feed, done) = self.blocking(|| {
+                let (feed, done) = self.engine_call(|| {
                     let resize = File::from(master.try_clone()?);
                     *proc.console.lock().unwrap() = Some(resize);
                     stdio::terminal(&p, master)
@@ -338,7 +339,7 @@ impl containerd_shim::Task for Service {
         if req.exec_id.is_empty() {
             let proc = self.proc(&req.id, "")?;
             let pid = proc.pid();
-            self.blocking(|| oci::start(&self.root, &req.id))?;
+            self.engine_call(|| oci::start(&self.root, &req.id))?;
             proc.started
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             self.publish(
@@ -370,7 +371,7 @@ impl containerd_shim::Task for Service {
                 }
             }
         };
-        let (mut child, drained) = self.blocking(|| {
+        let (mut child, drained) = self.engine_call(|| {
             let mut keeper = self.helper();
             if !p.terminal {
                 let (i, o, e, feed) = stdio::plain(&p)?;
@@ -512,7 +513,7 @@ impl containerd_shim::Task for Service {
         if req.exec_id.is_empty() {
             // `all`: every process of the container is in its one VM, which the signal
             // reaches through the workload (KILL ends the VM).
-            self.blocking(|| oci::kill(&self.root, &req.id, signal))?;
+            self.engine_call(|| oci::kill(&self.root, &req.id, signal))?;
         } else {
             let pid = proc.pid();
             if pid == 0 {
@@ -566,7 +567,7 @@ impl containerd_shim::Task for Service {
             }
         }
         // A created, never started container: its keeper goes with the delete.
-        self.blocking(|| oci::delete(&self.root, &req.id, true))?;
+        self.engine_call(|| oci::delete(&self.root, &req.id, true))?;
         let (exit_status, at) = proc
             .wait(Some(Duration::from_secs(10)))
             .unwrap_or((128 + libc::SIGKILL as u32, Timestamp::now()));
@@ -662,7 +663,7 @@ impl containerd_shim::Task for Service {
         let proc = self.proc(&req.id, &req.exec_id)?;
         let console = proc.console.lock().unwrap();
         match console.as_ref() {
-            Some(m) => self.blocking(|| stdio::resize(m, req.width, req.height))?,
+            Some(m) => self.engine_call(|| stdio::resize(m, req.width, req.height))?,
             None => {
                 return Err(status(
                     Code::FAILED_PRECONDITION,
@@ -691,7 +692,7 @@ impl containerd_shim::Task for Service {
                 .filter(|&p| p != 0)
                 .collect()
         };
-        let mut pids = self.blocking(|| oci::pids(&self.root, &req.id))?;
+        let mut pids = self.engine_call(|| oci::pids(&self.root, &req.id))?;
         pids.extend(execs.iter().map(|&p| p as i32));
         Ok(PidsResponse {
             processes: pids
@@ -707,7 +708,7 @@ impl containerd_shim::Task for Service {
 
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
         self.proc(&req.id, "")?;
-        self.blocking(|| oci::pause(&self.root, &req.id, true))?;
+        self.engine_call(|| oci::pause(&self.root, &req.id, true))?;
         self.publish(
             topics::TASK_PAUSED_EVENT_TOPIC,
             Box::new(TaskPaused {
@@ -720,7 +721,7 @@ impl containerd_shim::Task for Service {
 
     fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
         self.proc(&req.id, "")?;
-        self.blocking(|| oci::pause(&self.root, &req.id, false))?;
+        self.engine_call(|| oci::pause(&self.root, &req.id, false))?;
         self.publish(
             topics::TASK_RESUMED_EVENT_TOPIC,
             Box::new(TaskResumed {

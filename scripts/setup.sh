@@ -27,6 +27,8 @@ PACKAGES=(
     docker.io docker-compose
     # tests: podman driving hx-runtime (toolstack/tests/podman.rs; CNI networking)
     podman conmon containernetworking-plugins
+    # tests: ctr driving the hx shim (toolstack/tests/containerd.rs starts its own containerd)
+    containerd
     # benchmarks
     wrk
 )
@@ -55,8 +57,8 @@ systemctl disable --now docker-registry >/dev/null 2>&1 || true
 systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 
 cd "$repo"
-log "building hx and hx-runtime"
-cargo build --release -p hx-toolstack -p hx-oci-runtime
+log "building hx, hx-runtime and containerd-shim-hx-v2"
+cargo build --release -p hx-toolstack -p hx-oci-runtime -p hx-shim
 log "building pv-init (static)"
 pv_init="$(scripts/build-pv-init.sh)"
 log "building the hyper kernel (cached after the first build)"
@@ -64,9 +66,10 @@ kernel="$(kernel/build.sh)"
 
 install -D -m 0755 target/release/hx "$prefix/bin/hx"
 install -D -m 0755 target/release/hx-runtime "$prefix/bin/hx-runtime"
+install -D -m 0755 target/release/containerd-shim-hx-v2 "$prefix/bin/containerd-shim-hx-v2"
 install -D -m 0755 "$pv_init" "$prefix/lib/hx/pv-init"
 install -D -m 0644 "$kernel" "$prefix/lib/hx/bzImage"
 install -D -m 0644 "$(dirname "$kernel")/vmlinux" "$prefix/lib/hx/vmlinux"
 mkdir -p /etc/bash_completion.d
 "$prefix/bin/hx" completion bash > /etc/bash_completion.d/hx
-log "installed $prefix/bin/{hx,hx-runtime} and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"
+log "installed $prefix/bin/{hx,hx-runtime,containerd-shim-hx-v2} and $prefix/lib/hx/{bzImage,vmlinux,pv-init}"

@@ -35,8 +35,7 @@ fn podman_cli_with_hx_runtime() {
         runtime.display()
     );
     let rt = runtime.to_str().unwrap();
-    let archive = p.dir.join("busybox.tar");
-    busybox_archive(&archive);
+    let archive = busybox_archive(&p.dir);
     p.podman_ok(&["load", "-i", archive.to_str().unwrap()]);
     let mounts = p.mounts();
     let run = |args: &[&str]| {

@@ -57,7 +57,10 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
                     id: &c.id,
                     bundle: &c.bundle,
                     pid_file: c.pid_file.as_deref(),
-                    console_socket: c.console_socket.as_deref(),
+                    console: c
+                        .console_socket
+                        .as_deref()
+                        .map(oci::console::ConsoleTo::Socket),
                     keeper,
                 })
             })

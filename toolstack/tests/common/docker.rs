@@ -41,7 +41,7 @@ pub struct Dockerd {
     dockerd: Option<Child>,
 }
 
-fn sh(args: &[&str]) {
+pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -249,8 +249,7 @@ impl Dockerd {
     /// `docker load` of the shared glibc busybox, as BUSYBOX: a docker-archive skopeo makes
     /// from the OCI layout.
     pub fn load_busybox(&self) {
-        let archive = self.dir.join("busybox.tar");
-        busybox_archive(&archive);
+        let archive = busybox_archive(&self.dir);
         self.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
         std::fs::remove_file(archive).unwrap();
     }
@@ -309,10 +308,11 @@ impl Dockerd {
     }
 }
 
-/// The shared glibc busybox as a docker-archive tagged BUSYBOX (for `docker load`, `podman
-/// load`), made by skopeo from the OCI layout.
-pub fn busybox_archive(archive: &Path) {
+/// The shared glibc busybox as a docker-archive in `dir` (tagged BUSYBOX; skopeo makes it
+/// from the OCI layout): what `docker load` and `ctr images import` take.
+pub fn busybox_archive(dir: &Path) -> PathBuf {
     let layout = super::shared_image("glibc");
+    let archive = dir.join("busybox.tar");
     sh(&[
         "skopeo",
         "copy",
@@ -320,9 +320,10 @@ pub fn busybox_archive(archive: &Path) {
         &format!("oci:{}:busybox:1.38.0-glibc", layout.display()),
         &format!("docker-archive:{}:{BUSYBOX}", archive.display()),
     ]);
+    archive
 }
 
-pub(super) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut v: Vec<PathBuf> = info
         .lines()
@@ -335,7 +336,7 @@ pub(super) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-pub(super) fn pids_mentioning(dir: &Path) -> Vec<i32> {
+pub fn pids_mentioning(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().to_string();
     let me = std::process::id() as i32;
     std::fs::read_dir("/proc")

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: the hx binary with a private store, guest assets,
 //! the official busybox images from ../shared, and a real registry server.
 #![allow(dead_code)]
+pub mod containerd;
 pub mod docker;
 pub mod netns;
 pub mod podman;

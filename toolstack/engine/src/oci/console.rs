@@ -7,6 +7,28 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+/// Where the master of a terminal process's pty goes.
+#[derive(Clone, Copy)]
+pub enum ConsoleTo<'a> {
+    /// runc's `--console-socket` (hx-runtime under containerd's runc shim, podman's conmon).
+    Socket(&'a Path),
+    /// Back to the caller, which relays it itself (the containerd shim: its fifos).
+    Caller,
+}
+
+impl ConsoleTo<'_> {
+    /// Hands `pty`'s master on: None once sent, the master for `Caller`.
+    pub fn deliver(self, pty: &Pty) -> anyhow::Result<Option<OwnedFd>> {
+        match self {
+            ConsoleTo::Socket(sock) => {
+                send_master(sock, &pty.master, &pty.slave_name)?;
+                Ok(None)
+            }
+            ConsoleTo::Caller => Ok(Some(pty.master.try_clone()?)),
+        }
+    }
+}
+
 pub struct Pty {
     pub master: OwnedFd,
     pub slave: OwnedFd,

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// process.json is a Process object: a few KiB.
-const PROCESS_MAX: u64 = 1 << 20;
+pub const PROCESS_MAX: u64 = 1 << 20;
 /// The descriptor the exec keeper reports the start on.
 const READY_FD: i32 = 3;
 
@@ -76,11 +76,7 @@ pub fn parse_process(bytes: &[u8]) -> anyhow::Result<ExecRequest> {
 }
 
 /// Returns the exit code for a foreground exec, 0 once a detached one started.
-pub fn exec(mut o: ExecOptions) -> anyhow::Result<i32> {
-    let rec = record::load(o.root, o.id)?;
-    if super::status(o.root, &rec) != record::Status::Running {
-        bail!("cannot exec in a stopped container");
-    }
+pub fn exec(o: ExecOptions) -> anyhow::Result<i32> {
     let mut bytes = Vec::new();
     std::fs::File::open(o.process)
         .and_then(|f| f.take(PROCESS_MAX + 1).read_to_end(&mut bytes))
@@ -89,7 +85,37 @@ pub fn exec(mut o: ExecOptions) -> anyhow::Result<i32> {
         bail!("{} is larger than {PROCESS_MAX} bytes", o.process.display());
     }
     let req = parse_process(&bytes).with_context(|| format!("{}", o.process.display()))?;
-    if req.tty.is_some() && o.console_socket.is_none() {
+    let console = o.console_socket.map(console::ConsoleTo::Socket);
+    let (mut child, _) = start_process(o.root, o.id, &req, o.keeper, console)?;
+    if let Some(f) = o.pid_file {
+        hx_images::store::write_atomic(f, child.id().to_string().as_bytes())
+            .with_context(|| format!("writing the pid file {}", f.display()))?;
+    }
+    if o.detach {
+        // The caller (a subreaper) reaps it.
+        return Ok(0);
+    }
+    let st = child.wait()?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+}
+
+/// Starts `req` in the running container `id`: spawns the exec keeper (`keeper` with
+/// `__exec-keeper ID REQUEST` added; its stdio is the caller's unless the process has a
+/// terminal) and returns once the guest started the process, with the keeper — the caller
+/// reaps it; its exit code is the process's — and the pty master when `console` is `Caller`.
+pub fn start_process(
+    root: &Path,
+    id: &str,
+    req: &ExecRequest,
+    mut keeper: Command,
+    console: Option<console::ConsoleTo>,
+) -> anyhow::Result<(std::process::Child, Option<OwnedFd>)> {
+    let rec = record::load(root, id)?;
+    if super::status(root, &rec) != record::Status::Running {
+        bail!("cannot exec in a stopped container");
+    }
+    if req.tty.is_some() && console.is_none() {
         bail!("process.terminal is set: --console-socket is required");
     }
     let pty = match req.tty {
@@ -97,10 +123,10 @@ pub fn exec(mut o: ExecOptions) -> anyhow::Result<i32> {
         None => None,
     };
     let (ready_r, ready_w) = pipe()?;
-    let cmd = &mut o.keeper;
+    let cmd = &mut keeper;
     cmd.arg("__exec-keeper")
-        .arg(o.id)
-        .arg(serde_json::to_string(&req)?);
+        .arg(id)
+        .arg(serde_json::to_string(req)?);
     if let Some(p) = &pty {
         cmd.stdin(Stdio::from(p.slave.try_clone()?))
             .stdout(Stdio::from(p.slave.try_clone()?))
@@ -123,16 +149,17 @@ pub fn exec(mut o: ExecOptions) -> anyhow::Result<i32> {
     }
     let mut child = cmd.spawn().context("starting the exec keeper")?;
     drop(ready_w);
-    if let (Some(p), Some(sock)) = (&pty, o.console_socket) {
-        console::send_master(sock, &p.master, &p.slave_name)?;
-    }
+    let master = match (&pty, console) {
+        (Some(p), Some(to)) => to.deliver(p)?,
+        _ => None,
+    };
     drop(pty);
     let mut answer = String::new();
     std::fs::File::from(ready_r)
         .take(8192)
         .read_to_string(&mut answer)?;
     match answer.split_once(' ') {
-        _ if answer == "ok\n" => {}
+        _ if answer == "ok\n" => Ok((child, master)),
         Some(("err", why)) => {
             let _ = child.wait();
             bail!("exec failed: {}", why.trim_end());
@@ -142,17 +169,6 @@ pub fn exec(mut o: ExecOptions) -> anyhow::Result<i32> {
             bail!("exec failed: the exec keeper ended before the process started");
         }
     }
-    if let Some(f) = o.pid_file {
-        hx_images::store::write_atomic(f, child.id().to_string().as_bytes())
-            .with_context(|| format!("writing the pid file {}", f.display()))?;
-    }
-    if o.detach {
-        // The caller (a subreaper) reaps it.
-        return Ok(0);
-    }
-    let st = child.wait()?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
@@ -169,6 +185,8 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 /// its exit code the keeper's.
 pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Before the ready answer: a resize sent right after the start must find the handler.
+    let mut winch = signal(SignalKind::window_change())?;
     // SAFETY: the runtime's exec passed the ready pipe as descriptor 3; owned from here.
     let mut ready = Some(unsafe { std::fs::File::from_raw_fd(READY_FD) });
     let mut fail = |why: &str| {
@@ -218,7 +236,6 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         (end, ready)
     });
     tokio::pin!(reading);
-    let mut winch = signal(SignalKind::window_change())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;

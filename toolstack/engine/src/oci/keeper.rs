@@ -21,6 +21,9 @@ use std::time::Duration;
 
 /// `hx-runtime __keeper ID`: the keeper's whole life; its exit code is the workload's.
 pub async fn keep(root: &Path, id: &str) -> anyhow::Result<i32> {
+    // Before `start` can return: a resize the caller sends right after it (containerd's
+    // ResizePty) must find the handler in place, not SIGWINCH's default (ignored).
+    let winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let started = match wait_and_start(root, id).await {
         Ok(s) => s,
         Err(e) => {
@@ -32,7 +35,7 @@ pub async fn keep(root: &Path, id: &str) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    relay(root, started).await
+    relay(root, started, winch).await
 }
 
 /// Docker's embedded DNS for the guest (network/dns_relay.rs), when the VM took over the
@@ -149,7 +152,11 @@ pub(super) fn terminal_size() -> Option<(u16, u16)> {
     (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
-async fn relay(root: &Path, started: Started) -> anyhow::Result<i32> {
+async fn relay(
+    root: &Path,
+    started: Started,
+    mut winch: tokio::signal::unix::Signal,
+) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let Started {
         container: c,
@@ -161,7 +168,6 @@ async fn relay(root: &Path, started: Started) -> anyhow::Result<i32> {
     forward_stdin(&dir)?;
     let mut output = Follower::open(&dir, true)?;
     let (mut stdout, mut stderr) = (Fd::new(1), Fd::new(2));
-    let mut winch = signal(SignalKind::window_change())?;
     // Signals sent to the keeper itself go to the workload, like runc's init gets them.
     let (tx, mut signals) = tokio::sync::mpsc::unbounded_channel();
     for kind in [

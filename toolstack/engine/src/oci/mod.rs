@@ -37,12 +37,20 @@ pub struct CreateOptions<'a> {
     pub id: &'a str,
     pub bundle: &'a Path,
     pub pid_file: Option<&'a Path>,
-    pub console_socket: Option<&'a Path>,
+    /// Where a terminal's master goes (`process.terminal`; required then).
+    pub console: Option<console::ConsoleTo<'a>>,
     /// What runs the keeper: the runtime binary with its global options and `__keeper ID`.
     pub keeper: Command,
 }
 
-pub fn create(mut o: CreateOptions) -> anyhow::Result<()> {
+/// What `create` leaves: the keeper (the caller's child, reaped by it) and, for a terminal
+/// whose master goes back to the caller, that master.
+pub struct Created {
+    pub keeper: Tracked,
+    pub console: Option<OwnedFd>,
+}
+
+pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
     let root = o.root;
     let id = o.id;
     if !record::valid_id(id) {
@@ -54,7 +62,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<()> {
         bail!("root.path {} is not a directory", rootfs_dir.display());
     }
     let terminal = b.terminal();
-    if terminal && o.console_socket.is_none() {
+    if terminal && o.console.is_none() {
         bail!("process.terminal is set: --console-socket is required");
     }
     // The namespace is opened before anything is made: a bad path fails early.
@@ -126,9 +134,10 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<()> {
         keeper.kill_and_wait(Duration::from_secs(5));
     });
     rec.save(root)?;
-    if let (Some(p), Some(sock)) = (&pty, o.console_socket) {
-        console::send_master(sock, &p.master, &p.slave_name)?;
-    }
+    let master = match (&pty, o.console) {
+        (Some(p), Some(to)) => to.deliver(p)?,
+        _ => None,
+    };
     drop(pty);
     if let Some(f) = o.pid_file {
         write_pid_file(f, keeper.pid)?;
@@ -139,7 +148,10 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<()> {
         &rec.state_json(Status::Creating),
     )?;
     undo.commit();
-    Ok(())
+    Ok(Created {
+        keeper,
+        console: master,
+    })
 }
 
 fn spawn_keeper(

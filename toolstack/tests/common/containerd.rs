@@ -1,0 +1,174 @@
+//! Debian's containerd (1.6), started by the test with its own root, state, sockets and
+//! config in a temp dir, the snapshotters and CRI it does not need disabled, and the hx shim
+//! (`containerd-shim-hx-v2`, built beside hx) first on its PATH: `ctr run --runtime
+//! io.containerd.hx.v2` finds it there. Dropping it (also on a panic) stops containerd,
+//! kills whatever still names the temp dir (shims, keepers, VMs) and unmounts what is left.
+use super::docker::{busybox_archive, mounts_under, pids_mentioning};
+use super::{run_with_timeout, Run};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CONTAINERD: &str = "/usr/bin/containerd";
+pub const CTR: &str = "/usr/bin/ctr";
+/// What `ctr images import` names the shared busybox.
+pub const IMAGE: &str = "docker.io/library/busybox:1.38.0";
+pub const RUNTIME: &str = "io.containerd.hx.v2";
+
+pub struct Containerd {
+    pub dir: PathBuf,
+    /// The shim's engine root for ctr's `default` namespace.
+    pub hx_root: PathBuf,
+    child: Option<Child>,
+}
+
+/// Missing parts fail the test under CI=true and skip it (with a message) elsewhere.
+fn unavailable(why: &str) -> Option<Containerd> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "containerd tests under CI: {why} (scripts/setup.sh installs containerd)"
+    );
+    eprintln!("SKIP: {why}");
+    None
+}
+
+impl Containerd {
+    /// containerd with `shim_dir` first on its PATH and the guest assets in its environment
+    /// (the shim inherits it).
+    pub fn start(shim_dir: &Path, kernel: &Path, init: &Path) -> Option<Containerd> {
+        if unsafe { libc::geteuid() } != 0 {
+            return unavailable("containerd needs root");
+        }
+        for bin in [CONTAINERD, CTR] {
+            if !Path::new(bin).is_file() {
+                return unavailable(&format!("{bin} is missing (apt-get install containerd)"));
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("hx-containerd-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let config = format!(
+            "version = 2\nroot = {:?}\nstate = {:?}\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \
+             \"io.containerd.snapshotter.v1.aufs\", \"io.containerd.snapshotter.v1.btrfs\", \
+             \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\"]\n\
+             [grpc]\n  address = {:?}\n[ttrpc]\n  address = {:?}\n[debug]\n  address = \"\"\n",
+            dir.join("root"),
+            dir.join("state"),
+            dir.join("containerd.sock"),
+            dir.join("containerd.ttrpc.sock"),
+        );
+        std::fs::write(dir.join("containerd.toml"), config).unwrap();
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let mut d = Containerd {
+            hx_root: dir.join("hx").join("default"),
+            dir,
+            child: None,
+        };
+        d.child = Some(
+            Command::new(CONTAINERD)
+                .arg("--config")
+                .arg(d.dir.join("containerd.toml"))
+                .env("PATH", path)
+                .env("HX_SHIM_ROOT", d.dir.join("hx"))
+                .env("HX_KERNEL", kernel)
+                .env("HX_INIT", init)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn containerd"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while d.ctr(&["version"]).code != 0 {
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                d.child = None;
+                panic!("containerd exited ({st}): {}", d.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer: {}",
+                d.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(d)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(CTR);
+        c.arg("-a")
+            .arg(self.dir.join("containerd.sock"))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Run {
+        run_with_timeout(self.ctr_cmd(args), Duration::from_secs(180))
+    }
+
+    pub fn ctr_ok(&self, args: &[&str]) -> Run {
+        let r = self.ctr(args);
+        assert_eq!(r.code, 0, "ctr {args:?}: {}{}", r.stdout, r.stderr);
+        r
+    }
+
+    /// `ctr images import` of the shared busybox (a docker-archive, as IMAGE).
+    pub fn import_busybox(&self) {
+        let archive = busybox_archive(&self.dir);
+        self.ctr_ok(&["images", "import", archive.to_str().unwrap()]);
+        std::fs::remove_file(archive).unwrap();
+    }
+
+    pub fn mounts(&self) -> Vec<PathBuf> {
+        mounts_under(&self.dir)
+    }
+
+    /// Processes other than containerd and ctr clients whose command line names the temp
+    /// dir (shims, keepers, QEMU).
+    pub fn processes(&self) -> Vec<i32> {
+        let me = self.child.as_ref().map(|c| c.id() as i32);
+        let mut v = pids_mentioning(&self.dir);
+        v.retain(|&p| {
+            Some(p) != me
+                && std::fs::read_link(format!("/proc/{p}/exe")).ok() != Some(PathBuf::from(CTR))
+        });
+        v
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in pids_mentioning(&self.dir) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for m in mounts_under(&self.dir).iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

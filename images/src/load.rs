@@ -706,37 +706,53 @@ fn import_layer(
     if cfg["config"].is_null() {
         cfg["config"] = serde_json::json!({});
     }
-    let config_bytes = serde_json::to_vec(&cfg).expect("config serializes");
+    let layer = Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        digest: diff_id,
+        size,
+        platform: None,
+        annotations: Default::default(),
+    };
+    let types = (OCI_MANIFEST, OCI_CONFIG);
+    store_image(store, &cfg, types, vec![layer], Some(name), added, work)
+}
+
+/// Puts `cfg` and a manifest of `layers` (their blobs already in the store) into the store,
+/// builds the rootfs, then names the image: a bad layer leaves nothing visible behind.
+/// `types`: the manifest's and the config's media types.
+fn store_image(
+    store: &Store,
+    cfg: &serde_json::Value,
+    types: (&str, &str),
+    layers: Vec<Descriptor>,
+    name: Option<&str>,
+    added: &mut Vec<Digest>,
+    work: &mut Work,
+) -> Result<ImageRecord> {
+    let config_bytes = serde_json::to_vec(cfg).expect("config serializes");
     let config_digest = Digest::of_bytes(&config_bytes);
     work.pin_blob(&config_digest)?;
     added.push(config_digest);
     let config_digest = store.put_blob(&config_bytes)?;
     let manifest = ImageManifest {
         schema_version: 2,
-        media_type: Some(OCI_MANIFEST.into()),
+        media_type: Some(types.0.into()),
         config: Descriptor {
-            media_type: OCI_CONFIG.into(),
+            media_type: types.1.into(),
             digest: config_digest,
             size: config_bytes.len() as u64,
             platform: None,
             annotations: Default::default(),
         },
-        layers: vec![Descriptor {
-            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-            digest: diff_id,
-            size,
-            platform: None,
-            annotations: Default::default(),
-        }],
+        layers,
     };
     let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
     let mdigest = Digest::of_bytes(&mbytes);
     work.pin_blob(&mdigest)?;
     added.push(mdigest);
     let mdigest = store.put_blob(&mbytes)?;
-    // The rootfs before the name: a bad layer must leave nothing visible behind.
     store.rootfs_in(&store.unindexed_record(&mdigest)?, work)?;
-    store.add_image(&mdigest, Some(name))
+    store.add_image(&mdigest, name)
 }
 
 pub fn now_rfc3339() -> String {
@@ -867,11 +883,6 @@ fn commit_layer(
         Some(h) => h.push(entry),
         None => cfg["history"] = serde_json::json!([entry]),
     }
-    let config_bytes = serde_json::to_vec(&cfg).expect("config serializes");
-    let config_digest = Digest::of_bytes(&config_bytes);
-    work.pin_blob(&config_digest)?;
-    added.push(config_digest);
-    let config_digest = store.put_blob(&config_bytes)?;
     // Docker's media types when the parent had them (a registry takes either family, not a
     // mix).
     let docker = parent_manifest.media_type.as_deref() == Some(crate::manifest::DOCKER_MANIFEST);
@@ -895,24 +906,13 @@ fn commit_layer(
         platform: None,
         annotations: Default::default(),
     });
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(manifest_type.into()),
-        config: Descriptor {
-            media_type: config_type.into(),
-            digest: config_digest,
-            size: config_bytes.len() as u64,
-            platform: None,
-            annotations: Default::default(),
-        },
+    store_image(
+        store,
+        &cfg,
+        (manifest_type, config_type),
         layers,
-    };
-    let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
-    let mdigest = Digest::of_bytes(&mbytes);
-    work.pin_blob(&mdigest)?;
-    added.push(mdigest);
-    let mdigest = store.put_blob(&mbytes)?;
-    // The rootfs before the name: a bad layer must leave nothing visible behind.
-    store.rootfs_in(&store.unindexed_record(&mdigest)?, work)?;
-    store.add_image(&mdigest, name)
+        name,
+        added,
+        work,
+    )
 }

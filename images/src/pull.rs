@@ -27,7 +27,8 @@ pub struct PullOptions {
     pub progress: bool,
 }
 
-fn is_local(registry: &str) -> bool {
+/// localhost, 127.0.0.0/8 and ::1, with or without a port: reached over plain HTTP.
+pub fn is_local(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
         .map(|(h, p)| {

@@ -70,7 +70,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<i32> {
     if password.is_empty() {
         return usage("the password is empty");
     }
-    let plain_http = args.insecure || is_local(&registry);
+    let plain_http = args.insecure || hx_images::pull::is_local(&registry);
     hx_images::login::verify(&registry, &user, &password, plain_http).await?;
     let path = hx_images::auth::save_credentials(&registry, &user, &password)?;
     tracing::info!(path = %path.display(), "credentials saved");
@@ -87,14 +87,6 @@ pub async fn logout(args: LogoutArgs) -> anyhow::Result<i32> {
         outln!("Not logged in to {key}");
     }
     Ok(0)
-}
-
-fn is_local(registry: &str) -> bool {
-    let host = match registry.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => registry,
-    };
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
 #[cfg(test)]

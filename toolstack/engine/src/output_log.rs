@@ -299,8 +299,11 @@ fn scan(
     }
 }
 
-/// Where to start reading for the last `lines` records of `files`: (file index, offset).
-/// Only the newest files that hold them are read, and only their offsets are kept.
+/// Where to start reading for the last `lines` lines of `files`: (file index, offset).
+/// A line is what the workload wrote up to its `\n` (or a record of [`MAX_PAYLOAD`] bytes, the
+/// split docker's json-file makes too): the parts of a line the relay flushed while the
+/// workload paused count once, from the first part. Only the newest files that hold the lines
+/// are read, and only offsets are kept.
 pub fn tail_start(files: &[PathBuf], lines: Option<usize>) -> io::Result<(usize, u64)> {
     let Some(mut need) = lines else {
         return Ok((0, 0));
@@ -312,20 +315,43 @@ pub fn tail_start(files: &[PathBuf], lines: Option<usize>) -> io::Result<(usize,
         return Ok((files.len().saturating_sub(1), len));
     }
     for (i, p) in files.iter().enumerate().rev() {
-        let mut last = std::collections::VecDeque::with_capacity(need.min(4096));
-        scan(p, 0, &mut |_, at| {
-            if last.len() == need {
-                last.pop_front();
-            }
-            last.push_back(at);
-            Ok(())
-        })?;
-        if last.len() == need {
-            return Ok((i, last[0]));
+        let starts = line_starts(p, need)?;
+        if starts.len() == need {
+            return Ok((i, starts.into_iter().min().unwrap_or(0)));
         }
-        need -= last.len();
+        need -= starts.len();
     }
     Ok((0, 0))
+}
+
+/// The start offsets of the last `keep` lines of one file, in the order the lines ended (an
+/// unfinished line at the end of the file counts as ended there).
+fn line_starts(path: &Path, keep: usize) -> io::Result<std::collections::VecDeque<u64>> {
+    let mut ended = std::collections::VecDeque::with_capacity(keep.min(4096));
+    let push = |ended: &mut std::collections::VecDeque<u64>, start| {
+        if ended.len() == keep {
+            ended.pop_front();
+        }
+        ended.push_back(start);
+    };
+    // Per stream, where its unfinished line began.
+    let mut open: [Option<u64>; 2] = [None, None];
+    scan(path, 0, &mut |r, at| {
+        let slot = &mut open[r.stream as usize];
+        let start = slot.take().unwrap_or(at);
+        if r.payload.ends_with(b"\n") || r.payload.len() >= MAX_PAYLOAD {
+            push(&mut ended, start);
+        } else {
+            *slot = Some(start);
+        }
+        Ok(())
+    })?;
+    let mut unfinished: Vec<u64> = open.into_iter().flatten().collect();
+    unfinished.sort_unstable();
+    for start in unfinished {
+        push(&mut ended, start);
+    }
+    Ok(ended)
 }
 
 /// A place in a container's output: `hx start -a` shows what follows it.
@@ -554,6 +580,36 @@ mod tests {
         assert_eq!(last, [&b"line 197\n"[..], b"line 198\n", b"line 199\n"]);
         let n = got.len();
         assert_eq!(tail_start(&files, Some(n + 5)).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn tail_counts_a_line_flushed_in_parts_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(FILE);
+        let mut w = RotatingWriter::open(&p, crate::logfile::OUTPUT).unwrap();
+        let mut f = Framer::new(crate::logfile::OUTPUT);
+        let mut b = RecordBatch::default();
+        f.feed(Stream::Stdout, 1, b"first\n", &mut b);
+        f.feed(Stream::Stdout, 2, b"sec", &mut b);
+        f.flush(&mut b);
+        f.feed(Stream::Stdout, 3, b"ond\nthi", &mut b);
+        f.flush(&mut b);
+        f.feed(Stream::Stdout, 4, b"rd\n", &mut b);
+        b.write_to(&mut w).unwrap();
+        drop(w);
+        let files = files(d.path());
+        let text = |n| {
+            let mut out = Vec::new();
+            read_records(&files, tail_start(&files, Some(n)).unwrap(), &mut |r| {
+                out.extend_from_slice(r.payload);
+                Ok(())
+            })
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(1), "third\n");
+        assert_eq!(text(2), "second\nthird\n");
+        assert_eq!(text(3), "first\nsecond\nthird\n");
     }
 
     proptest! {

@@ -17,6 +17,9 @@ static UPPER: OnceLock<OwnedFd> = OnceLock::new();
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
+/// The files pv-init writes into the upper at each start (mounts.rs): docker bind-mounts its
+/// own, so its commits never carry them, and neither do hx's.
+const GENERATED: [&str; 3] = ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
 
 /// Keeps a handle on `dir` (the upper directory) for [`upper_diff`]; close-on-exec, so no
 /// workload inherits it.
@@ -191,6 +194,9 @@ fn walk<W: Write>(
             continue;
         }
         if let Mode::Diff = mode {
+            if GENERATED.iter().any(|g| abs == Path::new(g)) {
+                continue;
+            }
             if ft.is_char_device() && meta.rdev() == 0 {
                 let mut wh = std::ffi::OsString::from(WHITEOUT_PREFIX);
                 wh.push(&name);
@@ -272,6 +278,24 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_diff_leaves_out_the_files_pv_init_writes_at_start() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("etc")).unwrap();
+        for f in ["hosts", "hostname", "resolv.conf", "motd"] {
+            fs::write(d.path().join("etc").join(f), "x\n").unwrap();
+        }
+        let mut out = Vec::new();
+        pack_tree(d.path(), &mut out, Mode::Diff).unwrap();
+        assert_eq!(
+            entries(&out),
+            [
+                ("etc".to_string(), tar::EntryType::Directory),
+                ("etc/motd".into(), tar::EntryType::Regular),
+            ]
+        );
     }
 
     #[test]

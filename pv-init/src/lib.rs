@@ -2,6 +2,7 @@
 //! that carries it, and the initramfs that boots pv-init (see docs/guest-protocol.md).
 pub mod copy;
 pub mod freeze;
+pub mod hold;
 pub mod host_stop;
 pub mod initramfs;
 pub mod layer;

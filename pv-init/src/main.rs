@@ -85,6 +85,9 @@ fn main() {
         );
         std::process::exit(0);
     }
+    if pv_init::hold::is_hold(&args, std::process::id()) {
+        pv_init::hold::hold();
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = format!("pv-init panicked: {info}");
         console(&msg);

@@ -400,7 +400,8 @@ fn attach_follows_output_until_the_end_and_proxies_signals() {
 
 /// `hx commit` (the writable layer as a new image: new files, deletions as whiteouts, a
 /// directory replaced as opaque, `-c`/`-a`/`-m` in its config) and `hx export` (the whole
-/// filesystem, /proc and /sys empty) of a running container, which keeps running.
+/// filesystem, /proc and /sys empty) of a running container, which keeps running; then cp,
+/// commit and export of the same container stopped.
 #[test]
 fn commit_and_export_a_running_container() {
     let Some(hx) = Hx::with_busybox() else { return };
@@ -482,14 +483,66 @@ fn commit_and_export_a_running_container() {
     hx.ok(&["export", "-o", file.to_str().unwrap(), "cm"]);
     assert_eq!(std::fs::read(&file).unwrap().len(), out.stdout.len());
 
+    // Stopped: cp, commit and export go through an offline VM of its disks, which leaves the
+    // container as it was (docker's work on stopped containers).
+    hx.ok(&["exec", "cm", "sh", "-c", "echo late > /root/late"]);
     hx.ok(&["stop", "-t", "0", "cm"]);
-    let r = hx.run(&["commit", "cm", "mine:2"]);
-    assert_ne!(r.code, 0);
-    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
-    assert!(hx
-        .ok(&["images", "-q", "-f", "reference=mine:2"])
-        .stdout
-        .is_empty());
+    let id = hx.ok(&["inspect", "-f", "{{.Id}}", "cm"]).stdout;
+    let state = |hx: &Hx| {
+        let f = "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}";
+        hx.ok(&["inspect", "-f", f, "cm"]).stdout
+    };
+    let before = state(&hx);
+    assert!(before.starts_with("exited "), "{before}");
+    let r = hx.ok(&["commit", "cm", "mine:2"]);
+    assert!(r.stdout.starts_with("sha256:"), "{}", r.stdout);
+    assert_eq!(
+        hx.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "mine:2",
+            "cat",
+            "/root/late",
+            "/root/new"
+        ])
+        .stdout,
+        "late\nhi\n"
+    );
+    let local = hx.root().join("in.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    hx.ok(&["cp", local.to_str().unwrap(), "cm:/root/in.txt"]);
+    let out = hx.cmd(&["cp", "cm:/root/in.txt", "-"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = String::new();
+    for e in tar::Archive::new(out.stdout.as_slice()).entries().unwrap() {
+        std::io::Read::read_to_string(&mut e.unwrap(), &mut got).unwrap();
+    }
+    assert_eq!(got, "copied in\n");
+    let out = hx.cmd(&["export", "cm"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = tar::Archive::new(out.stdout.as_slice())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "root/in.txt"), "{names:?}");
+    assert_eq!(state(&hx), before);
+    assert!(!hx
+        .root()
+        .join("containers")
+        .join(id.trim())
+        .join("offline")
+        .exists());
     hx.ok(&["rm", "cm"]);
 }
 

@@ -19,6 +19,7 @@ pub mod log_relay;
 pub mod logfile;
 pub mod network;
 pub mod oci;
+pub mod offline;
 pub mod ops;
 pub mod output_log;
 pub mod process;

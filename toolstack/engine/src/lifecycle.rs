@@ -108,7 +108,7 @@ pub struct CreateRequest {
 /// ceiling (like the host filesystem docker's layers live on), not space taken.
 pub const DEFAULT_LAYER_SIZE: u64 = 10 << 30;
 const REQUEST_FILE: &str = "create.json";
-const LAYER_FILE: &str = "upper.img";
+pub(crate) const LAYER_FILE: &str = "upper.img";
 
 /// A container whose VM was started by `start` or `create_and_start`.
 pub struct Started {
@@ -478,10 +478,10 @@ struct Keep {
 
 /// Everything about starting a container's VM that follows from its request, the image and
 /// the host, checked without side effects.
-struct Launch {
-    xen_type: backend::XenType,
-    assets: GuestAssets,
-    rootfs: PathBuf,
+pub(crate) struct Launch {
+    pub(crate) xen_type: backend::XenType,
+    pub(crate) assets: GuestAssets,
+    pub(crate) rootfs: PathBuf,
     net_mode: network::Mode,
     port_requests: Vec<network::ports::Request>,
     dns_servers: Vec<String>,
@@ -489,7 +489,7 @@ struct Launch {
 }
 
 impl Launch {
-    fn prepare(
+    pub(crate) fn prepare(
         root: &Path,
         req: &CreateRequest,
         img: &ImageRecord,
@@ -547,7 +547,7 @@ impl Launch {
 
 /// The stand-in image record of a container whose root filesystem the caller made: no
 /// configuration (the caller's request says everything), an id derived from the file's path.
-fn supplied_image(name: &str, rootfs: &Path) -> ImageRecord {
+pub(crate) fn supplied_image(name: &str, rootfs: &Path) -> ImageRecord {
     let id = hx_images::Digest::of_bytes(rootfs.as_os_str().as_encoded_bytes());
     ImageRecord {
         id: id.clone(),
@@ -560,7 +560,7 @@ fn supplied_image(name: &str, rootfs: &Path) -> ImageRecord {
     }
 }
 
-fn hostname_of(req: &CreateRequest, id: &str) -> String {
+pub(crate) fn hostname_of(req: &CreateRequest, id: &str) -> String {
     req.hostname.clone().unwrap_or_else(|| id[..12].to_string())
 }
 
@@ -765,7 +765,7 @@ fn launch_keeping(
 
 /// A writable layer whose last VM was killed may not be clean (it has no journal): repaired
 /// the way a boot would (`e2fsck -p`), or the start fails with what e2fsck said.
-fn check_layer(path: &Path, name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_layer(path: &Path, name: &str) -> anyhow::Result<()> {
     let out = std::process::Command::new("e2fsck")
         .arg("-p")
         .arg(path)

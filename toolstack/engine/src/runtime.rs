@@ -221,6 +221,7 @@ pub fn reconcile(root: &Path) -> anyhow::Result<Vec<Container>> {
     let mut out = Vec::new();
     for c in container::list(root)? {
         let be = backend::for_container(&c, root)?;
+        crate::offline::sweep(root, &c, be.as_ref(), false);
         if let Some(c) = settle(root, c, be.as_ref())? {
             out.push(c);
         }
@@ -265,6 +266,7 @@ pub fn remove_with(
     be: &dyn Backend,
     anonymous_volumes: bool,
 ) -> anyhow::Result<()> {
+    crate::offline::sweep(root, c, be, true);
     be.kill(c)?;
     be.cleanup(c, &container::dir(root, &c.id))?;
     release_network(root, c)?;

@@ -1,6 +1,6 @@
-//! `hx commit`: a running container's changes (its writable layer, packed by its pv-init with
-//! overlayfs' whiteouts as OCI whiteouts) become a new image on top of its image (docker
-//! commit). The layer is the guest's: bounded and validated like a registry's.
+//! `hx commit`: a container's changes (its writable layer, packed by its pv-init — a stopped
+//! container's in its offline VM, hx_engine::offline — with overlayfs' whiteouts as OCI
+//! whiteouts) become a new image on top of its image (docker commit). The layer is the guest's: bounded and validated like a registry's.
 use anyhow::Context;
 use hx_images::load::CommitInfo;
 use hx_images::Store;
@@ -48,7 +48,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             .prefix("commit-")
             .tempfile_in(store.tmp_dir())
             .context("scratch file")?;
-        let s = super::cp::session(
+        let (s, _vm) = super::cp::session_any(
             &root,
             &args.container,
             Builtin::UpperDiff { pause: args.pause },

@@ -1,9 +1,10 @@
 //! `hx cp CONTAINER:SRC DEST|-` and `hx cp SRC|- CONTAINER:DEST` (docker cp): files and
-//! directories between the host and a running container, as tar streams over its exec channel,
+//! directories between the host and a container (a stopped one through its offline VM), as tar streams over its exec channel,
 //! modes and symlinks kept, placed by docker's rules (pv_init::copy). What comes from the guest
 //! is unpacked as hostile (no escape from DEST, no special files or setuid bits, bounded).
 use anyhow::{bail, Context};
 use hx_engine::exec_channel::client::{End, Session};
+use hx_engine::offline::OfflineVm;
 use pv_init::mux::{Builtin, ExecRequest};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -57,6 +58,7 @@ fn copy(root: &Path, source: &str, destination: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A builtin session on a running container's exec channel.
 pub(super) fn session(
     root: &Path,
     name: &str,
@@ -64,8 +66,29 @@ pub(super) fn session(
     stdin: bool,
 ) -> anyhow::Result<Session> {
     let (_, _, socket) = super::exec::channel(root, name)?;
+    open(&socket, builtin, stdin)
+}
+
+/// A builtin session on a running container, or on a stopped one's offline VM (booted for
+/// it and ended when the returned guard drops), as docker's cp/export/commit work on both.
+pub(super) fn session_any(
+    root: &Path,
+    name: &str,
+    builtin: Builtin,
+    stdin: bool,
+) -> anyhow::Result<(Session, Option<OfflineVm>)> {
+    let c = hx_engine::container::find(root, name)?;
+    if c.status == hx_engine::container::Status::Running {
+        return Ok((session(root, name, builtin, stdin)?, None));
+    }
+    let vm = hx_engine::offline::open(root, name)?;
+    let s = open(vm.exec_socket(), builtin, stdin)?;
+    Ok((s, Some(vm)))
+}
+
+fn open(socket: &Path, builtin: Builtin, stdin: bool) -> anyhow::Result<Session> {
     Session::open(
-        &socket,
+        socket,
         &ExecRequest {
             args: Vec::new(),
             env: Vec::new(),
@@ -90,7 +113,7 @@ pub(super) fn finish(end: End, name: &str) -> anyhow::Result<()> {
 }
 
 fn from_container(root: &Path, name: &str, path: String, dest: &str) -> anyhow::Result<()> {
-    let s = session(root, name, Builtin::TarFrom { path }, false)?;
+    let (s, _vm) = session_any(root, name, Builtin::TarFrom { path }, false)?;
     if dest == "-" {
         let end = s.run(&mut std::io::stdout(), &mut std::io::sink(), |_| true)?;
         return finish(end, name);
@@ -128,7 +151,7 @@ fn into_container(root: &Path, source: &str, name: &str, path: String) -> anyhow
     if source != "-" && std::fs::symlink_metadata(source).is_err() {
         bail!("could not find the file {source}");
     }
-    let s = session(root, name, Builtin::TarInto { path }, true)?;
+    let (s, _vm) = session_any(root, name, Builtin::TarInto { path }, true)?;
     let control = s.control();
     let source = source.to_string();
     let sending = std::thread::spawn(move || -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
-//! `hx export`: a running container's filesystem as a tar archive (docker export), packed by
-//! its pv-init (pv_init::layer): volumes and the kernel's filesystems appear as empty
-//! directories. The bytes are the guest's: written as they come, never shown on a terminal.
+//! `hx export`: a container's filesystem as a tar archive (docker export), packed by its
+//! pv-init (pv_init::layer; a stopped container's in its offline VM, hx_engine::offline):
+//! volumes and the kernel's filesystems appear as empty directories. The bytes are the guest's: written as they come, never shown on a terminal.
 use anyhow::Context;
 use pv_init::mux::Builtin;
 use std::io::IsTerminal;
@@ -22,7 +22,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     }
     let root = g.root.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<i32> {
-        let s = super::cp::session(&root, &args.container, Builtin::ExportRoot, false)?;
+        let (s, _vm) = super::cp::session_any(&root, &args.container, Builtin::ExportRoot, false)?;
         match &args.output {
             None => {
                 let end = s.run(&mut std::io::stdout().lock(), &mut std::io::sink(), |_| {

@@ -483,6 +483,39 @@ fn commit_and_export_a_running_container() {
     hx.ok(&["export", "-o", file.to_str().unwrap(), "cm"]);
     assert_eq!(std::fs::read(&file).unwrap().len(), out.stdout.len());
 
+    // A commit killed mid-stream: no image, no scratch file, the workload not left stopped.
+    hx.ok(&[
+        "exec",
+        "cm",
+        "dd",
+        "if=/dev/zero",
+        "of=/root/big",
+        "bs=1M",
+        "count=48",
+    ]);
+    let mut killed = hx.cmd(&["commit", "cm", "big:1"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let stopped = "grep -l 'State:.*T (stopped)' /proc/[0-9]*/status; true";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = hx.ok(&["exec", "cm", "sh", "-c", stopped]).stdout;
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still stopped: {left}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let images = hx.ok(&["images", "-q", "-f", "reference=big:1"]).stdout;
+    assert!(images.is_empty(), "{images}");
+    let scratch: Vec<_> = std::fs::read_dir(hx.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
+    hx.ok(&["exec", "cm", "rm", "/root/big"]);
+
     // Stopped: cp, commit and export go through an offline VM of its disks, which leaves the
     // container as it was (docker's work on stopped containers).
     hx.ok(&["exec", "cm", "sh", "-c", "echo late > /root/late"]);

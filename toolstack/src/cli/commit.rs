@@ -43,11 +43,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     let rec = tokio::task::spawn_blocking(move || -> anyhow::Result<hx_images::ImageRecord> {
         let limit = store.limits().max_layer_bytes;
         // The guest's stream lands in the store's scratch space first: only a stream the guest
-        // calls whole becomes a layer.
-        let mut scratch = tempfile::Builder::new()
-            .prefix("commit-")
-            .tempfile_in(store.tmp_dir())
-            .context("scratch file")?;
+        // calls whole becomes a layer. An unnamed file (O_TMPFILE), so that an hx killed
+        // meanwhile leaves nothing behind.
+        let mut scratch = tempfile::tempfile_in(store.tmp_dir()).context("scratch file")?;
         let (s, _vm) = super::cp::session_any(
             &root,
             &args.container,
@@ -55,7 +53,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             false,
         )?;
         let mut out = Bounded {
-            inner: std::io::BufWriter::with_capacity(1 << 20, scratch.as_file_mut()),
+            inner: std::io::BufWriter::with_capacity(1 << 20, &mut scratch),
             left: limit + 1,
         };
         let end = s.run(&mut out, &mut std::io::sink(), |_| true);
@@ -79,7 +77,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         Ok(hx_images::load::commit(
             &store,
             &parent,
-            scratch.as_file_mut(),
+            &mut scratch,
             args.repository.as_deref(),
             info,
         )?)

@@ -98,6 +98,21 @@ for type in pvh pv; do
         out=$(timeout 60 hx exec "$c" echo still-there 2>&1); echo "after: exec echo: $? '$out'"
     fi
     echo "MEASURE $type exec-i-cat-16MiB-ms $(((e - s) / 1000000)) host-cat-ms $host_ms monitor-cpu-ticks $((t1 - t0)) (monitor pid ${mon:-?}, $(getconf CLK_TCK)/s)"
+    # Stopped: cp, commit and export through an offline domain of its disks (engine's
+    # offline.rs), which leaves the container's record as it was and no domain behind.
+    timeout 120 hx stop -t 0 "$c" >/dev/null
+    state=$(hx inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}' "$c")
+    got=$(timeout 120 hx cp "$c:/tmp/tree/sub/secret" - | tar -xO 2>&1)
+    [ "$got" = secret ] && ok "$type: cp out of a stopped container" || bad "$type: cp out of a stopped container: '$got'"
+    id=$(timeout 180 hx commit "$c" "offline-$type:1")
+    out=$(timeout 120 hx run --rm "${targ[@]}" --network none "offline-$type:1" cat /tmp/tree/sub/secret 2>&1)
+    [ "${id:0:7}:$out" = "sha256::secret" ] && ok "$type: commit of a stopped container" || bad "$type: commit of a stopped container: '$id' '$out'"
+    n=$(timeout 180 hx export "$c" | tar -t 2>/dev/null | grep -c '^tmp/tree/run.sh$')
+    [ "$n" = 1 ] && ok "$type: export of a stopped container" || bad "$type: export of a stopped container: $n"
+    after=$(hx inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}' "$c")
+    [ "$after" = "$state" ] && [ "$(domains)" = "$before" ] && ok "$type: offline domains gone, record unchanged" \
+        || bad "$type: after the offline work: '$after' (was '$state'), domains '$(domains)' (were '$before')"
+    hx rmi "offline-$type:1" >/dev/null 2>&1
     hx rm -f "$c" >/dev/null
     out=$(timeout 30 hx exec "$c" true 2>&1); rc=$?
     [ "$rc" != 0 ] && ok "$type: exec into a removed container fails ($rc)" || bad "$type: exec after rm: exit 0"

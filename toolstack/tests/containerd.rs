@@ -254,6 +254,28 @@ fn detached_task(c: &Containerd) {
         "{pid} not in {ps}"
     );
 
+    // Metrics are the guest's: its memory in use within its total, its CPU time, its tasks.
+    let metrics = c.ctr_ok(&["task", "metrics", id]).stdout;
+    let value = |key: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(key)).then(|| f.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {key} in {metrics}"))
+    };
+    let (used, limit) = (
+        value("memory.usage_in_bytes"),
+        value("memory.limit_in_bytes"),
+    );
+    assert!(
+        used > 1 << 20 && used < limit && limit > 64 << 20 && limit <= 128 << 20,
+        "{metrics}"
+    );
+    assert!(value("cpuacct.usage") > 0, "{metrics}");
+    assert!(value("pids.current") >= 2, "{metrics}");
+
     c.ctr_ok(&["task", "pause", id]);
     assert_eq!(task(c, id).unwrap().1, "PAUSED");
     c.ctr_ok(&["task", "resume", id]);

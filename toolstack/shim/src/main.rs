@@ -5,6 +5,7 @@
 //! crate). The shim binary is also the engine's helper processes (keeper, exec keeper, log
 //! relay, Xen monitor), re-executed with the hidden `__*` commands of helpers.rs.
 mod helpers;
+mod metrics;
 mod rootfs;
 mod service;
 mod stdio;

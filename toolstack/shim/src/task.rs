@@ -706,6 +706,17 @@ impl containerd_shim::Task for Service {
         })
     }
 
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        self.proc(&req.id, "")?;
+        let answer = self.engine_call(|| oci::stats(&self.root, &req.id))?;
+        let any = crate::metrics::to_any(&crate::metrics::from_guest(&answer))
+            .map_err(|e| status(Code::INTERNAL, e.to_string()))?;
+        Ok(StatsResponse {
+            stats: containerd_shim::protos::protobuf::MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
         self.proc(&req.id, "")?;
         self.engine_call(|| oci::pause(&self.root, &req.id, true))?;

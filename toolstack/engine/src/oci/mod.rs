@@ -390,6 +390,21 @@ pub fn pids(root: &Path, id: &str) -> anyhow::Result<Vec<i32>> {
     Ok(out)
 }
 
+/// The guest's counters (pv-init reads them from its /proc and /sys) of a running container:
+/// the containerd shim's Stats.
+pub fn stats(root: &Path, id: &str) -> anyhow::Result<pv_init::mux::StatsAnswer> {
+    let rec = record::load(root, id)?;
+    let c = match engine_container(root, &rec) {
+        Some(c) if status(root, &rec) == Status::Running => c,
+        _ => bail!("container not running"),
+    };
+    let be = crate::backend::for_container(&c, root)?;
+    let Some(socket) = be.exec_socket(&container::dir(root, &c.id)) else {
+        bail!("the container's backend has no exec channel");
+    };
+    crate::exec_channel::client::ask(&socket, pv_init::mux::Query::Stats)
+}
+
 /// `pause` (`freeze`) / `resume`.
 pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<()> {
     let rec = record::load(root, id)?;

@@ -730,6 +730,48 @@ fn live_volume_snapshots() {
     // A volume from the snapshot holds what the snapshot holds.
     hx.ok(&["volume", "create", "--from-snapshot", "db-1", "db-copy"]);
     assert_eq!(lines("db-copy"), snap);
+    // A snapshot killed at any moment: the guest thaws (the writer goes on), and there is no
+    // half volume — the snapshot exists whole or not at all.
+    for after_ms in [30, 80, 150, 300] {
+        let mut killed = hx
+            .cmd(&["volume", "snapshot", "db", "db-k"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        // A write on the volume returns (done, or refused once the writer filled it) instead of
+        // waiting for the guest's 60-s freeze limit.
+        let mut probe = hx
+            .cmd(&["exec", "w", "sh", "-c", "echo x > /data/probe"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while probe.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = probe.kill();
+                panic!("still frozen {after_ms} ms into a killed snapshot");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let listed = volumes(&hx);
+        let stray: Vec<_> = std::fs::read_dir(hx.root().join("volumes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?} after {listed:?}");
+        if listed.iter().any(|v| v == "db-k") {
+            let (n, last) = {
+                let out = lines("db-k");
+                let mut it = out.lines().map(String::from);
+                (it.next().unwrap(), it.next().unwrap())
+            };
+            assert_eq!(n, last, "a snapshot that exists is whole");
+            hx.ok(&["volume", "rm", "db-k"]);
+        }
+    }
     let r = hx.run(&["volume", "create", "--from-snapshot", "db", "db-2"]);
     assert_eq!(
         r.code, 3,

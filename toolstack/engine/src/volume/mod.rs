@@ -104,6 +104,8 @@ pub fn get(root: &Path, name: &str) -> Result<Volume, anyhow::Error> {
 }
 
 pub fn list(root: &Path) -> Vec<Volume> {
+    // What a killed create or snapshot left goes before anyone looks.
+    sweep(root);
     let mut out: Vec<Volume> = std::fs::read_dir(volumes_dir(root))
         .map(|rd| {
             rd.flatten()

@@ -21,6 +21,7 @@ pub mod network;
 pub mod oci;
 pub mod ops;
 pub mod output_log;
+pub mod pod;
 pub mod process;
 pub mod restart;
 pub mod runtime;

@@ -63,7 +63,13 @@ pub(super) fn session(
     builtin: Builtin,
     stdin: bool,
 ) -> anyhow::Result<Session> {
-    let (_, _, socket) = super::exec::channel(root, name)?;
+    let (c, _, socket) = super::exec::channel(root, name)?;
+    if c.pod.is_some() && !c.pod_infra {
+        anyhow::bail!(
+            "container {}: cp, export, commit and snapshots of a pod member are not supported yet",
+            c.name
+        );
+    }
     Session::open(
         &socket,
         &ExecRequest {
@@ -74,6 +80,8 @@ pub(super) fn session(
             tty: None,
             stdin,
             builtin: Some(builtin),
+            member: None,
+            container: None,
         },
     )
 }

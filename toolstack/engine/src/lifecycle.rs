@@ -221,6 +221,8 @@ fn create_inner(
         (Some(pod), false) => {
             crate::pod::check_member_request(root, pod, &req)?;
             req.network = Some("none".into());
+            // What the member sees (pv-init gives it the pod's /etc/hostname).
+            req.hostname = crate::pod::hostname(root, pod);
             Box::new(backend::pod::PodMember::new(root, pod))
         }
         _ => backend::select(req.backend.as_deref(), root)?,

@@ -65,6 +65,14 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(Container, Vec<Container>)>> {
         .collect())
 }
 
+/// The pod's hostname (its VM's spec).
+pub fn hostname(root: &Path, pod: &str) -> Option<String> {
+    let i = infra(root, pod).ok()?;
+    let b = std::fs::read(container::dir(root, &i.id).join("spec.json")).ok()?;
+    let spec: pv_init::spec::ContainerSpec = serde_json::from_slice(&b).ok()?;
+    Some(spec.hostname)
+}
+
 /// What a member may not ask for (yet): checked before anything is made.
 pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyhow::Result<()> {
     let infra = infra(root, pod)?;

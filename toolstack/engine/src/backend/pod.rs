@@ -251,7 +251,7 @@ fn unplug(q: &mut super::qmp::Qmp, id: &str) {
                 Some(serde_json::json!({"node-name": node(id, lun)})),
             ) {
                 Ok(_) => break,
-                Err(e) if e.to_string().contains("not found") => break,
+                Err(e) if e.to_string().contains("Failed to find") => break,
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }

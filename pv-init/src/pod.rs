@@ -82,12 +82,17 @@ fn scsi_disk(target: u32, lun: u32) -> Result<PathBuf, InitError> {
     }
 }
 
-fn mnt(src: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), InitError> {
+fn mnt(
+    src: &str,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), InitError> {
     std::fs::create_dir_all(target)
         .map_err(|e| InitError::setup(format!("mkdir {}: {e}", target.display())))?;
-    mount(Some(src), target, fstype, flags, data).map_err(|e| {
-        InitError::setup(format!("mount {src} on {}: {e}", target.display()))
-    })
+    mount(Some(src), target, fstype, flags, data)
+        .map_err(|e| InitError::setup(format!("mount {src} on {}: {e}", target.display())))
 }
 
 /// Mounts the member's image, its writable layer and the overlay of both; gives it the pod's
@@ -95,7 +100,10 @@ fn mnt(src: &str, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Opt
 pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
     let base = Path::new(BASE).join(&m.id);
     if base.join("root").exists() && is_mountpoint(&base.join("root")) {
-        return Err(InitError::setup(format!("pod member {} is already running", m.id)));
+        return Err(InitError::setup(format!(
+            "pod member {} is already running",
+            m.id
+        )));
     }
     let rootfs = scsi_disk(m.target, 0)?;
     mnt(
@@ -107,9 +115,21 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
     )?;
     if m.upper_disk {
         let upper = scsi_disk(m.target, 1)?;
-        mnt(&upper.to_string_lossy(), &base.join("rw"), Some("ext4"), MsFlags::empty(), None)?;
+        mnt(
+            &upper.to_string_lossy(),
+            &base.join("rw"),
+            Some("ext4"),
+            MsFlags::empty(),
+            None,
+        )?;
     } else {
-        mnt("tmpfs", &base.join("rw"), Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))?;
+        mnt(
+            "tmpfs",
+            &base.join("rw"),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )?;
     }
     for d in ["rw/upper", "rw/work"] {
         std::fs::create_dir_all(base.join(d))
@@ -120,10 +140,22 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
         "lowerdir={0}/lower,upperdir={0}/rw/upper,workdir={0}/rw/work",
         base.display()
     );
-    mnt("overlay", &root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    mnt(
+        "overlay",
+        &root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     // The pod's devices, terminals and /dev/shm are shared, like a podman pod's IPC.
-    mnt("/dev", &root.join("dev"), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    mnt(
+        "/dev",
+        &root.join("dev"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
     mnt("proc", &root.join("proc"), Some("proc"), nosuid, None)?;
     mnt("sysfs", &root.join("sys"), Some("sysfs"), nosuid, None)?;
     let etc = root.join("etc");
@@ -160,13 +192,18 @@ pub fn lookup(id: &str) -> Result<(PathBuf, OwnedFd, String, String, Vec<String>
         .as_ref()
         .and_then(|m| m.get(id))
         .ok_or_else(|| InitError::setup(format!("no running pod member {id}")))?;
-    let ns = m
-        .ns
-        .as_ref()
-        .ok_or_else(|| InitError::setup(format!("pod member {id} has no namespace")))?
-        .try_clone()
-        .map_err(|e| InitError::setup(format!("namespace: {e}")))?;
-    Ok((m.root.clone(), ns, m.user.clone(), m.cwd.clone(), m.env.clone()))
+    let ns =
+        m.ns.as_ref()
+            .ok_or_else(|| InitError::setup(format!("pod member {id} has no namespace")))?
+            .try_clone()
+            .map_err(|e| InitError::setup(format!("namespace: {e}")))?;
+    Ok((
+        m.root.clone(),
+        ns,
+        m.user.clone(),
+        m.cwd.clone(),
+        m.env.clone(),
+    ))
 }
 
 /// The mount namespace of `pid`, once it has entered it (after its exec).

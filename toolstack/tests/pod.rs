@@ -74,7 +74,10 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     assert!(short.stdout.contains("host=p"), "{}", short.stdout);
 
     // The pod's published port reaches the member's server from another machine.
-    let page = lab.wait_for_client(&format!("http://{HOST_IP}:{port}/"), Duration::from_secs(20));
+    let page = lab.wait_for_client(
+        &format!("http://{HOST_IP}:{port}/"),
+        Duration::from_secs(20),
+    );
     assert!(page.contains("hello-pod"), "{page}");
     let _ = CLIENT_IP;
 
@@ -85,12 +88,28 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
 
     let ps = lab.hx_ok(&hx, &["ps"]);
-    assert!(ps.stdout.lines().next().unwrap().contains("POD"), "{}", ps.stdout);
-    let web_row = ps.stdout.lines().find(|l| l.ends_with(" web")).unwrap_or("");
+    assert!(
+        ps.stdout.lines().next().unwrap().contains("POD"),
+        "{}",
+        ps.stdout
+    );
+    let web_row = ps
+        .stdout
+        .lines()
+        .find(|l| l.ends_with(" web"))
+        .unwrap_or("");
     assert!(web_row.contains(" p "), "{}", ps.stdout);
     let pods = lab.hx_ok(&hx, &["pod", "ps"]);
-    let row = pods.stdout.lines().find(|l| l.starts_with("p ")).unwrap_or("");
-    assert!(row.contains("Running") && row.contains("1/1") && row.contains("web"), "{}", pods.stdout);
+    let row = pods
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or("");
+    assert!(
+        row.contains("Running") && row.contains("1/1") && row.contains("web"),
+        "{}",
+        pods.stdout
+    );
 
     // A member's stop ends only that member; the pod's VM runs on.
     lab.hx_ok(&hx, &["stop", "-t", "2", "web"]);
@@ -98,13 +117,25 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "web"]).stdout).unwrap();
     assert_eq!(inspect[0]["State"]["Running"], false);
     let pods = lab.hx_ok(&hx, &["pod", "ps"]);
-    let row = pods.stdout.lines().find(|l| l.starts_with("p ")).unwrap_or("");
-    assert!(row.contains("Running") && row.contains("0/1"), "{}", pods.stdout);
+    let row = pods
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or("");
+    assert!(
+        row.contains("Running") && row.contains("0/1"),
+        "{}",
+        pods.stdout
+    );
     assert_eq!(common::qemu_processes_for(hx.root()), 1);
 
     let refused = lab.hx(&hx, &["pod", "rm", "p"]);
     assert_ne!(refused.code, 0, "a running pod is removed only with -f");
-    assert!(refused.stderr.contains("hx pod rm -f"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("hx pod rm -f"),
+        "{}",
+        refused.stderr
+    );
     lab.hx_ok(&hx, &["pod", "rm", "-f", "p"]);
     assert_eq!(common::qemu_processes_for(hx.root()), 0, "QEMU left");
     assert_eq!(keepers_for(hx.root()), Vec::<String>::new(), "keepers left");
@@ -115,5 +146,9 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     assert_eq!(lab.leases(&hx), Vec::new(), "addresses left");
     let missing = lab.hx(&hx, &["run", "--rm", "--pod", "p", BUSYBOX, "true"]);
     assert_ne!(missing.code, 0);
-    assert!(missing.stderr.contains("no such pod: p"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no such pod: p"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -115,15 +115,16 @@ fn empty_rootfs(root: &Path) -> anyhow::Result<PathBuf> {
     }
     let image = tmp.join("root.erofs");
     let made = std::process::Command::new("mkfs.erofs")
-        .arg("-q")
         .arg(&image)
         .arg(tmp.join("tree"))
-        .stdout(std::process::Stdio::null())
-        .status()
+        .output()
         .context("mkfs.erofs (apt-get install erofs-utils)")?;
-    if !made.success() {
+    if !made.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
-        bail!("mkfs.erofs failed making the pod's root ({made})");
+        bail!(
+            "mkfs.erofs failed making the pod's root: {}",
+            crate::sanitize::text(String::from_utf8_lossy(&made.stderr).trim()).to_cow()
+        );
     }
     std::fs::rename(&image, &out)?;
     let _ = std::fs::remove_dir_all(&tmp);
@@ -145,10 +146,7 @@ pub fn create(root: &Path, req: PodRequest) -> anyhow::Result<Started> {
     let rootfs = empty_rootfs(root)?;
     let creq = CreateRequest {
         image: INFRA_IMAGE.into(),
-        command: vec![
-            "/proc/1/exe".into(),
-            pv_init_pause_arg().into(),
-        ],
+        command: vec!["/proc/1/exe".into(), pv_init_pause_arg().into()],
         entrypoint: Some(String::new()),
         user: Some("0:0".into()),
         name: Some(infra_name(&req.name)),

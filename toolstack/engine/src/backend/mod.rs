@@ -1,7 +1,7 @@
 //! Backends: how a container's VM is started, signalled, stopped and cleaned up. Everything
 //! else (images, spec, config disk, channels, state) is shared.
-pub mod qemu;
 pub mod pod;
+pub mod qemu;
 pub mod qmp;
 pub mod warm;
 pub mod xen;

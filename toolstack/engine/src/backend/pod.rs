@@ -68,7 +68,10 @@ impl Backend for PodMember {
             bail!("pod {} is not running (hx pod start {0})", self.pod);
         }
         if !spec.shares.is_empty() || spec.disks.len() > 3 || spec.nic.is_some() {
-            bail!("pod {}: members have no volumes or network of their own yet", self.pod);
+            bail!(
+                "pod {}: members have no volumes or network of their own yet",
+                self.pod
+            );
         }
         let plan = Plan {
             pod_dir: container::dir(&self.root, &infra.id),
@@ -270,7 +273,9 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     let mut stdout = socket(1);
     let mut stderr = socket(2);
     let mut status = socket(3);
-    let _exec = fds.get(4).map(|&f| unsafe { std::fs::File::from_raw_fd(f) });
+    let _exec = fds
+        .get(4)
+        .map(|&f| unsafe { std::fs::File::from_raw_fd(f) });
     let mut report = |s: &Status| {
         let _ = status.write_all(s.to_line().as_bytes());
     };
@@ -313,7 +318,9 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     let target = match plugged {
         Ok(t) => t,
         Err(e) => {
-            report(&failed(e.context("hot-plugging its disks into the pod's VM")));
+            report(&failed(
+                e.context("hot-plugging its disks into the pod's VM"),
+            ));
             return Ok(());
         }
     };
@@ -334,16 +341,17 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         container: None,
     };
     let socket_path = plan.pod_dir.join(crate::exec_channel::broker::SOCKET);
-    let ended = crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {
-        forward_control(dir, session.control());
-        session.run(&mut stdout, &mut stderr, |pid| {
-            report(&Status::Started {
-                pid: pid as i32,
-                uptime_ms: 0,
-            });
-            true
-        })
-    });
+    let ended =
+        crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {
+            forward_control(dir, session.control());
+            session.run(&mut stdout, &mut stderr, |pid| {
+                report(&Status::Started {
+                    pid: pid as i32,
+                    uptime_ms: 0,
+                });
+                true
+            })
+        });
     match ended {
         Ok(crate::exec_channel::client::End::Status(s)) => report(&s),
         Ok(_) => report(&failed(anyhow::anyhow!("the pod's VM went away"))),

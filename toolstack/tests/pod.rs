@@ -23,6 +23,23 @@ fn keepers_for(root: &std::path::Path) -> Vec<String> {
     found
 }
 
+fn keeper_pid(root: &std::path::Path, id: &str) -> i32 {
+    let dir = root
+        .join("containers")
+        .join(id)
+        .to_string_lossy()
+        .to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let s = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if s.contains("__pod-member") && s.contains(&dir) {
+                return e.file_name().to_string_lossy().parse().unwrap();
+            }
+        }
+    }
+    panic!("no keeper for {id}");
+}
+
 #[test]
 fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_roots() {
     let hx = Hx::new();
@@ -109,6 +126,63 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         row.contains("Running") && row.contains("1/1") && row.contains("web"),
         "{}",
         pods.stdout
+    );
+
+    // What belongs to the pod is refused for a member, in one line.
+    let refused = lab.hx(
+        &hx,
+        &["run", "--rm", "--pod", "p", "-p", "81:80", BUSYBOX, "true"],
+    );
+    assert_eq!(refused.code, 125, "{}", refused.stderr);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("belongs to the pod"),
+        "{}",
+        refused.stderr
+    );
+
+    // A member whose keeper is killed ends (the guest kills its workload), its disks are
+    // unplugged, and the next member still runs.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run", "-d", "--pod", "p", "--name", "doomed", BUSYBOX, "sleep", "600",
+        ],
+    );
+    let keeper: Vec<String> = keepers_for(hx.root())
+        .into_iter()
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(keeper.len(), 2, "{keeper:?}");
+    let doomed_id = lab
+        .hx_ok(&hx, &["inspect", "-f", "{{.Id}}", "doomed"])
+        .stdout;
+    let doomed_pid = keeper_pid(hx.root(), doomed_id.trim());
+    unsafe { libc::kill(doomed_pid, libc::SIGKILL) };
+    lab.hx_ok(&hx, &["rm", "doomed"]);
+    let after = lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "ps | grep -c 'sleep 60[0]'; ls /sys/block",
+        ],
+    );
+    assert!(
+        after.stdout.starts_with("0\n"),
+        "the killed member's workload runs on: {}",
+        after.stdout
+    );
+    assert_eq!(
+        after.stdout.lines().filter(|l| l.starts_with("sd")).count(),
+        3,
+        "web's two disks and this member's image, not the killed member's: {}",
+        after.stdout
     );
 
     // A member's stop ends only that member; the pod's VM runs on.

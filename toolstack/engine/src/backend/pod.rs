@@ -180,8 +180,8 @@ fn node(id: &str, lun: u32) -> String {
     format!("hxm-{}-{lun}", &id[..12.min(id.len())])
 }
 
-fn connect(pod_dir: &Path) -> anyhow::Result<super::qmp::Qmp> {
-    let deadline = Instant::now() + QMP_WAIT;
+fn connect(pod_dir: &Path, wait: Duration) -> anyhow::Result<super::qmp::Qmp> {
+    let deadline = Instant::now() + wait;
     loop {
         match super::qmp::Qmp::connect(pod_dir) {
             Ok(q) => return Ok(q),
@@ -308,7 +308,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let plugged = connect(&plan.pod_dir).and_then(|mut q| {
+    let plugged = connect(&plan.pod_dir, QMP_WAIT).and_then(|mut q| {
         let t = plug(&mut q, &id, &plan);
         if t.is_err() {
             unplug(&mut q, &id);
@@ -357,7 +357,8 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         Ok(_) => report(&failed(anyhow::anyhow!("the pod's VM went away"))),
         Err(e) => report(&failed(e)),
     }
-    if let Ok(mut q) = connect(&plan.pod_dir) {
+    // Briefly: a pod VM that is gone (its socket refuses) has nothing to unplug.
+    if let Ok(mut q) = connect(&plan.pod_dir, Duration::from_secs(2)) {
         unplug(&mut q, &id);
     }
     Ok(())

@@ -162,6 +162,9 @@ pub fn create(root: &Path, req: PodRequest) -> anyhow::Result<Started> {
         rootfs: Some(rootfs),
         pod: Some(req.name.clone()),
         pod_infra: true,
+        // Members' disks are hot-plugged over QMP: a pod's VM is QEMU's, also on a dom0
+        // (Xen's blkback hot-plug is the next step, docs/pods.md).
+        backend: Some("qemu".into()),
         ..Default::default()
     };
     lifecycle::create_and_start(root, creq, &|_, _| {

@@ -47,6 +47,8 @@ struct Session {
     pty: Mutex<Option<OwnedFd>>,
     /// The client went away: output is dropped from now on.
     closed: AtomicBool,
+    /// A pod member's workload: its client going away (the host's keeper killed) kills it.
+    member: bool,
 }
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
@@ -153,6 +155,10 @@ fn serve(mut port: std::fs::File) {
                 }
             }
             (Kind::Close, Some(s)) => {
+                let pid = s.pid.load(Ordering::Relaxed);
+                if s.member && pid > 0 {
+                    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
                 s.closed.store(true, Ordering::Relaxed);
                 s.input.lock().unwrap_or_else(|e| e.into_inner()).take();
                 s.credit_granted.notify_all();
@@ -228,6 +234,7 @@ fn open(a: &'static Agent, frame: Frame) {
         input: Mutex::new(None),
         pty: Mutex::new(None),
         closed: AtomicBool::new(false),
+        member: req.member.is_some(),
     });
     {
         let mut sessions = a.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -247,6 +254,9 @@ fn open(a: &'static Agent, frame: Frame) {
     });
     std::thread::spawn(move || {
         let status = run(a, &session, &req, input_rx);
+        if let Some(m) = &req.member {
+            crate::pod::teardown(&m.id);
+        }
         a.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -269,26 +279,53 @@ fn run(
     if let Some(b) = &req.builtin {
         return builtin(s, b, input_rx);
     }
+    let init_error = |e: crate::InitError| Status::InitError {
+        code: e.code,
+        message: e.message,
+    };
+    // Whose process this is: the container's (pv-init's root), or a pod member's.
+    let mut base = (a.spec.user.clone(), a.spec.cwd.clone(), a.spec.env.clone());
+    let mut member_root = None;
+    let mut member_ns = None;
+    if let Some(m) = &req.member {
+        match crate::pod::assemble(m) {
+            Ok(root) => member_root = Some(root),
+            Err(e) => return init_error(e),
+        }
+        base = ("".into(), "/".into(), Vec::new());
+    } else if let Some(id) = &req.container {
+        match crate::pod::lookup(id) {
+            Ok((root, ns, user, cwd, env)) => {
+                member_root = Some(root);
+                member_ns = Some(ns);
+                base = (user, cwd, env);
+            }
+            Err(e) => return init_error(e),
+        }
+    }
+    let enter = match (&member_root, &member_ns) {
+        (Some(root), Some(ns)) => process::Enter::Namespace {
+            fd: ns.as_raw_fd(),
+            root,
+        },
+        (Some(root), None) => process::Enter::NewRoot(root),
+        _ => process::Enter::Current,
+    };
     let user = if req.user.is_empty() {
-        &a.spec.user
+        &base.0
     } else {
         &req.user
     };
     let cwd = if req.cwd.is_empty() {
-        &a.spec.cwd
+        &base.1
     } else {
         &req.cwd
     };
-    let ident = match process::ident(user) {
+    let ident = match process::ident_in(user, member_root.as_deref()) {
         Ok(i) => i,
-        Err(e) => {
-            return Status::InitError {
-                code: e.code,
-                message: e.message,
-            }
-        }
+        Err(e) => return init_error(e),
     };
-    let env = process::environment(&a.spec.env, &req.env, &a.spec.hostname, &ident);
+    let env = process::environment(&base.2, &req.env, &a.spec.hostname, &ident);
     let (tx, rx) = mpsc::channel();
     let spawned = process::spawn(
         &process::Process {
@@ -296,11 +333,16 @@ fn run(
             env: &env,
             user,
             cwd,
-            create_cwd: false,
-            rlimits: &a.spec.rlimits,
+            create_cwd: req.member.is_some(),
+            rlimits: if req.member.is_some() {
+                &[]
+            } else {
+                &a.spec.rlimits
+            },
             tty: req.tty,
             stdin: req.stdin,
-            setsid: req.tty.is_some(),
+            setsid: req.tty.is_some() || req.member.is_some(),
+            enter,
         },
         |pid| register(a, pid, tx),
     );
@@ -314,6 +356,19 @@ fn run(
         }
     };
     let pid = spawned.pid;
+    if let (Some(m), Some(root)) = (&req.member, member_root) {
+        // The workload has exec'd (spawn returned): its namespace is the member's now.
+        crate::pod::register(
+            &m.id,
+            crate::pod::Member {
+                root,
+                ns: crate::pod::namespace_of(pid.as_raw()),
+                user: user.clone(),
+                cwd: cwd.clone(),
+                env: req.env.clone(),
+            },
+        );
+    }
     s.pid.store(pid.as_raw(), Ordering::Relaxed);
     send(Frame::u32(Kind::Started, s.stream, pid.as_raw() as u32));
     let mut outputs = Vec::new();

@@ -53,6 +53,7 @@ pub fn run_workload(
             tty: spec.tty,
             stdin: input.is_some(),
             setsid: true,
+            enter: process::Enter::Current,
         },
         |_| {},
     )?;

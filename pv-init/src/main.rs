@@ -6,6 +6,7 @@ mod exec;
 mod introspect;
 mod mounts;
 mod network;
+mod pod;
 mod process;
 mod sysctl;
 mod users;
@@ -77,6 +78,9 @@ fn power_off() -> ! {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(pod::PAUSE_ARG) && std::process::id() != 1 {
+        pod::pause();
+    }
     if pv_init::host_stop::is_helper(&args, std::process::id()) {
         // Run by the kernel as poweroff_cmd: hand the request to PID 1 (pv_init::host_stop).
         let _ = nix::sys::signal::kill(

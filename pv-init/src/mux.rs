@@ -245,6 +245,35 @@ pub struct ExecRequest {
     /// Work pv-init does itself instead of starting a process (`args` is then empty).
     #[serde(default)]
     pub builtin: Option<Builtin>,
+    /// Pods: this process is a pod member's workload, over that member's own root assembled
+    /// from its hot-plugged disks (docs/pods.md). `env` is then its whole environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberStart>,
+    /// Pods: run in this member's root (`hx exec` into a pod member) instead of the guest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// A pod member's disks and root: the image rootfs and the writable layer are SCSI disks the
+/// host hot-plugged at `target`, LUN 0 and LUN 1 (docs/pods.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberStart {
+    /// The member's container id: lower-case hex, what its root is named after in the guest.
+    pub id: String,
+    pub target: u32,
+    /// The image's filesystem on LUN 0 (`erofs`).
+    pub rootfs_type: String,
+    /// A writable layer disk (ext4) on LUN 1; else a tmpfs holds the upper.
+    pub upper_disk: bool,
+}
+
+/// Highest SCSI target a pod member's disks may use (virtio-scsi's limit).
+pub const MAX_MEMBER_TARGET: u32 = 255;
+
+/// A container id as pods carry it: 1 to 64 lower-case hex digits (safe as a path component).
+pub fn valid_member_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Work pv-init does itself in the container's root: `hx cp`'s two halves (pv_init::copy),
@@ -278,6 +307,29 @@ impl ExecRequest {
                 kind: Kind::Open,
                 why: "no command".into(),
             });
+        }
+        let bad = |why: &str| {
+            Err(MuxError::Malformed {
+                kind: Kind::Open,
+                why: why.into(),
+            })
+        };
+        if let Some(m) = &r.member {
+            if !valid_member_id(&m.id) {
+                return bad("pod member: invalid id");
+            }
+            if m.target > MAX_MEMBER_TARGET {
+                return bad("pod member: SCSI target out of range");
+            }
+            if m.rootfs_type != "erofs" && m.rootfs_type != "ext4" {
+                return bad("pod member: unknown rootfs type");
+            }
+            if r.builtin.is_some() || r.container.is_some() {
+                return bad("pod member: a workload starts alone");
+            }
+        }
+        if r.container.as_deref().is_some_and(|c| !valid_member_id(c)) {
+            return bad("pod member: invalid container id");
         }
         Ok(r)
     }
@@ -453,5 +505,40 @@ mod tests {
         let r = ExecRequest::parse(br#"{"args":["sh","-c","true"],"user":"1000"}"#).unwrap();
         assert_eq!(r.user, "1000");
         assert!(!r.stdin);
+    }
+
+    #[test]
+    fn pod_member_requests_are_checked() {
+        let ok = br#"{"args":["sh"],"member":{"id":"ab12","target":3,"rootfs_type":"erofs","upper_disk":true}}"#;
+        let r = ExecRequest::parse(ok).unwrap();
+        assert_eq!(r.member.unwrap().target, 3);
+        for bad in [
+            &br#"{"args":["sh"],"member":{"id":"../x","target":3,"rootfs_type":"erofs","upper_disk":true}}"#[..],
+            br#"{"args":["sh"],"member":{"id":"ab","target":256,"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","target":1,"rootfs_type":"xfs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","target":1,"rootfs_type":"erofs","upper_disk":true,"x":1}}"#,
+            br#"{"args":["sh"],"container":"AB/.."}"#,
+            br#"{"args":["sh"],"container":""}"#,
+        ] {
+            assert!(ExecRequest::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(ExecRequest::parse(br#"{"args":["sh"],"container":"0123abcd"}"#).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn open_payloads_never_panic_and_accepted_ids_are_path_safe(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            id in "[ -~]{0,80}",
+            target in 0u32..1000,
+        ) {
+            let _ = ExecRequest::parse(&bytes);
+            let json = serde_json::json!({"args":["x"],"member":{"id":id,"target":target,"rootfs_type":"erofs","upper_disk":false}});
+            if let Ok(r) = ExecRequest::parse(json.to_string().as_bytes()) {
+                let m = r.member.unwrap();
+                proptest::prop_assert!(m.target <= MAX_MEMBER_TARGET);
+                proptest::prop_assert!(!m.id.contains('/') && !m.id.contains('.') && !m.id.is_empty());
+            }
+        }
     }
 }

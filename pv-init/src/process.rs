@@ -10,7 +10,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use pv_init::spec::{Rlimit, TtySize};
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -30,6 +30,30 @@ pub struct Process<'a> {
     pub stdin: bool,
     /// Its own session (the workload, a `-t` exec); a plain exec stays in pv-init's.
     pub setsid: bool,
+    /// Where it runs: pv-init's root, or a pod member's (pv-init/src/pod.rs).
+    pub enter: Enter<'a>,
+}
+
+/// The root a process runs in.
+#[derive(Clone, Copy)]
+pub enum Enter<'a> {
+    /// pv-init's own (the container's, after switch_root).
+    Current,
+    /// A pod member's workload: a new mount namespace, pivot_root into this directory.
+    NewRoot(&'a Path),
+    /// `hx exec` into a pod member: its workload's mount namespace (fd), whose root is `root`
+    /// in pv-init's view.
+    Namespace { fd: RawFd, root: &'a Path },
+}
+
+impl Enter<'_> {
+    /// Where the process's files are, seen from pv-init.
+    fn files(&self) -> Option<&Path> {
+        match self {
+            Enter::Current => None,
+            Enter::NewRoot(r) | Enter::Namespace { root: r, .. } => Some(r),
+        }
+    }
 }
 
 /// A started process and pv-init's ends of its stdio.
@@ -50,11 +74,56 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), InitError> {
 
 /// The user's identity from the container's own files.
 pub fn ident(user: &str) -> Result<Ident, InitError> {
-    users::resolve(
-        user,
-        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
-        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
-    )
+    ident_in(user, None)
+}
+
+/// The same in the root `files` (a pod member's), else pv-init's.
+pub fn ident_in(user: &str, files: Option<&Path>) -> Result<Ident, InitError> {
+    let read = |f: &str| match files {
+        Some(root) => read_in_root(root, f).unwrap_or_default(),
+        None => std::fs::read_to_string(f).unwrap_or_default(),
+    };
+    users::resolve(user, &read("/etc/passwd"), &read("/etc/group"))
+}
+
+/// Opens `path` inside `root` with symlinks resolved there (openat2 RESOLVE_IN_ROOT), as the
+/// process itself would see it once in that root.
+fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let dir = std::fs::File::open(root)?;
+    let rel = std::ffi::CString::new(path.trim_start_matches('/'))
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain data; all zeroes is its neutral value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT;
+    // SAFETY: openat2 with a valid dirfd, C string and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by openat2 and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd as i32) })
+}
+
+fn read_in_root(root: &Path, path: &str) -> std::io::Result<String> {
+    let f = open_in_root(root, path)?;
+    std::fs::read_to_string(format!("/proc/self/fd/{}", f.as_raw_fd()))
+}
+
+fn metadata_in(files: Option<&Path>, path: &str) -> std::io::Result<std::fs::Metadata> {
+    match files {
+        Some(root) => open_in_root(root, path)?.metadata(),
+        None => std::fs::metadata(path),
+    }
 }
 
 /// `base` then `extra` (a later `K=` replaces an earlier one), then the defaults docker adds.
@@ -92,7 +161,8 @@ pub fn environment(
 /// Forks and execs `p`. `registered` runs in the parent right after the fork, before anything
 /// can reap the child (the caller holds whatever lock its reaper takes).
 pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitError> {
-    let ident = ident(p.user)?;
+    let files = p.enter.files();
+    let ident = ident_in(p.user, files)?;
     let path_var = p
         .env
         .iter()
@@ -103,11 +173,26 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         .args
         .first()
         .ok_or_else(|| InitError::setup("no command specified"))?;
-    let program = lookup(argv0, &path_var)?;
-    if p.create_cwd && !Path::new(p.cwd).is_dir() {
-        std::fs::create_dir_all(p.cwd)
+    let program = lookup(argv0, &path_var, files)?;
+    let cwd_seen = match files {
+        Some(root) => root.join(p.cwd.trim_start_matches('/')),
+        None => Path::new(p.cwd).to_path_buf(),
+    };
+    if p.create_cwd && !cwd_seen.is_dir() {
+        std::fs::create_dir_all(&cwd_seen)
             .map_err(|e| InitError::setup(format!("workdir {}: {e}", p.cwd)))?;
     }
+    let c_new_root = match p.enter {
+        Enter::NewRoot(r) => Some(
+            CString::new(r.as_os_str().as_encoded_bytes())
+                .map_err(|_| InitError::setup("pod member root contains NUL"))?,
+        ),
+        _ => None,
+    };
+    let join_ns = match p.enter {
+        Enter::Namespace { fd, .. } => Some(fd),
+        _ => None,
+    };
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")))
     };
@@ -183,6 +268,31 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             // SAFETY: plain syscalls on valid fds/pointers in the forked child.
             unsafe {
+                if let Some(fd) = join_ns {
+                    if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
+                        fail(5, *libc::__errno_location())
+                    }
+                }
+                if let Some(new_root) = &c_new_root {
+                    // A mount namespace of its own, whose root becomes the member's: the
+                    // pod's other roots are out of reach (pivot_root, then the old root gone).
+                    let dot = c".".as_ptr();
+                    if libc::unshare(libc::CLONE_NEWNS) != 0
+                        || libc::mount(
+                            std::ptr::null(),
+                            c"/".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ) != 0
+                        || libc::chdir(new_root.as_ptr()) != 0
+                        || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
+                        || libc::umount2(dot, libc::MNT_DETACH) != 0
+                        || libc::chdir(c"/".as_ptr()) != 0
+                    {
+                        fail(5, *libc::__errno_location())
+                    }
+                }
                 if setsid {
                     libc::setsid();
                 }
@@ -271,6 +381,10 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             code: 126,
             message: format!("setting user {:?}: {e}", p.user),
         },
+        5 => InitError::setup(format!(
+            "entering the pod member's root: {}",
+            crate::errno_text(&e)
+        )),
         2 => InitError {
             code: 126,
             message: format!(
@@ -335,9 +449,9 @@ fn rlimits(list: &[Rlimit]) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlim
 }
 
 /// argv[0] as docker resolves it: a name with '/' as is, else the first executable in PATH.
-fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
+fn lookup(argv0: &str, path: &str, files: Option<&Path>) -> Result<String, InitError> {
     if argv0.contains('/') {
-        return match std::fs::metadata(argv0) {
+        return match metadata_in(files, argv0) {
             Ok(m) if m.is_dir() => Err(InitError {
                 code: 126,
                 message: format!("exec: {argv0:?}: is a directory"),
@@ -355,7 +469,7 @@ fn lookup(argv0: &str, path: &str) -> Result<String, InitError> {
     }
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = format!("{dir}/{argv0}");
-        if let Ok(m) = std::fs::metadata(&cand) {
+        if let Ok(m) = metadata_in(files, &cand) {
             if m.is_file() && m.permissions().mode() & 0o111 != 0 {
                 return Ok(cand);
             }

@@ -73,6 +73,12 @@ pub struct Container {
     /// without `-d`).
     #[serde(default)]
     pub stdin_once: bool,
+    /// The pod this container belongs to, by name (docs/pods.md): a member, or with
+    /// `pod_infra` the pod's own VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_infra: bool,
 }
 
 impl Container {

@@ -22,6 +22,7 @@ pub mod oci;
 pub mod offline;
 pub mod ops;
 pub mod output_log;
+pub mod pod;
 pub mod process;
 pub mod restart;
 pub mod runtime;

@@ -102,6 +102,12 @@ pub struct CreateRequest {
     /// has no image config and keeps its writable layer in guest memory (it lives for one run).
     #[serde(default)]
     pub rootfs: Option<PathBuf>,
+    /// `--pod`: a member of this pod, run in the pod's VM (docs/pods.md); with `pod_infra`,
+    /// the pod's own VM (`hx pod create`), which gets the bus members' disks are plugged into.
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub pod_infra: bool,
 }
 
 /// The writable layer of a container that outlives its VM: a sparse file, so its size is a
@@ -211,7 +217,16 @@ fn create_inner(
         Some(path) => supplied_image(&req.image, path),
         None => find_image(&store, &req.image)?,
     };
-    let be = backend::select(req.backend.as_deref(), root)?;
+    let be: Box<dyn Backend> = match (&req.pod, req.pod_infra) {
+        (Some(pod), false) => {
+            crate::pod::check_member_request(root, pod, &req)?;
+            req.network = Some("none".into());
+            // What the member sees (pv-init gives it the pod's /etc/hostname).
+            req.hostname = crate::pod::hostname(root, pod);
+            Box::new(backend::pod::PodMember::new(root, pod))
+        }
+        _ => backend::select(req.backend.as_deref(), root)?,
+    };
     // Checked now, so that a bad flag fails `hx create` rather than the first start.
     let prepared = Launch::prepare(root, &req, &img, be.as_ref(), &host)?;
     let id = container::new_id();
@@ -304,6 +319,8 @@ fn create_inner(
             .chain(req.labels.clone())
             .collect(),
         stdin_once: req.stdin && req.stdin_once,
+        pod: req.pod.clone(),
+        pod_infra: req.pod_infra,
     };
     // The record being made, shared with the undo: its last state is the undo's fallback
     // when the one on disk cannot be read.
@@ -744,6 +761,7 @@ fn launch_keeping(
             xen_type: launch.xen_type,
             // The relay holds the workload's input (-i) from boot: attach_channel.
             stdin: req.stdin && be.stdin_over_socket(),
+            hotplug_bus: req.pod_infra,
             on_spawn: &record,
         };
         be.start(&vm)?

@@ -117,6 +117,12 @@ pub fn restart(
 pub fn remove(root: &Path, key: &str, force: bool, volumes: bool) -> anyhow::Result<()> {
     let _lock = Store::open(root)?.lock()?;
     let c = container::find(root, key)?;
+    if let (true, Some(pod)) = (c.pod_infra, &c.pod) {
+        // Its members would be left without their VM and their pod.
+        if !crate::pod::members(root, pod)?.is_empty() {
+            anyhow::bail!("{} is pod {pod}'s VM: hx pod rm [-f] {pod}", c.name);
+        }
+    }
     let be = backend::for_container(&c, root)?;
     let owned = container::owner_alive(root, &c.id);
     match c.status {

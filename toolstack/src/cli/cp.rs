@@ -66,7 +66,19 @@ pub(super) fn session(
     stdin: bool,
 ) -> anyhow::Result<Session> {
     let (_, _, socket) = super::exec::channel(root, name)?;
+    refuse_pod_member(root, name)?;
     open(&socket, builtin, stdin)
+}
+
+fn refuse_pod_member(root: &Path, name: &str) -> anyhow::Result<()> {
+    let c = hx_engine::container::find(root, name)?;
+    if c.pod.is_some() && !c.pod_infra {
+        anyhow::bail!(
+            "container {}: cp, export, commit and snapshots of a pod member are not supported yet",
+            c.name
+        );
+    }
+    Ok(())
 }
 
 /// A builtin session on a running container, or on a stopped one's offline VM (booted for
@@ -81,6 +93,7 @@ pub(super) fn session_any(
     if c.status == hx_engine::container::Status::Running {
         return Ok((session(root, name, builtin, stdin)?, None));
     }
+    refuse_pod_member(root, name)?;
     let vm = hx_engine::offline::open(root, name)?;
     let s = open(vm.exec_socket(), builtin, stdin)?;
     Ok((s, Some(vm)))
@@ -97,6 +110,8 @@ fn open(socket: &Path, builtin: Builtin, stdin: bool) -> anyhow::Result<Session>
             tty: None,
             stdin,
             builtin: Some(builtin),
+            member: None,
+            container: None,
         },
     )
 }

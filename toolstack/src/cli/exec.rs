@@ -92,6 +92,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         },
         stdin: args.interactive && !args.detach,
         builtin: None,
+        member: None,
+        // A pod member's processes run in its root inside the pod's VM (docs/pods.md).
+        container: c
+            .pod
+            .is_some()
+            .then(|| c.id.clone())
+            .filter(|_| !c.pod_infra),
     };
     if !req.cwd.is_empty() && !req.cwd.starts_with('/') {
         bail!(

@@ -31,6 +31,22 @@ pub async fn log_relay(_g: &super::Globals, args: LogRelayArgs) -> anyhow::Resul
     Ok(0)
 }
 
+/// `hx __pod-member DIR --fds A,B,...`: one pod member's keeper (hx_engine::backend::pod).
+#[derive(clap::Args, Debug)]
+pub struct PodMemberArgs {
+    /// The member's container directory
+    pub dir: PathBuf,
+    /// Its ends of the log relay's sockets
+    #[arg(long, value_delimiter = ',')]
+    pub fds: Vec<i32>,
+}
+
+pub async fn pod_member(_g: &super::Globals, args: PodMemberArgs) -> anyhow::Result<i32> {
+    tokio::task::spawn_blocking(move || hx_engine::backend::pod::keep(&args.dir, &args.fds))
+        .await??;
+    Ok(0)
+}
+
 /// `hx __supervise ID`: carries out one container's restart policy
 /// (hx_engine::restart::supervise).
 #[derive(clap::Args, Debug)]

@@ -93,6 +93,8 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "Backend": c.backend,
+        // podman's field: the pod's name (docs/pods.md), empty outside a pod.
+        "Pod": c.pod.clone().unwrap_or_default(),
         "Config": {
             "Hostname": spec["hostname"].as_str().unwrap_or_default(),
             "User": spec["user"].as_str().unwrap_or_default(),

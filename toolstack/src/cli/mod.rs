@@ -40,6 +40,7 @@ pub mod mem_max;
 pub mod mem_set;
 pub mod network;
 pub mod pause;
+pub mod pod;
 pub mod port;
 pub mod prune;
 pub mod ps;
@@ -139,6 +140,9 @@ pub enum Command {
     /// Manage volumes (create, ls, rm, inspect, prune)
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Manage pods: containers sharing one VM (create, start, stop, rm, ps, inspect)
+    #[command(subcommand)]
+    Pod(pod::Command),
     /// hx's own state: warm-start templates (template ls, rm, prune)
     #[command(subcommand)]
     System(system::Command),
@@ -235,6 +239,9 @@ pub enum Command {
     /// Internal: writes one QEMU container's guest output to capped log files
     #[command(name = "__log-relay", hide = true)]
     LogRelay(hidden::LogRelayArgs),
+    /// Internal: keeps one pod member's workload (hot-plug, session, logs)
+    #[command(name = "__pod-member", hide = true)]
+    PodMember(hidden::PodMemberArgs),
     /// Internal: restarts one container by its restart policy
     #[command(name = "__supervise", hide = true)]
     Supervise(hidden::SuperviseArgs),
@@ -324,6 +331,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Inspect(a) => inspect::run(g, a).await,
         Command::Port(a) => port::run(g, a).await,
         Command::Volume(c) => volume::run(g, c).await,
+        Command::Pod(c) => pod::run(g, c).await,
         Command::System(c) => system::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,
@@ -372,6 +380,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::XlMonitor(a) => xl_create::monitor(a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,
+        Command::PodMember(a) => hidden::pod_member(g, a).await,
         Command::Supervise(a) => hidden::supervise(g, a).await,
     }
 }

@@ -111,6 +111,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             }
         }
     } else {
+        // The POD column only when a listed container is in a pod (docs/pods.md).
+        let pods = list.iter().any(|(c, _)| c.pod.is_some());
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|(c, paused)| {
@@ -118,7 +120,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 if cmd.chars().count() > 22 {
                     cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
                 }
-                vec![
+                let mut row = vec![
                     c.short_id().to_string(),
                     c.image.clone(),
                     format!("\"{cmd}\""),
@@ -126,23 +128,28 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                     status_text(c, *paused),
                     ports_text(c),
                     c.backend.clone(),
-                    c.name.clone(),
-                ]
+                ];
+                if pods {
+                    row.push(c.pod.clone().unwrap_or_default());
+                }
+                row.push(c.name.clone());
+                row
             })
             .collect();
-        super::images::print_table(
-            &[
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "BACKEND",
-                "NAMES",
-            ],
-            &rows,
-        );
+        let mut headers = vec![
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "BACKEND",
+        ];
+        if pods {
+            headers.push("POD");
+        }
+        headers.push("NAMES");
+        super::images::print_table(&headers, &rows);
     }
     Ok(0)
 }

@@ -104,6 +104,9 @@ pub struct CreateArgs {
     /// an existing network namespace), or none
     #[arg(long, value_name = "MODE", env = "HX_NETWORK")]
     pub network: Option<String>,
+    /// Run in this pod's VM (hx pod create): its network, hostname and ports (docs/pods.md)
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
     /// Mount a volume: /host/path:/path[:ro], NAME:/path[:ro] (named volume), or /path
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volume: Vec<String>,
@@ -410,6 +413,8 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         labels,
         read_only: args.read_only,
         rootfs: None,
+        pod: args.pod,
+        pod_infra: false,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Backends: how a container's VM is started, signalled, stopped and cleaned up. Everything
 //! else (images, spec, config disk, channels, state) is shared.
+pub mod pod;
 pub mod qemu;
 pub mod qmp;
 pub mod warm;
@@ -59,6 +60,9 @@ pub struct VmSpec<'a> {
     /// container's log relay holds and lends to attach clients (attach_channel). Xen carries
     /// input over the console.
     pub stdin: bool,
+    /// A bus that disks can be hot-plugged into while the VM runs: a pod's VM (docs/pods.md;
+    /// QEMU: one virtio-scsi HBA, `hxpod`).
+    pub hotplug_bus: bool,
     /// Records the VM's host process in the container's state; `spawn_recorded` calls it
     /// before that process may run.
     pub on_spawn: OnSpawn<'a>,
@@ -148,6 +152,9 @@ pub fn select(name: Option<&str>, root: &Path) -> anyhow::Result<Box<dyn Backend
 }
 
 pub fn for_container(c: &Container, root: &Path) -> anyhow::Result<Box<dyn Backend>> {
+    if let (pod::NAME, Some(p)) = (c.backend.as_str(), &c.pod) {
+        return Ok(Box::new(pod::PodMember::new(root, p)));
+    }
     select(Some(&c.backend), root)
 }
 

@@ -286,6 +286,11 @@ impl Qemu {
             cmd.arg("-device")
                 .arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
         }
+        if spec.hotplug_bus {
+            // A pod's members' disks are hot-plugged here (backend/pod.rs): microvm's
+            // virtio-mmio slots cannot take a device_add, a SCSI bus can.
+            cmd.args(["-device", "virtio-scsi-device,id=hxpod"]);
+        }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {
             cmd.arg("-chardev").arg(chardev(&format!("ch-{ch}"), *fd));

@@ -83,6 +83,10 @@ pub fn enabled(root: &Path) -> bool {
 /// network keeps its forwards in the migrated slirp state: cold), disks no larger than the
 /// template's placeholders (the guest keeps the capacity it saw at boot).
 pub fn fits(spec: &VmSpec) -> bool {
+    // A pod's VM has a hot-plug bus no template has (docs/pods.md).
+    if spec.hotplug_bus {
+        return false;
+    }
     let nic_ok = match spec.nic.as_ref().map(|n| &n.kind) {
         None | Some(NicKind::Bridge { .. }) | Some(NicKind::Netns { .. }) => true,
         Some(NicKind::User { .. }) => false,

@@ -72,6 +72,8 @@ pub fn parse_process(bytes: &[u8]) -> anyhow::Result<ExecRequest> {
         tty,
         stdin: true,
         builtin: None,
+        member: None,
+        container: None,
     })
 }
 

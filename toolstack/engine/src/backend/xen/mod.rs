@@ -718,6 +718,7 @@ mod tests {
             shares: Vec::new(),
             xen_type: XenType::Pvh,
             stdin: false,
+            hotplug_bus: false,
             on_spawn: &on_spawn,
         };
         let xen = Xen::new(dir.path()).unwrap();

@@ -1,0 +1,271 @@
+//! Pods: one guest, several containers (docs/pods.md). The pod's own container is a pause
+//! process over an empty root; each member's workload arrives on the exec channel with its
+//! disks hot-plugged on the pod's virtio-scsi bus. Its root is assembled here, under
+//! `/.hx-pod/<id>/root` in the pod's mount namespace, and every process of the member enters it
+//! in a mount namespace of its own (the workload by pivot_root, `hx exec` by joining the
+//! workload's namespace), so members see neither each other's files nor the pod's.
+use crate::InitError;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use pv_init::mux::MemberStart;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What pv-init starts as the pod's own workload: it only waits to be stopped.
+pub const PAUSE_ARG: &str = "--hx-pod-pause";
+const BASE: &str = "/.hx-pod";
+/// How long a hot-plugged disk may take to appear (the SCSI scan after the hotplug event).
+const DISK_WAIT: Duration = Duration::from_secs(15);
+
+pub struct Member {
+    pub root: PathBuf,
+    /// The workload's mount namespace, held open so that `hx exec` can join it.
+    pub ns: Option<OwnedFd>,
+    pub user: String,
+    pub cwd: String,
+    pub env: Vec<String>,
+}
+
+static MEMBERS: Mutex<Option<HashMap<String, Member>>> = Mutex::new(None);
+
+/// The pod's pause process (run as `/proc/1/exe --hx-pod-pause`): waits for a stop signal,
+/// then exits 0.
+pub fn pause() -> ! {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    let _ = set.thread_block();
+    let _ = set.wait();
+    std::process::exit(0)
+}
+
+/// `/dev/sdX` of the disk at SCSI `target`:`lun` on the pod's bus, waited for.
+fn scsi_disk(target: u32, lun: u32) -> Result<PathBuf, InitError> {
+    let suffix = format!(":0:{target}:{lun}");
+    let deadline = Instant::now() + DISK_WAIT;
+    loop {
+        if let Ok(rd) = std::fs::read_dir("/sys/bus/scsi/devices") {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !name.ends_with(&suffix) {
+                    continue;
+                }
+                let found = std::fs::read_dir(e.path().join("block"))
+                    .ok()
+                    .and_then(|mut b| b.next())
+                    .and_then(|b| b.ok())
+                    .map(|b| b.file_name().to_string_lossy().to_string());
+                if let Some(dev) = found {
+                    let path = PathBuf::from(format!("/dev/{dev}"));
+                    if path.exists() {
+                        return Ok(path);
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(InitError::setup(format!(
+                "pod member disk {target}:{lun} did not appear"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mnt(
+    src: &str,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), InitError> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| InitError::setup(format!("mkdir {}: {e}", target.display())))?;
+    mount(Some(src), target, fstype, flags, data)
+        .map_err(|e| InitError::setup(format!("mount {src} on {}: {e}", target.display())))
+}
+
+/// Mounts the member's image, its writable layer and the overlay of both; gives it the pod's
+/// /dev and its /etc/hosts, /etc/hostname and /etc/resolv.conf. Returns the root.
+pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
+    let base = Path::new(BASE).join(&m.id);
+    if base.join("root").exists() && is_mountpoint(&base.join("root")) {
+        return Err(InitError::setup(format!(
+            "pod member {} is already running",
+            m.id
+        )));
+    }
+    let rootfs = scsi_disk(m.target, 0)?;
+    mnt(
+        &rootfs.to_string_lossy(),
+        &base.join("lower"),
+        Some(&m.rootfs_type),
+        MsFlags::MS_RDONLY,
+        None,
+    )?;
+    if m.upper_disk {
+        let upper = scsi_disk(m.target, 1)?;
+        mnt(
+            &upper.to_string_lossy(),
+            &base.join("rw"),
+            Some("ext4"),
+            MsFlags::empty(),
+            None,
+        )?;
+    } else {
+        mnt(
+            "tmpfs",
+            &base.join("rw"),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )?;
+    }
+    for d in ["rw/upper", "rw/work"] {
+        std::fs::create_dir_all(base.join(d))
+            .map_err(|e| InitError::setup(format!("mkdir {d}: {e}")))?;
+    }
+    let root = base.join("root");
+    let opts = format!(
+        "lowerdir={0}/lower,upperdir={0}/rw/upper,workdir={0}/rw/work",
+        base.display()
+    );
+    mnt(
+        "overlay",
+        &root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    // The pod's devices, terminals and /dev/shm are shared, like a podman pod's IPC.
+    mnt(
+        "/dev",
+        &root.join("dev"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    mnt("proc", &root.join("proc"), Some("proc"), nosuid, None)?;
+    mnt("sysfs", &root.join("sys"), Some("sysfs"), nosuid, None)?;
+    let etc = root.join("etc");
+    let _ = std::fs::create_dir_all(&etc);
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        if let Ok(b) = std::fs::read(Path::new("/etc").join(f)) {
+            let _ = std::fs::remove_file(etc.join(f));
+            std::fs::write(etc.join(f), b)
+                .map_err(|e| InitError::setup(format!("writing /etc/{f}: {e}")))?;
+        }
+    }
+    Ok(root)
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+pub fn register(id: &str, member: Member) {
+    MEMBERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(id.to_string(), member);
+}
+
+/// The member's root, namespace (a dup of it), user, cwd and environment, for `hx exec`.
+pub fn lookup(id: &str) -> Result<(PathBuf, OwnedFd, String, String, Vec<String>), InitError> {
+    let members = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
+    let m = members
+        .as_ref()
+        .and_then(|m| m.get(id))
+        .ok_or_else(|| InitError::setup(format!("no running pod member {id}")))?;
+    let ns =
+        m.ns.as_ref()
+            .ok_or_else(|| InitError::setup(format!("pod member {id} has no namespace")))?
+            .try_clone()
+            .map_err(|e| InitError::setup(format!("namespace: {e}")))?;
+    Ok((
+        m.root.clone(),
+        ns,
+        m.user.clone(),
+        m.cwd.clone(),
+        m.env.clone(),
+    ))
+}
+
+/// The mount namespace of `pid`, once it has entered it (after its exec).
+pub fn namespace_of(pid: i32) -> Option<OwnedFd> {
+    std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(OwnedFd::from)
+}
+
+/// The member's workload has ended: kill what else runs in its namespace, flush and unmount
+/// its disks (the host unplugs them once the session's end is reported).
+pub fn teardown(id: &str) {
+    let member = MEMBERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .and_then(|m| m.remove(id));
+    if let Some(ns) = member.as_ref().and_then(|m| m.ns.as_ref()) {
+        kill_namespace(ns);
+    }
+    drop(member);
+    let base = Path::new(BASE).join(id);
+    nix::unistd::sync();
+    for d in ["root", "rw", "lower"] {
+        let _ = umount2(&base.join(d), MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// SIGKILL to every process whose mount namespace is `ns`; waits (at most 2 s) for them to go.
+fn kill_namespace(ns: &OwnedFd) {
+    let Ok(me) = nix::sys::stat::fstat(ns) else {
+        return;
+    };
+    let in_ns = || -> Vec<i32> {
+        let mut pids = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if let Ok(st) = std::fs::metadata(format!("/proc/{pid}/ns/mnt")) {
+                    if st.dev() == me.st_dev && st.ino() == me.st_ino {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let pids = in_ns();
+        if pids.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for p in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

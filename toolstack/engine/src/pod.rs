@@ -1,0 +1,235 @@
+//! Pods (docs/pods.md): one VM, several containers sharing its network, hostname and
+//! published ports. The pod's VM is its infra container (`NAME-infra`, like podman's): a
+//! container whose root is an empty filesystem and whose workload is pv-init's pause
+//! process, booted with a hot-plug bus. Members are containers of their own (records,
+//! images, writable layers, logs) whose backend is backend/pod.rs. Here: the pod-level
+//! operations the CLI (and later the shim and CRI) call.
+use crate::container::{self, Container, Status};
+use crate::lifecycle::{self, CreateRequest, Started};
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The image name an infra container shows.
+pub const INFRA_IMAGE: &str = "hx-pod";
+const EMPTY_ROOTFS: &str = "pod-root.erofs";
+
+pub fn infra_name(pod: &str) -> String {
+    format!("{pod}-infra")
+}
+
+/// What `hx pod create` asks for: the pod-wide settings (the infra container's).
+#[derive(Debug, Clone, Default)]
+pub struct PodRequest {
+    pub name: String,
+    pub publish: Vec<String>,
+    pub network: Option<String>,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub hostname: Option<String>,
+    pub dns: Vec<String>,
+    pub add_hosts: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The pod's infra container.
+pub fn infra(root: &Path, pod: &str) -> anyhow::Result<Container> {
+    container::list(root)?
+        .into_iter()
+        .find(|c| c.pod_infra && c.pod.as_deref() == Some(pod))
+        .ok_or_else(|| anyhow::anyhow!("no such pod: {}", crate::sanitize::text(pod).to_cow()))
+}
+
+/// The pod's members (not its infra container).
+pub fn members(root: &Path, pod: &str) -> anyhow::Result<Vec<Container>> {
+    Ok(container::list(root)?
+        .into_iter()
+        .filter(|c| !c.pod_infra && c.pod.as_deref() == Some(pod))
+        .collect())
+}
+
+/// Every pod: its infra container and members.
+pub fn list(root: &Path) -> anyhow::Result<Vec<(Container, Vec<Container>)>> {
+    let all = crate::runtime::reconcile(root)?;
+    Ok(all
+        .iter()
+        .filter(|c| c.pod_infra)
+        .map(|i| {
+            let m = all
+                .iter()
+                .filter(|c| !c.pod_infra && c.pod == i.pod)
+                .cloned()
+                .collect();
+            (i.clone(), m)
+        })
+        .collect())
+}
+
+/// The pod's hostname (its VM's spec).
+pub fn hostname(root: &Path, pod: &str) -> Option<String> {
+    let i = infra(root, pod).ok()?;
+    let b = std::fs::read(container::dir(root, &i.id).join("spec.json")).ok()?;
+    let spec: pv_init::spec::ContainerSpec = serde_json::from_slice(&b).ok()?;
+    Some(spec.hostname)
+}
+
+/// What a member may not ask for (yet): checked before anything is made.
+pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyhow::Result<()> {
+    let infra = infra(root, pod)?;
+    if !infra.vm_alive() {
+        bail!("pod {pod} is not running (hx pod start {pod})");
+    }
+    let refuse = |what: &str| -> anyhow::Result<()> {
+        bail!("--pod: {what} belongs to the pod (hx pod create), not to a member")
+    };
+    if !req.publish.is_empty() || req.publish_all {
+        return refuse("publishing ports");
+    }
+    if req.hostname.is_some() || !req.dns.is_empty() || !req.add_hosts.is_empty() {
+        return refuse("the hostname, DNS and hosts");
+    }
+    if !req.volumes.is_empty() || !req.tmpfs.is_empty() {
+        bail!("--pod: volumes and tmpfs mounts in a pod member are not supported yet");
+    }
+    if req.stdin || req.read_only || !req.sysctls.is_empty() {
+        bail!("--pod: -i, --read-only and --sysctl in a pod member are not supported yet");
+    }
+    if req.restart != crate::restart::Policy::No {
+        bail!("--pod: restart policies in a pod member are not supported yet");
+    }
+    Ok(())
+}
+
+/// An empty root filesystem for infra containers (made once, kept in the store's assets).
+fn empty_rootfs(root: &Path) -> anyhow::Result<PathBuf> {
+    let assets = root.join("assets");
+    let out = assets.join(EMPTY_ROOTFS);
+    if out.exists() {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&assets)?;
+    let tmp = assets.join(format!(".pod-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    for d in ["dev", "proc", "sys", "etc", "tmp", "run"] {
+        std::fs::create_dir_all(tmp.join("tree").join(d))?;
+    }
+    let image = tmp.join("root.erofs");
+    let made = std::process::Command::new("mkfs.erofs")
+        .arg(&image)
+        .arg(tmp.join("tree"))
+        .output()
+        .context("mkfs.erofs (apt-get install erofs-utils)")?;
+    if !made.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        bail!(
+            "mkfs.erofs failed making the pod's root: {}",
+            crate::sanitize::text(String::from_utf8_lossy(&made.stderr).trim()).to_cow()
+        );
+    }
+    std::fs::rename(&image, &out)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(out)
+}
+
+/// `hx pod create` (and starts the pod's VM, like podman's `pod create` + `pod start` does
+/// on its first member: hx starts it at once, so members can be added right away).
+pub fn create(root: &Path, req: PodRequest) -> anyhow::Result<Started> {
+    if !container::valid_name(&req.name) {
+        bail!(
+            "invalid pod name {:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+            crate::sanitize::text(&req.name).to_cow()
+        );
+    }
+    if infra(root, &req.name).is_ok() {
+        bail!("pod {} already exists", req.name);
+    }
+    let rootfs = empty_rootfs(root)?;
+    let creq = CreateRequest {
+        image: INFRA_IMAGE.into(),
+        command: vec!["/proc/1/exe".into(), pv_init_pause_arg().into()],
+        entrypoint: Some(String::new()),
+        user: Some("0:0".into()),
+        name: Some(infra_name(&req.name)),
+        hostname: Some(req.hostname.clone().unwrap_or_else(|| req.name.clone())),
+        memory_mb: req.memory_mb,
+        cpus: req.cpus,
+        network: req.network.clone(),
+        publish: req.publish.clone(),
+        dns: req.dns.clone(),
+        add_hosts: req.add_hosts.clone(),
+        labels: req.labels.clone(),
+        shm_size: 64 << 20,
+        rootfs: Some(rootfs),
+        pod: Some(req.name.clone()),
+        pod_infra: true,
+        // Members' disks are hot-plugged over QMP: a pod's VM is QEMU's, also on a dom0
+        // (Xen's blkback hot-plug is the next step, docs/pods.md).
+        backend: Some("qemu".into()),
+        ..Default::default()
+    };
+    lifecycle::create_and_start(root, creq, &|_, _| {
+        bail!("a pod's root filesystem is made by hx")
+    })
+}
+
+/// pv-init's argument for the pause process (pv-init/src/pod.rs; the binary is not linked).
+fn pv_init_pause_arg() -> &'static str {
+    "--hx-pod-pause"
+}
+
+/// `hx pod start`: boots a stopped pod's VM again (its members stay exited: start them with
+/// `hx start`... not supported yet, docs/pods.md).
+pub fn start(root: &Path, pod: &str) -> anyhow::Result<Option<Started>> {
+    let i = infra(root, pod)?;
+    if i.vm_alive() {
+        return Ok(None);
+    }
+    lifecycle::start(root, &i.id, lifecycle::StartOptions::default()).map(Some)
+}
+
+/// `hx pod stop`: stops the members (their stop signal, then SIGKILL after `grace`), then the
+/// pod's VM.
+pub fn stop(root: &Path, pod: &str, grace: Option<Duration>) -> anyhow::Result<()> {
+    let i = infra(root, pod)?;
+    for m in members(root, pod)? {
+        if m.status == Status::Running {
+            let sig = stop_signal(&m)?;
+            crate::ops::stop(root, &m, grace, sig)?;
+        }
+    }
+    if i.status == Status::Running {
+        crate::ops::stop(root, &i, grace, libc::SIGTERM)?;
+    }
+    Ok(())
+}
+
+fn stop_signal(c: &Container) -> anyhow::Result<i32> {
+    match &c.stop_signal {
+        Some(s) => lifecycle::parse_signal(s),
+        None => Ok(libc::SIGTERM),
+    }
+}
+
+/// `hx pod rm [-f]`: the members, then the pod's VM. Without `force` a running pod (or
+/// member) is refused.
+pub fn remove(root: &Path, pod: &str, force: bool) -> anyhow::Result<()> {
+    let i = infra(root, pod)?;
+    let ms = members(root, pod)?;
+    if !force {
+        if let Some(r) = ms
+            .iter()
+            .chain(std::iter::once(&i))
+            .find(|c| c.status == Status::Running && c.vm_alive())
+        {
+            bail!(
+                "pod {pod} is running ({} is): stop it first or use hx pod rm -f",
+                r.name
+            );
+        }
+    }
+    for m in &ms {
+        crate::ops::remove(root, &m.id, force, false)
+            .with_context(|| format!("removing pod member {}", m.name))?;
+    }
+    crate::ops::remove(root, &i.id, force, false)
+}

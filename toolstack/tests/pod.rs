@@ -1,0 +1,228 @@
+//! Pods on QEMU (docs/pods.md), end to end in one pod VM: a published port of the pod reaches
+//! a member's server; members share localhost and the hostname but not their root
+//! filesystems; a short-lived member's exit code is its own and leaves the pod and the other
+//! member running; exec, logs, stop, ps and pod ps per member; `hx pod rm -f` leaves no QEMU,
+//! keeper, record, tap, port rule or address.
+mod common;
+use common::netns::{NetLab, CLIENT_IP, HOST_IP};
+use common::{Hx, BUSYBOX};
+use std::time::Duration;
+
+/// The keepers (`hx __pod-member DIR`) of the store at `root`.
+fn keepers_for(root: &std::path::Path) -> Vec<String> {
+    let root = root.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let s = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if s.contains("__pod-member") && s.contains(&root) {
+                found.push(s);
+            }
+        }
+    }
+    found
+}
+
+fn keeper_pid(root: &std::path::Path, id: &str) -> i32 {
+    let dir = root
+        .join("containers")
+        .join(id)
+        .to_string_lossy()
+        .to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let s = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if s.contains("__pod-member") && s.contains(&dir) {
+                return e.file_name().to_string_lossy().parse().unwrap();
+            }
+        }
+    }
+    panic!("no keeper for {id}");
+}
+
+#[test]
+fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_roots() {
+    let hx = Hx::new();
+    if !hx.has_guest() {
+        return;
+    }
+    let Some(lab) = NetLab::new(&hx) else { return };
+    hx.load_busybox();
+    let port = "8093";
+    lab.hx_ok(
+        &hx,
+        &["pod", "create", "--name", "p", "-p", &format!("{port}:80")],
+    );
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--pod",
+            "p",
+            "--name",
+            "web",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "echo web-root > /marker && mkdir -p /www && echo hello-pod > /www/index.html \
+             && echo web-started && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    // Another member: the server over localhost, its own root, the pod's hostname, its own
+    // exit code.
+    let short = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "for i in $(seq 100); do wget -qO- http://localhost:80/ && break; sleep 0.1; done; \
+             test -e /marker && echo marker-seen || echo no-marker; echo host=$(hostname); exit 3",
+        ],
+    );
+    assert_eq!(short.code, 3, "{}{}", short.stdout, short.stderr);
+    assert!(short.stdout.contains("hello-pod"), "{}", short.stdout);
+    assert!(short.stdout.contains("no-marker"), "{}", short.stdout);
+    assert!(short.stdout.contains("host=p"), "{}", short.stdout);
+
+    // The pod's published port reaches the member's server from another machine.
+    let page = lab.wait_for_client(
+        &format!("http://{HOST_IP}:{port}/"),
+        Duration::from_secs(20),
+    );
+    assert!(page.contains("hello-pod"), "{page}");
+    let _ = CLIENT_IP;
+
+    // exec runs in the member's root, with the pod's hostname.
+    let exec = lab.hx_ok(&hx, &["exec", "web", "sh", "-c", "cat /marker; hostname"]);
+    assert_eq!(exec.stdout, "web-root\np\n");
+    let logs = lab.hx_ok(&hx, &["logs", "web"]);
+    assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
+
+    let ps = lab.hx_ok(&hx, &["ps"]);
+    assert!(
+        ps.stdout.lines().next().unwrap().contains("POD"),
+        "{}",
+        ps.stdout
+    );
+    let web_row = ps
+        .stdout
+        .lines()
+        .find(|l| l.ends_with(" web"))
+        .unwrap_or("");
+    assert!(web_row.contains(" p "), "{}", ps.stdout);
+    let pods = lab.hx_ok(&hx, &["pod", "ps"]);
+    let row = pods
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or("");
+    assert!(
+        row.contains("Running") && row.contains("1/1") && row.contains("web"),
+        "{}",
+        pods.stdout
+    );
+
+    // What belongs to the pod is refused for a member, in one line.
+    let refused = lab.hx(
+        &hx,
+        &["run", "--rm", "--pod", "p", "-p", "81:80", BUSYBOX, "true"],
+    );
+    assert_eq!(refused.code, 125, "{}", refused.stderr);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("belongs to the pod"),
+        "{}",
+        refused.stderr
+    );
+
+    // A member whose keeper is killed ends (the guest kills its workload), its disks are
+    // unplugged, and the next member still runs.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run", "-d", "--pod", "p", "--name", "doomed", BUSYBOX, "sleep", "600",
+        ],
+    );
+    let keeper: Vec<String> = keepers_for(hx.root())
+        .into_iter()
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(keeper.len(), 2, "{keeper:?}");
+    let doomed_id = lab
+        .hx_ok(&hx, &["inspect", "-f", "{{.Id}}", "doomed"])
+        .stdout;
+    let doomed_pid = keeper_pid(hx.root(), doomed_id.trim());
+    unsafe { libc::kill(doomed_pid, libc::SIGKILL) };
+    lab.hx_ok(&hx, &["rm", "doomed"]);
+    let after = lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "ps | grep -c 'sleep 60[0]'; ls /sys/block",
+        ],
+    );
+    assert!(
+        after.stdout.starts_with("0\n"),
+        "the killed member's workload runs on: {}",
+        after.stdout
+    );
+    assert_eq!(
+        after.stdout.lines().filter(|l| l.starts_with("sd")).count(),
+        3,
+        "web's two disks and this member's image, not the killed member's: {}",
+        after.stdout
+    );
+
+    // A member's stop ends only that member; the pod's VM runs on.
+    lab.hx_ok(&hx, &["stop", "-t", "2", "web"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["inspect", "web"]).stdout).unwrap();
+    assert_eq!(inspect[0]["State"]["Running"], false);
+    let pods = lab.hx_ok(&hx, &["pod", "ps"]);
+    let row = pods
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or("");
+    assert!(
+        row.contains("Running") && row.contains("0/1"),
+        "{}",
+        pods.stdout
+    );
+    assert_eq!(common::qemu_processes_for(hx.root()), 1);
+
+    let refused = lab.hx(&hx, &["pod", "rm", "p"]);
+    assert_ne!(refused.code, 0, "a running pod is removed only with -f");
+    assert!(
+        refused.stderr.contains("hx pod rm -f"),
+        "{}",
+        refused.stderr
+    );
+    lab.hx_ok(&hx, &["pod", "rm", "-f", "p"]);
+    assert_eq!(common::qemu_processes_for(hx.root()), 0, "QEMU left");
+    assert_eq!(keepers_for(hx.root()), Vec::<String>::new(), "keepers left");
+    assert_eq!(lab.hx_ok(&hx, &["ps", "-aq"]).stdout, "", "records left");
+    assert_eq!(lab.hx_ok(&hx, &["pod", "ps", "-q"]).stdout, "");
+    assert_eq!(lab.publish_rules(), Vec::<String>::new(), "port rules left");
+    assert_eq!(lab.container_links(), Vec::<String>::new(), "taps left");
+    assert_eq!(lab.leases(&hx), Vec::new(), "addresses left");
+    let missing = lab.hx(&hx, &["run", "--rm", "--pod", "p", BUSYBOX, "true"]);
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("no such pod: p"),
+        "{}",
+        missing.stderr
+    );
+}

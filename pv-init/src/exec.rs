@@ -205,6 +205,12 @@ fn deliver(child: Pid, line: &str) {
             }
         }
         Some(Control::StdinEof) => STDIN_EOF.store(true, Ordering::Relaxed),
+        // Restored from a checkpoint: the host's clock, and a new exec broker that waits for
+        // our Hello. Off this loop: ending the old sessions needs their reaping, done here.
+        Some(Control::Resumed { unix_nanos }) => {
+            crate::warm_wait::set_wall_clock(unix_nanos);
+            std::thread::spawn(crate::agent::host_reconnected);
+        }
         None => {}
     }
 }

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod autostart;
 pub mod block;
 pub mod candidates;
+pub mod checkpoint;
 pub mod commit;
 pub mod completion;
 pub mod console;
@@ -139,6 +140,9 @@ pub enum Command {
     /// Manage volumes (create, ls, rm, inspect, prune)
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Save running containers' VMs and resume them later (create, ls, rm)
+    #[command(subcommand)]
+    Checkpoint(checkpoint::Command),
     /// hx's own state: warm-start templates (template ls, rm, prune)
     #[command(subcommand)]
     System(system::Command),
@@ -324,6 +328,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Inspect(a) => inspect::run(g, a).await,
         Command::Port(a) => port::run(g, a).await,
         Command::Volume(c) => volume::run(g, c).await,
+        Command::Checkpoint(c) => checkpoint::run(g, c).await,
         Command::System(c) => system::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,

@@ -106,11 +106,16 @@ fn serve_guest(guest: &mut UnixStream, shared: &Shared) -> String {
             shared.guest_changed.notify_all();
             continue;
         }
+        if !greeted {
+            // What a guest restored from a checkpoint still sent for the old host end before
+            // it heard of this one (pv-init greets again on the `resumed` line): nobody's.
+            continue;
+        }
         let allowed = matches!(
             f.kind,
             Kind::Started | Kind::Stdout | Kind::Stderr | Kind::Exit | Kind::Credit | Kind::Answer
         );
-        if !greeted || !allowed {
+        if !allowed {
             return format!(
                 "the guest sent a {:?} frame the channel does not allow",
                 f.kind

@@ -562,7 +562,10 @@ impl Backend for Qemu {
         }
         match &boot {
             Boot::Restore { state } => super::warm::resume(spec.dir, state)?,
-            Boot::Checkpoint { state, .. } => super::qemu_checkpoint::resume(spec.dir, state)?,
+            Boot::Checkpoint { state, .. } => {
+                let saved = saved.as_ref().expect("a checkpoint boot has its record");
+                super::qemu_checkpoint::resume(spec.dir, state, saved)?
+            }
             _ => {}
         }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for

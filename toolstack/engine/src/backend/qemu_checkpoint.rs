@@ -14,6 +14,7 @@ const STATE: &str = "state";
 const META: &str = "qemu.json";
 /// Saving or loading a few hundred MiB of RAM under TCG on a busy host.
 const DEADLINE: Duration = Duration::from_secs(300);
+const MAPPED_RAM: &str = "mapped-ram";
 
 /// What a restore must rebuild for the stream to load: the RAM block's name (a warm guest's
 /// is `warm::RAM_ID`, a cold one's the machine's default) and its size.
@@ -22,6 +23,10 @@ const DEADLINE: Duration = Duration::from_secs(300);
 pub struct Saved {
     pub ram_id: String,
     pub ram_bytes: u64,
+    /// Saved with QEMU's `mapped-ram` capability (each RAM page at its own offset of a sparse
+    /// `state`, HX_CHECKPOINT_RAM=mapped) rather than as a stream; the load needs it too.
+    #[serde(default)]
+    pub mapped_ram: bool,
 }
 
 impl Saved {
@@ -49,11 +54,13 @@ pub fn save(
 ) -> anyhow::Result<()> {
     let mut q = qmp::Qmp::connect(dir)?;
     q.execute("stop")?;
-    let saved = ram_of(&mut q)?;
+    let mut saved = ram_of(&mut q)?;
+    saved.mapped_ram = std::env::var("HX_CHECKPOINT_RAM").is_ok_and(|v| v == "mapped");
     while_paused()?;
     let t = Instant::now();
     // A warm restore left x-ignore-shared set; a checkpoint holds the RAM whatever it is.
     super::warm::set_capability_to(&mut q, super::warm::IGNORE_SHARED, false)?;
+    super::warm::set_capability_to(&mut q, MAPPED_RAM, saved.mapped_ram)?;
     let uri = format!("file:{}", state_file(into).display());
     q.execute_with("migrate", Some(serde_json::json!({ "uri": uri })))?;
     q.wait_migration(DEADLINE)
@@ -86,15 +93,19 @@ fn ram_of(q: &mut qmp::Qmp) -> anyhow::Result<Saved> {
     Ok(Saved {
         ram_id: id.to_string(),
         ram_bytes: size,
+        mapped_ram: false,
     })
 }
 
 /// After QEMU started with `-incoming defer` and the container's devices: loads `state`,
 /// resumes the guest and tells pv-init (`resumed`: the host's clock, new host ends on the
 /// channels, so its exec agent greets the new broker).
-pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
+pub fn resume(dir: &Path, state: &Path, saved: &Saved) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut q = qmp::Qmp::connect(dir)?;
+    if saved.mapped_ram {
+        super::warm::set_capability_to(&mut q, MAPPED_RAM, true)?;
+    }
     q.execute_with(
         "migrate-incoming",
         Some(serde_json::json!({ "uri": format!("file:{}", state.display()) })),

@@ -8,8 +8,9 @@
 #   cold      `HX_WARM=off hx start c` of the same (stopped) container until `hx exec c true`
 #             answers: the baseline, a boot of the kernel
 #   warm      `hx start c` until `hx exec` answers (restored from the warm-start template)
-# and the checkpoint's size on disk (state, layer copy). HX_CHECKPOINT_RAM=mapped measures
-# QEMU's mapped-ram format instead of the stream.
+# create and restore each in both RAM formats, alternating: the migration stream (the default)
+# and QEMU's mapped-ram (HX_CHECKPOINT_RAM=mapped: each page at its offset of a sparse file);
+# and the checkpoints' sizes on disk (allocated blocks: state, layer copy).
 # Usage: tests/bench/checkpoint.sh [RUNS]   (env: HX_KERNEL, HX_INIT, HX, FILL_MB)
 set -euo pipefail
 runs="${1:-5}"
@@ -50,15 +51,19 @@ fresh() {
 h run -d --name c --memory "${mem}m" busybox:1.38.0-glibc sh -c "$workload" >/dev/null
 until_exec
 fresh
-create_t=(); restore_t=(); cold_t=(); warm_t=()
+create_t=(); restore_t=(); mcreate_t=(); mrestore_t=(); cold_t=(); warm_t=()
+kib() { du -sk "$work"/store/containers/*/checkpoints/"$1"/"$2" | awk '{print $1}'; }
 for i in $(seq "$runs"); do
     create_t+=("$(ms h checkpoint create c "cp$i")")
     restore_t+=("$(start_until_exec --checkpoint "cp$i")")
+    fresh
+    mcreate_t+=("$(HX_CHECKPOINT_RAM=mapped ms h checkpoint create c "mcp$i")")
+    mrestore_t+=("$(start_until_exec --checkpoint "mcp$i")")
     [ "$i" = 1 ] && {
-        state_kib=$(du -sk "$work"/store/containers/*/checkpoints/cp1/state | awk '{print $1}')
-        layer_kib=$(du -sk "$work"/store/containers/*/checkpoints/cp1/upper.img | awk '{print $1}')
+        state_kib=$(kib cp1 state); mstate_kib=$(kib mcp1 state); layer_kib=$(kib cp1 upper.img)
     }
     h checkpoint rm c "cp$i"
+    h checkpoint rm c "mcp$i"
     h stop -t 1 c >/dev/null
     cold_t+=("$(HX_WARM=off start_until_exec)")
     h stop -t 1 c >/dev/null
@@ -66,12 +71,15 @@ for i in $(seq "$runs"); do
     fresh
 done
 cr=$(median "${create_t[@]}"); rs=$(median "${restore_t[@]}")
+mcr=$(median "${mcreate_t[@]}"); mrs=$(median "${mrestore_t[@]}")
 co=$(median "${cold_t[@]}"); wa=$(median "${warm_t[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-echo "| what ($runs runs, median, TCG, ${mem} MiB, 1 vCPU, ${fill} MiB filled, RAM format ${HX_CHECKPOINT_RAM:-stream}) | result | runs (ms) |"
+echo "| what ($runs runs, median, TCG, ${mem} MiB, 1 vCPU, ${fill} MiB filled) | result | runs (ms) |"
 echo "|---|---|---|"
-echo "| \`hx checkpoint create c cpN\` | $cr ms | ${create_t[*]} |"
-echo "| \`hx start --checkpoint cpN c\` until \`hx exec\` answers | $rs ms = $(ratio "$co" "$rs")× faster than cold | ${restore_t[*]} |"
+echo "| \`hx checkpoint create c cpN\` (stream) | $cr ms | ${create_t[*]} |"
+echo "| \`hx start --checkpoint cpN c\` until \`hx exec\` answers (stream) | $rs ms = $(ratio "$co" "$rs")× faster than cold | ${restore_t[*]} |"
+echo "| \`hx checkpoint create c cpN\` (mapped-ram) | $mcr ms | ${mcreate_t[*]} |"
+echo "| \`hx start --checkpoint cpN c\` until \`hx exec\` answers (mapped-ram) | $mrs ms = $(ratio "$co" "$mrs")× faster than cold | ${mrestore_t[*]} |"
 echo "| baseline: cold \`hx start c\` (HX_WARM=off) until \`hx exec\` answers | $co ms | ${cold_t[*]} |"
 echo "| warm \`hx start c\` until \`hx exec\` answers | $wa ms | ${warm_t[*]} |"
-echo "| checkpoint on disk: state / layer copy | $state_kib KiB / $layer_kib KiB | |"
+echo "| on disk: state (stream) / state (mapped-ram) / layer copy | $state_kib KiB / $mstate_kib KiB / $layer_kib KiB | |"

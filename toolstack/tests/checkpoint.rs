@@ -151,6 +151,43 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
     );
     assert_eq!(lab.run(&["checkpoint", "rm", "c", "cp1"]).code, 6);
 
+    // A create killed midway leaves no checkpoint, half or whole; the VM at most paused.
+    let checkpoints = std::fs::read_dir(lab.hx.root().join("containers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("checkpoints");
+    let mut child = lab
+        .cmd(&["checkpoint", "create", "--leave-running", "c", "cp3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let unfinished = || {
+        std::fs::read_dir(&checkpoints)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".new-"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !unfinished() && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no unfinished checkpoint seen");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if lab.status().contains("Paused") {
+        lab.ok(&["unpause", "c"]);
+    }
+    assert_eq!(
+        lab.ok(&["checkpoint", "ls", "c"]).stdout,
+        "CHECKPOINT NAME\ncp2\n"
+    );
+    assert!(!unfinished(), "ls sweeps what the killed create left");
+    lab.counter_past(lab.counter());
+
     // hx stop of a restored container: the workload's own exit (sh, SIGTERM).
     lab.ok(&["stop", "c"]);
     assert!(lab.status().starts_with("Exited (143)"), "{}", lab.status());

@@ -8,9 +8,10 @@ use common::{run_with_timeout, Hx, Run, BUSYBOX};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A web page on port 80 and a counter: `/tmp/n` (tmpfs-like scratch in the writable layer)
-/// holds the last value, `/count` every value in order.
+/// A web page on port 80, the last line of its input (`-i`) in `/root/got`, and a counter:
+/// `/tmp/n` holds the last value, `/count` every value in order (both in the writable layer).
 const WORKLOAD: &str = "mkdir -p /w; echo checkpointed > /w/index.html; httpd -p 80 -h /w; \
+    exec 3<&0; (while read l <&3; do echo $l > /root/got; done) & \
     i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i >> /count; sleep 0.2; done";
 const PORT: u16 = 8097;
 
@@ -104,7 +105,7 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
     let lab = Lab { hx, net };
     let publish = format!("{PORT}:80");
     lab.ok(&[
-        "run", "-d", "--name", "c", "-p", &publish, BUSYBOX, "sh", "-c", WORKLOAD,
+        "run", "-d", "-i", "--name", "c", "-p", &publish, BUSYBOX, "sh", "-c", WORKLOAD,
     ]);
     assert_eq!(lab.page(), "checkpointed\n");
     lab.ok(&["exec", "c", "sh", "-c", "echo kept > /root/file"]);
@@ -136,6 +137,26 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
     assert_counted_in_order(&lab, before);
     assert_eq!(lab.ok(&["exec", "c", "cat", "/root/file"]).stdout, "kept\n");
     assert_eq!(lab.page(), "checkpointed\n");
+    // The workload's input through the new relay (pv-init reports `started` again on resume).
+    let mut attach = lab
+        .cmd(&["attach", "c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(attach.stdin.as_mut().unwrap(), b"resumed-input\n").unwrap();
+    drop(attach.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.run(&["exec", "c", "cat", "/root/got"]).stdout != "resumed-input\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the input never reached the workload"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
 
     // --leave-running: saved, still running.
     lab.ok(&["checkpoint", "create", "--leave-running", "c", "cp2"]);

@@ -9,10 +9,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A web page on port 80, the last line of its input (`-i`) in `/root/got`, and a counter:
-/// `/tmp/n` holds the last value, `/count` every value in order (both in the writable layer).
+/// `/tmp/n` holds the last value, `/count` every value in order (both in the writable layer),
+/// stdout each value.
 const WORKLOAD: &str = "mkdir -p /w; echo checkpointed > /w/index.html; httpd -p 80 -h /w; \
     exec 3<&0; (while read l <&3; do echo $l > /root/got; done) & \
-    i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i >> /count; sleep 0.2; done";
+    i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i >> /count; echo $i; sleep 0.2; done";
 const PORT: u16 = 8097;
 
 struct Lab {
@@ -132,6 +133,12 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
     lab.ok(&["start", "--checkpoint", "cp1", "c"]);
     assert!(lab.status().starts_with("Up"), "{}", lab.status());
     let resumed = lab.counter();
+    let follower = lab
+        .cmd(&["logs", "-f", "c"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     assert!(resumed >= before, "restarted from {resumed}, was {before}");
     lab.counter_past(resumed);
     assert_counted_in_order(&lab, before);
@@ -212,7 +219,19 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
     // hx stop of a restored container: the workload's own exit (sh, SIGTERM).
     lab.ok(&["stop", "c"]);
     assert!(lab.status().starts_with("Exited (143)"), "{}", lab.status());
+    assert_eq!(lab.ok(&["wait", "c"]).stdout, "143\n");
     lab.nothing_running();
+    // `hx logs -f` followed the restored VM's output to its end: the counter once from 1
+    // (the first run's lines), then on past the restore, never from 1 again.
+    let logs = common::wait_with_timeout(follower, Duration::from_secs(30));
+    let values: Vec<u64> = logs.stdout.lines().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(
+        values.iter().filter(|v| **v == 1).count(),
+        1,
+        "{}",
+        logs.stdout
+    );
+    assert!(values.iter().any(|v| *v > resumed), "{}", logs.stdout);
 
     // A restore killed once its QEMU runs leaves nothing; the next one works.
     let mut child = lab

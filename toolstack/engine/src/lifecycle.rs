@@ -770,6 +770,7 @@ fn launch_keeping(
             // The layer as the saved memory knows it (never e2fsck'ed: it is mounted there).
             ck.restore_layer(&upper)?;
         } else if upper.exists() {
+            checkpoint::forget_partial_restore(&dir);
             check_layer(&upper, &made.borrow().name)?;
         } else {
             hx_images::rootfs::make_ext4(None, &upper, size)?;

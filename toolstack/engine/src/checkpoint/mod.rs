@@ -159,6 +159,11 @@ impl Checkpoint {
     }
 }
 
+/// Removes what a killed restore left of its layer copy in the container directory `dir`.
+pub fn forget_partial_restore(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(RESTORING_LAYER));
+}
+
 /// The container's checkpoints, oldest first.
 pub fn list(root: &Path, c: &Container) -> anyhow::Result<Vec<Meta>> {
     let dir = all_dir(root, c);

@@ -193,27 +193,27 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let unfinished = || {
-        std::fs::read_dir(&checkpoints)
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(".new-"))
+    let unfinished = |with: &str| {
+        std::fs::read_dir(&checkpoints).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(".new-") && e.path().join(with).exists()
+        })
     };
+    // Its layer copy exists: the VM is paused, its RAM being saved.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !unfinished() && child.try_wait().unwrap().is_none() {
+    while !unfinished("upper.img") && child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "no unfinished checkpoint seen");
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = child.kill();
     let _ = child.wait();
-    if lab.status().contains("Paused") {
-        lab.ok(&["unpause", "c"]);
-    }
+    assert!(lab.status().contains("Paused"), "{}", lab.status());
     assert_eq!(
         lab.ok(&["checkpoint", "ls", "c"]).stdout,
         "CHECKPOINT NAME\ncp2\n"
     );
-    assert!(!unfinished(), "ls sweeps what the killed create left");
+    assert!(!unfinished(""), "ls sweeps what the killed create left");
+    // ... and resumes the VM that create had paused.
+    assert!(!lab.status().contains("Paused"), "{}", lab.status());
     lab.counter_past(lab.counter());
 
     // hx stop of a restored container: the workload's own exit (sh, SIGTERM).

@@ -26,6 +26,9 @@ const LAYER: &str = "upper.img";
 pub const BOOT_FILE: &str = "boot.json";
 /// Held by a create, in the container directory.
 const LOCK: &str = "checkpoint.lock";
+/// In a create's `.new-*` directory while the VM is paused by that create (not by a user):
+/// whoever sweeps the directory of a killed create resumes the VM.
+const PAUSED_BY_CREATE: &str = "paused-by-create";
 /// Where a restore's copy of the layer is made before it replaces the container's.
 const RESTORING_LAYER: &str = ".upper.img.restoring";
 
@@ -167,7 +170,9 @@ pub fn forget_partial_restore(dir: &Path) {
 /// The container's checkpoints, oldest first.
 pub fn list(root: &Path, c: &Container) -> anyhow::Result<Vec<Meta>> {
     let dir = all_dir(root, c);
-    sweep_unfinished(&dir);
+    if sweep_unfinished(&dir) {
+        resume_after_killed_create(root, c);
+    }
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Ok(out);
@@ -239,7 +244,9 @@ pub fn create(root: &Path, key: &str, name: &str, leave_running: bool) -> anyhow
         })?;
     let all = all_dir(root, &c);
     std::fs::create_dir_all(&all)?;
-    sweep_unfinished(&all);
+    if sweep_unfinished(&all) && be.is_paused(&c, &cdir) {
+        be.unpause(&c, &cdir)?;
+    }
     let target = all.join(name);
     if target.exists() {
         return Err(HxError::CheckpointExists(c.name.clone(), name.to_string()).into());
@@ -251,6 +258,9 @@ pub fn create(root: &Path, key: &str, name: &str, leave_running: bool) -> anyhow
     let layer = cdir.join(LAYER);
     let has_layer = crate::lifecycle::request_of(root, &c)?.upper_size.is_some() && layer.is_file();
     let was_paused = be.is_paused(&c, &cdir);
+    if !was_paused {
+        std::fs::write(tmp.join(PAUSED_BY_CREATE), b"")?;
+    }
     let saved = be
         .checkpoint(&c, &cdir, &tmp, &mut || {
             if has_layer {
@@ -271,6 +281,7 @@ pub fn create(root: &Path, key: &str, name: &str, leave_running: bool) -> anyhow
                 layer: has_layer,
             };
             hx_images::store::write_atomic(&tmp.join(META), &serde_json::to_vec_pretty(&meta)?)?;
+            let _ = std::fs::remove_file(tmp.join(PAUSED_BY_CREATE));
             std::fs::rename(&tmp, &target)?;
             if let Ok(d) = std::fs::File::open(&all) {
                 let _ = d.sync_all();
@@ -300,11 +311,25 @@ pub fn create(root: &Path, key: &str, name: &str, leave_running: bool) -> anyhow
     Ok(())
 }
 
-/// Removes `.new-*` directories whose create is gone (by pid and start time), and `.rm-*`
-/// ones a killed rm left.
-fn sweep_unfinished(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+/// A create was killed while it had the VM paused: resumed, if it still is.
+fn resume_after_killed_create(root: &Path, c: &Container) {
+    let Ok(be) = backend::for_container(c, root) else {
         return;
+    };
+    let dir = container::dir(root, &c.id);
+    if c.status == Status::Running && be.is_paused(c, &dir) {
+        if let Err(e) = be.unpause(c, &dir) {
+            tracing::warn!("resuming {} after a killed checkpoint: {e:#}", c.name);
+        }
+    }
+}
+
+/// Removes `.new-*` directories whose create is gone (by pid and start time), and `.rm-*`
+/// ones a killed rm left. True if one of those creates had paused the VM.
+fn sweep_unfinished(dir: &Path) -> bool {
+    let mut paused = false;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return paused;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -320,9 +345,11 @@ fn sweep_unfinished(dir: &Path) {
             false
         };
         if stale {
+            paused |= e.path().join(PAUSED_BY_CREATE).exists();
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+    paused
 }
 
 #[cfg(test)]
@@ -342,9 +369,15 @@ mod tests {
         for p in [&live, &dead, &odd, &kept] {
             std::fs::create_dir(p).unwrap();
         }
-        sweep_unfinished(d.path());
+        assert!(!sweep_unfinished(d.path()));
         assert!(live.exists() && kept.exists());
         assert!(!dead.exists() && !odd.exists());
+        // A dead create that had paused the VM says so; a live one's marker is not its business.
+        std::fs::write(live.join(PAUSED_BY_CREATE), b"").unwrap();
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(PAUSED_BY_CREATE), b"").unwrap();
+        assert!(sweep_unfinished(d.path()));
+        assert!(live.exists() && !dead.exists());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use pv_init::status::Status;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ struct Agent {
     spec: ContainerSpec,
     sessions: Mutex<HashMap<u32, Arc<Session>>>,
     reaper: Mutex<Reaper>,
+    /// Which host end the sessions belong to: bumped when a restore brings a new one
+    /// (`host_reconnected`); frames of older sessions are not sent to the new one.
+    generation: AtomicU64,
 }
 
 /// Exit statuses between the supervise loop (which reaps every child) and the sessions.
@@ -37,6 +40,8 @@ struct Reaper {
 
 struct Session {
     stream: u32,
+    /// The host end it was opened by (`Agent::generation`).
+    generation: u64,
     pid: AtomicI32,
     /// What we may still send the host on this stream, and a wake-up when it grants more.
     credit: Mutex<Window>,
@@ -70,6 +75,7 @@ pub fn start(spec: &ContainerSpec) {
         spec: spec.clone(),
         sessions: Mutex::new(HashMap::new()),
         reaper: Mutex::new(Reaper::default()),
+        generation: AtomicU64::new(0),
     };
     if AGENT.set(agent).is_err() {
         return;
@@ -86,6 +92,46 @@ fn send(f: Frame) {
     if let Some(a) = agent() {
         let mut out = a.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = f.write_to(&mut *out);
+    }
+}
+
+/// Sends a frame of session `s`, unless the host end it was opened by has been replaced: the
+/// new broker may have given its stream number to a client of its own.
+fn send_for(s: &Session, f: Frame) {
+    if let Some(a) = agent() {
+        let mut out = a.out.lock().unwrap_or_else(|e| e.into_inner());
+        if a.generation.load(Ordering::SeqCst) == s.generation {
+            let _ = f.write_to(&mut *out);
+        }
+    }
+}
+
+/// The VM was restored from a checkpoint (the `resumed` control line): its exec channel has a
+/// new host end, a broker that knows none of our sessions and waits for our Hello. The old
+/// sessions' clients went with the old host: their processes are killed and nothing more is
+/// sent for them, then the Hello opens the channel to the new broker.
+pub fn host_reconnected() {
+    let Some(a) = agent() else { return };
+    {
+        let mut out = a.out.lock().unwrap_or_else(|e| e.into_inner());
+        a.generation.fetch_add(1, Ordering::SeqCst);
+        let _ = Frame::hello().write_to(&mut *out);
+    }
+    let old: Vec<Arc<Session>> = a
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, s)| s)
+        .collect();
+    for s in old {
+        s.closed.store(true, Ordering::Relaxed);
+        s.input.lock().unwrap_or_else(|e| e.into_inner()).take();
+        s.credit_granted.notify_all();
+        let pid = s.pid.load(Ordering::Relaxed);
+        if pid > 0 {
+            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 
@@ -227,6 +273,7 @@ fn open(a: &'static Agent, frame: Frame) {
     };
     let session = Arc::new(Session {
         stream,
+        generation: a.generation.load(Ordering::SeqCst),
         pid: AtomicI32::new(0),
         credit: Mutex::new(Window::default()),
         credit_granted: Condvar::new(),
@@ -257,15 +304,20 @@ fn open(a: &'static Agent, frame: Frame) {
         if let Some(m) = &req.member {
             crate::pod::teardown(&m.id);
         }
-        a.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&stream);
-        send(Frame::new(
-            Kind::Exit,
-            stream,
-            status.to_line().into_bytes(),
-        ));
+        {
+            let mut sessions = a.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            // Not a session of a new host end that took the number after a restore.
+            if sessions
+                .get(&stream)
+                .is_some_and(|s| Arc::ptr_eq(s, &session))
+            {
+                sessions.remove(&stream);
+            }
+        }
+        send_for(
+            &session,
+            Frame::new(Kind::Exit, stream, status.to_line().into_bytes()),
+        );
     });
 }
 
@@ -370,7 +422,7 @@ fn run(
         );
     }
     s.pid.store(pid.as_raw(), Ordering::Relaxed);
-    send(Frame::u32(Kind::Started, s.stream, pid.as_raw() as u32));
+    send_for(s, Frame::u32(Kind::Started, s.stream, pid.as_raw() as u32));
     let mut outputs = Vec::new();
     let mut input_to = spawned.stdin.map(std::fs::File::from);
     if let Some(master) = spawned.pty {
@@ -429,7 +481,7 @@ fn builtin(
             }
         }
     };
-    send(Frame::u32(Kind::Started, s.stream, 1));
+    send_for(s, Frame::u32(Kind::Started, s.stream, 1));
     let result = match (b.clone(), input_rx) {
         (mux::Builtin::TarFrom { path }, _) => {
             let out = pump(s.clone(), r, Kind::Stdout);
@@ -567,7 +619,7 @@ fn pump(s: Arc<Session>, from: OwnedFd, kind: Kind) -> std::thread::JoinHandle<(
             }
             drop(credit);
             if !s.closed.load(Ordering::Relaxed) {
-                send(Frame::new(kind, s.stream, buf[..n].to_vec()));
+                send_for(&s, Frame::new(kind, s.stream, buf[..n].to_vec()));
             }
         }
     })
@@ -598,7 +650,10 @@ fn feed(s: &Arc<Session>, mut to: std::fs::File, rx: mpsc::Receiver<Vec<u8>>) {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .grant(mux::cost(data.len()));
-            send(Frame::u32(Kind::Credit, s.stream, mux::cost(data.len())));
+            send_for(
+                &s,
+                Frame::u32(Kind::Credit, s.stream, mux::cost(data.len())),
+            );
         }
     });
 }

@@ -206,6 +206,15 @@ fn deliver(child: Pid, line: &str) {
             }
         }
         Some(Control::StdinEof) => STDIN_EOF.store(true, Ordering::Relaxed),
+        // Restored from a checkpoint: the host's clock; a new status log and log relay, which
+        // holds the workload's input until it has seen `started` (attach_channel); a new exec
+        // broker that waits for our Hello. Off this loop: ending the old exec sessions needs
+        // their reaping, done here.
+        Some(Control::Resumed { unix_nanos }) => {
+            crate::warm_wait::set_wall_clock(unix_nanos);
+            report_started(child);
+            std::thread::spawn(crate::agent::host_reconnected);
+        }
         None => {}
     }
 }

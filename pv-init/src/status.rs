@@ -121,13 +121,19 @@ impl Status {
 }
 
 /// Control lines: `signal N`, `resize ROWS COLS` (the terminal of `-t`), `stdin-eof` (the end
-/// of `-i` input where the channel cannot say so itself: Xen's console).
+/// of `-i` input where the channel cannot say so itself: Xen's console), `resumed NANOS` (the
+/// VM was restored from a checkpoint: the host's wall clock in Unix nanoseconds, and new host
+/// ends on the channels).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     Signal(i32),
     Resize { rows: u16, cols: u16 },
     StdinEof,
+    Resumed { unix_nanos: u128 },
 }
+
+/// Most digits of `resumed`'s nanoseconds (u128's are 39; the year 9999 needs 21).
+const MAX_NANOS_DIGITS: usize = 30;
 
 impl Control {
     pub fn to_line(&self) -> String {
@@ -135,6 +141,7 @@ impl Control {
             Control::Signal(n) => format!("signal {n}\n"),
             Control::Resize { rows, cols } => format!("resize {rows} {cols}\n"),
             Control::StdinEof => "stdin-eof\n".into(),
+            Control::Resumed { unix_nanos } => format!("resumed {unix_nanos}\n"),
         }
     }
 
@@ -153,6 +160,15 @@ impl Control {
                 _ => None,
             },
             ["stdin-eof"] => Some(Control::StdinEof),
+            ["resumed", n]
+                if !n.is_empty()
+                    && n.len() <= MAX_NANOS_DIGITS
+                    && n.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                n.parse()
+                    .ok()
+                    .map(|unix_nanos| Control::Resumed { unix_nanos })
+            }
             _ => None,
         }
     }
@@ -415,10 +431,52 @@ mod tests {
             },
             Control::StdinEof,
             Control::Signal(28),
+            Control::Resumed {
+                unix_nanos: 1_796_000_000_123_456_789,
+            },
         ] {
             assert_eq!(Control::parse_line(&c.to_line()), Some(c));
         }
         assert_eq!(Control::parse_line("resize 0 80"), None);
         assert_eq!(Control::parse_line("resize 24 x"), None);
+        assert_eq!(Control::parse_line("resumed"), None);
+        assert_eq!(Control::parse_line("resumed -5"), None);
+        assert_eq!(Control::parse_line("resumed +5"), None);
+        assert_eq!(Control::parse_line("resumed 1 2"), None);
+        assert_eq!(
+            Control::parse_line(&format!("resumed {}", "9".repeat(31))),
+            None
+        );
+    }
+
+    mod control_prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+            /// Whatever parses is in range and prints back to the line it came from (modulo
+            /// the spacing split_whitespace forgives).
+            #[test]
+            fn any_line_parses_strictly(line in "(signal|resize|stdin-eof|resumed)?[ 0-9a-z+-]{0,40}") {
+                if let Some(c) = Control::parse_line(&line) {
+                    match &c {
+                        Control::Signal(n) => prop_assert!((1..=64).contains(n)),
+                        Control::Resize { rows, cols } => prop_assert!(*rows > 0 && *cols > 0),
+                        Control::Resumed { unix_nanos } => {
+                            prop_assert!(unix_nanos.to_string().len() <= MAX_NANOS_DIGITS)
+                        }
+                        Control::StdinEof => {}
+                    }
+                    prop_assert_eq!(Control::parse_line(&c.to_line()), Some(c));
+                }
+            }
+
+            #[test]
+            fn resumed_round_trips(unix_nanos in 0u128..10u128.pow(30)) {
+                let c = Control::Resumed { unix_nanos };
+                prop_assert_eq!(Control::parse_line(&c.to_line()), Some(c));
+            }
+        }
     }
 }

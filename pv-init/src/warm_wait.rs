@@ -35,17 +35,23 @@ pub fn wait(control: &ControlSource) -> Result<(), InitError> {
         }
     }
     let go = Go::parse(&line).ok_or_else(|| InitError::setup("warm start: invalid go line"))?;
-    let secs = (go.unix_nanos / 1_000_000_000) as i64;
-    let nanos = (go.unix_nanos % 1_000_000_000) as i64;
-    let ts = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: nanos,
-    };
-    // SAFETY: a valid timespec; failure leaves the snapshot's clock, nothing worse.
-    unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
+    set_wall_clock(go.unix_nanos);
     reseed(&go.entropy);
     forget_disk_caches();
     Ok(())
+}
+
+/// Sets the wall clock to the host's (a snapshot's is as old as the snapshot).
+pub fn set_wall_clock(unix_nanos: u128) {
+    let Ok(secs) = i64::try_from(unix_nanos / 1_000_000_000) else {
+        return;
+    };
+    let ts = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: (unix_nanos % 1_000_000_000) as i64,
+    };
+    // SAFETY: a valid timespec; failure leaves the snapshot's clock, nothing worse.
+    unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
 }
 
 /// Mixes the host's bytes into the pool and reseeds the CRNG now (RNDRESEEDCRNG), so that

@@ -17,6 +17,10 @@ pub enum HxError {
     NoSuchDomain(String),
     #[error("refused: {0}")]
     Refused(String),
+    #[error("container {0} has no checkpoint {1}")]
+    NoSuchCheckpoint(String, String),
+    #[error("container {0} already has a checkpoint {1}")]
+    CheckpointExists(String, String),
 }
 
 impl HxError {
@@ -28,6 +32,8 @@ impl HxError {
             HxError::NoSuchDomain(_) => 1,
             HxError::NotDom0(_) => 3,
             HxError::Refused(_) => 5,
+            HxError::NoSuchCheckpoint(..) => 6,
+            HxError::CheckpointExists(..) => 7,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod output;
 pub mod assets;
 pub mod attach_channel;
 pub mod backend;
+pub mod checkpoint;
 pub mod container;
 mod error;
 pub mod exec_channel;

@@ -14,6 +14,7 @@
 //! any error or drop, or by the next reconcile once the owner lock is free.
 use crate::assets::GuestAssets;
 use crate::backend::{self, Backend, Disk, VmSpec};
+use crate::checkpoint::{self, Checkpoint};
 use crate::container::{self, Container, Owner, Status};
 use crate::network::{self, NetworkState};
 use crate::restart::Policy;
@@ -130,6 +131,9 @@ pub struct StartOptions {
     /// This start's `--network` instead of the request's: the OCI runtime's keeper decides
     /// it from the network namespace it finds at start (oci::netns).
     pub network: Option<String>,
+    /// `hx start --checkpoint NAME`: resume the VM saved in that checkpoint (its writable
+    /// layer too) instead of booting.
+    pub checkpoint: Option<String>,
 }
 
 /// The undo of partial creates: a stack of steps run in reverse order when it is dropped —
@@ -405,6 +409,30 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
         Status::Creating => return Err(crate::HxError::Creating(c.name.clone()).into()),
         Status::Starting => return Err(crate::HxError::Starting(c.name.clone()).into()),
     }
+    // Before anything changes: an unknown or unusable checkpoint starts nothing.
+    let restore = match &opts.checkpoint {
+        Some(name) => {
+            if !be.can_checkpoint() {
+                bail!(
+                    "container {}: the {} backend cannot start from a checkpoint",
+                    c.name,
+                    be.name()
+                );
+            }
+            let ck = checkpoint::open(root, &c, name)?;
+            if ck.meta.backend != c.backend {
+                bail!(
+                    "checkpoint {name} was made on the {} backend, container {} runs on {}",
+                    ck.meta.backend,
+                    c.name,
+                    c.backend
+                );
+            }
+            ck.check_boot_files()?;
+            Some(ck)
+        }
+        None => None,
+    };
     let owner = Owner::acquire(root, &c.id)
         .map_err(|_| anyhow::anyhow!("container {} is being started by another hx", c.name))?;
     // A -i container's stdin is held by its log relay whether or not this start attaches
@@ -429,7 +457,11 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
     c.network = provisional_network(&network::Mode::parse(req.network.as_deref())?, &c.id);
     container::save(root, &c)?;
     let keep = Keep {
-        ip: previous_net.as_ref().and_then(|n| n.ip),
+        // A restored guest has its address configured already.
+        ip: match &restore {
+            Some(ck) => ck.meta.ip,
+            None => previous_net.as_ref().and_then(|n| n.ip),
+        },
         ports: previous_net
             .as_ref()
             .map(|n| n.ports.clone())
@@ -466,6 +498,7 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
         &existing,
         be.as_ref(),
         &keep,
+        restore.as_ref(),
     )?;
     undo.commit();
     let container = made.into_inner();
@@ -613,6 +646,7 @@ fn launch(
         existing,
         be,
         &Keep::default(),
+        None,
     )
 }
 
@@ -631,6 +665,7 @@ fn launch_keeping(
     existing: &[Container],
     be: &dyn Backend,
     keep: &Keep,
+    restore: Option<&Checkpoint>,
 ) -> anyhow::Result<()> {
     let id = made.borrow().id.clone();
     let dir = container::dir(root, &id);
@@ -693,6 +728,15 @@ fn launch_keeping(
     // The undo takes the store lock itself.
     drop(lock);
     let net = net?;
+    if let Some(ck) = restore {
+        if net.state.ip != ck.meta.ip {
+            bail!(
+                "checkpoint {}: the container's address {} is taken (by another container)",
+                ck.meta.name,
+                ck.meta.ip.map_or("(none)".into(), |ip| ip.to_string())
+            );
+        }
+    }
 
     // Without the store lock: volumes (mkfs), binds, disks and the VM.
     let first_volume_disk = if req.upper_size.is_some() { 3 } else { 2 };
@@ -712,9 +756,22 @@ fn launch_keeping(
     sort_mounts(&mut spec.mounts);
     std::fs::write(dir.join("config.img"), spec.to_config_disk())?;
     std::fs::write(dir.join("spec.json"), serde_json::to_vec_pretty(&spec)?)?;
+    // What the VM boots from; a restore's are the checkpoint's (checked unchanged).
+    let boot = match restore {
+        Some(ck) => ck.meta.boot.clone(),
+        None => checkpoint::BootFiles {
+            kernel: launch.assets.kernel.clone(),
+            initramfs: launch.assets.initramfs.clone(),
+            rootfs: launch.rootfs.clone(),
+        },
+    };
+    hx_images::store::write_atomic(
+        &dir.join(checkpoint::BOOT_FILE),
+        &serde_json::to_vec(&boot)?,
+    )?;
     let mut disks = vec![
         Disk {
-            path: launch.rootfs.clone(),
+            path: boot.rootfs.clone(),
             readonly: true,
             durable: false,
         },
@@ -726,7 +783,11 @@ fn launch_keeping(
     ];
     if let Some(size) = req.upper_size {
         let upper = dir.join(LAYER_FILE);
-        if upper.exists() {
+        if let Some(ck) = restore {
+            // The layer as the saved memory knows it (never e2fsck'ed: it is mounted there).
+            ck.restore_layer(&upper)?;
+        } else if upper.exists() {
+            checkpoint::forget_partial_restore(&dir);
             check_layer(&upper, &made.borrow().name)?;
         } else {
             hx_images::rootfs::make_ext4(None, &upper, size)?;
@@ -751,11 +812,11 @@ fn launch_keeping(
             id: &c.id,
             name: &c.name,
             dir: &dir,
-            kernel: &launch.assets.kernel,
-            initramfs: &launch.assets.initramfs,
+            kernel: &boot.kernel,
+            initramfs: &boot.initramfs,
             disks,
-            memory_mb: req.memory_mb,
-            cpus: req.cpus,
+            memory_mb: restore.map_or(req.memory_mb, |ck| ck.meta.memory_mb),
+            cpus: restore.map_or(req.cpus, |ck| ck.meta.cpus),
             nic: net.nic,
             shares: plan.shares,
             xen_type: launch.xen_type,
@@ -763,6 +824,7 @@ fn launch_keeping(
             stdin: req.stdin && be.stdin_over_socket(),
             hotplug_bus: req.pod_infra,
             on_spawn: &record,
+            restore: restore.map(|ck| ck.dir.as_path()),
         };
         be.start(&vm)?
     };

@@ -83,7 +83,7 @@ pub fn kill_vm(root: &Path, c: &Container) -> anyhow::Result<()> {
 }
 
 /// Appends SIGKILL's status for a guest that was killed without reporting one.
-fn record_killed(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn record_killed(dir: &Path) -> std::io::Result<()> {
     use std::io::Write;
     std::fs::OpenOptions::new()
         .append(true)

@@ -38,7 +38,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         if !wanted {
             continue;
         }
-        match super::start::start_detached(g, &c.id).await {
+        match super::start::start_detached(g, &c.id, Default::default()).await {
             Ok(()) => outln!("{}", c.name),
             Err(e) => {
                 errln!("hx: {}: {}", c.name, super::one_line(&e));

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod autostart;
 pub mod block;
 pub mod candidates;
+pub mod checkpoint;
 pub mod commit;
 pub mod completion;
 pub mod console;
@@ -143,6 +144,9 @@ pub enum Command {
     /// Manage pods: containers sharing one VM (create, start, stop, rm, ps, inspect)
     #[command(subcommand)]
     Pod(pod::Command),
+    /// Save running containers' VMs and resume them later (create, ls, rm)
+    #[command(subcommand)]
+    Checkpoint(checkpoint::Command),
     /// hx's own state: warm-start templates (template ls, rm, prune)
     #[command(subcommand)]
     System(system::Command),
@@ -332,6 +336,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Port(a) => port::run(g, a).await,
         Command::Volume(c) => volume::run(g, c).await,
         Command::Pod(c) => pod::run(g, c).await,
+        Command::Checkpoint(c) => checkpoint::run(g, c).await,
         Command::System(c) => system::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,

@@ -18,6 +18,9 @@ pub struct Args {
     /// Override the key sequence for detaching from a -t container (default ctrl-p,ctrl-q)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
+    /// Resume the container from this checkpoint (hx checkpoint create)
+    #[arg(long, value_name = "NAME")]
+    pub checkpoint: Option<String>,
     /// Container names or ids
     #[arg(required = true)]
     #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
@@ -28,17 +31,32 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
     if (args.attach || args.interactive) && args.containers.len() > 1 {
         anyhow::bail!("you cannot start and attach multiple containers at once");
     }
+    if args.checkpoint.is_some() && args.containers.len() > 1 {
+        anyhow::bail!("--checkpoint starts one container");
+    }
+    let opts = StartOptions {
+        checkpoint: args.checkpoint.clone(),
+        ..StartOptions::default()
+    };
     if args.attach || args.interactive {
         let keys = super::attach::detach_keys(args.detach_keys.as_deref())?;
-        return start_attached(g, &args.containers[0], args.interactive, keys).await;
+        return start_attached(g, &args.containers[0], args.interactive, keys, opts).await;
     }
-    Ok(super::each_name(&args.containers, |name| start_detached(g, name)).await)
+    Ok(super::each_name(&args.containers, |name| {
+        start_detached(g, name, opts.clone())
+    })
+    .await)
 }
 
 /// Starts one container and leaves it running (also `hx restart`).
-pub async fn start_detached(g: &super::Globals, name: &str) -> anyhow::Result<()> {
+pub async fn start_detached(
+    g: &super::Globals,
+    name: &str,
+    opts: StartOptions,
+) -> anyhow::Result<()> {
     let c = container::find(&g.root, name)?;
-    if c.status == hx_engine::container::Status::Running
+    if opts.checkpoint.is_none()
+        && c.status == hx_engine::container::Status::Running
         && hx_engine::backend::for_container(&c, &g.root)?.is_running(&c)
     {
         // docker: starting a running container does nothing, successfully.
@@ -47,8 +65,7 @@ pub async fn start_detached(g: &super::Globals, name: &str) -> anyhow::Result<()
     let root = g.root.clone();
     let key = name.to_string();
     let started =
-        tokio::task::spawn_blocking(move || lifecycle::start(&root, &key, StartOptions::default()))
-            .await??;
+        tokio::task::spawn_blocking(move || lifecycle::start(&root, &key, opts)).await??;
     lifecycle::confirm(&g.root, &started.container, started.owner).await?;
     hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
     Ok(())
@@ -59,6 +76,7 @@ async fn start_attached(
     name: &str,
     stdin: bool,
     detach_keys: Vec<u8>,
+    opts: StartOptions,
 ) -> anyhow::Result<i32> {
     let c = container::find(&g.root, name)?;
     let spec_tty = lifecycle::request_of(&g.root, &c)?.tty.is_some();
@@ -72,8 +90,7 @@ async fn start_attached(
     let root = g.root.clone();
     let key = c.id.clone();
     let started =
-        tokio::task::spawn_blocking(move || lifecycle::start(&root, &key, StartOptions::default()))
-            .await??;
+        tokio::task::spawn_blocking(move || lifecycle::start(&root, &key, opts)).await??;
     hx_engine::restart::ensure_supervisor(&g.root, &started.container)?;
     // What this start gave the workload: stdin only to a container created with -i.
     let spec = read_spec(&dir);

@@ -2,6 +2,7 @@
 //! else (images, spec, config disk, channels, state) is shared.
 pub mod pod;
 pub mod qemu;
+pub mod qemu_checkpoint;
 pub mod qmp;
 pub mod warm;
 pub mod xen;
@@ -66,6 +67,9 @@ pub struct VmSpec<'a> {
     /// Records the VM's host process in the container's state; `spawn_recorded` calls it
     /// before that process may run.
     pub on_spawn: OnSpawn<'a>,
+    /// A checkpoint's directory (`Backend::checkpoint`'s `into`): `start` loads the VM saved
+    /// there and resumes it instead of booting, with this spec's devices (the same shape).
+    pub restore: Option<&'a Path>,
 }
 
 /// See `VmSpec::on_spawn`.
@@ -120,6 +124,23 @@ pub trait Backend {
     }
     fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
         anyhow::bail!("container {}: this backend cannot unpause", c.name)
+    }
+    /// Whether `checkpoint` can save a running VM and `start` resume one (`VmSpec::restore`).
+    fn can_checkpoint(&self) -> bool {
+        false
+    }
+    /// Saves the running VM — its devices' state and all of its memory — into the new
+    /// directory `into`: pauses it, runs `while_paused` (the caller copies the disks that
+    /// memory belongs to), writes the state. Leaves the VM paused, on success or not:
+    /// `unpause` resumes it, `kill` ends it.
+    fn checkpoint(
+        &self,
+        c: &Container,
+        _dir: &Path,
+        _into: &Path,
+        _while_paused: &mut dyn FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("container {}: this backend cannot checkpoint", c.name)
     }
     /// What renaming a running container means to its VM (`hx rename`). Nothing by default:
     /// the container's record holds its name.

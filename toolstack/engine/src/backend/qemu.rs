@@ -219,25 +219,39 @@ impl Qemu {
         // A template's RAM is a file it writes through a shared mapping; a restore maps that
         // file copy-on-write (read-only file, private writable mapping): every guest restored
         // from one template shares the pages none of them has written (warm.rs).
+        let file_ram = |options: String| {
+            format!(
+                "memory-backend-file,id={},size={}M,{options}",
+                super::warm::RAM_ID,
+                spec.memory_mb
+            )
+        };
         let ram = match boot {
-            Boot::Cold => None,
-            Boot::Template { dir, .. } => Some(format!(
+            Boot::Cold
+            | Boot::Checkpoint {
+                warm_ram: false, ..
+            } => None,
+            Boot::Template { dir, .. } => Some(file_ram(format!(
                 "mem-path={},share=on",
                 qemu_path(&super::warm::ram_file(dir))
-            )),
-            Boot::Restore { state } => Some(format!(
+            ))),
+            Boot::Restore { state } => Some(file_ram(format!(
                 "mem-path={},share=off,readonly=on,rom=off",
                 qemu_path(&super::warm::ram_file(
                     state.parent().unwrap_or(Path::new("/"))
                 ))
+            ))),
+            // The checkpoint's stream holds all of the RAM: a block of the same name, anonymous.
+            Boot::Checkpoint { warm_ram: true, .. } => Some(format!(
+                "memory-backend-ram,id={},size={}M",
+                super::warm::RAM_ID,
+                spec.memory_mb
             )),
         };
         if let Some(ram) = ram {
-            cmd.arg("-object").arg(format!(
-                "memory-backend-file,id=hx-ram,size={}M,{ram}",
-                spec.memory_mb
-            ));
-            cmd.args(["-machine", "memory-backend=hx-ram"]);
+            cmd.arg("-object").arg(ram);
+            cmd.arg("-machine")
+                .arg(format!("memory-backend={}", super::warm::RAM_ID));
         }
         cmd.arg("-smp").arg(spec.cpus.to_string());
         cmd.args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
@@ -246,7 +260,10 @@ impl Qemu {
             .arg("-initrd")
             .arg(spec.initramfs);
         let mut append = String::from("console=ttyS0 quiet panic=-1 hx.backend=qemu");
-        if !matches!(boot, Boot::Cold) {
+        if matches!(
+            boot,
+            Boot::Template { .. } | Boot::Restore { .. } | Boot::Checkpoint { warm_ram: true, .. }
+        ) {
             append.push(' ');
             append.push_str(pv_init::warm::CMDLINE_FLAG);
         }
@@ -369,8 +386,9 @@ impl Qemu {
                 share.tag
             ));
         }
-        // The stream is loaded once QMP has set x-ignore-shared (warm::resume).
-        if let Boot::Restore { .. } = boot {
+        // The stream is loaded over QMP: warm::resume (once x-ignore-shared is set),
+        // qemu_checkpoint::resume.
+        if let Boot::Restore { .. } | Boot::Checkpoint { .. } = boot {
             cmd.args(["-incoming", "defer"]);
         }
         cmd
@@ -392,6 +410,10 @@ pub enum Boot<'a> {
     /// A copy of a template's snapshot (`state`, and the `ram` beside it mapped
     /// copy-on-write), with the container's own disks, NIC, shares and channels.
     Restore { state: &'a Path },
+    /// A container's own VM saved by `hx checkpoint create` (qemu_checkpoint.rs): the
+    /// stream `state` holds its devices and all of its RAM; `warm_ram`: the VM was itself a
+    /// warm restore, whose RAM block has warm start's name and kernel command line.
+    Checkpoint { state: &'a Path, warm_ram: bool },
 }
 
 /// The host's TSC rate from /proc/cpuinfo.
@@ -452,16 +474,27 @@ impl Backend for Qemu {
 
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
         let accel = self.accel(spec.kernel);
-        let template = if super::warm::fits(spec) && super::warm::enabled(&self.root) {
+        let saved = spec
+            .restore
+            .map(super::qemu_checkpoint::Saved::read)
+            .transpose()?;
+        let template = if saved.is_some() {
+            None
+        } else if super::warm::fits(spec) && super::warm::enabled(&self.root) {
             super::warm::ensure(self, &self.root, spec, accel)
                 .map_err(|e| tracing::info!("warm start unavailable, booting cold: {e:#}"))
                 .ok()
         } else {
             None
         };
-        let boot = match &template {
-            Some(state) => Boot::Restore { state },
-            None => Boot::Cold,
+        let checkpoint_state = spec.restore.map(super::qemu_checkpoint::state_file);
+        let boot = match (&template, &saved, &checkpoint_state) {
+            (Some(state), _, _) => Boot::Restore { state },
+            (None, Some(saved), Some(state)) => Boot::Checkpoint {
+                state,
+                warm_ram: saved.warm_ram(),
+            },
+            _ => Boot::Cold,
         };
         mkfifo(&spec.dir.join("control.in"))?;
         mkfifo(&spec.dir.join("control.out"))?;
@@ -532,8 +565,13 @@ impl Backend for Qemu {
                 log.lines().last().unwrap_or("no output")
             );
         }
-        if let Boot::Restore { state } = &boot {
-            super::warm::resume(spec.dir, state)?;
+        match &boot {
+            Boot::Restore { state } => super::warm::resume(spec.dir, state)?,
+            Boot::Checkpoint { state, .. } => {
+                let saved = saved.as_ref().expect("a checkpoint boot has its record");
+                super::qemu_checkpoint::resume(spec.dir, state, saved)?
+            }
+            _ => {}
         }
         // A QEMU that rejects its options dies within milliseconds: `hx run -d` checks for
         // that (run.rs), an attached run reports it as the VM's outcome.
@@ -587,6 +625,23 @@ impl Backend for Qemu {
 
     fn can_pause(&self) -> bool {
         true
+    }
+
+    fn can_checkpoint(&self) -> bool {
+        true
+    }
+
+    fn checkpoint(
+        &self,
+        c: &Container,
+        dir: &Path,
+        into: &Path,
+        while_paused: &mut dyn FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        if !c.vm_alive() {
+            bail!("container {} is not running", c.name);
+        }
+        super::qemu_checkpoint::save(dir, into, while_paused)
     }
 
     fn exec_socket(&self, dir: &Path) -> Option<PathBuf> {

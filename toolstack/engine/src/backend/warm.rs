@@ -57,13 +57,24 @@ pub fn ram_file(template: &Path) -> PathBuf {
     template.join("ram")
 }
 
-const IGNORE_SHARED: &str = "x-ignore-shared";
+/// The id of a warm guest's RAM backend (and so of its RAM block in a migration stream).
+pub const RAM_ID: &str = "hx-ram";
+
+pub(super) const IGNORE_SHARED: &str = "x-ignore-shared";
 
 fn set_capability(q: &mut qmp::Qmp, capability: &str) -> anyhow::Result<()> {
+    set_capability_to(q, capability, true)
+}
+
+pub(super) fn set_capability_to(
+    q: &mut qmp::Qmp,
+    capability: &str,
+    state: bool,
+) -> anyhow::Result<()> {
     q.execute_with(
         "migrate-set-capabilities",
         Some(serde_json::json!({
-            "capabilities": [{ "capability": capability, "state": true }]
+            "capabilities": [{ "capability": capability, "state": state }]
         })),
     )
     .map(drop)

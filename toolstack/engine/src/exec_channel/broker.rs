@@ -106,11 +106,16 @@ fn serve_guest(guest: &mut UnixStream, shared: &Shared) -> String {
             shared.guest_changed.notify_all();
             continue;
         }
+        if !greeted {
+            // What a guest restored from a checkpoint still sent for the old host end before
+            // it heard of this one (pv-init greets again on the `resumed` line): nobody's.
+            continue;
+        }
         let allowed = matches!(
             f.kind,
             Kind::Started | Kind::Stdout | Kind::Stderr | Kind::Exit | Kind::Credit | Kind::Answer
         );
-        if !greeted || !allowed {
+        if !allowed {
             return format!(
                 "the guest sent a {:?} frame the channel does not allow",
                 f.kind
@@ -246,5 +251,49 @@ fn from_client(conn: UnixStream, shared: &Shared, to_guest: &Mutex<UnixStream>) 
     // The client went away: the guest stops sending it output (its process runs on).
     if lock(&shared.clients).remove(&stream).is_some() {
         let _ = to_guest_frame(Frame::new(Kind::Close, stream, Vec::new()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A guest restored from a checkpoint may still send frames of its old host end before it
+    /// greets the new broker: they are dropped, and the channel works once it has greeted.
+    #[test]
+    fn frames_before_the_guests_hello_are_dropped_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let (broker_end, mut guest) = UnixStream::pair().unwrap();
+        guest
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        serve(std::os::fd::OwnedFd::from(broker_end), d.path()).unwrap();
+        Frame::new(Kind::Stdout, 3, b"old session".to_vec())
+            .write_to(&mut guest)
+            .unwrap();
+        Frame::new(Kind::Exit, 1, b"x".to_vec())
+            .write_to(&mut guest)
+            .unwrap();
+        Frame::hello().write_to(&mut guest).unwrap();
+
+        let mut client = UnixStream::connect(d.path().join(SOCKET)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Frame::hello().write_to(&mut client).unwrap();
+        let hello = Frame::read_from(&mut client).unwrap().unwrap();
+        assert_eq!(hello.kind, Kind::Hello);
+        Frame::new(Kind::Query, CLIENT_STREAM, b"{}".to_vec())
+            .write_to(&mut client)
+            .unwrap();
+        // The guest gets the client's frame: the broker took the guest as listening.
+        let f = Frame::read_from(&mut guest).unwrap().unwrap();
+        assert_eq!(f.kind, Kind::Query);
+        Frame::new(Kind::Answer, f.stream, b"{}".to_vec())
+            .write_to(&mut guest)
+            .unwrap();
+        let answer = Frame::read_from(&mut client).unwrap().unwrap();
+        assert_eq!((answer.kind, answer.stream), (Kind::Answer, CLIENT_STREAM));
     }
 }

@@ -432,6 +432,12 @@ impl Backend for Xen {
 
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
         require_dom0()?;
+        if spec.restore.is_some() {
+            bail!(
+                "container {}: this backend cannot start from a checkpoint",
+                spec.name
+            );
+        }
         if !spec.shares.is_empty() && !has_9pfs_backend() {
             bail!("read-write host directories on Xen need QEMU in dom0 as the 9pfs backend: install qemu-system-xen (or add :ro for a copy taken at start)");
         }
@@ -720,6 +726,7 @@ mod tests {
             stdin: false,
             hotplug_bus: false,
             on_spawn: &on_spawn,
+            restore: None,
         };
         let xen = Xen::new(dir.path()).unwrap();
         let e = xen

@@ -17,6 +17,11 @@ pub enum HxError {
     NoSuchDomain(String),
     #[error("refused: {0}")]
     Refused(String),
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
+    /// A user network request docker refuses with exit code 1 (the message is docker's).
+    #[error("{0}")]
+    Network(String),
 }
 
 impl HxError {
@@ -28,6 +33,7 @@ impl HxError {
             HxError::NoSuchDomain(_) => 1,
             HxError::NotDom0(_) => 3,
             HxError::Refused(_) => 5,
+            HxError::NetworkNotFound(_) | HxError::Network(_) => 1,
         }
     }
 }

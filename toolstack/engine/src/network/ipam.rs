@@ -187,6 +187,42 @@ impl Pools {
         })
     }
 
+    /// `--ip`: exactly `ip` for `owner`, or an error when another container holds it.
+    pub fn allocate_fixed(
+        &self,
+        owner: &Owner,
+        bridge: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<OwnedFd> {
+        if !hosts(gateway, prefix).any(|h| h == ip) {
+            bail!("invalid --ip {ip}: not a container address of {gateway}/{prefix}");
+        }
+        self.with_pool(bridge, |dir, pool| {
+            sweep(dir, pool);
+            if pool.leases.get(&ip).is_some_and(|l| l.owner != *owner) {
+                return Err(
+                    crate::HxError::Network(format!("Address already in use: {ip}")).into(),
+                );
+            }
+            drop_where(dir, pool, |other, l| l.owner == *owner && other != ip);
+            let Some(fd) = lock_lease(dir, ip)? else {
+                return Err(
+                    crate::HxError::Network(format!("Address already in use: {ip}")).into(),
+                );
+            };
+            pool.leases.insert(
+                ip,
+                Lease {
+                    owner: owner.clone(),
+                    pinned: false,
+                },
+            );
+            Ok(fd)
+        })
+    }
+
     /// Frees the owner's address on the bridge (its VM is gone).
     pub fn release(&self, owner: &Owner, bridge: &str) -> anyhow::Result<()> {
         if !self.bridge_dir(bridge)?.is_dir() {
@@ -281,6 +317,21 @@ impl Pools {
             );
         }
         out
+    }
+
+    /// Whether the lease file of `ip` on `bridge` is held (its VM runs, or its hx run is
+    /// starting it).
+    pub fn is_held(&self, bridge: &str, ip: Ipv4Addr) -> bool {
+        self.bridge_dir(bridge)
+            .map(|d| held(&d, ip))
+            .unwrap_or(false)
+    }
+
+    /// Drops a removed bridge's pool (user networks: `hx network rm`, no container on it).
+    pub fn forget(&self, bridge: &str) {
+        if let Ok(d) = self.bridge_dir(bridge) {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 
     fn bridges(&self) -> Vec<String> {

@@ -475,6 +475,34 @@ pub fn request_of(root: &Path, c: &Container) -> anyhow::Result<CreateRequest> {
         })
 }
 
+/// Changes the network request of a container that does not run (`hx network connect` and
+/// `disconnect`: a container has one NIC, chosen at start), under the store lock; `change`
+/// decides and may refuse. The next `hx start` uses the new request.
+pub fn change_network(
+    root: &Path,
+    key: &str,
+    change: impl FnOnce(&Container, &mut CreateRequest) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _lock = Store::open(root)?.lock()?;
+    runtime::reconcile(root)?;
+    let c = container::find(root, key)?;
+    match c.status {
+        Status::Created | Status::Exited => {}
+        Status::Running | Status::Starting | Status::Creating => {
+            return Err(crate::HxError::Network(format!(
+                "container {} is running: an hx container's network is chosen when it starts (stop it, connect, start it again)",
+                c.name
+            ))
+            .into())
+        }
+    }
+    let mut req = request_of(root, &c)?;
+    change(&c, &mut req)?;
+    let b = serde_json::to_vec_pretty(&req)?;
+    hx_images::store::write_atomic(&container::dir(root, &c.id).join(REQUEST_FILE), &b)?;
+    Ok(())
+}
+
 /// What a started-again container keeps when it is free: its address and host ports.
 #[derive(Default)]
 struct Keep {

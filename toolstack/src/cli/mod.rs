@@ -63,6 +63,7 @@ pub mod tag;
 pub mod top;
 pub mod unpause;
 pub mod uptime;
+pub mod user_network;
 pub mod vcpu_list;
 pub mod vcpu_pin;
 pub mod vcpu_set;
@@ -139,6 +140,9 @@ pub enum Command {
     /// Manage volumes (create, ls, rm, inspect, prune)
     #[command(subcommand)]
     Volume(volume::Command),
+    /// Manage user networks (create, ls, rm, inspect, connect, disconnect)
+    #[command(subcommand)]
+    Network(user_network::Command),
     /// hx's own state: warm-start templates (template ls, rm, prune)
     #[command(subcommand)]
     System(system::Command),
@@ -238,6 +242,9 @@ pub enum Command {
     /// Internal: restarts one container by its restart policy
     #[command(name = "__supervise", hide = true)]
     Supervise(hidden::SuperviseArgs),
+    /// Internal: answers names on one user network (network/resolver.rs)
+    #[command(name = "__net-dns", hide = true)]
+    NetDns(hidden::NetDnsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -324,6 +331,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Inspect(a) => inspect::run(g, a).await,
         Command::Port(a) => port::run(g, a).await,
         Command::Volume(c) => volume::run(g, c).await,
+        Command::Network(c) => user_network::run(g, c).await,
         Command::System(c) => system::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,
@@ -373,6 +381,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,
         Command::Supervise(a) => hidden::supervise(g, a).await,
+        Command::NetDns(a) => hidden::net_dns(g, a).await,
     }
 }
 

@@ -398,6 +398,13 @@ pub fn endpoints(root: &Path, net_id: &str) -> Vec<Endpoint> {
         .collect()
 }
 
+/// A stable id for a predefined network (`bridge`, `none`) of the store, as docker lists them.
+pub fn predefined_id(root: &Path, name: &str) -> String {
+    use sha2::Digest;
+    let key = format!("hx-predefined:{}:{name}", super::store_key(root));
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
 /// `--network-alias`: a DNS name (labels of letters, digits, `-` and `_`, dots between).
 pub fn valid_alias(a: &str) -> bool {
     !a.is_empty()

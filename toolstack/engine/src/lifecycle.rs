@@ -694,6 +694,11 @@ fn launch_keeping(
             r
         })
         .collect();
+    let on_network = network::OnNetwork {
+        name: made.borrow().name.clone(),
+        ip: req.ip,
+        aliases: req.network_aliases.clone(),
+    };
     let net = network::setup(
         root,
         &id,
@@ -701,11 +706,7 @@ fn launch_keeping(
         &port_requests,
         &ports_taken,
         keep.ip,
-        &network::OnNetwork {
-            name: made.borrow().name.clone(),
-            ip: req.ip,
-            aliases: req.network_aliases.clone(),
-        },
+        &on_network,
     )
     .and_then(|net| {
         made.borrow_mut().network = Some(net.state.clone());

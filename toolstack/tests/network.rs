@@ -857,3 +857,223 @@ fn two_stores_on_one_bridge_share_one_address_pool() {
     assert_nothing_left(&a, &lab, 80);
     assert_eq!(lab.leases(&b), Vec::new());
 }
+
+/// The processes serving user networks' names for `hx`'s store.
+fn resolvers(hx: &Hx) -> Vec<String> {
+    let root = hx.root().to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" __net-dns ") && c.contains(&root))
+        .collect()
+}
+
+#[test]
+fn user_networks_resolve_names_inside_and_isolate_between() {
+    let Some((hx, lab)) = lab() else { return };
+    let started = Instant::now();
+    let a = lab
+        .hx_ok(
+            &hx,
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.201.0.0/24",
+                "-l",
+                "team=x",
+                "neta",
+            ],
+        )
+        .stdout;
+    let a = a.trim().to_string();
+    assert!(
+        a.len() == 64 && a.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{a}"
+    );
+    let b = lab.hx_ok(&hx, &["network", "create", "netb"]).stdout;
+    let b = b.trim().to_string();
+    let r = lab.hx(&hx, &["network", "create", "neta"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (1, "hx: network with name neta already exists")
+    );
+    let r = lab.hx(
+        &hx,
+        &["network", "create", "--subnet", "10.201.0.1/24", "x"],
+    );
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "hx: invalid subnet 10.201.0.1/24: it should be 10.201.0.0/24"
+        )
+    );
+
+    // ls: docker's columns, the predefined networks first; -q, --filter, --format.
+    let id_of = |n: &str| {
+        lab.hx_ok(&hx, &["network", "inspect", "-f", "{{.Id}}", n])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let (bridge, none) = (id_of("bridge"), id_of("none"));
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "ls"]).stdout,
+        format!(
+            "NETWORK ID     NAME         DRIVER       SCOPE\n\
+             {}   bridge       bridge       local\n\
+             {}   none         null         local\n\
+             {}   neta         bridge       local\n\
+             {}   netb         bridge       local\n",
+            &bridge[..12],
+            &none[..12],
+            &a[..12],
+            &b[..12]
+        )
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "ls", "-q", "--filter", "name=neta"])
+            .stdout,
+        format!("{}\n", &a[..12])
+    );
+    assert_eq!(
+        lab.hx_ok(
+            &hx,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "label=team=x",
+                "--format",
+                "{{.Name}} {{.Driver}} {{.Labels}}"
+            ]
+        )
+        .stdout,
+        "neta bridge team=x\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["network", "inspect", "neta"]).stdout).unwrap();
+    let n = &inspect[0];
+    assert_eq!(
+        (
+            &n["Name"],
+            &n["Id"],
+            &n["Driver"],
+            &n["EnableIPv6"],
+            &n["Internal"]
+        ),
+        (
+            &serde_json::json!("neta"),
+            &serde_json::json!(a),
+            &serde_json::json!("bridge"),
+            &serde_json::json!(false),
+            &serde_json::json!(false)
+        )
+    );
+    assert_eq!(
+        n["IPAM"]["Config"],
+        serde_json::json!([{"Subnet": "10.201.0.0/24", "Gateway": "10.201.0.1"}])
+    );
+    assert_eq!(n["Labels"], serde_json::json!({"team": "x"}));
+    assert_eq!(n["Containers"], serde_json::json!({}));
+
+    // Two containers on neta find each other by name and alias; --ip is kept.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "neta",
+            "--ip",
+            "10.201.0.50",
+            "--network-alias",
+            "db",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("on-a"),
+        ],
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["inspect", "-f", "{{.NetworkSettings.Networks.neta.IPAddress}} {{.NetworkSettings.Networks.neta.Aliases}}", "srv"]).stdout,
+        "10.201.0.50 [db]\n"
+    );
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "neta",
+            "--ip",
+            "10.201.0.50",
+            BUSYBOX,
+            "true",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (125, "hx: Address already in use: 10.201.0.50")
+    );
+    let r = lab.hx(&hx, &["run", "--rm", "--network", "neta", "--name", "cli", BUSYBOX, "sh", "-c",
+        "ping -c 1 -W 5 srv >/dev/null && echo ping-name; ping -c 1 -W 5 db >/dev/null && echo ping-alias; \
+         for i in $(seq 1 30); do wget -q -O - http://srv/ && exit 0; sleep 0.5; done; exit 1"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "ping-name\nping-alias\non-a\n"),
+        "{}",
+        r.stderr
+    );
+    // From netb: neither its address nor its name.
+    let r = lab.hx(&hx, &["run", "--rm", "--network", "netb", BUSYBOX, "sh", "-c",
+        "ping -c 1 -W 2 10.201.0.50 >/dev/null && echo reached; wget -q -T 2 -O - http://10.201.0.50/ && echo fetched; \
+         nslookup srv >/dev/null 2>&1 && echo resolved; cat /etc/resolv.conf | grep nameserver"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("nameserver ") && !r.stdout.contains("10.201."),
+        "netb's container reached neta's: {}",
+        r.stdout
+    );
+
+    // rm: refused while srv runs on neta, and goes on with netb.
+    let r = lab.hx(&hx, &["network", "rm", "neta", "netb"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.trim()),
+        (
+            1,
+            "netb\n",
+            format!("hx: error while removing network: network neta id {a} has active endpoints")
+                .as_str()
+        )
+    );
+    let r = lab.hx(&hx, &["network", "rm", "bridge"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "hx: bridge is a pre-defined network and cannot be removed"
+        )
+    );
+    assert_eq!(resolvers(&hx).len(), 1, "one resolver for neta");
+    lab.hx_ok(&hx, &["rm", "-f", "srv"]);
+    assert_eq!(resolvers(&hx), Vec::<String>::new(), "resolver left");
+    assert_eq!(lab.hx_ok(&hx, &["network", "rm", "neta"]).stdout, "neta\n");
+    let r = lab.hx(&hx, &["network", "inspect", "neta"]);
+    assert_eq!((r.code, r.stderr.trim()), (1, "hx: network neta not found"));
+    let links = lab.in_host_run(&["ip", "-o", "link", "show"]).stdout;
+    assert!(!links.contains("hxn-"), "bridge left: {links}");
+    let rules = lab
+        .in_host_run(&["nft", "list", "table", "ip", "hx"])
+        .stdout;
+    assert!(!rules.contains("hxn-"), "rules left: {rules}");
+    assert_nothing_left(&hx, &lab, 80);
+    assert!(!hx.root().join("networks").read_dir().unwrap().any(|_| true));
+    eprintln!("user networks: {:?}", started.elapsed());
+}

@@ -258,10 +258,10 @@ pub(crate) mod tests {
     fn questions_are_read_and_answered() {
         let q = query(9, "Web.Net");
         let parsed = check_query(&q).unwrap();
-        let question = question(&parsed);
-        assert_eq!(question.name.as_deref(), Some("web.net"));
-        assert_eq!((question.qtype, question.is_in()), (TYPE_A, true));
-        let a = answer(
+        let read = super::question(&parsed);
+        assert_eq!(read.name.as_deref(), Some("web.net"));
+        assert_eq!((read.qtype, read.is_in()), (TYPE_A, true));
+        let a = super::answer(
             &parsed,
             flags(&q),
             NOERROR,
@@ -270,10 +270,10 @@ pub(crate) mod tests {
         assert_eq!(check_answer(&parsed, &a), Ok(()));
         assert_eq!(&a[a.len() - 4..], &[172, 18, 0, 2]);
         assert_eq!(a[3] & 0xf, NOERROR);
-        let nx = answer(&parsed, flags(&q), NXDOMAIN, &[]);
+        let nx = super::answer(&parsed, flags(&q), NXDOMAIN, &[]);
         assert_eq!((nx[3] & 0xf, nx[7]), (NXDOMAIN, 0));
         let odd = query(1, "a\x01b");
-        assert_eq!(question(&check_query(&odd).unwrap()).name, None);
+        assert_eq!(super::question(&check_query(&odd).unwrap()).name, None);
     }
 
     proptest! {
@@ -286,9 +286,9 @@ pub(crate) mod tests {
             // A header that passes, so the question's bytes are what varies.
             msg[2..12].copy_from_slice(&[0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
             if let Ok(q) = check_query(&msg) {
-                let _ = question(&q);
+                let _ = super::question(&q);
                 let ips: Vec<std::net::Ipv4Addr> = (0..n).map(|i| std::net::Ipv4Addr::new(10, 0, 0, i as u8)).collect();
-                let a = answer(&q, flags(&msg), rcode, &ips);
+                let a = super::answer(&q, flags(&msg), rcode, &ips);
                 prop_assert_eq!(check_answer(&q, &a), Ok(()));
                 prop_assert_eq!(u16_at(&a, 6) as usize, n);
                 prop_assert_eq!(a[3] & 0xf, rcode);

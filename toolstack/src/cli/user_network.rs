@@ -138,9 +138,13 @@ impl Shown {
         }
     }
 
-    /// Whether a running container `c` is on it.
+    /// Whether container `c` is on it: running, or being started by an hx.
     fn has(&self, c: &Container) -> bool {
-        let Some(n) = c.network.as_ref().filter(|_| c.status == Status::Running) else {
+        let active = matches!(
+            c.status,
+            Status::Running | Status::Starting | Status::Creating
+        );
+        let Some(n) = c.network.as_ref().filter(|_| active) else {
             return false;
         };
         match self {

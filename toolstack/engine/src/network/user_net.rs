@@ -181,6 +181,8 @@ pub fn list(root: &Path) -> Vec<UserNet> {
             match read_record(&e.path().join(RECORD)) {
                 Ok(n) if n.id == id => Some(n),
                 Ok(_) => None,
+                // Half made by a `create` that died (`sweep` removes it).
+                Err(_) if !e.path().join(RECORD).exists() => None,
                 Err(e) => {
                     tracing::warn!("{e:#}");
                     None
@@ -249,8 +251,23 @@ fn used_subnets(root: &Path) -> anyhow::Result<Vec<Subnet>> {
     Ok(used)
 }
 
+/// Removes what a `create` or `remove` killed halfway left (the caller holds the store lock):
+/// directories without a record, `.rm-*` ones.
+fn sweep(root: &Path) {
+    let Ok(rd) = std::fs::read_dir(networks_dir(root)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let half_removed = e.file_name().to_string_lossy().starts_with(".rm-");
+        if half_removed || !e.path().join(RECORD).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Makes network `name` (the caller holds the store lock): its record, its bridge and rules.
 pub fn create(root: &Path, name: &str, opts: &CreateOptions) -> anyhow::Result<UserNet> {
+    sweep(root);
     if !valid_name(name) {
         bail!(
             "invalid network name {name:?}: use letters, digits and _.- (a letter or digit first)"

@@ -1042,6 +1042,43 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         r.stdout
     );
 
+    // A VM killed with nobody running hx: netb's resolver ends by itself.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "tmp",
+            "--network",
+            "netb",
+            BUSYBOX,
+            "sleep",
+            "300",
+        ],
+    );
+    assert_eq!(
+        resolvers(&hx).len(),
+        2,
+        "a resolver for each network in use"
+    );
+    let pid: i32 = lab
+        .hx_ok(&hx, &["inspect", "-f", "{{.State.Pid}}", "tmp"])
+        .stdout
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resolvers(&hx).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "netb's resolver outlived its last VM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.hx_ok(&hx, &["rm", "tmp"]);
+
     // rm: refused while srv runs on neta, and goes on with netb.
     let r = lab.hx(&hx, &["network", "rm", "neta", "netb"]);
     assert_eq!(

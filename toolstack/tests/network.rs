@@ -1005,6 +1005,20 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         lab.hx_ok(&hx, &["inspect", "-f", "{{.NetworkSettings.Networks.neta.IPAddress}} {{.NetworkSettings.Networks.neta.Aliases}}", "srv"]).stdout,
         "10.201.0.50 [db]\n"
     );
+    assert_eq!(
+        lab.hx_ok(
+            &hx,
+            &[
+                "ps",
+                "--filter",
+                "network=neta",
+                "--format",
+                "{{.Names}} {{.Networks}}"
+            ]
+        )
+        .stdout,
+        "srv neta\n"
+    );
     let r = lab.hx(
         &hx,
         &[
@@ -1110,6 +1124,11 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         .in_host_run(&["nft", "list", "table", "ip", "hx"])
         .stdout;
     assert!(!rules.contains("hxn-"), "rules left: {rules}");
+    lab.hx_ok(&hx, &["network", "create", "netc"]);
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "prune", "-f"]).stdout,
+        "Deleted Networks:\nnetc\n"
+    );
     assert_nothing_left(&hx, &lab, 80);
     assert!(!hx.root().join("networks").read_dir().unwrap().any(|_| true));
     eprintln!("user networks: {:?}", started.elapsed());

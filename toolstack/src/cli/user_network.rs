@@ -24,6 +24,15 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Take a stopped or created container off a network (it starts without one)
     Disconnect(DisconnectArgs),
+    /// Remove every user network no running container is on
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Accepted for docker's command line (hx does not ask)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -290,6 +299,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
             Ok(super::each_name(&a.networks, |key| std::future::ready(remove(g, key))).await)
         }
         Command::Inspect(a) => inspect(g, a),
+        Command::Prune(_) => prune(g),
         Command::Connect(a) => {
             let net = user_net::find(&g.root, &a.network)?;
             for alias in &a.alias {
@@ -467,6 +477,28 @@ fn remove(g: &super::Globals, key: &str) -> anyhow::Result<()> {
             user_net::remove(&g.root, &net, &active)
         }
     }
+}
+
+/// docker's output: `Deleted Networks:` and the names, nothing when none went.
+fn prune(g: &super::Globals) -> anyhow::Result<i32> {
+    let containers = reconciled(g)?;
+    let _lock = Store::open(&g.root)?.lock()?;
+    let mut deleted = Vec::new();
+    for net in user_net::list(&g.root) {
+        let shown = Shown::User(net.clone());
+        if containers.iter().any(|c| shown.has(c)) {
+            continue;
+        }
+        user_net::remove(&g.root, &net, &[])?;
+        deleted.push(net.name);
+    }
+    if !deleted.is_empty() {
+        outln!("Deleted Networks:");
+        for n in deleted {
+            outln!("{n}");
+        }
+    }
+    Ok(0)
 }
 
 fn inspect(g: &super::Globals, a: InspectArgs) -> anyhow::Result<i32> {

@@ -319,12 +319,26 @@ impl Pools {
         out
     }
 
-    /// Whether the lease file of `ip` on `bridge` is held (its VM runs, or its hx run is
-    /// starting it).
-    pub fn is_held(&self, bridge: &str, ip: Ipv4Addr) -> bool {
-        self.bridge_dir(bridge)
-            .map(|d| held(&d, ip))
-            .unwrap_or(false)
+    /// Which of `ips` on `bridge` have their lease file held (a VM runs, or an hx run is
+    /// starting one). Probed under the pool's lock: a probe takes a free lease file's lock for
+    /// a moment, which must not make an allocation think the address is held.
+    pub fn held_of(&self, bridge: &str, ips: &[Ipv4Addr]) -> Vec<bool> {
+        let none = vec![false; ips.len()];
+        let Ok(dir) = self.bridge_dir(bridge) else {
+            return none;
+        };
+        // No pool (removed, or never made in this namespace): nothing is held.
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(LOCK))
+        else {
+            return none;
+        };
+        let Ok(_guard) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive) else {
+            return none;
+        };
+        ips.iter().map(|ip| held(&dir, *ip)).collect()
     }
 
     /// Drops a removed bridge's pool (user networks: `hx network rm`, no container on it).

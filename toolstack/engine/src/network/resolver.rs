@@ -145,13 +145,20 @@ pub fn stop_if_idle(root: &Path, net: &UserNet, leaving: &str) {
 
 /// The endpoints whose container's lease is held (its VM runs, or is being started).
 fn live_endpoints(root: &Path, net: &UserNet) -> Vec<user_net::Endpoint> {
+    live(net, user_net::endpoints(root, &net.id))
+}
+
+fn live(net: &UserNet, endpoints: Vec<user_net::Endpoint>) -> Vec<user_net::Endpoint> {
     let Ok(pools) = ipam::Pools::host() else {
         return vec![];
     };
-    let b = net.bridge();
-    user_net::endpoints(root, &net.id)
+    let ips: Vec<Ipv4Addr> = endpoints.iter().map(|e| e.ip).collect();
+    let held = pools.held_of(&net.bridge(), &ips);
+    endpoints
         .into_iter()
-        .filter(|e| pools.is_held(&b, e.ip))
+        .zip(held)
+        .filter(|(_, h)| *h)
+        .map(|(e, _)| e)
         .collect()
 }
 
@@ -232,14 +239,18 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
 
 /// A name of the network: its container's address.
 fn lookup(root: &Path, net: &UserNet, name: &str) -> Option<Ipv4Addr> {
-    live_endpoints(root, net)
+    let named: Vec<user_net::Endpoint> = user_net::endpoints(root, &net.id)
         .into_iter()
-        .find(|e| {
+        .filter(|e| {
             e.name.eq_ignore_ascii_case(name)
                 || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
                 || e.id.get(..12) == Some(name)
         })
-        .map(|e| e.ip)
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    live(net, named).first().map(|e| e.ip)
 }
 
 async fn serve_udp(

@@ -995,6 +995,8 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
             "10.201.0.50",
             "--network-alias",
             "db",
+            "-p",
+            "8080:80",
             BUSYBOX,
             "sh",
             "-c",
@@ -1018,6 +1020,11 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         )
         .stdout,
         "srv neta\n"
+    );
+    // Published ports work as on hx0.
+    assert_eq!(
+        lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(60)),
+        "on-a\n"
     );
     let r = lab.hx(
         &hx,
@@ -1129,7 +1136,7 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         lab.hx_ok(&hx, &["network", "prune", "-f"]).stdout,
         "Deleted Networks:\nnetc\n"
     );
-    assert_nothing_left(&hx, &lab, 80);
+    assert_nothing_left(&hx, &lab, 8080);
     assert!(!hx.root().join("networks").read_dir().unwrap().any(|_| true));
     eprintln!("user networks: {:?}", started.elapsed());
 }

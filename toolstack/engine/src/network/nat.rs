@@ -13,7 +13,7 @@
 //! every interface but `lo` before conntrack and NAT see them (what kube-proxy's fix does; the
 //! kernel treats them as martians anyway wherever route_localnet is off). Nothing legitimate
 //! carries them: the host's own connections to 127.0.0.1 never enter through prerouting.
-use super::{run_tool, Published};
+use super::{run_tool, Published, DEFAULT_BRIDGE};
 use anyhow::Context;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -147,7 +147,8 @@ pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Resul
 }
 
 /// A user network's isolation (user_net.rs), in a chain of its own that runs before `forward`:
-/// nothing is forwarded between its bridge and another of hx's bridges (hx0, other networks),
+/// nothing is forwarded between its bridge and another of hx's bridges (hx0, other networks'
+/// `hxn-…`),
 /// either way; an `--internal` network's bridge forwards nowhere else at all. Rules tagged
 /// `hx-net:<bridge>`.
 pub fn ensure_user_net(bridge: &str, subnet: &str, internal: bool) -> anyhow::Result<()> {
@@ -165,9 +166,13 @@ pub fn ensure_user_net(bridge: &str, subnet: &str, internal: bool) -> anyhow::Re
             format!("oifname \"{bridge}\" iifname != \"{bridge}\" drop"),
         ]
     } else {
+        // hx's bridges: hx0 and the user networks' `hxn-…` (uplinks and others' bridges are
+        // not hx's business).
         vec![
-            format!("iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"hx*\" drop"),
-            format!("oifname \"{bridge}\" iifname != \"{bridge}\" iifname \"hx*\" drop"),
+            format!("iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"hxn-*\" drop"),
+            format!("iifname \"{bridge}\" oifname \"{DEFAULT_BRIDGE}\" drop"),
+            format!("oifname \"{bridge}\" iifname != \"{bridge}\" iifname \"hxn-*\" drop"),
+            format!("oifname \"{bridge}\" iifname \"{DEFAULT_BRIDGE}\" drop"),
         ]
     };
     for r in rules {

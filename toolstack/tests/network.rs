@@ -1021,6 +1021,8 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         .stdout,
         "srv neta\n"
     );
+    // Renamed: the network's resolver answers for the new name.
+    lab.hx_ok(&hx, &["rename", "srv", "web"]);
     // Published ports work as on hx0.
     assert_eq!(
         lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(60)),
@@ -1044,18 +1046,19 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         (125, "hx: Address already in use: 10.201.0.50")
     );
     let r = lab.hx(&hx, &["run", "--rm", "--network", "neta", "--name", "cli", BUSYBOX, "sh", "-c",
-        "for n in srv db; do for i in $(seq 1 20); do ping -c 1 -W 1 $n >/dev/null && echo ping-$n && break; done; done; \
-         for i in $(seq 1 30); do wget -q -O - http://srv/ && exit 0; sleep 0.5; done; exit 1"]);
+        "nslookup srv >/dev/null 2>&1 || echo old-name-gone; \
+         for n in web db; do for i in $(seq 1 20); do ping -c 1 -W 1 $n >/dev/null && echo ping-$n && break; done; done; \
+         for i in $(seq 1 30); do wget -q -O - http://web/ && exit 0; sleep 0.5; done; exit 1"]);
     assert_eq!(
         (r.code, r.stdout.as_str()),
-        (0, "ping-srv\nping-db\non-a\n"),
+        (0, "old-name-gone\nping-web\nping-db\non-a\n"),
         "{}",
         r.stderr
     );
     // From netb: neither its address nor its name.
     let r = lab.hx(&hx, &["run", "--rm", "--network", "netb", BUSYBOX, "sh", "-c",
         "ping -c 1 -W 2 10.201.0.50 >/dev/null && echo reached; wget -q -T 2 -O - http://10.201.0.50/ && echo fetched; \
-         nslookup srv >/dev/null 2>&1 && echo resolved; cat /etc/resolv.conf | grep nameserver"]);
+         nslookup web >/dev/null 2>&1 && echo resolved; cat /etc/resolv.conf | grep nameserver"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.starts_with("nameserver ") && !r.stdout.contains("10.201."),
@@ -1100,7 +1103,7 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
     }
     lab.hx_ok(&hx, &["rm", "tmp"]);
 
-    // rm: refused while srv runs on neta, and goes on with netb.
+    // rm: refused while web runs on neta, and goes on with netb.
     let r = lab.hx(&hx, &["network", "rm", "neta", "netb"]);
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.trim()),
@@ -1120,7 +1123,7 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
         )
     );
     assert_eq!(resolvers(&hx).len(), 1, "one resolver for neta");
-    lab.hx_ok(&hx, &["rm", "-f", "srv"]);
+    lab.hx_ok(&hx, &["rm", "-f", "web"]);
     assert_eq!(resolvers(&hx), Vec::<String>::new(), "resolver left");
     assert_eq!(lab.hx_ok(&hx, &["network", "rm", "neta"]).stdout, "neta\n");
     let r = lab.hx(&hx, &["network", "inspect", "neta"]);

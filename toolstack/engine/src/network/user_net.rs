@@ -397,6 +397,20 @@ pub fn add_endpoint(root: &Path, net_id: &str, ep: &Endpoint) -> anyhow::Result<
     hx_images::store::write_atomic(&p, &serde_json::to_vec(ep)?).map_err(Into::into)
 }
 
+/// A renamed container's endpoint answers for its new name.
+pub fn rename_endpoint(root: &Path, net_id: &str, container: &str, name: &str) {
+    let mut found: Vec<Endpoint> = endpoints(root, net_id)
+        .into_iter()
+        .filter(|e| e.id == container)
+        .collect();
+    if let Some(mut ep) = found.pop() {
+        ep.name = name.to_string();
+        if let Err(e) = add_endpoint(root, net_id, &ep) {
+            tracing::warn!("renaming the endpoint of {container}: {e:#}");
+        }
+    }
+}
+
 pub fn remove_endpoint(root: &Path, net_id: &str, container: &str) {
     let _ = std::fs::remove_file(endpoints_dir(root, net_id).join(format!("{container}.json")));
 }

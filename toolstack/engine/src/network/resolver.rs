@@ -5,7 +5,7 @@
 //! an hx killed at any point leaves no resolver behind. hx has no daemon; this is the least
 //! that serves names while containers come and go.
 //!
-//! It listens on the network's gateway, port 53 (UDP), bound to the network's bridge
+//! It listens on the network's gateway, port 53 (UDP and TCP), bound to the network's bridge
 //! (SO_BINDTODEVICE: another network's containers cannot ask it), and answers from the
 //! network's endpoint files: a container's name, its `--network-alias`es and its short id give
 //! its address (A; other types of a known name: no records), anything else goes to the host's
@@ -22,7 +22,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 const LOCK: &str = "lock";
@@ -30,6 +31,9 @@ const RUNNING: &str = "resolver.lock";
 const PID: &str = "resolver.pid";
 const LOG: &str = "resolver.log";
 const MAX_IN_FLIGHT: usize = 64;
+const MAX_TCP: usize = 8;
+/// A TCP connection without a query for this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often it looks for containers, and for how many looks in a row none may run before it
 /// ends (a container's hx run holds its lease from before the resolver starts).
@@ -184,10 +188,16 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
     std::fs::write(dir.join(PID), format!("{} {}\n", me.pid, me.start))?;
     let sock = std::net::UdpSocket::bind((net.gateway, 53))
         .with_context(|| format!("binding {}:53", net.gateway))?;
-    bind_to_device(&sock, &net.bridge())
+    bind_to_device(sock.as_raw_fd(), &net.bridge())
         .context("binding the name server to the network's bridge")?;
     sock.set_nonblocking(true)?;
     let sock = Arc::new(UdpSocket::from_std(sock)?);
+    let tcp = std::net::TcpListener::bind((net.gateway, 53))
+        .with_context(|| format!("binding {}:53 (TCP)", net.gateway))?;
+    bind_to_device(tcp.as_raw_fd(), &net.bridge())
+        .context("binding the name server to the network's bridge")?;
+    tcp.set_nonblocking(true)?;
+    let tcp = TcpListener::from_std(tcp)?;
     let upstream: Vec<SocketAddr> = if net.internal {
         vec![]
     } else {
@@ -208,7 +218,14 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
         net.name,
         net.gateway
     );
-    let serving = tokio::spawn(serve_udp(root.to_path_buf(), net.clone(), sock, upstream));
+    let upstream = Arc::new(upstream);
+    let serving = tokio::spawn(serve_udp(
+        root.to_path_buf(),
+        net.clone(),
+        sock,
+        upstream.clone(),
+    ));
+    let serving_tcp = tokio::spawn(serve_tcp(root.to_path_buf(), net.clone(), tcp, upstream));
     let mut idle = 0;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -216,7 +233,7 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
             _ = tokio::time::sleep(IDLE_CHECK) => {}
             _ = term.recv() => break,
         }
-        if serving.is_finished() {
+        if serving.is_finished() || serving_tcp.is_finished() {
             break;
         }
         if live_endpoints(root, &net).is_empty() {
@@ -257,10 +274,9 @@ async fn serve_udp(
     root: std::path::PathBuf,
     net: UserNet,
     sock: Arc<UdpSocket>,
-    upstream: Vec<SocketAddr>,
+    upstream: Arc<Vec<SocketAddr>>,
 ) -> anyhow::Result<()> {
     let subnet = net.subnet()?;
-    let upstream = Arc::new(upstream);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; MAX_QUERY + 1];
     loop {
@@ -270,23 +286,10 @@ async fn serve_udp(
             continue;
         }
         let msg = &buf[..n];
-        let Ok(q) = check_query(msg) else { continue };
-        let question = dns_wire::question(&q);
-        let flags = dns_wire::flags(msg);
-        if let Some(name) = question.name.as_deref().filter(|_| question.is_in()) {
-            if let Some(ip) = lookup(&root, &net, name) {
-                let a = if question.qtype == dns_wire::TYPE_A {
-                    vec![ip]
-                } else {
-                    vec![]
-                };
-                let reply = dns_wire::answer(&q, flags, dns_wire::NOERROR, &a);
-                let _ = sock.send_to(&reply, from).await;
-                continue;
-            }
+        if check_query(msg).is_err() {
+            continue;
         }
-        if upstream.is_empty() {
-            let reply = dns_wire::answer(&q, flags, dns_wire::SERVFAIL, &[]);
+        if let Some(reply) = local_answer(&root, &net, msg, &upstream) {
             let _ = sock.send_to(&reply, from).await;
             continue;
         }
@@ -315,6 +318,117 @@ async fn serve_udp(
     }
 }
 
+/// hx's own answer to a checked query: a name of the network, or SERVFAIL when there is no
+/// server to forward to. None: forward it.
+fn local_answer(
+    root: &Path,
+    net: &UserNet,
+    msg: &[u8],
+    upstream: &[SocketAddr],
+) -> Option<Vec<u8>> {
+    let q = check_query(msg).ok()?;
+    let question = dns_wire::question(&q);
+    let flags = dns_wire::flags(msg);
+    if let Some(name) = question.name.as_deref().filter(|_| question.is_in()) {
+        if let Some(ip) = lookup(root, net, name) {
+            let a = if question.qtype == dns_wire::TYPE_A {
+                vec![ip]
+            } else {
+                vec![]
+            };
+            return Some(dns_wire::answer(&q, flags, dns_wire::NOERROR, &a));
+        }
+    }
+    upstream
+        .is_empty()
+        .then(|| dns_wire::answer(&q, flags, dns_wire::SERVFAIL, &[]))
+}
+
+/// DNS over TCP (RFC 1035 4.2.2: each message after its 2-byte length), for clients that
+/// retry there after a truncated UDP answer: at most `MAX_TCP` connections from the network's
+/// subnet, each closed after `TCP_IDLE` without a query; every query is checked and answered
+/// like a UDP one, forwarded ones over TCP.
+async fn serve_tcp(
+    root: std::path::PathBuf,
+    net: UserNet,
+    listener: TcpListener,
+    upstream: Arc<Vec<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let subnet = net.subnet()?;
+    let conns = Arc::new(Semaphore::new(MAX_TCP));
+    let (root, net) = (Arc::new(root), Arc::new(net));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let SocketAddr::V4(v4) = peer else { continue };
+        if !subnet.is_host(*v4.ip()) {
+            continue;
+        }
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (root, net, upstream) = (root.clone(), net.clone(), upstream.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp_session(&root, &net, stream, &upstream).await;
+        });
+    }
+}
+
+async fn tcp_session(
+    root: &Path,
+    net: &UserNet,
+    mut guest: TcpStream,
+    upstream: &[SocketAddr],
+) -> anyhow::Result<()> {
+    loop {
+        let Ok(len) = tokio::time::timeout(TCP_IDLE, guest.read_u16()).await else {
+            return Ok(());
+        };
+        let len = len? as usize;
+        if len > MAX_QUERY {
+            bail!("query of {len} bytes");
+        }
+        let mut query = vec![0u8; len];
+        tokio::time::timeout(UPSTREAM_TIMEOUT, guest.read_exact(&mut query)).await??;
+        let q = check_query(&query)?;
+        let reply = match local_answer(root, net, &query, upstream) {
+            Some(r) => r,
+            None => {
+                let mut reply = None;
+                for server in upstream {
+                    if let Ok(Ok(a)) =
+                        tokio::time::timeout(UPSTREAM_TIMEOUT, ask_tcp(*server, &query)).await
+                    {
+                        reply = Some(a);
+                        break;
+                    }
+                }
+                reply.unwrap_or_else(|| {
+                    dns_wire::answer(&q, dns_wire::flags(&query), dns_wire::SERVFAIL, &[])
+                })
+            }
+        };
+        guest.write_all(&(reply.len() as u16).to_be_bytes()).await?;
+        guest.write_all(&reply).await?;
+    }
+}
+
+/// One query to an upstream server over TCP; its answer, checked.
+async fn ask_tcp(server: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let q = check_query(query)?;
+    let mut up = TcpStream::connect(server).await?;
+    up.write_all(&(query.len() as u16).to_be_bytes()).await?;
+    up.write_all(query).await?;
+    let n = up.read_u16().await? as usize;
+    let mut answer = vec![0u8; n];
+    up.read_exact(&mut answer).await?;
+    check_answer(&q, &answer)?;
+    Ok(answer)
+}
+
 /// One query to an upstream server; the first datagram that answers it.
 async fn ask(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
     let q = check_query(query).ok()?;
@@ -332,11 +446,11 @@ async fn ask(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// SO_BINDTODEVICE: only datagrams that arrive on `ifname` reach the socket.
-fn bind_to_device(sock: &std::net::UdpSocket, ifname: &str) -> std::io::Result<()> {
+fn bind_to_device(sock: std::os::fd::RawFd, ifname: &str) -> std::io::Result<()> {
     // SAFETY: a valid socket and a buffer of the given length.
     let r = unsafe {
         libc::setsockopt(
-            sock.as_raw_fd(),
+            sock,
             libc::SOL_SOCKET,
             libc::SO_BINDTODEVICE,
             ifname.as_ptr().cast(),

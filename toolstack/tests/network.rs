@@ -858,6 +858,34 @@ fn two_stores_on_one_bridge_share_one_address_pool() {
     assert_eq!(lab.leases(&b), Vec::new());
 }
 
+/// Asks server argv[1] for name argv[2]: A and AAAA over UDP, A over TCP; prints
+/// `PROTO TYPE RCODE ADDRESS|-` per answer.
+const DNS_QUERIES: &str = r#"
+import socket, struct, sys
+def query(name, qtype):
+    m = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        m += bytes([len(label)]) + label.encode()
+    return m + b"\0" + struct.pack(">HH", qtype, 1)
+def show(proto, kind, a):
+    count = struct.unpack(">H", a[6:8])[0]
+    print(proto, kind, a[3] & 15, ".".join(map(str, a[-4:])) if count else "-")
+server, name = sys.argv[1], sys.argv[2]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+for kind, qtype in (("A", 1), ("AAAA", 28)):
+    u.sendto(query(name, qtype), (server, 53))
+    show("udp", kind, u.recv(4096))
+t = socket.create_connection((server, 53), timeout=5)
+m = query(name, 1)
+t.sendall(struct.pack(">H", len(m)) + m)
+n = struct.unpack(">H", t.recv(2))[0]
+a = b""
+while len(a) < n:
+    a += t.recv(n - len(a))
+show("tcp", "A", a)
+"#;
+
 /// The processes serving user networks' names for `hx`'s store.
 fn resolvers(hx: &Hx) -> Vec<String> {
     let root = hx.root().to_string_lossy().to_string();
@@ -1023,6 +1051,50 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
     );
     // Renamed: the network's resolver answers for the new name.
     lab.hx_ok(&hx, &["rename", "srv", "web"]);
+    // Over UDP and TCP, asked from the client namespace plugged into neta's bridge.
+    let (vh, vc) = (
+        format!("hxq{}h", std::process::id()),
+        format!("hxq{}c", std::process::id()),
+    );
+    assert_eq!(
+        std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &vh,
+                "netns",
+                &lab.host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &vc,
+                "netns",
+                &lab.client
+            ])
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    lab.in_host_run(&[
+        "ip",
+        "link",
+        "set",
+        &vh,
+        "master",
+        &format!("hxn-{}", &a[..11]),
+        "up",
+    ]);
+    lab.in_client_run(&["ip", "addr", "add", "10.201.0.200/24", "dev", &vc]);
+    lab.in_client_run(&["ip", "link", "set", &vc, "up"]);
+    let asked = lab.in_client_run(&["python3", "-c", DNS_QUERIES, "10.201.0.1", "web"]);
+    assert_eq!(
+        asked.stdout, "udp A 0 10.201.0.50\nudp AAAA 0 -\ntcp A 0 10.201.0.50\n",
+        "{}",
+        asked.stderr
+    );
+    lab.in_host_run(&["ip", "link", "del", &vh]);
     // Published ports work as on hx0.
     assert_eq!(
         lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(60)),

@@ -180,7 +180,7 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
             Ok(l) => l,
             // Another one serves the network.
             Err(_) => {
-                println!("ready");
+                crate::outln!("ready");
                 return Ok(());
             }
         };
@@ -208,7 +208,7 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
             .map(|ip| SocketAddr::from((ip, 53)))
             .collect()
     };
-    println!("ready");
+    crate::outln!("ready");
     // Nothing more goes to the pipe `ensure` reads (it is gone once it read the line).
     if let Ok(null) = std::fs::File::open("/dev/null") {
         unsafe { libc::dup2(null.as_raw_fd(), 1) };

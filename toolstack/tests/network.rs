@@ -857,3 +857,361 @@ fn two_stores_on_one_bridge_share_one_address_pool() {
     assert_nothing_left(&a, &lab, 80);
     assert_eq!(lab.leases(&b), Vec::new());
 }
+
+/// Asks server argv[1] for name argv[2]: A and AAAA over UDP, A over TCP; prints
+/// `PROTO TYPE RCODE ADDRESS|-` per answer.
+const DNS_QUERIES: &str = r#"
+import socket, struct, sys
+def query(name, qtype):
+    m = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        m += bytes([len(label)]) + label.encode()
+    return m + b"\0" + struct.pack(">HH", qtype, 1)
+def show(proto, kind, a):
+    count = struct.unpack(">H", a[6:8])[0]
+    print(proto, kind, a[3] & 15, ".".join(map(str, a[-4:])) if count else "-")
+server, name = sys.argv[1], sys.argv[2]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+for kind, qtype in (("A", 1), ("AAAA", 28)):
+    u.sendto(query(name, qtype), (server, 53))
+    show("udp", kind, u.recv(4096))
+t = socket.create_connection((server, 53), timeout=5)
+m = query(name, 1)
+t.sendall(struct.pack(">H", len(m)) + m)
+n = struct.unpack(">H", t.recv(2))[0]
+a = b""
+while len(a) < n:
+    a += t.recv(n - len(a))
+show("tcp", "A", a)
+"#;
+
+/// The processes serving user networks' names for `hx`'s store.
+fn resolvers(hx: &Hx) -> Vec<String> {
+    let root = hx.root().to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" __net-dns ") && c.contains(&root))
+        .collect()
+}
+
+#[test]
+fn user_networks_resolve_names_inside_and_isolate_between() {
+    let Some((hx, lab)) = lab() else { return };
+    let started = Instant::now();
+    let a = lab
+        .hx_ok(
+            &hx,
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.201.0.0/24",
+                "-l",
+                "team=x",
+                "neta",
+            ],
+        )
+        .stdout;
+    let a = a.trim().to_string();
+    assert!(
+        a.len() == 64 && a.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{a}"
+    );
+    let b = lab.hx_ok(&hx, &["network", "create", "netb"]).stdout;
+    let b = b.trim().to_string();
+    let r = lab.hx(&hx, &["network", "create", "neta"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (1, "hx: network with name neta already exists")
+    );
+    let r = lab.hx(
+        &hx,
+        &["network", "create", "--subnet", "10.201.0.1/24", "x"],
+    );
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "hx: invalid subnet 10.201.0.1/24: it should be 10.201.0.0/24"
+        )
+    );
+
+    // ls: docker's columns, the predefined networks first; -q, --filter, --format.
+    let id_of = |n: &str| {
+        lab.hx_ok(&hx, &["network", "inspect", "-f", "{{.Id}}", n])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let (bridge, none) = (id_of("bridge"), id_of("none"));
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "ls"]).stdout,
+        format!(
+            "NETWORK ID     NAME         DRIVER       SCOPE\n\
+             {}   bridge       bridge       local\n\
+             {}   none         null         local\n\
+             {}   neta         bridge       local\n\
+             {}   netb         bridge       local\n",
+            &bridge[..12],
+            &none[..12],
+            &a[..12],
+            &b[..12]
+        )
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "ls", "-q", "--filter", "name=neta"])
+            .stdout,
+        format!("{}\n", &a[..12])
+    );
+    assert_eq!(
+        lab.hx_ok(
+            &hx,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "label=team=x",
+                "--format",
+                "{{.Name}} {{.Driver}} {{.Labels}}"
+            ]
+        )
+        .stdout,
+        "neta bridge team=x\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["network", "inspect", "neta"]).stdout).unwrap();
+    let n = &inspect[0];
+    assert_eq!(
+        (
+            &n["Name"],
+            &n["Id"],
+            &n["Driver"],
+            &n["EnableIPv6"],
+            &n["Internal"]
+        ),
+        (
+            &serde_json::json!("neta"),
+            &serde_json::json!(a),
+            &serde_json::json!("bridge"),
+            &serde_json::json!(false),
+            &serde_json::json!(false)
+        )
+    );
+    assert_eq!(
+        n["IPAM"]["Config"],
+        serde_json::json!([{"Subnet": "10.201.0.0/24", "Gateway": "10.201.0.1"}])
+    );
+    assert_eq!(n["Labels"], serde_json::json!({"team": "x"}));
+    assert_eq!(n["Containers"], serde_json::json!({}));
+
+    // Two containers on neta find each other by name and alias; --ip is kept.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "neta",
+            "--ip",
+            "10.201.0.50",
+            "--network-alias",
+            "db",
+            "-p",
+            "8080:80",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("on-a"),
+        ],
+    );
+    assert_eq!(
+        lab.hx_ok(&hx, &["inspect", "-f", "{{.NetworkSettings.Networks.neta.IPAddress}} {{.NetworkSettings.Networks.neta.Aliases}}", "srv"]).stdout,
+        "10.201.0.50 [db]\n"
+    );
+    assert_eq!(
+        lab.hx_ok(
+            &hx,
+            &[
+                "ps",
+                "--filter",
+                "network=neta",
+                "--format",
+                "{{.Names}} {{.Networks}}"
+            ]
+        )
+        .stdout,
+        "srv neta\n"
+    );
+    // Renamed: the network's resolver answers for the new name.
+    lab.hx_ok(&hx, &["rename", "srv", "web"]);
+    // Over UDP and TCP, asked from the client namespace plugged into neta's bridge.
+    let (vh, vc) = (
+        format!("hxq{}h", std::process::id()),
+        format!("hxq{}c", std::process::id()),
+    );
+    assert_eq!(
+        std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &vh,
+                "netns",
+                &lab.host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &vc,
+                "netns",
+                &lab.client
+            ])
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    lab.in_host_run(&[
+        "ip",
+        "link",
+        "set",
+        &vh,
+        "master",
+        &format!("hxn-{}", &a[..11]),
+        "up",
+    ]);
+    lab.in_client_run(&["ip", "addr", "add", "10.201.0.200/24", "dev", &vc]);
+    lab.in_client_run(&["ip", "link", "set", &vc, "up"]);
+    let asked = lab.in_client_run(&["python3", "-c", DNS_QUERIES, "10.201.0.1", "web"]);
+    assert_eq!(
+        asked.stdout, "udp A 0 10.201.0.50\nudp AAAA 0 -\ntcp A 0 10.201.0.50\n",
+        "{}",
+        asked.stderr
+    );
+    lab.in_host_run(&["ip", "link", "del", &vh]);
+    // Published ports work as on hx0.
+    assert_eq!(
+        lab.wait_for_client(&format!("http://{HOST_IP}:8080/"), Duration::from_secs(60)),
+        "on-a\n"
+    );
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "neta",
+            "--ip",
+            "10.201.0.50",
+            BUSYBOX,
+            "true",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (125, "hx: Address already in use: 10.201.0.50")
+    );
+    let r = lab.hx(&hx, &["run", "--rm", "--network", "neta", "--name", "cli", BUSYBOX, "sh", "-c",
+        "nslookup srv >/dev/null 2>&1 || echo old-name-gone; \
+         for n in web db; do for i in $(seq 1 20); do ping -c 1 -W 1 $n >/dev/null && echo ping-$n && break; done; done; \
+         for i in $(seq 1 30); do wget -q -O - http://web/ && exit 0; sleep 0.5; done; exit 1"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "old-name-gone\nping-web\nping-db\non-a\n"),
+        "{}",
+        r.stderr
+    );
+    // From netb: neither its address nor its name.
+    let r = lab.hx(&hx, &["run", "--rm", "--network", "netb", BUSYBOX, "sh", "-c",
+        "ping -c 1 -W 2 10.201.0.50 >/dev/null && echo reached; wget -q -T 2 -O - http://10.201.0.50/ && echo fetched; \
+         nslookup web >/dev/null 2>&1 && echo resolved; cat /etc/resolv.conf | grep nameserver"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("nameserver ") && !r.stdout.contains("10.201."),
+        "netb's container reached neta's: {}",
+        r.stdout
+    );
+
+    // A VM killed with nobody running hx: netb's resolver ends by itself.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "tmp",
+            "--network",
+            "netb",
+            BUSYBOX,
+            "sleep",
+            "300",
+        ],
+    );
+    assert_eq!(
+        resolvers(&hx).len(),
+        2,
+        "a resolver for each network in use"
+    );
+    let pid: i32 = lab
+        .hx_ok(&hx, &["inspect", "-f", "{{.State.Pid}}", "tmp"])
+        .stdout
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resolvers(&hx).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "netb's resolver outlived its last VM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.hx_ok(&hx, &["rm", "tmp"]);
+
+    // rm: refused while web runs on neta, and goes on with netb.
+    let r = lab.hx(&hx, &["network", "rm", "neta", "netb"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.trim()),
+        (
+            1,
+            "netb\n",
+            format!("hx: error while removing network: network neta id {a} has active endpoints")
+                .as_str()
+        )
+    );
+    let r = lab.hx(&hx, &["network", "rm", "bridge"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "hx: bridge is a pre-defined network and cannot be removed"
+        )
+    );
+    assert_eq!(resolvers(&hx).len(), 1, "one resolver for neta");
+    lab.hx_ok(&hx, &["rm", "-f", "web"]);
+    assert_eq!(resolvers(&hx), Vec::<String>::new(), "resolver left");
+    assert_eq!(lab.hx_ok(&hx, &["network", "rm", "neta"]).stdout, "neta\n");
+    let r = lab.hx(&hx, &["network", "inspect", "neta"]);
+    assert_eq!((r.code, r.stderr.trim()), (1, "hx: network neta not found"));
+    let links = lab.in_host_run(&["ip", "-o", "link", "show"]).stdout;
+    assert!(!links.contains("hxn-"), "bridge left: {links}");
+    let rules = lab
+        .in_host_run(&["nft", "list", "table", "ip", "hx"])
+        .stdout;
+    assert!(!rules.contains("hxn-"), "rules left: {rules}");
+    lab.hx_ok(&hx, &["network", "create", "netc"]);
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "prune", "-f"]).stdout,
+        "Deleted Networks:\nnetc\n"
+    );
+    assert_nothing_left(&hx, &lab, 8080);
+    assert!(!hx.root().join("networks").read_dir().unwrap().any(|_| true));
+    eprintln!("user networks: {:?}", started.elapsed());
+}

@@ -21,6 +21,11 @@ pub enum HxError {
     NoSuchCheckpoint(String, String),
     #[error("container {0} already has a checkpoint {1}")]
     CheckpointExists(String, String),
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
+    /// A user network request docker refuses with exit code 1 (the message is docker's).
+    #[error("{0}")]
+    Network(String),
 }
 
 impl HxError {
@@ -34,6 +39,7 @@ impl HxError {
             HxError::Refused(_) => 5,
             HxError::NoSuchCheckpoint(..) => 6,
             HxError::CheckpointExists(..) => 7,
+            HxError::NetworkNotFound(_) | HxError::Network(_) => 1,
         }
     }
 }

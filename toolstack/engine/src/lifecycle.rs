@@ -63,8 +63,14 @@ pub struct CreateRequest {
     pub rlimits: Vec<Rlimit>,
     pub sysctls: Vec<Sysctl>,
     pub tmpfs: Vec<Mount>,
-    /// `bridge`, `bridge=NAME`, `none` (None: the default bridge).
+    /// `bridge`, `bridge=NAME`, `none`, `ns:PATH` or a user network (None: the default bridge).
     pub network: Option<String>,
+    /// `--ip` on a user network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--network-alias` on a user network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
     /// `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` each.
     pub publish: Vec<String>,
     pub publish_all: bool,
@@ -454,7 +460,7 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
         c.restart_count = 0;
     }
     let previous_net = c.network.take();
-    c.network = provisional_network(&network::Mode::parse(req.network.as_deref())?, &c.id);
+    c.network = provisional_network(root, &network::Mode::parse(req.network.as_deref())?, &c.id);
     container::save(root, &c)?;
     let keep = Keep {
         // A restored guest has its address configured already.
@@ -517,6 +523,34 @@ pub fn request_of(root: &Path, c: &Container) -> anyhow::Result<CreateRequest> {
                 c.name
             )
         })
+}
+
+/// Changes the network request of a container that does not run (`hx network connect` and
+/// `disconnect`: a container has one NIC, chosen at start), under the store lock; `change`
+/// decides and may refuse. The next `hx start` uses the new request.
+pub fn change_network(
+    root: &Path,
+    key: &str,
+    change: impl FnOnce(&Container, &mut CreateRequest) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let _lock = Store::open(root)?.lock()?;
+    runtime::reconcile(root)?;
+    let c = container::find(root, key)?;
+    match c.status {
+        Status::Created | Status::Exited => {}
+        Status::Running | Status::Starting | Status::Creating => {
+            return Err(crate::HxError::Network(format!(
+                "container {} is running: an hx container's network is chosen when it starts (stop it, connect, start it again)",
+                c.name
+            ))
+            .into())
+        }
+    }
+    let mut req = request_of(root, &c)?;
+    change(&c, &mut req)?;
+    let b = serde_json::to_vec_pretty(&req)?;
+    hx_images::store::write_atomic(&container::dir(root, &c.id).join(REQUEST_FILE), &b)?;
+    Ok(())
 }
 
 /// What a started-again container keeps when it is free: its address and host ports.
@@ -627,7 +661,7 @@ fn launch(
     be: &dyn Backend,
 ) -> anyhow::Result<()> {
     let provisional = network::Mode::parse(req.network.as_deref())
-        .map(|m| provisional_network(&m, &made.borrow().id));
+        .map(|m| provisional_network(root, &m, &made.borrow().id));
     let saved = provisional.and_then(|n| {
         made.borrow_mut().network = n;
         container::save(root, &made.borrow())
@@ -712,6 +746,11 @@ fn launch_keeping(
             r
         })
         .collect();
+    let on_network = network::OnNetwork {
+        name: made.borrow().name.clone(),
+        ip: req.ip,
+        aliases: req.network_aliases.clone(),
+    };
     let net = network::setup(
         root,
         &id,
@@ -719,6 +758,7 @@ fn launch_keeping(
         &port_requests,
         &ports_taken,
         keep.ip,
+        &on_network,
     )
     .and_then(|net| {
         made.borrow_mut().network = Some(net.state.clone());
@@ -934,7 +974,13 @@ pub async fn confirm(root: &Path, c: &Container, owner: Owner) -> anyhow::Result
 
 /// What the record says about the network before `network::setup` runs: enough for the undo
 /// to find the address, rules and interface setup may have made before the creator died.
-fn provisional_network(mode: &network::Mode, id: &str) -> Option<NetworkState> {
+fn provisional_network(root: &Path, mode: &network::Mode, id: &str) -> Option<NetworkState> {
+    if let network::Mode::Network(key) = mode {
+        let net = network::user_net::find(root, key).ok()?;
+        let mut state = provisional_network(root, &network::Mode::Bridge(net.bridge()), id)?;
+        state.network = Some(net.id);
+        return Some(state);
+    }
     match mode {
         network::Mode::Bridge(b) if network::is_root() => Some(NetworkState {
             mode: "bridge".into(),
@@ -948,6 +994,8 @@ fn provisional_network(mode: &network::Mode, id: &str) -> Option<NetworkState> {
             netns: None,
             link: None,
             netns_inode: None,
+            network: None,
+            aliases: vec![],
         }),
         _ => None,
     }

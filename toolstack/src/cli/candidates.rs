@@ -1,4 +1,4 @@
-//! What the shell completes for container, image and volume arguments (clap_complete's
+//! What the shell completes for container, image, volume and network arguments (clap_complete's
 //! dynamic completion: the shell asks `hx` itself at each TAB, so names are the store's now).
 use clap_complete::engine::CompletionCandidate;
 use std::path::PathBuf;
@@ -48,5 +48,18 @@ pub fn volumes() -> Vec<CompletionCandidate> {
         .map(|v| v.name)
         .collect();
     names.sort();
+    names.into_iter().map(CompletionCandidate::new).collect()
+}
+
+pub fn networks() -> Vec<CompletionCandidate> {
+    let Some(root) = root() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = vec!["bridge".into(), "none".into()];
+    names.extend(
+        hx_engine::network::user_net::list(&root)
+            .into_iter()
+            .map(|n| n.name),
+    );
     names.into_iter().map(CompletionCandidate::new).collect()
 }

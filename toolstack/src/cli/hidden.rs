@@ -60,3 +60,14 @@ pub async fn supervise(g: &super::Globals, args: SuperviseArgs) -> anyhow::Resul
     tokio::task::spawn_blocking(move || hx_engine::restart::supervise(&root, &args.id)).await??;
     Ok(0)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct NetDnsArgs {
+    /// The network's id
+    pub id: String,
+}
+
+pub async fn net_dns(g: &super::Globals, args: NetDnsArgs) -> anyhow::Result<i32> {
+    hx_engine::network::resolver::serve(&g.root, &args.id).await?;
+    Ok(0)
+}

@@ -123,7 +123,7 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
                 && hx_engine::restart::supervised(&g.root, &c.id),
         },
         "Spec": spec,
-        "NetworkSettings": network_settings(&c),
+        "NetworkSettings": network_settings(&g.root, &c),
         "Mounts": c.mounts,
         "RestartCount": c.restart_count,
         "HostConfig": {
@@ -147,7 +147,7 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
 }
 
 /// docker's shape: IPAddress, Gateway, MacAddress, Ports {"80/tcp": [{HostIp, HostPort}]}.
-fn network_settings(c: &container::Container) -> serde_json::Value {
+fn network_settings(root: &std::path::Path, c: &container::Container) -> serde_json::Value {
     let Some(n) = &c.network else {
         // docker's NetworkSettings is always there (empty before a start).
         return json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "Ports": {}});
@@ -164,9 +164,41 @@ fn network_settings(c: &container::Container) -> serde_json::Value {
             }
         }
     }
+    // docker's per-network view: the user network by name, else the default `bridge`.
+    let (net_name, net_id) = match &n.network {
+        Some(id) => (
+            hx_engine::network::user_net::find(root, id)
+                .map(|u| u.name)
+                .unwrap_or_else(|_| id.clone()),
+            id.clone(),
+        ),
+        None => {
+            let name = if n.mode == "none" { "none" } else { "bridge" };
+            (
+                name.to_string(),
+                hx_engine::network::user_net::predefined_id(root, name),
+            )
+        }
+    };
+    let mut networks = serde_json::Map::new();
+    if n.mode != "netns" {
+        networks.insert(
+            net_name,
+            json!({
+                "NetworkID": net_id,
+                "EndpointID": if n.ip.is_some() { c.id.clone() } else { String::new() },
+                "IPAddress": n.ip.map(|i| i.to_string()).unwrap_or_default(),
+                "IPPrefixLen": n.prefix_len,
+                "Gateway": n.gateway.map(|i| i.to_string()).unwrap_or_default(),
+                "MacAddress": n.mac.clone().unwrap_or_default(),
+                "Aliases": n.aliases,
+            }),
+        );
+    }
     json!({
         "Mode": n.mode,
         "Bridge": n.bridge,
+        "Networks": networks,
         "IPAddress": n.ip.map(|i| i.to_string()).unwrap_or_default(),
         "IPPrefixLen": n.prefix_len,
         "Gateway": n.gateway.map(|i| i.to_string()).unwrap_or_default(),

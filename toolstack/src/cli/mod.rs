@@ -65,6 +65,7 @@ pub mod tag;
 pub mod top;
 pub mod unpause;
 pub mod uptime;
+pub mod user_network;
 pub mod vcpu_list;
 pub mod vcpu_pin;
 pub mod vcpu_set;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Save running containers' VMs and resume them later (create, ls, rm)
     #[command(subcommand)]
     Checkpoint(checkpoint::Command),
+    /// Manage user networks (create, ls, rm, inspect, connect, disconnect)
+    #[command(subcommand)]
+    Network(user_network::Command),
     /// hx's own state: warm-start templates (template ls, rm, prune)
     #[command(subcommand)]
     System(system::Command),
@@ -249,6 +253,9 @@ pub enum Command {
     /// Internal: restarts one container by its restart policy
     #[command(name = "__supervise", hide = true)]
     Supervise(hidden::SuperviseArgs),
+    /// Internal: answers names on one user network (network/resolver.rs)
+    #[command(name = "__net-dns", hide = true)]
+    NetDns(hidden::NetDnsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -337,6 +344,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Volume(c) => volume::run(g, c).await,
         Command::Pod(c) => pod::run(g, c).await,
         Command::Checkpoint(c) => checkpoint::run(g, c).await,
+        Command::Network(c) => user_network::run(g, c).await,
         Command::System(c) => system::run(g, c).await,
         Command::Wait(a) => wait::run(g, a).await,
         Command::Pull(a) => pull::run(g, a).await,
@@ -387,6 +395,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::LogRelay(a) => hidden::log_relay(g, a).await,
         Command::PodMember(a) => hidden::pod_member(g, a).await,
         Command::Supervise(a) => hidden::supervise(g, a).await,
+        Command::NetDns(a) => hidden::net_dns(g, a).await,
     }
 }
 

@@ -278,7 +278,8 @@ impl Selection {
                 || (c.status == Status::Exited
                     && c.started_at.is_some()
                     && self.exited.contains(&c.exit_code.unwrap_or(-1))))
-            && (!f.contains("network") || f.values("network").any(|v| v == network_name(c)))
+            && (!f.contains("network")
+                || f.values("network").any(|v| v == network_name(&g.root, c)))
             && self.ports_match(c)
     }
 
@@ -338,11 +339,17 @@ impl PortSet {
 }
 
 /// The network a container is on as `ps` names it (NETWORKS column, `network=` filter).
-fn network_name(c: &Container) -> &'static str {
+fn network_name(root: &std::path::Path, c: &Container) -> String {
     match &c.network {
-        Some(n) if n.mode != "none" => "bridge",
-        Some(_) => "none",
-        None => "",
+        Some(n) if n.network.is_some() => {
+            let id = n.network.as_deref().unwrap_or_default();
+            hx_engine::network::user_net::find(root, id)
+                .map(|u| u.name)
+                .unwrap_or_else(|_| id.to_string())
+        }
+        Some(n) if n.mode != "none" => "bridge".into(),
+        Some(_) => "none".into(),
+        None => String::new(),
     }
 }
 
@@ -379,7 +386,7 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
         })
         .collect();
     let local_volumes = c.mounts.iter().filter(|m| m.kind == "volume").count();
-    let network = network_name(c).to_string();
+    let network = network_name(&g.root, c);
     let mut row = format::row(&[
         (
             "ID",

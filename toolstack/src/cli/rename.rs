@@ -41,5 +41,10 @@ fn rename(root: &std::path::Path, key: &str, new: &str) -> anyhow::Result<()> {
         be.rename_running(&c, new)?;
     }
     c.name = new.to_string();
-    container::save(root, &c)
+    container::save(root, &c)?;
+    // Its user network's resolver answers for the new name (docker's does too).
+    if let Some(net) = c.network.as_ref().and_then(|n| n.network.as_ref()) {
+        hx_engine::network::user_net::rename_endpoint(root, net, &c.id, new);
+    }
+    Ok(())
 }

@@ -101,12 +101,19 @@ pub struct CreateArgs {
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
     /// Network: bridge (hx0, the default), bridge=NAME (an existing bridge), ns:PATH (eth0 of
-    /// an existing network namespace), or none
+    /// an existing network namespace), none, or a user network's name (hx network create)
     #[arg(long, value_name = "MODE", env = "HX_NETWORK")]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::networks))]
     pub network: Option<String>,
     /// Run in this pod's VM (hx pod create): its network, hostname and ports (docs/pods.md)
     #[arg(long, value_name = "POD")]
     pub pod: Option<String>,
+    /// The container's IPv4 address on its user network (--network NAME)
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Another name the container has on its user network (--network NAME)
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_alias: Vec<String>,
     /// Mount a volume: /host/path:/path[:ro], NAME:/path[:ro] (named volume), or /path
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volume: Vec<String>,
@@ -396,6 +403,8 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         sysctls: guest_env.sysctls,
         tmpfs,
         network: args.network,
+        ip: args.ip,
+        network_aliases: args.network_alias,
         publish: args.publish,
         publish_all: args.publish_all,
         volumes: args.volume,

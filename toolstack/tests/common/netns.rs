@@ -227,7 +227,8 @@ impl Drop for NetLab {
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
                 let s = String::from_utf8_lossy(&cmdline);
-                if s.starts_with("qemu-system")
+                // VMs, and user networks' resolvers (`hx --root R __net-dns ID`).
+                if (s.starts_with("qemu-system") || s.contains("\0__net-dns\0"))
                     && self.roots.iter().any(|r| s.contains(&*r.to_string_lossy()))
                 {
                     if let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() {

@@ -93,18 +93,49 @@ pub fn allow_localnet(name: &str) -> anyhow::Result<()> {
     sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
 }
 
+/// A user network's bridge (user_net.rs): made with the gateway address when missing (after a
+/// reboot too), up, routing. An existing one must be a bridge.
+pub fn ensure_user(name: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Result<()> {
+    if !exists(name) {
+        tracing::info!("creating bridge {name} ({gateway}/{prefix})");
+        match ip(&["link", "add", name, "type", "bridge"]) {
+            Err(e) if e.to_string().contains("File exists") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    if !is_bridge(name) {
+        bail!("{name} is not a bridge");
+    }
+    if ipv4_of(name)? != Some((gateway, prefix)) {
+        match ip(&["addr", "add", &format!("{gateway}/{prefix}"), "dev", name]) {
+            Err(e) if e.to_string().contains("File exists") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    ip(&["link", "set", name, "up"])?;
+    sysctl("net/ipv4/ip_forward", "1")
+}
+
+/// The host's IPv4 routes (destination, prefix length), `default` left out.
+pub fn routes() -> anyhow::Result<Vec<(Ipv4Addr, u8)>> {
+    let out = ip(&["-j", "-4", "route", "show"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j route`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| parse_dst(r["dst"].as_str()?))
+        .collect())
+}
+
 /// hx0's address: 10.88.0.1/16 unless a route of the host already covers part of that range
 /// (podman's default network is 10.88.0.0/16 too; a VPN may route 10.0.0.0/8): then the next
 /// free one of 10.89.0.1/16 … 10.99.0.1/16.
 fn free_default_addr() -> anyhow::Result<(Ipv4Addr, u8)> {
-    let out = ip(&["-j", "-4", "route", "show"])?;
-    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j route`")?;
-    let routes: Vec<(Ipv4Addr, u8)> = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| parse_dst(r["dst"].as_str()?))
-        .collect();
+    let routes = routes()?;
     let (first, prefix) = DEFAULT_BRIDGE_ADDR;
     let [a, b, c, d] = first.octets();
     for second in b..=99 {

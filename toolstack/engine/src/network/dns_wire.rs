@@ -102,6 +102,85 @@ pub fn check_answer(query: &Query<'_>, msg: &[u8]) -> Result<(), Rejected> {
     }
 }
 
+pub const TYPE_A: u16 = 1;
+pub const TYPE_AAAA: u16 = 28;
+const CLASS_IN: u16 = 1;
+pub const NOERROR: u8 = 0;
+pub const SERVFAIL: u8 = 2;
+pub const NXDOMAIN: u8 = 3;
+pub const REFUSED: u8 = 5;
+
+/// A checked query's question, read: its name in lower case, dots between the labels (None
+/// when a label holds anything but letters, digits, `-` or `_`: no container has such a name),
+/// its type and class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub name: Option<String>,
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
+impl Question {
+    pub fn is_in(&self) -> bool {
+        self.qclass == CLASS_IN
+    }
+}
+
+/// Reads the question `check_query` found (its bytes are labels, then type and class).
+pub fn question(q: &Query<'_>) -> Question {
+    let b = q.question;
+    let tail = b.len() - 4;
+    let mut labels: Vec<String> = Vec::new();
+    let mut plain = true;
+    let mut at = 0;
+    while at < tail {
+        let len = b[at] as usize;
+        if len == 0 {
+            break;
+        }
+        let label = &b[at + 1..(at + 1 + len).min(tail)];
+        plain &= label
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_".contains(c));
+        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        at += 1 + len;
+    }
+    Question {
+        name: plain.then(|| labels.join(".")),
+        qtype: u16_at(b, tail),
+        qclass: u16_at(b, tail + 2),
+    }
+}
+
+/// The answer hx gives itself to query `q`: `rcode`, and one A record (TTL 600, as docker's)
+/// per address in `a`; authoritative, recursion flag copied, the question echoed.
+pub fn answer(q: &Query<'_>, query_flags: u16, rcode: u8, a: &[std::net::Ipv4Addr]) -> Vec<u8> {
+    let rd = query_flags & 0x0100;
+    let flags: u16 = 0x8000 | 0x0400 | rd | 0x0080 | (rcode as u16 & 0xf);
+    let mut m = Vec::with_capacity(HEADER + q.question.len() + 16 * a.len());
+    m.extend_from_slice(&q.id.to_be_bytes());
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&(a.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.extend_from_slice(q.question);
+    for ip in a {
+        // A pointer to the question's name at offset 12.
+        m.extend_from_slice(&[0xc0, 12]);
+        m.extend_from_slice(&TYPE_A.to_be_bytes());
+        m.extend_from_slice(&CLASS_IN.to_be_bytes());
+        m.extend_from_slice(&600u32.to_be_bytes());
+        m.extend_from_slice(&4u16.to_be_bytes());
+        m.extend_from_slice(&ip.octets());
+    }
+    m
+}
+
+/// The flags word of a message checked by `check_query`.
+pub fn flags(msg: &[u8]) -> u16 {
+    u16_at(msg, 2)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -175,7 +254,47 @@ pub(crate) mod tests {
         assert_eq!(check_answer(&parsed, &q), Err(Rejected::NotTheAnswer));
     }
 
+    #[test]
+    fn questions_are_read_and_answered() {
+        let q = query(9, "Web.Net");
+        let parsed = check_query(&q).unwrap();
+        let read = super::question(&parsed);
+        assert_eq!(read.name.as_deref(), Some("web.net"));
+        assert_eq!((read.qtype, read.is_in()), (TYPE_A, true));
+        let a = super::answer(
+            &parsed,
+            flags(&q),
+            NOERROR,
+            &["172.18.0.2".parse().unwrap()],
+        );
+        assert_eq!(check_answer(&parsed, &a), Ok(()));
+        assert_eq!(&a[a.len() - 4..], &[172, 18, 0, 2]);
+        assert_eq!(a[3] & 0xf, NOERROR);
+        let nx = super::answer(&parsed, flags(&q), NXDOMAIN, &[]);
+        assert_eq!((nx[3] & 0xf, nx[7]), (NXDOMAIN, 0));
+        let odd = query(1, "a\x01b");
+        assert_eq!(super::question(&check_query(&odd).unwrap()).name, None);
+    }
+
     proptest! {
+        /// Any checked query's question is read without panicking, and hx's own answer to it
+        /// passes the check an answer must pass, with as many records as addresses.
+        #[test]
+        fn any_query_is_read_and_answered(msg in proptest::collection::vec(any::<u8>(), 12..300),
+                                          n in 0usize..4, rcode in 0u8..16) {
+            let mut msg = msg;
+            // A header that passes, so the question's bytes are what varies.
+            msg[2..12].copy_from_slice(&[0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+            if let Ok(q) = check_query(&msg) {
+                let _ = super::question(&q);
+                let ips: Vec<std::net::Ipv4Addr> = (0..n).map(|i| std::net::Ipv4Addr::new(10, 0, 0, i as u8)).collect();
+                let a = super::answer(&q, flags(&msg), rcode, &ips);
+                prop_assert_eq!(check_answer(&q, &a), Ok(()));
+                prop_assert_eq!(u16_at(&a, 6) as usize, n);
+                prop_assert_eq!(a[3] & 0xf, rcode);
+            }
+        }
+
         /// Any bytes: an answer without panicking; what passes is within the bounds, and its
         /// question lies inside the message.
         #[test]

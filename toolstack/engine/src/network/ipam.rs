@@ -187,6 +187,42 @@ impl Pools {
         })
     }
 
+    /// `--ip`: exactly `ip` for `owner`, or an error when another container holds it.
+    pub fn allocate_fixed(
+        &self,
+        owner: &Owner,
+        bridge: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        ip: Ipv4Addr,
+    ) -> anyhow::Result<OwnedFd> {
+        if !hosts(gateway, prefix).any(|h| h == ip) {
+            bail!("invalid --ip {ip}: not a container address of {gateway}/{prefix}");
+        }
+        self.with_pool(bridge, |dir, pool| {
+            sweep(dir, pool);
+            if pool.leases.get(&ip).is_some_and(|l| l.owner != *owner) {
+                return Err(
+                    crate::HxError::Network(format!("Address already in use: {ip}")).into(),
+                );
+            }
+            drop_where(dir, pool, |other, l| l.owner == *owner && other != ip);
+            let Some(fd) = lock_lease(dir, ip)? else {
+                return Err(
+                    crate::HxError::Network(format!("Address already in use: {ip}")).into(),
+                );
+            };
+            pool.leases.insert(
+                ip,
+                Lease {
+                    owner: owner.clone(),
+                    pinned: false,
+                },
+            );
+            Ok(fd)
+        })
+    }
+
     /// Frees the owner's address on the bridge (its VM is gone).
     pub fn release(&self, owner: &Owner, bridge: &str) -> anyhow::Result<()> {
         if !self.bridge_dir(bridge)?.is_dir() {
@@ -281,6 +317,35 @@ impl Pools {
             );
         }
         out
+    }
+
+    /// Which of `ips` on `bridge` have their lease file held (a VM runs, or an hx run is
+    /// starting one). Probed under the pool's lock: a probe takes a free lease file's lock for
+    /// a moment, which must not make an allocation think the address is held.
+    pub fn held_of(&self, bridge: &str, ips: &[Ipv4Addr]) -> Vec<bool> {
+        let none = vec![false; ips.len()];
+        let Ok(dir) = self.bridge_dir(bridge) else {
+            return none;
+        };
+        // No pool (removed, or never made in this namespace): nothing is held.
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(LOCK))
+        else {
+            return none;
+        };
+        let Ok(_guard) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive) else {
+            return none;
+        };
+        ips.iter().map(|ip| held(&dir, *ip)).collect()
+    }
+
+    /// Drops a removed bridge's pool (user networks: `hx network rm`, no container on it).
+    pub fn forget(&self, bridge: &str) {
+        if let Ok(d) = self.bridge_dir(bridge) {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 
     fn bridges(&self) -> Vec<String> {

@@ -15,7 +15,9 @@ pub mod ipam;
 pub mod nat;
 pub mod netns_link;
 pub mod ports;
+pub mod resolver;
 pub mod tap;
+pub mod user_net;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,8 @@ pub enum Mode {
     /// `ns:PATH` (podman's syntax): take over `eth0` of the network namespace at PATH, which
     /// someone else made and configured (netns_link.rs).
     Netns(std::path::PathBuf),
+    /// A user network by name or id (`hx network create`, user_net.rs).
+    Network(String),
 }
 
 impl Mode {
@@ -63,7 +67,8 @@ impl Mode {
             Some(s) => match s.strip_prefix("bridge=") {
                 Some(name) if bridge::valid_ifname(name) => Ok(Mode::Bridge(name.into())),
                 Some(name) => bail!("--network bridge={name}: not a valid interface name"),
-                None => bail!("--network {s:?}: use bridge, bridge=NAME, ns:PATH or none"),
+                None if user_net::valid_name(s) => Ok(Mode::Network(s.into())),
+                None => bail!("--network {s:?}: use bridge, bridge=NAME, ns:PATH, none or a network's name"),
             },
         }
     }
@@ -100,6 +105,11 @@ pub struct NetworkState {
     /// pid names another namespace, which `release` must leave alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns_inode: Option<u64>,
+    /// On a user network: its id, and the container's `--network-alias`es.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// How the backend connects the guest's NIC.
@@ -174,8 +184,31 @@ pub fn setup(
     requests: &[ports::Request],
     taken: &[(String, Published)],
     preferred_ip: Option<Ipv4Addr>,
+    on_net: &OnNetwork,
 ) -> anyhow::Result<Setup> {
+    if !matches!(mode, Mode::Network(_)) {
+        if on_net.ip.is_some() {
+            bail!("user specified IP address is supported on user defined networks only");
+        }
+        if !on_net.aliases.is_empty() {
+            bail!("network-scoped alias is supported only for containers in user defined networks");
+        }
+    }
     let bridge_name = match mode {
+        Mode::Network(key) => {
+            // Exit code 125 from run/create/start, as docker's "network … not found".
+            let net = user_net::find(root, key).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !is_root() {
+                bail!("--network {key} needs root (a user network is a host bridge)");
+            }
+            if net.internal && !requests.is_empty() {
+                bail!(
+                    "-p/-P cannot be used on network {} (it is --internal)",
+                    net.name
+                );
+            }
+            return user_network_setup(root, id, &net, requests, taken, preferred_ip, on_net);
+        }
         Mode::None => {
             if !requests.is_empty() {
                 bail!("-p/-P need a network: they cannot be used with --network none");
@@ -193,6 +226,8 @@ pub fn setup(
                     netns: None,
                     link: None,
                     netns_inode: None,
+                    network: None,
+                    aliases: vec![],
                 },
                 nic: None,
                 guest: None,
@@ -229,6 +264,8 @@ pub fn setup(
                 netns: None,
                 link: None,
                 netns_inode: None,
+                network: None,
+                aliases: vec![],
             },
             nic: Some(VmNic {
                 mac: mac.clone(),
@@ -249,11 +286,128 @@ pub fn setup(
     nat::ensure_base(&bridge_name, gateway, prefix)?;
     // Only once the guard against packets to 127.0.0.0/8 from outside is in place.
     bridge::allow_localnet(&bridge_name)?;
+    let dns = if resolv.nameservers.is_empty() {
+        tracing::warn!(
+            "no usable nameserver in the host's resolv.conf: containers get 8.8.8.8 and 8.8.4.4"
+        );
+        vec!["8.8.8.8".into(), "8.8.4.4".into()]
+    } else {
+        resolv.nameservers.clone()
+    };
+    on_bridge(
+        root,
+        id,
+        &bridge_name,
+        (gateway, prefix),
+        requests,
+        taken,
+        preferred_ip,
+        None,
+        dns,
+    )
+}
+
+/// Who a container is on a user network: `--ip`, `--network-alias`, and its name (what the
+/// network's resolver answers for).
+#[derive(Debug, Default, Clone)]
+pub struct OnNetwork {
+    pub name: String,
+    pub ip: Option<Ipv4Addr>,
+    pub aliases: Vec<String>,
+}
+
+/// A container on user network `net`: its bridge (made again after a reboot), an address
+/// (`--ip`'s, else its old one or the lowest free), ports, its endpoint and the network's
+/// resolver, which its resolv.conf names.
+fn user_network_setup(
+    root: &Path,
+    id: &str,
+    net: &user_net::UserNet,
+    requests: &[ports::Request],
+    taken: &[(String, Published)],
+    preferred_ip: Option<Ipv4Addr>,
+    on_net: &OnNetwork,
+) -> anyhow::Result<Setup> {
+    for a in &on_net.aliases {
+        if !user_net::valid_alias(a) {
+            bail!("--network-alias {a:?}: not a valid DNS name");
+        }
+    }
+    user_net::ensure(net)?;
+    let bridge_name = net.bridge();
+    let prefix = net.prefix();
+    let fixed = match on_net.ip {
+        Some(ip) => {
+            let marker = root.join(ipam::DIR);
+            std::fs::create_dir_all(&marker)
+                .with_context(|| format!("creating {}", marker.display()))?;
+            let lease = ipam::Pools::host()?.allocate_fixed(
+                &ipam::Owner::of(root, id),
+                &bridge_name,
+                net.gateway,
+                prefix,
+                ip,
+            )?;
+            Some((ip, lease))
+        }
+        None => None,
+    };
+    let mut made = on_bridge(
+        root,
+        id,
+        &bridge_name,
+        (net.gateway, prefix),
+        requests,
+        taken,
+        preferred_ip,
+        fixed,
+        vec![net.gateway.to_string()],
+    )?;
+    let undo = |made: &Setup| {
+        let _ = release(root, id, &made.state);
+    };
+    let ip = made.state.ip.expect("on_bridge gives an address");
+    made.state.network = Some(net.id.clone());
+    made.state.aliases = on_net.aliases.clone();
+    let endpoint = user_net::Endpoint {
+        id: id.to_string(),
+        name: on_net.name.clone(),
+        aliases: on_net.aliases.clone(),
+        ip,
+    };
+    if let Err(e) =
+        user_net::add_endpoint(root, &net.id, &endpoint).and_then(|()| resolver::ensure(root, net))
+    {
+        undo(&made);
+        return Err(e);
+    }
+    Ok(made)
+}
+
+/// Address (`leased` already, else the preferred one if free, else the lowest free one),
+/// ports and NIC on a bridge that is up with `gateway`/`prefix`.
+#[allow(clippy::too_many_arguments)]
+fn on_bridge(
+    root: &Path,
+    id: &str,
+    bridge_name: &str,
+    (gateway, prefix): (Ipv4Addr, u8),
+    requests: &[ports::Request],
+    taken: &[(String, Published)],
+    preferred_ip: Option<Ipv4Addr>,
+    leased: Option<(Ipv4Addr, OwnedFd)>,
+    dns: Vec<String>,
+) -> anyhow::Result<Setup> {
+    let bridge_name = bridge_name.to_string();
+    let resolv = dns::host_resolv();
     let marker = root.join(ipam::DIR);
     std::fs::create_dir_all(&marker).with_context(|| format!("creating {}", marker.display()))?;
     let pools = ipam::Pools::host()?;
     let owner = ipam::Owner::of(root, id);
-    let (ip, lease) = pools.allocate(&owner, &bridge_name, gateway, prefix, preferred_ip)?;
+    let (ip, lease) = match leased {
+        Some(l) => l,
+        None => pools.allocate(&owner, &bridge_name, gateway, prefix, preferred_ip)?,
+    };
     let ifname = ifname_for(id);
     let mac = mac_for(ip);
     let undo = || {
@@ -271,14 +425,6 @@ pub fn setup(
         undo();
         return Err(e);
     }
-    let dns = if resolv.nameservers.is_empty() {
-        tracing::warn!(
-            "no usable nameserver in the host's resolv.conf: containers get 8.8.8.8 and 8.8.4.4"
-        );
-        vec!["8.8.8.8".into(), "8.8.4.4".into()]
-    } else {
-        resolv.nameservers.clone()
-    };
     Ok(Setup {
         state: NetworkState {
             mode: "bridge".into(),
@@ -292,6 +438,8 @@ pub fn setup(
             netns: None,
             link: None,
             netns_inode: None,
+            network: None,
+            aliases: vec![],
         },
         nic: Some(VmNic {
             mac: mac.clone(),
@@ -344,6 +492,8 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
             netns: Some(netns.to_path_buf()),
             link: Some(link.to_string()),
             netns_inode: Some(inode),
+            network: None,
+            aliases: vec![],
         },
         nic: Some(VmNic {
             mac: info.mac,
@@ -395,6 +545,9 @@ pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()
             _ => Ok(()),
         };
     }
+    if let Some(net_id) = &state.network {
+        user_net::remove_endpoint(root, net_id, id);
+    }
     if state.mode != "bridge" || !is_root() {
         return Ok(());
     }
@@ -406,6 +559,13 @@ pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()
     }
     if let Some(ifname) = &state.ifname {
         bridge::delete_link(ifname)?;
+    }
+    if let Some(net) = state
+        .network
+        .as_ref()
+        .and_then(|n| user_net::find(root, n).ok())
+    {
+        resolver::stop_if_idle(root, &net, id);
     }
     Ok(())
 }
@@ -442,6 +602,20 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
     }
     for (b, gw, prefix) in bridges {
         nat::ensure_base(b, gw, prefix)?;
+    }
+    for net in user_net::list(root) {
+        let bridge = net.bridge();
+        if running
+            .iter()
+            .any(|(_, st)| st.network.as_ref() == Some(&net.id))
+        {
+            nat::ensure_user_net(&bridge, &net.subnet, net.internal)?;
+        }
+        for ep in user_net::endpoints(root, &net.id) {
+            if !live.contains(&ep.id.as_str()) && !starting.contains(&ep.id) {
+                user_net::remove_endpoint(root, &net.id, &ep.id);
+            }
+        }
     }
     let key = store_key(root);
     let rules = nat::container_rules(&key)?;
@@ -532,7 +706,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("own kernel"));
-        assert!(Mode::parse(Some("foo")).is_err());
+        assert_eq!(
+            Mode::parse(Some("front")).unwrap(),
+            Mode::Network("front".into())
+        );
+        assert!(Mode::parse(Some("-x")).is_err());
         assert_eq!(
             Mode::parse(Some("ns:/run/netns/x")).unwrap(),
             Mode::Netns("/run/netns/x".into())

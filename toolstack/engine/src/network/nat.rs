@@ -13,7 +13,7 @@
 //! every interface but `lo` before conntrack and NAT see them (what kube-proxy's fix does; the
 //! kernel treats them as martians anyway wherever route_localnet is off). Nothing legitimate
 //! carries them: the host's own connections to 127.0.0.1 never enter through prerouting.
-use super::{run_tool, Published};
+use super::{run_tool, Published, DEFAULT_BRIDGE};
 use anyhow::Context;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -144,6 +144,65 @@ pub fn ensure_base(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Resul
         return Ok(());
     }
     nft(&script).context("setting up hx's nftables table")
+}
+
+/// A user network's isolation (user_net.rs), in a chain of its own that runs before `forward`:
+/// nothing is forwarded between its bridge and another of hx's bridges (hx0, other networks'
+/// `hxn-…`),
+/// either way; an `--internal` network's bridge forwards nowhere else at all. Rules tagged
+/// `hx-net:<bridge>`.
+pub fn ensure_user_net(bridge: &str, subnet: &str, internal: bool) -> anyhow::Result<()> {
+    let (_, have) = listing()?;
+    let tag = format!("hx-net:{bridge}");
+    if have.iter().any(|(c, _, m)| c == "isolate" && *m == tag) {
+        return Ok(());
+    }
+    let mut script = String::from(
+        "add chain ip hx isolate { type filter hook forward priority -1; policy accept; }\n",
+    );
+    let rules: Vec<String> = if internal {
+        vec![
+            format!("iifname \"{bridge}\" oifname != \"{bridge}\" drop"),
+            format!("oifname \"{bridge}\" iifname != \"{bridge}\" drop"),
+        ]
+    } else {
+        // hx's bridges: hx0 and the user networks' `hxn-…` (uplinks and others' bridges are
+        // not hx's business).
+        vec![
+            format!("iifname \"{bridge}\" oifname != \"{bridge}\" oifname \"hxn-*\" drop"),
+            format!("iifname \"{bridge}\" oifname \"{DEFAULT_BRIDGE}\" drop"),
+            format!("oifname \"{bridge}\" iifname != \"{bridge}\" iifname \"hxn-*\" drop"),
+            format!("oifname \"{bridge}\" iifname \"{DEFAULT_BRIDGE}\" drop"),
+        ]
+    };
+    for r in rules {
+        script.push_str(&format!("add rule ip hx isolate {r} comment \"{tag}\"\n"));
+    }
+    tracing::debug!("isolating {bridge} ({subnet})");
+    nft(&script).context("isolating the network in hx's nftables table")
+}
+
+/// Removes every rule made for `bridge` (its NAT, forwarding and isolation).
+pub fn remove_bridge(bridge: &str) -> anyhow::Result<()> {
+    let tags = [format!("hx-bridge:{bridge}"), format!("hx-net:{bridge}")];
+    let script: String = rules()?
+        .into_iter()
+        .filter(|(_, _, m)| tags.contains(m))
+        .map(|(c, h, _)| format!("delete rule ip hx {c} handle {h}\n"))
+        .collect();
+    if script.is_empty() {
+        return Ok(());
+    }
+    nft(&script).context("removing the network's rules")
+}
+
+/// The rules tagged for `bridge` (tests, diagnostics): (chain, comment).
+pub fn bridge_rules(bridge: &str) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(rules()?
+        .into_iter()
+        .filter(|(_, _, m)| m.ends_with(&format!(":{bridge}")))
+        .map(|(c, _, m)| (c, m))
+        .collect())
 }
 
 /// The guard chain's rules, in order: (comment, rule).

@@ -13,6 +13,7 @@ use crate::config::{DomainConfig, LibxlConfig};
 
 mod admin;
 mod devices;
+pub(crate) mod saverestore;
 use crate::error::XenError;
 use crate::event_loop::{self, Owned, QUIT_BYTE};
 use crate::events::{self, Dispatch, DomainEvent, ShutdownReason};

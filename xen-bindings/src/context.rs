@@ -88,6 +88,8 @@ pub struct DomainInfo {
     pub cpupool: u32,
     /// The XSM/FLASK security reference (xentop's SSID).
     pub ssidref: u32,
+    /// Its XSM/FLASK label (`xl list -v`), None without XSM.
+    pub ssid_label: Option<String>,
 }
 
 /// The host, as `xl info` shows it.
@@ -485,6 +487,12 @@ impl Context {
             pvh: d.domain_type == sys::LIBXL_DOMAIN_TYPE_PVH,
             cpupool: d.cpupool,
             ssidref: d.ssidref,
+            // SAFETY: NULL or a C string in the dominfo.
+            ssid_label: (!d.ssid_label.is_null()).then(|| {
+                unsafe { CStr::from_ptr(d.ssid_label) }
+                    .to_string_lossy()
+                    .into_owned()
+            }),
         }
     }
 

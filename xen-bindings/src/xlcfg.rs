@@ -859,7 +859,10 @@ on_crash = "preserve"
         ] {
             assert!(j.contains(want), "{want} in {j}");
         }
-        assert!(!j.contains("max_vcpus") && !j.contains("avail_vcpus"), "{j}");
+        assert!(
+            !j.contains("max_vcpus") && !j.contains("avail_vcpus"),
+            "{j}"
+        );
         let j = json("name=\"a\"\nkernel=\"/k\"\nvcpus=2\n");
         assert!(j.contains("\"max_vcpus\": 2"), "{j}");
         assert!(j.contains("\"avail_vcpus\": [\n"), "{j}");

@@ -46,6 +46,12 @@ impl LibxlConfig {
         (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
 
+    /// The domain id asked for at creation (c_info.domid): 0 for any, as `xl save` stores it
+    /// unless -D.
+    pub fn set_requested_domid(&mut self, domid: u32) {
+        self.inner.c_info.domid = domid;
+    }
+
     /// on_poweroff, on_reboot and on_crash; None where the config leaves libxl's default (which
     /// is destroy).
     pub fn actions(&self) -> [Option<ShutdownAction>; 3] {
@@ -82,8 +88,11 @@ impl LibxlConfig {
     /// Adds (or replaces) an xsdata node: written by libxl in the transaction that creates the
     /// domain, so the domain is never without it.
     pub fn set_xsdata(&mut self, key: &str, value: &str) -> Result<(), XenError> {
-        let mut pairs: Vec<(String, String)> =
-            self.xsdata().into_iter().filter(|(k, _)| k != key).collect();
+        let mut pairs: Vec<(String, String)> = self
+            .xsdata()
+            .into_iter()
+            .filter(|(k, _)| k != key)
+            .collect();
         pairs.push((key.to_string(), value.to_string()));
         let list = crate::config::calloc::<*mut c_char>(pairs.len() * 2 + 1);
         for (i, (k, v)) in pairs.iter().enumerate() {
@@ -142,11 +151,19 @@ impl Context {
         // SAFETY: a valid context and an initialised config; the result is malloc'd.
         let p = unsafe { sys::libxl_domain_config_to_json(self.ctx(), &mut cfg.inner) };
         // SAFETY: NULL or libxl's strdup.
-        unsafe { take_json(p) }
-            .ok_or_else(|| self.inner.error("domain_config_to_json", sys::ERROR_FAIL, mark))
+        unsafe { take_json(p) }.ok_or_else(|| {
+            self.inner
+                .error("domain_config_to_json", sys::ERROR_FAIL, mark)
+        })
     }
 
-    /// A config from libxl's JSON (a save file's), parsed by libxl; `source` names it.
+    /// Creates a domain from a libxl config (a restored domain's, made again on reboot), left
+    /// paused like `create`.
+    pub async fn create_config(&self, cfg: LibxlConfig) -> Result<u32, XenError> {
+        self.create_libxl(cfg).await
+    }
+
+    /// A config from libxl's JSON (a save file's: hostile, bounded by the caller), parsed by libxl.
     pub fn config_from_json(&self, json: &str) -> Result<LibxlConfig, XenError> {
         let text = CString::new(json)
             .map_err(|_| XenError::InvalidConfig("the config JSON contains NUL".into()))?;
@@ -237,8 +254,13 @@ impl Context {
 #[cfg(test)]
 pub(crate) fn config_json_for_test(cfg: &mut LibxlConfig) -> String {
     // SAFETY: see above; the result is malloc'd.
-    unsafe { take_json(sys::libxl_domain_config_to_json(std::ptr::null_mut(), &mut cfg.inner)) }
-        .expect("libxl_domain_config_to_json")
+    unsafe {
+        take_json(sys::libxl_domain_config_to_json(
+            std::ptr::null_mut(),
+            &mut cfg.inner,
+        ))
+    }
+    .expect("libxl_domain_config_to_json")
 }
 
 #[cfg(test)]
@@ -254,7 +276,10 @@ mod tests {
         cfg.set_xsdata("hx/restoring", "2").unwrap();
         assert_eq!(
             cfg.xsdata(),
-            vec![("a".into(), "b".into()), ("hx/restoring".into(), "2".into())]
+            vec![
+                ("a".into(), "b".into()),
+                ("hx/restoring".into(), "2".into())
+            ]
         );
         assert!(cfg.set_xsdata("x\0", "y").is_err());
         assert_eq!(cfg.xsdata().len(), 2);

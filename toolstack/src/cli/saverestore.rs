@@ -1,0 +1,378 @@
+//! `hx domain save [-c] [-p] [-D] DOMAIN FILE [CONFIG]` and `hx domain restore [-p] [-e] [-d]
+//! [-F] [-c] [CONFIG] FILE`: xl's save and restore (docker owns `hx save`), in xl's own file
+//! format (xen_bindings::savefile), so `xl restore` reads hx's files and hx reads xl's.
+//!
+//! Kill safety: the save file is written unnamed (O_TMPFILE) and linked into place only once
+//! libxl's stream is complete, before the domain is destroyed. A restore marks its domain with a
+//! random token (xenstore `hx/restoring`, written by libxl with the domain) and first starts a
+//! detached guard (`hx __restore-guard TOKEN`) holding a pipe from it: if the restore fails or hx
+//! dies before it confirms, the guard destroys whatever domain carries the token.
+//!
+//! hx containers are refused: their guest kernel has no Xen suspend support
+//! (CONFIG_XEN_SAVE_RESTORE=n in kernel/hyper.config) and their monitor, console log, exec
+//! channel and record are tied to the running domain.
+use super::domain;
+use super::xl_create::{self, Recreate};
+use hx_engine::HxError;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use xen_bindings::savefile;
+use xen_bindings::xlcfg::{XlDomain, MAX_CONFIG_BYTES};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Save a domain's memory and state to FILE, in xl's format (xl save)
+    Save(SaveArgs),
+    /// Restore a domain from a save file of hx's or xl's (xl restore)
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SaveArgs {
+    /// Checkpoint: leave the domain running after saving
+    #[arg(short = 'c')]
+    pub checkpoint: bool,
+    /// Leave the domain paused after saving
+    #[arg(short = 'p')]
+    pub paused: bool,
+    /// Keep the domain id in the saved config (restored with the same id)
+    #[arg(short = 'D')]
+    pub preserve_domid: bool,
+    /// The domain (name or id)
+    pub domain: String,
+    /// The save file
+    pub file: String,
+    /// An xl.cfg file to store instead of the domain's own config
+    pub config: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// Leave the domain paused after restoring it
+    #[arg(short = 'p')]
+    pub paused: bool,
+    /// No monitor: on_poweroff/on_reboot/on_crash are not carried out
+    #[arg(short = 'e')]
+    pub no_monitor: bool,
+    /// Print the config as JSON to stderr
+    #[arg(short = 'd')]
+    pub debug: bool,
+    /// Stay in the foreground as the domain's monitor
+    #[arg(short = 'F')]
+    pub foreground: bool,
+    /// Attach to the domain's console once restored
+    #[arg(short = 'c')]
+    pub console: bool,
+    /// [CONFIG] FILE: an xl.cfg file to use instead of the saved config, then the save file
+    #[arg(num_args = 1..=2, required = true, value_name = "[CONFIG] FILE")]
+    pub files: Vec<String>,
+}
+
+/// `hx __restore-guard TOKEN`: destroys the domain a restore marked with TOKEN unless the
+/// restore confirms on stdin.
+#[derive(clap::Args, Debug)]
+pub struct GuardArgs {
+    pub token: String,
+}
+
+/// The xenstore node (under the domain's path) that marks a domain being restored.
+const RESTORING_NODE: &str = "hx/restoring";
+const CONFIRM: &[u8] = b"ok\n";
+
+pub async fn run(_g: &super::Globals, c: Command) -> anyhow::Result<i32> {
+    let r = match c {
+        Command::Save(a) => save(a).await,
+        Command::Restore(a) => restore(a).await,
+    };
+    // xl's exit codes: 1 for any failure; 2 (usage), 3 (not a dom0) and 5 (refused) as hx's.
+    r.map_err(|e| match super::exit_code_for(&e) {
+        2 | 3 | 5 => e,
+        _ => super::Fixed::wrap(1, e),
+    })
+}
+
+fn read_xl_config(file: &str) -> anyhow::Result<XlDomain> {
+    let mut data = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut data))
+        .map_err(|e| anyhow::anyhow!("Failed to read config file: {file}: {e}"))?;
+    Ok(XlDomain::parse(file, &data)?)
+}
+
+async fn save(args: SaveArgs) -> anyhow::Result<i32> {
+    let ctx = domain::open()?;
+    let domid = domain::resolve(&ctx, &args.domain)?;
+    domain::refuse_dom0(domid, "save")?;
+    if let Some(id) = xen_bindings::Xenstore::open()
+        .ok()
+        .and_then(|xs| domain::hx_container(&xs, domid))
+    {
+        return Err(HxError::Refused(format!(
+            "{}: domain {domid} runs hx container {}: containers cannot be saved (their guest \
+             kernel has no Xen suspend support, and their monitor, logs and channels end with \
+             the domain); hx commit or hx export keep a container's files",
+            args.domain,
+            &id[..12]
+        ))
+        .into());
+    }
+    let mut cfg = match &args.config {
+        Some(f) => read_xl_config(f)?.to_libxl()?,
+        None => {
+            let mut cfg = ctx.retrieve_config(domid).await?;
+            cfg.set_requested_domid(if args.preserve_domid { domid } else { 0 });
+            cfg
+        }
+    };
+    let json = ctx.config_json(&mut cfg)?;
+    let header = savefile::header_bytes(&json)?;
+    let out = SaveFile::create(&args.file)?;
+    (&out.file)
+        .write_all(&header)
+        .map_err(|e| anyhow::anyhow!("{}: writing the header: {e}", args.file))?;
+    errln!(
+        "Saving to {} new xl format (info 0x{:x}/0x0/{})",
+        args.file,
+        savefile::FLAG_JSON | savefile::FLAG_STREAM_V2,
+        header.len() - savefile::HEADER_LEN
+    );
+    let fd = OwnedFd::from(out.file.try_clone()?);
+    if let Err(e) = ctx.suspend(domid, fd).await {
+        errln!("Failed to save domain, resuming domain");
+        let _ = ctx.resume(domid).await;
+        return Err(e.into());
+    }
+    if let Err(e) = out.link(&args.file) {
+        errln!("Failed to save domain, resuming domain");
+        let _ = ctx.resume(domid).await;
+        return Err(e);
+    }
+    if args.paused || args.checkpoint {
+        if args.paused {
+            ctx.pause(domid).await?;
+        }
+        ctx.resume(domid).await?;
+    } else {
+        ctx.destroy(domid).await?;
+    }
+    Ok(0)
+}
+
+/// The save file while libxl writes it: unnamed until `link`, so a failed or killed save leaves
+/// no partial file behind (a named temporary file where the filesystem has no O_TMPFILE).
+struct SaveFile {
+    file: std::fs::File,
+    temp: Option<std::path::PathBuf>,
+}
+
+impl SaveFile {
+    fn create(path: &str) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = std::path::Path::new(path);
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let fail = |e: std::io::Error| anyhow::anyhow!("Failed to open {path} for writing: {e}");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .mode(0o644)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+        {
+            Ok(file) => Ok(SaveFile { file, temp: None }),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                let temp = dir.join(format!(
+                    ".{}.hx-partial-{}",
+                    p.file_name().unwrap_or_default().to_string_lossy(),
+                    std::process::id()
+                ));
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&temp)
+                    .map_err(fail)?;
+                Ok(SaveFile {
+                    file,
+                    temp: Some(temp),
+                })
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// Gives the complete file its name (replacing an older file, as xl does).
+    fn link(mut self, path: &str) -> anyhow::Result<()> {
+        self.file
+            .sync_all()
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let fail = |e: std::io::Error| anyhow::anyhow!("{path}: naming the save file: {e}");
+        if let Some(temp) = self.temp.take() {
+            return std::fs::rename(&temp, path).map_err(fail);
+        }
+        let staged = format!("{path}.hx-new-{}", std::process::id());
+        let src = std::ffi::CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))?;
+        let dst = std::ffi::CString::new(staged.clone())?;
+        // SAFETY: two C strings; links the open unnamed file at `staged`.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                src.as_ptr(),
+                libc::AT_FDCWD,
+                dst.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(fail(std::io::Error::last_os_error()));
+        }
+        std::fs::rename(&staged, path).map_err(|e| {
+            let _ = std::fs::remove_file(&staged);
+            fail(e)
+        })
+    }
+}
+
+impl Drop for SaveFile {
+    fn drop(&mut self) {
+        if let Some(t) = &self.temp {
+            let _ = std::fs::remove_file(t);
+        }
+    }
+}
+
+async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
+    let (config_file, file) = match args.files.as_slice() {
+        [f] => (None, f.as_str()),
+        [c, f] => (Some(c.as_str()), f.as_str()),
+        _ => unreachable!("clap allows one or two"),
+    };
+    let ctx = domain::open()?;
+    let mut f = std::fs::File::open(file)
+        .map_err(|e| anyhow::anyhow!("Can't open restore file: {file}: {e}"))?;
+    // Read unbuffered: libxl reads its stream from this fd, right after the header.
+    let header = savefile::read_header(&mut f).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    errln!("Loading new save file {file}");
+    let (mut cfg, source, text, json) = match config_file {
+        Some(c) => {
+            let d = read_xl_config(c)?;
+            let text = std::fs::read(c)?;
+            (d.to_libxl()?, c.to_string(), text, false)
+        }
+        None => {
+            let j = header.config_json.ok_or_else(|| {
+                anyhow::anyhow!("{file}: Config file not specified and none in save file")
+            })?;
+            let cfg = ctx
+                .config_from_json(&j)
+                .map_err(|e| anyhow::anyhow!("{file}: the saved config: {e}"))?;
+            (cfg, "<saved>".to_string(), j.into_bytes(), true)
+        }
+    };
+    errln!("Parsing config from {source}");
+    if cfg.xsdata().iter().any(|(k, _)| k == "hx/id") {
+        return Err(HxError::Refused(format!(
+            "{file}: the saved domain was an hx container (hx/id in its config): containers are \
+             not restored"
+        ))
+        .into());
+    }
+    let name = cfg
+        .name()
+        .ok_or_else(|| anyhow::anyhow!("{file}: the saved config names no domain"))?;
+    if ctx.domid_by_name(&name).is_ok() {
+        return Err(HxError::Refused(format!("domain {name:?} already exists")).into());
+    }
+    if args.debug {
+        errln!("{}", ctx.config_json(&mut cfg)?.trim_end());
+    }
+    let token = random_token()?;
+    cfg.set_xsdata(RESTORING_NODE, &token)?;
+    let guard = Guard::spawn(&token)?;
+    let domid = ctx.create_restore(cfg, OwnedFd::from(f)).await?;
+    if let Ok(xs) = xen_bindings::Xenstore::open() {
+        let _ = xs.rm(&format!("/local/domain/{domid}/{RESTORING_NODE}"));
+    }
+    if !args.no_monitor && !args.foreground {
+        xl_create::spawn_monitor(domid, &source, &text, json)
+            .map_err(|e| e.context("starting the domain's monitor (hx __xl-monitor)"))?;
+    }
+    guard.confirm()?;
+    if !args.paused {
+        if let Err(e) = ctx.unpause(domid).await {
+            let _ = ctx.destroy(domid).await;
+            return Err(e.into());
+        }
+    }
+    if args.console {
+        return Err(ctx.console_exec(domid).into());
+    }
+    if args.foreground {
+        let recreate = Recreate::parse(&ctx, &source, &text, json)?;
+        return xl_create::watch(&ctx, &recreate, domid).await;
+    }
+    Ok(0)
+}
+
+fn random_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The parent's end of a restore guard: dropping it unconfirmed (an error, or hx dying) makes
+/// the guard destroy the marked domain.
+struct Guard {
+    child: std::process::Child,
+}
+
+impl Guard {
+    fn spawn(token: &str) -> anyhow::Result<Self> {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("__restore-guard")
+            .arg(token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        hx_engine::process::detach(&mut cmd, Vec::new());
+        let child = cmd
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting the restore guard: {e}"))?;
+        Ok(Guard { child })
+    }
+
+    fn confirm(mut self) -> anyhow::Result<()> {
+        let mut stdin = self.child.stdin.take().expect("piped");
+        stdin.write_all(CONFIRM)?;
+        drop(stdin);
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Unconfirmed: closing its stdin tells the guard to clean up; it runs on detached.
+        drop(self.child.stdin.take());
+    }
+}
+
+pub async fn guard(args: GuardArgs) -> anyhow::Result<i32> {
+    let mut got = Vec::new();
+    std::io::stdin()
+        .take(CONFIRM.len() as u64 + 1)
+        .read_to_end(&mut got)?;
+    if got == CONFIRM {
+        return Ok(0);
+    }
+    let ctx = domain::open()?;
+    let xs = xen_bindings::Xenstore::open()?;
+    for d in ctx.list()? {
+        let node = format!("/local/domain/{}/{RESTORING_NODE}", d.domid);
+        if d.domid != 0 && xs.read(&node).ok().flatten().as_deref() == Some(args.token.as_bytes()) {
+            ctx.destroy(d.domid).await?;
+        }
+    }
+    Ok(0)
+}

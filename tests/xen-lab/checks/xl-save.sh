@@ -1,0 +1,178 @@
+#!/bin/bash
+# xl's list -l, config, create -n and save/restore as hx does them (docs/cli.md, "Xen
+# administration"), compared with xl 4.17 on the same domains: an ordinary PV domain from an
+# xl.cfg file whose /init counts on its console (Debian's kernel, which dom0 boots too: the hyper
+# kernel has no Xen suspend support), and an hx container. One boot of each.
+set -u
+. /lab/lib.sh
+fail=0
+ok() { echo "PASS $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+t0=$(date +%s)
+w=/lab/disk/work/xl-save
+mkdir -p "$w"
+kernel=/lab/disk/dom0-vmlinuz
+[ -f "$kernel" ] || { bad "no $kernel (tests/xen-lab/run puts dom0's kernel there)"; exit 1; }
+
+# The container first: it boots while the rest is prepared.
+hx run -d -m 128m --name c1 busybox sh -c 'while :; do sleep 1; done' >/dev/null || bad "run -d c1"
+
+# --- the ordinary domain: /init counts once a second, keeping the count in a file too
+d="$(mktemp -d)"
+mkdir -p "$d/bin" "$d/dev" "$d/run"
+cp /bin/busybox "$d/bin/busybox"
+cat > "$d/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox mount -t tmpfs run /run
+echo "XS-BOOT"
+i=0
+while :; do
+    i=$((i + 1)); echo "$i" > /run/count
+    echo "XS-COUNT $i $(/bin/busybox cat /run/count)"
+    /bin/busybox sleep 1
+done
+EOF
+chmod +x "$d/init"
+(cd "$d" && find . | cpio --quiet -o -H newc -R 0:0) | gzip -1 > "$w/xs.cpio.gz"
+rm -rf "$d"
+cat > "$w/xs.cfg" <<EOF
+name = "xs"
+type = "pv"
+kernel = "$kernel"
+ramdisk = "$w/xs.cpio.gz"
+extra = "console=hvc0 quiet"
+memory = 128
+EOF
+# Parsed only (create -n): a PVH domain with a disk and a vif, every action given.
+cat > "$w/dry.cfg" <<EOF
+name = "dry"
+type = "pvh"
+kernel = "$HX_LIB/vmlinux"
+ramdisk = "$w/xs.cpio.gz"
+root = "/dev/xvda"
+extra = "console=hvc0"
+memory = 64
+maxmem = 96
+vcpus = 2
+maxvcpus = 3
+disk = [ 'format=raw, vdev=xvda, access=rw, target=$w/none.img' ]
+vif = [ 'mac=00:16:3e:01:02:03,bridge=hx0' ]
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "preserve"
+EOF
+log="$CONSOLE_DIR/guest-xs.log"
+rm -f "$log"
+last_count() { grep -a -o 'XS-COUNT [0-9]*' "$log" 2>/dev/null | tail -1 | awk '{print $2}'; }
+count_above() { # N SECS: waits for a count above N
+    local i c
+    for ((i = 0; i < $2; i++)); do
+        c=$(last_count); [ -n "$c" ] && [ "$c" -gt "$1" ] && return 0
+        sleep 1
+    done
+    return 1
+}
+boots() { grep -a -c XS-BOOT "$log" 2>/dev/null; }
+differ() { { echo "hx:"; echo "$1"; echo "xl:"; echo "$2"; } | show 30; }
+
+# --- create -n: libxl's JSON of the parsed config, as xl prints it (the UUID is random per run)
+for args in "$w/xs.cfg" "$w/dry.cfg" "$w/xs.cfg vcpus=2 memory=100"; do
+    # shellcheck disable=SC2086
+    h=$(hx create -n $args 2>/dev/null | grep -v '"uuid":'); x=$(xl create -n $args 2>/dev/null | grep -v '"uuid":')
+    lbl="${args//$w\//}"
+    [ -n "$h" ] && [ "$h" = "$x" ] && ok "create -n $lbl: the same JSON as xl's (uuid aside)" || { bad "create -n $lbl differs from xl's"; differ "$h" "$x"; }
+done
+xl list dry >/dev/null 2>&1 && bad "create -n created a domain" || ok "create -n created nothing"
+
+out=$(hx create -q "$w/xs.cfg" 2>&1) && ok "create xs" || bad "create xs: $out"
+count_above 1 240 && ok "xs counts on its console" || { bad "xs did not count"; show < "$log"; }
+end=$((SECONDS + 240))
+while [ $SECONDS -lt $end ]; do timeout 20 hx exec c1 true 2>/dev/null && break; sleep 1; done
+cid=$(hx list --json | jq -r '.[] | select(.name == "c1") | .container_id')
+[ -n "$cid" ] && ok "c1 runs" || bad "c1 has no domain"
+
+# --- list -l / -v and config, against xl's own output
+h=$(hx list -l xs 2>&1); x=$(xl list -l xs 2>&1)
+[ "$(echo "$h" | jq -S . 2>&1)" = "$(echo "$x" | jq -S . 2>&1)" ] && [ -n "$h" ] && ok "list -l xs: the same JSON as xl list -l" || { bad "list -l xs differs"; differ "$h" "$x"; }
+[ "$h" = "$x" ] && ok "list -l xs: byte for byte" || bad "list -l xs: formatted differently from xl's"
+h=$(hx list -l 2>&1 | jq -S . 2>&1); x=$(xl list -l 2>&1 | jq -S . 2>&1)
+[ -n "$h" ] && [ "$h" = "$x" ] && ok "list -l (xs and c1): the same JSON as xl" || { bad "list -l differs"; differ "$h" "$x"; }
+h=$(hx list -v 2>&1 | awk '{print $1,$2,$7,$8,$9}'); x=$(xl list -v 2>&1 | awk '{print $1,$2,$7,$8,$9}')
+[ "$h" = "$x" ] && ok "list -v: names, ids, UUIDs, reason codes, labels as xl" || { bad "list -v differs"; differ "$h" "$x"; }
+h=$(hx config c1 2>&1); x=$(xl list -l c1 2>/dev/null | jq '.[0].config')
+[ "$(echo "$h" | jq -S . 2>&1)" = "$(echo "$x" | jq -S . 2>&1)" ] && [ "$(echo "$h" | jq -r '.c_info.xsdata["hx/id"]')" = "$cid" ] \
+    && ok "config c1: xl's config of the container's domain, with its hx/id" || { bad "config c1"; differ "$h" "$x"; }
+[ "$(hx config xs | jq -r .c_info.name)" = xs ] && ok "config xs" || bad "config xs"
+
+# --- exit codes and messages on bad input, as xl's
+for pair in "list -l nosuch|list -l nosuch" "config nosuch|list -l nosuch" "domain save nosuch $w/n.save|save nosuch $w/n.save" \
+    "domain restore $w/missing.save|restore $w/missing.save" "domain restore $w/xs.cfg|restore $w/xs.cfg"; do
+    # shellcheck disable=SC2086
+    hx ${pair%%|*} >/dev/null 2>&1; h=$?
+    # shellcheck disable=SC2086
+    xl ${pair#*|} >/dev/null 2>&1; x=$?
+    [ "$h" = "$x" ] && ok "${pair%%|*}: exit $h like xl ${pair#*|}" || bad "${pair%%|*}: hx exit $h, xl exit $x"
+done
+msg=$(hx domain restore "$w/xs.cfg" 2>&1)
+echo "$msg" | grep -q "not an xl save file" && ok "a config given as a save file: '$msg'" || bad "bad magic message: $msg"
+msg=$(hx domain save c1 "$w/c1.save" 2>&1); rc=$?
+[ "$rc" = 5 ] && echo "$msg" | grep -q "hx container" && [ ! -e "$w/c1.save" ] && timeout 20 hx exec c1 true \
+    && ok "domain save c1: refused (exit 5), no file, c1 still runs" || bad "domain save c1: exit $rc: $msg"
+
+# --- save and restore: the counter goes on where it was, without a second boot
+s0=$(date +%s.%N)
+out=$(hx domain save xs "$w/hx1.save" 2>&1); rc=$?
+n0=$(last_count)
+[ "$rc" = 0 ] && domain_gone xs 30 && [ "$(head -c 27 "$w/hx1.save")" = "Xen saved domain, xl format" ] \
+    && ok "domain save xs: exit 0, xs gone, an xl save file of $(du -m "$w/hx1.save" | cut -f1) MiB ($(elapsed "$s0") s)" || bad "domain save xs: exit $rc: $out"
+s0=$(date +%s.%N)
+out=$(hx domain restore "$w/hx1.save" 2>&1); rc=$?
+[ "$rc" = 0 ] && count_above "$n0" 60 && [ "$(boots)" = 1 ] && grep -aq "XS-COUNT $((n0 + 1)) $((n0 + 1))" "$log" \
+    && ok "domain restore: the count went on ($n0 -> $(last_count)), file and all, no second boot ($(elapsed "$s0") s)" || { bad "domain restore: exit $rc, count $n0 -> $(last_count), $(boots) boots: $out"; tail -5 "$log" | show; }
+
+n0=$(last_count)
+out=$(xl save xs "$w/xl.save" 2>&1) && domain_gone xs 30 || bad "xl save xs: $out"
+out=$(hx domain restore "$w/xl.save" 2>&1); rc=$?
+[ "$rc" = 0 ] && count_above "$((n0 + 1))" 60 && [ "$(boots)" = 1 ] && ok "domain restore of xl's save file: the count went on ($n0 -> $(last_count))" || { bad "restore of xl's file: exit $rc: $out"; tail -5 "$log" | show; }
+
+id=$(xl domid xs)
+out=$(hx domain save -c xs "$w/hx2.save" 2>&1); rc=$?
+c0=$(last_count)
+[ "$rc" = 0 ] && [ "$(xl domid xs)" = "$id" ] && count_above "$((c0 + 1))" 30 && ok "domain save -c: xs runs on (domain $id, counting)" || bad "save -c: exit $rc: $out"
+xl destroy xs; domain_gone xs 30
+lines=$(wc -l < "$log")
+out=$(xl restore "$w/hx2.save" 2>&1); rc=$?
+sleep 3
+new=$(tail -n +"$((lines + 1))" "$log" | grep -a -o 'XS-COUNT [0-9]*' | awk '{print $2}')
+first=$(echo "$new" | head -1)
+[ "$rc" = 0 ] && [ -n "$first" ] && [ "$first" -le "$((c0 + 1))" ] && ! tail -n +"$((lines + 1))" "$log" | grep -aq XS-BOOT \
+    && ok "xl restore of hx's save file: the count went on from the checkpoint ($first after $c0)" || { bad "xl restore of hx's file: exit $rc, first count '$first' (checkpoint near $c0): $out"; tail -5 "$log" | show; }
+
+# --- a restore killed half-way leaves no domain behind (the guard destroys it)
+xl destroy xs >/dev/null 2>&1; domain_gone xs 30
+snapshot "$w/before"
+killed=
+for attempt in 1 2; do
+    hx domain restore "$w/hx2.save" >/dev/null 2>&1 &
+    pid=$!
+    for ((i = 0; i < 300; i++)); do
+        id=$(xl domid xs 2>/dev/null) && break
+        sleep 0.1
+    done
+    mark=$(xenstore-read "/local/domain/$id/hx/restoring" 2>/dev/null)
+    kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    [ -n "$mark" ] && { killed=1; break; }
+    echo "    note: attempt $attempt: the restore finished before the kill; again"
+    hx destroy xs >/dev/null 2>&1; domain_gone xs 30
+done
+domain_gone xs 30; sleep 1
+snapshot "$w/after"
+[ -n "$killed" ] && ! xl domid xs >/dev/null 2>&1 && diff -q "$w/before" "$w/after" >/dev/null \
+    && ok "a SIGKILLed domain restore left nothing (domains, loop devices, xenstore, containers as before)" || { bad "killed restore: killed mid-restore '$killed', left:"; diff "$w/before" "$w/after" | show; }
+
+hx rm -f c1 >/dev/null 2>&1
+xl destroy xs >/dev/null 2>&1
+rm -f "$w"/*.save
+echo "xl-save took $(( $(date +%s) - t0 )) s"
+exit $fail

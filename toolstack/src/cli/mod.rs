@@ -192,6 +192,8 @@ pub enum Command {
     /// Unpause containers (docker unpause) or domains (xl unpause)
     Unpause(unpause::Args),
     /// Attach to a domain's console (xl console)
+    // `con` stayed console's when `config` came (docs/cli.md, "Command prefixes").
+    #[command(alias = "con")]
     Console(console::Args),
     /// Set a domain's memory target (xl mem-set)
     MemSet(mem_set::Args),

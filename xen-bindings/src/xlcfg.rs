@@ -142,8 +142,9 @@ pub struct XlVif {
     pub vifname: Option<String>,
     pub script: Option<String>,
     pub model: Option<String>,
-    /// `type=ioemu`: an emulated NIC as well as the PV one (HVM).
-    pub ioemu: bool,
+    /// `type=ioemu` (Some(true)): an emulated NIC as well as the PV one (HVM); `type=vif`
+    /// (Some(false)); None: libxl's default for the domain type, as xl leaves it.
+    pub ioemu: Option<bool>,
     /// `rate=...`, checked by libxlutil's rate parser.
     pub rate: Option<String>,
 }
@@ -464,8 +465,8 @@ pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
             "script" => v.script = s,
             "model" => v.model = s,
             "type" => match val {
-                "vif" => v.ioemu = false,
-                "ioemu" => v.ioemu = true,
+                "vif" => v.ioemu = Some(false),
+                "ioemu" => v.ioemu = Some(true),
                 _ => return Err(bad(format!("type {val:?}: vif or ioemu"))),
             },
             "backend" if val == "0" || val == "Domain-0" => {}
@@ -741,11 +742,11 @@ pub(crate) fn fill_nic(
     if let Some(m) = &v.model {
         nic.model = s("model", m)?;
     }
-    nic.nictype = if v.ioemu {
-        sys::LIBXL_NIC_TYPE_VIF_IOEMU
-    } else {
-        sys::LIBXL_NIC_TYPE_VIF
-    };
+    match v.ioemu {
+        Some(true) => nic.nictype = sys::LIBXL_NIC_TYPE_VIF_IOEMU,
+        Some(false) => nic.nictype = sys::LIBXL_NIC_TYPE_VIF,
+        None => {}
+    }
     if let Some(r) = &v.rate {
         let xlu = Xlu::new("vif rate")?;
         let c =
@@ -863,6 +864,11 @@ on_crash = "preserve"
             !j.contains("max_vcpus") && !j.contains("avail_vcpus"),
             "{j}"
         );
+        // A vif without type= leaves nictype to libxl (xl sets it only from type=).
+        let j = json("name=\"a\"\nkernel=\"/k\"\nvif=['bridge=hx0']\n");
+        assert!(j.contains("\"devid\": 0") && !j.contains("nictype"), "{j}");
+        let j = json("name=\"a\"\nkernel=\"/k\"\nvif=['bridge=hx0,type=vif']\n");
+        assert!(j.contains("\"nictype\": \"vif\""), "{j}");
         let j = json("name=\"a\"\nkernel=\"/k\"\nvcpus=2\n");
         assert!(j.contains("\"max_vcpus\": 2"), "{j}");
         assert!(j.contains("\"avail_vcpus\": [\n"), "{j}");

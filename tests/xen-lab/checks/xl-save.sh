@@ -74,7 +74,8 @@ count_above() { # N SECS: waits for a count above N
     return 1
 }
 boots() { grep -a -c XS-BOOT "$log" 2>/dev/null; }
-differ() { { echo "hx:"; echo "$1"; echo "xl:"; echo "$2"; } | show 30; }
+differ() { diff <(echo "$1") <(echo "$2") | sed 's/^</hx:/; s/^>/xl:/' | show 40; }
+step() { echo "    ($1: $(( $(date +%s) - t0 )) s so far)"; }
 
 # --- create -n: libxl's JSON of the parsed config, as xl prints it (the UUID is random per run)
 for args in "$w/xs.cfg" "$w/dry.cfg" "$w/xs.cfg vcpus=2 memory=100"; do
@@ -85,6 +86,20 @@ for args in "$w/xs.cfg" "$w/dry.cfg" "$w/xs.cfg vcpus=2 memory=100"; do
 done
 xl list dry >/dev/null 2>&1 && bad "create -n created a domain" || ok "create -n created nothing"
 
+# -F (foreground monitor) and -e (no monitor), on a paused domain that never runs
+printf 'name = "fg"\ntype = "pvh"\nkernel = "%s"\nramdisk = "%s"\nmemory = 32\n' "$HX_LIB/vmlinux" "$w/xs.cpio.gz" > "$w/fg.cfg"
+monitors() { pgrep -f "__xl-monitor [0-9]+ $w/fg.cfg" | wc -l; }
+hx create -F -p -q "$w/fg.cfg" & fpid=$!
+for ((i = 0; i < 100; i++)); do xl domid fg >/dev/null 2>&1 && break; sleep 0.2; done
+nmon=$(monitors)
+xl destroy fg >/dev/null 2>&1
+for ((i = 0; i < 100; i++)); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.2; done
+kill -0 "$fpid" 2>/dev/null && { bad "create -F still runs after its domain was destroyed"; kill "$fpid"; } || { wait "$fpid"; rc=$?; [ "$rc" = 0 ] && [ "$nmon" = 0 ] && ok "create -F: in the foreground until the domain was gone (exit 0, no detached monitor)" || bad "create -F: exit $rc, $nmon monitors"; }
+hx create -e -p -q "$w/fg.cfg"; rc=$?
+nmon=$(monitors)
+[ "$rc" = 0 ] && xl domid fg >/dev/null 2>&1 && [ "$nmon" = 0 ] && ok "create -e: the domain, no monitor" || bad "create -e: exit $rc, $nmon monitors"
+xl destroy fg >/dev/null 2>&1
+
 out=$(hx create -q "$w/xs.cfg" 2>&1) && ok "create xs" || bad "create xs: $out"
 count_above 1 240 && ok "xs counts on its console" || { bad "xs did not count"; show < "$log"; }
 end=$((SECONDS + 240))
@@ -92,10 +107,11 @@ while [ $SECONDS -lt $end ]; do timeout 20 hx exec c1 true 2>/dev/null && break;
 cid=$(hx list --json | jq -r '.[] | select(.name == "c1") | .container_id')
 [ -n "$cid" ] && ok "c1 runs" || bad "c1 has no domain"
 
+step "both booted"
 # --- list -l / -v and config, against xl's own output
 h=$(hx list -l xs 2>&1); x=$(xl list -l xs 2>&1)
 [ "$(echo "$h" | jq -S . 2>&1)" = "$(echo "$x" | jq -S . 2>&1)" ] && [ -n "$h" ] && ok "list -l xs: the same JSON as xl list -l" || { bad "list -l xs differs"; differ "$h" "$x"; }
-[ "$h" = "$x" ] && ok "list -l xs: byte for byte" || bad "list -l xs: formatted differently from xl's"
+[ "$h" = "$x" ] && ok "list -l xs: byte for byte" || { bad "list -l xs: formatted differently from xl's"; differ "$h" "$x"; }
 h=$(hx list -l 2>&1 | jq -S . 2>&1); x=$(xl list -l 2>&1 | jq -S . 2>&1)
 [ -n "$h" ] && [ "$h" = "$x" ] && ok "list -l (xs and c1): the same JSON as xl" || { bad "list -l differs"; differ "$h" "$x"; }
 h=$(hx list -v 2>&1 | awk '{print $1,$2,$7,$8,$9}'); x=$(xl list -v 2>&1 | awk '{print $1,$2,$7,$8,$9}')
@@ -120,6 +136,7 @@ msg=$(hx domain save c1 "$w/c1.save" 2>&1); rc=$?
 [ "$rc" = 5 ] && echo "$msg" | grep -q "hx container" && [ ! -e "$w/c1.save" ] && timeout 20 hx exec c1 true \
     && ok "domain save c1: refused (exit 5), no file, c1 still runs" || bad "domain save c1: exit $rc: $msg"
 
+step "list, config, bad input done"
 # --- save and restore: the counter goes on where it was, without a second boot
 s0=$(date +%s.%N)
 out=$(hx domain save xs "$w/hx1.save" 2>&1); rc=$?
@@ -149,6 +166,7 @@ first=$(echo "$new" | head -1)
 [ "$rc" = 0 ] && [ -n "$first" ] && [ "$first" -le "$((c0 + 1))" ] && ! tail -n +"$((lines + 1))" "$log" | grep -aq XS-BOOT \
     && ok "xl restore of hx's save file: the count went on from the checkpoint ($first after $c0)" || { bad "xl restore of hx's file: exit $rc, first count '$first' (checkpoint near $c0): $out"; tail -5 "$log" | show; }
 
+step "saves and restores done"
 # --- a restore killed half-way leaves no domain behind (the guard destroys it)
 xl destroy xs >/dev/null 2>&1; domain_gone xs 30
 snapshot "$w/before"
@@ -171,6 +189,7 @@ snapshot "$w/after"
 [ -n "$killed" ] && ! xl domid xs >/dev/null 2>&1 && diff -q "$w/before" "$w/after" >/dev/null \
     && ok "a SIGKILLed domain restore left nothing (domains, loop devices, xenstore, containers as before)" || { bad "killed restore: killed mid-restore '$killed', left:"; diff "$w/before" "$w/after" | show; }
 
+step "killed restore done"
 hx rm -f c1 >/dev/null 2>&1
 xl destroy xs >/dev/null 2>&1
 rm -f "$w"/*.save

@@ -131,14 +131,24 @@ fn verbose_columns(d: &xen_bindings::DomainInfo) -> String {
 
 /// `xl list -l`'s output: a JSON array of `{"domid": N, "config": CONFIG}` in yajl's beautified
 /// form (four spaces a level; `puts` adds a blank line), with each CONFIG as
-/// libxl_domain_config_to_json wrote it, indented to its depth.
+/// libxl_domain_config_to_json wrote it, indented to its depth (yajl leaves the inside of an
+/// empty map or array an empty line, without indentation).
 pub fn long_json(configs: &[(u32, String)]) -> String {
     let mut out = String::from("[\n");
     for (i, (domid, config)) in configs.iter().enumerate() {
         if i > 0 {
             out.push_str(",\n");
         }
-        let config = config.trim_end_matches('\n').replace('\n', "\n        ");
+        let config: Vec<String> = config
+            .trim_end_matches('\n')
+            .split('\n')
+            .enumerate()
+            .map(|(i, l)| match (i, l.is_empty()) {
+                (0, _) | (_, true) => l.to_string(),
+                _ => format!("        {l}"),
+            })
+            .collect();
+        let config = config.join("\n");
         out.push_str(&format!(
             "    {{\n        \"domid\": {domid},\n        \"config\": {config}\n    }}"
         ));
@@ -154,6 +164,11 @@ mod tests {
     #[test]
     fn long_json_is_yajls_beautified_form() {
         let cfg = "{\n    \"c_info\": {\n        \"name\": \"xa\"\n    }\n}\n";
+        let empty = "{\n    \"type.pvh\": {\n\n    }\n}\n";
+        assert_eq!(
+            long_json(&[(1, empty.into())]),
+            "[\n    {\n        \"domid\": 1,\n        \"config\": {\n            \"type.pvh\": {\n\n            }\n        }\n    }\n]\n\n"
+        );
         let want = "[\n    {\n        \"domid\": 3,\n        \"config\": {\n            \"c_info\": {\n                \"name\": \"xa\"\n            }\n        }\n    },\n    {\n        \"domid\": 4,\n        \"config\": {\n            \"c_info\": {\n                \"name\": \"xa\"\n            }\n        }\n    }\n]\n\n";
         assert_eq!(long_json(&[(3, cfg.into()), (4, cfg.into())]), want);
         assert_eq!(long_json(&[]), "[\n\n]\n\n");

@@ -167,6 +167,17 @@ first=$(echo "$new" | head -1)
     && ok "xl restore of hx's save file: the count went on from the checkpoint ($first after $c0)" || { bad "xl restore of hx's file: exit $rc, first count '$first' (checkpoint near $c0): $out"; tail -5 "$log" | show; }
 
 step "saves and restores done"
+# --- a save killed half-way: no file, and the guard resumes the suspended domain
+n0=$(last_count)
+hx domain save xs "$w/killed.save" >/dev/null 2>&1 &
+pid=$!
+for ((i = 0; i < 300; i++)); do st=$(xl list xs 2>/dev/null | awk 'NR==2{print $5}'); [ "${st:3:1}" = s ] && break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+left=$(ls -a "$w" | grep -c -e killed -e hx-new -e hx-partial)
+[ "${st:3:1}" = s ] && count_above "$((n0 + 2))" 60 && [ "$left" = 0 ] \
+    && ok "a save SIGKILLed while xs was suspended ($st): xs resumed and counts on ($n0 -> $(last_count)), no file left" || { bad "killed save: state at the kill '$st', count $n0 -> $(last_count), $left files left"; xl list | show; }
+step "killed save done"
+
 # --- a restore killed half-way leaves no domain behind (the guard destroys it)
 xl destroy xs >/dev/null 2>&1; domain_gone xs 30
 snapshot "$w/before"

@@ -235,9 +235,9 @@ pub enum Command {
     /// Save and restore Xen domains (xl save, xl restore)
     #[command(subcommand)]
     Domain(saverestore::Command),
-    /// Internal: destroys the domain of a restore that did not finish
-    #[command(name = "__restore-guard", hide = true)]
-    RestoreGuard(saverestore::GuardArgs),
+    /// Internal: undoes a save or restore that did not finish
+    #[command(name = "__xl-guard", hide = true)]
+    XlGuard(saverestore::GuardArgs),
     /// Internal: carries out on_poweroff/on_reboot/on_crash for a domain from `hx create FILE.cfg`
     #[command(name = "__xl-monitor", hide = true)]
     XlMonitor(xl_create::MonitorArgs),
@@ -383,7 +383,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::NetworkList(a) => network::list(g, a).await,
         Command::Config(a) => config::run(g, a).await,
         Command::Domain(c) => saverestore::run(g, c).await,
-        Command::RestoreGuard(a) => saverestore::guard(a).await,
+        Command::XlGuard(a) => saverestore::guard(a).await,
         Command::XlMonitor(a) => xl_create::monitor(a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,

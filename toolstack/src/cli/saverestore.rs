@@ -2,11 +2,12 @@
 //! [-F] [-c] [CONFIG] FILE`: xl's save and restore (docker owns `hx save`), in xl's own file
 //! format (xen_bindings::savefile), so `xl restore` reads hx's files and hx reads xl's.
 //!
-//! Kill safety: the save file is written unnamed (O_TMPFILE) and linked into place only once
-//! libxl's stream is complete, before the domain is destroyed. A restore marks its domain with a
-//! random token (xenstore `hx/restoring`, written by libxl with the domain) and first starts a
-//! detached guard (`hx __restore-guard TOKEN`) holding a pipe from it: if the restore fails or hx
-//! dies before it confirms, the guard destroys whatever domain carries the token.
+//! Kill safety: both start a detached guard (`hx __xl-guard`) on a pipe first and confirm to it
+//! at the end; an unconfirmed guard (hx failed or died) undoes what was left half-way. A save
+//! writes the file unnamed (O_TMPFILE) and links it into place only once libxl's stream is
+//! complete, before the domain is destroyed; its guard resumes the domain if it is left
+//! suspended. A restore marks its domain with a random token (xenstore `hx/restoring`, written by
+//! libxl with the domain); its guard destroys whatever domain carries the token.
 //!
 //! hx containers are refused: their guest kernel has no Xen suspend support
 //! (CONFIG_XEN_SAVE_RESTORE=n in kernel/hyper.config) and their monitor, console log, exec
@@ -68,12 +69,19 @@ pub struct RestoreArgs {
     pub files: Vec<String>,
 }
 
-/// `hx __restore-guard TOKEN`: destroys the domain a restore marked with TOKEN unless the
-/// restore confirms on stdin.
+/// `hx __xl-guard save DOMID` / `hx __xl-guard restore TOKEN`: unless the save or restore
+/// confirms on stdin, resumes the domain a save left suspended / destroys the domain a restore
+/// marked with TOKEN.
 #[derive(clap::Args, Debug)]
 pub struct GuardArgs {
-    pub token: String,
+    #[arg(value_parser = ["save", "restore"])]
+    pub op: String,
+    /// The domain id (save) or the restore's token
+    pub what: String,
 }
+
+/// How long a save's guard waits for a domain that is still being asked to suspend.
+const SAVE_GUARD_SECS: u64 = 60;
 
 /// The xenstore node (under the domain's path) that marks a domain being restored.
 const RESTORING_NODE: &str = "hx/restoring";
@@ -127,6 +135,7 @@ async fn save(args: SaveArgs) -> anyhow::Result<i32> {
     let json = ctx.config_json(&mut cfg)?;
     let header = savefile::header_bytes(&json)?;
     let out = SaveFile::create(&args.file)?;
+    let guard = Guard::spawn("save", &domid.to_string())?;
     (&out.file)
         .write_all(&header)
         .map_err(|e| anyhow::anyhow!("{}: writing the header: {e}", args.file))?;
@@ -137,14 +146,14 @@ async fn save(args: SaveArgs) -> anyhow::Result<i32> {
         header.len() - savefile::HEADER_LEN
     );
     let fd = OwnedFd::from(out.file.try_clone()?);
-    if let Err(e) = ctx.suspend(domid, fd).await {
+    let saved = match ctx.suspend(domid, fd).await {
+        Ok(()) => out.link(&args.file),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = saved {
         errln!("Failed to save domain, resuming domain");
         let _ = ctx.resume(domid).await;
-        return Err(e.into());
-    }
-    if let Err(e) = out.link(&args.file) {
-        errln!("Failed to save domain, resuming domain");
-        let _ = ctx.resume(domid).await;
+        guard.confirm()?;
         return Err(e);
     }
     if args.paused || args.checkpoint {
@@ -155,6 +164,7 @@ async fn save(args: SaveArgs) -> anyhow::Result<i32> {
     } else {
         ctx.destroy(domid).await?;
     }
+    guard.confirm()?;
     Ok(0)
 }
 
@@ -289,7 +299,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     }
     let token = random_token()?;
     cfg.set_xsdata(RESTORING_NODE, &token)?;
-    let guard = Guard::spawn(&token)?;
+    let guard = Guard::spawn("restore", &token)?;
     let domid = ctx.create_restore(cfg, OwnedFd::from(f)).await?;
     if let Ok(xs) = xen_bindings::Xenstore::open() {
         let _ = xs.rm(&format!("/local/domain/{domid}/{RESTORING_NODE}"));
@@ -328,10 +338,11 @@ struct Guard {
 }
 
 impl Guard {
-    fn spawn(token: &str) -> anyhow::Result<Self> {
+    fn spawn(op: &str, what: &str) -> anyhow::Result<Self> {
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
-        cmd.arg("__restore-guard")
-            .arg(token)
+        cmd.arg("__xl-guard")
+            .arg(op)
+            .arg(what)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -367,11 +378,35 @@ pub async fn guard(args: GuardArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let ctx = domain::open()?;
+    if args.op == "save" {
+        let domid: u32 = args.what.parse()?;
+        return resume_if_suspended(&ctx, domid).await;
+    }
     let xs = xen_bindings::Xenstore::open()?;
     for d in ctx.list()? {
         let node = format!("/local/domain/{}/{RESTORING_NODE}", d.domid);
-        if d.domid != 0 && xs.read(&node).ok().flatten().as_deref() == Some(args.token.as_bytes()) {
+        if d.domid != 0 && xs.read(&node).ok().flatten().as_deref() == Some(args.what.as_bytes()) {
             ctx.destroy(d.domid).await?;
+        }
+    }
+    Ok(0)
+}
+
+/// After a save that did not finish: the guest may still be suspending (libxl asked it through
+/// xenstore), so wait a while for it to be suspended, then resume it where it stopped.
+async fn resume_if_suspended(ctx: &xen_bindings::Context, domid: u32) -> anyhow::Result<i32> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(SAVE_GUARD_SECS);
+    while std::time::Instant::now() < end {
+        match ctx.info(domid) {
+            Err(_) => return Ok(0),
+            Ok(i) if i.dying => return Ok(0),
+            Ok(i) if i.shutdown => {
+                if i.shutdown_reason == Some(xen_bindings::ShutdownReason::Suspend) {
+                    ctx.resume(domid).await?;
+                }
+                return Ok(0);
+            }
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     }
     Ok(0)

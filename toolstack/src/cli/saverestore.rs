@@ -99,12 +99,13 @@ pub async fn run(_g: &super::Globals, c: Command) -> anyhow::Result<i32> {
     })
 }
 
-fn read_xl_config(file: &str) -> anyhow::Result<XlDomain> {
+/// An xl.cfg file (bounded as hx create reads it), parsed, and its text (for the monitor).
+fn read_xl_config(file: &str) -> anyhow::Result<(XlDomain, Vec<u8>)> {
     let mut data = Vec::new();
     std::fs::File::open(file)
         .and_then(|f| f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut data))
         .map_err(|e| anyhow::anyhow!("Failed to read config file: {file}: {e}"))?;
-    Ok(XlDomain::parse(file, &data)?)
+    Ok((XlDomain::parse(file, &data)?, data))
 }
 
 async fn save(args: SaveArgs) -> anyhow::Result<i32> {
@@ -125,7 +126,7 @@ async fn save(args: SaveArgs) -> anyhow::Result<i32> {
         .into());
     }
     let mut cfg = match &args.config {
-        Some(f) => read_xl_config(f)?.to_libxl()?,
+        Some(f) => read_xl_config(f)?.0.to_libxl()?,
         None => {
             let mut cfg = ctx.retrieve_config(domid).await?;
             cfg.set_requested_domid(if args.preserve_domid { domid } else { 0 });
@@ -266,8 +267,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     errln!("Loading new save file {file}");
     let (mut cfg, source, text, json) = match config_file {
         Some(c) => {
-            let d = read_xl_config(c)?;
-            let text = std::fs::read(c)?;
+            let (d, text) = read_xl_config(c)?;
             (d.to_libxl()?, c.to_string(), text, false)
         }
         None => {
@@ -301,19 +301,17 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     cfg.set_xsdata(RESTORING_NODE, &token)?;
     let guard = Guard::spawn("restore", &token)?;
     let domid = ctx.create_restore(cfg, OwnedFd::from(f)).await?;
-    if let Ok(xs) = xen_bindings::Xenstore::open() {
-        let _ = xs.rm(&format!("/local/domain/{domid}/{RESTORING_NODE}"));
-    }
+    // Until the guard is told, any failure (or hx's death) ends with the domain destroyed.
     if !args.no_monitor && !args.foreground {
         xl_create::spawn_monitor(domid, &source, &text, json)
             .map_err(|e| e.context("starting the domain's monitor (hx __xl-monitor)"))?;
     }
-    guard.confirm()?;
     if !args.paused {
-        if let Err(e) = ctx.unpause(domid).await {
-            let _ = ctx.destroy(domid).await;
-            return Err(e.into());
-        }
+        ctx.unpause(domid).await?;
+    }
+    guard.confirm()?;
+    if let Ok(xs) = xen_bindings::Xenstore::open() {
+        let _ = xs.rm(&format!("/local/domain/{domid}/{RESTORING_NODE}"));
     }
     if args.console {
         return Err(ctx.console_exec(domid).into());
@@ -410,4 +408,29 @@ async fn resume_if_suspended(ctx: &xen_bindings::Context, domid: u32) -> anyhow:
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_save_file_appears_only_once_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.save");
+        let p = path.to_str().unwrap();
+        // Dropped before it is complete (a failed or killed save): nothing in the directory.
+        let f = SaveFile::create(p).unwrap();
+        (&f.file).write_all(b"partial").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Linked: the whole file under its name, replacing an older one, nothing else.
+        std::fs::write(&path, b"older").unwrap();
+        let f = SaveFile::create(p).unwrap();
+        (&f.file).write_all(b"complete").unwrap();
+        f.link(p).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"complete");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(SaveFile::create("/nonexistent-dir/x.save").is_err());
+    }
 }

@@ -6,8 +6,10 @@
 //! at the end; an unconfirmed guard (hx failed or died) undoes what was left half-way. A save
 //! writes the file unnamed (O_TMPFILE) and links it into place only once libxl's stream is
 //! complete, before the domain is destroyed; its guard resumes the domain if it is left
-//! suspended. A restore marks its domain with a random token (xenstore `hx/restoring`, written by
-//! libxl with the domain); its guard destroys whatever domain carries the token.
+//! suspended. A restore marks its domain (xenstore `hx/restoring`, written by libxl with the
+//! domain) with its guard's pid, start time and a random token; the guard destroys whatever
+//! domain carries its mark, and every restore first destroys marked domains whose guard is gone
+//! (killed too), so not even a lost guard leaves a half-restored domain for long.
 //!
 //! hx containers are refused: their guest kernel has no Xen suspend support
 //! (CONFIG_XEN_SAVE_RESTORE=n in kernel/hyper.config) and their monitor, console log, exec
@@ -260,6 +262,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
         _ => unreachable!("clap allows one or two"),
     };
     let ctx = domain::open()?;
+    sweep_abandoned_restores(&ctx).await;
     let mut f = std::fs::File::open(file)
         .map_err(|e| anyhow::anyhow!("Can't open restore file: {file}: {e}"))?;
     // Read unbuffered: libxl reads its stream from this fd, right after the header.
@@ -297,9 +300,8 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     if args.debug {
         errln!("{}", ctx.config_json(&mut cfg)?.trim_end());
     }
-    let token = random_token()?;
-    cfg.set_xsdata(RESTORING_NODE, &token)?;
-    let guard = Guard::spawn("restore", &token)?;
+    let guard = Guard::spawn("restore", &random_token()?)?;
+    cfg.set_xsdata(RESTORING_NODE, &guard.mark()?)?;
     let domid = ctx.create_restore(cfg, OwnedFd::from(f)).await?;
     // Until the guard is told, any failure (or hx's death) ends with the domain destroyed.
     if !args.no_monitor && !args.foreground {
@@ -333,6 +335,49 @@ fn random_token() -> anyhow::Result<String> {
 /// the guard destroy the marked domain.
 struct Guard {
     child: std::process::Child,
+    token: String,
+}
+
+/// A restore's mark: `PID:START:TOKEN` of its guard.
+fn restore_mark(guard: hx_engine::process::Tracked, token: &str) -> String {
+    format!("{}:{}:{token}", guard.pid, guard.start)
+}
+
+/// The guard a mark names, if the mark is one (strictly: two numbers and 32 hex digits).
+fn parse_mark(mark: &[u8]) -> Option<hx_engine::process::Tracked> {
+    let s = std::str::from_utf8(mark).ok()?;
+    let mut f = s.split(':');
+    let (pid, start, token) = (f.next()?, f.next()?, f.next()?);
+    if f.next().is_some()
+        || token.len() != 32
+        || !token.bytes().all(|b| b.is_ascii_hexdigit())
+        || ![pid, start]
+            .iter()
+            .all(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    hx_engine::process::Tracked::new(pid.parse().ok(), start.parse().ok())
+}
+
+/// Destroys the domains of restores whose guard is gone (killed with its hx).
+async fn sweep_abandoned_restores(ctx: &xen_bindings::Context) {
+    let Ok(xs) = xen_bindings::Xenstore::open() else {
+        return;
+    };
+    for d in ctx.list().unwrap_or_default() {
+        let node = format!("/local/domain/{}/{RESTORING_NODE}", d.domid);
+        let Some(mark) = xs.read(&node).ok().flatten() else {
+            continue;
+        };
+        if d.domid != 0 && parse_mark(&mark).is_some_and(|g| !g.is_alive()) {
+            errln!(
+                "destroying domain {}: a restore that did not finish",
+                d.domid
+            );
+            let _ = ctx.destroy(d.domid).await;
+        }
+    }
 }
 
 impl Guard {
@@ -348,7 +393,21 @@ impl Guard {
         let child = cmd
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting the restore guard: {e}"))?;
-        Ok(Guard { child })
+        Ok(Guard {
+            child,
+            token: what.to_string(),
+        })
+    }
+
+    /// The mark a restore's domain carries for this guard.
+    fn mark(&self) -> anyhow::Result<String> {
+        let pid = self.child.id() as i32;
+        let start = hx_engine::process::start_time(pid)
+            .ok_or_else(|| anyhow::anyhow!("the restore guard exited at once"))?;
+        Ok(restore_mark(
+            hx_engine::process::Tracked { pid, start },
+            &self.token,
+        ))
     }
 
     fn confirm(mut self) -> anyhow::Result<()> {
@@ -380,10 +439,13 @@ pub async fn guard(args: GuardArgs) -> anyhow::Result<i32> {
         let domid: u32 = args.what.parse()?;
         return resume_if_suspended(&ctx, domid).await;
     }
+    let me = hx_engine::process::Tracked::current()
+        .ok_or_else(|| anyhow::anyhow!("no start time for this process"))?;
+    let mark = restore_mark(me, &args.what);
     let xs = xen_bindings::Xenstore::open()?;
     for d in ctx.list()? {
         let node = format!("/local/domain/{}/{RESTORING_NODE}", d.domid);
-        if d.domid != 0 && xs.read(&node).ok().flatten().as_deref() == Some(args.what.as_bytes()) {
+        if d.domid != 0 && xs.read(&node).ok().flatten().as_deref() == Some(mark.as_bytes()) {
             ctx.destroy(d.domid).await?;
         }
     }
@@ -432,5 +494,34 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"complete");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(SaveFile::create("/nonexistent-dir/x.save").is_err());
+    }
+
+    #[test]
+    fn restore_marks_name_their_guard_strictly() {
+        let g = hx_engine::process::Tracked::current().unwrap();
+        let token = random_token().unwrap();
+        let mark = restore_mark(g, &token);
+        assert_eq!(parse_mark(mark.as_bytes()), Some(g));
+        assert!(parse_mark(mark.as_bytes()).unwrap().is_alive());
+        for bad in [
+            "",
+            "1:2",
+            "1:2:3",
+            &format!("x:2:{token}"),
+            &format!("1:2:{token}:4"),
+            &format!("-1:2:{token}"),
+            &format!("1:99999999999999999999999:{token}"),
+            &format!("1:2:{}", &token[1..]),
+        ] {
+            assert_eq!(parse_mark(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a marker node holds: a guard or nothing, never a panic.
+        #[test]
+        fn any_mark_parses_or_not(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let _ = parse_mark(&data);
+        }
     }
 }

@@ -197,6 +197,8 @@ for attempt in 1 2; do
 done
 domain_gone xs 30; sleep 1
 snapshot "$w/after"
+[ -n "$killed" ] && ! xl domid xs >/dev/null 2>&1 && diff -q "$w/before" "$w/after" >/dev/null \
+    && ok "a SIGKILLed domain restore left nothing (domains, loop devices, xenstore, containers as before)" || { bad "killed restore: killed mid-restore '$killed', left:"; diff "$w/before" "$w/after" | show; }
 # ... and one whose guard was killed with it: the next restore destroys the abandoned domain
 hx domain restore "$w/hx2.save" >/dev/null 2>&1 &
 pid=$!
@@ -211,8 +213,6 @@ counts_again() { local i; for ((i = 0; i < 60; i++)); do tail -n +"$((lines + 1)
 [ -n "$gpid" ] && [ -n "$abandoned" ] && [ "$rc" = 0 ] && echo "$out" | grep -q "destroying domain $abandoned: a restore that did not finish" \
     && ! xl list "$abandoned" >/dev/null 2>&1 && counts_again \
     && ok "a restore killed with its guard: the next restore destroyed domain $abandoned and restored xs" || { bad "guard killed too: guard '$gpid', abandoned '$abandoned', exit $rc: $out"; xl list | show; }
-[ -n "$killed" ] && ! xl domid xs >/dev/null 2>&1 && diff -q "$w/before" "$w/after" >/dev/null \
-    && ok "a SIGKILLed domain restore left nothing (domains, loop devices, xenstore, containers as before)" || { bad "killed restore: killed mid-restore '$killed', left:"; diff "$w/before" "$w/after" | show; }
 
 step "killed restore done"
 hx rm -f c1 >/dev/null 2>&1

@@ -149,9 +149,11 @@ out=$(hx domain restore "$w/hx1.save" 2>&1); rc=$?
     && ok "domain restore: the count went on ($n0 -> $(last_count)), file and all, no second boot ($(elapsed "$s0") s)" || { bad "domain restore: exit $rc, count $n0 -> $(last_count), $(boots) boots: $out"; tail -5 "$log" | show; }
 
 n0=$(last_count)
+s0=$(date +%s.%N)
 out=$(xl save xs "$w/xl.save" 2>&1) && domain_gone xs 30 || bad "xl save xs: $out"
+xl_save=$(elapsed "$s0"); s0=$(date +%s.%N)
 out=$(hx domain restore "$w/xl.save" 2>&1); rc=$?
-[ "$rc" = 0 ] && count_above "$((n0 + 1))" 60 && [ "$(boots)" = 1 ] && ok "domain restore of xl's save file: the count went on ($n0 -> $(last_count))" || { bad "restore of xl's file: exit $rc: $out"; tail -5 "$log" | show; }
+[ "$rc" = 0 ] && count_above "$((n0 + 1))" 60 && [ "$(boots)" = 1 ] && ok "domain restore of xl's save file: the count went on ($n0 -> $(last_count)) ($(elapsed "$s0") s; xl save took $xl_save s)" || { bad "restore of xl's file: exit $rc: $out"; tail -5 "$log" | show; }
 
 id=$(xl domid xs)
 out=$(hx domain save -c xs "$w/hx2.save" 2>&1); rc=$?
@@ -159,12 +161,14 @@ c0=$(last_count)
 [ "$rc" = 0 ] && [ "$(xl domid xs)" = "$id" ] && count_above "$((c0 + 1))" 30 && ok "domain save -c: xs runs on (domain $id, counting)" || bad "save -c: exit $rc: $out"
 xl destroy xs; domain_gone xs 30
 lines=$(wc -l < "$log")
+s0=$(date +%s.%N)
 out=$(xl restore "$w/hx2.save" 2>&1); rc=$?
+xl_restore=$(elapsed "$s0")
 sleep 3
 new=$(tail -n +"$((lines + 1))" "$log" | grep -a -o 'XS-COUNT [0-9]*' | awk '{print $2}')
 first=$(echo "$new" | head -1)
 [ "$rc" = 0 ] && [ -n "$first" ] && [ "$first" -le "$((c0 + 1))" ] && ! tail -n +"$((lines + 1))" "$log" | grep -aq XS-BOOT \
-    && ok "xl restore of hx's save file: the count went on from the checkpoint ($first after $c0)" || { bad "xl restore of hx's file: exit $rc, first count '$first' (checkpoint near $c0): $out"; tail -5 "$log" | show; }
+    && ok "xl restore of hx's save file: the count went on from the checkpoint ($first after $c0) (xl restore took $xl_restore s)" || { bad "xl restore of hx's file: exit $rc, first count '$first' (checkpoint near $c0): $out"; tail -5 "$log" | show; }
 
 step "saves and restores done"
 # --- a save killed half-way: no file, and the guard resumes the suspended domain

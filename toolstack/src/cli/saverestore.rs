@@ -318,7 +318,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     if args.console {
         return Err(ctx.console_exec(domid).into());
     }
-    if args.foreground {
+    if args.foreground && !args.no_monitor {
         let recreate = Recreate::parse(&ctx, &source, &text, json)?;
         return xl_create::watch(&ctx, &recreate, domid).await;
     }

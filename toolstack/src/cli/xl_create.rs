@@ -2,8 +2,9 @@
 //! described in xl.cfg syntax, as `xl create` makes it. libxlutil parses the file
 //! (xen_bindings::xlcfg), libxl creates the domain, and `hx __xl-monitor` (detached, like xl's
 //! daemon; in the foreground with -F, none with -e) carries out on_poweroff/on_reboot/on_crash
-//! for it. -n prints the libxl config as JSON (like `xl create -n`) and creates nothing. `hx create IMAGE` (docker's create) is the same command word: the xl form is
-//! chosen when the first argument is a config file (`detect`).
+//! for it. -n prints the libxl config as JSON (like `xl create -n`) and creates nothing.
+//! `hx create IMAGE` (docker's create) is the same command word: the xl form is chosen when the
+//! first argument is a config file (`detect`).
 use super::domain;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -172,7 +173,8 @@ async fn create(args: Args) -> anyhow::Result<i32> {
     if args.console {
         return Err(ctx.console_exec(domid).into());
     }
-    if args.foreground {
+    // -e wins over -F, as in xl (no monitor at all).
+    if args.foreground && !args.no_monitor {
         return watch(&ctx, &recreate, domid).await;
     }
     Ok(0)

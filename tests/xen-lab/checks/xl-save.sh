@@ -15,7 +15,7 @@ kernel=/lab/disk/dom0-vmlinuz
 [ -f "$kernel" ] || { bad "no $kernel (tests/xen-lab/run puts dom0's kernel there)"; exit 1; }
 
 # The container first: it boots while the rest is prepared.
-hx run -d -m 128m --name c1 busybox sh -c 'while :; do sleep 1; done' >/dev/null || bad "run -d c1"
+hx run -d -m 128m --name xsc busybox sh -c 'while :; do sleep 1; done' >/dev/null || bad "run -d xsc"
 
 # --- the ordinary domain: /init counts once a second, keeping the count in a file too
 d="$(mktemp -d)"
@@ -103,9 +103,9 @@ xl destroy fg >/dev/null 2>&1
 out=$(hx create -q "$w/xs.cfg" 2>&1) && ok "create xs" || bad "create xs: $out"
 count_above 1 240 && ok "xs counts on its console" || { bad "xs did not count"; show < "$log"; }
 end=$((SECONDS + 240))
-while [ $SECONDS -lt $end ]; do timeout 20 hx exec c1 true 2>/dev/null && break; sleep 1; done
-cid=$(hx list --json | jq -r '.[] | select(.name == "c1") | .container_id')
-[ -n "$cid" ] && ok "c1 runs" || bad "c1 has no domain"
+while [ $SECONDS -lt $end ]; do timeout 20 hx exec xsc true 2>/dev/null && break; sleep 1; done
+cid=$(hx list --json | jq -r '.[] | select(.name == "xsc") | .container_id')
+[ -n "$cid" ] && ok "xsc runs" || bad "xsc has no domain"
 
 step "both booted"
 # --- list -l / -v and config, against xl's own output
@@ -113,12 +113,12 @@ h=$(hx list -l xs 2>&1); x=$(xl list -l xs 2>&1)
 [ "$(echo "$h" | jq -S . 2>&1)" = "$(echo "$x" | jq -S . 2>&1)" ] && [ -n "$h" ] && ok "list -l xs: the same JSON as xl list -l" || { bad "list -l xs differs"; differ "$h" "$x"; }
 [ "$h" = "$x" ] && ok "list -l xs: byte for byte" || { bad "list -l xs: formatted differently from xl's"; differ "$h" "$x"; }
 h=$(hx list -l 2>&1 | jq -S . 2>&1); x=$(xl list -l 2>&1 | jq -S . 2>&1)
-[ -n "$h" ] && [ "$h" = "$x" ] && ok "list -l (xs and c1): the same JSON as xl" || { bad "list -l differs"; differ "$h" "$x"; }
+[ -n "$h" ] && [ "$h" = "$x" ] && ok "list -l (xs and xsc): the same JSON as xl" || { bad "list -l differs"; differ "$h" "$x"; }
 h=$(hx list -v 2>&1 | awk '{print $1,$2,$7,$8,$9}'); x=$(xl list -v 2>&1 | awk '{print $1,$2,$7,$8,$9}')
 [ "$h" = "$x" ] && ok "list -v: names, ids, UUIDs, reason codes, labels as xl" || { bad "list -v differs"; differ "$h" "$x"; }
-h=$(hx config c1 2>&1); x=$(xl list -l c1 2>/dev/null | jq '.[0].config')
+h=$(hx config xsc 2>&1); x=$(xl list -l xsc 2>/dev/null | jq '.[0].config')
 [ "$(echo "$h" | jq -S . 2>&1)" = "$(echo "$x" | jq -S . 2>&1)" ] && [ "$(echo "$h" | jq -r '.c_info.xsdata["hx/id"]')" = "$cid" ] \
-    && ok "config c1: xl's config of the container's domain, with its hx/id" || { bad "config c1"; differ "$h" "$x"; }
+    && ok "config xsc: xl's config of the container's domain, with its hx/id" || { bad "config xsc"; differ "$h" "$x"; }
 [ "$(hx config xs | jq -r .c_info.name)" = xs ] && ok "config xs" || bad "config xs"
 
 # --- exit codes and messages on bad input, as xl's
@@ -132,9 +132,9 @@ for pair in "list -l nosuch|list -l nosuch" "config nosuch|list -l nosuch" "doma
 done
 msg=$(hx domain restore "$w/xs.cfg" 2>&1)
 echo "$msg" | grep -q "not an xl save file" && ok "a config given as a save file: '$msg'" || bad "bad magic message: $msg"
-msg=$(hx domain save c1 "$w/c1.save" 2>&1); rc=$?
-[ "$rc" = 5 ] && echo "$msg" | grep -q "hx container" && [ ! -e "$w/c1.save" ] && timeout 20 hx exec c1 true \
-    && ok "domain save c1: refused (exit 5), no file, c1 still runs" || bad "domain save c1: exit $rc: $msg"
+msg=$(hx domain save xsc "$w/xsc.save" 2>&1); rc=$?
+[ "$rc" = 5 ] && echo "$msg" | grep -q "hx container" && [ ! -e "$w/xsc.save" ] && timeout 20 hx exec xsc true \
+    && ok "domain save xsc: refused (exit 5), no file, xsc still runs" || bad "domain save xsc: exit $rc: $msg"
 
 step "list, config, bad input done"
 # --- save and restore: the counter goes on where it was, without a second boot
@@ -219,7 +219,7 @@ counts_again() { local i; for ((i = 0; i < 60; i++)); do tail -n +"$((lines + 1)
     && ok "a restore killed with its guard: the next restore destroyed domain $abandoned and restored xs" || { bad "guard killed too: guard '$gpid', abandoned '$abandoned', exit $rc: $out"; xl list | show; }
 
 step "killed restore done"
-hx rm -f c1 >/dev/null 2>&1
+hx rm -f xsc >/dev/null 2>&1
 xl destroy xs >/dev/null 2>&1
 rm -f "$w"/*.save
 echo "xl-save took $(( $(date +%s) - t0 )) s"

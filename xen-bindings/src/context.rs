@@ -13,6 +13,7 @@ use crate::config::{DomainConfig, LibxlConfig};
 
 mod admin;
 mod devices;
+pub(crate) mod saverestore;
 use crate::error::XenError;
 use crate::event_loop::{self, Owned, QUIT_BYTE};
 use crate::events::{self, Dispatch, DomainEvent, ShutdownReason};
@@ -87,6 +88,8 @@ pub struct DomainInfo {
     pub cpupool: u32,
     /// The XSM/FLASK security reference (xentop's SSID).
     pub ssidref: u32,
+    /// Its XSM/FLASK label (`xl list -v`), None without XSM.
+    pub ssid_label: Option<String>,
 }
 
 /// The host, as `xl info` shows it.
@@ -484,6 +487,12 @@ impl Context {
             pvh: d.domain_type == sys::LIBXL_DOMAIN_TYPE_PVH,
             cpupool: d.cpupool,
             ssidref: d.ssidref,
+            // SAFETY: NULL or a C string in the dominfo.
+            ssid_label: (!d.ssid_label.is_null()).then(|| {
+                unsafe { CStr::from_ptr(d.ssid_label) }
+                    .to_string_lossy()
+                    .into_owned()
+            }),
         }
     }
 

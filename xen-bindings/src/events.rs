@@ -20,6 +20,19 @@ pub enum ShutdownReason {
 }
 
 impl ShutdownReason {
+    /// libxl's number for it (libxl_shutdown_reason; unknown is -1), as `xl list -v` prints.
+    pub fn code(self) -> i32 {
+        match self {
+            ShutdownReason::Poweroff => sys::LIBXL_SHUTDOWN_REASON_POWEROFF,
+            ShutdownReason::Reboot => sys::LIBXL_SHUTDOWN_REASON_REBOOT,
+            ShutdownReason::Suspend => sys::LIBXL_SHUTDOWN_REASON_SUSPEND,
+            ShutdownReason::Crash => sys::LIBXL_SHUTDOWN_REASON_CRASH,
+            ShutdownReason::Watchdog => sys::LIBXL_SHUTDOWN_REASON_WATCHDOG,
+            ShutdownReason::SoftReset => sys::LIBXL_SHUTDOWN_REASON_SOFT_RESET,
+            ShutdownReason::Unknown => sys::LIBXL_SHUTDOWN_REASON_UNKNOWN,
+        }
+    }
+
     pub fn from_libxl(r: i32) -> Self {
         match r {
             sys::LIBXL_SHUTDOWN_REASON_POWEROFF => ShutdownReason::Poweroff,

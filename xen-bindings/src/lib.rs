@@ -11,6 +11,7 @@ pub mod error;
 mod event_loop;
 pub mod events;
 mod logger;
+pub mod savefile;
 mod sigchld;
 pub mod xenstore;
 pub mod xlcfg;

@@ -142,8 +142,9 @@ pub struct XlVif {
     pub vifname: Option<String>,
     pub script: Option<String>,
     pub model: Option<String>,
-    /// `type=ioemu`: an emulated NIC as well as the PV one (HVM).
-    pub ioemu: bool,
+    /// `type=ioemu` (Some(true)): an emulated NIC as well as the PV one (HVM); `type=vif`
+    /// (Some(false)); None: libxl's default for the domain type, as xl leaves it.
+    pub ioemu: Option<bool>,
     /// `rate=...`, checked by libxlutil's rate parser.
     pub rate: Option<String>,
 }
@@ -155,7 +156,8 @@ pub struct XlDomain {
     /// None: libxl's default.
     pub memory_mb: Option<u64>,
     pub maxmem_mb: Option<u64>,
-    pub vcpus: u32,
+    /// None: libxl's default (one vCPU), as xl leaves it.
+    pub vcpus: Option<u32>,
     pub maxvcpus: Option<u32>,
     pub kernel: Option<PathBuf>,
     pub ramdisk: Option<PathBuf>,
@@ -463,8 +465,8 @@ pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
             "script" => v.script = s,
             "model" => v.model = s,
             "type" => match val {
-                "vif" => v.ioemu = false,
-                "ioemu" => v.ioemu = true,
+                "vif" => v.ioemu = Some(false),
+                "ioemu" => v.ioemu = Some(true),
                 _ => return Err(bad(format!("type {val:?}: vif or ioemu"))),
             },
             "backend" if val == "0" || val == "Domain-0" => {}
@@ -537,7 +539,7 @@ impl XlDomain {
         let mb = |k| xlu.long(k, 1, 1 << 24).map(|v| v.map(|v| v as u64));
         let memory_mb = mb("memory")?;
         let maxmem_mb = mb("maxmem")?;
-        let vcpus = xlu.long("vcpus", 1, 512)?.unwrap_or(1) as u32;
+        let vcpus = xlu.long("vcpus", 1, 512)?.map(|v| v as u32);
         let maxvcpus = xlu.long("maxvcpus", 1, 512)?.map(|v| v as u32);
         let path = |k| xlu.string(k).map(|v| v.map(PathBuf::from));
         let kernel = path("kernel")?;
@@ -617,9 +619,9 @@ impl XlDomain {
                 return bad(format!("maxmem {max} is below memory {m}"));
             }
         }
-        if let Some(max) = self.maxvcpus {
-            if max < self.vcpus {
-                return bad(format!("maxvcpus {max} is below vcpus {}", self.vcpus));
+        if let (Some(max), Some(n)) = (self.maxvcpus, self.vcpus) {
+            if max < n {
+                return bad(format!("maxvcpus {max} is below vcpus {n}"));
             }
         }
         if self.cmdline.as_ref().is_some_and(|c| c.len() >= 2048) {
@@ -663,15 +665,21 @@ impl XlDomain {
             } else if let Some(max) = self.maxmem_mb {
                 c.b_info.max_memkb = max * 1024;
             }
-            c.b_info.max_vcpus = self.maxvcpus.unwrap_or(self.vcpus) as c_int;
-            // avail_vcpus: vCPUs 0..vcpus online at boot; a bitmap libxl frees with free().
-            let bytes = (self.vcpus as usize).div_ceil(8);
-            let map = crate::config::calloc::<u8>(bytes);
-            for i in 0..self.vcpus as usize {
-                *map.add(i / 8) |= 1 << (i % 8);
+            // As xl's parse_config_data: max_vcpus is maxvcpus, else vcpus, else libxl's
+            // default; avail_vcpus (vCPUs 0..vcpus online at boot, a bitmap libxl frees with
+            // free()) only when vcpus is given.
+            c.b_info.max_vcpus = self.maxvcpus.or(self.vcpus).unwrap_or(0) as c_int;
+            if let Some(n) = self.vcpus {
+                let bytes = (n as usize).div_ceil(8);
+                let map = crate::config::calloc::<u8>(bytes);
+                for i in 0..n as usize {
+                    *map.add(i / 8) |= 1 << (i % 8);
+                }
+                c.b_info.avail_vcpus.size = bytes as u32;
+                c.b_info.avail_vcpus.map = map;
             }
-            c.b_info.avail_vcpus.size = bytes as u32;
-            c.b_info.avail_vcpus.map = map;
+            // xl's built-in default (xl.conf's claim_mode=1).
+            sys::libxl_defbool_set(&mut c.b_info.claim_mode, true);
             if let Some(k) = &self.kernel {
                 c.b_info.kernel = s("kernel", &k.to_string_lossy())?;
             }
@@ -734,11 +742,11 @@ pub(crate) fn fill_nic(
     if let Some(m) = &v.model {
         nic.model = s("model", m)?;
     }
-    nic.nictype = if v.ioemu {
-        sys::LIBXL_NIC_TYPE_VIF_IOEMU
-    } else {
-        sys::LIBXL_NIC_TYPE_VIF
-    };
+    match v.ioemu {
+        Some(true) => nic.nictype = sys::LIBXL_NIC_TYPE_VIF_IOEMU,
+        Some(false) => nic.nictype = sys::LIBXL_NIC_TYPE_VIF,
+        None => {}
+    }
     if let Some(r) = &v.rate {
         let xlu = Xlu::new("vif rate")?;
         let c =
@@ -780,7 +788,7 @@ on_crash = "preserve"
         assert_eq!(d.kind, XlType::Pvh);
         assert_eq!(
             (d.memory_mb, d.maxmem_mb, d.vcpus),
-            (Some(128), Some(256), 2)
+            (Some(128), Some(256), Some(2))
         );
         assert_eq!(d.cmdline.as_deref(), Some("console=hvc0 quiet"));
         assert_eq!(d.disks.len(), 2);
@@ -829,6 +837,41 @@ on_crash = "preserve"
                 "console=hvc0 quiet"
             );
         }
+    }
+
+    /// What `hx create -n` prints: libxl's JSON of the config, with the fields xl's
+    /// parse_config_data sets for these keys and no others.
+    #[test]
+    fn json_matches_xls_defaults() {
+        let json = |text: &str| {
+            let d = XlDomain::parse("x.cfg", text.as_bytes()).unwrap();
+            crate::context::saverestore::config_json_for_test(&mut d.to_libxl().unwrap())
+        };
+        let j = json("name=\"a\"\ntype=\"pvh\"\nkernel=\"/k\"\nmemory=64\n");
+        for want in [
+            "\"name\": \"a\"",
+            "\"type\": \"pvh\"",
+            "\"claim_mode\": \"True\"",
+            "\"max_memkb\": 65536",
+            "\"target_memkb\": 65536",
+            "\"on_reboot\": \"restart\"",
+            "\"on_soft_reset\": \"soft_reset\"",
+            "\"kernel\": \"/k\"",
+        ] {
+            assert!(j.contains(want), "{want} in {j}");
+        }
+        assert!(
+            !j.contains("max_vcpus") && !j.contains("avail_vcpus"),
+            "{j}"
+        );
+        // A vif without type= leaves nictype to libxl (xl sets it only from type=).
+        let j = json("name=\"a\"\nkernel=\"/k\"\nvif=['bridge=hx0']\n");
+        assert!(j.contains("\"devid\": 0") && !j.contains("nictype"), "{j}");
+        let j = json("name=\"a\"\nkernel=\"/k\"\nvif=['bridge=hx0,type=vif']\n");
+        assert!(j.contains("\"nictype\": \"vif\""), "{j}");
+        let j = json("name=\"a\"\nkernel=\"/k\"\nvcpus=2\n");
+        assert!(j.contains("\"max_vcpus\": 2"), "{j}");
+        assert!(j.contains("\"avail_vcpus\": [\n"), "{j}");
     }
 
     #[test]

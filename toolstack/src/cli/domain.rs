@@ -162,6 +162,7 @@ mod tests {
             pvh: true,
             cpupool: 0,
             ssidref: 0,
+            ssid_label: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod candidates;
 pub mod checkpoint;
 pub mod commit;
 pub mod completion;
+pub mod config;
 pub mod console;
 pub mod cp;
 pub mod cpupool_list;
@@ -54,6 +55,7 @@ pub mod rm;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod saverestore;
 pub mod sched_credit2;
 pub mod shutdown;
 pub mod start;
@@ -202,6 +204,8 @@ pub enum Command {
     /// Unpause containers (docker unpause) or domains (xl unpause)
     Unpause(unpause::Args),
     /// Attach to a domain's console (xl console)
+    // `con` stayed console's when `config` came (docs/cli.md, "Command prefixes").
+    #[command(alias = "con")]
     Console(console::Args),
     /// Set a domain's memory target (xl mem-set)
     MemSet(mem_set::Args),
@@ -238,6 +242,14 @@ pub enum Command {
     NetworkDetach(network::DetachArgs),
     /// List domains' network interfaces (xl network-list)
     NetworkList(network::ListArgs),
+    /// Show a domain's configuration as libxl's JSON (the config of xl list -l)
+    Config(config::Args),
+    /// Save and restore Xen domains (xl save, xl restore)
+    #[command(subcommand)]
+    Domain(saverestore::Command),
+    /// Internal: undoes a save or restore that did not finish
+    #[command(name = "__xl-guard", hide = true)]
+    XlGuard(saverestore::GuardArgs),
     /// Internal: carries out on_poweroff/on_reboot/on_crash for a domain from `hx create FILE.cfg`
     #[command(name = "__xl-monitor", hide = true)]
     XlMonitor(xl_create::MonitorArgs),
@@ -390,6 +402,9 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::NetworkAttach(a) => network::attach(g, a).await,
         Command::NetworkDetach(a) => network::detach(g, a).await,
         Command::NetworkList(a) => network::list(g, a).await,
+        Command::Config(a) => config::run(g, a).await,
+        Command::Domain(c) => saverestore::run(g, c).await,
+        Command::XlGuard(a) => saverestore::guard(a).await,
         Command::XlMonitor(a) => xl_create::monitor(a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,

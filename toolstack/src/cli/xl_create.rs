@@ -1,8 +1,10 @@
-//! `hx create FILE.cfg [-p] [-c] [-q] [KEY=VALUE...]`: any domain described in xl.cfg syntax,
-//! as `xl create` makes it. libxlutil parses the file (xen_bindings::xlcfg), libxl creates the
-//! domain, and `hx __xl-monitor` (detached, like xl's daemon) carries out on_poweroff/on_reboot/
-//! on_crash for it. `hx create IMAGE` (docker's create) is the same command word: the xl form is
-//! chosen when the first argument is a config file (`detect`).
+//! `hx create FILE.cfg [-p] [-c] [-q] [-n] [-d] [-F] [-e] [-i] [KEY=VALUE...]`: any domain
+//! described in xl.cfg syntax, as `xl create` makes it. libxlutil parses the file
+//! (xen_bindings::xlcfg), libxl creates the domain, and `hx __xl-monitor` (detached, like xl's
+//! daemon; in the foreground with -F, none with -e) carries out on_poweroff/on_reboot/on_crash
+//! for it. -n prints the libxl config as JSON (like `xl create -n`) and creates nothing.
+//! `hx create IMAGE` (docker's create) is the same command word: the xl form is chosen when the
+//! first argument is a config file (`detect`).
 use super::domain;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -24,6 +26,21 @@ pub struct Args {
     /// Quiet: no "Parsing config from" line
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// Dry run: print the libxl config as JSON and create nothing
+    #[arg(short = 'n', long = "dryrun")]
+    pub dryrun: bool,
+    /// Print the libxl config as JSON to stderr before creating
+    #[arg(short = 'd')]
+    pub debug: bool,
+    /// Stay in the foreground, carrying out on_poweroff/on_reboot/on_crash until the domain is gone
+    #[arg(short = 'F')]
+    pub foreground: bool,
+    /// No monitor: create the domain and return (on_reboot etc. are not carried out)
+    #[arg(short = 'e')]
+    pub no_monitor: bool,
+    /// Ignore xl.conf's global vCPU affinity masks (hx applies none; accepted for xl's scripts)
+    #[arg(short = 'i')]
+    pub ignore_masks: bool,
     /// The config file (also the first argument)
     #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
     pub defconfig: Option<String>,
@@ -33,7 +50,7 @@ pub struct Args {
 }
 
 /// xl's short options without a value, which may precede the file.
-const XL_FLAGS: &[u8] = b"pcq";
+const XL_FLAGS: &[u8] = b"pcqndFei";
 
 /// Whether `hx ... create ARGS` is xl's create: its first argument after xl's own flags names a
 /// config file (`*.cfg`, or an existing file given as a path), or `-f`/`--defconfig` is used.
@@ -58,7 +75,7 @@ pub fn detect(argv: &[String]) -> Option<usize> {
         if a.len() > 1 && a.starts_with('-') && a[1..].bytes().all(|b| XL_FLAGS.contains(&b)) {
             continue;
         }
-        if a == "--quiet" {
+        if a == "--quiet" || a == "--dryrun" {
             continue;
         }
         let path = Path::new(a);
@@ -125,15 +142,27 @@ async fn create(args: Args) -> anyhow::Result<i32> {
     }
     let d = XlDomain::parse(&file, &data)?;
     let ctx = domain::open()?;
+    if args.dryrun || args.debug {
+        let json = ctx.config_json(&mut d.to_libxl()?)?;
+        if args.dryrun {
+            domain::print(&json)?;
+            return Ok(0);
+        }
+        errln!("{}", json.trim_end());
+    }
     if ctx.domid_by_name(&d.name).is_ok() {
         return Err(
             hx_engine::HxError::Refused(format!("domain {:?} already exists", d.name)).into(),
         );
     }
     let domid = ctx.create_xl(&d).await?;
-    if let Err(e) = spawn_monitor(domid, &file, &data) {
-        let _ = ctx.destroy(domid).await;
-        return Err(e.context("starting the domain's monitor (hx __xl-monitor)"));
+    let recreate = Recreate::Xl(Box::new(d));
+    let detached = !args.foreground && !args.no_monitor;
+    if detached {
+        if let Err(e) = spawn_monitor(domid, &file, &data, false) {
+            let _ = ctx.destroy(domid).await;
+            return Err(e.context("starting the domain's monitor (hx __xl-monitor)"));
+        }
     }
     if !args.paused {
         if let Err(e) = ctx.unpause(domid).await {
@@ -144,17 +173,65 @@ async fn create(args: Args) -> anyhow::Result<i32> {
     if args.console {
         return Err(ctx.console_exec(domid).into());
     }
+    // -e wins over -F, as in xl (no monitor at all).
+    if args.foreground && !args.no_monitor {
+        return watch(&ctx, &recreate, domid).await;
+    }
     Ok(0)
 }
 
-/// Starts `hx __xl-monitor DOMID SOURCE` in its own session, the config text on its stdin.
-fn spawn_monitor(domid: u32, source: &str, data: &[u8]) -> anyhow::Result<()> {
+/// How the monitor makes a domain again (on_reboot = "restart"): from its xl.cfg model, or from
+/// libxl's JSON of its config (a restored domain's, from the save file).
+pub enum Recreate {
+    Xl(Box<XlDomain>),
+    Json(String),
+}
+
+impl Recreate {
+    /// Reads what `spawn_monitor` passed: the config text, xl.cfg or JSON.
+    pub fn parse(
+        ctx: &xen_bindings::Context,
+        source: &str,
+        data: &[u8],
+        json: bool,
+    ) -> anyhow::Result<Self> {
+        if json {
+            let text = std::str::from_utf8(data)?.to_string();
+            ctx.config_from_json(&text)?;
+            return Ok(Recreate::Json(text));
+        }
+        Ok(Recreate::Xl(Box::new(XlDomain::parse(source, data)?)))
+    }
+
+    /// on_poweroff, on_reboot, on_crash (libxl's default, destroy, where a JSON config has none).
+    pub fn actions(&self, ctx: &xen_bindings::Context) -> anyhow::Result<[ShutdownAction; 3]> {
+        Ok(match self {
+            Recreate::Xl(d) => d.restarts_on(),
+            Recreate::Json(j) => ctx
+                .config_from_json(j)?
+                .actions()
+                .map(|a| a.unwrap_or(ShutdownAction::Destroy)),
+        })
+    }
+
+    async fn create(&self, ctx: &xen_bindings::Context) -> anyhow::Result<u32> {
+        Ok(match self {
+            Recreate::Xl(d) => ctx.create_xl(d).await?,
+            Recreate::Json(j) => ctx.create_config(ctx.config_from_json(j)?).await?,
+        })
+    }
+}
+
+/// Starts `hx __xl-monitor DOMID SOURCE [--json]` in its own session, the config text on its
+/// stdin.
+pub fn spawn_monitor(domid: u32, source: &str, data: &[u8], json: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("__xl-monitor")
-        .arg(domid.to_string())
-        .arg(source)
-        .stdin(std::process::Stdio::piped())
+    cmd.arg("__xl-monitor").arg(domid.to_string()).arg(source);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     hx_engine::process::detach(&mut cmd, Vec::new());
@@ -173,14 +250,17 @@ pub struct MonitorArgs {
     pub domid: u32,
     /// The config's file name (messages only); the config text comes on stdin
     pub source: String,
+    /// The config is libxl's JSON (a restored domain's), not xl.cfg text
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// What a shutdown asks for, by xl.cfg's actions.
-pub fn action_for(d: &XlDomain, reason: ShutdownReason) -> Option<ShutdownAction> {
+/// What a shutdown asks for, by the config's on_poweroff/on_reboot/on_crash.
+pub fn action_for(actions: [ShutdownAction; 3], reason: ShutdownReason) -> Option<ShutdownAction> {
     match reason {
-        ShutdownReason::Poweroff => Some(d.on_poweroff),
-        ShutdownReason::Reboot => Some(d.on_reboot),
-        ShutdownReason::Crash => Some(d.on_crash),
+        ShutdownReason::Poweroff => Some(actions[0]),
+        ShutdownReason::Reboot => Some(actions[1]),
+        ShutdownReason::Crash => Some(actions[2]),
         ShutdownReason::Watchdog => Some(ShutdownAction::Destroy),
         // A suspended domain waits for its resume (or `hx destroy`).
         _ => None,
@@ -195,9 +275,20 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
     std::io::stdin()
         .take(MAX_CONFIG_BYTES as u64 + 1)
         .read_to_end(&mut data)?;
-    let d = XlDomain::parse(&args.source, &data)?;
     let ctx = domain::open()?;
-    let mut domid = args.domid;
+    let recreate = Recreate::parse(&ctx, &args.source, &data, args.json)?;
+    watch(&ctx, &recreate, args.domid).await
+}
+
+/// xl's monitor loop: waits for the domain's shutdown and carries out its action, making the
+/// domain again for the restarting ones; returns once the domain is gone for good.
+pub async fn watch(
+    ctx: &xen_bindings::Context,
+    recreate: &Recreate,
+    domid: u32,
+) -> anyhow::Result<i32> {
+    let actions = recreate.actions(ctx)?;
+    let mut domid = domid;
     let mut restarts: Vec<std::time::Instant> = Vec::new();
     loop {
         let mut events = ctx.watch_domain(domid)?;
@@ -206,7 +297,15 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
             Some(DomainEvent::Death { .. }) | None => None,
         };
         drop(events);
-        let Some(action) = reason.and_then(|r| action_for(&d, r)) else {
+        if reason == Some(ShutdownReason::Suspend) {
+            // Saved (`hx domain save`, `xl save`): destroyed once the stream is written, or
+            // resumed (-c, -p, a failed save); keep watching the latter.
+            if wait_out_suspend(ctx, domid).await {
+                continue;
+            }
+            return Ok(0);
+        }
+        let Some(action) = reason.and_then(|r| action_for(actions, r)) else {
             return Ok(0);
         };
         if !action.destroys() {
@@ -221,8 +320,20 @@ pub async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
         restarts.push(std::time::Instant::now());
-        domid = ctx.create_xl(&d).await?;
+        domid = recreate.create(ctx).await?;
         ctx.unpause(domid).await?;
+    }
+}
+
+/// A suspended domain: true once it runs again (resumed), false once it is gone.
+async fn wait_out_suspend(ctx: &xen_bindings::Context, domid: u32) -> bool {
+    loop {
+        match ctx.info(domid) {
+            Ok(i) if i.shutdown && !i.dying => {}
+            Ok(i) if !i.shutdown => return true,
+            _ => return false,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

@@ -139,7 +139,9 @@ impl OfflineVm {
             shares: Vec::new(),
             xen_type: launch.xen_type,
             stdin: false,
+            hotplug_bus: false,
             on_spawn: &record,
+            restore: None,
         })?;
         write_record(&self.dir, &h)?;
         self.vm.pid = Some(h.pid);

@@ -179,6 +179,32 @@ pub fn for_container(c: &Container, root: &Path) -> anyhow::Result<Box<dyn Backe
     select(Some(&c.backend), root)
 }
 
+/// A VM whose output goes through a log relay (QEMU's, a pod member's keeper) counts as
+/// running until the relay has written the last of it too, so whoever reads the status or the
+/// logs next sees all of it.
+pub(crate) fn running_or_relaying(root: &Path, c: &Container) -> bool {
+    c.vm_alive()
+        || crate::log_relay::busy(
+            &crate::container::dir(root, &c.id),
+            std::time::Duration::from_millis(500),
+        )
+}
+
+/// One control line into the VM's control FIFO (`dir/control.in`), without blocking.
+pub(crate) fn write_control_fifo(dir: &Path, line: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join("control.in");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&p)
+        .with_context(|| format!("control channel {}", p.display()))?;
+    f.write_all(line.as_bytes())?;
+    Ok(())
+}
+
 pub fn is_xen_dom0() -> bool {
     std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"))
 }

@@ -13,7 +13,6 @@ use pv_init::spec::{ContainerSpec, Upper};
 use pv_init::status::{Control, Status};
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -117,25 +116,14 @@ impl Backend for PodMember {
     }
 
     fn is_running(&self, c: &Container) -> bool {
-        c.vm_alive()
-            || crate::log_relay::busy(
-                &container::dir(&self.root, &c.id),
-                Duration::from_millis(500),
-            )
+        super::running_or_relaying(&self.root, c)
     }
 
     fn send_control(&self, c: &Container, dir: &Path, line: &str) -> anyhow::Result<()> {
         if !self.is_running(c) {
             bail!("container {} is not running", c.name);
         }
-        let p = dir.join("control.in");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&p)
-            .with_context(|| format!("control channel {}", p.display()))?;
-        f.write_all(line.as_bytes())?;
-        Ok(())
+        super::write_control_fifo(dir, line)
     }
 
     /// Kills the keeper: the guest sees its session close and kills the workload; the disks

@@ -5,7 +5,6 @@ use crate::container::Container;
 use crate::network::NicKind;
 use crate::process;
 use anyhow::{bail, Context};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -585,25 +584,14 @@ impl Backend for Qemu {
     /// The VM counts as running until its log relay has written the last of its output too,
     /// so whoever reads the status or the logs next sees all of it.
     fn is_running(&self, c: &Container) -> bool {
-        c.vm_alive()
-            || crate::log_relay::busy(
-                &crate::container::dir(&self.root, &c.id),
-                Duration::from_millis(500),
-            )
+        super::running_or_relaying(&self.root, c)
     }
 
     fn send_control(&self, c: &Container, dir: &Path, line: &str) -> anyhow::Result<()> {
         if !self.is_running(c) {
             bail!("container {} is not running", c.name);
         }
-        let p = dir.join("control.in");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&p)
-            .with_context(|| format!("control channel {}", p.display()))?;
-        f.write_all(line.as_bytes())?;
-        Ok(())
+        super::write_control_fifo(dir, line)
     }
 
     fn kill(&self, c: &Container) -> anyhow::Result<()> {
@@ -669,8 +657,6 @@ impl Backend for Qemu {
         Ok(())
     }
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 #[allow(dead_code)]
 pub fn channel_path(dir: &Path, ch: &str) -> PathBuf {

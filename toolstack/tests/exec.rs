@@ -398,6 +398,15 @@ fn attach_follows_output_until_the_end_and_proxies_signals() {
     hx.ok(&["rm", "att", "sig"]);
 }
 
+/// The entry names of a tar archive.
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    tar::Archive::new(tar)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
 /// `hx commit` (the writable layer as a new image: new files, deletions as whiteouts, a
 /// directory replaced as opaque, `-c`/`-a`/`-m` in its config) and `hx export` (the whole
 /// filesystem, /proc and /sys empty) of a running container, which keeps running; then cp,
@@ -468,11 +477,7 @@ fn commit_and_export_a_running_container() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let names: Vec<String> = tar::Archive::new(out.stdout.as_slice())
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
+    let names = tar_names(&out.stdout);
     for want in ["root/new", "etc/network/only", "bin/sh", "proc", "sys"] {
         assert!(names.iter().any(|n| n == want), "{want} not in the export");
     }
@@ -563,11 +568,7 @@ fn commit_and_export_a_running_container() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let names: Vec<String> = tar::Archive::new(out.stdout.as_slice())
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
+    let names = tar_names(&out.stdout);
     assert!(names.iter().any(|n| n == "root/in.txt"), "{names:?}");
     assert_eq!(state(&hx), before);
     assert!(!hx

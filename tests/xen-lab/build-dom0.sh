@@ -26,6 +26,9 @@ MODULES=(
     xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback xen-netback loop bridge tun
     veth nf_tables nft_nat nft_masq nft_chain_nat nft_ct nft_reject_inet nft_fib_inet nf_conntrack
     nf_nat 8021q
+    # A domain on a network namespace's interface (docker's veth, --network ns:PATH): tc
+    # mirroring (engine network/netns_link.rs).
+    sch_ingress cls_u32 act_mirred
     # The scratch disk tests/xen-lab/run attaches (virtio-blk, ext4 with metadata checksums):
     # hx's store and the images; ext4 also for loop-mounting hx volumes (compat-bench.sh).
     virtio_pci virtio_blk ext4 crc32c_generic

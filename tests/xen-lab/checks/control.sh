@@ -36,4 +36,33 @@ case "$rc:$out" in 0:*42*) ok "hx console: keys reach an -it container after its
 code=$(timeout 60 hx wait ia)
 [ "$code" = 3 ] && ok "hx wait: the session's exit code 3" || bad "hx wait: '$code'"
 hx rm -f ia >/dev/null
+
+# --network ns:PATH, what hx-runtime does under docker: the domain's vif leaves dom0's namespace
+# for one someone else made and is mirrored to that namespace's veth (netns_link.rs), so the
+# namespace's own address serves; rm leaves the veth as it was.
+ip netns add hxns
+ip link add veth-h type veth peer name eth0 netns hxns
+ip addr add 10.98.0.1/24 dev veth-h && ip link set veth-h up
+ip -n hxns addr add 10.98.0.2/24 dev eth0 && ip -n hxns link set eth0 up && ip -n hxns link set lo up
+ip -n hxns route add default via 10.98.0.1
+for type in pvh pv; do
+    hx run -d --type "$type" --name "ns-$type" --network ns:/run/netns/hxns busybox \
+        sh -c "mkdir /www && echo hello-$type > /www/index.html && exec httpd -f -p 80 -h /www" >/dev/null \
+        && ok "$type: run -d --network ns:PATH" || bad "$type: run -d --network ns:PATH"
+    got=""
+    for _ in $(seq 60); do
+        got=$(curl -sf --max-time 3 http://10.98.0.2/ 2>/dev/null) && [ -n "$got" ] && break
+        sleep 1
+    done
+    [ "$got" = "hello-$type" ] && ok "$type: the namespace's address reaches the domain's server" \
+        || bad "$type: curl http://10.98.0.2/ gave '$got'; $(ip -n hxns -br link | tr '\n' ';')"
+    ip -n hxns -br link | grep -q '^hxtap0' && ok "$type: the vif lives in the namespace as hxtap0" \
+        || bad "$type: no hxtap0 in the namespace: $(ip -n hxns -br link | tr '\n' ';')"
+    hx rm -f "ns-$type" >/dev/null || bad "$type: rm -f"
+    left="$(ip -n hxns -br link | grep -c '^hxtap0'):$(tc -n hxns qdisc show dev eth0 ingress | grep -c ingress)"
+    [ "$left" = 0:0 ] && ok "$type: rm -f leaves the namespace's veth as it was" \
+        || bad "$type: after rm -f: hxtap0 count:ingress qdiscs = $left"
+    xl list | grep -q "ns-$type" && bad "$type: domain left" || true
+done
+ip netns del hxns; ip link del veth-h 2>/dev/null
 exit $fail

@@ -1,12 +1,10 @@
 //! `netns_link::adopt_link`, the Xen side of taking over someone else's interface, without
 //! Xen: a "dom0" namespace holds a veth end named like a vif (`vif7.0`) whose other end stands
 //! for the guest's netfront in a "guest" namespace, configured as the guest would be (the
-//! container interface's address and MAC). adopt_link, called from a thread inside "dom0" (as
-//! the Xen backend runs in dom0's namespace), moves the vif into the "container" namespace and
-//! mirrors it to that namespace's eth0, whose peer sits in a "peer" namespace: a ping from the
+//! container interface's address and MAC). adopt_link moves the vif from "dom0" (where netback
+//! makes it) into the "container" namespace as `hxtap0` and mirrors it to that namespace's eth0, whose peer sits in a "peer" namespace: a ping from the
 //! peer is answered by the guest. `detach` then leaves eth0 as it was.
 use hx_engine::network::netns_link;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -69,18 +67,14 @@ fn adopt_link_mirrors_a_vif_to_the_containers_interface() {
     ip(&guest, &["link", "set", "front", "up"]);
 
     let ctr_path = format!("/run/netns/{ctr}");
-    let dom0_ns = std::fs::File::open(format!("/run/netns/{dom0}")).unwrap();
-    let info = std::thread::scope(|s| {
-        s.spawn(|| {
-            assert_eq!(
-                unsafe { libc::setns(dom0_ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            netns_link::adopt_link(Path::new(&ctr_path), "eth0", "vif7.0")
-        })
-        .join()
-        .unwrap()
-    })
+    let dom0_path = format!("/run/netns/{dom0}");
+    let info = netns_link::adopt_link(
+        Path::new(&dom0_path),
+        Path::new(&ctr_path),
+        "eth0",
+        "vif7.0",
+        "hxtap0",
+    )
     .unwrap();
     assert_eq!(info.mac, mac);
     assert_eq!(info.address.to_string(), "10.80.0.2");
@@ -88,6 +82,10 @@ fn adopt_link_mirrors_a_vif_to_the_containers_interface() {
     assert!(
         !ip(&dom0, &["-br", "link"]).contains("vif7.0"),
         "vif left in dom0"
+    );
+    assert!(
+        ip(&ctr, &["-br", "link"]).contains("hxtap0"),
+        "the vif is not in the container's namespace under its new name"
     );
 
     // busybox-static's ping (scripts/setup.sh installs it; iputils-ping is not required).
@@ -117,11 +115,11 @@ fn adopt_link_mirrors_a_vif_to_the_containers_interface() {
     };
     assert_eq!((echos(&guest), echos(&ctr)), (1, 0));
 
-    netns_link::detach(Path::new(&ctr_path), "eth0", "vif7.0").unwrap();
+    netns_link::detach(Path::new(&ctr_path), "eth0", "hxtap0").unwrap();
     assert_eq!(
         ip(&ctr, &["-br", "link"])
             .lines()
-            .filter(|l| l.starts_with("vif"))
+            .filter(|l| l.starts_with("vif") || l.starts_with("hxtap0"))
             .count(),
         0
     );

@@ -81,37 +81,54 @@ pub fn attach_tap(netns: &Path, link: &str, tap: &str) -> anyhow::Result<NetnsTa
     })
 }
 
-/// Xen: moves `host_link` (a vif netback made in this namespace) into `netns`, gives it
-/// `link`'s MTU and mirrors the two. On failure the vif is moved back.
-pub fn adopt_link(netns: &Path, link: &str, host_link: &str) -> anyhow::Result<LinkInfo> {
+/// Xen: moves `host_link` (a vif netback made in namespace `from`: dom0's own,
+/// /proc/1/ns/net, whichever namespace the caller is in) into `netns` as `name`, gives it
+/// `link`'s MTU and mirrors the two. On failure the vif is moved back under its own name.
+pub fn adopt_link(
+    from: &Path,
+    netns: &Path,
+    link: &str,
+    host_link: &str,
+    name: &str,
+) -> anyhow::Result<LinkInfo> {
     check_names(link, host_link)?;
+    check_names(link, name)?;
     open_netns(netns)?;
     let info = inspect(netns, link)?;
-    run_tool(
-        Command::new("ip")
-            .args(["link", "set", "dev", host_link, "netns"])
-            .arg(netns),
-        None,
-    )?;
-    let done = ip_in(
-        netns,
-        &[
-            "link",
-            "set",
-            "dev",
-            host_link,
-            "mtu",
-            &info.mtu.to_string(),
-            "up",
-        ],
-    )
-    .and_then(|_| mirror(netns, link, host_link));
-    if let Err(e) = done {
-        let _ = unmirror(netns, link, host_link);
-        let _ = ip_in(
+    let target = netns
+        .as_os_str()
+        .to_str()
+        .with_context(|| format!("network namespace {}: not a UTF-8 path", netns.display()))?;
+    ip_in(from, &["link", "set", "dev", host_link, "netns", target])
+        .with_context(|| format!("moving {host_link} into {}", netns.display()))?;
+    let done = (|| {
+        if name != host_link {
+            ip_in(netns, &["link", "set", "dev", host_link, "name", name])?;
+        }
+        ip_in(
             netns,
-            &["link", "set", "dev", host_link, "netns", "/proc/1/ns/net"],
-        );
+            &[
+                "link",
+                "set",
+                "dev",
+                name,
+                "mtu",
+                &info.mtu.to_string(),
+                "up",
+            ],
+        )?;
+        mirror(netns, link, name)
+    })();
+    if let Err(e) = done {
+        let _ = unmirror(netns, link, name);
+        let from = from.as_os_str().to_str().unwrap_or("/proc/1/ns/net");
+        for dev in [name, host_link] {
+            if link_exists(netns, dev) {
+                let _ = ip_in(netns, &["link", "set", "dev", dev, "name", host_link]);
+                let _ = ip_in(netns, &["link", "set", "dev", host_link, "netns", from]);
+                break;
+            }
+        }
         return Err(e);
     }
     Ok(info)

@@ -17,6 +17,12 @@
 //! bridge's MTU, joins the bridge, goes up; then `hotplug-status = connected`, which netback
 //! waits for before it connects the guest. `offline` needs nothing: the vif is gone with the
 //! domain and libxl removes the backend directory.
+//!
+//! A VM that takes over a network namespace's interface (docker's `eth0`, `--network ns:PATH`)
+//! has no bridge: the monitor that creates the domain sets `HX_VIF_NETNS` (the namespace's
+//! path) and `HX_VIF_LINK` (its interface), which libxl's child inherits, and `online` moves
+//! the vif out of dom0's namespace into that one as `hxtap0`, mirrored to the interface
+//! (`netns_link::adopt_link`) before netback connects the guest.
 use anyhow::{bail, Context};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -25,6 +31,9 @@ use xen_bindings::Xenstore;
 
 pub const VBD: &str = "hx-vbd-hotplug";
 pub const VIF: &str = "hx-vif-hotplug";
+/// The monitor's environment for a vif that takes over a namespace's interface.
+pub const VIF_NETNS_ENV: &str = "HX_VIF_NETNS";
+pub const VIF_LINK_ENV: &str = "HX_VIF_LINK";
 
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
@@ -117,6 +126,22 @@ fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
         bail!("vif name {vif:?} (from libxl's environment) is not an interface name");
     }
     match action {
+        "online" | "add" if std::env::var_os(VIF_NETNS_ENV).is_some() => {
+            let netns = PathBuf::from(std::env::var_os(VIF_NETNS_ENV).unwrap_or_default());
+            let link = std::env::var(VIF_LINK_ENV).unwrap_or_default();
+            if !netns.is_absolute() {
+                bail!("{VIF_NETNS_ENV} {netns:?}: not an absolute path");
+            }
+            crate::network::netns_link::adopt_link(
+                Path::new("/proc/1/ns/net"),
+                &netns,
+                &link,
+                vif,
+                crate::network::netns_link::DEFAULT_TAP,
+            )?;
+            Xenstore::open()?.write(&format!("{be}/hotplug-status"), b"connected")?;
+            Ok(())
+        }
         "online" | "add" => {
             let xs = Xenstore::open()?;
             let bridge = read(&xs, &be, "bridge")?;

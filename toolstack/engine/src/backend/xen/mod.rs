@@ -40,12 +40,17 @@ pub struct LaunchDisk {
     pub readonly: bool,
 }
 
-/// The guest's NIC: a vif on a dom0 bridge (libxl runs the vif-bridge hotplug script).
+/// The guest's NIC: a vif on a dom0 bridge (libxl runs the vif-bridge hotplug script), or
+/// one that takes over interface `link` of network namespace `netns` (hotplug.rs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchNic {
     pub bridge: String,
     pub vifname: String,
     pub mac: String,
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -448,6 +453,7 @@ impl Backend for Xen {
                 s.path.display()
             );
         }
+        let (disk_script, vif_script) = self.hotplug_scripts()?;
         let nic = match &spec.nic {
             None => None,
             Some(n) => {
@@ -456,13 +462,28 @@ impl Backend for Xen {
                         bridge: bridge.clone(),
                         vifname: ifname.clone(),
                         mac: n.mac.clone(),
+                        netns: None,
+                        link: None,
                     }),
                     crate::network::NicKind::User { .. } => {
                         bail!("user-mode networking is QEMU's; on Xen hx runs as root and uses a bridge")
                     }
-                    // netns_link::adopt_link is the piece; the monitor does not call it yet.
-                    crate::network::NicKind::Netns { .. } => {
-                        bail!("a network namespace's interface (docker's) is not wired to Xen vifs yet")
+                    crate::network::NicKind::Netns {
+                        netns,
+                        link,
+                        ifname,
+                    } => {
+                        if vif_script.is_none() {
+                            bail!("a network namespace's interface needs hx's own vif hotplug helper, not libxl's vif-bridge ([xen] hotplug = \"hx\")");
+                        }
+                        // The vif's "bridge" node names the interface it becomes in the namespace.
+                        Some(LaunchNic {
+                            bridge: ifname.clone(),
+                            vifname: ifname.clone(),
+                            mac: n.mac.clone(),
+                            netns: Some(netns.clone()),
+                            link: Some(link.clone()),
+                        })
                     }
                 }
             }
@@ -474,7 +495,6 @@ impl Backend for Xen {
             .map(|n| n.hold.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
         let d = spec.dir;
-        let (disk_script, vif_script) = self.hotplug_scripts()?;
         let launch = Launch {
             id: spec.id.to_string(),
             name: spec.name.to_string(),
@@ -517,6 +537,16 @@ impl Backend for Xen {
         let exe = std::env::current_exe().context("locating the hx binary")?;
         let mut cmd = Command::new(exe);
         cmd.arg("__xen-monitor").arg(d);
+        // libxl's hotplug child inherits these: the vif goes into the namespace (hotplug.rs).
+        if let Some(LaunchNic {
+            netns: Some(netns),
+            link: Some(link),
+            ..
+        }) = &launch.nic
+        {
+            cmd.env(hotplug::VIF_NETNS_ENV, netns)
+                .env(hotplug::VIF_LINK_ENV, link);
+        }
         if std::env::var_os("HX_LOG").is_none() {
             cmd.env("HX_LOG", "info");
         }

@@ -351,6 +351,8 @@ mod tests {
                 bridge: "hx0".into(),
                 vifname: "hxv0123".into(),
                 mac: "00:16:3e:00:00:01".into(),
+                netns: None,
+                link: None,
             }),
             shares: vec![crate::backend::xen::LaunchShare {
                 tag: "hxfs0".into(),

@@ -29,7 +29,11 @@ pub fn run(args: &[String]) -> Option<i32> {
             hx_engine::log_relay::run(Path::new(dir), size, files).map(|()| 0)
         }
         ["__pod-member", dir, "--fds", fds] => {
-            let Ok(fds) = fds.split(',').map(str::parse).collect::<Result<Vec<i32>, _>>() else {
+            let Ok(fds) = fds
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<i32>, _>>()
+            else {
                 return Some(2);
             };
             hx_engine::backend::pod::keep(Path::new(dir), &fds).map(|()| 0)
@@ -39,5 +43,9 @@ pub fn run(args: &[String]) -> Option<i32> {
         }
         _ => return None,
     };
-    Some(result.unwrap_or(1))
+    Some(result.unwrap_or_else(|e| {
+        // The helper's stderr is the workload's (containerd's fifo, CRI's log): one line.
+        hx_engine::errln!("containerd-shim-hx-v2: {e:#}");
+        1
+    }))
 }

@@ -20,6 +20,36 @@ pub struct Containerd {
     /// The shim's engine root for ctr's `default` namespace.
     pub hx_root: PathBuf,
     child: Option<Child>,
+    /// With the CRI plugin (start_cri): the network namespace containerd runs in.
+    pub netns: Option<String>,
+    /// /var/run/netns before containerd started: the CNI namespaces it makes are the new ones.
+    netns_before: Vec<String>,
+}
+
+/// The CNI network of start_cri: Debian's bridge + host-local plugins, a bridge of the
+/// test's own in containerd's network namespace (never the machine's).
+pub const CRI_SUBNET: &str = "10.231.77.0/24";
+pub const CRI_GATEWAY: &str = "10.231.77.1";
+pub const NETNS_DIR: &str = "/var/run/netns";
+
+pub fn netns_names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(NETNS_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Missing parts fail the test under CI=true and skip it (with a message) elsewhere.
@@ -36,6 +66,17 @@ impl Containerd {
     /// containerd with `shim_dir` first on its PATH and the guest assets in its environment
     /// (the shim inherits it).
     pub fn start(shim_dir: &Path, kernel: &Path, init: &Path) -> Option<Containerd> {
+        Self::launch(shim_dir, kernel, init, false)
+    }
+
+    /// containerd with its CRI plugin (the `hx` runtime handler, runc's as `runc`, busybox
+    /// as the sandbox image, CNI in the temp dir), run inside a network namespace of the
+    /// test's own (`nsenter --net`): the CNI bridge and the pods' veths live there.
+    pub fn start_cri(shim_dir: &Path, kernel: &Path, init: &Path) -> Option<Containerd> {
+        Self::launch(shim_dir, kernel, init, true)
+    }
+
+    fn launch(shim_dir: &Path, kernel: &Path, init: &Path, cri: bool) -> Option<Containerd> {
         if unsafe { libc::geteuid() } != 0 {
             return unavailable("containerd needs root");
         }
@@ -49,17 +90,30 @@ impl Containerd {
             .tempdir()
             .unwrap()
             .keep();
-        let config = format!(
+        let mut config = format!(
             "version = 2\nroot = {:?}\nstate = {:?}\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \
+             disabled_plugins = [{}\
              \"io.containerd.snapshotter.v1.aufs\", \"io.containerd.snapshotter.v1.btrfs\", \
              \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\"]\n\
              [grpc]\n  address = {:?}\n[ttrpc]\n  address = {:?}\n[debug]\n  address = \"\"\n",
             dir.join("root"),
             dir.join("state"),
+            if cri {
+                ""
+            } else {
+                "\"io.containerd.grpc.v1.cri\", "
+            },
             dir.join("containerd.sock"),
             dir.join("containerd.ttrpc.sock"),
         );
+        let mut netns = None;
+        if cri {
+            config.push_str(&cri_config(&dir));
+            let name = format!("hxcri-{}", std::process::id());
+            ip(&["netns", "add", &name]);
+            ip(&["-n", &name, "link", "set", "lo", "up"]);
+            netns = Some(name);
+        }
         std::fs::write(dir.join("containerd.toml"), config).unwrap();
         let path = format!(
             "{}:{}",
@@ -71,10 +125,19 @@ impl Containerd {
             hx_root: dir.join("hx").join("default"),
             dir,
             child: None,
+            netns_before: netns_names(),
+            netns,
+        };
+        let mut cmd = match &d.netns {
+            Some(n) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={NETNS_DIR}/{n}")).arg(CONTAINERD);
+                c
+            }
+            None => Command::new(CONTAINERD),
         };
         d.child = Some(
-            Command::new(CONTAINERD)
-                .arg("--config")
+            cmd.arg("--config")
                 .arg(d.dir.join("containerd.toml"))
                 .env("PATH", path)
                 .env("HX_SHIM_ROOT", d.dir.join("hx"))
@@ -134,6 +197,13 @@ impl Containerd {
         std::fs::remove_file(archive).unwrap();
     }
 
+    /// The same into containerd namespace `ns` (CRI's is `k8s.io`).
+    pub fn import_busybox_in(&self, ns: &str) {
+        let archive = busybox_archive(&self.dir);
+        self.ctr_ok(&["-n", ns, "images", "import", archive.to_str().unwrap()]);
+        std::fs::remove_file(archive).unwrap();
+    }
+
     pub fn mounts(&self) -> Vec<PathBuf> {
         mounts_under(&self.dir)
     }
@@ -169,6 +239,48 @@ impl Drop for Containerd {
         for m in mounts_under(&self.dir).iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(m).output();
         }
+        // The CNI namespaces a killed containerd did not remove, then the test's own.
+        for n in netns_names() {
+            if n.starts_with("cni-") && !self.netns_before.contains(&n) {
+                let _ = Command::new("ip").args(["netns", "delete", &n]).output();
+            }
+        }
+        if let Some(n) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "delete", n]).output();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The CRI plugin's configuration (containerd 1.6, config version 2) and the CNI network
+/// it reads from `<dir>/cni`.
+fn cri_config(dir: &Path) -> String {
+    let cni = dir.join("cni");
+    std::fs::create_dir_all(&cni).unwrap();
+    let conflist = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "hxcri",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": "hxcri0",
+            "isGateway": true,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": dir.join("cni-ipam"),
+                "ranges": [[{"subnet": CRI_SUBNET, "gateway": CRI_GATEWAY}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
+        }],
+    });
+    std::fs::write(cni.join("10-hxcri.conflist"), conflist.to_string()).unwrap();
+    let p = "plugins.\"io.containerd.grpc.v1.cri\"";
+    format!(
+        "[{p}]\n  sandbox_image = {IMAGE:?}\n  disable_apparmor = true\n\
+         [{p}.containerd]\n  default_runtime_name = \"runc\"\n\
+         [{p}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+         [{p}.containerd.runtimes.hx]\n  runtime_type = {RUNTIME:?}\n\
+         [{p}.cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = {:?}\n",
+        cni
+    )
 }

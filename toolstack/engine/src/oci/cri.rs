@@ -93,11 +93,19 @@ mod tests {
         assert_eq!(role("x", &ann(&[])).unwrap(), None);
         assert_eq!(
             role(&sb, &ann(&[(CONTAINER_TYPE, "sandbox")])).unwrap(),
-            Some(PodRole::Sandbox { pod: "a".repeat(63) })
+            Some(PodRole::Sandbox {
+                pod: "a".repeat(63)
+            })
         );
         assert_eq!(
-            role("c1", &ann(&[(CONTAINER_TYPE, "container"), (SANDBOX_ID, &sb)])).unwrap(),
-            Some(PodRole::Member { pod: "a".repeat(63) })
+            role(
+                "c1",
+                &ann(&[(CONTAINER_TYPE, "container"), (SANDBOX_ID, &sb)])
+            )
+            .unwrap(),
+            Some(PodRole::Member {
+                pod: "a".repeat(63)
+            })
         );
         for bad in [
             ann(&[(CONTAINER_TYPE, "container")]),

@@ -5,7 +5,7 @@
 //! two containers in it. Its own containerd rather than containerd.rs's: that one runs
 //! without CRI or CNI, and containerd starts in about a second; the cost is the pod's boot.
 mod common;
-use common::containerd::{netns_names, Containerd, CRI_SUBNET, IMAGE, NETNS_DIR};
+use common::containerd::{netns_names, Containerd, CRI_SUBNET, IMAGE, NETNS_DIR, PAUSE_IMAGE};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -157,7 +157,7 @@ fn cri_pod_with_two_containers() {
     let Some((kernel, init)) = common::guest_assets() else {
         return;
     };
-    let Some(c) = Containerd::start_cri(&shim_dir(), &kernel, &init) else {
+    let Some(c) = Containerd::start_cri(&shim_dir(), &kernel, &init, IMAGE) else {
         return;
     };
     let netns = c.netns.clone().unwrap();
@@ -437,4 +437,165 @@ async fn pod(c: &Containerd, netns: &str) {
     l.sort();
     assert_eq!(l, ["hxcri0", "lo"], "links left in containerd's namespace");
     eprintln!("CRI pod test: {:?}", t_all.elapsed());
+}
+
+/// Pod start through CRI, hx against runc in the same containerd: RunPodSandbox +
+/// CreateContainer + StartContainer until the container's first line is in its log file.
+/// Not a timed test: `cargo test --release -p hx-toolstack --test cri -- --ignored
+/// --nocapture` (HX_BENCH_RUNS, default 5); docs/benchmarks.md.
+#[test]
+#[ignore = "a benchmark, run by hand (docs/benchmarks.md)"]
+fn bench_pod_start() {
+    let Some((kernel, init)) = common::guest_assets() else {
+        return;
+    };
+    let Some(c) = Containerd::start_cri(&shim_dir(), &kernel, &init, PAUSE_IMAGE) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(bench(&c));
+}
+
+async fn bench(c: &Containerd) {
+    c.import_busybox_in("k8s.io");
+    c.import_pause_in("k8s.io");
+    let runs: usize = std::env::var("HX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut rs = RuntimeServiceClient::new(channel(c.dir.join("containerd.sock")).await);
+    let mut times: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+    let mut handlers = vec!["hx", "runc"];
+    // Round 0 warms up (hx: the pod's empty root, the initramfs; both: the snapshots).
+    for round in 0..=runs {
+        for handler in handlers.clone() {
+            match pod_start(c, &mut rs, handler, round).await {
+                Ok(t) => {
+                    eprintln!("{handler} round {round}: {t:?}");
+                    if round > 0 {
+                        times
+                            .entry(format!("CRI pod, {handler}"))
+                            .or_default()
+                            .push(t);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("BENCH {handler}: RunPodSandbox failed, dropped: {e}");
+                    handlers.retain(|h| *h != handler);
+                }
+            }
+        }
+        // The same containerd's plain task, ctr run --rm (start, exit, delete), both shims.
+        for rt in ["hx", "runc"] {
+            let id = format!("t-{rt}-{round}");
+            let t0 = Instant::now();
+            let runtime = format!("io.containerd.{rt}.v2");
+            c.ctr_ok(&[
+                "-n",
+                "k8s.io",
+                "run",
+                "--rm",
+                "--runtime",
+                &runtime,
+                IMAGE,
+                &id,
+                "true",
+            ]);
+            if round > 0 {
+                times
+                    .entry(format!("ctr run --rm true, {rt}"))
+                    .or_default()
+                    .push(t0.elapsed());
+            }
+        }
+    }
+    for (handler, mut v) in times {
+        v.sort();
+        eprintln!(
+            "BENCH {handler}: median {:?} over {} (min {:?}, max {:?})",
+            v[v.len() / 2],
+            v.len(),
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+}
+
+async fn pod_start(
+    c: &Containerd,
+    rs: &mut RuntimeServiceClient<Channel>,
+    handler: &str,
+    round: usize,
+) -> Result<Duration, tonic::Status> {
+    let name = format!("b-{handler}-{round}");
+    let logs = c.dir.join("bench-logs").join(&name);
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.clone(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.clone(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let sandbox = rs
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let id = call(
+        "CreateContainer",
+        rs.create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container_config("up", "echo up; exec sleep 600", "up.log")),
+            sandbox_config: Some(config),
+        }),
+        c,
+    )
+    .await
+    .container_id;
+    call(
+        "StartContainer",
+        rs.start_container(StartContainerRequest { container_id: id }),
+        c,
+    )
+    .await;
+    let log = logs.join("up.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(" stdout F up\n")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{handler}: the container did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = t0.elapsed();
+    call(
+        "StopPodSandbox",
+        rs.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        }),
+        c,
+    )
+    .await;
+    call(
+        "RemovePodSandbox",
+        rs.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        }),
+        c,
+    )
+    .await;
+    Ok(t)
 }

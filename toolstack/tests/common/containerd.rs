@@ -66,17 +66,27 @@ impl Containerd {
     /// containerd with `shim_dir` first on its PATH and the guest assets in its environment
     /// (the shim inherits it).
     pub fn start(shim_dir: &Path, kernel: &Path, init: &Path) -> Option<Containerd> {
-        Self::launch(shim_dir, kernel, init, false)
+        Self::launch(shim_dir, kernel, init, None)
     }
 
-    /// containerd with its CRI plugin (the `hx` runtime handler, runc's as `runc`, busybox
-    /// as the sandbox image, CNI in the temp dir), run inside a network namespace of the
+    /// containerd with its CRI plugin (the `hx` runtime handler, runc's as `runc`,
+    /// `sandbox_image`, CNI in the temp dir), run inside a network namespace of the
     /// test's own (`nsenter --net`): the CNI bridge and the pods' veths live there.
-    pub fn start_cri(shim_dir: &Path, kernel: &Path, init: &Path) -> Option<Containerd> {
-        Self::launch(shim_dir, kernel, init, true)
+    pub fn start_cri(
+        shim_dir: &Path,
+        kernel: &Path,
+        init: &Path,
+        sandbox_image: &str,
+    ) -> Option<Containerd> {
+        Self::launch(shim_dir, kernel, init, Some(sandbox_image))
     }
 
-    fn launch(shim_dir: &Path, kernel: &Path, init: &Path, cri: bool) -> Option<Containerd> {
+    fn launch(
+        shim_dir: &Path,
+        kernel: &Path,
+        init: &Path,
+        cri: Option<&str>,
+    ) -> Option<Containerd> {
         if unsafe { libc::geteuid() } != 0 {
             return unavailable("containerd needs root");
         }
@@ -98,7 +108,7 @@ impl Containerd {
              [grpc]\n  address = {:?}\n[ttrpc]\n  address = {:?}\n[debug]\n  address = \"\"\n",
             dir.join("root"),
             dir.join("state"),
-            if cri {
+            if cri.is_some() {
                 ""
             } else {
                 "\"io.containerd.grpc.v1.cri\", "
@@ -107,8 +117,8 @@ impl Containerd {
             dir.join("containerd.ttrpc.sock"),
         );
         let mut netns = None;
-        if cri {
-            config.push_str(&cri_config(&dir));
+        if let Some(sandbox_image) = cri {
+            config.push_str(&cri_config(&dir, sandbox_image));
             let name = format!("hxcri-{}", std::process::id());
             ip(&["netns", "add", &name]);
             ip(&["-n", &name, "link", "set", "lo", "up"]);
@@ -254,7 +264,7 @@ impl Drop for Containerd {
 
 /// The CRI plugin's configuration (containerd 1.6, config version 2) and the CNI network
 /// it reads from `<dir>/cni`.
-fn cri_config(dir: &Path) -> String {
+fn cri_config(dir: &Path, sandbox_image: &str) -> String {
     let cni = dir.join("cni");
     std::fs::create_dir_all(&cni).unwrap();
     let conflist = serde_json::json!({
@@ -276,11 +286,70 @@ fn cri_config(dir: &Path) -> String {
     std::fs::write(cni.join("10-hxcri.conflist"), conflist.to_string()).unwrap();
     let p = "plugins.\"io.containerd.grpc.v1.cri\"";
     format!(
-        "[{p}]\n  sandbox_image = {IMAGE:?}\n  disable_apparmor = true\n\
+        "[{p}]\n  sandbox_image = {sandbox_image:?}\n  disable_apparmor = true\n\
          [{p}.containerd]\n  default_runtime_name = \"runc\"\n\
          [{p}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
          [{p}.containerd.runtimes.hx]\n  runtime_type = {RUNTIME:?}\n\
          [{p}.cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = {:?}\n",
         cni
     )
+}
+
+/// An image whose process sleeps (the shared busybox with `Cmd = [sleep, 2147483647]`): a
+/// sandbox image for runc's pods, which need one that stays up (hx runs pv-init's instead).
+pub const PAUSE_IMAGE: &str = "docker.io/library/hx-pause:1";
+
+impl Containerd {
+    /// Builds PAUSE_IMAGE from the shared busybox's OCI layout (a new config, manifest and
+    /// index; the layer is the same) and imports it into containerd namespace `ns`.
+    pub fn import_pause_in(&self, ns: &str) {
+        use sha2::Digest;
+        let layout = self.dir.join("pause-layout");
+        super::docker::sh(&[
+            "cp",
+            "-a",
+            super::shared_image("glibc").to_str().unwrap(),
+            layout.to_str().unwrap(),
+        ]);
+        let blob = |d: &str| {
+            layout
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let read = |d: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(blob(d)).unwrap()).unwrap()
+        };
+        let write = |v: &serde_json::Value| -> (String, usize) {
+            let bytes = serde_json::to_vec(v).unwrap();
+            let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+            std::fs::write(blob(&d), &bytes).unwrap();
+            (d, bytes.len())
+        };
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+        let mut config = read(manifest["config"]["digest"].as_str().unwrap());
+        config["config"]["Cmd"] = serde_json::json!(["sleep", "2147483647"]);
+        config["config"]["Entrypoint"] = serde_json::Value::Null;
+        let (d, n) = write(&config);
+        manifest["config"]["digest"] = d.into();
+        manifest["config"]["size"] = n.into();
+        let (d, n) = write(&manifest);
+        index["manifests"][0]["digest"] = d.into();
+        index["manifests"][0]["size"] = n.into();
+        index["manifests"][0]["annotations"] =
+            serde_json::json!({"org.opencontainers.image.ref.name": "hx-pause:1"});
+        std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+        let archive = self.dir.join("pause.tar");
+        super::docker::sh(&[
+            "skopeo",
+            "copy",
+            "--quiet",
+            &format!("oci:{}:hx-pause:1", layout.display()),
+            &format!("docker-archive:{}:{PAUSE_IMAGE}", archive.display()),
+        ]);
+        self.ctr_ok(&["-n", ns, "images", "import", archive.to_str().unwrap()]);
+        std::fs::remove_file(archive).unwrap();
+        std::fs::remove_dir_all(layout).unwrap();
+    }
 }

@@ -551,6 +551,7 @@ async fn pod_start(
         .await?
         .into_inner()
         .pod_sandbox_id;
+    let t_sandbox = t0.elapsed();
     let id = call(
         "CreateContainer",
         rs.create_container(CreateContainerRequest {
@@ -581,6 +582,22 @@ async fn pod_start(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let t = t0.elapsed();
+    // The host's share: every process the pod's runtime left (shims, keepers, relays, QEMU;
+    // runc's container processes do not name the temp dir: its figure is the shims' only).
+    let rss_kib: u64 = c
+        .processes()
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .sum();
+    eprintln!(
+        "{handler} round {round}: RunPodSandbox {t_sandbox:?}, running {t:?}, host RSS {} MiB",
+        rss_kib / 1024
+    );
     call(
         "StopPodSandbox",
         rs.stop_pod_sandbox(StopPodSandboxRequest {

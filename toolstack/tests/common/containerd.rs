@@ -263,7 +263,9 @@ impl Drop for Containerd {
 }
 
 /// The CRI plugin's configuration (containerd 1.6, config version 2) and the CNI network
-/// it reads from `<dir>/cni`.
+/// it reads from `<dir>/cni`. `restrict_oom_score_adj`: a sandbox's -998 is refused where the
+/// test itself may not lower its score (runc then fails "failed to update
+/// /proc/self/oom_score_adj"), so no score below containerd's own.
 fn cri_config(dir: &Path, sandbox_image: &str) -> String {
     let cni = dir.join("cni");
     std::fs::create_dir_all(&cni).unwrap();
@@ -287,6 +289,7 @@ fn cri_config(dir: &Path, sandbox_image: &str) -> String {
     let p = "plugins.\"io.containerd.grpc.v1.cri\"";
     format!(
         "[{p}]\n  sandbox_image = {sandbox_image:?}\n  disable_apparmor = true\n\
+         restrict_oom_score_adj = true\n\
          [{p}.containerd]\n  default_runtime_name = \"runc\"\n\
          [{p}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
          [{p}.containerd.runtimes.hx]\n  runtime_type = {RUNTIME:?}\n\

@@ -343,6 +343,45 @@ async fn pod(c: &Containerd, netns: &str) {
     assert_eq!(log_lines(&log, "stderr"), ["to-stderr"]);
     assert_eq!(log_lines(&logs.join("srv.log"), "stdout"), ["serving"]);
 
+    // A container hx cannot run in a pod yet (a volume): StartContainer fails with one line
+    // naming why; RemoveContainer leaves nothing of it.
+    let host_dir = c.dir.join("vol");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let mut with_volume = container_config("vol", "true", "vol.log");
+    with_volume.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: host_dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    }];
+    let vol = call(
+        "CreateContainer vol",
+        rs.create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(with_volume),
+            sandbox_config: Some(sandbox_config.clone()),
+        }),
+        c,
+    )
+    .await
+    .container_id;
+    let e = rs
+        .start_container(StartContainerRequest {
+            container_id: vol.clone(),
+        })
+        .await
+        .expect_err("a pod member with a volume started");
+    assert!(
+        e.message()
+            .contains("volumes and tmpfs mounts in a pod member are not supported yet"),
+        "{e}"
+    );
+    call(
+        "RemoveContainer vol",
+        rs.remove_container(RemoveContainerRequest { container_id: vol }),
+        c,
+    )
+    .await;
+
     // ExecSync in the server: its root, its env, an exit code; the member runs on.
     let r = call(
         "ExecSync",

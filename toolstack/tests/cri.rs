@@ -472,6 +472,8 @@ async fn pod(c: &Containerd, netns: &str) {
         .filter(|n| n.starts_with("cni-") && !cni_before.contains(n))
         .collect();
     assert!(cni_left.is_empty(), "CNI namespaces left: {cni_left:?}");
+    let cached = format!("/var/lib/cni/results/hxcri-{sandbox}-eth0");
+    assert!(!Path::new(&cached).exists(), "CNI's cache kept {cached}");
     let mut l = links(netns);
     l.sort();
     assert_eq!(l, ["hxcri0", "lo"], "links left in containerd's namespace");

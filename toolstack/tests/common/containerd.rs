@@ -249,6 +249,19 @@ impl Drop for Containerd {
         for m in mounts_under(&self.dir).iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(m).output();
         }
+        // CNI's result cache of pods a killed containerd did not tear down (libcni keeps it
+        // in /var/lib/cni/results, named after the network and the sandbox).
+        let results = Path::new("/var/lib/cni/results");
+        for f in std::fs::read_dir(results).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name
+                .strip_prefix("hxcri-")
+                .and_then(|n| n.strip_suffix("-eth0"))
+            {
+                let _ = std::fs::remove_file(f.path());
+                let _ = std::fs::remove_file(results.join(format!("cni-loopback-{id}-lo")));
+            }
+        }
         // The CNI namespaces a killed containerd did not remove, then the test's own.
         for n in netns_names() {
             if n.starts_with("cni-") && !self.netns_before.contains(&n) {

@@ -624,20 +624,38 @@ async fn pod_start(
     }
     let t = t0.elapsed();
     // The host's share: every process the pod's runtime left (shims, keepers, relays, QEMU;
-    // runc's container processes do not name the temp dir: its figure is the shims' only).
-    let rss_kib: u64 = c
-        .processes()
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .sum();
+    // runc's container processes do not name the temp dir: its figure is its shim's only).
+    let mut rss: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for p in c.processes() {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+            continue;
+        };
+        let field = |k: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        };
+        // PSS: the shim binary's pages that its many processes share are counted once.
+        let pss = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Pss:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            });
+        let (Some(name), Some(kib)) = (field("Name:"), pss) else {
+            continue;
+        };
+        let e = rss.entry(name).or_default();
+        e.0 += 1;
+        e.1 += kib.parse::<u64>().unwrap_or(0);
+    }
+    let total: u64 = rss.values().map(|v| v.1).sum();
     eprintln!(
-        "{handler} round {round}: RunPodSandbox {t_sandbox:?}, running {t:?}, host RSS {} MiB",
-        rss_kib / 1024
+        "{handler} round {round}: RunPodSandbox {t_sandbox:?}, running {t:?}, host PSS {} MiB \
+         (process name: count, KiB: {rss:?})",
+        total / 1024
     );
     call(
         "StopPodSandbox",

@@ -8,6 +8,8 @@
 //! it (runc's way), then boots the VM (`lifecycle::start`), relays its stdio to the workload
 //! and exits with the workload's exit code. The VM boots at `start`, not `create`: the
 //! network interface the caller's hooks move into the namespace only exists then.
+//! With CRI's annotations (cri.rs) a sandbox becomes an hx pod's VM and a container one of
+//! its members (docs/kubernetes.md).
 pub mod bundle;
 pub mod console;
 pub mod cri;

@@ -29,6 +29,8 @@ PACKAGES=(
     podman conmon containernetworking-plugins
     # tests: ctr driving the hx shim (toolstack/tests/containerd.rs starts its own containerd)
     containerd
+    # tests: the CRI client's protobuf code is generated at build time (k8s-cri: tonic-prost-build)
+    protobuf-compiler
     # benchmarks
     wrk
 )

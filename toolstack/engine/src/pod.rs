@@ -143,8 +143,17 @@ pub fn create(root: &Path, req: PodRequest) -> anyhow::Result<Started> {
     if infra(root, &req.name).is_ok() {
         bail!("pod {} already exists", req.name);
     }
+    let creq = infra_request(root, &req)?;
+    lifecycle::create_and_start(root, creq, &|_, _| {
+        bail!("a pod's root filesystem is made by hx")
+    })
+}
+
+/// The pod's infra container: what `hx pod create` boots, and what a CRI sandbox becomes
+/// (oci/cri.rs).
+pub fn infra_request(root: &Path, req: &PodRequest) -> anyhow::Result<CreateRequest> {
     let rootfs = empty_rootfs(root)?;
-    let creq = CreateRequest {
+    Ok(CreateRequest {
         image: INFRA_IMAGE.into(),
         command: vec!["/proc/1/exe".into(), pv_init_pause_arg().into()],
         entrypoint: Some(String::new()),
@@ -166,9 +175,6 @@ pub fn create(root: &Path, req: PodRequest) -> anyhow::Result<Started> {
         // (Xen's blkback hot-plug is the next step, docs/pods.md).
         backend: Some("qemu".into()),
         ..Default::default()
-    };
-    lifecycle::create_and_start(root, creq, &|_, _| {
-        bail!("a pod's root filesystem is made by hx")
     })
 }
 

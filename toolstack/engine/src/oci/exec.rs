@@ -197,10 +197,14 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         }
     };
     let session = (|| -> anyhow::Result<(Session, bool)> {
-        let req: ExecRequest = serde_json::from_str(request)?;
+        let mut req: ExecRequest = serde_json::from_str(request)?;
         let rec = record::load(root, id)?;
         let engine_id = rec.engine_id.clone().context("not created")?;
         let c = container::load(root, &engine_id)?;
+        if c.pod.is_some() && !c.pod_infra {
+            // A pod member's processes run in its own root inside the pod's VM.
+            req.container = Some(c.id.clone());
+        }
         let be = backend::for_container(&c, root)?;
         let dir = container::dir(root, &c.id);
         let socket = be

@@ -164,8 +164,12 @@ async fn relay(
     } = started;
     let dir = container::dir(root, &c.id);
     let be = backend::for_container(&c, root)?;
-    let tty = lifecycle::request_of(root, &c)?.tty.is_some();
-    forward_stdin(&dir)?;
+    let request = lifecycle::request_of(root, &c)?;
+    let tty = request.tty.is_some();
+    // A CRI pod's member has no input channel (oci/mod.rs: member_request).
+    if request.stdin {
+        forward_stdin(&dir)?;
+    }
     let mut output = Follower::open(&dir, true)?;
     let (mut stdout, mut stderr) = (Fd::new(1), Fd::new(2));
     // Signals sent to the keeper itself go to the workload, like runc's init gets them.

@@ -8,8 +8,11 @@
 //! it (runc's way), then boots the VM (`lifecycle::start`), relays its stdio to the workload
 //! and exits with the workload's exit code. The VM boots at `start`, not `create`: the
 //! network interface the caller's hooks move into the namespace only exists then.
+//! With CRI's annotations (cri.rs) a sandbox becomes an hx pod's VM and a container one of
+//! its members (docs/kubernetes.md).
 pub mod bundle;
 pub mod console;
+pub mod cri;
 pub mod exec;
 pub mod hooks;
 pub mod keeper;
@@ -65,8 +68,13 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
     if terminal && o.console.is_none() {
         bail!("process.terminal is set: --console-socket is required");
     }
+    let pod = cri::role(id, &b.annotations())?;
+    // A member's network is its pod VM's: its keeper stays out of the namespace.
+    let netns = match &pod {
+        Some(cri::PodRole::Member { .. }) => NetNs::Host,
+        _ => b.netns(),
+    };
     // The namespace is opened before anything is made: a bad path fails early.
-    let netns = b.netns();
     let join_fd: Option<OwnedFd> = match &netns {
         NetNs::Join(p) => Some(
             std::fs::File::open(p)
@@ -95,6 +103,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
         annotations: b.annotations(),
         hooks: b.hooks(),
         netns: netns.clone(),
+        pod: pod.clone(),
     };
     rec.save(root)?;
     let mut undo = lifecycle::Undo::new();
@@ -104,10 +113,21 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             let _ = std::fs::remove_dir_all(&dir);
         });
     }
-    let image = dir.join(record::ROOTFS);
-    hx_images::rootfs::make_erofs(&rootfs_dir, &image)
-        .with_context(|| format!("packing {}", rootfs_dir.display()))?;
-    let req = b.request(&record::engine_name(id), &image, Some("none".into()))?;
+    let name = record::engine_name(id);
+    let req = match &pod {
+        // The sandbox's own image (CRI's pause) is not needed: the pod's VM runs pv-init's.
+        Some(cri::PodRole::Sandbox { pod }) => sandbox_request(root, &b, pod, &name)?,
+        _ => {
+            let image = dir.join(record::ROOTFS);
+            hx_images::rootfs::make_erofs(&rootfs_dir, &image)
+                .with_context(|| format!("packing {}", rootfs_dir.display()))?;
+            let mut req = b.request(&name, &image, Some("none".into()))?;
+            if let Some(cri::PodRole::Member { pod }) = &pod {
+                member_request(&mut req, pod);
+            }
+            req
+        }
+    };
     let c = lifecycle::create(root, req, &|_, _| bail!("an OCI container has no image"))?;
     rec.engine_id = Some(c.id.clone());
     {
@@ -152,6 +172,56 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
         keeper,
         console: master,
     })
+}
+
+/// A CRI sandbox: the pod's VM (an hx pod's infra container, pod.rs), with the spec's
+/// hostname and memory limit (else `hx pod create`'s 256 MiB: the pod's containers share it).
+fn sandbox_request(
+    root: &Path,
+    b: &bundle::Bundle,
+    pod: &str,
+    name: &str,
+) -> anyhow::Result<lifecycle::CreateRequest> {
+    let limit = b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|&l| l > 0);
+    let mut req = crate::pod::infra_request(
+        root,
+        &crate::pod::PodRequest {
+            name: pod.to_string(),
+            memory_mb: limit.map_or(POD_MEMORY_MB, |l| {
+                (l as u64).div_ceil(1 << 20).max(POD_MEMORY_MB)
+            }),
+            cpus: 1,
+            hostname: b.spec.hostname().clone().filter(|h| !h.is_empty()),
+            ..Default::default()
+        },
+    )?;
+    req.name = Some(name.to_string());
+    // Decided at start by the keeper, from the namespace's interfaces (netns.rs).
+    req.network = Some("none".into());
+    Ok(req)
+}
+
+/// A pod's VM when the sandbox's spec sets no memory limit.
+const POD_MEMORY_MB: u64 = 256;
+
+/// A CRI container in pod `pod`: the pod owns the network, hostname and the files CRI binds
+/// into every container (cri::is_pod_file); stdin is not wired into members yet.
+fn member_request(req: &mut lifecycle::CreateRequest, pod: &str) {
+    req.pod = Some(pod.to_string());
+    req.hostname = None;
+    req.network = None;
+    req.stdin = false;
+    req.stdin_once = false;
+    // bundle::guest_mounts' binds are `SRC:DST:ro|rw` (no ':' in either path).
+    req.volumes
+        .retain(|v| !v.split(':').nth(1).is_some_and(cri::is_pod_file));
 }
 
 fn spawn_keeper(
@@ -349,6 +419,14 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
     }
     if let Some(k) = rec.keeper() {
         k.kill_and_wait(Duration::from_secs(5));
+    }
+    if let Some(cri::PodRole::Sandbox { pod }) = &rec.pod {
+        // Members CRI did not remove first go with the pod's VM.
+        for m in crate::pod::members(root, pod).unwrap_or_default() {
+            if let Err(e) = ops::remove(root, &m.id, true, false) {
+                tracing::warn!("removing pod member {}: {e:#}", m.name);
+            }
+        }
     }
     if let Some(engine_id) = &rec.engine_id {
         match ops::remove(root, engine_id, true, false) {

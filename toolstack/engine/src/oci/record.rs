@@ -30,6 +30,9 @@ pub struct Record {
     pub annotations: BTreeMap<String, String>,
     pub hooks: Hooks,
     pub netns: NetNs,
+    /// A Kubernetes pod's sandbox or member (cri.rs); None for a container of its own.
+    #[serde(default)]
+    pub pod: Option<super::cri::PodRole>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -116,14 +116,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|(c, paused)| {
-                let mut cmd = c.command.join(" ");
-                if cmd.chars().count() > 22 {
-                    cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
-                }
                 let mut row = vec![
-                    c.short_id().to_string(),
+                    match args.no_trunc {
+                        true => c.id.clone(),
+                        false => c.short_id().to_string(),
+                    },
                     c.image.clone(),
-                    format!("\"{cmd}\""),
+                    command_cell(c, !args.no_trunc),
                     ago(&c.created),
                     status_text(c, *paused),
                     ports_text(c),
@@ -149,7 +148,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             headers.push("POD");
         }
         headers.push("NAMES");
-        super::images::print_table(&headers, &rows);
+        super::table::print(super::table::DOCKER, &headers, &rows);
     }
     Ok(0)
 }
@@ -372,10 +371,6 @@ pub fn state(c: &Container, paused: bool, restarting: bool) -> &'static str {
 
 /// One container as docker's ps template sees it: every field a string.
 fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng::Value {
-    let mut command = c.command.join(" ");
-    if trunc && command.chars().count() > 20 {
-        command = format!("{}…", command.chars().take(19).collect::<String>());
-    }
     let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mounts: Vec<String> = c
         .mounts
@@ -397,7 +392,7 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
         ),
         ("Names", c.name.clone()),
         ("Image", c.image.clone()),
-        ("Command", go_quote(&command)),
+        ("Command", command_cell(c, trunc)),
         ("CreatedAt", created_at(&c.created)),
         ("RunningFor", ago(&c.created)),
         ("Ports", ports_text(c)),
@@ -423,6 +418,15 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
 
 /// Go's strconv.Quote, for the characters a command has: `"`, `\` and control characters
 /// escaped.
+/// docker's COMMAND: the command line cut to 20 columns (unless --no-trunc), Go-quoted.
+fn command_cell(c: &Container, trunc: bool) -> String {
+    let command = c.command.join(" ");
+    match trunc {
+        true => go_quote(&super::table::ellipsis(&command, 20)),
+        false => go_quote(&command),
+    }
+}
+
 fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");
     for ch in s.chars() {

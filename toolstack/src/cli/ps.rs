@@ -427,21 +427,44 @@ fn command_cell(c: &Container, trunc: bool) -> String {
     }
 }
 
+/// Go's strconv.Quote: `\a \b \f \n \r \t \v` by name, other ASCII controls as `\x1b`, other
+/// characters Go does not print (C1 controls, spaces but U+0020, format characters such as
+/// bidi overrides) as `\u009b`, so docker's COMMAND and hx's read the same.
 fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if !go_prints(c) && (c as u32) < 0x10000 => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if !go_prints(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Go's unicode.IsPrint, closely enough for a command line: not a control, not a space other
+/// than U+0020, not an invisible format character.
+fn go_prints(c: char) -> bool {
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+            | '\u{feff}' | '\u{fff9}'..='\u{fffb}'))
 }
 
 /// Go's time.Time.String() of our UTC timestamps: `2026-12-03 19:03:49 +0000 UTC`.
@@ -547,6 +570,14 @@ mod tests {
         assert!(PortSet::parse("70000").is_err());
         assert!(PortSet::parse("").is_err());
         assert!(PortSet::parse("http").is_err());
+    }
+
+    #[test]
+    fn commands_are_quoted_as_gos_strconv_quote() {
+        assert_eq!(
+            super::go_quote("\u{1b}[31mred\u{9b}2J\u{202e} \n\t\u{7}\u{7f}\"\\ é\u{a0}"),
+            "\"\\x1b[31mred\\u009b2J\\u202e \\n\\t\\a\\x7f\\\"\\\\ é\\u00a0\""
+        );
     }
 
     proptest! {

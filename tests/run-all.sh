@@ -48,6 +48,7 @@ xen_lab() {
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
             --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/xl-save.sh \
+            --script tests/xen-lab/checks/xl-admin.sh \
             --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
             --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
             --script tests/xen-lab/checks/compat.sh

@@ -42,6 +42,21 @@ EOF
     rm -rf "$d"
 }
 
+# busybox_initramfs OUT: a gzipped initramfs of dom0's busybox with the /init read from stdin
+# (an ordinary domain for the xl comparisons: checks/xl-admin.sh, checks/xl-save.sh), and a
+# /sbin/poweroff that powers off at once, which the guest kernel runs on a shutdown request.
+busybox_initramfs() {
+    local d
+    d="$(mktemp -d)"
+    mkdir -p "$d/bin" "$d/sbin" "$d/dev" "$d/proc" "$d/sys" "$d/run"
+    cp /bin/busybox "$d/bin/busybox"
+    cat > "$d/init"
+    printf '#!/bin/busybox sh\n/bin/busybox poweroff -f\n' > "$d/sbin/poweroff"
+    chmod +x "$d/init" "$d/sbin/poweroff"
+    (cd "$d" && find . | cpio --quiet -o -H newc -R 0:0) | gzip -1 > "$1"
+    rm -rf "$d"
+}
+
 # domain_gone NAME TIMEOUT: waits until xl no longer lists NAME.
 domain_gone() {
     local i

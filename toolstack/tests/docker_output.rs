@@ -102,7 +102,7 @@ fn ps_formats_templates_tables_and_json() {
     ]);
     assert_eq!(
         r.stdout,
-        "NAMES        STATE        LABELS\nweb          created      app=shop,tier=front\n"
+        "NAMES     STATE     LABELS\nweb       created   app=shop,tier=front\n"
     );
     // An empty table still has its header.
     let r = hx.ok(&["ps", "--format", "table {{.ID}}\t{{.Status}}"]);
@@ -135,6 +135,87 @@ fn ps_formats_templates_tables_and_json() {
     // -q wins over a template, as in docker.
     let r = hx.ok(&["ps", "-aq", "--format", "{{.Names}}", "-f", "name=db"]);
     assert_eq!(r.stdout.trim().len(), 12, "{}", r.stdout);
+}
+
+/// Moves a container's creation time `hours` back, so that its CREATED cell ("3 hours ago")
+/// holds still while the test runs.
+fn backdate(hx: &Hx, name: &str, hours: i64) {
+    let id = hx.ok(&["inspect", "-f", "{{.Id}}", name]).stdout;
+    let path = hx
+        .root()
+        .join("containers")
+        .join(id.trim())
+        .join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let then = chrono::Utc::now() - chrono::Duration::hours(hours);
+    state["created"] = then.format("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+}
+
+/// hx's tables are docker's: for the same cells, the bytes `docker ps -a` and `docker images`
+/// print (docker's tabwriter: each column its widest cell + 3, at least 10; the last column
+/// unpadded, an empty cell padded; COMMAND cut at 20 columns with `…`). hx's one extra
+/// column, BACKEND, is laid out by the same rule.
+#[test]
+fn default_tables_are_laid_out_as_dockers() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    hx.ok(&["load", "-i", shared_image("musl").to_str().unwrap()]);
+    hx.ok(&[
+        "create",
+        "--name",
+        "web",
+        BUSYBOX,
+        "sleep",
+        "100000000000000",
+    ]);
+    hx.ok(&[
+        "create",
+        "--name",
+        "db-primary",
+        "busybox:1.38.0-musl",
+        "true",
+    ]);
+    backdate(&hx, "web", 3);
+    backdate(&hx, "db-primary", 4);
+    let id = |name: &str| hx.ok(&["inspect", "-f", "{{.Id}}", name]).stdout[..12].to_string();
+    let anonymous = |table: String| {
+        table
+            .replace(&id("web"), "111111111111")
+            .replace(&id("db-primary"), "222222222222")
+    };
+    assert_eq!(
+        anonymous(hx.ok(&["ps", "-a"]).stdout),
+        "CONTAINER ID   IMAGE                  COMMAND                  CREATED       STATUS    PORTS     BACKEND   NAMES\n\
+         111111111111   busybox:1.38.0-glibc   \"sleep 1000000000000…\"   3 hours ago   Created             qemu      web\n\
+         222222222222   busybox:1.38.0-musl    \"true\"                   4 hours ago   Created             qemu      db-primary\n"
+    );
+    // docker's own default template (`docker ps`'s columns, no BACKEND) gives docker's bytes.
+    let docker_default = "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}";
+    assert_eq!(
+        anonymous(hx.ok(&["ps", "-a", "--format", docker_default]).stdout),
+        "CONTAINER ID   IMAGE                  COMMAND                  CREATED       STATUS    PORTS     NAMES\n\
+         111111111111   busybox:1.38.0-glibc   \"sleep 1000000000000…\"   3 hours ago   Created             web\n\
+         222222222222   busybox:1.38.0-musl    \"true\"                   4 hours ago   Created             db-primary\n"
+    );
+    assert_eq!(
+        hx.ok(&["images"]).stdout,
+        "REPOSITORY   TAG            IMAGE ID       CREATED               SIZE\n\
+         busybox      1.38.0-glibc   c6348fa86ba0   2026-05-13 02:21:49   2.23MB\n\
+         busybox      1.38.0-musl    654fc8fd836e   2026-05-13 02:21:49   886.16kB\n"
+    );
+    // Columns narrower than docker's minimum are 10 wide.
+    assert_eq!(
+        hx.ok(&[
+            "images",
+            "--format",
+            "table {{.Tag}}\\t{{.Size}}\\t{{.Repository}}"
+        ])
+        .stdout,
+        "TAG            SIZE       REPOSITORY\n\
+         1.38.0-glibc   2.23MB     busybox\n\
+         1.38.0-musl    886.16kB   busybox\n"
+    );
 }
 
 #[test]
@@ -905,7 +986,7 @@ fn ps_label_method_and_inspect_of_a_created_container() {
     ]);
     assert_eq!(
         r.stdout,
-        "NAMES        LABEL        .Label \"x\"\nweb          FRONT        .Label \"x\"\n"
+        "NAMES     LABEL     .Label \"x\"\nweb       FRONT     .Label \"x\"\n"
     );
     let json = hx.ok(&["ps", "-a", "--format", "json"]).stdout;
     assert!(

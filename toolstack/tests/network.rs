@@ -952,11 +952,11 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
     assert_eq!(
         lab.hx_ok(&hx, &["network", "ls"]).stdout,
         format!(
-            "NETWORK ID     NAME         DRIVER       SCOPE\n\
-             {}   bridge       bridge       local\n\
-             {}   none         null         local\n\
-             {}   neta         bridge       local\n\
-             {}   netb         bridge       local\n",
+            "NETWORK ID     NAME      DRIVER    SCOPE\n\
+             {}   bridge    bridge    local\n\
+             {}   none      null      local\n\
+             {}   neta      bridge    local\n\
+             {}   netb      bridge    local\n",
             &bridge[..12],
             &none[..12],
             &a[..12],

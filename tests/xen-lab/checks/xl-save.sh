@@ -18,10 +18,7 @@ kernel=/lab/disk/dom0-vmlinuz
 hx run -d -m 128m --name xsc busybox sh -c 'while :; do sleep 1; done' >/dev/null || bad "run -d xsc"
 
 # --- the ordinary domain: /init counts once a second, keeping the count in a file too
-d="$(mktemp -d)"
-mkdir -p "$d/bin" "$d/dev" "$d/run"
-cp /bin/busybox "$d/bin/busybox"
-cat > "$d/init" <<'EOF'
+busybox_initramfs "$w/xs.cpio.gz" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox mount -t tmpfs run /run
@@ -33,9 +30,6 @@ while :; do
     /bin/busybox sleep 1
 done
 EOF
-chmod +x "$d/init"
-(cd "$d" && find . | cpio --quiet -o -H newc -R 0:0) | gzip -1 > "$w/xs.cpio.gz"
-rm -rf "$d"
 cat > "$w/xs.cfg" <<EOF
 name = "xs"
 type = "pv"

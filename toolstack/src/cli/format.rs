@@ -1,6 +1,6 @@
 //! docker's `--format`: Go templates (the gtmpl-ng crate) with docker's own functions (`json`,
 //! `split`, `join`, `title`, `lower`, `upper`, `pad`, `truncate`: docker/cli templates.go), the
-//! `table` prefix (a header row, columns aligned by Go's tabwriter rules: the tabwriter crate)
+//! `table` prefix (a header row, columns aligned as docker's tabwriter does: cli/table.rs)
 //! and `json` (one JSON object a line).
 use gtmpl_ng::{Context, FuncError, Template, Value};
 use std::collections::HashMap;
@@ -60,7 +60,11 @@ impl Format {
         let header = header_tmpl
             .render(&Context::from(Value::Map(names)))
             .unwrap_or_default();
-        Ok(align(&format!("{header}\n{body}")))
+        // Escaped before the layout (tabs and newlines stay), so that the widths are those of
+        // what `outln!` then shows.
+        let text = format!("{header}\n{body}");
+        let text = hx_engine::sanitize::text(&text).to_cow();
+        Ok(super::table::align(&text, super::table::DOCKER))
     }
 }
 
@@ -158,18 +162,6 @@ fn parse_message(e: &gtmpl_ng::ParseError) -> String {
         gtmpl_ng::ParseError::WithContext(c, msg) => format!("template: :{}: {msg}", c.line),
         other => format!("template: :1: {other}"),
     }
-}
-
-/// Go's tabwriter as docker configures it: minimum width 10, padding 3, spaces.
-fn align(text: &str) -> String {
-    use std::io::Write;
-    let mut tw = tabwriter::TabWriter::new(Vec::new())
-        .minwidth(10)
-        .padding(3);
-    // Writing to a Vec cannot fail.
-    let _ = tw.write_all(text.as_bytes());
-    let out = tw.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The message of a failed render, as docker's Go template errors read: `template: :LINE:COL:
@@ -548,7 +540,7 @@ mod tests {
                 &[("Names", "NAMES"), ("Status", "STATUS")],
             )
             .unwrap();
-        assert_eq!(out, "NAMES        STATUS\nweb          Up 3 seconds\n");
+        assert_eq!(out, "NAMES     STATUS\nweb       Up 3 seconds\n");
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub async fn run(g: &super::Globals, mut args: Args) -> anyhow::Result<i32> {
         header.push("DIGEST");
     }
     header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    print_table(&header, &rows);
+    super::table::print(super::table::DOCKER, &header, &rows);
     Ok(0)
 }
 
@@ -220,39 +220,5 @@ pub fn human_size(n: u64) -> String {
         format!("{:.2}kB", f / 1e3)
     } else {
         format!("{n}B")
-    }
-}
-
-/// A docker-style table. A cell is one line: a newline in an image's CMD would otherwise fake a
-/// row (`outln!` escapes the rest).
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| hx_engine::sanitize::line(c).to_string())
-                .collect()
-        })
-        .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{:<w$}   ", c, w = widths[i]));
-            }
-        }
-        outln!("{}", s.trim_end());
-    };
-    line(header.to_vec());
-    for r in &rows {
-        line(r.iter().map(String::as_str).collect());
     }
 }

@@ -63,6 +63,7 @@ pub mod stats;
 pub mod stop;
 pub mod sysrq;
 pub mod system;
+pub mod table;
 pub mod tag;
 pub mod top;
 pub mod unpause;

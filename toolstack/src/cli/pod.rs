@@ -156,26 +156,25 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                 }
                 return Ok(0);
             }
-            outln!(
-                "{:<20} {:<10} {:<14} {:<12} {}",
-                "POD",
-                "STATUS",
-                "INFRA ID",
-                "CONTAINERS",
-                "NAMES"
+            let rows: Vec<Vec<String>> = pods
+                .iter()
+                .map(|(i, members)| {
+                    let running = members.iter().filter(|m| is_running(m)).count();
+                    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+                    vec![
+                        i.pod.clone().unwrap_or_default(),
+                        if is_running(i) { "Running" } else { "Exited" }.into(),
+                        i.short_id().to_string(),
+                        format!("{running}/{}", members.len()),
+                        names.join(","),
+                    ]
+                })
+                .collect();
+            super::table::print(
+                super::table::DOCKER,
+                &["POD", "STATUS", "INFRA ID", "CONTAINERS", "NAMES"],
+                &rows,
             );
-            for (i, members) in &pods {
-                let running = members.iter().filter(|m| is_running(m)).count();
-                let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
-                outln!(
-                    "{:<20} {:<10} {:<14} {:<12} {}",
-                    i.pod.as_deref().unwrap_or(""),
-                    if is_running(i) { "Running" } else { "Exited" },
-                    i.short_id(),
-                    format!("{running}/{}", members.len()),
-                    names.join(",")
-                );
-            }
             Ok(0)
         }
         Command::Inspect(a) => {

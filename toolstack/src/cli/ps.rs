@@ -116,14 +116,13 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|(c, paused)| {
-                let mut cmd = c.command.join(" ");
-                if cmd.chars().count() > 22 {
-                    cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
-                }
                 let mut row = vec![
-                    c.short_id().to_string(),
+                    match args.no_trunc {
+                        true => c.id.clone(),
+                        false => c.short_id().to_string(),
+                    },
                     c.image.clone(),
-                    format!("\"{cmd}\""),
+                    command_cell(c, !args.no_trunc),
                     ago(&c.created),
                     status_text(c, *paused),
                     ports_text(c),
@@ -149,7 +148,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             headers.push("POD");
         }
         headers.push("NAMES");
-        super::images::print_table(&headers, &rows);
+        super::table::print(super::table::DOCKER, &headers, &rows);
     }
     Ok(0)
 }
@@ -372,10 +371,6 @@ pub fn state(c: &Container, paused: bool, restarting: bool) -> &'static str {
 
 /// One container as docker's ps template sees it: every field a string.
 fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng::Value {
-    let mut command = c.command.join(" ");
-    if trunc && command.chars().count() > 20 {
-        command = format!("{}…", command.chars().take(19).collect::<String>());
-    }
     let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mounts: Vec<String> = c
         .mounts
@@ -397,7 +392,7 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
         ),
         ("Names", c.name.clone()),
         ("Image", c.image.clone()),
-        ("Command", go_quote(&command)),
+        ("Command", command_cell(c, trunc)),
         ("CreatedAt", created_at(&c.created)),
         ("RunningFor", ago(&c.created)),
         ("Ports", ports_text(c)),
@@ -423,21 +418,53 @@ fn row(g: &super::Globals, c: &Container, paused: bool, trunc: bool) -> gtmpl_ng
 
 /// Go's strconv.Quote, for the characters a command has: `"`, `\` and control characters
 /// escaped.
+/// docker's COMMAND: the command line cut to 20 columns (unless --no-trunc), Go-quoted.
+fn command_cell(c: &Container, trunc: bool) -> String {
+    let command = c.command.join(" ");
+    match trunc {
+        true => go_quote(&super::table::ellipsis(&command, 20)),
+        false => go_quote(&command),
+    }
+}
+
+/// Go's strconv.Quote: `\a \b \f \n \r \t \v` by name, other ASCII controls as `\x1b`, other
+/// characters Go does not print (C1 controls, spaces but U+0020, format characters such as
+/// bidi overrides) as `\u009b`, so docker's COMMAND and hx's read the same.
 fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if !go_prints(c) && (c as u32) < 0x10000 => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if !go_prints(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Go's unicode.IsPrint, closely enough for a command line: not a control, not a space other
+/// than U+0020, not an invisible format character.
+fn go_prints(c: char) -> bool {
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+            | '\u{feff}' | '\u{fff9}'..='\u{fffb}'))
 }
 
 /// Go's time.Time.String() of our UTC timestamps: `2026-12-03 19:03:49 +0000 UTC`.
@@ -543,6 +570,14 @@ mod tests {
         assert!(PortSet::parse("70000").is_err());
         assert!(PortSet::parse("").is_err());
         assert!(PortSet::parse("http").is_err());
+    }
+
+    #[test]
+    fn commands_are_quoted_as_gos_strconv_quote() {
+        assert_eq!(
+            super::go_quote("\u{1b}[31mred\u{9b}2J\u{202e} \n\t\u{7}\u{7f}\"\\ é\u{a0}"),
+            "\"\\x1b[31mred\\u009b2J\\u202e \\n\\t\\a\\x7f\\\"\\\\ é\\u00a0\""
+        );
     }
 
     proptest! {

@@ -151,7 +151,8 @@ fn print(rows: &[Row]) {
             ]
         })
         .collect();
-    super::images::print_table(
+    super::table::print(
+        super::table::DOCKER,
         &[
             "CONTAINER ID",
             "NAME",

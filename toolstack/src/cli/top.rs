@@ -58,7 +58,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             ]
         })
         .collect();
-    super::images::print_table(
+    super::table::print(
+        super::table::DOCKER_TOP,
         &["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
         &rows,
     );

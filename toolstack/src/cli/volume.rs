@@ -184,7 +184,11 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                         ]
                     })
                     .collect();
-                super::images::print_table(&["DRIVER", "VOLUME NAME", "SIZE"], &rows);
+                super::table::print(
+                    super::table::DOCKER,
+                    &["DRIVER", "VOLUME NAME", "SIZE"],
+                    &rows,
+                );
             }
             Ok(0)
         }

@@ -2,7 +2,7 @@
 //! Debian's containerd 1.6) with the hx shim, `containerd-shim-hx-v2`, on its PATH: every
 //! task an hx micro-VM. One containerd for every check; six guest boots (12–18 s).
 mod common;
-use common::containerd::{Containerd, IMAGE, RUNTIME};
+use common::containerd::{shim_dir, Containerd, IMAGE, RUNTIME};
 use common::term::Terminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,21 +26,6 @@ fn resize_check(cmd: std::process::Command, code: i32) {
     let r = t.wait();
     assert_eq!(r.code, code, "{:?}", r.stdout);
     assert!(r.stdout.contains("/dev/pts/"), "{:?}", r.stdout);
-}
-
-/// The shim, built beside hx (`cargo build --release -p hx-shim`; `cargo test --workspace`
-/// builds it).
-fn shim_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_hx"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    assert!(
-        dir.join("containerd-shim-hx-v2").is_file(),
-        "{}/containerd-shim-hx-v2 is missing: cargo build --release -p hx-shim",
-        dir.display()
-    );
-    dir
 }
 
 fn run_args<'a>(before: &[&'a str], id: &'a str, after: &[&'a str]) -> Vec<&'a str> {

@@ -5,7 +5,9 @@
 //! two containers in it. Its own containerd rather than containerd.rs's: that one runs
 //! without CRI or CNI, and containerd starts in about a second; the cost is the pod's boot.
 mod common;
-use common::containerd::{netns_names, Containerd, CRI_SUBNET, IMAGE, NETNS_DIR, PAUSE_IMAGE};
+use common::containerd::{
+    netns_names, shim_dir, Containerd, CRI_SUBNET, IMAGE, NETNS_DIR, PAUSE_IMAGE,
+};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -13,19 +15,6 @@ use k8s_cri::v1::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint, Uri};
-
-fn shim_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_hx"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    assert!(
-        dir.join("containerd-shim-hx-v2").is_file(),
-        "{}/containerd-shim-hx-v2 is missing: cargo build --release -p hx-shim",
-        dir.display()
-    );
-    dir
-}
 
 async fn channel(socket: PathBuf) -> Channel {
     Endpoint::try_from("http://[::]")

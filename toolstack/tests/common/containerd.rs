@@ -9,6 +9,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The shim, built beside hx (`cargo build --release -p hx-shim`; `cargo test --workspace`
+/// builds it).
+pub fn shim_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_hx"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        dir.join("containerd-shim-hx-v2").is_file(),
+        "{}/containerd-shim-hx-v2 is missing: cargo build --release -p hx-shim",
+        dir.display()
+    );
+    dir
+}
+
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 pub const CTR: &str = "/usr/bin/ctr";
 /// What `ctr images import` names the shared busybox.

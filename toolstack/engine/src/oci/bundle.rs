@@ -109,6 +109,17 @@ pub fn parse_config(bytes: &[u8]) -> anyhow::Result<Spec> {
 }
 
 impl Bundle {
+    /// The spec's memory limit in bytes (`linux.resources.memory.limit`), if it sets one.
+    pub fn memory_limit(&self) -> Option<i64> {
+        self.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|&l| l > 0)
+    }
+
     /// `root.path`, relative to the bundle unless absolute.
     pub fn rootfs_dir(&self) -> PathBuf {
         let p = self.spec.root().as_ref().expect("checked").path();
@@ -188,13 +199,7 @@ impl Bundle {
         let process = self.spec.process().as_ref().expect("checked");
         let mounts = guest_mounts(self.spec.mounts().as_deref().unwrap_or_default())?;
         let memory_mb = self
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref())
-            .and_then(|r| r.memory().as_ref())
-            .and_then(|m| m.limit())
-            .filter(|&l| l > 0)
+            .memory_limit()
             .map(|l| (l as u64).div_ceil(1 << 20).max(MIN_MEMORY_MB))
             .unwrap_or(DEFAULT_MEMORY_MB);
         let user = process.user();

@@ -182,14 +182,7 @@ fn sandbox_request(
     pod: &str,
     name: &str,
 ) -> anyhow::Result<lifecycle::CreateRequest> {
-    let limit = b
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit())
-        .filter(|&l| l > 0);
+    let limit = b.memory_limit();
     let mut req = crate::pod::infra_request(
         root,
         &crate::pod::PodRequest {

@@ -41,8 +41,8 @@ hx rm -f ia >/dev/null
 # for one someone else made and is mirrored to that namespace's veth (netns_link.rs), so the
 # namespace's own address serves; rm leaves the veth as it was.
 ip netns add hxns
-ip link add veth-h type veth peer name eth0 netns hxns
-ip addr add 10.98.0.1/24 dev veth-h && ip link set veth-h up
+ip link add hxns-h type veth peer name eth0 netns hxns
+ip addr add 10.98.0.1/24 dev hxns-h && ip link set hxns-h up
 ip -n hxns addr add 10.98.0.2/24 dev eth0 && ip -n hxns link set eth0 up && ip -n hxns link set lo up
 ip -n hxns route add default via 10.98.0.1
 for type in pvh pv; do
@@ -64,5 +64,5 @@ for type in pvh pv; do
         || bad "$type: after rm -f: hxtap0 count:ingress qdiscs = $left"
     xl list | grep -q "ns-$type" && bad "$type: domain left" || true
 done
-ip netns del hxns; ip link del veth-h 2>/dev/null
+ip netns del hxns; ip link del hxns-h 2>/dev/null
 exit $fail

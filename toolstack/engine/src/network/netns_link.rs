@@ -95,10 +95,7 @@ pub fn adopt_link(
     check_names(link, name)?;
     open_netns(netns)?;
     let info = inspect(netns, link)?;
-    let target = netns
-        .as_os_str()
-        .to_str()
-        .with_context(|| format!("network namespace {}: not a UTF-8 path", netns.display()))?;
+    let (target, origin) = (path_str(netns)?, path_str(from)?);
     ip_in(from, &["link", "set", "dev", host_link, "netns", target])
         .with_context(|| format!("moving {host_link} into {}", netns.display()))?;
     let done = (|| {
@@ -121,13 +118,15 @@ pub fn adopt_link(
     })();
     if let Err(e) = done {
         let _ = unmirror(netns, link, name);
-        let from = from.as_os_str().to_str().unwrap_or("/proc/1/ns/net");
-        for dev in [name, host_link] {
-            if link_exists(netns, dev) {
+        // Back under its own name (the rename may not have happened) to where netback made it.
+        if let Some(dev) = [name, host_link]
+            .into_iter()
+            .find(|d| link_exists(netns, d))
+        {
+            if dev != host_link {
                 let _ = ip_in(netns, &["link", "set", "dev", dev, "name", host_link]);
-                let _ = ip_in(netns, &["link", "set", "dev", host_link, "netns", from]);
-                break;
             }
+            let _ = ip_in(netns, &["link", "set", "dev", host_link, "netns", origin]);
         }
         return Err(e);
     }
@@ -194,6 +193,13 @@ fn check_names(link: &str, other: &str) -> anyhow::Result<()> {
         bail!("the VM's interface cannot be {link} itself");
     }
     Ok(())
+}
+
+/// `ip link set ... netns` takes the namespace's path as an argument.
+fn path_str(netns: &Path) -> anyhow::Result<&str> {
+    netns
+        .to_str()
+        .with_context(|| format!("network namespace {}: not a UTF-8 path", netns.display()))
 }
 
 fn open_netns(netns: &Path) -> anyhow::Result<std::fs::File> {

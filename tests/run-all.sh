@@ -31,7 +31,8 @@ stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
 # checks, xen-bindings' dom0 tests, the hostile guest, Redis and MariaDB from the compatibility
-# suite (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
+# suite, and last (dockerd changes dom0's firewall) docker.io driving hx-runtime (HX_LAB_ARGS adds
+# options, e.g. --no-suite while developing).
 xen_lab() {
     local layout bindings
     # CI runs the lab: a missing runner fails the stage instead of skipping it unseen.
@@ -51,7 +52,8 @@ xen_lab() {
             --script tests/xen-lab/checks/xl-admin.sh \
             --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
             --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
-            --script tests/xen-lab/checks/compat.sh
+            --script tests/xen-lab/checks/compat.sh \
+            --extras --script tests/xen-lab/checks/docker.sh
     local rc=$?
     rm -rf "$layout"
     return $rc

@@ -91,3 +91,15 @@ image_rootfs() {
         tar -C "$2" -xf "$layout/blobs/sha256/${l#sha256:}" || return 1
     done
 }
+
+# use_extras: puts the packages tests/xen-lab/run --extras unpacked on the scratch disk
+# (build-extras.sh: docker.io, containerd, runc, iptables, CNI plugins) on PATH, their libraries
+# on the loader's path, and mounts what dockerd needs that dom0's /init does not (cgroup2).
+use_extras() {
+    local x=/lab/disk/extras
+    [ -x "$x/usr/sbin/dockerd" ] || { echo "no extras on the scratch disk: run the lab with --extras"; return 1; }
+    export PATH="$x/usr/sbin:$x/usr/bin:$PATH"
+    export LD_LIBRARY_PATH="$x/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export XTABLES_LIBDIR="$x/usr/lib/x86_64-linux-gnu/xtables"
+    mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
+}

@@ -1,0 +1,106 @@
+#!/bin/bash
+# Docker on Xen, inside the lab's dom0 (tests/run-all.sh: `tests/xen-lab/run --extras --file
+# hx-runtime:/usr/local/bin/hx-runtime --image nginx=LAYOUT --script .../docker.sh`): Debian's
+# docker.io and containerd (build-extras.sh) with hx-runtime registered as `hx` (PVH) and
+# `hx-pv` (PV, through HX_CONFIG's `[xen] type`): `docker run --runtime hx` of busybox gives
+# the output and exit code, each container is a domain of its own, `-p 8080:80 nginx` answers at
+# dom0's 127.0.0.1 (docker-proxy) and from another network namespace (docker's DNAT), `docker
+# logs` has the access lines, `docker rm -f` leaves no domain, vif, loop device or xenstore node.
+set -u
+. /lab/lib.sh
+fail=0
+ok() { echo "PASS $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+use_extras || exit 1
+
+d=/lab/disk/work/docker
+mkdir -p "$d" /etc/hx
+cat > /etc/hx/pv.toml <<'EOF'
+[xen]
+type = "pv"
+EOF
+cat > /usr/local/bin/hx-runtime-pv <<'EOF'
+#!/bin/sh
+HX_CONFIG=/etc/hx/pv.toml exec /usr/local/bin/hx-runtime "$@"
+EOF
+chmod +x /usr/local/bin/hx-runtime-pv
+cat > "$d/daemon.json" <<'EOF'
+{"runtimes": {"hx": {"path": "/usr/local/bin/hx-runtime"}, "hx-pv": {"path": "/usr/local/bin/hx-runtime-pv"}}}
+EOF
+export DOCKER_HOST="unix://$d/docker.sock"
+snapshot /tmp/docker-before
+cat > "$d/containerd.toml" <<EOF
+version = 2
+root = "$d/containerd-root"
+state = "$d/containerd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$d/containerd.sock"
+[ttrpc]
+  address = "$d/containerd.ttrpc.sock"
+EOF
+containerd --config "$d/containerd.toml" > "$d/containerd.log" 2>&1 &
+containerd_pid=$!
+dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/docker.pid" -H "$DOCKER_HOST" \
+    --containerd "$d/containerd.sock" --config-file "$d/daemon.json" --storage-driver overlay2 \
+    > "$d/dockerd.log" 2>&1 &
+t0=$(date +%s)
+for _ in $(seq 1 120); do docker version >/dev/null 2>&1 && break; sleep 1; done
+if docker version >/dev/null 2>&1; then ok "dockerd answers ($(( $(date +%s) - t0 )) s)"; else
+    bad "dockerd did not start"; tail -20 "$d/dockerd.log" | show; tail -10 "$d/containerd.log" | show; exit 1
+fi
+
+for img in busybox nginx; do
+    if hx save "$img" -o "/lab/disk/work/$img.tar" && docker load -q -i "/lab/disk/work/$img.tar" >/dev/null; then
+        ok "docker load of hx save $img"
+    else
+        bad "docker load $img"
+    fi
+done
+
+domains() { xl list | awk 'NR>2' | wc -l; }
+for rt in hx:PVH hx-pv:PV; do
+    type=${rt#*:} rt=${rt%:*}
+    t0=$(date +%s.%N)
+    out=$(docker run --rm --runtime "$rt" busybox sh -c 'echo hello from a $(cat /sys/hypervisor/guest_type) guest; exit 3' 2>&1); rc=$?
+    [ "$out" = "hello from a $type guest" ] && ok "$rt: docker run output, a $type domain ($(elapsed "$t0") s)" || bad "$rt: docker run output: $out"
+    [ "$rc" = 3 ] && ok "$rt: exit code 3" || bad "$rt: exit code $rc, expected 3"
+    out=$(docker run --rm --runtime "$rt" busybox nosuchcommand 2>&1); rc=$?
+    [ "$rc" = 127 ] && ok "$rt: missing command exits 127" || bad "$rt: missing command: exit $rc: $out"
+done
+[ "$(domains)" = 0 ] && ok "--rm runs left no domain" || { bad "domains left after --rm"; xl list | show; }
+
+# nginx published: a domain per container, reached through docker's own proxy and DNAT.
+ip netns add dk-client
+ip link add dk-h type veth peer name dk-c
+ip link set dk-c netns dk-client
+ip addr add 192.168.78.1/24 dev dk-h; ip link set dk-h up
+ip -n dk-client addr add 192.168.78.2/24 dev dk-c; ip -n dk-client link set dk-c up; ip -n dk-client link set lo up
+wait_page() { # URL NEEDLE [netns]
+    for _ in $(seq 1 120); do
+        if [ -n "${3:-}" ]; then p=$(ip netns exec "$3" curl -sf --max-time 5 "$1" 2>/dev/null); else p=$(curl -sf --max-time 5 "$1" 2>/dev/null); fi
+        case "$p" in *"$2"*) return 0;; esac
+        sleep 1
+    done
+    return 1
+}
+t0=$(date +%s.%N)
+if docker run -d --runtime hx --name web -p 8080:80 nginx >/dev/null; then ok "docker run -d -p 8080:80 nginx"; else bad "docker run -d nginx"; fi
+dom=$(xl list | awk 'NR>2 {print $1}')
+[ "$(echo "$dom" | grep -c .)" = 1 ] && ok "the container is domain $dom" || { bad "expected one domain"; xl list | show; }
+wait_page http://127.0.0.1:8080/ "Welcome to nginx" && ok "127.0.0.1:8080 serves nginx ($(elapsed "$t0") s after run)" || { bad "127.0.0.1:8080"; docker logs web 2>&1 | show; }
+wait_page http://192.168.78.1:8080/ "Welcome to nginx" dk-client && ok "another namespace reaches 192.168.78.1:8080" || bad "from dk-client"
+docker logs web 2>/dev/null | grep -q '"GET / HTTP/1.1" 200' && ok "docker logs has the access lines" || { bad "docker logs"; docker logs web 2>&1 | show; }
+out=$(docker exec web sh -c 'echo exec-in-$(cat /sys/hypervisor/type); exit 4' 2>&1); rc=$?
+[ "$rc" = 4 ] && [ "$out" = "exec-in-xen" ] && ok "docker exec (output, exit 4)" || bad "docker exec: rc $rc: $out"
+docker rm -f web >/dev/null && ok "docker rm -f web" || bad "docker rm -f"
+curl -s --max-time 5 http://127.0.0.1:8080/ >/dev/null && bad "port 8080 still answers after rm -f" || ok "rm -f freed the port"
+domain_gone "$dom" 20 && ok "no domain left" || { bad "domain $dom left"; xl list | show; }
+ip link | grep -q 'vif' && { bad "a vif is left"; ip -br link | show; } || ok "no vif left"
+
+ip netns del dk-client; ip link del dk-h 2>/dev/null
+kill "$(cat "$d/docker.pid")"; for _ in $(seq 1 30); do [ -e "$d/docker.pid" ] || break; sleep 1; done
+kill "$containerd_pid"; wait "$containerd_pid" 2>/dev/null
+snapshot /tmp/docker-after
+if diff /tmp/docker-before /tmp/docker-after > /tmp/docker-diff; then ok "no domain, loop device, xenstore node or hx record left"; else bad "leftovers"; show < /tmp/docker-diff; fi
+exit $fail

@@ -530,15 +530,22 @@ fn parse(ts: &str) -> i64 {
     days * 86400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
 }
 
+/// docker's rule (go-units' HumanDuration): "Less than a second" up to "N years", hours
+/// rounded to the nearest, the larger units truncated.
 fn human(secs: i64) -> String {
+    let hours = (secs + 1800) / 3600;
     match secs {
-        s if s < 2 => "Less than a second".into(),
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
         s if s < 60 => format!("{s} seconds"),
         s if s < 120 => "About a minute".into(),
         s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 86400 * 2 => format!("{} hours", s / 3600),
-        s => format!("{} days", s / 86400),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        s => format!("{} years", s / 3600 / 24 / 365),
     }
 }
 
@@ -570,6 +577,34 @@ mod tests {
         assert!(PortSet::parse("70000").is_err());
         assert!(PortSet::parse("").is_err());
         assert!(PortSet::parse("http").is_err());
+    }
+
+    #[test]
+    fn durations_read_as_dockers() {
+        let cases = [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600 - 1800, "2 days"),
+            (13 * 86400, "13 days"),
+            (14 * 86400, "2 weeks"),
+            (59 * 86400, "8 weeks"),
+            (60 * 86400, "2 months"),
+            (729 * 86400, "24 months"),
+            (730 * 86400, "2 years"),
+            (3 * 365 * 86400 + 5, "3 years"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(super::human(secs), want, "{secs} s");
+        }
     }
 
     #[test]

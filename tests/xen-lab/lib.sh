@@ -94,12 +94,16 @@ image_rootfs() {
 
 # use_extras: puts the packages tests/xen-lab/run --extras unpacked on the scratch disk
 # (build-extras.sh: docker.io, containerd, runc, iptables, CNI plugins) on PATH, their libraries
-# on the loader's path, and mounts what dockerd needs that dom0's /init does not (cgroup2).
+# in the loader's cache, and mounts what dockerd needs that dom0's /init does not (cgroup2).
 use_extras() {
     local x=/lab/disk/extras
     [ -x "$x/usr/sbin/dockerd" ] || { echo "no extras on the scratch disk: run the lab with --extras"; return 1; }
-    export PATH="$x/usr/sbin:$x/usr/bin:$PATH"
-    export LD_LIBRARY_PATH="$x/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # Some packages still ship /lib and /sbin paths (dpkg -x does not merge them into /usr).
+    export PATH="$x/usr/sbin:$x/usr/bin:$x/sbin:$x/bin:$PATH"
+    # The loader's own path, not LD_LIBRARY_PATH: hooks run with the OCI spec's environment
+    # (docker's libnetwork-setkey is dockerd's binary and needs libdevmapper).
+    printf '%s\n' "$x/usr/lib/x86_64-linux-gnu" "$x/lib/x86_64-linux-gnu" > /etc/ld.so.conf.d/zz-hx-lab-extras.conf
+    ldconfig
     export XTABLES_LIBDIR="$x/usr/lib/x86_64-linux-gnu/xtables"
     mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
 }

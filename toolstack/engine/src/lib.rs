@@ -30,5 +30,6 @@ pub mod runtime;
 pub mod sanitize;
 pub mod short_path;
 pub mod volume;
+pub mod workload_input;
 
 pub use error::{one_line, HxError};

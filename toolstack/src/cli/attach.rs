@@ -5,10 +5,10 @@
 //! then its exit code. With a terminal (`-t`) and input, the detach keys (Ctrl-P Ctrl-Q by
 //! default) leave it running. ^C and SIGTERM go to the workload (docker's --sig-proxy) unless
 //! turned off; a second ^C detaches. `attach` is the session itself, for `hx start -a` too.
-use hx_engine::attach_channel::{self, Connected};
 use hx_engine::backend::{self, Backend};
 use hx_engine::container::{self, Container, Status};
 use hx_engine::output_log::Follower;
+use hx_engine::workload_input::{self, Sink};
 use pv_init::status::Control;
 use std::io::Read;
 use std::path::Path;
@@ -248,20 +248,12 @@ pub async fn attach(root: &Path, name: &str, o: &Options) -> anyhow::Result<Ende
     Ok(Ended::Exited(code))
 }
 
-enum Sink {
-    Relay(attach_channel::Input),
-    Console(super::interactive::DoubleCtrlO<std::fs::File>),
-}
-
-/// hx's stdin to the workload on a thread (None: its stdin is closed already, output only):
-/// on QEMU into the input the container's log relay holds (engine attach_channel), on Xen
-/// into the domain's console. `detach_keys` are watched for on a terminal (`tty`) only, as
-/// docker's. The end of hx's input is the workload's when the container is stdin-once and
-/// has no terminal (docker's rule); otherwise it only ends this client's turn.
-///
-/// Nothing is read before pv-init reports the workload started on Xen: by then the guest has
-/// made the console raw (it would echo and line-buffer earlier input); the relay waits by
-/// itself (QEMU drops what reaches a port the guest has not opened).
+/// hx's stdin to the workload on a thread (None: its stdin is closed already, output only),
+/// through the engine's workload_input (QEMU: the log relay's input; Xen: the domain's
+/// console, only once pv-init reported the workload started). `detach_keys` are watched for on
+/// a terminal (`tty`) only, as docker's. The end of hx's input is the workload's when the
+/// container is stdin-once and has no terminal (docker's rule); otherwise it only ends this
+/// client's turn.
 pub fn forward_input(
     c: &Container,
     dir: &Path,
@@ -269,23 +261,8 @@ pub fn forward_input(
     detach_keys: &[u8],
     tty: bool,
 ) -> anyhow::Result<Option<mpsc::Receiver<InputEvent>>> {
-    let (mut sink, stdin_once) = if be.stdin_over_socket() {
-        match attach_channel::connect(dir)? {
-            Connected::Input(i) => {
-                let once = i.reply.stdin_once;
-                (Sink::Relay(i), once)
-            }
-            Connected::Closed => return Ok(None),
-        }
-    } else {
-        let domid = c
-            .domid
-            .ok_or_else(|| anyhow::anyhow!("container {} has no domain for its input", c.name))?;
-        let tty = hx_engine::backend::xen::console_tty(domid)?;
-        (
-            Sink::Console(super::interactive::console_writer(&tty)?),
-            c.stdin_once,
-        )
+    let Some((mut sink, stdin_once)) = workload_input::open(c, dir, be)? else {
+        return Ok(None);
     };
     let closes = stdin_once && !tty;
     let keys = if tty {
@@ -294,9 +271,8 @@ pub fn forward_input(
         Vec::new()
     };
     let (tx, rx) = mpsc::channel();
-    let (c, dir) = (c.clone(), dir.to_path_buf());
     std::thread::spawn(move || {
-        if matches!(sink, Sink::Console(_)) && !super::interactive::wait_started(&c, &dir) {
+        if !sink.wait_ready() {
             return;
         }
         let mut filter = DetachFilter::new(keys);
@@ -310,10 +286,7 @@ pub fn forward_input(
                 Err(_) => break,
             };
             let (pass, detach) = filter.feed(&buf[..n]);
-            let sent = match &mut sink {
-                Sink::Relay(i) => i.send(&pass),
-                Sink::Console(w) => std::io::Write::write_all(w, &pass),
-            };
+            let sent = sink.send(&pass);
             if detach {
                 // Dropping the connection without an end of input: the stdin stays open.
                 let _ = tx.send(InputEvent::Detach);
@@ -329,7 +302,7 @@ pub fn forward_input(
                 closed: i.end().is_ok(),
                 tell_guest: false,
             },
-            Sink::Console(_) if closes => InputEvent::Ended {
+            Sink::Console { .. } if closes => InputEvent::Ended {
                 closed: true,
                 tell_guest: true,
             },

@@ -129,7 +129,7 @@ fn keys_to_console(domid: u32) -> anyhow::Result<Keys> {
     use std::io::{IsTerminal, Read, Write};
     let on_terminal = std::io::stdin().is_terminal();
     let tty = hx_engine::backend::xen::console_tty(domid)?;
-    let mut console = super::interactive::console_writer(&tty)?;
+    let mut console = hx_engine::workload_input::console_writer(&tty)?;
     let raw = if on_terminal {
         super::interactive::RawTerminal::enable()
     } else {

@@ -5,7 +5,6 @@
 //! (`exec.fifo`), boots the VM and owns it (the engine's owner lock), relays the workload's
 //! output and input, forwards the signals it gets, and exits with the workload's exit code.
 use super::{netns, record};
-use crate::attach_channel::{self, Connected};
 use crate::backend;
 use crate::container;
 use crate::lifecycle::{self, StartOptions, Started};
@@ -130,16 +129,23 @@ impl Write for Fd {
 }
 
 /// The keeper's stdin into the workload's, on a thread (a blocking read); its end is the
-/// workload's (the container is stdin-once).
-fn forward_stdin(dir: &Path) -> anyhow::Result<()> {
-    let mut input = match attach_channel::connect(dir)? {
-        Connected::Input(i) => i,
-        Connected::Closed => return Ok(()),
+/// workload's (the container is stdin-once). Over the backend's own input path
+/// (workload_input: the relay's socket on QEMU, the console on Xen).
+fn forward_stdin(c: &crate::container::Container, dir: &Path, root: &Path) -> anyhow::Result<()> {
+    let be = backend::for_container(c, root)?;
+    let Some((mut input, _once)) = crate::workload_input::open(c, dir, be.as_ref())? else {
+        return Ok(());
     };
+    let (c, root) = (c.clone(), root.to_path_buf());
     std::thread::spawn(move || {
+        if !input.wait_ready() {
+            return;
+        }
         let stdin = Fd::new(0);
         if crate::input_copy::copy_until_eof(&*stdin.0, 16 << 10, |b| input.send(b)) {
-            let _ = input.end();
+            if let Ok(be) = backend::for_container(&c, &root) {
+                input.end(be.as_ref());
+            }
         }
     });
     Ok(())
@@ -168,7 +174,7 @@ async fn relay(
     let tty = request.tty.is_some();
     // A CRI pod's member has no input channel (oci/mod.rs: member_request).
     if request.stdin {
-        forward_stdin(&dir)?;
+        forward_stdin(&c, &dir, root)?;
     }
     let mut output = Follower::open(&dir, true)?;
     let (mut stdout, mut stderr) = (Fd::new(1), Fd::new(2));

@@ -1,7 +1,7 @@
 //! The host bridge: made on demand (hx0), forwarding and localnet routing switched on for it.
 use super::{run_tool, DEFAULT_BRIDGE, DEFAULT_BRIDGE_ADDR};
 use anyhow::{bail, Context};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 
@@ -118,6 +118,70 @@ pub fn ensure_user(name: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Result<
     }
     ip(&["link", "set", name, "up"])?;
     sysctl("net/ipv4/ip_forward", "1")
+}
+
+/// A `--ipv6` network's bridge (made by `ensure_user`): IPv6 on, its gateway address without
+/// duplicate address detection (usable at once; hx's IPAM owns the subnet), and the host
+/// forwarding IPv6, as docker does for an IPv6 network (net.ipv6.conf.all.forwarding=1: a
+/// host that takes its own IPv6 address from router advertisements then needs accept_ra=2,
+/// docs/networking.md).
+pub fn ensure_user6(name: &str, gateway: Ipv6Addr, prefix: u8) -> anyhow::Result<()> {
+    sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
+    if !ipv6_of(name)?.contains(&(gateway, prefix)) {
+        match ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{gateway}/{prefix}"),
+            "dev",
+            name,
+            "nodad",
+        ]) {
+            Err(e) if e.to_string().contains("File exists") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    sysctl("net/ipv6/conf/all/forwarding", "1")
+}
+
+/// The interface's global IPv6 addresses and prefix lengths.
+pub fn ipv6_of(name: &str) -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
+    let out = ip(&["-j", "-6", "addr", "show", "dev", name, "scope", "global"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j addr`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["addr_info"].as_array())
+        .flatten()
+        .filter_map(|a| {
+            Some((
+                a["local"].as_str()?.parse().ok()?,
+                a["prefixlen"].as_u64()? as u8,
+            ))
+        })
+        .collect())
+}
+
+/// The host's IPv6 routes (destination, prefix length): `default`, link-local and multicast
+/// left out.
+pub fn routes6() -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
+    let out = ip(&["-j", "-6", "route", "show"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j -6 route`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let dst = r["dst"].as_str()?;
+            let (ip, len) = match dst.split_once('/') {
+                Some((ip, len)) => (ip.parse::<Ipv6Addr>().ok()?, len.parse::<u8>().ok()?),
+                None => (dst.parse::<Ipv6Addr>().ok()?, 128),
+            };
+            let special = ip.is_multicast() || (ip.segments()[0] & 0xffc0) == 0xfe80;
+            (!special && len <= 128).then_some((ip, len))
+        })
+        .collect())
 }
 
 /// The host's IPv4 routes (destination, prefix length), `default` left out.

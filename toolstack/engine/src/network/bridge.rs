@@ -126,6 +126,9 @@ pub fn ensure_user(name: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Result<
 /// host that takes its own IPv6 address from router advertisements then needs accept_ra=2,
 /// docs/networking.md).
 pub fn ensure_user6(name: &str, gateway: Ipv6Addr, prefix: u8) -> anyhow::Result<()> {
+    if !Path::new("/proc/sys/net/ipv6").is_dir() {
+        bail!("this host's kernel has IPv6 off (ipv6.disable=1 or no CONFIG_IPV6): --ipv6 networks need it");
+    }
     sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
     if !ipv6_of(name)?.contains(&(gateway, prefix)) {
         match ip(&[

@@ -1436,6 +1436,15 @@ fn ipv6_user_networks_reach_by_name_and_isolate() {
         .stdout;
     assert_eq!(forwarding, "1\n", "isolation is what keeps them apart");
 
+    let rules6 = lab
+        .in_host_run(&["nft", "list", "table", "ip6", "hx"])
+        .stdout;
+    assert!(
+        rules6.contains(&format!(
+            "oifname \"{bridge_b}\" iifname != \"{bridge_b}\" iifname \"hxn-*\" drop"
+        )),
+        "{rules6}"
+    );
     // A flushed ruleset: the next hx command puts the running network's IPv6 rules back.
     lab.in_host_run(&["nft", "flush", "ruleset"]);
     lab.hx_ok(&hx, &["ps"]);

@@ -1218,7 +1218,8 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
 
 /// `hx network create --ipv6`: addresses, the default route and AAAA names over IPv6 between
 /// two containers of one network, `--ip6`, inspect's fields, isolation from another `--ipv6`
-/// network, and nothing IPv6 left after `rm -f` and `network rm`. Three VM boots.
+/// network, `network connect --ip6`, IPv6 rules back after a flush, a restart keeping the
+/// address, and nothing IPv6 left after `rm -f` and `network rm`. Four VM boots.
 #[test]
 fn ipv6_user_networks_reach_by_name_and_isolate() {
     let Some((hx, lab)) = lab() else { return };
@@ -1374,17 +1375,16 @@ fn ipv6_user_networks_reach_by_name_and_isolate() {
         r.stderr
     );
 
-    // A neighbour on v6a: its own --ip6 in the guest, the default route, AAAA (and A) for the
-    // name, ping and HTTP over IPv6.
-    let r = lab.hx(
+    // A neighbour put on v6a by `network connect --ip6`: its own address in the guest, the
+    // default route, AAAA (and A) for the name, ping and HTTP over IPv6.
+    lab.hx_ok(
         &hx,
         &[
-            "run",
-            "--rm",
+            "create",
+            "--name",
+            "c6",
             "--network",
-            "v6a",
-            "--ip6",
-            "fd42:1::60",
+            "none",
             BUSYBOX,
             "sh",
             "-c",
@@ -1396,6 +1396,18 @@ fn ipv6_user_networks_reach_by_name_and_isolate() {
          wget -q -T 5 -O - 'http://[fd42:1::50]/'",
         ],
     );
+    for (bad, net) in [("fd42:1::1", "v6a"), ("fd42:1::60", "v6b")] {
+        let r = lab.hx(&hx, &["network", "connect", "--ip6", bad, net, "c6"]);
+        let want = format!(
+            "hx: invalid --ip6 {bad}: not a container address of network {net}'s IPv6 subnet"
+        );
+        assert_eq!((r.code, r.stderr.trim()), (1, want.as_str()));
+    }
+    lab.hx_ok(
+        &hx,
+        &["network", "connect", "--ip6", "fd42:1::60", "v6a", "c6"],
+    );
+    let r = lab.hx(&hx, &["start", "-a", "c6"]);
     assert_eq!(
         (r.code, r.stdout.as_str()),
         (
@@ -1405,6 +1417,7 @@ fn ipv6_user_networks_reach_by_name_and_isolate() {
         "{}",
         r.stderr
     );
+    lab.hx_ok(&hx, &["rm", "c6"]);
     // From v6b (which has IPv6 of its own, and the host forwards IPv6): neither srv6's
     // address nor its name.
     let r = lab.hx(

@@ -170,15 +170,22 @@ pub fn ipv6_of(name: &str) -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
 /// The host's IPv6 routes (destination, prefix length): `default`, link-local and multicast
 /// left out.
 pub fn routes6() -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
-    let out = ip(&["-j", "-6", "route", "show"])?;
-    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j -6 route`")?;
+    parse_routes6(&ip(&["-j", "-6", "route", "show"])?)
+}
+
+/// `ip -j -6 route`'s destinations: entries without a parsable `dst` (`default`) are skipped.
+fn parse_routes6(json: &str) -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
+    let v: serde_json::Value = serde_json::from_str(json).context("parsing `ip -j -6 route`")?;
     Ok(v.as_array()
         .into_iter()
         .flatten()
         .filter_map(|r| {
             let dst = r["dst"].as_str()?;
             let (ip, len) = match dst.split_once('/') {
-                Some((ip, len)) => (ip.parse::<Ipv6Addr>().ok()?, len.parse::<u8>().ok()?),
+                Some((ip, len)) if len.bytes().all(|b| b.is_ascii_digit()) => {
+                    (ip.parse::<Ipv6Addr>().ok()?, len.parse::<u8>().ok()?)
+                }
+                Some(_) => return None,
                 None => (dst.parse::<Ipv6Addr>().ok()?, 128),
             };
             let special = ip.is_multicast() || (ip.segments()[0] & 0xffc0) == 0xfe80;
@@ -268,5 +275,32 @@ mod tests {
         assert!(valid_ifname("hx0") && valid_ifname("br-1.2"));
         assert!(!valid_ifname("..") && !valid_ifname(".") && !valid_ifname("a/b"));
         assert_eq!(parse_dst("10.1.2.3"), Some((ip("10.1.2.3"), 32)));
+    }
+
+    #[test]
+    fn ipv6_routes_as_ip_prints_them() {
+        let json = r#"[{"dst":"fd42:1::/64","dev":"hxn-1"},{"dst":"fe80::/64","dev":"eth0"},
+            {"dst":"default","gateway":"fd00::1"},{"dst":"2001:db8::5","dev":"eth0"},
+            {"dst":"ff00::/8"},{"dst":"fd00::/+8"},{"dst":"fd00::/200"},{"nodst":1}]"#;
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            parse_routes6(json).unwrap(),
+            vec![(v6("fd42:1::"), 64), (v6("2001:db8::5"), 128)]
+        );
+        assert!(parse_routes6("not json").is_err());
+        assert_eq!(parse_routes6("{}").unwrap(), vec![]);
+    }
+
+    proptest::proptest! {
+        /// Whatever `ip` prints: parsed or refused without panicking; every route kept has a
+        /// length of at most 128.
+        #[test]
+        fn any_route_listing(dst in "[0-9a-f:/+. ]{0,48}", junk in ".{0,64}") {
+            let json = serde_json::json!([{"dst": dst}]).to_string();
+            for (_, len) in parse_routes6(&json).unwrap() {
+                proptest::prop_assert!(len <= 128);
+            }
+            let _ = parse_routes6(&junk);
+        }
     }
 }

@@ -337,6 +337,9 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), InitError> {
         Some(n) => {
             let ip = n.address.split('/').next().unwrap_or("127.0.1.1");
             hosts.push_str(&format!("{ip}\t{names}\n"));
+            if let Some((ip6, _)) = n.address6.as_deref().and_then(pv_init::spec::parse_cidr6) {
+                hosts.push_str(&format!("{ip6}\t{names}\n"));
+            }
             let mut resolv: String = n.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
             if !n.dns_search.is_empty() {
                 resolv.push_str(&format!("search {}\n", n.dns_search.join(" ")));

@@ -2,7 +2,7 @@
 //! Plain ioctls: no netlink library, and the kernel needs nothing beyond CONFIG_INET.
 use crate::InitError;
 use pv_init::spec::Network;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,27 @@ struct RtEntry {
     rt_irtt: libc::c_ushort,
 }
 
+/// `struct in6_rtmsg` (linux/ipv6_route.h); the libc crate's has private fields.
+#[repr(C)]
+struct In6RtMsg {
+    dst: libc::in6_addr,
+    src: libc::in6_addr,
+    gateway: libc::in6_addr,
+    rt_type: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: libc::c_int,
+}
+
+fn in6(ip: Ipv6Addr) -> libc::in6_addr {
+    libc::in6_addr {
+        s6_addr: ip.octets(),
+    }
+}
+
 fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -41,8 +62,13 @@ struct Sock(OwnedFd);
 
 impl Sock {
     fn new() -> Result<Self, InitError> {
+        Self::of(libc::AF_INET)
+    }
+
+    /// The address family's ioctls need a socket of that family (AF_INET6: in6_ifreq).
+    fn of(family: libc::c_int) -> Result<Self, InitError> {
         // SAFETY: plain socket(2) call.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(InitError::setup(format!(
                 "network: socket: {}",
@@ -127,6 +153,40 @@ impl Sock {
         let mut r = Self::ifreq(name);
         r.ifr_ifru.ifru_mtu = mtu as libc::c_int;
         self.ioctl(libc::SIOCSIFMTU, &mut r, &format!("{name} mtu {mtu}"))
+    }
+
+    fn index(&self, name: &str) -> Result<libc::c_int, InitError> {
+        let mut r = Self::ifreq(name);
+        self.ioctl(libc::SIOCGIFINDEX, &mut r, &format!("{name} index"))?;
+        // SAFETY: SIOCGIFINDEX filled the ifindex member.
+        Ok(unsafe { r.ifr_ifru.ifru_ifindex })
+    }
+
+    /// On an AF_INET6 socket: adds `ip/prefix` to interface `index`.
+    fn add_addr6(&self, index: libc::c_int, ip: Ipv6Addr, prefix: u8) -> Result<(), InitError> {
+        let mut r = libc::in6_ifreq {
+            ifr6_addr: in6(ip),
+            ifr6_prefixlen: prefix as u32,
+            ifr6_ifindex: index,
+        };
+        self.ioctl(libc::SIOCSIFADDR, &mut r, &format!("address {ip}/{prefix}"))
+    }
+
+    /// On an AF_INET6 socket: the default route via `gw` out of interface `index`.
+    fn default_route6(&self, index: libc::c_int, gw: Ipv6Addr) -> Result<(), InitError> {
+        let mut rt = In6RtMsg {
+            dst: in6(Ipv6Addr::UNSPECIFIED),
+            src: in6(Ipv6Addr::UNSPECIFIED),
+            gateway: in6(gw),
+            rt_type: 0,
+            dst_len: 0,
+            src_len: 0,
+            metric: 1,
+            info: 0,
+            flags: (libc::RTF_UP | libc::RTF_GATEWAY) as u32,
+            ifindex: index,
+        };
+        self.ioctl(libc::SIOCADDRT, &mut rt, &format!("default route via {gw}"))
     }
 
     fn default_route(&self, gw: Ipv4Addr) -> Result<(), InitError> {
@@ -221,6 +281,45 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
             .map_err(|_| InitError::setup(format!("network: bad gateway {gw:?}")))?;
         sock.default_route(gw)?;
     }
+    if let Some(a6) = &net.address6 {
+        configure6(&net.interface, a6, net.gateway6.as_deref(), &sock)?;
+    }
+    Ok(())
+}
+
+/// IPv6 on `ifname` (up already): the address with duplicate address detection off, so it is
+/// usable at once (not "tentative" for a second while the workload may already connect; hx's
+/// IPAM gives each address to one container, so there is nothing to detect), no router
+/// advertisements (the spec is the configuration), then the default route via `gateway6`.
+fn configure6(
+    ifname: &str,
+    address6: &str,
+    gateway6: Option<&str>,
+    sock4: &Sock,
+) -> Result<(), InitError> {
+    let (ip, prefix) = pv_init::spec::parse_cidr6(address6)
+        .ok_or_else(|| InitError::setup(format!("network: bad IPv6 address {address6:?}")))?;
+    let gw = gateway6
+        .map(|g| {
+            pv_init::spec::parse_gateway6(g)
+                .ok_or_else(|| InitError::setup(format!("network: bad IPv6 gateway {g:?}")))
+        })
+        .transpose()?;
+    let conf = |dev: &str, key: &str, v: &str| {
+        let p = format!("/proc/sys/net/ipv6/conf/{dev}/{key}");
+        std::fs::write(&p, v).map_err(|e| InitError::setup(format!("network: {p}: {e}")))
+    };
+    for dev in ["all", "default", ifname] {
+        conf(dev, "accept_dad", "0")?;
+        conf(dev, "accept_ra", "0")?;
+    }
+    conf(ifname, "disable_ipv6", "0")?;
+    let index = sock4.index(ifname)?;
+    let sock = Sock::of(libc::AF_INET6)?;
+    sock.add_addr6(index, ip, prefix)?;
+    if let Some(gw) = gw {
+        sock.default_route6(index, gw)?;
+    }
     Ok(())
 }
 
@@ -241,5 +340,6 @@ mod tests {
     #[test]
     fn rtentry_has_the_kernel_layout() {
         assert_eq!(std::mem::size_of::<RtEntry>(), 120);
+        assert_eq!(std::mem::size_of::<In6RtMsg>(), 80);
     }
 }

@@ -234,6 +234,46 @@ pub struct Network {
     /// None, so that a spec without it still reads in a pv-init that predates it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// IPv6 on the interface (a user network made with `--ipv6`): CIDR, e.g. `fd42:1::2/64`
+    /// (`parse_cidr6`). Left out when None, like `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
+    /// The IPv6 default route's gateway, on `address6`'s subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
+}
+
+/// `fd42:1::2/64` → an IPv6 unicast address and its prefix length (1..=128, decimal digits
+/// only). Refused: no prefix, the unspecified, loopback, multicast and IPv4-mapped addresses
+/// (none can be an interface's address on a network).
+pub fn parse_cidr6(s: &str) -> Option<(std::net::Ipv6Addr, u8)> {
+    if s.len() > 64 {
+        return None;
+    }
+    let (ip, len) = s.split_once('/')?;
+    if len.is_empty()
+        || len.len() > 3
+        || len.starts_with('0')
+        || !len.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let len: u8 = len.parse().ok()?;
+    let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+    let usable = (1..=128).contains(&len)
+        && !ip.is_unspecified()
+        && !ip.is_loopback()
+        && !ip.is_multicast()
+        && ip.to_ipv4_mapped().is_none();
+    usable.then_some((ip, len))
+}
+
+/// A gateway for `parse_cidr6`'s address: a plain IPv6 unicast address, as strictly.
+pub fn parse_gateway6(s: &str) -> Option<std::net::Ipv6Addr> {
+    if s.len() > 45 || s.contains('/') {
+        return None;
+    }
+    parse_cidr6(&format!("{s}/128")).map(|(ip, _)| ip)
 }
 
 /// How the guest reaches a DNS relay on the host end of its NIC.
@@ -538,5 +578,58 @@ mod tests {
             proptest::prop_assert_eq!(parse_mac(&text), Some(bytes));
             let _ = parse_mac(&junk);
         }
+
+        /// Any address and length: what is accepted is a usable unicast address with a length
+        /// of 1..=128 and prints back as given; anything else is refused without panicking.
+        #[test]
+        fn an_ipv6_cidr_is_parsed_strictly(raw in proptest::prelude::any::<u128>(), len in 0u16..300, junk in "[0-9a-fA-F:./ +-]{0,50}") {
+            let ip = std::net::Ipv6Addr::from(raw);
+            let text = format!("{ip}/{len}");
+            match parse_cidr6(&text) {
+                Some((got, l)) => {
+                    proptest::prop_assert_eq!((got, l as u16), (ip, len));
+                    proptest::prop_assert!((1..=128).contains(&len));
+                    proptest::prop_assert!(!ip.is_multicast() && !ip.is_unspecified() && !ip.is_loopback());
+                    proptest::prop_assert_eq!(parse_gateway6(&ip.to_string()), Some(ip));
+                }
+                None => proptest::prop_assert!(
+                    !(1..=128).contains(&len) || ip.is_multicast() || ip.is_unspecified()
+                        || ip.is_loopback() || ip.to_ipv4_mapped().is_some()
+                ),
+            }
+            if let Some((_, l)) = parse_cidr6(&junk) {
+                proptest::prop_assert!((1..=128).contains(&l));
+            }
+            let _ = parse_gateway6(&junk);
+        }
+    }
+
+    #[test]
+    fn ipv6_cidrs() {
+        assert_eq!(
+            parse_cidr6("fd42:1::2/64"),
+            Some(("fd42:1::2".parse().unwrap(), 64))
+        );
+        for bad in [
+            "fd42:1::2",
+            "fd42:1::2/",
+            "fd42:1::2/0",
+            "fd42:1::2/129",
+            "fd42:1::2/+64",
+            "fd42:1::2/ 64",
+            "::/64",
+            "::1/128",
+            "ff02::1/64",
+            "::ffff:10.0.0.1/96",
+            "10.0.0.1/24",
+            "fd42:1::2/0064",
+        ] {
+            assert_eq!(parse_cidr6(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_gateway6("fd42:1::1"),
+            Some("fd42:1::1".parse().unwrap())
+        );
+        assert_eq!(parse_gateway6("fd42:1::1/64"), None);
     }
 }

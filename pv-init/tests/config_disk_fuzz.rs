@@ -171,6 +171,8 @@ fn sample() -> ContainerSpec {
                 replaces: "127.0.0.11".into(),
             }),
             mac: Some("02:42:0a:58:00:05".into()),
+            address6: Some("fd42:1::5/64".into()),
+            gateway6: Some("fd42:1::1".into()),
         }),
         stdin: false,
         tty: Some(TtySize { rows: 24, cols: 80 }),

@@ -1215,3 +1215,303 @@ fn user_networks_resolve_names_inside_and_isolate_between() {
     assert!(!hx.root().join("networks").read_dir().unwrap().any(|_| true));
     eprintln!("user networks: {:?}", started.elapsed());
 }
+
+/// `hx network create --ipv6`: addresses, the default route and AAAA names over IPv6 between
+/// two containers of one network, `--ip6`, inspect's fields, isolation from another `--ipv6`
+/// network, `network connect --ip6`, IPv6 rules back after a flush, a restart keeping the
+/// address, and nothing IPv6 left after `rm -f` and `network rm`. Four VM boots.
+#[test]
+fn ipv6_user_networks_reach_by_name_and_isolate() {
+    let Some((hx, lab)) = lab() else { return };
+    let started = Instant::now();
+    let r = lab.hx(&hx, &["network", "create", "--subnet", "fd42:1::/64", "x"]);
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "hx: --subnet fd42:1::/64 is an IPv6 subnet: add --ipv6 to give the network IPv6"
+        )
+    );
+    let a = lab
+        .hx_ok(
+            &hx,
+            &[
+                "network",
+                "create",
+                "--ipv6",
+                "--subnet",
+                "10.202.0.0/24",
+                "--subnet",
+                "fd42:1::/64",
+                "v6a",
+            ],
+        )
+        .stdout
+        .trim()
+        .to_string();
+    let r = lab.hx(
+        &hx,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "fd42:1::/80",
+            "y",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.stderr.trim()),
+        (
+            1,
+            "hx: invalid pool request: Pool overlaps with other one on this address space (fd42:1::/80)"
+        )
+    );
+    let b = lab
+        .hx_ok(&hx, &["network", "create", "--ipv6", "v6b"])
+        .stdout
+        .trim()
+        .to_string();
+    let (bridge_a, bridge_b) = (format!("hxn-{}", &a[..11]), format!("hxn-{}", &b[..11]));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["network", "inspect", "v6a", "v6b"]).stdout)
+            .unwrap();
+    assert_eq!(inspect[0]["EnableIPv6"], serde_json::json!(true));
+    assert_eq!(
+        inspect[0]["IPAM"]["Config"],
+        serde_json::json!([
+            {"Subnet": "10.202.0.0/24", "Gateway": "10.202.0.1"},
+            {"Subnet": "fd42:1::/64", "Gateway": "fd42:1::1"}
+        ])
+    );
+    // v6b's subnet: a /64 of hx's unique local /48, its first address the gateway.
+    let subnet_b = inspect[1]["IPAM"]["Config"][1]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway_b = inspect[1]["IPAM"]["Config"][1]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        subnet_b.starts_with("fd") && subnet_b.ends_with("::/64"),
+        "{subnet_b}"
+    );
+    assert_eq!(
+        gateway_b,
+        subnet_b.replace("::/64", "::1"),
+        "{}",
+        inspect[1]
+    );
+    assert_eq!(
+        lab.hx_ok(
+            &hx,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "name=v6",
+                "--format",
+                "{{.Name}} {{.IPv6}}"
+            ]
+        )
+        .stdout,
+        "v6a true\nv6b true\n"
+    );
+    let addrs = lab
+        .in_host_run(&["ip", "-6", "-o", "addr", "show", "dev", &bridge_a])
+        .stdout;
+    assert!(addrs.contains("inet6 fd42:1::1/64"), "{addrs}");
+
+    lab.hx_ok(
+        &hx,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv6",
+            "--network",
+            "v6a",
+            "--ip6",
+            "fd42:1::50",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &httpd("over-v6"),
+        ],
+    );
+    let id = lab
+        .hx_ok(&hx, &["inspect", "-f", "{{.Id}}", "srv6"])
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(
+        lab.hx_ok(&hx, &["inspect", "-f", "{{.NetworkSettings.Networks.v6a.GlobalIPv6Address}} {{.NetworkSettings.Networks.v6a.GlobalIPv6PrefixLen}} {{.NetworkSettings.Networks.v6a.IPv6Gateway}} {{.NetworkSettings.Networks.v6a.IPAddress}}", "srv6"]).stdout,
+        "fd42:1::50 64 fd42:1::1 10.202.0.2\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.hx_ok(&hx, &["network", "inspect", "v6a"]).stdout).unwrap();
+    assert_eq!(
+        inspect[0]["Containers"][&id]["IPv6Address"],
+        serde_json::json!("fd42:1::50/64")
+    );
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "v6b",
+            "--ip6",
+            "fd42:1::51",
+            BUSYBOX,
+            "true",
+        ],
+    );
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid --ip6 fd42:1::51"),
+        "{}",
+        r.stderr
+    );
+
+    // A neighbour put on v6a by `network connect --ip6`: its own address in the guest, the
+    // default route, AAAA (and A) for the name, ping and HTTP over IPv6.
+    lab.hx_ok(
+        &hx,
+        &[
+            "create",
+            "--name",
+            "c6",
+            "--network",
+            "none",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "ip -6 addr show dev eth0 | grep -o 'inet6 [^ ]* scope global'; \
+         ip -6 route | grep -o 'default via [^ ]*'; \
+         nslookup -type=AAAA srv6 | grep -o 'fd42:[0-9a-f:]*'; \
+         nslookup -type=A srv6 | grep -o 'Address: *10\\.202\\.0\\.[0-9]*$' | grep -o '10\\..*'; \
+         ping -6 -c 1 -W 5 srv6 >/dev/null && echo ping-srv6; \
+         wget -q -T 5 -O - 'http://[fd42:1::50]/'",
+        ],
+    );
+    for (bad, net) in [("fd42:1::1", "v6a"), ("fd42:1::60", "v6b")] {
+        let r = lab.hx(&hx, &["network", "connect", "--ip6", bad, net, "c6"]);
+        let want = format!(
+            "hx: invalid --ip6 {bad}: not a container address of network {net}'s IPv6 subnet"
+        );
+        assert_eq!((r.code, r.stderr.trim()), (1, want.as_str()));
+    }
+    lab.hx_ok(
+        &hx,
+        &["network", "connect", "--ip6", "fd42:1::60", "v6a", "c6"],
+    );
+    let r = lab.hx(&hx, &["start", "-a", "c6"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "inet6 fd42:1::60/64 scope global\ndefault via fd42:1::1\nfd42:1::50\n10.202.0.2\nping-srv6\nover-v6\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    lab.hx_ok(&hx, &["rm", "c6"]);
+    // From v6b (which has IPv6 of its own, and the host forwards IPv6): neither srv6's
+    // address nor its name.
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "v6b",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &format!(
+                "ip -6 addr show dev eth0 | grep -c 'scope global'; \
+         ping -6 -c 1 -W 5 {gateway_b} >/dev/null && echo own-gateway; \
+         ping -6 -c 1 -W 2 fd42:1::50 >/dev/null && echo reached; \
+         wget -q -T 2 -O - 'http://[fd42:1::50]/' && echo fetched; \
+         nslookup -type=AAAA srv6 2>&1 | grep -c fd42:1::50"
+            ),
+        ],
+    );
+    assert_eq!(
+        r.stdout, "1\nown-gateway\n0\n",
+        "v6b's container reached v6a's: {}",
+        r.stderr
+    );
+    let forwarding = lab
+        .in_host_run(&["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
+        .stdout;
+    assert_eq!(forwarding, "1\n", "isolation is what keeps them apart");
+
+    let rules6 = lab
+        .in_host_run(&["nft", "list", "table", "ip6", "hx"])
+        .stdout;
+    assert!(
+        rules6.contains(&format!(
+            "oifname \"{bridge_b}\" iifname != \"{bridge_b}\" iifname \"hxn-*\" drop"
+        )),
+        "{rules6}"
+    );
+    // A flushed ruleset: the next hx command puts the running network's IPv6 rules back.
+    lab.in_host_run(&["nft", "flush", "ruleset"]);
+    lab.hx_ok(&hx, &["ps"]);
+    let rules6 = lab
+        .in_host_run(&["nft", "list", "table", "ip6", "hx"])
+        .stdout;
+    assert!(
+        rules6.contains(&format!("iifname \"{bridge_a}\" oifname \"hx0\" drop")),
+        "{rules6}"
+    );
+    // Restarted: the same IPv6 address (its --ip6 is kept with the container).
+    lab.hx_ok(&hx, &["restart", "-t", "1", "srv6"]);
+    assert_eq!(
+        lab.hx_ok(
+            &hx,
+            &[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.GlobalIPv6Address}}",
+                "srv6"
+            ]
+        )
+        .stdout,
+        "fd42:1::50\n"
+    );
+
+    // rm -f: its v6 lease goes; network rm: the bridge, its v6 address and rules.
+    lab.hx_ok(&hx, &["rm", "-f", "srv6"]);
+    let pool6 = format!(
+        "/run/hx/ipam/net-{}/{bridge_a}/pool6.json",
+        lab.host_netns_inode()
+    );
+    let leases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&pool6).unwrap()).unwrap();
+    assert_eq!(leases["leases"], serde_json::json!({}), "v6 leases left");
+    let rules6 = lab
+        .in_host_run(&["nft", "list", "table", "ip6", "hx"])
+        .stdout;
+    assert!(rules6.contains(&bridge_a), "{rules6}");
+    assert_eq!(
+        lab.hx_ok(&hx, &["network", "rm", "v6a", "v6b"]).stdout,
+        "v6a\nv6b\n"
+    );
+    let rules6 = lab
+        .in_host_run(&["nft", "list", "table", "ip6", "hx"])
+        .stdout;
+    assert!(!rules6.contains("hxn-"), "IPv6 rules left: {rules6}");
+    let addrs = lab.in_host_run(&["ip", "-6", "-o", "addr", "show"]).stdout;
+    assert!(
+        !addrs.contains("fd42:1::") && !addrs.contains(&gateway_b),
+        "IPv6 addresses left: {addrs}"
+    );
+    let routes = lab.in_host_run(&["ip", "-6", "route", "show"]).stdout;
+    assert!(!routes.contains("fd42:1::"), "IPv6 routes left: {routes}");
+    assert!(!std::path::Path::new(&pool6).exists(), "v6 pool left");
+    eprintln!("ipv6 user networks: {:?}", started.elapsed());
+}

@@ -68,6 +68,9 @@ pub struct CreateRequest {
     /// `--ip` on a user network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// `--ip6` on a `--ipv6` user network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// `--network-alias` on a user network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_aliases: Vec<String>,
@@ -468,6 +471,7 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
             Some(ck) => ck.meta.ip,
             None => previous_net.as_ref().and_then(|n| n.ip),
         },
+        ip6: previous_net.as_ref().and_then(|n| n.ip6),
         ports: previous_net
             .as_ref()
             .map(|n| n.ports.clone())
@@ -557,6 +561,7 @@ pub fn change_network(
 #[derive(Default)]
 struct Keep {
     ip: Option<std::net::Ipv4Addr>,
+    ip6: Option<std::net::Ipv6Addr>,
     ports: Vec<network::Published>,
 }
 
@@ -750,6 +755,8 @@ fn launch_keeping(
         name: made.borrow().name.clone(),
         ip: req.ip,
         aliases: req.network_aliases.clone(),
+        ip6: req.ip6,
+        preferred_ip6: keep.ip6,
     };
     let net = network::setup(
         root,
@@ -996,6 +1003,9 @@ fn provisional_network(root: &Path, mode: &network::Mode, id: &str) -> Option<Ne
             netns_inode: None,
             network: None,
             aliases: vec![],
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         }),
         _ => None,
     }

@@ -192,6 +192,9 @@ fn network_settings(root: &std::path::Path, c: &container::Container) -> serde_j
                 "Gateway": n.gateway.map(|i| i.to_string()).unwrap_or_default(),
                 "MacAddress": n.mac.clone().unwrap_or_default(),
                 "Aliases": n.aliases,
+                "GlobalIPv6Address": n.ip6.map(|i| i.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": n.prefix_len6,
+                "IPv6Gateway": n.gateway6.map(|i| i.to_string()).unwrap_or_default(),
             }),
         );
     }
@@ -203,6 +206,9 @@ fn network_settings(root: &std::path::Path, c: &container::Container) -> serde_j
         "IPPrefixLen": n.prefix_len,
         "Gateway": n.gateway.map(|i| i.to_string()).unwrap_or_default(),
         "MacAddress": n.mac.clone().unwrap_or_default(),
+        "GlobalIPv6Address": n.ip6.map(|i| i.to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": n.prefix_len6,
+        "IPv6Gateway": n.gateway6.map(|i| i.to_string()).unwrap_or_default(),
         "HostInterface": n.ifname,
         "Ports": ports,
     })

@@ -111,6 +111,9 @@ pub struct CreateArgs {
     /// The container's IPv4 address on its user network (--network NAME)
     #[arg(long, value_name = "IP")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// The container's IPv6 address on its user network (one made with --ipv6)
+    #[arg(long, value_name = "IP")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// Another name the container has on its user network (--network NAME)
     #[arg(long = "network-alias", value_name = "NAME")]
     pub network_alias: Vec<String>,
@@ -404,6 +407,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         tmpfs,
         network: args.network,
         ip: args.ip,
+        ip6: args.ip6,
         network_aliases: args.network_alias,
         publish: args.publish,
         publish_all: args.publish_all,

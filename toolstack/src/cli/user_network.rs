@@ -39,13 +39,15 @@ pub struct PruneArgs {
 pub struct CreateArgs {
     /// Network name
     pub name: String,
-    /// Subnet in CIDR form (default: the next free /16 of 172.18-31.0.0, then /20s of 192.168)
+    /// Subnet in CIDR form, one IPv4 and (with --ipv6) one IPv6 (default: the next free /16 of
+    /// 172.18-31.0.0, then /20s of 192.168; IPv6: a /64 of a unique local fdXX:XXXX:XXXX::/48)
     #[arg(long, value_name = "CIDR")]
     pub subnet: Vec<String>,
-    /// The bridge's address, the containers' gateway (default: the subnet's first address)
+    /// The bridge's address, the containers' gateway, one per subnet's family (default: the
+    /// subnet's first address)
     #[arg(long, value_name = "IP")]
-    pub gateway: Option<String>,
-    /// IPv6 on the network (not supported yet: refused)
+    pub gateway: Vec<String>,
+    /// IPv6 on the network as well as IPv4: an IPv6 subnet, addresses and names (AAAA)
     #[arg(long)]
     pub ipv6: bool,
     /// Driver: bridge (the only one)
@@ -103,6 +105,9 @@ pub struct ConnectArgs {
     /// The container's address on the network
     #[arg(long)]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// The container's IPv6 address on the network (one made with --ipv6)
+    #[arg(long)]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// Another name the container has on the network
     #[arg(long = "alias", value_name = "NAME")]
     pub alias: Vec<String>,
@@ -209,14 +214,21 @@ fn details(g: &super::Globals, n: &Shown, containers: &[Container]) -> serde_jso
                 "EndpointID": c.id,
                 "MacAddress": net.mac.clone().unwrap_or_default(),
                 "IPv4Address": net.ip.map(|ip| format!("{ip}/{}", net.prefix_len)).unwrap_or_default(),
-                "IPv6Address": "",
+                "IPv6Address": net.ip6.map(|ip| format!("{ip}/{}", net.prefix_len6)).unwrap_or_default(),
             }),
         );
     }
+    let ipv6 = matches!(n, Shown::User(u) if u.subnet6.is_some());
     let (created, config, internal, labels, bridge) = match n {
         Shown::User(u) => (
             u.created.clone(),
-            json!([{"Subnet": u.subnet, "Gateway": u.gateway.to_string()}]),
+            {
+                let mut c = vec![json!({"Subnet": u.subnet, "Gateway": u.gateway.to_string()})];
+                if let (Some(s), Some(gw)) = (&u.subnet6, u.gateway6) {
+                    c.push(json!({"Subnet": s, "Gateway": gw.to_string()}));
+                }
+                json!(c)
+            },
             u.internal,
             json!(u.labels),
             u.bridge(),
@@ -244,7 +256,7 @@ fn details(g: &super::Globals, n: &Shown, containers: &[Container]) -> serde_jso
         "Created": created,
         "Scope": "local",
         "Driver": n.driver(),
-        "EnableIPv6": false,
+        "EnableIPv6": ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
         "Internal": internal,
         "Attachable": false,
@@ -274,9 +286,14 @@ fn ls_row(g: &super::Globals, n: &Shown, trunc: bool) -> gtmpl_ng::Value {
     if trunc {
         id.truncate(12);
     }
-    let (internal, created, labels) = match n {
-        Shown::User(u) => (u.internal, u.created.clone(), u.labels.clone()),
-        Shown::Predefined(_) => (false, String::new(), Default::default()),
+    let (internal, created, labels, ipv6) = match n {
+        Shown::User(u) => (
+            u.internal,
+            u.created.clone(),
+            u.labels.clone(),
+            u.subnet6.is_some(),
+        ),
+        Shown::Predefined(_) => (false, String::new(), Default::default(), false),
     };
     let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format::row(&[
@@ -284,7 +301,7 @@ fn ls_row(g: &super::Globals, n: &Shown, trunc: bool) -> gtmpl_ng::Value {
         ("Name", n.name().to_string()),
         ("Driver", n.driver().to_string()),
         ("Scope", "local".into()),
-        ("IPv6", "false".into()),
+        ("IPv6", ipv6.to_string()),
         ("Internal", internal.to_string()),
         ("CreatedAt", created),
         ("Labels", label_text.join(",")),
@@ -321,6 +338,20 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                     ));
                 }
             }
+            if let Some(ip6) = a.ip6 {
+                let usable = net
+                    .ipv6()?
+                    .is_some_and(|(s, gw)| s.is_host(ip6) && ip6 != gw);
+                if !usable {
+                    return Err(Fixed::wrap(
+                        1,
+                        anyhow::anyhow!(
+                            "invalid --ip6 {ip6}: not a container address of network {}'s IPv6 subnet",
+                            net.name
+                        ),
+                    ));
+                }
+            }
             hx_engine::lifecycle::change_network(&g.root, &a.container, |c, req| {
                 let now = req.network.clone().unwrap_or_else(|| "bridge".into());
                 if on(g, &now).is_some_and(|id| id == net.id) {
@@ -339,6 +370,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                 }
                 req.network = Some(net.name.clone());
                 req.ip = a.ip;
+                req.ip6 = a.ip6;
                 req.network_aliases = a.alias.clone();
                 Ok(())
             })?;
@@ -357,6 +389,7 @@ pub async fn run(g: &super::Globals, cmd: Command) -> anyhow::Result<i32> {
                 }
                 req.network = Some("none".into());
                 req.ip = None;
+                req.ip6 = None;
                 req.network_aliases.clear();
                 Ok(())
             })?;
@@ -385,19 +418,35 @@ fn create(g: &super::Globals, a: CreateArgs) -> anyhow::Result<i32> {
             a.driver
         ));
     }
-    if a.ipv6 || a.subnet.iter().any(|s| s.contains(':')) {
-        return refuse("--ipv6: IPv6 user networks are not supported by hx yet".into());
+    let is_v6 = |s: &&String| s.contains(':');
+    let (subnet6, subnet4): (Vec<&String>, Vec<&String>) = a.subnet.iter().partition(is_v6);
+    let (gateway6, gateway4): (Vec<&String>, Vec<&String>) = a.gateway.iter().partition(is_v6);
+    if subnet4.len() > 1 || subnet6.len() > 1 {
+        return refuse("at most one IPv4 and one IPv6 --subnet per network".into());
     }
-    if a.subnet.len() > 1 {
-        return refuse("one --subnet per network (IPv4)".into());
+    if let (Some(s), false) = (subnet6.first(), a.ipv6) {
+        return refuse(format!(
+            "--subnet {s} is an IPv6 subnet: add --ipv6 to give the network IPv6"
+        ));
     }
-    if a.gateway.is_some() && a.subnet.is_empty() {
+    if gateway4.len() > 1 || gateway6.len() > 1 {
+        return refuse("at most one IPv4 and one IPv6 --gateway per network".into());
+    }
+    if !gateway4.is_empty() && subnet4.is_empty() {
         return refuse("--gateway needs --subnet".into());
+    }
+    if let (Some(g), true) = (gateway6.first(), subnet6.is_empty()) {
+        return refuse(format!(
+            "--gateway {g} needs an IPv6 --subnet that holds it"
+        ));
     }
     let labels = hx_engine::kvfile::labels(&[], &a.label)?;
     let opts = user_net::CreateOptions {
-        subnet: a.subnet.first().cloned(),
-        gateway: a.gateway,
+        subnet: subnet4.first().map(|s| s.to_string()),
+        gateway: gateway4.first().map(|s| s.to_string()),
+        ipv6: a.ipv6,
+        subnet6: subnet6.first().map(|s| s.to_string()),
+        gateway6: gateway6.first().map(|s| s.to_string()),
         internal: a.internal,
         labels,
     };

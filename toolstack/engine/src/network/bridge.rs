@@ -1,7 +1,7 @@
 //! The host bridge: made on demand (hx0), forwarding and localnet routing switched on for it.
 use super::{run_tool, DEFAULT_BRIDGE, DEFAULT_BRIDGE_ADDR};
 use anyhow::{bail, Context};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 
@@ -120,6 +120,80 @@ pub fn ensure_user(name: &str, gateway: Ipv4Addr, prefix: u8) -> anyhow::Result<
     sysctl("net/ipv4/ip_forward", "1")
 }
 
+/// A `--ipv6` network's bridge (made by `ensure_user`): IPv6 on, its gateway address without
+/// duplicate address detection (usable at once; hx's IPAM owns the subnet), and the host
+/// forwarding IPv6, as docker does for an IPv6 network (net.ipv6.conf.all.forwarding=1: a
+/// host that takes its own IPv6 address from router advertisements then needs accept_ra=2,
+/// docs/networking.md).
+pub fn ensure_user6(name: &str, gateway: Ipv6Addr, prefix: u8) -> anyhow::Result<()> {
+    if !Path::new("/proc/sys/net/ipv6").is_dir() {
+        bail!("this host's kernel has IPv6 off (ipv6.disable=1 or no CONFIG_IPV6): --ipv6 networks need it");
+    }
+    sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "0")?;
+    if !ipv6_of(name)?.contains(&(gateway, prefix)) {
+        match ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{gateway}/{prefix}"),
+            "dev",
+            name,
+            "nodad",
+        ]) {
+            Err(e) if e.to_string().contains("File exists") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    sysctl("net/ipv6/conf/all/forwarding", "1")
+}
+
+/// The interface's global IPv6 addresses and prefix lengths.
+pub fn ipv6_of(name: &str) -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
+    let out = ip(&["-j", "-6", "addr", "show", "dev", name, "scope", "global"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j addr`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["addr_info"].as_array())
+        .flatten()
+        .filter_map(|a| {
+            Some((
+                a["local"].as_str()?.parse().ok()?,
+                a["prefixlen"].as_u64()? as u8,
+            ))
+        })
+        .collect())
+}
+
+/// The host's IPv6 routes (destination, prefix length): `default`, link-local and multicast
+/// left out.
+pub fn routes6() -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
+    parse_routes6(&ip(&["-j", "-6", "route", "show"])?)
+}
+
+/// `ip -j -6 route`'s destinations: entries without a parsable `dst` (`default`) are skipped.
+fn parse_routes6(json: &str) -> anyhow::Result<Vec<(Ipv6Addr, u8)>> {
+    let v: serde_json::Value = serde_json::from_str(json).context("parsing `ip -j -6 route`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let dst = r["dst"].as_str()?;
+            let (ip, len) = match dst.split_once('/') {
+                Some((ip, len)) if len.bytes().all(|b| b.is_ascii_digit()) => {
+                    (ip.parse::<Ipv6Addr>().ok()?, len.parse::<u8>().ok()?)
+                }
+                Some(_) => return None,
+                None => (dst.parse::<Ipv6Addr>().ok()?, 128),
+            };
+            let special = ip.is_multicast() || (ip.segments()[0] & 0xffc0) == 0xfe80;
+            (!special && len <= 128).then_some((ip, len))
+        })
+        .collect())
+}
+
 /// The host's IPv4 routes (destination, prefix length), `default` left out.
 pub fn routes() -> anyhow::Result<Vec<(Ipv4Addr, u8)>> {
     let out = ip(&["-j", "-4", "route", "show"])?;
@@ -201,5 +275,32 @@ mod tests {
         assert!(valid_ifname("hx0") && valid_ifname("br-1.2"));
         assert!(!valid_ifname("..") && !valid_ifname(".") && !valid_ifname("a/b"));
         assert_eq!(parse_dst("10.1.2.3"), Some((ip("10.1.2.3"), 32)));
+    }
+
+    #[test]
+    fn ipv6_routes_as_ip_prints_them() {
+        let json = r#"[{"dst":"fd42:1::/64","dev":"hxn-1"},{"dst":"fe80::/64","dev":"eth0"},
+            {"dst":"default","gateway":"fd00::1"},{"dst":"2001:db8::5","dev":"eth0"},
+            {"dst":"ff00::/8"},{"dst":"fd00::/+8"},{"dst":"fd00::/200"},{"nodst":1}]"#;
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(
+            parse_routes6(json).unwrap(),
+            vec![(v6("fd42:1::"), 64), (v6("2001:db8::5"), 128)]
+        );
+        assert!(parse_routes6("not json").is_err());
+        assert_eq!(parse_routes6("{}").unwrap(), vec![]);
+    }
+
+    proptest::proptest! {
+        /// Whatever `ip` prints: parsed or refused without panicking; every route kept has a
+        /// length of at most 128.
+        #[test]
+        fn any_route_listing(dst in "[0-9a-f:/+. ]{0,48}", junk in ".{0,64}") {
+            let json = serde_json::json!([{"dst": dst}]).to_string();
+            for (_, len) in parse_routes6(&json).unwrap() {
+                proptest::prop_assert!(len <= 128);
+            }
+            let _ = parse_routes6(&junk);
+        }
     }
 }

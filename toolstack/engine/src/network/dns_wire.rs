@@ -152,12 +152,13 @@ pub fn question(q: &Query<'_>) -> Question {
     }
 }
 
-/// The answer hx gives itself to query `q`: `rcode`, and one A record (TTL 600, as docker's)
-/// per address in `a`; authoritative, recursion flag copied, the question echoed.
-pub fn answer(q: &Query<'_>, query_flags: u16, rcode: u8, a: &[std::net::Ipv4Addr]) -> Vec<u8> {
+/// The answer hx gives itself to query `q`: `rcode`, and one record (TTL 600, as docker's)
+/// per address in `a`, A for IPv4 and AAAA for IPv6; authoritative, recursion flag copied,
+/// the question echoed.
+pub fn answer(q: &Query<'_>, query_flags: u16, rcode: u8, a: &[std::net::IpAddr]) -> Vec<u8> {
     let rd = query_flags & 0x0100;
     let flags: u16 = 0x8000 | 0x0400 | rd | 0x0080 | (rcode as u16 & 0xf);
-    let mut m = Vec::with_capacity(HEADER + q.question.len() + 16 * a.len());
+    let mut m = Vec::with_capacity(HEADER + q.question.len() + 28 * a.len());
     m.extend_from_slice(&q.id.to_be_bytes());
     m.extend_from_slice(&flags.to_be_bytes());
     m.extend_from_slice(&1u16.to_be_bytes());
@@ -166,12 +167,16 @@ pub fn answer(q: &Query<'_>, query_flags: u16, rcode: u8, a: &[std::net::Ipv4Add
     m.extend_from_slice(q.question);
     for ip in a {
         // A pointer to the question's name at offset 12.
+        let (rtype, data) = match ip {
+            std::net::IpAddr::V4(v4) => (TYPE_A, v4.octets().to_vec()),
+            std::net::IpAddr::V6(v6) => (TYPE_AAAA, v6.octets().to_vec()),
+        };
         m.extend_from_slice(&[0xc0, 12]);
-        m.extend_from_slice(&TYPE_A.to_be_bytes());
+        m.extend_from_slice(&rtype.to_be_bytes());
         m.extend_from_slice(&CLASS_IN.to_be_bytes());
         m.extend_from_slice(&600u32.to_be_bytes());
-        m.extend_from_slice(&4u16.to_be_bytes());
-        m.extend_from_slice(&ip.octets());
+        m.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        m.extend_from_slice(&data);
     }
     m
 }
@@ -270,6 +275,14 @@ pub(crate) mod tests {
         assert_eq!(check_answer(&parsed, &a), Ok(()));
         assert_eq!(&a[a.len() - 4..], &[172, 18, 0, 2]);
         assert_eq!(a[3] & 0xf, NOERROR);
+        let v6: std::net::Ipv6Addr = "fd42:1::50".parse().unwrap();
+        let aaaa = super::answer(&parsed, flags(&q), NOERROR, &[v6.into()]);
+        assert_eq!(check_answer(&parsed, &aaaa), Ok(()));
+        assert_eq!(&aaaa[aaaa.len() - 16..], &v6.octets());
+        // Type AAAA, data length 16, after the name pointer, class and TTL.
+        let rr = aaaa.len() - 16 - 10;
+        assert_eq!(&aaaa[rr..rr + 2], &TYPE_AAAA.to_be_bytes());
+        assert_eq!(&aaaa[rr + 8..rr + 10], &16u16.to_be_bytes());
         let nx = super::answer(&parsed, flags(&q), NXDOMAIN, &[]);
         assert_eq!((nx[3] & 0xf, nx[7]), (NXDOMAIN, 0));
         let odd = query(1, "a\x01b");
@@ -287,7 +300,14 @@ pub(crate) mod tests {
             msg[2..12].copy_from_slice(&[0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
             if let Ok(q) = check_query(&msg) {
                 let _ = super::question(&q);
-                let ips: Vec<std::net::Ipv4Addr> = (0..n).map(|i| std::net::Ipv4Addr::new(10, 0, 0, i as u8)).collect();
+                // IPv4 and IPv6 records, alternately.
+                let ips: Vec<std::net::IpAddr> = (0..n)
+                    .map(|i| if i % 2 == 0 {
+                        std::net::Ipv4Addr::new(10, 0, 0, i as u8).into()
+                    } else {
+                        std::net::Ipv6Addr::new(0xfd42, 0, 0, 0, 0, 0, 0, i as u16).into()
+                    })
+                    .collect();
                 let a = super::answer(&q, flags(&msg), rcode, &ips);
                 prop_assert_eq!(check_answer(&q, &a), Ok(()));
                 prop_assert_eq!(u16_at(&a, 6) as usize, n);

@@ -7,12 +7,16 @@
 //! travels in `VmNic::hold`, like the port sockets): a lease whose file nobody holds belongs to
 //! a VM that is gone, however it died, and the next allocation of any store takes it back.
 //! A store releases and reconciles only its own leases.
+//!
+//! IPv6 (a user network made with `--ipv6`) has a second pool per bridge, `pool6.json`, under
+//! the same lock, with the same lease files named by the v6 address: `Pools` is generic over
+//! `Addr` (Ipv4Addr, Ipv6Addr).
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -21,7 +25,6 @@ use std::path::{Path, PathBuf};
 pub const DIR: &str = "network";
 /// Where the pools of all stores live (tmpfs: nothing survives the reboot that ends every VM).
 pub const RUN_DIR: &str = "/run/hx/ipam";
-const POOL: &str = "pool.json";
 const LOCK: &str = "lock";
 /// A /16 full of leases is about 10 MiB of JSON.
 const MAX_POOL_BYTES: u64 = 64 << 20;
@@ -62,10 +65,69 @@ struct Lease {
     pinned: bool,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Pool {
-    leases: BTreeMap<Ipv4Addr, Lease>,
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, bound = "")]
+struct Pool<A: Addr> {
+    leases: BTreeMap<A, Lease>,
+}
+
+impl<A: Addr> Default for Pool<A> {
+    fn default() -> Self {
+        Pool {
+            leases: BTreeMap::new(),
+        }
+    }
+}
+
+/// An address family's addresses, as the pools hand them out.
+pub trait Addr:
+    Copy + Ord + std::fmt::Display + std::fmt::Debug + Serialize + serde::de::DeserializeOwned + 'static
+{
+    /// The pool's file in the bridge's directory.
+    const POOL: &'static str;
+    /// Bits in an address.
+    const WIDTH: u32;
+    fn to_bits(self) -> u128;
+    /// The subnet's host addresses other than the gateway, lowest first.
+    fn hosts(gateway: Self, prefix: u8) -> Box<dyn Iterator<Item = Self>>;
+}
+
+impl Addr for Ipv4Addr {
+    const POOL: &'static str = "pool.json";
+    const WIDTH: u32 = 32;
+    fn to_bits(self) -> u128 {
+        u32::from(self) as u128
+    }
+    fn hosts(gateway: Self, prefix: u8) -> Box<dyn Iterator<Item = Self>> {
+        Box::new(hosts(gateway, prefix))
+    }
+}
+
+impl Addr for Ipv6Addr {
+    const POOL: &'static str = "pool6.json";
+    const WIDTH: u32 = 128;
+    fn to_bits(self) -> u128 {
+        u128::from(self)
+    }
+    /// From the subnet's `::1` up (the subnet-router anycast address `::` is left out, as
+    /// docker does), the gateway skipped; prefixes longer than 126 have none.
+    fn hosts(gateway: Self, prefix: u8) -> Box<dyn Iterator<Item = Self>> {
+        if prefix > 126 {
+            return Box::new(std::iter::empty());
+        }
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - prefix as u32)
+        };
+        let net = u128::from(gateway) & mask;
+        let last = net | !mask;
+        Box::new(
+            (net + 1..=last)
+                .map(Ipv6Addr::from)
+                .filter(move |&ip| ip != gateway),
+        )
+    }
 }
 
 /// The pools of one network namespace.
@@ -94,10 +156,10 @@ impl Pools {
     }
 
     /// Runs `f` on the bridge's pool under its lock and saves it if it changed.
-    fn with_pool<T>(
+    fn with_pool<A: Addr, T>(
         &self,
         bridge: &str,
-        f: impl FnOnce(&Path, &mut Pool) -> anyhow::Result<T>,
+        f: impl FnOnce(&Path, &mut Pool<A>) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let dir = self.bridge_dir(bridge)?;
         // Root's business only: the pools name every store and container.
@@ -120,8 +182,8 @@ impl Pools {
             .with_context(|| format!("opening {}", dir.join(LOCK).display()))?;
         let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", dir.display()))?;
-        let p = dir.join(POOL);
-        let mut pool = read_pool(&p)?;
+        let p = dir.join(A::POOL);
+        let mut pool = read_pool::<A>(&p)?;
         let before = serde_json::to_vec_pretty(&pool)?;
         let out = f(&dir, &mut pool)?;
         let after = serde_json::to_vec_pretty(&pool)?;
@@ -135,15 +197,15 @@ impl Pools {
     /// The lowest free host address of the gateway's subnet (not the network, broadcast or
     /// gateway address) for `owner`, and the locked lease file that keeps it taken: the
     /// caller hands it to the VM's process. Leases of VMs that are gone are taken back first.
-    pub fn allocate(
+    pub fn allocate<A: Addr>(
         &self,
         owner: &Owner,
         bridge: &str,
-        gateway: Ipv4Addr,
+        gateway: A,
         prefix: u8,
-        preferred: Option<Ipv4Addr>,
-    ) -> anyhow::Result<(Ipv4Addr, OwnedFd)> {
-        self.with_pool(bridge, |dir, pool| {
+        preferred: Option<A>,
+    ) -> anyhow::Result<(A, OwnedFd)> {
+        self.with_pool::<A, _>(bridge, |dir, pool| {
             sweep(dir, pool);
             if let Some((&ip, _)) = pool.leases.iter().find(|(_, l)| l.owner == *owner) {
                 let Some(fd) = lock_lease(dir, ip)? else {
@@ -162,8 +224,8 @@ impl Pools {
                 return Ok((ip, fd));
             }
             // A restarted container gets its old address back when nobody took it meanwhile.
-            let wanted = preferred.filter(|ip| hosts(gateway, prefix).any(|h| h == *ip));
-            for ip in wanted.into_iter().chain(hosts(gateway, prefix)) {
+            let wanted = preferred.filter(|ip| is_host(gateway, prefix, *ip));
+            for ip in wanted.into_iter().chain(A::hosts(gateway, prefix)) {
                 if pool.leases.contains_key(&ip) {
                     continue;
                 }
@@ -188,18 +250,19 @@ impl Pools {
     }
 
     /// `--ip`: exactly `ip` for `owner`, or an error when another container holds it.
-    pub fn allocate_fixed(
+    pub fn allocate_fixed<A: Addr>(
         &self,
         owner: &Owner,
         bridge: &str,
-        gateway: Ipv4Addr,
+        gateway: A,
         prefix: u8,
-        ip: Ipv4Addr,
+        ip: A,
     ) -> anyhow::Result<OwnedFd> {
-        if !hosts(gateway, prefix).any(|h| h == ip) {
-            bail!("invalid --ip {ip}: not a container address of {gateway}/{prefix}");
+        if !is_host(gateway, prefix, ip) {
+            let flag = if A::WIDTH == 128 { "--ip6" } else { "--ip" };
+            bail!("invalid {flag} {ip}: not a container address of {gateway}/{prefix}");
         }
-        self.with_pool(bridge, |dir, pool| {
+        self.with_pool::<A, _>(bridge, |dir, pool| {
             sweep(dir, pool);
             if pool.leases.get(&ip).is_some_and(|l| l.owner != *owner) {
                 return Err(
@@ -223,12 +286,20 @@ impl Pools {
         })
     }
 
-    /// Frees the owner's address on the bridge (its VM is gone).
+    /// Frees the owner's addresses on the bridge, both families (its VM is gone).
     pub fn release(&self, owner: &Owner, bridge: &str) -> anyhow::Result<()> {
-        if !self.bridge_dir(bridge)?.is_dir() {
+        let dir = self.bridge_dir(bridge)?;
+        if !dir.is_dir() {
             return Ok(());
         }
-        self.with_pool(bridge, |dir, pool| {
+        self.with_pool::<Ipv4Addr, _>(bridge, |dir, pool| {
+            drop_where(dir, pool, |_, l| l.owner == *owner);
+            Ok(())
+        })?;
+        if !dir.join(Ipv6Addr::POOL).exists() {
+            return Ok(());
+        }
+        self.with_pool::<Ipv6Addr, _>(bridge, |dir, pool| {
             drop_where(dir, pool, |_, l| l.owner == *owner);
             Ok(())
         })
@@ -238,23 +309,28 @@ impl Pools {
     /// (on that bridge) go; a running container missing from the pool, or whose lease file
     /// its VM does not hold, gets a pinned lease. Other stores' leases are never touched.
     /// `running`: (container id, bridge, address).
-    pub fn reconcile(
+    pub fn reconcile<A: Addr>(
         &self,
         root: &str,
-        running: &[(String, String, Ipv4Addr)],
+        running: &[(String, String, A)],
     ) -> anyhow::Result<()> {
-        let mut bridges: Vec<String> = self.bridges();
+        // A family's pool exists where it was ever used (no pool6.json on v4-only bridges).
+        let mut bridges: Vec<String> = self
+            .bridges()
+            .into_iter()
+            .filter(|b| self.dir.join(b).join(A::POOL).exists())
+            .collect();
         for (_, b, _) in running {
             if !bridges.contains(b) {
                 bridges.push(b.clone());
             }
         }
         for bridge in bridges {
-            self.with_pool(&bridge, |dir, pool| {
+            self.with_pool::<A, _>(&bridge, |dir, pool| {
                 let mine = |l: &Lease| l.owner.root == root;
                 // A held lease of a container that does not run yet is one `hx run` is
                 // still starting (outside the store lock): it stays.
-                let stale: Vec<Ipv4Addr> = pool
+                let stale: Vec<A> = pool
                     .leases
                     .iter()
                     .filter(|(ip, l)| {
@@ -306,7 +382,7 @@ impl Pools {
         let mut out = Vec::new();
         for b in self.bridges() {
             let dir = self.dir.join(&b);
-            let Ok(pool) = read_pool(&dir.join(POOL)) else {
+            let Ok(pool) = read_pool::<Ipv4Addr>(&dir.join(Ipv4Addr::POOL)) else {
                 continue;
             };
             out.extend(
@@ -322,7 +398,7 @@ impl Pools {
     /// Which of `ips` on `bridge` have their lease file held (a VM runs, or an hx run is
     /// starting one). Probed under the pool's lock: a probe takes a free lease file's lock for
     /// a moment, which must not make an allocation think the address is held.
-    pub fn held_of(&self, bridge: &str, ips: &[Ipv4Addr]) -> Vec<bool> {
+    pub fn held_of<A: Addr>(&self, bridge: &str, ips: &[A]) -> Vec<bool> {
         let none = vec![false; ips.len()];
         let Ok(dir) = self.bridge_dir(bridge) else {
             return none;
@@ -361,10 +437,10 @@ impl Pools {
 
     /// Every lease (for tests and listings): (bridge, address, owner).
     #[allow(dead_code)]
-    pub fn list(&self) -> anyhow::Result<Vec<(String, Ipv4Addr, Owner)>> {
+    pub fn list<A: Addr>(&self) -> anyhow::Result<Vec<(String, A, Owner)>> {
         let mut out = Vec::new();
         for b in self.bridges() {
-            let pool = read_pool(&self.dir.join(&b).join(POOL))?;
+            let pool = read_pool::<A>(&self.dir.join(&b).join(A::POOL))?;
             out.extend(
                 pool.leases
                     .into_iter()
@@ -375,7 +451,7 @@ impl Pools {
     }
 }
 
-fn read_pool(p: &Path) -> anyhow::Result<Pool> {
+fn read_pool<A: Addr>(p: &Path) -> anyhow::Result<Pool<A>> {
     let f = match File::open(p) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Pool::default()),
@@ -389,6 +465,24 @@ fn read_pool(p: &Path) -> anyhow::Result<Pool> {
         bail!("{}: larger than {MAX_POOL_BYTES} bytes", p.display());
     }
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+}
+
+/// Whether `ip` is one of `A::hosts(gateway, prefix)` (without walking a /64): on the
+/// gateway's subnet, not the gateway, not the subnet's own address, nor (IPv4) its broadcast.
+fn is_host<A: Addr>(gateway: A, prefix: u8, ip: A) -> bool {
+    let width = A::WIDTH;
+    if prefix as u32 >= width.saturating_sub(1) {
+        return false;
+    }
+    let host_mask = 1u128
+        .checked_shl(width - prefix as u32)
+        .map_or(u128::MAX, |v| v - 1);
+    let (g, i) = (gateway.to_bits(), ip.to_bits());
+    let host = i & host_mask;
+    ip != gateway
+        && g & !host_mask == i & !host_mask
+        && host != 0
+        && (width == 128 || host != host_mask)
 }
 
 /// The subnet's host addresses other than the gateway, lowest first.
@@ -406,7 +500,7 @@ fn hosts(gateway: Ipv4Addr, prefix: u8) -> impl Iterator<Item = Ipv4Addr> {
 }
 
 /// Opens the address's lease file and locks it, None if a VM holds it.
-fn lock_lease(dir: &Path, ip: Ipv4Addr) -> anyhow::Result<Option<OwnedFd>> {
+fn lock_lease<A: Addr>(dir: &Path, ip: A) -> anyhow::Result<Option<OwnedFd>> {
     let p = dir.join(ip.to_string());
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -429,7 +523,7 @@ fn lock_lease(dir: &Path, ip: Ipv4Addr) -> anyhow::Result<Option<OwnedFd>> {
 }
 
 /// Whether some process holds the address's lease file locked (its VM runs).
-fn held(dir: &Path, ip: Ipv4Addr) -> bool {
+fn held<A: Addr>(dir: &Path, ip: A) -> bool {
     let Ok(f) = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -443,8 +537,8 @@ fn held(dir: &Path, ip: Ipv4Addr) -> bool {
 }
 
 /// Takes back the leases whose VM is gone: not held, or pinned by a store that no longer exists.
-fn sweep(dir: &Path, pool: &mut Pool) {
-    let dead: Vec<Ipv4Addr> = pool
+fn sweep<A: Addr>(dir: &Path, pool: &mut Pool<A>) {
+    let dead: Vec<A> = pool
         .leases
         .iter()
         .filter(|(ip, l)| {
@@ -468,7 +562,7 @@ fn sweep(dir: &Path, pool: &mut Pool) {
     }
 }
 
-fn drop_where(dir: &Path, pool: &mut Pool, gone: impl Fn(Ipv4Addr, &Lease) -> bool) {
+fn drop_where<A: Addr>(dir: &Path, pool: &mut Pool<A>, gone: impl Fn(A, &Lease) -> bool) {
     pool.leases.retain(|ip, l| {
         if gone(*ip, l) {
             let _ = std::fs::remove_file(dir.join(ip.to_string()));
@@ -536,7 +630,7 @@ mod tests {
         let (c, _fc) = pools.allocate(&o("c"), "hx0", GW, 16, None).unwrap();
         assert_eq!(c, a);
         let owners: Vec<(Ipv4Addr, String)> = pools
-            .list()
+            .list::<Ipv4Addr>()
             .unwrap()
             .into_iter()
             .map(|(_, ip, o)| (ip, o.id))
@@ -581,10 +675,10 @@ mod tests {
             .unwrap();
         drop(fb);
         drop(fa);
-        pools.reconcile(&a.root, &[]).unwrap();
+        pools.reconcile::<Ipv4Addr>(&a.root, &[]).unwrap();
         pools.release(&a, "hx0").unwrap();
         let left: Vec<(Ipv4Addr, Owner)> = pools
-            .list()
+            .list::<Ipv4Addr>()
             .unwrap()
             .into_iter()
             .map(|(_, ip, o)| (ip, o))
@@ -603,9 +697,9 @@ mod tests {
         let pools = Pools::at(d.path().join("ipam"));
         // `hx run` holds the lease between setup and the VM's start, outside the store lock.
         let (ia, _fa) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
-        pools.reconcile(&a.root, &[]).unwrap();
-        assert_eq!(pools.list().unwrap().len(), 1);
-        assert_eq!(pools.list().unwrap()[0].1, ia);
+        pools.reconcile::<Ipv4Addr>(&a.root, &[]).unwrap();
+        assert_eq!(pools.list::<Ipv4Addr>().unwrap().len(), 1);
+        assert_eq!(pools.list::<Ipv4Addr>().unwrap()[0].1, ia);
         assert_eq!(pools.held(&a.root), vec![a.id.clone()]);
         drop(_fa);
         assert_eq!(pools.held(&a.root), Vec::<String>::new());
@@ -620,7 +714,7 @@ mod tests {
         drop(fa);
         let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert_eq!(ib, ia);
-        assert_eq!(pools.list().unwrap().len(), 1);
+        assert_eq!(pools.list::<Ipv4Addr>().unwrap().len(), 1);
     }
 
     #[test]
@@ -661,7 +755,7 @@ mod tests {
         let (ib, _fb) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
         assert_eq!(ib, ip(3));
         // It stops: its store's next reconcile frees it.
-        pools.reconcile(&a.root, &[]).unwrap();
+        pools.reconcile::<Ipv4Addr>(&a.root, &[]).unwrap();
         let (ic, _fc) = pools
             .allocate(&Owner::of(&d.path().join("b"), "c2"), "hx0", GW, 16, None)
             .unwrap();
@@ -673,7 +767,11 @@ mod tests {
         std::fs::remove_dir_all(d.path().join("a")).unwrap();
         pools.release(&b, "hx0").unwrap();
         let (_, _f) = pools.allocate(&b, "hx0", GW, 16, None).unwrap();
-        assert!(pools.list().unwrap().iter().all(|(_, a, _)| *a != ip(9)));
+        assert!(pools
+            .list::<Ipv4Addr>()
+            .unwrap()
+            .iter()
+            .all(|(_, a, _)| *a != ip(9)));
     }
 
     #[test]
@@ -709,5 +807,123 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.contains("parsing") && e.contains("pool.json"), "{e}");
+    }
+
+    const GW6: Ipv6Addr = Ipv6Addr::new(0xfd42, 1, 0, 0, 0, 0, 0, 1);
+
+    fn ip6(last: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd42, 1, 0, 0, 0, 0, 0, last)
+    }
+
+    #[test]
+    fn ipv6_addresses_are_allocated_fixed_and_freed_beside_the_v4_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let pools = Pools::at(d.path().join("ipam"));
+        let o = |id: &str| Owner::of(d.path(), id);
+        let (a4, _fa4) = pools.allocate(&o("a"), "br", GW, 16, None).unwrap();
+        let (a6, fa6) = pools.allocate(&o("a"), "br", GW6, 64, None).unwrap();
+        assert_eq!(
+            (a4, a6),
+            (ip(2), ip6(2)),
+            "lowest free, the gateway skipped"
+        );
+        // --ip6: exactly that address; taken: docker's message.
+        let _fb = pools
+            .allocate_fixed(&o("b"), "br", GW6, 64, ip6(0x50))
+            .unwrap();
+        let e = pools
+            .allocate_fixed(&o("c"), "br", GW6, 64, ip6(0x50))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "Address already in use: fd42:1::50");
+        for bad in [GW6, Ipv6Addr::new(0xfd42, 1, 0, 0, 0, 0, 0, 0), ip6(1)] {
+            let e = pools
+                .allocate_fixed(&o("c"), "br", GW6, 64, bad)
+                .unwrap_err();
+            assert!(e.to_string().starts_with("invalid --ip6 "), "{e}");
+        }
+        let outside = "fd42:2::5".parse().unwrap();
+        assert!(pools
+            .allocate_fixed(&o("c"), "br", GW6, 64, outside)
+            .is_err());
+        let mut v6: Vec<Ipv6Addr> = pools
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(_, ip, _)| ip)
+            .collect();
+        v6.sort();
+        assert_eq!(v6, vec![ip6(2), ip6(0x50)]);
+        assert_eq!(
+            pools.list::<Ipv4Addr>().unwrap().len(),
+            1,
+            "the v4 pool apart"
+        );
+        // Release frees both families of the owner.
+        drop(fa6);
+        pools.release(&o("a"), "br").unwrap();
+        assert_eq!(pools.list::<Ipv4Addr>().unwrap().len(), 0);
+        let left: Vec<Ipv6Addr> = pools
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(_, ip, _)| ip)
+            .collect();
+        assert_eq!(left, vec![ip6(0x50)]);
+        assert!(
+            !d.path().join("ipam/br/fd42:1::2").exists(),
+            "lease file left"
+        );
+        // A restart gets its old v6 address back when free.
+        let (again, _f) = pools
+            .allocate(&o("a"), "br", GW6, 64, Some(ip6(9)))
+            .unwrap();
+        assert_eq!(again, ip6(9));
+    }
+
+    #[test]
+    fn ipv6_reconcile_follows_what_runs() {
+        let (d, a, _) = stores();
+        let pools = Pools::at(d.path().join("ipam"));
+        let (ia, fa) = pools.allocate(&a, "br", GW6, 64, None).unwrap();
+        pools.reconcile::<Ipv6Addr>(&a.root, &[]).unwrap();
+        assert_eq!(pools.list::<Ipv6Addr>().unwrap().len(), 1, "held: kept");
+        drop(fa);
+        pools.reconcile::<Ipv6Addr>(&a.root, &[]).unwrap();
+        assert_eq!(pools.list::<Ipv6Addr>().unwrap().len(), 0, "gone: freed");
+        pools
+            .reconcile(&a.root, &[(a.id.clone(), "br".to_string(), ia)])
+            .unwrap();
+        assert_eq!(
+            pools.list::<Ipv6Addr>().unwrap()[0].1,
+            ia,
+            "running: pinned"
+        );
+        // A v4-only bridge gets no v6 pool from reconcile.
+        let (_, _f4) = pools.allocate(&a, "hx0", GW, 16, None).unwrap();
+        pools.reconcile::<Ipv6Addr>(&a.root, &[]).unwrap();
+        assert!(!d.path().join("ipam/hx0").join(Ipv6Addr::POOL).exists());
+    }
+
+    proptest::proptest! {
+        /// `is_host` (the check `--ip`/`--ip6` and a preferred address go through) agrees with
+        /// the addresses `hosts` hands out, for both families.
+        #[test]
+        fn is_host_agrees_with_hosts(gw in proptest::prelude::any::<u32>(), p4 in 20u8..=32,
+                                     g6 in proptest::prelude::any::<u128>(), p6 in 116u8..=128,
+                                     pick in proptest::prelude::any::<u16>()) {
+            let gw = Ipv4Addr::from(gw);
+            let hosts4: Vec<Ipv4Addr> = Ipv4Addr::hosts(gw, p4).collect();
+            let base4 = u32::from(gw) & u32::MAX.checked_shl(32 - p4 as u32).unwrap_or(0);
+            let span4 = 1u64 << (32 - p4 as u32);
+            let probe4 = Ipv4Addr::from(base4.wrapping_add((pick as u64 % span4) as u32));
+            proptest::prop_assert_eq!(is_host(gw, p4, probe4), hosts4.contains(&probe4));
+            let gw6 = Ipv6Addr::from(g6);
+            let hosts6: Vec<Ipv6Addr> = Ipv6Addr::hosts(gw6, p6).collect();
+            let base6 = g6 & u128::MAX.checked_shl(128 - p6 as u32).unwrap_or(0);
+            let span6 = 1u128 << (128 - p6 as u32);
+            let probe6 = Ipv6Addr::from(base6.wrapping_add(pick as u128 % span6));
+            proptest::prop_assert_eq!(is_host(gw6, p6, probe6), hosts6.contains(&probe6));
+            proptest::prop_assert!(!is_host(gw6, p6, Ipv6Addr::from(!g6)) || hosts6.contains(&Ipv6Addr::from(!g6)));
+        }
     }
 }

@@ -21,7 +21,7 @@ pub mod user_net;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -110,6 +110,17 @@ pub struct NetworkState {
     pub network: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// On a `--ipv6` user network: the container's IPv6 address, prefix length and gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prefix_len6: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// How the backend connects the guest's NIC.
@@ -187,6 +198,9 @@ pub fn setup(
     on_net: &OnNetwork,
 ) -> anyhow::Result<Setup> {
     if !matches!(mode, Mode::Network(_)) {
+        if on_net.ip6.is_some() {
+            bail!("user specified IPv6 address (--ip6) is supported on user defined networks with --ipv6 only");
+        }
         if on_net.ip.is_some() {
             bail!("user specified IP address is supported on user defined networks only");
         }
@@ -228,6 +242,9 @@ pub fn setup(
                     netns_inode: None,
                     network: None,
                     aliases: vec![],
+                    ip6: None,
+                    prefix_len6: 0,
+                    gateway6: None,
                 },
                 nic: None,
                 guest: None,
@@ -266,6 +283,9 @@ pub fn setup(
                 netns_inode: None,
                 network: None,
                 aliases: vec![],
+                ip6: None,
+                prefix_len6: 0,
+                gateway6: None,
             },
             nic: Some(VmNic {
                 mac: mac.clone(),
@@ -314,6 +334,10 @@ pub struct OnNetwork {
     pub name: String,
     pub ip: Option<Ipv4Addr>,
     pub aliases: Vec<String>,
+    /// `--ip6` (a `--ipv6` network only), and the address the container had before (a
+    /// restart gets it back when free).
+    pub ip6: Option<Ipv6Addr>,
+    pub preferred_ip6: Option<Ipv6Addr>,
 }
 
 /// A container on user network `net`: its bridge (made again after a reboot), an address
@@ -369,11 +393,16 @@ fn user_network_setup(
     let ip = made.state.ip.expect("on_bridge gives an address");
     made.state.network = Some(net.id.clone());
     made.state.aliases = on_net.aliases.clone();
+    if let Err(e) = add_ipv6(root, id, net, on_net, &mut made) {
+        undo(&made);
+        return Err(e);
+    }
     let endpoint = user_net::Endpoint {
         id: id.to_string(),
         name: on_net.name.clone(),
         aliases: on_net.aliases.clone(),
         ip,
+        ip6: made.state.ip6,
     };
     if let Err(e) =
         user_net::add_endpoint(root, &net.id, &endpoint).and_then(|()| resolver::ensure(root, net))
@@ -382,6 +411,54 @@ fn user_network_setup(
         return Err(e);
     }
     Ok(made)
+}
+
+/// A `--ipv6` network's part of a container's setup: its IPv6 address (`--ip6`'s, else its old
+/// one when free, else the lowest free one of the network's subnet) from the bridge's v6 pool,
+/// whose lease file the VM holds like the v4 one, in the record and the guest's config.
+fn add_ipv6(
+    root: &Path,
+    id: &str,
+    net: &user_net::UserNet,
+    on_net: &OnNetwork,
+    made: &mut Setup,
+) -> anyhow::Result<()> {
+    let Some((subnet6, gateway6)) = net.ipv6()? else {
+        if let Some(ip6) = on_net.ip6 {
+            bail!(
+                "--ip6 {ip6}: network {} has no IPv6 (create it with --ipv6)",
+                net.name
+            );
+        }
+        return Ok(());
+    };
+    let pools = ipam::Pools::host()?;
+    let owner = ipam::Owner::of(root, id);
+    let bridge = net.bridge();
+    let (ip6, lease) = match on_net.ip6 {
+        Some(ip6) => {
+            let fd = pools.allocate_fixed(&owner, &bridge, gateway6, subnet6.prefix, ip6)?;
+            (ip6, fd)
+        }
+        None => pools.allocate(
+            &owner,
+            &bridge,
+            gateway6,
+            subnet6.prefix,
+            on_net.preferred_ip6,
+        )?,
+    };
+    made.state.ip6 = Some(ip6);
+    made.state.prefix_len6 = subnet6.prefix;
+    made.state.gateway6 = Some(gateway6);
+    if let Some(nic) = made.nic.as_mut() {
+        nic.hold.push(lease);
+    }
+    if let Some(g) = made.guest.as_mut() {
+        g.address6 = Some(format!("{ip6}/{}", subnet6.prefix));
+        g.gateway6 = Some(gateway6.to_string());
+    }
+    Ok(())
 }
 
 /// Address (`leased` already, else the preferred one if free, else the lowest free one),
@@ -440,6 +517,9 @@ fn on_bridge(
             netns_inode: None,
             network: None,
             aliases: vec![],
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         },
         nic: Some(VmNic {
             mac: mac.clone(),
@@ -494,6 +574,9 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
             netns_inode: Some(inode),
             network: None,
             aliases: vec![],
+            ip6: None,
+            prefix_len6: 0,
+            gateway6: None,
         },
         nic: Some(VmNic {
             mac: info.mac,
@@ -527,6 +610,8 @@ fn guest_config(
         mtu: None,
         dns_relay: None,
         mac: Some(mac.to_string()),
+        address6: None,
+        gateway6: None,
     }
 }
 
@@ -583,11 +668,19 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
         .filter(|(_, st)| st.mode == "bridge")
         .filter_map(|(id, st)| Some((id.clone(), st.bridge.clone()?, st.ip?)))
         .collect();
+    let leases6: Vec<(String, String, Ipv6Addr)> = running
+        .iter()
+        .filter(|(_, st)| st.mode == "bridge")
+        .filter_map(|(id, st)| Some((id.clone(), st.bridge.clone()?, st.ip6?)))
+        .collect();
     let pools = ipam::Pools::host()?;
     let store = ipam::store_root(root);
     pools
         .reconcile(&store, &leases)
         .context("reconciling addresses")?;
+    pools
+        .reconcile(&store, &leases6)
+        .context("reconciling IPv6 addresses")?;
     // A container `hx run` is still starting (outside the store lock) does not run yet, but
     // holds its lease: its rules stay.
     let starting = pools.held(&store);
@@ -610,6 +703,9 @@ pub fn reconcile(root: &Path, running: &[(String, NetworkState)]) -> anyhow::Res
             .any(|(_, st)| st.network.as_ref() == Some(&net.id))
         {
             nat::ensure_user_net(&bridge, &net.subnet, net.internal)?;
+            if let (Some(subnet6), Some(_)) = (&net.subnet6, net.gateway6) {
+                nat::ensure_user_net6(&bridge, subnet6, net.internal)?;
+            }
         }
         for ep in user_net::endpoints(root, &net.id) {
             if !live.contains(&ep.id.as_str()) && !starting.contains(&ep.id) {

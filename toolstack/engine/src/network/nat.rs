@@ -50,8 +50,19 @@ fn rules() -> anyhow::Result<Vec<(String, u64, String)>> {
 /// The table's chain names and rules.
 #[allow(clippy::type_complexity)]
 fn listing() -> anyhow::Result<(Vec<String>, Vec<(String, u64, String)>)> {
+    listing_of("ip")
+}
+
+/// `table ip6 hx`'s chain names and rules.
+#[allow(clippy::type_complexity)]
+fn listing6() -> anyhow::Result<(Vec<String>, Vec<(String, u64, String)>)> {
+    listing_of("ip6")
+}
+
+#[allow(clippy::type_complexity)]
+fn listing_of(family: &str) -> anyhow::Result<(Vec<String>, Vec<(String, u64, String)>)> {
     let out = match run_tool(
-        Command::new("nft").args(["-j", "list", "table", "ip", TABLE]),
+        Command::new("nft").args(["-j", "list", "table", family, TABLE]),
         None,
     ) {
         Ok(o) => o,
@@ -160,7 +171,79 @@ pub fn ensure_user_net(bridge: &str, subnet: &str, internal: bool) -> anyhow::Re
     let mut script = String::from(
         "add chain ip hx isolate { type filter hook forward priority -1; policy accept; }\n",
     );
-    let rules: Vec<String> = if internal {
+    for r in isolation_rules(bridge, internal) {
+        script.push_str(&format!("add rule ip hx isolate {r} comment \"{tag}\"\n"));
+    }
+    tracing::debug!("isolating {bridge} ({subnet})");
+    nft(&script).context("isolating the network in hx's nftables table")
+}
+
+/// IPv6 on a user network (`--ipv6`): the same isolation in `table ip6 hx`'s `isolate` chain
+/// (forward hook, priority filter − 1) as `ensure_user_net`'s for IPv4, and outbound
+/// masquerading of the network's IPv6 subnet (unless `--internal`), as docker does with
+/// ip6tables on. Rules tagged `hx-net:<bridge>`; `nft delete table ip6 hx` removes them all.
+/// Published ports stay IPv4.
+pub fn ensure_user_net6(bridge: &str, subnet6: &str, internal: bool) -> anyhow::Result<()> {
+    let (_, have) = listing6()?;
+    let tag = format!("hx-net:{bridge}");
+    let has = |chain: &str| have.iter().any(|(c, _, m)| c == chain && *m == tag);
+    let mut script = String::from(
+        "add table ip6 hx
+         add chain ip6 hx isolate { type filter hook forward priority -1; policy accept; }
+         add chain ip6 hx postrouting { type nat hook postrouting priority srcnat; policy accept; }
+",
+    );
+    let mut rules: Vec<(&str, String)> = Vec::new();
+    if !has("isolate") {
+        rules.extend(
+            isolation_rules(bridge, internal)
+                .into_iter()
+                .map(|r| ("isolate", r)),
+        );
+    }
+    if !internal && !has("postrouting") {
+        rules.push((
+            "postrouting",
+            format!("ip6 saddr {subnet6} oifname != \"{bridge}\" masquerade"),
+        ));
+    }
+    if rules.is_empty() {
+        return Ok(());
+    }
+    for (chain, r) in rules {
+        script.push_str(&format!("add rule ip6 hx {chain} {r} comment \"{tag}\"\n"));
+    }
+    nft(&script).context("isolating the network's IPv6 in hx's nftables table")
+}
+
+/// Removes the IPv6 rules made for `bridge` (`ensure_user_net6`).
+pub fn remove_bridge6(bridge: &str) -> anyhow::Result<()> {
+    let tag = format!("hx-net:{bridge}");
+    let script: String = listing6()?
+        .1
+        .into_iter()
+        .filter(|(_, _, m)| *m == tag)
+        .map(|(c, h, _)| format!("delete rule ip6 hx {c} handle {h}\n"))
+        .collect();
+    if script.is_empty() {
+        return Ok(());
+    }
+    nft(&script).context("removing the network's IPv6 rules")
+}
+
+/// `table ip6 hx`'s rules tagged for `bridge` (tests, diagnostics): (chain, comment).
+pub fn bridge_rules6(bridge: &str) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(listing6()?
+        .1
+        .into_iter()
+        .filter(|(_, _, m)| m.ends_with(&format!(":{bridge}")))
+        .map(|(c, _, m)| (c, m))
+        .collect())
+}
+
+/// The `isolate` chain's rules for `bridge`, the same in `ip` and `ip6` (interface names only).
+fn isolation_rules(bridge: &str, internal: bool) -> Vec<String> {
+    if internal {
         vec![
             format!("iifname \"{bridge}\" oifname != \"{bridge}\" drop"),
             format!("oifname \"{bridge}\" iifname != \"{bridge}\" drop"),
@@ -174,12 +257,7 @@ pub fn ensure_user_net(bridge: &str, subnet: &str, internal: bool) -> anyhow::Re
             format!("oifname \"{bridge}\" iifname != \"{bridge}\" iifname \"hxn-*\" drop"),
             format!("oifname \"{bridge}\" iifname \"{DEFAULT_BRIDGE}\" drop"),
         ]
-    };
-    for r in rules {
-        script.push_str(&format!("add rule ip hx isolate {r} comment \"{tag}\"\n"));
     }
-    tracing::debug!("isolating {bridge} ({subnet})");
-    nft(&script).context("isolating the network in hx's nftables table")
 }
 
 /// Removes every rule made for `bridge` (its NAT, forwarding and isolation).

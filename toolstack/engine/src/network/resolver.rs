@@ -8,7 +8,8 @@
 //! It listens on the network's gateway, port 53 (UDP and TCP), bound to the network's bridge
 //! (SO_BINDTODEVICE: another network's containers cannot ask it), and answers from the
 //! network's endpoint files: a container's name, its `--network-alias`es and its short id give
-//! its address (A; other types of a known name: no records), anything else goes to the host's
+//! its address (A; AAAA with its IPv6 address on a `--ipv6` network; other types of a known
+//! name: no records), anything else goes to the host's
 //! name servers (none, or an `--internal` network: SERVFAIL). Queries come from guests: each is
 //! checked (dns_wire.rs), answered once and only to its sender, at most `MAX_IN_FLIGHT`
 //! forwarded at once.
@@ -254,8 +255,8 @@ pub async fn serve(root: &Path, net_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A name of the network: its container's address.
-fn lookup(root: &Path, net: &UserNet, name: &str) -> Option<Ipv4Addr> {
+/// A name of the network: its container's endpoint (its addresses).
+fn lookup(root: &Path, net: &UserNet, name: &str) -> Option<user_net::Endpoint> {
     let named: Vec<user_net::Endpoint> = user_net::endpoints(root, &net.id)
         .into_iter()
         .filter(|e| {
@@ -267,7 +268,7 @@ fn lookup(root: &Path, net: &UserNet, name: &str) -> Option<Ipv4Addr> {
     if named.is_empty() {
         return None;
     }
-    live(net, named).first().map(|e| e.ip)
+    live(net, named).into_iter().next()
 }
 
 async fn serve_udp(
@@ -330,11 +331,11 @@ fn local_answer(
     let question = dns_wire::question(&q);
     let flags = dns_wire::flags(msg);
     if let Some(name) = question.name.as_deref().filter(|_| question.is_in()) {
-        if let Some(ip) = lookup(root, net, name) {
-            let a = if question.qtype == dns_wire::TYPE_A {
-                vec![ip]
-            } else {
-                vec![]
+        if let Some(ep) = lookup(root, net, name) {
+            let a: Vec<std::net::IpAddr> = match question.qtype {
+                dns_wire::TYPE_A => vec![ep.ip.into()],
+                dns_wire::TYPE_AAAA => ep.ip6.into_iter().map(Into::into).collect(),
+                _ => vec![],
             };
             return Some(dns_wire::answer(&q, flags, dns_wire::NOERROR, &a));
         }

@@ -8,7 +8,7 @@ use super::{bridge, ipam, nat};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 const DIR: &str = "networks";
@@ -94,6 +94,91 @@ impl std::fmt::Display for Subnet {
     }
 }
 
+/// An IPv6 subnet (`--ipv6`): its network address (host bits zero) and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet6 {
+    pub net: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Subnet6 {
+    fn mask(self) -> u128 {
+        u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0)
+    }
+
+    /// `ADDR/N`, strictly: N in 16..=120 (docker takes any; below 16 is not a network's, above
+    /// 120 leaves too few addresses), host bits zero (docker's "it should be …"), unicast.
+    pub fn parse(s: &str) -> anyhow::Result<Subnet6> {
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("invalid subnet {s:?}: use ADDR/N"))?;
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid subnet {s:?}: {ip:?} is not an IPv6 address"))?;
+        let prefix: u8 = match len.parse() {
+            Ok(n)
+                if len.bytes().all(|b| b.is_ascii_digit())
+                    && !len.starts_with('0')
+                    && (16..=120).contains(&n) =>
+            {
+                n
+            }
+            _ => bail!("invalid subnet {s:?}: the prefix length must be 16 to 120"),
+        };
+        if ip.is_multicast() || ip.is_loopback() || ip.is_unspecified() {
+            bail!("invalid subnet {s}: not a unicast network");
+        }
+        let sub = Subnet6 { net: ip, prefix };
+        let net = Ipv6Addr::from(u128::from(ip) & sub.mask());
+        if net != ip {
+            bail!("invalid subnet {s}: it should be {net}/{prefix}");
+        }
+        Ok(sub)
+    }
+
+    pub fn contains(self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == u128::from(self.net)
+    }
+
+    pub fn overlaps(self, other: Subnet6) -> bool {
+        let m = self.mask().min(other.mask());
+        u128::from(self.net) & m == u128::from(other.net) & m
+    }
+
+    /// A container's or gateway's address: in the subnet, not the subnet-router anycast `::`.
+    pub fn is_host(self, ip: Ipv6Addr) -> bool {
+        self.contains(ip) && ip != self.net
+    }
+
+    fn first_host(self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.net) + 1)
+    }
+}
+
+impl std::fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// Where `--ipv6` networks without an IPv6 `--subnet` get theirs: /64s of a unique local
+/// /48 (RFC 4193: `fd` and 40 bits of a hash of the store's path, so two hosts or stores
+/// hardly ever pick the same), in order `…:0::/64`, `…:1::/64`, … As docker's default
+/// `fd00::/8`-style pools: never routed beyond the host.
+pub fn default_pool6(root: &Path) -> impl Iterator<Item = Subnet6> {
+    use sha2::Digest;
+    let key = format!("hx-ula:{}", super::store_key(root));
+    let h = sha2::Sha256::digest(key.as_bytes());
+    let mut prefix = [0u8; 16];
+    prefix[0] = 0xfd;
+    prefix[1..6].copy_from_slice(&h[..5]);
+    let base = u128::from_be_bytes(prefix);
+    (0..=u16::MAX as u128).map(move |n| Subnet6 {
+        net: Ipv6Addr::from(base | (n << 64)),
+        prefix: 64,
+    })
+}
+
 /// A user network's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,9 +192,29 @@ pub struct UserNet {
     pub internal: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `--ipv6`: the IPv6 subnet and the bridge's IPv6 address (the containers' v6 gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl UserNet {
+    /// The network's IPv6 subnet and gateway, when it was made with `--ipv6`.
+    pub fn ipv6(&self) -> anyhow::Result<Option<(Subnet6, Ipv6Addr)>> {
+        match (&self.subnet6, self.gateway6) {
+            (Some(s), Some(gw)) => Ok(Some((
+                Subnet6::parse(s).with_context(|| format!("network {}'s record", self.name))?,
+                gw,
+            ))),
+            (None, None) => Ok(None),
+            _ => bail!(
+                "network {}'s record: an IPv6 subnet without a gateway or the reverse",
+                self.name
+            ),
+        }
+    }
+
     pub fn bridge(&self) -> String {
         bridge_name(&self.id)
     }
@@ -137,6 +242,9 @@ pub struct Endpoint {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub ip: Ipv4Addr,
+    /// On a `--ipv6` network (AAAA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// What `create` takes.
@@ -144,6 +252,10 @@ pub struct Endpoint {
 pub struct CreateOptions {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    /// `--ipv6`, and its subnet and gateway (None: from `default_pool6`, its first address).
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
 }
@@ -213,6 +325,7 @@ fn read_record(p: &Path) -> anyhow::Result<UserNet> {
         bail!("{}: invalid network name", p.display());
     }
     Subnet::parse(&n.subnet)?;
+    n.ipv6()?;
     Ok(n)
 }
 
@@ -323,6 +436,11 @@ pub fn create(root: &Path, name: &str, opts: &CreateOptions) -> anyhow::Result<U
         }
         None => subnet.first_host(),
     };
+    let v6 = if opts.ipv6 {
+        Some(pick_ipv6(root, opts)?)
+    } else {
+        None
+    };
     let net = UserNet {
         id: crate::container::new_id(),
         name: name.to_string(),
@@ -331,6 +449,8 @@ pub fn create(root: &Path, name: &str, opts: &CreateOptions) -> anyhow::Result<U
         gateway,
         internal: opts.internal,
         labels: opts.labels.clone(),
+        subnet6: v6.map(|(s, _)| s.to_string()),
+        gateway6: v6.map(|(_, g)| g),
     };
     let d = dir(root, &net.id);
     std::fs::create_dir_all(d.join(ENDPOINTS))
@@ -346,6 +466,54 @@ pub fn create(root: &Path, name: &str, opts: &CreateOptions) -> anyhow::Result<U
     Ok(net)
 }
 
+/// `--ipv6`'s subnet (`--subnet`'s IPv6 one, overlapping no other hx network's, else the
+/// first of `default_pool6` that overlaps no hx network and no route of the host) and gateway.
+fn pick_ipv6(root: &Path, opts: &CreateOptions) -> anyhow::Result<(Subnet6, Ipv6Addr)> {
+    let others: Vec<Subnet6> = list(root)
+        .iter()
+        .filter_map(|n| n.ipv6().ok().flatten().map(|(s, _)| s))
+        .collect();
+    let subnet = match &opts.subnet6 {
+        Some(s) => {
+            let s = Subnet6::parse(s)?;
+            if others.iter().any(|o| o.overlaps(s)) {
+                return Err(crate::HxError::Network(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space ({s})"
+                ))
+                .into());
+            }
+            s
+        }
+        None => {
+            let routed: Vec<Subnet6> = bridge::routes6()?
+                .into_iter()
+                .map(|(net, prefix)| Subnet6 { net, prefix })
+                .collect();
+            default_pool6(root)
+                .find(|c| !others.iter().chain(&routed).any(|u| u.overlaps(*c)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("could not find an available IPv6 /64 in the default pool (use --subnet with an IPv6 subnet)")
+                })?
+        }
+    };
+    let gateway = match &opts.gateway6 {
+        Some(g) => {
+            let ip: Ipv6Addr = g
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid gateway {g:?}: not an IPv6 address"))?;
+            if !subnet.is_host(ip) {
+                return Err(crate::HxError::Network(format!(
+                    "invalid gateway {ip}: not a host address of subnet {subnet}"
+                ))
+                .into());
+            }
+            ip
+        }
+        None => subnet.first_host(),
+    };
+    Ok((subnet, gateway))
+}
+
 /// The network's bridge, address and rules, made again where missing (after a reboot).
 pub fn ensure(net: &UserNet) -> anyhow::Result<()> {
     let subnet = net.subnet()?;
@@ -353,6 +521,10 @@ pub fn ensure(net: &UserNet) -> anyhow::Result<()> {
     bridge::ensure_user(&b, net.gateway, subnet.prefix)?;
     nat::ensure_base(&b, net.gateway, subnet.prefix)?;
     nat::ensure_user_net(&b, &subnet.to_string(), net.internal)?;
+    if let Some((subnet6, gateway6)) = net.ipv6()? {
+        bridge::ensure_user6(&b, gateway6, subnet6.prefix)?;
+        nat::ensure_user_net6(&b, &subnet6.to_string(), net.internal)?;
+    }
     bridge::allow_localnet(&b)
 }
 
@@ -360,6 +532,7 @@ pub fn ensure(net: &UserNet) -> anyhow::Result<()> {
 fn teardown(net: &UserNet) -> anyhow::Result<()> {
     let b = net.bridge();
     nat::remove_bridge(&b)?;
+    nat::remove_bridge6(&b)?;
     bridge::delete_link(&b)?;
     if let Ok(pools) = ipam::Pools::host() {
         pools.forget(&b);
@@ -502,7 +675,73 @@ mod tests {
         assert_eq!(first, Some(Subnet::parse("192.168.0.0/20").unwrap()));
     }
 
+    #[test]
+    fn ipv6_subnets_and_the_ula_pool() {
+        let s = Subnet6::parse("fd42:1::/64").unwrap();
+        assert_eq!(s.to_string(), "fd42:1::/64");
+        assert!(s.is_host("fd42:1::50".parse().unwrap()));
+        assert!(!s.is_host("fd42:1::".parse().unwrap()));
+        assert!(!s.contains("fd42:2::1".parse().unwrap()));
+        assert_eq!(s.first_host(), "fd42:1::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            Subnet6::parse("fd42:1::1/64").unwrap_err().to_string(),
+            "invalid subnet fd42:1::1/64: it should be fd42:1::/64"
+        );
+        for bad in [
+            "fd42:1::",
+            "fd42:1::/15",
+            "fd42:1::/121",
+            "fd42:1::/064",
+            "ff02::/64",
+            "::/64",
+            "10.0.0.0/8",
+            "fd42:1::/+64",
+        ] {
+            assert!(Subnet6::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Subnet6::parse("fd42::/16")
+            .unwrap()
+            .overlaps(Subnet6::parse("fd42:1::/64").unwrap()));
+        assert!(!Subnet6::parse("fd42::/32")
+            .unwrap()
+            .overlaps(Subnet6::parse("fd42:1::/64").unwrap()));
+        let root = std::path::Path::new("/var/lib/hx");
+        let pool: Vec<Subnet6> = default_pool6(root).take(3).collect();
+        assert_eq!(pool[0].prefix, 64);
+        assert_eq!(pool[0].net.segments()[0] >> 8, 0xfd, "unique local");
+        assert_eq!(pool[1].net.segments()[3], 1);
+        assert_eq!(
+            pool[0].net.segments()[..3],
+            pool[2].net.segments()[..3],
+            "one /48"
+        );
+        assert_eq!(
+            default_pool6(root).next(),
+            default_pool6(root).next(),
+            "stable"
+        );
+    }
+
     proptest! {
+        /// Any IPv6 address and length: accepted exactly when the length is 16..=120, the
+        /// host bits are zero and it is unicast; what is accepted prints back as itself.
+        #[test]
+        fn any_ipv6_subnet(a in any::<u128>(), p in 0u8..140, junk in "[0-9a-f:/.]{0,45}") {
+            let ip = Ipv6Addr::from(a);
+            let s = format!("{ip}/{p}");
+            let aligned = (16..=120).contains(&p) && a & !(u128::MAX << (128 - p as u32)) == 0;
+            let unicast = !ip.is_multicast() && !ip.is_loopback() && !ip.is_unspecified();
+            match Subnet6::parse(&s) {
+                Ok(sub) => {
+                    prop_assert!(aligned && unicast);
+                    prop_assert_eq!(sub.to_string(), s);
+                    prop_assert!(sub.is_host(sub.first_host()));
+                }
+                Err(_) => prop_assert!(!(aligned && unicast)),
+            }
+            let _ = Subnet6::parse(&junk);
+        }
+
         /// Any string: parsed or refused without panicking; what is accepted prints back as
         /// itself and contains its own network address.
         #[test]

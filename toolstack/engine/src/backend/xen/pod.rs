@@ -38,12 +38,10 @@ fn claim(xs: &Xenstore, domid: u32, slot: u32, id: &str) -> anyhow::Result<bool>
     })?)
 }
 
-fn files(m: &MemberFiles) -> Vec<PathBuf> {
-    std::iter::once(&m.rootfs)
-        .chain(m.upper.as_ref())
-        .filter(|p| !p.as_os_str().is_empty())
-        .cloned()
-        .collect()
+/// The member's own files for `sweep_loops`: its writable layer. Not the image, which other
+/// members may be plugging at this moment (their helper's loop device is not yet a vbd's).
+fn own_files(m: &MemberFiles) -> Vec<PathBuf> {
+    m.upper.iter().cloned().collect()
 }
 
 fn attach(
@@ -97,7 +95,7 @@ impl Xen {
             if let Err(e) = attach(&ctx, domid, slot, m, script.as_deref()) {
                 remove(&ctx, domid, slot);
                 let _ = xs.rm(&slot_node(domid, slot));
-                sweep_loops(Some(&xs), &files(m));
+                sweep_loops(Some(&xs), &own_files(m));
                 return Err(e);
             }
             return Ok(MemberDisks::Xen { slot });
@@ -126,7 +124,7 @@ impl Xen {
             }
         }
         // A hotplug helper interrupted with its keeper leaves a loop device no vbd holds.
-        sweep_loops(Some(&xs), &files(m));
+        sweep_loops(Some(&xs), &own_files(m));
     }
 }
 

@@ -87,10 +87,16 @@ fn find_member_disk(disks: MemberDisks, disk: u32) -> Option<PathBuf> {
     let name = match disks {
         MemberDisks::Scsi { target } => {
             let suffix = format!(":0:{target}:{disk}");
+            // A previous member's device at the same address may still be going ("deleting"):
+            // its /dev node answers ENXIO.
+            let running = |dev: &Path| {
+                std::fs::read_to_string(dev.join("state")).is_ok_and(|s| s.trim() == "running")
+            };
             std::fs::read_dir("/sys/bus/scsi/devices")
                 .ok()?
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+                .filter(|e| running(&e.path()))
                 .find_map(|e| first_block(&e.path()))?
         }
         MemberDisks::Xen { slot } => {

@@ -2,10 +2,10 @@
 //! keeper, `hx __pod-member DIR`, which lives as long as the workload: it hot-plugs the
 //! member's disks (image rootfs read-only, writable layer) into the pod's VM the way that VM's
 //! backend does it (`Backend::plug_member`: QEMU's virtio-scsi over QMP, Xen's blkback vbds),
-//! starts the workload
-//! over the pod's exec channel (an Open with `member`), hands its output and status to the
-//! member's own log relay (so logs, status, outcome and attach work as for any container),
-//! forwards `signal N` control lines, and unplugs the disks once the guest reported the end.
+//! starts the workload over the pod's exec channel (an Open with `member`), hands its output
+//! and status to the member's own log relay (so logs, status, outcome and attach work as for
+//! any container), forwards `signal N` control lines, and unplugs the disks once the guest
+//! reported the end.
 use super::{Backend, VmHandle, VmSpec};
 use crate::container::{self, Container};
 use anyhow::{bail, Context};

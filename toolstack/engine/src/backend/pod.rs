@@ -192,6 +192,12 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     if fds.len() < crate::log_relay::STREAMS.len() {
         bail!("pod member: {} relay sockets, expected more", fds.len());
     }
+    // Not passed on: a hotplug script libxl forks from here (Xen) would hold the member's
+    // output open past the keeper's death, and its relay with it.
+    for &fd in fds {
+        // SAFETY: F_SETFD on a descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     // SAFETY: the fds were inherited from `start` for this process alone.
     let socket = |i: usize| unsafe { std::fs::File::from_raw_fd(fds[i]) };
     let _console = socket(0);

@@ -113,7 +113,11 @@ impl Xen {
         };
         if let Ok((ctx, domid)) = self.running_domain(pod) {
             for slot in xs.directory(&members_dir(domid)).unwrap_or_default() {
-                let Ok(slot) = slot.parse::<u32>() else {
+                let Some(slot) = slot
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| *s <= MAX_XEN_MEMBER_SLOT)
+                else {
                     continue;
                 };
                 let node = slot_node(domid, slot);

@@ -30,9 +30,9 @@ stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # The Xen lab: its built-in suite, then inside dom0 the nginx acceptance, the volume and control
-# checks, xen-bindings' dom0 tests, the hostile guest, Redis and MariaDB from the compatibility
-# suite, and last (dockerd changes dom0's firewall) docker.io driving hx-runtime (HX_LAB_ARGS adds
-# options, e.g. --no-suite while developing).
+# checks, pods, xen-bindings' dom0 tests, the hostile guest, Redis and MariaDB from the
+# compatibility suite, and last (dockerd changes dom0's firewall) docker.io and containerd
+# driving hx-runtime and the shim (HX_LAB_ARGS adds options, e.g. --no-suite while developing).
 xen_lab() {
     local layout bindings
     # CI runs the lab: a missing runner fails the stage instead of skipping it unseen.
@@ -48,7 +48,8 @@ xen_lab() {
             --image "mariadb=$layout/mariadb" \
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
-            --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/xl-save.sh \
+            --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/pods.sh \
+            --script tests/xen-lab/checks/xl-save.sh \
             --script tests/xen-lab/checks/xl-admin.sh \
             --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
             --file "$(scripts/build-xs-hostile.sh):/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \

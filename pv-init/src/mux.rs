@@ -254,22 +254,52 @@ pub struct ExecRequest {
     pub container: Option<String>,
 }
 
-/// A pod member's disks and root: the image rootfs and the writable layer are SCSI disks the
-/// host hot-plugged at `target`, LUN 0 and LUN 1 (docs/pods.md).
+/// A pod member's disks and root: the image rootfs and the writable layer, hot-plugged by the
+/// host where `disks` says (docs/pods.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberStart {
     /// The member's container id: lower-case hex, what its root is named after in the guest.
     pub id: String,
-    pub target: u32,
-    /// The image's filesystem on LUN 0 (`erofs`).
+    pub disks: MemberDisks,
+    /// The image's filesystem (`erofs`).
     pub rootfs_type: String,
-    /// A writable layer disk (ext4) on LUN 1; else a tmpfs holds the upper.
+    /// A writable layer disk (ext4); else a tmpfs holds the upper.
     pub upper_disk: bool,
+}
+
+/// Where a pod member's two disks are, as the pod VM's backend plugged them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "bus", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MemberDisks {
+    /// QEMU: SCSI target `target` on the pod's virtio-scsi bus; LUN 0 the image, LUN 1 the layer.
+    Scsi { target: u32 },
+    /// Xen: blkfront vbds of member slot `slot` (`xen_member_disk_index`).
+    Xen { slot: u32 },
 }
 
 /// Highest SCSI target a pod member's disks may use (virtio-scsi's limit).
 pub const MAX_MEMBER_TARGET: u32 = 255;
+/// Highest Xen member slot: its disks stay within the two-letter vdevs (xvdzz is index 701).
+pub const MAX_XEN_MEMBER_SLOT: u32 = 255;
+/// The first xvd index of member disks: xvdaa, above every disk a pod's VM boots with.
+const XEN_MEMBER_FIRST_INDEX: u32 = 26;
+
+/// The xvd index (0 = xvda, 26 = xvdaa) of disk `disk` (0 the image, 1 the layer) of Xen member
+/// slot `slot`.
+pub fn xen_member_disk_index(slot: u32, disk: u32) -> u32 {
+    XEN_MEMBER_FIRST_INDEX + 2 * slot + disk.min(1)
+}
+
+/// The Xen virtual-device number of xvd index `index` (libxl's and blkfront's rule: the
+/// extended form from xvdq on); the guest's xenbus device is `vbd-<number>`.
+pub fn xen_vbd_number(index: u32) -> u32 {
+    if index < 16 {
+        (202 << 8) | (index << 4)
+    } else {
+        (1 << 28) | (index << 8)
+    }
+}
 
 /// A container id as pods carry it: 1 to 64 lower-case hex digits (safe as a path component).
 pub fn valid_member_id(id: &str) -> bool {
@@ -318,8 +348,14 @@ impl ExecRequest {
             if !valid_member_id(&m.id) {
                 return bad("pod member: invalid id");
             }
-            if m.target > MAX_MEMBER_TARGET {
-                return bad("pod member: SCSI target out of range");
+            match m.disks {
+                MemberDisks::Scsi { target } if target > MAX_MEMBER_TARGET => {
+                    return bad("pod member: SCSI target out of range");
+                }
+                MemberDisks::Xen { slot } if slot > MAX_XEN_MEMBER_SLOT => {
+                    return bad("pod member: Xen slot out of range");
+                }
+                _ => {}
             }
             if m.rootfs_type != "erofs" && m.rootfs_type != "ext4" {
                 return bad("pod member: unknown rootfs type");
@@ -509,14 +545,22 @@ mod tests {
 
     #[test]
     fn pod_member_requests_are_checked() {
-        let ok = br#"{"args":["sh"],"member":{"id":"ab12","target":3,"rootfs_type":"erofs","upper_disk":true}}"#;
+        let ok = br#"{"args":["sh"],"member":{"id":"ab12","disks":{"bus":"scsi","target":3},"rootfs_type":"erofs","upper_disk":true}}"#;
         let r = ExecRequest::parse(ok).unwrap();
-        assert_eq!(r.member.unwrap().target, 3);
+        assert_eq!(r.member.unwrap().disks, MemberDisks::Scsi { target: 3 });
+        let ok = br#"{"args":["sh"],"member":{"id":"ab12","disks":{"bus":"xen","slot":255},"rootfs_type":"erofs","upper_disk":false}}"#;
+        let r = ExecRequest::parse(ok).unwrap();
+        assert_eq!(r.member.unwrap().disks, MemberDisks::Xen { slot: 255 });
         for bad in [
-            &br#"{"args":["sh"],"member":{"id":"../x","target":3,"rootfs_type":"erofs","upper_disk":true}}"#[..],
-            br#"{"args":["sh"],"member":{"id":"ab","target":256,"rootfs_type":"erofs","upper_disk":true}}"#,
-            br#"{"args":["sh"],"member":{"id":"ab","target":1,"rootfs_type":"xfs","upper_disk":true}}"#,
-            br#"{"args":["sh"],"member":{"id":"ab","target":1,"rootfs_type":"erofs","upper_disk":true,"x":1}}"#,
+            &br#"{"args":["sh"],"member":{"id":"../x","disks":{"bus":"scsi","target":3},"rootfs_type":"erofs","upper_disk":true}}"#[..],
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"bus":"scsi","target":256},"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"bus":"xen","slot":256},"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"bus":"xen","slot":1,"target":2},"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"bus":"usb","slot":1},"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"slot":1},"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","target":1,"rootfs_type":"erofs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"bus":"scsi","target":1},"rootfs_type":"xfs","upper_disk":true}}"#,
+            br#"{"args":["sh"],"member":{"id":"ab","disks":{"bus":"scsi","target":1},"rootfs_type":"erofs","upper_disk":true,"x":1}}"#,
             br#"{"args":["sh"],"container":"AB/.."}"#,
             br#"{"args":["sh"],"container":""}"#,
         ] {
@@ -525,18 +569,44 @@ mod tests {
         assert!(ExecRequest::parse(br#"{"args":["sh"],"container":"0123abcd"}"#).is_ok());
     }
 
+    #[test]
+    fn xen_member_disks_are_extended_vbds_like_libxl_numbers_them() {
+        // xvdaa (index 26) and xvdab: libxl's extended form, (1 << 28) | (index << 8).
+        assert_eq!(xen_member_disk_index(0, 0), 26);
+        assert_eq!(xen_member_disk_index(0, 1), 27);
+        assert_eq!(xen_member_disk_index(1, 0), 28);
+        assert_eq!(xen_vbd_number(26), 268442112);
+        // xvda, the boot disk: the classic 202 major.
+        assert_eq!(xen_vbd_number(0), 51712);
+        assert_eq!(xen_vbd_number(1), 51728);
+    }
+
     proptest::proptest! {
         #[test]
         fn open_payloads_never_panic_and_accepted_ids_are_path_safe(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
             id in "[ -~]{0,80}",
             target in 0u32..1000,
+            xen in proptest::prelude::any::<bool>(),
         ) {
             let _ = ExecRequest::parse(&bytes);
-            let json = serde_json::json!({"args":["x"],"member":{"id":id,"target":target,"rootfs_type":"erofs","upper_disk":false}});
+            let disks = if xen {
+                serde_json::json!({"bus":"xen","slot":target})
+            } else {
+                serde_json::json!({"bus":"scsi","target":target})
+            };
+            let json = serde_json::json!({"args":["x"],"member":{"id":id,"disks":disks,"rootfs_type":"erofs","upper_disk":false}});
             if let Ok(r) = ExecRequest::parse(json.to_string().as_bytes()) {
                 let m = r.member.unwrap();
-                proptest::prop_assert!(m.target <= MAX_MEMBER_TARGET);
+                match m.disks {
+                    MemberDisks::Scsi { target } => proptest::prop_assert!(target <= MAX_MEMBER_TARGET),
+                    MemberDisks::Xen { slot } => {
+                        proptest::prop_assert!(slot <= MAX_XEN_MEMBER_SLOT);
+                        // Both disks within the two-letter vdevs, above xvdz, never shared.
+                        let (a, b) = (xen_member_disk_index(slot, 0), xen_member_disk_index(slot, 1));
+                        proptest::prop_assert!(a >= 26 && b == a + 1 && b <= 701);
+                    }
+                }
                 proptest::prop_assert!(!m.id.contains('/') && !m.id.contains('.') && !m.id.is_empty());
             }
         }

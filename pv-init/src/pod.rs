@@ -1,12 +1,13 @@
 //! Pods: one guest, several containers (docs/pods.md). The pod's own container is a pause
 //! process over an empty root; each member's workload arrives on the exec channel with its
-//! disks hot-plugged on the pod's virtio-scsi bus. Its root is assembled here, under
-//! `/.hx-pod/<id>/root` in the pod's mount namespace, and every process of the member enters it
-//! in a mount namespace of its own (the workload by pivot_root, `hx exec` by joining the
-//! workload's namespace), so members see neither each other's files nor the pod's.
+//! disks hot-plugged by the host (QEMU: on the pod's virtio-scsi bus; Xen: blkback vbds). Its
+//! root is assembled here, under `/.hx-pod/<id>/root` in the pod's mount namespace, and every
+//! process of the member enters it in a mount namespace of its own (the workload by
+//! pivot_root, `hx exec` by joining the workload's namespace), so members see neither each
+//! other's files nor the pod's.
 use crate::InitError;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use pv_init::mux::MemberStart;
+use pv_init::mux::{MemberDisks, MemberStart};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 /// What pv-init starts as the pod's own workload: it only waits to be stopped.
 pub const PAUSE_ARG: &str = "--hx-pod-pause";
 const BASE: &str = "/.hx-pod";
-/// How long a hot-plugged disk may take to appear (the SCSI scan after the hotplug event).
+/// How long a hot-plugged disk may take to appear (the SCSI scan after the hotplug event, or
+/// blkfront's connection to blkback).
 const DISK_WAIT: Duration = Duration::from_secs(15);
 
 pub struct Member {
@@ -49,37 +51,62 @@ pub fn pause() -> ! {
     std::process::exit(0)
 }
 
-/// `/dev/sdX` of the disk at SCSI `target`:`lun` on the pod's bus, waited for.
-fn scsi_disk(target: u32, lun: u32) -> Result<PathBuf, InitError> {
-    let suffix = format!(":0:{target}:{lun}");
+/// The block device of a member's disk `disk` (0 the image, 1 the layer), waited for.
+fn member_disk(disks: MemberDisks, disk: u32) -> Result<PathBuf, InitError> {
     let deadline = Instant::now() + DISK_WAIT;
     loop {
-        if let Ok(rd) = std::fs::read_dir("/sys/bus/scsi/devices") {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                if !name.ends_with(&suffix) {
-                    continue;
-                }
-                let found = std::fs::read_dir(e.path().join("block"))
-                    .ok()
-                    .and_then(|mut b| b.next())
-                    .and_then(|b| b.ok())
-                    .map(|b| b.file_name().to_string_lossy().to_string());
-                if let Some(dev) = found {
-                    let path = PathBuf::from(format!("/dev/{dev}"));
-                    if path.exists() {
-                        return Ok(path);
-                    }
-                }
-            }
+        if let Some(path) = find_member_disk(disks, disk) {
+            return Ok(path);
         }
         if Instant::now() > deadline {
+            let at = match disks {
+                MemberDisks::Scsi { target } => format!("SCSI {target}:{disk}"),
+                MemberDisks::Xen { slot } => format!(
+                    "vbd-{}",
+                    pv_init::mux::xen_vbd_number(pv_init::mux::xen_member_disk_index(slot, disk))
+                ),
+            };
             return Err(InitError::setup(format!(
-                "pod member disk {target}:{lun} did not appear"
+                "pod member disk {at} did not appear"
             )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `/dev/<name>` of the disk, once the kernel has it: on SCSI the device whose address ends in
+/// `:0:T:LUN`; on Xen the block device of xenbus device `vbd-<number>` (blkfront connected).
+fn find_member_disk(disks: MemberDisks, disk: u32) -> Option<PathBuf> {
+    let first_block = |dev: &Path| {
+        std::fs::read_dir(dev.join("block"))
+            .ok()
+            .and_then(|mut b| b.next())
+            .and_then(|b| b.ok())
+            .map(|b| b.file_name().to_string_lossy().to_string())
+    };
+    let name = match disks {
+        MemberDisks::Scsi { target } => {
+            let suffix = format!(":0:{target}:{disk}");
+            // A previous member's device at the same address may still be going ("deleting"):
+            // its /dev node answers ENXIO.
+            let running = |dev: &Path| {
+                std::fs::read_to_string(dev.join("state")).is_ok_and(|s| s.trim() == "running")
+            };
+            std::fs::read_dir("/sys/bus/scsi/devices")
+                .ok()?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+                .filter(|e| running(&e.path()))
+                .find_map(|e| first_block(&e.path()))?
+        }
+        MemberDisks::Xen { slot } => {
+            let number =
+                pv_init::mux::xen_vbd_number(pv_init::mux::xen_member_disk_index(slot, disk));
+            first_block(Path::new(&format!("/sys/bus/xen/devices/vbd-{number}")))?
+        }
+    };
+    let path = PathBuf::from(format!("/dev/{name}"));
+    path.exists().then_some(path)
 }
 
 fn mnt(
@@ -105,7 +132,7 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
             m.id
         )));
     }
-    let rootfs = scsi_disk(m.target, 0)?;
+    let rootfs = member_disk(m.disks, 0)?;
     mnt(
         &rootfs.to_string_lossy(),
         &base.join("lower"),
@@ -114,7 +141,7 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
         None,
     )?;
     if m.upper_disk {
-        let upper = scsi_disk(m.target, 1)?;
+        let upper = member_disk(m.disks, 1)?;
         mnt(
             &upper.to_string_lossy(),
             &base.join("rw"),

@@ -259,8 +259,9 @@ async fn pod(c: &Containerd, netns: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "{url} not reachable from containerd's namespace\n{}",
-            c.log_tail()
+            "{url} not reachable from containerd's namespace\n{}\n{}",
+            c.log_tail(),
+            engine_logs(&hx_root)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };

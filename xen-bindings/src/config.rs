@@ -2,7 +2,7 @@
 use crate::error::XenError;
 use libxl_sys as sys;
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DomainType {
@@ -30,6 +30,28 @@ impl DiskSpec {
             readonly,
         }
     }
+}
+
+/// Fills an initialised libxl disk: `d` as a raw file or device behind blkback in dom0, with
+/// `script` as its hotplug script (libxl's `block` when None).
+///
+/// # Safety
+/// `disk` was initialised by `libxl_device_disk_init` and its strings are libxl's to free.
+pub(crate) unsafe fn fill_disk(
+    disk: &mut sys::libxl_device_disk,
+    d: &DiskSpec,
+    script: Option<&Path>,
+) -> Result<(), XenError> {
+    disk.pdev_path = libxl_str("disk target", &d.target.to_string_lossy())?;
+    disk.vdev = libxl_str("vdev", &d.vdev)?;
+    disk.format = sys::LIBXL_DISK_FORMAT_RAW;
+    disk.backend = sys::LIBXL_DISK_BACKEND_PHY;
+    disk.readwrite = if d.readonly { 0 } else { 1 };
+    disk.backend_domid = 0;
+    if let Some(script) = script {
+        disk.script = libxl_str("disk script", &script.to_string_lossy())?;
+    }
+    Ok(())
 }
 
 /// xvda..xvdz, then xvdaa, xvdab, ... (Linux's blkfront naming).
@@ -480,15 +502,7 @@ impl DomainConfig {
                 let disk = &mut *c.disks.add(i);
                 sys::libxl_device_disk_init(disk);
                 c.num_disks = i as i32 + 1;
-                disk.pdev_path = libxl_str("disk target", &d.target.to_string_lossy())?;
-                disk.vdev = libxl_str("vdev", &d.vdev)?;
-                disk.format = sys::LIBXL_DISK_FORMAT_RAW;
-                disk.backend = sys::LIBXL_DISK_BACKEND_PHY;
-                disk.readwrite = if d.readonly { 0 } else { 1 };
-                disk.backend_domid = 0;
-                if let Some(script) = &self.disk_script {
-                    disk.script = libxl_str("disk script", &script.to_string_lossy())?;
-                }
+                fill_disk(disk, d, self.disk_script.as_deref())?;
             }
             c.nics = calloc::<sys::libxl_device_nic>(self.nics.len());
             for (i, n) in self.nics.iter().enumerate() {

@@ -400,6 +400,18 @@ pub fn disk_from_specs(specs: &[String]) -> Result<Disk, XenError> {
     Ok(d)
 }
 
+/// A disk hx builds itself (a pod member's, hot-plugged): `spec` raw behind blkback, `script` its
+/// hotplug script (libxl's `block` when None).
+pub fn disk_from_spec(
+    spec: &crate::config::DiskSpec,
+    script: Option<&std::path::Path>,
+) -> Result<Disk, XenError> {
+    let mut d = Disk::new();
+    // SAFETY: d was initialised by Disk::new and owns the strings fill_disk allocates.
+    unsafe { crate::config::fill_disk(&mut d.0, spec, script)? };
+    Ok(d)
+}
+
 /// A libxl nic, disposed on drop (`hx network-attach`'s device).
 pub struct Nic(pub(crate) sys::libxl_device_nic);
 // SAFETY: owns only malloc'd memory.

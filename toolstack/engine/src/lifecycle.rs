@@ -238,7 +238,16 @@ fn create_inner(
             req.hostname = crate::pod::hostname(root, pod);
             Box::new(backend::pod::PodMember::new(root, pod))
         }
-        _ => backend::select(req.backend.as_deref(), root)?,
+        (_, infra) => {
+            let be = backend::select(req.backend.as_deref(), root)?;
+            if infra && !be.can_host_pod_members() {
+                bail!(
+                    "the {} backend cannot run pods (no hot-plug of members' disks)",
+                    be.name()
+                );
+            }
+            be
+        }
     };
     // Checked now, so that a bad flag fails `hx create` rather than the first start.
     let prepared = Launch::prepare(root, &req, &img, be.as_ref(), &host)?;

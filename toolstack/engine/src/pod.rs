@@ -30,6 +30,11 @@ pub struct PodRequest {
     pub dns: Vec<String>,
     pub add_hosts: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The pod VM's backend (`--backend`; default as for any container), which must be able to
+    /// hot-plug members' disks (`Backend::can_host_pod_members`).
+    pub backend: Option<String>,
+    /// Xen domain type of the pod's VM (`--type`).
+    pub xen_type: Option<String>,
 }
 
 /// The pod's infra container.
@@ -171,9 +176,8 @@ pub fn infra_request(root: &Path, req: &PodRequest) -> anyhow::Result<CreateRequ
         rootfs: Some(rootfs),
         pod: Some(req.name.clone()),
         pod_infra: true,
-        // Members' disks are hot-plugged over QMP: a pod's VM is QEMU's, also on a dom0
-        // (Xen's blkback hot-plug is the next step, docs/pods.md).
-        backend: Some("qemu".into()),
+        backend: req.backend.clone(),
+        xen_type: req.xen_type.clone(),
         ..Default::default()
     })
 }

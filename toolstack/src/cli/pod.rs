@@ -48,6 +48,12 @@ pub struct CreateArgs {
     /// Add a line to the pod's /etc/hosts: HOST:IP
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
+    /// Backend of the pod's VM: qemu or xen (default: xen on a dom0, else qemu)
+    #[arg(long, env = "HX_BACKEND")]
+    pub backend: Option<String>,
+    /// Xen domain type of the pod's VM: pvh (default) or pv (default from [xen] type)
+    #[arg(long = "type", value_name = "pvh|pv")]
+    pub xen_type: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,6 +112,8 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                 dns: a.dns,
                 add_hosts: a.add_host,
                 labels: Default::default(),
+                backend: a.backend,
+                xen_type: a.xen_type,
             };
             let started =
                 tokio::task::spawn_blocking(move || hx_engine::pod::create(&root, req)).await??;

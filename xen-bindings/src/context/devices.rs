@@ -92,6 +92,29 @@ impl Context {
         wait.finish().await.map(drop)
     }
 
+    /// Removes the disk the guest knows as `vdev` (`xl block-detach --force`'s way: the guest is
+    /// asked to let go first; after libxl's timeout the backend goes regardless).
+    pub async fn disk_remove(&self, domid: u32, vdev: &str) -> Result<(), XenError> {
+        let c = CString::new(vdev)
+            .map_err(|_| XenError::InvalidConfig(format!("vdev {vdev:?} contains NUL")))?;
+        let mut disk = Disk::new();
+        // SAFETY: valid context, C string and initialised disk.
+        let rc =
+            unsafe { sys::libxl_vdev_to_device_disk(self.ctx(), domid, c.as_ptr(), &mut disk.0) };
+        if rc != 0 {
+            return Err(XenError::libxl_with(
+                "vdev_to_device_disk",
+                sys::ERROR_NOTFOUND,
+                Some(format!("Device {vdev} not connected")),
+            ));
+        }
+        let wait = self.start_ao("device_disk_remove", disk, |ctx, d, how| {
+            // SAFETY: the disk lives until the completion callback.
+            unsafe { sys::libxl_device_disk_remove(ctx, domid, &raw mut (*d).0, how) }
+        })?;
+        wait.finish().await.map(drop)
+    }
+
     /// The domain's vbds (`xl block-list`).
     pub fn disks(&self, domid: u32) -> Result<Vec<BlockInfo>, XenError> {
         let mut n: c_int = 0;

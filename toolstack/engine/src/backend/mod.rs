@@ -3,6 +3,7 @@
 pub mod pod;
 pub mod qemu;
 pub mod qemu_checkpoint;
+pub mod qemu_pod;
 pub mod qmp;
 pub mod warm;
 pub mod xen;
@@ -152,6 +153,27 @@ pub trait Backend {
     fn exec_socket(&self, _dir: &Path) -> Option<PathBuf> {
         None
     }
+    /// Pods (docs/pods.md): whether this backend's VMs can take pod members' disks while they
+    /// run (`plug_member`), so that a pod's VM can be one of them.
+    fn can_host_pod_members(&self) -> bool {
+        false
+    }
+    /// Hot-plugs pod member `member`'s disks into the running VM of the pod's infra container
+    /// `pod`; says where the guest finds them (MemberStart::disks). Leaves nothing plugged when
+    /// it fails.
+    fn plug_member(
+        &self,
+        pod: &Container,
+        _member: &pod::MemberFiles,
+    ) -> anyhow::Result<pv_init::mux::MemberDisks> {
+        anyhow::bail!(
+            "container {}: this backend cannot hot-plug pod members' disks",
+            pod.name
+        )
+    }
+    /// Removes what `plug_member` plugged for `member` from the pod's VM, and anything of it a
+    /// killed keeper left half-plugged (best effort: the devices that are there).
+    fn unplug_member(&self, _pod: &Container, _member: &pod::MemberFiles) {}
     /// Whether the VM is paused now (asked of the hypervisor, never cached).
     fn is_paused(&self, _c: &Container, _dir: &Path) -> bool {
         false

@@ -1,10 +1,11 @@
 //! A pod member (docs/pods.md): its workload runs in its pod's VM, so its "VM process" is a
 //! keeper, `hx __pod-member DIR`, which lives as long as the workload: it hot-plugs the
-//! member's disks (image rootfs read-only, writable layer) into the pod's VM over QMP
-//! (`blockdev-add` + `device_add scsi-hd` on the pod's virtio-scsi bus), starts the workload
-//! over the pod's exec channel (an Open with `member`), hands its output and status to the
-//! member's own log relay (so logs, status, outcome and attach work as for any container),
-//! forwards `signal N` control lines, and unplugs the disks once the guest reported the end.
+//! member's disks (image rootfs read-only, writable layer) into the pod's VM the way that VM's
+//! backend does it (`Backend::plug_member`: QEMU's virtio-scsi over QMP, Xen's blkback vbds),
+//! starts the workload over the pod's exec channel (an Open with `member`), hands its output
+//! and status to the member's own log relay (so logs, status, outcome and attach work as for
+//! any container), forwards `signal N` control lines, and unplugs the disks once the guest
+//! reported the end.
 use super::{Backend, VmHandle, VmSpec};
 use crate::container::{self, Container};
 use anyhow::{bail, Context};
@@ -18,24 +19,38 @@ use std::time::{Duration, Instant};
 
 /// The backend name in a member's record.
 pub const NAME: &str = "pod";
-/// The pod VM's hot-plug bus (backend/qemu.rs).
-const BUS: &str = "hxpod.0";
 /// What the keeper needs beyond spec.json, written by `start`.
 const PLAN_FILE: &str = "member.json";
 const KEEPER_LOG: &str = "keeper.log";
-/// How long a keeper waits for the pod's QMP socket (one client at a time).
-const QMP_WAIT: Duration = Duration::from_secs(20);
 
 pub struct PodMember {
     root: PathBuf,
     pod: String,
 }
 
+/// A member's disks, for the pod VM's backend to plug (`Backend::plug_member`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MemberFiles {
+    /// The member's container id.
+    pub id: String,
+    /// The image's root filesystem (read-only; may be shared with other members).
+    pub rootfs: PathBuf,
+    /// The member's writable layer (ext4), unless it has none (`--rm`).
+    pub upper: Option<PathBuf>,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Plan {
-    pod_dir: PathBuf,
-    rootfs: PathBuf,
-    upper: Option<PathBuf>,
+    root: PathBuf,
+    pod: String,
+    files: MemberFiles,
+}
+
+/// The pod's infra container and its backend (where member disks are plugged).
+fn pod_vm(root: &Path, pod: &str) -> anyhow::Result<(Container, Box<dyn Backend>)> {
+    let infra = crate::pod::infra(root, pod)?;
+    let be = super::for_container(&infra, root)?;
+    Ok((infra, be))
 }
 
 impl PodMember {
@@ -44,11 +59,6 @@ impl PodMember {
             root: root.to_path_buf(),
             pod: pod.to_string(),
         }
-    }
-
-    fn pod_dir(&self) -> anyhow::Result<PathBuf> {
-        let infra = crate::pod::infra(&self.root, &self.pod)?;
-        Ok(container::dir(&self.root, &infra.id))
     }
 }
 
@@ -73,9 +83,13 @@ impl Backend for PodMember {
             );
         }
         let plan = Plan {
-            pod_dir: container::dir(&self.root, &infra.id),
-            rootfs: spec.disks[0].path.clone(),
-            upper: spec.disks.get(2).map(|d| d.path.clone()),
+            root: self.root.clone(),
+            pod: self.pod.clone(),
+            files: MemberFiles {
+                id: spec.id.to_string(),
+                rootfs: spec.disks[0].path.clone(),
+                upper: spec.disks.get(2).map(|d| d.path.clone()),
+            },
         };
         hx_images::store::write_atomic(&spec.dir.join(PLAN_FILE), &serde_json::to_vec(&plan)?)?;
         let fifo = spec.dir.join("control.in");
@@ -147,106 +161,29 @@ impl Backend for PodMember {
         let _ = std::fs::remove_file(dir.join("control.in"));
         let _ = std::fs::remove_file(dir.join(crate::exec_channel::broker::SOCKET));
         // A keeper that was killed left its disks in the pod's VM.
-        if let Ok(pod_dir) = self.pod_dir() {
-            if crate::pod::infra(&self.root, &self.pod).is_ok_and(|i| i.vm_alive()) {
-                if let Ok(mut q) = crate::backend::qmp::Qmp::connect(&pod_dir) {
-                    unplug(&mut q, &c.id);
-                }
+        if let Ok((infra, be)) = pod_vm(&self.root, &self.pod) {
+            if infra.vm_alive() {
+                let files = read_plan(dir).map(|p| p.files).unwrap_or(MemberFiles {
+                    id: c.id.clone(),
+                    rootfs: PathBuf::new(),
+                    upper: None,
+                });
+                be.unplug_member(&infra, &files);
             }
         }
         Ok(())
     }
 
     fn exec_socket(&self, _dir: &Path) -> Option<PathBuf> {
-        self.pod_dir()
-            .ok()
-            .map(|d| d.join(crate::exec_channel::broker::SOCKET))
+        let (infra, be) = pod_vm(&self.root, &self.pod).ok()?;
+        be.exec_socket(&container::dir(&self.root, &infra.id))
     }
 }
 
-fn node(id: &str, lun: u32) -> String {
-    format!("hxm-{}-{lun}", &id[..12.min(id.len())])
-}
-
-fn connect(pod_dir: &Path, wait: Duration) -> anyhow::Result<super::qmp::Qmp> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match super::qmp::Qmp::connect(pod_dir) {
-            Ok(q) => return Ok(q),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// Hot-plugs the member's disks into the pod's VM: the image at LUN 0, the writable layer at
-/// LUN 1 of the first free SCSI target. Returns the target.
-fn plug(q: &mut super::qmp::Qmp, id: &str, plan: &Plan) -> anyhow::Result<u32> {
-    let mut disks = vec![(&plan.rootfs, true)];
-    if let Some(u) = &plan.upper {
-        disks.push((u, false));
-    }
-    for (lun, (path, readonly)) in disks.iter().enumerate() {
-        q.execute_with(
-            "blockdev-add",
-            Some(serde_json::json!({
-                "driver": "raw",
-                "node-name": node(id, lun as u32),
-                "read-only": readonly,
-                // Like the boot disks' cache=unsafe: nothing reads these after the VM.
-                "cache": {"no-flush": true},
-                "file": {"driver": "file", "filename": path},
-            })),
-        )?;
-    }
-    let mut last = None;
-    for target in 0..=pv_init::mux::MAX_MEMBER_TARGET {
-        let added = q.execute_with(
-            "device_add",
-            Some(serde_json::json!({
-                "driver": "scsi-hd", "id": node(id, 0), "drive": node(id, 0),
-                "bus": BUS, "channel": 0, "scsi-id": target, "lun": 0,
-            })),
-        );
-        match added {
-            Ok(_) => {
-                if plan.upper.is_some() {
-                    q.execute_with(
-                        "device_add",
-                        Some(serde_json::json!({
-                            "driver": "scsi-hd", "id": node(id, 1), "drive": node(id, 1),
-                            "bus": BUS, "channel": 0, "scsi-id": target, "lun": 1,
-                        })),
-                    )?;
-                }
-                return Ok(target);
-            }
-            // That target is another member's: the next one.
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no free SCSI target")))
-}
-
-/// Removes the member's devices and block nodes from the pod's VM (best effort: those that
-/// are there).
-fn unplug(q: &mut super::qmp::Qmp, id: &str) {
-    for lun in [1, 0] {
-        let _ = q.execute_with("device_del", Some(serde_json::json!({"id": node(id, lun)})));
-    }
-    for lun in [1, 0] {
-        // The device goes first; its node is in use until then.
-        for _ in 0..50 {
-            match q.execute_with(
-                "blockdev-del",
-                Some(serde_json::json!({"node-name": node(id, lun)})),
-            ) {
-                Ok(_) => break,
-                Err(e) if e.to_string().contains("Failed to find") => break,
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
+fn read_plan(dir: &Path) -> anyhow::Result<Plan> {
+    Ok(serde_json::from_slice(&std::fs::read(
+        dir.join(PLAN_FILE),
+    )?)?)
 }
 
 /// `hx __pod-member DIR --fds ...`: the keeper (see the module's comment). `fds`: its ends of
@@ -254,6 +191,12 @@ fn unplug(q: &mut super::qmp::Qmp, id: &str) {
 pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     if fds.len() < crate::log_relay::STREAMS.len() {
         bail!("pod member: {} relay sockets, expected more", fds.len());
+    }
+    // Not passed on: a hotplug script libxl forks from here (Xen) would hold the member's
+    // output open past the keeper's death, and its relay with it.
+    for &fd in fds {
+        // SAFETY: F_SETFD on a descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     // SAFETY: the fds were inherited from `start` for this process alone.
     let socket = |i: usize| unsafe { std::fs::File::from_raw_fd(fds[i]) };
@@ -276,10 +219,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         code: 125,
         message: format!("pod member: {e:#}"),
     };
-    let plan: Plan = match std::fs::read(dir.join(PLAN_FILE))
-        .map_err(anyhow::Error::from)
-        .and_then(|b| Ok(serde_json::from_slice(&b)?))
-    {
+    let plan: Plan = match read_plan(dir) {
         Ok(p) => p,
         Err(e) => {
             report(&failed(e));
@@ -296,15 +236,20 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let plugged = connect(&plan.pod_dir, QMP_WAIT).and_then(|mut q| {
-        let t = plug(&mut q, &id, &plan);
-        if t.is_err() {
-            unplug(&mut q, &id);
+    let (infra, be) = match pod_vm(&plan.root, &plan.pod) {
+        Ok(v) => v,
+        Err(e) => {
+            report(&failed(e));
+            return Ok(());
         }
-        t
-    });
-    let target = match plugged {
-        Ok(t) => t,
+    };
+    let pod_dir = container::dir(&plan.root, &infra.id);
+    let Some(socket_path) = be.exec_socket(&pod_dir) else {
+        report(&failed(anyhow::anyhow!("the pod's VM has no exec channel")));
+        return Ok(());
+    };
+    let disks = match be.plug_member(&infra, &plan.files) {
+        Ok(d) => d,
         Err(e) => {
             report(&failed(
                 e.context("hot-plugging its disks into the pod's VM"),
@@ -322,13 +267,12 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         builtin: None,
         member: Some(MemberStart {
             id: id.clone(),
-            target,
+            disks,
             rootfs_type: spec.rootfs.fstype.clone(),
-            upper_disk: matches!(spec.upper, Upper::Disk { .. }) && plan.upper.is_some(),
+            upper_disk: matches!(spec.upper, Upper::Disk { .. }) && plan.files.upper.is_some(),
         }),
         container: None,
     };
-    let socket_path = plan.pod_dir.join(crate::exec_channel::broker::SOCKET);
     let ended =
         crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {
             forward_control(dir, session.control());
@@ -345,9 +289,9 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         Ok(_) => report(&failed(anyhow::anyhow!("the pod's VM went away"))),
         Err(e) => report(&failed(e)),
     }
-    // Briefly: a pod VM that is gone (its socket refuses) has nothing to unplug.
-    if let Ok(mut q) = connect(&plan.pod_dir, Duration::from_secs(2)) {
-        unplug(&mut q, &id);
+    // A pod VM that is gone has nothing to unplug.
+    if infra.vm_alive() {
+        be.unplug_member(&infra, &plan.files);
     }
     Ok(())
 }

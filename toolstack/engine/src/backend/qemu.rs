@@ -305,7 +305,10 @@ impl Qemu {
         if spec.hotplug_bus {
             // A pod's members' disks are hot-plugged here (backend/pod.rs): microvm's
             // virtio-mmio slots cannot take a device_add, a SCSI bus can.
-            cmd.args(["-device", "virtio-scsi-device,id=hxpod"]);
+            cmd.args([
+                "-device",
+                &format!("virtio-scsi-device,id={}", super::qemu_pod::BUS),
+            ]);
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {
@@ -634,6 +637,23 @@ impl Backend for Qemu {
 
     fn exec_socket(&self, dir: &Path) -> Option<PathBuf> {
         Some(dir.join(crate::exec_channel::broker::SOCKET))
+    }
+
+    /// A pod's VM has a virtio-scsi bus (`VmSpec::hotplug_bus`); qemu_pod.rs.
+    fn can_host_pod_members(&self) -> bool {
+        true
+    }
+
+    fn plug_member(
+        &self,
+        pod: &Container,
+        member: &super::pod::MemberFiles,
+    ) -> anyhow::Result<pv_init::mux::MemberDisks> {
+        super::qemu_pod::plug(&crate::container::dir(&self.root, &pod.id), member)
+    }
+
+    fn unplug_member(&self, pod: &Container, member: &super::pod::MemberFiles) {
+        super::qemu_pod::unplug(&crate::container::dir(&self.root, &pod.id), &member.id)
     }
 
     fn pause(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub mod console;
 pub mod exec;
 pub mod hotplug;
 pub mod monitor;
+pub mod pod;
 
 pub use console::console_tty;
 
@@ -635,6 +636,23 @@ impl Backend for Xen {
             }
         }
         Ok(())
+    }
+
+    /// Blkback vbds on the pod's domain (pod.rs).
+    fn can_host_pod_members(&self) -> bool {
+        true
+    }
+
+    fn plug_member(
+        &self,
+        pod: &Container,
+        member: &crate::backend::pod::MemberFiles,
+    ) -> anyhow::Result<pv_init::mux::MemberDisks> {
+        self.plug_pod_member(pod, member)
+    }
+
+    fn unplug_member(&self, pod: &Container, member: &crate::backend::pod::MemberFiles) {
+        self.unplug_pod_member(pod, member)
     }
 
     /// The monitor hosts the exec broker (exec.rs), bridged to the guest's vchan.

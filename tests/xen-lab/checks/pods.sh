@@ -1,0 +1,83 @@
+#!/bin/bash
+# Pods on Xen (docs/pods.md, "Xen"), PVH and PV: one domain per pod, each member's disks
+# hot-plugged into it as blkback vbds (xvdaa + 2 x slot, read-only image, and the writable layer)
+# by its keeper, its workload started over the pod's exec channel (the vchan). Per type: a pod
+# with a published port, a busybox httpd member reached from a second member over localhost and
+# from dom0 through the pod's port, members' own files, a member's exit code, hx exec into a
+# member, hx rm -f of a member (the pod runs on, the member's vbds gone from xenstore), and
+# hx pod rm -f (no domain, vbd, loop device or record left).
+set -u
+. /lab/lib.sh
+fail=0
+ok() { echo "PASS $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+t0=$(date +%s)
+vbds() { xenstore-list "/local/domain/0/backend/vbd/$1" 2>/dev/null | sort -n | tr '\n' ' '; }
+loops0=$(losetup -a | sort)
+# Earlier checks in the same lab may leave containers of their own: only this script's count.
+records0=$(hx ps -a -q 2>&1 | sort)
+for type in pvh pv; do
+    p="pod$type"
+    port=$([ "$type" = pvh ] && echo 18080 || echo 18081)
+    ts=$(date +%s)
+    out=$(timeout 300 hx pod create --name "$p" --type "$type" -p "$port:8080" 2>&1); rc=$?
+    [ "$rc:$out" = "0:$p" ] && ok "$type: pod create ($(( $(date +%s) - ts )) s)" || { bad "$type: pod create: exit $rc: $out"; continue; }
+    domid=$(xl domid "$p-infra" 2>/dev/null)
+    [ -n "$domid" ] && ok "$type: the pod is domain $domid" || bad "$type: no domain $p-infra"
+    own=$(vbds "$domid")
+    ts=$(date +%s)
+    timeout 120 hx run -d --pod "$p" --name "srv$type" busybox sh -c \
+        'mkdir -p /www && echo hello-from-srv > /www/index.html && echo mine > /srv-file && exec httpd -f -p 8080 -h /www' >/dev/null \
+        && ok "$type: run -d --pod: httpd member ($(( $(date +%s) - ts )) s)" || bad "$type: run -d --pod httpd"
+    got=""
+    for _ in $(seq 30); do
+        got=$(timeout 60 hx run --rm --pod "$p" busybox wget -qO- http://localhost:8080/ 2>&1) && break
+        sleep 1
+    done
+    [ "$got" = hello-from-srv ] && ok "$type: a second member reaches the first over localhost" || bad "$type: wget localhost: '$got'"
+    # run -d returns once the keeper runs; httpd answering means its disks are in. Slot 0:
+    # xvdaa and xvdab, vbd numbers (1 << 28) | (26 << 8) and | (27 << 8).
+    members=$(vbds "$domid")
+    [ "$members" = "${own}268442112 268442368 " ] && ok "$type: the member's vbds xvdaa, xvdab on the pod's domain ($members)" \
+        || bad "$type: vbds of domain $domid: '$members', its own '$own'"
+    got=$(curl -sf --max-time 10 "http://127.0.0.1:$port/" 2>&1)
+    [ "$got" = hello-from-srv ] && ok "$type: the pod's published port $port serves the member" || bad "$type: curl :$port: '$got'"
+    got=$(timeout 60 hx exec "srv$type" cat /srv-file 2>&1); rc=$?
+    [ "$rc:$got" = "0:mine" ] && ok "$type: exec into the member sees its own file" || bad "$type: exec cat /srv-file: exit $rc, '$got'"
+    got=$(timeout 60 hx run --rm --pod "$p" busybox sh -c 'ls /srv-file /www 2>/dev/null; echo n=$?' 2>&1)
+    [ "$got" = "n=1" ] && ok "$type: another member does not see it" || bad "$type: other member sees: '$got'"
+    if [ "$type" = pvh ]; then
+        # A member's start against a container of its own (a domain's boot): MEASURE only.
+        s=$(date +%s%N); timeout 120 hx run --rm --pod "$p" busybox true; m=$(( ($(date +%s%N) - s) / 1000000 ))
+        s=$(date +%s%N); timeout 300 hx run --rm --network none busybox true; c=$(( ($(date +%s%N) - s) / 1000000 ))
+        echo "MEASURE pvh run-rm-true-ms member $m container $c"
+    fi
+    timeout 60 hx run --rm --pod "$p" busybox sh -c 'echo bye; exit 7' >/dev/null 2>&1; rc=$?
+    [ "$rc" = 7 ] && ok "$type: a member's exit code (7)" || bad "$type: exit code $rc, expected 7"
+    ts=$(date +%s)
+    hx rm -f "srv$type" >/dev/null 2>&1 && ok "$type: rm -f of the member ($(( $(date +%s) - ts )) s)" || bad "$type: rm -f srv$type"
+    left=$(vbds "$domid")
+    [ "$left" = "$own" ] && ok "$type: its vbds are gone from xenstore ($left)" || bad "$type: vbds after rm -f: '$left', pod's own '$own'"
+    xl domid "$p-infra" >/dev/null 2>&1 && ok "$type: the pod's domain runs on" || bad "$type: the pod's domain is gone"
+    got=$(timeout 60 hx run --rm --pod "$p" busybox echo still-here 2>&1)
+    [ "$got" = still-here ] && ok "$type: the pod takes members again" || bad "$type: after rm -f: '$got'"
+    # A keeper killed (SIGKILL): its member's vbds go with the member's cleanup.
+    hx run -d --pod "$p" --name "doomed$type" busybox sleep 600 >/dev/null
+    for _ in $(seq 60); do [ "$(vbds "$domid")" != "$own" ] && break; sleep 1; done
+    id=$(hx inspect -f '{{.Id}}' "doomed$type" 2>/dev/null)
+    keeper=$(pgrep -f "__pod-member /var/lib/hx/containers/$id" | head -n 1)
+    [ -n "$keeper" ] && [ "$(vbds "$domid")" != "$own" ] && kill -9 "$keeper" \
+        && ok "$type: a member's keeper killed (its vbds: $(vbds "$domid"))" || bad "$type: no keeper or vbds for doomed$type"
+    hx rm -f "doomed$type" >/dev/null 2>&1 && [ "$(vbds "$domid")" = "$own" ] \
+        && ok "$type: rm -f after its keeper was killed removes its vbds" || bad "$type: after the killed keeper: vbds '$(vbds "$domid")'"
+    ts=$(date +%s)
+    hx pod rm -f "$p" >/dev/null 2>&1 && ok "$type: pod rm -f ($(( $(date +%s) - ts )) s)" || bad "$type: pod rm -f"
+    domain_gone "$p-infra" 20 && ok "$type: no domain left" || bad "$type: domain $p-infra still listed"
+    [ -z "$(vbds "$domid")" ] && ok "$type: no vbd left" || bad "$type: vbds left: $(vbds "$domid")"
+    [ "$(hx ps -a -q 2>&1 | sort)" = "$records0" ] && ! hx pod ps -q 2>&1 | grep -qx "$p" \
+        && ok "$type: no record left" \
+        || bad "$type: records left: $(hx ps -a -q 2>&1 | tr '\n' ' ') pods: $(hx pod ps -q 2>&1 | tr '\n' ' ')"
+done
+[ "$(losetup -a | sort)" = "$loops0" ] && ok "no loop device left" || { bad "loop devices left"; losetup -a; }
+echo "MEASURE pods-check-seconds $(( $(date +%s) - t0 ))"
+exit $fail

@@ -1,0 +1,114 @@
+//! A pod member's disks in a QEMU pod VM (docs/pods.md): `blockdev-add` + `device_add scsi-hd`
+//! over QMP on the pod's virtio-scsi bus (`VmSpec::hotplug_bus`), the image at LUN 0 and the
+//! writable layer at LUN 1 of the first free SCSI target.
+use super::pod::MemberFiles;
+use super::qmp::Qmp;
+use pv_init::mux::MemberDisks;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The pod VM's hot-plug bus (qemu.rs adds it for `VmSpec::hotplug_bus`).
+pub const BUS: &str = "hxpod";
+/// How long a keeper waits for the pod's QMP socket (one client at a time).
+const QMP_WAIT: Duration = Duration::from_secs(20);
+
+fn node(id: &str, lun: u32) -> String {
+    format!("hxm-{}-{lun}", &id[..12.min(id.len())])
+}
+
+fn connect(pod_dir: &Path, wait: Duration) -> anyhow::Result<Qmp> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Qmp::connect(pod_dir) {
+            Ok(q) => return Ok(q),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+pub fn plug(pod_dir: &Path, m: &MemberFiles) -> anyhow::Result<MemberDisks> {
+    let mut q = connect(pod_dir, QMP_WAIT)?;
+    let plugged = plug_on(&mut q, m);
+    if plugged.is_err() {
+        unplug_on(&mut q, &m.id);
+    }
+    plugged.map(|target| MemberDisks::Scsi { target })
+}
+
+/// Best effort: a pod VM that is gone (its socket refuses) has nothing to unplug.
+pub fn unplug(pod_dir: &Path, id: &str) {
+    if let Ok(mut q) = connect(pod_dir, Duration::from_secs(2)) {
+        unplug_on(&mut q, id);
+    }
+}
+
+fn plug_on(q: &mut Qmp, m: &MemberFiles) -> anyhow::Result<u32> {
+    let id = &m.id;
+    let mut disks = vec![(&m.rootfs, true)];
+    if let Some(u) = &m.upper {
+        disks.push((u, false));
+    }
+    for (lun, (path, readonly)) in disks.iter().enumerate() {
+        q.execute_with(
+            "blockdev-add",
+            Some(serde_json::json!({
+                "driver": "raw",
+                "node-name": node(id, lun as u32),
+                "read-only": readonly,
+                // Like the boot disks' cache=unsafe: nothing reads these after the VM.
+                "cache": {"no-flush": true},
+                "file": {"driver": "file", "filename": path},
+            })),
+        )?;
+    }
+    let bus = format!("{BUS}.0");
+    let mut last = None;
+    for target in 0..=pv_init::mux::MAX_MEMBER_TARGET {
+        let added = q.execute_with(
+            "device_add",
+            Some(serde_json::json!({
+                "driver": "scsi-hd", "id": node(id, 0), "drive": node(id, 0),
+                "bus": bus, "channel": 0, "scsi-id": target, "lun": 0,
+            })),
+        );
+        match added {
+            Ok(_) => {
+                if m.upper.is_some() {
+                    q.execute_with(
+                        "device_add",
+                        Some(serde_json::json!({
+                            "driver": "scsi-hd", "id": node(id, 1), "drive": node(id, 1),
+                            "bus": bus, "channel": 0, "scsi-id": target, "lun": 1,
+                        })),
+                    )?;
+                }
+                return Ok(target);
+            }
+            // That target is another member's: the next one.
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no free SCSI target")))
+}
+
+/// Removes the member's devices and block nodes from the pod's VM (best effort: those that
+/// are there).
+fn unplug_on(q: &mut Qmp, id: &str) {
+    for lun in [1, 0] {
+        let _ = q.execute_with("device_del", Some(serde_json::json!({"id": node(id, lun)})));
+    }
+    for lun in [1, 0] {
+        // The device goes first; its node is in use until then.
+        for _ in 0..50 {
+            match q.execute_with(
+                "blockdev-del",
+                Some(serde_json::json!({"node-name": node(id, lun)})),
+            ) {
+                Ok(_) => break,
+                Err(e) if e.to_string().contains("Failed to find") => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}

@@ -69,9 +69,8 @@ impl Context {
         wait.finish().await.map(drop)
     }
 
-    /// Removes the disk the guest knows as `vdev` (`xl block-detach`: the guest is asked to let
-    /// go of it first).
-    pub async fn disk_detach(&self, domid: u32, vdev: &str) -> Result<(), XenError> {
+    /// The attached disk the guest knows as `vdev`, as libxl describes it.
+    fn disk_of_vdev(&self, domid: u32, vdev: &str) -> Result<Disk, XenError> {
         let c = CString::new(vdev)
             .map_err(|_| XenError::InvalidConfig(format!("vdev {vdev:?} contains NUL")))?;
         let mut disk = Disk::new();
@@ -85,6 +84,13 @@ impl Context {
                 Some(format!("Device {vdev} not connected")),
             ));
         }
+        Ok(disk)
+    }
+
+    /// Removes the disk the guest knows as `vdev` (`xl block-detach`: the guest is asked to let
+    /// go of it first).
+    pub async fn disk_detach(&self, domid: u32, vdev: &str) -> Result<(), XenError> {
+        let disk = self.disk_of_vdev(domid, vdev)?;
         let wait = self.start_ao("device_disk_safe_remove", disk, |ctx, d, how| {
             // SAFETY: the disk lives until the completion callback.
             unsafe { sys::libxl_device_disk_safe_remove(ctx, domid, &raw mut (*d).0, how) }
@@ -95,19 +101,7 @@ impl Context {
     /// Removes the disk the guest knows as `vdev` (`xl block-detach --force`'s way: the guest is
     /// asked to let go first; after libxl's timeout the backend goes regardless).
     pub async fn disk_remove(&self, domid: u32, vdev: &str) -> Result<(), XenError> {
-        let c = CString::new(vdev)
-            .map_err(|_| XenError::InvalidConfig(format!("vdev {vdev:?} contains NUL")))?;
-        let mut disk = Disk::new();
-        // SAFETY: valid context, C string and initialised disk.
-        let rc =
-            unsafe { sys::libxl_vdev_to_device_disk(self.ctx(), domid, c.as_ptr(), &mut disk.0) };
-        if rc != 0 {
-            return Err(XenError::libxl_with(
-                "vdev_to_device_disk",
-                sys::ERROR_NOTFOUND,
-                Some(format!("Device {vdev} not connected")),
-            ));
-        }
+        let disk = self.disk_of_vdev(domid, vdev)?;
         let wait = self.start_ao("device_disk_remove", disk, |ctx, d, how| {
             // SAFETY: the disk lives until the completion callback.
             unsafe { sys::libxl_device_disk_remove(ctx, domid, &raw mut (*d).0, how) }

@@ -61,13 +61,17 @@ for type in pvh pv; do
     xl domid "$p-infra" >/dev/null 2>&1 && ok "$type: the pod's domain runs on" || bad "$type: the pod's domain is gone"
     got=$(timeout 60 hx run --rm --pod "$p" busybox echo still-here 2>&1)
     [ "$got" = still-here ] && ok "$type: the pod takes members again" || bad "$type: after rm -f: '$got'"
-    # A keeper killed (SIGKILL): its member's vbds go with the member's cleanup.
-    hx run -d --pod "$p" --name "doomed$type" busybox sleep 600 >/dev/null
+    # A keeper killed (SIGKILL): its member's vbds go with the member's cleanup. The --rm
+    # member's keeper unplugs after `hx run` returned: its vbds must be gone first, or they
+    # would pass for the next member's.
+    for _ in $(seq 30); do [ "$(vbds "$domid")" = "$own" ] && break; sleep 1; done
+    out=$(hx run -d --pod "$p" --name "doomed$type" busybox sleep 600 2>&1) || bad "$type: run -d doomed$type: $out"
     for _ in $(seq 60); do [ "$(vbds "$domid")" != "$own" ] && break; sleep 1; done
     id=$(hx inspect -f '{{.Id}}' "doomed$type" 2>/dev/null)
     keeper=$(pgrep -f "__pod-member /var/lib/hx/containers/$id" | head -n 1)
     [ -n "$keeper" ] && [ "$(vbds "$domid")" != "$own" ] && kill -9 "$keeper" \
-        && ok "$type: a member's keeper killed (its vbds: $(vbds "$domid"))" || bad "$type: no keeper or vbds for doomed$type"
+        && ok "$type: a member's keeper killed (its vbds: $(vbds "$domid"))" \
+        || { bad "$type: no keeper ('$keeper') or vbds ('$(vbds "$domid")') for doomed$type"; hx ps -a | show; }
     hx rm -f "doomed$type" >/dev/null 2>&1 && [ "$(vbds "$domid")" = "$own" ] \
         && ok "$type: rm -f after its keeper was killed removes its vbds" || bad "$type: after the killed keeper: vbds '$(vbds "$domid")'"
     ts=$(date +%s)

@@ -72,10 +72,6 @@ impl Sink {
                 .is_ok(),
         }
     }
-
-    pub fn is_console(&self) -> bool {
-        matches!(self, Sink::Console { .. })
-    }
 }
 
 /// Waits (up to 10 minutes) until pv-init has reported the workload started; false if it

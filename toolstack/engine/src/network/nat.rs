@@ -218,27 +218,12 @@ pub fn ensure_user_net6(bridge: &str, subnet6: &str, internal: bool) -> anyhow::
 
 /// Removes the IPv6 rules made for `bridge` (`ensure_user_net6`).
 pub fn remove_bridge6(bridge: &str) -> anyhow::Result<()> {
-    let tag = format!("hx-net:{bridge}");
-    let script: String = listing6()?
-        .1
-        .into_iter()
-        .filter(|(_, _, m)| *m == tag)
-        .map(|(c, h, _)| format!("delete rule ip6 hx {c} handle {h}\n"))
-        .collect();
-    if script.is_empty() {
-        return Ok(());
-    }
-    nft(&script).context("removing the network's IPv6 rules")
+    delete_tagged("ip6", &[format!("hx-net:{bridge}")]).context("removing the network's IPv6 rules")
 }
 
 /// `table ip6 hx`'s rules tagged for `bridge` (tests, diagnostics): (chain, comment).
 pub fn bridge_rules6(bridge: &str) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(listing6()?
-        .1
-        .into_iter()
-        .filter(|(_, _, m)| m.ends_with(&format!(":{bridge}")))
-        .map(|(c, _, m)| (c, m))
-        .collect())
+    tagged_for("ip6", bridge)
 }
 
 /// The `isolate` chain's rules for `bridge`, the same in `ip` and `ip6` (interface names only).
@@ -262,23 +247,39 @@ fn isolation_rules(bridge: &str, internal: bool) -> Vec<String> {
 
 /// Removes every rule made for `bridge` (its NAT, forwarding and isolation).
 pub fn remove_bridge(bridge: &str) -> anyhow::Result<()> {
-    let tags = [format!("hx-bridge:{bridge}"), format!("hx-net:{bridge}")];
-    let script: String = rules()?
-        .into_iter()
-        .filter(|(_, _, m)| tags.contains(m))
-        .map(|(c, h, _)| format!("delete rule ip hx {c} handle {h}\n"))
-        .collect();
-    if script.is_empty() {
-        return Ok(());
-    }
-    nft(&script).context("removing the network's rules")
+    delete_tagged(
+        "ip",
+        &[format!("hx-bridge:{bridge}"), format!("hx-net:{bridge}")],
+    )
+    .context("removing the network's rules")
 }
 
 /// The rules tagged for `bridge` (tests, diagnostics): (chain, comment).
 pub fn bridge_rules(bridge: &str) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(rules()?
+    tagged_for("ip", bridge)
+}
+
+/// Deletes the rules of `table FAMILY hx` whose comment is one of `tags`.
+fn delete_tagged(family: &str, tags: &[String]) -> anyhow::Result<()> {
+    let script: String = listing_of(family)?
+        .1
         .into_iter()
-        .filter(|(_, _, m)| m.ends_with(&format!(":{bridge}")))
+        .filter(|(_, _, m)| tags.contains(m))
+        .map(|(c, h, _)| format!("delete rule {family} {TABLE} {c} handle {h}\n"))
+        .collect();
+    if script.is_empty() {
+        return Ok(());
+    }
+    nft(&script)
+}
+
+/// `table FAMILY hx`'s rules tagged for `bridge`: (chain, comment).
+fn tagged_for(family: &str, bridge: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let suffix = format!(":{bridge}");
+    Ok(listing_of(family)?
+        .1
+        .into_iter()
+        .filter(|(_, _, m)| m.ends_with(&suffix))
         .map(|(c, _, m)| (c, m))
         .collect())
 }

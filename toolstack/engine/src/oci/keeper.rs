@@ -131,9 +131,13 @@ impl Write for Fd {
 /// The keeper's stdin into the workload's, on a thread (a blocking read); its end is the
 /// workload's (the container is stdin-once). Over the backend's own input path
 /// (workload_input: the relay's socket on QEMU, the console on Xen).
-fn forward_stdin(c: &crate::container::Container, dir: &Path, root: &Path) -> anyhow::Result<()> {
-    let be = backend::for_container(c, root)?;
-    let Some((mut input, _once)) = crate::workload_input::open(c, dir, be.as_ref())? else {
+fn forward_stdin(
+    c: &crate::container::Container,
+    dir: &Path,
+    root: &Path,
+    be: &dyn backend::Backend,
+) -> anyhow::Result<()> {
+    let Some((mut input, _once)) = crate::workload_input::open(c, dir, be)? else {
         return Ok(());
     };
     let (c, root) = (c.clone(), root.to_path_buf());
@@ -143,6 +147,7 @@ fn forward_stdin(c: &crate::container::Container, dir: &Path, root: &Path) -> an
         }
         let stdin = Fd::new(0);
         if crate::input_copy::copy_until_eof(&*stdin.0, 16 << 10, |b| input.send(b)) {
+            // Its own backend object: the caller's is not Send.
             if let Ok(be) = backend::for_container(&c, &root) {
                 input.end(be.as_ref());
             }
@@ -174,7 +179,7 @@ async fn relay(
     let tty = request.tty.is_some();
     // A CRI pod's member has no input channel (oci/mod.rs: member_request).
     if request.stdin {
-        forward_stdin(&c, &dir, root)?;
+        forward_stdin(&c, &dir, root, be.as_ref())?;
     }
     let mut output = Follower::open(&dir, true)?;
     let (mut stdout, mut stderr) = (Fd::new(1), Fd::new(2));

@@ -53,6 +53,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ -n "$policy" ] && rm -f "$policy"
     [ "$rc" -eq 0 ] || exit "$rc"
 fi
+# QEMU 10 from bookworm-backports (with a private sources list, tests/xen-lab/apt.sh: the
+# machine's own is left as it is): bookworm's 7.2 has no copy-on-write RAM file (`rom=off`,
+# QEMU 8.2), which warm start maps its templates with, nor the `mapped-ram` checkpoint format
+# (9.0); the Xen lab needs 10 too (docs/xen-lab.md).
+qemu_version="$(qemu-system-x86_64 --version 2>/dev/null | awk 'NR==1{print $4}')"
+if [ -z "$qemu_version" ] || dpkg --compare-versions "$qemu_version" lt 10; then
+    log "installing qemu-system-x86 from bookworm-backports (have: ${qemu_version:-none})"
+    DEBIAN_FRONTEND=noninteractive "$repo/tests/xen-lab/apt.sh" install -y -q -t bookworm-backports \
+        --no-install-recommends qemu-system-x86 >/dev/null
+fi
 # Debian's docker-registry package starts a system registry on :5000; tests start their own.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
 # Nor docker's system daemon at boot (its bridge and rules on the machine's interfaces).

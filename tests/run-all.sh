@@ -48,7 +48,8 @@ xen_lab() {
             --image "mariadb=$layout/mariadb" \
             --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
             --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
-            --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/pods.sh \
+            --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/checkpoint.sh \
+            --script tests/xen-lab/checks/pods.sh \
             --script tests/xen-lab/checks/xl-save.sh \
             --script tests/xen-lab/checks/xl-admin.sh \
             --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \

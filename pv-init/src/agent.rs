@@ -28,6 +28,9 @@ struct Agent {
     /// Which host end the sessions belong to: bumped when a restore brings a new one
     /// (`host_reconnected`); frames of older sessions are not sent to the new one.
     generation: AtomicU64,
+    /// Which channel `serve` reads: bumped when a restore on Xen replaces the vchan (and with
+    /// it the socket the agent reads); a reader of an older one ends.
+    transport: AtomicU64,
 }
 
 /// Exit statuses between the supervise loop (which reaps every child) and the sessions.
@@ -76,12 +79,13 @@ pub fn start(spec: &ContainerSpec) {
         sessions: Mutex::new(HashMap::new()),
         reaper: Mutex::new(Reaper::default()),
         generation: AtomicU64::new(0),
+        transport: AtomicU64::new(0),
     };
     if AGENT.set(agent).is_err() {
         return;
     }
     send(Frame::hello());
-    std::thread::spawn(move || serve(port));
+    std::thread::spawn(move || serve(port, 0));
 }
 
 fn agent() -> Option<&'static Agent> {
@@ -115,6 +119,18 @@ pub fn host_reconnected() {
     {
         let mut out = a.out.lock().unwrap_or_else(|e| e.into_inner());
         a.generation.fetch_add(1, Ordering::SeqCst);
+        // QEMU's port survives a migration; Xen's vchan does not (its grants and event channel
+        // were the saved domain's): a new one, and a new reader, whose first frame is a whole
+        // one (what the old socket held, maybe half a frame, goes with it).
+        if crate::devices::Backend::detect() == crate::devices::Backend::Xen {
+            if let Some(port) = crate::devices::reoffer_xen_exec_channel() {
+                if let Ok(o) = port.try_clone() {
+                    *out = o;
+                    let t = a.transport.fetch_add(1, Ordering::SeqCst) + 1;
+                    std::thread::spawn(move || serve(port, t));
+                }
+            }
+        }
         let _ = Frame::hello().write_to(&mut *out);
     }
     let old: Vec<Arc<Session>> = a
@@ -135,10 +151,14 @@ pub fn host_reconnected() {
     }
 }
 
-fn serve(mut port: std::fs::File) {
+fn serve(mut port: std::fs::File, transport: u64) {
     let Some(a) = agent() else { return };
     loop {
-        let frame = match Frame::read_from(&mut port) {
+        let frame = Frame::read_from(&mut port);
+        if a.transport.load(Ordering::SeqCst) != transport {
+            return;
+        }
+        let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => {
                 // No host end connected yet (or it went away): read again later.

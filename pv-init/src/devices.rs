@@ -98,50 +98,75 @@ pub fn exec_port() -> Option<fs::File> {
 /// connects once it appears); a thread copies between the vchan and one end of a socketpair,
 /// whose other end the agent reads and writes like QEMU's port.
 pub fn xen_exec_channel() -> Option<fs::File> {
-    use pv_init::vchan::{self, Connected};
-    let started = (|| -> Result<(Connected, std::os::unix::net::UnixStream, fs::File), String> {
-        let (conn, gref, port) =
-            Connected::serve(0, vchan::SERVER_ORDER).map_err(|e| format!("vchan: {e}"))?;
-        let mut xs = xenbus().map_err(|e| e.message)?;
-        for (node, v) in [("event-channel", port), ("ring-ref", gref)] {
-            xs.write(
-                &format!("{}/{node}", vchan::XS_DIR),
-                v.to_string().as_bytes(),
-            )
-            .map_err(|e| format!("vchan {node}: {e}"))?;
-        }
-        let (ours, agent) =
-            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        // The agent's Hello is written before the host maps the ring: it waits there.
-        conn.evt.notify();
-        Ok((
-            conn,
-            ours,
-            fs::File::from(std::os::fd::OwnedFd::from(agent)),
-        ))
-    })();
-    match started {
-        Ok((mut conn, ours, agent)) => {
-            std::thread::spawn(move || {
-                let why = match vchan::bridge(&mut conn, &ours, None) {
-                    Ok(why) => why.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                crate::console(&format!("exec channel: {why}"));
-                // For the host's log (it reads this as untrusted, like everything here).
-                if let Ok(mut xs) = xenbus() {
-                    let _ = xs.write(&format!("{}/closed", vchan::XS_DIR), why.as_bytes());
-                }
-                // Leave the mapping in place: dom0 may still have it mapped.
-                std::mem::forget(conn);
-            });
-            Some(agent)
-        }
+    match offer_xen_vchan() {
+        Ok(agent) => Some(agent),
         Err(e) => {
             crate::console(&format!("exec channel unavailable: {e}"));
             None
         }
     }
+}
+
+/// After a restore from a checkpoint the vchan is dead: its grants and event channel belonged
+/// to the saved domain, and the new host end looks for a new rendezvous in a new xenstore.
+/// Stops the old bridge (its pages are left mapped: nothing can use them any more) and offers
+/// a new vchan; returns the agent's end of it.
+pub fn reoffer_xen_exec_channel() -> Option<fs::File> {
+    let old = XEN_BRIDGE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(old) = old {
+        let _ = nix::unistd::write(&old.stop, &[1]);
+        let _ = old.thread.join();
+    }
+    xen_exec_channel()
+}
+
+/// The bridge thread of the vchan on offer, and the pipe that stops it.
+struct XenBridge {
+    stop: std::os::fd::OwnedFd,
+    thread: std::thread::JoinHandle<()>,
+}
+
+static XEN_BRIDGE: std::sync::Mutex<Option<XenBridge>> = std::sync::Mutex::new(None);
+
+fn offer_xen_vchan() -> Result<fs::File, String> {
+    use pv_init::vchan::{self, Connected};
+    use std::os::fd::AsFd;
+    let (mut conn, gref, port) =
+        Connected::serve(0, vchan::SERVER_ORDER).map_err(|e| format!("vchan: {e}"))?;
+    let mut xs = xenbus().map_err(|e| e.message)?;
+    for (node, v) in [("event-channel", port), ("ring-ref", gref)] {
+        xs.write(
+            &format!("{}/{node}", vchan::XS_DIR),
+            v.to_string().as_bytes(),
+        )
+        .map_err(|e| format!("vchan {node}: {e}"))?;
+    }
+    let (ours, agent) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("pipe: {e}"))?;
+    // The agent's Hello is written before the host maps the ring: it waits there.
+    conn.evt.notify();
+    let thread = std::thread::spawn(move || {
+        let why = match vchan::bridge(&mut conn, &ours, Some(stop_r.as_fd())) {
+            Ok(why) => why.to_string(),
+            Err(e) => e.to_string(),
+        };
+        if why != "stopped" {
+            crate::console(&format!("exec channel: {why}"));
+            // For the host's log (it reads this as untrusted, like everything here).
+            if let Ok(mut xs) = xenbus() {
+                let _ = xs.write(&format!("{}/closed", vchan::XS_DIR), why.as_bytes());
+            }
+        }
+        // Leave the mapping in place: dom0 may still have it mapped.
+        std::mem::forget(conn);
+    });
+    *XEN_BRIDGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(XenBridge {
+        stop: stop_w,
+        thread,
+    });
+    Ok(fs::File::from(std::os::fd::OwnedFd::from(agent)))
 }
 
 /// QEMU's virtio-serial ports, by the name the host gave each: (name, /dev node).

@@ -1,8 +1,8 @@
 #!/bin/bash
 # xl's list -l, config, create -n and save/restore as hx does them (docs/cli.md, "Xen
 # administration"), compared with xl 4.17 on the same domains: an ordinary PV domain from an
-# xl.cfg file whose /init counts on its console (Debian's kernel, which dom0 boots too: the hyper
-# kernel has no Xen suspend support), and an hx container. One boot of each.
+# xl.cfg file whose /init counts on its console (Debian's kernel, which dom0 boots too: a
+# kernel other than hx's), and an hx container. One boot of each.
 set -u
 . /lab/lib.sh
 fail=0

@@ -11,9 +11,8 @@
 //! domain carries its mark, and every restore first destroys marked domains whose guard is gone
 //! (killed too), so not even a lost guard leaves a half-restored domain for long.
 //!
-//! hx containers are refused: their guest kernel has no Xen suspend support
-//! (CONFIG_XEN_SAVE_RESTORE=n in kernel/hyper.config) and their monitor, console log, exec
-//! channel and record are tied to the running domain.
+//! hx containers are refused: their monitor, console log, exec channel and record are tied to
+//! the running domain. `hx checkpoint create` saves one (docs/checkpoint.md).
 use super::domain;
 use super::xl_create::{self, Recreate};
 use hx_engine::HxError;
@@ -119,9 +118,8 @@ async fn save(args: SaveArgs) -> anyhow::Result<i32> {
         .and_then(|xs| domain::hx_container(&xs, domid))
     {
         return Err(HxError::Refused(format!(
-            "{}: domain {domid} runs hx container {}: containers cannot be saved (their guest \
-             kernel has no Xen suspend support, and their monitor, logs and channels end with \
-             the domain); hx commit or hx export keep a container's files",
+            "{}: domain {domid} runs hx container {}: containers cannot be saved this way (their \
+             monitor, logs and channels end with the domain): hx checkpoint create saves one",
             args.domain,
             &id[..12]
         ))

@@ -38,10 +38,6 @@ impl Qemu {
         }
     }
 
-    pub fn binary(&self) -> &str {
-        &self.binary
-    }
-
     /// KVM only if it really boots our kernel; the verdict is cached in the store, keyed by
     /// the kernel's hash and the QEMU version. HX_ACCEL=tcg|kvm skips the probe.
     fn accel(&self, kernel: &Path) -> &'static str {
@@ -111,13 +107,7 @@ impl Qemu {
     /// megabytes on every start.
     fn probe_key(&self, kernel: &Path) -> String {
         use sha2::Digest;
-        let qemu = std::env::var_os("PATH")
-            .and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join(&self.binary))
-                    .find(|p| p.is_file())
-            })
-            .unwrap_or_else(|| PathBuf::from(&self.binary));
+        let qemu = self.resolved_binary();
         let mut h = sha2::Sha256::new();
         for p in [kernel, qemu.as_path()] {
             let m = std::fs::metadata(p).ok();
@@ -133,6 +123,17 @@ impl Qemu {
             ));
         }
         hex::encode(&h.finalize()[..8])
+    }
+
+    /// The QEMU binary's path, as PATH resolves its name.
+    pub fn resolved_binary(&self) -> PathBuf {
+        std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(&self.binary))
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| PathBuf::from(&self.binary))
     }
 
     /// Boots the kernel under KVM with no init: reaching "No working init found" proves the

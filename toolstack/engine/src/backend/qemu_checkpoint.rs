@@ -60,7 +60,11 @@ pub fn save(
     let t = Instant::now();
     // A warm restore left x-ignore-shared set; a checkpoint holds the RAM whatever it is.
     super::warm::set_capability_to(&mut q, super::warm::IGNORE_SHARED, false)?;
-    super::warm::set_capability_to(&mut q, MAPPED_RAM, saved.mapped_ram)?;
+    // QEMU before 9.0 has no mapped-ram: asking for it fails there, leaving it off need not.
+    match super::warm::set_capability_to(&mut q, MAPPED_RAM, saved.mapped_ram) {
+        Err(e) if !saved.mapped_ram => tracing::debug!("{MAPPED_RAM} left as it is: {e:#}"),
+        r => r?,
+    }
     let uri = format!("file:{}", state_file(into).display());
     q.execute_with("migrate", Some(serde_json::json!({ "uri": uri })))?;
     q.wait_migration(DEADLINE)

@@ -168,7 +168,9 @@ fn identity(p: &Path) -> String {
     format!("{}|{:?}|{:?}", p.display(), m.map(|m| m.len()), mtime)
 }
 
-pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
+/// `qemu_binary`: its resolved path, whose identity (size, mtime) is in the key, so an
+/// upgraded QEMU makes new templates.
+pub fn key(qemu_binary: &Path, spec: &VmSpec, accel: &str) -> String {
     use sha2::Digest;
     let text = format!(
         "{FORMAT}\n{}\n{}\n{}\n{accel}\n{} {}\n{}\n",
@@ -178,7 +180,7 @@ pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
             .file_name()
             .unwrap_or_default()
             .to_string_lossy(),
-        qemu_binary,
+        identity(qemu_binary),
         spec.memory_mb,
         spec.cpus,
         Shape::of(spec).key_text()
@@ -188,7 +190,7 @@ pub fn key(qemu_binary: &str, spec: &VmSpec, accel: &str) -> String {
 
 /// The snapshot for `spec`, made now if there is none.
 pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Result<PathBuf> {
-    let key = key(q.binary(), spec, accel);
+    let key = key(&q.resolved_binary(), spec, accel);
     let dir = dir(root);
     let state = dir.join(&key).join("state");
     let ready = || state.is_file() && ram_file(&dir.join(&key)).is_file();

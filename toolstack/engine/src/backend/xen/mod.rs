@@ -76,6 +76,50 @@ pub struct Launch {
     /// Host directories over Xen's 9pfs (a QEMU per domain in dom0 serves them).
     #[serde(default)]
     pub shares: Vec<LaunchShare>,
+    /// Restore the domain from a checkpoint instead of booting it.
+    #[serde(default)]
+    pub restore: Option<LaunchRestore>,
+}
+
+/// A checkpoint to restore (`hx start --checkpoint`): libxl's stream, and the control log the
+/// saved guest had seen (pv-init delivers only lines numbered after the last it saw).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchRestore {
+    pub state: PathBuf,
+    pub control: String,
+}
+
+/// A Xen checkpoint's files (checkpoint/mod.rs makes the directory): libxl's stream of the
+/// suspended domain, and what the backend needs besides to restore it.
+const CHECKPOINT_STATE: &str = "state";
+const CHECKPOINT_META: &str = "xen.json";
+/// The control log is a few numbered lines (pv_init::status::control_log::KEEP).
+const MAX_CONTROL_BYTES: usize = 4096;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedXen {
+    /// The domain's `hx/control` node when it was saved.
+    control: String,
+}
+
+impl SavedXen {
+    fn read(checkpoint: &Path) -> anyhow::Result<SavedXen> {
+        let p = checkpoint.join(CHECKPOINT_META);
+        let mut bytes = Vec::new();
+        std::fs::File::open(&p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .take(2 * MAX_CONTROL_BYTES as u64)
+            .read_to_end(&mut bytes)?;
+        let saved: SavedXen =
+            serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))?;
+        anyhow::ensure!(
+            saved.control.len() <= MAX_CONTROL_BYTES,
+            "{}: the control log is too long",
+            p.display()
+        );
+        Ok(saved)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +181,19 @@ pub fn append_control(xs: &Xenstore, domid: u32, line: &str) -> anyhow::Result<(
         let new = pv_init::status::control_log::append(&String::from_utf8_lossy(&old), line);
         t.write(&node, new.as_bytes())
     })?;
+    Ok(())
+}
+
+/// Saved (or being saved) and not resumed: shut down with reason suspend, not yet dying.
+fn is_suspended(i: &xen_bindings::DomainInfo) -> bool {
+    i.shutdown && !i.dying && i.shutdown_reason == Some(xen_bindings::ShutdownReason::Suspend)
+}
+
+/// Linux's 9pfs frontend cannot be suspended (trans_xen.c: "suspend/resume unsupported").
+fn refuse_9pfs_checkpoint(name: &str, has_9pfs: bool) -> anyhow::Result<()> {
+    if has_9pfs {
+        bail!("container {name}: its read-write host directories are shared over 9pfs, which a Xen guest cannot carry through a checkpoint (a :ro one is a copy and can)");
+    }
     Ok(())
 }
 
@@ -438,12 +495,16 @@ impl Backend for Xen {
 
     fn start(&self, spec: &VmSpec) -> anyhow::Result<VmHandle> {
         require_dom0()?;
-        if spec.restore.is_some() {
-            bail!(
-                "container {}: this backend cannot start from a checkpoint",
-                spec.name
-            );
-        }
+        let restore = match spec.restore {
+            None => None,
+            Some(ck) => {
+                refuse_9pfs_checkpoint(spec.name, !spec.shares.is_empty())?;
+                Some(LaunchRestore {
+                    state: ck.join(CHECKPOINT_STATE),
+                    control: SavedXen::read(ck)?.control,
+                })
+            }
+        };
         if !spec.shares.is_empty() && !has_9pfs_backend() {
             bail!("read-write host directories on Xen need QEMU in dom0 as the 9pfs backend: install qemu-system-xen (or add :ro for a copy taken at start)");
         }
@@ -525,6 +586,7 @@ impl Backend for Xen {
                     model: s.model,
                 })
                 .collect(),
+            restore,
         };
         std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
         // The console is the workload's output (stdout and stderr merged): `hx logs` and an
@@ -619,7 +681,10 @@ impl Backend for Xen {
             if let Some(domid) = find_domain(&ctx, &xs, c) {
                 // A guest that already shut down is being destroyed by its monitor: a second
                 // destroy only races it (libxl then fails loudly). The monitor gets its time.
-                if ctx.info(domid).is_ok_and(|i| i.shutdown || i.dying) {
+                if ctx
+                    .info(domid)
+                    .is_ok_and(|i| (i.shutdown && !is_suspended(&i)) || i.dying)
+                {
                     if let Some(monitor) = c.vm_process() {
                         monitor.wait(MONITOR_EXIT_WAIT);
                     }
@@ -669,14 +734,65 @@ impl Backend for Xen {
         block_on(ctx.pause(domid)).with_context(|| format!("pausing domain {domid}"))
     }
 
+    /// Also resumes a domain a checkpoint left suspended (--leave-running, a failed or killed
+    /// `hx checkpoint create`), as `xl save -c` does.
     fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
         let (ctx, domid) = self.running_domain(c)?;
+        if ctx.info(domid).is_ok_and(|i| is_suspended(&i)) {
+            return block_on(ctx.resume(domid))
+                .with_context(|| format!("resuming domain {domid}"));
+        }
         block_on(ctx.unpause(domid)).with_context(|| format!("unpausing domain {domid}"))
     }
 
     fn is_paused(&self, c: &Container, _dir: &Path) -> bool {
-        self.running_domain(c)
-            .is_ok_and(|(ctx, domid)| ctx.info(domid).is_ok_and(|i| i.paused))
+        self.running_domain(c).is_ok_and(|(ctx, domid)| {
+            ctx.info(domid)
+                .is_ok_and(|i| i.paused || is_suspended(&i))
+        })
+    }
+
+    /// libxl's save of the domain (the guest suspends itself: Linux's Xen suspend), resumed
+    /// later by a new domain restored from the stream (the monitor, `LaunchRestore`).
+    fn can_checkpoint(&self) -> bool {
+        true
+    }
+
+    /// Suspends the domain and writes libxl's stream into `into`, then runs `while_paused`:
+    /// a suspended guest writes nothing, and whatever it had in flight its block frontend
+    /// sends again after the restore. Leaves the domain suspended (`unpause` resumes it).
+    fn checkpoint(
+        &self,
+        c: &Container,
+        dir: &Path,
+        into: &Path,
+        while_paused: &mut dyn FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let (ctx, domid) = self.running_domain(c)?;
+        let launch: Launch = serde_json::from_slice(&std::fs::read(dir.join(LAUNCH_FILE))?)
+            .with_context(|| format!("container {}: its {LAUNCH_FILE}", c.name))?;
+        refuse_9pfs_checkpoint(&c.name, !launch.shares.is_empty())?;
+        // hx/ is dom0's: the guest reads it but cannot write it.
+        let xs = Xenstore::open()?;
+        let control = xs.read(&control_node(domid))?.unwrap_or_default();
+        let control = String::from_utf8(control)
+            .ok()
+            .filter(|v| v.len() <= MAX_CONTROL_BYTES)
+            .ok_or_else(|| anyhow::anyhow!("domain {domid}: its control log is damaged"))?;
+        std::fs::write(
+            into.join(CHECKPOINT_META),
+            serde_json::to_vec(&SavedXen { control })?,
+        )?;
+        // The guest suspends itself: a domain the user paused must run for that.
+        if ctx.info(domid).is_ok_and(|i| i.paused) {
+            block_on(ctx.unpause(domid)).with_context(|| format!("unpausing domain {domid}"))?;
+        }
+        let t = Instant::now();
+        let state = std::fs::File::create_new(into.join(CHECKPOINT_STATE))?;
+        block_on(ctx.suspend(domid, state.into()))
+            .with_context(|| format!("saving domain {domid}"))?;
+        tracing::info!("checkpoint: domain {domid} saved in {:?}", t.elapsed());
+        while_paused()
     }
 
     fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {

@@ -15,10 +15,13 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use xen_bindings::{Context, DomainConfig, DomainEvent, DomainEvents, Xenstore};
+use xen_bindings::{Context, DomainConfig, DomainEvent, DomainEvents, ShutdownReason, Xenstore};
 
-/// Most status nodes read back from a guest (pv-init writes two or three).
-const MAX_STATUS_NODES: u64 = 16;
+/// Most status nodes read back from a guest (pv-init writes two or three, and one more
+/// `started` after each restore from a checkpoint).
+const MAX_STATUS_NODES: u64 = 64;
+/// How often a suspended domain is looked at: resumed, or gone.
+const SUSPEND_POLL: Duration = Duration::from_millis(200);
 /// Longest wait for the guest's first status line before `hx run` is told the domain runs.
 const BOOT_WAIT: Duration = Duration::from_secs(120);
 
@@ -86,7 +89,11 @@ fn domain_config(l: &Launch) -> DomainConfig {
     .memory_mb(l.memory_mb)
     .vcpus(l.cpus)
     .xenstore_node("hx/id", &l.id)
-    .xenstore_node("hx/control", "");
+    // A restored guest goes on numbering its control lines from where the saved one was.
+    .xenstore_node(
+        "hx/control",
+        l.restore.as_ref().map_or("", |r| r.control.as_str()),
+    );
     for d in &l.disks {
         cfg = cfg.disk(&d.path, d.readonly);
     }
@@ -127,10 +134,19 @@ async fn start(
 ) -> anyhow::Result<(u32, DomainEvents, std::fs::File)> {
     let cfg = domain_config(l);
     let t = Instant::now();
-    let domid = ctx
-        .create(&cfg)
-        .await
-        .with_context(|| format!("creating domain {}", l.name))?;
+    let domid = match &l.restore {
+        None => ctx
+            .create(&cfg)
+            .await
+            .with_context(|| format!("creating domain {}", l.name))?,
+        Some(r) => {
+            let state = std::fs::File::open(&r.state)
+                .with_context(|| format!("opening {}", r.state.display()))?;
+            ctx.create_restore(cfg.to_libxl()?, state.into())
+                .await
+                .with_context(|| format!("restoring domain {} from its checkpoint", l.name))?
+        }
+    };
     tracing::info!("domain {domid} built (paused) in {:?}", t.elapsed());
     let r = async {
         std::fs::write(dir.join("domid"), domid.to_string())?;
@@ -145,8 +161,21 @@ async fn start(
             "domain {domid}: status watch set, unpausing after {:?}",
             t.elapsed()
         );
-        ctx.unpause(domid).await?;
-        wait_for_workload(ctx, &xs, domid);
+        if l.restore.is_some() {
+            // Its workload runs already. `resumed`: the host's clock, and a new exec channel
+            // (the saved one's grants and event channel went with the saved domain).
+            let resumed = pv_init::status::Control::Resumed {
+                unix_nanos: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_nanos(),
+            };
+            xb::append_control(&xs, domid, &resumed.to_line())?;
+            ctx.unpause(domid).await?;
+            tracing::info!("domain {domid}: resumed after {:?}", t.elapsed());
+        } else {
+            ctx.unpause(domid).await?;
+            wait_for_workload(ctx, &xs, domid);
+        }
         anyhow::Ok((events, console))
     }
     .await;
@@ -202,6 +231,10 @@ async fn supervise(
     // SAFETY: the AsyncFd owns the console file, so the fd stays open while registered.
     let afd = unsafe { AsyncFd::register_with_interest(console, tokio::io::Interest::READABLE) }?;
     let mut open = true;
+    // Saved by `hx checkpoint create`: destroyed once the stream is written, or resumed
+    // (--leave-running, a failed save); libxl reports one shutdown per watch, so a resumed
+    // domain gets a new one.
+    let mut suspended = false;
     let ended = loop {
         tokio::select! {
             r = afd.readable(), if open => {
@@ -210,9 +243,22 @@ async fn supervise(
                 open = still;
                 guard.clear_ready();
             }
-            ev = events.next() => match ev {
+            ev = events.next(), if !suspended => match ev {
+                Some(DomainEvent::Shutdown { reason: ShutdownReason::Suspend, .. }) => {
+                    tracing::info!("domain {domid} suspended");
+                    suspended = true;
+                }
                 Some(DomainEvent::Shutdown { reason, .. }) => break Some(reason),
                 Some(DomainEvent::Death { .. }) | None => break None,
+            },
+            _ = tokio::time::sleep(SUSPEND_POLL), if suspended => match ctx.info(domid) {
+                Ok(i) if i.shutdown && !i.dying => {}
+                Ok(i) if !i.shutdown => {
+                    tracing::info!("domain {domid} resumed");
+                    events = ctx.watch_domain(domid)?;
+                    suspended = false;
+                }
+                _ => break None,
             },
         }
     };
@@ -359,6 +405,7 @@ mod tests {
                 path: "/srv/data".into(),
                 model: Default::default(),
             }],
+            restore: None,
         };
         let c = domain_config(&l);
         c.validate().unwrap();
@@ -397,5 +444,30 @@ mod tests {
             })
             .collect();
         assert_eq!(p9s, [("hxfs0", "/srv/data", "mapped-xattr")]);
+    }
+
+    #[test]
+    fn a_restored_domain_starts_with_the_saved_control_log() {
+        let json = format!(
+            r#"{{"id":"{}","name":"c","xen_type":"pvh","kernel":"/k","initramfs":"/i","cmdline":"x",
+            "memory_mb":128,"cpus":1,"disks":[],
+            "restore":{{"state":"/ck/state","control":"1 signal 10\n2 signal 12\n"}}}}"#,
+            "ab".repeat(32)
+        );
+        let l: Launch = serde_json::from_str(&json).unwrap();
+        let c = domain_config(&l);
+        assert_eq!(
+            c.xsdata[1],
+            (
+                "hx/control".to_string(),
+                "1 signal 10\n2 signal 12\n".to_string()
+            )
+        );
+        // pv-init, which saw line 2 before the save, takes the resumed line and nothing older.
+        let next = pv_init::status::control_log::append(&c.xsdata[1].1, "resumed 5");
+        assert_eq!(
+            pv_init::status::control_log::newer(&next, 2),
+            (vec!["resumed 5".to_string()], 3)
+        );
     }
 }

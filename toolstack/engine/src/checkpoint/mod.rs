@@ -290,7 +290,8 @@ pub fn create(root: &Path, key: &str, name: &str, leave_running: bool) -> anyhow
         });
     if let Err(e) = saved {
         let _ = std::fs::remove_dir_all(&tmp);
-        if !was_paused {
+        // Only what this create paused (a refusal may come before anything was).
+        if !was_paused && be.is_paused(&c, &cdir) {
             let _ = be.unpause(&c, &cdir);
         }
         return Err(e.context(format!("checkpoint {name} of container {}", c.name)));

@@ -143,8 +143,8 @@ fn offer_xen_vchan() -> Result<fs::File, String> {
     }
     let (ours, agent) =
         std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-    let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("pipe: {e}"))?;
+    let (stop_r, stop_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // The agent's Hello is written before the host maps the ring: it waits there.
     conn.evt.notify();
     let thread = std::thread::spawn(move || {

@@ -739,17 +739,14 @@ impl Backend for Xen {
     fn unpause(&self, c: &Container, _dir: &Path) -> anyhow::Result<()> {
         let (ctx, domid) = self.running_domain(c)?;
         if ctx.info(domid).is_ok_and(|i| is_suspended(&i)) {
-            return block_on(ctx.resume(domid))
-                .with_context(|| format!("resuming domain {domid}"));
+            return block_on(ctx.resume(domid)).with_context(|| format!("resuming domain {domid}"));
         }
         block_on(ctx.unpause(domid)).with_context(|| format!("unpausing domain {domid}"))
     }
 
     fn is_paused(&self, c: &Container, _dir: &Path) -> bool {
-        self.running_domain(c).is_ok_and(|(ctx, domid)| {
-            ctx.info(domid)
-                .is_ok_and(|i| i.paused || is_suspended(&i))
-        })
+        self.running_domain(c)
+            .is_ok_and(|(ctx, domid)| ctx.info(domid).is_ok_and(|i| i.paused || is_suspended(&i)))
     }
 
     /// libxl's save of the domain (the guest suspends itself: Linux's Xen suspend), resumed

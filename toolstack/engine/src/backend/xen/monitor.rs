@@ -345,7 +345,7 @@ mod tests {
         put("3", b"{\"event\":\"exited\",\"code\":4}\x1b[2J");
         put("4", br#"{"event":"exited","code":5,"extra":1}"#);
         put("6", br#"{"code":-255,"event":"exited"}"#);
-        put("16", br#"{"event":"exited","code":6}"#);
+        put("64", br#"{"event":"exited","code":6}"#);
         put("07", br#"{"event":"exited","code":7}"#);
         put("x", br#"{"event":"exited","code":8}"#);
         // A name xenstored takes but hx's listing refuses: the other nodes still count.

@@ -88,8 +88,8 @@ hx volume rm redisdata >/dev/null && ok "volume rm" || bad "volume rm"
 
 # MariaDB (the compat image, `--image mariadb=...`): the official entrypoint's initialisation of
 # an empty volume through blkback, the server's handshake and a real `mariadb` client (the
-# image's own, chroot'ed in dom0) through the published port on dom0's localhost, rows across
-# stop/rm/run and across `xl destroy` of the domain after autocommitted INSERTs.
+# image's own, chroot'ed in dom0) through the published port on dom0's localhost, rows on the
+# volume across `xl destroy` of the domain after autocommitted INSERTs and a new container.
 if [ -n "$unpack" ]; then
     m0=$(date +%s)
     run_db() {
@@ -127,23 +127,18 @@ if [ -n "$unpack" ]; then
     fi
     sql "CREATE TABLE t (x INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);" \
         && ok "mariadb: CREATE and INSERT through the published port" || bad "mariadb: CREATE/INSERT"
-    hx stop -t 120 db1 >/dev/null && [ "$(hx inspect db1 | jq '.[0].State.ExitCode')" = 0 ] \
-        && hx logs db1 2>&1 | grep -q "Shutdown complete" && ok "mariadb: hx stop, exit 0, Shutdown complete" \
-        || { bad "mariadb: stop"; hx logs db1 2>&1 | tail -n 5; }
-    hx rm db1 >/dev/null
-    t0=$(date +%s)
-    run_db db2 && wait_db db2 && ok "mariadb: db2 on the same volume ($(( $(date +%s) - t0 )) s)" || bad "mariadb: db2"
-    hx logs db2 2>&1 | grep -q "Initializing database" && bad "mariadb: re-initialised a volume that had data" || ok "mariadb: no re-initialisation"
-    [ "$(sql 'SELECT COUNT(*) FROM t')" = 2 ] && ok "mariadb: rows kept across stop/rm/run" || bad "mariadb: rows lost across rm"
-    # One client, 20 statements, each its own autocommitted transaction.
+    # One client, 20 statements, each its own autocommitted transaction. (Two boots, not three
+    # as before 2026-12-04: a graceful stop and restart on the volume is Redis's check above and
+    # compat.rs's on QEMU; the lab's time went to the crash recovery.)
     sql "$(for i in $(seq 3 22); do printf 'INSERT INTO t VALUES (%d); ' "$i"; done)" \
         && ok "mariadb: 20 autocommitted INSERTs acknowledged" || bad "mariadb: INSERTs"
-    domid=$(hx inspect db2 | jq -r '.[0].State.DomId')
+    domid=$(hx inspect db1 | jq -r '.[0].State.DomId')
     xl destroy "$domid" && ok "mariadb: xl destroy $domid" || bad "mariadb: xl destroy $domid"
     sleep 2
-    hx rm -f db2 >/dev/null
+    hx rm -f db1 >/dev/null
     t0=$(date +%s)
-    run_db db3 && wait_db db3 && ok "mariadb: db3 after the kill ($(( $(date +%s) - t0 )) s)" || { bad "mariadb: db3"; hx logs db3 2>&1 | tail -n 20; }
+    run_db db3 && wait_db db3 && ok "mariadb: db3 on the same volume after the kill ($(( $(date +%s) - t0 )) s)" || { bad "mariadb: db3"; hx logs db3 2>&1 | tail -n 20; }
+    hx logs db3 2>&1 | grep -q "Initializing database" && bad "mariadb: re-initialised a volume that had data" || ok "mariadb: no re-initialisation"
     # Whether InnoDB had redo to replay depends on its checkpoint when the domain died: told, not asserted.
     echo "INFO mariadb: db3's log: $(hx logs db3 2>&1 | grep -o 'Starting crash recovery.*' | head -n 1 | tr -cd '[:print:]')"
     n=$(sql 'SELECT COUNT(*) FROM t')

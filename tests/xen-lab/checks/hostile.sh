@@ -82,11 +82,11 @@ no_esc "$work/s2.all" "hx wait/ps/inspect/rm of the hostile container"
 # property is asserted (hostile_guest.rs a_neighbour_runs_normally_beside_a_flooding_guest).
 echo "INFO neighbours beside the floods: not run here (checks/hostile-neighbours.sh; docs/xen-lab.md, Known lab faults)"
 
-# 4. A console flood: escape sequences, invalid UTF-8 and 64 KiB lines for 60 s. hx's monitor
+# 4. A console flood: escape sequences, invalid UTF-8 and 64 KiB lines for 30 s. hx's monitor
 # keeps up, caps the log, exits cleanly and prints no raw ESC; xenstore stays responsive.
 # It comes last: the lab's known fault (docs/xen-lab.md) may hit processes started after it.
 printf '[log]\nmax_size = "1m"\nmax_file = 2\n' > "$work/log.toml"
-HX_CONFIG="$work/log.toml" hx run -d --network none --name flood hostile /xs-hostile console 60 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
+HX_CONFIG="$work/log.toml" hx run -d --network none --name flood hostile /xs-hostile console 30 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
 sleep 20
 xs_quick && ok "xenstore answers during the console flood" || bad "xenstore slow or dead during the console flood"
 clog=$(hx inspect flood 2>/dev/null | jq -r '.[0].Files.Console')

@@ -212,6 +212,7 @@ fn deliver(child: Pid, line: &str) {
         // their reaping, done here.
         Some(Control::Resumed { unix_nanos }) => {
             crate::warm_wait::set_wall_clock(unix_nanos);
+            crate::restart_status_numbering();
             report_started(child);
             std::thread::spawn(crate::agent::host_reconnected);
         }

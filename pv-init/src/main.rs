@@ -62,6 +62,16 @@ fn report(status: &Status) {
     }
 }
 
+/// Restored from a checkpoint on Xen: the new domain's xenstore holds none of our status
+/// nodes, and its monitor reads from node 0.
+fn restart_status_numbering() {
+    if let Some(devices::StatusSink::Xenstore { next, .. }) =
+        STATUS.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+    {
+        *next = 0;
+    }
+}
+
 fn power_off() -> ! {
     mounts::release_volumes();
     nix::unistd::sync();

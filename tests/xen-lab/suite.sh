@@ -152,9 +152,9 @@ hx_suite() {
     fi
 
     # $runs runs in a row leave nothing behind (one warm-up run first: xenstore creates some
-    # dom0 directories on first use and keeps them). Any per-run leak shows after 5 as after
+    # dom0 directories on first use and keeps them). Any per-run leak shows after 3 as after
     # 20; tests/xen-lab/bench.sh times runs.
-    local runs=5
+    local runs=3
     hxt run --rm "${targ[@]}" busybox true >/dev/null 2>&1
     snapshot "$work/before"
     local i ok=0 t0

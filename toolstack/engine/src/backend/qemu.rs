@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub struct Qemu {
     binary: String,
+    /// `binary` as PATH resolves it, looked up once (the KVM probe's key and warm start's).
+    resolved: std::sync::OnceLock<PathBuf>,
     /// Where the KVM probe's verdicts are cached (`<root>/assets`).
     cache_dir: PathBuf,
     root: PathBuf,
@@ -33,6 +35,7 @@ impl Qemu {
     pub fn new(root: &Path) -> Self {
         Qemu {
             binary: std::env::var("HX_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
+            resolved: std::sync::OnceLock::new(),
             cache_dir: root.join("assets"),
             root: root.to_path_buf(),
         }
@@ -109,7 +112,7 @@ impl Qemu {
         use sha2::Digest;
         let qemu = self.resolved_binary();
         let mut h = sha2::Sha256::new();
-        for p in [kernel, qemu.as_path()] {
+        for p in [kernel, qemu] {
             let m = std::fs::metadata(p).ok();
             let mtime = m
                 .as_ref()
@@ -126,14 +129,16 @@ impl Qemu {
     }
 
     /// The QEMU binary's path, as PATH resolves its name.
-    pub fn resolved_binary(&self) -> PathBuf {
-        std::env::var_os("PATH")
-            .and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join(&self.binary))
-                    .find(|p| p.is_file())
-            })
-            .unwrap_or_else(|| PathBuf::from(&self.binary))
+    pub fn resolved_binary(&self) -> &Path {
+        self.resolved.get_or_init(|| {
+            std::env::var_os("PATH")
+                .and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|d| d.join(&self.binary))
+                        .find(|p| p.is_file())
+                })
+                .unwrap_or_else(|| PathBuf::from(&self.binary))
+        })
     }
 
     /// Boots the kernel under KVM with no init: reaching "No working init found" proves the

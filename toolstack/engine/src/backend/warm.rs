@@ -190,7 +190,7 @@ pub fn key(qemu_binary: &Path, spec: &VmSpec, accel: &str) -> String {
 
 /// The snapshot for `spec`, made now if there is none.
 pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Result<PathBuf> {
-    let key = key(&q.resolved_binary(), spec, accel);
+    let key = key(q.resolved_binary(), spec, accel);
     let dir = dir(root);
     let state = dir.join(&key).join("state");
     let ready = || state.is_file() && ram_file(&dir.join(&key)).is_file();

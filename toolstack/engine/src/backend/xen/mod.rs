@@ -81,6 +81,15 @@ pub struct Launch {
     pub restore: Option<LaunchRestore>,
 }
 
+impl Launch {
+    /// The container directory's launch file (written by `Xen::start`).
+    pub fn read(dir: &Path) -> anyhow::Result<Launch> {
+        let p = dir.join(LAUNCH_FILE);
+        let bytes = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
+    }
+}
+
 /// A checkpoint to restore (`hx start --checkpoint`): libxl's stream, and the control log the
 /// saved guest had seen (pv-init delivers only lines numbered after the last it saw).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -766,8 +775,7 @@ impl Backend for Xen {
         while_paused: &mut dyn FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let (ctx, domid) = self.running_domain(c)?;
-        let launch: Launch = serde_json::from_slice(&std::fs::read(dir.join(LAUNCH_FILE))?)
-            .with_context(|| format!("container {}: its {LAUNCH_FILE}", c.name))?;
+        let launch = Launch::read(dir).with_context(|| format!("container {}", c.name))?;
         refuse_9pfs_checkpoint(&c.name, !launch.shares.is_empty())?;
         // hx/ is dom0's: the guest reads it but cannot write it.
         let xs = Xenstore::open()?;
@@ -806,10 +814,7 @@ impl Backend for Xen {
             remove_stale_nodes(&ctx, &xs, domid);
         }
         let mut files = vec![dir.join("config.img"), dir.join("upper.img")];
-        if let Ok(l) = std::fs::read(dir.join(LAUNCH_FILE))
-            .map_err(anyhow::Error::from)
-            .and_then(|b| Ok(serde_json::from_slice::<Launch>(&b)?))
-        {
+        if let Ok(l) = Launch::read(dir) {
             files.extend(l.disks.into_iter().map(|d| d.path));
         }
         sweep_loops(Some(&xs), &files);

@@ -5,7 +5,7 @@
 //! status.log, destroys the domain (which removes its xenstore subtree, vbds and loop devices
 //! through libxl) and exits.
 use super::console::{open_console, pump, CONSOLE_DRAIN_MAX, CONSOLE_QUIET};
-use crate::backend::xen::{self as xb, Launch, LAUNCH_FILE, READY_FD};
+use crate::backend::xen::{self as xb, Launch, READY_FD};
 use crate::backend::XenType;
 use crate::logfile::RotatingWriter;
 use anyhow::Context as _;
@@ -37,9 +37,7 @@ pub async fn run(dir: PathBuf) -> anyhow::Result<i32> {
         unsafe { libc::fcntl(READY_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
         std::fs::File::from(unsafe { OwnedFd::from_raw_fd(READY_FD) })
     });
-    let launch: Launch = serde_json::from_slice(
-        &std::fs::read(dir.join(LAUNCH_FILE)).with_context(|| format!("{}", dir.display()))?,
-    )?;
+    let launch = Launch::read(&dir)?;
     let t0 = Instant::now();
     // libxl takes its domid-history lock there when destroying; a dom0 whose init scripts did
     // not create it would leave every domain in the shutdown state.

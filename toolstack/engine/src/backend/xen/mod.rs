@@ -916,6 +916,30 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoints_xen_json_is_read_strictly_and_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |v: &[u8]| std::fs::write(d.path().join(CHECKPOINT_META), v).unwrap();
+        write(br#"{"control":"1 signal 15\n"}"#);
+        assert_eq!(SavedXen::read(d.path()).unwrap().control, "1 signal 15\n");
+        let long = format!(r#"{{"control":"{}"}}"#, "x".repeat(MAX_CONTROL_BYTES + 1));
+        for bad in [
+            long.as_bytes(),
+            br#"{"control":"x","more":1}"#,
+            br#"{"control":7}"#,
+            b"not json",
+        ] {
+            write(bad);
+            assert!(
+                SavedXen::read(d.path()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        std::fs::remove_file(d.path().join(CHECKPOINT_META)).unwrap();
+        assert!(SavedXen::read(d.path()).is_err());
+    }
+
+    #[test]
     fn block_on_works_inside_and_outside_a_runtime() {
         assert_eq!(block_on(async { 4 }), 4);
         let rt = tokio::runtime::Runtime::new().unwrap();

@@ -245,7 +245,7 @@ pub fn release_volumes() {
 
 /// 9p over virtio (QEMU) or over Xen's PV transport. Xen's 9pfs frontend connects through
 /// xenbus after boot, so the mount is retried briefly there.
-fn mount_9p(tag: &str, at: &str, flags: MsFlags) -> Result<(), InitError> {
+pub(crate) fn mount_9p(tag: &str, at: &str, flags: MsFlags) -> Result<(), InitError> {
     let xen = crate::devices::Backend::detect() == crate::devices::Backend::Xen;
     let opts = format!(
         "trans={},version=9p2000.L",

@@ -266,7 +266,15 @@ pub struct MemberStart {
     pub rootfs_type: String,
     /// A writable layer disk (ext4); else a tmpfs holds the upper.
     pub upper_disk: bool,
+    /// Its volumes: host directories and files (`Share`: the directory
+    /// `<id>/<tag>` of the pod's members export, `MEMBERS_SHARE_TAG`) and tmpfs mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<crate::spec::Mount>,
 }
+
+/// The 9p mount tag of a pod VM's members export: the host binds each member's host
+/// directories and files under `<member id>/<share tag>` in it (QEMU; docs/pods.md).
+pub const MEMBERS_SHARE_TAG: &str = "hxmembers";
 
 /// Where a pod member's two disks are, as the pod VM's backend plugged them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use crate::InitError;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use pv_init::mux::{MemberDisks, MemberStart};
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -194,7 +194,192 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
                 .map_err(|e| InitError::setup(format!("writing /etc/{f}: {e}")))?;
         }
     }
+    for v in &m.mounts {
+        member_mount(&m.id, &root, v)?;
+    }
     Ok(root)
+}
+
+/// Where the pod's members export is mounted (in the pod's namespace, out of members' sight).
+const MEMBERS_AT: &str = "/.hx-members";
+
+/// The members export, mounted on first use.
+fn members_export() -> Result<&'static Path, InitError> {
+    static MOUNTED: Mutex<bool> = Mutex::new(false);
+    let mut mounted = MOUNTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*mounted {
+        crate::mounts::mount_9p(
+            pv_init::mux::MEMBERS_SHARE_TAG,
+            MEMBERS_AT,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        )?;
+        *mounted = true;
+    }
+    Ok(Path::new(MEMBERS_AT))
+}
+
+/// One of a member's volumes, onto `target` resolved inside its root: a host directory or file
+/// the host bound into the members export (`<id>/<tag>`), or a tmpfs.
+fn member_mount(id: &str, root: &Path, v: &pv_init::spec::Mount) -> Result<(), InitError> {
+    use pv_init::spec::MountSource;
+    let bad = |what: &str| InitError::setup(format!("pod member volume {}: {what}", v.target));
+    let ro = if v.readonly {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
+    match &v.source {
+        MountSource::Share { tag } => {
+            let plain = |s: &str| {
+                !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0')
+            };
+            if !plain(tag) || v.subpath.as_deref().is_some_and(|s| !plain(s)) {
+                return Err(bad("not a plain share name"));
+            }
+            let mut source = members_export()?.join(id).join(tag);
+            if let Some(sub) = &v.subpath {
+                source.push(sub);
+            }
+            // The export is the pod's own (the guest can write it): no symlink is followed.
+            let meta = std::fs::symlink_metadata(&source)
+                .map_err(|e| bad(&format!("{}: {e}", source.display())))?;
+            if meta.file_type().is_symlink() {
+                return Err(bad("its source is a symlink"));
+            }
+            let at = open_in_root(root, &v.target, meta.is_dir()).map_err(|e| bad(&e))?;
+            let at = format!("/proc/self/fd/{}", at.as_raw_fd());
+            mount(
+                Some(&source),
+                at.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| bad(&format!("bind: {e}")))?;
+            if v.readonly {
+                // The new mount's root, reopened: a remount needs the mount point itself.
+                let top = open_in_root(root, &v.target, meta.is_dir()).map_err(|e| bad(&e))?;
+                mount(
+                    None::<&str>,
+                    format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| bad(&format!("read-only: {e}")))?;
+            }
+        }
+        MountSource::Tmpfs { size_mb, options } => {
+            let mut flags = ro;
+            for (on, f) in [
+                (options.noexec, MsFlags::MS_NOEXEC),
+                (options.nosuid, MsFlags::MS_NOSUID),
+                (options.nodev, MsFlags::MS_NODEV),
+            ] {
+                if on {
+                    flags |= f;
+                }
+            }
+            let at = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
+            mount(
+                Some("tmpfs"),
+                format!("/proc/self/fd/{}", at.as_raw_fd()).as_str(),
+                Some("tmpfs"),
+                flags,
+                Some(options.data(*size_mb).as_str()),
+            )
+            .map_err(|e| bad(&format!("tmpfs: {e}")))?;
+        }
+        MountSource::Disk { .. } => return Err(bad("disk volumes are not supported in pods")),
+    }
+    Ok(())
+}
+
+/// `target` (absolute, inside the member's root) opened as an O_PATH descriptor, resolved
+/// as if `root` were `/` (RESOLVE_IN_ROOT: the image's symlinks cannot lead out of it, to
+/// the pod's or another member's files); missing directories are made, and a missing last
+/// component too (a directory, or an empty file when `dir` is false).
+pub fn open_in_root(root: &Path, target: &str, dir: bool) -> Result<OwnedFd, String> {
+    use std::os::fd::FromRawFd;
+    let comps: Vec<&str> = target
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if comps.is_empty() || comps.contains(&"..") {
+        return Err("not a path below /".into());
+    }
+    let root_fd = nix::fcntl::open(
+        root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("{}: {e}", root.display()))?;
+    let open = |rel: &str| -> Result<OwnedFd, nix::errno::Errno> {
+        let c = std::ffi::CString::new(rel).map_err(|_| nix::errno::Errno::EINVAL)?;
+        // SAFETY: open_how is plain integers; all-zero is its empty value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an open_how of the
+        // size passed; the result is a new descriptor owned here.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root_fd.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    };
+    for n in 1..=comps.len() {
+        let rel = comps[..n].join("/");
+        match open(&rel) {
+            Ok(fd) if n == comps.len() => return Ok(fd),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(format!("{rel}: {e}")),
+        }
+        let parent = if n == 1 {
+            root_fd.try_clone().map_err(|e| e.to_string())?
+        } else {
+            open(&comps[..n - 1].join("/")).map_err(|e| format!("{rel}: {e}"))?
+        };
+        let name = comps[n - 1];
+        let made = if n < comps.len() || dir {
+            nix::sys::stat::mkdirat(
+                &parent,
+                name,
+                nix::sys::stat::Mode::from_bits_truncate(0o755),
+            )
+        } else {
+            nix::fcntl::openat(
+                &parent,
+                name,
+                nix::fcntl::OFlag::O_CREAT
+                    | nix::fcntl::OFlag::O_EXCL
+                    | nix::fcntl::OFlag::O_WRONLY
+                    | nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::from_bits_truncate(0o644),
+            )
+            .map(drop)
+        };
+        match made {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(format!("making {rel}: {e}")),
+        }
+        match open(&rel) {
+            Ok(fd) if n == comps.len() => return Ok(fd),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{rel}: {e}")),
+        }
+    }
+    Err("not a path below /".into())
 }
 
 fn is_mountpoint(p: &Path) -> bool {
@@ -294,5 +479,53 @@ fn kill_namespace(ns: &OwnedFd) {
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_in_root;
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+
+    fn resolved(fd: &std::os::fd::OwnedFd) -> PathBuf {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+    }
+
+    #[test]
+    fn a_target_is_made_and_resolved_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // The image's symlinks: absolute, relative and climbing, all meant to lead out.
+        std::os::unix::fs::symlink(outside.path(), root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etclink")).unwrap();
+
+        let d = open_in_root(&root, "/data/sub", true).unwrap();
+        assert_eq!(resolved(&d), root.join("data/sub"));
+        assert!(root.join("data/sub").is_dir());
+        let f = open_in_root(&root, "/etc/app.conf", false).unwrap();
+        assert_eq!(resolved(&f), root.join("etc/app.conf"));
+        assert!(root.join("etc/app.conf").is_file());
+
+        // Absolute: it means <root>/<outside>, which is not there: refused, nothing made.
+        assert!(open_in_root(&root, "/abs/x", true).is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        let inside = root.join(outside.path().strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        let a = open_in_root(&root, "/abs/x", true).unwrap();
+        assert_eq!(resolved(&a), inside.join("x"));
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        let u = open_in_root(&root, "/up/y", true).unwrap();
+        assert_eq!(resolved(&u), root.join("y"));
+        let e = open_in_root(&root, "/etclink/z", false).unwrap();
+        assert_eq!(resolved(&e), root.join("etc/z"));
+
+        assert!(open_in_root(&root, "/", true).is_err());
+        assert!(open_in_root(&root, "/a/../b", true).is_err());
+        // An existing file where a directory is wanted on the way: an error, no change.
+        assert!(open_in_root(&root, "/etc/app.conf/x", true).is_err());
     }
 }

@@ -190,6 +190,12 @@ async fn pod(c: &Containerd, netns: &str) {
         hostname: "webpod".into(),
         log_directory: logs.to_string_lossy().into_owned(),
         linux: Some(LinuxPodSandboxConfig::default()),
+        // Kubelet's cluster DNS: containerd writes it as the pod's resolv.conf.
+        dns_config: Some(DnsConfig {
+            servers: vec!["10.231.77.53".into()],
+            searches: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -333,37 +339,96 @@ async fn pod(c: &Containerd, netns: &str) {
     assert_eq!(log_lines(&log, "stderr"), ["to-stderr"]);
     assert_eq!(log_lines(&logs.join("srv.log"), "stdout"), ["serving"]);
 
-    // A container hx cannot run in a pod yet (a volume): StartContainer fails with one line
-    // naming why; RemoveContainer leaves nothing of it.
-    let host_dir = c.dir.join("vol");
-    std::fs::create_dir_all(&host_dir).unwrap();
-    let mut with_volume = container_config("vol", "true", "vol.log");
-    with_volume.mounts = vec![Mount {
-        container_path: "/data".into(),
-        host_path: host_dir.to_string_lossy().into_owned(),
-        ..Default::default()
-    }];
+    // Kubelet's volumes: a host directory read-write (an emptyDir), one read-only (a
+    // ConfigMap); and the pod's DNS config in its resolv.conf. Live both ways, :ro enforced.
+    let empty_dir = c.dir.join("empty-dir");
+    let config_map = c.dir.join("config-map");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    std::fs::create_dir_all(&config_map).unwrap();
+    std::fs::write(config_map.join("key"), "value-from-configmap\n").unwrap();
+    let mut with_volumes = container_config(
+        "vol",
+        "cat /cfg/key; echo from-member > /data/out.txt; \
+         (echo x > /cfg/key) 2>/dev/null && echo cfg-writable || echo cfg-ro; \
+         grep -E '^(nameserver|search|options)' /etc/resolv.conf",
+        "vol.log",
+    );
+    with_volumes.mounts = vec![
+        Mount {
+            container_path: "/data".into(),
+            host_path: empty_dir.to_string_lossy().into_owned(),
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/cfg".into(),
+            host_path: config_map.to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        },
+    ];
     let vol = call(
         "CreateContainer vol",
         rs.create_container(CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
-            config: Some(with_volume),
+            config: Some(with_volumes),
             sandbox_config: Some(sandbox_config.clone()),
         }),
         c,
     )
     .await
     .container_id;
-    let e = rs
-        .start_container(StartContainerRequest {
+    call(
+        "StartContainer vol",
+        rs.start_container(StartContainerRequest {
             container_id: vol.clone(),
-        })
+        }),
+        c,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        let st = call(
+            "ContainerStatus vol",
+            rs.container_status(ContainerStatusRequest {
+                container_id: vol.clone(),
+                verbose: false,
+            }),
+            c,
+        )
         .await
-        .expect_err("a pod member with a volume started");
-    assert!(
-        e.message()
-            .contains("volumes and tmpfs mounts in a pod member are not supported yet"),
-        "{e}"
+        .status
+        .unwrap();
+        if st.state == ContainerState::ContainerExited as i32 {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "vol did not exit: {st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let vol_log = logs.join("vol.log");
+    assert_eq!(
+        (st.exit_code, log_lines(&vol_log, "stdout")),
+        (
+            0,
+            vec![
+                "value-from-configmap".to_string(),
+                "cfg-ro".into(),
+                // containerd's order.
+                "search default.svc.cluster.local".into(),
+                "nameserver 10.231.77.53".into(),
+                "options ndots:5".into(),
+            ]
+        ),
+        "{}\n{}",
+        std::fs::read_to_string(&vol_log).unwrap_or_default(),
+        engine_logs(&hx_root)
+    );
+    assert_eq!(
+        std::fs::read_to_string(empty_dir.join("out.txt")).unwrap(),
+        "from-member\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(config_map.join("key")).unwrap(),
+        "value-from-configmap\n"
     );
     call(
         "RemoveContainer vol",

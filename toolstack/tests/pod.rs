@@ -2,7 +2,8 @@
 //! a member's server; members share localhost and the hostname but not their root
 //! filesystems; a short-lived member's exit code is its own and leaves the pod and the other
 //! member running; exec, logs, stop, ps and pod ps per member; `hx pod rm -f` leaves no QEMU,
-//! keeper, record, tap, port rule or address.
+//! keeper, record, tap, port rule or address. A member's host directories, files and tmpfs
+//! mounts, live and `:ro` as asked, leave no mount behind.
 mod common;
 use common::netns::{NetLab, CLIENT_IP, HOST_IP};
 use common::{Hx, BUSYBOX};
@@ -184,6 +185,83 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         "web's two disks and this member's image, not the killed member's: {}",
         after.stdout
     );
+
+    // A member's host directories and files, live both ways, `:ro` enforced, and a tmpfs;
+    // nothing of them stays mounted once it has exited, in the host or in the pod's QEMU.
+    let vols = tempfile::tempdir().unwrap();
+    let data = vols.path().join("data");
+    let rodir = vols.path().join("rodir");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&rodir).unwrap();
+    std::fs::write(data.join("in.txt"), "from-host\n").unwrap();
+    std::fs::write(rodir.join("keep"), "kept\n").unwrap();
+    let conf = vols.path().join("app.conf");
+    std::fs::write(&conf, "setting=1\n").unwrap();
+    let v = |src: &std::path::Path, dst: &str| format!("{}:{dst}", src.display());
+    let vol = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "-v",
+            &v(&data, "/data"),
+            "-v",
+            &v(&rodir, "/ro:ro"),
+            "-v",
+            &v(&conf, "/etc/app.conf:ro"),
+            "--tmpfs",
+            "/scratch",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /data/in.txt /ro/keep /etc/app.conf; echo from-member > /data/out.txt; \
+             (echo x > /etc/app.conf) 2>/dev/null && echo file-writable || echo file-ro; \
+             touch /ro/new 2>/dev/null && echo dir-writable || echo dir-ro; \
+             grep -c ' /scratch tmpfs' /proc/mounts",
+        ],
+    );
+    assert_eq!(vol.code, 0, "{}{}", vol.stdout, vol.stderr);
+    assert_eq!(
+        vol.stdout, "from-host\nkept\nsetting=1\nfile-ro\ndir-ro\n1\n",
+        "{}",
+        vol.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("out.txt")).unwrap(),
+        "from-member\n"
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "setting=1\n");
+    assert!(!rodir.join("new").exists());
+    let qemu = common::qemu_pids_for(hx.root());
+    assert_eq!(qemu.len(), 1);
+    let in_vm = std::fs::read_to_string(format!("/proc/{}/mountinfo", qemu[0])).unwrap();
+    assert!(
+        !in_vm.contains("/members/"),
+        "binds left in the pod's VM: {in_vm}"
+    );
+    let in_host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !in_host.contains(&*hx.root().to_string_lossy()),
+        "mounts left on the host: {in_host}"
+    );
+    // Named volumes are not for members yet: one line, exit 125.
+    let named = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "-v",
+            "vol1:/data",
+            BUSYBOX,
+            "true",
+        ],
+    );
+    assert_eq!(named.code, 125, "{}", named.stderr);
+    assert_eq!(named.stderr.lines().count(), 1, "{}", named.stderr);
 
     // A member's stop ends only that member; the pod's VM runs on.
     lab.hx_ok(&hx, &["stop", "-t", "2", "web"]);

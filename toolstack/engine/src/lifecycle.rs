@@ -291,11 +291,12 @@ fn create_inner(
             })
             .map(|c| c.name.clone())
     };
-    let mut records = volume::resolve(
-        &volume_args,
-        &image_cfg.volumes().clone().unwrap_or_default(),
-        &busy,
-    )?;
+    // A pod member's image VOLUMEs stay in its writable layer: members have no volume disks.
+    let image_volumes = match (&req.pod, req.pod_infra) {
+        (Some(_), false) => Vec::new(),
+        _ => image_cfg.volumes().clone().unwrap_or_default(),
+    };
+    let mut records = volume::resolve(&volume_args, &image_volumes, &busy)?;
     // A --tmpfs replaces an image VOLUME at its path, like docker (-v there was refused).
     records.retain(|r| !req.tmpfs.iter().any(|t| t.target == r.target));
     // The image's STOPSIGNAL is checked here: a bad one fails the run, not a later hx stop.

@@ -1,6 +1,7 @@
 //! Backends: how a container's VM is started, signalled, stopped and cleaned up. Everything
 //! else (images, spec, config disk, channels, state) is shared.
 pub mod pod;
+pub mod pod_share;
 pub mod qemu;
 pub mod qemu_checkpoint;
 pub mod qemu_pod;
@@ -170,6 +171,11 @@ pub trait Backend {
             "container {}: this backend cannot hot-plug pod members' disks",
             pod.name
         )
+    }
+    /// Whether a pod's VM on this backend can take its members' host directories and files
+    /// (`MemberFiles::shares`, bound into the VM's members export by `plug_member`).
+    fn can_share_into_pod_members(&self) -> bool {
+        false
     }
     /// Removes what `plug_member` plugged for `member` from the pod's VM, and anything of it a
     /// killed keeper left half-plugged (best effort: the devices that are there).

@@ -1,7 +1,8 @@
 //! A pod member (docs/pods.md): its workload runs in its pod's VM, so its "VM process" is a
 //! keeper, `hx __pod-member DIR`, which lives as long as the workload: it hot-plugs the
 //! member's disks (image rootfs read-only, writable layer) into the pod's VM the way that VM's
-//! backend does it (`Backend::plug_member`: QEMU's virtio-scsi over QMP, Xen's blkback vbds),
+//! backend does it (`Backend::plug_member`: QEMU's virtio-scsi over QMP, Xen's blkback vbds;
+//! with its host directories and files where `can_share_into_pod_members`: pod_share.rs),
 //! starts the workload over the pod's exec channel (an Open with `member`), hands its output
 //! and status to the member's own log relay (so logs, status, outcome and attach work as for
 //! any container), forwards `signal N` control lines, and unplugs the disks once the guest
@@ -37,6 +38,22 @@ pub struct MemberFiles {
     pub rootfs: PathBuf,
     /// The member's writable layer (ext4), unless it has none (`--rm`).
     pub upper: Option<PathBuf>,
+    /// Its host directories and files (`-v /host/path:/target`), for backends that
+    /// `can_share_into_pod_members`.
+    #[serde(default)]
+    pub shares: Vec<MemberShare>,
+}
+
+/// A host directory, or one file of it, given to a pod member.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MemberShare {
+    /// The share's tag in the member's spec (`MountSource::Share`).
+    pub tag: String,
+    /// The host directory (volume::Share::path).
+    pub path: PathBuf,
+    /// A single file: its name in `path` (the mount's subpath).
+    pub file: Option<String>,
+    pub readonly: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -76,9 +93,9 @@ impl Backend for PodMember {
         if !infra.vm_alive() {
             bail!("pod {} is not running (hx pod start {0})", self.pod);
         }
-        if !spec.shares.is_empty() || spec.disks.len() > 3 || spec.nic.is_some() {
+        if spec.disks.len() > 3 || spec.nic.is_some() {
             bail!(
-                "pod {}: members have no volumes or network of their own yet",
+                "pod {}: members have no volume disks or network of their own yet",
                 self.pod
             );
         }
@@ -89,6 +106,17 @@ impl Backend for PodMember {
                 id: spec.id.to_string(),
                 rootfs: spec.disks[0].path.clone(),
                 upper: spec.disks.get(2).map(|d| d.path.clone()),
+                // Which are single files is in spec.json's mounts: `keep` fills it in.
+                shares: spec
+                    .shares
+                    .iter()
+                    .map(|s| MemberShare {
+                        tag: s.tag.clone(),
+                        path: s.path.clone(),
+                        file: None,
+                        readonly: s.readonly,
+                    })
+                    .collect(),
             },
         };
         hx_images::store::write_atomic(&spec.dir.join(PLAN_FILE), &serde_json::to_vec(&plan)?)?;
@@ -167,6 +195,7 @@ impl Backend for PodMember {
                     id: c.id.clone(),
                     rootfs: PathBuf::new(),
                     upper: None,
+                    shares: Vec::new(),
                 });
                 be.unplug_member(&infra, &files);
             }
@@ -219,7 +248,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         code: 125,
         message: format!("pod member: {e:#}"),
     };
-    let plan: Plan = match read_plan(dir) {
+    let mut plan: Plan = match read_plan(dir) {
         Ok(p) => p,
         Err(e) => {
             report(&failed(e));
@@ -236,6 +265,12 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    for share in &mut plan.files.shares {
+        share.file = spec.mounts.iter().find_map(|m| match &m.source {
+            pv_init::spec::MountSource::Share { tag } if *tag == share.tag => m.subpath.clone(),
+            _ => None,
+        });
+    }
     let (infra, be) = match pod_vm(&plan.root, &plan.pod) {
         Ok(v) => v,
         Err(e) => {
@@ -270,6 +305,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             disks,
             rootfs_type: spec.rootfs.fstype.clone(),
             upper_disk: matches!(spec.upper, Upper::Disk { .. }) && plan.files.upper.is_some(),
+            mounts: spec.mounts.clone(),
         }),
         container: None,
     };

@@ -315,6 +315,17 @@ impl Qemu {
                 "-device",
                 &format!("virtio-scsi-device,id={}", super::qemu_pod::BUS),
             ]);
+            // Members' host directories: bound into this export in QEMU's own mount namespace
+            // (qemu_pod.rs), as no 9p device can be hot-added. Mapped metadata, as for shares.
+            cmd.arg("-fsdev").arg(format!(
+                "local,id=fsm,path={},security_model={},multidevs=remap",
+                qemu_path(&super::pod_share::members_export(spec.dir)),
+                crate::volume::ShareModel::MappedXattr.as_qemu()
+            ));
+            cmd.arg("-device").arg(format!(
+                "virtio-9p-device,fsdev=fsm,mount_tag={}",
+                pv_init::mux::MEMBERS_SHARE_TAG
+            ));
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {
@@ -561,6 +572,9 @@ impl Backend for Qemu {
         // Own session: the VM outlives `hx run` being killed, like a docker container outlives
         // its client; `hx ps`/`hx rm` find it by pid + start time.
         process::detach(&mut cmd, inherit);
+        if spec.hotplug_bus {
+            super::pod_share::private_mounts(&mut cmd, spec.dir)?;
+        }
         // Recorded in the container's state before it may run (spawn_recorded).
         let (pid, start) = super::spawn_recorded(&mut cmd, spec.on_spawn).with_context(|| {
             format!("starting {} (apt-get install qemu-system-x86)", self.binary)
@@ -650,16 +664,21 @@ impl Backend for Qemu {
         true
     }
 
+    /// Through the pod VM's members export (qemu_pod.rs).
+    fn can_share_into_pod_members(&self) -> bool {
+        true
+    }
+
     fn plug_member(
         &self,
         pod: &Container,
         member: &super::pod::MemberFiles,
     ) -> anyhow::Result<pv_init::mux::MemberDisks> {
-        super::qemu_pod::plug(&crate::container::dir(&self.root, &pod.id), member)
+        super::qemu_pod::plug(pod, &crate::container::dir(&self.root, &pod.id), member)
     }
 
     fn unplug_member(&self, pod: &Container, member: &super::pod::MemberFiles) {
-        super::qemu_pod::unplug(&crate::container::dir(&self.root, &pod.id), &member.id)
+        super::qemu_pod::unplug(pod, &crate::container::dir(&self.root, &pod.id), &member.id)
     }
 
     fn pause(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {

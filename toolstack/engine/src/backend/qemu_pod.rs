@@ -3,6 +3,7 @@
 //! writable layer at LUN 1 of the first free SCSI target.
 use super::pod::MemberFiles;
 use super::qmp::Qmp;
+use crate::container::Container;
 use pv_init::mux::MemberDisks;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,17 +28,23 @@ fn connect(pod_dir: &Path, wait: Duration) -> anyhow::Result<Qmp> {
     }
 }
 
-pub fn plug(pod_dir: &Path, m: &MemberFiles) -> anyhow::Result<MemberDisks> {
+/// The member's disks on the bus, its host paths in the members export (pod_share.rs).
+pub fn plug(pod: &Container, pod_dir: &Path, m: &MemberFiles) -> anyhow::Result<MemberDisks> {
     let mut q = connect(pod_dir, QMP_WAIT)?;
-    let plugged = plug_on(&mut q, m);
+    let plugged = plug_on(&mut q, m).and_then(|target| {
+        super::pod_share::bind(pod, pod_dir, m)?;
+        Ok(target)
+    });
     if plugged.is_err() {
         unplug_on(&mut q, &m.id);
+        super::pod_share::unbind(pod, pod_dir, &m.id);
     }
     plugged.map(|target| MemberDisks::Scsi { target })
 }
 
 /// Best effort: a pod VM that is gone (its socket refuses) has nothing to unplug.
-pub fn unplug(pod_dir: &Path, id: &str) {
+pub fn unplug(pod: &Container, pod_dir: &Path, id: &str) {
+    super::pod_share::unbind(pod, pod_dir, id);
     if let Ok(mut q) = connect(pod_dir, Duration::from_secs(2)) {
         unplug_on(&mut q, id);
     }

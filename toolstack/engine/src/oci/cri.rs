@@ -65,14 +65,12 @@ pub fn role(id: &str, annotations: &BTreeMap<String, String>) -> anyhow::Result<
     }
 }
 
-/// The files CRI binds into every container of a pod (`/etc/hosts`, `/etc/hostname`,
-/// `/etc/resolv.conf`): a member gets its pod VM's own copies instead (pv-init copies them
-/// into the member's root), so these binds are dropped rather than shared again.
+/// The files CRI binds into every container of a pod that the pod's VM has its own copies of
+/// (`/etc/hosts`, `/etc/hostname`: pv-init copies them into the member's root), so these binds
+/// are dropped rather than shared again. CRI's `/etc/resolv.conf` is kept: it carries the
+/// pod's `dns_config`.
 pub fn is_pod_file(destination: &str) -> bool {
-    matches!(
-        destination,
-        "/etc/hosts" | "/etc/hostname" | "/etc/resolv.conf"
-    )
+    matches!(destination, "/etc/hosts" | "/etc/hostname")
 }
 
 #[cfg(test)]

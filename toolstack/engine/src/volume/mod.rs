@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 pub use arg::{parse_arg, Source, VolumeArg};
 pub use ext4::snapshot_dir;
 pub use mounts::{
-    acquire, release_binds, remove_container_dir, resolve, HostDirs, MountRecord, Plan, Share,
-    ShareModel,
+    acquire, release_binds, remove_container_dir, resolve, unescape_mountinfo, HostDirs,
+    MountRecord, Plan, Share, ShareModel,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -232,17 +232,22 @@ pub fn release_binds(dir: &Path) {
         let Some(mp) = line.split(' ').nth(4) else {
             continue;
         };
-        let mp = mp
-            .replace("\\040", " ")
-            .replace("\\011", "\t")
-            .replace("\\012", "\n")
-            .replace("\\134", "\\");
+        let mp = unescape_mountinfo(mp);
         if Path::new(&mp).starts_with(&binds) {
             if let Err(e) = nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::MNT_DETACH) {
                 tracing::warn!("unmounting {mp}: {e}");
             }
         }
     }
+}
+
+/// A mount point as /proc/*/mountinfo writes it: space, tab, newline and backslash
+/// octal-escaped.
+pub fn unescape_mountinfo(mp: &str) -> String {
+    mp.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Removes a container's directory, releasing its file binds first.

@@ -722,6 +722,12 @@ impl Backend for Xen {
         pod: &Container,
         member: &crate::backend::pod::MemberFiles,
     ) -> anyhow::Result<pv_init::mux::MemberDisks> {
+        if !member.shares.is_empty() {
+            anyhow::bail!(
+                "pod {}: host directories in a pod member are not supported on Xen yet",
+                pod.name
+            );
+        }
         self.plug_pod_member(pod, member)
     }
 

@@ -263,12 +263,12 @@ pub(crate) fn mount_9p(tag: &str, at: &str, flags: MsFlags) -> Result<(), InitEr
 }
 
 /// A volume is fresh when it holds nothing but ext4's lost+found.
-fn is_empty_volume(p: &str) -> bool {
+pub(crate) fn is_empty_volume(p: &str) -> bool {
     fs::read_dir(p).is_ok_and(|rd| rd.flatten().all(|e| e.file_name() == "lost+found"))
 }
 
 /// Copies a tree with owners, modes and symlinks (docker's volume copy-up).
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = fs::symlink_metadata(from)?;
     std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;

@@ -195,7 +195,7 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
         }
     }
     for v in &m.mounts {
-        member_mount(&m.id, &root, v)?;
+        member_mount(m, &base, &root, v)?;
     }
     Ok(root)
 }
@@ -220,8 +220,14 @@ fn members_export() -> Result<&'static Path, InitError> {
 
 /// One of a member's volumes, onto `target` resolved inside its root: a host directory or file
 /// the host bound into the members export (`<id>/<tag>`), or a tmpfs.
-fn member_mount(id: &str, root: &Path, v: &pv_init::spec::Mount) -> Result<(), InitError> {
+fn member_mount(
+    m: &MemberStart,
+    base: &Path,
+    root: &Path,
+    v: &pv_init::spec::Mount,
+) -> Result<(), InitError> {
     use pv_init::spec::MountSource;
+    let id = &m.id;
     let bad = |what: &str| InitError::setup(format!("pod member volume {}: {what}", v.target));
     let ro = if v.readonly {
         MsFlags::MS_RDONLY
@@ -290,7 +296,53 @@ fn member_mount(id: &str, root: &Path, v: &pv_init::spec::Mount) -> Result<(), I
             )
             .map_err(|e| bad(&format!("tmpfs: {e}")))?;
         }
-        MountSource::Disk { .. } => return Err(bad("disk volumes are not supported in pods")),
+        MountSource::Disk { disk, fstype } => {
+            // A volume disk at LUN `disk`: mounted aside first, where a fresh one receives
+            // what the image has at the target (docker's copy-up), then bound onto it.
+            if *disk < 2 || fstype != "ext4" {
+                return Err(bad("not a volume disk"));
+            }
+            let dev = member_disk(m.disks, *disk)?;
+            let aside = base.join("vol").join(disk.to_string());
+            let flags = if v.copy_up { MsFlags::empty() } else { ro };
+            mnt(
+                &dev.to_string_lossy(),
+                &aside,
+                Some("ext4"),
+                flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("noinit_itable"),
+            )?;
+            let at = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
+            let at = format!("/proc/self/fd/{}", at.as_raw_fd());
+            let aside_s = aside.to_string_lossy().to_string();
+            if v.copy_up && crate::mounts::is_empty_volume(&aside_s) {
+                let _ = std::fs::remove_dir(aside.join("lost+found"));
+                // The target's path as resolved (no symlink left in it; nothing of the member
+                // runs yet to change it).
+                let real = std::fs::read_link(&at).map_err(|e| bad(&e.to_string()))?;
+                crate::mounts::copy_tree(&real, &aside)
+                    .map_err(|e| bad(&format!("copying the image's files into the volume: {e}")))?;
+            }
+            mount(
+                Some(&aside),
+                at.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| bad(&format!("bind: {e}")))?;
+            if v.readonly {
+                let top = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
+                mount(
+                    None::<&str>,
+                    format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| bad(&format!("read-only: {e}")))?;
+            }
+        }
     }
     Ok(())
 }
@@ -441,6 +493,14 @@ pub fn teardown(id: &str) {
     nix::unistd::sync();
     for d in ["root", "rw", "lower"] {
         let _ = umount2(&base.join(d), MntFlags::MNT_DETACH);
+    }
+    // Volumes last, each cleanly where it can be (its journal clean for the next container).
+    if let Ok(vols) = std::fs::read_dir(base.join("vol")) {
+        for v in vols.flatten() {
+            if umount2(&v.path(), MntFlags::empty()).is_err() {
+                let _ = umount2(&v.path(), MntFlags::MNT_DETACH);
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -3,7 +3,8 @@
 //! filesystems; a short-lived member's exit code is its own and leaves the pod and the other
 //! member running; exec, logs, stop, ps and pod ps per member; `hx pod rm -f` leaves no QEMU,
 //! keeper, record, tap, port rule or address. A member's host directories, files and tmpfs
-//! mounts, live and `:ro` as asked, leave no mount behind.
+//! mounts, live and `:ro` as asked, leave no mount behind; its named volumes keep their data
+//! for the next member.
 mod common;
 use common::netns::{NetLab, CLIENT_IP, HOST_IP};
 use common::{Hx, BUSYBOX};
@@ -246,8 +247,9 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         !in_host.contains(&*hx.root().to_string_lossy()),
         "mounts left on the host: {in_host}"
     );
-    // Named volumes are not for members yet: one line, exit 125.
-    let named = lab.hx(
+    // Named volumes: a disk hot-plugged with the member's own, kept across members; a fresh
+    // one receives the image's files at its path first (docker's copy-up); `:ro` holds.
+    let w = lab.hx(
         &hx,
         &[
             "run",
@@ -255,13 +257,44 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
             "--pod",
             "p",
             "-v",
-            "vol1:/data",
+            "podvol:/data",
+            "-v",
+            "podetc:/etc",
             BUSYBOX,
-            "true",
+            "sh",
+            "-c",
+            "echo kept > /data/f && test -s /etc/passwd && echo copied-up",
         ],
     );
-    assert_eq!(named.code, 125, "{}", named.stderr);
-    assert_eq!(named.stderr.lines().count(), 1, "{}", named.stderr);
+    assert_eq!(
+        (w.code, w.stdout.as_str()),
+        (0, "copied-up\n"),
+        "{}",
+        w.stderr
+    );
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "-v",
+            "podvol:/data:ro",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /data/f; (echo x > /data/f) 2>/dev/null && echo writable || echo read-only",
+        ],
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "kept\nread-only\n"),
+        "{}",
+        r.stderr
+    );
+    let listed = lab.hx_ok(&hx, &["volume", "ls", "-q"]).stdout;
+    assert!(listed.lines().any(|l| l == "podvol"), "{listed}");
 
     // A member's stop ends only that member; the pod's VM runs on.
     lab.hx_ok(&hx, &["stop", "-t", "2", "web"]);

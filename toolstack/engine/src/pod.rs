@@ -93,18 +93,10 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
     if req.hostname.is_some() || !req.dns.is_empty() || !req.add_hosts.is_empty() {
         return refuse("the hostname, DNS and hosts");
     }
-    for v in &req.volumes {
-        if !matches!(
-            crate::volume::parse_arg(v)?.source,
-            crate::volume::Source::Host(_)
-        ) {
-            bail!("--pod: -v {v}: named and anonymous volumes in a pod member are not supported yet (host directories and files are)");
-        }
-    }
     let pod_be = crate::backend::for_container(&infra, root)?;
     if !req.volumes.is_empty() && !pod_be.can_share_into_pod_members() {
         bail!(
-            "--pod: host directories in a pod member are not supported by the {} backend yet",
+            "--pod: volumes and host directories in a pod member are not supported by the {} backend yet",
             pod_be.name()
         );
     }

@@ -172,8 +172,9 @@ pub trait Backend {
             pod.name
         )
     }
-    /// Whether a pod's VM on this backend can take its members' host directories and files
-    /// (`MemberFiles::shares`, bound into the VM's members export by `plug_member`).
+    /// Whether a pod's VM on this backend can take its members' volumes: host directories and
+    /// files (`MemberFiles::shares`, bound into the VM's members export) and volume disks
+    /// (`MemberFiles::volumes`), by `plug_member`.
     fn can_share_into_pod_members(&self) -> bool {
         false
     }

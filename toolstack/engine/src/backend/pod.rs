@@ -42,6 +42,22 @@ pub struct MemberFiles {
     /// `can_share_into_pod_members`.
     #[serde(default)]
     pub shares: Vec<MemberShare>,
+    /// Its volume disks (named and anonymous volumes: ext4), in the order of their LUNs from
+    /// `FIRST_VOLUME_LUN`, for backends that `can_share_into_pod_members`.
+    #[serde(default)]
+    pub volumes: Vec<MemberVolume>,
+}
+
+/// The LUN (QEMU) of a member's first volume disk: 0 is its image, 1 its writable layer.
+pub const FIRST_VOLUME_LUN: u32 = 2;
+
+/// A volume disk of a pod member.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MemberVolume {
+    /// The disk's index in the member's spec (`MountSource::Disk`).
+    pub disk: u32,
+    pub path: PathBuf,
+    pub readonly: bool,
 }
 
 /// A host directory, or one file of it, given to a pod member.
@@ -93,11 +109,31 @@ impl Backend for PodMember {
         if !infra.vm_alive() {
             bail!("pod {} is not running (hx pod start {0})", self.pod);
         }
-        if spec.disks.len() > 3 || spec.nic.is_some() {
-            bail!(
-                "pod {}: members have no volume disks or network of their own yet",
-                self.pod
-            );
+        if spec.nic.is_some() {
+            bail!("pod {}: members have no network of their own", self.pod);
+        }
+        // Which disk is the layer and which are volumes: the member's spec says.
+        let cspec: ContainerSpec =
+            serde_json::from_slice(&std::fs::read(spec.dir.join("spec.json"))?)?;
+        let disk = |i: u32| {
+            spec.disks
+                .get(i as usize)
+                .ok_or_else(|| anyhow::anyhow!("pod member: its spec names disk {i}, not there"))
+        };
+        let upper = match &cspec.upper {
+            Upper::Disk { disk: i, .. } => Some(disk(*i)?.path.clone()),
+            Upper::Tmpfs { .. } => None,
+        };
+        let mut volumes = Vec::new();
+        for m in &cspec.mounts {
+            if let pv_init::spec::MountSource::Disk { disk: i, .. } = m.source {
+                let d = disk(i)?;
+                volumes.push(MemberVolume {
+                    disk: i,
+                    path: d.path.clone(),
+                    readonly: d.readonly,
+                });
+            }
         }
         let plan = Plan {
             root: self.root.clone(),
@@ -105,7 +141,8 @@ impl Backend for PodMember {
             files: MemberFiles {
                 id: spec.id.to_string(),
                 rootfs: spec.disks[0].path.clone(),
-                upper: spec.disks.get(2).map(|d| d.path.clone()),
+                upper,
+                volumes,
                 // Which are single files is in spec.json's mounts: `keep` fills it in.
                 shares: spec
                     .shares
@@ -196,6 +233,7 @@ impl Backend for PodMember {
                     rootfs: PathBuf::new(),
                     upper: None,
                     shares: Vec::new(),
+                    volumes: Vec::new(),
                 });
                 be.unplug_member(&infra, &files);
             }
@@ -305,7 +343,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             disks,
             rootfs_type: spec.rootfs.fstype.clone(),
             upper_disk: matches!(spec.upper, Upper::Disk { .. }) && plan.files.upper.is_some(),
-            mounts: spec.mounts.clone(),
+            mounts: member_mounts(&spec, &plan.files),
         }),
         container: None,
     };
@@ -330,6 +368,19 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         be.unplug_member(&infra, &plan.files);
     }
     Ok(())
+}
+
+/// The member's mounts as the guest finds them: a volume's disk is named by its LUN.
+fn member_mounts(spec: &ContainerSpec, files: &MemberFiles) -> Vec<pv_init::spec::Mount> {
+    let mut mounts = spec.mounts.clone();
+    for m in &mut mounts {
+        if let pv_init::spec::MountSource::Disk { disk, .. } = &mut m.source {
+            if let Some(i) = files.volumes.iter().position(|v| v.disk == *disk) {
+                *disk = FIRST_VOLUME_LUN + i as u32;
+            }
+        }
+    }
+    mounts
 }
 
 /// `signal N` lines written to control.in (hx stop, kill, an attached run's Ctrl-C) become

@@ -1,7 +1,7 @@
 //! A pod member's disks in a QEMU pod VM (docs/pods.md): `blockdev-add` + `device_add scsi-hd`
 //! over QMP on the pod's virtio-scsi bus (`VmSpec::hotplug_bus`), the image at LUN 0 and the
 //! writable layer at LUN 1 of the first free SCSI target.
-use super::pod::MemberFiles;
+use super::pod::{MemberFiles, FIRST_VOLUME_LUN};
 use super::qmp::Qmp;
 use crate::container::Container;
 use pv_init::mux::MemberDisks;
@@ -50,45 +50,50 @@ pub fn unplug(pod: &Container, pod_dir: &Path, id: &str) {
     }
 }
 
+/// The member's disks by LUN: the image (0, read-only), its layer (1), its volumes (from
+/// `FIRST_VOLUME_LUN`).
+fn luns(m: &MemberFiles) -> Vec<(u32, &Path, bool)> {
+    let mut disks = vec![(0, m.rootfs.as_path(), true)];
+    if let Some(u) = &m.upper {
+        disks.push((1, u.as_path(), false));
+    }
+    for (i, v) in m.volumes.iter().enumerate() {
+        disks.push((FIRST_VOLUME_LUN + i as u32, v.path.as_path(), v.readonly));
+    }
+    disks
+}
+
 fn plug_on(q: &mut Qmp, m: &MemberFiles) -> anyhow::Result<u32> {
     let id = &m.id;
-    let mut disks = vec![(&m.rootfs, true)];
-    if let Some(u) = &m.upper {
-        disks.push((u, false));
-    }
-    for (lun, (path, readonly)) in disks.iter().enumerate() {
+    let disks = luns(m);
+    for (lun, path, readonly) in &disks {
         q.execute_with(
             "blockdev-add",
             Some(serde_json::json!({
                 "driver": "raw",
-                "node-name": node(id, lun as u32),
+                "node-name": node(id, *lun),
                 "read-only": readonly,
-                // Like the boot disks' cache=unsafe: nothing reads these after the VM.
-                "cache": {"no-flush": true},
+                // A volume's writes must reach the host's disk (the next container reads it);
+                // the image and the layer are like the boot disks' cache=unsafe.
+                "cache": {"no-flush": *lun < FIRST_VOLUME_LUN},
                 "file": {"driver": "file", "filename": path},
             })),
         )?;
     }
     let bus = format!("{BUS}.0");
+    let device = |target: u32, lun: u32| {
+        serde_json::json!({
+            "driver": "scsi-hd", "id": node(id, lun), "drive": node(id, lun),
+            "bus": bus, "channel": 0, "scsi-id": target, "lun": lun,
+        })
+    };
     let mut last = None;
     for target in 0..=pv_init::mux::MAX_MEMBER_TARGET {
-        let added = q.execute_with(
-            "device_add",
-            Some(serde_json::json!({
-                "driver": "scsi-hd", "id": node(id, 0), "drive": node(id, 0),
-                "bus": bus, "channel": 0, "scsi-id": target, "lun": 0,
-            })),
-        );
-        match added {
+        // LUN 0 claims the target; the member's other disks follow on it.
+        match q.execute_with("device_add", Some(device(target, 0))) {
             Ok(_) => {
-                if m.upper.is_some() {
-                    q.execute_with(
-                        "device_add",
-                        Some(serde_json::json!({
-                            "driver": "scsi-hd", "id": node(id, 1), "drive": node(id, 1),
-                            "bus": bus, "channel": 0, "scsi-id": target, "lun": 1,
-                        })),
-                    )?;
+                for (lun, _, _) in &disks[1..] {
+                    q.execute_with("device_add", Some(device(target, *lun)))?;
                 }
                 return Ok(target);
             }
@@ -100,14 +105,22 @@ fn plug_on(q: &mut Qmp, m: &MemberFiles) -> anyhow::Result<u32> {
 }
 
 /// Removes the member's devices and block nodes from the pod's VM (best effort: those that
-/// are there).
+/// are there, whatever its plan said).
 fn unplug_on(q: &mut Qmp, id: &str) {
-    for lun in [1, 0] {
-        let _ = q.execute_with("device_del", Some(serde_json::json!({"id": node(id, lun)})));
+    let all: Vec<u32> = (0..FIRST_VOLUME_LUN + crate::volume::MAX_MOUNTS as u32)
+        .rev()
+        .collect();
+    let mut present = Vec::new();
+    for &lun in &all {
+        match q.execute_with("device_del", Some(serde_json::json!({"id": node(id, lun)}))) {
+            Ok(_) => present.push(lun),
+            Err(e) if e.to_string().contains("not found") => {}
+            Err(_) => present.push(lun),
+        }
     }
-    for lun in [1, 0] {
+    for &lun in &all {
         // The device goes first; its node is in use until then.
-        for _ in 0..50 {
+        for _ in 0..if present.contains(&lun) { 50 } else { 1 } {
             match q.execute_with(
                 "blockdev-del",
                 Some(serde_json::json!({"node-name": node(id, lun)})),

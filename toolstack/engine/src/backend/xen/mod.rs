@@ -722,9 +722,9 @@ impl Backend for Xen {
         pod: &Container,
         member: &crate::backend::pod::MemberFiles,
     ) -> anyhow::Result<pv_init::mux::MemberDisks> {
-        if !member.shares.is_empty() {
+        if !member.shares.is_empty() || !member.volumes.is_empty() {
             anyhow::bail!(
-                "pod {}: host directories in a pod member are not supported on Xen yet",
+                "pod {}: volumes and host directories in a pod member are not supported on Xen yet",
                 pod.name
             );
         }

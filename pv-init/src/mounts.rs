@@ -156,16 +156,7 @@ fn volume(i: usize, m: &Mount, disks: &Disks) -> Result<(), InitError> {
             mnt(&dev, &at, fstype, flags, opts)?;
         }
         MountSource::Tmpfs { size_mb, options } => {
-            let mut flags = flags;
-            for (on, f) in [
-                (options.noexec, MsFlags::MS_NOEXEC),
-                (options.nosuid, MsFlags::MS_NOSUID),
-                (options.nodev, MsFlags::MS_NODEV),
-            ] {
-                if on {
-                    flags |= f;
-                }
-            }
+            let flags = tmpfs_flags(options, flags);
             mnt("tmpfs", &at, "tmpfs", flags, Some(&options.data(*size_mb)))?;
         }
         MountSource::Share { tag } => mount_9p(tag, &at, flags)?,
@@ -260,6 +251,20 @@ pub(crate) fn mount_9p(tag: &str, at: &str, flags: MsFlags) -> Result<(), InitEr
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// `--tmpfs PATH:OPTIONS`' noexec, nosuid and nodev, added to `flags`.
+pub(crate) fn tmpfs_flags(options: &pv_init::spec::TmpfsOptions, mut flags: MsFlags) -> MsFlags {
+    for (on, f) in [
+        (options.noexec, MsFlags::MS_NOEXEC),
+        (options.nosuid, MsFlags::MS_NOSUID),
+        (options.nodev, MsFlags::MS_NODEV),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    flags
 }
 
 /// A volume is fresh when it holds nothing but ext4's lost+found.

@@ -122,6 +122,40 @@ fn mnt(
         .map_err(|e| InitError::setup(format!("mount {src} on {}: {e}", target.display())))
 }
 
+/// Mounts member disk `disk` (its LUN) on `target`. A hot-plugged disk's /dev node can
+/// appear before the disk opens (ENXIO while the SCSI scan finishes): retried until
+/// DISK_WAIT.
+fn mount_member_disk(
+    disks: MemberDisks,
+    disk: u32,
+    target: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), InitError> {
+    std::fs::create_dir_all(target)
+        .map_err(|e| InitError::setup(format!("mkdir {}: {e}", target.display())))?;
+    let deadline = Instant::now() + DISK_WAIT;
+    loop {
+        let dev = member_disk(disks, disk)?;
+        match mount(Some(&dev), target, Some(fstype), flags, data) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::ENXIO | nix::errno::Errno::ENODEV)
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => {
+                return Err(InitError::setup(format!(
+                    "mount {} on {}: {e}",
+                    dev.display(),
+                    target.display()
+                )))
+            }
+        }
+    }
+}
+
 /// Mounts the member's image, its writable layer and the overlay of both; gives it the pod's
 /// /dev and its /etc/hosts, /etc/hostname and /etc/resolv.conf. Returns the root.
 pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
@@ -132,23 +166,16 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
             m.id
         )));
     }
-    let rootfs = member_disk(m.disks, 0)?;
-    mnt(
-        &rootfs.to_string_lossy(),
+    mount_member_disk(
+        m.disks,
+        0,
         &base.join("lower"),
-        Some(&m.rootfs_type),
+        &m.rootfs_type,
         MsFlags::MS_RDONLY,
         None,
     )?;
     if m.upper_disk {
-        let upper = member_disk(m.disks, 1)?;
-        mnt(
-            &upper.to_string_lossy(),
-            &base.join("rw"),
-            Some("ext4"),
-            MsFlags::empty(),
-            None,
-        )?;
+        mount_member_disk(m.disks, 1, &base.join("rw"), "ext4", MsFlags::empty(), None)?;
     } else {
         mnt(
             "tmpfs",
@@ -252,40 +279,10 @@ fn member_mount(
             if meta.file_type().is_symlink() {
                 return Err(bad("its source is a symlink"));
             }
-            let at = open_in_root(root, &v.target, meta.is_dir()).map_err(|e| bad(&e))?;
-            let at = format!("/proc/self/fd/{}", at.as_raw_fd());
-            mount(
-                Some(&source),
-                at.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| bad(&format!("bind: {e}")))?;
-            if v.readonly {
-                // The new mount's root, reopened: a remount needs the mount point itself.
-                let top = open_in_root(root, &v.target, meta.is_dir()).map_err(|e| bad(&e))?;
-                mount(
-                    None::<&str>,
-                    format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None::<&str>,
-                )
-                .map_err(|e| bad(&format!("read-only: {e}")))?;
-            }
+            bind_onto(root, &source, &v.target, meta.is_dir(), v.readonly).map_err(|e| bad(&e))?;
         }
         MountSource::Tmpfs { size_mb, options } => {
-            let mut flags = ro;
-            for (on, f) in [
-                (options.noexec, MsFlags::MS_NOEXEC),
-                (options.nosuid, MsFlags::MS_NOSUID),
-                (options.nodev, MsFlags::MS_NODEV),
-            ] {
-                if on {
-                    flags |= f;
-                }
-            }
+            let flags = crate::mounts::tmpfs_flags(options, ro);
             let at = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
             mount(
                 Some("tmpfs"),
@@ -302,47 +299,62 @@ fn member_mount(
             if *disk < 2 || fstype != "ext4" {
                 return Err(bad("not a volume disk"));
             }
-            let dev = member_disk(m.disks, *disk)?;
             let aside = base.join("vol").join(disk.to_string());
             let flags = if v.copy_up { MsFlags::empty() } else { ro };
-            mnt(
-                &dev.to_string_lossy(),
+            mount_member_disk(
+                m.disks,
+                *disk,
                 &aside,
-                Some("ext4"),
+                "ext4",
                 flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some("noinit_itable"),
             )?;
-            let at = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
-            let at = format!("/proc/self/fd/{}", at.as_raw_fd());
             let aside_s = aside.to_string_lossy().to_string();
             if v.copy_up && crate::mounts::is_empty_volume(&aside_s) {
                 let _ = std::fs::remove_dir(aside.join("lost+found"));
+                let at = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
                 // The target's path as resolved (no symlink left in it; nothing of the member
                 // runs yet to change it).
-                let real = std::fs::read_link(&at).map_err(|e| bad(&e.to_string()))?;
+                let real = std::fs::read_link(format!("/proc/self/fd/{}", at.as_raw_fd()))
+                    .map_err(|e| bad(&e.to_string()))?;
                 crate::mounts::copy_tree(&real, &aside)
                     .map_err(|e| bad(&format!("copying the image's files into the volume: {e}")))?;
             }
-            mount(
-                Some(&aside),
-                at.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| bad(&format!("bind: {e}")))?;
-            if v.readonly {
-                let top = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
-                mount(
-                    None::<&str>,
-                    format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None::<&str>,
-                )
-                .map_err(|e| bad(&format!("read-only: {e}")))?;
-            }
+            bind_onto(root, &aside, &v.target, true, v.readonly).map_err(|e| bad(&e))?;
         }
+    }
+    Ok(())
+}
+
+/// Binds `source` onto `target` inside the member's root (resolved there: `open_in_root`),
+/// read-only when asked.
+fn bind_onto(
+    root: &Path,
+    source: &Path,
+    target: &str,
+    dir: bool,
+    readonly: bool,
+) -> Result<(), String> {
+    let at = open_in_root(root, target, dir)?;
+    mount(
+        Some(source),
+        format!("/proc/self/fd/{}", at.as_raw_fd()).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind: {e}"))?;
+    if readonly {
+        // The new mount's root, reopened: a remount needs the mount point itself.
+        let top = open_in_root(root, target, dir)?;
+        mount(
+            None::<&str>,
+            format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| format!("read-only: {e}"))?;
     }
     Ok(())
 }

@@ -31,8 +31,8 @@ stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # The Xen lab, in two boots run side by side (one lab keeps about one host core busy; this
 # machine has two): A, the built-in suite, then inside dom0 the nginx acceptance, volumes,
-# control, lifecycle, exec and checkpoint; B, pods, xl save/restore, the xl admin verbs,
-# xen-bindings' dom0 tests, the hostile guest, Redis and MariaDB from the compatibility suite,
+# control, lifecycle, exec, checkpoint and the hostile guest; B, pods, xl save/restore, the xl
+# admin verbs, xen-bindings' dom0 tests, Redis and MariaDB from the compatibility suite,
 # and last (dockerd changes dom0's firewall) docker.io and containerd driving hx-runtime and the
 # shim. HX_LAB_ARGS adds options to both, e.g. --no-suite while developing.
 xen_lab() {
@@ -56,6 +56,7 @@ xen_lab() {
         --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
         --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
         --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/checkpoint.sh \
+        --file "$hostile:/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
         > "$results/a.out" 2>&1 &
     local pid_a=$!
     # shellcheck disable=SC2086
@@ -65,7 +66,6 @@ xen_lab() {
         --script tests/xen-lab/checks/xl-save.sh \
         --script tests/xen-lab/checks/xl-admin.sh \
         --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
-        --file "$hostile:/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
         --script tests/xen-lab/checks/compat.sh \
         --extras --script tests/xen-lab/checks/docker.sh \
         > "$results/b.out" 2>&1 &

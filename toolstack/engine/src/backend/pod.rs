@@ -143,14 +143,19 @@ impl Backend for PodMember {
                 rootfs: spec.disks[0].path.clone(),
                 upper,
                 volumes,
-                // Which are single files is in spec.json's mounts: `keep` fills it in.
                 shares: spec
                     .shares
                     .iter()
                     .map(|s| MemberShare {
                         tag: s.tag.clone(),
                         path: s.path.clone(),
-                        file: None,
+                        // A single file is its mount's subpath.
+                        file: cspec.mounts.iter().find_map(|m| match &m.source {
+                            pv_init::spec::MountSource::Share { tag } if *tag == s.tag => {
+                                m.subpath.clone()
+                            }
+                            _ => None,
+                        }),
                         readonly: s.readonly,
                     })
                     .collect(),
@@ -286,7 +291,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         code: 125,
         message: format!("pod member: {e:#}"),
     };
-    let mut plan: Plan = match read_plan(dir) {
+    let plan: Plan = match read_plan(dir) {
         Ok(p) => p,
         Err(e) => {
             report(&failed(e));
@@ -303,12 +308,6 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    for share in &mut plan.files.shares {
-        share.file = spec.mounts.iter().find_map(|m| match &m.source {
-            pv_init::spec::MountSource::Share { tag } if *tag == share.tag => m.subpath.clone(),
-            _ => None,
-        });
-    }
     let (infra, be) = match pod_vm(&plan.root, &plan.pod) {
         Ok(v) => v,
         Err(e) => {

@@ -25,8 +25,8 @@ PACKAGES=(
     redis-tools mariadb-client
     # tests: docker's CLI driving hx-runtime (toolstack/tests/docker.rs starts its own dockerd)
     docker.io docker-compose
-    # tests: podman driving hx-runtime (toolstack/tests/podman.rs; CNI networking)
-    podman conmon containernetworking-plugins
+    # tests: podman driving hx-runtime (toolstack/tests/podman.rs; CNI networking, dnsname for DNS)
+    podman conmon containernetworking-plugins golang-github-containernetworking-plugin-dnsname
     # tests: ctr driving the hx shim (toolstack/tests/containerd.rs starts its own containerd)
     containerd
     # tests: the CRI client's protobuf code is generated at build time (k8s-cri: tonic-prost-build)

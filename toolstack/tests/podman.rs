@@ -3,9 +3,9 @@
 //! namespace the test made (common/podman.rs). busybox is `podman load`ed from the
 //! docker-archive the docker test also loads.
 mod common;
-use common::docker::{busybox_archive, BUSYBOX};
+use common::docker::{busybox_archive, pids_mentioning, BUSYBOX};
 use common::podman::Podman;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn hx_runtime() -> PathBuf {
@@ -94,6 +94,47 @@ fn podman_cli_with_hx_runtime() {
     assert!(t0.elapsed() < Duration::from_secs(10), "the TERM trap ran");
     let code = p.podman_ok(&["inspect", "-f", "{{.State.ExitCode}}", "web"]);
     assert_eq!(code.stdout.trim(), "7");
+
+    // A user network (`podman network create`: CNI with the dnsname plugin, which Debian's
+    // podman adds when installed): containers resolve each other by name and by
+    // --network-alias through its dnsmasq; a container on another network resolves neither.
+    let net = p.user_network();
+    p.podman_ok(&["network", "create", "--subnet", "10.98.0.0/24", &net]);
+    let r = run(&[
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        &net,
+        "--network-alias",
+        "database",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "httpd -p 80 -h /etc; while true; do sleep 1; done",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let db_host = p.podman_ok(&["inspect", "-f", "{{.Config.Hostname}}", "db"]);
+    let r = run(&[
+        "--rm",
+        "--network",
+        &net,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -T 3 -O- http://db/hostname && break; \
+         sleep 1; done; echo; wget -q -T 3 -O- http://database/hostname; echo; \
+         grep -c '^search dns.podman' /etc/resolv.conf",
+    ]);
+    let want = format!("{0}\n{0}\n1\n", db_host.stdout.trim());
+    assert_eq!((r.code, r.stdout.as_str()), (0, want.as_str()), "{}", r.stderr);
+    let r = run(&["--rm", BUSYBOX, "sh", "-c", "nslookup db.dns.podman; nslookup database"]);
+    assert_ne!(r.code, 0, "db resolved from network hxtest: {}", r.stdout);
+    p.podman_ok(&["rm", "-f", "-t", "0", "db"]);
+    p.podman_ok(&["network", "rm", &net]);
+    let dns_dir = Path::new("/run/containers/cni/dnsname").join(&net);
+    assert!(!dns_dir.exists(), "{} left", dns_dir.display());
+    assert_eq!(pids_mentioning(&dns_dir), Vec::<i32>::new(), "dnsmasq left");
 
     // podman rm: no container, VM, mount, process, network namespace or interface left.
     p.podman_ok(&["rm", "web"]);

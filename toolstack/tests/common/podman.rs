@@ -47,10 +47,13 @@ impl Podman {
             CONMON,
             "/usr/lib/cni/bridge",
             "/usr/lib/cni/portmap",
+            "/usr/lib/cni/dnsname",
+            "/usr/sbin/dnsmasq",
         ] {
             if !Path::new(bin).is_file() {
                 return unavailable(&format!(
-                    "{bin} is missing (apt-get install podman containernetworking-plugins)"
+                    "{bin} is missing (apt-get install podman containernetworking-plugins \
+                     golang-github-containernetworking-plugin-dnsname)"
                 ));
             }
         }
@@ -168,6 +171,13 @@ impl Podman {
         run_with_timeout(c, Duration::from_secs(60))
     }
 
+    /// A name for a user network the test creates with `podman network create`, its own
+    /// (dnsname keeps a dnsmasq per network name under /run/containers/cni/dnsname, and
+    /// host-local its leases under /var/lib/cni/networks: Drop removes both).
+    pub fn user_network(&self) -> String {
+        format!("{}-dns", self.netns)
+    }
+
     pub fn mounts(&self) -> Vec<PathBuf> {
         mounts_under(&self.dir)
     }
@@ -192,6 +202,15 @@ impl Drop for Podman {
                 let _ = Command::new("umount").arg("-l").arg(m).output();
             }
         }
+        let net = self.user_network();
+        let dns_dir = Path::new("/run/containers/cni/dnsname").join(&net);
+        if let Ok(pid) = std::fs::read_to_string(dns_dir.join("pidfile")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dns_dir);
+        let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&net));
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])

@@ -145,14 +145,18 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         assert_eq!(vms, 1, "{who}: the QEMU of web (the others are stopped)");
     }
 
-    // A user network (MTU 1400): docker's embedded DNS resolves a container's name for
-    // another one, which reaches it by that name; the guest's NIC has the network's MTU.
+    // A user network (MTU 1400, dual stack): docker's embedded DNS resolves a container's
+    // name for another one, which reaches it by that name and at its IPv6 address, through
+    // the network's IPv6 default route; the guest's NIC has the network's MTU.
     let dns_check = Instant::now();
     d.docker_ok(&[
         "network",
         "create",
         "-o",
         "com.docker.network.driver.mtu=1400",
+        "--ipv6",
+        "--subnet",
+        "fd00:99::/64",
         "usernet",
     ]);
     let r = d.docker(&run_args(
@@ -162,20 +166,33 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     ));
     assert_eq!(r.code, 0, "{who}: {}{}", r.stdout, r.stderr);
     let db_hostname = d.docker_ok(&["inspect", "-f", "{{.Config.Hostname}}", "db"]);
+    let db6 = d.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}",
+        "db",
+    ]);
+    let db6 = db6.stdout.trim();
+    assert!(
+        db6.starts_with("fd00:99::"),
+        "{who}: db's IPv6 address {db6:?}"
+    );
+    let client = format!(
+        "cat /sys/class/net/eth0/mtu; nslookup db >/dev/null || exit 9; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://db/hostname && break; sleep 1; \
+         [ $i = 10 ] && exit 8; done; \
+         wget -qO- 'http://[{db6}]/hostname' || exit 7; \
+         ip -6 route show default | grep -c 'via fd00:99::1'"
+    );
     let t0 = Instant::now();
     let r = d.docker(&run_args(
         runtime,
         &["--rm", "--network", "usernet"],
-        &[
-            "sh",
-            "-c",
-            "cat /sys/class/net/eth0/mtu; nslookup db >/dev/null || exit 9; \
-             for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://db/hostname && exit; sleep 1; done; exit 8",
-        ],
+        &["sh", "-c", &client],
     ));
     assert_eq!(
         (r.code, r.stdout.as_str()),
-        (0, format!("1400\n{}", db_hostname.stdout).as_str()),
+        (0, format!("1400\n{0}{0}1\n", db_hostname.stdout).as_str()),
         "{who}: {}",
         r.stderr
     );

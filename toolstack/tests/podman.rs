@@ -127,8 +127,19 @@ fn podman_cli_with_hx_runtime() {
          grep -c '^search dns.podman' /etc/resolv.conf",
     ]);
     let want = format!("{0}\n{0}\n1\n", db_host.stdout.trim());
-    assert_eq!((r.code, r.stdout.as_str()), (0, want.as_str()), "{}", r.stderr);
-    let r = run(&["--rm", BUSYBOX, "sh", "-c", "nslookup db.dns.podman; nslookup database"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, want.as_str()),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "--rm",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "nslookup db.dns.podman; nslookup database",
+    ]);
     assert_ne!(r.code, 0, "db resolved from network hxtest: {}", r.stdout);
     p.podman_ok(&["rm", "-f", "-t", "0", "db"]);
     p.podman_ok(&["network", "rm", &net]);

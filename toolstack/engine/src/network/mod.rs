@@ -557,6 +557,10 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
     if info.gateway.is_none() {
         guest.gateway = None;
     }
+    if let Some((ip6, prefix6)) = info.address6 {
+        guest.address6 = Some(format!("{ip6}/{prefix6}"));
+        guest.gateway6 = info.gateway6.map(|g| g.to_string());
+    }
     guest.mtu = Some(info.mtu);
     guest.dns_relay = Some(dns_relay::guest_config());
     Ok(Setup {
@@ -574,9 +578,9 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
             netns_inode: Some(inode),
             network: None,
             aliases: vec![],
-            ip6: None,
-            prefix_len6: 0,
-            gateway6: None,
+            ip6: info.address6.map(|(ip, _)| ip),
+            prefix_len6: info.address6.map_or(0, |(_, p)| p),
+            gateway6: info.gateway6,
         },
         nic: Some(VmNic {
             mac: info.mac,

@@ -17,10 +17,11 @@
 use super::run_tool;
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr;
 
 /// What the guest needs to take over the interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,11 @@ pub struct LinkInfo {
     pub prefix: u8,
     /// The namespace's default IPv4 gateway, if it has one.
     pub gateway: Option<Ipv4Addr>,
+    /// The interface's global IPv6 address and prefix (docker's `--ipv6` networks, CNI's
+    /// dual-stack ranges), if it has one.
+    pub address6: Option<(Ipv6Addr, u8)>,
+    /// The namespace's default IPv6 gateway, if it has one.
+    pub gateway6: Option<Ipv6Addr>,
     pub mtu: u32,
 }
 
@@ -152,7 +158,8 @@ pub fn detach(netns: &Path, link: &str, tap: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `link`'s MAC, IPv4 address, prefix, MTU and the namespace's default gateway.
+/// `link`'s MAC, IPv4 address, prefix, MTU and the namespace's default gateway, and its
+/// global IPv6 address and the IPv6 default gateway where it has them.
 pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
     let culprit = || format!("interface {link} in {}", netns.display());
     let (mac, mtu) =
@@ -168,11 +175,26 @@ pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
         link,
     )
     .with_context(culprit)?;
+    let address6 = parse_addr6(&ip_in(
+        netns,
+        &["-j", "-6", "addr", "show", "dev", link, "scope", "global"],
+    )?)
+    .with_context(culprit)?;
+    let gateway6 = match address6 {
+        None => None,
+        Some(_) => parse_default_gateway6(
+            &ip_in(netns, &["-j", "-6", "route", "show", "default"])?,
+            link,
+        )
+        .with_context(culprit)?,
+    };
     Ok(LinkInfo {
         mac,
         address,
         prefix,
         gateway,
+        address6,
+        gateway6,
         mtu,
     })
 }
@@ -395,22 +417,39 @@ fn valid_mac(s: &str) -> bool {
 
 /// `ip -j -4 addr show dev X` → the first IPv4 address and prefix.
 fn parse_addr(out: &str) -> anyhow::Result<Option<(Ipv4Addr, u8)>> {
+    first_addr(out, "inet", 32)
+}
+
+/// `ip -j -6 addr show dev X scope global` → the first IPv6 address and prefix, one an
+/// interface of a guest can have (`pv_init::spec::parse_cidr6`: not multicast, loopback...).
+fn parse_addr6(out: &str) -> anyhow::Result<Option<(Ipv6Addr, u8)>> {
+    let Some((ip, p)) = first_addr::<Ipv6Addr>(out, "inet6", 128)? else {
+        return Ok(None);
+    };
+    match pv_init::spec::parse_cidr6(&format!("{ip}/{p}")) {
+        Some(a) => Ok(Some(a)),
+        None => bail!("unusable IPv6 address {ip}/{p}"),
+    }
+}
+
+fn first_addr<T: FromStr>(
+    out: &str,
+    family: &str,
+    max_prefix: u8,
+) -> anyhow::Result<Option<(T, u8)>> {
     let devs: Vec<IpAddrDev> = json(out)?;
     let Some(a) = devs
         .iter()
         .flat_map(|d| &d.addr_info)
-        .find(|a| a.family.as_deref().unwrap_or("inet") == "inet")
+        .find(|a| a.family.as_deref().unwrap_or(family) == family)
     else {
         return Ok(None);
     };
-    let ip: Ipv4Addr = a
-        .local
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .context("invalid IPv4 address")?;
+    let Ok(ip) = a.local.as_deref().unwrap_or_default().parse::<T>() else {
+        bail!("invalid {family} address");
+    };
     match a.prefixlen {
-        Some(p) if (1..=32).contains(&p) => Ok(Some((ip, p))),
+        Some(p) if (1..=max_prefix).contains(&p) => Ok(Some((ip, p))),
         _ => bail!("invalid prefix length"),
     }
 }
@@ -418,6 +457,26 @@ fn parse_addr(out: &str) -> anyhow::Result<Option<(Ipv4Addr, u8)>> {
 /// `ip -j -4 route show default` → the gateway of the default route through `link` (or of
 /// the only default route).
 fn parse_default_gateway(out: &str, link: &str) -> anyhow::Result<Option<Ipv4Addr>> {
+    match default_gateway(out, link)? {
+        None => Ok(None),
+        Some(IpAddr::V4(g)) => Ok(Some(g)),
+        Some(IpAddr::V6(_)) => bail!("invalid default gateway"),
+    }
+}
+
+/// `ip -j -6 route show default` → as `parse_default_gateway`, a link-local gateway (a
+/// router's, as router advertisements install it) included.
+fn parse_default_gateway6(out: &str, link: &str) -> anyhow::Result<Option<Ipv6Addr>> {
+    match default_gateway(out, link)? {
+        None => Ok(None),
+        Some(IpAddr::V6(g)) if pv_init::spec::parse_gateway6(&g.to_string()).is_some() => {
+            Ok(Some(g))
+        }
+        Some(_) => bail!("invalid IPv6 default gateway"),
+    }
+}
+
+fn default_gateway(out: &str, link: &str) -> anyhow::Result<Option<IpAddr>> {
     let routes: Vec<IpRoute> = json(out)?;
     let defaults: Vec<&IpRoute> = routes
         .iter()
@@ -458,6 +517,22 @@ mod tests {
             Some(Ipv4Addr::new(172, 17, 0, 1))
         );
         assert_eq!(parse_default_gateway("[]", "eth0").unwrap(), None);
+        let addr6 = r#"[{"ifindex":9,"ifname":"eth0","addr_info":[{"family":"inet6","local":"fd00:99::2","prefixlen":64,"scope":"global","nodad":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#;
+        assert_eq!(
+            parse_addr6(addr6).unwrap(),
+            Some(("fd00:99::2".parse().unwrap(), 64))
+        );
+        assert_eq!(parse_addr6("").unwrap(), None);
+        let routes6 = r#"[{"dst":"default","gateway":"fd00:99::1","dev":"eth0","protocol":"boot","metric":1024,"flags":[],"pref":"medium"}]"#;
+        assert_eq!(
+            parse_default_gateway6(routes6, "eth0").unwrap(),
+            Some("fd00:99::1".parse().unwrap())
+        );
+        let ra = r#"[{"dst":"default","gateway":"fe80::1","dev":"eth0"}]"#;
+        assert_eq!(
+            parse_default_gateway6(ra, "eth0").unwrap(),
+            Some("fe80::1".parse().unwrap())
+        );
         let two = r#"[{"dst":"default","gateway":"10.0.0.1","dev":"eth1"},{"dst":"default","gateway":"172.17.0.1","dev":"eth0"}]"#;
         assert_eq!(
             parse_default_gateway(two, "eth0").unwrap(),
@@ -483,6 +558,22 @@ mod tests {
         assert!(
             parse_default_gateway(r#"[{"dst":"default","gateway":"fe80::1"}]"#, "eth0").is_err()
         );
+        assert!(parse_addr6(
+            r#"[{"addr_info":[{"family":"inet6","local":"ff02::1","prefixlen":64}]}]"#
+        )
+        .is_err());
+        assert!(parse_addr6(
+            r#"[{"addr_info":[{"family":"inet6","local":"fd00::2","prefixlen":129}]}]"#
+        )
+        .is_err());
+        assert!(parse_addr6(
+            r#"[{"addr_info":[{"family":"inet6","local":"10.0.0.1","prefixlen":64}]}]"#
+        )
+        .is_err());
+        assert!(
+            parse_default_gateway6(r#"[{"dst":"default","gateway":"10.0.0.1"}]"#, "eth0").is_err()
+        );
+        assert!(parse_default_gateway6(r#"[{"dst":"default","gateway":"::1"}]"#, "eth0").is_err());
         assert!(check_names("eth0", "eth0").is_err());
         assert!(check_names("eth0", "a/b").is_err());
         assert!(check_names("eth0", "hxtap0").is_ok());
@@ -500,6 +591,14 @@ mod tests {
                 prop_assert!((1..=32).contains(&p));
             }
             let _ = parse_default_gateway(&s, "eth0");
+            if let Ok(Some((ip, p))) = parse_addr6(&s) {
+                let cidr = format!("{ip}/{p}");
+                prop_assert!(pv_init::spec::parse_cidr6(&cidr).is_some());
+            }
+            if let Ok(Some(g)) = parse_default_gateway6(&s, "eth0") {
+                let g = g.to_string();
+                prop_assert!(pv_init::spec::parse_gateway6(&g).is_some());
+            }
         }
 
         #[test]
@@ -507,6 +606,7 @@ mod tests {
             mac in "[0-9a-fA-F:]{0,20}",
             mtu in any::<u32>(),
             local in "[0-9.]{0,18}",
+            local6 in "[0-9a-fA-F:.]{0,40}",
             prefix in any::<u8>(),
         ) {
             let link = format!(r#"[{{"address":"{mac}","mtu":{mtu}}}]"#);
@@ -517,6 +617,11 @@ mod tests {
             if let Ok(Some((ip, p))) = parse_addr(&addr) {
                 prop_assert_eq!(ip.to_string(), local);
                 prop_assert_eq!(p, prefix);
+            }
+            let addr6 = format!(r#"[{{"addr_info":[{{"family":"inet6","local":"{local6}","prefixlen":{prefix}}}]}}]"#);
+            if let Ok(Some((ip, p))) = parse_addr6(&addr6) {
+                prop_assert_eq!(ip, local6.parse::<Ipv6Addr>().unwrap());
+                prop_assert!(p == prefix && p <= 128);
             }
         }
     }

@@ -270,6 +270,61 @@ pub struct MemberStart {
     /// `<id>/<tag>` of the pod's members export, `MEMBERS_SHARE_TAG`) and tmpfs mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<crate::spec::Mount>,
+    /// Small host files copied in at its start, where the pod VM's backend cannot share host
+    /// files with a running VM (Xen): CRI's /etc/resolv.conf, a termination log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<MemberFile>,
+}
+
+/// A host file given to a pod member as a copy made when it starts (not live: what the
+/// member writes to it stays in the guest), bound onto `target` in its root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFile {
+    /// Absolute path inside the member's root.
+    pub target: String,
+    pub readonly: bool,
+    /// The file's bytes, base64 (standard alphabet, padded).
+    pub base64: String,
+}
+
+/// At most this many copied files per member, of at most MAX_MEMBER_FILE_BYTES each and
+/// MAX_MEMBER_FILES_BYTES in all (decoded): they travel in the Open request (MAX_REQUEST).
+pub const MAX_MEMBER_FILES: usize = 16;
+pub const MAX_MEMBER_FILE_BYTES: usize = 8 << 10;
+pub const MAX_MEMBER_FILES_BYTES: usize = 16 << 10;
+
+impl MemberFile {
+    pub fn new(target: &str, readonly: bool, bytes: &[u8]) -> MemberFile {
+        use base64::Engine;
+        MemberFile {
+            target: target.to_string(),
+            readonly,
+            base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    /// The file's bytes; None when they are not base64 or longer than MAX_MEMBER_FILE_BYTES.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        if self.base64.len() > MAX_MEMBER_FILE_BYTES.div_ceil(3) * 4 {
+            return None;
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.base64)
+            .ok()
+            .filter(|b| b.len() <= MAX_MEMBER_FILE_BYTES)
+    }
+}
+
+/// A copied file's target: absolute, bounded, no NUL, no `..` (it is resolved inside the
+/// member's root anyway).
+fn valid_member_target(t: &str) -> bool {
+    t.starts_with('/')
+        && t.len() <= 4096
+        && !t.contains('\0')
+        && !t.split('/').any(|c| c == "..")
+        && t.split('/').any(|c| !c.is_empty() && c != ".")
 }
 
 /// The 9p mount tag of a pod VM's members export: the host binds each member's host
@@ -370,6 +425,22 @@ impl ExecRequest {
             }
             if r.builtin.is_some() || r.container.is_some() {
                 return bad("pod member: a workload starts alone");
+            }
+            if m.files.len() > MAX_MEMBER_FILES {
+                return bad("pod member: too many copied files");
+            }
+            let mut total = 0;
+            for f in &m.files {
+                if !valid_member_target(&f.target) {
+                    return bad("pod member: a copied file's target is not a plain absolute path");
+                }
+                let Some(b) = f.bytes() else {
+                    return bad("pod member: a copied file is not base64 or too long");
+                };
+                total += b.len();
+            }
+            if total > MAX_MEMBER_FILES_BYTES {
+                return bad("pod member: copied files too long in all");
             }
         }
         if r.container.as_deref().is_some_and(|c| !valid_member_id(c)) {
@@ -575,6 +646,37 @@ mod tests {
             assert!(ExecRequest::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert!(ExecRequest::parse(br#"{"args":["sh"],"container":"0123abcd"}"#).is_ok());
+    }
+
+    #[test]
+    fn member_files_are_bounded_and_plain() {
+        let with = |files: serde_json::Value| {
+            let json = serde_json::json!({"args":["sh"],"member":{"id":"ab12","disks":{"bus":"xen","slot":0},"rootfs_type":"erofs","upper_disk":true,"files":files}});
+            ExecRequest::parse(json.to_string().as_bytes())
+        };
+        let f = MemberFile::new("/etc/resolv.conf", true, b"nameserver 10.0.0.1\n");
+        let r = with(serde_json::json!([f])).unwrap();
+        let got = &r.member.unwrap().files[0];
+        assert_eq!(got.bytes().unwrap(), b"nameserver 10.0.0.1\n");
+        assert!(got.readonly);
+        let big = MemberFile::new("/a", false, &vec![b'x'; MAX_MEMBER_FILE_BYTES + 1]);
+        let most = MemberFile::new("/a", false, &vec![b'x'; MAX_MEMBER_FILE_BYTES]);
+        assert!(with(serde_json::json!([most])).is_ok());
+        for bad in [
+            serde_json::json!([big]),
+            serde_json::json!([most, most, most]),
+            serde_json::json!([MemberFile::new("etc/x", false, b"")]),
+            serde_json::json!([MemberFile::new("/etc/../x", false, b"")]),
+            serde_json::json!([MemberFile::new("/", false, b"")]),
+            serde_json::json!([{"target":"/x","readonly":false,"base64":"!!"}]),
+            serde_json::json!([{"target":"/x","readonly":false,"base64":"","mode":1}]),
+            serde_json::json!(vec![
+                MemberFile::new("/x", false, b"");
+                MAX_MEMBER_FILES + 1
+            ]),
+        ] {
+            assert!(with(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -224,7 +224,30 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
     for v in &m.mounts {
         member_mount(m, &base, &root, v)?;
     }
+    for (i, f) in m.files.iter().enumerate() {
+        member_file(&base, &root, i, f)?;
+    }
     Ok(root)
+}
+
+/// A host file copied in by the host (`MemberFile`): written aside, out of the member's
+/// sight, and bound onto its target like a host file share.
+fn member_file(
+    base: &Path,
+    root: &Path,
+    i: usize,
+    f: &pv_init::mux::MemberFile,
+) -> Result<(), InitError> {
+    let bad = |what: &str| InitError::setup(format!("pod member file {}: {what}", f.target));
+    let bytes = f.bytes().ok_or_else(|| bad("not base64 or too long"))?;
+    let dir = base.join("files");
+    std::fs::create_dir_all(&dir).map_err(|e| bad(&e.to_string()))?;
+    let aside = dir.join(i.to_string());
+    std::fs::write(&aside, bytes).map_err(|e| bad(&e.to_string()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| bad(&e.to_string()))?;
+    bind_onto(root, &aside, &f.target, false, f.readonly).map_err(|e| bad(&e))
 }
 
 /// Where the pod's members export is mounted (in the pod's namespace, out of members' sight).

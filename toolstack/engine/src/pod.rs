@@ -94,10 +94,11 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
         return refuse("the hostname, DNS and hosts");
     }
     let pod_be = crate::backend::for_container(&infra, root)?;
-    if !req.volumes.is_empty() && !pod_be.can_share_into_pod_members() {
+    if !pod_be.can_share_into_pod_members() && !req.volumes.iter().all(|v| copied_in(v)) {
         bail!(
-            "--pod: volumes and host directories in a pod member are not supported by the {} backend yet",
-            pod_be.name()
+            "--pod: volumes and host directories in a pod member are not supported by the {} backend yet (host files of at most {} KiB are copied in)",
+            pod_be.name(),
+            pv_init::mux::MAX_MEMBER_FILE_BYTES >> 10
         );
     }
     if req.stdin || req.read_only || !req.sysctls.is_empty() {
@@ -107,6 +108,16 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
         bail!("--pod: restart policies in a pod member are not supported yet");
     }
     Ok(())
+}
+
+/// Whether `-v` value `v` is a host file a pod member can get as a copy (backend/pod.rs:
+/// where the pod's VM cannot share host files with its members).
+fn copied_in(v: &str) -> bool {
+    crate::volume::parse_arg(v).is_ok_and(|a| match a.source {
+        crate::volume::Source::Host(p) => std::fs::metadata(p)
+            .is_ok_and(|m| m.is_file() && m.len() <= pv_init::mux::MAX_MEMBER_FILE_BYTES as u64),
+        _ => false,
+    })
 }
 
 /// An empty root filesystem for infra containers (made once, kept in the store's assets).

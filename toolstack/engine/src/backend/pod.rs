@@ -10,7 +10,7 @@
 use super::{Backend, VmHandle, VmSpec};
 use crate::container::{self, Container};
 use anyhow::{bail, Context};
-use pv_init::mux::{ExecRequest, MemberStart};
+use pv_init::mux::{ExecRequest, MemberFile, MemberStart};
 use pv_init::spec::{ContainerSpec, Upper};
 use pv_init::status::{Control, Status};
 use std::io::{BufRead, Write};
@@ -320,7 +320,15 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         report(&failed(anyhow::anyhow!("the pod's VM has no exec channel")));
         return Ok(());
     };
-    let disks = match be.plug_member(&infra, &plan.files) {
+    let (files, mounts, copied) =
+        match copied_files(be.as_ref(), member_mounts(&spec, &plan.files), &plan.files) {
+            Ok(v) => v,
+            Err(e) => {
+                report(&failed(e));
+                return Ok(());
+            }
+        };
+    let disks = match be.plug_member(&infra, &files) {
         Ok(d) => d,
         Err(e) => {
             report(&failed(
@@ -342,7 +350,8 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             disks,
             rootfs_type: spec.rootfs.fstype.clone(),
             upper_disk: matches!(spec.upper, Upper::Disk { .. }) && plan.files.upper.is_some(),
-            mounts: member_mounts(&spec, &plan.files),
+            mounts,
+            files: copied,
         }),
         container: None,
     };
@@ -364,9 +373,162 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     }
     // A pod VM that is gone has nothing to unplug.
     if infra.vm_alive() {
-        be.unplug_member(&infra, &plan.files);
+        be.unplug_member(&infra, &files);
     }
     Ok(())
+}
+
+/// Where the pod VM's backend cannot share host files with a running VM (Xen), the member's
+/// single host files (CRI's /etc/resolv.conf, `-v /host/file:/target`) are copied now and
+/// travel in its start request (`MemberFile`), and their share mounts go. Returns what to
+/// plug, the member's mounts and the copies.
+fn copied_files(
+    be: &dyn Backend,
+    mut mounts: Vec<pv_init::spec::Mount>,
+    files: &MemberFiles,
+) -> anyhow::Result<(MemberFiles, Vec<pv_init::spec::Mount>, Vec<MemberFile>)> {
+    use pv_init::mux::{MAX_MEMBER_FILES, MAX_MEMBER_FILES_BYTES, MAX_MEMBER_FILE_BYTES};
+    use pv_init::spec::MountSource;
+    if be.can_share_into_pod_members() || files.shares.is_empty() {
+        return Ok((files.clone(), mounts, vec![]));
+    }
+    if files.shares.len() > MAX_MEMBER_FILES {
+        bail!("more than {MAX_MEMBER_FILES} host files for a pod member");
+    }
+    let mut copied = Vec::new();
+    let mut total = 0;
+    for share in &files.shares {
+        let Some(name) = &share.file else {
+            bail!(
+                "host directories in a pod member are not supported by the {} backend yet",
+                be.name()
+            );
+        };
+        let m = mounts
+            .iter()
+            .find(|m| matches!(&m.source, MountSource::Share { tag } if *tag == share.tag))
+            .ok_or_else(|| anyhow::anyhow!("host file share {} has no mount", share.tag))?;
+        let bytes = read_small_file(&share.path.join(name), MAX_MEMBER_FILE_BYTES)
+            .with_context(|| format!("copying the host file for {}", m.target))?;
+        total += bytes.len();
+        if total > MAX_MEMBER_FILES_BYTES {
+            bail!("a pod member's host files: more than {MAX_MEMBER_FILES_BYTES} bytes in all");
+        }
+        copied.push(MemberFile::new(
+            &m.target,
+            m.readonly || share.readonly,
+            &bytes,
+        ));
+    }
+    mounts.retain(|m| !matches!(m.source, MountSource::Share { .. }));
+    let mut rest = files.clone();
+    rest.shares.clear();
+    Ok((rest, mounts, copied))
+}
+
+/// A regular file's bytes, at most `max` (no symlink followed at the last component, no
+/// waiting on a FIFO).
+fn read_small_file(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        bail!("not a regular file");
+    }
+    let mut bytes = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        bail!("longer than {max} bytes");
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pv_init::spec::{Mount, MountSource, TmpfsOptions};
+
+    fn share_mount(tag: &str, target: &str, sub: Option<&str>) -> Mount {
+        Mount {
+            source: MountSource::Share { tag: tag.into() },
+            target: target.into(),
+            readonly: true,
+            subpath: sub.map(String::from),
+            copy_up: false,
+        }
+    }
+
+    fn share(tag: &str, path: &Path, file: Option<&str>) -> MemberShare {
+        MemberShare {
+            tag: tag.into(),
+            path: path.to_path_buf(),
+            file: file.map(String::from),
+            readonly: false,
+        }
+    }
+
+    #[test]
+    fn host_files_are_copied_where_the_backend_cannot_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join("resolv.conf"), "nameserver 10.0.0.53\n").unwrap();
+        std::fs::write(
+            d.join("big"),
+            vec![b'x'; pv_init::mux::MAX_MEMBER_FILE_BYTES + 1],
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", d.join("link")).unwrap();
+        // A pod member's own backend shares nothing with members: as Xen's pod VM.
+        let be = PodMember::new(d, "p");
+        let tmpfs = Mount {
+            source: MountSource::Tmpfs {
+                size_mb: 1,
+                options: TmpfsOptions::default(),
+            },
+            target: "/t".into(),
+            readonly: false,
+            subpath: None,
+            copy_up: false,
+        };
+        let files = |shares| MemberFiles {
+            id: "ab".into(),
+            rootfs: d.join("r"),
+            upper: None,
+            shares,
+            volumes: vec![],
+        };
+        let mounts = vec![
+            share_mount("hxfs0", "/etc/resolv.conf", Some("resolv.conf")),
+            tmpfs.clone(),
+        ];
+        let (rest, kept, copied) = copied_files(
+            &be,
+            mounts.clone(),
+            &files(vec![share("hxfs0", d, Some("resolv.conf"))]),
+        )
+        .unwrap();
+        assert!(rest.shares.is_empty());
+        assert_eq!(kept, [tmpfs.clone()]);
+        assert_eq!(copied.len(), 1);
+        assert_eq!(copied[0].target, "/etc/resolv.conf");
+        assert!(copied[0].readonly, "the mount's :ro");
+        assert_eq!(copied[0].bytes().unwrap(), b"nameserver 10.0.0.53\n");
+        for (name, why) in [
+            (None, "directories"),
+            (Some("big"), "longer"),
+            (Some("link"), ""),
+        ] {
+            let r = copied_files(&be, mounts.clone(), &files(vec![share("hxfs0", d, name)]));
+            let e = format!("{:#}", r.unwrap_err());
+            assert!(e.contains(why), "{e}");
+        }
+        // Nothing to copy: as given.
+        let (_, kept, copied) = copied_files(&be, vec![tmpfs.clone()], &files(vec![])).unwrap();
+        assert_eq!((kept, copied.len()), (vec![tmpfs], 0));
+    }
 }
 
 /// The member's mounts as the guest finds them: a volume's disk is named by its LUN.

@@ -34,9 +34,10 @@ stage cargo-test cargo test --release --workspace --no-fail-fast
 # control, lifecycle, exec, checkpoint and the hostile guest; B, pods, xl save/restore, the xl
 # admin verbs, xen-bindings' dom0 tests, Redis and MariaDB from the compatibility suite,
 # and last (dockerd changes dom0's firewall) docker.io and containerd driving hx-runtime and the
-# shim. HX_LAB_ARGS adds options to both, e.g. --no-suite while developing.
+# shim, then Kubernetes' CRI through containerd and the shim (toolstack/tests/cri.rs's binary,
+# in a network namespace of its own). HX_LAB_ARGS adds options to both, e.g. --no-suite while developing.
 xen_lab() {
-    local layout bindings hostile results rc=0 lab
+    local layout bindings cri hostile results rc=0 lab
     # CI runs the lab: a missing runner fails the stage instead of skipping it unseen.
     [ -x tests/xen-lab/run ] || { echo "xen-lab: tests/xen-lab/run is missing or not executable"; return 1; }
     layout="$(mktemp -d /tmp/hx-nginx-layout.XXXXXX)"
@@ -45,6 +46,9 @@ xen_lab() {
     bindings="$(cargo test --release -p xen-bindings --test dom0 --no-run --message-format=json 2>/dev/null |
         jq -r 'select(.profile.test == true and .target.name == "dom0") | .executable' | tail -n 1)"
     [ -x "$bindings" ] || { echo "xen-lab: cannot build xen-bindings' dom0 test binary"; return 1; }
+    cri="$(cargo test --release -p hx-toolstack --test cri --no-run --message-format=json 2>/dev/null |
+        jq -r 'select(.profile.test == true and .target.name == "cri") | .executable' | tail -n 1)"
+    [ -x "$cri" ] || { echo "xen-lab: cannot build the CRI test binary"; return 1; }
     hostile="$(scripts/build-xs-hostile.sh)" || { echo "xen-lab: cannot build xs-hostile"; return 1; }
     tests/images/nginx.sh "$layout/nginx" && tests/images/compat.sh redis "$layout/redis" &&
         tests/images/compat.sh mariadb "$layout/mariadb" &&
@@ -68,6 +72,7 @@ xen_lab() {
         --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
         --script tests/xen-lab/checks/compat.sh \
         --extras --script tests/xen-lab/checks/docker.sh \
+        --file "$cri:/lab/bin/cri-test" --script tests/xen-lab/checks/cri.sh \
         > "$results/b.out" 2>&1 &
     local pid_b=$!
     wait "$pid_a" || rc=1

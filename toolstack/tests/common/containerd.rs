@@ -10,12 +10,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The shim, built beside hx (`cargo build --release -p hx-shim`; `cargo test --workspace`
-/// builds it).
+/// builds it), or in HX_TEST_BIN_DIR (the Xen lab's dom0: /usr/local/bin).
 pub fn shim_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_hx"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = match std::env::var_os("HX_TEST_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_hx"))
+            .parent()
+            .unwrap()
+            .to_path_buf(),
+    };
     assert!(
         dir.join("containerd-shim-hx-v2").is_file(),
         "{}/containerd-shim-hx-v2 is missing: cargo build --release -p hx-shim",

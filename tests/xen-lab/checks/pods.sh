@@ -5,7 +5,8 @@
 # with a published port, a busybox httpd member reached from a second member over localhost and
 # from dom0 through the pod's port, members' own files, a member's exit code, hx exec into a
 # member, hx rm -f of a member (the pod runs on, the member's vbds gone from xenstore), and
-# hx pod rm -f (no domain, vbd, loop device or record left); a member's volume refused (QEMU pods only).
+# hx pod rm -f (no domain, vbd, loop device or record left); a member's host directory refused
+# (QEMU pods only), a host file copied in read-only.
 set -u
 . /lab/lib.sh
 fail=0
@@ -35,10 +36,16 @@ for type in pvh pv; do
         sleep 1
     done
     [ "$got" = hello-from-srv ] && ok "$type: a second member reaches the first over localhost" || bad "$type: wget localhost: '$got'"
-    # Volumes in members are QEMU pods' for now: one line, exit 125, nothing made.
+    # Host directories in members are QEMU pods' for now: one line, exit 125, nothing made.
     out=$(timeout 60 hx run --rm --pod "$p" -v /tmp:/data busybox true 2>&1); rc=$?
     [ "$rc" = 125 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && [[ "$out" == *"not supported by the xen backend"* ]] \
         && ok "$type: a member's volume refused in one line, exit 125" || bad "$type: member volume: exit $rc: $out"
+    # A small host file is copied in at the member's start, :ro enforced.
+    echo "file-from-dom0" > /tmp/pod-file
+    out=$(timeout 60 hx run --rm --pod "$p" -v /tmp/pod-file:/etc/from-host:ro busybox \
+        sh -c 'cat /etc/from-host; echo x 2>/dev/null > /etc/from-host && echo writable || echo ro' 2>&1)
+    [ "$out" = "$(printf 'file-from-dom0\nro')" ] && ok "$type: a host file in a member (copied, read-only)" \
+        || bad "$type: member host file: '$out'"
     # run -d returns once the keeper runs; httpd answering means its disks are in. Slot 0:
     # xvdaa and xvdab, vbd numbers (1 << 28) | (26 << 8) and | (27 << 8).
     members=$(vbds "$domid")

@@ -1,0 +1,99 @@
+#!/bin/bash
+# nginx published by docker (issue 11's benchmark): `docker run -d -p 8080:80 nginx` with runc
+# (docker's default) against the same with `--runtime hx` (hx-runtime: a micro-VM in the
+# namespace docker made), wrk from a client network namespace over a veth to docker's DNAT, in
+# one run, alternating rounds. Debian's containerd and dockerd run with their own state dirs
+# and sockets under a temp dir, inside a network namespace the bench makes (as
+# toolstack/tests/common/docker.rs does); nothing touches the machine's interfaces.
+# Usage: tests/bench/docker-nginx.sh [ROUNDS] [SECONDS] [CONNECTIONS]   (env: HX_KERNEL,
+# HX_INIT, HX (the hx binary), HX_RUNTIME (default: hx-runtime beside hx)). Needs root,
+# docker.io, skopeo, wrk, mmdebstrap (the nginx image, tests/images/nginx.sh).
+set -euo pipefail
+rounds="${1:-3}"
+secs="${2:-10}"
+conns="${3:-16}"
+. "$(dirname "$0")/lib.sh"
+runtime="${HX_RUNTIME:-$(dirname "$hx")/hx-runtime}"
+for f in "$runtime" /usr/sbin/dockerd /usr/bin/containerd /usr/bin/docker; do
+    [ -x "$f" ] || { echo "bench: missing $f (cargo build --release -p hx-oci-runtime; apt-get install docker.io)" >&2; exit 1; }
+done
+for t in skopeo wrk curl; do
+    command -v "$t" >/dev/null || { echo "bench: $t is needed (apt-get install $t)" >&2; exit 1; }
+done
+
+work="$(mktemp -d /tmp/hx-bench-dnginx.XXXXXX)"
+ns="hxbdn-$$"
+client="hxbdc-$$"
+docker=(/usr/bin/docker -H "unix://$work/docker.sock")
+in_ns=(nsenter "--net=/run/netns/$ns")
+cleanup() {
+    "${docker[@]}" ps -aq 2>/dev/null | xargs -r "${docker[@]}" rm -f >/dev/null 2>&1 || true
+    [ -f "$work/docker.pid" ] && kill "$(cat "$work/docker.pid")" 2>/dev/null
+    for _ in $(seq 50); do [ -S "$work/docker.sock" ] || break; sleep 0.2; done
+    [ -n "${containerd_pid:-}" ] && kill "$containerd_pid" 2>/dev/null
+    pkill -f "containerd-shim.*$work" 2>/dev/null || true
+    sleep 1
+    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    ip netns del "$client" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu
+ip netns add "$ns"; ip netns add "$client"
+ip -n "$ns" link set lo up; ip -n "$client" link set lo up
+ip link add hxbdn0 netns "$ns" type veth peer name hxbdc0 netns "$client"
+ip -n "$ns" addr add 192.168.79.1/24 dev hxbdn0; ip -n "$ns" link set hxbdn0 up
+ip -n "$client" addr add 192.168.79.2/24 dev hxbdc0; ip -n "$client" link set hxbdc0 up
+cat > "$work/containerd.toml" <<EOF
+version = 2
+root = "$work/containerd-root"
+state = "$work/containerd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd.sock"
+[ttrpc]
+  address = "$work/containerd.ttrpc.sock"
+[debug]
+  address = ""
+EOF
+"${in_ns[@]}" /usr/bin/containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+containerd_pid=$!
+printf '{"runtimes": {"hx": {"path": "%s"}}}\n' "$runtime" > "$work/daemon.json"
+"${in_ns[@]}" /usr/sbin/dockerd --data-root "$work/data" --exec-root "$work/exec" --pidfile "$work/docker.pid" \
+    -H "unix://$work/docker.sock" --containerd "$work/containerd.sock" --config-file "$work/daemon.json" \
+    --storage-driver overlay2 --iptables=true >"$work/dockerd.log" 2>&1 &
+for _ in $(seq 300); do "${docker[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
+"${docker[@]}" version >/dev/null || { tail -n 5 "$work/dockerd.log" >&2; exit 1; }
+"$repo/tests/images/nginx.sh" "$work/layout" >/dev/null
+skopeo copy -q "oci:$work/layout" "docker-archive:$work/nginx.tar:hx-bench/nginx:1" >/dev/null
+"${docker[@]}" load -q -i "$work/nginx.tar" >/dev/null
+
+url=http://192.168.79.1:8080/
+wait_http() {
+    for _ in $(seq 1 240); do
+        ip netns exec "$client" curl -sf -m 2 -o /dev/null "$url" && return 0
+        sleep 0.5
+    done
+    echo "bench: $url did not answer" >&2; exit 1
+}
+# One round of one runtime: run, wait for the page, wrk; prints "RPS P99".
+round() {
+    "${docker[@]}" run -d --name web "$@" -p 8080:80 hx-bench/nginx:1 >/dev/null
+    wait_http
+    ip netns exec "$client" wrk -t2 -c"$conns" -d"${secs}s" --latency "$url" > "$work/wrk.out"
+    "${docker[@]}" rm -f web >/dev/null
+    echo "$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.out") $(awk '$1 == "99%" {print $2}' "$work/wrk.out")"
+}
+runc_rps=(); runc_p99=(); hx_rps=(); hx_p99=()
+for _ in $(seq "$rounds"); do
+    read -r r p < <(round); runc_rps+=("$r"); runc_p99+=("$p")
+    read -r r p < <(round --runtime hx); hx_rps+=("$r"); hx_p99+=("$p")
+done
+rr=$(median "${runc_rps[@]}"); hr=$(median "${hx_rps[@]}")
+accel="$(cat "$work"/exec/*/assets/kvm-probe-* 2>/dev/null | head -n1 || true)"
+echo "| nginx via \`docker run -d -p 8080:80\`, wrk -t2 -c$conns -d${secs}s from a client namespace ($rounds rounds, median) | requests/s | p99 latency (per round) |"
+echo "|---|---|---|"
+echo "| runc | $rr | ${runc_p99[*]} |"
+echo "| \`--runtime hx\` (QEMU $(qemu-system-x86_64 --version | awk 'NR==1 {print $4}')${accel:+, $accel}, 1 vCPU) | $hr | ${hx_p99[*]} |"
+echo "| ratio hx / runc | $(awk -v a="$hr" -v b="$rr" 'BEGIN {printf "%.3f", a / b}') | |"

@@ -106,6 +106,40 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     let logs = lab.hx_ok(&hx, &["logs", "web"]);
     assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
 
+    // -i: a member's stdin to its end, then its own exit code.
+    let mut child = lab
+        .hx_cmd(
+            &hx,
+            &[
+                "run",
+                "-i",
+                "--rm",
+                "--pod",
+                "p",
+                BUSYBOX,
+                "sh",
+                "-c",
+                "cat; echo end-of-input; exit 4",
+            ],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"line1\nline2\n").unwrap();
+    }
+    let r = common::wait_with_timeout(child, std::time::Duration::from_secs(180));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (4, "line1\nline2\nend-of-input\n"),
+        "{}",
+        r.stderr
+    );
+
     let ps = lab.hx_ok(&hx, &["ps"]);
     assert!(
         ps.stdout.lines().next().unwrap().contains("POD"),

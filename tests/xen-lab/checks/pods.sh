@@ -6,7 +6,7 @@
 # from dom0 through the pod's port, members' own files, a member's exit code, hx exec into a
 # member, hx rm -f of a member (the pod runs on, the member's vbds gone from xenstore), and
 # hx pod rm -f (no domain, vbd, loop device or record left); a member's host directory refused
-# (QEMU pods only), a host file copied in read-only.
+# (QEMU pods only), a host file copied in read-only, a member's stdin (-i).
 set -u
 . /lab/lib.sh
 fail=0
@@ -40,6 +40,10 @@ for type in pvh pv; do
     out=$(timeout 60 hx run --rm --pod "$p" -v /tmp:/data busybox true 2>&1); rc=$?
     [ "$rc" = 125 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && [[ "$out" == *"not supported by the xen backend"* ]] \
         && ok "$type: a member's volume refused in one line, exit 125" || bad "$type: member volume: exit $rc: $out"
+    # -i: a member's stdin to its end over the pod's exec channel.
+    out=$(printf 'in1\nin2\n' | timeout 60 hx run -i --rm --pod "$p" busybox sh -c 'cat; exit 4' 2>&1); rc=$?
+    [ "$rc:$out" = "4:$(printf 'in1\nin2')" ] && ok "$type: run -i --pod: the member's stdin, exit 4" \
+        || bad "$type: run -i --pod: exit $rc, '$out'"
     # A small host file is copied in at the member's start, :ro enforced.
     echo "file-from-dom0" > /tmp/pod-file
     out=$(timeout 60 hx run --rm --pod "$p" -v /tmp/pod-file:/etc/from-host:ro busybox \

@@ -101,8 +101,8 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
             pv_init::mux::MAX_MEMBER_FILE_BYTES >> 10
         );
     }
-    if req.stdin || req.read_only || !req.sysctls.is_empty() {
-        bail!("--pod: -i, --read-only and --sysctl in a pod member are not supported yet");
+    if req.read_only || !req.sysctls.is_empty() {
+        bail!("--pod: --read-only and --sysctl in a pod member are not supported yet");
     }
     if req.restart != crate::restart::Policy::No {
         bail!("--pod: restart policies in a pod member are not supported yet");

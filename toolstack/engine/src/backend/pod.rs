@@ -100,6 +100,12 @@ impl Backend for PodMember {
         NAME
     }
 
+    /// `-i`: the member's log relay serves attach.sock (attach_channel) and hands the input
+    /// to the keeper, which sends it down the workload's exec session.
+    fn stdin_over_socket(&self) -> bool {
+        true
+    }
+
     fn host_dirs<'a>(&self, into: &'a Path) -> crate::volume::HostDirs<'a> {
         crate::volume::HostDirs::Share { into }
     }
@@ -173,7 +179,7 @@ impl Backend for PodMember {
         )?;
         let log = std::fs::File::create(spec.dir.join(KEEPER_LOG))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
-        let ends = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, false)?;
+        let ends = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, spec.stdin)?;
         let raw: Vec<RawFd> = ends.iter().map(|f| f.as_raw_fd()).collect();
         let exe = std::env::current_exe().context("finding the hx binary")?;
         let mut cmd = std::process::Command::new(exe);
@@ -279,6 +285,10 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     let _exec = fds
         .get(4)
         .map(|&f| unsafe { std::fs::File::from_raw_fd(f) });
+    // `-i`: the relay's end of the input (attach.sock's clients), after the exec channel's.
+    let input = fds
+        .get(5)
+        .map(|&f| unsafe { std::fs::File::from_raw_fd(f) });
     let mut report = |s: &Status| {
         let _ = status.write_all(s.to_line().as_bytes());
     };
@@ -343,7 +353,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         user: spec.user.clone(),
         cwd: spec.cwd.clone(),
         tty: spec.tty,
-        stdin: false,
+        stdin: input.is_some(),
         builtin: None,
         member: Some(MemberStart {
             id: id.clone(),
@@ -358,6 +368,9 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     let ended =
         crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {
             forward_control(dir, session.control());
+            if let Some(input) = input {
+                forward_input(input, session.control());
+            }
             session.run(&mut stdout, &mut stderr, |pid| {
                 report(&Status::Started {
                     pid: pid as i32,
@@ -542,6 +555,29 @@ fn member_mounts(spec: &ContainerSpec, files: &MemberFiles) -> Vec<pv_init::spec
         }
     }
     mounts
+}
+
+/// The workload's input, as the relay passes it on from attach.sock's clients: its end (the
+/// relay shut its side: a stdin-once container's client ended its input) closes the
+/// workload's stdin.
+fn forward_input(mut input: std::fs::File, control: crate::exec_channel::client::Control) {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = control.close_stdin();
+                    return;
+                }
+                Ok(n) => {
+                    if control.stdin(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// `signal N` lines written to control.in (hx stop, kill, an attached run's Ctrl-C) become

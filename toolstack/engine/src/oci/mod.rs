@@ -205,13 +205,11 @@ fn sandbox_request(
 const POD_MEMORY_MB: u64 = 256;
 
 /// A CRI container in pod `pod`: the pod owns the network, hostname and the files CRI binds
-/// into every container (cri::is_pod_file); stdin is not wired into members yet.
+/// into every container (cri::is_pod_file).
 fn member_request(req: &mut lifecycle::CreateRequest, pod: &str) {
     req.pod = Some(pod.to_string());
     req.hostname = None;
     req.network = None;
-    req.stdin = false;
-    req.stdin_once = false;
     // bundle::guest_mounts' binds are `SRC:DST:ro|rw` (no ':' in either path).
     req.volumes
         .retain(|v| !v.split(':').nth(1).is_some_and(cri::is_pod_file));

@@ -459,6 +459,70 @@ fn read_small_file(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The member's mounts as the guest finds them: a volume's disk is named by its LUN.
+fn member_mounts(spec: &ContainerSpec, files: &MemberFiles) -> Vec<pv_init::spec::Mount> {
+    let mut mounts = spec.mounts.clone();
+    for m in &mut mounts {
+        if let pv_init::spec::MountSource::Disk { disk, .. } = &mut m.source {
+            if let Some(i) = files.volumes.iter().position(|v| v.disk == *disk) {
+                *disk = FIRST_VOLUME_LUN + i as u32;
+            }
+        }
+    }
+    mounts
+}
+
+/// The workload's input, as the relay passes it on from attach.sock's clients: its end (the
+/// relay shut its side: a stdin-once container's client ended its input) closes the
+/// workload's stdin.
+fn forward_input(mut input: std::fs::File, control: crate::exec_channel::client::Control) {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = control.close_stdin();
+                    return;
+                }
+                Ok(n) => {
+                    if control.stdin(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `signal N` lines written to control.in (hx stop, kill, an attached run's Ctrl-C) become
+/// Signal frames on the workload's session.
+fn forward_control(dir: &Path, control: crate::exec_channel::client::Control) {
+    // Read-write: the fifo never reports an end while we hold it.
+    let Ok(fifo) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("control.in"))
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(fifo);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            // Lines are hx's own, but bounded all the same.
+            match std::io::Read::take(&mut lines, 256).read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if let Some(Control::Signal(n)) = Control::parse_line(line.trim_end()) {
+                let _ = control.signal(n);
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,7 +588,7 @@ mod tests {
         )
         .unwrap();
         assert!(rest.shares.is_empty());
-        assert_eq!(kept, [tmpfs.clone()]);
+        assert_eq!(kept, std::slice::from_ref(&tmpfs));
         assert_eq!(copied.len(), 1);
         assert_eq!(copied[0].target, "/etc/resolv.conf");
         assert!(copied[0].readonly, "the mount's :ro");
@@ -542,68 +606,4 @@ mod tests {
         let (_, kept, copied) = copied_files(&be, vec![tmpfs.clone()], &files(vec![])).unwrap();
         assert_eq!((kept, copied.len()), (vec![tmpfs], 0));
     }
-}
-
-/// The member's mounts as the guest finds them: a volume's disk is named by its LUN.
-fn member_mounts(spec: &ContainerSpec, files: &MemberFiles) -> Vec<pv_init::spec::Mount> {
-    let mut mounts = spec.mounts.clone();
-    for m in &mut mounts {
-        if let pv_init::spec::MountSource::Disk { disk, .. } = &mut m.source {
-            if let Some(i) = files.volumes.iter().position(|v| v.disk == *disk) {
-                *disk = FIRST_VOLUME_LUN + i as u32;
-            }
-        }
-    }
-    mounts
-}
-
-/// The workload's input, as the relay passes it on from attach.sock's clients: its end (the
-/// relay shut its side: a stdin-once container's client ended its input) closes the
-/// workload's stdin.
-fn forward_input(mut input: std::fs::File, control: crate::exec_channel::client::Control) {
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = vec![0u8; 16 << 10];
-        loop {
-            match input.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    let _ = control.close_stdin();
-                    return;
-                }
-                Ok(n) => {
-                    if control.stdin(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// `signal N` lines written to control.in (hx stop, kill, an attached run's Ctrl-C) become
-/// Signal frames on the workload's session.
-fn forward_control(dir: &Path, control: crate::exec_channel::client::Control) {
-    // Read-write: the fifo never reports an end while we hold it.
-    let Ok(fifo) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.join("control.in"))
-    else {
-        return;
-    };
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufReader::new(fifo);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            // Lines are hx's own, but bounded all the same.
-            match std::io::Read::take(&mut lines, 256).read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if let Some(Control::Signal(n)) = Control::parse_line(line.trim_end()) {
-                let _ = control.signal(n);
-            }
-        }
-    });
 }

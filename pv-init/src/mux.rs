@@ -274,6 +274,136 @@ pub struct MemberStart {
     /// files with a running VM (Xen): CRI's /etc/resolv.conf, a termination log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<MemberFile>,
+    /// Small read-only host directories copied in likewise (a ConfigMap, a Secret, a projected
+    /// service-account token), each bound read-only onto its target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trees: Vec<MemberTree>,
+}
+
+/// A read-only host directory given to a pod member as a copy made when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberTree {
+    /// Absolute path inside the member's root.
+    pub target: String,
+    /// Its entries, each directory before what it holds (`check_tree`).
+    pub entries: Vec<TreeEntry>,
+}
+
+/// One entry of a copied directory, by its path relative to the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TreeEntry {
+    Dir {
+        path: String,
+    },
+    /// A regular file's bytes, base64.
+    File {
+        path: String,
+        base64: String,
+    },
+    /// A symlink whose target stays inside the directory (kubelet's `..data` links).
+    Symlink {
+        path: String,
+        to: String,
+    },
+}
+
+/// At most this many entries per copied directory, this many directories, this deep.
+pub const MAX_TREE_ENTRIES: usize = 64;
+pub const MAX_MEMBER_TREES: usize = 8;
+pub const MAX_TREE_DEPTH: usize = 8;
+
+impl TreeEntry {
+    pub fn path(&self) -> &str {
+        match self {
+            TreeEntry::Dir { path }
+            | TreeEntry::File { path, .. }
+            | TreeEntry::Symlink { path, .. } => path,
+        }
+    }
+
+    pub fn file(path: &str, bytes: &[u8]) -> TreeEntry {
+        use base64::Engine;
+        TreeEntry::File {
+            path: path.to_string(),
+            base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+}
+
+/// The entries of a copied directory checked: plain relative paths (no `.`, `..` or empty
+/// component, at most MAX_TREE_DEPTH deep), each once, every parent an earlier `Dir` entry
+/// (so nothing is ever written through a symlink or into a file), symlinks relative and
+/// staying inside the directory, files' bytes within MAX_MEMBER_FILE_BYTES. Returns the
+/// files' bytes in all.
+pub fn check_tree(entries: &[TreeEntry]) -> Result<usize, String> {
+    if entries.len() > MAX_TREE_ENTRIES {
+        return Err(format!("more than {MAX_TREE_ENTRIES} entries"));
+    }
+    let mut dirs = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for e in entries {
+        let path = e.path();
+        let comps: Vec<&str> = path.split('/').collect();
+        if path.len() > 1024
+            || comps.len() > MAX_TREE_DEPTH
+            || comps
+                .iter()
+                .any(|c| c.is_empty() || *c == "." || *c == ".." || c.contains('\0'))
+        {
+            return Err(format!("entry {path:?}: not a plain relative path"));
+        }
+        if !seen.insert(path) {
+            return Err(format!("entry {path:?} twice"));
+        }
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            if !dirs.contains(parent) {
+                return Err(format!("entry {path:?}: its directory comes not before it"));
+            }
+        }
+        match e {
+            TreeEntry::Dir { .. } => {
+                dirs.insert(path);
+            }
+            TreeEntry::File { base64, .. } => {
+                let f = MemberFile {
+                    target: String::new(),
+                    readonly: true,
+                    base64: base64.clone(),
+                };
+                total += f
+                    .bytes()
+                    .ok_or_else(|| format!("entry {path:?}: not base64 or too long"))?
+                    .len();
+            }
+            TreeEntry::Symlink { to, .. } => {
+                // Lexically inside: from the link's directory, `..` never climbs above the top.
+                let mut depth = comps.len() as isize - 1;
+                let mut ok = !to.is_empty()
+                    && to.len() <= 1024
+                    && !to.starts_with('/')
+                    && !to.contains('\0');
+                for c in to.split('/') {
+                    match c {
+                        "" | "." => {}
+                        ".." => {
+                            depth -= 1;
+                            ok &= depth >= 0;
+                        }
+                        _ => depth += 1,
+                    }
+                }
+                if !ok {
+                    return Err(format!(
+                        "entry {path:?}: its link leads out of the directory"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// A host file given to a pod member as a copy made when it starts (not live: what the
@@ -330,6 +460,11 @@ fn valid_member_target(t: &str) -> bool {
 /// The 9p mount tag of a pod VM's members export: the host binds each member's host
 /// directories and files under `<member id>/<share tag>` in it (QEMU; docs/pods.md).
 pub const MEMBERS_SHARE_TAG: &str = "hxmembers";
+/// The 9p mount tag of a pod VM's read-only members export: members' `:ro` host directories
+/// and files, exported read-only with the host's own metadata (QEMU's passthrough model), so
+/// that their symlinks read as symlinks (kubelet's ConfigMaps and Secrets are made of them;
+/// the mapped models cannot read a host symlink).
+pub const MEMBERS_RO_SHARE_TAG: &str = "hxmembersro";
 
 /// Where a pod member's two disks are, as the pod VM's backend plugged them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -429,7 +564,21 @@ impl ExecRequest {
             if m.files.len() > MAX_MEMBER_FILES {
                 return bad("pod member: too many copied files");
             }
+            if m.trees.len() > MAX_MEMBER_TREES {
+                return bad("pod member: too many copied directories");
+            }
             let mut total = 0;
+            for t in &m.trees {
+                if !valid_member_target(&t.target) {
+                    return bad(
+                        "pod member: a copied directory's target is not a plain absolute path",
+                    );
+                }
+                match check_tree(&t.entries) {
+                    Ok(n) => total += n,
+                    Err(_) => return bad("pod member: a copied directory is malformed"),
+                }
+            }
             for f in &m.files {
                 if !valid_member_target(&f.target) {
                     return bad("pod member: a copied file's target is not a plain absolute path");
@@ -649,6 +798,43 @@ mod tests {
     }
 
     #[test]
+    fn copied_trees_stay_inside_and_are_built_in_order() {
+        let d = |p: &str| TreeEntry::Dir { path: p.into() };
+        let l = |p: &str, to: &str| TreeEntry::Symlink {
+            path: p.into(),
+            to: to.into(),
+        };
+        // kubelet's projected volume.
+        let kubelet = vec![
+            d("..2026_12_05"),
+            TreeEntry::file("..2026_12_05/token", b"eyJ"),
+            TreeEntry::file("..2026_12_05/ca.crt", b"PEM"),
+            l("..data", "..2026_12_05"),
+            l("token", "..data/token"),
+            l("ca.crt", "..data/ca.crt"),
+        ];
+        assert_eq!(check_tree(&kubelet), Ok(6));
+        for bad in [
+            vec![l("x", "/etc/shadow")],
+            vec![l("x", "../x")],
+            vec![d("a"), l("a/x", "../../x")],
+            vec![TreeEntry::file("a/b", b"")],
+            vec![l("a", "."), TreeEntry::file("a/b", b"")],
+            vec![TreeEntry::file("a", b""), TreeEntry::file("a", b"")],
+            vec![d("..")],
+            vec![d("/a")],
+            vec![d("a/")],
+            vec![TreeEntry::file("a", &vec![0; MAX_MEMBER_FILE_BYTES + 1])],
+            (0..=MAX_TREE_ENTRIES)
+                .map(|i| d(&format!("d{i}")))
+                .collect(),
+        ] {
+            assert!(check_tree(&bad).is_err(), "{bad:?}");
+        }
+        assert!(check_tree(&[d("a"), l("a/x", "../b")]).is_ok());
+    }
+
+    #[test]
     fn member_files_are_bounded_and_plain() {
         let with = |files: serde_json::Value| {
             let json = serde_json::json!({"args":["sh"],"member":{"id":"ab12","disks":{"bus":"xen","slot":0},"rootfs_type":"erofs","upper_disk":true,"files":files}});
@@ -692,6 +878,40 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Whatever the entries, an accepted tree's symlinks resolve (lexically) inside it and
+        /// its paths are plain.
+        #[test]
+        fn accepted_trees_never_lead_out(
+            raw in proptest::collection::vec(("[a./]{1,8}", "[a./]{0,10}", 0u8..3), 0..8),
+        ) {
+            let entries: Vec<TreeEntry> = raw
+                .iter()
+                .map(|(p, to, k)| match k {
+                    0 => TreeEntry::Dir { path: p.clone() },
+                    1 => TreeEntry::file(p, b"x"),
+                    _ => TreeEntry::Symlink { path: p.clone(), to: to.clone() },
+                })
+                .collect();
+            if check_tree(&entries).is_ok() {
+                for e in &entries {
+                    let path = e.path();
+                    proptest::prop_assert!(!path.starts_with('/') && !path.split('/').any(|c| c.is_empty() || c == "." || c == ".."));
+                    if let TreeEntry::Symlink { to, .. } = e {
+                        let mut stack: Vec<&str> = path.split('/').collect();
+                        stack.pop();
+                        for c in to.split('/') {
+                            match c {
+                                "" | "." => {}
+                                ".." => proptest::prop_assert!(stack.pop().is_some()),
+                                c => stack.push(c),
+                            }
+                        }
+                        proptest::prop_assert!(!to.starts_with('/'));
+                    }
+                }
+            }
+        }
+
         #[test]
         fn open_payloads_never_panic_and_accepted_ids_are_path_safe(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
@@ -706,6 +926,7 @@ mod tests {
                 serde_json::json!({"bus":"scsi","target":target})
             };
             let json = serde_json::json!({"args":["x"],"member":{"id":id,"disks":disks,"rootfs_type":"erofs","upper_disk":false}});
+
             if let Ok(r) = ExecRequest::parse(json.to_string().as_bytes()) {
                 let m = r.member.unwrap();
                 match m.disks {

@@ -227,7 +227,52 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
     for (i, f) in m.files.iter().enumerate() {
         member_file(&base, &root, i, f)?;
     }
+    for (i, t) in m.trees.iter().enumerate() {
+        member_tree(&base, &root, i, t)?;
+    }
     Ok(root)
+}
+
+/// A read-only host directory copied in by the host (`MemberTree`, checked by the request's
+/// parse: every parent made before what it holds, so nothing is written through a link): made
+/// aside, then bound read-only onto its target.
+fn member_tree(
+    base: &Path,
+    root: &Path,
+    i: usize,
+    t: &pv_init::mux::MemberTree,
+) -> Result<(), InitError> {
+    use pv_init::mux::TreeEntry;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let bad = |what: &str| InitError::setup(format!("pod member directory {}: {what}", t.target));
+    pv_init::mux::check_tree(&t.entries).map_err(|e| bad(&e))?;
+    let top = base.join("trees").join(i.to_string());
+    std::fs::create_dir_all(&top).map_err(|e| bad(&e.to_string()))?;
+    for e in &t.entries {
+        let at = top.join(e.path());
+        let made = match e {
+            TreeEntry::Dir { .. } => std::fs::DirBuilder::new().mode(0o755).create(&at),
+            TreeEntry::File { base64, .. } => {
+                let bytes = pv_init::mux::MemberFile {
+                    target: String::new(),
+                    readonly: true,
+                    base64: base64.clone(),
+                }
+                .bytes()
+                .ok_or_else(|| bad("a file is not base64"))?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&at)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            }
+            TreeEntry::Symlink { to, .. } => std::os::unix::fs::symlink(to, &at),
+        };
+        made.map_err(|err| bad(&format!("{}: {err}", e.path())))?;
+    }
+    bind_onto(root, &top, &t.target, true, true).map_err(|e| bad(&e))
 }
 
 /// A host file copied in by the host (`MemberFile`): written aside, out of the member's
@@ -250,22 +295,33 @@ fn member_file(
     bind_onto(root, &aside, &f.target, false, f.readonly).map_err(|e| bad(&e))
 }
 
-/// Where the pod's members export is mounted (in the pod's namespace, out of members' sight).
+/// Where the pod's members exports are mounted (in the pod's namespace, out of members'
+/// sight): the writable one and the read-only one (`MEMBERS_RO_SHARE_TAG`).
 const MEMBERS_AT: &str = "/.hx-members";
+const MEMBERS_RO_AT: &str = "/.hx-members-ro";
 
-/// The members export, mounted on first use.
-fn members_export() -> Result<&'static Path, InitError> {
-    static MOUNTED: Mutex<bool> = Mutex::new(false);
+/// The members export for `readonly` shares or the others, mounted on first use.
+fn members_export(readonly: bool) -> Result<&'static Path, InitError> {
+    static MOUNTED: Mutex<[bool; 2]> = Mutex::new([false; 2]);
     let mut mounted = MOUNTED.lock().unwrap_or_else(|e| e.into_inner());
-    if !*mounted {
-        crate::mounts::mount_9p(
+    let (tag, at, flags) = if readonly {
+        (
+            pv_init::mux::MEMBERS_RO_SHARE_TAG,
+            MEMBERS_RO_AT,
+            MsFlags::MS_RDONLY,
+        )
+    } else {
+        (
             pv_init::mux::MEMBERS_SHARE_TAG,
             MEMBERS_AT,
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        )?;
-        *mounted = true;
+            MsFlags::empty(),
+        )
+    };
+    if !mounted[usize::from(readonly)] {
+        crate::mounts::mount_9p(tag, at, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+        mounted[usize::from(readonly)] = true;
     }
-    Ok(Path::new(MEMBERS_AT))
+    Ok(Path::new(at))
 }
 
 /// One of a member's volumes, onto `target` resolved inside its root: a host directory or file
@@ -292,7 +348,7 @@ fn member_mount(
             if !plain(tag) || v.subpath.as_deref().is_some_and(|s| !plain(s)) {
                 return Err(bad("not a plain share name"));
             }
-            let mut source = members_export()?.join(id).join(tag);
+            let mut source = members_export(v.readonly)?.join(id).join(tag);
             if let Some(sub) = &v.subpath {
                 source.push(sub);
             }

@@ -358,15 +358,23 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // Kubelet's volumes: a host directory read-write (an emptyDir), one read-only (a
     // ConfigMap); and the pod's DNS config in its resolv.conf. Live both ways, :ro enforced.
-    // On Xen a running pod's domain can take no host directory: such a container is refused
-    // naming the backend, and a host file (a ConfigMap's key, as subPath mounts it) is a
-    // copy made at the container's start; resolv.conf likewise.
+    // On Xen a running pod's domain can take no 9pfs share: a writable host directory (the
+    // emptyDir) is refused naming the backend, and the read-only ConfigMap is a copy made at
+    // the container's start (kubelet's `..data` links kept); resolv.conf likewise.
     let xen = on_xen();
     let empty_dir = c.dir.join("empty-dir");
     let config_map = c.dir.join("config-map");
     std::fs::create_dir_all(&empty_dir).unwrap();
     std::fs::create_dir_all(&config_map).unwrap();
-    std::fs::write(config_map.join("key"), "value-from-configmap\n").unwrap();
+    // kubelet's layout: the data in a timestamped directory, `..data` and the key links.
+    std::fs::create_dir_all(config_map.join("..2026_12_05")).unwrap();
+    std::fs::write(
+        config_map.join("..2026_12_05/key"),
+        "value-from-configmap\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_12_05", config_map.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/key", config_map.join("key")).unwrap();
     let mut with_volumes = container_config(
         "vol",
         "cat /cfg/key; echo from-member > /data/out.txt; \
@@ -416,8 +424,8 @@ async fn pod(c: &Containerd, netns: &str) {
         )
         .await;
         vec![Mount {
-            container_path: "/cfg/key".into(),
-            host_path: config_map.join("key").to_string_lossy().into_owned(),
+            container_path: "/cfg".into(),
+            host_path: config_map.to_string_lossy().into_owned(),
             readonly: true,
             ..Default::default()
         }]

@@ -21,6 +21,8 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
     std::fs::create_dir_all(&ro).unwrap();
     std::fs::create_dir_all(&rw).unwrap();
     std::fs::write(ro.join("index.html"), "from the host\n").unwrap();
+    // A link in a read-only directory reads as one (kubelet's ConfigMaps are made of them).
+    std::os::unix::fs::symlink("index.html", ro.join("link")).unwrap();
     let file = host.path().join("app.conf");
     std::fs::write(&file, "setting=1\n").unwrap();
     let missing = host.path().join("made/by/hx");
@@ -32,7 +34,7 @@ fn host_directories_and_files_are_shared_live_and_read_only_is_enforced() {
         "-v", &vol(&file, "/etc/app.conf"),
         "-v", &vol(&missing, "/made"),
         BUSYBOX, "sh", "-c",
-        "cat /www/index.html /etc/app.conf; echo written > /out/result; echo x > /made/y; \
+        "cat /www/link /etc/app.conf; echo written > /out/result; echo x > /made/y; \
          echo setting=2 > /etc/app.conf; touch /www/nope 2>/dev/null && echo WRITABLE || echo read-only",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);

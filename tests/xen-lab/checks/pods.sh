@@ -6,7 +6,7 @@
 # from dom0 through the pod's port, members' own files, a member's exit code, hx exec into a
 # member, hx rm -f of a member (the pod runs on, the member's vbds gone from xenstore), and
 # hx pod rm -f (no domain, vbd, loop device or record left); a member's host directory refused
-# (QEMU pods only), a host file copied in read-only, a member's stdin (-i).
+# (QEMU pods only), a host file and a read-only directory copied in, a member's stdin (-i).
 set -u
 . /lab/lib.sh
 fail=0
@@ -50,6 +50,13 @@ for type in pvh pv; do
         sh -c 'cat /etc/from-host; echo x 2>/dev/null > /etc/from-host && echo writable || echo ro' 2>&1)
     [ "$out" = "$(printf 'file-from-dom0\nro')" ] && ok "$type: a host file in a member (copied, read-only)" \
         || bad "$type: member host file: '$out'"
+    # A small read-only directory too, its links kept (kubelet's ConfigMap layout).
+    rm -rf /tmp/pod-dir; mkdir -p /tmp/pod-dir/..v1; echo "dir-from-dom0" > /tmp/pod-dir/..v1/key
+    ln -s ..v1 /tmp/pod-dir/..data; ln -s ..data/key /tmp/pod-dir/key
+    out=$(timeout 60 hx run --rm --pod "$p" -v /tmp/pod-dir:/cfg:ro busybox \
+        sh -c 'cat /cfg/key; readlink /cfg/key; touch /cfg/new 2>/dev/null && echo writable || echo ro' 2>&1)
+    [ "$out" = "$(printf 'dir-from-dom0\n..data/key\nro')" ] && ok "$type: a read-only host directory in a member (copied, links kept)" \
+        || bad "$type: member host directory: '$out'"
     # run -d returns once the keeper runs; httpd answering means its disks are in. Slot 0:
     # xvdaa and xvdab, vbd numbers (1 << 28) | (26 << 8) and | (27 << 8).
     members=$(vbds "$domid")

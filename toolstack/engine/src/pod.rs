@@ -96,7 +96,7 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
     let pod_be = crate::backend::for_container(&infra, root)?;
     if !pod_be.can_share_into_pod_members() && !req.volumes.iter().all(|v| copied_in(v)) {
         bail!(
-            "--pod: volumes and host directories in a pod member are not supported by the {} backend yet (host files of at most {} KiB are copied in)",
+            "--pod: volumes and writable host directories in a pod member are not supported by the {} backend yet (host files and read-only directories of at most {} KiB are copied in)",
             pod_be.name(),
             pv_init::mux::MAX_MEMBER_FILE_BYTES >> 10
         );
@@ -110,12 +110,17 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
     Ok(())
 }
 
-/// Whether `-v` value `v` is a host file a pod member can get as a copy (backend/pod.rs:
-/// where the pod's VM cannot share host files with its members).
+/// Whether `-v` value `v` is a host file or read-only host directory a pod member can get as
+/// a copy (backend/pod.rs: where the pod's VM cannot share host files with its members).
 fn copied_in(v: &str) -> bool {
     crate::volume::parse_arg(v).is_ok_and(|a| match a.source {
-        crate::volume::Source::Host(p) => std::fs::metadata(p)
-            .is_ok_and(|m| m.is_file() && m.len() <= pv_init::mux::MAX_MEMBER_FILE_BYTES as u64),
+        crate::volume::Source::Host(p) => std::fs::metadata(&p).is_ok_and(|m| {
+            if m.is_dir() {
+                a.readonly && crate::backend::pod::read_tree(&p).is_ok()
+            } else {
+                m.is_file() && m.len() <= pv_init::mux::MAX_MEMBER_FILE_BYTES as u64
+            }
+        }),
         _ => false,
     })
 }

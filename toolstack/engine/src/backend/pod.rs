@@ -10,7 +10,7 @@
 use super::{Backend, VmHandle, VmSpec};
 use crate::container::{self, Container};
 use anyhow::{bail, Context};
-use pv_init::mux::{ExecRequest, MemberFile, MemberStart};
+use pv_init::mux::{ExecRequest, MemberFile, MemberStart, MemberTree, TreeEntry};
 use pv_init::spec::{ContainerSpec, Upper};
 use pv_init::status::{Control, Status};
 use std::io::{BufRead, Write};
@@ -330,7 +330,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         report(&failed(anyhow::anyhow!("the pod's VM has no exec channel")));
         return Ok(());
     };
-    let (files, mounts, copied) =
+    let (files, mounts, copied, trees) =
         match copied_files(be.as_ref(), member_mounts(&spec, &plan.files), &plan.files) {
             Ok(v) => v,
             Err(e) => {
@@ -362,6 +362,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             upper_disk: matches!(spec.upper, Upper::Disk { .. }) && plan.files.upper.is_some(),
             mounts,
             files: copied,
+            trees,
         }),
         container: None,
     };
@@ -391,52 +392,132 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a member gets copied: files and read-only directories.
+type Copies = (
+    MemberFiles,
+    Vec<pv_init::spec::Mount>,
+    Vec<MemberFile>,
+    Vec<MemberTree>,
+);
+
 /// Where the pod VM's backend cannot share host files with a running VM (Xen), the member's
-/// single host files (CRI's /etc/resolv.conf, `-v /host/file:/target`) are copied now and
-/// travel in its start request (`MemberFile`), and their share mounts go. Returns what to
-/// plug, the member's mounts and the copies.
+/// single host files (CRI's /etc/resolv.conf, `-v /host/file:/target`) and read-only host
+/// directories (a ConfigMap, a Secret, a projected token) are copied now and travel in its
+/// start request (`MemberFile`, `MemberTree`), and their share mounts go; a writable host
+/// directory (an emptyDir other members may share) is refused. Returns what to plug, the
+/// member's mounts and the copies.
 fn copied_files(
     be: &dyn Backend,
     mut mounts: Vec<pv_init::spec::Mount>,
     files: &MemberFiles,
-) -> anyhow::Result<(MemberFiles, Vec<pv_init::spec::Mount>, Vec<MemberFile>)> {
-    use pv_init::mux::{MAX_MEMBER_FILES, MAX_MEMBER_FILES_BYTES, MAX_MEMBER_FILE_BYTES};
+) -> anyhow::Result<Copies> {
+    use pv_init::mux::{MAX_MEMBER_FILES, MAX_MEMBER_FILES_BYTES, MAX_MEMBER_TREES};
     use pv_init::spec::MountSource;
     if be.can_share_into_pod_members() || files.shares.is_empty() {
-        return Ok((files.clone(), mounts, vec![]));
-    }
-    if files.shares.len() > MAX_MEMBER_FILES {
-        bail!("more than {MAX_MEMBER_FILES} host files for a pod member");
+        return Ok((files.clone(), mounts, vec![], vec![]));
     }
     let mut copied = Vec::new();
+    let mut trees = Vec::new();
     let mut total = 0;
     for share in &files.shares {
-        let Some(name) = &share.file else {
-            bail!(
-                "host directories in a pod member are not supported by the {} backend yet",
-                be.name()
-            );
-        };
         let m = mounts
             .iter()
             .find(|m| matches!(&m.source, MountSource::Share { tag } if *tag == share.tag))
-            .ok_or_else(|| anyhow::anyhow!("host file share {} has no mount", share.tag))?;
-        let bytes = read_small_file(&share.path.join(name), MAX_MEMBER_FILE_BYTES)
-            .with_context(|| format!("copying the host file for {}", m.target))?;
-        total += bytes.len();
-        if total > MAX_MEMBER_FILES_BYTES {
-            bail!("a pod member's host files: more than {MAX_MEMBER_FILES_BYTES} bytes in all");
+            .ok_or_else(|| anyhow::anyhow!("host share {} has no mount", share.tag))?;
+        let readonly = m.readonly || share.readonly;
+        match &share.file {
+            Some(name) => {
+                let bytes = read_small_file(
+                    &share.path.join(name),
+                    pv_init::mux::MAX_MEMBER_FILE_BYTES,
+                )
+                .with_context(|| format!("copying the host file for {}", m.target))?;
+                total += bytes.len();
+                copied.push(MemberFile::new(&m.target, readonly, &bytes));
+            }
+            None if readonly => {
+                let (entries, bytes) = read_tree(&share.path)
+                    .with_context(|| format!("copying the host directory for {}", m.target))?;
+                total += bytes;
+                trees.push(MemberTree {
+                    target: m.target.clone(),
+                    entries,
+                });
+            }
+            None => bail!(
+                "writable host directories in a pod member are not supported by the {} backend yet (read-only ones are copied in)",
+                be.name()
+            ),
         }
-        copied.push(MemberFile::new(
-            &m.target,
-            m.readonly || share.readonly,
-            &bytes,
-        ));
+    }
+    if copied.len() > MAX_MEMBER_FILES || trees.len() > MAX_MEMBER_TREES {
+        bail!(
+            "more than {MAX_MEMBER_FILES} host files or {MAX_MEMBER_TREES} host directories for a pod member"
+        );
+    }
+    if total > MAX_MEMBER_FILES_BYTES {
+        bail!("a pod member's host files: more than {MAX_MEMBER_FILES_BYTES} bytes in all");
     }
     mounts.retain(|m| !matches!(m.source, MountSource::Share { .. }));
     let mut rest = files.clone();
     rest.shares.clear();
-    Ok((rest, mounts, copied))
+    Ok((rest, mounts, copied, trees))
+}
+
+/// A host directory's entries for a copy (`MemberTree`): directories, regular files and
+/// symlinks, by name, no link followed; bounded and checked as pv-init checks them
+/// (`pv_init::mux::check_tree`). Also the files' bytes in all.
+pub fn read_tree(top: &Path) -> anyhow::Result<(Vec<TreeEntry>, usize)> {
+    let mut entries = Vec::new();
+    walk_tree(top, "", 1, &mut entries)?;
+    let bytes = pv_init::mux::check_tree(&entries).map_err(|e| anyhow::anyhow!(e))?;
+    Ok((entries, bytes))
+}
+
+fn walk_tree(dir: &Path, rel: &str, depth: usize, out: &mut Vec<TreeEntry>) -> anyhow::Result<()> {
+    use pv_init::mux::{MAX_MEMBER_FILE_BYTES, MAX_TREE_DEPTH, MAX_TREE_ENTRIES};
+    let mut names = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<Vec<_>, _>>()?;
+    names.sort();
+    for name in names {
+        if out.len() >= MAX_TREE_ENTRIES {
+            bail!("more than {MAX_TREE_ENTRIES} entries");
+        }
+        let name = name
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("a name that is not UTF-8"))?;
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let full = dir.join(name);
+        let kind = std::fs::symlink_metadata(&full)?.file_type();
+        if kind.is_symlink() {
+            let to = std::fs::read_link(&full)?;
+            let to = to
+                .to_str()
+                .ok_or_else(|| anyhow::anyhow!("{path}: a link that is not UTF-8"))?;
+            out.push(TreeEntry::Symlink {
+                path,
+                to: to.to_string(),
+            });
+        } else if kind.is_dir() {
+            if depth >= MAX_TREE_DEPTH {
+                bail!("{path}: more than {MAX_TREE_DEPTH} levels deep");
+            }
+            out.push(TreeEntry::Dir { path: path.clone() });
+            walk_tree(&full, &path, depth + 1, out)?;
+        } else if kind.is_file() {
+            let bytes =
+                read_small_file(&full, MAX_MEMBER_FILE_BYTES).with_context(|| path.clone())?;
+            out.push(TreeEntry::file(&path, &bytes));
+        } else {
+            bail!("{path}: not a regular file, directory or symlink");
+        }
+    }
+    Ok(())
 }
 
 /// A regular file's bytes, at most `max` (no symlink followed at the last component, no
@@ -581,7 +662,7 @@ mod tests {
             share_mount("hxfs0", "/etc/resolv.conf", Some("resolv.conf")),
             tmpfs.clone(),
         ];
-        let (rest, kept, copied) = copied_files(
+        let (rest, kept, copied, _) = copied_files(
             &be,
             mounts.clone(),
             &files(vec![share("hxfs0", d, Some("resolv.conf"))]),
@@ -593,17 +674,58 @@ mod tests {
         assert_eq!(copied[0].target, "/etc/resolv.conf");
         assert!(copied[0].readonly, "the mount's :ro");
         assert_eq!(copied[0].bytes().unwrap(), b"nameserver 10.0.0.53\n");
-        for (name, why) in [
-            (None, "directories"),
-            (Some("big"), "longer"),
-            (Some("link"), ""),
-        ] {
+        for (name, why) in [(Some("big"), "longer"), (Some("link"), "")] {
             let r = copied_files(&be, mounts.clone(), &files(vec![share("hxfs0", d, name)]));
             let e = format!("{:#}", r.unwrap_err());
             assert!(e.contains(why), "{e}");
         }
+        // A writable directory (an emptyDir members may share) is refused; a read-only one
+        // (kubelet's projected token, its links kept) is copied.
+        let mut rw = share_mount("hxfs0", "/data", None);
+        rw.readonly = false;
+        let r = copied_files(&be, vec![rw], &files(vec![share("hxfs0", d, None)]));
+        assert!(format!("{:#}", r.unwrap_err()).contains("writable host directories"));
+        let token = d.join("token-dir");
+        std::fs::create_dir_all(token.join("..2026_12_05")).unwrap();
+        std::fs::write(token.join("..2026_12_05/token"), "eyJ").unwrap();
+        std::os::unix::fs::symlink("..2026_12_05", token.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/token", token.join("token")).unwrap();
+        let (_, kept, _, trees) = copied_files(
+            &be,
+            vec![share_mount("hxfs0", "/var/run/secrets", None)],
+            &files(vec![share("hxfs0", &token, None)]),
+        )
+        .unwrap();
+        assert!(kept.is_empty());
+        assert_eq!(trees.len(), 1);
+        assert_eq!(trees[0].target, "/var/run/secrets");
+        assert_eq!(
+            trees[0].entries,
+            [
+                TreeEntry::Dir {
+                    path: "..2026_12_05".into()
+                },
+                TreeEntry::file("..2026_12_05/token", b"eyJ"),
+                TreeEntry::Symlink {
+                    path: "..data".into(),
+                    to: "..2026_12_05".into()
+                },
+                TreeEntry::Symlink {
+                    path: "token".into(),
+                    to: "..data/token".into()
+                },
+            ]
+        );
+        // A link out of the directory is refused.
+        std::os::unix::fs::symlink("/etc/shadow", token.join("escape")).unwrap();
+        let r = copied_files(
+            &be,
+            vec![share_mount("hxfs0", "/var/run/secrets", None)],
+            &files(vec![share("hxfs0", &token, None)]),
+        );
+        assert!(format!("{:#}", r.unwrap_err()).contains("leads out"));
         // Nothing to copy: as given.
-        let (_, kept, copied) = copied_files(&be, vec![tmpfs.clone()], &files(vec![])).unwrap();
+        let (_, kept, copied, _) = copied_files(&be, vec![tmpfs.clone()], &files(vec![])).unwrap();
         assert_eq!((kept, copied.len()), (vec![tmpfs], 0));
     }
 }

@@ -20,6 +20,7 @@ use std::process::Command;
 use super::pod::MemberFiles;
 
 const EXPORT: &str = "members";
+const EXPORT_RO: &str = "members-ro";
 // linux/mount.h, linux/fcntl.h.
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
@@ -31,11 +32,18 @@ pub fn members_export(pod_dir: &Path) -> PathBuf {
     pod_dir.join(EXPORT)
 }
 
+/// Its read-only members export (`pv_init::mux::MEMBERS_RO_SHARE_TAG`): `:ro` shares.
+pub fn members_export_ro(pod_dir: &Path) -> PathBuf {
+    pod_dir.join(EXPORT_RO)
+}
+
 /// Makes the export and starts the VM process `cmd` in a mount namespace of its own (a slave
 /// of the host's: the host's mounts still reach it).
 pub fn private_mounts(cmd: &mut Command, pod_dir: &Path) -> anyhow::Result<()> {
-    let export = members_export(pod_dir);
-    std::fs::create_dir_all(&export).with_context(|| format!("creating {}", export.display()))?;
+    for export in [members_export(pod_dir), members_export_ro(pod_dir)] {
+        std::fs::create_dir_all(&export)
+            .with_context(|| format!("creating {}", export.display()))?;
+    }
     // SAFETY: unshare and mount only, between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -94,8 +102,13 @@ pub fn bind(pod: &Container, pod_dir: &Path, m: &MemberFiles) -> anyhow::Result<
         return Ok(());
     }
     let (_vm, ns) = vm_of(pod)?;
-    let base = members_export(pod_dir).join(&m.id);
     for s in &m.shares {
+        let export = if s.readonly {
+            members_export_ro(pod_dir)
+        } else {
+            members_export(pod_dir)
+        };
+        let base = export.join(&m.id);
         if !plain(&s.tag) || s.file.as_deref().is_some_and(|f| !plain(f)) {
             bail!("pod member {}: bad share {:?}", m.id, s.tag);
         }
@@ -189,13 +202,18 @@ fn attach(ns: &std::fs::File, src: &Path, dst: &Path, readonly: bool) -> anyhow:
 /// Unmounts member `id`'s binds in the pod VM's namespace and removes its directory of the
 /// export. Best effort; nothing to do when the VM is gone (its namespace went with it).
 pub fn unbind(pod: &Container, pod_dir: &Path, id: &str) {
-    let base = members_export(pod_dir).join(id);
+    for export in [members_export(pod_dir), members_export_ro(pod_dir)] {
+        unbind_in(pod, &export.join(id), id);
+    }
+}
+
+fn unbind_in(pod: &Container, base: &Path, id: &str) {
     if !plain(id) || !base.exists() {
         return;
     }
     let Ok((vm, ns)) = vm_of(pod) else {
         if !pod.vm_alive() {
-            let _ = std::fs::remove_dir_all(&base);
+            let _ = std::fs::remove_dir_all(base);
         }
         return;
     };
@@ -204,7 +222,7 @@ pub fn unbind(pod: &Container, pod_dir: &Path, id: &str) {
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|mp| PathBuf::from(crate::volume::unescape_mountinfo(mp)))
-        .filter(|mp| mp.starts_with(&base))
+        .filter(|mp| mp.starts_with(base))
         .collect();
     // Deepest first.
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -236,5 +254,5 @@ pub fn unbind(pod: &Container, pod_dir: &Path, id: &str) {
         }
     }
     // Only empty directories and placeholder files are left on the host's side.
-    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_dir_all(base);
 }

@@ -326,6 +326,16 @@ impl Qemu {
                 "virtio-9p-device,fsdev=fsm,mount_tag={}",
                 pv_init::mux::MEMBERS_SHARE_TAG
             ));
+            // Members' `:ro` shares: read-only, so the host's own metadata (passthrough) is
+            // safe to show, and host symlinks read as symlinks (kubelet's ConfigMaps).
+            cmd.arg("-fsdev").arg(format!(
+                "local,id=fsmro,path={},security_model=passthrough,readonly=on,multidevs=remap",
+                qemu_path(&super::pod_share::members_export_ro(spec.dir)),
+            ));
+            cmd.arg("-device").arg(format!(
+                "virtio-9p-device,fsdev=fsmro,mount_tag={}",
+                pv_init::mux::MEMBERS_RO_SHARE_TAG
+            ));
         }
         cmd.args(["-device", "virtio-serial-device,max_ports=8"]);
         for (ch, fd) in CHANNELS.iter().zip(&log_fds[1..]) {

@@ -47,6 +47,10 @@ pub enum ShareModel {
     /// In `.virtfs_metadata` directories inside the share: for filesystems without user
     /// xattrs (a ramfs dom0, tmpfs before 6.6, some network filesystems).
     MappedFile,
+    /// The host's own metadata, for read-only shares only (QEMU exports them `readonly=on`:
+    /// the guest can make nothing), so that host symlinks read as symlinks, which the mapped
+    /// models cannot read (kubelet's ConfigMaps and Secrets are made of them).
+    Passthrough,
 }
 
 impl ShareModel {
@@ -74,6 +78,7 @@ impl ShareModel {
         match self {
             ShareModel::MappedXattr => "mapped-xattr",
             ShareModel::MappedFile => "mapped-file",
+            ShareModel::Passthrough => "passthrough",
         }
     }
 }
@@ -277,7 +282,11 @@ fn add_host_path(
         (bind_file(&p, into, plan.shares.len())?, name)
     };
     let tag = format!("hxfs{}", plan.shares.len());
-    let model = ShareModel::for_path(&p);
+    let model = if r.readonly {
+        ShareModel::Passthrough
+    } else {
+        ShareModel::for_path(&p)
+    };
     plan.shares.push(Share {
         tag: tag.clone(),
         path: share_path,

@@ -296,17 +296,27 @@ pub struct MemberTree {
 pub enum TreeEntry {
     Dir {
         path: String,
+        /// Permission bits (0o777 at most: no setuid, setgid or sticky bit).
+        #[serde(default = "dir_mode")]
+        mode: u32,
     },
     /// A regular file's bytes, base64.
     File {
         path: String,
         base64: String,
+        #[serde(default = "file_mode")]
+        mode: u32,
     },
-    /// A symlink whose target stays inside the directory (kubelet's `..data` links).
-    Symlink {
-        path: String,
-        to: String,
-    },
+    /// A symlink (lexically inside the directory: kubelet's `..data` links).
+    Symlink { path: String, to: String },
+}
+
+fn dir_mode() -> u32 {
+    0o755
+}
+
+fn file_mode() -> u32 {
+    0o644
 }
 
 /// At most this many entries per copied directory, this many directories, this deep.
@@ -317,16 +327,24 @@ pub const MAX_TREE_DEPTH: usize = 8;
 impl TreeEntry {
     pub fn path(&self) -> &str {
         match self {
-            TreeEntry::Dir { path }
+            TreeEntry::Dir { path, .. }
             | TreeEntry::File { path, .. }
             | TreeEntry::Symlink { path, .. } => path,
         }
     }
 
-    pub fn file(path: &str, bytes: &[u8]) -> TreeEntry {
+    pub fn dir(path: &str, mode: u32) -> TreeEntry {
+        TreeEntry::Dir {
+            path: path.to_string(),
+            mode,
+        }
+    }
+
+    pub fn file(path: &str, bytes: &[u8], mode: u32) -> TreeEntry {
         use base64::Engine;
         TreeEntry::File {
             path: path.to_string(),
+            mode,
             base64: base64::engine::general_purpose::STANDARD.encode(bytes),
         }
     }
@@ -335,7 +353,8 @@ impl TreeEntry {
 /// The entries of a copied directory checked: plain relative paths (no `.`, `..` or empty
 /// component, at most MAX_TREE_DEPTH deep), each once, every parent an earlier `Dir` entry
 /// (so nothing is ever written through a symlink or into a file), symlinks relative and
-/// staying inside the directory, files' bytes within MAX_MEMBER_FILE_BYTES. Returns the
+/// lexically inside the directory (each on its own: a chain of links is not followed here;
+/// they resolve inside the member's own root in any case), permission bits only, files' bytes within MAX_MEMBER_FILE_BYTES. Returns the
 /// files' bytes in all.
 pub fn check_tree(entries: &[TreeEntry]) -> Result<usize, String> {
     if entries.len() > MAX_TREE_ENTRIES {
@@ -364,6 +383,9 @@ pub fn check_tree(entries: &[TreeEntry]) -> Result<usize, String> {
             }
         }
         match e {
+            TreeEntry::Dir { mode, .. } | TreeEntry::File { mode, .. } if *mode > 0o777 => {
+                return Err(format!("entry {path:?}: mode {mode:o}"));
+            }
             TreeEntry::Dir { .. } => {
                 dirs.insert(path);
             }
@@ -372,6 +394,7 @@ pub fn check_tree(entries: &[TreeEntry]) -> Result<usize, String> {
                     target: String::new(),
                     readonly: true,
                     base64: base64.clone(),
+                    mode: 0o644,
                 };
                 total += f
                     .bytes()
@@ -416,6 +439,9 @@ pub struct MemberFile {
     pub readonly: bool,
     /// The file's bytes, base64 (standard alphabet, padded).
     pub base64: String,
+    /// Its permission bits (0o777 at most), as on the host.
+    #[serde(default = "file_mode")]
+    pub mode: u32,
 }
 
 /// At most this many copied files per member, of at most MAX_MEMBER_FILE_BYTES each and
@@ -431,7 +457,12 @@ impl MemberFile {
             target: target.to_string(),
             readonly,
             base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            mode: file_mode(),
         }
+    }
+
+    pub fn with_mode(self, mode: u32) -> MemberFile {
+        MemberFile { mode, ..self }
     }
 
     /// The file's bytes; None when they are not base64 or longer than MAX_MEMBER_FILE_BYTES.
@@ -586,6 +617,9 @@ impl ExecRequest {
                 let Some(b) = f.bytes() else {
                     return bad("pod member: a copied file is not base64 or too long");
                 };
+                if f.mode > 0o777 {
+                    return bad("pod member: a copied file's mode has more than permission bits");
+                }
                 total += b.len();
             }
             if total > MAX_MEMBER_FILES_BYTES {
@@ -799,7 +833,7 @@ mod tests {
 
     #[test]
     fn copied_trees_stay_inside_and_are_built_in_order() {
-        let d = |p: &str| TreeEntry::Dir { path: p.into() };
+        let d = |p: &str| TreeEntry::dir(p, 0o755);
         let l = |p: &str, to: &str| TreeEntry::Symlink {
             path: p.into(),
             to: to.into(),
@@ -807,8 +841,8 @@ mod tests {
         // kubelet's projected volume.
         let kubelet = vec![
             d("..2026_12_05"),
-            TreeEntry::file("..2026_12_05/token", b"eyJ"),
-            TreeEntry::file("..2026_12_05/ca.crt", b"PEM"),
+            TreeEntry::file("..2026_12_05/token", b"eyJ", 0o644),
+            TreeEntry::file("..2026_12_05/ca.crt", b"PEM", 0o644),
             l("..data", "..2026_12_05"),
             l("token", "..data/token"),
             l("ca.crt", "..data/ca.crt"),
@@ -818,13 +852,20 @@ mod tests {
             vec![l("x", "/etc/shadow")],
             vec![l("x", "../x")],
             vec![d("a"), l("a/x", "../../x")],
-            vec![TreeEntry::file("a/b", b"")],
-            vec![l("a", "."), TreeEntry::file("a/b", b"")],
-            vec![TreeEntry::file("a", b""), TreeEntry::file("a", b"")],
+            vec![TreeEntry::file("a/b", b"", 0o644)],
+            vec![l("a", "."), TreeEntry::file("a/b", b"", 0o644)],
+            vec![
+                TreeEntry::file("a", b"", 0o644),
+                TreeEntry::file("a", b"", 0o644),
+            ],
             vec![d("..")],
             vec![d("/a")],
             vec![d("a/")],
-            vec![TreeEntry::file("a", &vec![0; MAX_MEMBER_FILE_BYTES + 1])],
+            vec![TreeEntry::file(
+                "a",
+                &vec![0; MAX_MEMBER_FILE_BYTES + 1],
+                0o644,
+            )],
             (0..=MAX_TREE_ENTRIES)
                 .map(|i| d(&format!("d{i}")))
                 .collect(),
@@ -832,6 +873,14 @@ mod tests {
             assert!(check_tree(&bad).is_err(), "{bad:?}");
         }
         assert!(check_tree(&[d("a"), l("a/x", "../b")]).is_ok());
+        assert!(
+            check_tree(&[TreeEntry::dir("a", 0o4755)]).is_err(),
+            "setuid"
+        );
+        assert!(
+            check_tree(&[TreeEntry::file("a", b"", 0o1777)]).is_err(),
+            "sticky"
+        );
     }
 
     #[test]
@@ -855,7 +904,8 @@ mod tests {
             serde_json::json!([MemberFile::new("/etc/../x", false, b"")]),
             serde_json::json!([MemberFile::new("/", false, b"")]),
             serde_json::json!([{"target":"/x","readonly":false,"base64":"!!"}]),
-            serde_json::json!([{"target":"/x","readonly":false,"base64":"","mode":1}]),
+            serde_json::json!([{"target":"/x","readonly":false,"base64":"","extra":1}]),
+            serde_json::json!([{"target":"/x","readonly":false,"base64":"","mode":2048}]),
             serde_json::json!(vec![
                 MemberFile::new("/x", false, b"");
                 MAX_MEMBER_FILES + 1
@@ -887,8 +937,8 @@ mod tests {
             let entries: Vec<TreeEntry> = raw
                 .iter()
                 .map(|(p, to, k)| match k {
-                    0 => TreeEntry::Dir { path: p.clone() },
-                    1 => TreeEntry::file(p, b"x"),
+                    0 => TreeEntry::dir(p, 0o755),
+                    1 => TreeEntry::file(p, b"x", 0o644),
                     _ => TreeEntry::Symlink { path: p.clone(), to: to.clone() },
                 })
                 .collect();

@@ -221,16 +221,47 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
                 .map_err(|e| InitError::setup(format!("writing /etc/{f}: {e}")))?;
         }
     }
-    for v in &m.mounts {
-        member_mount(m, &base, &root, v)?;
+    // Shallower targets first (as containerd sorts a spec's mounts), whichever way each
+    // arrives, so a file or tmpfs under a copied directory is not hidden by it.
+    enum Item<'a> {
+        Mount(&'a pv_init::spec::Mount),
+        File(usize, &'a pv_init::mux::MemberFile),
+        Tree(usize, &'a pv_init::mux::MemberTree),
     }
-    for (i, f) in m.files.iter().enumerate() {
-        member_file(&base, &root, i, f)?;
-    }
-    for (i, t) in m.trees.iter().enumerate() {
-        member_tree(&base, &root, i, t)?;
+    let mut items: Vec<(usize, Item)> = m
+        .mounts
+        .iter()
+        .map(|v| (depth(&v.target), Item::Mount(v)))
+        .chain(
+            m.files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (depth(&f.target), Item::File(i, f))),
+        )
+        .chain(
+            m.trees
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (depth(&t.target), Item::Tree(i, t))),
+        )
+        .collect();
+    items.sort_by_key(|(d, _)| *d);
+    for (_, item) in items {
+        match item {
+            Item::Mount(v) => member_mount(m, &base, &root, v)?,
+            Item::File(i, f) => member_file(&base, &root, i, f)?,
+            Item::Tree(i, t) => member_tree(&base, &root, i, t)?,
+        }
     }
     Ok(root)
+}
+
+/// How many components a target path has.
+fn depth(target: &str) -> usize {
+    target
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .count()
 }
 
 /// A read-only host directory copied in by the host (`MemberTree`, checked by the request's
@@ -251,12 +282,13 @@ fn member_tree(
     for e in &t.entries {
         let at = top.join(e.path());
         let made = match e {
-            TreeEntry::Dir { .. } => std::fs::DirBuilder::new().mode(0o755).create(&at),
+            TreeEntry::Dir { .. } => std::fs::DirBuilder::new().mode(0o700).create(&at),
             TreeEntry::File { base64, .. } => {
                 let bytes = pv_init::mux::MemberFile {
                     target: String::new(),
                     readonly: true,
                     base64: base64.clone(),
+                    mode: 0o644,
                 }
                 .bytes()
                 .ok_or_else(|| bad("a file is not base64"))?;
@@ -271,6 +303,16 @@ fn member_tree(
             TreeEntry::Symlink { to, .. } => std::os::unix::fs::symlink(to, &at),
         };
         made.map_err(|err| bad(&format!("{}: {err}", e.path())))?;
+    }
+    // The host's permission bits (a ConfigMap's defaultMode, a key's 0600) once all is made.
+    use std::os::unix::fs::PermissionsExt;
+    for e in &t.entries {
+        let mode = match e {
+            TreeEntry::Dir { mode, .. } | TreeEntry::File { mode, .. } => *mode & 0o777,
+            TreeEntry::Symlink { .. } => continue,
+        };
+        std::fs::set_permissions(top.join(e.path()), std::fs::Permissions::from_mode(mode))
+            .map_err(|err| bad(&format!("{}: {err}", e.path())))?;
     }
     bind_onto(root, &top, &t.target, true, true).map_err(|e| bad(&e))
 }
@@ -290,7 +332,7 @@ fn member_file(
     let aside = dir.join(i.to_string());
     std::fs::write(&aside, bytes).map_err(|e| bad(&e.to_string()))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o644))
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(f.mode & 0o777))
         .map_err(|e| bad(&e.to_string()))?;
     bind_onto(root, &aside, &f.target, false, f.readonly).map_err(|e| bad(&e))
 }
@@ -430,7 +472,12 @@ fn bind_onto(
             None::<&str>,
             format!("/proc/self/fd/{}", top.as_raw_fd()).as_str(),
             None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            // A bind remount sets every flag anew: keep the export's nosuid and nodev.
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
             None::<&str>,
         )
         .map_err(|e| format!("read-only: {e}"))?;

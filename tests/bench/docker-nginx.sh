@@ -13,58 +13,22 @@ rounds="${1:-3}"
 secs="${2:-10}"
 conns="${3:-16}"
 . "$(dirname "$0")/lib.sh"
-runtime="${HX_RUNTIME:-$(dirname "$hx")/hx-runtime}"
-for f in "$runtime" /usr/sbin/dockerd /usr/bin/containerd /usr/bin/docker; do
-    [ -x "$f" ] || { echo "bench: missing $f (cargo build --release -p hx-oci-runtime; apt-get install docker.io)" >&2; exit 1; }
-done
-for t in skopeo wrk curl; do
+for t in wrk curl; do
     command -v "$t" >/dev/null || { echo "bench: $t is needed (apt-get install $t)" >&2; exit 1; }
 done
-
-work="$(mktemp -d /tmp/hx-bench-dnginx.XXXXXX)"
-ns="hxbdn-$$"
+. "$(dirname "$0")/docker-lib.sh"
+docker_init "$(mktemp -d /tmp/hx-bench-dnginx.XXXXXX)" "hxbdn-$$"
 client="hxbdc-$$"
-docker=(/usr/bin/docker -H "unix://$work/docker.sock")
-in_ns=(nsenter "--net=/run/netns/$ns")
 cleanup() {
-    "${docker[@]}" ps -aq 2>/dev/null | xargs -r "${docker[@]}" rm -f >/dev/null 2>&1 || true
-    [ -f "$work/docker.pid" ] && kill "$(cat "$work/docker.pid")" 2>/dev/null
-    for _ in $(seq 50); do [ -S "$work/docker.sock" ] || break; sleep 0.2; done
-    [ -n "${containerd_pid:-}" ] && kill "$containerd_pid" 2>/dev/null
-    pkill -f "containerd-shim.*$work" 2>/dev/null || true
-    sleep 1
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
+    docker_down
     ip netns del "$client" 2>/dev/null || true
-    rm -rf "$work"
 }
 trap cleanup EXIT
-export HX_KERNEL="$kernel" HX_INIT="$init" HX_BACKEND=qemu
-ip netns add "$ns"; ip netns add "$client"
-ip -n "$ns" link set lo up; ip -n "$client" link set lo up
+docker_up
+ip netns add "$client"; ip -n "$client" link set lo up
 ip link add hxbdn0 netns "$ns" type veth peer name hxbdc0 netns "$client"
 ip -n "$ns" addr add 192.168.79.1/24 dev hxbdn0; ip -n "$ns" link set hxbdn0 up
 ip -n "$client" addr add 192.168.79.2/24 dev hxbdc0; ip -n "$client" link set hxbdc0 up
-cat > "$work/containerd.toml" <<EOF
-version = 2
-root = "$work/containerd-root"
-state = "$work/containerd-state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/containerd.sock"
-[ttrpc]
-  address = "$work/containerd.ttrpc.sock"
-[debug]
-  address = ""
-EOF
-"${in_ns[@]}" /usr/bin/containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
-containerd_pid=$!
-printf '{"runtimes": {"hx": {"path": "%s"}}}\n' "$runtime" > "$work/daemon.json"
-"${in_ns[@]}" /usr/sbin/dockerd --data-root "$work/data" --exec-root "$work/exec" --pidfile "$work/docker.pid" \
-    -H "unix://$work/docker.sock" --containerd "$work/containerd.sock" --config-file "$work/daemon.json" \
-    --storage-driver overlay2 --iptables=true >"$work/dockerd.log" 2>&1 &
-for _ in $(seq 300); do "${docker[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
-"${docker[@]}" version >/dev/null || { tail -n 5 "$work/dockerd.log" >&2; exit 1; }
 "$repo/tests/images/nginx.sh" "$work/layout" >/dev/null
 skopeo copy -q "oci:$work/layout" "docker-archive:$work/nginx.tar:hx-bench/nginx:1" >/dev/null
 "${docker[@]}" load -q -i "$work/nginx.tar" >/dev/null

@@ -536,6 +536,21 @@ async fn pod(c: &Containerd, netns: &str) {
     );
     // A member's exit did not end the pod: the server still answers.
     assert_eq!(fetch(netns, &url).as_deref(), Some("hello-from-srv\n"));
+    // The lab asks for a guest type (HX_CONFIG's `[xen] type` reaches the shim through
+    // containerd): the pod's domain is of that type.
+    if let Ok(want) = std::env::var("HX_TEST_XEN_TYPE") {
+        let r = call(
+            "ExecSync guest_type",
+            rs.exec_sync(ExecSyncRequest {
+                container_id: srv.clone(),
+                cmd: vec!["cat".into(), "/sys/hypervisor/guest_type".into()],
+                timeout: 60,
+            }),
+            c,
+        )
+        .await;
+        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), want);
+    }
 
     // kubelet's teardown: StopPodSandbox stops the containers and the pod's VM, then
     // RemovePodSandbox removes everything.

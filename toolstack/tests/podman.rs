@@ -138,9 +138,15 @@ fn podman_cli_with_hx_runtime() {
         BUSYBOX,
         "sh",
         "-c",
-        "nslookup db.dns.podman; nslookup database",
+        "nslookup db.dns.podman && exit 10; nslookup database && exit 11; echo unresolved",
     ]);
-    assert_ne!(r.code, 0, "db resolved from network hxtest: {}", r.stdout);
+    assert_eq!(
+        (r.code, r.stdout.trim_end().lines().last()),
+        (0, Some("unresolved")),
+        "db resolved from network hxtest: {}{}",
+        r.stdout,
+        r.stderr
+    );
     p.podman_ok(&["rm", "-f", "-t", "0", "db"]);
     p.podman_ok(&["network", "rm", &net]);
     let dns_dir = Path::new("/run/containers/cni/dnsname").join(&net);

@@ -41,7 +41,7 @@ for type in pvh pv; do
     config=()
     [ "$type" = pv ] && config=(HX_CONFIG=/etc/hx/pv.toml)
     t0=$(now)
-    env "${config[@]}" HX_TEST_BIN_DIR=/usr/local/bin HX_TEST_BUSYBOX_ARCHIVE="$w/busybox.tar" \
+    env "${config[@]}" HX_TEST_XEN_TYPE="${type^^}" HX_TEST_BIN_DIR=/usr/local/bin HX_TEST_BUSYBOX_ARCHIVE="$w/busybox.tar" \
         HX_KERNEL=$HX_LIB/vmlinux HX_INIT=$HX_LIB/pv-init CI=true TMPDIR="$w" \
         "$bin" --exact cri_pod_with_two_containers --nocapture > "$w/$type.log" 2>&1
     rc=$?

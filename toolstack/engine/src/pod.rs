@@ -94,12 +94,8 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
         return refuse("the hostname, DNS and hosts");
     }
     let pod_be = crate::backend::for_container(&infra, root)?;
-    if !pod_be.can_share_into_pod_members() && !req.volumes.iter().all(|v| copied_in(v)) {
-        bail!(
-            "--pod: volumes and writable host directories in a pod member are not supported by the {} backend yet (host files and read-only directories of at most {} KiB are copied in)",
-            pod_be.name(),
-            pv_init::mux::MAX_MEMBER_FILE_BYTES >> 10
-        );
+    if !pod_be.can_share_into_pod_members() {
+        copies_fit(pod_be.name(), &req.volumes)?;
     }
     if req.read_only || !req.sysctls.is_empty() {
         bail!("--pod: --read-only and --sysctl in a pod member are not supported yet");
@@ -110,19 +106,48 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
     Ok(())
 }
 
-/// Whether `-v` value `v` is a host file or read-only host directory a pod member can get as
-/// a copy (backend/pod.rs: where the pod's VM cannot share host files with its members).
-fn copied_in(v: &str) -> bool {
-    crate::volume::parse_arg(v).is_ok_and(|a| match a.source {
-        crate::volume::Source::Host(p) => std::fs::metadata(&p).is_ok_and(|m| {
-            if m.is_dir() {
-                a.readonly && crate::backend::pod::read_tree(&p).is_ok()
-            } else {
-                m.is_file() && m.len() <= pv_init::mux::MAX_MEMBER_FILE_BYTES as u64
+/// Where the pod's VM cannot share host files with its members (backend/pod.rs), its `-v`
+/// values must be host files and read-only host directories that fit in the member's start
+/// request as copies: checked before anything is made, each culprit named.
+fn copies_fit(backend: &str, volumes: &[String]) -> anyhow::Result<()> {
+    use pv_init::mux::{
+        MAX_MEMBER_FILES, MAX_MEMBER_FILES_BYTES, MAX_MEMBER_FILE_BYTES, MAX_MEMBER_TREES,
+    };
+    let (mut files, mut trees, mut total) = (0, 0, 0);
+    for v in volumes {
+        let refuse = |why: &str| {
+            anyhow::anyhow!(
+                "--pod: -v {v}: {why} (the {backend} backend copies host files and read-only host directories into a pod member at its start; volumes and writable host directories in a pod member are not supported by the {backend} backend yet)"
+            )
+        };
+        let arg = crate::volume::parse_arg(v)?;
+        let crate::volume::Source::Host(p) = arg.source else {
+            return Err(refuse("a volume"));
+        };
+        let meta = std::fs::metadata(&p).map_err(|e| refuse(&e.to_string()))?;
+        if meta.is_dir() {
+            if !arg.readonly {
+                return Err(refuse("a writable host directory"));
             }
-        }),
-        _ => false,
-    })
+            let (_, bytes) =
+                crate::backend::pod::read_tree(&p).map_err(|e| refuse(&format!("{e:#}")))?;
+            trees += 1;
+            total += bytes;
+        } else if meta.is_file() && meta.len() <= MAX_MEMBER_FILE_BYTES as u64 {
+            files += 1;
+            total += meta.len() as usize;
+        } else {
+            return Err(refuse(&format!(
+                "not a regular file of at most {MAX_MEMBER_FILE_BYTES} bytes"
+            )));
+        }
+    }
+    if files > MAX_MEMBER_FILES || trees > MAX_MEMBER_TREES || total > MAX_MEMBER_FILES_BYTES {
+        bail!(
+            "--pod: the host files and directories to copy into the member exceed {MAX_MEMBER_FILES} files, {MAX_MEMBER_TREES} directories or {MAX_MEMBER_FILES_BYTES} bytes in all (the {backend} backend copies them at its start)"
+        );
+    }
+    Ok(())
 }
 
 /// An empty root filesystem for infra containers (made once, kept in the store's assets).

@@ -13,8 +13,10 @@ use anyhow::{bail, Context};
 use pv_init::mux::{ExecRequest, MemberFile, MemberStart, MemberTree, TreeEntry};
 use pv_init::spec::{ContainerSpec, Upper};
 use pv_init::status::{Control, Status};
+use std::ffi::CString;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -427,13 +429,13 @@ fn copied_files(
         let readonly = m.readonly || share.readonly;
         match &share.file {
             Some(name) => {
-                let bytes = read_small_file(
+                let (bytes, mode) = read_small_file(
                     &share.path.join(name),
                     pv_init::mux::MAX_MEMBER_FILE_BYTES,
                 )
                 .with_context(|| format!("copying the host file for {}", m.target))?;
                 total += bytes.len();
-                copied.push(MemberFile::new(&m.target, readonly, &bytes));
+                copied.push(MemberFile::new(&m.target, readonly, &bytes).with_mode(mode));
             }
             None if readonly => {
                 let (entries, bytes) = read_tree(&share.path)
@@ -465,18 +467,52 @@ fn copied_files(
 }
 
 /// A host directory's entries for a copy (`MemberTree`): directories, regular files and
-/// symlinks, by name, no link followed; bounded and checked as pv-init checks them
-/// (`pv_init::mux::check_tree`). Also the files' bytes in all.
+/// symlinks, by name, with their permission bits; bounded and checked as pv-init checks them
+/// (`pv_init::mux::check_tree`). Also the files' bytes in all. Walked by descriptor (openat
+/// with O_NOFOLLOW below the top): whoever can write in the directory cannot swap a checked
+/// entry for a link to elsewhere while hx, as root, reads it.
 pub fn read_tree(top: &Path) -> anyhow::Result<(Vec<TreeEntry>, usize)> {
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(top)?;
     let mut entries = Vec::new();
-    walk_tree(top, "", 1, &mut entries)?;
+    walk_tree(&dir, "", 1, &mut entries)?;
     let bytes = pv_init::mux::check_tree(&entries).map_err(|e| anyhow::anyhow!(e))?;
     Ok((entries, bytes))
 }
 
-fn walk_tree(dir: &Path, rel: &str, depth: usize, out: &mut Vec<TreeEntry>) -> anyhow::Result<()> {
+/// `name` in directory `dir`, opened without following a link, as a File.
+fn open_at(
+    dir: &std::fs::File,
+    name: &std::ffi::CStr,
+    flags: i32,
+) -> std::io::Result<std::fs::File> {
+    // SAFETY: openat on a directory descriptor we hold and a NUL-terminated name; the new
+    // descriptor is owned by the File.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+fn walk_tree(
+    dir: &std::fs::File,
+    rel: &str,
+    depth: usize,
+    out: &mut Vec<TreeEntry>,
+) -> anyhow::Result<()> {
     use pv_init::mux::{MAX_MEMBER_FILE_BYTES, MAX_TREE_DEPTH, MAX_TREE_ENTRIES};
-    let mut names = std::fs::read_dir(dir)?
+    use std::os::unix::ffi::OsStrExt;
+    // The listing of the directory this descriptor holds, whatever its path now names.
+    let mut names = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<Vec<_>, _>>()?;
     names.sort();
@@ -484,52 +520,85 @@ fn walk_tree(dir: &Path, rel: &str, depth: usize, out: &mut Vec<TreeEntry>) -> a
         if out.len() >= MAX_TREE_ENTRIES {
             bail!("more than {MAX_TREE_ENTRIES} entries");
         }
-        let name = name
+        let shown = name
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("a name that is not UTF-8"))?;
         let path = if rel.is_empty() {
-            name.to_string()
+            shown.to_string()
         } else {
-            format!("{rel}/{name}")
+            format!("{rel}/{shown}")
         };
-        let full = dir.join(name);
-        let kind = std::fs::symlink_metadata(&full)?.file_type();
-        if kind.is_symlink() {
-            let to = std::fs::read_link(&full)?;
-            let to = to
-                .to_str()
-                .ok_or_else(|| anyhow::anyhow!("{path}: a link that is not UTF-8"))?;
-            out.push(TreeEntry::Symlink {
-                path,
-                to: to.to_string(),
-            });
-        } else if kind.is_dir() {
-            if depth >= MAX_TREE_DEPTH {
-                bail!("{path}: more than {MAX_TREE_DEPTH} levels deep");
+        let c = CString::new(name.as_bytes()).context("a name with a NUL")?;
+        // SAFETY: fstatat into a zeroed stat buffer, on our descriptor and a C string.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error()).context(path);
+        }
+        let mode = st.st_mode & 0o777;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => {
+                let mut buf = vec![0u8; 4096];
+                // SAFETY: readlinkat into a buffer of the length given.
+                let n = unsafe {
+                    libc::readlinkat(
+                        dir.as_raw_fd(),
+                        c.as_ptr(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
+                };
+                if n < 0 || n as usize >= buf.len() {
+                    bail!("{path}: unreadable link");
+                }
+                buf.truncate(n as usize);
+                let to = String::from_utf8(buf)
+                    .map_err(|_| anyhow::anyhow!("{path}: a link that is not UTF-8"))?;
+                out.push(TreeEntry::Symlink { path, to });
             }
-            out.push(TreeEntry::Dir { path: path.clone() });
-            walk_tree(&full, &path, depth + 1, out)?;
-        } else if kind.is_file() {
-            let bytes =
-                read_small_file(&full, MAX_MEMBER_FILE_BYTES).with_context(|| path.clone())?;
-            out.push(TreeEntry::file(&path, &bytes));
-        } else {
-            bail!("{path}: not a regular file, directory or symlink");
+            libc::S_IFDIR => {
+                if depth >= MAX_TREE_DEPTH {
+                    bail!("{path}: more than {MAX_TREE_DEPTH} levels deep");
+                }
+                let sub = open_at(dir, &c, libc::O_RDONLY | libc::O_DIRECTORY)
+                    .with_context(|| path.clone())?;
+                out.push(TreeEntry::dir(&path, mode));
+                walk_tree(&sub, &path, depth + 1, out)?;
+            }
+            libc::S_IFREG => {
+                let f = open_at(dir, &c, libc::O_RDONLY).with_context(|| path.clone())?;
+                let (bytes, mode) =
+                    read_small(f, MAX_MEMBER_FILE_BYTES).with_context(|| path.clone())?;
+                out.push(TreeEntry::file(&path, &bytes, mode));
+            }
+            _ => bail!("{path}: not a regular file, directory or symlink"),
         }
     }
     Ok(())
 }
 
 /// A regular file's bytes, at most `max` (no symlink followed at the last component, no
-/// waiting on a FIFO).
-fn read_small_file(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+/// waiting on a FIFO), and its permission bits.
+fn read_small_file(path: &Path, max: usize) -> anyhow::Result<(Vec<u8>, u32)> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    if !f.metadata()?.is_file() {
+    read_small(f, max)
+}
+
+fn read_small(f: std::fs::File, max: usize) -> anyhow::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         bail!("not a regular file");
     }
     let mut bytes = Vec::new();
@@ -537,7 +606,7 @@ fn read_small_file(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
     if bytes.len() > max {
         bail!("longer than {max} bytes");
     }
-    Ok(bytes)
+    Ok((bytes, meta.permissions().mode() & 0o777))
 }
 
 /// The member's mounts as the guest finds them: a volume's disk is named by its LUN.
@@ -688,6 +757,12 @@ mod tests {
         let token = d.join("token-dir");
         std::fs::create_dir_all(token.join("..2026_12_05")).unwrap();
         std::fs::write(token.join("..2026_12_05/token"), "eyJ").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        chmod(&token.join("..2026_12_05"), 0o750);
+        chmod(&token.join("..2026_12_05/token"), 0o600);
         std::os::unix::fs::symlink("..2026_12_05", token.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/token", token.join("token")).unwrap();
         let (_, kept, _, trees) = copied_files(
@@ -702,10 +777,8 @@ mod tests {
         assert_eq!(
             trees[0].entries,
             [
-                TreeEntry::Dir {
-                    path: "..2026_12_05".into()
-                },
-                TreeEntry::file("..2026_12_05/token", b"eyJ"),
+                TreeEntry::dir("..2026_12_05", 0o750),
+                TreeEntry::file("..2026_12_05/token", b"eyJ", 0o600),
                 TreeEntry::Symlink {
                     path: "..data".into(),
                     to: "..2026_12_05".into()

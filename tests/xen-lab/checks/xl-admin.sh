@@ -67,12 +67,20 @@ dup=$(hx create -q "$w/xa.cfg" 2>&1); rc=$?
 [ "$rc" != 0 ] && echo "$dup" | grep -q "already exists" && ok "create refuses a second xa (exit $rc)" || bad "duplicate: exit $rc: $dup"
 
 # --- the hx container
-c1() { hx run -d -m 256m --name c1 busybox sh -c 'echo C1-READY; while :; do sleep 1; done' >/dev/null; }
+# Bounded: once (CI, 2026-12-05) `hx run -d c1` hung here past the lab's limit with no line;
+# a hang now shows what hx and xl were doing (wait channels, kernel stacks) and gets a retry.
+c1() { timeout -k 10 300 hx run -d -m 256m --name c1 busybox sh -c 'echo C1-READY; while :; do sleep 1; done' >/dev/null; }
+c1_again() {
+    echo "    note: hx run -d c1 exited $1 (124: hung 300 s), again"
+    ps -eo pid,etime,stat,wchan:24,args | grep -E ' (hx|xl|nft|losetup|mkfs)' | grep -v grep | show 20
+    for p in $(pgrep -x hx); do echo "hx $p:"; cat "/proc/$p/stack" 2>/dev/null | head -8; done | show 40
+    timeout 60 hx rm -f c1 >/dev/null 2>&1; sleep 2
+}
 # (a second try: the lab's nft once died of "free(): invalid pointer" setting up hx's table)
-c1 || { echo "    note: hx run -d c1 failed once, again"; sleep 2; c1; } && ok "run -d c1" || bad "run -d c1"
+c1 || { c1_again $?; c1; } && ok "run -d c1" || bad "run -d c1"
 end=$((SECONDS + 300))  # a deadline, not a count: each hx call may be slow on a busy host
 while [ $SECONDS -lt $end ]; do timeout 30 hx logs c1 2>/dev/null | grep -q C1-READY && break; timeout 30 hx ps -q -f name=c1 | grep -q . || break; sleep 1; done
-cid=$(hx list --json | jq -r '.[] | select(.name == "c1") | .container_id')
+cid=$(timeout 60 hx list --json | jq -r '.[] | select(.name == "c1") | .container_id')
 cdom=$(xl domid c1 2>/dev/null)
 [ -n "$cdom" ] && [ -n "$cid" ] && ok "c1 is domain $cdom" || bad "c1 has no domain"
 xa=$(xl domid xa)

@@ -341,13 +341,31 @@ impl TreeEntry {
     }
 
     pub fn file(path: &str, bytes: &[u8], mode: u32) -> TreeEntry {
-        use base64::Engine;
         TreeEntry::File {
             path: path.to_string(),
             mode,
-            base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            base64: encode_file(bytes),
         }
     }
+}
+
+/// A copied file's bytes as they travel (base64, standard alphabet, padded).
+fn encode_file(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A copied file's bytes from `base64`; None when it is not base64 or holds more than
+/// MAX_MEMBER_FILE_BYTES (refused before decoding when its length says so).
+pub fn decode_file(base64: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if base64.len() > MAX_MEMBER_FILE_BYTES.div_ceil(3) * 4 {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()
+        .filter(|b| b.len() <= MAX_MEMBER_FILE_BYTES)
 }
 
 /// The entries of a copied directory checked: plain relative paths (no `.`, `..` or empty
@@ -390,14 +408,7 @@ pub fn check_tree(entries: &[TreeEntry]) -> Result<usize, String> {
                 dirs.insert(path);
             }
             TreeEntry::File { base64, .. } => {
-                let f = MemberFile {
-                    target: String::new(),
-                    readonly: true,
-                    base64: base64.clone(),
-                    mode: 0o644,
-                };
-                total += f
-                    .bytes()
+                total += decode_file(base64)
                     .ok_or_else(|| format!("entry {path:?}: not base64 or too long"))?
                     .len();
             }
@@ -452,11 +463,10 @@ pub const MAX_MEMBER_FILES_BYTES: usize = 16 << 10;
 
 impl MemberFile {
     pub fn new(target: &str, readonly: bool, bytes: &[u8]) -> MemberFile {
-        use base64::Engine;
         MemberFile {
             target: target.to_string(),
             readonly,
-            base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            base64: encode_file(bytes),
             mode: file_mode(),
         }
     }
@@ -467,14 +477,7 @@ impl MemberFile {
 
     /// The file's bytes; None when they are not base64 or longer than MAX_MEMBER_FILE_BYTES.
     pub fn bytes(&self) -> Option<Vec<u8>> {
-        use base64::Engine;
-        if self.base64.len() > MAX_MEMBER_FILE_BYTES.div_ceil(3) * 4 {
-            return None;
-        }
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.base64)
-            .ok()
-            .filter(|b| b.len() <= MAX_MEMBER_FILE_BYTES)
+        decode_file(&self.base64)
     }
 }
 

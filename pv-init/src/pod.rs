@@ -284,14 +284,8 @@ fn member_tree(
         let made = match e {
             TreeEntry::Dir { .. } => std::fs::DirBuilder::new().mode(0o700).create(&at),
             TreeEntry::File { base64, .. } => {
-                let bytes = pv_init::mux::MemberFile {
-                    target: String::new(),
-                    readonly: true,
-                    base64: base64.clone(),
-                    mode: 0o644,
-                }
-                .bytes()
-                .ok_or_else(|| bad("a file is not base64"))?;
+                let bytes =
+                    pv_init::mux::decode_file(base64).ok_or_else(|| bad("a file is not base64"))?;
                 std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)

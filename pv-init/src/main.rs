@@ -128,13 +128,13 @@ fn main() {
 fn run() -> Result<Status, InitError> {
     mounts::early()?;
     let backend = devices::Backend::detect();
-    let (channels, status) = devices::Channels::find(backend)?;
+    let (mut channels, status) = devices::Channels::find(backend)?;
     *STATUS.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     if backend == devices::Backend::Xen {
         QUIET_CONSOLE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    if backend == devices::Backend::Qemu && warm_wait::requested() {
-        warm_wait::wait(&channels.control)?;
+    if warm_wait::requested() {
+        warm_wait::wait(&mut channels.control)?;
     }
     let disks = devices::Disks::find()?;
     let spec = disks.read_spec()?;

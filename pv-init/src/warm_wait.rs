@@ -1,8 +1,9 @@
-//! A template guest (`hx.warm=1`) stops here, channels open and no disk read yet, until the
-//! host restores a copy of it for a container and sends the go line (pv_init::warm).
+//! A warm guest (`hx.warm=1`) stops here, channels open and no disk read yet: a QEMU template
+//! until the host restores a copy of it for a container, a Xen pool domain until it is taken;
+//! either way the host then sends the go line (pv_init::warm).
 use crate::devices::ControlSource;
 use crate::InitError;
-use pv_init::warm::{Go, CMDLINE_FLAG, MAX_LINE, READY};
+use pv_init::warm::{Go, CMDLINE_FLAG, MAX_LINE, READY, XEN_READY_NODE, XEN_READY_VALUE};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 
@@ -13,12 +14,21 @@ pub fn requested() -> bool {
         .any(|w| w == CMDLINE_FLAG)
 }
 
-/// Waits for the go line on the control port, then takes the host's clock and entropy and
-/// forgets what the template's boot cached of its placeholder disks.
-pub fn wait(control: &ControlSource) -> Result<(), InitError> {
-    let ControlSource::File(port) = control else {
-        return Err(InitError::setup("warm start needs the hx.control port"));
+/// Waits for the go line (the control port on QEMU, the control log on Xen), then takes the
+/// host's clock and entropy, forgets what the template's boot cached of its placeholder disks
+/// and, on Xen, waits for the disks the host hot-plugged.
+pub fn wait(control: &mut ControlSource) -> Result<(), InitError> {
+    let go = match control {
+        ControlSource::File(port) => wait_on_port(port)?,
+        ControlSource::Xenstore(client) => wait_on_xenstore(client)?,
     };
+    set_wall_clock(go.unix_nanos);
+    reseed(&go.entropy);
+    forget_disk_caches();
+    wait_for_disks(go.disks)
+}
+
+fn wait_on_port(port: &std::fs::File) -> Result<Go, InitError> {
     crate::console(READY);
     let mut line = Vec::with_capacity(MAX_LINE);
     let mut byte = [0u8; 1];
@@ -34,11 +44,71 @@ pub fn wait(control: &ControlSource) -> Result<(), InitError> {
             Err(e) => return Err(InitError::setup(format!("warm start: control port: {e}"))),
         }
     }
-    let go = Go::parse(&line).ok_or_else(|| InitError::setup("warm start: invalid go line"))?;
-    set_wall_clock(go.unix_nanos);
-    reseed(&go.entropy);
-    forget_disk_caches();
-    Ok(())
+    Go::parse(&line).ok_or_else(|| InitError::setup("warm start: invalid go line"))
+}
+
+/// A Xen pool guest says it waits in its own xenstore directory (the pool's filler pauses it
+/// then) and takes the first go line of the control log it already watches.
+fn wait_on_xenstore(client: &mut xenstore_wire::Client) -> Result<Go, InitError> {
+    let mut marker = xenstore_wire::Client::open_device(xenstore_wire::XENBUS_DEVICE)
+        .map_err(|e| InitError::setup(format!("warm start: xenbus: {e}")))?;
+    marker
+        .write(XEN_READY_NODE, XEN_READY_VALUE.as_bytes())
+        .map_err(|e| InitError::setup(format!("warm start: {XEN_READY_NODE}: {e}")))?;
+    drop(marker);
+    let mut last = 0;
+    loop {
+        if let Ok(Some(v)) = client.read(crate::devices::XEN_CONTROL_NODE) {
+            if v.len() <= MAX_CONTROL_LOG {
+                let (lines, top) =
+                    pv_init::status::control_log::newer(&String::from_utf8_lossy(&v), last);
+                last = top;
+                if let Some(go) = lines.iter().find_map(|l| Go::parse(l.as_bytes())) {
+                    return Ok(go);
+                }
+            }
+        }
+        client
+            .next_event()
+            .map_err(|e| InitError::setup(format!("warm start: control node: {e}")))?;
+    }
+}
+
+/// The host's control log is a few numbered lines (pv_init::status::control_log::KEEP).
+const MAX_CONTROL_LOG: usize = 4096;
+/// How long hot-plugged disks get to appear (blkfront probes them after the host adds them).
+const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until `n` Xen disks with a size are in /sys/block (none to wait for when n is 0).
+fn wait_for_disks(n: u32) -> Result<(), InitError> {
+    if n == 0 {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + DISK_WAIT;
+    loop {
+        let have: Vec<String> = std::fs::read_dir("/sys/block")
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("xvd"))
+                    .filter(|n| {
+                        std::fs::read_to_string(format!("/sys/block/{n}/size"))
+                            .is_ok_and(|s| s.trim() != "0")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if have.len() >= n as usize {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(InitError::setup(format!(
+                "warm start: {n} disks announced, {} appeared ({have:?})",
+                have.len()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Sets the wall clock to the host's (a snapshot's is as old as the snapshot).

@@ -54,6 +54,29 @@ pub(crate) unsafe fn fill_disk(
     Ok(())
 }
 
+/// # Safety
+/// `nic` was initialised by `libxl_device_nic_init` and owns the strings set here.
+pub(crate) unsafe fn fill_nic_spec(
+    nic: &mut sys::libxl_device_nic,
+    n: &NicSpec,
+) -> Result<(), XenError> {
+    nic.bridge = libxl_str("bridge", &n.bridge)?;
+    if let Some(m) = n.mac.as_deref().and_then(parse_mac) {
+        nic.mac = m;
+    }
+    if let Some(ip) = n.ip {
+        nic.ip = libxl_str("nic ip", &ip.to_string())?;
+    }
+    if let Some(v) = &n.vifname {
+        nic.ifname = libxl_str("vif name", v)?;
+    }
+    if let Some(script) = &n.script {
+        nic.script = libxl_str("vif script", &script.to_string_lossy())?;
+    }
+    nic.backend_domid = 0;
+    Ok(())
+}
+
 /// xvda..xvdz, then xvdaa, xvdab, ... (Linux's blkfront naming).
 pub fn vdev_for_index(index: usize) -> String {
     let mut letters = Vec::new();
@@ -509,20 +532,7 @@ impl DomainConfig {
                 let nic = &mut *c.nics.add(i);
                 sys::libxl_device_nic_init(nic);
                 c.num_nics = i as i32 + 1;
-                nic.bridge = libxl_str("bridge", &n.bridge)?;
-                if let Some(m) = n.mac.as_deref().and_then(parse_mac) {
-                    nic.mac = m;
-                }
-                if let Some(ip) = n.ip {
-                    nic.ip = libxl_str("nic ip", &ip.to_string())?;
-                }
-                if let Some(v) = &n.vifname {
-                    nic.ifname = libxl_str("vif name", v)?;
-                }
-                if let Some(script) = &n.script {
-                    nic.script = libxl_str("vif script", &script.to_string_lossy())?;
-                }
-                nic.backend_domid = 0;
+                fill_nic_spec(nic, n)?;
             }
             c.channels = calloc::<sys::libxl_device_channel>(self.channels.len());
             for (i, ch) in self.channels.iter().enumerate() {

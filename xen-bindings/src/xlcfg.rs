@@ -435,6 +435,18 @@ pub fn nic_from_vif(v: &XlVif) -> Result<Nic, XenError> {
     Ok(n)
 }
 
+/// A nic from the validated model (a warm domain's vif, hot-plugged at its take).
+pub fn nic_from_spec(spec: &crate::config::NicSpec) -> Result<Nic, XenError> {
+    // SAFETY: init on zeroed memory; fill_nic_spec sets strings the Nic then owns.
+    unsafe {
+        let mut n: sys::libxl_device_nic = std::mem::zeroed();
+        sys::libxl_device_nic_init(&mut n);
+        let mut n = Nic(n);
+        crate::config::fill_nic_spec(&mut n.0, spec)?;
+        Ok(n)
+    }
+}
+
 /// Parses one vif spec (`mac=..,bridge=..,ip=..`) as xl does, strictly: unknown keys are refused.
 pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
     let bad = |m: String| XenError::InvalidConfig(format!("vif {spec:?}: {m}"));

@@ -138,6 +138,11 @@ pub struct XenConfig {
     /// Who attaches disk files for blkback: "hx" (hx's own helper, backend/xen/hotplug.rs,
     /// default) or "block" (libxl's script).
     pub hotplug: Option<String>,
+    /// Warm start from a pool of pre-booted, paused domains (backend/xen/warm.rs); off unless
+    /// true: the pool keeps its domains' memory.
+    pub warm: Option<bool>,
+    /// Domains kept per shape when `warm` is on (1 to 8, default 1).
+    pub warm_pool: Option<u32>,
 }
 
 pub fn path(root: &Path) -> Option<PathBuf> {

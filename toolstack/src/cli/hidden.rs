@@ -8,6 +8,18 @@ pub struct XenMonitorArgs {
     pub dir: PathBuf,
 }
 
+/// `hx __xen-warm-fill KEYDIR`: boots one shape's warm pool domains
+/// (hx_engine::backend::xen::warm::fill).
+#[derive(clap::Args, Debug)]
+pub struct XenWarmFillArgs {
+    /// The pool's directory (holds shape.json)
+    pub keydir: PathBuf,
+}
+
+pub async fn xen_warm_fill(_g: &super::Globals, args: XenWarmFillArgs) -> anyhow::Result<i32> {
+    tokio::task::spawn_blocking(move || hx_engine::backend::xen::warm::fill(&args.keydir)).await?
+}
+
 /// `hx __log-relay DIR`: writes one QEMU container's guest output to its log files
 /// (hx_engine::log_relay).
 #[derive(clap::Args, Debug)]

@@ -257,6 +257,9 @@ pub enum Command {
     /// Internal: owns one container's Xen domain (started by hx run)
     #[command(name = "__xen-monitor", hide = true)]
     XenMonitor(hidden::XenMonitorArgs),
+    /// Internal: boots a Xen warm pool's domains (started by hx run)
+    #[command(name = "__xen-warm-fill", hide = true)]
+    XenWarmFill(hidden::XenWarmFillArgs),
     /// Internal: writes one QEMU container's guest output to capped log files
     #[command(name = "__log-relay", hide = true)]
     LogRelay(hidden::LogRelayArgs),
@@ -408,6 +411,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::XlGuard(a) => saverestore::guard(a).await,
         Command::XlMonitor(a) => xl_create::monitor(a).await,
         Command::XenMonitor(a) => hidden::xen_monitor(g, a).await,
+        Command::XenWarmFill(a) => hidden::xen_warm_fill(g, a).await,
         Command::LogRelay(a) => hidden::log_relay(g, a).await,
         Command::PodMember(a) => hidden::pod_member(g, a).await,
         Command::Supervise(a) => hidden::supervise(g, a).await,

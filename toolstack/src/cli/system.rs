@@ -1,11 +1,11 @@
-//! `hx system template ls|rm|prune`: the warm-start templates of the QEMU backend
-//! (hx_engine::backend::warm, docs/warm-start.md).
+//! `hx system template ls|rm|prune`: the warm-start templates of the QEMU backend and the
+//! warm pools of the Xen backend (hx_engine::backend::warm, docs/warm-start.md).
 use hx_engine::backend::warm;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Manage warm-start templates (snapshots of a booted guest, one per kernel, pv-init,
-    /// memory and vCPU shape)
+    /// Manage warm-start templates (QEMU: snapshots of a booted guest; Xen: pools of paused,
+    /// pre-booted domains; one per kernel, pv-init, memory and vCPU shape)
     #[command(subcommand)]
     Template(TemplateCommand),
 }
@@ -15,10 +15,11 @@ pub enum TemplateCommand {
     /// List templates
     #[command(alias = "list")]
     Ls(LsArgs),
-    /// Remove templates by key (the next warm run builds again)
+    /// Remove templates by key, destroying a pool's domains (the next warm run builds again)
     #[command(alias = "remove")]
     Rm(RmArgs),
-    /// Remove stale templates, all but the newest of each shape, and unfinished builds
+    /// Remove stale templates and pools, all but the newest template of each shape, and
+    /// unfinished builds
     Prune,
 }
 

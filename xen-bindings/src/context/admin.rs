@@ -275,6 +275,17 @@ impl Context {
         })
     }
 
+    /// Renames a domain (`xl rename`), whatever its name was.
+    pub fn rename(&self, domid: u32, new_name: &str) -> Result<(), XenError> {
+        let name = std::ffi::CString::new(new_name)
+            .map_err(|_| XenError::InvalidConfig("domain name contains a NUL byte".into()))?;
+        let mark = self.inner.logger().mark();
+        // SAFETY: valid context and C string; a NULL old name matches any.
+        self.check("domain_rename", mark, unsafe {
+            sys::libxl_domain_rename(self.ctx(), domid, std::ptr::null(), name.as_ptr())
+        })
+    }
+
     /// When the domain was started (seconds since the epoch, from its xenstore record), if known.
     pub fn start_time(&self, domid: u32) -> Option<u64> {
         // SAFETY: valid context; libxl answers (uint32_t)-1 when it cannot tell.

@@ -406,6 +406,7 @@ pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos(),
         entropy,
+        disks: 0,
     };
     use std::os::unix::fs::OpenOptionsExt;
     let p = dir.join("control.in");
@@ -509,6 +510,32 @@ pub fn list(root: &Path) -> Vec<Listed> {
         let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
         out.push(Listed { meta, bytes, stale });
     }
+    out.extend(super::xen::warm::list(root).into_iter().map(|p| {
+        let shape = p.shape.as_ref();
+        Listed {
+            meta: Meta {
+                key: p.key.clone(),
+                kernel: shape.map(|s| s.kernel.clone()).unwrap_or_default(),
+                initramfs: shape.map(|s| s.initramfs.clone()).unwrap_or_default(),
+                accel: match shape.map(|s| s.xen_type) {
+                    Some(super::XenType::Pv) => "xen-pv".into(),
+                    Some(super::XenType::Pvh) => "xen-pvh".into(),
+                    None => "xen".into(),
+                },
+                memory_mb: shape.map_or(0, |s| s.memory_mb),
+                cpus: shape.map_or(0, |s| s.cpus),
+                disks: 0,
+                devices: match &p.failed {
+                    Some(_) => format!("pool:{} failed", p.domains),
+                    None => format!("pool:{} domains", p.domains),
+                },
+                created: p.created,
+            },
+            // What the pool's paused domains hold of the host's memory.
+            bytes: p.domains as u64 * shape.map_or(0, |s| s.memory_mb) << 20,
+            stale: p.stale,
+        }
+    }));
     out.sort_by(|a, b| {
         b.meta
             .created
@@ -525,7 +552,7 @@ pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
     }
     let p = dir(root).join(key);
     if !p.is_dir() {
-        return Ok(false);
+        return super::xen::warm::remove(root, key);
     }
     // Running restores keep reading the unlinked state file; new ones rebuild.
     let gone = dir(root).join(format!(".rm-{key}-{}", std::process::id()));
@@ -541,8 +568,11 @@ pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
     sweep_unfinished(&dir(root), None);
     forget_failures(root);
     let mut seen = std::collections::HashSet::new();
-    let mut removed = Vec::new();
+    let mut removed = super::xen::warm::prune(root)?;
     for t in list(root) {
+        if t.meta.accel.starts_with("xen") {
+            continue;
+        }
         let shape = (
             t.meta.memory_mb,
             t.meta.cpus,

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod hotplug;
 pub mod monitor;
 pub mod pod;
+pub mod warm;
 
 pub use console::console_tty;
 
@@ -79,6 +80,10 @@ pub struct Launch {
     /// Restore the domain from a checkpoint instead of booting it.
     #[serde(default)]
     pub restore: Option<LaunchRestore>,
+    /// A waiting domain taken from the warm pool (warm.rs): the monitor renames it, plugs the
+    /// disks and NIC into it and sends the go line instead of booting one.
+    #[serde(default)]
+    pub warm: Option<warm::Taken>,
 }
 
 impl Launch {
@@ -248,10 +253,18 @@ impl Xen {
         require_dom0()?;
         let ctx = Context::new()?;
         let xs = Xenstore::open()?;
-        match find_domain(&ctx, &xs, c) {
+        match self.domain_of(&ctx, &xs, c) {
             Some(d) => Ok((ctx, d)),
             None => bail!("container {} is not running", c.name),
         }
+    }
+
+    /// Container `c`'s domain: its recorded domid or name (find_domain), or the pool domain
+    /// it took (a start killed before the domain had the container's name).
+    fn domain_of(&self, ctx: &Context, xs: &Xenstore, c: &Container) -> Option<u32> {
+        find_domain(ctx, xs, c).or_else(|| {
+            warm::taken_domain(ctx, xs, &crate::container::dir(&self.root, &c.id), &c.id)
+        })
     }
 
     pub fn new(root: &Path) -> anyhow::Result<Self> {
@@ -566,6 +579,35 @@ impl Backend for Xen {
             .map(|n| n.hold.iter().map(|f| f.as_raw_fd()).collect())
             .unwrap_or_default();
         let d = spec.dir;
+        let shape = warm::Shape {
+            xen_type: spec.xen_type,
+            kernel: spec.kernel.to_path_buf(),
+            initramfs: spec.initramfs.to_path_buf(),
+            cmdline: cmdline(),
+            memory_mb: spec.memory_mb,
+            cpus: spec.cpus,
+        };
+        // Not for a restore (its memory is the checkpoint's), 9pfs shares (their backend is
+        // a device model a running domain cannot gain) or a pod (its members plug later).
+        let use_warm = restore.is_none()
+            && spec.shares.is_empty()
+            && !spec.hotplug_bus
+            && spec.disks.len() <= pv_init::warm::MAX_DISKS as usize
+            && warm::enabled(&self.root);
+        let taken = if use_warm {
+            warm::take(&self.root, &shape, d, spec.id)
+        } else {
+            None
+        };
+        if use_warm {
+            tracing::info!(
+                "warm start: {}",
+                match &taken {
+                    Some(t) => format!("took pool domain {}", t.domid),
+                    None => "the pool is empty: booting cold".into(),
+                }
+            );
+        }
         let launch = Launch {
             id: spec.id.to_string(),
             name: spec.name.to_string(),
@@ -596,6 +638,7 @@ impl Backend for Xen {
                 })
                 .collect(),
             restore,
+            warm: taken,
         };
         std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
         // The console is the workload's output (stdout and stderr merged): `hx logs` and an
@@ -657,6 +700,13 @@ impl Backend for Xen {
         let Some(pid_start) = start else {
             bail!("the domain monitor died at once: {}", monitor_failure(d));
         };
+        // After the container's own start, so that the next pool domain's boot does not
+        // compete with it.
+        if use_warm {
+            if let Err(e) = warm::spawn_fill(&self.root, &shape) {
+                tracing::warn!("warm pool: refill: {}", crate::one_line(&e));
+            }
+        }
         Ok(VmHandle {
             pid,
             pid_start,
@@ -687,7 +737,7 @@ impl Backend for Xen {
         if crate::backend::is_xen_dom0() {
             let ctx = Context::new()?;
             let xs = Xenstore::open()?;
-            if let Some(domid) = find_domain(&ctx, &xs, c) {
+            if let Some(domid) = self.domain_of(&ctx, &xs, c) {
                 // A guest that already shut down is being destroyed by its monitor: a second
                 // destroy only races it (libxl then fails loudly). The monitor gets its time.
                 if ctx
@@ -698,7 +748,7 @@ impl Backend for Xen {
                         monitor.wait(MONITOR_EXIT_WAIT);
                     }
                 }
-                if find_domain(&ctx, &xs, c).is_some() {
+                if self.domain_of(&ctx, &xs, c).is_some() {
                     destroy(&ctx, &xs, c, domid)?;
                 }
             }
@@ -813,7 +863,7 @@ impl Backend for Xen {
         }
         let ctx = Context::new()?;
         let xs = Xenstore::open()?;
-        if let Some(domid) = find_domain(&ctx, &xs, c) {
+        if let Some(domid) = self.domain_of(&ctx, &xs, c) {
             destroy(&ctx, &xs, c, domid)?;
         }
         if let Some(domid) = c.domid {

@@ -132,7 +132,29 @@ async fn start(
 ) -> anyhow::Result<(u32, DomainEvents, std::fs::File)> {
     let cfg = domain_config(l);
     let t = Instant::now();
+    let mut warm = false;
     let domid = match &l.restore {
+        None if l.warm.is_some() => {
+            let taken = l.warm.as_ref().expect("checked");
+            match adopt(ctx, l, taken).await {
+                Ok(()) => {
+                    warm = true;
+                    taken.domid
+                }
+                Err(e) => {
+                    // The pool's domain was already this container's: destroyed with it.
+                    tracing::warn!(
+                        "warm start: pool domain {}: {}; booting cold",
+                        taken.domid,
+                        crate::one_line(&e)
+                    );
+                    let _ = ctx.destroy(taken.domid).await;
+                    ctx.create(&cfg)
+                        .await
+                        .with_context(|| format!("creating domain {}", l.name))?
+                }
+            }
+        }
         None => ctx
             .create(&cfg)
             .await
@@ -145,7 +167,14 @@ async fn start(
                 .with_context(|| format!("restoring domain {} from its checkpoint", l.name))?
         }
     };
-    tracing::info!("domain {domid} built (paused) in {:?}", t.elapsed());
+    if warm {
+        tracing::info!(
+            "domain {domid} taken from the warm pool, its devices plugged in {:?}",
+            t.elapsed()
+        );
+    } else {
+        tracing::info!("domain {domid} built (paused) in {:?}", t.elapsed());
+    }
     let r = async {
         std::fs::write(dir.join("domid"), domid.to_string())?;
         // Each step is logged: a start that stalls here shows in monitor.log where it stopped.
@@ -170,6 +199,19 @@ async fn start(
             xb::append_control(&xs, domid, &resumed.to_line())?;
             ctx.unpause(domid).await?;
             tracing::info!("domain {domid}: resumed after {:?}", t.elapsed());
+        } else if warm {
+            // Its kernel runs already; pv-init waits for this line, then for the disks.
+            let mut entropy = [0u8; 32];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut entropy)?;
+            let go = pv_init::warm::Go {
+                unix_nanos: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_nanos(),
+                entropy,
+                disks: l.disks.len() as u32,
+            };
+            xb::append_control(&xs, domid, go.line().trim_end())?;
+            wait_for_workload(ctx, &xs, domid);
         } else {
             ctx.unpause(domid).await?;
             wait_for_workload(ctx, &xs, domid);
@@ -184,6 +226,45 @@ async fn start(
             Err(e)
         }
     }
+}
+
+/// Makes pool domain `t` (warm.rs; `hx run` already marked it with the container's id) this
+/// container's: its name, unpaused (its frontends then connect while the rest is plugged), the
+/// container's disks in order as xvda, xvdb, … and its vif. The go line follows in `start`.
+async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result<()> {
+    let i = ctx.info(t.domid)?;
+    anyhow::ensure!(
+        i.uuid == t.uuid && !i.shutdown && !i.dying,
+        "domain {} is not the pool's any more",
+        t.domid
+    );
+    ctx.rename(t.domid, &l.name)
+        .with_context(|| format!("renaming domain {} to {}", t.domid, l.name))?;
+    ctx.unpause(t.domid).await?;
+    for (index, d) in l.disks.iter().enumerate() {
+        let spec = xen_bindings::config::DiskSpec {
+            target: d.path.clone(),
+            vdev: xen_bindings::config::vdev_for_index(index),
+            readonly: d.readonly,
+        };
+        let disk = xen_bindings::xlcfg::disk_from_spec(&spec, l.disk_script.as_deref())?;
+        ctx.disk_attach(t.domid, disk)
+            .await
+            .with_context(|| format!("adding {} to domain {}", spec.vdev, t.domid))?;
+    }
+    if let Some(n) = &l.nic {
+        let nic = xen_bindings::xlcfg::nic_from_spec(&xen_bindings::NicSpec {
+            bridge: n.bridge.clone(),
+            mac: Some(n.mac.clone()),
+            ip: None,
+            vifname: None,
+            script: l.vif_script.clone(),
+        })?;
+        ctx.nic_attach(t.domid, nic)
+            .await
+            .with_context(|| format!("adding the vif to domain {}", t.domid))?;
+    }
+    Ok(())
 }
 
 /// `hx run -d` returns once the workload runs (like docker): the guest has written its first
@@ -404,6 +485,7 @@ mod tests {
                 model: Default::default(),
             }],
             restore: None,
+            warm: None,
         };
         let c = domain_config(&l);
         c.validate().unwrap();

@@ -216,6 +216,9 @@ mod tests {
         assert_eq!(parse("").unwrap().qemu.warm, None);
         assert!(parse("[qemu]\nwarm = \"no\"\n").is_err());
         assert!(parse("[qemu]\nwarmth = true\n").is_err());
+        let x = parse("[xen]\nwarm = true\nwarm_pool = 2\n").unwrap().xen;
+        assert_eq!((x.warm, x.warm_pool), (Some(true), Some(2)));
+        assert!(parse("[xen]\nwarm_pool = -1\n").is_err());
         assert!(parse("[log]\nmax_file = 0\n").is_err());
         let l = parse("[limits]\nmax_header_bytes = \"64k\"\nmax_image_bytes = \"2g\"\nmax_layer_entries = 10\nmax_index_depth = 1\n")
             .unwrap()

@@ -484,10 +484,8 @@ pub struct Listed {
 
 pub fn list(root: &Path) -> Vec<Listed> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir(root)) else {
-        return out;
-    };
-    for e in rd.flatten() {
+    let entries = std::fs::read_dir(dir(root)).into_iter().flatten();
+    for e in entries.flatten() {
         let p = e.path();
         if e.file_name().to_string_lossy().starts_with('.') || !p.is_dir() {
             continue;
@@ -526,8 +524,8 @@ pub fn list(root: &Path) -> Vec<Listed> {
                 cpus: shape.map_or(0, |s| s.cpus),
                 disks: 0,
                 devices: match &p.failed {
-                    Some(_) => format!("pool:{} failed", p.domains),
-                    None => format!("pool:{} domains", p.domains),
+                    Some(_) => format!("pool:{},failed", p.domains),
+                    None => format!("pool:{}", p.domains),
                 },
                 created: p.created,
             },

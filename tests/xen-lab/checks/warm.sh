@@ -17,7 +17,15 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else print a
 pool_count() {
     hx system template ls 2>/dev/null | awk -v a="xen-$1" '$4 == a && $5 ~ /^pool:/ {split($5, p, "[:,]"); n += p[2]} END {print n + 0}'
 }
-wait_pool() { local i; for ((i = 0; i < 300; i++)); do [ "$(pool_count "$1")" -ge 1 ] && return 0; sleep 1; done; return 1; }
+# Until the pool of type $1 holds a domain and no filler runs.
+wait_pool() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ "$(pool_count "$1")" -ge 1 ] && ! pgrep -f __xen-warm-fill >/dev/null && return 0
+        sleep 1
+    done
+    return 1
+}
 warm_domains() { xl list | awk 'NR > 1 && $1 ~ /^hx-warm-/ {print $1}'; }
 all_pooled() { [ "$(warm_domains | wc -l)" = "$(( $(pool_count pvh) + $(pool_count pv) ))" ]; }
 
@@ -70,10 +78,10 @@ for type in pvh pv; do
     # Warm against cold, alternating; before each run the pool is full and no filler runs
     # (a refill would compete with the timed run for dom0's CPU).
     : > /tmp/warm-w; : > /tmp/warm-c
-    for _ in 1 2 3 4 5; do
-        wait_pool "$type" || bad "$type: no refill"; sleep 1
+    for _ in 1 2 3; do
+        wait_pool "$type" || bad "$type: no refill"
         s=$(date +%s%N); timeout 300 hx run --rm "${targ[@]}" --network none busybox true || bad "$type: warm true"; ms_since "$s" >> /tmp/warm-w
-        wait_pool "$type" || bad "$type: no refill"; sleep 1
+        wait_pool "$type" || bad "$type: no refill"
         s=$(date +%s%N); HX_WARM=off timeout 300 hx run --rm "${targ[@]}" --network none busybox true || bad "$type: cold true"; ms_since "$s" >> /tmp/warm-c
     done
     echo "MEASURE warm-$type-run-true-ms $(median < /tmp/warm-w) (runs: $(tr '\n' ' ' < /tmp/warm-w))"

@@ -241,6 +241,9 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
     ctx.rename(t.domid, &l.name)
         .with_context(|| format!("renaming domain {} to {}", t.domid, l.name))?;
     ctx.unpause(t.domid).await?;
+    // All at once, as libxl adds a new domain's devices: each waits for its hotplug helper.
+    type Plug<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
+    let mut plugs: Vec<Plug> = Vec::new();
     for (index, d) in l.disks.iter().enumerate() {
         let spec = xen_bindings::config::DiskSpec {
             target: d.path.clone(),
@@ -248,9 +251,11 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
             readonly: d.readonly,
         };
         let disk = xen_bindings::xlcfg::disk_from_spec(&spec, l.disk_script.as_deref())?;
-        ctx.disk_attach(t.domid, disk)
-            .await
-            .with_context(|| format!("adding {} to domain {}", spec.vdev, t.domid))?;
+        plugs.push(Box::pin(async move {
+            ctx.disk_attach(t.domid, disk)
+                .await
+                .with_context(|| format!("adding {} to domain {}", spec.vdev, t.domid))
+        }));
     }
     if let Some(n) = &l.nic {
         let nic = xen_bindings::xlcfg::nic_from_spec(&xen_bindings::NicSpec {
@@ -260,10 +265,13 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
             vifname: None,
             script: l.vif_script.clone(),
         })?;
-        ctx.nic_attach(t.domid, nic)
-            .await
-            .with_context(|| format!("adding the vif to domain {}", t.domid))?;
+        plugs.push(Box::pin(async move {
+            ctx.nic_attach(t.domid, nic)
+                .await
+                .with_context(|| format!("adding the vif to domain {}", t.domid))
+        }));
     }
+    futures_util::future::try_join_all(plugs).await?;
     Ok(())
 }
 

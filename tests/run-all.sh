@@ -61,6 +61,7 @@ xen_lab() {
         --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
         --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/checkpoint.sh \
         --file "$hostile:/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
+        --script tests/xen-lab/checks/warm.sh \
         > "$results/a.out" 2>&1 &
     local pid_a=$!
     # shellcheck disable=SC2086

@@ -530,7 +530,7 @@ pub fn list(root: &Path) -> Vec<Listed> {
                 created: p.created,
             },
             // What the pool's paused domains hold of the host's memory.
-            bytes: p.domains as u64 * shape.map_or(0, |s| s.memory_mb) << 20,
+            bytes: (p.domains as u64 * shape.map_or(0, |s| s.memory_mb)) << 20,
             stale: p.stale,
         }
     }));

@@ -238,9 +238,15 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
         "domain {} is not the pool's any more",
         t.domid
     );
+    let t0 = Instant::now();
     ctx.rename(t.domid, &l.name)
         .with_context(|| format!("renaming domain {} to {}", t.domid, l.name))?;
     ctx.unpause(t.domid).await?;
+    tracing::info!(
+        "domain {}: renamed and unpaused after {:?}",
+        t.domid,
+        t0.elapsed()
+    );
     // All at once, as libxl adds a new domain's devices: each waits for its hotplug helper.
     type Plug<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
     let mut plugs: Vec<Plug> = Vec::new();
@@ -254,7 +260,14 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
         plugs.push(Box::pin(async move {
             ctx.disk_attach(t.domid, disk)
                 .await
-                .with_context(|| format!("adding {} to domain {}", spec.vdev, t.domid))
+                .with_context(|| format!("adding {} to domain {}", spec.vdev, t.domid))?;
+            tracing::info!(
+                "domain {}: {} plugged after {:?}",
+                t.domid,
+                spec.vdev,
+                t0.elapsed()
+            );
+            Ok(())
         }));
     }
     if let Some(n) = &l.nic {
@@ -268,7 +281,9 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
         plugs.push(Box::pin(async move {
             ctx.nic_attach(t.domid, nic)
                 .await
-                .with_context(|| format!("adding the vif to domain {}", t.domid))
+                .with_context(|| format!("adding the vif to domain {}", t.domid))?;
+            tracing::info!("domain {}: vif plugged after {:?}", t.domid, t0.elapsed());
+            Ok(())
         }));
     }
     futures_util::future::try_join_all(plugs).await?;

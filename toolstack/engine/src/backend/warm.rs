@@ -159,7 +159,8 @@ impl Shape {
     }
 }
 
-fn identity(p: &Path) -> String {
+/// A file's identity for a key: path, size, mtime (a rebuilt file makes a new key).
+pub(crate) fn identity(p: &Path) -> String {
     let m = std::fs::metadata(p).ok();
     let mtime = m
         .as_ref()
@@ -543,11 +544,17 @@ pub fn list(root: &Path) -> Vec<Listed> {
     out
 }
 
-/// Removes template `key`; false if there is none.
-pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
+/// A key from the command line: hex digits only (so never a path).
+pub(crate) fn check_key(key: &str) -> anyhow::Result<()> {
     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("template {key:?}: not a template key (hex digits, see hx system template ls)");
     }
+    Ok(())
+}
+
+/// Removes template `key` (a QEMU template or a Xen pool); false if there is none.
+pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
+    check_key(key)?;
     let p = dir(root).join(key);
     if !p.is_dir() {
         return super::xen::warm::remove(root, key);

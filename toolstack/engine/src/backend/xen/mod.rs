@@ -611,12 +611,12 @@ impl Backend for Xen {
         let launch = Launch {
             id: spec.id.to_string(),
             name: spec.name.to_string(),
-            xen_type: spec.xen_type,
-            kernel: spec.kernel.to_path_buf(),
-            initramfs: spec.initramfs.to_path_buf(),
-            cmdline: cmdline(),
-            memory_mb: spec.memory_mb,
-            cpus: spec.cpus,
+            xen_type: shape.xen_type,
+            kernel: shape.kernel.clone(),
+            initramfs: shape.initramfs.clone(),
+            cmdline: shape.cmdline.clone(),
+            memory_mb: shape.memory_mb,
+            cpus: shape.cpus,
             disks: spec
                 .disks
                 .iter()

@@ -73,15 +73,6 @@ pub struct Shape {
     pub cpus: u32,
 }
 
-fn identity(p: &Path) -> String {
-    let m = std::fs::metadata(p).ok();
-    let mtime = m
-        .as_ref()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    format!("{}|{:?}|{:?}", p.display(), m.map(|m| m.len()), mtime)
-}
-
 impl Shape {
     /// 16 hex digits over the format, the files' identity (path, size, mtime: a rebuilt kernel
     /// or pv-init makes a new key) and the rest of the shape.
@@ -90,8 +81,8 @@ impl Shape {
         let text = format!(
             "{FORMAT}\n{:?}\n{}\n{}\n{}\n{} {}\n",
             self.xen_type,
-            identity(&self.kernel),
-            identity(&self.initramfs),
+            crate::backend::warm::identity(&self.kernel),
+            crate::backend::warm::identity(&self.initramfs),
             self.cmdline,
             self.memory_mb,
             self.cpus
@@ -485,9 +476,7 @@ pub fn list(root: &Path) -> Vec<Pool> {
 /// Destroys pool `key`'s domains (those nobody took) and removes its directory; false if
 /// there is no such pool.
 pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
-    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("template {key:?}: not a template key (hex digits, see hx system template ls)");
-    }
+    crate::backend::warm::check_key(key)?;
     let keydir = dir(root).join(key);
     if !keydir.is_dir() {
         return Ok(false);

@@ -68,9 +68,24 @@ fn wait_on_xenstore(client: &mut xenstore_wire::Client) -> Result<Go, InitError>
                 }
             }
         }
-        client
-            .next_event()
-            .map_err(|e| InitError::setup(format!("warm start: control node: {e}")))?;
+        // The node is read again after every event and at least once a second (a read that
+        // failed after the go line's event must not leave the guest waiting for another).
+        if client.queued_event().is_some() {
+            continue;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            client.fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
+        let readable = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
+        if readable {
+            client
+                .next_event()
+                .map_err(|e| InitError::setup(format!("warm start: control node: {e}")))?;
+        }
     }
 }
 
@@ -79,7 +94,8 @@ const MAX_CONTROL_LOG: usize = 4096;
 /// How long hot-plugged disks get to appear (blkfront probes them after the host adds them).
 const DISK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Waits until `n` Xen disks with a size are in /sys/block (none to wait for when n is 0).
+/// Waits until `n` Xen disks are in /sys/block (none to wait for when n is 0); blkfront adds
+/// a disk once it knows its size.
 fn wait_for_disks(n: u32) -> Result<(), InitError> {
     if n == 0 {
         return Ok(());
@@ -91,10 +107,6 @@ fn wait_for_disks(n: u32) -> Result<(), InitError> {
                 rd.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .filter(|n| n.starts_with("xvd"))
-                    .filter(|n| {
-                        std::fs::read_to_string(format!("/sys/block/{n}/size"))
-                            .is_ok_and(|s| s.trim() != "0")
-                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -51,10 +51,15 @@ for type in pvh pv; do
     xl list "$d" | awk 'NR == 2 {exit !($5 ~ /p/)}' && ok "$type: $d waits paused" || bad "$type: $d is not paused: $(xl list "$d")"
 
     # Taken: same output and exit code as a cold run; it leaves a file in its writable layer.
-    out=$(timeout 300 hx -v run --rm "${targ[@]}" --network none busybox sh -c 'echo warm; echo secret > /marker; exit 7' 2>/tmp/warm-err); rc=$?
-    [ "$rc" = 7 ] && [ "$out" = warm ] && grep -q "took pool domain" /tmp/warm-err \
-        && ok "$type: a warm run: output, exit 7" || bad "$type: warm run: exit $rc '$out' $(tail -3 /tmp/warm-err)"
-    xl list "$d" >/dev/null 2>&1 && bad "$type: the taken domain $d is still there" || ok "$type: the taken domain is gone with its container"
+    # The monitor's log says the pool's domain ran it (a failed adoption boots cold).
+    domid=$(xl domid "$d")
+    out=$(timeout 300 hx -v run --name "w1-$type" "${targ[@]}" --network none busybox sh -c 'echo warm; echo secret > /marker; exit 7' 2>/tmp/warm-err); rc=$?
+    log="/var/lib/hx/containers/$(hx inspect -f '{{.Id}}' "w1-$type" 2>/dev/null)/monitor.log"
+    [ "$rc" = 7 ] && [ "$out" = warm ] && grep -q "took pool domain $domid" /tmp/warm-err && grep -q "domain $domid taken from the warm pool" "$log" \
+        && ! grep -q "booting cold" "$log" \
+        && ok "$type: a warm run in pool domain $domid: output, exit 7" || bad "$type: warm run: exit $rc '$out' $(tail -3 /tmp/warm-err) $(grep -a warm "$log" 2>&1 | tail -3)"
+    hx rm "w1-$type" >/dev/null || bad "$type: rm w1-$type"
+    xl list | awk -v d="$domid" 'NR > 1 && $2 == d {f = 1} END {exit !f}' && bad "$type: domain $domid is still there" || ok "$type: the taken domain is gone with its container"
     wait_pool "$type" || bad "$type: no refill"
     out=$(timeout 300 hx -v run --rm "${targ[@]}" --network none busybox sh -c 'cat /marker 2>/dev/null || echo absent' 2>/tmp/warm-err)
     [ "$out" = absent ] && grep -q "took pool domain" /tmp/warm-err \
@@ -71,8 +76,10 @@ for type in pvh pv; do
     [ "$page" = "page-$type" ] && ok "$type: the published port answers" || bad "$type: port $port: '$page'"
     [ "$(timeout 60 hx exec "$c" cat /www/index.html 2>&1)" = "page-$type" ] && ok "$type: exec" || bad "$type: exec: $(timeout 60 hx exec "$c" cat /www/index.html 2>&1)"
     xl domid "$c" >/dev/null 2>&1 && ok "$type: xl list names it $c" || bad "$type: no domain named $c: $(xl list)"
-    id=$(hx inspect --format '{{.Id}}' "$c" 2>/dev/null)
-    echo "INFO $type: the warm start in the monitor's log: $(grep -aE 'taken from|running after|workload started' "/var/lib/hx/containers/$id/monitor.log" 2>/dev/null | sed 's/.*INFO [^ ]* //' | tr '\n' ';')"
+    log="/var/lib/hx/containers/$(hx inspect --format '{{.Id}}' "$c" 2>/dev/null)/monitor.log"
+    grep -q "taken from the warm pool" "$log" && ! grep -q "booting cold" "$log" \
+        && ok "$type: the monitor adopted the pool's domain" || bad "$type: not adopted: $(tail -5 "$log" 2>&1)"
+    echo "INFO $type: the warm start in the monitor's log: $(grep -aE 'taken from|running after|workload started' "$log" 2>/dev/null | sed 's/.*INFO [^ ]* //' | tr '\n' ';')"
     hx rm -f "$c" >/dev/null && ! xl domid "$c" >/dev/null 2>&1 && ok "$type: rm -f: the domain is gone" || bad "$type: rm -f"
 
     # Warm against cold, alternating; before each run the pool is full and no filler runs
@@ -94,6 +101,8 @@ timeout 300 hx run --rm --network none busybox true >/dev/null || bad "kill: col
 for _ in $(seq 100); do [ -n "$(warm_domains)" ] && break; sleep 0.1; done
 pkill -9 -f __xen-warm-fill && ok "the filler killed while its domain boots ($(warm_domains | tr '\n' ' '))" || bad "no filler to kill"
 sleep 1
+[ "$(warm_domains | wc -l)" -gt "$(pool_count pvh)" ] && ok "the killed filler left an orphan domain" \
+    || bad "no orphan to sweep: domains $(warm_domains | tr '\n' ' '), pool $(pool_count pvh)"
 hx system template prune >/dev/null || bad "prune after the kill"
 all_pooled && ok "after prune every pool domain is in a pool ($(warm_domains | wc -l))" || bad "orphans after prune: $(warm_domains | tr '\n' ' ') pools: $(hx system template ls)"
 

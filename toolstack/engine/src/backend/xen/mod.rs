@@ -304,7 +304,14 @@ fn destroy(ctx: &Context, xs: &Xenstore, c: &Container, domid: u32) -> anyhow::R
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if find_domain(ctx, xs, c) != Some(domid) {
+        // By its id node, not find_domain: a warm pool domain is the container's before it
+        // has the container's name.
+        let still = xs
+            .read(&id_node(domid))
+            .ok()
+            .flatten()
+            .is_some_and(|v| v == c.id.as_bytes());
+        if !still {
             tracing::debug!("domain {domid} went while hx destroyed it too: {e}");
             return Ok(());
         }
@@ -690,7 +697,15 @@ impl Backend for Xen {
             pid,
             start: recorded,
         };
-        let domid = match await_ready(r, monitor, d) {
+        let ready = await_ready(r, monitor, d);
+        // After the container's start (or its failure: a domain may have been taken), so that
+        // the next pool domain's boot does not compete with it.
+        if use_warm {
+            if let Err(e) = warm::spawn_fill(&self.root, &shape) {
+                tracing::warn!("warm pool: refill: {}", crate::one_line(&e));
+            }
+        }
+        let domid = match ready {
             Ok(domid) => domid,
             Err(e) => {
                 monitor.reap();
@@ -700,13 +715,6 @@ impl Backend for Xen {
         let Some(pid_start) = start else {
             bail!("the domain monitor died at once: {}", monitor_failure(d));
         };
-        // After the container's own start, so that the next pool domain's boot does not
-        // compete with it.
-        if use_warm {
-            if let Err(e) = warm::spawn_fill(&self.root, &shape) {
-                tracing::warn!("warm pool: refill: {}", crate::one_line(&e));
-            }
-        }
         Ok(VmHandle {
             pid,
             pid_start,

@@ -141,8 +141,10 @@ async fn start(
                     warm = true;
                     taken.domid
                 }
-                Err(e) => {
-                    // The pool's domain was already this container's: destroyed with it.
+                // Booted cold instead only while the domain is still this container's: one
+                // that is gone was destroyed by someone (`hx rm -f` of a start that died),
+                // and a reused domid is not ours to destroy.
+                Err(e) if still_ours(ctx, l, taken) => {
                     tracing::warn!(
                         "warm start: pool domain {}: {}; booting cold",
                         taken.domid,
@@ -152,6 +154,11 @@ async fn start(
                     ctx.create(&cfg)
                         .await
                         .with_context(|| format!("creating domain {}", l.name))?
+                }
+                Err(e) => {
+                    return Err(
+                        e.context(format!("warm start: pool domain {} is gone", taken.domid))
+                    )
                 }
             }
         }
@@ -286,8 +293,22 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
             Ok(())
         }));
     }
-    futures_util::future::try_join_all(plugs).await?;
+    // Every plug finished before an error is returned: none may still run into the destroy
+    // or the cold boot that follows a failure.
+    for r in futures_util::future::join_all(plugs).await {
+        r?;
+    }
     Ok(())
+}
+
+/// Whether pool domain `t` exists, is not dying and still carries this container's id.
+fn still_ours(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> bool {
+    ctx.info(t.domid)
+        .is_ok_and(|i| i.uuid == t.uuid && !i.dying)
+        && Xenstore::open()
+            .ok()
+            .and_then(|xs| xs.read(&xb::id_node(t.domid)).ok().flatten())
+            .is_some_and(|v| v == l.id.as_bytes())
 }
 
 /// `hx run -d` returns once the workload runs (like docker): the guest has written its first

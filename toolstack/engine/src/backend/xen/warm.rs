@@ -34,6 +34,9 @@ const FILL_LOCK: &str = "fill.lock";
 const TAKE_LOCK: &str = "take.lock";
 const FAILED_FILE: &str = "failed";
 const FILL_LOG: &str = "fill.log";
+/// How long a failed build keeps a shape from refilling (a transient failure — a memory race
+/// with a cold start, a boot past the deadline on a loaded host — does not turn it off for good).
+const FAILED_HOLD: Duration = Duration::from_secs(600);
 
 /// `<root>/xen-warm`.
 pub fn dir(root: &Path) -> PathBuf {
@@ -244,11 +247,18 @@ pub fn taken_domain(ctx: &Context, xs: &Xenstore, container_dir: &Path, id: &str
     .then_some(t.domid)
 }
 
+/// A build of this shape failed less than FAILED_HOLD ago.
+fn failed_recently(keydir: &Path) -> bool {
+    std::fs::metadata(keydir.join(FAILED_FILE))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|e| e < FAILED_HOLD))
+}
+
 /// Starts a filler for `shape` in the background (no-op if one runs: it holds the fill lock).
 pub fn spawn_fill(root: &Path, shape: &Shape) -> anyhow::Result<()> {
     let keydir = dir(root).join(shape.key());
     std::fs::create_dir_all(&keydir)?;
-    if keydir.join(FAILED_FILE).exists() {
+    if failed_recently(&keydir) {
         return Ok(());
     }
     let tmp = keydir.join(format!(".{SHAPE_FILE}.{}", std::process::id()));
@@ -294,11 +304,18 @@ pub fn fill(keydir: &Path) -> anyhow::Result<i32> {
         .context("the pool directory has no store above it")?;
     let ctx = Context::new()?;
     let xs = Xenstore::open()?;
-    sweep_orphans(&ctx, &xs, keydir, &key);
+    // A filler killed between writing an entry and renaming it into place.
+    for e in std::fs::read_dir(keydir)?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') && name.ends_with(".json") && !name.starts_with(".shape") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    sweep_orphans(&ctx, &xs, root, keydir, &key);
     remove_stale_pools(root, &key);
     let want = pool_size(root) as usize;
     while entries(keydir).len() < want {
-        if keydir.join(FAILED_FILE).exists() {
+        if failed_recently(keydir) {
             break;
         }
         let free = ctx.host_info()?.free_memory_mb;
@@ -383,8 +400,9 @@ async fn build(ctx: &Context, xs: &Xenstore, shape: &Shape, key: &str) -> anyhow
 }
 
 /// Destroys `key`'s domains that no entry holds and no container took (a filler killed
-/// mid-build), and entries whose domain is gone. Only under the fill lock.
-fn sweep_orphans(ctx: &Context, xs: &Xenstore, keydir: &Path, key: &str) {
+/// mid-build) or whose container no longer exists (its removal failed to destroy a domain
+/// taken but not yet renamed), and entries whose domain is gone. Only under the fill lock.
+fn sweep_orphans(ctx: &Context, xs: &Xenstore, root: &Path, keydir: &Path, key: &str) {
     let held = entries(keydir);
     for (path, t) in &held {
         if ctx.info(t.domid).map(|i| i.uuid != t.uuid).unwrap_or(true) {
@@ -412,6 +430,25 @@ fn sweep_orphans(ctx: &Context, xs: &Xenstore, keydir: &Path, key: &str) {
             domid: d.domid,
             uuid: d.uuid.clone(),
         };
+        let owner = xs
+            .read(&id_node(d.domid))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let owner = String::from_utf8_lossy(&owner).to_string();
+        let container_gone = !owner.is_empty()
+            && owner.bytes().all(|b| b.is_ascii_hexdigit())
+            && !crate::container::dir(root, &owner).exists();
+        if container_gone {
+            tracing::info!(
+                "warm pool {key}: destroying domain {} of a removed container",
+                d.domid
+            );
+            if let Err(e) = block_on(ctx.destroy(d.domid)) {
+                tracing::warn!("warm pool: destroying domain {}: {e}", d.domid);
+            }
+            continue;
+        }
         tracing::info!("warm pool {key}: destroying orphan domain {}", d.domid);
         destroy_unclaimed(ctx, xs, key, &t);
     }
@@ -491,7 +528,7 @@ pub fn remove(root: &Path, key: &str) -> anyhow::Result<bool> {
             destroy_unclaimed(&ctx, &xs, key, &t);
         }
         // And what a killed filler left.
-        sweep_orphans(&ctx, &xs, &keydir, key);
+        sweep_orphans(&ctx, &xs, root, &keydir, key);
     }
     let gone = dir(root).join(format!(".rm-{key}-{}", std::process::id()));
     std::fs::rename(&keydir, &gone)?;
@@ -512,8 +549,14 @@ pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
             if let Some(_fill) = lock(&keydir, FILL_LOCK, false) {
                 let ctx = Context::new()?;
                 let xs = Xenstore::open()?;
-                sweep_orphans(&ctx, &xs, &keydir, &p.key);
+                sweep_orphans(&ctx, &xs, root, &keydir, &p.key);
             }
+        }
+    }
+    // What an `rm` killed after its rename left.
+    for e in std::fs::read_dir(dir(root)).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".rm-") {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
     Ok(removed)

@@ -9,15 +9,20 @@ pub struct Disks {
     by_index: Vec<(u32, PathBuf)>,
 }
 
+/// The guest's disks in /sys/block: virtio's vd* and Xen's xvd*, in no particular order.
+pub fn disk_names() -> Result<Vec<String>, InitError> {
+    Ok(fs::read_dir("/sys/block")
+        .map_err(|e| InitError::setup(format!("/sys/block: {e}")))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("vd") || n.starts_with("xvd"))
+        .collect())
+}
+
 impl Disks {
     /// Virtio disks carry serial `hx-disk<N>`; Xen disks (xvd*) are numbered in name order.
     pub fn find() -> Result<Self, InitError> {
-        let mut names: Vec<String> = fs::read_dir("/sys/block")
-            .map_err(|e| InitError::setup(format!("/sys/block: {e}")))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with("vd") || n.starts_with("xvd"))
-            .collect();
+        let mut names = disk_names()?;
         names.sort_by_key(|n| (n.len(), n.clone()));
         let mut by_index = Vec::new();
         for (pos, name) in names.iter().enumerate() {

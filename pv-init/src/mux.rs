@@ -461,6 +461,17 @@ pub const MAX_MEMBER_FILES: usize = 16;
 pub const MAX_MEMBER_FILE_BYTES: usize = 8 << 10;
 pub const MAX_MEMBER_FILES_BYTES: usize = 16 << 10;
 
+/// The host's check of a member's copies before it sends them (pv-init checks each part again
+/// as it parses the request).
+pub fn check_copies(files: usize, trees: usize, bytes: usize) -> Result<(), String> {
+    if files > MAX_MEMBER_FILES || trees > MAX_MEMBER_TREES || bytes > MAX_MEMBER_FILES_BYTES {
+        return Err(format!(
+            "more than {MAX_MEMBER_FILES} files, {MAX_MEMBER_TREES} directories or {MAX_MEMBER_FILES_BYTES} bytes in all"
+        ));
+    }
+    Ok(())
+}
+
 impl MemberFile {
     pub fn new(target: &str, readonly: bool, bytes: &[u8]) -> MemberFile {
         MemberFile {
@@ -740,6 +751,14 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_are_checked_at_each_limit() {
+        assert!(check_copies(MAX_MEMBER_FILES, MAX_MEMBER_TREES, MAX_MEMBER_FILES_BYTES).is_ok());
+        assert!(check_copies(MAX_MEMBER_FILES + 1, 0, 0).is_err());
+        assert!(check_copies(0, MAX_MEMBER_TREES + 1, 0).is_err());
+        assert!(check_copies(0, 0, MAX_MEMBER_FILES_BYTES + 1).is_err());
+    }
 
     #[test]
     fn frames_round_trip() {

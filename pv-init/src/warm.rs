@@ -28,6 +28,22 @@ pub struct Go {
 }
 
 impl Go {
+    /// The host's go line now: its wall clock and 32 bytes of /dev/urandom; `disks` as above.
+    pub fn fresh(disks: u32) -> std::io::Result<Go> {
+        use std::io::Read;
+        let mut entropy = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut entropy)?;
+        let unix_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(std::io::Error::other)?
+            .as_nanos();
+        Ok(Go {
+            unix_nanos,
+            entropy,
+            disks,
+        })
+    }
+
     pub fn line(&self) -> String {
         let mut l = format!("go {} {}", self.unix_nanos, hex_encode(&self.entropy));
         if self.disks > 0 {

@@ -102,14 +102,11 @@ fn wait_for_disks(n: u32) -> Result<(), InitError> {
     }
     let deadline = std::time::Instant::now() + DISK_WAIT;
     loop {
-        let have: Vec<String> = std::fs::read_dir("/sys/block")
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("xvd"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let have: Vec<String> = crate::devices::disk_names()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.starts_with("xvd"))
+            .collect();
         if have.len() >= n as usize {
             return Ok(());
         }
@@ -153,14 +150,8 @@ fn reseed(entropy: &[u8; 32]) {
 fn forget_disk_caches() {
     // _IO(0x12, 97)
     const BLKFLSBUF: libc::c_ulong = 0x1261;
-    let Ok(rd) = std::fs::read_dir("/sys/block") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !name.starts_with("vd") {
-            continue;
-        }
+    let names = crate::devices::disk_names().unwrap_or_default();
+    for name in names.iter().filter(|n| n.starts_with("vd")) {
         if let Ok(f) = std::fs::File::open(format!("/dev/{name}")) {
             // SAFETY: BLKFLSBUF takes no argument; f is an open block device.
             unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF as _, 0) };

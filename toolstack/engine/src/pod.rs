@@ -110,9 +110,7 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
 /// values must be host files and read-only host directories that fit in the member's start
 /// request as copies: checked before anything is made, each culprit named.
 fn copies_fit(backend: &str, volumes: &[String]) -> anyhow::Result<()> {
-    use pv_init::mux::{
-        MAX_MEMBER_FILES, MAX_MEMBER_FILES_BYTES, MAX_MEMBER_FILE_BYTES, MAX_MEMBER_TREES,
-    };
+    use pv_init::mux::MAX_MEMBER_FILE_BYTES;
     let (mut files, mut trees, mut total) = (0, 0, 0);
     for v in volumes {
         let refuse = |why: &str| {
@@ -142,10 +140,8 @@ fn copies_fit(backend: &str, volumes: &[String]) -> anyhow::Result<()> {
             )));
         }
     }
-    if files > MAX_MEMBER_FILES || trees > MAX_MEMBER_TREES || total > MAX_MEMBER_FILES_BYTES {
-        bail!(
-            "--pod: the host files and directories to copy into the member exceed {MAX_MEMBER_FILES} files, {MAX_MEMBER_TREES} directories or {MAX_MEMBER_FILES_BYTES} bytes in all (the {backend} backend copies them at its start)"
-        );
+    if let Err(e) = pv_init::mux::check_copies(files, trees, total) {
+        bail!("--pod: the host files and directories to copy into the member: {e} (the {backend} backend copies them at its start)");
     }
     Ok(())
 }

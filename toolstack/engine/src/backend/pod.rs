@@ -413,7 +413,6 @@ fn copied_files(
     mut mounts: Vec<pv_init::spec::Mount>,
     files: &MemberFiles,
 ) -> anyhow::Result<Copies> {
-    use pv_init::mux::{MAX_MEMBER_FILES, MAX_MEMBER_FILES_BYTES, MAX_MEMBER_TREES};
     use pv_init::spec::MountSource;
     if be.can_share_into_pod_members() || files.shares.is_empty() {
         return Ok((files.clone(), mounts, vec![], vec![]));
@@ -452,13 +451,8 @@ fn copied_files(
             ),
         }
     }
-    if copied.len() > MAX_MEMBER_FILES || trees.len() > MAX_MEMBER_TREES {
-        bail!(
-            "more than {MAX_MEMBER_FILES} host files or {MAX_MEMBER_TREES} host directories for a pod member"
-        );
-    }
-    if total > MAX_MEMBER_FILES_BYTES {
-        bail!("a pod member's host files: more than {MAX_MEMBER_FILES_BYTES} bytes in all");
+    if let Err(e) = pv_init::mux::check_copies(copied.len(), trees.len(), total) {
+        bail!("a pod member's host files and directories: {e}");
     }
     mounts.retain(|m| !matches!(m.source, MountSource::Share { .. }));
     let mut rest = files.clone();

@@ -400,15 +400,7 @@ pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
         t.elapsed()
     );
     q.execute("cont")?;
-    let mut entropy = [0u8; 32];
-    getrandom(&mut entropy)?;
-    let go = pv_init::warm::Go {
-        unix_nanos: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos(),
-        entropy,
-        disks: 0,
-    };
+    let go = pv_init::warm::Go::fresh(0)?;
     use std::os::unix::fs::OpenOptionsExt;
     let p = dir.join("control.in");
     let mut f = std::fs::OpenOptions::new()
@@ -417,12 +409,6 @@ pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
         .open(&p)
         .with_context(|| format!("control channel {}", p.display()))?;
     std::io::Write::write_all(&mut f, go.line().as_bytes())?;
-    Ok(())
-}
-
-fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
     Ok(())
 }
 
@@ -483,32 +469,9 @@ pub struct Listed {
     pub stale: bool,
 }
 
+/// QEMU's templates and Xen's warm pools, newest first.
 pub fn list(root: &Path) -> Vec<Listed> {
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir(root)).into_iter().flatten();
-    for e in entries.flatten() {
-        let p = e.path();
-        if e.file_name().to_string_lossy().starts_with('.') || !p.is_dir() {
-            continue;
-        }
-        let Some(meta) = std::fs::read(p.join("meta.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
-        else {
-            continue;
-        };
-        // The RAM file is sparse: what its blocks take.
-        use std::os::unix::fs::MetadataExt;
-        let bytes = std::fs::metadata(p.join("state"))
-            .map(|m| m.len())
-            .unwrap_or(0)
-            + std::fs::metadata(ram_file(&p))
-                .map(|m| m.blocks() * 512)
-                .unwrap_or(0);
-        // The key records the files' identity; a changed or missing one makes it unusable.
-        let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
-        out.push(Listed { meta, bytes, stale });
-    }
+    let mut out = templates(root);
     out.extend(super::xen::warm::list(root).into_iter().map(|p| {
         let shape = p.shape.as_ref();
         Listed {
@@ -535,13 +498,48 @@ pub fn list(root: &Path) -> Vec<Listed> {
             stale: p.stale,
         }
     }));
+    newest_first(&mut out);
+    out
+}
+
+/// QEMU's templates, newest first.
+fn templates(root: &Path) -> Vec<Listed> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir(root)).into_iter().flatten();
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') || !p.is_dir() {
+            continue;
+        }
+        let Some(meta) = std::fs::read(p.join("meta.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+        else {
+            continue;
+        };
+        // The RAM file is sparse: what its blocks take.
+        use std::os::unix::fs::MetadataExt;
+        let bytes = std::fs::metadata(p.join("state"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+            + std::fs::metadata(ram_file(&p))
+                .map(|m| m.blocks() * 512)
+                .unwrap_or(0);
+        // The key records the files' identity; a changed or missing one makes it unusable.
+        let stale = !meta.kernel.is_file() || !meta.initramfs.is_file();
+        out.push(Listed { meta, bytes, stale });
+    }
+    newest_first(&mut out);
+    out
+}
+
+fn newest_first(out: &mut [Listed]) {
     out.sort_by(|a, b| {
         b.meta
             .created
             .cmp(&a.meta.created)
             .then(a.meta.key.cmp(&b.meta.key))
     });
-    out
 }
 
 /// A key from the command line: hex digits only (so never a path).
@@ -574,10 +572,7 @@ pub fn prune(root: &Path) -> anyhow::Result<Vec<String>> {
     forget_failures(root);
     let mut seen = std::collections::HashSet::new();
     let mut removed = super::xen::warm::prune(root)?;
-    for t in list(root) {
-        if t.meta.accel.starts_with("xen") {
-            continue;
-        }
+    for t in templates(root) {
         let shape = (
             t.meta.memory_mb,
             t.meta.cpus,

@@ -306,12 +306,7 @@ fn destroy(ctx: &Context, xs: &Xenstore, c: &Container, domid: u32) -> anyhow::R
     while Instant::now() < deadline {
         // By its id node, not find_domain: a warm pool domain is the container's before it
         // has the container's name.
-        let still = xs
-            .read(&id_node(domid))
-            .ok()
-            .flatten()
-            .is_some_and(|v| v == c.id.as_bytes());
-        if !still {
+        if !carries_id(xs, domid, &c.id) {
             tracing::debug!("domain {domid} went while hx destroyed it too: {e}");
             return Ok(());
         }
@@ -322,12 +317,18 @@ fn destroy(ctx: &Context, xs: &Xenstore, c: &Container, domid: u32) -> anyhow::R
 
 pub fn find_domain(ctx: &Context, xs: &Xenstore, c: &Container) -> Option<u32> {
     let by_name = ctx.domid_by_name(&c.name).ok();
-    [c.domid, by_name].into_iter().flatten().find(|d| {
-        xs.read(&id_node(*d))
-            .ok()
-            .flatten()
-            .is_some_and(|v| v == c.id.as_bytes())
-    })
+    [c.domid, by_name]
+        .into_iter()
+        .flatten()
+        .find(|d| carries_id(xs, *d, &c.id))
+}
+
+/// Whether domain `domid`'s `hx/id` node is `id` (empty: a warm pool domain nobody took).
+pub fn carries_id(xs: &Xenstore, domid: u32, id: &str) -> bool {
+    xs.read(&id_node(domid))
+        .ok()
+        .flatten()
+        .is_some_and(|v| v == id.as_bytes())
 }
 
 fn monitor_failure(dir: &Path) -> String {
@@ -489,7 +490,8 @@ fn kill_stale_device_model(xs: &Xenstore, domid: u32) {
 
 impl Backend for Xen {
     /// The domain carries the container's name (xl list, find_domain): a running one would
-    /// need libxl_domain_rename, not bound yet.
+    /// need its domain renamed with it (`Context::rename`, which the warm pool uses); not
+    /// offered yet.
     fn rename_running(&self, c: &Container, _new: &str) -> anyhow::Result<()> {
         anyhow::bail!(
             "container {}: renaming a running Xen container is not supported yet (stop it first)",
@@ -601,20 +603,16 @@ impl Backend for Xen {
             && !spec.hotplug_bus
             && spec.disks.len() <= pv_init::warm::MAX_DISKS as usize
             && warm::enabled(&self.root);
-        let taken = if use_warm {
-            warm::take(&self.root, &shape, d, spec.id)
-        } else {
-            None
-        };
-        if use_warm {
-            tracing::info!(
-                "warm start: {}",
+        let taken = use_warm
+            .then(|| {
+                let taken = warm::take(&self.root, &shape, d, spec.id);
                 match &taken {
-                    Some(t) => format!("took pool domain {}", t.domid),
-                    None => "the pool is empty: booting cold".into(),
+                    Some(t) => tracing::info!("warm start: took pool domain {}", t.domid),
+                    None => tracing::info!("warm start: the pool is empty: booting cold"),
                 }
-            );
-        }
+                taken
+            })
+            .flatten();
         let launch = Launch {
             id: spec.id.to_string(),
             name: spec.name.to_string(),

@@ -109,18 +109,23 @@ fn domain_config(l: &Launch) -> DomainConfig {
         });
     }
     if let Some(n) = &l.nic {
-        cfg = cfg.nic(xen_bindings::NicSpec {
-            bridge: n.bridge.clone(),
-            mac: Some(n.mac.clone()),
-            ip: None,
-            // libxl's own vif<domid>.<n>: Xen 4.17's vif hotplug script derives the frontend's
-            // xenstore path from that name, and with any other name writes (and leaks)
-            // /local/domain/<name>/device/vif/<name>/mtu.
-            vifname: None,
-            script: l.vif_script.clone(),
-        });
+        cfg = cfg.nic(nic_spec(l, n));
     }
     cfg
+}
+
+/// The container's vif, at boot or hot-plugged into a warm pool domain.
+fn nic_spec(l: &Launch, n: &xb::LaunchNic) -> xen_bindings::NicSpec {
+    xen_bindings::NicSpec {
+        bridge: n.bridge.clone(),
+        mac: Some(n.mac.clone()),
+        ip: None,
+        // libxl's own vif<domid>.<n>: Xen 4.17's vif hotplug script derives the frontend's
+        // xenstore path from that name, and with any other name writes (and leaks)
+        // /local/domain/<name>/device/vif/<name>/mtu.
+        vifname: None,
+        script: l.vif_script.clone(),
+    }
 }
 
 /// The domain created, its console open, unpaused. Anything that fails after creation
@@ -133,9 +138,8 @@ async fn start(
     let cfg = domain_config(l);
     let t = Instant::now();
     let mut warm = false;
-    let domid = match &l.restore {
-        None if l.warm.is_some() => {
-            let taken = l.warm.as_ref().expect("checked");
+    let domid = match (&l.restore, &l.warm) {
+        (None, Some(taken)) => {
             match adopt(ctx, l, taken).await {
                 Ok(()) => {
                     warm = true;
@@ -162,11 +166,11 @@ async fn start(
                 }
             }
         }
-        None => ctx
+        (None, None) => ctx
             .create(&cfg)
             .await
             .with_context(|| format!("creating domain {}", l.name))?,
-        Some(r) => {
+        (Some(r), _) => {
             let state = std::fs::File::open(&r.state)
                 .with_context(|| format!("opening {}", r.state.display()))?;
             ctx.create_restore(cfg.to_libxl()?, state.into())
@@ -208,15 +212,7 @@ async fn start(
             tracing::info!("domain {domid}: resumed after {:?}", t.elapsed());
         } else if warm {
             // Its kernel runs already; pv-init waits for this line, then for the disks.
-            let mut entropy = [0u8; 32];
-            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut entropy)?;
-            let go = pv_init::warm::Go {
-                unix_nanos: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_nanos(),
-                entropy,
-                disks: l.disks.len() as u32,
-            };
+            let go = pv_init::warm::Go::fresh(l.disks.len() as u32)?;
             xb::append_control(&xs, domid, go.line().trim_end())?;
             wait_for_workload(ctx, &xs, domid);
         } else {
@@ -258,11 +254,7 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
     type Plug<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
     let mut plugs: Vec<Plug> = Vec::new();
     for (index, d) in l.disks.iter().enumerate() {
-        let spec = xen_bindings::config::DiskSpec {
-            target: d.path.clone(),
-            vdev: xen_bindings::config::vdev_for_index(index),
-            readonly: d.readonly,
-        };
+        let spec = xen_bindings::config::DiskSpec::indexed(index, &d.path, d.readonly);
         let disk = xen_bindings::xlcfg::disk_from_spec(&spec, l.disk_script.as_deref())?;
         plugs.push(Box::pin(async move {
             ctx.disk_attach(t.domid, disk)
@@ -278,13 +270,7 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
         }));
     }
     if let Some(n) = &l.nic {
-        let nic = xen_bindings::xlcfg::nic_from_spec(&xen_bindings::NicSpec {
-            bridge: n.bridge.clone(),
-            mac: Some(n.mac.clone()),
-            ip: None,
-            vifname: None,
-            script: l.vif_script.clone(),
-        })?;
+        let nic = xen_bindings::xlcfg::nic_from_spec(&nic_spec(l, n))?;
         plugs.push(Box::pin(async move {
             ctx.nic_attach(t.domid, nic)
                 .await
@@ -305,10 +291,7 @@ async fn adopt(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> anyhow::Result
 fn still_ours(ctx: &Context, l: &Launch, t: &xb::warm::Taken) -> bool {
     ctx.info(t.domid)
         .is_ok_and(|i| i.uuid == t.uuid && !i.dying)
-        && Xenstore::open()
-            .ok()
-            .and_then(|xs| xs.read(&xb::id_node(t.domid)).ok().flatten())
-            .is_some_and(|v| v == l.id.as_bytes())
+        && Xenstore::open().is_ok_and(|xs| xb::carries_id(&xs, t.domid, &l.id))
 }
 
 /// `hx run -d` returns once the workload runs (like docker): the guest has written its first

@@ -9,13 +9,13 @@
 //! domid in `xen-warm-domain`), or, while the filler builds it, the filler's (its lock held).
 //! A pool domain with none of these (a filler killed mid-build) is destroyed by the next fill
 //! of its shape or by `hx system template prune|rm`.
-use super::{block_on, dom_path, id_node};
+use super::{block_on, carries_id, dom_path, id_node};
 use crate::backend::XenType;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use xen_bindings::{Context, DomainConfig, Xenstore};
+use xen_bindings::{Context, DomainConfig, DomainInfo, Xenstore};
 
 const FORMAT: u32 = 1;
 /// Pool domains are named `hx-warm-<key>-<n>`.
@@ -160,20 +160,22 @@ fn warm_node(domid: u32) -> String {
     format!("{}/{}", dom_path(domid), pv_init::warm::XEN_READY_NODE)
 }
 
-/// Whether domain `t` is still the pool's, waiting: same uuid, named as the pool names its
-/// domains, paused, not shut down, no container's id yet, and pv-init said it waits.
-fn is_waiting(ctx: &Context, xs: &Xenstore, key: &str, t: &Taken) -> bool {
-    let Ok(i) = ctx.info(t.domid) else {
-        return false;
-    };
-    i.uuid == t.uuid
+/// Domain `t`'s state if it is still a pool domain nobody took: same uuid, named as the pool
+/// names its domains, no container's id.
+fn unclaimed(ctx: &Context, xs: &Xenstore, key: &str, t: &Taken) -> Option<DomainInfo> {
+    let i = ctx.info(t.domid).ok()?;
+    let ours = i.uuid == t.uuid
         && i.name
             .as_deref()
             .is_some_and(|n| n.starts_with(&Shape::name_prefix(key)))
-        && i.paused
-        && !i.shutdown
-        && !i.dying
-        && xs.read(&id_node(t.domid)).ok().flatten().as_deref() == Some(&b""[..])
+        && carries_id(xs, t.domid, "");
+    ours.then_some(i)
+}
+
+/// Whether domain `t` is still the pool's and waiting: unclaimed, paused, not shut down, and
+/// pv-init said it waits.
+fn is_waiting(ctx: &Context, xs: &Xenstore, key: &str, t: &Taken) -> bool {
+    unclaimed(ctx, xs, key, t).is_some_and(|i| i.paused && !i.shutdown && !i.dying)
         && xs
             .read_untrusted(&warm_node(t.domid))
             .ok()
@@ -182,15 +184,9 @@ fn is_waiting(ctx: &Context, xs: &Xenstore, key: &str, t: &Taken) -> bool {
             == Some(pv_init::warm::XEN_READY_VALUE)
 }
 
-/// Destroys domain `t` if it is still a pool domain nobody took (its `hx/id` empty).
+/// Destroys domain `t` if it is still a pool domain nobody took.
 fn destroy_unclaimed(ctx: &Context, xs: &Xenstore, key: &str, t: &Taken) {
-    let ours = ctx.info(t.domid).is_ok_and(|i| {
-        i.uuid == t.uuid
-            && i.name
-                .as_deref()
-                .is_some_and(|n| n.starts_with(&Shape::name_prefix(key)))
-    }) && xs.read(&id_node(t.domid)).ok().flatten().as_deref() == Some(&b""[..]);
-    if ours {
+    if unclaimed(ctx, xs, key, t).is_some() {
         if let Err(e) = block_on(ctx.destroy(t.domid)) {
             tracing::warn!("warm pool: destroying domain {}: {e}", t.domid);
         }
@@ -242,9 +238,7 @@ pub fn taken_domain(ctx: &Context, xs: &Xenstore, container_dir: &Path, id: &str
     let bytes = std::fs::read(container_dir.join(TAKEN_FILE)).ok()?;
     let t: Taken = serde_json::from_slice(&bytes).ok()?;
     let i = ctx.info(t.domid).ok()?;
-    (i.uuid == t.uuid
-        && xs.read(&id_node(t.domid)).ok().flatten().as_deref() == Some(id.as_bytes()))
-    .then_some(t.domid)
+    (i.uuid == t.uuid && carries_id(xs, t.domid, id)).then_some(t.domid)
 }
 
 /// A build of this shape failed less than FAILED_HOLD ago.

@@ -528,10 +528,25 @@ pub const MAX_XEN_MEMBER_SLOT: u32 = 255;
 /// The first xvd index of member disks: xvdaa, above every disk a pod's VM boots with.
 const XEN_MEMBER_FIRST_INDEX: u32 = 26;
 
-/// The xvd index (0 = xvda, 26 = xvdaa) of disk `disk` (0 the image, 1 the layer) of Xen member
-/// slot `slot`.
+/// Most volume disks a member of a Xen pod may have: each slot has this many xvd indexes from
+/// xvdaaa on, so that the last one's blkfront minor (index << 8) stays below Linux's 2^20.
+pub const MAX_XEN_MEMBER_VOLUMES: u32 = 8;
+/// The first xvd index of member volume disks: xvdaaa, above every image and layer disk.
+const XEN_MEMBER_FIRST_VOLUME_INDEX: u32 = 702;
+
+/// The xvd index (0 = xvda, 26 = xvdaa) of disk `disk` of Xen member slot `slot`: 0 the image
+/// and 1 the layer (two-letter vdevs), 2 and up its volumes (three-letter vdevs, at most
+/// `MAX_XEN_MEMBER_VOLUMES`: a larger `disk` is clamped to the slot's last volume; `parse`
+/// refuses a request that names one).
 pub fn xen_member_disk_index(slot: u32, disk: u32) -> u32 {
-    XEN_MEMBER_FIRST_INDEX + 2 * slot + disk.min(1)
+    match disk {
+        0 | 1 => XEN_MEMBER_FIRST_INDEX + 2 * slot + disk,
+        v => {
+            XEN_MEMBER_FIRST_VOLUME_INDEX
+                + MAX_XEN_MEMBER_VOLUMES * slot
+                + (v - 2).min(MAX_XEN_MEMBER_VOLUMES - 1)
+        }
+    }
 }
 
 /// The Xen virtual-device number of xvd index `index` (libxl's and blkfront's rule: the
@@ -597,6 +612,9 @@ impl ExecRequest {
                 }
                 MemberDisks::Xen { slot } if slot > MAX_XEN_MEMBER_SLOT => {
                     return bad("pod member: Xen slot out of range");
+                }
+                MemberDisks::Xen { .. } if m.mounts.iter().any(|v| matches!(v.source, crate::spec::MountSource::Disk { disk, .. } if disk >= 2 + MAX_XEN_MEMBER_VOLUMES)) => {
+                    return bad("pod member: Xen volume disk out of range");
                 }
                 _ => {}
             }
@@ -944,6 +962,13 @@ mod tests {
         assert_eq!(xen_member_disk_index(0, 1), 27);
         assert_eq!(xen_member_disk_index(1, 0), 28);
         assert_eq!(xen_vbd_number(26), 268442112);
+        // Volumes from xvdaaa (index 702), eight per slot; the last slot's last one keeps its
+        // blkfront minor (index << 8) below 2^20.
+        assert_eq!(xen_member_disk_index(0, 2), 702);
+        assert_eq!(xen_member_disk_index(1, 2), 702 + MAX_XEN_MEMBER_VOLUMES);
+        let last = xen_member_disk_index(MAX_XEN_MEMBER_SLOT, 1 + MAX_XEN_MEMBER_VOLUMES);
+        assert!(last << 8 < 1 << 20, "{last}");
+        assert_eq!(xen_vbd_number(702), (1 << 28) | (702 << 8));
         // xvda, the boot disk: the classic 202 major.
         assert_eq!(xen_vbd_number(0), 51712);
         assert_eq!(xen_vbd_number(1), 51728);
@@ -990,6 +1015,7 @@ mod tests {
             id in "[ -~]{0,80}",
             target in 0u32..1000,
             xen in proptest::prelude::any::<bool>(),
+            volume in 2u32..20,
         ) {
             let _ = ExecRequest::parse(&bytes);
             let disks = if xen {
@@ -997,7 +1023,8 @@ mod tests {
             } else {
                 serde_json::json!({"bus":"scsi","target":target})
             };
-            let json = serde_json::json!({"args":["x"],"member":{"id":id,"disks":disks,"rootfs_type":"erofs","upper_disk":false}});
+            let mount = serde_json::json!({"source":{"kind":"disk","disk":volume,"fstype":"ext4"},"target":"/v","readonly":false});
+            let json = serde_json::json!({"args":["x"],"member":{"id":id,"disks":disks,"rootfs_type":"erofs","upper_disk":false,"mounts":[mount]}});
 
             if let Ok(r) = ExecRequest::parse(json.to_string().as_bytes()) {
                 let m = r.member.unwrap();
@@ -1008,6 +1035,11 @@ mod tests {
                         // Both disks within the two-letter vdevs, above xvdz, never shared.
                         let (a, b) = (xen_member_disk_index(slot, 0), xen_member_disk_index(slot, 1));
                         proptest::prop_assert!(a >= 26 && b == a + 1 && b <= 701);
+                        // Its volumes above them, in the slot's own range.
+                        let v = xen_member_disk_index(slot, volume);
+                        proptest::prop_assert!(volume < 2 + MAX_XEN_MEMBER_VOLUMES);
+                        proptest::prop_assert!(v >= 702 + slot * MAX_XEN_MEMBER_VOLUMES);
+                        proptest::prop_assert!(v < 702 + (slot + 1) * MAX_XEN_MEMBER_VOLUMES);
                     }
                 }
                 proptest::prop_assert!(!m.id.contains('/') && !m.id.contains('.') && !m.id.is_empty());

@@ -358,10 +358,9 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // Kubelet's volumes: a host directory read-write (an emptyDir), one read-only (a
     // ConfigMap); and the pod's DNS config in its resolv.conf. Live both ways, :ro enforced.
-    // On Xen a running pod's domain can take no 9pfs share: a writable host directory (the
-    // emptyDir) is refused naming the backend, and the read-only ConfigMap is a copy made at
-    // the container's start (kubelet's `..data` links kept); resolv.conf likewise.
-    let xen = on_xen();
+    // On Xen the emptyDir goes through the pod domain's members export (9pfs from boot); the
+    // read-only ConfigMap is a copy made at the container's start (Xen's 9pfs has no
+    // read-only export; kubelet's `..data` links kept); resolv.conf likewise.
     let empty_dir = c.dir.join("empty-dir");
     let config_map = c.dir.join("config-map");
     std::fs::create_dir_all(&empty_dir).unwrap();
@@ -387,59 +386,15 @@ async fn pod(c: &Containerd, netns: &str) {
         host_path: empty_dir.to_string_lossy().into_owned(),
         ..Default::default()
     };
-    with_volumes.mounts = if xen {
-        let mut dir_volume = container_config("dirvol", "true", "dirvol.log");
-        dir_volume.mounts = vec![data];
-        // CRI's CreateContainer only records it; the shim's Create comes with StartContainer.
-        let dirvol = call(
-            "CreateContainer dirvol",
-            rs.create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(dir_volume),
-                sandbox_config: Some(sandbox_config.clone()),
-            }),
-            c,
-        )
-        .await
-        .container_id;
-        let refused = tokio::time::timeout(
-            Duration::from_secs(180),
-            rs.start_container(StartContainerRequest {
-                container_id: dirvol.clone(),
-            }),
-        )
-        .await
-        .expect("StartContainer dirvol: no answer in 180 s");
-        let e = refused.expect_err("a host directory in a member of a Xen pod");
-        assert!(
-            e.message().contains("not supported by the xen backend yet"),
-            "{e}"
-        );
-        call(
-            "RemoveContainer dirvol",
-            rs.remove_container(RemoveContainerRequest {
-                container_id: dirvol,
-            }),
-            c,
-        )
-        .await;
-        vec![Mount {
+    with_volumes.mounts = vec![
+        data,
+        Mount {
             container_path: "/cfg".into(),
             host_path: config_map.to_string_lossy().into_owned(),
             readonly: true,
             ..Default::default()
-        }]
-    } else {
-        vec![
-            data,
-            Mount {
-                container_path: "/cfg".into(),
-                host_path: config_map.to_string_lossy().into_owned(),
-                readonly: true,
-                ..Default::default()
-            },
-        ]
-    };
+        },
+    ];
     let vol = call(
         "CreateContainer vol",
         rs.create_container(CreateContainerRequest {
@@ -496,12 +451,10 @@ async fn pod(c: &Containerd, netns: &str) {
         std::fs::read_to_string(&vol_log).unwrap_or_default(),
         engine_logs(&hx_root)
     );
-    if !xen {
-        assert_eq!(
-            std::fs::read_to_string(empty_dir.join("out.txt")).unwrap(),
-            "from-member\n"
-        );
-    }
+    assert_eq!(
+        std::fs::read_to_string(empty_dir.join("out.txt")).unwrap(),
+        "from-member\n"
+    );
     assert_eq!(
         std::fs::read_to_string(config_map.join("key")).unwrap(),
         "value-from-configmap\n"

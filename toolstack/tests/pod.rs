@@ -4,10 +4,10 @@
 //! member running; exec, logs, stop, ps and pod ps per member; `hx pod rm -f` leaves no QEMU,
 //! keeper, record, tap, port rule or address. A member's host directories, files and tmpfs
 //! mounts, live and `:ro` as asked, leave no mount behind; its named volumes keep their data
-//! for the next member.
+//! for the next member; a `-it` member follows its terminal's resizes.
 mod common;
 use common::netns::{NetLab, CLIENT_IP, HOST_IP};
-use common::{Hx, BUSYBOX};
+use common::{term::Terminal, Hx, BUSYBOX};
 use std::time::Duration;
 
 /// The keepers (`hx __pod-member DIR`) of the store at `root`.
@@ -329,6 +329,24 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     );
     let listed = lab.hx_ok(&hx, &["volume", "ls", "-q"]).stdout;
     assert!(listed.lines().any(|l| l == "podvol"), "{listed}");
+
+    // -it: a member on a terminal of the caller's size, following its resizes (hx run's
+    // SIGWINCH → the member's keeper → its exec session in the guest).
+    let mut t = Terminal::spawn_cmd(
+        lab.hx_cmd(&hx, &["run", "--rm", "-it", "--pod", "p", BUSYBOX, "sh"]),
+        30,
+        100,
+    );
+    t.expect("/ # ");
+    t.send(b"stty size\r");
+    t.expect("30 100\r\n");
+    t.resize(40, 120);
+    std::thread::sleep(Duration::from_secs(1));
+    t.send(b"stty size\r");
+    t.expect("40 120\r\n");
+    t.send(b"exit 3\r");
+    let r = t.wait();
+    assert_eq!(r.code, 3, "{:?}", r.stdout);
 
     // A member's stop ends only that member; the pod's VM runs on.
     lab.hx_ok(&hx, &["stop", "-t", "2", "web"]);

@@ -5,7 +5,7 @@
 # /usr/local/bin) and the CNI bridge plugin (build-extras.sh), the way kubelet does: one pod as
 # one domain, two containers in it (one serving on the pod's IP, the other reaching it over
 # localhost), CRI logs, exit codes, ExecSync, the pod's DNS config, a ConfigMap-like file
-# copied in, a host directory refused naming the backend, and StopPodSandbox +
+# copied in, an emptyDir live through the pod domain's members export, and StopPodSandbox +
 # RemovePodSandbox leaving nothing. Once as PVH, once as PV (HX_CONFIG's `[xen] type`, which
 # containerd passes on to the shim).
 set -u

@@ -1,7 +1,8 @@
 #!/bin/bash
 # A container brought back on Xen (issue 15): `hx create` + `hx start -a` boot the
 # same writable layer again; `hx stop` then `hx start`, and `hx restart`, keep what the
-# container wrote; `--restart on-failure:2` restarts exactly twice; nothing is left after rm.
+# container wrote; `hx rename` of a running one renames its domain; `--restart on-failure:2`
+# restarts exactly twice; nothing is left after rm.
 set -u
 fail=0
 ok() { echo "PASS $*"; }
@@ -33,7 +34,16 @@ for t in pvh pv; do
         && ok "$t: stop then start keeps the written file" || bad "$t: start: '$(hx logs "d-$t")'"
     [ "$(hx restart -t 1 "d-$t")" = "d-$t" ] && wait_logs "d-$t" "$(printf 'fresh\nkept\nkept')" \
         && ok "$t: restart keeps it too" || bad "$t: restart: '$(hx logs "d-$t")'"
-    hx rm -f "d-$t" >/dev/null || bad "$t: rm -f d"
+    # hx rename of the running container renames its domain (xl list), exec still reaches it;
+    # a name another domain has is refused.
+    hx rename "d-$t" "e-$t" && xl domid "e-$t" >/dev/null 2>&1 && ! xl domid "d-$t" >/dev/null 2>&1 \
+        && [ "$(timeout 60 hx exec "e-$t" echo hi 2>&1)" = hi ] \
+        && ok "$t: rename of the running container renames its domain" \
+        || bad "$t: rename: $(xl list | tr '\n' ' ') $(hx ps -a --format '{{.Names}}' | tr '\n' ' ')"
+    out=$(hx rename "e-$t" Domain-0 2>&1); rc=$?
+    [ "$rc" = 1 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && xl domid "e-$t" >/dev/null 2>&1 \
+        && ok "$t: rename to another domain's name: exit 1 ($out)" || bad "$t: rename to Domain-0: exit $rc: $out"
+    hx rm -f "e-$t" >/dev/null || bad "$t: rm -f e"
 
     [ "$t" = pvh ] || continue
     hx run -d --type "$t" --name "f-$t" --restart on-failure:2 busybox sh -c 'echo try; exit 3' >/dev/null

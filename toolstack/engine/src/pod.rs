@@ -94,9 +94,8 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
         return refuse("the hostname, DNS and hosts");
     }
     let pod_be = crate::backend::for_container(&infra, root)?;
-    if !pod_be.can_share_into_pod_members() {
-        copies_fit(pod_be.name(), &req.volumes)?;
-    }
+    copies_fit(pod_be.name(), pod_be.member_shares(&infra), &req.volumes)?;
+    volumes_fit(pod_be.name(), pod_be.max_member_volumes(), &req.volumes)?;
     if req.read_only || !req.sysctls.is_empty() {
         bail!("--pod: --read-only and --sysctl in a pod member are not supported yet");
     }
@@ -106,22 +105,45 @@ pub fn check_member_request(root: &Path, pod: &str, req: &CreateRequest) -> anyh
     Ok(())
 }
 
-/// Where the pod's VM cannot share host files with its members (backend/pod.rs), its `-v`
-/// values must be host files and read-only host directories that fit in the member's start
-/// request as copies: checked before anything is made, each culprit named.
-fn copies_fit(backend: &str, volumes: &[String]) -> anyhow::Result<()> {
+/// A member's named and anonymous volumes are disks its pod VM's backend plugs: at most
+/// `max` of them.
+fn volumes_fit(backend: &str, max: usize, volumes: &[String]) -> anyhow::Result<()> {
+    let mut n = 0;
+    for v in volumes {
+        let arg = crate::volume::parse_arg(v)?;
+        if !matches!(arg.source, crate::volume::Source::Host(_)) {
+            n += 1;
+        }
+    }
+    if n > max {
+        bail!("--pod: {n} volumes: a pod member takes at most {max} on the {backend} backend");
+    }
+    Ok(())
+}
+
+/// The host `-v` values the pod's VM does not take live (`Backend::member_shares`,
+/// backend/pod.rs) must be host files and read-only host directories that fit in the member's
+/// start request as copies: checked before anything is made, each culprit named.
+fn copies_fit(
+    backend: &str,
+    live: crate::backend::MemberShares,
+    volumes: &[String],
+) -> anyhow::Result<()> {
     use pv_init::mux::MAX_MEMBER_FILE_BYTES;
     let (mut files, mut trees, mut total) = (0, 0, 0);
     for v in volumes {
         let refuse = |why: &str| {
             anyhow::anyhow!(
-                "--pod: -v {v}: {why} (the {backend} backend copies host files and read-only host directories into a pod member at its start; volumes and writable host directories in a pod member are not supported by the {backend} backend yet)"
+                "--pod: -v {v}: {why} (this {backend} pod's VM has no members export: it takes copies of small host files and read-only host directories at a member's start; docs/pods.md)"
             )
         };
         let arg = crate::volume::parse_arg(v)?;
         let crate::volume::Source::Host(p) = arg.source else {
-            return Err(refuse("a volume"));
+            continue;
         };
+        if live.live(arg.readonly) {
+            continue;
+        }
         let meta = std::fs::metadata(&p).map_err(|e| refuse(&e.to_string()))?;
         if meta.is_dir() {
             if !arg.readonly {
@@ -283,4 +305,27 @@ pub fn remove(root: &Path, pod: &str, force: bool) -> anyhow::Result<()> {
             .with_context(|| format!("removing pod member {}", m.name))?;
     }
     crate::ops::remove(root, &i.id, force, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_volumes_are_counted_against_its_backends_limit() {
+        let args = |n: usize| -> Vec<String> {
+            let mut v: Vec<String> = (0..n).map(|i| format!("vol{i}:/v{i}")).collect();
+            v.push("/tmp:/host".into());
+            v
+        };
+        assert!(volumes_fit("xen", 8, &args(8)).is_ok());
+        let e = volumes_fit("xen", 8, &args(9)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--pod: 9 volumes: a pod member takes at most 8 on the xen backend"
+        );
+        // Anonymous volumes count too; host paths do not.
+        assert!(volumes_fit("xen", 1, &["/anon".into(), "/tmp:/t".into()]).is_ok());
+        assert!(volumes_fit("xen", 0, &["/anon".into()]).is_err());
+    }
 }

@@ -172,11 +172,16 @@ pub trait Backend {
             pod.name
         )
     }
-    /// Whether a pod's VM on this backend can take its members' volumes: host directories and
-    /// files (`MemberFiles::shares`, bound into the VM's members export) and volume disks
-    /// (`MemberFiles::volumes`), by `plug_member`.
-    fn can_share_into_pod_members(&self) -> bool {
-        false
+    /// Which of its members' host directories and files pod VM `pod` takes live
+    /// (`MemberFiles::shares`, bound into the VM's members export by `plug_member`); the others
+    /// are copied in when small, or refused (backend/pod.rs).
+    fn member_shares(&self, _pod: &Container) -> MemberShares {
+        MemberShares::None
+    }
+    /// Most volume disks (`MemberFiles::volumes`: named and anonymous volumes) `plug_member`
+    /// plugs for one member.
+    fn max_member_volumes(&self) -> usize {
+        0
     }
     /// Removes what `plug_member` plugged for `member` from the pod's VM, and anything of it a
     /// killed keeper left half-plugged (best effort: the devices that are there).
@@ -184,6 +189,30 @@ pub trait Backend {
     /// Whether the VM is paused now (asked of the hypervisor, never cached).
     fn is_paused(&self, _c: &Container, _dir: &Path) -> bool {
         false
+    }
+}
+
+/// How a pod's VM takes its members' host directories and files (`Backend::member_shares`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberShares {
+    /// None live: small files and read-only directories are copied in, writable directories
+    /// refused.
+    None,
+    /// The writable ones live, through a writable members export; read-only ones copied (Xen:
+    /// its 9pfs backend has no read-only export).
+    Writable,
+    /// All live (QEMU: a writable and a read-only members export).
+    All,
+}
+
+impl MemberShares {
+    /// Whether a share that is read-only or not goes live.
+    pub fn live(self, readonly: bool) -> bool {
+        match self {
+            MemberShares::None => false,
+            MemberShares::Writable => !readonly,
+            MemberShares::All => true,
+        }
     }
 }
 

@@ -332,14 +332,19 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         report(&failed(anyhow::anyhow!("the pod's VM has no exec channel")));
         return Ok(());
     };
-    let (files, mounts, copied, trees) =
-        match copied_files(be.as_ref(), member_mounts(&spec, &plan.files), &plan.files) {
-            Ok(v) => v,
-            Err(e) => {
-                report(&failed(e));
-                return Ok(());
-            }
-        };
+    let live = be.member_shares(&infra);
+    let (files, mounts, copied, trees) = match copied_files(
+        be.name(),
+        live,
+        member_mounts(&spec, &plan.files),
+        &plan.files,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            report(&failed(e));
+            return Ok(());
+        }
+    };
     let disks = match be.plug_member(&infra, &files) {
         Ok(d) => d,
         Err(e) => {
@@ -402,30 +407,34 @@ type Copies = (
     Vec<MemberTree>,
 );
 
-/// Where the pod VM's backend cannot share host files with a running VM (Xen), the member's
+/// The member's host files and directories that its pod VM does not take live
+/// (`Backend::member_shares`: Xen's read-only ones, or all where dom0 has no 9pfs backend):
 /// single host files (CRI's /etc/resolv.conf, `-v /host/file:/target`) and read-only host
 /// directories (a ConfigMap, a Secret, a projected token) are copied now and travel in its
 /// start request (`MemberFile`, `MemberTree`), and their share mounts go; a writable host
-/// directory (an emptyDir other members may share) is refused. Returns what to plug, the
-/// member's mounts and the copies.
+/// directory (an emptyDir other members may share) is refused. Returns what to plug (the live
+/// shares), the member's mounts and the copies.
 fn copied_files(
-    be: &dyn Backend,
+    backend: &str,
+    live: super::MemberShares,
     mut mounts: Vec<pv_init::spec::Mount>,
     files: &MemberFiles,
 ) -> anyhow::Result<Copies> {
     use pv_init::spec::MountSource;
-    if be.can_share_into_pod_members() || files.shares.is_empty() {
-        return Ok((files.clone(), mounts, vec![], vec![]));
-    }
     let mut copied = Vec::new();
     let mut trees = Vec::new();
     let mut total = 0;
+    let mut kept = Vec::new();
     for share in &files.shares {
         let m = mounts
             .iter()
             .find(|m| matches!(&m.source, MountSource::Share { tag } if *tag == share.tag))
             .ok_or_else(|| anyhow::anyhow!("host share {} has no mount", share.tag))?;
         let readonly = m.readonly || share.readonly;
+        if live.live(readonly) {
+            kept.push(share.clone());
+            continue;
+        }
         match &share.file {
             Some(name) => {
                 let (bytes, mode) = read_small_file(
@@ -446,17 +455,19 @@ fn copied_files(
                 });
             }
             None => bail!(
-                "writable host directories in a pod member are not supported by the {} backend yet (read-only ones are copied in)",
-                be.name()
+                "writable host directories in a pod member are not supported by the {backend} backend without the pod's members export (read-only ones are copied in; docs/pods.md)"
             ),
         }
     }
     if let Err(e) = pv_init::mux::check_copies(copied.len(), trees.len(), total) {
         bail!("a pod member's host files and directories: {e}");
     }
-    mounts.retain(|m| !matches!(m.source, MountSource::Share { .. }));
+    mounts.retain(|m| match &m.source {
+        MountSource::Share { tag } => kept.iter().any(|s| s.tag == *tag),
+        _ => true,
+    });
     let mut rest = files.clone();
-    rest.shares.clear();
+    rest.shares = kept;
     Ok((rest, mounts, copied, trees))
 }
 
@@ -640,7 +651,8 @@ fn forward_input(mut input: std::fs::File, control: crate::exec_channel::client:
 }
 
 /// `signal N` lines written to control.in (hx stop, kill, an attached run's Ctrl-C) become
-/// Signal frames on the workload's session.
+/// Signal frames on the workload's session, `resize R C` lines (a `-t` member's `hx run -it` or
+/// `hx attach` whose terminal changed size) Resize frames.
 fn forward_control(dir: &Path, control: crate::exec_channel::client::Control) {
     // Read-write: the fifo never reports an end while we hold it.
     let Ok(fifo) = std::fs::OpenOptions::new()
@@ -660,8 +672,14 @@ fn forward_control(dir: &Path, control: crate::exec_channel::client::Control) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            if let Some(Control::Signal(n)) = Control::parse_line(line.trim_end()) {
-                let _ = control.signal(n);
+            match Control::parse_line(line.trim_end()) {
+                Some(Control::Signal(n)) => {
+                    let _ = control.signal(n);
+                }
+                Some(Control::Resize { rows, cols }) => {
+                    let _ = control.resize(rows, cols);
+                }
+                _ => {}
             }
         }
     });
@@ -702,8 +720,8 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink("/etc/shadow", d.join("link")).unwrap();
-        // A pod member's own backend shares nothing with members: as Xen's pod VM.
-        let be = PodMember::new(d, "p");
+        // A pod VM that takes no share live: Xen's without a 9pfs backend in dom0.
+        let none = super::super::MemberShares::None;
         let tmpfs = Mount {
             source: MountSource::Tmpfs {
                 size_mb: 1,
@@ -726,7 +744,8 @@ mod tests {
             tmpfs.clone(),
         ];
         let (rest, kept, copied, _) = copied_files(
-            &be,
+            "xen",
+            none,
             mounts.clone(),
             &files(vec![share("hxfs0", d, Some("resolv.conf"))]),
         )
@@ -738,7 +757,12 @@ mod tests {
         assert!(copied[0].readonly, "the mount's :ro");
         assert_eq!(copied[0].bytes().unwrap(), b"nameserver 10.0.0.53\n");
         for (name, why) in [(Some("big"), "longer"), (Some("link"), "")] {
-            let r = copied_files(&be, mounts.clone(), &files(vec![share("hxfs0", d, name)]));
+            let r = copied_files(
+                "xen",
+                none,
+                mounts.clone(),
+                &files(vec![share("hxfs0", d, name)]),
+            );
             let e = format!("{:#}", r.unwrap_err());
             assert!(e.contains(why), "{e}");
         }
@@ -746,7 +770,7 @@ mod tests {
         // (kubelet's projected token, its links kept) is copied.
         let mut rw = share_mount("hxfs0", "/data", None);
         rw.readonly = false;
-        let r = copied_files(&be, vec![rw], &files(vec![share("hxfs0", d, None)]));
+        let r = copied_files("xen", none, vec![rw], &files(vec![share("hxfs0", d, None)]));
         assert!(format!("{:#}", r.unwrap_err()).contains("writable host directories"));
         let token = d.join("token-dir");
         std::fs::create_dir_all(token.join("..2026_12_05")).unwrap();
@@ -760,7 +784,8 @@ mod tests {
         std::os::unix::fs::symlink("..2026_12_05", token.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/token", token.join("token")).unwrap();
         let (_, kept, _, trees) = copied_files(
-            &be,
+            "xen",
+            none,
             vec![share_mount("hxfs0", "/var/run/secrets", None)],
             &files(vec![share("hxfs0", &token, None)]),
         )
@@ -786,13 +811,53 @@ mod tests {
         // A link out of the directory is refused.
         std::os::unix::fs::symlink("/etc/shadow", token.join("escape")).unwrap();
         let r = copied_files(
-            &be,
+            "xen",
+            none,
             vec![share_mount("hxfs0", "/var/run/secrets", None)],
             &files(vec![share("hxfs0", &token, None)]),
         );
         assert!(format!("{:#}", r.unwrap_err()).contains("leads out"));
         // Nothing to copy: as given.
-        let (_, kept, copied, _) = copied_files(&be, vec![tmpfs.clone()], &files(vec![])).unwrap();
+        let (_, kept, copied, _) =
+            copied_files("xen", none, vec![tmpfs.clone()], &files(vec![])).unwrap();
         assert_eq!((kept, copied.len()), (vec![tmpfs], 0));
+    }
+
+    #[test]
+    fn a_pod_vm_with_a_writable_export_takes_writable_shares_live_and_copies_read_only_ones() {
+        use super::super::MemberShares;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("cfg")).unwrap();
+        std::fs::write(d.join("cfg/key"), "v").unwrap();
+        let mut data = share_mount("hxfs0", "/data", None);
+        data.readonly = false;
+        let cfg = share_mount("hxfs1", "/cfg", None);
+        let files = MemberFiles {
+            id: "ab".into(),
+            rootfs: d.join("r"),
+            upper: None,
+            shares: vec![
+                share("hxfs0", &d.join("data"), None),
+                share("hxfs1", &d.join("cfg"), None),
+            ],
+            volumes: vec![],
+        };
+        let mounts = vec![data.clone(), cfg.clone()];
+        // Xen's pod VM with its members export: the emptyDir live, the ConfigMap a copy.
+        let (rest, kept, copied, trees) =
+            copied_files("xen", MemberShares::Writable, mounts.clone(), &files).unwrap();
+        assert_eq!(rest.shares.len(), 1);
+        assert_eq!(rest.shares[0].tag, "hxfs0");
+        assert_eq!(kept, [data]);
+        assert_eq!((copied.len(), trees.len()), (0, 1));
+        assert_eq!(trees[0].target, "/cfg");
+        // QEMU's: both live.
+        let (rest, kept, copied, trees) =
+            copied_files("qemu", MemberShares::All, mounts.clone(), &files).unwrap();
+        assert_eq!(
+            (rest.shares.len(), kept, copied.len(), trees.len()),
+            (2, mounts, 0, 0)
+        );
     }
 }

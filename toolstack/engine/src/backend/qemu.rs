@@ -674,9 +674,14 @@ impl Backend for Qemu {
         true
     }
 
-    /// Through the pod VM's members export (qemu_pod.rs).
-    fn can_share_into_pod_members(&self) -> bool {
-        true
+    /// Through the pod VM's members exports (qemu_pod.rs).
+    fn member_shares(&self, _pod: &Container) -> super::MemberShares {
+        super::MemberShares::All
+    }
+
+    /// Each a LUN of the member's SCSI target.
+    fn max_member_volumes(&self) -> usize {
+        crate::volume::MAX_MOUNTS
     }
 
     fn plug_member(

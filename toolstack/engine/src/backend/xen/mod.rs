@@ -93,6 +93,33 @@ impl Launch {
         let bytes = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
     }
+
+    /// Whether the domain is a pod's with a members export (`members_export`).
+    pub fn has_members_export(&self) -> bool {
+        self.shares
+            .iter()
+            .any(|s| s.tag == pv_init::mux::MEMBERS_SHARE_TAG)
+    }
+}
+
+/// A pod's domain gets a writable members export from boot where dom0 has the 9pfs backend
+/// (a running domain cannot gain one): its members' writable host directories and files are
+/// bound into it (pod_share.rs); Xen's 9pfs has no read-only export, so `:ro` ones are copied
+/// (backend/pod.rs). It costs the pod a QEMU in dom0 (docs/pods.md).
+fn members_export(spec: &VmSpec) -> Option<LaunchShare> {
+    if !spec.hotplug_bus || !has_9pfs_backend() {
+        return None;
+    }
+    let path = super::pod_share::members_export(spec.dir);
+    if let Err(e) = std::fs::create_dir_all(&path) {
+        tracing::warn!("no members export for the pod ({}: {e})", path.display());
+        return None;
+    }
+    Some(LaunchShare {
+        tag: pv_init::mux::MEMBERS_SHARE_TAG.into(),
+        model: crate::volume::ShareModel::for_path(&path),
+        path,
+    })
 }
 
 /// A checkpoint to restore (`hx start --checkpoint`): libxl's stream, and the control log the
@@ -489,14 +516,19 @@ fn kill_stale_device_model(xs: &Xenstore, domid: u32) {
 }
 
 impl Backend for Xen {
-    /// The domain carries the container's name (xl list, find_domain): a running one would
-    /// need its domain renamed with it (`Context::rename`, which the warm pool uses); not
-    /// offered yet.
-    fn rename_running(&self, c: &Container, _new: &str) -> anyhow::Result<()> {
-        anyhow::bail!(
-            "container {}: renaming a running Xen container is not supported yet (stop it first)",
-            c.name
-        )
+    /// The domain carries the container's name (xl list, find_domain): renamed with it, by
+    /// libxl (which refuses a name another domain has). The record is saved after this, and
+    /// `find_domain` finds the domain by its recorded domid meanwhile.
+    fn rename_running(&self, c: &Container, new: &str) -> anyhow::Result<()> {
+        let (ctx, domid) = self.running_domain(c)?;
+        if ctx.domid_by_name(new).is_ok() {
+            bail!(
+                "container {}: a domain named {new} exists (xl list)",
+                c.name
+            );
+        }
+        ctx.rename(domid, new)
+            .with_context(|| format!("renaming domain {domid} to {new}"))
     }
 
     fn name(&self) -> &'static str {
@@ -641,6 +673,7 @@ impl Backend for Xen {
                     path: s.path.clone(),
                     model: s.model,
                 })
+                .chain(members_export(spec))
                 .collect(),
             restore,
             warm: taken,
@@ -673,6 +706,11 @@ impl Backend for Xen {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if launch.has_members_export() {
+            // Members' binds go into the export in the monitor's own mount namespace, which
+            // the 9pfs backend libxl starts from it inherits (pod_share.rs).
+            super::pod_share::private_mounts(&mut cmd, d)?;
+        }
         let w_fd = w.as_raw_fd();
         // Own session: the domain outlives `hx run` being killed, like a docker container
         // outlives its client.
@@ -778,16 +816,40 @@ impl Backend for Xen {
         pod: &Container,
         member: &crate::backend::pod::MemberFiles,
     ) -> anyhow::Result<pv_init::mux::MemberDisks> {
-        if !member.shares.is_empty() || !member.volumes.is_empty() {
-            anyhow::bail!(
-                "pod {}: volumes and host directories in a pod member are not supported on Xen yet",
-                pod.name
+        let live = self.member_shares(pod);
+        if let Some(s) = member.shares.iter().find(|s| !live.live(s.readonly)) {
+            bail!(
+                "pod {}: internal: host path {} reached the Xen backend, which takes only writable ones, and only with a members export",
+                pod.name,
+                s.path.display()
             );
         }
-        self.plug_pod_member(pod, member)
+        let disks = self.plug_pod_member(pod, member)?;
+        let pod_dir = crate::container::dir(&self.root, &pod.id);
+        if let Err(e) = super::pod_share::bind(pod, &pod_dir, member) {
+            self.unplug_member(pod, member);
+            return Err(e);
+        }
+        Ok(disks)
+    }
+
+    /// Writable ones, where the pod's domain has a members export (`members_export`).
+    fn member_shares(&self, pod: &Container) -> crate::backend::MemberShares {
+        let dir = crate::container::dir(&self.root, &pod.id);
+        match Launch::read(&dir) {
+            Ok(l) if l.has_members_export() => crate::backend::MemberShares::Writable,
+            _ => crate::backend::MemberShares::None,
+        }
+    }
+
+    /// More vbds of the member's slot (pod.rs).
+    fn max_member_volumes(&self) -> usize {
+        pv_init::mux::MAX_XEN_MEMBER_VOLUMES as usize
     }
 
     fn unplug_member(&self, pod: &Container, member: &crate::backend::pod::MemberFiles) {
+        let pod_dir = crate::container::dir(&self.root, &pod.id);
+        super::pod_share::unbind(pod, &pod_dir, &member.id);
         self.unplug_pod_member(pod, member)
     }
 

@@ -1,15 +1,18 @@
 //! A pod member's disks in a Xen pod VM (docs/pods.md): libxl's `device_disk_add` on the pod's
 //! domain, blkback in dom0 (with hx's vbd hotplug helper, or libxl's `block` script, like the
-//! boot disks), two vbds per member slot: xvdaa + 2 S (the image, read-only) and the next one
-//! (the writable layer), `pv_init::mux::xen_member_disk_index`. A slot is claimed in xenstore
-//! under the pod's domain (`hx/members/<S>` = the member's id, in a transaction) before its
-//! disks are added, so two keepers never plug into the same slot, and a killed keeper's disks
-//! are found again by its id; the claims go with the domain.
+//! boot disks). Per member slot S: xvdaa + 2 S (the image, read-only) and the next one (the
+//! writable layer), and up to `MAX_XEN_MEMBER_VOLUMES` volume disks from xvdaaa + 8 S, in the
+//! order of `MemberFiles::volumes` (`pv_init::mux::xen_member_disk_index`). A slot is claimed in
+//! xenstore under the pod's domain (`hx/members/<S>` = the member's id, in a transaction) before
+//! its disks are added, so two keepers never plug into the same slot, and a killed keeper's
+//! disks are found again by its id; the claims go with the domain.
 use super::{block_on, dom_path, sweep_loops, Xen};
 use crate::backend::pod::MemberFiles;
 use crate::container::Container;
 use anyhow::Context as _;
-use pv_init::mux::{xen_member_disk_index, MemberDisks, MAX_XEN_MEMBER_SLOT};
+use pv_init::mux::{
+    xen_member_disk_index, xen_vbd_number, MemberDisks, MAX_XEN_MEMBER_SLOT, MAX_XEN_MEMBER_VOLUMES,
+};
 use std::path::{Path, PathBuf};
 use xen_bindings::{Context, Xenstore};
 
@@ -21,7 +24,8 @@ fn slot_node(domid: u32, slot: u32) -> String {
     format!("{}/{slot}", members_dir(domid))
 }
 
-/// The guest's name of disk `disk` (0 the image, 1 the layer) of member slot `slot`.
+/// The guest's name of disk `disk` (0 the image, 1 the layer, 2… its volumes) of member slot
+/// `slot`.
 pub fn vdev(slot: u32, disk: u32) -> String {
     xen_bindings::config::vdev_for_index(xen_member_disk_index(slot, disk) as usize)
 }
@@ -38,10 +42,22 @@ fn claim(xs: &Xenstore, domid: u32, slot: u32, id: &str) -> anyhow::Result<bool>
     })?)
 }
 
-/// The member's own files for `sweep_loops`: its writable layer. Not the image, which other
-/// members may be plugging at this moment (their helper's loop device is not yet a vbd's).
+/// The member's own files for `sweep_loops`: its writable layer and volumes (a volume is
+/// attached to one container at a time). Not the image, which other members may be plugging
+/// at this moment (their helper's loop device is not yet a vbd's).
 fn own_files(m: &MemberFiles) -> Vec<PathBuf> {
-    m.upper.iter().cloned().collect()
+    let volumes = m.volumes.iter().map(|v| v.path.clone());
+    m.upper.iter().cloned().chain(volumes).collect()
+}
+
+/// The member's disks in slot order: (disk number, file, read-only).
+fn disks(m: &MemberFiles) -> impl Iterator<Item = (u32, &Path, bool)> {
+    let image = std::iter::once((0, m.rootfs.as_path(), true));
+    let upper = m.upper.as_deref().map(|u| (1, u, false));
+    let volumes = (2..)
+        .zip(&m.volumes)
+        .map(|(n, v)| (n, v.path.as_path(), v.readonly));
+    image.chain(upper).chain(volumes)
 }
 
 fn attach(
@@ -51,11 +67,10 @@ fn attach(
     m: &MemberFiles,
     script: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let disks = std::iter::once((&m.rootfs, true)).chain(m.upper.as_ref().map(|u| (u, false)));
-    for (disk, (path, readonly)) in disks.enumerate() {
-        let vdev = vdev(slot, disk as u32);
+    for (disk, path, readonly) in disks(m) {
+        let vdev = vdev(slot, disk);
         let spec = xen_bindings::config::DiskSpec {
-            target: path.clone(),
+            target: path.to_path_buf(),
             vdev: vdev.clone(),
             readonly,
         };
@@ -66,10 +81,18 @@ fn attach(
     Ok(())
 }
 
-/// Removes slot `slot`'s vbds (those there are): the guest is asked to let go first, and
-/// libxl forces it after its timeout (a member killed while its root was still mounted).
-fn remove(ctx: &Context, domid: u32, slot: u32) {
-    for disk in [1, 0] {
+/// Removes slot `slot`'s vbds (those there are, as the domain's xenstore lists them; volumes
+/// first, the image last): the guest is asked to let go first, and libxl forces it after its
+/// timeout (a member killed while its root was still mounted).
+fn remove(ctx: &Context, xs: &Xenstore, domid: u32, slot: u32) {
+    let present: Vec<String> = xs
+        .directory(&format!("{}/device/vbd", dom_path(domid)))
+        .unwrap_or_default();
+    let all = (0..2 + MAX_XEN_MEMBER_VOLUMES).rev();
+    for disk in all.filter(|d| {
+        let number = xen_vbd_number(xen_member_disk_index(slot, *d)).to_string();
+        present.contains(&number)
+    }) {
         let vdev = vdev(slot, disk);
         if let Err(e) = block_on(ctx.disk_remove(domid, &vdev)) {
             if !matches!(e, xen_bindings::XenError::Libxl { code: -23, .. }) {
@@ -85,6 +108,12 @@ impl Xen {
         pod: &Container,
         m: &MemberFiles,
     ) -> anyhow::Result<MemberDisks> {
+        if m.volumes.len() > MAX_XEN_MEMBER_VOLUMES as usize {
+            anyhow::bail!(
+                "{} volumes: a member of a Xen pod takes at most {MAX_XEN_MEMBER_VOLUMES}",
+                m.volumes.len()
+            );
+        }
         let (ctx, domid) = self.running_domain(pod)?;
         let xs = Xenstore::open()?;
         let (script, _) = self.hotplug_scripts()?;
@@ -93,7 +122,7 @@ impl Xen {
                 continue;
             }
             if let Err(e) = attach(&ctx, domid, slot, m, script.as_deref()) {
-                remove(&ctx, domid, slot);
+                remove(&ctx, &xs, domid, slot);
                 let _ = xs.rm(&slot_node(domid, slot));
                 sweep_loops(Some(&xs), &own_files(m));
                 return Err(e);
@@ -122,7 +151,7 @@ impl Xen {
                 };
                 let node = slot_node(domid, slot);
                 if xs.read(&node).ok().flatten().as_deref() == Some(m.id.as_bytes()) {
-                    remove(&ctx, domid, slot);
+                    remove(&ctx, &xs, domid, slot);
                     let _ = xs.rm(&node);
                 }
             }
@@ -142,6 +171,35 @@ mod tests {
         assert_eq!((vdev(1, 0), vdev(1, 1)), ("xvdac".into(), "xvdad".into()));
         let last = vdev(MAX_XEN_MEMBER_SLOT, 1);
         assert_eq!(xen_bindings::config::vdev_index(&last), Some(537));
+        // Volumes: three letters, eight per slot.
+        assert_eq!((vdev(0, 2), vdev(0, 9)), ("xvdaaa".into(), "xvdaah".into()));
+        assert_eq!(vdev(1, 2), "xvdaai");
+    }
+
+    #[test]
+    fn a_members_disks_go_image_layer_then_volumes_in_order() {
+        let vol = |p: &str, readonly| crate::backend::pod::MemberVolume {
+            disk: 7,
+            path: p.into(),
+            readonly,
+        };
+        let m = MemberFiles {
+            id: "ab".into(),
+            rootfs: "/i".into(),
+            upper: None,
+            shares: vec![],
+            volumes: vec![vol("/v1", false), vol("/v2", true)],
+        };
+        let got: Vec<_> = disks(&m).collect();
+        assert_eq!(
+            got,
+            [
+                (0, Path::new("/i"), true),
+                (2, Path::new("/v1"), false),
+                (3, Path::new("/v2"), true)
+            ]
+        );
+        assert_eq!(own_files(&m), [PathBuf::from("/v1"), "/v2".into()]);
     }
 
     #[test]

@@ -358,9 +358,8 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // Kubelet's volumes: a host directory read-write (an emptyDir), one read-only (a
     // ConfigMap); and the pod's DNS config in its resolv.conf. Live both ways, :ro enforced.
-    // On Xen the emptyDir goes through the pod domain's members export (9pfs from boot); the
-    // read-only ConfigMap is a copy made at the container's start (Xen's 9pfs has no
-    // read-only export; kubelet's `..data` links kept); resolv.conf likewise.
+    // On Xen both go through the pod domain's members exports (9pfs from boot; the read-only
+    // one made read-only in the monitor's mount namespace, kubelet's `..data` links kept).
     let empty_dir = c.dir.join("empty-dir");
     let config_map = c.dir.join("config-map");
     std::fs::create_dir_all(&empty_dir).unwrap();

@@ -4,8 +4,8 @@
 # Debian's containerd with its CRI plugin, the `hx` runtime handler (containerd-shim-hx-v2 from
 # /usr/local/bin) and the CNI bridge plugin (build-extras.sh), the way kubelet does: one pod as
 # one domain, two containers in it (one serving on the pod's IP, the other reaching it over
-# localhost), CRI logs, exit codes, ExecSync, the pod's DNS config, a ConfigMap-like file
-# copied in, an emptyDir live through the pod domain's members export, and StopPodSandbox +
+# localhost), CRI logs, exit codes, ExecSync, the pod's DNS config, a ConfigMap-like
+# directory and an emptyDir live through the pod domain's members exports, and StopPodSandbox +
 # RemovePodSandbox leaving nothing. Once as PVH, once as PV (HX_CONFIG's `[xen] type`, which
 # containerd passes on to the shim).
 set -u

@@ -7,7 +7,8 @@
 # member, hx rm -f of a member (the pod runs on, the member's vbds gone from xenstore), and
 # hx pod rm -f (no domain, vbd, loop device, QEMU or record left); a writable host directory live
 # in members through the pod's members export (PVH; the PV pod is made without QEMU in dom0 and
-# refuses it), a host file and a read-only directory copied in, named and anonymous volumes
+# refuses it), a read-only host file and directory (live through the read-only export, PVH:
+# kubelet's ConfigMap update seen; copies in the PV pod), named and anonymous volumes
 # (more vbds of the member's slot, also after a killed keeper), a member's stdin (-i).
 set -u
 . /lab/lib.sh
@@ -39,8 +40,11 @@ for type in pvh pv; do
     # one that filesystem takes (mapped-xattr), which dom0's ramfs /tmp cannot hold.
     rw=/lab/disk/work/pod-rw
     rm -rf "$rw"; mkdir -p "$rw"; echo from-dom0 > "$rw/in"
+    # kubelet's ConfigMap layout: the data in a versioned directory, `..data` and key links.
+    rm -rf /tmp/pod-dir; mkdir -p /tmp/pod-dir/..v1; echo "dir-from-dom0" > /tmp/pod-dir/..v1/key
+    ln -s ..v1 /tmp/pod-dir/..data; ln -s ..data/key /tmp/pod-dir/key
     shared=()
-    [ "$type" = pvh ] && shared=(-v "$rw:/shared")
+    [ "$type" = pvh ] && shared=(-v "$rw:/shared" -v /tmp/pod-dir:/cfg:ro)
     ts=$(date +%s)
     timeout 120 hx run -d --pod "$p" --name "srv$type" "${shared[@]}" busybox sh -c \
         'mkdir -p /www && echo hello-from-srv > /www/index.html && echo mine > /srv-file && exec httpd -f -p 8080 -h /www' >/dev/null \
@@ -76,19 +80,28 @@ for type in pvh pv; do
     out=$(printf 'in1\nin2\n' | timeout 60 hx run -i --rm --pod "$p" busybox sh -c 'cat; exit 4' 2>&1); rc=$?
     [ "$rc:$out" = "4:$(printf 'in1\nin2')" ] && ok "$type: run -i --pod: the member's stdin, exit 4" \
         || bad "$type: run -i --pod: exit $rc, '$out'"
-    # A small host file is copied in at the member's start, :ro enforced.
+    # A read-only host file and directory (PVH: live through the read-only members export;
+    # PV, no export: copies made at the member's start), :ro enforced, the links kept.
     echo "file-from-dom0" > /tmp/pod-file
     out=$(timeout 60 hx run --rm --pod "$p" -v /tmp/pod-file:/etc/from-host:ro busybox \
         sh -c 'cat /etc/from-host; echo x 2>/dev/null > /etc/from-host && echo writable || echo ro' 2>&1)
-    [ "$out" = "$(printf 'file-from-dom0\nro')" ] && ok "$type: a host file in a member (copied, read-only)" \
+    [ "$out" = "$(printf 'file-from-dom0\nro')" ] && ok "$type: a read-only host file in a member" \
         || bad "$type: member host file: '$out'"
-    # A small read-only directory too, its links kept (kubelet's ConfigMap layout).
-    rm -rf /tmp/pod-dir; mkdir -p /tmp/pod-dir/..v1; echo "dir-from-dom0" > /tmp/pod-dir/..v1/key
-    ln -s ..v1 /tmp/pod-dir/..data; ln -s ..data/key /tmp/pod-dir/key
     out=$(timeout 60 hx run --rm --pod "$p" -v /tmp/pod-dir:/cfg:ro busybox \
-        sh -c 'cat /cfg/key; readlink /cfg/key; touch /cfg/new 2>/dev/null && echo writable || echo ro' 2>&1)
-    [ "$out" = "$(printf 'dir-from-dom0\n..data/key\nro')" ] && ok "$type: a read-only host directory in a member (copied, links kept)" \
+        sh -c 'cat /cfg/key; readlink /cfg/key; touch /cfg/new /cfg/..v1/new 2>/dev/null && echo writable || echo ro' 2>&1)
+    [ "$out" = "$(printf 'dir-from-dom0\n..data/key\nro')" ] && ok "$type: a read-only host directory in a member (links kept)" \
         || bad "$type: member host directory: '$out'"
+    if [ "$type" = pvh ]; then
+        # kubelet's update: a new version directory, `..data` swapped by a rename. The running
+        # member sees it.
+        mkdir /tmp/pod-dir/..v2; echo "dir-updated" > /tmp/pod-dir/..v2/key
+        ln -s ..v2 /tmp/pod-dir/..data_tmp && mv -T /tmp/pod-dir/..data_tmp /tmp/pod-dir/..data
+        out=$(timeout 60 hx exec "srv$type" sh -c 'cat /cfg/key; touch /cfg/..v2/x 2>/dev/null && echo writable || echo ro' 2>&1)
+        [ "$out" = "$(printf 'dir-updated\nro')" ] && ok "$type: a running member sees dom0's update of a read-only directory" \
+            || bad "$type: srv's /cfg after the update: '$out'"
+        [ ! -e /tmp/pod-dir/..v2/x ] && ok "$type: nothing written through the read-only export" \
+            || bad "$type: written: $(ls -la /tmp/pod-dir/..v2)"
+    fi
     # Volumes are more vbds of the member's slot (xvdaaa + 8 x slot...): a named volume's data
     # outlives the member that wrote it; :ro is read-only; an anonymous volume works too.
     hx volume create "podvol$type" >/dev/null 2>&1 || bad "$type: volume create podvol$type"

@@ -37,16 +37,21 @@ pub fn members_export_ro(pod_dir: &Path) -> PathBuf {
     pod_dir.join(EXPORT_RO)
 }
 
-/// Makes the export and starts the VM process `cmd` in a mount namespace of its own (a slave
-/// of the host's: the host's mounts still reach it).
-pub fn private_mounts(cmd: &mut Command, pod_dir: &Path) -> anyhow::Result<()> {
+/// Makes the exports and starts the VM process `cmd` in a mount namespace of its own (a slave
+/// of the host's: the host's mounts still reach it). `seal_ro`: the read-only export is a
+/// read-only bind of itself in that namespace, for a 9p server that cannot export read-only
+/// (Xen's): what the guest sees there, the export's own directory included, it cannot change,
+/// while the host still makes `<id>/<tag>` in it through its own namespace.
+pub fn private_mounts(cmd: &mut Command, pod_dir: &Path, seal_ro: bool) -> anyhow::Result<()> {
     for export in [members_export(pod_dir), members_export_ro(pod_dir)] {
         std::fs::create_dir_all(&export)
             .with_context(|| format!("creating {}", export.display()))?;
     }
-    // SAFETY: unshare and mount only, between fork and exec.
+    let ro = cstr(&members_export_ro(pod_dir))?;
+    // SAFETY: unshare and mount only, between fork and exec, on a string made before the fork.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
             if libc::unshare(libc::CLONE_NEWNS) != 0
                 || libc::mount(
                     std::ptr::null(),
@@ -56,7 +61,29 @@ pub fn private_mounts(cmd: &mut Command, pod_dir: &Path) -> anyhow::Result<()> {
                     std::ptr::null(),
                 ) != 0
             {
-                return Err(std::io::Error::last_os_error());
+                return fail();
+            }
+            if seal_ro
+                && (libc::mount(
+                    ro.as_ptr(),
+                    ro.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        ro.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND
+                            | libc::MS_REMOUNT
+                            | libc::MS_RDONLY
+                            | libc::MS_NOSUID
+                            | libc::MS_NODEV,
+                        std::ptr::null(),
+                    ) != 0)
+            {
+                return fail();
             }
             Ok(())
         });

@@ -583,7 +583,7 @@ impl Backend for Qemu {
         // its client; `hx ps`/`hx rm` find it by pid + start time.
         process::detach(&mut cmd, inherit);
         if spec.hotplug_bus {
-            super::pod_share::private_mounts(&mut cmd, spec.dir)?;
+            super::pod_share::private_mounts(&mut cmd, spec.dir, false)?;
         }
         // Recorded in the container's state before it may run (spawn_recorded).
         let (pid, start) = super::spawn_recorded(&mut cmd, spec.on_spawn).with_context(|| {

@@ -94,32 +94,55 @@ impl Launch {
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", p.display()))
     }
 
-    /// Whether the domain is a pod's with a members export (`members_export`).
-    pub fn has_members_export(&self) -> bool {
-        self.shares
-            .iter()
-            .any(|s| s.tag == pv_init::mux::MEMBERS_SHARE_TAG)
+    /// Which host paths of its members the domain takes live: those of the members exports
+    /// it was made with (`members_exports`; a pod made by an older hx may have the writable
+    /// one only).
+    pub fn member_shares(&self) -> crate::backend::MemberShares {
+        let has = |tag: &str| self.shares.iter().any(|s| s.tag == tag);
+        match (
+            has(pv_init::mux::MEMBERS_SHARE_TAG),
+            has(pv_init::mux::MEMBERS_RO_SHARE_TAG),
+        ) {
+            (true, true) => crate::backend::MemberShares::All,
+            (true, false) => crate::backend::MemberShares::Writable,
+            _ => crate::backend::MemberShares::None,
+        }
     }
 }
 
-/// A pod's domain gets a writable members export from boot where dom0 has the 9pfs backend
-/// (a running domain cannot gain one): its members' writable host directories and files are
-/// bound into it (pod_share.rs); Xen's 9pfs has no read-only export, so `:ro` ones are copied
-/// (backend/pod.rs). It costs the pod a QEMU in dom0 (docs/pods.md).
-fn members_export(spec: &VmSpec) -> Option<LaunchShare> {
+/// A pod's domain gets the members exports from boot where dom0 has the 9pfs backend (a
+/// running domain cannot gain one), its members' host directories and files bound into them
+/// (pod_share.rs) as on QEMU: the writable one with the model its filesystem takes, the
+/// read-only one with the host's own metadata (passthrough: host symlinks read as symlinks, as
+/// kubelet's ConfigMaps need) — safe only because the monitor's namespace makes it read-only
+/// (`private_mounts`), Xen's 9pfs having no read-only export. They cost the pod a QEMU in dom0
+/// (docs/pods.md); without them members get copies (backend/pod.rs).
+fn members_exports(spec: &VmSpec) -> Vec<LaunchShare> {
     if !spec.hotplug_bus || !has_9pfs_backend() {
-        return None;
+        return Vec::new();
     }
-    let path = super::pod_share::members_export(spec.dir);
-    if let Err(e) = std::fs::create_dir_all(&path) {
-        tracing::warn!("no members export for the pod ({}: {e})", path.display());
-        return None;
+    let (rw, ro) = (
+        super::pod_share::members_export(spec.dir),
+        super::pod_share::members_export_ro(spec.dir),
+    );
+    for path in [&rw, &ro] {
+        if let Err(e) = std::fs::create_dir_all(path) {
+            tracing::warn!("no members exports for the pod ({}: {e})", path.display());
+            return Vec::new();
+        }
     }
-    Some(LaunchShare {
-        tag: pv_init::mux::MEMBERS_SHARE_TAG.into(),
-        model: crate::volume::ShareModel::for_path(&path),
-        path,
-    })
+    vec![
+        LaunchShare {
+            tag: pv_init::mux::MEMBERS_SHARE_TAG.into(),
+            model: crate::volume::ShareModel::for_path(&rw),
+            path: rw,
+        },
+        LaunchShare {
+            tag: pv_init::mux::MEMBERS_RO_SHARE_TAG.into(),
+            model: crate::volume::ShareModel::Passthrough,
+            path: ro,
+        },
+    ]
 }
 
 /// A checkpoint to restore (`hx start --checkpoint`): libxl's stream, and the control log the
@@ -673,7 +696,7 @@ impl Backend for Xen {
                     path: s.path.clone(),
                     model: s.model,
                 })
-                .chain(members_export(spec))
+                .chain(members_exports(spec))
                 .collect(),
             restore,
             warm: taken,
@@ -706,10 +729,11 @@ impl Backend for Xen {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if launch.has_members_export() {
-            // Members' binds go into the export in the monitor's own mount namespace, which
-            // the 9pfs backend libxl starts from it inherits (pod_share.rs).
-            super::pod_share::private_mounts(&mut cmd, d)?;
+        if launch.member_shares() != crate::backend::MemberShares::None {
+            // Members' binds go into the exports in the monitor's own mount namespace, which
+            // the 9pfs backend libxl starts from it inherits (pod_share.rs); Xen's 9pfs has no
+            // read-only export, so the namespace makes that one read-only.
+            super::pod_share::private_mounts(&mut cmd, d, true)?;
         }
         let w_fd = w.as_raw_fd();
         // Own session: the domain outlives `hx run` being killed, like a docker container
@@ -819,7 +843,7 @@ impl Backend for Xen {
         let live = self.member_shares(pod);
         if let Some(s) = member.shares.iter().find(|s| !live.live(s.readonly)) {
             bail!(
-                "pod {}: internal: host path {} reached the Xen backend, which takes only writable ones, and only with a members export",
+                "pod {}: internal: host path {} reached a Xen pod domain without the members export for it",
                 pod.name,
                 s.path.display()
             );
@@ -833,13 +857,12 @@ impl Backend for Xen {
         Ok(disks)
     }
 
-    /// Writable ones, where the pod's domain has a members export (`members_export`).
+    /// Those of the members exports the pod's domain was made with (`members_exports`).
     fn member_shares(&self, pod: &Container) -> crate::backend::MemberShares {
         let dir = crate::container::dir(&self.root, &pod.id);
-        match Launch::read(&dir) {
-            Ok(l) if l.has_members_export() => crate::backend::MemberShares::Writable,
-            _ => crate::backend::MemberShares::None,
-        }
+        Launch::read(&dir)
+            .map(|l| l.member_shares())
+            .unwrap_or(crate::backend::MemberShares::None)
     }
 
     /// More vbds of the member's slot (pod.rs).

@@ -26,6 +26,7 @@ pub const SUPPORTED: &[&str] = &[
     "extra",
     "disk",
     "vif",
+    "vfb",
     "on_poweroff",
     "on_reboot",
     "on_crash",
@@ -55,6 +56,9 @@ pub const UNSUPPORTED: &[&str] = &[
     "usbdev",
     "vkb",
     "vdispl",
+    // HVM's emulated display: hx create makes HVM domains without one yet.
+    "vnc",
+    "sdl",
     "vsnd",
     "device_model_override",
     "device_model_stubdomain_override",
@@ -149,6 +153,21 @@ pub struct XlVif {
     pub rate: Option<String>,
 }
 
+/// One `vfb = [...]` entry (a PV framebuffer, with the virtual keyboard xl adds for it), VNC
+/// only: xl's `key=value,...` syntax, parsed as xl does (libxlutil has no parser for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XlVfb {
+    /// `vnc=1`: served by QEMU in dom0 (the domain's device model).
+    pub vnc: bool,
+    pub listen: Option<String>,
+    pub passwd: Option<String>,
+    /// `vncdisplay=N`: port 5900 + N.
+    pub display: Option<u32>,
+    /// `vncunused=0|1`: the first free display from `display` on (libxl's default: yes).
+    pub find_unused: Option<bool>,
+    pub keymap: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XlDomain {
     pub name: String,
@@ -165,6 +184,7 @@ pub struct XlDomain {
     pub cmdline: Option<String>,
     pub disks: Vec<XlDisk>,
     pub vifs: Vec<XlVif>,
+    pub vfbs: Vec<XlVfb>,
     pub on_poweroff: ShutdownAction,
     pub on_reboot: ShutdownAction,
     pub on_crash: ShutdownAction,
@@ -590,6 +610,12 @@ impl XlDomain {
             .iter()
             .map(|s| parse_vif(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let vfbs = xlu
+            .list("vfb")?
+            .unwrap_or_default()
+            .iter()
+            .map(|s| parse_vfb(s))
+            .collect::<Result<Vec<_>, _>>()?;
         let action = |k: &str, default| -> Result<ShutdownAction, XenError> {
             match xlu.string(k)? {
                 None => Ok(default),
@@ -610,6 +636,7 @@ impl XlDomain {
             cmdline,
             disks,
             vifs,
+            vfbs,
             on_poweroff: action("on_poweroff", ShutdownAction::Destroy)?,
             on_reboot: action("on_reboot", ShutdownAction::Restart)?,
             on_crash: action("on_crash", ShutdownAction::Destroy)?,
@@ -650,6 +677,9 @@ impl XlDomain {
         }
         if self.cmdline.as_ref().is_some_and(|c| c.len() >= 2048) {
             return bad("kernel command line: longer than 2047 bytes".into());
+        }
+        if self.kind == XlType::Hvm && !self.vfbs.is_empty() {
+            return bad("vfb: a PV or PVH domain's framebuffer, not an HVM one's".into());
         }
         let mut seen = std::collections::HashSet::new();
         for d in &self.disks {
@@ -733,9 +763,81 @@ impl XlDomain {
                 c.num_nics = i as c_int + 1;
                 fill_nic(nic, v, Some(i))?;
             }
+            // As xl: a virtual keyboard beside each framebuffer, both numbered by position.
+            c.vfbs = crate::config::calloc::<sys::libxl_device_vfb>(self.vfbs.len());
+            c.vkbs = crate::config::calloc::<sys::libxl_device_vkb>(self.vfbs.len());
+            for (i, f) in self.vfbs.iter().enumerate() {
+                let vfb = &mut *c.vfbs.add(i);
+                sys::libxl_device_vfb_init(vfb);
+                c.num_vfbs = i as c_int + 1;
+                let vkb = &mut *c.vkbs.add(i);
+                sys::libxl_device_vkb_init(vkb);
+                c.num_vkbs = i as c_int + 1;
+                vfb.devid = i as c_int;
+                vkb.devid = i as c_int;
+                sys::libxl_defbool_set(&mut vfb.vnc.enable, f.vnc);
+                if let Some(l) = &f.listen {
+                    vfb.vnc.listen = s("vnclisten", l)?;
+                }
+                if let Some(p) = &f.passwd {
+                    vfb.vnc.passwd = s("vncpasswd", p)?;
+                }
+                if let Some(d) = f.display {
+                    vfb.vnc.display = d as c_int;
+                }
+                if let Some(u) = f.find_unused {
+                    sys::libxl_defbool_set(&mut vfb.vnc.findunused, u);
+                }
+                if let Some(k) = &f.keymap {
+                    vfb.keymap = s("keymap", k)?;
+                }
+            }
         }
         Ok(cfg)
     }
+}
+
+/// One `vfb = [...]` entry. xl reads the numbers with atoi; here they are whole numbers or
+/// refused, and keys hx does not carry out (SDL's) are refused rather than dropped.
+pub fn parse_vfb(spec: &str) -> Result<XlVfb, XenError> {
+    let bad = |m: String| XenError::InvalidConfig(format!("vfb {spec:?}: {m}"));
+    let mut f = XlVfb::default();
+    for item in spec.split(',') {
+        let item = item.trim_matches(|c: char| c == ' ' || c == '\t');
+        if item.is_empty() {
+            continue;
+        }
+        let (k, val) = item
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{item:?} is not key=value")))?;
+        if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
+            return Err(bad(format!(
+                "{k}: empty, too long or with control characters"
+            )));
+        }
+        let flag = || match val {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(bad(format!("{k}={val}: 0 or 1"))),
+        };
+        match k {
+            "vnc" => f.vnc = flag()?,
+            "vncunused" => f.find_unused = Some(flag()?),
+            "vnclisten" => f.listen = Some(val.to_string()),
+            "vncpasswd" => f.passwd = Some(val.to_string()),
+            "vncdisplay" => {
+                f.display = Some(
+                    val.parse::<u32>()
+                        .ok()
+                        .filter(|d| *d <= 65535 - 5900)
+                        .ok_or_else(|| bad(format!("vncdisplay {val:?}: 0 to {}", 65535 - 5900)))?,
+                )
+            }
+            "keymap" => f.keymap = Some(val.to_string()),
+            _ => return Err(bad(format!("unsupported parameter {k:?}"))),
+        }
+    }
+    Ok(f)
 }
 
 /// Fills an initialised libxl nic from a vif spec; `devid` is its index (xl numbers them so), or
@@ -962,6 +1064,58 @@ on_crash = "preserve"
     }
 
     #[test]
+    fn a_vfb_becomes_a_vnc_framebuffer_and_a_keyboard() {
+        let cfg = b"name=\"v\"\ntype=\"pv\"\nkernel=\"/k\"\nvfb=['vnc=1, vnclisten=127.0.0.1,vncdisplay=3,vncunused=0,vncpasswd=s3cret,keymap=de']\n";
+        let d = XlDomain::parse("v.cfg", cfg).unwrap();
+        assert_eq!(
+            d.vfbs,
+            [XlVfb {
+                vnc: true,
+                listen: Some("127.0.0.1".into()),
+                passwd: Some("s3cret".into()),
+                display: Some(3),
+                find_unused: Some(false),
+                keymap: Some("de".into()),
+            }]
+        );
+        let cfg = d.to_libxl().unwrap();
+        let c = &cfg.inner;
+        // SAFETY: reading what to_libxl stored.
+        unsafe {
+            assert_eq!((c.num_vfbs, c.num_vkbs), (1, 1));
+            let vfb = &*c.vfbs;
+            assert!(sys::libxl_defbool_val(vfb.vnc.enable));
+            assert!(!sys::libxl_defbool_val(vfb.vnc.findunused));
+            assert_eq!(vfb.vnc.display, 3);
+            assert_eq!(
+                CStr::from_ptr(vfb.vnc.listen).to_str().unwrap(),
+                "127.0.0.1"
+            );
+            assert_eq!(CStr::from_ptr(vfb.vnc.passwd).to_str().unwrap(), "s3cret");
+            assert_eq!(CStr::from_ptr(vfb.keymap).to_str().unwrap(), "de");
+        }
+        for (spec, why) in [
+            ("vnc=yes", "0 or 1"),
+            ("sdl=1", "unsupported parameter"),
+            ("vncdisplay=-1", "vncdisplay"),
+            ("vncdisplay=70000", "vncdisplay"),
+            ("vnc", "not key=value"),
+        ] {
+            let e = parse_vfb(spec).unwrap_err().to_string();
+            assert!(e.contains(why), "{spec}: {e}");
+        }
+        // HVM's display keys and a framebuffer on HVM are refused, not dropped.
+        let e = XlDomain::parse("h.cfg", b"name=\"h\"\ntype=\"hvm\"\nvnc=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"vnc\" is not supported"), "{e}");
+        let e = XlDomain::parse("h.cfg", b"name=\"h\"\ntype=\"hvm\"\nvfb=['vnc=1']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an HVM"), "{e}");
+    }
+
+    #[test]
     fn extra_lines_override_the_file() {
         let file = b"name=\"a\"\nkernel=\"/k\"\nmemory=64";
         let data = with_extra_lines(file, &["memory=96".into(), "name=\"b\"".into()]).unwrap();
@@ -997,6 +1151,16 @@ on_crash = "preserve"
             prop_assert_eq!(v.bridge.as_deref(), Some(bridge.as_str()));
             prop_assert_eq!(v.mac.unwrap()[1], mac[1]);
             let _ = parse_vif(&junk);
+        }
+
+        /// The vfb parser: known keys round-trip, anything else is an error, never a panic.
+        #[test]
+        fn vfb_specs(display in 0u32..59636, listen in "[0-9.]{1,15}", junk in ".{0,40}") {
+            let f = parse_vfb(&format!("vnc=1,vnclisten={listen}, vncdisplay={display}")).unwrap();
+            prop_assert!(f.vnc);
+            prop_assert_eq!(f.display, Some(display));
+            prop_assert_eq!(f.listen.as_deref(), Some(listen.as_str()));
+            let _ = parse_vfb(&junk);
         }
     }
 }

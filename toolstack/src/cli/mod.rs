@@ -72,6 +72,7 @@ pub mod user_network;
 pub mod vcpu_list;
 pub mod vcpu_pin;
 pub mod vcpu_set;
+pub mod vncviewer;
 pub mod volume;
 pub mod volume_snapshot;
 pub mod wait;
@@ -208,6 +209,8 @@ pub enum Command {
     // `con` stayed console's when `config` came (docs/cli.md, "Command prefixes").
     #[command(alias = "con")]
     Console(console::Args),
+    /// Attach a VNC viewer to a domain's VNC server (xl vncviewer)
+    Vncviewer(vncviewer::Args),
     /// Set a domain's memory target (xl mem-set)
     MemSet(mem_set::Args),
     /// Set how many vCPUs a domain has online (xl vcpu-set)
@@ -389,6 +392,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Pause(a) => pause::run(g, a).await,
         Command::Unpause(a) => unpause::run(g, a).await,
         Command::Console(a) => console::run(g, a).await,
+        Command::Vncviewer(a) => vncviewer::run(g, a).await,
         Command::MemSet(a) => mem_set::run(g, a).await,
         Command::VcpuSet(a) => vcpu_set::run(g, a).await,
         Command::Domid(a) => domid::run(g, a).await,

@@ -26,6 +26,8 @@ pub enum Command {
     /// Save a domain's memory and state to FILE, in xl's format (xl save)
     Save(SaveArgs),
     /// Restore a domain from a save file of hx's or xl's (xl restore)
+    // -V is xl's VNC viewer flag here, not --version.
+    #[command(disable_version_flag = true)]
     Restore(RestoreArgs),
 }
 
@@ -65,6 +67,12 @@ pub struct RestoreArgs {
     /// Attach to the domain's console once restored
     #[arg(short = 'c')]
     pub console: bool,
+    /// Start a VNC viewer on the domain's VNC server once restored (hx vncviewer)
+    #[arg(short = 'V', long = "vncviewer")]
+    pub vncviewer: bool,
+    /// As -V, passing the domain's VNC password on the viewer's standard input
+    #[arg(short = 'A', long = "vncviewer-autopass")]
+    pub autopass: bool,
     /// [CONFIG] FILE: an xl.cfg file to use instead of the saved config, then the save file
     #[arg(num_args = 1..=2, required = true, value_name = "[CONFIG] FILE")]
     pub files: Vec<String>,
@@ -312,6 +320,11 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<i32> {
     guard.confirm()?;
     if let Ok(xs) = xen_bindings::Xenstore::open() {
         let _ = xs.rm(&format!("/local/domain/{domid}/{RESTORING_NODE}"));
+    }
+    if args.vncviewer || args.autopass {
+        if let Err(e) = super::vncviewer::spawn(domid, args.autopass) {
+            errln!("hx: {e}");
+        }
     }
     if args.console {
         return Err(ctx.console_exec(domid).into());

@@ -1,4 +1,4 @@
-//! `hx create FILE.cfg [-p] [-c] [-q] [-n] [-d] [-F] [-e] [-i] [KEY=VALUE...]`: any domain
+//! `hx create FILE.cfg [-p] [-c] [-V|-A] [-q] [-n] [-d] [-F] [-e] [-i] [KEY=VALUE...]`: any domain
 //! described in xl.cfg syntax, as `xl create` makes it. libxlutil parses the file
 //! (xen_bindings::xlcfg), libxl creates the domain, and `hx __xl-monitor` (detached, like xl's
 //! daemon; in the foreground with -F, none with -e) carries out on_poweroff/on_reboot/on_crash
@@ -41,6 +41,12 @@ pub struct Args {
     /// Ignore xl.conf's global vCPU affinity masks (hx applies none; accepted for xl's scripts)
     #[arg(short = 'i')]
     pub ignore_masks: bool,
+    /// Start a VNC viewer on the domain's VNC server once it is created (hx vncviewer)
+    #[arg(short = 'V', long = "vncviewer")]
+    pub vncviewer: bool,
+    /// As -V, passing the domain's VNC password on the viewer's standard input
+    #[arg(short = 'A', long = "vncviewer-autopass")]
+    pub autopass: bool,
     /// The config file (also the first argument)
     #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
     pub defconfig: Option<String>,
@@ -50,7 +56,7 @@ pub struct Args {
 }
 
 /// xl's short options without a value, which may precede the file.
-const XL_FLAGS: &[u8] = b"pcqndFei";
+const XL_FLAGS: &[u8] = b"pcqndFeiVA";
 
 /// Whether `hx ... create ARGS` is xl's create: its first argument after xl's own flags names a
 /// config file (`*.cfg`, or an existing file given as a path), or `-f`/`--defconfig` is used.
@@ -75,7 +81,7 @@ pub fn detect(argv: &[String]) -> Option<usize> {
         if a.len() > 1 && a.starts_with('-') && a[1..].bytes().all(|b| XL_FLAGS.contains(&b)) {
             continue;
         }
-        if a == "--quiet" || a == "--dryrun" {
+        if ["--quiet", "--dryrun", "--vncviewer", "--vncviewer-autopass"].contains(&a.as_str()) {
             continue;
         }
         let path = Path::new(a);
@@ -168,6 +174,12 @@ async fn create(args: Args) -> anyhow::Result<i32> {
         if let Err(e) = ctx.unpause(domid).await {
             let _ = ctx.destroy(domid).await;
             return Err(e.into());
+        }
+    }
+    if args.vncviewer || args.autopass {
+        // As xl's viewer child: its failure is the viewer's, not the domain's.
+        if let Err(e) = super::vncviewer::spawn(domid, args.autopass) {
+            errln!("hx: {e}");
         }
     }
     if args.console {

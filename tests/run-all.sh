@@ -69,7 +69,7 @@ xen_lab() {
         --image "redis=$layout/redis" --image "mariadb=$layout/mariadb" \
         --script tests/xen-lab/checks/pods.sh \
         --script tests/xen-lab/checks/xl-save.sh \
-        --script tests/xen-lab/checks/xl-admin.sh --script tests/xen-lab/checks/vnc.sh \
+        --script tests/xen-lab/checks/xl-admin.sh --script tests/xen-lab/checks/xl-misc.sh \
         --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
         --script tests/xen-lab/checks/compat.sh \
         --extras --script tests/xen-lab/checks/docker.sh \

@@ -19,7 +19,7 @@ use crate::event_loop::{self, Owned, QUIT_BYTE};
 use crate::events::{self, Dispatch, DomainEvent, ShutdownReason};
 use crate::logger::TracingLogger;
 use crate::sigchld::SigchldForward;
-pub use admin::{CpupoolInfo, Credit2, VcpuInfo};
+pub use admin::{CpupoolInfo, Credit2, Trigger, VcpuInfo};
 pub use devices::{BlockInfo, NicInfo};
 use libxl_sys as sys;
 use std::ffi::{c_int, c_void, CStr, CString};
@@ -735,6 +735,16 @@ pub fn channel_console_number(index: usize) -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn triggers_are_libxls_names() {
+        for name in ["nmi", "reset", "init", "power", "sleep", "s3resume"] {
+            assert!(Trigger::parse(name).is_some(), "{name}");
+        }
+        for name in ["", "NMI?", "unknown", "nmi\0", "bogus"] {
+            assert!(Trigger::parse(name).is_none(), "{name:?}");
+        }
+    }
 
     #[test]
     fn refuses_to_start_outside_dom0() {

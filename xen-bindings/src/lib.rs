@@ -20,7 +20,8 @@ pub use config::{
     Channel, ChannelConnection, CrashAction, DiskSpec, DomainConfig, DomainType, NicSpec, P9Spec,
 };
 pub use context::{
-    BlockInfo, Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, NicInfo, VcpuInfo,
+    BlockInfo, Context, CpupoolInfo, Credit2, DomainEvents, DomainInfo, HostInfo, NicInfo, Trigger,
+    VcpuInfo,
 };
 pub use cpuset::CpuSet;
 pub use error::XenError;

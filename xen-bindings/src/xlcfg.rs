@@ -56,9 +56,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "usbdev",
     "vkb",
     "vdispl",
-    // HVM's emulated display: hx create makes HVM domains without one yet.
-    "vnc",
-    "sdl",
     "vsnd",
     "device_model_override",
     "device_model_stubdomain_override",
@@ -1104,11 +1101,7 @@ on_crash = "preserve"
             let e = parse_vfb(spec).unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");
         }
-        // HVM's display keys and a framebuffer on HVM are refused, not dropped.
-        let e = XlDomain::parse("h.cfg", b"name=\"h\"\ntype=\"hvm\"\nvnc=1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("\"vnc\" is not supported"), "{e}");
+        // A framebuffer on HVM is refused, not dropped.
         let e = XlDomain::parse("h.cfg", b"name=\"h\"\ntype=\"hvm\"\nvfb=['vnc=1']\n")
             .unwrap_err()
             .to_string();

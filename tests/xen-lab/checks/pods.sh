@@ -101,6 +101,13 @@ for type in pvh pv; do
             || bad "$type: srv's /cfg after the update: '$out'"
         [ ! -e /tmp/pod-dir/..v2/x ] && ok "$type: nothing written through the read-only export" \
             || bad "$type: written: $(ls -la /tmp/pod-dir/..v2)"
+        # As the 9pfs QEMU sees it (it serves passthrough there): the export and srv's bind in
+        # it read-only, and the bind in no peer group of the host's (private).
+        q=$(pgrep -f "^$dm" | head -n 1)
+        seen=$(awk '$5 ~ /\/members-ro(\/|$)/ { n++; if ($6 !~ /^ro(,|$)/) w++; if ($0 ~ / shared:[0-9]/) s++ }
+                END { printf "%d %d %d", n, w, s }' "/proc/$q/mountinfo" 2>/dev/null)
+        [ "$seen" = "2 0 0" ] && ok "$type: the read-only export and its bind are read-only and private in QEMU's mounts" \
+            || bad "$type: QEMU ($q) sees members-ro mounts (count, writable, shared): '$seen'"
     fi
     # Volumes are more vbds of the member's slot (xvdaaa + 8 x slot...): a named volume's data
     # outlives the member that wrote it; :ro is read-only; an anonymous volume works too.

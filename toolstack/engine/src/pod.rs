@@ -134,7 +134,7 @@ fn copies_fit(
     for v in volumes {
         let refuse = |why: &str| {
             anyhow::anyhow!(
-                "--pod: -v {v}: {why} (this {backend} pod's VM has no members export: it takes copies of small host files and read-only host directories at a member's start; docs/pods.md)"
+                "--pod: -v {v}: {why} (this {backend} pod's VM has no members export for it: it takes copies of small host files and read-only host directories at a member's start; docs/pods.md)"
             )
         };
         let arg = crate::volume::parse_arg(v)?;

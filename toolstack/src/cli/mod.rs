@@ -78,6 +78,7 @@ pub mod volume_snapshot;
 pub mod wait;
 pub mod xentop;
 pub mod xl_create;
+pub mod xl_misc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -196,6 +197,8 @@ pub enum Command {
     /// Show the hypervisor's message ring (xl dmesg)
     Dmesg(dmesg::Args),
     /// Destroy domains at once (xl destroy)
+    // `de` stayed destroy's when `debug-keys` came (docs/cli.md, "Command prefixes").
+    #[command(alias = "de")]
     Destroy(destroy::Args),
     /// Ask domains to shut down (xl shutdown)
     Shutdown(shutdown::Args),
@@ -211,6 +214,14 @@ pub enum Command {
     Console(console::Args),
     /// Attach a VNC viewer to a domain's VNC server (xl vncviewer)
     Vncviewer(vncviewer::Args),
+    /// Send debug keys to the hypervisor (xl debug-keys)
+    DebugKeys(xl_misc::DebugKeysArgs),
+    /// Set hypervisor parameters at run time (xl set-parameters)
+    SetParameters(xl_misc::SetParametersArgs),
+    /// Write a domain's memory to an ELF core file (xl dump-core)
+    DumpCore(xl_misc::DumpCoreArgs),
+    /// Send a trigger (nmi, reset, power, ...) to a domain (xl trigger)
+    Trigger(xl_misc::TriggerArgs),
     /// Set a domain's memory target (xl mem-set)
     MemSet(mem_set::Args),
     /// Set how many vCPUs a domain has online (xl vcpu-set)
@@ -393,6 +404,10 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Unpause(a) => unpause::run(g, a).await,
         Command::Console(a) => console::run(g, a).await,
         Command::Vncviewer(a) => vncviewer::run(g, a).await,
+        Command::DebugKeys(a) => xl_misc::debug_keys(g, a).await,
+        Command::SetParameters(a) => xl_misc::set_parameters(g, a).await,
+        Command::DumpCore(a) => xl_misc::dump_core(g, a).await,
+        Command::Trigger(a) => xl_misc::trigger(g, a).await,
         Command::MemSet(a) => mem_set::run(g, a).await,
         Command::VcpuSet(a) => vcpu_set::run(g, a).await,
         Command::Domid(a) => domid::run(g, a).await,

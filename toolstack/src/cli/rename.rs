@@ -37,11 +37,18 @@ fn rename(root: &std::path::Path, key: &str, new: &str) -> anyhow::Result<()> {
         return Err(hx_engine::HxError::NameInUse(new.to_string()).into());
     }
     let be = backend::for_container(&c, root)?;
-    if c.status == Status::Running && be.is_running(&c) {
+    let renamed = c.status == Status::Running && be.is_running(&c);
+    if renamed {
         be.rename_running(&c, new)?;
     }
-    c.name = new.to_string();
-    container::save(root, &c)?;
+    let old = std::mem::replace(&mut c.name, new.to_string());
+    if let Err(e) = container::save(root, &c) {
+        // The VM keeps the name the record keeps.
+        if renamed {
+            let _ = be.rename_running(&c, &old);
+        }
+        return Err(e);
+    }
     // Its user network's resolver answers for the new name (docker's does too).
     if let Some(net) = c.network.as_ref().and_then(|n| n.network.as_ref()) {
         hx_engine::network::user_net::rename_endpoint(root, net, &c.id, new);

@@ -1,12 +1,28 @@
 //! The rest of xl's administration calls: vCPUs and their affinity, credit2 parameters, static
-//! maximum memory, CPU pools, sysrq, start times, and creating a domain from an xl.cfg model.
-//! Quick synchronous libxl calls, like the queries in context.rs.
+//! maximum memory, CPU pools, sysrq, debug keys, hypervisor parameters, triggers, core dumps,
+//! start times, and creating a domain from an xl.cfg model. Mostly quick synchronous libxl
+//! calls, like the queries in context.rs.
 use super::{Bitmap, Context, Creating};
 use crate::cpuset::CpuSet;
 use crate::error::XenError;
 use crate::xlcfg::XlDomain;
 use libxl_sys as sys;
 use std::ffi::{c_int, CStr};
+
+/// An `xl trigger` event, by libxl's name for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger(sys::libxl_trigger);
+
+impl Trigger {
+    /// `nmi`, `reset`, `init`, `power`, `sleep` or `s3resume` (libxl's string table).
+    pub fn parse(name: &str) -> Option<Trigger> {
+        let c = std::ffi::CString::new(name).ok()?;
+        let mut t: sys::libxl_trigger = 0;
+        // SAFETY: a C string and a place for the value.
+        let rc = unsafe { sys::libxl_trigger_from_string(c.as_ptr(), &mut t) };
+        (rc == 0 && t != sys::LIBXL_TRIGGER_UNKNOWN).then_some(Trigger(t))
+    }
+}
 
 /// One vCPU, as `xl vcpu-list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +289,59 @@ impl Context {
         self.check("send_sysrq", mark, unsafe {
             sys::libxl_send_sysrq(self.ctx(), domid, key as std::ffi::c_char)
         })
+    }
+
+    /// Sends debug keys to the hypervisor (`xl debug-keys`): each runs its handler, whose output
+    /// goes to the hypervisor's message ring (`xl dmesg`).
+    pub fn send_debug_keys(&self, keys: &str) -> Result<(), XenError> {
+        let keys = std::ffi::CString::new(keys)
+            .map_err(|_| XenError::InvalidConfig("debug keys contain a NUL byte".into()))?;
+        let mark = self.inner.logger().mark();
+        // SAFETY: valid context and C string (libxl only reads it).
+        self.check("send_debug_keys", mark, unsafe {
+            sys::libxl_send_debug_keys(self.ctx(), keys.as_ptr().cast_mut())
+        })
+    }
+
+    /// Sets hypervisor parameters at run time (`xl set-parameters`, e.g. `loglvl=all`).
+    pub fn set_parameters(&self, params: &str) -> Result<(), XenError> {
+        let params = std::ffi::CString::new(params)
+            .map_err(|_| XenError::InvalidConfig("parameters contain a NUL byte".into()))?;
+        let mark = self.inner.logger().mark();
+        // SAFETY: valid context and C string (libxl only reads it).
+        self.check("set_parameters", mark, unsafe {
+            sys::libxl_set_parameters(self.ctx(), params.as_ptr().cast_mut())
+        })
+    }
+
+    /// Writes the domain's memory and vCPU state to `path` as an ELF core file (`xl
+    /// dump-core`); the domain runs on.
+    pub async fn core_dump(&self, domid: u32, path: &std::path::Path) -> Result<(), XenError> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| XenError::InvalidConfig("core file name contains a NUL byte".into()))?;
+        // SAFETY: the name is kept alive with the operation (`keep`) until libxl calls back.
+        self.start_ao("domain_core_dump", path, |ctx, keep, how| unsafe {
+            sys::libxl_domain_core_dump(ctx, domid, (*keep).as_ptr(), how)
+        })?
+        .finish()
+        .await
+        .map(drop)
+    }
+
+    /// Sends trigger `trigger` to vCPU `vcpu` of the domain (`xl trigger`).
+    pub async fn send_trigger(
+        &self,
+        domid: u32,
+        trigger: Trigger,
+        vcpu: u32,
+    ) -> Result<(), XenError> {
+        // SAFETY: valid context; libxl's (ctx, domid, trigger, vcpu, ao_how) operation.
+        self.start_ao("send_trigger", (), |ctx, _, how| unsafe {
+            sys::libxl_send_trigger(ctx, domid, trigger.0, vcpu, how)
+        })?
+        .finish()
+        .await
     }
 
     /// Renames a domain (`xl rename`), whatever its name was.

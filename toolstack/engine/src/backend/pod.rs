@@ -2,10 +2,10 @@
 //! keeper, `hx __pod-member DIR`, which lives as long as the workload: it hot-plugs the
 //! member's disks (image rootfs read-only, writable layer) into the pod's VM the way that VM's
 //! backend does it (`Backend::plug_member`: QEMU's virtio-scsi over QMP, Xen's blkback vbds;
-//! with its host directories and files where `can_share_into_pod_members`: pod_share.rs),
+//! with the host directories and files `member_shares` says its VM takes live: pod_share.rs),
 //! starts the workload over the pod's exec channel (an Open with `member`), hands its output
 //! and status to the member's own log relay (so logs, status, outcome and attach work as for
-//! any container), forwards `signal N` control lines, and unplugs the disks once the guest
+//! any container), forwards `signal N` and `resize R C` control lines, and unplugs the disks once the guest
 //! reported the end.
 use super::{Backend, VmHandle, VmSpec};
 use crate::container::{self, Container};
@@ -40,12 +40,12 @@ pub struct MemberFiles {
     pub rootfs: PathBuf,
     /// The member's writable layer (ext4), unless it has none (`--rm`).
     pub upper: Option<PathBuf>,
-    /// Its host directories and files (`-v /host/path:/target`), for backends that
-    /// `can_share_into_pod_members`.
+    /// Its host directories and files (`-v /host/path:/target`) that the pod's VM takes live
+    /// (`Backend::member_shares`).
     #[serde(default)]
     pub shares: Vec<MemberShare>,
     /// Its volume disks (named and anonymous volumes: ext4), in the order of their LUNs from
-    /// `FIRST_VOLUME_LUN`, for backends that `can_share_into_pod_members`.
+    /// `FIRST_VOLUME_LUN` (at most `Backend::max_member_volumes`).
     #[serde(default)]
     pub volumes: Vec<MemberVolume>,
 }

@@ -188,19 +188,26 @@ fn attach(ns: &std::fs::File, src: &Path, dst: &Path, readonly: bool) -> anyhow:
             if tree < 0 {
                 return fail();
             }
-            if readonly {
-                let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
-                if libc::syscall(
-                    libc::SYS_mount_setattr,
-                    tree,
-                    c"".as_ptr(),
-                    libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-                    attr.as_ptr(),
-                    std::mem::size_of_val(&attr),
-                ) != 0
-                {
-                    return fail();
-                }
+            // struct mount_attr: attr_set, attr_clr, propagation, userns_fd. The clone of a
+            // shared host mount would join its peer group: a read-only one becomes private (a
+            // mount the host makes under the source later, with its own flags, must not appear
+            // in a read-only export), a writable one a slave (it still sees the host's new
+            // mounts), and neither passes its unmounts (unbind) back to the host's mounts.
+            let attr: [u64; 4] = if readonly {
+                [MOUNT_ATTR_RDONLY, 0, libc::MS_PRIVATE, 0]
+            } else {
+                [0, 0, libc::MS_SLAVE, 0]
+            };
+            if libc::syscall(
+                libc::SYS_mount_setattr,
+                tree,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+                attr.as_ptr(),
+                std::mem::size_of_val(&attr),
+            ) != 0
+            {
+                return fail();
             }
             if libc::setns(ns, libc::CLONE_NEWNS) != 0 {
                 return fail();

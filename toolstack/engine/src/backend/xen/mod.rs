@@ -256,7 +256,7 @@ fn is_suspended(i: &xen_bindings::DomainInfo) -> bool {
 /// Linux's 9pfs frontend cannot be suspended (trans_xen.c: "suspend/resume unsupported").
 fn refuse_9pfs_checkpoint(name: &str, has_9pfs: bool) -> anyhow::Result<()> {
     if has_9pfs {
-        bail!("container {name}: its read-write host directories are shared over 9pfs, which a Xen guest cannot carry through a checkpoint (a :ro one is a copy and can)");
+        bail!("container {name}: its read-write host directories (or a pod's members exports) are shared over 9pfs, which a Xen guest cannot carry through a checkpoint (a :ro one is a copy and can)");
     }
     Ok(())
 }

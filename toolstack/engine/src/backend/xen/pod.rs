@@ -81,12 +81,13 @@ fn attach(
     Ok(())
 }
 
-/// Removes slot `slot`'s vbds (those there are, as the domain's xenstore lists them; volumes
-/// first, the image last): the guest is asked to let go first, and libxl forces it after its
-/// timeout (a member killed while its root was still mounted).
+/// Removes slot `slot`'s vbds (those there are, as dom0's backend directory for the domain
+/// lists them — not the guest's own device directory, which the guest may empty to keep a disk;
+/// volumes first, the image last): the guest is asked to let go first, and libxl forces it
+/// after its timeout (a member killed while its root was still mounted).
 fn remove(ctx: &Context, xs: &Xenstore, domid: u32, slot: u32) {
     let present: Vec<String> = xs
-        .directory(&format!("{}/device/vbd", dom_path(domid)))
+        .directory(&format!("/local/domain/0/backend/vbd/{domid}"))
         .unwrap_or_default();
     let all = (0..2 + MAX_XEN_MEMBER_VOLUMES).rev();
     for disk in all.filter(|d| {

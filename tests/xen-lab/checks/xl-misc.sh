@@ -1,5 +1,7 @@
 #!/bin/bash
-# VNC on an ordinary xl.cfg domain (docs/cli.md, "hx create FILE.cfg"): a PV framebuffer
+# xl's smaller commands on an ordinary xl.cfg domain (docs/cli.md): `hx debug-keys`,
+# `hx set-parameters`, `hx dump-core`, `hx trigger`, each against the hypervisor or the domain
+# and what xl's own reading of it shows; and VNC (docs/cli.md, "hx create FILE.cfg"): a PV framebuffer
 # (`vfb = ['vnc=1, ...']`) served by QEMU in dom0, `hx create -V` starting a viewer on it as
 # `xl create -V` does, and `hx vncviewer` (xl vncviewer). libxl runs $VNCVIEWER, else vncviewer
 # (none in the lab): here a script that records its arguments and standard input (the password,
@@ -64,6 +66,49 @@ VNCVIEWER="$w/viewer" timeout 60 hx vncviewer -a xv; rc=$?
 [ "$rc" = 0 ] && [ "$(cat "$w/viewer.args" 2>&1)" = "127.0.0.1:7" ] && [ ! -e "$w/viewer.pass" ] \
     && [ "$(head -c 4 "$w/viewer.rfb" 2>&1)" = "RFB " ] && ok "vncviewer -a xv: the viewer's exit code, 127.0.0.1:7, no password to pass" \
     || bad "vncviewer: exit $rc, args '$(cat "$w/viewer.args" 2>&1)'"
+
+# xl dump-core: the domain's memory as an ELF core file; it runs on.
+ts=$(date +%s)
+hx dump-core xv "$w/xv.core"; rc=$?
+size=$(stat -c %s "$w/xv.core" 2>/dev/null || echo 0)
+[ "$rc" = 0 ] && [ "$(head -c 4 "$w/xv.core" | od -An -c | tr -d ' ')" = '177ELF' ] && [ "$size" -ge $((60 << 20)) ] \
+    && xl list xv >/dev/null 2>&1 && ok "dump-core: an ELF core of $((size >> 20)) MiB in $(( $(date +%s) - ts )) s, the domain runs on" \
+    || bad "dump-core: exit $rc, size $size, head '$(head -c 4 "$w/xv.core" | od -An -c)'"
+rm -f "$w/xv.core"
+out=$(hx dump-core xv /nonexistent/dir/core 2>&1); rc=$?
+[ "$rc" = 1 ] && [[ "$(printf '%s\n' "$out" | tail -n 1)" == "hx: core dump of domain "* ]] \
+    && ok "dump-core to an unwritable place: exit 1" || bad "dump-core /nonexistent: exit $rc: $out"
+
+# xl trigger: an NMI reaches the guest's kernel (its console says so); a PV domain has no ACPI
+# power button (exit 1); an unknown trigger: exit 1, one line.
+hx trigger xv nmi; rc=$?
+for _ in $(seq 30); do grep -q "NMI received" "$CONSOLE_DIR/guest-xv.log" 2>/dev/null && break; sleep 1; done
+[ "$rc" = 0 ] && grep -q "NMI received" "$CONSOLE_DIR/guest-xv.log" \
+    && ok "trigger xv nmi: '$(grep -m1 "NMI received" "$CONSOLE_DIR/guest-xv.log" | tr -d '\r')'" \
+    || { bad "trigger nmi: exit $rc, console:"; tail -5 "$CONSOLE_DIR/guest-xv.log" 2>&1 | show; }
+# (xl ignores libxl's answer and exits 0; hx reports the failure.)
+out=$(hx trigger xv power 2>&1); rc=$?
+xl trigger xv power >/dev/null 2>&1; xrc=$?
+[ "$rc" = 1 ] && [[ "$(printf '%s\n' "$out" | tail -n 1)" == "hx: "* ]] \
+    && ok "trigger power on a PV domain: exit 1 (xl: $xrc)" || bad "trigger power: hx $rc, xl $xrc: $out"
+out=$(hx trigger xv bogus 2>&1); rc=$?
+[ "$rc" = 1 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && [[ "$out" == *"Invalid trigger"* ]] \
+    && ok "an unknown trigger: exit 1 ($out)" || bad "trigger bogus: exit $rc: $out"
+
+# xl debug-keys: the handler's output in the hypervisor's ring ('h' lists the handlers).
+before=$(xl dmesg | grep -c "'h' pressed")
+hx debug-keys h; rc=$?
+after=$(xl dmesg | grep -c "'h' pressed")
+[ "$rc" = 0 ] && [ "$after" -gt "$before" ] && ok "debug-keys h: 'h' pressed in xl dmesg ($before -> $after)" \
+    || bad "debug-keys: exit $rc, $before -> $after"
+# xl set-parameters: a runtime parameter taken; an unknown one refused as xl refuses it.
+hx set-parameters loglvl=all; rc=$?
+[ "$rc" = 0 ] && ok "set-parameters loglvl=all" || bad "set-parameters loglvl=all: exit $rc"
+out=$(hx set-parameters hx-no-such-param=1 2>&1); rc=$?
+xl set-parameters hx-no-such-param=1 >/dev/null 2>&1; xrc=$?
+[ "$rc" = 1 ] && [ "$xrc" != 0 ] && [[ "$(printf '%s\n' "$out" | tail -n 1)" == "hx: cannot set parameters"* ]] \
+    && ok "an unknown parameter: exit 1 (xl: $xrc)" || bad "set-parameters unknown: exit $rc (xl $xrc): $out"
+hx set-parameters loglvl=warning >/dev/null 2>&1
 
 # A domain without a VNC server, and a bad vfb: one line, exit 1.
 out=$(timeout 60 hx vncviewer 0 2>&1); rc=$?

@@ -468,19 +468,7 @@ pub fn nic_from_spec(spec: &crate::config::NicSpec) -> Result<Nic, XenError> {
 pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
     let bad = |m: String| XenError::InvalidConfig(format!("vif {spec:?}: {m}"));
     let mut v = XlVif::default();
-    for item in spec.split(',') {
-        let item = item.trim_matches(|c: char| c == ' ' || c == '\t');
-        if item.is_empty() {
-            continue;
-        }
-        let (k, val) = item
-            .split_once('=')
-            .ok_or_else(|| bad(format!("{item:?} is not key=value")))?;
-        if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
-            return Err(bad(format!(
-                "{k}: empty, too long or with control characters"
-            )));
-        }
+    for (k, val) in key_values(spec).map_err(bad)? {
         let s = Some(val.to_string());
         match k {
             "mac" => {
@@ -794,11 +782,10 @@ impl XlDomain {
     }
 }
 
-/// One `vfb = [...]` entry. xl reads the numbers with atoi; here they are whole numbers or
-/// refused, and keys hx does not carry out (SDL's) are refused rather than dropped.
-pub fn parse_vfb(spec: &str) -> Result<XlVfb, XenError> {
-    let bad = |m: String| XenError::InvalidConfig(format!("vfb {spec:?}: {m}"));
-    let mut f = XlVfb::default();
+/// xl's `key=value,key=value` device spec (vif, vfb): the pairs in order, blanks around items
+/// dropped; each value non-empty, at most 255 bytes, without control characters.
+fn key_values(spec: &str) -> Result<Vec<(&str, &str)>, String> {
+    let mut out = Vec::new();
     for item in spec.split(',') {
         let item = item.trim_matches(|c: char| c == ' ' || c == '\t');
         if item.is_empty() {
@@ -806,12 +793,21 @@ pub fn parse_vfb(spec: &str) -> Result<XlVfb, XenError> {
         }
         let (k, val) = item
             .split_once('=')
-            .ok_or_else(|| bad(format!("{item:?} is not key=value")))?;
+            .ok_or_else(|| format!("{item:?} is not key=value"))?;
         if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
-            return Err(bad(format!(
-                "{k}: empty, too long or with control characters"
-            )));
+            return Err(format!("{k}: empty, too long or with control characters"));
         }
+        out.push((k, val));
+    }
+    Ok(out)
+}
+
+/// One `vfb = [...]` entry. xl reads the numbers with atoi; here they are whole numbers or
+/// refused, and keys hx does not carry out (SDL's) are refused rather than dropped.
+pub fn parse_vfb(spec: &str) -> Result<XlVfb, XenError> {
+    let bad = |m: String| XenError::InvalidConfig(format!("vfb {spec:?}: {m}"));
+    let mut f = XlVfb::default();
+    for (k, val) in key_values(spec).map_err(bad)? {
         let flag = || match val {
             "0" => Ok(false),
             "1" => Ok(true),

@@ -294,24 +294,26 @@ impl Context {
     /// Sends debug keys to the hypervisor (`xl debug-keys`): each runs its handler, whose output
     /// goes to the hypervisor's message ring (`xl dmesg`).
     pub fn send_debug_keys(&self, keys: &str) -> Result<(), XenError> {
-        let keys = std::ffi::CString::new(keys)
-            .map_err(|_| XenError::InvalidConfig("debug keys contain a NUL byte".into()))?;
-        let mark = self.inner.logger().mark();
-        // SAFETY: valid context and C string (libxl only reads it).
-        self.check("send_debug_keys", mark, unsafe {
-            sys::libxl_send_debug_keys(self.ctx(), keys.as_ptr().cast_mut())
-        })
+        self.hypervisor_call("send_debug_keys", keys, sys::libxl_send_debug_keys)
     }
 
     /// Sets hypervisor parameters at run time (`xl set-parameters`, e.g. `loglvl=all`).
     pub fn set_parameters(&self, params: &str) -> Result<(), XenError> {
-        let params = std::ffi::CString::new(params)
-            .map_err(|_| XenError::InvalidConfig("parameters contain a NUL byte".into()))?;
+        self.hypervisor_call("set_parameters", params, sys::libxl_set_parameters)
+    }
+
+    /// One of libxl's (ctx, string) calls to the hypervisor.
+    fn hypervisor_call(
+        &self,
+        op: &'static str,
+        arg: &str,
+        f: unsafe extern "C" fn(*mut sys::libxl_ctx, *mut std::ffi::c_char) -> c_int,
+    ) -> Result<(), XenError> {
+        let arg = std::ffi::CString::new(arg)
+            .map_err(|_| XenError::InvalidConfig(format!("{op}: a NUL byte in {arg:?}")))?;
         let mark = self.inner.logger().mark();
-        // SAFETY: valid context and C string (libxl only reads it).
-        self.check("set_parameters", mark, unsafe {
-            sys::libxl_set_parameters(self.ctx(), params.as_ptr().cast_mut())
-        })
+        // SAFETY: valid context and C string (libxl only reads it, despite the mutable type).
+        self.check(op, mark, unsafe { f(self.ctx(), arg.as_ptr().cast_mut()) })
     }
 
     /// Writes the domain's memory and vCPU state to `path` as an ELF core file (`xl

@@ -667,17 +667,6 @@ impl Context {
         self.inner.error("console_exec", rc, mark)
     }
 
-    /// Replaces this process with a VNC viewer connected to the domain's VNC server (`xl
-    /// vncviewer`): libxl reads its address from xenstore and runs `$VNCVIEWER`, else
-    /// `vncviewer`, with `HOST:DISPLAY` (and `-autopass`, the password on its stdin, when
-    /// `autopass` and the domain has one); returns only on failure.
-    pub fn vncviewer_exec(&self, domid: u32, autopass: bool) -> XenError {
-        let mark = self.inner.logger().mark();
-        // SAFETY: valid context; on success the call does not return.
-        let rc = unsafe { sys::libxl_vncviewer_exec(self.ctx(), domid, c_int::from(autopass)) };
-        self.inner.error("vncviewer_exec", rc, mark)
-    }
-
     /// The pty of the domain's console (hvc0), served by xenconsoled.
     pub fn console_tty(&self, domid: u32) -> Result<String, XenError> {
         self.tty(domid, 0)

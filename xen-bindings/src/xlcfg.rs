@@ -468,7 +468,8 @@ pub fn nic_from_spec(spec: &crate::config::NicSpec) -> Result<Nic, XenError> {
 pub fn parse_vif(spec: &str) -> Result<XlVif, XenError> {
     let bad = |m: String| XenError::InvalidConfig(format!("vif {spec:?}: {m}"));
     let mut v = XlVif::default();
-    for (k, val) in key_values(spec).map_err(bad)? {
+    for kv in key_values(spec) {
+        let (k, val) = kv.map_err(bad)?;
         let s = Some(val.to_string());
         match k {
             "mac" => {
@@ -783,23 +784,21 @@ impl XlDomain {
 }
 
 /// xl's `key=value,key=value` device spec (vif, vfb): the pairs in order, blanks around items
-/// dropped; each value non-empty, at most 255 bytes, without control characters.
-fn key_values(spec: &str) -> Result<Vec<(&str, &str)>, String> {
-    let mut out = Vec::new();
-    for item in spec.split(',') {
-        let item = item.trim_matches(|c: char| c == ' ' || c == '\t');
-        if item.is_empty() {
-            continue;
-        }
-        let (k, val) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?} is not key=value"))?;
-        if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
-            return Err(format!("{k}: empty, too long or with control characters"));
-        }
-        out.push((k, val));
-    }
-    Ok(out)
+/// dropped; each value non-empty, at most 255 bytes, without control characters. Lazy, so the
+/// first bad item or bad key, whichever comes first, is the one reported.
+fn key_values(spec: &str) -> impl Iterator<Item = Result<(&str, &str), String>> {
+    spec.split(',')
+        .map(|item| item.trim_matches(|c: char| c == ' ' || c == '\t'))
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (k, val) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not key=value"))?;
+            if val.is_empty() || val.len() > 255 || val.bytes().any(|b| b.is_ascii_control()) {
+                return Err(format!("{k}: empty, too long or with control characters"));
+            }
+            Ok((k, val))
+        })
 }
 
 /// One `vfb = [...]` entry. xl reads the numbers with atoi; here they are whole numbers or
@@ -807,7 +806,8 @@ fn key_values(spec: &str) -> Result<Vec<(&str, &str)>, String> {
 pub fn parse_vfb(spec: &str) -> Result<XlVfb, XenError> {
     let bad = |m: String| XenError::InvalidConfig(format!("vfb {spec:?}: {m}"));
     let mut f = XlVfb::default();
-    for (k, val) in key_values(spec).map_err(bad)? {
+    for kv in key_values(spec) {
+        let (k, val) = kv.map_err(bad)?;
         let flag = || match val {
             "0" => Ok(false),
             "1" => Ok(true),

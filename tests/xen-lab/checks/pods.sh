@@ -44,7 +44,13 @@ for type in pvh pv; do
     rm -rf /tmp/pod-dir; mkdir -p /tmp/pod-dir/..v1; echo "dir-from-dom0" > /tmp/pod-dir/..v1/key
     ln -s ..v1 /tmp/pod-dir/..data; ln -s ..data/key /tmp/pod-dir/key
     shared=()
-    [ "$type" = pvh ] && shared=(-v "$rw:/shared" -v /tmp/pod-dir:/cfg:ro)
+    if [ "$type" = pvh ]; then
+        shared=(-v "$rw:/shared" -v /tmp/pod-dir:/cfg:ro)
+        # The ConfigMap's directory a shared mount, as kubelet's volumes are on a systemd host:
+        # a member's bind must not join its peer group (checked in QEMU's mounts below).
+        mount --bind /tmp/pod-dir /tmp/pod-dir && mount --make-shared /tmp/pod-dir \
+            || bad "$type: making /tmp/pod-dir a shared mount"
+    fi
     ts=$(date +%s)
     timeout 120 hx run -d --pod "$p" --name "srv$type" "${shared[@]}" busybox sh -c \
         'mkdir -p /www && echo hello-from-srv > /www/index.html && echo mine > /srv-file && exec httpd -f -p 8080 -h /www' >/dev/null \
@@ -101,13 +107,19 @@ for type in pvh pv; do
             || bad "$type: srv's /cfg after the update: '$out'"
         [ ! -e /tmp/pod-dir/..v2/x ] && ok "$type: nothing written through the read-only export" \
             || bad "$type: written: $(ls -la /tmp/pod-dir/..v2)"
-        # As the 9pfs QEMU sees it (it serves passthrough there): the export and srv's bind in
-        # it read-only, and the bind in no peer group of the host's (private).
-        q=$(pgrep -f "^$dm" | head -n 1)
-        seen=$(awk '$5 ~ /\/members-ro(\/|$)/ { n++; if ($6 !~ /^ro(,|$)/) w++; if ($0 ~ / shared:[0-9]/) s++ }
-                END { printf "%d %d %d", n, w, s }' "/proc/$q/mountinfo" 2>/dev/null)
-        [ "$seen" = "2 0 0" ] && ok "$type: the read-only export and its bind are read-only and private in QEMU's mounts" \
-            || bad "$type: QEMU ($q) sees members-ro mounts (count, writable, shared): '$seen'"
+        # As the pod's 9pfs QEMU sees it (it serves passthrough there): the export and srv's
+        # bind in it read-only, the bind in no peer group of the host's shared mount (private),
+        # so a mount dom0 makes under the source later does not show up there (writable).
+        mkdir -p /tmp/pod-dir/late && mount -t tmpfs late /tmp/pod-dir/late
+        q=$(pgrep -f "^$dm .*-xen-domid $domid( |$)" | head -n 1)
+        seen=$(awk '$5 ~ /\/members-ro(\/|$)/ { n++; if ($6 !~ /^ro(,|$)/) w++ }
+                    $5 ~ /\/members-ro\/./ && $0 ~ / (shared|master):[0-9]/ { s++ }
+                    $5 ~ /\/late$/ { l++ }
+                    END { printf "%d %d %d %d", n, w, s, l }' "/proc/$q/mountinfo" 2>/dev/null)
+        [ -n "$q" ] && [ "$seen" = "2 0 0 0" ] \
+            && ok "$type: the read-only export and its bind are read-only and private in QEMU's mounts" \
+            || bad "$type: QEMU '$q' sees members-ro mounts (count, writable, propagating, late): '$seen'"
+        umount /tmp/pod-dir/late; umount /tmp/pod-dir
     fi
     # Volumes are more vbds of the member's slot (xvdaaa + 8 x slot...): a named volume's data
     # outlives the member that wrote it; :ro is read-only; an anonymous volume works too.

@@ -1,8 +1,13 @@
 //! `hx vncviewer [-a] DOMAIN`: a VNC viewer on a domain's VNC server (its `vfb` or HVM display),
-//! as `xl vncviewer`: libxl finds the server's address in xenstore and runs `$VNCVIEWER`, else
-//! `vncviewer`, in place of hx. `hx create -V`/`-A` and `hx domain restore -V`/`-A` start one
-//! (`spawn`) once the domain is up.
+//! as `xl vncviewer`: the server's address from xenstore, then `$VNCVIEWER`, else `vncviewer`,
+//! in place of hx with `HOST:DISPLAY` (and `-autopass`, the password on its stdin). libxl's
+//! `vncviewer_exec` does the same, but reads the nodes itself after any check hx could make,
+//! and they are in the guest's writable console directory: hx reads each once, checks it and
+//! runs the viewer on what it checked. `hx create -V`/`-A` and `hx domain restore -V`/`-A`
+//! start one (`spawn`) once the domain is up.
 use super::domain;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
@@ -37,38 +42,61 @@ pub async fn run(_g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // The console directory is the guest's to write, and libxl puts what it reads there on a
-    // root viewer's command line: only a port number and an address-like host go on.
+    // The console directory is the guest's to write, and what is read there goes on a root
+    // viewer's command line: only a port number and an address-like host go on.
     let listen = xs.read(&node("vnc-listen")).ok().flatten();
-    if !plausible(&port, listen.as_deref()) {
+    let Some(target) = viewer_target(&port, listen.as_deref()) else {
         return Err(super::Fixed::wrap(
             1,
             anyhow::anyhow!("domain {id}: its VNC address in xenstore is not a plain host and port: refusing to start a viewer on it"),
         ));
+    };
+    let password = if args.autopass {
+        xs.read(&node("vnc-pass")).ok().flatten()
+    } else {
+        None
+    };
+    let viewer = std::env::var_os("VNCVIEWER").unwrap_or_else(|| "vncviewer".into());
+    let mut cmd = std::process::Command::new(&viewer);
+    cmd.arg(&target);
+    if let Some(pass) = password {
+        // As libxl: -autopass, the password on the viewer's stdin (xenstore bounds a value
+        // far below a pipe's buffer, so the write cannot block).
+        let (r, mut w) = std::io::pipe()?;
+        w.write_all(&pass)?;
+        drop(w);
+        cmd.arg("-autopass").stdin(r);
     }
-    let e = ctx.vncviewer_exec(id, args.autopass);
+    let e = cmd.exec();
     Err(super::Fixed::wrap(
         1,
-        anyhow::anyhow!("Unable to execute vncviewer: {e}"),
+        anyhow::anyhow!(
+            "Unable to execute vncviewer ({}): {e}",
+            std::path::Path::new(&viewer).display()
+        ),
     ))
 }
 
-/// Whether the VNC port and listen address read from the guest-writable console directory are
-/// a port number (5900 and up, as libxl subtracts 5900) and a host name or address that no
-/// viewer could take for an option.
-fn plausible(port: &[u8], listen: Option<&[u8]>) -> bool {
-    let port_ok = std::str::from_utf8(port)
+/// The viewer's `HOST:DISPLAY` (libxl's form: the port less 5900; no listen node: localhost)
+/// from the port and listen address read in the guest-writable console directory, if they are
+/// a port number of 5900 and up and a host name or address no viewer could take for an option.
+fn viewer_target(port: &[u8], listen: Option<&[u8]>) -> Option<String> {
+    let port = std::str::from_utf8(port)
+        .ok()?
+        .parse::<u16>()
         .ok()
-        .and_then(|p| p.parse::<u16>().ok())
-        .is_some_and(|p| p >= 5900);
-    let listen_ok = listen.is_none_or(|l| {
-        !l.is_empty()
-            && l.len() <= 255
-            && l[0] != b'-'
-            && l.iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(b))
-    });
-    port_ok && listen_ok
+        .filter(|p| *p >= 5900)?;
+    let host = match listen {
+        None => "localhost",
+        Some(l) => std::str::from_utf8(l).ok().filter(|l| {
+            !l.is_empty()
+                && l.len() <= 255
+                && !l.starts_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })?,
+    };
+    Some(format!("{host}:{}", port - 5900))
 }
 
 /// Starts `hx vncviewer [-a] DOMID` beside us, as xl's create and restore do for `-V`/`-A`: not
@@ -94,11 +122,12 @@ pub fn spawn(domid: u32, autopass: bool) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn only_plain_vnc_addresses_reach_a_viewer() {
-        use super::plausible;
-        assert!(plausible(b"5907", Some(b"127.0.0.1")));
-        assert!(plausible(b"5900", None));
-        assert!(plausible(b"5901", Some(b"[::1]")));
-        assert!(plausible(b"5901", Some(b"dom0.example")));
+        use super::viewer_target;
+        let ok = |p: &[u8], l: Option<&[u8]>| viewer_target(p, l).unwrap();
+        assert_eq!(ok(b"5907", Some(b"127.0.0.1")), "127.0.0.1:7");
+        assert_eq!(ok(b"5900", None), "localhost:0");
+        assert_eq!(ok(b"5901", Some(b"[::1]")), "[::1]:1");
+        assert_eq!(ok(b"5901", Some(b"dom0.example")), "dom0.example:1");
         for (port, listen) in [
             (&b"5899"[..], Some(&b"127.0.0.1"[..])),
             (b"59a", None),
@@ -108,7 +137,7 @@ mod tests {
             (b"5901", Some(b"")),
             (b"5901", Some(b"x;y")),
         ] {
-            assert!(!plausible(port, listen), "{port:?} {listen:?}");
+            assert!(viewer_target(port, listen).is_none(), "{port:?} {listen:?}");
         }
     }
 }

@@ -711,7 +711,9 @@ fn logs_interleave_streams_with_times_since_and_until() {
         BUSYBOX,
         "sh",
         "-c",
-        "echo a; echo b >&2; sleep 1; echo c; printf '\\033]0;pwned\\007d\\n'",
+        // d a second after c too: written back to back they can arrive in one read, with one
+        // time, and `--since T_C --until T_C` would rightly show both.
+        "echo a; echo b >&2; sleep 1; echo c; sleep 1; printf '\\033]0;pwned\\007d\\n'",
     ]);
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.as_str()),

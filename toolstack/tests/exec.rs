@@ -329,10 +329,7 @@ fn exec_it_gives_a_terminal_of_hx_size_with_resize_and_ctrl_c() {
     t.send(b"stty size; tty; echo $((6*7))\r");
     t.expect("42\r\n");
     t.expect("30 100\r\n/dev/pts/");
-    t.resize(50, 160);
-    std::thread::sleep(Duration::from_secs(1));
-    t.send(b"stty size\r");
-    t.expect("50 160\r\n");
+    t.resize_seen(50, 160);
     t.send(b"sleep 1000\r");
     std::thread::sleep(Duration::from_secs(2));
     t.send(b"\x03");

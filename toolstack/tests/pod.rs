@@ -340,10 +340,7 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     t.expect("/ # ");
     t.send(b"stty size\r");
     t.expect("30 100\r\n");
-    t.resize(40, 120);
-    std::thread::sleep(Duration::from_secs(1));
-    t.send(b"stty size\r");
-    t.expect("40 120\r\n");
+    t.resize_seen(40, 120);
     t.send(b"exit 3\r");
     let r = t.wait();
     assert_eq!(r.code, 3, "{:?}", r.stdout);

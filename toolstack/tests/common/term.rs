@@ -96,6 +96,15 @@ impl Terminal {
         unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
 
+    /// Resizes the terminal and checks that the shell on it sees the new size (`stty size`),
+    /// a second later: the resize has to travel from hx's SIGWINCH to the guest's pty.
+    pub fn resize_seen(&mut self, rows: u16, cols: u16) {
+        self.resize(rows, cols);
+        std::thread::sleep(Duration::from_secs(1));
+        self.send(b"stty size\r");
+        self.expect(&format!("{rows} {cols}\r\n"));
+    }
+
     /// Types the detach `keys`: hx leaves with exit 0 and docker's "read escape sequence",
     /// and container `name` runs on.
     pub fn detach(mut self, keys: &[u8], hx: &Hx, name: &str) {

@@ -149,6 +149,18 @@ impl Sock {
         )
     }
 
+    /// Renames interface `from` (down: a NIC nobody brought up yet) to `to`.
+    fn rename(&self, from: &str, to: &str) -> Result<(), InitError> {
+        let mut r = Self::ifreq(from);
+        let new = Self::ifreq(to);
+        r.ifr_ifru.ifru_newname = new.ifr_name;
+        self.ioctl(
+            libc::SIOCSIFNAME,
+            &mut r,
+            &format!("renaming {from} to {to}"),
+        )
+    }
+
     fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), InitError> {
         let mut r = Self::ifreq(name);
         r.ifr_ifru.ifru_mtu = mtu as libc::c_int;
@@ -231,36 +243,26 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
     let Some(net) = net else { return Ok(()) };
     let (ip, prefix) = parse_cidr(&net.address)
         .ok_or_else(|| InitError::setup(format!("network: bad address {:?}", net.address)))?;
-    // Xen's netfront registers the device when xenbus probes it, which may be after init starts.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::path::Path::new(&format!("/sys/class/net/{}", net.interface)).exists() {
-        if Instant::now() > deadline {
-            let have: Vec<String> = std::fs::read_dir("/sys/class/net")
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            return Err(InitError::setup(format!(
+    if net.extra.is_empty() {
+        wait_for(|| {
+            std::path::Path::new(&format!("/sys/class/net/{}", net.interface))
+                .exists()
+                .then_some(())
+        })
+        .map_err(|have| {
+            InitError::setup(format!(
                 "network: interface {} not found (have {have:?})",
                 net.interface
-            )));
+            ))
+        })?;
+        if let Some(mac) = &net.mac {
+            sock.ensure_mac(&net.interface, mac_of(mac)?)?;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if let Some(mac) = &net.mac {
-        let mac = pv_init::spec::parse_mac(mac)
-            .ok_or_else(|| InitError::setup(format!("network: bad MAC {mac:?}")))?;
-        sock.ensure_mac(&net.interface, mac)?;
+    } else {
+        name_by_mac(&sock, net)?;
     }
     sock.set_addr(&net.interface, ip, prefix)?;
-    if let Some(mtu) = net.mtu {
-        if !(68..=65535).contains(&mtu) {
-            return Err(InitError::setup(format!("network: bad mtu {mtu}")));
-        }
-        sock.set_mtu(&net.interface, mtu)?;
-    }
+    set_mtu(&sock, &net.interface, net.mtu)?;
     sock.up(&net.interface)?;
     if let Some(relay) = &net.dns_relay {
         // A second address (an alias: ioctls know no other kind) on the relay's subnet: its
@@ -275,7 +277,22 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
         sock.set_addr(&alias, rip, rprefix)?;
         sock.up(&alias)?;
     }
-    if let Some(gw) = &net.gateway {
+    for x in &net.extra {
+        let (ip, prefix) = parse_cidr(&x.address).ok_or_else(|| {
+            InitError::setup(format!(
+                "network: bad address {:?} for {}",
+                x.address, x.interface
+            ))
+        })?;
+        sock.set_addr(&x.interface, ip, prefix)?;
+        set_mtu(&sock, &x.interface, x.mtu)?;
+        sock.up(&x.interface)?;
+    }
+    // Default routes once every interface has its address: the gateway may be on any.
+    for gw in std::iter::once(&net.gateway)
+        .chain(net.extra.iter().map(|x| &x.gateway))
+        .flatten()
+    {
         let gw: Ipv4Addr = gw
             .parse()
             .map_err(|_| InitError::setup(format!("network: bad gateway {gw:?}")))?;
@@ -284,7 +301,134 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
     if let Some(a6) = &net.address6 {
         configure6(&net.interface, a6, net.gateway6.as_deref(), &sock)?;
     }
+    for x in &net.extra {
+        if let Some(a6) = &x.address6 {
+            configure6(&x.interface, a6, x.gateway6.as_deref(), &sock)?;
+        }
+    }
     Ok(())
+}
+
+fn mac_of(mac: &str) -> Result<[u8; 6], InitError> {
+    pv_init::spec::parse_mac(mac)
+        .ok_or_else(|| InitError::setup(format!("network: bad MAC {mac:?}")))
+}
+
+fn set_mtu(sock: &Sock, ifname: &str, mtu: Option<u32>) -> Result<(), InitError> {
+    match mtu {
+        None => Ok(()),
+        Some(mtu) if (68..=65535).contains(&mtu) => sock.set_mtu(ifname, mtu),
+        Some(mtu) => Err(InitError::setup(format!("network: bad mtu {mtu}"))),
+    }
+}
+
+/// The interfaces the kernel has, for an error message.
+fn interface_names() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `found` until it gives a value. Xen's netfront registers a device when xenbus
+/// probes it, which may be after init starts. Err: the interfaces there were at the deadline.
+fn wait_for<T>(mut found: impl FnMut() -> Option<T>) -> Result<T, Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = found() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(interface_names());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The interfaces' names by MAC (`/sys/class/net/*/address`), once every MAC in `macs`
+/// is there.
+fn current_names(macs: &[[u8; 6]]) -> Option<Vec<String>> {
+    let have: Vec<(String, [u8; 6])> = interface_names()
+        .into_iter()
+        .filter_map(|n| {
+            let a = std::fs::read_to_string(format!("/sys/class/net/{n}/address")).ok()?;
+            Some((n, pv_init::spec::parse_mac(a.trim())?))
+        })
+        .collect();
+    macs.iter()
+        .map(|m| have.iter().find(|(_, a)| a == m).map(|(n, _)| n.clone()))
+        .collect()
+}
+
+/// A guest on several networks: each NIC found by its MAC gets the name the spec gives it
+/// (through temporary names, as two may swap).
+fn name_by_mac(sock: &Sock, net: &Network) -> Result<(), InitError> {
+    if net.extra.len() > pv_init::spec::MAX_EXTRA_INTERFACES {
+        return Err(InitError::setup(format!(
+            "network: {} interfaces (at most {})",
+            net.extra.len() + 1,
+            pv_init::spec::MAX_EXTRA_INTERFACES + 1
+        )));
+    }
+    let primary = net.mac.as_deref().ok_or_else(|| {
+        InitError::setup("network: several interfaces but the first has no MAC".to_string())
+    })?;
+    let mut wanted = vec![(net.interface.as_str(), mac_of(primary)?)];
+    for x in &net.extra {
+        wanted.push((x.interface.as_str(), mac_of(&x.mac)?));
+    }
+    let plan = renames(&wanted, |macs| {
+        wait_for(|| current_names(macs)).map_err(|have| {
+            InitError::setup(format!(
+                "network: not every NIC of {:?} appeared (have {have:?})",
+                wanted.iter().map(|w| w.0).collect::<Vec<_>>()
+            ))
+        })
+    })?;
+    for (from, to) in plan {
+        sock.rename(&from, &to)?;
+    }
+    Ok(())
+}
+
+/// The renames that give each (name, MAC) of `wanted` its name, `current` telling the names
+/// the MACs have now: first every misnamed one to a temporary name, then to its own.
+fn renames(
+    wanted: &[(&str, [u8; 6])],
+    current: impl FnOnce(&[[u8; 6]]) -> Result<Vec<String>, InitError>,
+) -> Result<Vec<(String, String)>, InitError> {
+    for (i, (name, mac)) in wanted.iter().enumerate() {
+        if !pv_init::spec::valid_ifname(name) {
+            return Err(InitError::setup(format!(
+                "network: {name:?} is not an interface name"
+            )));
+        }
+        if wanted[..i].iter().any(|(n, m)| n == name || m == mac) {
+            return Err(InitError::setup(format!(
+                "network: interface {name} or its MAC given twice"
+            )));
+        }
+    }
+    let macs: Vec<[u8; 6]> = wanted.iter().map(|w| w.1).collect();
+    let now = current(&macs)?;
+    let moved: Vec<(usize, &String)> = now
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| n.as_str() != wanted[*i].0)
+        .collect();
+    let mut plan: Vec<(String, String)> = moved
+        .iter()
+        .map(|(i, n)| (n.to_string(), format!("hxrename{i}")))
+        .collect();
+    plan.extend(
+        moved
+            .iter()
+            .map(|(i, _)| (format!("hxrename{i}"), wanted[*i].0.to_string())),
+    );
+    Ok(plan)
 }
 
 /// IPv6 on `ifname` (up already): the address with duplicate address detection off, so it is
@@ -335,6 +479,34 @@ mod tests {
         );
         assert_eq!(parse_cidr("10.88.0.5"), None);
         assert_eq!(parse_cidr("10.88.0.5/33"), None);
+    }
+
+    #[test]
+    fn nics_are_renamed_by_mac_through_temporary_names() {
+        let (a, b, c) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]);
+        let wanted = [("eth0", a), ("eth1", b), ("eth2", c)];
+        let swapped = |_: &[[u8; 6]]| Ok(vec!["eth1".into(), "eth0".into(), "eth2".into()]);
+        let plan = renames(&wanted, swapped).unwrap();
+        let s = |x: &str, y: &str| (x.to_string(), y.to_string());
+        assert_eq!(
+            plan,
+            [
+                s("eth1", "hxrename0"),
+                s("eth0", "hxrename1"),
+                s("hxrename0", "eth0"),
+                s("hxrename1", "eth1")
+            ]
+        );
+        let right = |_: &[[u8; 6]]| Ok(vec!["eth0".into(), "eth1".into(), "eth2".into()]);
+        assert!(renames(&wanted, right).unwrap().is_empty());
+        let never = |_: &[[u8; 6]]| -> Result<Vec<String>, InitError> { unreachable!() };
+        assert!(renames(&[("eth0", a), ("eth1", a)], never).is_err());
+        let never = |_: &[[u8; 6]]| -> Result<Vec<String>, InitError> { unreachable!() };
+        assert!(renames(&[("eth0", a), ("eth0", b)], never).is_err());
+        let never = |_: &[[u8; 6]]| -> Result<Vec<String>, InitError> { unreachable!() };
+        assert!(renames(&[("eth0", a), ("a/b", b)], never).is_err());
+        let never = |_: &[[u8; 6]]| -> Result<Vec<String>, InitError> { unreachable!() };
+        assert!(renames(&[("eth0", a), ("averyveryverylongname", b)], never).is_err());
     }
 
     #[test]

@@ -241,6 +241,44 @@ pub struct Network {
     /// The IPv6 default route's gateway, on `address6`'s subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<String>,
+    /// The container's further interfaces (docker's eth1, eth2... for a container on several
+    /// networks), at most `MAX_EXTRA_INTERFACES`. Left out when empty, like `mac`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<Interface>,
+}
+
+/// How many interfaces a guest may have besides its first.
+pub const MAX_EXTRA_INTERFACES: usize = 7;
+
+/// A further interface of the guest, found by its MAC (the order a kernel names NICs in is
+/// no contract) and renamed `interface`. Its gateways, when set, make the default routes (the
+/// namespace the VM took over routes through it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub interface: String,
+    pub mac: String,
+    /// CIDR, e.g. 172.19.0.3/16.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
+}
+
+/// An interface name the kernel takes (below IFNAMSIZ, no `/`, `:` or space, not `.`/`..`),
+/// the same rule as `dev_valid_name`, narrowed to the characters interface names use.
+pub fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() < 16
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// `fd42:1::2/64` → an IPv6 unicast address and its prefix length (1..=128, decimal digits

@@ -4,8 +4,8 @@
 //! disk really holds (never the length field), and every error is one clear, short line.
 use proptest::prelude::*;
 use pv_init::spec::{
-    ConfigDiskError, ContainerSpec, DiskFs, DnsRelay, Mount, MountSource, Network, Rlimit, Sysctl,
-    TmpfsOptions, TtySize, Upper, CONFIG_MAGIC, CONFIG_MAX_JSON, SPEC_VERSION,
+    ConfigDiskError, ContainerSpec, DiskFs, DnsRelay, Interface, Mount, MountSource, Network,
+    Rlimit, Sysctl, TmpfsOptions, TtySize, Upper, CONFIG_MAGIC, CONFIG_MAX_JSON, SPEC_VERSION,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -173,6 +173,15 @@ fn sample() -> ContainerSpec {
             mac: Some("02:42:0a:58:00:05".into()),
             address6: Some("fd42:1::5/64".into()),
             gateway6: Some("fd42:1::1".into()),
+            extra: vec![Interface {
+                interface: "eth1".into(),
+                mac: "02:42:ac:13:00:03".into(),
+                address: "172.19.0.3/16".into(),
+                gateway: None,
+                mtu: Some(1500),
+                address6: None,
+                gateway6: None,
+            }],
         }),
         stdin: false,
         tty: Some(TtySize { rows: 24, cols: 80 }),

@@ -875,6 +875,7 @@ fn launch_keeping(
             memory_mb: restore.map_or(req.memory_mb, |ck| ck.meta.memory_mb),
             cpus: restore.map_or(req.cpus, |ck| ck.meta.cpus),
             nic: net.nic,
+            extra_nics: net.extra_nics,
             shares: plan.shares,
             xen_type: launch.xen_type,
             // The relay holds the workload's input (-i) from boot: attach_channel.
@@ -1016,6 +1017,7 @@ fn provisional_network(root: &Path, mode: &network::Mode, id: &str) -> Option<Ne
             ip6: None,
             prefix_len6: 0,
             gateway6: None,
+            extra_links: vec![],
         }),
         _ => None,
     }

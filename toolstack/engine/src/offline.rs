@@ -136,6 +136,7 @@ impl OfflineVm {
             memory_mb: req.memory_mb,
             cpus: req.cpus,
             nic: None,
+            extra_nics: Vec::new(),
             shares: Vec::new(),
             xen_type: launch.xen_type,
             stdin: false,

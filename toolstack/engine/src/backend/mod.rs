@@ -55,6 +55,8 @@ pub struct VmSpec<'a> {
     pub cpus: u32,
     /// The guest's NIC, if it has one (network::setup says how to plug it in).
     pub nic: Option<crate::network::VmNic>,
+    /// Further NICs, after `nic` (a VM that took over a namespace with several interfaces).
+    pub extra_nics: Vec<crate::network::VmNic>,
     /// Host directories to share with the guest under 9p mount tags (volume::plan).
     pub shares: Vec<crate::volume::Share>,
     /// Xen domain type; QEMU ignores it.

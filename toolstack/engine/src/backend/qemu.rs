@@ -203,6 +203,7 @@ impl Qemu {
         spec: &VmSpec,
         accel: &str,
         tap_fd: Option<i32>,
+        extra_tap_fds: &[i32],
         log_fds: &[i32],
         boot: &Boot,
     ) -> Command {
@@ -397,6 +398,13 @@ impl Qemu {
             cmd.arg("-device")
                 .arg(format!("virtio-net-device,netdev=net0,mac={mac}"));
         }
+        // Further interfaces of a namespace: taps made by `start` (pv-init names them by MAC).
+        for (i, (nic, fd)) in spec.extra_nics.iter().zip(extra_tap_fds).enumerate() {
+            let id = format!("net{}", i + 1);
+            cmd.arg("-netdev").arg(format!("tap,id={id},fd={fd}"));
+            cmd.arg("-device")
+                .arg(format!("virtio-net-device,netdev={id},mac={}", nic.mac));
+        }
         for (i, share) in spec.shares.iter().enumerate() {
             let ro = if share.readonly { ",readonly=on" } else { "" };
             let path = match boot {
@@ -552,12 +560,27 @@ impl Backend for Qemu {
             }) => Some(crate::network::netns_link::attach_tap(netns, link, ifname)?.fd),
             _ => None,
         };
+        let mut extra_taps = Vec::new();
+        for nic in &spec.extra_nics {
+            let NicKind::Netns {
+                netns,
+                link,
+                ifname,
+            } = &nic.kind
+            else {
+                bail!("internal: a further NIC that is not a namespace's interface");
+            };
+            // Those made already are undone by network::release, like the first.
+            extra_taps.push(crate::network::netns_link::attach_tap(netns, link, ifname)?.fd);
+        }
+        let extra_raw: Vec<i32> = extra_taps.iter().map(|f| f.as_raw_fd()).collect();
         let mut inherit: Vec<i32> = spec
             .nic
             .iter()
             .flat_map(|n| n.hold.iter().map(|f| f.as_raw_fd()))
             .collect();
         inherit.extend(tap.as_ref().map(|f| f.as_raw_fd()));
+        inherit.extend(&extra_raw);
         let log_raw: Vec<i32> = log_fds.iter().map(|f| f.as_raw_fd()).collect();
         inherit.extend(&log_raw);
         // QMP for pause/unpause: a socket hx binds and QEMU listens on (as libvirt does).
@@ -567,6 +590,7 @@ impl Backend for Qemu {
             spec,
             accel,
             tap.as_ref().map(|f| f.as_raw_fd()),
+            &extra_raw,
             &log_raw,
             &boot,
         );

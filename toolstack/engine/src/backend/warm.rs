@@ -95,7 +95,7 @@ pub fn enabled(root: &Path) -> bool {
 /// template's placeholders (the guest keeps the capacity it saw at boot).
 pub fn fits(spec: &VmSpec) -> bool {
     // A pod's VM has a hot-plug bus no template has (docs/pods.md).
-    if spec.hotplug_bus {
+    if spec.hotplug_bus || !spec.extra_nics.is_empty() {
         return false;
     }
     let nic_ok = match spec.nic.as_ref().map(|n| &n.kind) {
@@ -314,7 +314,7 @@ fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()>
         share_dirs: &share_dirs,
     };
     let tap_fd = tap.as_ref().map(|f| f.as_raw_fd());
-    let mut cmd = q.command(spec, accel, tap_fd, &slots, &boot);
+    let mut cmd = q.command(spec, accel, tap_fd, &[], &slots, &boot);
     cmd.arg("-chardev").arg(format!(
         "socket,id=qmp,fd={},server=on,wait=off",
         qmp_listener.as_raw_fd()

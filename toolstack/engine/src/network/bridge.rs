@@ -5,14 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 
-pub fn valid_ifname(n: &str) -> bool {
-    !n.is_empty()
-        && n != "."
-        && n != ".."
-        && n.len() <= 15
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
+pub use pv_init::spec::valid_ifname;
 
 pub fn exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()

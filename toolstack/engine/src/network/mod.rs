@@ -117,6 +117,20 @@ pub struct NetworkState {
     pub prefix_len6: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<Ipv6Addr>,
+    /// Mode `netns`: the namespace's further interfaces the VM took over too (a container on
+    /// several networks: docker's eth1...), each with the VM's interface mirrored to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_links: Vec<ExtraLink>,
+}
+
+/// One further interface of a namespace and the VM's interface mirrored to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraLink {
+    pub link: String,
+    pub ifname: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -159,6 +173,8 @@ pub struct VmNic {
 pub struct Setup {
     pub state: NetworkState,
     pub nic: Option<VmNic>,
+    /// Further NICs (mode `netns` only: one per further interface of the namespace).
+    pub extra_nics: Vec<VmNic>,
     pub guest: Option<pv_init::spec::Network>,
 }
 
@@ -245,8 +261,10 @@ pub fn setup(
                     ip6: None,
                     prefix_len6: 0,
                     gateway6: None,
+                    extra_links: vec![],
                 },
                 nic: None,
+                extra_nics: vec![],
                 guest: None,
             });
         }
@@ -286,12 +304,14 @@ pub fn setup(
                 ip6: None,
                 prefix_len6: 0,
                 gateway6: None,
+                extra_links: vec![],
             },
             nic: Some(VmNic {
                 mac: mac.clone(),
                 kind: NicKind::User { ports: published },
                 hold: vec![],
             }),
+            extra_nics: vec![],
             guest: Some(guest_config(
                 &mac,
                 USER_GUEST,
@@ -520,6 +540,7 @@ fn on_bridge(
             ip6: None,
             prefix_len6: 0,
             gateway6: None,
+            extra_links: vec![],
         },
         nic: Some(VmNic {
             mac: mac.clone(),
@@ -531,6 +552,7 @@ fn on_bridge(
                 .chain(reserved.into_iter().map(|r| r.socket))
                 .collect(),
         }),
+        extra_nics: vec![],
         guest: Some(guest_config(&mac, ip, prefix, gateway, dns, &resolv)),
     })
 }
@@ -563,13 +585,77 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
     }
     guest.mtu = Some(info.mtu);
     guest.dns_relay = Some(dns_relay::guest_config());
+    // A container on several networks: every further interface gets a NIC of its own.
+    let others = netns_link::other_links(netns, link)?;
+    if others.len() > pv_init::spec::MAX_EXTRA_INTERFACES {
+        bail!(
+            "network namespace {} has {} interfaces: a VM takes at most {}",
+            netns.display(),
+            others.len() + 1,
+            pv_init::spec::MAX_EXTRA_INTERFACES + 1
+        );
+    }
+    let mut extra_links = Vec::new();
+    let mut extra_nics = Vec::new();
+    // `inspect` takes a default route through another interface for want of one through
+    // its own; with several, each gateway goes with the interface its route leaves through.
+    let (dev4, dev6) = if others.is_empty() {
+        (None, None)
+    } else {
+        (
+            netns_link::default_route_dev(netns, false)?,
+            netns_link::default_route_dev(netns, true)?,
+        )
+    };
+    let owns = |dev: &Option<String>, l: &str| dev.as_deref().is_none_or(|d| d == l);
+    if !owns(&dev4, link) {
+        guest.gateway = None;
+    }
+    if !owns(&dev6, link) {
+        guest.gateway6 = None;
+    }
+    for (n, other) in others.iter().enumerate() {
+        let mut x = netns_link::inspect(netns, other)?;
+        if dev4.as_deref() != Some(other) {
+            x.gateway = None;
+        }
+        if dev6.as_deref() != Some(other) {
+            x.gateway6 = None;
+        }
+        let tap = format!("{}{}", netns_link::TAP_PREFIX, n + 1);
+        guest.extra.push(pv_init::spec::Interface {
+            interface: other.clone(),
+            mac: x.mac.clone(),
+            address: format!("{}/{}", x.address, x.prefix),
+            gateway: x.gateway.map(|g| g.to_string()),
+            mtu: Some(x.mtu),
+            address6: x.address6.map(|(ip, p)| format!("{ip}/{p}")),
+            gateway6: x.gateway6.map(|g| g.to_string()),
+        });
+        extra_links.push(ExtraLink {
+            link: other.clone(),
+            ifname: tap.clone(),
+            mac: x.mac.clone(),
+            ip: x.address,
+            prefix_len: x.prefix,
+        });
+        extra_nics.push(VmNic {
+            mac: x.mac,
+            kind: NicKind::Netns {
+                netns: netns.to_path_buf(),
+                link: other.clone(),
+                ifname: tap,
+            },
+            hold: vec![],
+        });
+    }
     Ok(Setup {
         state: NetworkState {
             mode: "netns".into(),
             bridge: None,
             ip: Some(info.address),
             prefix_len: info.prefix,
-            gateway: info.gateway,
+            gateway: guest.gateway.as_ref().and(info.gateway),
             mac: Some(info.mac.clone()),
             ifname: Some(ifname.clone()),
             ports: vec![],
@@ -580,7 +666,8 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
             aliases: vec![],
             ip6: info.address6.map(|(ip, _)| ip),
             prefix_len6: info.address6.map_or(0, |(_, p)| p),
-            gateway6: info.gateway6,
+            gateway6: guest.gateway6.as_ref().and(info.gateway6),
+            extra_links,
         },
         nic: Some(VmNic {
             mac: info.mac,
@@ -591,6 +678,7 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
             },
             hold: vec![],
         }),
+        extra_nics,
         guest: Some(guest),
     })
 }
@@ -616,6 +704,7 @@ fn guest_config(
         mac: Some(mac.to_string()),
         address6: None,
         gateway6: None,
+        extra: vec![],
     }
 }
 
@@ -629,7 +718,12 @@ pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()
         state.mode.as_str(),
     ) {
         return match (state.netns_inode, netns_link::inode(ns)) {
-            (Some(recorded), Ok(now)) if recorded == now => netns_link::detach(ns, link, ifname),
+            (Some(recorded), Ok(now)) if recorded == now => {
+                for x in &state.extra_links {
+                    netns_link::detach(ns, &x.link, &x.ifname)?;
+                }
+                netns_link::detach(ns, link, ifname)
+            }
             // Gone, or another namespace under a reused path.
             _ => Ok(()),
         };

@@ -53,6 +53,8 @@ pub struct NetnsTap {
 
 /// The default name of the VM's interface inside the namespace.
 pub const DEFAULT_TAP: &str = "hxtap0";
+/// The VM's interfaces inside the namespace are `hxtap0`, `hxtap1`...: one per interface taken.
+pub const TAP_PREFIX: &str = "hxtap";
 
 /// Creates tap `tap` inside `netns` (a namespace file: /proc/PID/ns/net, /run/netns/NAME),
 /// gives it `link`'s MTU and mirrors the two. Undoes its own work on failure.
@@ -199,6 +201,59 @@ pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
     })
 }
 
+/// The namespace's Ethernet interfaces with an IPv4 address other than `link` and the VM's
+/// own (`hxtap*`), by name: a container on several networks (docker's eth1...). Tunnel
+/// devices a module adds to every namespace (tunl0, sit0) are not Ethernet; gretap0 has no
+/// address.
+pub fn other_links(netns: &Path, link: &str) -> anyhow::Result<Vec<String>> {
+    // Not `-4`: with it, `ip` leaves out link_type.
+    parse_other_links(&ip_in(netns, &["-j", "addr", "show"])?, link)
+        .with_context(|| format!("interfaces of {}", netns.display()))
+}
+
+fn parse_other_links(out: &str, link: &str) -> anyhow::Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Dev {
+        ifname: Option<String>,
+        link_type: Option<String>,
+        #[serde(default)]
+        addr_info: Vec<IpAddrInfo>,
+    }
+    let devs: Vec<Dev> = json(out)?;
+    let mut names = Vec::new();
+    for d in devs {
+        let Some(name) = d.ifname else { continue };
+        let ether = d.link_type.as_deref() == Some("ether");
+        let has_v4 = d
+            .addr_info
+            .iter()
+            .any(|a| a.family.as_deref() == Some("inet") && a.local.is_some());
+        if !ether || !has_v4 || name == link || name.starts_with(TAP_PREFIX) {
+            continue;
+        }
+        if !super::bridge::valid_ifname(&name) {
+            bail!(
+                "interface name {:?} is not one hx takes",
+                name.escape_debug().to_string()
+            );
+        }
+        names.push(name);
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The interface the namespace's IPv4 (or, `v6`, IPv6) default route leaves through.
+pub fn default_route_dev(netns: &Path, v6: bool) -> anyhow::Result<Option<String>> {
+    let family = if v6 { "-6" } else { "-4" };
+    let routes: Vec<IpRoute> = json(&ip_in(netns, &["-j", family, "route", "show", "default"])?)?;
+    Ok(routes
+        .into_iter()
+        .find(|r| r.dst.as_deref() == Some("default"))
+        .and_then(|r| r.dev))
+}
+
 /// The namespace's identity (its nsfs inode).
 pub fn inode(netns: &Path) -> anyhow::Result<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -257,7 +312,8 @@ fn mirror(netns: &Path, a: &str, b: &str) -> anyhow::Result<()> {
             &["qdisc", "add", "dev", from, "handle", "ffff:", "ingress"],
         )
         .context("tc (the kernel needs sch_ingress, cls_u32 and act_mirred)")?;
-        if from == b {
+        // The relay answers on the first interface only (the guest's resolv.conf names it).
+        if from == b && b == DEFAULT_TAP {
             relay_exceptions(netns, b)?;
         }
         tool_in(
@@ -574,6 +630,13 @@ mod tests {
             parse_default_gateway6(r#"[{"dst":"default","gateway":"10.0.0.1"}]"#, "eth0").is_err()
         );
         assert!(parse_default_gateway6(r#"[{"dst":"default","gateway":"::1"}]"#, "eth0").is_err());
+        let all = r#"[{"ifindex":1,"ifname":"lo","link_type":"loopback","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},{"ifindex":2,"ifname":"tunl0","link_type":"none","addr_info":[]},{"ifindex":9,"ifname":"eth0","link_type":"ether","addr_info":[{"family":"inet","local":"172.17.0.2","prefixlen":16}]},{"ifindex":12,"ifname":"hxtap0","link_type":"ether","addr_info":[{"family":"inet","local":"169.254.53.1","prefixlen":30}]},{"ifindex":11,"ifname":"eth2","link_type":"ether","addr_info":[{"family":"inet","local":"172.20.0.2","prefixlen":16}]},{"ifindex":10,"ifname":"eth1","link_type":"ether","addr_info":[{"family":"inet","local":"172.19.0.2","prefixlen":16}]},{"ifindex":13,"ifname":"gretap0","link_type":"ether","addr_info":[]}]"#;
+        assert_eq!(parse_other_links(all, "eth0").unwrap(), ["eth1", "eth2"]);
+        assert!(parse_other_links("[]", "eth0").unwrap().is_empty());
+        assert!(parse_other_links("", "eth0").unwrap().is_empty());
+        let bad = r#"[{"ifname":"a:b","link_type":"ether","addr_info":[{"family":"inet","local":"10.0.0.1","prefixlen":8}]}]"#;
+        assert!(parse_other_links(bad, "eth0").is_err());
+        assert!(parse_other_links("{", "eth0").is_err());
         assert!(check_names("eth0", "eth0").is_err());
         assert!(check_names("eth0", "a/b").is_err());
         assert!(check_names("eth0", "hxtap0").is_ok());

@@ -20,8 +20,9 @@
 //!
 //! A VM that takes over a network namespace's interface (docker's `eth0`, `--network ns:PATH`)
 //! has no bridge: the monitor that creates the domain sets `HX_VIF_NETNS` (the namespace's
-//! path) and `HX_VIF_LINK` (its interface), which libxl's child inherits, and `online` moves
-//! the vif out of dom0's namespace into that one as `hxtap0`, mirrored to the interface
+//! path) and `HX_VIF_LINK` (`hxtap0=eth0,hxtap1=eth1`: which interface each vif takes over,
+//! by the name its `bridge` node gives it), which libxl's child inherits, and `online` moves
+//! the vif out of dom0's namespace into that one under that name, mirrored to the interface
 //! (`netns_link::adopt_link`) before netback connects the guest.
 use anyhow::{bail, Context};
 use std::os::fd::AsRawFd;
@@ -128,18 +129,22 @@ fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
     match action {
         "online" | "add" if std::env::var_os(VIF_NETNS_ENV).is_some() => {
             let netns = PathBuf::from(std::env::var_os(VIF_NETNS_ENV).unwrap_or_default());
-            let link = std::env::var(VIF_LINK_ENV).unwrap_or_default();
             if !netns.is_absolute() {
                 bail!("{VIF_NETNS_ENV} {netns:?}: not an absolute path");
             }
+            let xs = Xenstore::open()?;
+            // The vif's "bridge" node names the VM's interface in the namespace (hxtap0...).
+            let name = read(&xs, &be, "bridge")?;
+            let links = std::env::var(VIF_LINK_ENV).unwrap_or_default();
+            let link = link_for(&links, &name)?;
             crate::network::netns_link::adopt_link(
                 Path::new("/proc/1/ns/net"),
                 &netns,
-                &link,
+                link,
                 vif,
-                crate::network::netns_link::DEFAULT_TAP,
+                &name,
             )?;
-            Xenstore::open()?.write(&format!("{be}/hotplug-status"), b"connected")?;
+            xs.write(&format!("{be}/hotplug-status"), b"connected")?;
             Ok(())
         }
         "online" | "add" => {
@@ -193,6 +198,23 @@ fn run_vif(action: &str, xenbus_path: &str, vif: &str) -> anyhow::Result<()> {
         "offline" | "remove" => Ok(()),
         other => bail!("unknown action {other:?} (online or offline)"),
     }
+}
+
+/// The namespace's interface that VM interface `name` mirrors, from the monitor's
+/// `HX_VIF_LINK` (`hxtap0=eth0,hxtap1=eth1`).
+fn link_for<'a>(links: &'a str, name: &str) -> anyhow::Result<&'a str> {
+    for pair in links.split(',') {
+        let Some((vm, link)) = pair.split_once('=') else {
+            bail!("{VIF_LINK_ENV} {links:?}: not NAME=LINK pairs");
+        };
+        if vm == name {
+            if !is_ifname(link) {
+                bail!("{VIF_LINK_ENV}: {link:?} is not an interface name");
+            }
+            return Ok(link);
+        }
+    }
+    bail!("{VIF_LINK_ENV} {links:?} names no interface for {name:?}")
 }
 
 fn run(action: &str, xenbus_path: &str) -> anyhow::Result<()> {
@@ -284,6 +306,17 @@ fn detach(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_vm_interface_finds_its_namespace_interface() {
+        let links = "hxtap0=eth0,hxtap1=eth1";
+        assert_eq!(link_for(links, "hxtap0").unwrap(), "eth0");
+        assert_eq!(link_for(links, "hxtap1").unwrap(), "eth1");
+        assert!(link_for(links, "hxtap2").is_err());
+        assert!(link_for("", "hxtap0").is_err());
+        assert!(link_for("hxtap0", "hxtap0").is_err());
+        assert!(link_for("hxtap0=a/b", "hxtap0").is_err());
+    }
 
     #[test]
     fn refuses_anything_but_a_dom0_vbd_backend() {

@@ -68,6 +68,9 @@ pub struct Launch {
     pub disks: Vec<LaunchDisk>,
     #[serde(default)]
     pub nic: Option<LaunchNic>,
+    /// Further vifs, each taking over a further interface of `nic`'s namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_nics: Vec<LaunchNic>,
     /// hx's own disk hotplug helper instead of libxl's block script (`[xen] hotplug = "hx"`).
     #[serde(default)]
     pub disk_script: Option<PathBuf>,
@@ -84,6 +87,40 @@ pub struct Launch {
     /// disks and NIC into it and sends the go line instead of booting one.
     #[serde(default)]
     pub warm: Option<warm::Taken>,
+}
+
+/// The vif for one of the VM's NICs. `hx_vif_script`: hx's own vif helper runs (a
+/// namespace's interface needs it).
+fn launch_nic(n: &crate::network::VmNic, hx_vif_script: bool) -> anyhow::Result<LaunchNic> {
+    match &n.kind {
+        crate::network::NicKind::Bridge { bridge, ifname } => Ok(LaunchNic {
+            bridge: bridge.clone(),
+            vifname: ifname.clone(),
+            mac: n.mac.clone(),
+            netns: None,
+            link: None,
+        }),
+        crate::network::NicKind::User { .. } => {
+            bail!("user-mode networking is QEMU's; on Xen hx runs as root and uses a bridge")
+        }
+        crate::network::NicKind::Netns {
+            netns,
+            link,
+            ifname,
+        } => {
+            if !hx_vif_script {
+                bail!("a network namespace's interface needs hx's own vif hotplug helper, not libxl's vif-bridge ([xen] hotplug = \"hx\")");
+            }
+            // The vif's "bridge" node names the interface it becomes in the namespace.
+            Ok(LaunchNic {
+                bridge: ifname.clone(),
+                vifname: ifname.clone(),
+                mac: n.mac.clone(),
+                netns: Some(netns.clone()),
+                link: Some(link.clone()),
+            })
+        }
+    }
 }
 
 impl Launch {
@@ -602,40 +639,19 @@ impl Backend for Xen {
             );
         }
         let (disk_script, vif_script) = self.hotplug_scripts()?;
-        let nic = match &spec.nic {
-            None => None,
-            Some(n) => {
-                match &n.kind {
-                    crate::network::NicKind::Bridge { bridge, ifname } => Some(LaunchNic {
-                        bridge: bridge.clone(),
-                        vifname: ifname.clone(),
-                        mac: n.mac.clone(),
-                        netns: None,
-                        link: None,
-                    }),
-                    crate::network::NicKind::User { .. } => {
-                        bail!("user-mode networking is QEMU's; on Xen hx runs as root and uses a bridge")
-                    }
-                    crate::network::NicKind::Netns {
-                        netns,
-                        link,
-                        ifname,
-                    } => {
-                        if vif_script.is_none() {
-                            bail!("a network namespace's interface needs hx's own vif hotplug helper, not libxl's vif-bridge ([xen] hotplug = \"hx\")");
-                        }
-                        // The vif's "bridge" node names the interface it becomes in the namespace.
-                        Some(LaunchNic {
-                            bridge: ifname.clone(),
-                            vifname: ifname.clone(),
-                            mac: n.mac.clone(),
-                            netns: Some(netns.clone()),
-                            link: Some(link.clone()),
-                        })
-                    }
-                }
-            }
-        };
+        let nic = spec
+            .nic
+            .as_ref()
+            .map(|n| launch_nic(n, vif_script.is_some()))
+            .transpose()?;
+        let extra_nics = spec
+            .extra_nics
+            .iter()
+            .map(|n| match n.kind {
+                crate::network::NicKind::Netns { .. } => launch_nic(n, vif_script.is_some()),
+                _ => bail!("internal: a further NIC that is not a namespace's interface"),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // Published ports stay bound while the domain lives: the monitor inherits the sockets.
         let hold: Vec<i32> = spec
             .nic
@@ -657,6 +673,7 @@ impl Backend for Xen {
             && spec.shares.is_empty()
             && !spec.hotplug_bus
             && spec.disks.len() <= pv_init::warm::MAX_DISKS as usize
+            && spec.extra_nics.is_empty()
             && warm::enabled(&self.root);
         let taken = use_warm
             .then(|| {
@@ -686,6 +703,7 @@ impl Backend for Xen {
                 })
                 .collect(),
             nic,
+            extra_nics,
             disk_script,
             vif_script,
             shares: spec
@@ -715,13 +733,17 @@ impl Backend for Xen {
         cmd.arg("__xen-monitor").arg(d);
         // libxl's hotplug child inherits these: the vif goes into the namespace (hotplug.rs).
         if let Some(LaunchNic {
-            netns: Some(netns),
-            link: Some(link),
-            ..
+            netns: Some(netns), ..
         }) = &launch.nic
         {
+            let links: Vec<String> = launch
+                .nic
+                .iter()
+                .chain(&launch.extra_nics)
+                .filter_map(|n| Some(format!("{}={}", n.bridge, n.link.as_deref()?)))
+                .collect();
             cmd.env(hotplug::VIF_NETNS_ENV, netns)
-                .env(hotplug::VIF_LINK_ENV, link);
+                .env(hotplug::VIF_LINK_ENV, links.join(","));
         }
         if std::env::var_os("HX_LOG").is_none() {
             cmd.env("HX_LOG", "info");
@@ -1034,6 +1056,7 @@ mod tests {
             memory_mb: 128,
             cpus: 1,
             nic: None,
+            extra_nics: Vec::new(),
             shares: Vec::new(),
             xen_type: XenType::Pvh,
             stdin: false,

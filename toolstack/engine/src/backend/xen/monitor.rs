@@ -108,7 +108,7 @@ fn domain_config(l: &Launch) -> DomainConfig {
             security_model: s.model.as_qemu().into(),
         });
     }
-    if let Some(n) = &l.nic {
+    for n in l.nic.iter().chain(&l.extra_nics) {
         cfg = cfg.nic(nic_spec(l, n));
     }
     cfg
@@ -506,6 +506,7 @@ mod tests {
                 netns: None,
                 link: None,
             }),
+            extra_nics: vec![],
             shares: vec![crate::backend::xen::LaunchShare {
                 tag: "hxfs0".into(),
                 path: "/srv/data".into(),

@@ -258,8 +258,10 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
 }
 
 /// A two-service app of docker-compose with `runtime: hx`: `front`, published on 8081, serves
-/// what it fetched from `back` by its service name (docker's embedded DNS on the project's
-/// network); `down` leaves no container, network, VM, mount or process.
+/// what it fetched from `back` by its service name (docker's embedded DNS); `back` is on the
+/// `backend` network only, `front` on `frontend` and `backend` (two NICs in its VM, each
+/// with docker's address on that network); `down` leaves no container, network, VM, mount
+/// or process.
 fn compose_app(d: &Dockerd) {
     let mounts = d.mounts();
     let project = d.dir.join("compose");
@@ -272,12 +274,17 @@ services:
   back:
     image: {BUSYBOX}
     runtime: hx
+    networks: [backend]
     command: httpd -f -p 80 -h /etc
   front:
     image: {BUSYBOX}
     runtime: hx
+    networks: [frontend, backend]
     ports: ["8081:80"]
     command: ["sh", "-c", "mkdir /www; until wget -qO /www/index.html http://back/hostname; do sleep 1; done; exec httpd -f -p 80 -h /www"]
+networks:
+  frontend: {{}}
+  backend: {{}}
 "#
         ),
     )
@@ -297,6 +304,20 @@ services:
     for c in ["hxapp_back_1", "hxapp_front_1"] {
         let rt = d.docker_ok(&["inspect", "-f", "{{.HostConfig.Runtime}}", c]);
         assert_eq!(rt.stdout.trim(), "hx", "{c}");
+    }
+    // front's guest has docker's address on each of its networks (eth0 and eth1).
+    let addrs = d.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range $n, $e := .NetworkSettings.Networks}}{{$n}}={{$e.IPAddress}} {{end}}",
+        "hxapp_front_1",
+    ]);
+    let addrs: Vec<&str> = addrs.stdout.split_whitespace().collect();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    let shown = d.docker_ok(&["exec", "hxapp_front_1", "ip", "-4", "addr"]).stdout;
+    for a in &addrs {
+        let ip = a.split_once('=').unwrap().1;
+        assert!(shown.contains(&format!("inet {ip}/")), "{a}: {shown}");
     }
     eprintln!("compose: up -d until front answered: {:?}", t0.elapsed());
     let r = d.compose(&project, &["-p", "hxapp", "down", "-t", "2"]);

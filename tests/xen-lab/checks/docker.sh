@@ -104,6 +104,25 @@ curl -s --max-time 5 http://127.0.0.1:8080/ >/dev/null && bad "port 8080 still a
 domain_gone "$dom" 20 && ok "no domain left" || { bad "domain $dom left"; xl list | show; }
 ip link | grep -q 'vif' && { bad "a vif is left"; ip -br link | show; } || ok "no vif left"
 
+# A container on two networks (docker network connect before start, as compose does for a
+# service on two): a vif per network, each with docker's address there, reached from dom0
+# through each network's bridge.
+docker network create dk-a >/dev/null && docker network create dk-b >/dev/null || bad "docker network create"
+if docker create --runtime hx --name two --network dk-a busybox sh -c "mkdir -p /www && echo two-nets > /www/index.html && exec httpd -f -p 80 -h /www" >/dev/null \
+    && docker network connect dk-b two && docker start two >/dev/null; then
+    ok "docker create, network connect, start"
+else bad "two networks: create, connect, start"; fi
+for n in dk-a dk-b; do
+    ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$n\").IPAddress}}" two)
+    wait_page "http://$ip/" two-nets && ok "two: answers on $n at $ip" || { bad "two: nothing on $n at '$ip'"; docker logs two 2>&1 | show; }
+done
+dom=$(xl list | awk 'NR>2 {print $1}')
+vifs=$(xl network-list "$dom" 2>&1 | awk 'NR>1' | wc -l)
+[ "$vifs" = 2 ] && ok "domain $dom has two vifs" || { bad "domain $dom has $vifs vifs"; xl network-list "$dom" 2>&1 | show; }
+docker rm -f two >/dev/null && docker network rm dk-a dk-b >/dev/null && ok "docker rm -f two, network rm" || bad "rm two"
+domain_gone "$dom" 20 && ok "no domain left" || { bad "domain $dom left"; xl list | show; }
+ip link | grep -q 'vif' && { bad "a vif is left"; ip -br link | show; } || ok "no vif left"
+
 ip netns del dk-client; ip link del dk-h 2>/dev/null
 
 # The same containerd through hx's shim v2 (containerd-shim-hx-v2 on its PATH): ctr's verbs.

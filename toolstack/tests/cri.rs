@@ -206,7 +206,17 @@ async fn pod(c: &Containerd, netns: &str) {
         }),
         hostname: "webpod".into(),
         log_directory: logs.to_string_lossy().into_owned(),
-        linux: Some(LinuxPodSandboxConfig::default()),
+        // Kubelet's sum of the containers' limits: one CPU and 128 MiB. The VM is sized for
+        // them on top of its own 256 MiB and one vCPU.
+        linux: Some(LinuxPodSandboxConfig {
+            resources: Some(LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 100_000,
+                memory_limit_in_bytes: 128 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         // Kubelet's cluster DNS: containerd writes it as the pod's resolv.conf.
         dns_config: Some(DnsConfig {
             servers: vec!["10.231.77.53".into()],
@@ -301,7 +311,9 @@ async fn pod(c: &Containerd, netns: &str) {
             config: Some(container_config(
                 "cli",
                 "wget -qO- http://localhost:8080/; echo host=$(hostname); \
-                 ls /www 2>/dev/null || echo no-www; echo to-stderr >&2; exit 7",
+                 ls /www 2>/dev/null || echo no-www; echo cpus=$(nproc); \
+                 awk '/^MemTotal:/ { print \"memkb=\" $2 }' /proc/meminfo; \
+                 echo to-stderr >&2; exit 7",
                 "cli.log",
             )),
             sandbox_config: Some(sandbox_config.clone()),
@@ -347,11 +359,29 @@ async fn pod(c: &Containerd, netns: &str) {
     assert_eq!(st.log_path, logs.join("cli.log").to_string_lossy());
     // The CRI log format at the path kubelet asked for.
     let log = logs.join("cli.log");
+    let mut out = log_lines(&log, "stdout");
+    let memkb = out.pop().unwrap_or_default();
+    // The pod's VM: its own vCPU and one for the containers' CPU limit (as many as the host
+    // has at most), its 256 MiB and the limits' 128 MiB (less what the guest kernel keeps).
+    let host_cpus = std::thread::available_parallelism().unwrap().get().min(2);
     assert_eq!(
-        log_lines(&log, "stdout"),
-        ["hello-from-srv", "host=webpod", "no-www"],
+        out,
+        [
+            "hello-from-srv",
+            "host=webpod",
+            "no-www",
+            &format!("cpus={host_cpus}")
+        ],
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let kb: u64 = memkb
+        .strip_prefix("memkb=")
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal: {memkb:?}"));
+    assert!(
+        (300 << 10..=384 << 10).contains(&kb),
+        "MemTotal {kb} kB: not a 384 MiB VM"
     );
     assert_eq!(log_lines(&log, "stderr"), ["to-stderr"]);
     assert_eq!(log_lines(&logs.join("srv.log"), "stdout"), ["serving"]);

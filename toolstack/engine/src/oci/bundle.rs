@@ -16,6 +16,12 @@ pub const CONFIG_MAX: u64 = 4 << 20;
 pub const DEFAULT_MEMORY_MB: u64 = 128;
 const MIN_MEMORY_MB: u64 = 32;
 
+/// `n` vCPUs, at least one and no more than the CPUs this process may run on.
+pub fn host_bounded_cpus(n: u64) -> u32 {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    n.clamp(1, host) as u32
+}
+
 pub struct Bundle {
     /// Absolute.
     pub dir: PathBuf,
@@ -120,6 +126,20 @@ impl Bundle {
             .filter(|&l| l > 0)
     }
 
+    /// The vCPUs for the spec's CPU limit (`linux.resources.cpu` quota over period: docker's
+    /// `--cpus 1.5` is 2), one without a limit, no more than the host has.
+    pub fn vcpus(&self) -> u32 {
+        let cpu = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.cpu().as_ref());
+        let quota = cpu.and_then(|c| c.quota()).filter(|&q| q > 0);
+        let period = cpu.and_then(|c| c.period()).filter(|&p| p >= 1000).unwrap_or(100_000);
+        host_bounded_cpus(quota.map_or(1, |q| (q as u64).div_ceil(period)))
+    }
+
     /// `root.path`, relative to the bundle unless absolute.
     pub fn rootfs_dir(&self) -> PathBuf {
         let p = self.spec.root().as_ref().expect("checked").path();
@@ -214,7 +234,7 @@ impl Bundle {
             name: Some(id.to_string()),
             hostname: self.spec.hostname().clone().filter(|h| !h.is_empty()),
             memory_mb,
-            cpus: 1,
+            cpus: self.vcpus(),
             shm_size: mounts.shm_size.unwrap_or(64 << 20),
             rlimits: rlimits(&self.spec)?,
             tmpfs: mounts.tmpfs,
@@ -388,6 +408,26 @@ mod tests {
     }
 
     #[test]
+    fn docker_cpus_become_vcpus() {
+        let host = std::thread::available_parallelism().unwrap().get() as u32;
+        for (quota, period, want) in [
+            (serde_json::json!(150000), serde_json::json!(100000), 2),
+            (serde_json::json!(50000), serde_json::json!(100000), 1),
+            (serde_json::json!(-1), serde_json::json!(100000), 1),
+            (serde_json::json!(400000000), serde_json::json!(100000), host),
+            (serde_json::json!(100000), serde_json::json!(0), 1),
+        ] {
+            let mut j = docker_like();
+            j["linux"]["resources"]["cpu"] = serde_json::json!({"quota": quota, "period": period});
+            let b = Bundle {
+                dir: "/b".into(),
+                spec: parse_config(j.to_string().as_bytes()).unwrap(),
+            };
+            assert_eq!(b.vcpus(), want.min(host), "{quota}/{period}");
+        }
+    }
+
+    #[test]
     fn a_docker_spec_becomes_a_request() {
         let spec = parse_config(docker_like().to_string().as_bytes()).unwrap();
         let b = Bundle {
@@ -402,6 +442,7 @@ mod tests {
         assert_eq!(r.user.as_deref(), Some("1000:100"));
         assert_eq!(r.workdir.as_deref(), Some("/work"));
         assert_eq!(r.memory_mb, 256);
+        assert_eq!(r.cpus, 1, "no CPU limit: one vCPU");
         assert_eq!(r.shm_size, 64 << 20);
         assert_eq!(
             r.volumes,

@@ -65,6 +65,70 @@ pub fn role(id: &str, annotations: &BTreeMap<String, String>) -> anyhow::Result<
     }
 }
 
+/// What the pod's containers may use together, from containerd's sandbox annotations
+/// (kubelet 1.23+ sends the sum of the containers' limits in `PodSandboxConfig.linux.resources`;
+/// containerd 1.6.7+ writes it on the sandbox's spec).
+pub const SANDBOX_MEMORY: &str = "io.kubernetes.cri.sandbox-memory";
+pub const SANDBOX_CPU_QUOTA: &str = "io.kubernetes.cri.sandbox-cpu-quota";
+pub const SANDBOX_CPU_PERIOD: &str = "io.kubernetes.cri.sandbox-cpu-period";
+
+/// The sum of a pod's containers' limits: memory in bytes and CPU as a CFS quota over a
+/// period (both in µs). Zero: no limit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PodResources {
+    pub memory_bytes: u64,
+    pub cpu_quota: u64,
+    pub cpu_period: u64,
+}
+
+impl PodResources {
+    /// Whole CPUs the quota asks for (1.5 → 2); 0 without a quota.
+    pub fn cpus(&self) -> u64 {
+        if self.cpu_quota == 0 {
+            return 0;
+        }
+        self.cpu_quota.div_ceil(self.cpu_period)
+    }
+}
+
+/// The pod's resources from the sandbox's annotations; absent ones are no limit. Anything but
+/// a plain number in range is refused with the annotation named.
+pub fn pod_resources(annotations: &BTreeMap<String, String>) -> anyhow::Result<PodResources> {
+    let number = |key: &str, max: u64| -> anyhow::Result<Option<i64>> {
+        let Some(v) = annotations.get(key) else {
+            return Ok(None);
+        };
+        let n: i64 = v
+            .parse()
+            .ok()
+            .filter(|n: &i64| *n >= -1 && (*n < 0 || *n as u64 <= max))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "annotation {key}: \"{}\" is not a number from -1 to {max}",
+                    crate::sanitize::line(v)
+                )
+            })?;
+        Ok(Some(n))
+    };
+    // 1 TiB of memory, a thousand CPUs: beyond any VM hx makes.
+    let memory = number(SANDBOX_MEMORY, 1 << 40)?.unwrap_or(0).max(0) as u64;
+    let quota = number(SANDBOX_CPU_QUOTA, 1_000_000_000)?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let period = number(SANDBOX_CPU_PERIOD, 1_000_000)?.unwrap_or(0);
+    // CFS's own bounds for a period: 1 ms to 1 s (none given: its default, 100 ms).
+    let period = match period {
+        p if p <= 0 => 100_000,
+        p if p < 1000 => anyhow::bail!("annotation {SANDBOX_CPU_PERIOD}: {p} µs is below 1 ms"),
+        p => p as u64,
+    };
+    Ok(PodResources {
+        memory_bytes: memory,
+        cpu_quota: quota,
+        cpu_period: period,
+    })
+}
+
 /// The files CRI binds into every container of a pod that the pod's VM has its own copies of
 /// (`/etc/hosts`, `/etc/hostname`: pv-init copies them into the member's root), so these binds
 /// are dropped rather than shared again. CRI's `/etc/resolv.conf` is kept: it carries the
@@ -83,6 +147,44 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn pod_resources_from_annotations() {
+        let r = pod_resources(&ann(&[
+            (SANDBOX_MEMORY, "134217728"),
+            (SANDBOX_CPU_QUOTA, "150000"),
+            (SANDBOX_CPU_PERIOD, "100000"),
+        ]))
+        .unwrap();
+        assert_eq!(r.memory_bytes, 128 << 20);
+        assert_eq!(r.cpus(), 2);
+        // containerd's values for a pod without limits.
+        let none = pod_resources(&ann(&[
+            (SANDBOX_MEMORY, "0"),
+            (SANDBOX_CPU_QUOTA, "0"),
+            (SANDBOX_CPU_PERIOD, "100000"),
+        ]))
+        .unwrap();
+        assert_eq!((none.memory_bytes, none.cpus()), (0, 0));
+        assert_eq!(pod_resources(&ann(&[(SANDBOX_CPU_QUOTA, "-1")])).unwrap().cpus(), 0);
+        assert_eq!(pod_resources(&ann(&[])).unwrap(), PodResources {
+            cpu_period: 100_000,
+            ..Default::default()
+        });
+        for (k, v) in [
+            (SANDBOX_MEMORY, "lots"),
+            (SANDBOX_MEMORY, "-5"),
+            (SANDBOX_MEMORY, "99999999999999999999"),
+            (SANDBOX_MEMORY, "2199023255553"),
+            (SANDBOX_CPU_QUOTA, "1e6"),
+            (SANDBOX_CPU_PERIOD, "10"),
+            (SANDBOX_CPU_PERIOD, "2000000"),
+            (SANDBOX_MEMORY, " 1"),
+        ] {
+            let e = pod_resources(&ann(&[(k, v)])).unwrap_err().to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
     }
 
     #[test]
@@ -117,6 +219,17 @@ mod tests {
     }
 
     proptest! {
+        // Hostile resource annotations: never a panic, never more than the bounds.
+        #[test]
+        fn any_resource_annotations(mem in ".{0,24}", quota in "-?[0-9]{0,12}", period in "-?[0-9]{0,9}") {
+            let a = ann(&[(SANDBOX_MEMORY, &mem), (SANDBOX_CPU_QUOTA, &quota), (SANDBOX_CPU_PERIOD, &period)]);
+            if let Ok(r) = pod_resources(&a) {
+                prop_assert!(r.memory_bytes <= 1 << 40);
+                prop_assert!(r.cpus() <= 1_000_000);
+                prop_assert!((1000..=1_000_000).contains(&r.cpu_period));
+            }
+        }
+
         // Hostile annotations: never a panic; a member's pod is always a valid pod name.
         #[test]
         fn any_annotations(kind in ".{0,20}", sandbox in ".{0,200}", id in "[a-z0-9]{1,64}") {

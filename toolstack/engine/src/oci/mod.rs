@@ -175,7 +175,10 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
 }
 
 /// A CRI sandbox: the pod's VM (an hx pod's infra container, pod.rs), with the spec's
-/// hostname and memory limit (else `hx pod create`'s 256 MiB: the pod's containers share it).
+/// hostname, sized as Kata sizes one: `hx pod create`'s 256 MiB and one vCPU for the guest
+/// itself and containers without limits, plus the sum of the containers' limits kubelet
+/// sends (`cri::pod_resources`), vCPUs no more than the host has. A memory limit on the
+/// sandbox's own spec, when there is one, is the VM's.
 fn sandbox_request(
     root: &Path,
     b: &bundle::Bundle,
@@ -183,14 +186,16 @@ fn sandbox_request(
     name: &str,
 ) -> anyhow::Result<lifecycle::CreateRequest> {
     let limit = b.memory_limit();
+    let res = cri::pod_resources(&b.annotations())?;
     let mut req = crate::pod::infra_request(
         root,
         &crate::pod::PodRequest {
             name: pod.to_string(),
-            memory_mb: limit.map_or(POD_MEMORY_MB, |l| {
-                (l as u64).div_ceil(1 << 20).max(POD_MEMORY_MB)
-            }),
-            cpus: 1,
+            memory_mb: limit.map_or(
+                POD_MEMORY_MB + res.memory_bytes.div_ceil(1 << 20),
+                |l| (l as u64).div_ceil(1 << 20).max(POD_MEMORY_MB),
+            ),
+            cpus: bundle::host_bounded_cpus(1 + res.cpus()),
             hostname: b.spec.hostname().clone().filter(|h| !h.is_empty()),
             ..Default::default()
         },

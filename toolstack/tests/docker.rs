@@ -314,7 +314,9 @@ networks:
     ]);
     let addrs: Vec<&str> = addrs.stdout.split_whitespace().collect();
     assert_eq!(addrs.len(), 2, "{addrs:?}");
-    let shown = d.docker_ok(&["exec", "hxapp_front_1", "ip", "-4", "addr"]).stdout;
+    let shown = d
+        .docker_ok(&["exec", "hxapp_front_1", "ip", "-4", "addr"])
+        .stdout;
     for a in &addrs {
         let ip = a.split_once('=').unwrap().1;
         assert!(shown.contains(&format!("inet {ip}/")), "{a}: {shown}");

@@ -76,6 +76,12 @@ const ADMIN: &[&[&str]] = &[
     &["sched-credit2"],
     &["sched-credit2", "-d", "web", "-w", "512", "-c", "50"],
     &["cpupool-list", "-c"],
+    &["cpupool-create", "name=\"p1\"", "cpus=\"1\""],
+    &["cpupool-destroy", "p1"],
+    &["cpupool-rename", "p1", "p2"],
+    &["cpupool-cpu-add", "p1", "1"],
+    &["cpupool-cpu-remove", "Pool-0", "node:0"],
+    &["cpupool-migrate", "web", "p1"],
     &["sysrq", "web", "h"],
     &["top", "-b", "-d", "1", "-i", "3"],
     &[
@@ -132,7 +138,9 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         ("up", &[]),
         ("sysr", &["1", "h"]),
         ("sc", &[]),
-        ("cpu", &[]),
+        ("cpupool-l", &[]),
+        ("cpupool-m", &["1", "Pool-0"]),
+        ("cpupool-cpu-a", &["Pool-0", "1"]),
         ("domi", &["x"]),
         ("domn", &["1"]),
     ] {
@@ -141,7 +149,20 @@ fn unambiguous_prefixes_run_the_command_and_ambiguous_ones_are_usage_errors() {
         assert_refused_outside_dom0(&argv, &hx.run(&argv));
     }
     for ambiguous in [
-        "p", "d", "l", "r", "s", "i", "dom", "c", "m", "vc", "u", "sy",
+        "p",
+        "d",
+        "l",
+        "r",
+        "s",
+        "i",
+        "dom",
+        "c",
+        "m",
+        "vc",
+        "u",
+        "sy",
+        "cpu",
+        "cpupool-c",
     ] {
         let r = hx.run(&[ambiguous]);
         assert_eq!(r.code, 2, "hx {ambiguous}: {}", r.stderr);
@@ -185,6 +206,12 @@ fn help_lists_the_admin_commands_and_hides_the_monitor() {
         "vcpu-pin",
         "sched-credit2",
         "cpupool-list",
+        "cpupool-create",
+        "cpupool-destroy",
+        "cpupool-rename",
+        "cpupool-cpu-add",
+        "cpupool-cpu-remove",
+        "cpupool-migrate",
         "sysrq",
         "config",
         "domain",

@@ -12,6 +12,7 @@
 use crate::config::{DomainConfig, LibxlConfig};
 
 mod admin;
+mod cpupool;
 mod devices;
 pub(crate) mod saverestore;
 use crate::error::XenError;

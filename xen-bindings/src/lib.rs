@@ -27,7 +27,7 @@ pub use cpuset::CpuSet;
 pub use error::XenError;
 pub use events::{DomainEvent, ShutdownReason};
 pub use xenstore::{Perm, Xenstore};
-pub use xlcfg::XlDomain;
+pub use xlcfg::{PoolCpus, XlCpupool, XlDomain};
 
 /// Whether this machine is a Xen dom0 (the toolstack's precondition).
 pub fn is_dom0() -> bool {

@@ -6,10 +6,11 @@
 //! (PCI passthrough, a bootloader, CPU pinning, ...) are refused by name (`UNSUPPORTED`) rather
 //! than silently dropped. Other unknown keys are ignored, as xl ignores them.
 use crate::config::{parse_mac, LibxlConfig};
+use crate::cpuset::CpuSet;
 use crate::error::XenError;
 use libxl_sys as sys;
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The keys `XlDomain` reads (docs/cli.md, `hx create`).
 pub const SUPPORTED: &[&str] = &[
@@ -318,6 +319,25 @@ impl Xlu {
             out.push(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned());
         }
         Ok(Some(out))
+    }
+
+    /// A list of strings; None when the key is absent or not a list (nothing reported).
+    fn list_quiet(&self, key: &str) -> Option<Vec<String>> {
+        let k = CString::new(key).expect("static key");
+        let mut list: *mut sys::XLU_ConfigList = std::ptr::null_mut();
+        let mut n: c_int = 0;
+        // SAFETY: valid config; dont_warn set; the list lives as long as it.
+        let rc = unsafe { sys::xlu_cfg_get_list(self.raw, k.as_ptr(), &mut list, &mut n, 1) };
+        if rc != 0 {
+            return None;
+        }
+        (0..n)
+            .map(|i| {
+                // SAFETY: i < n entries.
+                let p = unsafe { sys::xlu_cfg_get_listitem(list, i) };
+                (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            })
+            .collect()
     }
 
     fn defined(&self, key: &str) -> bool {
@@ -878,6 +898,89 @@ pub(crate) fn fill_nic(
     Ok(())
 }
 
+/// A cpupool config (xlcpupool.cfg(5), `xl cpupool-create`): the pool's name (else the
+/// file's base name), its scheduler (None: the host's default) and its CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlCpupool {
+    pub name: String,
+    pub sched: Option<String>,
+    pub cpus: PoolCpus,
+}
+
+/// Which CPUs a new pool gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolCpus {
+    /// None: a pool without CPUs (add them with cpupool-cpu-add).
+    None,
+    /// `cpus = ["1", "2"]` or `cpus = "1-2"`.
+    Cpus(CpuSet),
+    /// `nodes = ["0"]`: every free CPU of these NUMA nodes.
+    Nodes(Vec<u32>),
+}
+
+impl XlCpupool {
+    /// Parses `data` (`source` names it in messages; `file` is the config file's path, whose
+    /// base name is the pool's name when the config gives none) with libxlutil.
+    pub fn parse(source: &str, data: &[u8], file: Option<&Path>) -> Result<Self, XenError> {
+        if data.len() > MAX_CONFIG_BYTES || data.contains(&0) {
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: not a config file (NUL bytes, or larger than {MAX_CONFIG_BYTES} bytes)"
+            )));
+        }
+        let xlu = Xlu::new(source)?;
+        // SAFETY: data and its length; libxlutil copies what it keeps.
+        let rc =
+            unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
+        if rc != 0 {
+            return Err(xlu.fail(format!("{source}: not valid xl config syntax")));
+        }
+        let name = match xlu.string("name")? {
+            Some(n) => n,
+            None => match file.and_then(|f| f.file_name()) {
+                Some(f) => f.to_string_lossy().into_owned(),
+                None => return Err(XenError::InvalidConfig("Missing cpupool name!".into())),
+            },
+        };
+        if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: cpupool name {name:?}: 1 to 255 printable characters"
+            )));
+        }
+        let sched = xlu.string("sched")?;
+        let number = |key: &str, item: &str| -> Result<u32, XenError> {
+            item.parse::<u32>()
+                .ok()
+                .filter(|n| *n <= crate::cpuset::MAX_CPU && !item.starts_with('+'))
+                .ok_or_else(|| {
+                    XenError::InvalidConfig(format!("{source}: {key}: {item:?} is not a number"))
+                })
+        };
+        let cpus = if let Some(nodes) = xlu.list("nodes")? {
+            PoolCpus::Nodes(
+                nodes
+                    .iter()
+                    .map(|n| number("nodes", n))
+                    .collect::<Result<_, _>>()?,
+            )
+        } else if xlu.defined("cpus") {
+            match xlu.list_quiet("cpus") {
+                Some(list) => PoolCpus::Cpus(CpuSet(
+                    list.iter()
+                        .map(|c| number("cpus", c))
+                        .collect::<Result<_, _>>()?,
+                )),
+                None => {
+                    let range = xlu.string("cpus")?.unwrap_or_default();
+                    PoolCpus::Cpus(CpuSet::parse(&range, crate::cpuset::MAX_CPU + 1)?)
+                }
+            }
+        } else {
+            PoolCpus::None
+        };
+        Ok(XlCpupool { name, sched, cpus })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1114,12 +1217,48 @@ on_crash = "preserve"
         assert!(with_extra_lines(file, &["a=1\nb=2".into()]).is_err());
     }
 
+    #[test]
+    fn cpupool_configs_as_xl_reads_them() {
+        let p = |text: &str| XlCpupool::parse("t", text.as_bytes(), None);
+        let set = |v: &[u32]| PoolCpus::Cpus(CpuSet(v.iter().copied().collect()));
+        let c = p("name=\"p1\"\nsched=\"credit\"\ncpus=[\"1\",\"3\"]\n").unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.sched.as_deref(), c.cpus),
+            ("p1", Some("credit"), set(&[1, 3]))
+        );
+        assert_eq!(p("name='a'\ncpus=\"1-3,^2\"").unwrap().cpus, set(&[1, 3]));
+        assert_eq!(
+            p("name='a'\nnodes=[\"0\"]").unwrap().cpus,
+            PoolCpus::Nodes(vec![0])
+        );
+        let bare = p("name='a'").unwrap();
+        assert_eq!((bare.sched, bare.cpus), (None, PoolCpus::None));
+        // The file's base name when the config has none; else xl's error.
+        let f = XlCpupool::parse("t", b"cpus=\"1\"", Some(Path::new("/etc/xen/pool7"))).unwrap();
+        assert_eq!(f.name, "pool7");
+        assert!(p("cpus=\"1\"")
+            .unwrap_err()
+            .to_string()
+            .contains("Missing cpupool name"));
+        for bad in [
+            "name='a'\ncpus=[\"x\"]",
+            "name='a'\ncpus=[\"+1\"]",
+            "name='a'\ncpus=\"9999999\"",
+            "name='a'\nnodes=\"0\"",
+            "name=",
+            "name=''",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+
     proptest! {
         /// Whatever bytes a config holds, libxlutil and the model answer with a value or an
         /// error, never a crash.
         #[test]
         fn any_bytes_parse_or_fail_cleanly(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = XlDomain::parse("fuzz", &data);
+            let _ = XlCpupool::parse("fuzz", &data, None);
         }
 
         /// A KEY=VALUE appended on the command line wins over the file, as with xl.

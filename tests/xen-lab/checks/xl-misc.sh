@@ -5,7 +5,9 @@
 # (`vfb = ['vnc=1, ...']`) served by QEMU in dom0, `hx create -V` starting a viewer on it as
 # `xl create -V` does, and `hx vncviewer` (xl vncviewer). libxl runs $VNCVIEWER, else vncviewer
 # (none in the lab): here a script that records its arguments and standard input (the password,
-# with -autopass) and reads the server's RFB greeting. Nothing left: domain, QEMU, xenstore nodes.
+# with -autopass) and reads the server's RFB greeting. CPU pools: cpupool-create/-migrate/
+# -destroy/-rename/-cpu-add/-cpu-remove on the domain and an hx container, against xl's view.
+# Nothing left: domain, QEMU, xenstore nodes.
 set -u
 . /lab/lib.sh
 fail=0
@@ -118,6 +120,43 @@ out=$(timeout 60 hx vncviewer 0 2>&1); rc=$?
 out=$(hx create -q -n "$w/xv.cfg" "vfb=['vnc=1,sdl=1']" 2>&1); rc=$?
 [ "$rc" = 1 ] && [[ "$out" == *"unsupported parameter \"sdl\""* ]] && ok "a vfb with sdl=1 refused, exit 1" \
     || bad "sdl vfb: exit $rc: $out"
+
+# CPU pools (docs/cli.md): CPU 1 out of Pool-0 into a new pool, the xl.cfg domain and an hx
+# container moved there and back, the pool renamed and destroyed, CPU 1 back; each state as
+# xl reads it, and xl's own dry-run output and errors.
+if [ "$(xl info | awk '/^nr_cpus/ {print $3}')" -ge 2 ]; then
+    hx cpupool-cpu-remove Pool-0 1 && [ "$(hx cpupool-list -c 2>&1)" = "$(xl cpupool-list -c 2>&1)" ] \
+        && xl cpupool-list -c | grep -qx 'Pool-0 *0' && ok "cpupool-cpu-remove Pool-0 1: xl lists Pool-0 on CPU 0" \
+        || { bad "cpupool-cpu-remove"; xl cpupool-list -c | show; }
+    h=$(hx cpupool-create -n 'name="hxp"' 'cpus="1"' 2>&1); x=$(xl cpupool-create -n 'name="hxp"' 'cpus="1"' 2>&1)
+    [ "$h" = "$x" ] && ok "cpupool-create -n: same output as xl" || { bad "cpupool-create -n differs"; { echo "hx:"; echo "$h"; echo "xl:"; echo "$x"; } | show; }
+    hx cpupool-create 'name="hxp"' 'cpus="1"' >/dev/null && xl cpupool-list hxp | grep -q '^hxp  *1 ' \
+        && ok "cpupool-create: xl lists hxp with one CPU" || { bad "cpupool-create"; xl cpupool-list | show; }
+    [ "$(hx cpupool-list 2>&1)" = "$(xl cpupool-list 2>&1)" ] && ok "cpupool-list with two pools: same as xl" || bad "cpupool-list differs"
+    out=$(hx cpupool-create 'name="hxp"' 2>&1); rc=$?
+    [ "$rc" = 1 ] && [ "$out" = 'hx: Pool name "hxp" already exists' ] && ok "cpupool-create of an existing name: exit 1 ($out)" \
+        || bad "existing pool: exit $rc: $out"
+    hx run -d --name cp busybox sleep 600 >/dev/null || bad "hx run -d cp"
+    hx cpupool-migrate xv hxp && hx cpupool-migrate cp hxp && [ "$(xl list -c xv | awk 'NR==2 {print $NF}')" = hxp ] \
+        && xl cpupool-list hxp | grep -q '^hxp .* 2$' && ok "cpupool-migrate of an xl.cfg domain and an hx container: xl counts 2 in hxp" \
+        || { bad "cpupool-migrate"; xl cpupool-list | show; xl list -c | show; }
+    [ "$(xl vcpu-list xv | awk 'NR==2 {print $4}')" = 1 ] && ok "xv's vCPU runs on CPU 1" || { bad "xv's vCPU"; xl vcpu-list xv | show; }
+    out=$(hx cpupool-destroy hxp 2>&1); rc=$?
+    [ "$rc" = 1 ] && [[ "$out" == "hx: Can't destroy cpupool 'hxp'"* ]] && xl cpupool-list hxp >/dev/null 2>&1 \
+        && ok "cpupool-destroy of a pool with domains: exit 1, kept" || bad "destroy busy pool: exit $rc: $out"
+    out=$(hx cpupool-migrate xv nosuch 2>&1); rc=$?
+    [ "$rc" = 1 ] && [ "$out" = "hx: unknown cpupool 'nosuch'" ] && ok "cpupool-migrate to an unknown pool: exit 1 ($out)" \
+        || bad "unknown pool: exit $rc: $out"
+    hx cpupool-migrate xv Pool-0 && hx cpupool-migrate cp 0 && xl cpupool-list hxp | grep -q '^hxp .* 0$' \
+        && ok "both back in Pool-0 (by name and by id)" || { bad "migrate back"; xl cpupool-list | show; }
+    hx cpupool-rename hxp hxq && xl cpupool-list hxq >/dev/null 2>&1 && ok "cpupool-rename hxp hxq" || bad "cpupool-rename"
+    hx cpupool-destroy hxq && ! xl cpupool-list hxq >/dev/null 2>&1 && ok "cpupool-destroy hxq" || bad "cpupool-destroy"
+    hx cpupool-cpu-add Pool-0 1 && xl cpupool-list -c | grep -qx 'Pool-0 *0,1' && ok "cpupool-cpu-add Pool-0 1: Pool-0 on CPUs 0,1 again" \
+        || { bad "cpupool-cpu-add"; xl cpupool-list -c | show; }
+    hx rm -f cp >/dev/null || bad "hx rm -f cp"
+else
+    bad "the lab's Xen has one CPU: no CPU for a second pool"
+fi
 
 hx destroy xv && domain_gone xv 20 && ok "destroy xv" || bad "destroy xv: still listed"
 for _ in $(seq 10); do [ "$(dms)" = 0 ] && break; sleep 1; done

@@ -13,6 +13,7 @@ pub mod completion;
 pub mod config;
 pub mod console;
 pub mod cp;
+pub mod cpupool;
 pub mod cpupool_list;
 pub mod create;
 pub mod destroy;
@@ -243,6 +244,18 @@ pub enum Command {
     SchedCredit2(sched_credit2::Args),
     /// List CPU pools (xl cpupool-list)
     CpupoolList(cpupool_list::Args),
+    /// Create a CPU pool from a config file or KEY=VALUE settings (xl cpupool-create)
+    CpupoolCreate(cpupool::CreateArgs),
+    /// Destroy a CPU pool (xl cpupool-destroy)
+    CpupoolDestroy(cpupool::PoolArgs),
+    /// Rename a CPU pool (xl cpupool-rename)
+    CpupoolRename(cpupool::RenameArgs),
+    /// Add CPUs or a NUMA node's CPUs to a pool (xl cpupool-cpu-add)
+    CpupoolCpuAdd(cpupool::CpusArgs),
+    /// Remove CPUs or a NUMA node's CPUs from a pool (xl cpupool-cpu-remove)
+    CpupoolCpuRemove(cpupool::CpusArgs),
+    /// Move a domain or hx container to another CPU pool (xl cpupool-migrate)
+    CpupoolMigrate(cpupool::MigrateArgs),
     /// Send a magic SysRq key to a domain (xl sysrq)
     Sysrq(sysrq::Args),
     /// Add a disk to a running domain or container (xl block-attach)
@@ -418,6 +431,12 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::VcpuPin(a) => vcpu_pin::run(g, a).await,
         Command::SchedCredit2(a) => sched_credit2::run(g, a).await,
         Command::CpupoolList(a) => cpupool_list::run(g, a).await,
+        Command::CpupoolCreate(a) => cpupool::create(g, a).await,
+        Command::CpupoolDestroy(a) => cpupool::destroy(g, a).await,
+        Command::CpupoolRename(a) => cpupool::rename(g, a).await,
+        Command::CpupoolCpuAdd(a) => cpupool::cpu_add(g, a).await,
+        Command::CpupoolCpuRemove(a) => cpupool::cpu_remove(g, a).await,
+        Command::CpupoolMigrate(a) => cpupool::migrate(g, a).await,
         Command::Sysrq(a) => sysrq::run(g, a).await,
         Command::BlockAttach(a) => block::attach(g, a).await,
         Command::BlockDetach(a) => block::detach(g, a).await,

@@ -54,7 +54,7 @@ pub struct Credit2 {
     pub cap: i32,
 }
 
-fn bitmap_bytes(b: &sys::libxl_bitmap) -> &[u8] {
+pub(super) fn bitmap_bytes(b: &sys::libxl_bitmap) -> &[u8] {
     if b.map.is_null() {
         return &[];
     }
@@ -131,7 +131,7 @@ impl Context {
         }
     }
 
-    fn cpu_bitmap(&self, set: &CpuSet) -> Result<Bitmap, XenError> {
+    pub(super) fn cpu_bitmap(&self, set: &CpuSet) -> Result<Bitmap, XenError> {
         let mark = self.inner.logger().mark();
         // SAFETY: a bitmap initialised, sized for the host's CPUs by libxl, filled, freed on drop.
         unsafe {

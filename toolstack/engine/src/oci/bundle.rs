@@ -136,7 +136,10 @@ impl Bundle {
             .and_then(|l| l.resources().as_ref())
             .and_then(|r| r.cpu().as_ref());
         let quota = cpu.and_then(|c| c.quota()).filter(|&q| q > 0);
-        let period = cpu.and_then(|c| c.period()).filter(|&p| p >= 1000).unwrap_or(100_000);
+        let period = cpu
+            .and_then(|c| c.period())
+            .filter(|&p| p >= 1000)
+            .unwrap_or(100_000);
         host_bounded_cpus(quota.map_or(1, |q| (q as u64).div_ceil(period)))
     }
 
@@ -414,7 +417,11 @@ mod tests {
             (serde_json::json!(150000), serde_json::json!(100000), 2),
             (serde_json::json!(50000), serde_json::json!(100000), 1),
             (serde_json::json!(-1), serde_json::json!(100000), 1),
-            (serde_json::json!(400000000), serde_json::json!(100000), host),
+            (
+                serde_json::json!(400000000),
+                serde_json::json!(100000),
+                host,
+            ),
             (serde_json::json!(100000), serde_json::json!(0), 1),
         ] {
             let mut j = docker_like();

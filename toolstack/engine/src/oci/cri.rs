@@ -167,11 +167,19 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((none.memory_bytes, none.cpus()), (0, 0));
-        assert_eq!(pod_resources(&ann(&[(SANDBOX_CPU_QUOTA, "-1")])).unwrap().cpus(), 0);
-        assert_eq!(pod_resources(&ann(&[])).unwrap(), PodResources {
-            cpu_period: 100_000,
-            ..Default::default()
-        });
+        assert_eq!(
+            pod_resources(&ann(&[(SANDBOX_CPU_QUOTA, "-1")]))
+                .unwrap()
+                .cpus(),
+            0
+        );
+        assert_eq!(
+            pod_resources(&ann(&[])).unwrap(),
+            PodResources {
+                cpu_period: 100_000,
+                ..Default::default()
+            }
+        );
         for (k, v) in [
             (SANDBOX_MEMORY, "lots"),
             (SANDBOX_MEMORY, "-5"),

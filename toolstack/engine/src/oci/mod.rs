@@ -191,10 +191,9 @@ fn sandbox_request(
         root,
         &crate::pod::PodRequest {
             name: pod.to_string(),
-            memory_mb: limit.map_or(
-                POD_MEMORY_MB + res.memory_bytes.div_ceil(1 << 20),
-                |l| (l as u64).div_ceil(1 << 20).max(POD_MEMORY_MB),
-            ),
+            memory_mb: limit.map_or(POD_MEMORY_MB + res.memory_bytes.div_ceil(1 << 20), |l| {
+                (l as u64).div_ceil(1 << 20).max(POD_MEMORY_MB)
+            }),
             cpus: bundle::host_bounded_cpus(1 + res.cpus()),
             hostname: b.spec.hostname().clone().filter(|h| !h.is_empty()),
             ..Default::default()

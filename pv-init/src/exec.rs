@@ -216,6 +216,20 @@ fn deliver(child: Pid, line: &str) {
             report_started(child);
             std::thread::spawn(crate::agent::host_reconnected);
         }
+        // Off this loop: the NIC may take a while to appear. A failure goes to the kernel's
+        // log (the console is the workload's output on Xen).
+        Some(Control::NetUp {
+            interface,
+            mac,
+            address,
+            prefix,
+        }) => {
+            std::thread::spawn(move || {
+                if let Err(e) = crate::network::hotplugged(&interface, mac, address, prefix) {
+                    let _ = std::fs::write("/dev/kmsg", format!("pv-init: {}\n", e.message));
+                }
+            });
+        }
         None => {}
     }
 }

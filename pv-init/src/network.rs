@@ -309,6 +309,30 @@ pub fn configure(net: Option<&Network>) -> Result<(), InitError> {
     Ok(())
 }
 
+/// A NIC hot-plugged into the running guest (`Control::NetUp`): the one with `mac` (waited
+/// for: netfront probes it when the host connects it) gets the name `name`, unless another
+/// interface has that name already, then `ip/prefix`, and comes up.
+pub fn hotplugged(name: &str, mac: [u8; 6], ip: Ipv4Addr, prefix: u8) -> Result<(), InitError> {
+    let now = wait_for(|| current_names(&[mac]))
+        .map_err(|have| {
+            InitError::setup(format!(
+                "network: no NIC with the MAC for {name} appeared (have {have:?})"
+            ))
+        })?
+        .remove(0);
+    let sock = Sock::new()?;
+    if now != name {
+        if std::path::Path::new(&format!("/sys/class/net/{name}")).exists() {
+            return Err(InitError::setup(format!(
+                "network: {name} exists already (the new NIC is {now})"
+            )));
+        }
+        sock.rename(&now, name)?;
+    }
+    sock.set_addr(name, ip, prefix)?;
+    sock.up(name)
+}
+
 fn mac_of(mac: &str) -> Result<[u8; 6], InitError> {
     pv_init::spec::parse_mac(mac)
         .ok_or_else(|| InitError::setup(format!("network: bad MAC {mac:?}")))

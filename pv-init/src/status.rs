@@ -127,9 +127,22 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     Signal(i32),
-    Resize { rows: u16, cols: u16 },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
     StdinEof,
-    Resumed { unix_nanos: u128 },
+    Resumed {
+        unix_nanos: u128,
+    },
+    /// A NIC hot-plugged into the running VM (`hx network-attach ... ip=A/P` on a container):
+    /// the one with `mac` gets `interface` as its name and `address/prefix`, and comes up.
+    NetUp {
+        interface: String,
+        mac: [u8; 6],
+        address: std::net::Ipv4Addr,
+        prefix: u8,
+    },
 }
 
 /// Most digits of `resumed`'s nanoseconds (u128's are 39; the year 9999 needs 21).
@@ -142,6 +155,15 @@ impl Control {
             Control::Resize { rows, cols } => format!("resize {rows} {cols}\n"),
             Control::StdinEof => "stdin-eof\n".into(),
             Control::Resumed { unix_nanos } => format!("resumed {unix_nanos}\n"),
+            Control::NetUp {
+                interface,
+                mac: m,
+                address,
+                prefix,
+            } => format!(
+                "net-up {interface} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {address}/{prefix}\n",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
         }
     }
 
@@ -160,6 +182,26 @@ impl Control {
                 _ => None,
             },
             ["stdin-eof"] => Some(Control::StdinEof),
+            ["net-up", name, mac, cidr] => {
+                let (ip, prefix) = cidr.split_once('/')?;
+                let address: std::net::Ipv4Addr = ip.parse().ok()?;
+                let prefix: u8 = prefix
+                    .parse()
+                    .ok()
+                    .filter(|p| (1..=32).contains(p) && !prefix.starts_with('0'))?;
+                let usable = !(address.is_unspecified()
+                    || address.is_broadcast()
+                    || address.is_multicast()
+                    || address.is_loopback());
+                (usable && crate::spec::valid_ifname(name)).then_some(())?;
+                let mac = crate::spec::parse_mac(mac).filter(|m| m[0] & 1 == 0)?;
+                Some(Control::NetUp {
+                    interface: name.to_string(),
+                    mac,
+                    address,
+                    prefix,
+                })
+            }
             ["resumed", n]
                 if !n.is_empty()
                     && n.len() <= MAX_NANOS_DIGITS
@@ -434,6 +476,12 @@ mod tests {
             Control::Resumed {
                 unix_nanos: 1_796_000_000_123_456_789,
             },
+            Control::NetUp {
+                interface: "eth1".into(),
+                mac: [0, 0x16, 0x3e, 1, 2, 0xab],
+                address: std::net::Ipv4Addr::new(10, 99, 0, 2),
+                prefix: 24,
+            },
         ] {
             assert_eq!(Control::parse_line(&c.to_line()), Some(c));
         }
@@ -443,6 +491,20 @@ mod tests {
         assert_eq!(Control::parse_line("resumed -5"), None);
         assert_eq!(Control::parse_line("resumed +5"), None);
         assert_eq!(Control::parse_line("resumed 1 2"), None);
+        for bad in [
+            "net-up eth1 00:16:3e:01:02:03 10.99.0.2",
+            "net-up eth1 00:16:3e:01:02:03 10.99.0.2/0",
+            "net-up eth1 00:16:3e:01:02:03 10.99.0.2/33",
+            "net-up eth1 00:16:3e:01:02:03 10.99.0.2/024",
+            "net-up eth1 00:16:3e:01:02:03 0.0.0.0/24",
+            "net-up eth1 00:16:3e:01:02:03 127.0.0.2/8",
+            "net-up eth1 01:16:3e:01:02:03 10.99.0.2/24",
+            "net-up a/b 00:16:3e:01:02:03 10.99.0.2/24",
+            "net-up averyveryverylongname 00:16:3e:01:02:03 10.99.0.2/24",
+            "net-up eth1 00:16:3e:01:02 10.99.0.2/24",
+        ] {
+            assert_eq!(Control::parse_line(bad), None, "{bad}");
+        }
         assert_eq!(
             Control::parse_line(&format!("resumed {}", "9".repeat(31))),
             None
@@ -458,7 +520,7 @@ mod tests {
             /// Whatever parses is in range and prints back to the line it came from (modulo
             /// the spacing split_whitespace forgives).
             #[test]
-            fn any_line_parses_strictly(line in "(signal|resize|stdin-eof|resumed)?[ 0-9a-z+-]{0,40}") {
+            fn any_line_parses_strictly(line in "(signal|resize|stdin-eof|resumed|net-up)?[ 0-9a-z+:./-]{0,50}") {
                 if let Some(c) = Control::parse_line(&line) {
                     match &c {
                         Control::Signal(n) => prop_assert!((1..=64).contains(n)),
@@ -467,6 +529,10 @@ mod tests {
                             prop_assert!(unix_nanos.to_string().len() <= MAX_NANOS_DIGITS)
                         }
                         Control::StdinEof => {}
+                        Control::NetUp { interface, prefix, .. } => {
+                            prop_assert!(crate::spec::valid_ifname(interface));
+                            prop_assert!((1..=32).contains(prefix));
+                        }
                     }
                     prop_assert_eq!(Control::parse_line(&c.to_line()), Some(c));
                 }

@@ -124,6 +124,7 @@ out=$(hx create -q -n "$w/xv.cfg" "vfb=['vnc=1,sdl=1']" 2>&1); rc=$?
 # CPU pools (docs/cli.md): CPU 1 out of Pool-0 into a new pool, the xl.cfg domain and an hx
 # container moved there and back, the pool renamed and destroyed, CPU 1 back; each state as
 # xl reads it, and xl's own dry-run output and errors.
+hx run -d --name cp busybox sleep 600 >/dev/null || bad "hx run -d cp"
 if [ "$(xl info | awk '/^nr_cpus/ {print $3}')" -ge 2 ]; then
     hx cpupool-cpu-remove Pool-0 1 && [ "$(hx cpupool-list -c 2>&1)" = "$(xl cpupool-list -c 2>&1)" ] \
         && xl cpupool-list -c | grep -qx 'Pool-0 *0' && ok "cpupool-cpu-remove Pool-0 1: xl lists Pool-0 on CPU 0" \
@@ -136,7 +137,6 @@ if [ "$(xl info | awk '/^nr_cpus/ {print $3}')" -ge 2 ]; then
     out=$(hx cpupool-create 'name="hxp"' 2>&1); rc=$?
     [ "$rc" = 1 ] && [ "$out" = 'hx: Pool name "hxp" already exists' ] && ok "cpupool-create of an existing name: exit 1 ($out)" \
         || bad "existing pool: exit $rc: $out"
-    hx run -d --name cp busybox sleep 600 >/dev/null || bad "hx run -d cp"
     hx cpupool-migrate xv hxp && hx cpupool-migrate cp hxp && [ "$(xl list -c xv | awk 'NR==2 {print $NF}')" = hxp ] \
         && xl cpupool-list hxp | grep -q '^hxp .* 2$' && ok "cpupool-migrate of an xl.cfg domain and an hx container: xl counts 2 in hxp" \
         || { bad "cpupool-migrate"; xl cpupool-list | show; xl list -c | show; }
@@ -153,10 +153,32 @@ if [ "$(xl info | awk '/^nr_cpus/ {print $3}')" -ge 2 ]; then
     hx cpupool-destroy hxq && ! xl cpupool-list hxq >/dev/null 2>&1 && ok "cpupool-destroy hxq" || bad "cpupool-destroy"
     hx cpupool-cpu-add Pool-0 1 && xl cpupool-list -c | grep -qx 'Pool-0 *0,1' && ok "cpupool-cpu-add Pool-0 1: Pool-0 on CPUs 0,1 again" \
         || { bad "cpupool-cpu-add"; xl cpupool-list -c | show; }
-    hx rm -f cp >/dev/null || bad "hx rm -f cp"
 else
     bad "the lab's Xen has one CPU: no CPU for a second pool"
 fi
+
+# A second NIC on a bridge of dom0's (docs/cli.md): network-attach to the hx container with
+# ip=ADDR/PREFIX, which its guest configures (eth1, that address; it reaches dom0 over the
+# bridge); network-list as xl's; without a prefix: refused in one line, no vif made;
+# network-detach. The xl.cfg domain takes one too.
+ip link add hxt0 type bridge && ip addr add 10.99.0.1/24 dev hxt0 && ip link set hxt0 up
+nvifs() { xl network-list "$1" 2>/dev/null | awk 'NR>1' | wc -l; }
+hx network-attach cp bridge=hxt0 ip=10.99.0.2/24 && [ "$(nvifs cp)" = 2 ] && ok "network-attach cp bridge=hxt0 ip=10.99.0.2/24: a second vif" \
+    || { bad "network-attach cp"; xl network-list cp 2>&1 | show; }
+[ "$(hx network-list cp 2>&1)" = "$(xl network-list cp 2>&1)" ] && ok "network-list cp: same as xl" || bad "network-list cp differs"
+end=$((SECONDS + 60)); while [ $SECONDS -lt $end ]; do timeout 20 hx exec cp ip addr show eth1 2>/dev/null | grep -q 'inet 10.99.0.2/24' && break; sleep 1; done
+out=$(timeout 20 hx exec cp ip addr show eth1 2>&1)
+[[ "$out" == *"inet 10.99.0.2/24"* ]] && [[ "$out" == *UP* ]] && ok "the guest configured eth1 with 10.99.0.2/24" || { bad "eth1 in cp"; echo "$out" | show; timeout 20 hx exec cp dmesg 2>&1 | tail -5 | show; }
+timeout 30 hx exec cp ping -c 1 -W 5 10.99.0.1 >/dev/null && ok "the container reaches dom0's 10.99.0.1 over hxt0" || bad "ping 10.99.0.1 from cp over hxt0"
+out=$(hx network-attach cp bridge=hxt0 ip=10.99.0.3 2>&1); rc=$?
+[ "$rc" = 1 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && [[ "$out" == *"needs a prefix"* ]] && [ "$(nvifs cp)" = 2 ] \
+    && ok "ip= without a prefix for a container: exit 1, no vif ($out)" || bad "no prefix: exit $rc: $out ($(nvifs cp) vifs)"
+hx network-detach cp 1 && [ "$(nvifs cp)" = 1 ] && ok "network-detach cp 1" || bad "network-detach cp 1: $(nvifs cp) vifs"
+n0=$(nvifs xv)
+hx network-attach xv bridge=hxt0 && [ "$(nvifs xv)" = $((n0 + 1)) ] && ok "network-attach xv (an xl.cfg domain)" || bad "network-attach xv"
+hx network-detach xv "$n0" && [ "$(nvifs xv)" = "$n0" ] && ok "network-detach xv $n0" || bad "network-detach xv"
+hx rm -f cp >/dev/null || bad "hx rm -f cp"
+ip link del hxt0
 
 hx destroy xv && domain_gone xv 20 && ok "destroy xv" || bad "destroy xv: still listed"
 for _ in $(seq 10); do [ "$(dms)" = 0 ] && break; sleep 1; done

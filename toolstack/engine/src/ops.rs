@@ -69,6 +69,36 @@ pub fn kill(root: &Path, c: &Container, signal: i32) -> anyhow::Result<()> {
     be.send_control(c, &dir, &Control::Signal(signal).to_line())
 }
 
+/// Tells the guest of running container `c` to configure a NIC hot-plugged into its VM
+/// (`hx network-attach ... ip=A/P`): the NIC with `mac` becomes `interface` with `address/prefix`.
+pub fn configure_hotplugged_nic(
+    root: &Path,
+    c: &Container,
+    interface: &str,
+    mac: [u8; 6],
+    address: std::net::Ipv4Addr,
+    prefix: u8,
+) -> anyhow::Result<()> {
+    let be = backend::for_container(c, root)?;
+    if c.status != Status::Running || !be.is_running(c) {
+        anyhow::bail!("container {} is not running", c.name);
+    }
+    let line = Control::NetUp {
+        interface: interface.to_string(),
+        mac,
+        address,
+        prefix,
+    }
+    .to_line();
+    // What the guest would refuse is refused here, in one line.
+    if Control::parse_line(&line).is_none() {
+        anyhow::bail!(
+            "{interface} {address}/{prefix}: not an interface name and address the guest takes"
+        );
+    }
+    be.send_control(c, &container::dir(root, &c.id), &line)
+}
+
 /// SIGKILL for a VM: no guest to ask, the VM ends now and the outcome says 137 (the guest
 /// reported nothing else first). The OCI runtime's `kill ID KILL`.
 pub fn kill_vm(root: &Path, c: &Container) -> anyhow::Result<()> {

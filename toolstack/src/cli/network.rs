@@ -3,7 +3,7 @@
 //! the guest sees as eth1), as xl's. Keys are xl's vif keys (`bridge`, `mac`, `ip`, `vifname`,
 //! `script`, `model`, `type`, `rate`).
 use super::domain;
-use xen_bindings::NicInfo;
+use xen_bindings::{NicInfo, Xenstore};
 
 #[derive(clap::Args, Debug)]
 pub struct AttachArgs {
@@ -58,14 +58,58 @@ pub fn row(n: &NicInfo) -> String {
     )
 }
 
-pub async fn attach(_g: &super::Globals, args: AttachArgs) -> anyhow::Result<i32> {
-    let vif = xen_bindings::xlcfg::parse_vif(&args.settings.join(","))
-        .and_then(|v| xen_bindings::xlcfg::nic_from_vif(&v))
-        .map_err(|e| super::Fixed::wrap(1, e.into()))?;
+pub async fn attach(g: &super::Globals, args: AttachArgs) -> anyhow::Result<i32> {
+    let bad = |e: anyhow::Error| super::Fixed::wrap(1, e);
+    let mut vif =
+        xen_bindings::xlcfg::parse_vif(&args.settings.join(",")).map_err(|e| bad(e.into()))?;
     let ctx = domain::open()?;
     let id = domain::resolve(&ctx, &args.domain)?;
-    ctx.nic_attach(id, vif).await?;
+    // An hx container's guest configures the new NIC itself when `ip=` has a prefix.
+    let container = Xenstore::open()
+        .ok()
+        .and_then(|xs| domain::hx_container(&xs, id))
+        .and_then(|cid| hx_engine::container::find(&g.root, &cid).ok());
+    let guest_address = match (&container, vif.ip.as_deref()) {
+        (Some(_), Some(ip)) => {
+            let (addr, prefix) = guest_cidr(ip).map_err(bad)?;
+            // libxl's (and the hotplug script's) ip is the bare address.
+            vif.ip = Some(addr.to_string());
+            Some((addr, prefix))
+        }
+        _ => None,
+    };
+    let nic = xen_bindings::xlcfg::nic_from_vif(&vif).map_err(|e| bad(e.into()))?;
+    let before: Vec<i32> = ctx.nics(id)?.iter().map(|n| n.devid).collect();
+    ctx.nic_attach(id, nic).await?;
+    if let (Some(c), Some((addr, prefix))) = (container, guest_address) {
+        let new = ctx
+            .nics(id)?
+            .into_iter()
+            .find(|n| !before.contains(&n.devid))
+            .ok_or_else(|| anyhow::anyhow!("the new vif of domain {id} is not listed"))?;
+        // The guest names it as netfront's devid numbers it: vif 1 is eth1.
+        let name = format!("eth{}", new.devid);
+        hx_engine::ops::configure_hotplugged_nic(&g.root, &c, &name, new.mac, addr, prefix)?;
+    }
     Ok(0)
+}
+
+/// `ip=10.99.0.2/24` for an hx container: the address and prefix its guest takes.
+fn guest_cidr(ip: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
+    let (a, p) = ip.split_once('/').ok_or_else(|| {
+        anyhow::anyhow!(
+            "ip={ip}: an hx container's NIC needs a prefix (ip={ip}/24) to configure it"
+        )
+    })?;
+    let addr: std::net::Ipv4Addr = a
+        .parse()
+        .map_err(|_| anyhow::anyhow!("ip={ip}: {a:?} is not an IPv4 address"))?;
+    let prefix: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(|| anyhow::anyhow!("ip={ip}: prefix {p:?} is not 1 to 32"))?;
+    Ok((addr, prefix))
 }
 
 pub async fn detach(_g: &super::Globals, args: DetachArgs) -> anyhow::Result<i32> {
@@ -97,6 +141,23 @@ pub async fn list(_g: &super::Globals, args: ListArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_hx_containers_ip_needs_a_prefix() {
+        assert_eq!(
+            guest_cidr("10.99.0.2/24").unwrap(),
+            ("10.99.0.2".parse().unwrap(), 24)
+        );
+        for bad in [
+            "10.99.0.2",
+            "10.99.0.2/0",
+            "10.99.0.2/33",
+            "x/24",
+            "10.99.0.2/x",
+        ] {
+            assert!(guest_cidr(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn lines_up_with_xl() {

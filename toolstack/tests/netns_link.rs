@@ -114,15 +114,7 @@ impl Drop for Namespaces {
 
 #[test]
 fn a_guest_takes_over_an_interface_of_another_namespace() {
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "network tests need root in CI"
-        );
-        eprintln!("SKIP: network namespaces need root");
-        return;
-    }
-    let Some(hx) = Hx::with_busybox() else { return };
+    let Some(hx) = root_and_guest() else { return };
     let ns = Namespaces::new(&hx);
     // (Not /sys/class/net: nsenter keeps the root namespace's /sys.)
     let brief = ns
@@ -212,6 +204,20 @@ fn a_guest_takes_over_an_interface_of_another_namespace() {
     assert!(addr.contains(&format!("{CTR_IP}/24")), "{addr}");
 }
 
+/// hx with busybox loaded, when this is root with a guest to boot. Not root: a skip, except
+/// in CI, where it fails.
+fn root_and_guest() -> Option<Hx> {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "network tests need root in CI"
+        );
+        eprintln!("SKIP: network namespaces need root");
+        return None;
+    }
+    Hx::with_busybox()
+}
+
 /// Waits until `url` answers from namespace `from` with `body`.
 fn await_http(ns: &Namespaces, from: &str, url: &str, body: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -235,15 +241,7 @@ fn await_http(ns: &Namespaces, from: &str, url: &str, body: &str) {
 /// namespace has it.
 #[test]
 fn a_guest_takes_over_every_interface_of_the_namespace() {
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "network tests need root in CI"
-        );
-        eprintln!("SKIP: network namespaces need root");
-        return;
-    }
-    let Some(hx) = Hx::with_busybox() else { return };
+    let Some(hx) = root_and_guest() else { return };
     let mut ns = Namespaces::new(&hx);
     ns.second();
     let peer2 = ns.peer2.clone().unwrap();

@@ -238,6 +238,28 @@ impl Xlu {
         Ok(Xlu { raw, report, buf })
     }
 
+    /// `data` (a config's text; `source` names it in messages) read by libxlutil, bounded.
+    fn read(source: &str, data: &[u8]) -> Result<Self, XenError> {
+        if data.len() > MAX_CONFIG_BYTES {
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: larger than {MAX_CONFIG_BYTES} bytes"
+            )));
+        }
+        if data.contains(&0) {
+            return Err(XenError::InvalidConfig(format!(
+                "{source}: contains NUL bytes"
+            )));
+        }
+        let xlu = Xlu::new(source)?;
+        // SAFETY: data and its length; libxlutil copies what it keeps.
+        let rc =
+            unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
+        if rc != 0 {
+            return Err(xlu.fail(format!("{source}: not valid xl.cfg syntax")));
+        }
+        Ok(xlu)
+    }
+
     /// What libxlutil reported so far: its last lines, bounded.
     fn report(&self) -> String {
         // SAFETY: fflush updates buf/len; the buffer is valid until the next write or fclose.
@@ -549,23 +571,7 @@ fn check_rate(rate: &str) -> Result<(), XenError> {
 impl XlDomain {
     /// Parses `data` (the config text; `source` names it in messages) with libxlutil.
     pub fn parse(source: &str, data: &[u8]) -> Result<Self, XenError> {
-        if data.len() > MAX_CONFIG_BYTES {
-            return Err(XenError::InvalidConfig(format!(
-                "{source}: larger than {MAX_CONFIG_BYTES} bytes"
-            )));
-        }
-        if data.contains(&0) {
-            return Err(XenError::InvalidConfig(format!(
-                "{source}: contains NUL bytes"
-            )));
-        }
-        let xlu = Xlu::new(source)?;
-        // SAFETY: data and its length; libxlutil copies what it keeps.
-        let rc =
-            unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
-        if rc != 0 {
-            return Err(xlu.fail(format!("{source}: not valid xl.cfg syntax")));
-        }
+        let xlu = Xlu::read(source, data)?;
         for key in UNSUPPORTED {
             if xlu.defined(key) {
                 return Err(XenError::InvalidConfig(format!(
@@ -922,18 +928,7 @@ impl XlCpupool {
     /// Parses `data` (`source` names it in messages; `file` is the config file's path, whose
     /// base name is the pool's name when the config gives none) with libxlutil.
     pub fn parse(source: &str, data: &[u8], file: Option<&Path>) -> Result<Self, XenError> {
-        if data.len() > MAX_CONFIG_BYTES || data.contains(&0) {
-            return Err(XenError::InvalidConfig(format!(
-                "{source}: not a config file (NUL bytes, or larger than {MAX_CONFIG_BYTES} bytes)"
-            )));
-        }
-        let xlu = Xlu::new(source)?;
-        // SAFETY: data and its length; libxlutil copies what it keeps.
-        let rc =
-            unsafe { sys::xlu_cfg_readdata(xlu.raw, data.as_ptr().cast(), data.len() as c_int) };
-        if rc != 0 {
-            return Err(xlu.fail(format!("{source}: not valid xl config syntax")));
-        }
+        let xlu = Xlu::read(source, data)?;
         let name = match xlu.string("name")? {
             Some(n) => n,
             None => match file.and_then(|f| f.file_name()) {

@@ -77,6 +77,28 @@ fn fetch(netns: &str, url: &str) -> Option<String> {
 }
 
 /// The CRI log file's lines (`TIMESTAMP STREAM P|F TEXT`) of stream `stream`: their text.
+/// What the runtime bounds a VM's vCPUs by: a dom0's physical CPUs (`xl info`'s nr_cpus),
+/// elsewhere the CPUs this process may run on.
+fn host_cpus() -> usize {
+    let dom0 =
+        std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|c| c.contains("control_d"));
+    if dom0 {
+        let out = std::process::Command::new("xl")
+            .arg("info")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        return text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == "nr_cpus").then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no nr_cpus in xl info: {text}"));
+    }
+    std::thread::available_parallelism().unwrap().get()
+}
+
 fn log_lines(path: &Path, stream: &str) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
@@ -363,7 +385,7 @@ async fn pod(c: &Containerd, netns: &str) {
     let memkb = out.pop().unwrap_or_default();
     // The pod's VM: its own vCPU and one for the containers' CPU limit (as many as the host
     // has at most), its 256 MiB and the limits' 128 MiB (less what the guest kernel keeps).
-    let host_cpus = std::thread::available_parallelism().unwrap().get().min(2);
+    let host_cpus = host_cpus().min(2);
     assert_eq!(
         out,
         [

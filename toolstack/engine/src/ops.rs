@@ -69,6 +69,19 @@ pub fn kill(root: &Path, c: &Container, signal: i32) -> anyhow::Result<()> {
     be.send_control(c, &dir, &Control::Signal(signal).to_line())
 }
 
+/// Whether a guest takes `address/prefix` for a hot-plugged NIC (`Control::NetUp`'s rules:
+/// a unicast address that is not loopback, a prefix of 1 to 32).
+pub fn guest_takes_address(address: std::net::Ipv4Addr, prefix: u8) -> bool {
+    let line = Control::NetUp {
+        interface: "eth1".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        address,
+        prefix,
+    }
+    .to_line();
+    Control::parse_line(&line).is_some()
+}
+
 /// Tells the guest of running container `c` to configure a NIC hot-plugged into its VM
 /// (`hx network-attach ... ip=A/P`): the NIC with `mac` becomes `interface` with `address/prefix`.
 pub fn configure_hotplugged_nic(

@@ -54,15 +54,15 @@ fn failed(e: impl Into<anyhow::Error>) -> anyhow::Error {
     super::Fixed::wrap(1, e.into())
 }
 
-/// The id of pool `key`: a pool's name, else its id.
+/// The id of pool `key`: as xl, a number is a pool's id, anything else its name.
 fn pool_id(ctx: &Context, key: &str) -> anyhow::Result<u32> {
     let pools = ctx.cpupools()?;
+    let numeric = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
     pools
         .iter()
-        .find(|p| p.name == key)
-        .or_else(|| {
-            let id: u32 = key.parse().ok()?;
-            pools.iter().find(|p| p.poolid == id)
+        .find(|p| match numeric {
+            true => key.parse() == Ok(p.poolid),
+            false => p.name == key,
         })
         .map(|p| p.poolid)
         .ok_or_else(|| failed(anyhow::anyhow!("unknown cpupool '{key}'")))

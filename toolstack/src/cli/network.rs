@@ -81,17 +81,45 @@ pub async fn attach(g: &super::Globals, args: AttachArgs) -> anyhow::Result<i32>
     let nic = xen_bindings::xlcfg::nic_from_vif(&vif).map_err(|e| bad(e.into()))?;
     let before: Vec<i32> = ctx.nics(id)?.iter().map(|n| n.devid).collect();
     ctx.nic_attach(id, nic).await?;
-    if let (Some(c), Some((addr, prefix))) = (container, guest_address) {
-        let new = ctx
-            .nics(id)?
-            .into_iter()
-            .find(|n| !before.contains(&n.devid))
-            .ok_or_else(|| anyhow::anyhow!("the new vif of domain {id} is not listed"))?;
-        // The guest names it as netfront's devid numbers it: vif 1 is eth1.
-        let name = format!("eth{}", new.devid);
-        hx_engine::ops::configure_hotplugged_nic(&g.root, &c, &name, new.mac, addr, prefix)?;
+    let (Some(c), Some((addr, prefix))) = (container, guest_address) else {
+        return Ok(0);
+    };
+    let new = ctx
+        .nics(id)?
+        .into_iter()
+        .find(|n| !before.contains(&n.devid))
+        .ok_or_else(|| anyhow::anyhow!("the new vif of domain {id} is not listed"))?;
+    let name = guest_name(&c, new.devid);
+    if let Err(e) =
+        hx_engine::ops::configure_hotplugged_nic(&g.root, &c, &name, new.mac, addr, prefix)
+    {
+        // Not configured: not left behind either.
+        let _ = ctx.nic_detach(id, &new.devid.to_string()).await;
+        return Err(bad(e));
     }
     Ok(0)
+}
+
+/// The guest's name for the container's new vif `devid`: netfront's numbering (vif 1 is eth1),
+/// or the first free `ethN` when the container's interfaces took that name already (a VM on a
+/// namespace's eth0, eth2 has vifs 0 and 1).
+fn guest_name(c: &hx_engine::container::Container, devid: i32) -> String {
+    let taken: Vec<&str> = c
+        .network
+        .iter()
+        .flat_map(|n| {
+            std::iter::once(hx_engine::network::NETNS_LINK)
+                .chain(n.extra_links.iter().map(|x| x.link.as_str()))
+        })
+        .collect();
+    let want = format!("eth{devid}");
+    if !taken.contains(&want.as_str()) {
+        return want;
+    }
+    (1..)
+        .map(|n| format!("eth{n}"))
+        .find(|n| !taken.contains(&n.as_str()))
+        .expect("a free name")
 }
 
 /// `ip=10.99.0.2/24` for an hx container: the address and prefix its guest takes.
@@ -109,6 +137,9 @@ fn guest_cidr(ip: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
         .ok()
         .filter(|p| (1..=32).contains(p))
         .ok_or_else(|| anyhow::anyhow!("ip={ip}: prefix {p:?} is not 1 to 32"))?;
+    if !hx_engine::ops::guest_takes_address(addr, prefix) {
+        anyhow::bail!("ip={ip}: not a unicast address a NIC can have");
+    }
     Ok((addr, prefix))
 }
 
@@ -152,6 +183,10 @@ mod tests {
             "10.99.0.2",
             "10.99.0.2/0",
             "10.99.0.2/33",
+            "127.0.0.2/8",
+            "224.0.0.1/4",
+            "0.0.0.0/24",
+            "255.255.255.255/32",
             "x/24",
             "10.99.0.2/x",
         ] {

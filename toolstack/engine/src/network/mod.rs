@@ -585,15 +585,16 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
     }
     guest.mtu = Some(info.mtu);
     guest.dns_relay = Some(dns_relay::guest_config());
-    // A container on several networks: every further interface gets a NIC of its own.
-    let others = netns_link::other_links(netns, link)?;
+    // A container on several networks: every further veth gets a NIC of its own.
+    let mut others = netns_link::other_links(netns, link)?;
     if others.len() > pv_init::spec::MAX_EXTRA_INTERFACES {
-        bail!(
-            "network namespace {} has {} interfaces: a VM takes at most {}",
+        tracing::warn!(
+            "network namespace {} has {} further interfaces: the VM takes the first {}",
             netns.display(),
-            others.len() + 1,
-            pv_init::spec::MAX_EXTRA_INTERFACES + 1
+            others.len(),
+            pv_init::spec::MAX_EXTRA_INTERFACES
         );
+        others.truncate(pv_init::spec::MAX_EXTRA_INTERFACES);
     }
     let mut extra_links = Vec::new();
     let mut extra_nics = Vec::new();
@@ -614,8 +615,19 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
     if !owns(&dev6, link) {
         guest.gateway6 = None;
     }
-    for (n, other) in others.iter().enumerate() {
+    let mut macs = vec![info.mac.clone()];
+    for other in &others {
         let mut x = netns_link::inspect(netns, other)?;
+        // The guest finds its NICs by MAC: a second one with a MAC taken is left out.
+        if macs.contains(&x.mac) {
+            tracing::warn!(
+                "{other} in {} has the MAC of another interface: the VM does not take it",
+                netns.display()
+            );
+            continue;
+        }
+        macs.push(x.mac.clone());
+        let n = extra_nics.len();
         if dev4.as_deref() != Some(other) {
             x.gateway = None;
         }
@@ -719,10 +731,20 @@ pub fn release(root: &Path, id: &str, state: &NetworkState) -> anyhow::Result<()
     ) {
         return match (state.netns_inode, netns_link::inode(ns)) {
             (Some(recorded), Ok(now)) if recorded == now => {
-                for x in &state.extra_links {
-                    netns_link::detach(ns, &x.link, &x.ifname)?;
+                // Each one tried, whatever the others do; the first failure reported.
+                let mut result = Ok(());
+                for (l, i) in state
+                    .extra_links
+                    .iter()
+                    .map(|x| (x.link.as_str(), x.ifname.as_str()))
+                    .chain([(link.as_str(), ifname.as_str())])
+                {
+                    let r = netns_link::detach(ns, l, i);
+                    if result.is_ok() {
+                        result = r;
+                    }
                 }
-                netns_link::detach(ns, link, ifname)
+                result
             }
             // Gone, or another namespace under a reused path.
             _ => Ok(()),

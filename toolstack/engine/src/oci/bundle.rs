@@ -16,10 +16,25 @@ pub const CONFIG_MAX: u64 = 4 << 20;
 pub const DEFAULT_MEMORY_MB: u64 = 128;
 const MIN_MEMORY_MB: u64 = 32;
 
-/// `n` vCPUs, at least one and no more than the CPUs this process may run on.
+/// `n` vCPUs, at least one and no more than the host has: on a Xen dom0 its physical CPUs
+/// (dom0's own vCPUs are often fewer), elsewhere the CPUs this process may run on.
 pub fn host_bounded_cpus(n: u64) -> u32 {
-    let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    n.clamp(1, host) as u32
+    let xen = crate::backend::is_xen_dom0()
+        .then(|| xen_bindings::Context::new().ok()?.host_info().ok())
+        .flatten()
+        .map(|h| h.nr_cpus as u64);
+    let host =
+        xen.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u64);
+    n.clamp(1, host.max(1)) as u32
+}
+
+/// Whole vCPUs for a CFS quota over a period (`--cpus 1.5` is 150000/100000: 2); one
+/// without a quota.
+pub fn cpus_for_quota(quota: Option<i64>, period: Option<u64>) -> u64 {
+    let period = period.filter(|&p| p >= 1000).unwrap_or(100_000);
+    quota
+        .filter(|&q| q > 0)
+        .map_or(1, |q| (q as u64).div_ceil(period))
 }
 
 pub struct Bundle {
@@ -135,12 +150,10 @@ impl Bundle {
             .as_ref()
             .and_then(|l| l.resources().as_ref())
             .and_then(|r| r.cpu().as_ref());
-        let quota = cpu.and_then(|c| c.quota()).filter(|&q| q > 0);
-        let period = cpu
-            .and_then(|c| c.period())
-            .filter(|&p| p >= 1000)
-            .unwrap_or(100_000);
-        host_bounded_cpus(quota.map_or(1, |q| (q as u64).div_ceil(period)))
+        host_bounded_cpus(cpus_for_quota(
+            cpu.and_then(|c| c.quota()),
+            cpu.and_then(|c| c.period()),
+        ))
     }
 
     /// `root.path`, relative to the bundle unless absolute.
@@ -408,6 +421,24 @@ mod tests {
             "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}],
                 "resources": {"memory": {"limit": 268435456}}}
         })
+    }
+
+    #[test]
+    fn quotas_round_up_to_whole_cpus() {
+        for (quota, period, want) in [
+            (Some(150_000), Some(100_000), 2),
+            (Some(50_000), Some(100_000), 1),
+            (Some(400_000), Some(100_000), 4),
+            (Some(400_001), Some(100_000), 5),
+            (Some(-1), Some(100_000), 1),
+            (Some(0), None, 1),
+            (None, Some(100_000), 1),
+            (Some(300_000), None, 3),
+            (Some(300_000), Some(0), 3),
+            (Some(20_000), Some(10_000), 2),
+        ] {
+            assert_eq!(cpus_for_quota(quota, period), want, "{quota:?}/{period:?}");
+        }
     }
 
     #[test]

@@ -177,8 +177,16 @@ hx network-detach cp 1 && [ "$(nvifs cp)" = 1 ] && ok "network-detach cp 1" || b
 n0=$(nvifs xv)
 hx network-attach xv bridge=hxt0 && [ "$(nvifs xv)" = $((n0 + 1)) ] && ok "network-attach xv (an xl.cfg domain)" || bad "network-attach xv"
 hx network-detach xv "$n0" && [ "$(nvifs xv)" = "$n0" ] && ok "network-detach xv $n0" || bad "network-detach xv"
-hx rm -f cp >/dev/null || bad "hx rm -f cp"
 ip link del hxt0
+# block-detach -f (xl's force: libxl's plain remove, not the guest-cooperative one).
+truncate -s 8M "$w/forced.img"
+hx block-attach cp "format=raw,vdev=xvdy,access=rw,target=$w/forced.img" && [ "$(timeout 30 hx exec cp cat /sys/block/xvdy/size 2>&1)" = 16384 ] \
+    && ok "block-attach cp xvdy" || bad "block-attach cp xvdy"
+hx block-detach -f cp xvdy && ! xl block-list cp | awk 'NR>1 {print $1}' | grep -qx 52096 && ok "block-detach -f cp xvdy: gone from block-list" \
+    || { bad "block-detach -f"; xl block-list cp | show; }
+out=$(hx block-detach -f cp xvdy 2>&1); rc=$?; xl block-detach -f cp xvdy >/dev/null 2>&1; xrc=$?
+[ "$rc" = 1 ] && [ "$xrc" != 0 ] && ok "block-detach -f of a missing vdev: exit 1 (xl: $xrc)" || bad "block-detach -f missing: exit $rc (xl $xrc): $out"
+hx rm -f cp >/dev/null || bad "hx rm -f cp"
 
 hx destroy xv && domain_gone xv 20 && ok "destroy xv" || bad "destroy xv: still listed"
 for _ in $(seq 10); do [ "$(dms)" = 0 ] && break; sleep 1; done

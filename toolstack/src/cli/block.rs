@@ -16,6 +16,9 @@ pub struct AttachArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct DetachArgs {
+    /// Remove it even if the guest does not let go (libxl's plain remove, as xl's -f)
+    #[arg(short, long)]
+    pub force: bool,
     /// Domain (name, id or hx container)
     #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub domain: String,
@@ -51,9 +54,12 @@ pub async fn attach(_g: &super::Globals, args: AttachArgs) -> anyhow::Result<i32
 pub async fn detach(_g: &super::Globals, args: DetachArgs) -> anyhow::Result<i32> {
     let ctx = domain::open()?;
     let id = domain::resolve(&ctx, &args.domain)?;
-    ctx.disk_detach(id, &args.vdev)
-        .await
-        .map_err(|e| super::Fixed::wrap(1, e.into()))?;
+    let done = if args.force {
+        ctx.disk_remove(id, &args.vdev).await
+    } else {
+        ctx.disk_detach(id, &args.vdev).await
+    };
+    done.map_err(|e| super::Fixed::wrap(1, e.into()))?;
     Ok(0)
 }
 

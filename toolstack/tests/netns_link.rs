@@ -207,12 +207,7 @@ fn a_guest_takes_over_an_interface_of_another_namespace() {
 /// hx with busybox loaded, when this is root with a guest to boot. Not root: a skip, except
 /// in CI, where it fails.
 fn root_and_guest() -> Option<Hx> {
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "network tests need root in CI"
-        );
-        eprintln!("SKIP: network namespaces need root");
+    if !common::netns::root_or_skip() {
         return None;
     }
     Hx::with_busybox()

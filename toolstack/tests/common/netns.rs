@@ -31,15 +31,24 @@ fn sh(args: &[&str]) {
     );
 }
 
+/// Whether this runs as root, which network namespaces need. Not root: false with a message
+/// (a skip), except in CI, which runs as root: there it fails.
+pub fn root_or_skip() -> bool {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "network tests need root in CI"
+        );
+        eprintln!("SKIP: network namespaces need root");
+        return false;
+    }
+    true
+}
+
 impl NetLab {
     /// None (with a message) when not root: namespaces need it. CI runs as root.
     pub fn new(hx: &Hx) -> Option<NetLab> {
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "network tests need root in CI"
-            );
-            eprintln!("SKIP: network namespaces need root");
+        if !root_or_skip() {
             return None;
         }
         let n = NEXT.fetch_add(1, Ordering::SeqCst);

@@ -59,7 +59,8 @@ xen_lab() {
     tests/xen-lab/run ${HX_LAB_ARGS:-} --results "$results/a" --image "nginx=$layout/nginx" \
         --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
         --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
-        --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/checkpoint.sh \
+        --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/xl-misc.sh \
+        --script tests/xen-lab/checks/checkpoint.sh \
         --file "$hostile:/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
         --script tests/xen-lab/checks/warm.sh \
         > "$results/a.out" 2>&1 &
@@ -69,7 +70,7 @@ xen_lab() {
         --image "redis=$layout/redis" --image "mariadb=$layout/mariadb" \
         --script tests/xen-lab/checks/pods.sh \
         --script tests/xen-lab/checks/xl-save.sh \
-        --script tests/xen-lab/checks/xl-admin.sh --script tests/xen-lab/checks/xl-misc.sh \
+        --script tests/xen-lab/checks/xl-admin.sh \
         --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
         --script tests/xen-lab/checks/compat.sh \
         --extras --script tests/xen-lab/checks/docker.sh \

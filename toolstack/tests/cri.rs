@@ -368,7 +368,13 @@ async fn pod(c: &Containerd, netns: &str) {
         if st.state == ContainerState::ContainerExited as i32 {
             break st;
         }
-        assert!(Instant::now() < deadline, "cli did not exit: {st:?}");
+        assert!(
+            Instant::now() < deadline,
+            "cli did not exit: {st:?}\ncli.log: {}\n{}\n{}",
+            std::fs::read_to_string(logs.join("cli.log")).unwrap_or_default(),
+            c.log_tail(),
+            engine_logs(&hx_root)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(

@@ -50,7 +50,8 @@ for type in pvh pv; do
         grep -E '^(RunPodSandbox|CreateContainer|StopPodSandbox|CRI pod test)' "$w/$type.log" | show 10
     else
         bad "$type: CRI pod test (exit $rc)"
-        show 60 < "$w/$type.log"
+        show 120 < "$w/$type.log"
+        for f in /var/log/xen/console/guest-*.log; do [ -e "$f" ] && { echo "$f:"; tail -n 15 "$f"; } | show 16; done
     fi
     left=$(xl list | awk 'NR>2 {print $1}')
     if [ -n "$left" ]; then bad "$type: domains left: $left"; echo "$left" | xargs -n1 xl destroy 2>/dev/null; fi

@@ -77,25 +77,9 @@ fn fetch(netns: &str, url: &str) -> Option<String> {
 }
 
 /// The CRI log file's lines (`TIMESTAMP STREAM P|F TEXT`) of stream `stream`: their text.
-/// What the runtime bounds a VM's vCPUs by: a dom0's physical CPUs (`xl info`'s nr_cpus),
-/// elsewhere the CPUs this process may run on.
+/// What the runtime bounds a VM's vCPUs by: the CPUs this process may run on (the shim's
+/// are the same; on Xen, dom0's vCPUs).
 fn host_cpus() -> usize {
-    let dom0 =
-        std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|c| c.contains("control_d"));
-    if dom0 {
-        let out = std::process::Command::new("xl")
-            .arg("info")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        return text
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim() == "nr_cpus").then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("no nr_cpus in xl info: {text}"));
-    }
     std::thread::available_parallelism().unwrap().get()
 }
 

@@ -16,16 +16,11 @@ pub const CONFIG_MAX: u64 = 4 << 20;
 pub const DEFAULT_MEMORY_MB: u64 = 128;
 const MIN_MEMORY_MB: u64 = 32;
 
-/// `n` vCPUs, at least one and no more than the host has: on a Xen dom0 its physical CPUs
-/// (dom0's own vCPUs are often fewer), elsewhere the CPUs this process may run on.
+/// `n` vCPUs, at least one and no more than the CPUs this process may run on (on a Xen dom0:
+/// dom0's vCPUs, a bound the runtime can read without a libxl context).
 pub fn host_bounded_cpus(n: u64) -> u32 {
-    let xen = crate::backend::is_xen_dom0()
-        .then(|| xen_bindings::Context::new().ok()?.host_info().ok())
-        .flatten()
-        .map(|h| h.nr_cpus as u64);
-    let host =
-        xen.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u64);
-    n.clamp(1, host.max(1)) as u32
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    n.clamp(1, host) as u32
 }
 
 /// Whole vCPUs for a CFS quota over a period (`--cpus 1.5` is 150000/100000: 2); one

@@ -166,20 +166,7 @@ fn a_guest_takes_over_an_interface_of_another_namespace() {
         "-c",
         "mkdir /www && echo hello-netns > /www/index.html && exec httpd -f -p 80 -h /www",
     ]);
-    let url = format!("http://{CTR_IP}/");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = ns.in_ns(&ns.peer, &["curl", "-sf", "-m", "3", &url]);
-        if r.code == 0 {
-            assert_eq!(r.stdout, "hello-netns\n");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer from the peer"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    await_http(&ns, &ns.peer, &format!("http://{CTR_IP}/"), "hello-netns\n");
     // The guest answered ARP with eth0's MAC.
     let neigh = ns.in_ns(&ns.peer, &["ip", "neigh", "show", CTR_IP]).stdout;
     assert!(neigh.contains(mac.trim()), "{neigh} (eth0 is {mac})");

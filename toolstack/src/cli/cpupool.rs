@@ -3,7 +3,8 @@
 //! `cpupool-cpu-remove POOL CPUS|node:N`, `cpupool-migrate DOMAIN POOL`. A pool is named by
 //! its name or id; failures print one line and exit 1.
 use super::domain;
-use std::path::PathBuf;
+use super::xl_misc::failed;
+use std::path::Path;
 use xen_bindings::{Context, CpuSet, PoolCpus, XlCpupool};
 
 #[derive(clap::Args, Debug)]
@@ -13,7 +14,7 @@ pub struct CreateArgs {
     pub dryrun: bool,
     /// The pool's config file (xlcpupool.cfg: name, sched, cpus or nodes)
     #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
-    pub defconfig: Option<PathBuf>,
+    pub defconfig: Option<String>,
     /// The config file, then settings that override it (`name="p1"` `cpus="2-3"`)
     #[arg(value_name = "FILE|KEY=VALUE")]
     pub args: Vec<String>,
@@ -50,10 +51,6 @@ pub struct MigrateArgs {
     pub pool: String,
 }
 
-fn failed(e: impl Into<anyhow::Error>) -> anyhow::Error {
-    super::Fixed::wrap(1, e.into())
-}
-
 /// The id of pool `key`: as xl, a number is a pool's id, anything else its name.
 fn pool_id(ctx: &Context, key: &str) -> anyhow::Result<u32> {
     let pools = ctx.cpupools()?;
@@ -87,36 +84,13 @@ fn cpus_of(ctx: &Context, arg: &str) -> anyhow::Result<CpuSet> {
 }
 
 pub async fn create(_g: &super::Globals, a: CreateArgs) -> anyhow::Result<i32> {
-    let mut file = a.defconfig.clone();
-    let mut extra = Vec::new();
-    for arg in &a.args {
-        if arg.contains('=') {
-            extra.push(arg.clone());
-        } else if file.is_none() {
-            file = Some(PathBuf::from(arg));
-        } else {
-            return Err(super::Fixed::wrap(
-                2,
-                anyhow::anyhow!(
-                    "cpupool-create: one config file, then KEY=VALUE settings ({arg:?})"
-                ),
-            ));
-        }
-    }
+    let (file, extra) = super::xl_create::sort_config_args(a.defconfig, &a.args)?;
     let (source, data) = match &file {
-        Some(f) => {
-            let data = read_bounded(f).map_err(|e| {
-                failed(anyhow::anyhow!(
-                    "Failed to read config file: {}: {e}",
-                    f.display()
-                ))
-            })?;
-            (f.display().to_string(), data)
-        }
+        Some(f) => (f.clone(), super::xl_create::read_config(f).map_err(failed)?),
         None => ("command line".to_string(), Vec::new()),
     };
     let data = xen_bindings::xlcfg::with_extra_lines(&data, &extra).map_err(failed)?;
-    let pool = XlCpupool::parse(&source, &data, file.as_deref()).map_err(failed)?;
+    let pool = XlCpupool::parse(&source, &data, file.as_deref().map(Path::new)).map_err(failed)?;
     let ctx = domain::open()?;
     if ctx.cpupools()?.iter().any(|p| p.name == pool.name) {
         return Err(failed(anyhow::anyhow!(
@@ -167,16 +141,6 @@ pub async fn create(_g: &super::Globals, a: CreateArgs) -> anyhow::Result<i32> {
     }
     domain::print(&out)?;
     Ok(0)
-}
-
-/// A config file, at most xlcfg's bound (it is parsed whole).
-fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut data = Vec::new();
-    std::fs::File::open(path)?
-        .take(xen_bindings::xlcfg::MAX_CONFIG_BYTES as u64 + 1)
-        .read_to_end(&mut data)?;
-    Ok(data)
 }
 
 pub async fn destroy(_g: &super::Globals, a: PoolArgs) -> anyhow::Result<i32> {

@@ -93,11 +93,15 @@ pub fn detect(argv: &[String]) -> Option<usize> {
     None
 }
 
-/// The config file and the KEY=VALUE settings, as xl sorts its arguments.
-fn split(args: &Args) -> anyhow::Result<(String, Vec<String>)> {
-    let mut file = args.defconfig.clone();
+/// The config file (`-f`'s, else the first argument without `=`) and the KEY=VALUE settings,
+/// as xl sorts the arguments of `create` and `cpupool-create`.
+pub(super) fn sort_config_args(
+    defconfig: Option<String>,
+    rest: &[String],
+) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let mut file = defconfig;
     let mut extra = Vec::new();
-    for a in &args.rest {
+    for a in rest {
         if a.contains('=') {
             extra.push(a.clone());
         } else if file.is_none() {
@@ -109,6 +113,12 @@ fn split(args: &Args) -> anyhow::Result<(String, Vec<String>)> {
             ));
         }
     }
+    Ok((file, extra))
+}
+
+/// `hx create`'s config file and settings: a file is required.
+fn split(args: &Args) -> anyhow::Result<(String, Vec<String>)> {
+    let (file, extra) = sort_config_args(args.defconfig.clone(), &args.rest)?;
     let file = file.ok_or_else(|| {
         super::Fixed::wrap(
             2,
@@ -118,7 +128,8 @@ fn split(args: &Args) -> anyhow::Result<(String, Vec<String>)> {
     Ok((file, extra))
 }
 
-fn read_config(file: &str) -> anyhow::Result<Vec<u8>> {
+/// A config file, read whole up to one byte past xlcfg's bound (which the parser refuses).
+pub(super) fn read_config(file: &str) -> anyhow::Result<Vec<u8>> {
     let mut data = Vec::new();
     std::fs::File::open(file)
         .map_err(|e| anyhow::anyhow!("Failed to read config file: {file}: {e}"))?

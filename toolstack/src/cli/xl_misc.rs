@@ -37,7 +37,8 @@ pub struct TriggerArgs {
     pub vcpu: u32,
 }
 
-fn failed(e: impl Into<anyhow::Error>) -> anyhow::Error {
+/// A failure of xl's kind: one line, exit 1.
+pub(super) fn failed(e: impl Into<anyhow::Error>) -> anyhow::Error {
     super::Fixed::wrap(1, e.into())
 }
 

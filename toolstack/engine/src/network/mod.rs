@@ -128,9 +128,6 @@ pub struct NetworkState {
 pub struct ExtraLink {
     pub link: String,
     pub ifname: String,
-    pub mac: String,
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -647,9 +644,6 @@ pub fn netns_setup(netns: &Path, link: &str, resolv: &dns::Resolv) -> anyhow::Re
         extra_links.push(ExtraLink {
             link: other.clone(),
             ifname: tap.clone(),
-            mac: x.mac.clone(),
-            ip: x.address,
-            prefix_len: x.prefix,
         });
         extra_nics.push(VmNic {
             mac: x.mac,

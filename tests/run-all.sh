@@ -29,6 +29,22 @@ export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
+# --script options for checks/NAME.sh, in the order given.
+lab_scripts() {
+    local n
+    for n in "$@"; do printf -- '--script tests/xen-lab/checks/%s.sh ' "$n"; done
+}
+# lab_failed SERIAL_LOG NAME...: the NAMEs (the lab's scripts, in order) that exited non-zero or
+# never finished (no "took" line: the lab stopped before them).
+lab_failed() {
+    local log="$1" i=0 n f; shift
+    for n in "$@"; do
+        i=$((i + 1)); f="$(printf %02d "$i")-$n.sh"
+        if ! grep -a -q "^HXLAB-OUT === $f took " "$log" 2>/dev/null || grep -a -q "^HXLAB-OUT === $f exited " "$log"; then
+            echo "$n"
+        fi
+    done
+}
 # The Xen lab, in two boots run side by side (one lab keeps about one host core busy; this
 # machine has two): A, the built-in suite, then inside dom0 the nginx acceptance, volumes,
 # control, lifecycle, exec, checkpoint and the hostile guest; B, pods, xl save/restore, the xl
@@ -55,27 +71,18 @@ xen_lab() {
         # Caches (Xen, dom0, extras, the KVM verdict) once, before the two labs read them.
         tests/xen-lab/run --extras --prepare-only || { rm -rf "$layout"; return 1; }
     mkdir -p "$results"
+    local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint hostile warm)
+    local scripts_b=(pods xl-save xl-admin bindings compat docker cri)
     # shellcheck disable=SC2086
     tests/xen-lab/run ${HX_LAB_ARGS:-} --results "$results/a" --image "nginx=$layout/nginx" \
-        --script tests/xen-lab/checks/nginx.sh --script tests/xen-lab/checks/volumes.sh \
-        --script tests/xen-lab/checks/control.sh --script tests/xen-lab/checks/lifecycle.sh \
-        --script tests/xen-lab/checks/exec.sh --script tests/xen-lab/checks/xl-misc.sh \
-        --script tests/xen-lab/checks/checkpoint.sh \
-        --file "$hostile:/lab/bin/xs-hostile" --script tests/xen-lab/checks/hostile.sh \
-        --script tests/xen-lab/checks/warm.sh \
+        --file "$hostile:/lab/bin/xs-hostile" $(lab_scripts "${scripts_a[@]}") \
         > "$results/a.out" 2>&1 &
     local pid_a=$!
     # shellcheck disable=SC2086
     tests/xen-lab/run ${HX_LAB_ARGS:-} --no-suite --results "$results/b" \
         --image "redis=$layout/redis" --image "mariadb=$layout/mariadb" \
-        --script tests/xen-lab/checks/pods.sh \
-        --script tests/xen-lab/checks/xl-save.sh \
-        --script tests/xen-lab/checks/xl-admin.sh \
-        --file "$bindings:/lab/bin/xen-bindings-dom0" --script tests/xen-lab/checks/bindings.sh \
-        --script tests/xen-lab/checks/compat.sh \
-        --extras --script tests/xen-lab/checks/docker.sh \
-        --file "$cri:/lab/bin/cri-test" --script tests/xen-lab/checks/cri.sh \
-        > "$results/b.out" 2>&1 &
+        --file "$bindings:/lab/bin/xen-bindings-dom0" --file "$cri:/lab/bin/cri-test" --extras \
+        $(lab_scripts "${scripts_b[@]}") > "$results/b.out" 2>&1 &
     local pid_b=$!
     wait "$pid_a" || rc=1
     wait "$pid_b" || rc=1
@@ -83,6 +90,35 @@ xen_lab() {
         echo "=== xen-lab $lab (console: $results/$lab/serial.log)"
         cat "$results/$lab.out"
     done
+    # The lab's known faults (docs/xen-lab.md: guests and dom0 processes that hang or crash at
+    # random under TCG with two labs on two cores) fail a script now and then: the scripts that
+    # failed or never ran get one more chance, together in one fresh boot with the host to
+    # themselves, if CI's time allows. The suite's checks get none. Both outcomes are printed.
+    if [ "$rc" != 0 ] && ! grep -a -q '^HXLAB-RESULT FAIL' "$results/a/serial.log" 2>/dev/null; then
+        local again=() budget=$((5250 - SECONDS)) s
+        mapfile -t again < <(lab_failed "$results/a/serial.log" "${scripts_a[@]}"; lab_failed "$results/b/serial.log" "${scripts_b[@]}")
+        if [ "${#again[@]}" -gt 0 ] && [ "$budget" -ge 400 ]; then
+            echo "=== xen-lab: FAILED in the first boots: ${again[*]}; once more in a fresh boot (at most $budget s)"
+            local opts=()
+            for s in "${again[@]}"; do
+                case "$s" in
+                    nginx) opts+=(--image "nginx=$layout/nginx");;
+                    hostile) opts+=(--file "$hostile:/lab/bin/xs-hostile");;
+                    bindings) opts+=(--file "$bindings:/lab/bin/xen-bindings-dom0");;
+                    compat) opts+=(--image "redis=$layout/redis" --image "mariadb=$layout/mariadb");;
+                    docker) opts+=(--extras);;
+                    cri) opts+=(--extras --file "$cri:/lab/bin/cri-test");;
+                esac
+            done
+            # shellcheck disable=SC2086
+            if tests/xen-lab/run ${HX_LAB_ARGS:-} --no-suite --timeout "$budget" --results "$results/again" \
+                "${opts[@]}" $(lab_scripts "${again[@]}") > "$results/again.out" 2>&1; then
+                rc=0; echo "=== xen-lab: passed on the second boot: ${again[*]} (their first failures above)"
+            fi
+            echo "=== xen-lab again (console: $results/again/serial.log)"
+            cat "$results/again.out"
+        fi
+    fi
     rm -rf "$layout"
     return $rc
 }

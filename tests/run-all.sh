@@ -29,10 +29,23 @@ export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
-# --script options for checks/NAME.sh, in the order given.
-lab_scripts() {
+# lab_args ARRAY NAME...: appends to ARRAY the options a lab boot needs to run checks/NAME.sh,
+# in the order given, with the images and files each of them uses (xen_lab's $layout, $hostile,
+# $bindings and $cri).
+lab_args() {
+    local -n lab_args_out="$1"; shift
     local n
-    for n in "$@"; do printf -- '--script tests/xen-lab/checks/%s.sh ' "$n"; done
+    for n in "$@"; do
+        case "$n" in
+            nginx) lab_args_out+=(--image "nginx=$layout/nginx");;
+            hostile) lab_args_out+=(--file "$hostile:/lab/bin/xs-hostile");;
+            bindings) lab_args_out+=(--file "$bindings:/lab/bin/xen-bindings-dom0");;
+            compat) lab_args_out+=(--image "redis=$layout/redis" --image "mariadb=$layout/mariadb");;
+            docker) lab_args_out+=(--extras);;
+            cri) lab_args_out+=(--extras --file "$cri:/lab/bin/cri-test");;
+        esac
+        lab_args_out+=(--script "tests/xen-lab/checks/$n.sh")
+    done
 }
 # lab_failed SERIAL_LOG NAME...: the NAMEs (the lab's scripts, in order) that exited non-zero or
 # never finished (no "took" line: the lab stopped before them).
@@ -73,16 +86,14 @@ xen_lab() {
     mkdir -p "$results"
     local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint hostile warm)
     local scripts_b=(pods xl-save xl-admin bindings compat docker cri)
+    local args_a=() args_b=()
+    lab_args args_a "${scripts_a[@]}"
+    lab_args args_b "${scripts_b[@]}"
     # shellcheck disable=SC2086
-    tests/xen-lab/run ${HX_LAB_ARGS:-} --results "$results/a" --image "nginx=$layout/nginx" \
-        --file "$hostile:/lab/bin/xs-hostile" $(lab_scripts "${scripts_a[@]}") \
-        > "$results/a.out" 2>&1 &
+    tests/xen-lab/run ${HX_LAB_ARGS:-} --results "$results/a" "${args_a[@]}" > "$results/a.out" 2>&1 &
     local pid_a=$!
     # shellcheck disable=SC2086
-    tests/xen-lab/run ${HX_LAB_ARGS:-} --no-suite --results "$results/b" \
-        --image "redis=$layout/redis" --image "mariadb=$layout/mariadb" \
-        --file "$bindings:/lab/bin/xen-bindings-dom0" --file "$cri:/lab/bin/cri-test" --extras \
-        $(lab_scripts "${scripts_b[@]}") > "$results/b.out" 2>&1 &
+    tests/xen-lab/run ${HX_LAB_ARGS:-} --no-suite --results "$results/b" "${args_b[@]}" > "$results/b.out" 2>&1 &
     local pid_b=$!
     wait "$pid_a" || rc=1
     wait "$pid_b" || rc=1
@@ -95,24 +106,15 @@ xen_lab() {
     # failed or never ran get one more chance, together in one fresh boot with the host to
     # themselves, if CI's time allows. The suite's checks get none. Both outcomes are printed.
     if [ "$rc" != 0 ] && ! grep -a -q '^HXLAB-RESULT FAIL' "$results/a/serial.log" 2>/dev/null; then
-        local again=() budget=$((5250 - SECONDS)) s
+        local again=() budget=$((5250 - SECONDS))
         mapfile -t again < <(lab_failed "$results/a/serial.log" "${scripts_a[@]}"; lab_failed "$results/b/serial.log" "${scripts_b[@]}")
         if [ "${#again[@]}" -gt 0 ] && [ "$budget" -ge 400 ]; then
             echo "=== xen-lab: FAILED in the first boots: ${again[*]}; once more in a fresh boot (at most $budget s)"
-            local opts=()
-            for s in "${again[@]}"; do
-                case "$s" in
-                    nginx) opts+=(--image "nginx=$layout/nginx");;
-                    hostile) opts+=(--file "$hostile:/lab/bin/xs-hostile");;
-                    bindings) opts+=(--file "$bindings:/lab/bin/xen-bindings-dom0");;
-                    compat) opts+=(--image "redis=$layout/redis" --image "mariadb=$layout/mariadb");;
-                    docker) opts+=(--extras);;
-                    cri) opts+=(--extras --file "$cri:/lab/bin/cri-test");;
-                esac
-            done
+            local args_again=()
+            lab_args args_again "${again[@]}"
             # shellcheck disable=SC2086
             if tests/xen-lab/run ${HX_LAB_ARGS:-} --no-suite --timeout "$budget" --results "$results/again" \
-                "${opts[@]}" $(lab_scripts "${again[@]}") > "$results/again.out" 2>&1; then
+                "${args_again[@]}" > "$results/again.out" 2>&1; then
                 rc=0; echo "=== xen-lab: passed on the second boot: ${again[*]} (their first failures above)"
             fi
             echo "=== xen-lab again (console: $results/again/serial.log)"

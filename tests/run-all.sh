@@ -41,7 +41,7 @@ lab_args() {
             hostile) lab_args_out+=(--file "$hostile:/lab/bin/xs-hostile");;
             bindings) lab_args_out+=(--file "$bindings:/lab/bin/xen-bindings-dom0");;
             compat) lab_args_out+=(--image "redis=$layout/redis" --image "mariadb=$layout/mariadb");;
-            docker) lab_args_out+=(--extras);;
+            docker) lab_args_out+=(--extras --image "nginx=$layout/nginx");;
             cri) lab_args_out+=(--extras --file "$cri:/lab/bin/cri-test");;
         esac
         lab_args_out+=(--script "tests/xen-lab/checks/$n.sh")

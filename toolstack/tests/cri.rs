@@ -308,6 +308,45 @@ async fn pod(c: &Containerd, netns: &str) {
     // The sandbox and its container: one VM.
     assert_eq!(vms(c), 1, "VMs (QEMU processes, Xen domains) for one pod");
 
+    // Kubernetes' in-place resize: UpdateContainerResources reaches the shim's Update. On Xen
+    // the pod's domain gets its members' CPU cap and weight; QEMU cannot cap a VM's CPU time
+    // and says so. The memory (96 MiB) is within the pod VM's 128 MiB either way.
+    let resized = rs
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: srv.clone(),
+            linux: Some(LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_quota: 50_000,
+                cpu_shares: 512,
+                memory_limit_in_bytes: 96 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    if on_xen() {
+        resized.unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", c.log_tail()));
+        let out = std::process::Command::new("xl")
+            .args(["sched-credit2"])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pod_row = table
+            .lines()
+            .filter(|l| l.split_whitespace().count() == 4 && !l.starts_with("Name"))
+            .find(|l| !l.starts_with("Domain-0"))
+            .unwrap_or_else(|| panic!("no pod domain in xl sched-credit2:\n{table}"));
+        let fields: Vec<&str> = pod_row.split_whitespace().collect();
+        assert_eq!(fields[2..], ["128", "50"], "weight and cap: {table}");
+    } else {
+        let e = resized.expect_err("QEMU has no CPU cap");
+        assert!(
+            e.message()
+                .contains("the qemu backend cannot limit its pod VM's CPU time"),
+            "{e}"
+        );
+    }
+
     // The client: the server over localhost (the pod's one network), the pod's hostname,
     // its own root (srv's /www is not there), a known exit code.
     let cli = call(

@@ -420,3 +420,55 @@ fn the_boot_unit_brings_back_the_right_containers_after_a_simulated_reboot() {
     assert_eq!(common::supervisor_pids_for(hx.root()).len(), 3);
     hx.ok(&["rm", "-f", "always-stopped", "failing", "unless"]);
 }
+
+/// `hx update` on the default backend here (QEMU, which has no balloon or CPU cap): a stopped
+/// container's memory is its next VM's, a running VM's memory and any CPU cap are refused
+/// with the reason and nothing recorded (the Xen lab's xl-misc check covers the live changes).
+#[test]
+fn update_resizes_a_stopped_vm_and_refuses_what_a_running_one_cannot_take() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let mem_total = "awk '/^MemTotal/ {print $2}' /proc/meminfo";
+    hx.ok(&[
+        "create", "--name", "u", "-m", "128m", BUSYBOX, "sh", "-c", mem_total,
+    ]);
+    let none = hx.run(&["update", "u"]);
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(none.stderr.contains("--memory"), "{}", none.stderr);
+    assert_eq!(hx.ok(&["update", "--memory", "200m", "u"]).stdout, "u\n");
+    assert_eq!(inspect(&hx, "u")["HostConfig"]["Memory"], 200u64 << 20);
+    let out = hx.ok(&["start", "-a", "u"]).stdout;
+    let kb: u64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("MemTotal: {out:?}"));
+    // MemTotal is the VM's memory less what the kernel keeps for itself.
+    assert!(
+        (170 << 10..=200 << 10).contains(&kb),
+        "MemTotal {kb} kB in a 200 MiB VM"
+    );
+
+    let cpu = hx.run(&["update", "--cpus", "0.5", "u"]);
+    assert_eq!(cpu.code, 1, "{cpu:?}");
+    assert_eq!(
+        cpu.stderr,
+        "hx: container u: the qemu backend cannot limit CPU time (only the vCPU count, at creation)\n"
+    );
+    let low = hx.run(&["update", "--memory", "8m", "u"]);
+    assert_eq!(low.code, 125, "{low:?}");
+    assert_eq!(
+        low.stderr,
+        "hx: --memory \"8m\": out of range (40m to 1t)\n"
+    );
+
+    hx.ok(&["run", "-d", "--name", "r", BUSYBOX, "sleep", "600"]);
+    let live = hx.run(&["update", "--memory", "100m", "r"]);
+    assert_eq!(live.code, 1, "{live:?}");
+    assert_eq!(
+        live.stderr,
+        "hx: container r: the qemu backend cannot change a running VM's memory (stop it, update it, start it)\n"
+    );
+    assert_eq!(inspect(&hx, "r")["HostConfig"]["Memory"], 128u64 << 20);
+    let missing = hx.run(&["update", "--memory", "100m", "nosuch"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    hx.ok(&["rm", "-f", "r", "u"]);
+}

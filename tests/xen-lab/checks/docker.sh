@@ -3,9 +3,11 @@
 # hx-runtime:/usr/local/bin/hx-runtime --script .../docker.sh`): Debian's
 # docker.io and containerd (build-extras.sh) with hx-runtime registered as `hx` (PVH) and
 # `hx-pv` (PV, through HX_CONFIG's `[xen] type`): `docker run --runtime hx` of busybox gives
-# the output and exit code, each container is a domain of its own, `-p 8080:80` busybox httpd answers at
-# dom0's 127.0.0.1 (docker-proxy) and from another network namespace (docker's DNAT), `docker
-# logs` has the access lines, `docker rm -f` leaves no domain, vif, loop device or xenstore node.
+# the output and exit code, each container is a domain of its own, `-p 8080:80` nginx (the nginx
+# acceptance's image, `--image nginx=LAYOUT`) answers at dom0's 127.0.0.1 (docker-proxy) and from
+# another network namespace (docker's DNAT), `docker logs` has the access lines, `docker stop`
+# quits it with the image's STOPSIGNAL, `docker rm -f` leaves no domain, vif, loop device or
+# xenstore node.
 set -u
 . /lab/lib.sh
 fail=0
@@ -50,13 +52,15 @@ if docker version >/dev/null 2>&1; then ok "dockerd answers ($(( $(date +%s) - t
     bad "dockerd did not start"; tail -20 "$d/dockerd.log" | show; tail -10 "$d/containerd.log" | show; exit 1
 fi
 
-for img in busybox; do
-    if hx save "$img" -o "/lab/disk/work/$img.tar" && docker load -q -i "/lab/disk/work/$img.tar" >/dev/null; then
-        ok "docker load of hx save $img"
+for img in busybox nginx; do
+    t0=$(date +%s.%N)
+    if hx save "$img" -o "/lab/disk/work/$img.tar" && t1=$(date +%s.%N) && docker load -q -i "/lab/disk/work/$img.tar" >/dev/null; then
+        ok "docker load of hx save $img (save $(elapsed "$t0" "$t1") s, load $(elapsed "$t1") s)"
     else
         bad "docker load $img"
     fi
 done
+rm -f /lab/disk/work/nginx.tar # busybox.tar is ctr's, below
 
 domains() { xl list | awk 'NR>2' | wc -l; }
 for rt in hx:PVH hx-pv:PV; do
@@ -70,17 +74,16 @@ out=$(docker run --rm --runtime hx busybox nosuchcommand 2>&1); rc=$?
 [ "$rc" = 127 ] && ok "hx: missing command exits 127" || bad "hx: missing command: exit $rc: $out"
 [ "$(domains)" = 0 ] && ok "--rm runs left no domain" || { bad "domains left after --rm"; xl list | show; }
 
-# A web server published: a domain per container, reached through docker's own proxy and DNAT.
-# busybox's httpd rather than nginx: `docker load` of nginx took minutes of dom0's one TCG vCPU
-# (nginx itself runs on Xen in nginx.sh; docker with hx publishes busybox httpd in
-# toolstack/tests/docker.rs too).
+# nginx published (the nginx acceptance's image, loaded above): a domain per container, reached
+# through docker's own proxy and DNAT; `docker stop` sends the image's STOPSIGNAL (SIGQUIT, a
+# graceful quit: exit 0 well before the timeout's SIGKILL).
 ip netns add dk-client
 ip link add dk-h type veth peer name dk-c
 ip link set dk-c netns dk-client
 ip addr add 192.168.78.1/24 dev dk-h; ip link set dk-h up
 ip -n dk-client addr add 192.168.78.2/24 dev dk-c; ip -n dk-client link set dk-c up; ip -n dk-client link set lo up
 wait_page() { # URL NEEDLE [netns]
-    for _ in $(seq 1 120); do
+    for _ in $(seq 1 240); do
         if [ -n "${3:-}" ]; then p=$(ip netns exec "$3" curl -sf --max-time 5 "$1" 2>/dev/null); else p=$(curl -sf --max-time 5 "$1" 2>/dev/null); fi
         case "$p" in *"$2"*) return 0;; esac
         sleep 1
@@ -88,19 +91,31 @@ wait_page() { # URL NEEDLE [netns]
     return 1
 }
 t0=$(date +%s.%N)
-page="Welcome to hx on Xen"
-if docker run -d --runtime hx --name web -p 8080:80 busybox sh -c "mkdir -p /www && echo '$page' > /www/index.html && exec httpd -f -v -p 80 -h /www" >/dev/null; then
-    ok "docker run -d -p 8080:80 busybox httpd"
-else bad "docker run -d httpd"; fi
+if docker run -d --runtime hx --name web -p 8080:80 nginx >/dev/null; then
+    ok "docker run -d --runtime hx -p 8080:80 nginx"
+else bad "docker run -d nginx"; fi
 dom=$(xl list | awk 'NR>2 {print $1}')
 [ "$(echo "$dom" | grep -c .)" = 1 ] && ok "the container is domain $dom" || { bad "expected one domain"; xl list | show; }
-wait_page http://127.0.0.1:8080/ "$page" && ok "127.0.0.1:8080 serves the page ($(elapsed "$t0") s after run)" || { bad "127.0.0.1:8080"; docker logs web 2>&1 | show; }
-wait_page http://192.168.78.1:8080/ "$page" dk-client && ok "another namespace reaches 192.168.78.1:8080" || bad "from dk-client"
-docker logs web 2>&1 | grep -q ': response:200' && ok "docker logs has the access lines" || { bad "docker logs"; docker logs web 2>&1 | show; }
+wait_page http://127.0.0.1:8080/ "Welcome to nginx" && ok "127.0.0.1:8080 serves nginx's page ($(elapsed "$t0") s after run)" || { bad "127.0.0.1:8080"; docker logs web 2>&1 | show; }
+wait_page http://192.168.78.1:8080/ "Welcome to nginx" dk-client && ok "another namespace reaches 192.168.78.1:8080" || bad "from dk-client"
+docker logs web 2>&1 | grep -q '"GET / HTTP/1.1" 200' && ok "docker logs has nginx's access lines" || { bad "docker logs"; docker logs web 2>&1 | show; }
 out=$(docker exec web sh -c 'echo exec-in-$(cat /sys/hypervisor/type); exit 4' 2>&1); rc=$?
 [ "$rc" = 4 ] && [ "$out" = "exec-in-xen" ] && ok "docker exec (output, exit 4)" || bad "docker exec: rc $rc: $out"
-docker rm -f web >/dev/null && ok "docker rm -f web" || bad "docker rm -f"
-curl -s --max-time 5 http://127.0.0.1:8080/ >/dev/null && bad "port 8080 still answers after rm -f" || ok "rm -f freed the port"
+# docker update reaches the runtime's `update` (containerd's runc shim, resources on stdin):
+# the domain's balloon target and credit2 cap.
+if docker update --memory 96m --memory-swap -1 --cpus 0.5 web >/dev/null; then ok "docker update --memory 96m --cpus 0.5 web"; else bad "docker update"; fi
+for _ in $(seq 60); do m=$(xl list "$dom" 2>/dev/null | awk 'NR==2 {print $3}'); [ -n "$m" ] && [ "$m" -le 96 ] && break; sleep 1; done
+[ -n "$m" ] && [ "$m" -le 96 ] && [ "$m" -ge 94 ] && ok "xl list: domain ballooned to $m MiB" || bad "domain memory $m MiB after docker update --memory 96m"
+cap=$(xl sched-credit2 -d "$dom" | awk 'NR==2 {print $4}')
+[ "$cap" = 50 ] && ok "credit2 cap 50" || bad "credit2 cap '$cap' after docker update --cpus 0.5"
+wait_page http://127.0.0.1:8080/ "Welcome to nginx" && ok "nginx still serves after the update" || bad "nginx after update"
+[ "$(docker inspect -f '{{.Config.StopSignal}}' web)" = SIGQUIT ] && ok "the image's STOPSIGNAL SIGQUIT" || bad "StopSignal: $(docker inspect -f '{{.Config.StopSignal}}' web)"
+t0=$(date +%s.%N)
+docker stop -t 60 web >/dev/null && t=$(elapsed "$t0") && code=$(docker inspect -f '{{.State.ExitCode}}' web)
+if [ "${code:-}" = 0 ] && awk -v t="${t:-99}" 'BEGIN{exit !(t < 50)}'; then ok "docker stop: nginx quit on SIGQUIT, exit 0 ($t s)"
+else bad "docker stop: exit ${code:-?} after ${t:-?} s (137 = the timeout's SIGKILL)"; docker logs web 2>&1 | show 5; fi
+curl -s --max-time 5 http://127.0.0.1:8080/ >/dev/null && bad "port 8080 still answers after stop" || ok "stop freed the port"
+docker rm web >/dev/null && ok "docker rm web" || bad "docker rm"
 domain_gone "$dom" 20 && ok "no domain left" || { bad "domain $dom left"; xl list | show; }
 ip link | grep -q 'vif' && { bad "a vif is left"; ip -br link | show; } || ok "no vif left"
 

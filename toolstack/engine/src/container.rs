@@ -41,6 +41,12 @@ pub struct Container {
     pub auto_remove: bool,
     pub memory_mb: u64,
     pub cpus: u32,
+    /// `hx update --cpus`: the VM's CPU time cap in percent of one CPU (limits.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cap_pct: Option<u32>,
+    /// `hx update --cpu-shares`: the VM's scheduler weight, as docker's shares (limits.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
     /// Backend-specific handle (e.g. the Xen domain id).
     #[serde(default)]
     pub domid: Option<u32>,

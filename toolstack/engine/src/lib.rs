@@ -16,6 +16,7 @@ pub mod hostconfig;
 pub mod input_copy;
 pub mod kvfile;
 pub mod lifecycle;
+pub mod limits;
 pub mod log_relay;
 pub mod logfile;
 pub mod network;

@@ -326,6 +326,8 @@ fn create_inner(
         auto_remove: req.auto_remove,
         memory_mb: req.memory_mb,
         cpus: req.cpus,
+        cpu_cap_pct: None,
+        cpu_shares: None,
         domid: None,
         network: None,
         mounts: records,
@@ -457,6 +459,8 @@ pub fn start(root: &Path, key: &str, opts: StartOptions) -> anyhow::Result<Start
     // A -i container's stdin is held by its log relay whether or not this start attaches
     // to it (attach_channel): open, like docker's OpenStdin, for `hx attach`.
     let mut req = request_of(root, &c)?;
+    // `hx update` of a stopped container changed the record: the next VM is made with it.
+    req.memory_mb = c.memory_mb;
     if let Some(n) = &opts.network {
         req.network = Some(n.clone());
     }
@@ -874,6 +878,7 @@ fn launch_keeping(
             disks,
             memory_mb: restore.map_or(req.memory_mb, |ck| ck.meta.memory_mb),
             cpus: restore.map_or(req.cpus, |ck| ck.meta.cpus),
+            cpu_limits: crate::limits::CpuLimits::of(&c),
             nic: net.nic,
             extra_nics: net.extra_nics,
             shares: plan.shares,

@@ -135,6 +135,7 @@ impl OfflineVm {
             disks,
             memory_mb: req.memory_mb,
             cpus: req.cpus,
+            cpu_limits: Default::default(),
             nic: None,
             extra_nics: Vec::new(),
             shares: Vec::new(),

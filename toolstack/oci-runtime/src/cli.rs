@@ -76,6 +76,8 @@ pub enum Command {
     Pause { id: String },
     /// Thaw the container's VM
     Resume { id: String },
+    /// Change the container's limits: its VM's memory target, CPU cap and weight (runc update)
+    Update(UpdateArgs),
     /// What this runtime supports (OCI features JSON)
     Features,
     /// The container's keeper (internal: started by `create`)
@@ -142,4 +144,24 @@ pub struct ExecArgs {
     /// Accepted for runc compatibility
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// An OCI linux.resources JSON file, or - for standard input (the flags below override it)
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes
+    #[arg(long, allow_negative_numbers = true)]
+    pub memory: Option<i64>,
+    /// CPU quota in µs per period (-1: no cap)
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU period in µs
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU shares (relative weight)
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
 }

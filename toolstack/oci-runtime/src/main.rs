@@ -107,6 +107,10 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
         Command::ExecKeeper { id, request } => return oci::exec::keep(&root, &id, &request).await,
         Command::Pause { id } => blocking(move || oci::pause(&root, &id, true)).await?,
         Command::Resume { id } => blocking(move || oci::pause(&root, &id, false)).await?,
+        Command::Update(u) => {
+            let l = update_limits(&u)?;
+            blocking(move || oci::update(&root, &u.id, &l)).await?
+        }
         Command::Features => outln!("{}", serde_json::to_string_pretty(&oci::features())?),
         Command::Keeper { id } => return oci::keeper::keep(&root, &id).await,
         Command::LogRelay {
@@ -117,6 +121,53 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
         Command::XenMonitor { dir } => return hx_engine::backend::xen::monitor::run(dir).await,
     }
     Ok(0)
+}
+
+/// runc update's input: the resources document (a file or stdin, bounded) with the flags
+/// over it.
+fn update_limits(u: &cli::UpdateArgs) -> anyhow::Result<hx_engine::limits::Limits> {
+    use std::io::Read;
+    let mut doc = match &u.resources {
+        None => serde_json::json!({}),
+        Some(p) => {
+            let mut bytes = Vec::new();
+            let most = oci::MAX_RESOURCES_JSON + 1;
+            if p.as_os_str() == "-" {
+                std::io::stdin().take(most).read_to_end(&mut bytes)?;
+            } else {
+                std::fs::File::open(p)
+                    .map_err(|e| anyhow::anyhow!("--resources {}: {e}", p.display()))?
+                    .take(most)
+                    .read_to_end(&mut bytes)?;
+            }
+            // Checked as a whole (size, types) before the flags go over it.
+            oci::parse_resources(&bytes)?;
+            serde_json::from_slice(&bytes)?
+        }
+    };
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("resources: not a JSON object"))?;
+    let mut set = |section: &str, key: &str, v: serde_json::Value| {
+        let s = obj.entry(section).or_insert_with(|| serde_json::json!({}));
+        if !s.is_object() {
+            *s = serde_json::json!({});
+        }
+        s[key] = v;
+    };
+    if let Some(m) = u.memory {
+        set("memory", "limit", m.into());
+    }
+    if let Some(q) = u.cpu_quota {
+        set("cpu", "quota", q.into());
+    }
+    if let Some(p) = u.cpu_period {
+        set("cpu", "period", p.into());
+    }
+    if let Some(sh) = u.cpu_share {
+        set("cpu", "shares", sh.into());
+    }
+    oci::parse_resources(&serde_json::to_vec(&doc)?)
 }
 
 /// This runtime again, with the same root and log: the keepers.

@@ -743,6 +743,19 @@ impl containerd_shim::Task for Service {
         Ok(Empty::new())
     }
 
+    /// containerd's Update (CRI UpdateContainerResources): the resources arrive as an Any
+    /// holding OCI `linux.resources` JSON (typeurl's encoding of the Go struct).
+    fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        self.proc(&req.id, "")?;
+        let Some(any) = req.resources.as_ref() else {
+            return Err(status(Code::INVALID_ARGUMENT, "update: no resources"));
+        };
+        let l = oci::parse_resources(&any.value)
+            .map_err(|e| status(Code::INVALID_ARGUMENT, hx_engine::one_line(&e)))?;
+        self.engine_call(|| oci::update(&self.root, &req.id, &l))?;
+        Ok(Empty::new())
+    }
+
     fn connect(&self, _ctx: &TtrpcContext, _req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
         let task_pid = self
             .init

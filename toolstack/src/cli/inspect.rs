@@ -129,6 +129,8 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
         "HostConfig": {
             "Memory": c.memory_mb * 1024 * 1024,
             "Cpus": c.cpus,
+            "NanoCpus": super::update::host_config(&c)["NanoCpus"],
+            "CpuShares": super::update::host_config(&c)["CpuShares"],
             "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
             "RestartPolicy": {

@@ -68,6 +68,7 @@ pub mod table;
 pub mod tag;
 pub mod top;
 pub mod unpause;
+pub mod update;
 pub mod uptime;
 pub mod user_network;
 pub mod vcpu_list;
@@ -209,6 +210,8 @@ pub enum Command {
     Pause(pause::Args),
     /// Unpause containers (docker unpause) or domains (xl unpause)
     Unpause(unpause::Args),
+    /// Change containers' memory and CPU limits (docker update)
+    Update(update::Args),
     /// Attach to a domain's console (xl console)
     // `con` stayed console's when `config` came (docs/cli.md, "Command prefixes").
     #[command(alias = "con")]
@@ -415,6 +418,7 @@ pub async fn dispatch(g: &Globals, command: Command) -> anyhow::Result<i32> {
         Command::Reboot(a) => reboot::run(g, a).await,
         Command::Pause(a) => pause::run(g, a).await,
         Command::Unpause(a) => unpause::run(g, a).await,
+        Command::Update(a) => update::run(g, a).await,
         Command::Console(a) => console::run(g, a).await,
         Command::Vncviewer(a) => vncviewer::run(g, a).await,
         Command::DebugKeys(a) => xl_misc::debug_keys(g, a).await,

@@ -54,6 +54,7 @@ pub struct Hx {
     init: Option<PathBuf>,
 }
 
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,

@@ -53,6 +53,9 @@ pub struct VmSpec<'a> {
     pub disks: Vec<Disk>,
     pub memory_mb: u64,
     pub cpus: u32,
+    /// CPU cap and weight (`hx update`); only a backend whose `limit_caps().cpu` gets others
+    /// than the default.
+    pub cpu_limits: crate::limits::CpuLimits,
     /// The guest's NIC, if it has one (network::setup says how to plug it in).
     pub nic: Option<crate::network::VmNic>,
     /// Further NICs, after `nic` (a VM that took over a namespace with several interfaces).
@@ -74,6 +77,14 @@ pub struct VmSpec<'a> {
     /// A checkpoint's directory (`Backend::checkpoint`'s `into`): `start` loads the VM saved
     /// there and resumes it instead of booting, with this spec's devices (the same shape).
     pub restore: Option<&'a Path>,
+}
+
+/// What `Backend::set_limits` can change: a running VM's memory (a balloon target), CPU time
+/// (a cap and a weight, on a running VM and at each start).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LimitCaps {
+    pub live_memory: bool,
+    pub cpu: bool,
 }
 
 /// See `VmSpec::on_spawn`.
@@ -189,6 +200,32 @@ pub trait Backend {
     /// killed keeper left half-plugged (best effort: the devices that are there).
     fn unplug_member(&self, _pod: &Container, _member: &pod::MemberFiles) {}
     /// Whether the VM is paused now (asked of the hypervisor, never cached).
+    /// Which of a VM's limits this backend can change (limits.rs): none by default.
+    fn limit_caps(&self) -> LimitCaps {
+        LimitCaps::default()
+    }
+
+    /// The most memory container `c`'s running VM can be given without a restart, in MiB.
+    fn max_memory_mb(&self, c: &Container, _dir: &Path) -> anyhow::Result<u64> {
+        Ok(c.memory_mb)
+    }
+
+    /// Changes container `c`'s running VM: its memory target (within `max_memory_mb`) and/or
+    /// its CPU cap and weight, as `limit_caps` allows.
+    fn set_limits(
+        &self,
+        c: &Container,
+        _dir: &Path,
+        _memory_mb: Option<u64>,
+        _cpu: Option<crate::limits::CpuLimits>,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "container {}: the {} backend cannot change a running VM's limits",
+            c.name,
+            self.name()
+        )
+    }
+
     fn is_paused(&self, _c: &Container, _dir: &Path) -> bool {
         false
     }

@@ -487,6 +487,30 @@ pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<()> {
     }
 }
 
+/// `update`: new limits for the container's VM (runc's `update --resources`, which docker
+/// update and containerd's Update reach; hx_engine::limits says what a VM can change).
+pub fn update(root: &Path, id: &str, l: &crate::limits::Limits) -> anyhow::Result<()> {
+    let rec = record::load(root, id)?;
+    match engine_container(root, &rec) {
+        Some(c) => crate::limits::update(root, &c.id, l).map(drop),
+        None => bail!("container {id} has no VM yet"),
+    }
+}
+
+/// The most bytes of resources JSON `update` reads (docker's are a few hundred).
+pub const MAX_RESOURCES_JSON: u64 = 64 << 10;
+
+/// runc's `update` input: an OCI `linux.resources` document, bounded; a wrong type is an
+/// error with its position, unknown fields are ignored.
+pub fn parse_resources(bytes: &[u8]) -> anyhow::Result<crate::limits::Limits> {
+    if bytes.len() as u64 > MAX_RESOURCES_JSON {
+        bail!("resources: more than {MAX_RESOURCES_JSON} bytes");
+    }
+    let r: oci_spec::runtime::LinuxResources = serde_json::from_slice(bytes)
+        .map_err(|e| anyhow::anyhow!("resources: {}", crate::sanitize::line(&e.to_string())))?;
+    crate::limits::Limits::from_oci(&r)
+}
+
 /// What `features` prints (the OCI runtime features document).
 pub fn features() -> serde_json::Value {
     serde_json::json!({

@@ -87,6 +87,9 @@ pub struct Launch {
     /// disks and NIC into it and sends the go line instead of booting one.
     #[serde(default)]
     pub warm: Option<warm::Taken>,
+    /// The credit2 cap and weight set before the domain runs (`hx update`, limits.rs).
+    #[serde(default, skip_serializing_if = "crate::limits::CpuLimits::is_default")]
+    pub cpu_limits: crate::limits::CpuLimits,
 }
 
 /// The vif for one of the VM's NICs. `hx_vif_script`: hx's own vif helper runs (a
@@ -286,6 +289,18 @@ pub fn append_control(xs: &Xenstore, domid: u32, line: &str) -> anyhow::Result<(
 }
 
 /// Saved (or being saved) and not resumed: shut down with reason suspend, not yet dying.
+/// Credit2's cap (percent of one CPU, 0: none) and weight (None: left as it is).
+pub(crate) fn set_cpu_limits(
+    ctx: &Context,
+    domid: u32,
+    cpu: &crate::limits::CpuLimits,
+) -> anyhow::Result<()> {
+    let cap = i32::try_from(cpu.cap_pct)?;
+    let weight = cpu.weight.map(i32::try_from).transpose()?;
+    ctx.set_credit2(domid, weight, Some(cap))
+        .with_context(|| format!("setting domain {domid}'s credit2 cap {cap} and weight"))
+}
+
 fn is_suspended(i: &xen_bindings::DomainInfo) -> bool {
     i.shutdown && !i.dying && i.shutdown_reason == Some(xen_bindings::ShutdownReason::Suspend)
 }
@@ -718,6 +733,7 @@ impl Backend for Xen {
                 .collect(),
             restore,
             warm: taken,
+            cpu_limits: spec.cpu_limits,
         };
         std::fs::write(d.join(LAUNCH_FILE), serde_json::to_vec_pretty(&launch)?)?;
         // The console is the workload's output (stdout and stderr merged): `hx logs` and an
@@ -922,6 +938,41 @@ impl Backend for Xen {
         block_on(ctx.unpause(domid)).with_context(|| format!("unpausing domain {domid}"))
     }
 
+    fn limit_caps(&self) -> crate::backend::LimitCaps {
+        crate::backend::LimitCaps {
+            live_memory: true,
+            cpu: true,
+        }
+    }
+
+    /// What the domain was made with: the balloon can give back no more (libxl's maximum
+    /// follows each enforced target down, so it is raised again first: `set_limits`).
+    fn max_memory_mb(&self, _c: &Container, dir: &Path) -> anyhow::Result<u64> {
+        Ok(Launch::read(dir)?.memory_mb)
+    }
+
+    /// The balloon target (`xl mem-set`) and credit2's cap and weight (`xl sched-credit2`).
+    fn set_limits(
+        &self,
+        c: &Container,
+        dir: &Path,
+        memory_mb: Option<u64>,
+        cpu: Option<crate::limits::CpuLimits>,
+    ) -> anyhow::Result<()> {
+        let (ctx, domid) = self.running_domain(c)?;
+        if let Some(cpu) = cpu {
+            set_cpu_limits(&ctx, domid, &cpu)?;
+        }
+        if let Some(m) = memory_mb {
+            let made = Launch::read(dir)?.memory_mb;
+            ctx.set_max_memory_kb(domid, made.max(m) * 1024)
+                .with_context(|| format!("setting domain {domid}'s maximum to {made} MiB"))?;
+            ctx.set_memory_target_kb(domid, m * 1024)
+                .with_context(|| format!("setting domain {domid}'s memory to {m} MiB"))?;
+        }
+        Ok(())
+    }
+
     fn is_paused(&self, c: &Container, _dir: &Path) -> bool {
         self.running_domain(c)
             .is_ok_and(|(ctx, domid)| ctx.info(domid).is_ok_and(|i| i.paused || is_suspended(&i)))
@@ -1055,6 +1106,7 @@ mod tests {
             disks: Vec::new(),
             memory_mb: 128,
             cpus: 1,
+            cpu_limits: Default::default(),
             nic: None,
             extra_nics: Vec::new(),
             shares: Vec::new(),

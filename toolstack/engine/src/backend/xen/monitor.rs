@@ -192,6 +192,9 @@ async fn start(
         let events = ctx.watch_domain(domid)?;
         tracing::info!("domain {domid}: death watch set after {:?}", t.elapsed());
         let console = open_console(ctx, domid).await?;
+        if !l.cpu_limits.is_default() {
+            super::set_cpu_limits(ctx, domid, &l.cpu_limits)?;
+        }
         // Watch the status nodes before the guest can write them.
         let xs = Xenstore::open()?;
         xs.watch(&xb::status_dir(domid), "hx-status")?;
@@ -514,6 +517,7 @@ mod tests {
             }],
             restore: None,
             warm: None,
+            cpu_limits: Default::default(),
         };
         let c = domain_config(&l);
         c.validate().unwrap();

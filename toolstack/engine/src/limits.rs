@@ -1,0 +1,393 @@
+//! Changing a container's resource limits after creation: `hx update` (docker update), the
+//! OCI runtime's `update` (which `docker update` reaches through containerd's runc shim) and the
+//! shim's Update (CRI UpdateContainerResources, Kubernetes' in-place resize).
+//!
+//! A container's limits are its VM's: memory is the VM's balloon target (within the memory the
+//! VM was made with: no memory hot-plug yet), CPU time a hypervisor cap in percent of one CPU
+//! and a scheduler weight. What a backend can change on a running VM it says in
+//! [`crate::backend::LimitCaps`]; a stopped container's new memory is the next start's VM size.
+//! A pod member's limits are recorded and the pod VM gets its members' total CPU cap and weight.
+use crate::backend;
+use crate::container::{self, Container, Status};
+use anyhow::bail;
+use std::path::Path;
+
+/// The least memory a VM can be given or ballooned down to: the guest kernel and pv-init need
+/// ~15 MiB before the workload has any.
+pub const MIN_MEMORY_MB: u64 = 40;
+/// 1 TiB: beyond any VM hx makes (and an overflow guard for byte counts).
+pub const MAX_MEMORY_MB: u64 = 1 << 20;
+/// docker's bounds for `--cpu-shares` (the kernel's for cpu.shares).
+pub const MIN_SHARES: u64 = 2;
+pub const MAX_SHARES: u64 = 262_144;
+
+/// New limits; `None` leaves one as it is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_mb: Option<u64>,
+    /// CPU time in percent of one CPU (docker's `--cpus 1.5` is 150); `Some(0)`: no cap.
+    pub cpu_cap_pct: Option<u32>,
+    /// docker's `--cpu-shares`: relative weight, 1024 by default.
+    pub cpu_shares: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// docker's `--cpus` (0 = no cap) as a cap in percent of one CPU, rounded up so that a
+    /// positive value never becomes "no cap".
+    pub fn cap_for_cpus(cpus: f64) -> anyhow::Result<u32> {
+        if !cpus.is_finite() || !(0.0..=1024.0).contains(&cpus) {
+            bail!("--cpus {cpus}: expected a number of CPUs from 0 (no cap) to 1024");
+        }
+        Ok((cpus * 100.0).ceil() as u32)
+    }
+
+    /// The limits an OCI `linux.resources` asks for (runc's `update --resources`, containerd's
+    /// Update): memory.limit in bytes, cpu quota over period, cpu shares. Values that mean
+    /// "unlimited" (-1, 0) lift a cap and leave the memory as it is.
+    pub fn from_oci(r: &oci_spec::runtime::LinuxResources) -> anyhow::Result<Limits> {
+        let mut l = Limits::default();
+        if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
+            if limit > 0 {
+                let mb = (limit as u64).div_ceil(1 << 20);
+                l.memory_mb = Some(mb);
+            }
+        }
+        if let Some(cpu) = r.cpu() {
+            match (cpu.quota(), cpu.period()) {
+                (Some(q), _) if q <= 0 => l.cpu_cap_pct = Some(0),
+                (Some(q), period) => {
+                    let period = period.filter(|&p| p > 0).unwrap_or(100_000);
+                    if !(1000..=1_000_000).contains(&period) {
+                        bail!("cpu period {period} µs: expected 1000 to 1000000");
+                    }
+                    let pct = (q as u64).saturating_mul(100).div_ceil(period);
+                    l.cpu_cap_pct = Some(u32::try_from(pct).unwrap_or(u32::MAX));
+                }
+                (None, _) => {}
+            }
+            if let Some(s) = cpu.shares().filter(|&s| s > 0) {
+                l.cpu_shares = Some(s);
+            }
+        }
+        Ok(l)
+    }
+
+    /// Checked against the container's VM: memory within bounds, a cap no larger than its
+    /// vCPUs can use, shares within docker's bounds.
+    pub fn check(&self, c: &Container) -> anyhow::Result<()> {
+        if let Some(m) = self.memory_mb {
+            if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&m) {
+                bail!("memory {m} MiB: expected {MIN_MEMORY_MB} MiB to 1 TiB");
+            }
+        }
+        if let Some(cap) = self.cpu_cap_pct {
+            let most = c.cpus.max(1).saturating_mul(100);
+            if cap > most {
+                bail!(
+                    "CPU cap {}: container {} has {} vCPU{}, so at most {}",
+                    cpus_text(cap),
+                    c.name,
+                    c.cpus,
+                    if c.cpus == 1 { "" } else { "s" },
+                    cpus_text(most)
+                );
+            }
+        }
+        if let Some(s) = self.cpu_shares {
+            if !(MIN_SHARES..=MAX_SHARES).contains(&s) {
+                bail!("CPU shares {s}: expected {MIN_SHARES} to {MAX_SHARES}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "1.5 CPUs" for a cap of 150.
+fn cpus_text(pct: u32) -> String {
+    let s = format!("{:.2}", pct as f64 / 100.0);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s} CPUs")
+}
+
+/// The scheduler weight for docker's shares: 1024 (docker's default) is 256 (Xen credit2's
+/// default), proportionally, within credit2's 1..65535.
+pub fn weight_for_shares(shares: u64) -> u32 {
+    (shares / 4).clamp(1, 65_535) as u32
+}
+
+/// What a VM's CPU limits are when it starts or is updated: its cap (0: none) and weight.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuLimits {
+    pub cap_pct: u32,
+    pub weight: Option<u32>,
+}
+
+impl CpuLimits {
+    pub fn of(c: &Container) -> CpuLimits {
+        CpuLimits {
+            cap_pct: c.cpu_cap_pct.unwrap_or(0),
+            weight: c.cpu_shares.map(weight_for_shares),
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == CpuLimits::default()
+    }
+}
+
+/// Applies `l` to container `key` and records it: a running VM is changed in place (or the
+/// update is refused with nothing changed), a stopped one's limits take effect at its next
+/// start. Returns the container as recorded now.
+pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
+    let store = hx_images::Store::open(root)?;
+    let _lock = store.lock()?;
+    let c = container::find(root, key)?;
+    if matches!(c.status, Status::Creating | Status::Starting) {
+        bail!(
+            "container {} is being started: update it once it runs",
+            c.name
+        );
+    }
+    // A member's CPU cap is bounded by its pod VM's vCPUs.
+    let vm = match (&c.pod, c.pod_infra) {
+        (Some(pod), false) => Some(crate::pod::infra(root, pod)?),
+        _ => None,
+    };
+    l.check(vm.as_ref().unwrap_or(&c))?;
+    let next = with_limits(c.clone(), l);
+    match (&c.pod, vm) {
+        (Some(pod), Some(infra)) => update_member(root, pod, &infra, &c, &next, l)?,
+        _ => update_vm(root, &c, &next, l)?,
+    }
+    // Only the limits change in the record as it is now (a keeper or monitor may have
+    // recorded an exit meanwhile).
+    let now = with_limits(container::load(root, &c.id)?, l);
+    container::save(root, &now)?;
+    Ok(now)
+}
+
+fn with_limits(mut c: Container, l: &Limits) -> Container {
+    if let Some(m) = l.memory_mb {
+        c.memory_mb = m;
+    }
+    if let Some(cap) = l.cpu_cap_pct {
+        c.cpu_cap_pct = (cap > 0).then_some(cap);
+    }
+    if let Some(s) = l.cpu_shares {
+        c.cpu_shares = Some(s);
+    }
+    c
+}
+
+/// A container with a VM of its own (or a pod's VM): running, its backend changes the VM.
+fn update_vm(root: &Path, c: &Container, next: &Container, l: &Limits) -> anyhow::Result<()> {
+    let be = backend::for_container(c, root)?;
+    let caps = be.limit_caps();
+    let cpu = l.cpu_cap_pct.is_some() || l.cpu_shares.is_some();
+    if cpu && !caps.cpu {
+        bail!(
+            "container {}: the {} backend cannot limit CPU time (only the vCPU count, at creation)",
+            c.name,
+            be.name()
+        );
+    }
+    if c.status != Status::Running || !be.is_running(c) {
+        return Ok(());
+    }
+    let memory = l.memory_mb.filter(|&m| m != c.memory_mb);
+    if memory.is_some() && !caps.live_memory {
+        bail!(
+            "container {}: the {} backend cannot change a running VM's memory (stop it, update it, start it)",
+            c.name,
+            be.name()
+        );
+    }
+    let dir = container::dir(root, &c.id);
+    if let Some(m) = memory {
+        let most = be.max_memory_mb(c, &dir)?;
+        if m > most {
+            bail!(
+                "container {}: memory {m} MiB is more than its running VM was made with ({most} MiB; no memory hot-plug yet): stop it, update it, start it",
+                c.name
+            );
+        }
+    }
+    be.set_limits(c, &dir, memory, cpu.then(|| CpuLimits::of(next)))
+}
+
+/// A pod member: its VM is the pod's. Its memory may not exceed the pod VM's; the pod VM's CPU
+/// cap becomes the sum of its members' caps (none while any member has none) and its weight
+/// the sum of their shares'.
+fn update_member(
+    root: &Path,
+    pod: &str,
+    infra: &Container,
+    c: &Container,
+    next: &Container,
+    l: &Limits,
+) -> anyhow::Result<()> {
+    let be = backend::for_container(infra, root)?;
+    if let Some(m) = l.memory_mb {
+        if m > infra.memory_mb {
+            bail!(
+                "container {}: memory {m} MiB is more than its pod {pod}'s VM has ({} MiB; no memory hot-plug yet)",
+                c.name,
+                infra.memory_mb
+            );
+        }
+    }
+    if l.cpu_cap_pct.is_none() && l.cpu_shares.is_none() {
+        return Ok(());
+    }
+    if !be.limit_caps().cpu {
+        bail!(
+            "container {}: the {} backend cannot limit its pod VM's CPU time",
+            c.name,
+            be.name()
+        );
+    }
+    let members: Vec<Container> = crate::pod::members(root, pod)?
+        .into_iter()
+        .map(|m| if m.id == next.id { next.clone() } else { m })
+        .collect();
+    let mut pod_cpu = CpuLimits::of(infra);
+    let caps: Option<Vec<u32>> = members.iter().map(|m| m.cpu_cap_pct).collect();
+    if let Some(caps) = caps.filter(|v| !v.is_empty()) {
+        let most = infra.cpus.max(1) * 100;
+        pod_cpu.cap_pct = caps
+            .iter()
+            .fold(0u32, |a, &b| a.saturating_add(b))
+            .min(most);
+    }
+    let shares: Option<Vec<u64>> = members.iter().map(|m| m.cpu_shares).collect();
+    if let Some(shares) = shares.filter(|v| !v.is_empty()) {
+        pod_cpu.weight = Some(weight_for_shares(shares.iter().sum()));
+    }
+    if infra.status == Status::Running && be.is_running(infra) {
+        be.set_limits(infra, &container::dir(root, &infra.id), None, Some(pod_cpu))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
+    use proptest::prelude::*;
+
+    fn resources(
+        memory: Option<i64>,
+        quota: Option<i64>,
+        period: Option<u64>,
+        shares: Option<u64>,
+    ) -> oci_spec::runtime::LinuxResources {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(q) = quota {
+            cpu = cpu.quota(q);
+        }
+        if let Some(p) = period {
+            cpu = cpu.period(p);
+        }
+        if let Some(s) = shares {
+            cpu = cpu.shares(s);
+        }
+        let mut r = LinuxResourcesBuilder::default().cpu(cpu.build().unwrap());
+        if let Some(m) = memory {
+            r = r.memory(LinuxMemoryBuilder::default().limit(m).build().unwrap());
+        }
+        r.build().unwrap()
+    }
+
+    #[test]
+    fn docker_update_values_become_a_cap_a_weight_and_mebibytes() {
+        let l = Limits::from_oci(&resources(
+            Some(100 << 20),
+            Some(50_000),
+            Some(100_000),
+            Some(512),
+        ))
+        .unwrap();
+        assert_eq!(
+            l,
+            Limits {
+                memory_mb: Some(100),
+                cpu_cap_pct: Some(50),
+                cpu_shares: Some(512)
+            }
+        );
+        assert_eq!(weight_for_shares(512), 128);
+        assert_eq!(weight_for_shares(1024), 256);
+        // -1 is "no limit": the cap is lifted, the memory left alone.
+        let l = Limits::from_oci(&resources(Some(-1), Some(-1), None, None)).unwrap();
+        assert_eq!(
+            l,
+            Limits {
+                memory_mb: None,
+                cpu_cap_pct: Some(0),
+                cpu_shares: None
+            }
+        );
+        // A quota without a period takes CFS's default period.
+        let l = Limits::from_oci(&resources(None, Some(150_000), None, None)).unwrap();
+        assert_eq!(l.cpu_cap_pct, Some(150));
+        assert!(Limits::from_oci(&resources(None, Some(1), Some(10), None)).is_err());
+        assert_eq!(Limits::cap_for_cpus(0.5).unwrap(), 50);
+        assert_eq!(Limits::cap_for_cpus(0.001).unwrap(), 1);
+        assert!(Limits::cap_for_cpus(f64::NAN).is_err());
+        assert!(Limits::cap_for_cpus(-1.0).is_err());
+        assert_eq!(cpus_text(150), "1.5 CPUs");
+        assert_eq!(cpus_text(200), "2 CPUs");
+    }
+
+    proptest! {
+        /// Any resources JSON (the runtime's stdin, a shim request) parses or is refused
+        /// without panicking, and what parses is within the bounds `check` relies on.
+        #[test]
+        fn any_resources_json_is_parsed_or_refused(json in prop_oneof![
+            any::<String>(),
+            (any::<Option<i64>>(), any::<Option<i64>>(), any::<Option<u64>>(), any::<Option<u64>>())
+                .prop_map(|(m, q, p, s)| serde_json::json!({
+                    "memory": {"limit": m}, "cpu": {"quota": q, "period": p, "shares": s}
+                }).to_string()),
+        ]) {
+            if let Ok(r) = serde_json::from_str::<oci_spec::runtime::LinuxResources>(&json) {
+                if let Ok(l) = Limits::from_oci(&r) {
+                    if let Some(m) = l.memory_mb {
+                        prop_assert!(m >= 1);
+                    }
+                    if let Some(s) = l.cpu_shares {
+                        prop_assert!(s >= 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod resources_json {
+    use crate::oci::{parse_resources, MAX_RESOURCES_JSON};
+
+    #[test]
+    fn runtime_input_is_bounded_and_a_wrong_type_is_refused_where_it_is() {
+        let l = parse_resources(br#"{"memory":{"limit":104857600},"cpu":{"quota":25000,"period":100000},"pids":{"limit":10}}"#).unwrap();
+        assert_eq!((l.memory_mb, l.cpu_cap_pct), (Some(100), Some(25)));
+        let e = parse_resources(br#"{"cpu":{"quota":"lots"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e == "resources: invalid type: string \"lots\", expected i64 at line 1 column 22",
+            "{e}"
+        );
+        let big = vec![b' '; MAX_RESOURCES_JSON as usize + 1];
+        assert_eq!(
+            parse_resources(&big).unwrap_err().to_string(),
+            format!("resources: more than {MAX_RESOURCES_JSON} bytes")
+        );
+        assert!(parse_resources(b"\x1b[2J").is_err());
+    }
+}

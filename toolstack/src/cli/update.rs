@@ -1,0 +1,72 @@
+//! `hx update [--memory M] [--cpus N] [--cpu-shares N] CONTAINER...`: docker update's resource
+//! flags (hx_engine::limits): a running VM changes in place where its backend can (Xen: the
+//! balloon target within the memory it was made with, credit2's cap and weight), a stopped
+//! container's limits are its next start's. Prints each container updated, as docker does.
+use hx_engine::container;
+use hx_engine::limits::{self, Limits};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+On Xen a running container's memory can shrink and grow back up to what its VM was made \
+with; more needs a stop and start. --cpus caps CPU time (0.5: half of one CPU, 0: no cap); \
+the vCPU count is fixed at creation (hx run --cpus).")]
+pub struct Args {
+    /// Memory limit (e.g. 96m, 1g): the VM's balloon target
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// CPU time cap in CPUs (e.g. 0.5; 0 lifts the cap)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (docker's shares: 1024 is the default)
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Containers (name or id)
+    #[arg(required = true)]
+    #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
+    let l = Limits {
+        memory_mb: args
+            .memory
+            .as_deref()
+            .map(|m| {
+                super::run::parse_size_in(
+                    "--memory",
+                    m,
+                    limits::MIN_MEMORY_MB << 20,
+                    limits::MAX_MEMORY_MB << 20,
+                )
+                .map(|b| b.div_ceil(1 << 20))
+            })
+            .transpose()?,
+        cpu_cap_pct: args.cpus.map(Limits::cap_for_cpus).transpose()?,
+        cpu_shares: args.cpu_shares,
+    };
+    if l.is_empty() {
+        errln!("hx: update: give one or more of --memory, --cpus, --cpu-shares");
+        return Ok(1);
+    }
+    let mut code = 0;
+    for key in &args.containers {
+        let root = g.root.clone();
+        let k = key.clone();
+        match tokio::task::spawn_blocking(move || limits::update(&root, &k, &l)).await? {
+            Ok(_) => outln!("{key}"),
+            Err(e) => {
+                errln!("hx: {}", super::one_line(&e));
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// docker inspect's HostConfig fields for a container's limits.
+pub fn host_config(c: &container::Container) -> serde_json::Value {
+    serde_json::json!({
+        "NanoCpus": u64::from(c.cpu_cap_pct.unwrap_or(0)) * 10_000_000,
+        "CpuShares": c.cpu_shares.unwrap_or(0),
+    })
+}

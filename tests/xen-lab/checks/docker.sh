@@ -91,11 +91,13 @@ wait_page() { # URL NEEDLE [netns]
     return 1
 }
 t0=$(date +%s.%N)
-if docker run -d --runtime hx --name web -p 8080:80 nginx >/dev/null; then
-    ok "docker run -d --runtime hx -p 8080:80 nginx"
+if docker run -d --runtime hx --name web --cpus 0.5 --cpu-shares 512 -p 8080:80 nginx >/dev/null; then
+    ok "docker run -d --runtime hx --cpus 0.5 --cpu-shares 512 -p 8080:80 nginx"
 else bad "docker run -d nginx"; fi
 dom=$(xl list | awk 'NR>2 {print $1}')
 [ "$(echo "$dom" | grep -c .)" = 1 ] && ok "the container is domain $dom" || { bad "expected one domain"; xl list | show; }
+c2=$(xl sched-credit2 -d "$dom" | awk 'NR==2 {print $3, $4}')
+[ "$c2" = "128 50" ] && ok "--cpus 0.5 --cpu-shares 512: credit2 weight 128, cap 50" || bad "credit2 weight and cap: '$c2'"
 wait_page http://127.0.0.1:8080/ "Welcome to nginx" && ok "127.0.0.1:8080 serves nginx's page ($(elapsed "$t0") s after run)" || { bad "127.0.0.1:8080"; docker logs web 2>&1 | show; }
 wait_page http://192.168.78.1:8080/ "Welcome to nginx" dk-client && ok "another namespace reaches 192.168.78.1:8080" || bad "from dk-client"
 docker logs web 2>&1 | grep -q '"GET / HTTP/1.1" 200' && ok "docker logs has nginx's access lines" || { bad "docker logs"; docker logs web 2>&1 | show; }
@@ -103,11 +105,11 @@ out=$(docker exec web sh -c 'echo exec-in-$(cat /sys/hypervisor/type); exit 4' 2
 [ "$rc" = 4 ] && [ "$out" = "exec-in-xen" ] && ok "docker exec (output, exit 4)" || bad "docker exec: rc $rc: $out"
 # docker update reaches the runtime's `update` (containerd's runc shim, resources on stdin):
 # the domain's balloon target and credit2 cap.
-if docker update --memory 96m --memory-swap -1 --cpus 0.5 web >/dev/null; then ok "docker update --memory 96m --cpus 0.5 web"; else bad "docker update"; fi
+if docker update --memory 96m --memory-swap -1 --cpus 0.25 web >/dev/null; then ok "docker update --memory 96m --cpus 0.25 web"; else bad "docker update"; fi
 for _ in $(seq 60); do m=$(xl list "$dom" 2>/dev/null | awk 'NR==2 {print $3}'); [ -n "$m" ] && [ "$m" -le 96 ] && break; sleep 1; done
 [ -n "$m" ] && [ "$m" -le 96 ] && [ "$m" -ge 94 ] && ok "xl list: domain ballooned to $m MiB" || bad "domain memory $m MiB after docker update --memory 96m"
 cap=$(xl sched-credit2 -d "$dom" | awk 'NR==2 {print $4}')
-[ "$cap" = 50 ] && ok "credit2 cap 50" || bad "credit2 cap '$cap' after docker update --cpus 0.5"
+[ "$cap" = 25 ] && ok "credit2 cap 25" || bad "credit2 cap '$cap' after docker update --cpus 0.25"
 wait_page http://127.0.0.1:8080/ "Welcome to nginx" && ok "nginx still serves after the update" || bad "nginx after update"
 [ "$(docker inspect -f '{{.Config.StopSignal}}' web)" = SIGQUIT ] && ok "the image's STOPSIGNAL SIGQUIT" || bad "StopSignal: $(docker inspect -f '{{.Config.StopSignal}}' web)"
 t0=$(date +%s.%N)

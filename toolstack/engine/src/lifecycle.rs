@@ -56,6 +56,13 @@ pub struct CreateRequest {
     pub stop_timeout: Option<u64>,
     pub memory_mb: u64,
     pub cpus: u32,
+    /// A cap on the VM's CPU time in percent of one CPU and docker's CPU shares (an OCI spec's
+    /// fractional quota, docker's `--cpus 0.5`, and `--cpu-shares`): kept where the backend can
+    /// limit CPU time (limits.rs) and the container has a VM of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cap_pct: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
     /// The writable layer on a disk of this many bytes. None: in guest memory for `--rm`
     /// containers, else on a disk of `DEFAULT_LAYER_SIZE` (it outlives the VM until `hx rm`).
     pub upper_size: Option<u64>,
@@ -308,6 +315,12 @@ fn create_inner(
         }
         (None, None) => None,
     };
+    let cpu_limited = be.limit_caps().cpu && req.pod.is_none();
+    if !cpu_limited && (req.cpu_cap_pct.is_some() || req.cpu_shares.is_some()) {
+        tracing::warn!(
+            "the CPU cap and shares asked for do not apply: the VM's vCPUs are its limit"
+        );
+    }
     let c = Container {
         id: id.clone(),
         name,
@@ -326,8 +339,8 @@ fn create_inner(
         auto_remove: req.auto_remove,
         memory_mb: req.memory_mb,
         cpus: req.cpus,
-        cpu_cap_pct: None,
-        cpu_shares: None,
+        cpu_cap_pct: req.cpu_cap_pct.filter(|_| cpu_limited),
+        cpu_shares: req.cpu_shares.filter(|_| cpu_limited),
         domid: None,
         network: None,
         mounts: records,

@@ -428,6 +428,8 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         rootfs: None,
         pod: args.pod,
         pod_infra: false,
+        cpu_cap_pct: None,
+        cpu_shares: None,
     })
 }
 

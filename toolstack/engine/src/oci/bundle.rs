@@ -151,6 +151,24 @@ impl Bundle {
         ))
     }
 
+    /// A quota that is not whole vCPUs (docker's `--cpus 0.5`) as a cap in percent of one CPU
+    /// (limits.rs): the vCPUs alone would give the container more.
+    pub fn cpu_cap_pct(&self) -> Option<u32> {
+        let r = self.spec.linux().as_ref()?.resources().as_ref()?;
+        let l = crate::limits::Limits::from_oci(r).ok()?;
+        l.cpu_cap_pct
+            .filter(|&pct| pct > 0 && u64::from(pct) < u64::from(self.vcpus()) * 100)
+    }
+
+    /// `linux.resources.cpu.shares` (docker's `--cpu-shares`), within docker's bounds.
+    pub fn cpu_shares(&self) -> Option<u64> {
+        let r = self.spec.linux().as_ref()?.resources().as_ref()?;
+        r.cpu()
+            .as_ref()?
+            .shares()
+            .filter(|s| (crate::limits::MIN_SHARES..=crate::limits::MAX_SHARES).contains(s))
+    }
+
     /// `root.path`, relative to the bundle unless absolute.
     pub fn rootfs_dir(&self) -> PathBuf {
         let p = self.spec.root().as_ref().expect("checked").path();
@@ -246,6 +264,8 @@ impl Bundle {
             hostname: self.spec.hostname().clone().filter(|h| !h.is_empty()),
             memory_mb,
             cpus: self.vcpus(),
+            cpu_cap_pct: self.cpu_cap_pct(),
+            cpu_shares: self.cpu_shares(),
             shm_size: mounts.shm_size.unwrap_or(64 << 20),
             rlimits: rlimits(&self.spec)?,
             tmpfs: mounts.tmpfs,
@@ -457,6 +477,29 @@ mod tests {
                 spec: parse_config(j.to_string().as_bytes()).unwrap(),
             };
             assert_eq!(b.vcpus(), want.min(host), "{quota}/{period}");
+        }
+    }
+
+    #[test]
+    fn a_fraction_of_a_cpu_is_a_cap_beside_the_vcpus() {
+        for (quota, shares, pct) in [
+            (50_000, 512, Some(50)),
+            (150_000, 1024, Some(150)),
+            (200_000, 1, None),
+            (-1, 0, None),
+        ] {
+            let mut j = docker_like();
+            j["linux"]["resources"]["cpu"] =
+                serde_json::json!({"quota": quota, "period": 100000, "shares": shares});
+            let b = Bundle {
+                dir: "/b".into(),
+                spec: parse_config(j.to_string().as_bytes()).unwrap(),
+            };
+            // Whole vCPUs (bounded by the host's) need no cap.
+            let want = pct.filter(|&p| p < b.vcpus() * 100);
+            assert_eq!(b.cpu_cap_pct(), want, "quota {quota}");
+            let want_shares = (shares >= 2).then_some(shares as u64);
+            assert_eq!(b.cpu_shares(), want_shares, "shares {shares}");
         }
     }
 

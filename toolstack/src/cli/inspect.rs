@@ -129,8 +129,8 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
         "HostConfig": {
             "Memory": c.memory_mb * 1024 * 1024,
             "Cpus": c.cpus,
-            "NanoCpus": super::update::host_config(&c)["NanoCpus"],
-            "CpuShares": super::update::host_config(&c)["CpuShares"],
+            "NanoCpus": u64::from(c.cpu_cap_pct.unwrap_or(0)) * 10_000_000,
+            "CpuShares": c.cpu_shares.unwrap_or(0),
             "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
             "RestartPolicy": {

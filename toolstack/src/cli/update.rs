@@ -2,7 +2,6 @@
 //! flags (hx_engine::limits): a running VM changes in place where its backend can (Xen: the
 //! balloon target within the memory it was made with, credit2's cap and weight), a stopped
 //! container's limits are its next start's. Prints each container updated, as docker does.
-use hx_engine::container;
 use hx_engine::limits::{self, Limits};
 
 #[derive(clap::Args, Debug)]
@@ -61,12 +60,4 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         }
     }
     Ok(code)
-}
-
-/// docker inspect's HostConfig fields for a container's limits.
-pub fn host_config(c: &container::Container) -> serde_json::Value {
-    serde_json::json!({
-        "NanoCpus": u64::from(c.cpu_cap_pct.unwrap_or(0)) * 10_000_000,
-        "CpuShares": c.cpu_shares.unwrap_or(0),
-    })
 }

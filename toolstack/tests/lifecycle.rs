@@ -470,5 +470,26 @@ fn update_resizes_a_stopped_vm_and_refuses_what_a_running_one_cannot_take() {
     assert_eq!(inspect(&hx, "r")["HostConfig"]["Memory"], 128u64 << 20);
     let missing = hx.run(&["update", "--memory", "100m", "nosuch"]);
     assert_eq!(missing.code, 1, "{missing:?}");
-    hx.ok(&["rm", "-f", "r", "u"]);
+
+    // docker update --restart: recorded, and a running container gets its supervisor at once.
+    let bad = hx.run(&["update", "--restart", "sometimes", "r"]);
+    assert_eq!(bad.code, 125, "{bad:?}");
+    assert_eq!(hx.ok(&["update", "--restart", "always", "r"]).stdout, "r\n");
+    assert_eq!(
+        inspect(&hx, "r")["HostConfig"]["RestartPolicy"]["Name"],
+        "always"
+    );
+    let first = vm_pid(&hx, "r");
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    wait_until(&hx, "r", "brought back by its new policy", |v| {
+        running(v) && v["RestartCount"] == 1 && v["State"]["Pid"] != first
+    });
+    hx.ok(&["create", "--rm", "--name", "t", BUSYBOX, "true"]);
+    let rm = hx.run(&["update", "--restart", "always", "t"]);
+    assert_eq!(rm.code, 1, "{rm:?}");
+    assert_eq!(
+        rm.stderr,
+        "hx: container t: its restart policy cannot change: it is removed when it ends (--rm)\n"
+    );
+    hx.ok(&["rm", "-f", "r", "u", "t"]);
 }

@@ -137,6 +137,31 @@ impl Backoff {
 const LOCK_FILE: &str = "supervisor.lock";
 const LOG_FILE: &str = "supervisor.log";
 
+/// `hx update --restart`: a new policy for container `key`, recorded under the store lock; a
+/// running container gets its supervisor now. As docker: not for a `--rm` container (nor a pod
+/// member, which takes no policy).
+pub fn set_policy(root: &Path, key: &str, policy: Policy) -> anyhow::Result<()> {
+    let store = hx_images::Store::open(root)?;
+    let lock = store.lock()?;
+    let mut c = container::find(root, key)?;
+    if c.auto_remove && policy != Policy::No {
+        anyhow::bail!(
+            "container {}: its restart policy cannot change: it is removed when it ends (--rm)",
+            c.name
+        );
+    }
+    if c.pod.is_some() && !c.pod_infra && policy != Policy::No {
+        anyhow::bail!("container {}: a pod member takes no restart policy", c.name);
+    }
+    c.restart_policy = policy;
+    container::save(root, &c)?;
+    drop(lock);
+    if c.status == Status::Running {
+        ensure_supervisor(root, &c)?;
+    }
+    Ok(())
+}
+
 /// Starts the supervisor of container `id` unless its policy is `no` or one already runs.
 pub fn ensure_supervisor(root: &Path, c: &Container) -> anyhow::Result<()> {
     if c.restart_policy == Policy::No || supervised(root, &c.id) {

@@ -1,5 +1,5 @@
 //! `hx update [--memory M] [--cpus N] [--cpu-shares N] CONTAINER...`: docker update's resource
-//! flags (hx_engine::limits): a running VM changes in place where its backend can (Xen: the
+//! flags (hx_engine::limits) and `--restart`: a running VM changes in place where its backend can (Xen: the
 //! balloon target within the memory it was made with, credit2's cap and weight), a stopped
 //! container's limits are its next start's. Prints each container updated, as docker does.
 use hx_engine::limits::{self, Limits};
@@ -19,6 +19,9 @@ pub struct Args {
     /// Relative CPU weight (docker's shares: 1024 is the default)
     #[arg(short = 'c', long)]
     pub cpu_shares: Option<u64>,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped
+    #[arg(long)]
+    pub restart: Option<String>,
     /// Containers (name or id)
     #[arg(required = true)]
     #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
@@ -43,15 +46,30 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         cpu_cap_pct: args.cpus.map(Limits::cap_for_cpus).transpose()?,
         cpu_shares: args.cpu_shares,
     };
-    if l.is_empty() {
-        errln!("hx: update: give one or more of --memory, --cpus, --cpu-shares");
+    let restart = args
+        .restart
+        .as_deref()
+        .map(hx_engine::restart::Policy::parse)
+        .transpose()
+        .map_err(|e| super::Fixed::wrap(125, e))?;
+    if l.is_empty() && restart.is_none() {
+        errln!("hx: update: give one or more of --memory, --cpus, --cpu-shares, --restart");
         return Ok(1);
     }
     let mut code = 0;
     for key in &args.containers {
         let root = g.root.clone();
         let k = key.clone();
-        match tokio::task::spawn_blocking(move || limits::update(&root, &k, &l)).await? {
+        let r = tokio::task::spawn_blocking(move || {
+            if !l.is_empty() {
+                limits::update(&root, &k, &l)?;
+            }
+            if let Some(p) = restart {
+                hx_engine::restart::set_policy(&root, &k, p)?;
+            }
+            anyhow::Ok(())
+        });
+        match r.await? {
             Ok(_) => outln!("{key}"),
             Err(e) => {
                 errln!("hx: {}", super::one_line(&e));

@@ -210,7 +210,7 @@ pub enum Command {
     Pause(pause::Args),
     /// Unpause containers (docker unpause) or domains (xl unpause)
     Unpause(unpause::Args),
-    /// Change containers' memory and CPU limits (docker update)
+    /// Change containers' memory, CPU limits and restart policy (docker update)
     Update(update::Args),
     /// Attach to a domain's console (xl console)
     // `con` stayed console's when `config` came (docs/cli.md, "Command prefixes").
@@ -237,6 +237,8 @@ pub enum Command {
     /// Set a domain's static maximum memory (xl mem-max)
     MemMax(mem_max::Args),
     /// Show how long domains have run (xl uptime)
+    // `up` stayed uptime's when `update` came (docs/cli.md, "Command prefixes").
+    #[command(alias = "up")]
     Uptime(uptime::Args),
     /// List domains' vCPUs: CPU, state, time, affinity (xl vcpu-list)
     VcpuList(vcpu_list::Args),

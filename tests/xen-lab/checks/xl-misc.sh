@@ -193,8 +193,8 @@ hx rm -f cp >/dev/null || bad "hx rm -f cp"
 # the domain was made with, credit2's cap and weight; refused beyond that; kept across a stop
 # and start.
 mem_of() { xl list "$1" 2>/dev/null | awk 'NR==2 {print $3}'; }
-wait_mem() { # DOMAIN MIB: until xl list shows at most MIB (the balloon gives pages back)
-    for _ in $(seq 60); do m=$(mem_of "$1"); [ -n "$m" ] && [ "$m" -le "$2" ] && [ "$m" -ge $(( $2 - 2 )) ] && return 0; sleep 1; done
+wait_mem() { # DOMAIN MIB: until xl list shows at most MIB (the balloon gives pages back in batches: slow on a busy TCG host)
+    for _ in $(seq 240); do m=$(mem_of "$1"); [ -n "$m" ] && [ "$m" -le "$2" ] && [ "$m" -ge $(( $2 - 2 )) ] && return 0; sleep 1; done
     return 1
 }
 credit2() { xl sched-credit2 -d "$1" | awk 'NR==2 {print $3, $4}'; }

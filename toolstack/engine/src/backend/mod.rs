@@ -199,7 +199,6 @@ pub trait Backend {
     /// Removes what `plug_member` plugged for `member` from the pod's VM, and anything of it a
     /// killed keeper left half-plugged (best effort: the devices that are there).
     fn unplug_member(&self, _pod: &Container, _member: &pod::MemberFiles) {}
-    /// Whether the VM is paused now (asked of the hypervisor, never cached).
     /// Which of a VM's limits this backend can change (limits.rs): none by default.
     fn limit_caps(&self) -> LimitCaps {
         LimitCaps::default()
@@ -226,6 +225,7 @@ pub trait Backend {
         )
     }
 
+    /// Whether the VM is paused now (asked of the hypervisor, never cached).
     fn is_paused(&self, _c: &Container, _dir: &Path) -> bool {
         false
     }

@@ -288,7 +288,6 @@ pub fn append_control(xs: &Xenstore, domid: u32, line: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Saved (or being saved) and not resumed: shut down with reason suspend, not yet dying.
 /// Credit2's cap (percent of one CPU, 0: none) and weight (None: left as it is).
 pub(crate) fn set_cpu_limits(
     ctx: &Context,
@@ -301,6 +300,7 @@ pub(crate) fn set_cpu_limits(
         .with_context(|| format!("setting domain {domid}'s credit2 cap {cap} and weight"))
 }
 
+/// Saved (or being saved) and not resumed: shut down with reason suspend, not yet dying.
 fn is_suspended(i: &xen_bindings::DomainInfo) -> bool {
     i.shutdown && !i.dying && i.shutdown_reason == Some(xen_bindings::ShutdownReason::Suspend)
 }
@@ -964,7 +964,7 @@ impl Backend for Xen {
             set_cpu_limits(&ctx, domid, &cpu)?;
         }
         if let Some(m) = memory_mb {
-            let made = Launch::read(dir)?.memory_mb;
+            let made = self.max_memory_mb(c, dir)?;
             ctx.set_max_memory_kb(domid, made.max(m) * 1024)
                 .with_context(|| format!("setting domain {domid}'s maximum to {made} MiB"))?;
             ctx.set_memory_target_kb(domid, m * 1024)

@@ -404,10 +404,16 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
     })
 }
 
+/// setrlimit's resource argument: glibc gives it its own type, musl a plain int.
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
 /// The limits as setrlimit arguments, checked before the fork (at most one per resource, so
 /// their index fits the error message's byte).
-fn rlimits(list: &[Rlimit]) -> Result<Vec<(libc::__rlimit_resource_t, libc::rlimit)>, InitError> {
-    let mut out: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = Vec::new();
+fn rlimits(list: &[Rlimit]) -> Result<Vec<(Resource, libc::rlimit)>, InitError> {
+    let mut out: Vec<(Resource, libc::rlimit)> = Vec::new();
     for r in list {
         let resource = match r.name.as_str() {
             "core" => libc::RLIMIT_CORE,

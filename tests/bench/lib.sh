@@ -6,7 +6,7 @@
 #   h ARGS...      hx on the bench's own store, $work/store ($work: set by the bench)
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 kernel="${HX_KERNEL:-$repo/kernel/out/bzImage}"
-init="${HX_INIT:-$repo/target/pv-init/x86_64-unknown-linux-gnu/release/pv-init}"
+init="${HX_INIT:-$repo/target/pv-init/pv-init}"
 hx="${HX:-$repo/target/release/hx}"
 busybox_dir="$repo/../shared/images/busybox-1.38.0-glibc"
 for f in "$kernel" "$init" "$hx"; do

@@ -29,7 +29,7 @@ pub fn guest_assets() -> Option<(PathBuf, PathBuf)> {
         .unwrap_or_else(|| repo().join("kernel/out/bzImage"));
     let init = std::env::var_os("HX_INIT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/pv-init/x86_64-unknown-linux-gnu/release/pv-init"));
+        .unwrap_or_else(|| repo().join("target/pv-init/pv-init"));
     if kernel.is_file() && init.is_file() {
         return Some((kernel, init));
     }

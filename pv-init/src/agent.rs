@@ -245,8 +245,25 @@ fn serve(mut port: std::fs::File, transport: u64) {
 /// `hx top` / `hx stats`: one Answer frame (a Top answer trimmed to fit one).
 fn answer(frame: Frame) {
     let stream = frame.stream;
-    let json = match serde_json::from_slice::<mux::Query>(&frame.payload) {
+    let refuse = |message: String| {
+        let status = Status::InitError { code: 125, message };
+        send(Frame::new(
+            Kind::Exit,
+            stream,
+            status.to_line().into_bytes(),
+        ))
+    };
+    let json = match mux::Query::parse(&frame.payload) {
         Ok(mux::Query::Stats) => serde_json::to_vec(&crate::introspect::stats()),
+        Ok(mux::Query::Limits { member, limits }) => {
+            if crate::pod::lookup(&member).is_err() {
+                return refuse(format!("no running pod member {member}"));
+            }
+            if let Err(e) = crate::cgroup::apply(&member, &limits) {
+                return refuse(e.message);
+            }
+            serde_json::to_vec(&mux::LimitsAnswer { applied: limits })
+        }
         Ok(mux::Query::Top) => {
             let mut top = crate::introspect::top();
             loop {
@@ -260,17 +277,7 @@ fn answer(frame: Frame) {
                 }
             }
         }
-        Err(e) => {
-            let status = Status::InitError {
-                code: 125,
-                message: format!("exec channel: bad query: {e}"),
-            };
-            return send(Frame::new(
-                Kind::Exit,
-                stream,
-                status.to_line().into_bytes(),
-            ));
-        }
+        Err(e) => return refuse(format!("exec channel: bad query: {e}")),
     };
     if let Ok(json) = json {
         send(Frame::new(Kind::Answer, stream, json));
@@ -359,7 +366,12 @@ fn run(
     let mut base = (a.spec.user.clone(), a.spec.cwd.clone(), a.spec.env.clone());
     let mut member_root = None;
     let mut member_ns = None;
+    let mut cgroup = None;
     if let Some(m) = &req.member {
+        match crate::cgroup::create(&m.id, &m.limits) {
+            Ok(fd) => cgroup = Some(fd),
+            Err(e) => return init_error(e),
+        }
         match crate::pod::assemble(m) {
             Ok(root) => member_root = Some(root),
             Err(e) => return init_error(e),
@@ -372,6 +384,10 @@ fn run(
                 member_ns = Some(ns);
                 base = (user, cwd, env);
             }
+            Err(e) => return init_error(e),
+        }
+        match crate::cgroup::procs(id) {
+            Ok(fd) => cgroup = Some(fd),
             Err(e) => return init_error(e),
         }
     }
@@ -415,6 +431,7 @@ fn run(
             stdin: req.stdin,
             setsid: req.tty.is_some() || req.member.is_some(),
             enter,
+            cgroup: cgroup.as_ref().map(|fd| fd.as_raw_fd()),
         },
         |pid| register(a, pid, tx),
     );

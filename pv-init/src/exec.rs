@@ -54,6 +54,7 @@ pub fn run_workload(
             stdin: input.is_some(),
             setsid: true,
             enter: process::Enter::Current,
+            cgroup: None,
         },
         |_| {},
     )?;

@@ -1,6 +1,7 @@
 //! pv-init: PID 1 of an hx guest. Reads the container spec from the config disk, assembles the
 //! root (read-only image + writable overlay), runs the workload, reports how it ended, powers off.
 mod agent;
+mod cgroup;
 mod devices;
 mod exec;
 mod introspect;

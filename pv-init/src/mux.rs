@@ -278,6 +278,58 @@ pub struct MemberStart {
     /// service-account token), each bound read-only onto its target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trees: Vec<MemberTree>,
+    /// Its memory and CPU limits inside the pod's VM (pv-init's cgroup.rs).
+    #[serde(default, skip_serializing_if = "MemberLimits::is_none")]
+    pub limits: MemberLimits,
+}
+
+/// A pod member's limits inside its pod's VM, as cgroup v2 sets them: `memory.max`,
+/// `cpu.max` (a quota per 100 ms period) and `cpu.weight`. `None`: no limit beyond the VM's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Percent of one CPU (docker's `--cpus` × 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pct: Option<u32>,
+    /// cgroup v2's weight, 1..=10000 (100 is the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u32>,
+}
+
+/// The least memory limit a member may have: below it nothing starts.
+pub const MIN_MEMBER_MEMORY: u64 = 4 << 20;
+/// The greatest CPU cap: as many CPUs as a VM may have.
+pub const MAX_MEMBER_CPU_PCT: u32 = 32 * 100;
+
+impl MemberLimits {
+    pub fn is_none(&self) -> bool {
+        *self == MemberLimits::default()
+    }
+
+    /// Within what cgroup v2 takes (and what makes sense for a member).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.memory_bytes.is_some_and(|m| m < MIN_MEMBER_MEMORY) {
+            return Err("pod member: memory limit below 4 MiB");
+        }
+        if self
+            .cpu_pct
+            .is_some_and(|c| c == 0 || c > MAX_MEMBER_CPU_PCT)
+        {
+            return Err("pod member: CPU cap out of range");
+        }
+        if self.cpu_weight.is_some_and(|w| !(1..=10000).contains(&w)) {
+            return Err("pod member: CPU weight out of range");
+        }
+        Ok(())
+    }
+
+    /// docker's CPU shares (2..=262144) as cgroup v2's weight, the conversion runc uses.
+    pub fn weight_of_shares(shares: u64) -> u32 {
+        let s = shares.clamp(2, 262_144);
+        (1 + ((s - 2) * 9999) / 262_142) as u32
+    }
 }
 
 /// A read-only host directory given to a pod member as a copy made when it starts.
@@ -618,6 +670,9 @@ impl ExecRequest {
                 }
                 _ => {}
             }
+            if let Err(why) = m.limits.check() {
+                return bad(why);
+            }
             if m.rootfs_type != "erofs" && m.rootfs_type != "ext4" {
                 return bad("pod member: unknown rootfs type");
             }
@@ -665,12 +720,38 @@ impl ExecRequest {
     }
 }
 
-/// What `hx top` and `hx stats` ask of a running container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What `hx top` and `hx stats` ask of a running container, and a pod member's new limits
+/// (`hx update`, CRI's UpdateContainerResources; answered with `LimitsAnswer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Query {
     Top,
     Stats,
+    Limits {
+        member: String,
+        limits: MemberLimits,
+    },
+}
+
+impl Query {
+    /// A query's JSON, checked like an Open's (hx wrote it; the guest checks all the same).
+    pub fn parse(payload: &[u8]) -> Result<Query, String> {
+        let q: Query = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        if let Query::Limits { member, limits } = &q {
+            if !valid_member_id(member) {
+                return Err("pod member: invalid id".into());
+            }
+            limits.check()?;
+        }
+        Ok(q)
+    }
+}
+
+/// A pod member's limits as the guest applied them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsAnswer {
+    pub applied: MemberLimits,
 }
 
 /// Most processes a Top answer lists, and longest command line of each: the answer fits a frame.

@@ -212,6 +212,30 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
     )?;
     mnt("proc", &root.join("proc"), Some("proc"), nosuid, None)?;
     mnt("sysfs", &root.join("sys"), Some("sysfs"), nosuid, None)?;
+    // Its own cgroup as /sys/fs/cgroup, read-only (what docker's private cgroup namespace
+    // shows): runtimes that size themselves from memory.max and cpu.max (the JVM, Go's
+    // automaxprocs) see the member's limits, not the pod VM's.
+    let cg = root.join("sys/fs/cgroup");
+    if cg.is_dir() {
+        let group = crate::cgroup::dir(&m.id);
+        mount(
+            Some(&group),
+            &cg,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .and_then(|()| {
+            mount(
+                None::<&str>,
+                &cg,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid,
+                None::<&str>,
+            )
+        })
+        .map_err(|e| InitError::setup(format!("binding its cgroup: {e}")))?;
+    }
     let etc = root.join("etc");
     let _ = std::fs::create_dir_all(&etc);
     for f in ["hosts", "hostname", "resolv.conf"] {
@@ -626,6 +650,8 @@ pub fn teardown(id: &str) {
     for d in ["root", "rw", "lower"] {
         let _ = umount2(&base.join(d), MntFlags::MNT_DETACH);
     }
+    // After the root (its /sys/fs/cgroup is a bind of the group).
+    crate::cgroup::remove(id);
     // Volumes last, each cleanly where it can be (its journal clean for the next container).
     if let Ok(vols) = std::fs::read_dir(base.join("vol")) {
         for v in vols.flatten() {

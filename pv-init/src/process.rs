@@ -32,6 +32,8 @@ pub struct Process<'a> {
     pub setsid: bool,
     /// Where it runs: pv-init's root, or a pod member's (pv-init/src/pod.rs).
     pub enter: Enter<'a>,
+    /// A pod member's `cgroup.procs` (cgroup.rs): the child joins the member's group first.
+    pub cgroup: Option<RawFd>,
 }
 
 /// The root a process runs in.
@@ -189,6 +191,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         ),
         _ => None,
     };
+    let cgroup = p.cgroup;
     let join_ns = match p.enter {
         Enter::Namespace { fd, .. } => Some(fd),
         _ => None,
@@ -268,6 +271,13 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             // SAFETY: plain syscalls on valid fds/pointers in the forked child.
             unsafe {
+                // "0": the writer itself. Before anything else, so that all it allocates from
+                // here on is the member's.
+                if let Some(fd) = cgroup {
+                    if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                        fail(6, *libc::__errno_location())
+                    }
+                }
                 if let Some(fd) = join_ns {
                     if libc::setns(fd, libc::CLONE_NEWNS) != 0 {
                         fail(5, *libc::__errno_location())
@@ -383,6 +393,10 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         },
         5 => InitError::setup(format!(
             "entering the pod member's root: {}",
+            crate::errno_text(&e)
+        )),
+        6 => InitError::setup(format!(
+            "joining the pod member's cgroup: {}",
             crate::errno_text(&e)
         )),
         2 => InitError {

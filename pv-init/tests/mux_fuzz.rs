@@ -113,3 +113,32 @@ proptest! {
         prop_assert!(parse_answer::<TopAnswer>(&serde_json::to_vec(&v).unwrap()).is_err());
     }
 }
+
+proptest! {
+    // The guest parses a pod member's new limits from the host strictly: garbage never panics,
+    // and well-formed limits are accepted exactly when cgroup v2 can take them.
+    #[test]
+    fn limit_queries_parse_or_fail_and_keep_to_cgroup_bounds(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        memory in proptest::option::of(any::<u64>()),
+        cpu in proptest::option::of(any::<u32>()),
+        weight in proptest::option::of(any::<u32>()),
+        member in "[0-9a-f]{1,70}|[A-Za-z./ ]{0,10}",
+    ) {
+        let _ = pv_init::mux::Query::parse(&bytes);
+        let limits = pv_init::mux::MemberLimits { memory_bytes: memory, cpu_pct: cpu, cpu_weight: weight };
+        let json = serde_json::to_vec(&pv_init::mux::Query::Limits { member: member.clone(), limits }).unwrap();
+        let ok = pv_init::mux::Query::parse(&json).is_ok();
+        let want = pv_init::mux::valid_member_id(&member)
+            && memory.is_none_or(|m| m >= pv_init::mux::MIN_MEMBER_MEMORY)
+            && cpu.is_none_or(|c| (1..=pv_init::mux::MAX_MEMBER_CPU_PCT).contains(&c))
+            && weight.is_none_or(|w| (1..=10000).contains(&w));
+        prop_assert_eq!(ok, want);
+    }
+
+    #[test]
+    fn shares_become_weights_within_cgroup_bounds(shares in any::<u64>()) {
+        let w = pv_init::mux::MemberLimits::weight_of_shares(shares);
+        prop_assert!((1..=10000).contains(&w));
+    }
+}

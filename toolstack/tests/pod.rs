@@ -177,6 +177,68 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         refused.stderr
     );
 
+    // Each member's limits inside the pod's VM (a cgroup each): `-m` is the member's own
+    // memory limit, which the OOM killer enforces on it alone (busybox's tail buffers its whole
+    // input: 64 MiB here), shown to it at /sys/fs/cgroup; without `-m` the pod VM's memory is
+    // the limit; `hx update` changes a running member's memory and CPU cap in place.
+    let hog = "head -c 64m /dev/zero | tail >/dev/null";
+    let free = lab.hx(
+        &hx,
+        &["run", "--rm", "--pod", "p", BUSYBOX, "sh", "-c", hog],
+    );
+    assert_eq!(free.code, 0, "{}{}", free.stdout, free.stderr);
+    let capped = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "-m",
+            "32m",
+            BUSYBOX,
+            "sh",
+            "-c",
+            &format!("cat /sys/fs/cgroup/memory.max; {hog}"),
+        ],
+    );
+    assert_eq!(capped.code, 137, "{}{}", capped.stdout, capped.stderr);
+    assert_eq!(capped.stdout, format!("{}\n", 32 << 20));
+    lab.hx_ok(
+        &hx,
+        &[
+            "run", "-d", "--pod", "p", "--name", "tuned", BUSYBOX, "sleep", "600",
+        ],
+    );
+    let limits = "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight";
+    let before = lab.hx_ok(&hx, &["exec", "tuned", "sh", "-c", limits]);
+    assert_eq!(before.stdout, "max\nmax 100000\n100\n");
+    lab.hx_ok(
+        &hx,
+        &[
+            "update",
+            "-m",
+            "40m",
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "tuned",
+        ],
+    );
+    let after = lab.hx_ok(&hx, &["exec", "tuned", "sh", "-c", limits]);
+    assert_eq!(after.stdout, format!("{}\n50000 100000\n20\n", 40 << 20));
+    let oom = lab.hx(&hx, &["exec", "tuned", "sh", "-c", hog]);
+    assert_eq!(oom.code, 137, "{}{}", oom.stdout, oom.stderr);
+    let still = lab.hx_ok(&hx, &["exec", "tuned", "echo", "alive"]);
+    assert_eq!(
+        still.stdout, "alive\n",
+        "the member outlives its OOM-killed exec"
+    );
+    let inspect = lab.hx_ok(&hx, &["inspect", "-f", "{{.HostConfig.Memory}}", "tuned"]);
+    assert_eq!(inspect.stdout.trim(), (40u64 << 20).to_string());
+    lab.hx_ok(&hx, &["rm", "-f", "tuned"]);
+
     // A member whose keeper is killed ends (the guest kills its workload), its disks are
     // unplugged, and the next member still runs.
     lab.hx_ok(

@@ -40,6 +40,10 @@ pub struct Container {
     pub error: Option<String>,
     pub auto_remove: bool,
     pub memory_mb: u64,
+    /// `memory_mb` was asked for (`-m`, a spec's limit, `hx update -m`), not hx's default: a
+    /// pod member's memory limit inside its pod's VM (limits::member_limits).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_limited: bool,
     pub cpus: u32,
     /// `hx update --cpus`: the VM's CPU time cap in percent of one CPU (limits.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]

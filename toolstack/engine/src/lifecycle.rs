@@ -55,6 +55,10 @@ pub struct CreateRequest {
     #[serde(default)]
     pub stop_timeout: Option<u64>,
     pub memory_mb: u64,
+    /// `memory_mb` was asked for (`-m`, a spec's memory limit), not hx's default: a pod
+    /// member's limit inside its pod's VM.
+    #[serde(default)]
+    pub memory_limited: bool,
     pub cpus: u32,
     /// A cap on the VM's CPU time in percent of one CPU and docker's CPU shares (an OCI spec's
     /// fractional quota, docker's `--cpus 0.5`, and `--cpu-shares`): kept where the backend can
@@ -315,7 +319,8 @@ fn create_inner(
         }
         (None, None) => None,
     };
-    let cpu_limited = be.limit_caps().cpu && req.pod.is_none();
+    // A pod member's limits are kept inside its pod's VM (cgroups, limits::member_limits).
+    let cpu_limited = be.limit_caps().cpu || req.pod.is_some();
     if !cpu_limited && (req.cpu_cap_pct.is_some() || req.cpu_shares.is_some()) {
         tracing::warn!(
             "the CPU cap and shares asked for do not apply: the VM's vCPUs are its limit"
@@ -338,6 +343,7 @@ fn create_inner(
         error: None,
         auto_remove: req.auto_remove,
         memory_mb: req.memory_mb,
+        memory_limited: req.memory_limited,
         cpus: req.cpus,
         cpu_cap_pct: req.cpu_cap_pct.filter(|_| cpu_limited),
         cpu_shares: req.cpu_shares.filter(|_| cpu_limited),

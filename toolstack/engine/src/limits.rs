@@ -9,12 +9,14 @@
 //! A pod member's limits are recorded and the pod VM gets its members' total CPU cap and weight.
 use crate::backend;
 use crate::container::{self, Container, Status};
-use anyhow::bail;
+use anyhow::{bail, Context};
 use std::path::Path;
 
 /// The least memory a VM can be given or ballooned down to: the guest kernel and pv-init need
 /// ~15 MiB before the workload has any.
 pub const MIN_MEMORY_MB: u64 = 40;
+/// The least memory limit of a pod member (its cgroup in the pod's VM, not a VM of its own).
+pub const MIN_MEMBER_MEMORY_MB: u64 = pv_init::mux::MIN_MEMBER_MEMORY >> 20;
 /// 1 TiB: beyond any VM hx makes (and an overflow guard for byte counts).
 pub const MAX_MEMORY_MB: u64 = 1 << 20;
 /// docker's bounds for `--cpu-shares` (the kernel's for cpu.shares).
@@ -76,12 +78,18 @@ impl Limits {
         Ok(l)
     }
 
-    /// Checked against the container's VM: memory within bounds, a cap no larger than its
-    /// vCPUs can use, shares within docker's bounds.
-    pub fn check(&self, c: &Container) -> anyhow::Result<()> {
+    /// Checked against the container's VM (a pod member's: its pod's): memory within bounds
+    /// (a member's is a cgroup's limit, which may be smaller than a VM), a cap no larger than
+    /// its vCPUs can use, shares within docker's bounds.
+    pub fn check(&self, c: &Container, member: bool) -> anyhow::Result<()> {
+        let least = if member {
+            MIN_MEMBER_MEMORY_MB
+        } else {
+            MIN_MEMORY_MB
+        };
         if let Some(m) = self.memory_mb {
-            if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&m) {
-                bail!("memory {m} MiB: expected {MIN_MEMORY_MB} MiB to 1 TiB");
+            if !(least..=MAX_MEMORY_MB).contains(&m) {
+                bail!("memory {m} MiB: expected {least} MiB to 1 TiB");
             }
         }
         if let Some(cap) = self.cpu_cap_pct {
@@ -157,7 +165,7 @@ pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
         (Some(pod), false) => Some(crate::pod::infra(root, pod)?),
         _ => None,
     };
-    l.check(vm.as_ref().unwrap_or(&c))?;
+    l.check(vm.as_ref().unwrap_or(&c), vm.is_some())?;
     let next = with_limits(c.clone(), l);
     match (&c.pod, vm) {
         (Some(pod), Some(infra)) => update_member(root, pod, &infra, &c, &next, l)?,
@@ -173,6 +181,7 @@ pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
 fn with_limits(mut c: Container, l: &Limits) -> Container {
     if let Some(m) = l.memory_mb {
         c.memory_mb = m;
+        c.memory_limited = true;
     }
     if let Some(cap) = l.cpu_cap_pct {
         c.cpu_cap_pct = (cap > 0).then_some(cap);
@@ -219,6 +228,22 @@ fn update_vm(root: &Path, c: &Container, next: &Container, l: &Limits) -> anyhow
     be.set_limits(c, &dir, memory, cpu.then(|| CpuLimits::of(next)))
 }
 
+/// A pod member's limits inside its pod's VM (pv-init's cgroup.rs): its memory when asked
+/// for and below the VM's, its CPU cap and its shares as cgroup v2's weight.
+pub fn member_limits(c: &Container, infra: &Container) -> pv_init::mux::MemberLimits {
+    pv_init::mux::MemberLimits {
+        memory_bytes: (c.memory_limited && c.memory_mb < infra.memory_mb)
+            .then(|| c.memory_mb.max(pv_init::mux::MIN_MEMBER_MEMORY >> 20) << 20),
+        cpu_pct: c
+            .cpu_cap_pct
+            .filter(|&p| p > 0)
+            .map(|p| p.min(infra.cpus.max(1) * 100)),
+        cpu_weight: c
+            .cpu_shares
+            .map(pv_init::mux::MemberLimits::weight_of_shares),
+    }
+}
+
 /// A pod member: its VM is the pod's. Its memory may not exceed the pod VM's; the pod VM's CPU
 /// cap becomes the sum of its members' caps (none while any member has none) and its weight
 /// the sum of their shares'.
@@ -240,15 +265,25 @@ fn update_member(
             );
         }
     }
-    if l.cpu_cap_pct.is_none() && l.cpu_shares.is_none() {
-        return Ok(());
+    // Inside the pod's VM the member's own cgroup takes the limits at once; a member that is
+    // not running gets them at its next start.
+    if c.status == Status::Running && infra.status == Status::Running && be.is_running(infra) {
+        crate::pod::wait_member_started(root, c)?;
+        let socket = be
+            .exec_socket(&container::dir(root, &infra.id))
+            .ok_or_else(|| anyhow::anyhow!("pod {pod}: its VM has no exec channel"))?;
+        let _: pv_init::mux::LimitsAnswer = crate::exec_channel::client::ask(
+            &socket,
+            pv_init::mux::Query::Limits {
+                member: c.id.clone(),
+                limits: member_limits(next, infra),
+            },
+        )
+        .with_context(|| format!("container {}: its limits in its pod's VM", c.name))?;
     }
-    if !be.limit_caps().cpu {
-        bail!(
-            "container {}: the {} backend cannot limit its pod VM's CPU time",
-            c.name,
-            be.name()
-        );
+    // The pod's VM as a whole, where the backend caps VMs (Xen's credit2).
+    if (l.cpu_cap_pct.is_none() && l.cpu_shares.is_none()) || !be.limit_caps().cpu {
+        return Ok(());
     }
     let members: Vec<Container> = crate::pod::members(root, pod)?
         .into_iter()

@@ -38,6 +38,36 @@ pub struct PodRequest {
 }
 
 /// The pod's infra container.
+/// How long a member that runs may take to have its workload started in the pod's VM: its
+/// disks' hotplug (QEMU's SCSI scan, Xen's blkback), then its root's assembly.
+const MEMBER_START_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until member `c`'s workload has started in the pod's VM (`hx run -d` returns once
+/// its keeper runs, before that): an `hx exec`, `hx update` or CRI ExecSync right after it
+/// finds the member there.
+pub fn wait_member_started(root: &Path, c: &Container) -> anyhow::Result<()> {
+    let dir = container::dir(root, &c.id);
+    let deadline = std::time::Instant::now() + MEMBER_START_WAIT;
+    loop {
+        // An end as the newest event is a previous run's until the record says otherwise.
+        if crate::runtime::last_event_is_start(&dir) == Some(true) {
+            return Ok(());
+        }
+        let now = container::load(root, &c.id)?;
+        if now.status != Status::Running {
+            bail!("container {} is not running", c.name);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "container {}: its workload did not start in its pod's VM within {} s",
+                c.name,
+                MEMBER_START_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn infra(root: &Path, pod: &str) -> anyhow::Result<Container> {
     container::list(root)?
         .into_iter()

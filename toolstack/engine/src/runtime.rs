@@ -70,6 +70,17 @@ fn last_status(dir: &Path) -> Option<Result<GuestStatus, String>> {
         .map(|raw| raw.validate().map_err(|e| e.to_string()))
 }
 
+/// Whether the newest event of the status log is a start (`Some(true)`), an end
+/// (`Some(false)`), or there is none yet.
+pub fn last_event_is_start(dir: &Path) -> Option<bool> {
+    let bytes = crate::logfile::read_end(&dir.join("status.log"), STATUS_TAIL);
+    bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|l| RawStatus::parse(l).ok())
+        .map(|raw| !raw.is_final())
+}
+
 /// Reads the guest's status channel and console log after the VM has gone.
 pub fn outcome(dir: &Path) -> Outcome {
     match last_status(dir) {

@@ -58,6 +58,9 @@ pub fn channel(
     let Some(socket) = be.exec_socket(&dir) else {
         bail!("container {}: its backend has no exec channel yet", c.name);
     };
+    if c.pod.is_some() && !c.pod_infra {
+        hx_engine::pod::wait_member_started(root, &c)?;
+    }
     Ok((c, be, socket))
 }
 

@@ -82,9 +82,10 @@ pub struct CreateArgs {
     /// User (name|uid)[:(group|gid)]
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Memory for the VM (e.g. 128m, 1g)
-    #[arg(short, long, default_value = "128m")]
-    pub memory: String,
+    /// Memory for the VM (e.g. 128m, 1g; default 128m); in a pod, the container's limit inside
+    /// the pod's VM
+    #[arg(short, long)]
+    pub memory: Option<String>,
     /// Virtual CPUs
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
@@ -358,8 +359,18 @@ pub fn find_by_policy(
 /// that nothing is looked up, pulled or made for a run that cannot happen.
 pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     let restart = hx_engine::restart::Policy::parse(&args.restart)?;
-    let memory_mb =
-        parse_size_in("--memory", &args.memory, MIN_MEMORY, MAX_MEMORY)?.div_ceil(1 << 20);
+    let memory_mb = parse_size_in(
+        "--memory",
+        args.memory.as_deref().unwrap_or("128m"),
+        // A pod member's memory is a limit inside its pod's VM, not a VM's size.
+        if args.pod.is_some() {
+            hx_engine::limits::MIN_MEMBER_MEMORY_MB << 20
+        } else {
+            MIN_MEMORY
+        },
+        MAX_MEMORY,
+    )?
+    .div_ceil(1 << 20);
     if let Some(s) = &args.stop_signal {
         super::kill::parse_signal(s).with_context(|| "--stop-signal")?;
     }
@@ -399,6 +410,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout,
         memory_mb,
+        memory_limited: args.memory.is_some(),
         cpus: args.cpus,
         upper_size,
         shm_size: guest_env.shm_size,

@@ -37,7 +37,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
                 super::run::parse_size_in(
                     "--memory",
                     m,
-                    limits::MIN_MEMORY_MB << 20,
+                    limits::MIN_MEMBER_MEMORY_MB << 20,
                     limits::MAX_MEMORY_MB << 20,
                 )
                 .map(|b| b.div_ceil(1 << 20))

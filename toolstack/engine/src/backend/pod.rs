@@ -327,6 +327,13 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let limits = match container::load(&plan.root, &id) {
+        Ok(me) => crate::limits::member_limits(&me, &infra),
+        Err(e) => {
+            report(&failed(e));
+            return Ok(());
+        }
+    };
     let pod_dir = container::dir(&plan.root, &infra.id);
     let Some(socket_path) = be.exec_socket(&pod_dir) else {
         report(&failed(anyhow::anyhow!("the pod's VM has no exec channel")));
@@ -370,6 +377,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             mounts,
             files: copied,
             trees,
+            limits,
         }),
         container: None,
     };

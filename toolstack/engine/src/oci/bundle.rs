@@ -263,6 +263,7 @@ impl Bundle {
             name: Some(id.to_string()),
             hostname: self.spec.hostname().clone().filter(|h| !h.is_empty()),
             memory_mb,
+            memory_limited: self.memory_limit().is_some(),
             cpus: self.vcpus(),
             cpu_cap_pct: self.cpu_cap_pct(),
             cpu_shares: self.cpu_shares(),

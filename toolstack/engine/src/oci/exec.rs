@@ -204,6 +204,7 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         if c.pod.is_some() && !c.pod_infra {
             // A pod member's processes run in its own root inside the pod's VM.
             req.container = Some(c.id.clone());
+            crate::pod::wait_member_started(root, &c)?;
         }
         let be = backend::for_container(&c, root)?;
         let dir = container::dir(root, &c.id);

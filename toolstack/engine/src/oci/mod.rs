@@ -124,6 +124,13 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             let mut req = b.request(&name, &image, Some("none".into()))?;
             if let Some(cri::PodRole::Member { pod }) = &pod {
                 member_request(&mut req, pod);
+                // Its limit is its cgroup's in the pod's VM: exact, not a VM's least size.
+                if let Some(l) = b.memory_limit().filter(|&l| l > 0) {
+                    req.memory_mb = (l as u64).div_ceil(1 << 20).clamp(
+                        crate::limits::MIN_MEMBER_MEMORY_MB,
+                        crate::limits::MAX_MEMORY_MB,
+                    );
+                }
             }
             req
         }

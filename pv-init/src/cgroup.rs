@@ -1,0 +1,141 @@
+//! Pod members' limits inside the pod's VM: one cgroup v2 group per member under
+//! `/.hx-cgroup`, with `memory.max`, `cpu.max` and `cpu.weight` (docs/pods.md). Every process
+//! of the member (its workload, `hx exec` into it) joins the group before it execs, so the
+//! kernel's OOM killer and CPU bandwidth act on the member alone, as runc's cgroups do on a host.
+use crate::InitError;
+use nix::mount::{mount, MsFlags};
+use pv_init::mux::MemberLimits;
+use std::fs;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const BASE: &str = "/.hx-cgroup";
+/// cpu.max's period: the kernel's default, docker's too.
+const PERIOD_US: u64 = 100_000;
+
+/// cgroup2 mounted and the memory and cpu controllers handed to the children, once.
+fn base() -> Result<&'static Path, InitError> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            fs::create_dir_all(BASE).map_err(|e| format!("mkdir {BASE}: {e}"))?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+            mount(Some("cgroup2"), BASE, Some("cgroup2"), flags, None::<&str>)
+                .map_err(|e| format!("mount cgroup2 on {BASE}: {e}"))?;
+            write(
+                &Path::new(BASE).join("cgroup.subtree_control"),
+                "+memory +cpu",
+            )
+        })
+        .clone()
+        .map(|()| Path::new(BASE))
+        .map_err(InitError::setup)
+}
+
+fn write(file: &Path, value: &str) -> Result<(), String> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| format!("{} = {value}: {e}", file.display()))
+}
+
+fn group(id: &str) -> Result<PathBuf, InitError> {
+    Ok(base()?.join(id))
+}
+
+/// Where the member's group is (made by `create`).
+pub fn dir(id: &str) -> PathBuf {
+    Path::new(BASE).join(id)
+}
+
+/// The values the limits' files take.
+pub fn values(l: &MemberLimits) -> [(&'static str, String); 3] {
+    [
+        (
+            "memory.max",
+            l.memory_bytes.map_or("max".into(), |b| b.to_string()),
+        ),
+        (
+            "cpu.max",
+            match l.cpu_pct {
+                Some(pct) => format!("{} {PERIOD_US}", u64::from(pct) * PERIOD_US / 100),
+                None => format!("max {PERIOD_US}"),
+            },
+        ),
+        ("cpu.weight", l.cpu_weight.unwrap_or(100).to_string()),
+    ]
+}
+
+/// Sets the member's limits (a member without any still gets its group: an update may come).
+pub fn apply(id: &str, l: &MemberLimits) -> Result<(), InitError> {
+    let g = group(id)?;
+    for (file, value) in values(l) {
+        write(&g.join(file), &value).map_err(InitError::setup)?;
+    }
+    Ok(())
+}
+
+/// Makes the member's group with its limits; returns its `cgroup.procs`, which each of the
+/// member's processes writes itself into before exec (process.rs).
+pub fn create(id: &str, l: &MemberLimits) -> Result<OwnedFd, InitError> {
+    let g = group(id)?;
+    match fs::create_dir(&g) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(InitError::setup(format!("mkdir {}: {e}", g.display()))),
+    }
+    apply(id, l)?;
+    procs(id)
+}
+
+/// The member's `cgroup.procs`, for `hx exec` into it.
+pub fn procs(id: &str) -> Result<OwnedFd, InitError> {
+    let p = group(id)?.join("cgroup.procs");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map(OwnedFd::from)
+        .map_err(|e| InitError::setup(format!("{}: {e}", p.display())))
+}
+
+/// The member's group: what still runs in it killed (a process that left the member's mount
+/// namespace too), then removed once the reaper has collected them (at most 2 s).
+pub fn remove(id: &str) {
+    let g = Path::new(BASE).join(id);
+    if !g.is_dir() {
+        return;
+    }
+    let _ = write(&g.join("cgroup.kill"), "1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while fs::remove_dir(&g).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_become_cgroup_v2_values() {
+        let none = values(&MemberLimits::default());
+        assert_eq!(none[0].1, "max");
+        assert_eq!(none[1].1, "max 100000");
+        assert_eq!(none[2].1, "100");
+        let some = values(&MemberLimits {
+            memory_bytes: Some(48 << 20),
+            cpu_pct: Some(50),
+            cpu_weight: Some(MemberLimits::weight_of_shares(512)),
+        });
+        assert_eq!(some[0].1, (48u64 << 20).to_string());
+        assert_eq!(some[1].1, "50000 100000");
+        // runc's conversion: 512 shares -> weight 20; 1024 (docker's default) -> 39.
+        assert_eq!(some[2].1, "20");
+        assert_eq!(MemberLimits::weight_of_shares(1024), 39);
+        assert_eq!(MemberLimits::weight_of_shares(2), 1);
+        assert_eq!(MemberLimits::weight_of_shares(u64::MAX), 10000);
+    }
+}

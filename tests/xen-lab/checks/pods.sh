@@ -9,7 +9,8 @@
 # in members through the pod's members export (PVH; the PV pod is made without QEMU in dom0 and
 # refuses it), a read-only host file and directory (live through the read-only export, PVH:
 # kubelet's ConfigMap update seen; copies in the PV pod), named and anonymous volumes
-# (more vbds of the member's slot, also after a killed keeper), a member's stdin (-i).
+# (more vbds of the member's slot, also after a killed keeper), a member's stdin (-i), a
+# member's own memory limit (-m, OOM-killed alone) and hx update of a running member's limits.
 set -u
 . /lab/lib.sh
 fail=0
@@ -61,6 +62,17 @@ for type in pvh pv; do
         sleep 1
     done
     [ "$got" = hello-from-srv ] && ok "$type: a second member reaches the first over localhost" || bad "$type: wget localhost: '$got'"
+    # Each member's own limits in the pod's domain (a cgroup each): -m is the member's memory
+    # limit, which the OOM killer enforces on it alone (busybox's tail buffers all it reads),
+    # shown to it at /sys/fs/cgroup; hx update changes a running member's.
+    out=$(timeout 120 hx run --rm --pod "$p" -m 32m busybox \
+        sh -c 'cat /sys/fs/cgroup/memory.max; head -c 64m /dev/zero | tail >/dev/null' 2>&1); rc=$?
+    [ "$rc:$out" = "137:$((32 << 20))" ] && ok "$type: a member's -m is its own limit (OOM-killed at 32 MiB: exit 137)" \
+        || bad "$type: member with -m 32m: exit $rc: '$out'"
+    out=$(timeout 120 hx update -m 48m --cpu-shares 512 "srv$type" 2>&1) \
+        && out=$(timeout 60 hx exec "srv$type" cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight 2>&1)
+    [ "$out" = "$(printf '%s\n20' $((48 << 20)))" ] && ok "$type: hx update of a running member: its cgroup's memory.max and cpu.weight" \
+        || bad "$type: update of srv$type: '$out'"
     if [ "$type" = pvh ]; then
         # A writable host directory is live in members, both ways: bound into the pod's
         # members export (9pfs from boot) in the monitor's mount namespace, never dom0's.

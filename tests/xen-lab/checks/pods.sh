@@ -66,7 +66,7 @@ for type in pvh pv; do
     # limit, which the OOM killer enforces on it alone (busybox's tail buffers all it reads),
     # shown to it at /sys/fs/cgroup; hx update changes a running member's.
     out=$(timeout 120 hx run --rm --pod "$p" -m 32m busybox \
-        sh -c 'cat /sys/fs/cgroup/memory.max; head -c 64m /dev/zero | tail >/dev/null' 2>&1); rc=$?
+        sh -c 'cat /sys/fs/cgroup/memory.max; head -c 64m /dev/zero | tail >/dev/null' 2>/dev/null); rc=$?
     [ "$rc:$out" = "137:$((32 << 20))" ] && ok "$type: a member's -m is its own limit (OOM-killed at 32 MiB: exit 137)" \
         || bad "$type: member with -m 32m: exit $rc: '$out'"
     out=$(timeout 120 hx update -m 48m --cpu-shares 512 "srv$type" 2>&1) \

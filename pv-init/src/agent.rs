@@ -414,6 +414,12 @@ fn run(
         Err(e) => return init_error(e),
     };
     let env = process::environment(&base.2, &req.env, &a.spec.hostname, &ident);
+    let member_id = req
+        .member
+        .as_ref()
+        .map(|m| m.id.as_str())
+        .or(req.container.as_deref());
+    let ooms_before = member_id.map_or(0, crate::cgroup::oom_kills);
     let (tx, rx) = mpsc::channel();
     let spawned = process::spawn(
         &process::Process {
@@ -494,11 +500,20 @@ fn run(
     s.closed.store(true, Ordering::Relaxed);
     s.credit_granted.notify_all();
     s.pty.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // Killed by the OOM killer: a SIGKILL while the member's group counted a new OOM kill.
+    let oom = |sig: i32| {
+        sig == libc::SIGKILL
+            && member_id.is_some_and(|id| crate::cgroup::oom_kills(id) > ooms_before)
+    };
     match status {
         Some(WaitStatus::Exited(_, code)) => Status::Exited { code },
-        Some(WaitStatus::Signaled(_, sig, _)) => Status::Signaled { signal: sig as i32 },
+        Some(WaitStatus::Signaled(_, sig, _)) => Status::Signaled {
+            signal: sig as i32,
+            oom: oom(sig as i32),
+        },
         _ => Status::Signaled {
             signal: libc::SIGKILL,
+            oom: false,
         },
     }
 }

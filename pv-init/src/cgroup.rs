@@ -101,6 +101,18 @@ pub fn procs(id: &str) -> Result<OwnedFd, InitError> {
         .map_err(|e| InitError::setup(format!("{}: {e}", p.display())))
 }
 
+/// How many of the member's processes the kernel's OOM killer has killed.
+pub fn oom_kills(id: &str) -> u64 {
+    fs::read_to_string(dir(id).join("memory.events"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The member's group: what still runs in it killed (a process that left the member's mount
 /// namespace too), then removed once the reaper has collected them (at most 2 s).
 pub fn remove(id: &str) {

@@ -348,7 +348,11 @@ fn supervise_loop(
                     return Ok(finish(Status::Exited { code }))
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
-                    return Ok(finish(Status::Signaled { signal: sig as i32 }))
+                    // A single container's OOM kills are its VM's own (no cgroup to count them).
+                    return Ok(finish(Status::Signaled {
+                        signal: sig as i32,
+                        oom: false,
+                    }));
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(other) => crate::agent::reaped(other),

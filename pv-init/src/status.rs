@@ -6,10 +6,23 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Status {
-    Started { pid: i32, uptime_ms: u64 },
-    Exited { code: i32 },
-    Signaled { signal: i32 },
-    InitError { code: i32, message: String },
+    Started {
+        pid: i32,
+        uptime_ms: u64,
+    },
+    Exited {
+        code: i32,
+    },
+    /// `oom`: the kernel's OOM killer sent it (docker's State.OOMKilled, CRI's OOMKilled).
+    Signaled {
+        signal: i32,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oom: bool,
+    },
+    InitError {
+        code: i32,
+        message: String,
+    },
 }
 
 /// Longest status line (and so init error message) hx reads from a guest.
@@ -34,10 +47,22 @@ pub enum StatusError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawStatus {
-    Started { pid: i64, uptime_ms: u64 },
-    Exited { code: i64 },
-    Signaled { signal: i64 },
-    InitError { code: i64, message: String },
+    Started {
+        pid: i64,
+        uptime_ms: u64,
+    },
+    Exited {
+        code: i64,
+    },
+    Signaled {
+        signal: i64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oom: bool,
+    },
+    InitError {
+        code: i64,
+        message: String,
+    },
 }
 
 impl RawStatus {
@@ -76,10 +101,13 @@ impl RawStatus {
                 Ok(Status::Exited { code: code as i32 })
             }
             RawStatus::Exited { code } => bad("exited: code", code, "0..=255"),
-            RawStatus::Signaled { signal } if (1..=64).contains(&signal) => Ok(Status::Signaled {
-                signal: signal as i32,
-            }),
-            RawStatus::Signaled { signal } => bad("signaled: signal", signal, "1..=64"),
+            RawStatus::Signaled { signal, oom } if (1..=64).contains(&signal) => {
+                Ok(Status::Signaled {
+                    signal: signal as i32,
+                    oom,
+                })
+            }
+            RawStatus::Signaled { signal, .. } => bad("signaled: signal", signal, "1..=64"),
             RawStatus::InitError { code, message } if (125..=127).contains(&code) => {
                 Ok(Status::InitError {
                     code: code as i32,
@@ -114,7 +142,7 @@ impl Status {
         match self {
             Status::Started { .. } => None,
             Status::Exited { code } => Some(*code),
-            Status::Signaled { signal } => Some(128 + signal),
+            Status::Signaled { signal, .. } => Some(128 + signal),
             Status::InitError { code, .. } => Some(*code),
         }
     }
@@ -301,7 +329,10 @@ mod tests {
                 uptime_ms: 900,
             },
             Status::Exited { code: 3 },
-            Status::Signaled { signal: 9 },
+            Status::Signaled {
+                signal: 9,
+                oom: false,
+            },
             Status::InitError {
                 code: 127,
                 message: "nope: not found".into(),
@@ -309,7 +340,14 @@ mod tests {
         ] {
             assert_eq!(Status::parse_line(&s.to_line()), Some(s));
         }
-        assert_eq!(Status::Signaled { signal: 9 }.exit_code(), Some(137));
+        assert_eq!(
+            Status::Signaled {
+                signal: 9,
+                oom: true
+            }
+            .exit_code(),
+            Some(137)
+        );
         assert_eq!(Status::parse_line("garbage"), None);
     }
 
@@ -322,7 +360,10 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"event":"signaled","signal":64}"#),
-            Ok(Status::Signaled { signal: 64 })
+            Ok(Status::Signaled {
+                signal: 64,
+                oom: false
+            })
         );
         for (line, why) in [
             (
@@ -405,7 +446,11 @@ mod tests {
                 }
                 .to_line()),
                 any::<i32>().prop_map(|code| Status::Exited { code }.to_line()),
-                any::<i32>().prop_map(|signal| Status::Signaled { signal }.to_line()),
+                (any::<i32>(), any::<bool>()).prop_map(|(signal, oom)| Status::Signaled {
+                    signal,
+                    oom
+                }
+                .to_line()),
                 (any::<i32>(), ".{0,40}").prop_map(|(code, message)| Status::InitError {
                     code,
                     message
@@ -422,7 +467,7 @@ mod tests {
                         assert!((0..=255).contains(&code), "{s:?}");
                     }
                     match s {
-                        Status::Signaled { signal } => assert!((1..=64).contains(&signal)),
+                        Status::Signaled { signal, .. } => assert!((1..=64).contains(&signal)),
                         Status::InitError { code, .. } => assert!((125..=127).contains(&code)),
                         Status::Started { pid, .. } => assert!(pid >= 1),
                         Status::Exited { .. } => {}

@@ -431,6 +431,67 @@ async fn pod(c: &Containerd, netns: &str) {
     assert_eq!(log_lines(&log, "stderr"), ["to-stderr"]);
     assert_eq!(log_lines(&logs.join("srv.log"), "stdout"), ["serving"]);
 
+    // A container's memory limit is its own inside the pod's VM: over it, the OOM killer ends
+    // that container alone (busybox's tail buffers all it reads) and CRI reports OOMKilled
+    // (the shim's TaskOOM), as for runc; the server runs on.
+    let mut hog = container_config("hog", "exec tail < /dev/zero", "hog.log");
+    hog.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let hog = call(
+        "CreateContainer hog",
+        rs.create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(hog),
+            sandbox_config: Some(sandbox_config.clone()),
+        }),
+        c,
+    )
+    .await
+    .container_id;
+    call(
+        "StartContainer hog",
+        rs.start_container(StartContainerRequest {
+            container_id: hog.clone(),
+        }),
+        c,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let st = loop {
+        let st = call(
+            "ContainerStatus hog",
+            rs.container_status(ContainerStatusRequest {
+                container_id: hog.clone(),
+                verbose: false,
+            }),
+            c,
+        )
+        .await
+        .status
+        .unwrap();
+        if st.state == ContainerState::ContainerExited as i32 {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hog did not exit: {st:?}\n{}",
+            c.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (st.exit_code, st.reason.as_str()),
+        (137, "OOMKilled"),
+        "{st:?}\n{}",
+        engine_logs(&hx_root)
+    );
+    assert_eq!(fetch(netns, &url).as_deref(), Some("hello-from-srv\n"));
+
     // Kubelet's volumes: a host directory read-write (an emptyDir), one read-only (a
     // ConfigMap); and the pod's DNS config in its resolv.conf. Live both ways, :ro enforced.
     // On Xen both go through the pod domain's members exports (9pfs from boot; the read-only

@@ -191,9 +191,10 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         &hx,
         &[
             "run",
-            "--rm",
             "--pod",
             "p",
+            "--name",
+            "capped",
             "-m",
             "32m",
             BUSYBOX,
@@ -204,6 +205,32 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     );
     assert_eq!(capped.code, 137, "{}{}", capped.stdout, capped.stderr);
     assert_eq!(capped.stdout, format!("{}\n", 32 << 20));
+    // Its shell ended by itself (137: its tail was killed): not an OOM kill of the workload.
+    let state = "{{.State.ExitCode}} {{.State.OOMKilled}}";
+    let st = lab.hx_ok(&hx, &["inspect", "-f", state, "capped"]);
+    assert_eq!(st.stdout.trim(), "137 false");
+    lab.hx_ok(&hx, &["rm", "capped"]);
+    // The workload itself killed by the OOM killer: docker's State.OOMKilled.
+    let oom = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--pod",
+            "p",
+            "--name",
+            "hog",
+            "-m",
+            "32m",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "exec tail < /dev/zero",
+        ],
+    );
+    assert_eq!(oom.code, 137, "{}{}", oom.stdout, oom.stderr);
+    let st = lab.hx_ok(&hx, &["inspect", "-f", state, "hog"]);
+    assert_eq!(st.stdout.trim(), "137 true");
+    lab.hx_ok(&hx, &["rm", "hog"]);
     lab.hx_ok(
         &hx,
         &[

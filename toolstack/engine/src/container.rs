@@ -36,6 +36,10 @@ pub struct Container {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub exit_code: Option<i32>,
+    /// The kernel's OOM killer ended it (a pod member's own limit: docker's State.OOMKilled,
+    /// the shim's TaskOOM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
     /// Why the container ended abnormally (kernel panic, init failure, VM crash).
     pub error: Option<String>,
     pub auto_remove: bool,

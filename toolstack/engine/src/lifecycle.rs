@@ -344,6 +344,7 @@ fn create_inner(
         auto_remove: req.auto_remove,
         memory_mb: req.memory_mb,
         memory_limited: req.memory_limited,
+        oom_killed: false,
         cpus: req.cpus,
         cpu_cap_pct: req.cpu_cap_pct.filter(|_| cpu_limited),
         cpu_shares: req.cpu_shares.filter(|_| cpu_limited),
@@ -919,6 +920,7 @@ fn launch_keeping(
         c.started_at = Some(container::now_rfc3339());
         c.finished_at = None;
         c.exit_code = None;
+        c.oom_killed = false;
         c.error = None;
     }
     container::save(root, &made.borrow())?;

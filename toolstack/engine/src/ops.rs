@@ -133,9 +133,12 @@ pub(crate) fn record_killed(dir: &Path) -> std::io::Result<()> {
         .open(dir.join("status.log"))
         .and_then(|mut f| {
             f.write_all(
-                pv_init::status::Status::Signaled { signal: 9 }
-                    .to_line()
-                    .as_bytes(),
+                pv_init::status::Status::Signaled {
+                    signal: 9,
+                    oom: false,
+                }
+                .to_line()
+                .as_bytes(),
             )
         })
 }

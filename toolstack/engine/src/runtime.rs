@@ -70,6 +70,14 @@ fn last_status(dir: &Path) -> Option<Result<GuestStatus, String>> {
         .map(|raw| raw.validate().map_err(|e| e.to_string()))
 }
 
+/// Whether the guest's last final status says the OOM killer ended the workload.
+pub fn oom_killed(dir: &Path) -> bool {
+    matches!(
+        last_status(dir),
+        Some(Ok(GuestStatus::Signaled { oom: true, .. }))
+    )
+}
+
 /// Whether the newest event of the status log is a start (`Some(true)`), an end
 /// (`Some(false)`), or there is none yet.
 pub fn last_event_is_start(dir: &Path) -> Option<bool> {
@@ -78,7 +86,7 @@ pub fn last_event_is_start(dir: &Path) -> Option<bool> {
         .split(|&b| b == b'\n')
         .rev()
         .find_map(|l| RawStatus::parse(l).ok())
-        .map(|raw| !raw.is_final())
+        .map(|raw| matches!(raw, RawStatus::Started { .. }))
 }
 
 /// Reads the guest's status channel and console log after the VM has gone.
@@ -190,6 +198,7 @@ pub fn settle(
         let o = outcome(&dir);
         c.status = Status::Exited;
         c.exit_code = Some(o.exit_code());
+        c.oom_killed = oom_killed(&dir);
         c.error = o.error();
         c.finished_at = Some(container::now_rfc3339());
         be.cleanup(&c, &dir)?;

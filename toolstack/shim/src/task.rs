@@ -5,7 +5,7 @@
 use crate::stdio::{self, Paths, StdinFeed};
 use containerd_shim::api::*;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -208,6 +208,18 @@ impl Service {
             if let Some(d) = drained {
                 let _ = d.recv_timeout(Duration::from_secs(2));
             }
+            // CRI marks the container OOMKilled on this event, before its exit.
+            if recorded_oom(&root, &id) {
+                publish(
+                    &publisher,
+                    &namespace,
+                    topics::TASK_OOM_EVENT_TOPIC,
+                    Box::new(TaskOOM {
+                        container_id: id.clone(),
+                        ..Default::default()
+                    }),
+                );
+            }
             let at = proc.set_exit(code);
             publish(
                 &publisher,
@@ -224,6 +236,15 @@ impl Service {
             );
         });
     }
+}
+
+/// Whether the engine recorded the container as ended by the OOM killer (a pod member at its
+/// own memory limit).
+fn recorded_oom(root: &Path, id: &str) -> bool {
+    let Some(engine_id) = record::load(root, id).ok().and_then(|r| r.engine_id) else {
+        return false;
+    };
+    hx_engine::container::load(root, &engine_id).is_ok_and(|c| c.oom_killed)
 }
 
 fn recorded_exit(root: &Path, id: &str) -> Option<u32> {

@@ -113,6 +113,7 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             "Status": if paused { json!("paused") } else { json!(c.status) },
             "Running": c.status == container::Status::Running,
             "Paused": paused,
+            "OOMKilled": c.oom_killed,
             "Pid": c.pid.unwrap_or(0),
             "DomId": c.domid,
             "StartedAt": c.started_at,

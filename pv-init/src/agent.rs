@@ -254,7 +254,15 @@ fn answer(frame: Frame) {
         ))
     };
     let json = match mux::Query::parse(&frame.payload) {
-        Ok(mux::Query::Stats) => serde_json::to_vec(&crate::introspect::stats()),
+        Ok(mux::Query::Stats { member: None }) => serde_json::to_vec(&crate::introspect::stats()),
+        Ok(mux::Query::Stats {
+            member: Some(member),
+        }) => {
+            if crate::pod::lookup(&member).is_err() {
+                return refuse(format!("no running pod member {member}"));
+            }
+            serde_json::to_vec(&crate::cgroup::stats(&member, crate::introspect::stats()))
+        }
         Ok(mux::Query::Limits { member, limits }) => {
             if crate::pod::lookup(&member).is_err() {
                 return refuse(format!("no running pod member {member}"));

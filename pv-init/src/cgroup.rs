@@ -4,7 +4,7 @@
 //! kernel's OOM killer and CPU bandwidth act on the member alone, as runc's cgroups do on a host.
 use crate::InitError;
 use nix::mount::{mount, MsFlags};
-use pv_init::mux::MemberLimits;
+use pv_init::mux::{MemberLimits, StatsAnswer};
 use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -99,6 +99,28 @@ pub fn procs(id: &str) -> Result<OwnedFd, InitError> {
         .open(&p)
         .map(OwnedFd::from)
         .map_err(|e| InitError::setup(format!("{}: {e}", p.display())))
+}
+
+/// A pod member's counters: the VM's (`vm`: the network and disks the members share, the
+/// CPU total docker's percentage divides by) with the CPU time, memory and processes of the
+/// member's group in place of the VM's.
+pub fn stats(id: &str, vm: StatsAnswer) -> StatsAnswer {
+    let g = dir(id);
+    let read = |f: &str| fs::read_to_string(g.join(f)).unwrap_or_default();
+    let usage_usec = read("cpu.stat")
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let limit = read("memory.max").trim().parse::<u64>().ok();
+    StatsAnswer {
+        // USER_HZ ticks, as /proc/stat counts them.
+        cpu_busy: usage_usec / 10_000,
+        mem_used: read("memory.current").trim().parse().unwrap_or(0),
+        mem_total: limit.map_or(vm.mem_total, |l| l.min(vm.mem_total)),
+        pids: read("cgroup.procs").lines().count() as u32,
+        ..vm
+    }
 }
 
 /// How many of the member's processes the kernel's OOM killer has killed.

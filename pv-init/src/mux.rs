@@ -726,7 +726,12 @@ impl ExecRequest {
 #[serde(tag = "what", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Query {
     Top,
-    Stats,
+    /// The guest's counters, or with `member` a pod member's own (its cgroup's CPU time,
+    /// memory and processes; the network and disks stay the pod VM's).
+    Stats {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<String>,
+    },
     Limits {
         member: String,
         limits: MemberLimits,
@@ -737,11 +742,17 @@ impl Query {
     /// A query's JSON, checked like an Open's (hx wrote it; the guest checks all the same).
     pub fn parse(payload: &[u8]) -> Result<Query, String> {
         let q: Query = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-        if let Query::Limits { member, limits } = &q {
-            if !valid_member_id(member) {
-                return Err("pod member: invalid id".into());
+        match &q {
+            Query::Limits { member, limits } => {
+                if !valid_member_id(member) {
+                    return Err("pod member: invalid id".into());
+                }
+                limits.check()?;
             }
-            limits.check()?;
+            Query::Stats {
+                member: Some(member),
+            } if !valid_member_id(member) => return Err("pod member: invalid id".into()),
+            _ => {}
         }
         Ok(q)
     }

@@ -646,6 +646,35 @@ async fn pod(c: &Containerd, netns: &str) {
         "stderr: {}",
         String::from_utf8_lossy(&r.stderr)
     );
+    // ContainerStats (kubelet's resource metrics): the member's own group, not the pod VM's
+    // (whose guest alone has ~10 MiB in use): httpd's few hundred KiB, some CPU time.
+    let stats = call(
+        "ContainerStats srv",
+        rs.container_stats(ContainerStatsRequest {
+            container_id: srv.clone(),
+        }),
+        c,
+    )
+    .await
+    .stats
+    .unwrap();
+    let working_set = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map_or(0, |v| v.value);
+    assert!(
+        working_set > 0 && working_set < 8 << 20,
+        "srv's working set {working_set}: {stats:?}"
+    );
+    assert!(
+        stats
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .is_some_and(|v| v.value > 0),
+        "{stats:?}"
+    );
     // The lab asks for a guest type (HX_CONFIG's `[xen] type` reaches the shim through
     // containerd): the pod's domain is of that type.
     if let Ok(want) = std::env::var("HX_TEST_XEN_TYPE") {

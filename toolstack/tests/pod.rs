@@ -264,6 +264,14 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     );
     let inspect = lab.hx_ok(&hx, &["inspect", "-f", "{{.HostConfig.Memory}}", "tuned"]);
     assert_eq!(inspect.stdout.trim(), (40u64 << 20).to_string());
+    // `hx stats` of a member: its own group's memory, limit and processes, not the pod VM's.
+    let stats = lab.hx_ok(&hx, &["stats", "--no-stream", "--json", "tuned"]);
+    let rows: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["mem_limit"], 40u64 << 20, "{row}");
+    assert_eq!(row["pids"], 1, "only its sleep: {row}");
+    let used = row["mem_used"].as_u64().unwrap();
+    assert!(used > 0 && used < 8 << 20, "a sleep's memory: {row}");
     lab.hx_ok(&hx, &["rm", "-f", "tuned"]);
 
     // A member whose keeper is killed ends (the guest kills its workload), its disks are

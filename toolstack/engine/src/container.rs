@@ -96,6 +96,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// A pod's member (its processes run in the pod's VM), not the pod's own VM.
+    pub fn is_pod_member(&self) -> bool {
+        self.pod.is_some() && !self.pod_infra
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }

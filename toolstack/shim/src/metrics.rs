@@ -2,7 +2,8 @@
 //! ContainerStats read) filled from the guest's own counters — pv-init reads /proc and /sys
 //! inside the VM (pv_init::mux::StatsAnswer). The VM is the container's boundary, so its
 //! memory in use and total are the container's usage and limit, its busy CPU time the
-//! container's CPU usage, its tasks the container's pids.
+//! container's CPU usage, its tasks the container's pids; a pod member's are its own cgroup's
+//! in the pod's VM (pv-init's cgroup.rs), its network and disks the pod's.
 use containerd_shim::protos::cgroups::metrics::{
     BlkIOEntry, BlkIOStat, CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, NetworkStat,
     PidsStat,

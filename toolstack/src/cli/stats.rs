@@ -85,8 +85,9 @@ async fn sample_all(root: &std::path::Path, cs: &[Container]) -> Vec<Option<Stat
     for c in cs {
         let (root, key) = (root.to_path_buf(), c.id.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
-            let (_, _, socket) = super::exec::channel(&root, &key).ok()?;
-            client::ask::<StatsAnswer>(&socket, Query::Stats).ok()
+            let (c, _, socket) = super::exec::channel(&root, &key).ok()?;
+            let member = c.is_pod_member().then(|| c.id.clone());
+            client::ask::<StatsAnswer>(&socket, Query::Stats { member }).ok()
         }));
     }
     let mut out = Vec::new();

@@ -482,7 +482,8 @@ pub fn stats(root: &Path, id: &str) -> anyhow::Result<pv_init::mux::StatsAnswer>
     let Some(socket) = be.exec_socket(&container::dir(root, &c.id)) else {
         bail!("the container's backend has no exec channel");
     };
-    crate::exec_channel::client::ask(&socket, pv_init::mux::Query::Stats)
+    let member = c.is_pod_member().then(|| c.id.clone());
+    crate::exec_channel::client::ask(&socket, pv_init::mux::Query::Stats { member })
 }
 
 /// `pause` (`freeze`) / `resume`.

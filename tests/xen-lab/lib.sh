@@ -107,3 +107,16 @@ use_extras() {
     export XTABLES_LIBDIR="$x/usr/lib/x86_64-linux-gnu/xtables"
     mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup
 }
+
+# domain_mem DOMAIN: its memory in MiB as `xl list` shows it (name or id; empty when gone).
+domain_mem() { xl list "$1" 2>/dev/null | awk 'NR==2 {print $3}'; }
+# wait_domain_mem DOMAIN MIB: until `xl list` shows it within 2 MiB under MIB (a balloon gives
+# pages back in batches: slow on a busy TCG host; 240 s at most).
+wait_domain_mem() {
+    local m
+    for _ in $(seq 240); do
+        m=$(domain_mem "$1"); [ -n "$m" ] && [ "$m" -le "$2" ] && [ "$m" -ge $(( $2 - 2 )) ] && return 0
+        sleep 1
+    done
+    return 1
+}

@@ -106,8 +106,7 @@ out=$(docker exec web sh -c 'echo exec-in-$(cat /sys/hypervisor/type); exit 4' 2
 # docker update reaches the runtime's `update` (containerd's runc shim, resources on stdin):
 # the domain's balloon target and credit2 cap.
 if docker update --memory 96m --memory-swap -1 --cpus 0.25 web >/dev/null; then ok "docker update --memory 96m --cpus 0.25 web"; else bad "docker update"; fi
-for _ in $(seq 240); do m=$(xl list "$dom" 2>/dev/null | awk 'NR==2 {print $3}'); [ -n "$m" ] && [ "$m" -le 96 ] && break; sleep 1; done
-[ -n "$m" ] && [ "$m" -le 96 ] && [ "$m" -ge 94 ] && ok "xl list: domain ballooned to $m MiB" || bad "domain memory $m MiB after docker update --memory 96m"
+wait_domain_mem "$dom" 96 && ok "xl list: domain ballooned to $(domain_mem "$dom") MiB" || bad "domain memory $(domain_mem "$dom") MiB after docker update --memory 96m"
 cap=$(xl sched-credit2 -d "$dom" | awk 'NR==2 {print $4}')
 [ "$cap" = 25 ] && ok "credit2 cap 25" || bad "credit2 cap '$cap' after docker update --cpus 0.25"
 wait_page http://127.0.0.1:8080/ "Welcome to nginx" && ok "nginx still serves after the update" || bad "nginx after update"

@@ -192,23 +192,18 @@ hx rm -f cp >/dev/null || bad "hx rm -f cp"
 # hx update (docker update) on a running PVH container: the balloon target within the memory
 # the domain was made with, credit2's cap and weight; refused beyond that; kept across a stop
 # and start.
-mem_of() { xl list "$1" 2>/dev/null | awk 'NR==2 {print $3}'; }
-wait_mem() { # DOMAIN MIB: until xl list shows at most MIB (the balloon gives pages back in batches: slow on a busy TCG host)
-    for _ in $(seq 240); do m=$(mem_of "$1"); [ -n "$m" ] && [ "$m" -le "$2" ] && [ "$m" -ge $(( $2 - 2 )) ] && return 0; sleep 1; done
-    return 1
-}
 credit2() { xl sched-credit2 -d "$1" | awk 'NR==2 {print $3, $4}'; }
 hx run -d --name up -m 256m busybox sleep 600 >/dev/null || bad "hx run -d up"
 [ "$(hx update --memory 160m --cpus 0.5 --cpu-shares 512 up 2>&1)" = up ] && ok "hx update --memory 160m --cpus 0.5 --cpu-shares 512 up" || bad "hx update up"
-wait_mem up 160 && ok "xl list: up ballooned to $(mem_of up) MiB" || bad "up has $(mem_of up) MiB, not 160"
+wait_domain_mem up 160 && ok "xl list: up ballooned to $(domain_mem up) MiB" || bad "up has $(domain_mem up) MiB, not 160"
 [ "$(credit2 up)" = "128 50" ] && ok "credit2: weight 128, cap 50" || bad "credit2 of up: $(credit2 up)"
 kb=$(timeout 60 hx exec up awk '/^MemTotal/ {print $2}' /proc/meminfo)
 [ -n "$kb" ] && [ "$kb" -le $((160 * 1024)) ] && [ "$kb" -ge $((140 * 1024)) ] && ok "the guest's MemTotal: $kb kB" || bad "the guest's MemTotal: '$kb' kB"
 out=$(hx update --memory 512m up 2>&1); rc=$?
 [ "$rc" = 1 ] && [ "$out" = "hx: container up: memory 512 MiB is more than its running VM was made with (256 MiB; no memory hot-plug yet): stop it, update it, start it" ] \
     && ok "--memory beyond the domain's maximum: exit 1, one line" || bad "update --memory 512m: exit $rc: $out"
-[ "$(mem_of up)" -le 161 ] && ok "a refused update changed nothing" || bad "up has $(mem_of up) MiB after a refused update"
-hx update --memory 256m up >/dev/null && wait_mem up 256 && ok "back to 256 MiB" || bad "up has $(mem_of up) MiB, not 256"
+[ "$(domain_mem up)" -le 161 ] && ok "a refused update changed nothing" || bad "up has $(domain_mem up) MiB after a refused update"
+hx update --memory 256m up >/dev/null && wait_domain_mem up 256 && ok "back to 256 MiB" || bad "up has $(domain_mem up) MiB, not 256"
 [ "$(hx inspect -f '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}' up)" = "268435456 500000000 512" ] \
     && ok "hx inspect shows the limits" || bad "inspect: $(hx inspect -f '{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}' up)"
 hx stop -t 1 up >/dev/null && hx start up >/dev/null && [ "$(credit2 up)" = "128 50" ] && ok "stop, start: cap and weight set again" || bad "after a restart: credit2 $(credit2 up)"

@@ -960,15 +960,22 @@ impl Backend for Xen {
         cpu: Option<crate::limits::CpuLimits>,
     ) -> anyhow::Result<()> {
         let (ctx, domid) = self.running_domain(c)?;
-        if let Some(cpu) = cpu {
-            set_cpu_limits(&ctx, domid, &cpu)?;
-        }
+        // Memory first (what can be refused), then the scheduler; a refused scheduler change
+        // gives the memory back, so that a failed update leaves the domain as it was.
         if let Some(m) = memory_mb {
             let made = self.max_memory_mb(c, dir)?;
             ctx.set_max_memory_kb(domid, made.max(m) * 1024)
                 .with_context(|| format!("setting domain {domid}'s maximum to {made} MiB"))?;
             ctx.set_memory_target_kb(domid, m * 1024)
                 .with_context(|| format!("setting domain {domid}'s memory to {m} MiB"))?;
+        }
+        if let Some(cpu) = cpu {
+            if let Err(e) = set_cpu_limits(&ctx, domid, &cpu) {
+                if memory_mb.is_some() {
+                    let _ = ctx.set_memory_target_kb(domid, c.memory_mb * 1024);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -101,7 +101,30 @@ fn accept_host_stop() {
     }
 }
 
+/// The guest kernel's OOM kills when the workload started (`u64::MAX`: not counted).
+static OOM_KILLS_AT_START: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The OOM kills the guest kernel has made so far (/proc/vmstat).
+fn oom_kills() -> Option<u64> {
+    std::fs::read_to_string("/proc/vmstat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
+/// Whether a workload ended by `signal` was the OOM killer's: a SIGKILL after the kernel
+/// counted an OOM kill in the VM (a single container's VM is its limit: docker's OOMKilled).
+fn killed_by_oom(signal: i32) -> bool {
+    let before = OOM_KILLS_AT_START.load(std::sync::atomic::Ordering::Relaxed);
+    signal == libc::SIGKILL && before != u64::MAX && oom_kills().is_some_and(|n| n > before)
+}
+
 fn report_started(child: Pid) {
+    OOM_KILLS_AT_START.store(
+        oom_kills().unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let uptime_ms = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|s| {
@@ -348,10 +371,9 @@ fn supervise_loop(
                     return Ok(finish(Status::Exited { code }))
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
-                    // A single container's OOM kills are its VM's own (no cgroup to count them).
                     return Ok(finish(Status::Signaled {
                         signal: sig as i32,
-                        oom: false,
+                        oom: killed_by_oom(sig as i32),
                     }));
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,

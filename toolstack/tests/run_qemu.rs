@@ -32,6 +32,33 @@ fn echo_prints_and_exit_codes_pass_through() {
 }
 
 #[test]
+fn a_workload_past_its_memory_is_oom_killed_and_inspect_says_so() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    // busybox's tail keeps all it reads: the guest kernel's OOM killer ends it.
+    let r = hx.run(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "64m",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "exec tail < /dev/zero",
+    ]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    let state = "{{.State.ExitCode}} {{.State.OOMKilled}}";
+    let st = hx.run(&["inspect", "-f", state, "hog"]);
+    assert_eq!(st.stdout.trim(), "137 true", "{}", st.stderr);
+    // A SIGKILL from elsewhere is not an OOM kill.
+    let r = hx.run(&["run", "--name", "killed", BUSYBOX, "sh", "-c", "kill -9 $$"]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    let st = hx.run(&["inspect", "-f", state, "killed"]);
+    assert_eq!(st.stdout.trim(), "137 false", "{}", st.stderr);
+    hx.run(&["rm", "hog", "killed"]);
+}
+
+#[test]
 fn env_cwd_user_and_hostname() {
     let Some(hx) = Hx::with_busybox() else { return };
     let r = hx.run(&[

@@ -53,8 +53,10 @@ pub fn wait_member_started(root: &Path, c: &Container) -> anyhow::Result<()> {
         if crate::runtime::last_event_is_start(&dir) == Some(true) {
             return Ok(());
         }
+        // Its keeper gone: it ended before it started (the record may follow only later: the
+        // caller can hold the store lock).
         let now = container::load(root, &c.id)?;
-        if now.status != Status::Running {
+        if now.status != Status::Running || !now.vm_alive() {
             bail!("container {} is not running", c.name);
         }
         if std::time::Instant::now() > deadline {

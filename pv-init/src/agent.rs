@@ -242,17 +242,20 @@ fn serve(mut port: std::fs::File, transport: u64) {
     }
 }
 
+/// A request refused: its stream ends with an init error (125) saying why.
+fn refuse(stream: u32, message: String) {
+    let status = Status::InitError { code: 125, message };
+    send(Frame::new(
+        Kind::Exit,
+        stream,
+        status.to_line().into_bytes(),
+    ));
+}
+
 /// `hx top` / `hx stats`: one Answer frame (a Top answer trimmed to fit one).
 fn answer(frame: Frame) {
     let stream = frame.stream;
-    let refuse = |message: String| {
-        let status = Status::InitError { code: 125, message };
-        send(Frame::new(
-            Kind::Exit,
-            stream,
-            status.to_line().into_bytes(),
-        ))
-    };
+    let refuse = |message: String| refuse(stream, message);
     let json = match mux::Query::parse(&frame.payload) {
         Ok(mux::Query::Stats { member: None }) => serde_json::to_vec(&crate::introspect::stats()),
         Ok(mux::Query::Stats {
@@ -294,14 +297,7 @@ fn answer(frame: Frame) {
 
 fn open(a: &'static Agent, frame: Frame) {
     let stream = frame.stream;
-    let refuse = |message: String| {
-        let status = Status::InitError { code: 125, message };
-        send(Frame::new(
-            Kind::Exit,
-            stream,
-            status.to_line().into_bytes(),
-        ));
-    };
+    let refuse = |message: String| refuse(stream, message);
     let req = match ExecRequest::parse(&frame.payload) {
         Ok(r) => r,
         Err(e) => return refuse(e.to_string()),

@@ -44,6 +44,69 @@ async fn call<T>(
     }
 }
 
+/// CreateContainer + StartContainer of `config` in the sandbox, then its status once it has
+/// exited (at most 120 s).
+async fn run_to_exit(
+    rs: &mut RuntimeServiceClient<Channel>,
+    c: &Containerd,
+    sandbox: &str,
+    sandbox_config: &PodSandboxConfig,
+    config: ContainerConfig,
+    logs: &Path,
+    hx_root: &Path,
+) -> ContainerStatus {
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let log = logs.join(&config.log_path);
+    let id = call(
+        &format!("CreateContainer {name}"),
+        rs.create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config.clone()),
+        }),
+        c,
+    )
+    .await
+    .container_id;
+    call(
+        &format!("StartContainer {name}"),
+        rs.start_container(StartContainerRequest {
+            container_id: id.clone(),
+        }),
+        c,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = call(
+            &format!("ContainerStatus {name}"),
+            rs.container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            }),
+            c,
+        )
+        .await
+        .status
+        .unwrap();
+        if st.state == ContainerState::ContainerExited as i32 {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not exit: {st:?}\n{name}'s log: {}\n{}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            c.log_tail(),
+            engine_logs(hx_root)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn container_config(name: &str, script: &str, log: &str) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata {
@@ -343,57 +406,23 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // The client: the server over localhost (the pod's one network), the pod's hostname,
     // its own root (srv's /www is not there), a known exit code.
-    let cli = call(
-        "CreateContainer cli",
-        rs.create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(container_config(
-                "cli",
-                "wget -qO- http://localhost:8080/; echo host=$(hostname); \
-                 ls /www 2>/dev/null || echo no-www; echo cpus=$(nproc); \
-                 awk '/^MemTotal:/ { print \"memkb=\" $2 }' /proc/meminfo; \
-                 echo to-stderr >&2; exit 7",
-                "cli.log",
-            )),
-            sandbox_config: Some(sandbox_config.clone()),
-        }),
+    let st = run_to_exit(
+        &mut rs,
         c,
-    )
-    .await
-    .container_id;
-    call(
-        "StartContainer cli",
-        rs.start_container(StartContainerRequest {
-            container_id: cli.clone(),
-        }),
-        c,
+        &sandbox,
+        &sandbox_config,
+        container_config(
+            "cli",
+            "wget -qO- http://localhost:8080/; echo host=$(hostname); \
+             ls /www 2>/dev/null || echo no-www; echo cpus=$(nproc); \
+             awk '/^MemTotal:/ { print \"memkb=\" $2 }' /proc/meminfo; \
+             echo to-stderr >&2; exit 7",
+            "cli.log",
+        ),
+        &logs,
+        &hx_root,
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let st = loop {
-        let st = call(
-            "ContainerStatus cli",
-            rs.container_status(ContainerStatusRequest {
-                container_id: cli.clone(),
-                verbose: false,
-            }),
-            c,
-        )
-        .await
-        .status
-        .unwrap();
-        if st.state == ContainerState::ContainerExited as i32 {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cli did not exit: {st:?}\ncli.log: {}\n{}\n{}",
-            std::fs::read_to_string(logs.join("cli.log")).unwrap_or_default(),
-            c.log_tail(),
-            engine_logs(&hx_root)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
     assert_eq!(
         st.exit_code,
         7,
@@ -442,48 +471,7 @@ async fn pod(c: &Containerd, netns: &str) {
         }),
         ..Default::default()
     });
-    let hog = call(
-        "CreateContainer hog",
-        rs.create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(hog),
-            sandbox_config: Some(sandbox_config.clone()),
-        }),
-        c,
-    )
-    .await
-    .container_id;
-    call(
-        "StartContainer hog",
-        rs.start_container(StartContainerRequest {
-            container_id: hog.clone(),
-        }),
-        c,
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let st = loop {
-        let st = call(
-            "ContainerStatus hog",
-            rs.container_status(ContainerStatusRequest {
-                container_id: hog.clone(),
-                verbose: false,
-            }),
-            c,
-        )
-        .await
-        .status
-        .unwrap();
-        if st.state == ContainerState::ContainerExited as i32 {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hog did not exit: {st:?}\n{}",
-            c.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let st = run_to_exit(&mut rs, c, &sandbox, &sandbox_config, hog, &logs, &hx_root).await;
     assert_eq!(
         (st.exit_code, st.reason.as_str()),
         (137, "OOMKilled"),

@@ -374,6 +374,8 @@ fn run(
     if let Some(m) = &req.member {
         match crate::cgroup::create(&m.id, &m.limits) {
             Ok(fd) => cgroup = Some(fd),
+            // A kernel without cgroups (an older hyper kernel) runs members without limits.
+            Err(_) if m.limits.is_none() => {}
             Err(e) => return init_error(e),
         }
         match crate::pod::assemble(m) {
@@ -390,10 +392,8 @@ fn run(
             }
             Err(e) => return init_error(e),
         }
-        match crate::cgroup::procs(id) {
-            Ok(fd) => cgroup = Some(fd),
-            Err(e) => return init_error(e),
-        }
+        // The member's group, where it has one (see above).
+        cgroup = crate::cgroup::procs(id).ok();
     }
     let enter = match (&member_root, &member_ns) {
         (Some(root), Some(ns)) => process::Enter::Namespace {

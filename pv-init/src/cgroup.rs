@@ -113,10 +113,18 @@ pub fn stats(id: &str, vm: StatsAnswer) -> StatsAnswer {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let limit = read("memory.max").trim().parse::<u64>().ok();
+    // In use as the VM's figure counts it (and kubelet's working set): less the file cache
+    // the kernel can drop.
+    let current: u64 = read("memory.current").trim().parse().unwrap_or(0);
+    let inactive_file: u64 = read("memory.stat")
+        .lines()
+        .find_map(|l| l.strip_prefix("inactive_file "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     StatsAnswer {
         // USER_HZ ticks, as /proc/stat counts them.
         cpu_busy: usage_usec / 10_000,
-        mem_used: read("memory.current").trim().parse().unwrap_or(0),
+        mem_used: current.saturating_sub(inactive_file),
         mem_total: limit.map_or(vm.mem_total, |l| l.min(vm.mem_total)),
         pids: read("cgroup.procs").lines().count() as u32,
         ..vm

@@ -216,8 +216,8 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
     // shows): runtimes that size themselves from memory.max and cpu.max (the JVM, Go's
     // automaxprocs) see the member's limits, not the pod VM's.
     let cg = root.join("sys/fs/cgroup");
-    if cg.is_dir() {
-        let group = crate::cgroup::dir(&m.id);
+    let group = crate::cgroup::dir(&m.id);
+    if cg.is_dir() && group.is_dir() {
         mount(
             Some(&group),
             &cg,

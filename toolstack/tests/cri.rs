@@ -462,10 +462,17 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // A container's memory limit is its own inside the pod's VM: over it, the OOM killer ends
     // that container alone (busybox's tail buffers all it reads) and CRI reports OOMKilled
-    // (the shim's TaskOOM), as for runc; the server runs on.
-    let mut hog = container_config("hog", "exec tail < /dev/zero", "hog.log");
+    // (the shim's TaskOOM), as for runc; the server runs on. Its CPU limit of one whole CPU is
+    // its cgroup's cpu.max too (its own vCPUs are not its bound in the pod's VM).
+    let mut hog = container_config(
+        "hog",
+        "cat /sys/fs/cgroup/cpu.max; exec tail < /dev/zero",
+        "hog.log",
+    );
     hog.linux = Some(LinuxContainerConfig {
         resources: Some(LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 100_000,
             memory_limit_in_bytes: 32 << 20,
             ..Default::default()
         }),
@@ -477,6 +484,10 @@ async fn pod(c: &Containerd, netns: &str) {
         (137, "OOMKilled"),
         "{st:?}\n{}",
         engine_logs(&hx_root)
+    );
+    assert_eq!(
+        log_lines(&logs.join("hog.log"), "stdout"),
+        ["100000 100000"]
     );
     assert_eq!(fetch(netns, &url).as_deref(), Some("hello-from-srv\n"));
 

@@ -320,7 +320,7 @@ fn create_inner(
         (None, None) => None,
     };
     // A pod member's limits are kept inside its pod's VM (cgroups, limits::member_limits).
-    let cpu_limited = be.limit_caps().cpu || req.pod.is_some();
+    let cpu_limited = be.limit_caps().cpu || (req.pod.is_some() && !req.pod_infra);
     if !cpu_limited && (req.cpu_cap_pct.is_some() || req.cpu_shares.is_some()) {
         tracing::warn!(
             "the CPU cap and shares asked for do not apply: the VM's vCPUs are its limit"

@@ -6,7 +6,9 @@
 //! VM was made with: no memory hot-plug yet), CPU time a hypervisor cap in percent of one CPU
 //! and a scheduler weight. What a backend can change on a running VM it says in
 //! [`crate::backend::LimitCaps`]; a stopped container's new memory is the next start's VM size.
-//! A pod member's limits are recorded and the pod VM gets its members' total CPU cap and weight.
+//! A pod member's limits are its own cgroup's inside the pod's VM ([`member_limits`], pv-init's
+//! cgroup.rs), changed in place on any backend; where the backend caps VMs the pod's VM also
+//! gets its members' total CPU cap and weight.
 use crate::backend;
 use crate::container::{self, Container, Status};
 use anyhow::{bail, Context};
@@ -151,6 +153,12 @@ impl CpuLimits {
 /// update is refused with nothing changed), a stopped one's limits take effect at its next
 /// start. Returns the container as recorded now.
 pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
+    // A member just started (`hx run -d` returns before its workload runs in the pod's VM) is
+    // waited for before the store lock, which the wait must not hold.
+    let before = container::find(root, key)?;
+    if before.is_pod_member() && before.status == Status::Running {
+        crate::pod::wait_member_started(root, &before)?;
+    }
     let store = hx_images::Store::open(root)?;
     let _lock = store.lock()?;
     let c = container::find(root, key)?;
@@ -265,30 +273,55 @@ fn update_member(
             );
         }
     }
-    // Inside the pod's VM the member's own cgroup takes the limits at once; a member that is
-    // not running gets them at its next start.
-    if c.status == Status::Running && infra.status == Status::Running && be.is_running(infra) {
-        crate::pod::wait_member_started(root, c)?;
-        let socket = be
-            .exec_socket(&container::dir(root, &infra.id))
-            .ok_or_else(|| anyhow::anyhow!("pod {pod}: its VM has no exec channel"))?;
-        let _: pv_init::mux::LimitsAnswer = crate::exec_channel::client::ask(
-            &socket,
-            pv_init::mux::Query::Limits {
-                member: c.id.clone(),
-                limits: member_limits(next, infra),
-            },
-        )
-        .with_context(|| format!("container {}: its limits in its pod's VM", c.name))?;
+    let vm_dir = container::dir(root, &infra.id);
+    let vm_running = infra.status == Status::Running && be.is_running(infra);
+    // The pod's VM as a whole first, where the backend caps VMs (Xen's credit2): the sum of
+    // its members' caps and weights.
+    let cpu = l.cpu_cap_pct.is_some() || l.cpu_shares.is_some();
+    let pod_step = cpu && be.limit_caps().cpu && vm_running;
+    let members = crate::pod::members(root, pod)?;
+    if pod_step {
+        let with_next: Vec<Container> = members
+            .iter()
+            .map(|m| {
+                if m.id == next.id {
+                    next.clone()
+                } else {
+                    m.clone()
+                }
+            })
+            .collect();
+        be.set_limits(infra, &vm_dir, None, Some(pod_cpu(infra, &with_next)))?;
     }
-    // The pod's VM as a whole, where the backend caps VMs (Xen's credit2).
-    if (l.cpu_cap_pct.is_none() && l.cpu_shares.is_none()) || !be.limit_caps().cpu {
-        return Ok(());
+    // Then the member's own cgroup inside the pod's VM (a member that is not running gets its
+    // limits at its next start); refused there, the pod's VM gets its CPU limits back.
+    if c.status == Status::Running && vm_running {
+        let asked = be
+            .exec_socket(&vm_dir)
+            .ok_or_else(|| anyhow::anyhow!("pod {pod}: its VM has no exec channel"))
+            .and_then(|socket| {
+                crate::exec_channel::client::ask::<pv_init::mux::LimitsAnswer>(
+                    &socket,
+                    pv_init::mux::Query::Limits {
+                        member: c.id.clone(),
+                        limits: member_limits(next, infra),
+                    },
+                )
+            })
+            .with_context(|| format!("container {}: its limits in its pod's VM", c.name));
+        if let Err(e) = asked {
+            if pod_step {
+                let _ = be.set_limits(infra, &vm_dir, None, Some(pod_cpu(infra, &members)));
+            }
+            return Err(e);
+        }
     }
-    let members: Vec<Container> = crate::pod::members(root, pod)?
-        .into_iter()
-        .map(|m| if m.id == next.id { next.clone() } else { m })
-        .collect();
+    Ok(())
+}
+
+/// A pod VM's CPU limits for these members: the sum of their caps once each has one (at most
+/// its vCPUs), the weight of the sum of their shares once each has some.
+fn pod_cpu(infra: &Container, members: &[Container]) -> CpuLimits {
     let mut pod_cpu = CpuLimits::of(infra);
     let caps: Option<Vec<u32>> = members.iter().map(|m| m.cpu_cap_pct).collect();
     if let Some(caps) = caps.filter(|v| !v.is_empty()) {
@@ -302,10 +335,7 @@ fn update_member(
     if let Some(shares) = shares.filter(|v| !v.is_empty()) {
         pod_cpu.weight = Some(weight_for_shares(shares.iter().sum()));
     }
-    if infra.status == Status::Running && be.is_running(infra) {
-        be.set_limits(infra, &container::dir(root, &infra.id), None, Some(pod_cpu))?;
-    }
-    Ok(())
+    pod_cpu
 }
 
 #[cfg(test)]

@@ -37,7 +37,6 @@ pub struct PodRequest {
     pub xen_type: Option<String>,
 }
 
-/// The pod's infra container.
 /// How long a member that runs may take to have its workload started in the pod's VM: its
 /// disks' hotplug (QEMU's SCSI scan, Xen's blkback), then its root's assembly.
 const MEMBER_START_WAIT: Duration = Duration::from_secs(60);
@@ -70,6 +69,7 @@ pub fn wait_member_started(root: &Path, c: &Container) -> anyhow::Result<()> {
     }
 }
 
+/// The pod's infra container.
 pub fn infra(root: &Path, pod: &str) -> anyhow::Result<Container> {
     container::list(root)?
         .into_iter()

@@ -151,6 +151,16 @@ impl Bundle {
         ))
     }
 
+    /// The spec's CPU quota as a cap in percent of one CPU, whole CPUs too: a pod member's
+    /// cgroup takes it whatever the pod VM's vCPUs (limits::member_limits bounds it by them).
+    pub fn cpu_quota_pct(&self) -> Option<u32> {
+        let r = self.spec.linux().as_ref()?.resources().as_ref()?;
+        crate::limits::Limits::from_oci(r)
+            .ok()?
+            .cpu_cap_pct
+            .filter(|&pct| pct > 0)
+    }
+
     /// A quota that is not whole vCPUs (docker's `--cpus 0.5`) as a cap in percent of one CPU
     /// (limits.rs): the vCPUs alone would give the container more.
     pub fn cpu_cap_pct(&self) -> Option<u32> {

@@ -124,7 +124,9 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             let mut req = b.request(&name, &image, Some("none".into()))?;
             if let Some(cri::PodRole::Member { pod }) = &pod {
                 member_request(&mut req, pod);
-                // Its limit is its cgroup's in the pod's VM: exact, not a VM's least size.
+                // Its limits are its cgroup's in the pod's VM: a whole-CPU quota too (its own
+                // vCPUs are not its bound there), and the memory exact, not a VM's least size.
+                req.cpu_cap_pct = b.cpu_quota_pct();
                 if let Some(l) = b.memory_limit().filter(|&l| l > 0) {
                     req.memory_mb = (l as u64).div_ceil(1 << 20).clamp(
                         crate::limits::MIN_MEMBER_MEMORY_MB,

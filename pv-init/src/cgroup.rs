@@ -22,8 +22,14 @@ fn base() -> Result<&'static Path, InitError> {
         .get_or_init(|| {
             fs::create_dir_all(BASE).map_err(|e| format!("mkdir {BASE}: {e}"))?;
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-            mount(Some("cgroup2"), BASE, Some("cgroup2"), flags, None::<&str>)
-                .map_err(|e| format!("mount cgroup2 on {BASE}: {e}"))?;
+            mount(Some("cgroup2"), BASE, Some("cgroup2"), flags, None::<&str>).map_err(
+                |e| match e {
+                    nix::errno::Errno::ENODEV => "pod member limits: the guest kernel has no \
+                        cgroup v2 (a hyper kernel from before them: reinstall hx's)"
+                        .to_string(),
+                    e => format!("mount cgroup2 on {BASE}: {e}"),
+                },
+            )?;
             write(
                 &Path::new(BASE).join("cgroup.subtree_control"),
                 "+memory +cpu",

@@ -261,14 +261,14 @@ fn answer(frame: Frame) {
         Ok(mux::Query::Stats {
             member: Some(member),
         }) => {
-            if crate::pod::lookup(&member).is_err() {
-                return refuse(format!("no running pod member {member}"));
+            if let Err(e) = crate::pod::lookup(&member) {
+                return refuse(e.message);
             }
             serde_json::to_vec(&crate::cgroup::stats(&member, crate::introspect::stats()))
         }
         Ok(mux::Query::Limits { member, limits }) => {
-            if crate::pod::lookup(&member).is_err() {
-                return refuse(format!("no running pod member {member}"));
+            if let Err(e) = crate::pod::lookup(&member) {
+                return refuse(e.message);
             }
             if let Err(e) = crate::cgroup::apply(&member, &limits) {
                 return refuse(e.message);

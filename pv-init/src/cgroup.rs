@@ -2,6 +2,7 @@
 //! `/.hx-cgroup`, with `memory.max`, `cpu.max` and `cpu.weight` (docs/pods.md). Every process
 //! of the member (its workload, `hx exec` into it) joins the group before it execs, so the
 //! kernel's OOM killer and CPU bandwidth act on the member alone, as runc's cgroups do on a host.
+use crate::introspect::counter;
 use crate::InitError;
 use nix::mount::{mount, MsFlags};
 use pv_init::mux::{MemberLimits, StatsAnswer};
@@ -49,7 +50,8 @@ fn write(file: &Path, value: &str) -> Result<(), String> {
 }
 
 fn group(id: &str) -> Result<PathBuf, InitError> {
-    Ok(base()?.join(id))
+    base()?;
+    Ok(dir(id))
 }
 
 /// Where the member's group is (made by `create`).
@@ -113,20 +115,12 @@ pub fn procs(id: &str) -> Result<OwnedFd, InitError> {
 pub fn stats(id: &str, vm: StatsAnswer) -> StatsAnswer {
     let g = dir(id);
     let read = |f: &str| fs::read_to_string(g.join(f)).unwrap_or_default();
-    let usage_usec = read("cpu.stat")
-        .lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    let usage_usec = counter(&read("cpu.stat"), "usage_usec ").unwrap_or(0);
     let limit = read("memory.max").trim().parse::<u64>().ok();
     // In use as the VM's figure counts it (and kubelet's working set): less the file cache
     // the kernel can drop.
     let current: u64 = read("memory.current").trim().parse().unwrap_or(0);
-    let inactive_file: u64 = read("memory.stat")
-        .lines()
-        .find_map(|l| l.strip_prefix("inactive_file "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let inactive_file = counter(&read("memory.stat"), "inactive_file ").unwrap_or(0);
     StatsAnswer {
         // USER_HZ ticks, as /proc/stat counts them.
         cpu_busy: usage_usec / 10_000,
@@ -139,20 +133,14 @@ pub fn stats(id: &str, vm: StatsAnswer) -> StatsAnswer {
 
 /// How many of the member's processes the kernel's OOM killer has killed.
 pub fn oom_kills(id: &str) -> u64 {
-    fs::read_to_string(dir(id).join("memory.events"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("oom_kill "))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    let events = fs::read_to_string(dir(id).join("memory.events")).unwrap_or_default();
+    counter(&events, "oom_kill ").unwrap_or(0)
 }
 
 /// The member's group: what still runs in it killed (a process that left the member's mount
 /// namespace too), then removed once the reaper has collected them (at most 2 s).
 pub fn remove(id: &str) {
-    let g = Path::new(BASE).join(id);
+    let g = dir(id);
     if !g.is_dir() {
         return;
     }

@@ -107,10 +107,7 @@ static OOM_KILLS_AT_START: std::sync::atomic::AtomicU64 =
 
 /// The OOM kills the guest kernel has made so far (/proc/vmstat).
 fn oom_kills() -> Option<u64> {
-    std::fs::read_to_string("/proc/vmstat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+    crate::introspect::counter(&std::fs::read_to_string("/proc/vmstat").ok()?, "oom_kill ")
 }
 
 /// Whether a workload ended by `signal` was the OOM killer's: a SIGKILL after the kernel

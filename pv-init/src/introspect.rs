@@ -58,12 +58,20 @@ fn is_user_process(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
+/// The number after `key` (its separator included: `"btime "`, `"MemTotal:"`) on the first
+/// line of a kernel `key value [unit]` file that has it (/proc/stat, /proc/meminfo,
+/// /proc/vmstat, cgroup v2's stat and events files).
+pub fn counter(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok())
+}
+
 fn boot_time() -> u64 {
-    fs::read_to_string("/proc/stat")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
-        .unwrap_or(0)
+    counter(
+        &fs::read_to_string("/proc/stat").unwrap_or_default(),
+        "btime ",
+    )
+    .unwrap_or(0)
 }
 
 fn process(pid: u32, btime: u64, passwd: &str) -> Option<ProcessInfo> {
@@ -148,18 +156,7 @@ fn cpu() -> (u64, u64, u32) {
 
 fn memory() -> (u64, u64) {
     let info = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kb = |key: &str| {
-        info.lines()
-            .find_map(|l| {
-                l.strip_prefix(key)?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0)
-            * 1024
-    };
+    let kb = |key: &str| counter(&info, key).unwrap_or(0) * 1024;
     let total = kb("MemTotal:");
     (total.saturating_sub(kb("MemAvailable:")), total)
 }

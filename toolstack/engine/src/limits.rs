@@ -169,8 +169,8 @@ pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
         );
     }
     // A member's CPU cap is bounded by its pod VM's vCPUs.
-    let vm = match (&c.pod, c.pod_infra) {
-        (Some(pod), false) => Some(crate::pod::infra(root, pod)?),
+    let vm = match &c.pod {
+        Some(pod) if c.is_pod_member() => Some(crate::pod::infra(root, pod)?),
         _ => None,
     };
     l.check(vm.as_ref().unwrap_or(&c), vm.is_some())?;
@@ -241,7 +241,7 @@ fn update_vm(root: &Path, c: &Container, next: &Container, l: &Limits) -> anyhow
 pub fn member_limits(c: &Container, infra: &Container) -> pv_init::mux::MemberLimits {
     pv_init::mux::MemberLimits {
         memory_bytes: (c.memory_limited && c.memory_mb < infra.memory_mb)
-            .then(|| c.memory_mb.max(pv_init::mux::MIN_MEMBER_MEMORY >> 20) << 20),
+            .then(|| c.memory_mb.max(MIN_MEMBER_MEMORY_MB) << 20),
         cpu_pct: c
             .cpu_cap_pct
             .filter(|&p| p > 0)

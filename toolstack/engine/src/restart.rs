@@ -150,7 +150,7 @@ pub fn set_policy(root: &Path, key: &str, policy: Policy) -> anyhow::Result<()> 
             c.name
         );
     }
-    if c.pod.is_some() && !c.pod_infra && policy != Policy::No {
+    if c.is_pod_member() && policy != Policy::No {
         anyhow::bail!("container {}: a pod member takes no restart policy", c.name);
     }
     c.restart_policy = policy;

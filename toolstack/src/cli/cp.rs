@@ -72,7 +72,7 @@ pub(super) fn session(
 
 fn refuse_pod_member(root: &Path, name: &str) -> anyhow::Result<()> {
     let c = hx_engine::container::find(root, name)?;
-    if c.pod.is_some() && !c.pod_infra {
+    if c.is_pod_member() {
         anyhow::bail!(
             "container {}: cp, export, commit and snapshots of a pod member are not supported yet",
             c.name

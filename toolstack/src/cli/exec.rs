@@ -58,7 +58,7 @@ pub fn channel(
     let Some(socket) = be.exec_socket(&dir) else {
         bail!("container {}: its backend has no exec channel yet", c.name);
     };
-    if c.pod.is_some() && !c.pod_infra {
+    if c.is_pod_member() {
         hx_engine::pod::wait_member_started(root, &c)?;
     }
     Ok((c, be, socket))
@@ -97,11 +97,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         builtin: None,
         member: None,
         // A pod member's processes run in its root inside the pod's VM (docs/pods.md).
-        container: c
-            .pod
-            .is_some()
-            .then(|| c.id.clone())
-            .filter(|_| !c.pod_infra),
+        container: c.is_pod_member().then(|| c.id.clone()),
     };
     if !req.cwd.is_empty() && !req.cwd.starts_with('/') {
         bail!(

@@ -164,10 +164,8 @@ impl Bundle {
     /// A quota that is not whole vCPUs (docker's `--cpus 0.5`) as a cap in percent of one CPU
     /// (limits.rs): the vCPUs alone would give the container more.
     pub fn cpu_cap_pct(&self) -> Option<u32> {
-        let r = self.spec.linux().as_ref()?.resources().as_ref()?;
-        let l = crate::limits::Limits::from_oci(r).ok()?;
-        l.cpu_cap_pct
-            .filter(|&pct| pct > 0 && u64::from(pct) < u64::from(self.vcpus()) * 100)
+        self.cpu_quota_pct()
+            .filter(|&pct| u64::from(pct) < u64::from(self.vcpus()) * 100)
     }
 
     /// `linux.resources.cpu.shares` (docker's `--cpu-shares`), within docker's bounds.

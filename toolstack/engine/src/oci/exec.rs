@@ -201,7 +201,7 @@ pub async fn keep(root: &Path, id: &str, request: &str) -> anyhow::Result<i32> {
         let rec = record::load(root, id)?;
         let engine_id = rec.engine_id.clone().context("not created")?;
         let c = container::load(root, &engine_id)?;
-        if c.pod.is_some() && !c.pod_infra {
+        if c.is_pod_member() {
             // A pod member's processes run in its own root inside the pod's VM.
             req.container = Some(c.id.clone());
             crate::pod::wait_member_started(root, &c)?;

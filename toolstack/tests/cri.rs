@@ -540,44 +540,16 @@ async fn pod(c: &Containerd, netns: &str) {
             ..Default::default()
         },
     ];
-    let vol = call(
-        "CreateContainer vol",
-        rs.create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(with_volumes),
-            sandbox_config: Some(sandbox_config.clone()),
-        }),
+    let st = run_to_exit(
+        &mut rs,
         c,
-    )
-    .await
-    .container_id;
-    call(
-        "StartContainer vol",
-        rs.start_container(StartContainerRequest {
-            container_id: vol.clone(),
-        }),
-        c,
+        &sandbox,
+        &sandbox_config,
+        with_volumes,
+        &logs,
+        &hx_root,
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let st = loop {
-        let st = call(
-            "ContainerStatus vol",
-            rs.container_status(ContainerStatusRequest {
-                container_id: vol.clone(),
-                verbose: false,
-            }),
-            c,
-        )
-        .await
-        .status
-        .unwrap();
-        if st.state == ContainerState::ContainerExited as i32 {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "vol did not exit: {st:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
     let vol_log = logs.join("vol.log");
     assert_eq!(
         (st.exit_code, log_lines(&vol_log, "stdout")),

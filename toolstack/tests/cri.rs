@@ -44,8 +44,8 @@ async fn call<T>(
     }
 }
 
-/// CreateContainer + StartContainer of `config` in the sandbox, then its status once it has
-/// exited (at most 120 s).
+/// CreateContainer + StartContainer of `config` in the sandbox, then its id and its status
+/// once it has exited (at most 120 s).
 async fn run_to_exit(
     rs: &mut RuntimeServiceClient<Channel>,
     c: &Containerd,
@@ -54,7 +54,7 @@ async fn run_to_exit(
     config: ContainerConfig,
     logs: &Path,
     hx_root: &Path,
-) -> ContainerStatus {
+) -> (String, ContainerStatus) {
     let name = config
         .metadata
         .as_ref()
@@ -94,7 +94,7 @@ async fn run_to_exit(
         .status
         .unwrap();
         if st.state == ContainerState::ContainerExited as i32 {
-            return st;
+            return (id, st);
         }
         assert!(
             Instant::now() < deadline,
@@ -406,7 +406,7 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // The client: the server over localhost (the pod's one network), the pod's hostname,
     // its own root (srv's /www is not there), a known exit code.
-    let st = run_to_exit(
+    let (_, st) = run_to_exit(
         &mut rs,
         c,
         &sandbox,
@@ -478,7 +478,7 @@ async fn pod(c: &Containerd, netns: &str) {
         }),
         ..Default::default()
     });
-    let st = run_to_exit(&mut rs, c, &sandbox, &sandbox_config, hog, &logs, &hx_root).await;
+    let (_, st) = run_to_exit(&mut rs, c, &sandbox, &sandbox_config, hog, &logs, &hx_root).await;
     assert_eq!(
         (st.exit_code, st.reason.as_str()),
         (137, "OOMKilled"),
@@ -540,7 +540,7 @@ async fn pod(c: &Containerd, netns: &str) {
             ..Default::default()
         },
     ];
-    let st = run_to_exit(
+    let (vol, st) = run_to_exit(
         &mut rs,
         c,
         &sandbox,

@@ -368,9 +368,18 @@ fn run(
     };
     // Whose process this is: the container's (pv-init's root), or a pod member's.
     let mut base = (a.spec.user.clone(), a.spec.cwd.clone(), a.spec.env.clone());
+    // An exec gets the workload's capabilities unless it asks for its own.
+    let mut privileges = crate::pod::Privileges {
+        capabilities: a.spec.capabilities,
+        no_new_privileges: a.spec.no_new_privileges,
+    };
     let mut member_root = None;
     let mut member_ns = None;
+    let mut member_pid_ns = None;
     let mut cgroup = None;
+    // A member that is not --privileged gets docker's confinement: no devices but its own, a
+    // read-only /sys, docker's read-only and masked /proc paths.
+    let confined = req.member.is_some() && !process::is_privileged(req.capabilities);
     if let Some(m) = &req.member {
         match crate::cgroup::create(&m.id, &m.limits) {
             Ok(fd) => cgroup = Some(fd),
@@ -378,17 +387,21 @@ fn run(
             Err(_) if m.limits.is_none() => {}
             Err(e) => return init_error(e),
         }
-        match crate::pod::assemble(m) {
+        match crate::pod::assemble(m, confined) {
             Ok(root) => member_root = Some(root),
             Err(e) => return init_error(e),
         }
         base = ("".into(), "/".into(), Vec::new());
+        // A member's start carries its workload's own (below; None: all, from an older host).
+        privileges = crate::pod::Privileges::default();
     } else if let Some(id) = &req.container {
         match crate::pod::lookup(id) {
-            Ok((root, ns, user, cwd, env)) => {
-                member_root = Some(root);
-                member_ns = Some(ns);
-                base = (user, cwd, env);
+            Ok(m) => {
+                member_root = Some(m.root);
+                member_ns = Some(m.ns);
+                member_pid_ns = m.pid_ns;
+                base = (m.user, m.cwd, m.env);
+                privileges = m.privileges;
             }
             Err(e) => return init_error(e),
         }
@@ -397,10 +410,11 @@ fn run(
     }
     let enter = match (&member_root, &member_ns) {
         (Some(root), Some(ns)) => process::Enter::Namespace {
-            fd: ns.as_raw_fd(),
+            mnt: ns.as_raw_fd(),
+            pid: member_pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
             root,
         },
-        (Some(root), None) => process::Enter::NewRoot(root),
+        (Some(root), None) => process::Enter::NewRoot { root, confined },
         _ => process::Enter::Current,
     };
     let user = if req.user.is_empty() {
@@ -413,6 +427,12 @@ fn run(
     } else {
         &req.cwd
     };
+    if req.capabilities.is_some() || req.member.is_some() {
+        privileges.capabilities = req.capabilities;
+    }
+    if let Some(nnp) = req.no_new_privileges {
+        privileges.no_new_privileges = nnp;
+    }
     let ident = match process::ident_in(user, member_root.as_deref()) {
         Ok(i) => i,
         Err(e) => return init_error(e),
@@ -442,6 +462,8 @@ fn run(
             setsid: req.tty.is_some() || req.member.is_some(),
             enter,
             cgroup: cgroup.as_ref().map(|fd| fd.as_raw_fd()),
+            capabilities: privileges.capabilities,
+            no_new_privileges: privileges.no_new_privileges,
         },
         |pid| register(a, pid, tx),
     );
@@ -461,10 +483,12 @@ fn run(
             &m.id,
             crate::pod::Member {
                 root,
-                ns: crate::pod::namespace_of(pid.as_raw()),
+                ns: crate::pod::namespace_of(pid.as_raw(), "mnt"),
+                pid_ns: crate::pod::namespace_of(pid.as_raw(), "pid"),
                 user: user.clone(),
                 cwd: cwd.clone(),
                 env: req.env.clone(),
+                privileges,
             },
         );
     }

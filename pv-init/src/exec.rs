@@ -55,6 +55,8 @@ pub fn run_workload(
             setsid: true,
             enter: process::Enter::Current,
             cgroup: None,
+            capabilities: spec.capabilities,
+            no_new_privileges: spec.no_new_privileges,
         },
         |_| {},
     )?;

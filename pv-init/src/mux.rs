@@ -252,6 +252,13 @@ pub struct ExecRequest {
     /// Pods: run in this member's root (`hx exec` into a pod member) instead of the guest's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Its capability sets (`hx exec --privileged`, an OCI process's `capabilities`). None:
+    /// the container's workload's (a pod member's workload: all, as before capabilities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<crate::spec::Capabilities>,
+    /// None: as the container's workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_new_privileges: Option<bool>,
 }
 
 /// A pod member's disks and root: the image rootfs and the writable layer, hot-plugged by the

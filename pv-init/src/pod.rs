@@ -26,9 +26,33 @@ pub struct Member {
     pub root: PathBuf,
     /// The workload's mount namespace, held open so that `hx exec` can join it.
     pub ns: Option<OwnedFd>,
+    /// Its PID namespace (the workload is its init), likewise.
+    pub pid_ns: Option<OwnedFd>,
     pub user: String,
     pub cwd: String,
     pub env: Vec<String>,
+    /// What its workload was given, and every `hx exec` into it by default.
+    pub privileges: Privileges,
+}
+
+/// A process's capability sets (None: all) and no-new-privileges flag.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Privileges {
+    pub capabilities: Option<pv_init::spec::Capabilities>,
+    pub no_new_privileges: bool,
+}
+
+/// A running member as `hx exec` enters it.
+pub struct Entered {
+    pub root: PathBuf,
+    /// A dup of its workload's mount namespace.
+    pub ns: OwnedFd,
+    /// A dup of its PID namespace.
+    pub pid_ns: Option<OwnedFd>,
+    pub user: String,
+    pub cwd: String,
+    pub env: Vec<String>,
+    pub privileges: Privileges,
 }
 
 static MEMBERS: Mutex<Option<HashMap<String, Member>>> = Mutex::new(None);
@@ -158,7 +182,7 @@ fn mount_member_disk(
 
 /// Mounts the member's image, its writable layer and the overlay of both; gives it the pod's
 /// /dev and its /etc/hosts, /etc/hostname and /etc/resolv.conf. Returns the root.
-pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
+pub fn assemble(m: &MemberStart, confined: bool) -> Result<PathBuf, InitError> {
     let base = Path::new(BASE).join(&m.id);
     if base.join("root").exists() && is_mountpoint(&base.join("root")) {
         return Err(InitError::setup(format!(
@@ -194,24 +218,43 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
         "lowerdir={0}/lower,upperdir={0}/rw/upper,workdir={0}/rw/work",
         base.display()
     );
-    mnt(
-        "overlay",
-        &root,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&opts),
-    )?;
+    // Confined, a device node it makes (CAP_MKNOD is docker's) opens nothing: only /dev's
+    // own nodes do.
+    let nodev = if confined {
+        MsFlags::MS_NODEV
+    } else {
+        MsFlags::empty()
+    };
+    mnt("overlay", &root, Some("overlay"), nodev, Some(&opts))?;
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    // The pod's devices, terminals and /dev/shm are shared, like a podman pod's IPC.
+    if confined {
+        member_dev(&root.join("dev"))?;
+    } else {
+        // --privileged: the pod VM's devices, as docker gives the host's.
+        mnt(
+            "/dev",
+            &root.join("dev"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+    }
+    // Its own /proc is mounted by its workload, the init of its PID namespace
+    // (process::Enter::NewRoot).
+    std::fs::create_dir_all(root.join("proc"))
+        .map_err(|e| InitError::setup(format!("mkdir /proc: {e}")))?;
+    let sys_ro = if confined {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
     mnt(
-        "/dev",
-        &root.join("dev"),
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
+        "sysfs",
+        &root.join("sys"),
+        Some("sysfs"),
+        nosuid | sys_ro,
         None,
     )?;
-    mnt("proc", &root.join("proc"), Some("proc"), nosuid, None)?;
-    mnt("sysfs", &root.join("sys"), Some("sysfs"), nosuid, None)?;
     // Its own cgroup as /sys/fs/cgroup, read-only (what docker's private cgroup namespace
     // shows): runtimes that size themselves from memory.max and cpu.max (the JVM, Go's
     // automaxprocs) see the member's limits, not the pod VM's.
@@ -278,6 +321,54 @@ pub fn assemble(m: &MemberStart) -> Result<PathBuf, InitError> {
         }
     }
     Ok(root)
+}
+
+/// A confined member's /dev, docker's: a small tmpfs with the harmless character devices, the
+/// pod's terminals and /dev/shm (shared, like a Kubernetes pod's IPC) — not the pod VM's disks,
+/// where the other members' roots and layers are.
+fn member_dev(dev: &Path) -> Result<(), InitError> {
+    mnt(
+        "tmpfs",
+        dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=65536k"),
+    )?;
+    let made = |what: &str, e: std::io::Error| InitError::setup(format!("/dev/{what}: {e}"));
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        std::fs::File::create(dev.join(node)).map_err(|e| made(node, e))?;
+        mount(
+            Some(&Path::new("/dev").join(node)),
+            &dev.join(node),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| made(node, e.into()))?;
+    }
+    for dir in ["pts", "shm", "mqueue"] {
+        if !Path::new("/dev").join(dir).is_dir() {
+            continue;
+        }
+        std::fs::create_dir(dev.join(dir)).map_err(|e| made(dir, e))?;
+        mnt(
+            &format!("/dev/{dir}"),
+            &dev.join(dir),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    for (target, link) in [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link)).map_err(|e| made(link, e))?;
+    }
+    Ok(())
 }
 
 /// How many components a target path has.
@@ -605,8 +696,8 @@ pub fn register(id: &str, member: Member) {
         .insert(id.to_string(), member);
 }
 
-/// The member's root, namespace (a dup of it), user, cwd and environment, for `hx exec`.
-pub fn lookup(id: &str) -> Result<(PathBuf, OwnedFd, String, String, Vec<String>), InitError> {
+/// The member as `hx exec` enters it.
+pub fn lookup(id: &str) -> Result<Entered, InitError> {
     let members = MEMBERS.lock().unwrap_or_else(|e| e.into_inner());
     let m = members
         .as_ref()
@@ -617,18 +708,20 @@ pub fn lookup(id: &str) -> Result<(PathBuf, OwnedFd, String, String, Vec<String>
             .ok_or_else(|| InitError::setup(format!("pod member {id} has no namespace")))?
             .try_clone()
             .map_err(|e| InitError::setup(format!("namespace: {e}")))?;
-    Ok((
-        m.root.clone(),
+    Ok(Entered {
+        root: m.root.clone(),
         ns,
-        m.user.clone(),
-        m.cwd.clone(),
-        m.env.clone(),
-    ))
+        pid_ns: m.pid_ns.as_ref().and_then(|fd| fd.try_clone().ok()),
+        user: m.user.clone(),
+        cwd: m.cwd.clone(),
+        env: m.env.clone(),
+        privileges: m.privileges,
+    })
 }
 
-/// The mount namespace of `pid`, once it has entered it (after its exec).
-pub fn namespace_of(pid: i32) -> Option<OwnedFd> {
-    std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+/// The namespace (`mnt`, `pid`) of `pid`, once it has entered it (after its exec).
+pub fn namespace_of(pid: i32, kind: &str) -> Option<OwnedFd> {
+    std::fs::File::open(format!("/proc/{pid}/ns/{kind}"))
         .ok()
         .map(OwnedFd::from)
 }

@@ -7,7 +7,7 @@ use crate::InitError;
 use nix::sys::signal::{self, SigSet, SigmaskHow};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use pv_init::spec::{Rlimit, TtySize};
+use pv_init::spec::{Capabilities, Rlimit, TtySize};
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -34,6 +34,9 @@ pub struct Process<'a> {
     pub enter: Enter<'a>,
     /// A pod member's `cgroup.procs` (cgroup.rs): the child joins the member's group first.
     pub cgroup: Option<RawFd>,
+    /// Its capability sets; None keeps pv-init's (all).
+    pub capabilities: Option<Capabilities>,
+    pub no_new_privileges: bool,
 }
 
 /// The root a process runs in.
@@ -41,11 +44,17 @@ pub struct Process<'a> {
 pub enum Enter<'a> {
     /// pv-init's own (the container's, after switch_root).
     Current,
-    /// A pod member's workload: a new mount namespace, pivot_root into this directory.
-    NewRoot(&'a Path),
-    /// `hx exec` into a pod member: its workload's mount namespace (fd), whose root is `root`
-    /// in pv-init's view.
-    Namespace { fd: RawFd, root: &'a Path },
+    /// A pod member's workload: new mount and PID namespaces (it is their init, as a docker or
+    /// Kubernetes container is), pivot_root into `root`, a /proc of its own — with docker's
+    /// read-only and masked paths when `confined` (not privileged).
+    NewRoot { root: &'a Path, confined: bool },
+    /// `hx exec` into a pod member: its workload's mount namespace (`mnt`) and PID namespace
+    /// (`pid`), whose root is `root` in pv-init's view.
+    Namespace {
+        mnt: RawFd,
+        pid: Option<RawFd>,
+        root: &'a Path,
+    },
 }
 
 impl Enter<'_> {
@@ -53,8 +62,67 @@ impl Enter<'_> {
     fn files(&self) -> Option<&Path> {
         match self {
             Enter::Current => None,
-            Enter::NewRoot(r) | Enter::Namespace { root: r, .. } => Some(r),
+            Enter::NewRoot { root, .. } | Enter::Namespace { root, .. } => Some(root),
         }
+    }
+}
+
+/// pv-init's own PID namespace, where a thread's children go back to after one was forked into
+/// a member's.
+fn own_pid_namespace() -> Result<RawFd, InitError> {
+    static OWN: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = OWN.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd = std::fs::File::open("/proc/self/ns/pid")
+        .map_err(|e| InitError::setup(format!("pv-init's PID namespace: {e}")))?;
+    Ok(OWN.get_or_init(|| fd.into()).as_raw_fd())
+}
+
+/// While it lives, this thread's children are born in another PID namespace (a new one, or a
+/// member's); dropped, they are born in pv-init's again. Only this thread: the namespace of a
+/// task's children is its own (setns(2), unshare(2)), and no thread is started meanwhile.
+struct ChildrenPidNamespace {
+    own: RawFd,
+}
+
+impl ChildrenPidNamespace {
+    /// None on a kernel without PID namespaces (a hyper kernel from before them, `--kernel`):
+    /// the member then shares pv-init's, as members did before, and the kernel log says so.
+    fn new() -> Result<Option<Self>, InitError> {
+        let own = own_pid_namespace()?;
+        match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
+            Ok(()) => Ok(Some(ChildrenPidNamespace { own })),
+            Err(nix::errno::Errno::EINVAL) => {
+                let _ = std::fs::write(
+                    "/dev/kmsg",
+                    "pv-init: this kernel has no PID namespaces: the member shares the pod's\n",
+                );
+                Ok(None)
+            }
+            Err(e) => Err(InitError::setup(format!(
+                "a PID namespace for the member: {e}"
+            ))),
+        }
+    }
+
+    fn join(fd: RawFd) -> Result<Self, InitError> {
+        let own = own_pid_namespace()?;
+        // SAFETY: setns on a namespace fd the caller holds open.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWPID) } != 0 {
+            return Err(InitError::setup(format!(
+                "entering the pod member's PID namespace: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(ChildrenPidNamespace { own })
+    }
+}
+
+impl Drop for ChildrenPidNamespace {
+    fn drop(&mut self) {
+        // SAFETY: setns back to pv-init's own namespace, an fd held for the process's life.
+        unsafe { libc::setns(self.own, libc::CLONE_NEWPID) };
     }
 }
 
@@ -185,7 +253,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             .map_err(|e| InitError::setup(format!("workdir {}: {e}", p.cwd)))?;
     }
     let c_new_root = match p.enter {
-        Enter::NewRoot(r) => Some(
+        Enter::NewRoot { root: r, .. } => Some(
             CString::new(r.as_os_str().as_encoded_bytes())
                 .map_err(|_| InitError::setup("pod member root contains NUL"))?,
         ),
@@ -193,9 +261,10 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
     };
     let cgroup = p.cgroup;
     let join_ns = match p.enter {
-        Enter::Namespace { fd, .. } => Some(fd),
+        Enter::Namespace { mnt, .. } => Some(mnt),
         _ => None,
     };
+    let confined_proc = matches!(p.enter, Enter::NewRoot { confined: true, .. });
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")))
     };
@@ -212,6 +281,8 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         .collect::<Result<Vec<_>, _>>()?;
     let c_cwd = cstr(p.cwd)?;
     let limits = rlimits(p.rlimits)?;
+    let caps = p.capabilities.map(|c| KernelCaps::new(c, last_cap()));
+    let no_new_privileges = p.no_new_privileges;
 
     let (err_r, err_w) = pipe()?;
     let devnull = std::fs::File::open("/dev/null")
@@ -251,9 +322,18 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         .map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
     let setsid = p.setsid || pty.is_some();
 
+    let children_ns = match p.enter {
+        Enter::NewRoot { .. } => ChildrenPidNamespace::new()?,
+        Enter::Namespace { pid: Some(fd), .. } => Some(ChildrenPidNamespace::join(fd)?),
+        _ => None,
+    };
     // SAFETY: the child only calls async-signal-safe functions until exec (pv-init may have
     // other threads; the child touches none of their state).
-    let child = match unsafe { fork() } {
+    let forked = unsafe { fork() };
+    if matches!(forked, Ok(ForkResult::Parent { .. }) | Err(_)) {
+        drop(children_ns);
+    }
+    let child = match forked {
         Err(e) => return Err(InitError::setup(format!("fork: {e}"))),
         Ok(ForkResult::Child) => {
             let fail_at = |step: u8, index: u8, errno: i32| -> ! {
@@ -299,8 +379,18 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
                         || libc::umount2(dot, libc::MNT_DETACH) != 0
                         || libc::chdir(c"/".as_ptr()) != 0
+                        || libc::mount(
+                            c"proc".as_ptr(),
+                            c"/proc".as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            std::ptr::null(),
+                        ) != 0
                     {
                         fail(5, *libc::__errno_location())
+                    }
+                    if confined_proc {
+                        confine_proc();
                     }
                 }
                 if setsid {
@@ -323,6 +413,14 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         fail_at(4, i as u8, *libc::__errno_location())
                     }
                 }
+                // runc's order: the bounding set while CAP_SETPCAP is still there, the user
+                // with the permitted set kept across setuid, then the sets themselves.
+                if let Some(c) = &caps {
+                    if let Err(errno) = c.limit_bounding() {
+                        fail(7, errno)
+                    }
+                    libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+                }
                 let groups: Vec<libc::gid_t> = ident.groups.clone();
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
                     fail(1, *libc::__errno_location())
@@ -332,6 +430,15 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                 }
                 if libc::setuid(ident.uid) != 0 {
                     fail(1, *libc::__errno_location())
+                }
+                if let Some(c) = &caps {
+                    libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+                    if let Err(errno) = c.set() {
+                        fail(7, errno)
+                    }
+                }
+                if no_new_privileges && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    fail(7, *libc::__errno_location())
                 }
                 if libc::chdir(c_cwd.as_ptr()) != 0 {
                     fail(2, *libc::__errno_location())
@@ -399,6 +506,10 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             "joining the pod member's cgroup: {}",
             crate::errno_text(&e)
         )),
+        7 => InitError::setup(format!(
+            "applying the capabilities: {}",
+            crate::errno_text(&e)
+        )),
         2 => InitError {
             code: 126,
             message: format!(
@@ -416,6 +527,196 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()),
         },
     })
+}
+
+/// docker's read-only and masked /proc paths (moby's oci/defaults.go), in a member's own /proc:
+/// the kernel's knobs and what leaks the pod VM's state stay out of a member's reach. Paths
+/// this kernel lacks are skipped. Called in the forked child: syscalls only.
+unsafe fn confine_proc() {
+    const READ_ONLY: [&std::ffi::CStr; 5] = [
+        c"/proc/bus",
+        c"/proc/fs",
+        c"/proc/irq",
+        c"/proc/sys",
+        c"/proc/sysrq-trigger",
+    ];
+    const MASKED_FILES: [&std::ffi::CStr; 6] = [
+        c"/proc/kcore",
+        c"/proc/keys",
+        c"/proc/latency_stats",
+        c"/proc/timer_list",
+        c"/proc/sched_debug",
+        c"/proc/timer_stats",
+    ];
+    const MASKED_DIRS: [&std::ffi::CStr; 2] = [c"/proc/acpi", c"/proc/scsi"];
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: mount(2) on NUL-terminated literals.
+    unsafe {
+        for p in READ_ONLY {
+            if libc::mount(
+                p.as_ptr(),
+                p.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REC,
+                null.cast(),
+            ) == 0
+            {
+                libc::mount(
+                    null,
+                    p.as_ptr(),
+                    null,
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | libc::MS_NOEXEC,
+                    null.cast(),
+                );
+            }
+        }
+        for p in MASKED_FILES {
+            libc::mount(
+                c"/dev/null".as_ptr(),
+                p.as_ptr(),
+                null,
+                libc::MS_BIND,
+                null.cast(),
+            );
+        }
+        for p in MASKED_DIRS {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                p.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY,
+                null.cast(),
+            );
+        }
+    }
+}
+
+/// Whether these capabilities are `--privileged`'s: every one the running kernel knows.
+pub fn is_privileged(c: Option<Capabilities>) -> bool {
+    let last = last_cap();
+    let known = if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    };
+    c.is_none_or(|c| c.bounding & known == known)
+}
+
+/// The highest capability number the running kernel knows (cap_last_cap).
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n: &u32| n < 64)
+        .unwrap_or(40)
+}
+
+/// Capability sets ready for the syscalls, masked to what the kernel knows: made before the
+/// fork, applied by the child with nothing but syscalls (no allocation between fork and exec,
+/// which is why this is not the caps crate's `set`, which takes hash sets).
+struct KernelCaps {
+    sets: Capabilities,
+    last: u32,
+}
+
+/// capset(2)'s version 3 header and its two 32-bit halves.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+impl KernelCaps {
+    fn new(c: Capabilities, last: u32) -> Self {
+        let known = if last >= 63 {
+            u64::MAX
+        } else {
+            (1u64 << (last + 1)) - 1
+        };
+        let m = |v: u64| v & known;
+        KernelCaps {
+            sets: Capabilities {
+                bounding: m(c.bounding),
+                effective: m(c.effective),
+                permitted: m(c.permitted),
+                inheritable: m(c.inheritable),
+                ambient: m(c.ambient),
+            },
+            last,
+        }
+    }
+
+    /// Drops from the bounding set what it does not hold (needs CAP_SETPCAP: before `set`).
+    unsafe fn limit_bounding(&self) -> Result<(), i32> {
+        for n in 0..=self.last {
+            if self.sets.bounding & (1u64 << n) == 0
+                // SAFETY: a plain prctl.
+                && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, n as libc::c_ulong, 0, 0, 0) } != 0
+            {
+                // SAFETY: reading this thread's errno.
+                return Err(unsafe { *libc::__errno_location() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective, permitted and inheritable sets, then the ambient one.
+    unsafe fn set(&self) -> Result<(), i32> {
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let s = &self.sets;
+        let half = |shift: u32| CapData {
+            effective: (s.effective >> shift) as u32,
+            permitted: (s.permitted >> shift) as u32,
+            inheritable: (s.inheritable >> shift) as u32,
+        };
+        let data = [half(0), half(32)];
+        // SAFETY: capset with a valid header and its two data structs; prctl for the ambient
+        // set; errno of this thread.
+        unsafe {
+            if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+                return Err(*libc::__errno_location());
+            }
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            for n in 0..=self.last {
+                if s.ambient & (1u64 << n) != 0
+                    && libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        n as libc::c_ulong,
+                        0,
+                        0,
+                    ) != 0
+                {
+                    return Err(*libc::__errno_location());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// setrlimit's resource argument: glibc gives it its own type, musl a plain int.

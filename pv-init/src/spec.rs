@@ -58,6 +58,58 @@ pub struct ContainerSpec {
     /// spec without it still reads in a pv-init that predates it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// The workload's capability sets (docker's default set, `--cap-add`/`--cap-drop`,
+    /// `--privileged`, an OCI spec's `process.capabilities`); every `hx exec` into the
+    /// container gets them too unless it asks otherwise. None: left as pv-init has them (all),
+    /// what a spec from before capabilities meant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    /// `--security-opt no-new-privileges`: setuid files and file capabilities grant nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
+}
+
+/// A process's capability sets, bit N for capability N as the kernel numbers them
+/// (capabilities(7)); bits the guest's kernel does not know are ignored. Applied as runc does:
+/// the bounding set before the user changes, the others after it (pv-init's process.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    #[serde(default)]
+    pub inheritable: u64,
+    #[serde(default)]
+    pub ambient: u64,
+}
+
+impl Capabilities {
+    /// docker's default set (moby's oci/caps/defaults.go): CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
+    /// KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE,
+    /// SETFCAP: what `grep CapBnd /proc/self/status` shows in a docker container.
+    pub const DOCKER_DEFAULT: u64 = 0xa804_25fb;
+
+    /// Every set but the inheritable and ambient ones holds `mask` (docker's way: a root
+    /// workload gets them all, another user none after its exec).
+    pub fn of(mask: u64) -> Self {
+        Capabilities {
+            bounding: mask,
+            effective: mask,
+            permitted: mask,
+            inheritable: 0,
+            ambient: 0,
+        }
+    }
+
+    pub fn docker_default() -> Self {
+        Self::of(Self::DOCKER_DEFAULT)
+    }
+
+    /// `--privileged`: everything the kernel has.
+    pub fn all() -> Self {
+        Self::of(u64::MAX)
+    }
 }
 
 /// The resource names `docker run --ulimit` accepts (go-units' ulimit.go; `as` is not one).
@@ -495,6 +547,8 @@ mod tests {
             },
             upper: Upper::Tmpfs { size_mb: 0 },
             read_only: false,
+            capabilities: None,
+            no_new_privileges: false,
             mounts: vec![Mount {
                 source: MountSource::Tmpfs {
                     size_mb: 0,

@@ -4,8 +4,9 @@
 //! disk really holds (never the length field), and every error is one clear, short line.
 use proptest::prelude::*;
 use pv_init::spec::{
-    ConfigDiskError, ContainerSpec, DiskFs, DnsRelay, Interface, Mount, MountSource, Network,
-    Rlimit, Sysctl, TmpfsOptions, TtySize, Upper, CONFIG_MAGIC, CONFIG_MAX_JSON, SPEC_VERSION,
+    Capabilities, ConfigDiskError, ContainerSpec, DiskFs, DnsRelay, Interface, Mount, MountSource,
+    Network, Rlimit, Sysctl, TmpfsOptions, TtySize, Upper, CONFIG_MAGIC, CONFIG_MAX_JSON,
+    SPEC_VERSION,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -127,6 +128,8 @@ fn sample() -> ContainerSpec {
         },
         upper: Upper::Tmpfs { size_mb: 0 },
         read_only: false,
+        capabilities: Some(Capabilities::docker_default()),
+        no_new_privileges: true,
         mounts: vec![
             Mount {
                 source: MountSource::Share {

@@ -57,6 +57,35 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     // ... and one that is not executable, 126.
     let r = d.docker(&run_args(runtime, &["--rm"], &["/etc/passwd"]));
     assert_eq!(r.code, 126, "{who}: {}{}", r.stdout, r.stderr);
+    // docker's capability set, less --cap-drop, plus --cap-add, and no-new-privileges (the
+    // spec's process.capabilities and noNewPrivileges).
+    let r = d.docker(&run_args(
+        runtime,
+        &[
+            "--rm",
+            "--cap-drop",
+            "NET_RAW",
+            "--cap-add",
+            "NET_ADMIN",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        &[
+            "grep",
+            "-E",
+            "^(CapEff|CapBnd|NoNewPrivs)",
+            "/proc/self/status",
+        ],
+    ));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "CapEff:\t00000000a80415fb\nCapBnd:\t00000000a80415fb\nNoNewPrivs:\t1\n"
+        ),
+        "{who}: {}",
+        r.stderr
+    );
 
     // -d, then docker logs: both streams.
     let r = d.docker(&run_args(
@@ -77,6 +106,19 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
             l.stdout == "to-stdout\n" && l.stderr == "to-stderr\n"
         },
     );
+    // docker exec: the container's capabilities; with --privileged, all.
+    let r = d.docker_ok(&["exec", "logger", "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(r.stdout, "CapEff:\t00000000a80425fb\n", "{who}");
+    d.docker_ok(&[
+        "exec",
+        "--privileged",
+        "logger",
+        "mount",
+        "-t",
+        "tmpfs",
+        "t",
+        "/tmp",
+    ]);
 
     // docker stop -t 2 of a workload that ignores SIGTERM: SIGKILL after 2 s, 137.
     let r = d.docker(&run_args(

@@ -221,6 +221,9 @@ fn bad_flags_are_125_before_anything_happens() {
         (&["-v", "/data", "--tmpfs", "/data"], "Duplicate mount point: /data"),
         (&["--shm-size", "big"], "--shm-size \"big\": not a size"),
         (&["--shm-size", "2t"], "--shm-size \"2t\": out of range"),
+        (&["--cap-add", "net_foo"], "unknown capability: \"CAP_NET_FOO\""),
+        (&["--cap-drop", "ALL", "--cap-drop", "SYS_WHATEVER"], "\"CAP_SYS_WHATEVER\""),
+        (&["--security-opt", "seccomp=/p.json"], "--security-opt \"seccomp=/p.json\""),
     ] {
         let mut argv = vec!["run", "--rm"];
         argv.extend_from_slice(args);
@@ -316,4 +319,123 @@ fn tmpfs_replaces_an_image_volume() {
     ]);
     assert_eq!(r.stdout, "tmpfs tmpfs\nend\n");
     assert_eq!(hx.ok(&["volume", "ls", "-q"]).stdout, "");
+}
+
+/// The capability lines of /proc/self/status: (CapInh, CapPrm, CapEff, CapBnd, CapAmb) and
+/// NoNewPrivs, as a process in the guest sees them.
+fn cap_lines(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.split_once(":\t"))
+        .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs")
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn pairs(want: &[(&str, &str)]) -> Vec<(String, String)> {
+    want.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const STATUS: &str = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status";
+
+/// docker's capabilities: a root workload gets docker's 14 (CapBnd 00000000a80425fb, no
+/// CAP_SYS_ADMIN, so no mount), another user none after its exec, `hx exec` the workload's,
+/// `hx exec --privileged` all; `--cap-drop ALL --cap-add NET_ADMIN` and
+/// `--security-opt no-new-privileges` give exactly that; `--privileged` can mount.
+#[test]
+fn capabilities_are_dockers_and_the_flags_change_them() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let docker = "00000000a80425fb";
+    hx.ok(&["run", "-d", "--name", "caps", BUSYBOX, "sleep", "600"]);
+    let r = hx.run(&["exec", "caps", "sh", "-c", STATUS]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        cap_lines(&r.stdout),
+        pairs(&[
+            ("CapInh", "0000000000000000"),
+            ("CapPrm", docker),
+            ("CapEff", docker),
+            ("CapBnd", docker),
+            ("CapAmb", "0000000000000000"),
+            ("NoNewPrivs", "0"),
+        ])
+    );
+    let r = hx.run(&["exec", "caps", "mount", "-t", "tmpfs", "none", "/tmp"]);
+    assert_ne!(r.code, 0, "mount without CAP_SYS_ADMIN: {}", r.stdout);
+    assert!(
+        r.stderr.contains("denied") || r.stderr.contains("not permitted"),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&["exec", "-u", "1000", "caps", "sh", "-c", STATUS]);
+    let got = cap_lines(&r.stdout);
+    assert!(
+        got.contains(&("CapEff".into(), "0000000000000000".into())),
+        "{got:?}"
+    );
+    assert!(got.contains(&("CapBnd".into(), docker.into())), "{got:?}");
+    let r = hx.run(&[
+        "exec",
+        "--privileged",
+        "caps",
+        "sh",
+        "-c",
+        "cat /proc/sys/kernel/cap_last_cap; grep CapEff /proc/self/status; \
+         mount -t tmpfs none /tmp && echo mounted",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let last: u32 = r.stdout.lines().next().unwrap().trim().parse().unwrap();
+    assert_eq!(
+        r.stdout.lines().skip(1).collect::<Vec<_>>(),
+        [
+            format!("CapEff:\t{:016x}", (1u64 << (last + 1)) - 1).as_str(),
+            "mounted"
+        ]
+    );
+    hx.ok(&["rm", "-f", "caps"]);
+
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "net_admin",
+        "--security-opt",
+        "no-new-privileges",
+        BUSYBOX,
+        "sh",
+        "-c",
+        &format!("{STATUS}; ip link set lo mtu 1400 && echo mtu; chown 1 /tmp || echo no-chown"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let net_admin = "0000000000001000";
+    assert_eq!(
+        cap_lines(&r.stdout),
+        pairs(&[
+            ("CapInh", "0000000000000000"),
+            ("CapPrm", net_admin),
+            ("CapEff", net_admin),
+            ("CapBnd", net_admin),
+            ("CapAmb", "0000000000000000"),
+            ("NoNewPrivs", "1"),
+        ])
+    );
+    assert!(r.stdout.contains("mtu\nno-chown\n"), "{}", r.stdout);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--privileged",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "mount -t tmpfs none /tmp && echo mounted",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "mounted\n"),
+        "{}",
+        r.stderr
+    );
 }

@@ -103,6 +103,50 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     // exec runs in the member's root, with the pod's hostname.
     let exec = lab.hx_ok(&hx, &["exec", "web", "sh", "-c", "cat /marker; hostname"]);
     assert_eq!(exec.stdout, "web-root\np\n");
+    // A member is confined as a docker container is, not given the pod VM: docker's
+    // capabilities (no mount), its own PID namespace whose init is its workload (no
+    // /proc/PID/root into another member), none of the pod VM's disks in its /dev (where the
+    // other members' layers are), a read-only /sys.
+    let exec = lab.hx(
+        &hx,
+        &[
+            "exec",
+            "web",
+            "sh",
+            "-c",
+            "grep CapBnd /proc/self/status; mount -t tmpfs none /tmp || echo no-mount; \
+             cat /proc/1/comm; ls /dev | grep -c -E '^(sd|vd|xvd)'; \
+             grep -c '^sysfs /sys sysfs ro,' /proc/mounts; \
+             echo 0 2>/dev/null > /proc/sys/vm/overcommit_memory || echo ro-proc-sys",
+        ],
+    );
+    assert_eq!(
+        exec.stdout, "CapBnd:\t00000000a80425fb\nno-mount\nhttpd\n0\n1\nro-proc-sys\n",
+        "{}",
+        exec.stderr
+    );
+    // --privileged: every capability and the pod VM's devices, still its own PID namespace.
+    let privileged = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "--privileged",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "mount -t tmpfs none /tmp && echo mounted; ls /dev | grep -c -E '^(sd|vd|xvd)' \
+             >/dev/null && echo disks; echo pid=$$",
+        ],
+    );
+    assert_eq!(
+        (privileged.code, privileged.stdout.as_str()),
+        (0, "mounted\ndisks\npid=1\n"),
+        "{}",
+        privileged.stderr
+    );
     let logs = lab.hx_ok(&hx, &["logs", "web"]);
     assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
 

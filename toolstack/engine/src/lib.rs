@@ -8,6 +8,7 @@ pub mod output;
 pub mod assets;
 pub mod attach_channel;
 pub mod backend;
+pub mod capabilities;
 pub mod checkpoint;
 pub mod container;
 mod error;

@@ -23,7 +23,9 @@ use crate::volume;
 use anyhow::{bail, Context};
 use hx_images::store::StoreLock;
 use hx_images::{ImageRecord, Store};
-use pv_init::spec::{ContainerSpec, DiskFs, Mount, Rlimit, Sysctl, TtySize, Upper, SPEC_VERSION};
+use pv_init::spec::{
+    Capabilities, ContainerSpec, DiskFs, Mount, Rlimit, Sysctl, TtySize, Upper, SPEC_VERSION,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +117,20 @@ pub struct CreateRequest {
     /// `--read-only`: the root read-only, no writable layer.
     #[serde(default)]
     pub read_only: bool,
+    /// `--privileged`: every capability.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// `--cap-add`/`--cap-drop` (docker's names, or `ALL`) over docker's default set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// The exact sets of an OCI spec (the OCI runtime, the shim), instead of the flags above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    /// `--security-opt no-new-privileges`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
     /// `-l`/`--label-file`, over the image's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -230,6 +246,7 @@ fn create_inner(
     if req.read_only && req.upper_size.is_some() {
         bail!("conflicting options: --read-only and --disk-size");
     }
+    capabilities(&req)?;
     // A read-only root needs no writable layer on disk: /etc's files go in a small tmpfs.
     if req.upper_size.is_none() && !req.auto_remove && !req.read_only && req.rootfs.is_none() {
         req.upper_size = Some(DEFAULT_LAYER_SIZE);
@@ -1179,7 +1196,18 @@ pub fn build_spec(
             .collect(),
         extra_hosts: vec![],
         read_only: req.read_only,
+        capabilities: Some(capabilities(req)?),
+        no_new_privileges: req.no_new_privileges,
     })
+}
+
+/// The workload's capability sets: an OCI spec's own, else docker's flags over its default.
+fn capabilities(req: &CreateRequest) -> anyhow::Result<Capabilities> {
+    match req.capabilities {
+        Some(c) => Ok(c),
+        None => crate::capabilities::from_flags(&req.cap_add, &req.cap_drop, req.privileged)
+            .map_err(|e| anyhow::anyhow!("invalid --cap-add/--cap-drop: {e}")),
+    }
 }
 
 #[cfg(test)]

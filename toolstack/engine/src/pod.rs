@@ -271,6 +271,9 @@ pub fn infra_request(root: &Path, req: &PodRequest) -> anyhow::Result<CreateRequ
         rootfs: Some(rootfs),
         pod: Some(req.name.clone()),
         pod_infra: true,
+        // The pause process is pv-init itself, reached through /proc/1/exe: following that
+        // link takes pv-init's capabilities (ptrace's access check), and it runs no image code.
+        privileged: true,
         backend: req.backend.clone(),
         xen_type: req.xen_type.clone(),
         ..Default::default()

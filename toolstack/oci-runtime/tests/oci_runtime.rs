@@ -311,7 +311,8 @@ fn output_exit_code_states_and_a_clean_delete() {
         &[
             "sh",
             "-c",
-            "echo out $(hostname); cat /etc/hosts; read line; echo got $line; echo err >&2; exit 3",
+            "echo out $(hostname); cat /etc/hosts; read line; echo got $line; \
+             grep CapBnd /proc/self/status; echo err >&2; exit 3",
         ],
         false,
     );
@@ -322,6 +323,12 @@ fn output_exit_code_states_and_a_clean_delete() {
     assert!(ran.stdout.contains("out ocibox"), "{}", ran.stdout);
     assert!(ran.stdout.contains("10.9.8.7 dockerhost"), "{}", ran.stdout);
     assert!(ran.stdout.contains("got hello"), "{}", ran.stdout);
+    // The spec's capabilities, oci-spec's default: AUDIT_WRITE, KILL and NET_BIND_SERVICE.
+    assert!(
+        ran.stdout.contains("CapBnd:\t0000000020000420\n"),
+        "{}",
+        ran.stdout
+    );
     assert_eq!(ran.stderr, "err\n");
     b.delete_leaves_nothing("c-exit3", false);
 }

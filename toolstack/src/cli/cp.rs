@@ -112,6 +112,8 @@ fn open(socket: &Path, builtin: Builtin, stdin: bool) -> anyhow::Result<Session>
             builtin: Some(builtin),
             member: None,
             container: None,
+            capabilities: None,
+            no_new_privileges: None,
         },
     )
 }

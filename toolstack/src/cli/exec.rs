@@ -1,4 +1,4 @@
-//! `hx exec [-i] [-t] [-d] [-e K=V] [--env-file F] [-u USER] [-w DIR] CONTAINER CMD...`: a new
+//! `hx exec [-i] [-t] [-d] [-e K=V] [--env-file F] [-u USER] [-w DIR] [--privileged] CONTAINER CMD...`: a new
 //! process in a running container, over its exec channel (exec_channel), with docker's exit
 //! codes: the process's own, 126 not executable, 127 not found, 125 hx's own failure.
 use anyhow::bail;
@@ -33,6 +33,9 @@ pub struct Args {
     /// Working directory in the container
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Give the process every capability (else it gets the container's workload's)
+    #[arg(long)]
+    pub privileged: bool,
     /// Container (name or id)
     #[arg(add = clap_complete::engine::ArgValueCandidates::new(super::candidates::containers))]
     pub container: String,
@@ -98,6 +101,8 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         member: None,
         // A pod member's processes run in its root inside the pod's VM (docs/pods.md).
         container: c.is_pod_member().then(|| c.id.clone()),
+        capabilities: args.privileged.then(pv_init::spec::Capabilities::all),
+        no_new_privileges: None,
     };
     if !req.cwd.is_empty() && !req.cwd.starts_with('/') {
         bail!(

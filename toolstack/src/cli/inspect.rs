@@ -134,6 +134,14 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             "CpuShares": c.cpu_shares.unwrap_or(0),
             "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
+            "Privileged": req.as_ref().is_some_and(|r| r.privileged),
+            "CapAdd": req.as_ref().map(|r| r.cap_add.clone()).unwrap_or_default(),
+            "CapDrop": req.as_ref().map(|r| r.cap_drop.clone()).unwrap_or_default(),
+            "SecurityOpt": if spec["no_new_privileges"].as_bool().unwrap_or(false) {
+                vec!["no-new-privileges"]
+            } else {
+                vec![]
+            },
             "RestartPolicy": {
                 "Name": c.restart_policy.name(),
                 "MaximumRetryCount": c.restart_policy.max_retries(),

@@ -56,6 +56,19 @@ pub struct CreateArgs {
     /// Mount the container's root read-only (volumes and --tmpfs stay writable)
     #[arg(long)]
     pub read_only: bool,
+    /// Give the workload every capability (the default is docker's set of 14)
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability to docker's default set (NET_ADMIN, CAP_SYS_TIME, ..., or ALL)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set (NET_RAW, ..., or ALL)
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Security options: no-new-privileges[:true|false]; seccomp=unconfined, apparmor=unconfined
+    /// and label=disable are accepted (the guest has no such profiles to lift)
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Accepted for docker's sake: pv-init is every container's PID 1 and already reaps
     /// orphans and forwards signals, as docker-init would
     #[arg(long)]
@@ -230,6 +243,27 @@ pub struct Interactive {
     pub tty: bool,
     /// Watched for on hx's input with a terminal (`-it`): they leave the container running.
     pub detach_keys: Vec<u8>,
+}
+
+/// `--security-opt`s, docker's spellings: whether no-new-privileges is asked for. An option
+/// asking for a profile hx cannot apply is refused, naming it.
+fn no_new_privileges(opts: &[String]) -> anyhow::Result<bool> {
+    let mut nnp = false;
+    for o in opts {
+        let (key, value) = o
+            .split_once(['=', ':'])
+            .map_or((o.as_str(), None), |(k, v)| (k, Some(v)));
+        match (key, value) {
+            ("no-new-privileges", None | Some("true")) => nnp = true,
+            ("no-new-privileges", Some("false")) => nnp = false,
+            ("seccomp" | "apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            _ => bail!(
+                "--security-opt {o:?}: hx supports no-new-privileges[:true|false] (and accepts \
+                 seccomp=unconfined, apparmor=unconfined, label=disable)"
+            ),
+        }
+    }
+    Ok(nnp)
 }
 
 /// The least memory a VM gets: the guest kernel, pv-init's initramfs unpacked and a shell
@@ -437,6 +471,11 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         restart,
         labels,
         read_only: args.read_only,
+        no_new_privileges: no_new_privileges(&args.security_opt)?,
+        privileged: args.privileged,
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        capabilities: None,
         rootfs: None,
         pod: args.pod,
         pod_infra: false,

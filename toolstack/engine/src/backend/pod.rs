@@ -380,6 +380,8 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             limits,
         }),
         container: None,
+        capabilities: spec.capabilities,
+        no_new_privileges: Some(spec.no_new_privileges),
     };
     let ended =
         crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {

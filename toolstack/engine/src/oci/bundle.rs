@@ -291,6 +291,11 @@ impl Bundle {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             rootfs: Some(rootfs_image.to_path_buf()),
+            capabilities: Some(
+                crate::capabilities::from_oci(process.capabilities().as_ref())
+                    .map_err(|e| anyhow!("process.capabilities: {e}"))?,
+            ),
+            no_new_privileges: process.no_new_privileges().unwrap_or(false),
             ..Default::default()
         })
     }

@@ -74,6 +74,11 @@ pub fn parse_process(bytes: &[u8]) -> anyhow::Result<ExecRequest> {
         builtin: None,
         member: None,
         container: None,
+        capabilities: Some(
+            crate::capabilities::from_oci(p.capabilities().as_ref())
+                .map_err(|e| anyhow!("process.capabilities: {e}"))?,
+        ),
+        no_new_privileges: Some(p.no_new_privileges().unwrap_or(false)),
     })
 }
 

@@ -596,7 +596,15 @@ fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
             .stdout,
         "/proc/1/exe --hx-host-poweroff\n"
     );
-    hx.run(&["exec", "pw", "/proc/1/exe", "--hx-host-poweroff"]);
+    // (--privileged: the kernel runs its helpers with every capability; following /proc/1/exe
+    // takes pv-init's.)
+    hx.run(&[
+        "exec",
+        "--privileged",
+        "pw",
+        "/proc/1/exe",
+        "--hx-host-poweroff",
+    ]);
     assert_eq!(hx.ok(&["wait", "pw"]).stdout, "143\n");
 
     start(
@@ -606,7 +614,13 @@ fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
     );
     hx.ok(&["exec", "pw2", "true"]);
     let t0 = Instant::now();
-    hx.run(&["exec", "pw2", "/proc/1/exe", "--hx-host-poweroff"]);
+    hx.run(&[
+        "exec",
+        "--privileged",
+        "pw2",
+        "/proc/1/exe",
+        "--hx-host-poweroff",
+    ]);
     assert_eq!(hx.ok(&["wait", "pw2"]).stdout, "137\n");
     let took = t0.elapsed();
     assert!(

@@ -720,7 +720,11 @@ echo "loopback-service-0:$(nc -w 3 127.0.0.1 7002 </dev/null)"
 echo "loopback-published:$(wget -q -T 3 -O - http://127.0.0.1:8082/)"
 echo "published-via-loopback:$(wget -q -T 3 -O - http://127.0.0.1:8080/)"
 "#;
-    let r = lab.hx(&hx, &["run", "--rm", BUSYBOX, "sh", "-c", attack]);
+    // --privileged: the attacker has every capability in its VM (NET_ADMIN for its routes).
+    let r = lab.hx(
+        &hx,
+        &["run", "--rm", "--privileged", BUSYBOX, "sh", "-c", attack],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout.lines().collect::<Vec<_>>(),

@@ -33,8 +33,8 @@ diag() {
 for r in $(seq "$rounds"); do
     for load in status console benign; do
         case $load in
-            status) hx run -d --network none --name load hostile /xs-hostile status >/dev/null 2>&1;;
-            console) hx run -d --network none --name load hostile /xs-hostile console 40 >/dev/null 2>&1;;
+            status) hx run -d --privileged --network none --name load hostile /xs-hostile status >/dev/null 2>&1;;
+            console) hx run -d --privileged --network none --name load hostile /xs-hostile console 40 >/dev/null 2>&1;;
             benign) hx run -d --network none --name load busybox sh -c 'yes "plain text line padding padding padding padding" | head -c 8000000' >/dev/null 2>&1;;
         esac
         sleep 5

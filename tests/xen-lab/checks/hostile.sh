@@ -45,9 +45,10 @@ no_esc() { # FILE WHAT
     if grep -q "$ESC" "$1"; then bad "$2: raw ESC in hx's output"; cat -v "$1" | show 5; else ok "$2: no raw ESC"; fi
 }
 
+# The hostile workloads run --privileged: every capability in their VM, the strongest guest.
 # 1. Status flood in the foreground; the last final status node says `exited 99999`.
 t0=$(now)
-hx run --rm --network none --name hs1 hostile /xs-hostile status > "$work/s1.out" 2> "$work/s1.err"; rc=$?
+hx run --rm --privileged --network none --name hs1 hostile /xs-hostile status > "$work/s1.out" 2> "$work/s1.err"; rc=$?
 echo "status flood: hx run exit $rc after $(elapsed "$t0")s"
 grep '^hostile' "$work/s1.out" | cat -v | sed 's/^/  /'
 echo "  hx stderr: $(cat -v "$work/s1.err" | head -c 400)"
@@ -63,7 +64,7 @@ xs_quick && ok "xenstore answers after the status flood" || bad "xenstore slow o
 
 # 2. The same, the last final status an init_error whose message carries escape sequences
 # (JSON-escaped, so they pass xenstore's byte checks) and a forged line.
-hx run -d --network none --name hs2 hostile /xs-hostile status-escape > /dev/null 2> "$work/r2.err" || bad "run -d hs2: $(cat -v "$work/r2.err")"
+hx run -d --privileged --network none --name hs2 hostile /xs-hostile status-escape > /dev/null 2> "$work/r2.err" || bad "run -d hs2: $(cat -v "$work/r2.err")"
 code=$(timeout 400 hx wait hs2 2> "$work/w2.err"); rc=$?
 echo "escape flood: hx wait '$code' (exit $rc)"
 case $code in
@@ -86,7 +87,7 @@ echo "INFO neighbours beside the floods: not run here (checks/hostile-neighbours
 # keeps up, caps the log, exits cleanly and prints no raw ESC; xenstore stays responsive.
 # It comes last: the lab's known fault (docs/xen-lab.md) may hit processes started after it.
 printf '[log]\nmax_size = "1m"\nmax_file = 2\n' > "$work/log.toml"
-HX_CONFIG="$work/log.toml" hx run -d --network none --name flood hostile /xs-hostile console 30 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
+HX_CONFIG="$work/log.toml" hx run -d --privileged --network none --name flood hostile /xs-hostile console 30 > /dev/null 2> "$work/f.err" && ok "console flood started" || bad "console flood: $(cat -v "$work/f.err")"
 sleep 20
 xs_quick && ok "xenstore answers during the console flood" || bad "xenstore slow or dead during the console flood"
 clog=$(hx inspect flood 2>/dev/null | jq -r '.[0].Files.Console')

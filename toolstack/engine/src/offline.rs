@@ -95,6 +95,10 @@ impl OfflineVm {
         let launch = Launch::prepare(&self.root, &req, &img, self.be.as_ref(), &host)?;
         let mut spec = lifecycle::build_spec(&req, &img, &lifecycle::hostname_of(&req, &c.id))?;
         spec.args = pv_init::hold::argv();
+        // The stand-in is pv-init, reached through /proc/1/exe: only with pv-init's own
+        // capabilities (following that link is ptrace's access check).
+        spec.capabilities = None;
+        spec.no_new_privileges = false;
         spec.env = vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()];
         spec.cwd = "/".into();
         spec.user = "0:0".into();

@@ -414,7 +414,11 @@ fn run(
             pid: member_pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
             root,
         },
-        (Some(root), None) => process::Enter::NewRoot { root, confined },
+        (Some(root), None) => process::Enter::NewRoot {
+            root,
+            confined,
+            shared_pids: req.member.as_ref().is_some_and(|m| m.shared_pids),
+        },
         _ => process::Enter::Current,
     };
     let user = if req.user.is_empty() {

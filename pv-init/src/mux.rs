@@ -288,6 +288,9 @@ pub struct MemberStart {
     /// Its memory and CPU limits inside the pod's VM (pv-init's cgroup.rs).
     #[serde(default, skip_serializing_if = "MemberLimits::is_none")]
     pub limits: MemberLimits,
+    /// In the pod VM's PID namespace (CRI's `shareProcessNamespace`) instead of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_pids: bool,
 }
 
 /// A pod member's limits inside its pod's VM, as cgroup v2 sets them: `memory.max`,

@@ -44,10 +44,15 @@ pub struct Process<'a> {
 pub enum Enter<'a> {
     /// pv-init's own (the container's, after switch_root).
     Current,
-    /// A pod member's workload: new mount and PID namespaces (it is their init, as a docker or
-    /// Kubernetes container is), pivot_root into `root`, a /proc of its own — with docker's
-    /// read-only and masked paths when `confined` (not privileged).
-    NewRoot { root: &'a Path, confined: bool },
+    /// A pod member's workload: a new mount namespace and, unless `shared_pids`, a new PID
+    /// namespace (it is its init, as a docker or Kubernetes container is), pivot_root into
+    /// `root`, a /proc of its own — with docker's read-only and masked paths when `confined`
+    /// (not privileged).
+    NewRoot {
+        root: &'a Path,
+        confined: bool,
+        shared_pids: bool,
+    },
     /// `hx exec` into a pod member: its workload's mount namespace (`mnt`) and PID namespace
     /// (`pid`), whose root is `root` in pv-init's view.
     Namespace {
@@ -323,7 +328,9 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
     let setsid = p.setsid || pty.is_some();
 
     let children_ns = match p.enter {
-        Enter::NewRoot { .. } => ChildrenPidNamespace::new()?,
+        Enter::NewRoot {
+            shared_pids: false, ..
+        } => ChildrenPidNamespace::new()?,
         Enter::Namespace { pid: Some(fd), .. } => Some(ChildrenPidNamespace::join(fd)?),
         _ => None,
     };

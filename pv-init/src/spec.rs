@@ -67,6 +67,10 @@ pub struct ContainerSpec {
     /// `--security-opt no-new-privileges`: setuid files and file capabilities grant nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privileges: bool,
+    /// Pods: a member in the pod VM's PID namespace instead of its own (CRI's
+    /// `shareProcessNamespace`); meaningless for a VM's own workload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_pids: bool,
 }
 
 /// A process's capability sets, bit N for capability N as the kernel numbers them
@@ -549,6 +553,7 @@ mod tests {
             read_only: false,
             capabilities: None,
             no_new_privileges: false,
+            shared_pids: false,
             mounts: vec![Mount {
                 source: MountSource::Tmpfs {
                     size_mb: 0,

@@ -130,6 +130,7 @@ fn sample() -> ContainerSpec {
         read_only: false,
         capabilities: Some(Capabilities::docker_default()),
         no_new_privileges: true,
+        shared_pids: false,
         mounts: vec![
             Mount {
                 source: MountSource::Share {

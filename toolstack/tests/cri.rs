@@ -123,6 +123,22 @@ fn container_config(name: &str, script: &str, log: &str) -> ContainerConfig {
             value: name.into(),
         }],
         log_path: log.into(),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(pid_namespace(NamespaceMode::Container)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What kubelet asks of a container's PID namespace: its own (`Container`), or the pod's
+/// (`Pod`, `shareProcessNamespace: true`).
+fn pid_namespace(mode: NamespaceMode) -> LinuxContainerSecurityContext {
+    LinuxContainerSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: mode as i32,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -405,24 +421,22 @@ async fn pod(c: &Containerd, netns: &str) {
     }
 
     // The client: the server over localhost (the pod's one network), the pod's hostname,
-    // its own root (srv's /www is not there), a known exit code.
-    let (_, st) = run_to_exit(
-        &mut rs,
-        c,
-        &sandbox,
-        &sandbox_config,
-        container_config(
-            "cli",
-            "wget -qO- http://localhost:8080/; echo host=$(hostname); \
-             ls /www 2>/dev/null || echo no-www; echo cpus=$(nproc); \
-             awk '/^MemTotal:/ { print \"memkb=\" $2 }' /proc/meminfo; \
-             echo to-stderr >&2; exit 7",
-            "cli.log",
-        ),
-        &logs,
-        &hx_root,
-    )
-    .await;
+    // its own root (srv's /www is not there), a known exit code; it shares the pod's PID
+    // namespace (shareProcessNamespace), so it sees srv's httpd and the VM's init as PID 1.
+    let mut cli = container_config(
+        "cli",
+        "wget -qO- http://localhost:8080/; echo host=$(hostname); \
+         ls /www 2>/dev/null || echo no-www; echo cpus=$(nproc); \
+         echo pid1=$(cat /proc/1/comm) httpd=$(cat /proc/[0-9]*/comm | grep -c '^httpd$'); \
+         awk '/^MemTotal:/ { print \"memkb=\" $2 }' /proc/meminfo; \
+         echo to-stderr >&2; exit 7",
+        "cli.log",
+    );
+    cli.linux = Some(LinuxContainerConfig {
+        security_context: Some(pid_namespace(NamespaceMode::Pod)),
+        ..Default::default()
+    });
+    let (_, st) = run_to_exit(&mut rs, c, &sandbox, &sandbox_config, cli, &logs, &hx_root).await;
     assert_eq!(
         st.exit_code,
         7,
@@ -444,7 +458,8 @@ async fn pod(c: &Containerd, netns: &str) {
             "hello-from-srv",
             "host=webpod",
             "no-www",
-            &format!("cpus={host_cpus}")
+            &format!("cpus={host_cpus}"),
+            "pid1=init httpd=1",
         ],
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
@@ -476,7 +491,7 @@ async fn pod(c: &Containerd, netns: &str) {
             memory_limit_in_bytes: 32 << 20,
             ..Default::default()
         }),
-        ..Default::default()
+        security_context: Some(pid_namespace(NamespaceMode::Container)),
     });
     let (_, st) = run_to_exit(&mut rs, c, &sandbox, &sandbox_config, hog, &logs, &hx_root).await;
     assert_eq!(
@@ -592,7 +607,10 @@ async fn pod(c: &Containerd, netns: &str) {
             cmd: vec![
                 "sh".into(),
                 "-c".into(),
-                "cat /www/index.html; echo $WHO; grep CapBnd /proc/self/status; exit 3".into(),
+                "cat /www/index.html; echo $WHO; grep CapBnd /proc/self/status; \
+                 echo pid1=$(cat /proc/1/comm) httpd=$(cat /proc/[0-9]*/comm | grep -c '^httpd$'); \
+                 exit 3"
+                    .into(),
             ],
             timeout: 60,
         }),
@@ -602,7 +620,11 @@ async fn pod(c: &Containerd, netns: &str) {
     assert_eq!(
         (String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code),
         // containerd's default capabilities (docker's 14), not the pod VM's all.
-        ("hello-from-srv\nsrv\nCapBnd:\t00000000a80425fb\n", 3),
+        // Its own PID namespace (kubelet's default): its workload is PID 1.
+        (
+            "hello-from-srv\nsrv\nCapBnd:\t00000000a80425fb\npid1=httpd httpd=1\n",
+            3
+        ),
         "stderr: {}",
         String::from_utf8_lossy(&r.stderr)
     );

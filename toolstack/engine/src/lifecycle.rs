@@ -145,6 +145,10 @@ pub struct CreateRequest {
     pub pod: Option<String>,
     #[serde(default)]
     pub pod_infra: bool,
+    /// A pod member in the pod VM's PID namespace, seeing the pod's processes (CRI's
+    /// `shareProcessNamespace`), instead of one of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_pids: bool,
 }
 
 /// The writable layer of a container that outlives its VM: a sparse file, so its size is a
@@ -1198,6 +1202,7 @@ pub fn build_spec(
         read_only: req.read_only,
         capabilities: Some(capabilities(req)?),
         no_new_privileges: req.no_new_privileges,
+        shared_pids: req.shared_pids,
     })
 }
 

@@ -479,6 +479,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         rootfs: None,
         pod: args.pod,
         pod_infra: false,
+        shared_pids: false,
         cpu_cap_pct: None,
         cpu_shares: None,
     })

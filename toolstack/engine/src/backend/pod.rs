@@ -378,6 +378,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             files: copied,
             trees,
             limits,
+            shared_pids: spec.shared_pids,
         }),
         container: None,
         capabilities: spec.capabilities,

@@ -219,6 +219,18 @@ impl Bundle {
         }
     }
 
+    /// The spec joins an existing PID namespace (a path): under CRI, the sandbox's, which
+    /// containerd asks for a pod with `shareProcessNamespace` (NamespaceMode POD).
+    pub fn joins_pid_namespace(&self) -> bool {
+        self.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::Pid))
+            .and_then(|n| n.path().as_ref())
+            .is_some_and(|p| !p.as_os_str().is_empty())
+    }
+
     pub fn hooks(&self) -> Hooks {
         let Some(h) = self.spec.hooks() else {
             return Hooks::default();
@@ -581,6 +593,27 @@ mod tests {
             with(serde_json::json!([{"type": "network", "path": "/run/netns/x"}])),
             NetNs::Join("/run/netns/x".into())
         );
+    }
+
+    #[test]
+    fn a_pid_namespace_path_is_the_pods_shared_one() {
+        let joins = |ns: serde_json::Value| {
+            let mut v = docker_like();
+            v["linux"]["namespaces"] = ns;
+            Bundle {
+                dir: "/b".into(),
+                spec: parse_config(v.to_string().as_bytes()).unwrap(),
+            }
+            .joins_pid_namespace()
+        };
+        assert!(!joins(serde_json::json!([{"type": "pid"}])));
+        assert!(!joins(serde_json::json!([{"type": "pid", "path": ""}])));
+        assert!(!joins(
+            serde_json::json!([{"type": "network", "path": "/proc/9/ns/net"}])
+        ));
+        assert!(joins(
+            serde_json::json!([{"type": "pid", "path": "/proc/9/ns/pid"}])
+        ));
     }
 
     proptest! {

@@ -124,6 +124,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             let mut req = b.request(&name, &image, Some("none".into()))?;
             if let Some(cri::PodRole::Member { pod }) = &pod {
                 member_request(&mut req, pod);
+                req.shared_pids = b.joins_pid_namespace();
                 // Its limits are its cgroup's in the pod's VM: a whole-CPU quota too (its own
                 // vCPUs are not its bound there), and the memory exact, not a VM's least size.
                 req.cpu_cap_pct = b.cpu_quota_pct();

@@ -577,17 +577,19 @@ mod tests {
         assert!(bad(&|v| v["process"]["user"]["uid"] = "x".into()).contains("invalid JSON"));
     }
 
+    /// docker's spec with these `linux.namespaces`.
+    fn with_namespaces(ns: serde_json::Value) -> Bundle {
+        let mut v = docker_like();
+        v["linux"]["namespaces"] = ns;
+        Bundle {
+            dir: "/b".into(),
+            spec: parse_config(v.to_string().as_bytes()).unwrap(),
+        }
+    }
+
     #[test]
     fn namespaces_say_where_the_keeper_lives() {
-        let with = |ns: serde_json::Value| {
-            let mut v = docker_like();
-            v["linux"]["namespaces"] = ns;
-            Bundle {
-                dir: "/b".into(),
-                spec: parse_config(v.to_string().as_bytes()).unwrap(),
-            }
-            .netns()
-        };
+        let with = |ns| with_namespaces(ns).netns();
         assert_eq!(with(serde_json::json!([{"type": "pid"}])), NetNs::Host);
         assert_eq!(
             with(serde_json::json!([{"type": "network", "path": "/run/netns/x"}])),
@@ -597,15 +599,7 @@ mod tests {
 
     #[test]
     fn a_pid_namespace_path_is_the_pods_shared_one() {
-        let joins = |ns: serde_json::Value| {
-            let mut v = docker_like();
-            v["linux"]["namespaces"] = ns;
-            Bundle {
-                dir: "/b".into(),
-                spec: parse_config(v.to_string().as_bytes()).unwrap(),
-            }
-            .joins_pid_namespace()
-        };
+        let joins = |ns| with_namespaces(ns).joins_pid_namespace();
         assert!(!joins(serde_json::json!([{"type": "pid"}])));
         assert!(!joins(serde_json::json!([{"type": "pid", "path": ""}])));
         assert!(!joins(

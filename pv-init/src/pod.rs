@@ -226,6 +226,11 @@ pub fn assemble(m: &MemberStart, confined: bool) -> Result<PathBuf, InitError> {
         MsFlags::empty()
     };
     mnt("overlay", &root, Some("overlay"), nodev, Some(&opts))?;
+    // What pv-init mounts or writes at these paths of the image is resolved in pv-init's own
+    // namespace: an image's symlink there (`/dev -> /dev`) would lead it onto the pod VM's.
+    for d in ["dev", "proc", "sys", "etc"] {
+        own_dir(&root, d)?;
+    }
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     if confined {
         member_dev(&root.join("dev"))?;
@@ -315,12 +320,27 @@ pub fn assemble(m: &MemberStart, confined: bool) -> Result<PathBuf, InitError> {
     items.sort_by_key(|(d, _)| *d);
     for (_, item) in items {
         match item {
-            Item::Mount(v) => member_mount(m, &base, &root, v)?,
+            Item::Mount(v) => member_mount(m, &base, &root, v, nodev)?,
             Item::File(i, f) => member_file(&base, &root, i, f)?,
             Item::Tree(i, t) => member_tree(&base, &root, i, t)?,
         }
     }
     Ok(root)
+}
+
+/// `root/name` as a directory of the member's own (made when missing); a symlink or anything
+/// else there is refused, naming it.
+fn own_dir(root: &Path, name: &str) -> Result<(), InitError> {
+    let p = root.join(name);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(InitError::setup(format!(
+            "the image's /{name} is not a directory (a symlink?): a pod member needs its own"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&p)
+            .map_err(|e| InitError::setup(format!("mkdir /{name}: {e}"))),
+        Err(e) => Err(InitError::setup(format!("/{name}: {e}"))),
+    }
 }
 
 /// A confined member's /dev, docker's: a small tmpfs with the harmless character devices, the
@@ -477,11 +497,14 @@ fn members_export(readonly: bool) -> Result<&'static Path, InitError> {
 
 /// One of a member's volumes, onto `target` resolved inside its root: a host directory or file
 /// the host bound into the members export (`<id>/<tag>`), or a tmpfs.
+/// `nodev`: a confined member's tmpfs mounts are `nodev` whatever their options say (where
+/// it may make device nodes, none opens).
 fn member_mount(
     m: &MemberStart,
     base: &Path,
     root: &Path,
     v: &pv_init::spec::Mount,
+    nodev: MsFlags,
 ) -> Result<(), InitError> {
     use pv_init::spec::MountSource;
     let id = &m.id;
@@ -512,7 +535,7 @@ fn member_mount(
             bind_onto(root, &source, &v.target, meta.is_dir(), v.readonly).map_err(|e| bad(&e))?;
         }
         MountSource::Tmpfs { size_mb, options } => {
-            let flags = crate::mounts::tmpfs_flags(options, ro);
+            let flags = crate::mounts::tmpfs_flags(options, ro) | nodev;
             let at = open_in_root(root, &v.target, true).map_err(|e| bad(&e))?;
             mount(
                 Some("tmpfs"),

@@ -127,7 +127,16 @@ impl ChildrenPidNamespace {
 impl Drop for ChildrenPidNamespace {
     fn drop(&mut self) {
         // SAFETY: setns back to pv-init's own namespace, an fd held for the process's life.
-        unsafe { libc::setns(self.own, libc::CLONE_NEWPID) };
+        if unsafe { libc::setns(self.own, libc::CLONE_NEWPID) } != 0 {
+            // Never seen; this thread's later children would be born in the member's.
+            let _ = std::fs::write(
+                "/dev/kmsg",
+                format!(
+                    "pv-init: back to its PID namespace: {}\n",
+                    std::io::Error::last_os_error()
+                ),
+            );
+        }
     }
 }
 

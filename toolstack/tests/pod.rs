@@ -147,6 +147,38 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         "{}",
         privileged.stderr
     );
+    // A confined member's tmpfs is nodev whatever it asks (a node it makes there opens
+    // nothing); an image whose /dev is a symlink out of its root is refused, naming it, and
+    // the pod runs on.
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "--tmpfs",
+            "/scratch:dev",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "grep ' /scratch ' /proc/mounts | grep -c nodev",
+        ],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "1\n"), "{}", r.stderr);
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", tree.path().join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", tree.path().join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("/dev", tree.path().join("dev")).unwrap();
+    hx.ok(&["import", tree.path().to_str().unwrap(), "devlink:1"]);
+    let r = lab.hx(&hx, &["run", "--rm", "--pod", "p", "devlink:1", "/bin/sh", "-c", "true"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("/dev is not a directory"),
+        "{}",
+        r.stderr
+    );
     let logs = lab.hx_ok(&hx, &["logs", "web"]);
     assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
 

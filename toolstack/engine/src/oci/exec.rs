@@ -74,10 +74,13 @@ pub fn parse_process(bytes: &[u8]) -> anyhow::Result<ExecRequest> {
         builtin: None,
         member: None,
         container: None,
-        capabilities: Some(
-            crate::capabilities::from_oci(p.capabilities().as_ref())
-                .map_err(|e| anyhow!("process.capabilities: {e}"))?,
-        ),
+        // Without any: the container's (runc's exec keeps them).
+        capabilities: p
+            .capabilities()
+            .as_ref()
+            .map(|c| crate::capabilities::from_oci(Some(c)))
+            .transpose()
+            .map_err(|e| anyhow!("process.capabilities: {e}"))?,
         no_new_privileges: Some(p.no_new_privileges().unwrap_or(false)),
     })
 }

@@ -50,6 +50,8 @@ for type in pvh pv; do
         grep -E '^(RunPodSandbox|CreateContainer|StopPodSandbox|CRI pod test)' "$w/$type.log" | show 10
     else
         bad "$type: CRI pod test (exit $rc)"
+        # The assertion first: the tail below is mostly the engine's logs the test dumps.
+        grep -a -A6 'panicked at' "$w/$type.log" | show 12
         show 120 < "$w/$type.log"
         for f in /var/log/xen/console/guest-*.log; do [ -e "$f" ] && { echo "$f:"; tail -n 15 "$f"; } | show 16; done
     fi

@@ -337,8 +337,9 @@ fn own_dir(root: &Path, name: &str) -> Result<(), InitError> {
         Ok(_) => Err(InitError::setup(format!(
             "the image's /{name} is not a directory (a symlink?): a pod member needs its own"
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&p)
-            .map_err(|e| InitError::setup(format!("mkdir /{name}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&p).map_err(|e| InitError::setup(format!("mkdir /{name}: {e}")))
+        }
         Err(e) => Err(InitError::setup(format!("/{name}: {e}"))),
     }
 }

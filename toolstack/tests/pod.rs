@@ -172,13 +172,21 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     std::os::unix::fs::symlink("busybox", tree.path().join("bin/sh")).unwrap();
     std::os::unix::fs::symlink("/dev", tree.path().join("dev")).unwrap();
     hx.ok(&["import", tree.path().to_str().unwrap(), "devlink:1"]);
-    let r = lab.hx(&hx, &["run", "--rm", "--pod", "p", "devlink:1", "/bin/sh", "-c", "true"]);
-    assert_ne!(r.code, 0, "{}", r.stdout);
-    assert!(
-        r.stderr.contains("/dev is not a directory"),
-        "{}",
-        r.stderr
+    let r = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "devlink:1",
+            "/bin/sh",
+            "-c",
+            "true",
+        ],
     );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(r.stderr.contains("/dev is not a directory"), "{}", r.stderr);
     let logs = lab.hx_ok(&hx, &["logs", "web"]);
     assert!(logs.stdout.contains("web-started"), "{}", logs.stdout);
 

@@ -392,8 +392,11 @@ fn run(
             Err(e) => return init_error(e),
         }
         base = ("".into(), "/".into(), Vec::new());
-        // A member's start carries its workload's own (below; None: all, from an older host).
-        privileges = crate::pod::Privileges::default();
+        // A member's start carries its workload's own (None: all, from an older host).
+        privileges = crate::pod::Privileges {
+            capabilities: req.capabilities,
+            no_new_privileges: false,
+        };
     } else if let Some(id) = &req.container {
         match crate::pod::lookup(id) {
             Ok(m) => {
@@ -431,7 +434,7 @@ fn run(
     } else {
         &req.cwd
     };
-    if req.capabilities.is_some() || req.member.is_some() {
+    if req.capabilities.is_some() {
         privileges.capabilities = req.capabilities;
     }
     if let Some(nnp) = req.no_new_privileges {

@@ -244,10 +244,8 @@ pub fn assemble(m: &MemberStart, confined: bool) -> Result<PathBuf, InitError> {
             None,
         )?;
     }
-    // Its own /proc is mounted by its workload, the init of its PID namespace
-    // (process::Enter::NewRoot).
-    std::fs::create_dir_all(root.join("proc"))
-        .map_err(|e| InitError::setup(format!("mkdir /proc: {e}")))?;
+    // Its own /proc (made by own_dir above) is mounted by its workload, the init of its PID
+    // namespace (process::Enter::NewRoot).
     let sys_ro = if confined {
         MsFlags::MS_RDONLY
     } else {
@@ -285,7 +283,6 @@ pub fn assemble(m: &MemberStart, confined: bool) -> Result<PathBuf, InitError> {
         .map_err(|e| InitError::setup(format!("binding its cgroup: {e}")))?;
     }
     let etc = root.join("etc");
-    let _ = std::fs::create_dir_all(&etc);
     for f in ["hosts", "hostname", "resolv.conf"] {
         if let Ok(b) = std::fs::read(Path::new("/etc").join(f)) {
             let _ = std::fs::remove_file(etc.join(f));

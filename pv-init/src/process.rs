@@ -614,22 +614,29 @@ unsafe fn confine_proc() {
 
 /// Whether these capabilities are `--privileged`'s: every one the running kernel knows.
 pub fn is_privileged(c: Option<Capabilities>) -> bool {
-    let last = last_cap();
-    let known = if last >= 63 {
-        u64::MAX
-    } else {
-        (1u64 << (last + 1)) - 1
-    };
+    let known = known_caps(last_cap());
     c.is_none_or(|c| c.bounding & known == known)
 }
 
-/// The highest capability number the running kernel knows (cap_last_cap).
+/// The highest capability number the running kernel knows (cap_last_cap), read once.
 fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&n: &u32| n < 64)
-        .unwrap_or(40)
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&n: &u32| n < 64)
+            .unwrap_or(40)
+    })
+}
+
+/// The mask of capabilities 0..=last.
+fn known_caps(last: u32) -> u64 {
+    if last >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last + 1)) - 1
+    }
 }
 
 /// Capability sets ready for the syscalls, masked to what the kernel knows: made before the
@@ -659,11 +666,7 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 impl KernelCaps {
     fn new(c: Capabilities, last: u32) -> Self {
-        let known = if last >= 63 {
-            u64::MAX
-        } else {
-            (1u64 << (last + 1)) - 1
-        };
+        let known = known_caps(last);
         let m = |v: u64| v & known;
         KernelCaps {
             sets: Capabilities {

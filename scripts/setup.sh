@@ -13,8 +13,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES=(
-    # build
-    gcc make pkg-config libssl-dev zlib1g-dev libclang-dev clang libxen-dev
+    # build (libseccomp: seccomp profiles are compiled in dom0, toolstack/engine/src/seccomp.rs)
+    gcc make pkg-config libssl-dev zlib1g-dev libclang-dev clang libxen-dev libseccomp-dev
     # hyper kernel
     linux-source-6.1 flex bison bc libelf-dev cpio xz-utils patch
     # images and guests

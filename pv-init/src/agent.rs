@@ -372,6 +372,7 @@ fn run(
     let mut privileges = crate::pod::Privileges {
         capabilities: a.spec.capabilities,
         no_new_privileges: a.spec.no_new_privileges,
+        seccomp: a.spec.seccomp.clone().map(std::sync::Arc::new),
     };
     let mut member_root = None;
     let mut member_ns = None;
@@ -396,6 +397,7 @@ fn run(
         privileges = crate::pod::Privileges {
             capabilities: req.capabilities,
             no_new_privileges: false,
+            seccomp: None,
         };
     } else if let Some(id) = &req.container {
         match crate::pod::lookup(id) {
@@ -440,6 +442,9 @@ fn run(
     if let Some(nnp) = req.no_new_privileges {
         privileges.no_new_privileges = nnp;
     }
+    if let Some(s) = &req.seccomp {
+        privileges.seccomp = Some(std::sync::Arc::new(s.clone()));
+    }
     let ident = match process::ident_in(user, member_root.as_deref()) {
         Ok(i) => i,
         Err(e) => return init_error(e),
@@ -471,6 +476,7 @@ fn run(
             cgroup: cgroup.as_ref().map(|fd| fd.as_raw_fd()),
             capabilities: privileges.capabilities,
             no_new_privileges: privileges.no_new_privileges,
+            seccomp: privileges.seccomp.as_deref(),
         },
         |pid| register(a, pid, tx),
     );

@@ -57,6 +57,7 @@ pub fn run_workload(
             cgroup: None,
             capabilities: spec.capabilities,
             no_new_privileges: spec.no_new_privileges,
+            seccomp: spec.seccomp.as_ref(),
         },
         |_| {},
     )?;

@@ -259,6 +259,10 @@ pub struct ExecRequest {
     /// None: as the container's workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_new_privileges: Option<bool>,
+    /// Its system-call filter (a pod member's workload: its spec's). None: the container's
+    /// workload's (a member's start: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<crate::spec::Seccomp>,
 }
 
 /// A pod member's disks and root: the image rootfs and the writable layer, hot-plugged by the

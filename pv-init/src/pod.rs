@@ -35,11 +35,12 @@ pub struct Member {
     pub privileges: Privileges,
 }
 
-/// A process's capability sets (None: all) and no-new-privileges flag.
-#[derive(Debug, Clone, Copy, Default)]
+/// A process's capability sets (None: all), no-new-privileges flag and system-call filter.
+#[derive(Debug, Clone, Default)]
 pub struct Privileges {
     pub capabilities: Option<pv_init::spec::Capabilities>,
     pub no_new_privileges: bool,
+    pub seccomp: Option<std::sync::Arc<pv_init::spec::Seccomp>>,
 }
 
 /// A running member as `hx exec` enters it.
@@ -736,7 +737,7 @@ pub fn lookup(id: &str) -> Result<Entered, InitError> {
         user: m.user.clone(),
         cwd: m.cwd.clone(),
         env: m.env.clone(),
-        privileges: m.privileges,
+        privileges: m.privileges.clone(),
     })
 }
 

@@ -37,6 +37,8 @@ pub struct Process<'a> {
     /// Its capability sets; None keeps pv-init's (all).
     pub capabilities: Option<Capabilities>,
     pub no_new_privileges: bool,
+    /// Its system-call filter, installed last before the exec (None: none).
+    pub seccomp: Option<&'a pv_init::spec::Seccomp>,
 }
 
 /// The root a process runs in.
@@ -297,6 +299,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
     let limits = rlimits(p.rlimits)?;
     let caps = p.capabilities.map(|c| KernelCaps::new(c, last_cap()));
     let no_new_privileges = p.no_new_privileges;
+    let filter = p.seccomp.map(SeccompFilter::new).transpose()?;
 
     let (err_r, err_w) = pipe()?;
     let devnull = std::fs::File::open("/dev/null")
@@ -429,6 +432,13 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         fail_at(4, i as u8, *libc::__errno_location())
                     }
                 }
+                // Without no-new-privileges the filter needs CAP_SYS_ADMIN to go in: before the
+                // capabilities are dropped (runc's order), so the calls below pass through it.
+                if let (Some(f), false) = (&filter, no_new_privileges) {
+                    if let Err(errno) = f.install() {
+                        fail(8, errno)
+                    }
+                }
                 // runc's order: the bounding set while CAP_SETPCAP is still there, the user
                 // with the permitted set kept across setuid, then the sets themselves.
                 if let Some(c) = &caps {
@@ -458,6 +468,12 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                 }
                 if libc::chdir(c_cwd.as_ptr()) != 0 {
                     fail(2, *libc::__errno_location())
+                }
+                // With it, as late as can be: only the exec itself passes through the filter.
+                if let (Some(f), true) = (&filter, no_new_privileges) {
+                    if let Err(errno) = f.install() {
+                        fail(8, errno)
+                    }
                 }
                 let argv: Vec<*const libc::c_char> = c_args
                     .iter()
@@ -526,6 +542,10 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             "applying the capabilities: {}",
             crate::errno_text(&e)
         )),
+        8 => InitError::setup(format!(
+            "installing the seccomp filter: {}",
+            crate::errno_text(&e)
+        )),
         2 => InitError {
             code: 126,
             message: format!(
@@ -543,6 +563,46 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             message: format!("exec: {argv0:?}: {}", e.to_string().to_lowercase()),
         },
     })
+}
+
+/// A seccomp program ready for seccomp(2), made before the fork (the child only installs it).
+struct SeccompFilter {
+    insns: Vec<libc::sock_filter>,
+    flags: libc::c_ulong,
+}
+
+impl SeccompFilter {
+    fn new(s: &pv_init::spec::Seccomp) -> Result<Self, InitError> {
+        s.check().map_err(InitError::setup)?;
+        Ok(SeccompFilter {
+            insns: s
+                .unpack()
+                .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+                .collect(),
+            flags: libc::c_ulong::from(s.flags),
+        })
+    }
+
+    /// In the forked child: no allocation.
+    unsafe fn install(&self) -> Result<(), i32> {
+        let prog = libc::sock_fprog {
+            len: self.insns.len() as libc::c_ushort,
+            filter: self.insns.as_ptr().cast_mut(),
+        };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(unsafe { *libc::__errno_location() })
+        }
+    }
 }
 
 /// docker's read-only and masked /proc paths (moby's oci/defaults.go), in a member's own /proc:

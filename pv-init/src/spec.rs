@@ -71,6 +71,61 @@ pub struct ContainerSpec {
     /// `shareProcessNamespace`); meaningless for a VM's own workload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pids: bool,
+    /// The workload's system-call filter, compiled in dom0 (docker's default profile, an OCI
+    /// spec's `linux.seccomp`); every `hx exec` into the container gets it too. None: no
+    /// filter (`seccomp=unconfined`, `--privileged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Seccomp>,
+}
+
+/// A seccomp filter as the kernel takes it (seccomp(2), `SECCOMP_SET_MODE_FILTER`): classic
+/// BPF, each `struct sock_filter` packed into one number (`pack`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seccomp {
+    pub program: Vec<u64>,
+    /// `SECCOMP_FILTER_FLAG_LOG`, `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
+    #[serde(default)]
+    pub flags: u32,
+}
+
+impl Seccomp {
+    /// The kernel's BPF_MAXINSNS.
+    pub const MAX_INSNS: usize = 4096;
+    /// The flags a spec may ask for (LOG, SPEC_ALLOW).
+    pub const KNOWN_FLAGS: u32 = 2 | 4;
+
+    /// code << 48 | jt << 40 | jf << 32 | k.
+    pub fn pack(code: u16, jt: u8, jf: u8, k: u32) -> u64 {
+        u64::from(code) << 48 | u64::from(jt) << 40 | u64::from(jf) << 32 | u64::from(k)
+    }
+
+    /// The instructions as (code, jt, jf, k).
+    pub fn unpack(&self) -> impl Iterator<Item = (u16, u8, u8, u32)> + '_ {
+        self.program.iter().map(|i| {
+            (
+                (i >> 48) as u16,
+                (i >> 40) as u8,
+                (i >> 32) as u8,
+                *i as u32,
+            )
+        })
+    }
+
+    /// Whether the kernel could take it at all: 1..=4096 instructions, known flags.
+    pub fn check(&self) -> Result<(), String> {
+        if self.program.is_empty() || self.program.len() > Self::MAX_INSNS {
+            return Err(format!(
+                "a seccomp program of {} instructions (1..={})",
+                self.program.len(),
+                Self::MAX_INSNS
+            ));
+        }
+        if self.flags & !Self::KNOWN_FLAGS != 0 {
+            return Err(format!("seccomp flags {:#x}", self.flags));
+        }
+        Ok(())
+    }
 }
 
 /// A process's capability sets, bit N for capability N as the kernel numbers them
@@ -554,6 +609,7 @@ mod tests {
             capabilities: None,
             no_new_privileges: false,
             shared_pids: false,
+            seccomp: None,
             mounts: vec![Mount {
                 source: MountSource::Tmpfs {
                     size_mb: 0,

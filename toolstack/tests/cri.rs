@@ -132,12 +132,17 @@ fn container_config(name: &str, script: &str, log: &str) -> ContainerConfig {
 }
 
 /// What kubelet asks of a container's PID namespace: its own (`Container`), or the pod's
-/// (`Pod`, `shareProcessNamespace: true`).
+/// (`Pod`, `shareProcessNamespace: true`); and containerd's default seccomp profile
+/// (`seccompProfile: RuntimeDefault`, what the restricted Pod Security Standard requires).
 fn pid_namespace(mode: NamespaceMode) -> LinuxContainerSecurityContext {
     LinuxContainerSecurityContext {
         namespace_options: Some(NamespaceOption {
             pid: mode as i32,
             ..Default::default()
+        }),
+        seccomp: Some(SecurityProfile {
+            profile_type: security_profile::ProfileType::RuntimeDefault as i32,
+            localhost_ref: String::new(),
         }),
         ..Default::default()
     }
@@ -607,7 +612,7 @@ async fn pod(c: &Containerd, netns: &str) {
             cmd: vec![
                 "sh".into(),
                 "-c".into(),
-                "cat /www/index.html; echo $WHO; grep CapBnd /proc/self/status; \
+                "cat /www/index.html; echo $WHO; grep -E '^(CapBnd|Seccomp):' /proc/self/status; \
                  echo pid1=$(cat /proc/1/comm) httpd=$(cat /proc/[0-9]*/comm | grep -c '^httpd$'); \
                  exit 3"
                     .into(),
@@ -619,10 +624,11 @@ async fn pod(c: &Containerd, netns: &str) {
     .await;
     assert_eq!(
         (String::from_utf8_lossy(&r.stdout).as_ref(), r.exit_code),
-        // containerd's default capabilities (docker's 14), not the pod VM's all.
+        // containerd's default capabilities (docker's 14), not the pod VM's all, and its
+        // default seccomp profile (RuntimeDefault).
         // Its own PID namespace (kubelet's default): its workload is PID 1.
         (
-            "hello-from-srv\nsrv\nCapBnd:\t00000000a80425fb\npid1=httpd httpd=1\n",
+            "hello-from-srv\nsrv\nCapBnd:\t00000000a80425fb\nSeccomp:\t2\npid1=httpd httpd=1\n",
             3
         ),
         "stderr: {}",

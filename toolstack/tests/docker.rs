@@ -109,8 +109,19 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     // docker exec: the container's capabilities (the exec's process.capabilities). (`exec
     // --privileged` beyond a container's bounding set is refused by runc, "unable to apply
     // caps"; hx gives it, as `hx exec --privileged` does.)
-    let r = d.docker_ok(&["exec", "logger", "grep", "CapEff", "/proc/self/status"]);
-    assert_eq!(r.stdout, "CapEff:\t00000000a80425fb\n", "{who}");
+    // And docker's default seccomp profile, which dockerd writes into the spec.
+    let r = d.docker_ok(&[
+        "exec",
+        "logger",
+        "grep",
+        "-E",
+        "^(CapEff|Seccomp):",
+        "/proc/self/status",
+    ]);
+    assert_eq!(
+        r.stdout, "CapEff:\t00000000a80425fb\nSeccomp:\t2\n",
+        "{who}"
+    );
 
     // docker stop -t 2 of a workload that ignores SIGTERM: SIGKILL after 2 s, 137.
     let r = d.docker(&run_args(

@@ -223,7 +223,11 @@ fn bad_flags_are_125_before_anything_happens() {
         (&["--shm-size", "2t"], "--shm-size \"2t\": out of range"),
         (&["--cap-add", "net_foo"], "unknown capability: \"CAP_NET_FOO\""),
         (&["--cap-drop", "ALL", "--cap-drop", "SYS_WHATEVER"], "\"CAP_SYS_WHATEVER\""),
-        (&["--security-opt", "seccomp=/p.json"], "--security-opt \"seccomp=/p.json\""),
+        (
+            &["--security-opt", "seccomp=/no/such/profile.json"],
+            "--security-opt seccomp=/no/such/profile.json: No such file or directory",
+        ),
+        (&["--security-opt", "apparmor=docker-default"], "--security-opt \"apparmor=docker-default\""),
     ] {
         let mut argv = vec!["run", "--rm"];
         argv.extend_from_slice(args);
@@ -236,6 +240,33 @@ fn bad_flags_are_125_before_anything_happens() {
             r.stderr
         );
         assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+    }
+    // A profile hx cannot apply is refused the same way, naming the file and the fault.
+    let dir = tempfile::tempdir().unwrap();
+    for (text, want) in [
+        (
+            "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscals\": []}",
+            "unknown field `syscals`",
+        ),
+        (
+            "{\"defaultAction\": \"SCMP_ACT_NOTIFY\"}",
+            "SCMP_ACT_NOTIFY",
+        ),
+        ("not json", "expected ident"),
+    ] {
+        let path = dir.path().join("profile.json");
+        std::fs::write(&path, text).unwrap();
+        let opt = format!("seccomp={}", path.display());
+        let r = hx.run(&["run", "--rm", "--security-opt", &opt, BUSYBOX, "true"]);
+        assert_eq!(r.code, 125, "{text}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .starts_with(&format!("hx: --security-opt {opt}: seccomp profile: "))
+                && r.stderr.contains(want)
+                && r.stderr.lines().count() == 1,
+            "{text}: {}",
+            r.stderr
+        );
     }
     assert!(hx
         .store_files()
@@ -347,7 +378,19 @@ const STATUS: &str = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status";
 fn capabilities_are_dockers_and_the_flags_change_them() {
     let Some(hx) = Hx::with_busybox() else { return };
     let docker = "00000000a80425fb";
-    hx.ok(&["run", "-d", "--name", "caps", BUSYBOX, "sleep", "600"]);
+    // (Unconfined: `exec --privileged` below mounts, which docker's seccomp profile, like
+    // docker's, keeps from any exec into a container made without CAP_SYS_ADMIN.)
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "caps",
+        "--security-opt",
+        "seccomp=unconfined",
+        BUSYBOX,
+        "sleep",
+        "600",
+    ]);
     let r = hx.run(&["exec", "caps", "sh", "-c", STATUS]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
@@ -438,4 +481,83 @@ fn capabilities_are_dockers_and_the_flags_change_them() {
         "{}",
         r.stderr
     );
+}
+
+/// `Seccomp:` (0 none, 2 a filter) and whether syslog(2) is let through (`dmesg`: any user may
+/// read the log of this kernel; docker's profile allows it only with CAP_SYSLOG).
+const SECCOMP_PROBE: &str = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+     dmesg >/dev/null 2>&1 && echo syslog || echo no-syslog";
+
+/// docker's seccomp profile by default, for the workload and every exec (`exec --privileged`
+/// too: the container's filter, as runc applies it); it follows the capabilities
+/// (`--cap-add SYSLOG` lets syslog through); `seccomp=unconfined` and `--privileged` lift it;
+/// `seccomp=FILE` applies that profile (mkdir denied with EACCES); with no-new-privileges too.
+#[test]
+fn seccomp_is_dockers_profile_and_the_options_change_it() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let run = |flags: &[&str]| {
+        let mut argv = vec!["run", "--rm"];
+        argv.extend_from_slice(flags);
+        argv.extend_from_slice(&[BUSYBOX, "sh", "-c", SECCOMP_PROBE]);
+        let r = hx.run(&argv);
+        assert_eq!(r.code, 0, "{flags:?}: {}", r.stderr);
+        r.stdout
+    };
+    let filtered = "NoNewPrivs:\t0\nSeccomp:\t2\nno-syslog\n";
+    assert_eq!(run(&[]), filtered);
+    assert_eq!(
+        run(&["--cap-add", "SYSLOG"]),
+        "NoNewPrivs:\t0\nSeccomp:\t2\nsyslog\n"
+    );
+    assert_eq!(
+        run(&["--security-opt", "no-new-privileges"]),
+        "NoNewPrivs:\t1\nSeccomp:\t2\nno-syslog\n"
+    );
+    let open = "NoNewPrivs:\t0\nSeccomp:\t0\nsyslog\n";
+    assert_eq!(run(&["--security-opt", "seccomp=unconfined"]), open);
+    assert_eq!(run(&["--privileged"]), open);
+
+    hx.ok(&["run", "-d", "--name", "sc", BUSYBOX, "sleep", "600"]);
+    for exec in [&["exec", "sc"][..], &["exec", "--privileged", "sc"]] {
+        let mut argv = exec.to_vec();
+        argv.extend_from_slice(&["sh", "-c", SECCOMP_PROBE]);
+        assert_eq!(hx.ok(&argv).stdout, filtered, "{exec:?}");
+    }
+    let inspect = hx.ok(&["inspect", "-f", "{{json .HostConfig.SecurityOpt}}", "sc"]);
+    assert_eq!(inspect.stdout.trim(), "[]");
+    hx.ok(&["rm", "-f", "sc"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        BUSYBOX,
+        "sh",
+        "-c",
+        "touch /tmp/f && echo touched; mkdir /tmp/d",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stdout, "touched\n");
+    assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+    let r = hx.ok(&[
+        "create",
+        "--name",
+        "un",
+        "--security-opt",
+        "seccomp=unconfined",
+        BUSYBOX,
+    ]);
+    assert!(!r.stdout.is_empty());
+    let inspect = hx.ok(&["inspect", "-f", "{{json .HostConfig.SecurityOpt}}", "un"]);
+    assert_eq!(inspect.stdout.trim(), "[\"seccomp=unconfined\"]");
 }

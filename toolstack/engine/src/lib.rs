@@ -30,6 +30,7 @@ pub mod process;
 pub mod restart;
 pub mod runtime;
 pub mod sanitize;
+pub mod seccomp;
 pub mod short_path;
 pub mod volume;
 pub mod workload_input;

@@ -131,6 +131,9 @@ pub struct CreateRequest {
     /// `--security-opt no-new-privileges`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privileges: bool,
+    /// The system-call filter (`--security-opt seccomp=`, an OCI spec's `linux.seccomp`).
+    #[serde(default)]
+    pub seccomp: crate::seccomp::SeccompPolicy,
     /// `-l`/`--label-file`, over the image's labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -1167,6 +1170,7 @@ pub fn build_spec(
         None if req.read_only => Upper::Tmpfs { size_mb: 1 },
         None => Upper::Tmpfs { size_mb: 0 },
     };
+    let caps = capabilities(req)?;
     Ok(ContainerSpec {
         version: SPEC_VERSION,
         args: argv,
@@ -1200,9 +1204,11 @@ pub fn build_spec(
             .collect(),
         extra_hosts: vec![],
         read_only: req.read_only,
-        capabilities: Some(capabilities(req)?),
+        capabilities: Some(caps),
         no_new_privileges: req.no_new_privileges,
         shared_pids: req.shared_pids,
+        seccomp: crate::seccomp::program(&req.seccomp, &caps)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
     })
 }
 

@@ -99,6 +99,7 @@ impl OfflineVm {
         // capabilities (following that link is ptrace's access check).
         spec.capabilities = None;
         spec.no_new_privileges = false;
+        spec.seccomp = None;
         spec.env = vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()];
         spec.cwd = "/".into();
         spec.user = "0:0".into();

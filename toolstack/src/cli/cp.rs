@@ -114,6 +114,7 @@ fn open(socket: &Path, builtin: Builtin, stdin: bool) -> anyhow::Result<Session>
             container: None,
             capabilities: None,
             no_new_privileges: None,
+            seccomp: None,
         },
     )
 }

@@ -103,6 +103,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         container: c.is_pod_member().then(|| c.id.clone()),
         capabilities: args.privileged.then(pv_init::spec::Capabilities::all),
         no_new_privileges: None,
+        seccomp: None,
     };
     if !req.cwd.is_empty() && !req.cwd.starts_with('/') {
         bail!(

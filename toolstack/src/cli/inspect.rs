@@ -137,11 +137,7 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             "Privileged": req.as_ref().is_some_and(|r| r.privileged),
             "CapAdd": req.as_ref().map(|r| r.cap_add.clone()).unwrap_or_default(),
             "CapDrop": req.as_ref().map(|r| r.cap_drop.clone()).unwrap_or_default(),
-            "SecurityOpt": if spec["no_new_privileges"].as_bool().unwrap_or(false) {
-                vec!["no-new-privileges"]
-            } else {
-                vec![]
-            },
+            "SecurityOpt": security_opt(req.as_ref(), &spec),
             "RestartPolicy": {
                 "Name": c.restart_policy.name(),
                 "MaximumRetryCount": c.restart_policy.max_retries(),
@@ -223,4 +219,23 @@ fn network_settings(root: &std::path::Path, c: &container::Container) -> serde_j
         "HostInterface": n.ifname,
         "Ports": ports,
     })
+}
+
+/// docker's `HostConfig.SecurityOpt`: what the options changed (a profile file as docker
+/// shows it, `seccomp=` and the JSON itself).
+fn security_opt(
+    req: Option<&hx_engine::lifecycle::CreateRequest>,
+    spec: &serde_json::Value,
+) -> Vec<String> {
+    use hx_engine::seccomp::SeccompPolicy;
+    let mut out = Vec::new();
+    if spec["no_new_privileges"].as_bool().unwrap_or(false) {
+        out.push("no-new-privileges".to_string());
+    }
+    match req.map(|r| (&r.seccomp, r.privileged)) {
+        Some((SeccompPolicy::Unconfined, false)) => out.push("seccomp=unconfined".to_string()),
+        Some((SeccompPolicy::Docker { profile }, _)) => out.push(format!("seccomp={profile}")),
+        _ => {}
+    }
+    out
 }

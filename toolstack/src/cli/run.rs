@@ -6,9 +6,10 @@ use hx_engine::backend;
 use hx_engine::container::{self, Container};
 use hx_engine::lifecycle::{self, CreateRequest};
 use hx_engine::runtime;
+use hx_engine::seccomp::SeccompPolicy;
 use hx_images::Store;
 use pv_init::status::Control;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,8 +66,9 @@ pub struct CreateArgs {
     /// Drop a capability from the default set (NET_RAW, ..., or ALL)
     #[arg(long, value_name = "CAP")]
     pub cap_drop: Vec<String>,
-    /// Security options: no-new-privileges[:true|false]; seccomp=unconfined, apparmor=unconfined
-    /// and label=disable are accepted (the guest has no such profiles to lift)
+    /// Security options: no-new-privileges[:true|false]; seccomp=PROFILE.json (docker's
+    /// format) or seccomp=unconfined (the default is docker's profile); apparmor=unconfined and
+    /// label=disable are accepted (the guest has no such profiles to lift)
     #[arg(long, value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Accepted for docker's sake: pv-init is every container's PID 1 and already reaps
@@ -245,10 +247,18 @@ pub struct Interactive {
     pub detach_keys: Vec<u8>,
 }
 
-/// `--security-opt`s, docker's spellings: whether no-new-privileges is asked for. An option
-/// asking for a profile hx cannot apply is refused, naming it.
-fn no_new_privileges(opts: &[String]) -> anyhow::Result<bool> {
+/// What `--security-opt`s ask for.
+struct SecurityOpts {
+    no_new_privileges: bool,
+    seccomp: SeccompPolicy,
+}
+
+/// `--security-opt`s, docker's spellings. A seccomp profile file is read and checked here, so
+/// that a bad one is refused before anything is made; `--privileged` lifts the filter unless
+/// one is named (docker's way). An option asking for what hx cannot apply is refused, naming it.
+fn security_opts(opts: &[String], privileged: bool) -> anyhow::Result<SecurityOpts> {
     let mut nnp = false;
+    let mut seccomp = None;
     for o in opts {
         let (key, value) = o
             .split_once(['=', ':'])
@@ -256,14 +266,36 @@ fn no_new_privileges(opts: &[String]) -> anyhow::Result<bool> {
         match (key, value) {
             ("no-new-privileges", None | Some("true")) => nnp = true,
             ("no-new-privileges", Some("false")) => nnp = false,
-            ("seccomp" | "apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            ("seccomp", Some("unconfined")) => seccomp = Some(SeccompPolicy::Unconfined),
+            ("seccomp", Some("builtin")) => seccomp = Some(SeccompPolicy::Default),
+            ("seccomp", Some(path)) if !path.is_empty() => {
+                let culprit = format!("--security-opt seccomp={}", hx_engine::sanitize::line(path));
+                let file =
+                    std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{culprit}: {e}"))?;
+                let mut text = String::new();
+                file.take(hx_engine::seccomp::MAX_PROFILE as u64 + 1)
+                    .read_to_string(&mut text)
+                    .map_err(|e| anyhow::anyhow!("{culprit}: {e}"))?;
+                hx_engine::seccomp::check_docker(&text)
+                    .map_err(|e| anyhow::anyhow!("{culprit}: {e}"))?;
+                seccomp = Some(SeccompPolicy::Docker { profile: text });
+            }
+            ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
             _ => bail!(
-                "--security-opt {o:?}: hx supports no-new-privileges[:true|false] (and accepts \
-                 seccomp=unconfined, apparmor=unconfined, label=disable)"
+                "--security-opt {o:?}: hx supports no-new-privileges[:true|false], \
+                 seccomp=PROFILE|unconfined (and accepts apparmor=unconfined, label=disable)"
             ),
         }
     }
-    Ok(nnp)
+    let seccomp = seccomp.unwrap_or(if privileged {
+        SeccompPolicy::Unconfined
+    } else {
+        SeccompPolicy::Default
+    });
+    Ok(SecurityOpts {
+        no_new_privileges: nnp,
+        seccomp,
+    })
 }
 
 /// The least memory a VM gets: the guest kernel, pv-init's initramfs unpacked and a shell
@@ -411,6 +443,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     if args.cpus == 0 || args.cpus > 32 {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
+    let security = security_opts(&args.security_opt, args.privileged)?;
     let guest_env =
         guest_env::GuestEnv::parse(args.shm_size.as_deref(), &args.ulimit, &args.sysctl)?;
     // (-v's own errors are reported by the engine.)
@@ -471,7 +504,8 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         restart,
         labels,
         read_only: args.read_only,
-        no_new_privileges: no_new_privileges(&args.security_opt)?,
+        no_new_privileges: security.no_new_privileges,
+        seccomp: security.seccomp,
         privileged: args.privileged,
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,

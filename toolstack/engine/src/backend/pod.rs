@@ -383,6 +383,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
         container: None,
         capabilities: spec.capabilities,
         no_new_privileges: Some(spec.no_new_privileges),
+        seccomp: spec.seccomp.clone(),
     };
     let ended =
         crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {

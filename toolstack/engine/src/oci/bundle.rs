@@ -3,6 +3,7 @@
 //! is bounded, parsed strictly by oci-spec (unknown fields ignored), and what hx cannot honour
 //! is refused with the field named.
 use crate::lifecycle::CreateRequest;
+use crate::seccomp::SeccompPolicy;
 use anyhow::{anyhow, bail, Context};
 use oci_spec::runtime::{Hook, LinuxNamespaceType, Mount, Spec};
 use pv_init::spec::{MountSource, Rlimit, TmpfsOptions, TtySize};
@@ -308,6 +309,13 @@ impl Bundle {
                     .map_err(|e| anyhow!("process.capabilities: {e}"))?,
             ),
             no_new_privileges: process.no_new_privileges().unwrap_or(false),
+            // docker's default profile and Kubernetes' RuntimeDefault arrive here; none: none.
+            seccomp: match self.spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+                Some(profile) => SeccompPolicy::Oci {
+                    profile: Box::new(profile),
+                },
+                None => SeccompPolicy::Unconfined,
+            },
             ..Default::default()
         })
     }

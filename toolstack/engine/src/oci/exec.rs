@@ -82,6 +82,8 @@ pub fn parse_process(bytes: &[u8]) -> anyhow::Result<ExecRequest> {
             .transpose()
             .map_err(|e| anyhow!("process.capabilities: {e}"))?,
         no_new_privileges: Some(p.no_new_privileges().unwrap_or(false)),
+        // An exec runs under the container's filter (runc's way: process.json has none).
+        seccomp: None,
     })
 }
 

@@ -342,9 +342,11 @@ fn own_dir(root: &Path, name: &str) -> Result<(), InitError> {
     }
 }
 
-/// A confined member's /dev, docker's: a small tmpfs with the harmless character devices, the
-/// pod's terminals and /dev/shm (shared, like a Kubernetes pod's IPC) — not the pod VM's disks,
-/// where the other members' roots and layers are.
+/// A confined member's /dev, docker's: a small tmpfs with the harmless character devices, a
+/// devpts instance of its own (the other members' terminals are not there to open: root's
+/// CAP_DAC_OVERRIDE would otherwise read and type into them) and /dev/shm (shared, like a
+/// Kubernetes pod's IPC) — not the pod VM's disks, where the other members' roots and layers
+/// are.
 fn member_dev(dev: &Path) -> Result<(), InitError> {
     mnt(
         "tmpfs",
@@ -365,7 +367,15 @@ fn member_dev(dev: &Path) -> Result<(), InitError> {
         )
         .map_err(|e| made(node, e.into()))?;
     }
-    for dir in ["pts", "shm", "mqueue"] {
+    std::fs::create_dir(dev.join("pts")).map_err(|e| made("pts", e))?;
+    mnt(
+        "devpts",
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    for dir in ["shm", "mqueue"] {
         if !Path::new("/dev").join(dir).is_dir() {
             continue;
         }
@@ -701,6 +711,83 @@ pub fn open_in_root(root: &Path, target: &str, dir: bool) -> Result<OwnedFd, Str
         }
     }
     Err("not a path below /".into())
+}
+
+/// A pty pair from the devpts instance at `root`/dev/pts (a confined member's own), so that its
+/// workload's or exec's terminal is the member's, as runc allocates a container's console
+/// inside it. None when there is no such instance (not a member: the VM's /dev/ptmx is used).
+/// The master is opened without following any link, and must be the ptmx device (5:2); the
+/// slave comes from the master itself (TIOCGPTPEER), never by a name.
+pub fn member_pty(root: &Path) -> Result<Option<nix::pty::OpenptyResult>, InitError> {
+    use std::os::fd::FromRawFd;
+    let fail = |what: &str, e: nix::errno::Errno| {
+        InitError::setup(format!("the member's terminal: {what}: {e}"))
+    };
+    let root_fd = match nix::fcntl::open(
+        root,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return Err(fail("its root", e)),
+    };
+    // SAFETY: open_how is plain integers; all-zero is its empty value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an open_how of the size
+    // passed; the result is a new descriptor owned here.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_fd.as_raw_fd(),
+            c"dev/pts/ptmx".as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return match nix::errno::Errno::last() {
+            nix::errno::Errno::ENOENT => Ok(None),
+            e => Err(fail("dev/pts/ptmx", e)),
+        };
+    }
+    // SAFETY: a descriptor just returned by openat2, owned from here on.
+    let master = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let st = nix::sys::stat::fstat(&master).map_err(|e| fail("dev/pts/ptmx", e))?;
+    let is_ptmx = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && libc::major(st.st_rdev) == 5
+        && libc::minor(st.st_rdev) == 2;
+    if !is_ptmx {
+        return Err(InitError::setup(
+            "the member's terminal: dev/pts/ptmx is not the ptmx device".to_string(),
+        ));
+    }
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_RDWR),
+    )
+    .map_err(|e| fail("ptmx flags", e))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new descriptor (owned below).
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(fail("unlockpt", nix::errno::Errno::last()));
+        }
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(fail("TIOCGPTPEER", nix::errno::Errno::last()));
+    }
+    Ok(Some(nix::pty::OpenptyResult {
+        master,
+        // SAFETY: a descriptor just returned by TIOCGPTPEER, owned from here on.
+        slave: unsafe { OwnedFd::from_raw_fd(slave) },
+    }))
 }
 
 fn is_mountpoint(p: &Path) -> bool {

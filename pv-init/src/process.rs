@@ -312,8 +312,20 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };
-            let pty = nix::pty::openpty(Some(&ws), None)
-                .map_err(|e| InitError::setup(format!("openpty: {e}")))?;
+            // A pod member's terminal comes from its own devpts instance.
+            let own = match p.enter.files() {
+                Some(root) => crate::pod::member_pty(root)?,
+                None => None,
+            };
+            let pty = match own {
+                Some(pty) => {
+                    // SAFETY: TIOCSWINSZ reads a winsize.
+                    unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    pty
+                }
+                None => nix::pty::openpty(Some(&ws), None)
+                    .map_err(|e| InitError::setup(format!("openpty: {e}")))?,
+            };
             for fd in [&pty.master, &pty.slave] {
                 let _ = nix::fcntl::fcntl(
                     fd,

@@ -125,6 +125,31 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         "{}",
         exec.stderr
     );
+    // Terminals: each member's come from a devpts instance of its own, so a member's root
+    // (CAP_DAC_OVERRIDE) cannot open another's terminal to read or type into it. `tty` holds
+    // /dev/pts/0 of its own; web's /dev/pts shows none of it.
+    lab.hx_ok(
+        &hx,
+        &[
+            "run", "-d", "-t", "--pod", "p", "--name", "tty", BUSYBOX, "sleep", "600",
+        ],
+    );
+    let own = lab.hx_ok(
+        &hx,
+        &[
+            "exec",
+            "tty",
+            "sh",
+            "-c",
+            "ls -1 /dev/pts; tty </proc/1/fd/0",
+        ],
+    );
+    assert_eq!(own.stdout, "0\nptmx\n/dev/pts/0\n");
+    let other = lab.hx_ok(&hx, &["exec", "web", "ls", "-1", "/dev/pts"]);
+    assert_eq!(other.stdout, "ptmx\n");
+    let t = lab.hx_ok(&hx, &["exec", "-t", "web", "tty"]);
+    assert_eq!(t.stdout, "/dev/pts/0\r\n");
+    lab.hx_ok(&hx, &["rm", "-f", "tty"]);
     // --privileged: every capability and the pod VM's devices, still its own PID namespace.
     let privileged = lab.hx(
         &hx,

@@ -413,6 +413,25 @@ fn run(
         // The member's group, where it has one (see above).
         cgroup = crate::cgroup::procs(id).ok();
     }
+    // CRI's TARGET: the member is born in a running member's PID namespace.
+    let target_pid_ns = match req.member.as_ref().and_then(|m| m.pid_target.as_deref()) {
+        Some(t) => match crate::pod::lookup(t) {
+            Ok(e) => match e.pid_ns {
+                Some(fd) => Some(fd),
+                None => {
+                    return init_error(crate::InitError::setup(format!(
+                        "the target container {t} has no PID namespace of its own"
+                    )))
+                }
+            },
+            Err(_) => {
+                return init_error(crate::InitError::setup(format!(
+                    "the target container {t} is not running in this pod"
+                )))
+            }
+        },
+        None => None,
+    };
     let enter = match (&member_root, &member_ns) {
         (Some(root), Some(ns)) => process::Enter::Namespace {
             mnt: ns.as_raw_fd(),
@@ -423,6 +442,7 @@ fn run(
             root,
             confined,
             shared_pids: req.member.as_ref().is_some_and(|m| m.shared_pids),
+            join_pid: target_pid_ns.as_ref().map(|fd| fd.as_raw_fd()),
         },
         _ => process::Enter::Current,
     };

@@ -295,6 +295,10 @@ pub struct MemberStart {
     /// In the pod VM's PID namespace (CRI's `shareProcessNamespace`) instead of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pids: bool,
+    /// In this running member's PID namespace (its id) instead of its own: CRI's
+    /// NamespaceMode TARGET (an ephemeral container, `kubectl debug --target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_target: Option<String>,
 }
 
 /// A pod member's limits inside its pod's VM, as cgroup v2 sets them: `memory.max`,

@@ -54,6 +54,8 @@ pub enum Enter<'a> {
         root: &'a Path,
         confined: bool,
         shared_pids: bool,
+        /// Another member's PID namespace to be born in instead (CRI's TARGET).
+        join_pid: Option<RawFd>,
     },
     /// `hx exec` into a pod member: its workload's mount namespace (`mnt`) and PID namespace
     /// (`pid`), whose root is `root` in pv-init's view.
@@ -352,6 +354,9 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
     let setsid = p.setsid || pty.is_some();
 
     let children_ns = match p.enter {
+        Enter::NewRoot {
+            join_pid: Some(fd), ..
+        } => Some(ChildrenPidNamespace::join(fd)?),
         Enter::NewRoot {
             shared_pids: false, ..
         } => ChildrenPidNamespace::new()?,

@@ -71,6 +71,10 @@ pub struct ContainerSpec {
     /// `shareProcessNamespace`); meaningless for a VM's own workload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pids: bool,
+    /// Pods: a member in this running member's PID namespace (its container id) instead of
+    /// one of its own (CRI's NamespaceMode TARGET: `kubectl debug --target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_target: Option<String>,
     /// The workload's system-call filter, compiled in dom0 (docker's default profile, an OCI
     /// spec's `linux.seccomp`); every `hx exec` into the container gets it too. None: no
     /// filter (`seccomp=unconfined`, `--privileged`).
@@ -609,6 +613,7 @@ mod tests {
             capabilities: None,
             no_new_privileges: false,
             shared_pids: false,
+            pid_target: None,
             seccomp: None,
             mounts: vec![Mount {
                 source: MountSource::Tmpfs {

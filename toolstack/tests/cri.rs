@@ -636,6 +636,31 @@ async fn pod(c: &Containerd, netns: &str) {
     );
     // A member's exit did not end the pod: the server still answers.
     assert_eq!(fetch(netns, &url).as_deref(), Some("hello-from-srv\n"));
+    // An ephemeral debug container (`kubectl debug --target srv`, NamespaceMode TARGET): in
+    // srv's PID namespace, where srv's httpd is PID 1 and the VM's init is not to be seen.
+    let mut dbg = container_config(
+        "dbg",
+        "echo pid1=$(cat /proc/1/comm) init=$(cat /proc/[0-9]*/comm | grep -c '^init$')",
+        "dbg.log",
+    );
+    dbg.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: NamespaceMode::Target as i32,
+                target_id: srv.clone(),
+                ..Default::default()
+            }),
+            ..pid_namespace(NamespaceMode::Target)
+        }),
+        ..Default::default()
+    });
+    let (_, st) = run_to_exit(&mut rs, c, &sandbox, &sandbox_config, dbg, &logs, &hx_root).await;
+    assert_eq!(
+        (st.exit_code, log_lines(&logs.join("dbg.log"), "stdout")),
+        (0, vec!["pid1=httpd init=0".to_string()]),
+        "{st:?}\n{}",
+        engine_logs(&hx_root)
+    );
     // The limits UpdateContainerResources gave srv, as its cgroup shows them to it.
     let r = call(
         "ExecSync limits",

@@ -152,6 +152,10 @@ pub struct CreateRequest {
     /// `shareProcessNamespace`), instead of one of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pids: bool,
+    /// A pod member in this running member's PID namespace (its container id): CRI's
+    /// NamespaceMode TARGET (`kubectl debug --target`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_target: Option<String>,
 }
 
 /// The writable layer of a container that outlives its VM: a sparse file, so its size is a
@@ -1207,6 +1211,7 @@ pub fn build_spec(
         capabilities: Some(caps),
         no_new_privileges: req.no_new_privileges,
         shared_pids: req.shared_pids,
+        pid_target: req.pid_target.clone(),
         seccomp: crate::seccomp::program(&req.seccomp, &caps)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     })

@@ -254,8 +254,8 @@ struct SecurityOpts {
 }
 
 /// `--security-opt`s, docker's spellings. A seccomp profile file is read and checked here, so
-/// that a bad one is refused before anything is made; `--privileged` lifts the filter unless
-/// one is named (docker's way). An option asking for what hx cannot apply is refused, naming it.
+/// that a bad one is refused before anything is made; `--privileged` lifts the filter (docker's
+/// way, a named profile too). An option asking for what hx cannot apply is refused, naming it.
 fn security_opts(opts: &[String], privileged: bool) -> anyhow::Result<SecurityOpts> {
     let mut nnp = false;
     let mut seccomp = None;
@@ -287,11 +287,12 @@ fn security_opts(opts: &[String], privileged: bool) -> anyhow::Result<SecurityOp
             ),
         }
     }
-    let seccomp = seccomp.unwrap_or(if privileged {
-        SeccompPolicy::Unconfined
-    } else {
-        SeccompPolicy::Default
-    });
+    // docker's order: --privileged lifts the filter even when a profile is named.
+    let seccomp = match seccomp {
+        _ if privileged => SeccompPolicy::Unconfined,
+        Some(p) => p,
+        None => SeccompPolicy::Default,
+    };
     Ok(SecurityOpts {
         no_new_privileges: nnp,
         seccomp,
@@ -514,6 +515,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         pod: args.pod,
         pod_infra: false,
         shared_pids: false,
+        pid_target: None,
         cpu_cap_pct: None,
         cpu_shares: None,
     })

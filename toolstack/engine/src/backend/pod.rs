@@ -379,6 +379,7 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
             trees,
             limits,
             shared_pids: spec.shared_pids,
+            pid_target: spec.pid_target.clone(),
         }),
         container: None,
         capabilities: spec.capabilities,

@@ -223,13 +223,27 @@ impl Bundle {
     /// The spec joins an existing PID namespace (a path): under CRI, the sandbox's, which
     /// containerd asks for a pod with `shareProcessNamespace` (NamespaceMode POD).
     pub fn joins_pid_namespace(&self) -> bool {
+        self.pid_namespace_path()
+            .is_some_and(|p| !p.as_os_str().is_empty())
+    }
+
+    fn pid_namespace_path(&self) -> Option<&Path> {
         self.spec
             .linux()
             .as_ref()
             .and_then(|l| l.namespaces().as_ref())
             .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::Pid))
-            .and_then(|n| n.path().as_ref())
-            .is_some_and(|p| !p.as_os_str().is_empty())
+            .and_then(|n| n.path().as_deref())
+    }
+
+    /// The process whose PID namespace the spec joins, when the path is containerd's
+    /// `/proc/PID/ns/pid` (the sandbox's task for NamespaceMode POD, the target container's
+    /// for TARGET: both are keepers' pids here).
+    pub fn pid_namespace_owner(&self) -> Option<i32> {
+        let p = self.pid_namespace_path()?.to_str()?;
+        let n = p.strip_prefix("/proc/")?.strip_suffix("/ns/pid")?;
+        let pid = n.parse::<i32>().ok().filter(|p| *p > 0)?;
+        (pid.to_string() == n).then_some(pid)
     }
 
     pub fn hooks(&self) -> Hooks {
@@ -616,6 +630,22 @@ mod tests {
         assert!(joins(
             serde_json::json!([{"type": "pid", "path": "/proc/9/ns/pid"}])
         ));
+        let owner = |path: &str| {
+            with_namespaces(serde_json::json!([{"type": "pid", "path": path}]))
+                .pid_namespace_owner()
+        };
+        assert_eq!(owner("/proc/9/ns/pid"), Some(9));
+        for not in [
+            "/proc/09/ns/pid",
+            "/proc/+9/ns/pid",
+            "/proc/0/ns/pid",
+            "/proc/9/ns/net",
+            "/run/netns/x",
+            "/proc/self/ns/pid",
+            "",
+        ] {
+            assert_eq!(owner(not), None, "{not}");
+        }
     }
 
     proptest! {

@@ -124,7 +124,12 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             let mut req = b.request(&name, &image, Some("none".into()))?;
             if let Some(cri::PodRole::Member { pod }) = &pod {
                 member_request(&mut req, pod);
-                req.shared_pids = b.joins_pid_namespace();
+                // NamespaceMode TARGET names another member's task: that member's PID
+                // namespace in the VM; POD (the sandbox's task) the VM's own.
+                req.pid_target = b
+                    .pid_namespace_owner()
+                    .and_then(|pid| member_with_keeper(root, pod, pid));
+                req.shared_pids = b.joins_pid_namespace() && req.pid_target.is_none();
                 // Its limits are its cgroup's in the pod's VM: a whole-CPU quota too (its own
                 // vCPUs are not its bound there), and the memory exact, not a VM's least size.
                 req.cpu_cap_pct = b.cpu_quota_pct();
@@ -220,6 +225,20 @@ const POD_MEMORY_MB: u64 = 256;
 
 /// A CRI container in pod `pod`: the pod owns the network, hostname and the files CRI binds
 /// into every container (cri::is_pod_file).
+/// The engine id of the pod's member whose keeper (its task's pid, as the shim reports it to
+/// containerd) is `pid`.
+fn member_with_keeper(root: &Path, pod: &str, pid: i32) -> Option<String> {
+    std::fs::read_dir(record::oci_dir(root))
+        .ok()?
+        .flatten()
+        .filter_map(|e| record::load(root, e.file_name().to_str()?).ok())
+        .find(|r| {
+            r.keeper_pid == Some(pid)
+                && matches!(&r.pod, Some(cri::PodRole::Member { pod: p }) if p == pod)
+        })
+        .and_then(|r| r.engine_id)
+}
+
 fn member_request(req: &mut lifecycle::CreateRequest, pod: &str) {
     req.pod = Some(pod.to_string());
     req.hostname = None;

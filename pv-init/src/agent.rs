@@ -412,6 +412,9 @@ fn run(
         }
         // The member's group, where it has one (see above).
         cgroup = crate::cgroup::procs(id).ok();
+    } else {
+        // A single container's, where `--pids-limit` made one.
+        cgroup = crate::cgroup::workload_procs();
     }
     // CRI's TARGET: the member is born in a running member's PID namespace.
     let target_pid_ns = match req.member.as_ref().and_then(|m| m.pid_target.as_deref()) {

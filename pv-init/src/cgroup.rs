@@ -31,10 +31,10 @@ fn base() -> Result<&'static Path, InitError> {
                     e => format!("mount cgroup2 on {BASE}: {e}"),
                 },
             )?;
-            write(
-                &Path::new(BASE).join("cgroup.subtree_control"),
-                "+memory +cpu",
-            )
+            // The pids controller where the kernel has it (hyper kernels before it lack it:
+            // a pids limit is then refused at its member's start, naming it).
+            let control = Path::new(BASE).join("cgroup.subtree_control");
+            write(&control, "+memory +cpu +pids").or_else(|_| write(&control, "+memory +cpu"))
         })
         .clone()
         .map(|()| Path::new(BASE))
@@ -59,9 +59,10 @@ pub fn dir(id: &str) -> PathBuf {
     Path::new(BASE).join(id)
 }
 
-/// The values the limits' files take.
-pub fn values(l: &MemberLimits) -> [(&'static str, String); 3] {
-    [
+/// The values the limits' files take (`pids.max` only where asked for: a kernel without the
+/// pids controller has no such file, and "max" there is its default).
+pub fn values(l: &MemberLimits) -> Vec<(&'static str, String)> {
+    let mut v = vec![
         (
             "memory.max",
             l.memory_bytes.map_or("max".into(), |b| b.to_string()),
@@ -74,16 +75,47 @@ pub fn values(l: &MemberLimits) -> [(&'static str, String); 3] {
             },
         ),
         ("cpu.weight", l.cpu_weight.unwrap_or(100).to_string()),
-    ]
+    ];
+    if let Some(p) = l.pids_max {
+        v.push(("pids.max", p.to_string()));
+    }
+    v
 }
 
 /// Sets the member's limits (a member without any still gets its group: an update may come).
 pub fn apply(id: &str, l: &MemberLimits) -> Result<(), InitError> {
     let g = group(id)?;
     for (file, value) in values(l) {
+        if file == "pids.max" && !g.join(file).exists() {
+            return Err(InitError::setup(
+                "a pids limit: the guest kernel has no pids controller (a hyper kernel from \
+                 before it: reinstall hx's)",
+            ));
+        }
         write(&g.join(file), &value).map_err(InitError::setup)?;
     }
+    // An update that lifts the pids limit: back to none.
+    if l.pids_max.is_none() && g.join("pids.max").exists() {
+        write(&g.join("pids.max"), "max").map_err(InitError::setup)?;
+    }
     Ok(())
+}
+
+/// The group of a single container's processes (its workload and every `hx exec`), made only
+/// when a limit asks for one (`--pids-limit`): a VM's own limits are the VM's.
+pub const WORKLOAD: &str = "workload";
+
+/// `cgroup.procs` of the single container's group, when it has one.
+pub fn workload_procs() -> Option<OwnedFd> {
+    let p = dir(WORKLOAD).join("cgroup.procs");
+    if !p.exists() {
+        return None;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map(OwnedFd::from)
+        .ok()
 }
 
 /// Makes the member's group with its limits; returns its `cgroup.procs`, which each of the
@@ -165,7 +197,10 @@ mod tests {
             memory_bytes: Some(48 << 20),
             cpu_pct: Some(50),
             cpu_weight: Some(MemberLimits::weight_of_shares(512)),
+            pids_max: Some(64),
         });
+        assert_eq!(some[3], ("pids.max", "64".to_string()));
+        assert_eq!(none.len(), 3);
         assert_eq!(some[0].1, (48u64 << 20).to_string());
         assert_eq!(some[1].1, "50000 100000");
         // runc's conversion: 512 shares -> weight 20; 1024 (docker's default) -> 39.

@@ -42,6 +42,17 @@ pub fn run_workload(
     signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
         .map_err(|e| InitError::setup(format!("sigprocmask: {e}")))?;
     accept_host_stop();
+    // `--pids-limit`: the workload (and each exec, agent.rs) in a group of its own.
+    let group = match spec.pids_limit {
+        Some(p) => Some(crate::cgroup::create(
+            crate::cgroup::WORKLOAD,
+            &pv_init::mux::MemberLimits {
+                pids_max: Some(p),
+                ..Default::default()
+            },
+        )?),
+        None => None,
+    };
     let spawned = process::spawn(
         &process::Process {
             args: &spec.args,
@@ -54,7 +65,7 @@ pub fn run_workload(
             stdin: input.is_some(),
             setsid: true,
             enter: process::Enter::Current,
-            cgroup: None,
+            cgroup: group.as_ref().map(|fd| fd.as_raw_fd()),
             capabilities: spec.capabilities,
             no_new_privileges: spec.no_new_privileges,
             seccomp: spec.seccomp.as_ref(),

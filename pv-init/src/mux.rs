@@ -314,7 +314,13 @@ pub struct MemberLimits {
     /// cgroup v2's weight, 1..=10000 (100 is the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_weight: Option<u32>,
+    /// The most processes and threads at once (`pids.max`, docker's `--pids-limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_max: Option<u64>,
 }
+
+/// The greatest `pids.max` (the kernel's PID_MAX_LIMIT).
+pub const MAX_PIDS: u64 = 4 << 20;
 
 /// The least memory limit a member may have: below it nothing starts.
 pub const MIN_MEMBER_MEMORY: u64 = 4 << 20;
@@ -339,6 +345,9 @@ impl MemberLimits {
         }
         if self.cpu_weight.is_some_and(|w| !(1..=10000).contains(&w)) {
             return Err("pod member: CPU weight out of range");
+        }
+        if self.pids_max.is_some_and(|p| !(1..=MAX_PIDS).contains(&p)) {
+            return Err("pod member: pids limit out of range");
         }
         Ok(())
     }

@@ -298,10 +298,24 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     let c_cwd = cstr(p.cwd)?;
+    // Made before the fork: the child of a multi-threaded process may not allocate.
+    let argv: Vec<*const libc::c_char> = c_args
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = c_env
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let limits = rlimits(p.rlimits)?;
     let caps = p.capabilities.map(|c| KernelCaps::new(c, last_cap()));
     let no_new_privileges = p.no_new_privileges;
-    let filter = p.seccomp.map(SeccompFilter::new).transpose()?;
+    let filter = match p.seccomp {
+        Some(s) => SeccompFilter::new(s)?,
+        None => None,
+    };
 
     let (err_r, err_w) = pipe()?;
     let devnull = std::fs::File::open("/dev/null")
@@ -464,8 +478,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                     }
                     libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
                 }
-                let groups: Vec<libc::gid_t> = ident.groups.clone();
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                if libc::setgroups(ident.groups.len(), ident.groups.as_ptr()) != 0 {
                     fail(1, *libc::__errno_location())
                 }
                 if libc::setgid(ident.gid) != 0 {
@@ -492,16 +505,6 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         fail(8, errno)
                     }
                 }
-                let argv: Vec<*const libc::c_char> = c_args
-                    .iter()
-                    .map(|a| a.as_ptr())
-                    .chain(std::iter::once(std::ptr::null()))
-                    .collect();
-                let envp: Vec<*const libc::c_char> = c_env
-                    .iter()
-                    .map(|a| a.as_ptr())
-                    .chain(std::iter::once(std::ptr::null()))
-                    .collect();
                 libc::execve(c_prog.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 fail(3, *libc::__errno_location())
             }
@@ -582,6 +585,32 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
     })
 }
 
+/// Whether the guest kernel has seccomp filters (a hyper kernel from before them, `--kernel`,
+/// may not); said once in the kernel log when it has none.
+fn kernel_has_seccomp() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        // SECCOMP_GET_ACTION_AVAIL answers 0 only where filters are (ENOSYS/EINVAL else).
+        let errno_action: u32 = libc::SECCOMP_RET_ERRNO;
+        // SAFETY: the operation reads one u32 from the pointer passed.
+        let has = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_GET_ACTION_AVAIL,
+                0,
+                &errno_action as *const u32,
+            )
+        } == 0;
+        if !has {
+            let _ = std::fs::write(
+                "/dev/kmsg",
+                "pv-init: this kernel has no seccomp filters: hx's default profile is left out\n",
+            );
+        }
+        has
+    })
+}
+
 /// A seccomp program ready for seccomp(2), made before the fork (the child only installs it).
 struct SeccompFilter {
     insns: Vec<libc::sock_filter>,
@@ -589,15 +618,19 @@ struct SeccompFilter {
 }
 
 impl SeccompFilter {
-    fn new(s: &pv_init::spec::Seccomp) -> Result<Self, InitError> {
-        s.check().map_err(InitError::setup)?;
-        Ok(SeccompFilter {
-            insns: s
-                .unpack()
+    /// None: an optional filter (hx's default) on a kernel without seccomp.
+    fn new(s: &pv_init::spec::Seccomp) -> Result<Option<Self>, InitError> {
+        let insns = s.instructions().map_err(InitError::setup)?;
+        if s.optional && !kernel_has_seccomp() {
+            return Ok(None);
+        }
+        Ok(Some(SeccompFilter {
+            insns: insns
+                .into_iter()
                 .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
                 .collect(),
             flags: libc::c_ulong::from(s.flags),
-        })
+        }))
     }
 
     /// In the forked child: no allocation.

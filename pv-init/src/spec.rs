@@ -71,6 +71,10 @@ pub struct ContainerSpec {
     /// `shareProcessNamespace`); meaningless for a VM's own workload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pids: bool,
+    /// The most processes and threads the container's workload and execs may have at once
+    /// (`--pids-limit`; a cgroup of their own in the VM). None: the VM's own bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
     /// Pods: a member in this running member's PID namespace (its container id) instead of
     /// one of its own (CRI's NamespaceMode TARGET: `kubectl debug --target`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,14 +87,21 @@ pub struct ContainerSpec {
 }
 
 /// A seccomp filter as the kernel takes it (seccomp(2), `SECCOMP_SET_MODE_FILTER`): classic
-/// BPF, each `struct sock_filter` packed into one number (`pack`).
+/// BPF compiled in dom0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seccomp {
-    pub program: Vec<u64>,
+    /// The `struct sock_filter`s, 8 little-endian bytes each (code u16, jt, jf, k u32),
+    /// base64: a thousand instructions in 11 KB of a request bounded by mux::MAX_REQUEST.
+    pub program: String,
     /// `SECCOMP_FILTER_FLAG_LOG`, `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
     #[serde(default)]
     pub flags: u32,
+    /// hx's default profile, which nobody asked for by name: on a guest kernel without
+    /// seccomp it is left out (and the kernel log says so), as docker leaves its default out;
+    /// a profile asked for fails the start there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl Seccomp {
@@ -99,36 +110,50 @@ impl Seccomp {
     /// The flags a spec may ask for (LOG, SPEC_ALLOW).
     pub const KNOWN_FLAGS: u32 = 2 | 4;
 
-    /// code << 48 | jt << 40 | jf << 32 | k.
-    pub fn pack(code: u16, jt: u8, jf: u8, k: u32) -> u64 {
-        u64::from(code) << 48 | u64::from(jt) << 40 | u64::from(jf) << 32 | u64::from(k)
+    /// From the program's bytes as libseccomp exports them (8 per instruction).
+    pub fn from_bytes(bytes: &[u8], flags: u32, optional: bool) -> Self {
+        use base64::Engine;
+        Seccomp {
+            program: base64::engine::general_purpose::STANDARD.encode(bytes),
+            flags,
+            optional,
+        }
     }
 
-    /// The instructions as (code, jt, jf, k).
-    pub fn unpack(&self) -> impl Iterator<Item = (u16, u8, u8, u32)> + '_ {
-        self.program.iter().map(|i| {
-            (
-                (i >> 48) as u16,
-                (i >> 40) as u8,
-                (i >> 32) as u8,
-                *i as u32,
-            )
-        })
-    }
-
-    /// Whether the kernel could take it at all: 1..=4096 instructions, known flags.
-    pub fn check(&self) -> Result<(), String> {
-        if self.program.is_empty() || self.program.len() > Self::MAX_INSNS {
+    /// The instructions as (code, jt, jf, k), checked as the kernel would take them: 1..=4096
+    /// of them, known flags. Bounded before decoding.
+    pub fn instructions(&self) -> Result<Vec<(u16, u8, u8, u32)>, String> {
+        use base64::Engine;
+        if self.program.len() > (Self::MAX_INSNS * 8).div_ceil(3) * 4 {
             return Err(format!(
-                "a seccomp program of {} instructions (1..={})",
-                self.program.len(),
+                "a seccomp program of more than {} instructions",
+                Self::MAX_INSNS
+            ));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.program)
+            .map_err(|_| "a seccomp program that is not base64".to_string())?;
+        if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > Self::MAX_INSNS {
+            return Err(format!(
+                "a seccomp program of {} bytes (1..={} instructions of 8)",
+                bytes.len(),
                 Self::MAX_INSNS
             ));
         }
         if self.flags & !Self::KNOWN_FLAGS != 0 {
             return Err(format!("seccomp flags {:#x}", self.flags));
         }
-        Ok(())
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    u16::from_le_bytes([c[0], c[1]]),
+                    c[2],
+                    c[3],
+                    u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect())
     }
 }
 
@@ -613,6 +638,7 @@ mod tests {
             capabilities: None,
             no_new_privileges: false,
             shared_pids: false,
+            pids_limit: None,
             pid_target: None,
             seccomp: None,
             mounts: vec![Mount {

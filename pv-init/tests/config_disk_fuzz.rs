@@ -131,6 +131,7 @@ fn sample() -> ContainerSpec {
         capabilities: Some(Capabilities::docker_default()),
         no_new_privileges: true,
         shared_pids: false,
+        pids_limit: None,
         pid_target: None,
         seccomp: None,
         mounts: vec![

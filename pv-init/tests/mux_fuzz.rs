@@ -126,7 +126,7 @@ proptest! {
         member in "[0-9a-f]{1,70}|[A-Za-z./ ]{0,10}",
     ) {
         let _ = pv_init::mux::Query::parse(&bytes);
-        let limits = pv_init::mux::MemberLimits { memory_bytes: memory, cpu_pct: cpu, cpu_weight: weight };
+        let limits = pv_init::mux::MemberLimits { memory_bytes: memory, cpu_pct: cpu, cpu_weight: weight, pids_max: None };
         let json = serde_json::to_vec(&pv_init::mux::Query::Limits { member: member.clone(), limits }).unwrap();
         let ok = pv_init::mux::Query::parse(&json).is_ok();
         let want = pv_init::mux::valid_member_id(&member)

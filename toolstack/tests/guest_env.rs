@@ -227,6 +227,7 @@ fn bad_flags_are_125_before_anything_happens() {
             &["--security-opt", "seccomp=/no/such/profile.json"],
             "--security-opt seccomp=/no/such/profile.json: No such file or directory",
         ),
+        (&["--pids-limit", "-5"], "--pids-limit -5: must be -1 (no limit) or 1..=4194304"),
         (&["--security-opt", "apparmor=docker-default"], "--security-opt \"apparmor=docker-default\""),
     ] {
         let mut argv = vec!["run", "--rm"];
@@ -560,4 +561,59 @@ fn seccomp_is_dockers_profile_and_the_options_change_it() {
     assert!(!r.stdout.is_empty());
     let inspect = hx.ok(&["inspect", "-f", "{{json .HostConfig.SecurityOpt}}", "un"]);
     assert_eq!(inspect.stdout.trim(), "[\"seccomp=unconfined\"]");
+}
+
+/// Eight background sleeps and a wait: "done" when every fork succeeded.
+const FORK8: &str = "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait; echo done";
+
+/// `--pids-limit`: the container's processes (its workload and its execs) share one bound, a
+/// fork past it fails (docker's EAGAIN); -1 is none; `hx inspect` shows it.
+#[test]
+fn pids_limit_bounds_the_containers_processes() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        BUSYBOX,
+        "sh",
+        "-c",
+        FORK8,
+    ]);
+    assert!(r.stderr.contains("can't fork"), "{}{}", r.stdout, r.stderr);
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "-1",
+        BUSYBOX,
+        "sh",
+        "-c",
+        FORK8,
+    ]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "done\n"), "{}", r.stderr);
+    hx.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pl",
+        "--pids-limit",
+        "3",
+        BUSYBOX,
+        "sleep",
+        "600",
+    ]);
+    // The workload (sleep) is one; an exec's shell two, its first child three, the fourth
+    // process is refused.
+    let r = hx.run(&[
+        "exec",
+        "pl",
+        "sh",
+        "-c",
+        "sleep 1 & sleep 1 & wait; echo done",
+    ]);
+    assert!(r.stderr.contains("can't fork"), "{}{}", r.stdout, r.stderr);
+    let inspect = hx.ok(&["inspect", "-f", "{{.HostConfig.PidsLimit}}", "pl"]);
+    assert_eq!(inspect.stdout.trim(), "3");
 }

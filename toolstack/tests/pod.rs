@@ -150,6 +150,24 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     let t = lab.hx_ok(&hx, &["exec", "-t", "web", "tty"]);
     assert_eq!(t.stdout, "/dev/pts/0\r\n");
     lab.hx_ok(&hx, &["rm", "-f", "tty"]);
+    // --pids-limit: the member's cgroup's pids.max; a fork past it fails, the pod runs on.
+    let pids = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "--pids-limit",
+            "5",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/pids.max; for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait",
+        ],
+    );
+    assert_eq!(pids.stdout, "5\n", "{}", pids.stderr);
+    assert!(pids.stderr.contains("can't fork"), "{}", pids.stderr);
     // --privileged: every capability and the pod VM's devices, still its own PID namespace.
     let privileged = lab.hx(
         &hx,

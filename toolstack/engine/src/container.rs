@@ -55,6 +55,9 @@ pub struct Container {
     /// `hx update --cpu-shares`: the VM's scheduler weight, as docker's shares (limits.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_shares: Option<u64>,
+    /// `--pids-limit` (lifecycle::CreateRequest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
     /// Backend-specific handle (e.g. the Xen domain id).
     #[serde(default)]
     pub domid: Option<u32>,

@@ -69,6 +69,11 @@ pub struct CreateRequest {
     pub cpu_cap_pct: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_shares: Option<u64>,
+    /// `--pids-limit`, an OCI spec's `linux.resources.pids.limit`: at most this many processes
+    /// and threads at once (a cgroup in the VM: the workload's and its execs', or the pod
+    /// member's). None: the VM's own bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
     /// The writable layer on a disk of this many bytes. None: in guest memory for `--rm`
     /// containers, else on a disk of `DEFAULT_LAYER_SIZE` (it outlives the VM until `hx rm`).
     pub upper_size: Option<u64>,
@@ -376,6 +381,7 @@ fn create_inner(
         cpus: req.cpus,
         cpu_cap_pct: req.cpu_cap_pct.filter(|_| cpu_limited),
         cpu_shares: req.cpu_shares.filter(|_| cpu_limited),
+        pids_limit: req.pids_limit,
         domid: None,
         network: None,
         mounts: records,
@@ -1211,6 +1217,8 @@ pub fn build_spec(
         capabilities: Some(caps),
         no_new_privileges: req.no_new_privileges,
         shared_pids: req.shared_pids,
+        // A pod member's is its cgroup's in the pod's VM (limits::member_limits).
+        pids_limit: req.pids_limit.filter(|_| req.pod.is_none()),
         pid_target: req.pid_target.clone(),
         seccomp: crate::seccomp::program(&req.seccomp, &caps)
             .map_err(|e| anyhow::anyhow!("{e}"))?,

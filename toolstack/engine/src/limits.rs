@@ -249,6 +249,7 @@ pub fn member_limits(c: &Container, infra: &Container) -> pv_init::mux::MemberLi
         cpu_weight: c
             .cpu_shares
             .map(pv_init::mux::MemberLimits::weight_of_shares),
+        pids_max: c.pids_limit,
     }
 }
 

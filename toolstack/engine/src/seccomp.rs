@@ -57,7 +57,10 @@ pub fn program(
         SeccompPolicy::Docker { profile } => from_docker(profile.as_bytes(), caps)?,
         SeccompPolicy::Oci { profile } => (**profile).clone(),
     };
-    compile(&profile).map(Some)
+    let mut s = compile(&profile)?;
+    // Nobody named hx's default: a guest kernel without seccomp runs without it (docker's way).
+    s.optional = *policy == SeccompPolicy::Default;
+    Ok(Some(s))
 }
 
 /// Checks a docker-format profile as `--security-opt seccomp=FILE` reads it: bounded, parsed
@@ -70,11 +73,12 @@ pub fn check_docker(text: &str) -> Result<(), SeccompError> {
             text.len()
         )));
     }
-    compile(&from_docker(
-        text.as_bytes(),
-        &Capabilities::docker_default(),
-    )?)
-    .map(|_| ())
+    // With docker's default set and with every capability: a rule only some capabilities
+    // bring in (`includes.caps`) is checked too.
+    for caps in [Capabilities::docker_default(), Capabilities::all()] {
+        compile(&from_docker(text.as_bytes(), &caps)?)?;
+    }
+    Ok(())
 }
 
 /// docker's profile format (moby's `types.Seccomp`): OCI's, with an architecture map and
@@ -153,7 +157,7 @@ pub fn from_docker(text: &[u8], caps: &Capabilities) -> Result<LinuxSeccomp, Sec
         )));
     }
     let p: DockerProfile =
-        serde_json::from_slice(text).map_err(|e| SeccompError::Parse(e.to_string()))?;
+        serde_json::from_slice(text).map_err(|e| SeccompError::Parse(json_error(&e)))?;
     let arch_map = p.arch_map.unwrap_or_default();
     if p.architectures.as_ref().is_some_and(|a| !a.is_empty()) && !arch_map.is_empty() {
         return Err(SeccompError::Invalid(
@@ -229,6 +233,27 @@ pub fn from_docker(text: &[u8], caps: &Capabilities) -> Result<LinuxSeccomp, Sec
     out.set_listener_metadata(p.listener_metadata);
     out.set_syscalls(Some(syscalls));
     Ok(out)
+}
+
+/// serde's message quotes the input's names: escaped (no control byte reaches a terminal or a
+/// log line) and cut short.
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out: String = text
+        .chars()
+        .take(200)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if text.chars().count() > 200 {
+        out.push_str("...");
+    }
+    out
 }
 
 fn check_kernel_version(v: &str) -> Result<(), SeccompError> {
@@ -325,6 +350,13 @@ pub fn compile(p: &LinuxSeccomp) -> Result<Seccomp, SeccompError> {
     }
     let default = action(p.default_action(), p.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("a filter"))?;
+    // A binary tree of the system calls instead of a list (runc's choice past 32 rules):
+    // every call a workload makes walks the filter.
+    if p.syscalls().as_ref().map_or(0, Vec::len) > 32 {
+        ctx.set_ctl_optimize(2).map_err(lib("optimizing"))?;
+    }
+    // The highest native system call the profile names: newer ones answer ENOSYS (below).
+    let mut highest: i32 = -1;
     for a in p.architectures().iter().flatten() {
         if *a == Arch::ScmpArchNative {
             continue;
@@ -380,6 +412,7 @@ pub fn compile(p: &LinuxSeccomp) -> Result<Seccomp, SeccompError> {
                 tracing::debug!(syscall = %name, "seccomp: not a system call here, skipped");
                 continue;
             };
+            highest = highest.max(i32::from(nr));
             let what = format!("syscalls[{i}] {name}");
             if conds.is_empty() {
                 ctx.add_rule(act, nr).map_err(lib(&what))?;
@@ -402,26 +435,50 @@ pub fn compile(p: &LinuxSeccomp) -> Result<Seccomp, SeccompError> {
     file.rewind()
         .and_then(|()| file.read_to_end(&mut bytes))
         .map_err(|e| SeccompError::Compile("reading the program".into(), e.to_string()))?;
-    let program = instructions(&bytes)?;
-    Ok(Seccomp { program, flags })
-}
-
-/// Each 8-byte `struct sock_filter` (native endian) packed as pv-init's spec carries it.
-fn instructions(bytes: &[u8]) -> Result<Vec<u64>, SeccompError> {
+    let denies = !matches!(default, ScmpAction::Allow | ScmpAction::Log);
+    if denies && highest > 0 {
+        bytes = [enosys_stub(highest as u32), bytes].concat();
+    }
     if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > MAX_INSNS {
         return Err(SeccompError::Invalid(format!(
             "the compiled program is {} bytes (at most {MAX_INSNS} instructions)",
             bytes.len()
         )));
     }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| {
-            let code = u16::from_ne_bytes([c[0], c[1]]);
-            let k = u32::from_ne_bytes([c[4], c[5], c[6], c[7]]);
-            pv_init::spec::Seccomp::pack(code, c[2], c[3], k)
+    Ok(Seccomp::from_bytes(&bytes, flags, false))
+}
+
+/// runc's answer to a profile older than the kernel: a native system call numbered above every
+/// one the profile names is one its author could not know — ENOSYS, so that libc falls back
+/// (glibc's fchmodat2), instead of the default's EPERM. x32's calls (bit 30) and other
+/// architectures go on to the filter itself. Prepended: classic BPF jumps are relative, the
+/// filter's own stay right.
+fn enosys_stub(highest: u32) -> Vec<u8> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    // seccomp_data: nr at 0, arch at 4.
+    let insns: [(u16, u8, u8, u32); 6] = [
+        (LD_W_ABS, 0, 0, 4),
+        (JEQ_K, 0, 4, AUDIT_ARCH_X86_64),
+        (LD_W_ABS, 0, 0, 0),
+        (JGE_K, 2, 0, X32_SYSCALL_BIT),
+        (JGT_K, 0, 1, highest),
+        (RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ];
+    insns
+        .iter()
+        .flat_map(|&(code, jt, jf, k)| {
+            let mut b = code.to_le_bytes().to_vec();
+            b.extend([jt, jf]);
+            b.extend(k.to_le_bytes());
+            b
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -469,9 +526,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(
-            s.program.len() > 100 && s.program.len() <= MAX_INSNS,
+            s.instructions().unwrap().len() > 100 && s.instructions().unwrap().len() <= MAX_INSNS,
             "{}",
-            s.program.len()
+            s.instructions().unwrap().len()
         );
         assert_eq!(s.flags, 0);
         assert!(program(&SeccompPolicy::Unconfined, &Capabilities::all())
@@ -523,7 +580,71 @@ mod tests {
         check_docker(text).unwrap();
         let p = from_docker(text.as_bytes(), &Capabilities::docker_default()).unwrap();
         let s = compile(&p).unwrap();
-        assert!(s.program.len() > 4);
+        assert!(s.instructions().unwrap().len() > 4);
+    }
+
+    /// The compiled default, installed in a forked child of this test: a call it denies gets
+    /// EPERM, one numbered past every call it names ENOSYS (the stub), an allowed one passes.
+    #[test]
+    fn the_default_program_denies_and_answers_enosys_past_its_calls() {
+        let s = program(&SeccompPolicy::Default, &Capabilities::docker_default())
+            .unwrap()
+            .unwrap();
+        assert!(s.optional);
+        let mut insns: Vec<libc::sock_filter> = s
+            .instructions()
+            .unwrap()
+            .into_iter()
+            .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+            .collect();
+        let prog = libc::sock_fprog {
+            len: insns.len() as u16,
+            filter: insns.as_mut_ptr(),
+        };
+        // SAFETY: the child makes system calls only, then _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe {
+                let errno = || *libc::__errno_location();
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog)
+                        != 0
+                {
+                    libc::_exit(100);
+                }
+                let mut code = 0;
+                if libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0) == -1 && errno() == libc::EPERM {
+                    code |= 1;
+                }
+                if libc::syscall(1000, 0, 0, 0) == -1 && errno() == libc::ENOSYS {
+                    code |= 2;
+                }
+                if libc::syscall(libc::SYS_getpid) > 0 {
+                    code |= 4;
+                }
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            7,
+            "1: keyctl EPERM, 2: nr 1000 ENOSYS, 4: getpid"
+        );
+    }
+
+    #[test]
+    fn parse_errors_quote_no_control_bytes() {
+        let e = check_docker(r#"{"default\u001b[2JAction": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field") && !e.chars().any(char::is_control),
+            "{e:?}"
+        );
     }
 
     proptest::proptest! {
@@ -543,7 +664,9 @@ mod tests {
             let i = at % b.len();
             b[i] = byte;
             if let Ok(text) = std::str::from_utf8(&b) {
-                let _ = check_docker(text);
+                if let Err(e) = check_docker(text) {
+                    proptest::prop_assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
+                }
             }
         }
     }

@@ -132,6 +132,7 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             "Cpus": c.cpus,
             "NanoCpus": u64::from(c.cpu_cap_pct.unwrap_or(0)) * 10_000_000,
             "CpuShares": c.cpu_shares.unwrap_or(0),
+            "PidsLimit": c.pids_limit,
             "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
             "Privileged": req.as_ref().is_some_and(|r| r.privileged),

@@ -104,6 +104,10 @@ pub struct CreateArgs {
     /// Virtual CPUs
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
+    /// At most this many processes and threads at once in the container (-1 or 0: no limit
+    /// but the VM's)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
     /// Override the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -445,6 +449,14 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         bail!("--cpus {}: must be 1..32", args.cpus);
     }
     let security = security_opts(&args.security_opt, args.privileged)?;
+    let pids_limit = match args.pids_limit {
+        None | Some(-1 | 0) => None,
+        Some(n) if n > 0 && n as u64 <= pv_init::mux::MAX_PIDS => Some(n as u64),
+        Some(n) => bail!(
+            "--pids-limit {n}: must be -1 (no limit) or 1..={}",
+            pv_init::mux::MAX_PIDS
+        ),
+    };
     let guest_env =
         guest_env::GuestEnv::parse(args.shm_size.as_deref(), &args.ulimit, &args.sysctl)?;
     // (-v's own errors are reported by the engine.)
@@ -518,6 +530,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         pid_target: None,
         cpu_cap_pct: None,
         cpu_shares: None,
+        pids_limit,
     })
 }
 

@@ -178,6 +178,15 @@ impl Bundle {
             .filter(|s| (crate::limits::MIN_SHARES..=crate::limits::MAX_SHARES).contains(s))
     }
 
+    /// `linux.resources.pids.limit` (docker's `--pids-limit`): a positive limit; 0 and -1 are
+    /// runc's "none".
+    pub fn pids_limit(&self) -> Option<u64> {
+        let r = self.spec.linux().as_ref()?.resources().as_ref()?;
+        u64::try_from(r.pids().as_ref()?.limit())
+            .ok()
+            .filter(|l| (1..=pv_init::mux::MAX_PIDS).contains(l))
+    }
+
     /// `root.path`, relative to the bundle unless absolute.
     pub fn rootfs_dir(&self) -> PathBuf {
         let p = self.spec.root().as_ref().expect("checked").path();
@@ -302,6 +311,7 @@ impl Bundle {
             cpus: self.vcpus(),
             cpu_cap_pct: self.cpu_cap_pct(),
             cpu_shares: self.cpu_shares(),
+            pids_limit: self.pids_limit(),
             shm_size: mounts.shm_size.unwrap_or(64 << 20),
             rlimits: rlimits(&self.spec)?,
             tmpfs: mounts.tmpfs,

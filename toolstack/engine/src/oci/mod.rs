@@ -124,12 +124,24 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             let mut req = b.request(&name, &image, Some("none".into()))?;
             if let Some(cri::PodRole::Member { pod }) = &pod {
                 member_request(&mut req, pod);
-                // NamespaceMode TARGET names another member's task: that member's PID
-                // namespace in the VM; POD (the sandbox's task) the VM's own.
-                req.pid_target = b
-                    .pid_namespace_owner()
-                    .and_then(|pid| member_with_keeper(root, pod, pid));
-                req.shared_pids = b.joins_pid_namespace() && req.pid_target.is_none();
+                // NamespaceMode POD names the sandbox's task: the VM's own PID namespace;
+                // TARGET another member's: that member's. Anything else is refused, not
+                // widened to the whole pod.
+                if b.joins_pid_namespace() {
+                    let pid = b.pid_namespace_owner().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "linux.namespaces: a PID namespace path other than containerd's \
+                             /proc/PID/ns/pid cannot be mapped into the pod's VM"
+                        )
+                    })?;
+                    match task_in_pod(root, pod, pid) {
+                        Some(PodTask::Sandbox) => req.shared_pids = true,
+                        Some(PodTask::Member(id)) => req.pid_target = Some(id),
+                        None => bail!(
+                            "linux.namespaces: /proc/{pid}/ns/pid is no running task of pod {pod}"
+                        ),
+                    }
+                }
                 // Its limits are its cgroup's in the pod's VM: a whole-CPU quota too (its own
                 // vCPUs are not its bound there), and the memory exact, not a VM's least size.
                 req.cpu_cap_pct = b.cpu_quota_pct();
@@ -225,18 +237,25 @@ const POD_MEMORY_MB: u64 = 256;
 
 /// A CRI container in pod `pod`: the pod owns the network, hostname and the files CRI binds
 /// into every container (cri::is_pod_file).
-/// The engine id of the pod's member whose keeper (its task's pid, as the shim reports it to
-/// containerd) is `pid`.
-fn member_with_keeper(root: &Path, pod: &str, pid: i32) -> Option<String> {
+enum PodTask {
+    Sandbox,
+    /// A member, by its engine id.
+    Member(String),
+}
+
+/// The pod's sandbox or member whose live keeper (its task's pid, as the shim reports it to
+/// containerd) is `pid`; a keeper that has exited (its pid reused) matches nothing.
+fn task_in_pod(root: &Path, pod: &str, pid: i32) -> Option<PodTask> {
     std::fs::read_dir(record::oci_dir(root))
         .ok()?
         .flatten()
         .filter_map(|e| record::load(root, e.file_name().to_str()?).ok())
-        .find(|r| {
-            r.keeper_pid == Some(pid)
-                && matches!(&r.pod, Some(cri::PodRole::Member { pod: p }) if p == pod)
+        .filter(|r| r.keeper_pid == Some(pid) && r.keeper().is_some_and(|k| k.is_alive()))
+        .find_map(|r| match r.pod {
+            Some(cri::PodRole::Sandbox { pod: p }) if p == pod => Some(PodTask::Sandbox),
+            Some(cri::PodRole::Member { pod: p }) if p == pod => r.engine_id.map(PodTask::Member),
+            _ => None,
         })
-        .and_then(|r| r.engine_id)
 }
 
 fn member_request(req: &mut lifecycle::CreateRequest, pod: &str) {

@@ -1,5 +1,5 @@
 //! Pod members' limits inside the pod's VM: one cgroup v2 group per member under
-//! `/.hx-cgroup`, with `memory.max`, `cpu.max` and `cpu.weight` (docs/pods.md). Every process
+//! `/dev/.hx-cgroup`, with `memory.max`, `cpu.max` and `cpu.weight` (docs/pods.md). Every process
 //! of the member (its workload, `hx exec` into it) joins the group before it execs, so the
 //! kernel's OOM killer and CPU bandwidth act on the member alone, as runc's cgroups do on a host.
 use crate::introspect::counter;
@@ -12,7 +12,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const BASE: &str = "/.hx-cgroup";
+/// Under /dev (pv-init's devtmpfs in every guest): in a single container's root, a directory
+/// at `/` would land in its writable layer, and so in `hx diff`, `commit` and `export`.
+const BASE: &str = "/dev/.hx-cgroup";
 /// cpu.max's period: the kernel's default, docker's too.
 const PERIOD_US: u64 = 100_000;
 

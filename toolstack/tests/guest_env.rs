@@ -616,4 +616,8 @@ fn pids_limit_bounds_the_containers_processes() {
     assert!(r.stderr.contains("can't fork"), "{}{}", r.stdout, r.stderr);
     let inspect = hx.ok(&["inspect", "-f", "{{.HostConfig.PidsLimit}}", "pl"]);
     assert_eq!(inspect.stdout.trim(), "3");
+    // The group is pv-init's, not a file of the container's root (its writable layer, what
+    // commit and export take).
+    let root = hx.ok(&["exec", "pl", "ls", "-a", "/"]).stdout;
+    assert!(!root.contains("hx-cgroup"), "{root}");
 }

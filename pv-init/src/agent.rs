@@ -267,7 +267,15 @@ fn answer(frame: Frame) {
             serde_json::to_vec(&crate::cgroup::stats(&member, crate::introspect::stats()))
         }
         Ok(mux::Query::Limits { member, limits }) => {
-            if let Err(e) = crate::pod::lookup(&member) {
+            if member == mux::WORKLOAD_GROUP {
+                if !crate::cgroup::dir(&member).is_dir() {
+                    return refuse(
+                        "the container was started without a pids limit: stop and start it \
+                         to give it one"
+                            .to_string(),
+                    );
+                }
+            } else if let Err(e) = crate::pod::lookup(&member) {
                 return refuse(e.message);
             }
             if let Err(e) = crate::cgroup::apply(&member, &limits) {

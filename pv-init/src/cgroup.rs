@@ -105,7 +105,7 @@ pub fn apply(id: &str, l: &MemberLimits) -> Result<(), InitError> {
 
 /// The group of a single container's processes (its workload and every `hx exec`), made only
 /// when a limit asks for one (`--pids-limit`): a VM's own limits are the VM's.
-pub const WORKLOAD: &str = "workload";
+pub const WORKLOAD: &str = pv_init::mux::WORKLOAD_GROUP;
 
 /// `cgroup.procs` of the single container's group, when it has one.
 pub fn workload_procs() -> Option<OwnedFd> {

@@ -319,6 +319,10 @@ pub struct MemberLimits {
     pub pids_max: Option<u64>,
 }
 
+/// `Query::Limits`'s name for a single container's own group (its workload and execs,
+/// `--pids-limit`): no member is called so (members are named by 64 hex digits).
+pub const WORKLOAD_GROUP: &str = "workload";
+
 /// The greatest `pids.max` (the kernel's PID_MAX_LIMIT).
 pub const MAX_PIDS: u64 = 4 << 20;
 
@@ -771,7 +775,7 @@ impl Query {
         let q: Query = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         match &q {
             Query::Limits { member, limits } => {
-                if !valid_member_id(member) {
+                if !valid_member_id(member) && member != WORKLOAD_GROUP {
                     return Err("pod member: invalid id".into());
                 }
                 limits.check()?;

@@ -616,6 +616,19 @@ fn pids_limit_bounds_the_containers_processes() {
     assert!(r.stderr.contains("can't fork"), "{}{}", r.stdout, r.stderr);
     let inspect = hx.ok(&["inspect", "-f", "{{.HostConfig.PidsLimit}}", "pl"]);
     assert_eq!(inspect.stdout.trim(), "3");
+    // `hx update --pids-limit` raises it in place (docker update's flag), -1 lifts it.
+    hx.ok(&["update", "--pids-limit", "10", "pl"]);
+    let r = hx.run(&[
+        "exec",
+        "pl",
+        "sh",
+        "-c",
+        "sleep 1 & sleep 1 & wait; echo done",
+    ]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "done\n"), "{}", r.stderr);
+    hx.ok(&["update", "--pids-limit", "-1", "pl"]);
+    let inspect = hx.ok(&["inspect", "-f", "{{json .HostConfig.PidsLimit}}", "pl"]);
+    assert_eq!(inspect.stdout.trim(), "null");
     // The group is pv-init's, not a file of the container's root (its writable layer, what
     // commit and export take).
     let root = hx.ok(&["exec", "pl", "ls", "-a", "/"]).stdout;

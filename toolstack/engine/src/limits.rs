@@ -33,6 +33,8 @@ pub struct Limits {
     pub cpu_cap_pct: Option<u32>,
     /// docker's `--cpu-shares`: relative weight, 1024 by default.
     pub cpu_shares: Option<u64>,
+    /// docker's `--pids-limit`: at most this many processes and threads; -1 or 0 lifts it.
+    pub pids_limit: Option<i64>,
 }
 
 impl Limits {
@@ -77,6 +79,9 @@ impl Limits {
                 l.cpu_shares = Some(s);
             }
         }
+        if let Some(p) = r.pids() {
+            l.pids_limit = Some(p.limit());
+        }
         Ok(l)
     }
 
@@ -110,6 +115,14 @@ impl Limits {
         if let Some(s) = self.cpu_shares {
             if !(MIN_SHARES..=MAX_SHARES).contains(&s) {
                 bail!("CPU shares {s}: expected {MIN_SHARES} to {MAX_SHARES}");
+            }
+        }
+        if let Some(p) = self.pids_limit {
+            if p < -1 || p > pv_init::mux::MAX_PIDS as i64 {
+                bail!(
+                    "pids limit {p}: expected -1 (no limit) or 1 to {}",
+                    pv_init::mux::MAX_PIDS
+                );
             }
         }
         Ok(())
@@ -197,6 +210,9 @@ fn with_limits(mut c: Container, l: &Limits) -> Container {
     if let Some(s) = l.cpu_shares {
         c.cpu_shares = Some(s);
     }
+    if let Some(p) = l.pids_limit {
+        c.pids_limit = u64::try_from(p).ok().filter(|&p| p > 0);
+    }
     c
 }
 
@@ -224,6 +240,24 @@ fn update_vm(root: &Path, c: &Container, next: &Container, l: &Limits) -> anyhow
         );
     }
     let dir = container::dir(root, &c.id);
+    // The pids limit is a cgroup's in the guest (pv-init's `workload` group), there from the
+    // start only if the container was started with one.
+    if l.pids_limit.is_some() {
+        let socket = be
+            .exec_socket(&dir)
+            .ok_or_else(|| anyhow::anyhow!("container {}: its VM has no exec channel", c.name))?;
+        crate::exec_channel::client::ask::<pv_init::mux::LimitsAnswer>(
+            &socket,
+            pv_init::mux::Query::Limits {
+                member: pv_init::mux::WORKLOAD_GROUP.to_string(),
+                limits: pv_init::mux::MemberLimits {
+                    pids_max: next.pids_limit,
+                    ..Default::default()
+                },
+            },
+        )
+        .with_context(|| format!("container {}: its pids limit", c.name))?;
+    }
     if let Some(m) = memory {
         let most = be.max_memory_mb(c, &dir)?;
         if m > most {
@@ -232,6 +266,9 @@ fn update_vm(root: &Path, c: &Container, next: &Container, l: &Limits) -> anyhow
                 c.name
             );
         }
+    }
+    if memory.is_none() && !cpu {
+        return Ok(());
     }
     be.set_limits(c, &dir, memory, cpu.then(|| CpuLimits::of(next)))
 }
@@ -382,7 +419,8 @@ mod tests {
             Limits {
                 memory_mb: Some(100),
                 cpu_cap_pct: Some(50),
-                cpu_shares: Some(512)
+                cpu_shares: Some(512),
+                pids_limit: None,
             }
         );
         assert_eq!(weight_for_shares(512), 128);
@@ -394,7 +432,8 @@ mod tests {
             Limits {
                 memory_mb: None,
                 cpu_cap_pct: Some(0),
-                cpu_shares: None
+                cpu_shares: None,
+                pids_limit: None,
             }
         );
         // A quota without a period takes CFS's default period.

@@ -1,4 +1,4 @@
-//! `hx update [--memory M] [--cpus N] [--cpu-shares N] CONTAINER...`: docker update's resource
+//! `hx update [--memory M] [--cpus N] [--cpu-shares N] [--pids-limit N] CONTAINER...`: docker update's resource
 //! flags (hx_engine::limits) and `--restart`: a running VM changes in place where its backend can (Xen: the
 //! balloon target within the memory it was made with, credit2's cap and weight), a stopped
 //! container's limits are its next start's. Prints each container updated, as docker does.
@@ -19,6 +19,9 @@ pub struct Args {
     /// Relative CPU weight (docker's shares: 1024 is the default)
     #[arg(short = 'c', long)]
     pub cpu_shares: Option<u64>,
+    /// At most this many processes and threads in the container (-1: no limit)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
     /// Restart policy: no, on-failure[:N], always, unless-stopped
     #[arg(long)]
     pub restart: Option<String>,
@@ -45,6 +48,7 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
             .transpose()?,
         cpu_cap_pct: args.cpus.map(Limits::cap_for_cpus).transpose()?,
         cpu_shares: args.cpu_shares,
+        pids_limit: args.pids_limit,
     };
     let restart = args
         .restart
@@ -53,7 +57,9 @@ pub async fn run(g: &super::Globals, args: Args) -> anyhow::Result<i32> {
         .transpose()
         .map_err(|e| super::Fixed::wrap(125, e))?;
     if l.is_empty() && restart.is_none() {
-        errln!("hx: update: give one or more of --memory, --cpus, --cpu-shares, --restart");
+        errln!(
+            "hx: update: give one or more of --memory, --cpus, --cpu-shares, --pids-limit, --restart"
+        );
         return Ok(1);
     }
     let mut code = 0;

@@ -242,7 +242,7 @@ fn update_vm(root: &Path, c: &Container, next: &Container, l: &Limits) -> anyhow
     let dir = container::dir(root, &c.id);
     // The pids limit is a cgroup's in the guest (pv-init's `workload` group), there from the
     // start only if the container was started with one.
-    if l.pids_limit.is_some() {
+    if l.pids_limit.is_some() && next.pids_limit != c.pids_limit {
         let socket = be
             .exec_socket(&dir)
             .ok_or_else(|| anyhow::anyhow!("container {}: its VM has no exec channel", c.name))?;

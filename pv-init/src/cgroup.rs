@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Under /dev (pv-init's devtmpfs in every guest): in a single container's root, a directory
-/// at `/` would land in its writable layer, and so in `hx diff`, `commit` and `export`.
+/// at `/` would land in its writable layer, and so in `hx commit` and `hx export`.
 const BASE: &str = "/dev/.hx-cgroup";
 /// cpu.max's period: the kernel's default, docker's too.
 const PERIOD_US: u64 = 100_000;
@@ -107,17 +107,13 @@ pub fn apply(id: &str, l: &MemberLimits) -> Result<(), InitError> {
 /// when a limit asks for one (`--pids-limit`): a VM's own limits are the VM's.
 pub const WORKLOAD: &str = pv_init::mux::WORKLOAD_GROUP;
 
-/// `cgroup.procs` of the single container's group, when it has one.
+/// `cgroup.procs` of the single container's group, when it has one (none made, nothing is
+/// mounted for it).
 pub fn workload_procs() -> Option<OwnedFd> {
-    let p = dir(WORKLOAD).join("cgroup.procs");
-    if !p.exists() {
+    if !dir(WORKLOAD).is_dir() {
         return None;
     }
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .map(OwnedFd::from)
-        .ok()
+    procs(WORKLOAD).ok()
 }
 
 /// Makes the member's group with its limits; returns its `cgroup.procs`, which each of the

@@ -631,7 +631,6 @@ fn bind_onto(
 /// the pod's or another member's files); missing directories are made, and a missing last
 /// component too (a directory, or an empty file when `dir` is false).
 pub fn open_in_root(root: &Path, target: &str, dir: bool) -> Result<OwnedFd, String> {
-    use std::os::fd::FromRawFd;
     let comps: Vec<&str> = target
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
@@ -645,27 +644,13 @@ pub fn open_in_root(root: &Path, target: &str, dir: bool) -> Result<OwnedFd, Str
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("{}: {e}", root.display()))?;
-    let open = |rel: &str| -> Result<OwnedFd, nix::errno::Errno> {
-        let c = std::ffi::CString::new(rel).map_err(|_| nix::errno::Errno::EINVAL)?;
-        // SAFETY: open_how is plain integers; all-zero is its empty value.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an open_how of the
-        // size passed; the result is a new descriptor owned here.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root_fd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            return Err(nix::errno::Errno::last());
-        }
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let open = |rel: &str| {
+        openat2_in_root(
+            &root_fd,
+            rel,
+            libc::O_PATH | libc::O_CLOEXEC,
+            libc::RESOLVE_NO_MAGICLINKS,
+        )
     };
     for n in 1..=comps.len() {
         let rel = comps[..n].join("/");
@@ -713,6 +698,38 @@ pub fn open_in_root(root: &Path, target: &str, dir: bool) -> Result<OwnedFd, Str
     Err("not a path below /".into())
 }
 
+/// openat2(2) of `rel` below `root_fd` as if it were `/` (RESOLVE_IN_ROOT, with `resolve`'s
+/// further bounds): no link the member's tree holds leads out of it.
+fn openat2_in_root(
+    root_fd: &OwnedFd,
+    rel: &str,
+    flags: libc::c_int,
+    resolve: u64,
+) -> Result<OwnedFd, nix::errno::Errno> {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(rel).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: open_how is plain integers; all-zero is its empty value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | resolve;
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an open_how of the size
+    // passed; the result is a new descriptor owned here.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_fd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: a descriptor just returned by openat2, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// A pty pair from the devpts instance at `root`/dev/pts (a confined member's own), so that its
 /// workload's or exec's terminal is the member's, as runc allocates a container's console
 /// inside it. None when there is no such instance (not a member: the VM's /dev/ptmx is used).
@@ -731,29 +748,16 @@ pub fn member_pty(root: &Path) -> Result<Option<nix::pty::OpenptyResult>, InitEr
         Ok(fd) => fd,
         Err(e) => return Err(fail("its root", e)),
     };
-    // SAFETY: open_how is plain integers; all-zero is its empty value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an open_how of the size
-    // passed; the result is a new descriptor owned here.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root_fd.as_raw_fd(),
-            c"dev/pts/ptmx".as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
+    let master = match openat2_in_root(
+        &root_fd,
+        "dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(fail("dev/pts/ptmx", e)),
     };
-    if fd < 0 {
-        return match nix::errno::Errno::last() {
-            nix::errno::Errno::ENOENT => Ok(None),
-            e => Err(fail("dev/pts/ptmx", e)),
-        };
-    }
-    // SAFETY: a descriptor just returned by openat2, owned from here on.
-    let master = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let st = nix::sys::stat::fstat(&master).map_err(|e| fail("dev/pts/ptmx", e))?;
     let is_ptmx = st.st_mode & libc::S_IFMT == libc::S_IFCHR
         && libc::major(st.st_rdev) == 5

@@ -64,16 +64,10 @@ pub fn program(
 }
 
 /// Checks a docker-format profile as `--security-opt seccomp=FILE` reads it: bounded, parsed
-/// strictly, and compiled once against docker's default capabilities, so that a bad profile
-/// is refused when the container is made, not at its start.
+/// strictly, and compiled, so that a bad profile is refused when the container is made, not at
+/// its start.
 pub fn check_docker(text: &str) -> Result<(), SeccompError> {
-    if text.len() > MAX_PROFILE {
-        return Err(SeccompError::Invalid(format!(
-            "{} bytes, more than the {MAX_PROFILE} hx reads",
-            text.len()
-        )));
-    }
-    // With docker's default set and with every capability: a rule only some capabilities
+    // (from_docker bounds the text.) With docker's default set and with every capability: a rule only some capabilities
     // bring in (`includes.caps`) is checked too.
     for caps in [Capabilities::docker_default(), Capabilities::all()] {
         compile(&from_docker(text.as_bytes(), &caps)?)?;
@@ -269,8 +263,9 @@ fn check_kernel_version(v: &str) -> Result<(), SeccompError> {
     }
 }
 
-/// The most instructions a classic BPF program may have (the kernel's BPF_MAXINSNS).
-const MAX_INSNS: usize = 4096;
+/// The most instructions a classic BPF program may have (the kernel's BPF_MAXINSNS), as the
+/// guest checks it.
+const MAX_INSNS: usize = Seccomp::MAX_INSNS;
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction, SeccompError> {
     let ret = |what: &str| -> Result<i32, SeccompError> {

@@ -600,6 +600,25 @@ impl ContainerSpec {
 mod tests {
     use super::*;
 
+    /// A seccomp program is taken only as the kernel could: whole 8-byte instructions, 1 to
+    /// 4096 of them (a longer text refused before it is decoded), base64, known flags.
+    #[test]
+    fn seccomp_programs_are_checked_before_use() {
+        let ok = Seccomp::from_bytes(&[6, 0, 0, 0, 0, 0, 0xff, 0x7f], 0, false);
+        assert_eq!(ok.instructions().unwrap(), [(6, 0, 0, 0x7fff_0000)]);
+        let bad = |s: Seccomp| s.instructions().unwrap_err();
+        assert!(bad(Seccomp::from_bytes(&[], 0, false)).contains("0 bytes"));
+        assert!(bad(Seccomp::from_bytes(&[0; 7], 0, false)).contains("7 bytes"));
+        assert!(bad(Seccomp::from_bytes(&[0; 8 * 4097], 0, false)).contains("more than 4096"));
+        assert!(bad(Seccomp::from_bytes(&[0; 8], 1, false)).contains("flags 0x1"));
+        let not_base64 = Seccomp {
+            program: "!!!!".into(),
+            flags: 0,
+            optional: false,
+        };
+        assert!(bad(not_base64).contains("not base64"));
+    }
+
     #[test]
     fn resolv_conf_names_the_relay_instead_of_127_0_0_11() {
         let docker = "search lan\nnameserver 127.0.0.11\noptions ndots:0\n";

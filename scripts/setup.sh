@@ -2,10 +2,19 @@
 # Installs what hx needs on a Debian 12 machine, builds hx, pv-init and the hyper kernel, and
 # installs them: /usr/local/bin/{hx,hx-runtime}, /usr/local/lib/hx/{bzImage,pv-init}.
 # Idempotent: a second run rebuilds only what changed (cargo and the kernel cache).
+#   --with-tests  also builds every test (tests/run-all.sh): one build whose features are the
+#                 test build's, so `cargo test` compiles nothing twice (the tests' dev-dependencies
+#                 turn on features of shared crates, serde's and hyper's among them).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 prefix="${HX_PREFIX:-/usr/local}"
 log() { echo "setup: $*" >&2; }
+with_tests=0
+case "${1:-}" in
+    --with-tests) with_tests=1;;
+    "") ;;
+    *) echo "setup: unknown option $1 (usage: setup.sh [--with-tests])" >&2; exit 2;;
+esac
 
 if [ "$(id -u)" != 0 ]; then
     echo "setup: run as root (hx manages VMs, loop devices and /var/lib/hx)" >&2
@@ -69,8 +78,13 @@ systemctl disable --now docker-registry >/dev/null 2>&1 || true
 systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 
 cd "$repo"
-log "building hx, hx-runtime and containerd-shim-hx-v2"
-cargo build --release -p hx-toolstack -p hx-oci-runtime -p hx-shim
+if [ "$with_tests" = 1 ]; then
+    log "building hx, hx-runtime, containerd-shim-hx-v2 and the tests"
+    cargo build --release --workspace --all-targets --locked
+else
+    log "building hx, hx-runtime and containerd-shim-hx-v2"
+    cargo build --release -p hx-toolstack -p hx-oci-runtime -p hx-shim
+fi
 log "building pv-init (static)"
 pv_init="$(scripts/build-pv-init.sh)"
 log "building the hyper kernel (cached after the first build)"

@@ -19,7 +19,7 @@ stage() {
     fi
 }
 
-stage setup scripts/setup.sh || true
+stage setup scripts/setup.sh --with-tests || true
 if [ "$failed" -gt 0 ]; then
     echo "setup failed: nothing else can run"
     echo "suites: $passed passed, $failed failed"
@@ -41,7 +41,7 @@ lab_args() {
             hostile) lab_args_out+=(--file "$hostile:/lab/bin/xs-hostile");;
             bindings) lab_args_out+=(--file "$bindings:/lab/bin/xen-bindings-dom0");;
             compat) lab_args_out+=(--image "redis=$layout/redis" --image "mariadb=$layout/mariadb");;
-            docker) lab_args_out+=(--extras --image "nginx=$layout/nginx");;
+            docker) lab_args_out+=(--extras);;
             cri) lab_args_out+=(--extras --file "$cri:/lab/bin/cri-test");;
         esac
         lab_args_out+=(--script "tests/xen-lab/checks/$n.sh")
@@ -60,8 +60,8 @@ lab_failed() {
 }
 # The Xen lab, in two boots run side by side (one lab keeps about one host core busy; this
 # machine has two): A, the built-in suite, then inside dom0 the nginx acceptance, volumes,
-# control, lifecycle, exec, checkpoint and the hostile guest; B, pods, xl save/restore, the xl
-# admin verbs, xen-bindings' dom0 tests, Redis and MariaDB from the compatibility suite,
+# control, lifecycle, exec, the xl verbs of xl-misc, checkpoint, xl save/restore, the hostile
+# guest and warm start; B, pods, the xl admin verbs, xen-bindings' dom0 tests, Redis and MariaDB from the compatibility suite,
 # and last (dockerd changes dom0's firewall) docker.io and containerd driving hx-runtime and the
 # shim, then Kubernetes' CRI through containerd and the shim (toolstack/tests/cri.rs's binary,
 # in a network namespace of its own). HX_LAB_ARGS adds options to both, e.g. --no-suite while developing.
@@ -71,12 +71,14 @@ xen_lab() {
     [ -x tests/xen-lab/run ] || { echo "xen-lab: tests/xen-lab/run is missing or not executable"; return 1; }
     layout="$(mktemp -d /tmp/hx-nginx-layout.XXXXXX)"
     results="$repo/target/xen-lab"
-    # The test binary of the cargo-test stage (already built; cargo's JSON output names it).
-    bindings="$(cargo test --release -p xen-bindings --test dom0 --no-run --message-format=json 2>/dev/null |
-        jq -r 'select(.profile.test == true and .target.name == "dom0") | .executable' | tail -n 1)"
+    # Test binaries of the cargo-test stage, already built (cargo's JSON output names them;
+    # --workspace: the features of that build, a package alone would build its own).
+    local built
+    built="$(cargo test --release --workspace --no-run --message-format=json 2>/dev/null |
+        jq -r 'select(.profile.test == true) | "\(.target.name) \(.executable)"')"
+    bindings="$(awk '$1 == "dom0" {print $2}' <<<"$built" | tail -n 1)"
     [ -x "$bindings" ] || { echo "xen-lab: cannot build xen-bindings' dom0 test binary"; return 1; }
-    cri="$(cargo test --release -p hx-toolstack --test cri --no-run --message-format=json 2>/dev/null |
-        jq -r 'select(.profile.test == true and .target.name == "cri") | .executable' | tail -n 1)"
+    cri="$(awk '$1 == "cri" {print $2}' <<<"$built" | tail -n 1)"
     [ -x "$cri" ] || { echo "xen-lab: cannot build the CRI test binary"; return 1; }
     hostile="$(scripts/build-xs-hostile.sh)" || { echo "xen-lab: cannot build xs-hostile"; return 1; }
     tests/images/nginx.sh "$layout/nginx" && tests/images/compat.sh redis "$layout/redis" &&
@@ -84,8 +86,8 @@ xen_lab() {
         # Caches (Xen, dom0, extras, the KVM verdict) once, before the two labs read them.
         tests/xen-lab/run --extras --prepare-only || { rm -rf "$layout"; return 1; }
     mkdir -p "$results"
-    local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint hostile warm)
-    local scripts_b=(pods xl-save xl-admin bindings compat docker cri)
+    local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint xl-save hostile warm)
+    local scripts_b=(pods xl-admin bindings compat docker cri)
     local args_a=() args_b=()
     lab_args args_a "${scripts_a[@]}"
     lab_args args_b "${scripts_b[@]}"

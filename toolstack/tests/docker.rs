@@ -417,4 +417,68 @@ fn docker_cli_with_runc_then_hx() {
         common::docker::COMPOSE
     );
     compose_app(&d);
+    nginx_published(&d);
+}
+
+/// The official-image way to serve a page: a real nginx image (tests/images/nginx.sh, Debian's
+/// nginx-light configured as docker's nginx image is: `daemon off`, logs on stdout/stderr,
+/// STOPSIGNAL SIGQUIT) loaded into docker, `docker run -d --runtime hx -p 8082:80 nginx`: the
+/// welcome page through docker's published port, the access line in `docker logs`, and
+/// `docker stop` sending the image's SIGQUIT, nginx's graceful quit (exit 0).
+fn nginx_published(d: &Dockerd) {
+    let layout = d.dir.join("nginx-layout");
+    let archive = d.dir.join("nginx.tar");
+    let mut c = std::process::Command::new(common::repo().join("tests/images/nginx.sh"));
+    c.arg(&layout);
+    let r = common::run_with_timeout(c, Duration::from_secs(900));
+    assert_eq!(r.code, 0, "building the nginx image: {}", r.stderr);
+    let mut c = std::process::Command::new("skopeo");
+    c.args(["copy", "-q"])
+        .arg(format!("oci:{}", layout.display()))
+        .arg(format!(
+            "docker-archive:{}:nginx:hx-test",
+            archive.display()
+        ));
+    let r = common::run_with_timeout(c, Duration::from_secs(120));
+    assert_eq!(r.code, 0, "skopeo copy of the nginx layout: {}", r.stderr);
+    d.docker_ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    std::fs::remove_file(&archive).unwrap();
+    std::fs::remove_dir_all(&layout).unwrap();
+
+    let t0 = Instant::now();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        "hx",
+        "--name",
+        "ngx",
+        "-p",
+        "8082:80",
+        "nginx:hx-test",
+    ]);
+    let page = d.wait_for("http://127.0.0.1:8082/", Duration::from_secs(180));
+    assert!(page.contains("Welcome to nginx"), "nginx's page: {page}");
+    eprintln!("nginx: the page {:?} after docker run", t0.elapsed());
+    wait_until(
+        "nginx's access line in docker logs",
+        Duration::from_secs(30),
+        || {
+            d.docker_ok(&["logs", "ngx"])
+                .stdout
+                .contains("\"GET / HTTP/1.1\" 200")
+        },
+    );
+    let signal = d.docker_ok(&["inspect", "-f", "{{.Config.StopSignal}}", "ngx"]);
+    assert_eq!(signal.stdout.trim(), "SIGQUIT");
+    // SIGKILL after the timeout would be 137: exit 0 is nginx's own graceful quit.
+    d.docker_ok(&["stop", "-t", "60", "ngx"]);
+    let code = d.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "ngx"]);
+    assert_eq!(code.stdout.trim(), "0", "nginx's exit on docker stop");
+    assert_eq!(
+        d.fetch("http://127.0.0.1:8082/"),
+        None,
+        "8082 answers after stop"
+    );
+    d.docker_ok(&["rm", "ngx"]);
 }

@@ -73,7 +73,7 @@ xen_lab() {
     results="$repo/target/xen-lab"
     # Test binaries of the cargo-test stage, already built (cargo's JSON output names them;
     # --workspace: the features of that build, a package alone would build its own).
-    local built
+    local built t0=$SECONDS
     built="$(cargo test --release --workspace --no-run --message-format=json 2>/dev/null |
         jq -r 'select(.profile.test == true) | "\(.target.name) \(.executable)"')"
     bindings="$(awk '$1 == "dom0" {print $2}' <<<"$built" | tail -n 1)"
@@ -81,10 +81,13 @@ xen_lab() {
     cri="$(awk '$1 == "cri" {print $2}' <<<"$built" | tail -n 1)"
     [ -x "$cri" ] || { echo "xen-lab: cannot build the CRI test binary"; return 1; }
     hostile="$(scripts/build-xs-hostile.sh)" || { echo "xen-lab: cannot build xs-hostile"; return 1; }
+    echo "xen-lab: test binaries and xs-hostile ready ($((SECONDS - t0)) s)"; t0=$SECONDS
     tests/images/nginx.sh "$layout/nginx" && tests/images/compat.sh redis "$layout/redis" &&
         tests/images/compat.sh mariadb "$layout/mariadb" &&
+        echo "xen-lab: test images ready ($((SECONDS - t0)) s)" && t0=$SECONDS &&
         # Caches (Xen, dom0, extras, the KVM verdict) once, before the two labs read them.
         tests/xen-lab/run --extras --prepare-only || { rm -rf "$layout"; return 1; }
+    echo "xen-lab: caches ready ($((SECONDS - t0)) s)"
     mkdir -p "$results"
     local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint xl-save hostile warm)
     local scripts_b=(pods xl-admin bindings compat docker cri)

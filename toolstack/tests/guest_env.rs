@@ -229,6 +229,8 @@ fn bad_flags_are_125_before_anything_happens() {
         ),
         (&["--pids-limit", "-5"], "--pids-limit -5: must be -1 (no limit) or 1..=4194304"),
         (&["--security-opt", "apparmor=docker-default"], "--security-opt \"apparmor=docker-default\""),
+        (&["--pid", "host"], "--pid host: only container:NAME"),
+        (&["--pid", "container:web"], "--pid container:web: a container's PID namespace is inside its own VM"),
     ] {
         let mut argv = vec!["run", "--rm"];
         argv.extend_from_slice(args);

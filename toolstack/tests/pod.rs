@@ -399,6 +399,37 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
     assert_eq!(row["pids"], 1, "only its sleep: {row}");
     let used = row["mem_used"].as_u64().unwrap();
     assert!(used > 0 && used < 8 << 20, "a sleep's memory: {row}");
+    // --pid container:NAME (docker's): born in tuned's PID namespace, whose init is tuned's
+    // sleep; inspect says whose.
+    lab.hx_ok(
+        &hx,
+        &[
+            "create",
+            "--pod",
+            "p",
+            "--name",
+            "peer",
+            "--pid",
+            "container:tuned",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "tr '\\0' ' ' </proc/1/cmdline",
+        ],
+    );
+    let tuned_id = lab
+        .hx_ok(&hx, &["inspect", "-f", "{{.Id}}", "tuned"])
+        .stdout;
+    let mode = lab.hx_ok(&hx, &["inspect", "-f", "{{.HostConfig.PidMode}}", "peer"]);
+    assert_eq!(mode.stdout.trim(), format!("container:{}", tuned_id.trim()));
+    let peer = lab.hx(&hx, &["start", "-a", "peer"]);
+    assert_eq!(
+        (peer.code, peer.stdout.trim()),
+        (0, "sleep 600"),
+        "{}",
+        peer.stderr
+    );
+    lab.hx_ok(&hx, &["rm", "peer"]);
     lab.hx_ok(&hx, &["rm", "-f", "tuned"]);
 
     // A member whose keeper is killed ends (the guest kills its workload), its disks are
@@ -609,4 +640,63 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         "{}",
         missing.stderr
     );
+}
+
+/// `hx pod create --share +pid` (podman's): the members see each other's processes (one PID
+/// namespace, the pod VM's); `--share` lists one VM cannot honour are refused.
+#[test]
+fn a_pod_made_with_share_pid_gives_its_members_one_pid_namespace() {
+    let hx = Hx::new();
+    if !hx.has_guest() {
+        return;
+    }
+    hx.load_busybox();
+    for (share, want) in [
+        ("net", "always share its ipc namespace"),
+        ("+mnt", "unknown or unsupported namespace \"mnt\""),
+    ] {
+        let r = hx.run(&["pod", "create", "--name", "bad", "--share", share]);
+        assert_eq!(r.code, 125, "--share {share}: {}", r.stderr);
+        assert!(r.stderr.contains(want), "--share {share}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+    assert_eq!(
+        hx.ok(&["pod", "ps", "-q"]).stdout,
+        "",
+        "a refused pod was made"
+    );
+    hx.ok(&[
+        "pod",
+        "create",
+        "--name",
+        "sp",
+        "--network",
+        "none",
+        "--share",
+        "+pid",
+    ]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&hx.ok(&["pod", "inspect", "sp"]).stdout).unwrap();
+    assert_eq!(
+        inspect[0]["SharedNamespaces"],
+        serde_json::json!(["ipc", "net", "uts", "pid"])
+    );
+    hx.ok(&[
+        "run", "-d", "--pod", "sp", "--name", "sleeper", BUSYBOX, "sleep", "600",
+    ]);
+    let mode = hx.ok(&["inspect", "-f", "{{.HostConfig.PidMode}}", "sleeper"]);
+    assert_eq!(mode.stdout.trim(), "pod");
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--pod",
+        "sp",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done | grep -c '^sleep 600'",
+    ]);
+    assert_eq!((r.code, r.stdout.trim()), (0, "1"), "{}", r.stderr);
+    hx.ok(&["pod", "rm", "-f", "sp"]);
+    assert_eq!(common::qemu_processes_for(hx.root()), 0);
 }

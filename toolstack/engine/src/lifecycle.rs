@@ -262,6 +262,13 @@ fn create_inner(
     if req.read_only && req.upper_size.is_some() {
         bail!("conflicting options: --read-only and --disk-size");
     }
+    if let (None, Some(t)) = (&req.pod, &req.pid_target) {
+        bail!(
+            "--pid container:{}: a container's PID namespace is inside its own VM; only \
+             members of one pod (--pod) share one",
+            crate::sanitize::text(t).to_cow()
+        );
+    }
     capabilities(&req)?;
     // A read-only root needs no writable layer on disk: /etc's files go in a small tmpfs.
     if req.upper_size.is_none() && !req.auto_remove && !req.read_only && req.rootfs.is_none() {
@@ -277,10 +284,12 @@ fn create_inner(
     let be: Box<dyn Backend> = match (&req.pod, req.pod_infra) {
         (Some(pod), false) => {
             crate::pod::check_member_request(root, pod, &req)?;
+            let pod = pod.clone();
+            crate::pod::resolve_pid_namespace(root, &pod, &mut req)?;
             req.network = Some("none".into());
             // What the member sees (pv-init gives it the pod's /etc/hostname).
-            req.hostname = crate::pod::hostname(root, pod);
-            Box::new(backend::pod::PodMember::new(root, pod))
+            req.hostname = crate::pod::hostname(root, &pod);
+            Box::new(backend::pod::PodMember::new(root, &pod))
         }
         (_, infra) => {
             let be = backend::select(req.backend.as_deref(), root)?;

@@ -35,6 +35,44 @@ pub struct PodRequest {
     pub backend: Option<String>,
     /// Xen domain type of the pod's VM (`--type`).
     pub xen_type: Option<String>,
+    /// `--share pid` (podman's): the members are born in the pod VM's PID namespace and see
+    /// each other's processes, instead of one namespace each.
+    pub share_pid: bool,
+}
+
+/// The namespaces `hx pod create --share` may name. One VM is one kernel: its members always
+/// share its network, UTS and IPC namespaces (podman's default `ipc,net,uts`); the PID
+/// namespace only when asked.
+pub const SHAREABLE: [&str; 4] = ["ipc", "net", "uts", "pid"];
+
+/// `--share` as podman reads it: a comma-separated list that replaces the default
+/// (`ipc,net,uts`), or one that starts with `+` and adds to it. Ok(true): the PID namespace
+/// is shared. A list that leaves out a namespace one VM cannot give each member its own of
+/// is refused rather than ignored.
+pub fn parse_share(arg: &str) -> anyhow::Result<bool> {
+    let (added, list) = match arg.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, arg),
+    };
+    let mut named = Vec::new();
+    for ns in list.split(',') {
+        if !SHAREABLE.contains(&ns) {
+            bail!(
+                "--share: unknown or unsupported namespace \"{}\" (ipc, net, uts, pid)",
+                crate::sanitize::text(ns).to_cow()
+            );
+        }
+        named.push(ns);
+    }
+    if !added {
+        if let Some(missing) = ["ipc", "net", "uts"].iter().find(|ns| !named.contains(ns)) {
+            bail!(
+                "--share {arg}: a pod's members always share its {missing} namespace (one VM, \
+                 one kernel); give --share +pid to add the PID namespace"
+            );
+        }
+    }
+    Ok(named.contains(&"pid"))
 }
 
 /// How long a member that runs may take to have its workload started in the pod's VM: its
@@ -102,12 +140,54 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(Container, Vec<Container>)>> {
         .collect())
 }
 
-/// The pod's hostname (its VM's spec).
-pub fn hostname(root: &Path, pod: &str) -> Option<String> {
+/// The pod VM's spec: hostname, and whether its members share its PID namespace.
+fn infra_spec(root: &Path, pod: &str) -> Option<pv_init::spec::ContainerSpec> {
     let i = infra(root, pod).ok()?;
     let b = std::fs::read(container::dir(root, &i.id).join("spec.json")).ok()?;
-    let spec: pv_init::spec::ContainerSpec = serde_json::from_slice(&b).ok()?;
-    Some(spec.hostname)
+    serde_json::from_slice(&b).ok()
+}
+
+/// `hx pod create --share pid`: kept as the pod VM's own `shared_pids`, which means nothing
+/// for the VM's workload (the pause process) itself.
+pub fn shares_pids(root: &Path, pod: &str) -> bool {
+    infra_spec(root, pod).is_some_and(|s| s.shared_pids)
+}
+
+/// Where a new member of `pod` is born: `--pid container:NAME` (docker's) names another
+/// member of the same pod, whose PID namespace it joins (the pod's VM itself, its infra
+/// container, stands for the pod's shared one); without it, the pod's (`--share pid`) or one
+/// of its own.
+pub fn resolve_pid_namespace(
+    root: &Path,
+    pod: &str,
+    req: &mut CreateRequest,
+) -> anyhow::Result<()> {
+    let Some(key) = req.pid_target.clone() else {
+        req.shared_pids |= shares_pids(root, pod);
+        return Ok(());
+    };
+    let target = container::find(root, &key)
+        .with_context(|| format!("--pid container:{}", crate::sanitize::text(&key).to_cow()))?;
+    if target.pod.as_deref() != Some(pod) {
+        bail!(
+            "--pid container:{}: not a member of pod {pod} (a container's PID namespace is \
+             inside its own VM)",
+            crate::sanitize::text(&key).to_cow()
+        );
+    }
+    if target.pod_infra {
+        req.pid_target = None;
+        req.shared_pids = true;
+    } else {
+        req.shared_pids = false;
+        req.pid_target = Some(target.id);
+    }
+    Ok(())
+}
+
+/// The pod's hostname (its VM's spec).
+pub fn hostname(root: &Path, pod: &str) -> Option<String> {
+    infra_spec(root, pod).map(|s| s.hostname)
 }
 
 /// What a member may not ask for (yet): checked before anything is made.
@@ -276,6 +356,7 @@ pub fn infra_request(root: &Path, req: &PodRequest) -> anyhow::Result<CreateRequ
         privileged: true,
         backend: req.backend.clone(),
         xen_type: req.xen_type.clone(),
+        shared_pids: req.share_pid,
         ..Default::default()
     })
 }
@@ -345,6 +426,30 @@ pub fn remove(root: &Path, pod: &str, force: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn share_is_read_as_podman_reads_it() {
+        for (arg, pid) in [
+            ("ipc,net,uts", false),
+            ("net,uts,ipc,pid", true),
+            ("+pid", true),
+            ("+ipc", false),
+        ] {
+            assert_eq!(parse_share(arg).unwrap(), pid, "{arg}");
+        }
+        for (arg, want) in [
+            ("net", "always share its ipc namespace"),
+            ("ipc,net", "always share its uts namespace"),
+            ("+mnt", "unknown or unsupported namespace \"mnt\""),
+            ("ipc,net,uts,cgroup", "\"cgroup\""),
+            ("", "namespace \"\""),
+            ("ipc,net,uts,\u{1b}[2J", "\"\\x1b[2J\" (ipc"),
+        ] {
+            let e = parse_share(arg).unwrap_err().to_string();
+            assert!(e.contains(want), "{arg:?}: {e}");
+            assert!(!e.contains('\u{1b}'), "{arg:?}: raw ESC in {e:?}");
+        }
+    }
 
     #[test]
     fn a_members_volumes_are_counted_against_its_backends_limit() {

@@ -133,6 +133,12 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
             "NanoCpus": u64::from(c.cpu_cap_pct.unwrap_or(0)) * 10_000_000,
             "CpuShares": c.cpu_shares.unwrap_or(0),
             "PidsLimit": c.pids_limit,
+            // docker's `container:ID`; `pod` for a member born in its pod's shared namespace.
+            "PidMode": match (spec["pid_target"].as_str(), spec["shared_pids"].as_bool()) {
+                (Some(id), _) => format!("container:{id}"),
+                (None, Some(true)) if !c.pod_infra => "pod".to_string(),
+                _ => String::new(),
+            },
             "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
             "Privileged": req.as_ref().is_some_and(|r| r.privileged),

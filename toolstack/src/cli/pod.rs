@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Create a pod and start its VM; print its name
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Start a stopped pod's VM
     Start(NamesArgs),
     /// Stop a pod's containers, then its VM
@@ -54,6 +54,10 @@ pub struct CreateArgs {
     /// Xen domain type of the pod's VM: pvh (default) or pv (default from [xen] type)
     #[arg(long = "type", value_name = "pvh|pv")]
     pub xen_type: Option<String>,
+    /// Namespaces the pod's containers share (podman's): ipc,net,uts always (one VM); +pid
+    /// adds the PID namespace, so that they see each other's processes
+    #[arg(long, value_name = "NS[,NS...]|+pid")]
+    pub share: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +95,7 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
     let root = g.root.clone();
     match c {
         Command::Create(a) => {
+            let a = *a;
             let name = a.name.clone().unwrap_or_else(random_name);
             let memory_mb = super::run::parse_size_in(
                 "--memory",
@@ -102,6 +107,10 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
             if a.cpus == 0 || a.cpus > 32 {
                 anyhow::bail!("--cpus {}: must be 1..32", a.cpus);
             }
+            let share_pid = match &a.share {
+                Some(arg) => hx_engine::pod::parse_share(arg)?,
+                None => false,
+            };
             let req = hx_engine::pod::PodRequest {
                 name: name.clone(),
                 publish: a.publish,
@@ -114,6 +123,7 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                 labels: Default::default(),
                 backend: a.backend,
                 xen_type: a.xen_type,
+                share_pid,
             };
             let started =
                 tokio::task::spawn_blocking(move || hx_engine::pod::create(&root, req)).await??;
@@ -200,6 +210,12 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                     "Created": i.created,
                     "Hostname": infra_hostname(&g.root, i),
                     "Network": i.network,
+                    // podman's: what the pod's containers share.
+                    "SharedNamespaces": if hx_engine::pod::shares_pids(&g.root, p) {
+                        vec!["ipc", "net", "uts", "pid"]
+                    } else {
+                        vec!["ipc", "net", "uts"]
+                    },
                     "Containers": members.iter().map(|m| serde_json::json!({
                         "Id": m.id, "Name": m.name,
                         "State": if is_running(m) { "running" } else { "exited" },

@@ -128,6 +128,10 @@ pub struct CreateArgs {
     /// Run in this pod's VM (hx pod create): its network, hostname and ports (docs/pods.md)
     #[arg(long, value_name = "POD")]
     pub pod: Option<String>,
+    /// PID namespace: container:NAME joins another member's of the same pod (--pod), seeing
+    /// its processes; the default is one of its own (or the pod's, hx pod create --share +pid)
+    #[arg(long, value_name = "container:NAME")]
+    pub pid: Option<String>,
     /// The container's IPv4 address on its user network (--network NAME)
     #[arg(long, value_name = "IP")]
     pub ip: Option<std::net::Ipv4Addr>,
@@ -430,6 +434,7 @@ pub fn find_by_policy(
 /// that nothing is looked up, pulled or made for a run that cannot happen.
 pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     let restart = hx_engine::restart::Policy::parse(&args.restart)?;
+    let pid_target = args.pid.as_deref().map(pid_mode).transpose()?;
     let memory_mb = parse_size_in(
         "--memory",
         args.memory.as_deref().unwrap_or("128m"),
@@ -527,11 +532,24 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         pod: args.pod,
         pod_infra: false,
         shared_pids: false,
-        pid_target: None,
+        pid_target,
         cpu_cap_pct: None,
         cpu_shares: None,
         pids_limit,
     })
+}
+
+/// `--pid`'s one mode with a meaning here: docker's `container:NAME`. `host` would be the
+/// VM's own (pv-init's): refused, as every other mode is.
+fn pid_mode(arg: &str) -> anyhow::Result<String> {
+    match arg.strip_prefix("container:") {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => anyhow::bail!(
+            "--pid {}: only container:NAME, another member of the same pod (hx run --pod), is \
+             supported; a container's PID namespace is inside its own VM",
+            hx_engine::sanitize::text(arg).to_cow()
+        ),
+    }
 }
 
 use hx_engine::output_log::{Follower, Position};

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const DIR: &str = "offline";
+/// How long a stand-in just booted may take to have its exec channel listening: the VM's
+/// monitor binds it once the domain runs, after the backend's start has returned.
+const SOCKET_WAIT: Duration = Duration::from_secs(60);
 const RECORD: &str = "vm.json";
 /// How long the stand-in gets to end (sync and power off) after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(20);
@@ -157,6 +160,23 @@ impl OfflineVm {
         let Some(socket) = self.be.exec_socket(&self.dir) else {
             bail!("container {}: its backend has no exec channel", c.name);
         };
+        let deadline = Instant::now() + SOCKET_WAIT;
+        while !socket.exists() {
+            if !self.vm.vm_alive() {
+                bail!(
+                    "container {}: its offline VM ended before its exec channel came up",
+                    c.name
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "container {}: its offline VM's exec channel did not come up within {} s",
+                    c.name,
+                    SOCKET_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.socket = socket;
         Ok(())
     }

@@ -699,8 +699,8 @@ pub fn open_in_root(root: &Path, target: &str, dir: bool) -> Result<OwnedFd, Str
 }
 
 /// openat2(2) of `rel` below `root_fd` as if it were `/` (RESOLVE_IN_ROOT, with `resolve`'s
-/// further bounds): no link the member's tree holds leads out of it.
-fn openat2_in_root(
+/// further bounds): no link the tree holds leads out of it.
+pub(crate) fn openat2_in_root(
     root_fd: &OwnedFd,
     rel: &str,
     flags: libc::c_int,

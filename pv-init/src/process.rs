@@ -177,29 +177,15 @@ pub fn ident_in(user: &str, files: Option<&Path>) -> Result<Ident, InitError> {
 /// Opens `path` inside `root` with symlinks resolved there (openat2 RESOLVE_IN_ROOT), as the
 /// process itself would see it once in that root.
 fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
-    use std::os::fd::FromRawFd;
-    let dir = std::fs::File::open(root)?;
-    let rel = std::ffi::CString::new(path.trim_start_matches('/'))
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_how is plain data; all zeroes is its neutral value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT;
-    // SAFETY: openat2 with a valid dirfd, C string and open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            rel.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by openat2 and is owned by nobody else.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd as i32) })
+    let dir = std::os::fd::OwnedFd::from(std::fs::File::open(root)?);
+    crate::pod::openat2_in_root(
+        &dir,
+        path.trim_start_matches('/'),
+        libc::O_PATH | libc::O_CLOEXEC,
+        0,
+    )
+    .map(std::fs::File::from)
+    .map_err(std::io::Error::from)
 }
 
 fn read_in_root(root: &Path, path: &str) -> std::io::Result<String> {

@@ -428,10 +428,7 @@ fn docker_cli_with_runc_then_hx() {
 fn nginx_published(d: &Dockerd) {
     let layout = d.dir.join("nginx-layout");
     let archive = d.dir.join("nginx.tar");
-    let mut c = std::process::Command::new(common::repo().join("tests/images/nginx.sh"));
-    c.arg(&layout);
-    let r = common::run_with_timeout(c, Duration::from_secs(900));
-    assert_eq!(r.code, 0, "building the nginx image: {}", r.stderr);
+    common::build_nginx_layout(&layout);
     let mut c = std::process::Command::new("skopeo");
     c.args(["copy", "-q"])
         .arg(format!("oci:{}", layout.display()))

@@ -4,7 +4,7 @@
 //! localhost, serving a page from a volume, logging to `hx logs`, and `hx stop` freeing the port.
 mod common;
 use common::netns::{NetLab, CLIENT_IP, HOST_IP};
-use common::{run_with_timeout, Hx, Registry};
+use common::{Hx, Registry};
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,10 +23,7 @@ fn build_nginx_layout() -> Option<tempfile::TempDir> {
         .prefix("hx-nginx-")
         .tempdir()
         .unwrap();
-    let mut c = Command::new(common::repo().join("tests/images/nginx.sh"));
-    c.arg(dir.path().join("layout"));
-    let r = run_with_timeout(c, Duration::from_secs(900));
-    assert_eq!(r.code, 0, "building the nginx image: {}", r.stderr);
+    common::build_nginx_layout(&dir.path().join("layout"));
     Some(dir)
 }
 

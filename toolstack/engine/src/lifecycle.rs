@@ -285,10 +285,12 @@ fn create_inner(
         (Some(pod), false) => {
             crate::pod::check_member_request(root, pod, &req)?;
             let pod = pod.clone();
-            crate::pod::resolve_pid_namespace(root, &pod, &mut req)?;
+            let pod_spec = crate::pod::infra_spec(root, &pod);
+            let shares_pids = pod_spec.as_ref().is_some_and(|s| s.shared_pids);
+            crate::pod::resolve_pid_namespace(root, &pod, shares_pids, &mut req)?;
             req.network = Some("none".into());
             // What the member sees (pv-init gives it the pod's /etc/hostname).
-            req.hostname = crate::pod::hostname(root, &pod);
+            req.hostname = pod_spec.map(|s| s.hostname);
             Box::new(backend::pod::PodMember::new(root, &pod))
         }
         (_, infra) => {

@@ -40,10 +40,9 @@ pub struct PodRequest {
     pub share_pid: bool,
 }
 
-/// The namespaces `hx pod create --share` may name. One VM is one kernel: its members always
-/// share its network, UTS and IPC namespaces (podman's default `ipc,net,uts`); the PID
-/// namespace only when asked.
-pub const SHAREABLE: [&str; 4] = ["ipc", "net", "uts", "pid"];
+/// One VM is one kernel: a pod's members always share its IPC, network and UTS namespaces
+/// (podman's default `--share`); the PID namespace only when asked (`pid`).
+const ALWAYS_SHARED: [&str; 3] = ["ipc", "net", "uts"];
 
 /// `--share` as podman reads it: a comma-separated list that replaces the default
 /// (`ipc,net,uts`), or one that starts with `+` and adds to it. Ok(true): the PID namespace
@@ -56,7 +55,7 @@ pub fn parse_share(arg: &str) -> anyhow::Result<bool> {
     };
     let mut named = Vec::new();
     for ns in list.split(',') {
-        if !SHAREABLE.contains(&ns) {
+        if !ALWAYS_SHARED.contains(&ns) && ns != "pid" {
             bail!(
                 "--share: unknown or unsupported namespace \"{}\" (ipc, net, uts, pid)",
                 crate::sanitize::text(ns).to_cow()
@@ -65,7 +64,7 @@ pub fn parse_share(arg: &str) -> anyhow::Result<bool> {
         named.push(ns);
     }
     if !added {
-        if let Some(missing) = ["ipc", "net", "uts"].iter().find(|ns| !named.contains(ns)) {
+        if let Some(missing) = ALWAYS_SHARED.iter().find(|ns| !named.contains(ns)) {
             bail!(
                 "--share {arg}: a pod's members always share its {missing} namespace (one VM, \
                  one kernel); give --share +pid to add the PID namespace"
@@ -140,30 +139,40 @@ pub fn list(root: &Path) -> anyhow::Result<Vec<(Container, Vec<Container>)>> {
         .collect())
 }
 
-/// The pod VM's spec: hostname, and whether its members share its PID namespace.
-fn infra_spec(root: &Path, pod: &str) -> Option<pv_init::spec::ContainerSpec> {
-    let i = infra(root, pod).ok()?;
-    let b = std::fs::read(container::dir(root, &i.id).join("spec.json")).ok()?;
+/// The spec of a pod's VM (its infra container): the pod's hostname, and whether its members
+/// share its PID namespace (`--share pid`, kept as its `shared_pids`, which means nothing for
+/// the VM's own workload, the pause process).
+pub fn infra_spec_of(root: &Path, infra: &Container) -> Option<pv_init::spec::ContainerSpec> {
+    let b = std::fs::read(container::dir(root, &infra.id).join("spec.json")).ok()?;
     serde_json::from_slice(&b).ok()
 }
 
-/// `hx pod create --share pid`: kept as the pod VM's own `shared_pids`, which means nothing
-/// for the VM's workload (the pause process) itself.
-pub fn shares_pids(root: &Path, pod: &str) -> bool {
-    infra_spec(root, pod).is_some_and(|s| s.shared_pids)
+/// The spec of pod `pod`'s VM (infra_spec_of).
+pub fn infra_spec(root: &Path, pod: &str) -> Option<pv_init::spec::ContainerSpec> {
+    infra_spec_of(root, &infra(root, pod).ok()?)
+}
+
+/// What the members of the pod whose VM has `spec` share (podman's `SharedNamespaces`).
+pub fn shared_namespaces(spec: Option<&pv_init::spec::ContainerSpec>) -> Vec<&'static str> {
+    let mut v = ALWAYS_SHARED.to_vec();
+    if spec.is_some_and(|s| s.shared_pids) {
+        v.push("pid");
+    }
+    v
 }
 
 /// Where a new member of `pod` is born: `--pid container:NAME` (docker's) names another
 /// member of the same pod, whose PID namespace it joins (the pod's VM itself, its infra
-/// container, stands for the pod's shared one); without it, the pod's (`--share pid`) or one
-/// of its own.
+/// container, stands for the pod's shared one); without it, the pod's when `pod_shares_pids`
+/// (`--share pid`), or one of its own.
 pub fn resolve_pid_namespace(
     root: &Path,
     pod: &str,
+    pod_shares_pids: bool,
     req: &mut CreateRequest,
 ) -> anyhow::Result<()> {
     let Some(key) = req.pid_target.clone() else {
-        req.shared_pids |= shares_pids(root, pod);
+        req.shared_pids |= pod_shares_pids;
         return Ok(());
     };
     let target = container::find(root, &key)
@@ -183,11 +192,6 @@ pub fn resolve_pid_namespace(
         req.pid_target = Some(target.id);
     }
     Ok(())
-}
-
-/// The pod's hostname (its VM's spec).
-pub fn hostname(root: &Path, pod: &str) -> Option<String> {
-    infra_spec(root, pod).map(|s| s.hostname)
 }
 
 /// What a member may not ask for (yet): checked before anything is made.

@@ -67,8 +67,8 @@ pub fn program(
 /// strictly, and compiled, so that a bad profile is refused when the container is made, not at
 /// its start.
 pub fn check_docker(text: &str) -> Result<(), SeccompError> {
-    // (from_docker bounds the text.) With docker's default set and with every capability: a rule only some capabilities
-    // bring in (`includes.caps`) is checked too.
+    // (from_docker bounds the text.) With docker's default set and with every capability: a
+    // rule only some capabilities bring in (`includes.caps`) is checked too.
     for caps in [Capabilities::docker_default(), Capabilities::all()] {
         compile(&from_docker(text.as_bytes(), &caps)?)?;
     }

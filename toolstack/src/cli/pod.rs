@@ -203,19 +203,15 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                     .iter()
                     .find(|(i, _)| i.pod.as_deref() == Some(p.as_str()))
                     .with_context(|| format!("no such pod: {p}"))?;
+                let spec = hx_engine::pod::infra_spec_of(&g.root, i);
                 out.push(serde_json::json!({
                     "Name": p,
                     "State": if is_running(i) { "Running" } else { "Exited" },
                     "InfraContainerID": i.id,
                     "Created": i.created,
-                    "Hostname": infra_hostname(&g.root, i),
+                    "Hostname": spec.as_ref().map(|s| &s.hostname),
                     "Network": i.network,
-                    // podman's: what the pod's containers share.
-                    "SharedNamespaces": if hx_engine::pod::shares_pids(&g.root, p) {
-                        vec!["ipc", "net", "uts", "pid"]
-                    } else {
-                        vec!["ipc", "net", "uts"]
-                    },
+                    "SharedNamespaces": hx_engine::pod::shared_namespaces(spec.as_ref()),
                     "Containers": members.iter().map(|m| serde_json::json!({
                         "Id": m.id, "Name": m.name,
                         "State": if is_running(m) { "running" } else { "exited" },
@@ -231,12 +227,6 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
 
 fn is_running(c: &Container) -> bool {
     c.status == hx_engine::container::Status::Running && c.vm_alive()
-}
-
-fn infra_hostname(root: &std::path::Path, i: &Container) -> Option<String> {
-    let b = std::fs::read(hx_engine::container::dir(root, &i.id).join("spec.json")).ok()?;
-    let spec: pv_init::spec::ContainerSpec = serde_json::from_slice(&b).ok()?;
-    Some(spec.hostname)
 }
 
 fn random_name() -> String {

@@ -192,6 +192,16 @@ pub fn run_with_input(hx: &Hx, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, 
     (r.code, reader.join().unwrap(), r.stderr)
 }
 
+/// The nginx acceptance's image (tests/images/nginx.sh: Debian's nginx-light as docker's
+/// nginx image behaves) as an OCI layout at `out`; the mmdebstrap output is cached across runs
+/// (/var/cache/hx-tests).
+pub fn build_nginx_layout(out: &Path) {
+    let mut c = Command::new(repo().join("tests/images/nginx.sh"));
+    c.arg(out);
+    let r = run_with_timeout(c, Duration::from_secs(900));
+    assert_eq!(r.code, 0, "building the nginx image: {}", r.stderr);
+}
+
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Run {
     let child = cmd
         .stdout(Stdio::piped())

@@ -872,6 +872,16 @@ async fn bench(c: &Containerd) {
             }
         }
     }
+    // Which VMs had a warm-start template (a pod's VM: DEVICES ends in +pod).
+    let templates = c.dir.join("hx").join("k8s.io").join("templates");
+    for entry in std::fs::read_dir(&templates)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let meta = std::fs::read_to_string(entry.path().join("meta.json")).unwrap_or_default();
+        eprintln!("BENCH template {:?}: {meta}", entry.file_name());
+    }
     for (handler, mut v) in times {
         v.sort();
         eprintln!(

@@ -57,6 +57,89 @@ fn warm_containers_behave_like_cold_ones_and_share_nothing() {
     assert_eq!(ls.stdout.lines().count(), 1, "{}", ls.stdout);
 }
 
+/// A pod's VM restored from a template of its own shape (`+pod`: the members' SCSI bus and
+/// 9p exports) runs members as a cold one does: their disks hot-plugged after the restore,
+/// a host directory through the members export, each its own root, exit codes; two warm
+/// pods draw different random numbers.
+#[test]
+fn warm_pods_behave_like_cold_ones_and_share_nothing() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let templates = tempfile::tempdir().unwrap();
+    let t = templates.path();
+    let host_dir = tempfile::tempdir().unwrap();
+    std::fs::write(host_dir.path().join("greeting"), "from-host\n").unwrap();
+    let volume = format!("{}:/data:ro", host_dir.path().display());
+    let mut randoms = Vec::new();
+    for (pod, env, what) in [
+        ("pc", &[("HX_WARM", "off")][..], "cold"),
+        ("pw1", &[][..], "warm"),
+        ("pw2", &[][..], "warm"),
+    ] {
+        let made = run(
+            &hx,
+            t,
+            env,
+            &["pod", "create", "--name", pod, "--network", "none"],
+        );
+        assert_eq!(made.code, 0, "{pod}: {}", made.stderr);
+        let first = run(
+            &hx,
+            t,
+            env,
+            &[
+                "run", "--rm", "--pod", pod, "-v", &volume, BUSYBOX, "sh", "-c", PROBE,
+            ],
+        );
+        let lines: Vec<&str> = first.stdout.lines().collect();
+        assert_eq!((first.code, first.stderr.as_str()), (3, "err\n"), "{pod}");
+        assert_eq!(
+            lines[..3],
+            ["out", "mark-absent", what],
+            "{pod}: {}",
+            first.stdout
+        );
+        randoms.push(lines.get(3).unwrap_or(&"").to_string());
+        let second = run(
+            &hx,
+            t,
+            env,
+            &[
+                "run",
+                "--rm",
+                "--pod",
+                pod,
+                "-v",
+                &volume,
+                BUSYBOX,
+                "sh",
+                "-c",
+                "test -e /root/mark && echo mark-present || echo mark-absent; \
+                 cat /data/greeting; hostname; exit 4",
+            ],
+        );
+        assert_eq!(
+            (second.code, second.stdout.as_str()),
+            (4, format!("mark-absent\nfrom-host\n{pod}\n").as_str()),
+            "{pod}: {}",
+            second.stderr
+        );
+        let rm = run(&hx, t, &[], &["pod", "rm", "-f", pod]);
+        assert_eq!(rm.code, 0, "{pod}: {}", rm.stderr);
+    }
+    assert_eq!(randoms[1].len(), 32, "{randoms:?}");
+    assert_ne!(randoms[1], randoms[2]);
+    // One template, the pod VM's shape (the cold pod made none).
+    let ls = run(&hx, t, &[], &["system", "template", "ls"]);
+    let lines: Vec<&str> = ls.stdout.lines().skip(1).collect();
+    assert_eq!(lines.len(), 1, "{}", ls.stdout);
+    assert!(
+        lines[0].contains("+pod") && lines[0].contains("256M"),
+        "{}",
+        ls.stdout
+    );
+    assert_eq!(run(&hx, t, &[], &["ps", "-aq"]).stdout, "");
+}
+
 #[test]
 fn templates_follow_pv_init_and_are_listed_and_removed() {
     let Some(hx) = Hx::with_busybox() else { return };

@@ -309,6 +309,11 @@ impl Qemu {
             cmd.arg("-device")
                 .arg(format!("virtio-blk-device,drive=disk{i},serial=hx-disk{i}"));
         }
+        // A template's exports are empty stand-ins (a 9p share is not mounted before the go).
+        let pod_export = |i: usize, real: &Path| match boot {
+            Boot::Template { dir, .. } => dir.join(super::warm::POD_EXPORTS[i]),
+            _ => real.to_path_buf(),
+        };
         if spec.hotplug_bus {
             // A pod's members' disks are hot-plugged here (backend/pod.rs): microvm's
             // virtio-mmio slots cannot take a device_add, a SCSI bus can.
@@ -320,7 +325,7 @@ impl Qemu {
             // (qemu_pod.rs), as no 9p device can be hot-added. Mapped metadata, as for shares.
             cmd.arg("-fsdev").arg(format!(
                 "local,id=fsm,path={},security_model={},multidevs=remap",
-                qemu_path(&super::pod_share::members_export(spec.dir)),
+                qemu_path(&pod_export(0, &super::pod_share::members_export(spec.dir))),
                 crate::volume::ShareModel::MappedXattr.as_qemu()
             ));
             cmd.arg("-device").arg(format!(
@@ -331,7 +336,10 @@ impl Qemu {
             // safe to show, and host symlinks read as symlinks (kubelet's ConfigMaps).
             cmd.arg("-fsdev").arg(format!(
                 "local,id=fsmro,path={},security_model=passthrough,readonly=on,multidevs=remap",
-                qemu_path(&super::pod_share::members_export_ro(spec.dir)),
+                qemu_path(&pod_export(
+                    1,
+                    &super::pod_share::members_export_ro(spec.dir)
+                )),
             ));
             cmd.arg("-device").arg(format!(
                 "virtio-9p-device,fsdev=fsmro,mount_tag={}",
@@ -515,14 +523,15 @@ impl Backend for Qemu {
             .restore
             .map(super::qemu_checkpoint::Saved::read)
             .transpose()?;
-        let template = if saved.is_some() {
+        let template = if saved.is_some() || !super::warm::enabled(&self.root) {
             None
-        } else if super::warm::fits(spec) && super::warm::enabled(&self.root) {
+        } else if let Some(why) = super::warm::unfit(spec) {
+            tracing::info!("warm start unavailable, booting cold: {why}");
+            None
+        } else {
             super::warm::ensure(self, &self.root, spec, accel)
                 .map_err(|e| tracing::info!("warm start unavailable, booting cold: {e:#}"))
                 .ok()
-        } else {
-            None
         };
         let checkpoint_state = spec.restore.map(super::qemu_checkpoint::state_file);
         let boot = match (&template, &saved, &checkpoint_state) {

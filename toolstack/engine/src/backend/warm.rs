@@ -90,22 +90,28 @@ pub fn enabled(root: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a restore can give this VM its devices: a tap NIC or none (QEMU's user-mode
-/// network keeps its forwards in the migrated slirp state: cold), disks no larger than the
-/// template's placeholders (the guest keeps the capacity it saw at boot).
-pub fn fits(spec: &VmSpec) -> bool {
-    // A pod's VM has a hot-plug bus no template has (docs/pods.md).
-    if spec.hotplug_bus || !spec.extra_nics.is_empty() {
-        return false;
+/// A pod template's stand-ins for the members exports (empty; pv-init mounts the real ones on
+/// a member's first share, after the restore): writable, read-only.
+pub(super) const POD_EXPORTS: [&str; 2] = ["members", "members-ro"];
+
+/// Why a restore cannot give this VM its devices, if it cannot: QEMU's user-mode network
+/// keeps its forwards in the migrated slirp state, a disk larger than the template's
+/// placeholders would keep the capacity the guest saw at boot, a namespace's further
+/// interfaces are taps `start` makes in it (rare: CRI gives one).
+pub fn unfit(spec: &VmSpec) -> Option<&'static str> {
+    if !spec.extra_nics.is_empty() {
+        return Some("several network interfaces");
     }
-    let nic_ok = match spec.nic.as_ref().map(|n| &n.kind) {
-        None | Some(NicKind::Bridge { .. }) | Some(NicKind::Netns { .. }) => true,
-        Some(NicKind::User { .. }) => false,
+    if let Some(NicKind::User { .. }) = spec.nic.as_ref().map(|n| &n.kind) {
+        return Some("QEMU's user-mode network");
+    }
+    let small = |d: &super::Disk| {
+        std::fs::metadata(&d.path).is_ok_and(|m| m.is_file() && m.len() <= PLACEHOLDER_BYTES)
     };
-    nic_ok
-        && spec.disks.iter().all(|d| {
-            std::fs::metadata(&d.path).is_ok_and(|m| m.is_file() && m.len() <= PLACEHOLDER_BYTES)
-        })
+    if !spec.disks.iter().all(small) {
+        return Some("a disk larger than a template's");
+    }
+    None
 }
 
 /// What the guest sees of its devices, in QEMU's creation order: a template serves only VMs
@@ -115,6 +121,8 @@ pub struct Shape {
     nic: bool,
     shares: Vec<(String, bool, &'static str)>,
     stdin: bool,
+    /// A pod's VM: its members' SCSI bus and their two 9p exports (qemu_pod.rs).
+    pod: bool,
 }
 
 impl Shape {
@@ -128,6 +136,7 @@ impl Shape {
                 .map(|s| (s.tag.clone(), s.readonly, s.model.as_qemu()))
                 .collect(),
             stdin: spec.stdin,
+            pod: spec.hotplug_bus,
         }
     }
 
@@ -148,13 +157,16 @@ impl Shape {
         if self.stdin {
             out.push_str("+stdin");
         }
+        if self.pod {
+            out.push_str("+pod");
+        }
         out
     }
 
     fn key_text(&self) -> String {
         format!(
-            "{:?}|{}|{:?}|{}",
-            self.readonly, self.nic, self.shares, self.stdin
+            "{:?}|{}|{:?}|{}|{}",
+            self.readonly, self.nic, self.shares, self.stdin, self.pod
         )
     }
 }
@@ -247,6 +259,9 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
         for i in 0..spec.shares.len() {
             let _ = std::fs::remove_dir(new.join(format!("share{i}")));
         }
+        for export in POD_EXPORTS {
+            let _ = std::fs::remove_dir(new.join(export));
+        }
         for scratch in ["console.log", "control.in", "control.out", "qemu.log"] {
             let _ = std::fs::remove_file(new.join(scratch));
         }
@@ -288,6 +303,11 @@ fn build(q: &Qemu, spec: &VmSpec, accel: &str, new: &Path) -> anyhow::Result<()>
         let p = new.join(format!("share{i}"));
         std::fs::create_dir(&p)?;
         share_dirs.push(p);
+    }
+    if spec.hotplug_bus {
+        for export in POD_EXPORTS {
+            std::fs::create_dir(new.join(export))?;
+        }
     }
     // A NIC of the restore's kind (a tap: the same offloads get negotiated), plugged into
     // nothing; it vanishes with the template's QEMU.

@@ -80,12 +80,25 @@ async fn run_to_exit(
         c,
     )
     .await;
+    let st = wait_exited(rs, c, &id, &name, &log, hx_root).await;
+    (id, st)
+}
+
+/// Container `id`'s status once it has exited (at most 120 s).
+async fn wait_exited(
+    rs: &mut RuntimeServiceClient<Channel>,
+    c: &Containerd,
+    id: &str,
+    name: &str,
+    log: &Path,
+    hx_root: &Path,
+) -> ContainerStatus {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let st = call(
             &format!("ContainerStatus {name}"),
             rs.container_status(ContainerStatusRequest {
-                container_id: id.clone(),
+                container_id: id.to_string(),
                 verbose: false,
             }),
             c,
@@ -94,12 +107,12 @@ async fn run_to_exit(
         .status
         .unwrap();
         if st.state == ContainerState::ContainerExited as i32 {
-            return (id, st);
+            return st;
         }
         assert!(
             Instant::now() < deadline,
             "{name} did not exit: {st:?}\n{name}'s log: {}\n{}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default(),
+            std::fs::read_to_string(log).unwrap_or_default(),
             c.log_tail(),
             engine_logs(hx_root)
         );
@@ -158,6 +171,71 @@ fn fetch(netns: &str, url: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// kubectl's side of CRI's streaming calls (`kubectl exec -it`, `kubectl attach`): the URL the
+/// Exec/Attach answer names is containerd's streaming server, inside containerd's network
+/// namespace, spoken to over WebSocket with the `v4.channel.k8s.io` protocol — every message
+/// a channel byte then data: 0 stdin, 1 stdout, 2 stderr, 3 the session's status (JSON),
+/// 4 a terminal resize. Sends `input` (channel, bytes) in order, then reads until the server
+/// closes: (stdout, stderr, status).
+async fn stream_session(netns: &str, url: &str, input: &[(u8, &[u8])]) -> (String, String, String) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("streaming URL {url:?}"));
+    let addr = rest.split('/').next().unwrap().to_string();
+    // The socket is made inside containerd's namespace (a thread's setns); it stays there.
+    let ns = format!("{NETNS_DIR}/{netns}");
+    let tcp = std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).unwrap();
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        std::net::TcpStream::connect(&addr).unwrap()
+    })
+    .join()
+    .unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+    let mut request = format!("ws://{rest}").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("WebSocket to {url}: {e}"));
+    for (channel, bytes) in input {
+        let mut m = vec![*channel];
+        m.extend_from_slice(bytes);
+        ws.send(Message::binary(m)).await.unwrap();
+    }
+    let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => break,
+            Err(_) => panic!(
+                "streaming session {url}: no end in 60 s; stdout {:?}, stderr {:?}, status {:?}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err),
+                String::from_utf8_lossy(&status)
+            ),
+        };
+        match m {
+            Message::Binary(data) => match data.split_first() {
+                Some((1, rest)) => out.extend_from_slice(rest),
+                Some((2, rest)) => err.extend_from_slice(rest),
+                Some((3, rest)) => status.extend_from_slice(rest),
+                _ => {}
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (text(&out), text(&err), text(&status))
 }
 
 /// The CRI log file's lines (`TIMESTAMP STREAM P|F TEXT`) of stream `stream`: their text.
@@ -636,6 +714,130 @@ async fn pod(c: &Containerd, netns: &str) {
     );
     // A member's exit did not end the pod: the server still answers.
     assert_eq!(fetch(netns, &url).as_deref(), Some("hello-from-srv\n"));
+
+    // `kubectl exec -it srv -- sh`: CRI's streaming Exec with a terminal, through containerd's
+    // streaming server: a resize, then typed lines; the shell sees the size, its output comes
+    // back on the terminal, and its exit code in the session's status.
+    let exec = call(
+        "Exec (streaming, tty)",
+        rs.exec(ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        }),
+        c,
+    )
+    .await;
+    let (out, _, status) = stream_session(
+        netns,
+        &exec.url,
+        &[
+            (4, br#"{"Width":100,"Height":30}"#),
+            (0, b"stty size; tty; echo typed-$((6*7)); exit 5\n"),
+        ],
+    )
+    .await;
+    assert!(out.contains("30 100\r\n"), "terminal size: {out:?}");
+    assert!(out.contains("/dev/pts/"), "no terminal: {out:?}");
+    assert!(out.contains("typed-42\r\n"), "{out:?}");
+    assert!(
+        status.contains("NonZeroExitCode") && status.contains(r#""message":"5""#),
+        "status {status:?}"
+    );
+    // Without a terminal: stdout and stderr apart, success.
+    let exec = call(
+        "Exec (streaming)",
+        rs.exec(ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "read l; echo \"$l\"; echo to-err >&2".into(),
+            ],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        }),
+        c,
+    )
+    .await;
+    let (out, err, status) = stream_session(netns, &exec.url, &[(0, b"piped-in\n")]).await;
+    // (No end of input: WebSocket's v4 protocol has no way to close stdin, v5 came later.)
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("piped-in\n", "to-err\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains(r#""status":"Success""#),
+        "status {status:?}"
+    );
+
+    // `kubectl attach -i`: a container with stdin open (`stdin: true, stdin_once: true`) reads
+    // what the attached client types and exits with its own code.
+    let mut att = container_config(
+        "att",
+        "echo waiting; read line; echo got:$line; exit 7",
+        "att.log",
+    );
+    att.stdin = true;
+    att.stdin_once = true;
+    let att_id = call(
+        "CreateContainer att",
+        rs.create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(att),
+            sandbox_config: Some(sandbox_config.clone()),
+        }),
+        c,
+    )
+    .await
+    .container_id;
+    call(
+        "StartContainer att",
+        rs.start_container(StartContainerRequest {
+            container_id: att_id.clone(),
+        }),
+        c,
+    )
+    .await;
+    let attach = call(
+        "Attach att",
+        rs.attach(AttachRequest {
+            container_id: att_id.clone(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        }),
+        c,
+    )
+    .await;
+    let (out, _, _) = stream_session(netns, &attach.url, &[(0, b"hello-attach\n")]).await;
+    assert!(out.contains("got:hello-attach\n"), "attach output {out:?}");
+    let st = wait_exited(&mut rs, c, &att_id, "att", &logs.join("att.log"), &hx_root).await;
+    assert_eq!(
+        (st.exit_code, log_lines(&logs.join("att.log"), "stdout")),
+        (
+            7,
+            vec!["waiting".to_string(), "got:hello-attach".to_string()]
+        ),
+        "{st:?}\n{}",
+        engine_logs(&hx_root)
+    );
+    call(
+        "RemoveContainer att",
+        rs.remove_container(RemoveContainerRequest {
+            container_id: att_id,
+        }),
+        c,
+    )
+    .await;
+
     // An ephemeral debug container (`kubectl debug --target srv`, NamespaceMode TARGET): in
     // srv's PID namespace, where srv's httpd is PID 1 and the VM's init is not to be seen.
     let mut dbg = container_config(

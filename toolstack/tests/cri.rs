@@ -715,6 +715,7 @@ async fn pod(c: &Containerd, netns: &str) {
     // A member's exit did not end the pod: the server still answers.
     assert_eq!(fetch(netns, &url).as_deref(), Some("hello-from-srv\n"));
 
+    let t_stream = Instant::now();
     // `kubectl exec -it srv -- sh`: CRI's streaming Exec with a terminal, through containerd's
     // streaming server: a resize, then typed lines; the shell sees the size, its output comes
     // back on the terminal, and its exit code in the session's status.
@@ -828,6 +829,10 @@ async fn pod(c: &Containerd, netns: &str) {
         ),
         "{st:?}\n{}",
         engine_logs(&hx_root)
+    );
+    eprintln!(
+        "Streaming Exec x2 + Attach (a container's run): {:?}",
+        t_stream.elapsed()
     );
     call(
         "RemoveContainer att",
@@ -1138,12 +1143,14 @@ async fn pod_start(
     )
     .await
     .container_id;
+    let t_create = t0.elapsed();
     call(
         "StartContainer",
         rs.start_container(StartContainerRequest { container_id: id }),
         c,
     )
     .await;
+    let t_start = t0.elapsed();
     let log = logs.join("up.log");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&log)
@@ -1187,8 +1194,9 @@ async fn pod_start(
     }
     let total: u64 = rss.values().map(|v| v.1).sum();
     eprintln!(
-        "{handler} round {round}: RunPodSandbox {t_sandbox:?}, running {t:?}, host PSS {} MiB \
-         (process name: count, KiB: {rss:?})",
+        "{handler} round {round}: RunPodSandbox {t_sandbox:?}, +CreateContainer {t_create:?}, \
+         +StartContainer {t_start:?}, running {t:?}, host PSS {} MiB (process name: count, KiB: \
+         {rss:?})",
         total / 1024
     );
     call(

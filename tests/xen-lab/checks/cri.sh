@@ -4,7 +4,7 @@
 # Debian's containerd with its CRI plugin, the `hx` runtime handler (containerd-shim-hx-v2 from
 # /usr/local/bin) and the CNI bridge plugin (build-extras.sh), the way kubelet does: one pod as
 # one domain, two containers in it (one serving on the pod's IP, the other reaching it over
-# localhost), CRI logs, exit codes, ExecSync, the pod's DNS config, a ConfigMap-like
+# localhost), CRI logs, exit codes, ExecSync, streaming Exec (a terminal) and Attach, the pod's DNS config, a ConfigMap-like
 # directory and an emptyDir live through the pod domain's members exports, and StopPodSandbox +
 # RemovePodSandbox leaving nothing. Once as PVH, once as PV (HX_CONFIG's `[xen] type`, which
 # containerd passes on to the shim).
@@ -47,7 +47,7 @@ for type in pvh pv; do
     rc=$?
     if [ "$rc" = 0 ]; then
         ok "$type: CRI pod with two containers ($(elapsed "$t0") s)"
-        grep -E '^(RunPodSandbox|CreateContainer|StopPodSandbox|CRI pod test)' "$w/$type.log" | show 10
+        grep -E '^(RunPodSandbox|CreateContainer|Streaming|StopPodSandbox|CRI pod test)' "$w/$type.log" | show 10
     else
         bad "$type: CRI pod test (exit $rc)"
         # The assertion first: the tail below is mostly the engine's logs the test dumps.

@@ -48,7 +48,6 @@ pub struct NetnsTap {
     pub tap: String,
     /// Open on /dev/net/tun (IFF_VNET_HDR): hand it to QEMU as `-netdev tap,fd=`.
     pub fd: OwnedFd,
-    pub info: LinkInfo,
 }
 
 /// The default name of the VM's interface inside the namespace.
@@ -61,19 +60,13 @@ pub const TAP_PREFIX: &str = "hxtap";
 pub fn attach_tap(netns: &Path, link: &str, tap: &str) -> anyhow::Result<NetnsTap> {
     check_names(link, tap)?;
     let ns = open_netns(netns)?;
-    let info = inspect(netns, link)?;
+    // The MTU only: the addresses were read when the network was set up (`inspect`).
+    let (_, mtu) = parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?)
+        .with_context(|| format!("interface {link} in {}", netns.display()))?;
     let fd = open_tap_in(&ns, tap).with_context(|| format!("in {}", netns.display()))?;
     let mirrored = ip_in(
         netns,
-        &[
-            "link",
-            "set",
-            "dev",
-            tap,
-            "mtu",
-            &info.mtu.to_string(),
-            "up",
-        ],
+        &["link", "set", "dev", tap, "mtu", &mtu.to_string(), "up"],
     )
     .and_then(|_| mirror(netns, link, tap));
     if let Err(e) = mirrored {
@@ -85,7 +78,6 @@ pub fn attach_tap(netns: &Path, link: &str, tap: &str) -> anyhow::Result<NetnsTa
         link: link.to_string(),
         tap: tap.to_string(),
         fd,
-        info,
     })
 }
 
@@ -293,14 +285,27 @@ fn ip_in(netns: &Path, args: &[&str]) -> anyhow::Result<String> {
     tool_in(netns, "ip", args)
 }
 
-/// `nsenter --net=`: `ip -n` only takes names under /run/netns.
+/// `program` run inside `netns` (`ip -n` only takes names under /run/netns): the child joins
+/// the namespace between fork and exec, as `nsenter --net=` would with one more exec (a
+/// pod's start runs a dozen of these on its critical path).
 fn tool_in(netns: &Path, program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let mut net = std::ffi::OsString::from("--net=");
-    net.push(netns);
-    run_tool(
-        Command::new("nsenter").arg(net).arg(program).args(args),
-        None,
-    )
+    use std::os::unix::process::CommandExt;
+    let ns = open_netns(netns)?;
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: setns is async-signal-safe; `ns` stays open until the child has run.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run_tool(&mut cmd, None);
+    drop(ns);
+    out
 }
 
 fn link_exists(netns: &Path, name: &str) -> bool {

@@ -17,6 +17,7 @@ pub mod rootfs;
 pub mod save;
 pub mod store;
 pub mod tarstream;
+pub mod tls;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

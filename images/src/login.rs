@@ -15,6 +15,7 @@ pub async fn verify(registry: &str, user: &str, password: &str, plain_http: bool
     };
     let scheme = if plain_http { "http" } else { "https" };
     let base = format!("{scheme}://{host}/v2/");
+    crate::tls::init();
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(15))
         .timeout(std::time::Duration::from_secs(60))

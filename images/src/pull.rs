@@ -127,6 +127,7 @@ impl Session {
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..Default::default()
         };
+        crate::tls::init();
         let client = Client::new(config);
         let auth = match crate::auth::credentials(&reference.registry) {
             Some((u, p)) => RegistryAuth::Basic(u, p),

@@ -43,6 +43,7 @@ pub async fn push(
     let image = store.find_image(&reference.to_string())?;
     let manifest_bytes = store.read_blob(&image.manifest_digest)?;
     let manifest = store.image_manifest(&image.manifest_digest)?;
+    crate::tls::init();
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(insecure_list(
             &crate::pull::PullOptions {

@@ -604,3 +604,198 @@ fn login_tag_push_and_logout(hx: &Hx, reg: &Registry, image: &str, docker_cfg: &
     assert_eq!(r.stdout, format!("Not logged in to {host}\n"));
     assert_eq!(with_cfg(&["push", &copy], None).code, 13, "logged out");
 }
+
+/// A registry over HTTPS with a certificate of the test's own CA, in a network namespace the
+/// test makes (an address that is not loopback: hx speaks plain HTTP only to local
+/// registries). hx verifies the server against the system's roots — here SSL_CERT_FILE, the
+/// test's CA — pulls through it, and refuses the same server when the CA is not trusted.
+#[test]
+fn pulls_over_https_verifying_the_registry_certificate() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: network namespaces need root");
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = "10.254.77.1";
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hx test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=hx test registry",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        format!(
+            "subjectAltName=IP:{addr}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let ns = format!("hxtls-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["netns", "add", &ns]);
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _ns = Ns(ns.clone());
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "lo"]);
+    let port = 5443;
+    std::fs::write(
+        d.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}:{port}\n  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("storage").display(),
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let in_ns = |program: &str| {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &ns, program]);
+        c
+    };
+    let mut registry = in_ns("docker-registry")
+        .arg("serve")
+        .arg(d.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(d.join("registry.err")).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _registry = Kill(&mut registry);
+    let image = format!("{addr}:{port}/library/busybox:1.38.0");
+    // skopeo's certificate directory: `*.crt` are CAs (a `*.key` would be a client key).
+    let certs = d.join("skopeo-certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(d.join("ca.pem"), certs.join("ca.crt")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = in_ns("skopeo")
+            .args(["copy", "--quiet", "--dest-cert-dir"])
+            .arg(&certs)
+            .arg(format!("oci:{}", shared_image("glibc").display()))
+            .arg(format!("docker://{image}"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "skopeo copy: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(d.join("registry.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hx = Hx::new();
+    let pull = |ca: Option<&Path>| {
+        let mut c = in_ns(env!("CARGO_BIN_EXE_hx"));
+        c.arg("--root").arg(hx.root.path()).args(["pull", &image]);
+        c.env_remove("HX_ROOT").env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => c.env("SSL_CERT_FILE", ca),
+            // No file of that name: the system's roots, which do not know the test's CA.
+            None => c.env_remove("SSL_CERT_FILE"),
+        };
+        run_with_timeout(c, Duration::from_secs(120))
+    };
+    let refused = pull(None);
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("{addr}:{port}"))
+            && refused.stderr.contains("certificate"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        hx.ok(&["images", "-q"]).stdout,
+        "",
+        "a refused pull stored nothing"
+    );
+    let ok = pull(Some(&d.join("ca.pem")));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stderr.contains("Status: Downloaded newer image"),
+        "{}",
+        ok.stderr
+    );
+    assert!(hx
+        .ok(&["images"])
+        .stdout
+        .contains(&format!("{addr}:{port}/library/busybox")));
+}

@@ -353,7 +353,8 @@ pub fn default_root() -> anyhow::Result<PathBuf> {
 
 pub fn init_tracing(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
+        // The TLS stack logs a refused certificate itself; hx's one-line error says it.
+        0 => "warn,rustls=off,rustls_platform_verifier=off",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -61,6 +61,24 @@ async fn run_to_exit(
         .map(|m| m.name.clone())
         .unwrap_or_default();
     let log = logs.join(&config.log_path);
+    let id = create_and_start(rs, c, sandbox, sandbox_config, config).await;
+    let st = wait_exited(rs, c, &id, &name, &log, hx_root).await;
+    (id, st)
+}
+
+/// CreateContainer + StartContainer of `config` in the sandbox: its id.
+async fn create_and_start(
+    rs: &mut RuntimeServiceClient<Channel>,
+    c: &Containerd,
+    sandbox: &str,
+    sandbox_config: &PodSandboxConfig,
+    config: ContainerConfig,
+) -> String {
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
     let id = call(
         &format!("CreateContainer {name}"),
         rs.create_container(CreateContainerRequest {
@@ -80,8 +98,7 @@ async fn run_to_exit(
         c,
     )
     .await;
-    let st = wait_exited(rs, c, &id, &name, &log, hx_root).await;
-    (id, st)
+    id
 }
 
 /// Container `id`'s status once it has exited (at most 120 s).
@@ -787,25 +804,7 @@ async fn pod(c: &Containerd, netns: &str) {
     );
     att.stdin = true;
     att.stdin_once = true;
-    let att_id = call(
-        "CreateContainer att",
-        rs.create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(att),
-            sandbox_config: Some(sandbox_config.clone()),
-        }),
-        c,
-    )
-    .await
-    .container_id;
-    call(
-        "StartContainer att",
-        rs.start_container(StartContainerRequest {
-            container_id: att_id.clone(),
-        }),
-        c,
-    )
-    .await;
+    let att_id = create_and_start(&mut rs, c, &sandbox, &sandbox_config, att).await;
     let attach = call(
         "Attach att",
         rs.attach(AttachRequest {

@@ -611,9 +611,7 @@ fn login_tag_push_and_logout(hx: &Hx, reg: &Registry, image: &str, docker_cfg: &
 /// test's CA — pulls through it, and refuses the same server when the CA is not trusted.
 #[test]
 fn pulls_over_https_verifying_the_registry_certificate() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: network namespaces need root");
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+    if !common::netns::root_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -684,14 +682,7 @@ fn pulls_over_https_verifying_the_registry_certificate() {
         "ext.cnf",
     ]);
     let ns = format!("hxtls-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        let ok = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip {args:?}");
-    };
+    let ip = |args: &[&str]| common::netns::sh(&[&["ip"][..], args].concat());
     ip(&["netns", "add", &ns]);
     struct Ns(String);
     impl Drop for Ns {

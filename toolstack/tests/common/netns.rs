@@ -19,11 +19,12 @@ pub struct NetLab {
     roots: Vec<PathBuf>,
 }
 
-fn sh(args: &[&str]) {
+/// Runs `args` (a program and its arguments); fails the test with its stderr if it fails.
+pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
-        .expect("run ip");
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
     assert!(
         out.status.success(),
         "{args:?}: {}",

@@ -61,8 +61,7 @@ pub fn attach_tap(netns: &Path, link: &str, tap: &str) -> anyhow::Result<NetnsTa
     check_names(link, tap)?;
     let ns = open_netns(netns)?;
     // The MTU only: the addresses were read when the network was set up (`inspect`).
-    let (_, mtu) = parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?)
-        .with_context(|| format!("interface {link} in {}", netns.display()))?;
+    let (_, mtu) = link_mac_mtu(netns, link)?;
     let fd = open_tap_in(&ns, tap).with_context(|| format!("in {}", netns.display()))?;
     let mirrored = ip_in(
         netns,
@@ -152,12 +151,17 @@ pub fn detach(netns: &Path, link: &str, tap: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `link`'s MAC and MTU.
+fn link_mac_mtu(netns: &Path, link: &str) -> anyhow::Result<(String, u32)> {
+    parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?)
+        .with_context(|| format!("interface {link} in {}", netns.display()))
+}
+
 /// `link`'s MAC, IPv4 address, prefix, MTU and the namespace's default gateway, and its
 /// global IPv6 address and the IPv6 default gateway where it has them.
 pub fn inspect(netns: &Path, link: &str) -> anyhow::Result<LinkInfo> {
     let culprit = || format!("interface {link} in {}", netns.display());
-    let (mac, mtu) =
-        parse_link(&ip_in(netns, &["-j", "link", "show", "dev", link])?).with_context(culprit)?;
+    let (mac, mtu) = link_mac_mtu(netns, link)?;
     let Some((address, prefix)) =
         parse_addr(&ip_in(netns, &["-j", "-4", "addr", "show", "dev", link])?)
             .with_context(culprit)?

@@ -842,6 +842,71 @@ async fn pod(c: &Containerd, netns: &str) {
     )
     .await;
 
+    // `kubectl run -it`: a container with a terminal (`tty: true`) and stdin open; the
+    // attached client's resize reaches its terminal, its typed line comes back echoed, and
+    // its output is the CRI log's stdout.
+    let mut term = container_config(
+        "term",
+        "read line; stty size; tty; echo got:$line; exit 4",
+        "term.log",
+    );
+    (term.stdin, term.stdin_once, term.tty) = (true, true, true);
+    let term_id = create_and_start(&mut rs, c, &sandbox, &sandbox_config, term).await;
+    let attach = call(
+        "Attach term",
+        rs.attach(AttachRequest {
+            container_id: term_id.clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr: false,
+        }),
+        c,
+    )
+    .await;
+    let (out, _, _) = stream_session(
+        netns,
+        &attach.url,
+        &[(4, br#"{"Width":90,"Height":20}"#), (0, b"hello-tty\n")],
+    )
+    .await;
+    for want in [
+        "hello-tty\r\n",
+        "20 90\r\n",
+        "/dev/pts/",
+        "got:hello-tty\r\n",
+    ] {
+        assert!(
+            out.contains(want),
+            "{want:?} not in the attach output {out:?}\n{}\n{}",
+            c.log_tail(),
+            engine_logs(&hx_root)
+        );
+    }
+    let st = wait_exited(
+        &mut rs,
+        c,
+        &term_id,
+        "term",
+        &logs.join("term.log"),
+        &hx_root,
+    )
+    .await;
+    let logged = log_lines(&logs.join("term.log"), "stdout").join("\n");
+    assert_eq!(st.exit_code, 4, "{st:?}\n{}", engine_logs(&hx_root));
+    assert!(
+        logged.contains("got:hello-tty"),
+        "term's CRI log: {logged:?}"
+    );
+    call(
+        "RemoveContainer term",
+        rs.remove_container(RemoveContainerRequest {
+            container_id: term_id,
+        }),
+        c,
+    )
+    .await;
+
     // An ephemeral debug container (`kubectl debug --target srv`, NamespaceMode TARGET): in
     // srv's PID namespace, where srv's httpd is PID 1 and the VM's init is not to be seen.
     let mut dbg = container_config(

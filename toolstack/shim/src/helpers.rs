@@ -1,6 +1,6 @@
 //! The engine's helper processes, run from the shim binary itself (the engine re-executes
 //! `current_exe()`): `--root R __keeper ID`, `--root R __exec-keeper ID REQUEST` (what
-//! hx_engine::oci spawns), `__log-relay DIR --max-size N --max-file N`, `__pod-member DIR --fds A,B,..` (a CRI pod's
+//! hx_engine::oci spawns), `__log-relay DIR --max-size N --max-file N`, `__pod-member DIR --fds A,B,.. --control FD` (a CRI pod's
 //! container, hx_engine::backend::pod), `__xen-monitor DIR`.
 //! Their output is the workload's: errors go to the engine's record, never to stdout.
 use std::path::Path;
@@ -28,15 +28,16 @@ pub fn run(args: &[String]) -> Option<i32> {
             };
             hx_engine::log_relay::run(Path::new(dir), size, files).map(|()| 0)
         }
-        ["__pod-member", dir, "--fds", fds] => {
-            let Ok(fds) = fds
-                .split(',')
-                .map(str::parse)
-                .collect::<Result<Vec<i32>, _>>()
-            else {
+        ["__pod-member", dir, "--fds", fds, "--control", control] => {
+            let (Ok(fds), Ok(control)) = (
+                fds.split(',')
+                    .map(str::parse)
+                    .collect::<Result<Vec<i32>, _>>(),
+                control.parse(),
+            ) else {
                 return Some(2);
             };
-            hx_engine::backend::pod::keep(Path::new(dir), &fds).map(|()| 0)
+            hx_engine::backend::pod::keep(Path::new(dir), &fds, control).map(|()| 0)
         }
         ["__xen-monitor", dir] => {
             runtime().block_on(hx_engine::backend::xen::monitor::run(dir.into()))

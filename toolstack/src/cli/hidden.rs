@@ -43,7 +43,8 @@ pub async fn log_relay(_g: &super::Globals, args: LogRelayArgs) -> anyhow::Resul
     Ok(0)
 }
 
-/// `hx __pod-member DIR --fds A,B,...`: one pod member's keeper (hx_engine::backend::pod).
+/// `hx __pod-member DIR --fds A,B,... --control FD`: one pod member's keeper
+/// (hx_engine::backend::pod).
 #[derive(clap::Args, Debug)]
 pub struct PodMemberArgs {
     /// The member's container directory
@@ -51,11 +52,16 @@ pub struct PodMemberArgs {
     /// Its ends of the log relay's sockets
     #[arg(long, value_delimiter = ',')]
     pub fds: Vec<i32>,
+    /// Its control fifo, opened by whoever started it
+    #[arg(long)]
+    pub control: i32,
 }
 
 pub async fn pod_member(_g: &super::Globals, args: PodMemberArgs) -> anyhow::Result<i32> {
-    tokio::task::spawn_blocking(move || hx_engine::backend::pod::keep(&args.dir, &args.fds))
-        .await??;
+    tokio::task::spawn_blocking(move || {
+        hx_engine::backend::pod::keep(&args.dir, &args.fds, args.control)
+    })
+    .await??;
     Ok(0)
 }
 

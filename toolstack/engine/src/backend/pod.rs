@@ -174,6 +174,14 @@ impl Backend for PodMember {
         let _ = std::fs::remove_file(&fifo);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .with_context(|| format!("mkfifo {}", fifo.display()))?;
+        // Held open from here on and handed to the keeper: a signal or resize sent as soon as
+        // `start` returns (a CRI attach's first resize) waits in the fifo until the keeper's
+        // session is open, rather than failing with ENXIO for want of a reader.
+        let control = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .with_context(|| format!("opening {}", fifo.display()))?;
         crate::logfile::begin_run(
             spec.dir,
             &[crate::output_log::FILE],
@@ -182,7 +190,7 @@ impl Backend for PodMember {
         let log = std::fs::File::create(spec.dir.join(KEEPER_LOG))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
         let ends = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, spec.stdin)?;
-        let raw: Vec<RawFd> = ends.iter().map(|f| f.as_raw_fd()).collect();
+        let mut raw: Vec<RawFd> = ends.iter().map(|f| f.as_raw_fd()).collect();
         let exe = std::env::current_exe().context("finding the hx binary")?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("__pod-member")
@@ -194,9 +202,12 @@ impl Backend for PodMember {
                     .collect::<Vec<_>>()
                     .join(","),
             )
+            .arg("--control")
+            .arg(control.as_raw_fd().to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        raw.push(control.as_raw_fd());
         crate::process::detach(&mut cmd, raw);
         let (pid, start) = super::spawn_recorded(&mut cmd, spec.on_spawn)
             .context("starting the pod member's keeper")?;
@@ -266,19 +277,21 @@ fn read_plan(dir: &Path) -> anyhow::Result<Plan> {
     )?)?)
 }
 
-/// `hx __pod-member DIR --fds ...`: the keeper (see the module's comment). `fds`: its ends of
-/// the log relay's sockets, in `log_relay::STREAMS` order then the exec channel's.
-pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
+/// `hx __pod-member DIR --fds ... --control FD`: the keeper (see the module's comment).
+/// `fds`: its ends of the log relay's sockets, in `log_relay::STREAMS` order then the exec
+/// channel's; `control`: control.in, opened by `start`.
+pub fn keep(dir: &Path, fds: &[RawFd], control: RawFd) -> anyhow::Result<()> {
     if fds.len() < crate::log_relay::STREAMS.len() {
         bail!("pod member: {} relay sockets, expected more", fds.len());
     }
     // Not passed on: a hotplug script libxl forks from here (Xen) would hold the member's
     // output open past the keeper's death, and its relay with it.
-    for &fd in fds {
+    for &fd in fds.iter().chain([&control]) {
         // SAFETY: F_SETFD on a descriptor this process owns.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     // SAFETY: the fds were inherited from `start` for this process alone.
+    let control = unsafe { std::fs::File::from_raw_fd(control) };
     let socket = |i: usize| unsafe { std::fs::File::from_raw_fd(fds[i]) };
     let _console = socket(0);
     let mut stdout = socket(1);
@@ -388,15 +401,20 @@ pub fn keep(dir: &Path, fds: &[RawFd]) -> anyhow::Result<()> {
     };
     let ended =
         crate::exec_channel::client::Session::open(&socket_path, &req).and_then(|session| {
-            forward_control(dir, session.control());
             if let Some(input) = input {
                 forward_input(input, session.control());
             }
+            // Signals and resizes wait in the fifo until the workload runs: the guest has no
+            // process to signal nor terminal to size before that.
+            let (mut control, to) = (Some(control), session.control());
             session.run(&mut stdout, &mut stderr, |pid| {
                 report(&Status::Started {
                     pid: pid as i32,
                     uptime_ms: 0,
                 });
+                if let Some(fifo) = control.take() {
+                    forward_control(fifo, to.clone());
+                }
                 true
             })
         });
@@ -666,15 +684,8 @@ fn forward_input(mut input: std::fs::File, control: crate::exec_channel::client:
 /// `signal N` lines written to control.in (hx stop, kill, an attached run's Ctrl-C) become
 /// Signal frames on the workload's session, `resize R C` lines (a `-t` member's `hx run -it` or
 /// `hx attach` whose terminal changed size) Resize frames.
-fn forward_control(dir: &Path, control: crate::exec_channel::client::Control) {
-    // Read-write: the fifo never reports an end while we hold it.
-    let Ok(fifo) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.join("control.in"))
-    else {
-        return;
-    };
+/// `fifo` is open read-write: it never reports an end while we hold it.
+fn forward_control(fifo: std::fs::File, control: crate::exec_channel::client::Control) {
     std::thread::spawn(move || {
         let mut lines = std::io::BufReader::new(fifo);
         let mut line = String::new();

@@ -536,6 +536,11 @@ fn run(
             },
         );
     }
+    // The terminal and the pid are in place before the host hears of the start: a resize or
+    // signal it sends on hearing finds them.
+    if let Some(master) = &spawned.pty {
+        *s.pty.lock().unwrap_or_else(|e| e.into_inner()) = master.try_clone().ok();
+    }
     s.pid.store(pid.as_raw(), Ordering::Relaxed);
     send_for(s, Frame::u32(Kind::Started, s.stream, pid.as_raw() as u32));
     let mut outputs = Vec::new();
@@ -547,7 +552,6 @@ fn run(
         if req.stdin {
             input_to = master.try_clone().ok().map(std::fs::File::from);
         }
-        *s.pty.lock().unwrap_or_else(|e| e.into_inner()) = Some(master);
     }
     for (fd, kind) in [
         (spawned.stdout, Kind::Stdout),

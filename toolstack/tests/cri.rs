@@ -1060,6 +1060,19 @@ async fn pod(c: &Containerd, netns: &str) {
     assert!(left.is_empty(), "mounts left: {left:?}");
     assert_eq!(files_in(&hx_root.join("containers")), Vec::<String>::new());
     assert_eq!(files_in(&hx_root.join("oci")), Vec::<String>::new());
+    // Every member's root was busybox's layers over an empty upper: one image, packed once
+    // and kept while containerd keeps the snapshots, linked by no container now.
+    let cache = hx_root.join("rootfs-cache");
+    let cached = files_in(&cache);
+    assert!(
+        cached.len() == 2 && cached.iter().any(|f| f.ends_with(".lowers")),
+        "rootfs cache: {cached:?}"
+    );
+    let image = cached.iter().find(|f| f.ends_with(".erofs")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(cache.join(image)).unwrap()),
+        1
+    );
     let cni_left: Vec<String> = netns_names()
         .into_iter()
         .filter(|n| n.starts_with("cni-") && !cni_before.contains(n))

@@ -62,6 +62,8 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
                         .as_deref()
                         .map(oci::console::ConsoleTo::Socket),
                     keeper,
+                    // dockerd mounts the root itself: its layers are not known here.
+                    rootfs_chain: None,
                 })
             })
             .await?;

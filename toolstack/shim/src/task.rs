@@ -299,6 +299,12 @@ impl containerd_shim::Task for Service {
                 pid_file: None,
                 console: Some(ConsoleTo::Caller),
                 keeper,
+                rootfs_chain: oci::rootfs_cache::Chain::of_mounts(
+                    &req.rootfs
+                        .iter()
+                        .map(|m| (m.type_.clone(), m.source.clone(), m.options.clone()))
+                        .collect::<Vec<_>>(),
+                ),
             })
         });
         let made = match made {

@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod keeper;
 pub mod netns;
 pub mod record;
+pub mod rootfs_cache;
 
 use crate::container::{self, Container};
 use crate::lifecycle;
@@ -44,6 +45,9 @@ pub struct CreateOptions<'a> {
     pub console: Option<console::ConsoleTo<'a>>,
     /// What runs the keeper: the runtime binary with its global options and `__keeper ID`.
     pub keeper: Command,
+    /// The committed layers the bundle's root is made of, when the caller knows (a shim
+    /// given the snapshotter's mounts): its image then comes from the chain's cache.
+    pub rootfs_chain: Option<rootfs_cache::Chain>,
 }
 
 /// What `create` leaves: the keeper (the caller's child, reaped by it) and, for a terminal
@@ -119,8 +123,17 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
         Some(cri::PodRole::Sandbox { pod }) => sandbox_request(root, &b, pod, &name)?,
         _ => {
             let image = dir.join(record::ROOTFS);
-            hx_images::rootfs::make_erofs(&rootfs_dir, &image)
-                .with_context(|| format!("packing {}", rootfs_dir.display()))?;
+            match &o.rootfs_chain {
+                Some(chain) => {
+                    let hit = rootfs_cache::image_of(root, chain, &rootfs_dir, &image)?;
+                    tracing::debug!(
+                        "rootfs image of {id}: cache {}",
+                        if hit { "hit" } else { "miss" }
+                    );
+                }
+                None => hx_images::rootfs::make_erofs(&rootfs_dir, &image)
+                    .with_context(|| format!("packing {}", rootfs_dir.display()))?,
+            }
             let mut req = b.request(&name, &image, Some("none".into()))?;
             if let Some(cri::PodRole::Member { pod }) = &pod {
                 member_request(&mut req, pod);

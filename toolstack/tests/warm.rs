@@ -243,6 +243,14 @@ fn a_killed_template_build_leaves_nothing_behind() {
     );
     let ps = hx.ok(&["ps", "-aq"]);
     assert_eq!(ps.stdout, "");
+    // The next build, even of another template (a VM of another size), removes what the
+    // killed one left.
+    let other = run(&hx, t, &[], &["run", "--rm", "-m", "96m", BUSYBOX, "true"]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert!(
+        !building(),
+        "a killed build's directory outlived the next build"
+    );
     let pruned = run(&hx, t, &[], &["system", "template", "prune"]);
     assert_eq!(pruned.code, 0, "{}", pruned.stderr);
     let left: Vec<String> = std::fs::read_dir(t)
@@ -251,7 +259,10 @@ fn a_killed_template_build_leaves_nothing_behind() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| !n.ends_with(".lock"))
         .collect();
-    assert!(left.is_empty(), "{left:?}");
+    // Only the finished template of the second build, which prune keeps.
+    let listed = run(&hx, t, &[], &["system", "template", "ls", "-q"]).stdout;
+    assert_eq!(left, listed.lines().collect::<Vec<_>>(), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
 }
 
 /// `cmd` with `input` on its stdin (written while its output is read).

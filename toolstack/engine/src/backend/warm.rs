@@ -6,7 +6,8 @@
 //! `<root>/templates/<key>/` (`state`: QEMU's migration stream, `meta.json`); the key covers
 //! the kernel, the initramfs (pv-init), QEMU, the accelerator, memory, vCPUs and the device
 //! shape, so any change makes a new template. A template is built on first use under a lock;
-//! a killed build leaves a `.new-*` directory that the next build or `prune` removes.
+//! a killed build leaves a `.new-*` directory that the next build (of any template) or `prune`
+//! removes.
 use super::qemu::{Boot, Qemu};
 use super::{qmp, VmSpec};
 use crate::network::NicKind;
@@ -234,6 +235,9 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     if !speaks_warm(spec.initramfs) {
         bail!("the guest's init does not support warm start");
     }
+    // A killed build of any key (a kernel or pv-init since replaced: its key never comes
+    // again) goes at the next build; ours under the lock we hold.
+    sweep_unfinished(&dir, None);
     sweep_unfinished(&dir, Some(&key));
     let t = Instant::now();
     let new = dir.join(format!(".new-{key}-{}", std::process::id()));

@@ -32,6 +32,9 @@ MODULES=(
     # dockerd in dom0 (checks/docker.sh, its binaries from build-extras.sh): overlay2, and the
     # xtables matches and targets its iptables-nft rules use through nft_compat.
     overlay nft_compat xt_conntrack xt_addrtype xt_MASQUERADE xt_nat xt_tcpudp br_netfilter
+    # CNI's portmap plugin (checks/cri.sh: a pod's hostPort): its comments, marks and
+    # multiport matches.
+    xt_comment xt_mark xt_multiport
     # The scratch disk tests/xen-lab/run attaches (virtio-blk, ext4 with metadata checksums):
     # hx's store and the images; ext4 also for loop-mounting hx volumes (compat-bench.sh).
     virtio_pci virtio_blk ext4 crc32c_generic

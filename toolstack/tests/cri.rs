@@ -406,15 +406,12 @@ async fn pod(c: &Containerd, netns: &str) {
             ..Default::default()
         }),
         // A hostPort: CNI's portmap plugin DNATs the node's port to the pod's address.
-        port_mappings: common::containerd::hostports()
-            .then(|| PortMapping {
-                protocol: Protocol::Tcp as i32,
-                container_port: 8080,
-                host_port: HOST_PORT,
-                host_ip: String::new(),
-            })
-            .into_iter()
-            .collect(),
+        port_mappings: vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port: HOST_PORT,
+            host_ip: String::new(),
+        }],
         // Kubelet's cluster DNS: containerd writes it as the pod's resolv.conf.
         dns_config: Some(DnsConfig {
             servers: vec!["10.231.77.53".into()],
@@ -500,16 +497,12 @@ async fn pod(c: &Containerd, netns: &str) {
     // The pod's hostPort on the node (here containerd's namespace, whose address on the CNI
     // bridge is the gateway): the same server.
     let host_url = format!("http://{CRI_GATEWAY}:{HOST_PORT}/");
-    if common::containerd::hostports() {
-        assert_eq!(
-            fetch(netns, &host_url).as_deref(),
-            Some("hello-from-srv\n"),
-            "hostPort {host_url}\n{}",
-            c.log_tail()
-        );
-    } else {
-        eprintln!("hostPort {host_url}: not checked (HX_TEST_CRI_HOSTPORT=0)");
-    }
+    assert_eq!(
+        fetch(netns, &host_url).as_deref(),
+        Some("hello-from-srv\n"),
+        "hostPort {host_url}\n{}",
+        c.log_tail()
+    );
     // The sandbox and its container: one VM.
     assert_eq!(vms(c), 1, "VMs (QEMU processes, Xen domains) for one pod");
 
@@ -1110,18 +1103,16 @@ async fn pod(c: &Containerd, netns: &str) {
     l.sort();
     assert_eq!(l, ["hxcri0", "lo"], "links left in containerd's namespace");
     // portmap's DNAT for the pod's hostPort went with it (CNI DEL).
-    if common::containerd::hostports() {
-        let nat = std::process::Command::new("nsenter")
-            .arg(format!("--net={NETNS_DIR}/{netns}"))
-            .args(["iptables-save", "-t", "nat"])
-            .output()
-            .expect("iptables-save");
-        let nat = String::from_utf8_lossy(&nat.stdout);
-        assert!(
-            nat.contains("CNI-HOSTPORT-DNAT") && !nat.contains(&format!("--dport {HOST_PORT}")),
-            "hostPort rules left (or portmap never ran):\n{nat}"
-        );
-    }
+    let nat = std::process::Command::new("nsenter")
+        .arg(format!("--net={NETNS_DIR}/{netns}"))
+        .args(["iptables-save", "-t", "nat"])
+        .output()
+        .expect("iptables-save");
+    let nat = String::from_utf8_lossy(&nat.stdout);
+    assert!(
+        nat.contains("CNI-HOSTPORT-DNAT") && !nat.contains(&format!("--dport {HOST_PORT}")),
+        "hostPort rules left (or portmap never ran):\n{nat}"
+    );
     eprintln!("CRI pod test: {:?}", t_all.elapsed());
 }
 

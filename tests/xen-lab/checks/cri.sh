@@ -4,7 +4,7 @@
 # Debian's containerd with its CRI plugin, the `hx` runtime handler (containerd-shim-hx-v2 from
 # /usr/local/bin) and the CNI bridge plugin (build-extras.sh), the way kubelet does: one pod as
 # one domain, two containers in it (one serving on the pod's IP, the other reaching it over
-# localhost), CRI logs, exit codes, ExecSync, streaming Exec (a terminal) and Attach, the pod's DNS config, a ConfigMap-like
+# localhost; its hostPort through CNI's portmap), CRI logs, exit codes, ExecSync, streaming Exec (a terminal) and Attach, the pod's DNS config, a ConfigMap-like
 # directory and an emptyDir live through the pod domain's members exports, and StopPodSandbox +
 # RemovePodSandbox leaving nothing. Once as PVH, once as PV (HX_CONFIG's `[xen] type`, which
 # containerd passes on to the shim).
@@ -37,14 +37,11 @@ else
     bad "hx save busybox"; exit 1
 fi
 snapshot /tmp/cri-before
-# No hostPort here: CNI's portmap runs ~25 iptables commands per pod, a minute in this dom0
-# under nested TCG (PVH 190 s, PV 154 s with it against 120 s and 111 s), and checks CNI's
-# DNAT, not the backend; cri.rs checks it on QEMU (common/containerd.rs: hostports).
 for type in pvh pv; do
     config=()
     [ "$type" = pv ] && config=(HX_CONFIG=/etc/hx/pv.toml)
     t0=$(now)
-    env "${config[@]}" HX_TEST_CRI_HOSTPORT=0 HX_TEST_XEN_TYPE="${type^^}" HX_TEST_BIN_DIR=/usr/local/bin HX_TEST_BUSYBOX_ARCHIVE="$w/busybox.tar" \
+    env "${config[@]}" HX_TEST_XEN_TYPE="${type^^}" HX_TEST_BIN_DIR=/usr/local/bin HX_TEST_BUSYBOX_ARCHIVE="$w/busybox.tar" \
         HX_KERNEL=$HX_LIB/vmlinux HX_INIT=$HX_LIB/pv-init CI=true TMPDIR="$w" \
         "$bin" --exact cri_pod_with_two_containers --nocapture > "$w/$type.log" 2>&1
     rc=$?

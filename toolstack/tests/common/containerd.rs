@@ -293,14 +293,6 @@ impl Drop for Containerd {
     }
 }
 
-/// Whether pods get CNI's portmap plugin (hostPorts). The Xen lab sets
-/// `HX_TEST_CRI_HOSTPORT=0`: its ~25 iptables commands per pod take a minute in a dom0 under
-/// nested TCG, and what they test is CNI's DNAT in the node's namespace, the same whatever
-/// the backend (the pod's address itself is checked there).
-pub fn hostports() -> bool {
-    std::env::var("HX_TEST_CRI_HOSTPORT").as_deref() != Ok("0")
-}
-
 /// The CRI plugin's configuration (containerd 1.6, config version 2) and the CNI network
 /// it reads from `<dir>/cni`. `restrict_oom_score_adj`: a sandbox's -998 is refused where the
 /// test itself may not lower its score (runc then fails "failed to update
@@ -322,15 +314,12 @@ fn cri_config(dir: &Path, sandbox_image: &str) -> String {
                 "ranges": [[{"subnet": CRI_SUBNET, "gateway": CRI_GATEWAY}]],
                 "routes": [{"dst": "0.0.0.0/0"}],
             },
+        }, {
+            // Pods' hostPorts: DNAT in the node's namespace (iptables).
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
         }],
     });
-    let mut conflist = conflist;
-    if hostports() {
-        conflist["plugins"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}));
-    }
     std::fs::write(cni.join("10-hxcri.conflist"), conflist.to_string()).unwrap();
     let p = "plugins.\"io.containerd.grpc.v1.cri\"";
     format!(

@@ -237,7 +237,6 @@ pub fn ensure(q: &Qemu, root: &Path, spec: &VmSpec, accel: &str) -> anyhow::Resu
     }
     // A killed build of any key (a kernel or pv-init since replaced: its key never comes
     // again) goes at the next build; ours under the lock we hold.
-    sweep_unfinished(&dir, None);
     sweep_unfinished(&dir, Some(&key));
     let t = Instant::now();
     let new = dir.join(format!(".new-{key}-{}", std::process::id()));
@@ -436,8 +435,9 @@ pub fn resume(dir: &Path, state: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes `.new-*` directories no build holds (their lock is free), or only `key`'s.
-fn sweep_unfinished(dir: &Path, key: Option<&str>) {
+/// Removes `.new-*` directories no build holds: their key's lock is free, or is `held`, the
+/// key whose lock the caller holds.
+fn sweep_unfinished(dir: &Path, held: Option<&str>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -449,7 +449,8 @@ fn sweep_unfinished(dir: &Path, key: Option<&str>) {
         let Some((k, _pid)) = rest.rsplit_once('-') else {
             continue;
         };
-        if key.is_some_and(|want| want != k) {
+        if held == Some(k) {
+            let _ = std::fs::remove_dir_all(e.path());
             continue;
         }
         // Only when nobody builds it: its lock can be taken.
@@ -461,12 +462,7 @@ fn sweep_unfinished(dir: &Path, key: Option<&str>) {
         else {
             continue;
         };
-        if key.is_some() {
-            // The caller holds this key's lock already.
-            let _ = std::fs::remove_dir_all(e.path());
-            continue;
-        }
-        if let Ok(_held) =
+        if let Ok(_free) =
             nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
         {
             let _ = std::fs::remove_dir_all(e.path());

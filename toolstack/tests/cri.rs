@@ -104,6 +104,36 @@ async fn create_and_start(
     id
 }
 
+/// `kubectl attach -i[t]`: CreateContainer + StartContainer of `config` (stdin open), then
+/// CRI's Attach to it — with a terminal when it has one, else stdout and stderr — and a
+/// streaming session sending `input`: its id and what the attach printed on stdout.
+async fn start_attached(
+    rs: &mut RuntimeServiceClient<Channel>,
+    c: &Containerd,
+    netns: &str,
+    sandbox: &str,
+    sandbox_config: &PodSandboxConfig,
+    config: ContainerConfig,
+    input: &[(u8, &[u8])],
+) -> (String, String) {
+    let tty = config.tty;
+    let id = create_and_start(rs, c, sandbox, sandbox_config, config).await;
+    let attach = call(
+        &format!("Attach {id}"),
+        rs.attach(AttachRequest {
+            container_id: id.clone(),
+            stdin: true,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        }),
+        c,
+    )
+    .await;
+    let (out, _, _) = stream_session(netns, &attach.url, input).await;
+    (id, out)
+}
+
 /// Container `id`'s status once it has exited (at most 120 s).
 async fn wait_exited(
     rs: &mut RuntimeServiceClient<Channel>,
@@ -823,20 +853,16 @@ async fn pod(c: &Containerd, netns: &str) {
     );
     att.stdin = true;
     att.stdin_once = true;
-    let att_id = create_and_start(&mut rs, c, &sandbox, &sandbox_config, att).await;
-    let attach = call(
-        "Attach att",
-        rs.attach(AttachRequest {
-            container_id: att_id.clone(),
-            stdin: true,
-            tty: false,
-            stdout: true,
-            stderr: true,
-        }),
+    let (att_id, out) = start_attached(
+        &mut rs,
         c,
+        netns,
+        &sandbox,
+        &sandbox_config,
+        att,
+        &[(0, b"hello-attach\n")],
     )
     .await;
-    let (out, _, _) = stream_session(netns, &attach.url, &[(0, b"hello-attach\n")]).await;
     assert!(out.contains("got:hello-attach\n"), "attach output {out:?}");
     let st = wait_exited(&mut rs, c, &att_id, "att", &logs.join("att.log"), &hx_root).await;
     assert_eq!(
@@ -847,10 +873,6 @@ async fn pod(c: &Containerd, netns: &str) {
         ),
         "{st:?}\n{}",
         engine_logs(&hx_root)
-    );
-    eprintln!(
-        "Streaming Exec x2 + Attach (a container's run): {:?}",
-        t_stream.elapsed()
     );
     call(
         "RemoveContainer att",
@@ -870,22 +892,13 @@ async fn pod(c: &Containerd, netns: &str) {
         "term.log",
     );
     (term.stdin, term.stdin_once, term.tty) = (true, true, true);
-    let term_id = create_and_start(&mut rs, c, &sandbox, &sandbox_config, term).await;
-    let attach = call(
-        "Attach term",
-        rs.attach(AttachRequest {
-            container_id: term_id.clone(),
-            stdin: true,
-            tty: true,
-            stdout: true,
-            stderr: false,
-        }),
+    let (term_id, out) = start_attached(
+        &mut rs,
         c,
-    )
-    .await;
-    let (out, _, _) = stream_session(
         netns,
-        &attach.url,
+        &sandbox,
+        &sandbox_config,
+        term,
         &[(4, br#"{"Width":90,"Height":20}"#), (0, b"hello-tty\n")],
     )
     .await;
@@ -925,6 +938,10 @@ async fn pod(c: &Containerd, netns: &str) {
         c,
     )
     .await;
+    eprintln!(
+        "Streaming Exec x2 + Attach x2 (two containers' runs): {:?}",
+        t_stream.elapsed()
+    );
 
     // An ephemeral debug container (`kubectl debug --target srv`, NamespaceMode TARGET): in
     // srv's PID namespace, where srv's httpd is PID 1 and the VM's init is not to be seen.

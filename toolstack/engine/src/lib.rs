@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod container;
 mod error;
 pub mod exec_channel;
+pub mod host_cgroup;
 pub mod hostconfig;
 pub mod input_copy;
 pub mod kvfile;

@@ -26,6 +26,8 @@ pub struct PodRequest {
     pub network: Option<String>,
     pub memory_mb: u64,
     pub cpus: u32,
+    /// A cap on the pod VM's CPU time, in percent of one CPU (`--cpus 1.5`: 150).
+    pub cpu_cap_pct: Option<u32>,
     pub hostname: Option<String>,
     pub dns: Vec<String>,
     pub add_hosts: Vec<String>,
@@ -346,6 +348,7 @@ pub fn infra_request(root: &Path, req: &PodRequest) -> anyhow::Result<CreateRequ
         hostname: Some(req.hostname.clone().unwrap_or_else(|| req.name.clone())),
         memory_mb: req.memory_mb,
         cpus: req.cpus,
+        cpu_cap_pct: req.cpu_cap_pct,
         network: req.network.clone(),
         publish: req.publish.clone(),
         dns: req.dns.clone(),

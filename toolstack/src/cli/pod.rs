@@ -36,9 +36,10 @@ pub struct CreateArgs {
     /// Memory for the pod's VM, shared by its containers (e.g. 256m, 1g)
     #[arg(short, long, default_value = "256m")]
     pub memory: String,
-    /// Virtual CPUs of the pod's VM
-    #[arg(long, default_value_t = 1)]
-    pub cpus: u32,
+    /// CPUs of the pod's VM: its vCPUs, rounded up; a fraction (0.5, 1.5) also caps its CPU
+    /// time there
+    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    pub cpus: f64,
     /// The pod's hostname (default: its name)
     #[arg(long)]
     pub hostname: Option<String>,
@@ -104,9 +105,7 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                 super::run::MAX_MEMORY,
             )?
             .div_ceil(1 << 20);
-            if a.cpus == 0 || a.cpus > 32 {
-                anyhow::bail!("--cpus {}: must be 1..32", a.cpus);
-            }
+            let (vcpus, cpu_cap_pct) = super::run::vcpus_and_cap(a.cpus)?;
             let share_pid = match &a.share {
                 Some(arg) => hx_engine::pod::parse_share(arg)?,
                 None => false,
@@ -116,7 +115,8 @@ pub async fn run(g: &super::Globals, c: Command) -> anyhow::Result<i32> {
                 publish: a.publish,
                 network: a.network,
                 memory_mb,
-                cpus: a.cpus,
+                cpus: vcpus,
+                cpu_cap_pct,
                 hostname: a.hostname,
                 dns: a.dns,
                 add_hosts: a.add_host,

@@ -101,9 +101,12 @@ pub struct CreateArgs {
     /// the pod's VM
     #[arg(short, long)]
     pub memory: Option<String>,
-    /// Virtual CPUs
-    #[arg(long, default_value_t = 1)]
-    pub cpus: u32,
+    /// CPUs: the VM's vCPUs, rounded up; a fraction (0.5, 1.5) also caps its CPU time there
+    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    pub cpus: f64,
+    /// Relative CPU weight (docker's shares: 1024 is the default)
+    #[arg(short = 'c', long, value_name = "N")]
+    pub cpu_shares: Option<u64>,
     /// At most this many processes and threads at once in the container (-1 or 0: no limit
     /// but the VM's)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -450,8 +453,16 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     if let Some(s) = &args.stop_signal {
         super::kill::parse_signal(s).with_context(|| "--stop-signal")?;
     }
-    if args.cpus == 0 || args.cpus > 32 {
-        bail!("--cpus {}: must be 1..32", args.cpus);
+    let (vcpus, cpu_cap_pct) = vcpus_and_cap(args.cpus)?;
+    if let Some(s) = args.cpu_shares {
+        let range = hx_engine::limits::MIN_SHARES..=hx_engine::limits::MAX_SHARES;
+        if !range.contains(&s) {
+            bail!(
+                "--cpu-shares {s}: expected {} to {}",
+                range.start(),
+                range.end()
+            );
+        }
     }
     let security = security_opts(&args.security_opt, args.privileged)?;
     let pids_limit = match args.pids_limit {
@@ -496,7 +507,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         stop_timeout: args.stop_timeout,
         memory_mb,
         memory_limited: args.memory.is_some(),
-        cpus: args.cpus,
+        cpus: vcpus,
         upper_size,
         shm_size: guest_env.shm_size,
         rlimits: guest_env.rlimits,
@@ -533,10 +544,21 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         pod_infra: false,
         shared_pids: false,
         pid_target,
-        cpu_cap_pct: None,
-        cpu_shares: None,
+        cpu_cap_pct,
+        cpu_shares: args.cpu_shares,
         pids_limit,
     })
+}
+
+/// docker's `--cpus` as a VM: whole vCPUs (1.5 is 2) and, for a fraction, a cap on CPU time
+/// at the fraction (150% of one CPU); a whole number is the vCPUs alone.
+pub(crate) fn vcpus_and_cap(cpus: f64) -> anyhow::Result<(u32, Option<u32>)> {
+    if !cpus.is_finite() || !(0.01..=32.0).contains(&cpus) {
+        bail!("--cpus {cpus}: expected 0.01 to 32 CPUs");
+    }
+    let cap = hx_engine::limits::Limits::cap_for_cpus(cpus)?;
+    let vcpus = cap.div_ceil(100);
+    Ok((vcpus, (cap % 100 != 0).then_some(cap)))
 }
 
 /// `--pid`'s one mode with a meaning here: docker's `container:NAME`. `host` would be the

@@ -618,10 +618,21 @@ impl Backend for Qemu {
         if spec.hotplug_bus {
             super::pod_share::private_mounts(&mut cmd, spec.dir, false)?;
         }
-        // Recorded in the container's state before it may run (spawn_recorded).
-        let (pid, start) = super::spawn_recorded(&mut cmd, spec.on_spawn).with_context(|| {
-            format!("starting {} (apt-get install qemu-system-x86)", self.binary)
-        })?;
+        // Recorded in the container's state before it may run (spawn_recorded), and in its
+        // host cgroup when it has a CPU limit (there before its first thread starts).
+        let record_and_limit = |h: &VmHandle| -> anyhow::Result<()> {
+            (spec.on_spawn)(h)?;
+            if !spec.cpu_limits.is_default() {
+                crate::host_cgroup::host()
+                    .and_then(|g| g.apply(spec.id, &spec.cpu_limits, h.pid))
+                    .context("the VM's CPU limit")?;
+            }
+            Ok(())
+        };
+        let (pid, start) =
+            super::spawn_recorded(&mut cmd, &record_and_limit).with_context(|| {
+                format!("starting {} (apt-get install qemu-system-x86)", self.binary)
+            })?;
         if process::start_time(pid) != Some(start) {
             process::Tracked { pid, start }.reap();
             let log = std::fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
@@ -741,7 +752,44 @@ impl Backend for Qemu {
         c.vm_alive() && qmp::Qmp::connect(dir).is_ok_and(|mut q| q.paused().unwrap_or(false))
     }
 
-    fn cleanup(&self, _c: &Container, dir: &Path) -> anyhow::Result<()> {
+    /// A cap and a weight through the VM's host cgroup (host_cgroup.rs), where the host has
+    /// the cpu controller; memory is the VM's size (no balloon).
+    fn limit_caps(&self) -> super::LimitCaps {
+        super::LimitCaps {
+            live_memory: false,
+            cpu: crate::host_cgroup::host().is_ok(),
+        }
+    }
+
+    fn set_limits(
+        &self,
+        c: &Container,
+        _dir: &Path,
+        memory_mb: Option<u64>,
+        cpu: Option<crate::limits::CpuLimits>,
+    ) -> anyhow::Result<()> {
+        if memory_mb.is_some() {
+            bail!(
+                "container {}: the qemu backend cannot change a running VM's memory",
+                c.name
+            );
+        }
+        let alive = c.vm_process().filter(|p| p.is_alive());
+        let (Some(cpu), Some(p)) = (cpu, alive) else {
+            return Ok(());
+        };
+        crate::host_cgroup::host()?
+            .apply(&c.id, &cpu, p.pid)
+            .with_context(|| format!("container {}: its CPU limit", c.name))
+    }
+
+    fn cleanup(&self, c: &Container, dir: &Path) -> anyhow::Result<()> {
+        if let Ok(g) = crate::host_cgroup::host() {
+            // A group still busy here would block nothing else: the next cleanup retries.
+            if let Err(e) = g.remove(&c.id) {
+                tracing::warn!("container {}: removing its host cgroup: {e}", c.name);
+            }
+        }
         let _ = std::fs::remove_file(dir.join(qmp::SOCKET));
         let _ = std::fs::remove_file(dir.join(crate::exec_channel::broker::SOCKET));
         for f in ["control.in", "control.out"] {

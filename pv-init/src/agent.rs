@@ -390,11 +390,22 @@ fn run(
     // read-only /sys, docker's read-only and masked /proc paths.
     let confined = req.member.is_some() && !process::is_privileged(req.capabilities);
     if let Some(m) = &req.member {
+        let fresh = !crate::cgroup::dir(&m.id).is_dir();
         match crate::cgroup::create(&m.id, &m.limits) {
             Ok(fd) => cgroup = Some(fd),
             // A kernel without cgroups (an older hyper kernel) runs members without limits.
             Err(_) if m.limits.is_none() => {}
             Err(e) => return init_error(e),
+        }
+        if confined {
+            let group = match (&cgroup, fresh) {
+                (None, _) => Group::None,
+                (Some(_), true) => Group::Fresh,
+                (Some(_), false) => Group::Filtered,
+            };
+            if let Err(e) = guard_devices(&m.id, group, req.capabilities) {
+                return init_error(e);
+            }
         }
         match crate::pod::assemble(m, confined) {
             Ok(root) => member_root = Some(root),
@@ -784,4 +795,43 @@ fn feed(s: &Arc<Session>, mut to: std::fs::File, rx: mpsc::Receiver<Vec<u8>>) {
             );
         }
     });
+}
+
+/// A confined member's cgroup, as far as its device filter goes.
+enum Group {
+    /// None made (a kernel without cgroups).
+    None,
+    /// Made for this start: the filter goes on before any process joins.
+    Fresh,
+    /// There already, with its filter (the member's group outlives nothing else).
+    Filtered,
+}
+
+/// Puts the device filter on a confined member's group (device_filter.rs). Where the kernel
+/// cannot (an older hyper kernel), a member without CAP_SYS_ADMIN is still kept from devices by
+/// its `nodev` mounts; one holding it is refused, naming why.
+fn guard_devices(
+    id: &str,
+    group: Group,
+    caps: Option<pv_init::spec::Capabilities>,
+) -> Result<(), crate::InitError> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let sys_admin = caps.is_none_or(|c| c.bounding & (1 << CAP_SYS_ADMIN) != 0);
+    let attached = match group {
+        Group::Filtered => return Ok(()),
+        Group::Fresh => crate::device_filter::attach(&crate::cgroup::dir(id)),
+        Group::None => Err(crate::device_filter::FilterError::Unsupported),
+    };
+    match attached {
+        Ok(()) => Ok(()),
+        Err(crate::device_filter::FilterError::Unsupported) if !sys_admin => Ok(()),
+        Err(e) => Err(crate::InitError::setup(format!(
+            "container {id}: its device cgroup{}: {e}",
+            if sys_admin {
+                " (it holds CAP_SYS_ADMIN)"
+            } else {
+                ""
+            }
+        ))),
+    }
 }

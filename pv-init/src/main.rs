@@ -2,6 +2,7 @@
 //! root (read-only image + writable overlay), runs the workload, reports how it ended, powers off.
 mod agent;
 mod cgroup;
+mod device_filter;
 mod devices;
 mod exec;
 mod introspect;

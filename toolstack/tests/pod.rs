@@ -190,6 +190,34 @@ fn a_pod_shares_one_vm_network_and_hostname_between_containers_with_their_own_ro
         "{}",
         privileged.stderr
     );
+    // CAP_SYS_ADMIN without --privileged can mount a filesystem without nodev and make a node
+    // of the pod VM's first disk there (where other members' files are); its device cgroup
+    // still refuses to open it, as runc's does, and leaves /dev/null alone.
+    let admin = lab.hx(
+        &hx,
+        &[
+            "run",
+            "--rm",
+            "--pod",
+            "p",
+            "--cap-add",
+            "SYS_ADMIN",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "mkdir /tmp/m && mount -t tmpfs none /tmp/m && echo mounted; \
+             d=$(ls /sys/block | grep -E '^(sd|vd|xvd)' | head -n 1); m=$(cat /sys/block/$d/dev); \
+             mknod /tmp/m/disk b ${m%:*} ${m#*:} && echo made; \
+             head -c 1 /tmp/m/disk 2>&1 >/dev/null | grep -o 'Operation not permitted'; \
+             echo x >/dev/null && echo null-ok",
+        ],
+    );
+    assert_eq!(
+        (admin.code, admin.stdout.as_str()),
+        (0, "mounted\nmade\nOperation not permitted\nnull-ok\n"),
+        "{}",
+        admin.stderr
+    );
     // A confined member's tmpfs is nodev whatever it asks (a node it makes there opens
     // nothing); an image whose /dev is a symlink out of its root is refused, naming it, and
     // the pod runs on.

@@ -386,11 +386,11 @@ fn run(
     let mut member_ns = None;
     let mut member_pid_ns = None;
     let mut cgroup = None;
+    let mut devices = None;
     // A member that is not --privileged gets docker's confinement: no devices but its own, a
     // read-only /sys, docker's read-only and masked /proc paths.
     let confined = req.member.is_some() && !process::is_privileged(req.capabilities);
     if let Some(m) = &req.member {
-        let fresh = !crate::cgroup::dir(&m.id).is_dir();
         match crate::cgroup::create(&m.id, &m.limits) {
             Ok(fd) => cgroup = Some(fd),
             // A kernel without cgroups (an older hyper kernel) runs members without limits.
@@ -398,13 +398,9 @@ fn run(
             Err(e) => return init_error(e),
         }
         if confined {
-            let group = match (&cgroup, fresh) {
-                (None, _) => Group::None,
-                (Some(_), true) => Group::Fresh,
-                (Some(_), false) => Group::Filtered,
-            };
-            if let Err(e) = guard_devices(&m.id, group, req.capabilities) {
-                return init_error(e);
+            match guard_devices(&m.id, req.capabilities) {
+                Ok(fd) => devices = fd,
+                Err(e) => return init_error(e),
             }
         }
         match crate::pod::assemble(m, confined) {
@@ -429,8 +425,9 @@ fn run(
             }
             Err(e) => return init_error(e),
         }
-        // The member's group, where it has one (see above).
+        // The member's groups, where it has them (see above).
         cgroup = crate::cgroup::procs(id).ok();
+        devices = crate::device_filter::procs(id);
     } else {
         // A single container's, where `--pids-limit` made one.
         cgroup = crate::cgroup::workload_procs();
@@ -515,7 +512,10 @@ fn run(
             stdin: req.stdin,
             setsid: req.tty.is_some() || req.member.is_some(),
             enter,
-            cgroup: cgroup.as_ref().map(|fd| fd.as_raw_fd()),
+            cgroups: &[&cgroup, &devices]
+                .iter()
+                .filter_map(|g| g.as_ref().map(|fd| fd.as_raw_fd()))
+                .collect::<Vec<_>>(),
             capabilities: privileges.capabilities,
             no_new_privileges: privileges.no_new_privileges,
             seccomp: privileges.seccomp.as_deref(),
@@ -797,34 +797,18 @@ fn feed(s: &Arc<Session>, mut to: std::fs::File, rx: mpsc::Receiver<Vec<u8>>) {
     });
 }
 
-/// A confined member's cgroup, as far as its device filter goes.
-enum Group {
-    /// None made (a kernel without cgroups).
-    None,
-    /// Made for this start: the filter goes on before any process joins.
-    Fresh,
-    /// There already, with its filter (the member's group outlives nothing else).
-    Filtered,
-}
-
-/// Puts the device filter on a confined member's group (device_filter.rs). Where the kernel
-/// cannot (an older hyper kernel), a member without CAP_SYS_ADMIN is still kept from devices by
-/// its `nodev` mounts; one holding it is refused, naming why.
+/// A confined member's device cgroup (device_filter.rs): its `cgroup.procs`. Where the kernel
+/// has none (an older hyper kernel), a member without CAP_SYS_ADMIN is still kept from devices
+/// by its `nodev` mounts; one holding it is refused, naming why.
 fn guard_devices(
     id: &str,
-    group: Group,
     caps: Option<pv_init::spec::Capabilities>,
-) -> Result<(), crate::InitError> {
+) -> Result<Option<OwnedFd>, crate::InitError> {
     const CAP_SYS_ADMIN: u32 = 21;
     let sys_admin = caps.is_none_or(|c| c.bounding & (1 << CAP_SYS_ADMIN) != 0);
-    let attached = match group {
-        Group::Filtered => return Ok(()),
-        Group::Fresh => crate::device_filter::attach(&crate::cgroup::dir(id)),
-        Group::None => Err(crate::device_filter::FilterError::Unsupported),
-    };
-    match attached {
-        Ok(()) => Ok(()),
-        Err(crate::device_filter::FilterError::Unsupported) if !sys_admin => Ok(()),
+    match crate::device_filter::create(id) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(crate::device_filter::FilterError::Unsupported) if !sys_admin => Ok(None),
         Err(e) => Err(crate::InitError::setup(format!(
             "container {id}: its device cgroup{}: {e}",
             if sys_admin {

@@ -65,7 +65,11 @@ pub fn run_workload(
             stdin: input.is_some(),
             setsid: true,
             enter: process::Enter::Current,
-            cgroup: group.as_ref().map(|fd| fd.as_raw_fd()),
+            cgroups: &group
+                .as_ref()
+                .map(|fd| fd.as_raw_fd())
+                .into_iter()
+                .collect::<Vec<_>>(),
             capabilities: spec.capabilities,
             no_new_privileges: spec.no_new_privileges,
             seccomp: spec.seccomp.as_ref(),

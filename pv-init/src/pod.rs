@@ -858,6 +858,7 @@ pub fn teardown(id: &str) {
     }
     // After the root (its /sys/fs/cgroup is a bind of the group).
     crate::cgroup::remove(id);
+    crate::device_filter::remove(id);
     // Volumes last, each cleanly where it can be (its journal clean for the next container).
     if let Ok(vols) = std::fs::read_dir(base.join("vol")) {
         for v in vols.flatten() {

@@ -32,8 +32,9 @@ pub struct Process<'a> {
     pub setsid: bool,
     /// Where it runs: pv-init's root, or a pod member's (pv-init/src/pod.rs).
     pub enter: Enter<'a>,
-    /// A pod member's `cgroup.procs` (cgroup.rs): the child joins the member's group first.
-    pub cgroup: Option<RawFd>,
+    /// A pod member's `cgroup.procs` (cgroup.rs, device_filter.rs): the child joins the
+    /// member's groups first.
+    pub cgroups: &'a [RawFd],
     /// Its capability sets; None keeps pv-init's (all).
     pub capabilities: Option<Capabilities>,
     pub no_new_privileges: bool,
@@ -263,7 +264,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         ),
         _ => None,
     };
-    let cgroup = p.cgroup;
+    let cgroups = p.cgroups;
     let join_ns = match p.enter {
         Enter::Namespace { mnt, .. } => Some(mnt),
         _ => None,
@@ -389,7 +390,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             unsafe {
                 // "0": the writer itself. Before anything else, so that all it allocates from
                 // here on is the member's.
-                if let Some(fd) = cgroup {
+                for &fd in cgroups {
                     if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
                         fail(6, *libc::__errno_location())
                     }

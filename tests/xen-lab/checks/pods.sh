@@ -73,6 +73,15 @@ for type in pvh pv; do
         && out=$(timeout 60 hx exec "srv$type" cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight 2>&1)
     [ "$out" = "$(printf '%s\n20' $((48 << 20)))" ] && ok "$type: hx update of a running member: its cgroup's memory.max and cpu.weight" \
         || bad "$type: update of srv$type: '$out'"
+    # A member given CAP_SYS_ADMIN mounts a tmpfs without nodev and makes a node of the pod
+    # domain's first disk there; its device cgroup refuses to open it (docs/pods.md).
+    out=$(timeout 120 hx run --rm --pod "$p" --cap-add SYS_ADMIN busybox sh -c \
+        'mkdir /tmp/m && mount -t tmpfs none /tmp/m && d=$(ls /sys/block | grep -E "^(sd|vd|xvd)" | head -n 1) \
+         && m=$(cat /sys/block/$d/dev) && mknod /tmp/m/disk b ${m%:*} ${m#*:} && echo made; \
+         head -c 1 /tmp/m/disk 2>&1 >/dev/null | grep -o "Operation not permitted"' 2>&1)
+    [ "$out" = "$(printf 'made\nOperation not permitted')" ] \
+        && ok "$type: a CAP_SYS_ADMIN member cannot open the pod domain's disk it made a node of (EPERM)" \
+        || bad "$type: CAP_SYS_ADMIN member's device node: '$out'"
     if [ "$type" = pvh ]; then
         # A writable host directory is live in members, both ways: bound into the pod's
         # members export (9pfs from boot) in the monitor's mount namespace, never dom0's.

@@ -175,8 +175,14 @@ pub fn remove(id: &str) {
         return;
     }
     let _ = write(&g.join("cgroup.kill"), "1");
+    remove_when_empty(&g);
+}
+
+/// Removes a group directory (of either hierarchy) once the reaper has collected the
+/// processes in it, waiting at most 2 s.
+pub fn remove_when_empty(g: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while fs::remove_dir(&g).is_err() && std::time::Instant::now() < deadline {
+    while g.is_dir() && fs::remove_dir(g).is_err() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

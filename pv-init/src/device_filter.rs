@@ -107,13 +107,9 @@ pub fn procs(id: &str) -> Option<OwnedFd> {
         .ok()
 }
 
-/// Removes the member's group once its processes are gone (cgroup.rs kills them; at most 2 s).
+/// Removes the member's group once its processes are gone (cgroup.rs kills them).
 pub fn remove(id: &str) {
-    let g = dir(id);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while g.is_dir() && fs::remove_dir(&g).is_err() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::cgroup::remove_when_empty(&dir(id));
 }
 
 #[cfg(test)]

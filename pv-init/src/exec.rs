@@ -65,11 +65,7 @@ pub fn run_workload(
             stdin: input.is_some(),
             setsid: true,
             enter: process::Enter::Current,
-            cgroups: &group
-                .as_ref()
-                .map(|fd| fd.as_raw_fd())
-                .into_iter()
-                .collect::<Vec<_>>(),
+            cgroups: group.as_ref().map(|fd| fd.as_raw_fd()).as_slice(),
             capabilities: spec.capabilities,
             no_new_privileges: spec.no_new_privileges,
             seccomp: spec.seccomp.as_ref(),

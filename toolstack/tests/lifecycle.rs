@@ -462,6 +462,14 @@ fn cpu_cap_holds_the_vm_to_its_share() {
     );
     let used = cpu_used(pid, 4);
     assert!(used < 0.42, "capped at 0.3 CPUs, QEMU used {used:.2}");
+    // docker's shares as the host's cgroup takes them: v1 as they are, v2 by runc's conversion.
+    let host = hx_engine::host_cgroup::host().unwrap();
+    let (file, want) = match host {
+        hx_engine::host_cgroup::Hierarchy::V1(_) => ("cpu.shares", "512\n"),
+        hx_engine::host_cgroup::Hierarchy::V2(_) => ("cpu.weight", "20\n"),
+    };
+    let got = std::fs::read_to_string(host.group(&id).join(file)).unwrap();
+    assert_eq!(got, want, "{file}");
 
     assert_eq!(hx.ok(&["update", "--cpus", "0.1", "spin"]).stdout, "spin\n");
     let used = cpu_used(pid, 4);

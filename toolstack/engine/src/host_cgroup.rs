@@ -122,12 +122,6 @@ fn unescape(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// runc's conversion of cgroup v1 shares (2..262144) to a v2 weight (1..10000).
-pub fn weight_v2(shares: u64) -> u64 {
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
-}
-
 impl Hierarchy {
     /// The group of container `id` (a store's hex id: no path separators).
     pub fn group(&self, id: &str) -> PathBuf {
@@ -142,8 +136,7 @@ impl Hierarchy {
 
     /// What the group's files say for `cpu`: (file, value) in the order they are written.
     pub fn settings(&self, cpu: &CpuLimits) -> Vec<(&'static str, String)> {
-        // The weight is credit2's (shares / 4, limits::weight_for_shares): back to shares.
-        let shares = cpu.weight.map(|w| u64::from(w) * 4);
+        let shares = cpu.shares;
         let quota = (cpu.cap_pct > 0).then(|| u64::from(cpu.cap_pct) * PERIOD_US / 100);
         match self {
             Hierarchy::V2(_) => vec![
@@ -154,7 +147,12 @@ impl Hierarchy {
                         None => format!("max {PERIOD_US}"),
                     },
                 ),
-                ("cpu.weight", shares.map_or(100, weight_v2).to_string()),
+                (
+                    "cpu.weight",
+                    shares
+                        .map_or(100, pv_init::mux::MemberLimits::weight_of_shares)
+                        .to_string(),
+                ),
             ],
             Hierarchy::V1(_) => vec![
                 ("cpu.cfs_period_us", PERIOD_US.to_string()),
@@ -276,7 +274,7 @@ mod tests {
     fn settings_follow_docker_and_runc() {
         let half = CpuLimits {
             cap_pct: 50,
-            weight: Some(128),
+            shares: Some(512),
         };
         let v1 = Hierarchy::V1("/c".into());
         assert_eq!(
@@ -312,13 +310,27 @@ mod tests {
         // 1.5 CPUs; runc's weights at the ends of the shares' range.
         let more = CpuLimits {
             cap_pct: 150,
-            weight: None,
+            shares: None,
         };
         assert_eq!(v2.settings(&more)[0].1, "150000 100000");
+        let weight = |shares| {
+            v2.settings(&CpuLimits {
+                cap_pct: 0,
+                shares: Some(shares),
+            })[1]
+                .1
+                .clone()
+        };
         assert_eq!(
-            (weight_v2(2), weight_v2(1024), weight_v2(262_144)),
-            (1, 39, 10000)
+            (weight(2), weight(1024), weight(262_144)),
+            ("1".into(), "39".into(), "10000".to_string())
         );
+        // v1 takes docker's shares as they are, the smallest too.
+        let least = CpuLimits {
+            cap_pct: 0,
+            shares: Some(2),
+        };
+        assert_eq!(v1.settings(&least)[2].1, "2");
         assert_eq!(v1.group("ab12"), Path::new("/c/hx/ab12"));
     }
 

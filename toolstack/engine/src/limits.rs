@@ -142,18 +142,20 @@ pub fn weight_for_shares(shares: u64) -> u32 {
     (shares / 4).clamp(1, 65_535) as u32
 }
 
-/// What a VM's CPU limits are when it starts or is updated: its cap (0: none) and weight.
+/// What a VM's CPU limits are when it starts or is updated: its cap (0: none) and docker's
+/// shares (None: the default), which each backend turns into its scheduler's weight.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuLimits {
     pub cap_pct: u32,
-    pub weight: Option<u32>,
+    #[serde(default)]
+    pub shares: Option<u64>,
 }
 
 impl CpuLimits {
     pub fn of(c: &Container) -> CpuLimits {
         CpuLimits {
             cap_pct: c.cpu_cap_pct.unwrap_or(0),
-            weight: c.cpu_shares.map(weight_for_shares),
+            shares: c.cpu_shares,
         }
     }
 
@@ -358,7 +360,7 @@ fn update_member(
 }
 
 /// A pod VM's CPU limits for these members: the sum of their caps once each has one (at most
-/// its vCPUs), the weight of the sum of their shares once each has some.
+/// its vCPUs), the sum of their shares once each has some.
 fn pod_cpu(infra: &Container, members: &[Container]) -> CpuLimits {
     let mut pod_cpu = CpuLimits::of(infra);
     let caps: Option<Vec<u32>> = members.iter().map(|m| m.cpu_cap_pct).collect();
@@ -371,7 +373,7 @@ fn pod_cpu(infra: &Container, members: &[Container]) -> CpuLimits {
     }
     let shares: Option<Vec<u64>> = members.iter().map(|m| m.cpu_shares).collect();
     if let Some(shares) = shares.filter(|v| !v.is_empty()) {
-        pod_cpu.weight = Some(weight_for_shares(shares.iter().sum()));
+        pod_cpu.shares = Some(shares.iter().sum());
     }
     pod_cpu
 }

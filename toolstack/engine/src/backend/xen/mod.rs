@@ -295,7 +295,10 @@ pub(crate) fn set_cpu_limits(
     cpu: &crate::limits::CpuLimits,
 ) -> anyhow::Result<()> {
     let cap = i32::try_from(cpu.cap_pct)?;
-    let weight = cpu.weight.map(i32::try_from).transpose()?;
+    let weight = cpu
+        .shares
+        .map(|s| i32::try_from(crate::limits::weight_for_shares(s)))
+        .transpose()?;
     ctx.set_credit2(domid, weight, Some(cap))
         .with_context(|| format!("setting domain {domid}'s credit2 cap {cap} and weight"))
 }

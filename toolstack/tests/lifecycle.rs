@@ -479,6 +479,37 @@ fn cpu_cap_holds_the_vm_to_its_share() {
     let group = hx_engine::host_cgroup::host().unwrap().group(&id);
     assert!(!group.exists(), "{} left behind", group.display());
 
+    // A pod's VM (one QEMU for all its members) follows its members' caps: with a member of
+    // `--cpus 0.2` it is capped at 0.2 CPUs, with that member removed uncapped again.
+    hx.ok(&["pod", "create", "--name", "capped"]);
+    let vm_id = inspect(&hx, "capped-infra")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (file, capped, open) = match host {
+        hx_engine::host_cgroup::Hierarchy::V1(_) => ("cpu.cfs_quota_us", "20000\n", "-1\n"),
+        hx_engine::host_cgroup::Hierarchy::V2(_) => ("cpu.max", "20000 100000\n", "max 100000\n"),
+    };
+    let quota = || std::fs::read_to_string(host.group(&vm_id).join(file)).unwrap_or_default();
+    hx.ok(&[
+        "run", "-d", "--pod", "capped", "--name", "member", "--cpus", "0.2", BUSYBOX, "sleep",
+        "600",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while quota() != capped && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        quota(),
+        capped,
+        "the pod VM's {file} with its one capped member"
+    );
+    hx.ok(&["rm", "-f", "member"]);
+    assert_eq!(quota(), open, "the pod VM's {file} without members");
+    hx.ok(&["pod", "rm", "-f", "capped"]);
+    let group = host.group(&vm_id);
+    assert!(!group.exists(), "{} left behind", group.display());
+
     // Whole CPUs are vCPUs, without a cap; the flags' bounds are usage errors.
     let out = hx.ok(&["run", "--rm", "--cpus", "2", BUSYBOX, "nproc"]);
     assert_eq!(out.stdout, "2\n");

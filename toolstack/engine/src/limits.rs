@@ -359,13 +359,35 @@ fn update_member(
     Ok(())
 }
 
+/// A running pod VM's CPU limits follow its members' (where the backend caps VMs): called
+/// when a member with CPU limits joins or leaves the pod, as `hx update` of a member does.
+pub fn pod_vm_follows_members(root: &Path, pod: &str) -> anyhow::Result<()> {
+    let infra = crate::pod::infra(root, pod)?;
+    let be = backend::for_container(&infra, root)?;
+    if !be.limit_caps().cpu || infra.status != Status::Running || !be.is_running(&infra) {
+        return Ok(());
+    }
+    let members = crate::pod::members(root, pod)?;
+    let dir = container::dir(root, &infra.id);
+    be.set_limits(&infra, &dir, None, Some(pod_cpu(&infra, &members)))
+        .with_context(|| format!("pod {pod}: its VM's CPU limits"))
+}
+
+/// Whether a member's CPU limits count in its pod VM's ([`pod_cpu`]).
+pub fn has_cpu_limits(c: &Container) -> bool {
+    c.cpu_cap_pct.is_some() || c.cpu_shares.is_some()
+}
+
 /// A pod VM's CPU limits for these members: the sum of their caps once each has one (at most
-/// its vCPUs), the sum of their shares once each has some.
+/// its vCPUs and the pod's own cap), the sum of their shares once each has some.
 fn pod_cpu(infra: &Container, members: &[Container]) -> CpuLimits {
     let mut pod_cpu = CpuLimits::of(infra);
     let caps: Option<Vec<u32>> = members.iter().map(|m| m.cpu_cap_pct).collect();
     if let Some(caps) = caps.filter(|v| !v.is_empty()) {
-        let most = infra.cpus.max(1) * 100;
+        let most = match infra.cpu_cap_pct {
+            Some(own) if own > 0 => own.min(infra.cpus.max(1) * 100),
+            _ => infra.cpus.max(1) * 100,
+        };
         pod_cpu.cap_pct = caps
             .iter()
             .fold(0u32, |a, &b| a.saturating_add(b))
@@ -383,6 +405,33 @@ mod tests {
     use super::*;
     use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder};
     use proptest::prelude::*;
+
+    fn vm(cpus: u32, cap: Option<u32>, shares: Option<u64>) -> Container {
+        serde_json::from_value(serde_json::json!({
+            "id": "x", "name": "x", "image": "i", "image_id": "i", "command": [],
+            "created": "", "backend": "qemu", "status": "running", "pid": null,
+            "pid_start": null, "started_at": null, "finished_at": null, "exit_code": null,
+            "error": null, "auto_remove": false, "memory_mb": 128, "cpus": cpus,
+            "cpu_cap_pct": cap, "cpu_shares": shares,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_vm_is_capped_by_its_members_within_its_own_cap() {
+        let members = [vm(1, Some(50), Some(512)), vm(1, Some(30), Some(256))];
+        // Its members' sum, their shares' sum.
+        let l = pod_cpu(&vm(2, None, None), &members);
+        assert_eq!((l.cap_pct, l.shares), (80, Some(768)));
+        // Never above the pod's own `--cpus` nor its vCPUs.
+        assert_eq!(pod_cpu(&vm(2, Some(60), None), &members).cap_pct, 60);
+        let many = [vm(1, Some(150), None), vm(1, Some(150), None)];
+        assert_eq!(pod_cpu(&vm(2, None, None), &many).cap_pct, 200);
+        // One member without a cap leaves the pod's own.
+        let open = [vm(1, Some(50), None), vm(1, None, None)];
+        assert_eq!(pod_cpu(&vm(2, Some(120), None), &open).cap_pct, 120);
+        assert_eq!(pod_cpu(&vm(2, None, None), &[]).cap_pct, 0);
+    }
 
     fn resources(
         memory: Option<i64>,

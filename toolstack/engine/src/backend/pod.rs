@@ -341,7 +341,16 @@ pub fn keep(dir: &Path, fds: &[RawFd], control: RawFd) -> anyhow::Result<()> {
         }
     };
     let limits = match container::load(&plan.root, &id) {
-        Ok(me) => crate::limits::member_limits(&me, &infra),
+        Ok(me) => {
+            // Where the backend caps VMs, the pod's VM now counts this member's CPU limits.
+            if crate::limits::has_cpu_limits(&me) {
+                if let Err(e) = crate::limits::pod_vm_follows_members(&plan.root, &plan.pod) {
+                    report(&failed(e));
+                    return Ok(());
+                }
+            }
+            crate::limits::member_limits(&me, &infra)
+        }
         Err(e) => {
             report(&failed(e));
             return Ok(());

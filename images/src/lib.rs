@@ -1,6 +1,7 @@
 //! Images for hx: references, registry pulls, the content-addressed store, layer application
 //! and the read-only rootfs images the guests mount.
 pub mod apply;
+pub mod arrivals;
 pub mod auth;
 pub mod digest;
 pub mod error;

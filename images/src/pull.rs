@@ -1,4 +1,5 @@
 //! `hx pull`: manifests and layers from a registry into the store, through oci-client.
+use crate::arrivals::Arrivals;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
@@ -402,6 +403,19 @@ async fn pull_inner(
     let config_bar = ProgressBar::hidden();
     session.blob(store, &manifest.config, &config_bar).await?;
 
+    // The rootfs is built as the layers land, each applied once it is in the store and
+    // verified (the first while the next download), before the name: an image becomes
+    // visible only once it can run.
+    store.put_blob(&bytes)?;
+    let unindexed = store.unindexed_record(&mdigest)?;
+    let arrivals = Arc::new(Arrivals::default());
+    let (store2, arrivals2) = (store.clone(), arrivals.clone());
+    let build = tokio::task::spawn_blocking(move || {
+        store2
+            .rootfs_while_pulling(&unindexed, &mut work, arrivals2)
+            .map(|_| work)
+    });
+
     let session = Arc::new(session);
     // One download per distinct layer (images repeat their empty layer): two writers of one
     // blob in this process would wait for each other's lock forever.
@@ -411,6 +425,7 @@ async fn pull_inner(
     let mut pending = futures_util::stream::iter(distinct.into_iter().map(|layer| {
         let session = session.clone();
         let store = store.clone();
+        let arrivals = arrivals.clone();
         let bar = multi.add(
             ProgressBar::new(layer.size)
                 .with_style(style.clone())
@@ -418,6 +433,10 @@ async fn pull_inner(
         );
         async move {
             let r = session.blob(&store, &layer, &bar).await;
+            match &r {
+                Ok(_) => arrivals.landed(&layer.digest),
+                Err(_) => arrivals.fail(),
+            }
             if lines && r.is_ok() {
                 eprintln!("{}: Pull complete", layer.digest.short());
             }
@@ -431,20 +450,19 @@ async fn pull_inner(
             first_err.get_or_insert(e);
         }
     }
+    drop(pending);
+    if first_err.is_some() {
+        // The build ends at the layer that did not land; the download's error is the one.
+        arrivals.fail();
+    }
+    let built = build.await.map_err(|e| Error::Store {
+        path: store.root().to_path_buf(),
+        detail: e.to_string(),
+    });
     if let Some(e) = first_err {
         return Err(e);
     }
-    store.put_blob(&bytes)?;
-    let unindexed = store.unindexed_record(&mdigest)?;
-    let store2 = store.clone();
-    // The rootfs before the name: an image becomes visible only once it can run.
-    let work =
-        tokio::task::spawn_blocking(move || store2.rootfs_in(&unindexed, &mut work).map(|_| work))
-            .await
-            .map_err(|e| Error::Store {
-                path: store.root().to_path_buf(),
-                detail: e.to_string(),
-            })??;
+    let work = built??;
     let record = store.add_image(&mdigest, name.as_deref())?;
     drop(work);
     if opts.progress {

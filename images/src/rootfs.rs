@@ -1,6 +1,7 @@
 //! Read-only rootfs images: layers applied into a private staging directory, then packed into
 //! an erofs image that the guest mounts from a block device (docs/images.md says why erofs).
 use crate::apply::{open_layer, LayerApplier};
+use crate::arrivals::{Arrivals, WhenLanded};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
@@ -10,6 +11,7 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// Bumped whenever the way a rootfs is built changes: old builds are then rebuilt (and pruned).
 /// 2: keyed by the layers' chain id (was: the config digest) and every layer's diff_id verified.
@@ -48,6 +50,26 @@ impl Store {
 
     /// Like `rootfs`, staging in (and pinning the result to) the caller's work in progress.
     pub fn rootfs_in(&self, image: &ImageRecord, work: &mut Work) -> Result<PathBuf> {
+        self.build_rootfs(image, work, None)
+    }
+
+    /// Like `rootfs_in`, while the layers still download: each is applied once `arrivals`
+    /// says it landed (`hx pull`).
+    pub fn rootfs_while_pulling(
+        &self,
+        image: &ImageRecord,
+        work: &mut Work,
+        arrivals: Arc<Arrivals>,
+    ) -> Result<PathBuf> {
+        self.build_rootfs(image, work, Some(arrivals))
+    }
+
+    fn build_rootfs(
+        &self,
+        image: &ImageRecord,
+        work: &mut Work,
+        arrivals: Option<Arc<Arrivals>>,
+    ) -> Result<PathBuf> {
         let diff_ids = image.config.rootfs().diff_ids();
         if diff_ids.len() != image.layers.len() {
             return Err(Error::LayerCountMismatch {
@@ -112,7 +134,14 @@ impl Store {
             .iter()
             .map(|layer| {
                 let (path, media_type) = (self.blob_path(&layer.digest), layer.media_type.clone());
-                move || open_layer(&path, &media_type)
+                let (digest, arrivals) = (layer.digest.clone(), arrivals.clone());
+                move || -> Result<Box<dyn std::io::Read>> {
+                    let open = move || open_layer(&path, &media_type);
+                    match arrivals {
+                        Some(a) => Ok(Box::new(WhenLanded::new(a, digest, open))),
+                        None => open(),
+                    }
+                }
             })
             .collect();
         let mut decoded = Pipeline::new(opens, default_ahead());

@@ -31,7 +31,7 @@ PACKAGES=(
     # tests: registry, image building, networking
     docker-registry skopeo mmdebstrap apache2-utils openssl python3 jq curl iproute2 nftables
     # tests: the compat suite's clients (toolstack/tests/compat.rs, tests/bench/compat.sh)
-    redis-tools mariadb-client
+    redis-tools mariadb-client postgresql-client
     # tests: docker's CLI driving hx-runtime (toolstack/tests/docker.rs starts its own dockerd)
     docker.io docker-compose
     # tests: podman driving hx-runtime (toolstack/tests/podman.rs; CNI networking, dnsname for DNS)

@@ -5,7 +5,7 @@
 # VOLUMEs, EXPOSE, user, STOPSIGNAL). Entrypoints and apps come from tests/images/compat/.
 # The mmdebstrap output is cached by its inputs in $HX_TEST_CACHE (default
 # /var/cache/hx-tests): an uncached build takes 30-120 s and needs the Debian mirror.
-#   NAME: redis | mariadb | memcached | python | haproxy | node
+#   NAME: redis | mariadb | memcached | python | haproxy | node | postgres
 set -euo pipefail
 name="${1:?usage: compat.sh NAME OUT_LAYOUT_DIR}"
 out="${2:?usage: compat.sh NAME OUT_LAYOUT_DIR}"
@@ -83,6 +83,19 @@ node)
     inputs+=("$files/server.js" "$files/node-entrypoint.sh")
     layout=(--entrypoint docker-entrypoint.sh --workdir /app --expose 3000/tcp
         --cmd server.js)
+    ;;
+postgres)
+    # Official: ENTRYPOINT docker-entrypoint.sh, CMD postgres, STOPSIGNAL SIGINT (fast
+    # shutdown), ENV PGDATA=/var/lib/postgresql/data, VOLUME of it, EXPOSE 5432; the server's
+    # binaries on PATH; Debian's cluster tooling's own cluster not made.
+    args+=(--include=postgresql-15,gosu
+        --essential-hook='mkdir -p "$1/etc/postgresql-common" && printf "create_main_cluster = false\n" > "$1/etc/postgresql-common/createcluster.conf"'
+        --customize-hook='mkdir -p "$1/var/lib/postgresql/data" "$1/var/run/postgresql"; chroot "$1" chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql'
+        --customize-hook="$(entrypoint postgres-entrypoint.sh)")
+    inputs+=("$files/postgres-entrypoint.sh")
+    path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/15/bin
+    layout=(--entrypoint docker-entrypoint.sh --env PGDATA=/var/lib/postgresql/data
+        --volume /var/lib/postgresql/data --expose 5432/tcp --stop-signal SIGINT --cmd postgres)
     ;;
 *)
     echo "compat.sh: unknown image $name" >&2

@@ -3,7 +3,7 @@
 //! its official Docker Hub counterpart (entrypoint, VOLUMEs, EXPOSE, user, STOPSIGNAL), loaded
 //! with `hx load`, run on the QEMU backend in a network-namespace lab (common/netns.rs) with a
 //! published port, and driven by the real clients from the host's namespaces (redis-cli,
-//! mariadb, curl, a socket for memcached). The databases must keep their data across
+//! mariadb, psql, curl, a socket for memcached). The databases must keep their data across
 //! `hx stop` + `hx rm` + `hx run` on the same named volume, and keep what they acknowledged
 //! when the VM is killed with SIGKILL (QEMU attaches volumes with cache=writeback, which honours
 //! the guest's flushes: docs/volumes.md). docs/compatibility.md has the table.
@@ -432,6 +432,175 @@ fn mariadb_initialises_an_empty_volume_and_keeps_committed_rows_across_rm_and_si
     let logs = lab.hx_ok(&hx, &["logs", "db3"]).stderr;
     assert!(logs.contains("crash recovery"), "{logs}");
     lab.hx_ok(&hx, &["rm", "-f", "db3"]);
+}
+
+/// psql from the client namespace over TCP (scram-sha-256), as user app to database shop.
+fn psql(lab: &NetLab, password: &str, sql: &str) -> Run {
+    let pw = format!("PGPASSWORD={password}");
+    lab.in_client_run(&[
+        "env",
+        &pw,
+        "PGCONNECT_TIMEOUT=5",
+        "psql",
+        "-h",
+        HOST_IP,
+        "-p",
+        "5432",
+        "-U",
+        "app",
+        "-d",
+        "shop",
+        "-X",
+        "-tA",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+    ])
+}
+
+const PG_PASSWORD: &str = "s3cret pw'";
+
+fn psql_ok(lab: &NetLab, sql: &str) -> String {
+    let r = psql(lab, PG_PASSWORD, sql);
+    assert_eq!(r.code, 0, "psql -c {sql:?}: {}{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+#[test]
+fn postgres_initialises_its_volume_checks_passwords_and_recovers_committed_rows_after_sigkill() {
+    let hx = Hx::new();
+    if !hx.has_guest() || !have("psql") {
+        return;
+    }
+    let Some(lab) = NetLab::new(&hx) else { return };
+    let Some([image]) = load_images(&hx, ["postgres"]) else {
+        return;
+    };
+    // Like the official image: an uninitialised database and no password is an error.
+    let r = lab.hx(&hx, &["run", "--rm", "-m", "256m", &image]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("superuser password is not specified"),
+        "{}",
+        r.stderr
+    );
+
+    let run = |name: &str, env: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-m",
+            "256m",
+            "-p",
+            "5432:5432",
+            "-v",
+            "pgdata:/var/lib/postgresql/data",
+        ];
+        for e in env {
+            args.extend_from_slice(&["-e", e]);
+        }
+        args.push(&image);
+        lab.hx_ok(&hx, &args);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let r = psql(&lab, PG_PASSWORD, "SELECT 1");
+            if r.code == 0 {
+                break;
+            }
+            let state = inspect(&lab, &hx, name)["State"].clone();
+            assert!(
+                Instant::now() < deadline && state["Running"] == true,
+                "postgres did not answer: {}{}\n{state}\n{}",
+                r.stdout,
+                r.stderr,
+                lab.hx(&hx, &["logs", name]).stderr
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    let pw = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
+    run("pg1", &["POSTGRES_USER=app", &pw, "POSTGRES_DB=shop"]);
+    psql_ok(
+        &lab,
+        "CREATE TABLE items (id INT PRIMARY KEY, name TEXT);
+         INSERT INTO items VALUES (1, 'apple'), (2, 'pear');",
+    );
+    assert_eq!(
+        psql_ok(&lab, "SELECT id, name FROM items ORDER BY id"),
+        "1|apple\n2|pear\n"
+    );
+    // Password logins over the network, checked (scram-sha-256): a wrong one is refused.
+    let bad = psql(&lab, "wrong", "SELECT 1");
+    assert_ne!(bad.code, 0, "{}", bad.stdout);
+    assert!(
+        bad.stderr
+            .contains("password authentication failed for user \"app\""),
+        "{}",
+        bad.stderr
+    );
+    // The server runs as postgres (the entrypoint's gosu), from the volume, with its POSIX
+    // shared memory (/dev/shm) and SysV semaphores.
+    assert_eq!(
+        psql_ok(
+            &lab,
+            "SELECT current_setting('data_directory'), current_setting('dynamic_shared_memory_type'), \
+             current_setting('server_version_num')::int / 10000"
+        ),
+        "/var/lib/postgresql/data|posix|15\n"
+    );
+    let owner = lab.hx_ok(
+        &hx,
+        &[
+            "exec",
+            "pg1",
+            "stat",
+            "-c",
+            "%U %a",
+            "/var/lib/postgresql/data",
+        ],
+    );
+    assert_eq!(owner.stdout, "postgres 700\n");
+    // STOPSIGNAL SIGINT: a fast shutdown with a checkpoint, exit 0.
+    assert_eq!(stop(&lab, &hx, "pg1"), 0);
+    let logs = lab.hx_ok(&hx, &["logs", "pg1"]).stderr;
+    assert!(logs.contains("received fast shutdown request"), "{logs}");
+    assert!(logs.contains("database system is shut down"), "{logs}");
+    lab.hx_ok(&hx, &["rm", "pg1"]);
+
+    // The next container finds the database: no password needed to start, no initdb.
+    run("pg2", &[]);
+    assert_eq!(
+        psql_ok(&lab, "SELECT name FROM items ORDER BY id"),
+        "apple\npear\n"
+    );
+    assert!(!lab
+        .hx_ok(&hx, &["logs", "pg2"])
+        .stdout
+        .contains("init process complete"));
+    // Committed transactions (synchronous_commit on, the default), then SIGKILL of the VM:
+    // postgres replays its WAL.
+    let mut sql = String::new();
+    for i in 3..=52 {
+        sql.push_str(&format!("INSERT INTO items VALUES ({i}, 'item {i}');"));
+    }
+    psql_ok(&lab, &sql);
+    kill_vm(&lab, &hx, "pg2");
+    lab.hx_ok(&hx, &["rm", "-f", "pg2"]);
+    run("pg3", &[]);
+    assert_eq!(
+        psql_ok(&lab, "SELECT COUNT(*), MAX(id) FROM items"),
+        "52|52\n"
+    );
+    let logs = lab.hx_ok(&hx, &["logs", "pg3"]).stderr;
+    assert!(
+        logs.contains("was interrupted") && logs.contains("redo done"),
+        "{logs}"
+    );
+    lab.hx_ok(&hx, &["rm", "-f", "pg3"]);
+    assert!(lab.port_free(5432));
 }
 
 /// Sends `req` to HOST:PORT from the client namespace and reads until `end` arrives.

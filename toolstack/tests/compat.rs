@@ -298,6 +298,56 @@ fn redis_keeps_its_data_across_stop_rm_run_and_a_sigkill_of_the_vm() {
     assert!(lab.port_free(6379));
 }
 
+/// A database server container on a named volume with a published port.
+struct DbServer<'a> {
+    image: &'a str,
+    memory: &'a str,
+    port: &'a str,
+    volume: &'a str,
+    /// How long it may take to answer its client.
+    limit: Duration,
+}
+
+impl DbServer<'_> {
+    /// `hx run -d` of it as `name` with `env`, until `ping` (its client) succeeds; fails at
+    /// once, with its logs, if it stops.
+    fn run(&self, lab: &NetLab, hx: &Hx, name: &str, env: &[&str], ping: impl Fn() -> Run) {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-m",
+            self.memory,
+            "-p",
+            self.port,
+            "-v",
+            self.volume,
+        ];
+        for e in env {
+            args.extend_from_slice(&["-e", e]);
+        }
+        args.push(self.image);
+        lab.hx_ok(hx, &args);
+        let deadline = Instant::now() + self.limit;
+        loop {
+            let r = ping();
+            if r.code == 0 {
+                return;
+            }
+            let state = inspect(lab, hx, name)["State"].clone();
+            assert!(
+                Instant::now() < deadline && state["Running"] == true,
+                "{name} did not answer: {}{}\n{state}\n{}",
+                r.stdout,
+                r.stderr,
+                lab.hx(hx, &["logs", name]).stderr
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
 fn mariadb(lab: &NetLab, sql: &str) -> Run {
     lab.in_client_run(&[
         "mariadb",
@@ -341,41 +391,15 @@ fn mariadb_initialises_an_empty_volume_and_keeps_committed_rows_across_rm_and_si
         r.stderr
     );
 
-    let run = |name: &str, env: &[&str]| {
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            name,
-            "-m",
-            "512m",
-            "-p",
-            "3306:3306",
-            "-v",
-            "dbdata:/var/lib/mysql",
-        ];
-        for e in env {
-            args.extend_from_slice(&["-e", e]);
-        }
-        args.push(&image);
-        lab.hx_ok(&hx, &args);
-        let deadline = Instant::now() + Duration::from_secs(400);
-        loop {
-            let r = mariadb(&lab, "SELECT 1");
-            if r.code == 0 {
-                break;
-            }
-            let state = inspect(&lab, &hx, name)["State"].clone();
-            assert!(
-                Instant::now() < deadline && state["Running"] == true,
-                "mariadb did not answer: {}{}\n{state}\n{}",
-                r.stdout,
-                r.stderr,
-                lab.hx(&hx, &["logs", name]).stderr
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
+    let server = DbServer {
+        image: &image,
+        memory: "512m",
+        port: "3306:3306",
+        volume: "dbdata:/var/lib/mysql",
+        limit: Duration::from_secs(400),
     };
+    let run =
+        |name: &str, env: &[&str]| server.run(&lab, &hx, name, env, || mariadb(&lab, "SELECT 1"));
     run(
         "db1",
         &["MARIADB_ROOT_PASSWORD=s3cret'pw", "MARIADB_DATABASE=shop"],
@@ -486,40 +510,15 @@ fn postgres_initialises_its_volume_checks_passwords_and_recovers_committed_rows_
         r.stderr
     );
 
+    let server = DbServer {
+        image: &image,
+        memory: "256m",
+        port: "5432:5432",
+        volume: "pgdata:/var/lib/postgresql/data",
+        limit: Duration::from_secs(300),
+    };
     let run = |name: &str, env: &[&str]| {
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            name,
-            "-m",
-            "256m",
-            "-p",
-            "5432:5432",
-            "-v",
-            "pgdata:/var/lib/postgresql/data",
-        ];
-        for e in env {
-            args.extend_from_slice(&["-e", e]);
-        }
-        args.push(&image);
-        lab.hx_ok(&hx, &args);
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let r = psql(&lab, PG_PASSWORD, "SELECT 1");
-            if r.code == 0 {
-                break;
-            }
-            let state = inspect(&lab, &hx, name)["State"].clone();
-            assert!(
-                Instant::now() < deadline && state["Running"] == true,
-                "postgres did not answer: {}{}\n{state}\n{}",
-                r.stdout,
-                r.stderr,
-                lab.hx(&hx, &["logs", name]).stderr
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        server.run(&lab, &hx, name, env, || psql(&lab, PG_PASSWORD, "SELECT 1"))
     };
     let pw = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
     run("pg1", &["POSTGRES_USER=app", &pw, "POSTGRES_DB=shop"]);

@@ -55,6 +55,17 @@ impl Arrivals {
     }
 }
 
+/// Fails its `Arrivals` when dropped: a pull that returns, unwinds or is cancelled after its
+/// build started never leaves the build's decoders waiting (after the build, it changes
+/// nothing).
+pub struct ReleaseOnDrop(pub Arc<Arrivals>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.fail();
+    }
+}
+
 /// A layer stream that waits for its blob's arrival at its first read, so that the decoder
 /// thread waits, not the caller that starts it.
 pub struct WhenLanded<F> {
@@ -88,7 +99,8 @@ where
                 .wait(&self.digest)
                 .and_then(|()| open())
                 .map(|r| self.reader = Some(r))
-                .map_err(|e| io::Error::other(e.to_string()))?;
+                // Kept typed: the tar reader turns it back into the error it was.
+                .map_err(io::Error::other)?;
         }
         match self.reader.as_mut() {
             Some(r) => r.read(buf),
@@ -141,6 +153,12 @@ mod tests {
             let e = w.join().unwrap().unwrap_err().to_string();
             assert!(e.contains("did not complete"), "{e}");
         }
+        // A pull gone (returned, unwound, cancelled) releases the waiters too.
+        let arrivals = Arc::new(Arrivals::default());
+        let a = arrivals.clone();
+        let waiter = std::thread::spawn(move || a.wait(&digest(b"never")));
+        drop(ReleaseOnDrop(arrivals));
+        assert!(waiter.join().unwrap().is_err());
         // Landed before the failure: still there.
         let a = Arrivals::default();
         a.landed(&digest(b"x"));

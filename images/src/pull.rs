@@ -1,5 +1,5 @@
 //! `hx pull`: manifests and layers from a registry into the store, through oci-client.
-use crate::arrivals::Arrivals;
+use crate::arrivals::{Arrivals, ReleaseOnDrop};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
@@ -415,6 +415,7 @@ async fn pull_inner(
             .rootfs_while_pulling(&unindexed, &mut work, arrivals2)
             .map(|_| work)
     });
+    let _release = ReleaseOnDrop(arrivals.clone());
 
     let session = Arc::new(session);
     // One download per distinct layer (images repeat their empty layer): two writers of one

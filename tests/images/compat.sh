@@ -90,7 +90,7 @@ postgres)
     # binaries on PATH; Debian's cluster tooling's own cluster not made.
     args+=(--include=postgresql-15,gosu
         --essential-hook='mkdir -p "$1/etc/postgresql-common" && printf "create_main_cluster = false\n" > "$1/etc/postgresql-common/createcluster.conf"'
-        --customize-hook='mkdir -p "$1/var/lib/postgresql/data" "$1/var/run/postgresql"; chroot "$1" chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql'
+        --customize-hook='mkdir -p "$1/var/lib/postgresql/data" "$1/run/postgresql" && chroot "$1" chown -R postgres:postgres /var/lib/postgresql /run/postgresql'
         --customize-hook="$(entrypoint postgres-entrypoint.sh)")
     inputs+=("$files/postgres-entrypoint.sh")
     path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/15/bin

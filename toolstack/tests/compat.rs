@@ -564,7 +564,13 @@ fn postgres_initialises_its_volume_checks_passwords_and_recovers_committed_rows_
     assert_eq!(owner.stdout, "postgres 700\n");
     // STOPSIGNAL SIGINT: a fast shutdown with a checkpoint, exit 0.
     assert_eq!(stop(&lab, &hx, "pg1"), 0);
-    let logs = lab.hx_ok(&hx, &["logs", "pg1"]).stderr;
+    let logs = lab.hx_ok(&hx, &["logs", "pg1"]);
+    assert!(
+        logs.stdout.contains("init process complete"),
+        "{}",
+        logs.stdout
+    );
+    let logs = logs.stderr;
     assert!(logs.contains("received fast shutdown request"), "{logs}");
     assert!(logs.contains("database system is shut down"), "{logs}");
     lab.hx_ok(&hx, &["rm", "pg1"]);

@@ -504,6 +504,21 @@ fn cpu_cap_holds_the_vm_to_its_share() {
         capped,
         "the pod VM's {file} with its one capped member"
     );
+    // A member without a cap lifts the pod VM's (the sum of caps holds once each has one).
+    hx.ok(&[
+        "run", "-d", "--pod", "capped", "--name", "free", BUSYBOX, "sleep", "600",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while quota() != open && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(quota(), open, "the pod VM's {file} with an uncapped member");
+    hx.ok(&["rm", "-f", "free"]);
+    assert_eq!(
+        quota(),
+        capped,
+        "the pod VM's {file} once the uncapped member left"
+    );
     hx.ok(&["rm", "-f", "member"]);
     assert_eq!(quota(), open, "the pod VM's {file} without members");
     hx.ok(&["pod", "rm", "-f", "capped"]);

@@ -35,8 +35,8 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     db="${POSTGRES_DB:-$user}"
     if [ "$db" != postgres ]; then
         pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
-        psql -v ON_ERROR_STOP=1 --username "$user" --dbname postgres -q \
-            -c "CREATE DATABASE \"$db\";"
+        echo 'CREATE DATABASE :"db";' | psql -v ON_ERROR_STOP=1 -v db="$db" \
+            --username "$user" --dbname postgres -q
         pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
     fi
     echo "PostgreSQL init process complete; ready for start up."

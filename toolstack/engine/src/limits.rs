@@ -359,15 +359,19 @@ fn update_member(
     Ok(())
 }
 
-/// A running pod VM's CPU limits follow its members' (where the backend caps VMs): called
-/// when a member with CPU limits joins or leaves the pod, as `hx update` of a member does.
-pub fn pod_vm_follows_members(root: &Path, pod: &str) -> anyhow::Result<()> {
+/// A running pod VM's CPU limits follow its members' (where the backend caps VMs), as at
+/// `hx update` of a member: called when member `changed` joins or has left the pod. Nothing
+/// is done while neither it nor any other member has CPU limits (the VM keeps the pod's own).
+pub fn pod_vm_follows_members(root: &Path, pod: &str, changed: &Container) -> anyhow::Result<()> {
+    let members = crate::pod::members(root, pod)?;
+    if !has_cpu_limits(changed) && !members.iter().any(has_cpu_limits) {
+        return Ok(());
+    }
     let infra = crate::pod::infra(root, pod)?;
     let be = backend::for_container(&infra, root)?;
     if !be.limit_caps().cpu || infra.status != Status::Running || !be.is_running(&infra) {
         return Ok(());
     }
-    let members = crate::pod::members(root, pod)?;
     let dir = container::dir(root, &infra.id);
     be.set_limits(&infra, &dir, None, Some(pod_cpu(&infra, &members)))
         .with_context(|| format!("pod {pod}: its VM's CPU limits"))

@@ -3,7 +3,6 @@
 use crate::backend::{self, Backend};
 use crate::container::{self, Container, Status};
 use crate::lifecycle::{self, StartOptions, Started};
-use crate::limits;
 use crate::runtime;
 use crate::HxError;
 use hx_images::Store;
@@ -181,16 +180,7 @@ pub fn remove(root: &Path, key: &str, force: bool, volumes: bool) -> anyhow::Res
         Status::Running if be.is_running(&c) && !force => {
             Err(HxError::Running(c.name.clone()).into())
         }
-        _ => {
-            runtime::remove_with(root, &c, be.as_ref(), volumes)?;
-            // Its pod's VM no longer counts its CPU limits (the member is gone either way).
-            if let (Some(pod), true) = (&c.pod, c.is_pod_member() && limits::has_cpu_limits(&c)) {
-                if let Err(e) = limits::pod_vm_follows_members(root, pod) {
-                    tracing::warn!("{e:#}");
-                }
-            }
-            Ok(())
-        }
+        _ => runtime::remove_with(root, &c, be.as_ref(), volumes),
     }
 }
 

@@ -327,7 +327,16 @@ fn remove_dir(root: &Path, c: &Container) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(anyhow::anyhow!("removing {}: {e}", d.display()))
         }
-        _ => Ok(()),
+        _ => {
+            // A pod member gone (`hx rm`, `--rm`, an undone creation): its pod's VM no longer
+            // counts its CPU limits. The member is gone either way.
+            if let (Some(pod), true) = (&c.pod, c.is_pod_member()) {
+                if let Err(e) = crate::limits::pod_vm_follows_members(root, pod, c) {
+                    tracing::warn!("{e:#}");
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -342,12 +342,10 @@ pub fn keep(dir: &Path, fds: &[RawFd], control: RawFd) -> anyhow::Result<()> {
     };
     let limits = match container::load(&plan.root, &id) {
         Ok(me) => {
-            // Where the backend caps VMs, the pod's VM now counts this member's CPU limits.
-            if crate::limits::has_cpu_limits(&me) {
-                if let Err(e) = crate::limits::pod_vm_follows_members(&plan.root, &plan.pod) {
-                    report(&failed(e));
-                    return Ok(());
-                }
+            // Where the backend caps VMs, the pod's VM now counts this member (its cap, or
+            // none). Not applied, the member still runs within its own cgroup's limits.
+            if let Err(e) = crate::limits::pod_vm_follows_members(&plan.root, &plan.pod, &me) {
+                tracing::warn!("{e:#}");
             }
             crate::limits::member_limits(&me, &infra)
         }

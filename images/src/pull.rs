@@ -451,11 +451,8 @@ async fn pull_inner(
             first_err.get_or_insert(e);
         }
     }
-    drop(pending);
-    if first_err.is_some() {
-        // The build ends at the layer that did not land; the download's error is the one.
-        arrivals.fail();
-    }
+    // A failed download has failed `arrivals` (above): the build ends at the layer that did
+    // not land, and the download's error is the one reported.
     let built = build.await.map_err(|e| Error::Store {
         path: store.root().to_path_buf(),
         detail: e.to_string(),

@@ -491,16 +491,20 @@ fn cpu_cap_holds_the_vm_to_its_share() {
         hx_engine::host_cgroup::Hierarchy::V2(_) => ("cpu.max", "20000 100000\n", "max 100000\n"),
     };
     let quota = || std::fs::read_to_string(host.group(&vm_id).join(file)).unwrap_or_default();
+    // A member's keeper sets the VM's limits after `hx run -d` returns: waited for.
+    let quota_once = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while quota() != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        quota()
+    };
     hx.ok(&[
         "run", "-d", "--pod", "capped", "--name", "member", "--cpus", "0.2", BUSYBOX, "sleep",
         "600",
     ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while quota() != capped && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
     assert_eq!(
-        quota(),
+        quota_once(capped),
         capped,
         "the pod VM's {file} with its one capped member"
     );
@@ -508,11 +512,11 @@ fn cpu_cap_holds_the_vm_to_its_share() {
     hx.ok(&[
         "run", "-d", "--pod", "capped", "--name", "free", BUSYBOX, "sleep", "600",
     ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while quota() != open && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(quota(), open, "the pod VM's {file} with an uncapped member");
+    assert_eq!(
+        quota_once(open),
+        open,
+        "the pod VM's {file} with an uncapped member"
+    );
     hx.ok(&["rm", "-f", "free"]);
     assert_eq!(
         quota(),

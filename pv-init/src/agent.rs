@@ -382,7 +382,7 @@ fn run(
         no_new_privileges: a.spec.no_new_privileges,
         seccomp: a.spec.seccomp.clone().map(std::sync::Arc::new),
     };
-    let mut member_root = None;
+    let member_root: Option<std::path::PathBuf>;
     let mut member_ns = None;
     let mut member_pid_ns = None;
     let mut cgroup = None;
@@ -431,6 +431,19 @@ fn run(
     } else {
         // A single container's, where `--pids-limit` made one.
         cgroup = crate::cgroup::workload_procs();
+        // Its workload's namespaces.
+        match crate::exec::workload_namespaces() {
+            Some((mnt, pid)) => {
+                member_root = Some(std::path::PathBuf::from("/"));
+                member_ns = Some(mnt);
+                member_pid_ns = pid;
+            }
+            None => {
+                return init_error(crate::InitError::setup(
+                    "the container's workload is not running",
+                ))
+            }
+        }
     }
     // CRI's TARGET: the member is born in a running member's PID namespace.
     let target_pid_ns = match req.member.as_ref().and_then(|m| m.pid_target.as_deref()) {

@@ -10,7 +10,7 @@ use pv_init::host_stop;
 use pv_init::spec::ContainerSpec;
 use pv_init::status::{Control, Status};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
@@ -53,6 +53,19 @@ pub fn run_workload(
         )?),
         None => None,
     };
+    // Shared, so that the workload's copies (slaves) follow pv-init's unmounts.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| InitError::setup(format!("making the root's mounts shared: {e}")))?;
+    let enter = process::Enter::Own {
+        confined: !process::is_privileged(spec.capabilities),
+        own_pids: !spec.init,
+    };
     let spawned = process::spawn(
         &process::Process {
             args: &spec.args,
@@ -64,7 +77,7 @@ pub fn run_workload(
             tty: spec.tty,
             stdin: input.is_some(),
             setsid: true,
-            enter: process::Enter::Current,
+            enter,
             cgroups: group.as_ref().map(|fd| fd.as_raw_fd()).as_slice(),
             capabilities: spec.capabilities,
             no_new_privileges: spec.no_new_privileges,
@@ -73,6 +86,7 @@ pub fn run_workload(
         |_| {},
     )?;
     let child = spawned.pid;
+    remember_namespaces(child);
     let mut relays = Vec::new();
     for out in [spawned.stdout, spawned.stderr].into_iter().flatten() {
         let to = if relays.is_empty() {
@@ -100,6 +114,29 @@ pub fn run_workload(
     report_started(child);
     crate::agent::start(spec);
     supervise(child, forwarded, channels, relays)
+}
+
+/// The workload's mount and PID namespaces (`hx exec` joins them), held while it runs.
+static WORKLOAD_NS: std::sync::Mutex<Option<(OwnedFd, Option<OwnedFd>)>> =
+    std::sync::Mutex::new(None);
+
+fn remember_namespaces(child: Pid) {
+    // After its exec (spawn returns then): the namespaces are its own by now. Gone already
+    // (it ended at once): execs have nothing to enter and fail as into a stopped container.
+    if let Some(mnt) = crate::pod::namespace_of(child.as_raw(), "mnt") {
+        let pid = crate::pod::namespace_of(child.as_raw(), "pid");
+        *WORKLOAD_NS.lock().unwrap_or_else(|e| e.into_inner()) = Some((mnt, pid));
+    }
+}
+
+/// Dups of the workload's namespaces for an `hx exec` (None: it is not running).
+pub fn workload_namespaces() -> Option<(OwnedFd, Option<OwnedFd>)> {
+    let ns = WORKLOAD_NS.lock().unwrap_or_else(|e| e.into_inner());
+    let (mnt, pid) = ns.as_ref()?;
+    Some((
+        mnt.try_clone().ok()?,
+        pid.as_ref().and_then(|p| p.try_clone().ok()),
+    ))
 }
 
 /// Routes the hypervisor's poweroff request to PID 1 (pv_init::host_stop). Best effort: a
@@ -400,6 +437,8 @@ fn finish(status: Status) -> Status {
     while let Ok(st) = waitpid(Pid::from_raw(-1), None) {
         crate::agent::reaped(st);
     }
+    // Its namespace's mounts go with it, before the volumes are released (mounts.rs).
+    drop(WORKLOAD_NS.lock().unwrap_or_else(|e| e.into_inner()).take());
     // Every exec session ends with the workload: let them tell their clients how.
     crate::agent::drain(std::time::Duration::from_millis(1500));
     let _ = std::io::stdout().flush();

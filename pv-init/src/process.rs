@@ -58,8 +58,13 @@ pub enum Enter<'a> {
         /// Another member's PID namespace to be born in instead (CRI's TARGET).
         join_pid: Option<RawFd>,
     },
-    /// `hx exec` into a pod member: its workload's mount namespace (`mnt`) and PID namespace
-    /// (`pid`), whose root is `root` in pv-init's view.
+    /// A single container's workload: pv-init's root, in a mount namespace of its own
+    /// (pv-init's mounts as slaves: its unmounts reach it) with a /proc of its own — docker's
+    /// read-only and masked paths when `confined` — and, with `own_pids`, a PID namespace
+    /// whose init it is, as with docker (`--init` leaves it in pv-init's).
+    Own { confined: bool, own_pids: bool },
+    /// `hx exec` into a pod member or a single container: its workload's mount namespace
+    /// (`mnt`) and PID namespace (`pid`), whose root is `root` in pv-init's view.
     Namespace {
         mnt: RawFd,
         pid: Option<RawFd>,
@@ -71,7 +76,10 @@ impl Enter<'_> {
     /// Where the process's files are, seen from pv-init.
     fn files(&self) -> Option<&Path> {
         match self {
-            Enter::Current => None,
+            Enter::Current | Enter::Own { .. } => None,
+            // A single container's: pv-init's own root, seen as the process sees it (save the
+            // process's own /proc, whose magic links openat2's RESOLVE_IN_ROOT would refuse).
+            Enter::Namespace { root, .. } if *root == Path::new("/") => None,
             Enter::NewRoot { root, .. } | Enter::Namespace { root, .. } => Some(root),
         }
     }
@@ -269,7 +277,11 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         Enter::Namespace { mnt, .. } => Some(mnt),
         _ => None,
     };
-    let confined_proc = matches!(p.enter, Enter::NewRoot { confined: true, .. });
+    let confined_proc = matches!(
+        p.enter,
+        Enter::NewRoot { confined: true, .. } | Enter::Own { confined: true, .. }
+    );
+    let own_ns = matches!(p.enter, Enter::Own { .. });
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| InitError::setup(format!("argument {s:?} contains NUL")))
     };
@@ -360,7 +372,8 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         } => Some(ChildrenPidNamespace::join(fd)?),
         Enter::NewRoot {
             shared_pids: false, ..
-        } => ChildrenPidNamespace::new()?,
+        }
+        | Enter::Own { own_pids: true, .. } => ChildrenPidNamespace::new()?,
         Enter::Namespace { pid: Some(fd), .. } => Some(ChildrenPidNamespace::join(fd)?),
         _ => None,
     };
@@ -416,6 +429,30 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
                         || libc::umount2(dot, libc::MNT_DETACH) != 0
                         || libc::chdir(c"/".as_ptr()) != 0
+                        || libc::mount(
+                            c"proc".as_ptr(),
+                            c"/proc".as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                            std::ptr::null(),
+                        ) != 0
+                    {
+                        fail(5, *libc::__errno_location())
+                    }
+                    if confined_proc {
+                        confine_proc();
+                    }
+                }
+                if own_ns {
+                    // Its own /proc, over pv-init's, shows its PID namespace.
+                    if libc::unshare(libc::CLONE_NEWNS) != 0
+                        || libc::mount(
+                            std::ptr::null(),
+                            c"/".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_SLAVE,
+                            std::ptr::null(),
+                        ) != 0
                         || libc::mount(
                             c"proc".as_ptr(),
                             c"/proc".as_ptr(),
@@ -538,7 +575,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
             message: format!("setting user {:?}: {e}", p.user),
         },
         5 => InitError::setup(format!(
-            "entering the pod member's root: {}",
+            "entering the container's namespaces: {}",
             crate::errno_text(&e)
         )),
         6 => InitError::setup(format!(

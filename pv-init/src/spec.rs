@@ -67,6 +67,11 @@ pub struct ContainerSpec {
     /// `--security-opt no-new-privileges`: setuid files and file capabilities grant nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privileges: bool,
+    /// `--init`: the workload runs in pv-init's own mount and PID namespaces, pv-init its
+    /// init (docker's `--init`, with pv-init as docker-init); without it the workload is the
+    /// init of its own, as with docker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
     /// Pods: a member in the pod VM's PID namespace instead of its own (CRI's
     /// `shareProcessNamespace`); meaningless for a VM's own workload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -656,6 +661,7 @@ mod tests {
             read_only: false,
             capabilities: None,
             no_new_privileges: false,
+            init: false,
             shared_pids: false,
             pids_limit: None,
             pid_target: None,

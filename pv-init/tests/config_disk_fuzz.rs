@@ -130,6 +130,7 @@ fn sample() -> ContainerSpec {
         read_only: false,
         capabilities: Some(Capabilities::docker_default()),
         no_new_privileges: true,
+        init: false,
         shared_pids: false,
         pids_limit: None,
         pid_target: None,

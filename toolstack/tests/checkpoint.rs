@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 /// A web page on port 80, the last line of its input (`-i`) in `/root/got`, and a counter:
 /// `/tmp/n` holds the last value, `/count` every value in order (both in the writable layer),
 /// stdout each value.
-const WORKLOAD: &str = "mkdir -p /w; echo checkpointed > /w/index.html; httpd -p 80 -h /w; \
+const WORKLOAD: &str =
+    "trap 'exit 143' TERM; mkdir -p /w; echo checkpointed > /w/index.html; httpd -p 80 -h /w; \
     exec 3<&0; (while read l <&3; do echo $l > /root/got; done) & \
     i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i >> /count; echo $i; sleep 0.2; done";
 const PORT: u16 = 8097;
@@ -216,7 +217,7 @@ fn a_checkpointed_container_resumes_its_processes_files_and_port() {
     assert!(!lab.status().contains("Paused"), "{}", lab.status());
     lab.counter_past(lab.counter());
 
-    // hx stop of a restored container: the workload's own exit (sh, SIGTERM).
+    // hx stop of a restored container: the workload's own exit (sh's TERM trap: it is PID 1).
     lab.ok(&["stop", "c"]);
     assert!(lab.status().starts_with("Exited (143)"), "{}", lab.status());
     assert_eq!(lab.ok(&["wait", "c"]).stdout, "143\n");

@@ -287,11 +287,20 @@ fn detached_task(c: &Containerd) {
     c.ctr_ok(&["container", "rm", id]);
 }
 
-/// A foreground `ctr run` ends with 143 when `ctr task kill` sends TERM.
+/// A foreground `ctr run` ends with 143 when `ctr task kill` sends TERM (to a workload with a
+/// handler: a PID 1 without one ignores it, as under runc).
 fn terminated_in_the_foreground(c: &Containerd) {
     let id = "fg";
     let child = c
-        .ctr_cmd(&run_args(&["--rm"], id, &["sleep", "600"]))
+        .ctr_cmd(&run_args(
+            &["--rm"],
+            id,
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 143' TERM; while :; do sleep 1; done",
+            ],
+        ))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

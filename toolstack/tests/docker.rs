@@ -144,7 +144,7 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     );
     let code = d.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "stubborn"]);
     assert_eq!(code.stdout.trim(), "137", "{who}");
-    // (runc: `sleep` as PID 1 ignores SIGTERM too; under hx pv-init is PID 1.)
+    // (`sleep` is PID 1 of its namespace under runc and hx alike: SIGTERM is ignored.)
     d.docker_ok(&["stop", "-t", "2", "logger"]);
 
     // -p 8080:80: docker's DNAT/docker-proxy reach the container from the namespace.

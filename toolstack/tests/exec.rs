@@ -8,9 +8,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn start(hx: &Hx, name: &str, cmd: &[&str]) {
+    start_with(hx, name, &[], cmd)
+}
+
+fn start_with(hx: &Hx, name: &str, flags: &[&str], cmd: &[&str]) {
     let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
     args.push("-e");
     args.push("FROM_IMAGE_RUN=kept");
+    args.extend_from_slice(flags);
     args.push(BUSYBOX);
     args.extend_from_slice(cmd);
     hx.ok(&args);
@@ -586,11 +591,11 @@ fn commit_and_export_a_running_container() {
 /// What Xen's shutdown request makes the guest kernel run (pv-init's poweroff_cmd, itself as a
 /// helper: docs/guest-protocol.md), started here by hand since QEMU sends no such request:
 /// the workload gets SIGTERM like `hx stop` (143), and one that ignores it SIGKILL after 10 s
-/// (137).
+/// (137). `--init`: pv-init is /proc/1 there (else the workload is, in its own namespace).
 #[test]
 fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
     let Some(hx) = Hx::with_busybox() else { return };
-    start(&hx, "pw", &["sleep", "1000"]);
+    start_with(&hx, "pw", &["--init"], &["sleep", "1000"]);
     assert_eq!(
         hx.ok(&["exec", "pw", "cat", "/proc/sys/kernel/poweroff_cmd"])
             .stdout,
@@ -607,9 +612,10 @@ fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
     ]);
     assert_eq!(hx.ok(&["wait", "pw"]).stdout, "143\n");
 
-    start(
+    start_with(
         &hx,
         "pw2",
+        &["--init"],
         &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
     );
     hx.ok(&["exec", "pw2", "true"]);
@@ -627,4 +633,105 @@ fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
         (Duration::from_secs(9)..Duration::from_secs(40)).contains(&took),
         "SIGKILL after {took:?}, not the 10 s grace"
     );
+}
+
+/// As with docker, the command is PID 1 of a PID namespace of its own, with its own /proc
+/// (/proc/sys read-only unless --privileged); an exec joins it there; a stop signal it has
+/// no handler for is ignored, so SIGKILL ends it at the deadline (137). `--init` puts pv-init
+/// above it, as docker-init: the command is not PID 1 and dies of the signal (143).
+#[test]
+fn the_workload_is_pid_1_of_its_own_namespace_unless_init() {
+    let Some(hx) = Hx::with_busybox() else { return };
+    let probe = "echo pid=$$ one=$(tr '\\0' ' ' < /proc/1/cmdline); \
+                 (echo hx > /proc/sys/kernel/domainname) 2>/dev/null && echo proc-sys=rw || echo proc-sys=ro";
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        BUSYBOX,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            format!("pid=1 one=sh -c {probe}\nproc-sys=ro\n").as_str()
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--privileged",
+        BUSYBOX,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.lines().nth(1)),
+        (0, Some("proc-sys=rw")),
+        "{}",
+        r.stderr
+    );
+    let r = hx.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--init",
+        BUSYBOX,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.starts_with("pid=1 ") && r.stdout.ends_with("proc-sys=ro\n"),
+        "--init: {}",
+        r.stdout
+    );
+
+    start(&hx, "p1", &["sleep", "1000"]);
+    start_with(&hx, "p2", &["--init"], &["sleep", "1000"]);
+    let seen = hx
+        .ok(&[
+            "exec",
+            "p1",
+            "sh",
+            "-c",
+            "tr '\\0' ' ' < /proc/1/cmdline; echo; ps -o pid,comm",
+        ])
+        .stdout;
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("sleep 1000 "), "exec into p1: {seen}");
+    let listed: Vec<Vec<&str>> = lines
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        listed.contains(&vec!["1", "sleep"]) && !listed.iter().any(|p| p[1] == "init"),
+        "exec into p1 sees its namespace's processes only: {seen}"
+    );
+    let init = |name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&hx.ok(&["inspect", name]).stdout).unwrap();
+        v[0]["HostConfig"]["Init"].clone()
+    };
+    assert_eq!(
+        (init("p1"), init("p2")),
+        (serde_json::Value::Null, serde_json::json!(true))
+    );
+
+    let t0 = Instant::now();
+    hx.ok(&["stop", "-t", "2", "p1", "p2"]);
+    assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(hx.ok(&["wait", "p1"]).stdout, "137\n");
+    assert_eq!(hx.ok(&["wait", "p2"]).stdout, "143\n");
+    hx.ok(&["rm", "p1", "p2"]);
 }

@@ -34,7 +34,8 @@ fn pause_freezes_the_workload_and_unpause_thaws_it() {
         BUSYBOX,
         "sh",
         "-c",
-        "while :; do echo tick; sleep 0.2; done",
+        // PID 1 of its namespace: SIGTERM reaches it through its trap only, as with docker.
+        "trap 'exit 143' TERM; while :; do echo tick; sleep 0.2; done",
     ]);
     wait_for_ticks(&hx, "p", 2);
 

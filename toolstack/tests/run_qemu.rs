@@ -27,7 +27,8 @@ fn echo_prints_and_exit_codes_pass_through() {
     assert_eq!(r.stdout, "out\n");
     assert_eq!(r.stderr, "err\n");
 
-    let r = hx.run(&["run", "--rm", BUSYBOX, "sh", "-c", "kill -9 $$"]);
+    // (--init: a PID 1 cannot kill itself, SIGKILL from its own namespace is ignored.)
+    let r = hx.run(&["run", "--rm", "--init", BUSYBOX, "sh", "-c", "kill -9 $$"]);
     assert_eq!(r.code, 137, "a SIGKILLed workload is 128+9: {}", r.stderr);
 }
 
@@ -51,7 +52,16 @@ fn a_workload_past_its_memory_is_oom_killed_and_inspect_says_so() {
     let st = hx.run(&["inspect", "-f", state, "hog"]);
     assert_eq!(st.stdout.trim(), "137 true", "{}", st.stderr);
     // A SIGKILL from elsewhere is not an OOM kill.
-    let r = hx.run(&["run", "--name", "killed", BUSYBOX, "sh", "-c", "kill -9 $$"]);
+    let r = hx.run(&[
+        "run",
+        "--name",
+        "killed",
+        "--init",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ]);
     assert_eq!(r.code, 137, "{}", r.stderr);
     let st = hx.run(&["inspect", "-f", state, "killed"]);
     assert_eq!(st.stdout.trim(), "137 false", "{}", st.stderr);
@@ -266,9 +276,11 @@ fn sigkill_of_hx_then_ps_and_rm_clean_up() {
 #[test]
 fn guest_kernel_panic_is_reported() {
     let Some(hx) = Hx::with_busybox() else { return };
+    // (--privileged: /proc/sysrq-trigger is read-only in a container's /proc, as with docker.)
     let r = hx.run(&[
         "run",
         "--rm",
+        "--privileged",
         BUSYBOX,
         "sh",
         "-c",
@@ -331,33 +343,23 @@ fn writable_layer_on_a_disk() {
 #[test]
 fn signals_to_hx_run_reach_the_workload() {
     let Some(hx) = Hx::with_busybox() else { return };
+    // The workload is PID 1 of its namespace: a signal it has no handler for is ignored, so
+    // it says "up" once its traps are set.
+    let trapping = "trap 'exit 143' TERM; trap 'exit 130' INT; echo up; while :; do sleep 1; done";
     for (name, sig, code) in [("term", libc::SIGTERM, 143), ("int", libc::SIGINT, 130)] {
-        let child = hx
-            .cmd(&["run", "--rm", "--name", name, BUSYBOX, "sleep", "1000"])
+        let mut child = hx
+            .cmd(&["run", "--rm", "--name", name, BUSYBOX, "sh", "-c", trapping])
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Up once the guest has exec'd the workload (its "started" status line).
-        loop {
-            let inspect = hx.run(&["inspect", name]).stdout;
-            let started = serde_json::from_str::<serde_json::Value>(&inspect)
-                .ok()
-                .and_then(|v| {
-                    v[0]["Files"]["Dir"].as_str().map(|d| {
-                        std::fs::read_to_string(format!("{d}/status.log")).unwrap_or_default()
-                    })
-                })
-                .is_some_and(|s| s.contains("\"started\""));
-            if started {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: the workload never started"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut up = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut up,
+        )
+        .unwrap();
+        assert_eq!(up, "up\n", "{name}: the workload never started");
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, sig) };
         let out = common::wait_with_timeout(child, Duration::from_secs(60));

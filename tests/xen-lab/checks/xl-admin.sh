@@ -69,7 +69,7 @@ dup=$(hx create -q "$w/xa.cfg" 2>&1); rc=$?
 # --- the hx container
 # Bounded: once (CI, 2026-12-05) `hx run -d c1` hung here past the lab's limit with no line;
 # a hang now shows what hx and xl were doing (wait channels, kernel stacks) and gets a retry.
-c1() { timeout -k 10 300 hx run -d -m 256m --name c1 busybox sh -c 'echo C1-READY; while :; do sleep 1; done' >/dev/null; }
+c1() { timeout -k 10 300 hx run -d -m 256m --name c1 busybox sh -c 'trap "exit 143" TERM; echo C1-READY; while :; do sleep 1; done' >/dev/null; }
 c1_again() {
     echo "    note: hx run -d c1 exited $1 (124: hung 300 s), again"
     ps -eo pid,etime,stat,wchan:24,args | grep -E ' (hx|xl|nft|losetup|mkfs)' | grep -v grep | show 20
@@ -238,8 +238,10 @@ fi
 [ -n "$n" ] && [ "$n" != "$xa" ] && waitlog XA-READY "$log" 300 && ok "reboot: on_reboot=restart made xa again (domain $xa -> $n) and it booted" ||
     { bad "reboot: xa is '$n' (was $xa): $out"; tail -n 20 "$log" 2>/dev/null | show 20; }
 
-# An hx container answers Xen's shutdown request like hx stop: SIGTERM to the workload (exit
-# 143), then power-off (pv-init's poweroff_cmd: docs/guest-protocol.md).
+# An hx container answers Xen's shutdown request like hx stop: SIGTERM to the workload (c1's
+# trap exits 143; c2's sleep, PID 1 of its namespace without a handler, ignores it and is
+# killed after the 10 s grace: 137), then power-off (pv-init's poweroff_cmd:
+# docs/guest-protocol.md).
 started() { # NAME: its workload started (pv-init's first status line is in xenstore)
     local i d
     for ((i = 0; i < 240; i++)); do
@@ -267,7 +269,7 @@ started c2 || bad "c2's workload did not start"
 s0=$(date +%s)
 timeout 180 xl shutdown -w c2 >/dev/null 2>&1; rc=$?
 st=$(exited c2)
-case "$rc:$st" in "0:Exited (143)"*) ok "xl shutdown -w c2 (PV): stopped like hx stop, '$st' ($(( $(date +%s) - s0 )) s)";; *) bad "xl shutdown c2: exit $rc, c2 is '$st'";; esac
+case "$rc:$st" in "0:Exited (137)"*) ok "xl shutdown -w c2 (PV): stopped like hx stop, '$st' ($(( $(date +%s) - s0 )) s)";; *) bad "xl shutdown c2: exit $rc, c2 is '$st'";; esac
 
 out=$(timeout 180 hx shutdown -a -w 2>&1); rc=$?
 domain_gone xa 30; left=$(xl list | awk 'NR>1{print $1}' | tr '\n' ' ')

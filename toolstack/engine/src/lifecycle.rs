@@ -153,6 +153,10 @@ pub struct CreateRequest {
     pub pod: Option<String>,
     #[serde(default)]
     pub pod_infra: bool,
+    /// `--init`: the workload runs under pv-init, in its namespaces, instead of being the
+    /// init of its own PID namespace (docker's `--init`, pv-init standing for docker-init).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
     /// A pod member in the pod VM's PID namespace, seeing the pod's processes (CRI's
     /// `shareProcessNamespace`), instead of one of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -1227,6 +1231,8 @@ pub fn build_spec(
         read_only: req.read_only,
         capabilities: Some(caps),
         no_new_privileges: req.no_new_privileges,
+        // A pod's VM keeps pv-init as the init its members' shared namespace shows.
+        init: req.init || req.pod_infra,
         shared_pids: req.shared_pids,
         // A pod member's is its cgroup's in the pod's VM (limits::member_limits).
         pids_limit: req.pids_limit.filter(|_| req.pod.is_none()),

@@ -358,7 +358,15 @@ fn exec_then_kill_term_and_delete_refuses_a_running_one() {
         return;
     }
     subreaper();
-    let b = Bundle::new(&["sh", "-c", "echo ready; exec sleep 1000"], false);
+    // PID 1 of its namespace, as under runc: TERM reaches it through its trap only.
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 143' TERM; echo ready; while :; do sleep 1; done",
+        ],
+        false,
+    );
     let (mut out_r, out_w) = pipe();
     let pid = b.create(
         "c-kill",

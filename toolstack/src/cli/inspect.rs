@@ -139,6 +139,8 @@ fn describe(g: &super::Globals, name: &str) -> anyhow::Result<serde_json::Value>
                 (None, Some(true)) if !c.pod_infra => "pod".to_string(),
                 _ => String::new(),
             },
+            // docker's null for "the daemon's default" (no init): hx's default is none too.
+            "Init": spec["init"].as_bool().filter(|i| *i && !c.pod_infra),
             "AutoRemove": c.auto_remove,
             "ReadonlyRootfs": spec["read_only"].as_bool().unwrap_or(false),
             "Privileged": req.as_ref().is_some_and(|r| r.privileged),

@@ -71,8 +71,8 @@ pub struct CreateArgs {
     /// label=disable are accepted (the guest has no such profiles to lift)
     #[arg(long, value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// Accepted for docker's sake: pv-init is every container's PID 1 and already reaps
-    /// orphans and forwards signals, as docker-init would
+    /// Run an init inside the container that forwards signals and reaps processes (pv-init,
+    /// as docker-init); without it the command is PID 1 of its own PID namespace
     #[arg(long)]
     pub init: bool,
     /// Pull the image first: missing (default), always, never
@@ -542,6 +542,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         rootfs: None,
         pod: args.pod,
         pod_infra: false,
+        init: args.init,
         shared_pids: false,
         pid_target,
         cpu_cap_pct,

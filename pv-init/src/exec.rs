@@ -53,15 +53,6 @@ pub fn run_workload(
         )?),
         None => None,
     };
-    // Shared, so that the workload's copies (slaves) follow pv-init's unmounts.
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SHARED,
-        None::<&str>,
-    )
-    .map_err(|e| InitError::setup(format!("making the root's mounts shared: {e}")))?;
     let enter = process::Enter::Own {
         confined: !process::is_privileged(spec.capabilities),
         own_pids: !spec.init,
@@ -437,7 +428,8 @@ fn finish(status: Status) -> Status {
     while let Ok(st) = waitpid(Pid::from_raw(-1), None) {
         crate::agent::reaped(st);
     }
-    // Its namespace's mounts go with it, before the volumes are released (mounts.rs).
+    // Its namespace's copies of the mounts go with it (the last reference, all its processes
+    // reaped), before the volumes are released (mounts.rs).
     drop(WORKLOAD_NS.lock().unwrap_or_else(|e| e.into_inner()).take());
     // Every exec session ends with the workload: let them tell their clients how.
     crate::agent::drain(std::time::Duration::from_millis(1500));

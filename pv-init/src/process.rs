@@ -58,8 +58,8 @@ pub enum Enter<'a> {
         /// Another member's PID namespace to be born in instead (CRI's TARGET).
         join_pid: Option<RawFd>,
     },
-    /// A single container's workload: pv-init's root, in a mount namespace of its own
-    /// (pv-init's mounts as slaves: its unmounts reach it) with a /proc of its own — docker's
+    /// A single container's workload: pv-init's root, in a mount namespace of its own (private
+    /// copies of pv-init's mounts) with a /proc of its own — docker's
     /// read-only and masked paths when `confined` — and, with `own_pids`, a PID namespace
     /// whose init it is, as with docker (`--init` leaves it in pv-init's).
     Own { confined: bool, own_pids: bool },
@@ -450,7 +450,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                             std::ptr::null(),
                             c"/".as_ptr(),
                             std::ptr::null(),
-                            libc::MS_REC | libc::MS_SLAVE,
+                            libc::MS_REC | libc::MS_PRIVATE,
                             std::ptr::null(),
                         ) != 0
                         || libc::mount(

@@ -291,23 +291,25 @@ fn detached_task(c: &Containerd) {
 /// handler: a PID 1 without one ignores it, as under runc).
 fn terminated_in_the_foreground(c: &Containerd) {
     let id = "fg";
-    let child = c
+    let mut child = c
         .ctr_cmd(&run_args(
             &["--rm"],
             id,
             &[
                 "sh",
                 "-c",
-                "trap 'exit 143' TERM; while :; do sleep 1; done",
+                "trap 'exit 143' TERM; echo up; while :; do sleep 1; done",
             ],
         ))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the task to run", Duration::from_secs(60), || {
-        task(c, id).is_some_and(|(_, s)| s == "RUNNING")
-    });
+    // Its trap is set once it says so (a TERM before that would be ignored).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut up = String::new();
+    std::io::BufRead::read_line(&mut out, &mut up).unwrap();
+    assert_eq!(up, "up\n", "{}", c.log_tail());
     c.ctr_ok(&["task", "kill", id]);
     let r = common::wait_with_timeout(child, Duration::from_secs(60));
     assert_eq!(r.code, 143, "{}{}", r.stdout, r.stderr);

@@ -270,11 +270,17 @@ fn stop_with_an_absurd_timeout_is_refused_before_anything_is_sent() {
             BUSYBOX,
             "sh",
             "-c",
-            "trap 'exit 143' TERM; while :; do sleep 1; done",
+            "trap 'exit 143' TERM; echo up; while :; do sleep 1; done",
         ])
         .stdout
         .trim()
         .to_string();
+    // PID 1 of its namespace: a TERM before its trap is set would be ignored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hx.ok(&["logs", "s"]).stdout != "up\n" {
+        assert!(Instant::now() < deadline, "the workload never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let r = hx.run(&["stop", "-t", "18446744073709551615", "s"]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(

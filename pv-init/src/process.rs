@@ -444,7 +444,11 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                     }
                 }
                 if own_ns {
-                    // Its own /proc, over pv-init's, shows its PID namespace.
+                    // Its own /proc, over pv-init's, shows its PID namespace. Private copies,
+                    // and pv-init's own mounts stay private: were they shared, a pod's
+                    // --privileged member's bind of /dev would be a peer of pv-init's, and its
+                    // teardown would unmount pv-init's /dev/.hx-devices (device_filter.rs).
+                    // Its copies go with its last process (exec.rs drops the namespace fds).
                     if libc::unshare(libc::CLONE_NEWNS) != 0
                         || libc::mount(
                             std::ptr::null(),

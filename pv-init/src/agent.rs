@@ -497,7 +497,11 @@ fn run(
     if let Some(s) = &req.seccomp {
         privileges.seccomp = Some(std::sync::Arc::new(s.clone()));
     }
-    let ident = match process::ident_in(user, member_root.as_deref()) {
+    // A single container's root is pv-init's own: its files are read as they are.
+    let files = member_root
+        .as_deref()
+        .filter(|r| *r != std::path::Path::new("/"));
+    let ident = match process::ident_in(user, files) {
         Ok(i) => i,
         Err(e) => return init_error(e),
     };
@@ -545,6 +549,10 @@ fn run(
         }
     };
     let pid = spawned.pid;
+    // The namespaces were for the fork: a single container's, held on, would keep its copies
+    // of the volumes mounted past the workload's end (exec.rs, finish).
+    drop(member_ns);
+    drop(member_pid_ns);
     if let (Some(m), Some(root)) = (&req.member, member_root) {
         // The workload has exec'd (spawn returned): its namespace is the member's now.
         crate::pod::register(

@@ -53,9 +53,13 @@ pub fn run_workload(
         )?),
         None => None,
     };
+    // pv-init itself as the workload (a pod's pause, a stopped container's stand-in: both
+    // /proc/1/exe) stays in pv-init's PID namespace, where /proc/1 is pv-init, whatever the
+    // spec says.
+    let is_pv_init = spec.args.first().is_some_and(|a| a == "/proc/1/exe");
     let enter = process::Enter::Own {
         confined: !process::is_privileged(spec.capabilities),
-        own_pids: !spec.init,
+        own_pids: !spec.init && !is_pv_init,
     };
     let spawned = process::spawn(
         &process::Process {

@@ -114,7 +114,7 @@ impl ChildrenPidNamespace {
             Err(nix::errno::Errno::EINVAL) => {
                 let _ = std::fs::write(
                     "/dev/kmsg",
-                    "pv-init: this kernel has no PID namespaces: the member shares the pod's\n",
+                    "pv-init: this kernel has no PID namespaces: the workload shares pv-init's\n",
                 );
                 Ok(None)
             }
@@ -366,6 +366,13 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         .map_or(devnull.as_raw_fd(), |(r, _)| r.as_raw_fd());
     let setsid = p.setsid || pty.is_some();
 
+    let joined_pid_ns = matches!(
+        p.enter,
+        Enter::NewRoot {
+            join_pid: Some(_),
+            ..
+        } | Enter::Namespace { pid: Some(_), .. }
+    );
     let children_ns = match p.enter {
         Enter::NewRoot {
             join_pid: Some(fd), ..
@@ -384,6 +391,10 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
         drop(children_ns);
     }
     let child = match forked {
+        // Born into a PID namespace whose init has ended (an exec racing the workload's end).
+        Err(nix::errno::Errno::ENOMEM) if joined_pid_ns => {
+            return Err(InitError::setup("the container's workload is not running"))
+        }
         Err(e) => return Err(InitError::setup(format!("fork: {e}"))),
         Ok(ForkResult::Child) => {
             let fail_at = |step: u8, index: u8, errno: i32| -> ! {
@@ -413,57 +424,44 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         fail(5, *libc::__errno_location())
                     }
                 }
-                if let Some(new_root) = &c_new_root {
-                    // A mount namespace of its own, whose root becomes the member's: the
-                    // pod's other roots are out of reach (pivot_root, then the old root gone).
-                    let dot = c".".as_ptr();
+                if c_new_root.is_some() || own_ns {
+                    // A mount namespace of its own, private copies: were pv-init's mounts
+                    // shared, a pod's --privileged member's bind of /dev would be a peer of
+                    // pv-init's, and its teardown would unmount pv-init's /dev/.hx-devices
+                    // (device_filter.rs). The copies go with its last process (a single
+                    // container's: exec.rs drops the namespace fds).
                     if libc::unshare(libc::CLONE_NEWNS) != 0
                         || libc::mount(
                             std::ptr::null(),
                             c"/".as_ptr(),
                             std::ptr::null(),
                             libc::MS_REC | libc::MS_PRIVATE,
-                            std::ptr::null(),
-                        ) != 0
-                        || libc::chdir(new_root.as_ptr()) != 0
-                        || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
-                        || libc::umount2(dot, libc::MNT_DETACH) != 0
-                        || libc::chdir(c"/".as_ptr()) != 0
-                        || libc::mount(
-                            c"proc".as_ptr(),
-                            c"/proc".as_ptr(),
-                            c"proc".as_ptr(),
-                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                             std::ptr::null(),
                         ) != 0
                     {
                         fail(5, *libc::__errno_location())
                     }
-                    if confined_proc {
-                        confine_proc();
+                    // A member's root becomes its own: the pod's other roots are out of reach
+                    // (pivot_root, then the old root gone).
+                    if let Some(new_root) = &c_new_root {
+                        let dot = c".".as_ptr();
+                        if libc::chdir(new_root.as_ptr()) != 0
+                            || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
+                            || libc::umount2(dot, libc::MNT_DETACH) != 0
+                            || libc::chdir(c"/".as_ptr()) != 0
+                        {
+                            fail(5, *libc::__errno_location())
+                        }
                     }
-                }
-                if own_ns {
-                    // Its own /proc, over pv-init's, shows its PID namespace. Private copies,
-                    // and pv-init's own mounts stay private: were they shared, a pod's
-                    // --privileged member's bind of /dev would be a peer of pv-init's, and its
-                    // teardown would unmount pv-init's /dev/.hx-devices (device_filter.rs).
-                    // Its copies go with its last process (exec.rs drops the namespace fds).
-                    if libc::unshare(libc::CLONE_NEWNS) != 0
-                        || libc::mount(
-                            std::ptr::null(),
-                            c"/".as_ptr(),
-                            std::ptr::null(),
-                            libc::MS_REC | libc::MS_PRIVATE,
-                            std::ptr::null(),
-                        ) != 0
-                        || libc::mount(
-                            c"proc".as_ptr(),
-                            c"/proc".as_ptr(),
-                            c"proc".as_ptr(),
-                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                            std::ptr::null(),
-                        ) != 0
+                    // Its own /proc (over pv-init's, for a single container) shows its PID
+                    // namespace.
+                    if libc::mount(
+                        c"proc".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"proc".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        std::ptr::null(),
+                    ) != 0
                     {
                         fail(5, *libc::__errno_location())
                     }

@@ -67,9 +67,9 @@ pub struct ContainerSpec {
     /// `--security-opt no-new-privileges`: setuid files and file capabilities grant nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privileges: bool,
-    /// `--init`: the workload runs in pv-init's own mount and PID namespaces, pv-init its
-    /// init (docker's `--init`, with pv-init as docker-init); without it the workload is the
-    /// init of its own, as with docker.
+    /// `--init`: the workload runs in pv-init's PID namespace, pv-init its init (docker's
+    /// `--init`, with pv-init as docker-init); without it the workload is the init of its own,
+    /// as with docker. Its mount namespace and /proc are its own either way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
     /// Pods: a member in the pod VM's PID namespace instead of its own (CRI's

@@ -642,60 +642,28 @@ fn host_poweroff_helper_stops_the_workload_like_hx_stop() {
 #[test]
 fn the_workload_is_pid_1_of_its_own_namespace_unless_init() {
     let Some(hx) = Hx::with_busybox() else { return };
+    let r = hx.run(&["run", "--pod", "p", "--init", BUSYBOX, "true"]);
+    assert_eq!(r.code, 125, "{}", r.stderr);
+    assert!(r.stderr.contains("--init with --pod"), "{}", r.stderr);
     let probe = "echo pid=$$ one=$(tr '\\0' ' ' < /proc/1/cmdline); \
                  (echo hx > /proc/sys/kernel/domainname) 2>/dev/null && echo proc-sys=rw || echo proc-sys=ro";
-    let r = hx.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        BUSYBOX,
-        "sh",
-        "-c",
-        probe,
-    ]);
-    assert_eq!(
-        (r.code, r.stdout.as_str()),
-        (
-            0,
-            format!("pid=1 one=sh -c {probe}\nproc-sys=ro\n").as_str()
-        ),
-        "{}",
-        r.stderr
-    );
-    let r = hx.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--privileged",
-        BUSYBOX,
-        "sh",
-        "-c",
-        probe,
-    ]);
-    assert_eq!(
-        (r.code, r.stdout.lines().nth(1)),
-        (0, Some("proc-sys=rw")),
-        "{}",
-        r.stderr
-    );
-    let r = hx.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--init",
-        BUSYBOX,
-        "sh",
-        "-c",
-        probe,
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        !r.stdout.starts_with("pid=1 ") && r.stdout.ends_with("proc-sys=ro\n"),
-        "--init: {}",
+    let probed = |flag: &str| {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend(Some(flag).filter(|f| !f.is_empty()));
+        args.extend_from_slice(&[BUSYBOX, "sh", "-c", probe]);
+        let r = hx.run(&args);
+        assert_eq!(r.code, 0, "{flag}: {}", r.stderr);
         r.stdout
+    };
+    assert_eq!(
+        probed(""),
+        format!("pid=1 one=sh -c {probe}\nproc-sys=ro\n")
+    );
+    assert_eq!(probed("--privileged").lines().nth(1), Some("proc-sys=rw"));
+    let under_init = probed("--init");
+    assert!(
+        !under_init.starts_with("pid=1 ") && under_init.ends_with("proc-sys=ro\n"),
+        "--init: {under_init}"
     );
 
     start(&hx, "p1", &["sleep", "1000"]);

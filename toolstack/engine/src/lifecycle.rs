@@ -153,8 +153,8 @@ pub struct CreateRequest {
     pub pod: Option<String>,
     #[serde(default)]
     pub pod_infra: bool,
-    /// `--init`: the workload runs under pv-init, in its namespaces, instead of being the
-    /// init of its own PID namespace (docker's `--init`, pv-init standing for docker-init).
+    /// `--init`: the workload runs under pv-init, in its PID namespace, instead of being the
+    /// init of its own (docker's `--init`, pv-init standing for docker-init).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
     /// A pod member in the pod VM's PID namespace, seeing the pod's processes (CRI's

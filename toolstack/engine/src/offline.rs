@@ -98,6 +98,8 @@ impl OfflineVm {
         let launch = Launch::prepare(&self.root, &req, &img, self.be.as_ref(), &host)?;
         let mut spec = lifecycle::build_spec(&req, &img, &lifecycle::hostname_of(&req, &c.id))?;
         spec.args = pv_init::hold::argv();
+        // In pv-init's PID namespace: the stand-in is pv-init through /proc/1/exe, and not PID 1.
+        spec.init = true;
         // The stand-in is pv-init, reached through /proc/1/exe: only with pv-init's own
         // capabilities (following that link is ptrace's access check).
         spec.capabilities = None;

@@ -438,6 +438,12 @@ pub fn find_by_policy(
 pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
     let restart = hx_engine::restart::Policy::parse(&args.restart)?;
     let pid_target = args.pid.as_deref().map(pid_mode).transpose()?;
+    if args.init && args.pod.is_some() {
+        anyhow::bail!(
+            "--init with --pod: a pod member is the init of its own PID namespace in the pod's \
+             VM; --init is for a container of its own"
+        );
+    }
     let memory_mb = parse_size_in(
         "--memory",
         args.memory.as_deref().unwrap_or("128m"),

@@ -497,11 +497,7 @@ fn run(
     if let Some(s) = &req.seccomp {
         privileges.seccomp = Some(std::sync::Arc::new(s.clone()));
     }
-    // A single container's root is pv-init's own: its files are read as they are.
-    let files = member_root
-        .as_deref()
-        .filter(|r| *r != std::path::Path::new("/"));
-    let ident = match process::ident_in(user, files) {
+    let ident = match process::ident_in(user, enter.files()) {
         Ok(i) => i,
         Err(e) => return init_error(e),
     };

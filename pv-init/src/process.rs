@@ -74,7 +74,7 @@ pub enum Enter<'a> {
 
 impl Enter<'_> {
     /// Where the process's files are, seen from pv-init.
-    fn files(&self) -> Option<&Path> {
+    pub fn files(&self) -> Option<&Path> {
         match self {
             Enter::Current | Enter::Own { .. } => None,
             // A single container's: pv-init's own root, seen as the process sees it (save the

@@ -467,6 +467,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                     }
                     if confined_proc {
                         confine_proc();
+                        confine_sys();
                     }
                 }
                 if setsid {
@@ -736,6 +737,39 @@ unsafe fn confine_proc() {
                 null.cast(),
             );
         }
+        for p in MASKED_DIRS {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                p.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY,
+                null.cast(),
+            );
+        }
+    }
+}
+
+/// docker's read-only /sys and its masked firmware paths, unless privileged: a workload with uid
+/// 0 could otherwise unbind the VM's disks and NICs or its channel to pv-init. A pod member's
+/// /sys is mounted read-only already (pod.rs); a single container's is a private copy of
+/// pv-init's, remounted here. Called in the forked child: syscalls only.
+unsafe fn confine_sys() {
+    const MASKED_DIRS: [&std::ffi::CStr; 2] = [c"/sys/firmware", c"/sys/devices/virtual/powercap"];
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: mount(2) on NUL-terminated literals.
+    unsafe {
+        libc::mount(
+            null,
+            c"/sys".as_ptr(),
+            null,
+            libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            null.cast(),
+        );
         for p in MASKED_DIRS {
             libc::mount(
                 c"tmpfs".as_ptr(),

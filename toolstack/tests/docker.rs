@@ -57,6 +57,25 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     // ... and one that is not executable, 126.
     let r = d.docker(&run_args(runtime, &["--rm"], &["/etc/passwd"]));
     assert_eq!(r.code, 126, "{who}: {}{}", r.stdout, r.stderr);
+    // The command is the container's PID 1; with docker's --init, docker-init (tini, bound
+    // from the host at /sbin/docker-init) is, and the command its child.
+    // (Not `tr` last: sh would exec it in its own place.)
+    let probe = ["sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo"];
+    let r = d.docker(&run_args(runtime, &["--rm"], &probe));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, format!("1\n{} \n", probe.join(" ")).as_str()),
+        "{who}: {}",
+        r.stderr
+    );
+    let r = d.docker(&run_args(runtime, &["--rm", "--init"], &probe));
+    let (pid, one) = r.stdout.split_once('\n').unwrap_or_default();
+    assert!(
+        r.code == 0 && pid != "1" && one == format!("/sbin/docker-init -- {} \n", probe.join(" ")),
+        "{who}: --init: {}{}",
+        r.stdout,
+        r.stderr
+    );
     // docker's capability set, less --cap-drop, plus --cap-add, and no-new-privileges (the
     // spec's process.capabilities and noNewPrivileges).
     let r = d.docker(&run_args(

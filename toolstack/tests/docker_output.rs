@@ -723,9 +723,11 @@ fn logs_interleave_streams_with_times_since_and_until() {
         BUSYBOX,
         "sh",
         "-c",
-        // d a second after c too: written back to back they can arrive in one read, with one
-        // time, and `--since T_C --until T_C` would rightly show both.
-        "echo a; echo b >&2; sleep 1; echo c; sleep 1; printf '\\033]0;pwned\\007d\\n'",
+        // A second between lines: stdout and stderr are two channels, whose order is kept only
+        // between writes the relay sees apart (docker's too); lines written back to back on
+        // one stream can arrive in one read, with one time, and `--since T_C --until T_C`
+        // would rightly show both.
+        "echo a; sleep 1; echo b >&2; sleep 1; echo c; sleep 1; printf '\\033]0;pwned\\007d\\n'",
     ]);
     assert_eq!(
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
@@ -746,7 +748,7 @@ fn logs_interleave_streams_with_times_since_and_until() {
         "\u{1b}]0;pwned\u{7}d\n"
     );
 
-    // -t: "<RFC 3339 UTC, 9 digits> <line>", b right after a, c a second later.
+    // -t: "<RFC 3339 UTC, 9 digits> <line>", each line's time after the last's.
     let stamped = logs_merged(&hx, &["-t", "ts"]);
     let lines: Vec<(&str, &str)> = stamped
         .lines()
@@ -768,11 +770,7 @@ fn logs_interleave_streams_with_times_since_and_until() {
                 .unwrap()
         })
         .collect();
-    assert!(
-        nanos[1] >= nanos[0] && nanos[1] - nanos[0] < 500_000_000,
-        "{stamped}"
-    );
-    assert!(nanos[2] - nanos[1] >= 800_000_000, "{stamped}");
+    assert!(nanos.windows(2).all(|w| w[0] < w[1]), "{stamped}");
     let (t_b, t_c) = (lines[1].0, lines[2].0);
     assert_eq!(
         logs_merged(&hx, &["--since", t_c, "ts"]),

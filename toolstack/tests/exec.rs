@@ -646,7 +646,9 @@ fn the_workload_is_pid_1_of_its_own_namespace_unless_init() {
     assert_eq!(r.code, 125, "{}", r.stderr);
     assert!(r.stderr.contains("--init with --pod"), "{}", r.stderr);
     let probe = "echo pid=$$ one=$(tr '\\0' ' ' < /proc/1/cmdline); \
-                 (echo hx > /proc/sys/kernel/domainname) 2>/dev/null && echo proc-sys=rw || echo proc-sys=ro";
+                 (echo hx > /proc/sys/kernel/domainname) 2>/dev/null && echo proc-sys=rw || echo proc-sys=ro; \
+                 awk '$2 == \"/sys\" { split($4, o, \",\"); print \"sys=\" o[1] }' /proc/mounts; \
+                 ls /sys/firmware | wc -l";
     let probed = |flag: &str| {
         let mut args = vec!["run", "--rm", "--network", "none"];
         args.extend(Some(flag).filter(|f| !f.is_empty()));
@@ -655,14 +657,17 @@ fn the_workload_is_pid_1_of_its_own_namespace_unless_init() {
         assert_eq!(r.code, 0, "{flag}: {}", r.stderr);
         r.stdout
     };
+    // docker's confinement: /proc/sys and /sys read-only, /sys/firmware masked (empty).
     assert_eq!(
         probed(""),
-        format!("pid=1 one=sh -c {probe}\nproc-sys=ro\n")
+        format!("pid=1 one=sh -c {probe}\nproc-sys=ro\nsys=ro\n0\n")
     );
-    assert_eq!(probed("--privileged").lines().nth(1), Some("proc-sys=rw"));
+    let privileged = probed("--privileged");
+    let privileged: Vec<&str> = privileged.lines().skip(1).collect();
+    assert_eq!(privileged[..2], ["proc-sys=rw", "sys=rw"]);
     let under_init = probed("--init");
     assert!(
-        !under_init.starts_with("pid=1 ") && under_init.ends_with("proc-sys=ro\n"),
+        !under_init.starts_with("pid=1 ") && under_init.ends_with("proc-sys=ro\nsys=ro\n0\n"),
         "--init: {under_init}"
     );
 

@@ -74,7 +74,8 @@ out=$(docker run --rm --runtime hx busybox nosuchcommand 2>&1); rc=$?
 
 # A web server published: a domain per container, reached through docker's own proxy and
 # DNAT; `docker stop` sends --stop-signal (SIGQUIT ends httpd: 131, well before the timeout's
-# SIGKILL, 137).
+# SIGKILL, 137). Under docker's --init (docker-init, tini, bound from dom0): httpd as PID 1
+# would ignore a SIGQUIT it has no handler for, as with runc; tini forwards it and exits 131.
 ip netns add dk-client
 ip link add dk-h type veth peer name dk-c
 ip link set dk-c netns dk-client
@@ -89,9 +90,9 @@ wait_page() { # URL NEEDLE [netns]
     return 1
 }
 t0=$(date +%s.%N)
-if docker run -d --runtime hx --name web --cpus 0.5 --cpu-shares 512 --stop-signal SIGQUIT -p 8080:80 busybox \
+if docker run -d --runtime hx --init --name web --cpus 0.5 --cpu-shares 512 --stop-signal SIGQUIT -p 8080:80 busybox \
     sh -c 'mkdir -p /www; echo hx-web > /www/index.html; exec httpd -f -v -p 80 -h /www' >/dev/null; then
-    ok "docker run -d --runtime hx --cpus 0.5 --cpu-shares 512 --stop-signal SIGQUIT -p 8080:80 busybox httpd"
+    ok "docker run -d --runtime hx --init --cpus 0.5 --cpu-shares 512 --stop-signal SIGQUIT -p 8080:80 busybox httpd"
 else bad "docker run -d httpd"; fi
 dom=$(xl list | awk 'NR>2 {print $1}')
 [ "$(echo "$dom" | grep -c .)" = 1 ] && ok "the container is domain $dom" || { bad "expected one domain"; xl list | show; }

@@ -466,8 +466,7 @@ pub fn spawn(p: &Process, registered: impl FnOnce(Pid)) -> Result<Spawned, InitE
                         fail(5, *libc::__errno_location())
                     }
                     if confined_proc {
-                        confine_proc();
-                        confine_sys();
+                        confine_proc_and_sys();
                     }
                 }
                 if setsid {
@@ -682,10 +681,12 @@ impl SeccompFilter {
     }
 }
 
-/// docker's read-only and masked /proc paths (moby's oci/defaults.go), in a member's own /proc:
-/// the kernel's knobs and what leaks the pod VM's state stay out of a member's reach. Paths
-/// this kernel lacks are skipped. Called in the forked child: syscalls only.
-unsafe fn confine_proc() {
+/// docker's read-only and masked /proc and /sys paths (moby's oci/defaults.go), in a workload's
+/// own /proc and its copy of /sys: the kernel's knobs and what leaks the VM's state stay out of
+/// its reach, and a uid-0 workload cannot unbind the VM's disks, NICs or its channel to pv-init
+/// through /sys (a pod member's /sys is mounted read-only already, pod.rs). Paths this kernel
+/// lacks are skipped. Called in the forked child: syscalls only.
+unsafe fn confine_proc_and_sys() {
     const READ_ONLY: [&std::ffi::CStr; 5] = [
         c"/proc/bus",
         c"/proc/fs",
@@ -701,10 +702,31 @@ unsafe fn confine_proc() {
         c"/proc/sched_debug",
         c"/proc/timer_stats",
     ];
-    const MASKED_DIRS: [&std::ffi::CStr; 2] = [c"/proc/acpi", c"/proc/scsi"];
+    const MASKED_DIRS: [&std::ffi::CStr; 4] = [
+        c"/proc/acpi",
+        c"/proc/scsi",
+        c"/sys/firmware",
+        c"/sys/devices/virtual/powercap",
+    ];
     let null = std::ptr::null::<libc::c_char>();
     // SAFETY: mount(2) on NUL-terminated literals.
     unsafe {
+        let remount_read_only = |p: &std::ffi::CStr| {
+            libc::mount(
+                null,
+                p.as_ptr(),
+                null,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+                null.cast(),
+            )
+        };
+        // /sys is a mount of its own (the copy of pv-init's): in place, not a second one over it.
+        remount_read_only(c"/sys");
         for p in READ_ONLY {
             if libc::mount(
                 p.as_ptr(),
@@ -714,18 +736,7 @@ unsafe fn confine_proc() {
                 null.cast(),
             ) == 0
             {
-                libc::mount(
-                    null,
-                    p.as_ptr(),
-                    null,
-                    libc::MS_BIND
-                        | libc::MS_REMOUNT
-                        | libc::MS_RDONLY
-                        | libc::MS_NOSUID
-                        | libc::MS_NODEV
-                        | libc::MS_NOEXEC,
-                    null.cast(),
-                );
+                remount_read_only(p);
             }
         }
         for p in MASKED_FILES {
@@ -737,39 +748,6 @@ unsafe fn confine_proc() {
                 null.cast(),
             );
         }
-        for p in MASKED_DIRS {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                p.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_RDONLY,
-                null.cast(),
-            );
-        }
-    }
-}
-
-/// docker's read-only /sys and its masked firmware paths, unless privileged: a workload with uid
-/// 0 could otherwise unbind the VM's disks and NICs or its channel to pv-init. A pod member's
-/// /sys is mounted read-only already (pod.rs); a single container's is a private copy of
-/// pv-init's, remounted here. Called in the forked child: syscalls only.
-unsafe fn confine_sys() {
-    const MASKED_DIRS: [&std::ffi::CStr; 2] = [c"/sys/firmware", c"/sys/devices/virtual/powercap"];
-    let null = std::ptr::null::<libc::c_char>();
-    // SAFETY: mount(2) on NUL-terminated literals.
-    unsafe {
-        libc::mount(
-            null,
-            c"/sys".as_ptr(),
-            null,
-            libc::MS_BIND
-                | libc::MS_REMOUNT
-                | libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | libc::MS_NOEXEC,
-            null.cast(),
-        );
         for p in MASKED_DIRS {
             libc::mount(
                 c"tmpfs".as_ptr(),

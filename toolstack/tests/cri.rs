@@ -748,7 +748,8 @@ async fn pod(c: &Containerd, netns: &str) {
     .await;
 
     // ExecSync in the server: its root, its env, its capabilities, an exit code; the member
-    // runs on.
+    // runs on. (Its deadline is containerd's: 60 s expired once in the lab under the CI's two
+    // parallel TCG boots; `call` still bounds each request at 180 s.)
     let r = call(
         "ExecSync",
         rs.exec_sync(ExecSyncRequest {
@@ -761,7 +762,7 @@ async fn pod(c: &Containerd, netns: &str) {
                  exit 3"
                     .into(),
             ],
-            timeout: 60,
+            timeout: 150,
         }),
         c,
     )
@@ -979,7 +980,7 @@ async fn pod(c: &Containerd, netns: &str) {
                 "/sys/fs/cgroup/cpu.max".into(),
                 "/sys/fs/cgroup/cpu.weight".into(),
             ],
-            timeout: 60,
+            timeout: 150,
         }),
         c,
     )
@@ -1027,7 +1028,7 @@ async fn pod(c: &Containerd, netns: &str) {
             rs.exec_sync(ExecSyncRequest {
                 container_id: srv.clone(),
                 cmd: vec!["cat".into(), "/sys/hypervisor/guest_type".into()],
-                timeout: 60,
+                timeout: 150,
             }),
             c,
         )

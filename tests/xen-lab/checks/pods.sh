@@ -65,7 +65,7 @@ for type in pvh pv; do
     # Each member's own limits in the pod's domain (a cgroup each): -m is the member's memory
     # limit, which the OOM killer enforces on it alone (busybox's tail buffers all it reads),
     # shown to it at /sys/fs/cgroup; hx update changes a running member's.
-    out=$(timeout 120 hx run --rm --pod "$p" -m 32m busybox \
+    out=$(timeout 240 hx run --rm --pod "$p" -m 32m busybox \
         sh -c 'cat /sys/fs/cgroup/memory.max; head -c 64m /dev/zero | tail >/dev/null' 2>/dev/null); rc=$?
     [ "$rc:$out" = "137:$((32 << 20))" ] && ok "$type: a member's -m is its own limit (OOM-killed at 32 MiB: exit 137)" \
         || bad "$type: member with -m 32m: exit $rc: '$out'"

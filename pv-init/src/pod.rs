@@ -246,19 +246,9 @@ pub fn assemble(m: &MemberStart, confined: bool) -> Result<PathBuf, InitError> {
         )?;
     }
     // Its own /proc (made by own_dir above) is mounted by its workload, the init of its PID
-    // namespace (process::Enter::NewRoot).
-    let sys_ro = if confined {
-        MsFlags::MS_RDONLY
-    } else {
-        MsFlags::empty()
-    };
-    mnt(
-        "sysfs",
-        &root.join("sys"),
-        Some("sysfs"),
-        nosuid | sys_ro,
-        None,
-    )?;
+    // namespace, which also makes its copy of this /sys read-only unless privileged
+    // (process::Enter::NewRoot, confine_proc_and_sys: a single container's gets the same).
+    mnt("sysfs", &root.join("sys"), Some("sysfs"), nosuid, None)?;
     // Its own cgroup as /sys/fs/cgroup, read-only (what docker's private cgroup namespace
     // shows): runtimes that size themselves from memory.max and cpu.max (the JVM, Go's
     // automaxprocs) see the member's limits, not the pod VM's.

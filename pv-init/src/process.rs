@@ -684,8 +684,7 @@ impl SeccompFilter {
 /// docker's read-only and masked /proc and /sys paths (moby's oci/defaults.go), in a workload's
 /// own /proc and its copy of /sys: the kernel's knobs and what leaks the VM's state stay out of
 /// its reach, and a uid-0 workload cannot unbind the VM's disks, NICs or its channel to pv-init
-/// through /sys (a pod member's /sys is mounted read-only already, pod.rs). Paths this kernel
-/// lacks are skipped. Called in the forked child: syscalls only.
+/// through /sys. Paths this kernel lacks are skipped. Called in the forked child: syscalls only.
 unsafe fn confine_proc_and_sys() {
     const READ_ONLY: [&std::ffi::CStr; 5] = [
         c"/proc/bus",
@@ -725,7 +724,8 @@ unsafe fn confine_proc_and_sys() {
                 null.cast(),
             )
         };
-        // /sys is a mount of its own (the copy of pv-init's): in place, not a second one over it.
+        // /sys is a mount of its own (a copy of pv-init's, or of a pod member's sysfs): in
+        // place, not a second one over it.
         remount_read_only(c"/sys");
         for p in READ_ONLY {
             if libc::mount(

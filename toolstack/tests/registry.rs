@@ -441,24 +441,19 @@ fn bearer_token_flow_against_a_token_server() {
             let _ = self.0.wait();
         }
     }
-    let _server = Kill(
+    let token_err = dir.path().join("token-server.err");
+    let mut server = Kill(
         std::process::Command::new("python3")
             .arg(script)
             .arg(tport.to_string())
             .arg(&key)
             .arg(&cert)
             .args(["tokuser", "tokpass", "hx-test-issuer", "hx-test-registry"])
+            .stderr(std::fs::File::create(&token_err).unwrap())
             .spawn()
             .unwrap(),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", tport)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "token server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_http(tport, &mut server.0, &token_err, "token server");
     let reg = Registry::start_with_auth(&format!(
         "  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: hx-test-registry\n    issuer: hx-test-issuer\n    rootcertbundle: {}",
         cert.display()

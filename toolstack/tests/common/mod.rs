@@ -332,6 +332,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `child` answers HTTP on 127.0.0.1:`port`. A bare TCP connect is not enough:
+/// with nothing listening yet, a connect to a port in the ephemeral range can connect to
+/// itself (TCP simultaneous open) and the caller would go on before the server is there.
+pub fn wait_for_http(port: u16, child: &mut std::process::Child, stderr: &Path, what: &str) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "{what} exited ({status}) before answering: {}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            );
+        }
+        let answered = std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+                let mut head = [0u8; 5];
+                s.read_exact(&mut head)?;
+                Ok(&head == b"HTTP/")
+            })
+            .unwrap_or(false);
+        if answered {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not answer HTTP on port {port}: {}",
+            std::fs::read_to_string(stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A real registry (Debian's docker-registry) on 127.0.0.1, killed on drop.
 pub struct Registry {
     pub port: u16,
@@ -368,16 +402,9 @@ impl Registry {
             .stderr(std::fs::File::create(dir.path().join("registry.err")).unwrap())
             .spawn()
             .expect("docker-registry (apt-get install docker-registry)");
-        let r = Registry { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start: {}",
-                std::fs::read_to_string(r.dir.path().join("registry.err")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut r = Registry { port, dir, child };
+        let err = r.dir.path().join("registry.err");
+        wait_for_http(port, &mut r.child, &err, "docker-registry");
         r
     }
 

@@ -190,10 +190,19 @@ pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
     };
     l.check(vm.as_ref().unwrap_or(&c), vm.is_some())?;
     let next = with_limits(c.clone(), l);
-    match (&c.pod, vm) {
-        (Some(pod), Some(infra)) => update_member(root, pod, &infra, &c, &next, l)?,
-        _ => update_vm(root, &c, &next, l)?,
-    }
+    // A member's new limits are in its record before a keeper or `hx rm` may recompute its pod
+    // VM's from the member records.
+    let _pod_lock = match (&c.pod, vm) {
+        (Some(pod), Some(infra)) => {
+            let lock = PodLimitsLock::take(root, &infra)?;
+            update_member(root, pod, &infra, &c, &next, l)?;
+            Some(lock)
+        }
+        _ => {
+            update_vm(root, &c, &next, l)?;
+            None
+        }
+    };
     // Only the limits change in the record as it is now (a keeper or monitor may have
     // recorded an exit meanwhile).
     let now = with_limits(container::load(root, &c.id)?, l);
@@ -363,11 +372,12 @@ fn update_member(
 /// `hx update` of a member: called when member `changed` joins or has left the pod. Nothing
 /// is done while neither it nor any other member has CPU limits (the VM keeps the pod's own).
 pub fn pod_vm_follows_members(root: &Path, pod: &str, changed: &Container) -> anyhow::Result<()> {
+    let infra = crate::pod::infra(root, pod)?;
+    let _lock = PodLimitsLock::take(root, &infra)?;
     let members = crate::pod::members(root, pod)?;
     if !has_cpu_limits(changed) && !members.iter().any(has_cpu_limits) {
         return Ok(());
     }
-    let infra = crate::pod::infra(root, pod)?;
     let be = backend::for_container(&infra, root)?;
     if !be.limit_caps().cpu || infra.status != Status::Running || !be.is_running(&infra) {
         return Ok(());
@@ -375,6 +385,32 @@ pub fn pod_vm_follows_members(root: &Path, pod: &str, changed: &Container) -> an
     let dir = container::dir(root, &infra.id);
     be.set_limits(&infra, &dir, None, Some(pod_cpu(&infra, &members)))
         .with_context(|| format!("pod {pod}: its VM's CPU limits"))
+}
+
+/// Serialises the writers of a pod VM's CPU limits (`hx update` of a member, a member's keeper
+/// at its start, a member's removal): each reads the member records and sets the VM's limits
+/// from them under it, so none sets them from a list another has just changed. Taken after the
+/// store lock where both are held (`hx update`), never before it; a flock in the pod VM's
+/// directory, so it goes with its holder however that dies.
+struct PodLimitsLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl PodLimitsLock {
+    fn take(root: &Path, infra: &Container) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = container::dir(root, &infra.id).join("pod-limits.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&p)
+            .with_context(|| format!("opening {}", p.display()))?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", p.display()))?;
+        Ok(PodLimitsLock { _lock: lock })
+    }
 }
 
 /// Whether a member's CPU limits count in its pod VM's ([`pod_cpu`]).
@@ -435,6 +471,38 @@ mod tests {
         let open = [vm(1, Some(50), None), vm(1, None, None)];
         assert_eq!(pod_cpu(&vm(2, Some(120), None), &open).cap_pct, 120);
         assert_eq!(pod_cpu(&vm(2, None, None), &[]).cap_pct, 0);
+    }
+
+    #[test]
+    fn a_pod_vm_s_limits_wait_for_the_writer_holding_the_pod_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let mut infra = vm(1, None, None);
+        infra.id = "infra".into();
+        infra.pod = Some("p".into());
+        infra.pod_infra = true;
+        infra.status = Status::Exited;
+        let mut member = vm(1, None, None);
+        member.id = "member".into();
+        member.pod = Some("p".into());
+        for c in [&infra, &member] {
+            std::fs::create_dir_all(container::dir(root.path(), &c.id)).unwrap();
+            container::save(root.path(), c).unwrap();
+        }
+        let held = PodLimitsLock::take(root.path(), &infra).unwrap();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let dir = root.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            let r = pod_vm_follows_members(&dir, "p", &member);
+            done_tx.send(()).unwrap();
+            r
+        });
+        assert!(
+            done.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "a second writer went on while the pod's limits were held"
+        );
+        drop(held);
+        writer.join().unwrap().unwrap();
     }
 
     fn resources(

@@ -431,6 +431,10 @@ impl Qemu {
                 share.tag
             ));
         }
+        // `hx update -m` of a running container: the guest hands memory back to the host
+        // through the balloon and takes it back when the target rises again, never above the
+        // size it was started with (no memory hot-plug).
+        cmd.args(["-device", &format!("virtio-balloon-device,id={BALLOON}")]);
         // The stream is loaded over QMP: warm::resume (once x-ignore-shared is set),
         // qemu_checkpoint::resume.
         if let Boot::Restore { .. } | Boot::Checkpoint { .. } = boot {
@@ -484,6 +488,9 @@ impl Qemu {
         qmp::Qmp::connect(dir)
     }
 }
+
+/// The guest's memory balloon (`hx update -m`).
+const BALLOON: &str = "balloon0";
 
 fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
@@ -753,26 +760,36 @@ impl Backend for Qemu {
     }
 
     /// A cap and a weight through the VM's host cgroup (host_cgroup.rs), where the host has
-    /// the cpu controller; memory is the VM's size (no balloon).
+    /// the cpu controller; memory through the guest's balloon, up to the VM's size.
     fn limit_caps(&self) -> super::LimitCaps {
         super::LimitCaps {
-            live_memory: false,
+            live_memory: true,
             cpu: crate::host_cgroup::host().is_ok(),
         }
+    }
+
+    /// The RAM QEMU was started with (`-m`): the balloon's target may rise back to it.
+    fn max_memory_mb(&self, c: &Container, dir: &Path) -> anyhow::Result<u64> {
+        let summary = self
+            .running_qmp(c, dir)?
+            .execute("query-memory-size-summary")?;
+        summary["base-memory"]
+            .as_u64()
+            .map(|b| b >> 20)
+            .ok_or_else(|| anyhow::anyhow!("QMP query-memory-size-summary: no base-memory"))
     }
 
     fn set_limits(
         &self,
         c: &Container,
-        _dir: &Path,
+        dir: &Path,
         memory_mb: Option<u64>,
         cpu: Option<crate::limits::CpuLimits>,
     ) -> anyhow::Result<()> {
-        if memory_mb.is_some() {
-            bail!(
-                "container {}: the qemu backend cannot change a running VM's memory",
-                c.name
-            );
+        if let Some(m) = memory_mb {
+            self.running_qmp(c, dir)?
+                .execute_with("balloon", Some(serde_json::json!({ "value": m << 20 })))
+                .with_context(|| format!("container {}: its memory target", c.name))?;
         }
         let alive = c.vm_process().filter(|p| p.is_alive());
         let (Some(cpu), Some(p)) = (cpu, alive) else {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Bumped when what a template's guest holds changes in a way the key does not see.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// How long a template's boot may take (TCG on a busy host is slow).
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
 /// The placeholder disks' size: at least as large as any disk a restore brings (the guest

@@ -141,6 +141,34 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         r.stdout, "CapEff:\t00000000a80425fb\nSeccomp:\t2\n",
         "{who}"
     );
+    // The container's host processes (runc: the workload; hx: its keeper and VM, `docker
+    // top`) are in the cgroup docker named for it, whose counters `docker stats` shows: not
+    // the shim's group, which holds containerd and every other container.
+    let id = d.docker_ok(&["inspect", "-f", "{{.Id}}", "logger"]).stdout;
+    let top = d.docker_ok(&["top", "logger", "-o", "pid"]).stdout;
+    let pids: Vec<&str> = top.lines().skip(1).map(str::trim).collect();
+    assert!(!pids.is_empty(), "{who}: docker top: {top}");
+    for pid in &pids {
+        let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        // The memory controller's group: v1's line, or the unified one's on a v2 host.
+        let memory = groups
+            .lines()
+            .find(|l| l.contains(":memory:"))
+            .or_else(|| groups.lines().find(|l| l.starts_with("0::")));
+        assert!(
+            memory.is_some_and(|l| l.contains(id.trim())),
+            "{who}: process {pid} of docker top is not in container {}'s cgroup:\n{groups}",
+            id.trim()
+        );
+    }
+    let stats = d
+        .docker_ok(&["stats", "--no-stream", "--format", "{{.PIDs}}", "logger"])
+        .stdout;
+    let tasks: u64 = stats.trim().parse().unwrap_or(0);
+    assert!(
+        tasks >= pids.len() as u64,
+        "{who}: docker stats PIDs {stats:?}, docker top {pids:?}"
+    );
 
     // docker stop -t 2 of a workload that ignores SIGTERM: SIGKILL after 2 s, 137.
     let r = d.docker(&run_args(

@@ -80,15 +80,15 @@ pub fn find_cpu_hierarchy(
 }
 
 /// The fields of one /proc/self/mountinfo line that matter here.
-struct Mount<'a> {
-    point: PathBuf,
-    fstype: &'a str,
-    super_options: &'a str,
+pub(crate) struct Mount<'a> {
+    pub(crate) point: PathBuf,
+    pub(crate) fstype: &'a str,
+    pub(crate) super_options: &'a str,
 }
 
 impl<'a> Mount<'a> {
     /// `ID PARENT MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`
-    fn parse(line: &'a str) -> Option<Self> {
+    pub(crate) fn parse(line: &'a str) -> Option<Self> {
         let (left, right) = line.split_once(" - ")?;
         let point = left.split(' ').nth(4)?;
         let mut right = right.split(' ');

@@ -64,6 +64,7 @@ async fn dispatch(args: Cli) -> anyhow::Result<i32> {
                     keeper,
                     // dockerd mounts the root itself: its layers are not known here.
                     rootfs_chain: None,
+                    host_group: true,
                 })
             })
             .await?;

@@ -305,6 +305,8 @@ impl containerd_shim::Task for Service {
                         .map(|m| (m.type_.clone(), m.source.clone(), m.options.clone()))
                         .collect::<Vec<_>>(),
                 ),
+                // One shim serves a whole pod from one process: its groups are not entered.
+                host_group: false,
             })
         });
         let made = match made {

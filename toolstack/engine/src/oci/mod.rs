@@ -15,6 +15,7 @@ pub mod console;
 pub mod cri;
 pub mod exec;
 pub mod hooks;
+pub mod host_group;
 pub mod keeper;
 pub mod netns;
 pub mod record;
@@ -48,6 +49,9 @@ pub struct CreateOptions<'a> {
     /// The committed layers the bundle's root is made of, when the caller knows (a shim
     /// given the snapshotter's mounts): its image then comes from the chain's cache.
     pub rootfs_chain: Option<rootfs_cache::Chain>,
+    /// Run the keeper and the VM in the host cgroup the spec names (`linux.cgroupsPath`), as
+    /// runc runs the container's processes there: hx-runtime, whose caller reads that group.
+    pub host_group: bool,
 }
 
 /// What `create` leaves: the keeper (the caller's child, reaped by it) and, for a terminal
@@ -73,6 +77,15 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
         bail!("process.terminal is set: --console-socket is required");
     }
     let pod = cri::role(id, &b.annotations())?;
+    let host_group = match b
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+    {
+        Some(p) if o.host_group => Some(host_group::relative_path(&p.to_string_lossy())?),
+        _ => None,
+    };
     // A member's network is its pod VM's: its keeper stays out of the namespace.
     let netns = match &pod {
         Some(cri::PodRole::Member { .. }) => NetNs::Host,
@@ -108,6 +121,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
         hooks: b.hooks(),
         netns: netns.clone(),
         pod: pod.clone(),
+        host_group: host_group.clone(),
     };
     rec.save(root)?;
     let mut undo = lifecycle::Undo::new();
@@ -187,7 +201,22 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
     } else {
         None
     };
-    let keeper = spawn_keeper(&mut o.keeper, &netns, join_fd, pty.as_ref())?;
+    // The keeper starts in the host group (its VM with it): the caller reads the group of the
+    // pid-file's process as soon as create returns.
+    let groups = match &host_group {
+        Some(g) => {
+            let made = host_group::make(g)?;
+            let g = g.clone();
+            undo.push(move || {
+                if let Err(e) = host_group::remove(&g) {
+                    tracing::warn!("{e:#}");
+                }
+            });
+            made
+        }
+        None => Vec::new(),
+    };
+    let keeper = spawn_keeper(&mut o.keeper, &netns, join_fd, pty.as_ref(), &groups)?;
     rec.keeper_pid = Some(keeper.pid);
     rec.keeper_start = Some(keeper.start);
     undo.push(move || {
@@ -285,6 +314,7 @@ fn spawn_keeper(
     netns: &NetNs,
     join_fd: Option<OwnedFd>,
     pty: Option<&console::Pty>,
+    groups: &[std::ffi::CString],
 ) -> anyhow::Result<Tracked> {
     if let Some(p) = pty {
         cmd.stdin(Stdio::from(p.slave.try_clone()?))
@@ -294,10 +324,24 @@ fn spawn_keeper(
     let new_netns = *netns == NetNs::New;
     let join = join_fd.as_ref().map(|f| f.as_raw_fd());
     let tty = pty.is_some();
-    // SAFETY: only async-signal-safe calls (setsid, ioctl, unshare, setns) between fork and
-    // exec; `join_fd` stays open until spawn returns.
+    let groups: Vec<std::ffi::CString> = groups.to_vec();
+    // SAFETY: only async-signal-safe calls (open, write, close, setsid, ioctl, unshare, setns)
+    // between fork and exec; `join_fd` and the paths stay alive until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
+            // "0" moves the writer: the keeper enters the host group before it runs anything.
+            for procs in &groups {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                if n != 1 {
+                    return Err(e);
+                }
+            }
             libc::setsid();
             if tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
@@ -490,6 +534,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
             Err(e) if is_no_such(&e) => {}
             Err(e) => return Err(e),
         }
+    }
+    if let Some(g) = &rec.host_group {
+        host_group::remove(g)?;
     }
     if let Err(e) = hooks::run_all(
         "poststop",

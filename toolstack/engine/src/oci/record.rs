@@ -33,6 +33,10 @@ pub struct Record {
     /// A Kubernetes pod's sandbox or member (cri.rs); None for a container of its own.
     #[serde(default)]
     pub pod: Option<super::cri::PodRole>,
+    /// The host cgroup (below each hierarchy's root) its keeper and VM run in: the spec's
+    /// `linux.cgroupsPath`, for `hx-runtime` (host_group.rs).
+    #[serde(default)]
+    pub host_group: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -169,6 +169,31 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
         tasks >= pids.len() as u64,
         "{who}: docker stats PIDs {stats:?}, docker top {pids:?}"
     );
+    // docker update --memory of the running container: runc's cgroup limit; hx's VM
+    // balloon, the guest's MemTotal 64 MiB lower.
+    let mem_total = || -> u64 {
+        let out = d
+            .docker_ok(&[
+                "exec",
+                "logger",
+                "awk",
+                "/^MemTotal/ {print $2}",
+                "/proc/meminfo",
+            ])
+            .stdout;
+        out.trim().parse().unwrap_or(0)
+    };
+    let before = mem_total();
+    d.docker_ok(&["update", "--memory", "64m", "--memory-swap", "-1", "logger"]);
+    let limit = d.docker_ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "logger"]);
+    assert_eq!(limit.stdout.trim(), (64u64 << 20).to_string(), "{who}");
+    if who == "hx" {
+        wait_until(
+            &format!("{who}: the guest's MemTotal after docker update (was {before} kB)"),
+            Duration::from_secs(60),
+            || mem_total() + (64 << 10) == before,
+        );
+    }
 
     // docker stop -t 2 of a workload that ignores SIGTERM: SIGKILL after 2 s, 137.
     let r = d.docker(&run_args(

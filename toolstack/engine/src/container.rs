@@ -140,19 +140,27 @@ const OWNER_FILE: &str = "owner";
 impl Owner {
     /// Takes the lock of a new container's directory (which must exist).
     pub fn acquire(root: &Path, id: &str) -> anyhow::Result<Owner> {
-        use std::os::unix::fs::OpenOptionsExt;
         let p = dir(root, id).join(OWNER_FILE);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&p)
-            .with_context(|| format!("creating {}", p.display()))?;
-        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", p.display()))?;
+        let lock = lock_file(&p, nix::fcntl::FlockArg::LockExclusiveNonblock)?;
         Ok(Owner { _lock: lock })
     }
+}
+
+/// A flock on `p` (made 0600 where missing), held while the returned value lives.
+pub(crate) fn lock_file(
+    p: &Path,
+    how: nix::fcntl::FlockArg,
+) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    nix::fcntl::Flock::lock(f, how)
+        .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", p.display()))
 }
 
 /// Whether a live process owns the container (holds its `Owner` lock).

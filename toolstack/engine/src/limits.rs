@@ -398,17 +398,8 @@ struct PodLimitsLock {
 
 impl PodLimitsLock {
     fn take(root: &Path, infra: &Container) -> anyhow::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
         let p = container::dir(root, &infra.id).join("pod-limits.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&p)
-            .with_context(|| format!("opening {}", p.display()))?;
-        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("locking {}: {e}", p.display()))?;
+        let lock = container::lock_file(&p, nix::fcntl::FlockArg::LockExclusive)?;
         Ok(PodLimitsLock { _lock: lock })
     }
 }

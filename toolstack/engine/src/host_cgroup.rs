@@ -195,21 +195,25 @@ impl Hierarchy {
     /// Removes container `id`'s group (its process gone); none there is not an error. A
     /// process killed a moment ago holds its group until its parent has reaped it (EBUSY).
     pub fn remove(&self, id: &str) -> Result<(), CgroupError> {
-        const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
         let group = self.group(id);
-        let deadline = std::time::Instant::now() + REAP_WAIT;
-        loop {
-            match std::fs::remove_dir(&group) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EBUSY)
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(io(&group)(e)),
-                Ok(()) => return Ok(()),
+        remove_group(&group, std::time::Duration::from_secs(3)).map_err(io(&group))
+    }
+}
+
+/// Removes a cgroup directory; one not there is fine. A process killed a moment ago holds its
+/// group until its parent has reaped it: EBUSY is retried for up to `reap_wait`.
+pub(crate) fn remove_group(group: &Path, reap_wait: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + reap_wait;
+    loop {
+        match std::fs::remove_dir(group) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
+            r => return r,
         }
     }
 }

@@ -161,26 +161,13 @@ fn enable_controllers(mount: &Path, relative: &Path) {
     }
 }
 
-/// Removes the group in every hierarchy once its processes are gone (a process killed a
-/// moment ago holds it until reaped: EBUSY for a few seconds); a group not there is fine.
+/// Removes the group in every hierarchy once its processes are gone (a keeper or QEMU killed a
+/// moment ago holds it until reaped); a group not there is fine.
 pub fn remove(relative: &Path) -> anyhow::Result<()> {
-    const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
     for mount in host_hierarchies() {
         let group = mount.join(relative);
-        let deadline = std::time::Instant::now() + REAP_WAIT;
-        loop {
-            match std::fs::remove_dir(&group) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EBUSY)
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => anyhow::bail!("removing {}: {e}", group.display()),
-            }
-        }
+        crate::host_cgroup::remove_group(&group, std::time::Duration::from_secs(5))
+            .map_err(|e| anyhow::anyhow!("removing {}: {e}", group.display()))?;
     }
     Ok(())
 }

@@ -81,7 +81,7 @@ done
 xl list dry >/dev/null 2>&1 && bad "create -n created a domain" || ok "create -n created nothing"
 
 # -F (foreground monitor) and -e (no monitor), on a paused domain that never runs
-printf 'name = "fg"\ntype = "pvh"\nkernel = "%s"\nramdisk = "%s"\nmemory = 32\n' "$HX_LIB/vmlinux" "$w/xs.cpio.gz" > "$w/fg.cfg"
+printf 'name = "fg"\ntype = "pvh"\nkernel = "%s"\nramdisk = "%s"\nmemory = 48\n' "$HX_LIB/vmlinux" "$w/xs.cpio.gz" > "$w/fg.cfg"
 monitors() { pgrep -f "__xl-monitor [0-9]+ $w/fg.cfg" | wc -l; }
 hx create -F -p -q "$w/fg.cfg" & fpid=$!
 for ((i = 0; i < 100; i++)); do xl domid fg >/dev/null 2>&1 && break; sleep 0.2; done

@@ -14,8 +14,9 @@ use crate::container::{self, Container, Status};
 use anyhow::{bail, Context};
 use std::path::Path;
 
-/// The least memory a VM can be given or ballooned down to: the guest kernel and pv-init need
-/// ~15 MiB before the workload has any.
+/// The least memory a VM can be given or ballooned down to: the guest kernel is loaded at
+/// 16 MiB and spans 16 more (libxl refuses a 32 MiB PVH domain: "segment kernel too large"),
+/// and pv-init needs a few MiB beyond it before the workload has any.
 pub const MIN_MEMORY_MB: u64 = 40;
 /// The least memory limit of a pod member (its cgroup in the pod's VM, not a VM of its own).
 pub const MIN_MEMBER_MEMORY_MB: u64 = pv_init::mux::MIN_MEMBER_MEMORY >> 20;

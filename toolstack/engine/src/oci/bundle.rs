@@ -3,6 +3,7 @@
 //! is bounded, parsed strictly by oci-spec (unknown fields ignored), and what hx cannot honour
 //! is refused with the field named.
 use crate::lifecycle::CreateRequest;
+use crate::limits::MIN_MEMORY_MB;
 use crate::seccomp::SeccompPolicy;
 use anyhow::{anyhow, bail, Context};
 use oci_spec::runtime::{Hook, LinuxNamespaceType, Mount, Spec};
@@ -15,7 +16,6 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_MAX: u64 = 4 << 20;
 /// The VM's memory when the spec sets no limit (hx run's default).
 pub const DEFAULT_MEMORY_MB: u64 = 128;
-const MIN_MEMORY_MB: u64 = 32;
 
 /// `n` vCPUs, at least one and no more than the CPUs this process may run on (on a Xen dom0:
 /// dom0's vCPUs, a bound the runtime can read without a libxl context).

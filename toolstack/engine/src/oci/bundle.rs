@@ -593,6 +593,24 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_limit_below_the_least_vm_gets_the_least_vm() {
+        for (limit, want) in [
+            (6 << 20, MIN_MEMORY_MB),
+            (32 << 20, MIN_MEMORY_MB),
+            (41 << 20, 41),
+        ] {
+            let mut v = docker_like();
+            v["linux"]["resources"]["memory"]["limit"] = serde_json::json!(limit);
+            let b = Bundle {
+                dir: "/b".into(),
+                spec: parse_config(v.to_string().as_bytes()).unwrap(),
+            };
+            let r = b.request("c1", Path::new("/r.erofs"), None).unwrap();
+            assert_eq!(r.memory_mb, want, "limit {limit}");
+        }
+    }
+
+    #[test]
     fn what_hx_cannot_honour_is_named() {
         let bad = |edit: &dyn Fn(&mut serde_json::Value)| {
             let mut v = docker_like();

@@ -9,7 +9,7 @@ use crate::limits::CpuLimits;
 use std::path::{Path, PathBuf};
 
 /// Under the cpu controller's mount: one directory per container holding a limit.
-const PARENT: &str = "hx";
+pub const PARENT: &str = "hx";
 /// CFS's period for the quota (docker's and runc's default).
 const PERIOD_US: u64 = 100_000;
 

@@ -87,7 +87,15 @@ pub fn relative_path(spec_path: &str) -> Result<PathBuf, BadPath> {
     if out.as_os_str().is_empty() {
         return Err(bad("the root group"));
     }
+    if out.starts_with(crate::host_cgroup::PARENT) {
+        return Err(bad("inside hx's own group of VM CPU limits"));
+    }
     Ok(out)
+}
+
+/// A group's path for a message: the spec's part of it is the bundle's, so escaped.
+fn shown(group: &Path) -> String {
+    crate::sanitize::text(&group.to_string_lossy()).to_string()
 }
 
 /// The mounts of the hierarchies the group goes in, from /proc/self/mountinfo's text.
@@ -133,7 +141,7 @@ pub fn make(relative: &Path) -> anyhow::Result<Vec<std::ffi::CString>> {
     for mount in host_hierarchies() {
         let group = mount.join(relative);
         std::fs::create_dir_all(&group)
-            .map_err(|e| anyhow::anyhow!("making {}: {e}", group.display()))?;
+            .map_err(|e| anyhow::anyhow!("making {}: {e}", shown(&group)))?;
         enable_controllers(&mount, relative);
         let file = group.join("cgroup.procs");
         procs.push(std::ffi::CString::new(file.as_os_str().as_bytes())?);
@@ -167,7 +175,7 @@ pub fn remove(relative: &Path) -> anyhow::Result<()> {
     for mount in host_hierarchies() {
         let group = mount.join(relative);
         crate::host_cgroup::remove_group(&group, std::time::Duration::from_secs(5))
-            .map_err(|e| anyhow::anyhow!("removing {}: {e}", group.display()))?;
+            .map_err(|e| anyhow::anyhow!("removing {}: {e}", shown(&group)))?;
     }
     Ok(())
 }
@@ -205,6 +213,8 @@ mod tests {
             "a.slice:p/q:n",
             "a.slice:p:",
             "/docker/a\nb",
+            "/hx",
+            "/hx/abc",
         ] {
             assert!(relative_path(bad).is_err(), "{bad:?} was taken");
         }

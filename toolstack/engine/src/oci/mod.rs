@@ -601,9 +601,19 @@ pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<()> {
 pub fn update(root: &Path, id: &str, l: &crate::limits::Limits) -> anyhow::Result<()> {
     let rec = record::load(root, id)?;
     match engine_container(root, &rec) {
-        Some(c) => crate::limits::update(root, &c.id, l).map(drop),
+        Some(c) => crate::limits::update(root, &c.id, &at_least_the_least_vm(l)).map(drop),
         None => bail!("container {id} has no VM yet"),
     }
+}
+
+/// A memory limit below the least VM is the least VM, as at create (bundle.rs): docker sends
+/// the container's limit again with every update, `--cpus` alone included.
+fn at_least_the_least_vm(l: &crate::limits::Limits) -> crate::limits::Limits {
+    let mut l = *l;
+    if let Some(m) = l.memory_mb.as_mut() {
+        *m = (*m).max(crate::limits::MIN_MEMORY_MB);
+    }
+    l
 }
 
 /// The most bytes of resources JSON `update` reads (docker's are a few hundred).
@@ -634,4 +644,28 @@ pub fn features() -> serde_json::Value {
             "io.hx.runtime.vm": "true",
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{Limits, MIN_MEMORY_MB};
+
+    #[test]
+    fn an_update_repeating_a_small_limit_keeps_the_least_vm() {
+        let cpus_only = Limits {
+            memory_mb: Some(32),
+            cpu_cap_pct: Some(100),
+            ..Limits::default()
+        };
+        let l = at_least_the_least_vm(&cpus_only);
+        assert_eq!(l.memory_mb, Some(MIN_MEMORY_MB));
+        assert_eq!(l.cpu_cap_pct, Some(100));
+        let big = Limits {
+            memory_mb: Some(96),
+            ..Limits::default()
+        };
+        assert_eq!(at_least_the_least_vm(&big), big);
+        assert_eq!(at_least_the_least_vm(&Limits::default()), Limits::default());
+    }
 }

@@ -19,8 +19,18 @@ pub const LOCK_FD: i32 = FIRST_FD + STREAMS.len() as i32;
 pub const LOCK_FILE: &str = "relay.lock";
 /// The relay's end of the exec channel (exec_channel::broker), after the lock.
 pub const EXEC_FD: i32 = LOCK_FD + 1;
-/// The relay's end of the `hx.stdin` port (`-i` only: attach_channel), after the exec channel.
-pub const STDIN_FD: i32 = EXEC_FD + 1;
+/// The relay's end of QEMU's own stdout and stderr, after the exec channel: written to
+/// `qemu.log` within HOST_LOG's caps (a guest can make QEMU report an error per page it
+/// balloons, and QEMU's stderr is no place for an unbounded file).
+pub const HOST_LOG_FD: i32 = EXEC_FD + 1;
+/// The relay's end of the `hx.stdin` port (`-i` only: attach_channel), after QEMU's log.
+pub const STDIN_FD: i32 = HOST_LOG_FD + 1;
+/// Where QEMU's own messages go, and their caps.
+pub const HOST_LOG_FILE: &str = "qemu.log";
+pub const HOST_LOG: Limits = Limits {
+    max_size: 1 << 20,
+    max_file: 2,
+};
 
 /// The caps of a stream: the console and status logs keep to their own smaller defaults, or
 /// to the configured output caps when those are smaller still.
@@ -113,6 +123,14 @@ fn relay(dir: &Path, output_limits: Limits) -> anyhow::Result<()> {
         };
         open.push((fd, sink, name));
     }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(HOST_LOG_FD, libc::F_GETFD) } >= 0 {
+        let fd = unsafe { OwnedFd::from_raw_fd(HOST_LOG_FD) };
+        let path = dir.join(HOST_LOG_FILE);
+        let w =
+            RotatingWriter::open(&path, HOST_LOG).with_context(|| format!("{}", path.display()))?;
+        open.push((fd, Sink::Raw(w), "qemu"));
+    }
     let mut framer = Framer::new(output_limits);
     let mut batch = RecordBatch::default();
     let mut buf = vec![0u8; 64 << 10];
@@ -203,19 +221,27 @@ enum Sink {
     Output(Stream),
 }
 
+/// QEMU's ends of the relay's sockets.
+pub struct Ends {
+    /// In STREAMS order then the exec channel's, then with `stdin` (`-i`) the `hx.stdin`
+    /// port's: for `-chardev socket,fd=N`.
+    pub chardevs: Vec<OwnedFd>,
+    /// For QEMU's stdout and stderr (`qemu.log`, capped).
+    pub host_log: OwnedFd,
+}
+
 /// Starts the relay for the container in `dir` (in its own session, so it outlives `hx run`
-/// like QEMU does) and returns QEMU's ends of the streams, in STREAMS order then the exec
-/// channel's, then with `stdin` (`-i`) the `hx.stdin` port's (the relay holds the workload's
-/// input for the container's life and lends it to attach clients: attach_channel): connected,
-/// close-on-exec sockets for `-chardev socket,fd=N`. Whoever holds them last (QEMU once it
-/// runs, hx until then) decides when the relay sees EOF and exits, so a VM that fails to start
-/// or an hx killed before QEMU started leaves no relay behind.
+/// like QEMU does) and returns QEMU's ends of its connected, close-on-exec sockets (the relay
+/// holds the workload's input for the container's life and lends it to attach clients:
+/// attach_channel). Whoever holds them last (QEMU once it runs, hx until then) decides when
+/// the relay sees EOF and exits, so a VM that fails to start or an hx killed before QEMU
+/// started leaves no relay behind.
 pub fn spawn(
     dir: &Path,
     output: Limits,
     stderr: std::fs::File,
     stdin: bool,
-) -> anyhow::Result<Vec<OwnedFd>> {
+) -> anyhow::Result<Ends> {
     use anyhow::Context;
     use std::os::unix::process::CommandExt;
     let lock = std::fs::OpenOptions::new()
@@ -230,7 +256,8 @@ pub fn spawn(
     }
     let mut qemu_ends = Vec::new();
     let mut relay_ends = Vec::new();
-    let pairs = STREAMS.len() + 1 + usize::from(stdin);
+    // The streams, the exec channel, QEMU's log, and with `-i` its input.
+    let pairs = STREAMS.len() + 2 + usize::from(stdin);
     for _ in 0..pairs {
         let mut fds = [0i32; 2];
         // SAFETY: socketpair fills the two-element array on success.
@@ -292,7 +319,7 @@ pub fn spawn(
     // are first copied above the targets so that no dup2 overwrites a source.
     unsafe {
         cmd.pre_exec(move || {
-            let mut high = [0i32; STREAMS.len() + 3];
+            let mut high = [0i32; STREAMS.len() + 4];
             let high = &mut high[..sources.len()];
             for (h, &src) in high.iter_mut().zip(&sources) {
                 *h = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 64);
@@ -311,7 +338,11 @@ pub fn spawn(
     // Its own session, so it outlives `hx run` like QEMU does. Not waited for: it runs as long
     // as the VM; its lock says when it is done.
     crate::process::spawn_detached(&mut cmd).context("starting the log relay")?;
-    Ok(qemu_ends)
+    let host_log = qemu_ends.remove(STREAMS.len() + 1);
+    Ok(Ends {
+        chardevs: qemu_ends,
+        host_log,
+    })
 }
 
 /// Whether the relay of the container in `dir` is still writing (its lock is held) after

@@ -189,7 +189,9 @@ impl Backend for PodMember {
         )?;
         let log = std::fs::File::create(spec.dir.join(KEEPER_LOG))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
-        let ends = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, spec.stdin)?;
+        // A member's keeper is no QEMU: the host-log socket goes unused (the keeper has its log).
+        let ends =
+            crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, spec.stdin)?.chardevs;
         let mut raw: Vec<RawFd> = ends.iter().map(|f| f.as_raw_fd()).collect();
         let exe = std::env::current_exe().context("finding the hx binary")?;
         let mut cmd = std::process::Command::new(exe);

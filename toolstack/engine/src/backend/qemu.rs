@@ -554,11 +554,15 @@ impl Backend for Qemu {
         crate::logfile::begin_run(
             spec.dir,
             &[crate::output_log::FILE],
-            &["console.log", "status.log"],
+            &["console.log", "status.log", crate::log_relay::HOST_LOG_FILE],
         )?;
-        let log = std::fs::File::create(spec.dir.join("qemu.log"))?;
+        // The relay's own errors, appended beside the QEMU messages it writes there.
+        let relay_errors = std::fs::OpenOptions::new()
+            .append(true)
+            .open(spec.dir.join(crate::log_relay::HOST_LOG_FILE))?;
         let limits = crate::hostconfig::load(&self.root)?.log.limits()?;
-        let log_fds = crate::log_relay::spawn(spec.dir, limits, log.try_clone()?, spec.stdin)?;
+        let relay = crate::log_relay::spawn(spec.dir, limits, relay_errors, spec.stdin)?;
+        let log_fds = relay.chardevs;
         // A bridged NIC is a tap that only QEMU holds once started: it vanishes with the VM,
         // however the VM ends. Port reservations are held by QEMU the same way.
         let tap = match spec.nic.as_ref().map(|n| &n.kind) {
@@ -617,8 +621,8 @@ impl Backend for Qemu {
         cmd.args(["-mon", "chardev=qmp,mode=control"]);
         tracing::debug!("{:?}", cmd);
         cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .stdout(Stdio::from(relay.host_log.try_clone()?))
+            .stderr(Stdio::from(relay.host_log));
         // Own session: the VM outlives `hx run` being killed, like a docker container outlives
         // its client; `hx ps`/`hx rm` find it by pid + start time.
         process::detach(&mut cmd, inherit);
@@ -642,7 +646,12 @@ impl Backend for Qemu {
             })?;
         if process::start_time(pid) != Some(start) {
             process::Tracked { pid, start }.reap();
-            let log = std::fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
+            // QEMU's last words reach qemu.log through the relay: once hx lets go of the
+            // sockets, the relay drains them and exits.
+            drop(log_fds);
+            crate::log_relay::busy(spec.dir, std::time::Duration::from_secs(2));
+            let log = std::fs::read_to_string(spec.dir.join(crate::log_relay::HOST_LOG_FILE))
+                .unwrap_or_default();
             bail!(
                 "qemu failed to start: {}",
                 log.lines().last().unwrap_or("no output")

@@ -91,10 +91,11 @@ xen_lab() {
     mkdir -p "$results"
     local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint xl-save hostile warm)
     local scripts_b=(pods xl-admin bindings compat docker cri)
-    # Each boot takes ~2500-2600 s beside the other here (2026-12-07); a busier CI machine
-    # once ran them 1.3-1.6x slower, so they get 3300 s (the run's default is 3000): with
-    # ~1850 s before the lab that is still inside CI's 90 minutes.
-    local args_a=(--timeout 3300) args_b=(--timeout 3300)
+    # Each boot takes ~2500-2600 s beside the other here (2026-12-07 15:50); the same
+    # machine at a busier hour ran them 1.3-2x slower (lab A ~3400 s at 18:00), so they get
+    # 3500 s (the run's default is 3000): with at most ~1870 s before the lab, that is the
+    # most CI's 90 minutes leave.
+    local args_a=(--timeout 3500) args_b=(--timeout 3500)
     lab_args args_a "${scripts_a[@]}"
     lab_args args_b "${scripts_b[@]}"
     # shellcheck disable=SC2086

@@ -8,6 +8,14 @@ fail() { echo "HXLAB-RESULT FAIL $1${2:+: $2}"; }
 # Evidence for a failure, indented so it reads as part of the result above it.
 show() { sed 's/^/    | /' | tail -n "${1:-30}"; }
 now() { date +%s.%N; }
+# The lab's second CPU, offline unless the lab was booted with both (dom0-init, LAB_CPUS):
+# online for a check that needs it (CPU pools, pinning to CPU 1), offline again after it.
+online_cpus() { xl info | awk '/^nr_cpus/ {print $3}'; }
+second_cpu_on() { [ "$(online_cpus)" -ge 2 ] || xen-hptool cpu-online 1 >/dev/null; }
+second_cpu_off() {
+    (. /lab/config; [ "${LAB_CPUS:-1}" = 2 ]) && return 0
+    [ "$(online_cpus)" -lt 2 ] || xen-hptool cpu-offline 1 >/dev/null
+}
 elapsed() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN{printf "%.2f", b-a}'; }
 
 # guest_initrd OUT: a busybox initramfs whose /init prints what the guest sees of /dev/xvda

@@ -339,6 +339,38 @@ fn vms(c: &Containerd) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().skip(2).count()
 }
 
+/// What a wrong VM count names: Xen's domains with their `hx/id` nodes, or the QEMUs.
+fn vm_listing() -> String {
+    if !on_xen() {
+        let out = std::process::Command::new("ps")
+            .args(["-eo", "pid,args"])
+            .output()
+            .unwrap();
+        return String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("qemu-system"))
+            .map(|l| l.chars().take(300).collect::<String>() + "\n")
+            .collect();
+    }
+    let out = std::process::Command::new("xl")
+        .args(["list"])
+        .output()
+        .unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in s.clone().lines().skip(2) {
+        let Some(domid) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        let id = std::process::Command::new("xenstore-read")
+            .arg(format!("/local/domain/{domid}/hx/id"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        s.push_str(&format!("domain {domid}: hx/id {id:?}\n"));
+    }
+    s
+}
+
 fn qemus(c: &Containerd) -> usize {
     c.processes()
         .iter()
@@ -534,7 +566,14 @@ async fn pod(c: &Containerd, netns: &str) {
         c.log_tail()
     );
     // The sandbox and its container: one VM.
-    assert_eq!(vms(c), 1, "VMs (QEMU processes, Xen domains) for one pod");
+    assert_eq!(
+        vms(c),
+        1,
+        "VMs (QEMU processes, Xen domains) for one pod\n{}\n{}\n{}",
+        vm_listing(),
+        c.log_tail(),
+        engine_logs(&hx_root)
+    );
 
     // Kubernetes' in-place resize: UpdateContainerResources reaches the shim's Update: the
     // member's own cgroup in the pod's VM takes the limits (checked below, from inside it),

@@ -131,12 +131,16 @@ same "uptime -s" "sed 's/ up .*,/ up ,/; s/^ [0-9:]*//'" uptime -s
 # vcpu-list: all but the moving columns (CPU, state, time)
 same "vcpu-list xa c1" "awk 'NR==1{print;next}{print \$1,\$2,\$3,\$(NF-2),\$(NF-1),\$NF}'" vcpu-list xa c1
 same "vcpu-list (header, names)" "awk '{print \$1,\$2,\$3}'" vcpu-list
+second_cpu_on || bad "xen-hptool cpu-online 1"
 hx vcpu-pin xa 1 1 && hx vcpu-pin xa 0 all 0 && hx vcpu-pin c1 all - 1
 pins=$(xl vcpu-list xa c1 | awk 'NR>1{print $1":"$3":"$(NF-2)"/"$NF}' | tr '\n' ' ')
 [ "$pins" = "xa:0:all/0 xa:1:1/all c1:0:all/1 " ] && ok "vcpu-pin (number, all, '-'): xl vcpu-list agrees ($pins)" || bad "vcpu-pin: xl shows '$pins'"
 hx vcpu-pin xa 0 9-1 >/dev/null 2>&1; rc=$?
 [ "$rc" = 1 ] && ok "vcpu-pin: a bad CPU list is exit 1" || bad "vcpu-pin 9-1: exit $rc"
 same "vcpu-list after pinning" "awk 'NR==1{print;next}{print \$1,\$2,\$3,\$(NF-2),\$(NF-1),\$NF}'" vcpu-list xa c1
+# Unpinned before CPU 1 goes offline again.
+hx vcpu-pin xa all all all && hx vcpu-pin c1 all all all || bad "vcpu-pin all all all"
+second_cpu_off || bad "xen-hptool cpu-offline 1"
 hx sched-credit2 -d xa -w 512 -c 50 && hx sched-credit2 -d c1 -w 128
 got=$(xl sched-credit2 -d xa | awk 'NR==2{print $3, $4}'):$(xl sched-credit2 -d c1 | awk 'NR==2{print $3, $4}')
 [ "$got" = "512 50:128 0" ] && ok "sched-credit2 -w/-c: xl reads weight 512 cap 50, weight 128" || bad "sched-credit2: xl reads '$got'"

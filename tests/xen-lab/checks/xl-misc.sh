@@ -126,7 +126,8 @@ out=$(hx create -q -n "$w/xv.cfg" "vfb=['vnc=1,sdl=1']" 2>&1); rc=$?
 # container moved there and back, the pool renamed and destroyed, CPU 1 back; each state as
 # xl reads it, and xl's own dry-run output and errors.
 hx run -d --name cp busybox sleep 600 >/dev/null || bad "hx run -d cp"
-if [ "$(xl info | awk '/^nr_cpus/ {print $3}')" -ge 2 ]; then
+second_cpu_on || bad "xen-hptool cpu-online 1"
+if [ "$(online_cpus)" -ge 2 ]; then
     hx cpupool-cpu-remove Pool-0 1 && [ "$(hx cpupool-list -c 2>&1)" = "$(xl cpupool-list -c 2>&1)" ] \
         && xl cpupool-list -c | grep -qx 'Pool-0 *0' && ok "cpupool-cpu-remove Pool-0 1: xl lists Pool-0 on CPU 0" \
         || { bad "cpupool-cpu-remove"; xl cpupool-list -c | show; }
@@ -154,6 +155,7 @@ if [ "$(xl info | awk '/^nr_cpus/ {print $3}')" -ge 2 ]; then
     hx cpupool-destroy hxq && ! xl cpupool-list hxq >/dev/null 2>&1 && ok "cpupool-destroy hxq" || bad "cpupool-destroy"
     hx cpupool-cpu-add Pool-0 1 && xl cpupool-list -c | grep -qx 'Pool-0 *0,1' && ok "cpupool-cpu-add Pool-0 1: Pool-0 on CPUs 0,1 again" \
         || { bad "cpupool-cpu-add"; xl cpupool-list -c | show; }
+    second_cpu_off || bad "xen-hptool cpu-offline 1"
 else
     bad "the lab's Xen has one CPU: no CPU for a second pool"
 fi

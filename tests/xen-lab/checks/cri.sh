@@ -7,7 +7,8 @@
 # localhost; its hostPort through CNI's portmap), CRI logs, exit codes, ExecSync, streaming Exec (a terminal) and Attach, the pod's DNS config, a ConfigMap-like
 # directory and an emptyDir live through the pod domain's members exports, and StopPodSandbox +
 # RemovePodSandbox leaving nothing. Once as PVH, once as PV (HX_CONFIG's `[xen] type`, which
-# containerd passes on to the shim).
+# containerd passes on to the shim). CRI_TYPES: one of them (cri-pvh.sh and cri-pv.sh, the halves
+# tests/run-all.sh runs in its two lab boots).
 set -u
 . /lab/lib.sh
 fail=0
@@ -41,7 +42,7 @@ snapshot /tmp/cri-before
 # not blamed on the pod.
 left=$(xl list | awk 'NR>2 {print $1}')
 [ -z "$left" ] || bad "domains before the CRI test: $left"
-for type in pvh pv; do
+for type in ${CRI_TYPES:-pvh pv}; do
     config=()
     [ "$type" = pv ] && config=(HX_CONFIG=/etc/hx/pv.toml)
     t0=$(now)

@@ -52,11 +52,13 @@ for type in ${CRI_TYPES:-pvh pv}; do
     rc=$?
     if [ "$rc" = 0 ]; then
         ok "$type: CRI pod with two containers ($(elapsed "$t0") s)"
-        grep -E '^(RunPodSandbox|CreateContainer|Streaming|StopPodSandbox|CRI pod test)' "$w/$type.log" | show 10
+        # (RunPodSandbox's line follows libtest's "test NAME ... " on the same line.)
+        grep -oE '(^(CreateContainer|Streaming|StopPodSandbox|CRI pod test)|RunPodSandbox: ).*' "$w/$type.log" | show 10
     else
         bad "$type: CRI pod test (exit $rc)"
-        # The assertion first: the tail below is mostly the engine's logs the test dumps.
-        grep -a -A6 'panicked at' "$w/$type.log" | show 12
+        # The assertion first, with what it names (a wrong VM count: every domain and its
+        # hx/id); the tail below is mostly the engine's logs the test dumps.
+        grep -a -m1 -A16 'panicked at' "$w/$type.log" | show 18
         show 120 < "$w/$type.log"
         for f in /var/log/xen/console/guest-*.log; do [ -e "$f" ] && { echo "$f:"; tail -n 15 "$f"; } | show 16; done
     fi

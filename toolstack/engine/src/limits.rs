@@ -199,9 +199,16 @@ pub fn update(root: &Path, key: &str, l: &Limits) -> anyhow::Result<Container> {
             update_member(root, pod, &infra, &c, &next, l)?;
             Some(lock)
         }
+        // The pod's own VM: its limits are an input of what its members' writers set, so its
+        // record changes under the same lock.
         _ => {
+            let lock = if c.pod_infra {
+                Some(PodLimitsLock::take(root, &c)?)
+            } else {
+                None
+            };
             update_vm(root, &c, &next, l)?;
-            None
+            lock
         }
     };
     // Only the limits change in the record as it is now (a keeper or monitor may have
@@ -375,6 +382,8 @@ fn update_member(
 pub fn pod_vm_follows_members(root: &Path, pod: &str, changed: &Container) -> anyhow::Result<()> {
     let infra = crate::pod::infra(root, pod)?;
     let _lock = PodLimitsLock::take(root, &infra)?;
+    // As it is under the lock (`hx update` of the pod VM changes it under the same lock).
+    let infra = container::load(root, &infra.id)?;
     let members = crate::pod::members(root, pod)?;
     if !has_cpu_limits(changed) && !members.iter().any(has_cpu_limits) {
         return Ok(());
@@ -388,9 +397,9 @@ pub fn pod_vm_follows_members(root: &Path, pod: &str, changed: &Container) -> an
         .with_context(|| format!("pod {pod}: its VM's CPU limits"))
 }
 
-/// Serialises the writers of a pod VM's CPU limits (`hx update` of a member, a member's keeper
-/// at its start, a member's removal): each reads the member records and sets the VM's limits
-/// from them under it, so none sets them from a list another has just changed. Taken after the
+/// Serialises the writers of a pod VM's CPU limits (`hx update` of a member or of the pod VM,
+/// a member's keeper at its start, a member's removal): each reads the records and sets the
+/// VM's limits from them under it, so none sets them from a list another has just changed. Taken after the
 /// store lock where both are held (`hx update`), never before it; a flock in the pod VM's
 /// directory, so it goes with its holder however that dies.
 struct PodLimitsLock {
@@ -495,6 +504,43 @@ mod tests {
         );
         drop(held);
         writer.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn an_update_of_the_pod_vm_waits_for_the_writer_holding_the_pod_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let mut infra = vm(1, None, None);
+        infra.id = "infra".into();
+        infra.name = "infra".into();
+        infra.pod = Some("p".into());
+        infra.pod_infra = true;
+        infra.status = Status::Exited;
+        std::fs::create_dir_all(container::dir(root.path(), &infra.id)).unwrap();
+        container::save(root.path(), &infra).unwrap();
+        let held = PodLimitsLock::take(root.path(), &infra).unwrap();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let dir = root.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            let l = Limits {
+                cpu_shares: Some(512),
+                ..Default::default()
+            };
+            let r = update(&dir, "infra", &l);
+            done_tx.send(()).unwrap();
+            r
+        });
+        assert!(
+            done.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "hx update of the pod VM went on while its pod's limits were held"
+        );
+        drop(held);
+        let updated = writer.join().unwrap().unwrap();
+        assert_eq!(updated.cpu_shares, Some(512));
+        assert_eq!(
+            container::load(root.path(), "infra").unwrap().cpu_shares,
+            Some(512)
+        );
     }
 
     fn resources(

@@ -474,68 +474,79 @@ mod tests {
         assert_eq!(pod_cpu(&vm(2, None, None), &[]).cap_pct, 0);
     }
 
-    #[test]
-    fn a_pod_vm_s_limits_wait_for_the_writer_holding_the_pod_lock() {
-        let root = tempfile::tempdir().unwrap();
-        let mut infra = vm(1, None, None);
-        infra.id = "infra".into();
-        infra.pod = Some("p".into());
-        infra.pod_infra = true;
-        infra.status = Status::Exited;
-        let mut member = vm(1, None, None);
-        member.id = "member".into();
-        member.pod = Some("p".into());
-        for c in [&infra, &member] {
-            std::fs::create_dir_all(container::dir(root.path(), &c.id)).unwrap();
-            container::save(root.path(), c).unwrap();
-        }
-        let held = PodLimitsLock::take(root.path(), &infra).unwrap();
-        let (done_tx, done) = std::sync::mpsc::channel();
-        let dir = root.path().to_path_buf();
-        let writer = std::thread::spawn(move || {
-            let r = pod_vm_follows_members(&dir, "p", &member);
-            done_tx.send(()).unwrap();
-            r
-        });
-        assert!(
-            done.recv_timeout(std::time::Duration::from_millis(300))
-                .is_err(),
-            "a second writer went on while the pod's limits were held"
-        );
-        drop(held);
-        writer.join().unwrap().unwrap();
-    }
-
-    #[test]
-    fn an_update_of_the_pod_vm_waits_for_the_writer_holding_the_pod_lock() {
-        let root = tempfile::tempdir().unwrap();
+    /// An exited pod VM `infra` of pod `p` and these members, recorded under `root`.
+    fn pod_records(root: &Path, members: &[&str]) -> Container {
         let mut infra = vm(1, None, None);
         infra.id = "infra".into();
         infra.name = "infra".into();
         infra.pod = Some("p".into());
         infra.pod_infra = true;
         infra.status = Status::Exited;
-        std::fs::create_dir_all(container::dir(root.path(), &infra.id)).unwrap();
-        container::save(root.path(), &infra).unwrap();
-        let held = PodLimitsLock::take(root.path(), &infra).unwrap();
+        let mut all = vec![infra.clone()];
+        for id in members {
+            let mut m = vm(1, None, None);
+            m.id = id.to_string();
+            m.name = id.to_string();
+            m.pod = Some("p".into());
+            all.push(m);
+        }
+        for c in &all {
+            std::fs::create_dir_all(container::dir(root, &c.id)).unwrap();
+            container::save(root, c).unwrap();
+        }
+        infra
+    }
+
+    /// Runs `write` while another holds the pod's limits lock: it must not end before the
+    /// lock goes (`what` names it in the failure). Its result once it did.
+    fn waits_for_the_pod_lock<T: Send + 'static>(
+        root: &Path,
+        infra: &Container,
+        what: &str,
+        write: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let held = PodLimitsLock::take(root, infra).unwrap();
         let (done_tx, done) = std::sync::mpsc::channel();
-        let dir = root.path().to_path_buf();
         let writer = std::thread::spawn(move || {
-            let l = Limits {
-                cpu_shares: Some(512),
-                ..Default::default()
-            };
-            let r = update(&dir, "infra", &l);
+            let r = write();
             done_tx.send(()).unwrap();
             r
         });
         assert!(
             done.recv_timeout(std::time::Duration::from_millis(300))
                 .is_err(),
-            "hx update of the pod VM went on while its pod's limits were held"
+            "{what} went on while the pod's limits were held"
         );
         drop(held);
-        let updated = writer.join().unwrap().unwrap();
+        writer.join().unwrap()
+    }
+
+    #[test]
+    fn a_pod_vm_s_limits_wait_for_the_writer_holding_the_pod_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let infra = pod_records(root.path(), &["member"]);
+        let member = container::load(root.path(), "member").unwrap();
+        let dir = root.path().to_path_buf();
+        waits_for_the_pod_lock(root.path(), &infra, "a second writer", move || {
+            pod_vm_follows_members(&dir, "p", &member)
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_update_of_the_pod_vm_waits_for_the_writer_holding_the_pod_lock() {
+        let root = tempfile::tempdir().unwrap();
+        let infra = pod_records(root.path(), &[]);
+        let dir = root.path().to_path_buf();
+        let l = Limits {
+            cpu_shares: Some(512),
+            ..Default::default()
+        };
+        let updated =
+            waits_for_the_pod_lock(root.path(), &infra, "hx update of the pod VM", move || {
+                update(&dir, "infra", &l)
+            })
+            .unwrap();
         assert_eq!(updated.cpu_shares, Some(512));
         assert_eq!(
             container::load(root.path(), "infra").unwrap().cpu_shares,

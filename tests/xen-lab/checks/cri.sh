@@ -38,9 +38,10 @@ else
     bad "hx save busybox"; exit 1
 fi
 snapshot /tmp/cri-before
+guests() { xl list | awk 'NR>2 {print $1}'; }
 # The test counts the pod's VMs as xl counts domains: one an earlier check left is named here,
 # not blamed on the pod.
-left=$(xl list | awk 'NR>2 {print $1}')
+left=$(guests)
 [ -z "$left" ] || bad "domains before the CRI test: $left"
 for type in ${CRI_TYPES:-pvh pv}; do
     config=()
@@ -62,7 +63,7 @@ for type in ${CRI_TYPES:-pvh pv}; do
         show 120 < "$w/$type.log"
         for f in /var/log/xen/console/guest-*.log; do [ -e "$f" ] && { echo "$f:"; tail -n 15 "$f"; } | show 16; done
     fi
-    left=$(xl list | awk 'NR>2 {print $1}')
+    left=$(guests)
     if [ -n "$left" ]; then bad "$type: domains left: $left"; echo "$left" | xargs -n1 xl destroy 2>/dev/null; fi
 done
 hx rmi busybox:1.38.0 >/dev/null 2>&1

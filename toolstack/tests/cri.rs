@@ -330,7 +330,7 @@ fn on_xen() -> bool {
 /// The VMs of the test's pods: domains other than dom0 on Xen, QEMU processes elsewhere.
 fn vms(c: &Containerd) -> usize {
     if !on_xen() {
-        return qemus(c);
+        return qemu_pids(c).len();
     }
     let out = std::process::Command::new("xl")
         .arg("list")
@@ -339,46 +339,49 @@ fn vms(c: &Containerd) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().skip(2).count()
 }
 
-/// What a wrong VM count names: Xen's domains with their `hx/id` nodes, or the QEMUs.
-fn vm_listing() -> String {
+/// What a wrong VM count names: Xen's domains with their `hx/id` nodes, or the QEMUs counted
+/// with their command lines.
+fn vm_listing(c: &Containerd) -> String {
     if !on_xen() {
-        let out = std::process::Command::new("ps")
-            .args(["-eo", "pid,args"])
-            .output()
-            .unwrap();
-        return String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains("qemu-system"))
-            .map(|l| l.chars().take(300).collect::<String>() + "\n")
+        return qemu_pids(c)
+            .iter()
+            .map(|p| {
+                let args = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                let args = String::from_utf8_lossy(&args).replace('\0', " ");
+                format!("{p} {}\n", args.chars().take(300).collect::<String>())
+            })
             .collect();
     }
     let out = std::process::Command::new("xl")
-        .args(["list"])
+        .arg("list")
         .output()
         .unwrap();
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    for line in s.clone().lines().skip(2) {
-        let Some(domid) = line.split_whitespace().nth(1) else {
-            continue;
-        };
-        let id = std::process::Command::new("xenstore-read")
-            .arg(format!("/local/domain/{domid}/hx/id"))
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        s.push_str(&format!("domain {domid}: hx/id {id:?}\n"));
-    }
-    s
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ids: String = list
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|domid| {
+            let id = std::process::Command::new("xenstore-read")
+                .arg(format!("/local/domain/{domid}/hx/id"))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            format!("domain {domid}: hx/id {id:?}\n")
+        })
+        .collect();
+    list + &ids
 }
 
-fn qemus(c: &Containerd) -> usize {
+/// The QEMU processes under the test's containerd.
+fn qemu_pids(c: &Containerd) -> Vec<i32> {
     c.processes()
-        .iter()
+        .into_iter()
         .filter(|p| {
             std::fs::read_link(format!("/proc/{p}/exe"))
                 .is_ok_and(|e| e.to_string_lossy().contains("qemu-system"))
         })
-        .count()
+        .collect()
 }
 
 /// The engine's logs and errors under the shim's root, for a failure's message.
@@ -570,7 +573,7 @@ async fn pod(c: &Containerd, netns: &str) {
         vms(c),
         1,
         "VMs (QEMU processes, Xen domains) for one pod\n{}\n{}\n{}",
-        vm_listing(),
+        vm_listing(c),
         c.log_tail(),
         engine_logs(&hx_root)
     );

@@ -399,9 +399,9 @@ pub fn pod_vm_follows_members(root: &Path, pod: &str, changed: &Container) -> an
 
 /// Serialises the writers of a pod VM's CPU limits (`hx update` of a member or of the pod VM,
 /// a member's keeper at its start, a member's removal): each reads the records and sets the
-/// VM's limits from them under it, so none sets them from a list another has just changed. Taken after the
-/// store lock where both are held (`hx update`), never before it; a flock in the pod VM's
-/// directory, so it goes with its holder however that dies.
+/// VM's limits from them under it, so none sets them from a list another has just changed.
+/// Taken after the store lock where both are held (`hx update`), never before it; a flock in
+/// the pod VM's directory, so it goes with its holder however that dies.
 struct PodLimitsLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }

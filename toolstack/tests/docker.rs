@@ -4,7 +4,7 @@
 //! then with `--runtime hx` (hx-runtime, the OCI runtime over hx micro-VMs).
 mod common;
 use common::docker::{Dockerd, Runtime, BUSYBOX};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// hx-runtime, built beside hx (`cargo build --release -p hx-oci-runtime`; `cargo test
@@ -14,6 +14,52 @@ fn hx_runtime() -> PathBuf {
 }
 
 /// `docker run` with the runtime's flags before the image.
+fn cgroups_of(pid: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
+}
+
+/// The hierarchy's directory (below /sys/fs/cgroup) and the group path of `controller` in a
+/// /proc/PID/cgroup text: its v1 line (`4:cpu,cpuacct:/docker/ID`), else the unified one.
+fn group_of<'a>(groups: &'a str, controller: &str) -> Option<(&'a str, &'a str)> {
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, list, path) = (f.next()?, f.next()?, f.next()?);
+            list.split(',')
+                .any(|c| c == controller)
+                .then_some((list, path))
+        })
+        .next()
+        .or_else(|| {
+            groups
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| ("", p))
+        })
+}
+
+/// The CPU quota (µs per 100 ms period) of process `pid`'s group, and the file it came from.
+fn cpu_quota_of(pid: &str) -> (String, String) {
+    let groups = cgroups_of(pid);
+    let (hierarchy, group) = group_of(&groups, "cpu").expect("a cpu cgroup");
+    let dir = Path::new("/sys/fs/cgroup")
+        .join(hierarchy)
+        .join(group.trim_start_matches('/'));
+    let (file, v1) = if hierarchy.is_empty() {
+        (dir.join("cpu.max"), false)
+    } else {
+        (dir.join("cpu.cfs_quota_us"), true)
+    };
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let quota = if v1 {
+        text.trim()
+    } else {
+        text.split_whitespace().next().unwrap_or("")
+    };
+    (file.display().to_string(), quota.to_string())
+}
+
 fn run_args<'a>(runtime: &[&'a str], before: &[&'a str], after: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["run"];
     v.extend_from_slice(before);
@@ -148,19 +194,21 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
     let top = d.docker_ok(&["top", "logger", "-o", "pid"]).stdout;
     let pids: Vec<&str> = top.lines().skip(1).map(str::trim).collect();
     assert!(!pids.is_empty(), "{who}: docker top: {top}");
-    for pid in &pids {
-        let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        // The memory controller's group: v1's line, or the unified one's on a v2 host.
-        let memory = groups
-            .lines()
-            .find(|l| l.contains(":memory:"))
-            .or_else(|| groups.lines().find(|l| l.starts_with("0::")));
-        assert!(
-            memory.is_some_and(|l| l.contains(id.trim())),
-            "{who}: process {pid} of docker top is not in container {}'s cgroup:\n{groups}",
-            id.trim()
-        );
-    }
+    let all_in_docker_group = |when: &str| {
+        for pid in &pids {
+            let groups = cgroups_of(pid);
+            // The memory and cpu controllers' groups (v1), or the unified one (v2).
+            for controller in ["memory", "cpu"] {
+                assert!(
+                    group_of(&groups, controller).is_some_and(|(_, g)| g.contains(id.trim())),
+                    "{who}, {when}: process {pid} of docker top is not in container {}'s \
+                     {controller} cgroup:\n{groups}",
+                    id.trim()
+                );
+            }
+        }
+    };
+    all_in_docker_group("after docker run");
     let stats = d
         .docker_ok(&["stats", "--no-stream", "--format", "{{.PIDs}}", "logger"])
         .stdout;
@@ -194,6 +242,16 @@ fn checks(d: &Dockerd, runtime: &[&str]) {
             || mem_total() + (64 << 10) == before,
         );
     }
+
+    // docker update --cpus: the quota lands in the container's cgroup, where runc puts it and
+    // docker reads it back; hx's VM stays in that group.
+    d.docker_ok(&["update", "--cpus", "0.5", "logger"]);
+    all_in_docker_group("after docker update --cpus 0.5");
+    let (quota_file, quota) = cpu_quota_of(pids[0]);
+    assert_eq!(
+        quota, "50000",
+        "{who}: {quota_file} after docker update --cpus 0.5"
+    );
 
     // docker stop -t 2 of a workload that ignores SIGTERM: SIGKILL after 2 s, 137.
     let r = d.docker(&run_args(

@@ -58,6 +58,9 @@ pub struct Container {
     /// `--pids-limit` (lifecycle::CreateRequest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u64>,
+    /// The host cgroup its VM runs in, when its creator chose it (lifecycle::CreateRequest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cgroup: Option<std::path::PathBuf>,
     /// Backend-specific handle (e.g. the Xen domain id).
     #[serde(default)]
     pub domid: Option<u32>,

@@ -165,13 +165,28 @@ impl Hierarchy {
         }
     }
 
-    /// Makes container `id`'s group if needed, writes `cpu` into it and moves process `pid`
-    /// (all its threads) there.
-    pub fn apply(&self, id: &str, cpu: &CpuLimits, pid: i32) -> Result<(), CgroupError> {
-        let group = self.ensure(id)?;
+    /// Puts `cpu` on the VM process `pid` of container `id`. With `own_group` (a path below
+    /// the root its creator made and runs the VM in: hx-runtime's `cgroupsPath`) the limits
+    /// are written there and the process stays, so docker still finds it in its group;
+    /// otherwise hx's group of the container is made if needed, limited, and `pid` (all its
+    /// threads) moved into it.
+    pub fn apply(
+        &self,
+        id: &str,
+        own_group: Option<&Path>,
+        cpu: &CpuLimits,
+        pid: i32,
+    ) -> Result<(), CgroupError> {
+        let group = match own_group {
+            Some(relative) => self.mount().join(relative),
+            None => self.ensure(id)?,
+        };
         for (file, value) in self.settings(cpu) {
             let path = group.join(file);
             std::fs::write(&path, value).map_err(io(&path))?;
+        }
+        if own_group.is_some() {
+            return Ok(());
         }
         let procs = group.join("cgroup.procs");
         std::fs::write(&procs, pid.to_string()).map_err(io(&procs))

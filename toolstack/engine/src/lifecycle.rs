@@ -74,6 +74,11 @@ pub struct CreateRequest {
     /// member's). None: the VM's own bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u64>,
+    /// The host cgroup (a path below each hierarchy's root) the caller made and runs the VM's
+    /// process in: hx-runtime's, from the spec's `cgroupsPath`. CPU limits are written there,
+    /// where docker reads them back, instead of moving the VM to hx's own group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cgroup: Option<std::path::PathBuf>,
     /// The writable layer on a disk of this many bytes. None: in guest memory for `--rm`
     /// containers, else on a disk of `DEFAULT_LAYER_SIZE` (it outlives the VM until `hx rm`).
     pub upper_size: Option<u64>,
@@ -397,6 +402,7 @@ fn create_inner(
         cpu_cap_pct: req.cpu_cap_pct.filter(|_| cpu_limited),
         cpu_shares: req.cpu_shares.filter(|_| cpu_limited),
         pids_limit: req.pids_limit,
+        host_cgroup: req.host_cgroup.clone(),
         domid: None,
         network: None,
         mounts: records,
@@ -948,6 +954,7 @@ fn launch_keeping(
             memory_mb: restore.map_or(req.memory_mb, |ck| ck.meta.memory_mb),
             cpus: restore.map_or(req.cpus, |ck| ck.meta.cpus),
             cpu_limits: crate::limits::CpuLimits::of(&c),
+            cpu_group: c.host_cgroup.as_deref(),
             nic: net.nic,
             extra_nics: net.extra_nics,
             shares: plan.shares,

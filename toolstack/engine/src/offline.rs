@@ -146,6 +146,7 @@ impl OfflineVm {
             memory_mb: req.memory_mb,
             cpus: req.cpus,
             cpu_limits: Default::default(),
+            cpu_group: None,
             nic: None,
             extra_nics: Vec::new(),
             shares: Vec::new(),

@@ -554,6 +554,7 @@ pub fn request(args: CreateArgs) -> anyhow::Result<CreateRequest> {
         cpu_cap_pct,
         cpu_shares: args.cpu_shares,
         pids_limit,
+        host_cgroup: None,
     })
 }
 

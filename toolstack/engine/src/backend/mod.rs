@@ -56,6 +56,9 @@ pub struct VmSpec<'a> {
     /// CPU cap and weight (`hx update`); only a backend whose `limit_caps().cpu` gets others
     /// than the default.
     pub cpu_limits: crate::limits::CpuLimits,
+    /// Where those limits go on a backend whose VM is a host process: the host cgroup the VM
+    /// already runs in (Container::host_cgroup), else None for hx's own group of the container.
+    pub cpu_group: Option<&'a Path>,
     /// The guest's NIC, if it has one (network::setup says how to plug it in).
     pub nic: Option<crate::network::VmNic>,
     /// Further NICs, after `nic` (a VM that took over a namespace with several interfaces).

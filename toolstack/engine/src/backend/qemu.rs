@@ -635,7 +635,7 @@ impl Backend for Qemu {
             (spec.on_spawn)(h)?;
             if !spec.cpu_limits.is_default() {
                 crate::host_cgroup::host()
-                    .and_then(|g| g.apply(spec.id, &spec.cpu_limits, h.pid))
+                    .and_then(|g| g.apply(spec.id, spec.cpu_group, &spec.cpu_limits, h.pid))
                     .context("the VM's CPU limit")?;
             }
             Ok(())
@@ -805,7 +805,7 @@ impl Backend for Qemu {
             return Ok(());
         };
         crate::host_cgroup::host()?
-            .apply(&c.id, &cpu, p.pid)
+            .apply(&c.id, c.host_cgroup.as_deref(), &cpu, p.pid)
             .with_context(|| format!("container {}: its CPU limit", c.name))
     }
 

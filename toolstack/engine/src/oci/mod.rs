@@ -132,7 +132,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
         });
     }
     let name = record::engine_name(id);
-    let req = match &pod {
+    let mut req = match &pod {
         // The sandbox's own image (CRI's pause) is not needed: the pod's VM runs pv-init's.
         Some(cri::PodRole::Sandbox { pod }) => sandbox_request(root, &b, pod, &name)?,
         _ => {
@@ -182,6 +182,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
             req
         }
     };
+    req.host_cgroup = host_group.clone();
     let c = lifecycle::create(root, req, &|_, _| bail!("an OCI container has no image"))?;
     rec.engine_id = Some(c.id.clone());
     {

@@ -1117,6 +1117,7 @@ mod tests {
             memory_mb: 128,
             cpus: 1,
             cpu_limits: Default::default(),
+            cpu_group: None,
             nic: None,
             extra_nics: Vec::new(),
             shares: Vec::new(),

@@ -7,8 +7,9 @@
 //!
 //! Only `hx-runtime create` enters it (the shim serves a whole pod from one process). The
 //! groups are made in the hierarchies `docker stats` reads (v1: memory, cpu, cpuacct, pids,
-//! blkio; or the unified one) and removed by `delete`. Limits are not written there: the
-//! VM is the container's boundary (a host memory limit of the guest's size would kill QEMU).
+//! blkio; or the unified one) and removed by `delete`. Memory limits are not written there:
+//! the VM is the container's boundary (a host memory limit of the guest's size would kill
+//! QEMU). CPU limits are, as runc's are (host_cgroup.rs, `Container::host_cgroup`).
 use std::path::{Path, PathBuf};
 
 /// v1 controllers whose hierarchies get the group.
@@ -136,17 +137,35 @@ fn host_hierarchies() -> Vec<PathBuf> {
 /// Makes the group in every hierarchy (where missing); the `cgroup.procs` files a process
 /// writes "0" to to enter it.
 pub fn make(relative: &Path) -> anyhow::Result<Vec<std::ffi::CString>> {
+    make_in(&host_hierarchies(), relative)
+}
+
+/// `make` in the hierarchies mounted at `mounts`. A failure removes the groups this call made
+/// before it (not their parents, which the caller's manager owns, as runc leaves them).
+fn make_in(mounts: &[PathBuf], relative: &Path) -> anyhow::Result<Vec<std::ffi::CString>> {
     use std::os::unix::ffi::OsStrExt;
-    let mut procs = Vec::new();
-    for mount in host_hierarchies() {
-        let group = mount.join(relative);
-        std::fs::create_dir_all(&group)
-            .map_err(|e| anyhow::anyhow!("making {}: {e}", shown(&group)))?;
-        enable_controllers(&mount, relative);
-        let file = group.join("cgroup.procs");
-        procs.push(std::ffi::CString::new(file.as_os_str().as_bytes())?);
+    let mut made = Vec::new();
+    let result = (|| {
+        let mut procs = Vec::new();
+        for mount in mounts {
+            let group = mount.join(relative);
+            if !group.is_dir() {
+                std::fs::create_dir_all(&group)
+                    .map_err(|e| anyhow::anyhow!("making {}: {e}", shown(&group)))?;
+                made.push(group.clone());
+            }
+            enable_controllers(mount, relative);
+            let file = group.join("cgroup.procs");
+            procs.push(std::ffi::CString::new(file.as_os_str().as_bytes())?);
+        }
+        Ok(procs)
+    })();
+    if result.is_err() {
+        for group in made.iter().rev() {
+            let _ = std::fs::remove_dir(group);
+        }
     }
-    Ok(procs)
+    result
 }
 
 /// On the unified hierarchy, the counters `docker stats` reads exist in a group only where its
@@ -244,6 +263,45 @@ mod tests {
         const UNIFIED: &str = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(hierarchies(UNIFIED), [PathBuf::from("/sys/fs/cgroup")]);
         assert!(hierarchies("").is_empty());
+    }
+
+    #[test]
+    fn a_failed_make_takes_back_the_groups_it_made() {
+        let t = tempfile::tempdir().unwrap();
+        let (memory, cpu, pids) = (
+            t.path().join("memory"),
+            t.path().join("cpu"),
+            t.path().join("pids"),
+        );
+        for m in [&memory, &cpu] {
+            std::fs::create_dir(m).unwrap();
+        }
+        // A third "hierarchy" that is a file: its group cannot be made.
+        std::fs::write(&pids, "").unwrap();
+        // cpu had the group before (another container's, say): it stays.
+        std::fs::create_dir_all(cpu.join("docker/abc")).unwrap();
+        let mounts = [memory.clone(), cpu.clone(), pids.clone()];
+        let err = make_in(&mounts, Path::new("docker/abc")).unwrap_err();
+        assert!(err.to_string().starts_with("making "), "{err}");
+        assert!(
+            !memory.join("docker/abc").exists(),
+            "the group it made is left"
+        );
+        assert!(
+            memory.join("docker").is_dir(),
+            "its parent is the manager's"
+        );
+        assert!(
+            cpu.join("docker/abc").is_dir(),
+            "a group it did not make was removed"
+        );
+
+        let ok = make_in(&mounts[..2], Path::new("docker/abc")).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(ok[0]
+            .to_str()
+            .unwrap()
+            .ends_with("memory/docker/abc/cgroup.procs"));
     }
 
     proptest! {

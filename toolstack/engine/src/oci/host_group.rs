@@ -25,8 +25,9 @@ pub struct BadPath {
 }
 
 /// The group's path below each hierarchy's root: an absolute cgroupfs path as it is, or
-/// systemd's `slice:prefix:name` as the systemd driver lays it out (`a-b.slice` is
-/// `a.slice/a-b.slice`, the unit `prefix-name.scope` under it). Nothing may climb out.
+/// systemd's `slice:prefix:name` as runc's systemd driver lays it out: the slice expanded
+/// (`a-b.slice` is `a.slice/a-b.slice`; none is `system.slice`, `-.slice` the root), the unit
+/// `prefix-name.scope` under it, or `name` itself when it is a slice. Nothing may climb out.
 pub fn relative_path(spec_path: &str) -> Result<PathBuf, BadPath> {
     let bad = |why| BadPath {
         shown: format!("{:?}", crate::sanitize::text(spec_path).to_cow()),
@@ -51,7 +52,12 @@ pub fn relative_path(spec_path: &str) -> Result<PathBuf, BadPath> {
             return Err(bad("a slice, prefix or name with a '/'"));
         }
         let mut p = PathBuf::from("/");
-        if !slice.is_empty() && slice != "-.slice" {
+        let slice = if slice.is_empty() {
+            "system.slice"
+        } else {
+            slice
+        };
+        if slice != "-.slice" {
             let Some(stem) = slice.strip_suffix(".slice") else {
                 return Err(bad("a slice not named *.slice"));
             };
@@ -70,8 +76,8 @@ pub fn relative_path(spec_path: &str) -> Result<PathBuf, BadPath> {
         if name.is_empty() {
             return Err(bad("no name"));
         }
-        p.push(if prefix.is_empty() {
-            format!("{name}.scope")
+        p.push(if name.ends_with(".slice") {
+            name.to_string()
         } else {
             format!("{prefix}-{name}.scope")
         });
@@ -219,7 +225,18 @@ mod tests {
                 "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-x.scope"
             )
         );
-        assert_eq!(ok(":docker:abc"), PathBuf::from("docker-abc.scope"));
+        // As runc: no slice is system.slice, `-.slice` the root; an empty prefix still
+        // leads with its dash; a name that is a slice is the unit itself.
+        assert_eq!(
+            ok(":docker:abc"),
+            PathBuf::from("system.slice/docker-abc.scope")
+        );
+        assert_eq!(ok("-.slice:docker:abc"), PathBuf::from("docker-abc.scope"));
+        assert_eq!(ok("a.slice::abc"), PathBuf::from("a.slice/-abc.scope"));
+        assert_eq!(
+            ok("a-b.slice:p:a-b-c.slice"),
+            PathBuf::from("a.slice/a-b.slice/a-b-c.slice")
+        );
         for bad in [
             "/",
             "/docker/../../etc",

@@ -580,8 +580,8 @@ async fn pod(c: &Containerd, netns: &str) {
 
     // Kubernetes' in-place resize: UpdateContainerResources reaches the shim's Update: the
     // member's own cgroup in the pod's VM takes the limits (checked below, from inside it),
-    // and on Xen the pod's domain gets its members' CPU cap and weight. The memory (96 MiB) is
-    // within the pod VM's 128 MiB.
+    // and on Xen the pod's domain gets its members' CPU cap and weight. The memory (32 MiB) is
+    // within the pod VM's 128 MiB and below a VM's least (40 MiB), which is no member's bound.
     let resized = rs
         .update_container_resources(UpdateContainerResourcesRequest {
             container_id: srv.clone(),
@@ -589,7 +589,7 @@ async fn pod(c: &Containerd, netns: &str) {
                 cpu_period: 100_000,
                 cpu_quota: 50_000,
                 cpu_shares: 512,
-                memory_limit_in_bytes: 96 << 20,
+                memory_limit_in_bytes: 32 << 20,
                 ..Default::default()
             }),
             ..Default::default()
@@ -1029,7 +1029,7 @@ async fn pod(c: &Containerd, netns: &str) {
     .await;
     assert_eq!(
         String::from_utf8_lossy(&r.stdout),
-        format!("{}\n50000 100000\n20\n", 96 << 20),
+        format!("{}\n50000 100000\n20\n", 32 << 20),
         "stderr: {}",
         String::from_utf8_lossy(&r.stderr)
     );

@@ -22,6 +22,24 @@ pub const MIN_MEMORY_MB: u64 = 40;
 pub const MIN_MEMBER_MEMORY_MB: u64 = pv_init::mux::MIN_MEMBER_MEMORY >> 20;
 /// 1 TiB: beyond any VM hx makes (and an overflow guard for byte counts).
 pub const MAX_MEMORY_MB: u64 = 1 << 20;
+
+/// The least memory limit of a container: its VM's, or a pod member's cgroup's.
+pub fn least_memory_mb(member: bool) -> u64 {
+    if member {
+        MIN_MEMBER_MEMORY_MB
+    } else {
+        MIN_MEMORY_MB
+    }
+}
+
+/// An OCI memory limit in bytes (runc's, docker's, kubelet's) as a container's MiB: rounded
+/// up, raised to the least (`least_memory_mb`: an OCI caller's smaller limit is no error,
+/// as it is none for runc), at most MAX_MEMORY_MB.
+pub fn oci_memory_mb(bytes: u64, member: bool) -> u64 {
+    bytes
+        .div_ceil(1 << 20)
+        .clamp(least_memory_mb(member), MAX_MEMORY_MB)
+}
 /// docker's bounds for `--cpu-shares` (the kernel's for cpu.shares).
 pub const MIN_SHARES: u64 = 2;
 pub const MAX_SHARES: u64 = 262_144;
@@ -90,11 +108,7 @@ impl Limits {
     /// (a member's is a cgroup's limit, which may be smaller than a VM), a cap no larger than
     /// its vCPUs can use, shares within docker's bounds.
     pub fn check(&self, c: &Container, member: bool) -> anyhow::Result<()> {
-        let least = if member {
-            MIN_MEMBER_MEMORY_MB
-        } else {
-            MIN_MEMORY_MB
-        };
+        let least = least_memory_mb(member);
         if let Some(m) = self.memory_mb {
             if !(least..=MAX_MEMORY_MB).contains(&m) {
                 bail!("memory {m} MiB: expected {least} MiB to 1 TiB");

@@ -3,7 +3,6 @@
 //! is bounded, parsed strictly by oci-spec (unknown fields ignored), and what hx cannot honour
 //! is refused with the field named.
 use crate::lifecycle::CreateRequest;
-use crate::limits::MIN_MEMORY_MB;
 use crate::seccomp::SeccompPolicy;
 use anyhow::{anyhow, bail, Context};
 use oci_spec::runtime::{Hook, LinuxNamespaceType, Mount, Spec};
@@ -293,7 +292,7 @@ impl Bundle {
         let mounts = guest_mounts(self.spec.mounts().as_deref().unwrap_or_default())?;
         let memory_mb = self
             .memory_limit()
-            .map(|l| (l as u64).div_ceil(1 << 20).max(MIN_MEMORY_MB))
+            .map(|l| crate::limits::oci_memory_mb(l as u64, false))
             .unwrap_or(DEFAULT_MEMORY_MB);
         let user = process.user();
         Ok(CreateRequest {
@@ -471,6 +470,7 @@ fn rlimits(spec: &Spec) -> anyhow::Result<Vec<Rlimit>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MIN_MEMORY_MB;
     use proptest::prelude::*;
 
     fn docker_like() -> serde_json::Value {

@@ -173,10 +173,7 @@ pub fn create(mut o: CreateOptions) -> anyhow::Result<Created> {
                 // vCPUs are not its bound there), and the memory exact, not a VM's least size.
                 req.cpu_cap_pct = b.cpu_quota_pct();
                 if let Some(l) = b.memory_limit().filter(|&l| l > 0) {
-                    req.memory_mb = (l as u64).div_ceil(1 << 20).clamp(
-                        crate::limits::MIN_MEMBER_MEMORY_MB,
-                        crate::limits::MAX_MEMORY_MB,
-                    );
+                    req.memory_mb = crate::limits::oci_memory_mb(l as u64, true);
                 }
             }
             req
@@ -602,17 +599,21 @@ pub fn pause(root: &Path, id: &str, freeze: bool) -> anyhow::Result<()> {
 pub fn update(root: &Path, id: &str, l: &crate::limits::Limits) -> anyhow::Result<()> {
     let rec = record::load(root, id)?;
     match engine_container(root, &rec) {
-        Some(c) => crate::limits::update(root, &c.id, &at_least_the_least_vm(l)).map(drop),
+        Some(c) => {
+            let member = matches!(rec.pod, Some(cri::PodRole::Member { .. }));
+            crate::limits::update(root, &c.id, &at_least_the_least(l, member)).map(drop)
+        }
         None => bail!("container {id} has no VM yet"),
     }
 }
 
-/// A memory limit below the least VM is the least VM, as at create (bundle.rs): docker sends
-/// the container's limit again with every update, `--cpus` alone included.
-fn at_least_the_least_vm(l: &crate::limits::Limits) -> crate::limits::Limits {
+/// A memory limit below the least is the least, as at create (`limits::oci_memory_mb`): a
+/// VM's, or a pod member's cgroup's. docker sends the container's limit again with every
+/// update, `--cpus` alone included.
+fn at_least_the_least(l: &crate::limits::Limits, member: bool) -> crate::limits::Limits {
     let mut l = *l;
     if let Some(m) = l.memory_mb.as_mut() {
-        *m = (*m).max(crate::limits::MIN_MEMORY_MB);
+        *m = (*m).max(crate::limits::least_memory_mb(member));
     }
     l
 }
@@ -650,7 +651,7 @@ pub fn features() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{Limits, MIN_MEMORY_MB};
+    use crate::limits::{Limits, MIN_MEMBER_MEMORY_MB, MIN_MEMORY_MB};
 
     #[test]
     fn an_update_repeating_a_small_limit_keeps_the_least_vm() {
@@ -659,14 +660,39 @@ mod tests {
             cpu_cap_pct: Some(100),
             ..Limits::default()
         };
-        let l = at_least_the_least_vm(&cpus_only);
+        let l = at_least_the_least(&cpus_only, false);
         assert_eq!(l.memory_mb, Some(MIN_MEMORY_MB));
         assert_eq!(l.cpu_cap_pct, Some(100));
         let big = Limits {
             memory_mb: Some(96),
             ..Limits::default()
         };
-        assert_eq!(at_least_the_least_vm(&big), big);
-        assert_eq!(at_least_the_least_vm(&Limits::default()), Limits::default());
+        assert_eq!(at_least_the_least(&big, false), big);
+        assert_eq!(
+            at_least_the_least(&Limits::default(), false),
+            Limits::default()
+        );
+    }
+
+    #[test]
+    fn a_pod_members_update_keeps_its_small_limit_as_create_does() {
+        let small = Limits {
+            memory_mb: Some(16),
+            ..Limits::default()
+        };
+        // kubelet's 16Mi at create and again at UpdateContainerResources: 16 MiB both times.
+        assert_eq!(crate::limits::oci_memory_mb(16 << 20, true), 16);
+        assert_eq!(at_least_the_least(&small, true), small);
+        let tiny = Limits {
+            memory_mb: Some(1),
+            ..Limits::default()
+        };
+        assert_eq!(
+            at_least_the_least(&tiny, true).memory_mb,
+            Some(MIN_MEMBER_MEMORY_MB)
+        );
+        assert_eq!(crate::limits::oci_memory_mb(1, true), MIN_MEMBER_MEMORY_MB);
+        // A VM's least, for a container of its own.
+        assert_eq!(crate::limits::oci_memory_mb(6 << 20, false), MIN_MEMORY_MB);
     }
 }

@@ -27,7 +27,9 @@ if [ "$failed" -gt 0 ]; then
 fi
 export HX_KERNEL=/usr/local/lib/hx/bzImage HX_INIT=/usr/local/lib/hx/pv-init
 stage fmt cargo fmt --all --check
-stage clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+# --release: the build scripts and proc-macros setup built for the release profile serve
+# clippy too (cold: 142 s against 200 s for the dev profile, 2026-12-08).
+stage clippy cargo clippy --release --workspace --all-targets --locked -- -D warnings
 stage cargo-test cargo test --release --workspace --no-fail-fast
 # lab_args ARRAY NAME...: appends to ARRAY the options a lab boot needs to run checks/NAME.sh,
 # in the order given, with the images and files each of them uses (xen_lab's $layout, $hostile,

@@ -62,12 +62,13 @@ lab_failed() {
     done
 }
 # The Xen lab, in two boots run side by side (one lab keeps about one host core busy; this
-# machine has two): A, the built-in suite, then inside dom0 the nginx acceptance, volumes,
-# control, lifecycle, exec, the xl verbs of xl-misc, checkpoint, xl save/restore, the hostile
-# guest and warm start; B, pods, the xl admin verbs, xen-bindings' dom0 tests, Redis and MariaDB from the compatibility suite,
-# and last (dockerd changes dom0's firewall) docker.io and containerd driving hx-runtime and the
-# shim, then Kubernetes' CRI through containerd and the shim (toolstack/tests/cri.rs's binary,
-# in a network namespace of its own). HX_LAB_ARGS adds options to both, e.g. --no-suite while developing.
+# machine has two): A, the built-in suite, then inside dom0 volumes, control, lifecycle, exec,
+# the xl verbs of xl-misc, checkpoint, xl save/restore, the hostile guest, warm start and the
+# CRI test's PV half; B, the nginx acceptance, pods, the xl admin verbs, xen-bindings' dom0
+# tests, Redis and MariaDB from the compatibility suite, and last (dockerd changes dom0's
+# firewall) docker.io and containerd driving hx-runtime and the shim, then Kubernetes' CRI
+# through containerd and the shim, PVH (toolstack/tests/cri.rs's binary, in a network
+# namespace of its own). HX_LAB_ARGS adds options to both, e.g. --no-suite while developing.
 xen_lab() {
     local layout bindings cri hostile results rc=0 lab
     # CI runs the lab: a missing runner fails the stage instead of skipping it unseen.
@@ -92,11 +93,12 @@ xen_lab() {
         tests/xen-lab/run --extras --prepare-only || { rm -rf "$layout"; return 1; }
     echo "xen-lab: caches ready ($((SECONDS - t0)) s)"
     mkdir -p "$results"
-    # Placed by a local CI of 2026-12-07 21:00 with one CPU online: lab A took 2623 s
-    # (QEMU), B 3078 s, of which the CRI test's PVH half 523 s, its PV half 258 s and
-    # hostile.sh (then in A) 162 s; so ~2720 s each.
-    local scripts_a=(nginx volumes control lifecycle exec xl-misc checkpoint xl-save warm cri-pv)
-    local scripts_b=(pods xl-admin bindings compat hostile docker cri-pvh)
+    # Placed by a local CI of 2026-12-07 21:00 with one CPU online (lab A 2623 s, B 3078 s;
+    # the CRI test's PVH half 523 s, its PV half 258 s, hostile.sh 162 s, nginx.sh 69 s) and
+    # the images loaded on the host since (dom0's loads took A ~45 s, B ~135 s): ~2760 s
+    # each. nginx.sh goes before docker.sh (dockerd changes dom0's firewall).
+    local scripts_a=(volumes control lifecycle exec xl-misc checkpoint xl-save hostile warm cri-pv)
+    local scripts_b=(nginx pods xl-admin bindings compat docker cri-pvh)
     # Each boot takes ~2500-2600 s beside the other here (2026-12-07 15:50); the same
     # machine at a busier hour ran them 1.3-2x slower (lab A ~3400 s at 18:00), so they get
     # 3500 s (the run's default is 3000): with at most ~1870 s before the lab, that is the

@@ -96,7 +96,8 @@ xen_lab() {
     # Placed by a local CI of 2026-12-07 21:00 with one CPU online (lab A 2623 s, B 3078 s;
     # the CRI test's PVH half 523 s, its PV half 258 s, hostile.sh 162 s, nginx.sh 69 s) and
     # the images loaded on the host since (dom0's loads took A ~45 s, B ~135 s): ~2760 s
-    # each. nginx.sh goes before docker.sh (dockerd changes dom0's firewall).
+    # each; a local CI at a slower hour (2026-12-08 01:00) ran A 3178 s, B 3198 s. nginx.sh
+    # goes before docker.sh (dockerd changes dom0's firewall).
     local scripts_a=(volumes control lifecycle exec xl-misc checkpoint xl-save hostile warm cri-pv)
     local scripts_b=(nginx pods xl-admin bindings compat docker cri-pvh)
     # Each boot takes ~2500-2600 s beside the other here (2026-12-07 15:50); the same

@@ -150,28 +150,24 @@ pub fn make(relative: &Path) -> anyhow::Result<Vec<std::ffi::CString>> {
 /// before it (not their parents, which the caller's manager owns, as runc leaves them).
 fn make_in(mounts: &[PathBuf], relative: &Path) -> anyhow::Result<Vec<std::ffi::CString>> {
     use std::os::unix::ffi::OsStrExt;
-    let mut made = Vec::new();
-    let result = (|| {
-        let mut procs = Vec::new();
-        for mount in mounts {
-            let group = mount.join(relative);
-            if !group.is_dir() {
-                std::fs::create_dir_all(&group)
-                    .map_err(|e| anyhow::anyhow!("making {}: {e}", shown(&group)))?;
-                made.push(group.clone());
-            }
-            enable_controllers(mount, relative);
-            let file = group.join("cgroup.procs");
-            procs.push(std::ffi::CString::new(file.as_os_str().as_bytes())?);
+    let mut undo = crate::lifecycle::Undo::new();
+    let mut procs = Vec::new();
+    for mount in mounts {
+        let group = mount.join(relative);
+        if !group.is_dir() {
+            std::fs::create_dir_all(&group)
+                .map_err(|e| anyhow::anyhow!("making {}: {e}", shown(&group)))?;
+            let made = group.clone();
+            undo.push(move || {
+                let _ = std::fs::remove_dir(&made);
+            });
         }
-        Ok(procs)
-    })();
-    if result.is_err() {
-        for group in made.iter().rev() {
-            let _ = std::fs::remove_dir(group);
-        }
+        enable_controllers(mount, relative);
+        let file = group.join("cgroup.procs");
+        procs.push(std::ffi::CString::new(file.as_os_str().as_bytes())?);
     }
-    result
+    undo.commit();
+    Ok(procs)
 }
 
 /// On the unified hierarchy, the counters `docker stats` reads exist in a group only where its
